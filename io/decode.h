@@ -1,0 +1,49 @@
+/* Streaming audio decoder (libavformat + libavcodec + libswresample):
+ * any input FFmpeg reads, delivered in chunks as planar float32 at a requested
+ * rate and channel count. Never holds the whole file. */
+#ifndef SL_DECODE_H
+#define SL_DECODE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct sl_decoder sl_decoder;
+
+typedef struct {
+    char container[64];   /* e.g. "mp3", "mov,mp4,m4a,3gp,3g2,mj2" */
+    char codec[64];       /* e.g. "mp3float", "flac" */
+    int sample_rate;      /* of the source stream */
+    int channels;         /* of the source stream */
+    char channel_layout[64];
+    double duration;      /* seconds, from the container; -1 when unknown */
+    int64_t bit_rate;     /* bits/s, 0 when unknown */
+    int stream_index;
+} sl_audio_info;
+
+/* Opens path and picks its best audio stream. out_rate/out_channels = 0 keep the
+ * source's. Mono is duplicated to every output channel; more channels are
+ * down-mixed (libswresample's matrix). Fails with SL_ENOAUDIO (no audio stream),
+ * SL_EDECODE or an AVERROR, with a message naming the file in sl_lasterr().
+ * *out is owned by the caller; close with sl_decoder_close. */
+int sl_decoder_open(sl_decoder **out, const char *path, int out_rate, int out_channels);
+
+const sl_audio_info *sl_decoder_info(const sl_decoder *d);
+
+/* Reads up to max_frames frames into planar buffers dst[ch][0..max_frames).
+ * Returns the number of frames written (> 0), 0 at end of stream, or a negative
+ * error. Corrupt packets inside an otherwise readable file are skipped and counted
+ * (see sl_decoder_bad_packets); too many of them in a row is an error. */
+long sl_decoder_read(sl_decoder *d, float *const *dst, long max_frames);
+
+/* Number of packets that failed to decode and were skipped so far. */
+long sl_decoder_bad_packets(const sl_decoder *d);
+
+void sl_decoder_close(sl_decoder *d);
+
+/* Convenience: decodes a whole file into newly allocated planar buffers
+ * (*planes[ch], each *n_frames long; free each then the array with free()).
+ * Fails with SL_EEMPTY when no sample decodes. */
+int sl_decode_file(const char *path, int out_rate, int out_channels, float ***planes,
+                   size_t *n_frames, sl_audio_info *info);
+
+#endif

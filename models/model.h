@@ -1,0 +1,60 @@
+/* Model interface seen by the pipeline. Models are graphs of ops from
+ * kernels/ops.h; they never call FFT or BLAS directly. */
+#ifndef SL_MODEL_H
+#define SL_MODEL_H
+
+#include <stddef.h>
+
+#include "../kernels/ops.h"
+#include "../pipeline/config.h"
+
+#define SL_MAX_SOURCES 8
+
+typedef struct {
+    const char *name;      /* "hpss" */
+    int sample_rate;       /* rate the model runs at */
+    int channels;          /* channels it expects (the decoder converts) */
+    int n_sources;
+    const char *sources[SL_MAX_SOURCES]; /* stem names, e.g. "harmonic" */
+    char params[256];      /* human-readable resolved hyper-parameters, for logs and reports */
+} sl_sep_info;
+
+typedef struct sl_sep_model sl_sep_model;
+
+/* Opens separation model `name` with its options (validated here: an unknown or
+ * out-of-range option is SL_ECONFIG with "file:line:col: key 'separation.options.X': ..."
+ * in sl_lasterr()). ctx is the op context it runs on (borrowed, must outlive the model).
+ * Unknown name -> SL_ECONFIG. *out is owned by the caller: sl_sep_close. */
+int sl_sep_open(sl_sep_model **out, const char *name, const char *weights, const sl_cfg_opts *opts,
+                sl_op_ctx *ctx);
+const sl_sep_info *sl_sep_get_info(const sl_sep_model *m);
+/* Separates in[channels][n] (planar, at info.sample_rate) into
+ * out[source][channel][n] (caller-allocated, same length as the input).
+ * Returns 0 or a negative code (e.g. SL_ENOMEM) with sl_lasterr(). */
+int sl_sep_run(sl_sep_model *m, const float *const *in, size_t n, float *const *const *out);
+void sl_sep_close(sl_sep_model *m);
+
+typedef struct {
+    const char *name;   /* "melstats" */
+    int sample_rate;
+    int channels;       /* 1 = the decoder down-mixes to mono */
+    int dim;            /* length of one vector */
+    char params[256];
+} sl_emb_info;
+
+typedef struct sl_emb_model sl_emb_model;
+
+/* Same contract as sl_sep_open. */
+int sl_emb_open(sl_emb_model **out, const char *name, const char *weights, const sl_cfg_opts *opts,
+                sl_op_ctx *ctx);
+const sl_emb_info *sl_emb_get_info(const sl_emb_model *m);
+/* Embeds in[channels][n] into vec[dim] (not normalised; the pipeline normalises
+ * when embedding.normalize is true). Returns 0 or a negative code. */
+int sl_emb_run(sl_emb_model *m, const float *const *in, size_t n, float *vec);
+void sl_emb_close(sl_emb_model *m);
+
+/* Names of the models built in, for --help and errors. */
+extern const char *const sl_sep_model_names[];
+extern const char *const sl_emb_model_names[];
+
+#endif

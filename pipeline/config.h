@@ -1,0 +1,86 @@
+/* Job configuration: parsed from YAML (libyaml) with --set overrides.
+ * Every key, its type, range and default is listed once in config.c and
+ * documented in configs/README.md. */
+#ifndef SL_CONFIG_H
+#define SL_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+/* A model-specific option (separation.options.*, embedding.options.*):
+ * kept as YAML scalar text with its source location so that the model can
+ * validate it and point at the line. */
+typedef struct {
+    char *key;
+    char *value;
+    char *file; /* file name, or "--set" */
+    int line, column;
+} sl_cfg_opt;
+
+typedef struct {
+    sl_cfg_opt *items;
+    size_t n;
+} sl_cfg_opts;
+
+typedef struct {
+    /* input */
+    char **input_paths;
+    size_t n_input_paths;
+    char *input_manifest; /* NULL when unset */
+    char **input_extensions; /* lower-case, without dot */
+    size_t n_input_extensions;
+
+    /* output */
+    char *output_dir;
+    int stems_enabled;          /* output.stems.enabled */
+    char *stems_format;         /* "wav" | "flac" */
+    char *stems_sample_format;  /* "s16" | "s24" | "f32" */
+    char *stems_template;       /* "stems/{track}/{stem}.{ext}" */
+    char *stems_sample_rate;    /* "model" | "source" */
+    char *emb_dtype;            /* output.embeddings.dtype: "float32" | "float16" */
+    int emb_shard_rows;         /* output.embeddings.shard_rows */
+
+    /* separation */
+    char *sep_model;   /* "hpss" | "none" */
+    char *sep_weights; /* NULL when unset */
+    sl_cfg_opts sep_options;
+
+    /* embedding */
+    char *emb_model;   /* "melstats" | "none" */
+    char *emb_weights; /* NULL when unset */
+    int emb_normalize;
+    sl_cfg_opts emb_options;
+
+    /* runtime */
+    char *backend;      /* "auto" | "cpu" | "cuda" */
+    int decode_threads; /* 1..256 */
+    int progress_interval; /* seconds between plain progress lines when not a tty */
+
+    char *source_file; /* the YAML file this came from */
+} sl_config;
+
+/* Fills cfg with every default. Returns 0 or SL_ENOMEM. */
+int sl_cfg_defaults(sl_config *cfg);
+
+/* Loads a YAML job file over the defaults, then applies the "a.b=c" overrides
+ * in order (values read as YAML). On error returns SL_ECONFIG (or SL_EIO) with
+ * sl_lasterr() = "FILE:LINE:COLUMN: key 'a.b': reason" and cfg freed.
+ * cfg is owned by the caller; release it with sl_cfg_free. */
+int sl_cfg_load(sl_config *cfg, const char *path, const char *const *overrides, size_t n_overrides);
+
+/* Loads from a string (for tests); name is used in messages. Same contract as sl_cfg_load. */
+int sl_cfg_load_string(sl_config *cfg, const char *yaml, const char *name,
+                       const char *const *overrides, size_t n_overrides);
+
+void sl_cfg_free(sl_config *cfg);
+
+/* Writes the resolved configuration as YAML (used by --dry-run and in the report).
+ * Returns 0 or a negative errno on write failure. */
+int sl_cfg_dump(const sl_config *cfg, FILE *f);
+
+/* A hash (hex, 16 chars + NUL) of the parts of the config that change a track's outputs
+ * (models, weights, options, stem format/template/rate, embedding dtype/normalize);
+ * not input lists, threads or backend. Used by the ledger to decide what to redo. */
+void sl_cfg_output_hash(const sl_config *cfg, char out[17]);
+
+#endif

@@ -1,0 +1,53 @@
+/* Ledger: one SQLite database (WAL mode) per output folder and shard, one row per
+ * track. It is what makes a run resumable: a track is done only when its row says
+ * so, and that row is written after every output of the track is in place. */
+#ifndef SL_LEDGER_H
+#define SL_LEDGER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct sl_ledger sl_ledger;
+
+typedef enum { SL_TRACK_PENDING = 0, SL_TRACK_DONE = 1, SL_TRACK_FAILED = 2 } sl_track_status;
+
+typedef struct {
+    const char *id;
+    const char *path;
+    int64_t size;
+    int64_t mtime_ns;
+    const char *config_hash;
+    sl_track_status status;
+    const char *error;        /* NULL unless failed */
+    const char *outputs_json; /* JSON array of output paths relative to output.dir */
+    const char *timings_json; /* JSON object, seconds per stage */
+    double duration;          /* seconds of audio, 0 when unknown */
+    const float *vector;      /* embedding of the mix (dim floats, final form), NULL if none */
+    int dim;
+    const char *vector_model; /* e.g. "melstats" */
+} sl_ledger_row;
+
+/* Opens (creating if needed) the ledger at path, WAL mode, busy timeout set, schema
+ * created or checked. Returns 0 or SL_EDB with sl_lasterr(). Owned by caller. */
+int sl_ledger_open(sl_ledger **out, const char *path);
+void sl_ledger_close(sl_ledger *l);
+
+/* 1 when a row for id exists with status done and the same path, size, mtime and
+ * config_hash; 0 when the track must be (re)done; negative on error. */
+int sl_ledger_is_done(sl_ledger *l, const char *id, const char *path, int64_t size, int64_t mtime_ns,
+                      const char *config_hash);
+
+/* Inserts or replaces the row for r->id in one transaction. Thread-safe (the
+ * ledger serialises writers). Returns 0 or SL_EDB. */
+int sl_ledger_put(sl_ledger *l, const sl_ledger_row *r);
+
+/* Calls fn for each done row with a vector, in id order (for shard writing);
+ * the row's pointers are valid only during the call. Stops and returns fn's
+ * value if non-zero. */
+int sl_ledger_each_vector(sl_ledger *l, const char *vector_model,
+                          int (*fn)(void *arg, const sl_ledger_row *r), void *arg);
+
+/* Calls fn for every row in id order (for reports). Same contract. */
+int sl_ledger_each(sl_ledger *l, int (*fn)(void *arg, const sl_ledger_row *r), void *arg);
+
+#endif

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Checks the system packages stemline needs; installs the missing ones with
+# apt-get when run as root, otherwise prints the exact command and fails.
+# Usage: scripts/deps.sh [build|test]   (test also needs numpy and the ffmpeg CLI)
+set -u
+need=()
+have_pc() { pkg-config --exists "$1" 2>/dev/null; }
+command -v cmake >/dev/null || need+=(cmake)
+command -v pkg-config >/dev/null || need+=(pkg-config)
+command -v cc >/dev/null || need+=(build-essential)
+have_pc libavformat || need+=(libavformat-dev)
+have_pc libavcodec || need+=(libavcodec-dev)
+have_pc libswresample || need+=(libswresample-dev)
+have_pc libavutil || need+=(libavutil-dev)
+have_pc yaml-0.1 || need+=(libyaml-dev)
+have_pc sqlite3 || need+=(libsqlite3-dev)
+have_pc fftw3f || need+=(libfftw3-dev)
+have_pc openblas || need+=(libopenblas-dev)
+if [ "${1:-build}" = test ]; then
+  /usr/bin/python3 -c 'import numpy' 2>/dev/null || python3 -c 'import numpy' 2>/dev/null || need+=(python3-numpy)
+  command -v ffmpeg >/dev/null || need+=(ffmpeg)
+  command -v sqlite3 >/dev/null || need+=(sqlite3)
+fi
+[ ${#need[@]} -eq 0 ] && exit 0
+line="apt-get install -y --no-install-recommends ${need[*]}"
+if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+  echo "stemline: installing missing packages: ${need[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >&2 && $line >&2 && exit 0
+  echo "stemline: apt-get failed; run it yourself: sudo apt-get update && sudo $line" >&2
+  exit 1
+fi
+echo "stemline: missing system packages. Install them with:" >&2
+echo "  sudo apt-get update && sudo $line" >&2
+exit 1
