@@ -9,6 +9,11 @@
 
 typedef struct sl_decoder sl_decoder;
 
+/* Routes FFmpeg's own log messages through sl_log (warnings and worse; see
+ * io/README.md) and sets FFmpeg's log level. Idempotent and thread-safe
+ * (pthread_once); sl_decoder_open and sl_encoder_open call it themselves. */
+void sl_io_init(void);
+
 typedef struct {
     char container[64];   /* e.g. "mp3", "mov,mp4,m4a,3gp,3g2,mj2" */
     char codec[64];       /* e.g. "mp3float", "flac" */
@@ -32,11 +37,20 @@ const sl_audio_info *sl_decoder_info(const sl_decoder *d);
 /* Reads up to max_frames frames into planar buffers dst[ch][0..max_frames).
  * Returns the number of frames written (> 0), 0 at end of stream, or a negative
  * error. Corrupt packets inside an otherwise readable file are skipped and counted
- * (see sl_decoder_bad_packets); too many of them in a row is an error. */
+ * (see sl_decoder_bad_packets); too many of them in a row is an error. A stream
+ * that ends without a single decoded frame gives SL_EEMPTY (or SL_EDECODE when
+ * every packet was corrupt) instead of 0. Errors are sticky. */
 long sl_decoder_read(sl_decoder *d, float *const *dst, long max_frames);
 
 /* Number of packets that failed to decode and were skipped so far. */
 long sl_decoder_bad_packets(const sl_decoder *d);
+/* Number of packets of the audio stream read so far (good and bad). */
+long sl_decoder_packets(const sl_decoder *d);
+/* Frames delivered by sl_decoder_read so far. */
+int64_t sl_decoder_frames(const sl_decoder *d);
+/* The output rate and channel count actually used (after 0 = "keep source"). */
+int sl_decoder_out_rate(const sl_decoder *d);
+int sl_decoder_out_channels(const sl_decoder *d);
 
 void sl_decoder_close(sl_decoder *d);
 

@@ -11,6 +11,11 @@
  * Returns 0 or a negated errno / SL_EINVAL with the file named in sl_lasterr(). */
 int sl_npy_write(const char *path, const float *data, size_t rows, size_t cols, const char *dtype);
 
+/* The bytes sl_npy_write would write, in one malloc'd buffer owned by the caller
+ * (for writers that compare with what is on disk first). Returns 0 or SL_EINVAL/SL_ENOMEM. */
+int sl_npy_encode(const float *data, size_t rows, size_t cols, const char *dtype, unsigned char **out,
+                  size_t *len);
+
 /* Reads back a float32 or float16 .npy (for tests and search). *data is malloc'd,
  * owned by the caller. Returns 0 or SL_EFORMAT / negated errno. */
 int sl_npy_read(const char *path, float **data, size_t *rows, size_t *cols);
@@ -19,14 +24,40 @@ int sl_npy_read(const char *path, float **data, size_t *rows, size_t *cols);
 unsigned short sl_f32_to_f16(float f);
 float sl_f16_to_f32(unsigned short h);
 
-/* Writes s as a JSON string literal (quotes and escapes included). */
+/* Writes s as a JSON string literal (quotes and escapes included; control characters
+ * escaped, invalid UTF-8 bytes replaced by U+FFFD, so the output is always valid
+ * JSON). s == NULL writes null. */
 void sl_json_str(FILE *f, const char *s);
 
-/* Writes the whole buffer to path through a temporary file + fsync + rename. */
+/* Writes the whole buffer to path through a temporary file + fsync + rename.
+ * Returns 0 or a negated errno with the path and reason in sl_lasterr(); on failure
+ * the temp file is removed and nothing new is visible under path. */
 int sl_write_file_atomic(const char *path, const void *data, size_t len);
 
-/* mkdir -p for the folder part of path (everything before the last '/'). */
+/* mkdir -p for the folder part of path (everything before the last '/').
+ * Existing folders are fine. Returns 0 or a negated errno (-ENOTDIR when a part is a file). */
 int sl_mkdirs_for(const char *path);
 int sl_mkdirs(const char *dir);
+
+/* Streaming form of sl_write_file_atomic, for writers that produce a file piece by
+ * piece (npy, encoders): bytes go to "<path>.tmp-<pid>-<n>" in the same folder.
+ * open: returns 0 or a negated errno (message names path); *out owned by the caller
+ * until commit or abort. write: 0 or a negated errno (-ENOSPC on a full disk); on
+ * failure the caller calls sl_atomic_abort. commit: fsync, close, rename onto path,
+ * fsync the folder; frees f in every case; on failure the temp file is removed and
+ * nothing appears under path. abort: removes the temp file and frees f (NULL ok). */
+typedef struct sl_atomic_file sl_atomic_file;
+int sl_atomic_open(sl_atomic_file **out, const char *path);
+int sl_atomic_write(sl_atomic_file *f, const void *data, size_t len);
+int sl_atomic_commit(sl_atomic_file *f);
+void sl_atomic_abort(sl_atomic_file *f);
+
+/* Fault injection for tests: after nbytes more bytes in total have been written
+ * through sl_atomic_write, every write fails with ENOSPC (-1 turns it off). The
+ * environment variable SL_FAULT_ENOSPC_AFTER=N does the same for a whole process.
+ * Other writers call sl_io_fault_allow(want) before writing: it returns how many
+ * of the want bytes may be written (0 = fail with ENOSPC). */
+void sl_io_fault_enospc_after(long long nbytes);
+size_t sl_io_fault_allow(size_t want);
 
 #endif

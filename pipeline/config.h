@@ -83,4 +83,21 @@ int sl_cfg_dump(const sl_config *cfg, FILE *f);
  * not input lists, threads or backend. Used by the ledger to decide what to redo. */
 void sl_cfg_output_hash(const sl_config *cfg, char out[17]);
 
+/* One entry of the key table, for --help and documentation checks.
+ * All strings are static. */
+typedef struct {
+    const char *name;    /* dotted key, e.g. "runtime.decode_threads" */
+    const char *type;    /* "string", "string or null", "int", "bool", "enum", "list of strings", "mapping" */
+    const char *def;     /* default as text (lists: space-separated); NULL when null/empty */
+    const char *choices; /* enum values separated by '|', else NULL */
+    long long min, max;  /* int range */
+    const char *doc;     /* one line */
+} sl_cfg_keyinfo;
+
+/* Describes key i of the table (0, 1, ...). Returns 0, or SL_EINVAL past the last key. */
+int sl_cfg_key_info(size_t i, sl_cfg_keyinfo *info);
+
+/* Prints every key with its type, default and one-line doc (for `stemline run --help`). */
+void sl_cfg_print_keys(FILE *f);
+
 #endif

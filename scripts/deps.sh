@@ -20,6 +20,7 @@ if [ "${1:-build}" = test ]; then
   /usr/bin/python3 -c 'import numpy' 2>/dev/null || python3 -c 'import numpy' 2>/dev/null || need+=(python3-numpy)
   command -v ffmpeg >/dev/null || need+=(ffmpeg)
   command -v sqlite3 >/dev/null || need+=(sqlite3)
+  command -v bc >/dev/null || need+=(bc)
 fi
 [ ${#need[@]} -eq 0 ] && exit 0
 line="apt-get install -y --no-install-recommends ${need[*]}"

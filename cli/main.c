@@ -1,0 +1,251 @@
+/* stemline command line: dispatches subcommands. Only main() decides the exit status. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../common/sl_error.h"
+#include "../common/sl_log.h"
+#include "../io/decode.h"
+#include "../models/model.h"
+#include "../pipeline/config.h"
+#include "../pipeline/runner.h"
+#include "commands.h"
+
+static const char main_help[] =
+    "usage: stemline <command> [options]\n"
+    "\n"
+    "stemline turns a music catalog into stems (source separation) and vector\n"
+    "shards (embeddings) from one YAML job, on the GPU when there is one.\n"
+    "\n"
+    "commands:\n"
+    "  run JOB.yaml     process every track of a job (resumable: run it again to\n"
+    "                   finish an interrupted job; done tracks are skipped)\n"
+    "  inspect FILE...  show what decoding sees in audio files\n"
+    "  models           list the built-in models\n"
+    "\n"
+    "options:\n"
+    "  --version        print the version and exit\n"
+    "  -h, --help       this help; `stemline COMMAND --help` for a command\n"
+    "\n"
+    "exit status: 0 ok, 1 fatal error, 2 usage or configuration error,\n"
+    "3 finished but some tracks failed (see report.json), 4 interrupted (resumable).\n"
+    "Job keys and their defaults: configs/README.md.\n";
+
+static const char run_help[] =
+    "usage: stemline run JOB.yaml [options]\n"
+    "\n"
+    "Runs the job described by JOB.yaml: scans the inputs, decodes every track,\n"
+    "separates it into stems, embeds it, and writes stems, vector shards, a ledger\n"
+    "(ledger.sqlite) and report.json into output.dir. Tracks already done with the\n"
+    "same input file and the same output-affecting settings are skipped, so an\n"
+    "interrupted run is resumed by running the same command again.\n"
+    "\n"
+    "options:\n"
+    "  --set KEY=VALUE   override a job key; VALUE is read as YAML, e.g.\n"
+    "                    --set output.dir=/scratch/out\n"
+    "                    --set 'input.paths=[/data/a, /data/b]'\n"
+    "                    --set separation.options.kernel_harmonic=17\n"
+    "                    (repeatable; applied in order after the file)\n"
+    "  --shard I/N       process only shard I (0-based) of N: a deterministic,\n"
+    "                    disjoint partition of the sorted catalog; each shard\n"
+    "                    writes its own ledger, report and vector shards\n"
+    "  --backend B       auto (GPU when usable, else CPU), cpu, or cuda\n"
+    "                    (same as --set runtime.backend=B)\n"
+    "  --dry-run         print the resolved configuration and the tracks that\n"
+    "                    would be processed (todo/done), then exit; writes nothing\n"
+    "  --quiet           print only errors (no progress, no summary)\n"
+    "  --progress        force progress output even when stderr is not a terminal\n"
+    "  -v, --verbose     debug logging\n"
+    "  -h, --help        this help\n"
+    "\n"
+    "exit status:\n"
+    "  0  every track ok (or already done)\n"
+    "  1  fatal: the job could not run (output folder not writable, no GPU for\n"
+    "     --backend cuda, ledger unusable, ...)\n"
+    "  2  usage or configuration error; nothing was processed. Config errors\n"
+    "     name FILE:LINE:COLUMN and the key.\n"
+    "  3  finished, but some tracks failed; report.json lists them with reasons\n"
+    "  4  interrupted by SIGINT/SIGTERM; run the same command again to resume\n";
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    sl_run_request_stop();
+}
+
+static int parse_shard(const char *s, int *idx, int *cnt)
+{
+    char *end;
+    long i = strtol(s, &end, 10);
+    if (end == s || *end != '/')
+        return -1;
+    const char *p = end + 1;
+    long n = strtol(p, &end, 10);
+    if (end == p || *end || n < 1 || n > 1000000 || i < 0 || i >= n)
+        return -1;
+    *idx = (int)i;
+    *cnt = (int)n;
+    return 0;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+    const char *job = NULL;
+    const char **sets = calloc((size_t)argc + 1, sizeof *sets);
+    char *backend_set = NULL;
+    size_t n_sets = 0;
+    sl_run_opts o = {.shard_index = 0, .shard_count = 1, .progress = -1};
+    int status = SL_EXIT_USAGE;
+    if (!sets)
+        return SL_EXIT_FATAL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(run_help, stdout);
+            free(sets);
+            return 0;
+        } else if (!strcmp(a, "--set") || !strncmp(a, "--set=", 6)) {
+            const char *v = a[5] == '=' ? a + 6 : (i + 1 < argc ? argv[++i] : NULL);
+            if (!v || !strchr(v, '=')) {
+                fprintf(stderr, "stemline run: --set needs KEY=VALUE\n");
+                goto out;
+            }
+            sets[n_sets++] = v;
+        } else if (!strcmp(a, "--shard") || !strncmp(a, "--shard=", 8)) {
+            const char *v = a[7] == '=' ? a + 8 : (i + 1 < argc ? argv[++i] : NULL);
+            if (!v || parse_shard(v, &o.shard_index, &o.shard_count)) {
+                fprintf(stderr, "stemline run: --shard needs I/N with 0 <= I < N, e.g. --shard 3/16\n");
+                goto out;
+            }
+        } else if (!strcmp(a, "--backend") || !strncmp(a, "--backend=", 10)) {
+            const char *v = a[9] == '=' ? a + 10 : (i + 1 < argc ? argv[++i] : NULL);
+            if (!v) {
+                fprintf(stderr, "stemline run: --backend needs auto, cpu or cuda\n");
+                goto out;
+            }
+            free(backend_set);
+            backend_set = malloc(strlen(v) + 20);
+            if (!backend_set)
+                goto out;
+            sprintf(backend_set, "runtime.backend=%s", v);
+        } else if (!strcmp(a, "--dry-run")) {
+            o.dry_run = 1;
+        } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
+            o.quiet = 1;
+        } else if (!strcmp(a, "--progress")) {
+            o.progress = 1;
+        } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
+            sl_log_set_level(SL_LOG_DEBUG);
+        } else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "stemline run: unknown option '%s' (see stemline run --help)\n", a);
+            goto out;
+        } else if (!job) {
+            job = a;
+        } else {
+            fprintf(stderr, "stemline run: one job file only ('%s' and '%s')\n", job, a);
+            goto out;
+        }
+    }
+    if (!job) {
+        fprintf(stderr, "stemline run: missing JOB.yaml (see stemline run --help)\n");
+        goto out;
+    }
+    if (backend_set)
+        sets[n_sets++] = backend_set;
+    if (o.quiet)
+        sl_log_set_level(SL_LOG_ERROR);
+
+    sl_config cfg;
+    int rc = sl_cfg_load(&cfg, job, sets, n_sets);
+    if (rc) {
+        char m[1024];
+        fprintf(stderr, "stemline: error: %s\n", sl_errmsg(rc, m, sizeof m));
+        status = rc == SL_ECONFIG ? SL_EXIT_USAGE : (rc == SL_ENOMEM ? SL_EXIT_FATAL : SL_EXIT_USAGE);
+        goto out;
+    }
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    status = sl_run(&cfg, &o);
+    sl_cfg_free(&cfg);
+out:
+    free(backend_set);
+    free(sets);
+    return status;
+}
+
+static int cmd_models(int argc, char **argv)
+{
+    if (argc > 1 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
+        fputs("usage: stemline models\n\nLists the built-in models with their rates, sources and\n"
+              "default hyper-parameters. Models with no weights need no download.\n",
+              stdout);
+        return 0;
+    }
+    sl_op_ctx *ctx = NULL;
+    int rc = sl_op_ctx_open(&ctx, "cpu");
+    if (rc)
+        return SL_EXIT_FATAL;
+    sl_cfg_opts none = {0};
+    printf("separation models:\n");
+    for (int i = 0; sl_sep_model_names[i]; i++) {
+        sl_sep_model *m = NULL;
+        if (sl_sep_open(&m, sl_sep_model_names[i], NULL, &none, ctx)) {
+            printf("  %-10s (needs weights)\n", sl_sep_model_names[i]);
+            continue;
+        }
+        const sl_sep_info *in = sl_sep_get_info(m);
+        printf("  %-10s %d Hz, %d ch, sources:", in->name, in->sample_rate, in->channels);
+        for (int s = 0; s < in->n_sources; s++)
+            printf(" %s", in->sources[s]);
+        printf("\n             %s\n", in->params);
+        sl_sep_close(m);
+    }
+    printf("embedding models:\n");
+    for (int i = 0; sl_emb_model_names[i]; i++) {
+        sl_emb_model *m = NULL;
+        if (sl_emb_open(&m, sl_emb_model_names[i], NULL, &none, ctx)) {
+            printf("  %-10s (needs weights)\n", sl_emb_model_names[i]);
+            continue;
+        }
+        const sl_emb_info *in = sl_emb_get_info(m);
+        printf("  %-10s %d Hz, %d ch, dim %d\n             %s\n", in->name, in->sample_rate, in->channels,
+               in->dim, in->params);
+        sl_emb_close(m);
+    }
+    sl_op_ctx_close(ctx);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    sl_io_init();
+    if (argc < 2) {
+        fputs(main_help, stderr);
+        return SL_EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
+        printf("stemline %s\n", SL_VERSION);
+        return 0;
+    }
+    if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
+        fputs(main_help, stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "run"))
+        return cmd_run(argc - 1, argv + 1);
+    if (!strcmp(cmd, "inspect"))
+        return sl_cmd_inspect(argc - 1, argv + 1);
+    if (!strcmp(cmd, "models"))
+        return cmd_models(argc - 1, argv + 1);
+    fprintf(stderr, "stemline: unknown command '%s'\n\n%s", cmd, main_help);
+    return SL_EXIT_USAGE;
+}

@@ -1,0 +1,50 @@
+/* Private interface between kernels/ops.c (argument checks, dispatch) and the
+ * backends. Arguments reaching a backend function are already validated.
+ * A NULL op pointer means the backend does not implement that op. */
+#ifndef SL_KERNELS_BACKEND_H
+#define SL_KERNELS_BACKEND_H
+
+#include "ops.h"
+
+typedef struct sl_op_backend {
+    const char *name;
+    int (*init)(sl_op_ctx *ctx);   /* fills ctx->device and ctx->state */
+    void (*fini)(sl_op_ctx *ctx);
+    int (*alloc)(sl_op_ctx *ctx, void **ptr, size_t bytes);
+    void (*free_)(sl_op_ctx *ctx, void *ptr);
+    int (*upload)(sl_op_ctx *ctx, void *dst, const void *src, size_t bytes);
+    int (*download)(sl_op_ctx *ctx, void *dst, const void *src, size_t bytes);
+    int (*sync)(sl_op_ctx *ctx);
+
+    int (*frame)(sl_op_ctx *ctx, const sl_stft_cfg *c, const float *x, size_t batch, size_t len,
+                 const float *window, float *frames);
+    int (*rfft)(sl_op_ctx *ctx, int n_fft, size_t count, const float *in, float *out, float scale);
+    int (*irfft)(sl_op_ctx *ctx, int n_fft, size_t count, const float *in, float *out, float scale);
+    int (*magnitude)(sl_op_ctx *ctx, size_t n, const float *cplx, float *out);
+    int (*power)(sl_op_ctx *ctx, size_t n, const float *cplx, float *out);
+    int (*median_time)(sl_op_ctx *ctx, size_t batch, size_t n_frames, size_t n_bins, int kernel,
+                       const float *in, float *out);
+    int (*median_freq)(sl_op_ctx *ctx, size_t batch, size_t n_frames, size_t n_bins, int kernel,
+                       const float *in, float *out);
+    int (*hpss_masks)(sl_op_ctx *ctx, size_t n, const float *harm, const float *perc, float power,
+                      float margin_h, float margin_p, float *mask_h, float *mask_p);
+    int (*apply_mask)(sl_op_ctx *ctx, size_t n, const float *cplx, const float *mask, float *out);
+    int (*overlap_add)(sl_op_ctx *ctx, const sl_stft_cfg *c, size_t batch, size_t n_frames,
+                       const float *frames, const float *window, size_t length, float *out);
+    int (*mel)(sl_op_ctx *ctx, size_t count, int n_bins, int n_mels, const float *fb,
+               const float *spec, float *mel);
+    int (*log_db)(sl_op_ctx *ctx, size_t batch, size_t n, const float *in, float amin, float top_db,
+                  float *out);
+    int (*stats_pool)(sl_op_ctx *ctx, size_t batch, size_t n_frames, size_t n_feat, const float *in,
+                      float *out);
+} sl_op_backend;
+
+struct sl_op_ctx {
+    const sl_op_backend *be;
+    char device[192];
+    void *state; /* backend-private */
+};
+
+extern const sl_op_backend sl_cpu_backend;
+
+#endif

@@ -1,0 +1,68 @@
+/* CPU backend: host memory and the op table. */
+#include <fftw3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../common/sl_error.h"
+#include "cpu_ops.h"
+
+static int cpu_init(sl_op_ctx *ctx)
+{
+    /* fftwf_version is "fftw-3.3.10-sse2-avx"; keep the version part only. */
+    char ver[48];
+    snprintf(ver, sizeof ver, "%s", fftwf_version);
+    char *dash = strchr(ver + 5, '-');
+    if (dash)
+        *dash = 0;
+    snprintf(ctx->device, sizeof ctx->device, "CPU (1 thread per context, %s)", ver);
+    return 0;
+}
+
+static int cpu_alloc(sl_op_ctx *ctx, void **ptr, size_t bytes)
+{
+    (void)ctx;
+    /* 64-byte alignment keeps FFTW's SIMD paths and cache lines happy. */
+    size_t rounded = (bytes + 63) & ~(size_t)63;
+    void *p = aligned_alloc(64, rounded);
+    if (!p)
+        return sl_seterr(SL_ENOMEM, "cpu backend: cannot allocate %zu bytes", bytes);
+    *ptr = p;
+    return 0;
+}
+
+static void cpu_free(sl_op_ctx *ctx, void *ptr)
+{
+    (void)ctx;
+    free(ptr);
+}
+
+static int cpu_copy(sl_op_ctx *ctx, void *dst, const void *src, size_t bytes)
+{
+    (void)ctx;
+    if (dst != src)
+        memmove(dst, src, bytes);
+    return 0;
+}
+
+const sl_op_backend sl_cpu_backend = {
+    .name = "cpu",
+    .init = cpu_init,
+    .alloc = cpu_alloc,
+    .free_ = cpu_free,
+    .upload = cpu_copy,
+    .download = cpu_copy,
+    .frame = sl_cpu_frame,
+    .rfft = sl_cpu_rfft,
+    .irfft = sl_cpu_irfft,
+    .magnitude = sl_cpu_magnitude,
+    .power = sl_cpu_power,
+    .median_time = sl_cpu_median_time,
+    .median_freq = sl_cpu_median_freq,
+    .hpss_masks = sl_cpu_hpss_masks,
+    .apply_mask = sl_cpu_apply_mask,
+    .overlap_add = sl_cpu_overlap_add,
+    .mel = sl_cpu_mel,
+    .log_db = sl_cpu_log_db,
+    .stats_pool = sl_cpu_stats_pool,
+};

@@ -1,0 +1,32 @@
+/* CPU reference backend: prototypes of the op implementations (arguments are
+ * validated by kernels/ops.c before they get here). */
+#ifndef SL_CPU_OPS_H
+#define SL_CPU_OPS_H
+
+#include "../backend.h"
+
+int sl_cpu_frame(sl_op_ctx *ctx, const sl_stft_cfg *c, const float *x, size_t batch, size_t len,
+                 const float *window, float *frames);
+int sl_cpu_rfft(sl_op_ctx *ctx, int n_fft, size_t count, const float *in, float *out, float scale);
+int sl_cpu_irfft(sl_op_ctx *ctx, int n_fft, size_t count, const float *in, float *out, float scale);
+int sl_cpu_overlap_add(sl_op_ctx *ctx, const sl_stft_cfg *c, size_t batch, size_t n_frames,
+                       const float *frames, const float *window, size_t length, float *out);
+
+int sl_cpu_magnitude(sl_op_ctx *ctx, size_t n, const float *cplx, float *out);
+int sl_cpu_power(sl_op_ctx *ctx, size_t n, const float *cplx, float *out);
+int sl_cpu_median_time(sl_op_ctx *ctx, size_t batch, size_t n_frames, size_t n_bins, int kernel,
+                       const float *in, float *out);
+int sl_cpu_median_freq(sl_op_ctx *ctx, size_t batch, size_t n_frames, size_t n_bins, int kernel,
+                       const float *in, float *out);
+int sl_cpu_hpss_masks(sl_op_ctx *ctx, size_t n, const float *harm, const float *perc, float power,
+                      float margin_h, float margin_p, float *mask_h, float *mask_p);
+int sl_cpu_apply_mask(sl_op_ctx *ctx, size_t n, const float *cplx, const float *mask, float *out);
+
+int sl_cpu_mel(sl_op_ctx *ctx, size_t count, int n_bins, int n_mels, const float *fb,
+               const float *spec, float *mel);
+int sl_cpu_log_db(sl_op_ctx *ctx, size_t batch, size_t n, const float *in, float amin, float top_db,
+                  float *out);
+int sl_cpu_stats_pool(sl_op_ctx *ctx, size_t batch, size_t n_frames, size_t n_feat, const float *in,
+                      float *out);
+
+#endif

@@ -1,0 +1,157 @@
+/* The op layer: every DSP operation the models use, declared once here and
+ * implemented per backend (kernels/cpu/ = reference, kernels/cuda/ = GPU).
+ *
+ * Memory model. Every data pointer passed to an op lives in the memory of the
+ * context's backend ("backend memory"): host memory for the CPU backend, device
+ * memory for CUDA. Models obtain it with sl_op_alloc and move host data with
+ * sl_op_upload / sl_op_download, so the same model code runs on both.
+ * Layouts are batch-major and C-ordered; complex numbers are interleaved
+ * (re, im) float pairs. Ops are asynchronous with respect to the host on
+ * backends that can be (CUDA: ordered on the context's stream);
+ * sl_op_download and sl_op_sync wait. The exact numerical semantics are in
+ * kernels/README.md.
+ *
+ * A context is used by one thread at a time; several contexts may run in
+ * parallel threads. */
+#ifndef SL_OPS_H
+#define SL_OPS_H
+
+#include <stddef.h>
+
+typedef struct sl_op_ctx sl_op_ctx;
+
+/* Every op, for capability queries and the parity test. */
+typedef enum {
+    SL_OP_FRAME = 0,    /* centre padding + framing + window */
+    SL_OP_RFFT,         /* batched real-to-complex FFT */
+    SL_OP_IRFFT,        /* batched complex-to-real inverse FFT */
+    SL_OP_MAGNITUDE,    /* |z| */
+    SL_OP_POWER,        /* |z|^2 */
+    SL_OP_MEDIAN_TIME,  /* median filter along frames (hpss harmonic) */
+    SL_OP_MEDIAN_FREQ,  /* median filter along bins (hpss percussive) */
+    SL_OP_HPSS_MASKS,   /* librosa softmask pair with margins */
+    SL_OP_APPLY_MASK,   /* complex spectrum * real mask */
+    SL_OP_OVERLAP_ADD,  /* iSTFT tail: window, overlap-add, envelope division, trim */
+    SL_OP_MEL,          /* mel filterbank application */
+    SL_OP_LOG_DB,       /* 10*log10(max(amin, x)) [- top_db clamp] */
+    SL_OP_STATS_POOL,   /* mean/std over time and of the first difference */
+    SL_OP_COUNT
+} sl_op_id;
+
+typedef enum { SL_PAD_REFLECT = 0, SL_PAD_CONSTANT = 1 } sl_pad_mode;
+
+/* STFT geometry with torch.stft / torch.istft semantics (see README.md). */
+typedef struct {
+    int n_fft;        /* FFT size, 2..65536 */
+    int hop;          /* hop length, 1..n_fft */
+    int center;       /* 1: pad n_fft/2 on both sides (torch center=True) */
+    sl_pad_mode pad;  /* padding used when center */
+    int normalized;   /* 1: forward and inverse scaled by n_fft^-1/2 (torch normalized=True) */
+} sl_stft_cfg;
+
+/* ---- context ---- */
+
+/* Opens a context on backend "auto" | "cpu" | "cuda". "auto" takes CUDA only
+ * when a device is usable AND the CUDA backend implements every op, else the CPU
+ * (an info log says why). "cuda" without a usable device -> SL_ENODEVICE; an
+ * unknown name -> SL_EINVAL; both with sl_lasterr(). *out is owned by the caller
+ * (sl_op_ctx_close). */
+int sl_op_ctx_open(sl_op_ctx **out, const char *backend);
+/* Frees the context and its scratch; NULL is allowed. */
+void sl_op_ctx_close(sl_op_ctx *ctx);
+/* "cpu" or "cuda"; static string, never NULL. */
+const char *sl_op_ctx_backend(const sl_op_ctx *ctx);
+/* Human-readable device, e.g. "CPU (1 thread, fftw-3.3.10)"; owned by ctx, never NULL. */
+const char *sl_op_ctx_device(const sl_op_ctx *ctx);
+/* 1 when the backend of ctx implements op, 0 otherwise (never fails). */
+int sl_op_supported(const sl_op_ctx *ctx, sl_op_id op);
+/* Static name of op ("frame", "rfft", ...), "?" when out of range. */
+const char *sl_op_name(sl_op_id op);
+/* Returns 0 when every op in ops[0..n) is supported, else SL_EUNSUPPORTED naming
+ * the first missing one and the backend in sl_lasterr() (who = caller, for the message). */
+int sl_op_require(const sl_op_ctx *ctx, const sl_op_id *ops, size_t n, const char *who);
+
+/* ---- backend memory ---- */
+
+/* Allocates bytes of backend memory (64-byte aligned, uninitialised) into *ptr.
+ * Returns 0, SL_ENOMEM or SL_EUNSUPPORTED. Owned by the caller: sl_op_free. */
+int sl_op_alloc(sl_op_ctx *ctx, void **ptr, size_t bytes);
+/* Frees memory from sl_op_alloc of the same ctx; NULL is allowed. */
+void sl_op_free(sl_op_ctx *ctx, void *ptr);
+/* Host -> backend copy of bytes. Returns 0 or SL_EDEVICE / SL_EUNSUPPORTED. No ownership change. */
+int sl_op_upload(sl_op_ctx *ctx, void *dst, const void *host_src, size_t bytes);
+/* Backend -> host copy; waits for pending ops. Returns 0 or a negative code. */
+int sl_op_download(sl_op_ctx *ctx, void *host_dst, const void *src, size_t bytes);
+/* Waits for every op queued on ctx. Returns 0 or the first asynchronous error. */
+int sl_op_sync(sl_op_ctx *ctx);
+
+/* ---- geometry helpers (host, no ctx) ---- */
+
+/* Number of STFT frames for a signal of len samples: center ? 1 + len/hop (n_fft even;
+ * in general 1 + (len + 2*(n_fft/2) - n_fft)/hop) : 1 + (len - n_fft)/hop.
+ * Returns 0 when no frame fits (len < n_fft without centre, or len == 0). */
+size_t sl_stft_n_frames(const sl_stft_cfg *c, size_t len);
+/* Checks c (ranges above) and that a signal of len samples can be framed
+ * (reflect padding needs n_fft/2 < len, as torch). Returns 0 or SL_EINVAL with sl_lasterr(). */
+int sl_stft_check(const sl_stft_cfg *c, size_t len);
+/* Fills w[0..n_fft) with a periodic Hann window of win_length (1..n_fft) samples,
+ * zero-padded symmetrically to n_fft (torch.hann_window + istft/stft padding;
+ * left pad = (n_fft - win_length)/2). Host memory, owned by the caller. Returns 0 or SL_EINVAL. */
+int sl_window_hann(float *w, int n_fft, int win_length);
+/* Fills fb[n_mels][n_fft/2+1] (host, caller-owned) with librosa.filters.mel(sr, n_fft,
+ * n_mels, fmin, fmax, htk=False, norm='slaney'), computed in double. fmax <= 0 means sr/2.
+ * Returns 0 or SL_EINVAL (bad ranges). */
+int sl_mel_filterbank(float *fb, int sr, int n_fft, int n_mels, double fmin, double fmax);
+
+/* ---- ops (all pointers: backend memory, caller-owned; 0 or a negative code) ---- */
+
+/* x[batch][len] -> frames[batch][n_frames][n_fft], frame m = padded[m*hop .. m*hop+n_fft) * window,
+ * window[n_fft]. n_frames = sl_stft_n_frames(c, len). SL_EINVAL when sl_stft_check fails. */
+int sl_op_frame(sl_op_ctx *ctx, const sl_stft_cfg *c, const float *x, size_t batch, size_t len,
+                const float *window, float *frames);
+/* in[count][n_fft] real -> out[count][n_fft/2+1] complex, unnormalised forward DFT times scale
+ * (1 or n_fft^-1/2). in and out must not overlap. SL_EINVAL / SL_ENOMEM. */
+int sl_op_rfft(sl_op_ctx *ctx, int n_fft, size_t count, const float *in, float *out, float scale);
+/* in[count][n_fft/2+1] complex -> out[count][n_fft] real, unnormalised inverse DFT times scale
+ * (1/n_fft for torch backward, n_fft^-1/2 for normalized). Imaginary parts of the DC and
+ * (even n_fft) Nyquist bins are ignored, as irfft does. in is preserved. SL_EINVAL / SL_ENOMEM. */
+int sl_op_irfft(sl_op_ctx *ctx, int n_fft, size_t count, const float *in, float *out, float scale);
+/* cplx[n] complex -> out[n] = |z| (hypot). out may not alias cplx. */
+int sl_op_magnitude(sl_op_ctx *ctx, size_t n, const float *cplx, float *out);
+/* cplx[n] complex -> out[n] = re^2 + im^2. */
+int sl_op_power(sl_op_ctx *ctx, size_t n, const float *cplx, float *out);
+/* in[batch][n_frames][n_bins] -> out (same shape, no aliasing): median over kernel (odd, >= 1)
+ * consecutive frames centred on each frame, edges extended by scipy.ndimage 'reflect'
+ * (d c b a | a b c d | d c b a, repeated as needed). SL_EINVAL on even kernel. */
+int sl_op_median_time(sl_op_ctx *ctx, size_t batch, size_t n_frames, size_t n_bins, int kernel,
+                      const float *in, float *out);
+/* Same along bins (the last axis). */
+int sl_op_median_freq(sl_op_ctx *ctx, size_t batch, size_t n_frames, size_t n_bins, int kernel,
+                      const float *in, float *out);
+/* harm[n], perc[n] (non-negative) -> mask_h = softmask(harm, margin_h*perc, power),
+ * mask_p = softmask(perc, margin_p*harm, power) with librosa.util.softmask semantics;
+ * split_zeros (0.5 where both vanish) only when both margins are 1. power > 0 finite,
+ * margins >= 1. The masks may alias harm / perc respectively. */
+int sl_op_hpss_masks(sl_op_ctx *ctx, size_t n, const float *harm, const float *perc, float power,
+                     float margin_h, float margin_p, float *mask_h, float *mask_p);
+/* out[n] complex = cplx[n] * mask[n]; out may alias cplx. */
+int sl_op_apply_mask(sl_op_ctx *ctx, size_t n, const float *cplx, const float *mask, float *out);
+/* frames[batch][n_frames][n_fft] (already inverse-transformed) -> out[batch][length]:
+ * multiply by window[n_fft], overlap-add with hop, divide by the overlap-added window^2,
+ * drop n_fft/2 samples at the start when centre, keep length samples (zeros past the
+ * last frame). SL_ENUMERIC when the envelope over the kept span is < 1e-11 (NOLA). */
+int sl_op_overlap_add(sl_op_ctx *ctx, const sl_stft_cfg *c, size_t batch, size_t n_frames,
+                      const float *frames, const float *window, size_t length, float *out);
+/* spec[count][n_bins] x fb[n_mels][n_bins] -> mel[count][n_mels]. */
+int sl_op_mel(sl_op_ctx *ctx, size_t count, int n_bins, int n_mels, const float *fb,
+              const float *spec, float *mel);
+/* in[batch][n] -> out = 10*log10(max(amin, in)) (ref 1.0); when top_db > 0 each batch item
+ * is clamped below at its max - top_db (librosa.power_to_db). out may alias in. amin > 0. */
+int sl_op_log_db(sl_op_ctx *ctx, size_t batch, size_t n, const float *in, float amin, float top_db,
+                 float *out);
+/* in[batch][n_frames][n_feat] -> out[batch][4*n_feat] = [mean_t, std_t, mean_t(diff), std_t(diff)]
+ * (population std; diff = x[t+1]-x[t]; zeros for the diff part when n_frames == 1). n_frames >= 1. */
+int sl_op_stats_pool(sl_op_ctx *ctx, size_t batch, size_t n_frames, size_t n_feat, const float *in,
+                     float *out);
+
+#endif

@@ -1,0 +1,417 @@
+/* Ledger on SQLite.
+ *
+ * Durability: journal_mode=WAL with synchronous=FULL. WAL+NORMAL already keeps a
+ * committed row through kill -9 of the process (the WAL is in the OS page cache),
+ * but not through a power cut or kernel panic, which could lose the last "done"
+ * rows while their output files (fsync'd by the atomic writers) are on disk.
+ * Redoing them is merely wasted work, yet FULL costs one fsync of the WAL per
+ * track, which is nothing next to seconds of audio processing per track, so we
+ * take the stronger guarantee.
+ *
+ * Threads: one connection, opened FULLMUTEX, plus our own recursive mutex around
+ * every call, because cached statements and sqlite3_errmsg() are per connection
+ * and must not be shared mid-use; recursive so that an each() callback may call
+ * put() or is_done() on the same ledger.
+ *
+ * WAL needs shared memory between the processes using the file, so a ledger must
+ * not be shared across machines; each shard of a job writes its own ledger. */
+#include "pipeline/ledger.h"
+
+#include "common/sl_error.h"
+#include "io/npy.h"
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define SL_LEDGER_SCHEMA 1
+
+struct sl_ledger {
+    sqlite3 *db;
+    char *path;
+    pthread_mutex_t mu;
+    sqlite3_stmt *st_put;
+    sqlite3_stmt *st_done;
+};
+
+static int db_err(sl_ledger *l, const char *what)
+{
+    return sl_seterr(SL_EDB, "ledger %s: %s: %s", l->path, what, sqlite3_errmsg(l->db));
+}
+
+static int exec(sl_ledger *l, const char *sql)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(l->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        int rc = sl_seterr(SL_EDB, "ledger %s: %s", l->path, msg ? msg : sqlite3_errmsg(l->db));
+        sqlite3_free(msg);
+        return rc;
+    }
+    return 0;
+}
+
+static int query_int(sl_ledger *l, const char *sql, long long *v)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(l->db, sql, -1, &st, NULL) != SQLITE_OK)
+        return db_err(l, sql);
+    int r = sqlite3_step(st);
+    if (r == SQLITE_ROW) {
+        *v = sqlite3_column_int64(st, 0);
+    } else if (r != SQLITE_DONE) {
+        int rc = db_err(l, sql);
+        sqlite3_finalize(st);
+        return rc;
+    }
+    sqlite3_finalize(st);
+    return 0;
+}
+
+/* Text result of a one-row query (journal_mode answers with text). */
+static int query_text(sl_ledger *l, const char *sql, char *out, size_t cap)
+{
+    sqlite3_stmt *st;
+    out[0] = 0;
+    if (sqlite3_prepare_v2(l->db, sql, -1, &st, NULL) != SQLITE_OK)
+        return db_err(l, sql);
+    int r = sqlite3_step(st);
+    if (r == SQLITE_ROW) {
+        const unsigned char *t = sqlite3_column_text(st, 0);
+        snprintf(out, cap, "%s", t ? (const char *)t : "");
+    } else if (r != SQLITE_DONE) {
+        int rc = db_err(l, sql);
+        sqlite3_finalize(st);
+        return rc;
+    }
+    sqlite3_finalize(st);
+    return 0;
+}
+
+static const char *const SCHEMA =
+    "CREATE TABLE IF NOT EXISTS tracks ("
+    " id TEXT PRIMARY KEY COLLATE BINARY," /* BINARY = memcmp = strcmp order */
+    " path TEXT NOT NULL,"
+    " size INTEGER NOT NULL,"
+    " mtime_ns INTEGER NOT NULL,"
+    " config_hash TEXT NOT NULL,"
+    " status TEXT NOT NULL CHECK (status IN ('pending','done','failed')),"
+    " error TEXT,"
+    " outputs TEXT,"
+    " timings TEXT,"
+    " duration REAL,"
+    " vector BLOB,"
+    " dim INTEGER,"
+    " vector_model TEXT,"
+    " updated_at TEXT NOT NULL);"
+    "PRAGMA user_version = 1;";
+
+int sl_ledger_open(sl_ledger **out, const char *path)
+{
+    *out = NULL;
+    if (!path || !*path)
+        return sl_seterr(SL_EINVAL, "ledger: empty path");
+    int rc = sl_mkdirs_for(path);
+    if (rc < 0)
+        return sl_seterr(SL_EDB, "ledger %s: %s", path, sl_lasterr());
+    sl_ledger *l = calloc(1, sizeof *l);
+    if (!l || !(l->path = strdup(path))) {
+        free(l);
+        return sl_seterr(SL_ENOMEM, "ledger %s: out of memory", path);
+    }
+    pthread_mutexattr_t ma;
+    pthread_mutexattr_init(&ma);
+    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(&l->mu, &ma);
+    pthread_mutexattr_destroy(&ma);
+
+    int r = sqlite3_open_v2(path, &l->db,
+                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL);
+    if (r != SQLITE_OK) {
+        rc = sl_seterr(SL_EDB, "ledger %s: cannot open: %s", path,
+                       l->db ? sqlite3_errmsg(l->db) : sqlite3_errstr(r));
+        goto fail;
+    }
+    sqlite3_extended_result_codes(l->db, 1);
+    sqlite3_busy_timeout(l->db, 30000);
+
+    /* The first statement touches the file: a non-SQLite file fails here with
+     * "file is not a database", which becomes a plain SL_EDB. */
+    long long ver = 0;
+    if ((rc = query_int(l, "PRAGMA user_version", &ver)) < 0)
+        goto fail;
+    if (ver > SL_LEDGER_SCHEMA) {
+        rc = sl_seterr(SL_EDB, "ledger %s: schema version %lld is newer than this stemline understands (%d)",
+                       path, ver, SL_LEDGER_SCHEMA);
+        goto fail;
+    }
+    char mode[32];
+    if ((rc = query_text(l, "PRAGMA journal_mode=WAL", mode, sizeof mode)) < 0)
+        goto fail;
+    if (strcmp(mode, "wal") != 0) {
+        rc = sl_seterr(SL_EDB, "ledger %s: cannot switch to WAL mode (got '%s'); is it on a network filesystem?",
+                       path, mode);
+        goto fail;
+    }
+    if ((rc = exec(l, "PRAGMA synchronous=FULL")) < 0)
+        goto fail;
+    if (ver == 0) {
+        long long n = 0;
+        if ((rc = query_int(l, "SELECT count(*) FROM sqlite_master WHERE type='table' AND name<>'tracks'", &n)) <
+            0)
+            goto fail;
+        if (n > 0) {
+            rc = sl_seterr(SL_EDB, "ledger %s: an SQLite database that is not a stemline ledger", path);
+            goto fail;
+        }
+        if ((rc = exec(l, "BEGIN IMMEDIATE")) < 0)
+            goto fail;
+        if ((rc = exec(l, SCHEMA)) < 0) {
+            sqlite3_exec(l->db, "ROLLBACK", NULL, NULL, NULL);
+            goto fail;
+        }
+        if ((rc = exec(l, "COMMIT")) < 0)
+            goto fail;
+    } else {
+        /* Check the columns we rely on are there (a foreign table named tracks). */
+        sqlite3_stmt *st;
+        if (sqlite3_prepare_v2(l->db,
+                               "SELECT id, path, size, mtime_ns, config_hash, status, error, outputs, timings,"
+                               " duration, vector, dim, vector_model, updated_at FROM tracks LIMIT 0",
+                               -1, &st, NULL) != SQLITE_OK) {
+            rc = db_err(l, "not a stemline ledger");
+            goto fail;
+        }
+        sqlite3_finalize(st);
+    }
+    if (sqlite3_prepare_v3(l->db,
+                           "INSERT OR REPLACE INTO tracks (id, path, size, mtime_ns, config_hash, status, error,"
+                           " outputs, timings, duration, vector, dim, vector_model, updated_at)"
+                           " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                           -1, SQLITE_PREPARE_PERSISTENT, &l->st_put, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v3(l->db,
+                           "SELECT 1 FROM tracks WHERE id = ?1 AND path = ?2 AND size = ?3 AND mtime_ns = ?4"
+                           " AND config_hash = ?5 AND status = 'done'",
+                           -1, SQLITE_PREPARE_PERSISTENT, &l->st_done, NULL) != SQLITE_OK) {
+        rc = db_err(l, "prepare");
+        goto fail;
+    }
+    *out = l;
+    return 0;
+fail:
+    sl_ledger_close(l);
+    return rc;
+}
+
+void sl_ledger_close(sl_ledger *l)
+{
+    if (!l)
+        return;
+    sqlite3_finalize(l->st_put);
+    sqlite3_finalize(l->st_done);
+    if (l->db)
+        sqlite3_close_v2(l->db);
+    pthread_mutex_destroy(&l->mu);
+    free(l->path);
+    free(l);
+}
+
+int sl_ledger_is_done(sl_ledger *l, const char *id, const char *path, int64_t size, int64_t mtime_ns,
+                      const char *config_hash)
+{
+    if (!l || !id || !path || !config_hash)
+        return sl_seterr(SL_EINVAL, "ledger: is_done with NULL argument");
+    pthread_mutex_lock(&l->mu);
+    sqlite3_stmt *st = l->st_done;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, path, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, size);
+    sqlite3_bind_int64(st, 4, mtime_ns);
+    sqlite3_bind_text(st, 5, config_hash, -1, SQLITE_STATIC);
+    int r = sqlite3_step(st);
+    int rc = r == SQLITE_ROW ? 1 : r == SQLITE_DONE ? 0 : db_err(l, "is_done");
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    pthread_mutex_unlock(&l->mu);
+    return rc;
+}
+
+static void iso_now(char out[40])
+{
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    size_t n = strftime(out, 40, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, 40 - n, ".%03dZ", (int)(ts.tv_nsec / 1000000) % 1000);
+}
+
+static const char *status_name(sl_track_status s)
+{
+    return s == SL_TRACK_DONE ? "done" : s == SL_TRACK_FAILED ? "failed" : "pending";
+}
+
+int sl_ledger_put(sl_ledger *l, const sl_ledger_row *r)
+{
+    if (!l || !r || !r->id || !r->path || !r->config_hash)
+        return sl_seterr(SL_EINVAL, "ledger: put with NULL id, path or config_hash");
+    if (r->status != SL_TRACK_PENDING && r->status != SL_TRACK_DONE && r->status != SL_TRACK_FAILED)
+        return sl_seterr(SL_EINVAL, "ledger: track %s: bad status %d", r->id, (int)r->status);
+    if (r->vector && (r->dim <= 0 || r->dim > (1 << 24)))
+        return sl_seterr(SL_EINVAL, "ledger: track %s: vector with dim %d", r->id, r->dim);
+
+    /* Vectors are stored little-endian whatever the host. */
+    unsigned char *blob = NULL;
+    size_t blen = 0;
+    if (r->vector) {
+        blen = (size_t)r->dim * 4;
+        blob = malloc(blen);
+        if (!blob)
+            return sl_seterr(SL_ENOMEM, "ledger: out of memory");
+        for (int i = 0; i < r->dim; i++) {
+            uint32_t x;
+            memcpy(&x, &r->vector[i], 4);
+            blob[4 * i] = (unsigned char)x;
+            blob[4 * i + 1] = (unsigned char)(x >> 8);
+            blob[4 * i + 2] = (unsigned char)(x >> 16);
+            blob[4 * i + 3] = (unsigned char)(x >> 24);
+        }
+    }
+    char now[40];
+    iso_now(now);
+
+    pthread_mutex_lock(&l->mu);
+    sqlite3_stmt *st = l->st_put;
+    sqlite3_bind_text(st, 1, r->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, r->path, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, r->size);
+    sqlite3_bind_int64(st, 4, r->mtime_ns);
+    sqlite3_bind_text(st, 5, r->config_hash, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 6, status_name(r->status), -1, SQLITE_STATIC);
+    if (r->error)
+        sqlite3_bind_text(st, 7, r->error, -1, SQLITE_STATIC);
+    if (r->outputs_json)
+        sqlite3_bind_text(st, 8, r->outputs_json, -1, SQLITE_STATIC);
+    if (r->timings_json)
+        sqlite3_bind_text(st, 9, r->timings_json, -1, SQLITE_STATIC);
+    sqlite3_bind_double(st, 10, r->duration);
+    if (blob) {
+        sqlite3_bind_blob(st, 11, blob, (int)blen, SQLITE_STATIC);
+        sqlite3_bind_int(st, 12, r->dim);
+    }
+    if (r->vector_model)
+        sqlite3_bind_text(st, 13, r->vector_model, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 14, now, -1, SQLITE_STATIC);
+    /* One statement in autocommit mode is one transaction (committed, and with
+     * synchronous=FULL synced, when step returns DONE). */
+    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(l, "put");
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    pthread_mutex_unlock(&l->mu);
+    free(blob);
+    return rc;
+}
+
+static const char *col_text(sqlite3_stmt *st, int i)
+{
+    return (const char *)sqlite3_column_text(st, i);
+}
+
+/* Runs a SELECT of the 13 row columns and calls fn per row. Statements are
+ * prepared per call (not cached) so that a callback may start another
+ * iteration on the same ledger; iterations are rare, puts are not. */
+static int iterate(sl_ledger *l, const char *sql, const char *model, int (*fn)(void *, const sl_ledger_row *),
+                   void *arg)
+{
+    pthread_mutex_lock(&l->mu);
+    sqlite3_stmt *st;
+    int rc = 0;
+    if (sqlite3_prepare_v2(l->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        rc = db_err(l, "iterate");
+        pthread_mutex_unlock(&l->mu);
+        return rc;
+    }
+    if (model)
+        sqlite3_bind_text(st, 1, model, -1, SQLITE_STATIC);
+    float *vbuf = NULL;
+    size_t vcap = 0;
+    for (;;) {
+        int r = sqlite3_step(st);
+        if (r == SQLITE_DONE)
+            break;
+        if (r != SQLITE_ROW) {
+            rc = db_err(l, "iterate");
+            break;
+        }
+        sl_ledger_row row = {0};
+        row.id = col_text(st, 0);
+        row.path = col_text(st, 1);
+        row.size = sqlite3_column_int64(st, 2);
+        row.mtime_ns = sqlite3_column_int64(st, 3);
+        row.config_hash = col_text(st, 4);
+        const char *s = col_text(st, 5);
+        row.status = s && !strcmp(s, "done") ? SL_TRACK_DONE : s && !strcmp(s, "failed") ? SL_TRACK_FAILED
+                                                                                          : SL_TRACK_PENDING;
+        row.error = col_text(st, 6);
+        row.outputs_json = col_text(st, 7);
+        row.timings_json = col_text(st, 8);
+        row.duration = sqlite3_column_double(st, 9);
+        row.vector_model = col_text(st, 12);
+        if (sqlite3_column_type(st, 10) == SQLITE_BLOB) {
+            int dim = sqlite3_column_int(st, 11);
+            const unsigned char *b = sqlite3_column_blob(st, 10);
+            int blen = sqlite3_column_bytes(st, 10);
+            if (dim <= 0 || blen != dim * 4) {
+                rc = sl_seterr(SL_EDB, "ledger %s: track %s: vector of %d bytes for dim %d", l->path,
+                               row.id ? row.id : "?", blen, dim);
+                break;
+            }
+            if ((size_t)dim > vcap) {
+                float *nb = realloc(vbuf, (size_t)dim * sizeof(float));
+                if (!nb) {
+                    rc = sl_seterr(SL_ENOMEM, "ledger: out of memory");
+                    break;
+                }
+                vbuf = nb;
+                vcap = (size_t)dim;
+            }
+            for (int i = 0; i < dim; i++) {
+                uint32_t x = (uint32_t)b[4 * i] | ((uint32_t)b[4 * i + 1] << 8) | ((uint32_t)b[4 * i + 2] << 16) |
+                             ((uint32_t)b[4 * i + 3] << 24);
+                memcpy(&vbuf[i], &x, 4);
+            }
+            row.vector = vbuf;
+            row.dim = dim;
+        }
+        rc = fn(arg, &row);
+        if (rc)
+            break;
+    }
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&l->mu);
+    free(vbuf);
+    return rc;
+}
+
+#define ROW_COLS                                                                                                \
+    "SELECT id, path, size, mtime_ns, config_hash, status, error, outputs, timings, duration, vector, dim,"     \
+    " vector_model FROM tracks"
+
+int sl_ledger_each_vector(sl_ledger *l, const char *vector_model, int (*fn)(void *arg, const sl_ledger_row *r),
+                          void *arg)
+{
+    if (!l || !fn)
+        return sl_seterr(SL_EINVAL, "ledger: each_vector with NULL argument");
+    if (vector_model)
+        return iterate(l, ROW_COLS " WHERE status = 'done' AND vector IS NOT NULL AND vector_model = ?1 ORDER BY id",
+                       vector_model, fn, arg);
+    return iterate(l, ROW_COLS " WHERE status = 'done' AND vector IS NOT NULL ORDER BY id", NULL, fn, arg);
+}
+
+int sl_ledger_each(sl_ledger *l, int (*fn)(void *arg, const sl_ledger_row *r), void *arg)
+{
+    if (!l || !fn)
+        return sl_seterr(SL_EINVAL, "ledger: each with NULL argument");
+    return iterate(l, ROW_COLS " ORDER BY id", NULL, fn, arg);
+}

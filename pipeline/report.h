@@ -1,0 +1,31 @@
+/* report.json: what a run did (tracks ok / failed / skipped with reasons, seconds
+ * of audio, wall time, x realtime per stage) plus a one-paragraph summary. */
+#ifndef SL_REPORT_H
+#define SL_REPORT_H
+
+#include <stdio.h>
+
+#include "config.h"
+
+typedef struct sl_report sl_report;
+
+/* Returns NULL on allocation failure (the run then goes on without a report
+ * object and every call below accepts NULL). Owned by the caller: sl_report_free. */
+sl_report *sl_report_new(const sl_config *cfg, const char *config_hash, const char *backend,
+                         const char *device, int shard_index, int shard_count);
+/* The three calls below are thread-safe. */
+void sl_report_ok(sl_report *r, const char *id, const char *path, double duration, double t_decode,
+                  double t_sep, double t_emb, double t_write);
+void sl_report_fail(sl_report *r, const char *id, const char *path, const char *reason);
+void sl_report_skip(sl_report *r, const char *id, const char *path, const char *reason);
+void sl_report_stage_time(sl_report *r, const char *stage, double seconds);
+void sl_report_add_output(sl_report *r, const char *path);
+void sl_report_finish(sl_report *r, double wall_seconds, int interrupted, const char *fatal);
+/* Writes the JSON atomically. Returns 0 or a negated errno. */
+int sl_report_write(const sl_report *r, const char *path);
+/* Prints a short human summary to f (nothing when f is NULL). */
+void sl_report_summary(const sl_report *r, FILE *f);
+long sl_report_failed_count(const sl_report *r);
+void sl_report_free(sl_report *r);
+
+#endif

@@ -1,0 +1,33 @@
+/* Runs a job: catalog -> decode pool -> model worker -> writers -> ledger,
+ * then shards and report. */
+#ifndef SL_RUNNER_H
+#define SL_RUNNER_H
+
+#include "config.h"
+
+/* Exit statuses of `stemline run`, documented in the README. */
+enum {
+    SL_EXIT_OK = 0,          /* every track ok (or already done) */
+    SL_EXIT_FATAL = 1,       /* the job could not run (output not writable, no device, ...) */
+    SL_EXIT_USAGE = 2,       /* usage or configuration error; nothing processed */
+    SL_EXIT_FAILED = 3,      /* finished, some tracks failed (report.json lists them) */
+    SL_EXIT_INTERRUPTED = 4  /* stopped by a signal; run again to resume */
+};
+
+typedef struct {
+    int shard_index; /* 0-based */
+    int shard_count; /* 1 = no sharding */
+    int dry_run;
+    int quiet;
+    int progress;    /* -1 auto (tty or not), 0 off, 1 on */
+} sl_run_opts;
+
+/* Runs cfg to completion and returns one of the SL_EXIT_* statuses; problems are
+ * logged with their reason. cfg is borrowed. */
+int sl_run(const sl_config *cfg, const sl_run_opts *opts);
+
+/* Asks a running sl_run to stop taking new tracks (async-signal-safe). A second
+ * call makes it abandon in-flight tracks. */
+void sl_run_request_stop(void);
+
+#endif

@@ -1,0 +1,66 @@
+# Helpers for the CLI tests (sourced). Each check counts; `finish` prints the
+# tally and fails the test when any check failed.
+: "${STEMLINE:?STEMLINE must point at the stemline binary}"
+STEMLINE=$(readlink -f "$STEMLINE")
+SL_PYTHON=${SL_PYTHON:-}
+if [ -z "$SL_PYTHON" ]; then
+  echo "no python3 with numpy found: install python3-numpy (make test-deps)" >&2
+  exit 1
+fi
+_passed=0
+_failed=0
+OUT=$(mktemp)
+ERR=$(mktemp)
+STATUS=0
+
+pass() { _passed=$((_passed + 1)); }
+fail() { _failed=$((_failed + 1)); echo "FAIL: $*" >&2; }
+
+# run_sl ARGS...: runs stemline, keeps stdout in $OUT, stderr in $ERR, status in $STATUS
+run_sl() {
+  "$STEMLINE" "$@" >"$OUT" 2>"$ERR"
+  STATUS=$?
+  if [ $STATUS -gt 4 ]; then
+    echo "stemline $* crashed or misbehaved with status $STATUS" >&2
+    cat "$ERR" >&2
+  fi
+}
+expect_status() {
+  if [ "$STATUS" -eq "$1" ]; then pass; else
+    fail "$2: expected exit $1, got $STATUS"; sed 's/^/    stderr: /' "$ERR" | head -30 >&2
+  fi
+}
+expect_grep() {
+  if grep -qF -- "$1" "$2"; then pass; else
+    fail "$3: '$1' not found"; sed 's/^/    /' "$2" | head -20 >&2
+  fi
+}
+# py_check NAME < script: runs a python check (numpy available); assert failures fail the test
+py_check() {
+  local name=$1 log
+  log=$(mktemp)
+  if "$SL_PYTHON" - >"$log" 2>&1; then pass; else
+    fail "$name"; sed 's/^/    /' "$log" >&2
+  fi
+  rm -f "$log"
+}
+# gen_tone OUT SECONDS RATE CHANNELS CODEC: a chord plus clicks, deterministic
+gen_tone() {
+  local out=$1 secs=$2 rate=$3 ch=$4 codec=$5 e
+  e='0.3*sin(2*PI*220*t)+0.2*sin(2*PI*330*t)+0.4*(random(0)*2-1)*exp(-60*mod(t\,0.25))'
+  local exprs=$e
+  for ((i = 1; i < ch; i++)); do exprs="$exprs|$e"; done
+  mkdir -p "$(dirname "$out")"
+  ffmpeg -nostdin -loglevel error -y -f lavfi -i "aevalsrc=exprs=$exprs:s=$rate:d=$secs" -c:a "$codec" "$out" \
+    || fail "could not make fixture $out"
+}
+# snapshot DIR: checksums of every output except the per-run report and the ledger
+snapshot() {
+  (cd "$1" && find . -type f ! -name '*report.json' ! -name '*ledger.sqlite*' -print0 | sort -z |
+    xargs -0 sha256sum)
+}
+finish() {
+  rm -f "$OUT" "$ERR"
+  echo "$_passed passed, $_failed failed"
+  [ "$_failed" -eq 0 ]
+}
