@@ -22,7 +22,11 @@ typedef struct {
  * files kept when their lower-cased extension is in exts; id = path relative to the
  * folder); manifest (may be NULL) lists one path per line (blank lines and lines
  * starting with '#' ignored; relative paths are relative to the manifest's folder;
- * id = the line as written, without leading "./" or "/"). Files named explicitly
+ * id = the line as written, without leading "./" or "/", with "." and empty
+ * components dropped; a line with a ".." component is SL_ECONFIG naming
+ * manifest:line, because ids become output paths; a line naming a folder is
+ * scanned like a folder input with ids prefixed by the line; a line naming a
+ * missing file is kept with size -1 so that only that track fails). Files named explicitly
  * (a file input or a manifest line) are kept whatever their extension.
  * Hidden files and folders (starting with '.') inside folders are skipped.
  * Errors: a missing input path or manifest -> SL_ENOTFOUND; two tracks with the

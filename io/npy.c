@@ -10,6 +10,7 @@
 
 #include "common/sl_error.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -111,8 +112,14 @@ int sl_atomic_open(sl_atomic_file **out, const char *path)
         free(f);
         return sl_seterr(SL_ENOMEM, "%s: out of memory", path);
     }
-    snprintf(f->tmp, n, "%s.tmp-%ld-%u", path, (long)getpid(), atomic_fetch_add(&tmp_counter, 1u));
-    f->fd = open(f->tmp, O_WRONLY | O_CREAT | O_EXCL | O_TRUNC | O_CLOEXEC, 0666);
+    /* O_EXCL, and a new name when one is taken: a run killed earlier may have left
+     * a temp file under our very pid (containers reuse pids from run to run). */
+    for (int tries = 0; tries < 1000; tries++) {
+        snprintf(f->tmp, n, "%s.tmp-%ld-%u", path, (long)getpid(), atomic_fetch_add(&tmp_counter, 1u));
+        f->fd = open(f->tmp, O_WRONLY | O_CREAT | O_EXCL | O_TRUNC | O_CLOEXEC, 0666);
+        if (f->fd >= 0 || errno != EEXIST)
+            break;
+    }
     if (f->fd < 0) {
         int e = errno;
         free(f->path);
@@ -189,6 +196,56 @@ int sl_atomic_commit(sl_atomic_file *f)
     free(f->tmp);
     free(f);
     return rc;
+}
+
+/* 1 when name ends with ".tmp-<digits>-<digits>" (our temp names). */
+static int is_tmp_name(const char *name)
+{
+    const char *t = strstr(name, ".tmp-");
+    if (!t)
+        return 0;
+    for (const char *next; (next = strstr(t + 1, ".tmp-")) != NULL;)
+        t = next;
+    const char *p = t + 5;
+    int digits = 0;
+    while (*p >= '0' && *p <= '9') {
+        p++;
+        digits++;
+    }
+    if (!digits || *p++ != '-')
+        return 0;
+    digits = 0;
+    while (*p >= '0' && *p <= '9') {
+        p++;
+        digits++;
+    }
+    return digits && *p == 0 && t > name;
+}
+
+int sl_atomic_sweep(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) {
+        int e = errno;
+        if (e == ENOENT)
+            return 0;
+        return sl_seterr(-e, "%s: %s", dir, strerror(e));
+    }
+    int n = 0, rc = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (!is_tmp_name(de->d_name))
+            continue;
+        if (unlinkat(dirfd(d), de->d_name, 0) == 0) {
+            n++;
+        } else if (errno != ENOENT && errno != EISDIR) {
+            int e = errno;
+            rc = sl_seterr(-e, "%s/%s: cannot remove: %s", dir, de->d_name, strerror(e));
+            break;
+        }
+    }
+    closedir(d);
+    return rc < 0 ? rc : n;
 }
 
 int sl_write_file_atomic(const char *path, const void *data, size_t len)

@@ -52,6 +52,11 @@ int sl_atomic_write(sl_atomic_file *f, const void *data, size_t len);
 int sl_atomic_commit(sl_atomic_file *f);
 void sl_atomic_abort(sl_atomic_file *f);
 
+/* Removes the temp files ("*.tmp-<pid>-<n>") that killed runs left in dir (not
+ * recursive). Call only while no other process writes into dir. Returns how many
+ * were removed (0 when dir does not exist) or a negated errno. */
+int sl_atomic_sweep(const char *dir);
+
 /* Fault injection for tests: after nbytes more bytes in total have been written
  * through sl_atomic_write, every write fails with ENOSPC (-1 turns it off). The
  * environment variable SL_FAULT_ENOSPC_AFTER=N does the same for a whole process.

@@ -17,7 +17,7 @@ typedef struct sl_op_backend {
     int (*sync)(sl_op_ctx *ctx);
 
     int (*frame)(sl_op_ctx *ctx, const sl_stft_cfg *c, const float *x, size_t batch, size_t len,
-                 const float *window, float *frames);
+                 size_t first, size_t count, const float *window, float *frames);
     int (*rfft)(sl_op_ctx *ctx, int n_fft, size_t count, const float *in, float *out, float scale);
     int (*irfft)(sl_op_ctx *ctx, int n_fft, size_t count, const float *in, float *out, float scale);
     int (*magnitude)(sl_op_ctx *ctx, size_t n, const float *cplx, float *out);

@@ -82,6 +82,7 @@ static int backend_has(const sl_op_backend *be, sl_op_id op)
     }
 }
 
+#ifdef SL_HAVE_CUDA
 static int backend_complete(const sl_op_backend *be)
 {
     if (!be->alloc || !be->upload || !be->download)
@@ -91,6 +92,7 @@ static int backend_complete(const sl_op_backend *be)
             return 0;
     return 1;
 }
+#endif
 
 static int ctx_create(sl_op_ctx **out, const sl_op_backend *be)
 {
@@ -315,14 +317,18 @@ int sl_mel_filterbank(float *fb, int sr, int n_fft, int n_mels, double fmin, dou
 static int bad(const char *op, const char *why) { return sl_seterr(SL_EINVAL, "op %s: %s", op, why); }
 
 int sl_op_frame(sl_op_ctx *ctx, const sl_stft_cfg *c, const float *x, size_t batch, size_t len,
-                const float *window, float *frames)
+                size_t first, size_t count, const float *window, float *frames)
 {
     int rc = sl_stft_check(c, len);
     if (rc < 0)
         return rc;
-    if (batch == 0)
+    size_t nf = sl_stft_n_frames(c, len);
+    if (first > nf || count > nf - first)
+        return sl_seterr(SL_EINVAL, "op frame: frames %zu..%zu requested, the signal has %zu", first,
+                         first + count, nf);
+    if (batch == 0 || count == 0)
         return 0;
-    DISPATCH(SL_OP_FRAME, frame, c, x, batch, len, window, frames);
+    DISPATCH(SL_OP_FRAME, frame, c, x, batch, len, first, count, window, frames);
 }
 
 int sl_op_rfft(sl_op_ctx *ctx, int n_fft, size_t count, const float *in, float *out, float scale)

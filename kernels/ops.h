@@ -105,10 +105,11 @@ int sl_mel_filterbank(float *fb, int sr, int n_fft, int n_mels, double fmin, dou
 
 /* ---- ops (all pointers: backend memory, caller-owned; 0 or a negative code) ---- */
 
-/* x[batch][len] -> frames[batch][n_frames][n_fft], frame m = padded[m*hop .. m*hop+n_fft) * window,
- * window[n_fft]. n_frames = sl_stft_n_frames(c, len). SL_EINVAL when sl_stft_check fails. */
+/* x[batch][len] -> frames[batch][count][n_fft], frames[b][j] = padded[m*hop .. m*hop+n_fft) * window
+ * for m = first + j; window[n_fft]. first + count <= sl_stft_n_frames(c, len) (a sub-range lets
+ * callers bound memory by processing frames in blocks). SL_EINVAL when sl_stft_check fails. */
 int sl_op_frame(sl_op_ctx *ctx, const sl_stft_cfg *c, const float *x, size_t batch, size_t len,
-                const float *window, float *frames);
+                size_t first, size_t count, const float *window, float *frames);
 /* in[count][n_fft] real -> out[count][n_fft/2+1] complex, unnormalised forward DFT times scale
  * (1 or n_fft^-1/2). in and out must not overlap. SL_EINVAL / SL_ENOMEM. */
 int sl_op_rfft(sl_op_ctx *ctx, int n_fft, size_t count, const float *in, float *out, float scale);

@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <yaml.h>
 
 #include "../common/sl_error.h"
@@ -161,21 +162,27 @@ static int is_section(const char *name)
     return 0;
 }
 
+/* Edit distance with adjacent transpositions (optimal string alignment), so
+ * "cdua" is one edit from "cuda". */
 static size_t levenshtein(const char *a, const char *b)
 {
     size_t la = strlen(a), lb = strlen(b);
     if (la > 64 || lb > 64)
         return (size_t)-1;
-    size_t prev[65], cur[65];
+    size_t pp[65], prev[65], cur[65];
     for (size_t j = 0; j <= lb; j++)
-        prev[j] = j;
+        prev[j] = pp[j] = j;
     for (size_t i = 1; i <= la; i++) {
         cur[0] = i;
         for (size_t j = 1; j <= lb; j++) {
             size_t sub = prev[j - 1] + (a[i - 1] != b[j - 1]);
             size_t del = prev[j] + 1, ins = cur[j - 1] + 1;
-            cur[j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+            size_t v = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && pp[j - 2] + 1 < v)
+                v = pp[j - 2] + 1;
+            cur[j] = v;
         }
+        memcpy(pp, prev, (lb + 1) * sizeof prev[0]);
         memcpy(prev, cur, (lb + 1) * sizeof prev[0]);
     }
     return prev[lb];
@@ -861,6 +868,8 @@ static int syntax_err(const char *where, const yaml_parser_t *p, int is_set)
     const char *problem = p->problem ? p->problem : "malformed document";
     if (p->error == YAML_MEMORY_ERROR)
         return sl_seterr(SL_ENOMEM, "%s: out of memory while parsing YAML", where);
+    if (p->error == YAML_READER_ERROR && !strcmp(problem, "input error"))
+        return sl_seterr(SL_EIO, "%s: cannot read job file", where);
     if (is_set)
         return sl_seterr(SL_ECONFIG,
                          "--set '%s': YAML syntax error: %s (quote values that start with '{', '[', '*', '&' or "
@@ -1018,6 +1027,11 @@ int sl_cfg_load(sl_config *cfg, const char *path, const char *const *overrides, 
         int e = errno;
         return sl_seterr(SL_EIO, "%s: cannot open job file: %s", path, strerror(e));
     }
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+        fclose(f);
+        return sl_seterr(SL_EIO, "%s: cannot read job file: it is a folder", path);
+    }
     yaml_parser_t p;
     if (!yaml_parser_initialize(&p)) {
         fclose(f);
@@ -1119,14 +1133,17 @@ int sl_cfg_dump(const sl_config *cfg, FILE *f)
         int depth = 0;
         for (size_t j = 0; j < plen; j++)
             depth += prefix[j] == '.';
-        fprintf(f, "%*s%s: ", depth * 2, "", lf);
+        fprintf(f, "%*s%s:%s", depth * 2, "", lf,
+                k->type == K_OPTS && ((const sl_cfg_opts *)((const char *)cfg + k->off))->n ? "" : " ");
         switch (k->type) {
         case K_VERSION:
             fputs("1", f);
             break;
         case K_STR:
-        case K_ENUM:
             put_quoted(f, *cfld_str(cfg, k));
+            break;
+        case K_ENUM:
+            put_scalar(f, *cfld_str(cfg, k));
             break;
         case K_STRNULL: {
             const char *s = *cfld_str(cfg, k);
@@ -1293,10 +1310,10 @@ void sl_cfg_print_keys(FILE *f)
 {
     sl_cfg_keyinfo ki;
     for (size_t i = 0; sl_cfg_key_info(i, &ki) == 0; i++) {
-        fprintf(f, "  %-30s %s", ki.name, ki.choices ? "" : ki.type);
+        fprintf(f, "  %-30s %s", ki.name, ki.choices ? "one of " : ki.type);
         if (ki.choices) {
             for (const char *p = ki.choices; *p; p++)
-                fputc(*p == '|' ? ',' : *p, f);
+                fputs(*p == '|' ? ", " : (char[]){*p, 0}, f);
         }
         if (!strcmp(ki.type, "int") && ki.min != ki.max)
             fprintf(f, " %lld..%lld", ki.min, ki.max);

@@ -113,8 +113,11 @@ int sl_ledger_open(sl_ledger **out, const char *path)
     if (!path || !*path)
         return sl_seterr(SL_EINVAL, "ledger: empty path");
     int rc = sl_mkdirs_for(path);
-    if (rc < 0)
-        return sl_seterr(SL_EDB, "ledger %s: %s", path, sl_lasterr());
+    if (rc < 0) {
+        char why[512]; /* sl_lasterr() is the buffer sl_seterr writes to */
+        snprintf(why, sizeof why, "%s", sl_lasterr());
+        return sl_seterr(SL_EDB, "ledger: %s", why);
+    }
     sl_ledger *l = calloc(1, sizeof *l);
     if (!l || !(l->path = strdup(path))) {
         free(l);

@@ -731,8 +731,21 @@ out_threads:
         char dir[4096];
         snprintf(dir, sizeof dir, "%s/embeddings/%s/mix", cfg->output_dir, r->emb->name);
         double t0 = now_s();
-        rc = sl_shards_write(dir, prefix, r->ledger, r->emb->name, "mix", cfg->emb_dtype,
-                             cfg->emb_shard_rows, r->report);
+        sl_shards_spec spec = {
+            .dir = dir,
+            .prefix = prefix,
+            .vector_model = r->emb->name,
+            .model_name = r->emb->name,
+            .source = "mix",
+            .dtype = cfg->emb_dtype,
+            .shard_rows = cfg->emb_shard_rows,
+        };
+        char **written = NULL;
+        size_t n_written = 0;
+        rc = sl_shards_write(&spec, r->ledger, &written, &n_written);
+        for (size_t i = 0; i < n_written; i++)
+            sl_report_add_output(r->report, written[i]);
+        sl_shards_free_list(written, n_written);
         if (rc) {
             sl_log(SL_LOG_ERROR, NULL, "shards", "%s", sl_errmsg(rc, m, sizeof m));
             r->fatal = 1;

@@ -215,8 +215,9 @@ static int remove_stale(const sl_shards_spec *s, const char *prefix, int n_shard
         long index = -1, pid = -1;
         int kind = parse_shard_name(de->d_name + pl, &index, &pid);
         /* Temp files of this prefix can only be leftovers of a killed run: one
-         * process owns a prefix at a time, and ours are all renamed by now. */
-        if ((kind == 1 && index >= n_shards) || (kind == 2 && pid != (long)getpid())) {
+         * process owns a prefix at a time, and ours are all renamed by now (the
+         * pid is no guide: containers reuse pids from run to run). */
+        if ((kind == 1 && index >= n_shards) || kind == 2) {
             if (unlinkat(dirfd(d), de->d_name, 0) != 0 && errno != ENOENT) {
                 int e = errno;
                 rc = sl_seterr(-e, "shards %s: cannot remove stale %s: %s", s->dir, de->d_name, strerror(e));

@@ -6,7 +6,7 @@
 #include "../backend.h"
 
 int sl_cpu_frame(sl_op_ctx *ctx, const sl_stft_cfg *c, const float *x, size_t batch, size_t len,
-                 const float *window, float *frames);
+                 size_t first, size_t count, const float *window, float *frames);
 int sl_cpu_rfft(sl_op_ctx *ctx, int n_fft, size_t count, const float *in, float *out, float scale);
 int sl_cpu_irfft(sl_op_ctx *ctx, int n_fft, size_t count, const float *in, float *out, float scale);
 int sl_cpu_overlap_add(sl_op_ctx *ctx, const sl_stft_cfg *c, size_t batch, size_t n_frames,

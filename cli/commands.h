@@ -1,0 +1,10 @@
+/* Subcommands of the stemline executable. Each takes the argument vector that
+ * starts at the subcommand's own name (argv[0] is e.g. "inspect") and returns
+ * the process exit status: 0 ok, 2 usage error, 3 some inputs failed, 1 fatal. */
+#ifndef SL_COMMANDS_H
+#define SL_COMMANDS_H
+
+/* stemline inspect [--decode] [--json] FILE... (cli/inspect.c) */
+int sl_cmd_inspect(int argc, char **argv);
+
+#endif

@@ -1,0 +1,754 @@
+/* Streaming decoder: libavformat demuxes, libavcodec decodes (one thread per
+ * codec context, so a decode pool scales by tracks), libswresample converts to
+ * planar float at the requested rate and channel count, and an AVAudioFifo
+ * holds only what the current read call needs plus one decoded frame.
+ * Policies (corrupt packets, down-mix, logging) are described in io/README.md. */
+#include "io/decode.h"
+
+#include "common/sl_error.h"
+#include "common/sl_log.h"
+
+#include <libavcodec/avcodec.h>
+#include <libavformat/avformat.h>
+#include <libavutil/audio_fifo.h>
+#include <libavutil/channel_layout.h>
+#include <libavutil/opt.h>
+#include <libavutil/samplefmt.h>
+#include <libswresample/swresample.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* A run of this many undecodable packets means the rest of the file is junk. */
+#define SL_DEC_MAX_CONSECUTIVE_BAD 100
+/* One corrupt packet is replaced by at most this much silence, so a bogus
+ * packet duration cannot inject hours of silence. */
+#define SL_DEC_MAX_FILL_SECONDS 10
+/* FFmpeg messages shown per file at warning level; the rest go to debug. */
+#define SL_DEC_FFMPEG_MSGS_PER_FILE 3
+
+enum { ST_DEMUX, ST_DRAIN, ST_FLUSH, ST_DONE };
+
+struct sl_decoder {
+    char *path;
+    AVFormatContext *fmt;
+    AVCodecContext *cc;
+    AVStream *st;
+    AVPacket *pkt;
+    AVFrame *frame;
+    SwrContext *swr;
+    AVAudioFifo *fifo;
+    sl_audio_info info;
+
+    int out_rate, out_ch;
+    AVChannelLayout out_layout;
+    /* What swr was configured for, as the frames announce it. */
+    AVChannelLayout in_key_layout;
+    int in_rate;
+    int in_fmt;
+
+    float *scratch;         /* out_ch planes of scratch_cap floats */
+    float **scratch_planes;
+    int scratch_cap;
+
+    int state;
+    int err;                 /* sticky error */
+    long packets, bad, consecutive_bad;
+    int last_bad_err;
+    int64_t dec_frames;      /* frames the decoder produced (without fill) */
+    int64_t fill_frames;     /* frames of silence inserted for corrupt packets */
+    int64_t frames_out;
+    int64_t last_demux_err_pos;
+    int warned;
+    int ffmpeg_msgs;
+};
+
+/* ---------------------------------------------------------------- logging */
+
+/* The file the current thread is working on, so FFmpeg's messages (which only
+ * know a context pointer) can name it, and so one noisy file cannot flood the
+ * log: the count lives in the decoder, so it survives between read calls. */
+static _Thread_local const char *tl_file;
+static _Thread_local int *tl_file_msgs;
+
+static void set_log_file(sl_decoder *d)
+{
+    tl_file = d ? d->path : NULL;
+    tl_file_msgs = d ? &d->ffmpeg_msgs : NULL;
+}
+
+static void av_log_to_sl(void *avcl, int level, const char *fmt, va_list vl)
+{
+    if (level > av_log_get_level())
+        return;
+    char msg[1024];
+    vsnprintf(msg, sizeof msg, fmt, vl);
+    size_t n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r' || msg[n - 1] == ' '))
+        msg[--n] = 0;
+    if (!n)
+        return;
+    const char *who = "ffmpeg";
+    if (avcl) {
+        const AVClass *cls = *(const AVClass **)avcl;
+        if (cls && cls->item_name)
+            who = cls->item_name(avcl);
+    }
+    sl_log_level lvl = level <= AV_LOG_FATAL ? SL_LOG_ERROR : SL_LOG_WARN;
+    if (tl_file_msgs) {
+        int cnt = ++*tl_file_msgs;
+        if (cnt == SL_DEC_FFMPEG_MSGS_PER_FILE + 1 && lvl > SL_LOG_DEBUG)
+            sl_log(SL_LOG_WARN, tl_file, "ffmpeg",
+                   "further FFmpeg messages for this file are logged at debug level");
+        if (cnt > SL_DEC_FFMPEG_MSGS_PER_FILE)
+            lvl = SL_LOG_DEBUG;
+    }
+    sl_log(lvl, tl_file, "ffmpeg", "%s: %s", who, msg);
+}
+
+static pthread_once_t io_once = PTHREAD_ONCE_INIT;
+
+static void io_init_once(void)
+{
+    av_log_set_level(AV_LOG_WARNING);
+    av_log_set_callback(av_log_to_sl);
+}
+
+void sl_io_init(void) { pthread_once(&io_once, io_init_once); }
+
+/* ---------------------------------------------------------------- helpers */
+
+static const char *av_err(int code, char *buf, size_t size)
+{
+    if (av_strerror(code, buf, size) < 0)
+        snprintf(buf, size, "error %d", code);
+    return buf;
+}
+
+static int ensure_scratch(sl_decoder *d, int frames)
+{
+    if (frames <= d->scratch_cap)
+        return 0;
+    int cap = frames + frames / 2 + 1024;
+    float *s = realloc(d->scratch, (size_t)cap * (size_t)d->out_ch * sizeof(float));
+    if (!s)
+        return sl_seterr(SL_ENOMEM, "%s: out of memory", d->path);
+    d->scratch = s;
+    for (int c = 0; c < d->out_ch; c++)
+        d->scratch_planes[c] = s + (size_t)c * (size_t)cap;
+    d->scratch_cap = cap;
+    return 0;
+}
+
+static int push_converted(sl_decoder *d, const uint8_t **in, int n)
+{
+    int cap = swr_get_out_samples(d->swr, n);
+    if (cap < 0)
+        return sl_seterr(SL_EDECODE, "%s: resampler error", d->path);
+    if (cap == 0)
+        return 0;
+    int r = ensure_scratch(d, cap);
+    if (r < 0)
+        return r;
+    int got = swr_convert(d->swr, (uint8_t **)d->scratch_planes, cap, in, n);
+    if (got < 0) {
+        char eb[AV_ERROR_MAX_STRING_SIZE];
+        return sl_seterr(SL_EDECODE, "%s: resampling failed (%s)", d->path, av_err(got, eb, sizeof eb));
+    }
+    if (got > 0 && av_audio_fifo_write(d->fifo, (void **)d->scratch_planes, got) < got)
+        return sl_seterr(SL_ENOMEM, "%s: out of memory", d->path);
+    return 0;
+}
+
+/* Drains what the resampler still holds (filter delay) into the FIFO. */
+static int flush_swr(sl_decoder *d)
+{
+    if (!d->swr)
+        return 0;
+    for (;;) {
+        int before = av_audio_fifo_size(d->fifo);
+        int r = push_converted(d, NULL, 0);
+        if (r < 0)
+            return r;
+        if (av_audio_fifo_size(d->fifo) == before)
+            return 0;
+    }
+}
+
+/* (Re)configures the resampler for frames with these parameters; flushes the
+ * previous one first so a mid-stream format change loses nothing. */
+static int configure_swr(sl_decoder *d, const AVChannelLayout *layout, int fmt, int rate)
+{
+    char eb[AV_ERROR_MAX_STRING_SIZE];
+    if (d->swr) {
+        if (d->in_fmt == fmt && d->in_rate == rate &&
+            !av_channel_layout_compare(&d->in_key_layout, layout))
+            return 0;
+        int r = flush_swr(d);
+        if (r < 0)
+            return r;
+        swr_free(&d->swr);
+        av_channel_layout_uninit(&d->in_key_layout);
+    }
+    if (layout->nb_channels <= 0 || rate <= 0 || fmt < 0)
+        return sl_seterr(SL_EDECODE, "%s: decoder reported no channel count, rate or sample format",
+                         d->path);
+
+    /* Unspecified or custom orders (e.g. a 6-channel WAV without a mask) get
+     * FFmpeg's default layout for the count, so the down-mix matrix exists. */
+    AVChannelLayout in_layout = {0};
+    if (layout->order == AV_CHANNEL_ORDER_NATIVE)
+        av_channel_layout_copy(&in_layout, layout);
+    else
+        av_channel_layout_default(&in_layout, layout->nb_channels);
+
+    int r = swr_alloc_set_opts2(&d->swr, &d->out_layout, AV_SAMPLE_FMT_FLTP, d->out_rate, &in_layout,
+                                (enum AVSampleFormat)fmt, rate, 0, NULL);
+    if (r >= 0) {
+        int in_ch = in_layout.nb_channels;
+        if (in_ch == 1 && d->out_ch > 1) {
+            /* Mono is duplicated at full level (swr's own matrix would put
+             * it at -3 dB in each channel). */
+            double m[64];
+            for (int c = 0; c < d->out_ch; c++)
+                m[c] = 1.0;
+            r = swr_set_matrix(d->swr, m, 1);
+        } else if (in_ch > d->out_ch) {
+            /* Down-mix: swr's standard matrix (centre and surrounds at -3 dB,
+             * LFE dropped), normalised so a full-scale input cannot exceed
+             * full scale (io/README.md). */
+            r = av_opt_set_double(d->swr, "rematrix_maxval", 1.0, 0);
+        }
+    }
+    if (r >= 0)
+        r = swr_init(d->swr);
+    av_channel_layout_uninit(&in_layout);
+    if (r < 0) {
+        swr_free(&d->swr);
+        char desc[64] = "?";
+        av_channel_layout_describe(layout, desc, sizeof desc);
+        return sl_seterr(SL_EDECODE, "%s: cannot convert %s %d Hz %s to %d channels at %d Hz (%s)",
+                         d->path, desc, rate, av_get_sample_fmt_name((enum AVSampleFormat)fmt),
+                         d->out_ch, d->out_rate, av_err(r, eb, sizeof eb));
+    }
+    av_channel_layout_copy(&d->in_key_layout, layout);
+    d->in_fmt = fmt;
+    d->in_rate = rate;
+    return 0;
+}
+
+static int push_frame(sl_decoder *d, AVFrame *f)
+{
+    int r = configure_swr(d, &f->ch_layout, f->format, f->sample_rate);
+    if (r < 0)
+        return r;
+    d->dec_frames += f->nb_samples;
+    return push_converted(d, (const uint8_t **)f->extended_data, f->nb_samples);
+}
+
+/* Keeps the timeline intact across a packet that failed to decode: its
+ * duration is replaced with silence, so later audio (and stems) stay aligned
+ * with the source. */
+static int fill_silence(sl_decoder *d, int64_t duration)
+{
+    if (duration <= 0)
+        return 0;
+    if (!d->swr) {
+        if (d->cc->sample_fmt == AV_SAMPLE_FMT_NONE || d->cc->sample_rate <= 0 ||
+            d->cc->ch_layout.nb_channels <= 0)
+            return 0;
+        int r = configure_swr(d, &d->cc->ch_layout, d->cc->sample_fmt, d->cc->sample_rate);
+        if (r < 0)
+            return r;
+    }
+    int64_t n = av_rescale_q(duration, d->st->time_base, (AVRational){1, d->in_rate});
+    if (n > (int64_t)d->in_rate * SL_DEC_MAX_FILL_SECONDS)
+        n = (int64_t)d->in_rate * SL_DEC_MAX_FILL_SECONDS;
+    if (n <= 0)
+        return 0;
+    uint8_t **buf = NULL;
+    int ch = d->in_key_layout.nb_channels;
+    if (av_samples_alloc_array_and_samples(&buf, NULL, ch, (int)n, d->in_fmt, 0) < 0)
+        return sl_seterr(SL_ENOMEM, "%s: out of memory", d->path);
+    av_samples_set_silence(buf, 0, (int)n, ch, d->in_fmt);
+    int r = push_converted(d, (const uint8_t **)buf, (int)n);
+    av_freep(&buf[0]);
+    av_freep(&buf);
+    if (r >= 0)
+        d->fill_frames += n;
+    return r;
+}
+
+/* Receives every frame the decoder has ready. Returns 1 when the decoder is
+ * fully drained, 0 otherwise, < 0 on a fatal (non-decode) error. A decode
+ * error is stored in *bad. */
+static int receive_all(sl_decoder *d, int *bad)
+{
+    for (;;) {
+        int r = avcodec_receive_frame(d->cc, d->frame);
+        if (r == AVERROR(EAGAIN))
+            return 0;
+        if (r == AVERROR_EOF)
+            return 1;
+        if (r < 0) {
+            *bad = r;
+            return 0;
+        }
+        r = push_frame(d, d->frame);
+        av_frame_unref(d->frame);
+        if (r < 0)
+            return r;
+    }
+}
+
+static int note_bad(sl_decoder *d, int err)
+{
+    d->bad++;
+    d->consecutive_bad++;
+    d->last_bad_err = err;
+    if (d->consecutive_bad >= SL_DEC_MAX_CONSECUTIVE_BAD) {
+        char eb[AV_ERROR_MAX_STRING_SIZE];
+        return sl_seterr(SL_EDECODE, "%s: %ld consecutive packets failed to decode (last error: %s); giving up",
+                         d->path, d->consecutive_bad, av_err(err, eb, sizeof eb));
+    }
+    return 0;
+}
+
+static int finish_stream(sl_decoder *d)
+{
+    char eb[AV_ERROR_MAX_STRING_SIZE];
+    d->state = ST_DONE;
+    if (d->bad && !d->warned) {
+        d->warned = 1;
+        sl_log(SL_LOG_WARN, d->path, "decode",
+               "skipped %ld corrupt packet%s of %ld (%.3f s replaced by silence; last error: %s)", d->bad,
+               d->bad == 1 ? "" : "s", d->packets, d->in_rate > 0 ? (double)d->fill_frames / d->in_rate : 0.0,
+               av_err(d->last_bad_err, eb, sizeof eb));
+    }
+    double got = d->in_rate > 0 ? (double)(d->dec_frames + d->fill_frames) / d->in_rate : 0.0;
+    double want = d->info.duration;
+    if (d->dec_frames > 0 && want > 0 && got < want - 0.5 && got < want * 0.95)
+        sl_log(SL_LOG_WARN, d->path, "decode",
+               "audio ends at %.3f s but the container says %.3f s (truncated or damaged file); "
+               "keeping what decoded", got, want);
+    if (d->dec_frames == 0) {
+        if (d->bad)
+            return sl_seterr(SL_EDECODE, "%s: no packet could be decoded (%ld corrupt, last error: %s)",
+                             d->path, d->bad, av_err(d->last_bad_err, eb, sizeof eb));
+        return sl_seterr(SL_EEMPTY, "%s: zero-length audio (the audio stream holds no samples)", d->path);
+    }
+    if (d->bad * 2 > d->packets)
+        return sl_seterr(SL_EDECODE, "%s: %ld of %ld packets were corrupt; the file is too damaged to use",
+                         d->path, d->bad, d->packets);
+    return 0;
+}
+
+static int send_packet(sl_decoder *d, const AVPacket *pkt, int *bad)
+{
+    for (int tries = 0; tries < 8; tries++) {
+        int r = avcodec_send_packet(d->cc, pkt);
+        if (r != AVERROR(EAGAIN)) {
+            if (r < 0 && r != AVERROR_EOF)
+                *bad = r;
+            return 0;
+        }
+        r = receive_all(d, bad);
+        if (r < 0)
+            return r;
+    }
+    return sl_seterr(SL_EDECODE, "%s: decoder accepts no input and returns no output", d->path);
+}
+
+/* Advances the pipeline by one packet (or one drain step). */
+static int step(sl_decoder *d)
+{
+    char eb[AV_ERROR_MAX_STRING_SIZE];
+    int r;
+    switch (d->state) {
+    case ST_DEMUX:
+        r = av_read_frame(d->fmt, d->pkt);
+        if (r == AVERROR(EAGAIN))
+            return 0;
+        if (r < 0) {
+            if (r != AVERROR_EOF) {
+                if (r > -4096 && r != AVERROR(EINVAL))
+                    return sl_seterr(r, "%s: read error after %.3f s of audio: %s", d->path,
+                                     d->in_rate > 0 ? (double)d->dec_frames / d->in_rate : 0.0,
+                                     av_err(r, eb, sizeof eb));
+                /* Damaged container data: retry while the demuxer makes
+                 * progress (it may resynchronise), otherwise end here. */
+                int64_t pos = d->fmt->pb ? avio_tell(d->fmt->pb) : -1;
+                int stuck = pos == d->last_demux_err_pos || pos < 0 || avio_feof(d->fmt->pb);
+                d->last_demux_err_pos = pos;
+                int rb = note_bad(d, r);
+                if (!stuck && rb == 0)
+                    return 0;
+                sl_clearerr();
+                sl_log(SL_LOG_WARN, d->path, "decode", "container data unreadable after %.3f s (%s); ending there",
+                       d->in_rate > 0 ? (double)d->dec_frames / d->in_rate : 0.0, av_err(r, eb, sizeof eb));
+            }
+            r = send_packet(d, NULL, &(int){0});
+            if (r < 0)
+                return r;
+            d->state = ST_DRAIN;
+            return 0;
+        }
+        if (d->pkt->stream_index != d->st->index) {
+            av_packet_unref(d->pkt);
+            return 0;
+        }
+        d->packets++;
+        {
+            int64_t dur = d->pkt->duration;
+            int bad = 0;
+            r = send_packet(d, d->pkt, &bad);
+            av_packet_unref(d->pkt);
+            if (r < 0)
+                return r;
+            r = receive_all(d, &bad);
+            if (r < 0)
+                return r;
+            if (bad) {
+                r = note_bad(d, bad);
+                if (r < 0)
+                    return r;
+                return fill_silence(d, dur);
+            }
+            d->consecutive_bad = 0;
+        }
+        return 0;
+    case ST_DRAIN: {
+        int bad = 0;
+        r = receive_all(d, &bad);
+        if (r < 0)
+            return r;
+        if (r == 1 || bad) {
+            if (bad)
+                (void)note_bad(d, bad);
+            sl_clearerr();
+            d->state = ST_FLUSH;
+        }
+        return 0;
+    }
+    case ST_FLUSH:
+        r = flush_swr(d);
+        if (r < 0)
+            return r;
+        return finish_stream(d);
+    default:
+        return 0;
+    }
+}
+
+/* ---------------------------------------------------------------- public */
+
+static int fail_open(sl_decoder *d, int code)
+{
+    sl_decoder_close(d);
+    return code;
+}
+
+static int open_error(const char *path, int r)
+{
+    char eb[AV_ERROR_MAX_STRING_SIZE];
+    switch (r) {
+    case AVERROR(EACCES):
+    case AVERROR(EPERM):
+        return sl_seterr(r, "%s: permission denied", path);
+    case AVERROR(ENOENT):
+        return sl_seterr(r, "%s: no such file", path);
+    case AVERROR(EISDIR):
+        return sl_seterr(r, "%s: is a directory, not a media file", path);
+    case AVERROR_INVALIDDATA:
+        return sl_seterr(SL_EDECODE, "%s: not a media file (%s)", path, av_err(r, eb, sizeof eb));
+    case AVERROR(EIO):
+    case AVERROR(EMFILE):
+    case AVERROR(ENFILE):
+    case AVERROR(ENOMEM):
+    case AVERROR(ELOOP):
+    case AVERROR(ENAMETOOLONG):
+    case AVERROR(ENOTDIR):
+    case AVERROR(ENXIO):
+    case AVERROR(ENODEV):
+    case AVERROR(ESTALE):
+        return sl_seterr(r, "%s: cannot open (%s)", path, av_err(r, eb, sizeof eb));
+    default:
+        /* Anything else (EINVAL, ENOSYS, AVERROR_* from a demuxer) means
+         * the bytes are not a container FFmpeg can parse. */
+        return sl_seterr(SL_EDECODE, "%s: not a media file (%s)", path, av_err(r, eb, sizeof eb));
+    }
+}
+
+int sl_decoder_open(sl_decoder **out, const char *path, int out_rate, int out_channels)
+{
+    char eb[AV_ERROR_MAX_STRING_SIZE];
+    if (!out || !path)
+        return sl_seterr(SL_EINVAL, "sl_decoder_open: no path");
+    *out = NULL;
+    if (out_rate < 0 || out_channels < 0 || out_channels > 64)
+        return sl_seterr(SL_EINVAL, "%s: invalid output rate %d or channel count %d", path, out_rate,
+                         out_channels);
+    sl_io_init();
+
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        int e = errno;
+        struct stat lsb;
+        if (e == ENOENT && lstat(path, &lsb) == 0 && S_ISLNK(lsb.st_mode))
+            return sl_seterr(AVERROR(e), "%s: no such file (dangling symbolic link)", path);
+        return open_error(path, AVERROR(e));
+    }
+    if (S_ISDIR(sb.st_mode))
+        return open_error(path, AVERROR(EISDIR));
+    if (S_ISREG(sb.st_mode) && sb.st_size == 0)
+        return sl_seterr(SL_EEMPTY, "%s: zero-length audio (the file is empty, 0 bytes)", path);
+
+    sl_decoder *d = calloc(1, sizeof *d);
+    if (!d)
+        return sl_seterr(SL_ENOMEM, "%s: out of memory", path);
+    d->path = strdup(path);
+    d->pkt = av_packet_alloc();
+    d->frame = av_frame_alloc();
+    d->last_demux_err_pos = -1;
+    d->info.duration = -1;
+    d->info.stream_index = -1;
+    if (!d->path || !d->pkt || !d->frame)
+        return fail_open(d, sl_seterr(SL_ENOMEM, "%s: out of memory", path));
+    set_log_file(d);
+
+    /* "file:" keeps names such as "a:b.mp3" from being read as URLs, and the
+     * whitelist stops playlists (hls, concat) from opening other files or
+     * the network. */
+    size_t ulen = strlen(path) + 6;
+    char *url = malloc(ulen);
+    if (!url)
+        return fail_open(d, sl_seterr(SL_ENOMEM, "%s: out of memory", path));
+    snprintf(url, ulen, "file:%s", path);
+    AVDictionary *opts = NULL;
+    av_dict_set(&opts, "protocol_whitelist", "file", 0);
+    int r = avformat_open_input(&d->fmt, url, NULL, &opts);
+    av_dict_free(&opts);
+    free(url);
+    if (r < 0) {
+        set_log_file(NULL);
+        return fail_open(d, open_error(path, r));
+    }
+    r = avformat_find_stream_info(d->fmt, NULL);
+    if (r < 0 && d->fmt->nb_streams == 0) {
+        set_log_file(NULL);
+        return fail_open(d, sl_seterr(SL_EDECODE, "%s: not a media file (%s)", path, av_err(r, eb, sizeof eb)));
+    }
+
+    const AVCodec *codec = NULL;
+    int si = av_find_best_stream(d->fmt, AVMEDIA_TYPE_AUDIO, -1, -1, &codec, 0);
+    if (si < 0) {
+        set_log_file(NULL);
+        if (si == AVERROR_DECODER_NOT_FOUND) {
+            int ai = av_find_best_stream(d->fmt, AVMEDIA_TYPE_AUDIO, -1, -1, NULL, 0);
+            const char *cn = ai >= 0 ? avcodec_get_name(d->fmt->streams[ai]->codecpar->codec_id) : "?";
+            return fail_open(d, sl_seterr(SL_EDECODE, "%s: no decoder for audio codec '%s'", path, cn));
+        }
+        char kinds[128] = "";
+        for (unsigned i = 0; i < d->fmt->nb_streams && strlen(kinds) < 100; i++) {
+            const char *k = av_get_media_type_string(d->fmt->streams[i]->codecpar->codec_type);
+            snprintf(kinds + strlen(kinds), sizeof kinds - strlen(kinds), "%s%s", i ? ", " : "", k ? k : "unknown");
+        }
+        if (d->fmt->nb_streams)
+            return fail_open(d, sl_seterr(SL_ENOAUDIO, "%s: no audio stream (%s container with %u stream%s: %s)",
+                                          path, d->fmt->iformat->name, d->fmt->nb_streams,
+                                          d->fmt->nb_streams == 1 ? "" : "s", kinds));
+        return fail_open(d, sl_seterr(SL_ENOAUDIO, "%s: no audio stream (%s container with no streams)", path,
+                                      d->fmt->iformat->name));
+    }
+    d->st = d->fmt->streams[si];
+    const AVCodecParameters *par = d->st->codecpar;
+    if (par->sample_rate <= 0 || par->ch_layout.nb_channels <= 0) {
+        set_log_file(NULL);
+        return fail_open(d, sl_seterr(SL_EDECODE,
+                                      "%s: not a media file (probed as %s, but no decodable %s audio was found)",
+                                      path, d->fmt->iformat->name, avcodec_get_name(par->codec_id)));
+    }
+    /* Other streams (video, cover art, subtitles) are not even demuxed further. */
+    for (unsigned i = 0; i < d->fmt->nb_streams; i++)
+        if ((int)i != si)
+            d->fmt->streams[i]->discard = AVDISCARD_ALL;
+
+    d->cc = avcodec_alloc_context3(codec);
+    if (!d->cc)
+        return fail_open(d, sl_seterr(SL_ENOMEM, "%s: out of memory", path));
+    r = avcodec_parameters_to_context(d->cc, par);
+    if (r >= 0) {
+        d->cc->pkt_timebase = d->st->time_base;
+        d->cc->thread_count = 1;
+        /* Detect and report damage, but never "explode": a bad packet is
+         * skipped by our policy, not the end of the file. */
+        d->cc->err_recognition = AV_EF_CRCCHECK;
+        r = avcodec_open2(d->cc, codec, NULL);
+    }
+    if (r < 0) {
+        set_log_file(NULL);
+        return fail_open(d, sl_seterr(SL_EDECODE, "%s: cannot open the %s decoder (%s)", path, codec->name,
+                                      av_err(r, eb, sizeof eb)));
+    }
+
+    sl_audio_info *in = &d->info;
+    snprintf(in->container, sizeof in->container, "%s", d->fmt->iformat->name);
+    snprintf(in->codec, sizeof in->codec, "%s", codec->name);
+    in->sample_rate = par->sample_rate;
+    in->channels = par->ch_layout.nb_channels;
+    if (av_channel_layout_describe(&par->ch_layout, in->channel_layout, sizeof in->channel_layout) < 0)
+        snprintf(in->channel_layout, sizeof in->channel_layout, "%d channels", in->channels);
+    if (d->st->duration != AV_NOPTS_VALUE && d->st->duration > 0)
+        in->duration = d->st->duration * av_q2d(d->st->time_base);
+    else if (d->fmt->duration != AV_NOPTS_VALUE && d->fmt->duration > 0)
+        in->duration = d->fmt->duration / (double)AV_TIME_BASE;
+    in->bit_rate = par->bit_rate > 0 ? par->bit_rate : (d->fmt->bit_rate > 0 ? d->fmt->bit_rate : 0);
+    in->stream_index = si;
+
+    d->out_rate = out_rate ? out_rate : par->sample_rate;
+    d->out_ch = out_channels ? out_channels : in->channels;
+    if (d->out_ch > 64)
+        return fail_open(d, sl_seterr(SL_EUNSUPPORTED, "%s: %d channels are more than stemline handles (64)",
+                                      path, d->out_ch));
+    if (!out_channels && par->ch_layout.order == AV_CHANNEL_ORDER_NATIVE)
+        av_channel_layout_copy(&d->out_layout, &par->ch_layout);
+    else
+        av_channel_layout_default(&d->out_layout, d->out_ch);
+    d->scratch_planes = calloc((size_t)d->out_ch, sizeof *d->scratch_planes);
+    d->fifo = av_audio_fifo_alloc(AV_SAMPLE_FMT_FLTP, d->out_ch, 4096);
+    if (!d->scratch_planes || !d->fifo)
+        return fail_open(d, sl_seterr(SL_ENOMEM, "%s: out of memory", path));
+    d->in_fmt = -1;
+    d->state = ST_DEMUX;
+    set_log_file(NULL);
+    *out = d;
+    return 0;
+}
+
+const sl_audio_info *sl_decoder_info(const sl_decoder *d) { return &d->info; }
+long sl_decoder_bad_packets(const sl_decoder *d) { return d->bad; }
+long sl_decoder_packets(const sl_decoder *d) { return d->packets; }
+int64_t sl_decoder_frames(const sl_decoder *d) { return d->frames_out; }
+int sl_decoder_out_rate(const sl_decoder *d) { return d->out_rate; }
+int sl_decoder_out_channels(const sl_decoder *d) { return d->out_ch; }
+
+long sl_decoder_read(sl_decoder *d, float *const *dst, long max_frames)
+{
+    if (!d || !dst || max_frames <= 0)
+        return sl_seterr(SL_EINVAL, "sl_decoder_read: invalid arguments");
+    if (d->err)
+        return d->err;
+    set_log_file(d);
+    int want = max_frames > (1 << 28) ? (1 << 28) : (int)max_frames;
+    while (av_audio_fifo_size(d->fifo) < want && d->state != ST_DONE) {
+        int r = step(d);
+        if (r < 0) {
+            d->err = r;
+            set_log_file(NULL);
+            return r;
+        }
+    }
+    set_log_file(NULL);
+    int n = av_audio_fifo_size(d->fifo);
+    if (n > want)
+        n = want;
+    if (n == 0)
+        return 0;
+    if (av_audio_fifo_read(d->fifo, (void **)dst, n) < n)
+        return d->err = sl_seterr(SL_EDECODE, "%s: internal buffer error", d->path);
+    d->frames_out += n;
+    return n;
+}
+
+void sl_decoder_close(sl_decoder *d)
+{
+    if (!d)
+        return;
+    if (d->bad && !d->warned)
+        sl_log(SL_LOG_WARN, d->path, "decode", "skipped %ld corrupt packet%s of %ld", d->bad,
+               d->bad == 1 ? "" : "s", d->packets);
+    if (tl_file == d->path)
+        set_log_file(NULL);
+    avcodec_free_context(&d->cc);
+    avformat_close_input(&d->fmt);
+    swr_free(&d->swr);
+    if (d->fifo)
+        av_audio_fifo_free(d->fifo);
+    av_packet_free(&d->pkt);
+    av_frame_free(&d->frame);
+    av_channel_layout_uninit(&d->out_layout);
+    av_channel_layout_uninit(&d->in_key_layout);
+    free(d->scratch);
+    free(d->scratch_planes);
+    free(d->path);
+    free(d);
+}
+
+int sl_decode_file(const char *path, int out_rate, int out_channels, float ***planes, size_t *n_frames,
+                   sl_audio_info *info)
+{
+    if (!planes || !n_frames)
+        return sl_seterr(SL_EINVAL, "sl_decode_file: no output");
+    *planes = NULL;
+    *n_frames = 0;
+    sl_decoder *d;
+    int r = sl_decoder_open(&d, path, out_rate, out_channels);
+    if (r < 0)
+        return r;
+    if (info)
+        *info = d->info;
+    int ch = d->out_ch;
+    size_t cap = 65536;
+    if (d->info.duration > 0)
+        cap = (size_t)(d->info.duration * d->out_rate) + 8192;
+    float **p = calloc((size_t)ch, sizeof *p);
+    float **dst = calloc((size_t)ch, sizeof *dst);
+    size_t n = 0;
+    r = p && dst ? 0 : SL_ENOMEM;
+    for (int c = 0; c < ch && r == 0; c++)
+        if (!(p[c] = malloc(cap * sizeof(float))))
+            r = SL_ENOMEM;
+    while (r == 0) {
+        if (cap - n < 4096) {
+            size_t ncap = cap * 2;
+            for (int c = 0; c < ch && r == 0; c++) {
+                float *q = realloc(p[c], ncap * sizeof(float));
+                if (!q)
+                    r = SL_ENOMEM;
+                else
+                    p[c] = q;
+            }
+            if (r)
+                break;
+            cap = ncap;
+        }
+        for (int c = 0; c < ch; c++)
+            dst[c] = p[c] + n;
+        size_t want = cap - n > (1u << 20) ? (1u << 20) : cap - n;
+        long got = sl_decoder_read(d, dst, (long)want);
+        if (got < 0) {
+            r = (int)got;
+            break;
+        }
+        if (got == 0)
+            break;
+        n += (size_t)got;
+    }
+    if (r == SL_ENOMEM)
+        sl_seterr(r, "%s: out of memory", path);
+    sl_decoder_close(d);
+    free(dst);
+    if (r < 0) {
+        for (int c = 0; p && c < ch; c++)
+            free(p[c]);
+        free(p);
+        return r;
+    }
+    *planes = p;
+    *n_frames = n;
+    return 0;
+}

@@ -1,0 +1,536 @@
+/* Stem writer. Samples flow: planar float -> (swr, only when the rate
+ * changes) -> planar float FIFO -> our own clip + quantise into the codec's
+ * interleaved format -> libavcodec -> libavformat into "<path>.tmp-<pid>-<n>",
+ * which is fsynced and renamed into place by sl_encoder_finish. */
+#include "io/encode.h"
+
+#include "common/sl_error.h"
+#include "common/sl_log.h"
+#include "io/decode.h"
+
+#include <libavcodec/avcodec.h>
+#include <libavformat/avformat.h>
+#include <libavutil/audio_fifo.h>
+#include <libavutil/channel_layout.h>
+#include <libavutil/mathematics.h>
+#include <libswresample/swresample.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+enum { Q_S16, Q_S24, Q_F32 };
+
+/* Frames handed to the resampler / FIFO per step, so one huge write does not
+ * double the caller's memory. */
+#define SL_ENC_CHUNK 16384
+
+struct sl_encoder {
+    char *path, *tmp;
+    AVFormatContext *oc;
+    AVCodecContext *cc;
+    AVStream *st;
+    SwrContext *swr;
+    AVAudioFifo *fifo;
+    AVFrame *frame;
+    AVPacket *pkt;
+    int ch, in_rate, out_rate, q;
+    int frame_size;
+    int64_t n_in;   /* frames given to write */
+    int64_t n_sent; /* frames given to the encoder */
+    int64_t pts;
+    float *scratch;
+    float **scratch_planes;
+    int scratch_cap;
+    int header_written;
+    int err;
+};
+
+static atomic_uint tmp_counter;
+
+static const char *av_err(int code, char *buf, size_t size)
+{
+    if (av_strerror(code, buf, size) < 0)
+        snprintf(buf, size, "error %d", code);
+    return buf;
+}
+
+/* mkdir -p for the folder that will hold path. */
+static int make_parents(const char *path)
+{
+    char *dir = strdup(path);
+    if (!dir)
+        return sl_seterr(SL_ENOMEM, "%s: out of memory", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir) {
+        free(dir);
+        return 0;
+    }
+    *slash = 0;
+    for (char *p = dir + 1;; p++) {
+        int last = *p == 0;
+        if (*p == '/' || last) {
+            char save = *p;
+            *p = 0;
+            if (mkdir(dir, 0777) != 0) {
+                int e = errno;
+                struct stat sb;
+                if (e != EEXIST || stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+                    if (e == EEXIST)
+                        e = ENOTDIR;
+                    int r = sl_seterr(AVERROR(e), "%s: cannot create folder %s: %s", path, dir, strerror(e));
+                    free(dir);
+                    return r;
+                }
+            }
+            *p = save;
+            if (last)
+                break;
+        }
+    }
+    free(dir);
+    return 0;
+}
+
+static void fsync_path(const char *p, int dir)
+{
+    int fd = open(p, O_RDONLY | (dir ? O_DIRECTORY : 0));
+    if (fd >= 0) {
+        (void)fsync(fd);
+        close(fd);
+    }
+}
+
+static int ensure_scratch(sl_encoder *e, int frames)
+{
+    if (frames <= e->scratch_cap)
+        return 0;
+    int cap = frames + 1024;
+    float *s = realloc(e->scratch, (size_t)cap * (size_t)e->ch * sizeof(float));
+    if (!s)
+        return sl_seterr(SL_ENOMEM, "%s: out of memory", e->path);
+    e->scratch = s;
+    for (int c = 0; c < e->ch; c++)
+        e->scratch_planes[c] = s + (size_t)c * (size_t)cap;
+    e->scratch_cap = cap;
+    return 0;
+}
+
+static int write_packets(sl_encoder *e)
+{
+    char eb[AV_ERROR_MAX_STRING_SIZE];
+    for (;;) {
+        int r = avcodec_receive_packet(e->cc, e->pkt);
+        if (r == AVERROR(EAGAIN) || r == AVERROR_EOF)
+            return 0;
+        if (r < 0)
+            return sl_seterr(SL_ENCODE, "%s: encoder error (%s)", e->path, av_err(r, eb, sizeof eb));
+        av_packet_rescale_ts(e->pkt, e->cc->time_base, e->st->time_base);
+        e->pkt->stream_index = e->st->index;
+        r = av_interleaved_write_frame(e->oc, e->pkt);
+        av_packet_unref(e->pkt);
+        if (r < 0)
+            return sl_seterr(r, "%s: write failed (%s)", e->tmp, av_err(r, eb, sizeof eb));
+    }
+}
+
+/* Clips to [-1, 1] before integer conversion, explicitly: a stem that
+ * overshoots must saturate, never wrap. Scale is 2^(bits-1), the convention
+ * FFmpeg's decoders use on the way back, so a round trip is exact to within
+ * half a step. NaN becomes 0. f32 keeps values beyond full scale (no clipping
+ * needed) but not NaN/Inf. */
+static void quantise(const sl_encoder *e, int n, uint8_t *dst)
+{
+    int ch = e->ch;
+    for (int c = 0; c < ch; c++) {
+        const float *src = e->scratch_planes[c];
+        if (e->q == Q_F32) {
+            float *o = (float *)dst + c;
+            for (int i = 0; i < n; i++)
+                o[(size_t)i * ch] = isfinite(src[i]) ? src[i] : 0.0f;
+        } else if (e->q == Q_S16) {
+            int16_t *o = (int16_t *)dst + c;
+            for (int i = 0; i < n; i++) {
+                float x = src[i];
+                x = x > 1.0f ? 1.0f : x < -1.0f ? -1.0f : x == x ? x : 0.0f;
+                long v = lrintf(x * 32768.0f);
+                o[(size_t)i * ch] = (int16_t)(v > 32767 ? 32767 : v);
+            }
+        } else {
+            int32_t *o = (int32_t *)dst + c;
+            for (int i = 0; i < n; i++) {
+                float x = src[i];
+                x = x > 1.0f ? 1.0f : x < -1.0f ? -1.0f : x == x ? x : 0.0f;
+                long v = lrint((double)x * 8388608.0);
+                if (v > 8388607)
+                    v = 8388607;
+                /* 24 significant bits, left-justified in 32 as both the
+                 * pcm_s24le and the flac encoders expect. */
+                o[(size_t)i * ch] = (int32_t)((uint32_t)v << 8);
+            }
+        }
+    }
+}
+
+static int encode_frames(sl_encoder *e, int final)
+{
+    char eb[AV_ERROR_MAX_STRING_SIZE];
+    for (;;) {
+        int avail = av_audio_fifo_size(e->fifo);
+        int n = avail < e->frame_size ? avail : e->frame_size;
+        if (n == 0 || (n < e->frame_size && !final))
+            return 0;
+        int r = ensure_scratch(e, n);
+        if (r < 0)
+            return r;
+        if (av_audio_fifo_read(e->fifo, (void **)e->scratch_planes, n) < n)
+            return sl_seterr(SL_ENCODE, "%s: internal buffer error", e->path);
+        r = av_frame_make_writable(e->frame);
+        if (r < 0)
+            return sl_seterr(SL_ENOMEM, "%s: out of memory", e->path);
+        e->frame->nb_samples = n;
+        quantise(e, n, e->frame->data[0]);
+        e->frame->pts = e->pts;
+        e->pts += n;
+        e->n_sent += n;
+        r = avcodec_send_frame(e->cc, e->frame);
+        if (r < 0)
+            return sl_seterr(SL_ENCODE, "%s: encoder rejected a frame (%s)", e->path, av_err(r, eb, sizeof eb));
+        r = write_packets(e);
+        if (r < 0)
+            return r;
+    }
+}
+
+static int push_resampled(sl_encoder *e, const uint8_t **in, int n)
+{
+    int cap = swr_get_out_samples(e->swr, n);
+    if (cap < 0)
+        return sl_seterr(SL_ENCODE, "%s: resampler error", e->path);
+    if (cap == 0)
+        return 0;
+    int r = ensure_scratch(e, cap);
+    if (r < 0)
+        return r;
+    int got = swr_convert(e->swr, (uint8_t **)e->scratch_planes, cap, in, n);
+    if (got < 0) {
+        char eb[AV_ERROR_MAX_STRING_SIZE];
+        return sl_seterr(SL_ENCODE, "%s: resampling failed (%s)", e->path, av_err(got, eb, sizeof eb));
+    }
+    if (got > 0 && av_audio_fifo_write(e->fifo, (void **)e->scratch_planes, got) < got)
+        return sl_seterr(SL_ENOMEM, "%s: out of memory", e->path);
+    return 0;
+}
+
+static void destroy(sl_encoder *e, int remove_tmp)
+{
+    if (!e)
+        return;
+    avcodec_free_context(&e->cc);
+    if (e->oc) {
+        if (e->oc->pb)
+            avio_closep(&e->oc->pb);
+        avformat_free_context(e->oc);
+    }
+    if (remove_tmp && e->tmp)
+        unlink(e->tmp);
+    swr_free(&e->swr);
+    if (e->fifo)
+        av_audio_fifo_free(e->fifo);
+    av_frame_free(&e->frame);
+    av_packet_free(&e->pkt);
+    free(e->scratch);
+    free(e->scratch_planes);
+    free(e->path);
+    free(e->tmp);
+    free(e);
+}
+
+int sl_encoder_open(sl_encoder **out, const char *path, const sl_encode_params *p)
+{
+    char eb[AV_ERROR_MAX_STRING_SIZE];
+    if (!out || !path || !*path || !p)
+        return sl_seterr(SL_EINVAL, "sl_encoder_open: no path or parameters");
+    *out = NULL;
+    sl_io_init();
+    const char *fmt = p->format ? p->format : "wav";
+    const char *sf = p->sample_format ? p->sample_format : "s16";
+    int flac = 0;
+    if (!strcmp(fmt, "flac"))
+        flac = 1;
+    else if (strcmp(fmt, "wav"))
+        return sl_seterr(SL_EINVAL, "%s: unknown stem format '%s' (use wav or flac)", path, fmt);
+    int q;
+    if (!strcmp(sf, "s16"))
+        q = Q_S16;
+    else if (!strcmp(sf, "s24"))
+        q = Q_S24;
+    else if (!strcmp(sf, "f32"))
+        q = Q_F32;
+    else
+        return sl_seterr(SL_EINVAL, "%s: unknown sample format '%s' (use s16, s24 or f32)", path, sf);
+    if (flac && q == Q_F32)
+        return sl_seterr(SL_EINVAL, "%s: FLAC cannot store 32-bit float samples; use sample_format s16 or s24, "
+                                    "or format wav for f32", path);
+    if (p->channels < 1 || p->channels > (flac ? 8 : 64))
+        return sl_seterr(SL_EINVAL, "%s: %d channels not supported by %s (1..%d)", path, p->channels, fmt,
+                         flac ? 8 : 64);
+    if (p->in_rate < 1 || p->out_rate < 1 || p->in_rate > 1000000 || p->out_rate > (flac ? 655350 : 1000000))
+        return sl_seterr(SL_EINVAL, "%s: invalid sample rates (in %d Hz, out %d Hz)", path, p->in_rate,
+                         p->out_rate);
+
+    int r = make_parents(path);
+    if (r < 0)
+        return r;
+
+    sl_encoder *e = calloc(1, sizeof *e);
+    if (!e)
+        return sl_seterr(SL_ENOMEM, "%s: out of memory", path);
+    e->ch = p->channels;
+    e->in_rate = p->in_rate;
+    e->out_rate = p->out_rate;
+    e->q = q;
+    e->path = strdup(path);
+    size_t tlen = strlen(path) + 48;
+    e->tmp = malloc(tlen);
+    e->frame = av_frame_alloc();
+    e->pkt = av_packet_alloc();
+    e->scratch_planes = calloc((size_t)e->ch, sizeof *e->scratch_planes);
+    if (!e->path || !e->tmp || !e->frame || !e->pkt || !e->scratch_planes) {
+        destroy(e, 0);
+        return sl_seterr(SL_ENOMEM, "%s: out of memory", path);
+    }
+    snprintf(e->tmp, tlen, "%s.tmp-%ld-%u", path, (long)getpid(), atomic_fetch_add(&tmp_counter, 1));
+
+    r = avformat_alloc_output_context2(&e->oc, NULL, fmt, e->tmp);
+    if (r < 0 || !e->oc) {
+        destroy(e, 0);
+        return sl_seterr(SL_ENCODE, "%s: no %s muxer (%s)", path, fmt, av_err(r, eb, sizeof eb));
+    }
+    /* No encoder version strings: the same samples give the same bytes
+     * whatever FFmpeg build wrote them. */
+    e->oc->flags |= AVFMT_FLAG_BITEXACT;
+
+    enum AVCodecID id = flac ? AV_CODEC_ID_FLAC
+                        : q == Q_S16 ? AV_CODEC_ID_PCM_S16LE
+                        : q == Q_S24 ? AV_CODEC_ID_PCM_S24LE
+                                     : AV_CODEC_ID_PCM_F32LE;
+    const AVCodec *codec = avcodec_find_encoder(id);
+    if (!codec) {
+        destroy(e, 0);
+        return sl_seterr(SL_ENCODE, "%s: this FFmpeg has no %s encoder", path, avcodec_get_name(id));
+    }
+    e->st = avformat_new_stream(e->oc, NULL);
+    e->cc = avcodec_alloc_context3(codec);
+    if (!e->st || !e->cc) {
+        destroy(e, 0);
+        return sl_seterr(SL_ENOMEM, "%s: out of memory", path);
+    }
+    e->cc->sample_fmt = q == Q_S16 ? AV_SAMPLE_FMT_S16 : q == Q_S24 ? AV_SAMPLE_FMT_S32 : AV_SAMPLE_FMT_FLT;
+    if (q == Q_S24)
+        e->cc->bits_per_raw_sample = 24;
+    e->cc->sample_rate = e->out_rate;
+    av_channel_layout_default(&e->cc->ch_layout, e->ch);
+    e->cc->time_base = (AVRational){1, e->out_rate};
+    e->cc->flags |= AV_CODEC_FLAG_BITEXACT;
+    e->cc->thread_count = 1;
+    if (e->oc->oformat->flags & AVFMT_GLOBALHEADER)
+        e->cc->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
+    r = avcodec_open2(e->cc, codec, NULL);
+    if (r < 0) {
+        destroy(e, 0);
+        return sl_seterr(SL_ENCODE, "%s: cannot open the %s encoder (%s)", path, codec->name,
+                         av_err(r, eb, sizeof eb));
+    }
+    e->st->time_base = e->cc->time_base;
+    r = avcodec_parameters_from_context(e->st->codecpar, e->cc);
+    if (r < 0) {
+        destroy(e, 0);
+        return sl_seterr(SL_ENOMEM, "%s: out of memory", path);
+    }
+    e->frame_size = e->cc->frame_size > 0 && !(codec->capabilities & AV_CODEC_CAP_VARIABLE_FRAME_SIZE)
+                        ? e->cc->frame_size
+                        : 4096;
+    e->frame->format = e->cc->sample_fmt;
+    e->frame->sample_rate = e->out_rate;
+    e->frame->nb_samples = e->frame_size;
+    if (av_channel_layout_copy(&e->frame->ch_layout, &e->cc->ch_layout) < 0 ||
+        av_frame_get_buffer(e->frame, 0) < 0) {
+        destroy(e, 0);
+        return sl_seterr(SL_ENOMEM, "%s: out of memory", path);
+    }
+    e->fifo = av_audio_fifo_alloc(AV_SAMPLE_FMT_FLTP, e->ch, e->frame_size * 2);
+    if (!e->fifo) {
+        destroy(e, 0);
+        return sl_seterr(SL_ENOMEM, "%s: out of memory", path);
+    }
+    if (e->in_rate != e->out_rate) {
+        r = swr_alloc_set_opts2(&e->swr, &e->cc->ch_layout, AV_SAMPLE_FMT_FLTP, e->out_rate, &e->cc->ch_layout,
+                                AV_SAMPLE_FMT_FLTP, e->in_rate, 0, NULL);
+        if (r >= 0)
+            r = swr_init(e->swr);
+        if (r < 0) {
+            destroy(e, 0);
+            return sl_seterr(SL_ENCODE, "%s: cannot resample %d -> %d Hz (%s)", path, e->in_rate, e->out_rate,
+                             av_err(r, eb, sizeof eb));
+        }
+    }
+
+    size_t ulen = strlen(e->tmp) + 6;
+    char *url = malloc(ulen);
+    if (!url) {
+        destroy(e, 0);
+        return sl_seterr(SL_ENOMEM, "%s: out of memory", path);
+    }
+    snprintf(url, ulen, "file:%s", e->tmp);
+    r = avio_open(&e->oc->pb, url, AVIO_FLAG_WRITE);
+    free(url);
+    if (r < 0) {
+        destroy(e, 0);
+        return sl_seterr(r, "%s: cannot create %s (%s)", path, e->tmp, av_err(r, eb, sizeof eb));
+    }
+    r = avformat_write_header(e->oc, NULL);
+    if (r < 0) {
+        destroy(e, 1);
+        return sl_seterr(r > -4096 ? r : SL_ENCODE, "%s: cannot write the %s header (%s)", path, fmt,
+                         av_err(r, eb, sizeof eb));
+    }
+    e->header_written = 1;
+    *out = e;
+    return 0;
+}
+
+int sl_encoder_write(sl_encoder *e, const float *const *planes, size_t n_frames)
+{
+    if (!e || (!planes && n_frames))
+        return sl_seterr(SL_EINVAL, "sl_encoder_write: invalid arguments");
+    if (e->err)
+        return e->err;
+    const float *cur[64];
+    size_t done = 0;
+    while (done < n_frames) {
+        int n = n_frames - done > SL_ENC_CHUNK ? SL_ENC_CHUNK : (int)(n_frames - done);
+        for (int c = 0; c < e->ch; c++)
+            cur[c] = planes[c] + done;
+        int r;
+        if (e->swr)
+            r = push_resampled(e, (const uint8_t **)cur, n);
+        else
+            r = av_audio_fifo_write(e->fifo, (void **)cur, n) < n
+                    ? sl_seterr(SL_ENOMEM, "%s: out of memory", e->path)
+                    : 0;
+        if (r == 0)
+            r = encode_frames(e, 0);
+        if (r < 0)
+            return e->err = r;
+        done += (size_t)n;
+        e->n_in += n;
+    }
+    return 0;
+}
+
+static int finish(sl_encoder *e)
+{
+    char eb[AV_ERROR_MAX_STRING_SIZE];
+    int r;
+    if (e->swr) {
+        /* Drain the filter delay, then trim or pad to exactly
+         * round(n_in * out_rate / in_rate) frames. */
+        for (;;) {
+            int before = av_audio_fifo_size(e->fifo);
+            r = push_resampled(e, NULL, 0);
+            if (r < 0)
+                return r;
+            if (av_audio_fifo_size(e->fifo) == before)
+                break;
+        }
+        int64_t target = av_rescale_rnd(e->n_in, e->out_rate, e->in_rate, AV_ROUND_NEAR_INF);
+        int64_t have = e->n_sent + av_audio_fifo_size(e->fifo);
+        if (have > target) {
+            int keep = (int)(target - e->n_sent > 0 ? target - e->n_sent : 0);
+            int drop = av_audio_fifo_size(e->fifo) - keep;
+            /* The FIFO only drains from the front: move the kept part out and back. */
+            r = ensure_scratch(e, keep > 0 ? keep : 1);
+            if (r < 0)
+                return r;
+            if (keep > 0 && av_audio_fifo_read(e->fifo, (void **)e->scratch_planes, keep) < keep)
+                return sl_seterr(SL_ENCODE, "%s: internal buffer error", e->path);
+            av_audio_fifo_drain(e->fifo, drop);
+            if (keep > 0 && av_audio_fifo_write(e->fifo, (void **)e->scratch_planes, keep) < keep)
+                return sl_seterr(SL_ENOMEM, "%s: out of memory", e->path);
+        } else if (have < target) {
+            int pad = (int)(target - have);
+            r = ensure_scratch(e, pad);
+            if (r < 0)
+                return r;
+            for (int c = 0; c < e->ch; c++)
+                memset(e->scratch_planes[c], 0, (size_t)pad * sizeof(float));
+            if (av_audio_fifo_write(e->fifo, (void **)e->scratch_planes, pad) < pad)
+                return sl_seterr(SL_ENOMEM, "%s: out of memory", e->path);
+        }
+    }
+    r = encode_frames(e, 1);
+    if (r < 0)
+        return r;
+    r = avcodec_send_frame(e->cc, NULL);
+    if (r < 0 && r != AVERROR_EOF)
+        return sl_seterr(SL_ENCODE, "%s: encoder flush failed (%s)", e->path, av_err(r, eb, sizeof eb));
+    r = write_packets(e);
+    if (r < 0)
+        return r;
+    r = av_write_trailer(e->oc);
+    if (r < 0)
+        return sl_seterr(r, "%s: cannot finish %s (%s)", e->path, e->tmp, av_err(r, eb, sizeof eb));
+    r = avio_closep(&e->oc->pb);
+    if (r < 0)
+        return sl_seterr(r, "%s: cannot close %s (%s)", e->path, e->tmp, av_err(r, eb, sizeof eb));
+    fsync_path(e->tmp, 0);
+    if (rename(e->tmp, e->path) != 0) {
+        int en = errno;
+        return sl_seterr(AVERROR(en), "%s: cannot rename %s into place (%s)", e->path, e->tmp, strerror(en));
+    }
+    /* The rename is durable only once the folder itself is synced. */
+    char *dir = strdup(e->path);
+    if (dir) {
+        char *slash = strrchr(dir, '/');
+        if (slash == dir)
+            slash[1] = 0;
+        else if (slash)
+            *slash = 0;
+        fsync_path(slash ? dir : ".", 1);
+        free(dir);
+    }
+    return 0;
+}
+
+int sl_encoder_finish(sl_encoder *e)
+{
+    if (!e)
+        return sl_seterr(SL_EINVAL, "sl_encoder_finish: no encoder");
+    int r = e->err ? e->err : finish(e);
+    destroy(e, r < 0);
+    return r;
+}
+
+void sl_encoder_abort(sl_encoder *e) { destroy(e, 1); }
+
+int sl_encode_file(const char *path, const sl_encode_params *p, const float *const *planes, size_t n_frames)
+{
+    sl_encoder *e;
+    int r = sl_encoder_open(&e, path, p);
+    if (r < 0)
+        return r;
+    r = sl_encoder_write(e, planes, n_frames);
+    if (r < 0) {
+        sl_encoder_abort(e);
+        return r;
+    }
+    return sl_encoder_finish(e);
+}

@@ -1,0 +1,227 @@
+/* CPU STFT pieces: framing with centre padding, FFTW real transforms, and the
+ * overlap-add tail of the iSTFT (torch.istft semantics, see kernels/README.md). */
+#include <fftw3.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../common/sl_error.h"
+#include "cpu_ops.h"
+
+/* ---- framing ---- */
+
+/* Index into a signal of len samples for padded position p (may be negative),
+ * or -1 for a constant (zero) pad. Reflect excludes the edge sample
+ * (numpy/torch 'reflect'); sl_stft_check guarantees one reflection suffices. */
+static inline ptrdiff_t pad_index(ptrdiff_t p, ptrdiff_t len, sl_pad_mode mode)
+{
+    if (p >= 0 && p < len)
+        return p;
+    if (mode == SL_PAD_CONSTANT)
+        return -1;
+    if (p < 0)
+        return -p;
+    return 2 * (len - 1) - p;
+}
+
+int sl_cpu_frame(sl_op_ctx *ctx, const sl_stft_cfg *c, const float *x, size_t batch, size_t len,
+                 size_t first, size_t count, const float *window, float *frames)
+{
+    (void)ctx;
+    const size_t n = (size_t)c->n_fft;
+    const ptrdiff_t pad = c->center ? (ptrdiff_t)(n / 2) : 0;
+    for (size_t b = 0; b < batch; b++) {
+        const float *xb = x + b * len;
+        for (size_t j = 0; j < count; j++) {
+            size_t m = first + j;
+            float *f = frames + (b * count + j) * n;
+            ptrdiff_t p0 = (ptrdiff_t)(m * (size_t)c->hop) - pad;
+            if (p0 >= 0 && p0 + (ptrdiff_t)n <= (ptrdiff_t)len) {
+                const float *s = xb + p0;
+                for (size_t k = 0; k < n; k++)
+                    f[k] = s[k] * window[k];
+            } else {
+                for (size_t k = 0; k < n; k++) {
+                    ptrdiff_t i = pad_index(p0 + (ptrdiff_t)k, (ptrdiff_t)len, c->pad);
+                    f[k] = i < 0 ? 0.0f : xb[i] * window[k];
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+/* ---- FFTW plans ---- */
+
+/* FFTW planning is not thread-safe and plans are reusable on any arrays with the
+ * same alignment, so plans live in one process-wide cache guarded by a mutex
+ * and are kept for the life of the process. FFTW_ESTIMATE makes the chosen
+ * algorithm, hence the output bits, the same on every run. */
+typedef struct plan_entry {
+    int n;
+    fftwf_plan r2c, c2r;
+    struct plan_entry *next;
+} plan_entry;
+
+static pthread_mutex_t plan_lock = PTHREAD_MUTEX_INITIALIZER;
+static plan_entry *plans;
+
+static int get_plans(int n, fftwf_plan *r2c, fftwf_plan *c2r)
+{
+    int rc = 0;
+    pthread_mutex_lock(&plan_lock);
+    plan_entry *e = plans;
+    while (e && e->n != n)
+        e = e->next;
+    if (!e) {
+        float *a = fftwf_alloc_real((size_t)n + 2);
+        fftwf_complex *b = fftwf_alloc_complex((size_t)n / 2 + 1);
+        e = calloc(1, sizeof *e);
+        if (a && b && e) {
+            e->n = n;
+            e->r2c = fftwf_plan_dft_r2c_1d(n, a, b, FFTW_ESTIMATE);
+            e->c2r = fftwf_plan_dft_c2r_1d(n, b, a, FFTW_ESTIMATE);
+        }
+        if (!e || !e->r2c || !e->c2r) {
+            if (e && e->r2c)
+                fftwf_destroy_plan(e->r2c);
+            if (e && e->c2r)
+                fftwf_destroy_plan(e->c2r);
+            free(e);
+            e = NULL;
+            rc = sl_seterr(SL_ENOMEM, "fftw: cannot create plans for n_fft %d", n);
+        } else {
+            e->next = plans;
+            plans = e;
+        }
+        fftwf_free(a);
+        fftwf_free(b);
+    }
+    if (e) {
+        *r2c = e->r2c;
+        *c2r = e->c2r;
+    }
+    pthread_mutex_unlock(&plan_lock);
+    return rc;
+}
+
+/* Frames are copied through fftwf_malloc'd buffers: the plans were made on
+ * such buffers, so alignment always matches whatever the caller passes, and
+ * the c2r transform may destroy its input without touching the caller's. */
+int sl_cpu_rfft(sl_op_ctx *ctx, int n_fft, size_t count, const float *in, float *out, float scale)
+{
+    (void)ctx;
+    fftwf_plan r2c, c2r;
+    int rc = get_plans(n_fft, &r2c, &c2r);
+    if (rc < 0)
+        return rc;
+    const size_t n = (size_t)n_fft, nb = n / 2 + 1;
+    float *a = fftwf_alloc_real(n);
+    fftwf_complex *b = fftwf_alloc_complex(nb);
+    if (!a || !b) {
+        fftwf_free(a);
+        fftwf_free(b);
+        return sl_seterr(SL_ENOMEM, "rfft: out of memory");
+    }
+    for (size_t i = 0; i < count; i++) {
+        memcpy(a, in + i * n, n * sizeof(float));
+        fftwf_execute_dft_r2c(r2c, a, b);
+        float *o = out + i * 2 * nb;
+        const float *bf = (const float *)b;
+        if (scale == 1.0f)
+            memcpy(o, bf, 2 * nb * sizeof(float));
+        else
+            for (size_t k = 0; k < 2 * nb; k++)
+                o[k] = bf[k] * scale;
+    }
+    fftwf_free(a);
+    fftwf_free(b);
+    return 0;
+}
+
+int sl_cpu_irfft(sl_op_ctx *ctx, int n_fft, size_t count, const float *in, float *out, float scale)
+{
+    (void)ctx;
+    fftwf_plan r2c, c2r;
+    int rc = get_plans(n_fft, &r2c, &c2r);
+    if (rc < 0)
+        return rc;
+    const size_t n = (size_t)n_fft, nb = n / 2 + 1;
+    float *a = fftwf_alloc_real(n);
+    fftwf_complex *b = fftwf_alloc_complex(nb);
+    if (!a || !b) {
+        fftwf_free(a);
+        fftwf_free(b);
+        return sl_seterr(SL_ENOMEM, "irfft: out of memory");
+    }
+    for (size_t i = 0; i < count; i++) {
+        float *bf = (float *)b;
+        memcpy(bf, in + i * 2 * nb, 2 * nb * sizeof(float));
+        /* A real signal's DC (and even-n Nyquist) bin is real; irfft ignores the
+         * imaginary part there, which FFTW's c2r would not promise to do. */
+        bf[1] = 0.0f;
+        if (n % 2 == 0)
+            bf[2 * (nb - 1) + 1] = 0.0f;
+        fftwf_execute_dft_c2r(c2r, b, a);
+        float *o = out + i * n;
+        for (size_t k = 0; k < n; k++)
+            o[k] = a[k] * scale;
+    }
+    fftwf_free(a);
+    fftwf_free(b);
+    return 0;
+}
+
+/* ---- overlap-add ---- */
+
+int sl_cpu_overlap_add(sl_op_ctx *ctx, const sl_stft_cfg *c, size_t batch, size_t n_frames,
+                       const float *frames, const float *window, size_t length, float *out)
+{
+    (void)ctx;
+    const size_t n = (size_t)c->n_fft, hop = (size_t)c->hop;
+    const size_t full = n + hop * (n_frames - 1);
+    const size_t start = c->center ? n / 2 : 0;
+    const size_t end = start + length;
+    const size_t kept_end = end < full ? end : full;
+    float *env = calloc(full, sizeof(float));
+    float *y = malloc(full * sizeof(float));
+    if (!env || !y) {
+        free(env);
+        free(y);
+        return sl_seterr(SL_ENOMEM, "overlap_add: out of memory (%zu samples)", full);
+    }
+    /* The envelope is the same for every batch item: frames are added in order
+     * m = 0, 1, ... exactly as torch's fold does. */
+    for (size_t m = 0; m < n_frames; m++)
+        for (size_t k = 0; k < n; k++)
+            env[m * hop + k] += window[k] * window[k];
+    int rc = 0;
+    for (size_t p = start; p < kept_end; p++) {
+        if (!(env[p] >= 1e-11f)) {
+            rc = sl_seterr(SL_ENUMERIC,
+                           "istft: window overlap-add envelope is %g < 1e-11 at sample %zu "
+                           "(n_fft %d, hop %d): the window fails NOLA",
+                           (double)env[p], p - start, c->n_fft, c->hop);
+            break;
+        }
+    }
+    for (size_t b = 0; b < batch && rc == 0; b++) {
+        memset(y, 0, full * sizeof(float));
+        const float *fb = frames + b * n_frames * n;
+        for (size_t m = 0; m < n_frames; m++) {
+            float *ym = y + m * hop;
+            const float *f = fb + m * n;
+            for (size_t k = 0; k < n; k++)
+                ym[k] += f[k] * window[k];
+        }
+        float *ob = out + b * length;
+        size_t i = 0;
+        for (size_t p = start; p < kept_end; p++, i++)
+            ob[i] = y[p] / env[p];
+        for (; i < length; i++)
+            ob[i] = 0.0f;
+    }
+    free(env);
+    free(y);
+    return rc;
+}

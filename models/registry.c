@@ -1,0 +1,162 @@
+/* Built-in model registry and the shared option parsing. */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/sl_error.h"
+#include "model_impl.h"
+
+const char *const sl_sep_model_names[] = {"hpss", NULL};
+const char *const sl_emb_model_names[] = {"melstats", NULL};
+
+int sl_model_opt_error(const sl_cfg_opt *o, const char *section, const char *fmt, ...)
+{
+    char reason[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(reason, sizeof reason, fmt, ap);
+    va_end(ap);
+    return sl_seterr(SL_ECONFIG, "%s:%d:%d: key '%s.options.%s': %s", o->file ? o->file : "?",
+                     o->line, o->column, section, o->key, reason);
+}
+
+int sl_model_opt_int(const sl_cfg_opt *o, const char *section, long lo, long hi, int odd_only, int *out)
+{
+    const char *s = o->value ? o->value : "";
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (!*s || *end || errno)
+        return sl_model_opt_error(o, section, "expected an integer, got '%s'", s);
+    if (v < lo || v > hi)
+        return sl_model_opt_error(o, section, "%ld is out of range %ld..%ld", v, lo, hi);
+    if (odd_only && v % 2 == 0)
+        return sl_model_opt_error(o, section, "must be odd, got %ld", v);
+    *out = (int)v;
+    return 0;
+}
+
+int sl_model_opt_double(const sl_cfg_opt *o, const char *section, double lo, double hi, double *out)
+{
+    const char *s = o->value ? o->value : "";
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (!*s || *end || errno || !isfinite(v))
+        return sl_model_opt_error(o, section, "expected a finite number, got '%s'", s);
+    if (v < lo || v > hi)
+        return sl_model_opt_error(o, section, "%g is out of range %g..%g", v, lo, hi);
+    *out = v;
+    return 0;
+}
+
+int sl_model_opt_choice(const sl_cfg_opt *o, const char *section, const char *const *choices, int *out)
+{
+    const char *s = o->value ? o->value : "";
+    char list[256] = "";
+    for (int i = 0; choices[i]; i++) {
+        if (!strcmp(s, choices[i])) {
+            *out = i;
+            return 0;
+        }
+        size_t l = strlen(list);
+        snprintf(list + l, sizeof list - l, "%s%s", i ? ", " : "", choices[i]);
+    }
+    return sl_model_opt_error(o, section, "expected one of %s, got '%s'", list, s);
+}
+
+static void list_names(const char *const *names, char *buf, size_t size)
+{
+    buf[0] = 0;
+    for (int i = 0; names[i]; i++) {
+        size_t l = strlen(buf);
+        snprintf(buf + l, size - l, "%s%s", i ? ", " : "", names[i]);
+    }
+}
+
+int sl_sep_open(sl_sep_model **out, const char *name, const char *weights, const sl_cfg_opts *opts,
+                sl_op_ctx *ctx)
+{
+    *out = NULL;
+    if (!name || strcmp(name, "hpss") != 0) {
+        char list[128];
+        list_names(sl_sep_model_names, list, sizeof list);
+        return sl_seterr(SL_ECONFIG, "unknown separation model '%s' (built in: %s)", name ? name : "",
+                         list);
+    }
+    if (weights && *weights)
+        return sl_seterr(SL_ECONFIG, "separation model '%s' takes no weights (separation.weights is '%s')",
+                         name, weights);
+    sl_sep_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return sl_seterr(SL_ENOMEM, "separation model: out of memory");
+    m->ctx = ctx;
+    int rc = sl_hpss_init(m, opts);
+    if (rc < 0) {
+        sl_sep_close(m);
+        return rc;
+    }
+    *out = m;
+    return 0;
+}
+
+const sl_sep_info *sl_sep_get_info(const sl_sep_model *m) { return &m->info; }
+
+int sl_sep_run(sl_sep_model *m, const float *const *in, size_t n, float *const *const *out)
+{
+    return m->run(m, in, n, out);
+}
+
+void sl_sep_close(sl_sep_model *m)
+{
+    if (!m)
+        return;
+    if (m->close)
+        m->close(m);
+    free(m);
+}
+
+int sl_emb_open(sl_emb_model **out, const char *name, const char *weights, const sl_cfg_opts *opts,
+                sl_op_ctx *ctx)
+{
+    *out = NULL;
+    if (!name || strcmp(name, "melstats") != 0) {
+        char list[128];
+        list_names(sl_emb_model_names, list, sizeof list);
+        return sl_seterr(SL_ECONFIG, "unknown embedding model '%s' (built in: %s)", name ? name : "",
+                         list);
+    }
+    if (weights && *weights)
+        return sl_seterr(SL_ECONFIG, "embedding model '%s' takes no weights (embedding.weights is '%s')",
+                         name, weights);
+    sl_emb_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return sl_seterr(SL_ENOMEM, "embedding model: out of memory");
+    m->ctx = ctx;
+    int rc = sl_melstats_init(m, opts);
+    if (rc < 0) {
+        sl_emb_close(m);
+        return rc;
+    }
+    *out = m;
+    return 0;
+}
+
+const sl_emb_info *sl_emb_get_info(const sl_emb_model *m) { return &m->info; }
+
+int sl_emb_run(sl_emb_model *m, const float *const *in, size_t n, float *vec)
+{
+    return m->run(m, in, n, vec);
+}
+
+void sl_emb_close(sl_emb_model *m)
+{
+    if (!m)
+        return;
+    if (m->close)
+        m->close(m);
+    free(m);
+}

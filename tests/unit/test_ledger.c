@@ -1,0 +1,671 @@
+/* Ledger (SQLite, WAL) and vector shards: resumability rules, ordering, threads,
+ * persistence through close and kill -9, corrupt files; shard layout, stale shard
+ * removal, byte-identical rewrites, full disk; numpy/json cross-check with SL_PYTHON. */
+#include "common/sl_error.h"
+#include "io/npy.h"
+#include "pipeline/ledger.h"
+#include "pipeline/shards.h"
+#include "tests/unit/sl_test.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static const char *tmp;
+
+static const char *python(void)
+{
+    const char *p = getenv("SL_PYTHON");
+    return p && *p ? p : NULL;
+}
+
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)n + 1);
+    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
+        free(b);
+        b = NULL;
+    }
+    if (b)
+        b[n] = 0;
+    fclose(f);
+    *len = (size_t)n;
+    return b;
+}
+
+static void spew(const char *path, const void *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    if (f) {
+        fwrite(data, 1, len, f);
+        fclose(f);
+    }
+}
+
+static int exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+static int count_matching(const char *dir, const char *needle)
+{
+    DIR *d = opendir(dir);
+    int n = 0;
+    struct dirent *de;
+    if (!d)
+        return -1;
+    while ((de = readdir(d)))
+        if (strstr(de->d_name, needle))
+            n++;
+    closedir(d);
+    return n;
+}
+
+static void vec_of(float *v, int dim, int seed)
+{
+    for (int i = 0; i < dim; i++)
+        v[i] = (float)seed + (float)i / 64.0f;
+}
+
+static sl_ledger_row done_row(const char *id, const char *path, const float *v, int dim, const char *model)
+{
+    sl_ledger_row r = {0};
+    r.id = id;
+    r.path = path;
+    r.size = 1000;
+    r.mtime_ns = 1700000000123456789LL;
+    r.config_hash = "0123456789abcdef";
+    r.status = SL_TRACK_DONE;
+    r.outputs_json = "[\"stems/x/vocals.wav\"]";
+    r.timings_json = "{\"decode\": 0.5}";
+    r.duration = 12.5;
+    r.vector = v;
+    r.dim = dim;
+    r.vector_model = model;
+    return r;
+}
+
+/* ------------------------------------------------------------------ ledger */
+
+typedef struct {
+    char ids[64][64];
+    int n;
+    int with_vec;
+} collect;
+
+static int collect_fn(void *arg, const sl_ledger_row *r)
+{
+    collect *c = arg;
+    if (c->n < 64)
+        snprintf(c->ids[c->n], sizeof c->ids[0], "%s", r->id);
+    c->n++;
+    if (r->vector)
+        c->with_vec++;
+    return 0;
+}
+
+static int stop_fn(void *arg, const sl_ledger_row *r)
+{
+    (void)r;
+    int *n = arg;
+    return ++*n == 2 ? 42 : 0;
+}
+
+static void test_basic(void)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/out/ledger.db", tmp); /* folder created by open */
+    sl_ledger *l = NULL;
+    int rc = sl_ledger_open(&l, path);
+    CHECK_MSG(rc == 0, "open: %s", sl_lasterr());
+    if (!l)
+        return;
+
+    float v[16];
+    vec_of(v, 16, 3);
+    sl_ledger_row r = done_row("a/song.mp3", "/music/a/song.mp3", v, 16, "melstats");
+    CHECK(sl_ledger_is_done(l, r.id, r.path, r.size, r.mtime_ns, r.config_hash) == 0);
+    CHECK(sl_ledger_put(l, &r) == 0);
+    CHECK(sl_ledger_is_done(l, r.id, r.path, r.size, r.mtime_ns, r.config_hash) == 1);
+    CHECK(sl_ledger_is_done(l, r.id, r.path, r.size + 1, r.mtime_ns, r.config_hash) == 0);
+    CHECK(sl_ledger_is_done(l, r.id, r.path, r.size, r.mtime_ns + 1, r.config_hash) == 0);
+    CHECK(sl_ledger_is_done(l, r.id, r.path, r.size, r.mtime_ns, "fedcba9876543210") == 0);
+    CHECK(sl_ledger_is_done(l, r.id, "/elsewhere/song.mp3", r.size, r.mtime_ns, r.config_hash) == 0);
+    CHECK(sl_ledger_is_done(l, "other", r.path, r.size, r.mtime_ns, r.config_hash) == 0);
+
+    /* A failed (or pending) row is never done, and replaces the done one. */
+    sl_ledger_row f = r;
+    f.status = SL_TRACK_FAILED;
+    f.error = "decode: invalid data found";
+    f.vector = NULL;
+    f.dim = 0;
+    CHECK(sl_ledger_put(l, &f) == 0);
+    CHECK(sl_ledger_is_done(l, r.id, r.path, r.size, r.mtime_ns, r.config_hash) == 0);
+    f.status = SL_TRACK_PENDING;
+    f.error = NULL;
+    CHECK(sl_ledger_put(l, &f) == 0);
+    CHECK(sl_ledger_is_done(l, r.id, r.path, r.size, r.mtime_ns, r.config_hash) == 0);
+    CHECK(sl_ledger_put(l, &r) == 0);
+    CHECK(sl_ledger_is_done(l, r.id, r.path, r.size, r.mtime_ns, r.config_hash) == 1);
+
+    /* bad arguments */
+    sl_ledger_row bad = r;
+    bad.id = NULL;
+    CHECK(sl_ledger_put(l, &bad) == SL_EINVAL);
+    bad = r;
+    bad.dim = 0;
+    CHECK(sl_ledger_put(l, &bad) == SL_EINVAL);
+
+    /* Ordering is strcmp (byte) order, whatever the insertion order. */
+    const char *ids[] = {"b", "B", "a.b", "a/b", "a", "\xc3\xa4", "Z", "a b", "A", "~x", "0"};
+    size_t nid = sizeof ids / sizeof ids[0];
+    for (size_t i = 0; i < nid; i++) {
+        float w[16];
+        vec_of(w, 16, (int)i);
+        sl_ledger_row x = done_row(ids[i], ids[i], w, 16, (i % 3) ? "melstats" : "other");
+        if (i == 4) { /* a failed row with a vector is not a vector row */
+            x.status = SL_TRACK_FAILED;
+            x.error = "boom";
+        }
+        CHECK(sl_ledger_put(l, &x) == 0);
+    }
+    collect c = {0};
+    CHECK(sl_ledger_each(l, collect_fn, &c) == 0);
+    CHECK(c.n == (int)nid + 1);
+    int sorted = 1;
+    for (int i = 1; i < c.n && i < 64; i++)
+        if (strcmp(c.ids[i - 1], c.ids[i]) >= 0)
+            sorted = 0;
+    CHECK_MSG(sorted, "each is not in strcmp order");
+
+    memset(&c, 0, sizeof c);
+    CHECK(sl_ledger_each_vector(l, "melstats", collect_fn, &c) == 0);
+    int want = 0;
+    for (size_t i = 0; i < nid; i++)
+        if ((i % 3) && i != 4)
+            want++;
+    want++; /* "a/song.mp3" */
+    CHECK_MSG(c.n == want && c.with_vec == want, "each_vector gave %d, want %d", c.n, want);
+    for (int i = 1; i < c.n && i < 64; i++)
+        CHECK(strcmp(c.ids[i - 1], c.ids[i]) < 0);
+    memset(&c, 0, sizeof c);
+    CHECK(sl_ledger_each_vector(l, NULL, collect_fn, &c) == 0);
+    CHECK(c.n == (int)nid - 1 + 1);
+
+    int stops = 0;
+    CHECK(sl_ledger_each(l, stop_fn, &stops) == 42 && stops == 2);
+
+    /* Values survive exactly. */
+    sl_ledger_close(l);
+    l = NULL;
+    CHECK(sl_ledger_open(&l, path) == 0);
+    if (!l)
+        return;
+    CHECK(sl_ledger_is_done(l, r.id, r.path, r.size, r.mtime_ns, r.config_hash) == 1);
+    memset(&c, 0, sizeof c);
+    CHECK(sl_ledger_each(l, collect_fn, &c) == 0 && c.n == (int)nid + 1);
+    sl_ledger_close(l);
+
+    /* The file really is WAL, FULL-synced schema 1 with the columns we promised. */
+    sqlite3 *db;
+    CHECK(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK);
+    sqlite3_stmt *st;
+    CHECK(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL) == SQLITE_OK);
+    CHECK(sqlite3_step(st) == SQLITE_ROW && !strcmp((const char *)sqlite3_column_text(st, 0), "wal"));
+    sqlite3_finalize(st);
+    CHECK(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK);
+    CHECK(sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 1);
+    sqlite3_finalize(st);
+    CHECK(sqlite3_prepare_v2(db,
+                             "SELECT status, error, outputs, timings, duration, vector, dim, vector_model, "
+                             "updated_at, mtime_ns FROM tracks WHERE id = 'a/song.mp3'",
+                             -1, &st, NULL) == SQLITE_OK);
+    CHECK(sqlite3_step(st) == SQLITE_ROW);
+    CHECK(!strcmp((const char *)sqlite3_column_text(st, 0), "done"));
+    CHECK(sqlite3_column_type(st, 1) == SQLITE_NULL);
+    CHECK(!strcmp((const char *)sqlite3_column_text(st, 2), r.outputs_json));
+    CHECK(!strcmp((const char *)sqlite3_column_text(st, 3), r.timings_json));
+    CHECK(sqlite3_column_double(st, 4) == 12.5);
+    const unsigned char *blob = sqlite3_column_blob(st, 5);
+    CHECK(sqlite3_column_bytes(st, 5) == 64 && blob[4] == 0 && blob[7] == 0x40); /* 3 + 1/64 = 0x40410000 LE */
+    CHECK(sqlite3_column_int(st, 6) == 16);
+    CHECK(!strcmp((const char *)sqlite3_column_text(st, 7), "melstats"));
+    const char *ts = (const char *)sqlite3_column_text(st, 8);
+    CHECK(ts && strlen(ts) == 24 && ts[10] == 'T' && ts[23] == 'Z');
+    CHECK(sqlite3_column_int64(st, 9) == r.mtime_ns);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+static int check_vec_fn(void *arg, const sl_ledger_row *r)
+{
+    int *bad = arg;
+    float w[16];
+    vec_of(w, 16, 3);
+    if (!strcmp(r->id, "a/song.mp3") && (r->dim != 16 || memcmp(w, r->vector, sizeof w) != 0))
+        ++*bad;
+    return 0;
+}
+
+typedef struct {
+    sl_ledger *l;
+    int t;
+    int errors;
+} thr_arg;
+
+static void *put_thread(void *p)
+{
+    thr_arg *a = p;
+    for (int i = 0; i < 150; i++) {
+        char id[32], path[64];
+        float v[8];
+        snprintf(id, sizeof id, "t%d/%04d", a->t, i);
+        snprintf(path, sizeof path, "/in/%s.flac", id);
+        vec_of(v, 8, a->t * 1000 + i);
+        sl_ledger_row r = done_row(id, path, v, 8, "conc");
+        if (sl_ledger_put(a->l, &r) != 0)
+            a->errors++;
+        if (sl_ledger_is_done(a->l, id, path, r.size, r.mtime_ns, r.config_hash) != 1)
+            a->errors++;
+    }
+    return NULL;
+}
+
+static void test_threads_and_crash(void)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/conc.db", tmp);
+    sl_ledger *l = NULL;
+    CHECK(sl_ledger_open(&l, path) == 0);
+    if (!l)
+        return;
+    pthread_t th[4];
+    thr_arg a[4];
+    for (int t = 0; t < 4; t++) {
+        a[t] = (thr_arg){l, t, 0};
+        pthread_create(&th[t], NULL, put_thread, &a[t]);
+    }
+    int errors = 0;
+    for (int t = 0; t < 4; t++) {
+        pthread_join(th[t], NULL);
+        errors += a[t].errors;
+    }
+    CHECK_MSG(errors == 0, "%d errors in concurrent puts: %s", errors, sl_lasterr());
+    collect c = {0};
+    CHECK(sl_ledger_each_vector(l, "conc", collect_fn, &c) == 0 && c.n == 600 && c.with_vec == 600);
+    sl_ledger_close(l);
+
+    /* A row put by a process killed right after is there for the next one. */
+    pid_t pid = fork();
+    if (pid == 0) {
+        sl_ledger *cl = NULL;
+        if (sl_ledger_open(&cl, path) != 0)
+            _exit(3);
+        float v[8];
+        vec_of(v, 8, 9);
+        sl_ledger_row r = done_row("killed/after", "/in/k.wav", v, 8, "conc");
+        if (sl_ledger_put(cl, &r) != 0)
+            _exit(4);
+        raise(SIGKILL);
+        _exit(5);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    CHECK_MSG(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "child status %d", status);
+    CHECK(sl_ledger_open(&l, path) == 0);
+    if (!l)
+        return;
+    CHECK(sl_ledger_is_done(l, "killed/after", "/in/k.wav", 1000, 1700000000123456789LL, "0123456789abcdef") == 1);
+    memset(&c, 0, sizeof c);
+    CHECK(sl_ledger_each_vector(l, "conc", collect_fn, &c) == 0 && c.n == 601);
+    sl_ledger_close(l);
+}
+
+static void test_corrupt(void)
+{
+    char path[600];
+    sl_ledger *l = (sl_ledger *)1;
+    snprintf(path, sizeof path, "%s/corrupt.db", tmp);
+    char junk[4096];
+    for (size_t i = 0; i < sizeof junk; i++)
+        junk[i] = (char)("not a database, just text\n"[i % 26]);
+    spew(path, junk, sizeof junk);
+    int rc = sl_ledger_open(&l, path);
+    CHECK_MSG(rc == SL_EDB && l == NULL, "rc %d", rc);
+    CHECK_MSG(strstr(sl_lasterr(), path) && strstr(sl_lasterr(), "ledger"), "%s", sl_lasterr());
+
+    /* A real SQLite database that is someone else's. */
+    snprintf(path, sizeof path, "%s/foreign.db", tmp);
+    sqlite3 *db;
+    sqlite3_open(path, &db);
+    sqlite3_exec(db, "CREATE TABLE people (name TEXT)", NULL, NULL, NULL);
+    sqlite3_close(db);
+    CHECK(sl_ledger_open(&l, path) == SL_EDB && l == NULL);
+    CHECK(strstr(sl_lasterr(), "not a stemline ledger") != NULL);
+
+    /* A newer schema is refused rather than misread. */
+    snprintf(path, sizeof path, "%s/newer.db", tmp);
+    sqlite3_open(path, &db);
+    sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL);
+    sqlite3_close(db);
+    CHECK(sl_ledger_open(&l, path) == SL_EDB && strstr(sl_lasterr(), "newer"));
+
+    /* A folder where the file should be, and a file where a folder should be. */
+    snprintf(path, sizeof path, "%s/out", tmp);
+    CHECK(sl_ledger_open(&l, path) == SL_EDB && l == NULL);
+    snprintf(path, sizeof path, "%s/corrupt.db/ledger.db", tmp);
+    CHECK(sl_ledger_open(&l, path) == SL_EDB && l == NULL);
+}
+
+/* ------------------------------------------------------------------ shards */
+
+static sl_ledger *shard_ledger(const char *name, int n, int dim)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/%s", tmp, name);
+    sl_ledger *l = NULL;
+    if (sl_ledger_open(&l, path) != 0)
+        return NULL;
+    /* inserted in reverse to prove the shards follow id order, not insertion */
+    for (int i = n - 1; i >= 0; i--) {
+        char id[64], in[96];
+        float *v = malloc((size_t)dim * sizeof *v);
+        snprintf(id, sizeof id, "artist %02d/track \"%03d\".mp3", i % 7, i);
+        snprintf(in, sizeof in, "/music/%s", id);
+        vec_of(v, dim, i);
+        sl_ledger_row r = done_row(id, in, v, dim, "melstats");
+        r.duration = 60.0 + i * 0.1;
+        sl_ledger_put(l, &r);
+        free(v);
+    }
+    float w[4] = {1, 2, 3, 4};
+    sl_ledger_row o = done_row("zz other model", "/x", w, 4, "other");
+    sl_ledger_put(l, &o);
+    sl_ledger_row f = done_row("aa failed", "/y", NULL, 0, NULL);
+    f.status = SL_TRACK_FAILED;
+    f.error = "no audio stream";
+    sl_ledger_put(l, &f);
+    return l;
+}
+
+static char *read_all_shards(const char *dir, const char *prefix, int n_shards, size_t *total)
+{
+    /* concatenation of every shard file, to compare whole folders */
+    size_t cap = 0, len = 0;
+    char *all = NULL;
+    for (int i = 0; i < n_shards; i++)
+        for (int k = 0; k < 2; k++) {
+            char p[800];
+            snprintf(p, sizeof p, "%s/%sshard-%05d.%s", dir, prefix, i, k ? "jsonl" : "npy");
+            size_t l;
+            char *b = slurp(p, &l);
+            if (!b)
+                continue;
+            if (len + l + 1 > cap) {
+                cap = (len + l + 1) * 2;
+                all = realloc(all, cap);
+            }
+            memcpy(all + len, b, l);
+            len += l;
+            free(b);
+        }
+    *total = len;
+    return all;
+}
+
+static void test_shards(void)
+{
+    const int N = 23, DIM = 8;
+    sl_ledger *l = shard_ledger("shards.db", N, DIM);
+    CHECK(l != NULL);
+    if (!l)
+        return;
+    char dir[600], p[800];
+    snprintf(dir, sizeof dir, "%s/embeddings/melstats/mix", tmp);
+    CHECK(sl_mkdirs(dir) == 0);
+    /* stale files of an earlier, bigger run, a leftover temp file, and files that are not ours */
+    snprintf(p, sizeof p, "%s/shard-00007.npy", dir);
+    spew(p, "old", 3);
+    snprintf(p, sizeof p, "%s/shard-00003.jsonl", dir);
+    spew(p, "old", 3);
+    snprintf(p, sizeof p, "%s/shard-00001.npy.tmp-999999999-3", dir);
+    spew(p, "partial", 7);
+    snprintf(p, sizeof p, "%s/s0001of0002-shard-00009.npy", dir);
+    spew(p, "other machine", 13);
+    snprintf(p, sizeof p, "%s/notes.txt", dir);
+    spew(p, "mine", 4);
+
+    sl_shards_spec spec = {.dir = dir, .prefix = "", .vector_model = "melstats", .model_name = "melstats",
+                           .source = "mix", .dtype = "float32", .shard_rows = 10};
+    char **list = NULL;
+    size_t nlist = 0;
+    int rc = sl_shards_write(&spec, l, &list, &nlist);
+    CHECK_MSG(rc == 0, "shards: %s", sl_lasterr());
+    CHECK(nlist == 6);
+    for (size_t i = 0; i < nlist; i++) {
+        snprintf(p, sizeof p, "%s/shard-%05zu.%s", dir, i / 2, (i & 1) ? "jsonl" : "npy");
+        CHECK_MSG(list && !strcmp(list[i], p), "list[%zu] = %s", i, list ? list[i] : "");
+    }
+    sl_shards_free_list(list, nlist);
+    snprintf(p, sizeof p, "%s/shard-00007.npy", dir);
+    CHECK(!exists(p));
+    snprintf(p, sizeof p, "%s/shard-00003.jsonl", dir);
+    CHECK(!exists(p));
+    CHECK(count_matching(dir, ".tmp-") == 0);
+    snprintf(p, sizeof p, "%s/s0001of0002-shard-00009.npy", dir);
+    CHECK(exists(p));
+    snprintf(p, sizeof p, "%s/notes.txt", dir);
+    CHECK(exists(p));
+
+    /* rows: npy rows == jsonl lines, ids in order across shards, vectors exact */
+    int total = 0, order_ok = 1;
+    char prev_id[128] = "";
+    for (int s = 0; s < 3; s++) {
+        float *m = NULL;
+        size_t r = 0, c = 0;
+        snprintf(p, sizeof p, "%s/shard-%05d.npy", dir, s);
+        CHECK(sl_npy_read(p, &m, &r, &c) == 0);
+        CHECK(r == (s < 2 ? 10u : 3u) && c == (size_t)DIM);
+        snprintf(p, sizeof p, "%s/shard-%05d.jsonl", dir, s);
+        size_t jl;
+        char *j = slurp(p, &jl);
+        int lines = 0;
+        for (char *q = j; q && *q; q = strchr(q, '\n') + 1) {
+            char want[64];
+            snprintf(want, sizeof want, "{\"row\": %d, \"id\": \"", lines);
+            CHECK_MSG(strncmp(q, want, strlen(want)) == 0, "line %d: %.60s", lines, q);
+            char *id0 = q + strlen(want);
+            char id[128];
+            snprintf(id, sizeof id, "%.*s", (int)(strstr(id0, "\", \"path\"") - id0), id0);
+            if (strcmp(prev_id, id) >= 0)
+                order_ok = 0;
+            snprintf(prev_id, sizeof prev_id, "%s", id);
+            /* the row's vector is the one of its track (seed = track number) */
+            int tn = atoi(strstr(id, "track \\\"") + 8);
+            float v[8];
+            vec_of(v, DIM, tn);
+            CHECK(m && memcmp(m + (size_t)lines * DIM, v, sizeof v) == 0);
+            CHECK(strstr(q, "\"start\": 0.0, \"end\": ") && strstr(q, "\"model\": \"melstats\", \"source\": \"mix\"}"));
+            lines++;
+            if (!strchr(q, '\n'))
+                break;
+        }
+        CHECK_MSG((size_t)lines == r, "shard %d: %d jsonl lines, %zu npy rows", s, lines, r);
+        total += lines;
+        free(j);
+        free(m);
+    }
+    CHECK(total == N);
+    CHECK(order_ok);
+    snprintf(p, sizeof p, "%s/shard-00000.jsonl", dir);
+    size_t jl;
+    char *j = slurp(p, &jl);
+    CHECK(j && strstr(j, "\"end\": 60.0, \"duration\": 60.0,") && strstr(j, "\"duration\": 60.1,"));
+    free(j);
+
+    /* rewrite: byte-identical, and unchanged files are not even touched */
+    size_t len1, len2;
+    char *before = read_all_shards(dir, "", 3, &len1);
+    struct stat st1, st2;
+    snprintf(p, sizeof p, "%s/shard-00001.npy", dir);
+    stat(p, &st1);
+    usleep(20000);
+    CHECK(sl_shards_write(&spec, l, NULL, NULL) == 0);
+    char *after = read_all_shards(dir, "", 3, &len2);
+    CHECK(before && after && len1 == len2 && memcmp(before, after, len1) == 0);
+    stat(p, &st2);
+    CHECK(st1.st_mtim.tv_sec == st2.st_mtim.tv_sec && st1.st_mtim.tv_nsec == st2.st_mtim.tv_nsec &&
+          st1.st_ino == st2.st_ino);
+    free(after);
+
+    /* A full disk in the middle: error, no temp file, every file under a final name complete. */
+    spec.dtype = "float16";
+    sl_io_fault_enospc_after(700);
+    rc = sl_shards_write(&spec, l, &list, &nlist);
+    sl_io_fault_enospc_after(-1);
+    CHECK_MSG(rc == -ENOSPC && list == NULL && nlist == 0, "rc %d", rc);
+    CHECK(strstr(sl_lasterr(), dir) != NULL);
+    CHECK(count_matching(dir, ".tmp-") == 0);
+    for (int s = 0; s < 3; s++) {
+        float *m = NULL;
+        size_t r, c;
+        snprintf(p, sizeof p, "%s/shard-%05d.npy", dir, s);
+        CHECK(sl_npy_read(p, &m, &r, &c) == 0 && r == (s < 2 ? 10u : 3u));
+        free(m);
+    }
+    CHECK(sl_shards_write(&spec, l, NULL, NULL) == 0); /* float16 now */
+    snprintf(p, sizeof p, "%s/shard-00002.npy", dir);
+    size_t nl;
+    char *b = slurp(p, &nl);
+    CHECK(b && nl > 10 && strstr(b + 10, "'<f2'") && nl == (size_t)(128 + 3 * DIM * 2));
+    free(b);
+    spec.dtype = "float32";
+    CHECK(sl_shards_write(&spec, l, NULL, NULL) == 0);
+    after = read_all_shards(dir, "", 3, &len2);
+    CHECK(before && after && len1 == len2 && memcmp(before, after, len1) == 0);
+    free(after);
+    free(before);
+
+    /* a machine's prefix: its own files, others untouched */
+    spec.prefix = "s0003of0016-";
+    spec.shard_rows = 100;
+    CHECK(sl_shards_write(&spec, l, &list, &nlist) == 0 && nlist == 2);
+    snprintf(p, sizeof p, "%s/s0003of0016-shard-00000.npy", dir);
+    CHECK(list && nlist == 2 && !strcmp(list[0], p));
+    sl_shards_free_list(list, nlist);
+    snprintf(p, sizeof p, "%s/shard-00002.npy", dir);
+    CHECK(exists(p));
+    snprintf(p, sizeof p, "%s/s0001of0002-shard-00009.npy", dir);
+    CHECK(exists(p));
+
+    /* fewer shards than before: the higher ones go */
+    spec.prefix = "";
+    spec.shard_rows = 30;
+    CHECK(sl_shards_write(&spec, l, &list, &nlist) == 0 && nlist == 2);
+    sl_shards_free_list(list, nlist);
+    snprintf(p, sizeof p, "%s/shard-00001.npy", dir);
+    CHECK(!exists(p));
+    snprintf(p, sizeof p, "%s/shard-00002.jsonl", dir);
+    CHECK(!exists(p));
+    snprintf(p, sizeof p, "%s/shard-00000.npy", dir);
+    CHECK(exists(p));
+
+    /* no vectors of that model: nothing written, this prefix's shards removed */
+    spec.vector_model = "absent";
+    CHECK(sl_shards_write(&spec, l, &list, &nlist) == 0 && nlist == 0 && list == NULL);
+    CHECK(!exists(p));
+    snprintf(p, sizeof p, "%s/s0003of0016-shard-00000.npy", dir);
+    CHECK(exists(p));
+
+    /* bad specs */
+    spec.vector_model = NULL; /* every vector: melstats dim 8 and other dim 4 */
+    CHECK(sl_shards_write(&spec, l, NULL, NULL) == SL_EFORMAT);
+    spec.vector_model = "melstats";
+    spec.shard_rows = 0;
+    CHECK(sl_shards_write(&spec, l, NULL, NULL) == SL_EINVAL);
+    spec.shard_rows = 10;
+    spec.dtype = "float64";
+    CHECK(sl_shards_write(&spec, l, NULL, NULL) == SL_EINVAL);
+    spec.dtype = "float32";
+    spec.prefix = "a/b";
+    CHECK(sl_shards_write(&spec, l, NULL, NULL) == SL_EINVAL);
+    spec.prefix = "";
+
+    /* final state for the python check: 3 float32 shards of 10 */
+    CHECK(sl_shards_write(&spec, l, NULL, NULL) == 0);
+    sl_ledger_close(l);
+
+    if (!python()) {
+        printf("skipped: no numpy (SL_PYTHON empty): numpy/json check of the shard folder\n");
+        return;
+    }
+    char script[700], cmd[2400];
+    snprintf(script, sizeof script, "%s/check_shards.py", tmp);
+    FILE *f = fopen(script, "w");
+    fprintf(f, "import sys, glob, json, os, numpy as np\n"
+               "d = sys.argv[1]; N = int(sys.argv[2]); D = int(sys.argv[3])\n"
+               "npys = sorted(glob.glob(os.path.join(d, 'shard-*.npy')))\n"
+               "assert [os.path.basename(p) for p in npys] == ['shard-%%05d.npy' %% i for i in range(3)], npys\n"
+               "ids = []; total = 0\n"
+               "for p in npys:\n"
+               "    a = np.load(p, mmap_mode='r')\n"
+               "    assert a.dtype == np.float32 and a.ndim == 2 and a.shape[1] == D, (a.dtype, a.shape)\n"
+               "    rows = [json.loads(l) for l in open(p[:-4] + '.jsonl', encoding='utf-8')]\n"
+               "    assert len(rows) == a.shape[0], (p, len(rows), a.shape)\n"
+               "    for r, row in enumerate(rows):\n"
+               "        assert row['row'] == r and row['model'] == 'melstats' and row['source'] == 'mix'\n"
+               "        assert row['start'] == 0.0 and row['end'] == row['duration'] > 0\n"
+               "        assert row['path'] == '/music/' + row['id']\n"
+               "        n = int(row['id'].split('\"')[1])\n"
+               "        assert np.array_equal(a[r], n + np.arange(D, dtype=np.float32) / 64), (row, a[r])\n"
+               "        ids.append(row['id'])\n"
+               "    total += a.shape[0]\n"
+               "assert total == N and len(set(ids)) == N\n"
+               "assert [i.encode() for i in ids] == sorted(i.encode() for i in ids)\n"
+               "print('shards ok:', total, 'rows')\n");
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "'%s' '%s' '%s' %d %d", python(), script, dir, N, DIM);
+    CHECK_MSG(system(cmd) == 0, "python shard check failed: %s", cmd);
+}
+
+int main(void)
+{
+    tmp = sl_test_tmpdir();
+    test_basic();
+    {
+        char path[600];
+        snprintf(path, sizeof path, "%s/out/ledger.db", tmp);
+        sl_ledger *l = NULL;
+        int bad = 0;
+        CHECK(sl_ledger_open(&l, path) == 0);
+        if (l) {
+            CHECK(sl_ledger_each_vector(l, "melstats", check_vec_fn, &bad) == 0 && bad == 0);
+            sl_ledger_close(l);
+        }
+    }
+    test_threads_and_crash();
+    test_corrupt();
+    test_shards();
+    if (sl_test_failures == 0) { /* keep the evidence when something failed */
+        char cmd[700];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+        if (system(cmd) != 0)
+            printf("note: could not remove %s\n", tmp);
+    }
+    return sl_test_finish("ledger");
+}
