@@ -51,7 +51,7 @@ static double now_s(void)
 typedef struct item {
     size_t index;     /* in the catalog */
     int failed;       /* decode failed: error holds the reason */
-    char error[512];
+    char error[600];
     float **sep_in;   /* [channels][n_sep] at the separation rate, NULL when no separation */
     size_t n_sep;
     float **emb_in;   /* [channels][n_emb] at the embedding rate */
@@ -96,7 +96,7 @@ typedef struct {
     sl_report *report;
     sl_progress *progress;
     int fatal;
-    char fatal_msg[512];
+    char fatal_msg[1100];
 } runner;
 
 /* ---- output paths ---- */
