@@ -24,8 +24,8 @@ void sl_log_set_hooks(void (*before)(void *), void (*after)(void *), void *arg)
 
 void sl_log(sl_log_level lvl, const char *track, const char *stage, const char *fmt, ...)
 {
-    static const char *const names[] = {"debug", "info", "warning", "error"};
-    if (lvl < log_level || lvl >= SL_LOG_QUIET)
+    static const char *const names[] = {"debug", "info", "warning", "error", "quiet"};
+    if (lvl < log_level || lvl >= SL_LOG_QUIET || lvl < SL_LOG_DEBUG)
         return;
     FILE *f = log_file ? log_file : stderr;
     va_list ap;
@@ -38,7 +38,8 @@ void sl_log(sl_log_level lvl, const char *track, const char *stage, const char *
         fprintf(f, "[%s] ", track);
     if (stage)
         fprintf(f, "%s: ", stage);
-    vfprintf(f, fmt, ap);
+    if (fmt)
+        vfprintf(f, fmt, ap);
     fputc('\n', f);
     fflush(f);
     if (hook_after)
