@@ -210,9 +210,9 @@ static int configure_swr(sl_decoder *d, const AVChannelLayout *layout, int fmt, 
                                 (enum AVSampleFormat)fmt, rate, 0, NULL);
     if (r >= 0) {
         int in_ch = in_layout.nb_channels;
-        if (in_ch == 1 && d->out_ch > 1) {
+        if (in_ch == 1) {
             /* Mono is duplicated at full level (swr's own matrix would put
-             * it at -3 dB in each channel). */
+             * it at -3 dB in each channel, or route a lone "FL" oddly). */
             double m[64];
             for (int c = 0; c < d->out_ch; c++)
                 m[c] = 1.0;

@@ -1,7 +1,8 @@
 /* Stem writer: planar float32 -> WAV (s16/s24/f32) or FLAC (s16/s24) via
  * libavformat/libavcodec, resampled when the output rate differs from the input.
- * Writes to "<path>.tmp-<pid>" and renames into place on close, so a partial
- * file is never visible under its final name. */
+ * Writes to "<path>.tmp-<pid>-<counter>", fsyncs it and renames it into place
+ * on finish, so a partial file is never visible under its final name.
+ * Integer formats are clipped to [-1, 1] first; see io/README.md. */
 #ifndef SL_ENCODE_H
 #define SL_ENCODE_H
 

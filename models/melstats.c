@@ -184,9 +184,12 @@ int sl_melstats_init(sl_emb_model *m, const sl_cfg_opts *opts)
     info->sample_rate = st->sr;
     info->channels = 1;
     info->dim = 4 * st->n_mels;
+    char topdb[32] = "none";
+    if (st->top_db > 0)
+        snprintf(topdb, sizeof topdb, "%g", (double)st->top_db);
     snprintf(info->params, sizeof info->params,
              "sample_rate=%d n_fft=%d hop=%d window=hann center=1 pad_mode=reflect n_mels=%d fmin=%g "
-             "fmax=%g mel=slaney power=2 amin=1e-10 top_db=%g stats=mean,std,diff_mean,diff_std",
-             st->sr, st->stft.n_fft, st->stft.hop, st->n_mels, st->fmin, fmax, (double)st->top_db);
+             "fmax=%g mel=slaney power=2 amin=1e-10 top_db=%s stats=mean,std,diff_mean,diff_std",
+             st->sr, st->stft.n_fft, st->stft.hop, st->n_mels, st->fmin, fmax, topdb);
     return 0;
 }

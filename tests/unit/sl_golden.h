@@ -20,12 +20,20 @@ typedef struct {
     float *adata[SLG_MAX];
 } slg_file;
 
-/* Path of a golden file: $SL_SRC/tests/golden/dsp/NAME.slg (SL_SRC defaults to "."). */
+/* Path of a golden file: $SL_SRC/tests/golden/dsp/NAME.slg; without SL_SRC (a
+ * test run by hand) the tree this header was compiled from. */
 static inline const char *slg_path(const char *name)
 {
     static char buf[1024];
     const char *src = getenv("SL_SRC");
-    snprintf(buf, sizeof buf, "%s/tests/golden/dsp/%s.slg", src && *src ? src : ".", name);
+    if (src && *src) {
+        snprintf(buf, sizeof buf, "%s/tests/golden/dsp/%s.slg", src, name);
+    } else {
+        const char *here = __FILE__; /* .../tests/unit/sl_golden.h */
+        const char *cut = strstr(here, "tests/unit/sl_golden.h");
+        int len = cut ? (int)(cut - here) : 0;
+        snprintf(buf, sizeof buf, "%.*stests/golden/dsp/%s.slg", len, here, name);
+    }
     return buf;
 }
 
