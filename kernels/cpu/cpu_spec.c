@@ -50,24 +50,28 @@ static inline size_t reflect_index(ptrdiff_t i, size_t n)
     return (size_t)(j < (ptrdiff_t)n ? j : period - 1 - j);
 }
 
-/* First position in sorted w[0..k) whose value is >= v. */
+/* First position in sorted w[0..k) whose value is >= v. Branch-free halving
+ * (compiles to conditional moves): the comparisons are unpredictable on audio. */
 static inline int lower_bound(const float *w, int k, float v)
 {
-    int lo = 0, hi = k;
-    while (lo < hi) {
-        int mid = (lo + hi) / 2;
-        if (w[mid] < v)
-            lo = mid + 1;
-        else
-            hi = mid;
+    if (k <= 0)
+        return 0;
+    const float *base = w;
+    int n = k;
+    while (n > 1) {
+        int half = n / 2;
+        base = base[half] < v ? base + half : base;
+        n -= half;
     }
-    return lo;
+    return (int)(base - w) + (*base < v);
 }
 
 /* Running median over ext[0 .. n + kernel - 1) (the line with its reflected
  * borders); out[i*ostride] = median of ext[i .. i+kernel). A sorted window is
- * kept and updated by one removal and one insertion per step: O(kernel) moves
- * of contiguous memory instead of a sort per output. */
+ * kept: each step finds the outgoing value by binary search and slides the
+ * incoming one into its place from there, so a step costs O(log k) plus the
+ * distance the new value travels (short on spectra, at most k), instead of a
+ * sort per output. */
 static void running_median(const float *ext, size_t n, int kernel, float *win, float *out,
                            size_t ostride)
 {
@@ -81,47 +85,72 @@ static void running_median(const float *ext, size_t n, int kernel, float *win, f
     out[0] = win[h];
     for (size_t i = 1; i < n; i++) {
         float old = ext[i - 1], nw = ext[i - 1 + (size_t)kernel];
-        int pos = lower_bound(win, kernel, old);
+        int j = lower_bound(win, kernel, old);
         /* NaN compares false everywhere: fall back to a bitwise search so the
          * window stays the right size (results are unspecified, memory safe). */
-        if (pos >= kernel || memcmp(&win[pos], &old, sizeof old) != 0) {
-            pos = kernel - 1;
-            for (int j = 0; j < kernel; j++)
-                if (memcmp(&win[j], &old, sizeof old) == 0) {
-                    pos = j;
+        if (j >= kernel || memcmp(&win[j], &old, sizeof old) != 0) {
+            j = kernel - 1;
+            for (int q = 0; q < kernel; q++)
+                if (memcmp(&win[q], &old, sizeof old) == 0) {
+                    j = q;
                     break;
                 }
         }
-        memmove(win + pos, win + pos + 1, (size_t)(kernel - 1 - pos) * sizeof(float));
-        int ins = lower_bound(win, kernel - 1, nw);
-        memmove(win + ins + 1, win + ins, (size_t)(kernel - 1 - ins) * sizeof(float));
-        win[ins] = nw;
+        if (nw > win[j]) {
+            while (j + 1 < kernel && win[j + 1] < nw) {
+                win[j] = win[j + 1];
+                j++;
+            }
+        } else {
+            while (j > 0 && win[j - 1] > nw) {
+                win[j] = win[j - 1];
+                j--;
+            }
+        }
+        win[j] = nw;
         out[i * ostride] = win[h];
     }
 }
 
-/* Median along a strided line of n values: gathers it with its borders first. */
+/* Median along lines of line_len values spaced elem_stride apart. Lines whose
+ * start is contiguous (line_step == 1: the time axis of [frames][bins]) are
+ * gathered and scattered a group at a time, so each frame row is read as
+ * whole cache lines instead of one float per line. */
+#define MEDIAN_GROUP 16
 static int median_lines(size_t n_lines, size_t line_len, size_t elem_stride, size_t line_step,
                         size_t batch, size_t batch_step, int kernel, const float *in, float *out)
 {
     const int h = kernel / 2;
-    float *ext = malloc((line_len + (size_t)kernel) * sizeof(float));
+    const size_t G = line_step == 1 ? MEDIAN_GROUP : 1;
+    const size_t ext_len = line_len + (size_t)kernel;
+    float *ext = malloc(G * ext_len * sizeof(float));
+    float *res = malloc(G * line_len * sizeof(float));
     float *win = malloc((size_t)kernel * sizeof(float));
-    if (!ext || !win) {
+    if (!ext || !win || !res) {
         free(ext);
+        free(res);
         free(win);
         return sl_seterr(SL_ENOMEM, "median filter: out of memory");
     }
     for (size_t b = 0; b < batch; b++) {
-        for (size_t l = 0; l < n_lines; l++) {
-            const float *src = in + b * batch_step + l * line_step;
-            for (ptrdiff_t i = -h; i < (ptrdiff_t)line_len + h; i++)
-                ext[i + h] = src[reflect_index(i, line_len) * elem_stride];
-            running_median(ext, line_len, kernel, win, out + b * batch_step + l * line_step,
-                           elem_stride);
+        for (size_t l0 = 0; l0 < n_lines; l0 += G) {
+            const size_t g_n = n_lines - l0 < G ? n_lines - l0 : G;
+            const float *src = in + b * batch_step + l0 * line_step;
+            for (ptrdiff_t i = -h; i < (ptrdiff_t)line_len + h; i++) {
+                const float *row = src + reflect_index(i, line_len) * elem_stride;
+                for (size_t g = 0; g < g_n; g++)
+                    ext[g * ext_len + (size_t)(i + h)] = row[g * line_step];
+            }
+            for (size_t g = 0; g < g_n; g++)
+                running_median(ext + g * ext_len, line_len, kernel, win, res + g * line_len, 1);
+            float *dst = out + b * batch_step + l0 * line_step;
+            for (size_t i = 0; i < line_len; i++)
+                for (size_t g = 0; g < g_n; g++)
+                    dst[i * elem_stride + g * line_step] = res[g * line_len + i];
         }
     }
     free(ext);
+    free(res);
     free(win);
     return 0;
 }
