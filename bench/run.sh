@@ -7,6 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SL=${STEMLINE:-build/stemline}
+[ -x "$SL" ] || { echo "bench: $SL not found: run make first (or set STEMLINE)" >&2; exit 1; }
 mins=${1:-5}
 W=bench/work
 mkdir -p "$W"
@@ -21,7 +22,9 @@ mk "$W/bench.ogg" -c:a libvorbis -q:a 6
 best() { # best wall seconds of 3 runs of a command
   local b=999999 t0 t1 d
   for _ in 1 2 3; do
-    t0=$(date +%s.%N); "$@" >/dev/null 2>&1; t1=$(date +%s.%N)
+    t0=$(date +%s.%N)
+    "$@" >/dev/null 2>&1 || { echo "bench: command failed: $*" >&2; exit 1; }
+    t1=$(date +%s.%N)
     d=$(echo "$t1 - $t0" | bc -l); (( $(echo "$d < $b" | bc -l) )) && b=$d
   done
   echo "$b"
