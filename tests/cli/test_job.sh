@@ -19,6 +19,9 @@ head -c 20000 in/good/a.flac > in/bad/truncated.flac  # cut: decodes what it can
 echo "this is not audio" > in/bad/text.mp3
 ffmpeg -nostdin -loglevel error -f lavfi -i testsrc=d=1:s=64x64:r=5 -c:v mpeg4 in/bad/video-only.mp4
 mkdir -p in/bad/folder.mp3                           # a folder that looks like a track is not a track
+if [ "$(id -u)" -ne 0 ]; then                        # root reads anything: only testable as a user
+  cp in/good/a.wav in/bad/noperm.wav && chmod 000 in/bad/noperm.wav
+fi
 cat > job.yaml <<EOF
 input:
   paths: [in]
@@ -81,6 +84,34 @@ for root, dirs, files in os.walk("out"):
     for f in files:
         assert ".tmp" not in f, os.path.join(root, f)
 EOF
+
+py_check "ledger rows" <<'EOF'
+import json, os, sqlite3
+db = sqlite3.connect("out/ledger.sqlite")
+rows = {r[0]: r[1:] for r in db.execute("select id, status, error, outputs from tracks")}
+rep = json.load(open("out/report.json"))
+for f in rep["failed"]:
+    st, err, _ = rows[f["id"]]
+    assert st == "failed" and err, (f, rows[f["id"]])
+for o in rep["ok"]:
+    st, err, outputs = rows[o["id"]]
+    assert st == "done" and not err, rows[o["id"]]
+    outs = json.loads(outputs)
+    assert len(outs) == 3 and all(os.path.exists("out/" + p) for p in outs), outs
+if os.path.exists("in/bad/noperm.wav"):
+    assert "bad/noperm.wav" in {f["id"] for f in rep["failed"]}
+assert db.execute("pragma journal_mode").fetchone()[0] == "wal"
+EOF
+
+# ---- --quiet prints nothing on success; plain progress lines when not a terminal ----
+run_sl run job.yaml --quiet --set 'input.paths=[in/good]' --set output.dir=outq
+expect_status 0 "quiet run"
+[ ! -s "$ERR" ] && pass || fail "--quiet printed: $(head -3 "$ERR")"
+run_sl run job.yaml --set 'input.paths=[in/good]' --set output.dir=outq2 --set runtime.progress_interval=1
+expect_status 0 "progress run"
+expect_grep "progress: 4/4 tracks (100%)" "$ERR" "plain progress line"
+expect_grep "4 ok, 0 failed" "$ERR" "summary line"
+rm -rf outq outq2
 
 # ---- stems: right rate and length, and they sum back to the input ----
 py_check "stems sum to input, rate and length" <<'EOF'

@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+"""Golden vectors for STFT / iSTFT made with torch.stft / torch.istft themselves.
+
+    apt-get install -y python3-torch              # Debian 12: 1.13.1+dfsg-4, CPU only
+    /usr/bin/python3 tools/gen_golden_torch.py [OUTDIR]   # default tests/golden/torch
+
+torch is a tool dependency only: the files are committed and the test
+(tests/unit/test_golden_torch.c) reads them, so CI never needs torch.
+
+Last generated with: Debian python3-torch 1.13.1+dfsg-4 (torch.__version__
+reports "1.13.0a0"), python3-numpy 1:1.24.2-1+deb12u1, Python 3.11 (Debian 12).
+Each file repeats the versions it was made with in its "#" provenance line.
+
+Deterministic: fixed numpy seed, torch on one thread, every reference computed in
+float64 (torch.hann_window(win_length, periodic=True, dtype=float64)) and stored
+as float32, so re-running gives byte-identical files on the same versions.
+
+Cases (all center=True, onesided, window = periodic Hann of win_length
+zero-padded centrally to n_fft by torch itself):
+  stft_*   x[batch][L] -> spec[batch][frames][bins][2] (stemline's frame-major
+           layout; torch returns [batch][bins][frames]). Odd L, odd n_fft,
+           win_length < n_fft, reflect and constant, normalized on and off,
+           a signal shorter than n_fft (constant only: reflect needs n_fft/2 < L),
+           a stereo batch.
+  istft_*  an arbitrary complex spectrum (random, i.e. NOT the STFT of any signal,
+           so errors in window, normalisation or envelope division cannot hide
+           behind a round trip) -> y[batch][length]; length explicit and past the
+           last frame (torch zero-pads the tail), explicit and shorter, or absent
+           (torch keeps hop*(frames-1) samples). The imaginary parts of the DC and
+           Nyquist bins are random too: torch's irfft ignores them, as stemline's.
+  nola_*   torch.istft raises RuntimeError for these (window envelope < 1e-11 in
+           the kept span: Hann with hop == n_fft, and a short Hann whose zeros
+           land on the hop grid); the message torch gave is stored in the file's
+           "# torch raised:" line and in param raises=RuntimeError. stemline must
+           refuse them too (SL_ENUMERIC).
+
+File format (*.slg), identical to tools/gen_golden_dsp.py and read by
+tests/unit/sl_golden.h:
+    SLGOLD 1
+    # free text (provenance)
+    param NAME VALUE
+    array NAME D0 [D1 ...]         (C order, float32 little-endian)
+    end
+    <raw data of every array, in header order>
+"""
+import os
+import platform
+import subprocess
+import sys
+
+import numpy as np
+import torch
+
+torch.set_num_threads(1)
+
+OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "tests", "golden", "torch")
+
+
+def deb_version(pkg):
+    try:
+        return subprocess.run(["dpkg-query", "-W", "-f=${Version}", pkg], capture_output=True,
+                              text=True, check=True).stdout.strip() or "?"
+    except (OSError, subprocess.CalledProcessError):
+        return "not-from-dpkg"
+
+
+PROV = (f"made by tools/gen_golden_torch.py with torch {torch.__version__} (Debian python3-torch "
+        f"{deb_version('python3-torch')}), numpy {np.__version__}, python {platform.python_version()}; "
+        f"float64 reference stored as float32")
+
+
+def write(name, params, arrays, notes=()):
+    os.makedirs(OUT, exist_ok=True)
+    path = os.path.join(OUT, name + ".slg")
+    head = ["SLGOLD 1", "# " + PROV] + ["# " + n.replace("\n", " ") for n in notes]
+    for k, v in params.items():
+        v = str(v)
+        assert " " not in v and len(v) < 64, (k, v)
+        head.append(f"param {k} {v}")
+    blobs = []
+    for k, a in arrays.items():
+        a = np.ascontiguousarray(np.asarray(a, dtype="<f4"))
+        head.append(f"array {k} " + " ".join(str(d) for d in a.shape))
+        blobs.append(a.tobytes())
+    head.append("end")
+    with open(path, "wb") as f:
+        f.write(("\n".join(head) + "\n").encode())
+        for b in blobs:
+            f.write(b)
+    print(f"{os.path.normpath(path)}: {os.path.getsize(path)} bytes")
+
+
+def to_slg_spec(S):
+    """torch complex [batch][bins][frames] -> stemline float [batch][frames][bins][2]."""
+    S = S.transpose(-1, -2).contiguous()
+    return torch.stack([S.real, S.imag], dim=-1).numpy()
+
+
+def from_slg_spec(a):
+    """stemline float [batch][frames][bins][2] -> torch complex128 [batch][bins][frames]."""
+    t = torch.from_numpy(np.asarray(a, dtype=np.float64))
+    return torch.complex(t[..., 0], t[..., 1]).transpose(-1, -2).contiguous()
+
+
+def window(win_length):
+    return torch.hann_window(win_length, periodic=True, dtype=torch.float64)
+
+
+rng = np.random.default_rng(20240611)
+
+# ---- STFT ----
+stft_cases = [
+    # name, n_fft, hop, win_length, pad_mode, normalized, batch, length
+    ("stft_n256_h64_reflect_odd", 256, 64, 256, "reflect", False, 1, 1001),
+    ("stft_n512_h128_reflect_norm", 512, 128, 512, "reflect", True, 1, 2049),
+    ("stft_n400_h160_constant", 400, 160, 400, "constant", False, 1, 777),
+    ("stft_n400_h100_constant_short", 400, 100, 400, "constant", True, 1, 151),
+    ("stft_n512_h128_win400_reflect", 512, 128, 400, "reflect", False, 1, 1500),
+    ("stft_n1024_h256_win777_constant_norm", 1024, 256, 777, "constant", True, 1, 1999),
+    ("stft_n1023_h250_reflect_oddfft", 1023, 250, 1023, "reflect", False, 1, 2001),
+    ("stft_n255_h64_win200_reflect_norm_oddfft", 255, 64, 200, "reflect", True, 1, 999),
+    ("stft_n2048_h512_reflect_stereo", 2048, 512, 2048, "reflect", False, 2, 2047),
+]
+for name, n_fft, hop, wl, pad, norm, batch, L in stft_cases:
+    x = rng.standard_normal((batch, L)).astype(np.float32)
+    S = torch.stft(torch.from_numpy(x.astype(np.float64)), n_fft, hop_length=hop, win_length=wl,
+                   window=window(wl), center=True, pad_mode=pad, normalized=norm, onesided=True,
+                   return_complex=True)
+    write(name, {"n_fft": n_fft, "hop": hop, "win_length": wl, "pad": pad, "normalized": int(norm),
+                 "batch": batch, "length": L},
+          {"x": x, "spec": to_slg_spec(S)})
+
+# ---- iSTFT of arbitrary spectra ----
+istft_cases = [
+    # name, n_fft, hop, win_length, normalized, batch, frames, length (None: torch's default)
+    ("istft_n256_h64_len_past_end", 256, 64, 256, False, 1, 17, 1101),
+    ("istft_n512_h128_win400_norm_len_short", 512, 128, 400, True, 1, 12, 1001),
+    ("istft_n300_h75_nolength", 300, 75, 300, False, 1, 9, None),
+    ("istft_n255_h85_norm_oddfft", 255, 85, 255, True, 1, 11, 777),
+    ("istft_n1024_h256_win600_stereo", 1024, 256, 600, False, 2, 6, 1283),
+]
+for name, n_fft, hop, wl, norm, batch, frames, L in istft_cases:
+    nb = n_fft // 2 + 1
+    spec = rng.standard_normal((batch, frames, nb, 2)).astype(np.float32)
+    y = torch.istft(from_slg_spec(spec), n_fft, hop_length=hop, win_length=wl, window=window(wl), center=True,
+                    normalized=norm, onesided=True, length=L, return_complex=False)
+    params = {"n_fft": n_fft, "hop": hop, "win_length": wl, "normalized": int(norm), "batch": batch,
+              "length": L if L is not None else -1}
+    write(name, params, {"spec": spec, "y": y.numpy()},
+          notes=() if L is not None else
+          (f"length=None: torch returned hop*(frames-1) = {y.shape[-1]} samples",))
+
+# ---- NOLA failures: torch.istft raises ----
+for name, n_fft, hop, wl, frames, L in [("nola_n256_h256", 256, 256, 256, 5, 1024),
+                                        ("nola_n512_win256_h256", 512, 256, 256, 5, 1024)]:
+    nb = n_fft // 2 + 1
+    spec = rng.standard_normal((1, frames, nb, 2)).astype(np.float32)
+    try:
+        torch.istft(from_slg_spec(spec), n_fft, hop_length=hop, win_length=wl, window=window(wl), center=True,
+                    normalized=False, onesided=True, length=L, return_complex=False)
+    except RuntimeError as e:
+        msg = f"torch raised: {type(e).__name__}: {str(e).splitlines()[0]}"
+    else:
+        sys.exit(f"{name}: torch.istft was expected to raise (NOLA) but did not")
+    write(name, {"n_fft": n_fft, "hop": hop, "win_length": wl, "normalized": 0, "batch": 1, "length": L,
+                 "raises": "RuntimeError"}, {"spec": spec}, notes=(msg,))
