@@ -21,7 +21,7 @@
 
 #include "../common/sl_error.h"
 
-typedef enum { K_VERSION, K_STR, K_STRNULL, K_INT, K_BOOL, K_ENUM, K_LIST, K_OPTS } ktype;
+typedef enum { K_VERSION, K_STR, K_STRNULL, K_INT, K_NUM, K_BOOL, K_ENUM, K_LIST, K_OPTS } ktype;
 
 enum {
     KF_EXT = 1,      /* list items are file extensions: lower-cased, leading dot dropped */
@@ -81,6 +81,10 @@ static const keydef keys[] = {
      "weights file (.safetensors) for models that need one"},
     {"separation.options", K_OPTS, 0, F(sep_options), NOF, NULL, 0, 0, NULL,
      "model-specific options (mapping of scalars), validated by the model"},
+    {"separation.segment_seconds", K_NUM, 0, F(sep_segment_s), NOF, "0", 0, 3600, NULL,
+     "length of the segments a track is cut into for separation (0 = the model's default)"},
+    {"separation.overlap_seconds", K_NUM, 0, F(sep_overlap_s), NOF, "-1", -1, 600, NULL,
+     "overlap between consecutive segments, cross-faded (-1 = the model's default)"},
     {"embedding.model", K_ENUM, 0, F(emb_model), NOF, "melstats", 0, 0, "melstats|none",
      "embedding model (none = no vectors)"},
     {"embedding.weights", K_STRNULL, 0, F(emb_weights), NOF, NULL, 0, 0, NULL,
@@ -89,12 +93,24 @@ static const keydef keys[] = {
      "L2-normalise every vector"},
     {"embedding.options", K_OPTS, 0, F(emb_options), NOF, NULL, 0, 0, NULL,
      "model-specific options (mapping of scalars), validated by the model"},
+    {"embedding.window_seconds", K_NUM, 0, F(emb_window_s), NOF, "0", 0, 3600, NULL,
+     "length of the windows a track is embedded in; the track vector is their mean (0 = the model's default)"},
+    {"embedding.hop_seconds", K_NUM, 0, F(emb_hop_s), NOF, "0", 0, 3600, NULL,
+     "hop between embedding windows (0 = the window length: no overlap)"},
     {"runtime.backend", K_ENUM, 0, F(backend), NOF, "auto", 0, 0, "auto|cpu|cuda",
      "where the models run: auto = CUDA when a GPU answers, else CPU"},
     {"runtime.decode_threads", K_INT, 0, F(decode_threads), NOF, "2", 1, 256, NULL,
      "decoder threads"},
     {"runtime.progress_interval", K_INT, 0, F(progress_interval), NOF, "10", 1, 3600, NULL,
      "seconds between plain progress lines when stderr is not a terminal"},
+    {"runtime.batch_size", K_INT, 0, F(batch_size), NOF, "8", 1, 4096, NULL,
+     "segments (of any tracks) processed together in one model call"},
+    {"runtime.max_host_memory_mb", K_INT, 0, F(max_host_memory_mb), NOF, "2048", 64, 1048576, NULL,
+     "bound on the audio buffers in host memory (segments in flight), whatever the track lengths"},
+    {"runtime.track_timeout_s", K_INT, 0, F(track_timeout_s), NOF, "0", 0, 604800, NULL,
+     "fail a track whose decoding makes no progress for this many seconds (0 = never)"},
+    {"runtime.devices", K_LIST, KF_NONEMPTY, F(devices), F(n_devices), "all", 0, 0, NULL,
+     "CUDA devices to use, one worker each: [all] or ordinals like [0, 1]"},
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 
@@ -121,6 +137,11 @@ static const char *const *cfld_str(const sl_config *cfg, const keydef *k)
 }
 static int *fld_int(sl_config *cfg, const keydef *k) { return (int *)((char *)cfg + k->off); }
 static int cfld_int(const sl_config *cfg, const keydef *k) { return *(const int *)((const char *)cfg + k->off); }
+static double *fld_num(sl_config *cfg, const keydef *k) { return (double *)((char *)cfg + k->off); }
+static double cfld_num(const sl_config *cfg, const keydef *k)
+{
+    return *(const double *)((const char *)cfg + k->off);
+}
 static char ***fld_list(sl_config *cfg, const keydef *k) { return (char ***)((char *)cfg + k->off); }
 static size_t *fld_cnt(sl_config *cfg, const keydef *k) { return (size_t *)((char *)cfg + k->cnt_off); }
 static sl_cfg_opts *fld_opts(sl_config *cfg, const keydef *k) { return (sl_cfg_opts *)((char *)cfg + k->off); }
@@ -332,6 +353,9 @@ int sl_cfg_defaults(sl_config *cfg)
         case K_INT:
             *fld_int(cfg, k) = atoi(k->def);
             break;
+        case K_NUM:
+            *fld_num(cfg, k) = strtod(k->def, NULL);
+            break;
         case K_BOOL:
             *fld_int(cfg, k) = !strcmp(k->def, "true");
             break;
@@ -437,6 +461,8 @@ static const char *type_desc(const keydef *k)
     case K_VERSION:
     case K_INT:
         return "an integer";
+    case K_NUM:
+        return "a number";
     case K_BOOL:
         return "a boolean (true/false, yes/no, on/off)";
     case K_LIST:
@@ -481,6 +507,23 @@ static int parse_bool(const char *s, int *out)
 }
 
 /* 0 ok, -1 not an integer, -2 overflow */
+/* A finite decimal number (YAML int or float syntax, no inf/nan). */
+static int parse_num(const char *s, double *out)
+{
+    char *end;
+    if (!*s || isspace((unsigned char)*s))
+        return -1;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (*end || end == s || errno == ERANGE || v != v || v > 1e300 || v < -1e300)
+        return -1;
+    for (const char *q = s; *q; q++)
+        if (isalpha((unsigned char)*q) && *q != 'e' && *q != 'E')
+            return -1;
+    *out = v;
+    return 0;
+}
+
 static int parse_int(const char *s, long long *out)
 {
     const char *p = s;
@@ -739,6 +782,18 @@ static int set_value(ctx *c, const keydef *k, const char *name, const yaml_node_
         if (parse_bool(sc(n), &b))
             return NERR(c, n, name, "expected %s, got '%s'", type_desc(k), shown(n, vb, sizeof vb));
         *fld_int(c->cfg, k) = b;
+        return 0;
+    }
+    case K_NUM: {
+        double d;
+        if (n->type != YAML_SCALAR_NODE)
+            return NERR(c, n, name, "expected %s, got %s", type_desc(k), node_kind(n));
+        if (parse_num(sc(n), &d))
+            return NERR(c, n, name, "expected %s, got '%s'", type_desc(k), shown(n, vb, sizeof vb));
+        if (d < (double)k->min || d > (double)k->max)
+            return NERR(c, n, name, "must be between %lld and %lld, got '%s'", k->min, k->max,
+                        shown(n, vb, sizeof vb));
+        *fld_num(c->cfg, k) = d;
         return 0;
     }
     case K_INT:
@@ -1156,6 +1211,9 @@ int sl_cfg_dump(const sl_config *cfg, FILE *f)
         case K_INT:
             fprintf(f, "%d", cfld_int(cfg, k));
             break;
+        case K_NUM:
+            fprintf(f, "%.17g", cfld_num(cfg, k));
+            break;
         case K_BOOL:
             fputs(cfld_int(cfg, k) ? "true" : "false", f);
             break;
@@ -1259,6 +1317,14 @@ void sl_cfg_output_hash(const sl_config *cfg, char out[17])
     fnv_field(&s, "separation.model", cfg->sep_model);
     fnv_field(&s, "separation.weights", cfg->sep_weights);
     fnv_opts(&s, "separation.options", &cfg->sep_options);
+    {
+        /* segmenting changes the stems (cross-fades at segment joins) and the
+         * embedding windows change the vectors */
+        char num[128];
+        snprintf(num, sizeof num, "%.17g/%.17g/%.17g/%.17g", cfg->sep_segment_s, cfg->sep_overlap_s,
+                 cfg->emb_window_s, cfg->emb_hop_s);
+        fnv_field(&s, "segments", num);
+    }
     fnv_field(&s, "embedding.model", cfg->emb_model);
     fnv_field(&s, "embedding.weights", cfg->emb_weights);
     fnv_field(&s, "embedding.normalize", cfg->emb_normalize ? "true" : "false");
@@ -1284,6 +1350,9 @@ int sl_cfg_key_info(size_t i, sl_cfg_keyinfo *info)
     case K_VERSION:
     case K_INT:
         info->type = "int";
+        break;
+    case K_NUM:
+        info->type = "number";
         break;
     case K_BOOL:
         info->type = "bool";

@@ -55,6 +55,16 @@ typedef struct {
     char *backend;      /* "auto" | "cpu" | "cuda" */
     int decode_threads; /* 1..256 */
     int progress_interval; /* seconds between plain progress lines when not a tty */
+    int batch_size;         /* segments per model call */
+    int max_host_memory_mb; /* bound on audio buffers in flight */
+    int track_timeout_s;    /* 0 = none */
+    char **devices;         /* "all" or CUDA ordinals as text */
+    size_t n_devices;
+
+    double sep_segment_s;   /* 0 = model default */
+    double sep_overlap_s;   /* -1 = model default */
+    double emb_window_s;    /* 0 = model default */
+    double emb_hop_s;       /* 0 = window */
 
     char *source_file; /* the YAML file this came from */
 } sl_config;

@@ -20,22 +20,25 @@ typedef struct {
     float *adata[SLG_MAX];
 } slg_file;
 
-/* Path of a golden file: $SL_SRC/tests/golden/dsp/NAME.slg; without SL_SRC (a
- * test run by hand) the tree this header was compiled from. */
-static inline const char *slg_path(const char *name)
+/* Path of a golden file: $SL_SRC/tests/golden/DIR/NAME.slg (DIR: "dsp" from
+ * tools/gen_golden_dsp.py, "torch" from tools/gen_golden_torch.py); without
+ * SL_SRC (a test run by hand) the tree this header was compiled from. */
+static inline const char *slg_path_in(const char *dir, const char *name)
 {
     static char buf[1024];
     const char *src = getenv("SL_SRC");
     if (src && *src) {
-        snprintf(buf, sizeof buf, "%s/tests/golden/dsp/%s.slg", src, name);
+        snprintf(buf, sizeof buf, "%s/tests/golden/%s/%s.slg", src, dir, name);
     } else {
         const char *here = __FILE__; /* .../tests/unit/sl_golden.h */
         const char *cut = strstr(here, "tests/unit/sl_golden.h");
         int len = cut ? (int)(cut - here) : 0;
-        snprintf(buf, sizeof buf, "%.*stests/golden/dsp/%s.slg", len, here, name);
+        snprintf(buf, sizeof buf, "%.*stests/golden/%s/%s.slg", len, here, dir, name);
     }
     return buf;
 }
+
+static inline const char *slg_path(const char *name) { return slg_path_in("dsp", name); }
 
 static inline void slg_free(slg_file *g)
 {
@@ -44,11 +47,12 @@ static inline void slg_free(slg_file *g)
     memset(g, 0, sizeof *g);
 }
 
-/* Returns 0 on success, -1 (with a message on stderr) otherwise. */
-static inline int slg_load(slg_file *g, const char *name)
+/* Loads tests/golden/DIR/NAME.slg. Returns 0 on success, -1 (with a message on
+ * stderr) otherwise; g owns the arrays (slg_free). */
+static inline int slg_load_in(slg_file *g, const char *dir, const char *name)
 {
     memset(g, 0, sizeof *g);
-    const char *path = slg_path(name);
+    const char *path = slg_path_in(dir, name);
     FILE *f = fopen(path, "rb");
     if (!f) {
         fprintf(stderr, "golden: cannot open %s\n", path);
@@ -106,6 +110,9 @@ out:
     }
     return 0;
 }
+
+/* tests/golden/dsp/NAME.slg (tools/gen_golden_dsp.py). */
+static inline int slg_load(slg_file *g, const char *name) { return slg_load_in(g, "dsp", name); }
 
 static inline const char *slg_param(const slg_file *g, const char *name)
 {
