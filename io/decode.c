@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 
 /* A run of this many undecodable packets means the rest of the file is junk. */
@@ -63,6 +64,10 @@ struct sl_decoder {
     int64_t fill_frames;     /* frames of silence inserted for corrupt packets */
     int64_t frames_out;
     int64_t last_demux_err_pos;
+    double timeout_s;     /* 0 = none: see sl_io_set_thread_timeout */
+    double last_progress; /* monotonic seconds of the last packet read */
+    int timed_out;
+    int fault_hang;       /* test-only: SL_FAULT_DECODE_HANG matched this file */
     int warned;
     int ffmpeg_msgs;
 };
@@ -364,8 +369,44 @@ static int send_packet(sl_decoder *d, const AVPacket *pkt, int *bad)
 }
 
 /* Advances the pipeline by one packet (or one drain step). */
+static _Thread_local double tl_timeout_s;
+
+void sl_io_set_thread_timeout(double seconds) { tl_timeout_s = seconds > 0 ? seconds : 0; }
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* FFmpeg calls this while it blocks in I/O: a read that makes no progress for
+ * timeout_s seconds is abandoned (AVERROR_EXIT), so one stuck file (a dead
+ * network mount, a stalled FUSE read) fails its track instead of the night. */
+static int interrupt_cb(void *arg)
+{
+    sl_decoder *d = arg;
+    if (d->timeout_s > 0 && mono_s() - d->last_progress > d->timeout_s) {
+        d->timed_out = 1;
+        return 1;
+    }
+    return 0;
+}
+
 static int step(sl_decoder *d)
 {
+    if (d->fault_hang) {
+        /* test-only: a decoder that stops making progress */
+        while (!interrupt_cb(d)) {
+            struct timespec ts = {0, 10000000L};
+            nanosleep(&ts, NULL);
+        }
+    }
+    if (d->timed_out)
+        return sl_seterr(SL_EDECODE, "%s: decoding made no progress for %.0f s (runtime.track_timeout_s); abandoned",
+                         d->path, d->timeout_s);
+    if (d->timeout_s > 0 && d->state == ST_DEMUX)
+        d->last_progress = mono_s();
     char eb[AV_ERROR_MAX_STRING_SIZE];
     int r;
     switch (d->state) {
@@ -530,6 +571,18 @@ int sl_decoder_open(sl_decoder **out, const char *path, int out_rate, int out_ch
     snprintf(url, ulen, "file:%s", path);
     AVDictionary *opts = NULL;
     av_dict_set(&opts, "protocol_whitelist", "file", 0);
+    d->timeout_s = tl_timeout_s;
+    d->last_progress = mono_s();
+    const char *hang = getenv("SL_FAULT_DECODE_HANG");
+    d->fault_hang = hang && *hang && strstr(path, hang) != NULL;
+    d->fmt = avformat_alloc_context();
+    if (!d->fmt) {
+        av_dict_free(&opts);
+        free(url);
+        return fail_open(d, sl_seterr(SL_ENOMEM, "%s: out of memory", path));
+    }
+    d->fmt->interrupt_callback.callback = interrupt_cb;
+    d->fmt->interrupt_callback.opaque = d;
     int r = avformat_open_input(&d->fmt, url, NULL, &opts);
     av_dict_free(&opts);
     free(url);

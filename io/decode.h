@@ -54,6 +54,11 @@ int sl_decoder_out_channels(const sl_decoder *d);
 
 void sl_decoder_close(sl_decoder *d);
 
+/* Decoders opened afterwards by the calling thread give up (SL_EDECODE, "made no
+ * progress") when reading stalls for more than seconds (0 = never). Test hook:
+ * SL_FAULT_DECODE_HANG=SUBSTRING makes decoders of matching paths stall. */
+void sl_io_set_thread_timeout(double seconds);
+
 /* Convenience: decodes a whole file into newly allocated planar buffers
  * (*planes[ch], each *n_frames long; free each then the array with free()).
  * Fails with SL_EEMPTY when no sample decodes. */

@@ -7,6 +7,7 @@
 #include "common/sl_error.h"
 #include "common/sl_log.h"
 #include "io/decode.h"
+#include "io/npy.h"
 
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
@@ -134,6 +135,11 @@ static int write_packets(sl_encoder *e)
             return sl_seterr(SL_ENCODE, "%s: encoder error (%s)", e->path, av_err(r, eb, sizeof eb));
         av_packet_rescale_ts(e->pkt, e->cc->time_base, e->st->time_base);
         e->pkt->stream_index = e->st->index;
+        /* test-only fault injection (SL_FAULT_ENOSPC_AFTER): a full disk */
+        if (sl_io_fault_allow((size_t)e->pkt->size) < (size_t)e->pkt->size) {
+            av_packet_unref(e->pkt);
+            return sl_seterr(-ENOSPC, "%s: write failed (%s)", e->tmp, strerror(ENOSPC));
+        }
         r = av_interleaved_write_frame(e->oc, e->pkt);
         av_packet_unref(e->pkt);
         if (r < 0)

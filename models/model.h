@@ -53,6 +53,23 @@ const sl_emb_info *sl_emb_get_info(const sl_emb_model *m);
 int sl_emb_run(sl_emb_model *m, const float *const *in, size_t n, float *vec);
 void sl_emb_close(sl_emb_model *m);
 
+/* ---- batches of segments (models/batch.c) ----
+ * A batch holds segments of any tracks; segment b is in[b][channel][0..lens[b])
+ * and its stems go to out[b][source][channel][0..lens[b]). Each segment is
+ * separated on its own: the result for a segment never depends on the other
+ * segments of its batch. Returns 0 or the first error; *failed (may be NULL)
+ * receives the index of the segment that failed. */
+int sl_sep_run_batch(sl_sep_model *m, size_t batch, const float *const *const *in, const size_t *lens,
+                     float *const *const *const *out, size_t *failed);
+/* Same for embeddings: vecs[b][0..dim) for window b. */
+int sl_emb_run_batch(sl_emb_model *m, size_t batch, const float *const *const *in, const size_t *lens,
+                     float *const *vecs, size_t *failed);
+
+/* The model's default segmenting: segment length and cross-faded overlap in
+ * seconds (separation), window length in seconds (embedding). */
+void sl_sep_default_segment(const sl_sep_info *info, double *segment_s, double *overlap_s);
+double sl_emb_default_window(const sl_emb_info *info);
+
 /* Names of the models built in, for --help and errors. */
 extern const char *const sl_sep_model_names[];
 extern const char *const sl_emb_model_names[];

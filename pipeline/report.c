@@ -22,7 +22,9 @@ static const char *const stage_names[N_STAGES] = {"decode", "separate", "embed",
 
 struct sl_report {
     pthread_mutex_t mu;
-    list ok, failed, skipped;
+    list ok, failed, skipped, abandoned;
+    char *extra_key[8], *extra_json[8];
+    int n_extra;
     char **outputs;
     size_t n_outputs;
     double stage[N_STAGES];
@@ -113,6 +115,27 @@ void sl_report_skip(sl_report *r, const char *id, const char *path, const char *
         return;
     pthread_mutex_lock(&r->mu);
     list_add(&r->skipped, id, path, reason, 0);
+    pthread_mutex_unlock(&r->mu);
+}
+
+void sl_report_abandon(sl_report *r, const char *id, const char *path, const char *reason)
+{
+    if (!r)
+        return;
+    pthread_mutex_lock(&r->mu);
+    list_add(&r->abandoned, id, path, reason, 0);
+    pthread_mutex_unlock(&r->mu);
+}
+
+void sl_report_set_json(sl_report *r, const char *key, const char *json)
+{
+    if (!r || r->n_extra >= 8)
+        return;
+    pthread_mutex_lock(&r->mu);
+    r->extra_key[r->n_extra] = strdup(key);
+    r->extra_json[r->n_extra] = strdup(json);
+    if (r->extra_key[r->n_extra] && r->extra_json[r->n_extra])
+        r->n_extra++;
     pthread_mutex_unlock(&r->mu);
 }
 
@@ -214,8 +237,11 @@ int sl_report_write(const sl_report *cr, const char *path)
     fprintf(f, ",\n  \"shard\": {\"index\": %d, \"count\": %d},\n", r->shard_index, r->shard_count);
     fprintf(f, "  \"interrupted\": %s,\n  ", r->interrupted ? "true" : "false");
     json_kv_str(f, "fatal", r->fatal);
-    fprintf(f, ",\n  \"tracks\": {\"total\": %zu, \"ok\": %zu, \"failed\": %zu, \"skipped\": %zu},\n",
-            r->ok.n + r->failed.n + r->skipped.n, r->ok.n, r->failed.n, r->skipped.n);
+    fprintf(f,
+            ",\n  \"tracks\": {\"total\": %zu, \"ok\": %zu, \"failed\": %zu, \"skipped\": %zu, "
+            "\"abandoned\": %zu},\n",
+            r->ok.n + r->failed.n + r->skipped.n + r->abandoned.n, r->ok.n, r->failed.n, r->skipped.n,
+            r->abandoned.n);
     fprintf(f, "  \"audio_seconds\": %.3f,\n  \"wall_seconds\": %.3f,\n", r->audio_seconds, r->wall);
     fprintf(f, "  \"x_realtime\": %.3f,\n", r->wall > 0 ? r->audio_seconds / r->wall : 0.0);
     fputs("  \"stages\": {", f);
@@ -230,6 +256,10 @@ int sl_report_write(const sl_report *cr, const char *path)
     write_list(f, "failed", &r->failed, 1, 0);
     fputs(",\n", f);
     write_list(f, "skipped", &r->skipped, 1, 0);
+    fputs(",\n", f);
+    write_list(f, "abandoned", &r->abandoned, 1, 0);
+    for (int i = 0; i < r->n_extra; i++)
+        fprintf(f, ",\n  \"%s\": %s", r->extra_key[i], r->extra_json[i]);
     fputs(",\n  \"outputs\": [", f);
     for (size_t i = 0; i < r->n_outputs; i++) {
         fputs(i ? ", " : "", f);
@@ -253,6 +283,9 @@ void sl_report_summary(const sl_report *r, FILE *f)
     fprintf(f, "stemline: %zu ok, %zu failed, %zu skipped (already done); %.1f s of audio in %.1f s (%.1fx realtime)\n",
             r->ok.n, r->failed.n, r->skipped.n, r->audio_seconds, r->wall,
             r->wall > 0 ? r->audio_seconds / r->wall : 0.0);
+    if (r->abandoned.n)
+        fprintf(f, "stemline: %zu tracks abandoned unfinished (%s); run the same command again to resume\n",
+                r->abandoned.n, r->abandoned.v[0].reason);
     for (size_t i = 0; i < r->failed.n && i < 20; i++)
         fprintf(f, "stemline: failed: %s: %s\n", r->failed.v[i].id, r->failed.v[i].reason);
     if (r->failed.n > 20)
@@ -276,6 +309,11 @@ void sl_report_free(sl_report *r)
     list_free(&r->ok);
     list_free(&r->failed);
     list_free(&r->skipped);
+    list_free(&r->abandoned);
+    for (int i = 0; i < r->n_extra; i++) {
+        free(r->extra_key[i]);
+        free(r->extra_json[i]);
+    }
     for (size_t i = 0; i < r->n_outputs; i++)
         free(r->outputs[i]);
     free(r->outputs);

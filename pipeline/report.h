@@ -20,6 +20,11 @@ void sl_report_fail(sl_report *r, const char *id, const char *path, const char *
 void sl_report_skip(sl_report *r, const char *id, const char *path, const char *reason);
 void sl_report_stage_time(sl_report *r, const char *stage, double seconds);
 void sl_report_add_output(sl_report *r, const char *path);
+/* A track abandoned before it finished (signal, full disk): not in the ledger,
+ * so the next run redoes it. Thread-safe. */
+void sl_report_abandon(sl_report *r, const char *id, const char *path, const char *reason);
+/* Adds "key": json (a complete JSON value, copied) at the top level. */
+void sl_report_set_json(sl_report *r, const char *key, const char *json);
 void sl_report_finish(sl_report *r, double wall_seconds, int interrupted, const char *fatal);
 /* Writes the JSON atomically. Returns 0 or a negated errno. */
 int sl_report_write(const sl_report *r, const char *path);

@@ -1,0 +1,42 @@
+// Entry points of the kernel files of kernels/cuda/ (one op per file), with
+// the signatures of the backend table (kernels/backend.h). Arguments arrive
+// validated by kernels/ops.c; pointers are backend memory. Each returns 0 or a
+// negative stemline code; nothing here waits for the device. SL_FN gives the
+// names sl_cuda_* (nvcc) or sl_cudaemu_* (emulated build).
+#ifndef SL_CU_OPS_H
+#define SL_CU_OPS_H
+
+#include "sl_cuda.h"
+
+extern "C" {
+int SL_FN(frame)(sl_op_ctx *ctx, const sl_stft_cfg *c, const float *x, size_t batch, size_t len,
+                 size_t first, size_t count, const float *window, float *frames);
+int SL_FN(rfft)(sl_op_ctx *ctx, int n_fft, size_t count, const float *in, float *out, float scale);
+int SL_FN(irfft)(sl_op_ctx *ctx, int n_fft, size_t count, const float *in, float *out, float scale);
+int SL_FN(magnitude)(sl_op_ctx *ctx, size_t n, const float *cplx, float *out);
+int SL_FN(power)(sl_op_ctx *ctx, size_t n, const float *cplx, float *out);
+int SL_FN(median_time)(sl_op_ctx *ctx, size_t batch, size_t n_frames, size_t n_bins, int kernel,
+                       const float *in, float *out);
+int SL_FN(median_freq)(sl_op_ctx *ctx, size_t batch, size_t n_frames, size_t n_bins, int kernel,
+                       const float *in, float *out);
+int SL_FN(hpss_masks)(sl_op_ctx *ctx, size_t n, const float *harm, const float *perc, float power,
+                      float margin_h, float margin_p, float *mask_h, float *mask_p);
+int SL_FN(apply_mask)(sl_op_ctx *ctx, size_t n, const float *cplx, const float *mask, float *out);
+int SL_FN(overlap_add)(sl_op_ctx *ctx, const sl_stft_cfg *c, size_t batch, size_t n_frames,
+                       const float *frames, const float *window, size_t length, float *out);
+int SL_FN(mel)(sl_op_ctx *ctx, size_t count, int n_bins, int n_mels, const float *fb,
+               const float *spec, float *mel);
+int SL_FN(log_db)(sl_op_ctx *ctx, size_t batch, size_t n, const float *in, float amin, float top_db,
+                  float *out);
+int SL_FN(stats_pool)(sl_op_ctx *ctx, size_t batch, size_t n_frames, size_t n_feat, const float *in,
+                      float *out);
+
+// Workspace queries (bytes of context scratch the op needs for these sizes).
+size_t SL_FN(log_db_workspace)(size_t batch, size_t n, float top_db);
+size_t SL_FN(irfft_workspace)(int n_fft, size_t count);
+}
+
+// NOLA status sentinel: "no failing sample" (what cudaMemset(0x7F) writes).
+#define SL_CU_STATUS_NONE 0x7F7F7F7F
+
+#endif

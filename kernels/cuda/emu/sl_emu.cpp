@@ -1,0 +1,274 @@
+// CPU emulation of a CUDA launch, for the "cuda-emu" backend (see sl_cuda.h).
+//
+// A launch runs its blocks one after the other on the calling host thread.
+// Each thread of a block is a coroutine (ucontext) with its own small stack;
+// the scheduler resumes every runnable thread of the block in threadIdx order
+// until it finishes or reaches __syncthreads, then checks the barrier:
+//  - every thread waiting at the same __syncthreads (file:line): all resume;
+//  - every thread finished: the block is done;
+//  - anything else (some finished while others wait, or threads waiting at
+//    different barriers): divergence, a bug on a real GPU -> message + abort().
+// Threads never run concurrently, so data races are NOT detected; what this
+// checks is indexing, arithmetic, bounds (under ASan), and barrier discipline.
+//
+// Under AddressSanitizer the stack switches are announced with
+// __sanitizer_start_switch_fiber / __sanitizer_finish_switch_fiber and each
+// reused stack is unpoisoned first, so the sanitizer build runs cleanly.
+#include "../sl_cuda.h"
+
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define SL_EMU_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SL_EMU_ASAN 1
+#endif
+#endif
+#ifdef SL_EMU_ASAN
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+#endif
+
+thread_local uint3 threadIdx, blockIdx;
+thread_local dim3 blockDim, gridDim;
+thread_local unsigned char *sl_emu_dyn_smem;
+
+namespace {
+
+#ifdef SL_EMU_ASAN
+const size_t kStack = 512 * 1024; // instrumented frames are much larger
+#else
+const size_t kStack = 128 * 1024;
+#endif
+const unsigned kMaxThreads = 1024;   // per block, as on every current GPU
+const size_t kMaxShared = 48 * 1024; // dynamic + static without opt-in
+
+enum { RUNNABLE, AT_BARRIER, FINISHED };
+
+struct fiber {
+    ucontext_t uc;
+    unsigned char *stack; // mmap'd, guard page at the low end
+    uint3 tid;
+    int state;
+    const char *bar_file;
+    int bar_line;
+#ifdef SL_EMU_ASAN
+    void *fake_stack;
+#endif
+};
+
+struct emu_thread {
+    fiber *fibers;      // kMaxThreads, allocated on first launch of this host thread
+    unsigned n_stacks;  // stacks mapped so far
+    ucontext_t sched;   // the scheduler's context
+    fiber *cur;
+    sl_emu_body body;
+    void *closure;
+    const char *kernel;
+#ifdef SL_EMU_ASAN
+    void *sched_fake;
+    const void *sched_bottom;
+    size_t sched_size;
+#endif
+};
+
+thread_local emu_thread T;
+
+[[noreturn]] __attribute__((format(printf, 1, 2))) void die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "cuda-emu: ");
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n");
+    fflush(stderr);
+    abort();
+}
+
+// Back to the scheduler; returns when the scheduler resumes this fiber.
+void yield_to_scheduler(bool finished)
+{
+    fiber *f = T.cur;
+#ifdef SL_EMU_ASAN
+    __sanitizer_start_switch_fiber(finished ? nullptr : &f->fake_stack, T.sched_bottom, T.sched_size);
+#else
+    (void)finished;
+#endif
+    swapcontext(&f->uc, &T.sched);
+#ifdef SL_EMU_ASAN
+    __sanitizer_finish_switch_fiber(f->fake_stack, &T.sched_bottom, &T.sched_size);
+#endif
+}
+
+void fiber_main()
+{
+#ifdef SL_EMU_ASAN
+    __sanitizer_finish_switch_fiber(nullptr, &T.sched_bottom, &T.sched_size);
+#endif
+    T.body(T.closure);
+    T.cur->state = FINISHED;
+    yield_to_scheduler(true);
+    die("internal error: a finished thread of %s was resumed", T.kernel);
+}
+
+void resume(fiber *f)
+{
+    T.cur = f;
+    threadIdx = f->tid;
+#ifdef SL_EMU_ASAN
+    __sanitizer_start_switch_fiber(&T.sched_fake, f->stack, kStack);
+#endif
+    swapcontext(&T.sched, &f->uc);
+#ifdef SL_EMU_ASAN
+    __sanitizer_finish_switch_fiber(T.sched_fake, nullptr, nullptr);
+#endif
+}
+
+int ensure_fibers(unsigned n)
+{
+    if (!T.fibers) {
+        void *p = mmap(nullptr, sizeof(fiber) * kMaxThreads, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED)
+            return sl_seterr(SL_ENOMEM, "cuda-emu: cannot map the coroutine table");
+        T.fibers = static_cast<fiber *>(p);
+    }
+    const size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    while (T.n_stacks < n) {
+        // Reserved lazily (MAP_NORESERVE), so untouched stack pages cost nothing;
+        // the lowest page is a guard so an overflow faults instead of corrupting.
+        void *p = mmap(nullptr, kStack + page, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (p == MAP_FAILED)
+            return sl_seterr(SL_ENOMEM, "cuda-emu: cannot map a coroutine stack");
+        mprotect(p, page, PROT_NONE);
+        T.fibers[T.n_stacks].stack = static_cast<unsigned char *>(p) + page;
+        T.n_stacks++;
+    }
+    return 0;
+}
+
+void start_fiber(fiber *f)
+{
+#ifdef SL_EMU_ASAN
+    __asan_unpoison_memory_region(f->stack, kStack);
+    f->fake_stack = nullptr;
+#endif
+    getcontext(&f->uc);
+    f->uc.uc_stack.ss_sp = f->stack;
+    f->uc.uc_stack.ss_size = kStack;
+    f->uc.uc_link = nullptr;
+    makecontext(&f->uc, fiber_main, 0);
+    f->state = RUNNABLE;
+    f->bar_file = nullptr;
+    f->bar_line = 0;
+}
+
+void run_block(unsigned nthreads)
+{
+    for (unsigned i = 0; i < nthreads; i++)
+        start_fiber(&T.fibers[i]);
+    for (;;) {
+        for (unsigned i = 0; i < nthreads; i++)
+            if (T.fibers[i].state == RUNNABLE)
+                resume(&T.fibers[i]);
+        unsigned finished = 0, waiting = 0;
+        for (unsigned i = 0; i < nthreads; i++)
+            (T.fibers[i].state == FINISHED ? finished : waiting)++;
+        if (finished == nthreads)
+            return;
+        if (finished) {
+            const fiber *w = nullptr;
+            for (unsigned i = 0; i < nthreads && !w; i++)
+                if (T.fibers[i].state == AT_BARRIER)
+                    w = &T.fibers[i];
+            fprintf(stderr, "cuda-emu: kernel %s, block (%u,%u,%u): __syncthreads at %s:%d reached by %u of %u "
+                            "threads, the others returned (divergent barrier)\n",
+                    T.kernel, blockIdx.x, blockIdx.y, blockIdx.z, w->bar_file, w->bar_line, waiting, nthreads);
+            fflush(stderr);
+            abort();
+        }
+        const fiber *a = &T.fibers[0];
+        for (unsigned i = 1; i < nthreads; i++) {
+            const fiber *b = &T.fibers[i];
+            if (b->bar_line != a->bar_line || strcmp(b->bar_file, a->bar_file) != 0) {
+                fprintf(stderr, "cuda-emu: kernel %s, block (%u,%u,%u): threads wait at different barriers "
+                                "(%s:%d for thread (%u,%u,%u), %s:%d for thread (%u,%u,%u))\n",
+                        T.kernel, blockIdx.x, blockIdx.y, blockIdx.z, a->bar_file, a->bar_line, a->tid.x,
+                        a->tid.y, a->tid.z, b->bar_file, b->bar_line, b->tid.x, b->tid.y, b->tid.z);
+                fflush(stderr);
+                abort();
+            }
+        }
+        for (unsigned i = 0; i < nthreads; i++)
+            T.fibers[i].state = RUNNABLE;
+    }
+}
+
+} // namespace
+
+void sl_emu_syncthreads(const char *file, int line)
+{
+    fiber *f = T.cur;
+    if (!f)
+        die("__syncthreads() at %s:%d called outside a kernel", file, line);
+    f->state = AT_BARRIER;
+    f->bar_file = file;
+    f->bar_line = line;
+    yield_to_scheduler(false);
+}
+
+int sl_emu_launch(const char *kernel, dim3 grid, dim3 block, size_t shmem, sl_emu_body body, void *closure)
+{
+    const unsigned long long nthreads = (unsigned long long)block.x * block.y * block.z;
+    if (!grid.x || !grid.y || !grid.z || !nthreads || grid.x > INT_MAX || grid.y > 65535 || grid.z > 65535 ||
+        nthreads > kMaxThreads || block.z > 64)
+        return sl_seterr(SL_EDEVICE, "launch of %s: invalid configuration grid (%u,%u,%u) block (%u,%u,%u) "
+                                     "(cuda-emu checks the limits of a real device)",
+                         kernel, grid.x, grid.y, grid.z, block.x, block.y, block.z);
+    if (shmem > kMaxShared)
+        return sl_seterr(SL_EDEVICE, "launch of %s: %zu bytes of dynamic shared memory > %zu", kernel, shmem,
+                         kMaxShared);
+    if (T.cur)
+        die("kernel %s launched from inside a kernel", kernel);
+    int rc = ensure_fibers((unsigned)nthreads);
+    if (rc < 0)
+        return rc;
+    unsigned char *smem = nullptr;
+    if (shmem) {
+        smem = static_cast<unsigned char *>(aligned_alloc(64, (shmem + 63) & ~(size_t)63));
+        if (!smem)
+            return sl_seterr(SL_ENOMEM, "launch of %s: cannot allocate %zu bytes of shared memory", kernel, shmem);
+    }
+    T.body = body;
+    T.closure = closure;
+    T.kernel = kernel;
+    gridDim = grid;
+    blockDim = block;
+    sl_emu_dyn_smem = smem;
+    unsigned n = 0;
+    for (unsigned z = 0; z < block.z; z++)
+        for (unsigned y = 0; y < block.y; y++)
+            for (unsigned x = 0; x < block.x; x++)
+                T.fibers[n++].tid = uint3{x, y, z};
+    for (unsigned bz = 0; bz < grid.z; bz++)
+        for (unsigned by = 0; by < grid.y; by++)
+            for (unsigned bx = 0; bx < grid.x; bx++) {
+                blockIdx = uint3{bx, by, bz};
+                if (smem) // uninitialised shared memory reads as NaN, not as stale zeros
+                    memset(smem, 0xFF, shmem);
+                run_block(n);
+            }
+    T.cur = nullptr;
+    sl_emu_dyn_smem = nullptr;
+    free(smem);
+    return 0;
+}

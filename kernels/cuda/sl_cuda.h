@@ -1,0 +1,187 @@
+// One header for every kernel source in kernels/cuda/, so each .cu file is
+// compiled twice from the same text:
+//
+//  * by nvcc (__CUDACC__): the real CUDA backend "cuda". SL_LAUNCH is a real
+//    kernel<<<grid, block, shmem, stream>>>(...) followed by cudaGetLastError.
+//  * by g++ as host C++ with -DSL_CUDA_EMU: the backend "cuda-emu", which runs
+//    the same kernels on the CPU. Blocks run one after the other; the threads of
+//    a block run as coroutines (kernels/cuda/emu/sl_emu.cpp) that all meet at
+//    __syncthreads(). threadIdx/blockIdx/blockDim/gridDim are per host thread
+//    variables swapped on every coroutine switch, __shared__ is per host thread
+//    static storage (one block at a time uses it), dynamic shared memory is a
+//    per-launch buffer poisoned with 0xFF (NaN) before every block.
+//
+// Kernels use only what is emulated here: the index variables, __shared__,
+// SL_DYN_SHARED, __syncthreads, atomicMin/atomicMax on int, __float_as_uint /
+// __uint_as_float, __fadd_rn / __fmul_rn and the standard math functions. No warp intrinsics: block
+// reductions go through shared memory, which the emulation checks for barrier
+// discipline. Names exported from a kernel file go through SL_FN so the two
+// builds (both linked into stemline) never collide.
+#ifndef SL_CUDA_H
+#define SL_CUDA_H
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+extern "C" {
+#include "../../common/sl_error.h"
+#include "../backend.h"
+}
+
+#if defined(__CUDACC__)
+
+#include <cuda_runtime.h>
+
+#define SL_FN(name) sl_cuda_##name
+typedef cudaStream_t sl_stream_t;
+
+// Launch on stream; evaluates to 0 or SL_EDEVICE naming the kernel. Launches
+// are asynchronous: errors inside the kernel surface at the next sync.
+#define SL_LAUNCH(kernel, grid, block, shmem, stream, ...)                                  \
+    (kernel<<<(grid), (block), (shmem), (stream)>>>(__VA_ARGS__), sl_cu_launched(#kernel))
+
+// Dynamic shared memory of the launch, as an array of type.
+#define SL_DYN_SHARED(type, name)                                                           \
+    extern __shared__ __align__(16) unsigned char sl_dyn_smem_[];                           \
+    type *name = reinterpret_cast<type *>(sl_dyn_smem_)
+
+static inline int sl_cu_launched(const char *kernel)
+{
+    cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess)
+        return sl_seterr(SL_EDEVICE, "launch of %s: %s (%s)", kernel, cudaGetErrorString(e),
+                         cudaGetErrorName(e));
+    return 0;
+}
+
+// Turns a CUDA runtime error into a stemline error naming the call.
+static inline int sl_cu_err(cudaError_t e, const char *call)
+{
+    if (e == cudaErrorMemoryAllocation)
+        return sl_seterr(SL_ENOMEM, "%s: %s", call, cudaGetErrorString(e));
+    return sl_seterr(SL_EDEVICE, "%s: %s (%s)", call, cudaGetErrorString(e), cudaGetErrorName(e));
+}
+#define SL_CU_CHECK(call)                                                                   \
+    do {                                                                                    \
+        cudaError_t sl_e_ = (call);                                                         \
+        if (sl_e_ != cudaSuccess)                                                           \
+            return sl_cu_err(sl_e_, #call);                                                 \
+    } while (0)
+
+#elif defined(SL_CUDA_EMU)
+
+#define SL_FN(name) sl_cudaemu_##name
+typedef void *sl_stream_t;
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+#define __shared__ static thread_local
+#define __syncthreads() sl_emu_syncthreads(__FILE__, __LINE__)
+
+struct uint3 {
+    unsigned x, y, z;
+};
+struct dim3 {
+    unsigned x, y, z;
+    constexpr dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
+};
+
+// The running coroutine's coordinates (set by the scheduler on every switch).
+extern thread_local uint3 threadIdx, blockIdx;
+extern thread_local dim3 blockDim, gridDim;
+extern thread_local unsigned char *sl_emu_dyn_smem;
+
+#define SL_DYN_SHARED(type, name) type *name = reinterpret_cast<type *>(sl_emu_dyn_smem)
+
+// Barrier of the block: the caller yields until every thread of its block has
+// reached __syncthreads at the same place; aborts on divergence.
+void sl_emu_syncthreads(const char *file, int line);
+
+typedef void (*sl_emu_body)(void *closure);
+// Runs body(closure) for every thread of every block; 0 or SL_EDEVICE for a
+// launch configuration a real device would refuse (named after kernel).
+int sl_emu_launch(const char *kernel, dim3 grid, dim3 block, size_t shmem, sl_emu_body body,
+                  void *closure);
+
+template <class F> static void sl_emu_trampoline(void *closure) { (*static_cast<F *>(closure))(); }
+template <class F>
+static inline int sl_emu_launch_fn(const char *kernel, dim3 grid, dim3 block, size_t shmem, F f)
+{
+    return sl_emu_launch(kernel, grid, block, shmem, &sl_emu_trampoline<F>, &f);
+}
+
+// The arguments are captured by value and evaluated by each emulated thread.
+#define SL_LAUNCH(kernel, grid, block, shmem, stream, ...)                                  \
+    ((void)(stream), sl_emu_launch_fn(#kernel, (grid), (block), (shmem),                    \
+                                      [=]() { kernel(__VA_ARGS__); }))
+
+// Threads of a block never run at the same time here, so plain read-modify-write is atomic.
+static inline int atomicMin(int *p, int v)
+{
+    int old = *p;
+    if (v < old)
+        *p = v;
+    return old;
+}
+static inline int atomicMax(int *p, int v)
+{
+    int old = *p;
+    if (v > old)
+        *p = v;
+    return old;
+}
+// Explicitly rounded operations (nvcc never contracts these into an FMA; the
+// emulated build is compiled with -ffp-contract=off anyway).
+static inline float __fadd_rn(float a, float b) { return a + b; }
+static inline float __fmul_rn(float a, float b) { return a * b; }
+static inline unsigned __float_as_uint(float f)
+{
+    unsigned u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+static inline float __uint_as_float(unsigned u)
+{
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+#else
+#error "sl_cuda.h: compile with nvcc, or as C++ with -DSL_CUDA_EMU"
+#endif
+
+// ---- shared by both builds ----
+
+// Threads per block for the 1-D element-wise kernels.
+#define SL_BLOCK 256
+// Largest grid.y / grid.z a device accepts; kernels loop when there is more work.
+#define SL_GRID_YZ_MAX 65535u
+
+static inline unsigned sl_blocks_for(size_t n, unsigned per_block, unsigned cap)
+{
+    size_t b = (n + per_block - 1) / per_block;
+    if (b < 1)
+        b = 1;
+    return (unsigned)(b < cap ? b : cap);
+}
+
+// Backend state shared by the op files (kernels/cuda/backend.cu owns it).
+struct sl_cu_state;
+extern "C" {
+// Stream of the context.
+sl_stream_t SL_FN(stream)(sl_op_ctx *ctx);
+// Context scratch of at least bytes (grown in stream order; valid until the next
+// call on this context). 0 or SL_ENOMEM / SL_EDEVICE.
+int SL_FN(scratch)(sl_op_ctx *ctx, size_t bytes, void **p);
+// Device-visible status words: [0] = first kept sample failing NOLA (INT_MAX when none),
+// [1] = n_fft of that overlap_add, [2] = hop. Checked at sync / download.
+int *SL_FN(status)(sl_op_ctx *ctx);
+}
+
+#endif
