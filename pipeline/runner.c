@@ -1,8 +1,17 @@
-/* The job runner. Decode threads take tracks in catalog order, skip those the
- * ledger already holds as done, decode them at the models' rates and hand them
- * to one model worker through a bounded queue (backpressure: a slow worker
- * stops the decoders instead of filling memory). The worker separates, writes
- * stems (temporary name + rename), embeds, and writes the ledger row last.
+/* The job runner: a streaming pipeline with bounded memory.
+ *
+ *   decode threads --(slots)--> ready queue --> model worker(s) --> write queue --> writers
+ *
+ * Decode threads take tracks in catalog order, skip those the ledger holds as
+ * done, and cut each track into fixed-length overlapping segments (and
+ * embedding windows), each copied into a slot from one pool whose size is set
+ * by runtime.max_host_memory_mb: when every slot is taken, decoding waits
+ * (backpressure), so memory never depends on track length or catalog size.
+ * A worker takes up to runtime.batch_size segments of any tracks, runs the
+ * model on them and hands them to the writers, which stitch each track's
+ * segments back in order (cross-fades, pipeline/segment.h) into its stem
+ * encoders and average its window vectors. A track is finalised when its last
+ * slot comes back: encoders renamed into place, then the ledger row, last.
  * Shards are rebuilt from the ledger at the end, so they always hold exactly
  * the tracks that are done, in id order, whatever order they finished in. */
 #include "runner.h"
@@ -11,6 +20,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +39,7 @@
 #include "ledger.h"
 #include "progress.h"
 #include "report.h"
+#include "segment.h"
 #include "shards.h"
 
 static volatile sig_atomic_t stop_requests;
@@ -46,32 +57,91 @@ static double now_s(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* ---- decoded work item ---- */
+enum { KIND_SEP = 0, KIND_EMB = 1 };
 
-typedef struct item {
-    size_t index;     /* in the catalog */
-    int failed;       /* decode failed: error holds the reason */
-    char error[600];
-    float **sep_in;   /* [channels][n_sep] at the separation rate, NULL when no separation */
-    size_t n_sep;
-    float **emb_in;   /* [channels][n_emb] at the embedding rate */
-    size_t n_emb;
+typedef struct trk trk;
+
+typedef struct slot {
+    struct slot *next;
+    trk *t;
+    int kind;
+    size_t k;   /* segment index within its track and kind */
+    size_t len; /* valid samples */
+    float *in[SL_SEG_MAX_CH];
+    float *out[SL_MAX_SOURCES][SL_SEG_MAX_CH];
+    float *vec;
+    float *mem;
+} slot;
+
+struct trk {
+    size_t index;
+    const sl_track *tr;
+    pthread_mutex_t mu;
+    int failed, abandoned, finalized, decode_done;
+    char err[900];
+    int in_flight;         /* slots of this track not yet released */
+    size_t sep_total;      /* segments decoded (final once decode_done) */
+    size_t sep_next;       /* next segment to stitch */
+    slot *pending;         /* segments that arrived early, sorted by k */
+    sl_stitcher st;
+    int have_st;
+    sl_encoder *enc[SL_MAX_SOURCES];
+    char *outputs;         /* JSON array of stem paths relative to output.dir */
+    double *vsum;          /* length-weighted sum of window vectors */
+    double vweight;
+    size_t n_samples;      /* at the separation (or embedding) rate */
+    int rate;
     int source_rate;
-    double duration;  /* seconds of audio */
-    double t_decode;
-    struct item *next;
-} item;
-
-static void free_planes(float **p, int ch)
-{
-    if (!p)
-        return;
-    for (int c = 0; c < ch; c++)
-        free(p[c]);
-    free(p);
-}
+    double t_decode, t_sep, t_emb, t_write;
+};
 
 typedef struct {
+    slot *head, *tail;
+    size_t n;
+} fifo;
+
+static void fifo_push(fifo *q, slot *s)
+{
+    s->next = NULL;
+    if (q->tail)
+        q->tail->next = s;
+    else
+        q->head = s;
+    q->tail = s;
+    q->n++;
+}
+
+static slot *fifo_pop(fifo *q)
+{
+    slot *s = q->head;
+    if (s) {
+        q->head = s->next;
+        if (!q->head)
+            q->tail = NULL;
+        q->n--;
+        s->next = NULL;
+    }
+    return s;
+}
+
+typedef struct runner runner;
+
+typedef struct {
+    runner *r;
+    int id;
+    sl_op_ctx *ctx;        /* borrowed for worker 0 */
+    sl_sep_model *sep;
+    sl_emb_model *emb;
+    int owns;              /* ctx and models are this worker's own */
+    sl_op_ctx *cpu_ctx;    /* fallback after a device error, opened lazily */
+    sl_sep_model *cpu_sep;
+    sl_emb_model *cpu_emb;
+    size_t max_batch;
+    pthread_t th;
+    int started;
+} worker;
+
+struct runner {
     const sl_config *cfg;
     const sl_run_opts *opts;
     sl_catalog cat;
@@ -85,19 +155,48 @@ typedef struct {
     sl_sep_model *sep_model;
     sl_emb_model *emb_model;
 
-    /* decode -> worker queue */
+    /* segment geometry, in samples */
+    size_t sep_L, sep_H, emb_L, emb_H;
+
+    /* one lock for the slot pool and both queues: operations are O(1) and
+     * happen once per segment, so contention is negligible */
     pthread_mutex_t mu;
-    pthread_cond_t cv_put, cv_get;
-    item *head, *tail;
-    int queued, capacity;
-    int decoders_left;
+    pthread_cond_t cv_slot, cv_ready, cv_write;
+    slot *free_slots;
+    size_t n_slots_max, n_slots, n_in_use, peak_in_use;
+    size_t slot_floats;
+    fifo ready, write;
+    int decoders_left, workers_left;
     atomic_size_t next_track;
+    atomic_int stop;       /* internal stop: disk full, ledger failure */
+
+    worker *workers;
+    int n_workers;
+
+    /* pipeline statistics (under mu) */
+    double wait_slot_s, wait_ready_s, wait_write_s;
+    double ready_len_sum;
+    size_t ready_len_samples, max_ready, batches, batch_items, splits, fallbacks;
 
     sl_report *report;
     sl_progress *progress;
     int fatal;
     char fatal_msg[1100];
-} runner;
+    int disk_full;
+};
+
+static int should_stop(runner *r) { return stop_requests || atomic_load(&r->stop); }
+
+static void set_fatal(runner *r, const char *fmt, const char *detail)
+{
+    pthread_mutex_lock(&r->mu);
+    if (!r->fatal) {
+        r->fatal = 1;
+        snprintf(r->fatal_msg, sizeof r->fatal_msg, fmt, detail);
+    }
+    pthread_mutex_unlock(&r->mu);
+    atomic_store(&r->stop, 1);
+}
 
 /* ---- output paths ---- */
 
@@ -222,116 +321,6 @@ static int check_output_collisions(runner *r)
     return rc;
 }
 
-/* ---- decode threads ---- */
-
-static void queue_push(runner *r, item *it)
-{
-    pthread_mutex_lock(&r->mu);
-    while (r->queued >= r->capacity && stop_requests < 2)
-        pthread_cond_wait(&r->cv_put, &r->mu);
-    it->next = NULL;
-    if (r->tail)
-        r->tail->next = it;
-    else
-        r->head = it;
-    r->tail = it;
-    r->queued++;
-    pthread_cond_signal(&r->cv_get);
-    pthread_mutex_unlock(&r->mu);
-}
-
-static item *queue_pop(runner *r)
-{
-    pthread_mutex_lock(&r->mu);
-    while (!r->head && r->decoders_left > 0)
-        pthread_cond_wait(&r->cv_get, &r->mu);
-    item *it = r->head;
-    if (it) {
-        r->head = it->next;
-        if (!r->head)
-            r->tail = NULL;
-        r->queued--;
-        pthread_cond_signal(&r->cv_put);
-    }
-    pthread_mutex_unlock(&r->mu);
-    return it;
-}
-
-static void item_free(runner *r, item *it)
-{
-    if (!it)
-        return;
-    free_planes(it->sep_in, r->sep ? r->sep->channels : 0);
-    free_planes(it->emb_in, r->emb ? r->emb->channels : 0);
-    free(it);
-}
-
-static void decode_one(runner *r, item *it)
-{
-    const sl_track *t = &r->cat.tracks[it->index];
-    double t0 = now_s();
-    sl_audio_info info;
-    int rc = 0;
-    char msg[512];
-    memset(&info, 0, sizeof info);
-    if (r->sep) {
-        rc = sl_decode_file(t->path, r->sep->sample_rate, r->sep->channels, &it->sep_in, &it->n_sep,
-                            &info);
-        if (!rc)
-            it->duration = (double)it->n_sep / r->sep->sample_rate;
-    }
-    if (!rc && r->emb) {
-        /* Decoded a second time at the embedding rate: cheaper than it sounds
-         * (decode runs at hundreds of times realtime) and exactly what a user
-         * would get decoding for that model alone. */
-        rc = sl_decode_file(t->path, r->emb->sample_rate, r->emb->channels, &it->emb_in, &it->n_emb,
-                            &info);
-        if (!rc && !r->sep)
-            it->duration = (double)it->n_emb / r->emb->sample_rate;
-    }
-    if (rc) {
-        it->failed = 1;
-        sl_errmsg(rc, msg, sizeof msg);
-        snprintf(it->error, sizeof it->error, "decode: %s", msg);
-    }
-    it->source_rate = info.sample_rate;
-    it->t_decode = now_s() - t0;
-}
-
-static void *decode_thread(void *arg)
-{
-    runner *r = arg;
-    for (;;) {
-        if (stop_requests)
-            break;
-        size_t i = atomic_fetch_add(&r->next_track, 1);
-        if (i >= r->cat.n)
-            break;
-        const sl_track *t = &r->cat.tracks[i];
-        int done = sl_ledger_is_done(r->ledger, t->id, t->path, t->size, t->mtime_ns, r->hash);
-        if (done == 1) {
-            sl_report_skip(r->report, t->id, t->path, "already done (same input and config)");
-            sl_progress_track_done(r->progress, 0, 0, t->size);
-            continue;
-        }
-        item *it = calloc(1, sizeof *it);
-        if (!it) {
-            sl_log(SL_LOG_ERROR, t->id, "decode", "out of memory");
-            break;
-        }
-        it->index = i;
-        decode_one(r, it);
-        queue_push(r, it);
-    }
-    pthread_mutex_lock(&r->mu);
-    r->decoders_left--;
-    pthread_cond_broadcast(&r->cv_get);
-    pthread_mutex_unlock(&r->mu);
-    return NULL;
-}
-
-/* ---- the model worker ---- */
-
 static int append_json_path(char **buf, size_t *len, size_t *cap, const char *s)
 {
     size_t need = *len + strlen(s) * 6 + 8;
@@ -364,8 +353,209 @@ static int append_json_path(char **buf, size_t *len, size_t *cap, const char *s)
     return 0;
 }
 
-static int write_stems(runner *r, const sl_track *t, item *it, float ***stems, char **outputs,
-                       size_t *olen, size_t *ocap, char *err, size_t errsize)
+
+/* ---- slot pool ---- */
+
+static void slot_layout(runner *r, slot *s, int kind)
+{
+    float *p = s->mem;
+    if (kind == KIND_SEP) {
+        int ch = r->sep->channels;
+        for (int c = 0; c < ch; c++, p += r->sep_L)
+            s->in[c] = p;
+        for (int k = 0; k < r->sep->n_sources; k++)
+            for (int c = 0; c < ch; c++, p += r->sep_L)
+                s->out[k][c] = p;
+    } else {
+        for (int c = 0; c < r->emb->channels; c++, p += r->emb_L)
+            s->in[c] = p;
+        s->vec = p;
+    }
+    s->kind = kind;
+}
+
+/* Takes a free slot, allocating up to the bound; waits while every slot is in
+ * use (that wait is the backpressure). NULL when the run is stopping. */
+static slot *pool_acquire(runner *r)
+{
+    slot *got = NULL;
+    double t0 = 0;
+    pthread_mutex_lock(&r->mu);
+    while (!got) {
+        if (should_stop(r))
+            break;
+        if (r->free_slots) {
+            got = r->free_slots;
+            r->free_slots = got->next;
+            break;
+        }
+        if (r->n_slots < r->n_slots_max) {
+            slot *s = calloc(1, sizeof *s);
+            void *mem = NULL;
+            if (s && posix_memalign(&mem, 64, r->slot_floats * sizeof(float)) == 0) {
+                s->mem = mem;
+                r->n_slots++;
+                got = s;
+                break;
+            }
+            free(s);
+            if (r->n_slots == 0)
+                break;
+            r->n_slots_max = r->n_slots; /* the allocator said no: live with what we have */
+        }
+        if (t0 == 0)
+            t0 = now_s();
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 200000000L; /* wake to notice a stop request */
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&r->cv_slot, &r->mu, &ts);
+    }
+    if (t0 > 0)
+        r->wait_slot_s += now_s() - t0;
+    if (got) {
+        got->next = NULL;
+        got->t = NULL;
+        r->n_in_use++;
+        if (r->n_in_use > r->peak_in_use)
+            r->peak_in_use = r->n_in_use;
+    }
+    pthread_mutex_unlock(&r->mu);
+    return got;
+}
+
+static void pool_release(runner *r, slot *s)
+{
+    pthread_mutex_lock(&r->mu);
+    s->t = NULL;
+    s->next = r->free_slots;
+    r->free_slots = s;
+    r->n_in_use--;
+    pthread_cond_signal(&r->cv_slot);
+    pthread_mutex_unlock(&r->mu);
+}
+
+static void pool_free_all(runner *r)
+{
+    while (r->free_slots) {
+        slot *s = r->free_slots;
+        r->free_slots = s->next;
+        free(s->mem);
+        free(s);
+    }
+}
+
+static void push_ready(runner *r, slot *s)
+{
+    pthread_mutex_lock(&r->mu);
+    fifo_push(&r->ready, s);
+    if (r->ready.n > r->max_ready)
+        r->max_ready = r->ready.n;
+    pthread_cond_signal(&r->cv_ready);
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* Takes up to max slots of one kind (the kind of the oldest), oldest first.
+ * Waits for at least one; returns 0 when decoding is over and nothing is left. */
+static size_t pop_batch(runner *r, slot **out, size_t max)
+{
+    size_t n = 0;
+    double t0 = now_s();
+    pthread_mutex_lock(&r->mu);
+    while (!r->ready.head && r->decoders_left > 0)
+        pthread_cond_wait(&r->cv_ready, &r->mu);
+    r->wait_ready_s += now_s() - t0;
+    r->ready_len_sum += (double)r->ready.n;
+    r->ready_len_samples++;
+    if (r->ready.head) {
+        int kind = r->ready.head->kind;
+        slot **pp = &r->ready.head, *prev = NULL;
+        while (*pp && n < max) {
+            slot *s = *pp;
+            if (s->kind == kind) {
+                *pp = s->next;
+                if (r->ready.tail == s)
+                    r->ready.tail = prev;
+                r->ready.n--;
+                s->next = NULL;
+                out[n++] = s;
+            } else {
+                prev = s;
+                pp = &s->next;
+            }
+        }
+        r->batches++;
+        r->batch_items += n;
+    }
+    pthread_mutex_unlock(&r->mu);
+    return n;
+}
+
+static void push_write(runner *r, slot *s)
+{
+    pthread_mutex_lock(&r->mu);
+    fifo_push(&r->write, s);
+    pthread_cond_signal(&r->cv_write);
+    pthread_mutex_unlock(&r->mu);
+}
+
+static slot *pop_write(runner *r)
+{
+    double t0 = now_s();
+    pthread_mutex_lock(&r->mu);
+    while (!r->write.head && r->workers_left > 0)
+        pthread_cond_wait(&r->cv_write, &r->mu);
+    r->wait_write_s += now_s() - t0;
+    slot *s = fifo_pop(&r->write);
+    pthread_mutex_unlock(&r->mu);
+    return s;
+}
+
+/* ---- tracks ---- */
+
+static int is_disk_full(int rc) { return rc == -ENOSPC || rc == -EDQUOT || rc == -EROFS; }
+
+/* Caller holds t->mu. The first reason wins. */
+static void trk_fail(trk *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void trk_fail(trk *t, const char *fmt, ...)
+{
+    if (t->failed || t->abandoned)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(t->err, sizeof t->err, fmt, ap);
+    va_end(ap);
+    t->failed = 1;
+}
+
+static void trk_abandon(trk *t, const char *why)
+{
+    if (t->abandoned || t->failed)
+        return;
+    snprintf(t->err, sizeof t->err, "%s", why);
+    t->abandoned = 1;
+}
+
+static void trk_free(runner *r, trk *t)
+{
+    for (int s = 0; s < SL_MAX_SOURCES; s++)
+        if (t->enc[s])
+            sl_encoder_abort(t->enc[s]);
+    if (t->have_st)
+        sl_stitcher_free(&t->st);
+    free(t->outputs);
+    free(t->vsum);
+    pthread_mutex_destroy(&t->mu);
+    free(t);
+    (void)r;
+}
+
+/* Opens one encoder per stem (temporary names; renamed when the track is done),
+ * after sweeping temporaries a killed run may have left in the same folders. */
+static int open_encoders(runner *r, trk *t, char *err, size_t errsize)
 {
     const sl_config *c = r->cfg;
     sl_encode_params p = {
@@ -375,151 +565,568 @@ static int write_stems(runner *r, const sl_track *t, item *it, float ***stems, c
         .out_rate = r->sep->sample_rate,
         .channels = r->sep->channels,
     };
-    if (!strcmp(c->stems_sample_rate, "source") && it->source_rate > 0)
-        p.out_rate = it->source_rate;
+    if (!strcmp(c->stems_sample_rate, "source") && t->source_rate > 0)
+        p.out_rate = t->source_rate;
+    size_t olen = 1, ocap = 256;
+    t->outputs = malloc(ocap);
+    if (!t->outputs)
+        return SL_ENOMEM;
+    strcpy(t->outputs, "[");
+    /* first sweep (every folder, before any encoder of this track exists) */
+    for (int pass = 0; pass < 2; pass++)
     for (int s = 0; s < r->sep->n_sources; s++) {
         char rel[4096], full[8192];
-        int rc = expand_template(c->stems_template, t->id, r->sep->sources[s], c->stems_format, rel,
+        int rc = expand_template(c->stems_template, t->tr->id, r->sep->sources[s], c->stems_format, rel,
                                  sizeof rel);
         if (rc) {
-            snprintf(err, errsize, "write: output path too long");
+            snprintf(err, errsize, "output path too long");
             return rc;
         }
         snprintf(full, sizeof full, "%s/%s", r->out_dir, rel);
-        rc = sl_encode_file(full, &p, (const float *const *)stems[s], it->n_sep);
+        if (pass == 0) {
+            char *slash = strrchr(full, '/');
+            if (slash) {
+                *slash = 0;
+                sl_atomic_sweep(full);
+            }
+            continue;
+        }
+        rc = sl_encoder_open(&t->enc[s], full, &p);
         if (rc) {
-            char m[400];
+            char m[512];
             snprintf(err, errsize, "write %s: %s", rel, sl_errmsg(rc, m, sizeof m));
             return rc;
         }
-        if (append_json_path(outputs, olen, ocap, rel))
+        if (append_json_path(&t->outputs, &olen, &ocap, rel))
             return SL_ENOMEM;
     }
+    strcat(t->outputs, "]");
     return 0;
 }
 
-static void process_item(runner *r, item *it)
+/* Stitches one segment (in order) and writes its final samples. Caller holds t->mu. */
+static void stitch_write(runner *r, trk *t, slot *s)
 {
-    const sl_track *t = &r->cat.tracks[it->index];
-    double t_sep = 0, t_emb = 0, t_write = 0;
-    char err[768] = "";
-    size_t ocap = 256, olen = 1;
-    char *outputs = malloc(ocap);
-    float *vec = NULL;
-    int rc = 0;
-    if (!outputs) {
-        sl_log(SL_LOG_ERROR, t->id, "worker", "out of memory");
-        return;
-    }
-    strcpy(outputs, "[");
-
-    if (it->failed) {
-        snprintf(err, sizeof err, "%s", it->error);
-        rc = SL_EDECODE;
-    }
-
-    if (!rc && r->sep) {
-        int ns = r->sep->n_sources, ch = r->sep->channels;
-        float ***stems = calloc((size_t)ns, sizeof *stems);
-        rc = stems ? 0 : SL_ENOMEM;
-        for (int s = 0; s < ns && !rc; s++) {
-            stems[s] = calloc((size_t)ch, sizeof **stems);
-            if (!stems[s]) {
-                rc = SL_ENOMEM;
-                break;
-            }
-            for (int k = 0; k < ch && !rc; k++)
-                if (!(stems[s][k] = malloc((it->n_sep ? it->n_sep : 1) * sizeof(float))))
-                    rc = SL_ENOMEM;
-        }
-        double t0 = now_s();
-        if (!rc) {
-            rc = sl_sep_run(r->sep_model, (const float *const *)it->sep_in, it->n_sep,
-                            (float *const *const *)stems);
-            if (rc) {
-                char m[512];
-                snprintf(err, sizeof err, "separate: %s", sl_errmsg(rc, m, sizeof m));
-            }
-        } else {
-            snprintf(err, sizeof err, "separate: out of memory for %zu frames", it->n_sep);
-        }
-        t_sep = now_s() - t0;
-        if (!rc && r->cfg->stems_enabled) {
-            t0 = now_s();
-            rc = write_stems(r, t, it, stems, &outputs, &olen, &ocap, err, sizeof err);
-            t_write += now_s() - t0;
-        }
-        for (int s = 0; stems && s < ns; s++)
-            free_planes(stems[s], ch);
-        free(stems);
-    }
-
-    if (!rc && r->emb) {
-        double t0 = now_s();
-        vec = calloc((size_t)r->emb->dim, sizeof *vec);
-        rc = vec ? sl_emb_run(r->emb_model, (const float *const *)it->emb_in, it->n_emb, vec) : SL_ENOMEM;
+    double t0 = now_s();
+    float *const *y[SL_MAX_SOURCES];
+    for (int k = 0; k < r->sep->n_sources; k++)
+        y[k] = s->out[k];
+    size_t emit = sl_stitcher_push(&t->st, y, s->len);
+    for (int k = 0; k < r->sep->n_sources && r->cfg->stems_enabled; k++) {
+        int rc = sl_encoder_write(t->enc[k], (const float *const *)s->out[k], emit);
         if (rc) {
             char m[512];
-            snprintf(err, sizeof err, "embed: %s", sl_errmsg(rc, m, sizeof m));
+            sl_errmsg(rc, m, sizeof m);
+            if (is_disk_full(rc)) {
+                trk_abandon(t, "output disk full");
+                r->disk_full = 1;
+                atomic_store(&r->stop, 1);
+            } else {
+                trk_fail(t, "write: %s", m);
+            }
+            break;
+        }
+    }
+    t->t_write += now_s() - t0;
+}
+
+/* Called once, when the track's last slot has come back. */
+static void finalize(runner *r, trk *t)
+{
+    const sl_track *tr = t->tr;
+    float *vec = NULL;
+    double t0 = now_s();
+    char m[512];
+    if (!t->failed && !t->abandoned && r->sep) {
+        /* the tail of the last segment, then every stem renamed into place */
+        size_t O = r->sep_L - r->sep_H;
+        float *buf = O ? malloc(O * (size_t)r->sep->channels * (size_t)r->sep->n_sources * sizeof(float)) : NULL;
+        if (O && !buf) {
+            trk_fail(t, "out of memory");
         } else {
-            int finite = 1;
-            for (int k = 0; k < r->emb->dim; k++)
-                finite &= isfinite(vec[k]) != 0;
-            if (!finite) {
-                rc = SL_ENUMERIC;
-                snprintf(err, sizeof err, "embed: the vector is not finite");
-            } else if (r->cfg->emb_normalize) {
-                double ss = 0;
-                for (int k = 0; k < r->emb->dim; k++)
-                    ss += (double)vec[k] * vec[k];
-                if (ss > 0) {
-                    float inv = (float)(1.0 / sqrt(ss));
-                    for (int k = 0; k < r->emb->dim; k++)
-                        vec[k] *= inv;
+            float *planes[SL_MAX_SOURCES][SL_SEG_MAX_CH];
+            float *const *pp[SL_MAX_SOURCES];
+            for (int k = 0; k < r->sep->n_sources; k++) {
+                for (int c = 0; c < r->sep->channels; c++)
+                    planes[k][c] = buf + ((size_t)k * r->sep->channels + (size_t)c) * O;
+                pp[k] = planes[k];
+            }
+            size_t n = t->have_st ? sl_stitcher_flush(&t->st, pp) : 0;
+            for (int k = 0; k < r->sep->n_sources && r->cfg->stems_enabled && !t->failed && !t->abandoned; k++) {
+                int rc = n ? sl_encoder_write(t->enc[k], (const float *const *)planes[k], n) : 0;
+                if (!rc) {
+                    rc = sl_encoder_finish(t->enc[k]);
+                    t->enc[k] = NULL;
+                }
+                if (rc) {
+                    sl_errmsg(rc, m, sizeof m);
+                    if (is_disk_full(rc)) {
+                        trk_abandon(t, "output disk full");
+                        r->disk_full = 1;
+                        atomic_store(&r->stop, 1);
+                    } else {
+                        trk_fail(t, "write: %s", m);
+                    }
                 }
             }
+            free(buf);
         }
-        t_emb = now_s() - t0;
     }
+    if (!t->failed && !t->abandoned && r->emb) {
+        int dim = r->emb->dim;
+        vec = calloc((size_t)dim, sizeof *vec);
+        if (!vec || t->vweight <= 0) {
+            trk_fail(t, "embed: %s", vec ? "no audio window was embedded" : "out of memory");
+        } else {
+            double ss = 0;
+            int finite = 1;
+            for (int i = 0; i < dim; i++) {
+                double v = t->vsum[i] / t->vweight;
+                finite &= isfinite(v) != 0;
+                vec[i] = (float)v;
+                ss += v * v;
+            }
+            if (!finite)
+                trk_fail(t, "embed: the vector is not finite");
+            else if (r->cfg->emb_normalize && ss > 0)
+                for (int i = 0; i < dim; i++)
+                    vec[i] = (float)(vec[i] / sqrt(ss));
+        }
+    }
+    t->t_write += now_s() - t0;
+    double duration = t->rate > 0 ? (double)t->n_samples / t->rate : 0;
 
+    if (t->abandoned) {
+        /* no ledger row: the next run does this track again */
+        sl_report_abandon(r->report, tr->id, tr->path, t->err);
+        sl_log(SL_LOG_WARN, tr->id, NULL, "abandoned: %s", t->err);
+        sl_progress_track_done(r->progress, 0, 0, tr->size);
+        free(vec);
+        trk_free(r, t);
+        return;
+    }
     char timings[256];
     snprintf(timings, sizeof timings, "{\"decode\":%.6f,\"separate\":%.6f,\"embed\":%.6f,\"write\":%.6f}",
-             it->t_decode, t_sep, t_emb, t_write);
-    strcat(outputs, "]");
+             t->t_decode, t->t_sep, t->t_emb, t->t_write);
     sl_ledger_row row = {
-        .id = t->id,
-        .path = t->path,
-        .size = t->size,
-        .mtime_ns = t->mtime_ns,
+        .id = tr->id,
+        .path = tr->path,
+        .size = tr->size,
+        .mtime_ns = tr->mtime_ns,
         .config_hash = r->hash,
-        .status = rc ? SL_TRACK_FAILED : SL_TRACK_DONE,
-        .error = rc ? err : NULL,
-        .outputs_json = outputs,
+        .status = t->failed ? SL_TRACK_FAILED : SL_TRACK_DONE,
+        .error = t->failed ? t->err : NULL,
+        .outputs_json = t->outputs && !t->failed ? t->outputs : "[]",
         .timings_json = timings,
-        .duration = it->duration,
-        .vector = rc ? NULL : vec,
-        .dim = (rc || !r->emb) ? 0 : r->emb->dim,
+        .duration = duration,
+        .vector = t->failed ? NULL : vec,
+        .dim = (t->failed || !r->emb) ? 0 : r->emb->dim,
         .vector_model = r->emb ? r->emb->name : NULL,
     };
     int lrc = sl_ledger_put(r->ledger, &row);
     if (lrc) {
-        char m[512];
-        sl_log(SL_LOG_ERROR, t->id, "ledger", "%s", sl_errmsg(lrc, m, sizeof m));
-        if (!r->fatal) {
-            r->fatal = 1;
-            snprintf(r->fatal_msg, sizeof r->fatal_msg, "the ledger could not be written: %s", m);
-        }
-        sl_run_request_stop();
+        sl_log(SL_LOG_ERROR, tr->id, "ledger", "%s", sl_errmsg(lrc, m, sizeof m));
+        set_fatal(r, "the ledger could not be written: %s", m);
     }
-    if (rc) {
-        sl_log(SL_LOG_ERROR, t->id, NULL, "failed: %s", err);
-        sl_report_fail(r->report, t->id, t->path, err);
+    if (t->failed) {
+        sl_log(SL_LOG_ERROR, tr->id, NULL, "failed: %s", t->err);
+        sl_report_fail(r->report, tr->id, tr->path, t->err);
     } else {
-        sl_report_ok(r->report, t->id, t->path, it->duration, it->t_decode, t_sep, t_emb, t_write);
+        sl_report_ok(r->report, tr->id, tr->path, duration, t->t_decode, t->t_sep, t->t_emb, t->t_write);
     }
-    sl_progress_track_done(r->progress, 1, rc ? 0 : it->duration, t->size);
+    sl_progress_track_done(r->progress, 1, t->failed ? 0 : duration, tr->size);
     free(vec);
-    free(outputs);
+    trk_free(r, t);
+}
+
+/* Caller holds t->mu; returns 1 when the caller must finalize (outside the lock). */
+static int release_locked(runner *r, trk *t, slot *s)
+{
+    pool_release(r, s);
+    t->in_flight--;
+    if (t->decode_done && t->in_flight == 0 && !t->finalized) {
+        t->finalized = 1;
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- decode threads ---- */
+
+typedef struct {
+    sl_decoder *d;
+} dec_arg;
+
+static long dec_read(void *arg, float *const *dst, long max)
+{
+    return sl_decoder_read(((dec_arg *)arg)->d, dst, max);
+}
+
+/* Streams one kind of segments of a track into the ready queue.
+ * Returns 0, or a negative code after marking the track failed/abandoned. */
+static int decode_stream(runner *r, trk *t, int kind)
+{
+    int rate = kind == KIND_SEP ? r->sep->sample_rate : r->emb->sample_rate;
+    int ch = kind == KIND_SEP ? r->sep->channels : r->emb->channels;
+    size_t L = kind == KIND_SEP ? r->sep_L : r->emb_L, H = kind == KIND_SEP ? r->sep_H : r->emb_H;
+    sl_decoder *d = NULL;
+    char m[600];
+    int rc = sl_decoder_open(&d, t->tr->path, rate, ch);
+    if (rc) {
+        pthread_mutex_lock(&t->mu);
+        trk_fail(t, "decode: %s", sl_errmsg(rc, m, sizeof m));
+        pthread_mutex_unlock(&t->mu);
+        return rc;
+    }
+    const sl_audio_info *info = sl_decoder_info(d);
+    t->source_rate = info->sample_rate;
+    if (kind == KIND_SEP && r->cfg->stems_enabled) {
+        pthread_mutex_lock(&t->mu);
+        rc = open_encoders(r, t, m, sizeof m);
+        if (rc) {
+            if (is_disk_full(rc)) {
+                trk_abandon(t, "output disk full");
+                r->disk_full = 1;
+                atomic_store(&r->stop, 1);
+            } else {
+                trk_fail(t, "%s", m);
+            }
+        }
+        pthread_mutex_unlock(&t->mu);
+        if (rc) {
+            sl_decoder_close(d);
+            return rc;
+        }
+    }
+    sl_segmenter sg;
+    rc = sl_segmenter_init(&sg, L, H, ch);
+    dec_arg da = {d};
+    size_t k = 0;
+    while (!rc) {
+        if (should_stop(r)) {
+            pthread_mutex_lock(&t->mu);
+            trk_abandon(t, stop_requests ? "interrupted" : "the run stopped");
+            pthread_mutex_unlock(&t->mu);
+            rc = SL_EINTERRUPTED;
+            break;
+        }
+        pthread_mutex_lock(&t->mu);
+        int dead = t->failed || t->abandoned;
+        pthread_mutex_unlock(&t->mu);
+        if (dead) {
+            rc = SL_EINTERRUPTED;
+            break;
+        }
+        slot *s = pool_acquire(r);
+        if (!s) {
+            pthread_mutex_lock(&t->mu);
+            if (should_stop(r))
+                trk_abandon(t, stop_requests ? "interrupted" : "the run stopped");
+            else
+                trk_fail(t, "out of memory for a segment buffer");
+            pthread_mutex_unlock(&t->mu);
+            rc = SL_ENOMEM;
+            break;
+        }
+        slot_layout(r, s, kind);
+        long len = sl_segmenter_next(&sg, dec_read, &da, s->in);
+        if (len <= 0) {
+            pool_release(r, s);
+            if (len < 0) {
+                rc = (int)len;
+                pthread_mutex_lock(&t->mu);
+                trk_fail(t, "decode: %s", sl_errmsg(rc, m, sizeof m));
+                pthread_mutex_unlock(&t->mu);
+            }
+            break;
+        }
+        s->t = t;
+        s->k = k++;
+        s->len = (size_t)len;
+        pthread_mutex_lock(&t->mu);
+        t->in_flight++;
+        pthread_mutex_unlock(&t->mu);
+        push_ready(r, s);
+    }
+    if (!rc && sg.total == 0) {
+        pthread_mutex_lock(&t->mu);
+        trk_fail(t, "decode: %s: zero-length audio (no sample decoded)", t->tr->path);
+        pthread_mutex_unlock(&t->mu);
+        rc = SL_EEMPTY;
+    }
+    if (kind == KIND_SEP || !r->sep) {
+        t->n_samples = sg.total;
+        t->rate = rate;
+    }
+    if (kind == KIND_SEP)
+        t->sep_total = k;
+    sl_segmenter_free(&sg);
+    sl_decoder_close(d);
+    return rc;
+}
+
+static void decode_track(runner *r, size_t i)
+{
+    const sl_track *tr = &r->cat.tracks[i];
+    trk *t = calloc(1, sizeof *t);
+    if (!t) {
+        sl_log(SL_LOG_ERROR, tr->id, "decode", "out of memory");
+        atomic_store(&r->stop, 1);
+        return;
+    }
+    pthread_mutex_init(&t->mu, NULL);
+    t->index = i;
+    t->tr = tr;
+    double t0 = now_s();
+    int rc = 0;
+    if (r->sep) {
+        if (sl_stitcher_init(&t->st, r->sep_L, r->sep_H, r->sep->n_sources, r->sep->channels) == 0)
+            t->have_st = 1;
+        else
+            rc = SL_ENOMEM;
+        if (!rc)
+            rc = decode_stream(r, t, KIND_SEP);
+    }
+    if (!rc && r->emb) {
+        t->vsum = calloc((size_t)r->emb->dim, sizeof *t->vsum);
+        rc = t->vsum ? decode_stream(r, t, KIND_EMB) : SL_ENOMEM;
+    }
+    if (rc == SL_ENOMEM && !t->failed && !t->abandoned)
+        trk_fail(t, "out of memory");
+    pthread_mutex_lock(&t->mu);
+    t->t_decode = now_s() - t0; /* includes waiting for free slots: see report "pipeline" */
+    t->decode_done = 1;
+    int fin = t->in_flight == 0 && !t->finalized;
+    if (fin)
+        t->finalized = 1;
+    pthread_mutex_unlock(&t->mu);
+    if (fin)
+        finalize(r, t);
+}
+
+static void *decode_thread(void *arg)
+{
+    runner *r = arg;
+    sl_io_set_thread_timeout(r->cfg->track_timeout_s);
+    while (!should_stop(r)) {
+        size_t i = atomic_fetch_add(&r->next_track, 1);
+        if (i >= r->cat.n)
+            break;
+        const sl_track *t = &r->cat.tracks[i];
+        int done = sl_ledger_is_done(r->ledger, t->id, t->path, t->size, t->mtime_ns, r->hash);
+        if (done == 1) {
+            sl_report_skip(r->report, t->id, t->path, "already done (same input and config)");
+            sl_progress_track_done(r->progress, 0, 0, t->size);
+            continue;
+        }
+        decode_track(r, i);
+    }
+    pthread_mutex_lock(&r->mu);
+    r->decoders_left--;
+    pthread_cond_broadcast(&r->cv_ready);
+    pthread_mutex_unlock(&r->mu);
+    return NULL;
+}
+
+/* ---- model workers ---- */
+
+static int fault_oom_limit(void)
+{
+    const char *e = getenv("SL_FAULT_DEVICE_OOM");
+    return e && *e ? atoi(e) : -1;
+}
+
+static int is_device_error(int rc) { return rc == SL_ENOMEM || rc == SL_EDEVICE; }
+
+/* Runs one batch of slots (all of one kind) on the given models. */
+static int run_models(runner *r, sl_sep_model *sep, sl_emb_model *emb, slot **s, size_t n, int inject,
+                      size_t *bad)
+{
+    int lim = inject ? fault_oom_limit() : -1;
+    if (lim >= 0 && n > (size_t)lim)
+        return sl_seterr(SL_ENOMEM, "simulated device out of memory for a batch of %zu (SL_FAULT_DEVICE_OOM=%d)",
+                         n, lim);
+    const float *const *in[256];
+    size_t lens[256];
+    if (n > 256)
+        return SL_EINVAL;
+    for (size_t b = 0; b < n; b++) {
+        in[b] = (const float *const *)s[b]->in;
+        lens[b] = s[b]->len;
+    }
+    if (s[0]->kind == KIND_SEP) {
+        float *const *const *out[256];
+        float *const *planes[256][SL_MAX_SOURCES];
+        for (size_t b = 0; b < n; b++) {
+            for (int k = 0; k < r->sep->n_sources; k++)
+                planes[b][k] = s[b]->out[k];
+            out[b] = planes[b];
+        }
+        return sl_sep_run_batch(sep, n, in, lens, out, bad);
+    }
+    float *vecs[256];
+    for (size_t b = 0; b < n; b++)
+        vecs[b] = s[b]->vec;
+    return sl_emb_run_batch(emb, n, in, lens, vecs, bad);
+}
+
+static int open_cpu_fallback(worker *w)
+{
+    runner *r = w->r;
+    if (w->cpu_ctx)
+        return 0;
+    int rc = sl_op_ctx_open(&w->cpu_ctx, "cpu");
+    if (!rc && r->sep)
+        rc = sl_sep_open(&w->cpu_sep, r->cfg->sep_model, r->cfg->sep_weights, &r->cfg->sep_options, w->cpu_ctx);
+    if (!rc && r->emb)
+        rc = sl_emb_open(&w->cpu_emb, r->cfg->emb_model, r->cfg->emb_weights, &r->cfg->emb_options, w->cpu_ctx);
+    return rc;
+}
+
+/* A device error (out of memory) on a batch: halve the batch and retry, down to
+ * one segment; a single segment that still fails runs on the CPU; a segment
+ * that fails there too fails its track with the reason. */
+static void run_batch(worker *w, slot **s, size_t n)
+{
+    runner *r = w->r;
+    size_t bad = 0;
+    double t0 = now_s();
+    int rc = run_models(r, w->sep, w->emb, s, n, 1, &bad);
+    double dt = now_s() - t0;
+    if (rc && is_device_error(rc) && n > 1) {
+        char m[512];
+        sl_log(SL_LOG_WARN, NULL, "worker", "%s; retrying with batches of %zu", sl_errmsg(rc, m, sizeof m),
+               n / 2);
+        pthread_mutex_lock(&r->mu);
+        r->splits++;
+        pthread_mutex_unlock(&r->mu);
+        w->max_batch = n / 2 > 0 ? n / 2 : 1;
+        run_batch(w, s, n / 2);
+        run_batch(w, s + n / 2, n - n / 2);
+        return;
+    }
+    if (rc && n == 1 && is_device_error(rc)) {
+        char m[512];
+        sl_errmsg(rc, m, sizeof m);
+        if (open_cpu_fallback(w) == 0) {
+            sl_log(SL_LOG_WARN, s[0]->t->tr->id, "worker", "%s; this segment runs on the CPU", m);
+            pthread_mutex_lock(&r->mu);
+            r->fallbacks++;
+            pthread_mutex_unlock(&r->mu);
+            t0 = now_s();
+            rc = run_models(r, w->cpu_sep, w->cpu_emb, s, 1, 0, &bad);
+            dt = now_s() - t0;
+        }
+    }
+    if (rc && n > 1) {
+        /* isolate the segment that fails; the others go on */
+        for (size_t b = 0; b < n; b++)
+            run_batch(w, s + b, 1);
+        return;
+    }
+    for (size_t b = 0; b < n; b++) {
+        trk *t = s[b]->t;
+        pthread_mutex_lock(&t->mu);
+        if (s[b]->kind == KIND_SEP)
+            t->t_sep += dt / (double)n;
+        else
+            t->t_emb += dt / (double)n;
+        if (rc) {
+            char m[512];
+            trk_fail(t, "%s: %s", s[b]->kind == KIND_SEP ? "separate" : "embed", sl_errmsg(rc, m, sizeof m));
+        }
+        pthread_mutex_unlock(&t->mu);
+    }
+}
+
+static void *worker_thread(void *arg)
+{
+    worker *w = arg;
+    runner *r = w->r;
+    slot *batch[256];
+    for (;;) {
+        size_t max = w->max_batch < 256 ? w->max_batch : 256;
+        size_t n = pop_batch(r, batch, max);
+        if (n == 0)
+            break;
+        /* segments of tracks that already failed are not worth computing */
+        size_t live = 0;
+        for (size_t b = 0; b < n; b++) {
+            trk *t = batch[b]->t;
+            pthread_mutex_lock(&t->mu);
+            int dead = t->failed || t->abandoned || stop_requests >= 2;
+            pthread_mutex_unlock(&t->mu);
+            if (dead)
+                push_write(r, batch[b]);
+            else
+                batch[live++] = batch[b];
+        }
+        if (live)
+            run_batch(w, batch, live);
+        for (size_t b = 0; b < live; b++)
+            push_write(r, batch[b]);
+    }
+    pthread_mutex_lock(&r->mu);
+    r->workers_left--;
+    pthread_cond_broadcast(&r->cv_write);
+    pthread_mutex_unlock(&r->mu);
+    return NULL;
+}
+
+/* ---- writers ---- */
+
+static void write_one(runner *r, slot *s)
+{
+    trk *t = s->t;
+    int fin = 0;
+    pthread_mutex_lock(&t->mu);
+    if (t->failed || t->abandoned) {
+        while (t->pending) {
+            slot *p = t->pending;
+            t->pending = p->next;
+            fin |= release_locked(r, t, p);
+        }
+        fin |= release_locked(r, t, s);
+    } else if (s->kind == KIND_EMB) {
+        double w = (double)s->len;
+        for (int i = 0; i < r->emb->dim; i++)
+            t->vsum[i] += w * s->vec[i];
+        t->vweight += w;
+        fin = release_locked(r, t, s);
+    } else {
+        /* segments may come back out of order (several workers): keep the early
+         * ones until their turn */
+        slot **pp = &t->pending;
+        while (*pp && (*pp)->k < s->k)
+            pp = &(*pp)->next;
+        s->next = *pp;
+        *pp = s;
+        while (t->pending && t->pending->k == t->sep_next && !t->failed && !t->abandoned) {
+            slot *p = t->pending;
+            t->pending = p->next;
+            stitch_write(r, t, p);
+            t->sep_next++;
+            fin |= release_locked(r, t, p);
+        }
+        if (t->failed || t->abandoned)
+            while (t->pending) {
+                slot *p = t->pending;
+                t->pending = p->next;
+                fin |= release_locked(r, t, p);
+            }
+    }
+    pthread_mutex_unlock(&t->mu);
+    if (fin)
+        finalize(r, t);
+}
+
+static void *writer_thread(void *arg)
+{
+    runner *r = arg;
+    slot *s;
+    while ((s = pop_write(r)))
+        write_one(r, s);
+    return NULL;
 }
 
 /* ---- setup ---- */
@@ -542,7 +1149,6 @@ static int open_models(runner *r, sl_op_ctx *ctx)
     }
     return 0;
 }
-
 static void shard_prefix(const sl_run_opts *o, char *buf, size_t size)
 {
     if (o->shard_count > 1)
@@ -550,7 +1156,6 @@ static void shard_prefix(const sl_run_opts *o, char *buf, size_t size)
     else
         buf[0] = 0;
 }
-
 static int check_writable(const char *dir)
 {
     int rc = sl_mkdirs(dir);
@@ -565,7 +1170,6 @@ static int check_writable(const char *dir)
     unlink(probe);
     return 0;
 }
-
 static void print_dry_run(runner *r)
 {
     printf("# resolved configuration\n");
@@ -587,6 +1191,192 @@ static void print_dry_run(runner *r)
         }
         printf("%s\t%s\t%s\n", state, t->id, t->path);
     }
+}
+
+static void pipeline_json(runner *r, char *buf, size_t size)
+{
+    double avg_ready = r->ready_len_samples ? r->ready_len_sum / (double)r->ready_len_samples : 0;
+    double avg_batch = r->batches ? (double)r->batch_items / (double)r->batches : 0;
+    const char *bound = "balanced";
+    /* the stage that others wait for bounds the run */
+    if (r->wait_ready_s > 2 * r->wait_slot_s && r->wait_ready_s > 0.1)
+        bound = "decode (the model waited for input)";
+    else if (r->wait_slot_s > 2 * r->wait_ready_s && r->wait_slot_s > 0.1)
+        bound = "model or write (decoding waited for free segment buffers)";
+    snprintf(buf, size,
+             "{\"segment_samples\": %zu, \"segment_hop\": %zu, \"window_samples\": %zu, \"window_hop\": %zu, "
+             "\"slots_max\": %zu, \"slots_allocated\": %zu, \"slots_peak_in_use\": %zu, \"slot_mb\": %.3f, "
+             "\"batch_size\": %d, \"batches\": %zu, \"mean_batch\": %.2f, \"batch_splits\": %zu, "
+             "\"cpu_fallbacks\": %zu, \"ready_queue_mean\": %.2f, \"ready_queue_max\": %zu, "
+             "\"decode_waited_for_slots_s\": %.3f, \"model_waited_for_input_s\": %.3f, "
+             "\"writers_waited_s\": %.3f, \"bound_by\": \"%s\", \"workers\": %d, \"decode_threads\": %d}",
+             r->sep_L, r->sep_H, r->emb_L, r->emb_H, r->n_slots_max, r->n_slots, r->peak_in_use,
+             (double)r->slot_floats * 4.0 / 1048576.0, r->cfg->batch_size, r->batches, avg_batch, r->splits,
+             r->fallbacks, avg_ready, r->max_ready, r->wait_slot_s, r->wait_ready_s, r->wait_write_s, bound,
+             r->n_workers, r->cfg->decode_threads);
+}
+
+/* Segment geometry and the slot pool size, from the models and the config. */
+static int plan_memory(runner *r)
+{
+    const sl_config *c = r->cfg;
+    size_t sep_floats = 0, emb_floats = 0;
+    if (r->sep) {
+        double seg, ovl;
+        sl_sep_default_segment(r->sep, &seg, &ovl);
+        if (c->sep_segment_s > 0)
+            seg = c->sep_segment_s;
+        if (c->sep_overlap_s >= 0)
+            ovl = c->sep_overlap_s;
+        size_t L = (size_t)llround(seg * r->sep->sample_rate);
+        size_t O = (size_t)llround(ovl * r->sep->sample_rate);
+        if (L < 1)
+            L = 1;
+        if (2 * O > L)
+            return sl_seterr(SL_ECONFIG,
+                             "separation.overlap_seconds (%g) must be at most half of separation.segment_seconds (%g)",
+                             ovl, seg);
+        if (r->sep->channels > SL_SEG_MAX_CH)
+            return sl_seterr(SL_EUNSUPPORTED, "models with more than %d channels", SL_SEG_MAX_CH);
+        r->sep_L = L;
+        r->sep_H = L - O;
+        sep_floats = L * (size_t)r->sep->channels * (size_t)(1 + r->sep->n_sources);
+    }
+    if (r->emb) {
+        double win = c->emb_window_s > 0 ? c->emb_window_s : sl_emb_default_window(r->emb);
+        double hop = c->emb_hop_s > 0 ? c->emb_hop_s : win;
+        if (hop > win)
+            return sl_seterr(SL_ECONFIG, "embedding.hop_seconds (%g) must not exceed embedding.window_seconds (%g)",
+                             hop, win);
+        size_t L = (size_t)llround(win * r->emb->sample_rate);
+        size_t H = (size_t)llround(hop * r->emb->sample_rate);
+        r->emb_L = L ? L : 1;
+        r->emb_H = H ? (H > r->emb_L ? r->emb_L : H) : 1;
+        if (r->emb->channels > SL_SEG_MAX_CH)
+            return sl_seterr(SL_EUNSUPPORTED, "models with more than %d channels", SL_SEG_MAX_CH);
+        emb_floats = r->emb_L * (size_t)r->emb->channels + (size_t)r->emb->dim;
+    }
+    r->slot_floats = sep_floats > emb_floats ? sep_floats : emb_floats;
+    double slot_mb = (double)r->slot_floats * 4.0 / 1048576.0;
+    /* each decode thread must be able to hold one slot while the model holds a batch */
+    size_t need = (size_t)c->decode_threads + 1;
+    size_t n = (size_t)((double)c->max_host_memory_mb / slot_mb);
+    if (n < need)
+        return sl_seterr(SL_ECONFIG,
+                         "runtime.max_host_memory_mb (%d) is too small: segments of this job take %.1f MB each and "
+                         "%zu are needed at least (decode_threads + 1): raise it to %.0f or shorten the segments",
+                         c->max_host_memory_mb, slot_mb, need, ceil(slot_mb * (double)need));
+    r->n_slots_max = n;
+    return 0;
+}
+
+static int start_workers(runner *r, sl_op_ctx *ctx)
+{
+    /* One worker per device. The CPU backend gets one worker: its context is
+     * single-threaded, and the other cores decode and encode. */
+    r->n_workers = 1;
+    r->workers = calloc((size_t)r->n_workers, sizeof *r->workers);
+    if (!r->workers)
+        return SL_ENOMEM;
+    for (int i = 0; i < r->n_workers; i++) {
+        worker *w = &r->workers[i];
+        w->r = r;
+        w->id = i;
+        w->ctx = ctx;
+        w->sep = r->sep_model;
+        w->emb = r->emb_model;
+        w->max_batch = (size_t)r->cfg->batch_size;
+    }
+    return 0;
+}
+
+static void close_workers(runner *r)
+{
+    for (int i = 0; r->workers && i < r->n_workers; i++) {
+        worker *w = &r->workers[i];
+        if (w->owns) {
+            if (w->sep)
+                sl_sep_close(w->sep);
+            if (w->emb)
+                sl_emb_close(w->emb);
+            sl_op_ctx_close(w->ctx);
+        }
+        if (w->cpu_sep)
+            sl_sep_close(w->cpu_sep);
+        if (w->cpu_emb)
+            sl_emb_close(w->cpu_emb);
+        if (w->cpu_ctx)
+            sl_op_ctx_close(w->cpu_ctx);
+    }
+    free(r->workers);
+    r->workers = NULL;
+}
+
+static int run_pipeline(runner *r)
+{
+    const sl_config *cfg = r->cfg;
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv_slot, NULL);
+    pthread_cond_init(&r->cv_ready, NULL);
+    pthread_cond_init(&r->cv_write, NULL);
+    int nd = cfg->decode_threads > 0 ? cfg->decode_threads : 1;
+    if ((size_t)nd > r->cat.n && r->cat.n > 0)
+        nd = (int)r->cat.n;
+    int nwr = nd < 2 ? 2 : nd;
+    pthread_t *dth = calloc((size_t)nd, sizeof *dth), *wth = calloc((size_t)nwr, sizeof *wth);
+    int ok = dth && wth;
+    int started_d = 0, started_w = 0;
+    r->decoders_left = nd;
+    r->workers_left = r->n_workers;
+    for (int i = 0; ok && i < r->n_workers; i++) {
+        if (pthread_create(&r->workers[i].th, NULL, worker_thread, &r->workers[i]) == 0)
+            r->workers[i].started = 1;
+        else
+            ok = 0;
+    }
+    for (int i = 0; ok && i < nwr; i++) {
+        if (pthread_create(&wth[i], NULL, writer_thread, r) == 0)
+            started_w++;
+        else
+            ok = 0;
+    }
+    for (int i = 0; i < nd; i++) {
+        if (ok && pthread_create(&dth[i], NULL, decode_thread, r) == 0) {
+            started_d++;
+        } else {
+            pthread_mutex_lock(&r->mu);
+            r->decoders_left--;
+            pthread_cond_broadcast(&r->cv_ready);
+            pthread_mutex_unlock(&r->mu);
+            ok = 0;
+        }
+    }
+    if (!ok) {
+        sl_log(SL_LOG_ERROR, NULL, NULL, "could not start the pipeline threads");
+        set_fatal(r, "%s", "could not start the pipeline threads");
+    }
+    for (int i = 0; i < started_d; i++)
+        pthread_join(dth[i], NULL);
+    for (int i = 0; i < r->n_workers; i++) {
+        if (r->workers[i].started) {
+            pthread_join(r->workers[i].th, NULL);
+        } else {
+            pthread_mutex_lock(&r->mu);
+            r->workers_left--;
+            pthread_cond_broadcast(&r->cv_write);
+            pthread_mutex_unlock(&r->mu);
+        }
+    }
+    for (int i = 0; i < started_w; i++)
+        pthread_join(wth[i], NULL);
+    free(dth);
+    free(wth);
+    pool_free_all(r);
+    pthread_cond_destroy(&r->cv_write);
+    pthread_cond_destroy(&r->cv_ready);
+    pthread_cond_destroy(&r->cv_slot);
+    pthread_mutex_destroy(&r->mu);
+    return ok ? 0 : SL_ENOMEM;
 }
 
 int sl_run(const sl_config *cfg, const sl_run_opts *opts)
@@ -627,8 +1417,7 @@ int sl_run(const sl_config *cfg, const sl_run_opts *opts)
     }
     sl_cfg_output_hash(cfg, r->hash);
 
-    /* Models are opened on the CPU context first for validation; the dry run
-     * and option errors must not need a device. */
+    /* The dry run and option errors must not need a device. */
     const char *backend = opts->dry_run ? "cpu" : cfg->backend;
     rc = sl_op_ctx_open(&ctx, backend);
     if (rc) {
@@ -639,6 +1428,8 @@ int sl_run(const sl_config *cfg, const sl_run_opts *opts)
     rc = open_models(r, ctx);
     if (!rc)
         rc = check_output_collisions(r);
+    if (!rc)
+        rc = plan_memory(r);
     if (rc) {
         sl_log(SL_LOG_ERROR, NULL, NULL, "%s", sl_errmsg(rc, m, sizeof m));
         status = rc == SL_ECONFIG || rc == SL_EINVAL ? SL_EXIT_USAGE : SL_EXIT_FATAL;
@@ -684,46 +1475,15 @@ int sl_run(const sl_config *cfg, const sl_run_opts *opts)
     r->progress = sl_progress_start(r->cat.n, total_bytes, opts->quiet ? 0 : opts->progress,
                                     cfg->progress_interval);
 
-    pthread_mutex_init(&r->mu, NULL);
-    pthread_cond_init(&r->cv_put, NULL);
-    pthread_cond_init(&r->cv_get, NULL);
-    r->capacity = 2;
-    int nthreads = cfg->decode_threads > 0 ? cfg->decode_threads : 1;
-    if ((size_t)nthreads > r->cat.n && r->cat.n > 0)
-        nthreads = (int)r->cat.n;
-    pthread_t *th = calloc((size_t)nthreads, sizeof *th);
-    r->decoders_left = 0;
-    for (int i = 0; th && i < nthreads; i++) {
-        r->decoders_left++;
-        if (pthread_create(&th[i], NULL, decode_thread, r)) {
-            r->decoders_left--;
-            th[i] = 0;
-        }
-    }
-    if (!th || r->decoders_left == 0) {
-        sl_log(SL_LOG_ERROR, NULL, NULL, "could not start decode threads");
-        status = SL_EXIT_FATAL;
-        free(th);
-        goto out_threads;
-    }
-
-    item *it;
-    while ((it = queue_pop(r))) {
-        if (stop_requests >= 2) {
-            item_free(r, it);
-            continue;
-        }
-        process_item(r, it);
-        item_free(r, it);
-    }
-    for (int i = 0; i < nthreads; i++)
-        if (th[i])
-            pthread_join(th[i], NULL);
-    free(th);
-
-out_threads:
+    if (start_workers(r, ctx) == 0)
+        run_pipeline(r);
+    else
+        set_fatal(r, "%s", "out of memory");
     sl_progress_stop(r->progress);
     r->progress = NULL;
+    if (r->disk_full)
+        set_fatal(r, "%s", "the output disk is full: tracks in flight were abandoned (they are not in the "
+                           "ledger); free space and run the same command again to resume");
 
     /* Shards are rebuilt from the ledger: they hold every done track, whichever
      * run did it, so an interrupted or partial run never leaves them stale. */
@@ -755,6 +1515,9 @@ out_threads:
     }
 
     {
+        char pj[2048];
+        pipeline_json(r, pj, sizeof pj);
+        sl_report_set_json(r->report, "pipeline", pj);
         char rp[4096];
         snprintf(rp, sizeof rp, "%s/%sreport.json", cfg->output_dir, prefix);
         sl_report_finish(r->report, now_s() - t_start, stop_requests != 0, r->fatal ? r->fatal_msg : NULL);
@@ -764,18 +1527,18 @@ out_threads:
             r->fatal = 1;
         }
         sl_report_summary(r->report, opts->quiet ? NULL : stderr);
-        if (r->fatal)
+        if (r->fatal) {
+            sl_log(SL_LOG_ERROR, NULL, NULL, "%s", r->fatal_msg);
             status = SL_EXIT_FATAL;
-        else if (stop_requests)
+        } else if (stop_requests) {
             status = SL_EXIT_INTERRUPTED;
-        else if (sl_report_failed_count(r->report) > 0)
+        } else if (sl_report_failed_count(r->report) > 0) {
             status = SL_EXIT_FAILED;
+        }
     }
-    pthread_cond_destroy(&r->cv_get);
-    pthread_cond_destroy(&r->cv_put);
-    pthread_mutex_destroy(&r->mu);
 
 out:
+    close_workers(r);
     sl_report_free(r->report);
     if (r->ledger)
         sl_ledger_close(r->ledger);
