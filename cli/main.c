@@ -69,9 +69,28 @@ static const char run_help[] =
     "  3  finished, but some tracks failed; report.json lists them with reasons\n"
     "  4  interrupted by SIGINT/SIGTERM; run the same command again to resume\n";
 
+static volatile sig_atomic_t n_signals;
+
+/* First signal: stop taking tracks, abandon the unfinished ones, write the
+ * ledger, shards and report (exit 4). Second: stop at once; every file under
+ * its final name is complete and the ledger is consistent (WAL), so the next
+ * run resumes from there too. */
 static void on_signal(int sig)
 {
     (void)sig;
+    if (++n_signals >= 2) {
+        static const char msg[] = "\nstemline: stopping now (second signal); run again to resume\n";
+        if (write(STDERR_FILENO, msg, sizeof msg - 1) < 0) {
+            /* nothing to do: we are leaving */
+        }
+        _exit(SL_EXIT_INTERRUPTED);
+    }
+    static const char msg[] =
+        "\nstemline: stopping: unfinished tracks are abandoned and will be redone on the next run "
+        "(signal again to stop at once)\n";
+    if (write(STDERR_FILENO, msg, sizeof msg - 1) < 0) {
+        /* best effort */
+    }
     sl_run_request_stop();
 }
 
