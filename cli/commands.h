@@ -7,4 +7,10 @@
 /* stemline inspect [--decode] [--json] FILE... (cli/inspect.c) */
 int sl_cmd_inspect(int argc, char **argv);
 
+/* stemline merge [OUT] [--job JOB.yaml [--set K=V]...] [--json] [--check-only]
+ * (cli/merge.c): checks that the shards of a job did every track exactly once
+ * and writes OUT/merged-report.json. 0 complete, 3 tracks failed / missing /
+ * duplicated or shards missing, 2 usage, 1 fatal. */
+int sl_cmd_merge(int argc, char **argv);
+
 #endif

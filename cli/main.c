@@ -11,6 +11,7 @@
 #include "../models/model.h"
 #include "../pipeline/config.h"
 #include "../pipeline/runner.h"
+#include "../pipeline/shardenv.h"
 #include "commands.h"
 
 static const char main_help[] =
@@ -24,6 +25,8 @@ static const char main_help[] =
     "                   finish an interrupted job; done tracks are skipped)\n"
     "  inspect FILE...  show what decoding sees in audio files\n"
     "  models           list the built-in models\n"
+    "  merge OUT        check that the shards of a job did every track exactly\n"
+    "                   once; writes merged-report.json\n"
     "\n"
     "options:\n"
     "  --version        print the version and exit\n"
@@ -51,6 +54,11 @@ static const char run_help[] =
     "  --shard I/N       process only shard I (0-based) of N: a deterministic,\n"
     "                    disjoint partition of the sorted catalog; each shard\n"
     "                    writes its own ledger, report and vector shards\n"
+    "  --num-shards N    number of shards when the index comes from the\n"
+    "                    environment: JOB_COMPLETION_INDEX (Kubernetes Indexed\n"
+    "                    Job) needs it; without --shard the shard is taken from\n"
+    "                    SLURM_ARRAY_TASK_ID / JOB_COMPLETION_INDEX\n"
+    "                    (configs/CLUSTER.md)\n"
     "  --backend B       auto (GPU when usable, else CPU), cpu, or cuda\n"
     "                    (same as --set runtime.backend=B)\n"
     "  --dry-run         print the resolved configuration and the tracks that\n"
@@ -94,20 +102,6 @@ static void on_signal(int sig)
     sl_run_request_stop();
 }
 
-static int parse_shard(const char *s, int *idx, int *cnt)
-{
-    char *end;
-    long i = strtol(s, &end, 10);
-    if (end == s || *end != '/')
-        return -1;
-    const char *p = end + 1;
-    long n = strtol(p, &end, 10);
-    if (end == p || *end || n < 1 || n > 1000000 || i < 0 || i >= n)
-        return -1;
-    *idx = (int)i;
-    *cnt = (int)n;
-    return 0;
-}
 
 static int cmd_run(int argc, char **argv)
 {
@@ -116,6 +110,8 @@ static int cmd_run(int argc, char **argv)
     char *backend_set = NULL;
     size_t n_sets = 0;
     sl_run_opts o = {.shard_index = 0, .shard_count = 1, .progress = -1};
+    const char *shard_arg = NULL;
+    int num_shards = 0;
     int status = SL_EXIT_USAGE;
     if (!sets)
         return SL_EXIT_FATAL;
@@ -134,8 +130,15 @@ static int cmd_run(int argc, char **argv)
             sets[n_sets++] = v;
         } else if (!strcmp(a, "--shard") || !strncmp(a, "--shard=", 8)) {
             const char *v = a[7] == '=' ? a + 8 : (i + 1 < argc ? argv[++i] : NULL);
-            if (!v || parse_shard(v, &o.shard_index, &o.shard_count)) {
-                fprintf(stderr, "stemline run: --shard needs I/N with 0 <= I < N, e.g. --shard 3/16\n");
+            if (!v || sl_shard_parse(v, &o.shard_index, &o.shard_count)) {
+                fprintf(stderr, "stemline run: %s\n", v ? sl_lasterr() : "--shard needs I/N, e.g. --shard 3/16");
+                goto out;
+            }
+            shard_arg = v;
+        } else if (!strcmp(a, "--num-shards") || !strncmp(a, "--num-shards=", 13)) {
+            const char *v = a[12] == '=' ? a + 13 : (i + 1 < argc ? argv[++i] : NULL);
+            if (!v || sl_shard_parse_count(v, &num_shards)) {
+                fprintf(stderr, "stemline run: %s\n", v ? sl_lasterr() : "--num-shards needs a number");
                 goto out;
             }
         } else if (!strcmp(a, "--backend") || !strncmp(a, "--backend=", 10)) {
@@ -170,6 +173,16 @@ static int cmd_run(int argc, char **argv)
     if (!job) {
         fprintf(stderr, "stemline run: missing JOB.yaml (see stemline run --help)\n");
         goto out;
+    }
+    {
+        char shard_src[256];
+        if (sl_shard_resolve(shard_arg, num_shards, &o.shard_index, &o.shard_count, shard_src,
+                             sizeof shard_src)) {
+            fprintf(stderr, "stemline run: %s\n", sl_lasterr());
+            goto out;
+        }
+        if (o.shard_count > 1 && !o.quiet)
+            fprintf(stderr, "stemline: shard %d of %d (%s)\n", o.shard_index, o.shard_count, shard_src);
     }
     if (backend_set)
         sets[n_sets++] = backend_set;
@@ -265,6 +278,8 @@ int main(int argc, char **argv)
         return sl_cmd_inspect(argc - 1, argv + 1);
     if (!strcmp(cmd, "models"))
         return cmd_models(argc - 1, argv + 1);
+    if (!strcmp(cmd, "merge"))
+        return sl_cmd_merge(argc - 1, argv + 1);
     fprintf(stderr, "stemline: unknown command '%s'\n\n%s", cmd, main_help);
     return SL_EXIT_USAGE;
 }
