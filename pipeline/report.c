@@ -191,7 +191,8 @@ static void json_kv_str(FILE *f, const char *k, const char *v)
 
 static void write_list(FILE *f, const char *name, list *l, int with_reason, int with_duration)
 {
-    qsort(l->v, l->n, sizeof *l->v, cmp_entry);
+    if (l->n)
+        qsort(l->v, l->n, sizeof *l->v, cmp_entry);
     fprintf(f, "  \"%s\": [", name);
     for (size_t i = 0; i < l->n; i++) {
         fprintf(f, "%s\n    {", i ? "," : "");

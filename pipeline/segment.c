@@ -48,7 +48,7 @@ long sl_segmenter_next(sl_segmenter *s, sl_seg_read_fn read, void *arg, float *c
             s->done = 1;
             return 0;
         }
-        for (int c = 0; c < s->ch; c++)
+        for (int c = 0; c < s->ch && s->O; c++)
             memcpy(dst[c], s->carry + (size_t)c * s->O, s->O * sizeof(float));
         have = s->O;
     }
