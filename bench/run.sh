@@ -3,6 +3,7 @@
 #  1. decode throughput: `stemline inspect --decode` against `ffmpeg -threads 1
 #     -i F -f f32le -` on the same files, same machine, same run (best of 3).
 #  2. the demo job end to end, in x realtime, on this machine.
+#  3. the DSP ops against torch and librosa (bench/run_dsp.sh).
 # Usage: bench/run.sh [MINUTES]   (length of each generated file, default 5)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -54,3 +55,7 @@ print(f"tracks ok {r['tracks']['ok']}, audio {r['audio_seconds']:.1f} s, wall {w
 for k, v in r["stages"].items():
     print(f"  stage {k:9s} {v['seconds']:7.3f} s  {v['x_realtime']:8.1f}x realtime")
 PY
+
+echo
+# 3. DSP ops (STFT/iSTFT, hpss) against torch and librosa: bench/run_dsp.sh
+BENCH_DSP=${BENCH_DSP:-$(dirname "$SL")/bench_dsp} bash bench/run_dsp.sh

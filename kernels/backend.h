@@ -15,6 +15,11 @@ typedef struct sl_op_backend {
     int (*upload)(sl_op_ctx *ctx, void *dst, const void *src, size_t bytes);
     int (*download)(sl_op_ctx *ctx, void *dst, const void *src, size_t bytes);
     int (*sync)(sl_op_ctx *ctx);
+    /* Page-locked host memory for fast asynchronous copies; NULL: aligned malloc. */
+    int (*host_alloc)(sl_op_ctx *ctx, void **ptr, size_t bytes);
+    void (*host_free)(sl_op_ctx *ctx, void *ptr);
+    /* Creates FFT plans / sizes workspaces up front (sl_op_reserve); NULL: nothing to do. */
+    int (*reserve)(sl_op_ctx *ctx, int n_fft, size_t max_frames);
 
     int (*frame)(sl_op_ctx *ctx, const sl_stft_cfg *c, const float *x, size_t batch, size_t len,
                  size_t first, size_t count, const float *window, float *frames);
@@ -46,5 +51,11 @@ struct sl_op_ctx {
 };
 
 extern const sl_op_backend sl_cpu_backend;
+/* kernels/cuda/backend.cu compiled as host C++ with the launch emulation: always built. */
+extern const sl_op_backend sl_cuda_emu_backend;
+#ifdef SL_HAVE_CUDA
+/* kernels/cuda/backend.cu compiled by nvcc: built where nvcc was found. */
+extern const sl_op_backend sl_cuda_backend;
+#endif
 
 #endif

@@ -12,9 +12,6 @@
 #include "../common/sl_log.h"
 #include "backend.h"
 
-#ifdef SL_HAVE_CUDA
-#include "cuda/cuda_probe.h"
-#endif
 
 static const char *const op_names[SL_OP_COUNT] = {
     [SL_OP_FRAME] = "frame",
@@ -39,28 +36,8 @@ const char *sl_op_name(sl_op_id op)
     return op_names[op];
 }
 
-#ifdef SL_HAVE_CUDA
-/* The CUDA backend has no kernels yet (issue 3): it can be opened on a machine
- * with a device, reports every op as unsupported, and owns no memory. */
-static int cuda_init(sl_op_ctx *ctx)
-{
-    sl_cuda_device_info info;
-    char msg[256];
-    int rc = sl_cuda_probe(&info, msg, sizeof msg);
-    if (rc < 0)
-        return sl_seterr(rc, "backend cuda: %s", msg);
-    snprintf(ctx->device, sizeof ctx->device, "CUDA device %d: %s (sm_%d%d, %.1f GiB, runtime %d, driver %d)",
-             info.device, info.name, info.cc_major, info.cc_minor,
-             (double)info.total_mem / (1024.0 * 1024.0 * 1024.0), info.runtime_version,
-             info.driver_version);
-    return 0;
-}
 
-static const sl_op_backend sl_cuda_backend = {
-    .name = "cuda",
-    .init = cuda_init,
-};
-#endif
+static int bad(const char *op, const char *why);
 
 static int backend_has(const sl_op_backend *be, sl_op_id op)
 {
@@ -118,6 +95,8 @@ int sl_op_ctx_open(sl_op_ctx **out, const char *backend)
         backend = "auto";
     if (!strcmp(backend, "cpu"))
         return ctx_create(out, &sl_cpu_backend);
+    if (!strcmp(backend, "cuda-emu")) /* test / debugging backend, see README.md */
+        return ctx_create(out, &sl_cuda_emu_backend);
     if (!strcmp(backend, "cuda")) {
 #ifdef SL_HAVE_CUDA
         return ctx_create(out, &sl_cuda_backend);
@@ -131,7 +110,7 @@ int sl_op_ctx_open(sl_op_ctx **out, const char *backend)
         sl_op_ctx *c = NULL;
         int rc = ctx_create(&c, &sl_cuda_backend);
         if (rc == 0 && backend_complete(&sl_cuda_backend)) {
-            SL_INFO("backend auto: using %s", c->device);
+            SL_INFO("backend auto: using the GPU, %s", c->device);
             *out = c;
             return 0;
         }
@@ -146,7 +125,7 @@ int sl_op_ctx_open(sl_op_ctx **out, const char *backend)
 #endif
         return ctx_create(out, &sl_cpu_backend);
     }
-    return sl_seterr(SL_EINVAL, "unknown backend '%s' (expected auto, cpu or cuda)", backend);
+    return sl_seterr(SL_EINVAL, "unknown backend '%s' (expected auto, cpu or cuda; cuda-emu for tests)", backend);
 }
 
 void sl_op_ctx_close(sl_op_ctx *ctx)
@@ -209,6 +188,39 @@ int sl_op_download(sl_op_ctx *ctx, void *dst, const void *src, size_t bytes)
 }
 
 int sl_op_sync(sl_op_ctx *ctx) { return ctx->be->sync ? ctx->be->sync(ctx) : 0; }
+
+int sl_op_reserve(sl_op_ctx *ctx, int n_fft, size_t max_frames)
+{
+    if (n_fft < 2 || n_fft > 65536)
+        return bad("reserve", "n_fft out of range 2..65536");
+    if (!max_frames || !ctx->be->reserve)
+        return 0;
+    return ctx->be->reserve(ctx, n_fft, max_frames);
+}
+
+int sl_op_host_alloc(sl_op_ctx *ctx, void **ptr, size_t bytes)
+{
+    *ptr = NULL;
+    if (!bytes)
+        bytes = 1;
+    if (ctx->be->host_alloc)
+        return ctx->be->host_alloc(ctx, ptr, bytes);
+    void *p = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+    if (!p)
+        return sl_seterr(SL_ENOMEM, "host buffer: cannot allocate %zu bytes", bytes);
+    *ptr = p;
+    return 0;
+}
+
+void sl_op_host_free(sl_op_ctx *ctx, void *ptr)
+{
+    if (!ptr)
+        return;
+    if (ctx->be->host_free)
+        ctx->be->host_free(ctx, ptr);
+    else
+        free(ptr);
+}
 
 /* ---- geometry ---- */
 

@@ -51,15 +51,17 @@ typedef struct {
 
 /* ---- context ---- */
 
-/* Opens a context on backend "auto" | "cpu" | "cuda". "auto" takes CUDA only
- * when a device is usable AND the CUDA backend implements every op, else the CPU
- * (an info log says why). "cuda" without a usable device -> SL_ENODEVICE; an
- * unknown name -> SL_EINVAL; both with sl_lasterr(). *out is owned by the caller
- * (sl_op_ctx_close). */
+/* Opens a context on backend "auto" | "cpu" | "cuda" | "cuda-emu". "auto" takes
+ * CUDA only when a device is usable AND the CUDA backend implements every op, else
+ * the CPU (an info log says which device, or why not). "cuda" without a usable
+ * device -> SL_ENODEVICE; an unknown name -> SL_EINVAL; both with sl_lasterr().
+ * "cuda-emu" (tests, debugging) runs the CUDA kernels on the CPU through the
+ * launch emulation of kernels/cuda/sl_cuda.h: slow, host memory, always built.
+ * *out is owned by the caller (sl_op_ctx_close). */
 int sl_op_ctx_open(sl_op_ctx **out, const char *backend);
 /* Frees the context and its scratch; NULL is allowed. */
 void sl_op_ctx_close(sl_op_ctx *ctx);
-/* "cpu" or "cuda"; static string, never NULL. */
+/* "cpu", "cuda" or "cuda-emu"; static string, never NULL. */
 const char *sl_op_ctx_backend(const sl_op_ctx *ctx);
 /* Human-readable device, e.g. "CPU (1 thread, fftw-3.3.10)"; owned by ctx, never NULL. */
 const char *sl_op_ctx_device(const sl_op_ctx *ctx);
@@ -78,12 +80,31 @@ int sl_op_require(const sl_op_ctx *ctx, const sl_op_id *ops, size_t n, const cha
 int sl_op_alloc(sl_op_ctx *ctx, void **ptr, size_t bytes);
 /* Frees memory from sl_op_alloc of the same ctx; NULL is allowed. */
 void sl_op_free(sl_op_ctx *ctx, void *ptr);
-/* Host -> backend copy of bytes. Returns 0 or SL_EDEVICE / SL_EUNSUPPORTED. No ownership change. */
+/* Host -> backend copy of bytes, queued on the context (CUDA: cudaMemcpyAsync on its
+ * stream). From ordinary host memory the source may be reused as soon as this returns;
+ * from pinned memory (sl_op_host_alloc) the copy is truly asynchronous, so the source
+ * must stay unchanged until the next sl_op_sync / sl_op_download.
+ * Returns 0 or SL_EDEVICE / SL_EUNSUPPORTED. No ownership change. */
 int sl_op_upload(sl_op_ctx *ctx, void *dst, const void *host_src, size_t bytes);
-/* Backend -> host copy; waits for pending ops. Returns 0 or a negative code. */
+/* Backend -> host copy; waits for pending ops. Returns 0 or a negative code, including
+ * an asynchronous error of an earlier op (e.g. SL_ENUMERIC from overlap_add's NOLA
+ * check on CUDA; the copy itself was still made). */
 int sl_op_download(sl_op_ctx *ctx, void *host_dst, const void *src, size_t bytes);
 /* Waits for every op queued on ctx. Returns 0 or the first asynchronous error. */
 int sl_op_sync(sl_op_ctx *ctx);
+/* Page-locked host memory for fast, truly asynchronous copies (CUDA: cudaHostAlloc; other
+ * backends: 64-byte aligned malloc). Returns 0 or SL_ENOMEM / SL_EDEVICE; *ptr owned by the
+ * caller: sl_op_host_free on the same ctx (NULL allowed). Pinned memory is a scarce system
+ * resource: allocate it once per worker, not per track. */
+int sl_op_host_alloc(sl_op_ctx *ctx, void **ptr, size_t bytes);
+void sl_op_host_free(sl_op_ctx *ctx, void *ptr);
+/* Prepares ctx for transforms of n_fft points over up to max_frames frames per call:
+ * on CUDA, creates every cuFFT plan such calls use (both directions) and sizes the shared
+ * FFT work area and the op scratch, so that no device allocation or plan creation happens
+ * later while tracks flow (ops still grow them on demand when called beyond this).
+ * Call once per worker from the batch configuration. Returns 0, SL_EINVAL, SL_ENOMEM or
+ * SL_EDEVICE. No-op on the CPU. */
+int sl_op_reserve(sl_op_ctx *ctx, int n_fft, size_t max_frames);
 
 /* ---- geometry helpers (host, no ctx) ---- */
 
@@ -140,7 +161,9 @@ int sl_op_apply_mask(sl_op_ctx *ctx, size_t n, const float *cplx, const float *m
 /* frames[batch][n_frames][n_fft] (already inverse-transformed) -> out[batch][length]:
  * multiply by window[n_fft], overlap-add with hop, divide by the overlap-added window^2,
  * drop n_fft/2 samples at the start when centre, keep length samples (zeros past the
- * last frame). SL_ENUMERIC when the envelope over the kept span is < 1e-11 (NOLA). */
+ * last frame). SL_ENUMERIC when the envelope over the kept span is < 1e-11 (NOLA): from
+ * this call on the CPU; on CUDA / cuda-emu (the window is device data and ops never wait)
+ * from the next sl_op_sync / sl_op_download of the context. */
 int sl_op_overlap_add(sl_op_ctx *ctx, const sl_stft_cfg *c, size_t batch, size_t n_frames,
                       const float *frames, const float *window, size_t length, float *out);
 /* spec[count][n_bins] x fb[n_mels][n_bins] -> mel[count][n_mels]. */

@@ -61,7 +61,7 @@ extern "C" int sl_cuda_probe(sl_cuda_device_info *info, char *msg, size_t msg_si
     if (e != cudaSuccess)
         return sl_cuda_fail(e, "cudaGetDeviceProperties(0)", msg, msg_size);
     info->device = 0;
-    snprintf(info->name, sizeof info->name, "%s", prop.name);
+    snprintf(info->name, sizeof info->name, "%.*s", (int)sizeof info->name - 1, prop.name);
     info->cc_major = prop.major;
     info->cc_minor = prop.minor;
     info->total_mem = prop.totalGlobalMem;

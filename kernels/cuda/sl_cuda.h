@@ -92,9 +92,11 @@ struct dim3 {
 };
 
 // The running coroutine's coordinates (set by the scheduler on every switch).
-extern thread_local uint3 threadIdx, blockIdx;
-extern thread_local dim3 blockDim, gridDim;
-extern thread_local unsigned char *sl_emu_dyn_smem;
+// __thread, not thread_local: plain TLS without C++ access wrappers (which
+// UBSan mistakes for null references inside coroutines). blockDim / gridDim are
+// read-only uint3 here (dim3 in CUDA); kernels only read .x/.y/.z.
+extern __thread uint3 threadIdx, blockIdx, blockDim, gridDim;
+extern __thread unsigned char *sl_emu_dyn_smem;
 
 #define SL_DYN_SHARED(type, name) type *name = reinterpret_cast<type *>(sl_emu_dyn_smem)
 
@@ -169,6 +171,26 @@ static inline unsigned sl_blocks_for(size_t n, unsigned per_block, unsigned cap)
     if (b < 1)
         b = 1;
     return (unsigned)(b < cap ? b : cap);
+}
+
+// Frames per cuFFT execution: the largest power of two <= 2^23 / n_fft (at
+// least 1). Longer batches run as a sum of power-of-two chunks, so at most
+// ~log2 plans exist per size whatever the callers' batch sizes are.
+static inline size_t sl_fft_max_batch(int n_fft)
+{
+    size_t cap = ((size_t)1 << 23) / (size_t)n_fft, b = 1;
+    while (b * 2 <= cap)
+        b *= 2;
+    return b;
+}
+static inline size_t sl_fft_chunk(size_t remaining, int n_fft)
+{
+    size_t cap = sl_fft_max_batch(n_fft), b = 1;
+    if (remaining > cap)
+        remaining = cap;
+    while (b * 2 <= remaining)
+        b *= 2;
+    return b;
 }
 
 // Backend state shared by the op files (kernels/cuda/backend.cu owns it).

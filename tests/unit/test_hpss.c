@@ -6,7 +6,7 @@
  *  - a steady sine + clicks: the harmonic stem holds most of the sine, the
  *    percussive stem most of the clicks (projection coefficients, stated below);
  *  - option validation errors carry file:line:col and the key;
- *  - backend cuda: a clear error, never a crash. */
+ *  - backend cuda: opens where a device answers, a clear error elsewhere. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -275,6 +275,8 @@ static void test_options(sl_op_ctx *ctx)
     CHECK(sl_sep_open(&m, "hpss", "w.safetensors", NULL, ctx) == SL_ECONFIG && !m);
 }
 
+/* On a GPU the model runs unchanged on the CUDA backend; the comparison with
+ * the CPU backend is in test_parity (cuda-emu always, cuda on a GPU). */
 static void test_cuda(void)
 {
     sl_op_ctx *ctx = NULL;
@@ -287,7 +289,7 @@ static void test_cuda(void)
     sl_sep_model *m = NULL;
     rc = sl_sep_open(&m, "hpss", NULL, NULL, ctx);
     printf("hpss on cuda: %d %s\n", rc, rc ? sl_lasterr() : "opened");
-    CHECK_MSG(rc == SL_EUNSUPPORTED && !m, "cuda backend has no ops yet, hpss must refuse it clearly");
+    CHECK_MSG(rc == 0 && m, "hpss must open on the CUDA backend: %s", sl_lasterr());
     sl_sep_close(m);
     sl_op_ctx_close(ctx);
 }

@@ -578,11 +578,15 @@ static void test_contexts(void)
     int rc = sl_op_ctx_open(&ctx, "tpu");
     CHECK(rc == SL_EINVAL && !ctx && strstr(sl_lasterr(), "tpu"));
 
-    /* auto: CUDA is taken only when it implements every op, which it does not yet. */
+    /* auto: CUDA when a device answers (the backend implements every op), else the CPU. */
+    sl_op_ctx *probe = NULL;
+    int have_cuda = sl_op_ctx_open(&probe, "cuda") == 0;
+    sl_op_ctx_close(probe);
+    sl_clearerr();
     CHECK(sl_op_ctx_open(&ctx, "auto") == 0 && ctx);
     if (ctx) {
         printf("auto -> %s (%s)\n", sl_op_ctx_backend(ctx), sl_op_ctx_device(ctx));
-        CHECK(!strcmp(sl_op_ctx_backend(ctx), "cpu"));
+        CHECK(!strcmp(sl_op_ctx_backend(ctx), have_cuda ? "cuda" : "cpu"));
         sl_op_ctx_close(ctx);
     }
 
@@ -594,13 +598,36 @@ static void test_contexts(void)
         printf("cuda backend: not available here (%s)\n", sl_lasterr());
     } else {
         printf("cuda backend: %s\n", sl_op_ctx_device(ctx));
-        /* Honest capability report: no kernels yet, so every op and memory op is unsupported. */
-        sl_op_id need[] = {SL_OP_FRAME};
-        CHECK(sl_op_require(ctx, need, 1, "test") == SL_EUNSUPPORTED);
-        void *p = NULL;
-        CHECK(sl_op_alloc(ctx, &p, 16) == SL_EUNSUPPORTED && !p);
-        CHECK(sl_op_frame(ctx, &(sl_stft_cfg){16, 4, 1, SL_PAD_CONSTANT, 0}, NULL, 1, 32, 0, 1, NULL, NULL) ==
-              SL_EUNSUPPORTED);
+        CHECK(!strcmp(sl_op_ctx_backend(ctx), "cuda") && strstr(sl_op_ctx_device(ctx), "CUDA device"));
+        for (int op = 0; op < SL_OP_COUNT; op++)
+            CHECK_MSG(sl_op_supported(ctx, (sl_op_id)op), "cuda lacks %s", sl_op_name((sl_op_id)op));
+        sl_op_ctx_close(ctx);
+    }
+
+    /* cuda-emu: always built, every op, host memory; pinned host buffers on every backend */
+    ctx = NULL;
+    CHECK(sl_op_ctx_open(&ctx, "cuda-emu") == 0 && ctx);
+    if (ctx) {
+        CHECK(!strcmp(sl_op_ctx_backend(ctx), "cuda-emu"));
+        for (int op = 0; op < SL_OP_COUNT; op++)
+            CHECK_MSG(sl_op_supported(ctx, (sl_op_id)op), "cuda-emu lacks %s", sl_op_name((sl_op_id)op));
+        sl_op_ctx_close(ctx);
+    }
+    static const char *const names[] = {"cpu", "cuda-emu", "cuda"};
+    for (int i = 0; i < 3; i++) {
+        ctx = NULL;
+        if (sl_op_ctx_open(&ctx, names[i]) < 0) {
+            sl_clearerr();
+            continue;
+        }
+        void *h = NULL;
+        CHECK(sl_op_host_alloc(ctx, &h, 1000) == 0 && h && ((uintptr_t)h % 64) == 0);
+        if (h)
+            memset(h, 1, 1000);
+        sl_op_host_free(ctx, h);
+        sl_op_host_free(ctx, NULL);
+        CHECK(sl_op_reserve(ctx, 1, 10) == SL_EINVAL);
+        CHECK_MSG(sl_op_reserve(ctx, 2048, 300) == 0, "%s reserve: %s", names[i], sl_lasterr());
         sl_op_ctx_close(ctx);
     }
     sl_op_ctx_close(NULL);
@@ -832,6 +859,7 @@ int main(void)
 
     test_contexts();
     parity_backend("cpu");
+    parity_backend("cuda-emu");
     parity_backend("cuda");
 
     sl_op_ctx *ctx = NULL;

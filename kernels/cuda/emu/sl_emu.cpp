@@ -36,16 +36,19 @@
 #include <sanitizer/common_interface_defs.h>
 #endif
 
-thread_local uint3 threadIdx, blockIdx;
-thread_local dim3 blockDim, gridDim;
-thread_local unsigned char *sl_emu_dyn_smem;
+__thread uint3 threadIdx, blockIdx, blockDim, gridDim;
+__thread unsigned char *sl_emu_dyn_smem;
 
 namespace {
 
 #ifdef SL_EMU_ASAN
-const size_t kStack = 512 * 1024; // instrumented frames are much larger
+// ASan's swapcontext interceptor clears the shadow of the whole target stack on
+// every switch, so the stack size is the cost of a switch: kernels need only a
+// few KiB even instrumented (no fake stacks: detect_stack_use_after_return=0,
+// the default of GCC's libasan; a fiber overflow hits the guard page).
+const size_t kStack = 64 * 1024;
 #else
-const size_t kStack = 128 * 1024;
+const size_t kStack = 128 * 1024; // reserved, not committed: only touched pages cost
 #endif
 const unsigned kMaxThreads = 1024;   // per block, as on every current GPU
 const size_t kMaxShared = 48 * 1024; // dynamic + static without opt-in
@@ -251,8 +254,8 @@ int sl_emu_launch(const char *kernel, dim3 grid, dim3 block, size_t shmem, sl_em
     T.body = body;
     T.closure = closure;
     T.kernel = kernel;
-    gridDim = grid;
-    blockDim = block;
+    gridDim = uint3{grid.x, grid.y, grid.z};
+    blockDim = uint3{block.x, block.y, block.z};
     sl_emu_dyn_smem = smem;
     unsigned n = 0;
     for (unsigned z = 0; z < block.z; z++)

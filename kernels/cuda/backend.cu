@@ -1,0 +1,348 @@
+// The CUDA backend table and its plumbing, compiled twice like the kernels:
+//
+//  nvcc  -> sl_cuda_backend "cuda": device memory from the stream-ordered pool
+//           (cudaMallocAsync / cudaFreeAsync on the context's stream), copies
+//           with cudaMemcpyAsync on that stream, pinned host buffers with
+//           cudaHostAlloc, one non-blocking stream per context, cuFFT plans
+//           and work area in fft_plans.cu. Every return code is checked and
+//           becomes SL_EDEVICE / SL_ENOMEM naming the call.
+//  g++ -DSL_CUDA_EMU -> sl_cuda_emu_backend "cuda-emu": host memory, the same
+//           kernels run by the launch emulation, the CPU reference for the
+//           library calls (the FFTs). A test / debugging backend.
+//
+// Waiting happens only in download and sync, which also report the
+// asynchronous NOLA status of overlap_add (cu_ops.h) and clear it.
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cu_ops.h"
+#include "cu_state.h"
+extern "C" {
+#include "../../common/sl_log.h"
+}
+#ifdef __CUDACC__
+#include "cu_fft.h"
+#include "cuda_probe.h"
+#endif
+
+extern "C" sl_stream_t SL_FN(stream)(sl_op_ctx *ctx) { return sl_cu_st(ctx)->stream; }
+extern "C" int *SL_FN(status)(sl_op_ctx *ctx) { return sl_cu_st(ctx)->status; }
+
+// NOLA status read after a completed sync; reports and clears it.
+static int status_report(sl_cu_state *st)
+{
+    const int *s = st->status_host;
+    if (s[0] == SL_CU_STATUS_NONE)
+        return 0;
+    const int sample = s[0], n_fft = s[1], hop = s[2];
+#ifdef __CUDACC__
+    st->status_host[0] = SL_CU_STATUS_NONE;
+    cudaError_t e = cudaMemsetAsync(st->status, 0x7F, 3 * sizeof(int), st->stream);
+    if (e != cudaSuccess)
+        return sl_cu_err(e, "cudaMemsetAsync(status)");
+#else
+    memset(st->status, 0x7F, 3 * sizeof(int));
+#endif
+    return sl_seterr(SL_ENUMERIC,
+                     "istft: window overlap-add envelope < 1e-11 at sample %d (n_fft %d, hop %d): the window "
+                     "fails NOLA (found by an earlier overlap_add, reported at sync)",
+                     sample, n_fft, hop);
+}
+
+#ifdef __CUDACC__
+// ---------------------------------------------------------------- real CUDA
+
+static int cu_init(sl_op_ctx *ctx)
+{
+    sl_cuda_device_info info;
+    char msg[256];
+    int rc = sl_cuda_probe(&info, msg, sizeof msg);
+    if (rc < 0)
+        return sl_seterr(rc, "backend cuda: %s", msg);
+    sl_cu_state *st = static_cast<sl_cu_state *>(calloc(1, sizeof *st));
+    if (!st)
+        return sl_seterr(SL_ENOMEM, "backend cuda: out of memory");
+    ctx->state = st;
+    st->device = info.device;
+    cudaError_t e = cudaSetDevice(info.device);
+    const char *call = "cudaSetDevice";
+    if (e == cudaSuccess) {
+        call = "cudaStreamCreateWithFlags";
+        e = cudaStreamCreateWithFlags(&st->stream, cudaStreamNonBlocking);
+    }
+    if (e == cudaSuccess) {
+        call = "cudaDeviceGetAttribute(MemoryPoolsSupported)";
+        e = cudaDeviceGetAttribute(&st->pools, cudaDevAttrMemoryPoolsSupported, info.device);
+    }
+    if (e == cudaSuccess && st->pools) {
+        // Keep freed pool memory cached: per-track sl_op_alloc/free then cost no driver calls.
+        cudaMemPool_t pool;
+        uint64_t keep = UINT64_MAX;
+        call = "cudaDeviceGetDefaultMemPool";
+        e = cudaDeviceGetDefaultMemPool(&pool, info.device);
+        if (e == cudaSuccess) {
+            call = "cudaMemPoolSetAttribute(ReleaseThreshold)";
+            e = cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep);
+        }
+    }
+    if (e == cudaSuccess) {
+        call = "cudaMalloc(status)";
+        e = cudaMalloc(&st->status, 3 * sizeof(int));
+    }
+    if (e == cudaSuccess) {
+        call = "cudaHostAlloc(status)";
+        e = cudaHostAlloc(&st->status_host, 3 * sizeof(int), cudaHostAllocDefault);
+    }
+    if (e == cudaSuccess) {
+        call = "cudaMemsetAsync(status)";
+        e = cudaMemsetAsync(st->status, 0x7F, 3 * sizeof(int), st->stream);
+    }
+    if (e != cudaSuccess) {
+        rc = sl_cu_err(e, call);
+        if (st->status_host)
+            cudaFreeHost(st->status_host);
+        if (st->status)
+            cudaFree(st->status);
+        if (st->stream)
+            cudaStreamDestroy(st->stream);
+        free(st);
+        ctx->state = NULL;
+        return rc;
+    }
+    memset(st->status_host, 0x7F, 3 * sizeof(int));
+    snprintf(ctx->device, sizeof ctx->device, "CUDA device %d: %s (sm_%d%d, %.1f GiB, runtime %d, driver %d)",
+             info.device, info.name, info.cc_major, info.cc_minor,
+             (double)info.total_mem / (1024.0 * 1024.0 * 1024.0), info.runtime_version, info.driver_version);
+    return 0;
+}
+
+static void cu_fini(sl_op_ctx *ctx)
+{
+    sl_cu_state *st = sl_cu_st(ctx);
+    if (!st)
+        return;
+    // Teardown: return codes are not actionable any more; the stream sync makes
+    // sure nothing queued still uses what is freed.
+    cudaStreamSynchronize(st->stream);
+    sl_cuda_fft_release(ctx);
+    if (st->scratch)
+        sl_cu_dev_free(st, st->scratch);
+    cudaStreamSynchronize(st->stream);
+    cudaFree(st->status);
+    cudaFreeHost(st->status_host);
+    cudaStreamDestroy(st->stream);
+    free(st);
+    ctx->state = NULL;
+}
+
+static int cu_alloc(sl_op_ctx *ctx, void **ptr, size_t bytes)
+{
+    // Stream-ordered pool memory (>= 256-byte aligned), valid for work queued on
+    // this context's stream; cudaMalloc where the device has no memory pools.
+    sl_cu_state *st = sl_cu_st(ctx);
+    cudaError_t e = sl_cu_dev_alloc(st, ptr, bytes);
+    if (e != cudaSuccess) {
+        *ptr = NULL;
+        return sl_cu_err(e, st->pools ? "cudaMallocAsync" : "cudaMalloc");
+    }
+    return 0;
+}
+
+static void cu_free(sl_op_ctx *ctx, void *ptr)
+{
+    // Stream-ordered: the memory returns to the pool after the work queued so far.
+    cudaError_t e = sl_cu_dev_free(sl_cu_st(ctx), ptr);
+    if (e != cudaSuccess) // sl_op_free cannot fail; a broken context shows at the next sync
+        sl_log(SL_LOG_ERROR, NULL, "cuda", "device free: %s", cudaGetErrorString(e));
+}
+
+static int cu_upload(sl_op_ctx *ctx, void *dst, const void *src, size_t bytes)
+{
+    SL_CU_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, sl_cu_st(ctx)->stream));
+    return 0;
+}
+
+static int cu_sync(sl_op_ctx *ctx)
+{
+    sl_cu_state *st = sl_cu_st(ctx);
+    SL_CU_CHECK(cudaMemcpyAsync(st->status_host, st->status, 3 * sizeof(int), cudaMemcpyDeviceToHost, st->stream));
+    SL_CU_CHECK(cudaStreamSynchronize(st->stream));
+    return status_report(st);
+}
+
+static int cu_download(sl_op_ctx *ctx, void *dst, const void *src, size_t bytes)
+{
+    SL_CU_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, sl_cu_st(ctx)->stream));
+    return cu_sync(ctx);
+}
+
+static int cu_host_alloc(sl_op_ctx *ctx, void **ptr, size_t bytes)
+{
+    (void)ctx;
+    cudaError_t e = cudaHostAlloc(ptr, bytes, cudaHostAllocDefault);
+    if (e != cudaSuccess) {
+        *ptr = NULL;
+        return sl_cu_err(e, "cudaHostAlloc");
+    }
+    return 0;
+}
+
+static void cu_host_free(sl_op_ctx *ctx, void *ptr)
+{
+    (void)ctx;
+    cudaError_t e = cudaFreeHost(ptr);
+    if (e != cudaSuccess)
+        sl_log(SL_LOG_ERROR, NULL, "cuda", "cudaFreeHost: %s", cudaGetErrorString(e));
+}
+
+extern "C" int SL_FN(scratch)(sl_op_ctx *ctx, size_t bytes, void **p)
+{
+    sl_cu_state *st = sl_cu_st(ctx);
+    if (bytes > st->scratch_size) {
+        // Grown in stream order: ops queued before still see the old buffer.
+        if (st->scratch)
+            SL_CU_CHECK(sl_cu_dev_free(st, st->scratch));
+        st->scratch = NULL;
+        st->scratch_size = 0;
+        size_t want = bytes < 4096 ? 4096 : bytes;
+        SL_CU_CHECK(sl_cu_dev_alloc(st, &st->scratch, want));
+        st->scratch_size = want;
+    }
+    *p = st->scratch;
+    return 0;
+}
+
+#else
+// ---------------------------------------------------------------- emulated
+
+static int cu_init(sl_op_ctx *ctx)
+{
+    sl_cu_state *st = static_cast<sl_cu_state *>(calloc(1, sizeof *st));
+    int *status = static_cast<int *>(malloc(3 * sizeof(int)));
+    if (!st || !status) {
+        free(st);
+        free(status);
+        return sl_seterr(SL_ENOMEM, "backend cuda-emu: out of memory");
+    }
+    memset(status, 0x7F, 3 * sizeof(int));
+    st->status = st->status_host = status;
+    ctx->state = st;
+    snprintf(ctx->device, sizeof ctx->device,
+             "cuda-emu: the CUDA kernels run on the CPU (blocks in turn, threads as coroutines); "
+             "FFTs by the CPU reference");
+    return 0;
+}
+
+static void cu_fini(sl_op_ctx *ctx)
+{
+    sl_cu_state *st = sl_cu_st(ctx);
+    if (!st)
+        return;
+    free(st->scratch);
+    free(st->status);
+    free(st);
+    ctx->state = NULL;
+}
+
+static int cu_alloc(sl_op_ctx *ctx, void **ptr, size_t bytes)
+{
+    (void)ctx;
+    void *p = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+    if (!p)
+        return sl_seterr(SL_ENOMEM, "cuda-emu: cannot allocate %zu bytes", bytes);
+    *ptr = p;
+    return 0;
+}
+
+static void cu_free(sl_op_ctx *ctx, void *ptr)
+{
+    (void)ctx;
+    free(ptr);
+}
+
+static int cu_upload(sl_op_ctx *ctx, void *dst, const void *src, size_t bytes)
+{
+    (void)ctx;
+    memmove(dst, src, bytes);
+    return 0;
+}
+
+static int cu_sync(sl_op_ctx *ctx) { return status_report(sl_cu_st(ctx)); }
+
+static int cu_download(sl_op_ctx *ctx, void *dst, const void *src, size_t bytes)
+{
+    memmove(dst, src, bytes);
+    return cu_sync(ctx);
+}
+
+static int cu_host_alloc(sl_op_ctx *ctx, void **ptr, size_t bytes) { return cu_alloc(ctx, ptr, bytes); }
+static void cu_host_free(sl_op_ctx *ctx, void *ptr) { cu_free(ctx, ptr); }
+
+extern "C" int SL_FN(scratch)(sl_op_ctx *ctx, size_t bytes, void **p)
+{
+    sl_cu_state *st = sl_cu_st(ctx);
+    if (bytes > st->scratch_size) {
+        free(st->scratch);
+        st->scratch_size = 0;
+        st->scratch = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+        if (!st->scratch)
+            return sl_seterr(SL_ENOMEM, "cuda-emu: cannot allocate %zu bytes of scratch", bytes);
+        st->scratch_size = bytes;
+    }
+    *p = st->scratch;
+    return 0;
+}
+#endif
+
+// Plans for every power-of-two chunk a call of up to max_frames frames uses
+// (sl_fft_chunk), both directions, and the irfft scratch: after this, running
+// such calls allocates nothing.
+static int cu_reserve(sl_op_ctx *ctx, int n_fft, size_t max_frames)
+{
+    void *ws;
+    int rc = SL_FN(scratch)(ctx, SL_FN(irfft_workspace)(n_fft, max_frames), &ws);
+#ifdef __CUDACC__
+    const size_t top = max_frames < sl_fft_max_batch(n_fft) ? max_frames : sl_fft_max_batch(n_fft);
+    for (size_t b = 1; b <= top && rc == 0; b *= 2)
+        for (int inverse = 0; inverse < 2 && rc == 0; inverse++) {
+            cufftHandle plan;
+            rc = sl_cuda_fft_plan(ctx, n_fft, (int)b, inverse, &plan);
+        }
+#endif
+    return rc;
+}
+
+// Positional: C++17 has no designated initialisers; the order is backend.h's.
+#ifdef __CUDACC__
+extern "C" const sl_op_backend sl_cuda_backend = {
+    "cuda",
+#else
+extern "C" const sl_op_backend sl_cuda_emu_backend = {
+    "cuda-emu",
+#endif
+    cu_init,
+    cu_fini,
+    cu_alloc,
+    cu_free,
+    cu_upload,
+    cu_download,
+    cu_sync,
+    cu_host_alloc,
+    cu_host_free,
+    cu_reserve,
+    SL_FN(frame),
+    SL_FN(rfft),
+    SL_FN(irfft),
+    SL_FN(magnitude),
+    SL_FN(power),
+    SL_FN(median_time),
+    SL_FN(median_freq),
+    SL_FN(hpss_masks),
+    SL_FN(apply_mask),
+    SL_FN(overlap_add),
+    SL_FN(mel),
+    SL_FN(log_db),
+    SL_FN(stats_pool),
+};

@@ -1,0 +1,56 @@
+// Per-context state of the CUDA backend (both builds), private to
+// kernels/cuda/. Ops reach it only through SL_FN(stream), SL_FN(scratch) and
+// SL_FN(status) (sl_cuda.h); backend.cu and fft_plans.cu see the whole struct.
+#ifndef SL_CU_STATE_H
+#define SL_CU_STATE_H
+
+#include "sl_cuda.h"
+#ifdef __CUDACC__
+#include <cufft.h>
+#endif
+
+#define SL_CU_MAX_PLANS 64
+
+#ifdef __CUDACC__
+struct sl_cu_plan {
+    int n_fft, batch, inverse;
+    size_t work;              // bytes of work area this plan needs
+    unsigned long long used;  // LRU tick
+    cufftHandle h;
+};
+#endif
+
+struct sl_cu_state {
+    sl_stream_t stream;
+    int *status;        // device memory: NOLA status words (cu_ops.h)
+    int *status_host;   // pinned copy read after a sync (emulated build: == status)
+    void *scratch;      // op workspace (SL_FN(scratch))
+    size_t scratch_size;
+#ifdef __CUDACC__
+    int device;
+    int pools;          // stream-ordered allocator available (cudaDevAttrMemoryPoolsSupported)
+    sl_cu_plan plans[SL_CU_MAX_PLANS];
+    int n_plans;
+    unsigned long long tick;
+    void *fft_work;     // the one cuFFT work area shared by all plans
+    size_t fft_work_size;
+#endif
+};
+
+static inline sl_cu_state *sl_cu_st(sl_op_ctx *ctx) { return static_cast<sl_cu_state *>(ctx->state); }
+
+#ifdef __CUDACC__
+// Device memory in stream order where the device has memory pools (a free
+// waits for the work queued before it, without blocking the host); plain
+// cudaMalloc / cudaFree (which synchronise) elsewhere.
+static inline cudaError_t sl_cu_dev_alloc(sl_cu_state *st, void **p, size_t bytes)
+{
+    return st->pools ? cudaMallocAsync(p, bytes, st->stream) : cudaMalloc(p, bytes);
+}
+static inline cudaError_t sl_cu_dev_free(sl_cu_state *st, void *p)
+{
+    return st->pools ? cudaFreeAsync(p, st->stream) : cudaFree(p);
+}
+#endif
+
+#endif

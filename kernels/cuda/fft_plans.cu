@@ -1,0 +1,124 @@
+// cuFFT plan cache and shared work area (see cu_fft.h). Real CUDA build only.
+#ifdef __CUDACC__
+#include <string.h>
+
+#include "cu_fft.h"
+#include "cu_state.h"
+
+extern "C" int sl_cufft_err(cufftResult r, const char *call)
+{
+    const char *what;
+    switch (r) {
+    case CUFFT_INVALID_PLAN: what = "invalid plan"; break;
+    case CUFFT_ALLOC_FAILED: what = "allocation failed"; break;
+    case CUFFT_INVALID_VALUE: what = "invalid value"; break;
+    case CUFFT_INTERNAL_ERROR: what = "internal error"; break;
+    case CUFFT_EXEC_FAILED: what = "execution failed"; break;
+    case CUFFT_SETUP_FAILED: what = "setup failed"; break;
+    case CUFFT_INVALID_SIZE: what = "invalid size"; break;
+    case CUFFT_NOT_SUPPORTED: what = "not supported"; break;
+    default: what = "error"; break;
+    }
+    return sl_seterr(r == CUFFT_ALLOC_FAILED ? SL_ENOMEM : SL_EDEVICE, "%s: cuFFT %s (cufftResult %d)", call, what,
+                     (int)r);
+}
+
+#define SL_CUFFT_CHECK(call)                                                                \
+    do {                                                                                    \
+        cufftResult sl_r_ = (call);                                                         \
+        if (sl_r_ != CUFFT_SUCCESS)                                                         \
+            return sl_cufft_err(sl_r_, #call);                                              \
+    } while (0)
+
+// Grows the shared work area to bytes and re-points every cached plan at it.
+// The old area is freed in stream order, after the transforms queued on it.
+static int fft_work_reserve(sl_cu_state *st, size_t bytes)
+{
+    if (bytes <= st->fft_work_size)
+        return 0;
+    if (st->fft_work) {
+        SL_CU_CHECK(sl_cu_dev_free(st, st->fft_work));
+        st->fft_work = NULL;
+        st->fft_work_size = 0;
+    }
+    SL_CU_CHECK(sl_cu_dev_alloc(st, &st->fft_work, bytes));
+    st->fft_work_size = bytes;
+    for (int i = 0; i < st->n_plans; i++)
+        SL_CUFFT_CHECK(cufftSetWorkArea(st->plans[i].h, st->fft_work));
+    return 0;
+}
+
+static int fft_make(sl_cu_state *st, sl_cu_plan *p, int n_fft, int batch, int inverse)
+{
+    memset(p, 0, sizeof *p);
+    SL_CUFFT_CHECK(cufftCreate(&p->h));
+    int n = n_fft;
+    cufftResult r = cufftSetAutoAllocation(p->h, 0);
+    if (r == CUFFT_SUCCESS)
+        // NULL embeds: the basic layout, idist = n_fft reals / odist = n_fft/2+1 complex (and back).
+        r = cufftMakePlanMany(p->h, 1, &n, NULL, 1, 0, NULL, 1, 0, inverse ? CUFFT_C2R : CUFFT_R2C, batch, &p->work);
+    if (r == CUFFT_SUCCESS)
+        r = cufftSetStream(p->h, st->stream);
+    if (r != CUFFT_SUCCESS) {
+        cufftDestroy(p->h);
+        return sl_cufft_err(r, "cufftMakePlanMany");
+    }
+    p->n_fft = n_fft;
+    p->batch = batch;
+    p->inverse = inverse;
+    return 0;
+}
+
+extern "C" int sl_cuda_fft_plan(sl_op_ctx *ctx, int n_fft, int batch, int inverse, cufftHandle *plan)
+{
+    sl_cu_state *st = sl_cu_st(ctx);
+    st->tick++;
+    for (int i = 0; i < st->n_plans; i++) {
+        sl_cu_plan *p = &st->plans[i];
+        if (p->n_fft == n_fft && p->batch == batch && p->inverse == inverse) {
+            p->used = st->tick;
+            *plan = p->h;
+            return 0;
+        }
+    }
+    int slot = st->n_plans;
+    if (slot == SL_CU_MAX_PLANS) {
+        // Full (many distinct sizes in one context): evict the least recently
+        // used plan. Its queued transforms must finish first: the only host
+        // wait outside sync/download, and only on this rare path.
+        slot = 0;
+        for (int i = 1; i < st->n_plans; i++)
+            if (st->plans[i].used < st->plans[slot].used)
+                slot = i;
+        SL_CU_CHECK(cudaStreamSynchronize(st->stream));
+        SL_CUFFT_CHECK(cufftDestroy(st->plans[slot].h));
+        st->plans[slot] = st->plans[--st->n_plans];
+        slot = st->n_plans;
+    }
+    sl_cu_plan *p = &st->plans[slot];
+    int rc = fft_make(st, p, n_fft, batch, inverse);
+    if (rc < 0)
+        return rc;
+    st->n_plans++;
+    p->used = st->tick;
+    rc = fft_work_reserve(st, p->work);
+    if (rc < 0)
+        return rc;
+    if (st->fft_work)
+        SL_CUFFT_CHECK(cufftSetWorkArea(p->h, st->fft_work));
+    *plan = p->h;
+    return 0;
+}
+
+extern "C" void sl_cuda_fft_release(sl_op_ctx *ctx)
+{
+    sl_cu_state *st = sl_cu_st(ctx);
+    for (int i = 0; i < st->n_plans; i++)
+        cufftDestroy(st->plans[i].h);
+    st->n_plans = 0;
+    if (st->fft_work)
+        sl_cu_dev_free(st, st->fft_work); // the caller syncs the stream next
+    st->fft_work = NULL;
+    st->fft_work_size = 0;
+}
+#endif
