@@ -47,7 +47,8 @@ typedef struct sl_op_backend {
 struct sl_op_ctx {
     const sl_op_backend *be;
     char device[192];
-    void *state; /* backend-private */
+    int device_req; /* CUDA ordinal asked for ("cuda:N"), 0 by default */
+    void *state;    /* backend-private */
 };
 
 extern const sl_op_backend sl_cpu_backend;

@@ -11,6 +11,9 @@
 #include "../common/sl_error.h"
 #include "../common/sl_log.h"
 #include "backend.h"
+#ifdef SL_HAVE_CUDA
+#include "cuda/cuda_probe.h"
+#endif
 
 
 static const char *const op_names[SL_OP_COUNT] = {
@@ -71,12 +74,13 @@ static int backend_complete(const sl_op_backend *be)
 }
 #endif
 
-static int ctx_create(sl_op_ctx **out, const sl_op_backend *be)
+static int ctx_create_on(sl_op_ctx **out, const sl_op_backend *be, int device)
 {
     sl_op_ctx *ctx = calloc(1, sizeof *ctx);
     if (!ctx)
         return sl_seterr(SL_ENOMEM, "op context: out of memory");
     ctx->be = be;
+    ctx->device_req = device;
     if (be->init) {
         int rc = be->init(ctx);
         if (rc < 0) {
@@ -85,6 +89,19 @@ static int ctx_create(sl_op_ctx **out, const sl_op_backend *be)
         }
     }
     *out = ctx;
+    return 0;
+}
+
+static int ctx_create(sl_op_ctx **out, const sl_op_backend *be) { return ctx_create_on(out, be, 0); }
+
+int sl_op_device_count(void)
+{
+#ifdef SL_HAVE_CUDA
+    sl_cuda_device_info info;
+    char msg[256];
+    if (sl_cuda_probe(&info, msg, sizeof msg) == 0)
+        return info.count;
+#endif
     return 0;
 }
 
@@ -97,6 +114,18 @@ int sl_op_ctx_open(sl_op_ctx **out, const char *backend)
         return ctx_create(out, &sl_cpu_backend);
     if (!strcmp(backend, "cuda-emu")) /* test / debugging backend, see README.md */
         return ctx_create(out, &sl_cuda_emu_backend);
+    if (!strncmp(backend, "cuda:", 5)) {
+        char *end;
+        long dev = strtol(backend + 5, &end, 10);
+        if (end == backend + 5 || *end || dev < 0 || dev > 1024)
+            return sl_seterr(SL_EINVAL, "unknown backend '%s' (a device is named cuda:N, N >= 0)", backend);
+#ifdef SL_HAVE_CUDA
+        return ctx_create_on(out, &sl_cuda_backend, (int)dev);
+#else
+        return sl_seterr(SL_ENODEVICE, "backend %s: this build of stemline has no CUDA backend "
+                                       "(nvcc was not found when it was configured)", backend);
+#endif
+    }
     if (!strcmp(backend, "cuda")) {
 #ifdef SL_HAVE_CUDA
         return ctx_create(out, &sl_cuda_backend);

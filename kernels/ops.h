@@ -59,6 +59,9 @@ typedef struct {
  * launch emulation of kernels/cuda/sl_cuda.h: slow, host memory, always built.
  * *out is owned by the caller (sl_op_ctx_close). */
 int sl_op_ctx_open(sl_op_ctx **out, const char *backend);
+/* "cuda:N" opens CUDA device N (same errors as "cuda"). Number of CUDA devices
+ * the runtime sees; 0 without a driver, a device or a CUDA build. Never fails. */
+int sl_op_device_count(void);
 /* Frees the context and its scratch; NULL is allowed. */
 void sl_op_ctx_close(sl_op_ctx *ctx);
 /* "cpu", "cuda" or "cuda-emu"; static string, never NULL. */

@@ -137,6 +137,7 @@ typedef struct {
     sl_sep_model *cpu_sep;
     sl_emb_model *cpu_emb;
     size_t max_batch;
+    int device;            /* CUDA ordinal, -1 = use the runner's context */
     pthread_t th;
     int started;
 } worker;
@@ -172,6 +173,8 @@ struct runner {
 
     worker *workers;
     int n_workers;
+    sl_op_ctx *host_ctx;   /* allocates the slots */
+    int workers_ready, workers_failed;
 
     /* pipeline statistics (under mu) */
     double wait_slot_s, wait_ready_s, wait_write_s;
@@ -392,7 +395,8 @@ static slot *pool_acquire(runner *r)
         if (r->n_slots < r->n_slots_max) {
             slot *s = calloc(1, sizeof *s);
             void *mem = NULL;
-            if (s && posix_memalign(&mem, 64, r->slot_floats * sizeof(float)) == 0) {
+            /* pinned on CUDA, so uploads are asynchronous copies */
+            if (s && sl_op_host_alloc(r->host_ctx, &mem, r->slot_floats * sizeof(float)) == 0) {
                 s->mem = mem;
                 r->n_slots++;
                 got = s;
@@ -443,7 +447,7 @@ static void pool_free_all(runner *r)
     while (r->free_slots) {
         slot *s = r->free_slots;
         r->free_slots = s->next;
-        free(s->mem);
+        sl_op_host_free(r->host_ctx, s->mem);
         free(s);
     }
 }
@@ -1039,12 +1043,43 @@ static void run_batch(worker *w, slot **s, size_t n)
     }
 }
 
+/* A worker on its own device opens its context in its own thread: CUDA's
+ * current device is per thread, and the context's stream belongs to it. */
+static int worker_init(worker *w)
+{
+    runner *r = w->r;
+    if (w->device < 0)
+        return 0;
+    char name[32];
+    snprintf(name, sizeof name, "cuda:%d", w->device);
+    int rc = sl_op_ctx_open(&w->ctx, name);
+    w->owns = 1;
+    if (!rc && r->sep)
+        rc = sl_sep_open(&w->sep, r->cfg->sep_model, r->cfg->sep_weights, &r->cfg->sep_options, w->ctx);
+    if (!rc && r->emb)
+        rc = sl_emb_open(&w->emb, r->cfg->emb_model, r->cfg->emb_weights, &r->cfg->emb_options, w->ctx);
+    if (rc) {
+        char m[512];
+        sl_log(SL_LOG_ERROR, NULL, "worker", "%s: %s", name, sl_errmsg(rc, m, sizeof m));
+    } else {
+        sl_log(SL_LOG_INFO, NULL, "worker", "worker %d on %s", w->id, sl_op_ctx_device(w->ctx));
+    }
+    return rc;
+}
+
 static void *worker_thread(void *arg)
 {
     worker *w = arg;
     runner *r = w->r;
     slot *batch[256];
-    for (;;) {
+    int rc = worker_init(w);
+    pthread_mutex_lock(&r->mu);
+    r->workers_ready++;
+    if (rc)
+        r->workers_failed++;
+    pthread_cond_broadcast(&r->cv_ready);
+    pthread_mutex_unlock(&r->mu);
+    for (; !rc;) {
         size_t max = w->max_batch < 256 ? w->max_batch : 256;
         size_t n = pop_batch(r, batch, max);
         if (n == 0)
@@ -1276,9 +1311,28 @@ static int plan_memory(runner *r)
 
 static int start_workers(runner *r, sl_op_ctx *ctx)
 {
-    /* One worker per device. The CPU backend gets one worker: its context is
-     * single-threaded, and the other cores decode and encode. */
-    r->n_workers = 1;
+    /* One worker per device in runtime.devices. The CPU backend gets one
+     * worker: its context is single-threaded, and the other cores decode and
+     * encode. */
+    const sl_config *c = r->cfg;
+    int devs[64], nd = 0;
+    if (!strcmp(sl_op_ctx_backend(ctx), "cuda")) {
+        int count = sl_op_device_count();
+        for (size_t i = 0; i < c->n_devices && nd < 64; i++) {
+            if (!strcmp(c->devices[i], "all")) {
+                for (int d = 0; d < count && nd < 64; d++)
+                    devs[nd++] = d;
+                continue;
+            }
+            char *end;
+            long d = strtol(c->devices[i], &end, 10);
+            if (end == c->devices[i] || *end || d < 0 || d >= count)
+                return sl_seterr(SL_ECONFIG, "runtime.devices: '%s' is not a CUDA device here (%d device%s: 0..%d)",
+                                 c->devices[i], count, count == 1 ? "" : "s", count - 1);
+            devs[nd++] = (int)d;
+        }
+    }
+    r->n_workers = nd > 1 ? nd : 1;
     r->workers = calloc((size_t)r->n_workers, sizeof *r->workers);
     if (!r->workers)
         return SL_ENOMEM;
@@ -1286,10 +1340,14 @@ static int start_workers(runner *r, sl_op_ctx *ctx)
         worker *w = &r->workers[i];
         w->r = r;
         w->id = i;
-        w->ctx = ctx;
-        w->sep = r->sep_model;
-        w->emb = r->emb_model;
-        w->max_batch = (size_t)r->cfg->batch_size;
+        w->max_batch = (size_t)c->batch_size;
+        w->device = nd > 1 ? devs[i] : -1;
+        if (w->device < 0) {
+            /* the context the models were opened on (device 0 or the CPU) */
+            w->ctx = ctx;
+            w->sep = r->sep_model;
+            w->emb = r->emb_model;
+        }
     }
     return 0;
 }
@@ -1337,6 +1395,16 @@ static int run_pipeline(runner *r)
             r->workers[i].started = 1;
         else
             ok = 0;
+    }
+    /* decoders start once every worker has its device (or has failed to) */
+    pthread_mutex_lock(&r->mu);
+    while (ok && r->workers_ready < r->n_workers)
+        pthread_cond_wait(&r->cv_ready, &r->mu);
+    int live = r->n_workers - r->workers_failed;
+    pthread_mutex_unlock(&r->mu);
+    if (ok && live <= 0) {
+        set_fatal(r, "%s", "no model worker could start (see the errors above)");
+        ok = 0;
     }
     for (int i = 0; ok && i < nwr; i++) {
         if (pthread_create(&wth[i], NULL, writer_thread, r) == 0)
@@ -1479,10 +1547,21 @@ int sl_run(const sl_config *cfg, const sl_run_opts *opts)
     r->progress = sl_progress_start(r->cat.n, total_bytes, opts->quiet ? 0 : opts->progress,
                                     cfg->progress_interval);
 
-    if (start_workers(r, ctx) == 0)
+    r->host_ctx = ctx;
+    rc = start_workers(r, ctx);
+    if (rc == SL_ECONFIG) {
+        sl_log(SL_LOG_ERROR, NULL, NULL, "%s", sl_errmsg(rc, m, sizeof m));
+        sl_progress_stop(r->progress);
+        r->progress = NULL;
+        status = SL_EXIT_USAGE;
+        goto out;
+    }
+    if (rc == 0) {
         run_pipeline(r);
-    else
-        set_fatal(r, "%s", "out of memory");
+    } else {
+        sl_log(SL_LOG_ERROR, NULL, NULL, "%s", sl_errmsg(rc, m, sizeof m));
+        set_fatal(r, "%s", m);
+    }
     sl_progress_stop(r->progress);
     r->progress = NULL;
     if (r->disk_full)

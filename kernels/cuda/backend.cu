@@ -58,7 +58,7 @@ static int cu_init(sl_op_ctx *ctx)
 {
     sl_cuda_device_info info;
     char msg[256];
-    int rc = sl_cuda_probe(&info, msg, sizeof msg);
+    int rc = sl_cuda_probe_device(&info, ctx->device_req > 0 ? ctx->device_req : 0, msg, sizeof msg);
     if (rc < 0)
         return sl_seterr(rc, "backend cuda: %s", msg);
     sl_cu_state *st = static_cast<sl_cu_state *>(calloc(1, sizeof *st));
@@ -181,7 +181,8 @@ static int cu_download(sl_op_ctx *ctx, void *dst, const void *src, size_t bytes)
 static int cu_host_alloc(sl_op_ctx *ctx, void **ptr, size_t bytes)
 {
     (void)ctx;
-    cudaError_t e = cudaHostAlloc(ptr, bytes, cudaHostAllocDefault);
+    // Portable: slots are filled by decode threads and read by workers on any device.
+    cudaError_t e = cudaHostAlloc(ptr, bytes, cudaHostAllocPortable);
     if (e != cudaSuccess) {
         *ptr = NULL;
         return sl_cu_err(e, "cudaHostAlloc");

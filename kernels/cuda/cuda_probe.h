@@ -11,7 +11,7 @@ extern "C" {
 
 typedef struct {
     int count;            /* devices the runtime sees */
-    int device;           /* the one chosen (0) */
+    int device;           /* the one chosen */
     char name[128];       /* cudaDeviceProp.name */
     int cc_major, cc_minor;
     size_t total_mem;     /* bytes */
@@ -23,6 +23,9 @@ typedef struct {
  * (no driver or no device) or SL_EDEVICE (other runtime error); on failure msg
  * (caller-owned, msg_size bytes) names the failing call and the CUDA error. */
 int sl_cuda_probe(sl_cuda_device_info *info, char *msg, size_t msg_size);
+/* Same for device ordinal want (0..count-1); an ordinal past the last device is
+ * SL_ENODEVICE naming how many there are. */
+int sl_cuda_probe_device(sl_cuda_device_info *info, int want, char *msg, size_t msg_size);
 
 #ifdef __cplusplus
 }

@@ -30,6 +30,11 @@ static int sl_cuda_fail(cudaError_t e, const char *call, char *msg, size_t msg_s
 
 extern "C" int sl_cuda_probe(sl_cuda_device_info *info, char *msg, size_t msg_size)
 {
+    return sl_cuda_probe_device(info, 0, msg, msg_size);
+}
+
+extern "C" int sl_cuda_probe_device(sl_cuda_device_info *info, int want, char *msg, size_t msg_size)
+{
     memset(info, 0, sizeof *info);
     if (msg && msg_size)
         msg[0] = 0;
@@ -56,11 +61,17 @@ extern "C" int sl_cuda_probe(sl_cuda_device_info *info, char *msg, size_t msg_si
             snprintf(msg, msg_size, "cudaGetDeviceCount: no CUDA device");
         return SL_ENODEVICE;
     }
+    if (want < 0 || want >= count) {
+        if (msg && msg_size)
+            snprintf(msg, msg_size, "CUDA device %d requested, but the runtime sees %d device%s (0..%d)", want,
+                     count, count == 1 ? "" : "s", count - 1);
+        return SL_ENODEVICE;
+    }
     cudaDeviceProp prop;
-    e = cudaGetDeviceProperties(&prop, 0);
+    e = cudaGetDeviceProperties(&prop, want);
     if (e != cudaSuccess)
-        return sl_cuda_fail(e, "cudaGetDeviceProperties(0)", msg, msg_size);
-    info->device = 0;
+        return sl_cuda_fail(e, "cudaGetDeviceProperties", msg, msg_size);
+    info->device = want;
     snprintf(info->name, sizeof info->name, "%.*s", (int)sizeof info->name - 1, prop.name);
     info->cc_major = prop.major;
     info->cc_minor = prop.minor;

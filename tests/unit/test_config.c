@@ -196,7 +196,7 @@ static void test_errors(void)
     expect_err("output:\n  stems:\n    format: mp3\n", NULL, 0,
                "job.yaml:3:13: key 'output.stems.format': must be one of wav, flac, got 'mp3'");
     expect_err("runtime:\n  backend: cdua\n", NULL, 0,
-               "job.yaml:2:12: key 'runtime.backend': must be one of auto, cpu, cuda, got 'cdua' (did you mean "
+               "job.yaml:2:12: key 'runtime.backend': must be one of auto, cpu, cuda, cuda-emu, got 'cdua' (did you mean "
                "'cuda'?)");
     /* f32 in flac: blames the key given last */
     expect_err("output:\n  stems:\n    format: flac\n    sample_format: f32\n", NULL, 0,
@@ -399,7 +399,7 @@ static void test_roundtrip(void)
     fclose(f);
     CHECK(sl_cfg_load(&a, path, NULL, 0) == SL_ECONFIG);
     char want[700];
-    snprintf(want, sizeof want, "%s:3:12: key 'runtime.backend': must be one of auto, cpu, cuda, got 'metal'", path);
+    snprintf(want, sizeof want, "%s:3:12: key 'runtime.backend': must be one of auto, cpu, cuda, cuda-emu, got 'metal'", path);
     CHECK_MSG(!strcmp(sl_lasterr(), want), "got '%s'", sl_lasterr());
 }
 
