@@ -11,7 +11,7 @@ ifneq ($(SANITIZE),)
 CMAKE_FLAGS += -DSL_SANITIZE=$(SANITIZE)
 endif
 
-.PHONY: all deps test-deps configure build demo test bench clean
+.PHONY: all deps test-deps configure build demo test bench clean fuzz
 
 all: build
 
@@ -34,8 +34,30 @@ demo: build test-deps
 test: test-deps build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -LE gpu
 
+# Benchmarks (bench/run: catalog with ground truth, throughput, memory, SDR, baselines; RESULTS.md).
+# `make bench` is quick mode (< 10 min on 2 cores); full: make bench BENCH_ARGS="--full --tracks 1000"
+BENCH_ARGS ?=
 bench: build test-deps
-	bash bench/run.sh
+	STEMLINE=$(BUILD)/stemline BENCH_DSP=$(BUILD)/bench_dsp bench/run $(BENCH_ARGS)
+
+# Fuzzes the safetensors reader with libFuzzer (clang, from Debian: clang and
+# libclang-rt-14-dev) for FUZZ_SECONDS on a seed corpus made by the target's own
+# case list; crashes land in $(BUILD)/fuzz/. CI runs the same cases without
+# libFuzzer (ctest unit.fuzz_safetensors).
+FUZZ_SECONDS ?= 60
+FUZZ_CC ?= clang
+FUZZ_SRC = tests/fuzz/fuzz_safetensors.c io/safetensors.c common/sl_error.c
+FUZZ_FLAGS = -std=c11 -D_GNU_SOURCE -I. -g -O1 $(shell pkg-config --cflags libavutil)
+FUZZ_LIBS = $(shell pkg-config --libs libavutil)
+fuzz:
+	@command -v $(FUZZ_CC) >/dev/null || { echo "make fuzz needs clang: apt-get install -y clang libclang-rt-14-dev"; exit 1; }
+	@mkdir -p $(BUILD)/fuzz
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+		-o $(BUILD)/fuzz/fuzz_safetensors $(FUZZ_SRC) $(FUZZ_LIBS)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -DSL_FUZZ_SEED_MAIN -o $(BUILD)/fuzz/fuzz_seeds $(FUZZ_SRC) $(FUZZ_LIBS)
+	rm -rf $(BUILD)/fuzz/corpus && $(BUILD)/fuzz/fuzz_seeds $(BUILD)/fuzz/corpus
+	cd $(BUILD)/fuzz && ./fuzz_safetensors -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 \
+		-rss_limit_mb=2048 -print_final_stats=1 corpus
 
 clean:
 	rm -rf $(BUILD)

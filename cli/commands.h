@@ -13,4 +13,14 @@ int sl_cmd_inspect(int argc, char **argv);
  * duplicated or shards missing, 2 usage, 1 fatal. */
 int sl_cmd_merge(int argc, char **argv);
 
+/* stemline models [list] | info [--json] [--tensors] FILE | fetch NAME [--dir DIR]
+ * [--from SRC] [--force] (cli/models.c): built-in models, what a weights file is,
+ * download + checksum + convert official weights. 0 ok, 1 failed, 2 usage. */
+int sl_cmd_models(int argc, char **argv);
+
+/* stemline search OUT_DIR (--audio FILE | --id TRACK_ID) [--model NAME]
+ * [--source S] [-k N] [--json] [--block-rows N] (cli/search.c): exact cosine
+ * nearest neighbours over the vector shards. 0 ok, 2 usage, 1 fatal. */
+int sl_cmd_search(int argc, char **argv);
+
 #endif

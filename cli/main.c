@@ -24,9 +24,11 @@ static const char main_help[] =
     "  run JOB.yaml     process every track of a job (resumable: run it again to\n"
     "                   finish an interrupted job; done tracks are skipped)\n"
     "  inspect FILE...  show what decoding sees in audio files\n"
-    "  models           list the built-in models\n"
+    "  models           list the built-in models; `models info FILE` describes a\n"
+    "                   weights file, `models fetch NAME` downloads weights\n"
     "  merge OUT        check that the shards of a job did every track exactly\n"
     "                   once; writes merged-report.json\n"
+    "  search OUT       nearest neighbours in the vector shards (--id or --audio)\n"
     "\n"
     "options:\n"
     "  --version        print the version and exit\n"
@@ -215,49 +217,6 @@ out:
     return status;
 }
 
-static int cmd_models(int argc, char **argv)
-{
-    if (argc > 1 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
-        fputs("usage: stemline models\n\nLists the built-in models with their rates, sources and\n"
-              "default hyper-parameters. Models with no weights need no download.\n",
-              stdout);
-        return 0;
-    }
-    sl_op_ctx *ctx = NULL;
-    int rc = sl_op_ctx_open(&ctx, "cpu");
-    if (rc)
-        return SL_EXIT_FATAL;
-    sl_cfg_opts none = {0};
-    printf("separation models:\n");
-    for (int i = 0; sl_sep_model_names[i]; i++) {
-        sl_sep_model *m = NULL;
-        if (sl_sep_open(&m, sl_sep_model_names[i], NULL, &none, ctx)) {
-            printf("  %-10s (needs weights)\n", sl_sep_model_names[i]);
-            continue;
-        }
-        const sl_sep_info *in = sl_sep_get_info(m);
-        printf("  %-10s %d Hz, %d ch, sources:", in->name, in->sample_rate, in->channels);
-        for (int s = 0; s < in->n_sources; s++)
-            printf(" %s", in->sources[s]);
-        printf("\n             %s\n", in->params);
-        sl_sep_close(m);
-    }
-    printf("embedding models:\n");
-    for (int i = 0; sl_emb_model_names[i]; i++) {
-        sl_emb_model *m = NULL;
-        if (sl_emb_open(&m, sl_emb_model_names[i], NULL, &none, ctx)) {
-            printf("  %-10s (needs weights)\n", sl_emb_model_names[i]);
-            continue;
-        }
-        const sl_emb_info *in = sl_emb_get_info(m);
-        printf("  %-10s %d Hz, %d ch, dim %d\n             %s\n", in->name, in->sample_rate, in->channels,
-               in->dim, in->params);
-        sl_emb_close(m);
-    }
-    sl_op_ctx_close(ctx);
-    return 0;
-}
-
 int main(int argc, char **argv)
 {
     sl_io_init();
@@ -279,9 +238,11 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "inspect"))
         return sl_cmd_inspect(argc - 1, argv + 1);
     if (!strcmp(cmd, "models"))
-        return cmd_models(argc - 1, argv + 1);
+        return sl_cmd_models(argc - 1, argv + 1);
     if (!strcmp(cmd, "merge"))
         return sl_cmd_merge(argc - 1, argv + 1);
+    if (!strcmp(cmd, "search"))
+        return sl_cmd_search(argc - 1, argv + 1);
     fprintf(stderr, "stemline: unknown command '%s'\n\n%s", cmd, main_help);
     return SL_EXIT_USAGE;
 }

@@ -43,4 +43,23 @@ const char *sl_st_meta(const sl_st_file *f, const char *key);
  * returns the tensor or NULL with "FILE: tensor NAME: reason" in sl_lasterr(). */
 const sl_st_tensor *sl_st_require_f32(const sl_st_file *f, const char *name, int ndim, const int64_t *shape);
 
+/* ---- additions (io/safetensors.c) ----
+ * Notes on the functions above: sl_st_at enumerates tensors in data-offset (file)
+ * order; sl_st_require_f32 takes ndim < 0 as any rank and shape NULL as any
+ * sizes, and also refuses data that is not 4-byte aligned. */
+
+/* "F32", "F16", ... ("?" for a value outside the enum); element size in bytes (0 outside). */
+const char *sl_st_dtype_name(sl_st_dtype dt);
+size_t sl_st_dtype_size(sl_st_dtype dt);
+/* Number of elements (1 for a scalar, 0 when a dimension is 0); cannot overflow after open. */
+uint64_t sl_st_numel(const sl_st_tensor *t);
+/* "[2, 3]" into buf (truncated to size). */
+void sl_st_format_shape(const sl_st_tensor *t, char *buf, size_t size);
+/* The name given at open (path or buffer name); owned by f. */
+const char *sl_st_name(const sl_st_file *f);
+/* Metadata entries in key order, i < sl_st_meta_count; NULL out of range; owned by f. */
+size_t sl_st_meta_count(const sl_st_file *f);
+const char *sl_st_meta_key(const sl_st_file *f, size_t i);
+const char *sl_st_meta_value(const sl_st_file *f, size_t i);
+
 #endif

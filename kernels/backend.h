@@ -42,6 +42,12 @@ typedef struct sl_op_backend {
                   float *out);
     int (*stats_pool)(sl_op_ctx *ctx, size_t batch, size_t n_frames, size_t n_feat, const float *in,
                       float *out);
+    int (*gemm)(sl_op_ctx *ctx, const sl_gemm_args *a);
+    int (*affine)(sl_op_ctx *ctx, const sl_affine_args *a);
+    int (*lstm)(sl_op_ctx *ctx, const sl_lstm_cfg *c, size_t batch, size_t T, const float *x, size_t ldx,
+                size_t stride_x, const float *w, size_t stride_w, float *y, size_t ldy, size_t stride_y);
+    int (*wiener)(sl_op_ctx *ctx, const sl_wiener_cfg *c, size_t n_targets, size_t n_frames, size_t n_bins,
+                  const float *mix, const float *mag, float *out);
 } sl_op_backend;
 
 struct sl_op_ctx {

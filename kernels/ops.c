@@ -30,6 +30,10 @@ static const char *const op_names[SL_OP_COUNT] = {
     [SL_OP_MEL] = "mel",
     [SL_OP_LOG_DB] = "log_db",
     [SL_OP_STATS_POOL] = "stats_pool",
+    [SL_OP_GEMM] = "gemm",
+    [SL_OP_AFFINE] = "affine",
+    [SL_OP_LSTM] = "lstm",
+    [SL_OP_WIENER] = "wiener",
 };
 
 const char *sl_op_name(sl_op_id op)
@@ -58,6 +62,10 @@ static int backend_has(const sl_op_backend *be, sl_op_id op)
     case SL_OP_MEL: return be->mel != NULL;
     case SL_OP_LOG_DB: return be->log_db != NULL;
     case SL_OP_STATS_POOL: return be->stats_pool != NULL;
+    case SL_OP_GEMM: return be->gemm != NULL;
+    case SL_OP_AFFINE: return be->affine != NULL;
+    case SL_OP_LSTM: return be->lstm != NULL;
+    case SL_OP_WIENER: return be->wiener != NULL;
     default: return 0;
     }
 }
@@ -483,4 +491,82 @@ int sl_op_stats_pool(sl_op_ctx *ctx, size_t batch, size_t n_frames, size_t n_fea
     if (!batch || !n_feat)
         return 0;
     DISPATCH(SL_OP_STATS_POOL, stats_pool, batch, n_frames, n_feat, in, out);
+}
+
+/* ---- neural-network ops ---- */
+
+int sl_op_gemm(sl_op_ctx *ctx, const sl_gemm_args *a)
+{
+    if (!a || !a->x || !a->w || !a->y)
+        return bad("gemm", "x, w and y are required");
+    if (a->act != SL_ACT_NONE && a->act != SL_ACT_RELU && a->act != SL_ACT_TANH)
+        return bad("gemm", "unknown activation");
+    if (a->ldx < a->k || a->ldw < a->k || a->ldy < a->n || (a->mul && a->ldmul < a->n))
+        return bad("gemm", "a leading dimension is shorter than its row");
+    if (a->m > INT32_MAX || a->n > INT32_MAX || a->k > INT32_MAX || a->ldx > INT32_MAX ||
+        a->ldw > INT32_MAX || a->ldy > INT32_MAX || a->ldmul > INT32_MAX)
+        return bad("gemm", "dimensions beyond 2^31");
+    if (!a->batch || !a->m || !a->n)
+        return 0;
+    DISPATCH(SL_OP_GEMM, gemm, a);
+}
+
+int sl_op_affine(sl_op_ctx *ctx, const sl_affine_args *a)
+{
+    if (!a || !a->x || !a->y)
+        return bad("affine", "x and y are required");
+    if (a->act != SL_ACT_NONE && a->act != SL_ACT_RELU && a->act != SL_ACT_TANH)
+        return bad("affine", "unknown activation");
+    if (a->ldx < a->cols || a->ldy < a->cols)
+        return bad("affine", "a leading dimension is shorter than its row");
+    if (a->x == a->y && (a->ldx != a->ldy || a->stride_x != a->stride_y))
+        return bad("affine", "in place needs the same ld and stride for x and y");
+    if (!a->batch || !a->rows || !a->cols)
+        return 0;
+    DISPATCH(SL_OP_AFFINE, affine, a);
+}
+
+size_t sl_lstm_weights_floats(const sl_lstm_cfg *c)
+{
+    if (!c || c->layers < 1 || c->layers > 16 || c->input < 1 || c->input > 65536 || c->hidden < 1 ||
+        c->hidden > 4096 || (c->bidirectional != 0 && c->bidirectional != 1))
+        return 0;
+    const size_t D = 1 + (size_t)c->bidirectional, H = (size_t)c->hidden, G = 4 * H;
+    size_t total = 0;
+    for (int l = 0; l < c->layers; l++) {
+        size_t in = l == 0 ? (size_t)c->input : D * H;
+        total += D * G * in + D * G * H + D * G;
+    }
+    return total;
+}
+
+int sl_op_lstm(sl_op_ctx *ctx, const sl_lstm_cfg *c, size_t batch, size_t T, const float *x, size_t ldx,
+               size_t stride_x, const float *w, size_t stride_w, float *y, size_t ldy, size_t stride_y)
+{
+    if (!sl_lstm_weights_floats(c))
+        return bad("lstm", "layers 1..16, input 1..65536, hidden 1..4096, bidirectional 0/1");
+    const size_t out = (size_t)(1 + c->bidirectional) * (size_t)c->hidden;
+    if (ldx < (size_t)c->input || ldy < out)
+        return bad("lstm", "a leading dimension is shorter than its row");
+    if (!x || !w || !y)
+        return bad("lstm", "x, w and y are required");
+    if (!batch || !T)
+        return 0;
+    DISPATCH(SL_OP_LSTM, lstm, c, batch, T, x, ldx, stride_x, w, stride_w, y, ldy, stride_y);
+}
+
+int sl_op_wiener(sl_op_ctx *ctx, const sl_wiener_cfg *c, size_t n_targets, size_t n_frames, size_t n_bins,
+                 const float *mix, const float *mag, float *out)
+{
+    if (!c || c->niter < 0 || c->niter > 100 || c->win_len < 0 || !(c->eps > 0) || !isfinite(c->eps))
+        return bad("wiener", "niter 0..100, win_len >= 0, eps finite > 0");
+    if (n_targets < 1 || n_targets > 8)
+        return bad("wiener", "1..8 targets");
+    if (c->niter > 0 && n_targets + (c->residual ? 1 : 0) < 2)
+        return bad("wiener", "EM (niter > 0) needs at least two sources (add the residual)");
+    if (!mix || !mag || !out)
+        return bad("wiener", "mix, mag and out are required");
+    if (!n_frames || !n_bins)
+        return 0;
+    DISPATCH(SL_OP_WIENER, wiener, c, n_targets, n_frames, n_bins, mix, mag, out);
 }

@@ -35,6 +35,10 @@ typedef enum {
     SL_OP_MEL,          /* mel filterbank application */
     SL_OP_LOG_DB,       /* 10*log10(max(amin, x)) [- top_db clamp] */
     SL_OP_STATS_POOL,   /* mean/std over time and of the first difference */
+    SL_OP_GEMM,         /* batched linear layer act(x w^T + bias) [* mul] */
+    SL_OP_AFFINE,       /* batched act((x + add) * mul), per column */
+    SL_OP_LSTM,         /* multi-layer (bi)directional LSTM, torch semantics */
+    SL_OP_WIENER,       /* openunmix multichannel Wiener filter (EM) */
     SL_OP_COUNT
 } sl_op_id;
 
@@ -180,5 +184,84 @@ int sl_op_log_db(sl_op_ctx *ctx, size_t batch, size_t n, const float *in, float 
  * (population std; diff = x[t+1]-x[t]; zeros for the diff part when n_frames == 1). n_frames >= 1. */
 int sl_op_stats_pool(sl_op_ctx *ctx, size_t batch, size_t n_frames, size_t n_feat, const float *in,
                      float *out);
+
+/* ---- neural-network ops (kernels/README.md, "Neural-network ops") ---- */
+
+typedef enum { SL_ACT_NONE = 0, SL_ACT_RELU = 1, SL_ACT_TANH = 2 } sl_act;
+
+/* y[b][i][j] = act(sum_k x[b][i][k] * w[b][j][k] + bias[b][j]) * mul[b][i][j]
+ * for b < batch, i < m, j < n: a linear layer with PyTorch's weight layout (w is
+ * [n][k], so y = x w^T). Element (i, k) of item b lives at x[b*stride_x + i*ldx + k]
+ * (likewise w, mul, y); a stride of 0 shares one matrix across the batch. bias (its
+ * item stride stride_bias) and mul may be NULL. Each ld >= its row length; y must not
+ * overlap x, w, bias or mul. */
+typedef struct {
+    size_t batch, m, n, k;
+    const float *x;
+    size_t ldx, stride_x;
+    const float *w;
+    size_t ldw, stride_w;
+    const float *bias;
+    size_t stride_bias;
+    sl_act act;
+    const float *mul;
+    size_t ldmul, stride_mul;
+    float *y;
+    size_t ldy, stride_y;
+} sl_gemm_args;
+
+/* y[b][i][j] = act((x[b][i][j] + add[b][j]) * mul[b][j]), i < rows, j < cols; add and mul
+ * may be NULL (0 and 1); their item stride is stride_p (0: shared). Layout as
+ * sl_gemm_args. y may be x itself (same ld and stride), never a partial overlap. */
+typedef struct {
+    size_t batch, rows, cols;
+    const float *x;
+    size_t ldx, stride_x;
+    const float *add, *mul;
+    size_t stride_p;
+    sl_act act;
+    float *y;
+    size_t ldy, stride_y;
+} sl_affine_args;
+
+/* LSTM geometry: torch.nn.LSTM (batch_first, h0 = c0 = 0, gates i, f, g, o). */
+typedef struct {
+    int layers;        /* 1..16 */
+    int input;         /* input features, 1..65536 */
+    int hidden;        /* hidden units per direction, 1..4096 */
+    int bidirectional; /* 1: output features [forward, backward] = 2*hidden */
+} sl_lstm_cfg;
+
+/* Floats of one packed LSTM weight set. For each layer l (in_l = input for l = 0, else
+ * D*hidden, D = 1 + bidirectional): w_ih[D*4*hidden][in_l] (direction 0's rows first,
+ * torch weight_ih_l{l} then weight_ih_l{l}_reverse), w_hh[D][4*hidden][hidden],
+ * bias[D*4*hidden] (= bias_ih + bias_hh). 0 for an invalid cfg. */
+size_t sl_lstm_weights_floats(const sl_lstm_cfg *c);
+
+/* Wiener filter options, openunmix.filtering.wiener semantics (kernels/README.md). */
+typedef struct {
+    int niter;    /* EM iterations, 0..100 (0: the initial estimates are the output) */
+    int softmask; /* 1: initial y_j = mix * S_j / (eps + sum S); 0: S_j with the mixture phase */
+    int residual; /* 1: one more source, mix - sum_j y_j, before EM */
+    int win_len;  /* frames per independently filtered window (openunmix wiener_win_len, 300); 0: all */
+    float eps;    /* regularisation, 1e-10 in openunmix */
+} sl_wiener_cfg;
+
+/* y = act(x w^T + bias) * mul, batched (sl_gemm_args). SL_EINVAL on bad sizes. */
+int sl_op_gemm(sl_op_ctx *ctx, const sl_gemm_args *a);
+/* Column-wise affine map and activation (sl_affine_args). SL_EINVAL on bad sizes. */
+int sl_op_affine(sl_op_ctx *ctx, const sl_affine_args *a);
+/* x[b][T][input] (row t at x + b*stride_x + t*ldx) -> y[b][T][D*hidden] (row t at
+ * y + b*stride_y + t*ldy) through the LSTM of c with the packed weights at
+ * w + b*stride_w (0: one set for all items). y must not overlap x or w (other columns
+ * of the same rows are fine). Scratch is the backend's. SL_EINVAL / SL_ENOMEM. */
+int sl_op_lstm(sl_op_ctx *ctx, const sl_lstm_cfg *c, size_t batch, size_t T, const float *x, size_t ldx,
+               size_t stride_x, const float *w, size_t stride_w, float *y, size_t ldy, size_t stride_y);
+/* Stereo multichannel Wiener filter of openunmix: mix[2][T][n_bins] complex (the STFT of
+ * both channels), mag[J][2][T][n_bins] non-negative target estimates ->
+ * out[S][2][T][n_bins] complex, S = J + residual. J = n_targets, 1..8; niter > 0 needs
+ * S >= 2 (openunmix raises). out must not overlap the inputs. SL_EINVAL / SL_ENOMEM. */
+int sl_op_wiener(sl_op_ctx *ctx, const sl_wiener_cfg *c, size_t n_targets, size_t n_frames, size_t n_bins,
+                 const float *mix, const float *mag, float *out);
 
 #endif

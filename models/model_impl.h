@@ -25,6 +25,21 @@ struct sl_emb_model {
  * Return 0 or a negative code with sl_lasterr(). */
 int sl_hpss_init(sl_sep_model *m, const sl_cfg_opts *opts);
 int sl_melstats_init(sl_emb_model *m, const sl_cfg_opts *opts);
+/* Open-Unmix (models/umx.c): weights is the .safetensors path (NULL/empty -> SL_ECONFIG). */
+int sl_umx_init(sl_sep_model *m, const char *weights, const sl_cfg_opts *opts);
+
+/* umx internals for the golden tests: the stages of one segment copied to host
+ * memory (each NULL = skipped): mag[2][T][nb] mixture magnitude, est[J][2][T][nb]
+ * target estimates before the Wiener filter, wien[S][2][T][nb][2] after it.
+ * frames receives T. Returns 0 or a negative code. */
+typedef struct {
+    float *mag, *est, *wien;
+    size_t frames;
+} sl_umx_stages;
+int sl_umx_run_stages(sl_sep_model *m, const float *const *in, size_t n, float *const *const *out,
+                      sl_umx_stages *stages);
+/* Frames, bins, targets J and sources S (J + residual) of a umx model for n samples. */
+int sl_umx_geometry(const sl_sep_model *m, size_t n, size_t *frames, size_t *bins, size_t *targets, size_t *sources);
 
 /* Option helpers. section is "separation" or "embedding". Each returns 0 or
  * SL_ECONFIG with "file:line:col: key 'section.options.KEY': reason". */

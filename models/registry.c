@@ -9,7 +9,7 @@
 #include "../common/sl_error.h"
 #include "model_impl.h"
 
-const char *const sl_sep_model_names[] = {"hpss", NULL};
+const char *const sl_sep_model_names[] = {"hpss", "umx", NULL};
 const char *const sl_emb_model_names[] = {"melstats", NULL};
 
 int sl_model_opt_error(const sl_cfg_opt *o, const char *section, const char *fmt, ...)
@@ -81,20 +81,21 @@ int sl_sep_open(sl_sep_model **out, const char *name, const char *weights, const
                 sl_op_ctx *ctx)
 {
     *out = NULL;
-    if (!name || strcmp(name, "hpss") != 0) {
+    const int is_umx = name && !strcmp(name, "umx");
+    if (!name || (strcmp(name, "hpss") != 0 && !is_umx)) {
         char list[128];
         list_names(sl_sep_model_names, list, sizeof list);
         return sl_seterr(SL_ECONFIG, "unknown separation model '%s' (built in: %s)", name ? name : "",
                          list);
     }
-    if (weights && *weights)
+    if (!is_umx && weights && *weights)
         return sl_seterr(SL_ECONFIG, "separation model '%s' takes no weights (separation.weights is '%s')",
                          name, weights);
     sl_sep_model *m = calloc(1, sizeof *m);
     if (!m)
         return sl_seterr(SL_ENOMEM, "separation model: out of memory");
     m->ctx = ctx;
-    int rc = sl_hpss_init(m, opts);
+    int rc = is_umx ? sl_umx_init(m, weights, opts) : sl_hpss_init(m, opts);
     if (rc < 0) {
         sl_sep_close(m);
         return rc;

@@ -40,6 +40,7 @@
 #include "progress.h"
 #include "report.h"
 #include "segment.h"
+#include "search.h"
 #include "shards.h"
 
 static volatile sig_atomic_t stop_requests;
@@ -1586,6 +1587,25 @@ int sl_run(const sl_config *cfg, const sl_run_opts *opts)
         char **written = NULL;
         size_t n_written = 0;
         rc = sl_shards_write(&spec, r->ledger, &written, &n_written);
+        if (!rc) {
+            /* how these vectors were made, for `stemline search --audio` */
+            sl_shards_meta meta = {
+                .model = r->emb->name,
+                .weights = cfg->emb_weights,
+                .options = &cfg->emb_options,
+                .params = r->emb->params,
+                .source = "mix",
+                .dtype = cfg->emb_dtype,
+                .dim = r->emb->dim,
+                .sample_rate = r->emb->sample_rate,
+                .channels = r->emb->channels,
+                .normalize = cfg->emb_normalize,
+                .window_samples = r->emb_L,
+                .hop_samples = r->emb_H,
+                .config_hash = r->hash,
+            };
+            rc = sl_shards_write_meta(dir, prefix, &meta);
+        }
         for (size_t i = 0; i < n_written; i++)
             sl_report_add_output(r->report, written[i]);
         sl_shards_free_list(written, n_written);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Checks the system packages stemline needs; installs the missing ones with
 # apt-get when run as root, otherwise prints the exact command and fails.
-# Usage: scripts/deps.sh [build|test]   (test also needs numpy and the ffmpeg CLI)
+# Usage: scripts/deps.sh [build|test]   (test also needs numpy, the ffmpeg CLI, fluidsynth + a GM sound font)
 set -u
 need=()
 have_pc() { pkg-config --exists "$1" 2>/dev/null; }
@@ -21,6 +21,10 @@ if [ "${1:-build}" = test ]; then
   command -v ffmpeg >/dev/null || need+=(ffmpeg)
   command -v sqlite3 >/dev/null || need+=(sqlite3)
   command -v bc >/dev/null || need+=(bc)
+  # benchmark catalog (bench/catalog/generate.py, tests/cli/test_bench_harness.sh): FluidSynth and the
+  # small TimGM6mb General MIDI sound font (6 MB; fluid-soundfont-gm, 140 MB, is used when installed)
+  command -v fluidsynth >/dev/null || need+=(fluidsynth)
+  ls /usr/share/sounds/sf2/*.sf2 >/dev/null 2>&1 || need+=(timgm6mb-soundfont)
 fi
 [ ${#need[@]} -eq 0 ] && exit 0
 line="apt-get install -y --no-install-recommends ${need[*]}"

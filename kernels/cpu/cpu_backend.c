@@ -65,4 +65,8 @@ const sl_op_backend sl_cpu_backend = {
     .mel = sl_cpu_mel,
     .log_db = sl_cpu_log_db,
     .stats_pool = sl_cpu_stats_pool,
+    .gemm = sl_cpu_gemm,
+    .affine = sl_cpu_affine,
+    .lstm = sl_cpu_lstm,
+    .wiener = sl_cpu_wiener,
 };

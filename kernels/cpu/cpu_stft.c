@@ -7,6 +7,7 @@
 
 #include "../../common/sl_error.h"
 #include "cpu_ops.h"
+#include "cpu_simd.h"
 
 /* ---- framing ---- */
 
@@ -163,9 +164,7 @@ int sl_cpu_irfft(sl_op_ctx *ctx, int n_fft, size_t count, const float *in, float
         if (n % 2 == 0)
             bf[2 * (nb - 1) + 1] = 0.0f;
         fftwf_execute_dft_c2r(c2r, b, a);
-        float *o = out + i * n;
-        for (size_t k = 0; k < n; k++)
-            o[k] = a[k] * scale;
+        sl_cpu_vec_scale(out + i * n, a, scale, n);
     }
     fftwf_free(a);
     fftwf_free(b);
@@ -193,8 +192,7 @@ int sl_cpu_overlap_add(sl_op_ctx *ctx, const sl_stft_cfg *c, size_t batch, size_
     /* The envelope is the same for every batch item: frames are added in order
      * m = 0, 1, ... exactly as torch's fold does. */
     for (size_t m = 0; m < n_frames; m++)
-        for (size_t k = 0; k < n; k++)
-            env[m * hop + k] += window[k] * window[k];
+        sl_cpu_vec_muladd(env + m * hop, window, window, n);
     int rc = 0;
     for (size_t p = start; p < kept_end; p++) {
         if (!(env[p] >= 1e-11f)) {
@@ -208,16 +206,11 @@ int sl_cpu_overlap_add(sl_op_ctx *ctx, const sl_stft_cfg *c, size_t batch, size_
     for (size_t b = 0; b < batch && rc == 0; b++) {
         memset(y, 0, full * sizeof(float));
         const float *fb = frames + b * n_frames * n;
-        for (size_t m = 0; m < n_frames; m++) {
-            float *ym = y + m * hop;
-            const float *f = fb + m * n;
-            for (size_t k = 0; k < n; k++)
-                ym[k] += f[k] * window[k];
-        }
+        for (size_t m = 0; m < n_frames; m++)
+            sl_cpu_vec_muladd(y + m * hop, fb + m * n, window, n);
         float *ob = out + b * length;
-        size_t i = 0;
-        for (size_t p = start; p < kept_end; p++, i++)
-            ob[i] = y[p] / env[p];
+        size_t i = kept_end > start ? kept_end - start : 0;
+        sl_cpu_vec_div(ob, y + start, env + start, i);
         for (; i < length; i++)
             ob[i] = 0.0f;
     }

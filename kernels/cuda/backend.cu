@@ -346,4 +346,8 @@ extern "C" const sl_op_backend sl_cuda_emu_backend = {
     SL_FN(mel),
     SL_FN(log_db),
     SL_FN(stats_pool),
+    SL_FN(gemm),
+    SL_FN(affine),
+    SL_FN(lstm),
+    SL_FN(wiener),
 };

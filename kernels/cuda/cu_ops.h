@@ -30,6 +30,12 @@ int SL_FN(log_db)(sl_op_ctx *ctx, size_t batch, size_t n, const float *in, float
                   float *out);
 int SL_FN(stats_pool)(sl_op_ctx *ctx, size_t batch, size_t n_frames, size_t n_feat, const float *in,
                       float *out);
+int SL_FN(gemm)(sl_op_ctx *ctx, const sl_gemm_args *a);
+int SL_FN(affine)(sl_op_ctx *ctx, const sl_affine_args *a);
+int SL_FN(lstm)(sl_op_ctx *ctx, const sl_lstm_cfg *c, size_t batch, size_t T, const float *x, size_t ldx,
+                size_t stride_x, const float *w, size_t stride_w, float *y, size_t ldy, size_t stride_y);
+int SL_FN(wiener)(sl_op_ctx *ctx, const sl_wiener_cfg *c, size_t n_targets, size_t n_frames, size_t n_bins,
+                  const float *mix, const float *mag, float *out);
 
 // Workspace queries (bytes of context scratch the op needs for these sizes).
 size_t SL_FN(log_db_workspace)(size_t batch, size_t n, float top_db);

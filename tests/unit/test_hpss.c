@@ -106,7 +106,7 @@ static void test_info(sl_op_ctx *ctx)
     CHECK(strstr(info->params, "n_fft=2048") && strstr(info->params, "hop=512") &&
           strstr(info->params, "kernel_harmonic=31") && strstr(info->params, "margin_harmonic=2"));
     printf("hpss params: %s\n", info->params);
-    CHECK(!strcmp(sl_sep_model_names[0], "hpss") && sl_sep_model_names[1] == NULL);
+    CHECK(!strcmp(sl_sep_model_names[0], "hpss") && !strcmp(sl_sep_model_names[1], "umx") && sl_sep_model_names[2] == NULL);
     sl_sep_close(m);
 }
 

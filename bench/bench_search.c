@@ -1,0 +1,160 @@
+/* Search throughput: exact top-k cosine search (pipeline/search.h) over
+ * generated shards, in vectors scanned per second. Run by bench/run_search.sh,
+ * which also times numpy brute force on the same files.
+ *
+ * usage: bench_search [--dir DIR] [--rows N] [--dim D] [--shard-rows N] [--k K]
+ *                     [--queries 1,16] [--block-rows N] [--repeat R] [--dtype float32|float16]
+ * Generates DIR/shard-NNNNN.npy (random unit vectors, fixed seed) and
+ * DIR/index.json when DIR has none, then prints one JSON line per query count. */
+#include "common/sl_error.h"
+#include "io/npy.h"
+#include "pipeline/search.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static uint64_t rng = 0x2545F4914F6CDD1Dull;
+static double nrand(void)
+{
+    double u[2];
+    for (int i = 0; i < 2; i++) {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        u[i] = ((double)(rng >> 11) + 0.5) / 9007199254740992.0;
+    }
+    return sqrt(-2 * log(u[0])) * cos(2 * M_PI * u[1]);
+}
+
+static void unit_rows(float *x, size_t rows, size_t dim)
+{
+    for (size_t r = 0; r < rows; r++) {
+        double ss = 0;
+        for (size_t i = 0; i < dim; i++) {
+            x[r * dim + i] = (float)nrand();
+            ss += (double)x[r * dim + i] * x[r * dim + i];
+        }
+        for (size_t i = 0; i < dim; i++)
+            x[r * dim + i] = (float)(x[r * dim + i] / sqrt(ss));
+    }
+}
+
+static int generate(const char *dir, size_t rows, size_t dim, size_t shard_rows, const char *dtype)
+{
+    char p[4096];
+    snprintf(p, sizeof p, "%s/index.json", dir);
+    struct stat st;
+    if (stat(p, &st) == 0)
+        return 0; /* already there */
+    if (sl_mkdirs(dir))
+        return -1;
+    float *x = malloc(shard_rows * dim * sizeof *x);
+    if (!x)
+        return -1;
+    fprintf(stderr, "bench_search: generating %zu x %zu %s unit vectors in %s\n", rows, dim, dtype, dir);
+    for (size_t s = 0, r0 = 0; r0 < rows; s++, r0 += shard_rows) {
+        size_t n = rows - r0 < shard_rows ? rows - r0 : shard_rows;
+        unit_rows(x, n, dim);
+        snprintf(p, sizeof p, "%s/shard-%05zu.npy", dir, s);
+        if (sl_npy_write(p, x, n, dim, dtype)) {
+            fprintf(stderr, "bench_search: %s\n", sl_lasterr());
+            free(x);
+            return -1;
+        }
+    }
+    free(x);
+    sl_shards_meta m = {.model = "bench", .source = "mix", .dtype = dtype, .dim = (int)dim, .sample_rate = 1,
+                        .channels = 1, .normalize = 1, .window_samples = 1, .hop_samples = 1};
+    return sl_shards_write_meta(dir, "", &m) ? -1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *dir = "bench/work/search-1000000x256", *dtype = "float32", *qlist = "1,16";
+    size_t rows = 1000000, dim = 256, shard_rows = 10000, k = 10, block = 0;
+    int repeat = 3;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        const char *a = argv[i], *v = argv[i + 1];
+        if (!strcmp(a, "--dir"))
+            dir = v;
+        else if (!strcmp(a, "--rows"))
+            rows = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--dim"))
+            dim = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--shard-rows"))
+            shard_rows = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--k"))
+            k = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--queries"))
+            qlist = v;
+        else if (!strcmp(a, "--block-rows"))
+            block = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--repeat"))
+            repeat = atoi(v);
+        else if (!strcmp(a, "--dtype"))
+            dtype = v;
+        else {
+            fprintf(stderr, "bench_search: unknown option %s\n", a);
+            return 2;
+        }
+    }
+    if (!rows || !dim || !shard_rows || !k || repeat < 1)
+        return 2;
+    if (generate(dir, rows, dim, shard_rows, dtype))
+        return 1;
+    sl_vindex *ix = NULL;
+    if (sl_vindex_open(&ix, dir)) {
+        fprintf(stderr, "bench_search: %s\n", sl_lasterr());
+        return 1;
+    }
+    rows = sl_vindex_rows(ix);
+    dim = (size_t)sl_vindex_dim(ix);
+    for (const char *p = qlist; *p;) {
+        size_t nq = strtoull(p, NULL, 10);
+        p += strcspn(p, ",");
+        p += *p == ',';
+        if (!nq)
+            continue;
+        float *q = malloc(nq * dim * sizeof *q);
+        sl_search_hit *hits = calloc(nq * k, sizeof *hits);
+        if (!q || !hits)
+            return 1;
+        rng = 12345;
+        unit_rows(q, nq, dim);
+        double best = INFINITY;
+        size_t n = 0;
+        for (int r = 0; r < repeat; r++) {
+            double t0 = now_s();
+            if (sl_vindex_search(ix, q, nq, k, block, hits, &n)) {
+                fprintf(stderr, "bench_search: %s\n", sl_lasterr());
+                return 1;
+            }
+            double t = now_s() - t0;
+            if (t < best)
+                best = t;
+        }
+        printf("{\"impl\": \"stemline\", \"rows\": %zu, \"dim\": %zu, \"dtype\": \"%s\", \"k\": %zu, "
+               "\"queries\": %zu, \"block_rows\": %zu, \"rows_normalized\": %d, \"seconds\": %.6f, "
+               "\"vectors_per_s\": %.0f, \"query_vectors_per_s\": %.0f, \"top1_row\": %llu, \"top1_score\": %.6f}\n",
+               rows, dim, dtype, k, nq, block ? block : (size_t)SL_SEARCH_DEFAULT_BLOCK_ROWS,
+               sl_vindex_rows_normalized(ix), best, rows / best, rows * (double)nq / best,
+               (unsigned long long)hits[0].global, hits[0].score);
+        fflush(stdout);
+        free(q);
+        free(hits);
+    }
+    sl_vindex_close(ix);
+    return 0;
+}

@@ -1,0 +1,137 @@
+/* Open-Unmix benchmark driver (not a test; bench/bench_umx.py drives it and
+ * compares with the openunmix PyTorch package on the same input).
+ *
+ *   bench_umx --weights W.safetensors --input IN.f32 --output OUT.f32
+ *             [--backend cpu] [--repeat 1] [--niter 1] [--residual 0] [--softmask 0]
+ *
+ * IN.f32: little-endian float32 [2][n] (planar stereo at the model's rate).
+ * OUT.f32: float32 [S][2][n], the separated stems of the last run.
+ * The model is opened once (weights loaded and folded, untimed), one untimed
+ * warm-up run, then --repeat timed runs of sl_sep_run on the whole input as one
+ * segment (what the reference Separator does): STFT, network, Wiener, iSTFT,
+ * host in and out. Prints one JSON line: best and mean seconds, x realtime. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/sl_error.h"
+#include "common/sl_log.h"
+#include "kernels/ops.h"
+#include "models/model.h"
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int main(int argc, char **argv)
+{
+    const char *weights = NULL, *input = NULL, *output = NULL, *backend = "cpu";
+    const char *niter = "1", *residual = "false", *softmask = "false";
+    int repeat = 1;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--weights"))
+            weights = argv[i + 1];
+        else if (!strcmp(argv[i], "--input"))
+            input = argv[i + 1];
+        else if (!strcmp(argv[i], "--output"))
+            output = argv[i + 1];
+        else if (!strcmp(argv[i], "--backend"))
+            backend = argv[i + 1];
+        else if (!strcmp(argv[i], "--repeat"))
+            repeat = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--niter"))
+            niter = argv[i + 1];
+        else if (!strcmp(argv[i], "--residual"))
+            residual = argv[i + 1];
+        else if (!strcmp(argv[i], "--softmask"))
+            softmask = argv[i + 1];
+        else {
+            fprintf(stderr, "bench_umx: unknown argument %s\n", argv[i]);
+            return 2;
+        }
+    }
+    if (!weights || !input || repeat < 1) {
+        fprintf(stderr, "usage: bench_umx --weights W --input IN.f32 [--output OUT.f32] [--backend cpu] "
+                        "[--repeat N] [--niter 1] [--residual false] [--softmask false]\n");
+        return 2;
+    }
+    sl_log_set_level(SL_LOG_WARN);
+    FILE *f = fopen(input, "rb");
+    if (!f) {
+        perror(input);
+        return 1;
+    }
+    fseek(f, 0, SEEK_END);
+    long bytes = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    const size_t n = (size_t)bytes / 8;
+    float *x = malloc(2 * n * sizeof(float));
+    if (!x || fread(x, sizeof(float), 2 * n, f) != 2 * n) {
+        fprintf(stderr, "bench_umx: cannot read %s\n", input);
+        return 1;
+    }
+    fclose(f);
+    sl_op_ctx *ctx = NULL;
+    if (sl_op_ctx_open(&ctx, backend) < 0) {
+        fprintf(stderr, "bench_umx: backend %s: %s\n", backend, sl_lasterr());
+        return 77;
+    }
+    sl_cfg_opt items[3] = {{(char *)"niter", (char *)niter, (char *)"bench", 1, 1},
+                           {(char *)"residual", (char *)residual, (char *)"bench", 1, 1},
+                           {(char *)"softmask", (char *)softmask, (char *)"bench", 1, 1}};
+    sl_cfg_opts opts = {items, 3};
+    sl_sep_model *m = NULL;
+    double t0 = now();
+    if (sl_sep_open(&m, "umx", weights, &opts, ctx) < 0) {
+        fprintf(stderr, "bench_umx: %s\n", sl_lasterr());
+        return 1;
+    }
+    const double t_load = now() - t0;
+    const sl_sep_info *info = sl_sep_get_info(m);
+    const int S = info->n_sources;
+    float *out = malloc((size_t)S * 2 * n * sizeof(float));
+    float *planes[SL_MAX_SOURCES][2];
+    float *const *outp[SL_MAX_SOURCES];
+    for (int s = 0; s < S; s++) {
+        planes[s][0] = out + (size_t)(2 * s) * n;
+        planes[s][1] = out + (size_t)(2 * s + 1) * n;
+        outp[s] = planes[s];
+    }
+    const float *in[2] = {x, x + n};
+    double best = 1e30, sum = 0;
+    for (int r = 0; r <= repeat; r++) {
+        t0 = now();
+        if (sl_sep_run(m, in, n, (float *const *const *)outp) < 0) {
+            fprintf(stderr, "bench_umx: run: %s\n", sl_lasterr());
+            return 1;
+        }
+        const double dt = now() - t0;
+        if (r == 0)
+            continue; /* warm-up: FFTW plans, first-touch page faults */
+        sum += dt;
+        if (dt < best)
+            best = dt;
+    }
+    const double audio = (double)n / info->sample_rate;
+    printf("{\"bench\":\"umx\",\"impl\":\"stemline\",\"backend\":\"%s\",\"device\":\"%s\",\"seconds\":%.3f,"
+           "\"sources\":%d,\"load_s\":%.3f,\"best_s\":%.4f,\"mean_s\":%.4f,\"repeat\":%d,\"x_realtime\":%.2f,"
+           "\"params\":\"%s\"}\n",
+           backend, sl_op_ctx_device(ctx), audio, S, t_load, best, sum / repeat, repeat, audio / best, info->params);
+    if (output) {
+        FILE *o = fopen(output, "wb");
+        if (!o || fwrite(out, sizeof(float), (size_t)S * 2 * n, o) != (size_t)S * 2 * n) {
+            fprintf(stderr, "bench_umx: cannot write %s\n", output);
+            return 1;
+        }
+        fclose(o);
+    }
+    sl_sep_close(m);
+    sl_op_ctx_close(ctx);
+    free(x);
+    free(out);
+    return 0;
+}

@@ -1,0 +1,323 @@
+/* stemline search: exact cosine nearest neighbours over the vector shards of a
+ * job's output (pipeline/search.h). */
+#include "cli/commands.h"
+
+#include "common/sl_error.h"
+#include "io/npy.h"
+#include "kernels/ops.h"
+#include "pipeline/runner.h"
+#include "pipeline/search.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static const char search_help[] =
+    "usage: stemline search OUT_DIR (--audio FILE | --id TRACK_ID) [options]\n"
+    "\n"
+    "Exact cosine nearest neighbours over every vector shard of a job's output\n"
+    "folder (OUT_DIR/embeddings/MODEL/SOURCE/*shard-NNNNN.npy, the shards of\n"
+    "every --shard I/N run included). Shards are streamed in blocks of rows, so\n"
+    "memory does not grow with the catalog.\n"
+    "\n"
+    "query (one of):\n"
+    "  --id TRACK_ID     the vector of a track already in the shards (its id is\n"
+    "                    its path relative to the input folder, as in the jsonl)\n"
+    "  --audio FILE      decode and embed FILE now, with exactly the model,\n"
+    "                    options and windowing that made the shards (read from\n"
+    "                    their index.json)\n"
+    "\n"
+    "options:\n"
+    "  --model NAME      embedding model folder (default: the only one there is)\n"
+    "  --source NAME     mix (default) or a stem name\n"
+    "  -k N              number of neighbours (default 10)\n"
+    "  --json            print one JSON array of {rank, score, id, path, start,\n"
+    "                    end, shard, row} instead of a table\n"
+    "  --block-rows N    rows scored per BLAS call (default 16384); results do\n"
+    "                    not depend on it, memory does\n"
+    "  -h, --help        this help\n"
+    "\n"
+    "Scores are cosine similarities (1 = same direction); ties are ranked in\n"
+    "shard and row order. The query track itself, when it is in the catalog,\n"
+    "comes first with score 1.\n"
+    "\n"
+    "exit status: 0 ok, 1 fatal (no shards, unreadable shards, track or file not\n"
+    "found, query file not decodable), 2 usage error.\n";
+
+static int usage(const char *fmt, const char *arg)
+{
+    fputs("stemline search: ", stderr);
+    fprintf(stderr, fmt, arg);
+    fputs(" (see stemline search --help)\n", stderr);
+    return SL_EXIT_USAGE;
+}
+
+static int parse_count(const char *s, size_t lo, size_t hi, size_t *out)
+{
+    char *end;
+    errno = 0;
+    if (!s || !*s || *s == '-')
+        return -1;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (*end || errno || v < lo || v > hi)
+        return -1;
+    *out = (size_t)v;
+    return 0;
+}
+
+static int is_dir(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* Names of the sub-folders of dir, sorted; NULL-terminated, NULL when unreadable. */
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static char **subdirs(const char *dir, size_t *n)
+{
+    *n = 0;
+    DIR *d = opendir(dir);
+    if (!d)
+        return NULL;
+    size_t cap = 8;
+    char **v = malloc(cap * sizeof *v);
+    struct dirent *de;
+    while (v && (de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.')
+            continue;
+        char p[4096];
+        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+        if (!is_dir(p))
+            continue;
+        if (*n + 1 >= cap) {
+            char **nv = realloc(v, 2 * cap * sizeof *nv);
+            if (!nv)
+                break;
+            v = nv;
+            cap *= 2;
+        }
+        v[(*n)++] = strdup(de->d_name);
+    }
+    closedir(d);
+    if (v) {
+        qsort(v, *n, sizeof *v, name_cmp);
+        v[*n] = NULL;
+    }
+    return v;
+}
+
+static void free_names(char **v, size_t n)
+{
+    for (size_t i = 0; v && i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+static void print_names(FILE *f, char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        fprintf(f, "%s%s", i ? ", " : "", v[i]);
+}
+
+static void print_num(double x)
+{
+    if (isfinite(x))
+        printf("%.9g", x);
+    else
+        fputs("null", stdout);
+}
+
+int sl_cmd_search(int argc, char **argv)
+{
+    const char *out_dir = NULL, *audio = NULL, *id = NULL, *model = NULL, *source = "mix";
+    size_t k = 10, block_rows = 0;
+    int json = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(search_help, stdout);
+            return 0;
+        } else if (!strcmp(a, "--json")) {
+            json = 1;
+        } else if (!strcmp(a, "--audio") || !strcmp(a, "--id") || !strcmp(a, "--model") || !strcmp(a, "--source") ||
+                   !strcmp(a, "-k") || !strcmp(a, "--block-rows")) {
+            if (!v)
+                return usage("%s needs a value", a);
+            i++;
+            if (!strcmp(a, "--audio"))
+                audio = v;
+            else if (!strcmp(a, "--id"))
+                id = v;
+            else if (!strcmp(a, "--model"))
+                model = v;
+            else if (!strcmp(a, "--source"))
+                source = v;
+            else if (!strcmp(a, "-k")) {
+                if (parse_count(v, 1, 1000000, &k))
+                    return usage("-k needs a number from 1 to 1000000, got '%s'", v);
+            } else if (parse_count(v, 1, 1 << 24, &block_rows)) {
+                return usage("--block-rows needs a number from 1 to 16777216, got '%s'", v);
+            }
+        } else if (a[0] == '-' && a[1]) {
+            return usage("unknown option '%s'", a);
+        } else if (!out_dir) {
+            out_dir = a;
+        } else {
+            return usage("one output folder only (extra argument '%s')", a);
+        }
+    }
+    if (!out_dir)
+        return usage("%s", "missing OUT_DIR");
+    if (!audio == !id)
+        return usage("%s", audio ? "give --audio or --id, not both" : "missing the query: --audio FILE or --id TRACK_ID");
+    if (!*source || strchr(source, '/') || (model && (!*model || strchr(model, '/'))))
+        return usage("%s", "--model and --source take a folder name");
+
+    if (!is_dir(out_dir)) {
+        fprintf(stderr, "stemline search: %s: no such output folder\n", out_dir);
+        return SL_EXIT_FATAL;
+    }
+    size_t plen = strlen(out_dir) + 32 + (model ? strlen(model) : 0) + strlen(source) + 256;
+    char *emb = malloc(plen), *dir = malloc(plen);
+    if (!emb || !dir) {
+        free(emb);
+        free(dir);
+        return SL_EXIT_FATAL;
+    }
+    int status = SL_EXIT_FATAL;
+    char **names = NULL;
+    size_t n_names = 0;
+    sl_vindex *ix = NULL;
+    float *q = NULL;
+    sl_search_hit *hits = NULL;
+    size_t n_hits = 0;
+    sl_op_ctx *ctx = NULL;
+    sl_emb_model *em = NULL;
+    char m[1024];
+    snprintf(emb, plen, "%s/embeddings", out_dir);
+    names = subdirs(emb, &n_names);
+    if (!model) {
+        if (n_names == 0) {
+            fprintf(stderr, "stemline search: %s has no vector shards (no %s/MODEL folder): run a job with an "
+                            "embedding model first\n", out_dir, emb);
+            goto out;
+        }
+        if (n_names > 1) {
+            fprintf(stderr, "stemline search: %s holds vectors of several models (", out_dir);
+            print_names(stderr, names, n_names);
+            fprintf(stderr, "): choose one with --model\n");
+            status = SL_EXIT_USAGE;
+            goto out;
+        }
+        model = names[0];
+    }
+    snprintf(dir, plen, "%s/%s", emb, model);
+    if (!is_dir(dir)) {
+        fprintf(stderr, "stemline search: %s has no vectors of model '%s'", out_dir, model);
+        if (n_names) {
+            fputs(" (there are: ", stderr);
+            print_names(stderr, names, n_names);
+            fputc(')', stderr);
+        }
+        fputc('\n', stderr);
+        goto out;
+    }
+    snprintf(dir, plen, "%s/%s/%s", emb, model, source);
+    if (!is_dir(dir)) {
+        char md[4096];
+        size_t n_src = 0;
+        snprintf(md, sizeof md, "%s/%s", emb, model);
+        char **src = subdirs(md, &n_src);
+        fprintf(stderr, "stemline search: %s has no '%s' vectors of model %s", out_dir, source, model);
+        if (n_src) {
+            fputs(" (sources: ", stderr);
+            print_names(stderr, src, n_src);
+            fputc(')', stderr);
+        }
+        fputc('\n', stderr);
+        free_names(src, n_src);
+        goto out;
+    }
+    int rc = sl_vindex_open(&ix, dir);
+    if (rc) {
+        fprintf(stderr, "stemline search: %s\n", sl_errmsg(rc, m, sizeof m));
+        goto out;
+    }
+    int dim = sl_vindex_dim(ix);
+    q = malloc((size_t)dim * sizeof *q);
+    hits = calloc(k, sizeof *hits);
+    if (!q || !hits) {
+        fprintf(stderr, "stemline search: out of memory\n");
+        goto out;
+    }
+    if (id) {
+        rc = sl_vindex_find_id(ix, id, q, NULL, NULL);
+    } else {
+        rc = sl_op_ctx_open(&ctx, "cpu");
+        if (!rc)
+            rc = sl_vindex_open_model(ix, ctx, &em);
+        if (!rc)
+            rc = sl_vindex_embed_file(ix, em, audio, q, NULL);
+    }
+    if (!rc)
+        rc = sl_vindex_search(ix, q, 1, k, block_rows, hits, &n_hits);
+    if (!rc)
+        rc = sl_vindex_describe(ix, hits, n_hits);
+    if (rc) {
+        fprintf(stderr, "stemline search: %s\n", sl_errmsg(rc, m, sizeof m));
+        goto out;
+    }
+    if (json) {
+        putchar('[');
+        for (size_t i = 0; i < n_hits; i++) {
+            const sl_search_hit *h = &hits[i];
+            printf("%s\n  {\"rank\": %zu, \"score\": ", i ? "," : "", i + 1);
+            print_num(h->score);
+            fputs(", \"id\": ", stdout);
+            sl_json_str(stdout, h->id);
+            fputs(", \"path\": ", stdout);
+            sl_json_str(stdout, h->path);
+            fputs(", \"start\": ", stdout);
+            print_num(h->start);
+            fputs(", \"end\": ", stdout);
+            print_num(h->end);
+            fputs(", \"shard\": ", stdout);
+            sl_json_str(stdout, sl_vindex_shard_path(ix, h->shard));
+            printf(", \"row\": %zu}", h->row);
+        }
+        fputs(n_hits ? "\n]\n" : "]\n", stdout);
+    } else {
+        printf("# %zu vectors of %s/%s (dim %d), query %s%s\n", sl_vindex_rows(ix), model, source, dim,
+               id ? "--id " : "--audio ", id ? id : audio);
+        printf("%4s  %9s  %-40s  %s\n", "rank", "score", "id", "start-end (s)  path");
+        for (size_t i = 0; i < n_hits; i++) {
+            const sl_search_hit *h = &hits[i];
+            printf("%4zu  %9.6f  %-40s  %.2f-%.2f  %s\n", i + 1, h->score, h->id ? h->id : "?", h->start, h->end,
+                   h->path ? h->path : "?");
+        }
+    }
+    status = fflush(stdout) == 0 ? 0 : SL_EXIT_FATAL;
+out:
+    if (hits)
+        sl_search_hits_free(hits, n_hits);
+    free(hits);
+    free(q);
+    if (em)
+        sl_emb_close(em);
+    if (ctx)
+        sl_op_ctx_close(ctx);
+    sl_vindex_close(ix);
+    free_names(names, n_names);
+    free(emb);
+    free(dir);
+    return status;
+}

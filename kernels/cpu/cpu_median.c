@@ -1,0 +1,294 @@
+/* CPU median filters of HPSS (scipy.ndimage.median_filter, mode 'reflect'),
+ * along time (frames) and along frequency (bins) of m[batch][frames][bins].
+ *
+ * Algorithm: a running median over 16 lines at once. Each of the 16 lanes keeps
+ * its window sorted, stored transposed (win[rank][lane], int32 keys), and one
+ * step -- drop the value that leaves, insert the one that enters -- is a single
+ * branch-free pass over the k ranks:
+ *     A[r]   = win[r] < old ? win[r] : win[r+1]     (the window without old)
+ *     win[r] = max(A[r-1], min(A[r], new))          (new inserted)
+ * with A[-1] = -inf and win[k] = A[k-1] = +inf. That is 4 vector instructions
+ * per rank and 16 lanes (AVX2: cmpgt, blendv, min, max), no data-dependent
+ * branches, and the median is win[k/2]. The window starts as k copies of
+ * +inf (INT32_MAX) and the first k values replace them (each step deletes one
+ * +inf: a value whose key is INT32_MAX is interchangeable with it).
+ *
+ * Keys: floats are compared as order-preserving int32 keys (negative values
+ * with their magnitude bits flipped), a total order in which -0 < +0 and NaNs
+ * sort beyond the infinities. The median is then one well-defined element, so
+ * the AVX2 and portable paths, and the CUDA kernels (which select on the same
+ * order, kernels/cuda/median_select.cuh), give identical bits; for ordinary
+ * values it is the same selection as a sort (scipy).
+ *
+ * Layout: along time the 16 lanes are 16 adjacent bins, read straight from the
+ * frame rows (a row offset table holds the reflected frame index of every
+ * window position); along frequency the 16 lanes are 16 frames, transposed into
+ * a [bins][16] buffer first and back afterwards. A last partial group of lines
+ * overlaps the previous one (the same values are computed twice), and an axis
+ * with fewer than 16 lines is padded by repeating its last line.
+ *
+ * The AVX2 version is compiled with __attribute__((target("avx2"))) and chosen
+ * at run time (__builtin_cpu_supports); the portable version is plain C of the
+ * same algorithm (sl_cpu_simd_set(0) forces it, for tests). */
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../common/sl_error.h"
+#include "cpu_ops.h"
+#include "cpu_simd.h"
+
+#ifdef SL_CPU_HAVE_AVX2_PATHS
+#include <immintrin.h>
+#endif
+
+#define LANES 16 /* lines per pass: one 64-byte cache line of floats */
+#define MED_PREFETCH 8 /* window positions read ahead (AVX2 path) */
+
+/* Order-preserving key of a float's bits; its own inverse. */
+static inline int32_t med_key(int32_t u) { return u ^ (int32_t)((uint32_t)(u >> 31) >> 1); }
+
+/* scipy.ndimage 'reflect' (half-sample symmetric: d c b a | a b c d | d c b a),
+ * periodic with period 2n so any kernel works on any length, even 1. */
+static inline size_t reflect_index(ptrdiff_t i, size_t n)
+{
+    ptrdiff_t period = 2 * (ptrdiff_t)n;
+    ptrdiff_t j = i % period;
+    if (j < 0)
+        j += period;
+    return (size_t)(j < (ptrdiff_t)n ? j : period - 1 - j);
+}
+
+/* One pass over LANES lines: window position t (0 .. n_out + k - 2) of lane l
+ * is src[roff[t] + l]; output i of lane l goes to dst[i * dst_stride + l].
+ * win: (k + 1) * LANES int32, 64-byte aligned. */
+typedef void (*lanes_fn)(const float *src, const size_t *roff, size_t n_out, int k, float *dst,
+                         size_t dst_stride, int32_t *win);
+
+static void lanes_portable(const float *src, const size_t *roff, size_t n_out, int k, float *dst,
+                           size_t dst_stride, int32_t *win)
+{
+    const size_t steps = n_out + (size_t)k - 1;
+    const int h = k / 2;
+    for (size_t i = 0; i < (size_t)(k + 1) * LANES; i++)
+        win[i] = INT32_MAX;
+    for (size_t t = 0; t < steps; t++) {
+        int32_t nw[LANES], old[LANES], pa[LANES];
+        memcpy(nw, src + roff[t], sizeof nw);
+        if (t >= (size_t)k) {
+            memcpy(old, src + roff[t - (size_t)k], sizeof old);
+            for (int l = 0; l < LANES; l++)
+                old[l] = med_key(old[l]);
+        } else {
+            for (int l = 0; l < LANES; l++)
+                old[l] = INT32_MAX;
+        }
+        for (int l = 0; l < LANES; l++) {
+            nw[l] = med_key(nw[l]);
+            pa[l] = INT32_MIN;
+        }
+        for (int r = 0; r < k; r++) {
+            int32_t *w = win + (size_t)r * LANES;
+            for (int l = 0; l < LANES; l++) {
+                int32_t cur = w[l], nxt = w[LANES + l];
+                int32_t a = cur < old[l] ? cur : nxt;
+                int32_t m = a < nw[l] ? a : nw[l];
+                w[l] = pa[l] > m ? pa[l] : m;
+                pa[l] = a;
+            }
+        }
+        if (t + 1 >= (size_t)k) {
+            int32_t med[LANES];
+            for (int l = 0; l < LANES; l++)
+                med[l] = med_key(win[(size_t)h * LANES + (size_t)l]);
+            memcpy(dst + (t + 1 - (size_t)k) * dst_stride, med, sizeof med);
+        }
+    }
+}
+
+#ifdef SL_CPU_HAVE_AVX2_PATHS
+__attribute__((target("avx2"))) static inline __m256i key8(__m256i x)
+{
+    return _mm256_xor_si256(x, _mm256_srli_epi32(_mm256_srai_epi32(x, 31), 1));
+}
+
+__attribute__((target("avx2"))) static void lanes_avx2(const float *src, const size_t *roff, size_t n_out,
+                                                       int k, float *dst, size_t dst_stride, int32_t *win)
+{
+    const size_t steps = n_out + (size_t)k - 1;
+    const int h = k / 2;
+    const __m256i vmax = _mm256_set1_epi32(INT32_MAX), vmin = _mm256_set1_epi32(INT32_MIN);
+    for (int r = 0; r <= k; r++) {
+        _mm256_store_si256((__m256i *)(win + (size_t)r * LANES), vmax);
+        _mm256_store_si256((__m256i *)(win + (size_t)r * LANES + 8), vmax);
+    }
+    for (size_t t = 0; t < steps; t++) {
+        if (t + MED_PREFETCH < steps) { /* rows a page apart: the hardware prefetchers miss them */
+            const char *q = (const char *)(src + roff[t + MED_PREFETCH]);
+            _mm_prefetch(q, _MM_HINT_T0);
+            _mm_prefetch(q + LANES * sizeof(float) - 1, _MM_HINT_T0);
+        }
+        const float *pn = src + roff[t];
+        const __m256i n0 = key8(_mm256_loadu_si256((const __m256i *)pn));
+        const __m256i n1 = key8(_mm256_loadu_si256((const __m256i *)(pn + 8)));
+        __m256i o0 = vmax, o1 = vmax;
+        if (t >= (size_t)k) {
+            const float *po = src + roff[t - (size_t)k];
+            o0 = key8(_mm256_loadu_si256((const __m256i *)po));
+            o1 = key8(_mm256_loadu_si256((const __m256i *)(po + 8)));
+        }
+        __m256i c0 = _mm256_load_si256((const __m256i *)win);
+        __m256i c1 = _mm256_load_si256((const __m256i *)(win + 8));
+        __m256i p0 = vmin, p1 = vmin;
+        int32_t *w = win;
+        for (int r = 0; r < k; r++, w += LANES) {
+            const __m256i x0 = _mm256_load_si256((const __m256i *)(w + LANES));
+            const __m256i x1 = _mm256_load_si256((const __m256i *)(w + LANES + 8));
+            const __m256i a0 = _mm256_blendv_epi8(x0, c0, _mm256_cmpgt_epi32(o0, c0));
+            const __m256i a1 = _mm256_blendv_epi8(x1, c1, _mm256_cmpgt_epi32(o1, c1));
+            _mm256_store_si256((__m256i *)w, _mm256_max_epi32(p0, _mm256_min_epi32(a0, n0)));
+            _mm256_store_si256((__m256i *)(w + 8), _mm256_max_epi32(p1, _mm256_min_epi32(a1, n1)));
+            p0 = a0;
+            p1 = a1;
+            c0 = x0;
+            c1 = x1;
+        }
+        if (t + 1 >= (size_t)k) {
+            float *d = dst + (t + 1 - (size_t)k) * dst_stride;
+            const int32_t *m = win + (size_t)h * LANES;
+            _mm256_storeu_si256((__m256i *)d, key8(_mm256_load_si256((const __m256i *)m)));
+            _mm256_storeu_si256((__m256i *)(d + 8), key8(_mm256_load_si256((const __m256i *)(m + 8))));
+        }
+    }
+}
+#endif
+
+static lanes_fn pick_lanes(void)
+{
+#ifdef SL_CPU_HAVE_AVX2_PATHS
+    if (sl_cpu_simd_avx2())
+        return lanes_avx2;
+#endif
+    return lanes_portable;
+}
+
+/* Scratch of one call: row offsets, the window, and (freq, or fewer than 16
+ * lines) a [len][16] input and output staging area. */
+typedef struct {
+    size_t *roff;
+    int32_t *win;
+    float *tin, *tout;
+} med_scratch;
+
+static void scratch_free(med_scratch *s)
+{
+    free(s->roff);
+    free(s->win);
+    free(s->tin);
+    free(s->tout);
+}
+
+static int scratch_alloc(med_scratch *s, size_t line_len, int kernel, int staged)
+{
+    memset(s, 0, sizeof *s);
+    const size_t steps = line_len + (size_t)kernel - 1;
+    s->roff = malloc(steps * sizeof *s->roff);
+    s->win = aligned_alloc(64, (size_t)(kernel + 1) * LANES * sizeof(int32_t));
+    if (staged) {
+        s->tin = aligned_alloc(64, line_len * LANES * sizeof(float));
+        s->tout = aligned_alloc(64, line_len * LANES * sizeof(float));
+    }
+    if (!s->roff || !s->win || (staged && (!s->tin || !s->tout))) {
+        scratch_free(s);
+        return sl_seterr(SL_ENOMEM, "median filter: out of memory");
+    }
+    return 0;
+}
+
+int sl_cpu_median_time(sl_op_ctx *ctx, size_t batch, size_t n_frames, size_t n_bins, int kernel,
+                       const float *in, float *out)
+{
+    (void)ctx;
+    const size_t T = n_frames, F = n_bins, plane = T * F;
+    if (kernel == 1) {
+        memcpy(out, in, batch * plane * sizeof(float));
+        return 0;
+    }
+    const int h = kernel / 2, staged = F < LANES;
+    med_scratch s;
+    int rc = scratch_alloc(&s, T, kernel, staged);
+    if (rc < 0)
+        return rc;
+    const lanes_fn run = pick_lanes();
+    const size_t row = staged ? LANES : F; /* distance between frames in the source */
+    for (size_t t = 0; t < T + (size_t)kernel - 1; t++)
+        s.roff[t] = reflect_index((ptrdiff_t)t - h, T) * row;
+    for (size_t b = 0; b < batch; b++) {
+        const float *src = in + b * plane;
+        float *dst = out + b * plane;
+        if (staged) { /* fewer bins than lanes: repeat the last bin */
+            for (size_t t = 0; t < T; t++)
+                for (size_t l = 0; l < LANES; l++)
+                    s.tin[t * LANES + l] = src[t * F + (l < F ? l : F - 1)];
+            run(s.tin, s.roff, T, kernel, s.tout, LANES, s.win);
+            for (size_t t = 0; t < T; t++)
+                memcpy(dst + t * F, s.tout + t * LANES, F * sizeof(float));
+            continue;
+        }
+        for (size_t f0 = 0;; f0 += LANES) {
+            if (f0 + LANES > F) /* last group overlaps the previous one */
+                f0 = F - LANES;
+            run(src + f0, s.roff, T, kernel, dst + f0, F, s.win);
+            if (f0 + LANES == F)
+                break;
+        }
+    }
+    scratch_free(&s);
+    return 0;
+}
+
+int sl_cpu_median_freq(sl_op_ctx *ctx, size_t batch, size_t n_frames, size_t n_bins, int kernel,
+                       const float *in, float *out)
+{
+    (void)ctx;
+    const size_t T = n_frames, F = n_bins, plane = T * F;
+    if (kernel == 1) {
+        memcpy(out, in, batch * plane * sizeof(float));
+        return 0;
+    }
+    const int h = kernel / 2;
+    med_scratch s;
+    int rc = scratch_alloc(&s, F, kernel, 1);
+    if (rc < 0)
+        return rc;
+    const lanes_fn run = pick_lanes();
+    for (size_t f = 0; f < F + (size_t)kernel - 1; f++)
+        s.roff[f] = reflect_index((ptrdiff_t)f - h, F) * LANES;
+    for (size_t b = 0; b < batch; b++) {
+        const float *src = in + b * plane;
+        float *dst = out + b * plane;
+        for (size_t t0 = 0;; t0 += LANES) {
+            if (T >= LANES && t0 + LANES > T) /* last group overlaps the previous one */
+                t0 = T - LANES;
+            /* lanes = frames t0 .. t0+15 (the last frame repeated when T < 16) */
+            const size_t n_valid = T < LANES ? T : LANES;
+            for (size_t l = 0; l < LANES; l++) {
+                const float *r = src + (t0 + (l < n_valid ? l : n_valid - 1)) * F;
+                for (size_t f = 0; f < F; f++)
+                    s.tin[f * LANES + l] = r[f];
+            }
+            run(s.tin, s.roff, F, kernel, s.tout, LANES, s.win);
+            for (size_t l = 0; l < n_valid; l++) {
+                float *r = dst + (t0 + l) * F;
+                for (size_t f = 0; f < F; f++)
+                    r[f] = s.tout[f * LANES + l];
+            }
+            if (t0 + n_valid >= T)
+                break;
+        }
+    }
+    scratch_free(&s);
+    return 0;
+}

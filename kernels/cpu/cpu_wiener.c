@@ -1,0 +1,155 @@
+/* CPU reference of the openunmix multichannel Wiener filter
+ * (openunmix/filtering.py: wiener + expectation_maximization, as the
+ * Separator calls them window by window). Every element-wise step is the
+ * same float32 expression, in the same order, as the torch code, so the
+ * only differences are in the sums over frames (accumulated here in double,
+ * per block of 200 frames as the reference batches them). The loops run over
+ * bins innermost (contiguous); the CUDA kernel runs one thread per bin with
+ * the same arithmetic. Stereo only. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../common/sl_error.h"
+#include "cpu_ops.h"
+#include "../wiener_math.h"
+
+int sl_cpu_wiener(sl_op_ctx *ctx, const sl_wiener_cfg *c, size_t J, size_t T, size_t F, const float *mix,
+                  const float *mag, float *out)
+{
+    (void)ctx;
+    const size_t S = J + (c->residual ? 1 : 0);
+    const size_t win = c->win_len > 0 ? (size_t)c->win_len : T;
+    /* R[s][f][8] (2x2 complex), weight[s][f], and their double block sums */
+    float *R = malloc(S * F * 9 * sizeof(float));
+    double *acc = malloc(S * F * 9 * sizeof(double));
+    if (!R || !acc) {
+        free(R);
+        free(acc);
+        return sl_seterr(SL_ENOMEM, "wiener: out of memory (%zu bins, %zu sources)", F, S);
+    }
+    const size_t plane = T * F; /* complex elements per channel */
+#define MIX(ch, t, f) (mix + 2 * ((ch) * plane + (t) * F + (f)))
+#define MAG(j, ch, t, f) (mag[((j) * 2 + (ch)) * plane + (t) * F + (f)])
+#define OUT(s, ch, t, f) (out + 2 * (((s) * 2 + (ch)) * plane + (t) * F + (f)))
+    for (size_t t0 = 0; t0 < T; t0 += win) {
+        const size_t t1 = t0 + win < T ? t0 + win : T;
+        /* initial estimates (and the residual) */
+        for (size_t t = t0; t < t1; t++)
+            for (size_t f = 0; f < F; f++) {
+                for (int ch = 0; ch < 2; ch++) {
+                    float xr, xi;
+                    wm_mix(MIX(ch, t, f), c->softmask, &xr, &xi);
+                    float den = 0.0f;
+                    if (c->softmask) {
+                        for (size_t j = 0; j < J; j++)
+                            den += MAG(j, ch, t, f);
+                        den = c->eps + den;
+                    }
+                    float yr_sum = 0.0f, yi_sum = 0.0f;
+                    for (size_t j = 0; j < J; j++) {
+                        float yr, yi;
+                        wm_init(xr, xi, MAG(j, ch, t, f), c->softmask, den, &yr, &yi);
+                        float *o = OUT(j, ch, t, f);
+                        o[0] = yr;
+                        o[1] = yi;
+                        yr_sum += yr;
+                        yi_sum += yi;
+                    }
+                    if (c->residual) {
+                        float *o = OUT(J, ch, t, f);
+                        o[0] = xr - yr_sum;
+                        o[1] = xi - yi_sum;
+                    }
+                }
+            }
+        if (c->niter == 0)
+            continue;
+        /* scale by max(1, max|x| / 10) */
+        float mx = 0.0f;
+        for (int ch = 0; ch < 2; ch++)
+            for (size_t t = t0; t < t1; t++)
+                for (size_t f = 0; f < F; f++) {
+                    float xr, xi;
+                    wm_mix(MIX(ch, t, f), c->softmask, &xr, &xi);
+                    float a = sqrtf(xr * xr + xi * xi);
+                    if (a > mx || isnan(a))
+                        mx = a;
+                }
+        const float max_abs = wm_max_abs(mx);
+        for (size_t s = 0; s < S; s++)
+            for (int ch = 0; ch < 2; ch++)
+                for (size_t t = t0; t < t1; t++)
+                    for (size_t f = 0; f < F; f++) {
+                        float *o = OUT(s, ch, t, f);
+                        o[0] = o[0] / max_abs;
+                        o[1] = o[1] / max_abs;
+                    }
+        for (int it = 0; it < c->niter; it++) {
+            /* spatial covariances R_s[f] = sum_t y y^H / (eps + sum_t v) */
+            for (size_t i = 0; i < S * F * 9; i++)
+                R[i] = 0.0f;
+            for (size_t s = 0; s < S; s++)
+                for (size_t f = 0; f < F; f++)
+                    R[(s * F + f) * 9 + 8] = c->eps;
+            for (size_t b0 = t0; b0 < t1; b0 += WM_EM_BATCH) {
+                const size_t b1 = b0 + WM_EM_BATCH < t1 ? b0 + WM_EM_BATCH : t1;
+                memset(acc, 0, S * F * 9 * sizeof(double));
+                for (size_t t = b0; t < b1; t++)
+                    for (size_t s = 0; s < S; s++)
+                        for (size_t f = 0; f < F; f++) {
+                            const float *y0 = OUT(s, 0, t, f), *y1 = OUT(s, 1, t, f);
+                            wm_cov_acc(y0, y1, acc + (s * F + f) * 9);
+                        }
+                for (size_t i = 0; i < S * F * 9; i++)
+                    R[i] = R[i] + (float)acc[i];
+            }
+            for (size_t s = 0; s < S; s++)
+                for (size_t f = 0; f < F; f++) {
+                    float *r = R + (s * F + f) * 9;
+                    for (int k = 0; k < 8; k++)
+                        r[k] = r[k] / r[8];
+                }
+            /* y_s = v_s R_s Cxx^-1 x, frame by frame */
+            for (size_t t = t0; t < t1; t++)
+                for (size_t f = 0; f < F; f++) {
+                    float v[WM_MAX_SOURCES];
+                    for (size_t s = 0; s < S; s++)
+                        v[s] = wm_v(OUT(s, 0, t, f), OUT(s, 1, t, f));
+                    float x0r, x0i, x1r, x1i;
+                    wm_mix(MIX(0, t, f), c->softmask, &x0r, &x0i);
+                    wm_mix(MIX(1, t, f), c->softmask, &x1r, &x1i);
+                    const float xs[4] = {x0r / max_abs, x0i / max_abs, x1r / max_abs, x1i / max_abs};
+                    float cxx[8];
+                    wm_cxx_init(cxx, c->eps);
+                    for (size_t s = 0; s < S; s++)
+                        wm_cxx_add(cxx, v[s], R + (s * F + f) * 9);
+                    float inv[8];
+                    wm_inv2(cxx, inv);
+                    for (size_t s = 0; s < S; s++) {
+                        float y[4];
+                        wm_apply(R + (s * F + f) * 9, inv, v[s], xs, y);
+                        float *o0 = OUT(s, 0, t, f), *o1 = OUT(s, 1, t, f);
+                        o0[0] = y[0];
+                        o0[1] = y[1];
+                        o1[0] = y[2];
+                        o1[1] = y[3];
+                    }
+                }
+        }
+        for (size_t s = 0; s < S; s++)
+            for (int ch = 0; ch < 2; ch++)
+                for (size_t t = t0; t < t1; t++)
+                    for (size_t f = 0; f < F; f++) {
+                        float *o = OUT(s, ch, t, f);
+                        o[0] = o[0] * max_abs;
+                        o[1] = o[1] * max_abs;
+                    }
+    }
+#undef MIX
+#undef MAG
+#undef OUT
+    free(R);
+    free(acc);
+    return 0;
+}

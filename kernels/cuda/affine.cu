@@ -1,0 +1,45 @@
+// Op affine: y[b][i][j] = act((x[b][i][j] + add[b][j]) * mul[b][j]). One
+// thread per column (coalesced), rows and items over grid.y / grid.z (looping
+// past the grid limits). In place is allowed: each element is read, then
+// written, by the same thread.
+#include "cu_ops.h"
+
+static __device__ __forceinline__ float affine_act(sl_act act, float v)
+{
+    if (act == SL_ACT_RELU)
+        return v < 0.0f ? 0.0f : v;
+    if (act == SL_ACT_TANH)
+        return tanhf(v);
+    return v;
+}
+
+static __global__ void affine_kernel(sl_affine_args a)
+{
+    const size_t j = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    if (j >= a.cols)
+        return;
+    for (size_t b = blockIdx.z; b < a.batch; b += gridDim.z) {
+        const float add = a.add ? a.add[b * a.stride_p + j] : 0.0f;
+        const float mul = a.mul ? a.mul[b * a.stride_p + j] : 1.0f;
+        for (size_t i = blockIdx.y; i < a.rows; i += gridDim.y) {
+            float v = a.x[b * a.stride_x + i * a.ldx + j];
+            if (a.add)
+                v = v + add;
+            if (a.mul)
+                v = v * mul;
+            a.y[b * a.stride_y + i * a.ldy + j] = affine_act(a.act, v);
+        }
+    }
+}
+
+static int affine_launch(sl_stream_t s, const sl_affine_args *a)
+{
+    const dim3 grid(sl_blocks_for(a->cols, SL_BLOCK, 1u << 30), sl_blocks_for(a->rows, 1, 4096),
+                    sl_blocks_for(a->batch, 1, SL_GRID_YZ_MAX));
+    return SL_LAUNCH(affine_kernel, grid, dim3(SL_BLOCK), 0, s, *a);
+}
+
+extern "C" int SL_FN(affine)(sl_op_ctx *ctx, const sl_affine_args *a)
+{
+    return affine_launch(SL_FN(stream)(ctx), a);
+}

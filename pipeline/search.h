@@ -1,0 +1,152 @@
+/* Exact cosine nearest neighbours over the vector shards of one (model, source):
+ * OUT/embeddings/MODEL/SOURCE/{prefix}shard-NNNNN.npy + .jsonl (pipeline/shards.h),
+ * every prefix ("" and "sIIIIofNNNN-") at once, in file-name order.
+ *
+ * Shards are streamed in blocks of rows (mmap, pages dropped after each block):
+ * memory is bounded by the block size (block_rows x dim floats for float16
+ * shards, block_rows x n_queries scores), never by the catalog size. Each block
+ * is scored with one BLAS call (sgemv for one query, sgemm for several); rows
+ * whose BLAS score can reach a query's current top k (within a proven bound on
+ * float rounding) are rescored in double precision and kept in a bounded heap.
+ * The result is therefore exactly the top k by the double-precision cosine, ties
+ * broken by row order (file-name order, then row), whatever the block size or
+ * the BLAS threading: BLAS results depend on the block shape in their last bits,
+ * the final ranking never does.
+ *
+ * Scores are cosines: the query is L2-normalised, and rows are divided by their
+ * norms unless the sidecar says the shards are float32 vectors normalised by
+ * the runner (then the norm is 1 to within 1e-7). A zero row scores 0.
+ *
+ * The sidecar {prefix}index.json (written by the runner through
+ * sl_shards_write_meta) records how the vectors were made, so that a query file
+ * can be embedded with exactly the same model, options and windowing. */
+#ifndef SL_SEARCH_H
+#define SL_SEARCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "models/model.h"
+#include "pipeline/config.h"
+
+/* ---- the sidecar ---- */
+
+typedef struct {
+    const char *model;          /* embedding model name (sl_emb_info.name) */
+    const char *weights;        /* weights file, NULL when the model has none */
+    const sl_cfg_opts *options; /* embedding.options as given (may be NULL) */
+    const char *params;         /* sl_emb_info.params: resolved, for people (may be NULL) */
+    const char *source;         /* "mix", or a stem name */
+    const char *dtype;          /* "float32" | "float16" */
+    int dim, sample_rate, channels;
+    int normalize;              /* embedding.normalize */
+    size_t window_samples;      /* embedding window and hop, in samples at sample_rate */
+    size_t hop_samples;
+    const char *config_hash;    /* sl_cfg_output_hash; may be NULL */
+} sl_shards_meta;
+
+/* Writes dir/{prefix}index.json describing how the shards of that prefix were
+ * made (format below). Atomic (temp + fsync + rename); left untouched when the
+ * bytes are already the same, and deterministic (no timestamps), so a re-run
+ * with nothing to do changes nothing. Returns 0, SL_EINVAL, SL_ENOMEM or a
+ * negated errno with the path in sl_lasterr().
+ *
+ *   {"format": "stemline-vector-index", "format_version": 1,
+ *    "stemline_version": "0.1.0", "model": "melstats", "weights": null,
+ *    "options": {"n_mels": "64"}, "params": "...", "source": "mix",
+ *    "dim": 256, "dtype": "float32", "normalize": true,
+ *    "sample_rate": 22050, "channels": 1,
+ *    "window_seconds": 10.0, "hop_seconds": 10.0,
+ *    "window_samples": 220500, "hop_samples": 220500,
+ *    "config_hash": "0123456789abcdef"} */
+int sl_shards_write_meta(const char *dir, const char *prefix, const sl_shards_meta *meta);
+
+/* The sidecar as read back (all strings owned by the index). */
+typedef struct {
+    char *model, *weights, *params, *source, *dtype, *version, *config_hash;
+    sl_cfg_opts options; /* file = the sidecar path, line/column 0 */
+    int dim, sample_rate, channels, normalize;
+    size_t window_samples, hop_samples;
+    char *path;          /* the sidecar file it was read from */
+} sl_index_meta;
+
+/* ---- embedding a whole file the way the runner does ---- */
+
+/* Decodes path at the model's rate and channel count, cuts it into windows of
+ * window_samples every hop_samples (pipeline/segment.h), embeds each window
+ * (sl_emb_run_batch), and writes the length-weighted mean of the window vectors,
+ * L2-normalised when normalize, into vec[dim] (sl_embed_mean). *seconds (may be
+ * NULL) receives the decoded duration. Returns 0 or a negative code with the
+ * reason in sl_lasterr() (SL_EEMPTY for a file with no sample). */
+int sl_embed_file(sl_emb_model *m, const char *path, size_t window_samples, size_t hop_samples, int normalize,
+                  float *vec, double *seconds);
+
+/* The runner's last step, shared: vec[i] = vsum[i] / weight in double, then
+ * (normalize) divided by the double L2 norm of that mean. Returns 0, SL_EEMPTY
+ * (weight <= 0: no window) or SL_ENUMERIC (a component is not finite). */
+int sl_embed_mean(const double *vsum, double weight, int dim, int normalize, float *vec);
+
+/* ---- the index ---- */
+
+typedef struct sl_vindex sl_vindex;
+
+/* Opens the shards in dir (OUT/embeddings/MODEL/SOURCE): every
+ * {prefix}shard-NNNNN.npy with its .jsonl, sorted by name, and every
+ * {prefix}index.json. Reads only headers. Fails with SL_ENOTFOUND (no folder or
+ * no shard), SL_EFORMAT (a malformed .npy or sidecar, shards of differing dim,
+ * sidecars that disagree on how the vectors were made) or a negated errno. */
+int sl_vindex_open(sl_vindex **out, const char *dir);
+void sl_vindex_close(sl_vindex *ix);
+
+size_t sl_vindex_rows(const sl_vindex *ix);
+int sl_vindex_dim(const sl_vindex *ix);
+size_t sl_vindex_nshards(const sl_vindex *ix);
+const char *sl_vindex_shard_path(const sl_vindex *ix, size_t shard);
+/* The sidecar, or NULL when some shard prefix has none (made by an older stemline). */
+const sl_index_meta *sl_vindex_meta(const sl_vindex *ix);
+/* 1 when every sidecar says float32 vectors normalised by the runner (row norms
+ * are then taken as 1); 0 otherwise (rows are divided by their norms). */
+int sl_vindex_rows_normalized(const sl_vindex *ix);
+/* Overrides the above (tests, benchmarks): 1 trusts the rows to be unit length,
+ * 0 always divides by the row norms. */
+void sl_vindex_set_rows_normalized(sl_vindex *ix, int normalized);
+
+typedef struct {
+    double score;     /* cosine, in [-1, 1]; -inf for a row that is not finite */
+    size_t shard;     /* index into the shard list */
+    size_t row;       /* row within its shard */
+    uint64_t global;  /* row in the concatenation of all shards, in name order */
+    /* filled by sl_vindex_describe (owned by the hit: sl_search_hits_free) */
+    char *id, *path;
+    double start, end;
+} sl_search_hit;
+
+#define SL_SEARCH_DEFAULT_BLOCK_ROWS 16384
+
+/* The k nearest rows to each of nq queries (queries[q*dim .. +dim), any norm;
+ * a zero query scores 0 everywhere). hits[q*k + j] is the j-th best of query q,
+ * best first; *n_hits = min(k, rows). block_rows = rows per BLAS call (0 = the
+ * default). Returns 0, SL_EINVAL, SL_ENOMEM, SL_EFORMAT or a negated errno. */
+int sl_vindex_search(sl_vindex *ix, const float *queries, size_t nq, size_t k, size_t block_rows,
+                     sl_search_hit *hits, size_t *n_hits);
+
+/* Fills id, path, start and end of each hit from the shards' jsonl files
+ * (one pass per shard involved). SL_EFORMAT when a jsonl lacks the row. */
+int sl_vindex_describe(sl_vindex *ix, sl_search_hit *hits, size_t n);
+void sl_search_hits_free(sl_search_hit *hits, size_t n); /* frees the strings, not the array */
+
+/* Finds track id in the jsonl files (first match in name order) and reads its
+ * vector into vec[dim]; *shard / *row (may be NULL) receive where it is.
+ * SL_ENOTFOUND when no row has that id. */
+int sl_vindex_find_id(sl_vindex *ix, const char *id, float *vec, size_t *shard, size_t *row);
+
+/* Opens the embedding model the sidecar names, with its options, on ctx, and
+ * checks it still gives vectors of the recorded dim, rate and channel count.
+ * SL_ENOTFOUND when there is no sidecar (message: re-run the job). */
+int sl_vindex_open_model(const sl_vindex *ix, sl_op_ctx *ctx, sl_emb_model **out);
+
+/* Embeds a query file with the settings of the sidecar (sl_embed_file).
+ * vec has dim floats. */
+int sl_vindex_embed_file(const sl_vindex *ix, sl_emb_model *m, const char *path, float *vec, double *seconds);
+
+#endif

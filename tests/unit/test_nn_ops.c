@@ -1,0 +1,234 @@
+/* The neural-network ops of the CPU reference backend against independent
+ * double-precision implementations written here from the definitions
+ * (kernels/ops.h, torch.nn.Linear / LSTM), plus properties of the Wiener
+ * filter (the openunmix-exact check is tests/unit/test_umx.c against the
+ * official package). Random inputs, seed printed (SL_TEST_SEED replays). */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/sl_error.h"
+#include "common/sl_log.h"
+#include "kernels/ops.h"
+#include "sl_test.h"
+
+static uint64_t rng;
+
+static double urand(void)
+{
+    rng ^= rng >> 12;
+    rng ^= rng << 25;
+    rng ^= rng >> 27;
+    return (double)((rng * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
+}
+
+static float *rnd(size_t n, float lo, float hi)
+{
+    float *p = malloc((n ? n : 1) * sizeof(float));
+    for (size_t i = 0; i < n; i++)
+        p[i] = (float)(lo + (hi - lo) * urand());
+    return p;
+}
+
+static double act_d(sl_act a, double v) { return a == SL_ACT_RELU ? (v < 0 ? 0 : v) : a == SL_ACT_TANH ? tanh(v) : v; }
+
+static double rel_err(const float *got, const double *want, size_t n)
+{
+    double mx = 0, e = 0;
+    for (size_t i = 0; i < n; i++) {
+        mx = fmax(mx, fabs(want[i]));
+        e = fmax(e, isnan(got[i]) ? INFINITY : fabs(got[i] - want[i]));
+    }
+    return e / (mx > 0 ? mx : 1);
+}
+
+static void test_gemm(sl_op_ctx *ctx, size_t batch, size_t m, size_t n, size_t k, sl_act act)
+{
+    const size_t ldx = k + 2, ldy = n + 1;
+    float *x = rnd(batch * m * ldx, -1, 1), *w = rnd(batch * n * k, -1, 1), *b = rnd(batch * n, -1, 1),
+          *mul = rnd(batch * m * n, 0, 2), *y = malloc(batch * m * ldy * sizeof(float));
+    sl_gemm_args a = {.batch = batch, .m = m, .n = n, .k = k, .x = x, .ldx = ldx, .stride_x = m * ldx, .w = w,
+                      .ldw = k, .stride_w = n * k, .bias = b, .stride_bias = n, .act = act, .mul = mul, .ldmul = n,
+                      .stride_mul = m * n, .y = y, .ldy = ldy, .stride_y = m * ldy};
+    CHECK_MSG(sl_op_gemm(ctx, &a) == 0, "gemm: %s", sl_lasterr());
+    double *want = malloc(batch * m * n * sizeof(double));
+    float *got = malloc(batch * m * n * sizeof(float));
+    for (size_t bb = 0; bb < batch; bb++)
+        for (size_t i = 0; i < m; i++)
+            for (size_t j = 0; j < n; j++) {
+                double s = b[bb * n + j];
+                for (size_t kk = 0; kk < k; kk++)
+                    s += (double)x[bb * m * ldx + i * ldx + kk] * w[bb * n * k + j * k + kk];
+                want[(bb * m + i) * n + j] = act_d(act, s) * mul[(bb * m + i) * n + j];
+                got[(bb * m + i) * n + j] = y[bb * m * ldy + i * ldy + j];
+            }
+    double e = rel_err(got, want, batch * m * n);
+    printf("  gemm   b%zu m%zu n%zu k%zu act %d: rel err %.3g (tol 1e-5)\n", batch, m, n, k, (int)act, e);
+    CHECK_MSG(e <= 1e-5, "gemm error %g", e);
+    free(x);
+    free(w);
+    free(b);
+    free(mul);
+    free(y);
+    free(want);
+    free(got);
+}
+
+static void test_affine(sl_op_ctx *ctx)
+{
+    const size_t B = 3, R = 5, C = 7;
+    float *x = rnd(B * R * C, -2, 2), *add = rnd(B * C, -1, 1), *mul = rnd(B * C, -1, 1), *y = malloc(B * R * C * 4);
+    sl_affine_args a = {.batch = B, .rows = R, .cols = C, .x = x, .ldx = C, .stride_x = R * C, .add = add,
+                        .mul = mul, .stride_p = C, .act = SL_ACT_TANH, .y = y, .ldy = C, .stride_y = R * C};
+    CHECK(sl_op_affine(ctx, &a) == 0);
+    double *want = malloc(B * R * C * sizeof(double));
+    for (size_t b = 0; b < B; b++)
+        for (size_t i = 0; i < R * C; i++)
+            want[b * R * C + i] = tanh(((double)x[b * R * C + i] + add[b * C + i % C]) * mul[b * C + i % C]);
+    double e = rel_err(y, want, B * R * C);
+    printf("  affine b3 5x7 tanh: rel err %.3g (tol 1e-6)\n", e);
+    CHECK(e <= 1e-6);
+    free(x);
+    free(add);
+    free(mul);
+    free(y);
+    free(want);
+}
+
+/* torch.nn.LSTM in double from the packed weights (layout of ops.h). */
+static void lstm_ref(const sl_lstm_cfg *c, size_t T, const float *x, const float *w, double *y)
+{
+    const size_t D = 1 + (size_t)c->bidirectional, H = (size_t)c->hidden, G = 4 * H;
+    size_t n_in = (size_t)c->input;
+    double *in = malloc(T * (n_in > D * H ? n_in : D * H) * sizeof(double)), *out = malloc(T * D * H * sizeof(double));
+    double *h = malloc(H * sizeof(double)), *cc = malloc(H * sizeof(double)), *g = malloc(G * sizeof(double));
+    for (size_t i = 0; i < T * n_in; i++)
+        in[i] = x[i];
+    for (int l = 0; l < c->layers; l++) {
+        const float *wih = w, *whh = wih + D * G * n_in, *bias = whh + D * G * H;
+        w = bias + D * G;
+        for (size_t d = 0; d < D; d++) {
+            memset(h, 0, H * sizeof(double));
+            memset(cc, 0, H * sizeof(double));
+            for (size_t s = 0; s < T; s++) {
+                size_t t = d ? T - 1 - s : s;
+                for (size_t r = 0; r < G; r++) {
+                    double v = bias[d * G + r];
+                    for (size_t k = 0; k < n_in; k++)
+                        v += (double)wih[(d * G + r) * n_in + k] * in[t * n_in + k];
+                    for (size_t k = 0; k < H; k++)
+                        v += (double)whh[(d * G + r) * H + k] * h[k];
+                    g[r] = v;
+                }
+                for (size_t j = 0; j < H; j++) {
+                    double ig = 1 / (1 + exp(-g[j])), fg = 1 / (1 + exp(-g[H + j])), gg = tanh(g[2 * H + j]),
+                           og = 1 / (1 + exp(-g[3 * H + j]));
+                    cc[j] = fg * cc[j] + ig * gg;
+                    h[j] = og * tanh(cc[j]);
+                    out[t * D * H + d * H + j] = h[j];
+                }
+            }
+        }
+        n_in = D * H;
+        memcpy(in, out, T * D * H * sizeof(double));
+    }
+    memcpy(y, out, T * D * H * sizeof(double));
+    free(in);
+    free(out);
+    free(h);
+    free(cc);
+    free(g);
+}
+
+static void test_lstm(sl_op_ctx *ctx, int layers, int input, int hidden, int bidir, size_t T)
+{
+    sl_lstm_cfg c = {layers, input, hidden, bidir};
+    const size_t nw = sl_lstm_weights_floats(&c), O = (size_t)(1 + bidir) * (size_t)hidden;
+    const float s = 1.0f / sqrtf((float)hidden);
+    float *x = rnd(T * (size_t)input, -1, 1), *w = rnd(nw, -s, s), *y = malloc(T * O * sizeof(float));
+    double *want = malloc(T * O * sizeof(double));
+    CHECK_MSG(sl_op_lstm(ctx, &c, 1, T, x, (size_t)input, 0, w, 0, y, O, 0) == 0, "lstm: %s", sl_lasterr());
+    lstm_ref(&c, T, x, w, want);
+    double e = rel_err(y, want, T * O);
+    printf("  lstm   L%d in%d H%d %s T%zu: rel err %.3g (tol 1e-5)\n", layers, input, hidden, bidir ? "bidir" : "unidir",
+           T, e);
+    CHECK_MSG(e <= 1e-5, "lstm error %g", e);
+    free(x);
+    free(w);
+    free(y);
+    free(want);
+}
+
+/* Wiener properties: niter 0 keeps the target magnitudes with the mixture
+ * phase; softmask estimates sum to the mixture (up to eps); the residual
+ * completes the sum exactly; after EM the sources still sum to the mixture up
+ * to the sqrt(eps) regularisation (sum_j v_j R_j Cxx^-1 = I - sqrt(eps) Cxx^-1). */
+static void test_wiener(sl_op_ctx *ctx)
+{
+    const size_t J = 4, T = 30, F = 17, S = J + 1;
+    float *mix = rnd(2 * T * F * 2, -3, 3), *mag = rnd(J * 2 * T * F, 0.1f, 2), *out = malloc(S * 2 * T * F * 2 * 4);
+    struct {
+        int niter, soft, resid;
+    } cfgs[] = {{0, 0, 0}, {0, 1, 0}, {0, 0, 1}, {2, 0, 0}};
+    for (size_t k = 0; k < 4; k++) {
+        sl_wiener_cfg c = {cfgs[k].niter, cfgs[k].soft, cfgs[k].resid, 7, 1e-10f};
+        CHECK(sl_op_wiener(ctx, &c, J, T, F, mix, mag, out) == 0);
+        const size_t Sk = J + (c.residual ? 1 : 0);
+        double e = 0, mx = 0;
+        for (size_t i = 0; i < 2 * T * F; i++) {
+            const double xr = mix[2 * i], xi = mix[2 * i + 1], xa = hypot(xr, xi);
+            mx = fmax(mx, xa);
+            if (k == 0) { /* |y_j| = S_j, angle = angle(x) */
+                for (size_t j = 0; j < J; j++) {
+                    const float *y = out + 2 * (j * 2 * T * F + i);
+                    double s = mag[j * 2 * T * F + i];
+                    e = fmax(e, fabs(y[0] - s * xr / xa) + fabs(y[1] - s * xi / xa));
+                }
+            } else {
+                double sr = 0, si = 0;
+                for (size_t j = 0; j < Sk; j++) {
+                    sr += out[2 * (j * 2 * T * F + i)];
+                    si += out[2 * (j * 2 * T * F + i) + 1];
+                }
+                e = fmax(e, fabs(sr - xr) + fabs(si - xi));
+            }
+        }
+        const double tol = k == 3 ? 1e-3 : 1e-5; /* EM: the regularisation leaves ~sqrt(eps)/v of the mixture out */
+        printf("  wiener niter %d softmask %d residual %d: property error %.3g of max|x| (tol %.0e)\n", c.niter,
+               c.softmask, c.residual, e / mx, tol);
+        CHECK_MSG(e / mx <= tol, "wiener property %zu: %g", k, e / mx);
+    }
+    sl_wiener_cfg bad = {1, 0, 0, 300, 1e-10f};
+    CHECK(sl_op_wiener(ctx, &bad, 1, T, F, mix, mag, out) == SL_EINVAL); /* EM with one source */
+    free(mix);
+    free(mag);
+    free(out);
+}
+
+int main(void)
+{
+    sl_log_set_level(SL_LOG_WARN);
+    const char *env = getenv("SL_TEST_SEED");
+    rng = env ? strtoull(env, NULL, 0) : ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid();
+    if (!rng)
+        rng = 1;
+    printf("test_nn_ops: random seed %llu (SL_TEST_SEED to replay)\n", (unsigned long long)rng);
+    sl_op_ctx *ctx = NULL;
+    CHECK(sl_op_ctx_open(&ctx, "cpu") == 0);
+    test_gemm(ctx, 1, 1, 1, 1, SL_ACT_NONE);
+    test_gemm(ctx, 3, 37, 29, 300, SL_ACT_RELU);
+    test_gemm(ctx, 2, 64, 130, 0, SL_ACT_TANH); /* k = 0: bias only */
+    test_affine(ctx);
+    test_lstm(ctx, 1, 3, 4, 0, 5);
+    test_lstm(ctx, 3, 16, 8, 1, 40);
+    test_lstm(ctx, 2, 9, 33, 1, 17);
+    test_wiener(ctx);
+    sl_lstm_cfg badc = {0, 3, 4, 1};
+    CHECK(sl_lstm_weights_floats(&badc) == 0);
+    sl_op_ctx_close(ctx);
+    return sl_test_finish("nn_ops");
+}

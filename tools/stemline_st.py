@@ -1,0 +1,114 @@
+"""Minimal safetensors writer shared by the stemline converters (tools/convert_*.py).
+
+Written here with json + numpy so the converters need no `safetensors` package.
+Format: 8-byte little-endian header length N, N bytes of JSON
+{"name": {"dtype": "F32", "shape": [...], "data_offsets": [begin, end]}, ...,
+ "__metadata__": {"key": "string", ...}}, padded with spaces to a multiple of 8,
+then the tensors' bytes (C order, little-endian), back to back in header order.
+stemline's reader (io/safetensors.c) requires exactly that: no gaps, no overlap,
+nothing after the last tensor. Every tensor's offset is a multiple of its element
+size when all tensors are F32 (what the converters write), so the C side can read
+them as float arrays in place.
+"""
+
+import hashlib
+import json
+import os
+import tempfile
+
+import numpy as np
+
+DTYPES = {
+    np.dtype("float32"): "F32",
+    np.dtype("float16"): "F16",
+    np.dtype("float64"): "F64",
+    np.dtype("int64"): "I64",
+    np.dtype("int32"): "I32",
+    np.dtype("uint8"): "U8",
+    np.dtype("bool"): "BOOL",
+}
+
+
+def encode(tensors, metadata=None):
+    """tensors: list of (name, numpy array) in the order to write; metadata: dict str -> str.
+    Returns the file's bytes."""
+    header = {}
+    if metadata:
+        for k, v in metadata.items():
+            if not isinstance(k, str) or not isinstance(v, str):
+                raise TypeError("metadata keys and values must be strings: %r=%r" % (k, v))
+        header["__metadata__"] = dict(metadata)
+    chunks = []
+    pos = 0
+    seen = set()
+    for name, arr in tensors:
+        if name in seen or name == "__metadata__":
+            raise ValueError("duplicate or reserved tensor name %r" % name)
+        seen.add(name)
+        arr = np.asarray(arr)
+        dt = DTYPES.get(arr.dtype.newbyteorder("="))  # the kind, whatever the byte order
+        if dt is None:
+            raise TypeError("tensor %s: dtype %s not supported" % (name, arr.dtype))
+        data = np.ascontiguousarray(arr.astype(arr.dtype.newbyteorder("<"), copy=False)).tobytes()
+        header[name] = {"dtype": dt, "shape": [int(d) for d in arr.shape], "data_offsets": [pos, pos + len(data)]}
+        chunks.append(data)
+        pos += len(data)
+    h = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    h += b" " * ((8 - len(h) % 8) % 8)
+    return len(h).to_bytes(8, "little") + h + b"".join(chunks)
+
+
+def write_atomic(path, data):
+    """Writes data to path through a temporary file in the same folder, fsync and rename:
+    a file under its final name is always complete."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".tmp-", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+        try:
+            dfd = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        except OSError:
+            pass
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def save(path, tensors, metadata=None):
+    write_atomic(path, encode(tensors, metadata))
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def torch_load(path):
+    """torch.load on the CPU without running arbitrary pickled code where torch allows it."""
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except TypeError:  # torch older than 1.13: no weights_only
+        return torch.load(path, map_location="cpu")
+
+
+def to_numpy_f32(t):
+    """A torch tensor as a C-contiguous float32 numpy array."""
+    return np.ascontiguousarray(t.detach().cpu().float().numpy(), dtype=np.float32)
