@@ -32,13 +32,13 @@ demo: build test-deps
 	$(BUILD)/stemline run configs/demo.yaml
 
 test: test-deps build
-	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -LE gpu
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -LE 'gpu|slow'
 
 # Benchmarks (bench/run: catalog with ground truth, throughput, memory, SDR, baselines; RESULTS.md).
 # `make bench` is quick mode (< 10 min on 2 cores); full: make bench BENCH_ARGS="--full --tracks 1000"
 BENCH_ARGS ?=
 bench: build test-deps
-	STEMLINE=$(BUILD)/stemline BENCH_DSP=$(BUILD)/bench_dsp bench/run $(BENCH_ARGS)
+	STEMLINE=$(BUILD)/stemline BENCH_DSP=$(BUILD)/bench_dsp BENCH_UMX=$(BUILD)/bench_umx bench/run $(BENCH_ARGS)
 
 # Fuzzes the safetensors reader with libFuzzer (clang, from Debian: clang and
 # libclang-rt-14-dev) for FUZZ_SECONDS on a seed corpus made by the target's own

@@ -62,12 +62,25 @@ def signal(seconds, seed=3):
     return np.stack(x).astype(np.float32)
 
 
+def read_safetensors(path):
+    """(tensors {name: float32 array}, metadata) of a safetensors file (F32 only)."""
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(n))
+        data = f.read()
+    meta = header.pop("__metadata__", {})
+    tensors = {}
+    for k, v in header.items():
+        if v["dtype"] != "F32":
+            raise SystemExit("bench_umx: %s: tensor %s is %s, expected F32" % (path, k, v["dtype"]))
+        b, e = v["data_offsets"]
+        tensors[k] = np.frombuffer(data[b:e], dtype="<f4").reshape(v["shape"])
+    return tensors, meta
+
+
 def targets_from_file(path):
     """OpenUnmix modules holding the tensors of a stemline umx weights file."""
-    raw = stemline_st.load(path) if hasattr(stemline_st, "load") else None
-    if raw is None:
-        raise SystemExit("bench_umx: tools/stemline_st.py has no load(); use random weights")
-    tensors, meta = raw
+    tensors, meta = read_safetensors(path)
     hidden, nb, mb = int(meta["hidden_size"]), int(meta["nb_bins"]), int(meta["max_bin"])
     out = {}
     for t in meta["targets"].split(","):

@@ -48,6 +48,9 @@ typedef struct sl_op_backend {
                 size_t stride_x, const float *w, size_t stride_w, float *y, size_t ldy, size_t stride_y);
     int (*wiener)(sl_op_ctx *ctx, const sl_wiener_cfg *c, size_t n_targets, size_t n_frames, size_t n_bins,
                   const float *mix, const float *mag, float *out);
+    int (*conv2d)(sl_op_ctx *ctx, const sl_conv2d_args *a);
+    int (*avg_pool2d)(sl_op_ctx *ctx, size_t planes, int h, int w, int kh, int kw, const float *in, float *out);
+    int (*clip_pool)(sl_op_ctx *ctx, size_t planes, size_t T, size_t F, const float *in, float *out);
 } sl_op_backend;
 
 struct sl_op_ctx {

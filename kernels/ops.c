@@ -34,6 +34,9 @@ static const char *const op_names[SL_OP_COUNT] = {
     [SL_OP_AFFINE] = "affine",
     [SL_OP_LSTM] = "lstm",
     [SL_OP_WIENER] = "wiener",
+    [SL_OP_CONV2D] = "conv2d",
+    [SL_OP_AVG_POOL2D] = "avg_pool2d",
+    [SL_OP_CLIP_POOL] = "clip_pool",
 };
 
 const char *sl_op_name(sl_op_id op)
@@ -66,6 +69,9 @@ static int backend_has(const sl_op_backend *be, sl_op_id op)
     case SL_OP_AFFINE: return be->affine != NULL;
     case SL_OP_LSTM: return be->lstm != NULL;
     case SL_OP_WIENER: return be->wiener != NULL;
+    case SL_OP_CONV2D: return be->conv2d != NULL;
+    case SL_OP_AVG_POOL2D: return be->avg_pool2d != NULL;
+    case SL_OP_CLIP_POOL: return be->clip_pool != NULL;
     default: return 0;
     }
 }
@@ -569,4 +575,46 @@ int sl_op_wiener(sl_op_ctx *ctx, const sl_wiener_cfg *c, size_t n_targets, size_
     if (!n_frames || !n_bins)
         return 0;
     DISPATCH(SL_OP_WIENER, wiener, c, n_targets, n_frames, n_bins, mix, mag, out);
+}
+
+/* ---- convolutional ops ---- */
+
+int sl_op_conv2d(sl_op_ctx *ctx, const sl_conv2d_args *a)
+{
+    if (!a || !a->x || !a->wt || !a->y)
+        return bad("conv2d", "x, wt and y are required");
+    if (a->act != SL_ACT_NONE && a->act != SL_ACT_RELU && a->act != SL_ACT_TANH)
+        return bad("conv2d", "unknown activation");
+    if (a->k < 1 || a->k > 7 || a->k % 2 == 0)
+        return bad("conv2d", "kernel size must be odd, 1..7");
+    if (a->c_in < 1 || a->c_in > 65536 || a->c_out < 1 || a->c_out > 65536 || a->h < 1 || a->w < 1)
+        return bad("conv2d", "channels 1..65536, height and width >= 1");
+    if ((uint64_t)a->h * (uint64_t)a->w > INT32_MAX ||
+        (uint64_t)a->c_in * (uint64_t)a->k * (uint64_t)a->k * (uint64_t)a->h * (uint64_t)a->w > ((uint64_t)1 << 40))
+        return bad("conv2d", "image too large");
+    if (!a->batch)
+        return 0;
+    DISPATCH(SL_OP_CONV2D, conv2d, a);
+}
+
+int sl_op_avg_pool2d(sl_op_ctx *ctx, size_t planes, int h, int w, int kh, int kw, const float *in, float *out)
+{
+    if (h < 1 || w < 1 || kh < 1 || kw < 1 || kh > h || kw > w)
+        return bad("avg_pool2d", "need 1 <= kh <= h and 1 <= kw <= w");
+    if (!in || !out)
+        return bad("avg_pool2d", "in and out are required");
+    if (!planes)
+        return 0;
+    DISPATCH(SL_OP_AVG_POOL2D, avg_pool2d, planes, h, w, kh, kw, in, out);
+}
+
+int sl_op_clip_pool(sl_op_ctx *ctx, size_t planes, size_t T, size_t F, const float *in, float *out)
+{
+    if (!T || !F)
+        return bad("clip_pool", "needs at least one frame and one feature");
+    if (!in || !out)
+        return bad("clip_pool", "in and out are required");
+    if (!planes)
+        return 0;
+    DISPATCH(SL_OP_CLIP_POOL, clip_pool, planes, T, F, in, out);
 }

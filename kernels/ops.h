@@ -39,6 +39,9 @@ typedef enum {
     SL_OP_AFFINE,       /* batched act((x + add) * mul), per column */
     SL_OP_LSTM,         /* multi-layer (bi)directional LSTM, torch semantics */
     SL_OP_WIENER,       /* openunmix multichannel Wiener filter (EM) */
+    SL_OP_CONV2D,       /* 2-D convolution, stride 1, zero 'same' padding, bias + activation */
+    SL_OP_AVG_POOL2D,   /* non-overlapping 2-D average pooling (torch avg_pool2d, floor) */
+    SL_OP_CLIP_POOL,    /* PANNs head: mean over the last axis, then max_t + mean_t */
     SL_OP_COUNT
 } sl_op_id;
 
@@ -263,5 +266,32 @@ int sl_op_lstm(sl_op_ctx *ctx, const sl_lstm_cfg *c, size_t batch, size_t T, con
  * S >= 2 (openunmix raises). out must not overlap the inputs. SL_EINVAL / SL_ENOMEM. */
 int sl_op_wiener(sl_op_ctx *ctx, const sl_wiener_cfg *c, size_t n_targets, size_t n_frames, size_t n_bins,
                  const float *mix, const float *mag, float *out);
+
+/* ---- convolutional ops (kernels/README.md, "Convolutional ops") ---- */
+
+/* y[b][o][i][j] = act(bias[o] + sum_{c,u,v} w[o][c][u][v] * x[b][c][i+u-k/2][j+v-k/2]), zeros
+ * outside the image: torch.nn.Conv2d(c_in, c_out, k, stride 1, padding k/2). Layouts are
+ * NCHW, w is torch's [c_out][c_in][k][k]. bias may be NULL; y must not overlap x, w, bias. */
+typedef struct {
+    size_t batch;
+    int c_in, c_out; /* 1..65536 */
+    int h, w;        /* image height (rows) and width (columns), >= 1 */
+    int k;           /* odd kernel size 1..7 */
+    const float *x;
+    const float *wt;
+    const float *bias;
+    sl_act act;
+    float *y;
+} sl_conv2d_args;
+
+/* Convolution (sl_conv2d_args). SL_EINVAL on bad sizes, SL_ENOMEM. */
+int sl_op_conv2d(sl_op_ctx *ctx, const sl_conv2d_args *a);
+/* in[planes][h][w] -> out[planes][h/kh][w/kw], each output the mean of its kh x kw block
+ * (torch F.avg_pool2d(kernel_size=(kh, kw)), stride = kernel, no padding, floor: trailing
+ * rows / columns that do not fill a block are dropped). kh, kw >= 1 and <= h, w. */
+int sl_op_avg_pool2d(sl_op_ctx *ctx, size_t planes, int h, int w, int kh, int kw, const float *in, float *out);
+/* in[planes][T][F] -> out[planes] = max_t m[t] + mean_t m[t] with m[t] = mean_f in[t][f]
+ * (the Cnn14 / PANNs clip head: torch.mean(x, 3), then max + mean over dim 2). */
+int sl_op_clip_pool(sl_op_ctx *ctx, size_t planes, size_t T, size_t F, const float *in, float *out);
 
 #endif

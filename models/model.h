@@ -40,6 +40,9 @@ typedef struct {
     int channels;       /* 1 = the decoder down-mixes to mono */
     int dim;            /* length of one vector */
     char params[256];
+    int n_scores;       /* clip scores per input (cnn14: 527 AudioSet classes, in the checkpoint's
+                         * class order = AudioSet class_labels_indices.csv); 0: the model has no
+                         * classifier head */
 } sl_emb_info;
 
 typedef struct sl_emb_model sl_emb_model;
@@ -51,6 +54,10 @@ const sl_emb_info *sl_emb_get_info(const sl_emb_model *m);
 /* Embeds in[channels][n] into vec[dim] (not normalised; the pipeline normalises
  * when embedding.normalize is true). Returns 0 or a negative code. */
 int sl_emb_run(sl_emb_model *m, const float *const *in, size_t n, float *vec);
+/* sl_emb_run plus the classifier head: also writes scores[info.n_scores] (cnn14: sigmoid
+ * probabilities 0..1, one per AudioSet class) for the same input, from the same forward pass.
+ * SL_EUNSUPPORTED (sl_lasterr) when info.n_scores is 0. Caller-owned buffers. */
+int sl_emb_run_scores(sl_emb_model *m, const float *const *in, size_t n, float *vec, float *scores);
 void sl_emb_close(sl_emb_model *m);
 
 /* ---- batches of segments (models/batch.c) ----
@@ -64,6 +71,9 @@ int sl_sep_run_batch(sl_sep_model *m, size_t batch, const float *const *const *i
 /* Same for embeddings: vecs[b][0..dim) for window b. */
 int sl_emb_run_batch(sl_emb_model *m, size_t batch, const float *const *const *in, const size_t *lens,
                      float *const *vecs, size_t *failed);
+/* Same with the clip scores: scores[b][0..info.n_scores) for window b (sl_emb_run_scores). */
+int sl_emb_run_batch_scores(sl_emb_model *m, size_t batch, const float *const *const *in, const size_t *lens,
+                            float *const *vecs, float *const *scores, size_t *failed);
 
 /* The model's default segmenting: segment length and cross-faded overlap in
  * seconds (separation), window length in seconds (embedding). */

@@ -17,6 +17,8 @@ struct sl_emb_model {
     sl_emb_info info;
     sl_op_ctx *ctx;
     int (*run)(sl_emb_model *m, const float *const *in, size_t n, float *vec);
+    /* NULL unless info.n_scores > 0: vec and scores[n_scores] from one pass */
+    int (*run_scores)(sl_emb_model *m, const float *const *in, size_t n, float *vec, float *scores);
     void (*close)(sl_emb_model *m);
     void *impl;
 };
@@ -40,6 +42,21 @@ int sl_umx_run_stages(sl_sep_model *m, const float *const *in, size_t n, float *
                       sl_umx_stages *stages);
 /* Frames, bins, targets J and sources S (J + residual) of a umx model for n samples. */
 int sl_umx_geometry(const sl_sep_model *m, size_t n, size_t *frames, size_t *bins, size_t *targets, size_t *sources);
+
+/* PANNs Cnn14 (models/cnn14.c): weights is the .safetensors path (NULL/empty -> SL_ECONFIG). */
+int sl_cnn14_init(sl_emb_model *m, const char *weights, const sl_cfg_opts *opts);
+/* cnn14 internals for the golden tests: stages of one mono window copied to host memory
+ * (each NULL = skipped): logmel[T][n_mels] before bn0, block[b][C_b][H_b][W_b] after block
+ * b+1 (its pooling included; H_b = T >> min(b+1, 5), W_b = n_mels >> min(b+1, 5)); frames
+ * receives T. scores may be NULL. Returns 0 or a negative code. */
+typedef struct {
+    float *logmel;
+    float *block[6];
+    size_t frames;
+} sl_cnn14_stages;
+int sl_cnn14_run_stages(sl_emb_model *m, const float *in, size_t n, float *vec, float *scores, sl_cnn14_stages *stages);
+/* Frames T for n samples, mel bins, and the six blocks' channel counts. */
+int sl_cnn14_geometry(const sl_emb_model *m, size_t n, size_t *frames, int *n_mels, int *channels);
 
 /* Option helpers. section is "separation" or "embedding". Each returns 0 or
  * SL_ECONFIG with "file:line:col: key 'section.options.KEY': reason". */

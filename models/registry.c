@@ -10,7 +10,7 @@
 #include "model_impl.h"
 
 const char *const sl_sep_model_names[] = {"hpss", "umx", NULL};
-const char *const sl_emb_model_names[] = {"melstats", NULL};
+const char *const sl_emb_model_names[] = {"melstats", "cnn14", NULL};
 
 int sl_model_opt_error(const sl_cfg_opt *o, const char *section, const char *fmt, ...)
 {
@@ -124,20 +124,21 @@ int sl_emb_open(sl_emb_model **out, const char *name, const char *weights, const
                 sl_op_ctx *ctx)
 {
     *out = NULL;
-    if (!name || strcmp(name, "melstats") != 0) {
+    const int is_cnn14 = name && !strcmp(name, "cnn14");
+    if (!name || (strcmp(name, "melstats") != 0 && !is_cnn14)) {
         char list[128];
         list_names(sl_emb_model_names, list, sizeof list);
         return sl_seterr(SL_ECONFIG, "unknown embedding model '%s' (built in: %s)", name ? name : "",
                          list);
     }
-    if (weights && *weights)
+    if (!is_cnn14 && weights && *weights)
         return sl_seterr(SL_ECONFIG, "embedding model '%s' takes no weights (embedding.weights is '%s')",
                          name, weights);
     sl_emb_model *m = calloc(1, sizeof *m);
     if (!m)
         return sl_seterr(SL_ENOMEM, "embedding model: out of memory");
     m->ctx = ctx;
-    int rc = sl_melstats_init(m, opts);
+    int rc = is_cnn14 ? sl_cnn14_init(m, weights, opts) : sl_melstats_init(m, opts);
     if (rc < 0) {
         sl_emb_close(m);
         return rc;
@@ -151,6 +152,13 @@ const sl_emb_info *sl_emb_get_info(const sl_emb_model *m) { return &m->info; }
 int sl_emb_run(sl_emb_model *m, const float *const *in, size_t n, float *vec)
 {
     return m->run(m, in, n, vec);
+}
+
+int sl_emb_run_scores(sl_emb_model *m, const float *const *in, size_t n, float *vec, float *scores)
+{
+    if (!m->run_scores || m->info.n_scores <= 0)
+        return sl_seterr(SL_EUNSUPPORTED, "embedding model %s has no classifier head (no scores)", m->info.name);
+    return m->run_scores(m, in, n, vec, scores);
 }
 
 void sl_emb_close(sl_emb_model *m)

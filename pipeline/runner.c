@@ -1302,10 +1302,10 @@ static int plan_memory(runner *r)
                          "runtime.max_host_memory_mb (%d) is too small: segments of this job take %.1f MB each and "
                          "%zu are needed at least (decode_threads + 1): raise it to %.0f or shorten the segments",
                          c->max_host_memory_mb, slot_mb, need, ceil(slot_mb * (double)need));
-    /* Decoding further ahead than two batches per worker buys nothing: cap
-     * there, below the bound, so a fast decoder does not fill memory for
-     * nothing (the bound still holds when segments are large). */
-    size_t useful = 2 * (size_t)c->batch_size + 2 * (size_t)c->decode_threads + 2;
+    /* Decoding further ahead than one batch per worker (plus one segment per
+     * decoder and a little slack) buys nothing: cap there, below the bound, so
+     * a fast decoder does not fill memory for nothing. */
+    size_t useful = (size_t)c->batch_size + (size_t)c->decode_threads + 2;
     r->n_slots_max = n < useful ? n : useful;
     return 0;
 }

@@ -7,8 +7,41 @@
 #include "../../common/sl_error.h"
 #include "cpu_ops.h"
 
+typedef struct {
+    float *scratch;
+    size_t scratch_floats;
+} cpu_state;
+
+float *sl_cpu_scratch(sl_op_ctx *ctx, size_t floats)
+{
+    cpu_state *st = ctx->state;
+    if (floats > st->scratch_floats) {
+        free(st->scratch);
+        st->scratch_floats = 0;
+        st->scratch = aligned_alloc(64, (floats * sizeof(float) + 63) & ~(size_t)63);
+        if (!st->scratch) {
+            sl_seterr(SL_ENOMEM, "cpu backend: cannot allocate %zu bytes of scratch", floats * sizeof(float));
+            return NULL;
+        }
+        st->scratch_floats = floats;
+    }
+    return st->scratch;
+}
+
+static void cpu_fini(sl_op_ctx *ctx)
+{
+    cpu_state *st = ctx->state;
+    if (st)
+        free(st->scratch);
+    free(st);
+    ctx->state = NULL;
+}
+
 static int cpu_init(sl_op_ctx *ctx)
 {
+    ctx->state = calloc(1, sizeof(cpu_state));
+    if (!ctx->state)
+        return sl_seterr(SL_ENOMEM, "cpu backend: out of memory");
     /* fftwf_version is "fftw-3.3.10-sse2-avx"; keep the version part only. */
     char ver[48];
     snprintf(ver, sizeof ver, "%s", fftwf_version);
@@ -48,6 +81,7 @@ static int cpu_copy(sl_op_ctx *ctx, void *dst, const void *src, size_t bytes)
 const sl_op_backend sl_cpu_backend = {
     .name = "cpu",
     .init = cpu_init,
+    .fini = cpu_fini,
     .alloc = cpu_alloc,
     .free_ = cpu_free,
     .upload = cpu_copy,
@@ -69,4 +103,7 @@ const sl_op_backend sl_cpu_backend = {
     .affine = sl_cpu_affine,
     .lstm = sl_cpu_lstm,
     .wiener = sl_cpu_wiener,
+    .conv2d = sl_cpu_conv2d,
+    .avg_pool2d = sl_cpu_avg_pool2d,
+    .clip_pool = sl_cpu_clip_pool,
 };

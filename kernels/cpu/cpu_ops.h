@@ -36,4 +36,12 @@ int sl_cpu_lstm(sl_op_ctx *ctx, const sl_lstm_cfg *c, size_t batch, size_t T, co
 int sl_cpu_wiener(sl_op_ctx *ctx, const sl_wiener_cfg *c, size_t n_targets, size_t n_frames, size_t n_bins,
                   const float *mix, const float *mag, float *out);
 
+/* Scratch of at least floats owned by the CPU context (grown on demand, kept until the
+ * context closes, so per-call ops do not page-fault fresh memory); NULL + SL_ENOMEM in
+ * sl_lasterr() when it cannot grow. Valid until the next call on the context. */
+float *sl_cpu_scratch(sl_op_ctx *ctx, size_t floats);
+int sl_cpu_conv2d(sl_op_ctx *ctx, const sl_conv2d_args *a);
+int sl_cpu_avg_pool2d(sl_op_ctx *ctx, size_t planes, int h, int w, int kh, int kw, const float *in, float *out);
+int sl_cpu_clip_pool(sl_op_ctx *ctx, size_t planes, size_t T, size_t F, const float *in, float *out);
+
 #endif

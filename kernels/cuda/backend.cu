@@ -350,4 +350,7 @@ extern "C" const sl_op_backend sl_cuda_emu_backend = {
     SL_FN(affine),
     SL_FN(lstm),
     SL_FN(wiener),
+    SL_FN(conv2d),
+    SL_FN(avg_pool2d),
+    SL_FN(clip_pool),
 };

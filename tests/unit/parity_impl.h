@@ -850,6 +850,107 @@ static void nn_cases(parity *P, int big)
     }
 }
 
+/* ---- convolutional ops (Cnn14) ---- */
+
+static void case_conv2d(parity *P, size_t batch, int ci, int co, int h, int w, int k, int bias, sl_act act)
+{
+    const size_t nx = batch * (size_t)ci * h * w, nw = (size_t)co * ci * k * k, ny = batch * (size_t)co * h * w;
+    float *x = pr_rand(nx), *wt = pr_rand(nw), *bi = pr_rand((size_t)co), *out[2];
+    sl_op_ctx *ctxs[2] = {P->ref, P->ctx};
+    int rc = 0;
+    for (int s = 0; s < 2; s++) {
+        float *dx = pr_up(ctxs[s], x, nx), *dw = pr_up(ctxs[s], wt, nw), *db = pr_up(ctxs[s], bi, (size_t)co);
+        float *dy = pr_up(ctxs[s], NULL, ny);
+        sl_conv2d_args a = {batch, ci, co, h, w, k, dx, dw, bias ? db : NULL, act, dy};
+        int r = sl_op_conv2d(ctxs[s], &a);
+        if (r < 0 && !rc)
+            rc = r;
+        out[s] = pr_down(ctxs[s], dy, ny, &rc);
+        sl_op_free(ctxs[s], dx);
+        sl_op_free(ctxs[s], dw);
+        sl_op_free(ctxs[s], db);
+        sl_op_free(ctxs[s], dy);
+    }
+    CHECK_MSG(rc == 0, "conv2d: %s", sl_lasterr());
+    char shape[128];
+    snprintf(shape, sizeof shape, "b%zu c%d->%d %dx%d k%d%s %s", batch, ci, co, h, w, k, bias ? " bias" : "",
+             act_name(act));
+    pr_report(P, "conv2d", shape, pr_err(out[1], out[0], ny), 1e-5);
+    free(x);
+    free(wt);
+    free(bi);
+    free(out[0]);
+    free(out[1]);
+}
+
+static void case_avg_pool2d(parity *P, size_t planes, int h, int w, int kh, int kw)
+{
+    const size_t nx = planes * (size_t)h * w, ny = planes * (size_t)(h / kh) * (w / kw);
+    float *x = pr_rand(nx), *out[2];
+    sl_op_ctx *ctxs[2] = {P->ref, P->ctx};
+    int rc = 0;
+    for (int s = 0; s < 2; s++) {
+        float *dx = pr_up(ctxs[s], x, nx), *dy = pr_up(ctxs[s], NULL, ny);
+        int r = sl_op_avg_pool2d(ctxs[s], planes, h, w, kh, kw, dx, dy);
+        if (r < 0 && !rc)
+            rc = r;
+        out[s] = pr_down(ctxs[s], dy, ny, &rc);
+        sl_op_free(ctxs[s], dx);
+        sl_op_free(ctxs[s], dy);
+    }
+    CHECK_MSG(rc == 0, "avg_pool2d: %s", sl_lasterr());
+    char shape[128];
+    snprintf(shape, sizeof shape, "p%zu %dx%d / %dx%d", planes, h, w, kh, kw);
+    pr_report(P, "avg_pool2d", shape, pr_err(out[1], out[0], ny), 1e-6);
+    free(x);
+    free(out[0]);
+    free(out[1]);
+}
+
+static void case_clip_pool(parity *P, size_t planes, size_t T, size_t F)
+{
+    const size_t nx = planes * T * F;
+    float *x = pr_rand(nx), *out[2];
+    sl_op_ctx *ctxs[2] = {P->ref, P->ctx};
+    int rc = 0;
+    for (int s = 0; s < 2; s++) {
+        float *dx = pr_up(ctxs[s], x, nx), *dy = pr_up(ctxs[s], NULL, planes);
+        int r = sl_op_clip_pool(ctxs[s], planes, T, F, dx, dy);
+        if (r < 0 && !rc)
+            rc = r;
+        out[s] = pr_down(ctxs[s], dy, planes, &rc);
+        sl_op_free(ctxs[s], dx);
+        sl_op_free(ctxs[s], dy);
+    }
+    CHECK_MSG(rc == 0, "clip_pool: %s", sl_lasterr());
+    char shape[128];
+    snprintf(shape, sizeof shape, "p%zu T%zu F%zu", planes, T, F);
+    pr_report(P, "clip_pool", shape, pr_err(out[1], out[0], planes), 1e-6);
+    free(x);
+    free(out[0]);
+    free(out[1]);
+}
+
+static void conv_cases(parity *P, int big)
+{
+    case_conv2d(P, 1, 1, 1, 1, 1, 3, 0, SL_ACT_NONE);      /* one pixel: all taps but the centre pad */
+    case_conv2d(P, 2, 3, 10, 19, 21, 3, 1, SL_ACT_RELU);   /* two tiles each way, 10 = 8 + 2 channels */
+    case_conv2d(P, 1, 5, 4, 33, 2, 3, 1, SL_ACT_TANH);     /* Cnn14's last blocks: 2 mel columns */
+    case_conv2d(P, 1, 4, 9, 7, 5, 1, 1, SL_ACT_NONE);      /* 1x1 */
+    case_conv2d(P, 1, 2, 3, 6, 9, 5, 0, SL_ACT_RELU);      /* 5x5 */
+    case_avg_pool2d(P, 3, 9, 7, 2, 2);                      /* odd sizes: floor */
+    case_avg_pool2d(P, 2, 5, 5, 1, 1);
+    case_avg_pool2d(P, 1, 4, 6, 2, 3);
+    case_clip_pool(P, 1, 1, 1);
+    case_clip_pool(P, 3, 7, 5);
+    case_clip_pool(P, 2, 300, 2);                            /* more frames than threads */
+    if (big) {
+        case_conv2d(P, 2, 64, 128, 250, 32, 3, 1, SL_ACT_RELU); /* Cnn14 block 2, 5 s */
+        case_avg_pool2d(P, 2 * 128, 250, 32, 2, 2);
+        case_clip_pool(P, 2 * 2048, 31, 2);
+    }
+}
+
 /* ---- the models, unchanged, on the backend under test ---- */
 
 static void case_models(parity *P, size_t n_sep, size_t n_emb)
@@ -976,6 +1077,7 @@ static int parity_run(const char *name, int big)
     }
     case_models(&P, big ? 44100 * 3 + 7 : 6000, big ? 22050 * 5 + 3 : 5000);
     nn_cases(&P, big);
+    conv_cases(&P, big);
     if (big) {
         case_fft(&P, 4096, 2049);   /* > one cuFFT chunk: two power-of-two plans + 1 */
         case_fft(&P, 65536, 129);

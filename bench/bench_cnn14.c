@@ -1,0 +1,119 @@
+/* Cnn14 benchmark driver (not a test; bench/bench_cnn14.py drives it and
+ * compares with the official PANNs PyTorch Cnn14 on the same input).
+ *
+ *   bench_cnn14 --weights W.safetensors --input IN.f32 [--output OUT.f32]
+ *               [--backend cpu] [--repeat 3]
+ *
+ * IN.f32: little-endian float32 [n] mono at the model's rate (32 kHz).
+ * OUT.f32: float32 [dim + n_scores]: the embedding then the clip scores of the
+ * last run. The model is opened once (weights loaded and folded, untimed), one
+ * untimed warm-up run, then --repeat timed runs of sl_emb_run_scores on the
+ * whole input as one window (what Cnn14.forward does on a clip): front end,
+ * network, head, host in and out. Prints one JSON line: best and mean seconds,
+ * x realtime. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/sl_error.h"
+#include "common/sl_log.h"
+#include "kernels/ops.h"
+#include "models/model.h"
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int main(int argc, char **argv)
+{
+    const char *weights = NULL, *input = NULL, *output = NULL, *backend = "cpu";
+    int repeat = 3;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--weights"))
+            weights = argv[i + 1];
+        else if (!strcmp(argv[i], "--input"))
+            input = argv[i + 1];
+        else if (!strcmp(argv[i], "--output"))
+            output = argv[i + 1];
+        else if (!strcmp(argv[i], "--backend"))
+            backend = argv[i + 1];
+        else if (!strcmp(argv[i], "--repeat"))
+            repeat = atoi(argv[i + 1]);
+        else {
+            fprintf(stderr, "bench_cnn14: unknown argument %s\n", argv[i]);
+            return 2;
+        }
+    }
+    if (!weights || !input || repeat < 1) {
+        fprintf(stderr, "usage: bench_cnn14 --weights W --input IN.f32 [--output OUT.f32] [--backend cpu] "
+                        "[--repeat N]\n");
+        return 2;
+    }
+    sl_log_set_level(SL_LOG_WARN);
+    FILE *f = fopen(input, "rb");
+    if (!f) {
+        perror(input);
+        return 1;
+    }
+    fseek(f, 0, SEEK_END);
+    long bytes = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    const size_t n = (size_t)bytes / 4;
+    float *x = malloc(n * sizeof(float));
+    if (!x || fread(x, sizeof(float), n, f) != n) {
+        fprintf(stderr, "bench_cnn14: cannot read %s\n", input);
+        return 1;
+    }
+    fclose(f);
+    sl_op_ctx *ctx = NULL;
+    if (sl_op_ctx_open(&ctx, backend) < 0) {
+        fprintf(stderr, "bench_cnn14: backend %s: %s\n", backend, sl_lasterr());
+        return 77;
+    }
+    sl_emb_model *m = NULL;
+    double t0 = now();
+    if (sl_emb_open(&m, "cnn14", weights, NULL, ctx) < 0) {
+        fprintf(stderr, "bench_cnn14: %s\n", sl_lasterr());
+        return 1;
+    }
+    const double t_load = now() - t0;
+    const sl_emb_info *info = sl_emb_get_info(m);
+    float *out = malloc((size_t)(info->dim + info->n_scores) * sizeof(float));
+    const float *in[1] = {x};
+    double best = 1e30, sum = 0;
+    for (int r = 0; r <= repeat; r++) {
+        t0 = now();
+        if (sl_emb_run_scores(m, in, n, out, out + info->dim) < 0) {
+            fprintf(stderr, "bench_cnn14: run: %s\n", sl_lasterr());
+            return 1;
+        }
+        const double dt = now() - t0;
+        if (r == 0)
+            continue; /* warm-up: FFTW plans, first-touch page faults */
+        sum += dt;
+        if (dt < best)
+            best = dt;
+    }
+    const double audio = (double)n / info->sample_rate;
+    printf("{\"bench\":\"cnn14\",\"impl\":\"stemline\",\"backend\":\"%s\",\"device\":\"%s\",\"seconds\":%.3f,"
+           "\"best_s\":%.4f,\"mean_s\":%.4f,\"x_realtime\":%.2f,\"load_s\":%.3f,\"repeat\":%d}\n",
+           sl_op_ctx_backend(ctx), sl_op_ctx_device(ctx), audio, best, sum / repeat, audio / best, t_load, repeat);
+    if (output) {
+        FILE *o = fopen(output, "wb");
+        if (!o || fwrite(out, sizeof(float), (size_t)(info->dim + info->n_scores), o) !=
+                      (size_t)(info->dim + info->n_scores)) {
+            fprintf(stderr, "bench_cnn14: cannot write %s\n", output);
+            return 1;
+        }
+        fclose(o);
+    }
+    free(out);
+    free(x);
+    sl_emb_close(m);
+    sl_op_ctx_close(ctx);
+    return 0;
+}

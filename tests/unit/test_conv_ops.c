@@ -1,0 +1,181 @@
+/* The convolutional ops of the CPU reference backend (conv2d, avg_pool2d,
+ * clip_pool: kernels/ops.h) against independent double-precision
+ * implementations written here from the definitions (torch.nn.Conv2d with
+ * padding k/2, F.avg_pool2d, the PANNs clip head), plus argument checks.
+ * Random inputs, seed printed (SL_TEST_SEED replays). Backend parity of the
+ * same ops is in test_parity.c. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/sl_error.h"
+#include "common/sl_log.h"
+#include "kernels/ops.h"
+#include "sl_test.h"
+
+static uint64_t rng;
+
+static double urand(void)
+{
+    rng ^= rng >> 12;
+    rng ^= rng << 25;
+    rng ^= rng >> 27;
+    return (double)((rng * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
+}
+
+static float *rnd(size_t n, float lo, float hi)
+{
+    float *p = malloc((n ? n : 1) * sizeof(float));
+    for (size_t i = 0; i < n; i++)
+        p[i] = (float)(lo + (hi - lo) * urand());
+    return p;
+}
+
+static float *nans(size_t n)
+{
+    float *p = malloc((n ? n : 1) * sizeof(float));
+    for (size_t i = 0; i < n; i++)
+        p[i] = NAN;
+    return p;
+}
+
+static double act_d(sl_act a, double v) { return a == SL_ACT_RELU ? (v < 0 ? 0 : v) : a == SL_ACT_TANH ? tanh(v) : v; }
+
+static double rel_err(const float *got, const double *want, size_t n)
+{
+    double mx = 0, e = 0;
+    for (size_t i = 0; i < n; i++) {
+        mx = fmax(mx, fabs(want[i]));
+        e = fmax(e, isnan(got[i]) ? INFINITY : fabs(got[i] - want[i]));
+    }
+    return e / (mx > 0 ? mx : 1);
+}
+
+static void test_conv(sl_op_ctx *ctx, size_t batch, int ci, int co, int h, int w, int k, int bias, sl_act act)
+{
+    const size_t HW = (size_t)h * w, ny = batch * (size_t)co * HW;
+    float *x = rnd(batch * ci * HW, -1, 1), *wt = rnd((size_t)co * ci * k * k, -1, 1), *b = rnd((size_t)co, -1, 1);
+    float *y = nans(ny);
+    double *want = malloc(ny * sizeof(double));
+    sl_conv2d_args a = {batch, ci, co, h, w, k, x, wt, bias ? b : NULL, act, y};
+    CHECK_MSG(sl_op_conv2d(ctx, &a) == 0, "conv2d: %s", sl_lasterr());
+    const int p = k / 2;
+    for (size_t n = 0; n < batch; n++)
+        for (int o = 0; o < co; o++)
+            for (int i = 0; i < h; i++)
+                for (int j = 0; j < w; j++) {
+                    double s = bias ? b[o] : 0.0;
+                    for (int c = 0; c < ci; c++)
+                        for (int u = 0; u < k; u++)
+                            for (int v = 0; v < k; v++) {
+                                int r = i + u - p, q = j + v - p;
+                                if (r >= 0 && r < h && q >= 0 && q < w)
+                                    s += (double)wt[(((size_t)o * ci + c) * k + u) * k + v] *
+                                         x[((n * ci + c) * h + r) * (size_t)w + q];
+                            }
+                    want[((n * co + o) * h + i) * (size_t)w + j] = act_d(act, s);
+                }
+    double e = rel_err(y, want, ny);
+    printf("  conv2d     b%zu c%d->%d %dx%d k%d%s act%d: err %.3g (tol 1e-5)\n", batch, ci, co, h, w, k,
+           bias ? " bias" : "", (int)act, e);
+    CHECK_MSG(e <= 1e-5, "conv2d error %g", e);
+    free(x);
+    free(wt);
+    free(b);
+    free(y);
+    free(want);
+}
+
+static void test_pool(sl_op_ctx *ctx, size_t planes, int h, int w, int kh, int kw)
+{
+    const int oh = h / kh, ow = w / kw;
+    const size_t ny = planes * (size_t)oh * ow;
+    float *x = rnd(planes * (size_t)h * w, -3, 3), *y = nans(ny);
+    double *want = malloc(ny * sizeof(double));
+    CHECK_MSG(sl_op_avg_pool2d(ctx, planes, h, w, kh, kw, x, y) == 0, "avg_pool2d: %s", sl_lasterr());
+    for (size_t p = 0; p < planes; p++)
+        for (int i = 0; i < oh; i++)
+            for (int j = 0; j < ow; j++) {
+                double s = 0;
+                for (int u = 0; u < kh; u++)
+                    for (int v = 0; v < kw; v++)
+                        s += x[(p * h + (size_t)(i * kh + u)) * w + (size_t)(j * kw + v)];
+                want[(p * oh + (size_t)i) * ow + (size_t)j] = s / (kh * kw);
+            }
+    double e = rel_err(y, want, ny);
+    printf("  avg_pool2d p%zu %dx%d / %dx%d: err %.3g (tol 1e-6)\n", planes, h, w, kh, kw, e);
+    CHECK_MSG(e <= 1e-6, "avg_pool2d error %g", e);
+    free(x);
+    free(y);
+    free(want);
+}
+
+static void test_clip(sl_op_ctx *ctx, size_t planes, size_t T, size_t F)
+{
+    float *x = rnd(planes * T * F, -5, 2), *y = nans(planes);
+    double *want = malloc(planes * sizeof(double));
+    CHECK_MSG(sl_op_clip_pool(ctx, planes, T, F, x, y) == 0, "clip_pool: %s", sl_lasterr());
+    for (size_t p = 0; p < planes; p++) {
+        double mx = -INFINITY, sum = 0;
+        for (size_t t = 0; t < T; t++) {
+            double m = 0;
+            for (size_t f = 0; f < F; f++)
+                m += x[(p * T + t) * F + f];
+            m /= (double)F;
+            mx = fmax(mx, m);
+            sum += m;
+        }
+        want[p] = mx + sum / (double)T;
+    }
+    double e = rel_err(y, want, planes);
+    printf("  clip_pool  p%zu T%zu F%zu: err %.3g (tol 1e-6)\n", planes, T, F, e);
+    CHECK_MSG(e <= 1e-6, "clip_pool error %g", e);
+    free(x);
+    free(y);
+    free(want);
+}
+
+int main(void)
+{
+    sl_log_set_level(SL_LOG_WARN);
+    const char *env = getenv("SL_TEST_SEED");
+    rng = env ? strtoull(env, NULL, 0) : ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid();
+    if (!rng)
+        rng = 1;
+    printf("test_conv_ops: random seed %llu (SL_TEST_SEED to replay)\n", (unsigned long long)rng);
+    sl_op_ctx *ctx = NULL;
+    CHECK(sl_op_ctx_open(&ctx, "cpu") == 0);
+    test_conv(ctx, 1, 1, 1, 1, 1, 3, 0, SL_ACT_NONE);
+    test_conv(ctx, 2, 3, 5, 9, 11, 3, 1, SL_ACT_RELU);
+    test_conv(ctx, 1, 1, 4, 40, 64, 3, 1, SL_ACT_RELU); /* Cnn14 block 1 shape, one input channel */
+    test_conv(ctx, 1, 7, 6, 5, 2, 3, 1, SL_ACT_TANH);
+    test_conv(ctx, 1, 4, 3, 6, 7, 1, 1, SL_ACT_NONE);
+    test_conv(ctx, 1, 2, 2, 8, 5, 5, 0, SL_ACT_NONE);
+    test_conv(ctx, 1, 300, 2, 1000, 3, 3, 1, SL_ACT_NONE); /* im2col in several row blocks */
+    test_pool(ctx, 3, 9, 7, 2, 2);
+    test_pool(ctx, 2, 4, 4, 1, 1);
+    test_pool(ctx, 1, 5, 9, 2, 3);
+    test_clip(ctx, 1, 1, 1);
+    test_clip(ctx, 4, 31, 2);
+    test_clip(ctx, 2, 7, 64);
+
+    /* argument checks */
+    float v[4] = {1, 2, 3, 4}, o[4];
+    sl_conv2d_args a = {1, 1, 1, 2, 2, 2, v, v, NULL, SL_ACT_NONE, o};
+    CHECK(sl_op_conv2d(ctx, &a) == SL_EINVAL); /* even kernel */
+    a.k = 9;
+    CHECK(sl_op_conv2d(ctx, &a) == SL_EINVAL);
+    a.k = 3;
+    a.c_in = 0;
+    CHECK(sl_op_conv2d(ctx, &a) == SL_EINVAL);
+    CHECK(sl_op_avg_pool2d(ctx, 1, 2, 2, 3, 1, v, o) == SL_EINVAL); /* kernel taller than the image */
+    CHECK(sl_op_clip_pool(ctx, 1, 0, 2, v, o) == SL_EINVAL);
+    CHECK(sl_op_supported(ctx, SL_OP_CONV2D) && sl_op_supported(ctx, SL_OP_AVG_POOL2D) &&
+          sl_op_supported(ctx, SL_OP_CLIP_POOL));
+    sl_op_ctx_close(ctx);
+    return sl_test_finish("conv_ops");
+}
