@@ -10,7 +10,7 @@
 #include "cpu_ops.h"
 
 /* Floats of im2col scratch per GEMM: bounds the memory whatever the image. */
-#define CONV_COL_FLOATS ((size_t)1 << 22)
+#define CONV_COL_FLOATS ((size_t)1 << 24)
 
 static float conv_act(sl_act act, float v)
 {
@@ -86,8 +86,15 @@ int sl_cpu_conv2d(sl_op_ctx *ctx, const sl_conv2d_args *a)
         for (int o = 0; o < O; o++) {
             float *yo = y + (size_t)o * HW;
             const float bo = a->bias ? a->bias[o] : 0.0f;
-            for (size_t i = 0; i < HW; i++)
-                yo[i] = conv_act(a->act, yo[i] + bo);
+            if (a->act == SL_ACT_RELU) { /* branch-free so it vectorises; NaN stays NaN */
+                for (size_t i = 0; i < HW; i++) {
+                    const float v = yo[i] + bo;
+                    yo[i] = v < 0.0f ? 0.0f : v;
+                }
+            } else {
+                for (size_t i = 0; i < HW; i++)
+                    yo[i] = conv_act(a->act, yo[i] + bo);
+            }
         }
     }
     return 0;
