@@ -93,6 +93,8 @@ static const keydef keys[] = {
      "L2-normalise every vector"},
     {"embedding.options", K_OPTS, 0, F(emb_options), NOF, NULL, 0, 0, NULL,
      "model-specific options (mapping of scalars), validated by the model"},
+    {"embedding.tags_top_k", K_INT, 0, F(emb_tags_top_k), NOF, "10", 0, 1000, NULL,
+     "for models with a classifier head (cnn14): the top-k labels per track written to tags/MODEL/tags.jsonl (0 = none)"},
     {"embedding.window_seconds", K_NUM, 0, F(emb_window_s), NOF, "0", 0, 3600, NULL,
      "length of the windows a track is embedded in; the track vector is their mean (0 = the model's default)"},
     {"embedding.hop_seconds", K_NUM, 0, F(emb_hop_s), NOF, "0", 0, 3600, NULL,
@@ -1328,6 +1330,11 @@ void sl_cfg_output_hash(const sl_config *cfg, char out[17])
     fnv_field(&s, "embedding.model", cfg->emb_model);
     fnv_field(&s, "embedding.weights", cfg->emb_weights);
     fnv_field(&s, "embedding.normalize", cfg->emb_normalize ? "true" : "false");
+    {
+        char k[32];
+        snprintf(k, sizeof k, "%d", cfg->emb_tags_top_k);
+        fnv_field(&s, "embedding.tags_top_k", k);
+    }
     fnv_opts(&s, "embedding.options", &cfg->emb_options);
     snprintf(out, 17, "%016llx", (unsigned long long)s.h);
 }

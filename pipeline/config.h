@@ -49,6 +49,7 @@ typedef struct {
     char *emb_model;   /* "melstats" | "none" */
     char *emb_weights; /* NULL when unset */
     int emb_normalize;
+    int emb_tags_top_k;     /* embedding.tags_top_k: 0 = no tags */
     sl_cfg_opts emb_options;
 
     /* runtime */

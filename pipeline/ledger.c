@@ -26,7 +26,7 @@
 #include <string.h>
 #include <time.h>
 
-#define SL_LEDGER_SCHEMA 1
+#define SL_LEDGER_SCHEMA 2
 
 struct sl_ledger {
     sqlite3 *db;
@@ -104,8 +104,9 @@ static const char *const SCHEMA =
     " vector BLOB,"
     " dim INTEGER,"
     " vector_model TEXT,"
-    " updated_at TEXT NOT NULL);"
-    "PRAGMA user_version = 1;";
+    " updated_at TEXT NOT NULL,"
+    " tags TEXT);"
+    "PRAGMA user_version = 2;";
 
 int sl_ledger_open(sl_ledger **out, const char *path)
 {
@@ -177,11 +178,22 @@ int sl_ledger_open(sl_ledger **out, const char *path)
         if ((rc = exec(l, "COMMIT")) < 0)
             goto fail;
     } else {
+        if (ver == 1) {
+            /* schema 1 -> 2: the tags column */
+            if ((rc = exec(l, "BEGIN IMMEDIATE")) < 0)
+                goto fail;
+            if ((rc = exec(l, "ALTER TABLE tracks ADD COLUMN tags TEXT; PRAGMA user_version = 2;")) < 0) {
+                sqlite3_exec(l->db, "ROLLBACK", NULL, NULL, NULL);
+                goto fail;
+            }
+            if ((rc = exec(l, "COMMIT")) < 0)
+                goto fail;
+        }
         /* Check the columns we rely on are there (a foreign table named tracks). */
         sqlite3_stmt *st;
         if (sqlite3_prepare_v2(l->db,
                                "SELECT id, path, size, mtime_ns, config_hash, status, error, outputs, timings,"
-                               " duration, vector, dim, vector_model, updated_at FROM tracks LIMIT 0",
+                               " duration, vector, dim, vector_model, updated_at, tags FROM tracks LIMIT 0",
                                -1, &st, NULL) != SQLITE_OK) {
             rc = db_err(l, "not a stemline ledger");
             goto fail;
@@ -190,8 +202,8 @@ int sl_ledger_open(sl_ledger **out, const char *path)
     }
     if (sqlite3_prepare_v3(l->db,
                            "INSERT OR REPLACE INTO tracks (id, path, size, mtime_ns, config_hash, status, error,"
-                           " outputs, timings, duration, vector, dim, vector_model, updated_at)"
-                           " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                           " outputs, timings, duration, vector, dim, vector_model, updated_at, tags)"
+                           " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
                            -1, SQLITE_PREPARE_PERSISTENT, &l->st_put, NULL) != SQLITE_OK ||
         sqlite3_prepare_v3(l->db,
                            "SELECT 1 FROM tracks WHERE id = ?1 AND path = ?2 AND size = ?3 AND mtime_ns = ?4"
@@ -306,6 +318,8 @@ int sl_ledger_put(sl_ledger *l, const sl_ledger_row *r)
     if (r->vector_model)
         sqlite3_bind_text(st, 13, r->vector_model, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 14, now, -1, SQLITE_STATIC);
+    if (r->tags_json)
+        sqlite3_bind_text(st, 15, r->tags_json, -1, SQLITE_STATIC);
     /* One statement in autocommit mode is one transaction (committed, and with
      * synchronous=FULL synced, when step returns DONE). */
     int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(l, "put");
@@ -361,6 +375,7 @@ static int iterate(sl_ledger *l, const char *sql, const char *model, int (*fn)(v
         row.timings_json = col_text(st, 8);
         row.duration = sqlite3_column_double(st, 9);
         row.vector_model = col_text(st, 12);
+        row.tags_json = col_text(st, 13);
         if (sqlite3_column_type(st, 10) == SQLITE_BLOB) {
             int dim = sqlite3_column_int(st, 11);
             const unsigned char *b = sqlite3_column_blob(st, 10);
@@ -399,7 +414,7 @@ static int iterate(sl_ledger *l, const char *sql, const char *model, int (*fn)(v
 
 #define ROW_COLS                                                                                                \
     "SELECT id, path, size, mtime_ns, config_hash, status, error, outputs, timings, duration, vector, dim,"     \
-    " vector_model FROM tracks"
+    " vector_model, tags FROM tracks"
 
 int sl_ledger_each_vector(sl_ledger *l, const char *vector_model, int (*fn)(void *arg, const sl_ledger_row *r),
                           void *arg)

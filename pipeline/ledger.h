@@ -25,6 +25,7 @@ typedef struct {
     const float *vector;      /* embedding of the mix (dim floats, final form), NULL if none */
     int dim;
     const char *vector_model; /* e.g. "melstats" */
+    const char *tags_json;    /* JSON array of the top clip tags, NULL when none (schema 2) */
 } sl_ledger_row;
 
 /* Opens (creating if needed) the ledger at path, WAL mode, busy timeout set, schema

@@ -42,6 +42,7 @@
 #include "segment.h"
 #include "search.h"
 #include "shards.h"
+#include "tags.h"
 
 static volatile sig_atomic_t stop_requests;
 
@@ -71,6 +72,7 @@ typedef struct slot {
     float *in[SL_SEG_MAX_CH];
     float *out[SL_MAX_SOURCES][SL_SEG_MAX_CH];
     float *vec;
+    float *scores; /* clip scores (models with a classifier head) */
     float *mem;
 } slot;
 
@@ -89,6 +91,7 @@ struct trk {
     sl_encoder *enc[SL_MAX_SOURCES];
     char *outputs;         /* JSON array of stem paths relative to output.dir */
     double *vsum;          /* length-weighted sum of window vectors */
+    double *ssum;          /* length-weighted sum of window clip scores */
     double vweight;
     size_t n_samples;      /* at the separation (or embedding) rate */
     int rate;
@@ -175,6 +178,7 @@ struct runner {
     worker *workers;
     int n_workers;
     sl_op_ctx *host_ctx;   /* allocates the slots */
+    const char *const *labels; /* class names of the embedding model's scores, or NULL */
     int workers_ready, workers_failed;
 
     /* pipeline statistics (under mu) */
@@ -374,6 +378,7 @@ static void slot_layout(runner *r, slot *s, int kind)
         for (int c = 0; c < r->emb->channels; c++, p += r->emb_L)
             s->in[c] = p;
         s->vec = p;
+        s->scores = r->emb->n_scores > 0 ? p + r->emb->dim : NULL;
     }
     s->kind = kind;
 }
@@ -553,6 +558,7 @@ static void trk_free(runner *r, trk *t)
         sl_stitcher_free(&t->st);
     free(t->outputs);
     free(t->vsum);
+    free(t->ssum);
     pthread_mutex_destroy(&t->mu);
     free(t);
     (void)r;
@@ -698,6 +704,9 @@ static void finalize(runner *r, trk *t)
                     vec[i] = (float)(vec[i] / sqrt(ss));
         }
     }
+    char *tags = NULL;
+    if (!t->failed && !t->abandoned && t->ssum && t->vweight > 0)
+        tags = sl_tags_json(t->ssum, r->emb->n_scores, t->vweight, r->cfg->emb_tags_top_k, r->labels);
     t->t_write += now_s() - t0;
     double duration = t->rate > 0 ? (double)t->n_samples / t->rate : 0;
 
@@ -727,6 +736,7 @@ static void finalize(runner *r, trk *t)
         .vector = t->failed ? NULL : vec,
         .dim = (t->failed || !r->emb) ? 0 : r->emb->dim,
         .vector_model = r->emb ? r->emb->name : NULL,
+        .tags_json = t->failed ? NULL : tags,
     };
     int lrc = sl_ledger_put(r->ledger, &row);
     if (lrc) {
@@ -741,6 +751,7 @@ static void finalize(runner *r, trk *t)
     }
     sl_progress_track_done(r->progress, 1, t->failed ? 0 : duration, tr->size);
     free(vec);
+    free(tags);
     trk_free(r, t);
 }
 
@@ -894,7 +905,11 @@ static void decode_track(runner *r, size_t i)
     }
     if (!rc && r->emb) {
         t->vsum = calloc((size_t)r->emb->dim, sizeof *t->vsum);
-        rc = t->vsum ? decode_stream(r, t, KIND_EMB) : SL_ENOMEM;
+        if (r->emb->n_scores > 0 && r->cfg->emb_tags_top_k > 0)
+            t->ssum = calloc((size_t)r->emb->n_scores, sizeof *t->ssum);
+        rc = t->vsum && (t->ssum || !(r->emb->n_scores > 0 && r->cfg->emb_tags_top_k > 0))
+                 ? decode_stream(r, t, KIND_EMB)
+                 : SL_ENOMEM;
     }
     if (rc == SL_ENOMEM && !t->failed && !t->abandoned)
         trk_fail(t, "out of memory");
@@ -969,9 +984,13 @@ static int run_models(runner *r, sl_sep_model *sep, sl_emb_model *emb, slot **s,
         }
         return sl_sep_run_batch(sep, n, in, lens, out, bad);
     }
-    float *vecs[256];
-    for (size_t b = 0; b < n; b++)
+    float *vecs[256], *scores[256];
+    for (size_t b = 0; b < n; b++) {
         vecs[b] = s[b]->vec;
+        scores[b] = s[b]->scores;
+    }
+    if (r->emb->n_scores > 0 && r->cfg->emb_tags_top_k > 0)
+        return sl_emb_run_batch_scores(emb, n, in, lens, vecs, scores, bad);
     return sl_emb_run_batch(emb, n, in, lens, vecs, bad);
 }
 
@@ -1127,6 +1146,9 @@ static void write_one(runner *r, slot *s)
         double w = (double)s->len;
         for (int i = 0; i < r->emb->dim; i++)
             t->vsum[i] += w * s->vec[i];
+        if (t->ssum)
+            for (int i = 0; i < r->emb->n_scores; i++)
+                t->ssum[i] += w * s->scores[i];
         t->vweight += w;
         fin = release_locked(r, t, s);
     } else {
@@ -1290,7 +1312,7 @@ static int plan_memory(runner *r)
         r->emb_H = H ? (H > r->emb_L ? r->emb_L : H) : 1;
         if (r->emb->channels > SL_SEG_MAX_CH)
             return sl_seterr(SL_EUNSUPPORTED, "models with more than %d channels", SL_SEG_MAX_CH);
-        emb_floats = r->emb_L * (size_t)r->emb->channels + (size_t)r->emb->dim;
+        emb_floats = r->emb_L * (size_t)r->emb->channels + (size_t)r->emb->dim + (size_t)r->emb->n_scores;
     }
     r->slot_floats = sep_floats > emb_floats ? sep_floats : emb_floats;
     double slot_mb = (double)r->slot_floats * 4.0 / 1048576.0;
@@ -1549,6 +1571,8 @@ int sl_run(const sl_config *cfg, const sl_run_opts *opts)
                                     cfg->progress_interval);
 
     r->host_ctx = ctx;
+    if (r->emb && r->emb->n_scores > 0)
+        r->labels = sl_labels_for(r->emb->n_scores);
     rc = start_workers(r, ctx);
     if (rc == SL_ECONFIG) {
         sl_log(SL_LOG_ERROR, NULL, NULL, "%s", sl_errmsg(rc, m, sizeof m));
@@ -1615,6 +1639,18 @@ int sl_run(const sl_config *cfg, const sl_run_opts *opts)
             snprintf(r->fatal_msg, sizeof r->fatal_msg, "vector shards could not be written: %s", m);
         }
         sl_report_stage_time(r->report, "shards", now_s() - t0);
+        if (!rc && r->emb->n_scores > 0 && cfg->emb_tags_top_k > 0) {
+            char tp[4096];
+            snprintf(tp, sizeof tp, "%s/tags/%s/%stags.jsonl", cfg->output_dir, r->emb->name, prefix);
+            rc = sl_tags_write(tp, r->ledger, r->emb->name, "mix");
+            if (rc) {
+                sl_log(SL_LOG_ERROR, NULL, "tags", "%s", sl_errmsg(rc, m, sizeof m));
+                r->fatal = 1;
+                snprintf(r->fatal_msg, sizeof r->fatal_msg, "tags could not be written: %s", m);
+            } else {
+                sl_report_add_output(r->report, tp);
+            }
+        }
     }
 
     {

@@ -229,7 +229,7 @@ static void test_basic(void)
     CHECK(sqlite3_step(st) == SQLITE_ROW && !strcmp((const char *)sqlite3_column_text(st, 0), "wal"));
     sqlite3_finalize(st);
     CHECK(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK);
-    CHECK(sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 1);
+    CHECK(sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 2);
     sqlite3_finalize(st);
     CHECK(sqlite3_prepare_v2(db,
                              "SELECT status, error, outputs, timings, duration, vector, dim, vector_model, "
@@ -643,9 +643,57 @@ static void test_shards(void)
     CHECK_MSG(system(cmd) == 0, "python shard check failed: %s", cmd);
 }
 
+static int tags_fn(void *arg, const sl_ledger_row *r)
+{
+    char *out = arg;
+    if (!strcmp(r->id, "new.mp3"))
+        snprintf(out, 256, "%s", r->tags_json ? r->tags_json : "(null)");
+    else if (r->tags_json)
+        snprintf(out, 256, "old row has tags");
+    return 0;
+}
+
+/* A ledger written by schema 1 (no tags column) is migrated in place. */
+static void test_migration(void)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/v1.db", tmp);
+    sqlite3 *db;
+    CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+    CHECK(sqlite3_exec(db,
+                       "CREATE TABLE tracks (id TEXT PRIMARY KEY COLLATE BINARY, path TEXT NOT NULL, size INTEGER NOT "
+                       "NULL, mtime_ns INTEGER NOT NULL, config_hash TEXT NOT NULL, status TEXT NOT NULL, error "
+                       "TEXT, outputs TEXT, timings TEXT, duration REAL, vector BLOB, dim INTEGER, vector_model "
+                       "TEXT, updated_at TEXT NOT NULL);"
+                       "INSERT INTO tracks VALUES ('old.mp3', 'in/old.mp3', 1, 2, 'h', 'done', NULL, '[]', '{}', "
+                       "1.5, NULL, NULL, NULL, 'x');"
+                       "PRAGMA user_version = 1;",
+                       NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(db);
+    sl_ledger *l = NULL;
+    CHECK(sl_ledger_open(&l, path) == 0);
+    if (!l)
+        return;
+    CHECK(sl_ledger_is_done(l, "old.mp3", "in/old.mp3", 1, 2, "h") == 1);
+    sl_ledger_row r = {.id = "new.mp3", .path = "in/new.mp3", .size = 3, .mtime_ns = 4, .config_hash = "h",
+                       .status = SL_TRACK_DONE, .tags_json = "[{\"index\": 1}]"};
+    CHECK(sl_ledger_put(l, &r) == 0);
+    char got[256] = "";
+    CHECK(sl_ledger_each(l, tags_fn, got) == 0);
+    CHECK(!strcmp(got, "[{\"index\": 1}]"));
+    sl_ledger_close(l);
+    CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+    sqlite3_stmt *st;
+    CHECK(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK);
+    CHECK(sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 2);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
 int main(void)
 {
     tmp = sl_test_tmpdir();
+    test_migration();
     test_basic();
     {
         char path[600];
