@@ -137,7 +137,8 @@ static int walk(scan *s, const char *dir, const char *idpfx, const ancestor *up)
     }
     closedir(d);
     if (!rc)
-        qsort(names, n, sizeof *names, name_cmp);
+        if (n > 1)
+            qsort(names, n, sizeof *names, name_cmp);
 
     for (size_t i = 0; !rc && i < n; i++) {
         char *path = join(dir, names[i]);
@@ -361,7 +362,8 @@ int sl_catalog_scan(sl_catalog *cat, const char *const *paths, size_t n_paths, c
     if (!rc && manifest)
         rc = add_manifest(&s, manifest);
     if (!rc && cat->n) {
-        qsort(cat->tracks, cat->n, sizeof *cat->tracks, track_cmp);
+        if (cat->n > 1)
+            qsort(cat->tracks, cat->n, sizeof *cat->tracks, track_cmp);
         for (size_t i = 1; i < cat->n; i++)
             if (!strcmp(cat->tracks[i - 1].id, cat->tracks[i].id)) {
                 rc = sl_seterr(SL_ECONFIG,

@@ -1299,7 +1299,8 @@ static void fnv_opts(fnv *s, const char *name, const sl_cfg_opts *o)
     }
     for (size_t i = 0; i < o->n; i++)
         v[i] = &o->items[i];
-    qsort(v, o->n, sizeof *v, opt_cmp);
+    if (o->n > 1)
+        qsort(v, o->n, sizeof *v, opt_cmp);
     for (size_t i = 0; i < o->n; i++)
         fnv_field(s, v[i]->key, v[i]->value);
     if (v != stack)

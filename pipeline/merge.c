@@ -923,7 +923,8 @@ int sl_merge_run(sl_merge **out, const sl_merge_opts *o)
                          "of a stemline run, or no shard has run yet",
                          o->out_dir);
     }
-    qsort(m->sh, m->n_sh, sizeof *m->sh, cmp_shard);
+    if (m->n_sh > 1)
+        qsort(m->sh, m->n_sh, sizeof *m->sh, cmp_shard);
 
     /* Shard counts present, and the shards missing from each. */
     for (size_t i = 0; i < m->n_sh; i++) {
@@ -1046,7 +1047,8 @@ int sl_merge_run(sl_merge **out, const sl_merge_opts *o)
 
     /* Tracks: rows sorted by id, then joined with the (sorted) catalog. */
     if (R.n > 1)
-        qsort(R.v, R.n, sizeof *R.v, cmp_row);
+        if (R.n > 1)
+            qsort(R.v, R.n, sizeof *R.v, cmp_row);
     const sl_catalog *cat = o->catalog;
     size_t ci = 0, ri = 0;
     while (ri < R.n || (cat && ci < cat->n)) {

@@ -896,7 +896,8 @@ int sl_vindex_open(sl_vindex **out, const char *dir)
     if (!rc && ix->n == 0)
         rc = sl_seterr(SL_ENOTFOUND, "%s: no vector shards (shard-NNNNN.npy)", dir);
     if (!rc)
-        qsort(ix->sh, ix->n, sizeof *ix->sh, shard_cmp);
+        if (ix->n > 1)
+            qsort(ix->sh, ix->n, sizeof *ix->sh, shard_cmp);
     for (size_t i = 0; !rc && i < ix->n; i++) {
         shard *s = &ix->sh[i];
         rc = npy_header_read(s);
@@ -1214,7 +1215,8 @@ int sl_vindex_search(sl_vindex *ix, const float *queries, size_t nq, size_t k, s
     if (!rc) {
         for (size_t q = 0; q < nq; q++) {
             cand *c = ch + q * kk;
-            qsort(c, cn[q], sizeof *c, cand_rank_cmp);
+            if (cn[q] > 1)
+                qsort(c, cn[q], sizeof *c, cand_rank_cmp);
             for (size_t j = 0; j < cn[q]; j++) {
                 sl_search_hit *h = &hits[q * k + j];
                 memset(h, 0, sizeof *h);
@@ -1275,7 +1277,8 @@ int sl_vindex_describe(sl_vindex *ix, sl_search_hit *hits, size_t n)
                 want[nw++] = &hits[i];
         if (!nw)
             continue;
-        qsort(want, nw, sizeof *want, hit_row_cmp);
+        if (nw > 1)
+            qsort(want, nw, sizeof *want, hit_row_cmp);
         FILE *f = fopen(ix->sh[si].jsonl, "r");
         if (!f) {
             int e = errno;
