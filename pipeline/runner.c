@@ -41,6 +41,7 @@
 #include "report.h"
 #include "segment.h"
 #include "search.h"
+#include "shardenv.h"
 #include "shards.h"
 #include "tags.h"
 
@@ -1207,13 +1208,6 @@ static int open_models(runner *r, sl_op_ctx *ctx)
     }
     return 0;
 }
-static void shard_prefix(const sl_run_opts *o, char *buf, size_t size)
-{
-    if (o->shard_count > 1)
-        snprintf(buf, size, "s%04dof%04d-", o->shard_index, o->shard_count);
-    else
-        buf[0] = 0;
-}
 static int check_writable(const char *dir)
 {
     int rc = sl_mkdirs(dir);
@@ -1532,7 +1526,7 @@ int sl_run(const sl_config *cfg, const sl_run_opts *opts)
     }
 
     char prefix[64];
-    shard_prefix(opts, prefix, sizeof prefix);
+    sl_shard_prefix(opts->shard_index, opts->shard_count, prefix, sizeof prefix);
     r->out_dir = strdup(cfg->output_dir);
     size_t lp = strlen(cfg->output_dir) + 96;
     r->ledger_path = malloc(lp);
