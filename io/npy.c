@@ -248,6 +248,43 @@ int sl_atomic_sweep(const char *dir)
     return rc < 0 ? rc : n;
 }
 
+int sl_atomic_sweep_for(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    size_t dl = slash ? (size_t)(slash - path) : 1, bl = strlen(base);
+    char *dir = malloc(dl + 1);
+    if (!dir)
+        return sl_seterr(SL_ENOMEM, "out of memory");
+    memcpy(dir, slash ? path : ".", dl);
+    dir[dl] = 0;
+    DIR *d = opendir(dir);
+    if (!d) {
+        int e = errno;
+        free(dir);
+        return e == ENOENT ? 0 : sl_seterr(-e, "%s: %s", path, strerror(e));
+    }
+    int n = 0, rc = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        const char *nm = de->d_name;
+        /* exactly BASE.tmp-<pid>-<n>: the temp files of this one path */
+        if (strncmp(nm, base, bl) || strncmp(nm + bl, ".tmp-", 5) || !is_tmp_name(nm) ||
+            strstr(nm + bl + 1, ".tmp-") != NULL)
+            continue;
+        if (unlinkat(dirfd(d), nm, 0) == 0) {
+            n++;
+        } else if (errno != ENOENT && errno != EISDIR) {
+            int e = errno;
+            rc = sl_seterr(-e, "%s/%s: cannot remove: %s", dir, nm, strerror(e));
+            break;
+        }
+    }
+    closedir(d);
+    free(dir);
+    return rc < 0 ? rc : n;
+}
+
 int sl_write_file_atomic(const char *path, const void *data, size_t len)
 {
     sl_atomic_file *f;

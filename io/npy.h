@@ -57,6 +57,11 @@ void sl_atomic_abort(sl_atomic_file *f);
  * were removed (0 when dir does not exist) or a negated errno. */
 int sl_atomic_sweep(const char *dir);
 
+/* Removes the temp files of one final path only ("PATH.tmp-<pid>-<n>"), which
+ * a killed run may have left: safe while other writers use the same folder for
+ * other files. Returns how many were removed or a negated errno. */
+int sl_atomic_sweep_for(const char *path);
+
 /* Fault injection for tests: after nbytes more bytes in total have been written
  * through sl_atomic_write, every write fails with ENOSPC (-1 turns it off). The
  * environment variable SL_FAULT_ENOSPC_AFTER=N does the same for a whole process.

@@ -27,6 +27,7 @@ enum {
     KF_EXT = 1,      /* list items are file extensions: lower-cased, leading dot dropped */
     KF_TEMPLATE = 2, /* stem path template: placeholders checked */
     KF_NONEMPTY = 4, /* a list that must not be empty */
+    KF_NAMES = 8,    /* list items are names: no '/', no duplicates */
 };
 
 #define NOF ((size_t)-1)
@@ -99,6 +100,10 @@ static const keydef keys[] = {
      "length of the windows a track is embedded in; the track vector is their mean (0 = the model's default)"},
     {"embedding.hop_seconds", K_NUM, 0, F(emb_hop_s), NOF, "0", 0, 3600, NULL,
      "hop between embedding windows (0 = the window length: no overlap)"},
+    {"embedding.sources", K_LIST, KF_NONEMPTY | KF_NAMES, F(emb_sources), F(n_emb_sources), "mix", 0, 0, NULL,
+     "what is embedded: mix (the input) and/or stem names of the separation model; each source gets its own shards"},
+    {"embedding.timeline", K_BOOL, 0, F(emb_timeline), NOF, "false", 0, 0, NULL,
+     "also write every window's vector with its start and end (embeddings/MODEL/SOURCE/timeline/)"},
     {"runtime.backend", K_ENUM, 0, F(backend), NOF, "auto", 0, 0, "auto|cpu|cuda|cuda-emu",
      "where the models run: auto = CUDA when a GPU answers, else CPU; cuda-emu = the CUDA kernels emulated on the CPU (slow, for checking the GPU path without a GPU)"},
     {"runtime.decode_threads", K_INT, 0, F(decode_threads), NOF, "2", 1, 256, NULL,
@@ -335,6 +340,7 @@ void sl_cfg_free(sl_config *cfg)
         }
     }
     free(cfg->source_file);
+    free(cfg->emb_sources_at);
     memset(cfg, 0, sizeof *cfg);
 }
 
@@ -714,6 +720,18 @@ static int set_list(ctx *c, const keydef *k, const char *name, const yaml_node_t
         if ((rc = want_string(c, k, name, it)))
             goto fail;
         const char *s = sc(it);
+        if ((k->flags & KF_NAMES) && strchr(s, '/')) {
+            char vb[80];
+            rc = NERR(c, it, name, "'%s' is not a name (contains '/')", shown(it, vb, sizeof vb));
+            goto fail;
+        }
+        if (k->flags & KF_NAMES)
+            for (size_t j = 0; j < cnt; j++)
+                if (!strcmp(l[j], s)) {
+                    char vb[80];
+                    rc = NERR(c, it, name, "'%s' is listed twice", shown(it, vb, sizeof vb));
+                    goto fail;
+                }
         if (k->flags & KF_EXT) {
             while (*s == '.')
                 s++;
@@ -1017,6 +1035,29 @@ static int cross_checks(ctx *c)
         return loc_err(c, c->where[b], keys[b].name,
                        "f32 samples cannot be stored in FLAC (use output.stems.sample_format s16 or s24, or "
                        "output.stems.format wav)");
+    }
+    size_t si = (size_t)(find_key("embedding.sources") - keys);
+    for (size_t i = 0; i < cfg->n_emb_sources; i++)
+        if (strcmp(cfg->emb_sources[i], "mix") && !strcmp(cfg->sep_model, "none")) {
+            size_t mi = (size_t)(find_key("separation.model") - keys);
+            size_t b = c->given[mi] > c->given[si] ? mi : si;
+            return loc_err(c, c->where[b], keys[b].name,
+                           "embedding.sources lists the stem '%s' but separation.model is none (only 'mix' can "
+                           "be embedded without separation)",
+                           cfg->emb_sources[i]);
+        }
+    if (c->given[si]) {
+        /* the stem names are known once the separation model is open: keep the
+         * place, so that the runner can point at it */
+        char at[600];
+        const loc *l = &c->where[si];
+        if (l->set)
+            snprintf(at, sizeof at, "--set '%s'", l->set);
+        else
+            snprintf(at, sizeof at, "%s:%zu:%zu", c->file, l->line, l->col);
+        free(cfg->emb_sources_at);
+        if (!(cfg->emb_sources_at = xstrdup(at)))
+            return sl_seterr(SL_ENOMEM, "out of memory");
     }
     return 0;
 }
@@ -1337,6 +1378,17 @@ void sl_cfg_output_hash(const sl_config *cfg, char out[17])
         fnv_field(&s, "embedding.tags_top_k", k);
     }
     fnv_opts(&s, "embedding.options", &cfg->emb_options);
+    /* added later: hashed only when not the default, so that jobs written
+     * before these keys existed keep their hash (and their done tracks) */
+    if (!(cfg->n_emb_sources == 1 && !strcmp(cfg->emb_sources[0], "mix"))) {
+        char num[32];
+        snprintf(num, sizeof num, "%zu", cfg->n_emb_sources);
+        fnv_field(&s, "embedding.sources", num);
+        for (size_t i = 0; i < cfg->n_emb_sources; i++)
+            fnv_field(&s, "embedding.sources[]", cfg->emb_sources[i]);
+    }
+    if (cfg->emb_timeline)
+        fnv_field(&s, "embedding.timeline", "true");
     snprintf(out, 17, "%016llx", (unsigned long long)s.h);
 }
 

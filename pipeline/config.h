@@ -50,6 +50,11 @@ typedef struct {
     char *emb_weights; /* NULL when unset */
     int emb_normalize;
     int emb_tags_top_k;     /* embedding.tags_top_k: 0 = no tags */
+    char **emb_sources;     /* embedding.sources: "mix" and/or stem names, in the given order */
+    size_t n_emb_sources;
+    int emb_timeline;       /* embedding.timeline: also keep every window's vector */
+    char *emb_sources_at;   /* where embedding.sources was set ("FILE:LINE:COL" or "--set '...'"),
+                               NULL when it is the default; for errors found once the models are open */
     sl_cfg_opts emb_options;
 
     /* runtime */

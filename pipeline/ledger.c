@@ -26,7 +26,7 @@
 #include <string.h>
 #include <time.h>
 
-#define SL_LEDGER_SCHEMA 2
+#define SL_LEDGER_SCHEMA 3
 
 struct sl_ledger {
     sqlite3 *db;
@@ -34,6 +34,7 @@ struct sl_ledger {
     pthread_mutex_t mu;
     sqlite3_stmt *st_put;
     sqlite3_stmt *st_done;
+    sqlite3_stmt *st_vdel, *st_vput;
 };
 
 static int db_err(sl_ledger *l, const char *what)
@@ -89,6 +90,19 @@ static int query_text(sl_ledger *l, const char *sql, char *out, size_t cap)
     return 0;
 }
 
+/* Schema 3: the vectors beyond the mix's track vector (stems, timelines). */
+#define VECTORS_SCHEMA                                                                                          \
+    "CREATE TABLE IF NOT EXISTS vectors ("                                                                      \
+    " id TEXT NOT NULL COLLATE BINARY,"                                                                         \
+    " source TEXT NOT NULL COLLATE BINARY,"                                                                     \
+    " win INTEGER NOT NULL," /* -1 = the track vector of the source, k >= 0 = timeline window k */             \
+    " t_start REAL NOT NULL,"                                                                                   \
+    " t_end REAL NOT NULL,"                                                                                     \
+    " vector BLOB NOT NULL,"                                                                                    \
+    " dim INTEGER NOT NULL,"                                                                                    \
+    " tags TEXT,"                                                                                               \
+    " PRIMARY KEY (id, source, win)) WITHOUT ROWID;"
+
 static const char *const SCHEMA =
     "CREATE TABLE IF NOT EXISTS tracks ("
     " id TEXT PRIMARY KEY COLLATE BINARY," /* BINARY = memcmp = strcmp order */
@@ -105,8 +119,8 @@ static const char *const SCHEMA =
     " dim INTEGER,"
     " vector_model TEXT,"
     " updated_at TEXT NOT NULL,"
-    " tags TEXT);"
-    "PRAGMA user_version = 2;";
+    " tags TEXT);" VECTORS_SCHEMA
+    "PRAGMA user_version = 3;";
 
 int sl_ledger_open(sl_ledger **out, const char *path)
 {
@@ -188,12 +202,30 @@ int sl_ledger_open(sl_ledger **out, const char *path)
             }
             if ((rc = exec(l, "COMMIT")) < 0)
                 goto fail;
+            ver = 2;
+        }
+        if (ver == 2) {
+            /* schema 2 -> 3: the vectors table (stems, timelines) */
+            if ((rc = exec(l, "BEGIN IMMEDIATE")) < 0)
+                goto fail;
+            if ((rc = exec(l, VECTORS_SCHEMA "PRAGMA user_version = 3;")) < 0) {
+                sqlite3_exec(l->db, "ROLLBACK", NULL, NULL, NULL);
+                goto fail;
+            }
+            if ((rc = exec(l, "COMMIT")) < 0)
+                goto fail;
         }
         /* Check the columns we rely on are there (a foreign table named tracks). */
         sqlite3_stmt *st;
         if (sqlite3_prepare_v2(l->db,
                                "SELECT id, path, size, mtime_ns, config_hash, status, error, outputs, timings,"
                                " duration, vector, dim, vector_model, updated_at, tags FROM tracks LIMIT 0",
+                               -1, &st, NULL) != SQLITE_OK) {
+            rc = db_err(l, "not a stemline ledger");
+            goto fail;
+        }
+        sqlite3_finalize(st);
+        if (sqlite3_prepare_v2(l->db, "SELECT id, source, win, t_start, t_end, vector, dim, tags FROM vectors LIMIT 0",
                                -1, &st, NULL) != SQLITE_OK) {
             rc = db_err(l, "not a stemline ledger");
             goto fail;
@@ -208,7 +240,13 @@ int sl_ledger_open(sl_ledger **out, const char *path)
         sqlite3_prepare_v3(l->db,
                            "SELECT 1 FROM tracks WHERE id = ?1 AND path = ?2 AND size = ?3 AND mtime_ns = ?4"
                            " AND config_hash = ?5 AND status = 'done'",
-                           -1, SQLITE_PREPARE_PERSISTENT, &l->st_done, NULL) != SQLITE_OK) {
+                           -1, SQLITE_PREPARE_PERSISTENT, &l->st_done, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v3(l->db, "DELETE FROM vectors WHERE id = ?1", -1, SQLITE_PREPARE_PERSISTENT, &l->st_vdel,
+                           NULL) != SQLITE_OK ||
+        sqlite3_prepare_v3(l->db,
+                           "INSERT INTO vectors (id, source, win, t_start, t_end, vector, dim, tags)"
+                           " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                           -1, SQLITE_PREPARE_PERSISTENT, &l->st_vput, NULL) != SQLITE_OK) {
         rc = db_err(l, "prepare");
         goto fail;
     }
@@ -225,6 +263,8 @@ void sl_ledger_close(sl_ledger *l)
         return;
     sqlite3_finalize(l->st_put);
     sqlite3_finalize(l->st_done);
+    sqlite3_finalize(l->st_vdel);
+    sqlite3_finalize(l->st_vput);
     if (l->db)
         sqlite3_close_v2(l->db);
     pthread_mutex_destroy(&l->mu);
@@ -267,36 +307,60 @@ static const char *status_name(sl_track_status s)
     return s == SL_TRACK_DONE ? "done" : s == SL_TRACK_FAILED ? "failed" : "pending";
 }
 
+/* Vectors are stored little-endian whatever the host. */
+static unsigned char *encode_vec(const float *v, int dim)
+{
+    unsigned char *blob = malloc((size_t)dim * 4);
+    if (!blob)
+        return NULL;
+    for (int i = 0; i < dim; i++) {
+        uint32_t x;
+        memcpy(&x, &v[i], 4);
+        blob[4 * i] = (unsigned char)x;
+        blob[4 * i + 1] = (unsigned char)(x >> 8);
+        blob[4 * i + 2] = (unsigned char)(x >> 16);
+        blob[4 * i + 3] = (unsigned char)(x >> 24);
+    }
+    return blob;
+}
+
+static int step_done(sl_ledger *l, sqlite3_stmt *st, const char *what)
+{
+    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(l, what);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc;
+}
+
 int sl_ledger_put(sl_ledger *l, const sl_ledger_row *r)
 {
     if (!l || !r || !r->id || !r->path || !r->config_hash)
         return sl_seterr(SL_EINVAL, "ledger: put with NULL id, path or config_hash");
     if (r->status != SL_TRACK_PENDING && r->status != SL_TRACK_DONE && r->status != SL_TRACK_FAILED)
         return sl_seterr(SL_EINVAL, "ledger: track %s: bad status %d", r->id, (int)r->status);
-    if (r->vector && (r->dim <= 0 || r->dim > (1 << 24)))
+    if ((r->vector || r->n_vecs) && (r->dim <= 0 || r->dim > (1 << 24)))
         return sl_seterr(SL_EINVAL, "ledger: track %s: vector with dim %d", r->id, r->dim);
+    if (r->n_vecs && !r->vecs)
+        return sl_seterr(SL_EINVAL, "ledger: track %s: %zu vectors without data", r->id, r->n_vecs);
+    for (size_t i = 0; i < r->n_vecs; i++)
+        if (!r->vecs[i].source || !*r->vecs[i].source || !r->vecs[i].vector || r->vecs[i].window < -1 ||
+            (r->vecs[i].window == -1 && !strcmp(r->vecs[i].source, "mix")))
+            return sl_seterr(SL_EINVAL, "ledger: track %s: vector %zu without source or data, or a second mix "
+                                        "track vector", r->id, i);
 
-    /* Vectors are stored little-endian whatever the host. */
     unsigned char *blob = NULL;
-    size_t blen = 0;
-    if (r->vector) {
-        blen = (size_t)r->dim * 4;
-        blob = malloc(blen);
-        if (!blob)
-            return sl_seterr(SL_ENOMEM, "ledger: out of memory");
-        for (int i = 0; i < r->dim; i++) {
-            uint32_t x;
-            memcpy(&x, &r->vector[i], 4);
-            blob[4 * i] = (unsigned char)x;
-            blob[4 * i + 1] = (unsigned char)(x >> 8);
-            blob[4 * i + 2] = (unsigned char)(x >> 16);
-            blob[4 * i + 3] = (unsigned char)(x >> 24);
-        }
-    }
+    size_t blen = (size_t)r->dim * 4;
+    if (r->vector && !(blob = encode_vec(r->vector, r->dim)))
+        return sl_seterr(SL_ENOMEM, "ledger: out of memory");
     char now[40];
     iso_now(now);
 
     pthread_mutex_lock(&l->mu);
+    /* the track row and its vectors in one transaction: a reader (or a crash)
+     * never sees a row without its vectors */
+    int rc = exec(l, "BEGIN IMMEDIATE");
+    if (rc)
+        goto out;
     sqlite3_stmt *st = l->st_put;
     sqlite3_bind_text(st, 1, r->id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, r->path, -1, SQLITE_STATIC);
@@ -320,11 +384,37 @@ int sl_ledger_put(sl_ledger *l, const sl_ledger_row *r)
     sqlite3_bind_text(st, 14, now, -1, SQLITE_STATIC);
     if (r->tags_json)
         sqlite3_bind_text(st, 15, r->tags_json, -1, SQLITE_STATIC);
-    /* One statement in autocommit mode is one transaction (committed, and with
-     * synchronous=FULL synced, when step returns DONE). */
-    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(l, "put");
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
+    rc = step_done(l, st, "put");
+    if (!rc) {
+        sqlite3_bind_text(l->st_vdel, 1, r->id, -1, SQLITE_STATIC);
+        rc = step_done(l, l->st_vdel, "put vectors");
+    }
+    for (size_t i = 0; !rc && i < r->n_vecs; i++) {
+        const sl_ledger_vec *v = &r->vecs[i];
+        unsigned char *vb = encode_vec(v->vector, r->dim);
+        if (!vb) {
+            rc = sl_seterr(SL_ENOMEM, "ledger: out of memory");
+            break;
+        }
+        st = l->st_vput;
+        sqlite3_bind_text(st, 1, r->id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, v->source, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 3, v->window);
+        sqlite3_bind_double(st, 4, v->start);
+        sqlite3_bind_double(st, 5, v->end);
+        sqlite3_bind_blob(st, 6, vb, (int)blen, SQLITE_STATIC);
+        sqlite3_bind_int(st, 7, r->dim);
+        if (v->tags_json)
+            sqlite3_bind_text(st, 8, v->tags_json, -1, SQLITE_STATIC);
+        rc = step_done(l, st, "put vectors");
+        free(vb);
+    }
+    /* with synchronous=FULL the commit is on disk when it returns */
+    if (!rc)
+        rc = exec(l, "COMMIT");
+    if (rc)
+        sqlite3_exec(l->db, "ROLLBACK", NULL, NULL, NULL);
+out:
     pthread_mutex_unlock(&l->mu);
     free(blob);
     return rc;
@@ -338,8 +428,8 @@ static const char *col_text(sqlite3_stmt *st, int i)
 /* Runs a SELECT of the 13 row columns and calls fn per row. Statements are
  * prepared per call (not cached) so that a callback may start another
  * iteration on the same ledger; iterations are rare, puts are not. */
-static int iterate(sl_ledger *l, const char *sql, const char *model, int (*fn)(void *, const sl_ledger_row *),
-                   void *arg)
+static int iterate(sl_ledger *l, const char *sql, const char *model, const char *source,
+                   int (*fn)(void *, const sl_ledger_row *), void *arg)
 {
     pthread_mutex_lock(&l->mu);
     sqlite3_stmt *st;
@@ -351,6 +441,9 @@ static int iterate(sl_ledger *l, const char *sql, const char *model, int (*fn)(v
     }
     if (model)
         sqlite3_bind_text(st, 1, model, -1, SQLITE_STATIC);
+    if (source)
+        sqlite3_bind_text(st, 2, source, -1, SQLITE_STATIC);
+    int ext = sqlite3_column_count(st) >= 18; /* + source, win, t_start, t_end */
     float *vbuf = NULL;
     size_t vcap = 0;
     for (;;) {
@@ -376,6 +469,17 @@ static int iterate(sl_ledger *l, const char *sql, const char *model, int (*fn)(v
         row.duration = sqlite3_column_double(st, 9);
         row.vector_model = col_text(st, 12);
         row.tags_json = col_text(st, 13);
+        if (ext) {
+            row.source = col_text(st, 14);
+            row.window = sqlite3_column_int(st, 15);
+            row.start = sqlite3_column_double(st, 16);
+            row.end = sqlite3_column_double(st, 17);
+        } else {
+            row.source = "mix";
+            row.window = -1;
+            row.start = 0;
+            row.end = row.duration;
+        }
         if (sqlite3_column_type(st, 10) == SQLITE_BLOB) {
             int dim = sqlite3_column_int(st, 11);
             const unsigned char *b = sqlite3_column_blob(st, 10);
@@ -423,13 +527,33 @@ int sl_ledger_each_vector(sl_ledger *l, const char *vector_model, int (*fn)(void
         return sl_seterr(SL_EINVAL, "ledger: each_vector with NULL argument");
     if (vector_model)
         return iterate(l, ROW_COLS " WHERE status = 'done' AND vector IS NOT NULL AND vector_model = ?1 ORDER BY id",
-                       vector_model, fn, arg);
-    return iterate(l, ROW_COLS " WHERE status = 'done' AND vector IS NOT NULL ORDER BY id", NULL, fn, arg);
+                       vector_model, NULL, fn, arg);
+    return iterate(l, ROW_COLS " WHERE status = 'done' AND vector IS NOT NULL ORDER BY id", NULL, NULL, fn, arg);
 }
 
 int sl_ledger_each(sl_ledger *l, int (*fn)(void *arg, const sl_ledger_row *r), void *arg)
 {
     if (!l || !fn)
         return sl_seterr(SL_EINVAL, "ledger: each with NULL argument");
-    return iterate(l, ROW_COLS " ORDER BY id", NULL, fn, arg);
+    return iterate(l, ROW_COLS " ORDER BY id", NULL, NULL, fn, arg);
+}
+
+int sl_ledger_each_source_vector(sl_ledger *l, const char *vector_model, const char *source, int timeline,
+                                 int (*fn)(void *arg, const sl_ledger_row *r), void *arg)
+{
+    if (!l || !fn || !vector_model || !source)
+        return sl_seterr(SL_EINVAL, "ledger: each_source_vector with NULL argument");
+    if (!strcmp(source, "mix") && !timeline)
+        return sl_ledger_each_vector(l, vector_model, fn, arg);
+    static const char *const sql[2] = {
+        "SELECT t.id, t.path, t.size, t.mtime_ns, t.config_hash, t.status, t.error, t.outputs, t.timings,"
+        " t.duration, v.vector, v.dim, t.vector_model, v.tags, v.source, v.win, v.t_start, v.t_end"
+        " FROM vectors v JOIN tracks t ON t.id = v.id"
+        " WHERE t.status = 'done' AND t.vector_model = ?1 AND v.source = ?2 AND v.win = -1 ORDER BY v.id",
+        "SELECT t.id, t.path, t.size, t.mtime_ns, t.config_hash, t.status, t.error, t.outputs, t.timings,"
+        " t.duration, v.vector, v.dim, t.vector_model, v.tags, v.source, v.win, v.t_start, v.t_end"
+        " FROM vectors v JOIN tracks t ON t.id = v.id"
+        " WHERE t.status = 'done' AND t.vector_model = ?1 AND v.source = ?2 AND v.win >= 0 ORDER BY v.id, v.win",
+    };
+    return iterate(l, sql[timeline ? 1 : 0], vector_model, source, fn, arg);
 }

@@ -11,6 +11,16 @@ typedef struct sl_ledger sl_ledger;
 
 typedef enum { SL_TRACK_PENDING = 0, SL_TRACK_DONE = 1, SL_TRACK_FAILED = 2 } sl_track_status;
 
+/* A vector beyond the track vector of the mix (schema 3): the track vector of a
+ * stem, or one window of a timeline (of the mix or of a stem). */
+typedef struct {
+    const char *source;    /* "mix" or a stem name */
+    int window;            /* -1 = the track vector of this source; k >= 0 = window k of its timeline */
+    double start, end;     /* seconds: the window's span (track vectors: 0 and the duration) */
+    const float *vector;   /* dim floats (the row's dim), final form */
+    const char *tags_json; /* top tags of a stem's track vector, or NULL */
+} sl_ledger_vec;
+
 typedef struct {
     const char *id;
     const char *path;
@@ -26,6 +36,15 @@ typedef struct {
     int dim;
     const char *vector_model; /* e.g. "melstats" */
     const char *tags_json;    /* JSON array of the top clip tags, NULL when none (schema 2) */
+    /* put: further vectors of a done track (same dim and model), stored with the row in one
+     * transaction, replacing the ones stored before for this id. */
+    const sl_ledger_vec *vecs;
+    size_t n_vecs;
+    /* each_source_vector: which vector this row carries (the mix track vector: "mix", -1,
+     * 0, duration) */
+    const char *source;
+    int window;
+    double start, end;
 } sl_ledger_row;
 
 /* Opens (creating if needed) the ledger at path, WAL mode, busy timeout set, schema
@@ -47,6 +66,13 @@ int sl_ledger_put(sl_ledger *l, const sl_ledger_row *r);
  * value if non-zero. */
 int sl_ledger_each_vector(sl_ledger *l, const char *vector_model,
                           int (*fn)(void *arg, const sl_ledger_row *r), void *arg);
+
+/* Calls fn for each vector of one source of the done rows of a model: with
+ * timeline 0 the track vectors (row.vector, row.tags_json of that source), with
+ * timeline 1 every window (row.window, row.start, row.end), in (id, window)
+ * order. Other row fields are the track's. Same contract as each_vector. */
+int sl_ledger_each_source_vector(sl_ledger *l, const char *vector_model, const char *source, int timeline,
+                                 int (*fn)(void *arg, const sl_ledger_row *r), void *arg);
 
 /* Calls fn for every row in id order (for reports). Same contract. */
 int sl_ledger_each(sl_ledger *l, int (*fn)(void *arg, const sl_ledger_row *r), void *arg);

@@ -16,6 +16,7 @@
  * the tracks that are done, in id order, whatever order they finished in. */
 #include "runner.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
@@ -62,13 +63,25 @@ static double now_s(void)
 
 enum { KIND_SEP = 0, KIND_EMB = 1 };
 
+/* Stems written only to be embedded (output.stems.enabled false), inside output.dir. */
+#define SCRATCH_DIR ".stemline-scratch"
+
 typedef struct trk trk;
+
+/* The window vectors of one source of a track (embedding.timeline), by window index. */
+typedef struct {
+    float *v;        /* n x dim, raw (normalised at the end) */
+    double *t0, *t1; /* seconds */
+    unsigned char *have;
+    size_t n, cap;
+} timeline;
 
 typedef struct slot {
     struct slot *next;
     trk *t;
     int kind;
-    size_t k;   /* segment index within its track and kind */
+    int src;    /* embedding windows: index into the runner's embedding sources */
+    size_t k;   /* segment index within its track and kind (and source) */
     size_t len; /* valid samples */
     float *in[SL_SEG_MAX_CH];
     float *out[SL_MAX_SOURCES][SL_SEG_MAX_CH];
@@ -91,9 +104,13 @@ struct trk {
     int have_st;
     sl_encoder *enc[SL_MAX_SOURCES];
     char *outputs;         /* JSON array of stem paths relative to output.dir */
-    double *vsum;          /* length-weighted sum of window vectors */
-    double *ssum;          /* length-weighted sum of window clip scores */
-    double vweight;
+    int phase;             /* 0: the input (separation, mix windows); 1: the stems' windows */
+    struct trk *qnext;     /* in the runner's stem queue */
+    char *stem_path[SL_MAX_SOURCES]; /* where each stem was written (full path) */
+    double *vsum;          /* per embedding source: length-weighted sum of window vectors */
+    double *ssum;          /* per embedding source: length-weighted sum of window clip scores */
+    double vweight[SL_MAX_SOURCES + 1];
+    timeline tl[SL_MAX_SOURCES + 1]; /* per embedding source, when embedding.timeline */
     size_t n_samples;      /* at the separation (or embedding) rate */
     int rate;
     int source_rate;
@@ -180,6 +197,20 @@ struct runner {
     int n_workers;
     sl_op_ctx *host_ctx;   /* allocates the slots */
     const char *const *labels; /* class names of the embedding model's scores, or NULL */
+
+    /* embedding.sources, resolved against the separation model */
+    int n_esrc;
+    const char *esrc[SL_MAX_SOURCES + 1];
+    int esrc_stem[SL_MAX_SOURCES + 1]; /* stem index, -1 for the mix */
+    int mix_src;                       /* index of "mix" in esrc, or -1 */
+    int n_stem_esrc;                   /* stems among them: those tracks have a second phase */
+    int write_stems;                   /* stems go to files (the user's, or scratch ones) */
+    int scratch;                       /* stems are written only to be embedded (stems disabled) */
+    char *scratch_dir;
+    char prefix[64];
+    trk *sq_head, *sq_tail;            /* tracks whose stems wait to be embedded (under mu) */
+    size_t live_tracks;                /* trk objects alive (under mu) */
+    pthread_cond_t cv_stem;
     int workers_ready, workers_failed;
 
     /* pipeline statistics (under mu) */
@@ -560,9 +591,23 @@ static void trk_free(runner *r, trk *t)
     free(t->outputs);
     free(t->vsum);
     free(t->ssum);
+    for (int s = 0; s < SL_MAX_SOURCES; s++) {
+        if (t->stem_path[s] && r->scratch)
+            unlink(t->stem_path[s]); /* written only to be embedded */
+        free(t->stem_path[s]);
+    }
+    for (int i = 0; i <= SL_MAX_SOURCES; i++) {
+        free(t->tl[i].v);
+        free(t->tl[i].t0);
+        free(t->tl[i].t1);
+        free(t->tl[i].have);
+    }
     pthread_mutex_destroy(&t->mu);
     free(t);
-    (void)r;
+    pthread_mutex_lock(&r->mu);
+    r->live_tracks--;
+    pthread_cond_broadcast(&r->cv_stem);
+    pthread_mutex_unlock(&r->mu);
 }
 
 /* Opens one encoder per stem (temporary names; renamed when the track is done),
@@ -579,28 +624,38 @@ static int open_encoders(runner *r, trk *t, char *err, size_t errsize)
     };
     if (!strcmp(c->stems_sample_rate, "source") && t->source_rate > 0)
         p.out_rate = t->source_rate;
+    if (r->scratch) {
+        /* stems only to be embedded: float WAV at the model's rate, exact */
+        p.format = "wav";
+        p.sample_format = "f32";
+        p.out_rate = r->sep->sample_rate;
+    }
     size_t olen = 1, ocap = 256;
     t->outputs = malloc(ocap);
     if (!t->outputs)
         return SL_ENOMEM;
     strcpy(t->outputs, "[");
-    /* first sweep (every folder, before any encoder of this track exists) */
+    /* first sweep (every file, before any encoder of this track exists) */
     for (int pass = 0; pass < 2; pass++)
     for (int s = 0; s < r->sep->n_sources; s++) {
         char rel[4096], full[8192];
-        int rc = expand_template(c->stems_template, t->tr->id, r->sep->sources[s], c->stems_format, rel,
+        int rc = 0;
+        if (r->scratch) {
+            snprintf(rel, sizeof rel, "t%zu-%d.wav", t->index, s);
+            snprintf(full, sizeof full, "%s/%s", r->scratch_dir, rel);
+        } else {
+            rc = expand_template(c->stems_template, t->tr->id, r->sep->sources[s], c->stems_format, rel,
                                  sizeof rel);
+            snprintf(full, sizeof full, "%s/%s", r->out_dir, rel);
+        }
         if (rc) {
             snprintf(err, errsize, "output path too long");
             return rc;
         }
-        snprintf(full, sizeof full, "%s/%s", r->out_dir, rel);
         if (pass == 0) {
-            char *slash = strrchr(full, '/');
-            if (slash) {
-                *slash = 0;
-                sl_atomic_sweep(full);
-            }
+            /* only this file's temporaries: other tracks may be writing into
+             * the same folder (templates like {stem}/{track}.{ext}) */
+            sl_atomic_sweep_for(full);
             continue;
         }
         rc = sl_encoder_open(&t->enc[s], full, &p);
@@ -609,7 +664,9 @@ static int open_encoders(runner *r, trk *t, char *err, size_t errsize)
             snprintf(err, errsize, "write %s: %s", rel, sl_errmsg(rc, m, sizeof m));
             return rc;
         }
-        if (append_json_path(&t->outputs, &olen, &ocap, rel))
+        if (!(t->stem_path[s] = strdup(full)))
+            return SL_ENOMEM;
+        if (!r->scratch && append_json_path(&t->outputs, &olen, &ocap, rel))
             return SL_ENOMEM;
     }
     strcat(t->outputs, "]");
@@ -624,7 +681,7 @@ static void stitch_write(runner *r, trk *t, slot *s)
     for (int k = 0; k < r->sep->n_sources; k++)
         y[k] = s->out[k];
     size_t emit = sl_stitcher_push(&t->st, y, s->len);
-    for (int k = 0; k < r->sep->n_sources && r->cfg->stems_enabled; k++) {
+    for (int k = 0; k < r->sep->n_sources && r->write_stems; k++) {
         int rc = sl_encoder_write(t->enc[k], (const float *const *)s->out[k], emit);
         if (rc) {
             char m[512];
@@ -649,7 +706,7 @@ static void finalize(runner *r, trk *t)
     float *vec = NULL;
     double t0 = now_s();
     char m[512];
-    if (!t->failed && !t->abandoned && r->sep) {
+    if (t->phase == 0 && !t->failed && !t->abandoned && r->sep) {
         /* the tail of the last segment, then every stem renamed into place */
         size_t O = r->sep_L - r->sep_H;
         float *buf = O ? malloc(O * (size_t)r->sep->channels * (size_t)r->sep->n_sources * sizeof(float)) : NULL;
@@ -664,7 +721,7 @@ static void finalize(runner *r, trk *t)
                 pp[k] = planes[k];
             }
             size_t n = t->have_st ? sl_stitcher_flush(&t->st, pp) : 0;
-            for (int k = 0; k < r->sep->n_sources && r->cfg->stems_enabled && !t->failed && !t->abandoned; k++) {
+            for (int k = 0; k < r->sep->n_sources && r->write_stems && !t->failed && !t->abandoned; k++) {
                 int rc = n ? sl_encoder_write(t->enc[k], (const float *const *)planes[k], n) : 0;
                 if (!rc) {
                     rc = sl_encoder_finish(t->enc[k]);
@@ -684,30 +741,89 @@ static void finalize(runner *r, trk *t)
             free(buf);
         }
     }
+    if (t->phase == 0 && r->n_stem_esrc > 0 && r->emb && !t->failed && !t->abandoned) {
+        /* the stems are in place: a decode thread embeds them next (phase 1),
+         * and the ledger row is written once that is done */
+        t->t_write += now_s() - t0;
+        pthread_mutex_lock(&t->mu);
+        t->phase = 1;
+        t->decode_done = 0;
+        t->finalized = 0;
+        pthread_mutex_unlock(&t->mu);
+        pthread_mutex_lock(&r->mu);
+        t->qnext = NULL;
+        if (r->sq_tail)
+            r->sq_tail->qnext = t;
+        else
+            r->sq_head = t;
+        r->sq_tail = t;
+        pthread_cond_broadcast(&r->cv_stem);
+        pthread_mutex_unlock(&r->mu);
+        return;
+    }
+    char *tags = NULL, *stags[SL_MAX_SOURCES + 1] = {0};
+    sl_ledger_vec *lv = NULL;
+    size_t n_lv = 0;
     if (!t->failed && !t->abandoned && r->emb) {
-        int dim = r->emb->dim;
-        vec = calloc((size_t)dim, sizeof *vec);
-        if (!vec || t->vweight <= 0) {
-            trk_fail(t, "embed: %s", vec ? "no audio window was embedded" : "out of memory");
-        } else {
-            double ss = 0;
-            int finite = 1;
-            for (int i = 0; i < dim; i++) {
-                double v = t->vsum[i] / t->vweight;
-                finite &= isfinite(v) != 0;
-                vec[i] = (float)v;
-                ss += v * v;
+        int dim = r->emb->dim, ns = r->emb->n_scores;
+        size_t n_win = 0;
+        for (int i = 0; i < r->n_esrc; i++)
+            n_win += r->cfg->emb_timeline ? t->tl[i].n : 0;
+        vec = calloc((size_t)r->n_esrc * (size_t)dim, sizeof *vec);
+        lv = calloc((size_t)r->n_esrc + n_win, sizeof *lv);
+        if (!vec || !lv)
+            trk_fail(t, "embed: out of memory");
+        for (int i = 0; i < r->n_esrc && !t->failed; i++) {
+            const char *src = r->esrc[i];
+            float *v = vec + (size_t)i * (size_t)dim;
+            int rc = sl_embed_mean(t->vsum + (size_t)i * (size_t)dim, t->vweight[i], dim, r->cfg->emb_normalize, v);
+            if (rc) {
+                if (i == r->mix_src)
+                    trk_fail(t, "%s", sl_errmsg(rc, m, sizeof m));
+                else
+                    trk_fail(t, "stem '%s': %s", src, sl_errmsg(rc, m, sizeof m));
+                break;
             }
-            if (!finite)
-                trk_fail(t, "embed: the vector is not finite");
-            else if (r->cfg->emb_normalize && ss > 0)
-                for (int i = 0; i < dim; i++)
-                    vec[i] = (float)(vec[i] / sqrt(ss));
+            if (t->ssum && t->vweight[i] > 0) {
+                stags[i] = sl_tags_json(t->ssum + (size_t)i * (size_t)ns, ns, t->vweight[i],
+                                        r->cfg->emb_tags_top_k, r->labels);
+                if (!stags[i]) {
+                    trk_fail(t, "embed: out of memory");
+                    break;
+                }
+            }
+            if (i == r->mix_src) {
+                tags = stags[i];
+                stags[i] = NULL;
+            } else {
+                lv[n_lv++] = (sl_ledger_vec){.source = src, .window = -1, .start = 0,
+                                             .end = t->rate > 0 ? (double)t->n_samples / t->rate : 0,
+                                             .vector = v, .tags_json = stags[i]};
+            }
+            if (!r->cfg->emb_timeline)
+                continue;
+            timeline *tl = &t->tl[i];
+            for (size_t k = 0; k < tl->n; k++) {
+                float *w = tl->v + k * (size_t)dim;
+                double ss = 0;
+                int finite = tl->have[k];
+                for (int j = 0; j < dim; j++) {
+                    finite &= isfinite(w[j]) != 0;
+                    ss += (double)w[j] * w[j];
+                }
+                if (!finite) {
+                    trk_fail(t, "embed %s: window %zu: %s", src, k,
+                             tl->have[k] ? "the vector is not finite" : "missing");
+                    break;
+                }
+                if (r->cfg->emb_normalize && ss > 0)
+                    for (int j = 0; j < dim; j++)
+                        w[j] = (float)(w[j] / sqrt(ss));
+                lv[n_lv++] = (sl_ledger_vec){.source = src, .window = (int)k, .start = tl->t0[k],
+                                             .end = tl->t1[k], .vector = w};
+            }
         }
     }
-    char *tags = NULL;
-    if (!t->failed && !t->abandoned && t->ssum && t->vweight > 0)
-        tags = sl_tags_json(t->ssum, r->emb->n_scores, t->vweight, r->cfg->emb_tags_top_k, r->labels);
     t->t_write += now_s() - t0;
     double duration = t->rate > 0 ? (double)t->n_samples / t->rate : 0;
 
@@ -717,6 +833,10 @@ static void finalize(runner *r, trk *t)
         sl_log(SL_LOG_WARN, tr->id, NULL, "abandoned: %s", t->err);
         sl_progress_track_done(r->progress, 0, 0, tr->size);
         free(vec);
+        free(tags);
+        free(lv);
+        for (int i = 0; i <= SL_MAX_SOURCES; i++)
+            free(stags[i]);
         trk_free(r, t);
         return;
     }
@@ -734,10 +854,12 @@ static void finalize(runner *r, trk *t)
         .outputs_json = t->outputs && !t->failed ? t->outputs : "[]",
         .timings_json = timings,
         .duration = duration,
-        .vector = t->failed ? NULL : vec,
+        .vector = t->failed || r->mix_src < 0 ? NULL : vec + (size_t)r->mix_src * (size_t)r->emb->dim,
         .dim = (t->failed || !r->emb) ? 0 : r->emb->dim,
         .vector_model = r->emb ? r->emb->name : NULL,
         .tags_json = t->failed ? NULL : tags,
+        .vecs = t->failed ? NULL : lv,
+        .n_vecs = t->failed ? 0 : n_lv,
     };
     int lrc = sl_ledger_put(r->ledger, &row);
     if (lrc) {
@@ -753,7 +875,44 @@ static void finalize(runner *r, trk *t)
     sl_progress_track_done(r->progress, 1, t->failed ? 0 : duration, tr->size);
     free(vec);
     free(tags);
+    free(lv);
+    for (int i = 0; i <= SL_MAX_SOURCES; i++)
+        free(stags[i]);
     trk_free(r, t);
+}
+
+/* Keeps window k of source src (caller holds t->mu). 0 or SL_ENOMEM. */
+static int timeline_put(trk *t, int src, size_t k, const float *vec, int dim, double t0, double t1)
+{
+    timeline *tl = &t->tl[src];
+    if (k >= tl->cap) {
+        size_t nc = tl->cap ? tl->cap : 16;
+        while (nc <= k)
+            nc *= 2;
+        float *v = realloc(tl->v, nc * (size_t)dim * sizeof *v);
+        if (v)
+            tl->v = v;
+        double *a = realloc(tl->t0, nc * sizeof *a);
+        if (a)
+            tl->t0 = a;
+        double *b = realloc(tl->t1, nc * sizeof *b);
+        if (b)
+            tl->t1 = b;
+        unsigned char *h = realloc(tl->have, nc);
+        if (h)
+            tl->have = h;
+        if (!v || !a || !b || !h)
+            return SL_ENOMEM;
+        memset(tl->have + tl->cap, 0, nc - tl->cap);
+        tl->cap = nc;
+    }
+    memcpy(tl->v + k * (size_t)dim, vec, (size_t)dim * sizeof *vec);
+    tl->t0[k] = t0;
+    tl->t1[k] = t1;
+    tl->have[k] = 1;
+    if (k + 1 > tl->n)
+        tl->n = k + 1;
+    return 0;
 }
 
 /* Caller holds t->mu; returns 1 when the caller must finalize (outside the lock). */
@@ -779,25 +938,30 @@ static long dec_read(void *arg, float *const *dst, long max)
     return sl_decoder_read(((dec_arg *)arg)->d, dst, max);
 }
 
-/* Streams one kind of segments of a track into the ready queue.
+/* Streams one kind of segments of a track into the ready queue: from its input,
+ * or (path given) from one of its stems, for embedding source src.
  * Returns 0, or a negative code after marking the track failed/abandoned. */
-static int decode_stream(runner *r, trk *t, int kind)
+static int decode_stream(runner *r, trk *t, int kind, int src, const char *path)
 {
     int rate = kind == KIND_SEP ? r->sep->sample_rate : r->emb->sample_rate;
     int ch = kind == KIND_SEP ? r->sep->channels : r->emb->channels;
     size_t L = kind == KIND_SEP ? r->sep_L : r->emb_L, H = kind == KIND_SEP ? r->sep_H : r->emb_H;
     sl_decoder *d = NULL;
     char m[600];
-    int rc = sl_decoder_open(&d, t->tr->path, rate, ch);
+    int rc = sl_decoder_open(&d, path ? path : t->tr->path, rate, ch);
     if (rc) {
         pthread_mutex_lock(&t->mu);
-        trk_fail(t, "decode: %s", sl_errmsg(rc, m, sizeof m));
+        if (path)
+            trk_fail(t, "embed stem '%s': decode: %s", r->esrc[src], sl_errmsg(rc, m, sizeof m));
+        else
+            trk_fail(t, "decode: %s", sl_errmsg(rc, m, sizeof m));
         pthread_mutex_unlock(&t->mu);
         return rc;
     }
     const sl_audio_info *info = sl_decoder_info(d);
-    t->source_rate = info->sample_rate;
-    if (kind == KIND_SEP && r->cfg->stems_enabled) {
+    if (!path)
+        t->source_rate = info->sample_rate;
+    if (kind == KIND_SEP && r->write_stems) {
         pthread_mutex_lock(&t->mu);
         rc = open_encoders(r, t, m, sizeof m);
         if (rc) {
@@ -846,6 +1010,7 @@ static int decode_stream(runner *r, trk *t, int kind)
             break;
         }
         slot_layout(r, s, kind);
+        s->src = src;
         long len = sl_segmenter_next(&sg, dec_read, &da, s->in);
         if (len <= 0) {
             pool_release(r, s);
@@ -871,7 +1036,7 @@ static int decode_stream(runner *r, trk *t, int kind)
         pthread_mutex_unlock(&t->mu);
         rc = SL_EEMPTY;
     }
-    if (kind == KIND_SEP || !r->sep) {
+    if (!path && (kind == KIND_SEP || !r->sep)) {
         t->n_samples = sg.total;
         t->rate = rate;
     }
@@ -894,24 +1059,30 @@ static void decode_track(runner *r, size_t i)
     pthread_mutex_init(&t->mu, NULL);
     t->index = i;
     t->tr = tr;
+    pthread_mutex_lock(&r->mu);
+    r->live_tracks++;
+    pthread_mutex_unlock(&r->mu);
     double t0 = now_s();
     int rc = 0;
-    if (r->sep) {
+    if (r->emb) {
+        size_t ns = (size_t)r->n_esrc;
+        t->vsum = calloc(ns * (size_t)r->emb->dim, sizeof *t->vsum);
+        if (r->emb->n_scores > 0 && r->cfg->emb_tags_top_k > 0 &&
+            !(t->ssum = calloc(ns * (size_t)r->emb->n_scores, sizeof *t->ssum)))
+            rc = SL_ENOMEM;
+        if (!t->vsum)
+            rc = SL_ENOMEM;
+    }
+    if (!rc && r->sep) {
         if (sl_stitcher_init(&t->st, r->sep_L, r->sep_H, r->sep->n_sources, r->sep->channels) == 0)
             t->have_st = 1;
         else
             rc = SL_ENOMEM;
         if (!rc)
-            rc = decode_stream(r, t, KIND_SEP);
+            rc = decode_stream(r, t, KIND_SEP, 0, NULL);
     }
-    if (!rc && r->emb) {
-        t->vsum = calloc((size_t)r->emb->dim, sizeof *t->vsum);
-        if (r->emb->n_scores > 0 && r->cfg->emb_tags_top_k > 0)
-            t->ssum = calloc((size_t)r->emb->n_scores, sizeof *t->ssum);
-        rc = t->vsum && (t->ssum || !(r->emb->n_scores > 0 && r->cfg->emb_tags_top_k > 0))
-                 ? decode_stream(r, t, KIND_EMB)
-                 : SL_ENOMEM;
-    }
+    if (!rc && r->emb && r->mix_src >= 0)
+        rc = decode_stream(r, t, KIND_EMB, r->mix_src, NULL);
     if (rc == SL_ENOMEM && !t->failed && !t->abandoned)
         trk_fail(t, "out of memory");
     pthread_mutex_lock(&t->mu);
@@ -925,14 +1096,94 @@ static void decode_track(runner *r, size_t i)
         finalize(r, t);
 }
 
+/* Phase 1 of a track whose stems are embedded: its stem files, written and in
+ * place, are decoded like inputs into embedding windows of their source. */
+static void decode_stems(runner *r, trk *t)
+{
+    double t0 = now_s();
+    int rc = 0;
+    for (int i = 0; i < r->n_esrc && !rc; i++) {
+        int st = r->esrc_stem[i];
+        if (st < 0)
+            continue;
+        if (should_stop(r)) {
+            pthread_mutex_lock(&t->mu);
+            trk_abandon(t, stop_requests ? "interrupted" : "the run stopped");
+            pthread_mutex_unlock(&t->mu);
+            break;
+        }
+        if (!t->stem_path[st]) {
+            pthread_mutex_lock(&t->mu);
+            trk_fail(t, "embed stem '%s': the stem was not written", r->esrc[i]);
+            pthread_mutex_unlock(&t->mu);
+            break;
+        }
+        rc = decode_stream(r, t, KIND_EMB, i, t->stem_path[st]);
+    }
+    pthread_mutex_lock(&t->mu);
+    t->t_decode += now_s() - t0;
+    t->decode_done = 1;
+    int fin = t->in_flight == 0 && !t->finalized;
+    if (fin)
+        t->finalized = 1;
+    pthread_mutex_unlock(&t->mu);
+    if (fin)
+        finalize(r, t);
+}
+
+/* The next track whose stems wait to be embedded; NULL when the caller should
+ * take a new track from the catalog instead, or stop (*done) because no track
+ * can come back to the queue. Queued tracks go first: they hold finished work. */
+static trk *next_stem_track(runner *r, int *done)
+{
+    trk *t = NULL;
+    *done = 0;
+    pthread_mutex_lock(&r->mu);
+    for (;;) {
+        if (r->sq_head) {
+            t = r->sq_head;
+            r->sq_head = t->qnext;
+            if (!r->sq_head)
+                r->sq_tail = NULL;
+            break;
+        }
+        int catalog_left = atomic_load(&r->next_track) < r->cat.n && !should_stop(r);
+        if (catalog_left)
+            break;
+        if (r->n_stem_esrc == 0 || r->live_tracks == 0) {
+            *done = 1;
+            break;
+        }
+        /* tracks are still in flight: their stems may come back here */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 200000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&r->cv_stem, &r->mu, &ts);
+    }
+    pthread_mutex_unlock(&r->mu);
+    return t;
+}
+
 static void *decode_thread(void *arg)
 {
     runner *r = arg;
     sl_io_set_thread_timeout(r->cfg->track_timeout_s);
-    while (!should_stop(r)) {
+    for (;;) {
+        int finished;
+        trk *st = next_stem_track(r, &finished);
+        if (st) {
+            decode_stems(r, st);
+            continue;
+        }
+        if (finished || should_stop(r))
+            break;
         size_t i = atomic_fetch_add(&r->next_track, 1);
         if (i >= r->cat.n)
-            break;
+            continue; /* another thread took the last one: wait for stems, or stop */
         const sl_track *t = &r->cat.tracks[i];
         int done = sl_ledger_is_done(r->ledger, t->id, t->path, t->size, t->mtime_ns, r->hash);
         if (done == 1) {
@@ -1145,12 +1396,17 @@ static void write_one(runner *r, slot *s)
         fin |= release_locked(r, t, s);
     } else if (s->kind == KIND_EMB) {
         double w = (double)s->len;
-        for (int i = 0; i < r->emb->dim; i++)
-            t->vsum[i] += w * s->vec[i];
+        int dim = r->emb->dim, ns = r->emb->n_scores;
+        double *vs = t->vsum + (size_t)s->src * (size_t)dim;
+        for (int i = 0; i < dim; i++)
+            vs[i] += w * s->vec[i];
         if (t->ssum)
-            for (int i = 0; i < r->emb->n_scores; i++)
-                t->ssum[i] += w * s->scores[i];
-        t->vweight += w;
+            for (int i = 0; i < ns; i++)
+                t->ssum[(size_t)s->src * (size_t)ns + (size_t)i] += w * s->scores[i];
+        t->vweight[s->src] += w;
+        if (r->cfg->emb_timeline && timeline_put(t, s->src, s->k, s->vec, dim, (double)(s->k * r->emb_H) / r->emb->sample_rate,
+                                                 (double)(s->k * r->emb_H + s->len) / r->emb->sample_rate))
+            trk_fail(t, "embed: out of memory for the timeline");
         fin = release_locked(r, t, s);
     } else {
         /* segments may come back out of order (several workers): keep the early
@@ -1208,6 +1464,127 @@ static int open_models(runner *r, sl_op_ctx *ctx)
     }
     return 0;
 }
+/* The folder of the stems written only to be embedded: created, and emptied of
+ * what a killed run of this prefix left there. */
+static int scratch_prepare(runner *r)
+{
+    /* one folder per shard prefix: machines sharing the output never touch
+     * each other's files */
+    size_t n = strlen(r->cfg->output_dir) + sizeof SCRATCH_DIR + sizeof r->prefix + 8;
+    if (!(r->scratch_dir = malloc(n)))
+        return SL_ENOMEM;
+    snprintf(r->scratch_dir, n, "%s/%s/%srun", r->cfg->output_dir, SCRATCH_DIR, r->prefix);
+    int rc = sl_mkdirs(r->scratch_dir);
+    if (rc)
+        return rc;
+    sl_atomic_sweep(r->scratch_dir);
+    DIR *d = opendir(r->scratch_dir);
+    if (!d)
+        return sl_seterr(-errno, "%s: %s", r->scratch_dir, strerror(errno));
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        const char *nm = de->d_name;
+        /* ours: t<index>-<stem>.wav */
+        if (nm[0] != 't' || nm[1] < '0' || nm[1] > '9')
+            continue;
+        size_t len = strlen(nm);
+        if (len > 4 && !strcmp(nm + len - 4, ".wav"))
+            unlinkat(dirfd(d), nm, 0);
+    }
+    closedir(d);
+    return 0;
+}
+
+/* Rebuilds the shards of one source (or its timeline) from the ledger, with
+ * their index.json; marks the run fatal on failure. */
+static void write_source_shards(runner *r, const char *source, int windows, const char *prefix)
+{
+    const sl_config *cfg = r->cfg;
+    char dir[4096], m[1024];
+    snprintf(dir, sizeof dir, "%s/embeddings/%s/%s%s", cfg->output_dir, r->emb->name, source,
+             windows ? "/timeline" : "");
+    sl_shards_spec spec = {
+        .dir = dir,
+        .prefix = prefix,
+        .vector_model = r->emb->name,
+        .model_name = r->emb->name,
+        .source = source,
+        .dtype = cfg->emb_dtype,
+        .shard_rows = cfg->emb_shard_rows,
+        .timeline = windows,
+    };
+    char **written = NULL;
+    size_t n_written = 0;
+    int rc = sl_shards_write(&spec, r->ledger, &written, &n_written);
+    if (!rc) {
+        /* how these vectors were made, for `stemline search --audio` */
+        sl_shards_meta meta = {
+            .model = r->emb->name,
+            .weights = cfg->emb_weights,
+            .options = &cfg->emb_options,
+            .params = r->emb->params,
+            .source = source,
+            .dtype = cfg->emb_dtype,
+            .dim = r->emb->dim,
+            .sample_rate = r->emb->sample_rate,
+            .channels = r->emb->channels,
+            .normalize = cfg->emb_normalize,
+            .window_samples = r->emb_L,
+            .hop_samples = r->emb_H,
+            .config_hash = r->hash,
+        };
+        rc = sl_shards_write_meta(dir, prefix, &meta);
+    }
+    for (size_t i = 0; i < n_written; i++)
+        sl_report_add_output(r->report, written[i]);
+    sl_shards_free_list(written, n_written);
+    if (rc) {
+        sl_log(SL_LOG_ERROR, NULL, "shards", "%s", sl_errmsg(rc, m, sizeof m));
+        r->fatal = 1;
+        snprintf(r->fatal_msg, sizeof r->fatal_msg, "vector shards could not be written: %s", m);
+    }
+}
+
+/* embedding.sources against the separation model's stems. */
+static int resolve_sources(runner *r)
+{
+    const sl_config *c = r->cfg;
+    r->mix_src = -1;
+    r->n_esrc = 0;
+    r->n_stem_esrc = 0;
+    if (!r->emb)
+        return 0;
+    const char *at = c->emb_sources_at ? c->emb_sources_at : "embedding.sources (default)";
+    if (c->n_emb_sources > SL_MAX_SOURCES + 1)
+        return sl_seterr(SL_ECONFIG, "%s: key 'embedding.sources': at most %d sources", at, SL_MAX_SOURCES + 1);
+    for (size_t i = 0; i < c->n_emb_sources; i++) {
+        const char *name = c->emb_sources[i];
+        int stem = -1;
+        if (strcmp(name, "mix")) {
+            for (int k = 0; r->sep && k < r->sep->n_sources; k++)
+                if (!strcmp(r->sep->sources[k], name))
+                    stem = k;
+            if (stem < 0) {
+                char list[512] = "";
+                for (int k = 0; r->sep && k < r->sep->n_sources; k++) {
+                    strncat(list, k ? ", " : "", sizeof list - strlen(list) - 1);
+                    strncat(list, r->sep->sources[k], sizeof list - strlen(list) - 1);
+                }
+                return sl_seterr(SL_ECONFIG,
+                                 "%s: key 'embedding.sources': '%s' is not 'mix' nor a stem of separation model %s "
+                                 "(stems: %s)",
+                                 at, name, r->sep ? r->sep->name : "none", r->sep ? list : "none");
+            }
+            r->n_stem_esrc++;
+        } else {
+            r->mix_src = (int)i;
+        }
+        r->esrc[r->n_esrc] = name;
+        r->esrc_stem[r->n_esrc++] = stem;
+    }
+    return 0;
+}
+
 static int check_writable(const char *dir)
 {
     int rc = sl_mkdirs(dir);
@@ -1229,8 +1606,13 @@ static void print_dry_run(runner *r)
     printf("# config hash: %s\n", r->hash);
     if (r->sep)
         printf("# separation: %s (%s)\n", r->sep->name, r->sep->params);
-    if (r->emb)
+    if (r->emb) {
         printf("# embedding: %s (%s)\n", r->emb->name, r->emb->params);
+        printf("# embedded sources:");
+        for (int i = 0; i < r->n_esrc; i++)
+            printf(" %s", r->esrc[i]);
+        printf("%s\n", r->cfg->emb_timeline ? " (with timelines)" : "");
+    }
     if (r->opts->shard_count > 1)
         printf("# shard %d of %d\n", r->opts->shard_index, r->opts->shard_count);
     printf("# %zu tracks\n", r->cat.n);
@@ -1398,6 +1780,7 @@ static int run_pipeline(runner *r)
     pthread_cond_init(&r->cv_slot, NULL);
     pthread_cond_init(&r->cv_ready, NULL);
     pthread_cond_init(&r->cv_write, NULL);
+    pthread_cond_init(&r->cv_stem, NULL);
     int nd = cfg->decode_threads > 0 ? cfg->decode_threads : 1;
     if ((size_t)nd > r->cat.n && r->cat.n > 0)
         nd = (int)r->cat.n;
@@ -1462,6 +1845,7 @@ static int run_pipeline(runner *r)
     free(wth);
     pool_free_all(r);
     pthread_cond_destroy(&r->cv_write);
+    pthread_cond_destroy(&r->cv_stem);
     pthread_cond_destroy(&r->cv_ready);
     pthread_cond_destroy(&r->cv_slot);
     pthread_mutex_destroy(&r->mu);
@@ -1516,6 +1900,8 @@ int sl_run(const sl_config *cfg, const sl_run_opts *opts)
     }
     rc = open_models(r, ctx);
     if (!rc)
+        rc = resolve_sources(r);
+    if (!rc)
         rc = check_output_collisions(r);
     if (!rc)
         rc = plan_memory(r);
@@ -1527,6 +1913,9 @@ int sl_run(const sl_config *cfg, const sl_run_opts *opts)
 
     char prefix[64];
     sl_shard_prefix(opts->shard_index, opts->shard_count, prefix, sizeof prefix);
+    snprintf(r->prefix, sizeof r->prefix, "%s", prefix);
+    r->scratch = r->sep && r->n_stem_esrc > 0 && !cfg->stems_enabled;
+    r->write_stems = r->sep && (cfg->stems_enabled || r->scratch);
     r->out_dir = strdup(cfg->output_dir);
     size_t lp = strlen(cfg->output_dir) + 96;
     r->ledger_path = malloc(lp);
@@ -1545,6 +1934,8 @@ int sl_run(const sl_config *cfg, const sl_run_opts *opts)
     }
 
     rc = check_writable(cfg->output_dir);
+    if (!rc && r->scratch)
+        rc = scratch_prepare(r);
     if (!rc)
         rc = sl_ledger_open(&r->ledger, r->ledger_path);
     if (rc) {
@@ -1590,53 +1981,16 @@ int sl_run(const sl_config *cfg, const sl_run_opts *opts)
     /* Shards are rebuilt from the ledger: they hold every done track, whichever
      * run did it, so an interrupted or partial run never leaves them stale. */
     if (r->emb && !r->fatal) {
-        char dir[4096];
-        snprintf(dir, sizeof dir, "%s/embeddings/%s/mix", cfg->output_dir, r->emb->name);
         double t0 = now_s();
-        sl_shards_spec spec = {
-            .dir = dir,
-            .prefix = prefix,
-            .vector_model = r->emb->name,
-            .model_name = r->emb->name,
-            .source = "mix",
-            .dtype = cfg->emb_dtype,
-            .shard_rows = cfg->emb_shard_rows,
-        };
-        char **written = NULL;
-        size_t n_written = 0;
-        rc = sl_shards_write(&spec, r->ledger, &written, &n_written);
-        if (!rc) {
-            /* how these vectors were made, for `stemline search --audio` */
-            sl_shards_meta meta = {
-                .model = r->emb->name,
-                .weights = cfg->emb_weights,
-                .options = &cfg->emb_options,
-                .params = r->emb->params,
-                .source = "mix",
-                .dtype = cfg->emb_dtype,
-                .dim = r->emb->dim,
-                .sample_rate = r->emb->sample_rate,
-                .channels = r->emb->channels,
-                .normalize = cfg->emb_normalize,
-                .window_samples = r->emb_L,
-                .hop_samples = r->emb_H,
-                .config_hash = r->hash,
-            };
-            rc = sl_shards_write_meta(dir, prefix, &meta);
-        }
-        for (size_t i = 0; i < n_written; i++)
-            sl_report_add_output(r->report, written[i]);
-        sl_shards_free_list(written, n_written);
-        if (rc) {
-            sl_log(SL_LOG_ERROR, NULL, "shards", "%s", sl_errmsg(rc, m, sizeof m));
-            r->fatal = 1;
-            snprintf(r->fatal_msg, sizeof r->fatal_msg, "vector shards could not be written: %s", m);
-        }
+        /* one folder of shards per embedded source, and one more per timeline */
+        for (int i = 0; i < r->n_esrc && !r->fatal; i++)
+            for (int tl = 0; tl <= (cfg->emb_timeline ? 1 : 0) && !r->fatal; tl++)
+                write_source_shards(r, r->esrc[i], tl, prefix);
         sl_report_stage_time(r->report, "shards", now_s() - t0);
-        if (!rc && r->emb->n_scores > 0 && cfg->emb_tags_top_k > 0) {
+        if (!r->fatal && r->emb->n_scores > 0 && cfg->emb_tags_top_k > 0) {
             char tp[4096];
             snprintf(tp, sizeof tp, "%s/tags/%s/%stags.jsonl", cfg->output_dir, r->emb->name, prefix);
-            rc = sl_tags_write(tp, r->ledger, r->emb->name, "mix");
+            rc = sl_tags_write(tp, r->ledger, r->emb->name, r->esrc, (size_t)r->n_esrc);
             if (rc) {
                 sl_log(SL_LOG_ERROR, NULL, "tags", "%s", sl_errmsg(rc, m, sizeof m));
                 r->fatal = 1;
@@ -1682,6 +2036,15 @@ out:
     if (ctx)
         sl_op_ctx_close(ctx);
     sl_catalog_free(&r->cat);
+    if (r->scratch_dir) {
+        /* when empty */
+        if (rmdir(r->scratch_dir) == 0) {
+            char *slash = strrchr(r->scratch_dir, '/');
+            *slash = 0;
+            rmdir(r->scratch_dir);
+        }
+    }
+    free(r->scratch_dir);
     free(r->out_dir);
     free(r->ledger_path);
     return status;

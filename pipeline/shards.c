@@ -153,14 +153,19 @@ static int on_row(void *arg, const sl_ledger_row *r)
                          r->dim, c->dim);
     }
     memcpy(c->mat + c->nrows * (size_t)c->dim, r->vector, (size_t)c->dim * sizeof(float));
-    char dur[40];
+    char dur[40], t0[40], t1[40];
     fmt_num(dur, sizeof dur, r->duration);
+    fmt_num(t0, sizeof t0, r->start);
+    fmt_num(t1, sizeof t1, r->window >= 0 ? r->end : r->duration);
     FILE *f = c->jf;
     fprintf(f, "{\"row\": %zu, \"id\": ", c->nrows);
     sl_json_str(f, r->id);
     fputs(", \"path\": ", f);
     sl_json_str(f, r->path);
-    fprintf(f, ", \"start\": 0.0, \"end\": %s, \"duration\": %s, \"model\": ", dur, dur);
+    if (s->timeline)
+        fprintf(f, ", \"window\": %d", r->window);
+    fprintf(f, ", \"start\": %s, \"end\": %s, \"duration\": %s, \"model\": ", r->window >= 0 ? t0 : "0.0", t1,
+            dur);
     sl_json_str(f, s->model_name);
     fputs(", \"source\": ", f);
     sl_json_str(f, s->source);
@@ -263,7 +268,12 @@ int sl_shards_write(const sl_shards_spec *spec, sl_ledger *l, char ***written, s
     c.jf = open_memstream(&c.jbuf, &c.jlen);
     if (!c.jf)
         return sl_seterr(SL_ENOMEM, "shards: out of memory");
-    rc = sl_ledger_each_vector(l, spec->vector_model, on_row, &c);
+    if (spec->timeline || strcmp(spec->source, "mix") != 0)
+        rc = spec->vector_model ? sl_ledger_each_source_vector(l, spec->vector_model, spec->source, spec->timeline,
+                                                               on_row, &c)
+                                : sl_seterr(SL_EINVAL, "shards: stem and timeline shards need a vector_model");
+    else
+        rc = sl_ledger_each_vector(l, spec->vector_model, on_row, &c);
     if (rc == 0)
         rc = flush_shard(&c);
     if (c.jf)

@@ -20,6 +20,8 @@ typedef struct {
     const char *source;       /* "source" field of each jsonl row, e.g. "mix" */
     const char *dtype;        /* "float32" | "float16" */
     int shard_rows;           /* rows per shard file, > 0 */
+    int timeline;             /* 1: one row per window of the source's timeline (jsonl rows carry
+                                 "window", "start", "end"); 0: one row per track */
 } sl_shards_spec;
 
 /* Writes every shard file (each atomically: temp + fsync + rename; a file whose

@@ -165,6 +165,8 @@ static int write_row(void *arg, const sl_ledger_row *r)
     tw *w = arg;
     if (r->status != SL_TRACK_DONE || !r->tags_json || !r->vector_model || strcmp(r->vector_model, w->model))
         return 0;
+    if (r->source && strcmp(r->source, w->source))
+        return 0;
     fputs("{\"id\": ", w->f);
     sl_json_str(w->f, r->id);
     fputs(", \"path\": ", w->f);
@@ -177,15 +179,22 @@ static int write_row(void *arg, const sl_ledger_row *r)
     return 0;
 }
 
-int sl_tags_write(const char *path, sl_ledger *l, const char *model, const char *source)
+int sl_tags_write(const char *path, sl_ledger *l, const char *model, const char *const *sources, size_t n_sources)
 {
     char *buf = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
     if (!f)
         return SL_ENOMEM;
-    tw w = {f, model, source};
-    int rc = sl_ledger_each(l, write_row, &w);
+    int rc = 0;
+    for (size_t i = 0; i < n_sources && !rc; i++) {
+        tw w = {f, model, sources[i]};
+        /* the mix's tags live on the track row, a stem's with its vector */
+        if (!strcmp(sources[i], "mix"))
+            rc = sl_ledger_each(l, write_row, &w);
+        else
+            rc = sl_ledger_each_source_vector(l, model, sources[i], 0, write_row, &w);
+    }
     if (fclose(f) && !rc)
         rc = SL_ENOMEM;
     if (!rc)

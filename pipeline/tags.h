@@ -17,9 +17,9 @@ const char *const *sl_labels_for(int n);
  * frees); NULL on allocation failure. */
 char *sl_tags_json(const double *sum, int n, double weight, int k, const char *const *labels);
 
-/* Writes one line per done track that has tags, in id order:
- * {"id", "path", "model", "source", "tags": [...]}. Atomic (temp + rename).
- * Returns 0 or a negative code with sl_lasterr(). */
-int sl_tags_write(const char *path, sl_ledger *l, const char *model, const char *source);
+/* Writes one line per done track and source that has tags: the sources in the
+ * order given, each in track id order: {"id", "path", "model", "source", "tags": [...]}.
+ * Atomic (temp + rename). Returns 0 or a negative code with sl_lasterr(). */
+int sl_tags_write(const char *path, sl_ledger *l, const char *model, const char *const *sources, size_t n_sources);
 
 #endif

@@ -229,7 +229,7 @@ static void test_basic(void)
     CHECK(sqlite3_step(st) == SQLITE_ROW && !strcmp((const char *)sqlite3_column_text(st, 0), "wal"));
     sqlite3_finalize(st);
     CHECK(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK);
-    CHECK(sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 2);
+    CHECK(sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 3);
     sqlite3_finalize(st);
     CHECK(sqlite3_prepare_v2(db,
                              "SELECT status, error, outputs, timings, duration, vector, dim, vector_model, "
@@ -685,15 +685,121 @@ static void test_migration(void)
     CHECK(sqlite3_open(path, &db) == SQLITE_OK);
     sqlite3_stmt *st;
     CHECK(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK);
-    CHECK(sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 2);
+    CHECK(sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 3);
+    sqlite3_finalize(st);
+    /* the v3 table exists after the migration, and the migrated ledger takes stem vectors */
+    CHECK(sqlite3_prepare_v2(db, "SELECT count(*) FROM vectors", -1, &st, NULL) == SQLITE_OK);
+    CHECK(sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 0);
     sqlite3_finalize(st);
     sqlite3_close(db);
+}
+
+typedef struct {
+    int n;
+    char ids[16][32];
+    char src[16][16];
+    int win[16];
+    double t0[16], t1[16];
+    float v0[16];
+    char tags[16][64];
+} vcollect;
+
+static int vcollect_fn(void *arg, const sl_ledger_row *r)
+{
+    vcollect *c = arg;
+    if (c->n >= 16)
+        return 1;
+    snprintf(c->ids[c->n], 32, "%s", r->id);
+    snprintf(c->src[c->n], 16, "%s", r->source ? r->source : "(null)");
+    c->win[c->n] = r->window;
+    c->t0[c->n] = r->start;
+    c->t1[c->n] = r->end;
+    c->v0[c->n] = r->vector && r->dim > 0 ? r->vector[0] : -999.0f;
+    snprintf(c->tags[c->n], 64, "%s", r->tags_json ? r->tags_json : "(null)");
+    c->n++;
+    return 0;
+}
+
+/* Schema 3: stem vectors and timelines stored with their track in one
+ * transaction, replaced with it, dropped when it fails, read back by source. */
+static void test_source_vectors(void)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/v3.db", tmp);
+    sl_ledger *l = NULL;
+    CHECK(sl_ledger_open(&l, path) == 0);
+    if (!l)
+        return;
+    float mix[2] = {1, 0}, drums[2] = {2, 0}, w0[2] = {3, 0}, w1[2] = {4, 0}, dw0[2] = {5, 0};
+    sl_ledger_vec v[4] = {
+        {.source = "drums", .window = -1, .start = 0, .end = 12.5, .vector = drums, .tags_json = "[\"d\"]"},
+        {.source = "mix", .window = 1, .start = 10, .end = 12.5, .vector = w1},
+        {.source = "mix", .window = 0, .start = 0, .end = 10, .vector = w0},
+        {.source = "drums", .window = 0, .start = 0, .end = 10, .vector = dw0},
+    };
+    sl_ledger_row r = {.id = "b.flac", .path = "in/b.flac", .size = 1, .mtime_ns = 2, .config_hash = "h",
+                       .status = SL_TRACK_DONE, .duration = 12.5, .vector = mix, .dim = 2,
+                       .vector_model = "m", .tags_json = "[\"x\"]", .vecs = v, .n_vecs = 4};
+    CHECK(sl_ledger_put(l, &r) == 0);
+    sl_ledger_row a = r;
+    a.id = "a.flac";
+    a.path = "in/a.flac";
+    a.n_vecs = 1; /* drums track vector only */
+    CHECK(sl_ledger_put(l, &a) == 0);
+
+    vcollect c;
+    memset(&c, 0, sizeof c);
+    CHECK(sl_ledger_each_source_vector(l, "m", "mix", 0, vcollect_fn, &c) == 0);
+    CHECK(c.n == 2 && !strcmp(c.ids[0], "a.flac") && !strcmp(c.src[0], "mix") && c.win[0] == -1 &&
+          c.v0[0] == 1.0f && c.t1[1] == 12.5 && !strcmp(c.tags[0], "[\"x\"]"));
+    memset(&c, 0, sizeof c);
+    CHECK(sl_ledger_each_source_vector(l, "m", "drums", 0, vcollect_fn, &c) == 0);
+    CHECK(c.n == 2 && !strcmp(c.ids[0], "a.flac") && !strcmp(c.ids[1], "b.flac") && c.v0[1] == 2.0f &&
+          !strcmp(c.src[1], "drums") && c.win[1] == -1 && !strcmp(c.tags[1], "[\"d\"]"));
+    memset(&c, 0, sizeof c);
+    CHECK(sl_ledger_each_source_vector(l, "m", "mix", 1, vcollect_fn, &c) == 0);
+    /* windows in (id, window) order, whatever order they were given in */
+    CHECK(c.n == 2 && c.win[0] == 0 && c.win[1] == 1 && c.v0[0] == 3.0f && c.v0[1] == 4.0f && c.t0[1] == 10 &&
+          c.t1[1] == 12.5);
+    memset(&c, 0, sizeof c);
+    CHECK(sl_ledger_each_source_vector(l, "m", "drums", 1, vcollect_fn, &c) == 0);
+    CHECK(c.n == 1 && c.v0[0] == 5.0f);
+    memset(&c, 0, sizeof c);
+    CHECK(sl_ledger_each_source_vector(l, "other-model", "drums", 0, vcollect_fn, &c) == 0 && c.n == 0);
+
+    /* redone with fewer vectors: the old ones go */
+    r.n_vecs = 1;
+    CHECK(sl_ledger_put(l, &r) == 0);
+    memset(&c, 0, sizeof c);
+    CHECK(sl_ledger_each_source_vector(l, "m", "mix", 1, vcollect_fn, &c) == 0 && c.n == 0);
+    /* failed: no vectors of any source */
+    sl_ledger_row f = {.id = "b.flac", .path = "in/b.flac", .size = 1, .mtime_ns = 2, .config_hash = "h",
+                       .status = SL_TRACK_FAILED, .error = "boom"};
+    CHECK(sl_ledger_put(l, &f) == 0);
+    memset(&c, 0, sizeof c);
+    CHECK(sl_ledger_each_source_vector(l, "m", "drums", 0, vcollect_fn, &c) == 0);
+    CHECK(c.n == 1 && !strcmp(c.ids[0], "a.flac"));
+
+    /* refused: a second mix track vector, a vector without data */
+    sl_ledger_vec bad = {.source = "mix", .window = -1, .vector = mix};
+    sl_ledger_row b = a;
+    b.vecs = &bad;
+    b.n_vecs = 1;
+    CHECK(sl_ledger_put(l, &b) == SL_EINVAL);
+    bad.source = "drums";
+    bad.vector = NULL;
+    CHECK(sl_ledger_put(l, &b) == SL_EINVAL);
+    /* the refused puts changed nothing */
+    memset(&c, 0, sizeof c);
+    CHECK(sl_ledger_each_source_vector(l, "m", "drums", 0, vcollect_fn, &c) == 0 && c.n == 1);
+    sl_ledger_close(l);
 }
 
 int main(void)
 {
     tmp = sl_test_tmpdir();
     test_migration();
+    test_source_vectors();
     test_basic();
     {
         char path[600];

@@ -405,6 +405,23 @@ static void test_tmp_reuse_and_sweep(void)
     CHECK(sl_atomic_sweep(dir) == 0);
     snprintf(p, sizeof p, "%s/nonexistent", dir);
     CHECK(sl_atomic_sweep(p) == 0);
+
+    /* one path's temporaries only: others writing into the same folder keep theirs */
+    char sd[700];
+    snprintf(sd, sizeof sd, "%s/one", tmp);
+    CHECK(sl_mkdirs(sd) == 0);
+    const char *names[] = {"a.wav.tmp-5-1", "a.wav.tmp-6-2", "b.wav.tmp-5-3", "a.wav.bak.tmp-5-4", "xa.wav.tmp-1-1",
+                           "a.wav.tmp-x-1", "a.wav"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        snprintf(p, sizeof p, "%s/%s", sd, names[i]);
+        spew(p, "t", 1);
+    }
+    snprintf(p, sizeof p, "%s/a.wav", sd);
+    CHECK(sl_atomic_sweep_for(p) == 2);
+    CHECK(sl_atomic_sweep_for(p) == 0);
+    CHECK(count_tmp(sd) == 4); /* b.wav's, a.wav.bak's, xa.wav's and the malformed a.wav.tmp-x-1 */
+    snprintf(p, sizeof p, "%s/missing-folder/a.wav", sd);
+    CHECK(sl_atomic_sweep_for(p) == 0);
 }
 
 static void test_atomic(void)
