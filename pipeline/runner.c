@@ -1047,6 +1047,21 @@ static int decode_stream(runner *r, trk *t, int kind, int src, const char *path)
     return rc;
 }
 
+/* A phase's decoding is over: the track is finalized here when no slot of it
+ * is in flight any more, else by the writer that releases its last one. */
+static void decode_finished(runner *r, trk *t, double seconds)
+{
+    pthread_mutex_lock(&t->mu);
+    t->t_decode += seconds;
+    t->decode_done = 1;
+    int fin = t->in_flight == 0 && !t->finalized;
+    if (fin)
+        t->finalized = 1;
+    pthread_mutex_unlock(&t->mu);
+    if (fin)
+        finalize(r, t);
+}
+
 static void decode_track(runner *r, size_t i)
 {
     const sl_track *tr = &r->cat.tracks[i];
@@ -1085,15 +1100,7 @@ static void decode_track(runner *r, size_t i)
         rc = decode_stream(r, t, KIND_EMB, r->mix_src, NULL);
     if (rc == SL_ENOMEM && !t->failed && !t->abandoned)
         trk_fail(t, "out of memory");
-    pthread_mutex_lock(&t->mu);
-    t->t_decode = now_s() - t0; /* includes waiting for free slots: see report "pipeline" */
-    t->decode_done = 1;
-    int fin = t->in_flight == 0 && !t->finalized;
-    if (fin)
-        t->finalized = 1;
-    pthread_mutex_unlock(&t->mu);
-    if (fin)
-        finalize(r, t);
+    decode_finished(r, t, now_s() - t0); /* includes waiting for free slots: see report "pipeline" */
 }
 
 /* Phase 1 of a track whose stems are embedded: its stem files, written and in
@@ -1120,15 +1127,7 @@ static void decode_stems(runner *r, trk *t)
         }
         rc = decode_stream(r, t, KIND_EMB, i, t->stem_path[st]);
     }
-    pthread_mutex_lock(&t->mu);
-    t->t_decode += now_s() - t0;
-    t->decode_done = 1;
-    int fin = t->in_flight == 0 && !t->finalized;
-    if (fin)
-        t->finalized = 1;
-    pthread_mutex_unlock(&t->mu);
-    if (fin)
-        finalize(r, t);
+    decode_finished(r, t, now_s() - t0);
 }
 
 /* The next track whose stems wait to be embedded; NULL when the caller should
