@@ -4,10 +4,19 @@
  *
  * usage: bench_search [--dir DIR] [--rows N] [--dim D] [--shard-rows N] [--k K]
  *                     [--queries 1,16] [--block-rows N] [--repeat R] [--dtype float32|float16]
+ *                     [--backends cpu,cuda]
  * Generates DIR/shard-NNNNN.npy (random unit vectors, fixed seed) and
- * DIR/index.json when DIR has none, then prints one JSON line per query count. */
+ * DIR/index.json when DIR has none, then prints one JSON line per (backend, query
+ * count). Backend cpu times sl_vindex_search (mmap, BLAS per block, partial
+ * selection: what `stemline search --backend cpu` runs); cuda and cuda-emu time
+ * sl_vindex_search_on (upload + one GEMM per block + the topk op, candidates
+ * rescored on the host), the context opened before timing. A backend that cannot
+ * be opened (cuda without a GPU) gets one line with "skipped" and the reason, never
+ * a time. Every backend's top-1 row and score are printed, so they can be compared. */
 #include "common/sl_error.h"
+#include "common/sl_log.h"
 #include "io/npy.h"
+#include "kernels/ops.h"
 #include "pipeline/search.h"
 
 #include <math.h>
@@ -82,7 +91,7 @@ static int generate(const char *dir, size_t rows, size_t dim, size_t shard_rows,
 
 int main(int argc, char **argv)
 {
-    const char *dir = "bench/work/search-1000000x256", *dtype = "float32", *qlist = "1,16";
+    const char *dir = "bench/work/search-1000000x256", *dtype = "float32", *qlist = "1,16", *blist = "cpu";
     size_t rows = 1000000, dim = 256, shard_rows = 10000, k = 10, block = 0;
     int repeat = 3;
     for (int i = 1; i + 1 < argc; i += 2) {
@@ -105,6 +114,8 @@ int main(int argc, char **argv)
             repeat = atoi(v);
         else if (!strcmp(a, "--dtype"))
             dtype = v;
+        else if (!strcmp(a, "--backends"))
+            blist = v;
         else {
             fprintf(stderr, "bench_search: unknown option %s\n", a);
             return 2;
@@ -121,40 +132,69 @@ int main(int argc, char **argv)
     }
     rows = sl_vindex_rows(ix);
     dim = (size_t)sl_vindex_dim(ix);
-    for (const char *p = qlist; *p;) {
-        size_t nq = strtoull(p, NULL, 10);
-        p += strcspn(p, ",");
-        p += *p == ',';
-        if (!nq)
+    sl_log_set_level(SL_LOG_WARN);
+    int status = 0;
+    for (const char *b = blist; *b && !status;) {
+        char backend[64];
+        size_t bl = strcspn(b, ",");
+        snprintf(backend, sizeof backend, "%.*s", (int)(bl < sizeof backend ? bl : sizeof backend - 1), b);
+        b += bl;
+        b += *b == ',';
+        if (!*backend)
             continue;
-        float *q = malloc(nq * dim * sizeof *q);
-        sl_search_hit *hits = calloc(nq * k, sizeof *hits);
-        if (!q || !hits)
-            return 1;
-        rng = 12345;
-        unit_rows(q, nq, dim);
-        double best = INFINITY;
-        size_t n = 0;
-        for (int r = 0; r < repeat; r++) {
-            double t0 = now_s();
-            if (sl_vindex_search(ix, q, nq, k, block, hits, &n)) {
-                fprintf(stderr, "bench_search: %s\n", sl_lasterr());
-                return 1;
-            }
-            double t = now_s() - t0;
-            if (t < best)
-                best = t;
+        sl_op_ctx *ctx = NULL;
+        if (sl_op_ctx_open(&ctx, backend) != 0) {
+            fprintf(stderr, "bench_search: backend %s SKIPPED: %s\n", backend, sl_lasterr());
+            printf("{\"impl\": \"stemline\", \"backend\": \"%s\", \"skipped\": ", backend);
+            sl_json_str(stdout, sl_lasterr());
+            printf("}\n");
+            fflush(stdout);
+            continue;
         }
-        printf("{\"impl\": \"stemline\", \"rows\": %zu, \"dim\": %zu, \"dtype\": \"%s\", \"k\": %zu, "
-               "\"queries\": %zu, \"block_rows\": %zu, \"rows_normalized\": %d, \"seconds\": %.6f, "
-               "\"vectors_per_s\": %.0f, \"query_vectors_per_s\": %.0f, \"top1_row\": %llu, \"top1_score\": %.6f}\n",
-               rows, dim, dtype, k, nq, block ? block : (size_t)SL_SEARCH_DEFAULT_BLOCK_ROWS,
-               sl_vindex_rows_normalized(ix), best, rows / best, rows * (double)nq / best,
-               (unsigned long long)hits[0].global, hits[0].score);
-        fflush(stdout);
-        free(q);
-        free(hits);
+        /* cpu: the BLAS path of `stemline search --backend cpu`; others: the op path */
+        sl_op_ctx *path = strcmp(sl_op_ctx_backend(ctx), "cpu") ? ctx : NULL;
+        for (const char *p = qlist; *p && !status;) {
+            size_t nq = strtoull(p, NULL, 10);
+            p += strcspn(p, ",");
+            p += *p == ',';
+            if (!nq)
+                continue;
+            float *q = malloc(nq * dim * sizeof *q);
+            sl_search_hit *hits = calloc(nq * k, sizeof *hits);
+            if (!q || !hits)
+                return 1;
+            rng = 12345;
+            unit_rows(q, nq, dim);
+            double best = INFINITY;
+            size_t n = 0;
+            for (int r = 0; r < repeat; r++) {
+                double t0 = now_s();
+                if (sl_vindex_search_on(ix, path, q, nq, k, block, hits, &n)) {
+                    fprintf(stderr, "bench_search: backend %s: %s\n", backend, sl_lasterr());
+                    status = 1;
+                    break;
+                }
+                double t = now_s() - t0;
+                if (t < best)
+                    best = t;
+            }
+            if (!status) {
+                printf("{\"impl\": \"stemline\", \"backend\": \"%s\", \"device\": ", backend);
+                sl_json_str(stdout, sl_op_ctx_device(ctx));
+                printf(", \"rows\": %zu, \"dim\": %zu, \"dtype\": \"%s\", \"k\": %zu, "
+                       "\"queries\": %zu, \"block_rows\": %zu, \"rows_normalized\": %d, \"seconds\": %.6f, "
+                       "\"vectors_per_s\": %.0f, \"query_vectors_per_s\": %.0f, \"top1_row\": %llu, "
+                       "\"top1_score\": %.6f}\n",
+                       rows, dim, dtype, k, nq, block ? block : (size_t)SL_SEARCH_DEFAULT_BLOCK_ROWS,
+                       sl_vindex_rows_normalized(ix), best, rows / best, rows * (double)nq / best,
+                       (unsigned long long)hits[0].global, hits[0].score);
+                fflush(stdout);
+            }
+            free(q);
+            free(hits);
+        }
+        sl_op_ctx_close(ctx);
     }
     sl_vindex_close(ix);
-    return 0;
+    return status;
 }

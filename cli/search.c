@@ -22,7 +22,9 @@ static const char search_help[] =
     "Exact cosine nearest neighbours over every vector shard of a job's output\n"
     "folder (OUT_DIR/embeddings/MODEL/SOURCE/*shard-NNNNN.npy, the shards of\n"
     "every --shard I/N run included). Shards are streamed in blocks of rows, so\n"
-    "memory does not grow with the catalog.\n"
+    "memory does not grow with the catalog: on the CPU one BLAS call per block\n"
+    "plus a partial selection; on a GPU each block is uploaded, scored by one\n"
+    "GEMM and merged by a top-k kernel into a running top k kept on the device.\n"
     "\n"
     "query (one of):\n"
     "  --id TRACK_ID     the vector of a track already in the shards (its id is\n"
@@ -37,8 +39,14 @@ static const char search_help[] =
     "  -k N              number of neighbours (default 10)\n"
     "  --json            print one JSON array of {rank, score, id, path, start,\n"
     "                    end, shard, row} instead of a table\n"
-    "  --block-rows N    rows scored per BLAS call (default 16384); results do\n"
+    "  --block-rows N    rows scored per block (default 16384): one BLAS call on\n"
+    "                    the CPU, one upload + GEMM + top-k on a GPU; results do\n"
     "                    not depend on it, memory does\n"
+    "  --backend B       auto (default: the GPU when a CUDA device answers, else\n"
+    "                    the CPU), cpu, cuda, or cuda-emu (the CUDA kernels\n"
+    "                    emulated on the CPU: slow, for checking the GPU path\n"
+    "                    without a GPU). Also embeds the --audio query. Every\n"
+    "                    backend gives the same neighbours and scores\n"
     "  -h, --help        this help\n"
     "\n"
     "Scores are cosine similarities (1 = same direction); ties are ranked in\n"
@@ -46,7 +54,8 @@ static const char search_help[] =
     "comes first with score 1.\n"
     "\n"
     "exit status: 0 ok, 1 fatal (no shards, unreadable shards, track or file not\n"
-    "found, query file not decodable), 2 usage error.\n";
+    "found, query file not decodable, --backend cuda without a GPU), 2 usage\n"
+    "error.\n";
 
 static int usage(const char *fmt, const char *arg)
 {
@@ -137,7 +146,7 @@ static void print_num(double x)
 
 int sl_cmd_search(int argc, char **argv)
 {
-    const char *out_dir = NULL, *audio = NULL, *id = NULL, *model = NULL, *source = "mix";
+    const char *out_dir = NULL, *audio = NULL, *id = NULL, *model = NULL, *source = "mix", *backend = "auto";
     size_t k = 10, block_rows = 0;
     int json = 0;
     for (int i = 1; i < argc; i++) {
@@ -148,8 +157,10 @@ int sl_cmd_search(int argc, char **argv)
             return 0;
         } else if (!strcmp(a, "--json")) {
             json = 1;
+        } else if (!strncmp(a, "--backend=", 10)) {
+            backend = a + 10;
         } else if (!strcmp(a, "--audio") || !strcmp(a, "--id") || !strcmp(a, "--model") || !strcmp(a, "--source") ||
-                   !strcmp(a, "-k") || !strcmp(a, "--block-rows")) {
+                   !strcmp(a, "-k") || !strcmp(a, "--block-rows") || !strcmp(a, "--backend")) {
             if (!v)
                 return usage("%s needs a value", a);
             i++;
@@ -161,6 +172,8 @@ int sl_cmd_search(int argc, char **argv)
                 model = v;
             else if (!strcmp(a, "--source"))
                 source = v;
+            else if (!strcmp(a, "--backend"))
+                backend = v;
             else if (!strcmp(a, "-k")) {
                 if (parse_count(v, 1, 1000000, &k))
                     return usage("-k needs a number from 1 to 1000000, got '%s'", v);
@@ -181,6 +194,9 @@ int sl_cmd_search(int argc, char **argv)
         return usage("%s", audio ? "give --audio or --id, not both" : "missing the query: --audio FILE or --id TRACK_ID");
     if (!*source || strchr(source, '/') || (model && (!*model || strchr(model, '/'))))
         return usage("%s", "--model and --source take a folder name");
+    if (strcmp(backend, "auto") && strcmp(backend, "cpu") && strcmp(backend, "cuda") && strcmp(backend, "cuda-emu") &&
+        strncmp(backend, "cuda:", 5))
+        return usage("--backend needs auto, cpu, cuda or cuda-emu, got '%s'", backend);
 
     if (!is_dir(out_dir)) {
         fprintf(stderr, "stemline search: %s: no such output folder\n", out_dir);
@@ -259,17 +275,19 @@ int sl_cmd_search(int argc, char **argv)
         fprintf(stderr, "stemline search: out of memory\n");
         goto out;
     }
-    if (id) {
+    /* one context for the query's embedding and the scan; on the CPU backend the
+     * scan takes the BLAS path (no copies), elsewhere gemm + topk on the device */
+    rc = sl_op_ctx_open(&ctx, backend);
+    if (!rc && id)
         rc = sl_vindex_find_id(ix, id, q, NULL, NULL);
-    } else {
-        rc = sl_op_ctx_open(&ctx, "cpu");
-        if (!rc)
-            rc = sl_vindex_open_model(ix, ctx, &em);
+    if (!rc && !id) {
+        rc = sl_vindex_open_model(ix, ctx, &em);
         if (!rc)
             rc = sl_vindex_embed_file(ix, em, audio, q, NULL);
     }
     if (!rc)
-        rc = sl_vindex_search(ix, q, 1, k, block_rows, hits, &n_hits);
+        rc = sl_vindex_search_on(ix, strcmp(sl_op_ctx_backend(ctx), "cpu") ? ctx : NULL, q, 1, k, block_rows, hits,
+                                 &n_hits);
     if (!rc)
         rc = sl_vindex_describe(ix, hits, n_hits);
     if (rc) {
@@ -296,8 +314,8 @@ int sl_cmd_search(int argc, char **argv)
         }
         fputs(n_hits ? "\n]\n" : "]\n", stdout);
     } else {
-        printf("# %zu vectors of %s/%s (dim %d), query %s%s\n", sl_vindex_rows(ix), model, source, dim,
-               id ? "--id " : "--audio ", id ? id : audio);
+        printf("# %zu vectors of %s/%s (dim %d), query %s%s, backend %s\n", sl_vindex_rows(ix), model, source, dim,
+               id ? "--id " : "--audio ", id ? id : audio, sl_op_ctx_backend(ctx));
         printf("%4s  %9s  %-40s  %s\n", "rank", "score", "id", "start-end (s)  path");
         for (size_t i = 0; i < n_hits; i++) {
             const sl_search_hit *h = &hits[i];

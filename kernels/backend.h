@@ -51,6 +51,7 @@ typedef struct sl_op_backend {
     int (*conv2d)(sl_op_ctx *ctx, const sl_conv2d_args *a);
     int (*avg_pool2d)(sl_op_ctx *ctx, size_t planes, int h, int w, int kh, int kw, const float *in, float *out);
     int (*clip_pool)(sl_op_ctx *ctx, size_t planes, size_t T, size_t F, const float *in, float *out);
+    int (*topk)(sl_op_ctx *ctx, const sl_topk_args *a);
 } sl_op_backend;
 
 struct sl_op_ctx {

@@ -37,6 +37,7 @@ static const char *const op_names[SL_OP_COUNT] = {
     [SL_OP_CONV2D] = "conv2d",
     [SL_OP_AVG_POOL2D] = "avg_pool2d",
     [SL_OP_CLIP_POOL] = "clip_pool",
+    [SL_OP_TOPK] = "topk",
 };
 
 const char *sl_op_name(sl_op_id op)
@@ -72,6 +73,7 @@ static int backend_has(const sl_op_backend *be, sl_op_id op)
     case SL_OP_CONV2D: return be->conv2d != NULL;
     case SL_OP_AVG_POOL2D: return be->avg_pool2d != NULL;
     case SL_OP_CLIP_POOL: return be->clip_pool != NULL;
+    case SL_OP_TOPK: return be->topk != NULL;
     default: return 0;
     }
 }
@@ -617,4 +619,23 @@ int sl_op_clip_pool(sl_op_ctx *ctx, size_t planes, size_t T, size_t F, const flo
     if (!planes)
         return 0;
     DISPATCH(SL_OP_CLIP_POOL, clip_pool, planes, T, F, in, out);
+}
+
+/* ---- search ---- */
+
+int sl_op_topk(sl_op_ctx *ctx, const sl_topk_args *a)
+{
+    if (!a || !a->top_score || !a->top_index || (a->n && !a->scores))
+        return bad("topk", "top_score, top_index and (for n > 0) scores are required");
+    if (a->k < 1 || a->k > ((size_t)1 << 30))
+        return bad("topk", "k must be 1..2^30");
+    if (a->ld < a->n)
+        return bad("topk", "ld is shorter than a row");
+    if (a->base < 0 || (uint64_t)a->n > (uint64_t)(INT64_MAX - a->base))
+        return bad("topk", "indices base .. base + n out of range 0..2^63-1");
+    if (a->nq > ((size_t)1 << 40) / a->k)
+        return bad("topk", "nq * k beyond 2^40");
+    if (!a->nq || (!a->n && !a->reset))
+        return 0;
+    DISPATCH(SL_OP_TOPK, topk, a);
 }

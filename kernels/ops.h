@@ -17,6 +17,7 @@
 #define SL_OPS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct sl_op_ctx sl_op_ctx;
 
@@ -42,6 +43,7 @@ typedef enum {
     SL_OP_CONV2D,       /* 2-D convolution, stride 1, zero 'same' padding, bias + activation */
     SL_OP_AVG_POOL2D,   /* non-overlapping 2-D average pooling (torch avg_pool2d, floor) */
     SL_OP_CLIP_POOL,    /* PANNs head: mean over the last axis, then max_t + mean_t */
+    SL_OP_TOPK,         /* running top k per row of score blocks (search) */
     SL_OP_COUNT
 } sl_op_id;
 
@@ -293,5 +295,32 @@ int sl_op_avg_pool2d(sl_op_ctx *ctx, size_t planes, int h, int w, int kh, int kw
 /* in[planes][T][F] -> out[planes] = max_t m[t] + mean_t m[t] with m[t] = mean_f in[t][f]
  * (the Cnn14 / PANNs clip head: torch.mean(x, 3), then max + mean over dim 2). */
 int sl_op_clip_pool(sl_op_ctx *ctx, size_t planes, size_t T, size_t F, const float *in, float *out);
+
+/* ---- search (pipeline/search.c; the CUDA kernel: kernels/cuda/topk.cu) ---- */
+
+/* A running top k per row over blocks of scores, kept in backend memory between
+ * calls so that only the final k per row are ever downloaded: after a call, row q
+ * of (top_score, top_index) holds the k best entries of every block passed since
+ * the last reset, best first. Rank: higher score first; NaN below every number
+ * (-inf included); equal scores (-0 == +0, NaN == NaN) by lower index. Fewer than
+ * k entries seen: the remaining slots are empty (index -1, score -inf), below
+ * everything. Scores are stored as given, except -0 as +0 and NaN as the
+ * canonical NaN. Indices must not repeat between calls of one run (distinct base
+ * ranges). top_score / top_index must not overlap scores. */
+typedef struct {
+    size_t nq;           /* rows (queries) */
+    size_t n;            /* scores per row in this block; 0 is allowed */
+    size_t k;            /* entries kept per row, 1..2^30 */
+    const float *scores; /* score j of row q at scores[q*ld + j] (NULL allowed when n == 0) */
+    size_t ld;           /* >= n */
+    int64_t base;        /* index of column j = base + j; base >= 0 */
+    int reset;           /* 1: start a new run (what top_* hold is ignored) */
+    float *top_score;    /* [nq][k], in/out */
+    int64_t *top_index;  /* [nq][k], in/out */
+} sl_topk_args;
+
+/* Merges a block of scores into the running top k (sl_topk_args). SL_EINVAL on bad
+ * sizes, SL_ENOMEM. */
+int sl_op_topk(sl_op_ctx *ctx, const sl_topk_args *a);
 
 #endif

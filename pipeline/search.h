@@ -17,6 +17,9 @@
  * norms unless the sidecar says the shards are float32 vectors normalised by
  * the runner (then the norm is 1 to within 1e-7). A zero row scores 0.
  *
+ * sl_vindex_search_on does the scanning through the op layer instead (one GEMM
+ * per block plus the topk op, on a GPU or any backend) with the same result.
+ *
  * The sidecar {prefix}index.json (written by the runner through
  * sl_shards_write_meta) records how the vectors were made, so that a query file
  * can be embedded with exactly the same model, options and windowing. */
@@ -129,6 +132,22 @@ typedef struct {
  * default). Returns 0, SL_EINVAL, SL_ENOMEM, SL_EFORMAT or a negated errno. */
 int sl_vindex_search(sl_vindex *ix, const float *queries, size_t nq, size_t k, size_t block_rows,
                      sl_search_hit *hits, size_t *n_hits);
+
+/* The same search through the op layer on ctx (kernels/ops.h: gemm + topk), so
+ * that a GPU does the scanning: blocks of block_rows rows are uploaded, scored by
+ * one GEMM per block and merged into a running top K per query kept on the device
+ * (only the final K per query are downloaded); the K candidates are then rescored
+ * in double on the host. The result is sl_vindex_search's, bit for bit (same rows,
+ * same double scores, same tie order), whatever the backend and the block size:
+ * see search.c, "on an op backend", for the certificate that makes it exact and
+ * the fallbacks when near-ties defeat it. Memory: backend block_rows x (dim + nq)
+ * floats plus nq x K candidates (K <= max(2k + 32, block_rows)), two host staging
+ * blocks (page-locked on CUDA). ctx NULL = sl_vindex_search (the CPU BLAS path);
+ * any ctx, the CPU backend included, takes the op path. Same returns as
+ * sl_vindex_search, plus SL_EUNSUPPORTED (backend without gemm / topk) and
+ * SL_EDEVICE / SL_ENOMEM from the backend. */
+int sl_vindex_search_on(sl_vindex *ix, sl_op_ctx *ctx, const float *queries, size_t nq, size_t k,
+                        size_t block_rows, sl_search_hit *hits, size_t *n_hits);
 
 /* Fills id, path, start and end of each hit from the shards' jsonl files
  * (one pass per shard involved). SL_EFORMAT when a jsonl lacks the row. */

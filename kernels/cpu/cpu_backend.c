@@ -106,4 +106,5 @@ const sl_op_backend sl_cpu_backend = {
     .conv2d = sl_cpu_conv2d,
     .avg_pool2d = sl_cpu_avg_pool2d,
     .clip_pool = sl_cpu_clip_pool,
+    .topk = sl_cpu_topk,
 };

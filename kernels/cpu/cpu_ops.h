@@ -43,5 +43,6 @@ float *sl_cpu_scratch(sl_op_ctx *ctx, size_t floats);
 int sl_cpu_conv2d(sl_op_ctx *ctx, const sl_conv2d_args *a);
 int sl_cpu_avg_pool2d(sl_op_ctx *ctx, size_t planes, int h, int w, int kh, int kw, const float *in, float *out);
 int sl_cpu_clip_pool(sl_op_ctx *ctx, size_t planes, size_t T, size_t F, const float *in, float *out);
+int sl_cpu_topk(sl_op_ctx *ctx, const sl_topk_args *a);
 
 #endif

@@ -66,6 +66,12 @@ static int cu_init(sl_op_ctx *ctx)
         return sl_seterr(SL_ENOMEM, "backend cuda: out of memory");
     ctx->state = st;
     st->device = info.device;
+    char conv[96];
+    if ((rc = sl_cuda_conv2d_init(ctx, conv, sizeof conv)) < 0) {
+        free(st);
+        ctx->state = NULL;
+        return rc;
+    }
     cudaError_t e = cudaSetDevice(info.device);
     const char *call = "cudaSetDevice";
     if (e == cudaSuccess) {
@@ -112,9 +118,13 @@ static int cu_init(sl_op_ctx *ctx)
         return rc;
     }
     memset(st->status_host, 0x7F, 3 * sizeof(int));
-    snprintf(ctx->device, sizeof ctx->device, "CUDA device %d: %s (sm_%d%d, %.1f GiB, runtime %d, driver %d)",
-             info.device, info.name, info.cc_major, info.cc_minor,
-             (double)info.total_mem / (1024.0 * 1024.0 * 1024.0), info.runtime_version, info.driver_version);
+    const int len = snprintf(ctx->device, sizeof ctx->device,
+                             "CUDA device %d: %s (sm_%d%d, %.1f GiB, runtime %d, driver %d); %s", info.device,
+                             info.name, info.cc_major, info.cc_minor,
+                             (double)info.total_mem / (1024.0 * 1024.0 * 1024.0), info.runtime_version,
+                             info.driver_version, conv);
+    if (len < 0 || (size_t)len >= sizeof ctx->device) // a very long device name: keep the truncated text
+        ctx->device[sizeof ctx->device - 1] = '\0';
     return 0;
 }
 
@@ -127,6 +137,7 @@ static void cu_fini(sl_op_ctx *ctx)
     // sure nothing queued still uses what is freed.
     cudaStreamSynchronize(st->stream);
     sl_cuda_fft_release(ctx);
+    sl_cuda_conv2d_release(ctx);
     if (st->scratch)
         sl_cu_dev_free(st, st->scratch);
     cudaStreamSynchronize(st->stream);
@@ -353,4 +364,5 @@ extern "C" const sl_op_backend sl_cuda_emu_backend = {
     SL_FN(conv2d),
     SL_FN(avg_pool2d),
     SL_FN(clip_pool),
+    SL_FN(topk),
 };

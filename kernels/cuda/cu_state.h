@@ -12,6 +12,8 @@
 #define SL_CU_MAX_PLANS 64
 
 #ifdef __CUDACC__
+struct sl_cu_dnn; // conv2d.cu: cuDNN handle, descriptors, algorithm cache (builds with cuDNN)
+
 struct sl_cu_plan {
     int n_fft, batch, inverse;
     size_t work;              // bytes of work area this plan needs
@@ -34,6 +36,8 @@ struct sl_cu_state {
     unsigned long long tick;
     void *fft_work;     // the one cuFFT work area shared by all plans
     size_t fft_work_size;
+    int conv_direct;    // conv2d by the hand-written kernel (no cuDNN in the build, or SL_CONV_IMPL=direct)
+    sl_cu_dnn *dnn;     // made at the first cuDNN convolution of the context (conv2d.cu); NULL before
 #endif
 };
 
@@ -50,6 +54,15 @@ static inline cudaError_t sl_cu_dev_alloc(sl_cu_state *st, void **p, size_t byte
 static inline cudaError_t sl_cu_dev_free(sl_cu_state *st, void *p)
 {
     return st->pools ? cudaFreeAsync(p, st->stream) : cudaFree(p);
+}
+
+extern "C" {
+// conv2d.cu, at context open: picks the convolution (cuDNN when built with it,
+// unless SL_CONV_IMPL=direct) and describes it in desc. 0, or SL_EINVAL for an
+// unknown SL_CONV_IMPL / SL_EUNSUPPORTED for SL_CONV_IMPL=cudnn without cuDNN.
+int sl_cuda_conv2d_init(sl_op_ctx *ctx, char *desc, size_t desc_size);
+// conv2d.cu, at context teardown (after a sync): destroys the cuDNN handle and descriptors.
+void sl_cuda_conv2d_release(sl_op_ctx *ctx);
 }
 #endif
 

@@ -3,6 +3,10 @@
 # and length, several windows each, shard files of 2 rows), every track's
 # nearest neighbour by --id is itself with score 1 (+-1e-5); the scores agree
 # with numpy over the shards (1e-5); results do not depend on --block-rows;
+# --backend cuda-emu (the GPU path: one GEMM per block + the topk kernel, run by
+# the launch emulation) gives the cpu neighbours and scores (1e-5) for several
+# block sizes, also on a 3000-row catalog with tied copies; --backend cuda
+# without a GPU exits 1;
 # --audio on a catalog file finds that track with score 1 (needs the
 # index.json sidecar written by the runner); float16 shards; the shards of a
 # --shard I/2 run are all searched; usage errors exit 2, fatal ones 1.
@@ -209,6 +213,105 @@ if [ -f outs/embeddings/melstats/mix/s0000of0002-index.json ]; then
   expect_grep '"id": "sub/e.wav"' "$OUT" "sharded --audio finds its track"
 fi
 
+# ---- --backend: the op path (upload + one GEMM per block + the topk kernel;
+#      cuda-emu runs the CUDA kernels on the CPU) gives the neighbours and scores
+#      of the CPU path (+-1e-5; they are in fact bit-equal) for every block size ----
+for b in 1 3 1000; do
+  run_sl search out --id b.wav --json -k 6 --block-rows "$b" --backend cuda-emu
+  expect_status 0 "--backend cuda-emu --block-rows $b"
+  cp "$OUT" "e$b.json"
+  B=$b py_check "cuda-emu, blocks of $b: the neighbours and scores of the cpu backend" <<'EOF'
+import json, os
+a = json.load(open("e%s.json" % os.environ["B"]))
+b = json.load(open("b1.json"))
+assert [h["id"] for h in a] == [h["id"] for h in b], (a, b)
+assert all(abs(x["score"] - y["score"]) <= 1e-5 for x, y in zip(a, b)), (a, b)
+EOF
+done
+run_sl search out --id b.wav --json -k 6 --backend cpu
+expect_status 0 "--backend cpu"
+cmp -s "$OUT" b1.json && pass || fail "--backend cpu differs from the default"
+run_sl search out --id c.wav -k 2 --backend=cuda-emu
+expect_status 0 "--backend=cuda-emu, text output"
+expect_grep "backend cuda-emu" "$OUT" "the table names the backend"
+if [ -f "$D/index.json" ]; then
+  run_sl search out --audio in/a.wav --json -k 2 --backend cuda-emu
+  expect_status 0 "--audio --backend cuda-emu (query embedded on cuda-emu too)"
+  py_check "--audio on cuda-emu finds its own track first with score 1" <<'EOF'
+import json, os
+r = json.load(open(os.environ["OUT"]))
+assert r[0]["id"] == "a.wav" and abs(r[0]["score"] - 1) <= 1e-5, r
+EOF
+fi
+run_sl search out --id b.wav --json -k 6 --backend cuda
+if [ "$STATUS" -eq 0 ]; then
+  py_check "--backend cuda (a GPU answered): the neighbours and scores of the cpu backend" <<'EOF'
+import json, os
+a = json.load(open(os.environ["OUT"]))
+b = json.load(open("b1.json"))
+assert [h["id"] for h in a] == [h["id"] for h in b], (a, b)
+assert all(abs(x["score"] - y["score"]) <= 1e-5 for x, y in zip(a, b)), (a, b)
+EOF
+else
+  echo "note: --backend cuda: no GPU here, checking the error only" >&2
+  expect_status 1 "--backend cuda without a GPU"
+  expect_grep "cuda" "$ERR" "--backend cuda without a GPU says why"
+fi
+
+# a larger catalog written directly (3000 unit rows of dim 48 in shards of 1000,
+# 1 and 1999 rows; 58 exact copies of row 100, so -k 20 from t100 has more tied
+# candidates than the first pass keeps): cuda-emu = cpu for several block sizes,
+# and the cpu scores = numpy's
+"$SL_PYTHON" - <<'EOF' || fail "could not write the synthetic catalog"
+import json, os
+import numpy as np
+rng = np.random.default_rng(7)
+d = "big/embeddings/m/mix"
+os.makedirs(d)
+X = rng.standard_normal((3000, 48)).astype(np.float32)
+X[100:3000:50] = X[100]
+X = (X / np.linalg.norm(X.astype(np.float64), axis=1, keepdims=True)).astype(np.float32)
+for s, (a, b) in enumerate([(0, 1000), (1000, 1001), (1001, 3000)]):
+    np.save(f"{d}/shard-{s:05d}.npy", X[a:b])
+    with open(f"{d}/shard-{s:05d}.jsonl", "w") as f:
+        for r in range(b - a):
+            f.write(json.dumps({"row": r, "id": f"t{a + r}", "path": f"/in/t{a + r}.wav", "start": 0.0,
+                                "end": 1.0}) + "\n")
+EOF
+for q in t100 t7; do
+  run_sl search big --id "$q" --json -k 20 --backend cpu
+  expect_status 0 "big catalog, --id $q, cpu"
+  cp "$OUT" "big-$q-cpu.json"
+  Q=$q py_check "big catalog, --id $q: cpu scores agree with numpy (1e-5), copies in row order" <<'EOF'
+import glob, json, os
+import numpy as np
+d = "big/embeddings/m/mix"
+X = np.concatenate([np.load(f) for f in sorted(glob.glob(f"{d}/shard-*.npy"))]).astype(np.float64)
+q = X[int(os.environ["Q"][1:])]
+s = X @ q / (np.linalg.norm(X, axis=1) * np.linalg.norm(q))
+r = json.load(open("big-%s-cpu.json" % os.environ["Q"]))
+assert len(r) == 20, len(r)
+for h in r:
+    assert abs(h["score"] - s[int(h["id"][1:])]) <= 1e-5, h
+want = np.sort(s)[::-1][:20]
+assert np.allclose([h["score"] for h in r], want, atol=1e-5), ([h["score"] for h in r], want)
+if os.environ["Q"] == "t100":
+    assert [h["id"] for h in r] == ["t%d" % i for i in range(100, 1100, 50)], [h["id"] for h in r]
+EOF
+  for b in 100 777 0; do
+    if [ "$b" = 0 ]; then run_sl search big --id "$q" --json -k 20 --backend cuda-emu
+    else run_sl search big --id "$q" --json -k 20 --backend cuda-emu --block-rows "$b"; fi
+    expect_status 0 "big catalog, --id $q, cuda-emu, blocks of $b"
+    Q=$q py_check "big catalog, --id $q, cuda-emu, blocks of $b: the cpu neighbours and scores" <<'EOF'
+import json, os
+a = json.load(open(os.environ["OUT"]))
+b = json.load(open("big-%s-cpu.json" % os.environ["Q"]))
+assert [h["id"] for h in a] == [h["id"] for h in b], (a, b)
+assert all(abs(x["score"] - y["score"]) <= 1e-5 for x, y in zip(a, b)), (a, b)
+EOF
+  done
+done
+
 # ---- usage errors: exit 2 ----
 run_sl search;                               expect_status 2 "no arguments"
 run_sl search out;                           expect_status 2 "no query"
@@ -218,6 +321,9 @@ run_sl search out --id;                      expect_status 2 "--id without a val
 run_sl search out --id a.wav -k 0;           expect_status 2 "-k 0"
 run_sl search out --id a.wav -k x;           expect_status 2 "-k x"
 run_sl search out --id a.wav --block-rows 0; expect_status 2 "--block-rows 0"
+run_sl search out --id a.wav --backend gpu;  expect_status 2 "--backend gpu"
+expect_grep "cuda-emu" "$ERR" "--backend gpu: lists the backends"
+run_sl search out --id a.wav --backend;      expect_status 2 "--backend without a value"
 run_sl search out --id a.wav --frobnicate;   expect_status 2 "unknown option"
 run_sl search out out2 --id a.wav;           expect_status 2 "two folders"
 run_sl search --help;                        expect_status 0 "--help"

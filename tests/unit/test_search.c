@@ -1,8 +1,13 @@
 /* pipeline/search.c: exact top-k against brute force (ties, k > rows, float16,
  * rows that are not normalised, several queries at once), independence from the
- * block size, the jsonl lookups, the index.json sidecar, and sl_embed_mean. */
+ * block size, the jsonl lookups, the index.json sidecar, and sl_embed_mean; the
+ * op path (sl_vindex_search_on: gemm + topk) on backends cpu, cuda-emu and, when
+ * a device answers, cuda, against the CPU path for several block sizes (same
+ * rows, same scores: tolerance 0), through its wider passes and CPU fallback. */
 #include "common/sl_error.h"
+#include "common/sl_log.h"
 #include "io/npy.h"
+#include "kernels/ops.h"
 #include "pipeline/search.h"
 #include "sl_test.h"
 
@@ -485,6 +490,220 @@ static void test_errors(const char *tmp)
     }
 }
 
+/* ---- the op path (sl_vindex_search_on: gemm + topk on a backend) ---- */
+
+/* Log lines of the search (the op path says when it widens or hands queries to
+ * the CPU path), captured so a test can see which path ran. */
+static char *log_buf;
+static size_t log_len;
+static FILE *log_f;
+static void log_capture(void)
+{
+    free(log_buf);
+    log_buf = NULL;
+    log_f = open_memstream(&log_buf, &log_len);
+    sl_log_set_file(log_f);
+    sl_log_set_level(SL_LOG_DEBUG);
+}
+static const char *log_end(void)
+{
+    sl_log_set_file(NULL);
+    sl_log_set_level(SL_LOG_WARN);
+    fclose(log_f);
+    return log_buf ? log_buf : "";
+}
+
+/* The op path on ctx against the CPU path, for several block sizes: the same rows
+ * in the same order with the same double scores (tolerance 0, which includes the
+ * required +-1e-5 on the scores), and the same as brute force when X is given. */
+static void check_ops(sl_op_ctx *ctx, sl_vindex *ix, const float *X, int divide, const float *Q, size_t nq, size_t k,
+                      const size_t *blocks, size_t nb, const char *what)
+{
+    const size_t rows = sl_vindex_rows(ix), want = k < rows ? k : rows;
+    sl_search_hit *ref = calloc(nq * k, sizeof *ref), *got = calloc(nq * k, sizeof *got);
+    size_t nref = 0;
+    CHECK_MSG(sl_vindex_search(ix, Q, nq, k, 0, ref, &nref) == 0 && nref == want, "%s: cpu path: %s", what,
+              sl_lasterr());
+    if (X)
+        check_vs_brute(ix, X, rows, sl_vindex_dim(ix), Q, nq, k, 0, divide, what);
+    for (size_t b = 0; b < nb; b++) {
+        size_t ng = 0;
+        memset(got, 0xA5, nq * k * sizeof *got);
+        int rc = sl_vindex_search_on(ix, ctx, Q, nq, k, blocks[b], got, &ng);
+        CHECK_MSG(rc == 0 && ng == want, "%s on %s, blocks of %zu: rc %d, %zu hits: %s", what,
+                  sl_op_ctx_backend(ctx), blocks[b], rc, ng, sl_lasterr());
+        int bad = 0;
+        for (size_t q = 0; rc == 0 && q < nq; q++)
+            for (size_t j = 0; j < want; j++) {
+                const sl_search_hit *a = &ref[q * k + j], *g = &got[q * k + j];
+                int same = a->global == g->global && a->score == g->score && a->shard == g->shard && a->row == g->row &&
+                           g->id == NULL;
+                if (!same && bad++ < 3)
+                    fprintf(stderr, "%s on %s, blocks of %zu: query %zu rank %zu: row %llu score %.17g, cpu row %llu "
+                                    "score %.17g\n",
+                            what, sl_op_ctx_backend(ctx), blocks[b], q, j, (unsigned long long)g->global, g->score,
+                            (unsigned long long)a->global, a->score);
+            }
+        CHECK_MSG(bad == 0, "%s on %s, blocks of %zu: %d ranks differ from the cpu path", what,
+                  sl_op_ctx_backend(ctx), blocks[b], bad);
+    }
+    free(ref);
+    free(got);
+}
+
+static void unit_rows(float *X, size_t rows, int dim)
+{
+    for (size_t r = 0; r < rows; r++) {
+        double ss = 0;
+        for (int i = 0; i < dim; i++)
+            ss += (double)X[r * dim + i] * X[r * dim + i];
+        for (int i = 0; i < dim; i++)
+            X[r * dim + i] = (float)(X[r * dim + i] / sqrt(ss));
+    }
+}
+
+static void test_backend(const char *tmp, const char *backend)
+{
+    sl_op_ctx *ctx = NULL;
+    if (sl_op_ctx_open(&ctx, backend) != 0) {
+        printf("search: backend %s SKIPPED (%s)\n", backend, sl_lasterr());
+        return;
+    }
+    printf("search: op path on backend %s (%s)\n", backend, sl_op_ctx_device(ctx));
+    char dir[1024];
+
+    /* random rows in shards of 400, 333, 1 and 266 rows; rows divided by their norms, then trusted */
+    {
+        const int dim = 37;
+        const size_t counts[] = {400, 333, 1, 266}, rows = 1000, nq = 6;
+        float *X = malloc(rows * dim * sizeof *X), *Q = malloc(nq * dim * sizeof *Q);
+        for (size_t i = 0; i < rows * dim; i++)
+            X[i] = (float)nrand();
+        unit_rows(X, rows, dim);
+        for (size_t i = 0; i < nq * dim; i++)
+            Q[i] = (float)nrand() * 3.0f;
+        memcpy(Q + 5 * dim, X + 734 * dim, dim * sizeof *Q); /* the first row of the last shard */
+        snprintf(dir, sizeof dir, "%s/ops-rand-%s", tmp, backend);
+        write_shards(dir, "", X, counts, 4, dim, "float32", 0);
+        sl_vindex *ix = NULL;
+        CHECK(sl_vindex_open(&ix, dir) == 0);
+        if (ix) {
+            const size_t blocks[] = {17, 64, 333, 1000, 0};
+            check_ops(ctx, ix, X, 1, Q, nq, 10, blocks, 5, "random, 6 queries, k 10");
+            check_ops(ctx, ix, X, 1, Q, 1, 1, blocks + 1, 2, "random, 1 query, k 1");
+            check_ops(ctx, ix, X, 1, Q, 2, 300, blocks + 2, 2, "random, k 300");
+            check_ops(ctx, ix, X, 1, Q, 2, 5000, blocks + 1, 2, "random, k > rows");
+            sl_vindex_set_rows_normalized(ix, 1);
+            check_ops(ctx, ix, X, 0, Q, nq, 10, blocks + 1, 3, "random, rows trusted to be unit length");
+            sl_vindex_close(ix);
+        }
+        free(X);
+        free(Q);
+    }
+
+    /* float16 shards, rows not normalised */
+    {
+        const int dim = 64;
+        const size_t counts[] = {123, 377}, rows = 500, nq = 3;
+        float *X = malloc(rows * dim * sizeof *X), *Q = malloc(nq * dim * sizeof *Q);
+        for (size_t i = 0; i < rows * dim; i++)
+            X[i] = (float)nrand() * (float)(1 + (i / dim) % 7);
+        for (size_t i = 0; i < rows * dim; i++)
+            X[i] = sl_f16_to_f32(sl_f32_to_f16(X[i]));
+        for (size_t i = 0; i < nq * dim; i++)
+            Q[i] = (float)nrand();
+        snprintf(dir, sizeof dir, "%s/ops-f16-%s", tmp, backend);
+        write_shards(dir, "", X, counts, 2, dim, "float16", 0);
+        sl_vindex *ix = NULL;
+        CHECK(sl_vindex_open(&ix, dir) == 0);
+        if (ix) {
+            const size_t blocks[] = {13, 50, 0};
+            check_ops(ctx, ix, X, 1, Q, nq, 10, blocks, 3, "float16");
+            sl_vindex_close(ix);
+        }
+        free(X);
+        free(Q);
+    }
+
+    /* near-ties at the top: 100 copies of the best match among 2000 rows, half exact
+     * (rows 77 + 38 c), half moved by 1e-6 (their float scores collide, their exact scores do not, so
+     * the float ranking is not the exact one) defeat the first 42 candidates; blocks
+     * of 1000 widen to 336, blocks of 100 cannot and finish on the CPU path */
+    {
+        const int dim = 16;
+        const size_t counts[] = {1200, 800}, rows = 2000;
+        float *X = malloc(rows * dim * sizeof *X), Q[48];
+        for (size_t i = 0; i < rows * dim; i++)
+            X[i] = (float)nrand();
+        unit_rows(X, rows, dim);
+        for (int i = 0; i < dim; i++) {
+            Q[i] = X[77 * dim + i] + 0.01f * (float)nrand();
+            Q[dim + i] = (float)nrand();                        /* an ordinary query beside it */
+            Q[2 * dim + i] = X[77 * dim + i] + 0.02f * (float)nrand(); /* another one among the copies */
+        }
+        for (size_t c = 1; c < 100; c++)
+            for (int i = 0; i < dim; i++)
+                X[(77 + 19 * c) * dim + i] = X[77 * dim + i] + (c % 2 ? 1e-6f * (float)nrand() : 0.0f);
+        snprintf(dir, sizeof dir, "%s/ops-dups-%s", tmp, backend);
+        write_shards(dir, "", X, counts, 2, dim, "float32", 0);
+        sl_vindex *ix = NULL;
+        CHECK(sl_vindex_open(&ix, dir) == 0);
+        if (ix) {
+            const size_t b1000[] = {1000}, b100[] = {100};
+            log_capture();
+            check_ops(ctx, ix, X, 1, Q, 1, 10, b1000, 1, "near-ties, blocks of 1000");
+            const char *log = log_end();
+            CHECK_MSG(strstr(log, "searching them again") && !strstr(log, "on the CPU"),
+                      "blocks of 1000: expected one wider pass, log: %s", log);
+            log_capture();
+            check_ops(ctx, ix, X, 1, Q, 3, 10, b100, 1, "near-ties, 3 queries, blocks of 100");
+            log = log_end();
+            CHECK_MSG(strstr(log, "finishing them on the CPU"), "blocks of 100: expected the CPU path, log: %s", log);
+            /* the exact copies of row 77 tie: they come in row order, consecutively */
+            sl_search_hit h[100];
+            size_t n = 0, seen = 0;
+            CHECK(sl_vindex_search_on(ix, ctx, Q, 1, 100, 0, h, &n) == 0 && n == 100);
+            for (size_t j = 0; j < n; j++)
+                if (h[j].global >= 77 && (h[j].global - 77) % 38 == 0 && h[j].global < 77 + 19 * 100) {
+                    CHECK_MSG(h[j].global == 77 + 38 * seen, "rank %zu: copy %llu, want %zu", j,
+                              (unsigned long long)h[j].global, 77 + 38 * seen);
+                    seen++;
+                }
+            CHECK_MSG(seen == 50, "%zu exact copies of row 77 among the first 100, want 50", seen);
+            sl_vindex_close(ix);
+        }
+        free(X);
+    }
+
+    /* exact ties, a zero query, rows that are not finite */
+    {
+        const int dim = 8;
+        const size_t counts[] = {25, 35, 40}, rows = 100;
+        float *X = malloc(rows * dim * sizeof *X);
+        for (size_t r = 0; r < rows; r++)
+            for (int i = 0; i < dim; i++)
+                X[r * dim + i] = (float)((r % 4 == 1) ? (i == 0 ? 1 : 0) : (int)((r * 7 + (size_t)i * 3) % 5) - 2);
+        X[3 * dim + 2] = NAN;
+        X[50 * dim] = INFINITY;
+        for (size_t r = 60; r < 100; r++)
+            X[r * dim + 1] = (r % 3) ? NAN : -INFINITY;
+        snprintf(dir, sizeof dir, "%s/ops-ties-%s", tmp, backend);
+        write_shards(dir, "", X, counts, 3, dim, "float32", 0);
+        sl_vindex *ix = NULL;
+        CHECK(sl_vindex_open(&ix, dir) == 0);
+        if (ix) {
+            const size_t blocks[] = {1, 3, 16, 0}; /* blocks of one row too */
+            float q[16] = {1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0}, z[8] = {0};
+            check_ops(ctx, ix, NULL, 1, q, 2, 20, blocks, 4, "exact ties, rows with NaN / inf");
+            check_ops(ctx, ix, NULL, 1, q, 1, 70, blocks + 1, 3, "k past the finite rows: -inf scores in row order");
+            check_ops(ctx, ix, NULL, 1, z, 1, 5, blocks + 1, 3, "a zero query");
+            sl_vindex_close(ix);
+        }
+        free(X);
+    }
+    sl_op_ctx_close(ctx);
+}
+
 static void test_embed_mean(void)
 {
     double vsum[3] = {3, 0, 4};
@@ -508,5 +727,9 @@ int main(void)
     test_sidecar(tmp);
     test_errors(tmp);
     test_embed_mean();
+    sl_log_set_level(SL_LOG_WARN);
+    test_backend(tmp, "cpu");      /* the op path on the reference backend */
+    test_backend(tmp, "cuda-emu"); /* the CUDA kernels through the launch emulation */
+    test_backend(tmp, "cuda");     /* when a device answers */
     return sl_test_finish("search");
 }
