@@ -1,8 +1,23 @@
-/* CPU convolutional ops: conv2d as im2col + one OpenBLAS GEMM per block of
- * output rows (bias + activation epilogue), non-overlapping average pooling,
- * and the PANNs clip head (mean over features, max + mean over time). */
+/* CPU convolutional ops: conv2d, non-overlapping average pooling, and the
+ * PANNs clip head (mean over features, max + mean over time).
+ *
+ * conv2d takes one of three paths, by shape (sl_cpu_conv2d at the end):
+ *  - 3x3 on images at most 2 columns wide (Cnn14's last block, 31 x 2): a
+ *    kernel that skips the taps that only read the zero padding (a third of
+ *    them at W = 2) and reads the weights in place (AVX2 + FMA; x86-64 with
+ *    those only, else the next paths);
+ *  - 3x3 with >= 16 input channels on images of >= 32 2x2 tiles (Cnn14's
+ *    blocks 1-5): Winograd F(2x2, 3x3), 16 OpenBLAS GEMMs on transformed
+ *    tiles, 16/36 of the multiplications of the direct form;
+ *  - anything else: im2col + one OpenBLAS GEMM per block of output rows.
+ * All three add the bias and apply the activation in their epilogue, and all
+ * agree with the double-precision definition to ~1e-6 of the output's range
+ * (tests/unit/test_conv_ops.c). The GEMMs run on OpenBLAS's threads and the
+ * narrow kernel splits over as many; the Winograd transforms and im2col run
+ * on the calling thread. */
 #include <cblas.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -52,7 +67,8 @@ static void im2col(const float *x, int C, int H, int W, int k, int r0, int rows,
     }
 }
 
-int sl_cpu_conv2d(sl_op_ctx *ctx, const sl_conv2d_args *a)
+/* Any k: im2col + one GEMM per block of output rows, then the bias + activation epilogue. */
+static int conv_im2col(sl_op_ctx *ctx, const sl_conv2d_args *a)
 {
     const int C = a->c_in, O = a->c_out, H = a->h, W = a->w, k = a->k;
     const size_t K = (size_t)C * k * k, HW = (size_t)H * W;
@@ -98,6 +114,486 @@ int sl_cpu_conv2d(sl_op_ctx *ctx, const sl_conv2d_args *a)
         }
     }
     return 0;
+}
+
+/* ---- threads ----
+ *
+ * The GEMMs run on OpenBLAS's threads (OPENBLAS_NUM_THREADS). The narrow kernel below, which
+ * replaces a GEMM, uses as many, started per call (fork / join), so that layer scales with
+ * the BLAS setting like the others. Every part writes a disjoint range: it gives the same
+ * bits whatever the number of threads (OpenBLAS's GEMMs need not). The Winograd transforms
+ * and im2col stay on the calling thread: memory-bound passes that, split over the 2 cores of
+ * the bench machine, made the model no faster (OpenBLAS's idle workers spin between GEMMs). */
+#define CONV_MAX_THREADS 16
+
+typedef struct {
+    void (*fn)(void *, int, int);
+    void *arg;
+    int part, parts;
+} par_job;
+
+static void *par_main(void *p)
+{
+    const par_job *j = p;
+    j->fn(j->arg, j->part, j->parts);
+    return NULL;
+}
+
+/* fn(arg, part, n) for part 0 .. n - 1, on n threads (the caller's included). */
+static void par_for(int n, void (*fn)(void *, int, int), void *arg)
+{
+    pthread_t th[CONV_MAX_THREADS];
+    par_job jobs[CONV_MAX_THREADS];
+    int started[CONV_MAX_THREADS] = {0};
+    for (int i = 1; i < n; i++) {
+        jobs[i] = (par_job){fn, arg, i, n};
+        started[i] = pthread_create(&th[i], NULL, par_main, &jobs[i]) == 0;
+    }
+    fn(arg, 0, n);
+    for (int i = 1; i < n; i++) {
+        if (started[i])
+            pthread_join(th[i], NULL);
+        else
+            fn(arg, i, n); /* no thread: its part on this one */
+    }
+}
+
+static int conv_threads(void)
+{
+    const int n = openblas_get_num_threads();
+    return n < 1 ? 1 : n > CONV_MAX_THREADS ? CONV_MAX_THREADS : n;
+}
+
+/* ---- 3x3 convolution by Winograd F(2x2, 3x3) (Lavin & Gray 2016) ----
+ *
+ * Each 2x2 block ("tile") of outputs of one output channel is A^T [sum_c (G g_oc G^T) .* (B^T d_c B)] A,
+ * with d_c the 4x4 input patch of the tile (zero outside the image) and g_oc the 3x3 kernel:
+ *
+ *   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1],
+ *   A^T = [1 1 1 0; 0 1 -1 -1].
+ *
+ * The sum over c for each of the 16 transformed positions xi is one GEMM:
+ * M[xi][o][t] = sum_c U[xi][o][c] V[xi][c][t], 16 GEMMs of O x tiles x C instead of one of
+ * O x pixels x 9C: 16 / 36 of the multiplications. The transforms only add, subtract and halve,
+ * so the result stays close to the direct sum (test_conv_ops: ~1e-6 of the output range,
+ * like im2col + GEMM). The transformed weights U (16/9 the size of w) are formed per call:
+ * a pass over w, small next to the GEMMs for the shapes this path takes. */
+
+/* Floats of V + M per chunk of tile rows: bounds the scratch whatever the image. */
+#define WG_CHUNK_FLOATS ((size_t)1 << 21)
+
+/* U[xi][o][c] = (G g G^T)[xi] of w[o][c][3][3] at U + xi * us (float: the halvings are exact). */
+static void wg_weights(const float *restrict w, size_t OC, size_t us, float *restrict U)
+{
+    for (size_t oc = 0; oc < OC; oc++) {
+        const float *g = w + oc * 9;
+        float t[4][3];
+        for (int j = 0; j < 3; j++) {
+            const float g0 = g[j], g1 = g[3 + j], g2 = g[6 + j], h = 0.5f * (g0 + g2);
+            t[0][j] = g0;
+            t[1][j] = h + 0.5f * g1;
+            t[2][j] = h - 0.5f * g1;
+            t[3][j] = g2;
+        }
+        for (int i = 0; i < 4; i++) {
+            const float h = 0.5f * (t[i][0] + t[i][2]);
+            float *u = U + (size_t)(i * 4) * us + oc;
+            u[0] = t[i][0];
+            u[us] = h + 0.5f * t[i][1];
+            u[2 * us] = h - 0.5f * t[i][1];
+            u[3 * us] = t[i][2];
+        }
+    }
+}
+
+/* P[c][PH][2 * E1]: x[c] with one row / column of zeros before and enough after for whole
+ * tiles, each padded row stored as its even columns (E1 = tw + 1 of them) then its odd ones,
+ * so that the transforms below read whole rows with unit stride. Padded column s is image
+ * column s - 1. */
+static void wg_pad(const float *restrict x, int C, int H, int W, int PH, int E1, float *restrict P)
+{
+    const size_t PR = 2 * (size_t)E1;
+    for (int c = 0; c < C; c++) {
+        float *pc = P + (size_t)c * PH * PR;
+        const float *xc = x + (size_t)c * H * W;
+        memset(pc, 0, PR * sizeof(float));
+        for (int r = 0; r < H; r++) {
+            float *restrict ev = pc + (size_t)(r + 1) * PR, *restrict od = ev + E1;
+            const float *restrict s = xc + (size_t)r * W;
+            const int ne = W / 2, no = (W + 1) / 2; /* image columns 2j - 1 (j = 1..ne), 2j (j < no) */
+            ev[0] = 0.0f;
+            for (int j = 1; j <= ne; j++)
+                ev[j] = s[2 * j - 1];
+            for (int j = ne + 1; j < E1; j++)
+                ev[j] = 0.0f;
+            for (int j = 0; j < no; j++)
+                od[j] = s[2 * j];
+            for (int j = no; j < E1; j++)
+                od[j] = 0.0f;
+        }
+        memset(pc + (size_t)(H + 1) * PR, 0, (size_t)(PH - H - 1) * PR * sizeof(float));
+    }
+}
+
+/* V[xi][c][t] = (B^T d B)[xi] of the tiles of tile rows ti0 .. ti0 + nrow - 1 (t = (ti - ti0) * tw + tj).
+ * tmp: 8 * E1 floats. */
+static void wg_input(const float *P, int C, int PH, int tw, int ti0, int nrow, size_t CN, float *restrict tmp,
+                     float *restrict V)
+{
+    const int E1 = tw + 1;
+    const size_t PR = 2 * (size_t)E1, nt = (size_t)nrow * tw;
+    for (int c = 0; c < C; c++)
+        for (int r = 0; r < nrow; r++) {
+            const float *restrict p0 = P + ((size_t)c * PH + 2 * (size_t)(ti0 + r)) * PR;
+            const float *restrict p1 = p0 + PR, *restrict p2 = p1 + PR, *restrict p3 = p2 + PR;
+            /* rows: B^T d, on whole padded rows */
+            for (size_t q = 0; q < PR; q++) {
+                tmp[q] = p0[q] - p2[q];
+                tmp[PR + q] = p1[q] + p2[q];
+                tmp[2 * PR + q] = p2[q] - p1[q];
+                tmp[3 * PR + q] = p1[q] - p3[q];
+            }
+            /* columns: (B^T d) B; tile tj reads padded columns 2tj .. 2tj + 3 = ev[tj], od[tj], ev[tj + 1], od[tj + 1] */
+            float *v = V + (size_t)c * nt + (size_t)r * tw;
+            for (int k = 0; k < 4; k++) {
+                const float *restrict ev = tmp + k * PR, *restrict od = ev + E1;
+                float *restrict v0 = v + (size_t)(4 * k) * CN, *restrict v1 = v0 + CN, *restrict v2 = v1 + CN,
+                                *restrict v3 = v2 + CN;
+                for (int tj = 0; tj < tw; tj++) {
+                    v0[tj] = ev[tj] - ev[tj + 1];
+                    v1[tj] = od[tj] + ev[tj + 1];
+                    v2[tj] = ev[tj + 1] - od[tj];
+                    v3[tj] = od[tj] - od[tj + 1];
+                }
+            }
+        }
+}
+
+/* y[o][2ti + a][2tj + b] = act(bias[o] + (A^T M A)[a][b]) for the tiles of the chunk (inside the image).
+ * rowbuf: 4 * tw floats. */
+static void wg_output(const float *M, int O, int H, int W, int tw, int ti0, int nrow, size_t ON, const float *bias,
+                      sl_act act, float *restrict rowbuf, float *y)
+{
+    const size_t nt = (size_t)nrow * tw;
+    float *restrict y0 = rowbuf, *restrict y1 = rowbuf + 2 * (size_t)tw;
+    for (int o = 0; o < O; o++) {
+        const float bo = bias ? bias[o] : 0.0f;
+        for (int r = 0; r < nrow; r++) {
+            const float *restrict m = M + (size_t)o * nt + (size_t)r * tw;
+            const float *restrict m0 = m, *restrict m1 = m + ON, *restrict m2 = m + 2 * ON, *restrict m3 = m + 3 * ON,
+                                  *restrict m4 = m + 4 * ON, *restrict m5 = m + 5 * ON, *restrict m6 = m + 6 * ON,
+                                  *restrict m7 = m + 7 * ON, *restrict m8 = m + 8 * ON, *restrict m9 = m + 9 * ON,
+                                  *restrict m10 = m + 10 * ON, *restrict m11 = m + 11 * ON, *restrict m12 = m + 12 * ON,
+                                  *restrict m13 = m + 13 * ON, *restrict m14 = m + 14 * ON, *restrict m15 = m + 15 * ON;
+            for (int tj = 0; tj < tw; tj++) {
+                /* rows: A^T M */
+                const float a0 = m0[tj] + m4[tj] + m8[tj], a1 = m1[tj] + m5[tj] + m9[tj],
+                            a2 = m2[tj] + m6[tj] + m10[tj], a3 = m3[tj] + m7[tj] + m11[tj];
+                const float b0 = m4[tj] - m8[tj] - m12[tj], b1 = m5[tj] - m9[tj] - m13[tj],
+                            b2 = m6[tj] - m10[tj] - m14[tj], b3 = m7[tj] - m11[tj] - m15[tj];
+                /* columns: (A^T M) A */
+                y0[2 * tj] = a0 + a1 + a2 + bo;
+                y0[2 * tj + 1] = a1 - a2 - a3 + bo;
+                y1[2 * tj] = b0 + b1 + b2 + bo;
+                y1[2 * tj + 1] = b1 - b2 - b3 + bo;
+            }
+            const int i = 2 * (ti0 + r);
+            for (int half = 0; half < 2 && i + half < H; half++) {
+                const float *restrict src = half ? y1 : y0;
+                float *restrict d = y + ((size_t)o * H + (size_t)(i + half)) * W;
+                if (act == SL_ACT_RELU) {
+                    for (int j = 0; j < W; j++) {
+                        const float v = src[j];
+                        d[j] = v < 0.0f ? 0.0f : v;
+                    }
+                } else if (act == SL_ACT_NONE) {
+                    memcpy(d, src, (size_t)W * sizeof(float));
+                } else {
+                    for (int j = 0; j < W; j++)
+                        d[j] = conv_act(act, src[j]);
+                }
+            }
+        }
+    }
+}
+
+/* n rounded up to whole cache lines plus one: the 16 matrices of U, V and M then start at
+ * different cache sets, which the transforms (16 streams at once) need. */
+static size_t wg_align(size_t n) { return ((n + 15) & ~(size_t)15) + 16; }
+
+static int conv_winograd(sl_op_ctx *ctx, const sl_conv2d_args *a)
+{
+    const int C = a->c_in, O = a->c_out, H = a->h, W = a->w;
+    const int th = (H + 1) / 2, tw = (W + 1) / 2, PH = 2 * th + 2, E1 = tw + 1;
+    size_t rows = WG_CHUNK_FLOATS / (16 * (size_t)(C + O) * (size_t)tw);
+    if (rows < 1)
+        rows = 1;
+    if (rows > (size_t)th)
+        rows = (size_t)th;
+    const size_t us = wg_align((size_t)O * C), vs = wg_align((size_t)C * rows * tw),
+                 ms = wg_align((size_t)O * rows * tw);
+    const size_t nU = 16 * us, nP = wg_align((size_t)C * PH * 2 * E1), nV = 16 * vs, nM = 16 * ms;
+    float *U = sl_cpu_scratch(ctx, nU + nP + nV + nM + wg_align(8 * (size_t)E1));
+    if (!U)
+        return SL_ENOMEM;
+    float *P = U + nU, *V = P + nP, *M = V + nV, *tmp = M + nM;
+    wg_weights(a->wt, (size_t)O * C, us, U);
+    const size_t HW = (size_t)H * W;
+    for (size_t b = 0; b < a->batch; b++) {
+        wg_pad(a->x + b * (size_t)C * HW, C, H, W, PH, E1, P);
+        for (int ti0 = 0; ti0 < th; ti0 += (int)rows) {
+            const int nrow = th - ti0 < (int)rows ? th - ti0 : (int)rows;
+            const size_t nt = (size_t)nrow * tw;
+            wg_input(P, C, PH, tw, ti0, nrow, vs, tmp, V);
+            for (size_t xi = 0; xi < 16; xi++)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, O, (int)nt, C, 1.0f, U + xi * us, C,
+                            V + xi * vs, (int)nt, 0.0f, M + xi * ms, (int)nt);
+            wg_output(M, O, H, W, tw, ti0, nrow, ms, a->bias, a->act, tmp, a->y + b * (size_t)O * HW);
+        }
+    }
+    return 0;
+}
+
+/* ---- 3x3 convolution of images one or two columns wide (Cnn14's last block) ----
+ *
+ * With W <= 2 every output column has a column of taps that only ever reads the zero
+ * padding (W = 2: column 0 never uses v = 0, column 1 never v = 2; W = 1: only v = 1 is
+ * used), a third (two thirds) of the multiply-adds of im2col + GEMM. Here the output pixels
+ * are grouped by column j and only the taps v0(j) .. v1(j) are summed: a GEMM of
+ * y[o][pixels of column j] = w[o][(c, u), v0..v1] . B_j, with B_j the input rows packed 16
+ * pixels wide per (c, u, v) and the weights read in place (their [c_out][c_in][3][3] layout,
+ * every (c, u) a group of three taps of which nv are used), by an AVX2 + FMA kernel of
+ * 6 output channels x 16 pixels. The weight matrix (150 MB for Cnn14's 2048 x 2048 layer) is
+ * streamed once per call and not repacked. */
+
+#define NW_MR 6    /* output channels per kernel call */
+#define NW_NR 16   /* pixels per panel */
+#define NW_KC 128  /* (c, u) groups per block of the reduction */
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define NW_HAVE_KERNEL 1
+
+/* c[r][0..15] += sum_{g < kc, q < NV} a[r * lda + 3 g + q] * b[(g * NV + q) * 16 + 0..15] for r < 6
+ * (the sum of the block is formed from zero, then added: blocked summation, as a BLAS does). */
+#define NW_STEP6(q)                                                                                              \
+    do {                                                                                                         \
+        const __m256 b0 = _mm256_loadu_ps(b + 16 * (q)), b1 = _mm256_loadu_ps(b + 16 * (q) + 8);                 \
+        __m256 av = _mm256_broadcast_ss(pa + (q));                                                               \
+        c00 = _mm256_fmadd_ps(av, b0, c00);                                                                      \
+        c01 = _mm256_fmadd_ps(av, b1, c01);                                                                      \
+        av = _mm256_broadcast_ss(pa + lda + (q));                                                                \
+        c10 = _mm256_fmadd_ps(av, b0, c10);                                                                      \
+        c11 = _mm256_fmadd_ps(av, b1, c11);                                                                      \
+        av = _mm256_broadcast_ss(pa + 2 * lda + (q));                                                            \
+        c20 = _mm256_fmadd_ps(av, b0, c20);                                                                      \
+        c21 = _mm256_fmadd_ps(av, b1, c21);                                                                      \
+        av = _mm256_broadcast_ss(pb + (q));                                                                      \
+        c30 = _mm256_fmadd_ps(av, b0, c30);                                                                      \
+        c31 = _mm256_fmadd_ps(av, b1, c31);                                                                      \
+        av = _mm256_broadcast_ss(pb + lda + (q));                                                                \
+        c40 = _mm256_fmadd_ps(av, b0, c40);                                                                      \
+        c41 = _mm256_fmadd_ps(av, b1, c41);                                                                      \
+        av = _mm256_broadcast_ss(pb + 2 * lda + (q));                                                            \
+        c50 = _mm256_fmadd_ps(av, b0, c50);                                                                      \
+        c51 = _mm256_fmadd_ps(av, b1, c51);                                                                      \
+    } while (0)
+
+#define NW_ADD(r, lo, hi)                                                                                        \
+    do {                                                                                                         \
+        float *cr = c + (size_t)(r) * ldc;                                                                       \
+        _mm256_storeu_ps(cr, first ? (lo) : _mm256_add_ps(_mm256_loadu_ps(cr), (lo)));                          \
+        _mm256_storeu_ps(cr + 8, first ? (hi) : _mm256_add_ps(_mm256_loadu_ps(cr + 8), (hi)));                  \
+    } while (0)
+
+#define NW_KERNEL6(NV)                                                                                           \
+    __attribute__((target("avx2,fma"))) static void nw_kernel_6_##NV(int kc, const float *a, size_t lda,        \
+                                                                     const float *b, float *c, size_t ldc,       \
+                                                                     int first)                                  \
+    {                                                                                                            \
+        __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00,    \
+               c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;                                           \
+        const float *pa = a, *pb = a + 3 * lda;                                                                  \
+        for (int g = 0; g < kc; g++, pa += 3, pb += 3, b += 16 * (NV)) {                                         \
+            NW_STEP6(0);                                                                                         \
+            if ((NV) > 1)                                                                                        \
+                NW_STEP6(1);                                                                                     \
+            if ((NV) > 2)                                                                                        \
+                NW_STEP6(2);                                                                                     \
+        }                                                                                                        \
+        NW_ADD(0, c00, c01);                                                                                     \
+        NW_ADD(1, c10, c11);                                                                                     \
+        NW_ADD(2, c20, c21);                                                                                     \
+        NW_ADD(3, c30, c31);                                                                                     \
+        NW_ADD(4, c40, c41);                                                                                     \
+        NW_ADD(5, c50, c51);                                                                                     \
+    }
+
+/* The same for one row. */
+#define NW_KERNEL1(NV)                                                                                           \
+    __attribute__((target("avx2,fma"))) static void nw_kernel_1_##NV(int kc, const float *a, size_t lda,        \
+                                                                     const float *b, float *c, size_t ldc,       \
+                                                                     int first)                                  \
+    {                                                                                                            \
+        (void)lda;                                                                                               \
+        __m256 c00 = _mm256_setzero_ps(), c01 = c00;                                                             \
+        for (int g = 0; g < kc; g++, a += 3)                                                                     \
+            for (int q = 0; q < (NV); q++, b += 16) {                                                            \
+                const __m256 av = _mm256_broadcast_ss(a + q);                                                    \
+                c00 = _mm256_fmadd_ps(av, _mm256_loadu_ps(b), c00);                                              \
+                c01 = _mm256_fmadd_ps(av, _mm256_loadu_ps(b + 8), c01);                                          \
+            }                                                                                                    \
+        NW_ADD(0, c00, c01);                                                                                     \
+    }
+NW_KERNEL6(1)
+NW_KERNEL6(2)
+NW_KERNEL6(3)
+NW_KERNEL1(1)
+NW_KERNEL1(2)
+NW_KERNEL1(3)
+
+typedef void (*nw_kernel_fn)(int, const float *, size_t, const float *, float *, size_t, int);
+
+static int nw_available(void)
+{
+    /* libgcc's constructor has read cpuid by the time any op runs */
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+#else
+#define NW_HAVE_KERNEL 0
+#endif
+
+#if NW_HAVE_KERNEL
+/* Floats of packed input + sums per chunk of pixel panels: bounds the scratch whatever the image. */
+#define NW_CHUNK_FLOATS ((size_t)1 << 22)
+
+typedef struct {
+    const sl_conv2d_args *a;
+    int p0, np;       /* this chunk: panels p0 .. p0 + np - 1 (of NW_NR rows each) of every column */
+    const float *x;   /* this item's input */
+    float *B;         /* packed input: column j, panel p0 + p at B + boff[j] + p * 3 c_in * nv(j) * NW_NR */
+    size_t boff[2];
+    float *Ct;        /* Ct[o][j][np * NW_NR]: sums before bias / activation */
+    float *y;         /* this item's output */
+} nw_job;
+
+static int nw_v0(int j) { return j == 0 ? 1 : 0; }
+static int nw_nv(int j, int W) { return (j == W - 1 ? 1 : 2) - nw_v0(j) + 1; }
+
+/* Packs the chunk's input, channels of part `part`:
+ * B_j[p][(c, u)][q][l] = x[c][i + u - 1][j + v0(j) + q - 1] with i = (p0 + p) * NW_NR + l (0 outside). */
+static void nw_pack(void *arg, int part, int parts)
+{
+    const nw_job *J = arg;
+    const int C = J->a->c_in, H = J->a->h, W = J->a->w, G = 3 * C;
+    const int lo = (int)((size_t)C * part / parts), hi = (int)((size_t)C * (part + 1) / parts);
+    for (int j = 0; j < W; j++) {
+        const int v0 = nw_v0(j), nv = nw_nv(j, W);
+        for (int p = 0; p < J->np; p++)
+            for (int c = lo; c < hi; c++)
+                for (int u = 0; u < 3; u++)
+                    for (int q = 0; q < nv; q++) {
+                        float *d = J->B + J->boff[j] + (((size_t)p * G + (size_t)(3 * c + u)) * nv + q) * NW_NR;
+                        const int col = j + v0 + q - 1; /* inside the image by construction */
+                        for (int l = 0; l < NW_NR; l++) {
+                            const int i = (J->p0 + p) * NW_NR + l, r = i + u - 1;
+                            d[l] = i < H && r >= 0 && r < H ? J->x[((size_t)c * H + (size_t)r) * W + col] : 0.0f;
+                        }
+                    }
+    }
+}
+
+/* The chunk's pixels of the output channels of part `part` (whole blocks of NW_MR): every
+ * reduction block, then bias + activation into y. */
+static void nw_run(void *arg, int part, int parts)
+{
+    const nw_job *J = arg;
+    const sl_conv2d_args *a = J->a;
+    const int C = a->c_in, O = a->c_out, H = a->h, W = a->w, G = 3 * C;
+    const int nblk = (O + NW_MR - 1) / NW_MR;
+    const int o_lo = (int)((size_t)nblk * part / parts) * NW_MR;
+    int o_hi = (int)((size_t)nblk * (part + 1) / parts) * NW_MR;
+    if (o_hi > O)
+        o_hi = O;
+    const size_t lda = (size_t)9 * C, ldc = (size_t)W * J->np * NW_NR;
+    static const nw_kernel_fn k6[3] = {nw_kernel_6_1, nw_kernel_6_2, nw_kernel_6_3};
+    static const nw_kernel_fn k1[3] = {nw_kernel_1_1, nw_kernel_1_2, nw_kernel_1_3};
+    for (int g0 = 0; g0 < G; g0 += NW_KC) {
+        const int kc = G - g0 < NW_KC ? G - g0 : NW_KC;
+        for (int o0 = o_lo; o0 < o_hi; o0 += NW_MR) {
+            const int mr = o_hi - o0 < NW_MR ? o_hi - o0 : NW_MR;
+            for (int j = 0; j < W; j++) {
+                const int v0 = nw_v0(j), nv = nw_nv(j, W);
+                const float *A = a->wt + (size_t)o0 * lda + (size_t)g0 * 3 + v0;
+                for (int p = 0; p < J->np; p++) {
+                    const float *Bp = J->B + J->boff[j] + ((size_t)p * G + (size_t)g0) * nv * NW_NR;
+                    float *Cp = J->Ct + (size_t)o0 * ldc + (size_t)j * J->np * NW_NR + (size_t)p * NW_NR;
+                    if (mr == NW_MR) {
+                        k6[nv - 1](kc, A, lda, Bp, Cp, ldc, g0 == 0);
+                    } else {
+                        for (int r = 0; r < mr; r++)
+                            k1[nv - 1](kc, A + r * lda, lda, Bp, Cp + r * ldc, ldc, g0 == 0);
+                    }
+                }
+            }
+        }
+    }
+    const int i0 = J->p0 * NW_NR, i1 = (J->p0 + J->np) * NW_NR < H ? (J->p0 + J->np) * NW_NR : H;
+    for (int o = o_lo; o < o_hi; o++) {
+        const float bo = a->bias ? a->bias[o] : 0.0f;
+        for (int j = 0; j < W; j++) {
+            const float *src = J->Ct + (size_t)o * ldc + (size_t)j * J->np * NW_NR - i0;
+            float *d = J->y + (size_t)o * H * W + j;
+            for (int i = i0; i < i1; i++)
+                d[(size_t)i * W] = conv_act(a->act, src[i] + bo);
+        }
+    }
+}
+
+static int conv_narrow(sl_op_ctx *ctx, const sl_conv2d_args *a)
+{
+    const int C = a->c_in, O = a->c_out, H = a->h, W = a->w;
+    const int np_all = (H + NW_NR - 1) / NW_NR;
+    const size_t G = 3 * (size_t)C, nv0 = (size_t)nw_nv(0, W), nv1 = W > 1 ? (size_t)nw_nv(1, W) : 0;
+    /* floats per panel (all columns): packed input + sums */
+    const size_t per = G * (nv0 + nv1) * NW_NR + (size_t)O * W * NW_NR;
+    int pc = (int)(NW_CHUNK_FLOATS / per);
+    if (pc < 1)
+        pc = 1;
+    if (pc > np_all)
+        pc = np_all;
+    float *B = sl_cpu_scratch(ctx, per * (size_t)pc);
+    if (!B)
+        return SL_ENOMEM;
+    nw_job J = {.a = a, .B = B};
+    const int nth = conv_threads();
+    const size_t HW = (size_t)H * W;
+    for (size_t b = 0; b < a->batch; b++) {
+        J.x = a->x + b * (size_t)C * HW;
+        J.y = a->y + b * (size_t)O * HW;
+        for (J.p0 = 0; J.p0 < np_all; J.p0 += pc) {
+            J.np = np_all - J.p0 < pc ? np_all - J.p0 : pc;
+            const size_t panel = (size_t)J.np * G * NW_NR;
+            J.boff[0] = 0;
+            J.boff[1] = panel * nv0;
+            J.Ct = B + panel * (nv0 + nv1);
+            par_for((size_t)C * W * J.np * NW_NR >= 16384 ? nth : 1, nw_pack, &J);
+            par_for((size_t)O * C >= 4096 ? nth : 1, nw_run, &J);
+        }
+    }
+    return 0;
+}
+#endif
+
+int sl_cpu_conv2d(sl_op_ctx *ctx, const sl_conv2d_args *a)
+{
+#if NW_HAVE_KERNEL
+    if (a->k == 3 && a->w <= 2 && nw_available())
+        return conv_narrow(ctx, a);
+#endif
+    if (a->k == 3 && a->c_in >= 16 && (size_t)((a->h + 1) / 2) * (size_t)((a->w + 1) / 2) >= 32)
+        return conv_winograd(ctx, a);
+    return conv_im2col(ctx, a);
 }
 
 int sl_cpu_avg_pool2d(sl_op_ctx *ctx, size_t planes, int h, int w, int kh, int kw, const float *in, float *out)

@@ -2,6 +2,12 @@
  * clip_pool: kernels/ops.h) against independent double-precision
  * implementations written here from the definitions (torch.nn.Conv2d with
  * padding k/2, F.avg_pool2d, the PANNs clip head), plus argument checks.
+ * conv2d has three CPU paths (kernels/cpu/cpu_conv.c: im2col + GEMM, Winograd
+ * F(2x2, 3x3) for 3x3 kernels on images of >= 32 2x2 tiles with >= 16 input
+ * channels, a tap-skipping kernel for 3x3 on images <= 2 columns wide); each is
+ * reached by the shapes below, also with 3 threads (OpenBLAS's thread count,
+ * which the tap-skipping kernel follows too); that kernel, which uses no BLAS,
+ * must give the same bits whatever the threads.
  * Random inputs, seed printed (SL_TEST_SEED replays). Backend parity of the
  * same ops is in test_parity.c. */
 #include <math.h>
@@ -11,6 +17,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <cblas.h>
 
 #include "common/sl_error.h"
 #include "common/sl_log.h"
@@ -90,6 +98,31 @@ static void test_conv(sl_op_ctx *ctx, size_t batch, int ci, int co, int h, int w
     free(want);
 }
 
+/* The tap-skipping path (no BLAS): bitwise the same output with 1 and with 3 threads. */
+static void test_conv_threads(sl_op_ctx *ctx, int ci, int co, int h, int w)
+{
+    const size_t ny = (size_t)co * h * w;
+    float *x = rnd((size_t)ci * h * w, -1, 1), *wt = rnd((size_t)co * ci * 9, -1, 1), *b = rnd((size_t)co, -1, 1);
+    float *y1 = nans(ny), *y3 = nans(ny);
+    const int saved = openblas_get_num_threads();
+    sl_conv2d_args a = {1, ci, co, h, w, 3, x, wt, b, SL_ACT_RELU, y1};
+    openblas_set_num_threads(1);
+    CHECK_MSG(sl_op_conv2d(ctx, &a) == 0, "conv2d: %s", sl_lasterr());
+    a.y = y3;
+    openblas_set_num_threads(3);
+    CHECK_MSG(sl_op_conv2d(ctx, &a) == 0, "conv2d: %s", sl_lasterr());
+    openblas_set_num_threads(saved);
+    printf("  conv2d     c%d->%d %dx%d k3, 1 vs 3 threads: %s\n", ci, co, h, w,
+           memcmp(y1, y3, ny * sizeof(float)) ? "DIFFERENT" : "same bits");
+    CHECK_MSG(memcmp(y1, y3, ny * sizeof(float)) == 0, "conv2d c%d->%d %dx%d: output depends on the threads", ci, co,
+              h, w);
+    free(x);
+    free(wt);
+    free(b);
+    free(y1);
+    free(y3);
+}
+
 static void test_pool(sl_op_ctx *ctx, size_t planes, int h, int w, int kh, int kw)
 {
     const int oh = h / kh, ow = w / kw;
@@ -155,7 +188,33 @@ int main(void)
     test_conv(ctx, 1, 7, 6, 5, 2, 3, 1, SL_ACT_TANH);
     test_conv(ctx, 1, 4, 3, 6, 7, 1, 1, SL_ACT_NONE);
     test_conv(ctx, 1, 2, 2, 8, 5, 5, 0, SL_ACT_NONE);
-    test_conv(ctx, 1, 300, 2, 1000, 3, 3, 1, SL_ACT_NONE); /* im2col in several row blocks */
+    test_conv(ctx, 1, 300, 2, 1000, 3, 3, 1, SL_ACT_NONE); /* Winograd, odd width */
+    test_conv(ctx, 1, 5, 300, 1000, 3, 3, 1, SL_ACT_NONE); /* im2col in several row blocks */
+    /* Winograd F(2x2, 3x3): odd height and width (partial tiles), batch, no bias, every activation */
+    test_conv(ctx, 2, 16, 24, 17, 9, 3, 1, SL_ACT_TANH);
+    test_conv(ctx, 1, 32, 8, 63, 4, 3, 0, SL_ACT_RELU);  /* Cnn14 block 5's shape, reduced */
+    test_conv(ctx, 1, 17, 5, 8, 16, 3, 1, SL_ACT_NONE);  /* exactly 32 tiles */
+    test_conv(ctx, 1, 16, 16, 301, 64, 3, 1, SL_ACT_RELU); /* several chunks of tile rows */
+    /* 3x3 on images 1 or 2 columns wide: taps over the padding skipped; 13 and 7 output channels
+     * leave rows outside the 6-channel blocks, 15 / 16 / 17 / 33 rows partial pixel panels */
+    test_conv(ctx, 1, 40, 13, 31, 2, 3, 1, SL_ACT_RELU); /* Cnn14 block 6's shape, reduced */
+    test_conv(ctx, 2, 20, 7, 33, 2, 3, 0, SL_ACT_TANH);
+    test_conv(ctx, 1, 7, 6, 5, 1, 3, 1, SL_ACT_NONE);
+    test_conv(ctx, 1, 3, 12, 16, 2, 3, 1, SL_ACT_NONE);
+    test_conv(ctx, 1, 2, 1, 17, 1, 3, 0, SL_ACT_RELU);
+    test_conv(ctx, 1, 300, 6, 15, 2, 3, 1, SL_ACT_NONE); /* several reduction blocks */
+    test_conv(ctx, 1, 600, 4, 700, 2, 3, 1, SL_ACT_NONE); /* several chunks of pixel panels */
+    test_conv_threads(ctx, 256, 64, 40, 2); /* large enough for the threads to start */
+    test_conv_threads(ctx, 600, 15, 35, 1);
+    {
+        const int saved = openblas_get_num_threads();
+        openblas_set_num_threads(3);
+        printf("  (3 threads)\n");
+        test_conv(ctx, 2, 48, 40, 71, 21, 3, 1, SL_ACT_RELU); /* Winograd */
+        test_conv(ctx, 1, 96, 50, 33, 2, 3, 1, SL_ACT_RELU);  /* narrow */
+        test_conv(ctx, 1, 3, 40, 70, 20, 3, 1, SL_ACT_RELU);  /* im2col */
+        openblas_set_num_threads(saved);
+    }
     test_pool(ctx, 3, 9, 7, 2, 2);
     test_pool(ctx, 2, 4, 4, 1, 1);
     test_pool(ctx, 1, 5, 9, 2, 3);
