@@ -223,14 +223,14 @@ static int parse_string(st_parser *ps, char **out)
             case 'r': *w++ = '\r'; break;
             case 't': *w++ = '\t'; break;
             case 'u': {
-                unsigned u;
+                unsigned u = 0;
                 if (read_u4(ps, &u))
                     return ps->err;
                 uint32_t cp = u;
                 if (u >= 0xDC00 && u <= 0xDFFF)
                     return perr(ps, "lone low surrogate in \\u escape");
                 if (u >= 0xD800 && u <= 0xDBFF) {
-                    unsigned lo;
+                    unsigned lo = 0;
                     if (ps->end - ps->p < 2 || ps->p[0] != '\\' || ps->p[1] != 'u')
                         return perr(ps, "lone high surrogate in \\u escape");
                     ps->p += 2;

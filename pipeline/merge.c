@@ -23,260 +23,13 @@
 #include <time.h>
 
 #include "../common/sl_error.h"
+#include "../common/sl_json.h"
 #include "../io/npy.h"
 #include "shardenv.h"
 
 #ifndef SL_VERSION
 #define SL_VERSION "unknown"
 #endif
-
-/* ------------------------------------------------------------------ */
-/* A small JSON reader, enough for report.json.                        */
-
-typedef struct jv {
-    char t; /* 'n' null, 'b' bool, 'd' number, 's' string, 'a' array, 'o' object */
-    int b;
-    double d;
-    char *s;
-    struct jv *v; /* items (array) or values (object) */
-    char **k;     /* keys (object) */
-    size_t n;
-} jv;
-
-typedef struct {
-    const char *p;
-    int depth;
-} jp;
-
-static void jv_free(jv *x)
-{
-    if (!x)
-        return;
-    free(x->s);
-    for (size_t i = 0; i < x->n; i++) {
-        jv_free(&x->v[i]);
-        if (x->k)
-            free(x->k[i]);
-    }
-    free(x->v);
-    free(x->k);
-    memset(x, 0, sizeof *x);
-}
-
-static void jws(jp *s)
-{
-    while (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r')
-        s->p++;
-}
-
-static void put_utf8(char *o, size_t *n, unsigned cp)
-{
-    if (cp < 0x80) {
-        o[(*n)++] = (char)cp;
-    } else if (cp < 0x800) {
-        o[(*n)++] = (char)(0xC0 | (cp >> 6));
-        o[(*n)++] = (char)(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-        o[(*n)++] = (char)(0xE0 | (cp >> 12));
-        o[(*n)++] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        o[(*n)++] = (char)(0x80 | (cp & 0x3F));
-    } else {
-        o[(*n)++] = (char)(0xF0 | (cp >> 18));
-        o[(*n)++] = (char)(0x80 | ((cp >> 12) & 0x3F));
-        o[(*n)++] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        o[(*n)++] = (char)(0x80 | (cp & 0x3F));
-    }
-}
-
-static int hex4(const char *p, unsigned *v)
-{
-    *v = 0;
-    for (int i = 0; i < 4; i++) {
-        char c = p[i];
-        unsigned d = c >= '0' && c <= '9' ? (unsigned)(c - '0')
-                     : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10)
-                     : c >= 'A' && c <= 'F' ? (unsigned)(c - 'A' + 10)
-                                            : 16u;
-        if (d > 15)
-            return -1;
-        *v = *v * 16 + d;
-    }
-    return 0;
-}
-
-/* Parses a string at s->p (on the opening quote) into a malloc'd UTF-8 string. */
-static int jstr(jp *s, char **out)
-{
-    const char *p = s->p + 1;
-    size_t cap = 0;
-    for (const char *q = p; *q && *q != '"'; q++, cap++)
-        if (*q == '\\' && q[1])
-            q++;
-    char *o = malloc(cap * 2 + 8); /* escapes never grow beyond 2x ("\u0800" -> 3 bytes < 6) */
-    if (!o)
-        return -1;
-    size_t n = 0;
-    while (*p && *p != '"') {
-        if ((unsigned char)*p < 0x20)
-            goto bad;
-        if (*p != '\\') {
-            o[n++] = *p++;
-            continue;
-        }
-        p++;
-        switch (*p) {
-        case '"': o[n++] = '"'; break;
-        case '\\': o[n++] = '\\'; break;
-        case '/': o[n++] = '/'; break;
-        case 'b': o[n++] = '\b'; break;
-        case 'f': o[n++] = '\f'; break;
-        case 'n': o[n++] = '\n'; break;
-        case 'r': o[n++] = '\r'; break;
-        case 't': o[n++] = '\t'; break;
-        case 'u': {
-            unsigned cp, lo;
-            if (hex4(p + 1, &cp))
-                goto bad;
-            p += 4;
-            if (cp >= 0xD800 && cp < 0xDC00 && p[1] == '\\' && p[2] == 'u' && !hex4(p + 3, &lo) && lo >= 0xDC00 &&
-                lo < 0xE000) {
-                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-                p += 6;
-            } else if (cp >= 0xD800 && cp < 0xE000) {
-                cp = 0xFFFD;
-            }
-            if (cp == 0)
-                cp = 0xFFFD; /* no NUL inside C strings */
-            put_utf8(o, &n, cp);
-            break;
-        }
-        default:
-            goto bad;
-        }
-        p++;
-    }
-    if (*p != '"')
-        goto bad;
-    o[n] = 0;
-    s->p = p + 1;
-    *out = o;
-    return 0;
-bad:
-    free(o);
-    return -1;
-}
-
-static int jparse(jp *s, jv *x)
-{
-    memset(x, 0, sizeof *x);
-    jws(s);
-    if (++s->depth > 64)
-        return -1;
-    int rc = 0;
-    char c = *s->p;
-    if (c == '{' || c == '[') {
-        x->t = c == '{' ? 'o' : 'a';
-        s->p++;
-        jws(s);
-        size_t cap = 0;
-        if (*s->p == (c == '{' ? '}' : ']')) {
-            s->p++;
-            goto done;
-        }
-        for (;;) {
-            if (x->n == cap) {
-                size_t nc = cap ? cap * 2 : 8;
-                jv *nv = realloc(x->v, nc * sizeof *nv);
-                if (!nv)
-                    goto fail;
-                x->v = nv;
-                if (x->t == 'o') {
-                    char **nk = realloc(x->k, nc * sizeof *nk);
-                    if (!nk)
-                        goto fail;
-                    x->k = nk;
-                }
-                cap = nc;
-            }
-            if (x->t == 'o') {
-                jws(s);
-                if (*s->p != '"' || jstr(s, &x->k[x->n]))
-                    goto fail;
-                jws(s);
-                if (*s->p != ':') {
-                    free(x->k[x->n]);
-                    goto fail;
-                }
-                s->p++;
-            }
-            if (jparse(s, &x->v[x->n])) {
-                if (x->t == 'o')
-                    free(x->k[x->n]);
-                jv_free(&x->v[x->n]);
-                goto fail;
-            }
-            x->n++;
-            jws(s);
-            if (*s->p == ',') {
-                s->p++;
-                continue;
-            }
-            if (*s->p == (c == '{' ? '}' : ']')) {
-                s->p++;
-                break;
-            }
-            goto fail;
-        }
-    } else if (c == '"') {
-        x->t = 's';
-        if (jstr(s, &x->s))
-            goto fail;
-    } else if (!strncmp(s->p, "true", 4) || !strncmp(s->p, "false", 5)) {
-        x->t = 'b';
-        x->b = c == 't';
-        s->p += x->b ? 4 : 5;
-    } else if (!strncmp(s->p, "null", 4)) {
-        x->t = 'n';
-        s->p += 4;
-    } else if (c == '-' || (c >= '0' && c <= '9')) {
-        char *end;
-        x->t = 'd';
-        x->d = strtod(s->p, &end);
-        if (end == s->p)
-            goto fail;
-        s->p = end;
-    } else {
-        goto fail;
-    }
-done:
-    s->depth--;
-    return rc;
-fail:
-    jv_free(x);
-    return -1;
-}
-
-static const jv *jget(const jv *o, const char *key)
-{
-    if (!o || o->t != 'o')
-        return NULL;
-    for (size_t i = 0; i < o->n; i++)
-        if (!strcmp(o->k[i], key))
-            return &o->v[i];
-    return NULL;
-}
-
-static double jnum(const jv *o, const char *key, double def)
-{
-    const jv *x = jget(o, key);
-    return x && x->t == 'd' ? x->d : def;
-}
-
-static char *jstrdup(const jv *o, const char *key)
-{
-    const jv *x = jget(o, key);
-    return x && x->t == 's' ? strdup(x->s) : NULL;
-}
 
 /* ------------------------------------------------------------------ */
 /* The merge.                                                           */
@@ -645,8 +398,9 @@ static int read_ledger(const char *path, int si, rows *out, char *why, size_t wh
     return rc;
 }
 
-/* Reads a whole file into a NUL-terminated malloc'd buffer; NULL with errno. */
-static char *slurp(const char *path)
+/* Reads a whole file into a NUL-terminated malloc'd buffer of *len bytes (a NUL
+ * byte inside is the parser's to refuse); NULL with errno. */
+static char *slurp(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");
     if (!f)
@@ -677,7 +431,16 @@ static char *slurp(const char *path)
     fclose(f);
     if (buf)
         buf[n] = 0;
+    *len = n;
     return buf;
+}
+
+/* The number key of a report in [lo, hi], truncated, else def: a corrupt report
+ * must not make the conversion to an integer undefined. */
+static long num_in(const sl_json *o, const char *key, double lo, double hi, long def)
+{
+    const sl_json *v = sl_json_get(o, key);
+    return v && v->type == SL_JSON_NUMBER && v->num >= lo && v->num <= hi ? (long)v->num : def;
 }
 
 static void read_report(sl_merge *m, shard *s)
@@ -693,7 +456,8 @@ static void read_report(sl_merge *m, shard *s)
         return;
     }
     snprintf(path, plen, "%s/%s", m->out_dir, name);
-    char *text = slurp(path);
+    size_t len = 0;
+    char *text = slurp(path, &len);
     if (!text) {
         if (errno == ENOENT)
             note(m, 0, "%s: no report (%s): the shard never finished a run; wall time unknown", s->ledger, name);
@@ -703,34 +467,37 @@ static void read_report(sl_merge *m, shard *s)
         return;
     }
     s->report = xstrdup(m, name);
-    jp p = {text, 0};
-    jv root;
-    if (jparse(&p, &root) || root.t != 'o') {
-        note(m, 0, "%s: not valid JSON; its run's timings are left out", name);
+    sl_json root;
+    int jr = sl_json_parse(text, len, &root);
+    if (jr || root.type != SL_JSON_OBJECT) {
+        if (jr == SL_ENOMEM)
+            m->oom = 1;
+        else
+            note(m, 0, "%s: not valid JSON (%s); its run's timings are left out", name,
+                 jr ? sl_lasterr() : "the top level is not an object");
+        sl_json_free(&root);
         free(text);
         free(path);
         return;
     }
-    jws(&p);
     s->have_run = 1;
-    s->r_hash = jstrdup(&root, "config_hash");
-    s->r_backend = jstrdup(&root, "backend");
-    s->r_device = jstrdup(&root, "device");
-    s->r_fatal = jstrdup(&root, "fatal");
-    s->r_started = jstrdup(&root, "started_at");
-    s->r_finished = jstrdup(&root, "finished_at");
-    s->r_wall = jnum(&root, "wall_seconds", 0);
-    s->r_audio = jnum(&root, "audio_seconds", 0);
-    const jv *intr = jget(&root, "interrupted");
-    s->r_interrupted = intr && intr->t == 'b' && intr->b;
-    const jv *tr = jget(&root, "tracks");
-    s->r_ok = (long)jnum(tr, "ok", 0);
-    s->r_failed = (long)jnum(tr, "failed", 0);
-    s->r_skipped = (long)jnum(tr, "skipped", 0);
-    const jv *sh = jget(&root, "shard");
-    if (sh && ((int)jnum(sh, "index", -1) != s->index || (int)jnum(sh, "count", -1) != s->count))
-        note(m, 0, "%s: says shard %d of %d, its name says %d of %d", name, (int)jnum(sh, "index", -1),
-             (int)jnum(sh, "count", -1), s->index, s->count);
+    s->r_hash = sl_json_dup_str(&root, "config_hash");
+    s->r_backend = sl_json_dup_str(&root, "backend");
+    s->r_device = sl_json_dup_str(&root, "device");
+    s->r_fatal = sl_json_dup_str(&root, "fatal");
+    s->r_started = sl_json_dup_str(&root, "started_at");
+    s->r_finished = sl_json_dup_str(&root, "finished_at");
+    s->r_wall = sl_json_get_num(&root, "wall_seconds", 0);
+    s->r_audio = sl_json_get_num(&root, "audio_seconds", 0);
+    s->r_interrupted = sl_json_get_bool(&root, "interrupted", 0);
+    const sl_json *tr = sl_json_get(&root, "tracks");
+    s->r_ok = num_in(tr, "ok", 0, 1e15, 0);
+    s->r_failed = num_in(tr, "failed", 0, 1e15, 0);
+    s->r_skipped = num_in(tr, "skipped", 0, 1e15, 0);
+    const sl_json *sh = sl_json_get(&root, "shard");
+    int sh_index = (int)num_in(sh, "index", -1, 1e9, -1), sh_count = (int)num_in(sh, "count", -1, 1e9, -1);
+    if (sh && (sh_index != s->index || sh_count != s->count))
+        note(m, 0, "%s: says shard %d of %d, its name says %d of %d", name, sh_index, sh_count, s->index, s->count);
     if (s->r_hash) {
         char where[160];
         snprintf(where, sizeof where, "%s", name);
@@ -740,7 +507,7 @@ static void read_report(sl_merge *m, shard *s)
         note(m, 0, "%s: the shard's last run was interrupted", name);
     if (s->r_fatal)
         note(m, 0, "%s: the shard's last run stopped: %s", name, s->r_fatal);
-    jv_free(&root);
+    sl_json_free(&root);
     free(text);
     free(path);
 }

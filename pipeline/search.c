@@ -3,6 +3,7 @@
 #include "pipeline/search.h"
 
 #include "common/sl_error.h"
+#include "common/sl_json.h"
 #include "common/sl_log.h"
 #include "io/decode.h"
 #include "io/npy.h"
@@ -24,305 +25,6 @@
 #ifndef SL_VERSION
 #define SL_VERSION "unknown"
 #endif
-
-/* ================================================================ JSON reading
- * A small DOM for the sidecar and the jsonl rows (both written by stemline, but
- * read strictly: anything that is not JSON is SL_EFORMAT). */
-
-enum { JNULL, JBOOL, JNUM, JSTR, JARR, JOBJ };
-
-typedef struct jval {
-    int t;
-    int b;
-    double num;
-    char *s;           /* JSTR */
-    size_t n;          /* JARR / JOBJ */
-    char **keys;       /* JOBJ */
-    struct jval *kids; /* JARR / JOBJ */
-} jval;
-
-static void jfree(jval *v)
-{
-    if (!v)
-        return;
-    free(v->s);
-    for (size_t i = 0; i < v->n; i++) {
-        if (v->keys)
-            free(v->keys[i]);
-        jfree(&v->kids[i]);
-    }
-    free(v->keys);
-    free(v->kids);
-    memset(v, 0, sizeof *v);
-}
-
-typedef struct {
-    const char *p, *end;
-} jparser;
-
-static void jws(jparser *j)
-{
-    while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r'))
-        j->p++;
-}
-
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-static int jhex4(jparser *j, unsigned *out)
-{
-    if (j->end - j->p < 4)
-        return -1;
-    unsigned v = 0;
-    for (int i = 0; i < 4; i++) {
-        int h = hexval((unsigned char)j->p[i]);
-        if (h < 0)
-            return -1;
-        v = v * 16 + (unsigned)h;
-    }
-    j->p += 4;
-    *out = v;
-    return 0;
-}
-
-static size_t put_utf8(char *o, unsigned cp)
-{
-    if (cp < 0x80) {
-        o[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        o[0] = (char)(0xC0 | (cp >> 6));
-        o[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        o[0] = (char)(0xE0 | (cp >> 12));
-        o[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        o[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    o[0] = (char)(0xF0 | (cp >> 18));
-    o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    o[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    o[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
-/* At the opening quote. The decoded string is never longer than its source. */
-static int jstring(jparser *j, char **out)
-{
-    if (j->p >= j->end || *j->p != '"')
-        return -1;
-    j->p++;
-    const char *q = j->p;
-    while (q < j->end && *q != '"') {
-        if (*q == '\\')
-            q++;
-        q++;
-    }
-    if (q >= j->end)
-        return -1;
-    char *s = malloc((size_t)(q - j->p) + 1), *o = s;
-    if (!s)
-        return -2;
-    while (*j->p != '"') {
-        unsigned char c = (unsigned char)*j->p++;
-        if (c < 0x20) {
-            free(s);
-            return -1;
-        }
-        if (c != '\\') {
-            *o++ = (char)c;
-            continue;
-        }
-        c = (unsigned char)*j->p++;
-        switch (c) {
-        case '"': *o++ = '"'; break;
-        case '\\': *o++ = '\\'; break;
-        case '/': *o++ = '/'; break;
-        case 'b': *o++ = '\b'; break;
-        case 'f': *o++ = '\f'; break;
-        case 'n': *o++ = '\n'; break;
-        case 'r': *o++ = '\r'; break;
-        case 't': *o++ = '\t'; break;
-        case 'u': {
-            unsigned cp, lo;
-            if (jhex4(j, &cp)) {
-                free(s);
-                return -1;
-            }
-            if (cp >= 0xD800 && cp < 0xDC00 && j->end - j->p >= 6 && j->p[0] == '\\' && j->p[1] == 'u') {
-                jparser save = *j;
-                j->p += 2;
-                if (!jhex4(j, &lo) && lo >= 0xDC00 && lo < 0xE000)
-                    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-                else
-                    *j = save;
-            }
-            if (cp >= 0xD800 && cp < 0xE000)
-                cp = 0xFFFD; /* lone surrogate */
-            o += put_utf8(o, cp);
-            break;
-        }
-        default:
-            free(s);
-            return -1;
-        }
-    }
-    j->p++;
-    *o = 0;
-    *out = s;
-    return 0;
-}
-
-static int jparse(jparser *j, jval *v, int depth);
-
-static int jlist(jparser *j, jval *v, int depth, int obj)
-{
-    char close = obj ? '}' : ']';
-    size_t cap = 0;
-    j->p++;
-    jws(j);
-    if (j->p < j->end && *j->p == close) {
-        j->p++;
-        return 0;
-    }
-    for (;;) {
-        if (v->n == cap) {
-            cap = cap ? 2 * cap : 8;
-            jval *nk = realloc(v->kids, cap * sizeof *nk);
-            if (!nk)
-                return -2;
-            v->kids = nk;
-            if (obj) {
-                char **nkeys = realloc(v->keys, cap * sizeof *nkeys);
-                if (!nkeys)
-                    return -2;
-                v->keys = nkeys;
-            }
-        }
-        memset(&v->kids[v->n], 0, sizeof v->kids[v->n]);
-        if (obj) {
-            v->keys[v->n] = NULL;
-            jws(j);
-            int rc = jstring(j, &v->keys[v->n]);
-            if (rc) {
-                v->n++; /* so that jfree frees what is there */
-                return rc;
-            }
-            jws(j);
-            if (j->p >= j->end || *j->p != ':') {
-                v->n++;
-                return -1;
-            }
-            j->p++;
-        }
-        int rc = jparse(j, &v->kids[v->n], depth + 1);
-        v->n++;
-        if (rc)
-            return rc;
-        jws(j);
-        if (j->p < j->end && *j->p == ',') {
-            j->p++;
-            continue;
-        }
-        if (j->p < j->end && *j->p == close) {
-            j->p++;
-            return 0;
-        }
-        return -1;
-    }
-}
-
-static int jparse(jparser *j, jval *v, int depth)
-{
-    memset(v, 0, sizeof *v);
-    if (depth > 32)
-        return -1;
-    jws(j);
-    if (j->p >= j->end)
-        return -1;
-    char c = *j->p;
-    if (c == '{') {
-        v->t = JOBJ;
-        return jlist(j, v, depth, 1);
-    }
-    if (c == '[') {
-        v->t = JARR;
-        return jlist(j, v, depth, 0);
-    }
-    if (c == '"') {
-        v->t = JSTR;
-        return jstring(j, &v->s);
-    }
-    size_t left = (size_t)(j->end - j->p);
-    if (left >= 4 && !memcmp(j->p, "null", 4)) {
-        j->p += 4;
-        v->t = JNULL;
-        return 0;
-    }
-    if (left >= 4 && !memcmp(j->p, "true", 4)) {
-        j->p += 4;
-        v->t = JBOOL;
-        v->b = 1;
-        return 0;
-    }
-    if (left >= 5 && !memcmp(j->p, "false", 5)) {
-        j->p += 5;
-        v->t = JBOOL;
-        return 0;
-    }
-    if (c == '-' || (c >= '0' && c <= '9')) {
-        char tok[64];
-        size_t n = 0;
-        while (j->p + n < j->end && n < sizeof tok - 1 && strchr("+-.eE0123456789", j->p[n]))
-            n++;
-        memcpy(tok, j->p, n);
-        tok[n] = 0;
-        char *e;
-        v->num = strtod(tok, &e);
-        if (e == tok || *e)
-            return -1;
-        j->p += n;
-        v->t = JNUM;
-        return 0;
-    }
-    return -1;
-}
-
-/* Parses a whole buffer as one JSON value. 0, -1 (syntax) or -2 (memory). */
-static int jparse_buf(const char *s, size_t len, jval *v)
-{
-    jparser j = {s, s + len};
-    int rc = jparse(&j, v, 0);
-    if (!rc) {
-        jws(&j);
-        if (j.p != j.end)
-            rc = -1;
-    }
-    if (rc)
-        jfree(v);
-    return rc;
-}
-
-static const jval *jget(const jval *o, const char *key)
-{
-    if (!o || o->t != JOBJ)
-        return NULL;
-    for (size_t i = 0; i < o->n; i++)
-        if (!strcmp(o->keys[i], key))
-            return &o->kids[i];
-    return NULL;
-}
 
 /* ================================================================ sidecar */
 
@@ -450,15 +152,10 @@ static void meta_free(sl_index_meta *m)
     memset(m, 0, sizeof *m);
 }
 
-static char *dup_or_null(const jval *v)
+static int get_int(const sl_json *o, const char *key, long long lo, long long hi, long long *out)
 {
-    return v && v->t == JSTR ? strdup(v->s) : NULL;
-}
-
-static int get_int(const jval *o, const char *key, long long lo, long long hi, long long *out)
-{
-    const jval *v = jget(o, key);
-    if (!v || v->t != JNUM || v->num != floor(v->num) || v->num < (double)lo || v->num > (double)hi)
+    const sl_json *v = sl_json_get(o, key);
+    if (!v || v->type != SL_JSON_NUMBER || v->num != floor(v->num) || v->num < (double)lo || v->num > (double)hi)
         return -1;
     *out = (long long)v->num;
     return 0;
@@ -500,20 +197,21 @@ static int meta_read(const char *path, sl_index_meta *m)
         free(buf);
         return rc;
     }
-    jval root;
-    int jr = buf ? jparse_buf(buf, len, &root) : -1;
+    sl_json root;
+    int jr = sl_json_parse(buf, len, &root);
     free(buf);
-    if (jr == -2)
+    if (jr == SL_ENOMEM)
         return sl_seterr(SL_ENOMEM, "%s: out of memory", path);
-    if (jr || root.t != JOBJ) {
-        if (!jr)
-            jfree(&root);
-        return sl_seterr(SL_EFORMAT, "%s: not a JSON object", path);
+    if (jr || root.type != SL_JSON_OBJECT) {
+        char detail[512]; /* sl_seterr writes where sl_lasterr points: copy it first */
+        snprintf(detail, sizeof detail, "%s", jr ? sl_lasterr() : "the top level is some other JSON value");
+        sl_json_free(&root);
+        return sl_seterr(SL_EFORMAT, "%s: not a JSON object: %s", path, detail);
     }
     const char *why = NULL;
-    const jval *fmt = jget(&root, "format");
+    const char *fmt = sl_json_get_str(&root, "format", NULL);
     long long fv = 0, dim = 0, rate = 0, ch = 0, wl = 0, hl = 0;
-    if (!fmt || fmt->t != JSTR || strcmp(fmt->s, "stemline-vector-index"))
+    if (!fmt || strcmp(fmt, "stemline-vector-index"))
         why = "\"format\" is not \"stemline-vector-index\"";
     else if (get_int(&root, "format_version", 1, INT_MAX, &fv) || fv != 1)
         why = "unsupported format_version (this stemline reads version 1)";
@@ -523,23 +221,24 @@ static int meta_read(const char *path, sl_index_meta *m)
              get_int(&root, "hop_samples", 1, (long long)1 << 52, &hl))
         why = "dim, sample_rate, channels, window_samples or hop_samples missing or out of range";
     if (!why) {
-        const jval *model = jget(&root, "model"), *norm = jget(&root, "normalize"), *opts = jget(&root, "options");
-        if (!model || model->t != JSTR || !*model->s)
+        const char *model = sl_json_get_str(&root, "model", NULL);
+        const sl_json *norm = sl_json_get(&root, "normalize"), *opts = sl_json_get(&root, "options");
+        if (!model || !*model)
             why = "\"model\" missing";
-        else if (!norm || norm->t != JBOOL)
+        else if (!norm || norm->type != SL_JSON_BOOL)
             why = "\"normalize\" is not true/false";
-        else if (opts && opts->t != JOBJ)
+        else if (opts && opts->type != SL_JSON_OBJECT)
             why = "\"options\" is not an object";
         else if (hl > wl)
             why = "hop_samples exceeds window_samples";
         if (!why) {
-            m->model = strdup(model->s);
-            m->weights = dup_or_null(jget(&root, "weights"));
-            m->params = dup_or_null(jget(&root, "params"));
-            m->source = dup_or_null(jget(&root, "source"));
-            m->dtype = dup_or_null(jget(&root, "dtype"));
-            m->version = dup_or_null(jget(&root, "stemline_version"));
-            m->config_hash = dup_or_null(jget(&root, "config_hash"));
+            m->model = strdup(model);
+            m->weights = sl_json_dup_str(&root, "weights");
+            m->params = sl_json_dup_str(&root, "params");
+            m->source = sl_json_dup_str(&root, "source");
+            m->dtype = sl_json_dup_str(&root, "dtype");
+            m->version = sl_json_dup_str(&root, "stemline_version");
+            m->config_hash = sl_json_dup_str(&root, "config_hash");
             m->path = strdup(path);
             m->dim = (int)dim;
             m->sample_rate = (int)rate;
@@ -552,25 +251,25 @@ static int meta_read(const char *path, sl_index_meta *m)
             if (n && !(m->options.items = calloc(n, sizeof *m->options.items)))
                 oom = 1;
             for (size_t i = 0; !oom && i < n; i++) {
-                if (opts->kids[i].t != JSTR) {
+                if (opts->items[i].type != SL_JSON_STRING) {
                     why = "an option value is not a string";
                     break;
                 }
                 sl_cfg_opt *o = &m->options.items[m->options.n++];
                 o->key = strdup(opts->keys[i]);
-                o->value = strdup(opts->kids[i].s);
+                o->value = strdup(opts->items[i].s);
                 o->file = strdup(path);
                 if (!o->key || !o->value || !o->file)
                     oom = 1;
             }
             if (oom && !why) {
-                jfree(&root);
+                sl_json_free(&root);
                 meta_free(m);
                 return sl_seterr(SL_ENOMEM, "%s: out of memory", path);
             }
         }
     }
-    jfree(&root);
+    sl_json_free(&root);
     if (why) {
         meta_free(m);
         return sl_seterr(SL_EFORMAT, "%s: %s", path, why);
@@ -1657,11 +1356,6 @@ static int hit_row_cmp(const void *a, const void *b)
     return ((*x)->row > (*y)->row) - ((*x)->row < (*y)->row);
 }
 
-static double num_or(const jval *v, double dflt)
-{
-    return v && v->t == JNUM ? v->num : dflt;
-}
-
 int sl_vindex_describe(sl_vindex *ix, sl_search_hit *hits, size_t n)
 {
     int rc = 0;
@@ -1692,26 +1386,27 @@ int sl_vindex_describe(sl_vindex *ix, sl_search_hit *hits, size_t n)
             size_t this = lineno++;
             if (want[w]->row != this)
                 continue;
-            jval v;
-            int jr = jparse_buf(line, (size_t)len, &v);
-            if (jr == -2) {
+            sl_json v;
+            int jr = sl_json_parse(line, (size_t)len, &v);
+            if (jr == SL_ENOMEM) {
                 rc = sl_seterr(SL_ENOMEM, "search: out of memory");
                 break;
             }
-            const jval *id = jr ? NULL : jget(&v, "id"), *rowv = jr ? NULL : jget(&v, "row");
-            if (jr || v.t != JOBJ || !id || id->t != JSTR ||
-                (rowv && (rowv->t != JNUM || rowv->num != (double)this))) {
-                if (!jr)
-                    jfree(&v);
-                rc = sl_seterr(SL_EFORMAT, "%s:%zu: not a row object with \"id\" and \"row\": %zu", ix->sh[si].jsonl,
-                               this + 1, this);
+            const char *id = sl_json_get_str(&v, "id", NULL);
+            const sl_json *rowv = sl_json_get(&v, "row");
+            if (jr || !id || (rowv && (rowv->type != SL_JSON_NUMBER || rowv->num != (double)this))) {
+                char detail[512] = ""; /* sl_seterr writes where sl_lasterr points: copy it first */
+                if (jr)
+                    snprintf(detail, sizeof detail, " (not JSON: %s)", sl_lasterr());
+                sl_json_free(&v);
+                rc = sl_seterr(SL_EFORMAT, "%s:%zu: not a row object with \"id\" and \"row\": %zu%s",
+                               ix->sh[si].jsonl, this + 1, this, detail);
                 break;
             }
-            char *sid = strdup(id->s);
-            const jval *pv = jget(&v, "path");
-            char *spath = pv && pv->t == JSTR ? strdup(pv->s) : NULL;
-            double start = num_or(jget(&v, "start"), 0), end = num_or(jget(&v, "end"), NAN);
-            jfree(&v);
+            char *sid = strdup(id);
+            char *spath = sl_json_dup_str(&v, "path");
+            double start = sl_json_get_num(&v, "start", 0), end = sl_json_get_num(&v, "end", NAN);
+            sl_json_free(&v);
             if (!sid) {
                 free(spath);
                 rc = sl_seterr(SL_ENOMEM, "search: out of memory");
@@ -1795,19 +1490,21 @@ int sl_vindex_find_id(sl_vindex *ix, const char *id, float *vec, size_t *shard_o
             size_t this = lineno++;
             if (plain && !strstr(line, id))
                 continue;
-            jval v;
-            int jr = jparse_buf(line, (size_t)len, &v);
-            if (jr == -2) {
+            sl_json v;
+            int jr = sl_json_parse(line, (size_t)len, &v);
+            if (jr == SL_ENOMEM) {
                 rc = sl_seterr(SL_ENOMEM, "search: out of memory");
                 break;
             }
             if (jr) {
-                rc = sl_seterr(SL_EFORMAT, "%s:%zu: not JSON", ix->sh[si].jsonl, this + 1);
+                char detail[512]; /* sl_seterr writes where sl_lasterr points: copy it first */
+                snprintf(detail, sizeof detail, "%s", sl_lasterr());
+                rc = sl_seterr(SL_EFORMAT, "%s:%zu: not JSON: %s", ix->sh[si].jsonl, this + 1, detail);
                 break;
             }
-            const jval *iv = jget(&v, "id");
-            int match = iv && iv->t == JSTR && !strcmp(iv->s, id);
-            jfree(&v);
+            const char *iv = sl_json_get_str(&v, "id", NULL);
+            int match = iv && !strcmp(iv, id);
+            sl_json_free(&v);
             if (!match)
                 continue;
             if (this >= ix->sh[si].rows) {
