@@ -131,19 +131,8 @@ static int bn_fold(const sl_st_file *f, const char *bn, int64_t n, double *s, do
             return SL_EFORMAT;
         v[i] = (const float *)tt->data;
     }
-    for (int64_t i = 0; i < n; i++) {
-        s[i] = (double)v[0][i] / sqrt((double)v[3][i] + CNN_BN_EPS);
-        t[i] = (double)v[1][i] - (double)v[2][i] * s[i];
-    }
+    sl_model_bn_fold(v, n, CNN_BN_EPS, s, t);
     return 0;
-}
-
-static int upload_new(sl_op_ctx *ctx, float **dst, const float *src, size_t n)
-{
-    int rc = sl_op_alloc(ctx, (void **)dst, n * sizeof(float));
-    if (!rc)
-        rc = sl_op_upload(ctx, *dst, src, n * sizeof(float));
-    return rc;
 }
 
 static int load_weights(sl_emb_model *m, cnn_state *st, const char *path)
@@ -250,8 +239,8 @@ static int load_weights(sl_emb_model *m, cnn_state *st, const char *path)
             add[i] = (float)((double)beta[i] / s[i] - (double)mean[i]);
             mul[i] = (float)s[i];
         }
-        if ((rc = upload_new(m->ctx, &st->bn0_add, add, (size_t)st->n_mels)) < 0 ||
-            (rc = upload_new(m->ctx, &st->bn0_mul, mul, (size_t)st->n_mels)) < 0)
+        if ((rc = sl_model_upload_new(m->ctx, &st->bn0_add, add, (size_t)st->n_mels)) < 0 ||
+            (rc = sl_model_upload_new(m->ctx, &st->bn0_mul, mul, (size_t)st->n_mels)) < 0)
             goto out;
     }
     for (int b = 0; b < CNN_BLOCKS; b++)
@@ -270,17 +259,17 @@ static int load_weights(sl_emb_model *m, cnn_state *st, const char *path)
             for (int o = 0; o < cout; o++)
                 for (size_t q = 0; q < per; q++)
                     tmp[(size_t)o * per + q] = (float)((double)wv[(size_t)o * per + q] * s[o]);
-            if ((rc = upload_new(m->ctx, &st->cw[b][j], tmp, (size_t)cout * per)) < 0)
+            if ((rc = sl_model_upload_new(m->ctx, &st->cw[b][j], tmp, (size_t)cout * per)) < 0)
                 goto out;
             for (int o = 0; o < cout; o++)
                 tmp[o] = (float)t[o];
-            if ((rc = upload_new(m->ctx, &st->cb[b][j], tmp, (size_t)cout)) < 0)
+            if ((rc = sl_model_upload_new(m->ctx, &st->cb[b][j], tmp, (size_t)cout)) < 0)
                 goto out;
         }
-    if ((rc = upload_new(m->ctx, &st->w_fc1, (const float *)fc1->data, (size_t)st->emb * C6)) < 0 ||
-        (rc = upload_new(m->ctx, &st->b_fc1, (const float *)fc1b->data, (size_t)st->emb)) < 0 ||
-        (rc = upload_new(m->ctx, &st->w_cls, (const float *)cls->data, (size_t)st->classes * st->emb)) < 0 ||
-        (rc = upload_new(m->ctx, &st->b_cls, (const float *)clsb->data, (size_t)st->classes)) < 0)
+    if ((rc = sl_model_upload_new(m->ctx, &st->w_fc1, (const float *)fc1->data, (size_t)st->emb * C6)) < 0 ||
+        (rc = sl_model_upload_new(m->ctx, &st->b_fc1, (const float *)fc1b->data, (size_t)st->emb)) < 0 ||
+        (rc = sl_model_upload_new(m->ctx, &st->w_cls, (const float *)cls->data, (size_t)st->classes * st->emb)) < 0 ||
+        (rc = sl_model_upload_new(m->ctx, &st->b_cls, (const float *)clsb->data, (size_t)st->classes)) < 0)
         goto out;
     rc = sl_op_sync(m->ctx); /* the host copies may be freed now */
 out:
@@ -488,9 +477,9 @@ int sl_cnn14_init(sl_emb_model *m, const char *weights, const sl_cfg_opts *opts)
     if (!rc)
         rc = sl_mel_filterbank(fb, st->sr, st->stft.n_fft, st->n_mels, st->fmin, st->fmax);
     if (!rc)
-        rc = upload_new(m->ctx, &st->window, w, (size_t)st->stft.n_fft);
+        rc = sl_model_upload_new(m->ctx, &st->window, w, (size_t)st->stft.n_fft);
     if (!rc)
-        rc = upload_new(m->ctx, &st->fb, fb, nb * (size_t)st->n_mels);
+        rc = sl_model_upload_new(m->ctx, &st->fb, fb, nb * (size_t)st->n_mels);
     if (!rc)
         rc = sl_op_sync(m->ctx);
     free(w);

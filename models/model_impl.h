@@ -3,6 +3,8 @@
 #ifndef SL_MODEL_IMPL_H
 #define SL_MODEL_IMPL_H
 
+#include <stdint.h>
+
 #include "model.h"
 
 struct sl_sep_model {
@@ -57,6 +59,14 @@ typedef struct {
 int sl_cnn14_run_stages(sl_emb_model *m, const float *in, size_t n, float *vec, float *scores, sl_cnn14_stages *stages);
 /* Frames T for n samples, mel bins, and the six blocks' channel counts. */
 int sl_cnn14_geometry(const sl_emb_model *m, size_t n, size_t *frames, int *n_mels, int *channels);
+
+/* Weight helpers shared by the models with weights. */
+/* Allocates n floats on ctx's backend and uploads src into them. */
+int sl_model_upload_new(sl_op_ctx *ctx, float **dst, const float *src, size_t n);
+/* Folds an inference batch norm: given weight, bias, running_mean, running_var
+ * (v[0..3], n each) and eps, y = s*x + t with s = w / sqrt(var + eps) and
+ * t = b - mean*s, in double. */
+void sl_model_bn_fold(const float *const v[4], int64_t n, double eps, double *s, double *t);
 
 /* Option helpers. section is "separation" or "embedding". Each returns 0 or
  * SL_ECONFIG with "file:line:col: key 'section.options.KEY': reason". */

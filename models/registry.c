@@ -169,3 +169,19 @@ void sl_emb_close(sl_emb_model *m)
         m->close(m);
     free(m);
 }
+
+int sl_model_upload_new(sl_op_ctx *ctx, float **dst, const float *src, size_t n)
+{
+    int rc = sl_op_alloc(ctx, (void **)dst, n * sizeof(float));
+    if (!rc)
+        rc = sl_op_upload(ctx, *dst, src, n * sizeof(float));
+    return rc;
+}
+
+void sl_model_bn_fold(const float *const v[4], int64_t n, double eps, double *s, double *t)
+{
+    for (int64_t i = 0; i < n; i++) {
+        s[i] = (double)v[0][i] / sqrt((double)v[3][i] + eps);
+        t[i] = (double)v[1][i] - (double)v[2][i] * s[i];
+    }
+}

@@ -121,19 +121,8 @@ static int bn_fold(const sl_st_file *f, const char *target, const char *bn, int6
         if (!(v[i] = tensor(f, target, k[i], 1, n, 0)))
             return SL_EFORMAT;
     }
-    for (int64_t i = 0; i < n; i++) {
-        s[i] = (double)v[0][i] / sqrt((double)v[3][i] + UMX_BN_EPS);
-        t[i] = (double)v[1][i] - (double)v[2][i] * s[i];
-    }
+    sl_model_bn_fold(v, n, UMX_BN_EPS, s, t);
     return 0;
-}
-
-static int upload_new(sl_op_ctx *ctx, float **dst, const float *src, size_t n)
-{
-    int rc = sl_op_alloc(ctx, (void **)dst, n * sizeof(float));
-    if (!rc)
-        rc = sl_op_upload(ctx, *dst, src, n * sizeof(float));
-    return rc;
 }
 
 static int load_weights(sl_sep_model *m, umx_state *st, const char *path)
@@ -295,23 +284,23 @@ static int load_weights(sl_sep_model *m, umx_state *st, const char *path)
     }
     sl_op_ctx *ctx = m->ctx;
     if (!rc)
-        rc = upload_new(ctx, &st->in_mean, in_mean, n_in);
+        rc = sl_model_upload_new(ctx, &st->in_mean, in_mean, n_in);
     if (!rc)
-        rc = upload_new(ctx, &st->in_scale, in_scale, n_in);
+        rc = sl_model_upload_new(ctx, &st->in_scale, in_scale, n_in);
     if (!rc)
-        rc = upload_new(ctx, &st->w1, w1, n_w1);
+        rc = sl_model_upload_new(ctx, &st->w1, w1, n_w1);
     if (!rc)
-        rc = upload_new(ctx, &st->b1, b1, (size_t)J * H);
+        rc = sl_model_upload_new(ctx, &st->b1, b1, (size_t)J * H);
     if (!rc)
-        rc = upload_new(ctx, &st->w2, w2, n_w2);
+        rc = sl_model_upload_new(ctx, &st->w2, w2, n_w2);
     if (!rc)
-        rc = upload_new(ctx, &st->b2, b2, (size_t)J * H);
+        rc = sl_model_upload_new(ctx, &st->b2, b2, (size_t)J * H);
     if (!rc)
-        rc = upload_new(ctx, &st->w3, w3, n_w3);
+        rc = sl_model_upload_new(ctx, &st->w3, w3, n_w3);
     if (!rc)
-        rc = upload_new(ctx, &st->b3, b3, (size_t)J * 2 * nb);
+        rc = sl_model_upload_new(ctx, &st->b3, b3, (size_t)J * 2 * nb);
     if (!rc)
-        rc = upload_new(ctx, &st->wl, wl, n_wl);
+        rc = sl_model_upload_new(ctx, &st->wl, wl, n_wl);
     if (!rc) /* uploads from ordinary memory may be queued: wait before freeing the sources */
         rc = sl_op_sync(ctx);
 done:
@@ -539,7 +528,7 @@ int sl_umx_init(sl_sep_model *m, const char *weights, const sl_cfg_opts *opts)
     if (!w)
         return sl_seterr(SL_ENOMEM, "umx: out of memory");
     sl_window_hann(w, st->n_fft, st->n_fft);
-    rc = upload_new(m->ctx, &st->window, w, (size_t)st->n_fft);
+    rc = sl_model_upload_new(m->ctx, &st->window, w, (size_t)st->n_fft);
     if (!rc)
         rc = sl_op_sync(m->ctx);
     free(w);
