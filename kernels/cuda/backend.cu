@@ -22,7 +22,7 @@
 extern "C" {
 #include "../../common/sl_log.h"
 }
-#ifdef __CUDACC__
+#if SL_CUDA_API
 #include "cu_fft.h"
 #include "cuda_probe.h"
 #endif
@@ -37,7 +37,7 @@ static int status_report(sl_cu_state *st)
     if (s[0] == SL_CU_STATUS_NONE)
         return 0;
     const int sample = s[0], n_fft = s[1], hop = s[2];
-#ifdef __CUDACC__
+#if SL_CUDA_API
     st->status_host[0] = SL_CU_STATUS_NONE;
     cudaError_t e = cudaMemsetAsync(st->status, 0x7F, 3 * sizeof(int), st->stream);
     if (e != cudaSuccess)
@@ -51,7 +51,7 @@ static int status_report(sl_cu_state *st)
                      sample, n_fft, hop);
 }
 
-#ifdef __CUDACC__
+#if SL_CUDA_API
 // ---------------------------------------------------------------- real CUDA
 
 static int cu_init(sl_op_ctx *ctx)
@@ -315,7 +315,7 @@ static int cu_reserve(sl_op_ctx *ctx, int n_fft, size_t max_frames)
 {
     void *ws;
     int rc = SL_FN(scratch)(ctx, SL_FN(irfft_workspace)(n_fft, max_frames), &ws);
-#ifdef __CUDACC__
+#if SL_CUDA_API
     const size_t top = max_frames < sl_fft_max_batch(n_fft) ? max_frames : sl_fft_max_batch(n_fft);
     for (size_t b = 1; b <= top && rc == 0; b *= 2)
         for (int inverse = 0; inverse < 2 && rc == 0; inverse++) {
@@ -327,7 +327,7 @@ static int cu_reserve(sl_op_ctx *ctx, int n_fft, size_t max_frames)
 }
 
 // Positional: C++17 has no designated initialisers; the order is backend.h's.
-#ifdef __CUDACC__
+#if SL_CUDA_API
 extern "C" const sl_op_backend sl_cuda_backend = {
     "cuda",
 #else

@@ -23,13 +23,13 @@
 //    then u then v order).
 #include "cu_ops.h"
 
-#ifdef __CUDACC__
+#if SL_CUDA_API
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "cu_state.h"
 #endif
-#if defined(__CUDACC__) && defined(SL_HAVE_CUDNN)
+#if SL_CUDA_API && defined(SL_HAVE_CUDNN)
 #define SL_CONV_CUDNN 1
 #include <cudnn.h>
 #include <limits.h>
@@ -338,7 +338,7 @@ static int cv_fits_cudnn(const sl_conv2d_args *a)
 }
 #endif
 
-#ifdef __CUDACC__
+#if SL_CUDA_API
 extern "C" int sl_cuda_conv2d_init(sl_op_ctx *ctx, char *desc, size_t desc_size)
 {
     const char *env = getenv("SL_CONV_IMPL");

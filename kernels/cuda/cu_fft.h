@@ -7,10 +7,9 @@
 #ifndef SL_CU_FFT_H
 #define SL_CU_FFT_H
 
-#ifdef __CUDACC__
-#include <cufft.h>
-
 #include "sl_cuda.h"
+#if SL_CUDA_API
+#include <cufft.h>
 
 extern "C" {
 // A ready plan for batch transforms of n_fft points (inverse: C2R, else R2C).

@@ -5,13 +5,13 @@
 #define SL_CU_STATE_H
 
 #include "sl_cuda.h"
-#ifdef __CUDACC__
+#if SL_CUDA_API
 #include <cufft.h>
 #endif
 
 #define SL_CU_MAX_PLANS 64
 
-#ifdef __CUDACC__
+#if SL_CUDA_API
 struct sl_cu_dnn; // conv2d.cu: cuDNN handle, descriptors, algorithm cache (builds with cuDNN)
 
 struct sl_cu_plan {
@@ -28,7 +28,7 @@ struct sl_cu_state {
     int *status_host;   // pinned copy read after a sync (emulated build: == status)
     void *scratch;      // op workspace (SL_FN(scratch))
     size_t scratch_size;
-#ifdef __CUDACC__
+#if SL_CUDA_API
     int device;
     int pools;          // stream-ordered allocator available (cudaDevAttrMemoryPoolsSupported)
     sl_cu_plan plans[SL_CU_MAX_PLANS];
@@ -43,7 +43,7 @@ struct sl_cu_state {
 
 static inline sl_cu_state *sl_cu_st(sl_op_ctx *ctx) { return static_cast<sl_cu_state *>(ctx->state); }
 
-#ifdef __CUDACC__
+#if SL_CUDA_API
 // Device memory in stream order where the device has memory pools (a free
 // waits for the work queued before it, without blocking the host); plain
 // cudaMalloc / cudaFree (which synchronise) elsewhere.

@@ -1,5 +1,7 @@
-// cuFFT plan cache and shared work area (see cu_fft.h). Real CUDA build only.
-#ifdef __CUDACC__
+// cuFFT plan cache and shared work area (see cu_fft.h). Builds with the CUDA
+// API only (nvcc, cudamock).
+#include "sl_cuda.h"
+#if SL_CUDA_API
 #include <string.h>
 
 #include "cu_fft.h"

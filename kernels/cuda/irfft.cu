@@ -7,7 +7,7 @@
 // cached plans. In the emulated build the copy kernel is emulated and the
 // transform is the CPU reference.
 #include "cu_ops.h"
-#ifdef __CUDACC__
+#if SL_CUDA_API
 #include "cu_fft.h"
 #else
 extern "C" {
@@ -51,7 +51,7 @@ extern "C" int SL_FN(irfft)(sl_op_ctx *ctx, int n_fft, size_t count, const float
         rc = irfft_prep_launch(SL_FN(stream)(ctx), chunk * 2 * nb, nb, n_fft % 2 == 0, scale, in + done * 2 * nb, tmp);
         if (rc < 0)
             return rc;
-#ifdef __CUDACC__
+#if SL_CUDA_API
         cufftHandle plan;
         rc = sl_cuda_fft_plan(ctx, n_fft, (int)chunk, 1, &plan);
         if (rc < 0)

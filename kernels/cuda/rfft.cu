@@ -5,7 +5,7 @@
 // reference (library calls are checked only on a GPU) and the scale kernel is
 // emulated.
 #include "cu_ops.h"
-#ifdef __CUDACC__
+#if SL_CUDA_API
 #include "cu_fft.h"
 #else
 extern "C" {
@@ -28,7 +28,7 @@ static int rfft_scale_launch(sl_stream_t s, size_t n, float scale, float *data)
 extern "C" int SL_FN(rfft)(sl_op_ctx *ctx, int n_fft, size_t count, const float *in, float *out, float scale)
 {
     const size_t n = (size_t)n_fft, nb2 = 2 * (n / 2 + 1);
-#ifdef __CUDACC__
+#if SL_CUDA_API
     for (size_t done = 0; done < count;) {
         const size_t chunk = sl_fft_chunk(count - done, n_fft);
         cufftHandle plan;

@@ -25,6 +25,17 @@
 #include <stdint.h>
 #include <string.h>
 
+// SL_CUDA_API: this build calls the CUDA runtime, cuFFT and cuDNN: the real
+// backend (nvcc), or the same host code against cudamock (g++ -DSL_CUDA_MOCK,
+// kernels/cuda/mock/: the library calls on the host, kernels through the launch
+// emulation, so CI executes the real backend's plumbing). The emulated build
+// "cuda-emu" (SL_CUDA_EMU) calls none of them.
+#if defined(__CUDACC__) || defined(SL_CUDA_MOCK)
+#define SL_CUDA_API 1
+#else
+#define SL_CUDA_API 0
+#endif
+
 extern "C" {
 #include "../../common/sl_error.h"
 #include "../backend.h"
@@ -47,33 +58,30 @@ typedef cudaStream_t sl_stream_t;
     extern __shared__ __align__(16) unsigned char sl_dyn_smem_[];                           \
     type *name = reinterpret_cast<type *>(sl_dyn_smem_)
 
-static inline int sl_cu_launched(const char *kernel)
-{
-    cudaError_t e = cudaGetLastError();
-    if (e != cudaSuccess)
-        return sl_seterr(SL_EDEVICE, "launch of %s: %s (%s)", kernel, cudaGetErrorString(e),
-                         cudaGetErrorName(e));
-    return 0;
-}
 
-// Turns a CUDA runtime error into a stemline error naming the call.
-static inline int sl_cu_err(cudaError_t e, const char *call)
-{
-    if (e == cudaErrorMemoryAllocation)
-        return sl_seterr(SL_ENOMEM, "%s: %s", call, cudaGetErrorString(e));
-    return sl_seterr(SL_EDEVICE, "%s: %s (%s)", call, cudaGetErrorString(e), cudaGetErrorName(e));
-}
-#define SL_CU_CHECK(call)                                                                   \
-    do {                                                                                    \
-        cudaError_t sl_e_ = (call);                                                         \
-        if (sl_e_ != cudaSuccess)                                                           \
-            return sl_cu_err(sl_e_, #call);                                                 \
-    } while (0)
+#elif defined(SL_CUDA_EMU) || defined(SL_CUDA_MOCK)
 
-#elif defined(SL_CUDA_EMU)
+#if defined(SL_CUDA_MOCK)
+#include <cuda_runtime.h> // as nvcc sees it, C++ overloads (cudaMalloc(T **, ...)) included
 
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+#include "mock/mock.h"
+// host_defines.h gives these CUDA meanings g++ does not have.
+#undef __global__
+#undef __device__
+#undef __host__
+#undef __forceinline__
+#undef __launch_bounds__
+#undef __shared__
+#define SL_FN(name) sl_cuda_##name
+typedef cudaStream_t sl_stream_t;
+#else
 #define SL_FN(name) sl_cudaemu_##name
 typedef void *sl_stream_t;
+#endif
 
 #define __global__
 #define __device__
@@ -83,6 +91,7 @@ typedef void *sl_stream_t;
 #define __shared__ static thread_local
 #define __syncthreads() sl_emu_syncthreads(__FILE__, __LINE__)
 
+#if !defined(SL_CUDA_MOCK) // (cudamock: the toolkit's vector_types.h, same layout)
 struct uint3 {
     unsigned x, y, z;
 };
@@ -90,6 +99,7 @@ struct dim3 {
     unsigned x, y, z;
     constexpr dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
 };
+#endif
 
 // The running coroutine's coordinates (set by the scheduler on every switch).
 // __thread, not thread_local: plain TLS without C++ access wrappers (which
@@ -117,10 +127,25 @@ static inline int sl_emu_launch_fn(const char *kernel, dim3 grid, dim3 block, si
     return sl_emu_launch(kernel, grid, block, shmem, &sl_emu_trampoline<F>, &f);
 }
 
+#if defined(SL_CUDA_MOCK)
+// Queued on the stream, run when it is drained: the arguments are converted to
+// the kernel's parameter types and copied now, as a real launch does.
+template <class... P, class... A>
+static inline void sl_mock_launch_args(sl_stream_t s, const char *name, dim3 grid, dim3 block, size_t shmem,
+                                       void (*kernel)(P...), A &&...args)
+{
+    std::tuple<typename std::decay<P>::type...> t(std::forward<A>(args)...);
+    sl_mock_launch(s, name, grid, block, shmem, [kernel, t]() { std::apply(kernel, t); });
+}
+#define SL_LAUNCH(kernel, grid, block, shmem, stream, ...)                                  \
+    (sl_mock_launch_args((stream), #kernel, (grid), (block), (shmem), kernel, __VA_ARGS__),  \
+     sl_cu_launched(#kernel))
+#else
 // The arguments are captured by value and evaluated by each emulated thread.
 #define SL_LAUNCH(kernel, grid, block, shmem, stream, ...)                                  \
     ((void)(stream), sl_emu_launch_fn(#kernel, (grid), (block), (shmem),                    \
                                       [=]() { kernel(__VA_ARGS__); }))
+#endif
 
 // Threads of a block never run at the same time here, so plain read-modify-write is atomic.
 static inline int atomicMin(int *p, int v)
@@ -155,7 +180,32 @@ static inline float __uint_as_float(unsigned u)
 }
 
 #else
-#error "sl_cuda.h: compile with nvcc, or as C++ with -DSL_CUDA_EMU"
+#error "sl_cuda.h: compile with nvcc, or as C++ with -DSL_CUDA_EMU or -DSL_CUDA_MOCK"
+#endif
+
+#if SL_CUDA_API
+static inline int sl_cu_launched(const char *kernel)
+{
+    cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess)
+        return sl_seterr(SL_EDEVICE, "launch of %s: %s (%s)", kernel, cudaGetErrorString(e),
+                         cudaGetErrorName(e));
+    return 0;
+}
+
+// Turns a CUDA runtime error into a stemline error naming the call.
+static inline int sl_cu_err(cudaError_t e, const char *call)
+{
+    if (e == cudaErrorMemoryAllocation)
+        return sl_seterr(SL_ENOMEM, "%s: %s", call, cudaGetErrorString(e));
+    return sl_seterr(SL_EDEVICE, "%s: %s (%s)", call, cudaGetErrorString(e), cudaGetErrorName(e));
+}
+#define SL_CU_CHECK(call)                                                                   \
+    do {                                                                                    \
+        cudaError_t sl_e_ = (call);                                                         \
+        if (sl_e_ != cudaSuccess)                                                           \
+            return sl_cu_err(sl_e_, #call);                                                 \
+    } while (0)
 #endif
 
 // ---- shared by both builds ----

@@ -1,0 +1,798 @@
+// cudamock: the CUDA runtime calls the "cuda" backend makes, on the host (see
+// mock.h for what is enforced and why). One process-wide recursive lock
+// serialises every call and all device work; device work runs with the arena
+// readable and writable, host code sees it PROT_NONE.
+#include "mock.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <deque>
+#include <map>
+#include <mutex>
+#include <vector>
+
+// The launch emulation (kernels/cuda/emu/sl_emu.cpp).
+typedef void (*sl_emu_body)(void *closure);
+int sl_emu_launch(const char *kernel, dim3 grid, dim3 block, size_t shmem, sl_emu_body body, void *closure);
+
+struct CUstream_st {
+    int device;
+    unsigned flags;
+    std::deque<std::function<void()>> q;
+    cudaError_t error; // sticky: a queued operation failed
+};
+
+struct CUmemPoolHandle_st {
+    int device;
+    uint64_t release_threshold;
+};
+
+namespace {
+
+const size_t kArena = (size_t)1 << 38; // 256 GiB of address space, PROT_NONE until used
+const size_t kAlign = 256;             // cudaMalloc's guarantee
+const size_t kMaxDevices = 16;
+
+struct Alloc {
+    size_t size;
+    int device;
+    bool free_pending; // cudaFreeAsync queued, not yet run: unusable by later work
+};
+
+struct Pinned {
+    size_t size;
+};
+
+struct State {
+    std::recursive_mutex mu;
+    unsigned char *arena = nullptr;
+    size_t top = 0;                      // bytes of the arena ever handed out (high-water mark)
+    std::map<size_t, size_t> free_list;  // offset -> length, coalesced
+    std::map<size_t, Alloc> allocs;      // offset -> allocation
+    std::map<uintptr_t, Pinned> pinned;  // host address -> pinned allocation
+    int devices = 1;
+    size_t device_mem = (size_t)4096 << 20;
+    size_t used[kMaxDevices] = {};
+    int pools = 1;
+    int driver = CUDART_VERSION;
+    CUstream_st legacy[kMaxDevices];
+    CUmemPoolHandle_st pool[kMaxDevices];
+    std::vector<CUstream_st *> streams;
+    int access = 0; // nesting depth of device work (arena accessible when > 0)
+    bool init = false;
+};
+
+State &S()
+{
+    static State *s = new State; // never destroyed: streams may be used from atexit paths
+    return *s;
+}
+
+thread_local cudaError_t t_last = cudaSuccess;
+thread_local int t_device = 0;
+
+long env_long(const char *name, long def, long lo, long hi)
+{
+    const char *v = getenv(name);
+    if (!v || !*v)
+        return def;
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || *end || x < lo || x > hi)
+        sl_mock_fatal("%s=%s: expected an integer in [%ld, %ld]", name, v, lo, hi);
+    return x;
+}
+
+// Called with the lock held.
+void ensure_init(State &s)
+{
+    if (s.init)
+        return;
+    s.init = true;
+    s.devices = (int)env_long("SL_MOCK_DEVICES", 1, 0, (long)kMaxDevices);
+    s.device_mem = (size_t)env_long("SL_MOCK_DEVICE_MB", 4096, 1, 1L << 20) << 20;
+    s.pools = env_long("SL_MOCK_NO_POOLS", 0, 0, 1) ? 0 : 1;
+    s.driver = env_long("SL_MOCK_NO_DRIVER", 0, 0, 1) ? 0 : CUDART_VERSION;
+    void *p = mmap(nullptr, kArena, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED)
+        sl_mock_fatal("cannot reserve %zu bytes of address space for device memory: %s", kArena, strerror(errno));
+    s.arena = static_cast<unsigned char *>(p);
+    for (size_t d = 0; d < kMaxDevices; d++) {
+        s.legacy[d].device = (int)d;
+        s.legacy[d].flags = cudaStreamDefault;
+        s.legacy[d].error = cudaSuccess;
+        s.pool[d].device = (int)d;
+        s.pool[d].release_threshold = 0;
+    }
+}
+
+size_t page_up(size_t x)
+{
+    const size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+    return (x + pg - 1) / pg * pg;
+}
+
+void protect(State &s, int prot)
+{
+    if (s.top && mprotect(s.arena, page_up(s.top), prot) != 0)
+        sl_mock_fatal("mprotect of the device arena: %s", strerror(errno));
+}
+
+// Device work in scope: the arena is accessible.
+struct Access {
+    State &s;
+    explicit Access(State &st) : s(st)
+    {
+        if (s.access++ == 0)
+            protect(s, PROT_READ | PROT_WRITE);
+    }
+    ~Access()
+    {
+        if (--s.access == 0)
+            protect(s, PROT_NONE);
+    }
+};
+
+CUstream_st *resolve(State &s, cudaStream_t st)
+{
+    if (st == nullptr || st == cudaStreamLegacy || st == cudaStreamPerThread)
+        return &s.legacy[t_device];
+    for (CUstream_st *x : s.streams)
+        if (x == st)
+            return x;
+    sl_mock_fatal("stream %p is not a live stream (destroyed, or never created)", (void *)st);
+}
+
+void run_queue(State &s, CUstream_st *st)
+{
+    if (st->q.empty())
+        return;
+    Access a(s); // one mapping change per drain, not per operation
+    while (!st->q.empty()) {
+        std::function<void()> w = std::move(st->q.front());
+        st->q.pop_front();
+        w();
+    }
+}
+
+// Drains st; a blocking stream first waits for the legacy stream of its device.
+cudaError_t drain(State &s, CUstream_st *st)
+{
+    if (st != &s.legacy[st->device] && !(st->flags & cudaStreamNonBlocking))
+        run_queue(s, &s.legacy[st->device]);
+    run_queue(s, st);
+    cudaError_t e = st->error;
+    return e;
+}
+
+void drain_device(State &s, int dev)
+{
+    run_queue(s, &s.legacy[dev]);
+    for (CUstream_st *x : s.streams)
+        if (x->device == dev)
+            run_queue(s, x);
+}
+
+void drain_all(State &s)
+{
+    for (int d = 0; d < s.devices; d++)
+        drain_device(s, d);
+}
+
+cudaError_t fail(cudaError_t e)
+{
+    t_last = e;
+    return e;
+}
+
+// The allocation containing p: offset into allocs, or allocs.end().
+std::map<size_t, Alloc>::iterator find_alloc(State &s, const void *p)
+{
+    const unsigned char *c = static_cast<const unsigned char *>(p);
+    if (!s.arena || c < s.arena || c >= s.arena + kArena)
+        return s.allocs.end();
+    const size_t off = (size_t)(c - s.arena);
+    auto it = s.allocs.upper_bound(off);
+    if (it == s.allocs.begin())
+        return s.allocs.end();
+    --it;
+    if (off >= it->first + (it->second.size ? it->second.size : 1))
+        return s.allocs.end();
+    return it;
+}
+
+bool is_pinned(State &s, const void *p, size_t bytes)
+{
+    const uintptr_t a = (uintptr_t)p;
+    auto it = s.pinned.upper_bound(a);
+    if (it == s.pinned.begin())
+        return false;
+    --it;
+    return a >= it->first && a + bytes <= it->first + it->second.size;
+}
+
+cudaError_t dev_alloc(State &s, void **p, size_t bytes, int dev)
+{
+    ensure_init(s);
+    if (!p)
+        return fail(cudaErrorInvalidValue);
+    *p = nullptr;
+    if (dev >= s.devices)
+        return fail(cudaErrorInvalidDevice);
+    const size_t need = (bytes + kAlign - 1) / kAlign * kAlign;
+    if (bytes == 0)
+        return cudaSuccess; // cudaMalloc(0) gives NULL and succeeds
+    if (need > s.device_mem || s.used[dev] > s.device_mem - need)
+        return fail(cudaErrorMemoryAllocation);
+    size_t off = SIZE_MAX;
+    for (auto it = s.free_list.begin(); it != s.free_list.end(); ++it)
+        if (it->second >= need) {
+            off = it->first;
+            const size_t rest = it->second - need;
+            s.free_list.erase(it);
+            if (rest)
+                s.free_list[off + need] = rest;
+            break;
+        }
+    if (off == SIZE_MAX) {
+        if (s.top + need > kArena)
+            return fail(cudaErrorMemoryAllocation);
+        off = s.top;
+        s.top += need;
+        if (s.access > 0) // device work in progress: the new pages must be accessible too
+            protect(s, PROT_READ | PROT_WRITE);
+    }
+    s.allocs[off] = Alloc{bytes, dev, false};
+    s.used[dev] += need;
+    {
+        Access a(s); // (re)maps the new high-water mark too
+        memset(s.arena + off, 0xFF, need);
+    }
+    *p = s.arena + off;
+    return cudaSuccess;
+}
+
+// Returns the block at off to the free list (device memory released to the OS).
+void dev_release(State &s, size_t off)
+{
+    auto it = s.allocs.find(off);
+    const size_t need = (it->second.size + kAlign - 1) / kAlign * kAlign;
+    s.used[it->second.device] -= need;
+    s.allocs.erase(it);
+    {
+        Access a(s);
+        memset(s.arena + off, 0xFF, need); // stale readers see NaN
+    }
+    const size_t pg = (size_t)sysconf(_SC_PAGESIZE), lo = (off + pg - 1) / pg * pg, hi = (off + need) / pg * pg;
+    if (hi > lo)
+        madvise(s.arena + lo, hi - lo, MADV_DONTNEED); // pages read back as zero: poisoned again at allocation
+    size_t start = off, len = need;
+    auto nx = s.free_list.lower_bound(off);
+    if (nx != s.free_list.end() && nx->first == off + len) {
+        len += nx->second;
+        nx = s.free_list.erase(nx);
+    }
+    if (nx != s.free_list.begin()) {
+        auto pv = std::prev(nx);
+        if (pv->first + pv->second == start) {
+            start = pv->first;
+            len += pv->second;
+            s.free_list.erase(pv);
+        }
+    }
+    s.free_list[start] = len;
+}
+
+// The live allocation starting exactly at p (what cudaFree* accept).
+std::map<size_t, Alloc>::iterator alloc_at(State &s, void *p)
+{
+    auto it = find_alloc(s, p);
+    if (it == s.allocs.end() || s.arena + it->first != p)
+        return s.allocs.end();
+    return it;
+}
+
+} // namespace
+
+// ---------------------------------------------------------------- mock.h
+
+void sl_mock_fatal(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("cudamock: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    fflush(stderr);
+    abort();
+}
+
+void sl_mock_enqueue(cudaStream_t s, std::function<void()> work)
+{
+    State &st = S();
+    std::lock_guard<std::recursive_mutex> g(st.mu);
+    ensure_init(st);
+    resolve(st, s)->q.push_back(std::move(work));
+}
+
+void sl_mock_check_device(const void *p, size_t bytes, const char *what)
+{
+    State &s = S();
+    std::lock_guard<std::recursive_mutex> g(s.mu);
+    auto it = find_alloc(s, p);
+    if (it == s.allocs.end())
+        sl_mock_fatal("%s: %p is not in a live device allocation", what, p);
+    if (it->second.free_pending)
+        sl_mock_fatal("%s: %p is in an allocation already freed (cudaFreeAsync queued before this use)", what, p);
+    const size_t off = (size_t)(static_cast<const unsigned char *>(p) - s.arena);
+    if (bytes > it->second.size - (off - it->first))
+        sl_mock_fatal("%s: %zu bytes at %p run past the end of its %zu-byte allocation (offset %zu)", what, bytes, p,
+                      it->second.size, off - it->first);
+}
+
+int sl_mock_is_device(const void *p)
+{
+    State &s = S();
+    const unsigned char *c = static_cast<const unsigned char *>(p);
+    return s.arena && c >= s.arena && c < s.arena + kArena;
+}
+
+void sl_mock_poison(void *p, size_t bytes)
+{
+    State &s = S();
+    std::lock_guard<std::recursive_mutex> g(s.mu);
+    Access a(s);
+    memset(p, 0xFF, bytes);
+}
+
+namespace {
+void launch_trampoline(void *closure) { (*static_cast<std::function<void()> *>(closure))(); }
+} // namespace
+
+void sl_mock_launch(cudaStream_t s, const char *kernel, dim3 grid, dim3 block, size_t shmem,
+                    std::function<void()> body)
+{
+    const unsigned long long nthreads = (unsigned long long)block.x * block.y * block.z;
+    if (!grid.x || !grid.y || !grid.z || !nthreads || grid.x > INT_MAX || grid.y > 65535 || grid.z > 65535 ||
+        nthreads > 1024 || block.x > 1024 || block.y > 1024 || block.z > 64 || shmem > 48 * 1024) {
+        t_last = cudaErrorInvalidConfiguration;
+        return;
+    }
+    State &st = S();
+    std::lock_guard<std::recursive_mutex> g(st.mu);
+    ensure_init(st);
+    CUstream_st *q = resolve(st, s);
+    q->q.push_back([q, kernel, grid, block, shmem, body]() mutable {
+        if (sl_emu_launch(kernel, grid, block, shmem, &launch_trampoline, &body) < 0 && q->error == cudaSuccess)
+            q->error = cudaErrorLaunchFailure;
+    });
+}
+
+size_t sl_mock_live_device_bytes(void)
+{
+    State &s = S();
+    std::lock_guard<std::recursive_mutex> g(s.mu);
+    size_t n = 0;
+    for (auto &a : s.allocs)
+        n += a.second.size;
+    return n;
+}
+
+size_t sl_mock_live_pinned(void)
+{
+    State &s = S();
+    std::lock_guard<std::recursive_mutex> g(s.mu);
+    return s.pinned.size();
+}
+
+// ---------------------------------------------------------------- the runtime API
+
+extern "C" {
+
+cudaError_t cudaGetLastError(void)
+{
+    cudaError_t e = t_last;
+    t_last = cudaSuccess;
+    return e;
+}
+
+cudaError_t cudaPeekAtLastError(void) { return t_last; }
+
+const char *cudaGetErrorName(cudaError_t e)
+{
+    switch (e) {
+    case cudaSuccess: return "cudaSuccess";
+    case cudaErrorInvalidValue: return "cudaErrorInvalidValue";
+    case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
+    case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
+    case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
+    case cudaErrorInvalidDevicePointer: return "cudaErrorInvalidDevicePointer";
+    case cudaErrorInvalidMemcpyDirection: return "cudaErrorInvalidMemcpyDirection";
+    case cudaErrorNoDevice: return "cudaErrorNoDevice";
+    case cudaErrorInsufficientDriver: return "cudaErrorInsufficientDriver";
+    case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
+    case cudaErrorInvalidResourceHandle: return "cudaErrorInvalidResourceHandle";
+    default: return "cudaErrorUnknown";
+    }
+}
+
+const char *cudaGetErrorString(cudaError_t e)
+{
+    switch (e) {
+    case cudaSuccess: return "no error";
+    case cudaErrorInvalidValue: return "invalid argument";
+    case cudaErrorMemoryAllocation: return "out of memory";
+    case cudaErrorInvalidConfiguration: return "invalid configuration argument";
+    case cudaErrorInvalidDevice: return "invalid device ordinal";
+    case cudaErrorInvalidDevicePointer: return "invalid device pointer";
+    case cudaErrorInvalidMemcpyDirection: return "invalid copy direction for memcpy";
+    case cudaErrorNoDevice: return "no CUDA-capable device is detected";
+    case cudaErrorInsufficientDriver: return "CUDA driver version is insufficient for CUDA runtime version";
+    case cudaErrorLaunchFailure: return "unspecified launch failure";
+    case cudaErrorInvalidResourceHandle: return "invalid resource handle";
+    default: return "unknown error";
+    }
+}
+
+cudaError_t cudaRuntimeGetVersion(int *v)
+{
+    if (!v)
+        return fail(cudaErrorInvalidValue);
+    *v = CUDART_VERSION;
+    return cudaSuccess;
+}
+
+cudaError_t cudaDriverGetVersion(int *v)
+{
+    State &s = S();
+    std::lock_guard<std::recursive_mutex> g(s.mu);
+    ensure_init(s);
+    if (!v)
+        return fail(cudaErrorInvalidValue);
+    *v = s.driver;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGetDeviceCount(int *count)
+{
+    State &s = S();
+    std::lock_guard<std::recursive_mutex> g(s.mu);
+    ensure_init(s);
+    if (!count)
+        return fail(cudaErrorInvalidValue);
+    *count = 0;
+    if (!s.driver)
+        return fail(cudaErrorInsufficientDriver);
+    if (!s.devices)
+        return fail(cudaErrorNoDevice);
+    *count = s.devices;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp *prop, int device)
+{
+    State &s = S();
+    std::lock_guard<std::recursive_mutex> g(s.mu);
+    ensure_init(s);
+    if (!prop)
+        return fail(cudaErrorInvalidValue);
+    if (device < 0 || device >= s.devices)
+        return fail(cudaErrorInvalidDevice);
+    memset(prop, 0, sizeof *prop);
+    snprintf(prop->name, sizeof prop->name, "cudamock device %d (host emulation, no GPU)", device);
+    prop->major = 9;
+    prop->minor = 0;
+    prop->totalGlobalMem = s.device_mem;
+    prop->sharedMemPerBlock = 48 * 1024;
+    prop->maxThreadsPerBlock = 1024;
+    prop->warpSize = 32;
+    prop->multiProcessorCount = 1;
+    prop->maxGridSize[0] = INT_MAX;
+    prop->maxGridSize[1] = prop->maxGridSize[2] = 65535;
+    prop->maxThreadsDim[0] = prop->maxThreadsDim[1] = 1024;
+    prop->maxThreadsDim[2] = 64;
+    return cudaSuccess;
+}
+
+cudaError_t cudaSetDevice(int device)
+{
+    State &s = S();
+    std::lock_guard<std::recursive_mutex> g(s.mu);
+    ensure_init(s);
+    if (!s.devices)
+        return fail(cudaErrorNoDevice);
+    if (device < 0 || device >= s.devices)
+        return fail(cudaErrorInvalidDevice);
+    t_device = device;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGetDevice(int *device)
+{
+    if (!device)
+        return fail(cudaErrorInvalidValue);
+    *device = t_device;
+    return cudaSuccess;
+}
+
+cudaError_t cudaDeviceGetAttribute(int *value, cudaDeviceAttr attr, int device)
+{
+    State &s = S();
+    std::lock_guard<std::recursive_mutex> g(s.mu);
+    ensure_init(s);
+    if (!value)
+        return fail(cudaErrorInvalidValue);
+    if (device < 0 || device >= s.devices)
+        return fail(cudaErrorInvalidDevice);
+    switch (attr) {
+    case cudaDevAttrMemoryPoolsSupported: *value = s.pools; return cudaSuccess;
+    case cudaDevAttrMaxThreadsPerBlock: *value = 1024; return cudaSuccess;
+    case cudaDevAttrMaxSharedMemoryPerBlock: *value = 48 * 1024; return cudaSuccess;
+    case cudaDevAttrComputeCapabilityMajor: *value = 9; return cudaSuccess;
+    case cudaDevAttrComputeCapabilityMinor: *value = 0; return cudaSuccess;
+    case cudaDevAttrMultiProcessorCount: *value = 1; return cudaSuccess;
+    default: return fail(cudaErrorInvalidValue);
+    }
+}
+
+cudaError_t cudaDeviceGetDefaultMemPool(cudaMemPool_t *pool, int device)
+{
+    State &s = S();
+    std::lock_guard<std::recursive_mutex> g(s.mu);
+    ensure_init(s);
+    if (!pool)
+        return fail(cudaErrorInvalidValue);
+    if (device < 0 || device >= s.devices)
+        return fail(cudaErrorInvalidDevice);
+    if (!s.pools)
+        return fail(cudaErrorNotSupported);
+    *pool = &s.pool[device];
+    return cudaSuccess;
+}
+
+cudaError_t cudaMemPoolSetAttribute(cudaMemPool_t pool, cudaMemPoolAttr attr, void *value)
+{
+    State &s = S();
+    std::lock_guard<std::recursive_mutex> g(s.mu);
+    ensure_init(s);
+    if (!pool || pool < &s.pool[0] || pool >= &s.pool[kMaxDevices] || !value)
+        return fail(cudaErrorInvalidValue);
+    if (attr != cudaMemPoolAttrReleaseThreshold)
+        return fail(cudaErrorInvalidValue); // the only attribute the backend sets
+    pool->release_threshold = *static_cast<uint64_t *>(value);
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *stream, unsigned int flags)
+{
+    State &s = S();
+    std::lock_guard<std::recursive_mutex> g(s.mu);
+    ensure_init(s);
+    if (!stream || (flags & ~(unsigned)cudaStreamNonBlocking))
+        return fail(cudaErrorInvalidValue);
+    if (!s.devices)
+        return fail(cudaErrorNoDevice);
+    CUstream_st *x = new CUstream_st();
+    x->device = t_device;
+    x->flags = flags;
+    x->error = cudaSuccess;
+    s.streams.push_back(x);
+    *stream = x;
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamCreate(cudaStream_t *stream) { return cudaStreamCreateWithFlags(stream, cudaStreamDefault); }
+
+cudaError_t cudaStreamDestroy(cudaStream_t stream)
+{
+    State &s = S();
+    std::lock_guard<std::recursive_mutex> g(s.mu);
+    ensure_init(s);
+    if (!stream)
+        return fail(cudaErrorInvalidResourceHandle);
+    CUstream_st *x = resolve(s, stream);
+    drain(s, x); // the documented behaviour: queued work completes, then the stream goes
+    for (size_t i = 0; i < s.streams.size(); i++)
+        if (s.streams[i] == x) {
+            s.streams.erase(s.streams.begin() + (long)i);
+            break;
+        }
+    delete x;
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamSynchronize(cudaStream_t stream)
+{
+    State &s = S();
+    std::lock_guard<std::recursive_mutex> g(s.mu);
+    ensure_init(s);
+    cudaError_t e = drain(s, resolve(s, stream));
+    return e == cudaSuccess ? e : fail(e);
+}
+
+cudaError_t cudaDeviceSynchronize(void)
+{
+    State &s = S();
+    std::lock_guard<std::recursive_mutex> g(s.mu);
+    ensure_init(s);
+    drain_device(s, t_device);
+    return cudaSuccess;
+}
+
+cudaError_t cudaMalloc(void **p, size_t bytes)
+{
+    State &s = S();
+    std::lock_guard<std::recursive_mutex> g(s.mu);
+    ensure_init(s);
+    if (!s.devices)
+        return fail(cudaErrorNoDevice);
+    return dev_alloc(s, p, bytes, t_device);
+}
+
+cudaError_t cudaMallocAsync(void **p, size_t bytes, cudaStream_t stream)
+{
+    State &s = S();
+    std::lock_guard<std::recursive_mutex> g(s.mu);
+    ensure_init(s);
+    if (!s.pools)
+        return fail(cudaErrorNotSupported);
+    CUstream_st *x = resolve(s, stream);
+    cudaError_t e = dev_alloc(s, p, bytes, x->device);
+    if (e == cudaErrorMemoryAllocation && !x->q.empty()) {
+        // Memory freed earlier in this stream's order is reusable by later work in
+        // it: run the queue (as the pool would have) and try again.
+        t_last = cudaSuccess;
+        drain(s, x);
+        e = dev_alloc(s, p, bytes, x->device);
+    }
+    return e;
+}
+
+cudaError_t cudaFree(void *p)
+{
+    State &s = S();
+    std::lock_guard<std::recursive_mutex> g(s.mu);
+    ensure_init(s);
+    if (!p)
+        return cudaSuccess;
+    auto it = alloc_at(s, p);
+    if (it == s.allocs.end() || it->second.free_pending)
+        return fail(cudaErrorInvalidDevicePointer);
+    drain_all(s); // cudaFree synchronises
+    dev_release(s, it->first);
+    return cudaSuccess;
+}
+
+cudaError_t cudaFreeAsync(void *p, cudaStream_t stream)
+{
+    State &s = S();
+    std::lock_guard<std::recursive_mutex> g(s.mu);
+    ensure_init(s);
+    if (!p)
+        return cudaSuccess;
+    auto it = alloc_at(s, p);
+    if (it == s.allocs.end() || it->second.free_pending)
+        return fail(cudaErrorInvalidDevicePointer);
+    it->second.free_pending = true;
+    const size_t off = it->first;
+    State *sp = &s;
+    resolve(s, stream)->q.push_back([sp, off]() { dev_release(*sp, off); });
+    return cudaSuccess;
+}
+
+cudaError_t cudaHostAlloc(void **p, size_t bytes, unsigned int flags)
+{
+    State &s = S();
+    std::lock_guard<std::recursive_mutex> g(s.mu);
+    ensure_init(s);
+    if (!p || (flags & ~(unsigned)(cudaHostAllocPortable | cudaHostAllocMapped | cudaHostAllocWriteCombined)))
+        return fail(cudaErrorInvalidValue);
+    *p = nullptr;
+    const size_t n = bytes ? (bytes + 4095) / 4096 * 4096 : 4096;
+    void *h = aligned_alloc(4096, n);
+    if (!h)
+        return fail(cudaErrorMemoryAllocation);
+    memset(h, 0xFF, n); // pinned memory is not zeroed either
+    s.pinned[(uintptr_t)h] = Pinned{bytes};
+    *p = h;
+    return cudaSuccess;
+}
+
+cudaError_t cudaMallocHost(void **p, size_t bytes) { return cudaHostAlloc(p, bytes, cudaHostAllocDefault); }
+
+cudaError_t cudaFreeHost(void *p)
+{
+    State &s = S();
+    std::lock_guard<std::recursive_mutex> g(s.mu);
+    ensure_init(s);
+    if (!p)
+        return cudaSuccess;
+    auto it = s.pinned.find((uintptr_t)p);
+    if (it == s.pinned.end())
+        return fail(cudaErrorInvalidValue);
+    drain_all(s); // implicitly synchronising: queued copies may still read it
+    s.pinned.erase(it);
+    free(p);
+    return cudaSuccess;
+}
+
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind, cudaStream_t stream)
+{
+    State &s = S();
+    std::lock_guard<std::recursive_mutex> g(s.mu);
+    ensure_init(s);
+    CUstream_st *x = resolve(s, stream);
+    if (bytes == 0)
+        return cudaSuccess;
+    if (!dst || !src)
+        return fail(cudaErrorInvalidValue);
+    const bool dd = sl_mock_is_device(dst), sd = sl_mock_is_device(src);
+    if (kind == cudaMemcpyDefault)
+        kind = dd ? (sd ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice)
+                  : (sd ? cudaMemcpyDeviceToHost : cudaMemcpyHostToHost);
+    const bool want_dd = kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice;
+    const bool want_sd = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice;
+    if (kind != cudaMemcpyHostToDevice && kind != cudaMemcpyDeviceToHost && kind != cudaMemcpyDeviceToDevice &&
+        kind != cudaMemcpyHostToHost)
+        return fail(cudaErrorInvalidMemcpyDirection);
+    if (dd != want_dd || sd != want_sd)
+        sl_mock_fatal("cudaMemcpyAsync(%p <- %p, %zu bytes): kind %d does not match the pointers (destination %s, "
+                      "source %s)",
+                      dst, src, bytes, (int)kind, dd ? "device" : "host", sd ? "device" : "host");
+    if (dd)
+        sl_mock_check_device(dst, bytes, "cudaMemcpyAsync destination");
+    if (sd)
+        sl_mock_check_device(src, bytes, "cudaMemcpyAsync source");
+    if (kind == cudaMemcpyHostToDevice && !is_pinned(s, src, bytes)) {
+        // Pageable source: staged at the call, the caller may reuse it at once.
+        std::vector<unsigned char> snap(static_cast<const unsigned char *>(src),
+                                        static_cast<const unsigned char *>(src) + bytes);
+        x->q.push_back([dst, snap]() { memcpy(dst, snap.data(), snap.size()); });
+        return cudaSuccess;
+    }
+    x->q.push_back([dst, src, bytes]() { memmove(dst, src, bytes); });
+    if (kind == cudaMemcpyDeviceToHost && !is_pinned(s, dst, bytes)) {
+        // Pageable destination: the call returns once the copy is done.
+        cudaError_t e = drain(s, x);
+        if (e != cudaSuccess)
+            return fail(e);
+    }
+    return cudaSuccess;
+}
+
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind)
+{
+    State &s = S();
+    std::lock_guard<std::recursive_mutex> g(s.mu);
+    ensure_init(s);
+    drain_device(s, t_device);
+    cudaError_t e = cudaMemcpyAsync(dst, src, bytes, kind, nullptr);
+    if (e == cudaSuccess)
+        run_queue(s, &s.legacy[t_device]);
+    return e;
+}
+
+cudaError_t cudaMemsetAsync(void *p, int value, size_t bytes, cudaStream_t stream)
+{
+    State &s = S();
+    std::lock_guard<std::recursive_mutex> g(s.mu);
+    ensure_init(s);
+    CUstream_st *x = resolve(s, stream);
+    if (bytes == 0)
+        return cudaSuccess;
+    sl_mock_check_device(p, bytes, "cudaMemsetAsync");
+    x->q.push_back([p, value, bytes]() { memset(p, value, bytes); });
+    return cudaSuccess;
+}
+
+} // extern "C"

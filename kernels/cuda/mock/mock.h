@@ -1,0 +1,70 @@
+// cudamock: a host-only stand-in for the CUDA runtime, cuFFT and cuDNN, with
+// the semantics their documentation gives, strict where a real GPU would be
+// unforgiving. Linked (instead of libcudart / libcufft / libcudnn) into
+// stemline-cudamock and the cudamock.* tests, so that CI executes the host code
+// of the real "cuda" backend (kernels/cuda/*.cu compiled with -DSL_CUDA_MOCK):
+// streams, stream-ordered allocation, pinned buffers, cuFFT plans and work
+// area, cuDNN descriptors, error paths. Kernels run through the launch
+// emulation (kernels/cuda/emu). It checks OUR use of those APIs against our
+// reading of their documentation, not the libraries themselves.
+//
+// What it enforces:
+//  * Device memory lives in one arena mapped PROT_NONE except while device work
+//    runs: host code that dereferences a device pointer crashes, as on a GPU.
+//    New allocations are filled with 0xFF bytes (NaN floats).
+//  * Streams are queues: kernels, copies, memsets, FFTs, convolutions and
+//    stream-ordered frees run only when the stream is drained (stream sync,
+//    synchronous copy, cudaFree, cudaFreeHost, device sync, destroy). Host
+//    code that reads a result before syncing, or refills a pinned buffer that a
+//    queued upload still reads, sees wrong data. Copies from pageable host
+//    memory are snapshotted at the call; copies to pageable memory drain the
+//    stream first (both as the CUDA documentation specifies).
+//  * Every pointer range handed to a copy, memset, FFT or convolution must lie
+//    inside one live allocation of the right kind, otherwise the process aborts
+//    with a message naming the call.
+//  * Limits: SL_MOCK_DEVICES devices (default 1; 0 = cudaErrorNoDevice),
+//    SL_MOCK_DEVICE_MB of memory each (default 4096): cudaMalloc* past it is
+//    cudaErrorMemoryAllocation, as a full GPU would answer.
+#ifndef SL_CUDAMOCK_H
+#define SL_CUDAMOCK_H
+
+#include <cuda_runtime_api.h>
+#include <stddef.h>
+
+#include <functional>
+
+// Misuse that would be undefined behaviour or a crash on a real GPU: prints
+// "cudamock: ..." to stderr and aborts.
+[[noreturn]] void sl_mock_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+// Queues work on stream s (0: the legacy default stream of the current device,
+// which is drained only by cudaDeviceSynchronize / cudaFree / cudaFreeHost /
+// synchronous copies, never by syncing another stream). The work runs with
+// device memory accessible, under the process-wide device lock.
+void sl_mock_enqueue(cudaStream_t s, std::function<void()> work);
+
+// Aborts (sl_mock_fatal naming what) unless [p, p + bytes) lies inside one live
+// device allocation. bytes 0 checks p only.
+void sl_mock_check_device(const void *p, size_t bytes, const char *what);
+
+// 1 when p points into the device arena (live or not), else 0.
+int sl_mock_is_device(const void *p);
+
+// Fills [p, p + bytes) of device memory with 0xFF (NaN floats); call from
+// queued work only (device memory is accessible there).
+void sl_mock_poison(void *p, size_t bytes);
+
+// Validates a kernel launch configuration like a device of compute capability
+// 9.0 (block <= 1024 threads, block.z <= 64, grid.y/z <= 65535, dynamic shared
+// memory <= 48 KiB); on failure records cudaErrorInvalidConfiguration for
+// cudaGetLastError and queues nothing. Otherwise queues body, which runs the
+// kernel through the launch emulation.
+void sl_mock_launch(cudaStream_t s, const char *kernel, dim3 grid, dim3 block, size_t shmem,
+                    std::function<void()> body);
+
+// Test hooks (C linkage, for tests/cudamock/*.c): bytes of device memory
+// allocated and not freed (all devices), and live pinned host allocations.
+extern "C" size_t sl_mock_live_device_bytes(void);
+extern "C" size_t sl_mock_live_pinned(void);
+
+#endif

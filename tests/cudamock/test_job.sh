@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Jobs on the real CUDA backend's host code, run by stemline-cudamock (the
+# CUDA runtime / cuFFT / cuDNN replaced by the host-only stand-in in
+# kernels/cuda/mock/, kernels by the launch emulation): device discovery,
+# `--backend auto|cuda`, pinned segment buffers, stream-ordered allocation,
+# cuFFT plans, real device-memory exhaustion (batches split, then the CPU),
+# several devices, the search path. Each result is compared with the CPU
+# backend of the ordinary stemline binary.
+set -u
+: "${STEMLINE_CUDAMOCK:?STEMLINE_CUDAMOCK must point at stemline-cudamock}"
+source "$(dirname "$0")/../cli/lib.sh"
+M=$(readlink -f "$STEMLINE_CUDAMOCK")
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+cd "$T"
+mkdir in
+gen_tone in/x.wav 2.5 44100 2 pcm_s16le
+gen_tone in/y.flac 1.5 48000 1 flac
+cat > job.yaml <<YAML
+input: {paths: [in]}
+output: {dir: out-cpu, stems: {format: wav, sample_format: f32}}
+separation: {model: hpss}
+embedding: {model: melstats, window_seconds: 1}
+YAML
+
+# run_mock ARGS...: like run_sl, with stemline-cudamock
+run_mock() {
+  "$M" "$@" >"$OUT" 2>"$ERR"
+  STATUS=$?
+  if [ $STATUS -gt 4 ]; then
+    echo "stemline-cudamock $* crashed or misbehaved with status $STATUS" >&2
+    cat "$ERR" >&2
+  fi
+}
+
+run_sl run job.yaml --quiet --backend cpu
+expect_status 0 "job on the CPU backend (reference)"
+
+run_mock run job.yaml --backend cuda --set output.dir=out-cuda
+expect_status 0 "job on backend cuda (cudamock)"
+run_mock run job.yaml --backend auto --set output.dir=out-auto
+expect_status 0 "job on backend auto (cudamock)"
+expect_grep "cudamock device 0" "$ERR" "--backend auto names the device it picked"
+
+# Real device-memory exhaustion (cudaMallocAsync answers cudaErrorMemoryAllocation):
+# 8 MB: some batch is split or falls back; 2 MB: every segment falls back to the CPU.
+SL_MOCK_DEVICE_MB=8 run_mock run job.yaml --quiet --backend cuda --set output.dir=out-m8
+expect_status 0 "job on a device with 8 MB"
+SL_MOCK_DEVICE_MB=2 run_mock run job.yaml --quiet --backend cuda --set output.dir=out-m2
+expect_status 0 "job on a device with 2 MB"
+# Two devices, one worker each.
+SL_MOCK_DEVICES=2 run_mock run job.yaml --quiet --backend cuda --set output.dir=out-2dev --set 'runtime.devices=[all]'
+expect_status 0 "job on two devices"
+# Devices without memory pools: cudaMalloc / cudaFree instead of the stream-ordered pool.
+SL_MOCK_NO_POOLS=1 run_mock run job.yaml --quiet --backend cuda --set output.dir=out-nopool
+expect_status 0 "job on a device without memory pools"
+
+py_check "the CUDA backend's jobs match the CPU backend" <<'PY'
+import glob, json, os, subprocess
+import numpy as np
+def raw(p):
+    out = subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", p, "-f", "f32le", "-"],
+                         check=True, capture_output=True).stdout
+    return np.frombuffer(out, dtype="<f4")
+files = sorted(glob.glob("out-cpu/stems/*/*.wav"))
+assert len(files) == 6, files
+X = np.load("out-cpu/embeddings/melstats/mix/shard-00000.npy")
+for d in ("out-cuda", "out-auto", "out-m8", "out-m2", "out-2dev", "out-nopool"):
+    rep = json.load(open(f"{d}/report.json"))
+    assert rep["backend"] == "cuda", (d, rep["backend"])
+    assert len(rep["ok"]) == 2 and not rep["failed"], (d, rep["ok"], rep["failed"])
+    for f in files:
+        a, g = raw(f), raw(f.replace("out-cpu", d))
+        assert a.shape == g.shape, (d, f)
+        err = np.abs(a - g).max() / max(np.abs(a).max(), 1e-9)
+        assert err <= 1e-5, (d, f, err)  # parity tolerance of the STFT/iSTFT chain
+    Y = np.load(f"{d}/embeddings/melstats/mix/shard-00000.npy")
+    assert X.shape == Y.shape and np.abs(X - Y).max() <= 1e-5, (d, np.abs(X - Y).max())
+p8 = json.load(open("out-m8/report.json"))["pipeline"]
+p2 = json.load(open("out-m2/report.json"))["pipeline"]
+assert p8["batch_splits"] + p8["cpu_fallbacks"] > 0, p8
+assert p2["cpu_fallbacks"] > 0, p2
+assert json.load(open("out-2dev/report.json"))["pipeline"]["workers"] == 2
+assert json.load(open("out-cuda/report.json"))["pipeline"]["cpu_fallbacks"] == 0
+# The same device code on one or two devices, pools or not: the same bytes.
+for d in ("out-auto", "out-2dev", "out-nopool"):
+    for f in glob.glob("out-cuda/stems/*/*.wav"):
+        assert open(f, "rb").read() == open(f.replace("out-cuda", d), "rb").read(), (d, f)
+PY
+
+# No device / no driver: `cuda` is a clear error naming the call, `auto` falls back.
+SL_MOCK_DEVICES=0 run_mock run job.yaml --quiet --backend cuda --set output.dir=out-none
+expect_status 1 "--backend cuda without a device"
+expect_grep "cudaGetDeviceCount: no CUDA-capable device" "$ERR" "no-device error names the call"
+SL_MOCK_NO_DRIVER=1 run_mock run job.yaml --quiet --backend cuda --set output.dir=out-none
+expect_status 1 "--backend cuda without a driver"
+expect_grep "no CUDA driver is installed" "$ERR" "no-driver error"
+SL_MOCK_DEVICES=0 run_mock run job.yaml --backend auto --set output.dir=out-fallback
+expect_status 0 "--backend auto without a device"
+expect_grep "no usable CUDA device" "$ERR" "auto says why it uses the CPU"
+expect_grep "backend cpu" "$ERR" "auto falls back to the CPU"
+
+# Search on the device path (GEMM + running top-k on the device): the CPU's answer.
+for id in x.wav y.flac; do
+  run_sl search out-cuda --id "$id" --json -k 2 --backend cpu
+  expect_status 0 "search --backend cpu --id $id"
+  cp "$OUT" want.json
+  run_mock search out-cuda --id "$id" --json -k 2 --backend cuda
+  expect_status 0 "search --backend cuda --id $id (cudamock)"
+  if cmp -s want.json "$OUT"; then pass; else fail "search --id $id: cuda and cpu answers differ"; diff want.json "$OUT" | head >&2; fi
+done
+finish
