@@ -2,6 +2,7 @@
 # tally and fails the test when any check failed.
 : "${STEMLINE:?STEMLINE must point at the stemline binary}"
 STEMLINE=$(readlink -f "$STEMLINE")
+_sl_lib_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SL_PYTHON=${SL_PYTHON:-}
 if [ -z "$SL_PYTHON" ]; then
   echo "no python3 with numpy found: install python3-numpy (make test-deps)" >&2
@@ -35,11 +36,12 @@ expect_grep() {
     fail "$3: '$1' not found"; sed 's/^/    /' "$2" | head -20 >&2
   fi
 }
-# py_check NAME < script: runs a python check (numpy available); assert failures fail the test
+# py_check NAME < script: runs a python check (numpy available; `from sl_check import raw` works);
+# assert failures fail the test
 py_check() {
   local name=$1 log
   log=$(mktemp)
-  if "$SL_PYTHON" - >"$log" 2>&1; then pass; else
+  if PYTHONPATH="$_sl_lib_dir${PYTHONPATH:+:$PYTHONPATH}" "$SL_PYTHON" - >"$log" 2>&1; then pass; else
     fail "$name"; sed 's/^/    /' "$log" >&2
   fi
   rm -f "$log"

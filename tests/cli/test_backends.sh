@@ -26,12 +26,9 @@ done
 for b in $backends; do
   [ "$b" = cpu ] && continue
   B=$b py_check "backend $b matches the CPU" <<'PY'
-import glob, os, json, numpy as np, subprocess
+import glob, os, json, numpy as np
 b = os.environ["B"]
-def raw(p):
-    out = subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", p, "-f", "f32le", "-"],
-                         check=True, capture_output=True).stdout
-    return np.frombuffer(out, dtype="<f4")
+from sl_check import raw
 files = sorted(glob.glob("out-cpu/stems/*/*.wav"))
 assert len(files) == 6, files
 for f in files:

@@ -126,10 +126,7 @@ import sdr as S
 T = os.environ["T"]
 cat_dir = f"{T}/cat"
 cat = json.load(open(f"{cat_dir}/catalog.json"))
-def floats(path):
-    b = subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", path, "-f", "f32le", "-"],
-                       check=True, capture_output=True).stdout
-    return np.frombuffer(b, dtype="<f4")
+from sl_check import raw as floats
 def write_f32(path, x, rate, ch):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "f32le", "-ar", str(rate), "-ac", str(ch),

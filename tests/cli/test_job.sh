@@ -116,10 +116,9 @@ rm -rf outq outq2
 # ---- stems: right rate and length, and they sum back to the input ----
 py_check "stems sum to input, rate and length" <<'EOF'
 import numpy as np, subprocess
+import sl_check
 def raw(path, ch=2, rate=44100):
-    b = subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", path, "-f", "f32le",
-                        "-ac", str(ch), "-ar", str(rate), "-"], check=True, capture_output=True).stdout
-    return np.frombuffer(b, dtype="<f4").reshape(-1, ch)
+    return sl_check.raw(path, ch, rate)
 def info(path):
     out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "a:0", "-count_packets",
                           "-show_entries", "stream=sample_rate,channels,duration_ts", "-of", "csv=p=0", path],

@@ -35,10 +35,9 @@ EOF
 # raw PCM of a file at 44.1 kHz stereo, through ffmpeg
 cat > pcm.py <<'EOF'
 import numpy as np, subprocess
+import sl_check
 def raw(path, ch=2, rate=44100):
-    b = subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", path, "-f", "f32le",
-                        "-ac", str(ch), "-ar", str(rate), "-"], check=True, capture_output=True).stdout
-    return np.frombuffer(b, dtype="<f4").reshape(-1, ch)
+    return sl_check.raw(path, ch, rate)
 STEMS = ("harmonic", "percussive", "residual")
 EOF
 export PYTHONPATH=$T

@@ -36,10 +36,9 @@ runtime:
 EOF
 cat > pcm.py <<'EOF'
 import numpy as np, subprocess
+import sl_check
 def raw(path, ch=2, rate=44100):
-    b = subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", path, "-f", "f32le",
-                        "-ac", str(ch), "-ar", str(rate), "-"], check=True, capture_output=True).stdout
-    return np.frombuffer(b, dtype="<f4").reshape(-1, ch)
+    return sl_check.raw(path, ch, rate)
 STEMS = ("vocals", "drums", "bass", "other")
 TRACKS = ("a.wav", "b.flac", "c.mp3", "d.wav")
 EOF

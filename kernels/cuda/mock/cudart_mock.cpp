@@ -272,9 +272,8 @@ void dev_release(State &s, size_t off)
         Access a(s);
         memset(s.arena + off, 0xFF, need); // stale readers see NaN
     }
-    const size_t pg = (size_t)sysconf(_SC_PAGESIZE), lo = (off + pg - 1) / pg * pg, hi = (off + need) / pg * pg;
-    if (hi > lo)
-        madvise(s.arena + lo, hi - lo, MADV_DONTNEED); // pages read back as zero: poisoned again at allocation
+    // The pages stay mapped (bounded by the high-water mark): re-faulting them on
+    // every per-call allocation would cost more than the emulated kernels.
     size_t start = off, len = need;
     auto nx = s.free_list.lower_bound(off);
     if (nx != s.free_list.end() && nx->first == off + len) {
