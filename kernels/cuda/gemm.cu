@@ -6,8 +6,12 @@
 // batches need no pointer arrays. A 64 x 64 output tile per block of 16 x 16
 // threads, each thread a 4 x 4 register tile (rows ty + 16 i, columns
 // tx + 16 j: conflict-free shared-memory reads, coalesced stores); K in steps of
-// 16 staged in shared memory, k-major, rows padded. Float accumulation in k
-// order (the CPU's BLAS orders its sums differently: parity ~1e-6 relative).
+// 16 staged in shared memory, k-major, rows padded. Blocked float summation:
+// each 16-wide K step is summed into a fresh partial that is then added to the
+// running sum, so the rounding error grows like 16 + k/16 instead of k (a plain
+// running sum over umxhq's fc1, k = 2974, missed the CPU's BLAS by 1.35e-5
+// relative after tanh; blocked, see kernels/README.md). Extra cost: one add per
+// 16 multiply-adds.
 #include "cu_ops.h"
 
 #define GEMM_T 64
@@ -45,6 +49,10 @@ static __global__ void __launch_bounds__(GEMM_TH *GEMM_TH) gemm_kernel(sl_gemm_a
                     sw[kk][r] = (col < n && gk < k) ? w[col * a.ldw + gk] : 0.0f;
                 }
                 __syncthreads();
+                float part[4][4];
+                for (int i = 0; i < 4; i++)
+                    for (int j = 0; j < 4; j++)
+                        part[i][j] = 0.0f;
                 for (int kk = 0; kk < GEMM_K; kk++) {
                     float xv[4], wv[4];
                     for (int i = 0; i < 4; i++)
@@ -53,8 +61,11 @@ static __global__ void __launch_bounds__(GEMM_TH *GEMM_TH) gemm_kernel(sl_gemm_a
                         wv[j] = sw[kk][tx + GEMM_TH * j];
                     for (int i = 0; i < 4; i++)
                         for (int j = 0; j < 4; j++)
-                            acc[i][j] += xv[i] * wv[j];
+                            part[i][j] += xv[i] * wv[j];
                 }
+                for (int i = 0; i < 4; i++)
+                    for (int j = 0; j < 4; j++)
+                        acc[i][j] += part[i][j];
                 __syncthreads();
             }
             const float *bias = a.bias ? a.bias + b * a.stride_bias : NULL;

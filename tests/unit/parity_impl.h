@@ -824,12 +824,72 @@ static void case_wiener(parity *P, size_t J, size_t T, size_t F, int niter, int 
     free(got);
 }
 
+/* A long dot product (k = umxhq fc1's 2974) against the exact sum (double):
+ * every backend, the CPU reference included, must be as accurate as a float
+ * BLAS, max |y - exact| <= TOL_GEMM_EXACT * max |exact|. OpenBLAS ~3e-7; a
+ * plain running sum over k (the GPU kernel before its blocked summation)
+ * ~2e-6: it fails here. */
+#define TOL_GEMM_EXACT 1e-6
+static void case_gemm_exact(parity *P, size_t m, size_t n, size_t k)
+{
+    sl_gemm_args a;
+    memset(&a, 0, sizeof a);
+    a.batch = 1;
+    a.m = m;
+    a.n = n;
+    a.k = k;
+    a.ldx = a.ldw = k;
+    a.ldy = n;
+    a.stride_x = m * k;
+    a.stride_w = n * k;
+    a.stride_y = m * n;
+    a.act = SL_ACT_NONE;
+    float *x = pr_rand(m * k), *w = pr_rand(n * k), *y0 = pr_rand(m * n);
+    double *exact = malloc(m * n * sizeof(double)), mx = 0;
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < n; j++) {
+            double sum = 0;
+            for (size_t l = 0; l < k; l++)
+                sum += (double)x[i * k + l] * (double)w[j * k + l];
+            exact[i * n + j] = sum;
+            if (fabs(sum) > mx)
+                mx = fabs(sum);
+        }
+    a.x = x;
+    a.w = w;
+    a.y = y0;
+    sl_op_ctx *ctxs[2] = {P->ref, P->ctx};
+    const char *names[2] = {"cpu", P->name};
+    for (int q = 0; q < 2; q++) {
+        int rc = 0;
+        float *got = run_gemm(ctxs[q], &a, m * k, n * k, 0, 0, m * n, &rc);
+        char shape[128];
+        snprintf(shape, sizeof shape, "m%zu n%zu k%zu vs exact (%s)", m, n, k, names[q]);
+        CHECK_MSG(rc == 0 && got, "gemm %s: %s", shape, sl_lasterr());
+        if (got) {
+            double err = 0;
+            for (size_t i = 0; i < m * n; i++) {
+                const double e = isnan(got[i]) ? INFINITY : fabs((double)got[i] - exact[i]);
+                if (e > err)
+                    err = e;
+            }
+            pr_report(P, "gemm", shape, err / mx, TOL_GEMM_EXACT);
+        }
+        free(got);
+    }
+    free(x);
+    free(w);
+    free(y0);
+    free(exact);
+}
+
 static void nn_cases(parity *P, int big)
 {
     case_gemm(P, 1, 1, 1, 1, 0, SL_ACT_NONE, 0, 0, 0);
     case_gemm(P, 3, 70, 33, 100, 1, SL_ACT_RELU, 0, 0, 3); /* several tiles, padded rows */
     case_gemm(P, 2, 5, 130, 17, 1, SL_ACT_TANH, 1, 1, 0);   /* shared x, product epilogue */
     case_gemm(P, 1, 65, 64, 16, 0, SL_ACT_NONE, 1, 0, 1);   /* one past a tile */
+    case_gemm_exact(P, 64, 64, 2974);                       /* long sums: blocked summation */
     case_affine(P, 1, 1, 1, 1, 1, SL_ACT_NONE, 0);
     case_affine(P, 4, 9, 300, 1, 1, SL_ACT_TANH, 0);
     case_affine(P, 2, 5, 33, 0, 1, SL_ACT_RELU, 1);

@@ -217,7 +217,10 @@ int main(void)
     parity_run("cuda-emu", 0);
     topk_run("cuda-emu");
 #endif
-    parity_run("cuda", 0);
+#ifndef SL_PARITY_BIG
+#define SL_PARITY_BIG 0 /* 1: cudamock.parity_big, the large shapes of gpu.cuda_parity too */
+#endif
+    parity_run("cuda", SL_PARITY_BIG);
     topk_run("cuda");
     return sl_test_finish("parity");
 }
