@@ -43,6 +43,7 @@ extern "C" {
 #define CV_T 16   // output tile edge (threads per block edge)
 #define CV_OB 8   // output channels per block
 #define CV_KMAX 7 // largest kernel (ops.c checks)
+#define CV_CG 16  // input channels per summation group
 #define CV_S (CV_T + CV_KMAX - 1)
 
 static __device__ __forceinline__ float conv_act(sl_act act, float v)
@@ -66,9 +67,13 @@ static __global__ void __launch_bounds__(CV_T *CV_T) conv2d_kernel(sl_conv2d_arg
     for (size_t z = blockIdx.z; z < n_z; z += gridDim.z) {
         const size_t b = z / o_blocks;
         const int o0 = (int)(z % o_blocks) * CV_OB;
-        float acc[CV_OB];
+        // Blocked summation: the taps of one channel into part, CV_CG channels'
+        // parts into grp, groups into acc; rounding error grows like
+        // k*k + CV_CG + c_in/CV_CG rather than c_in*k*k (Cnn14 block 6: 18432
+        // terms, 10x the CPU's error vs the exact sum as a plain running sum).
+        float acc[CV_OB], grp[CV_OB];
         for (int q = 0; q < CV_OB; q++)
-            acc[q] = 0.0f;
+            acc[q] = grp[q] = 0.0f;
         for (int c = 0; c < a.c_in; c++) {
             const float *xc = a.x + (b * (size_t)a.c_in + (size_t)c) * HW;
             __syncthreads(); // the previous channel's tiles have been used
@@ -81,12 +86,23 @@ static __global__ void __launch_bounds__(CV_T *CV_T) conv2d_kernel(sl_conv2d_arg
                 s_w[e / kk][e % kk] = o < a.c_out ? a.wt[((size_t)o * a.c_in + (size_t)c) * kk + e % kk] : 0.0f;
             }
             __syncthreads();
+            float part[CV_OB];
+            for (int q = 0; q < CV_OB; q++)
+                part[q] = 0.0f;
             for (int u = 0; u < k; u++)
                 for (int v = 0; v < k; v++) {
                     const float xv = s_x[ty + u][tx + v];
                     for (int q = 0; q < CV_OB; q++)
-                        acc[q] = __fadd_rn(acc[q], __fmul_rn(s_w[q][u * k + v], xv));
+                        part[q] = __fadd_rn(part[q], __fmul_rn(s_w[q][u * k + v], xv));
                 }
+            const bool flush = (c + 1) % CV_CG == 0 || c + 1 == a.c_in;
+            for (int q = 0; q < CV_OB; q++) {
+                grp[q] = __fadd_rn(grp[q], part[q]);
+                if (flush) {
+                    acc[q] = __fadd_rn(acc[q], grp[q]);
+                    grp[q] = 0.0f;
+                }
+            }
         }
         if (i < a.h && j < a.w)
             for (int q = 0; q < CV_OB && o0 + q < a.c_out; q++) {

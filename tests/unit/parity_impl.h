@@ -830,6 +830,17 @@ static void case_wiener(parity *P, size_t J, size_t T, size_t F, int niter, int 
  * plain running sum over k (the GPU kernel before its blocked summation)
  * ~2e-6: it fails here. */
 #define TOL_GEMM_EXACT 1e-6
+/* max |got - exact| / mx (NaN in got: infinite) */
+static double pr_err_exact(const float *got, const double *exact, size_t n, double mx)
+{
+    double err = 0;
+    for (size_t i = 0; i < n; i++) {
+        const double e = isnan(got[i]) ? INFINITY : fabs((double)got[i] - exact[i]);
+        if (e > err)
+            err = e;
+    }
+    return err / (mx > 1e-30 ? mx : 1.0);
+}
 static void case_gemm_exact(parity *P, size_t m, size_t n, size_t k)
 {
     sl_gemm_args a;
@@ -866,15 +877,8 @@ static void case_gemm_exact(parity *P, size_t m, size_t n, size_t k)
         char shape[128];
         snprintf(shape, sizeof shape, "m%zu n%zu k%zu vs exact (%s)", m, n, k, names[q]);
         CHECK_MSG(rc == 0 && got, "gemm %s: %s", shape, sl_lasterr());
-        if (got) {
-            double err = 0;
-            for (size_t i = 0; i < m * n; i++) {
-                const double e = isnan(got[i]) ? INFINITY : fabs((double)got[i] - exact[i]);
-                if (e > err)
-                    err = e;
-            }
-            pr_report(P, "gemm", shape, err / mx, TOL_GEMM_EXACT);
-        }
+        if (got)
+            pr_report(P, "gemm", shape, pr_err_exact(got, exact, m * n, mx), TOL_GEMM_EXACT);
         free(got);
     }
     free(x);
@@ -991,6 +995,57 @@ static void case_clip_pool(parity *P, size_t planes, size_t T, size_t F)
     free(out[1]);
 }
 
+/* A convolution with a long sum (Cnn14 block 6: 2048 input channels x 9 taps)
+ * against the exact sum (double), both backends, max |y - exact| <= 1e-6 *
+ * max |exact|, as case_gemm_exact. */
+static void case_conv2d_exact(parity *P, int ci, int co, int h, int w)
+{
+    const int k = 3;
+    const size_t hw = (size_t)h * w, nx = (size_t)ci * hw, nw = (size_t)co * ci * 9, ny = (size_t)co * hw;
+    float *x = pr_rand(nx), *wt = pr_rand(nw);
+    double *exact = malloc(ny * sizeof(double)), mx = 0;
+    for (int o = 0; o < co; o++)
+        for (int i = 0; i < h; i++)
+            for (int j = 0; j < w; j++) {
+                double sum = 0;
+                for (int c = 0; c < ci; c++)
+                    for (int u = 0; u < k; u++)
+                        for (int v = 0; v < k; v++) {
+                            const int r = i + u - 1, q = j + v - 1;
+                            if (r >= 0 && r < h && q >= 0 && q < w)
+                                sum += (double)wt[(((size_t)o * ci + c) * k + u) * k + v] *
+                                       (double)x[(size_t)c * hw + (size_t)r * w + q];
+                        }
+                exact[(size_t)o * hw + (size_t)i * w + j] = sum;
+                if (fabs(sum) > mx)
+                    mx = fabs(sum);
+            }
+    sl_op_ctx *ctxs[2] = {P->ref, P->ctx};
+    const char *names[2] = {"cpu", P->name};
+    for (int s = 0; s < 2; s++) {
+        int rc = 0;
+        float *dx = pr_up(ctxs[s], x, nx), *dw = pr_up(ctxs[s], wt, nw), *dy = pr_up(ctxs[s], NULL, ny);
+        sl_conv2d_args a = {1, ci, co, h, w, k, dx, dw, NULL, SL_ACT_NONE, dy};
+        if (dx && dw && dy)
+            rc = sl_op_conv2d(ctxs[s], &a);
+        else
+            rc = SL_ENOMEM;
+        float *got = pr_down(ctxs[s], dy, ny, &rc);
+        sl_op_free(ctxs[s], dx);
+        sl_op_free(ctxs[s], dw);
+        sl_op_free(ctxs[s], dy);
+        char shape[128];
+        snprintf(shape, sizeof shape, "c%d->%d %dx%d k3 vs exact (%s)", ci, co, h, w, names[s]);
+        CHECK_MSG(rc == 0 && got, "conv2d %s: %s", shape, sl_lasterr());
+        if (got)
+            pr_report(P, "conv2d", shape, pr_err_exact(got, exact, ny, mx), TOL_GEMM_EXACT);
+        free(got);
+    }
+    free(x);
+    free(wt);
+    free(exact);
+}
+
 static void conv_cases(parity *P, int big)
 {
     case_conv2d(P, 1, 1, 1, 1, 1, 3, 0, SL_ACT_NONE);      /* one pixel: all taps but the centre pad */
@@ -998,6 +1053,7 @@ static void conv_cases(parity *P, int big)
     case_conv2d(P, 1, 5, 4, 33, 2, 3, 1, SL_ACT_TANH);     /* Cnn14's last blocks: 2 mel columns */
     case_conv2d(P, 1, 4, 9, 7, 5, 1, 1, SL_ACT_NONE);      /* 1x1 */
     case_conv2d(P, 1, 2, 3, 6, 9, 5, 0, SL_ACT_RELU);      /* 5x5 */
+    case_conv2d_exact(P, 2048, 8, 16, 4);                   /* long sums (Cnn14 block 6): blocked summation */
     case_avg_pool2d(P, 3, 9, 7, 2, 2);                      /* odd sizes: floor */
     case_avg_pool2d(P, 2, 5, 5, 1, 1);
     case_avg_pool2d(P, 1, 4, 6, 2, 3);
