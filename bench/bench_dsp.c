@@ -12,6 +12,12 @@
  *   istft: X[ch][frames][bins] complex -> y[ch][L]        (X = the STFT of x)
  *   hpss : sl_sep_run on [2][L] -> harmonic, percussive, residual (host in/out,
  *          everything the model does, including its uploads and downloads)
+ *   bandwidth (--bw-mb M, 0 = off): the memory-bound ops on buffers of M MiB,
+ *          each as bytes it must move (every input read once, every output
+ *          written once) / time, against sl_op_copy of M MiB on the same
+ *          backend (read + write), the device's copy bandwidth. The median
+ *          filters are listed too but are compute-bound (a radix select of
+ *          32 * kernel comparisons per element).
  * One untimed warm-up run (FFTW plans, page faults), then the best of --repeat.
  * The CPU backend runs on one thread per context.
  *
@@ -19,7 +25,7 @@
  * a human summary on stderr.
  *
  * Usage: bench_dsp [--tracks 8] [--seconds 60] [--hpss-seconds 60] [--repeat 3]
- *                  [--backends cpu,cuda] [--dump-hpss-signal PATH]
+ *                  [--backends cpu,cuda] [--bw-mb 256] [--dump-hpss-signal PATH]
  * --dump-hpss-signal writes the hpss input (float32 [2][L], little-endian) so the
  * Python baselines can run on the very same samples. */
 #include <math.h>
@@ -278,8 +284,129 @@ static int bench_hpss(sl_op_ctx *ctx, const char *backend, float *const in[2], s
     return rc;
 }
 
+
+/* ---- achieved bandwidth of the memory-bound ops ---- */
+
+typedef struct {
+    sl_op_ctx *ctx;
+    size_t n;          /* complex elements of a spectrum buffer: M MiB / 8 */
+    float *a, *b, *c, *d; /* 2n floats each */
+    float *win;
+} bw_bufs;
+
+enum { BW_COPY, BW_MAGNITUDE, BW_POWER, BW_MASKS, BW_APPLY, BW_FRAME, BW_OLA, BW_LOG_DB, BW_MED_T, BW_MED_F, BW_N };
+static const char *const bw_names[BW_N] = {"copy", "magnitude", "power", "hpss_masks", "apply_mask",
+                                           "frame", "overlap_add", "log_db", "median_time", "median_freq"};
+
+/* Runs op k once (queued); *bytes = the bytes it must move. */
+static int bw_op(const bw_bufs *B, int k, double *bytes)
+{
+    const size_t n = B->n;
+    const sl_stft_cfg c = {2048, 512, 1, SL_PAD_REFLECT, 0};
+    /* frame / overlap_add: a signal of Lf samples whose frames fill a buffer (2n floats) */
+    const size_t nb = 1025, nfr = 2 * n / 2048, Lf = (nfr - 1) * 512;
+    switch (k) {
+    case BW_COPY:
+        *bytes = 2.0 * 8 * (double)n;
+        return sl_op_copy(B->ctx, B->b, B->a, n * 8);
+    case BW_MAGNITUDE:
+        *bytes = 12.0 * (double)n;
+        return sl_op_magnitude(B->ctx, n, B->a, B->b);
+    case BW_POWER:
+        *bytes = 12.0 * (double)n;
+        return sl_op_power(B->ctx, n, B->a, B->b);
+    case BW_MASKS: /* 2n real spectra in, 2n masks out */
+        *bytes = 16.0 * (double)n;
+        return sl_op_hpss_masks(B->ctx, n, B->a, B->a + n, 2.0f, 2.0f, 2.0f, B->b, B->b + n);
+    case BW_APPLY: /* complex n + mask n in, complex n out */
+        *bytes = 20.0 * (double)n;
+        return sl_op_apply_mask(B->ctx, n, B->a, B->c, B->b);
+    case BW_FRAME: /* Lf samples in (each read n_fft/hop = 4 times: the cache's job), nfr frames out */
+        *bytes = 4.0 * ((double)Lf + (double)nfr * 2048);
+        return sl_op_frame(B->ctx, &c, B->c, 1, Lf, 0, nfr, B->win, B->a);
+    case BW_OLA: /* nfr frames in, Lf samples out */
+        *bytes = 4.0 * ((double)nfr * 2048 + (double)Lf);
+        return sl_op_overlap_add(B->ctx, &c, 1, nfr, B->a, B->win, Lf, B->b);
+    case BW_LOG_DB:
+        *bytes = 8.0 * (double)n;
+        return sl_op_log_db(B->ctx, 1, n, B->c, 1e-10f, 80.0f, B->d);
+    case BW_MED_T:
+        *bytes = 8.0 * (double)(n / nb * nb);
+        return sl_op_median_time(B->ctx, 1, n / nb, nb, 31, B->c, B->d);
+    default:
+        *bytes = 8.0 * (double)(n / nb * nb);
+        return sl_op_median_freq(B->ctx, 1, n / nb, nb, 31, B->c, B->d);
+    }
+}
+
+static int bench_bandwidth(sl_op_ctx *ctx, const char *backend, size_t mb, int repeat)
+{
+    bw_bufs B = {ctx, mb * 1048576 / 8, NULL, NULL, NULL, NULL, NULL};
+    int rc = alloc_f(ctx, &B.a, 2 * B.n);
+    if (!rc)
+        rc = alloc_f(ctx, &B.b, 2 * B.n);
+    if (!rc)
+        rc = alloc_f(ctx, &B.c, 2 * B.n);
+    if (!rc)
+        rc = alloc_f(ctx, &B.d, 2 * B.n);
+    if (!rc)
+        rc = alloc_f(ctx, &B.win, 2048);
+    float *h = rc ? NULL : malloc(2 * B.n * sizeof(float));
+    if (!rc && h) { /* positive data (masks, log_db, medians read it as magnitudes) */
+        for (size_t i = 0; i < 2 * B.n; i++)
+            h[i] = 0.5f + 0.5f * noise();
+        rc = sl_op_upload(ctx, B.a, h, 2 * B.n * sizeof(float));
+        if (!rc)
+            rc = sl_op_upload(ctx, B.c, h, 2 * B.n * sizeof(float));
+        if (!rc)
+            rc = sl_op_upload(ctx, B.win, h, 2048 * sizeof(float)); /* positive: NOLA holds */
+        if (!rc)
+            rc = sl_op_sync(ctx);
+    } else if (!rc) {
+        rc = SL_ENOMEM;
+    }
+    free(h);
+    double copy_gbs = 0;
+    for (int k = 0; k < BW_N && !rc; k++) {
+        double bytes = 0, best = 1e30;
+        for (int r = -1; r < repeat && !rc; r++) { /* r = -1: warm-up */
+            double t0 = now();
+            rc = bw_op(&B, k, &bytes);
+            if (!rc)
+                rc = sl_op_sync(ctx);
+            double t = now() - t0;
+            if (r >= 0 && t < best)
+                best = t;
+        }
+        if (rc)
+            break;
+        const double gbs = bytes / best / 1e9;
+        if (k == BW_COPY)
+            copy_gbs = gbs;
+        const int compute = k == BW_MED_T || k == BW_MED_F;
+        printf("{\"bench\":\"bandwidth\",\"impl\":\"stemline\",\"backend\":\"%s\",\"device\":\"%s\","
+               "\"op\":\"%s\",\"buffer_mb\":%zu,\"bytes\":%.0f,\"best_s\":%.9g,\"repeat\":%d,\"gb_per_s\":%.3f,"
+               "\"copy_gb_per_s\":%.2f,\"fraction_of_copy\":%.3f,\"memory_bound\":%s}\n",
+               backend, sl_op_ctx_device(ctx), bw_names[k], mb, bytes, best, repeat, gbs, copy_gbs,
+               gbs / copy_gbs, compute ? "false" : "true");
+        fflush(stdout);
+        fprintf(stderr, "  %-5s bandwidth %-12s %9.2f GB/s  %5.1f%% of copy%s\n", backend, bw_names[k], gbs,
+                100.0 * gbs / copy_gbs, compute ? "  (compute-bound)" : "");
+    }
+    sl_op_free(ctx, B.a);
+    sl_op_free(ctx, B.b);
+    sl_op_free(ctx, B.c);
+    sl_op_free(ctx, B.d);
+    sl_op_free(ctx, B.win);
+    if (rc < 0) {
+        emit_skip(backend, "bandwidth", sl_lasterr());
+        return 0;
+    }
+    return 0;
+}
+
 static int run_backend(const char *backend, int tracks, double seconds, double hpss_seconds, int repeat,
-                       float *const hpss_in[2])
+                       float *const hpss_in[2], size_t bw_mb)
 {
     sl_op_ctx *ctx = NULL;
     int rc = sl_op_ctx_open(&ctx, backend);
@@ -314,6 +441,8 @@ static int run_backend(const char *backend, int tracks, double seconds, double h
     }
     if (!rc)
         rc = bench_hpss(ctx, backend, hpss_in, (size_t)llround(hpss_seconds * SR), hpss_seconds, repeat);
+    if (!rc && bw_mb)
+        rc = bench_bandwidth(ctx, backend, bw_mb, repeat);
     sl_op_ctx_close(ctx);
     return rc;
 }
@@ -321,7 +450,7 @@ static int run_backend(const char *backend, int tracks, double seconds, double h
 static void usage(void)
 {
     fprintf(stderr, "usage: bench_dsp [--tracks N] [--seconds S] [--hpss-seconds S] [--repeat N] "
-                    "[--backends cpu,cuda] [--dump-hpss-signal PATH]\n");
+                    "[--backends cpu,cuda] [--bw-mb MiB (0: off)] [--dump-hpss-signal PATH]\n");
 }
 
 int main(int argc, char **argv)
@@ -329,6 +458,7 @@ int main(int argc, char **argv)
     int tracks = 8, repeat = 3;
     double seconds = 60, hpss_seconds = 60;
     const char *backends = "cpu,cuda", *dump = NULL;
+    long bw_mb = 256;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) {
@@ -345,6 +475,8 @@ int main(int argc, char **argv)
             repeat = atoi(v);
         else if (!strcmp(a, "--backends"))
             backends = v;
+        else if (!strcmp(a, "--bw-mb"))
+            bw_mb = atol(v);
         else if (!strcmp(a, "--dump-hpss-signal"))
             dump = v;
         else {
@@ -353,7 +485,7 @@ int main(int argc, char **argv)
         }
         i++;
     }
-    if (tracks < 1 || repeat < 1 || !(seconds >= 1) || !(hpss_seconds >= 1)) {
+    if (tracks < 1 || repeat < 1 || !(seconds >= 1) || !(hpss_seconds >= 1) || bw_mb < 0 || bw_mb > 65536) {
         usage();
         return 2;
     }
@@ -383,7 +515,7 @@ int main(int argc, char **argv)
     char list[256];
     snprintf(list, sizeof list, "%s", backends);
     for (char *save = NULL, *name = strtok_r(list, ",", &save); name && !rc; name = strtok_r(NULL, ",", &save))
-        rc = run_backend(name, tracks, seconds, hpss_seconds, repeat, hpss_in);
+        rc = run_backend(name, tracks, seconds, hpss_seconds, repeat, hpss_in, (size_t)bw_mb);
     free(hpss_buf);
     if (rc < 0)
         fprintf(stderr, "bench_dsp: %s\n", sl_lasterr());

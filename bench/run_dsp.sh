@@ -5,7 +5,9 @@
 # Targets (issue 3): >= 1.5x torch on STFT/iSTFT, >= 20x librosa on hpss.
 #
 # Usage: bench/run_dsp.sh        (env: DSP_TRACKS=8 DSP_SECONDS=60 DSP_HPSS_SECONDS=60
-#                                 DSP_REPEAT=3, BENCH_DSP=build/bench_dsp, BUILD=build)
+#                                 DSP_REPEAT=3, DSP_BW_MB=256 (0: no bandwidth table),
+#                                 DSP_BACKENDS=cpu,cuda, DSP_BASELINES=on|off,
+#                                 DSP_WORK=bench/work, BENCH_DSP=build/bench_dsp, BUILD=build)
 # Python side: torch from Debian (apt-get install python3-torch), librosa from
 # PyPI in bench/.venv (created here with --system-site-packages, versions pinned
 # in bench/requirements-dsp.txt). A baseline that cannot be imported is reported
@@ -18,7 +20,9 @@ tracks=${DSP_TRACKS:-8}
 secs=${DSP_SECONDS:-60}
 hsecs=${DSP_HPSS_SECONDS:-60}
 repeat=${DSP_REPEAT:-3}
-W=bench/work
+W=${DSP_WORK:-bench/work}
+baselines=${DSP_BASELINES:-on}
+backends=${DSP_BACKENDS:-cpu,cuda}
 mkdir -p "$W"
 
 if [ ! -x "$BIN" ]; then
@@ -29,7 +33,7 @@ fi
 VENV=bench/.venv
 PY=/usr/bin/python3
 [ -x "$PY" ] || PY=python3
-if [ ! -x "$VENV/bin/python" ]; then
+if [ "$baselines" = on ] && [ ! -x "$VENV/bin/python" ]; then
   echo "run_dsp.sh: creating $VENV (librosa from PyPI, torch from the system)" >&2
   if "$PY" -m venv --system-site-packages "$VENV" >&2 &&
      "$VENV/bin/pip" install -q -r bench/requirements-dsp.txt >&2; then :; else
@@ -39,20 +43,27 @@ fi
 [ -x "$VENV/bin/python" ] && PY=$VENV/bin/python
 
 common=(--tracks "$tracks" --seconds "$secs" --hpss-seconds "$hsecs" --repeat "$repeat")
+bw_mb=${DSP_BW_MB:-256}
 # Other work on the machine skews one side of a ratio: the load average is
 # recorded around each side and printed with the table.
 load() { cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?"; }
 l0=$(load)
-"$BIN" "${common[@]}" --dump-hpss-signal "$W/hpss-input.f32" > "$W/dsp-stemline.jsonl"
+"$BIN" "${common[@]}" --backends "$backends" --bw-mb "$bw_mb" --dump-hpss-signal "$W/hpss-input.f32" \
+  > "$W/dsp-stemline.jsonl"
 l1=$(load)
-"$PY" bench/dsp_baselines.py "${common[@]}" --hpss-signal "$W/hpss-input.f32" > "$W/dsp-baselines.jsonl"
+if [ "$baselines" = on ]; then
+  "$PY" bench/dsp_baselines.py "${common[@]}" --hpss-signal "$W/hpss-input.f32" > "$W/dsp-baselines.jsonl"
+else
+  echo '{"bench":"dsp","impl":"torch+librosa","op":"all","skipped":"DSP_BASELINES=off"}' > "$W/dsp-baselines.jsonl"
+fi
 l2=$(load)
 
 /usr/bin/env python3 - "$W/dsp-stemline.jsonl" "$W/dsp-baselines.jsonl" "$l0" "$l1" "$l2" "$(nproc)" <<'PY'
 import json, sys
 loads, ncpu = sys.argv[3:6], sys.argv[6]
 rows = [json.loads(l) for f in sys.argv[1:3] for l in open(f) if l.strip()]
-sl = [r for r in rows if r["impl"] == "stemline" and "skipped" not in r]
+sl = [r for r in rows if r["impl"] == "stemline" and "skipped" not in r and r.get("bench") != "bandwidth"]
+bw = [r for r in rows if r.get("bench") == "bandwidth" and "skipped" not in r]
 skipped = [r for r in rows if "skipped" in r]
 torch = [r for r in rows if r["impl"] == "torch" and "skipped" not in r]
 lib = {(r["op"], r["n_fft"]): r for r in rows if r["impl"] == "librosa" and "skipped" not in r}
@@ -86,12 +97,13 @@ for r in sl:
     ts = {t: next((x for x in torch if x["op"] == r["op"] and x["n_fft"] == r["n_fft"] and x["threads"] == t), None)
           for t in tcounts}
     rat = {t: ratio(r, ts[t]) for t in tcounts}
-    verdict = "; ".join(f"{'met' if rat[t] is not None and rat[t] >= 1.5 else 'NOT met'} vs {t} thr" for t in tcounts)
+    verdict = "; ".join(f"{'met' if rat[t] is not None and rat[t] >= 1.5 else 'NOT met'} vs {t} thr"
+                        for t in tcounts) or "n/a (no torch)"
     name = f"{r['op']} ({r['backend']}, {r['threads'] or 'device'} thr)" if r["backend"] == "cpu" else \
            f"{r['op']} ({r['backend']})"
-    print(f"| {name} | {r['n_fft']} / {r['hop']} | {cell(r)} | " + " | ".join(cell(ts[t]) for t in tcounts)
-          + f" | {cell(lib.get((r['op'], r['n_fft'])))} | " + " | ".join(fmt(rat[t]) for t in tcounts)
-          + f" | {verdict} |")
+    cells = [name, f"{r['n_fft']} / {r['hop']}", cell(r)] + [cell(ts[t]) for t in tcounts] \
+        + [cell(lib.get((r["op"], r["n_fft"])))] + [fmt(rat[t]) for t in tcounts] + [verdict]
+    print("| " + " | ".join(cells) + " |")
 print()
 hp = [r for r in sl if r["op"] == "hpss"]
 full, only = lib.get(("hpss", 2048)), lib.get(("hpss_only", 2048))
@@ -110,6 +122,28 @@ if hp:
         verdict = "met" if a is not None and a >= 20 else "NOT met"
         print(f"| {r['backend']} ({r['device']}) | {cell(r)} | {cell(full)} | {cell(only)} | {fmt(a)} | {fmt(b)} "
               f"| {verdict} |")
+    print()
+if bw:
+    print(f"### Achieved bandwidth of the memory-bound ops ({bw[0]['buffer_mb']} MiB buffers)")
+    print()
+    print("Bytes each op must move (inputs read once, outputs written once) / best time, against a copy "
+          "of the same size on the same backend (sl_op_copy: read + write; on a GPU cudaMemcpyAsync device to "
+          "device, the device's copy bandwidth). Target on a GPU: >= 50% of copy for the memory-bound ops; "
+          "the medians are compute-bound (radix select) and listed for scale.")
+    print()
+    print("| backend | op | GB/s | copy GB/s | fraction of copy | target >= 50% of copy (GPU) |")
+    print("|---|---|---|---|---|---|")
+    for r in bw:
+        if r["op"] == "copy":
+            verdict = "(reference)"
+        elif not r["memory_bound"]:
+            verdict = "compute-bound"
+        elif r["backend"] != "cuda":
+            verdict = "n/a (CPU)"
+        else:
+            verdict = "met" if r["fraction_of_copy"] >= 0.5 else "NOT met"
+        print(f"| {r['backend']} | {r['op']} | {r['gb_per_s']:,.1f} | {r['copy_gb_per_s']:,.1f} "
+              f"| {100 * r['fraction_of_copy']:.0f}% | {verdict} |")
     print()
 for r in skipped:
     print(f"- {r['impl']} {r.get('backend', '')} {r['op']}: skipped ({r['skipped']})")

@@ -14,6 +14,7 @@ typedef struct sl_op_backend {
     void (*free_)(sl_op_ctx *ctx, void *ptr);
     int (*upload)(sl_op_ctx *ctx, void *dst, const void *src, size_t bytes);
     int (*download)(sl_op_ctx *ctx, void *dst, const void *src, size_t bytes);
+    int (*copy)(sl_op_ctx *ctx, void *dst, const void *src, size_t bytes); /* backend -> backend, queued */
     int (*sync)(sl_op_ctx *ctx);
     /* Page-locked host memory for fast asynchronous copies; NULL: aligned malloc. */
     int (*host_alloc)(sl_op_ctx *ctx, void **ptr, size_t bytes);

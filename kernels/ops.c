@@ -232,6 +232,20 @@ int sl_op_download(sl_op_ctx *ctx, void *dst, const void *src, size_t bytes)
     return bytes ? ctx->be->download(ctx, dst, src, bytes) : 0;
 }
 
+int sl_op_copy(sl_op_ctx *ctx, void *dst, const void *src, size_t bytes)
+{
+    if (!ctx->be->copy)
+        return unsupported(ctx, "copy");
+    if (!bytes || dst == src)
+        return 0;
+    if (!dst || !src)
+        return bad("copy", "NULL buffer");
+    const char *d = dst, *s = src;
+    if (d < s + bytes && s < d + bytes)
+        return bad("copy", "source and destination overlap");
+    return ctx->be->copy(ctx, dst, src, bytes);
+}
+
 int sl_op_sync(sl_op_ctx *ctx) { return ctx->be->sync ? ctx->be->sync(ctx) : 0; }
 
 int sl_op_reserve(sl_op_ctx *ctx, int n_fft, size_t max_frames)

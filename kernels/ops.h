@@ -102,6 +102,10 @@ int sl_op_upload(sl_op_ctx *ctx, void *dst, const void *host_src, size_t bytes);
  * an asynchronous error of an earlier op (e.g. SL_ENUMERIC from overlap_add's NOLA
  * check on CUDA; the copy itself was still made). */
 int sl_op_download(sl_op_ctx *ctx, void *host_dst, const void *src, size_t bytes);
+/* Backend -> backend copy of bytes within ctx, queued like an op (CUDA: cudaMemcpyAsync
+ * device to device on its stream). dst and src must not overlap unless equal (then nothing
+ * is done). Returns 0 or SL_EDEVICE / SL_EUNSUPPORTED / SL_EINVAL. */
+int sl_op_copy(sl_op_ctx *ctx, void *dst, const void *src, size_t bytes);
 /* Waits for every op queued on ctx. Returns 0 or the first asynchronous error. */
 int sl_op_sync(sl_op_ctx *ctx);
 /* Page-locked host memory for fast, truly asynchronous copies (CUDA: cudaHostAlloc; other

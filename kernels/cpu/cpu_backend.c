@@ -86,6 +86,7 @@ const sl_op_backend sl_cpu_backend = {
     .free_ = cpu_free,
     .upload = cpu_copy,
     .download = cpu_copy,
+    .copy = cpu_copy,
     .frame = sl_cpu_frame,
     .rfft = sl_cpu_rfft,
     .irfft = sl_cpu_irfft,

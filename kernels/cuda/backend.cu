@@ -175,6 +175,12 @@ static int cu_upload(sl_op_ctx *ctx, void *dst, const void *src, size_t bytes)
     return 0;
 }
 
+static int cu_copy(sl_op_ctx *ctx, void *dst, const void *src, size_t bytes)
+{
+    SL_CU_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, sl_cu_st(ctx)->stream));
+    return 0;
+}
+
 static int cu_sync(sl_op_ctx *ctx)
 {
     sl_cu_state *st = sl_cu_st(ctx);
@@ -281,6 +287,13 @@ static int cu_upload(sl_op_ctx *ctx, void *dst, const void *src, size_t bytes)
     return 0;
 }
 
+static int cu_copy(sl_op_ctx *ctx, void *dst, const void *src, size_t bytes)
+{
+    (void)ctx;
+    memcpy(dst, src, bytes);
+    return 0;
+}
+
 static int cu_sync(sl_op_ctx *ctx) { return status_report(sl_cu_st(ctx)); }
 
 static int cu_download(sl_op_ctx *ctx, void *dst, const void *src, size_t bytes)
@@ -340,6 +353,7 @@ extern "C" const sl_op_backend sl_cuda_emu_backend = {
     cu_free,
     cu_upload,
     cu_download,
+    cu_copy,
     cu_sync,
     cu_host_alloc,
     cu_host_free,

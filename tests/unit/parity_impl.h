@@ -1137,6 +1137,29 @@ static void case_models(parity *P, size_t n_sep, size_t n_emb)
 
 /* Opens backend `name` and runs the whole parity on it. Returns 0 when the
  * backend was tested, 1 when it is absent (printed SKIPPED, never passed). */
+/* sl_op_copy: n floats to an odd offset of a poisoned buffer, queued between
+ * an upload and a download; the neighbours must stay poisoned. Bit-exact. */
+static void case_copy(parity *P, size_t n)
+{
+    float *h = pr_rand(n);
+    float *src = pr_up(P->ctx, h, n), *dst = pr_up(P->ctx, NULL, n + 2);
+    int rc = src && dst ? sl_op_copy(P->ctx, dst + 1, src, n * sizeof(float)) : SL_ENOMEM;
+    CHECK_MSG(rc == 0, "copy: %s", sl_lasterr());
+    float *got = pr_down(P->ctx, dst, n + 2, &rc);
+    size_t bad_n = 0;
+    for (size_t i = 0; i < n; i++)
+        bad_n += memcmp(&got[i + 1], &h[i], sizeof(float)) != 0;
+    CHECK_MSG(rc == 0 && isnan(got[0]) && isnan(got[n + 1]), "copy n%zu: wrote outside its range", n);
+    char shape[64];
+    snprintf(shape, sizeof shape, "n%zu to offset 1", n);
+    pr_report(P, "copy", shape, bad_n ? INFINITY : 0.0, 0.0);
+    CHECK(sl_op_copy(P->ctx, dst, dst + 1, 2 * sizeof(float)) == SL_EINVAL); /* overlap refused */
+    sl_op_free(P->ctx, src);
+    sl_op_free(P->ctx, dst);
+    free(h);
+    free(got);
+}
+
 static int parity_run(const char *name, int big)
 {
     sl_op_ctx *ref = NULL, *ctx = NULL;
@@ -1161,6 +1184,8 @@ static int parity_run(const char *name, int big)
     case_fft(&P, 16, 3);
     case_fft(&P, 255, 2);
     case_fft(&P, 1024, 5);
+    case_copy(&P, 1);
+    case_copy(&P, 10007);
     case_elem(&P, 1);
     case_elem(&P, 10007);
     case_median(&P, 1, 1, 1, 3);
