@@ -4,7 +4,8 @@ torch.istft and with librosa (stft, istft, decompose.hpss), same signal sizes,
 same geometry, same machine, same run (bench/run_dsp.sh runs both).
 
     bench/.venv/bin/python bench/dsp_baselines.py [--tracks 8] [--seconds 60]
-        [--hpss-seconds 60] [--repeat 3] [--hpss-signal PATH]
+        [--hpss-seconds 60] [--repeat 3] [--hpss-signal PATH] [--torch-device cuda]
+        [--skip-torch] [--skip-librosa]
 
 Measurements (one untimed warm-up, then the best of --repeat):
   stft : x[16][L] float32 -> |X| (torch.stft(..., center=True, pad_mode='reflect',
@@ -126,6 +127,47 @@ def bench_torch(args, x):
     torch.set_num_threads(default_threads)
 
 
+def bench_torch_device(args, x):
+    """torch.stft / torch.istft on a GPU (--torch-device cuda[:N]): inputs already on the device, the clock
+    stopped after torch.cuda.synchronize(), like bench_dsp's sl_op_sync; impl "torch-cuda"."""
+    try:
+        import torch
+    except ImportError as e:
+        skip("torch-cuda", "all", f"torch not importable ({e})")
+        return
+    if not torch.cuda.is_available():
+        skip("torch-cuda", "all", "torch.cuda.is_available() is False")
+        return
+    dev = torch.device(args.torch_device)
+    name = torch.cuda.get_device_name(dev)
+    version = f"{torch.__version__} (CUDA {torch.version.cuda}, {name})"
+    log(f"torch {version}")
+    xt = torch.from_numpy(x).to(dev)
+    L = x.shape[1]
+
+    def timed(fn):
+        def run():
+            fn()
+            torch.cuda.synchronize(dev)
+        return best_of(run, args.repeat)
+
+    for n_fft, hop in GEOMS:
+        w = torch.hann_window(n_fft, device=dev)
+        X = torch.stft(xt, n_fft, hop_length=hop, window=w, center=True, pad_mode="reflect", return_complex=True)
+        y = torch.istft(X, n_fft, hop_length=hop, window=w, center=True, length=L)
+        err = (y - xt).abs().max().item()
+        assert err < 1e-4, f"torch round trip error {err}"
+        frames = x.shape[0] * X.shape[-1]
+        b = timed(lambda: torch.stft(xt, n_fft, hop_length=hop, window=w, center=True, pad_mode="reflect",
+                                     return_complex=True).abs())
+        emit("torch-cuda", version, 0, "stft", n_fft, hop, args.tracks, args.seconds, frames, b, args.repeat,
+             device=name)
+        b = timed(lambda: torch.istft(X, n_fft, hop_length=hop, window=w, center=True, length=L))
+        emit("torch-cuda", version, 0, "istft", n_fft, hop, args.tracks, args.seconds, frames, b, args.repeat,
+             device=name)
+        del X, y
+
+
 def bench_librosa(args, x, hpss_x):
     try:
         import librosa
@@ -179,6 +221,7 @@ def main():
     ap.add_argument("--skip-torch", action="store_true")
     ap.add_argument("--skip-librosa", action="store_true")
     ap.add_argument("--skip-librosa-stft", action="store_true")
+    ap.add_argument("--torch-device", help="also time torch.stft/istft on this device (e.g. cuda): impl torch-cuda")
     args = ap.parse_args()
     if args.hpss_repeat is None:
         args.hpss_repeat = args.repeat
@@ -196,6 +239,8 @@ def main():
         f"{args.hpss_seconds:g} s stereo; best of {args.repeat} after one warm-up")
     if not args.skip_torch:
         bench_torch(args, x)
+    if args.torch_device:
+        bench_torch_device(args, x)
     if not args.skip_librosa:
         bench_librosa(args, x, hpss_x)
 

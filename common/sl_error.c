@@ -1,8 +1,15 @@
 #include "sl_error.h"
 
 #include <libavutil/error.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+
+/* Weak: FFmpeg's libavutil is linked only into programs that decode or encode
+ * (io/), which are the only ones that meet AVERROR codes. The op layer and its
+ * tools and tests (bench_dsp, the parity tests) link without FFmpeg; there the
+ * address is NULL and such a code prints as "error N". */
+extern int av_strerror(int errnum, char *errbuf, size_t errbuf_size) __attribute__((weak));
 
 static const char *const sl_err_table[] = {
     "invalid argument",
@@ -36,7 +43,7 @@ const char *sl_strerror(int code)
         return sl_err_table[SL_EBASE - code - 1];
     if (code < 0 && code > -4096)
         return strerror(-code);
-    if (av_strerror(code, tl_av, sizeof tl_av) < 0)
+    if (!av_strerror || av_strerror(code, tl_av, sizeof tl_av) < 0)
         snprintf(tl_av, sizeof tl_av, "error %d", code);
     return tl_av;
 }

@@ -45,4 +45,26 @@ for be in ("cpu", "cuda-emu"):
     for op in ops:
         assert f"| {be} | {op} |" in md, (be, op)
 PY
+# The tables a GPU run produces (bench/gpu_check.sh --table, run_dsp.sh's code), on
+# made-up rows whose ratios are known: stemline cuda vs torch-cuda, bandwidth verdicts.
+mkdir -p "$T/gpu"
+cat > "$T/gpu/dsp-stemline.jsonl" <<'JL'
+{"bench":"dsp","impl":"stemline","backend":"cuda","device":"GPU X","threads":0,"op":"stft","n_fft":2048,"hop":512,"tracks":8,"channels":2,"seconds":60,"frames":82704,"best_s":0.01,"repeat":3,"frames_per_s":8270400.0,"x_realtime":48000.0}
+{"bench":"dsp","impl":"stemline","backend":"cuda","device":"GPU X","threads":0,"op":"istft","n_fft":2048,"hop":512,"tracks":8,"channels":2,"seconds":60,"frames":82704,"best_s":0.01,"repeat":3,"frames_per_s":8270400.0,"x_realtime":48000.0}
+{"bench":"bandwidth","impl":"stemline","backend":"cuda","device":"GPU X","op":"copy","buffer_mb":1024,"bytes":2147483648,"best_s":0.0005,"repeat":3,"gb_per_s":4294.967,"copy_gb_per_s":4294.967,"fraction_of_copy":1.000,"memory_bound":true}
+{"bench":"bandwidth","impl":"stemline","backend":"cuda","device":"GPU X","op":"magnitude","buffer_mb":1024,"bytes":1610612736,"best_s":0.0005,"repeat":3,"gb_per_s":3221.225,"copy_gb_per_s":4294.967,"fraction_of_copy":0.750,"memory_bound":true}
+{"bench":"bandwidth","impl":"stemline","backend":"cuda","device":"GPU X","op":"log_db","buffer_mb":1024,"bytes":1073741824,"best_s":0.001,"repeat":3,"gb_per_s":1073.742,"copy_gb_per_s":4294.967,"fraction_of_copy":0.250,"memory_bound":true}
+{"bench":"bandwidth","impl":"stemline","backend":"cuda","device":"GPU X","op":"median_time","buffer_mb":1024,"bytes":1073741824,"best_s":0.01,"repeat":3,"gb_per_s":107.374,"copy_gb_per_s":4294.967,"fraction_of_copy":0.025,"memory_bound":false}
+JL
+cat > "$T/gpu/dsp-torch.jsonl" <<'JL'
+{"bench":"dsp","impl":"torch-cuda","version":"9.9 (CUDA 13.0, GPU X)","threads":0,"op":"stft","n_fft":2048,"hop":512,"tracks":8,"channels":2,"seconds":60,"frames":82704,"best_s":0.02,"repeat":3,"frames_per_s":4135200.0,"x_realtime":24000.0,"device":"GPU X"}
+{"bench":"dsp","impl":"torch-cuda","version":"9.9 (CUDA 13.0, GPU X)","threads":0,"op":"istft","n_fft":2048,"hop":512,"tracks":8,"channels":2,"seconds":60,"frames":82704,"best_s":0.0125,"repeat":3,"frames_per_s":6616320.0,"x_realtime":38400.0,"device":"GPU X"}
+JL
+bash "$SL_SRC/bench/gpu_check.sh" --table "$T/gpu" >/dev/null 2>"$T/err"
+expect_status_of $? "gpu_check.sh --table exits 0"
+expect_grep "| stft | 2048 / 512 | 8,270,400 (48,000.0x) | 4,135,200 (24,000.0x) | 2.00x | met |" "$T/gpu/tables.md" "GPU stft row: 2x torch, met"
+expect_grep "| istft | 2048 / 512 | 8,270,400 (48,000.0x) | 6,616,320 (38,400.0x) | 1.25x | NOT met |" "$T/gpu/tables.md" "GPU istft row: 1.25x torch, not met"
+expect_grep "| cuda | magnitude | 3,221.2 | 4,295.0 | 75% | met |" "$T/gpu/tables.md" "GPU bandwidth >= 50%: met"
+expect_grep "| cuda | log_db | 1,073.7 | 4,295.0 | 25% | NOT met |" "$T/gpu/tables.md" "GPU bandwidth < 50%: not met"
+expect_grep "| cuda | median_time | 107.4 | 4,295.0 | 2% | compute-bound |" "$T/gpu/tables.md" "medians marked compute-bound"
 finish
