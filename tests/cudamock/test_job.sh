@@ -97,6 +97,32 @@ expect_status 0 "--backend auto without a device"
 expect_grep "no usable CUDA device" "$ERR" "auto says why it uses the CPU"
 expect_grep "backend cpu" "$ERR" "auto falls back to the CPU"
 
+# Device memory is sized by the batch configuration, never by the catalog or
+# the track lengths (SL_MOCK_STATS: peak device bytes). With one segment per
+# model call and 1 s segments, the peak saturates once two segments are in
+# flight: 2 tracks peak where 5 do, a 2 s track where a 4 s one does.
+gen_tone t1.wav 1 44100 2 pcm_s16le
+mkdir -p few many short long
+for i in 1 2; do cp t1.wav "few/t$i.wav"; done
+for i in 1 2 3 4 5; do cp t1.wav "many/t$i.wav"; done
+gen_tone short/s.wav 2 44100 2 pcm_s16le
+gen_tone long/l.wav 4 44100 2 pcm_s16le
+for d in few many short long; do
+  SL_MOCK_STATS=$PWD/stats-$d.json run_mock run job.yaml --quiet --backend cuda --set "input.paths=[$d]" \
+    --set output.dir=out-mem-$d --set runtime.batch_size=1 --set separation.segment_seconds=1 \
+    --set separation.overlap_seconds=0.25
+  expect_status 0 "job on $d (memory bounds)"
+done
+py_check "peak device memory does not grow with the number of tracks or their length" <<'PY'
+import json
+st = {d: json.load(open(f"stats-{d}.json")) for d in ("few", "many", "short", "long")}
+peak = {d: st[d]["peak_device_bytes"][0] for d in st}
+allocs = {d: st[d]["device_allocs"] for d in st}
+assert peak["few"] > 0 and peak["many"] == peak["few"], peak
+assert peak["long"] == peak["short"], peak
+assert allocs["many"] > allocs["few"] and allocs["long"] > allocs["short"], allocs  # more work did run
+PY
+
 # Search on the device path (GEMM + running top-k on the device): the CPU's answer.
 for id in x.wav y.flac; do
   run_sl search out-cuda --id "$id" --json -k 2 --backend cpu

@@ -61,6 +61,9 @@ struct State {
     int devices = 1;
     size_t device_mem = (size_t)4096 << 20;
     size_t used[kMaxDevices] = {};
+    size_t peak[kMaxDevices] = {}; // high-water mark of used (SL_MOCK_STATS)
+    unsigned long long n_dev_allocs = 0, n_pinned_allocs = 0;
+    const char *stats_path = nullptr;
     int pools = 1;
     int driver = CUDART_VERSION;
     CUstream_st legacy[kMaxDevices];
@@ -92,6 +95,23 @@ long env_long(const char *name, long def, long lo, long hi)
     return x;
 }
 
+// SL_MOCK_STATS=PATH: at exit, what the process asked of the devices, as JSON
+// (peak bytes per device, allocation counts), for tests of memory bounds.
+void write_stats()
+{
+    State &s = S();
+    std::lock_guard<std::recursive_mutex> g(s.mu);
+    FILE *f = fopen(s.stats_path, "w");
+    if (!f)
+        sl_mock_fatal("SL_MOCK_STATS=%s: %s", s.stats_path, strerror(errno));
+    fprintf(f, "{\"peak_device_bytes\": [");
+    for (int d = 0; d < s.devices; d++)
+        fprintf(f, "%s%zu", d ? ", " : "", s.peak[d]);
+    fprintf(f, "], \"device_allocs\": %llu, \"pinned_allocs\": %llu}\n", s.n_dev_allocs, s.n_pinned_allocs);
+    if (fclose(f) != 0)
+        sl_mock_fatal("SL_MOCK_STATS=%s: %s", s.stats_path, strerror(errno));
+}
+
 // Called with the lock held.
 void ensure_init(State &s)
 {
@@ -102,6 +122,11 @@ void ensure_init(State &s)
     s.device_mem = (size_t)env_long("SL_MOCK_DEVICE_MB", 4096, 1, 1L << 20) << 20;
     s.pools = env_long("SL_MOCK_NO_POOLS", 0, 0, 1) ? 0 : 1;
     s.driver = env_long("SL_MOCK_NO_DRIVER", 0, 0, 1) ? 0 : CUDART_VERSION;
+    const char *stats = getenv("SL_MOCK_STATS");
+    if (stats && *stats) {
+        s.stats_path = stats;
+        atexit(write_stats);
+    }
     void *p = mmap(nullptr, kArena, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED)
         sl_mock_fatal("cannot reserve %zu bytes of address space for device memory: %s", kArena, strerror(errno));
@@ -253,6 +278,9 @@ cudaError_t dev_alloc(State &s, void **p, size_t bytes, int dev)
     }
     s.allocs[off] = Alloc{bytes, dev, false};
     s.used[dev] += need;
+    if (s.used[dev] > s.peak[dev])
+        s.peak[dev] = s.used[dev];
+    s.n_dev_allocs++;
     {
         Access a(s); // (re)maps the new high-water mark too
         memset(s.arena + off, 0xFF, need);
@@ -703,6 +731,7 @@ cudaError_t cudaHostAlloc(void **p, size_t bytes, unsigned int flags)
         return fail(cudaErrorMemoryAllocation);
     memset(h, 0xFF, n); // pinned memory is not zeroed either
     s.pinned[(uintptr_t)h] = Pinned{bytes};
+    s.n_pinned_allocs++;
     *p = h;
     return cudaSuccess;
 }

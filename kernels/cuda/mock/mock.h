@@ -25,6 +25,8 @@
 //  * Limits: SL_MOCK_DEVICES devices (default 1; 0 = cudaErrorNoDevice),
 //    SL_MOCK_DEVICE_MB of memory each (default 4096): cudaMalloc* past it is
 //    cudaErrorMemoryAllocation, as a full GPU would answer.
+//  * SL_MOCK_STATS=PATH: at exit, the peak device bytes per device and the
+//    numbers of device and pinned allocations, as JSON (memory-bound tests).
 #ifndef SL_CUDAMOCK_H
 #define SL_CUDAMOCK_H
 
