@@ -98,16 +98,17 @@ expect_grep "no usable CUDA device" "$ERR" "auto says why it uses the CPU"
 expect_grep "backend cpu" "$ERR" "auto falls back to the CPU"
 
 # Device memory is sized by the batch configuration, never by the catalog or
-# the track lengths (SL_MOCK_STATS: peak device bytes). With one segment per
-# model call and 1 s segments, the peak saturates once two segments are in
-# flight: 2 tracks peak where 5 do, a 2 s track where a 4 s one does.
+# the track lengths (SL_MOCK_STATS: peak device bytes). One segment per model
+# call, 1 s segments: a single 1 s track (one segment, P1) bounds the rest, as
+# at most two segments are in flight (one computing, the next arriving; how
+# often both overlap depends on timing): 8 tracks and one 8 s track peak at
+# no more than 2 x P1. Buffers kept per track, or sized by the track, exceed it.
 gen_tone t1.wav 1 44100 2 pcm_s16le
-mkdir -p few many short long
-for i in 1 2; do cp t1.wav "few/t$i.wav"; done
-for i in 1 2 3 4 5; do cp t1.wav "many/t$i.wav"; done
-gen_tone short/s.wav 2 44100 2 pcm_s16le
-gen_tone long/l.wav 4 44100 2 pcm_s16le
-for d in few many short long; do
+mkdir -p one many long
+cp t1.wav one/
+for i in 1 2 3 4 5 6 7 8; do cp t1.wav "many/t$i.wav"; done
+gen_tone long/l.wav 8 44100 2 pcm_s16le
+for d in one many long; do
   SL_MOCK_STATS=$PWD/stats-$d.json run_mock run job.yaml --quiet --backend cuda --set "input.paths=[$d]" \
     --set output.dir=out-mem-$d --set runtime.batch_size=1 --set separation.segment_seconds=1 \
     --set separation.overlap_seconds=0.25
@@ -115,12 +116,12 @@ for d in few many short long; do
 done
 py_check "peak device memory does not grow with the number of tracks or their length" <<'PY'
 import json
-st = {d: json.load(open(f"stats-{d}.json")) for d in ("few", "many", "short", "long")}
+st = {d: json.load(open(f"stats-{d}.json")) for d in ("one", "many", "long")}
 peak = {d: st[d]["peak_device_bytes"][0] for d in st}
 allocs = {d: st[d]["device_allocs"] for d in st}
-assert peak["few"] > 0 and peak["many"] == peak["few"], peak
-assert peak["long"] == peak["short"], peak
-assert allocs["many"] > allocs["few"] and allocs["long"] > allocs["short"], allocs  # more work did run
+print(peak, allocs)
+assert peak["one"] > 0 and peak["many"] <= 2 * peak["one"] and peak["long"] <= 2 * peak["one"], peak
+assert allocs["many"] > 4 * allocs["one"] and allocs["long"] > 4 * allocs["one"], allocs  # the work did run
 PY
 
 # Search on the device path (GEMM + running top-k on the device): the CPU's answer.
