@@ -10,9 +10,9 @@ source "$(dirname "$0")/lib.sh"
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 DSP_TRACKS=1 DSP_SECONDS=1 DSP_HPSS_SECONDS=1 DSP_REPEAT=1 DSP_BW_MB=1 DSP_BASELINES=off \
-  DSP_BACKENDS=cpu,cuda-emu,nosuch DSP_WORK="$T/work" bash "$SL_SRC/bench/run_dsp.sh" >"$T/out.md" 2>"$T/err"
-expect_status_of() { if [ "$1" -eq 0 ]; then pass; else fail "$2 (exit $1)"; sed 's/^/    /' "$T/err" >&2; fi; }
-expect_status_of $? "run_dsp.sh exits 0"
+  DSP_BACKENDS=cpu,cuda-emu,nosuch DSP_WORK="$T/work" bash "$SL_SRC/bench/run_dsp.sh" >"$T/out.md" 2>"$ERR"
+STATUS=$?
+expect_status 0 "run_dsp.sh"
 expect_grep "### Achieved bandwidth of the memory-bound ops (1 MiB buffers)" "$T/out.md" "bandwidth table"
 expect_grep "stemline nosuch all: skipped" "$T/out.md" "an unknown backend is reported as skipped"
 expect_grep "torch+librosa  all: skipped (DSP_BASELINES=off)" "$T/out.md" "baselines off are reported as skipped"
@@ -60,8 +60,9 @@ cat > "$T/gpu/dsp-torch.jsonl" <<'JL'
 {"bench":"dsp","impl":"torch-cuda","version":"9.9 (CUDA 13.0, GPU X)","threads":0,"op":"stft","n_fft":2048,"hop":512,"tracks":8,"channels":2,"seconds":60,"frames":82704,"best_s":0.02,"repeat":3,"frames_per_s":4135200.0,"x_realtime":24000.0,"device":"GPU X"}
 {"bench":"dsp","impl":"torch-cuda","version":"9.9 (CUDA 13.0, GPU X)","threads":0,"op":"istft","n_fft":2048,"hop":512,"tracks":8,"channels":2,"seconds":60,"frames":82704,"best_s":0.0125,"repeat":3,"frames_per_s":6616320.0,"x_realtime":38400.0,"device":"GPU X"}
 JL
-bash "$SL_SRC/bench/gpu_check.sh" --table "$T/gpu" >/dev/null 2>"$T/err"
-expect_status_of $? "gpu_check.sh --table exits 0"
+bash "$SL_SRC/bench/gpu_check.sh" --table "$T/gpu" >/dev/null 2>"$ERR"
+STATUS=$?
+expect_status 0 "gpu_check.sh --table"
 expect_grep "| stft | 2048 / 512 | 8,270,400 (48,000.0x) | 4,135,200 (24,000.0x) | 2.00x | met |" "$T/gpu/tables.md" "GPU stft row: 2x torch, met"
 expect_grep "| istft | 2048 / 512 | 8,270,400 (48,000.0x) | 6,616,320 (38,400.0x) | 1.25x | NOT met |" "$T/gpu/tables.md" "GPU istft row: 1.25x torch, not met"
 expect_grep "| cuda | magnitude | 3,221.2 | 4,295.0 | 75% | met |" "$T/gpu/tables.md" "GPU bandwidth >= 50%: met"

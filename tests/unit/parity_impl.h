@@ -28,6 +28,7 @@
 #include "common/sl_log.h"
 #include "kernels/ops.h"
 #include "models/model.h"
+#include "sl_ref.h"
 #include "sl_test.h"
 
 /* ---- random inputs ---- */
@@ -830,17 +831,6 @@ static void case_wiener(parity *P, size_t J, size_t T, size_t F, int niter, int 
  * plain running sum over k (the GPU kernel before its blocked summation)
  * ~2e-6: it fails here. */
 #define TOL_GEMM_EXACT 1e-6
-/* max |got - exact| / mx (NaN in got: infinite) */
-static double pr_err_exact(const float *got, const double *exact, size_t n, double mx)
-{
-    double err = 0;
-    for (size_t i = 0; i < n; i++) {
-        const double e = isnan(got[i]) ? INFINITY : fabs((double)got[i] - exact[i]);
-        if (e > err)
-            err = e;
-    }
-    return err / (mx > 1e-30 ? mx : 1.0);
-}
 static void case_gemm_exact(parity *P, size_t m, size_t n, size_t k)
 {
     sl_gemm_args a;
@@ -856,15 +846,13 @@ static void case_gemm_exact(parity *P, size_t m, size_t n, size_t k)
     a.stride_y = m * n;
     a.act = SL_ACT_NONE;
     float *x = pr_rand(m * k), *w = pr_rand(n * k), *y0 = pr_rand(m * n);
-    double *exact = malloc(m * n * sizeof(double)), mx = 0;
+    double *exact = malloc(m * n * sizeof(double));
     for (size_t i = 0; i < m; i++)
         for (size_t j = 0; j < n; j++) {
             double sum = 0;
             for (size_t l = 0; l < k; l++)
                 sum += (double)x[i * k + l] * (double)w[j * k + l];
             exact[i * n + j] = sum;
-            if (fabs(sum) > mx)
-                mx = fabs(sum);
         }
     a.x = x;
     a.w = w;
@@ -878,7 +866,7 @@ static void case_gemm_exact(parity *P, size_t m, size_t n, size_t k)
         snprintf(shape, sizeof shape, "m%zu n%zu k%zu vs exact (%s)", m, n, k, names[q]);
         CHECK_MSG(rc == 0 && got, "gemm %s: %s", shape, sl_lasterr());
         if (got)
-            pr_report(P, "gemm", shape, pr_err_exact(got, exact, m * n, mx), TOL_GEMM_EXACT);
+            pr_report(P, "gemm", shape, sl_ref_err(got, exact, m * n), TOL_GEMM_EXACT);
         free(got);
     }
     free(x);
@@ -1003,23 +991,8 @@ static void case_conv2d_exact(parity *P, int ci, int co, int h, int w)
     const int k = 3;
     const size_t hw = (size_t)h * w, nx = (size_t)ci * hw, nw = (size_t)co * ci * 9, ny = (size_t)co * hw;
     float *x = pr_rand(nx), *wt = pr_rand(nw);
-    double *exact = malloc(ny * sizeof(double)), mx = 0;
-    for (int o = 0; o < co; o++)
-        for (int i = 0; i < h; i++)
-            for (int j = 0; j < w; j++) {
-                double sum = 0;
-                for (int c = 0; c < ci; c++)
-                    for (int u = 0; u < k; u++)
-                        for (int v = 0; v < k; v++) {
-                            const int r = i + u - 1, q = j + v - 1;
-                            if (r >= 0 && r < h && q >= 0 && q < w)
-                                sum += (double)wt[(((size_t)o * ci + c) * k + u) * k + v] *
-                                       (double)x[(size_t)c * hw + (size_t)r * w + q];
-                        }
-                exact[(size_t)o * hw + (size_t)i * w + j] = sum;
-                if (fabs(sum) > mx)
-                    mx = fabs(sum);
-            }
+    double *exact = malloc(ny * sizeof(double));
+    sl_ref_conv2d(x, wt, NULL, 1, ci, co, h, w, k, SL_ACT_NONE, exact);
     sl_op_ctx *ctxs[2] = {P->ref, P->ctx};
     const char *names[2] = {"cpu", P->name};
     for (int s = 0; s < 2; s++) {
@@ -1038,7 +1011,7 @@ static void case_conv2d_exact(parity *P, int ci, int co, int h, int w)
         snprintf(shape, sizeof shape, "c%d->%d %dx%d k3 vs exact (%s)", ci, co, h, w, names[s]);
         CHECK_MSG(rc == 0 && got, "conv2d %s: %s", shape, sl_lasterr());
         if (got)
-            pr_report(P, "conv2d", shape, pr_err_exact(got, exact, ny, mx), TOL_GEMM_EXACT);
+            pr_report(P, "conv2d", shape, sl_ref_err(got, exact, ny), TOL_GEMM_EXACT);
         free(got);
     }
     free(x);
@@ -1135,8 +1108,6 @@ static void case_models(parity *P, size_t n_sep, size_t n_emb)
     free(x);
 }
 
-/* Opens backend `name` and runs the whole parity on it. Returns 0 when the
- * backend was tested, 1 when it is absent (printed SKIPPED, never passed). */
 /* sl_op_copy: n floats to an odd offset of a poisoned buffer, queued between
  * an upload and a download; the neighbours must stay poisoned. Bit-exact. */
 static void case_copy(parity *P, size_t n)
@@ -1160,6 +1131,8 @@ static void case_copy(parity *P, size_t n)
     free(got);
 }
 
+/* Opens backend `name` and runs the whole parity on it. Returns 0 when the
+ * backend was tested, 1 when it is absent (printed SKIPPED, never passed). */
 static int parity_run(const char *name, int big)
 {
     sl_op_ctx *ref = NULL, *ctx = NULL;

@@ -23,6 +23,7 @@
 #include "common/sl_error.h"
 #include "common/sl_log.h"
 #include "kernels/ops.h"
+#include "sl_ref.h"
 #include "sl_test.h"
 
 static uint64_t rng;
@@ -51,18 +52,6 @@ static float *nans(size_t n)
     return p;
 }
 
-static double act_d(sl_act a, double v) { return a == SL_ACT_RELU ? (v < 0 ? 0 : v) : a == SL_ACT_TANH ? tanh(v) : v; }
-
-static double rel_err(const float *got, const double *want, size_t n)
-{
-    double mx = 0, e = 0;
-    for (size_t i = 0; i < n; i++) {
-        mx = fmax(mx, fabs(want[i]));
-        e = fmax(e, isnan(got[i]) ? INFINITY : fabs(got[i] - want[i]));
-    }
-    return e / (mx > 0 ? mx : 1);
-}
-
 static void test_conv(sl_op_ctx *ctx, size_t batch, int ci, int co, int h, int w, int k, int bias, sl_act act)
 {
     const size_t HW = (size_t)h * w, ny = batch * (size_t)co * HW;
@@ -71,23 +60,8 @@ static void test_conv(sl_op_ctx *ctx, size_t batch, int ci, int co, int h, int w
     double *want = malloc(ny * sizeof(double));
     sl_conv2d_args a = {batch, ci, co, h, w, k, x, wt, bias ? b : NULL, act, y};
     CHECK_MSG(sl_op_conv2d(ctx, &a) == 0, "conv2d: %s", sl_lasterr());
-    const int p = k / 2;
-    for (size_t n = 0; n < batch; n++)
-        for (int o = 0; o < co; o++)
-            for (int i = 0; i < h; i++)
-                for (int j = 0; j < w; j++) {
-                    double s = bias ? b[o] : 0.0;
-                    for (int c = 0; c < ci; c++)
-                        for (int u = 0; u < k; u++)
-                            for (int v = 0; v < k; v++) {
-                                int r = i + u - p, q = j + v - p;
-                                if (r >= 0 && r < h && q >= 0 && q < w)
-                                    s += (double)wt[(((size_t)o * ci + c) * k + u) * k + v] *
-                                         x[((n * ci + c) * h + r) * (size_t)w + q];
-                            }
-                    want[((n * co + o) * h + i) * (size_t)w + j] = act_d(act, s);
-                }
-    double e = rel_err(y, want, ny);
+    sl_ref_conv2d(x, wt, bias ? b : NULL, batch, ci, co, h, w, k, act, want);
+    double e = sl_ref_err(y, want, ny);
     printf("  conv2d     b%zu c%d->%d %dx%d k%d%s act%d: err %.3g (tol 1e-5)\n", batch, ci, co, h, w, k,
            bias ? " bias" : "", (int)act, e);
     CHECK_MSG(e <= 1e-5, "conv2d error %g", e);
@@ -139,7 +113,7 @@ static void test_pool(sl_op_ctx *ctx, size_t planes, int h, int w, int kh, int k
                         s += x[(p * h + (size_t)(i * kh + u)) * w + (size_t)(j * kw + v)];
                 want[(p * oh + (size_t)i) * ow + (size_t)j] = s / (kh * kw);
             }
-    double e = rel_err(y, want, ny);
+    double e = sl_ref_err(y, want, ny);
     printf("  avg_pool2d p%zu %dx%d / %dx%d: err %.3g (tol 1e-6)\n", planes, h, w, kh, kw, e);
     CHECK_MSG(e <= 1e-6, "avg_pool2d error %g", e);
     free(x);
@@ -164,7 +138,7 @@ static void test_clip(sl_op_ctx *ctx, size_t planes, size_t T, size_t F)
         }
         want[p] = mx + sum / (double)T;
     }
-    double e = rel_err(y, want, planes);
+    double e = sl_ref_err(y, want, planes);
     printf("  clip_pool  p%zu T%zu F%zu: err %.3g (tol 1e-6)\n", planes, T, F, e);
     CHECK_MSG(e <= 1e-6, "clip_pool error %g", e);
     free(x);

@@ -14,6 +14,7 @@
 #include "common/sl_error.h"
 #include "common/sl_log.h"
 #include "kernels/ops.h"
+#include "sl_ref.h"
 #include "sl_test.h"
 
 static uint64_t rng;
@@ -34,18 +35,6 @@ static float *rnd(size_t n, float lo, float hi)
     return p;
 }
 
-static double act_d(sl_act a, double v) { return a == SL_ACT_RELU ? (v < 0 ? 0 : v) : a == SL_ACT_TANH ? tanh(v) : v; }
-
-static double rel_err(const float *got, const double *want, size_t n)
-{
-    double mx = 0, e = 0;
-    for (size_t i = 0; i < n; i++) {
-        mx = fmax(mx, fabs(want[i]));
-        e = fmax(e, isnan(got[i]) ? INFINITY : fabs(got[i] - want[i]));
-    }
-    return e / (mx > 0 ? mx : 1);
-}
-
 static void test_gemm(sl_op_ctx *ctx, size_t batch, size_t m, size_t n, size_t k, sl_act act)
 {
     const size_t ldx = k + 2, ldy = n + 1;
@@ -63,10 +52,10 @@ static void test_gemm(sl_op_ctx *ctx, size_t batch, size_t m, size_t n, size_t k
                 double s = b[bb * n + j];
                 for (size_t kk = 0; kk < k; kk++)
                     s += (double)x[bb * m * ldx + i * ldx + kk] * w[bb * n * k + j * k + kk];
-                want[(bb * m + i) * n + j] = act_d(act, s) * mul[(bb * m + i) * n + j];
+                want[(bb * m + i) * n + j] = sl_ref_act(act, s) * mul[(bb * m + i) * n + j];
                 got[(bb * m + i) * n + j] = y[bb * m * ldy + i * ldy + j];
             }
-    double e = rel_err(got, want, batch * m * n);
+    double e = sl_ref_err(got, want, batch * m * n);
     printf("  gemm   b%zu m%zu n%zu k%zu act %d: rel err %.3g (tol 1e-5)\n", batch, m, n, k, (int)act, e);
     CHECK_MSG(e <= 1e-5, "gemm error %g", e);
     free(x);
@@ -89,7 +78,7 @@ static void test_affine(sl_op_ctx *ctx)
     for (size_t b = 0; b < B; b++)
         for (size_t i = 0; i < R * C; i++)
             want[b * R * C + i] = tanh(((double)x[b * R * C + i] + add[b * C + i % C]) * mul[b * C + i % C]);
-    double e = rel_err(y, want, B * R * C);
+    double e = sl_ref_err(y, want, B * R * C);
     printf("  affine b3 5x7 tanh: rel err %.3g (tol 1e-6)\n", e);
     CHECK(e <= 1e-6);
     free(x);
@@ -153,7 +142,7 @@ static void test_lstm(sl_op_ctx *ctx, int layers, int input, int hidden, int bid
     double *want = malloc(T * O * sizeof(double));
     CHECK_MSG(sl_op_lstm(ctx, &c, 1, T, x, (size_t)input, 0, w, 0, y, O, 0) == 0, "lstm: %s", sl_lasterr());
     lstm_ref(&c, T, x, w, want);
-    double e = rel_err(y, want, T * O);
+    double e = sl_ref_err(y, want, T * O);
     printf("  lstm   L%d in%d H%d %s T%zu: rel err %.3g (tol 1e-5)\n", layers, input, hidden, bidir ? "bidir" : "unidir",
            T, e);
     CHECK_MSG(e <= 1e-5, "lstm error %g", e);
