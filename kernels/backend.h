@@ -9,6 +9,10 @@
 typedef struct sl_op_backend {
     const char *name;
     int (*init)(sl_op_ctx *ctx);   /* fills ctx->device and ctx->state */
+    /* Called by ops.c before every other call on the context (fini included),
+     * from whichever thread makes it: makes the context's device current for
+     * that thread. 0 or an error (the call is then not made). NULL: nothing to do. */
+    int (*enter)(sl_op_ctx *ctx);
     void (*fini)(sl_op_ctx *ctx);
     int (*alloc)(sl_op_ctx *ctx, void **ptr, size_t bytes);
     void (*free_)(sl_op_ctx *ctx, void *ptr);

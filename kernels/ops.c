@@ -173,10 +173,15 @@ int sl_op_ctx_open(sl_op_ctx **out, const char *backend)
     return sl_seterr(SL_EINVAL, "unknown backend '%s' (expected auto, cpu or cuda; cuda-emu for tests)", backend);
 }
 
+/* The backend's per-call hook (backend.h): the context's device made current
+ * for the calling thread. */
+static int enter(sl_op_ctx *ctx) { return ctx->be->enter ? ctx->be->enter(ctx) : 0; }
+
 void sl_op_ctx_close(sl_op_ctx *ctx)
 {
     if (!ctx)
         return;
+    (void)enter(ctx); /* teardown goes on regardless: its frees need the device current */
     if (ctx->be->fini)
         ctx->be->fini(ctx);
     free(ctx);
@@ -209,27 +214,32 @@ int sl_op_alloc(sl_op_ctx *ctx, void **ptr, size_t bytes)
     *ptr = NULL;
     if (!ctx->be->alloc)
         return unsupported(ctx, "memory allocation");
-    return ctx->be->alloc(ctx, ptr, bytes ? bytes : 1);
+    int rc = enter(ctx);
+    return rc ? rc : ctx->be->alloc(ctx, ptr, bytes ? bytes : 1);
 }
 
 void sl_op_free(sl_op_ctx *ctx, void *ptr)
 {
-    if (ptr && ctx->be->free_)
+    if (ptr && ctx->be->free_) {
+        (void)enter(ctx); /* cannot fail: a free on a broken context logs */
         ctx->be->free_(ctx, ptr);
+    }
 }
 
 int sl_op_upload(sl_op_ctx *ctx, void *dst, const void *src, size_t bytes)
 {
     if (!ctx->be->upload)
         return unsupported(ctx, "upload");
-    return bytes ? ctx->be->upload(ctx, dst, src, bytes) : 0;
+    int rc = bytes ? enter(ctx) : 0;
+    return bytes && !rc ? ctx->be->upload(ctx, dst, src, bytes) : rc;
 }
 
 int sl_op_download(sl_op_ctx *ctx, void *dst, const void *src, size_t bytes)
 {
     if (!ctx->be->download)
         return unsupported(ctx, "download");
-    return bytes ? ctx->be->download(ctx, dst, src, bytes) : 0;
+    int rc = bytes ? enter(ctx) : 0;
+    return bytes && !rc ? ctx->be->download(ctx, dst, src, bytes) : rc;
 }
 
 int sl_op_copy(sl_op_ctx *ctx, void *dst, const void *src, size_t bytes)
@@ -243,10 +253,17 @@ int sl_op_copy(sl_op_ctx *ctx, void *dst, const void *src, size_t bytes)
     const char *d = dst, *s = src;
     if (d < s + bytes && s < d + bytes)
         return bad("copy", "source and destination overlap");
-    return ctx->be->copy(ctx, dst, src, bytes);
+    int rc = enter(ctx);
+    return rc ? rc : ctx->be->copy(ctx, dst, src, bytes);
 }
 
-int sl_op_sync(sl_op_ctx *ctx) { return ctx->be->sync ? ctx->be->sync(ctx) : 0; }
+int sl_op_sync(sl_op_ctx *ctx)
+{
+    if (!ctx->be->sync)
+        return 0;
+    int rc = enter(ctx);
+    return rc ? rc : ctx->be->sync(ctx);
+}
 
 int sl_op_reserve(sl_op_ctx *ctx, int n_fft, size_t max_frames)
 {
@@ -254,7 +271,8 @@ int sl_op_reserve(sl_op_ctx *ctx, int n_fft, size_t max_frames)
         return bad("reserve", "n_fft out of range 2..65536");
     if (!max_frames || !ctx->be->reserve)
         return 0;
-    return ctx->be->reserve(ctx, n_fft, max_frames);
+    int rc = enter(ctx);
+    return rc ? rc : ctx->be->reserve(ctx, n_fft, max_frames);
 }
 
 int sl_op_host_alloc(sl_op_ctx *ctx, void **ptr, size_t bytes)
@@ -262,8 +280,10 @@ int sl_op_host_alloc(sl_op_ctx *ctx, void **ptr, size_t bytes)
     *ptr = NULL;
     if (!bytes)
         bytes = 1;
-    if (ctx->be->host_alloc)
-        return ctx->be->host_alloc(ctx, ptr, bytes);
+    if (ctx->be->host_alloc) {
+        int rc = enter(ctx);
+        return rc ? rc : ctx->be->host_alloc(ctx, ptr, bytes);
+    }
     void *p = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
     if (!p)
         return sl_seterr(SL_ENOMEM, "host buffer: cannot allocate %zu bytes", bytes);
@@ -275,8 +295,10 @@ void sl_op_host_free(sl_op_ctx *ctx, void *ptr)
 {
     if (!ptr)
         return;
-    if (ctx->be->host_free)
+    if (ctx->be->host_free) {
+        (void)enter(ctx);
         ctx->be->host_free(ctx, ptr);
+    }
     else
         free(ptr);
 }
@@ -382,7 +404,8 @@ int sl_mel_filterbank(float *fb, int sr, int n_fft, int n_mels, double fmin, dou
         if (!ctx->be->fn)                                                                         \
             return sl_seterr(SL_EUNSUPPORTED, "op '%s' is not implemented by backend %s",        \
                              sl_op_name(op), ctx->be->name);                                      \
-        return ctx->be->fn(ctx, __VA_ARGS__);                                                     \
+        int rc_ = enter(ctx);                                                                     \
+        return rc_ ? rc_ : ctx->be->fn(ctx, __VA_ARGS__);                                         \
     } while (0)
 
 static int bad(const char *op, const char *why) { return sl_seterr(SL_EINVAL, "op %s: %s", op, why); }

@@ -128,12 +128,24 @@ static int cu_init(sl_op_ctx *ctx)
     return 0;
 }
 
+// Every call on the context, from any thread: CUDA's current device is per
+// host thread, and a launch on (or a free, a cuFFT plan, a cuDNN handle of) a
+// device that is not current fails. cudaGetDevice is a thread-local read.
+static int cu_enter(sl_op_ctx *ctx)
+{
+    sl_cu_state *st = sl_cu_st(ctx);
+    int cur = -1;
+    if (cudaGetDevice(&cur) != cudaSuccess || cur != st->device)
+        SL_CU_CHECK(cudaSetDevice(st->device));
+    return 0;
+}
+
 static void cu_fini(sl_op_ctx *ctx)
 {
     sl_cu_state *st = sl_cu_st(ctx);
     if (!st)
         return;
-    // Teardown: return codes are not actionable any more; the stream sync makes
+    // Teardown (ops.c made the device current): return codes are not actionable any more; the stream sync makes
     // sure nothing queued still uses what is freed.
     cudaStreamSynchronize(st->stream);
     sl_cuda_fft_release(ctx);
@@ -253,6 +265,12 @@ static int cu_init(sl_op_ctx *ctx)
     return 0;
 }
 
+static int cu_enter(sl_op_ctx *ctx)
+{
+    (void)ctx;
+    return 0;
+}
+
 static void cu_fini(sl_op_ctx *ctx)
 {
     sl_cu_state *st = sl_cu_st(ctx);
@@ -348,6 +366,7 @@ extern "C" const sl_op_backend sl_cuda_emu_backend = {
     "cuda-emu",
 #endif
     cu_init,
+    cu_enter,
     cu_fini,
     cu_alloc,
     cu_free,

@@ -399,6 +399,12 @@ void sl_mock_launch(cudaStream_t s, const char *kernel, dim3 grid, dim3 block, s
     std::lock_guard<std::recursive_mutex> g(st.mu);
     ensure_init(st);
     CUstream_st *q = resolve(st, s);
+    if (q->device != t_device) {
+        // "A kernel launch will fail if it is issued to a stream that is not
+        // associated to the current device."
+        t_last = cudaErrorInvalidResourceHandle;
+        return;
+    }
     q->q.push_back([q, kernel, grid, block, shmem, body]() mutable {
         if (sl_emu_launch(kernel, grid, block, shmem, &launch_trampoline, &body) < 0 && q->error == cudaSuccess)
             q->error = cudaErrorLaunchFailure;
@@ -674,6 +680,8 @@ cudaError_t cudaMallocAsync(void **p, size_t bytes, cudaStream_t stream)
     if (!s.pools)
         return fail(cudaErrorNotSupported);
     CUstream_st *x = resolve(s, stream);
+    if (x->device != t_device) // stricter than the driver promises (it would use the stream's device's pool)
+        return fail(cudaErrorInvalidResourceHandle);
     cudaError_t e = dev_alloc(s, p, bytes, x->device);
     if (e == cudaErrorMemoryAllocation && !x->q.empty()) {
         // Memory freed earlier in this stream's order is reusable by later work in
@@ -695,6 +703,8 @@ cudaError_t cudaFree(void *p)
     auto it = alloc_at(s, p);
     if (it == s.allocs.end() || it->second.free_pending)
         return fail(cudaErrorInvalidDevicePointer);
+    if (it->second.device != t_device) // stricter than the driver promises: the owner's device must be current
+        return fail(cudaErrorInvalidDevicePointer);
     drain_all(s); // cudaFree synchronises
     dev_release(s, it->first);
     return cudaSuccess;
@@ -710,10 +720,15 @@ cudaError_t cudaFreeAsync(void *p, cudaStream_t stream)
     auto it = alloc_at(s, p);
     if (it == s.allocs.end() || it->second.free_pending)
         return fail(cudaErrorInvalidDevicePointer);
+    CUstream_st *x = resolve(s, stream);
+    if (x->device != t_device) // like a launch: the stream's device must be current
+        return fail(cudaErrorInvalidResourceHandle);
+    if (it->second.device != x->device)
+        return fail(cudaErrorInvalidDevicePointer);
     it->second.free_pending = true;
     const size_t off = it->first;
     State *sp = &s;
-    resolve(s, stream)->q.push_back([sp, off]() { dev_release(*sp, off); });
+    x->q.push_back([sp, off]() { dev_release(*sp, off); });
     return cudaSuccess;
 }
 

@@ -57,6 +57,9 @@ cufftResult exec(cufftHandle h, const void *idata, void *odata, cufftType want, 
             return CUFFT_INVALID_VALUE;
         copy = *p;
     }
+    int dev = -1;
+    if (cudaGetDevice(&dev) != cudaSuccess || dev != copy.device)
+        return CUFFT_INVALID_DEVICE; // a plan runs on the device current when it was made
     if (!copy.area && copy.work)
         sl_mock_fatal("%s: plan %d needs a %zu-byte work area and none was set (auto-allocation off, no "
                       "cufftSetWorkArea)",
@@ -244,6 +247,9 @@ cufftResult cufftDestroy(cufftHandle h)
         Plan *p = get(h);
         if (!p)
             return CUFFT_INVALID_PLAN;
+        int dev = -1;
+        if (cudaGetDevice(&dev) != cudaSuccess || dev != p->device)
+            return CUFFT_INVALID_DEVICE; // the plan's device must be current (it frees device resources)
         if (*p->pending)
             sl_mock_fatal("cufftDestroy(plan %d): %d transform(s) of this plan are still queued on its stream "
                           "(synchronise first)",
@@ -255,6 +261,12 @@ cufftResult cufftDestroy(cufftHandle h)
     if (own)
         cudaFree(own);
     return CUFFT_SUCCESS;
+}
+
+size_t sl_mock_live_fft_plans(void)
+{
+    std::lock_guard<std::mutex> g(g_mu);
+    return g_plans.size();
 }
 
 cufftResult cufftGetVersion(int *version)

@@ -22,6 +22,15 @@
 //  * Every pointer range handed to a copy, memset, FFT or convolution must lie
 //    inside one live allocation of the right kind, otherwise the process aborts
 //    with a message naming the call.
+//  * The current device is per host thread (cudaSetDevice). A launch, a
+//    cudaFreeAsync or cudaMallocAsync on a stream of another device fails with
+//    cudaErrorInvalidResourceHandle, a cudaFree of another device's pointer with
+//    cudaErrorInvalidDevicePointer, a cuFFT execution or cufftDestroy of a plan
+//    made on another device with CUFFT_INVALID_DEVICE, a cuDNN call on a handle
+//    of another device with CUDNN_STATUS_EXECUTION_FAILED_CUDART. The launch
+//    rule is the driver's documented one; for the others the mock is stricter
+//    than the documentation promises, so that a backend that makes its device
+//    current at every entry point passes on any driver.
 //  * Limits: SL_MOCK_DEVICES devices (default 1; 0 = cudaErrorNoDevice),
 //    SL_MOCK_DEVICE_MB of memory each (default 4096): cudaMalloc* past it is
 //    cudaErrorMemoryAllocation, as a full GPU would answer.
@@ -68,5 +77,7 @@ void sl_mock_launch(cudaStream_t s, const char *kernel, dim3 grid, dim3 block, s
 // allocated and not freed (all devices), and live pinned host allocations.
 extern "C" size_t sl_mock_live_device_bytes(void);
 extern "C" size_t sl_mock_live_pinned(void);
+// cuFFT plans created and not destroyed.
+extern "C" size_t sl_mock_live_fft_plans(void);
 
 #endif
