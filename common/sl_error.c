@@ -29,6 +29,7 @@ static const char *const sl_err_table[] = {
     "malformed file",
     "numerical check failed",
     "interrupted by a signal",
+    "GPU context lost (sticky device error)",
 };
 
 static _Thread_local char tl_msg[1024];

@@ -27,7 +27,8 @@ enum {
     SL_EFORMAT = SL_EBASE - 15,      /* malformed file */
     SL_ENUMERIC = SL_EBASE - 16,     /* numerical check failed (e.g. NOLA) */
     SL_EINTERRUPTED = SL_EBASE - 17, /* stopped by a signal */
-    SL_ELAST = SL_EBASE - 18
+    SL_EDEVLOST = SL_EBASE - 18,     /* GPU context lost to a sticky error: not retried on it */
+    SL_ELAST = SL_EBASE - 19
 };
 
 /* Returns a static description of code (ours, an errno, or an AVERROR). Never NULL. */

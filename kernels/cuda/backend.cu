@@ -54,6 +54,82 @@ static int status_report(sl_cu_state *st)
 #if SL_CUDA_API
 // ---------------------------------------------------------------- real CUDA
 
+// Devices whose CUDA context a sticky error broke: the error, 0 when none.
+// Process-wide (the context is the device's primary one, shared by every
+// sl_op_ctx on it); written once per device, read at every entry.
+#define SL_CU_MAX_DEVICES 64
+static int g_lost[SL_CU_MAX_DEVICES];
+
+static int is_sticky(cudaError_t e)
+{
+    switch (e) {
+    case cudaErrorIllegalAddress:
+    case cudaErrorLaunchFailure:
+    case cudaErrorLaunchTimeout:
+    case cudaErrorHardwareStackError:
+    case cudaErrorIllegalInstruction:
+    case cudaErrorMisalignedAddress:
+    case cudaErrorInvalidAddressSpace:
+    case cudaErrorInvalidPc:
+    case cudaErrorAssert:
+    case cudaErrorECCUncorrectable:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+int sl_cu_sticky(cudaError_t e, const char *call)
+{
+    if (!is_sticky(e))
+        return 0;
+    int dev = -1;
+    (void)cudaGetDevice(&dev); // the backend made the context's device current at entry
+    if (dev >= 0 && dev < SL_CU_MAX_DEVICES) {
+        int none = 0;
+        __atomic_compare_exchange_n(&g_lost[dev], &none, (int)e, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+    }
+    return sl_seterr(SL_EDEVLOST,
+                     "%s: %s (%s): the CUDA context of device %d is lost (a sticky error: every later call "
+                     "on it fails); its work must move to another device or the CPU",
+                     call, cudaGetErrorString(e), cudaGetErrorName(e), dev);
+}
+
+static int lost_error(int device)
+{
+    const int e = device >= 0 && device < SL_CU_MAX_DEVICES ? __atomic_load_n(&g_lost[device], __ATOMIC_SEQ_CST) : 0;
+    if (!e)
+        return 0;
+    return sl_seterr(SL_EDEVLOST, "CUDA device %d: its context was lost to %s earlier; it takes no more work",
+                     device, cudaGetErrorName((cudaError_t)e));
+}
+
+// Out of memory in the pool: it may keep freed blocks reserved (up to its
+// release threshold) that this request cannot reuse, or this stream's frees
+// may still be queued. Wait for the stream, release every unused block to the
+// device and try once more (a host wait, on this rare path only) before the
+// caller gives up (the runner then halves its batch).
+cudaError_t sl_cu_dev_alloc(sl_cu_state *st, void **p, size_t bytes)
+{
+    if (!st->pools)
+        return cudaMalloc(p, bytes);
+    cudaError_t e = cudaMallocAsync(p, bytes, st->stream);
+    if (e != cudaErrorMemoryAllocation)
+        return e;
+    (void)cudaGetLastError();
+    cudaMemPool_t pool;
+    cudaError_t t = cudaStreamSynchronize(st->stream);
+    if (t == cudaSuccess)
+        t = cudaDeviceGetDefaultMemPool(&pool, st->device);
+    if (t == cudaSuccess)
+        t = cudaMemPoolTrimTo(pool, 0);
+    if (t != cudaSuccess) // a broken context says so rather than "out of memory"
+        return t;
+    sl_log(SL_LOG_DEBUG, NULL, "cuda", "device %d: out of memory for %zu bytes; released the pool's cached "
+                                       "blocks and retrying", st->device, bytes);
+    return cudaMallocAsync(p, bytes, st->stream);
+}
+
 static int cu_init(sl_op_ctx *ctx)
 {
     sl_cuda_device_info info;
@@ -61,6 +137,8 @@ static int cu_init(sl_op_ctx *ctx)
     int rc = sl_cuda_probe_device(&info, ctx->device_req > 0 ? ctx->device_req : 0, msg, sizeof msg);
     if (rc < 0)
         return sl_seterr(rc, "backend cuda: %s", msg);
+    if ((rc = lost_error(info.device)) < 0)
+        return rc;
     sl_cu_state *st = static_cast<sl_cu_state *>(calloc(1, sizeof *st));
     if (!st)
         return sl_seterr(SL_ENOMEM, "backend cuda: out of memory");
@@ -83,9 +161,13 @@ static int cu_init(sl_op_ctx *ctx)
         e = cudaDeviceGetAttribute(&st->pools, cudaDevAttrMemoryPoolsSupported, info.device);
     }
     if (e == cudaSuccess && st->pools) {
-        // Keep freed pool memory cached: per-track sl_op_alloc/free then cost no driver calls.
+        // Keep freed pool memory cached (per-track sl_op_alloc/free then cost no
+        // driver calls), but not all of the device: above total - min(512 MiB,
+        // total/4) a synchronisation returns unused blocks, so that cuDNN's and
+        // cuFFT's own allocations and other processes still find memory.
         cudaMemPool_t pool;
-        uint64_t keep = UINT64_MAX;
+        const uint64_t total = info.total_mem, margin = total / 4 < ((uint64_t)512 << 20) ? total / 4 : (uint64_t)512 << 20;
+        uint64_t keep = total - margin;
         call = "cudaDeviceGetDefaultMemPool";
         e = cudaDeviceGetDefaultMemPool(&pool, info.device);
         if (e == cudaSuccess) {
@@ -137,7 +219,7 @@ static int cu_enter(sl_op_ctx *ctx)
     int cur = -1;
     if (cudaGetDevice(&cur) != cudaSuccess || cur != st->device)
         SL_CU_CHECK(cudaSetDevice(st->device));
-    return 0;
+    return lost_error(st->device); // (a lost context's teardown still runs, on its device)
 }
 
 static void cu_fini(sl_op_ctx *ctx)
@@ -176,8 +258,9 @@ static int cu_alloc(sl_op_ctx *ctx, void **ptr, size_t bytes)
 static void cu_free(sl_op_ctx *ctx, void *ptr)
 {
     // Stream-ordered: the memory returns to the pool after the work queued so far.
-    cudaError_t e = sl_cu_dev_free(sl_cu_st(ctx), ptr);
-    if (e != cudaSuccess) // sl_op_free cannot fail; a broken context shows at the next sync
+    sl_cu_state *st = sl_cu_st(ctx);
+    cudaError_t e = sl_cu_dev_free(st, ptr);
+    if (e != cudaSuccess && !g_lost[st->device]) // sl_op_free cannot fail; a broken context shows at the next sync
         sl_log(SL_LOG_ERROR, NULL, "cuda", "device free: %s", cudaGetErrorString(e));
 }
 

@@ -46,11 +46,10 @@ static inline sl_cu_state *sl_cu_st(sl_op_ctx *ctx) { return static_cast<sl_cu_s
 #if SL_CUDA_API
 // Device memory in stream order where the device has memory pools (a free
 // waits for the work queued before it, without blocking the host); plain
-// cudaMalloc / cudaFree (which synchronise) elsewhere.
-static inline cudaError_t sl_cu_dev_alloc(sl_cu_state *st, void **p, size_t bytes)
-{
-    return st->pools ? cudaMallocAsync(p, bytes, st->stream) : cudaMalloc(p, bytes);
-}
+// cudaMalloc / cudaFree (which synchronise) elsewhere. Out of memory in the
+// pool: its cached blocks are released (cudaMemPoolTrimTo) and the allocation
+// tried once more (backend.cu).
+cudaError_t sl_cu_dev_alloc(sl_cu_state *st, void **p, size_t bytes);
 static inline cudaError_t sl_cu_dev_free(sl_cu_state *st, void *p)
 {
     return st->pools ? cudaFreeAsync(p, st->stream) : cudaFree(p);

@@ -21,6 +21,12 @@ extern "C" int sl_cufft_err(cufftResult r, const char *call)
     case CUFFT_NOT_SUPPORTED: what = "not supported"; break;
     default: what = "error"; break;
     }
+    if (r == CUFFT_EXEC_FAILED) {
+        // Possibly a broken context: a sticky error shows at the next synchronisation.
+        int rc = sl_cu_sticky(cudaDeviceSynchronize(), call);
+        if (rc)
+            return rc;
+    }
     return sl_seterr(r == CUFFT_ALLOC_FAILED ? SL_ENOMEM : SL_EDEVICE, "%s: cuFFT %s (cufftResult %d)", call, what,
                      (int)r);
 }
@@ -33,20 +39,30 @@ extern "C" int sl_cufft_err(cufftResult r, const char *call)
     } while (0)
 
 // Grows the shared work area to bytes and re-points every cached plan at it.
-// The old area is freed in stream order, after the transforms queued on it.
+// The new area is allocated first: when that fails, the cache is untouched
+// (every plan keeps its old, big enough area). The old area is freed in stream
+// order, after the transforms queued on it.
 static int fft_work_reserve(sl_cu_state *st, size_t bytes)
 {
     if (bytes <= st->fft_work_size)
         return 0;
-    if (st->fft_work) {
-        SL_CU_CHECK(sl_cu_dev_free(st, st->fft_work));
-        st->fft_work = NULL;
-        st->fft_work_size = 0;
+    void *fresh = NULL;
+    cudaError_t e = sl_cu_dev_alloc(st, &fresh, bytes);
+    if (e != cudaSuccess)
+        return sl_cu_err(e, "cuFFT work area: cudaMallocAsync");
+    for (int i = 0; i < st->n_plans; i++) {
+        cufftResult r = cufftSetWorkArea(st->plans[i].h, fresh);
+        if (r != CUFFT_SUCCESS) {
+            for (int j = 0; j < i; j++) // back to the old area
+                cufftSetWorkArea(st->plans[j].h, st->fft_work);
+            sl_cu_dev_free(st, fresh);
+            return sl_cufft_err(r, "cufftSetWorkArea");
+        }
     }
-    SL_CU_CHECK(sl_cu_dev_alloc(st, &st->fft_work, bytes));
+    if (st->fft_work)
+        SL_CU_CHECK(sl_cu_dev_free(st, st->fft_work));
+    st->fft_work = fresh;
     st->fft_work_size = bytes;
-    for (int i = 0; i < st->n_plans; i++)
-        SL_CUFFT_CHECK(cufftSetWorkArea(st->plans[i].h, st->fft_work));
     return 0;
 }
 
@@ -97,18 +113,26 @@ extern "C" int sl_cuda_fft_plan(sl_op_ctx *ctx, int n_fft, int batch, int invers
         st->plans[slot] = st->plans[--st->n_plans];
         slot = st->n_plans;
     }
-    sl_cu_plan *p = &st->plans[slot];
-    int rc = fft_make(st, p, n_fft, batch, inverse);
+    // Made aside and cached only once the work area it needs exists and it
+    // points at it: on any failure the cache holds exactly the plans before.
+    sl_cu_plan p;
+    int rc = fft_make(st, &p, n_fft, batch, inverse);
     if (rc < 0)
         return rc;
+    rc = fft_work_reserve(st, p.work);
+    if (rc == 0 && st->fft_work) {
+        cufftResult r = cufftSetWorkArea(p.h, st->fft_work);
+        if (r != CUFFT_SUCCESS)
+            rc = sl_cufft_err(r, "cufftSetWorkArea");
+    }
+    if (rc < 0) {
+        cufftDestroy(p.h);
+        return rc;
+    }
+    p.used = st->tick;
+    st->plans[slot] = p;
     st->n_plans++;
-    p->used = st->tick;
-    rc = fft_work_reserve(st, p->work);
-    if (rc < 0)
-        return rc;
-    if (st->fft_work)
-        SL_CUFFT_CHECK(cufftSetWorkArea(p->h, st->fft_work));
-    *plan = p->h;
+    *plan = p.h;
     return 0;
 }
 

@@ -184,18 +184,32 @@ static inline float __uint_as_float(unsigned u)
 #endif
 
 #if SL_CUDA_API
+// A sticky error (an illegal address, a kernel fault, an uncorrectable ECC
+// error...) breaks the CUDA context of the current device for good: every later
+// call on it fails. Records the device as lost (its contexts then refuse all
+// work, backend.cu) and returns SL_EDEVLOST naming the call; other errors: 0.
+int sl_cu_sticky(cudaError_t e, const char *call);
+
 static inline int sl_cu_launched(const char *kernel)
 {
     cudaError_t e = cudaGetLastError();
-    if (e != cudaSuccess)
-        return sl_seterr(SL_EDEVICE, "launch of %s: %s (%s)", kernel, cudaGetErrorString(e),
-                         cudaGetErrorName(e));
+    if (e != cudaSuccess) {
+        int rc = sl_cu_sticky(e, kernel);
+        return rc ? rc : sl_seterr(SL_EDEVICE, "launch of %s: %s (%s)", kernel, cudaGetErrorString(e),
+                                   cudaGetErrorName(e));
+    }
     return 0;
 }
 
-// Turns a CUDA runtime error into a stemline error naming the call.
+// Turns a CUDA runtime error into a stemline error naming the call. The
+// thread's last-error slot, which the failed call also set, is cleared, so the
+// next launch check does not report this error again against its kernel.
 static inline int sl_cu_err(cudaError_t e, const char *call)
 {
+    (void)cudaGetLastError();
+    int rc = sl_cu_sticky(e, call);
+    if (rc)
+        return rc;
     if (e == cudaErrorMemoryAllocation)
         return sl_seterr(SL_ENOMEM, "%s: %s", call, cudaGetErrorString(e));
     return sl_seterr(SL_EDEVICE, "%s: %s (%s)", call, cudaGetErrorString(e), cudaGetErrorName(e));

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <deque>
+#include <set>
 #include <map>
 #include <mutex>
 #include <vector>
@@ -33,6 +34,9 @@ struct CUstream_st {
 struct CUmemPoolHandle_st {
     int device;
     uint64_t release_threshold;
+    size_t inuse;                    // bytes of live pool allocations
+    std::multiset<size_t> cache;     // freed pool blocks still reserved (counted in used[device])
+    size_t cached;                   // their sum
 };
 
 namespace {
@@ -45,6 +49,8 @@ struct Alloc {
     size_t size;
     int device;
     bool free_pending; // cudaFreeAsync queued, not yet run: unusable by later work
+    bool pool;         // from the device's default pool (cudaMallocAsync)
+    size_t charged;    // bytes counted against the device (a reused pool block: the whole block)
 };
 
 struct Pinned {
@@ -70,6 +76,9 @@ struct State {
     CUmemPoolHandle_st pool[kMaxDevices];
     std::vector<CUstream_st *> streams;
     int access = 0; // nesting depth of device work (arena accessible when > 0)
+    cudaError_t sticky[kMaxDevices] = {};    // a fault broke the device's context: every later call fails
+    cudaError_t fault_next[kMaxDevices] = {}; // injected: the next kernel run on the device faults so
+    size_t fail_from = 0;                    // injected: device allocations of >= fail_from bytes fail (0: off)
     bool init = false;
 };
 
@@ -122,6 +131,11 @@ void ensure_init(State &s)
     s.device_mem = (size_t)env_long("SL_MOCK_DEVICE_MB", 4096, 1, 1L << 20) << 20;
     s.pools = env_long("SL_MOCK_NO_POOLS", 0, 0, 1) ? 0 : 1;
     s.driver = env_long("SL_MOCK_NO_DRIVER", 0, 0, 1) ? 0 : CUDART_VERSION;
+    // SL_MOCK_FAULT=D: the first kernel that runs on device D faults with
+    // cudaErrorIllegalAddress, which breaks that device's context for good.
+    const long fault = env_long("SL_MOCK_FAULT", -1, -1, (long)kMaxDevices - 1);
+    if (fault >= 0)
+        s.fault_next[fault] = cudaErrorIllegalAddress;
     const char *stats = getenv("SL_MOCK_STATS");
     if (stats && *stats) {
         s.stats_path = stats;
@@ -136,7 +150,8 @@ void ensure_init(State &s)
         s.legacy[d].flags = cudaStreamDefault;
         s.legacy[d].error = cudaSuccess;
         s.pool[d].device = (int)d;
-        s.pool[d].release_threshold = 0;
+        s.pool[d].release_threshold = 0; // the driver's default: release everything unused at each sync
+        s.pool[d].inuse = s.pool[d].cached = 0;
     }
 }
 
@@ -185,7 +200,22 @@ void run_queue(State &s, CUstream_st *st)
     while (!st->q.empty()) {
         std::function<void()> w = std::move(st->q.front());
         st->q.pop_front();
-        w();
+        if (!s.sticky[st->device]) // a broken context runs nothing more
+            w();
+    }
+}
+
+// Frees cached pool blocks (largest first) until the pool of dev reserves at
+// most keep bytes, or nothing unused is left: cudaMemPoolTrimTo, and what a
+// synchronisation does above the release threshold.
+void pool_release(State &s, int dev, size_t keep)
+{
+    CUmemPoolHandle_st &p = s.pool[dev];
+    while (!p.cache.empty() && p.inuse + p.cached > keep) {
+        auto big = std::prev(p.cache.end());
+        p.cached -= *big;
+        s.used[dev] -= *big;
+        p.cache.erase(big);
     }
 }
 
@@ -195,7 +225,8 @@ cudaError_t drain(State &s, CUstream_st *st)
     if (st != &s.legacy[st->device] && !(st->flags & cudaStreamNonBlocking))
         run_queue(s, &s.legacy[st->device]);
     run_queue(s, st);
-    cudaError_t e = st->error;
+    pool_release(s, st->device, s.pool[st->device].release_threshold);
+    cudaError_t e = s.sticky[st->device] ? s.sticky[st->device] : st->error;
     return e;
 }
 
@@ -205,6 +236,7 @@ void drain_device(State &s, int dev)
     for (CUstream_st *x : s.streams)
         if (x->device == dev)
             run_queue(s, x);
+    pool_release(s, dev, s.pool[dev].release_threshold);
 }
 
 void drain_all(State &s)
@@ -245,7 +277,7 @@ bool is_pinned(State &s, const void *p, size_t bytes)
     return a >= it->first && a + bytes <= it->first + it->second.size;
 }
 
-cudaError_t dev_alloc(State &s, void **p, size_t bytes, int dev)
+cudaError_t dev_alloc(State &s, void **p, size_t bytes, int dev, bool pool)
 {
     ensure_init(s);
     if (!p)
@@ -256,8 +288,28 @@ cudaError_t dev_alloc(State &s, void **p, size_t bytes, int dev)
     const size_t need = (bytes + kAlign - 1) / kAlign * kAlign;
     if (bytes == 0)
         return cudaSuccess; // cudaMalloc(0) gives NULL and succeeds
-    if (need > s.device_mem || s.used[dev] > s.device_mem - need)
+    if (s.sticky[dev])
+        return fail(s.sticky[dev]);
+    if (s.fail_from && bytes >= s.fail_from)
         return fail(cudaErrorMemoryAllocation);
+    // A pool allocation reuses the smallest cached block that holds it (whole:
+    // blocks are not split); otherwise it needs new device memory, which the
+    // blocks the pool keeps cached also occupy (a full device with a fat pool
+    // fails until the pool is trimmed).
+    size_t charged = need;
+    CUmemPoolHandle_st &pl = s.pool[dev];
+    auto blk = pool ? pl.cache.lower_bound(need) : pl.cache.end();
+    if (blk != pl.cache.end()) {
+        charged = *blk;
+        pl.cached -= charged;
+        pl.cache.erase(blk);
+    } else if (need > s.device_mem || s.used[dev] > s.device_mem - need) {
+        return fail(cudaErrorMemoryAllocation);
+    } else {
+        s.used[dev] += need;
+    }
+    if (pool)
+        pl.inuse += charged;
     size_t off = SIZE_MAX;
     for (auto it = s.free_list.begin(); it != s.free_list.end(); ++it)
         if (it->second >= need) {
@@ -276,8 +328,7 @@ cudaError_t dev_alloc(State &s, void **p, size_t bytes, int dev)
         if (s.access > 0) // device work in progress: the new pages must be accessible too
             protect(s, PROT_READ | PROT_WRITE);
     }
-    s.allocs[off] = Alloc{bytes, dev, false};
-    s.used[dev] += need;
+    s.allocs[off] = Alloc{bytes, dev, false, pool, charged};
     if (s.used[dev] > s.peak[dev])
         s.peak[dev] = s.used[dev];
     s.n_dev_allocs++;
@@ -294,7 +345,14 @@ void dev_release(State &s, size_t off)
 {
     auto it = s.allocs.find(off);
     const size_t need = (it->second.size + kAlign - 1) / kAlign * kAlign;
-    s.used[it->second.device] -= need;
+    const int dev = it->second.device;
+    if (it->second.pool) { // back to the pool's cache: still reserved on the device
+        s.pool[dev].inuse -= it->second.charged;
+        s.pool[dev].cache.insert(it->second.charged);
+        s.pool[dev].cached += it->second.charged;
+    } else {
+        s.used[dev] -= it->second.charged;
+    }
     s.allocs.erase(it);
     {
         Access a(s);
@@ -405,7 +463,17 @@ void sl_mock_launch(cudaStream_t s, const char *kernel, dim3 grid, dim3 block, s
         t_last = cudaErrorInvalidResourceHandle;
         return;
     }
-    q->q.push_back([q, kernel, grid, block, shmem, body]() mutable {
+    if (st.sticky[q->device]) {
+        t_last = st.sticky[q->device];
+        return;
+    }
+    State *sp = &st;
+    q->q.push_back([sp, q, kernel, grid, block, shmem, body]() mutable {
+        if (sp->fault_next[q->device]) { // injected: this kernel faults, the context is broken
+            sp->sticky[q->device] = sp->fault_next[q->device];
+            sp->fault_next[q->device] = cudaSuccess;
+            return;
+        }
         if (sl_emu_launch(kernel, grid, block, shmem, &launch_trampoline, &body) < 0 && q->error == cudaSuccess)
             q->error = cudaErrorLaunchFailure;
     });
@@ -419,6 +487,40 @@ size_t sl_mock_live_device_bytes(void)
     for (auto &a : s.allocs)
         n += a.second.size;
     return n;
+}
+
+void sl_mock_fail_allocs_from(size_t bytes)
+{
+    State &s = S();
+    std::lock_guard<std::recursive_mutex> g(s.mu);
+    ensure_init(s);
+    s.fail_from = bytes;
+}
+
+void sl_mock_inject_fault(int device, int error)
+{
+    State &s = S();
+    std::lock_guard<std::recursive_mutex> g(s.mu);
+    ensure_init(s);
+    if (device < 0 || device >= (int)kMaxDevices)
+        sl_mock_fatal("sl_mock_inject_fault: no device %d", device);
+    s.fault_next[device] = (cudaError_t)error;
+}
+
+int sl_mock_device_error(int device)
+{
+    State &s = S();
+    std::lock_guard<std::recursive_mutex> g(s.mu);
+    ensure_init(s);
+    return device >= 0 && device < (int)kMaxDevices ? (int)s.sticky[device] : 0;
+}
+
+size_t sl_mock_pool_release_threshold(int device)
+{
+    State &s = S();
+    std::lock_guard<std::recursive_mutex> g(s.mu);
+    ensure_init(s);
+    return (size_t)s.pool[device].release_threshold;
 }
 
 size_t sl_mock_live_pinned(void)
@@ -455,6 +557,8 @@ const char *cudaGetErrorName(cudaError_t e)
     case cudaErrorInsufficientDriver: return "cudaErrorInsufficientDriver";
     case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
     case cudaErrorInvalidResourceHandle: return "cudaErrorInvalidResourceHandle";
+    case cudaErrorIllegalAddress: return "cudaErrorIllegalAddress";
+    case cudaErrorNotSupported: return "cudaErrorNotSupported";
     default: return "cudaErrorUnknown";
     }
 }
@@ -473,6 +577,8 @@ const char *cudaGetErrorString(cudaError_t e)
     case cudaErrorInsufficientDriver: return "CUDA driver version is insufficient for CUDA runtime version";
     case cudaErrorLaunchFailure: return "unspecified launch failure";
     case cudaErrorInvalidResourceHandle: return "invalid resource handle";
+    case cudaErrorIllegalAddress: return "an illegal memory access was encountered";
+    case cudaErrorNotSupported: return "operation not supported";
     default: return "unknown error";
     }
 }
@@ -606,6 +712,17 @@ cudaError_t cudaMemPoolSetAttribute(cudaMemPool_t pool, cudaMemPoolAttr attr, vo
     return cudaSuccess;
 }
 
+cudaError_t cudaMemPoolTrimTo(cudaMemPool_t pool, size_t minBytesToKeep)
+{
+    State &s = S();
+    std::lock_guard<std::recursive_mutex> g(s.mu);
+    ensure_init(s);
+    if (!pool || pool < &s.pool[0] || pool >= &s.pool[kMaxDevices])
+        return fail(cudaErrorInvalidValue);
+    pool_release(s, pool->device, minBytesToKeep);
+    return cudaSuccess;
+}
+
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t *stream, unsigned int flags)
 {
     State &s = S();
@@ -659,7 +776,7 @@ cudaError_t cudaDeviceSynchronize(void)
     std::lock_guard<std::recursive_mutex> g(s.mu);
     ensure_init(s);
     drain_device(s, t_device);
-    return cudaSuccess;
+    return s.sticky[t_device] ? fail(s.sticky[t_device]) : cudaSuccess;
 }
 
 cudaError_t cudaMalloc(void **p, size_t bytes)
@@ -669,7 +786,7 @@ cudaError_t cudaMalloc(void **p, size_t bytes)
     ensure_init(s);
     if (!s.devices)
         return fail(cudaErrorNoDevice);
-    return dev_alloc(s, p, bytes, t_device);
+    return dev_alloc(s, p, bytes, t_device, false);
 }
 
 cudaError_t cudaMallocAsync(void **p, size_t bytes, cudaStream_t stream)
@@ -682,13 +799,13 @@ cudaError_t cudaMallocAsync(void **p, size_t bytes, cudaStream_t stream)
     CUstream_st *x = resolve(s, stream);
     if (x->device != t_device) // stricter than the driver promises (it would use the stream's device's pool)
         return fail(cudaErrorInvalidResourceHandle);
-    cudaError_t e = dev_alloc(s, p, bytes, x->device);
+    cudaError_t e = dev_alloc(s, p, bytes, x->device, true);
     if (e == cudaErrorMemoryAllocation && !x->q.empty()) {
         // Memory freed earlier in this stream's order is reusable by later work in
         // it: run the queue (as the pool would have) and try again.
         t_last = cudaSuccess;
-        drain(s, x);
-        e = dev_alloc(s, p, bytes, x->device);
+        run_queue(s, x);
+        e = dev_alloc(s, p, bytes, x->device, true);
     }
     return e;
 }
@@ -705,6 +822,8 @@ cudaError_t cudaFree(void *p)
         return fail(cudaErrorInvalidDevicePointer);
     if (it->second.device != t_device) // stricter than the driver promises: the owner's device must be current
         return fail(cudaErrorInvalidDevicePointer);
+    if (s.sticky[t_device])
+        return fail(s.sticky[t_device]);
     drain_all(s); // cudaFree synchronises
     dev_release(s, it->first);
     return cudaSuccess;
@@ -723,6 +842,8 @@ cudaError_t cudaFreeAsync(void *p, cudaStream_t stream)
     CUstream_st *x = resolve(s, stream);
     if (x->device != t_device) // like a launch: the stream's device must be current
         return fail(cudaErrorInvalidResourceHandle);
+    if (s.sticky[x->device])
+        return fail(s.sticky[x->device]);
     if (it->second.device != x->device)
         return fail(cudaErrorInvalidDevicePointer);
     it->second.free_pending = true;
@@ -775,6 +896,8 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpy
     std::lock_guard<std::recursive_mutex> g(s.mu);
     ensure_init(s);
     CUstream_st *x = resolve(s, stream);
+    if (s.sticky[x->device])
+        return fail(s.sticky[x->device]);
     if (bytes == 0)
         return cudaSuccess;
     if (!dst || !src)
@@ -831,6 +954,8 @@ cudaError_t cudaMemsetAsync(void *p, int value, size_t bytes, cudaStream_t strea
     std::lock_guard<std::recursive_mutex> g(s.mu);
     ensure_init(s);
     CUstream_st *x = resolve(s, stream);
+    if (s.sticky[x->device])
+        return fail(s.sticky[x->device]);
     if (bytes == 0)
         return cudaSuccess;
     sl_mock_check_device(p, bytes, "cudaMemsetAsync");

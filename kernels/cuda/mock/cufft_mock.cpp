@@ -60,6 +60,8 @@ cufftResult exec(cufftHandle h, const void *idata, void *odata, cufftType want, 
     int dev = -1;
     if (cudaGetDevice(&dev) != cudaSuccess || dev != copy.device)
         return CUFFT_INVALID_DEVICE; // a plan runs on the device current when it was made
+    if (sl_mock_device_error(dev))
+        return CUFFT_EXEC_FAILED; // the device's context is broken
     if (!copy.area && copy.work)
         sl_mock_fatal("%s: plan %d needs a %zu-byte work area and none was set (auto-allocation off, no "
                       "cufftSetWorkArea)",
@@ -250,7 +252,7 @@ cufftResult cufftDestroy(cufftHandle h)
         int dev = -1;
         if (cudaGetDevice(&dev) != cudaSuccess || dev != p->device)
             return CUFFT_INVALID_DEVICE; // the plan's device must be current (it frees device resources)
-        if (*p->pending)
+        if (*p->pending && !sl_mock_device_error(p->device)) // (a broken device dropped its queue)
             sl_mock_fatal("cufftDestroy(plan %d): %d transform(s) of this plan are still queued on its stream "
                           "(synchronise first)",
                           h, *p->pending);

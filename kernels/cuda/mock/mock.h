@@ -31,6 +31,12 @@
 //    rule is the driver's documented one; for the others the mock is stricter
 //    than the documentation promises, so that a backend that makes its device
 //    current at every entry point passes on any driver.
+//  * The default memory pool keeps freed blocks reserved (counted against the
+//    device) and reuses a cached block that is big enough; a synchronisation
+//    releases cached blocks above the pool's release threshold (default 0) and
+//    cudaMemPoolTrimTo releases them on request. So a plain cudaMalloc, or a
+//    pool allocation bigger than every cached block, fails on a device whose
+//    pool holds the memory, as it does on a GPU.
 //  * Limits: SL_MOCK_DEVICES devices (default 1; 0 = cudaErrorNoDevice),
 //    SL_MOCK_DEVICE_MB of memory each (default 4096): cudaMalloc* past it is
 //    cudaErrorMemoryAllocation, as a full GPU would answer.
@@ -79,5 +85,17 @@ extern "C" size_t sl_mock_live_device_bytes(void);
 extern "C" size_t sl_mock_live_pinned(void);
 // cuFFT plans created and not destroyed.
 extern "C" size_t sl_mock_live_fft_plans(void);
+// Fault injection: device allocations of at least bytes fail with
+// cudaErrorMemoryAllocation from now on (0: never).
+extern "C" void sl_mock_fail_allocs_from(size_t bytes);
+// The next kernel that runs on device faults with error (a cudaError_t such as
+// cudaErrorIllegalAddress): the device's context is broken for good, as a real
+// one is after a sticky error: queued work is dropped and every later call on
+// the device returns error (SL_MOCK_FAULT=D does this at start-up for device D).
+extern "C" void sl_mock_inject_fault(int device, int error);
+// The sticky error of device (0: none); cuFFT and cuDNN executions check it.
+extern "C" int sl_mock_device_error(int device);
+// The release threshold last set on device's default pool.
+extern "C" size_t sl_mock_pool_release_threshold(int device);
 
 #endif
