@@ -111,6 +111,7 @@ typedef struct {
     sl_emb_model *cpu_emb;
     size_t max_batch;
     int device;            /* CUDA ordinal, -1 = use the runner's context */
+    int lost;              /* its device's context was lost (SL_EDEVLOST): never used again */
     pthread_t th;
     int started;
 } worker;
@@ -163,6 +164,7 @@ struct runner {
     size_t live_tracks;                /* trk objects alive (under mu) */
     pthread_cond_t cv_stem;
     int workers_ready, workers_failed;
+    int devices_lost;                  /* workers whose device's context was lost (under mu) */
 
     /* pipeline statistics (under mu) */
     double wait_slot_s, wait_ready_s, wait_write_s;

@@ -61,17 +61,47 @@ static int open_cpu_fallback(worker *w)
     return rc;
 }
 
+/* The worker's device lost its context to a sticky error: it is never used
+ * again (retrying there fails forever). */
+static void worker_lost(worker *w, int rc)
+{
+    runner *r = w->r;
+    char m[512];
+    pthread_mutex_lock(&r->mu);
+    w->lost = 1;
+    r->devices_lost++;
+    int others = r->n_workers - r->workers_failed - r->devices_lost;
+    pthread_mutex_unlock(&r->mu);
+    sl_log(SL_LOG_ERROR, NULL, "worker", "worker %d: %s: %s", w->id,
+           sl_errmsg(rc, m, sizeof m),
+           others > 0 ? "its batch runs on the CPU, later ones on the other devices"
+                      : "this and every later batch of the worker run on the CPU");
+}
+
 /* A device error (out of memory) on a batch: halve the batch and retry, down to
  * one segment; a single segment that still fails runs on the CPU; a segment
- * that fails there too fails its track with the reason. */
+ * that fails there too fails its track with the reason. A lost device
+ * (SL_EDEVLOST) is not retried: the batch runs on the CPU. */
 static void run_batch(worker *w, slot **s, size_t n)
 {
     runner *r = w->r;
     size_t bad = 0;
     double t0 = now_s();
-    int rc = run_models(r, w->sep, w->emb, s, n, 1, &bad);
+    int rc;
+    if (w->lost) {
+        rc = open_cpu_fallback(w);
+        if (!rc)
+            rc = run_models(r, w->cpu_sep, w->cpu_emb, s, n, 0, &bad);
+    } else {
+        rc = run_models(r, w->sep, w->emb, s, n, 1, &bad);
+        if (rc == SL_EDEVLOST) {
+            worker_lost(w, rc);
+            run_batch(w, s, n);
+            return;
+        }
+    }
     double dt = now_s() - t0;
-    if (rc && is_device_error(rc) && n > 1) {
+    if (rc && !w->lost && is_device_error(rc) && n > 1) {
         char m[512];
         sl_log(SL_LOG_WARN, NULL, "worker", "%s; retrying with batches of %zu", sl_errmsg(rc, m, sizeof m),
                n / 2);
@@ -83,7 +113,7 @@ static void run_batch(worker *w, slot **s, size_t n)
         run_batch(w, s + n / 2, n - n / 2);
         return;
     }
-    if (rc && n == 1 && is_device_error(rc)) {
+    if (rc && !w->lost && n == 1 && is_device_error(rc)) {
         char m[512];
         sl_errmsg(rc, m, sizeof m);
         if (open_cpu_fallback(w) == 0) {
@@ -174,6 +204,13 @@ void *worker_thread(void *arg)
             run_batch(w, batch, live);
         for (size_t b = 0; b < live; b++)
             push_write(r, batch[b]);
+        if (w->lost) { /* the other device workers take the rest, if any are left */
+            pthread_mutex_lock(&r->mu);
+            int others = r->n_workers - r->workers_failed - r->devices_lost;
+            pthread_mutex_unlock(&r->mu);
+            if (others > 0)
+                break;
+        }
     }
     pthread_mutex_lock(&r->mu);
     r->workers_left--;

@@ -341,6 +341,23 @@ static int run_pipeline(runner *r)
     return ok ? 0 : SL_ENOMEM;
 }
 
+/* The backend the run's context opens: runtime.devices naming one device N > 0
+ * with backend cuda or auto opens cuda:N (the workers then use that context;
+ * 'all', device 0 and several devices keep the configured backend, and a
+ * device that does not exist is refused by start_workers with the config's
+ * wording). */
+static const char *backend_for(const sl_config *cfg, char *buf, size_t size)
+{
+    if (cfg->n_devices != 1 || (strcmp(cfg->backend, "cuda") && strcmp(cfg->backend, "auto")))
+        return cfg->backend;
+    char *end;
+    long d = strtol(cfg->devices[0], &end, 10);
+    if (end == cfg->devices[0] || *end || d <= 0 || d >= sl_op_device_count())
+        return cfg->backend;
+    snprintf(buf, size, "cuda:%ld", d);
+    return buf;
+}
+
 int sl_run(const sl_config *cfg, const sl_run_opts *opts)
 {
     runner R;
@@ -380,7 +397,8 @@ int sl_run(const sl_config *cfg, const sl_run_opts *opts)
     sl_cfg_output_hash(cfg, r->hash);
 
     /* The dry run and option errors must not need a device. */
-    const char *backend = opts->dry_run ? "cpu" : cfg->backend;
+    char dev_name[32];
+    const char *backend = opts->dry_run ? "cpu" : backend_for(cfg, dev_name, sizeof dev_name);
     rc = sl_op_ctx_open(&ctx, backend);
     if (rc) {
         sl_log(SL_LOG_ERROR, NULL, "backend", "%s", sl_errmsg(rc, m, sizeof m));

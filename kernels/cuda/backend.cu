@@ -59,6 +59,7 @@ static int status_report(sl_cu_state *st)
 // sl_op_ctx on it); written once per device, read at every entry.
 #define SL_CU_MAX_DEVICES 64
 static int g_lost[SL_CU_MAX_DEVICES];
+static const char *g_lost_call[SL_CU_MAX_DEVICES]; // the call that saw it first (a string literal)
 
 static int is_sticky(cudaError_t e)
 {
@@ -87,7 +88,8 @@ int sl_cu_sticky(cudaError_t e, const char *call)
     (void)cudaGetDevice(&dev); // the backend made the context's device current at entry
     if (dev >= 0 && dev < SL_CU_MAX_DEVICES) {
         int none = 0;
-        __atomic_compare_exchange_n(&g_lost[dev], &none, (int)e, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+        if (__atomic_compare_exchange_n(&g_lost[dev], &none, (int)e, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+            __atomic_store_n(&g_lost_call[dev], call, __ATOMIC_SEQ_CST);
     }
     return sl_seterr(SL_EDEVLOST,
                      "%s: %s (%s): the CUDA context of device %d is lost (a sticky error: every later call "
@@ -100,8 +102,9 @@ static int lost_error(int device)
     const int e = device >= 0 && device < SL_CU_MAX_DEVICES ? __atomic_load_n(&g_lost[device], __ATOMIC_SEQ_CST) : 0;
     if (!e)
         return 0;
-    return sl_seterr(SL_EDEVLOST, "CUDA device %d: its context was lost to %s earlier; it takes no more work",
-                     device, cudaGetErrorName((cudaError_t)e));
+    const char *call = __atomic_load_n(&g_lost_call[device], __ATOMIC_SEQ_CST);
+    return sl_seterr(SL_EDEVLOST, "CUDA device %d: its context was lost to %s (first reported by %s); it takes no more work",
+                     device, cudaGetErrorName((cudaError_t)e), call ? call : "a call");
 }
 
 // Out of memory in the pool: it may keep freed blocks reserved (up to its

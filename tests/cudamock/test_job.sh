@@ -51,6 +51,21 @@ expect_status 0 "job on a device with 2 MB"
 # Two devices, one worker each.
 SL_MOCK_DEVICES=2 run_mock run job.yaml --quiet --backend cuda --set output.dir=out-2dev --set 'runtime.devices=[all]'
 expect_status 0 "job on two devices"
+# runtime.devices: [1] alone: the run's context and workers are on device 1;
+# device 0 never gets a byte.
+SL_MOCK_DEVICES=2 SL_MOCK_STATS="$T/stats-dev1.json" run_mock run job.yaml --quiet --backend cuda --set output.dir=out-dev1 --set 'runtime.devices=[1]'
+expect_status 0 "job on device 1 alone"
+# A sticky fault (cudaErrorIllegalAddress at the first kernel that runs) loses
+# the device: not retried there, the work runs on the CPU; with two devices the
+# other one takes what is left.
+SL_MOCK_FAULT=0 run_mock run job.yaml --backend cuda --set output.dir=out-lost
+expect_status 0 "job whose only device faults"
+expect_grep "context was lost to cudaErrorIllegalAddress" "$ERR" "the lost device is named with its error"
+expect_grep "every later batch of the worker run on the CPU" "$ERR" "the work moves to the CPU"
+SL_MOCK_DEVICES=2 SL_MOCK_FAULT=1 run_mock run job.yaml --backend cuda --set output.dir=out-lost2 --set 'runtime.devices=[all]'
+expect_status 0 "job on two devices, device 1 faults"
+expect_grep "worker 1: CUDA device 1: its context was lost" "$ERR" "device 1 is lost"
+expect_grep "later ones on the other devices" "$ERR" "the work moves to device 0"
 # Devices without memory pools: cudaMalloc / cudaFree instead of the stream-ordered pool.
 SL_MOCK_NO_POOLS=1 run_mock run job.yaml --quiet --backend cuda --set output.dir=out-nopool
 expect_status 0 "job on a device without memory pools"
@@ -62,7 +77,7 @@ from sl_check import raw
 files = sorted(glob.glob("out-cpu/stems/*/*.wav"))
 assert len(files) == 6, files
 X = np.load("out-cpu/embeddings/melstats/mix/shard-00000.npy")
-for d in ("out-cuda", "out-auto", "out-m8", "out-m2", "out-2dev", "out-nopool"):
+for d in ("out-cuda", "out-auto", "out-m8", "out-m2", "out-2dev", "out-nopool", "out-dev1", "out-lost", "out-lost2"):
     rep = json.load(open(f"{d}/report.json"))
     assert rep["backend"] == "cuda", (d, rep["backend"])
     assert len(rep["ok"]) == 2 and not rep["failed"], (d, rep["ok"], rep["failed"])
@@ -78,6 +93,8 @@ p2 = json.load(open("out-m2/report.json"))["pipeline"]
 assert p8["batch_splits"] + p8["cpu_fallbacks"] > 0, p8
 assert p2["cpu_fallbacks"] > 0, p2
 assert json.load(open("out-2dev/report.json"))["pipeline"]["workers"] == 2
+peak = json.load(open("stats-dev1.json"))["peak_device_bytes"]
+assert peak[0] == 0 and peak[1] > 0, peak  # runtime.devices: [1] uses device 1 only
 assert json.load(open("out-cuda/report.json"))["pipeline"]["cpu_fallbacks"] == 0
 # The same device code on one or two devices, pools or not: the same bytes.
 for d in ("out-auto", "out-2dev", "out-nopool"):
