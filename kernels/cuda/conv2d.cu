@@ -115,7 +115,9 @@ static __global__ void __launch_bounds__(CV_T *CV_T) conv2d_kernel(sl_conv2d_arg
 static int conv2d_launch(sl_stream_t s, const sl_conv2d_args *a)
 {
     const unsigned o_blocks = (unsigned)((a->c_out + CV_OB - 1) / CV_OB);
-    const dim3 grid(sl_blocks_for((size_t)a->w, CV_T, 1u << 30), sl_blocks_for((size_t)a->h, CV_T, SL_GRID_YZ_MAX),
+    // Rows do not loop: conv2d_direct refuses h > CV_T * 65535, so grid.y fits
+    // uncapped (a cap >= 2^30 says so, sl_cuda.h); batch x channel blocks loop in z.
+    const dim3 grid(sl_blocks_for((size_t)a->w, CV_T, 1u << 30), sl_blocks_for((size_t)a->h, CV_T, 1u << 30),
                     sl_blocks_for(a->batch * o_blocks, 1, SL_GRID_YZ_MAX));
     return SL_LAUNCH(conv2d_kernel, grid, dim3(CV_T, CV_T), 0, s, *a, o_blocks);
 }

@@ -18,22 +18,26 @@ static __global__ void __launch_bounds__(MEL_T *MEL_T)
     __shared__ float s_spec[MEL_T][MEL_T + 1];
     __shared__ float s_fb[MEL_T][MEL_T + 1];
     const int tx = (int)threadIdx.x, ty = (int)threadIdx.y;
-    const int m = (int)blockIdx.y * MEL_T + tx;
-    const int m_row = (int)blockIdx.y * MEL_T + ty; // filterbank row this thread stages
-    for (size_t t0 = (size_t)blockIdx.x * MEL_T; t0 < count; t0 += (size_t)gridDim.x * MEL_T) {
-        const size_t t = t0 + ty;
-        float acc = 0.0f;
-        for (int k0 = 0; k0 < n_bins; k0 += MEL_T) {
-            const int k = k0 + tx;
-            s_spec[ty][tx] = (t < count && k < n_bins) ? spec[t * (size_t)n_bins + k] : 0.0f;
-            s_fb[ty][tx] = (m_row < n_mels && k < n_bins) ? fb[(size_t)m_row * n_bins + k] : 0.0f;
-            __syncthreads();
-            for (int kk = 0; kk < MEL_T; kk++)
-                acc += s_spec[ty][kk] * s_fb[tx][kk];
-            __syncthreads();
+    // grid-stride over mel tiles (y) and frame tiles (x): the bounds depend on
+    // the block only, so every thread of a block meets the same barriers
+    for (int m0 = (int)blockIdx.y * MEL_T; m0 < n_mels; m0 += (int)gridDim.y * MEL_T) {
+        const int m = m0 + tx;
+        const int m_row = m0 + ty; // filterbank row this thread stages
+        for (size_t t0 = (size_t)blockIdx.x * MEL_T; t0 < count; t0 += (size_t)gridDim.x * MEL_T) {
+            const size_t t = t0 + ty;
+            float acc = 0.0f;
+            for (int k0 = 0; k0 < n_bins; k0 += MEL_T) {
+                const int k = k0 + tx;
+                s_spec[ty][tx] = (t < count && k < n_bins) ? spec[t * (size_t)n_bins + k] : 0.0f;
+                s_fb[ty][tx] = (m_row < n_mels && k < n_bins) ? fb[(size_t)m_row * n_bins + k] : 0.0f;
+                __syncthreads();
+                for (int kk = 0; kk < MEL_T; kk++)
+                    acc += s_spec[ty][kk] * s_fb[tx][kk];
+                __syncthreads();
+            }
+            if (t < count && m < n_mels)
+                mel[t * (size_t)n_mels + m] = acc;
         }
-        if (t < count && m < n_mels)
-            mel[t * (size_t)n_mels + m] = acc;
     }
 }
 

@@ -114,6 +114,11 @@ extern __thread unsigned char *sl_emu_dyn_smem;
 // reached __syncthreads at the same place; aborts on divergence.
 void sl_emu_syncthreads(const char *file, int line);
 
+// SL_EMU_GRID_CAP (UINT_MAX when unset): sl_blocks_for caps below 2^30 (the
+// grids of kernels that loop, grid-stride, over what one grid does not cover)
+// are lowered to it, so those loops run more than once at test sizes.
+unsigned sl_emu_grid_cap(void);
+
 typedef void (*sl_emu_body)(void *closure);
 // Runs body(closure) for every thread of every block; 0 or SL_EDEVICE for a
 // launch configuration a real device would refuse (named after kernel).
@@ -229,8 +234,18 @@ static inline int sl_cu_err(cudaError_t e, const char *call)
 // Largest grid.y / grid.z a device accepts; kernels loop when there is more work.
 #define SL_GRID_YZ_MAX 65535u
 
+// Blocks for n items, per_block each, at most cap. A cap below 2^30 means the
+// kernel loops (grid-stride) over what the capped grid does not cover; 2^30
+// or more means it does not, and the caller bounds n (SL_EMU_GRID_CAP relies
+// on this convention).
 static inline unsigned sl_blocks_for(size_t n, unsigned per_block, unsigned cap)
 {
+#if !defined(__CUDACC__)
+    if (cap < (1u << 30)) {
+        const unsigned e = sl_emu_grid_cap();
+        cap = e < cap ? e : cap;
+    }
+#endif
     size_t b = (n + per_block - 1) / per_block;
     if (b < 1)
         b = 1;

@@ -47,8 +47,56 @@ static const char *run_child(int which, int *aborted)
     return buf;
 }
 
+/* SL_EMU_ORDER: ascending, descending and shuffled schedules of threads and
+ * blocks, each running every (block, thread) exactly once per phase; the
+ * correct kernels give the same results under each. */
+static void schedules(void)
+{
+    static const char *const orders[] = {"asc", "desc", "random"};
+    for (int o = 0; o < 3; o++) {
+        setenv("SL_EMU_ORDER", orders[o], 1);
+        int log[64];
+        memset(log, 0xFF, sizeof log);
+        CHECK_MSG(sl_emu_selftest_order(log) == 0, "%s: %s", orders[o], sl_lasterr());
+        int seen[2][32] = {{0}}, asc = 1, desc = 1, ok = 1;
+        for (int ph = 0; ph < 2; ph++)
+            for (int i = 0; i < 32; i++) {
+                const int v = log[32 * ph + i];
+                if (v < 0 || v >= 32 || seen[ph][v]++)
+                    ok = 0;
+                else {
+                    asc &= v == i;
+                    desc &= v == 31 - i;
+                }
+            }
+        CHECK_MSG(ok, "%s: every (block, thread) once per phase", orders[o]);
+        if (o == 0)
+            CHECK_MSG(asc, "asc: threadIdx and blockIdx order");
+        if (o == 1)
+            CHECK_MSG(desc, "desc: reversed");
+        if (o == 2) {
+            CHECK_MSG(!asc && !desc, "random: neither ascending nor descending");
+            /* the two phases of a block are shuffled independently */
+            CHECK_MSG(memcmp(log, log + 32, 32 * sizeof(int)) != 0, "random: a fresh order after the barrier");
+        }
+        CHECK_MSG(sl_emu_selftest(SL_EMU_TEST_BARRIER) == 0, "%s: barrier reversal", orders[o]);
+        CHECK_MSG(sl_emu_selftest(SL_EMU_TEST_REDUCE) == 0, "%s: tree reduction in dynamic shared memory", orders[o]);
+        CHECK_MSG(sl_emu_selftest(SL_EMU_TEST_INDEX) == 0, "%s: index coverage", orders[o]);
+    }
+    unsetenv("SL_EMU_ORDER");
+
+    /* SL_EMU_GRID_CAP lowers the caps of grid-stride grids (below 2^30) only */
+    CHECK(sl_emu_selftest_blocks(100000, 256, 1u << 20) == 391);
+    setenv("SL_EMU_GRID_CAP", "2", 1);
+    CHECK(sl_emu_selftest_blocks(100000, 256, 1u << 20) == 2);
+    CHECK(sl_emu_selftest_blocks(100000, 256, 1u << 30) == 391);
+    CHECK(sl_emu_selftest_blocks(1, 256, 1u << 20) == 1);
+    unsetenv("SL_EMU_GRID_CAP");
+}
+
 int main(void)
 {
+    schedules();
     CHECK_MSG(sl_emu_selftest(SL_EMU_TEST_BARRIER) == 0, "barrier reversal");
     CHECK_MSG(sl_emu_selftest(SL_EMU_TEST_REDUCE) == 0, "tree reduction in dynamic shared memory");
     CHECK_MSG(sl_emu_selftest(SL_EMU_TEST_INDEX) == 0, "index coverage");

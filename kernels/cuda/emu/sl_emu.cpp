@@ -4,6 +4,8 @@
 // Each thread of a block is a coroutine with its own small stack (on x86-64 a
 // register-only switch, below; elsewhere ucontext);
 // the scheduler resumes every runnable thread of the block in threadIdx order
+// (SL_EMU_ORDER=desc: reversed; =random: a fresh shuffle for every barrier
+// phase, blocks shuffled too, seeded by SL_EMU_SEED, default 1)
 // until it finishes or reaches __syncthreads, then checks the barrier:
 //  - every thread waiting at the same __syncthreads (file:line): all resume;
 //  - every thread finished: the block is done;
@@ -132,6 +134,49 @@ struct emu_thread {
 
 thread_local emu_thread T;
 
+// ---- schedules: the order threads and blocks run in ----
+
+enum { ORDER_ASC, ORDER_DESC, ORDER_RANDOM };
+
+int schedule_order()
+{
+    const char *v = getenv("SL_EMU_ORDER");
+    if (!v || !*v || !strcmp(v, "asc"))
+        return ORDER_ASC;
+    if (!strcmp(v, "desc"))
+        return ORDER_DESC;
+    if (!strcmp(v, "random"))
+        return ORDER_RANDOM;
+    fprintf(stderr, "cuda-emu: SL_EMU_ORDER=%s: expected asc, desc or random\n", v);
+    abort();
+}
+
+thread_local uint64_t t_rng; // xorshift64*, seeded from SL_EMU_SEED at first use
+
+uint64_t rng_next()
+{
+    if (!t_rng) {
+        const char *v = getenv("SL_EMU_SEED");
+        t_rng = (v && *v ? strtoull(v, nullptr, 10) : 1) * 0x9E3779B97F4A7C15ull + 0x2545F4914F6CDD1Dull;
+        if (!t_rng)
+            t_rng = 1;
+    }
+    t_rng ^= t_rng >> 12;
+    t_rng ^= t_rng << 25;
+    t_rng ^= t_rng >> 27;
+    return t_rng * 0x2545F4914F6CDD1Dull;
+}
+
+template <class I> void shuffle(I *a, size_t n)
+{
+    for (size_t i = n; i > 1; i--) {
+        const size_t j = (size_t)(rng_next() % i);
+        const I t = a[i - 1];
+        a[i - 1] = a[j];
+        a[j] = t;
+    }
+}
+
 [[noreturn]] __attribute__((format(printf, 1, 2))) void die(const char *fmt, ...)
 {
     va_list ap;
@@ -246,14 +291,19 @@ void start_fiber(fiber *f)
     f->bar_line = 0;
 }
 
-void run_block(unsigned nthreads)
+void run_block(unsigned nthreads, int order)
 {
-    for (unsigned i = 0; i < nthreads; i++)
+    unsigned perm[kMaxThreads];
+    for (unsigned i = 0; i < nthreads; i++) {
         start_fiber(&T.fibers[i]);
+        perm[i] = order == ORDER_DESC ? nthreads - 1 - i : i;
+    }
     for (;;) {
-        for (unsigned i = 0; i < nthreads; i++)
-            if (T.fibers[i].state == RUNNABLE)
-                resume(&T.fibers[i]);
+        if (order == ORDER_RANDOM)
+            shuffle(perm, nthreads);
+        for (unsigned k = 0; k < nthreads; k++)
+            if (T.fibers[perm[k]].state == RUNNABLE)
+                resume(&T.fibers[perm[k]]);
         unsigned finished = 0, waiting = 0;
         for (unsigned i = 0; i < nthreads; i++)
             (T.fibers[i].state == FINISHED ? finished : waiting)++;
@@ -300,6 +350,20 @@ void sl_emu_syncthreads(const char *file, int line)
     yield_to_scheduler(false);
 }
 
+unsigned sl_emu_grid_cap(void)
+{
+    const char *v = getenv("SL_EMU_GRID_CAP");
+    if (!v || !*v)
+        return UINT_MAX;
+    char *end;
+    unsigned long c = strtoul(v, &end, 10);
+    if (*end || c < 1 || c > UINT_MAX) {
+        fprintf(stderr, "cuda-emu: SL_EMU_GRID_CAP=%s: expected a positive integer\n", v);
+        abort();
+    }
+    return (unsigned)c;
+}
+
 int sl_emu_launch(const char *kernel, dim3 grid, dim3 block, size_t shmem, sl_emu_body body, void *closure)
 {
     const unsigned long long nthreads = (unsigned long long)block.x * block.y * block.z;
@@ -333,14 +397,28 @@ int sl_emu_launch(const char *kernel, dim3 grid, dim3 block, size_t shmem, sl_em
         for (unsigned y = 0; y < block.y; y++)
             for (unsigned x = 0; x < block.x; x++)
                 T.fibers[n++].tid = uint3{x, y, z};
-    for (unsigned bz = 0; bz < grid.z; bz++)
-        for (unsigned by = 0; by < grid.y; by++)
-            for (unsigned bx = 0; bx < grid.x; bx++) {
-                blockIdx = uint3{bx, by, bz};
-                if (smem) // uninitialised shared memory reads as NaN, not as stale zeros
-                    memset(smem, 0xFF, shmem);
-                run_block(n);
-            }
+    const int order = schedule_order();
+    const unsigned long long nblocks = (unsigned long long)grid.x * grid.y * grid.z;
+    unsigned long long *bperm = nullptr;
+    if (order == ORDER_RANDOM) {
+        bperm = static_cast<unsigned long long *>(malloc(nblocks * sizeof *bperm));
+        if (!bperm) {
+            free(smem);
+            return sl_seterr(SL_ENOMEM, "launch of %s: cannot allocate the block order", kernel);
+        }
+        for (unsigned long long b = 0; b < nblocks; b++)
+            bperm[b] = b;
+        shuffle(bperm, (size_t)nblocks);
+    }
+    for (unsigned long long k = 0; k < nblocks; k++) {
+        const unsigned long long b = bperm ? bperm[k] : order == ORDER_DESC ? nblocks - 1 - k : k;
+        blockIdx = uint3{(unsigned)(b % grid.x), (unsigned)(b / grid.x % grid.y),
+                         (unsigned)(b / grid.x / grid.y)};
+        if (smem) // uninitialised shared memory reads as NaN, not as stale zeros
+            memset(smem, 0xFF, shmem);
+        run_block(n, order);
+    }
+    free(bperm);
     T.cur = nullptr;
     sl_emu_dyn_smem = nullptr;
     free(smem);

@@ -59,6 +59,26 @@ static __global__ void index_kernel(int *hits, int nx)
     hits[bid * nt + tid] += 1 + (int)(blockIdx.x == (unsigned)(bid % (unsigned)nx));
 }
 
+static __global__ void order_kernel(int *log, int *pos)
+{
+    const int me = (int)(blockIdx.x * blockDim.x + threadIdx.x);
+    log[pos[0]++] = me; // threads never run at once here: a plain increment is exact
+    __syncthreads();
+    log[32 + pos[1]++] = me;
+}
+
+extern "C" int sl_emu_selftest_order(int *log)
+{
+    int pos_[2] = {0, 0};
+    int *pos = pos_;
+    return SL_LAUNCH(order_kernel, dim3(4), dim3(8), 0, nullptr, log, pos);
+}
+
+extern "C" unsigned sl_emu_selftest_blocks(size_t n, unsigned per_block, unsigned cap)
+{
+    return sl_blocks_for(n, per_block, cap);
+}
+
 extern "C" int sl_emu_selftest(int which)
 {
     int in_[256], out_[256], bad = 0, rc = 0;

@@ -3,6 +3,8 @@
 #ifndef SL_EMU_SELFTEST_H
 #define SL_EMU_SELFTEST_H
 
+#include <stddef.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -19,6 +21,15 @@ enum {
 /* Runs one self-test; returns 0 (passed), a negative stemline code, or a
  * positive count of wrong elements. The divergence tests do not return. */
 int sl_emu_selftest(int which);
+
+/* The order the emulation runs (block, thread) pairs in, under the current
+ * SL_EMU_ORDER: a launch of 4 blocks x 8 threads writes the linear index
+ * block * 8 + thread of each in the order they run, before and after a
+ * barrier, into log[0..31] and log[32..63]. 0 or a stemline error. */
+int sl_emu_selftest_order(int *log);
+
+/* sl_blocks_for(n, per_block, cap) as the kernels see it (SL_EMU_GRID_CAP applies). */
+unsigned sl_emu_selftest_blocks(size_t n, unsigned per_block, unsigned cap);
 
 #ifdef __cplusplus
 }
