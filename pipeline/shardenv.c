@@ -103,6 +103,37 @@ void sl_shard_prefix(int index, int count, char *buf, size_t size)
         buf[0] = 0;
 }
 
+int sl_shard_parse_ledger_name(const char *name, int *index, int *count)
+{
+    if (!strcmp(name, "ledger.sqlite")) {
+        *index = 0;
+        *count = 1;
+        return 0;
+    }
+    if (name[0] != 's')
+        return -1;
+    const char *p = name + 1;
+    long long i = 0, n = 0;
+    int d = 0;
+    for (; *p >= '0' && *p <= '9' && d < 8; p++, d++)
+        i = i * 10 + (*p - '0');
+    if (!d || strncmp(p, "of", 2))
+        return -1;
+    p += 2;
+    d = 0;
+    for (; *p >= '0' && *p <= '9' && d < 8; p++, d++)
+        n = n * 10 + (*p - '0');
+    if (!d || strcmp(p, "-ledger.sqlite") || n < 2 || n > SL_SHARD_MAX_COUNT || i >= n)
+        return -1;
+    char canon[64];
+    sl_shard_prefix((int)i, (int)n, canon, sizeof canon);
+    if (strncmp(name, canon, strlen(canon)))
+        return -1;
+    *index = (int)i;
+    *count = (int)n;
+    return 0;
+}
+
 /* The explicit count: --num-shards, else STEMLINE_NUM_SHARDS. 0 when neither,
  * SL_EUSAGE when malformed; what names its source for messages. */
 static int explicit_count(int cli_num_shards, long long *n, char *what, size_t what_size)
