@@ -228,8 +228,10 @@ static void classify(sl_merge *m, const row *g, size_t n, const sl_track *t, lon
     snprintf(why, sizeof why, "pending in %s: its run stopped before finishing it; run that shard again",
              m->sh[g[0].shard].ledger);
     item *it = mg_items_add(m, &m->missing, g[0].id, path, why);
-    if (it)
+    if (it) {
         it->pos = pos;
+        it->shard = g[0].shard;
+    }
 }
 
 static void iso_now(char *buf, size_t n)
@@ -496,6 +498,50 @@ int sl_merge_status(const sl_merge *m)
     if (m->n_miss_sh || m->failed.n || m->missing.n || m->dups.n || m->n_hashes > 1)
         return 3;
     return 0;
+}
+
+/* Marks the shard of count `count` that item it belongs to. */
+static void mark_item(const sl_merge *m, const item *it, int count, unsigned char *need)
+{
+    if (it->pos >= 0) {
+        need[it->pos % count] = 1;
+        return;
+    }
+    for (size_t k = 0; k < it->n_shards; k++)
+        if (m->sh[it->shards[k]].count == count)
+            need[m->sh[it->shards[k]].index] = 1;
+    if (it->shard >= 0 && m->sh[it->shard].count == count)
+        need[m->sh[it->shard].index] = 1;
+}
+
+long sl_merge_shards_to_run(const sl_merge *m, int count, int **idx)
+{
+    *idx = NULL;
+    if (count < 1)
+        return 0;
+    unsigned char *need = calloc((size_t)count, 1);
+    if (!need)
+        return -1;
+    for (size_t i = 0; i < m->n_miss_sh; i++)
+        if (m->miss_sh[i][1] == count)
+            need[m->miss_sh[i][0]] = 1;
+    for (size_t i = 0; i < m->failed.n; i++)
+        mark_item(m, &m->failed.v[i], count, need);
+    for (size_t i = 0; i < m->missing.n; i++)
+        mark_item(m, &m->missing.v[i], count, need);
+    long n = 0;
+    for (int i = 0; i < count; i++)
+        n += need[i];
+    if (n && !(*idx = malloc((size_t)n * sizeof **idx))) {
+        free(need);
+        return -1;
+    }
+    n = 0;
+    for (int i = 0; i < count; i++)
+        if (need[i])
+            (*idx)[n++] = i;
+    free(need);
+    return n;
 }
 
 void sl_merge_free(sl_merge *m)

@@ -80,8 +80,17 @@ int sl_merge_write_json(const sl_merge *m, FILE *f)
         fprintf(f, "%s\n    {\"index\": %d, \"count\": %d, \"ledger\": \"%s\"}", i ? "," : "", m->miss_sh[i][0],
                 m->miss_sh[i][1], name);
     }
-    fprintf(f, "%s],\n", m->n_miss_sh ? "\n  " : "");
-    fputs("  \"tracks\": {", f);
+    fprintf(f, "%s],\n  \"shards_to_run\": [", m->n_miss_sh ? "\n  " : "");
+    for (size_t c = 0; c < m->n_counts; c++) {
+        int *idx;
+        long n = sl_merge_shards_to_run(m, m->counts[c], &idx);
+        fprintf(f, "%s{\"count\": %d, \"indices\": [", c ? ", " : "", m->counts[c]);
+        for (long i = 0; i < n; i++)
+            fprintf(f, "%s%d", i ? ", " : "", idx[i]);
+        fputs("]}", f);
+        free(idx);
+    }
+    fputs("],\n  \"tracks\": {", f);
     if (m->have_catalog)
         fprintf(f, "\"catalog\": %zu, ", m->catalog_n);
     else

@@ -103,35 +103,39 @@ void sl_shard_prefix(int index, int count, char *buf, size_t size)
         buf[0] = 0;
 }
 
-int sl_shard_parse_ledger_name(const char *name, int *index, int *count)
+size_t sl_shard_parse_prefix(const char *name, int *index, int *count)
 {
-    if (!strcmp(name, "ledger.sqlite")) {
-        *index = 0;
-        *count = 1;
+    *index = 0;
+    *count = 1;
+    if (name[0] != 's' || name[1] < '0' || name[1] > '9')
         return 0;
-    }
-    if (name[0] != 's')
-        return -1;
     const char *p = name + 1;
     long long i = 0, n = 0;
     int d = 0;
     for (; *p >= '0' && *p <= '9' && d < 8; p++, d++)
         i = i * 10 + (*p - '0');
-    if (!d || strncmp(p, "of", 2))
-        return -1;
+    if (strncmp(p, "of", 2))
+        return 0;
     p += 2;
     d = 0;
     for (; *p >= '0' && *p <= '9' && d < 8; p++, d++)
         n = n * 10 + (*p - '0');
-    if (!d || strcmp(p, "-ledger.sqlite") || n < 2 || n > SL_SHARD_MAX_COUNT || i >= n)
-        return -1;
+    if (!d || *p != '-' || n < 2 || n > SL_SHARD_MAX_COUNT || i >= n)
+        return 0;
     char canon[64];
     sl_shard_prefix((int)i, (int)n, canon, sizeof canon);
-    if (strncmp(name, canon, strlen(canon)))
-        return -1;
+    size_t cl = strlen(canon);
+    if (strncmp(name, canon, cl))
+        return 0;
     *index = (int)i;
     *count = (int)n;
-    return 0;
+    return cl;
+}
+
+int sl_shard_parse_ledger_name(const char *name, int *index, int *count)
+{
+    size_t pl = sl_shard_parse_prefix(name, index, count);
+    return strcmp(name + pl, "ledger.sqlite") ? -1 : 0;
 }
 
 /* The explicit count: --num-shards, else STEMLINE_NUM_SHARDS. 0 when neither,
