@@ -30,6 +30,37 @@ static void json_expected(FILE *f, const sl_merge *m, long pos)
     fputc(']', f);
 }
 
+enum { ITEM_REASON = 1, ITEM_LEDGERS = 2, ITEM_SHARDS = 4 };
+
+/* One list of items as JSON objects: id, path, and what `what` asks for. */
+static void json_items(FILE *f, const sl_merge *m, const items *l, int what)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        const item *it = &l->v[i];
+        fprintf(f, "%s\n    {", i ? "," : "");
+        kv_str(f, "id", it->id);
+        fputs(", ", f);
+        kv_str(f, "path", it->path);
+        if (what & ITEM_REASON) {
+            fputs(", ", f);
+            kv_str(f, "reason", it->reason);
+        }
+        if (what & ITEM_LEDGERS) {
+            fputs(", \"ledgers\": [", f);
+            for (size_t k = 0; k < it->n_shards; k++) {
+                fputs(k ? ", " : "", f);
+                sl_json_str(f, m->sh[it->shards[k]].ledger);
+            }
+            fputc(']', f);
+        }
+        if (what & ITEM_SHARDS) {
+            fputs(", ", f);
+            json_expected(f, m, it->pos);
+        }
+        fputc('}', f);
+    }
+}
+
 static double wall_sum(const sl_merge *m, double *max, double *audio)
 {
     double s = 0;
@@ -139,50 +170,11 @@ int sl_merge_write_json(const sl_merge *m, FILE *f)
         fputs("}}", f);
     }
     fprintf(f, "%s],\n  \"failures\": [", m->n_sh ? "\n  " : "");
-    for (size_t i = 0; i < m->failed.n; i++) {
-        const item *it = &m->failed.v[i];
-        fprintf(f, "%s\n    {", i ? "," : "");
-        kv_str(f, "id", it->id);
-        fputs(", ", f);
-        kv_str(f, "path", it->path);
-        fputs(", ", f);
-        kv_str(f, "reason", it->reason);
-        fputs(", \"ledgers\": [", f);
-        for (size_t k = 0; k < it->n_shards; k++) {
-            fputs(k ? ", " : "", f);
-            sl_json_str(f, m->sh[it->shards[k]].ledger);
-        }
-        fputs("], ", f);
-        json_expected(f, m, it->pos);
-        fputc('}', f);
-    }
+    json_items(f, m, &m->failed, ITEM_REASON | ITEM_LEDGERS | ITEM_SHARDS);
     fprintf(f, "%s],\n  \"missing\": [", m->failed.n ? "\n  " : "");
-    for (size_t i = 0; i < m->missing.n; i++) {
-        const item *it = &m->missing.v[i];
-        fprintf(f, "%s\n    {", i ? "," : "");
-        kv_str(f, "id", it->id);
-        fputs(", ", f);
-        kv_str(f, "path", it->path);
-        fputs(", ", f);
-        kv_str(f, "reason", it->reason);
-        fputs(", ", f);
-        json_expected(f, m, it->pos);
-        fputc('}', f);
-    }
+    json_items(f, m, &m->missing, ITEM_REASON | ITEM_SHARDS);
     fprintf(f, "%s],\n  \"duplicated\": [", m->missing.n ? "\n  " : "");
-    for (size_t i = 0; i < m->dups.n; i++) {
-        const item *it = &m->dups.v[i];
-        fprintf(f, "%s\n    {", i ? "," : "");
-        kv_str(f, "id", it->id);
-        fputs(", ", f);
-        kv_str(f, "path", it->path);
-        fputs(", \"ledgers\": [", f);
-        for (size_t k = 0; k < it->n_shards; k++) {
-            fputs(k ? ", " : "", f);
-            sl_json_str(f, m->sh[it->shards[k]].ledger);
-        }
-        fputs("]}", f);
-    }
+    json_items(f, m, &m->dups, ITEM_LEDGERS);
     fprintf(f, "%s],\n  \"problems\": [", m->dups.n ? "\n  " : "");
     for (size_t i = 0; i < m->n_problems; i++) {
         fputs(i ? ",\n    " : "\n    ", f);

@@ -27,18 +27,7 @@ for i in 1 2 3 4 5; do gen_tone "in/t$i.wav" 1 22050 1 pcm_s16le; done
 mkdir -p extra bad
 gen_tone extra/t6.wav 1 22050 1 pcm_s16le
 echo "this is not audio" > bad/x.mp3
-cat > job.yaml <<EOF
-input:
-  paths: [in]
-output:
-  dir: out
-separation:
-  model: none
-embedding:
-  model: melstats
-runtime:
-  decode_threads: 1
-EOF
+quick_job job.yaml
 sed -e 's/paths: \[in\]/paths: [in, bad]/' -e 's/dir: out/dir: out2/' job.yaml > job2.yaml
 
 # ledger rows as "id status" lines, via python's sqlite3 (read-only)

@@ -19,18 +19,7 @@ for b in sbatch scontrol; do
   chmod +x "bin/$b"
 done
 for i in 1 2 3 4 5 6; do gen_tone "in/t$i.wav" 1 22050 1 pcm_s16le; done
-cat > job.yaml <<EOF
-input:
-  paths: [in]
-output:
-  dir: out
-separation:
-  model: none
-embedding:
-  model: melstats
-runtime:
-  decode_threads: 1
-EOF
+quick_job job.yaml
 # task TASK_ID MIN MAX [args]: one array task of --array=MIN-MAX (or a list)
 task() {
   local id=$1 min=$2 max=$3 count=$4

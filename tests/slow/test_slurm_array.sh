@@ -121,18 +121,7 @@ W=$T/work
 mkdir -p "$W"
 cd "$W" || exit 1
 for i in 1 2 3 4 5 6; do gen_tone "in/t$i.wav" 1 22050 1 pcm_s16le; done
-cat > job.yaml <<EOF
-input:
-  paths: [in]
-output:
-  dir: out
-separation:
-  model: none
-embedding:
-  model: melstats
-runtime:
-  decode_threads: 1
-EOF
+quick_job job.yaml
 export STEMLINE
 SCRIPT=$SL_SRC/configs/slurm-array.sh
 CPU_OPTS=(--gres=none --cpus-per-task=1 --mem=200M --time=10)
