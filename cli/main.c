@@ -79,7 +79,7 @@ static const char run_help[] =
     "  2  usage or configuration error; nothing was processed. Config errors\n"
     "     name FILE:LINE:COLUMN and the key.\n"
     "  3  finished, but some tracks failed; report.json lists them with reasons\n"
-    "  4  interrupted by SIGINT/SIGTERM; run the same command again to resume\n";
+    "  4  interrupted by SIGINT/SIGTERM/SIGHUP; run the same command again to resume\n";
 
 static volatile sig_atomic_t n_signals;
 
@@ -103,6 +103,8 @@ static void on_signal(int sig)
     if (write(STDERR_FILENO, msg, sizeof msg - 1) < 0) {
         /* best effort */
     }
+    /* decoders blocked in a slow or stalled read give up too */
+    sl_io_interrupt();
     sl_run_request_stop();
 }
 
@@ -208,6 +210,8 @@ static int cmd_run(int argc, char **argv)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    /* a closed terminal (ssh dropped without nohup) stops the run cleanly */
+    sigaction(SIGHUP, &sa, NULL);
 
     status = sl_run(&cfg, &o);
     sl_cfg_free(&cfg);
@@ -219,6 +223,9 @@ out:
 
 int main(int argc, char **argv)
 {
+    /* A reader that went away (`stemline run ... 2>&1 | head`) must not kill
+     * the run: writes to it fail instead, and the log stops writing there. */
+    signal(SIGPIPE, SIG_IGN);
     sl_io_init();
     if (argc < 2) {
         fputs(main_help, stderr);
