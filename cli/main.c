@@ -34,7 +34,8 @@ static const char main_help[] =
     "  --version        print the version and exit\n"
     "  -h, --help       this help; `stemline COMMAND --help` for a command\n"
     "\n"
-    "exit status: 0 ok, 1 fatal error, 2 usage or configuration error,\n"
+    "exit status: 0 ok, 1 fatal error (retryable), 2 permanent error (usage,\n"
+    "configuration, weights, device),\n"
     "3 finished but some tracks failed (see report.json), 4 interrupted (resumable).\n"
     "Job keys and their defaults: configs/README.md.\n";
 
@@ -74,10 +75,12 @@ static const char run_help[] =
     "\n"
     "exit status:\n"
     "  0  every track ok (or already done)\n"
-    "  1  fatal: the job could not run (output folder not writable, no GPU for\n"
-    "     --backend cuda, ledger unusable, ...)\n"
-    "  2  usage or configuration error; nothing was processed. Config errors\n"
-    "     name FILE:LINE:COLUMN and the key.\n"
+    "  1  fatal, a retry may work: out of memory, I/O or device error, full\n"
+    "     disk, ledger unusable\n"
+    "  2  permanent: usage or configuration error, unknown model, missing or\n"
+    "     malformed weights, no CUDA device for --backend cuda, output folder\n"
+    "     not writable; nothing was processed. Config errors name\n"
+    "     FILE:LINE:COLUMN and the key.\n"
     "  3  finished, but some tracks failed; report.json lists them with reasons\n"
     "  4  interrupted by SIGINT/SIGTERM/SIGHUP; run the same command again to resume\n";
 
