@@ -31,6 +31,8 @@
 /* One corrupt packet is replaced by at most this much silence, so a bogus
  * packet duration cannot inject hours of silence. */
 #define SL_DEC_MAX_FILL_SECONDS 10
+/* Audio missing at the end is a truncation only beyond this many seconds. */
+#define SL_DEC_MISSING_SLACK_S 0.5
 /* FFmpeg messages shown per file at warning level; the rest go to debug. */
 #define SL_DEC_FFMPEG_MSGS_PER_FILE 3
 
@@ -341,8 +343,10 @@ static int finish_stream(sl_decoder *d)
     }
     double got = d->in_rate > 0 ? (double)(d->dec_frames + d->fill_frames) / d->in_rate : 0.0;
     double want = d->info.duration;
+    /* the slack covers what codecs legitimately differ by (priming and
+     * padding frames: up to ~0.3 s for an 8 kHz mp3) */
     if (d->dec_frames > 0 && want > 0 && !d->info.duration_estimated && d->max_missing >= 0 &&
-        want - got > d->max_missing * want)
+        want - got > d->max_missing * want && want - got > SL_DEC_MISSING_SLACK_S)
         return sl_seterr(SL_EDECODE,
                          "%s: decoded %.1f s of %.1f s (truncated file?); input.max_missing_fraction is %g", d->path,
                          got, want, d->max_missing);

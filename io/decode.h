@@ -48,7 +48,7 @@ long sl_decoder_read(sl_decoder *d, float *const *dst, long max_frames);
 /* From now on, the stream fails at its end (SL_EDECODE, "decoded X s of Y s
  * (truncated file?)") when the audio decoded (corrupt packets counted as
  * their silence) is short of the container's stated duration by more than
- * fraction of it. Durations guessed from the bit rate are not checked.
+ * fraction of it and more than 0.5 s (codec priming and padding). Durations guessed from the bit rate are not checked.
  * fraction < 0 (the default) turns the check off. */
 void sl_decoder_set_max_missing(sl_decoder *d, double fraction);
 /* Seconds of audio decoded so far at the source rate, corrupt packets'
