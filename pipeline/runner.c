@@ -425,6 +425,7 @@ int sl_run(const sl_config *cfg, const sl_run_opts *opts)
         rc = plan_memory(r);
     if (rc) {
         sl_log(SL_LOG_ERROR, NULL, NULL, "%s", sl_errmsg(rc, m, sizeof m));
+        /* a malformed weights file (SL_EFORMAT) is as permanent as a bad config */
         status = sl_exit_status_for(rc);
         goto out;
     }
