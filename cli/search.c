@@ -53,9 +53,9 @@ static const char search_help[] =
     "shard and row order. The query track itself, when it is in the catalog,\n"
     "comes first with score 1.\n"
     "\n"
-    "exit status: 0 ok, 1 fatal (no shards, unreadable shards, track or file not\n"
-    "found, query file not decodable, --backend cuda without a GPU), 2 usage\n"
-    "error.\n";
+    "exit status: 0 ok, 1 fatal (no shards, unreadable shards, track not found,\n"
+    "query file not decodable), 2 usage or permanent error (--backend cuda\n"
+    "without a GPU, missing or malformed weights).\n";
 
 static int usage(const char *fmt, const char *arg)
 {
@@ -142,6 +142,28 @@ static void print_num(double x)
         printf("%.9g", x);
     else
         fputs("null", stdout);
+}
+
+/* Two sets of shards of one job in one folder hold every track twice: the
+ * results would list it twice too. Said on stderr; the search goes on. */
+static void warn_duplicates(const sl_vindex *ix, const char *out_dir)
+{
+    sl_vindex_dups d;
+    char m[1024];
+    int rc = sl_vindex_duplicates(ix, &d);
+    if (rc) {
+        fprintf(stderr, "stemline search: warning: could not check the shards for duplicated tracks: %s\n",
+                sl_errmsg(rc, m, sizeof m));
+        return;
+    }
+    if (!d.duplicated)
+        return;
+    fprintf(stderr,
+            "stemline search: warning: the shards hold %zu track%s more than once (%zu extra rows of %zu), e.g. "
+            "'%s' in %s and %s: %s holds two sets of shards of a job (runs with different shard counts), so "
+            "results may list a track twice; `stemline merge %s --fix` keeps one set\n",
+            d.duplicated, d.duplicated == 1 ? "" : "s", d.extra_rows, d.rows, d.example, d.where[0], d.where[1],
+            out_dir, out_dir);
 }
 
 int sl_cmd_search(int argc, char **argv)
@@ -268,6 +290,7 @@ int sl_cmd_search(int argc, char **argv)
         fprintf(stderr, "stemline search: %s\n", sl_errmsg(rc, m, sizeof m));
         goto out;
     }
+    warn_duplicates(ix, out_dir);
     int dim = sl_vindex_dim(ix);
     q = malloc((size_t)dim * sizeof *q);
     hits = calloc(k, sizeof *hits);
@@ -292,6 +315,7 @@ int sl_cmd_search(int argc, char **argv)
         rc = sl_vindex_describe(ix, hits, n_hits);
     if (rc) {
         fprintf(stderr, "stemline search: %s\n", sl_errmsg(rc, m, sizeof m));
+        status = sl_exit_status_for(rc); /* no CUDA device, missing weights: 2 */
         goto out;
     }
     if (json) {
