@@ -54,8 +54,8 @@ static const char search_help[] =
     "comes first with score 1.\n"
     "\n"
     "exit status: 0 ok, 1 fatal (no shards, unreadable shards, track not found,\n"
-    "query file not decodable), 2 usage or permanent error (--backend cuda\n"
-    "without a GPU, missing or malformed weights).\n";
+    "query file not decodable), 2 usage error or --backend cuda without a\n"
+    "GPU (permanent).\n";
 
 static int usage(const char *fmt, const char *arg)
 {
@@ -315,7 +315,8 @@ int sl_cmd_search(int argc, char **argv)
         rc = sl_vindex_describe(ix, hits, n_hits);
     if (rc) {
         fprintf(stderr, "stemline search: %s\n", sl_errmsg(rc, m, sizeof m));
-        status = sl_exit_status_for(rc); /* no CUDA device, missing weights: 2 */
+        if (rc == SL_ENODEVICE) /* permanent, as for run */
+            status = SL_EXIT_USAGE;
         goto out;
     }
     if (json) {
