@@ -218,7 +218,7 @@ static int cmd_run(int argc, char **argv)
     if (!repartition && (rc = sl_partition_check(cfg.output_dir, o.shard_count))) {
         char m[2048];
         fprintf(stderr, "stemline: error: %s\n", sl_errmsg(rc, m, sizeof m));
-        status = rc == SL_EUSAGE ? SL_EXIT_USAGE : SL_EXIT_FATAL;
+        status = sl_exit_status_for(rc); /* a file where the folder should be: 2 */
         sl_cfg_free(&cfg);
         goto out;
     }

@@ -207,6 +207,18 @@ static void json_kv_str(FILE *f, const char *k, const char *v)
         fputs("null", f);
 }
 
+const char *sl_decode_stats_json(const sl_decode_stats *d, char *buf, size_t size)
+{
+    char stated[32] = "null";
+    if (d->stated_s >= 0)
+        snprintf(stated, sizeof stated, "%.3f", d->stated_s);
+    snprintf(buf, size,
+             "{\"decoded_seconds\": %.3f, \"stated_seconds\": %s, \"corrupt_packets\": %ld, "
+             "\"nonfinite_samples\": %lld}",
+             d->decoded_s, stated, d->bad_packets, d->nonfinite);
+    return buf;
+}
+
 static void write_list(FILE *f, const char *name, list *l, int with_reason, int with_duration)
 {
     if (l->n)
@@ -224,13 +236,8 @@ static void write_list(FILE *f, const char *name, list *l, int with_reason, int 
             json_kv_str(f, "reason", l->v[i].reason);
         }
         if (l->v[i].has_dec) {
-            const sl_decode_stats *d = &l->v[i].dec;
-            fprintf(f, ", \"decode\": {\"decoded_seconds\": %.3f, \"stated_seconds\": ", d->decoded_s);
-            if (d->stated_s >= 0)
-                fprintf(f, "%.3f", d->stated_s);
-            else
-                fputs("null", f);
-            fprintf(f, ", \"corrupt_packets\": %ld, \"nonfinite_samples\": %lld}", d->bad_packets, d->nonfinite);
+            char dj[256];
+            fprintf(f, ", \"decode\": %s", sl_decode_stats_json(&l->v[i].dec, dj, sizeof dj));
         }
         fputc('}', f);
     }

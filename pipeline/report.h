@@ -22,6 +22,10 @@ typedef struct {
 sl_report *sl_report_new(const sl_config *cfg, const char *config_hash, const char *backend,
                          const char *device, int shard_index, int shard_count);
 /* The three calls below are thread-safe. */
+/* dec as one JSON object (the report entry's and the ledger's "decode") into
+ * buf; returns buf. */
+const char *sl_decode_stats_json(const sl_decode_stats *dec, char *buf, size_t size);
+
 /* dec may be NULL (nothing decoded); it is written as the entry's "decode". */
 void sl_report_ok(sl_report *r, const char *id, const char *path, double duration, double t_decode,
                   double t_sep, double t_emb, double t_write, const sl_decode_stats *dec);

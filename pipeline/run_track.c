@@ -330,7 +330,10 @@ void finalize(runner *r, trk *t)
         trk_free(r, t);
         return;
     }
-    char timings[256];
+    char timings[256], decode[256];
+    const int decoded = t->dec.decoded_s > 0;
+    if (decoded)
+        sl_decode_stats_json(&t->dec, decode, sizeof decode);
     snprintf(timings, sizeof timings, "{\"decode\":%.6f,\"separate\":%.6f,\"embed\":%.6f,\"write\":%.6f}",
              t->t_decode, t->t_sep, t->t_emb, t->t_write);
     sl_ledger_row row = {
@@ -343,6 +346,7 @@ void finalize(runner *r, trk *t)
         .error = t->failed ? t->err : NULL,
         .outputs_json = t->outputs && !t->failed ? t->outputs : "[]",
         .timings_json = timings,
+        .decode_json = decoded ? decode : NULL,
         .duration = duration,
         .vector = t->failed || r->mix_src < 0 ? NULL : vec + (size_t)r->mix_src * (size_t)r->emb->dim,
         .dim = (t->failed || !r->emb) ? 0 : r->emb->dim,
@@ -358,7 +362,7 @@ void finalize(runner *r, trk *t)
     }
     if (t->failed) {
         sl_log(SL_LOG_ERROR, tr->id, NULL, "failed: %s", t->err);
-        sl_report_fail(r->report, tr->id, tr->path, t->err, t->dec.decoded_s > 0 ? &t->dec : NULL);
+        sl_report_fail(r->report, tr->id, tr->path, t->err, decoded ? &t->dec : NULL);
     } else {
         sl_report_ok(r->report, tr->id, tr->path, duration, t->t_decode, t->t_sep, t->t_emb, t->t_write, &t->dec);
     }

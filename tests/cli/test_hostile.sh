@@ -159,6 +159,10 @@ assert f["id"] == "cut.flac" and re.search(r"decoded \d\.\d s of 10\.0 s \(trunc
 assert f["decode"]["stated_seconds"] == 10.0 and f["decode"]["decoded_seconds"] < 4, f
 d = rep["ok"][0]["decode"]
 assert abs(d["decoded_seconds"] - 3) < 0.01 and abs(d["stated_seconds"] - 3) < 0.01 and d["corrupt_packets"] == 0, d
+import sqlite3
+dec = {i: json.loads(v) for i, v in sqlite3.connect("out-cut/ledger.sqlite").execute("select id, decode from tracks")}
+assert dec["cut.flac"]["stated_seconds"] == 10.0 and dec["cut.flac"]["decoded_seconds"] < 4, dec
+assert dec["a.wav"] == d, dec
 EOF
 run_sl run job.yaml --quiet --set 'input.paths=[cut]' --set output.dir=out-cut --set input.max_missing_fraction=1
 expect_status 0 "truncated file with the check off"
