@@ -25,6 +25,7 @@
 #include "../common/sl_error.h"
 #include "../common/sl_json.h"
 #include "../io/npy.h"
+#include "outputs.h"
 #include "shardenv.h"
 
 #ifndef SL_VERSION
@@ -51,6 +52,7 @@ typedef struct {
 
 typedef struct {
     char *id, *path, *hash, *error;
+    char *outputs, *files; /* done rows: the recorded outputs (pipeline/outputs.h) */
     int64_t size, mtime;
     double duration;
     int status; /* 0 pending, 1 done, 2 failed */
@@ -252,6 +254,8 @@ static void rows_truncate(rows *r, size_t n)
         free(r->v[i].path);
         free(r->v[i].hash);
         free(r->v[i].error);
+        free(r->v[i].outputs);
+        free(r->v[i].files);
     }
     r->n = n;
 }
@@ -278,9 +282,15 @@ static int read_ledger_once(const char *path, int flags, int si, rows *out, char
     }
     sqlite3_extended_result_codes(db, 1);
     sqlite3_busy_timeout(db, 30000);
+    /* "files" is missing from ledgers no run of this version has opened yet
+     * (it is added when a run opens one; merge opens them read-only) */
     if (sqlite3_prepare_v2(db,
-                           "SELECT id, path, size, mtime_ns, config_hash, status, error, duration FROM tracks"
-                           " ORDER BY id",
+                           "SELECT id, path, size, mtime_ns, config_hash, status, error, duration, outputs, files"
+                           " FROM tracks ORDER BY id",
+                           -1, &st, NULL) != SQLITE_OK &&
+        sqlite3_prepare_v2(db,
+                           "SELECT id, path, size, mtime_ns, config_hash, status, error, duration, outputs, NULL"
+                           " FROM tracks ORDER BY id",
                            -1, &st, NULL) != SQLITE_OK) {
         int ec = sqlite3_extended_errcode(db) & 0xff;
         snprintf(why, why_size, "not a readable stemline ledger: %s", sqlite3_errmsg(db));
@@ -321,6 +331,10 @@ static int read_ledger_once(const char *path, int flags, int si, rows *out, char
         w->status = s && !strcmp((const char *)s, "done") ? 1 : s && !strcmp((const char *)s, "failed") ? 2 : 0;
         w->error = col_dup(st, 6);
         w->duration = sqlite3_column_double(st, 7);
+        if (w->status == 1) {
+            w->outputs = col_dup(st, 8);
+            w->files = col_dup(st, 9);
+        }
         w->shard = si;
         out->n++;
         if (!w->id) {
@@ -541,6 +555,33 @@ static char *failure_reason(sl_merge *m, const row *g, size_t n)
     return s;
 }
 
+typedef struct {
+    char what[256];
+    int n;
+} missing_out;
+
+static void first_missing(void *arg, const char *path, const char *why)
+{
+    missing_out *o = arg;
+    if (!o->n++)
+        snprintf(o->what, sizeof o->what, "%s (%s)", path, why);
+}
+
+/* A done row counts only while its outputs are there: why not, or "" when they are. */
+static void outputs_why(sl_merge *m, const row *d, char *why, size_t size)
+{
+    missing_out o = {.n = 0};
+    int n = sl_outputs_each_missing(m->out_dir, d->outputs, d->files, first_missing, &o);
+    if (n == 0)
+        return;
+    if (n < 0)
+        snprintf(why, size, "done in %s, but its recorded outputs cannot be read: the next run of its shard redoes it",
+                 m->sh[d->shard].ledger);
+    else
+        snprintf(why, size, "done in %s, but %d of its outputs %s missing or changed, first %s: the next run of its "
+                 "shard redoes it", m->sh[d->shard].ledger, n, n == 1 ? "is" : "are", o.what);
+}
+
 /* Classifies the rows of one track id (g[0..n), all the same id); t is its
  * catalog entry (NULL when not in the catalog or no catalog). */
 static void classify(sl_merge *m, const row *g, size_t n, const sl_track *t, long pos)
@@ -580,6 +621,8 @@ static void classify(sl_merge *m, const row *g, size_t n, const sl_track *t, lon
                      "done in %s with other settings (config hash %s, the job's is %s): the next run of its "
                      "shard redoes it",
                      m->sh[d->shard].ledger, d->hash, m->job_hash);
+        else
+            outputs_why(m, d, why, sizeof why);
         if (why[0]) {
             item *it = items_add(m, &m->missing, g[0].id, path, why);
             if (it)
