@@ -1,5 +1,6 @@
 #include "outputs.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -267,5 +268,67 @@ int sl_outputs_remove(const char *out_dir, const char *old_json, const char *new
     free(ne);
     sl_json_free(&od);
     sl_json_free(&nd);
+    return err ? err : removed;
+}
+
+/* Ours: <prefix>shard-<digits>.npy|.jsonl, <prefix>index.json, <prefix>tags.jsonl. */
+static int is_shard_file(const char *name, const char *prefix)
+{
+    size_t pl = strlen(prefix);
+    if (strncmp(name, prefix, pl))
+        return 0;
+    const char *r = name + pl;
+    if (!strcmp(r, "index.json") || !strcmp(r, "tags.jsonl"))
+        return 1;
+    if (strncmp(r, "shard-", 6) || r[6] < '0' || r[6] > '9')
+        return 0;
+    r += 6;
+    while (*r >= '0' && *r <= '9')
+        r++;
+    return !strcmp(r, ".npy") || !strcmp(r, ".jsonl");
+}
+
+static int remove_shards_in(const char *dir, const char *prefix, int depth, int *err)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    int removed = 0;
+    struct dirent *de;
+    char sub[PATH_MAX];
+    while ((de = readdir(d)) != NULL) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
+        if (snprintf(sub, sizeof sub, "%s/%s", dir, de->d_name) >= (int)sizeof sub)
+            continue;
+        struct stat st;
+        if (lstat(sub, &st) != 0)
+            continue;
+        if (S_ISDIR(st.st_mode) && depth > 0) {
+            removed += remove_shards_in(sub, prefix, depth - 1, err);
+            rmdir(sub); /* when empty */
+        } else if (S_ISREG(st.st_mode) && is_shard_file(de->d_name, prefix)) {
+            if (unlink(sub) == 0)
+                removed++;
+            else if (errno != ENOENT && !*err)
+                *err = sl_seterr(-errno, "cannot remove %s: %s", sub, strerror(errno));
+        }
+    }
+    closedir(d);
+    return removed;
+}
+
+int sl_outputs_remove_shards(const char *out_dir, const char *prefix)
+{
+    /* embeddings/<model>/<source>/[timeline/]files, tags/<model>/file */
+    static const char *const top[2] = {"embeddings", "tags"};
+    int removed = 0, err = 0;
+    char dir[PATH_MAX];
+    for (int i = 0; i < 2; i++) {
+        if (snprintf(dir, sizeof dir, "%s/%s", out_dir, top[i]) >= (int)sizeof dir)
+            continue;
+        removed += remove_shards_in(dir, prefix, 3, &err);
+        rmdir(dir);
+    }
     return err ? err : removed;
 }

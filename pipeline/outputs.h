@@ -35,4 +35,10 @@ int sl_outputs_remove(const char *out_dir, const char *old_json, const char *new
 int sl_outputs_each_missing(const char *out_dir, const char *outputs_json, const char *files_json,
                             void (*fn)(void *arg, const char *path, const char *why), void *arg);
 
+/* Removes the vector shards, their index.json and the tags.jsonl of one shard
+ * prefix ("" or "sIIIIofNNNN-") under out_dir/embeddings and out_dir/tags, of
+ * every model and source, and the folders this empties (--reset: the vectors of
+ * the old settings). Returns how many files were removed or a negated errno. */
+int sl_outputs_remove_shards(const char *out_dir, const char *prefix);
+
 #endif

@@ -965,6 +965,25 @@ static void test_outputs(void)
     snprintf(p, sizeof p, "%s/stems", dir);
     CHECK(!exists(p) && exists(dir));
     free(files);
+    /* the vectors of one shard prefix, every model and source; not the others' */
+    const char *mine[] = {"embeddings/m1/mix/shard-00000.npy", "embeddings/m1/mix/shard-00000.jsonl",
+                          "embeddings/m1/mix/index.json", "embeddings/m2/drums/timeline/shard-00012.npy",
+                          "tags/m1/tags.jsonl"};
+    const char *theirs[] = {"embeddings/m1/mix/s0000of0002-shard-00000.npy", "embeddings/m1/mix/notes.txt",
+                            "tags/m1/s0001of0002-tags.jsonl"};
+    for (int i = 0; i < 5 + 3; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, i < 5 ? mine[i] : theirs[i - 5]);
+        CHECK(sl_mkdirs_for(p) == 0);
+        spew(p, "x", 1);
+    }
+    CHECK(sl_outputs_remove_shards(dir, "") == 5);
+    for (int i = 0; i < 5 + 3; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, i < 5 ? mine[i] : theirs[i - 5]);
+        CHECK_MSG(exists(p) == (i >= 5), "%s", p);
+    }
+    snprintf(p, sizeof p, "%s/embeddings/m2", dir);
+    CHECK(!exists(p)); /* emptied */
+    CHECK(sl_outputs_remove_shards(dir, "s0000of0002-") == 1);
 }
 
 int main(void)
