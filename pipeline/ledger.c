@@ -637,6 +637,20 @@ static char *dup_col(sqlite3_stmt *st, int i, int *oom)
     return d;
 }
 
+/* Ends a read of two malloc'd strings: on an error (or out of memory) both are
+ * freed and NULL. */
+static int pair_done(int rc, int oom, char **a, char **b)
+{
+    if (!rc && oom)
+        rc = sl_seterr(SL_ENOMEM, "ledger: out of memory");
+    if (rc) {
+        free(*a);
+        free(*b);
+        *a = *b = NULL;
+    }
+    return rc;
+}
+
 int sl_ledger_get_job(sl_ledger *l, char **config_hash, char **settings_json)
 {
     *config_hash = NULL;
@@ -660,14 +674,7 @@ int sl_ledger_get_job(sl_ledger *l, char **config_hash, char **settings_json)
         sqlite3_finalize(st);
     }
     pthread_mutex_unlock(&l->mu);
-    if (!rc && oom)
-        rc = sl_seterr(SL_ENOMEM, "ledger: out of memory");
-    if (rc) {
-        free(*config_hash);
-        free(*settings_json);
-        *config_hash = *settings_json = NULL;
-    }
-    return rc;
+    return pair_done(rc, oom, config_hash, settings_json);
 }
 
 int sl_ledger_set_job(sl_ledger *l, const char *config_hash, const char *settings_json)
@@ -769,12 +776,5 @@ int sl_ledger_get_outputs(sl_ledger *l, const char *id, char **outputs_json, cha
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
     pthread_mutex_unlock(&l->mu);
-    if (!rc && oom)
-        rc = sl_seterr(SL_ENOMEM, "ledger: out of memory");
-    if (rc) {
-        free(*outputs_json);
-        free(*files_json);
-        *outputs_json = *files_json = NULL;
-    }
-    return rc;
+    return pair_done(rc, oom, outputs_json, files_json);
 }
