@@ -285,6 +285,12 @@ void finalize(runner *r, trk *t)
         trk_free(r, t);
         return;
     }
+    char *files = NULL;
+    if (!t->failed) {
+        double t1 = now_s();
+        run_record_outputs(r, t, &files);
+        t->t_write += now_s() - t1;
+    }
     char timings[256];
     snprintf(timings, sizeof timings, "{\"decode\":%.6f,\"separate\":%.6f,\"embed\":%.6f,\"write\":%.6f}",
              t->t_decode, t->t_sep, t->t_emb, t->t_write);
@@ -297,6 +303,7 @@ void finalize(runner *r, trk *t)
         .status = t->failed ? SL_TRACK_FAILED : SL_TRACK_DONE,
         .error = t->failed ? t->err : NULL,
         .outputs_json = t->outputs && !t->failed ? t->outputs : "[]",
+        .files_json = t->failed ? NULL : files,
         .timings_json = timings,
         .duration = duration,
         .vector = t->failed || r->mix_src < 0 ? NULL : vec + (size_t)r->mix_src * (size_t)r->emb->dim,
@@ -318,6 +325,7 @@ void finalize(runner *r, trk *t)
         sl_report_ok(r->report, tr->id, tr->path, duration, t->t_decode, t->t_sep, t->t_emb, t->t_write);
     }
     sl_progress_track_done(r->progress, 1, t->failed ? 0 : duration, tr->size);
+    free(files);
     free(vec);
     free(tags);
     free(lv);

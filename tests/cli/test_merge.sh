@@ -156,7 +156,9 @@ expect_grep "missing: t4.wav: pending in s0000of0003-ledger.sqlite" "$OUT" "pend
 cp -r out outc
 sed 's/dir: out/dir: outc/' job.yaml > jobc.yaml
 run_sl run jobc.yaml --shard 2/3 --set embedding.normalize=false --quiet
-expect_status 0 "shard 2/3 with other settings"
+expect_status 2 "shard 2/3 with other settings is refused"
+run_sl run jobc.yaml --shard 2/3 --set embedding.normalize=false --reset --quiet
+expect_status 0 "shard 2/3 with other settings, --reset"
 run_sl merge outc --check-only
 expect_status 3 "merge with two config hashes"
 expect_grep "config hashes differ" "$OUT" "config hash disagreement reported"
