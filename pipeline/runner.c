@@ -394,7 +394,8 @@ static int run_job(runner *r)
         rc = plan_memory(r);
     if (rc) {
         sl_log(SL_LOG_ERROR, NULL, NULL, "%s", sl_errmsg(rc, m, sizeof m));
-        status = rc == SL_ECONFIG || rc == SL_EINVAL ? SL_EXIT_USAGE : SL_EXIT_FATAL;
+        /* a malformed weights file (SL_EFORMAT) is as permanent as a bad config */
+        status = rc == SL_ECONFIG || rc == SL_EINVAL || rc == SL_EFORMAT ? SL_EXIT_USAGE : SL_EXIT_FATAL;
         goto out;
     }
 
