@@ -677,25 +677,22 @@ int sl_ledger_get_job(sl_ledger *l, char **config_hash, char **settings_json)
     return pair_done(rc, oom, config_hash, settings_json);
 }
 
-int sl_ledger_set_job(sl_ledger *l, const char *config_hash, const char *settings_json)
+/* Runs n statements in one transaction, statement i with the text parameters
+ * args[i][0] and args[i][1] (NULL: not bound). Returns 0 or SL_EDB. */
+static int tx_steps(sl_ledger *l, const char *const *sql, const char *const (*args)[2], int n, const char *what)
 {
-    if (!l || !config_hash || !settings_json)
-        return sl_seterr(SL_EINVAL, "ledger: set_job with NULL argument");
-    char now[40];
-    iso_now(now);
     pthread_mutex_lock(&l->mu);
     int rc = exec(l, "BEGIN IMMEDIATE");
-    const char *kv[3][2] = {{"config_hash", config_hash}, {"settings", settings_json}, {"recorded_at", now}};
-    for (int i = 0; i < 3 && !rc; i++) {
+    for (int i = 0; i < n && !rc; i++) {
         sqlite3_stmt *st;
-        if (sqlite3_prepare_v2(l->db, "INSERT OR REPLACE INTO job (key, value) VALUES (?1, ?2)", -1, &st, NULL) !=
-            SQLITE_OK) {
-            rc = db_err(l, "set job");
+        if (sqlite3_prepare_v2(l->db, sql[i], -1, &st, NULL) != SQLITE_OK) {
+            rc = db_err(l, what);
             break;
         }
-        sqlite3_bind_text(st, 1, kv[i][0], -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, kv[i][1], -1, SQLITE_STATIC);
-        rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(l, "set job");
+        for (int k = 0; k < 2; k++)
+            if (args[i][k])
+                sqlite3_bind_text(st, k + 1, args[i][k], -1, SQLITE_STATIC);
+        rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(l, what);
         sqlite3_finalize(st);
     }
     if (!rc)
@@ -704,6 +701,18 @@ int sl_ledger_set_job(sl_ledger *l, const char *config_hash, const char *setting
         sqlite3_exec(l->db, "ROLLBACK", NULL, NULL, NULL);
     pthread_mutex_unlock(&l->mu);
     return rc;
+}
+
+int sl_ledger_set_job(sl_ledger *l, const char *config_hash, const char *settings_json)
+{
+    if (!l || !config_hash || !settings_json)
+        return sl_seterr(SL_EINVAL, "ledger: set_job with NULL argument");
+    char now[40];
+    iso_now(now);
+    static const char *const put = "INSERT OR REPLACE INTO job (key, value) VALUES (?1, ?2)";
+    const char *const sql[3] = {put, put, put};
+    const char *const kv[3][2] = {{"config_hash", config_hash}, {"settings", settings_json}, {"recorded_at", now}};
+    return tx_steps(l, sql, kv, 3, "set job");
 }
 
 long sl_ledger_count_other(sl_ledger *l, const char *config_hash, char other[17])
@@ -733,28 +742,12 @@ long sl_ledger_count_other(sl_ledger *l, const char *config_hash, char other[17]
 
 int sl_ledger_delete_other(sl_ledger *l, const char *config_hash)
 {
-    pthread_mutex_lock(&l->mu);
-    int rc = exec(l, "BEGIN IMMEDIATE");
     static const char *const sql[2] = {
         "DELETE FROM vectors WHERE id IN (SELECT id FROM tracks WHERE config_hash <> ?1)",
         "DELETE FROM tracks WHERE config_hash <> ?1",
     };
-    for (int i = 0; i < 2 && !rc; i++) {
-        sqlite3_stmt *st;
-        if (sqlite3_prepare_v2(l->db, sql[i], -1, &st, NULL) != SQLITE_OK) {
-            rc = db_err(l, "delete");
-            break;
-        }
-        sqlite3_bind_text(st, 1, config_hash, -1, SQLITE_STATIC);
-        rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(l, "delete");
-        sqlite3_finalize(st);
-    }
-    if (!rc)
-        rc = exec(l, "COMMIT");
-    if (rc)
-        sqlite3_exec(l->db, "ROLLBACK", NULL, NULL, NULL);
-    pthread_mutex_unlock(&l->mu);
-    return rc;
+    const char *const args[2][2] = {{config_hash, NULL}, {config_hash, NULL}};
+    return tx_steps(l, sql, args, 2, "delete");
 }
 
 int sl_ledger_get_outputs(sl_ledger *l, const char *id, char **outputs_json, char **files_json)
