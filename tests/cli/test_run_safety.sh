@@ -172,10 +172,11 @@ expect_grep "older stemline" "$ERR" "the message says the old ledger kept only t
 # ---- one run at a time per ledger ----
 # a holder of the lock (as another host would): refused at once, nothing deleted
 echo "pid=424242 host=otherhost started=2026-01-01T00:00:00Z" > out/ledger.sqlite.lock
-# the lock is held on fd 9 of the sleep: killing it releases the lock
-(exec 9<>out/ledger.sqlite.lock && flock -n 9 && exec sleep 600 >/dev/null 2>&1) &
+# the lock is held on fd 9 of the sleep (blocking: the probe below takes it for a moment);
+# killing the sleep releases it
+(exec 9<>out/ledger.sqlite.lock && flock 9 && exec sleep 600 >/dev/null 2>&1) &
 holder=$!
-for ((i = 0; i < 100; i++)); do
+for ((i = 0; i < 600; i++)); do
   flock -n out/ledger.sqlite.lock true 2>/dev/null || break
   sleep 0.05
 done
