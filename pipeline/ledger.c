@@ -35,7 +35,11 @@ struct sl_ledger {
     sqlite3_stmt *st_put;
     sqlite3_stmt *st_done;
     sqlite3_stmt *st_vdel, *st_vput;
+<<<<<<< HEAD
     sqlite3_stmt *st_files;
+=======
+    sqlite3_stmt *st_decode;
+>>>>>>> main
 };
 
 static int db_err(sl_ledger *l, const char *what)
@@ -135,6 +139,7 @@ static const char *const SCHEMA =
     " files TEXT);" VECTORS_SCHEMA JOB_SCHEMA
     "PRAGMA user_version = 3;";
 
+<<<<<<< HEAD
 /* 1 when table has the column, 0 when not, or SL_EDB. */
 static int has_column(sl_ledger *l, const char *table, const char *column)
 {
@@ -174,6 +179,9 @@ static int migrate_outputs(sl_ledger *l)
         sqlite3_exec(l->db, "ROLLBACK", NULL, NULL, NULL);
     return rc;
 }
+=======
+#define DECODE_COLUMN_SQL "SELECT count(*) FROM pragma_table_info('tracks') WHERE name = 'decode'"
+>>>>>>> main
 
 int sl_ledger_open(sl_ledger **out, const char *path)
 {
@@ -290,6 +298,22 @@ int sl_ledger_open(sl_ledger **out, const char *path)
         }
         sqlite3_finalize(st);
     }
+    /* What decoding saw (a JSON object): added within schema 3, by an
+     * idempotent migration, so that every stemline that knows schema 3
+     * still opens the file. Another process may add it at the same moment. */
+    long long has_decode = 0;
+    if ((rc = query_int(l, DECODE_COLUMN_SQL, &has_decode)) < 0)
+        goto fail;
+    if (!has_decode && exec(l, "ALTER TABLE tracks ADD COLUMN decode TEXT") < 0 &&
+        ((rc = query_int(l, DECODE_COLUMN_SQL, &has_decode)) < 0 || !has_decode)) {
+        rc = db_err(l, "adding the decode column");
+        goto fail;
+    }
+    if (sqlite3_prepare_v3(l->db, "UPDATE tracks SET decode = ?2 WHERE id = ?1", -1, SQLITE_PREPARE_PERSISTENT,
+                           &l->st_decode, NULL) != SQLITE_OK) {
+        rc = db_err(l, "prepare");
+        goto fail;
+    }
     if (sqlite3_prepare_v3(l->db,
                            "INSERT OR REPLACE INTO tracks (id, path, size, mtime_ns, config_hash, status, error,"
                            " outputs, timings, duration, vector, dim, vector_model, updated_at, tags, files)"
@@ -325,7 +349,11 @@ void sl_ledger_close(sl_ledger *l)
     sqlite3_finalize(l->st_done);
     sqlite3_finalize(l->st_vdel);
     sqlite3_finalize(l->st_vput);
+<<<<<<< HEAD
     sqlite3_finalize(l->st_files);
+=======
+    sqlite3_finalize(l->st_decode);
+>>>>>>> main
     if (l->db)
         sqlite3_close_v2(l->db);
     pthread_mutex_destroy(&l->mu);
@@ -448,6 +476,11 @@ int sl_ledger_put(sl_ledger *l, const sl_ledger_row *r)
     if (r->files_json)
         sqlite3_bind_text(st, 16, r->files_json, -1, SQLITE_STATIC);
     rc = step_done(l, st, "put");
+    if (!rc && r->decode_json) {
+        sqlite3_bind_text(l->st_decode, 1, r->id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(l->st_decode, 2, r->decode_json, -1, SQLITE_STATIC);
+        rc = step_done(l, l->st_decode, "put decode");
+    }
     if (!rc) {
         sqlite3_bind_text(l->st_vdel, 1, r->id, -1, SQLITE_STATIC);
         rc = step_done(l, l->st_vdel, "put vectors");
