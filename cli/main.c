@@ -94,20 +94,13 @@ static const char run_help[] =
     "\n"
     "exit status:\n"
     "  0  every track ok (or already done)\n"
-<<<<<<< HEAD
-    "  1  fatal: the job could not run (output folder not writable, no GPU for\n"
-    "     --backend cuda, ledger unusable, another run holds the folder, ...)\n"
-    "  2  usage or configuration error; nothing was processed. Config errors\n"
-    "     name FILE:LINE:COLUMN and the key; other settings than the folder's\n"
-    "     name the first key that differs.\n"
-=======
     "  1  fatal, a retry may work: out of memory, I/O or device error, full\n"
-    "     disk, ledger unusable\n"
+    "     disk, ledger unusable, another run holds the folder's lock\n"
     "  2  permanent: usage or configuration error, unknown model, missing or\n"
     "     malformed weights, no CUDA device for --backend cuda, output folder\n"
-    "     not writable; nothing was processed. Config errors name\n"
+    "     not writable, output folder made with other settings (the first key\n"
+    "     that differs is named); nothing was processed. Config errors name\n"
     "     FILE:LINE:COLUMN and the key.\n"
->>>>>>> main
     "  3  finished, but some tracks failed; report.json lists them with reasons\n"
     "  4  interrupted by SIGINT/SIGTERM/SIGHUP; run the same command again to resume\n";
 

@@ -35,11 +35,8 @@ struct sl_ledger {
     sqlite3_stmt *st_put;
     sqlite3_stmt *st_done;
     sqlite3_stmt *st_vdel, *st_vput;
-<<<<<<< HEAD
     sqlite3_stmt *st_files;
-=======
     sqlite3_stmt *st_decode;
->>>>>>> main
 };
 
 static int db_err(sl_ledger *l, const char *what)
@@ -139,7 +136,6 @@ static const char *const SCHEMA =
     " files TEXT);" VECTORS_SCHEMA JOB_SCHEMA
     "PRAGMA user_version = 3;";
 
-<<<<<<< HEAD
 /* 1 when table has the column, 0 when not, or SL_EDB. */
 static int has_column(sl_ledger *l, const char *table, const char *column)
 {
@@ -179,9 +175,7 @@ static int migrate_outputs(sl_ledger *l)
         sqlite3_exec(l->db, "ROLLBACK", NULL, NULL, NULL);
     return rc;
 }
-=======
 #define DECODE_COLUMN_SQL "SELECT count(*) FROM pragma_table_info('tracks') WHERE name = 'decode'"
->>>>>>> main
 
 int sl_ledger_open(sl_ledger **out, const char *path)
 {
@@ -349,11 +343,8 @@ void sl_ledger_close(sl_ledger *l)
     sqlite3_finalize(l->st_done);
     sqlite3_finalize(l->st_vdel);
     sqlite3_finalize(l->st_vput);
-<<<<<<< HEAD
     sqlite3_finalize(l->st_files);
-=======
     sqlite3_finalize(l->st_decode);
->>>>>>> main
     if (l->db)
         sqlite3_close_v2(l->db);
     pthread_mutex_destroy(&l->mu);

@@ -29,7 +29,9 @@ int run_lock(runner *r)
         return 0;
     }
     sl_log(SL_LOG_ERROR, NULL, "output", "%s", sl_errmsg(rc, m, sizeof m));
-    return SL_EXIT_FATAL;
+    /* another run holds it: a retry (later) works; an unwritable folder is as
+     * permanent as everywhere else */
+    return rc == -EWOULDBLOCK ? SL_EXIT_FATAL : sl_exit_status_for(rc);
 }
 
 /* Removes what rows of other settings made: their stems, this prefix's vector

@@ -330,20 +330,16 @@ void finalize(runner *r, trk *t)
         trk_free(r, t);
         return;
     }
-<<<<<<< HEAD
     char *files = NULL;
     if (!t->failed) {
         double t1 = now_s();
         run_record_outputs(r, t, &files);
         t->t_write += now_s() - t1;
     }
-    char timings[256];
-=======
     char timings[256], decode[256];
     const int decoded = t->dec.decoded_s > 0;
     if (decoded)
         sl_decode_stats_json(&t->dec, decode, sizeof decode);
->>>>>>> main
     snprintf(timings, sizeof timings, "{\"decode\":%.6f,\"separate\":%.6f,\"embed\":%.6f,\"write\":%.6f}",
              t->t_decode, t->t_sep, t->t_emb, t->t_write);
     sl_ledger_row row = {
