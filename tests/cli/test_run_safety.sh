@@ -26,15 +26,6 @@ runtime:
   decode_threads: 2
 EOF
 
-# ledger rows as "id status" lines (read-only)
-ledger_rows() {
-  "$SL_PYTHON" - "$1" <<'EOF'
-import sqlite3, sys
-db = sqlite3.connect("file:%s?mode=ro" % sys.argv[1], uri=True)
-for i, s in db.execute("SELECT id, status FROM tracks ORDER BY id"):
-    print(i, s)
-EOF
-}
 
 # wait_stopped PID: until the process is stopped (SL_FAULT_STOP_AFTER_LOCK) or gone
 wait_stopped() {
