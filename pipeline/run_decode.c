@@ -267,7 +267,7 @@ void *decode_thread(void *arg)
             continue; /* another thread took the last one: wait for stems, or stop */
         const sl_track *t = &r->cat.tracks[i];
         int done = sl_ledger_is_done(r->ledger, t->id, t->path, t->size, t->mtime_ns, r->hash);
-        if (done == 1) {
+        if (done == 1 && run_skip_done(r, t)) {
             sl_report_skip(r->report, t->id, t->path, "already done (same input and config)");
             sl_progress_track_done(r->progress, 0, 0, t->size);
             continue;

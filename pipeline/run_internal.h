@@ -30,6 +30,7 @@
 #include "ledger.h"
 #include "progress.h"
 #include "report.h"
+#include "runlock.h"
 #include "segment.h"
 #include "search.h"
 #include "shardenv.h"
@@ -123,6 +124,7 @@ struct runner {
     const sl_run_opts *opts;
     sl_catalog cat;
     sl_ledger *ledger;
+    sl_runlock *lock;      /* held from before the folder is touched to the end */
     char hash[17];
     char *out_dir;
     char *ledger_path;
@@ -214,5 +216,14 @@ void *worker_thread(void *arg);
 int open_models(runner *r, sl_op_ctx *ctx);
 int start_workers(runner *r, sl_op_ctx *ctx);
 void close_workers(runner *r);
+/* run_guard.c. lock, check_job: 0 or the SL_EXIT_* status to stop with (logged).
+ * skip_done: 1 when a done track's outputs are still as recorded, else 0 (logged).
+ * record_outputs: the files record of a written track (*files_json, caller
+ * frees), with the outputs of its earlier run under other names removed; fails
+ * the track and returns an error when its outputs cannot be read back. */
+int run_lock(runner *r);
+int run_check_job(runner *r);
+int run_skip_done(runner *r, const sl_track *t);
+int run_record_outputs(runner *r, trk *t, char **files_json);
 
 #endif

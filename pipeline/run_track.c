@@ -330,6 +330,12 @@ void finalize(runner *r, trk *t)
         trk_free(r, t);
         return;
     }
+    char *files = NULL;
+    if (!t->failed) {
+        double t1 = now_s();
+        run_record_outputs(r, t, &files);
+        t->t_write += now_s() - t1;
+    }
     char timings[256], decode[256];
     const int decoded = t->dec.decoded_s > 0;
     if (decoded)
@@ -345,6 +351,7 @@ void finalize(runner *r, trk *t)
         .status = t->failed ? SL_TRACK_FAILED : SL_TRACK_DONE,
         .error = t->failed ? t->err : NULL,
         .outputs_json = t->outputs && !t->failed ? t->outputs : "[]",
+        .files_json = t->failed ? NULL : files,
         .timings_json = timings,
         .decode_json = decoded ? decode : NULL,
         .duration = duration,
@@ -367,6 +374,7 @@ void finalize(runner *r, trk *t)
         sl_report_ok(r->report, tr->id, tr->path, duration, t->t_decode, t->t_sep, t->t_emb, t->t_write, &t->dec);
     }
     sl_progress_track_done(r->progress, 1, t->failed ? 0 : duration, tr->size);
+    free(files);
     free(vec);
     free(tags);
     free(lv);

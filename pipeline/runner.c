@@ -204,7 +204,7 @@ static void print_dry_run(runner *r)
         const char *state = "todo";
         if (r->ledger) {
             int d = sl_ledger_is_done(r->ledger, t->id, t->path, t->size, t->mtime_ns, r->hash);
-            state = d == 1 ? "done" : "todo";
+            state = d == 1 && run_skip_done(r, t) ? "done" : "todo"; /* a missing output: todo */
         }
         printf("%s\t%s\t%s\n", state, t->id, t->path);
     }
@@ -387,13 +387,11 @@ static const char *backend_for(const sl_config *cfg, char *buf, size_t size)
     return buf;
 }
 
-int sl_run(const sl_config *cfg, const sl_run_opts *opts)
+static int run_job(runner *r)
 {
-    runner R;
-    memset(&R, 0, sizeof R);
-    runner *r = &R;
-    r->cfg = cfg;
-    r->opts = opts;
+    const sl_config *cfg = r->cfg;
+    const sl_run_opts *opts = r->opts;
+    const char *prefix = r->prefix;
     int status = SL_EXIT_OK, rc;
     char m[1024];
     sl_op_ctx *ctx = NULL;
@@ -448,19 +446,8 @@ int sl_run(const sl_config *cfg, const sl_run_opts *opts)
         goto out;
     }
 
-    char prefix[64];
-    sl_shard_prefix(opts->shard_index, opts->shard_count, prefix, sizeof prefix);
-    snprintf(r->prefix, sizeof r->prefix, "%s", prefix);
     r->scratch = r->sep && r->n_stem_esrc > 0 && !cfg->stems_enabled;
     r->write_stems = r->sep && (cfg->stems_enabled || r->scratch);
-    r->out_dir = strdup(cfg->output_dir);
-    size_t lp = strlen(cfg->output_dir) + 96;
-    r->ledger_path = malloc(lp);
-    if (!r->out_dir || !r->ledger_path) {
-        status = SL_EXIT_FATAL;
-        goto out;
-    }
-    snprintf(r->ledger_path, lp, "%s/%sledger.sqlite", cfg->output_dir, prefix);
 
     if (opts->dry_run) {
         struct stat st;
@@ -470,6 +457,9 @@ int sl_run(const sl_config *cfg, const sl_run_opts *opts)
         goto out;
     }
 
+    /* nothing in the folder is touched before the lock is held */
+    if (!r->lock && (status = run_lock(r)) != 0)
+        goto out;
     rc = check_writable(cfg->output_dir);
     if (!rc && r->scratch)
         rc = scratch_prepare(r);
@@ -480,6 +470,8 @@ int sl_run(const sl_config *cfg, const sl_run_opts *opts)
         status = sl_exit_status_for(rc);
         goto out;
     }
+    if ((status = run_check_job(r)) != 0)
+        goto out;
     sl_log(SL_LOG_INFO, NULL, NULL, "%zu tracks, backend %s (%s), separation %s, embedding %s, output %s",
            r->cat.n, sl_op_ctx_backend(ctx), sl_op_ctx_device(ctx), r->sep ? r->sep->name : "none",
            r->emb ? r->emb->name : "none", cfg->output_dir);
@@ -589,6 +581,34 @@ out:
         }
     }
     free(r->scratch_dir);
+    return status;
+}
+
+int sl_run(const sl_config *cfg, const sl_run_opts *opts)
+{
+    runner R;
+    memset(&R, 0, sizeof R);
+    runner *r = &R;
+    r->cfg = cfg;
+    r->opts = opts;
+    sl_shard_prefix(opts->shard_index, opts->shard_count, r->prefix, sizeof r->prefix);
+    r->out_dir = strdup(cfg->output_dir);
+    size_t lp = strlen(cfg->output_dir) + 96;
+    r->ledger_path = malloc(lp);
+    int status = SL_EXIT_FATAL;
+    if (r->out_dir && r->ledger_path) {
+        snprintf(r->ledger_path, lp, "%s/%sledger.sqlite", cfg->output_dir, r->prefix);
+        /* A second run into a folder that exists is told at once, before it
+         * scans the catalog or loads models; into a new folder (nothing to
+         * lock yet) the lock is taken once the job is known to be valid. */
+        struct stat st;
+        status = 0;
+        if (!opts->dry_run && stat(cfg->output_dir, &st) == 0 && S_ISDIR(st.st_mode))
+            status = run_lock(r);
+        if (!status)
+            status = run_job(r);
+    }
+    sl_runlock_release(r->lock); /* last: after every file of the run is closed */
     free(r->out_dir);
     free(r->ledger_path);
     return status;

@@ -18,6 +18,8 @@ typedef struct {
     int shard_index; /* 0-based */
     int shard_count; /* 1 = no sharding */
     int dry_run;
+    int reset;       /* the folder's ledger holds other settings: remove their outputs, then run */
+    int verify;      /* check the content hashes of done tracks' outputs before skipping them */
     int quiet;
     int progress;    /* -1 auto (tty or not), 0 off, 1 on */
 } sl_run_opts;

@@ -87,6 +87,15 @@ runtime:
   decode_threads: 1
 EOF
 }
+# ledger_rows LEDGER: its rows as "id status" lines, in id order (read-only)
+ledger_rows() {
+  "$SL_PYTHON" - "$1" <<'EOF'
+import sqlite3, sys
+db = sqlite3.connect("file:%s?mode=ro" % sys.argv[1], uri=True)
+for i, s in db.execute("SELECT id, status FROM tracks ORDER BY id"):
+    print(i, s)
+EOF
+}
 # snapshot DIR: checksums of every output except the per-run report and the ledger
 snapshot() {
   (cd "$1" && find . -type f ! -name '*report.json' ! -name '*ledger.sqlite*' -print0 | sort -z |
