@@ -53,6 +53,9 @@ typedef struct sl_op_backend {
     int (*avg_pool2d)(sl_op_ctx *ctx, size_t planes, int h, int w, int kh, int kw, const float *in, float *out);
     int (*clip_pool)(sl_op_ctx *ctx, size_t planes, size_t T, size_t F, const float *in, float *out);
     int (*topk)(sl_op_ctx *ctx, const sl_topk_args *a);
+    /* ctx->pool changed (sl_op_ctx_set_threads): update ctx->device. NULL (last, so the
+     * positional tables of kernels/cuda leave it out): the backend's threads stay 1. */
+    void (*threads_changed)(sl_op_ctx *ctx);
 } sl_op_backend;
 
 struct sl_op_ctx {
@@ -60,6 +63,7 @@ struct sl_op_ctx {
     char device[192];
     int device_req; /* CUDA ordinal asked for ("cuda:N"), 0 by default */
     void *state;    /* backend-private */
+    struct sl_pool *pool; /* threads of the ops (sl_op_ctx_set_threads), NULL = the caller only */
 };
 
 extern const sl_op_backend sl_cpu_backend;

@@ -379,4 +379,5 @@ extern "C" const sl_op_backend sl_cuda_emu_backend = {
     SL_FN(avg_pool2d),
     SL_FN(clip_pool),
     SL_FN(topk),
+    nullptr, // threads_changed: the work runs on the device, one host thread per context
 };
