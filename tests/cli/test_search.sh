@@ -114,9 +114,9 @@ for b in 1 3 1000; do
 done
 cmp -s b1.json b3.json && cmp -s b1.json b1000.json && pass || fail "results differ with --block-rows 1, 3, 1000"
 
-# ---- --audio: needs the index.json sidecar (runner.c: sl_shards_write_meta) ----
+# ---- --audio: needs the index.json sidecar (pipeline/runner.c: sl_shards_write_meta) ----
 if [ ! -f "$D/index.json" ]; then
-  fail "$D/index.json missing: pipeline/runner.c does not call sl_shards_write_meta yet (see pipeline/search.h); --audio cannot be checked"
+  fail "$D/index.json missing: the runner does not call sl_shards_write_meta yet (see pipeline/search.h); --audio cannot be checked"
   run_sl search out --audio in/a.wav
   expect_status 1 "--audio without index.json"
   expect_grep "index.json" "$ERR" "--audio without index.json says why"

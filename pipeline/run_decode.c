@@ -1,0 +1,275 @@
+/* Job runner: decode threads (tracks in catalog order cut into segments and
+ * embedding windows, stems decoded back for their embeddings). */
+#include "run_internal.h"
+
+/* ---- decode threads ---- */
+
+typedef struct {
+    sl_decoder *d;
+} dec_arg;
+
+static long dec_read(void *arg, float *const *dst, long max)
+{
+    return sl_decoder_read(((dec_arg *)arg)->d, dst, max);
+}
+
+/* Streams one kind of segments of a track into the ready queue: from its input,
+ * or (path given) from one of its stems, for embedding source src.
+ * Returns 0, or a negative code after marking the track failed/abandoned. */
+static int decode_stream(runner *r, trk *t, int kind, int src, const char *path)
+{
+    int rate = kind == KIND_SEP ? r->sep->sample_rate : r->emb->sample_rate;
+    int ch = kind == KIND_SEP ? r->sep->channels : r->emb->channels;
+    size_t L = kind == KIND_SEP ? r->sep_L : r->emb_L, H = kind == KIND_SEP ? r->sep_H : r->emb_H;
+    sl_decoder *d = NULL;
+    char m[600];
+    int rc = sl_decoder_open(&d, path ? path : t->tr->path, rate, ch);
+    if (rc) {
+        pthread_mutex_lock(&t->mu);
+        if (path)
+            trk_fail(t, "embed stem '%s': decode: %s", r->esrc[src], sl_errmsg(rc, m, sizeof m));
+        else
+            trk_fail(t, "decode: %s", sl_errmsg(rc, m, sizeof m));
+        pthread_mutex_unlock(&t->mu);
+        return rc;
+    }
+    const sl_audio_info *info = sl_decoder_info(d);
+    if (!path)
+        t->source_rate = info->sample_rate;
+    if (kind == KIND_SEP && r->write_stems) {
+        pthread_mutex_lock(&t->mu);
+        rc = open_encoders(r, t, m, sizeof m);
+        if (rc) {
+            if (is_disk_full(rc)) {
+                trk_abandon(t, "output disk full");
+                r->disk_full = 1;
+                atomic_store(&r->stop, 1);
+            } else {
+                trk_fail(t, "%s", m);
+            }
+        }
+        pthread_mutex_unlock(&t->mu);
+        if (rc) {
+            sl_decoder_close(d);
+            return rc;
+        }
+    }
+    sl_segmenter sg;
+    rc = sl_segmenter_init(&sg, L, H, ch);
+    dec_arg da = {d};
+    size_t k = 0;
+    while (!rc) {
+        if (should_stop(r)) {
+            pthread_mutex_lock(&t->mu);
+            trk_abandon(t, stop_requests ? "interrupted" : "the run stopped");
+            pthread_mutex_unlock(&t->mu);
+            rc = SL_EINTERRUPTED;
+            break;
+        }
+        pthread_mutex_lock(&t->mu);
+        int dead = t->failed || t->abandoned;
+        pthread_mutex_unlock(&t->mu);
+        if (dead) {
+            rc = SL_EINTERRUPTED;
+            break;
+        }
+        slot *s = pool_acquire(r);
+        if (!s) {
+            pthread_mutex_lock(&t->mu);
+            if (should_stop(r))
+                trk_abandon(t, stop_requests ? "interrupted" : "the run stopped");
+            else
+                trk_fail(t, "out of memory for a segment buffer");
+            pthread_mutex_unlock(&t->mu);
+            rc = SL_ENOMEM;
+            break;
+        }
+        slot_layout(r, s, kind);
+        s->src = src;
+        long len = sl_segmenter_next(&sg, dec_read, &da, s->in);
+        if (len <= 0) {
+            pool_release(r, s);
+            if (len < 0) {
+                rc = (int)len;
+                pthread_mutex_lock(&t->mu);
+                trk_fail(t, "decode: %s", sl_errmsg(rc, m, sizeof m));
+                pthread_mutex_unlock(&t->mu);
+            }
+            break;
+        }
+        s->t = t;
+        s->k = k++;
+        s->len = (size_t)len;
+        pthread_mutex_lock(&t->mu);
+        t->in_flight++;
+        pthread_mutex_unlock(&t->mu);
+        push_ready(r, s);
+    }
+    if (!rc && sg.total == 0) {
+        pthread_mutex_lock(&t->mu);
+        trk_fail(t, "decode: %s: zero-length audio (no sample decoded)", t->tr->path);
+        pthread_mutex_unlock(&t->mu);
+        rc = SL_EEMPTY;
+    }
+    if (!path && (kind == KIND_SEP || !r->sep)) {
+        t->n_samples = sg.total;
+        t->rate = rate;
+    }
+    if (kind == KIND_SEP)
+        t->sep_total = k;
+    sl_segmenter_free(&sg);
+    sl_decoder_close(d);
+    return rc;
+}
+
+/* A phase's decoding is over: the track is finalized here when no slot of it
+ * is in flight any more, else by the writer that releases its last one. */
+static void decode_finished(runner *r, trk *t, double seconds)
+{
+    pthread_mutex_lock(&t->mu);
+    t->t_decode += seconds;
+    t->decode_done = 1;
+    int fin = t->in_flight == 0 && !t->finalized;
+    if (fin)
+        t->finalized = 1;
+    pthread_mutex_unlock(&t->mu);
+    if (fin)
+        finalize(r, t);
+}
+
+static void decode_track(runner *r, size_t i)
+{
+    const sl_track *tr = &r->cat.tracks[i];
+    trk *t = calloc(1, sizeof *t);
+    if (!t) {
+        sl_log(SL_LOG_ERROR, tr->id, "decode", "out of memory");
+        atomic_store(&r->stop, 1);
+        return;
+    }
+    pthread_mutex_init(&t->mu, NULL);
+    t->index = i;
+    t->tr = tr;
+    pthread_mutex_lock(&r->mu);
+    r->live_tracks++;
+    pthread_mutex_unlock(&r->mu);
+    double t0 = now_s();
+    int rc = 0;
+    if (r->emb) {
+        size_t ns = (size_t)r->n_esrc;
+        t->vsum = calloc(ns * (size_t)r->emb->dim, sizeof *t->vsum);
+        if (r->emb->n_scores > 0 && r->cfg->emb_tags_top_k > 0 &&
+            !(t->ssum = calloc(ns * (size_t)r->emb->n_scores, sizeof *t->ssum)))
+            rc = SL_ENOMEM;
+        if (!t->vsum)
+            rc = SL_ENOMEM;
+    }
+    if (!rc && r->sep) {
+        if (sl_stitcher_init(&t->st, r->sep_L, r->sep_H, r->sep->n_sources, r->sep->channels) == 0)
+            t->have_st = 1;
+        else
+            rc = SL_ENOMEM;
+        if (!rc)
+            rc = decode_stream(r, t, KIND_SEP, 0, NULL);
+    }
+    if (!rc && r->emb && r->mix_src >= 0)
+        rc = decode_stream(r, t, KIND_EMB, r->mix_src, NULL);
+    if (rc == SL_ENOMEM && !t->failed && !t->abandoned)
+        trk_fail(t, "out of memory");
+    decode_finished(r, t, now_s() - t0); /* includes waiting for free slots: see report "pipeline" */
+}
+
+/* Phase 1 of a track whose stems are embedded: its stem files, written and in
+ * place, are decoded like inputs into embedding windows of their source. */
+static void decode_stems(runner *r, trk *t)
+{
+    double t0 = now_s();
+    int rc = 0;
+    for (int i = 0; i < r->n_esrc && !rc; i++) {
+        int st = r->esrc_stem[i];
+        if (st < 0)
+            continue;
+        if (should_stop(r)) {
+            pthread_mutex_lock(&t->mu);
+            trk_abandon(t, stop_requests ? "interrupted" : "the run stopped");
+            pthread_mutex_unlock(&t->mu);
+            break;
+        }
+        if (!t->stem_path[st]) {
+            pthread_mutex_lock(&t->mu);
+            trk_fail(t, "embed stem '%s': the stem was not written", r->esrc[i]);
+            pthread_mutex_unlock(&t->mu);
+            break;
+        }
+        rc = decode_stream(r, t, KIND_EMB, i, t->stem_path[st]);
+    }
+    decode_finished(r, t, now_s() - t0);
+}
+
+/* The next track whose stems wait to be embedded; NULL when the caller should
+ * take a new track from the catalog instead, or stop (*done) because no track
+ * can come back to the queue. Queued tracks go first: they hold finished work. */
+static trk *next_stem_track(runner *r, int *done)
+{
+    trk *t = NULL;
+    *done = 0;
+    pthread_mutex_lock(&r->mu);
+    for (;;) {
+        if (r->sq_head) {
+            t = r->sq_head;
+            r->sq_head = t->qnext;
+            if (!r->sq_head)
+                r->sq_tail = NULL;
+            break;
+        }
+        int catalog_left = atomic_load(&r->next_track) < r->cat.n && !should_stop(r);
+        if (catalog_left)
+            break;
+        if (r->n_stem_esrc == 0 || r->live_tracks == 0) {
+            *done = 1;
+            break;
+        }
+        /* tracks are still in flight: their stems may come back here */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 200000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&r->cv_stem, &r->mu, &ts);
+    }
+    pthread_mutex_unlock(&r->mu);
+    return t;
+}
+
+void *decode_thread(void *arg)
+{
+    runner *r = arg;
+    sl_io_set_thread_timeout(r->cfg->track_timeout_s);
+    for (;;) {
+        int finished;
+        trk *st = next_stem_track(r, &finished);
+        if (st) {
+            decode_stems(r, st);
+            continue;
+        }
+        if (finished || should_stop(r))
+            break;
+        size_t i = atomic_fetch_add(&r->next_track, 1);
+        if (i >= r->cat.n)
+            continue; /* another thread took the last one: wait for stems, or stop */
+        const sl_track *t = &r->cat.tracks[i];
+        int done = sl_ledger_is_done(r->ledger, t->id, t->path, t->size, t->mtime_ns, r->hash);
+        if (done == 1) {
+            sl_report_skip(r->report, t->id, t->path, "already done (same input and config)");
+            sl_progress_track_done(r->progress, 0, 0, t->size);
+            continue;
+        }
+        decode_track(r, i);
+    }
+    pthread_mutex_lock(&r->mu);
+    r->decoders_left--;
+    pthread_cond_broadcast(&r->cv_ready);
+    pthread_mutex_unlock(&r->mu);
+    return NULL;
+}

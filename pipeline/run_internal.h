@@ -1,0 +1,210 @@
+/* Internal to the job runner (pipeline/run_*.c and runner.c): the types the
+ * stages share and the functions one stage calls in another. Nothing outside
+ * the runner includes this. */
+#ifndef SL_RUN_INTERNAL_H
+#define SL_RUN_INTERNAL_H
+
+#include "runner.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../common/sl_error.h"
+#include "../common/sl_log.h"
+#include "../io/catalog.h"
+#include "../io/decode.h"
+#include "../io/encode.h"
+#include "../io/npy.h"
+#include "../models/model.h"
+#include "ledger.h"
+#include "progress.h"
+#include "report.h"
+#include "segment.h"
+#include "search.h"
+#include "shardenv.h"
+#include "shards.h"
+#include "tags.h"
+
+enum { KIND_SEP = 0, KIND_EMB = 1 };
+
+/* Stems written only to be embedded (output.stems.enabled false), inside output.dir. */
+#define SCRATCH_DIR ".stemline-scratch"
+
+typedef struct trk trk;
+
+/* The window vectors of one source of a track (embedding.timeline), by window index. */
+typedef struct {
+    float *v;        /* n x dim, raw (normalised at the end) */
+    double *t0, *t1; /* seconds */
+    unsigned char *have;
+    size_t n, cap;
+} timeline;
+
+typedef struct slot {
+    struct slot *next;
+    trk *t;
+    int kind;
+    int src;    /* embedding windows: index into the runner's embedding sources */
+    size_t k;   /* segment index within its track and kind (and source) */
+    size_t len; /* valid samples */
+    float *in[SL_SEG_MAX_CH];
+    float *out[SL_MAX_SOURCES][SL_SEG_MAX_CH];
+    float *vec;
+    float *scores; /* clip scores (models with a classifier head) */
+    float *mem;
+} slot;
+
+struct trk {
+    size_t index;
+    const sl_track *tr;
+    pthread_mutex_t mu;
+    int failed, abandoned, finalized, decode_done;
+    char err[900];
+    int in_flight;         /* slots of this track not yet released */
+    size_t sep_total;      /* segments decoded (final once decode_done) */
+    size_t sep_next;       /* next segment to stitch */
+    slot *pending;         /* segments that arrived early, sorted by k */
+    sl_stitcher st;
+    int have_st;
+    sl_encoder *enc[SL_MAX_SOURCES];
+    char *outputs;         /* JSON array of stem paths relative to output.dir */
+    int phase;             /* 0: the input (separation, mix windows); 1: the stems' windows */
+    struct trk *qnext;     /* in the runner's stem queue */
+    char *stem_path[SL_MAX_SOURCES]; /* where each stem was written (full path) */
+    double *vsum;          /* per embedding source: length-weighted sum of window vectors */
+    double *ssum;          /* per embedding source: length-weighted sum of window clip scores */
+    double vweight[SL_MAX_SOURCES + 1];
+    timeline tl[SL_MAX_SOURCES + 1]; /* per embedding source, when embedding.timeline */
+    size_t n_samples;      /* at the separation (or embedding) rate */
+    int rate;
+    int source_rate;
+    double t_decode, t_sep, t_emb, t_write;
+};
+
+typedef struct {
+    slot *head, *tail;
+    size_t n;
+} fifo;
+
+typedef struct runner runner;
+
+typedef struct {
+    runner *r;
+    int id;
+    sl_op_ctx *ctx;        /* borrowed for worker 0 */
+    sl_sep_model *sep;
+    sl_emb_model *emb;
+    int owns;              /* ctx and models are this worker's own */
+    sl_op_ctx *cpu_ctx;    /* fallback after a device error, opened lazily */
+    sl_sep_model *cpu_sep;
+    sl_emb_model *cpu_emb;
+    size_t max_batch;
+    int device;            /* CUDA ordinal, -1 = use the runner's context */
+    pthread_t th;
+    int started;
+} worker;
+
+struct runner {
+    const sl_config *cfg;
+    const sl_run_opts *opts;
+    sl_catalog cat;
+    sl_ledger *ledger;
+    char hash[17];
+    char *out_dir;
+    char *ledger_path;
+
+    const sl_sep_info *sep;
+    const sl_emb_info *emb;
+    sl_sep_model *sep_model;
+    sl_emb_model *emb_model;
+
+    /* segment geometry, in samples */
+    size_t sep_L, sep_H, emb_L, emb_H;
+
+    /* one lock for the slot pool and both queues: operations are O(1) and
+     * happen once per segment, so contention is negligible */
+    pthread_mutex_t mu;
+    pthread_cond_t cv_slot, cv_ready, cv_write;
+    slot *free_slots;
+    size_t n_slots_max, n_slots, n_in_use, peak_in_use;
+    size_t slot_floats;
+    fifo ready, write;
+    int decoders_left, workers_left;
+    atomic_size_t next_track;
+    atomic_int stop;       /* internal stop: disk full, ledger failure */
+
+    worker *workers;
+    int n_workers;
+    sl_op_ctx *host_ctx;   /* allocates the slots */
+    const char *const *labels; /* class names of the embedding model's scores, or NULL */
+
+    /* embedding.sources, resolved against the separation model */
+    int n_esrc;
+    const char *esrc[SL_MAX_SOURCES + 1];
+    int esrc_stem[SL_MAX_SOURCES + 1]; /* stem index, -1 for the mix */
+    int mix_src;                       /* index of "mix" in esrc, or -1 */
+    int n_stem_esrc;                   /* stems among them: those tracks have a second phase */
+    int write_stems;                   /* stems go to files (the user's, or scratch ones) */
+    int scratch;                       /* stems are written only to be embedded (stems disabled) */
+    char *scratch_dir;
+    char prefix[64];
+    trk *sq_head, *sq_tail;            /* tracks whose stems wait to be embedded (under mu) */
+    size_t live_tracks;                /* trk objects alive (under mu) */
+    pthread_cond_t cv_stem;
+    int workers_ready, workers_failed;
+
+    /* pipeline statistics (under mu) */
+    double wait_slot_s, wait_ready_s, wait_write_s;
+    double ready_len_sum;
+    size_t ready_len_samples, max_ready, batches, batch_items, splits, fallbacks;
+
+    sl_report *report;
+    sl_progress *progress;
+    int fatal;
+    char fatal_msg[1100];
+    int disk_full;
+};
+
+/* Stop requests from signals or sl_run_request_stop(): 1 stops taking tracks, 2 abandons in-flight ones. */
+extern volatile sig_atomic_t stop_requests;
+
+double now_s(void);
+int should_stop(runner *r);
+void set_fatal(runner *r, const char *fmt, const char *detail);
+void slot_layout(runner *r, slot *s, int kind);
+slot *pool_acquire(runner *r);
+void pool_release(runner *r, slot *s);
+void pool_free_all(runner *r);
+void push_ready(runner *r, slot *s);
+size_t pop_batch(runner *r, slot **out, size_t max);
+void push_write(runner *r, slot *s);
+slot *pop_write(runner *r);
+int expand_template(const char *tpl, const char *id, const char *stem, const char *ext,
+                    char *out, size_t size);
+int check_output_collisions(runner *r);
+int append_json_path(char **buf, size_t *len, size_t *cap, const char *s);
+int is_disk_full(int rc);
+/* Caller holds t->mu. The first reason wins. */
+void trk_fail(trk *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void trk_abandon(trk *t, const char *why);
+int open_encoders(runner *r, trk *t, char *err, size_t errsize);
+void finalize(runner *r, trk *t);
+void *writer_thread(void *arg);
+void *decode_thread(void *arg);
+void *worker_thread(void *arg);
+int open_models(runner *r, sl_op_ctx *ctx);
+int start_workers(runner *r, sl_op_ctx *ctx);
+void close_workers(runner *r);
+
+#endif

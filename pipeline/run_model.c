@@ -1,0 +1,267 @@
+/* Job runner: model workers (batches of segments of many tracks through the
+ * separation and embedding models, CPU fallback after a device error). */
+#include "run_internal.h"
+
+/* ---- model workers ---- */
+
+static int fault_oom_limit(void)
+{
+    const char *e = getenv("SL_FAULT_DEVICE_OOM");
+    return e && *e ? atoi(e) : -1;
+}
+
+static int is_device_error(int rc) { return rc == SL_ENOMEM || rc == SL_EDEVICE; }
+
+/* Runs one batch of slots (all of one kind) on the given models. */
+static int run_models(runner *r, sl_sep_model *sep, sl_emb_model *emb, slot **s, size_t n, int inject,
+                      size_t *bad)
+{
+    int lim = inject ? fault_oom_limit() : -1;
+    if (lim >= 0 && n > (size_t)lim)
+        return sl_seterr(SL_ENOMEM, "simulated device out of memory for a batch of %zu (SL_FAULT_DEVICE_OOM=%d)",
+                         n, lim);
+    const float *const *in[256];
+    size_t lens[256];
+    if (n > 256)
+        return SL_EINVAL;
+    for (size_t b = 0; b < n; b++) {
+        in[b] = (const float *const *)s[b]->in;
+        lens[b] = s[b]->len;
+    }
+    if (s[0]->kind == KIND_SEP) {
+        float *const *const *out[256];
+        float *const *planes[256][SL_MAX_SOURCES];
+        for (size_t b = 0; b < n; b++) {
+            for (int k = 0; k < r->sep->n_sources; k++)
+                planes[b][k] = s[b]->out[k];
+            out[b] = planes[b];
+        }
+        return sl_sep_run_batch(sep, n, in, lens, out, bad);
+    }
+    float *vecs[256], *scores[256];
+    for (size_t b = 0; b < n; b++) {
+        vecs[b] = s[b]->vec;
+        scores[b] = s[b]->scores;
+    }
+    if (r->emb->n_scores > 0 && r->cfg->emb_tags_top_k > 0)
+        return sl_emb_run_batch_scores(emb, n, in, lens, vecs, scores, bad);
+    return sl_emb_run_batch(emb, n, in, lens, vecs, bad);
+}
+
+static int open_cpu_fallback(worker *w)
+{
+    runner *r = w->r;
+    if (w->cpu_ctx)
+        return 0;
+    int rc = sl_op_ctx_open(&w->cpu_ctx, "cpu");
+    if (!rc && r->sep)
+        rc = sl_sep_open(&w->cpu_sep, r->cfg->sep_model, r->cfg->sep_weights, &r->cfg->sep_options, w->cpu_ctx);
+    if (!rc && r->emb)
+        rc = sl_emb_open(&w->cpu_emb, r->cfg->emb_model, r->cfg->emb_weights, &r->cfg->emb_options, w->cpu_ctx);
+    return rc;
+}
+
+/* A device error (out of memory) on a batch: halve the batch and retry, down to
+ * one segment; a single segment that still fails runs on the CPU; a segment
+ * that fails there too fails its track with the reason. */
+static void run_batch(worker *w, slot **s, size_t n)
+{
+    runner *r = w->r;
+    size_t bad = 0;
+    double t0 = now_s();
+    int rc = run_models(r, w->sep, w->emb, s, n, 1, &bad);
+    double dt = now_s() - t0;
+    if (rc && is_device_error(rc) && n > 1) {
+        char m[512];
+        sl_log(SL_LOG_WARN, NULL, "worker", "%s; retrying with batches of %zu", sl_errmsg(rc, m, sizeof m),
+               n / 2);
+        pthread_mutex_lock(&r->mu);
+        r->splits++;
+        pthread_mutex_unlock(&r->mu);
+        w->max_batch = n / 2 > 0 ? n / 2 : 1;
+        run_batch(w, s, n / 2);
+        run_batch(w, s + n / 2, n - n / 2);
+        return;
+    }
+    if (rc && n == 1 && is_device_error(rc)) {
+        char m[512];
+        sl_errmsg(rc, m, sizeof m);
+        if (open_cpu_fallback(w) == 0) {
+            sl_log(SL_LOG_WARN, s[0]->t->tr->id, "worker", "%s; this segment runs on the CPU", m);
+            pthread_mutex_lock(&r->mu);
+            r->fallbacks++;
+            pthread_mutex_unlock(&r->mu);
+            t0 = now_s();
+            rc = run_models(r, w->cpu_sep, w->cpu_emb, s, 1, 0, &bad);
+            dt = now_s() - t0;
+        }
+    }
+    if (rc && n > 1) {
+        /* isolate the segment that fails; the others go on */
+        for (size_t b = 0; b < n; b++)
+            run_batch(w, s + b, 1);
+        return;
+    }
+    for (size_t b = 0; b < n; b++) {
+        trk *t = s[b]->t;
+        pthread_mutex_lock(&t->mu);
+        if (s[b]->kind == KIND_SEP)
+            t->t_sep += dt / (double)n;
+        else
+            t->t_emb += dt / (double)n;
+        if (rc) {
+            char m[512];
+            trk_fail(t, "%s: %s", s[b]->kind == KIND_SEP ? "separate" : "embed", sl_errmsg(rc, m, sizeof m));
+        }
+        pthread_mutex_unlock(&t->mu);
+    }
+}
+
+/* A worker on its own device opens its context in its own thread: CUDA's
+ * current device is per thread, and the context's stream belongs to it. */
+static int worker_init(worker *w)
+{
+    runner *r = w->r;
+    if (w->device < 0)
+        return 0;
+    char name[32];
+    snprintf(name, sizeof name, "cuda:%d", w->device);
+    int rc = sl_op_ctx_open(&w->ctx, name);
+    w->owns = 1;
+    if (!rc && r->sep)
+        rc = sl_sep_open(&w->sep, r->cfg->sep_model, r->cfg->sep_weights, &r->cfg->sep_options, w->ctx);
+    if (!rc && r->emb)
+        rc = sl_emb_open(&w->emb, r->cfg->emb_model, r->cfg->emb_weights, &r->cfg->emb_options, w->ctx);
+    if (rc) {
+        char m[512];
+        sl_log(SL_LOG_ERROR, NULL, "worker", "%s: %s", name, sl_errmsg(rc, m, sizeof m));
+    } else {
+        sl_log(SL_LOG_INFO, NULL, "worker", "worker %d on %s", w->id, sl_op_ctx_device(w->ctx));
+    }
+    return rc;
+}
+
+void *worker_thread(void *arg)
+{
+    worker *w = arg;
+    runner *r = w->r;
+    slot *batch[256];
+    int rc = worker_init(w);
+    pthread_mutex_lock(&r->mu);
+    r->workers_ready++;
+    if (rc)
+        r->workers_failed++;
+    pthread_cond_broadcast(&r->cv_ready);
+    pthread_mutex_unlock(&r->mu);
+    for (; !rc;) {
+        size_t max = w->max_batch < 256 ? w->max_batch : 256;
+        size_t n = pop_batch(r, batch, max);
+        if (n == 0)
+            break;
+        /* segments of tracks that already failed are not worth computing */
+        size_t live = 0;
+        for (size_t b = 0; b < n; b++) {
+            trk *t = batch[b]->t;
+            pthread_mutex_lock(&t->mu);
+            int dead = t->failed || t->abandoned || stop_requests >= 2;
+            pthread_mutex_unlock(&t->mu);
+            if (dead)
+                push_write(r, batch[b]);
+            else
+                batch[live++] = batch[b];
+        }
+        if (live)
+            run_batch(w, batch, live);
+        for (size_t b = 0; b < live; b++)
+            push_write(r, batch[b]);
+    }
+    pthread_mutex_lock(&r->mu);
+    r->workers_left--;
+    pthread_cond_broadcast(&r->cv_write);
+    pthread_mutex_unlock(&r->mu);
+    return NULL;
+}
+
+int open_models(runner *r, sl_op_ctx *ctx)
+{
+    const sl_config *c = r->cfg;
+    int rc;
+    if (strcmp(c->sep_model, "none")) {
+        rc = sl_sep_open(&r->sep_model, c->sep_model, c->sep_weights, &c->sep_options, ctx);
+        if (rc)
+            return rc;
+        r->sep = sl_sep_get_info(r->sep_model);
+    }
+    if (strcmp(c->emb_model, "none")) {
+        rc = sl_emb_open(&r->emb_model, c->emb_model, c->emb_weights, &c->emb_options, ctx);
+        if (rc)
+            return rc;
+        r->emb = sl_emb_get_info(r->emb_model);
+    }
+    return 0;
+}
+
+int start_workers(runner *r, sl_op_ctx *ctx)
+{
+    /* One worker per device in runtime.devices. The CPU backend gets one
+     * worker: its context is single-threaded, and the other cores decode and
+     * encode. */
+    const sl_config *c = r->cfg;
+    int devs[64], nd = 0;
+    if (!strcmp(sl_op_ctx_backend(ctx), "cuda")) {
+        int count = sl_op_device_count();
+        for (size_t i = 0; i < c->n_devices && nd < 64; i++) {
+            if (!strcmp(c->devices[i], "all")) {
+                for (int d = 0; d < count && nd < 64; d++)
+                    devs[nd++] = d;
+                continue;
+            }
+            char *end;
+            long d = strtol(c->devices[i], &end, 10);
+            if (end == c->devices[i] || *end || d < 0 || d >= count)
+                return sl_seterr(SL_ECONFIG, "runtime.devices: '%s' is not a CUDA device here (%d device%s: 0..%d)",
+                                 c->devices[i], count, count == 1 ? "" : "s", count - 1);
+            devs[nd++] = (int)d;
+        }
+    }
+    r->n_workers = nd > 1 ? nd : 1;
+    r->workers = calloc((size_t)r->n_workers, sizeof *r->workers);
+    if (!r->workers)
+        return SL_ENOMEM;
+    for (int i = 0; i < r->n_workers; i++) {
+        worker *w = &r->workers[i];
+        w->r = r;
+        w->id = i;
+        w->max_batch = (size_t)c->batch_size;
+        w->device = nd > 1 ? devs[i] : -1;
+        if (w->device < 0) {
+            /* the context the models were opened on (device 0 or the CPU) */
+            w->ctx = ctx;
+            w->sep = r->sep_model;
+            w->emb = r->emb_model;
+        }
+    }
+    return 0;
+}
+
+void close_workers(runner *r)
+{
+    for (int i = 0; r->workers && i < r->n_workers; i++) {
+        worker *w = &r->workers[i];
+        if (w->owns) {
+            if (w->sep)
+                sl_sep_close(w->sep);
+            if (w->emb)
+                sl_emb_close(w->emb);
+            sl_op_ctx_close(w->ctx);
+        }
+        if (w->cpu_sep)
+            sl_sep_close(w->cpu_sep);
+        if (w->cpu_emb)
+            sl_emb_close(w->cpu_emb);
+        if (w->cpu_ctx)
+            sl_op_ctx_close(w->cpu_ctx);
+    }
+    free(r->workers);
+    r->workers = NULL;
+}

@@ -1,0 +1,216 @@
+/* Job runner: the stop flag, the slot pool and the ready/write queues. */
+#include "run_internal.h"
+
+volatile sig_atomic_t stop_requests;
+
+void sl_run_request_stop(void)
+{
+    if (stop_requests < 2)
+        stop_requests++;
+}
+
+double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+int should_stop(runner *r) { return stop_requests || atomic_load(&r->stop); }
+
+void set_fatal(runner *r, const char *fmt, const char *detail)
+{
+    pthread_mutex_lock(&r->mu);
+    if (!r->fatal) {
+        r->fatal = 1;
+        snprintf(r->fatal_msg, sizeof r->fatal_msg, fmt, detail);
+    }
+    pthread_mutex_unlock(&r->mu);
+    atomic_store(&r->stop, 1);
+}
+
+/* ---- slot pool ---- */
+
+static void fifo_push(fifo *q, slot *s)
+{
+    s->next = NULL;
+    if (q->tail)
+        q->tail->next = s;
+    else
+        q->head = s;
+    q->tail = s;
+    q->n++;
+}
+
+static slot *fifo_pop(fifo *q)
+{
+    slot *s = q->head;
+    if (s) {
+        q->head = s->next;
+        if (!q->head)
+            q->tail = NULL;
+        q->n--;
+        s->next = NULL;
+    }
+    return s;
+}
+
+void slot_layout(runner *r, slot *s, int kind)
+{
+    float *p = s->mem;
+    if (kind == KIND_SEP) {
+        int ch = r->sep->channels;
+        for (int c = 0; c < ch; c++, p += r->sep_L)
+            s->in[c] = p;
+        for (int k = 0; k < r->sep->n_sources; k++)
+            for (int c = 0; c < ch; c++, p += r->sep_L)
+                s->out[k][c] = p;
+    } else {
+        for (int c = 0; c < r->emb->channels; c++, p += r->emb_L)
+            s->in[c] = p;
+        s->vec = p;
+        s->scores = r->emb->n_scores > 0 ? p + r->emb->dim : NULL;
+    }
+    s->kind = kind;
+}
+
+/* Takes a free slot, allocating up to the bound; waits while every slot is in
+ * use (that wait is the backpressure). NULL when the run is stopping. */
+slot *pool_acquire(runner *r)
+{
+    slot *got = NULL;
+    double t0 = 0;
+    pthread_mutex_lock(&r->mu);
+    while (!got) {
+        if (should_stop(r))
+            break;
+        if (r->free_slots) {
+            got = r->free_slots;
+            r->free_slots = got->next;
+            break;
+        }
+        if (r->n_slots < r->n_slots_max) {
+            slot *s = calloc(1, sizeof *s);
+            void *mem = NULL;
+            /* pinned on CUDA, so uploads are asynchronous copies */
+            if (s && sl_op_host_alloc(r->host_ctx, &mem, r->slot_floats * sizeof(float)) == 0) {
+                s->mem = mem;
+                r->n_slots++;
+                got = s;
+                break;
+            }
+            free(s);
+            if (r->n_slots == 0)
+                break;
+            r->n_slots_max = r->n_slots; /* the allocator said no: live with what we have */
+        }
+        if (t0 == 0)
+            t0 = now_s();
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 200000000L; /* wake to notice a stop request */
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&r->cv_slot, &r->mu, &ts);
+    }
+    if (t0 > 0)
+        r->wait_slot_s += now_s() - t0;
+    if (got) {
+        got->next = NULL;
+        got->t = NULL;
+        r->n_in_use++;
+        if (r->n_in_use > r->peak_in_use)
+            r->peak_in_use = r->n_in_use;
+    }
+    pthread_mutex_unlock(&r->mu);
+    return got;
+}
+
+void pool_release(runner *r, slot *s)
+{
+    pthread_mutex_lock(&r->mu);
+    s->t = NULL;
+    s->next = r->free_slots;
+    r->free_slots = s;
+    r->n_in_use--;
+    pthread_cond_signal(&r->cv_slot);
+    pthread_mutex_unlock(&r->mu);
+}
+
+void pool_free_all(runner *r)
+{
+    while (r->free_slots) {
+        slot *s = r->free_slots;
+        r->free_slots = s->next;
+        sl_op_host_free(r->host_ctx, s->mem);
+        free(s);
+    }
+}
+
+void push_ready(runner *r, slot *s)
+{
+    pthread_mutex_lock(&r->mu);
+    fifo_push(&r->ready, s);
+    if (r->ready.n > r->max_ready)
+        r->max_ready = r->ready.n;
+    pthread_cond_signal(&r->cv_ready);
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* Takes up to max slots of one kind (the kind of the oldest), oldest first.
+ * Waits for at least one; returns 0 when decoding is over and nothing is left. */
+size_t pop_batch(runner *r, slot **out, size_t max)
+{
+    size_t n = 0;
+    double t0 = now_s();
+    pthread_mutex_lock(&r->mu);
+    while (!r->ready.head && r->decoders_left > 0)
+        pthread_cond_wait(&r->cv_ready, &r->mu);
+    r->wait_ready_s += now_s() - t0;
+    r->ready_len_sum += (double)r->ready.n;
+    r->ready_len_samples++;
+    if (r->ready.head) {
+        int kind = r->ready.head->kind;
+        slot **pp = &r->ready.head, *prev = NULL;
+        while (*pp && n < max) {
+            slot *s = *pp;
+            if (s->kind == kind) {
+                *pp = s->next;
+                if (r->ready.tail == s)
+                    r->ready.tail = prev;
+                r->ready.n--;
+                s->next = NULL;
+                out[n++] = s;
+            } else {
+                prev = s;
+                pp = &s->next;
+            }
+        }
+        r->batches++;
+        r->batch_items += n;
+    }
+    pthread_mutex_unlock(&r->mu);
+    return n;
+}
+
+void push_write(runner *r, slot *s)
+{
+    pthread_mutex_lock(&r->mu);
+    fifo_push(&r->write, s);
+    pthread_cond_signal(&r->cv_write);
+    pthread_mutex_unlock(&r->mu);
+}
+
+slot *pop_write(runner *r)
+{
+    double t0 = now_s();
+    pthread_mutex_lock(&r->mu);
+    while (!r->write.head && r->workers_left > 0)
+        pthread_cond_wait(&r->cv_write, &r->mu);
+    r->wait_write_s += now_s() - t0;
+    slot *s = fifo_pop(&r->write);
+    pthread_mutex_unlock(&r->mu);
+    return s;
+}

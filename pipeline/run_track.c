@@ -1,0 +1,437 @@
+/* Job runner: per-track state, stem encoders, stitching, finalisation (outputs
+ * renamed into place, then the ledger row) and the writer threads. */
+#include "run_internal.h"
+
+/* ---- tracks ---- */
+
+int is_disk_full(int rc) { return rc == -ENOSPC || rc == -EDQUOT || rc == -EROFS; }
+
+/* Caller holds t->mu. The first reason wins. */
+void trk_fail(trk *t, const char *fmt, ...)
+{
+    if (t->failed || t->abandoned)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(t->err, sizeof t->err, fmt, ap);
+    va_end(ap);
+    t->failed = 1;
+}
+
+void trk_abandon(trk *t, const char *why)
+{
+    if (t->abandoned || t->failed)
+        return;
+    snprintf(t->err, sizeof t->err, "%s", why);
+    t->abandoned = 1;
+}
+
+static void trk_free(runner *r, trk *t)
+{
+    for (int s = 0; s < SL_MAX_SOURCES; s++)
+        if (t->enc[s])
+            sl_encoder_abort(t->enc[s]);
+    if (t->have_st)
+        sl_stitcher_free(&t->st);
+    free(t->outputs);
+    free(t->vsum);
+    free(t->ssum);
+    for (int s = 0; s < SL_MAX_SOURCES; s++) {
+        if (t->stem_path[s] && r->scratch)
+            unlink(t->stem_path[s]); /* written only to be embedded */
+        free(t->stem_path[s]);
+    }
+    for (int i = 0; i <= SL_MAX_SOURCES; i++) {
+        free(t->tl[i].v);
+        free(t->tl[i].t0);
+        free(t->tl[i].t1);
+        free(t->tl[i].have);
+    }
+    pthread_mutex_destroy(&t->mu);
+    free(t);
+    pthread_mutex_lock(&r->mu);
+    r->live_tracks--;
+    pthread_cond_broadcast(&r->cv_stem);
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* Opens one encoder per stem (temporary names; renamed when the track is done),
+ * after sweeping temporaries a killed run may have left in the same folders. */
+int open_encoders(runner *r, trk *t, char *err, size_t errsize)
+{
+    const sl_config *c = r->cfg;
+    sl_encode_params p = {
+        .format = c->stems_format,
+        .sample_format = c->stems_sample_format,
+        .in_rate = r->sep->sample_rate,
+        .out_rate = r->sep->sample_rate,
+        .channels = r->sep->channels,
+    };
+    if (!strcmp(c->stems_sample_rate, "source") && t->source_rate > 0)
+        p.out_rate = t->source_rate;
+    if (r->scratch) {
+        /* stems only to be embedded: float WAV at the model's rate, exact */
+        p.format = "wav";
+        p.sample_format = "f32";
+        p.out_rate = r->sep->sample_rate;
+    }
+    size_t olen = 1, ocap = 256;
+    t->outputs = malloc(ocap);
+    if (!t->outputs)
+        return SL_ENOMEM;
+    strcpy(t->outputs, "[");
+    /* first sweep (every file, before any encoder of this track exists) */
+    for (int pass = 0; pass < 2; pass++)
+    for (int s = 0; s < r->sep->n_sources; s++) {
+        char rel[4096], full[8192];
+        int rc = 0;
+        if (r->scratch) {
+            snprintf(rel, sizeof rel, "t%zu-%d.wav", t->index, s);
+            snprintf(full, sizeof full, "%s/%s", r->scratch_dir, rel);
+        } else {
+            rc = expand_template(c->stems_template, t->tr->id, r->sep->sources[s], c->stems_format, rel,
+                                 sizeof rel);
+            snprintf(full, sizeof full, "%s/%s", r->out_dir, rel);
+        }
+        if (rc) {
+            snprintf(err, errsize, "output path too long");
+            return rc;
+        }
+        if (pass == 0) {
+            /* only this file's temporaries: other tracks may be writing into
+             * the same folder (templates like {stem}/{track}.{ext}) */
+            sl_atomic_sweep_for(full);
+            continue;
+        }
+        rc = sl_encoder_open(&t->enc[s], full, &p);
+        if (rc) {
+            char m[512];
+            snprintf(err, errsize, "write %s: %s", rel, sl_errmsg(rc, m, sizeof m));
+            return rc;
+        }
+        if (!(t->stem_path[s] = strdup(full)))
+            return SL_ENOMEM;
+        if (!r->scratch && append_json_path(&t->outputs, &olen, &ocap, rel))
+            return SL_ENOMEM;
+    }
+    strcat(t->outputs, "]");
+    return 0;
+}
+
+/* Stitches one segment (in order) and writes its final samples. Caller holds t->mu. */
+static void stitch_write(runner *r, trk *t, slot *s)
+{
+    double t0 = now_s();
+    float *const *y[SL_MAX_SOURCES];
+    for (int k = 0; k < r->sep->n_sources; k++)
+        y[k] = s->out[k];
+    size_t emit = sl_stitcher_push(&t->st, y, s->len);
+    for (int k = 0; k < r->sep->n_sources && r->write_stems; k++) {
+        int rc = sl_encoder_write(t->enc[k], (const float *const *)s->out[k], emit);
+        if (rc) {
+            char m[512];
+            sl_errmsg(rc, m, sizeof m);
+            if (is_disk_full(rc)) {
+                trk_abandon(t, "output disk full");
+                r->disk_full = 1;
+                atomic_store(&r->stop, 1);
+            } else {
+                trk_fail(t, "write: %s", m);
+            }
+            break;
+        }
+    }
+    t->t_write += now_s() - t0;
+}
+
+/* Called once, when the track's last slot has come back. */
+void finalize(runner *r, trk *t)
+{
+    const sl_track *tr = t->tr;
+    float *vec = NULL;
+    double t0 = now_s();
+    char m[512];
+    if (t->phase == 0 && !t->failed && !t->abandoned && r->sep) {
+        /* the tail of the last segment, then every stem renamed into place */
+        size_t O = r->sep_L - r->sep_H;
+        float *buf = O ? malloc(O * (size_t)r->sep->channels * (size_t)r->sep->n_sources * sizeof(float)) : NULL;
+        if (O && !buf) {
+            trk_fail(t, "out of memory");
+        } else {
+            float *planes[SL_MAX_SOURCES][SL_SEG_MAX_CH];
+            float *const *pp[SL_MAX_SOURCES];
+            for (int k = 0; k < r->sep->n_sources; k++) {
+                for (int c = 0; c < r->sep->channels; c++)
+                    planes[k][c] = buf + ((size_t)k * r->sep->channels + (size_t)c) * O;
+                pp[k] = planes[k];
+            }
+            size_t n = t->have_st ? sl_stitcher_flush(&t->st, pp) : 0;
+            for (int k = 0; k < r->sep->n_sources && r->write_stems && !t->failed && !t->abandoned; k++) {
+                int rc = n ? sl_encoder_write(t->enc[k], (const float *const *)planes[k], n) : 0;
+                if (!rc) {
+                    rc = sl_encoder_finish(t->enc[k]);
+                    t->enc[k] = NULL;
+                }
+                if (rc) {
+                    sl_errmsg(rc, m, sizeof m);
+                    if (is_disk_full(rc)) {
+                        trk_abandon(t, "output disk full");
+                        r->disk_full = 1;
+                        atomic_store(&r->stop, 1);
+                    } else {
+                        trk_fail(t, "write: %s", m);
+                    }
+                }
+            }
+            free(buf);
+        }
+    }
+    if (t->phase == 0 && r->n_stem_esrc > 0 && r->emb && !t->failed && !t->abandoned) {
+        /* the stems are in place: a decode thread embeds them next (phase 1),
+         * and the ledger row is written once that is done */
+        t->t_write += now_s() - t0;
+        pthread_mutex_lock(&t->mu);
+        t->phase = 1;
+        t->decode_done = 0;
+        t->finalized = 0;
+        pthread_mutex_unlock(&t->mu);
+        pthread_mutex_lock(&r->mu);
+        t->qnext = NULL;
+        if (r->sq_tail)
+            r->sq_tail->qnext = t;
+        else
+            r->sq_head = t;
+        r->sq_tail = t;
+        pthread_cond_broadcast(&r->cv_stem);
+        pthread_mutex_unlock(&r->mu);
+        return;
+    }
+    char *tags = NULL, *stags[SL_MAX_SOURCES + 1] = {0};
+    sl_ledger_vec *lv = NULL;
+    size_t n_lv = 0;
+    if (!t->failed && !t->abandoned && r->emb) {
+        int dim = r->emb->dim, ns = r->emb->n_scores;
+        size_t n_win = 0;
+        for (int i = 0; i < r->n_esrc; i++)
+            n_win += r->cfg->emb_timeline ? t->tl[i].n : 0;
+        vec = calloc((size_t)r->n_esrc * (size_t)dim, sizeof *vec);
+        lv = calloc((size_t)r->n_esrc + n_win, sizeof *lv);
+        if (!vec || !lv)
+            trk_fail(t, "embed: out of memory");
+        for (int i = 0; i < r->n_esrc && !t->failed; i++) {
+            const char *src = r->esrc[i];
+            float *v = vec + (size_t)i * (size_t)dim;
+            int rc = sl_embed_mean(t->vsum + (size_t)i * (size_t)dim, t->vweight[i], dim, r->cfg->emb_normalize, v);
+            if (rc) {
+                if (i == r->mix_src)
+                    trk_fail(t, "%s", sl_errmsg(rc, m, sizeof m));
+                else
+                    trk_fail(t, "stem '%s': %s", src, sl_errmsg(rc, m, sizeof m));
+                break;
+            }
+            if (t->ssum && t->vweight[i] > 0) {
+                stags[i] = sl_tags_json(t->ssum + (size_t)i * (size_t)ns, ns, t->vweight[i],
+                                        r->cfg->emb_tags_top_k, r->labels);
+                if (!stags[i]) {
+                    trk_fail(t, "embed: out of memory");
+                    break;
+                }
+            }
+            if (i == r->mix_src) {
+                tags = stags[i];
+                stags[i] = NULL;
+            } else {
+                lv[n_lv++] = (sl_ledger_vec){.source = src, .window = -1, .start = 0,
+                                             .end = t->rate > 0 ? (double)t->n_samples / t->rate : 0,
+                                             .vector = v, .tags_json = stags[i]};
+            }
+            if (!r->cfg->emb_timeline)
+                continue;
+            timeline *tl = &t->tl[i];
+            for (size_t k = 0; k < tl->n; k++) {
+                float *w = tl->v + k * (size_t)dim;
+                double ss = 0;
+                int finite = tl->have[k];
+                for (int j = 0; j < dim; j++) {
+                    finite &= isfinite(w[j]) != 0;
+                    ss += (double)w[j] * w[j];
+                }
+                if (!finite) {
+                    trk_fail(t, "embed %s: window %zu: %s", src, k,
+                             tl->have[k] ? "the vector is not finite" : "missing");
+                    break;
+                }
+                if (r->cfg->emb_normalize && ss > 0)
+                    for (int j = 0; j < dim; j++)
+                        w[j] = (float)(w[j] / sqrt(ss));
+                lv[n_lv++] = (sl_ledger_vec){.source = src, .window = (int)k, .start = tl->t0[k],
+                                             .end = tl->t1[k], .vector = w};
+            }
+        }
+    }
+    t->t_write += now_s() - t0;
+    double duration = t->rate > 0 ? (double)t->n_samples / t->rate : 0;
+
+    if (t->abandoned) {
+        /* no ledger row: the next run does this track again */
+        sl_report_abandon(r->report, tr->id, tr->path, t->err);
+        sl_log(SL_LOG_WARN, tr->id, NULL, "abandoned: %s", t->err);
+        sl_progress_track_done(r->progress, 0, 0, tr->size);
+        free(vec);
+        free(tags);
+        free(lv);
+        for (int i = 0; i <= SL_MAX_SOURCES; i++)
+            free(stags[i]);
+        trk_free(r, t);
+        return;
+    }
+    char timings[256];
+    snprintf(timings, sizeof timings, "{\"decode\":%.6f,\"separate\":%.6f,\"embed\":%.6f,\"write\":%.6f}",
+             t->t_decode, t->t_sep, t->t_emb, t->t_write);
+    sl_ledger_row row = {
+        .id = tr->id,
+        .path = tr->path,
+        .size = tr->size,
+        .mtime_ns = tr->mtime_ns,
+        .config_hash = r->hash,
+        .status = t->failed ? SL_TRACK_FAILED : SL_TRACK_DONE,
+        .error = t->failed ? t->err : NULL,
+        .outputs_json = t->outputs && !t->failed ? t->outputs : "[]",
+        .timings_json = timings,
+        .duration = duration,
+        .vector = t->failed || r->mix_src < 0 ? NULL : vec + (size_t)r->mix_src * (size_t)r->emb->dim,
+        .dim = (t->failed || !r->emb) ? 0 : r->emb->dim,
+        .vector_model = r->emb ? r->emb->name : NULL,
+        .tags_json = t->failed ? NULL : tags,
+        .vecs = t->failed ? NULL : lv,
+        .n_vecs = t->failed ? 0 : n_lv,
+    };
+    int lrc = sl_ledger_put(r->ledger, &row);
+    if (lrc) {
+        sl_log(SL_LOG_ERROR, tr->id, "ledger", "%s", sl_errmsg(lrc, m, sizeof m));
+        set_fatal(r, "the ledger could not be written: %s", m);
+    }
+    if (t->failed) {
+        sl_log(SL_LOG_ERROR, tr->id, NULL, "failed: %s", t->err);
+        sl_report_fail(r->report, tr->id, tr->path, t->err);
+    } else {
+        sl_report_ok(r->report, tr->id, tr->path, duration, t->t_decode, t->t_sep, t->t_emb, t->t_write);
+    }
+    sl_progress_track_done(r->progress, 1, t->failed ? 0 : duration, tr->size);
+    free(vec);
+    free(tags);
+    free(lv);
+    for (int i = 0; i <= SL_MAX_SOURCES; i++)
+        free(stags[i]);
+    trk_free(r, t);
+}
+
+/* Keeps window k of source src (caller holds t->mu). 0 or SL_ENOMEM. */
+static int timeline_put(trk *t, int src, size_t k, const float *vec, int dim, double t0, double t1)
+{
+    timeline *tl = &t->tl[src];
+    if (k >= tl->cap) {
+        size_t nc = tl->cap ? tl->cap : 16;
+        while (nc <= k)
+            nc *= 2;
+        float *v = realloc(tl->v, nc * (size_t)dim * sizeof *v);
+        if (v)
+            tl->v = v;
+        double *a = realloc(tl->t0, nc * sizeof *a);
+        if (a)
+            tl->t0 = a;
+        double *b = realloc(tl->t1, nc * sizeof *b);
+        if (b)
+            tl->t1 = b;
+        unsigned char *h = realloc(tl->have, nc);
+        if (h)
+            tl->have = h;
+        if (!v || !a || !b || !h)
+            return SL_ENOMEM;
+        memset(tl->have + tl->cap, 0, nc - tl->cap);
+        tl->cap = nc;
+    }
+    memcpy(tl->v + k * (size_t)dim, vec, (size_t)dim * sizeof *vec);
+    tl->t0[k] = t0;
+    tl->t1[k] = t1;
+    tl->have[k] = 1;
+    if (k + 1 > tl->n)
+        tl->n = k + 1;
+    return 0;
+}
+
+/* Caller holds t->mu; returns 1 when the caller must finalize (outside the lock). */
+static int release_locked(runner *r, trk *t, slot *s)
+{
+    pool_release(r, s);
+    t->in_flight--;
+    if (t->decode_done && t->in_flight == 0 && !t->finalized) {
+        t->finalized = 1;
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- writers ---- */
+
+static void write_one(runner *r, slot *s)
+{
+    trk *t = s->t;
+    int fin = 0;
+    pthread_mutex_lock(&t->mu);
+    if (t->failed || t->abandoned) {
+        while (t->pending) {
+            slot *p = t->pending;
+            t->pending = p->next;
+            fin |= release_locked(r, t, p);
+        }
+        fin |= release_locked(r, t, s);
+    } else if (s->kind == KIND_EMB) {
+        double w = (double)s->len;
+        int dim = r->emb->dim, ns = r->emb->n_scores;
+        double *vs = t->vsum + (size_t)s->src * (size_t)dim;
+        for (int i = 0; i < dim; i++)
+            vs[i] += w * s->vec[i];
+        if (t->ssum)
+            for (int i = 0; i < ns; i++)
+                t->ssum[(size_t)s->src * (size_t)ns + (size_t)i] += w * s->scores[i];
+        t->vweight[s->src] += w;
+        if (r->cfg->emb_timeline && timeline_put(t, s->src, s->k, s->vec, dim, (double)(s->k * r->emb_H) / r->emb->sample_rate,
+                                                 (double)(s->k * r->emb_H + s->len) / r->emb->sample_rate))
+            trk_fail(t, "embed: out of memory for the timeline");
+        fin = release_locked(r, t, s);
+    } else {
+        /* segments may come back out of order (several workers): keep the early
+         * ones until their turn */
+        slot **pp = &t->pending;
+        while (*pp && (*pp)->k < s->k)
+            pp = &(*pp)->next;
+        s->next = *pp;
+        *pp = s;
+        while (t->pending && t->pending->k == t->sep_next && !t->failed && !t->abandoned) {
+            slot *p = t->pending;
+            t->pending = p->next;
+            stitch_write(r, t, p);
+            t->sep_next++;
+            fin |= release_locked(r, t, p);
+        }
+        if (t->failed || t->abandoned)
+            while (t->pending) {
+                slot *p = t->pending;
+                t->pending = p->next;
+                fin |= release_locked(r, t, p);
+            }
+    }
+    pthread_mutex_unlock(&t->mu);
+    if (fin)
+        finalize(r, t);
+}
+
+void *writer_thread(void *arg)
+{
+    runner *r = arg;
+    slot *s;
+    while ((s = pop_write(r)))
+        write_one(r, s);
+    return NULL;
+}
