@@ -168,7 +168,7 @@ static void fft_part(void *v, size_t part, int tid)
 
 static int fft_run(sl_op_ctx *ctx, int inverse, int n_fft, size_t count, const float *in, float *out, float scale)
 {
-    fftwf_plan r2c, c2r;
+    fftwf_plan r2c = NULL, c2r = NULL;
     int rc = get_plans(n_fft, &r2c, &c2r);
     if (rc < 0)
         return rc;
