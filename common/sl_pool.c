@@ -221,6 +221,78 @@ void sl_pool_range(size_t n, size_t parts, size_t k, size_t *lo, size_t *hi)
     *hi = *lo + q + (k < r ? 1 : 0);
 }
 
+struct sl_budget {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int tokens, free_, peak;
+    unsigned long next_ticket, serving;
+};
+
+int sl_budget_create(sl_budget **out, int tokens)
+{
+    *out = NULL;
+    if (tokens < 1)
+        return sl_seterr(SL_EINVAL, "CPU budget of %d threads (must be >= 1)", tokens);
+    sl_budget *b = calloc(1, sizeof *b);
+    if (!b)
+        return sl_seterr(SL_ENOMEM, "CPU budget: out of memory");
+    pthread_mutex_init(&b->mu, NULL);
+    pthread_cond_init(&b->cv, NULL);
+    b->tokens = b->free_ = tokens;
+    *out = b;
+    return 0;
+}
+
+void sl_budget_free(sl_budget *b)
+{
+    if (!b)
+        return;
+    pthread_cond_destroy(&b->cv);
+    pthread_mutex_destroy(&b->mu);
+    free(b);
+}
+
+void sl_budget_acquire(sl_budget *b, int n)
+{
+    if (!b)
+        return;
+    if (n > b->tokens)
+        n = b->tokens;
+    pthread_mutex_lock(&b->mu);
+    const unsigned long ticket = b->next_ticket++;
+    while (b->serving != ticket || b->free_ < n)
+        pthread_cond_wait(&b->cv, &b->mu);
+    b->serving++;
+    b->free_ -= n;
+    if (b->tokens - b->free_ > b->peak)
+        b->peak = b->tokens - b->free_;
+    pthread_cond_broadcast(&b->cv); /* the next ticket may go too */
+    pthread_mutex_unlock(&b->mu);
+}
+
+void sl_budget_release(sl_budget *b, int n)
+{
+    if (!b)
+        return;
+    if (n > b->tokens)
+        n = b->tokens;
+    pthread_mutex_lock(&b->mu);
+    b->free_ += n;
+    pthread_cond_broadcast(&b->cv);
+    pthread_mutex_unlock(&b->mu);
+}
+
+int sl_budget_peak(const sl_budget *b)
+{
+    if (!b)
+        return 0;
+    sl_budget *m = (sl_budget *)b;
+    pthread_mutex_lock(&m->mu);
+    int p = m->peak;
+    pthread_mutex_unlock(&m->mu);
+    return p;
+}
+
 /* cgroup v2 CPU quota ("max 100000" or "150000 100000") rounded up, 0 when none. */
 static int cgroup_quota_cpus(void)
 {

@@ -47,6 +47,23 @@ int sl_pool_peak(const sl_pool *p);
 /* Part k of n items split into parts nearly equal contiguous ranges: [*lo, *hi). */
 void sl_pool_range(size_t n, size_t parts, size_t k, size_t *lo, size_t *hi);
 
+/* A budget of CPU tokens shared by every stage of a run (decode, model, write): a
+ * thread holds tokens while it computes and none while it waits, so at most
+ * `tokens` threads compute at once whatever the number of threads that exist.
+ * Acquisition is first come, first served (a thread asking for several tokens is
+ * not overtaken by later single-token requests). */
+typedef struct sl_budget sl_budget;
+
+/* tokens >= 1. Returns 0 or SL_EINVAL / SL_ENOMEM; *out owned by the caller (sl_budget_free). */
+int sl_budget_create(sl_budget **out, int tokens);
+void sl_budget_free(sl_budget *b);
+/* Waits for n tokens (n is clamped to the budget's size); NULL b: returns at once. */
+void sl_budget_acquire(sl_budget *b, int n);
+/* Gives back n tokens taken by sl_budget_acquire; NULL b: nothing. */
+void sl_budget_release(sl_budget *b, int n);
+/* Most tokens held at once so far (instrumentation); 0 for NULL. */
+int sl_budget_peak(const sl_budget *b);
+
 /* CPUs this process may run on (sched_getaffinity: taskset, cgroups cpusets,
  * Slurm and Kubernetes CPU pinning); at least 1. */
 int sl_cpu_count(void);

@@ -3,6 +3,7 @@
  * nested loops run serially, and loops of varying sizes back to back never let
  * a late helper run into the next loop. */
 #include <dirent.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -10,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/sl_error.h"
 #include "common/sl_pool.h"
 #include "sl_test.h"
 
@@ -98,8 +100,62 @@ static void nest_body(void *v, size_t i, int tid)
     sl_pool_for(a->p, 10, inner_sum_body, &in); /* 1 + ... + 10 = 55, serially in this thread */
 }
 
+/* Threads of a budget of 2 taking 1 or 2 tokens: never more than 2 tokens held. */
+typedef struct {
+    sl_budget *b;
+    atomic_int held, worst;
+} budget_state;
+
+typedef struct {
+    budget_state *st;
+    int id;
+} budget_arg;
+
+static void *budget_thread(void *v)
+{
+    budget_arg *a = v;
+    budget_state *st = a->st;
+    for (int i = 0; i < 300; i++) {
+        const int n = (i + a->id) % 3 == 0 ? 2 : 1;
+        sl_budget_acquire(st->b, n);
+        int now = atomic_fetch_add(&st->held, n) + n;
+        int w = atomic_load(&st->worst);
+        while (now > w && !atomic_compare_exchange_weak(&st->worst, &w, now))
+            ;
+        sched_yield();
+        atomic_fetch_sub(&st->held, n);
+        sl_budget_release(st->b, n);
+    }
+    return NULL;
+}
+
+static void test_budget(void)
+{
+    budget_state st = {NULL, 0, 0};
+    CHECK(sl_budget_create(&st.b, 0) == SL_EINVAL && !st.b);
+    CHECK(sl_budget_create(&st.b, 2) == 0 && st.b);
+    budget_arg args[4];
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        args[i] = (budget_arg){&st, i};
+        pthread_create(&th[i], NULL, budget_thread, &args[i]);
+    }
+    for (int i = 0; i < 4; i++)
+        pthread_join(th[i], NULL);
+    CHECK_MSG(atomic_load(&st.worst) <= 2, "budget of 2: %d tokens held at once", atomic_load(&st.worst));
+    CHECK(sl_budget_peak(st.b) >= 1 && sl_budget_peak(st.b) <= 2);
+    sl_budget_acquire(st.b, 5); /* clamped to the budget */
+    CHECK(sl_budget_peak(st.b) == 2);
+    sl_budget_release(st.b, 5);
+    sl_budget_free(st.b);
+    sl_budget_acquire(NULL, 1);
+    sl_budget_release(NULL, 1);
+    CHECK(sl_budget_peak(NULL) == 0);
+}
+
 int main(void)
 {
+    test_budget();
     /* ranges cover [0, n) without gaps or overlaps */
     for (size_t n = 0; n < 50; n++)
         for (size_t parts = 1; parts < 9; parts++) {
