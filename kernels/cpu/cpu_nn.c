@@ -10,6 +10,7 @@
 #include "../../common/sl_error.h"
 #include "../../common/sl_pool.h"
 #include "cpu_ops.h"
+#include "cpu_simd.h"
 
 static float act_f(sl_act act, float v)
 {
@@ -160,8 +161,6 @@ int sl_cpu_affine(sl_op_ctx *ctx, const sl_affine_args *a)
     return 0;
 }
 
-static inline float sigmoid_f(float v) { return 1.0f / (1.0f + expf(-v)); }
-
 /* The recurrence of one item and direction over T steps: gates = proj[t] + W_hh h,
  * then the cell update; h, cell and gates are this task's own scratch. */
 static void lstm_recur(size_t T, size_t H, size_t D, size_t d, const float *proj, const float *whh, float *out,
@@ -175,14 +174,7 @@ static void lstm_recur(size_t T, size_t H, size_t D, size_t d, const float *proj
         memcpy(gates, proj + t * D * G + d * G, G * sizeof(float));
         if (s > 0) /* h0 = 0: the first step has no recurrent term */
             cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)G, (int)H, 1.0f, whh, (int)H, h, 1, 1.0f, gates, 1);
-        float *o = out + t * ld_out + d * H;
-        for (size_t j = 0; j < H; j++) {
-            const float ig = sigmoid_f(gates[j]), fg = sigmoid_f(gates[H + j]);
-            const float gg = tanhf(gates[2 * H + j]), og = sigmoid_f(gates[3 * H + j]);
-            cell[j] = fg * cell[j] + ig * gg;
-            h[j] = og * tanhf(cell[j]);
-            o[j] = h[j];
-        }
+        sl_cpu_lstm_cell(gates, cell, h, out + t * ld_out + d * H, H);
     }
 }
 

@@ -172,13 +172,14 @@ static int fft_run(sl_op_ctx *ctx, int inverse, int n_fft, size_t count, const f
     int rc = get_plans(n_fft, &r2c, &c2r);
     if (rc < 0)
         return rc;
-    size_t parts = (size_t)sl_pool_threads(ctx->pool);
+    sl_pool *pool = ctx ? ctx->pool : NULL; /* the CUDA backends' host fallbacks pass no CPU context */
+    size_t parts = (size_t)sl_pool_threads(pool);
     if (count * (size_t)n_fft < ((size_t)1 << 15)) /* below ~30 us of work: not worth a loop */
         parts = 1;
     if (parts > count)
         parts = count ? count : 1;
     fft_job j = {inverse ? c2r : r2c, (size_t)n_fft, count, parts, in, out, scale, inverse, 0};
-    sl_pool_for(ctx->pool, parts, fft_part, &j);
+    sl_pool_for(pool, parts, fft_part, &j);
     if (atomic_load(&j.failed))
         return sl_seterr(SL_ENOMEM, "%s: out of memory", inverse ? "irfft" : "rfft");
     return 0;

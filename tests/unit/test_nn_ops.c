@@ -13,6 +13,7 @@
 
 #include "common/sl_error.h"
 #include "common/sl_log.h"
+#include "kernels/cpu/cpu_simd.h"
 #include "kernels/ops.h"
 #include "sl_ref.h"
 #include "sl_test.h"
@@ -185,6 +186,48 @@ static void test_lstm_batch(sl_op_ctx *ctx, size_t batch, int layers, int input,
     free(xi);
 }
 
+/* The LSTM cell's exp / sigmoid / tanh (no libm): against double precision over the
+ * whole range (saturation, zero, tiny values, NaN), and the AVX2 path bit-equal to
+ * the portable one (H = 37: vector blocks and a scalar tail). */
+static void test_lstm_cell(void)
+{
+    const size_t H = 37;
+    float g[4 * 37], c0[37], c1[37], c2[37], h1[37], h2[37], o1[37], o2[37];
+    double worst = 0;
+    for (int rep = 0; rep < 200; rep++) {
+        for (size_t i = 0; i < 4 * H; i++) {
+            const double u = urand();
+            g[i] = rep % 4 == 0 ? (float)(200 * u - 100) : rep % 4 == 1 ? (float)(1e-4 * (2 * u - 1))
+                                                                         : (float)(16 * u - 8);
+        }
+        for (size_t j = 0; j < H; j++)
+            c0[j] = (float)(4.0 * urand() - 2.0);
+        memcpy(c1, c0, sizeof c0);
+        memcpy(c2, c0, sizeof c0);
+        sl_cpu_simd_set(0);
+        sl_cpu_lstm_cell(g, c1, h1, o1, H);
+        sl_cpu_simd_set(1);
+        sl_cpu_lstm_cell(g, c2, h2, o2, H);
+        CHECK_MSG(!memcmp(c1, c2, sizeof c1) && !memcmp(h1, h2, sizeof h1) && !memcmp(o1, h1, sizeof o1) &&
+                      !memcmp(o2, h2, sizeof o2),
+                  "lstm cell: AVX2 and portable paths differ");
+        for (size_t j = 0; j < H; j++) {
+            const double ig = 1 / (1 + exp(-(double)g[j])), fg = 1 / (1 + exp(-(double)g[H + j]));
+            const double gg = tanh((double)g[2 * H + j]), og = 1 / (1 + exp(-(double)g[3 * H + j]));
+            const double c = fg * c0[j] + ig * gg, h = og * tanh(c);
+            const double e = fabs(c - c1[j]) + fabs(h - h1[j]);
+            worst = e > worst ? e : worst;
+        }
+    }
+    printf("  lstm cell: worst |c| + |h| error %.3g (tol 1e-6), AVX2 = portable bits\n", worst);
+    CHECK_MSG(worst <= 1e-6, "lstm cell error %g", worst);
+    g[0] = NAN;
+    g[H + 1] = NAN;
+    c1[0] = c1[1] = 0;
+    sl_cpu_lstm_cell(g, c1, h1, o1, H);
+    CHECK(isnan(c1[0]) && isnan(h1[0]) && isnan(c1[1]));
+}
+
 /* Wiener properties: niter 0 keeps the target magnitudes with the mixture
  * phase; softmask estimates sum to the mixture (up to eps); the residual
  * completes the sum exactly; after EM the sources still sum to the mixture up
@@ -249,6 +292,7 @@ int main(void)
     test_lstm(ctx, 3, 16, 8, 1, 40);
     test_lstm(ctx, 2, 9, 33, 1, 17);
     test_lstm_batch(ctx, 3, 2, 20, 16, 1, 30);
+    test_lstm_cell();
     test_wiener(ctx);
     /* the same ops split over 3 threads: shapes above the split threshold, columns
      * not a multiple of the split block, more threads than items and fewer */
