@@ -17,6 +17,7 @@ static float act_f(sl_act act, float v)
     switch (act) {
     case SL_ACT_RELU: return v < 0.0f ? 0.0f : v; /* NaN stays NaN, as torch.relu */
     case SL_ACT_TANH: return tanhf(v);
+    case SL_ACT_GELU: return 0.5f * v * (1.0f + erff(v * (float)M_SQRT1_2)); /* torch's exact GELU */
     default: return v;
     }
 }
@@ -84,6 +85,7 @@ void sl_cpu_sgemm(sl_op_ctx *ctx, int trans_b, size_t m, size_t n, size_t k, con
 typedef struct {
     const sl_gemm_args *a;
     size_t parts; /* per batch item */
+    float *tmp;   /* [batch][m][n] products when add == y (a residual in place), else NULL */
 } gemm_job;
 
 /* One part of one batch item: its rows / columns of the product, then its epilogue. */
@@ -96,9 +98,11 @@ static void gemm_body(void *job, size_t t, int tid)
     const float *x = a->x + b * a->stride_x, *w = a->w + b * a->stride_w;
     const float *bias = a->bias ? a->bias + b * a->stride_bias : NULL;
     const float *mul = a->mul ? a->mul + b * a->stride_mul : NULL;
-    float *y = a->y + b * a->stride_y;
+    const float *add = a->add ? a->add + b * a->stride_add : NULL;
+    float *y = a->y + b * a->stride_y, *p = J->tmp ? J->tmp + b * a->m * a->n : y;
+    const size_t ldp = J->tmp ? a->n : a->ldy;
     size_t i0 = 0, i1 = a->m, j0 = 0, j1 = a->n;
-    if (J->parts > 1) { /* the same split as gemm_part */
+    if (J->parts > 1) { /* the same split as sl_cpu_sgemm_part */
         if (a->n >= a->m) {
             sl_pool_range((a->n + 15) / 16, J->parts, part, &j0, &j1);
             j0 *= 16;
@@ -110,33 +114,40 @@ static void gemm_body(void *job, size_t t, int tid)
             return;
     }
     if (a->k > 0) {
-        sl_cpu_sgemm_part(part, J->parts, 1, a->m, a->n, a->k, x, a->ldx, w, a->ldw, y, a->ldy);
+        sl_cpu_sgemm_part(part, J->parts, 1, a->m, a->n, a->k, x, a->ldx, w, a->ldw, p, ldp);
     } else {
         for (size_t i = i0; i < i1; i++)
-            memset(y + i * a->ldy + j0, 0, (j1 - j0) * sizeof(float));
+            memset(p + i * ldp + j0, 0, (j1 - j0) * sizeof(float));
     }
-    if (!bias && a->act == SL_ACT_NONE && !mul)
+    if (!bias && a->act == SL_ACT_NONE && !mul && !add)
         return;
     for (size_t i = i0; i < i1; i++) {
+        const float *prow = p + i * ldp;
         float *row = y + i * a->ldy;
-        const float *mrow = mul ? mul + i * a->ldmul : NULL;
+        const float *mrow = mul ? mul + i * a->ldmul : NULL, *arow = add ? add + i * a->ldadd : NULL;
         for (size_t j = j0; j < j1; j++) {
-            float v = bias ? row[j] + bias[j] : row[j];
+            float v = bias ? prow[j] + bias[j] : prow[j];
             v = act_f(a->act, v);
-            row[j] = mrow ? v * mrow[j] : v;
+            if (mrow)
+                v *= mrow[j];
+            row[j] = arow ? v + arow[j] : v;
         }
     }
 }
 
 int sl_cpu_gemm(sl_op_ctx *ctx, const sl_gemm_args *a)
 {
+    /* add == y (a residual): the products go to scratch first, then y = epilogue + y */
+    float *tmp = NULL;
+    if (a->add && a->add == a->y && !(tmp = sl_cpu_scratch(ctx, a->batch * a->m * a->n)))
+        return SL_ENOMEM;
     /* batch items first (independent GEMMs), then each item split when there are
      * fewer items than threads */
     const size_t th = (size_t)sl_pool_threads(ctx->pool);
     size_t parts = 1;
     if (a->batch < th && gemm_parts(ctx, a->m, a->n, a->k) > 1)
         parts = (th + a->batch - 1) / a->batch;
-    gemm_job J = {a, parts};
+    gemm_job J = {a, parts, tmp};
     sl_pool_for(ctx->pool, a->batch * parts, gemm_body, &J);
     return 0;
 }
