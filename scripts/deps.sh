@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checks the system packages stemline needs; installs the missing ones with
 # apt-get when run as root, otherwise prints the exact command and fails.
-# Usage: scripts/deps.sh [build|test]   (test also needs numpy, the ffmpeg CLI, fluidsynth + a GM sound font)
+# Usage: scripts/deps.sh [build|test|slurm]   (test also needs numpy, the ffmpeg CLI, fluidsynth + a GM
+# sound font; slurm adds Slurm and munge for the `slow` test of configs/slurm-array.sh, not used by CI)
 set -u
 need=()
 have_pc() { pkg-config --exists "$1" 2>/dev/null; }
@@ -25,6 +26,13 @@ if [ "${1:-build}" = test ]; then
   # small TimGM6mb General MIDI sound font (6 MB; fluid-soundfont-gm, 140 MB, is used when installed)
   command -v fluidsynth >/dev/null || need+=(fluidsynth)
   ls /usr/share/sounds/sf2/*.sf2 >/dev/null 2>&1 || need+=(timgm6mb-soundfont)
+fi
+if [ "${1:-build}" = slurm ]; then
+  # tests/slow/test_slurm_array.sh starts its own munged, slurmctld and slurmd
+  command -v munged >/dev/null || need+=(munge)
+  command -v slurmctld >/dev/null || need+=(slurmctld)
+  command -v slurmd >/dev/null || need+=(slurmd)
+  command -v sbatch >/dev/null || need+=(slurm-client)
 fi
 [ ${#need[@]} -eq 0 ] && exit 0
 line="apt-get install -y --no-install-recommends ${need[*]}"

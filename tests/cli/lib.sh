@@ -56,6 +56,22 @@ gen_tone() {
   ffmpeg -nostdin -loglevel error -y -f lavfi -i "aevalsrc=exprs=$exprs:s=$rate:d=$secs" -c:a "$codec" "$out" \
     || fail "could not make fixture $out"
 }
+# quick_job FILE: a job of the tracks in in/ into out/ with no separation and
+# melstats vectors (the fastest job there is), for tests of sharding and merging
+quick_job() {
+  cat > "$1" <<EOF
+input:
+  paths: [in]
+output:
+  dir: out
+separation:
+  model: none
+embedding:
+  model: melstats
+runtime:
+  decode_threads: 1
+EOF
+}
 # snapshot DIR: checksums of every output except the per-run report and the ledger
 snapshot() {
   (cd "$1" && find . -type f ! -name '*report.json' ! -name '*ledger.sqlite*' -print0 | sort -z |
