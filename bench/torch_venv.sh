@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 VENV=bench/.venv-torch
 PY=/usr/bin/python3
 [ -x "$PY" ] || PY=python3
-if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "import torch, openunmix, panns_inference" 2>/dev/null; then
+if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "import importlib.util as u, torch, librosa; assert all(u.find_spec(m) for m in ('openunmix', 'panns_inference', 'torchlibrosa'))" 2>/dev/null; then
   echo "$VENV/bin/python"
   exit 0
 fi
