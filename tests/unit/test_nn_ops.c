@@ -143,7 +143,7 @@ static void test_lstm_batch(sl_op_ctx *ctx, size_t batch, int layers, int input,
     const size_t nw = sl_lstm_weights_floats(&c), O = (size_t)(1 + bidir) * (size_t)hidden;
     const size_t ld = (size_t)input + O, stride = T * ld + 3;
     const float s = 1.0f / sqrtf((float)hidden);
-    float *buf = rnd(batch * stride, -1, 1), *w = rnd(batch * nw, -s, s);
+    float *buf = sl_ref_rnd(batch * stride, -1, 1), *w = sl_ref_rnd(batch * nw, -s, s);
     double *want = malloc(T * O * sizeof(double));
     float *got = malloc(T * O * sizeof(float)), *xi = malloc(T * (size_t)input * sizeof(float));
     CHECK_MSG(sl_op_lstm(ctx, &c, batch, T, buf, ld, stride, w, nw, buf + input, ld, stride) == 0, "lstm: %s",
@@ -178,12 +178,12 @@ static void test_lstm_cell(void)
     double worst = 0;
     for (int rep = 0; rep < 200; rep++) {
         for (size_t i = 0; i < 4 * H; i++) {
-            const double u = urand();
+            const double u = sl_ref_urand();
             g[i] = rep % 4 == 0 ? (float)(200 * u - 100) : rep % 4 == 1 ? (float)(1e-4 * (2 * u - 1))
                                                                          : (float)(16 * u - 8);
         }
         for (size_t j = 0; j < H; j++)
-            c0[j] = (float)(4.0 * urand() - 2.0);
+            c0[j] = (float)(4.0 * sl_ref_urand() - 2.0);
         memcpy(c1, c0, sizeof c0);
         memcpy(c2, c0, sizeof c0);
         sl_cpu_simd_set(0);
