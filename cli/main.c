@@ -1,5 +1,7 @@
 /* stemline command line: dispatches subcommands. Only main() decides the exit status. */
+#include <errno.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,7 +106,7 @@ static const char run_help[] =
     "  3  finished, but some tracks failed; report.json lists them with reasons\n"
     "  4  interrupted by SIGINT/SIGTERM/SIGHUP; run the same command again to resume\n";
 
-static volatile sig_atomic_t n_signals;
+static atomic_int n_signals; /* lock-free: safe in a signal handler */
 
 /* First signal: stop taking tracks, abandon the unfinished ones, write the
  * ledger, shards and report (exit 4). Second: stop at once; every file under
@@ -113,7 +115,8 @@ static volatile sig_atomic_t n_signals;
 static void on_signal(int sig)
 {
     (void)sig;
-    if (++n_signals >= 2) {
+    int saved_errno = errno; /* the interrupted code may be about to read it */
+    if (atomic_fetch_add(&n_signals, 1) + 1 >= 2) {
         static const char msg[] = "\nstemline: stopping now (second signal); run again to resume\n";
         if (write(STDERR_FILENO, msg, sizeof msg - 1) < 0) {
             /* nothing to do: we are leaving */
@@ -129,6 +132,7 @@ static void on_signal(int sig)
     /* decoders blocked in a slow or stalled read give up too */
     sl_io_interrupt();
     sl_run_request_stop();
+    errno = saved_errno;
 }
 
 

@@ -28,6 +28,10 @@ int sl_encoder_finish(sl_encoder *e);
 /* Abandons: closes and removes the temporary file. Frees e. */
 void sl_encoder_abort(sl_encoder *e);
 
+/* An upper estimate of the memory an open encoder of this many channels holds
+ * (MiB), whatever it is given to write: for memory planning. */
+double sl_encoder_memory_mb(int channels);
+
 /* One-shot helper: writes a whole planar buffer to path. */
 int sl_encode_file(const char *path, const sl_encode_params *p, const float *const *planes,
                    size_t n_frames);

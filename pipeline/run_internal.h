@@ -22,6 +22,7 @@
 
 #include "../common/sl_error.h"
 #include "../common/sl_log.h"
+#include "../common/sl_pool.h"
 #include "../io/catalog.h"
 #include "../io/decode.h"
 #include "../io/encode.h"
@@ -113,7 +114,10 @@ typedef struct {
     sl_sep_model *cpu_sep;
     sl_emb_model *cpu_emb;
     size_t max_batch;
-    int device;            /* CUDA ordinal, -1 = use the runner's context */
+    int device;            /* CUDA ordinal, -1 = use the runner's context (or, own_cpu, a CPU one) */
+    int own_cpu;           /* opens a CPU context of its own (CPU workers after the first) */
+    size_t batches;        /* batches this worker ran */
+    double busy_s;         /* seconds it computed */
     int lost;              /* its device's context was lost (SL_EDEVLOST): never used again */
     pthread_t th;
     int started;
@@ -151,6 +155,9 @@ struct runner {
 
     worker *workers;
     int n_workers;
+    int threads;           /* runtime.threads resolved: CPU tokens shared by decode, model and write */
+    int op_threads;        /* threads inside each CPU worker's ops (its context's pool) */
+    sl_budget *budget;     /* those tokens */
     sl_op_ctx *host_ctx;   /* allocates the slots */
     const char *const *labels; /* class names of the embedding model's scores, or NULL */
 
@@ -165,7 +172,9 @@ struct runner {
     char *scratch_dir;
     char prefix[64];
     trk *sq_head, *sq_tail;            /* tracks whose stems wait to be embedded (under mu) */
-    size_t live_tracks;                /* trk objects alive (under mu) */
+    size_t live_tracks;                /* trk objects alive, or places reserved for them (under mu) */
+    size_t max_live, peak_live;        /* cap on live_tracks (plan_memory), its peak (under mu) */
+    double track_mb, other_mb;         /* plan_memory's estimates: per track in flight; decoders and threads */
     pthread_cond_t cv_stem;
     int workers_ready, workers_failed;
     int devices_lost;                  /* workers whose device's context was lost (under mu) */
@@ -177,17 +186,23 @@ struct runner {
 
     sl_report *report;
     sl_progress *progress;
-    int fatal;
+    int fatal;             /* under mu while the pipeline threads run */
     char fatal_msg[1100];
-    int disk_full;         /* the output was lost: ENOSPC, EROFS or EACCES */
+    atomic_int disk_full;  /* the output was lost: ENOSPC, EROFS or EACCES */
 };
 
-/* Stop requests from signals or sl_run_request_stop(): 1 stops taking tracks, 2 abandons in-flight ones. */
-extern volatile sig_atomic_t stop_requests;
+/* Stop requests from signals or sl_run_request_stop(): 1 stops taking tracks,
+ * 2 abandons in-flight ones. Atomic (lock-free, so a signal handler may add to
+ * it); left pending for the next sl_run when none is running, and cleared when
+ * a run ends. */
+extern atomic_int stop_requests;
 
 double now_s(void);
 int should_stop(runner *r);
 void set_fatal(runner *r, const char *fmt, const char *detail);
+/* Gives back a place among the tracks in flight (a track freed, or a place
+ * next_stem_track reserved for a track that was not started). */
+void live_track_release(runner *r);
 void slot_layout(runner *r, slot *s, int kind);
 slot *pool_acquire(runner *r);
 void pool_release(runner *r, slot *s);
@@ -214,6 +229,14 @@ void *writer_thread(void *arg);
 void *decode_thread(void *arg);
 void *worker_thread(void *arg);
 int open_models(runner *r, sl_op_ctx *ctx);
+/* Resolves runtime.threads / runtime.model_workers into r->threads, r->n_workers (CPU
+ * backend; 1 until start_workers for the others) and r->op_threads, sets ctx's
+ * threads and creates the budget. Returns 0, SL_ECONFIG or SL_ENOMEM. */
+int plan_threads(runner *r, sl_op_ctx *ctx);
+/* "CPU (...) x W workers, T compute threads" for the log and the report. */
+void threads_device(const runner *r, const sl_op_ctx *ctx, char *buf, size_t size);
+/* JSON members (no braces) of the split that ran: threads, workers, op_threads and the peaks measured. */
+void threads_json(const runner *r, char *buf, size_t size);
 int start_workers(runner *r, sl_op_ctx *ctx);
 void close_workers(runner *r);
 /* run_guard.c. lock, check_job: 0 or the SL_EXIT_* status to stop with (logged).

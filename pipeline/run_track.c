@@ -19,20 +19,25 @@ void trk_output_error(runner *r, trk *t, int rc, const char *msg)
              e == ENOSPC ? "output disk full" : e == EROFS ? "output file system read-only" : "output permission lost",
              msg);
     trk_abandon(t, why);
-    r->disk_full = e;
+    atomic_store(&r->disk_full, e);
     atomic_store(&r->stop, 1);
+}
+
+static void trk_vfail(trk *t, const char *fmt, va_list ap)
+{
+    if (t->failed || t->abandoned)
+        return;
+    vsnprintf(t->err, sizeof t->err, fmt, ap);
+    t->failed = 1;
 }
 
 /* Caller holds t->mu. The first reason wins. */
 void trk_fail(trk *t, const char *fmt, ...)
 {
-    if (t->failed || t->abandoned)
-        return;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(t->err, sizeof t->err, fmt, ap);
+    trk_vfail(t, fmt, ap);
     va_end(ap);
-    t->failed = 1;
 }
 
 void trk_abandon(trk *t, const char *why)
@@ -66,10 +71,7 @@ static void trk_free(runner *r, trk *t)
     }
     pthread_mutex_destroy(&t->mu);
     free(t);
-    pthread_mutex_lock(&r->mu);
-    r->live_tracks--;
-    pthread_cond_broadcast(&r->cv_stem);
-    pthread_mutex_unlock(&r->mu);
+    live_track_release(r);
 }
 
 /* Opens one encoder per stem (temporary names; renamed when the track is done),
@@ -488,7 +490,10 @@ void *writer_thread(void *arg)
 {
     runner *r = arg;
     slot *s;
-    while ((s = pop_write(r)))
+    while ((s = pop_write(r))) {
+        sl_budget_acquire(r->budget, 1); /* encoding and writing compute: one token */
         write_one(r, s);
+        sl_budget_release(r->budget, 1);
+    }
     return NULL;
 }

@@ -87,6 +87,19 @@ runtime:
   decode_threads: 1
 EOF
 }
+# seg_job FILE [LINE...]: a job of the tracks in in/ into out/: hpss in 2 s
+# segments (0.5 s overlap), melstats vectors; each LINE goes under runtime:
+seg_job() {
+  local f=$1 l
+  shift
+  printf 'input:\n  paths: [in]\noutput:\n  dir: out\nseparation:\n  model: hpss\n  segment_seconds: 2\n  overlap_seconds: 0.5\nembedding:\n  model: melstats\nruntime:\n' >"$f"
+  for l in "$@"; do printf '  %s\n' "$l" >>"$f"; done
+}
+# rss_of CMD...: runs CMD (output discarded); prints its exit status and peak RSS in MB
+rss_of() { "$SL_PYTHON" -c '
+import resource, subprocess, sys
+rc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+print(rc, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024)' "$@"; }
 # ledger_rows LEDGER: its rows as "id status" lines, in id order (read-only)
 ledger_rows() {
   "$SL_PYTHON" - "$1" <<'EOF'
