@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checks the system packages stemline needs; installs the missing ones with
 # apt-get when run as root, otherwise prints the exact command and fails.
-# Usage: scripts/deps.sh [build|test]   (test also needs numpy, the ffmpeg CLI, fluidsynth + a GM sound font)
+# Usage: scripts/deps.sh [build|test]   (test also needs numpy, pandas, the ffmpeg CLI, fluidsynth + a GM
+# sound font, and pyarrow + duckdb from PyPI to read `stemline export` tables back)
 set -u
 need=()
 have_pc() { pkg-config --exists "$1" 2>/dev/null; }
@@ -26,12 +27,34 @@ if [ "${1:-build}" = test ]; then
   command -v fluidsynth >/dev/null || need+=(fluidsynth)
   ls /usr/share/sounds/sf2/*.sf2 >/dev/null 2>&1 || need+=(timgm6mb-soundfont)
 fi
-[ ${#need[@]} -eq 0 ] && exit 0
+pip_need=()
+if [ "${1:-build}" = test ]; then
+  /usr/bin/python3 -c 'import pandas' 2>/dev/null || need+=(python3-pandas)
+  # Not packaged by Debian 12: from PyPI into the system python the tests use. pyarrow < 18 still
+  # runs on Debian's numpy 1.24 (later wheels need numpy 2).
+  /usr/bin/python3 -c 'import pyarrow.dataset' 2>/dev/null || pip_need+=('pyarrow>=14,<18')
+  /usr/bin/python3 -c 'import duckdb' 2>/dev/null || pip_need+=('duckdb>=1.0')
+  [ ${#pip_need[@]} -gt 0 ] && { /usr/bin/python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip); }
+fi
+pip_install() {
+  [ ${#pip_need[@]} -eq 0 ] && return 0
+  local pl="/usr/bin/python3 -m pip install --break-system-packages --no-deps --quiet ${pip_need[*]}"
+  if [ "$(id -u)" -eq 0 ]; then
+    echo "stemline: installing from PyPI: ${pip_need[*]}" >&2
+    $pl >&2 && return 0
+    echo "stemline: pip failed; run it yourself: $pl" >&2
+    return 1
+  fi
+  echo "stemline: missing Python packages. Install them with:" >&2
+  echo "  sudo $pl" >&2
+  return 1
+}
+[ ${#need[@]} -eq 0 ] && { pip_install; exit $?; }
 line="apt-get install -y --no-install-recommends ${need[*]}"
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
   echo "stemline: installing missing packages: ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >&2 && $line >&2 && exit 0
+  apt-get update -qq >&2 && $line >&2 && { pip_install; exit $?; }
   echo "stemline: apt-get failed; run it yourself: sudo apt-get update && sudo $line" >&2
   exit 1
 fi
