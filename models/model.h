@@ -6,7 +6,7 @@
 #include <stddef.h>
 
 #include "../kernels/ops.h"
-#include "../pipeline/config.h"
+#include "../common/sl_opts.h"
 
 #define SL_MAX_SOURCES 8
 

@@ -7,20 +7,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
-/* A model-specific option (separation.options.*, embedding.options.*):
- * kept as YAML scalar text with its source location so that the model can
- * validate it and point at the line. */
-typedef struct {
-    char *key;
-    char *value;
-    char *file; /* file name, or "--set" */
-    int line, column;
-} sl_cfg_opt;
-
-typedef struct {
-    sl_cfg_opt *items;
-    size_t n;
-} sl_cfg_opts;
+#include "../common/sl_opts.h"
 
 typedef struct {
     /* input */
