@@ -63,6 +63,7 @@ int open_encoders(runner *r, trk *t, char *err, size_t errsize)
     sl_encode_params p = {
         .format = c->stems_format,
         .sample_format = c->stems_sample_format,
+        .bitrate_kbps = c->stems_bitrate,
         .in_rate = r->sep->sample_rate,
         .out_rate = r->sep->sample_rate,
         .channels = r->sep->channels,
@@ -89,7 +90,7 @@ int open_encoders(runner *r, trk *t, char *err, size_t errsize)
             snprintf(rel, sizeof rel, "t%zu-%d.wav", t->index, s);
             snprintf(full, sizeof full, "%s/%s", r->scratch_dir, rel);
         } else {
-            rc = expand_template(c->stems_template, t->tr->id, r->sep->sources[s], c->stems_format, rel,
+            rc = expand_template(c->stems_template, t->tr->id, r->sep->sources[s], sl_encode_ext(c->stems_format), rel,
                                  sizeof rel);
             snprintf(full, sizeof full, "%s/%s", r->out_dir, rel);
         }
