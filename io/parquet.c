@@ -219,33 +219,24 @@ static column *col_of(sl_parquet *p, size_t c, sl_pq_kind kind)
     return &p->cols[c];
 }
 
-int sl_parquet_i32(sl_parquet *p, size_t c, int32_t v)
+static int put_fixed(sl_parquet *p, size_t c, sl_pq_kind kind, uint64_t v, int bytes)
 {
-    column *k = col_of(p, c, SL_PQ_INT32);
+    column *k = col_of(p, c, kind);
     if (!k)
         return SL_EINVAL;
-    b_le(&k->vals, (uint32_t)v, 4);
+    b_le(&k->vals, v, bytes);
     return k->vals.oom ? pq_oom(p) : 0;
 }
 
-int sl_parquet_i64(sl_parquet *p, size_t c, int64_t v)
-{
-    column *k = col_of(p, c, SL_PQ_INT64);
-    if (!k)
-        return SL_EINVAL;
-    b_le(&k->vals, (uint64_t)v, 8);
-    return k->vals.oom ? pq_oom(p) : 0;
-}
+int sl_parquet_i32(sl_parquet *p, size_t c, int32_t v) { return put_fixed(p, c, SL_PQ_INT32, (uint32_t)v, 4); }
+
+int sl_parquet_i64(sl_parquet *p, size_t c, int64_t v) { return put_fixed(p, c, SL_PQ_INT64, (uint64_t)v, 8); }
 
 int sl_parquet_f64(sl_parquet *p, size_t c, double v)
 {
-    column *k = col_of(p, c, SL_PQ_DOUBLE);
-    if (!k)
-        return SL_EINVAL;
     uint64_t u;
     memcpy(&u, &v, 8);
-    b_le(&k->vals, u, 8);
-    return k->vals.oom ? pq_oom(p) : 0;
+    return put_fixed(p, c, SL_PQ_DOUBLE, u, 8);
 }
 
 int sl_parquet_str(sl_parquet *p, size_t c, const char *s)
