@@ -53,6 +53,12 @@ typedef struct sl_op_backend {
     int (*avg_pool2d)(sl_op_ctx *ctx, size_t planes, int h, int w, int kh, int kw, const float *in, float *out);
     int (*clip_pool)(sl_op_ctx *ctx, size_t planes, size_t T, size_t F, const float *in, float *out);
     int (*topk)(sl_op_ctx *ctx, const sl_topk_args *a);
+    int (*norm)(sl_op_ctx *ctx, const sl_norm_args *a);
+    int (*glu)(sl_op_ctx *ctx, size_t rows, size_t n, const float *x, size_t ldx, float *y, size_t ldy);
+    int (*attention)(sl_op_ctx *ctx, const sl_attention_args *a);
+    int (*spec_gather)(sl_op_ctx *ctx, const sl_band_geom *g, const float *spec, float *out);
+    int (*mask_scatter)(sl_op_ctx *ctx, const sl_band_geom *g, size_t n_masks, const int32_t *inv_off,
+                        const int32_t *inv_idx, const float *spec, const float *mask, float *out);
 } sl_op_backend;
 
 struct sl_op_ctx {

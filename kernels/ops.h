@@ -44,6 +44,11 @@ typedef enum {
     SL_OP_AVG_POOL2D,   /* non-overlapping 2-D average pooling (torch avg_pool2d, floor) */
     SL_OP_CLIP_POOL,    /* PANNs head: mean over the last axis, then max_t + mean_t */
     SL_OP_TOPK,         /* running top k per row of score blocks (search) */
+    SL_OP_NORM,         /* RMSNorm / LayerNorm over the last axis */
+    SL_OP_GLU,          /* gated linear unit a * sigmoid(b) */
+    SL_OP_ATTENTION,    /* multi-head attention, optional rotary embedding, bias, gate */
+    SL_OP_SPEC_GATHER,  /* spectrum bins -> per-frame feature rows (band split) */
+    SL_OP_MASK_SCATTER, /* feature-row complex masks -> averaged per bin, times the spectrum */
     SL_OP_COUNT
 } sl_op_id;
 
@@ -196,14 +201,17 @@ int sl_op_stats_pool(sl_op_ctx *ctx, size_t batch, size_t n_frames, size_t n_fea
 
 /* ---- neural-network ops (kernels/README.md, "Neural-network ops") ---- */
 
-typedef enum { SL_ACT_NONE = 0, SL_ACT_RELU = 1, SL_ACT_TANH = 2 } sl_act;
+/* SL_ACT_GELU is the exact (erf) GELU, torch.nn.GELU(): 0.5 v (1 + erf(v / sqrt 2)).
+ * gemm and affine take every activation; conv2d takes NONE, RELU and TANH. */
+typedef enum { SL_ACT_NONE = 0, SL_ACT_RELU = 1, SL_ACT_TANH = 2, SL_ACT_GELU = 3 } sl_act;
 
-/* y[b][i][j] = act(sum_k x[b][i][k] * w[b][j][k] + bias[b][j]) * mul[b][i][j]
+/* y[b][i][j] = act(sum_k x[b][i][k] * w[b][j][k] + bias[b][j]) * mul[b][i][j] + add[b][i][j]
  * for b < batch, i < m, j < n: a linear layer with PyTorch's weight layout (w is
  * [n][k], so y = x w^T). Element (i, k) of item b lives at x[b*stride_x + i*ldx + k]
- * (likewise w, mul, y); a stride of 0 shares one matrix across the batch. bias (its
- * item stride stride_bias) and mul may be NULL. Each ld >= its row length; y must not
- * overlap x, w, bias or mul. */
+ * (likewise w, mul, add, y); a stride of 0 shares one matrix across the batch. bias (its
+ * item stride stride_bias), mul and add may be NULL. Each ld >= its row length; y must not
+ * overlap x, w, bias or mul. add (a residual connection) may be y itself (same ld and
+ * stride: y += ...), never a partial overlap. */
 typedef struct {
     size_t batch, m, n, k;
     const float *x;
@@ -217,6 +225,8 @@ typedef struct {
     size_t ldmul, stride_mul;
     float *y;
     size_t ldy, stride_y;
+    const float *add;
+    size_t ldadd, stride_add;
 } sl_gemm_args;
 
 /* y[b][i][j] = act((x[b][i][j] + add[b][j]) * mul[b][j]), i < rows, j < cols; add and mul
@@ -326,5 +336,98 @@ typedef struct {
 /* Merges a block of scores into the running top k (sl_topk_args). SL_EINVAL on bad
  * sizes, SL_ENOMEM. */
 int sl_op_topk(sl_op_ctx *ctx, const sl_topk_args *a);
+
+/* ---- transformer ops (kernels/README.md, "Transformer ops"; shared by every attention model) ---- */
+
+typedef enum { SL_NORM_RMS = 0, SL_NORM_LAYER = 1 } sl_norm_kind;
+
+/* Normalisation of each row of x over its dim elements:
+ *  SL_NORM_RMS:   y = x * sqrt(dim) / max(||x||_2, eps) * gamma   (F.normalize(x, dim=-1) * dim**0.5 *
+ *                 gamma, the RMSNorm of the RoFormers; eps 1e-12 there)
+ *  SL_NORM_LAYER: y = (x - mean) / sqrt(var + eps) * gamma + beta (torch.nn.LayerNorm, population var)
+ * gamma / beta may be NULL (1 / 0). Row i at x + i*ldx, y + i*ldy; y may be x itself (same ld). */
+typedef struct {
+    sl_norm_kind kind;
+    size_t rows, dim;
+    const float *x;
+    size_t ldx;
+    const float *gamma, *beta;
+    float eps;
+    float *y;
+    size_t ldy;
+} sl_norm_args;
+
+/* Multi-head scaled dot-product attention over a batch of sequences (self- or cross-attention):
+ * for sequence b, head h, query row i < tq:
+ *   s[j] = scale * <rope_i(q[b][i][h]), rope_j(k[b][j][h])> + bias[b][h][i][j]   for j < k_len[b]
+ *   out[b][i][h] = softmax(s) . v[b][.][h]   (times sigmoid(gate[b][i][h]) when gate is given)
+ * Vectors of head h are the dim_head floats at column h*dim_head of a row: element d of q[b][i][h]
+ * is q[b*stride_q + i*ldq + h*dim_head + d] (likewise k, v, out). So one fused projection
+ * [rows][3*heads*dim_head] serves as q, k and v (offsets 0, H*D, 2*H*D, ld 3*H*D).
+ * rope (optional): [n][dim_head/2][2] (cos, sin) per position, n >= max(tq, tk) (sl_rope_table):
+ * q row i and k row j are rotated by the angles of positions i and j, interleaved pairs
+ * (x[2p], x[2p+1]) -> (x[2p] c - x[2p+1] s, x[2p+1] c + x[2p] s) (rotary_embedding_torch);
+ * dim_head must then be even. bias (optional): at bias + b*stride_bias_b + h*stride_bias_h +
+ * i*ld_bias + j (strides may be 0 to share). k_len (optional, backend memory, int32 per sequence,
+ * 1..tk): keys past it are ignored (sequences of different lengths in one batch); NULL: tk.
+ * gate (optional): logits at gate + b*stride_gate + i*ld_gate + h. out must not overlap the inputs.
+ * Exact fp32 softmax (max subtracted); the CUDA kernel is fused with an online softmax and never
+ * stores the [tq][tk] scores. dim_head 1..128. */
+typedef struct {
+    size_t batch, tq, tk;
+    int heads, dim_head;
+    float scale;
+    const float *q;
+    size_t ldq, stride_q;
+    const float *k;
+    size_t ldk, stride_k;
+    const float *v;
+    size_t ldv, stride_v;
+    const int32_t *k_len;
+    const float *rope;
+    const float *bias;
+    size_t ld_bias, stride_bias_h, stride_bias_b;
+    const float *gate;
+    size_t ld_gate, stride_gate;
+    float *out;
+    size_t ldo, stride_o;
+} sl_attention_args;
+
+/* Fills tab[n_pos][dim/2][2] (host, caller-owned) with cos and sin of p * f_i for position p
+ * (angle and cos/sin in double). inv_freq[dim/2] gives f_i (a checkpoint's stored
+ * rotary_embed.freqs); NULL: f_i = 1 / theta^(2i/dim) computed in float32 as
+ * rotary_embedding_torch does. dim even, 2..1024. Returns 0 or SL_EINVAL. */
+int sl_rope_table(float *tab, size_t n_pos, int dim, double theta, const float *inv_freq);
+
+/* Row normalisation (sl_norm_args). SL_EINVAL on bad sizes. */
+int sl_op_norm(sl_op_ctx *ctx, const sl_norm_args *a);
+/* y[i][j] = x[i][j] * sigmoid(x[i][n + j]), i < rows, j < n (torch.nn.GLU(dim=-1) on rows of 2n);
+ * row i at x + i*ldx (ldx >= 2n), y + i*ldy. y must not overlap x unless y == x (ldy <= ldx). */
+int sl_op_glu(sl_op_ctx *ctx, size_t rows, size_t n, const float *x, size_t ldx, float *y, size_t ldy);
+/* Attention (sl_attention_args). SL_EINVAL on bad sizes, SL_ENOMEM. */
+int sl_op_attention(sl_op_ctx *ctx, const sl_attention_args *a);
+
+/* Band split of a spectrum into feature rows, and its inverse for masks. A spectrum is
+ * spec[batch*n_ch][T][F] complex (sl_op_rfft's layout, channel-major per item); a feature row is
+ * row[b][t][j] complex for j < n_feat, where feature j is bin idx[j] / n_ch of channel
+ * idx[j] % n_ch (idx: int32, backend memory, values < F*n_ch; bins may repeat, the mel bands
+ * overlap). BS-RoFormer's layout is idx[j] = j (bins in order, channels interleaved). */
+typedef struct {
+    size_t batch, n_ch, T, F, n_feat;
+    const int32_t *idx;
+} sl_band_geom;
+
+/* out[b][t][j] = spec[b*n_ch + idx[j] % n_ch][t][idx[j] / n_ch] (complex). */
+int sl_op_spec_gather(sl_op_ctx *ctx, const sl_band_geom *g, const float *spec, float *out);
+/* Complex masks in feature rows -> masked spectra: for each of n_masks masks per item,
+ * out[(b*n_masks + n)*n_ch + c][t][f] = spec[b*n_ch + c][t][f] * M, with M the mean of
+ * mask[b][n][t][j] over the features j with idx[j] = f*n_ch + c (complex product; 0 when no
+ * feature maps to the bin). inv_off[F*n_ch + 1] / inv_idx[n_feat] (int32, backend memory) list
+ * those j per bin, ascending (sl_band_inverse). out must not overlap spec or mask. */
+int sl_op_mask_scatter(sl_op_ctx *ctx, const sl_band_geom *g, size_t n_masks, const int32_t *inv_off,
+                       const int32_t *inv_idx, const float *spec, const float *mask, float *out);
+/* Host helper: inverse of idx (sl_op_mask_scatter) into inv_off[n_bins + 1], inv_idx[n_feat]
+ * (caller-owned host arrays), n_bins = F*n_ch. Returns 0 or SL_EINVAL (an index out of range). */
+int sl_band_inverse(const int32_t *idx, size_t n_feat, size_t n_bins, int32_t *inv_off, int32_t *inv_idx);
 
 #endif

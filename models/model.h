@@ -17,6 +17,7 @@ typedef struct {
     int n_sources;
     const char *sources[SL_MAX_SOURCES]; /* stem names, e.g. "harmonic" */
     char params[256];      /* human-readable resolved hyper-parameters, for logs and reports */
+    double segment_s, overlap_s; /* the model's own segmenting (seconds), 0: sl_sep_default_segment's */
 } sl_sep_info;
 
 typedef struct sl_sep_model sl_sep_model;

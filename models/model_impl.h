@@ -45,6 +45,28 @@ int sl_umx_run_stages(sl_sep_model *m, const float *const *in, size_t n, float *
 /* Frames, bins, targets J and sources S (J + residual) of a umx model for n samples. */
 int sl_umx_geometry(const sl_sep_model *m, size_t n, size_t *frames, size_t *bins, size_t *targets, size_t *sources);
 
+/* BS-RoFormer / Mel-Band RoFormer (models/roformer.c): name "bs_roformer" or
+ * "mel_band_roformer"; weights is the .safetensors path (NULL/empty -> SL_ECONFIG). */
+int sl_roformer_init(sl_sep_model *m, const char *name, const char *weights, const sl_cfg_opts *opts);
+/* roformer internals for the golden tests: stages of one segment copied to host memory
+ * (each NULL = skipped): split[T][K][dim] after the band split, layers[2*l + axis] the same
+ * after the time (axis 0) / frequency (axis 1) transformer of layer l (Mel: its norm
+ * included), mask[N][T][n_feat][2] the complex masks per feature; frames receives T. */
+typedef struct {
+    float *split;
+    float **layers;
+    float *mask;
+    size_t frames;
+} sl_roformer_stages;
+int sl_roformer_run_stages(sl_sep_model *m, const float *const *in, size_t n, float *const *const *out,
+                           sl_roformer_stages *stages);
+/* The Mel-Band RoFormer's bands: idx[n_bands * (n_fft/2+1) * n_ch] receives the features
+ * (bin * n_ch + channel) of every band in order (the package's freq_indices), per_band[n_bands]
+ * their counts, *n_idx the total. SL_EFORMAT when a bin is in no band. */
+int sl_roformer_mel_bands(int sr, int n_fft, int n_bands, int n_ch, int32_t *idx, int *per_band, int *n_idx);
+/* Frames T for n samples, bands K, dim and complex features per frame. */
+int sl_roformer_geometry(const sl_sep_model *m, size_t n, size_t *frames, size_t *bands, size_t *dim, size_t *n_feat);
+
 /* PANNs Cnn14 (models/cnn14.c): weights is the .safetensors path (NULL/empty -> SL_ECONFIG). */
 int sl_cnn14_init(sl_emb_model *m, const char *weights, const sl_cfg_opts *opts);
 /* cnn14 internals for the golden tests: stages of one mono window copied to host memory

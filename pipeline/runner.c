@@ -396,7 +396,8 @@ int sl_run(const sl_config *cfg, const sl_run_opts *opts)
         rc = plan_memory(r);
     if (rc) {
         sl_log(SL_LOG_ERROR, NULL, NULL, "%s", sl_errmsg(rc, m, sizeof m));
-        status = rc == SL_ECONFIG || rc == SL_EINVAL ? SL_EXIT_USAGE : SL_EXIT_FATAL;
+        /* a malformed weights file (SL_EFORMAT) is as permanent as a bad config */
+        status = rc == SL_ECONFIG || rc == SL_EINVAL || rc == SL_EFORMAT ? SL_EXIT_USAGE : SL_EXIT_FATAL;
         goto out;
     }
 

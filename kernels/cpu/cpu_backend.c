@@ -108,4 +108,9 @@ const sl_op_backend sl_cpu_backend = {
     .avg_pool2d = sl_cpu_avg_pool2d,
     .clip_pool = sl_cpu_clip_pool,
     .topk = sl_cpu_topk,
+    .norm = sl_cpu_norm,
+    .glu = sl_cpu_glu,
+    .attention = sl_cpu_attention,
+    .spec_gather = sl_cpu_spec_gather,
+    .mask_scatter = sl_cpu_mask_scatter,
 };

@@ -15,34 +15,43 @@ static float act_f(sl_act act, float v)
     switch (act) {
     case SL_ACT_RELU: return v < 0.0f ? 0.0f : v; /* NaN stays NaN, as torch.relu */
     case SL_ACT_TANH: return tanhf(v);
+    case SL_ACT_GELU: return 0.5f * v * (1.0f + erff(v * (float)M_SQRT1_2)); /* torch's exact GELU */
     default: return v;
     }
 }
 
 int sl_cpu_gemm(sl_op_ctx *ctx, const sl_gemm_args *a)
 {
-    (void)ctx;
+    /* add == y (a residual): the product goes to scratch first, then y = epilogue + y */
+    float *tmp = NULL;
+    if (a->add && a->add == a->y && !(tmp = sl_cpu_scratch(ctx, a->m * a->n)))
+        return SL_ENOMEM;
     for (size_t b = 0; b < a->batch; b++) {
         const float *x = a->x + b * a->stride_x, *w = a->w + b * a->stride_w;
         const float *bias = a->bias ? a->bias + b * a->stride_bias : NULL;
         const float *mul = a->mul ? a->mul + b * a->stride_mul : NULL;
-        float *y = a->y + b * a->stride_y;
+        const float *add = a->add ? a->add + b * a->stride_add : NULL;
+        float *y = a->y + b * a->stride_y, *p = tmp ? tmp : y;
+        const size_t ldp = tmp ? a->n : a->ldy;
         if (a->k > 0) {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)a->m, (int)a->n, (int)a->k, 1.0f, x,
-                        (int)a->ldx, w, (int)a->ldw, 0.0f, y, (int)a->ldy);
+                        (int)a->ldx, w, (int)a->ldw, 0.0f, p, (int)ldp);
         } else {
             for (size_t i = 0; i < a->m; i++)
-                memset(y + i * a->ldy, 0, a->n * sizeof(float));
+                memset(p + i * ldp, 0, a->n * sizeof(float));
         }
-        if (!bias && a->act == SL_ACT_NONE && !mul)
+        if (!bias && a->act == SL_ACT_NONE && !mul && !add)
             continue;
         for (size_t i = 0; i < a->m; i++) {
+            const float *prow = p + i * ldp;
             float *row = y + i * a->ldy;
-            const float *mrow = mul ? mul + i * a->ldmul : NULL;
+            const float *mrow = mul ? mul + i * a->ldmul : NULL, *arow = add ? add + i * a->ldadd : NULL;
             for (size_t j = 0; j < a->n; j++) {
-                float v = bias ? row[j] + bias[j] : row[j];
+                float v = bias ? prow[j] + bias[j] : prow[j];
                 v = act_f(a->act, v);
-                row[j] = mrow ? v * mrow[j] : v;
+                if (mrow)
+                    v *= mrow[j];
+                row[j] = arow ? v + arow[j] : v;
             }
         }
     }

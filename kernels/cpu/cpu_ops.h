@@ -44,5 +44,11 @@ int sl_cpu_conv2d(sl_op_ctx *ctx, const sl_conv2d_args *a);
 int sl_cpu_avg_pool2d(sl_op_ctx *ctx, size_t planes, int h, int w, int kh, int kw, const float *in, float *out);
 int sl_cpu_clip_pool(sl_op_ctx *ctx, size_t planes, size_t T, size_t F, const float *in, float *out);
 int sl_cpu_topk(sl_op_ctx *ctx, const sl_topk_args *a);
+int sl_cpu_norm(sl_op_ctx *ctx, const sl_norm_args *a);
+int sl_cpu_glu(sl_op_ctx *ctx, size_t rows, size_t n, const float *x, size_t ldx, float *y, size_t ldy);
+int sl_cpu_attention(sl_op_ctx *ctx, const sl_attention_args *a);
+int sl_cpu_spec_gather(sl_op_ctx *ctx, const sl_band_geom *g, const float *spec, float *out);
+int sl_cpu_mask_scatter(sl_op_ctx *ctx, const sl_band_geom *g, size_t n_masks, const int32_t *inv_off,
+                        const int32_t *inv_idx, const float *spec, const float *mask, float *out);
 
 #endif

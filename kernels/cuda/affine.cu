@@ -10,6 +10,8 @@ static __device__ __forceinline__ float affine_act(sl_act act, float v)
         return v < 0.0f ? 0.0f : v;
     if (act == SL_ACT_TANH)
         return tanhf(v);
+    if (act == SL_ACT_GELU) // exact (erf) GELU, as torch.nn.GELU()
+        return 0.5f * v * (1.0f + erff(v * (float)M_SQRT1_2));
     return v;
 }
 

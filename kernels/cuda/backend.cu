@@ -379,4 +379,9 @@ extern "C" const sl_op_backend sl_cuda_emu_backend = {
     SL_FN(avg_pool2d),
     SL_FN(clip_pool),
     SL_FN(topk),
+    SL_FN(norm),
+    SL_FN(glu),
+    SL_FN(attention),
+    SL_FN(spec_gather),
+    SL_FN(mask_scatter),
 };

@@ -40,6 +40,12 @@ int SL_FN(conv2d)(sl_op_ctx *ctx, const sl_conv2d_args *a);
 int SL_FN(avg_pool2d)(sl_op_ctx *ctx, size_t planes, int h, int w, int kh, int kw, const float *in, float *out);
 int SL_FN(clip_pool)(sl_op_ctx *ctx, size_t planes, size_t T, size_t F, const float *in, float *out);
 int SL_FN(topk)(sl_op_ctx *ctx, const sl_topk_args *a);
+int SL_FN(norm)(sl_op_ctx *ctx, const sl_norm_args *a);
+int SL_FN(glu)(sl_op_ctx *ctx, size_t rows, size_t n, const float *x, size_t ldx, float *y, size_t ldy);
+int SL_FN(attention)(sl_op_ctx *ctx, const sl_attention_args *a);
+int SL_FN(spec_gather)(sl_op_ctx *ctx, const sl_band_geom *g, const float *spec, float *out);
+int SL_FN(mask_scatter)(sl_op_ctx *ctx, const sl_band_geom *g, size_t n_masks, const int32_t *inv_off,
+                        const int32_t *inv_idx, const float *spec, const float *mask, float *out);
 
 // Workspace queries (bytes of context scratch the op needs for these sizes).
 size_t SL_FN(log_db_workspace)(size_t batch, size_t n, float top_db);

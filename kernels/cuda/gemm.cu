@@ -1,4 +1,4 @@
-// Op gemm: y[b] = act(x[b] w[b]^T + bias[b]) * mul[b] (a batch of linear
+// Op gemm: y[b] = act(x[b] w[b]^T + bias[b]) * mul[b] + add[b] (a batch of linear
 // layers, PyTorch weight layout, any leading dimensions and batch strides).
 //
 // Hand-written, not cuBLAS: the same source then runs in CI through the launch
@@ -24,6 +24,8 @@ static __device__ __forceinline__ float gemm_act(sl_act act, float v)
         return v < 0.0f ? 0.0f : v;
     if (act == SL_ACT_TANH)
         return tanhf(v);
+    if (act == SL_ACT_GELU) // exact (erf) GELU, as torch.nn.GELU()
+        return 0.5f * v * (1.0f + erff(v * (float)M_SQRT1_2));
     return v;
 }
 
@@ -70,6 +72,7 @@ static __global__ void __launch_bounds__(GEMM_TH *GEMM_TH) gemm_kernel(sl_gemm_a
             }
             const float *bias = a.bias ? a.bias + b * a.stride_bias : NULL;
             const float *mul = a.mul ? a.mul + b * a.stride_mul : NULL;
+            const float *add = a.add ? a.add + b * a.stride_add : NULL;
             float *y = a.y + b * a.stride_y;
             for (int i = 0; i < 4; i++) {
                 const size_t row = m0 + (size_t)(ty + GEMM_TH * i);
@@ -83,6 +86,8 @@ static __global__ void __launch_bounds__(GEMM_TH *GEMM_TH) gemm_kernel(sl_gemm_a
                     v = gemm_act(a.act, v);
                     if (mul)
                         v = v * mul[row * a.ldmul + col];
+                    if (add) // may be y itself: this thread reads the element, then writes it
+                        v = v + add[row * a.ldadd + col];
                     y[row * a.ldy + col] = v;
                 }
             }

@@ -611,7 +611,10 @@ static void case_tracks(parity *P, int n_fft, int hop, const size_t *len, size_t
 
 /* ---- neural-network ops ---- */
 
-static const char *act_name(sl_act a) { return a == SL_ACT_RELU ? "relu" : a == SL_ACT_TANH ? "tanh" : "none"; }
+static const char *act_name(sl_act a)
+{
+    return a == SL_ACT_RELU ? "relu" : a == SL_ACT_TANH ? "tanh" : a == SL_ACT_GELU ? "gelu" : "none";
+}
 
 /* Runs a gemm whose x, w, bias, mul, y are host arrays of the given element counts. */
 static float *run_gemm(sl_op_ctx *ctx, const sl_gemm_args *h, size_t nx, size_t nw, size_t nb, size_t nm, size_t ny,
@@ -1131,6 +1134,8 @@ static void case_copy(parity *P, size_t n)
     free(got);
 }
 
+#include "parity_xf.h"
+
 /* Opens backend `name` and runs the whole parity on it. Returns 0 when the
  * backend was tested, 1 when it is absent (printed SKIPPED, never passed). */
 static int parity_run(const char *name, int big)
@@ -1192,6 +1197,7 @@ static int parity_run(const char *name, int big)
     case_models(&P, big ? 44100 * 3 + 7 : 6000, big ? 22050 * 5 + 3 : 5000);
     nn_cases(&P, big);
     conv_cases(&P, big);
+    xf_cases(&P, big);
     if (big) {
         case_fft(&P, 4096, 2049);   /* > one cuFFT chunk: two power-of-two plans + 1 */
         case_fft(&P, 65536, 129);

@@ -106,7 +106,9 @@ static void test_info(sl_op_ctx *ctx)
     CHECK(strstr(info->params, "n_fft=2048") && strstr(info->params, "hop=512") &&
           strstr(info->params, "kernel_harmonic=31") && strstr(info->params, "margin_harmonic=2"));
     printf("hpss params: %s\n", info->params);
-    CHECK(!strcmp(sl_sep_model_names[0], "hpss") && !strcmp(sl_sep_model_names[1], "umx") && sl_sep_model_names[2] == NULL);
+    CHECK(!strcmp(sl_sep_model_names[0], "hpss") && !strcmp(sl_sep_model_names[1], "umx") &&
+          !strcmp(sl_sep_model_names[2], "bs_roformer") && !strcmp(sl_sep_model_names[3], "mel_band_roformer") &&
+          sl_sep_model_names[4] == NULL);
     sl_sep_close(m);
 }
 

@@ -1,0 +1,182 @@
+/* CPU transformer ops: row normalisation, GLU, attention, and the band-split
+ * gather / mask scatter. Attention is the textbook computation per sequence and
+ * head: rotated copies of q and k, the [tq][k_len] scores by one GEMM, an exact
+ * softmax per row (max subtracted, the sum in double), the output by a second
+ * GEMM straight into its strided place, then the gate. */
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+#include "../../common/sl_error.h"
+#include "cpu_ops.h"
+
+int sl_cpu_norm(sl_op_ctx *ctx, const sl_norm_args *a)
+{
+    (void)ctx;
+    const size_t n = a->dim;
+    for (size_t i = 0; i < a->rows; i++) {
+        const float *x = a->x + i * a->ldx;
+        float *y = a->y + i * a->ldy;
+        if (a->kind == SL_NORM_RMS) {
+            double ss = 0;
+            for (size_t j = 0; j < n; j++)
+                ss += (double)x[j] * x[j];
+            double nrm = sqrt(ss);
+            if (nrm < a->eps)
+                nrm = a->eps;
+            const float s = (float)(sqrt((double)n) / nrm);
+            for (size_t j = 0; j < n; j++) {
+                float v = x[j] * s;
+                y[j] = a->gamma ? v * a->gamma[j] : v;
+            }
+        } else {
+            double mean = 0, var = 0;
+            for (size_t j = 0; j < n; j++)
+                mean += x[j];
+            mean /= (double)n;
+            for (size_t j = 0; j < n; j++)
+                var += ((double)x[j] - mean) * ((double)x[j] - mean);
+            var /= (double)n;
+            const double rstd = 1.0 / sqrt(var + a->eps);
+            for (size_t j = 0; j < n; j++) {
+                float v = (float)(((double)x[j] - mean) * rstd);
+                if (a->gamma)
+                    v *= a->gamma[j];
+                if (a->beta)
+                    v += a->beta[j];
+                y[j] = v;
+            }
+        }
+    }
+    return 0;
+}
+
+static inline float sigmoid_f(float v) { return 1.0f / (1.0f + expf(-v)); }
+
+int sl_cpu_glu(sl_op_ctx *ctx, size_t rows, size_t n, const float *x, size_t ldx, float *y, size_t ldy)
+{
+    (void)ctx;
+    for (size_t i = 0; i < rows; i++) /* in place (ldy <= ldx): element j is read before it is written */
+        for (size_t j = 0; j < n; j++) {
+            const float g = sigmoid_f(x[i * ldx + n + j]);
+            y[i * ldy + j] = x[i * ldx + j] * g;
+        }
+    return 0;
+}
+
+/* dst[t][D] = src rows (ld) rotated by the positions' angles (rope NULL: copied). */
+static void rotate_rows(const float *src, size_t ld, size_t rows, int D, const float *rope, float *dst)
+{
+    for (size_t t = 0; t < rows; t++) {
+        const float *s = src + t * ld;
+        float *d = dst + t * (size_t)D;
+        if (!rope) {
+            memcpy(d, s, (size_t)D * sizeof(float));
+            continue;
+        }
+        const float *cs = rope + t * (size_t)D;
+        for (int p = 0; p < D / 2; p++) {
+            const float c = cs[2 * p], sn = cs[2 * p + 1], x0 = s[2 * p], x1 = s[2 * p + 1];
+            d[2 * p] = x0 * c - x1 * sn;
+            d[2 * p + 1] = x1 * c + x0 * sn;
+        }
+    }
+}
+
+int sl_cpu_attention(sl_op_ctx *ctx, const sl_attention_args *a)
+{
+    const int D = a->dim_head;
+    const size_t tq = a->tq, tk = a->tk;
+    float *ws = sl_cpu_scratch(ctx, (tq + tk) * (size_t)D + tq * tk);
+    if (!ws)
+        return SL_ENOMEM;
+    float *qr = ws, *kr = qr + tq * (size_t)D, *S = kr + tk * (size_t)D;
+    for (size_t b = 0; b < a->batch; b++) {
+        const size_t kl = a->k_len ? (size_t)a->k_len[b] : tk;
+        if (kl < 1 || kl > tk)
+            return sl_seterr(SL_EINVAL, "op attention: k_len[%zu] = %zu outside 1..%zu", b, kl, tk);
+        for (int h = 0; h < a->heads; h++) {
+            const size_t off = (size_t)h * (size_t)D;
+            rotate_rows(a->q + b * a->stride_q + off, a->ldq, tq, D, a->rope, qr);
+            rotate_rows(a->k + b * a->stride_k + off, a->ldk, kl, D, a->rope, kr);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)tq, (int)kl, D, a->scale, qr, D, kr, D, 0.0f,
+                        S, (int)kl);
+            for (size_t i = 0; i < tq; i++) {
+                float *s = S + i * kl;
+                if (a->bias) {
+                    const float *bi = a->bias + b * a->stride_bias_b + (size_t)h * a->stride_bias_h + i * a->ld_bias;
+                    for (size_t j = 0; j < kl; j++)
+                        s[j] += bi[j];
+                }
+                float mx = -INFINITY;
+                for (size_t j = 0; j < kl; j++)
+                    mx = s[j] > mx ? s[j] : mx;
+                double sum = 0;
+                for (size_t j = 0; j < kl; j++) {
+                    s[j] = expf(s[j] - mx);
+                    sum += s[j];
+                }
+                const float inv = (float)(1.0 / sum);
+                for (size_t j = 0; j < kl; j++)
+                    s[j] *= inv;
+            }
+            float *o = a->out + b * a->stride_o + off;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)tq, D, (int)kl, 1.0f, S, (int)kl,
+                        a->v + b * a->stride_v + off, (int)a->ldv, 0.0f, o, (int)a->ldo);
+            if (a->gate)
+                for (size_t i = 0; i < tq; i++) {
+                    const float g = sigmoid_f(a->gate[b * a->stride_gate + i * a->ld_gate + (size_t)h]);
+                    for (int d = 0; d < D; d++)
+                        o[i * a->ldo + (size_t)d] *= g;
+                }
+        }
+    }
+    return 0;
+}
+
+int sl_cpu_spec_gather(sl_op_ctx *ctx, const sl_band_geom *g, const float *spec, float *out)
+{
+    (void)ctx;
+    for (size_t b = 0; b < g->batch; b++)
+        for (size_t t = 0; t < g->T; t++) {
+            float *o = out + (b * g->T + t) * g->n_feat * 2;
+            for (size_t j = 0; j < g->n_feat; j++) {
+                const size_t c = (size_t)g->idx[j] % g->n_ch, f = (size_t)g->idx[j] / g->n_ch;
+                const float *z = spec + (((b * g->n_ch + c) * g->T + t) * g->F + f) * 2;
+                o[2 * j] = z[0];
+                o[2 * j + 1] = z[1];
+            }
+        }
+    return 0;
+}
+
+int sl_cpu_mask_scatter(sl_op_ctx *ctx, const sl_band_geom *g, size_t n_masks, const int32_t *inv_off,
+                        const int32_t *inv_idx, const float *spec, const float *mask, float *out)
+{
+    (void)ctx;
+    for (size_t b = 0; b < g->batch; b++)
+        for (size_t n = 0; n < n_masks; n++)
+            for (size_t c = 0; c < g->n_ch; c++)
+                for (size_t t = 0; t < g->T; t++) {
+                    const float *m = mask + ((b * n_masks + n) * g->T + t) * g->n_feat * 2;
+                    const float *z = spec + ((b * g->n_ch + c) * g->T + t) * g->F * 2;
+                    float *o = out + (((b * n_masks + n) * g->n_ch + c) * g->T + t) * g->F * 2;
+                    for (size_t f = 0; f < g->F; f++) {
+                        const size_t bin = f * g->n_ch + c;
+                        const int32_t lo = inv_off[bin], hi = inv_off[bin + 1];
+                        float mr = 0.0f, mi = 0.0f;
+                        for (int32_t e = lo; e < hi; e++) {
+                            mr += m[2 * (size_t)inv_idx[e]];
+                            mi += m[2 * (size_t)inv_idx[e] + 1];
+                        }
+                        if (hi - lo > 1) {
+                            mr /= (float)(hi - lo);
+                            mi /= (float)(hi - lo);
+                        }
+                        const float zr = z[2 * f], zi = z[2 * f + 1];
+                        o[2 * f] = zr * mr - zi * mi;
+                        o[2 * f + 1] = zr * mi + zi * mr;
+                    }
+                }
+    return 0;
+}

@@ -1,0 +1,269 @@
+/* The transformer ops of the CPU reference backend (kernels/ops.h) against
+ * double-precision implementations written here from the definitions:
+ * torch.nn.GELU, GLU, F.normalize-based RMSNorm, LayerNorm, softmax attention
+ * with rotary_embedding_torch's interleaved rotation (angles from the
+ * definition, not from sl_rope_table's table), bias, gates, key lengths, and
+ * the band gather / mask scatter with overlapping bands. Random inputs, seed
+ * printed (SL_TEST_SEED replays). The CUDA kernels are compared with these CPU
+ * ops by unit.parity. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/sl_error.h"
+#include "common/sl_log.h"
+#include "kernels/ops.h"
+#include "sl_ref.h"
+#include "sl_test.h"
+
+static uint64_t rng;
+
+static double urand(void)
+{
+    rng ^= rng >> 12;
+    rng ^= rng << 25;
+    rng ^= rng >> 27;
+    return (double)((rng * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
+}
+
+static float *rnd(size_t n, float lo, float hi)
+{
+    float *p = malloc((n ? n : 1) * sizeof(float));
+    for (size_t i = 0; i < n; i++)
+        p[i] = (float)(lo + (hi - lo) * urand());
+    return p;
+}
+
+static void test_gelu_glu(sl_op_ctx *ctx)
+{
+    const size_t rows = 7, n = 301;
+    float *x = rnd(rows * 2 * n, -6, 6), *y = malloc(rows * 2 * n * sizeof(float));
+    double *want = malloc(rows * 2 * n * sizeof(double));
+    sl_affine_args a = {.batch = 1, .rows = rows, .cols = 2 * n, .x = x, .ldx = 2 * n, .act = SL_ACT_GELU, .y = y,
+                        .ldy = 2 * n};
+    CHECK(sl_op_affine(ctx, &a) == 0);
+    for (size_t i = 0; i < rows * 2 * n; i++)
+        want[i] = 0.5 * x[i] * (1.0 + erf(x[i] / sqrt(2.0)));
+    double e = sl_ref_err(y, want, rows * 2 * n);
+    printf("  gelu (affine) %zu values: rel err %.3g (tol 1e-6)\n", rows * 2 * n, e);
+    CHECK_MSG(e <= 1e-6, "gelu error %g", e);
+    CHECK(sl_op_glu(ctx, rows, n, x, 2 * n, y, n) == 0);
+    for (size_t i = 0; i < rows; i++)
+        for (size_t j = 0; j < n; j++)
+            want[i * n + j] = x[i * 2 * n + j] / (1.0 + exp(-(double)x[i * 2 * n + n + j]));
+    e = sl_ref_err(y, want, rows * n);
+    printf("  glu rows%zu n%zu: rel err %.3g (tol 1e-6)\n", rows, n, e);
+    CHECK_MSG(e <= 1e-6, "glu error %g", e);
+    /* in place */
+    float *x2 = malloc(rows * 2 * n * sizeof(float));
+    memcpy(x2, x, rows * 2 * n * sizeof(float));
+    CHECK(sl_op_glu(ctx, rows, n, x2, 2 * n, x2, 2 * n) == 0);
+    size_t bad = 0;
+    for (size_t i = 0; i < rows; i++)
+        for (size_t j = 0; j < n; j++)
+            bad += x2[i * 2 * n + j] != y[i * n + j];
+    CHECK_MSG(bad == 0, "glu in place differs in %zu values", bad);
+    CHECK(sl_op_glu(ctx, rows, n, x, 2 * n - 1, y, n) == SL_EINVAL);
+    CHECK(sl_op_affine(ctx, &(sl_affine_args){.batch = 1, .rows = 1, .cols = 1, .x = x, .ldx = 1, .act = 9, .y = y,
+                                              .ldy = 1}) == SL_EINVAL);
+    free(x);
+    free(x2);
+    free(y);
+    free(want);
+}
+
+static void test_norm(sl_op_ctx *ctx, sl_norm_kind kind, size_t rows, size_t dim)
+{
+    const size_t ld = dim + 3;
+    float *x = rnd(rows * ld, -2, 3), *g = rnd(dim, -1, 1), *b = rnd(dim, -1, 1), *y = malloc(rows * ld * sizeof(float));
+    double *want = malloc(rows * dim * sizeof(double));
+    float *got = malloc(rows * dim * sizeof(float));
+    const float eps = kind == SL_NORM_RMS ? 1e-12f : 1e-5f;
+    sl_norm_args a = {kind, rows, dim, x, ld, g, kind == SL_NORM_LAYER ? b : NULL, eps, y, ld};
+    CHECK(sl_op_norm(ctx, &a) == 0);
+    for (size_t i = 0; i < rows; i++) {
+        const float *r = x + i * ld;
+        double m = 0, v = 0, ss = 0;
+        for (size_t j = 0; j < dim; j++) {
+            m += r[j];
+            ss += (double)r[j] * r[j];
+        }
+        m /= dim;
+        for (size_t j = 0; j < dim; j++)
+            v += (r[j] - m) * (r[j] - m);
+        v /= dim;
+        for (size_t j = 0; j < dim; j++) {
+            want[i * dim + j] = kind == SL_NORM_RMS ? r[j] / fmax(sqrt(ss), eps) * sqrt((double)dim) * g[j]
+                                                    : (r[j] - m) / sqrt(v + eps) * g[j] + b[j];
+            got[i * dim + j] = y[i * ld + j];
+        }
+    }
+    double e = sl_ref_err(got, want, rows * dim);
+    printf("  norm %s rows%zu dim%zu: rel err %.3g (tol 1e-6)\n", kind == SL_NORM_RMS ? "rms" : "layer", rows, dim, e);
+    CHECK_MSG(e <= 1e-6, "norm error %g", e);
+    /* a zero row: RMSNorm divides by eps, not by zero; LayerNorm gives beta */
+    memset(x, 0, dim * sizeof(float));
+    CHECK(sl_op_norm(ctx, &a) == 0);
+    CHECK(kind == SL_NORM_RMS ? y[0] == 0.0f && y[dim - 1] == 0.0f : y[0] == b[0] && y[dim - 1] == b[dim - 1]);
+    free(x);
+    free(g);
+    free(b);
+    free(y);
+    free(want);
+    free(got);
+}
+
+/* Rotation of row r (D values) by position pos, in double, from the definition. */
+static void ref_rot(const float *r, int D, size_t pos, int rope, double *out)
+{
+    for (int p = 0; p < D / 2 || (!rope && p < D); p++) {
+        if (!rope) {
+            out[p] = r[p];
+            continue;
+        }
+        const double f = (double)(1.0f / powf(10000.0f, (float)(2 * p) / (float)D)), ang = (double)pos * f;
+        out[2 * p] = r[2 * p] * cos(ang) - r[2 * p + 1] * sin(ang);
+        out[2 * p + 1] = r[2 * p + 1] * cos(ang) + r[2 * p] * sin(ang);
+    }
+}
+
+static void test_attention(sl_op_ctx *ctx, size_t batch, size_t tq, size_t tk, int H, int D, int rope, int extras)
+{
+    const size_t HD = (size_t)H * D, npos = tq > tk ? tq : tk;
+    float *q = rnd(batch * tq * HD, -2, 2), *k = rnd(batch * tk * HD, -1, 1), *v = rnd(batch * tk * HD, -1, 1);
+    float *bias = rnd(batch * H * tq * tk, -1, 1), *gate = rnd(batch * tq * H, -3, 3);
+    float *out = malloc(batch * tq * HD * sizeof(float)), *tab = malloc(npos * D * sizeof(float));
+    int32_t *klen = malloc(batch * sizeof *klen);
+    for (size_t b = 0; b < batch; b++)
+        klen[b] = extras ? (int32_t)(1 + (b * 5 + 3) % tk) : (int32_t)tk;
+    if (rope)
+        CHECK(sl_rope_table(tab, npos, D, 10000.0, NULL) == 0);
+    sl_attention_args a = {.batch = batch, .tq = tq, .tk = tk, .heads = H, .dim_head = D, .scale = 1.0f / sqrtf((float)D),
+                           .q = q, .ldq = HD, .stride_q = tq * HD, .k = k, .ldk = HD, .stride_k = tk * HD, .v = v,
+                           .ldv = HD, .stride_v = tk * HD, .k_len = extras ? klen : NULL, .rope = rope ? tab : NULL,
+                           .bias = extras ? bias : NULL, .ld_bias = tk, .stride_bias_h = tq * tk,
+                           .stride_bias_b = H * tq * tk, .gate = extras ? gate : NULL, .ld_gate = H,
+                           .stride_gate = tq * H, .out = out, .ldo = HD, .stride_o = tq * HD};
+    CHECK_MSG(sl_op_attention(ctx, &a) == 0, "attention: %s", sl_lasterr());
+    double *want = malloc(batch * tq * HD * sizeof(double)), *qr = malloc(D * sizeof(double)),
+           *kr = malloc(tk * D * sizeof(double)), *s = malloc(tk * sizeof(double));
+    for (size_t b = 0; b < batch; b++)
+        for (int h = 0; h < H; h++) {
+            const size_t kl = (size_t)klen[b];
+            for (size_t j = 0; j < kl; j++)
+                ref_rot(k + (b * tk + j) * HD + h * D, D, j, rope, kr + j * D);
+            for (size_t i = 0; i < tq; i++) {
+                ref_rot(q + (b * tq + i) * HD + h * D, D, i, rope, qr);
+                double mx = -INFINITY, sum = 0;
+                for (size_t j = 0; j < kl; j++) {
+                    double d = 0;
+                    for (int c = 0; c < D; c++)
+                        d += qr[c] * kr[j * D + c];
+                    s[j] = d / sqrt((double)D) + (extras ? bias[((b * H + h) * tq + i) * tk + j] : 0.0);
+                    mx = fmax(mx, s[j]);
+                }
+                for (size_t j = 0; j < kl; j++)
+                    sum += (s[j] = exp(s[j] - mx));
+                const double g = extras ? 1.0 / (1.0 + exp(-(double)gate[(b * tq + i) * H + h])) : 1.0;
+                for (int c = 0; c < D; c++) {
+                    double o = 0;
+                    for (size_t j = 0; j < kl; j++)
+                        o += s[j] / sum * v[(b * tk + j) * HD + h * D + c];
+                    want[(b * tq + i) * HD + h * D + c] = o * g;
+                }
+            }
+        }
+    double e = sl_ref_err(out, want, batch * tq * HD);
+    printf("  attention b%zu tq%zu tk%zu h%d d%d%s%s: rel err %.3g (tol 1e-5)\n", batch, tq, tk, H, D,
+           rope ? " rope" : "", extras ? " bias gate k_len" : "", e);
+    CHECK_MSG(e <= 1e-5, "attention error %g", e);
+    a.dim_head = 129;
+    CHECK(sl_op_attention(ctx, &a) == SL_EINVAL);
+    free(q), free(k), free(v), free(bias), free(gate), free(out), free(tab), free(klen);
+    free(want), free(qr), free(kr), free(s);
+}
+
+static void test_band(sl_op_ctx *ctx)
+{
+    /* 2 channels, 6 bins, features: bins 0-2 and 2-4 of both channels (bin 2 twice, bin 5 never) */
+    const size_t B = 2, C = 2, T = 3, F = 6, N = 2;
+    int32_t idx[12];
+    size_t nf = 0;
+    for (int f = 0; f <= 2; f++)
+        for (int c = 0; c < 2; c++)
+            idx[nf++] = f * 2 + c;
+    for (int f = 2; f <= 4; f++)
+        for (int c = 0; c < 2; c++)
+            idx[nf++] = f * 2 + c;
+    int32_t off[13], inv[12];
+    CHECK(sl_band_inverse(idx, nf, F * C, off, inv) == 0);
+    CHECK(off[5] - off[4] == 2 && inv[off[4]] == 4 && inv[off[4] + 1] == 6); /* bin 2, channel 0: features 4 and 6 */
+    CHECK(off[11] - off[10] == 0);                                               /* bin 5, channel 0: none */
+    float *spec = rnd(B * C * T * F * 2, -1, 1), *mask = rnd(B * N * T * nf * 2, -1, 1);
+    float *rows = malloc(B * T * nf * 2 * sizeof(float)), *out = malloc(B * N * C * T * F * 2 * sizeof(float));
+    sl_band_geom g = {B, C, T, F, nf, idx};
+    CHECK(sl_op_spec_gather(ctx, &g, spec, rows) == 0);
+    CHECK(sl_op_mask_scatter(ctx, &g, N, off, inv, spec, mask, out) == 0);
+    size_t bad = 0;
+    double err = 0;
+    for (size_t b = 0; b < B; b++)
+        for (size_t t = 0; t < T; t++)
+            for (size_t j = 0; j < nf; j++)
+                for (int z = 0; z < 2; z++)
+                    bad += rows[((b * T + t) * nf + j) * 2 + z] !=
+                           spec[(((b * C + idx[j] % 2) * T + t) * F + idx[j] / 2) * 2 + z];
+    for (size_t b = 0; b < B; b++)
+        for (size_t n = 0; n < N; n++)
+            for (size_t c = 0; c < C; c++)
+                for (size_t t = 0; t < T; t++)
+                    for (size_t f = 0; f < F; f++) {
+                        double mr = 0, mi = 0;
+                        int cnt = 0;
+                        for (size_t j = 0; j < nf; j++)
+                            if ((size_t)idx[j] == f * 2 + c) {
+                                mr += mask[(((b * N + n) * T + t) * nf + j) * 2];
+                                mi += mask[(((b * N + n) * T + t) * nf + j) * 2 + 1];
+                                cnt++;
+                            }
+                        if (cnt) {
+                            mr /= cnt;
+                            mi /= cnt;
+                        }
+                        const float *zz = spec + (((b * C + c) * T + t) * F + f) * 2;
+                        const float *o = out + ((((b * N + n) * C + c) * T + t) * F + f) * 2;
+                        err = fmax(err, fabs(o[0] - (zz[0] * mr - zz[1] * mi)));
+                        err = fmax(err, fabs(o[1] - (zz[0] * mi + zz[1] * mr)));
+                    }
+    printf("  spec_gather: %zu wrong; mask_scatter (overlapping bands): max abs err %.3g (tol 1e-6)\n", bad, err);
+    CHECK(bad == 0);
+    CHECK_MSG(err <= 1e-6, "mask_scatter error %g", err);
+    idx[0] = 12;
+    CHECK(sl_band_inverse(idx, nf, F * C, off, inv) == SL_EINVAL);
+    free(spec), free(mask), free(rows), free(out);
+}
+
+int main(void)
+{
+    sl_log_set_level(SL_LOG_ERROR);
+    const char *env = getenv("SL_TEST_SEED");
+    rng = env ? strtoull(env, NULL, 0) : ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid();
+    if (!rng)
+        rng = 1;
+    printf("xf_ops: random seed %llu (SL_TEST_SEED to replay)\n", (unsigned long long)rng);
+    sl_op_ctx *ctx = NULL;
+    CHECK(sl_op_ctx_open(&ctx, "cpu") == 0);
+    test_gelu_glu(ctx);
+    test_norm(ctx, SL_NORM_RMS, 9, 300);
+    test_norm(ctx, SL_NORM_LAYER, 9, 300);
+    test_attention(ctx, 1, 1, 1, 1, 2, 1, 0);
+    test_attention(ctx, 3, 40, 40, 2, 16, 1, 0);
+    test_attention(ctx, 2, 13, 29, 3, 7, 0, 1);
+    test_attention(ctx, 3, 50, 50, 2, 64, 1, 1);
+    test_band(ctx);
+    sl_op_ctx_close(ctx);
+    return sl_test_finish("xf_ops");
+}

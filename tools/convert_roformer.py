@@ -1,0 +1,170 @@
+#!/usr/bin/env python3
+"""Converts a BS-RoFormer or Mel-Band RoFormer checkpoint and its YAML config
+(the format of ZFTurbo's Music-Source-Separation-Training and of
+python-audio-separator) into a stemline weights file:
+
+    python3 tools/convert_roformer.py --config CONFIG.yaml --out MODEL.safetensors CHECKPOINT.ckpt
+
+The state dict is written unchanged (names and shapes; float32), with the
+hyper-parameters and the inference settings in the metadata that
+models/roformer.c reads (stemline.arch, dim, depth, stereo, num_stems,
+time/freq_transformer_depth, heads, dim_head, stft_*, mask_estimator_depth,
+freqs_per_bands or num_bands + sample_rate, zero_dc, chunk_size, num_overlap,
+instruments). Supported: the architecture of `bs-roformer` 0.3.10 on PyPI and
+of ZFTurbo's models/bs_roformer/ (BSRoformer, MelBandRoformer) with
+linear_transformer_depth 0 and no skip connections; anything else in the
+config that changes the computation is refused with the key named (exit 2),
+and stemline refuses a tensor it does not use when it loads the file.
+Needs torch (to read the checkpoint) and PyYAML.
+"""
+
+import argparse
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+# model keys: read (into the metadata), or accepted because they do not change inference
+USED = {"dim", "depth", "stereo", "num_stems", "time_transformer_depth", "freq_transformer_depth", "freqs_per_bands",
+        "dim_head", "heads", "stft_n_fft", "stft_hop_length", "stft_win_length", "stft_normalized",
+        "mask_estimator_depth", "num_bands", "sample_rate", "zero_dc", "mlp_expansion_factor"}
+HARMLESS = {"attn_dropout", "ff_dropout", "flash_attn", "dim_freqs_in", "multi_stft_resolution_loss_weight",
+            "multi_stft_resolutions_window_sizes", "multi_stft_hop_size", "multi_stft_normalized",
+            "use_torch_checkpoint", "sage_attention", "match_input_audio_length"}
+# value that keeps the supported computation
+MUST = {"linear_transformer_depth": 0, "skip_connection": False, "stft_window_fn": None}
+
+
+class ConvertError(Exception):
+    pass
+
+
+def metadata_from_kwargs(arch, kw, instruments, chunk_size, num_overlap, zero_dc=False):
+    """The stemline metadata for model kwargs (the classes' argument names)."""
+    def need(k):
+        if k not in kw:
+            raise ConvertError("model key '%s' is required" % k)
+        return kw[k]
+
+    n_fft = int(kw.get("stft_n_fft", 2048))
+    meta = {
+        "stemline.arch": arch,
+        "dim": need("dim"),
+        "depth": need("depth"),
+        "stereo": int(bool(kw.get("stereo", False))),
+        "num_stems": int(kw.get("num_stems", 1)),
+        "time_transformer_depth": int(kw.get("time_transformer_depth", 2)),
+        "freq_transformer_depth": int(kw.get("freq_transformer_depth", 2)),
+        "dim_head": int(kw.get("dim_head", 64)),
+        "heads": int(kw.get("heads", 8)),
+        "stft_n_fft": n_fft,
+        "stft_hop_length": int(kw.get("stft_hop_length", 512)),
+        "stft_win_length": int(kw.get("stft_win_length", 2048)),
+        "stft_normalized": int(bool(kw.get("stft_normalized", False))),
+        "mask_estimator_depth": int(kw.get("mask_estimator_depth", 2 if arch == "bs_roformer" else 1)),
+        "zero_dc": int(bool(zero_dc)),
+        "chunk_size": int(chunk_size),
+        "num_overlap": int(num_overlap),
+        "instruments": ",".join(instruments),
+    }
+    if arch == "bs_roformer":
+        fpb = kw.get("freqs_per_bands")
+        if fpb is None:
+            from_pkg = None
+            try:
+                from bs_roformer.bs_roformer import DEFAULT_FREQS_PER_BANDS as from_pkg
+            except ImportError:
+                pass
+            if from_pkg is None:
+                raise ConvertError("model key 'freqs_per_bands' is required")
+            fpb = from_pkg
+        if sum(int(x) for x in fpb) != n_fft // 2 + 1:
+            raise ConvertError("model key 'freqs_per_bands' covers %d bins, stft_n_fft %d has %d"
+                               % (sum(int(x) for x in fpb), n_fft, n_fft // 2 + 1))
+        meta["freqs_per_bands"] = ",".join(str(int(x)) for x in fpb)
+        meta["sample_rate"] = int(kw.get("sample_rate", 44100))
+    else:
+        meta["num_bands"] = int(kw.get("num_bands", 60))
+        meta["sample_rate"] = int(kw.get("sample_rate", 44100))
+    if len(instruments) != meta["num_stems"]:
+        raise ConvertError("%d instrument name(s) %s for num_stems %d" % (len(instruments), instruments,
+                                                                         meta["num_stems"]))
+    return {k: str(v) for k, v in meta.items()}
+
+
+def config_to_metadata(cfg, arch=None):
+    model = cfg.get("model")
+    if not isinstance(model, dict):
+        raise ConvertError("no 'model' section")
+    if arch is None:
+        arch = "mel_band_roformer" if "num_bands" in model else "bs_roformer"
+    for k, v in model.items():
+        if k in MUST:
+            if v != MUST[k] and not (k == "skip_connection" and not v):
+                raise ConvertError("model key '%s' is %r; stemline supports only %r" % (k, v, MUST[k]))
+        elif k not in USED and k not in HARMLESS:
+            raise ConvertError("model key '%s' is not understood (supported: %s)"
+                               % (k, ", ".join(sorted(USED | HARMLESS | set(MUST)))))
+    if int(model.get("mlp_expansion_factor", 4)) < 1:
+        raise ConvertError("model key 'mlp_expansion_factor' must be >= 1")
+    training = cfg.get("training") or {}
+    target = training.get("target_instrument")
+    instruments = [target] if target else list(training.get("instruments") or [])
+    if not instruments:
+        raise ConvertError("training.instruments (or training.target_instrument) names no stem")
+    audio = cfg.get("audio") or {}
+    inference = cfg.get("inference") or {}
+    chunk = int(audio.get("chunk_size", 0))
+    kw = dict(model)
+    if "sample_rate" not in kw and "sample_rate" in audio:
+        kw["sample_rate"] = audio["sample_rate"]
+    return metadata_from_kwargs(arch, kw, instruments, chunk, int(inference.get("num_overlap", 2)),
+                                zero_dc=model.get("zero_dc", True))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("checkpoint")
+    ap.add_argument("--config", required=True, help="the checkpoint's YAML config")
+    ap.add_argument("--out", required=True, help="output .safetensors")
+    ap.add_argument("--arch", choices=["bs_roformer", "mel_band_roformer"],
+                    help="default: mel_band_roformer when the config has num_bands, else bs_roformer")
+    args = ap.parse_args()
+    import yaml
+
+    import stemline_st
+
+    try:
+        with open(args.config) as f:
+            cfg = yaml.load(f, Loader=yaml.FullLoader)  # ZFTurbo's configs use python tags (tuples)
+        if not isinstance(cfg, dict):
+            raise ConvertError("not a mapping")
+        meta = config_to_metadata(cfg, args.arch)
+    except (OSError, yaml.YAMLError, ConvertError, TypeError, ValueError) as e:
+        print("convert_roformer: %s: %s" % (args.config, e), file=sys.stderr)
+        return 2
+    try:
+        sd = stemline_st.torch_load(args.checkpoint)
+    except Exception as e:  # torch raises many kinds
+        print("convert_roformer: %s: cannot read the checkpoint: %s" % (args.checkpoint, e), file=sys.stderr)
+        return 2
+    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
+        sd = sd["state_dict"]
+    if not isinstance(sd, dict) or not sd:
+        print("convert_roformer: %s: no state dict in the checkpoint" % args.checkpoint, file=sys.stderr)
+        return 2
+    tensors = []
+    for k, v in sd.items():
+        name = k[len("module."):] if k.startswith("module.") else k
+        if not hasattr(v, "dtype") or not v.dtype.is_floating_point:
+            print("convert_roformer: %s: tensor '%s' is not floating point" % (args.checkpoint, k), file=sys.stderr)
+            return 2
+        tensors.append((name, stemline_st.to_numpy_f32(v)))
+    stemline_st.save(args.out, tensors, meta)
+    print("%s: %d tensors, %s" % (args.out, len(tensors), ", ".join("%s=%s" % kv for kv in sorted(meta.items()))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,200 @@
+#!/usr/bin/env python3
+"""Golden vectors for the RoFormer separators (models/roformer.c), from the
+reference Python code: lucidrains' `bs-roformer` package from PyPI, version
+0.3.10 (BSRoformer, MelBandRoformer; the version whose state dicts match the
+published checkpoints of ZFTurbo's Music-Source-Separation-Training key for
+key), with random weights at reduced sizes.
+
+    python3 -m venv /tmp/rf && /tmp/rf/bin/pip install torch bs-roformer==0.3.10 librosa
+    /tmp/rf/bin/python tools/gen_golden_roformer.py        # writes tests/golden/roformer/
+    /tmp/rf/bin/python tools/gen_golden_roformer.py --full DIR   # full-size check files (not committed)
+
+Nothing of the model code is changed. Each configuration builds the
+package's class with flash_attn=False (the einsum attention path, which runs
+in float64), draws random weights in float32 (torch seed per case: linear
+layers keep their default init, every RMSNorm gamma 1 + 0.2 N(0,1), every bias
+0.1 N(0,1)), saves them with the converter's naming and metadata
+(tools/convert_roformer.py's metadata_from_kwargs), then runs the model in
+float64 (model.double(): the float32 weights converted exactly), so the
+reference is exact to float64 and the C model's float32 error is what the test
+measures. Stages are taken with forward hooks on the package's own modules.
+
+Files (tests/golden/roformer/, small):
+  CASE.safetensors  weights + metadata
+  CASE.slg          (tests/unit/sl_golden.h format) params n, frames, bands, dim,
+                    n_feat, stems, channels; arrays input [S][n] (float32, what both
+                    sides run on), split [T][K][dim] (band split output),
+                    layer{i} [T][K][dim] after transformer i (2 per depth: time,
+                    frequency; MelBandRoformer's per-transformer norm included),
+                    mask [N][T][2*n_feat] (mask estimator outputs, (re, im) per
+                    feature), out [N][S][n'] (the model's output, n' = its length).
+  mel_bands.slg     the band layout of the published Mel-Band RoFormers (n_fft 2048,
+                    60 bands, 44.1 kHz, stereo): freq_indices (the package's buffer)
+                    and per_band (bins per band).
+"""
+
+import argparse
+import os
+import sys
+
+import numpy as np
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import stemline_st  # noqa: E402
+from convert_roformer import metadata_from_kwargs  # noqa: E402
+
+OUT = os.path.join(HERE, "..", "tests", "golden", "roformer")
+
+# name, class, kwargs, samples, stems' names
+CASES = [
+    ("bs_stereo_1stem", "BSRoformer",
+     dict(dim=16, depth=2, stereo=True, num_stems=1, time_transformer_depth=1, freq_transformer_depth=1,
+          freqs_per_bands=(2, 2, 4, 4, 8, 13, 32), dim_head=8, heads=2, stft_n_fft=128,
+          stft_hop_length=32, stft_win_length=128, mask_estimator_depth=2),
+     32 * 24, ["vocals"]),
+    ("bs_mono_4stem", "BSRoformer",
+     dict(dim=12, depth=1, stereo=False, num_stems=4, time_transformer_depth=2, freq_transformer_depth=1,
+          freqs_per_bands=(3, 6, 8, 16), dim_head=4, heads=3, stft_n_fft=64, stft_hop_length=16,
+          stft_win_length=50, stft_normalized=True, mask_estimator_depth=3),
+     16 * 30, ["vocals", "bass", "drums", "other"]),
+    ("mel_stereo_1stem", "MelBandRoformer",
+     dict(dim=16, depth=2, stereo=True, num_stems=1, time_transformer_depth=1, freq_transformer_depth=1,
+          num_bands=12, dim_head=8, heads=2, stft_n_fft=256, stft_hop_length=64, stft_win_length=256,
+          mask_estimator_depth=1, sample_rate=44100),
+     64 * 20, ["vocals"]),
+    ("mel_stereo_4stem", "MelBandRoformer",
+     dict(dim=12, depth=1, stereo=True, num_stems=4, time_transformer_depth=1, freq_transformer_depth=2,
+          num_bands=8, dim_head=4, heads=2, stft_n_fft=128, stft_hop_length=32, stft_win_length=128,
+          mask_estimator_depth=1, sample_rate=22050),
+     32 * 20, ["vocals", "bass", "drums", "other"]),
+]
+
+
+def build(cls_name, kwargs, seed):
+    import bs_roformer
+
+    torch.manual_seed(seed)
+    cls = getattr(bs_roformer, cls_name)
+    m = cls(flash_attn=False, attn_dropout=0.0, ff_dropout=0.0, **kwargs).eval()
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            if name.endswith("gamma"):
+                p.copy_(1.0 + 0.2 * torch.randn_like(p))
+            elif name.endswith("bias"):
+                p.copy_(0.1 * torch.randn_like(p))
+    return m
+
+
+def run_stages(m, cls_name, audio, kwargs):
+    """Runs m (float64) on audio [S][n]; returns split, layers, mask, out."""
+    rec = {"layers": [], "mask": []}
+    S = 2 if kwargs["stereo"] else 1
+    hooks = [m.band_split.register_forward_hook(lambda mod, i, o: rec.__setitem__("split", o.detach()))]
+
+    for layer in m.layers:
+        for ax, tr in enumerate(layer):
+            def hook(mod, i, o, ax=ax):
+                rec["layers"].append((ax, o.detach()))
+            hooks.append(tr.register_forward_hook(hook))
+    for est in m.mask_estimators:
+        hooks.append(est.register_forward_hook(lambda mod, i, o: rec["mask"].append(o.detach())))
+    x = torch.from_numpy(audio.astype(np.float64))[None]
+    if S == 1:
+        x = x[:, 0]
+    with torch.no_grad():
+        out = m(x)
+    for h in hooks:
+        h.remove()
+    split = rec["split"][0]  # [T][K][dim]
+    T, K, dim = split.shape
+    layers = []
+    for ax, o in rec["layers"]:
+        if ax == 0:  # time transformer: [(b k), t, d]
+            layers.append(o.reshape(K, T, dim).permute(1, 0, 2))
+        else:        # frequency transformer: [(b t), k, d]
+            layers.append(o.reshape(T, K, dim))
+    mask = torch.stack([mk[0] for mk in rec["mask"]])  # [N][T][2*n_feat]
+    out = out[0]
+    if out.ndim == 2:  # one stem: [S][n]
+        out = out[None]
+    return split.numpy(), [l_.numpy() for l_ in layers], mask.numpy(), out.numpy()
+
+
+def write_slg(path, params, arrays):
+    import bs_roformer  # noqa: F401
+    from importlib.metadata import version
+
+    with open(path, "wb") as f:
+        f.write(b"SLGOLD 1\n")
+        f.write(("# made by tools/gen_golden_roformer.py with bs-roformer %s, torch %s, numpy %s\n"
+                 % (version("bs-roformer"), torch.__version__, np.__version__)).encode())
+        for k, v in params.items():
+            f.write(("param %s %s\n" % (k, v)).encode())
+        for name, a in arrays:
+            f.write(("array %s %s\n" % (name, " ".join(str(d) for d in a.shape))).encode())
+        f.write(b"end\n")
+        for _, a in arrays:
+            f.write(np.ascontiguousarray(a, dtype="<f4").tobytes())
+
+
+def make_case(outdir, name, cls_name, kwargs, n, stems, seed):
+    m = build(cls_name, kwargs, seed)
+    arch = "bs_roformer" if cls_name == "BSRoformer" else "mel_band_roformer"
+    cfg = dict(kwargs)
+    meta = metadata_from_kwargs(arch, cfg, stems, chunk_size=n, num_overlap=2)
+    tensors = [(k, stemline_st.to_numpy_f32(v)) for k, v in m.state_dict().items()]
+    stemline_st.save(os.path.join(outdir, name + ".safetensors"), tensors, meta)
+    S = 2 if kwargs["stereo"] else 1
+    rng = np.random.default_rng(seed + 100)
+    t = np.arange(n) / 8000.0
+    audio = np.stack([0.5 * np.sin(2 * np.pi * (220 + 110 * c) * t) + 0.3 * rng.standard_normal(n)
+                      for c in range(S)]).astype(np.float32)
+    split, layers, mask, out = run_stages(m.double(), cls_name, audio, kwargs)
+    arrays = [("input", audio), ("split", split)]
+    arrays += [("layer%d" % i, a) for i, a in enumerate(layers)]
+    arrays += [("mask", mask), ("out", out)]
+    params = {"n": n, "frames": split.shape[0], "bands": split.shape[1], "dim": split.shape[2],
+              "n_feat": mask.shape[2] // 2, "stems": mask.shape[0], "channels": S, "out_len": out.shape[-1]}
+    write_slg(os.path.join(outdir, name + ".slg"), params, arrays)
+    print("%s: %s, T=%d K=%d, out %s, max|out| %.3g" % (name, cls_name, split.shape[0], split.shape[1],
+                                                        out.shape, np.abs(out).max()))
+
+
+def mel_bands(outdir):
+    """The published Mel-Band RoFormers' band layout (librosa mel filters, n_fft 2048, 60 bands,
+    44.1 kHz, stereo) as the package computes it: freq_indices, the bins of every band."""
+    import bs_roformer
+
+    m = bs_roformer.MelBandRoformer(dim=8, depth=1, stereo=True, num_bands=60, stft_n_fft=2048,
+                                    sample_rate=44100, flash_attn=False)
+    idx = m.freq_indices.numpy().astype(np.float32)  # < 2^24: exact
+    per_band = m.num_freqs_per_band.numpy().astype(np.float32)
+    write_slg(os.path.join(outdir, "mel_bands.slg"), {"sample_rate": 44100, "n_fft": 2048, "num_bands": 60,
+                                                      "stereo": 1}, [("freq_indices", idx), ("per_band", per_band)])
+    print("mel_bands: %d features in 60 bands" % idx.size)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--full", metavar="DIR", help="write a full-size BS-RoFormer check (not committed) to DIR")
+    args = ap.parse_args()
+    if args.full:
+        os.makedirs(args.full, exist_ok=True)
+        # ZFTurbo's config_musdb18_bs_roformer.yaml dimensions (dim 384 at depth 6 there is the
+        # common published size; freqs_per_bands the package default), 1 s of audio
+        from bs_roformer.bs_roformer import DEFAULT_FREQS_PER_BANDS
+        kw = dict(dim=384, depth=6, stereo=True, num_stems=4, time_transformer_depth=1, freq_transformer_depth=1,
+                  freqs_per_bands=DEFAULT_FREQS_PER_BANDS, dim_head=64, heads=8, stft_n_fft=2048,
+                  stft_hop_length=441, stft_win_length=2048, mask_estimator_depth=2)
+        make_case(args.full, "bs_full", "BSRoformer", kw, 441 * 100, ["vocals", "bass", "drums", "other"], 9)
+        return
+    os.makedirs(OUT, exist_ok=True)
+    for i, (name, cls_name, kw, n, stems) in enumerate(CASES):
+        make_case(OUT, name, cls_name, kw, n, stems, i)
+    mel_bands(OUT)
+
+
+if __name__ == "__main__":
+    main()
