@@ -11,7 +11,7 @@ ifneq ($(SANITIZE),)
 CMAKE_FLAGS += -DSL_SANITIZE=$(SANITIZE)
 endif
 
-.PHONY: all deps test-deps configure build demo test bench clean fuzz
+.PHONY: all deps test-deps configure build demo test bench clean fuzz install
 
 all: build
 
@@ -33,6 +33,12 @@ demo: build test-deps
 
 test: test-deps build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -LE 'gpu|slow'
+
+# make install PREFIX=/opt/stemline (default /usr/local; DESTDIR=... for staging):
+# PREFIX/bin/stemline, PREFIX/share/stemline/{data,configs}, PREFIX/share/doc/stemline.
+PREFIX ?= /usr/local
+install: build
+	cmake --install $(BUILD) --prefix $(PREFIX)
 
 # Benchmarks (bench/run: catalog with ground truth, throughput, memory, SDR, baselines; RESULTS.md).
 # `make bench` is quick mode (< 10 min on 2 cores); full: make bench BENCH_ARGS="--full --tracks 1000"

@@ -22,21 +22,36 @@ if [ "${1:-build}" = test ]; then
   command -v ffmpeg >/dev/null || need+=(ffmpeg)
   command -v sqlite3 >/dev/null || need+=(sqlite3)
   command -v bc >/dev/null || need+=(bc)
+  command -v shellcheck >/dev/null || need+=(shellcheck)   # cli.shellcheck: every shipped script
   # benchmark catalog (bench/catalog/generate.py, tests/cli/test_bench_harness.sh): FluidSynth and the
   # small TimGM6mb General MIDI sound font (6 MB; fluid-soundfont-gm, 140 MB, is used when installed)
   command -v fluidsynth >/dev/null || need+=(fluidsynth)
   ls /usr/share/sounds/sf2/*.sf2 >/dev/null 2>&1 || need+=(timgm6mb-soundfont)
 fi
 pip_need=()
+K8S_VALIDATE_DIR=${K8S_VALIDATE_DIR:-/usr/local/lib/stemline-test/kubernetes-validate}
 if [ "${1:-build}" = test ]; then
   /usr/bin/python3 -c 'import pandas' 2>/dev/null || need+=(python3-pandas)
   # Not packaged by Debian 12: from PyPI into the system python the tests use. pyarrow < 18 still
   # runs on Debian's numpy 1.24 (later wheels need numpy 2).
   /usr/bin/python3 -c 'import pyarrow.dataset' 2>/dev/null || pip_need+=('pyarrow>=14,<18')
   /usr/bin/python3 -c 'import duckdb' 2>/dev/null || pip_need+=('duckdb>=1.0')
-  [ ${#pip_need[@]} -gt 0 ] && { /usr/bin/python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip); }
+  # cli.k8s_manifest: kubernetes-validate (PyPI) with its own jsonschema, in a folder of its own so
+  # that Debian's python packages stay as they are
+  [ -x "$K8S_VALIDATE_DIR/bin/kubernetes-validate" ] || pip_target=1
+  { [ ${#pip_need[@]} -gt 0 ] || [ -n "${pip_target:-}" ]; } && { /usr/bin/python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip); }
 fi
 pip_install() {
+  if [ -n "${pip_target:-}" ]; then
+    local kl="/usr/bin/python3 -m pip install --quiet --target $K8S_VALIDATE_DIR kubernetes-validate>=1.29"
+    if [ "$(id -u)" -eq 0 ]; then
+      echo "stemline: installing kubernetes-validate from PyPI into $K8S_VALIDATE_DIR" >&2
+      $kl >&2 || { echo "stemline: pip failed; run it yourself: $kl" >&2; return 1; }
+    else
+      echo "stemline: missing kubernetes-validate. Install it with:  sudo $kl" >&2
+      return 1
+    fi
+  fi
   [ ${#pip_need[@]} -eq 0 ] && return 0
   local pl="/usr/bin/python3 -m pip install --break-system-packages --no-deps --quiet ${pip_need[*]}"
   if [ "$(id -u)" -eq 0 ]; then
