@@ -11,7 +11,7 @@ ifneq ($(SANITIZE),)
 CMAKE_FLAGS += -DSL_SANITIZE=$(SANITIZE)
 endif
 
-.PHONY: all deps test-deps configure build demo test bench clean fuzz install
+.PHONY: all deps test-deps configure build demo test test-slurm bench clean fuzz install
 
 all: build
 
@@ -39,6 +39,12 @@ test: test-deps build
 PREFIX ?= /usr/local
 install: build
 	cmake --install $(BUILD) --prefix $(PREFIX)
+
+# configs/slurm-array.sh under a real single-node Slurm started by the test (as
+# root; installs slurmctld, slurmd and munge): the `slow` test slow.slurm_array
+test-slurm: test-deps build
+	@scripts/deps.sh slurm
+	cd $(BUILD) && ctest --output-on-failure -R '^slow\.slurm_array$$'
 
 # Benchmarks (bench/run: catalog with ground truth, throughput, memory, SDR, baselines; RESULTS.md).
 # `make bench` is quick mode (< 10 min on 2 cores); full: make bench BENCH_ARGS="--full --tracks 1000"

@@ -10,6 +10,7 @@
 #include "../io/decode.h"
 #include "../models/model.h"
 #include "../pipeline/config.h"
+#include "../pipeline/partition.h"
 #include "../pipeline/runner.h"
 #include "../pipeline/shardenv.h"
 #include "commands.h"
@@ -63,6 +64,11 @@ static const char run_help[] =
     "                    Job) needs it; without --shard the shard is taken from\n"
     "                    SLURM_ARRAY_TASK_ID / JOB_COMPLETION_INDEX\n"
     "                    (configs/CLUSTER.md)\n"
+    "  --repartition     start a run whose shard count differs from the one of\n"
+    "                    the ledgers already in output.dir (refused otherwise:\n"
+    "                    two partitions of the catalog in one folder do its\n"
+    "                    tracks twice); `stemline merge --fix` later removes the\n"
+    "                    older set\n"
     "  --backend B       auto (GPU when usable, else CPU), cpu, cuda, or\n"
     "                    cuda-emu (the CUDA kernels emulated on the CPU: slow,\n"
     "                    for checking the GPU path without a GPU)\n"
@@ -117,7 +123,7 @@ static int cmd_run(int argc, char **argv)
     size_t n_sets = 0;
     sl_run_opts o = {.shard_index = 0, .shard_count = 1, .progress = -1};
     const char *shard_arg = NULL;
-    int num_shards = 0;
+    int num_shards = 0, repartition = 0;
     int status = SL_EXIT_USAGE;
     if (!sets)
         return SL_EXIT_FATAL;
@@ -158,6 +164,8 @@ static int cmd_run(int argc, char **argv)
             if (!backend_set)
                 goto out;
             sprintf(backend_set, "runtime.backend=%s", v);
+        } else if (!strcmp(a, "--repartition")) {
+            repartition = 1;
         } else if (!strcmp(a, "--dry-run")) {
             o.dry_run = 1;
         } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
@@ -202,6 +210,30 @@ static int cmd_run(int argc, char **argv)
         fprintf(stderr, "stemline: error: %s\n", sl_errmsg(rc, m, sizeof m));
         status = rc == SL_ECONFIG ? SL_EXIT_USAGE : (rc == SL_ENOMEM ? SL_EXIT_FATAL : SL_EXIT_USAGE);
         goto out;
+    }
+
+    if (!repartition && (rc = sl_partition_check(cfg.output_dir, o.shard_count))) {
+        char m[2048];
+        fprintf(stderr, "stemline: error: %s\n", sl_errmsg(rc, m, sizeof m));
+        status = rc == SL_EUSAGE ? SL_EXIT_USAGE : SL_EXIT_FATAL;
+        sl_cfg_free(&cfg);
+        goto out;
+    }
+
+    if (repartition && !o.dry_run) {
+        /* the folder's ledgers are another set: this one becomes the current one */
+        sl_partition *parts;
+        size_t np;
+        if (!sl_partitions_list(cfg.output_dir, &parts, &np) && np &&
+            (rc = sl_partition_mark(cfg.output_dir, o.shard_count))) {
+            char m[1024];
+            fprintf(stderr, "stemline: error: %s\n", sl_errmsg(rc, m, sizeof m));
+            free(parts);
+            sl_cfg_free(&cfg);
+            status = SL_EXIT_FATAL;
+            goto out;
+        }
+        free(parts);
     }
 
     struct sigaction sa;

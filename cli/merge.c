@@ -10,9 +10,12 @@
 #include "io/catalog.h"
 #include "pipeline/config.h"
 #include "pipeline/merge.h"
+#include "pipeline/partition.h"
+#include "pipeline/shardenv.h"
 
 static const char merge_help[] =
     "usage: stemline merge [OUT] [--job JOB.yaml [--set KEY=VALUE]...] [--json] [--check-only]\n"
+    "                      [--fix [--keep N]] [--shards-to-run]\n"
     "\n"
     "Combines the results of a job run as several shards (stemline run --shard I/N,\n"
     "a Slurm job array or a Kubernetes Indexed Job) that wrote into one output\n"
@@ -39,6 +42,19 @@ static const char merge_help[] =
     "  --json            print the merged report as JSON on stdout (problems go to\n"
     "                    stderr)\n"
     "  --check-only      check and print, but do not write merged-report.json\n"
+    "                    (with --fix: list what would be removed, remove nothing)\n"
+    "  --fix             when OUT holds two sets of shards (runs with different\n"
+    "                    shard counts: every track done twice), keep the newest\n"
+    "                    set and remove the ledgers, reports, vector shards and\n"
+    "                    tags of the others, listing each file first; then merge.\n"
+    "                    Refused when the set kept lacks some of its ledgers\n"
+    "  --keep N          with --fix: keep the set of N shards (1 = unsharded)\n"
+    "                    instead of the newest\n"
+    "  --shards-to-run   print only the indices of the shards of the folder's\n"
+    "                    newest set that have something left to do (no ledger,\n"
+    "                    tracks failed, pending or, with --job, never done), as\n"
+    "                    a comma-separated list for sbatch --array=...; writes\n"
+    "                    nothing\n"
     "  -h, --help        this help\n"
     "\n"
     "exit status:\n"
@@ -52,10 +68,37 @@ static const char merge_help[] =
 
 #define MERGE_LIST_MAX 200
 
+/* --shards-to-run: the list for the folder's newest set of shards on stdout. */
+static int shards_to_run(const sl_merge *mg, const char *out_dir, int status)
+{
+    sl_partition *parts;
+    size_t np;
+    char m[1024];
+    int rc = sl_partitions_list(out_dir, &parts, &np);
+    if (rc || !np) {
+        fprintf(stderr, "stemline merge: %s\n", rc ? sl_errmsg(rc, m, sizeof m) : "no ledger");
+        return 1;
+    }
+    int *idx;
+    long n = sl_merge_shards_to_run(mg, parts[0].count, &idx);
+    if (n < 0) {
+        free(parts);
+        return 1;
+    }
+    for (long i = 0; i < n; i++)
+        printf("%s%d", i ? "," : "", idx[i]);
+    putchar('\n');
+    fprintf(stderr, "stemline merge: %ld of %d shard%s to run%s\n", n, parts[0].count, parts[0].count == 1 ? "" : "s",
+            np > 1 ? " (of the newest set; the folder holds several: see stemline merge --fix)" : "");
+    free(idx);
+    free(parts);
+    return status;
+}
+
 int sl_cmd_merge(int argc, char **argv)
 {
     const char *out_dir = NULL, *job = NULL;
-    int json = 0, check_only = 0, status = 2;
+    int json = 0, check_only = 0, fix = 0, keep = 0, to_run = 0, status = 2;
     const char **sets = calloc((size_t)argc + 1, sizeof *sets);
     size_t n_sets = 0;
     if (!sets)
@@ -70,6 +113,16 @@ int sl_cmd_merge(int argc, char **argv)
             json = 1;
         } else if (!strcmp(a, "--check-only")) {
             check_only = 1;
+        } else if (!strcmp(a, "--fix")) {
+            fix = 1;
+        } else if (!strcmp(a, "--shards-to-run")) {
+            to_run = 1;
+        } else if (!strcmp(a, "--keep") || !strncmp(a, "--keep=", 7)) {
+            const char *v = a[6] == '=' ? a + 7 : (i + 1 < argc ? argv[++i] : NULL);
+            if (!v || sl_shard_parse_count(v, &keep)) {
+                fprintf(stderr, "stemline merge: --keep needs a shard count (1 = the unsharded set)\n");
+                goto out;
+            }
         } else if (!strcmp(a, "--job") || !strncmp(a, "--job=", 6)) {
             const char *v = a[5] == '=' ? a + 6 : (i + 1 < argc ? argv[++i] : NULL);
             if (!v || !*v) {
@@ -103,6 +156,14 @@ int sl_cmd_merge(int argc, char **argv)
     }
     if (n_sets && !job) {
         fprintf(stderr, "stemline merge: --set applies to --job; pass the job file too\n");
+        goto out;
+    }
+    if (keep && !fix) {
+        fprintf(stderr, "stemline merge: --keep goes with --fix\n");
+        goto out;
+    }
+    if (to_run && (fix || json)) {
+        fprintf(stderr, "stemline merge: --shards-to-run prints only the list; use it without --fix and --json\n");
         goto out;
     }
     if (!out_dir && !job) {
@@ -142,6 +203,18 @@ int sl_cmd_merge(int argc, char **argv)
             out_dir = cfg.output_dir;
     }
 
+    if (fix) {
+        size_t n_files = 0;
+        int rc = sl_partition_fix(out_dir, keep, check_only, json ? stderr : stdout, &n_files);
+        if (rc) {
+            fprintf(stderr, "stemline merge: --fix: %s\n", sl_errmsg(rc, m, sizeof m));
+            status = rc == SL_EUSAGE ? 2 : 1;
+            goto done;
+        }
+        fprintf(json ? stderr : stdout, "stemline merge: --fix: %s %zu file%s of older sets of shards\n",
+                check_only ? "would remove" : "removed", n_files, n_files == 1 ? "" : "s");
+    }
+
     sl_merge_opts mo = {
         .out_dir = out_dir,
         .catalog = have_cat ? &cat : NULL,
@@ -156,6 +229,11 @@ int sl_cmd_merge(int argc, char **argv)
         goto done;
     }
     status = sl_merge_status(mg);
+    if (to_run) {
+        status = shards_to_run(mg, out_dir, status);
+        sl_merge_free(mg);
+        goto done;
+    }
     if (json) {
         sl_merge_write_json(mg, stdout);
         sl_merge_print_problems(mg, stderr, MERGE_LIST_MAX);

@@ -144,6 +144,28 @@ static void print_num(double x)
         fputs("null", stdout);
 }
 
+/* Two sets of shards of one job in one folder hold every track twice: the
+ * results would list it twice too. Said on stderr; the search goes on. */
+static void warn_duplicates(const sl_vindex *ix, const char *out_dir)
+{
+    sl_vindex_dups d;
+    char m[1024];
+    int rc = sl_vindex_duplicates(ix, &d);
+    if (rc) {
+        fprintf(stderr, "stemline search: warning: could not check the shards for duplicated tracks: %s\n",
+                sl_errmsg(rc, m, sizeof m));
+        return;
+    }
+    if (!d.duplicated)
+        return;
+    fprintf(stderr,
+            "stemline search: warning: the shards hold %zu track%s more than once (%zu extra rows of %zu), e.g. "
+            "'%s' in %s and %s: %s holds two sets of shards of a job (runs with different shard counts), so "
+            "results may list a track twice; `stemline merge %s --fix` keeps one set\n",
+            d.duplicated, d.duplicated == 1 ? "" : "s", d.extra_rows, d.rows, d.example, d.where[0], d.where[1],
+            out_dir, out_dir);
+}
+
 int sl_cmd_search(int argc, char **argv)
 {
     const char *out_dir = NULL, *audio = NULL, *id = NULL, *model = NULL, *source = "mix", *backend = "auto";
@@ -268,6 +290,7 @@ int sl_cmd_search(int argc, char **argv)
         fprintf(stderr, "stemline search: %s\n", sl_errmsg(rc, m, sizeof m));
         goto out;
     }
+    warn_duplicates(ix, out_dir);
     int dim = sl_vindex_dim(ix);
     q = malloc((size_t)dim * sizeof *q);
     hits = calloc(k, sizeof *hits);

@@ -1,19 +1,30 @@
 #!/bin/bash
-# stemline on a Slurm cluster: one array task = one shard of the catalog, one GPU
-# each. Submit from the folder the job's relative paths are relative to:
+# stemline on a Slurm cluster: one array task = one shard of the catalog. Submit
+# from the folder the job's relative paths are relative to:
 #
 #   sbatch configs/slurm-array.sh myjob.yaml [more `stemline run` options]
+#                                    # 16 shards (--array below), one GPU each
+#   sbatch --array=0-3 configs/slurm-array.sh myjob.yaml
+#                                    # the whole catalog in 4 shards: no edit
+#   sbatch --gres=none --cpus-per-task=4 --mem=8G configs/slurm-array.sh myjob.yaml
+#                                    # CPU nodes: no GPU requested
 #
-# Each task runs `stemline run myjob.yaml`; stemline reads its shard from
-# SLURM_ARRAY_TASK_ID, takes every 16th track of the sorted catalog starting at
-# that index, and writes its own s00IIof0016-ledger.sqlite, -report.json and
-# vector shards into the job's output.dir (shared storage; shards never collide).
-# The array size is set twice: in --array below and in NUM_SHARDS; keep them
-# equal (0-15 <-> 16). %8 runs at most 8 tasks (GPUs) at a time.
+# The number of shards and the numbering come from the array Slurm runs:
+# --array=0-3 is shards 0..3 of 4, --array=1-16 is 16 shards (task 1 = shard 0).
+# Shard I takes every Nth track of the sorted catalog from position I and writes
+# its own sIIIIofNNNN-ledger.sqlite, -report.json and vector shards into the
+# job's output.dir (shared storage; shards never collide).
+#
+# Safe by default: a task refuses to start (exit 2, not requeued) when output.dir
+# already holds the ledgers of a run with another number of shards, since that
+# run partitioned the catalog differently (its tracks would be done twice). The
+# message says what to pass: the folder's count (below), another output.dir,
+# or --repartition to start a new partition on purpose (`stemline merge --fix`
+# then removes the older set).
 #
 # Exit statuses of a task (see configs/CLUSTER.md):
 #   0  shard done            3  some tracks failed (report lists them; not requeued)
-#   2  config error: permanent, never requeued - fix the job and resubmit
+#   2  usage/config error: permanent, never requeued - fix the job and resubmit
 #   4  interrupted (time limit, preemption): requeued, the rerun resumes
 #   1  fatal (no GPU, output not writable...): requeued, the rerun may succeed
 # Requeues per task are capped by STEMLINE_MAX_REQUEUE (default 2).
@@ -27,12 +38,13 @@
 #   sbatch --dependency=afterany:JOBID --wrap 'stemline merge --job myjob.yaml'
 #   stemline merge /path/to/output.dir --job myjob.yaml     # or interactively
 #
-# Resubmitting only the tasks that did not complete (JOBID = the array's job id;
-# the shard numbering stays right because NUM_SHARDS and SHARD_BASE below pin it):
-#   sbatch --array=$(sacct -j JOBID -X -n -P -o JobID,State | awk -F'|' '$2 != "COMPLETED" { sub(/.*_/, "", $1); print $1 }' | paste -sd, -) configs/slurm-array.sh myjob.yaml
-# Tasks that ended with 3 (broken input files) usually fail again the same way;
-# leave them out by also testing the ExitCode column (-o JobID,State,ExitCode,
-# '$3 != "3:0"'). Done tracks are never redone: a rerun only does what is left.
+# Resubmitting only the shards that are not complete (no Slurm accounting needed:
+# the ledgers know; 16 = the number of shards of the first submission):
+#   sbatch --array=$(stemline merge --job myjob.yaml --shards-to-run) \
+#     configs/slurm-array.sh myjob.yaml --num-shards 16
+# With --num-shards N (or STEMLINE_NUM_SHARDS=N) the task ids are the shard
+# indices 0..N-1 themselves, whatever subset of them the array holds. Done
+# tracks are never redone: a rerun only does what is left.
 #
 #SBATCH --job-name=stemline
 #SBATCH --array=0-15%8
@@ -53,16 +65,17 @@ set -u
 JOB=${1:?usage: sbatch configs/slurm-array.sh JOB.yaml [stemline run options]}
 shift
 STEMLINE=${STEMLINE:-stemline}   # the binary: on PATH, or set STEMLINE=/path/to/stemline
-NUM_SHARDS=16                    # = the number of indices in --array above
-SHARD_BASE=0                     # = the first index of --array above
 MAX_REQUEUE=${STEMLINE_MAX_REQUEUE:-2}
 
 # module load ffmpeg cuda        # site-specific environment, if needed
 
-# Pinning the count and the base keeps a resubmission of some indices
-# (--array=3,7) numbered as shards 3 and 7 of 16; stemline refuses to guess.
-export STEMLINE_NUM_SHARDS=$NUM_SHARDS
-export STEMLINE_SHARD_BASE=$SHARD_BASE
+# The shard count comes from the array (SLURM_ARRAY_TASK_COUNT/_MIN/_MAX, read by
+# stemline itself) unless it is given: then the task ids are the shard indices,
+# so that a resubmission of some of them (--array=3,7) keeps its numbering.
+for a in "$@"; do
+  case $a in --num-shards | --num-shards=*) export STEMLINE_SHARD_BASE=${STEMLINE_SHARD_BASE:-0} ;; esac
+done
+if [ -n "${STEMLINE_NUM_SHARDS:-}" ]; then export STEMLINE_SHARD_BASE=${STEMLINE_SHARD_BASE:-0}; fi
 
 if [ -z "${SLURM_ARRAY_TASK_ID:-}" ]; then
   echo "stemline: not a Slurm array task: submit with sbatch (or run: $STEMLINE run $JOB --shard I/N)" >&2

@@ -1,21 +1,14 @@
 /* Merging the ledgers and reports of a sharded job.
  *
  * The ledgers are the truth (a track is done when its row says so); reports only
- * describe each shard's last run (timings, backend, settings). Ledgers are opened
- * read-only so that merging can never change a job's state; SQLite may still have
- * to create the -shm file of a WAL database, so when the folder is not writable
- * and a read-only open fails, it is retried read-write (no create), which a WAL
- * reader needs anyway.
+ * describe each shard's last run (timings, backend, settings).
  *
  * Without the catalog, merge knows only the tracks some shard attempted: a shard
  * that never started, or tracks a shard never reached, are seen only through the
  * missing-shard check. With the catalog (--job), every track is checked by id. */
-#include "merge.h"
-
 #include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
-#include <sqlite3.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,82 +16,10 @@
 #include <time.h>
 
 #include "../common/sl_error.h"
-#include "../common/sl_json.h"
-#include "../io/npy.h"
+#include "merge_impl.h"
 #include "shardenv.h"
 
-#ifndef SL_VERSION
-#define SL_VERSION "unknown"
-#endif
-
-/* ------------------------------------------------------------------ */
-/* The merge.                                                           */
-
-typedef struct {
-    char *ledger;  /* file name inside out_dir */
-    char *report;  /* file name of its report, NULL when there is none */
-    int index, count;
-    char *error;   /* the ledger could not be read: why */
-    long n_done, n_failed, n_pending;
-    double done_audio;
-    /* from the report of the shard's last run */
-    int have_run;
-    char *r_hash, *r_backend, *r_device, *r_fatal, *r_started, *r_finished;
-    double r_wall, r_audio;
-    int r_interrupted;
-    long r_ok, r_failed, r_skipped;
-} shard;
-
-typedef struct {
-    char *id, *path, *hash, *error;
-    int64_t size, mtime;
-    double duration;
-    int status; /* 0 pending, 1 done, 2 failed */
-    int shard;
-} row;
-
-typedef struct {
-    char *id, *path, *reason;
-    int shard;   /* failures: the ledger's shard; -1 otherwise */
-    long pos;    /* missing with a catalog: position in the catalog, else -1 */
-    int *shards; /* duplicates: the ledgers holding a done row */
-    size_t n_shards;
-} item;
-
-typedef struct {
-    item *v;
-    size_t n, cap;
-} items;
-
-typedef struct {
-    char *hash;
-    char **where;
-    size_t n_where;
-} hashinfo;
-
-struct sl_merge {
-    char *out_dir, *job, *job_hash;
-    int have_catalog;
-    size_t catalog_n;
-    shard *sh;
-    size_t n_sh;
-    int *counts;
-    size_t n_counts;
-    int (*miss_sh)[2]; /* index, count */
-    size_t n_miss_sh;
-    items failed, missing, dups;
-    size_t n_ok, n_known, n_extra;
-    double audio_ok;
-    hashinfo *hashes;
-    size_t n_hashes;
-    char **problems, **warnings;
-    size_t n_problems, n_warnings;
-    int unreadable;
-    int oom;
-    char merged_at[32];
-};
-
-static char *xstrdup(sl_merge *m, const char *s)
+char *mg_strdup(sl_merge *m, const char *s)
 {
     if (!s)
         return NULL;
@@ -108,7 +29,7 @@ static char *xstrdup(sl_merge *m, const char *s)
     return d;
 }
 
-__attribute__((format(printf, 3, 4))) static void note(sl_merge *m, int problem, const char *fmt, ...)
+void mg_note(sl_merge *m, int problem, const char *fmt, ...)
 {
     char buf[2048];
     va_list ap;
@@ -128,7 +49,7 @@ __attribute__((format(printf, 3, 4))) static void note(sl_merge *m, int problem,
     (*n)++;
 }
 
-static item *items_add(sl_merge *m, items *l, const char *id, const char *path, const char *reason)
+item *mg_items_add(sl_merge *m, items *l, const char *id, const char *path, const char *reason)
 {
     if (l->n == l->cap) {
         size_t nc = l->cap ? l->cap * 2 : 32;
@@ -142,9 +63,9 @@ static item *items_add(sl_merge *m, items *l, const char *id, const char *path, 
     }
     item *it = &l->v[l->n++];
     memset(it, 0, sizeof *it);
-    it->id = xstrdup(m, id);
-    it->path = xstrdup(m, path);
-    it->reason = xstrdup(m, reason);
+    it->id = mg_strdup(m, id);
+    it->path = mg_strdup(m, path);
+    it->reason = mg_strdup(m, reason);
     it->shard = -1;
     it->pos = -1;
     return it;
@@ -161,8 +82,7 @@ static void items_free(items *l)
     free(l->v);
 }
 
-/* Records that hash was seen in `where`. */
-static void hash_seen(sl_merge *m, const char *hash, const char *where)
+void mg_hash_seen(sl_merge *m, const char *hash, const char *where)
 {
     if (!hash)
         return;
@@ -179,7 +99,7 @@ static void hash_seen(sl_merge *m, const char *hash, const char *where)
         m->hashes = nh;
         h = &m->hashes[m->n_hashes++];
         memset(h, 0, sizeof *h);
-        h->hash = xstrdup(m, hash);
+        h->hash = mg_strdup(m, hash);
     }
     char **nw = realloc(h->where, (h->n_where + 1) * sizeof *nw);
     if (!nw) {
@@ -187,41 +107,9 @@ static void hash_seen(sl_merge *m, const char *hash, const char *where)
         return;
     }
     h->where = nw;
-    h->where[h->n_where++] = xstrdup(m, where);
+    h->where[h->n_where++] = mg_strdup(m, where);
 }
 
-/* "s0003of0016-ledger.sqlite" -> 3, 16; "ledger.sqlite" -> 0, 1. Only the exact
- * names the runner writes are accepted. */
-static int parse_ledger_name(const char *name, int *index, int *count)
-{
-    if (!strcmp(name, "ledger.sqlite")) {
-        *index = 0;
-        *count = 1;
-        return 0;
-    }
-    if (name[0] != 's')
-        return -1;
-    const char *p = name + 1;
-    long long i = 0, n = 0;
-    int d = 0;
-    for (; *p >= '0' && *p <= '9' && d < 8; p++, d++)
-        i = i * 10 + (*p - '0');
-    if (!d || strncmp(p, "of", 2))
-        return -1;
-    p += 2;
-    d = 0;
-    for (; *p >= '0' && *p <= '9' && d < 8; p++, d++)
-        n = n * 10 + (*p - '0');
-    if (!d || strcmp(p, "-ledger.sqlite") || n < 2 || n > SL_SHARD_MAX_COUNT || i >= n)
-        return -1;
-    char canon[64];
-    sl_shard_prefix((int)i, (int)n, canon, sizeof canon);
-    if (strncmp(name, canon, strlen(canon)))
-        return -1;
-    *index = (int)i;
-    *count = (int)n;
-    return 0;
-}
 
 static int cmp_shard(const void *a, const void *b)
 {
@@ -238,278 +126,6 @@ static int cmp_row(const void *a, const void *b)
     if (c)
         return c;
     return x->shard < y->shard ? -1 : x->shard > y->shard;
-}
-
-typedef struct {
-    row *v;
-    size_t n, cap;
-} rows;
-
-static void rows_truncate(rows *r, size_t n)
-{
-    for (size_t i = n; i < r->n; i++) {
-        free(r->v[i].id);
-        free(r->v[i].path);
-        free(r->v[i].hash);
-        free(r->v[i].error);
-    }
-    r->n = n;
-}
-
-static char *col_dup(sqlite3_stmt *st, int i)
-{
-    const unsigned char *t = sqlite3_column_text(st, i);
-    return t ? strdup((const char *)t) : NULL;
-}
-
-/* Reads every row of one ledger. Returns 0, or -1 with why filled. */
-static int read_ledger_once(const char *path, int flags, int si, rows *out, char *why, size_t why_size,
-                            int *retry)
-{
-    sqlite3 *db = NULL;
-    sqlite3_stmt *st = NULL;
-    int rc = -1;
-    *retry = 0;
-    int r = sqlite3_open_v2(path, &db, flags, NULL);
-    if (r != SQLITE_OK) {
-        snprintf(why, why_size, "cannot open: %s", db ? sqlite3_errmsg(db) : sqlite3_errstr(r));
-        *retry = 1;
-        goto out;
-    }
-    sqlite3_extended_result_codes(db, 1);
-    sqlite3_busy_timeout(db, 30000);
-    if (sqlite3_prepare_v2(db,
-                           "SELECT id, path, size, mtime_ns, config_hash, status, error, duration FROM tracks"
-                           " ORDER BY id",
-                           -1, &st, NULL) != SQLITE_OK) {
-        int ec = sqlite3_extended_errcode(db) & 0xff;
-        snprintf(why, why_size, "not a readable stemline ledger: %s", sqlite3_errmsg(db));
-        *retry = ec == SQLITE_CANTOPEN || ec == SQLITE_READONLY || ec == SQLITE_BUSY || ec == SQLITE_IOERR;
-        goto out;
-    }
-    size_t first = out->n;
-    for (;;) {
-        r = sqlite3_step(st);
-        if (r == SQLITE_DONE)
-            break;
-        if (r != SQLITE_ROW) {
-            int ec = sqlite3_extended_errcode(db) & 0xff;
-            snprintf(why, why_size, "read error: %s", sqlite3_errmsg(db));
-            *retry = ec == SQLITE_CANTOPEN || ec == SQLITE_READONLY || ec == SQLITE_IOERR;
-            rows_truncate(out, first);
-            goto out;
-        }
-        if (out->n == out->cap) {
-            size_t nc = out->cap ? out->cap * 2 : 1024;
-            row *nv = realloc(out->v, nc * sizeof *nv);
-            if (!nv) {
-                snprintf(why, why_size, "out of memory");
-                rows_truncate(out, first);
-                goto out;
-            }
-            out->v = nv;
-            out->cap = nc;
-        }
-        row *w = &out->v[out->n];
-        memset(w, 0, sizeof *w);
-        w->id = col_dup(st, 0);
-        w->path = col_dup(st, 1);
-        w->size = sqlite3_column_int64(st, 2);
-        w->mtime = sqlite3_column_int64(st, 3);
-        w->hash = col_dup(st, 4);
-        const unsigned char *s = sqlite3_column_text(st, 5);
-        w->status = s && !strcmp((const char *)s, "done") ? 1 : s && !strcmp((const char *)s, "failed") ? 2 : 0;
-        w->error = col_dup(st, 6);
-        w->duration = sqlite3_column_double(st, 7);
-        w->shard = si;
-        out->n++;
-        if (!w->id) {
-            snprintf(why, why_size, "a row without a track id (or out of memory)");
-            rows_truncate(out, first);
-            goto out;
-        }
-    }
-    rc = 0;
-out:
-    sqlite3_finalize(st);
-    if (db)
-        sqlite3_close_v2(db);
-    return rc;
-}
-
-/* "file:" URI of path with ?immutable=1, percent-encoding what a URI reserves. */
-static char *immutable_uri(const char *path)
-{
-    size_t n = strlen(path);
-    char *u = malloc(n * 3 + 32);
-    if (!u)
-        return NULL;
-    size_t o = (size_t)sprintf(u, "file:");
-    for (const unsigned char *p = (const unsigned char *)path; *p; p++) {
-        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || strchr("/-_.~", *p))
-            u[o++] = (char)*p;
-        else
-            o += (size_t)sprintf(u + o, "%%%02X", *p);
-    }
-    sprintf(u + o, "?immutable=1");
-    return u;
-}
-
-static int read_ledger(const char *path, int si, rows *out, char *why, size_t why_size)
-{
-    int retry;
-    if (read_ledger_once(path, SQLITE_OPEN_READONLY, si, out, why, why_size, &retry) == 0)
-        return 0;
-    if (!retry)
-        return -1;
-    /* A WAL reader needs the -shm file and a read-only connection cannot create
-     * it; a read-write one can where the folder is writable. */
-    char first[512];
-    snprintf(first, sizeof first, "%.500s", why);
-    if (read_ledger_once(path, SQLITE_OPEN_READWRITE, si, out, why, why_size, &retry) == 0)
-        return 0;
-    /* In a read-only folder with no -shm: when there is no WAL content either,
-     * the database file alone is the whole ledger and may be read as immutable
-     * (the writer is gone: nobody can write into a read-only folder). */
-    size_t wl = strlen(path) + 8;
-    char *wal = malloc(wl);
-    if (!wal) {
-        snprintf(why, why_size, "out of memory");
-        return -1;
-    }
-    snprintf(wal, wl, "%s-wal", path);
-    struct stat st;
-    int wal_empty = stat(wal, &st) != 0 ? errno == ENOENT : st.st_size == 0;
-    free(wal);
-    if (!wal_empty) {
-        snprintf(why, why_size, "%s (and its -wal file holds rows that need write access to the folder to read)",
-                 first);
-        return -1;
-    }
-    char *uri = immutable_uri(path);
-    if (!uri) {
-        snprintf(why, why_size, "out of memory");
-        return -1;
-    }
-    int rc = read_ledger_once(uri, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, si, out, why, why_size, &retry);
-    free(uri);
-    if (rc)
-        snprintf(why, why_size, "%s", first);
-    return rc;
-}
-
-/* Reads a whole file into a NUL-terminated malloc'd buffer of *len bytes (a NUL
- * byte inside is the parser's to refuse); NULL with errno. */
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap + 1);
-    while (buf) {
-        size_t k = fread(buf + n, 1, cap - n, f);
-        n += k;
-        if (n < cap) {
-            if (ferror(f)) {
-                free(buf);
-                buf = NULL;
-                errno = EIO;
-            }
-            break;
-        }
-        char *nb = realloc(buf, cap * 2 + 1);
-        if (!nb) {
-            free(buf);
-            buf = NULL;
-            errno = ENOMEM;
-            break;
-        }
-        buf = nb;
-        cap *= 2;
-    }
-    fclose(f);
-    if (buf)
-        buf[n] = 0;
-    *len = n;
-    return buf;
-}
-
-/* The number key of a report in [lo, hi], truncated, else def: a corrupt report
- * must not make the conversion to an integer undefined. */
-static long num_in(const sl_json *o, const char *key, double lo, double hi, long def)
-{
-    const sl_json *v = sl_json_get(o, key);
-    return v && v->type == SL_JSON_NUMBER && v->num >= lo && v->num <= hi ? (long)v->num : def;
-}
-
-static void read_report(sl_merge *m, shard *s)
-{
-    char prefix[64];
-    sl_shard_prefix(s->index, s->count, prefix, sizeof prefix);
-    char name[96];
-    snprintf(name, sizeof name, "%sreport.json", prefix);
-    size_t plen = strlen(m->out_dir) + strlen(name) + 2;
-    char *path = malloc(plen);
-    if (!path) {
-        m->oom = 1;
-        return;
-    }
-    snprintf(path, plen, "%s/%s", m->out_dir, name);
-    size_t len = 0;
-    char *text = slurp(path, &len);
-    if (!text) {
-        if (errno == ENOENT)
-            note(m, 0, "%s: no report (%s): the shard never finished a run; wall time unknown", s->ledger, name);
-        else
-            note(m, 0, "%s: cannot read: %s", name, strerror(errno));
-        free(path);
-        return;
-    }
-    s->report = xstrdup(m, name);
-    sl_json root;
-    int jr = sl_json_parse(text, len, &root);
-    if (jr || root.type != SL_JSON_OBJECT) {
-        if (jr == SL_ENOMEM)
-            m->oom = 1;
-        else
-            note(m, 0, "%s: not valid JSON (%s); its run's timings are left out", name,
-                 jr ? sl_lasterr() : "the top level is not an object");
-        sl_json_free(&root);
-        free(text);
-        free(path);
-        return;
-    }
-    s->have_run = 1;
-    s->r_hash = sl_json_dup_str(&root, "config_hash");
-    s->r_backend = sl_json_dup_str(&root, "backend");
-    s->r_device = sl_json_dup_str(&root, "device");
-    s->r_fatal = sl_json_dup_str(&root, "fatal");
-    s->r_started = sl_json_dup_str(&root, "started_at");
-    s->r_finished = sl_json_dup_str(&root, "finished_at");
-    s->r_wall = sl_json_get_num(&root, "wall_seconds", 0);
-    s->r_audio = sl_json_get_num(&root, "audio_seconds", 0);
-    s->r_interrupted = sl_json_get_bool(&root, "interrupted", 0);
-    const sl_json *tr = sl_json_get(&root, "tracks");
-    s->r_ok = num_in(tr, "ok", 0, 1e15, 0);
-    s->r_failed = num_in(tr, "failed", 0, 1e15, 0);
-    s->r_skipped = num_in(tr, "skipped", 0, 1e15, 0);
-    const sl_json *sh = sl_json_get(&root, "shard");
-    int sh_index = (int)num_in(sh, "index", -1, 1e9, -1), sh_count = (int)num_in(sh, "count", -1, 1e9, -1);
-    if (sh && (sh_index != s->index || sh_count != s->count))
-        note(m, 0, "%s: says shard %d of %d, its name says %d of %d", name, sh_index, sh_count, s->index, s->count);
-    if (s->r_hash) {
-        char where[160];
-        snprintf(where, sizeof where, "%s", name);
-        hash_seen(m, s->r_hash, where);
-    }
-    if (s->r_interrupted)
-        note(m, 0, "%s: the shard's last run was interrupted", name);
-    if (s->r_fatal)
-        note(m, 0, "%s: the shard's last run stopped: %s", name, s->r_fatal);
-    sl_json_free(&root);
-    free(text);
-    free(path);
 }
 
 /* Joins "shard: reason" of every failed row of one id. */
@@ -555,7 +171,7 @@ static void classify(sl_merge *m, const row *g, size_t n, const sl_track *t, lon
     }
     const char *path = t ? t->path : g[0].path;
     if (done > 1) {
-        item *it = items_add(m, &m->dups, g[0].id, path, NULL);
+        item *it = mg_items_add(m, &m->dups, g[0].id, path, NULL);
         if (!it)
             return;
         it->shards = malloc(done * sizeof *it->shards);
@@ -581,7 +197,7 @@ static void classify(sl_merge *m, const row *g, size_t n, const sl_track *t, lon
                      "shard redoes it",
                      m->sh[d->shard].ledger, d->hash, m->job_hash);
         if (why[0]) {
-            item *it = items_add(m, &m->missing, g[0].id, path, why);
+            item *it = mg_items_add(m, &m->missing, g[0].id, path, why);
             if (it)
                 it->pos = pos;
             return;
@@ -592,7 +208,7 @@ static void classify(sl_merge *m, const row *g, size_t n, const sl_track *t, lon
     }
     if (failed) {
         char *reason = failure_reason(m, g, n);
-        item *it = items_add(m, &m->failed, g[0].id, path, reason);
+        item *it = mg_items_add(m, &m->failed, g[0].id, path, reason);
         free(reason);
         if (it) {
             it->pos = pos;
@@ -611,9 +227,11 @@ static void classify(sl_merge *m, const row *g, size_t n, const sl_track *t, lon
     char why[512];
     snprintf(why, sizeof why, "pending in %s: its run stopped before finishing it; run that shard again",
              m->sh[g[0].shard].ledger);
-    item *it = items_add(m, &m->missing, g[0].id, path, why);
-    if (it)
+    item *it = mg_items_add(m, &m->missing, g[0].id, path, why);
+    if (it) {
         it->pos = pos;
+        it->shard = g[0].shard;
+    }
 }
 
 static void iso_now(char *buf, size_t n)
@@ -644,9 +262,9 @@ int sl_merge_run(sl_merge **out, const sl_merge_opts *o)
         return sl_seterr(SL_ENOMEM, "merge: out of memory");
     }
     iso_now(m->merged_at, sizeof m->merged_at);
-    m->out_dir = xstrdup(m, o->out_dir);
-    m->job = xstrdup(m, o->job);
-    m->job_hash = xstrdup(m, o->config_hash);
+    m->out_dir = mg_strdup(m, o->out_dir);
+    m->job = mg_strdup(m, o->job);
+    m->job_hash = mg_strdup(m, o->config_hash);
     m->have_catalog = o->catalog != NULL;
     m->catalog_n = o->catalog ? o->catalog->n : 0;
 
@@ -655,7 +273,7 @@ int sl_merge_run(sl_merge **out, const sl_merge_opts *o)
     errno = 0;
     while ((de = readdir(dir))) {
         int idx, cnt;
-        if (parse_ledger_name(de->d_name, &idx, &cnt))
+        if (sl_shard_parse_ledger_name(de->d_name, &idx, &cnt))
             continue;
         if (m->n_sh == cap) {
             size_t nc = cap ? cap * 2 : 16;
@@ -669,7 +287,7 @@ int sl_merge_run(sl_merge **out, const sl_merge_opts *o)
         }
         shard *s = &m->sh[m->n_sh++];
         memset(s, 0, sizeof *s);
-        s->ledger = xstrdup(m, de->d_name);
+        s->ledger = mg_strdup(m, de->d_name);
         s->index = idx;
         s->count = cnt;
     }
@@ -731,7 +349,7 @@ int sl_merge_run(sl_merge **out, const sl_merge_opts *o)
         size_t l = 0;
         for (size_t c = 0; c < m->n_counts && l < sizeof list - 16; c++)
             l += (size_t)snprintf(list + l, sizeof list - l, "%s%d", c ? ", " : "", m->counts[c]);
-        note(m, 0,
+        mg_note(m, 0,
              "this folder holds ledgers of runs with different shard counts (%s): each set partitions the "
              "catalog on its own, so they overlap; keep one set",
              list);
@@ -750,10 +368,10 @@ int sl_merge_run(sl_merge **out, const sl_merge_opts *o)
         snprintf(path, plen, "%s/%s", o->out_dir, s->ledger);
         char why[1024];
         size_t before = R.n;
-        if (read_ledger(path, (int)i, &R, why, sizeof why)) {
-            s->error = xstrdup(m, why);
+        if (mg_read_ledger(path, (int)i, &R, why, sizeof why)) {
+            s->error = mg_strdup(m, why);
             m->unreadable = 1;
-            note(m, 1, "%s: %s", s->ledger, why);
+            mg_note(m, 1, "%s: %s", s->ledger, why);
         } else {
             /* Hashes of done rows, per ledger, counted. */
             for (size_t r = before; r < R.n; r++) {
@@ -789,13 +407,13 @@ int sl_merge_run(sl_merge **out, const sl_merge_opts *o)
             for (size_t k = 0; k < nhs; k++) {
                 char where[200];
                 snprintf(where, sizeof where, "%s (%ld done)", s->ledger, hs[k].n);
-                hash_seen(m, hs[k].h, where);
+                mg_hash_seen(m, hs[k].h, where);
             }
             if (other)
-                note(m, 1, "%s: %ld done tracks carry yet more config hashes", s->ledger, other);
+                mg_note(m, 1, "%s: %ld done tracks carry yet more config hashes", s->ledger, other);
         }
         free(path);
-        read_report(m, s);
+        mg_read_report(m, s);
     }
 
     if (m->n_hashes > 1) {
@@ -806,7 +424,7 @@ int sl_merge_run(sl_merge **out, const sl_merge_opts *o)
             for (size_t w = 0; w < m->hashes[h].n_where && l < sizeof buf - 64; w++)
                 l += (size_t)snprintf(buf + l, sizeof buf - l, "%s %s", w ? "," : "", m->hashes[h].where[w]);
         }
-        note(m, 1,
+        mg_note(m, 1,
              "the shards ran with different settings (config hashes differ: %s); run every shard with the same "
              "job so that its tracks are redone with one configuration",
              buf);
@@ -814,8 +432,7 @@ int sl_merge_run(sl_merge **out, const sl_merge_opts *o)
 
     /* Tracks: rows sorted by id, then joined with the (sorted) catalog. */
     if (R.n > 1)
-        if (R.n > 1)
-            qsort(R.v, R.n, sizeof *R.v, cmp_row);
+        qsort(R.v, R.n, sizeof *R.v, cmp_row);
     const sl_catalog *cat = o->catalog;
     size_t ci = 0, ri = 0;
     while (ri < R.n || (cat && ci < cat->n)) {
@@ -830,7 +447,7 @@ int sl_merge_run(sl_merge **out, const sl_merge_opts *o)
             c = strcmp(R.v[ri].id, cat->tracks[ci].id) < 0 ? -1 : strcmp(R.v[ri].id, cat->tracks[ci].id) > 0 ? 1 : 0;
         if (c > 0) {
             const sl_track *t = &cat->tracks[ci];
-            item *it = items_add(m, &m->missing, t->id, t->path, "never attempted: no ledger has a row for it");
+            item *it = mg_items_add(m, &m->missing, t->id, t->path, "never attempted: no ledger has a row for it");
             if (it)
                 it->pos = (long)ci;
             m->n_known++;
@@ -847,7 +464,7 @@ int sl_merge_run(sl_merge **out, const sl_merge_opts *o)
         } else if (cat) {
             m->n_extra++;
             if (m->n_extra <= 20)
-                note(m, 0, "%s: in %s but not in the job's catalog (removed from the inputs, or another job)",
+                mg_note(m, 0, "%s: in %s but not in the job's catalog (removed from the inputs, or another job)",
                      R.v[ri].id, m->sh[R.v[ri].shard].ledger);
         } else {
             classify(m, &R.v[ri], gn, NULL, -1);
@@ -855,16 +472,16 @@ int sl_merge_run(sl_merge **out, const sl_merge_opts *o)
         ri += gn;
     }
     if (m->n_extra > 20)
-        note(m, 0, "... and %zu more tracks in ledgers but not in the catalog", m->n_extra - 20);
+        mg_note(m, 0, "... and %zu more tracks in ledgers but not in the catalog", m->n_extra - 20);
     if (cat && m->n_extra)
         m->n_known -= m->n_extra; /* known = tracks of the job */
     for (size_t i = 0; i < m->n_miss_sh; i++) {
         char prefix[64];
         sl_shard_prefix(m->miss_sh[i][0], m->miss_sh[i][1], prefix, sizeof prefix);
-        note(m, 1, "shard %d of %d is missing: no %sledger.sqlite (run that shard)%s", m->miss_sh[i][0],
+        mg_note(m, 1, "shard %d of %d is missing: no %sledger.sqlite (run that shard)%s", m->miss_sh[i][0],
              m->miss_sh[i][1], prefix, cat ? "" : "; its tracks are unknown without --job");
     }
-    rows_truncate(&R, 0);
+    mg_rows_truncate(&R, 0);
     free(R.v);
     if (m->oom) {
         sl_merge_free(m);
@@ -883,299 +500,48 @@ int sl_merge_status(const sl_merge *m)
     return 0;
 }
 
-/* ------------------------------------------------------------------ */
-/* Output.                                                             */
-
-static void kv_str(FILE *f, const char *k, const char *v)
+/* Marks the shard of count `count` that item it belongs to. */
+static void mark_item(const sl_merge *m, const item *it, int count, unsigned char *need)
 {
-    fprintf(f, "\"%s\": ", k);
-    sl_json_str(f, v);
-}
-
-/* The shards a catalog position belongs to, one per shard count present. */
-static void json_expected(FILE *f, const sl_merge *m, long pos)
-{
-    fputs("\"shards\": [", f);
-    if (pos >= 0)
-        for (size_t c = 0; c < m->n_counts; c++)
-            fprintf(f, "%s{\"index\": %ld, \"count\": %d}", c ? ", " : "", pos % m->counts[c], m->counts[c]);
-    fputc(']', f);
-}
-
-static double wall_sum(const sl_merge *m, double *max, double *audio)
-{
-    double s = 0;
-    *max = 0;
-    *audio = 0;
-    for (size_t i = 0; i < m->n_sh; i++) {
-        if (!m->sh[i].have_run)
-            continue;
-        s += m->sh[i].r_wall;
-        *audio += m->sh[i].r_audio;
-        if (m->sh[i].r_wall > *max)
-            *max = m->sh[i].r_wall;
-    }
-    return s;
-}
-
-int sl_merge_write_json(const sl_merge *m, FILE *f)
-{
-    int st = sl_merge_status(m);
-    fprintf(f, "{\n  \"stemline_version\": \"%s\",\n  \"merged_at\": \"%s\",\n  ", SL_VERSION, m->merged_at);
-    kv_str(f, "output_dir", m->out_dir);
-    fputs(",\n  ", f);
-    kv_str(f, "job", m->job);
-    fprintf(f, ",\n  \"catalog_checked\": %s,\n  \"complete\": %s,\n  \"status\": %d,\n  ",
-            m->have_catalog ? "true" : "false", st == 0 ? "true" : "false", st);
-    kv_str(f, "config_hash", m->n_hashes == 1 ? m->hashes[0].hash : NULL);
-    fputs(",\n  ", f);
-    kv_str(f, "job_config_hash", m->job_hash);
-    fputs(",\n  \"config_hashes\": [", f);
-    for (size_t h = 0; h < m->n_hashes; h++) {
-        fprintf(f, "%s\n    {", h ? "," : "");
-        kv_str(f, "hash", m->hashes[h].hash);
-        fputs(", \"where\": [", f);
-        for (size_t w = 0; w < m->hashes[h].n_where; w++) {
-            fputs(w ? ", " : "", f);
-            sl_json_str(f, m->hashes[h].where[w]);
-        }
-        fputs("]}", f);
-    }
-    fprintf(f, "%s],\n  \"shard_counts\": [", m->n_hashes ? "\n  " : "");
-    for (size_t c = 0; c < m->n_counts; c++)
-        fprintf(f, "%s%d", c ? ", " : "", m->counts[c]);
-    fputs("],\n  \"missing_shards\": [", f);
-    for (size_t i = 0; i < m->n_miss_sh; i++) {
-        char prefix[64], name[96];
-        sl_shard_prefix(m->miss_sh[i][0], m->miss_sh[i][1], prefix, sizeof prefix);
-        snprintf(name, sizeof name, "%sledger.sqlite", prefix);
-        fprintf(f, "%s\n    {\"index\": %d, \"count\": %d, \"ledger\": \"%s\"}", i ? "," : "", m->miss_sh[i][0],
-                m->miss_sh[i][1], name);
-    }
-    fprintf(f, "%s],\n", m->n_miss_sh ? "\n  " : "");
-    fputs("  \"tracks\": {", f);
-    if (m->have_catalog)
-        fprintf(f, "\"catalog\": %zu, ", m->catalog_n);
-    else
-        fputs("\"catalog\": null, ", f);
-    fprintf(f, "\"known\": %zu, \"ok\": %zu, \"failed\": %zu, \"missing\": %zu, \"duplicated\": %zu, "
-               "\"not_in_catalog\": %zu},\n",
-            m->n_known, m->n_ok, m->failed.n, m->missing.n, m->dups.n, m->n_extra);
-    double wmax, raudio, wsum = wall_sum(m, &wmax, &raudio);
-    fprintf(f, "  \"audio_seconds\": %.3f,\n", m->audio_ok);
-    fprintf(f,
-            "  \"runs\": {\"audio_seconds\": %.3f, \"wall_seconds_sum\": %.3f, \"wall_seconds_max\": %.3f, "
-            "\"x_realtime_per_shard\": %.3f, \"x_realtime_all_shards\": %.3f},\n",
-            raudio, wsum, wmax, wsum > 0 ? raudio / wsum : 0.0, wmax > 0 ? raudio / wmax : 0.0);
-    fputs("  \"shards\": [", f);
-    for (size_t i = 0; i < m->n_sh; i++) {
-        const shard *s = &m->sh[i];
-        fprintf(f, "%s\n    {\"index\": %d, \"count\": %d, ", i ? "," : "", s->index, s->count);
-        kv_str(f, "ledger", s->ledger);
-        fputs(", ", f);
-        kv_str(f, "report", s->report);
-        fputs(", ", f);
-        kv_str(f, "error", s->error);
-        fprintf(f, ", \"tracks\": {\"done\": %ld, \"failed\": %ld, \"pending\": %ld}, \"audio_seconds\": %.3f,",
-                s->n_done, s->n_failed, s->n_pending, s->done_audio);
-        fputs("\n     \"last_run\": ", f);
-        if (!s->have_run) {
-            fputs("null}", f);
-            continue;
-        }
-        fputc('{', f);
-        kv_str(f, "config_hash", s->r_hash);
-        fputs(", ", f);
-        kv_str(f, "backend", s->r_backend);
-        fputs(", ", f);
-        kv_str(f, "device", s->r_device);
-        fputs(", ", f);
-        kv_str(f, "started_at", s->r_started);
-        fputs(", ", f);
-        kv_str(f, "finished_at", s->r_finished);
-        fprintf(f,
-                ", \"wall_seconds\": %.3f, \"audio_seconds\": %.3f, \"x_realtime\": %.3f, \"ok\": %ld, "
-                "\"failed\": %ld, \"skipped\": %ld, \"interrupted\": %s, ",
-                s->r_wall, s->r_audio, s->r_wall > 0 ? s->r_audio / s->r_wall : 0.0, s->r_ok, s->r_failed,
-                s->r_skipped, s->r_interrupted ? "true" : "false");
-        kv_str(f, "fatal", s->r_fatal);
-        fputs("}}", f);
-    }
-    fprintf(f, "%s],\n  \"failures\": [", m->n_sh ? "\n  " : "");
-    for (size_t i = 0; i < m->failed.n; i++) {
-        const item *it = &m->failed.v[i];
-        fprintf(f, "%s\n    {", i ? "," : "");
-        kv_str(f, "id", it->id);
-        fputs(", ", f);
-        kv_str(f, "path", it->path);
-        fputs(", ", f);
-        kv_str(f, "reason", it->reason);
-        fputs(", \"ledgers\": [", f);
-        for (size_t k = 0; k < it->n_shards; k++) {
-            fputs(k ? ", " : "", f);
-            sl_json_str(f, m->sh[it->shards[k]].ledger);
-        }
-        fputs("], ", f);
-        json_expected(f, m, it->pos);
-        fputc('}', f);
-    }
-    fprintf(f, "%s],\n  \"missing\": [", m->failed.n ? "\n  " : "");
-    for (size_t i = 0; i < m->missing.n; i++) {
-        const item *it = &m->missing.v[i];
-        fprintf(f, "%s\n    {", i ? "," : "");
-        kv_str(f, "id", it->id);
-        fputs(", ", f);
-        kv_str(f, "path", it->path);
-        fputs(", ", f);
-        kv_str(f, "reason", it->reason);
-        fputs(", ", f);
-        json_expected(f, m, it->pos);
-        fputc('}', f);
-    }
-    fprintf(f, "%s],\n  \"duplicated\": [", m->missing.n ? "\n  " : "");
-    for (size_t i = 0; i < m->dups.n; i++) {
-        const item *it = &m->dups.v[i];
-        fprintf(f, "%s\n    {", i ? "," : "");
-        kv_str(f, "id", it->id);
-        fputs(", ", f);
-        kv_str(f, "path", it->path);
-        fputs(", \"ledgers\": [", f);
-        for (size_t k = 0; k < it->n_shards; k++) {
-            fputs(k ? ", " : "", f);
-            sl_json_str(f, m->sh[it->shards[k]].ledger);
-        }
-        fputs("]}", f);
-    }
-    fprintf(f, "%s],\n  \"problems\": [", m->dups.n ? "\n  " : "");
-    for (size_t i = 0; i < m->n_problems; i++) {
-        fputs(i ? ",\n    " : "\n    ", f);
-        sl_json_str(f, m->problems[i]);
-    }
-    fprintf(f, "%s],\n  \"warnings\": [", m->n_problems ? "\n  " : "");
-    for (size_t i = 0; i < m->n_warnings; i++) {
-        fputs(i ? ",\n    " : "\n    ", f);
-        sl_json_str(f, m->warnings[i]);
-    }
-    fprintf(f, "%s]\n}\n", m->n_warnings ? "\n  " : "");
-    return ferror(f) ? -EIO : 0;
-}
-
-int sl_merge_write_report(const sl_merge *m, const char *path)
-{
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    if (!f)
-        return sl_seterr(-ENOMEM, "%s: out of memory", path);
-    int rc = sl_merge_write_json(m, f);
-    if (fclose(f) || rc) {
-        free(buf);
-        return sl_seterr(-ENOMEM, "%s: out of memory", path);
-    }
-    rc = sl_write_file_atomic(path, buf, len);
-    free(buf);
-    return rc;
-}
-
-static void expected_text(const sl_merge *m, long pos, char *buf, size_t size)
-{
-    buf[0] = 0;
-    if (pos < 0 || !m->n_counts)
+    if (it->pos >= 0) {
+        need[it->pos % count] = 1;
         return;
-    size_t l = (size_t)snprintf(buf, size, " [shard");
-    for (size_t c = 0; c < m->n_counts && l < size; c++)
-        l += (size_t)snprintf(buf + l, size - l, "%s %ld/%d", c ? "," : "", pos % m->counts[c], m->counts[c]);
-    if (l < size)
-        snprintf(buf + l, size - l, "]");
+    }
+    for (size_t k = 0; k < it->n_shards; k++)
+        if (m->sh[it->shards[k]].count == count)
+            need[m->sh[it->shards[k]].index] = 1;
+    if (it->shard >= 0 && m->sh[it->shard].count == count)
+        need[m->sh[it->shard].index] = 1;
 }
 
-void sl_merge_print_problems(const sl_merge *m, FILE *f, size_t max_list)
+long sl_merge_shards_to_run(const sl_merge *m, int count, int **idx)
 {
-    size_t lim = max_list ? max_list : (size_t)-1;
-    for (size_t i = 0; i < m->n_problems; i++)
-        fprintf(f, "problem: %s\n", m->problems[i]);
-    for (size_t i = 0; i < m->failed.n && i < lim; i++) {
-        const item *it = &m->failed.v[i];
-        /* with several failed rows the reason already names each ledger */
-        if (it->n_shards == 1)
-            fprintf(f, "failed: %s: %s (in %s)\n", it->id, it->reason ? it->reason : "", m->sh[it->shards[0]].ledger);
-        else
-            fprintf(f, "failed: %s: %s\n", it->id, it->reason ? it->reason : "");
+    *idx = NULL;
+    if (count < 1)
+        return 0;
+    unsigned char *need = calloc((size_t)count, 1);
+    if (!need)
+        return -1;
+    for (size_t i = 0; i < m->n_miss_sh; i++)
+        if (m->miss_sh[i][1] == count)
+            need[m->miss_sh[i][0]] = 1;
+    for (size_t i = 0; i < m->failed.n; i++)
+        mark_item(m, &m->failed.v[i], count, need);
+    for (size_t i = 0; i < m->missing.n; i++)
+        mark_item(m, &m->missing.v[i], count, need);
+    long n = 0;
+    for (int i = 0; i < count; i++)
+        n += need[i];
+    if (n && !(*idx = malloc((size_t)n * sizeof **idx))) {
+        free(need);
+        return -1;
     }
-    if (m->failed.n > lim)
-        fprintf(f, "failed: ... and %zu more (see merged-report.json)\n", m->failed.n - lim);
-    for (size_t i = 0; i < m->missing.n && i < lim; i++) {
-        char ex[160];
-        expected_text(m, m->missing.v[i].pos, ex, sizeof ex);
-        fprintf(f, "missing: %s: %s%s\n", m->missing.v[i].id, m->missing.v[i].reason ? m->missing.v[i].reason : "",
-                ex);
-    }
-    if (m->missing.n > lim)
-        fprintf(f, "missing: ... and %zu more (see merged-report.json)\n", m->missing.n - lim);
-    for (size_t i = 0; i < m->dups.n && i < lim; i++) {
-        const item *it = &m->dups.v[i];
-        fprintf(f, "duplicated: %s: done in", it->id);
-        for (size_t k = 0; k < it->n_shards; k++)
-            fprintf(f, "%s %s", k ? " and" : "", m->sh[it->shards[k]].ledger);
-        fputc('\n', f);
-    }
-    if (m->dups.n > lim)
-        fprintf(f, "duplicated: ... and %zu more (see merged-report.json)\n", m->dups.n - lim);
-}
-
-void sl_merge_print(const sl_merge *m, FILE *f, size_t max_list)
-{
-    fprintf(f, "stemline merge: %s\n", m->out_dir);
-    for (size_t c = 0; c < m->n_counts; c++) {
-        size_t have = 0;
-        for (size_t i = 0; i < m->n_sh; i++)
-            have += m->sh[i].count == m->counts[c];
-        if (m->counts[c] == 1)
-            fprintf(f, "ledgers: unsharded (ledger.sqlite)\n");
-        else
-            fprintf(f, "ledgers: %zu of %d shards\n", have, m->counts[c]);
-    }
-    for (size_t i = 0; i < m->n_sh; i++) {
-        const shard *s = &m->sh[i];
-        fprintf(f, "  %-28s ", s->ledger);
-        if (s->error) {
-            fprintf(f, "UNREADABLE: %s\n", s->error);
-            continue;
-        }
-        fprintf(f, "%ld done, %ld failed, %ld pending", s->n_done, s->n_failed, s->n_pending);
-        if (s->have_run)
-            fprintf(f, "; last run %.1f s of audio in %.1f s (%.1fx realtime, %s)", s->r_audio, s->r_wall,
-                    s->r_wall > 0 ? s->r_audio / s->r_wall : 0.0, s->r_backend ? s->r_backend : "?");
-        else
-            fputs("; no report", f);
-        fputc('\n', f);
-    }
-    if (m->n_hashes == 1)
-        fprintf(f, "config hash: %s%s\n", m->hashes[0].hash,
-                m->job_hash ? (strcmp(m->job_hash, m->hashes[0].hash) ? " (the job's is different)" : " (= the job's)")
-                            : "");
-    else if (m->n_hashes > 1)
-        fprintf(f, "config hashes: %zu different (see below)\n", m->n_hashes);
-    if (m->have_catalog)
-        fprintf(f, "tracks: %zu in the catalog: %zu ok, %zu failed, %zu missing, %zu duplicated", m->catalog_n,
-                m->n_ok, m->failed.n, m->missing.n, m->dups.n);
-    else
-        fprintf(f, "tracks: %zu known to the ledgers: %zu ok, %zu failed, %zu missing, %zu duplicated", m->n_known,
-                m->n_ok, m->failed.n, m->missing.n, m->dups.n);
-    if (m->n_extra)
-        fprintf(f, "; %zu in ledgers but not in the catalog", m->n_extra);
-    fputc('\n', f);
-    double wmax, raudio, wsum = wall_sum(m, &wmax, &raudio);
-    fprintf(f, "audio: %.1f s done; last runs: %.1f s of audio in %.1f s of shard time (%.1fx realtime per shard), "
-               "longest shard %.1f s\n",
-            m->audio_ok, raudio, wsum, wsum > 0 ? raudio / wsum : 0.0, wmax);
-    if (!m->have_catalog)
-        fputs("note: without --job JOB.yaml only tracks some shard attempted are checked; pass the job for the "
-              "full check against the catalog\n",
-              f);
-    for (size_t i = 0; i < m->n_warnings; i++)
-        fprintf(f, "warning: %s\n", m->warnings[i]);
-    sl_merge_print_problems(m, f, max_list);
+    n = 0;
+    for (int i = 0; i < count; i++)
+        if (need[i])
+            (*idx)[n++] = i;
+    free(need);
+    return n;
 }
 
 void sl_merge_free(sl_merge *m)
@@ -1218,3 +584,4 @@ void sl_merge_free(sl_merge *m)
     free(m->job_hash);
     free(m);
 }
+

@@ -38,6 +38,13 @@ int sl_merge_run(sl_merge **out, const sl_merge_opts *o);
  * hashes disagree; 1 a ledger could not be read. */
 int sl_merge_status(const sl_merge *m);
 
+/* The shards of a run of `count` shards that have something left to do: no
+ * ledger, or a track of theirs failed, pending or missing (with a catalog every
+ * track of it is attributed to its shard; without one only the tracks in the
+ * ledgers are). *idx (malloc'd, caller frees; NULL when none) receives their
+ * indices in ascending order. Returns how many, or -1 when out of memory. */
+long sl_merge_shards_to_run(const sl_merge *m, int count, int **idx);
+
 /* The merged report as JSON (see configs/CLUSTER.md). Returns 0 or a negated errno. */
 int sl_merge_write_json(const sl_merge *m, FILE *f);
 

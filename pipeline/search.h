@@ -159,6 +159,23 @@ void sl_search_hits_free(sl_search_hit *hits, size_t n); /* frees the strings, n
  * SL_ENOTFOUND when no row has that id. */
 int sl_vindex_find_id(sl_vindex *ix, const char *id, float *vec, size_t *shard, size_t *row);
 
+/* Rows that describe the same thing twice: the same track id (and, for
+ * timeline shards, the same window) in more than one row, which happens when
+ * two sets of shards of one job (runs with different shard counts) share a
+ * folder. */
+typedef struct {
+    size_t rows;           /* rows read from the jsonl files */
+    size_t duplicated;     /* (id, window) keys held by more than one row */
+    size_t extra_rows;     /* rows beyond the first of each key */
+    char example[256];     /* one duplicated track id ("" when none) */
+    char where[2][256];    /* the file names (no folder) of its first two rows */
+} sl_vindex_dups;
+
+/* Reads every jsonl of the index and counts the duplicated keys. Memory grows
+ * with the number of distinct keys (their ids). Returns 0, SL_ENOMEM, SL_EFORMAT
+ * (a line that is not a JSON object with an "id") or a negated errno. */
+int sl_vindex_duplicates(const sl_vindex *ix, sl_vindex_dups *out);
+
 /* Opens the embedding model the sidecar names, with its options, on ctx, and
  * checks it still gives vectors of the recorded dim, rate and channel count.
  * SL_ENOTFOUND when there is no sidecar (message: re-run the job). */

@@ -103,6 +103,41 @@ void sl_shard_prefix(int index, int count, char *buf, size_t size)
         buf[0] = 0;
 }
 
+size_t sl_shard_parse_prefix(const char *name, int *index, int *count)
+{
+    *index = 0;
+    *count = 1;
+    if (name[0] != 's' || name[1] < '0' || name[1] > '9')
+        return 0;
+    const char *p = name + 1;
+    long long i = 0, n = 0;
+    int d = 0;
+    for (; *p >= '0' && *p <= '9' && d < 8; p++, d++)
+        i = i * 10 + (*p - '0');
+    if (strncmp(p, "of", 2))
+        return 0;
+    p += 2;
+    d = 0;
+    for (; *p >= '0' && *p <= '9' && d < 8; p++, d++)
+        n = n * 10 + (*p - '0');
+    if (!d || *p != '-' || n < 2 || n > SL_SHARD_MAX_COUNT || i >= n)
+        return 0;
+    char canon[64];
+    sl_shard_prefix((int)i, (int)n, canon, sizeof canon);
+    size_t cl = strlen(canon);
+    if (strncmp(name, canon, cl))
+        return 0;
+    *index = (int)i;
+    *count = (int)n;
+    return cl;
+}
+
+int sl_shard_parse_ledger_name(const char *name, int *index, int *count)
+{
+    size_t pl = sl_shard_parse_prefix(name, index, count);
+    return strcmp(name + pl, "ledger.sqlite") ? -1 : 0;
+}
+
 /* The explicit count: --num-shards, else STEMLINE_NUM_SHARDS. 0 when neither,
  * SL_EUSAGE when malformed; what names its source for messages. */
 static int explicit_count(int cli_num_shards, long long *n, char *what, size_t what_size)

@@ -44,4 +44,14 @@ int sl_shard_parse_count(const char *s, int *count);
  * "" otherwise (the names the runner uses). */
 void sl_shard_prefix(int index, int count, char *buf, size_t size);
 
+/* The shard a file name's prefix names: "s0003of0016-report.json" -> 3 of 16,
+ * returning the length of the prefix (12); a name without a canonical prefix
+ * ("report.json", "s3of16-x") -> 0 of 1, returning 0. */
+size_t sl_shard_parse_prefix(const char *name, int *index, int *count);
+
+/* The shard of a ledger file name as the runner writes it: "ledger.sqlite" is
+ * 0 of 1, "s0003of0016-ledger.sqlite" 3 of 16 (zero-padded to the canonical
+ * width). Returns 0, or -1 for any other name. */
+int sl_shard_parse_ledger_name(const char *name, int *index, int *count);
+
 #endif

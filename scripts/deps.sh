@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Checks the system packages stemline needs; installs the missing ones with
 # apt-get when run as root, otherwise prints the exact command and fails.
-# Usage: scripts/deps.sh [build|test]   (test also needs numpy, pandas, the ffmpeg CLI, fluidsynth + a GM
-# sound font, and pyarrow + duckdb from PyPI to read `stemline export` tables back)
+# Usage: scripts/deps.sh [build|test|slurm]   (test also needs numpy, pandas, the ffmpeg CLI, fluidsynth +
+# a GM sound font, shellcheck, pyarrow + duckdb from PyPI to read `stemline export` tables back and
+# kubernetes-validate; slurm adds Slurm and munge for the `slow` test of configs/slurm-array.sh, not used by CI)
 set -u
 need=()
 have_pc() { pkg-config --exists "$1" 2>/dev/null; }
@@ -64,6 +65,13 @@ pip_install() {
   echo "  sudo $pl" >&2
   return 1
 }
+if [ "${1:-build}" = slurm ]; then
+  # tests/slow/test_slurm_array.sh starts its own munged, slurmctld and slurmd
+  command -v munged >/dev/null || need+=(munge)
+  command -v slurmctld >/dev/null || need+=(slurmctld)
+  command -v slurmd >/dev/null || need+=(slurmd)
+  command -v sbatch >/dev/null || need+=(slurm-client)
+fi
 [ ${#need[@]} -eq 0 ] && { pip_install; exit $?; }
 line="apt-get install -y --no-install-recommends ${need[*]}"
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then

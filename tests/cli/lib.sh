@@ -63,6 +63,22 @@ gen_pitch() {
   ffmpeg -nostdin -loglevel error -y -f lavfi -i "aevalsrc=exprs=$e:s=22050:d=$2" -c:a pcm_s16le "$1" \
     || fail "could not make fixture $1"
 }
+# quick_job FILE: a job of the tracks in in/ into out/ with no separation and
+# melstats vectors (the fastest job there is), for tests of sharding and merging
+quick_job() {
+  cat > "$1" <<EOF
+input:
+  paths: [in]
+output:
+  dir: out
+separation:
+  model: none
+embedding:
+  model: melstats
+runtime:
+  decode_threads: 1
+EOF
+}
 # snapshot DIR: checksums of every output except the per-run report and the ledger
 snapshot() {
   (cd "$1" && find . -type f ! -name '*report.json' ! -name '*ledger.sqlite*' -print0 | sort -z |

@@ -27,18 +27,7 @@ for i in 1 2 3 4 5; do gen_tone "in/t$i.wav" 1 22050 1 pcm_s16le; done
 mkdir -p extra bad
 gen_tone extra/t6.wav 1 22050 1 pcm_s16le
 echo "this is not audio" > bad/x.mp3
-cat > job.yaml <<EOF
-input:
-  paths: [in]
-output:
-  dir: out
-separation:
-  model: none
-embedding:
-  model: melstats
-runtime:
-  decode_threads: 1
-EOF
+quick_job job.yaml
 sed -e 's/paths: \[in\]/paths: [in, bad]/' -e 's/dir: out/dir: out2/' job.yaml > job2.yaml
 
 # ledger rows as "id status" lines, via python's sqlite3 (read-only)
@@ -137,8 +126,19 @@ for m in miss.values():
     assert m["shards"] == [{"index": 1, "count": 3}], m
     assert "never attempted" in m["reason"], m
 assert r["tracks"]["ok"] == 3 and r["tracks"]["missing"] == 2 and r["tracks"]["catalog"] == 5
+assert r["shards_to_run"] == [{"count": 3, "indices": [1]}], r["shards_to_run"]
 EOF
+run_sl merge out --shards-to-run
+expect_status 3 "merge --shards-to-run with shard 1 missing"
+[ "$(cat "$OUT")" = 1 ] && pass || fail "--shards-to-run printed '$(cat "$OUT")', not 1"
 mv aside/* out/
+run_sl merge out --job job.yaml --set 'input.paths=[in, extra]' --shards-to-run
+expect_status 3 "merge --shards-to-run with a track never processed"
+# sorted catalog t1..t6: t6.wav is at position 5 -> shard 2 of 3
+[ "$(cat "$OUT")" = 2 ] && pass || fail "--shards-to-run with t6.wav new printed '$(cat "$OUT")', not 2"
+run_sl merge out --job job.yaml --shards-to-run
+expect_status 0 "merge --shards-to-run of a complete job"
+[ -z "$(cat "$OUT")" ] && pass || fail "--shards-to-run of a complete job printed '$(cat "$OUT")'"
 
 # ---- a pending row (an interrupted run), on a copy ----
 cp -r out outp
@@ -151,6 +151,8 @@ EOF
 run_sl merge outp --check-only
 expect_status 3 "merge with a pending row"
 expect_grep "missing: t4.wav: pending in s0000of0003-ledger.sqlite" "$OUT" "pending row listed"
+run_sl merge outp --shards-to-run
+[ "$(cat "$OUT")" = 0 ] && pass || fail "--shards-to-run with a pending row in shard 0 printed '$(cat "$OUT")'"
 
 # ---- different settings in one shard, on a copy ----
 cp -r out outc
@@ -212,15 +214,75 @@ assert f["ledgers"] == ["s0002of0003-ledger.sqlite"], f
 assert f["shards"] == [{"index": 2, "count": 3}], f
 EOF
 
-# ---- a duplicate: an unsharded run into the same folder redoes everything ----
+# ---- another partition into the same folder: refused unless --repartition ----
 run_sl run job.yaml --shard 0/1 --quiet
-expect_status 0 "unsharded run into a sharded folder"
+expect_status 2 "unsharded run into a folder of 3 shards"
+expect_grep "holds the ledgers of a run of 3 shards" "$ERR" "refusal names the set found"
+expect_grep "num-shards 3" "$ERR" "refusal says what to pass"
+[ ! -e out/ledger.sqlite ] && pass || fail "a refused run wrote ledger.sqlite"
+SLURM_ARRAY_TASK_ID=1 SLURM_ARRAY_TASK_COUNT=4 run_sl run job.yaml --quiet
+expect_status 2 "a 4-task Slurm array into a folder of 3 shards"
+[ ! -e out/s0001of0004-ledger.sqlite ] && pass || fail "a refused array task wrote its ledger"
+run_sl run job.yaml --shard 1/3 --quiet
+expect_status 0 "a shard of the folder's own count (a resubmission)"
+
+# ---- a duplicate: an unsharded run started on purpose redoes everything ----
+run_sl run job.yaml --shard 0/1 --repartition --quiet
+expect_status 0 "unsharded run into a sharded folder with --repartition"
 [ -f out/ledger.sqlite ] || fail "--shard 0/1 wrote no ledger.sqlite"
+run_sl run job.yaml --shard 0/1 --quiet
+expect_status 0 "the newest set continues without --repartition"
+run_sl run job.yaml --shard 2/3 --quiet
+expect_status 2 "the older set is refused once a newer one exists"
 run_sl merge out --check-only
 expect_status 3 "merge with duplicates"
 expect_grep "duplicated: t1.wav: done in ledger.sqlite and s0000of0003-ledger.sqlite" "$OUT" "duplicate listed"
 expect_grep "different shard counts (1, 3)" "$OUT" "mixed shard counts warned"
 expect_grep "5 duplicated" "$OUT" "duplicates counted"
+
+# search reads both sets: it says so
+run_sl search out --id t1.wav -k 3
+expect_status 0 "search over two sets of shards"
+expect_grep "hold 5 tracks more than once" "$ERR" "search warns of duplicated track ids"
+expect_grep "merge out --fix" "$ERR" "search says how to fix it"
+
+# ---- merge --fix keeps the newest set and removes the other ----
+cp -a out outk
+run_sl merge out --fix --check-only
+expect_status 3 "merge --fix --check-only changes nothing"
+expect_grep "would remove: out/s0000of0003-ledger.sqlite" "$OUT" "--check-only lists a ledger"
+expect_grep "would remove: out/embeddings/melstats/mix/s0002of0003-shard-00000.npy" "$OUT" "and a vector shard"
+[ -f out/s0000of0003-ledger.sqlite ] && pass || fail "merge --fix --check-only removed a ledger"
+run_sl merge out --fix
+expect_status 0 "merge --fix of two sets"
+expect_grep "remove: out/s0001of0003-report.json" "$OUT" "--fix lists what it removes"
+expect_grep "remove: out/embeddings/melstats/mix/s0001of0003-shard-00000.jsonl" "$OUT" "--fix lists vector shards"
+left=$(ls out out/embeddings/melstats/mix | grep -c 'of0003-' || true)
+[ "$left" = 0 ] && pass || fail "merge --fix left $left files of the 3-shard set"
+[ -f out/ledger.sqlite ] && [ -f out/embeddings/melstats/mix/shard-00000.npy ] && pass ||
+  fail "merge --fix removed the set it keeps"
+py_check "merged report after --fix" <<'EOF'
+import json
+r = json.load(open("out/merged-report.json"))
+assert r["complete"] and r["shard_counts"] == [1], r
+assert r["tracks"]["ok"] == 5 and r["tracks"]["duplicated"] == 0, r["tracks"]
+EOF
+run_sl search out --id t1.wav -k 3
+expect_status 0 "search after --fix"
+if grep -q "more than once" "$ERR"; then fail "search still warns after --fix"; else pass; fi
+run_sl run job.yaml --shard 1/3 --quiet
+expect_status 2 "after --fix, the removed count is another partition again"
+
+# --keep chooses the set; a set that lacks ledgers is not kept
+run_sl merge outk --fix --keep 7
+expect_status 2 "merge --fix --keep of a count not present"
+rm outk/s0002of0003-ledger.sqlite
+run_sl merge outk --fix --keep 3
+expect_status 2 "merge --fix keeping a set with a missing ledger"
+expect_grep "has 2 of its 3 ledgers" "$ERR" "refusal names the missing ledgers"
+[ -f outk/ledger.sqlite ] && pass || fail "a refused --fix removed files"
+run_sl merge outk --keep 3
+expect_status 2 "--keep without --fix"
 
 # ---- usage and fatal errors ----
 run_sl merge
@@ -250,7 +312,7 @@ SLURM_ARRAY_TASK_ID=1 SLURM_ARRAY_TASK_COUNT=3 run_sl run jobenv.yaml --quiet
 expect_status 0 "SLURM_ARRAY_TASK_ID=1 of 3"
 if [ -f outenv/s0001of0003-ledger.sqlite ]; then
   pass
-  [ "$(ledger_rows outenv/s0001of0003-ledger.sqlite)" = "$(ledger_rows out/s0001of0003-ledger.sqlite)" ] && pass ||
+  [ "$(ledger_rows outenv/s0001of0003-ledger.sqlite)" = "$(ledger_rows outk/s0001of0003-ledger.sqlite)" ] && pass ||
     fail "SLURM_ARRAY_TASK_ID=1 of 3 did not process the tracks of --shard 1/3"
 else
   fail "SLURM_ARRAY_TASK_ID=1 SLURM_ARRAY_TASK_COUNT=3 did not run as shard 1/3 (env sharding not wired into main.c?)"
