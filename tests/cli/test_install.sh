@@ -27,7 +27,8 @@ expect_grep "stemline " "$OUT" "installed stemline --version"
 # the Slurm script finds the installed binary on PATH
 gen_tone in/a.wav 1.0 22050 1 pcm_s16le
 printf 'input: {paths: [in]}\noutput: {dir: out}\nseparation: {model: none}\nembedding: {model: melstats}\n' > job.yaml
-env PATH="$P/bin:$PATH" SLURM_ARRAY_TASK_ID=0 SLURM_ARRAY_JOB_ID=7 STEMLINE_AUTO_MERGE=0 \
+env PATH="$P/bin:$PATH" SLURM_ARRAY_TASK_ID=0 SLURM_ARRAY_TASK_MIN=0 SLURM_ARRAY_TASK_MAX=15 \
+  SLURM_ARRAY_TASK_COUNT=16 SLURM_ARRAY_JOB_ID=7 STEMLINE_AUTO_MERGE=0 \
   bash "$P/share/stemline/configs/slurm-array.sh" job.yaml >"$OUT" 2>"$ERR"
 STATUS=$?
 expect_status 0 "installed slurm-array.sh task 0"
