@@ -277,7 +277,7 @@ void finalize(runner *r, trk *t)
         /* no ledger row: the next run does this track again */
         sl_report_abandon(r->report, tr->id, tr->path, t->err);
         sl_log(SL_LOG_WARN, tr->id, NULL, "abandoned: %s", t->err);
-        sl_progress_track_done(r->progress, 0, 0, tr->size);
+        sl_progress_track_abandoned(r->progress);
         free(vec);
         free(tags);
         free(lv);

@@ -23,13 +23,11 @@ if ! "$SL_PYTHON" -c 'import pandas, pyarrow.dataset, duckdb' 2>/dev/null; then
   exit 1
 fi
 
-gen_pitch in/a.wav 3.0 180
-gen_pitch in/b.wav 4.5 260
-gen_pitch in/c.wav 2.2 410
-gen_pitch in/sub/d.wav 5.3 620
-gen_pitch in/sub/e.wav 1.3 900
-gen_pitch "in/f g.wav" 3.7 1300
-gen_pitch "in/h\"é.wav" 2.5 1500
+n=0
+for f in a.wav b.wav c.wav sub/d.wav sub/e.wav "f g.wav" "h\"é.wav"; do
+  gen_pitch "in/$f" "$(echo "1.4 + 0.6 * $n" | bc)" $((200 + 170 * n))
+  n=$((n + 1))
+done
 
 cat > job.yaml <<EOF
 input:
