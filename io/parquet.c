@@ -312,22 +312,24 @@ static int write_group(sl_parquet *p)
     }
     for (size_t c = 0; c < p->ncols; c++) {
         column *k = &p->cols[c];
-        buf body = {0}, head = {0};
+        /* the page is levels (list columns) + the values, written as they are held:
+         * no copy of the row group */
+        buf lev = {0}, head = {0};
         int64_t nvals = (int64_t)p->rows_in_group;
         if (k->kind == SL_PQ_FLOAT_LIST) {
             nvals *= (int64_t)k->list_len;
-            list_levels(&body, p->rows_in_group, k->list_len);
+            list_levels(&lev, p->rows_in_group, k->list_len);
         }
-        b_put(&body, k->vals.p, k->vals.n);
-        if (body.n > 0x7fffffffu) {
-            free(body.p);
+        size_t body_n = lev.n + k->vals.n;
+        if (body_n > 0x7fffffffu) {
+            free(lev.p);
             return sl_seterr(SL_EINVAL, "%s: a row group of column %s exceeds 2 GiB: use smaller row groups",
                              p->path, k->name);
         }
         tstruct ph = {&head, 0};
         t_i32(&ph, 1, 0); /* DATA_PAGE */
-        t_i32(&ph, 2, (int32_t)body.n);
-        t_i32(&ph, 3, (int32_t)body.n);
+        t_i32(&ph, 2, (int32_t)body_n);
+        t_i32(&ph, 3, (int32_t)body_n);
         tstruct dp = t_begin(&ph, 5);
         t_i32(&dp, 1, (int32_t)nvals);
         t_i32(&dp, 2, ENC_PLAIN);
@@ -336,19 +338,21 @@ static int write_group(sl_parquet *p)
         t_end(&dp);
         t_end(&ph);
         int rc = 0;
-        if (body.oom || head.oom)
+        if (lev.oom || head.oom)
             rc = pq_oom(p);
         if (!rc)
             rc = sl_atomic_write(p->f, head.p, head.n);
+        if (!rc && lev.n)
+            rc = sl_atomic_write(p->f, lev.p, lev.n);
         if (!rc)
-            rc = sl_atomic_write(p->f, body.p, body.n);
+            rc = sl_atomic_write(p->f, k->vals.p, k->vals.n);
         chunk_meta *m = &p->chunks[p->n_groups * p->ncols + c];
         m->offset = (int64_t)p->offset;
-        m->size = (int64_t)(head.n + body.n);
+        m->size = (int64_t)(head.n + body_n);
         m->num_values = nvals;
-        p->offset += head.n + body.n;
+        p->offset += head.n + body_n;
         free(head.p);
-        free(body.p);
+        free(lev.p);
         if (rc)
             return rc;
         k->vals.n = 0;
