@@ -1,11 +1,15 @@
-/* Open-Unmix benchmark driver (not a test; bench/bench_umx.py drives it and
- * compares with the openunmix PyTorch package on the same input).
+/* Separation-model benchmark driver (not a test): Open-Unmix by default
+ * (bench/bench_umx.py drives it and compares with the openunmix PyTorch package
+ * on the same input), any model with weights through --model (the RoFormers:
+ * bench/bench_roformer.py).
  *
  *   bench_umx --weights W.safetensors --input IN.f32 --output OUT.f32
- *             [--backend cpu] [--repeat 1] [--niter 1] [--residual 0] [--softmask 0]
+ *             [--model umx] [--backend cpu] [--repeat 1] [--opt KEY=VALUE]...
+ *             [--niter 1] [--residual 0] [--softmask 0]     (umx's options)
  *
- * IN.f32: little-endian float32 [2][n] (planar stereo at the model's rate).
- * OUT.f32: float32 [S][2][n], the separated stems of the last run.
+ * IN.f32: little-endian float32 [2][n] (planar stereo at the model's rate; a
+ * mono model reads the first channel).
+ * OUT.f32: float32 [S][C][n], the separated stems of the last run (C: the model's channels).
  * The model is opened once (weights loaded and folded, untimed), one untimed
  * warm-up run, then --repeat timed runs of sl_sep_run on the whole input as one
  * segment (what the reference Separator does): STFT, network, Wiener, iSTFT,
@@ -29,9 +33,10 @@ static double now(void)
 
 int main(int argc, char **argv)
 {
-    const char *weights = NULL, *input = NULL, *output = NULL, *backend = "cpu";
+    const char *weights = NULL, *input = NULL, *output = NULL, *backend = "cpu", *model = "umx";
     const char *niter = "1", *residual = "false", *softmask = "false";
-    int repeat = 1;
+    char extra[8][2][64];
+    int repeat = 1, n_extra = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--weights"))
             weights = argv[i + 1];
@@ -49,14 +54,21 @@ int main(int argc, char **argv)
             residual = argv[i + 1];
         else if (!strcmp(argv[i], "--softmask"))
             softmask = argv[i + 1];
-        else {
+        else if (!strcmp(argv[i], "--model"))
+            model = argv[i + 1];
+        else if (!strcmp(argv[i], "--opt") && n_extra < 8 && strchr(argv[i + 1], '=')) {
+            const char *eq = strchr(argv[i + 1], '=');
+            snprintf(extra[n_extra][0], sizeof extra[0][0], "%.*s", (int)(eq - argv[i + 1]), argv[i + 1]);
+            snprintf(extra[n_extra][1], sizeof extra[0][1], "%s", eq + 1);
+            n_extra++;
+        } else {
             fprintf(stderr, "bench_umx: unknown argument %s\n", argv[i]);
             return 2;
         }
     }
     if (!weights || !input || repeat < 1) {
-        fprintf(stderr, "usage: bench_umx --weights W --input IN.f32 [--output OUT.f32] [--backend cpu] "
-                        "[--repeat N] [--niter 1] [--residual false] [--softmask false]\n");
+        fprintf(stderr, "usage: bench_umx --weights W --input IN.f32 [--output OUT.f32] [--model umx] [--backend cpu] "
+                        "[--repeat N] [--opt KEY=VALUE]... [--niter 1] [--residual false] [--softmask false]\n");
         return 2;
     }
     sl_log_set_level(SL_LOG_WARN);
@@ -80,25 +92,29 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_umx: backend %s: %s\n", backend, sl_lasterr());
         return 77;
     }
-    sl_cfg_opt items[3] = {{(char *)"niter", (char *)niter, (char *)"bench", 1, 1},
-                           {(char *)"residual", (char *)residual, (char *)"bench", 1, 1},
-                           {(char *)"softmask", (char *)softmask, (char *)"bench", 1, 1}};
-    sl_cfg_opts opts = {items, 3};
+    const int is_umx = !strcmp(model, "umx");
+    sl_cfg_opt items[11] = {{(char *)"niter", (char *)niter, (char *)"bench", 1, 1},
+                            {(char *)"residual", (char *)residual, (char *)"bench", 1, 1},
+                            {(char *)"softmask", (char *)softmask, (char *)"bench", 1, 1}};
+    size_t n_items = is_umx ? 3 : 0;
+    for (int e = 0; e < n_extra; e++)
+        items[n_items++] = (sl_cfg_opt){extra[e][0], extra[e][1], (char *)"bench", 1, 1};
+    sl_cfg_opts opts = {items, n_items};
     sl_sep_model *m = NULL;
     double t0 = now();
-    if (sl_sep_open(&m, "umx", weights, &opts, ctx) < 0) {
+    if (sl_sep_open(&m, model, weights, &opts, ctx) < 0) {
         fprintf(stderr, "bench_umx: %s\n", sl_lasterr());
         return 1;
     }
     const double t_load = now() - t0;
     const sl_sep_info *info = sl_sep_get_info(m);
-    const int S = info->n_sources;
-    float *out = malloc((size_t)S * 2 * n * sizeof(float));
+    const int S = info->n_sources, C = info->channels == 1 ? 1 : 2;
+    float *out = malloc((size_t)S * C * n * sizeof(float));
     float *planes[SL_MAX_SOURCES][2];
     float *const *outp[SL_MAX_SOURCES];
     for (int s = 0; s < S; s++) {
-        planes[s][0] = out + (size_t)(2 * s) * n;
-        planes[s][1] = out + (size_t)(2 * s + 1) * n;
+        for (int c = 0; c < C; c++)
+            planes[s][c] = out + (size_t)(C * s + c) * n;
         outp[s] = planes[s];
     }
     const float *in[2] = {x, x + n};
@@ -117,13 +133,13 @@ int main(int argc, char **argv)
             best = dt;
     }
     const double audio = (double)n / info->sample_rate;
-    printf("{\"bench\":\"umx\",\"impl\":\"stemline\",\"backend\":\"%s\",\"device\":\"%s\",\"seconds\":%.3f,"
-           "\"sources\":%d,\"load_s\":%.3f,\"best_s\":%.4f,\"mean_s\":%.4f,\"repeat\":%d,\"x_realtime\":%.2f,"
+    printf("{\"bench\":\"%s\",\"impl\":\"stemline\",\"backend\":\"%s\",\"device\":\"%s\",\"seconds\":%.3f,"
+           "\"sources\":%d,\"load_s\":%.3f,\"best_s\":%.4f,\"mean_s\":%.4f,\"repeat\":%d,\"x_realtime\":%.4g,"
            "\"params\":\"%s\"}\n",
-           backend, sl_op_ctx_device(ctx), audio, S, t_load, best, sum / repeat, repeat, audio / best, info->params);
+           model, backend, sl_op_ctx_device(ctx), audio, S, t_load, best, sum / repeat, repeat, audio / best, info->params);
     if (output) {
         FILE *o = fopen(output, "wb");
-        if (!o || fwrite(out, sizeof(float), (size_t)S * 2 * n, o) != (size_t)S * 2 * n) {
+        if (!o || fwrite(out, sizeof(float), (size_t)S * C * n, o) != (size_t)S * C * n) {
             fprintf(stderr, "bench_umx: cannot write %s\n", output);
             return 1;
         }

@@ -91,7 +91,12 @@ static int models_list(void)
     sl_op_ctx_close(ctx);
     printf("weights to download (stemline models fetch NAME):\n"
            "  umxhq      Open-Unmix UMX-HQ (vocals, drums, bass, other), MIT\n"
-           "  cnn14      PANNs Cnn14 with the AudioSet head (527 tags), MIT\n");
+           "  cnn14      PANNs Cnn14 with the AudioSet head (527 tags), MIT\n"
+           "checkpoints to convert yourself (tools/convert_roformer.py CHECKPOINT --config YAML):\n"
+           "  bs_roformer, mel_band_roformer: ZFTurbo's Music-Source-Separation-Training releases and\n"
+           "             the community models python-audio-separator lists; check each one's licence.\n"
+           "             Weights trained on MUSDB18 (e.g. ZFTurbo's 4-stem BS-RoFormer) inherit its\n"
+           "             research-only, non-commercial terms.\n");
     return 0;
 }
 

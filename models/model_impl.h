@@ -100,5 +100,7 @@ int sl_model_opt_int(const sl_cfg_opt *o, const char *section, long lo, long hi,
 int sl_model_opt_double(const sl_cfg_opt *o, const char *section, double lo, double hi, double *out);
 /* One of the NULL-terminated choices; *out = its index. */
 int sl_model_opt_choice(const sl_cfg_opt *o, const char *section, const char *const *choices, int *out);
+/* Boolean: false/true, no/yes, off/on, 0/1. */
+int sl_model_opt_bool(const sl_cfg_opt *o, const char *section, int *out);
 
 #endif

@@ -68,6 +68,16 @@ int sl_model_opt_choice(const sl_cfg_opt *o, const char *section, const char *co
     return sl_model_opt_error(o, section, "expected one of %s, got '%s'", list, s);
 }
 
+int sl_model_opt_bool(const sl_cfg_opt *o, const char *section, int *out)
+{
+    static const char *const choices[] = {"false", "true", "no", "yes", "off", "on", "0", "1", NULL};
+    int v;
+    int rc = sl_model_opt_choice(o, section, choices, &v);
+    if (rc == 0)
+        *out = v % 2;
+    return rc;
+}
+
 static void list_names(const char *const *names, char *buf, size_t size)
 {
     buf[0] = 0;

@@ -313,10 +313,7 @@ int sl_roformer_init(sl_sep_model *m, const char *name, const char *weights, con
     for (size_t i = 0; opts && i < opts->n; i++) {
         const sl_cfg_opt *o = &opts->items[i];
         if (!strcmp(o->key, "instrumental")) {
-            static const char *const choices[] = {"false", "true", "no", "yes", "off", "on", "0", "1", NULL};
-            int v;
-            rc = sl_model_opt_choice(o, sec, choices, &v);
-            instrumental = v % 2;
+            rc = sl_model_opt_bool(o, sec, &instrumental);
         } else {
             rc = sl_model_opt_error(o, sec, "unknown option of model %s (known: instrumental)", name);
         }

@@ -465,16 +465,6 @@ int sl_umx_geometry(const sl_sep_model *m, size_t n, size_t *frames, size_t *bin
 
 /* ---- options ---- */
 
-static int opt_bool(const sl_cfg_opt *o, const char *sec, int *out)
-{
-    static const char *const choices[] = {"false", "true", "no", "yes", "off", "on", "0", "1", NULL};
-    int v;
-    int rc = sl_model_opt_choice(o, sec, choices, &v);
-    if (rc == 0)
-        *out = v % 2;
-    return rc;
-}
-
 int sl_umx_init(sl_sep_model *m, const char *weights, const sl_cfg_opts *opts)
 {
     static const char *sec = "separation";
@@ -496,9 +486,9 @@ int sl_umx_init(sl_sep_model *m, const char *weights, const sl_cfg_opts *opts)
             rc = sl_model_opt_int(o, sec, 0, 100, 0, &st->wiener.niter);
             niter_opt = o;
         } else if (!strcmp(o->key, "softmask")) {
-            rc = opt_bool(o, sec, &st->wiener.softmask);
+            rc = sl_model_opt_bool(o, sec, &st->wiener.softmask);
         } else if (!strcmp(o->key, "residual")) {
-            rc = opt_bool(o, sec, &st->wiener.residual);
+            rc = sl_model_opt_bool(o, sec, &st->wiener.residual);
         } else if (!strcmp(o->key, "wiener_win_len")) {
             rc = sl_model_opt_int(o, sec, 0, 1000000, 0, &st->wiener.win_len);
         } else {

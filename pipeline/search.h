@@ -168,7 +168,7 @@ typedef struct {
     size_t duplicated;     /* (id, window) keys held by more than one row */
     size_t extra_rows;     /* rows beyond the first of each key */
     char example[256];     /* one duplicated track id ("" when none) */
-    char where[2][256];    /* the file names (no folder) of its first two rows */
+    char where[2][256];    /* the .npy file names (no folder) of its first two rows */
 } sl_vindex_dups;
 
 /* Reads every jsonl of the index and counts the duplicated keys. Memory grows

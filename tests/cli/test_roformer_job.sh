@@ -104,4 +104,13 @@ expect_grep "mel_stereo_1stem.safetensors" "$ERR" "wrong-architecture message na
 run_sl run job.yaml --quiet --set output.dir=bad2 --set separation.weights=null
 expect_status 2 "bs_roformer without weights"
 expect_grep "separation.weights" "$ERR" "no-weights message"
+
+# stemline models: listed (needing weights), the licence note, info on a converted file
+run_sl models
+expect_status 0 "models list"
+expect_grep "mel_band_roformer" "$OUT" "list names mel_band_roformer"
+expect_grep "research-only" "$OUT" "list states the MUSDB18 terms"
+run_sl models info "$G/bs_mono_4stem.safetensors"
+expect_status 0 "models info"
+expect_grep "bs_roformer" "$OUT" "info shows the architecture"
 finish

@@ -314,7 +314,7 @@ static void xf_cases(parity *P, int big)
     case_band(P, 2, 2, 5, 33, 4, 0);
     case_band(P, 2, 2, 4, 21, 1, 1);
     if (big) {
-        case_attention(P, 8, 801, 801, 8, 64, ATT_ROPE | ATT_GATE | ATT_QKV); /* BS-RoFormer time axis */
+        case_attention(P, 2, 801, 801, 2, 64, ATT_ROPE | ATT_GATE | ATT_QKV); /* BS-RoFormer time axis length */
         case_norm(P, SL_NORM_RMS, 4096, 512, 1, 0);
     }
 }

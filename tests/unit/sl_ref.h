@@ -1,13 +1,54 @@
 /* Double-precision references shared by the op tests (test_nn_ops.c,
- * test_conv_ops.c, parity_impl.h): the activations, a direct convolution and
- * the relative error of a float result against a double one. Header-only. */
+ * test_conv_ops.c, test_xf_ops.c, parity_impl.h): the activations, a direct
+ * convolution, the relative error of a float result against a double one, and
+ * seeded random inputs. Header-only. */
 #ifndef SL_TEST_REF_H
 #define SL_TEST_REF_H
 
 #include <math.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "kernels/ops.h"
+
+/* The random generator of the op tests (xorshift), seeded by sl_ref_seed. */
+static inline uint64_t *sl_ref_rng(void)
+{
+    static uint64_t state = 1;
+    return &state;
+}
+
+/* Seeds from SL_TEST_SEED or the clock and pid, and prints the seed (who: the test). */
+static inline void sl_ref_seed(const char *who)
+{
+    const char *env = getenv("SL_TEST_SEED");
+    uint64_t s = env ? strtoull(env, NULL, 0) : ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid();
+    *sl_ref_rng() = s ? s : 1;
+    printf("%s: random seed %llu (SL_TEST_SEED to replay)\n", who, (unsigned long long)*sl_ref_rng());
+}
+
+/* Uniform in [0, 1). */
+static inline double sl_ref_urand(void)
+{
+    uint64_t *r = sl_ref_rng();
+    *r ^= *r >> 12;
+    *r ^= *r << 25;
+    *r ^= *r >> 27;
+    return (double)((*r * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
+}
+
+/* n floats uniform in [lo, hi), malloc'd (caller frees). */
+static inline float *sl_ref_rnd(size_t n, float lo, float hi)
+{
+    float *p = malloc((n ? n : 1) * sizeof(float));
+    for (size_t i = 0; i < n; i++)
+        p[i] = (float)(lo + (hi - lo) * sl_ref_urand());
+    return p;
+}
 
 static inline double sl_ref_act(sl_act a, double v)
 {

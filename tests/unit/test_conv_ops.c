@@ -26,24 +26,6 @@
 #include "sl_ref.h"
 #include "sl_test.h"
 
-static uint64_t rng;
-
-static double urand(void)
-{
-    rng ^= rng >> 12;
-    rng ^= rng << 25;
-    rng ^= rng >> 27;
-    return (double)((rng * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
-}
-
-static float *rnd(size_t n, float lo, float hi)
-{
-    float *p = malloc((n ? n : 1) * sizeof(float));
-    for (size_t i = 0; i < n; i++)
-        p[i] = (float)(lo + (hi - lo) * urand());
-    return p;
-}
-
 static float *nans(size_t n)
 {
     float *p = malloc((n ? n : 1) * sizeof(float));
@@ -55,7 +37,7 @@ static float *nans(size_t n)
 static void test_conv(sl_op_ctx *ctx, size_t batch, int ci, int co, int h, int w, int k, int bias, sl_act act)
 {
     const size_t HW = (size_t)h * w, ny = batch * (size_t)co * HW;
-    float *x = rnd(batch * ci * HW, -1, 1), *wt = rnd((size_t)co * ci * k * k, -1, 1), *b = rnd((size_t)co, -1, 1);
+    float *x = sl_ref_rnd(batch * ci * HW, -1, 1), *wt = sl_ref_rnd((size_t)co * ci * k * k, -1, 1), *b = sl_ref_rnd((size_t)co, -1, 1);
     float *y = nans(ny);
     double *want = malloc(ny * sizeof(double));
     sl_conv2d_args a = {batch, ci, co, h, w, k, x, wt, bias ? b : NULL, act, y};
@@ -76,7 +58,7 @@ static void test_conv(sl_op_ctx *ctx, size_t batch, int ci, int co, int h, int w
 static void test_conv_threads(sl_op_ctx *ctx, int ci, int co, int h, int w)
 {
     const size_t ny = (size_t)co * h * w;
-    float *x = rnd((size_t)ci * h * w, -1, 1), *wt = rnd((size_t)co * ci * 9, -1, 1), *b = rnd((size_t)co, -1, 1);
+    float *x = sl_ref_rnd((size_t)ci * h * w, -1, 1), *wt = sl_ref_rnd((size_t)co * ci * 9, -1, 1), *b = sl_ref_rnd((size_t)co, -1, 1);
     float *y1 = nans(ny), *y3 = nans(ny);
     const int saved = openblas_get_num_threads();
     sl_conv2d_args a = {1, ci, co, h, w, 3, x, wt, b, SL_ACT_RELU, y1};
@@ -101,7 +83,7 @@ static void test_pool(sl_op_ctx *ctx, size_t planes, int h, int w, int kh, int k
 {
     const int oh = h / kh, ow = w / kw;
     const size_t ny = planes * (size_t)oh * ow;
-    float *x = rnd(planes * (size_t)h * w, -3, 3), *y = nans(ny);
+    float *x = sl_ref_rnd(planes * (size_t)h * w, -3, 3), *y = nans(ny);
     double *want = malloc(ny * sizeof(double));
     CHECK_MSG(sl_op_avg_pool2d(ctx, planes, h, w, kh, kw, x, y) == 0, "avg_pool2d: %s", sl_lasterr());
     for (size_t p = 0; p < planes; p++)
@@ -123,7 +105,7 @@ static void test_pool(sl_op_ctx *ctx, size_t planes, int h, int w, int kh, int k
 
 static void test_clip(sl_op_ctx *ctx, size_t planes, size_t T, size_t F)
 {
-    float *x = rnd(planes * T * F, -5, 2), *y = nans(planes);
+    float *x = sl_ref_rnd(planes * T * F, -5, 2), *y = nans(planes);
     double *want = malloc(planes * sizeof(double));
     CHECK_MSG(sl_op_clip_pool(ctx, planes, T, F, x, y) == 0, "clip_pool: %s", sl_lasterr());
     for (size_t p = 0; p < planes; p++) {
@@ -149,11 +131,7 @@ static void test_clip(sl_op_ctx *ctx, size_t planes, size_t T, size_t F)
 int main(void)
 {
     sl_log_set_level(SL_LOG_WARN);
-    const char *env = getenv("SL_TEST_SEED");
-    rng = env ? strtoull(env, NULL, 0) : ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid();
-    if (!rng)
-        rng = 1;
-    printf("test_conv_ops: random seed %llu (SL_TEST_SEED to replay)\n", (unsigned long long)rng);
+    sl_ref_seed("test_conv_ops");
     sl_op_ctx *ctx = NULL;
     CHECK(sl_op_ctx_open(&ctx, "cpu") == 0);
     test_conv(ctx, 1, 1, 1, 1, 1, 3, 0, SL_ACT_NONE);

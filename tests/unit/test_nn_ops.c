@@ -17,29 +17,11 @@
 #include "sl_ref.h"
 #include "sl_test.h"
 
-static uint64_t rng;
-
-static double urand(void)
-{
-    rng ^= rng >> 12;
-    rng ^= rng << 25;
-    rng ^= rng >> 27;
-    return (double)((rng * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
-}
-
-static float *rnd(size_t n, float lo, float hi)
-{
-    float *p = malloc((n ? n : 1) * sizeof(float));
-    for (size_t i = 0; i < n; i++)
-        p[i] = (float)(lo + (hi - lo) * urand());
-    return p;
-}
-
 static void test_gemm(sl_op_ctx *ctx, size_t batch, size_t m, size_t n, size_t k, sl_act act)
 {
     const size_t ldx = k + 2, ldy = n + 1;
-    float *x = rnd(batch * m * ldx, -1, 1), *w = rnd(batch * n * k, -1, 1), *b = rnd(batch * n, -1, 1),
-          *mul = rnd(batch * m * n, 0, 2), *y = malloc(batch * m * ldy * sizeof(float));
+    float *x = sl_ref_rnd(batch * m * ldx, -1, 1), *w = sl_ref_rnd(batch * n * k, -1, 1), *b = sl_ref_rnd(batch * n, -1, 1),
+          *mul = sl_ref_rnd(batch * m * n, 0, 2), *y = malloc(batch * m * ldy * sizeof(float));
     sl_gemm_args a = {.batch = batch, .m = m, .n = n, .k = k, .x = x, .ldx = ldx, .stride_x = m * ldx, .w = w,
                       .ldw = k, .stride_w = n * k, .bias = b, .stride_bias = n, .act = act, .mul = mul, .ldmul = n,
                       .stride_mul = m * n, .y = y, .ldy = ldy, .stride_y = m * ldy};
@@ -70,7 +52,7 @@ static void test_gemm(sl_op_ctx *ctx, size_t batch, size_t m, size_t n, size_t k
 static void test_affine(sl_op_ctx *ctx)
 {
     const size_t B = 3, R = 5, C = 7;
-    float *x = rnd(B * R * C, -2, 2), *add = rnd(B * C, -1, 1), *mul = rnd(B * C, -1, 1), *y = malloc(B * R * C * 4);
+    float *x = sl_ref_rnd(B * R * C, -2, 2), *add = sl_ref_rnd(B * C, -1, 1), *mul = sl_ref_rnd(B * C, -1, 1), *y = malloc(B * R * C * 4);
     sl_affine_args a = {.batch = B, .rows = R, .cols = C, .x = x, .ldx = C, .stride_x = R * C, .add = add,
                         .mul = mul, .stride_p = C, .act = SL_ACT_TANH, .y = y, .ldy = C, .stride_y = R * C};
     CHECK(sl_op_affine(ctx, &a) == 0);
@@ -138,7 +120,7 @@ static void test_lstm(sl_op_ctx *ctx, int layers, int input, int hidden, int bid
     sl_lstm_cfg c = {layers, input, hidden, bidir};
     const size_t nw = sl_lstm_weights_floats(&c), O = (size_t)(1 + bidir) * (size_t)hidden;
     const float s = 1.0f / sqrtf((float)hidden);
-    float *x = rnd(T * (size_t)input, -1, 1), *w = rnd(nw, -s, s), *y = malloc(T * O * sizeof(float));
+    float *x = sl_ref_rnd(T * (size_t)input, -1, 1), *w = sl_ref_rnd(nw, -s, s), *y = malloc(T * O * sizeof(float));
     double *want = malloc(T * O * sizeof(double));
     CHECK_MSG(sl_op_lstm(ctx, &c, 1, T, x, (size_t)input, 0, w, 0, y, O, 0) == 0, "lstm: %s", sl_lasterr());
     lstm_ref(&c, T, x, w, want);
@@ -159,7 +141,7 @@ static void test_lstm(sl_op_ctx *ctx, int layers, int input, int hidden, int bid
 static void test_wiener(sl_op_ctx *ctx)
 {
     const size_t J = 4, T = 30, F = 17, S = J + 1;
-    float *mix = rnd(2 * T * F * 2, -3, 3), *mag = rnd(J * 2 * T * F, 0.1f, 2), *out = malloc(S * 2 * T * F * 2 * 4);
+    float *mix = sl_ref_rnd(2 * T * F * 2, -3, 3), *mag = sl_ref_rnd(J * 2 * T * F, 0.1f, 2), *out = malloc(S * 2 * T * F * 2 * 4);
     struct {
         int niter, soft, resid;
     } cfgs[] = {{0, 0, 0}, {0, 1, 0}, {0, 0, 1}, {2, 0, 0}};
@@ -201,11 +183,7 @@ static void test_wiener(sl_op_ctx *ctx)
 int main(void)
 {
     sl_log_set_level(SL_LOG_WARN);
-    const char *env = getenv("SL_TEST_SEED");
-    rng = env ? strtoull(env, NULL, 0) : ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid();
-    if (!rng)
-        rng = 1;
-    printf("test_nn_ops: random seed %llu (SL_TEST_SEED to replay)\n", (unsigned long long)rng);
+    sl_ref_seed("test_nn_ops");
     sl_op_ctx *ctx = NULL;
     CHECK(sl_op_ctx_open(&ctx, "cpu") == 0);
     test_gemm(ctx, 1, 1, 1, 1, SL_ACT_NONE);

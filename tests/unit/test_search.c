@@ -494,6 +494,68 @@ static void test_errors(const char *tmp)
 
 /* Log lines of the search (the op path says when it widens or hands queries to
  * the CPU path), captured so a test can see which path ran. */
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL);
+    if (f) {
+        fputs(text, f);
+        fclose(f);
+    }
+}
+
+/* Two sets of shards of one job in one folder: every track id of the smaller
+ * set is there twice. Lines the runner did not write (other key order, escapes)
+ * go through the JSON parser; timeline rows are keyed by (id, window). */
+static void test_duplicates(const char *tmp)
+{
+    const int dim = 4;
+    float X[8 * 4];
+    for (size_t i = 0; i < sizeof X / sizeof X[0]; i++)
+        X[i] = (float)nrand();
+    char dir[1024], p[1100];
+    snprintf(dir, sizeof dir, "%s/dups", tmp);
+    const size_t c6[] = {6}, c3[] = {3};
+    write_shards(dir, "", X, c6, 1, dim, "float32", 0);
+    sl_vindex *ix = NULL;
+    sl_vindex_dups d;
+    CHECK(sl_vindex_open(&ix, dir) == 0);
+    CHECK(ix && sl_vindex_duplicates(ix, &d) == 0 && d.rows == 6 && d.duplicated == 0 && !d.example[0]);
+    sl_vindex_close(ix);
+    write_shards(dir, "s0000of0002-", X, c3, 1, dim, "float32", 0); /* t0..t2 again */
+    CHECK(sl_vindex_open(&ix, dir) == 0);
+    CHECK(ix && sl_vindex_duplicates(ix, &d) == 0);
+    CHECK(d.rows == 9 && d.duplicated == 3 && d.extra_rows == 3);
+    CHECK(!strcmp(d.example, "t0") && !strcmp(d.where[0], "s0000of0002-shard-00000.npy") &&
+          !strcmp(d.where[1], "shard-00000.npy"));
+    sl_vindex_close(ix);
+
+    /* the parser's path: the same id once in the runner's form, once not */
+    snprintf(dir, sizeof dir, "%s/dups2", tmp);
+    mkdir(dir, 0777);
+    snprintf(p, sizeof p, "%s/shard-00000.npy", dir);
+    CHECK(sl_npy_write(p, X, 3, (size_t)dim, "float32") == 0);
+    snprintf(p, sizeof p, "%s/shard-00000.jsonl", dir);
+    write_text(p, "{\"row\": 0, \"id\": \"a/b\", \"path\": \"x\"}\n"
+                  "{\"id\": \"a/b\", \"row\": 1}\n"
+                  "{\"row\": 2, \"id\": \"c\\\"d\", \"path\": null}\n");
+    CHECK(sl_vindex_open(&ix, dir) == 0);
+    CHECK(ix && sl_vindex_duplicates(ix, &d) == 0 && d.rows == 3 && d.duplicated == 1 && !strcmp(d.example, "a/b"));
+    /* a row without an id */
+    write_text(p, "{\"row\": 0, \"id\": \"a\"}\n{\"row\": 1}\n{\"row\": 2, \"id\": \"b\"}\n");
+    CHECK(ix && sl_vindex_duplicates(ix, &d) == SL_EFORMAT && strstr(sl_lasterr(), "shard-00000.jsonl:2"));
+    /* timeline rows: one id, windows 0 and 1 are two rows; window 1 twice is a duplicate */
+    write_text(p, "{\"row\": 0, \"id\": \"a\", \"path\": \"x\", \"window\": 0, \"start\": 0.0}\n"
+                  "{\"row\": 1, \"id\": \"a\", \"path\": \"x\", \"window\": 1, \"start\": 10.0}\n"
+                  "{\"row\": 2, \"id\": \"a\", \"path\": \"x\", \"window\": 10, \"start\": 10.0}\n");
+    CHECK(ix && sl_vindex_duplicates(ix, &d) == 0 && d.rows == 3 && d.duplicated == 0);
+    write_text(p, "{\"row\": 0, \"id\": \"a\", \"path\": \"x\", \"window\": 1, \"start\": 0.0}\n"
+                  "{\"window\": 1, \"id\": \"a\", \"row\": 1}\n"
+                  "{\"row\": 2, \"id\": \"a\", \"path\": \"x\", \"window\": 0, \"start\": 10.0}\n");
+    CHECK(ix && sl_vindex_duplicates(ix, &d) == 0 && d.duplicated == 1 && d.extra_rows == 1);
+    sl_vindex_close(ix);
+}
+
 static char *log_buf;
 static size_t log_len;
 static FILE *log_f;
@@ -726,6 +788,7 @@ int main(void)
     test_f16_and_scale(tmp);
     test_sidecar(tmp);
     test_errors(tmp);
+    test_duplicates(tmp);
     test_embed_mean();
     sl_log_set_level(SL_LOG_WARN);
     test_backend(tmp, "cpu");      /* the op path on the reference backend */

@@ -20,28 +20,10 @@
 #include "sl_ref.h"
 #include "sl_test.h"
 
-static uint64_t rng;
-
-static double urand(void)
-{
-    rng ^= rng >> 12;
-    rng ^= rng << 25;
-    rng ^= rng >> 27;
-    return (double)((rng * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
-}
-
-static float *rnd(size_t n, float lo, float hi)
-{
-    float *p = malloc((n ? n : 1) * sizeof(float));
-    for (size_t i = 0; i < n; i++)
-        p[i] = (float)(lo + (hi - lo) * urand());
-    return p;
-}
-
 static void test_gelu_glu(sl_op_ctx *ctx)
 {
     const size_t rows = 7, n = 301;
-    float *x = rnd(rows * 2 * n, -6, 6), *y = malloc(rows * 2 * n * sizeof(float));
+    float *x = sl_ref_rnd(rows * 2 * n, -6, 6), *y = malloc(rows * 2 * n * sizeof(float));
     double *want = malloc(rows * 2 * n * sizeof(double));
     sl_affine_args a = {.batch = 1, .rows = rows, .cols = 2 * n, .x = x, .ldx = 2 * n, .act = SL_ACT_GELU, .y = y,
                         .ldy = 2 * n};
@@ -79,7 +61,7 @@ static void test_gelu_glu(sl_op_ctx *ctx)
 static void test_norm(sl_op_ctx *ctx, sl_norm_kind kind, size_t rows, size_t dim)
 {
     const size_t ld = dim + 3;
-    float *x = rnd(rows * ld, -2, 3), *g = rnd(dim, -1, 1), *b = rnd(dim, -1, 1), *y = malloc(rows * ld * sizeof(float));
+    float *x = sl_ref_rnd(rows * ld, -2, 3), *g = sl_ref_rnd(dim, -1, 1), *b = sl_ref_rnd(dim, -1, 1), *y = malloc(rows * ld * sizeof(float));
     double *want = malloc(rows * dim * sizeof(double));
     float *got = malloc(rows * dim * sizeof(float));
     const float eps = kind == SL_NORM_RMS ? 1e-12f : 1e-5f;
@@ -134,8 +116,8 @@ static void ref_rot(const float *r, int D, size_t pos, int rope, double *out)
 static void test_attention(sl_op_ctx *ctx, size_t batch, size_t tq, size_t tk, int H, int D, int rope, int extras)
 {
     const size_t HD = (size_t)H * D, npos = tq > tk ? tq : tk;
-    float *q = rnd(batch * tq * HD, -2, 2), *k = rnd(batch * tk * HD, -1, 1), *v = rnd(batch * tk * HD, -1, 1);
-    float *bias = rnd(batch * H * tq * tk, -1, 1), *gate = rnd(batch * tq * H, -3, 3);
+    float *q = sl_ref_rnd(batch * tq * HD, -2, 2), *k = sl_ref_rnd(batch * tk * HD, -1, 1), *v = sl_ref_rnd(batch * tk * HD, -1, 1);
+    float *bias = sl_ref_rnd(batch * H * tq * tk, -1, 1), *gate = sl_ref_rnd(batch * tq * H, -3, 3);
     float *out = malloc(batch * tq * HD * sizeof(float)), *tab = malloc(npos * D * sizeof(float));
     int32_t *klen = malloc(batch * sizeof *klen);
     for (size_t b = 0; b < batch; b++)
@@ -203,7 +185,7 @@ static void test_band(sl_op_ctx *ctx)
     CHECK(sl_band_inverse(idx, nf, F * C, off, inv) == 0);
     CHECK(off[5] - off[4] == 2 && inv[off[4]] == 4 && inv[off[4] + 1] == 6); /* bin 2, channel 0: features 4 and 6 */
     CHECK(off[11] - off[10] == 0);                                               /* bin 5, channel 0: none */
-    float *spec = rnd(B * C * T * F * 2, -1, 1), *mask = rnd(B * N * T * nf * 2, -1, 1);
+    float *spec = sl_ref_rnd(B * C * T * F * 2, -1, 1), *mask = sl_ref_rnd(B * N * T * nf * 2, -1, 1);
     float *rows = malloc(B * T * nf * 2 * sizeof(float)), *out = malloc(B * N * C * T * F * 2 * sizeof(float));
     sl_band_geom g = {B, C, T, F, nf, idx};
     CHECK(sl_op_spec_gather(ctx, &g, spec, rows) == 0);
@@ -249,11 +231,7 @@ static void test_band(sl_op_ctx *ctx)
 int main(void)
 {
     sl_log_set_level(SL_LOG_ERROR);
-    const char *env = getenv("SL_TEST_SEED");
-    rng = env ? strtoull(env, NULL, 0) : ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid();
-    if (!rng)
-        rng = 1;
-    printf("xf_ops: random seed %llu (SL_TEST_SEED to replay)\n", (unsigned long long)rng);
+    sl_ref_seed("xf_ops");
     sl_op_ctx *ctx = NULL;
     CHECK(sl_op_ctx_open(&ctx, "cpu") == 0);
     test_gelu_glu(ctx);
