@@ -37,7 +37,8 @@ static const char main_help[] =
     "  --version        print the version and exit\n"
     "  -h, --help       this help; `stemline COMMAND --help` for a command\n"
     "\n"
-    "exit status: 0 ok, 1 fatal error, 2 usage or configuration error,\n"
+    "exit status: 0 ok, 1 fatal error (retryable), 2 permanent error (usage,\n"
+    "configuration, weights, device),\n"
     "3 finished but some tracks failed (see report.json), 4 interrupted (resumable).\n"
     "Job keys and their defaults: configs/README.md.\n";
 
@@ -82,12 +83,14 @@ static const char run_help[] =
     "\n"
     "exit status:\n"
     "  0  every track ok (or already done)\n"
-    "  1  fatal: the job could not run (output folder not writable, no GPU for\n"
-    "     --backend cuda, ledger unusable, ...)\n"
-    "  2  usage or configuration error; nothing was processed. Config errors\n"
-    "     name FILE:LINE:COLUMN and the key.\n"
+    "  1  fatal, a retry may work: out of memory, I/O or device error, full\n"
+    "     disk, ledger unusable\n"
+    "  2  permanent: usage or configuration error, unknown model, missing or\n"
+    "     malformed weights, no CUDA device for --backend cuda, output folder\n"
+    "     not writable; nothing was processed. Config errors name\n"
+    "     FILE:LINE:COLUMN and the key.\n"
     "  3  finished, but some tracks failed; report.json lists them with reasons\n"
-    "  4  interrupted by SIGINT/SIGTERM; run the same command again to resume\n";
+    "  4  interrupted by SIGINT/SIGTERM/SIGHUP; run the same command again to resume\n";
 
 static volatile sig_atomic_t n_signals;
 
@@ -111,6 +114,8 @@ static void on_signal(int sig)
     if (write(STDERR_FILENO, msg, sizeof msg - 1) < 0) {
         /* best effort */
     }
+    /* decoders blocked in a slow or stalled read give up too */
+    sl_io_interrupt();
     sl_run_request_stop();
 }
 
@@ -215,7 +220,7 @@ static int cmd_run(int argc, char **argv)
     if (!repartition && (rc = sl_partition_check(cfg.output_dir, o.shard_count))) {
         char m[2048];
         fprintf(stderr, "stemline: error: %s\n", sl_errmsg(rc, m, sizeof m));
-        status = rc == SL_EUSAGE ? SL_EXIT_USAGE : SL_EXIT_FATAL;
+        status = sl_exit_status_for(rc); /* a file where the folder should be: 2 */
         sl_cfg_free(&cfg);
         goto out;
     }
@@ -242,6 +247,8 @@ static int cmd_run(int argc, char **argv)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    /* a closed terminal (ssh dropped without nohup) stops the run cleanly */
+    sigaction(SIGHUP, &sa, NULL);
 
     status = sl_run(&cfg, &o);
     sl_cfg_free(&cfg);
@@ -253,6 +260,9 @@ out:
 
 int main(int argc, char **argv)
 {
+    /* A reader that went away (`stemline run ... 2>&1 | head`) must not kill
+     * the run: writes to it fail instead, and the log stops writing there. */
+    signal(SIGPIPE, SIG_IGN);
     sl_io_init();
     if (argc < 2) {
         fputs(main_help, stderr);

@@ -55,9 +55,9 @@ static const char search_help[] =
     "shard and row order. The query track itself, when it is in the catalog,\n"
     "comes first with score 1.\n"
     "\n"
-    "exit status: 0 ok, 1 fatal (no shards, unreadable shards, track or file not\n"
-    "found, query file not decodable, --backend cuda without a GPU), 2 usage\n"
-    "error.\n";
+    "exit status: 0 ok, 1 fatal (no shards, unreadable shards, track not found,\n"
+    "query file not decodable), 2 usage error or --backend cuda without a\n"
+    "GPU (permanent).\n";
 
 static int usage(const char *fmt, const char *arg)
 {
@@ -322,6 +322,8 @@ int sl_cmd_search(int argc, char **argv)
         rc = sl_vindex_describe(ix, hits, n_hits);
     if (rc) {
         fprintf(stderr, "stemline search: %s\n", sl_errmsg(rc, m, sizeof m));
+        if (rc == SL_ENODEVICE) /* permanent, as for run */
+            status = SL_EXIT_USAGE;
         goto out;
     }
     if (json) {

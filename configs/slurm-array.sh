@@ -24,9 +24,10 @@
 #
 # Exit statuses of a task (see configs/CLUSTER.md):
 #   0  shard done            3  some tracks failed (report lists them; not requeued)
-#   2  usage/config error: permanent, never requeued - fix the job and resubmit
+#   2  permanent error (usage, config, missing or malformed weights, no GPU for
+#      --backend cuda, output not writable): never requeued - fix and resubmit
 #   4  interrupted (time limit, preemption): requeued, the rerun resumes
-#   1  fatal (no GPU, output not writable...): requeued, the rerun may succeed
+#   1  retryable (out of memory, I/O error, full disk): requeued, the rerun may succeed
 # Requeues per task are capped by STEMLINE_MAX_REQUEUE (default 2).
 #
 # Merging: the first task of each submission submits a small job that waits for

@@ -97,12 +97,20 @@ static int name_cmp(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Walks folder dir (path to open) whose tracks get ids "idpfx/relative". */
+/* Walks folder dir (path to open) whose tracks get ids "idpfx/relative".
+ * Below the input folder itself (up->up != NULL), what cannot be read is a
+ * warning naming it and the scan goes on: one unreadable subfolder must not
+ * cost the rest of the catalog. */
 static int walk(scan *s, const char *dir, const char *idpfx, const ancestor *up)
 {
+    int below = up && up->up;
     DIR *d = opendir(dir);
     if (!d) {
         int e = errno;
+        if (below) {
+            sl_log(SL_LOG_WARN, NULL, "catalog", "skipping folder '%s': %s", dir, strerror(e));
+            return 0;
+        }
         return sl_seterr(e == ENOENT ? SL_ENOTFOUND : SL_EIO, "cannot read folder '%s': %s", dir, strerror(e));
     }
     /* read names first and sort them, so that the walk (and its warnings) is
@@ -133,7 +141,10 @@ static int walk(scan *s, const char *dir, const char *idpfx, const ancestor *up)
     }
     if (!rc && errno) {
         int e = errno;
-        rc = sl_seterr(SL_EIO, "cannot read folder '%s': %s", dir, strerror(e));
+        if (below)
+            sl_log(SL_LOG_WARN, NULL, "catalog", "folder '%s' could only be read in part: %s", dir, strerror(e));
+        else
+            rc = sl_seterr(SL_EIO, "cannot read folder '%s': %s", dir, strerror(e));
     }
     closedir(d);
     if (!rc)
@@ -153,8 +164,13 @@ static int walk(scan *s, const char *dir, const char *idpfx, const ancestor *up)
         if (stat(path, &st) != 0) {
             int e = errno;
             struct stat lst;
-            if (lstat(path, &lst) == 0 && S_ISLNK(lst.st_mode)) {
+            if (e == ELOOP) {
+                sl_log(SL_LOG_WARN, NULL, "catalog", "skipping '%s': symbolic link loop", path);
+            } else if (e == ENOENT && lstat(path, &lst) == 0 && S_ISLNK(lst.st_mode)) {
                 sl_log(SL_LOG_WARN, NULL, "catalog", "skipping broken symbolic link '%s'", path);
+            } else if (below || e == ENOENT) {
+                /* gone since the folder was listed, or not readable */
+                sl_log(SL_LOG_WARN, NULL, "catalog", "skipping '%s': %s", path, strerror(e));
             } else {
                 rc = sl_seterr(SL_EIO, "cannot stat '%s': %s", path, strerror(e));
             }
@@ -177,6 +193,11 @@ static int walk(scan *s, const char *dir, const char *idpfx, const ancestor *up)
             free(id);
         } else if (S_ISREG(st.st_mode) && ext_ok(s, names[i])) {
             rc = add_track(s, id, path, &st);
+        } else if (ext_ok(s, names[i])) {
+            /* a FIFO or device named like audio: opening it could block */
+            sl_log(SL_LOG_WARN, NULL, "catalog", "skipping '%s': not a regular file", path);
+            free(path);
+            free(id);
         } else {
             free(path);
             free(id);
@@ -238,6 +259,8 @@ static int add_input(scan *s, const char *path)
         int e = errno;
         if (e == ENOENT || e == ENOTDIR)
             return sl_seterr(SL_ENOTFOUND, "input '%s' not found", path);
+        if (e == ELOOP)
+            return sl_seterr(SL_EIO, "input '%s': symbolic link loop", path);
         return sl_seterr(SL_EIO, "input '%s': %s", path, strerror(e));
     }
     if (S_ISDIR(st.st_mode)) {

@@ -29,6 +29,10 @@ typedef struct {
  * missing file is kept with size -1 so that only that track fails). Files named explicitly
  * (a file input or a manifest line) are kept whatever their extension.
  * Hidden files and folders (starting with '.') inside folders are skipped.
+ * Inside a folder input, an unreadable subfolder or entry, a broken link, a
+ * symbolic link loop and a FIFO/device named like audio are skipped with a
+ * warning naming them; an unreadable input folder itself is an error. A FIFO,
+ * socket or device named explicitly is kept: its track fails when opened.
  * Errors: a missing input path or manifest -> SL_ENOTFOUND; two tracks with the
  * same id -> SL_ECONFIG naming both paths; message in sl_lasterr().
  * The caller owns cat and frees it with sl_catalog_free. */

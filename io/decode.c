@@ -17,7 +17,9 @@
 #include <libswresample/swresample.h>
 
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +31,8 @@
 /* One corrupt packet is replaced by at most this much silence, so a bogus
  * packet duration cannot inject hours of silence. */
 #define SL_DEC_MAX_FILL_SECONDS 10
+/* Audio missing at the end is a truncation only beyond this many seconds. */
+#define SL_DEC_MISSING_SLACK_S 0.5
 /* FFmpeg messages shown per file at warning level; the rest go to debug. */
 #define SL_DEC_FFMPEG_MSGS_PER_FILE 3
 
@@ -67,6 +71,9 @@ struct sl_decoder {
     double timeout_s;     /* 0 = none: see sl_io_set_thread_timeout */
     double last_progress; /* monotonic seconds of the last packet read */
     int timed_out;
+    int interrupted;      /* sl_io_interrupt was called while this decoder read */
+    double max_missing;   /* sl_decoder_set_max_missing; < 0 = no check */
+    int64_t nonfinite;    /* NaN/Inf output samples replaced by 0 */
     int fault_hang;       /* test-only: SL_FAULT_DECODE_HANG matched this file */
     int warned;
     int ffmpeg_msgs;
@@ -336,6 +343,13 @@ static int finish_stream(sl_decoder *d)
     }
     double got = d->in_rate > 0 ? (double)(d->dec_frames + d->fill_frames) / d->in_rate : 0.0;
     double want = d->info.duration;
+    /* the slack covers what codecs legitimately differ by (priming and
+     * padding frames: up to ~0.3 s for an 8 kHz mp3) */
+    if (d->dec_frames > 0 && want > 0 && !d->info.duration_estimated && d->max_missing >= 0 &&
+        want - got > d->max_missing * want && want - got > SL_DEC_MISSING_SLACK_S)
+        return sl_seterr(SL_EDECODE,
+                         "%s: decoded %.1f s of %.1f s (truncated file?); input.max_missing_fraction is %g", d->path,
+                         got, want, d->max_missing);
     if (d->dec_frames > 0 && want > 0 && got < want - 0.5 && got < want * 0.95)
         sl_log(SL_LOG_WARN, d->path, "decode",
                "audio ends at %.3f s but the container says %.3f s (truncated or damaged file); "
@@ -373,6 +387,12 @@ static _Thread_local double tl_timeout_s;
 
 void sl_io_set_thread_timeout(double seconds) { tl_timeout_s = seconds > 0 ? seconds : 0; }
 
+/* Set from a signal handler: a lock-free atomic store is async-signal-safe. */
+static atomic_int io_stop;
+
+void sl_io_interrupt(void) { atomic_store(&io_stop, 1); }
+void sl_io_interrupt_clear(void) { atomic_store(&io_stop, 0); }
+
 static double mono_s(void)
 {
     struct timespec ts;
@@ -386,6 +406,10 @@ static double mono_s(void)
 static int interrupt_cb(void *arg)
 {
     sl_decoder *d = arg;
+    if (atomic_load(&io_stop)) {
+        d->interrupted = 1;
+        return 1;
+    }
     if (d->timeout_s > 0 && mono_s() - d->last_progress > d->timeout_s) {
         d->timed_out = 1;
         return 1;
@@ -393,18 +417,28 @@ static int interrupt_cb(void *arg)
     return 0;
 }
 
+/* Why FFmpeg's interrupt callback stopped this decoder. */
+static int stopped_error(sl_decoder *d)
+{
+    if (d->interrupted || atomic_load(&io_stop))
+        return sl_seterr(SL_EINTERRUPTED, "%s: decoding interrupted (the run is stopping)", d->path);
+    return sl_seterr(SL_EDECODE, "%s: decoding made no progress for %.0f s (runtime.track_timeout_s); abandoned",
+                     d->path, d->timeout_s);
+}
+
 static int step(sl_decoder *d)
 {
-    if (d->fault_hang) {
+    if (d->fault_hang == 1) {
         /* test-only: a decoder that stops making progress */
         while (!interrupt_cb(d)) {
             struct timespec ts = {0, 10000000L};
             nanosleep(&ts, NULL);
         }
     }
+    if (d->interrupted || atomic_load(&io_stop))
+        return stopped_error(d);
     if (d->timed_out)
-        return sl_seterr(SL_EDECODE, "%s: decoding made no progress for %.0f s (runtime.track_timeout_s); abandoned",
-                         d->path, d->timeout_s);
+        return stopped_error(d);
     if (d->timeout_s > 0 && d->state == ST_DEMUX)
         d->last_progress = mono_s();
     char eb[AV_ERROR_MAX_STRING_SIZE];
@@ -541,10 +575,22 @@ int sl_decoder_open(sl_decoder **out, const char *path, int out_rate, int out_ch
         struct stat lsb;
         if (e == ENOENT && lstat(path, &lsb) == 0 && S_ISLNK(lsb.st_mode))
             return sl_seterr(AVERROR(e), "%s: no such file (dangling symbolic link)", path);
+        if (e == ELOOP)
+            return sl_seterr(AVERROR(e), "%s: symbolic link loop (the link leads back to itself)", path);
         return open_error(path, AVERROR(e));
     }
     if (S_ISDIR(sb.st_mode))
         return open_error(path, AVERROR(EISDIR));
+    /* A FIFO would block open() until a writer comes (no timeout can end a
+     * blocked open), a device may never end, a socket cannot be opened: none
+     * is given to FFmpeg. */
+    if (!S_ISREG(sb.st_mode))
+        return sl_seterr(SL_EDECODE, "%s: not a regular file (%s)", path,
+                         S_ISFIFO(sb.st_mode)   ? "a named pipe"
+                         : S_ISSOCK(sb.st_mode) ? "a socket"
+                         : S_ISCHR(sb.st_mode)  ? "a character device"
+                         : S_ISBLK(sb.st_mode)  ? "a block device"
+                                                : "not a file");
     if (S_ISREG(sb.st_mode) && sb.st_size == 0)
         return sl_seterr(SL_EEMPTY, "%s: zero-length audio (the file is empty, 0 bytes)", path);
 
@@ -555,6 +601,7 @@ int sl_decoder_open(sl_decoder **out, const char *path, int out_rate, int out_ch
     d->pkt = av_packet_alloc();
     d->frame = av_frame_alloc();
     d->last_demux_err_pos = -1;
+    d->max_missing = -1;
     d->info.duration = -1;
     d->info.stream_index = -1;
     if (!d->path || !d->pkt || !d->frame)
@@ -575,6 +622,9 @@ int sl_decoder_open(sl_decoder **out, const char *path, int out_rate, int out_ch
     d->last_progress = mono_s();
     const char *hang = getenv("SL_FAULT_DECODE_HANG");
     d->fault_hang = hang && *hang && strstr(path, hang) != NULL;
+    hang = getenv("SL_FAULT_OPEN_HANG");
+    if (hang && *hang && strstr(path, hang) != NULL)
+        d->fault_hang = 2;
     d->fmt = avformat_alloc_context();
     if (!d->fmt) {
         av_dict_free(&opts);
@@ -586,11 +636,20 @@ int sl_decoder_open(sl_decoder **out, const char *path, int out_rate, int out_ch
     int r = avformat_open_input(&d->fmt, url, NULL, &opts);
     av_dict_free(&opts);
     free(url);
-    if (r < 0) {
+    if (r >= 0 && d->fault_hang == 2)
+        while (!interrupt_cb(d)) { /* test-only: a file that stalls while it is probed */
+            struct timespec ts = {0, 10000000L};
+            nanosleep(&ts, NULL);
+        }
+    if (r < 0 || d->interrupted || d->timed_out) {
         set_log_file(NULL);
-        return fail_open(d, open_error(path, r));
+        return fail_open(d, d->interrupted || d->timed_out ? stopped_error(d) : open_error(path, r));
     }
     r = avformat_find_stream_info(d->fmt, NULL);
+    if (d->interrupted || d->timed_out) {
+        set_log_file(NULL);
+        return fail_open(d, stopped_error(d));
+    }
     if (r < 0 && d->fmt->nb_streams == 0) {
         set_log_file(NULL);
         return fail_open(d, sl_seterr(SL_EDECODE, "%s: not a media file (%s)", path, av_err(r, eb, sizeof eb)));
@@ -659,6 +718,9 @@ int sl_decoder_open(sl_decoder **out, const char *path, int out_rate, int out_ch
         in->duration = d->st->duration * av_q2d(d->st->time_base);
     else if (d->fmt->duration != AV_NOPTS_VALUE && d->fmt->duration > 0)
         in->duration = d->fmt->duration / (double)AV_TIME_BASE;
+    /* A duration guessed from the file size and bit rate says nothing about
+     * truncation: a cut file gets a shorter guess. */
+    in->duration_estimated = d->fmt->duration_estimation_method == AVFMT_DURATION_FROM_BITRATE;
     in->bit_rate = par->bit_rate > 0 ? par->bit_rate : (d->fmt->bit_rate > 0 ? d->fmt->bit_rate : 0);
     in->stream_index = si;
 
@@ -683,6 +745,12 @@ int sl_decoder_open(sl_decoder **out, const char *path, int out_rate, int out_ch
 }
 
 const sl_audio_info *sl_decoder_info(const sl_decoder *d) { return &d->info; }
+void sl_decoder_set_max_missing(sl_decoder *d, double fraction) { d->max_missing = fraction; }
+int64_t sl_decoder_nonfinite(const sl_decoder *d) { return d->nonfinite; }
+double sl_decoder_decoded_seconds(const sl_decoder *d)
+{
+    return d->in_rate > 0 ? (double)(d->dec_frames + d->fill_frames) / d->in_rate : 0.0;
+}
 long sl_decoder_bad_packets(const sl_decoder *d) { return d->bad; }
 long sl_decoder_packets(const sl_decoder *d) { return d->packets; }
 int64_t sl_decoder_frames(const sl_decoder *d) { return d->frames_out; }
@@ -713,6 +781,19 @@ long sl_decoder_read(sl_decoder *d, float *const *dst, long max_frames)
         return 0;
     if (av_audio_fifo_read(d->fifo, (void **)dst, n) < n)
         return d->err = sl_seterr(SL_EDECODE, "%s: internal buffer error", d->path);
+    /* NaN/Inf samples (float files can hold them) would poison every model
+     * segment they fall in: they become silence, counted and warned about */
+    int64_t bad = 0;
+    for (int c = 0; c < d->out_ch; c++)
+        for (int i = 0; i < n; i++)
+            if (!isfinite(dst[c][i])) {
+                dst[c][i] = 0.0f;
+                bad++;
+            }
+    if (bad && !d->nonfinite)
+        sl_log(SL_LOG_WARN, d->path, "decode",
+               "non-finite samples (NaN or infinity) in the audio, replaced by silence (counted in the report)");
+    d->nonfinite += bad;
     d->frames_out += n;
     return n;
 }

@@ -21,6 +21,7 @@ typedef struct {
     int channels;         /* of the source stream */
     char channel_layout[64];
     double duration;      /* seconds, from the container; -1 when unknown */
+    int duration_estimated; /* 1: duration guessed from file size and bit rate */
     int64_t bit_rate;     /* bits/s, 0 when unknown */
     int stream_index;
 } sl_audio_info;
@@ -28,7 +29,9 @@ typedef struct {
 /* Opens path and picks its best audio stream. out_rate/out_channels = 0 keep the
  * source's. Mono is duplicated to every output channel; more channels are
  * down-mixed (libswresample's matrix). Fails with SL_ENOAUDIO (no audio stream),
- * SL_EDECODE or an AVERROR, with a message naming the file in sl_lasterr().
+ * SL_EDECODE (also "not a regular file" for a FIFO, socket or device, before
+ * FFmpeg opens it), SL_EINTERRUPTED (sl_io_interrupt) or an AVERROR, with a
+ * message naming the file in sl_lasterr().
  * *out is owned by the caller; close with sl_decoder_close. */
 int sl_decoder_open(sl_decoder **out, const char *path, int out_rate, int out_channels);
 
@@ -41,6 +44,19 @@ const sl_audio_info *sl_decoder_info(const sl_decoder *d);
  * that ends without a single decoded frame gives SL_EEMPTY (or SL_EDECODE when
  * every packet was corrupt) instead of 0. Errors are sticky. */
 long sl_decoder_read(sl_decoder *d, float *const *dst, long max_frames);
+
+/* From now on, the stream fails at its end (SL_EDECODE, "decoded X s of Y s
+ * (truncated file?)") when the audio decoded (corrupt packets counted as
+ * their silence) is short of the container's stated duration by more than
+ * fraction of it and more than 0.5 s (codec priming and padding). Durations guessed from the bit rate are not checked.
+ * fraction < 0 (the default) turns the check off. */
+void sl_decoder_set_max_missing(sl_decoder *d, double fraction);
+/* Seconds of audio decoded so far at the source rate, corrupt packets'
+ * silence included. */
+double sl_decoder_decoded_seconds(const sl_decoder *d);
+/* Output samples that were NaN or infinite and were delivered as 0 (policy:
+ * io/README.md); a warning is logged on the first. */
+int64_t sl_decoder_nonfinite(const sl_decoder *d);
 
 /* Number of packets that failed to decode and were skipped so far. */
 long sl_decoder_bad_packets(const sl_decoder *d);
@@ -58,6 +74,13 @@ void sl_decoder_close(sl_decoder *d);
  * progress") when reading stalls for more than seconds (0 = never). Test hook:
  * SL_FAULT_DECODE_HANG=SUBSTRING makes decoders of matching paths stall. */
 void sl_io_set_thread_timeout(double seconds);
+
+/* Makes every decoder, in every thread, give up at its next read or blocking
+ * FFmpeg call (SL_EINTERRUPTED), until sl_io_interrupt_clear: a stopping run
+ * does not wait for a slow or stalled input. Async-signal-safe. Test hook:
+ * SL_FAULT_OPEN_HANG=SUBSTRING makes opening matching paths stall. */
+void sl_io_interrupt(void);
+void sl_io_interrupt_clear(void);
 
 /* Convenience: decodes a whole file into newly allocated planar buffers
  * (*planes[ch], each *n_frames long; free each then the array with free()).

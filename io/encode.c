@@ -211,7 +211,7 @@ static int write_packets(sl_encoder *e)
         /* test-only fault injection (SL_FAULT_ENOSPC_AFTER): a full disk */
         if (sl_io_fault_allow((size_t)e->pkt->size) < (size_t)e->pkt->size) {
             av_packet_unref(e->pkt);
-            return sl_seterr(-ENOSPC, "%s: write failed (%s)", e->tmp, strerror(ENOSPC));
+            return sl_seterr(-sl_io_fault_errno(), "%s: write failed (%s)", e->tmp, strerror(sl_io_fault_errno()));
         }
         r = av_interleaved_write_frame(e->oc, e->pkt);
         av_packet_unref(e->pkt);

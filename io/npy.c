@@ -32,6 +32,16 @@ void sl_io_fault_enospc_after(long long nbytes)
     atomic_store(&fault_budget, nbytes < 0 ? -1 : nbytes);
 }
 
+int sl_io_fault_errno(void)
+{
+    const char *e = getenv("SL_FAULT_WRITE_ERRNO");
+    if (e && !strcmp(e, "EROFS"))
+        return EROFS;
+    if (e && !strcmp(e, "EACCES"))
+        return EACCES;
+    return ENOSPC;
+}
+
 size_t sl_io_fault_allow(size_t want)
 {
     long long b = atomic_load(&fault_budget);
@@ -138,7 +148,8 @@ int sl_atomic_write(sl_atomic_file *f, const void *data, size_t len)
         size_t chunk = len > (1u << 30) ? (1u << 30) : len;
         chunk = sl_io_fault_allow(chunk);
         if (chunk == 0)
-            return sl_seterr(-ENOSPC, "%s: write failed: %s (injected)", f->path, strerror(ENOSPC));
+            return sl_seterr(-sl_io_fault_errno(), "%s: write failed: %s (injected)", f->path,
+                             strerror(sl_io_fault_errno()));
         ssize_t w = write(f->fd, p, chunk);
         if (w < 0) {
             if (errno == EINTR)

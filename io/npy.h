@@ -99,5 +99,9 @@ int sl_atomic_sweep_for(const char *path);
  * of the want bytes may be written (0 = fail with ENOSPC). */
 void sl_io_fault_enospc_after(long long nbytes);
 size_t sl_io_fault_allow(size_t want);
+/* The error those injected failures report: ENOSPC, or what
+ * SL_FAULT_WRITE_ERRNO names (EROFS or EACCES: a file system gone read-only,
+ * a permission lost). */
+int sl_io_fault_errno(void);
 
 #endif

@@ -187,6 +187,33 @@ static int load_weights(sl_sep_model *m, umx_state *st, const char *path)
     }
     const size_t n_in = (size_t)J * mb, n_w1 = (size_t)J * H * 2 * mb, n_w2 = (size_t)J * H * 2 * H,
                  n_w3 = (size_t)J * 2 * nb * H, n_wl = (size_t)J * st->lstm_floats;
+    /* Nothing is allocated from what the metadata declares before the file is
+     * known to hold it: the largest tensors of every target are checked
+     * first (naming the one that is missing or of another shape), then the
+     * whole declared size against the bytes the file's tensors hold. */
+    for (int j = 0; j < J; j++)
+        if (!tensor(f, st->names[j], "input_mean", 1, mb, 0) || !tensor(f, st->names[j], "input_scale", 1, mb, 0) ||
+            !tensor(f, st->names[j], "output_mean", 1, nb, 0) || !tensor(f, st->names[j], "output_scale", 1, nb, 0) ||
+            !tensor(f, st->names[j], "fc1.weight", 2, H, 2 * mb) || !tensor(f, st->names[j], "fc2.weight", 2, H, 2 * H) ||
+            !tensor(f, st->names[j], "fc3.weight", 2, 2 * nb, H) ||
+            !tensor(f, st->names[j], "lstm.weight_ih_l0", 2, 4 * Hl, H)) {
+            rc = SL_EFORMAT;
+            goto out;
+        }
+    {
+        uint64_t have = 0;
+        for (size_t i = 0; i < sl_st_count(f); i++)
+            have += sl_st_at(f, i)->nbytes;
+        uint64_t need = (uint64_t)(2 * n_in + n_w1 + n_w2 + n_w3 + n_wl) * sizeof(float);
+        if (need > have) {
+            rc = sl_seterr(SL_EFORMAT,
+                           "separation model umx: %s: metadata nb_layers %d with hidden_size %d declares %.1f GB of "
+                           "weights, but the file's tensors hold %.1f MB (tensor %s.lstm.weight_ih_l%d and above "
+                           "missing?)",
+                           path, st->layers, H, need / 1e9, have / 1e6, st->names[0], st->layers - 1);
+            goto out;
+        }
+    }
     float *in_mean = malloc(n_in * sizeof(float)), *in_scale = malloc(n_in * sizeof(float));
     float *w1 = malloc(n_w1 * sizeof(float)), *b1 = malloc((size_t)J * H * sizeof(float));
     float *w2 = malloc(n_w2 * sizeof(float)), *b2 = malloc((size_t)J * H * sizeof(float));

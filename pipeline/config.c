@@ -61,6 +61,9 @@ static const keydef keys[] = {
     {"input.extensions", K_LIST, KF_EXT | KF_NONEMPTY, F(input_extensions), F(n_input_extensions),
      SL_DEFAULT_EXTS, 0, 0, NULL,
      "extensions kept when scanning folders (case-insensitive; files named explicitly are always kept)"},
+    {"input.max_missing_fraction", K_NUM, 0, F(input_max_missing), NOF, "0.02", 0, 1, NULL,
+     "a track fails when its decoded audio is short of the duration its container states by more than this "
+     "fraction (a truncated file); 1 turns the check off"},
     {"output.dir", K_STR, 0, F(output_dir), NOF, "out", 0, 0, NULL,
      "folder that receives stems, embeddings, the ledger and the report"},
     {"output.stems.enabled", K_BOOL, 0, F(stems_enabled), NOF, "true", 0, 0, NULL,

@@ -16,6 +16,7 @@ typedef struct {
     char *input_manifest; /* NULL when unset */
     char **input_extensions; /* lower-case, without dot */
     size_t n_input_extensions;
+    double input_max_missing; /* input.max_missing_fraction: 0..1 */
 
     /* output */
     char *output_dir;

@@ -35,6 +35,7 @@ struct sl_ledger {
     sqlite3_stmt *st_put;
     sqlite3_stmt *st_done;
     sqlite3_stmt *st_vdel, *st_vput;
+    sqlite3_stmt *st_decode;
 };
 
 static int db_err(sl_ledger *l, const char *what)
@@ -121,6 +122,8 @@ static const char *const SCHEMA =
     " updated_at TEXT NOT NULL,"
     " tags TEXT);" VECTORS_SCHEMA
     "PRAGMA user_version = 3;";
+
+#define DECODE_COLUMN_SQL "SELECT count(*) FROM pragma_table_info('tracks') WHERE name = 'decode'"
 
 int sl_ledger_open(sl_ledger **out, const char *path)
 {
@@ -232,6 +235,22 @@ int sl_ledger_open(sl_ledger **out, const char *path)
         }
         sqlite3_finalize(st);
     }
+    /* What decoding saw (a JSON object): added within schema 3, by an
+     * idempotent migration, so that every stemline that knows schema 3
+     * still opens the file. Another process may add it at the same moment. */
+    long long has_decode = 0;
+    if ((rc = query_int(l, DECODE_COLUMN_SQL, &has_decode)) < 0)
+        goto fail;
+    if (!has_decode && exec(l, "ALTER TABLE tracks ADD COLUMN decode TEXT") < 0 &&
+        ((rc = query_int(l, DECODE_COLUMN_SQL, &has_decode)) < 0 || !has_decode)) {
+        rc = db_err(l, "adding the decode column");
+        goto fail;
+    }
+    if (sqlite3_prepare_v3(l->db, "UPDATE tracks SET decode = ?2 WHERE id = ?1", -1, SQLITE_PREPARE_PERSISTENT,
+                           &l->st_decode, NULL) != SQLITE_OK) {
+        rc = db_err(l, "prepare");
+        goto fail;
+    }
     if (sqlite3_prepare_v3(l->db,
                            "INSERT OR REPLACE INTO tracks (id, path, size, mtime_ns, config_hash, status, error,"
                            " outputs, timings, duration, vector, dim, vector_model, updated_at, tags)"
@@ -265,6 +284,7 @@ void sl_ledger_close(sl_ledger *l)
     sqlite3_finalize(l->st_done);
     sqlite3_finalize(l->st_vdel);
     sqlite3_finalize(l->st_vput);
+    sqlite3_finalize(l->st_decode);
     if (l->db)
         sqlite3_close_v2(l->db);
     pthread_mutex_destroy(&l->mu);
@@ -385,6 +405,11 @@ int sl_ledger_put(sl_ledger *l, const sl_ledger_row *r)
     if (r->tags_json)
         sqlite3_bind_text(st, 15, r->tags_json, -1, SQLITE_STATIC);
     rc = step_done(l, st, "put");
+    if (!rc && r->decode_json) {
+        sqlite3_bind_text(l->st_decode, 1, r->id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(l->st_decode, 2, r->decode_json, -1, SQLITE_STATIC);
+        rc = step_done(l, l->st_decode, "put decode");
+    }
     if (!rc) {
         sqlite3_bind_text(l->st_vdel, 1, r->id, -1, SQLITE_STATIC);
         rc = step_done(l, l->st_vdel, "put vectors");

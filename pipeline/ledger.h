@@ -36,6 +36,10 @@ typedef struct {
     int dim;
     const char *vector_model; /* e.g. "melstats" */
     const char *tags_json;    /* JSON array of the top clip tags, NULL when none (schema 2) */
+    /* put: what decoding the input saw, a JSON object ("decoded_seconds",
+     * "stated_seconds", "corrupt_packets", "nonfinite_samples"), kept in the
+     * column decode; NULL when nothing decoded */
+    const char *decode_json;
     /* put: further vectors of a done track (same dim and model), stored with the row in one
      * transaction, replacing the ones stored before for this id. */
     const sl_ledger_vec *vecs;

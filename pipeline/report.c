@@ -10,6 +10,8 @@
 typedef struct {
     char *id, *path, *reason;
     double duration;
+    int has_dec;
+    sl_decode_stats dec;
 } entry;
 
 typedef struct {
@@ -29,6 +31,8 @@ struct sl_report {
     size_t n_outputs;
     double stage[N_STAGES];
     double audio_seconds, wall;
+    long long nonfinite; /* NaN/Inf input samples replaced by 0, all tracks */
+    long bad_packets;    /* corrupt packets skipped, all tracks */
     int interrupted;
     char *fatal;
     char started[32], finished[32];
@@ -68,13 +72,13 @@ sl_report *sl_report_new(const sl_config *cfg, const char *config_hash, const ch
     return r;
 }
 
-static void list_add(list *l, const char *id, const char *path, const char *reason, double duration)
+static entry *list_add(list *l, const char *id, const char *path, const char *reason, double duration)
 {
     if (l->n == l->cap) {
         size_t nc = l->cap ? l->cap * 2 : 64;
         entry *nv = realloc(l->v, nc * sizeof *nv);
         if (!nv)
-            return;
+            return NULL;
         l->v = nv;
         l->cap = nc;
     }
@@ -83,15 +87,28 @@ static void list_add(list *l, const char *id, const char *path, const char *reas
     e->path = dup_or_null(path);
     e->reason = dup_or_null(reason);
     e->duration = duration;
+    e->has_dec = 0;
+    return e;
+}
+
+/* Caller holds r->mu. */
+static void add_decode(sl_report *r, entry *e, const sl_decode_stats *dec)
+{
+    if (!e || !dec)
+        return;
+    e->has_dec = 1;
+    e->dec = *dec;
+    r->nonfinite += dec->nonfinite;
+    r->bad_packets += dec->bad_packets;
 }
 
 void sl_report_ok(sl_report *r, const char *id, const char *path, double duration, double t_decode,
-                  double t_sep, double t_emb, double t_write)
+                  double t_sep, double t_emb, double t_write, const sl_decode_stats *dec)
 {
     if (!r)
         return;
     pthread_mutex_lock(&r->mu);
-    list_add(&r->ok, id, path, NULL, duration);
+    add_decode(r, list_add(&r->ok, id, path, NULL, duration), dec);
     r->audio_seconds += duration;
     r->stage[0] += t_decode;
     r->stage[1] += t_sep;
@@ -100,12 +117,13 @@ void sl_report_ok(sl_report *r, const char *id, const char *path, double duratio
     pthread_mutex_unlock(&r->mu);
 }
 
-void sl_report_fail(sl_report *r, const char *id, const char *path, const char *reason)
+void sl_report_fail(sl_report *r, const char *id, const char *path, const char *reason,
+                    const sl_decode_stats *dec)
 {
     if (!r)
         return;
     pthread_mutex_lock(&r->mu);
-    list_add(&r->failed, id, path, reason, 0);
+    add_decode(r, list_add(&r->failed, id, path, reason, 0), dec);
     pthread_mutex_unlock(&r->mu);
 }
 
@@ -189,6 +207,18 @@ static void json_kv_str(FILE *f, const char *k, const char *v)
         fputs("null", f);
 }
 
+const char *sl_decode_stats_json(const sl_decode_stats *d, char *buf, size_t size)
+{
+    char stated[32] = "null";
+    if (d->stated_s >= 0)
+        snprintf(stated, sizeof stated, "%.3f", d->stated_s);
+    snprintf(buf, size,
+             "{\"decoded_seconds\": %.3f, \"stated_seconds\": %s, \"corrupt_packets\": %ld, "
+             "\"nonfinite_samples\": %lld}",
+             d->decoded_s, stated, d->bad_packets, d->nonfinite);
+    return buf;
+}
+
 static void write_list(FILE *f, const char *name, list *l, int with_reason, int with_duration)
 {
     if (l->n)
@@ -204,6 +234,10 @@ static void write_list(FILE *f, const char *name, list *l, int with_reason, int 
         if (with_reason) {
             fputs(", ", f);
             json_kv_str(f, "reason", l->v[i].reason);
+        }
+        if (l->v[i].has_dec) {
+            char dj[256];
+            fprintf(f, ", \"decode\": %s", sl_decode_stats_json(&l->v[i].dec, dj, sizeof dj));
         }
         fputc('}', f);
     }
@@ -245,6 +279,8 @@ int sl_report_write(const sl_report *cr, const char *path)
             r->abandoned.n);
     fprintf(f, "  \"audio_seconds\": %.3f,\n  \"wall_seconds\": %.3f,\n", r->audio_seconds, r->wall);
     fprintf(f, "  \"x_realtime\": %.3f,\n", r->wall > 0 ? r->audio_seconds / r->wall : 0.0);
+    fprintf(f, "  \"decode\": {\"corrupt_packets\": %ld, \"nonfinite_samples\": %lld},\n", r->bad_packets,
+            r->nonfinite);
     fputs("  \"stages\": {", f);
     for (int i = 0; i < N_STAGES; i++) {
         double s = r->stage[i];

@@ -9,14 +9,28 @@
 
 typedef struct sl_report sl_report;
 
+/* What decoding a track's input saw (the ledger keeps the same). */
+typedef struct {
+    double decoded_s;     /* seconds of audio decoded (corrupt packets' silence included) */
+    double stated_s;      /* seconds the container states; -1 when unknown */
+    long bad_packets;     /* corrupt packets skipped (replaced by silence) */
+    long long nonfinite;  /* NaN/Inf samples replaced by 0 */
+} sl_decode_stats;
+
 /* Returns NULL on allocation failure (the run then goes on without a report
  * object and every call below accepts NULL). Owned by the caller: sl_report_free. */
 sl_report *sl_report_new(const sl_config *cfg, const char *config_hash, const char *backend,
                          const char *device, int shard_index, int shard_count);
 /* The three calls below are thread-safe. */
+/* dec as one JSON object (the report entry's and the ledger's "decode") into
+ * buf; returns buf. */
+const char *sl_decode_stats_json(const sl_decode_stats *dec, char *buf, size_t size);
+
+/* dec may be NULL (nothing decoded); it is written as the entry's "decode". */
 void sl_report_ok(sl_report *r, const char *id, const char *path, double duration, double t_decode,
-                  double t_sep, double t_emb, double t_write);
-void sl_report_fail(sl_report *r, const char *id, const char *path, const char *reason);
+                  double t_sep, double t_emb, double t_write, const sl_decode_stats *dec);
+void sl_report_fail(sl_report *r, const char *id, const char *path, const char *reason,
+                    const sl_decode_stats *dec);
 void sl_report_skip(sl_report *r, const char *id, const char *path, const char *reason);
 void sl_report_stage_time(sl_report *r, const char *stage, double seconds);
 void sl_report_add_output(sl_report *r, const char *path);

@@ -26,7 +26,9 @@ static int decode_stream(runner *r, trk *t, int kind, int src, const char *path)
     int rc = sl_decoder_open(&d, path ? path : t->tr->path, rate, ch);
     if (rc) {
         pthread_mutex_lock(&t->mu);
-        if (path)
+        if (rc == SL_EINTERRUPTED || should_stop(r))
+            trk_abandon(t, stop_requests ? "interrupted" : "the run stopped");
+        else if (path)
             trk_fail(t, "embed stem '%s': decode: %s", r->esrc[src], sl_errmsg(rc, m, sizeof m));
         else
             trk_fail(t, "decode: %s", sl_errmsg(rc, m, sizeof m));
@@ -34,20 +36,17 @@ static int decode_stream(runner *r, trk *t, int kind, int src, const char *path)
         return rc;
     }
     const sl_audio_info *info = sl_decoder_info(d);
-    if (!path)
+    if (!path) {
         t->source_rate = info->sample_rate;
+        /* our own stems state their length exactly; inputs may be cut short */
+        if (r->cfg->input_max_missing < 1)
+            sl_decoder_set_max_missing(d, r->cfg->input_max_missing);
+    }
     if (kind == KIND_SEP && r->write_stems) {
         pthread_mutex_lock(&t->mu);
         rc = open_encoders(r, t, m, sizeof m);
-        if (rc) {
-            if (is_disk_full(rc)) {
-                trk_abandon(t, "output disk full");
-                r->disk_full = 1;
-                atomic_store(&r->stop, 1);
-            } else {
-                trk_fail(t, "%s", m);
-            }
-        }
+        if (rc)
+            trk_output_error(r, t, rc, m);
         pthread_mutex_unlock(&t->mu);
         if (rc) {
             sl_decoder_close(d);
@@ -92,7 +91,10 @@ static int decode_stream(runner *r, trk *t, int kind, int src, const char *path)
             if (len < 0) {
                 rc = (int)len;
                 pthread_mutex_lock(&t->mu);
-                trk_fail(t, "decode: %s", sl_errmsg(rc, m, sizeof m));
+                if (rc == SL_EINTERRUPTED || should_stop(r))
+                    trk_abandon(t, stop_requests ? "interrupted" : "the run stopped");
+                else
+                    trk_fail(t, "decode: %s", sl_errmsg(rc, m, sizeof m));
                 pthread_mutex_unlock(&t->mu);
             }
             break;
@@ -114,6 +116,11 @@ static int decode_stream(runner *r, trk *t, int kind, int src, const char *path)
     if (!path && (kind == KIND_SEP || !r->sep)) {
         t->n_samples = sg.total;
         t->rate = rate;
+        /* what decoding saw, for the ledger and the report */
+        t->dec.decoded_s = sl_decoder_decoded_seconds(d);
+        t->dec.stated_s = info->duration;
+        t->dec.bad_packets = sl_decoder_bad_packets(d);
+        t->dec.nonfinite = sl_decoder_nonfinite(d);
     }
     if (kind == KIND_SEP)
         t->sep_total = k;

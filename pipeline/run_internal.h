@@ -82,6 +82,7 @@ struct trk {
     int phase;             /* 0: the input (separation, mix windows); 1: the stems' windows */
     struct trk *qnext;     /* in the runner's stem queue */
     char *stem_path[SL_MAX_SOURCES]; /* where each stem was written (full path) */
+    unsigned long long placed;       /* bit k: stem k is under its final name */
     double *vsum;          /* per embedding source: length-weighted sum of window vectors */
     double *ssum;          /* per embedding source: length-weighted sum of window clip scores */
     double vweight[SL_MAX_SOURCES + 1];
@@ -90,6 +91,7 @@ struct trk {
     int rate;
     int source_rate;
     double t_decode, t_sep, t_emb, t_write;
+    sl_decode_stats dec;
 };
 
 typedef struct {
@@ -173,7 +175,7 @@ struct runner {
     sl_progress *progress;
     int fatal;
     char fatal_msg[1100];
-    int disk_full;
+    int disk_full;         /* the output was lost: ENOSPC, EROFS or EACCES */
 };
 
 /* Stop requests from signals or sl_run_request_stop(): 1 stops taking tracks, 2 abandons in-flight ones. */
@@ -194,7 +196,11 @@ int expand_template(const char *tpl, const char *id, const char *stem, const cha
                     char *out, size_t size);
 int check_output_collisions(runner *r);
 int append_json_path(char **buf, size_t *len, size_t *cap, const char *s);
-int is_disk_full(int rc);
+/* An output of track t could not be written (rc, message msg): a full disk,
+ * a read-only file system or a lost permission abandons the track and stops
+ * the run (r->disk_full = ENOSPC, EROFS or EACCES); anything else fails the
+ * track. Caller holds t->mu. */
+void trk_output_error(runner *r, trk *t, int rc, const char *msg);
 /* Caller holds t->mu. The first reason wins. */
 void trk_fail(trk *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void trk_abandon(trk *t, const char *why);

@@ -4,7 +4,24 @@
 
 /* ---- tracks ---- */
 
-int is_disk_full(int rc) { return rc == -ENOSPC || rc == -EDQUOT || rc == -EROFS; }
+void trk_output_error(runner *r, trk *t, int rc, const char *msg)
+{
+    /* A full disk, a file system gone read-only or a permission lost is the
+     * output's fault, not the track's: the track is abandoned (no ledger row,
+     * so the next run redoes it) and the run stops. */
+    int e = rc == -ENOSPC || rc == -EDQUOT ? ENOSPC : rc == -EROFS ? EROFS : rc == -EACCES || rc == -EPERM ? EACCES : 0;
+    if (!e) {
+        trk_fail(t, "%s", msg);
+        return;
+    }
+    char why[sizeof t->err];
+    snprintf(why, sizeof why, "%s: %s",
+             e == ENOSPC ? "output disk full" : e == EROFS ? "output file system read-only" : "output permission lost",
+             msg);
+    trk_abandon(t, why);
+    r->disk_full = e;
+    atomic_store(&r->stop, 1);
+}
 
 /* Caller holds t->mu. The first reason wins. */
 void trk_fail(trk *t, const char *fmt, ...)
@@ -130,19 +147,46 @@ static void stitch_write(runner *r, trk *t, slot *s)
     for (int k = 0; k < r->sep->n_sources && r->write_stems; k++) {
         int rc = sl_encoder_write(t->enc[k], (const float *const *)s->out[k], emit);
         if (rc) {
-            char m[512];
-            sl_errmsg(rc, m, sizeof m);
-            if (is_disk_full(rc)) {
-                trk_abandon(t, "output disk full");
-                r->disk_full = 1;
-                atomic_store(&r->stop, 1);
-            } else {
-                trk_fail(t, "write: %s", m);
-            }
+            char m[512], w[600];
+            snprintf(w, sizeof w, "write: %s", sl_errmsg(rc, m, sizeof m));
+            trk_output_error(r, t, rc, w);
             break;
         }
     }
     t->t_write += now_s() - t0;
+}
+
+/* A track that did not finish leaves nothing under a final name: the stems
+ * it already renamed into place are removed, and the folders that held only
+ * them (up to output.dir). */
+static void remove_placed(runner *r, trk *t)
+{
+    for (int k = 0; k < SL_MAX_SOURCES; k++) {
+        if (!(t->placed & (1ULL << k)) || !t->stem_path[k])
+            continue;
+        if (unlink(t->stem_path[k]) != 0 && errno != ENOENT) {
+            sl_log(SL_LOG_WARN, t->tr->id, "write", "could not remove %s: %s", t->stem_path[k], strerror(errno));
+            continue;
+        }
+        char dir[8192];
+        snprintf(dir, sizeof dir, "%s", t->stem_path[k]);
+        size_t root = strlen(r->scratch ? r->scratch_dir : r->out_dir);
+        for (char *slash; (slash = strrchr(dir, '/')) && (size_t)(slash - dir) > root;) {
+            *slash = 0;
+            if (rmdir(dir) != 0)
+                break; /* not empty (other tracks' stems) or not ours to remove */
+        }
+    }
+    t->placed = 0;
+}
+
+/* Test-only fault injection: SL_FAULT_EMBED_NONFINITE=SUBSTRING poisons the
+ * mix vector of tracks whose id contains SUBSTRING, after their stems are in
+ * place (a model that returns NaN). */
+static int fault_nonfinite(const trk *t)
+{
+    const char *e = getenv("SL_FAULT_EMBED_NONFINITE");
+    return e && *e && strstr(t->tr->id, e) != NULL;
 }
 
 /* Called once, when the track's last slot has come back. */
@@ -172,16 +216,13 @@ void finalize(runner *r, trk *t)
                 if (!rc) {
                     rc = sl_encoder_finish(t->enc[k]);
                     t->enc[k] = NULL;
+                    if (!rc)
+                        t->placed |= 1ULL << k;
                 }
                 if (rc) {
-                    sl_errmsg(rc, m, sizeof m);
-                    if (is_disk_full(rc)) {
-                        trk_abandon(t, "output disk full");
-                        r->disk_full = 1;
-                        atomic_store(&r->stop, 1);
-                    } else {
-                        trk_fail(t, "write: %s", m);
-                    }
+                    char w[600];
+                    snprintf(w, sizeof w, "write: %s", sl_errmsg(rc, m, sizeof m));
+                    trk_output_error(r, t, rc, w);
                 }
             }
             free(buf);
@@ -219,6 +260,8 @@ void finalize(runner *r, trk *t)
         lv = calloc((size_t)r->n_esrc + n_win, sizeof *lv);
         if (!vec || !lv)
             trk_fail(t, "embed: out of memory");
+        if (t->vsum && r->mix_src >= 0 && fault_nonfinite(t))
+            t->vsum[(size_t)r->mix_src * (size_t)dim] = NAN;
         for (int i = 0; i < r->n_esrc && !t->failed; i++) {
             const char *src = r->esrc[i];
             float *v = vec + (size_t)i * (size_t)dim;
@@ -273,6 +316,8 @@ void finalize(runner *r, trk *t)
     t->t_write += now_s() - t0;
     double duration = t->rate > 0 ? (double)t->n_samples / t->rate : 0;
 
+    if (t->failed || t->abandoned)
+        remove_placed(r, t);
     if (t->abandoned) {
         /* no ledger row: the next run does this track again */
         sl_report_abandon(r->report, tr->id, tr->path, t->err);
@@ -286,7 +331,10 @@ void finalize(runner *r, trk *t)
         trk_free(r, t);
         return;
     }
-    char timings[256];
+    char timings[256], decode[256];
+    const int decoded = t->dec.decoded_s > 0;
+    if (decoded)
+        sl_decode_stats_json(&t->dec, decode, sizeof decode);
     snprintf(timings, sizeof timings, "{\"decode\":%.6f,\"separate\":%.6f,\"embed\":%.6f,\"write\":%.6f}",
              t->t_decode, t->t_sep, t->t_emb, t->t_write);
     sl_ledger_row row = {
@@ -299,6 +347,7 @@ void finalize(runner *r, trk *t)
         .error = t->failed ? t->err : NULL,
         .outputs_json = t->outputs && !t->failed ? t->outputs : "[]",
         .timings_json = timings,
+        .decode_json = decoded ? decode : NULL,
         .duration = duration,
         .vector = t->failed || r->mix_src < 0 ? NULL : vec + (size_t)r->mix_src * (size_t)r->emb->dim,
         .dim = (t->failed || !r->emb) ? 0 : r->emb->dim,
@@ -314,9 +363,9 @@ void finalize(runner *r, trk *t)
     }
     if (t->failed) {
         sl_log(SL_LOG_ERROR, tr->id, NULL, "failed: %s", t->err);
-        sl_report_fail(r->report, tr->id, tr->path, t->err);
+        sl_report_fail(r->report, tr->id, tr->path, t->err, decoded ? &t->dec : NULL);
     } else {
-        sl_report_ok(r->report, tr->id, tr->path, duration, t->t_decode, t->t_sep, t->t_emb, t->t_write);
+        sl_report_ok(r->report, tr->id, tr->path, duration, t->t_decode, t->t_sep, t->t_emb, t->t_write, &t->dec);
     }
     sl_progress_track_done(r->progress, 1, t->failed ? 0 : duration, tr->size);
     free(vec);

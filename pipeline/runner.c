@@ -139,6 +139,30 @@ static int resolve_sources(runner *r)
     return 0;
 }
 
+int sl_exit_status_for(int rc)
+{
+    switch (rc) {
+    case SL_ECONFIG:
+    case SL_EINVAL:
+    case SL_EUSAGE:
+    case SL_EFORMAT:
+    case SL_ENOTFOUND:
+    case SL_ENODEVICE:
+    case SL_EUNSUPPORTED:
+    case -ENOENT:
+    case -ENOTDIR:
+    case -EISDIR:
+    case -ELOOP:
+    case -ENAMETOOLONG:
+    case -EACCES:
+    case -EPERM:
+    case -EROFS:
+        return SL_EXIT_USAGE;
+    default:
+        return SL_EXIT_FATAL;
+    }
+}
+
 static int check_writable(const char *dir)
 {
     int rc = sl_mkdirs(dir);
@@ -147,8 +171,13 @@ static int check_writable(const char *dir)
     char probe[4096];
     snprintf(probe, sizeof probe, "%s/.stemline-write-test-%d", dir, (int)getpid());
     FILE *f = fopen(probe, "w");
-    if (!f)
-        return sl_seterr(-errno, "output folder %s is not writable: %s", dir, strerror(errno));
+    if (!f) {
+        int e = errno;
+        return sl_seterr(-e, "output folder %s is not writable: %s", dir,
+                         e == EROFS ? "the file system is read-only (EROFS)"
+                         : e == EACCES || e == EPERM ? "permission denied (EACCES)"
+                                                     : strerror(e));
+    }
     fclose(f);
     unlink(probe);
     return 0;
@@ -385,7 +414,7 @@ int sl_run(const sl_config *cfg, const sl_run_opts *opts)
     if (rc) {
         sl_log(SL_LOG_ERROR, NULL, "backend", "%s", sl_errmsg(rc, m, sizeof m));
         sl_catalog_free(&r->cat);
-        return SL_EXIT_FATAL;
+        return sl_exit_status_for(rc);
     }
     rc = open_models(r, ctx);
     if (!rc)
@@ -397,7 +426,7 @@ int sl_run(const sl_config *cfg, const sl_run_opts *opts)
     if (rc) {
         sl_log(SL_LOG_ERROR, NULL, NULL, "%s", sl_errmsg(rc, m, sizeof m));
         /* a malformed weights file (SL_EFORMAT) is as permanent as a bad config */
-        status = rc == SL_ECONFIG || rc == SL_EINVAL || rc == SL_EFORMAT ? SL_EXIT_USAGE : SL_EXIT_FATAL;
+        status = sl_exit_status_for(rc);
         goto out;
     }
 
@@ -430,7 +459,7 @@ int sl_run(const sl_config *cfg, const sl_run_opts *opts)
         rc = sl_ledger_open(&r->ledger, r->ledger_path);
     if (rc) {
         sl_log(SL_LOG_ERROR, NULL, "output", "%s", sl_errmsg(rc, m, sizeof m));
-        status = SL_EXIT_FATAL;
+        status = sl_exit_status_for(rc);
         goto out;
     }
     sl_log(SL_LOG_INFO, NULL, NULL, "%zu tracks, backend %s (%s), separation %s, embedding %s, output %s",
@@ -465,8 +494,15 @@ int sl_run(const sl_config *cfg, const sl_run_opts *opts)
     sl_progress_stop(r->progress);
     r->progress = NULL;
     if (r->disk_full)
-        set_fatal(r, "%s", "the output disk is full: tracks in flight were abandoned (they are not in the "
-                           "ledger); free space and run the same command again to resume");
+        set_fatal(r, "%s",
+                  r->disk_full == EROFS
+                      ? "the output file system became read-only (EROFS): tracks in flight were abandoned (they are "
+                        "not in the ledger); make it writable and run the same command again to resume"
+                  : r->disk_full == EACCES
+                      ? "permission to write the output was lost (EACCES): tracks in flight were abandoned (they "
+                        "are not in the ledger); restore it and run the same command again to resume"
+                      : "the output disk is full: tracks in flight were abandoned (they are not in the "
+                        "ledger); free space and run the same command again to resume");
 
     /* Shards are rebuilt from the ledger: they hold every done track, whichever
      * run did it, so an interrupted or partial run never leaves them stale. */

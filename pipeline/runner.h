@@ -8,8 +8,8 @@
 /* Exit statuses of `stemline run`, documented in the README. */
 enum {
     SL_EXIT_OK = 0,          /* every track ok (or already done) */
-    SL_EXIT_FATAL = 1,       /* the job could not run (output not writable, no device, ...) */
-    SL_EXIT_USAGE = 2,       /* usage or configuration error; nothing processed */
+    SL_EXIT_FATAL = 1,       /* the job could not run now; a retry may work (memory, I/O, full disk) */
+    SL_EXIT_USAGE = 2,       /* a permanent error (usage, configuration, weights, device); nothing processed */
     SL_EXIT_FAILED = 3,      /* finished, some tracks failed (report.json lists them) */
     SL_EXIT_INTERRUPTED = 4  /* stopped by a signal; run again to resume */
 };
@@ -25,6 +25,12 @@ typedef struct {
 /* Runs cfg to completion and returns one of the SL_EXIT_* statuses; problems are
  * logged with their reason. cfg is borrowed. */
 int sl_run(const sl_config *cfg, const sl_run_opts *opts);
+
+/* The exit status for an error that keeps a job from running: SL_EXIT_USAGE (2)
+ * for what running again cannot fix (configuration, a missing or malformed
+ * file such as weights, no CUDA device, no permission, a read-only output),
+ * SL_EXIT_FATAL (1) for what a retry may fix (memory, I/O, a device error). */
+int sl_exit_status_for(int rc);
 
 /* Asks a running sl_run to stop taking new tracks (async-signal-safe). A second
  * call makes it abandon in-flight tracks. */

@@ -63,6 +63,21 @@ gen_pitch() {
   ffmpeg -nostdin -loglevel error -y -f lavfi -i "aevalsrc=exprs=$e:s=22050:d=$2" -c:a pcm_s16le "$1" \
     || fail "could not make fixture $1"
 }
+# wait_first_done LEDGER: waits (at most 120 s) until the ledger holds a done
+# track, so that a signal sent next finds some tracks done and others not
+wait_first_done() {
+  "$SL_PYTHON" - "$1" <<'EOF'
+import sqlite3, sys, time
+t0 = time.time()
+while time.time() - t0 < 120:
+    try:
+        if sqlite3.connect(sys.argv[1]).execute("select count(*) from tracks where status='done'").fetchone()[0]:
+            break
+    except Exception:
+        pass
+    time.sleep(0.05)
+EOF
+}
 # quick_job FILE: a job of the tracks in in/ into out/ with no separation and
 # melstats vectors (the fastest job there is), for tests of sharding and merging
 quick_job() {

@@ -87,7 +87,7 @@ expect_grep "y.flac" "$OUT" "list override adds in2"
 # no GPU here: --backend cuda is a clear error, not a crash (skip where a GPU answers)
 if ! command -v nvidia-smi >/dev/null || ! nvidia-smi -L >/dev/null 2>&1; then
   run_sl run ok.yaml --backend cuda --quiet
-  expect_status 1 "cuda without a device"
+  expect_status 2 "cuda without a device (permanent)"
   [ -s "$ERR" ] && pass || fail "cuda without a device printed no reason"
 fi
 finish

@@ -219,10 +219,10 @@ assert len(glob.glob("out3/s*of0003-report.json")) == 3
 assert len(glob.glob("out3/s*of0003-ledger.sqlite")) == 3
 EOF
 
-# ---- fatal: output not writable ----
+# ---- permanent: output not writable (a file in the way): exit 2, not retried ----
 echo "a file" > notadir
 run_sl run job.yaml --quiet --set output.dir=notadir/out
-expect_status 1 "unwritable output"
+expect_status 2 "unwritable output"
 expect_grep "notadir" "$ERR" "unwritable output names the path"
 
 finish

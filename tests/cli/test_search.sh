@@ -6,10 +6,11 @@
 # --backend cuda-emu (the GPU path: one GEMM per block + the topk kernel, run by
 # the launch emulation) gives the cpu neighbours and scores (1e-5) for several
 # block sizes, also on a 3000-row catalog with tied copies; --backend cuda
-# without a GPU exits 1;
+# without a GPU exits 2;
 # --audio on a catalog file finds that track with score 1 (needs the
 # index.json sidecar written by the runner); float16 shards; the shards of a
-# --shard I/2 run are all searched; usage errors exit 2, fatal ones 1.
+# --shard I/2 run are all searched; usage and permanent errors (no CUDA
+# device) exit 2, fatal ones 1.
 set -u
 source "$(dirname "$0")/lib.sh"
 export OUT
@@ -247,7 +248,7 @@ assert all(abs(x["score"] - y["score"]) <= 1e-5 for x, y in zip(a, b)), (a, b)
 EOF
 else
   echo "note: --backend cuda: no GPU here, checking the error only" >&2
-  expect_status 1 "--backend cuda without a GPU"
+  expect_status 2 "--backend cuda without a GPU (permanent)"
   expect_grep "cuda" "$ERR" "--backend cuda without a GPU says why"
 fi
 

@@ -87,10 +87,10 @@ PY
 
 # No device / no driver: `cuda` is a clear error naming the call, `auto` falls back.
 SL_MOCK_DEVICES=0 run_mock run job.yaml --quiet --backend cuda --set output.dir=out-none
-expect_status 1 "--backend cuda without a device"
+expect_status 2 "--backend cuda without a device (permanent)"
 expect_grep "cudaGetDeviceCount: no CUDA-capable device" "$ERR" "no-device error names the call"
 SL_MOCK_NO_DRIVER=1 run_mock run job.yaml --quiet --backend cuda --set output.dir=out-none
-expect_status 1 "--backend cuda without a driver"
+expect_status 2 "--backend cuda without a driver (permanent)"
 expect_grep "no CUDA driver is installed" "$ERR" "no-driver error"
 SL_MOCK_DEVICES=0 run_mock run job.yaml --backend auto --set output.dir=out-fallback
 expect_status 0 "--backend auto without a device"

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/sl_error.h"
@@ -271,6 +272,104 @@ static void test_shard(void)
     sl_catalog_free(&part);
 }
 
+/* Runs scan(arg) with warnings captured into log (NUL-terminated, at most
+ * size bytes); returns what scan returned. */
+static int with_log(int (*scan)(void *), void *arg, char *log, size_t size)
+{
+    FILE *f = tmpfile();
+    if (!f)
+        return -1;
+    sl_log_level old = sl_log_get_level();
+    sl_log_set_level(SL_LOG_WARN);
+    sl_log_set_file(f);
+    int rc = scan(arg);
+    sl_log_set_file(NULL);
+    sl_log_set_level(old);
+    rewind(f);
+    size_t n = fread(log, 1, size - 1, f);
+    log[n] = 0;
+    fclose(f);
+    return rc;
+}
+
+static int scan_hostile(void *arg)
+{
+    sl_catalog *cat = arg;
+    char dir[700];
+    snprintf(dir, sizeof dir, "%s/hostile", root);
+    const char *paths[] = {dir};
+    return sl_catalog_scan(cat, paths, 1, NULL, exts, NEXT);
+}
+
+/* Inside a folder: a link loop is a loop (not "broken"), a FIFO named like
+ * audio is skipped (opening it would block), an unreadable subfolder is a
+ * warning and the rest is scanned; an unreadable input folder is an error. */
+static void test_hostile(void)
+{
+    mkfile("hostile/ok.mp3", "12345");
+    mkfile("hostile/locked/inside.mp3", "12345");
+    mkfile("hostile/later/z.mp3", "12345");
+    mklink("self.mp3", "hostile/self.mp3");
+    char p[900];
+    snprintf(p, sizeof p, "%s/hostile/pipe.mp3", root);
+    CHECK(mkfifo(p, 0644) == 0);
+    snprintf(p, sizeof p, "%s/hostile/locked", root);
+    CHECK(chmod(p, 0) == 0);
+
+    /* root reads any folder: the unreadable-folder part runs as nobody */
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (geteuid() == 0) {
+            char rp[600];
+            snprintf(rp, sizeof rp, "%s", root);
+            chmod(rp, 0755);
+            if (setgid(65534) != 0 || setuid(65534) != 0)
+                _exit(3);
+        }
+        sl_catalog cat;
+        char log[8192];
+        int rc = with_log(scan_hostile, &cat, log, sizeof log);
+        int bad = 0;
+        if (rc != 0) {
+            fprintf(stderr, "scan failed: %s\n", sl_lasterr());
+            _exit(1);
+        }
+        bad |= !(cat.n == 2 && has_id(&cat, "ok.mp3") && has_id(&cat, "later/z.mp3"));
+        bad |= !strstr(log, "hostile/locked'");                 /* the warning names the folder */
+        bad |= !strstr(log, "self.mp3': symbolic link loop");
+        bad |= strstr(log, "broken") != NULL;
+        bad |= !strstr(log, "pipe.mp3': not a regular file");
+        if (bad)
+            fprintf(stderr, "%zu tracks; log:\n%s", cat.n, log);
+        sl_catalog_free(&cat);
+        /* the unreadable folder given as the input itself: an error */
+        char lk[700];
+        snprintf(lk, sizeof lk, "%s/hostile/locked", root);
+        const char *pl[] = {lk};
+        rc = sl_catalog_scan(&cat, pl, 1, NULL, exts, NEXT);
+        if (rc == 0 || !strstr(sl_lasterr(), "hostile/locked")) {
+            fprintf(stderr, "unreadable input folder: rc %d, '%s'\n", rc, sl_lasterr());
+            bad = 1;
+        }
+        _exit(bad ? 2 : 0);
+    }
+    int st = 0;
+    CHECK(pid > 0 && waitpid(pid, &st, 0) == pid);
+    CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "hostile folder scan: status %d", st);
+    chmod(p, 0755);
+
+    /* named explicitly, a FIFO is kept: its track fails when it is opened */
+    snprintf(p, sizeof p, "%s/hostile/pipe.mp3", root);
+    const char *pf[] = {p};
+    sl_catalog cat;
+    CHECK(sl_catalog_scan(&cat, pf, 1, NULL, exts, NEXT) == 0 && cat.n == 1);
+    sl_catalog_free(&cat);
+    /* a loop given as the input: reported as a loop */
+    snprintf(p, sizeof p, "%s/hostile/self.mp3", root);
+    CHECK(sl_catalog_scan(&cat, pf, 1, NULL, exts, NEXT) != 0);
+    CHECK_MSG(strstr(sl_lasterr(), "symbolic link loop") != NULL, "%s", sl_lasterr());
+}
+
 int main(void)
 {
     snprintf(root, sizeof root, "%s", sl_test_tmpdir());
@@ -297,5 +396,6 @@ int main(void)
     test_files_and_errors();
     test_manifest();
     test_shard();
+    test_hostile();
     return sl_test_finish("catalog");
 }

@@ -14,11 +14,13 @@
 #include <libavutil/error.h>
 
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static const char *dir;
@@ -461,6 +463,163 @@ static void test_corrupt_packets(void)
     }
 }
 
+/* A mono float WAV of n frames: a sine, with NaN at every 100th frame and
+ * +-infinity at every 1000th (written by hand: ffmpeg cannot make NaN). */
+static int write_nan_wav(const char *path, uint32_t n)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        return -1;
+    uint32_t data = n * 4, riff = 36 + data, fmt_len = 16, rate = 44100, brate = rate * 4;
+    uint16_t fmt = 3 /* IEEE float */, ch = 1, align = 4, bits = 32;
+    fwrite("RIFF", 1, 4, f);
+    fwrite(&riff, 4, 1, f);
+    fwrite("WAVEfmt ", 1, 8, f);
+    fwrite(&fmt_len, 4, 1, f);
+    fwrite(&fmt, 2, 1, f);
+    fwrite(&ch, 2, 1, f);
+    fwrite(&rate, 4, 1, f);
+    fwrite(&brate, 4, 1, f);
+    fwrite(&align, 2, 1, f);
+    fwrite(&bits, 2, 1, f);
+    fwrite("data", 1, 4, f);
+    fwrite(&data, 4, 1, f);
+    for (uint32_t i = 0; i < n; i++) {
+        float x = (float)(0.5 * sin(2 * 3.141592653589793 * 440.0 * i / 44100.0));
+        if (i % 1000 == 0)
+            x = i % 2000 ? -INFINITY : INFINITY;
+        else if (i % 100 == 0)
+            x = NAN;
+        fwrite(&x, 4, 1, f);
+    }
+    return fclose(f);
+}
+
+static void *interrupt_later(void *arg)
+{
+    (void)arg;
+    struct timespec ts = {0, 200000000L};
+    nanosleep(&ts, NULL);
+    sl_io_interrupt();
+    return NULL;
+}
+
+/* Inputs that could hang or poison a run: FIFOs and devices are refused
+ * before FFmpeg opens them, a link loop is named, NaN/Inf samples become 0
+ * and are counted, a truncated file fails when asked to, and a stalled
+ * decoder or open gives up on a stop request or the timeout. */
+static void test_hostile(void)
+{
+    alarm(60); /* a blocking open would hang here: let the test fail instead */
+    CHECK(mkfifo(fx("pipe.wav"), 0644) == 0);
+    expect_fail("pipe.wav", SL_EDECODE, "not a regular file");
+    float **p = NULL;
+    size_t n = 0;
+    CHECK(sl_decode_file("/dev/zero", 44100, 2, &p, &n, NULL) == SL_EDECODE);
+    CHECK_MSG(strstr(sl_lasterr(), "/dev/zero: not a regular file (a character device)"), "%s", sl_lasterr());
+    CHECK(symlink("loop.wav", fx("loop.wav")) == 0);
+    expect_fail("loop.wav", 0, "symbolic link loop");
+
+    /* NaN and infinity: delivered as 0, counted */
+    CHECK(write_nan_wav(fx("nan.wav"), 44100) == 0);
+    sl_decoder *d = NULL;
+    int r = sl_decoder_open(&d, fx("nan.wav"), 44100, 1);
+    CHECK_MSG(r == 0, "%s", sl_lasterr());
+    if (r == 0) {
+        float *buf = malloc(50000 * sizeof(float));
+        long k, total = 0;
+        int finite = 1;
+        while ((k = sl_decoder_read(d, &buf, 50000)) > 0) {
+            for (long i = 0; i < k; i++)
+                finite &= isfinite(buf[i]) != 0;
+            total += k;
+        }
+        CHECK(k == 0 && total == 44100 && finite);
+        CHECK_MSG(sl_decoder_nonfinite(d) == 441, "%lld non-finite samples, want 441",
+                  (long long)sl_decoder_nonfinite(d));
+        sl_decoder_close(d);
+        free(buf);
+    }
+
+    /* truncated: flac states its length; half of it decoded fails the check */
+    struct stat sb;
+    char cmd[2048];
+    if (stat(fx("s.flac"), &sb) == 0) {
+        snprintf(cmd, sizeof cmd, "head -c %lld '%s/s.flac' > '%s/cut.flac'", (long long)sb.st_size / 3, dir, dir);
+        CHECK(system(cmd) == 0);
+        for (int check = 0; check < 2; check++) {
+            r = sl_decoder_open(&d, fx("cut.flac"), 0, 0);
+            CHECK_MSG(r == 0, "%s", sl_lasterr());
+            if (r)
+                continue;
+            if (check)
+                sl_decoder_set_max_missing(d, 0.02);
+            float *b2[2] = {malloc(8192 * sizeof(float)), malloc(8192 * sizeof(float))};
+            long k;
+            while ((k = sl_decoder_read(d, b2, 8192)) > 0)
+                ;
+            double want = sl_decoder_info(d)->duration, got = sl_decoder_decoded_seconds(d);
+            CHECK_MSG(want > 1.9 && got > 0.3 && got < want * 0.5, "decoded %.3f s of %.3f s", got, want);
+            if (check) {
+                CHECK_MSG(k == SL_EDECODE && strstr(sl_lasterr(), "decoded 0.") &&
+                              strstr(sl_lasterr(), "s of 2.0 s (truncated file?)"),
+                          "%ld: %s", k, sl_lasterr());
+            } else {
+                CHECK_MSG(k == 0, "without the check a cut file keeps what decoded: %ld %s", k, sl_lasterr());
+            }
+            free(b2[0]);
+            free(b2[1]);
+            sl_decoder_close(d);
+        }
+        /* the whole file passes the check */
+        r = sl_decoder_open(&d, fx("s.flac"), 0, 0);
+        if (r == 0) {
+            sl_decoder_set_max_missing(d, 0);
+            float *b2[2] = {malloc(8192 * sizeof(float)), malloc(8192 * sizeof(float))};
+            long k;
+            while ((k = sl_decoder_read(d, b2, 8192)) > 0)
+                ;
+            CHECK_MSG(k == 0, "whole file: %s", sl_lasterr());
+            free(b2[0]);
+            free(b2[1]);
+            sl_decoder_close(d);
+        }
+    }
+
+    /* a decoder stalled inside FFmpeg stops on sl_io_interrupt (no timeout set) */
+    setenv("SL_FAULT_DECODE_HANG", "s.wav", 1);
+    r = sl_decoder_open(&d, fx("s.wav"), 0, 0);
+    CHECK(r == 0);
+    if (r == 0) {
+        pthread_t th;
+        CHECK(pthread_create(&th, NULL, interrupt_later, NULL) == 0);
+        float *b2[2] = {malloc(8192 * sizeof(float)), malloc(8192 * sizeof(float))};
+        long k = sl_decoder_read(d, b2, 8192);
+        CHECK_MSG(k == SL_EINTERRUPTED && strstr(sl_lasterr(), "interrupted"), "%ld %s", k, sl_lasterr());
+        pthread_join(th, NULL);
+        free(b2[0]);
+        free(b2[1]);
+        sl_decoder_close(d);
+    }
+    unsetenv("SL_FAULT_DECODE_HANG");
+    /* while interrupted, nothing opens; cleared, decoding works again */
+    r = sl_decoder_open(&d, fx("s.wav"), 0, 0);
+    CHECK_MSG(r == SL_EINTERRUPTED, "open while interrupted: %d %s", r, sl_lasterr());
+    if (r == 0)
+        sl_decoder_close(d);
+    sl_io_interrupt_clear();
+    /* opening that stalls is bounded by the thread's timeout too */
+    setenv("SL_FAULT_OPEN_HANG", "s.wav", 1);
+    sl_io_set_thread_timeout(0.3);
+    r = sl_decoder_open(&d, fx("s.wav"), 0, 0);
+    CHECK_MSG(r == SL_EDECODE && strstr(sl_lasterr(), "no progress"), "%d %s", r, sl_lasterr());
+    if (r == 0)
+        sl_decoder_close(d);
+    sl_io_set_thread_timeout(0);
+    unsetenv("SL_FAULT_OPEN_HANG");
+    alarm(0);
+}
+
 static void test_info_and_args(void)
 {
     sl_decoder *d = NULL;
@@ -500,6 +659,7 @@ int main(void)
     test_threads();
     test_bad_inputs();
     test_corrupt_packets();
+    test_hostile();
     test_info_and_args();
     char cmd[1100];
     snprintf(cmd, sizeof cmd, "chmod -R u+rwx '%s' 2>/dev/null; rm -rf '%s'", dir, dir);

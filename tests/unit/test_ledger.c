@@ -795,10 +795,42 @@ static void test_source_vectors(void)
     sl_ledger_close(l);
 }
 
+/* The decode column: added to a ledger made before it (schema 3 without it),
+ * once however often the ledger is opened, and written by put. */
+static void test_decode_column(void)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/v1.db", tmp); /* migrated to 3 by test_migration */
+    for (int pass = 0; pass < 2; pass++) {
+        sl_ledger *l = NULL;
+        CHECK_MSG(sl_ledger_open(&l, path) == 0, "%s", sl_lasterr());
+        if (!l)
+            return;
+        sl_ledger_row r = {.id = "cut.flac", .path = "in/cut.flac", .size = 3, .mtime_ns = 4, .config_hash = "h",
+                           .status = SL_TRACK_FAILED, .error = "decode: decoded 1.2 s of 74.0 s (truncated file?)",
+                           .decode_json = pass ? "{\"decoded_seconds\": 1.2}" : NULL};
+        CHECK(sl_ledger_put(l, &r) == 0);
+        sl_ledger_close(l);
+    }
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+    CHECK(sqlite3_prepare_v2(db, "SELECT count(*) FROM pragma_table_info('tracks') WHERE name = 'decode'", -1, &st,
+                             NULL) == SQLITE_OK);
+    CHECK(sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 1);
+    sqlite3_finalize(st);
+    CHECK(sqlite3_prepare_v2(db, "SELECT decode FROM tracks WHERE id = 'cut.flac'", -1, &st, NULL) == SQLITE_OK);
+    CHECK(sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0) &&
+          !strcmp((const char *)sqlite3_column_text(st, 0), "{\"decoded_seconds\": 1.2}"));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
 int main(void)
 {
     tmp = sl_test_tmpdir();
     test_migration();
+    test_decode_column();
     test_source_vectors();
     test_basic();
     {

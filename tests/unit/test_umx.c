@@ -186,6 +186,17 @@ static void errors(void)
     rc = sl_sep_open(&m, "umx", p, NULL, ctx);
     CHECK_MSG(rc == SL_EFORMAT && strstr(sl_lasterr(), "vocals.input_scale"), "missing tensor: %s", sl_lasterr());
     printf("  missing tensor: %s\n", sl_lasterr());
+    /* metadata that declares ~40 GB of weights in a file of 128 KB: an error
+     * naming the first tensor that is not there, never an allocation */
+    static const char *huge = "\"stemline.arch\":\"umx\",\"targets\":\"vocals,drums,bass,other\","
+                              "\"hidden_size\":\"8192\",\"nb_bins\":\"32769\",\"max_bin\":\"32769\","
+                              "\"nb_channels\":\"2\",\"nb_layers\":\"16\",\"sample_rate\":\"44100\","
+                              "\"n_fft\":\"65536\",\"hop\":\"1024\"";
+    p = write_st(dir, "huge.safetensors", huge, "vocals.input_mean", 32769);
+    rc = sl_sep_open(&m, "umx", p, NULL, ctx);
+    CHECK_MSG(rc == SL_EFORMAT && strstr(sl_lasterr(), "vocals.input_scale"), "declared sizes: %d %s", rc,
+              sl_lasterr());
+    printf("  declared sizes beyond the file: %s\n", sl_lasterr());
     sl_cfg_opt bad[1] = {mkopt("niter", "101")};
     sl_cfg_opts o = {bad, 1};
     rc = sl_sep_open(&m, "umx", weights_path, &o, ctx);
