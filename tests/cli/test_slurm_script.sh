@@ -55,11 +55,18 @@ task 2 2 2 1 --num-shards 4
 expect_status 0 "--array=2 with --num-shards 4"
 [ -f out/s0002of0004-ledger.sqlite ] && pass || fail "--array=2 --num-shards 4 did not run as shard 2 of 4"
 
-# exit 1 (fatal) is requeued, exit 2 is not: an unreadable output folder is fatal
+# exit 1 (fatal, a retry may work) is requeued: a ledger that is not a database
 : > calls
-mkdir -p ro && touch ro/out && sed 's/dir: out/dir: ro\/out\/x/' job.yaml > job.yaml.ro && mv job.yaml.ro job.yaml
+mkdir -p bad && printf 'not a database %.0s' $(seq 20) > bad/s0000of0004-ledger.sqlite
+sed 's/dir: out/dir: bad/' job.yaml > job.yaml.bad && mv job.yaml.bad job.yaml
 task 0 0 3 4
-[ "$STATUS" = 1 ] && pass || fail "an output folder under a file: expected exit 1, got $STATUS"
+[ "$STATUS" = 1 ] && pass || fail "a ledger that is not a database: expected exit 1, got $STATUS"
 grep -q '^scontrol requeue 7_0' calls && pass || fail "exit 1 was not requeued"
+# exit 2 (permanent) is not: an output folder under a file
+: > calls
+mkdir -p ro && touch ro/out && sed 's/dir: bad/dir: ro\/out\/x/' job.yaml > job.yaml.ro && mv job.yaml.ro job.yaml
+task 0 0 3 4
+[ "$STATUS" = 2 ] && pass || fail "an output folder under a file: expected exit 2, got $STATUS"
+grep -q '^scontrol requeue' calls && fail "exit 2 was requeued" || pass
 
 finish
