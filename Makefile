@@ -3,15 +3,17 @@
 # benchmarks. Missing Debian packages are installed (as root) or named.
 BUILD ?= build
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+# `override`: flags given on the command line (make CMAKE_FLAGS=...) are kept and
+# these are added to them, instead of being silently dropped.
 CMAKE_FLAGS ?=
 ifeq ($(CI),true)
-CMAKE_FLAGS += -DSL_WERROR=ON
+override CMAKE_FLAGS += -DSL_WERROR=ON
 endif
 ifneq ($(SANITIZE),)
-CMAKE_FLAGS += -DSL_SANITIZE=$(SANITIZE)
+override CMAKE_FLAGS += -DSL_SANITIZE=$(SANITIZE)
 endif
 
-.PHONY: all deps test-deps configure build demo test test-slurm bench clean fuzz install
+.PHONY: all deps test-deps configure build demo test test-slurm bench clean fuzz tsan install
 
 all: build
 
@@ -70,6 +72,13 @@ fuzz:
 	rm -rf $(BUILD)/fuzz/corpus && $(BUILD)/fuzz/fuzz_seeds $(BUILD)/fuzz/corpus
 	cd $(BUILD)/fuzz && ./fuzz_safetensors -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 \
 		-rss_limit_mb=2048 -print_final_stats=1 corpus
+
+# ThreadSanitizer: builds into $(TSAN_BUILD) with SL_SANITIZE=thread and runs the
+# runner's tests there (tests/slow/test_tsan.sh, also ctest slow.tsan); fails on
+# any data race, lock-order inversion or signal-unsafe call reported.
+TSAN_BUILD ?= $(BUILD)-tsan
+tsan: test-deps
+	bash tests/slow/test_tsan.sh $(TSAN_BUILD)
 
 clean:
 	rm -rf $(BUILD)

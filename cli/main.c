@@ -1,5 +1,7 @@
 /* stemline command line: dispatches subcommands. Only main() decides the exit status. */
+#include <errno.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,8 +50,15 @@ static const char run_help[] =
     "Runs the job described by JOB.yaml: scans the inputs, decodes every track,\n"
     "separates it into stems, embeds it, and writes stems, vector shards, a ledger\n"
     "(ledger.sqlite) and report.json into output.dir. Tracks already done with the\n"
-    "same input file and the same output-affecting settings are skipped, so an\n"
+    "same input file and the same output-affecting settings are skipped (after a\n"
+    "check that their outputs are still there with the sizes written), so an\n"
     "interrupted run is resumed by running the same command again.\n"
+    "\n"
+    "One run at a time per ledger: a second run into the same output folder (and\n"
+    "shard) exits 1 at once, naming the PID and host of the run that holds it.\n"
+    "One job per output folder: a run whose output-affecting settings differ from\n"
+    "those the folder's ledger was made with stops with exit 2, naming the first\n"
+    "key that differs; use another output.dir, or --reset.\n"
     "\n"
     "options:\n"
     "  --set KEY=VALUE   override a job key; VALUE is read as YAML, e.g.\n"
@@ -74,6 +83,12 @@ static const char run_help[] =
     "                    cuda-emu (the CUDA kernels emulated on the CPU: slow,\n"
     "                    for checking the GPU path without a GPU)\n"
     "                    (same as --set runtime.backend=B)\n"
+    "  --reset           the output folder's ledger was made with other settings:\n"
+    "                    remove the outputs of those settings (stems, vector\n"
+    "                    shards, tags of this shard; logged first), then run\n"
+    "  --verify          before skipping a done track, also compare its outputs'\n"
+    "                    content hashes with those recorded when they were\n"
+    "                    written (reads every output; without it: sizes only)\n"
     "  --dry-run         print the resolved configuration and the tracks that\n"
     "                    would be processed (todo/done), then exit; writes nothing\n"
     "  --quiet           print only errors (no progress, no summary)\n"
@@ -84,15 +99,16 @@ static const char run_help[] =
     "exit status:\n"
     "  0  every track ok (or already done)\n"
     "  1  fatal, a retry may work: out of memory, I/O or device error, full\n"
-    "     disk, ledger unusable\n"
+    "     disk, ledger unusable, another run holds the folder's lock\n"
     "  2  permanent: usage or configuration error, unknown model, missing or\n"
     "     malformed weights, no CUDA device for --backend cuda, output folder\n"
-    "     not writable; nothing was processed. Config errors name\n"
+    "     not writable, output folder made with other settings (the first key\n"
+    "     that differs is named); nothing was processed. Config errors name\n"
     "     FILE:LINE:COLUMN and the key.\n"
     "  3  finished, but some tracks failed; report.json lists them with reasons\n"
     "  4  interrupted by SIGINT/SIGTERM/SIGHUP; run the same command again to resume\n";
 
-static volatile sig_atomic_t n_signals;
+static atomic_int n_signals; /* lock-free: safe in a signal handler */
 
 /* First signal: stop taking tracks, abandon the unfinished ones, write the
  * ledger, shards and report (exit 4). Second: stop at once; every file under
@@ -101,7 +117,8 @@ static volatile sig_atomic_t n_signals;
 static void on_signal(int sig)
 {
     (void)sig;
-    if (++n_signals >= 2) {
+    int saved_errno = errno; /* the interrupted code may be about to read it */
+    if (atomic_fetch_add(&n_signals, 1) + 1 >= 2) {
         static const char msg[] = "\nstemline: stopping now (second signal); run again to resume\n";
         if (write(STDERR_FILENO, msg, sizeof msg - 1) < 0) {
             /* nothing to do: we are leaving */
@@ -117,6 +134,7 @@ static void on_signal(int sig)
     /* decoders blocked in a slow or stalled read give up too */
     sl_io_interrupt();
     sl_run_request_stop();
+    errno = saved_errno;
 }
 
 
@@ -173,6 +191,10 @@ static int cmd_run(int argc, char **argv)
             repartition = 1;
         } else if (!strcmp(a, "--dry-run")) {
             o.dry_run = 1;
+        } else if (!strcmp(a, "--reset")) {
+            o.reset = 1;
+        } else if (!strcmp(a, "--verify")) {
+            o.verify = 1;
         } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
             o.quiet = 1;
         } else if (!strcmp(a, "--progress")) {

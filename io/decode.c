@@ -448,6 +448,9 @@ static int step(sl_decoder *d)
         r = av_read_frame(d->fmt, d->pkt);
         if (r == AVERROR(EAGAIN))
             return 0;
+        /* cut short by interrupt_cb: an error, never the end of the data */
+        if (r < 0 && (d->interrupted || d->timed_out))
+            return stopped_error(d);
         if (r < 0) {
             if (r != AVERROR_EOF) {
                 if (r > -4096 && r != AVERROR(EINVAL))

@@ -1,7 +1,8 @@
 /* Stem writer. Samples flow: planar float -> (swr, only when the rate
  * changes) -> planar float FIFO -> our own clip + quantise into the codec's
  * interleaved format -> libavcodec -> libavformat into "<path>.tmp-<pid>-<n>",
- * which is fsynced and renamed into place by sl_encoder_finish. */
+ * which is fsynced and renamed into place by sl_encoder_finish; a failed fsync
+ * (of the file or of its folder) fails the finish and leaves nothing in place. */
 #include "io/encode.h"
 
 #include "common/sl_error.h"
@@ -102,8 +103,21 @@ static int codec_takes(const AVCodec *codec, enum AVSampleFormat f)
 }
 
 /* Frames handed to the resampler / FIFO per step, so one huge write does not
- * double the caller's memory. */
-#define SL_ENC_CHUNK 16384
+ * double the caller's memory, and an encoder's buffers stay small (many are
+ * open at once: one per stem of every track in flight). */
+#define SL_ENC_CHUNK 4096
+/* Largest frame of the encoders used (FLAC: 4608; PCM: 4096). */
+#define SL_ENC_MAX_FRAME 8192
+
+double sl_encoder_memory_mb(int channels)
+{
+    /* the FIFO and the scratch planes each hold at most one resampled chunk
+     * (output rate up to 4x the input's) and two frames; the codec, muxer
+     * and I/O contexts (a 32 KiB I/O buffer, FLAC's analysis buffers) fit in
+     * 256 KiB */
+    double frames = 4.0 * SL_ENC_CHUNK + 2.0 * SL_ENC_MAX_FRAME;
+    return (2.0 * frames * channels * sizeof(float) + 256.0 * 1024.0) / 1048576.0;
+}
 
 struct sl_encoder {
     char *path, *tmp;
@@ -173,13 +187,16 @@ static int make_parents(const char *path)
     return 0;
 }
 
-static void fsync_path(const char *p, int dir)
+/* fsync of the finished temporary file: 0 or an error naming it. */
+static int sync_tmp(sl_encoder *e)
 {
-    int fd = open(p, O_RDONLY | (dir ? O_DIRECTORY : 0));
-    if (fd >= 0) {
-        (void)fsync(fd);
+    int fd = open(e->tmp, O_RDONLY | O_CLOEXEC);
+    int rc = fd < 0 ? -errno : sl_io_fsync(fd, e->tmp, 0);
+    if (fd >= 0)
         close(fd);
-    }
+    if (rc < 0)
+        return sl_seterr(rc, "%s: fsync of %s failed (%s)", e->path, e->tmp, strerror(-rc));
+    return 0;
 }
 
 static int ensure_scratch(sl_encoder *e, int frames)
@@ -605,21 +622,20 @@ static int finish(sl_encoder *e)
     r = avio_closep(&e->oc->pb);
     if (r < 0)
         return sl_seterr(r, "%s: cannot close %s (%s)", e->path, e->tmp, av_err(r, eb, sizeof eb));
-    fsync_path(e->tmp, 0);
+    /* A file whose fsync failed may lose its data in a power cut: it is not
+     * renamed into place, and the caller learns that it was not written. */
+    r = sync_tmp(e);
+    if (r < 0)
+        return r;
     if (rename(e->tmp, e->path) != 0) {
         int en = errno;
         return sl_seterr(AVERROR(en), "%s: cannot rename %s into place (%s)", e->path, e->tmp, strerror(en));
     }
     /* The rename is durable only once the folder itself is synced. */
-    char *dir = strdup(e->path);
-    if (dir) {
-        char *slash = strrchr(dir, '/');
-        if (slash == dir)
-            slash[1] = 0;
-        else if (slash)
-            *slash = 0;
-        fsync_path(slash ? dir : ".", 1);
-        free(dir);
+    r = sl_fsync_dir_of(e->path);
+    if (r < 0) {
+        unlink(e->path);
+        return sl_seterr(r, "%s: fsync of its folder failed (%s)", e->path, strerror(-r));
     }
     return 0;
 }

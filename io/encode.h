@@ -42,6 +42,10 @@ const char *sl_encode_ext(const char *format);
  * (any pointer may be NULL); 0 for wav, flac and unknown formats. */
 int sl_encode_lossy(const char *format, int *def_kbps, int *min_kbps, int *max_kbps);
 
+/* An upper estimate of the memory an open encoder of this many channels holds
+ * (MiB), whatever it is given to write: for memory planning. */
+double sl_encoder_memory_mb(int channels);
+
 /* One-shot helper: writes a whole planar buffer to path. */
 int sl_encode_file(const char *path, const sl_encode_params *p, const float *const *planes,
                    size_t n_frames);

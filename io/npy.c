@@ -78,7 +78,36 @@ struct sl_atomic_file {
 
 static atomic_uint tmp_counter;
 
-static int fsync_dir_of(const char *path)
+/* Path substring whose fsyncs fail with EIO (test-only); NULL = none. The env
+ * variable is read once, on first use. */
+static _Atomic(const char *) fault_fsync;
+static atomic_int fault_fsync_read;
+
+void sl_io_fault_fsync(const char *substr)
+{
+    atomic_store(&fault_fsync_read, 1);
+    atomic_store(&fault_fsync, substr && *substr ? substr : NULL);
+}
+
+int sl_io_fsync(int fd, const char *path, int is_dir)
+{
+    if (!atomic_load(&fault_fsync_read)) {
+        const char *e = getenv("SL_FAULT_FSYNC");
+        const char *expect = NULL;
+        if (e && *e)
+            atomic_compare_exchange_strong(&fault_fsync, &expect, e);
+        atomic_store(&fault_fsync_read, 1);
+    }
+    const char *f = atomic_load(&fault_fsync);
+    if (f && path) {
+        int dir_fault = !strncmp(f, "dir:", 4);
+        if (dir_fault == (is_dir != 0) && strstr(path, f + (dir_fault ? 4 : 0)))
+            return -EIO;
+    }
+    return fsync(fd) == 0 ? 0 : -errno;
+}
+
+int sl_fsync_dir_of(const char *path)
 {
     const char *slash = strrchr(path, '/');
     char *dir;
@@ -96,8 +125,9 @@ static int fsync_dir_of(const char *path)
         rc = -errno;
     } else {
         /* Some filesystems cannot fsync a folder; the rename is still atomic there. */
-        if (fsync(fd) != 0 && errno != EINVAL && errno != ENOTSUP && errno != EROFS)
-            rc = -errno;
+        rc = sl_io_fsync(fd, dir, 1);
+        if (rc == -EINVAL || rc == -ENOTSUP || rc == -EROFS)
+            rc = 0;
         close(fd);
     }
     free(dir);
@@ -199,8 +229,9 @@ int sl_atomic_commit(sl_atomic_file *f)
 {
     int e = 0;
     const char *what = NULL;
-    if (fsync(f->fd) != 0) {
-        e = errno;
+    int src = sl_io_fsync(f->fd, f->tmp, 0);
+    if (src < 0) {
+        e = -src;
         what = "fsync";
     }
     /* close() reports delayed write errors on NFS and friends. */
@@ -218,9 +249,12 @@ int sl_atomic_commit(sl_atomic_file *f)
         sl_atomic_abort(f);
         return rc;
     }
-    int rc = fsync_dir_of(f->path);
-    if (rc < 0)
+    int rc = sl_fsync_dir_of(f->path);
+    if (rc < 0) {
+        /* the rename may not survive a power cut: the file is not reported written */
         sl_seterr(rc, "%s: fsync of its folder failed: %s", f->path, strerror(-rc));
+        unlink(f->path);
+    }
     free(f->path);
     free(f->tmp);
     free(f);

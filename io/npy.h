@@ -71,8 +71,8 @@ int sl_mkdirs(const char *dir);
  * open: returns 0 or a negated errno (message names path); *out owned by the caller
  * until commit or abort. write: 0 or a negated errno (-ENOSPC on a full disk); on
  * failure the caller calls sl_atomic_abort. commit: fsync, close, rename onto path,
- * fsync the folder; frees f in every case; on failure the temp file is removed and
- * nothing appears under path. abort: removes the temp file and frees f (NULL ok). */
+ * fsync the folder; frees f in every case; on failure (a failed fsync of the file
+ * or of its folder included) the temp file is removed and nothing appears under path. abort: removes the temp file and frees f (NULL ok). */
 typedef struct sl_atomic_file sl_atomic_file;
 int sl_atomic_open(sl_atomic_file **out, const char *path);
 int sl_atomic_write(sl_atomic_file *f, const void *data, size_t len);
@@ -103,5 +103,17 @@ size_t sl_io_fault_allow(size_t want);
  * SL_FAULT_WRITE_ERRNO names (EROFS or EACCES: a file system gone read-only,
  * a permission lost). */
 int sl_io_fault_errno(void);
+
+/* fsync(fd) of the file (or, is_dir, the folder) at path: 0 or a negated errno.
+ * Every fsync of stemline's outputs goes through here so that tests can make it
+ * fail: after sl_io_fault_fsync(SUBSTRING) (or with the environment variable
+ * SL_FAULT_FSYNC=SUBSTRING) the fsync of any file whose path contains SUBSTRING
+ * fails with EIO; "dir:SUBSTRING" does the same for folders only. NULL turns it
+ * off (the string is borrowed until then). */
+int sl_io_fsync(int fd, const char *path, int is_dir);
+void sl_io_fault_fsync(const char *substr);
+/* fsyncs the folder that holds path (so that a rename into it is durable): 0 or
+ * a negated errno; filesystems that cannot sync folders count as synced. */
+int sl_fsync_dir_of(const char *path);
 
 #endif

@@ -88,6 +88,19 @@ int sl_cfg_dump(const sl_config *cfg, FILE *f);
  * not input lists, threads or backend. Used by the ledger to decide what to redo. */
 void sl_cfg_output_hash(const sl_config *cfg, char out[17]);
 
+/* The same settings as the hash, by key name, as a flat JSON object of strings
+ * ({"output.stems.format": "flac", ...}), recorded in the ledger so that a job
+ * that differs is told which key. Returns a malloc'd string (caller frees) or
+ * NULL when out of memory. (pipeline/outcfg.c) */
+char *sl_cfg_output_json(const sl_config *cfg);
+
+/* Compares two sl_cfg_output_json texts: 1 with the first differing key (the new
+ * job's keys in its order, then keys only the old one had) and both values as
+ * text ("(not recorded)" for a missing key), 0 when they agree, or SL_EFORMAT /
+ * SL_ENOMEM when a text is not a JSON object. */
+int sl_cfg_output_diff(const char *old_json, const char *new_json, char *key, size_t key_size, char *old_val,
+                       char *new_val, size_t val_size);
+
 /* One entry of the key table, for --help and documentation checks.
  * All strings are static. */
 typedef struct {

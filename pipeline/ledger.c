@@ -35,6 +35,7 @@ struct sl_ledger {
     sqlite3_stmt *st_put;
     sqlite3_stmt *st_done;
     sqlite3_stmt *st_vdel, *st_vput;
+    sqlite3_stmt *st_files;
     sqlite3_stmt *st_decode;
 };
 
@@ -52,6 +53,12 @@ static int exec(sl_ledger *l, const char *sql)
         return rc;
     }
     return 0;
+}
+
+static int col_name_is(sqlite3_stmt *st, const char *name)
+{
+    const unsigned char *t = sqlite3_column_text(st, 1); /* table_info: cid, name, type, ... */
+    return t && !strcmp((const char *)t, name);
 }
 
 static int query_int(sl_ledger *l, const char *sql, long long *v)
@@ -104,6 +111,11 @@ static int query_text(sl_ledger *l, const char *sql, char *out, size_t cap)
     " tags TEXT,"                                                                                               \
     " PRIMARY KEY (id, source, win)) WITHOUT ROWID;"
 
+/* The job of the folder (added within schema 3, by idempotent migration): the
+ * output-affecting configuration that every done row of this ledger was made
+ * with ('config_hash', 'settings' as sl_cfg_output_json, 'recorded_at'). */
+#define JOB_SCHEMA "CREATE TABLE IF NOT EXISTS job (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;"
+
 static const char *const SCHEMA =
     "CREATE TABLE IF NOT EXISTS tracks ("
     " id TEXT PRIMARY KEY COLLATE BINARY," /* BINARY = memcmp = strcmp order */
@@ -120,9 +132,49 @@ static const char *const SCHEMA =
     " dim INTEGER,"
     " vector_model TEXT,"
     " updated_at TEXT NOT NULL,"
-    " tags TEXT);" VECTORS_SCHEMA
+    " tags TEXT,"
+    " files TEXT);" VECTORS_SCHEMA JOB_SCHEMA
     "PRAGMA user_version = 3;";
 
+/* 1 when table has the column, 0 when not, or SL_EDB. */
+static int has_column(sl_ledger *l, const char *table, const char *column)
+{
+    char sql[128];
+    snprintf(sql, sizeof sql, "PRAGMA table_info(%s)", table);
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(l->db, sql, -1, &st, NULL) != SQLITE_OK)
+        return db_err(l, sql);
+    int found = 0, r;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW)
+        if (!found && col_name_is(st, column))
+            found = 1;
+    int rc = r == SQLITE_DONE ? found : db_err(l, sql);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int migrate_outputs(sl_ledger *l)
+{
+    int have = has_column(l, "tracks", "files");
+    if (have < 0)
+        return have;
+    long long njob = 0;
+    int rc = query_int(l, "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='job'", &njob);
+    if (rc || (have && njob))
+        return rc;
+    rc = exec(l, "BEGIN IMMEDIATE");
+    if (rc)
+        return rc;
+    if (!have)
+        rc = exec(l, "ALTER TABLE tracks ADD COLUMN files TEXT;");
+    if (!rc)
+        rc = exec(l, JOB_SCHEMA);
+    if (!rc)
+        rc = exec(l, "COMMIT");
+    if (rc)
+        sqlite3_exec(l->db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
 #define DECODE_COLUMN_SQL "SELECT count(*) FROM pragma_table_info('tracks') WHERE name = 'decode'"
 
 int sl_ledger_open(sl_ledger **out, const char *path)
@@ -218,11 +270,16 @@ int sl_ledger_open(sl_ledger **out, const char *path)
             if ((rc = exec(l, "COMMIT")) < 0)
                 goto fail;
         }
+        /* Added without a version bump, so that every version that knows
+         * schema 3 still opens the file: the recorded outputs with their sizes
+         * and hashes, and the job's configuration. Idempotent. */
+        if ((rc = migrate_outputs(l)) < 0)
+            goto fail;
         /* Check the columns we rely on are there (a foreign table named tracks). */
         sqlite3_stmt *st;
         if (sqlite3_prepare_v2(l->db,
                                "SELECT id, path, size, mtime_ns, config_hash, status, error, outputs, timings,"
-                               " duration, vector, dim, vector_model, updated_at, tags FROM tracks LIMIT 0",
+                               " duration, vector, dim, vector_model, updated_at, tags, files FROM tracks LIMIT 0",
                                -1, &st, NULL) != SQLITE_OK) {
             rc = db_err(l, "not a stemline ledger");
             goto fail;
@@ -253,8 +310,8 @@ int sl_ledger_open(sl_ledger **out, const char *path)
     }
     if (sqlite3_prepare_v3(l->db,
                            "INSERT OR REPLACE INTO tracks (id, path, size, mtime_ns, config_hash, status, error,"
-                           " outputs, timings, duration, vector, dim, vector_model, updated_at, tags)"
-                           " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                           " outputs, timings, duration, vector, dim, vector_model, updated_at, tags, files)"
+                           " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
                            -1, SQLITE_PREPARE_PERSISTENT, &l->st_put, NULL) != SQLITE_OK ||
         sqlite3_prepare_v3(l->db,
                            "SELECT 1 FROM tracks WHERE id = ?1 AND path = ?2 AND size = ?3 AND mtime_ns = ?4"
@@ -265,7 +322,9 @@ int sl_ledger_open(sl_ledger **out, const char *path)
         sqlite3_prepare_v3(l->db,
                            "INSERT INTO vectors (id, source, win, t_start, t_end, vector, dim, tags)"
                            " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                           -1, SQLITE_PREPARE_PERSISTENT, &l->st_vput, NULL) != SQLITE_OK) {
+                           -1, SQLITE_PREPARE_PERSISTENT, &l->st_vput, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v3(l->db, "SELECT status, outputs, files FROM tracks WHERE id = ?1", -1,
+                           SQLITE_PREPARE_PERSISTENT, &l->st_files, NULL) != SQLITE_OK) {
         rc = db_err(l, "prepare");
         goto fail;
     }
@@ -284,6 +343,7 @@ void sl_ledger_close(sl_ledger *l)
     sqlite3_finalize(l->st_done);
     sqlite3_finalize(l->st_vdel);
     sqlite3_finalize(l->st_vput);
+    sqlite3_finalize(l->st_files);
     sqlite3_finalize(l->st_decode);
     if (l->db)
         sqlite3_close_v2(l->db);
@@ -404,6 +464,8 @@ int sl_ledger_put(sl_ledger *l, const sl_ledger_row *r)
     sqlite3_bind_text(st, 14, now, -1, SQLITE_STATIC);
     if (r->tags_json)
         sqlite3_bind_text(st, 15, r->tags_json, -1, SQLITE_STATIC);
+    if (r->files_json)
+        sqlite3_bind_text(st, 16, r->files_json, -1, SQLITE_STATIC);
     rc = step_done(l, st, "put");
     if (!rc && r->decode_json) {
         sqlite3_bind_text(l->st_decode, 1, r->id, -1, SQLITE_STATIC);
@@ -450,7 +512,7 @@ static const char *col_text(sqlite3_stmt *st, int i)
     return (const char *)sqlite3_column_text(st, i);
 }
 
-/* Runs a SELECT of the 13 row columns and calls fn per row. Statements are
+/* Runs a SELECT of the 15 row columns and calls fn per row. Statements are
  * prepared per call (not cached) so that a callback may start another
  * iteration on the same ledger; iterations are rare, puts are not. */
 static int iterate(sl_ledger *l, const char *sql, const char *model, const char *source,
@@ -468,7 +530,7 @@ static int iterate(sl_ledger *l, const char *sql, const char *model, const char 
         sqlite3_bind_text(st, 1, model, -1, SQLITE_STATIC);
     if (source)
         sqlite3_bind_text(st, 2, source, -1, SQLITE_STATIC);
-    int ext = sqlite3_column_count(st) >= 18; /* + source, win, t_start, t_end */
+    int ext = sqlite3_column_count(st) >= 19; /* + source, win, t_start, t_end */
     float *vbuf = NULL;
     size_t vcap = 0;
     for (;;) {
@@ -494,11 +556,12 @@ static int iterate(sl_ledger *l, const char *sql, const char *model, const char 
         row.duration = sqlite3_column_double(st, 9);
         row.vector_model = col_text(st, 12);
         row.tags_json = col_text(st, 13);
+        row.files_json = col_text(st, 14);
         if (ext) {
-            row.source = col_text(st, 14);
-            row.window = sqlite3_column_int(st, 15);
-            row.start = sqlite3_column_double(st, 16);
-            row.end = sqlite3_column_double(st, 17);
+            row.source = col_text(st, 15);
+            row.window = sqlite3_column_int(st, 16);
+            row.start = sqlite3_column_double(st, 17);
+            row.end = sqlite3_column_double(st, 18);
         } else {
             row.source = "mix";
             row.window = -1;
@@ -543,7 +606,7 @@ static int iterate(sl_ledger *l, const char *sql, const char *model, const char 
 
 #define ROW_COLS                                                                                                \
     "SELECT id, path, size, mtime_ns, config_hash, status, error, outputs, timings, duration, vector, dim,"     \
-    " vector_model, tags FROM tracks"
+    " vector_model, tags, files FROM tracks"
 
 int sl_ledger_each_vector(sl_ledger *l, const char *vector_model, int (*fn)(void *arg, const sl_ledger_row *r),
                           void *arg)
@@ -572,13 +635,163 @@ int sl_ledger_each_source_vector(sl_ledger *l, const char *vector_model, const c
         return sl_ledger_each_vector(l, vector_model, fn, arg);
     static const char *const sql[2] = {
         "SELECT t.id, t.path, t.size, t.mtime_ns, t.config_hash, t.status, t.error, t.outputs, t.timings,"
-        " t.duration, v.vector, v.dim, t.vector_model, v.tags, v.source, v.win, v.t_start, v.t_end"
+        " t.duration, v.vector, v.dim, t.vector_model, v.tags, t.files, v.source, v.win, v.t_start,"
+        " v.t_end"
         " FROM vectors v JOIN tracks t ON t.id = v.id"
         " WHERE t.status = 'done' AND t.vector_model = ?1 AND v.source = ?2 AND v.win = -1 ORDER BY v.id",
         "SELECT t.id, t.path, t.size, t.mtime_ns, t.config_hash, t.status, t.error, t.outputs, t.timings,"
-        " t.duration, v.vector, v.dim, t.vector_model, v.tags, v.source, v.win, v.t_start, v.t_end"
+        " t.duration, v.vector, v.dim, t.vector_model, v.tags, t.files, v.source, v.win, v.t_start,"
+        " v.t_end"
         " FROM vectors v JOIN tracks t ON t.id = v.id"
         " WHERE t.status = 'done' AND t.vector_model = ?1 AND v.source = ?2 AND v.win >= 0 ORDER BY v.id, v.win",
     };
     return iterate(l, sql[timeline ? 1 : 0], vector_model, source, fn, arg);
+}
+
+/* ---- the job record and the recorded outputs ---- */
+
+static char *dup_col(sqlite3_stmt *st, int i, int *oom)
+{
+    const unsigned char *t = sqlite3_column_text(st, i);
+    if (!t)
+        return NULL;
+    char *d = strdup((const char *)t);
+    if (!d)
+        *oom = 1;
+    return d;
+}
+
+/* Ends a read of two malloc'd strings: on an error (or out of memory) both are
+ * freed and NULL. */
+static int pair_done(int rc, int oom, char **a, char **b)
+{
+    if (!rc && oom)
+        rc = sl_seterr(SL_ENOMEM, "ledger: out of memory");
+    if (rc) {
+        free(*a);
+        free(*b);
+        *a = *b = NULL;
+    }
+    return rc;
+}
+
+int sl_ledger_get_job(sl_ledger *l, char **config_hash, char **settings_json)
+{
+    *config_hash = NULL;
+    *settings_json = NULL;
+    pthread_mutex_lock(&l->mu);
+    sqlite3_stmt *st;
+    int rc = 0, oom = 0;
+    if (sqlite3_prepare_v2(l->db, "SELECT key, value FROM job WHERE key IN ('config_hash', 'settings')", -1, &st,
+                           NULL) != SQLITE_OK) {
+        rc = db_err(l, "job");
+    } else {
+        int r;
+        while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+            const char *k = col_text(st, 0);
+            char **dst = k && !strcmp(k, "config_hash") ? config_hash : settings_json;
+            free(*dst);
+            *dst = dup_col(st, 1, &oom);
+        }
+        if (r != SQLITE_DONE)
+            rc = db_err(l, "job");
+        sqlite3_finalize(st);
+    }
+    pthread_mutex_unlock(&l->mu);
+    return pair_done(rc, oom, config_hash, settings_json);
+}
+
+/* Runs n statements in one transaction, statement i with the text parameters
+ * args[i][0] and args[i][1] (NULL: not bound). Returns 0 or SL_EDB. */
+static int tx_steps(sl_ledger *l, const char *const *sql, const char *const (*args)[2], int n, const char *what)
+{
+    pthread_mutex_lock(&l->mu);
+    int rc = exec(l, "BEGIN IMMEDIATE");
+    for (int i = 0; i < n && !rc; i++) {
+        sqlite3_stmt *st;
+        if (sqlite3_prepare_v2(l->db, sql[i], -1, &st, NULL) != SQLITE_OK) {
+            rc = db_err(l, what);
+            break;
+        }
+        for (int k = 0; k < 2; k++)
+            if (args[i][k])
+                sqlite3_bind_text(st, k + 1, args[i][k], -1, SQLITE_STATIC);
+        rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(l, what);
+        sqlite3_finalize(st);
+    }
+    if (!rc)
+        rc = exec(l, "COMMIT");
+    if (rc)
+        sqlite3_exec(l->db, "ROLLBACK", NULL, NULL, NULL);
+    pthread_mutex_unlock(&l->mu);
+    return rc;
+}
+
+int sl_ledger_set_job(sl_ledger *l, const char *config_hash, const char *settings_json)
+{
+    if (!l || !config_hash || !settings_json)
+        return sl_seterr(SL_EINVAL, "ledger: set_job with NULL argument");
+    char now[40];
+    iso_now(now);
+    static const char *const put = "INSERT OR REPLACE INTO job (key, value) VALUES (?1, ?2)";
+    const char *const sql[3] = {put, put, put};
+    const char *const kv[3][2] = {{"config_hash", config_hash}, {"settings", settings_json}, {"recorded_at", now}};
+    return tx_steps(l, sql, kv, 3, "set job");
+}
+
+long sl_ledger_count_other(sl_ledger *l, const char *config_hash, char other[17])
+{
+    other[0] = 0;
+    pthread_mutex_lock(&l->mu);
+    sqlite3_stmt *st;
+    long rc;
+    if (sqlite3_prepare_v2(l->db,
+                           "SELECT count(*), min(config_hash) FROM tracks WHERE status = 'done' AND config_hash <> ?1",
+                           -1, &st, NULL) != SQLITE_OK) {
+        rc = db_err(l, "count");
+    } else {
+        sqlite3_bind_text(st, 1, config_hash, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW) {
+            rc = (long)sqlite3_column_int64(st, 0);
+            const char *h = col_text(st, 1);
+            snprintf(other, 17, "%s", h ? h : "");
+        } else {
+            rc = db_err(l, "count");
+        }
+        sqlite3_finalize(st);
+    }
+    pthread_mutex_unlock(&l->mu);
+    return rc;
+}
+
+int sl_ledger_delete_other(sl_ledger *l, const char *config_hash)
+{
+    static const char *const sql[2] = {
+        "DELETE FROM vectors WHERE id IN (SELECT id FROM tracks WHERE config_hash <> ?1)",
+        "DELETE FROM tracks WHERE config_hash <> ?1",
+    };
+    const char *const args[2][2] = {{config_hash, NULL}, {config_hash, NULL}};
+    return tx_steps(l, sql, args, 2, "delete");
+}
+
+int sl_ledger_get_outputs(sl_ledger *l, const char *id, char **outputs_json, char **files_json)
+{
+    *outputs_json = NULL;
+    *files_json = NULL;
+    if (!l || !id)
+        return sl_seterr(SL_EINVAL, "ledger: get_outputs with NULL argument");
+    pthread_mutex_lock(&l->mu);
+    sqlite3_stmt *st = l->st_files;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    int r = sqlite3_step(st), rc = 0, oom = 0;
+    if (r == SQLITE_ROW) {
+        *outputs_json = dup_col(st, 1, &oom);
+        *files_json = dup_col(st, 2, &oom);
+    } else if (r != SQLITE_DONE) {
+        rc = db_err(l, "get_outputs");
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    pthread_mutex_unlock(&l->mu);
+    return pair_done(rc, oom, outputs_json, files_json);
 }

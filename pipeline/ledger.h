@@ -30,6 +30,9 @@ typedef struct {
     sl_track_status status;
     const char *error;        /* NULL unless failed */
     const char *outputs_json; /* JSON array of output paths relative to output.dir */
+    const char *files_json;   /* the same outputs as they were written: JSON array of
+                                 {"path", "size", "hash"} (pipeline/outputs.h); NULL when
+                                 none or for rows written before it existed */
     const char *timings_json; /* JSON object, seconds per stage */
     double duration;          /* seconds of audio, 0 when unknown */
     const float *vector;      /* embedding of the mix (dim floats, final form), NULL if none */
@@ -80,5 +83,26 @@ int sl_ledger_each_source_vector(sl_ledger *l, const char *vector_model, const c
 
 /* Calls fn for every row in id order (for reports). Same contract. */
 int sl_ledger_each(sl_ledger *l, int (*fn)(void *arg, const sl_ledger_row *r), void *arg);
+
+/* The job record: the output-affecting configuration the ledger's done rows were
+ * made with (sl_cfg_output_hash and sl_cfg_output_json). get: 0 with malloc'd
+ * copies (caller frees), both NULL when none was recorded (a new ledger, or one
+ * from a version that did not record it); SL_EDB or SL_ENOMEM. set: replaces it;
+ * 0 or SL_EDB. */
+int sl_ledger_get_job(sl_ledger *l, char **config_hash, char **settings_json);
+int sl_ledger_set_job(sl_ledger *l, const char *config_hash, const char *settings_json);
+
+/* How many done rows carry a config hash other than config_hash (one of them in
+ * other, "" when none); negative on error. */
+long sl_ledger_count_other(sl_ledger *l, const char *config_hash, char other[17]);
+
+/* Deletes every row (and its vectors) whose config hash is not config_hash, in
+ * one transaction. Returns 0 or SL_EDB. */
+int sl_ledger_delete_other(sl_ledger *l, const char *config_hash);
+
+/* The recorded outputs of id's row (its outputs and files columns), malloc'd
+ * (caller frees); both NULL when there is no row or they are empty. 0, SL_EDB or
+ * SL_ENOMEM. */
+int sl_ledger_get_outputs(sl_ledger *l, const char *id, char **outputs_json, char **files_json);
 
 #endif

@@ -17,6 +17,7 @@
 
 #include "../common/sl_error.h"
 #include "merge_impl.h"
+#include "outputs.h"
 #include "shardenv.h"
 
 char *mg_strdup(sl_merge *m, const char *s)
@@ -157,6 +158,33 @@ static char *failure_reason(sl_merge *m, const row *g, size_t n)
     return s;
 }
 
+typedef struct {
+    char what[256];
+    int n;
+} missing_out;
+
+static void first_missing(void *arg, const char *path, const char *why)
+{
+    missing_out *o = arg;
+    if (!o->n++)
+        snprintf(o->what, sizeof o->what, "%s (%s)", path, why);
+}
+
+/* A done row counts only while its outputs are there: why not, or "" when they are. */
+static void outputs_why(sl_merge *m, const row *d, char *why, size_t size)
+{
+    missing_out o = {.n = 0};
+    int n = sl_outputs_each_missing(m->out_dir, d->outputs, d->files, first_missing, &o);
+    if (n == 0)
+        return;
+    if (n < 0)
+        snprintf(why, size, "done in %s, but its recorded outputs cannot be read: the next run of its shard redoes it",
+                 m->sh[d->shard].ledger);
+    else
+        snprintf(why, size, "done in %s, but %d of its outputs %s missing or changed, first %s: the next run of its "
+                 "shard redoes it", m->sh[d->shard].ledger, n, n == 1 ? "is" : "are", o.what);
+}
+
 /* Classifies the rows of one track id (g[0..n), all the same id); t is its
  * catalog entry (NULL when not in the catalog or no catalog). */
 static void classify(sl_merge *m, const row *g, size_t n, const sl_track *t, long pos)
@@ -196,6 +224,8 @@ static void classify(sl_merge *m, const row *g, size_t n, const sl_track *t, lon
                      "done in %s with other settings (config hash %s, the job's is %s): the next run of its "
                      "shard redoes it",
                      m->sh[d->shard].ledger, d->hash, m->job_hash);
+        else
+            outputs_why(m, d, why, sizeof why);
         if (why[0]) {
             item *it = mg_items_add(m, &m->missing, g[0].id, path, why);
             if (it)

@@ -26,6 +26,7 @@ typedef struct {
 
 typedef struct {
     char *id, *path, *hash, *error;
+    char *outputs, *files; /* done rows: the recorded outputs (pipeline/outputs.h) */
     int64_t size, mtime;
     double duration;
     int status; /* 0 pending, 1 done, 2 failed */

@@ -23,6 +23,8 @@ void mg_rows_truncate(rows *r, size_t n)
         free(r->v[i].path);
         free(r->v[i].hash);
         free(r->v[i].error);
+        free(r->v[i].outputs);
+        free(r->v[i].files);
     }
     r->n = n;
 }
@@ -49,9 +51,15 @@ static int read_ledger_once(const char *path, int flags, int si, rows *out, char
     }
     sqlite3_extended_result_codes(db, 1);
     sqlite3_busy_timeout(db, 30000);
+    /* "files" is missing from ledgers no run of this version has opened yet
+     * (it is added when a run opens one; merge opens them read-only) */
     if (sqlite3_prepare_v2(db,
-                           "SELECT id, path, size, mtime_ns, config_hash, status, error, duration FROM tracks"
-                           " ORDER BY id",
+                           "SELECT id, path, size, mtime_ns, config_hash, status, error, duration, outputs, files"
+                           " FROM tracks ORDER BY id",
+                           -1, &st, NULL) != SQLITE_OK &&
+        sqlite3_prepare_v2(db,
+                           "SELECT id, path, size, mtime_ns, config_hash, status, error, duration, outputs, NULL"
+                           " FROM tracks ORDER BY id",
                            -1, &st, NULL) != SQLITE_OK) {
         int ec = sqlite3_extended_errcode(db) & 0xff;
         snprintf(why, why_size, "not a readable stemline ledger: %s", sqlite3_errmsg(db));
@@ -92,6 +100,10 @@ static int read_ledger_once(const char *path, int flags, int si, rows *out, char
         w->status = s && !strcmp((const char *)s, "done") ? 1 : s && !strcmp((const char *)s, "failed") ? 2 : 0;
         w->error = col_dup(st, 6);
         w->duration = sqlite3_column_double(st, 7);
+        if (w->status == 1) {
+            w->outputs = col_dup(st, 8);
+            w->files = col_dup(st, 9);
+        }
         w->shard = si;
         out->n++;
         if (!w->id) {

@@ -60,7 +60,7 @@ static int decode_stream(runner *r, trk *t, int kind, int src, const char *path)
     while (!rc) {
         if (should_stop(r)) {
             pthread_mutex_lock(&t->mu);
-            trk_abandon(t, stop_requests ? "interrupted" : "the run stopped");
+            trk_abandon(t, atomic_load(&stop_requests) ? "interrupted" : "the run stopped");
             pthread_mutex_unlock(&t->mu);
             rc = SL_EINTERRUPTED;
             break;
@@ -76,7 +76,7 @@ static int decode_stream(runner *r, trk *t, int kind, int src, const char *path)
         if (!s) {
             pthread_mutex_lock(&t->mu);
             if (should_stop(r))
-                trk_abandon(t, stop_requests ? "interrupted" : "the run stopped");
+                trk_abandon(t, atomic_load(&stop_requests) ? "interrupted" : "the run stopped");
             else
                 trk_fail(t, "out of memory for a segment buffer");
             pthread_mutex_unlock(&t->mu);
@@ -151,14 +151,13 @@ static void decode_track(runner *r, size_t i)
     if (!t) {
         sl_log(SL_LOG_ERROR, tr->id, "decode", "out of memory");
         atomic_store(&r->stop, 1);
+        live_track_release(r);
         return;
     }
     pthread_mutex_init(&t->mu, NULL);
     t->index = i;
     t->tr = tr;
-    pthread_mutex_lock(&r->mu);
-    r->live_tracks++;
-    pthread_mutex_unlock(&r->mu);
+    /* counted in live_tracks already: next_stem_track reserved its place */
     double t0 = now_s();
     int rc = 0;
     if (r->emb) {
@@ -180,8 +179,12 @@ static void decode_track(runner *r, size_t i)
     }
     if (!rc && r->emb && r->mix_src >= 0)
         rc = decode_stream(r, t, KIND_EMB, r->mix_src, NULL);
-    if (rc == SL_ENOMEM && !t->failed && !t->abandoned)
+    if (rc == SL_ENOMEM) {
+        /* writers may fail or abandon the track meanwhile: under its lock */
+        pthread_mutex_lock(&t->mu);
         trk_fail(t, "out of memory");
+        pthread_mutex_unlock(&t->mu);
+    }
     decode_finished(r, t, now_s() - t0); /* includes waiting for free slots: see report "pipeline" */
 }
 
@@ -197,7 +200,7 @@ static void decode_stems(runner *r, trk *t)
             continue;
         if (should_stop(r)) {
             pthread_mutex_lock(&t->mu);
-            trk_abandon(t, stop_requests ? "interrupted" : "the run stopped");
+            trk_abandon(t, atomic_load(&stop_requests) ? "interrupted" : "the run stopped");
             pthread_mutex_unlock(&t->mu);
             break;
         }
@@ -213,8 +216,11 @@ static void decode_stems(runner *r, trk *t)
 }
 
 /* The next track whose stems wait to be embedded; NULL when the caller should
- * take a new track from the catalog instead, or stop (*done) because no track
- * can come back to the queue. Queued tracks go first: they hold finished work. */
+ * take a new track from the catalog instead (a place among the r->max_live
+ * tracks in flight is then reserved for it: live_track_release gives it back),
+ * or stop (*done) because no track can come back to the queue. Queued tracks
+ * go first: they hold finished work, and a decoder that waits for a place
+ * keeps serving them, so the cap cannot deadlock. */
 static trk *next_stem_track(runner *r, int *done)
 {
     trk *t = NULL;
@@ -229,13 +235,17 @@ static trk *next_stem_track(runner *r, int *done)
             break;
         }
         int catalog_left = atomic_load(&r->next_track) < r->cat.n && !should_stop(r);
-        if (catalog_left)
+        if (catalog_left && r->live_tracks < r->max_live) {
+            if (++r->live_tracks > r->peak_live)
+                r->peak_live = r->live_tracks;
             break;
-        if (r->n_stem_esrc == 0 || r->live_tracks == 0) {
+        }
+        if (!catalog_left && (r->n_stem_esrc == 0 || r->live_tracks == 0)) {
             *done = 1;
             break;
         }
-        /* tracks are still in flight: their stems may come back here */
+        /* tracks are still in flight: their stems may come back here, or
+         * their places free up */
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_nsec += 200000000L;
@@ -260,14 +270,21 @@ void *decode_thread(void *arg)
             decode_stems(r, st);
             continue;
         }
-        if (finished || should_stop(r))
+        if (finished)
             break;
+        if (should_stop(r)) {
+            live_track_release(r);
+            break;
+        }
         size_t i = atomic_fetch_add(&r->next_track, 1);
-        if (i >= r->cat.n)
+        if (i >= r->cat.n) {
+            live_track_release(r);
             continue; /* another thread took the last one: wait for stems, or stop */
+        }
         const sl_track *t = &r->cat.tracks[i];
         int done = sl_ledger_is_done(r->ledger, t->id, t->path, t->size, t->mtime_ns, r->hash);
-        if (done == 1) {
+        if (done == 1 && run_skip_done(r, t)) {
+            live_track_release(r);
             sl_report_skip(r->report, t->id, t->path, "already done (same input and config)");
             sl_progress_track_done(r->progress, 0, 0, t->size);
             continue;

@@ -30,6 +30,7 @@
 #include "ledger.h"
 #include "progress.h"
 #include "report.h"
+#include "runlock.h"
 #include "segment.h"
 #include "search.h"
 #include "shardenv.h"
@@ -122,6 +123,7 @@ struct runner {
     const sl_run_opts *opts;
     sl_catalog cat;
     sl_ledger *ledger;
+    sl_runlock *lock;      /* held from before the folder is touched to the end */
     char hash[17];
     char *out_dir;
     char *ledger_path;
@@ -162,7 +164,9 @@ struct runner {
     char *scratch_dir;
     char prefix[64];
     trk *sq_head, *sq_tail;            /* tracks whose stems wait to be embedded (under mu) */
-    size_t live_tracks;                /* trk objects alive (under mu) */
+    size_t live_tracks;                /* trk objects alive, or places reserved for them (under mu) */
+    size_t max_live, peak_live;        /* cap on live_tracks (plan_memory), its peak (under mu) */
+    double track_mb, other_mb;         /* plan_memory's estimates: per track in flight; decoders and threads */
     pthread_cond_t cv_stem;
     int workers_ready, workers_failed;
 
@@ -173,17 +177,23 @@ struct runner {
 
     sl_report *report;
     sl_progress *progress;
-    int fatal;
+    int fatal;             /* under mu while the pipeline threads run */
     char fatal_msg[1100];
-    int disk_full;         /* the output was lost: ENOSPC, EROFS or EACCES */
+    atomic_int disk_full;  /* the output was lost: ENOSPC, EROFS or EACCES */
 };
 
-/* Stop requests from signals or sl_run_request_stop(): 1 stops taking tracks, 2 abandons in-flight ones. */
-extern volatile sig_atomic_t stop_requests;
+/* Stop requests from signals or sl_run_request_stop(): 1 stops taking tracks,
+ * 2 abandons in-flight ones. Atomic (lock-free, so a signal handler may add to
+ * it); left pending for the next sl_run when none is running, and cleared when
+ * a run ends. */
+extern atomic_int stop_requests;
 
 double now_s(void);
 int should_stop(runner *r);
 void set_fatal(runner *r, const char *fmt, const char *detail);
+/* Gives back a place among the tracks in flight (a track freed, or a place
+ * next_stem_track reserved for a track that was not started). */
+void live_track_release(runner *r);
 void slot_layout(runner *r, slot *s, int kind);
 slot *pool_acquire(runner *r);
 void pool_release(runner *r, slot *s);
@@ -212,5 +222,14 @@ void *worker_thread(void *arg);
 int open_models(runner *r, sl_op_ctx *ctx);
 int start_workers(runner *r, sl_op_ctx *ctx);
 void close_workers(runner *r);
+/* run_guard.c. lock, check_job: 0 or the SL_EXIT_* status to stop with (logged).
+ * skip_done: 1 when a done track's outputs are still as recorded, else 0 (logged).
+ * record_outputs: the files record of a written track (*files_json, caller
+ * frees), with the outputs of its earlier run under other names removed; fails
+ * the track and returns an error when its outputs cannot be read back. */
+int run_lock(runner *r);
+int run_check_job(runner *r);
+int run_skip_done(runner *r, const sl_track *t);
+int run_record_outputs(runner *r, trk *t, char **files_json);
 
 #endif

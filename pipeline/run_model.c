@@ -158,12 +158,16 @@ void *worker_thread(void *arg)
         size_t n = pop_batch(r, batch, max);
         if (n == 0)
             break;
-        /* segments of tracks that already failed are not worth computing */
+        /* segments of tracks that already failed are not worth computing; after
+         * a second stop request none is: their tracks are abandoned here, so no
+         * writer stitches or averages a segment the model never computed */
         size_t live = 0;
         for (size_t b = 0; b < n; b++) {
             trk *t = batch[b]->t;
             pthread_mutex_lock(&t->mu);
-            int dead = t->failed || t->abandoned || stop_requests >= 2;
+            if (atomic_load(&stop_requests) >= 2)
+                trk_abandon(t, "interrupted");
+            int dead = t->failed || t->abandoned;
             pthread_mutex_unlock(&t->mu);
             if (dead)
                 push_write(r, batch[b]);

@@ -1,12 +1,15 @@
 /* Job runner: the stop flag, the slot pool and the ready/write queues. */
 #include "run_internal.h"
 
-volatile sig_atomic_t stop_requests;
+atomic_int stop_requests;
 
 void sl_run_request_stop(void)
 {
-    if (stop_requests < 2)
-        stop_requests++;
+    int v = atomic_load(&stop_requests);
+    while (v < 2 && !atomic_compare_exchange_weak(&stop_requests, &v, v + 1))
+        ;
+    /* decoders blocked in a read (a dead mount) give up now, not at a timeout */
+    sl_io_interrupt();
 }
 
 double now_s(void)
@@ -16,7 +19,7 @@ double now_s(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-int should_stop(runner *r) { return stop_requests || atomic_load(&r->stop); }
+int should_stop(runner *r) { return atomic_load(&stop_requests) || atomic_load(&r->stop); }
 
 void set_fatal(runner *r, const char *fmt, const char *detail)
 {
@@ -27,6 +30,14 @@ void set_fatal(runner *r, const char *fmt, const char *detail)
     }
     pthread_mutex_unlock(&r->mu);
     atomic_store(&r->stop, 1);
+}
+
+void live_track_release(runner *r)
+{
+    pthread_mutex_lock(&r->mu);
+    r->live_tracks--;
+    pthread_cond_broadcast(&r->cv_stem);
+    pthread_mutex_unlock(&r->mu);
 }
 
 /* ---- slot pool ---- */

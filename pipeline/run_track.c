@@ -19,20 +19,25 @@ void trk_output_error(runner *r, trk *t, int rc, const char *msg)
              e == ENOSPC ? "output disk full" : e == EROFS ? "output file system read-only" : "output permission lost",
              msg);
     trk_abandon(t, why);
-    r->disk_full = e;
+    atomic_store(&r->disk_full, e);
     atomic_store(&r->stop, 1);
+}
+
+static void trk_vfail(trk *t, const char *fmt, va_list ap)
+{
+    if (t->failed || t->abandoned)
+        return;
+    vsnprintf(t->err, sizeof t->err, fmt, ap);
+    t->failed = 1;
 }
 
 /* Caller holds t->mu. The first reason wins. */
 void trk_fail(trk *t, const char *fmt, ...)
 {
-    if (t->failed || t->abandoned)
-        return;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(t->err, sizeof t->err, fmt, ap);
+    trk_vfail(t, fmt, ap);
     va_end(ap);
-    t->failed = 1;
 }
 
 void trk_abandon(trk *t, const char *why)
@@ -66,10 +71,7 @@ static void trk_free(runner *r, trk *t)
     }
     pthread_mutex_destroy(&t->mu);
     free(t);
-    pthread_mutex_lock(&r->mu);
-    r->live_tracks--;
-    pthread_cond_broadcast(&r->cv_stem);
-    pthread_mutex_unlock(&r->mu);
+    live_track_release(r);
 }
 
 /* Opens one encoder per stem (temporary names; renamed when the track is done),
@@ -331,6 +333,12 @@ void finalize(runner *r, trk *t)
         trk_free(r, t);
         return;
     }
+    char *files = NULL;
+    if (!t->failed) {
+        double t1 = now_s();
+        run_record_outputs(r, t, &files);
+        t->t_write += now_s() - t1;
+    }
     char timings[256], decode[256];
     const int decoded = t->dec.decoded_s > 0;
     if (decoded)
@@ -346,6 +354,7 @@ void finalize(runner *r, trk *t)
         .status = t->failed ? SL_TRACK_FAILED : SL_TRACK_DONE,
         .error = t->failed ? t->err : NULL,
         .outputs_json = t->outputs && !t->failed ? t->outputs : "[]",
+        .files_json = t->failed ? NULL : files,
         .timings_json = timings,
         .decode_json = decoded ? decode : NULL,
         .duration = duration,
@@ -368,6 +377,7 @@ void finalize(runner *r, trk *t)
         sl_report_ok(r->report, tr->id, tr->path, duration, t->t_decode, t->t_sep, t->t_emb, t->t_write, &t->dec);
     }
     sl_progress_track_done(r->progress, 1, t->failed ? 0 : duration, tr->size);
+    free(files);
     free(vec);
     free(tags);
     free(lv);

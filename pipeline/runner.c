@@ -204,7 +204,7 @@ static void print_dry_run(runner *r)
         const char *state = "todo";
         if (r->ledger) {
             int d = sl_ledger_is_done(r->ledger, t->id, t->path, t->size, t->mtime_ns, r->hash);
-            state = d == 1 ? "done" : "todo";
+            state = d == 1 && run_skip_done(r, t) ? "done" : "todo"; /* a missing output: todo */
         }
         printf("%s\t%s\t%s\n", state, t->id, t->path);
     }
@@ -226,14 +226,24 @@ static void pipeline_json(runner *r, char *buf, size_t size)
              "\"batch_size\": %d, \"batches\": %zu, \"mean_batch\": %.2f, \"batch_splits\": %zu, "
              "\"cpu_fallbacks\": %zu, \"ready_queue_mean\": %.2f, \"ready_queue_max\": %zu, "
              "\"decode_waited_for_slots_s\": %.3f, \"model_waited_for_input_s\": %.3f, "
-             "\"writers_waited_s\": %.3f, \"bound_by\": \"%s\", \"workers\": %d, \"decode_threads\": %d}",
+             "\"writers_waited_s\": %.3f, \"bound_by\": \"%s\", \"workers\": %d, \"decode_threads\": %d, "
+             "\"tracks_in_flight_max\": %zu, \"tracks_in_flight_peak\": %zu, \"track_state_mb\": %.3f, \"threads_and_decoders_mb\": %.1f}",
              r->sep_L, r->sep_H, r->emb_L, r->emb_H, r->n_slots_max, r->n_slots, r->peak_in_use,
              (double)r->slot_floats * 4.0 / 1048576.0, r->cfg->batch_size, r->batches, avg_batch, r->splits,
              r->fallbacks, avg_ready, r->max_ready, r->wait_slot_s, r->wait_ready_s, r->wait_write_s, bound,
-             r->n_workers, r->cfg->decode_threads);
+             r->n_workers, r->cfg->decode_threads, r->max_live, r->peak_live, r->track_mb, r->other_mb);
 }
 
-/* Segment geometry and the slot pool size, from the models and the config. */
+#define MB 1048576.0
+/* Memory of one decoder (FFmpeg's demuxer, decoder and resampler, and the
+ * decoder's own buffers), an allowance above what was measured for WAV, FLAC,
+ * MP3, Ogg and AAC inputs. */
+#define SL_DECODER_MB 2.0
+/* Stack pages a pipeline thread touches (of the 8 MB reserved). */
+#define SL_THREAD_STACK_MB 0.25
+
+/* Segment geometry, the slot pool size and the cap on tracks in flight, from
+ * the models and the config, within runtime.max_host_memory_mb. */
 static int plan_memory(runner *r)
 {
     const sl_config *c = r->cfg;
@@ -274,31 +284,55 @@ static int plan_memory(runner *r)
         emb_floats = r->emb_L * (size_t)r->emb->channels + (size_t)r->emb->dim + (size_t)r->emb->n_scores;
     }
     r->slot_floats = sep_floats > emb_floats ? sep_floats : emb_floats;
-    double slot_mb = (double)r->slot_floats * 4.0 / 1048576.0;
+    double slot_mb = (double)r->slot_floats * 4.0 / MB;
+    /* What grows with the tracks in flight and the threads, beside the slots
+     * (see configs/README.md): per track in flight, its stitcher, stem
+     * encoders and sums; per decode thread, a decoder and its segmenter; per
+     * writer, the buffer of a track's last samples; per thread, its stack. A
+     * track in flight holds a slot or is being decoded, so with n slots at most
+     * decode_threads + n tracks are in flight (the decoders are held to that). */
+    double track_mb = 0.05, dec_mb = SL_DECODER_MB, wr_mb = 0;
+    if (r->sep) {
+        double O = (double)(r->sep_L - r->sep_H), ch = r->sep->channels, ns = r->sep->n_sources;
+        track_mb += (O * ch * ns + O) * 4.0 / MB;
+        if (r->write_stems)
+            track_mb += ns * sl_encoder_memory_mb(r->sep->channels);
+        dec_mb += O * ch * 4.0 / MB;
+        wr_mb = O * ch * ns * 4.0 / MB;
+    }
+    if (r->emb) {
+        track_mb += (double)(r->n_esrc * (r->emb->dim + r->emb->n_scores)) * 8.0 / MB;
+        dec_mb += (double)(r->emb_L - r->emb_H) * r->emb->channels * 4.0 / MB;
+    }
+    double nd = c->decode_threads, nwr = nd < 2 ? 2 : nd;
+    double fixed_mb = nd * (dec_mb + track_mb + SL_THREAD_STACK_MB) + nwr * (wr_mb + SL_THREAD_STACK_MB) +
+                      SL_THREAD_STACK_MB; /* the model worker */
     /* each decode thread must be able to hold one slot while the model holds a batch */
     size_t need = (size_t)c->decode_threads + 1;
-    size_t n = (size_t)((double)c->max_host_memory_mb / slot_mb);
+    double room = (double)c->max_host_memory_mb - fixed_mb;
+    size_t n = room > 0 ? (size_t)(room / (slot_mb + track_mb)) : 0;
+    r->track_mb = track_mb;
+    r->other_mb = fixed_mb;
     if (n < need)
         return sl_seterr(SL_ECONFIG,
-                         "runtime.max_host_memory_mb (%d) is too small: segments of this job take %.1f MB each and "
-                         "%zu are needed at least (decode_threads + 1): raise it to %.0f or shorten the segments",
-                         c->max_host_memory_mb, slot_mb, need, ceil(slot_mb * (double)need));
+                         "runtime.max_host_memory_mb (%d) is too small: with %d decode threads this job needs %.0f MB "
+                         "for decoders, writers and their tracks in flight, and %zu segment buffers at least "
+                         "(decode_threads + 1) of %.1f MB each, plus %.1f MB per track they hold: raise it to %.0f, "
+                         "or lower runtime.decode_threads, or shorten the segments",
+                         c->max_host_memory_mb, c->decode_threads, fixed_mb, need, slot_mb, track_mb,
+                         ceil(fixed_mb + (slot_mb + track_mb) * (double)need));
     /* Decoding further ahead than one batch per worker (plus one segment per
      * decoder and a little slack) buys nothing: cap there, below the bound, so
      * a fast decoder does not fill memory for nothing. */
     size_t useful = (size_t)c->batch_size + (size_t)c->decode_threads + 2;
     r->n_slots_max = n < useful ? n : useful;
+    r->max_live = (size_t)c->decode_threads + r->n_slots_max;
     return 0;
 }
 
 static int run_pipeline(runner *r)
 {
     const sl_config *cfg = r->cfg;
-    pthread_mutex_init(&r->mu, NULL);
-    pthread_cond_init(&r->cv_slot, NULL);
-    pthread_cond_init(&r->cv_ready, NULL);
-    pthread_cond_init(&r->cv_write, NULL);
-    pthread_cond_init(&r->cv_stem, NULL);
     int nd = cfg->decode_threads > 0 ? cfg->decode_threads : 1;
     if ((size_t)nd > r->cat.n && r->cat.n > 0)
         nd = (int)r->cat.n;
@@ -362,26 +396,18 @@ static int run_pipeline(runner *r)
     free(dth);
     free(wth);
     pool_free_all(r);
-    pthread_cond_destroy(&r->cv_write);
-    pthread_cond_destroy(&r->cv_stem);
-    pthread_cond_destroy(&r->cv_ready);
-    pthread_cond_destroy(&r->cv_slot);
-    pthread_mutex_destroy(&r->mu);
     return ok ? 0 : SL_ENOMEM;
 }
 
-int sl_run(const sl_config *cfg, const sl_run_opts *opts)
+static int run_job(runner *r)
 {
-    runner R;
-    memset(&R, 0, sizeof R);
-    runner *r = &R;
-    r->cfg = cfg;
-    r->opts = opts;
+    const sl_config *cfg = r->cfg;
+    const sl_run_opts *opts = r->opts;
+    const char *prefix = r->prefix;
     int status = SL_EXIT_OK, rc;
     char m[1024];
     sl_op_ctx *ctx = NULL;
     double t_start = now_s();
-    stop_requests = 0;
 
     if (!strcmp(cfg->sep_model, "none") && !strcmp(cfg->emb_model, "none")) {
         sl_log(SL_LOG_ERROR, NULL, NULL,
@@ -421,6 +447,8 @@ int sl_run(const sl_config *cfg, const sl_run_opts *opts)
         rc = resolve_sources(r);
     if (!rc)
         rc = check_output_collisions(r);
+    r->scratch = r->sep && r->n_stem_esrc > 0 && !cfg->stems_enabled;
+    r->write_stems = r->sep && (cfg->stems_enabled || r->scratch);
     if (!rc)
         rc = plan_memory(r);
     if (rc) {
@@ -430,19 +458,6 @@ int sl_run(const sl_config *cfg, const sl_run_opts *opts)
         goto out;
     }
 
-    char prefix[64];
-    sl_shard_prefix(opts->shard_index, opts->shard_count, prefix, sizeof prefix);
-    snprintf(r->prefix, sizeof r->prefix, "%s", prefix);
-    r->scratch = r->sep && r->n_stem_esrc > 0 && !cfg->stems_enabled;
-    r->write_stems = r->sep && (cfg->stems_enabled || r->scratch);
-    r->out_dir = strdup(cfg->output_dir);
-    size_t lp = strlen(cfg->output_dir) + 96;
-    r->ledger_path = malloc(lp);
-    if (!r->out_dir || !r->ledger_path) {
-        status = SL_EXIT_FATAL;
-        goto out;
-    }
-    snprintf(r->ledger_path, lp, "%s/%sledger.sqlite", cfg->output_dir, prefix);
 
     if (opts->dry_run) {
         struct stat st;
@@ -452,6 +467,9 @@ int sl_run(const sl_config *cfg, const sl_run_opts *opts)
         goto out;
     }
 
+    /* nothing in the folder is touched before the lock is held */
+    if (!r->lock && (status = run_lock(r)) != 0)
+        goto out;
     rc = check_writable(cfg->output_dir);
     if (!rc && r->scratch)
         rc = scratch_prepare(r);
@@ -462,6 +480,8 @@ int sl_run(const sl_config *cfg, const sl_run_opts *opts)
         status = sl_exit_status_for(rc);
         goto out;
     }
+    if ((status = run_check_job(r)) != 0)
+        goto out;
     sl_log(SL_LOG_INFO, NULL, NULL, "%zu tracks, backend %s (%s), separation %s, embedding %s, output %s",
            r->cat.n, sl_op_ctx_backend(ctx), sl_op_ctx_device(ctx), r->sep ? r->sep->name : "none",
            r->emb ? r->emb->name : "none", cfg->output_dir);
@@ -533,7 +553,7 @@ int sl_run(const sl_config *cfg, const sl_run_opts *opts)
         sl_report_set_json(r->report, "pipeline", pj);
         char rp[4096];
         snprintf(rp, sizeof rp, "%s/%sreport.json", cfg->output_dir, prefix);
-        sl_report_finish(r->report, now_s() - t_start, stop_requests != 0, r->fatal ? r->fatal_msg : NULL);
+        sl_report_finish(r->report, now_s() - t_start, atomic_load(&stop_requests) != 0, r->fatal ? r->fatal_msg : NULL);
         rc = sl_report_write(r->report, rp);
         if (rc) {
             sl_log(SL_LOG_ERROR, NULL, "report", "%s", sl_errmsg(rc, m, sizeof m));
@@ -543,7 +563,7 @@ int sl_run(const sl_config *cfg, const sl_run_opts *opts)
         if (r->fatal) {
             sl_log(SL_LOG_ERROR, NULL, NULL, "%s", r->fatal_msg);
             status = SL_EXIT_FATAL;
-        } else if (stop_requests) {
+        } else if (atomic_load(&stop_requests)) {
             status = SL_EXIT_INTERRUPTED;
         } else if (sl_report_failed_count(r->report) > 0) {
             status = SL_EXIT_FAILED;
@@ -571,7 +591,50 @@ out:
         }
     }
     free(r->scratch_dir);
+    return status;
+}
+
+int sl_run(const sl_config *cfg, const sl_run_opts *opts)
+{
+    runner R;
+    memset(&R, 0, sizeof R);
+    runner *r = &R;
+    r->cfg = cfg;
+    r->opts = opts;
+    /* for the whole run: set_fatal takes mu on every path, threads or none */
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv_slot, NULL);
+    pthread_cond_init(&r->cv_ready, NULL);
+    pthread_cond_init(&r->cv_write, NULL);
+    pthread_cond_init(&r->cv_stem, NULL);
+    sl_shard_prefix(opts->shard_index, opts->shard_count, r->prefix, sizeof r->prefix);
+    r->out_dir = strdup(cfg->output_dir);
+    size_t lp = strlen(cfg->output_dir) + 96;
+    r->ledger_path = malloc(lp);
+    int status = SL_EXIT_FATAL;
+    if (r->out_dir && r->ledger_path) {
+        snprintf(r->ledger_path, lp, "%s/%sledger.sqlite", cfg->output_dir, r->prefix);
+        /* A second run into a folder that exists is told at once, before it
+         * scans the catalog or loads models; into a new folder (nothing to
+         * lock yet) the lock is taken once the job is known to be valid. */
+        struct stat st;
+        status = 0;
+        if (!opts->dry_run && stat(cfg->output_dir, &st) == 0 && S_ISDIR(st.st_mode))
+            status = run_lock(r);
+        if (!status)
+            status = run_job(r);
+    }
+    sl_runlock_release(r->lock); /* last: after every file of the run is closed */
     free(r->out_dir);
     free(r->ledger_path);
+    pthread_cond_destroy(&r->cv_write);
+    pthread_cond_destroy(&r->cv_stem);
+    pthread_cond_destroy(&r->cv_ready);
+    pthread_cond_destroy(&r->cv_slot);
+    pthread_mutex_destroy(&r->mu);
+    /* A stop request is consumed by the run it stopped; one that came before
+     * this run started (a signal during setup) stopped this run, not lost. */
+    atomic_store(&stop_requests, 0);
+    sl_io_interrupt_clear();
     return status;
 }

@@ -18,6 +18,8 @@ typedef struct {
     int shard_index; /* 0-based */
     int shard_count; /* 1 = no sharding */
     int dry_run;
+    int reset;       /* the folder's ledger holds other settings: remove their outputs, then run */
+    int verify;      /* check the content hashes of done tracks' outputs before skipping them */
     int quiet;
     int progress;    /* -1 auto (tty or not), 0 off, 1 on */
 } sl_run_opts;
@@ -32,8 +34,11 @@ int sl_run(const sl_config *cfg, const sl_run_opts *opts);
  * SL_EXIT_FATAL (1) for what a retry may fix (memory, I/O, a device error). */
 int sl_exit_status_for(int rc);
 
-/* Asks a running sl_run to stop taking new tracks (async-signal-safe). A second
- * call makes it abandon in-flight tracks. */
+/* Asks the running sl_run (or, when none runs, the next one to start) to stop
+ * taking new tracks; decoders blocked in a read give up at once and their
+ * tracks are abandoned (redone by the next run). A second call makes it abandon
+ * every in-flight track: none is recorded done after it unless its outputs were
+ * complete. Async-signal-safe. A request is cleared when sl_run returns. */
 void sl_run_request_stop(void);
 
 #endif

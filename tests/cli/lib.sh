@@ -94,6 +94,28 @@ runtime:
   decode_threads: 1
 EOF
 }
+# seg_job FILE [LINE...]: a job of the tracks in in/ into out/: hpss in 2 s
+# segments (0.5 s overlap), melstats vectors; each LINE goes under runtime:
+seg_job() {
+  local f=$1 l
+  shift
+  printf 'input:\n  paths: [in]\noutput:\n  dir: out\nseparation:\n  model: hpss\n  segment_seconds: 2\n  overlap_seconds: 0.5\nembedding:\n  model: melstats\nruntime:\n' >"$f"
+  for l in "$@"; do printf '  %s\n' "$l" >>"$f"; done
+}
+# rss_of CMD...: runs CMD (output discarded); prints its exit status and peak RSS in MB
+rss_of() { "$SL_PYTHON" -c '
+import resource, subprocess, sys
+rc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+print(rc, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024)' "$@"; }
+# ledger_rows LEDGER: its rows as "id status" lines, in id order (read-only)
+ledger_rows() {
+  "$SL_PYTHON" - "$1" <<'EOF'
+import sqlite3, sys
+db = sqlite3.connect("file:%s?mode=ro" % sys.argv[1], uri=True)
+for i, s in db.execute("SELECT id, status FROM tracks ORDER BY id"):
+    print(i, s)
+EOF
+}
 # snapshot DIR: checksums of every output except the per-run report and the ledger
 snapshot() {
   (cd "$1" && find . -type f ! -name '*report.json' ! -name '*ledger.sqlite*' -print0 | sort -z |

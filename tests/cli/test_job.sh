@@ -167,7 +167,7 @@ rep = json.load(open("out/report.json"))
 assert rep["tracks"]["ok"] == 0 and rep["tracks"]["failed"] == 0, rep["tracks"]
 EOF
 
-# ---- a changed input file or a changed config is redone ----
+# ---- a changed input file is redone; a changed config needs --reset ----
 gen_tone in/good/a.wav 2 44100 2 pcm_s16le
 touch -d '2001-01-01' in/good/a.wav
 run_sl run job.yaml --quiet
@@ -178,7 +178,10 @@ rep = json.load(open("out/report.json"))
 assert [o["id"] for o in rep["ok"]] == ["good/a.wav"], rep["ok"]
 EOF
 run_sl run job.yaml --quiet --set output.stems.sample_format=s16
-expect_status 0 "changed config"
+expect_status 2 "changed config into the same folder"
+expect_grep "output.stems.sample_format is 'f32' there and 's16' in this job" "$ERR" "changed config names the key"
+run_sl run job.yaml --quiet --set output.stems.sample_format=s16 --reset
+expect_status 0 "changed config with --reset"
 py_check "changed config redoes everything" <<'EOF'
 import json, subprocess
 rep = json.load(open("out/report.json"))

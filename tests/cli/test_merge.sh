@@ -30,15 +30,6 @@ echo "this is not audio" > bad/x.mp3
 quick_job job.yaml
 sed -e 's/paths: \[in\]/paths: [in, bad]/' -e 's/dir: out/dir: out2/' job.yaml > job2.yaml
 
-# ledger rows as "id status" lines, via python's sqlite3 (read-only)
-ledger_rows() {
-  "$SL_PYTHON" - "$1" <<'EOF'
-import sqlite3, sys
-db = sqlite3.connect("file:%s?mode=ro" % sys.argv[1], uri=True)
-for i, s in db.execute("SELECT id, status FROM tracks ORDER BY id"):
-    print(i, s)
-EOF
-}
 
 # ---- 3 shards, then merge: complete ----
 for i in 0 1 2; do
@@ -158,7 +149,9 @@ run_sl merge outp --shards-to-run
 cp -r out outc
 sed 's/dir: out/dir: outc/' job.yaml > jobc.yaml
 run_sl run jobc.yaml --shard 2/3 --set embedding.normalize=false --quiet
-expect_status 0 "shard 2/3 with other settings"
+expect_status 2 "shard 2/3 with other settings is refused"
+run_sl run jobc.yaml --shard 2/3 --set embedding.normalize=false --reset --quiet
+expect_status 0 "shard 2/3 with other settings, --reset"
 run_sl merge outc --check-only
 expect_status 3 "merge with two config hashes"
 expect_grep "config hashes differ" "$OUT" "config hash disagreement reported"

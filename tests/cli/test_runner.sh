@@ -119,10 +119,6 @@ EOF
 
 # ---- bounded memory: a long track under a small bound ----
 gen_tone long/long.wav 300 44100 2 pcm_s16le
-rss_of() { "$SL_PYTHON" -c '
-import resource, subprocess, sys
-rc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
-print(rc, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024)' "$@"; }
 read -r rc rss < <(rss_of "$STEMLINE" run job.yaml --quiet --set 'input.paths=[long]' --set output.dir=out-long \
   --set runtime.max_host_memory_mb=64 --set embedding.model=none)
 [ "$rc" = 0 ] && pass || fail "long track run exited $rc"

@@ -113,9 +113,12 @@ assert worst > 20, worst
 EOF
 cat snr.txt 2>/dev/null
 
-# an output-affecting option redoes the tracks
+# an output-affecting option is another job: refused in the same folder, redone with --reset
 run_sl run job.yaml --quiet --set separation.options.niter=0
-expect_status 0 "option change"
+expect_status 2 "option change into the same folder"
+expect_grep "separation.options.niter" "$ERR" "the changed option is named"
+run_sl run job.yaml --quiet --set separation.options.niter=0 --reset
+expect_status 0 "option change with --reset"
 py_check "option change redid the tracks" <<'EOF'
 import json
 rep = json.load(open("out/report.json"))

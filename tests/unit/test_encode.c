@@ -3,13 +3,15 @@
  * clipping); resampled output length is exactly round(n * out / in) and in
  * phase; temporary files never survive finish or abort; bad parameters and
  * unwritable destinations fail with the file named and nothing under the
- * final name. */
+ * final name, and so does a failed fsync. */
 #include "common/sl_error.h"
 #include "io/decode.h"
 #include "io/encode.h"
+#include "io/npy.h"
 #include "sl_test.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -246,6 +248,31 @@ static void test_abort_and_tmp(void)
     CHECK(exists(path) && count_tmp(sub) == 0);
 }
 
+/* A failed fsync of the temporary file, or of the folder after the rename,
+ * fails the finish with the file named, and leaves nothing under either name
+ * (fault injection: sl_io_fault_fsync). */
+static void test_fsync_failure(void)
+{
+    sl_encode_params p = {"wav", "s16", RATE, RATE, 2};
+    const char *faults[2] = {"y.wav.tmp-", "dir:/fsync-dir"};
+    for (int k = 0; k < 2; k++) {
+        char sub[1024], path[1200];
+        snprintf(sub, sizeof sub, "%s/fsync-%s", dir, k ? "dir" : "file");
+        snprintf(path, sizeof path, "%s/y.wav", sub);
+        sl_io_fault_fsync(faults[k]);
+        sl_clearerr();
+        int r = sl_encode_file(path, &p, (const float *const *)sig, 5000);
+        sl_io_fault_fsync(NULL);
+        CHECK_MSG(r == -EIO, "fsync fault on %s: finish returned %d, want -EIO", faults[k], r);
+        CHECK_MSG(strstr(sl_lasterr(), "fsync") && strstr(sl_lasterr(), path), "message '%s' lacks fsync or %s",
+                  sl_lasterr(), path);
+        CHECK_MSG(!exists(path), "%s exists after a failed fsync", path);
+        CHECK_MSG(count_tmp(sub) == 0, "a temporary file survived a failed fsync");
+        /* without the fault the same write succeeds */
+        CHECK(sl_encode_file(path, &p, (const float *const *)sig, 5000) == 0 && exists(path));
+    }
+}
+
 static void expect_einval(const char *fmt, const char *sf, int ch, int in, int out, const char *what)
 {
     char path[1024];
@@ -342,6 +369,7 @@ int main(void)
     test_chunked_and_deterministic();
     test_resample();
     test_abort_and_tmp();
+    test_fsync_failure();
     test_errors();
     test_mono_and_multichannel();
     free(sig[0]);

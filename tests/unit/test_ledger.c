@@ -4,6 +4,8 @@
 #include "common/sl_error.h"
 #include "io/npy.h"
 #include "pipeline/ledger.h"
+#include "pipeline/outputs.h"
+#include "pipeline/runlock.h"
 #include "pipeline/shards.h"
 #include "tests/unit/sl_test.h"
 
@@ -795,6 +797,195 @@ static void test_source_vectors(void)
     sl_ledger_close(l);
 }
 
+/* The job record and the recorded outputs survive in a ledger migrated from an
+ * older version (no files column, no job table), which keeps its rows. */
+static void test_job_record(void)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/v3.db", tmp);
+    sqlite3 *db;
+    CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+    CHECK(sqlite3_exec(db,
+                       "CREATE TABLE tracks (id TEXT PRIMARY KEY COLLATE BINARY, path TEXT NOT NULL, size INTEGER NOT "
+                       "NULL, mtime_ns INTEGER NOT NULL, config_hash TEXT NOT NULL, status TEXT NOT NULL, error "
+                       "TEXT, outputs TEXT, timings TEXT, duration REAL, vector BLOB, dim INTEGER, vector_model "
+                       "TEXT, updated_at TEXT NOT NULL, tags TEXT);"
+                       "CREATE TABLE vectors (id TEXT NOT NULL, source TEXT NOT NULL, win INTEGER NOT NULL, t_start "
+                       "REAL NOT NULL, t_end REAL NOT NULL, vector BLOB NOT NULL, dim INTEGER NOT NULL, tags TEXT, "
+                       "PRIMARY KEY (id, source, win)) WITHOUT ROWID;"
+                       "INSERT INTO tracks VALUES ('a', 'in/a', 1, 2, 'h1', 'done', NULL, '[\"s/a.wav\"]', '{}', "
+                       "1.5, NULL, NULL, NULL, 'x', NULL);"
+                       "INSERT INTO tracks VALUES ('b', 'in/b', 1, 2, 'h2', 'done', NULL, '[]', '{}', "
+                       "1.5, NULL, NULL, NULL, 'x', NULL);"
+                       "INSERT INTO tracks VALUES ('c', 'in/c', 1, 2, 'h2', 'failed', 'bad', '[]', '{}', "
+                       "1.5, NULL, NULL, NULL, 'x', NULL);"
+                       "PRAGMA user_version = 3;",
+                       NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(db);
+    sl_ledger *l = NULL;
+    CHECK_MSG(sl_ledger_open(&l, path) == 0, "%s", sl_lasterr());
+    if (!l)
+        return;
+    CHECK(sl_ledger_is_done(l, "a", "in/a", 1, 2, "h1") == 1); /* resumes */
+    char *h = (char *)"x", *js = (char *)"x";
+    CHECK(sl_ledger_get_job(l, &h, &js) == 0 && !h && !js);
+    char other[17];
+    CHECK(sl_ledger_count_other(l, "h1", other) == 1 && !strcmp(other, "h2"));
+    CHECK(sl_ledger_count_other(l, "h3", other) == 2);
+    CHECK(sl_ledger_set_job(l, "h1", "{\"k\": \"v\"}") == 0);
+    CHECK(sl_ledger_set_job(l, "h2", "{\"k\": \"w\"}") == 0); /* replaces */
+    CHECK(sl_ledger_get_job(l, &h, &js) == 0 && h && js && !strcmp(h, "h2") && !strcmp(js, "{\"k\": \"w\"}"));
+    free(h);
+    free(js);
+    char *outs = NULL, *files = NULL;
+    CHECK(sl_ledger_get_outputs(l, "a", &outs, &files) == 0 && outs && !strcmp(outs, "[\"s/a.wav\"]") && !files);
+    free(outs);
+    CHECK(sl_ledger_get_outputs(l, "nope", &outs, &files) == 0 && !outs && !files);
+    sl_ledger_row r = {.id = "d", .path = "in/d", .size = 1, .mtime_ns = 2, .config_hash = "h2",
+                       .status = SL_TRACK_DONE, .outputs_json = "[\"s/d.wav\"]",
+                       .files_json = "[{\"path\": \"s/d.wav\", \"size\": 3, \"hash\": \"murmur3:00\"}]"};
+    CHECK(sl_ledger_put(l, &r) == 0);
+    CHECK(sl_ledger_get_outputs(l, "d", &outs, &files) == 0 && files && strstr(files, "\"size\": 3"));
+    free(outs);
+    free(files);
+    /* --reset: rows of other settings go, with their vectors */
+    CHECK(sl_ledger_delete_other(l, "h2") == 0);
+    CHECK(sl_ledger_count_other(l, "h2", other) == 0);
+    CHECK(sl_ledger_is_done(l, "a", "in/a", 1, 2, "h1") == 0);
+    CHECK(sl_ledger_is_done(l, "b", "in/b", 1, 2, "h2") == 1);
+    sl_ledger_close(l);
+    /* reopening (the migration is idempotent) keeps the record */
+    CHECK(sl_ledger_open(&l, path) == 0);
+    if (l) {
+        CHECK(sl_ledger_get_job(l, &h, &js) == 0 && h && !strcmp(h, "h2"));
+        free(h);
+        free(js);
+        sl_ledger_close(l);
+    }
+}
+
+/* One holder at a time, in this process or another; death releases it. */
+static void test_runlock(void)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/lock/ledger.sqlite", tmp);
+    CHECK(sl_mkdirs_for(path) == 0);
+    sl_runlock *a = NULL, *b = NULL;
+    CHECK_MSG(sl_runlock_acquire(&a, path) == 0, "%s", sl_lasterr());
+    CHECK(sl_runlock_acquire(&b, path) == -EWOULDBLOCK && !b);
+    char want[64];
+    snprintf(want, sizeof want, "PID %ld on host ", (long)getpid());
+    CHECK_MSG(strstr(sl_lasterr(), want) && strstr(sl_lasterr(), "/lock is in use"), "%s", sl_lasterr());
+    sl_runlock_release(a);
+    CHECK(sl_runlock_acquire(&b, path) == 0);
+    sl_runlock_release(b);
+    /* a child takes it and dies by SIGKILL: the lock does not outlive it */
+    int p[2];
+    CHECK(pipe(p) == 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        sl_runlock *c = NULL;
+        char x = sl_runlock_acquire(&c, path) == 0 ? 'y' : 'n';
+        if (write(p[1], &x, 1) != 1)
+            _exit(1);
+        pause();
+        _exit(0);
+    }
+    char x = 0;
+    CHECK(read(p[0], &x, 1) == 1 && x == 'y');
+    CHECK(sl_runlock_acquire(&a, path) == -EWOULDBLOCK);
+    snprintf(want, sizeof want, "PID %ld on host ", (long)pid);
+    CHECK_MSG(strstr(sl_lasterr(), want) != NULL, "%s", sl_lasterr());
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    close(p[0]);
+    close(p[1]);
+    CHECK(sl_runlock_acquire(&a, path) == 0);
+    sl_runlock_release(a);
+    /* another ledger in the same folder (another shard) has its own lock */
+    snprintf(path, sizeof path, "%s/lock/s0000of0002-ledger.sqlite", tmp);
+    char path2[600];
+    snprintf(path2, sizeof path2, "%s/lock/s0001of0002-ledger.sqlite", tmp);
+    CHECK(sl_runlock_acquire(&a, path) == 0 && sl_runlock_acquire(&b, path2) == 0);
+    sl_runlock_release(a);
+    sl_runlock_release(b);
+}
+
+/* The outputs record: sizes and hashes as written; missing, resized and
+ * rewritten files are found; stale outputs removed, never outside the folder. */
+static void test_outputs(void)
+{
+    char dir[600], p[700];
+    snprintf(dir, sizeof dir, "%s/outs", tmp);
+    snprintf(p, sizeof p, "%s/stems/t/a.flac", dir);
+    CHECK(sl_mkdirs_for(p) == 0);
+    spew(p, "0123456789", 10);
+    snprintf(p, sizeof p, "%s/stems/t/b.flac", dir);
+    spew(p, "abc", 3);
+    const char *outs = "[\"stems/t/a.flac\", \"stems/t/b.flac\"]";
+    int rc = 0;
+    char *files = sl_outputs_files_json(dir, outs, &rc);
+    CHECK_MSG(files && rc == 0, "%s", sl_lasterr());
+    if (!files)
+        return;
+    CHECK(strstr(files, "\"path\": \"stems/t/a.flac\", \"size\": 10, \"hash\": \"murmur3:") != NULL);
+    char why[800];
+    CHECK(sl_outputs_verify(dir, outs, files, 1, why, sizeof why) == 0);
+    CHECK(sl_outputs_verify(dir, outs, NULL, 1, why, sizeof why) == 0); /* old rows: existence */
+    /* same size, other content: only --verify (content) sees it */
+    spew(p, "abd", 3);
+    CHECK(sl_outputs_verify(dir, outs, files, 0, why, sizeof why) == 0);
+    CHECK(sl_outputs_verify(dir, outs, files, 1, why, sizeof why) == 1);
+    CHECK_MSG(strstr(why, "stems/t/b.flac: content changed") != NULL, "%s", why);
+    spew(p, "ab", 2);
+    CHECK(sl_outputs_verify(dir, outs, files, 0, why, sizeof why) == 1);
+    CHECK_MSG(strstr(why, "stems/t/b.flac: 2 bytes, 3 recorded") != NULL, "%s", why);
+    unlink(p);
+    CHECK(sl_outputs_verify(dir, outs, NULL, 0, why, sizeof why) == 1);
+    CHECK_MSG(strstr(why, "stems/t/b.flac: missing") != NULL, "%s", why);
+    CHECK(sl_outputs_each_missing(dir, outs, files, NULL, NULL) == 1);
+    CHECK(sl_outputs_verify(dir, "[\"../x\"]", NULL, 0, why, sizeof why) == 1);
+    CHECK(sl_outputs_verify(dir, "{", NULL, 0, why, sizeof why) == SL_EFORMAT);
+    CHECK(sl_outputs_files_json(dir, "[\"/etc/passwd\"]", &rc) == NULL && rc == SL_EINVAL);
+    /* stale: a.flac replaced by a.wav; b.flac is gone already; ../ is never touched */
+    snprintf(p, sizeof p, "%s/stems/t/a.wav", dir);
+    spew(p, "w", 1);
+    snprintf(p, sizeof p, "%s/keep", tmp);
+    spew(p, "k", 1);
+    CHECK(sl_outputs_remove(dir, "[\"stems/t/a.flac\", \"stems/t/b.flac\", \"../keep\", \"stems/t/a.wav\"]",
+                            "[\"stems/t/a.wav\"]") == 1);
+    CHECK(exists(p));
+    snprintf(p, sizeof p, "%s/stems/t/a.flac", dir);
+    CHECK(!exists(p));
+    snprintf(p, sizeof p, "%s/stems/t/a.wav", dir);
+    CHECK(exists(p));
+    /* everything (reset): the emptied folders go too, not the output folder */
+    CHECK(sl_outputs_remove(dir, files, NULL) == 0); /* a.flac, b.flac already gone */
+    CHECK(sl_outputs_remove(dir, "[\"stems/t/a.wav\"]", NULL) == 1);
+    snprintf(p, sizeof p, "%s/stems", dir);
+    CHECK(!exists(p) && exists(dir));
+    free(files);
+    /* the vectors of one shard prefix, every model and source; not the others' */
+    const char *mine[] = {"embeddings/m1/mix/shard-00000.npy", "embeddings/m1/mix/shard-00000.jsonl",
+                          "embeddings/m1/mix/index.json", "embeddings/m2/drums/timeline/shard-00012.npy",
+                          "tags/m1/tags.jsonl"};
+    const char *theirs[] = {"embeddings/m1/mix/s0000of0002-shard-00000.npy", "embeddings/m1/mix/notes.txt",
+                            "tags/m1/s0001of0002-tags.jsonl"};
+    for (int i = 0; i < 5 + 3; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, i < 5 ? mine[i] : theirs[i - 5]);
+        CHECK(sl_mkdirs_for(p) == 0);
+        spew(p, "x", 1);
+    }
+    CHECK(sl_outputs_remove_shards(dir, "") == 5);
+    for (int i = 0; i < 5 + 3; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, i < 5 ? mine[i] : theirs[i - 5]);
+        CHECK_MSG(exists(p) == (i >= 5), "%s", p);
+    }
+    snprintf(p, sizeof p, "%s/embeddings/m2", dir);
+    CHECK(!exists(p)); /* emptied */
+    CHECK(sl_outputs_remove_shards(dir, "s0000of0002-") == 1);
+}
+
 /* The decode column: added to a ledger made before it (schema 3 without it),
  * once however often the ledger is opened, and written by put. */
 static void test_decode_column(void)
@@ -829,6 +1020,9 @@ static void test_decode_column(void)
 int main(void)
 {
     tmp = sl_test_tmpdir();
+    test_job_record();
+    test_runlock();
+    test_outputs();
     test_migration();
     test_decode_column();
     test_source_vectors();

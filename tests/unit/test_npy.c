@@ -492,6 +492,29 @@ static void test_atomic(void)
     CHECK(count_tmp(dir) == 0);
     CHECK(sl_npy_write(p, m, 1000, 64, "float32") == 0);
     CHECK(stat(p, &st) == 0 && st.st_size == 128 + 1000 * 64 * 4);
+
+    /* A failed fsync (injected) of the temporary file: the old file stays whole;
+     * of the folder after the rename: the file is not reported written and is
+     * not left in place. Neither leaves a temporary file. */
+    snprintf(p, sizeof p, "%s/keep.npy", dir);
+    sl_io_fault_fsync("keep.npy.tmp-");
+    CHECK(sl_npy_write(p, m, 1000, 64, "float16") == -EIO);
+    CHECK(strstr(sl_lasterr(), "fsync") && strstr(sl_lasterr(), "keep.npy"));
+    sl_io_fault_fsync(NULL);
+    after = slurp(p, &len);
+    CHECK(after && len == blen && memcmp(after, before, len) == 0);
+    free(after);
+    CHECK(count_tmp(dir) == 0);
+    char sub[620];
+    snprintf(sub, sizeof sub, "%s/syncdir", dir);
+    CHECK(sl_mkdirs(sub) == 0);
+    snprintf(p, sizeof p, "%s/v.npy", sub);
+    sl_io_fault_fsync("dir:/syncdir");
+    CHECK(sl_npy_write(p, m, 10, 64, "float32") == -EIO);
+    sl_io_fault_fsync(NULL);
+    CHECK(strstr(sl_lasterr(), "fsync of its folder"));
+    CHECK(stat(p, &st) != 0 && count_tmp(sub) == 0);
+    CHECK(sl_npy_write(p, m, 10, 64, "float32") == 0 && stat(p, &st) == 0);
     free(before);
     free(m);
 }

@@ -14,7 +14,8 @@
 //
 // Under AddressSanitizer the stack switches are announced with
 // __sanitizer_start_switch_fiber / __sanitizer_finish_switch_fiber and each
-// reused stack is unpoisoned first, so the sanitizer build runs cleanly.
+// reused stack is unpoisoned first, so the sanitizer build runs cleanly; under
+// ThreadSanitizer with __tsan_switch_to_fiber (see SL_EMU_TSAN below).
 #include "../sl_cuda.h"
 
 #include <limits.h>
@@ -76,6 +77,33 @@ __asm__(".text\n"
 #include <sanitizer/common_interface_defs.h>
 #endif
 
+// Under ThreadSanitizer each coroutine is a TSan fiber (created with its stack,
+// never destroyed, like the stack), and every switch is announced with
+// __tsan_switch_to_fiber: without that TSan takes the coroutines' frames for
+// the host thread's and its shadow call stack goes wrong. Switches synchronise
+// (flag 0): the threads of a block run in turn and see each other's writes,
+// as at a barrier. A coroutine's first frame never returns (it ends in a
+// switch, and its stack is reset for the next block), so the functions that
+// switch away for good are not instrumented: their entries would pile up on
+// the fiber's shadow stack, one per block.
+#if defined(__SANITIZE_THREAD__)
+#define SL_EMU_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define SL_EMU_TSAN 1
+#endif
+#endif
+#ifdef SL_EMU_TSAN
+#include <sanitizer/tsan_interface.h>
+#if defined(__clang__)
+#define SL_EMU_NO_TSAN __attribute__((disable_sanitizer_instrumentation))
+#else
+#define SL_EMU_NO_TSAN __attribute__((no_sanitize("thread")))
+#endif
+#else
+#define SL_EMU_NO_TSAN
+#endif
+
 __thread uint3 threadIdx, blockIdx, blockDim, gridDim;
 __thread unsigned char *sl_emu_dyn_smem;
 
@@ -109,6 +137,9 @@ struct fiber {
 #ifdef SL_EMU_ASAN
     void *fake_stack;
 #endif
+#ifdef SL_EMU_TSAN
+    void *tsan_fiber;
+#endif
 };
 
 struct emu_thread {
@@ -128,6 +159,10 @@ struct emu_thread {
     const void *sched_bottom;
     size_t sched_size;
 #endif
+#ifdef SL_EMU_TSAN
+    void *tsan_sched; // the host thread's own TSan context
+    pid_t tsan_pid;   // process that created the fibers' TSan contexts
+#endif
 };
 
 thread_local emu_thread T;
@@ -145,9 +180,12 @@ thread_local emu_thread T;
 }
 
 // Back to the scheduler; returns when the scheduler resumes this fiber.
-void yield_to_scheduler(bool finished)
+SL_EMU_NO_TSAN void yield_to_scheduler(bool finished)
 {
     fiber *f = T.cur;
+#ifdef SL_EMU_TSAN
+    __tsan_switch_to_fiber(T.tsan_sched, 0);
+#endif
 #ifdef SL_EMU_ASAN
     __sanitizer_start_switch_fiber(finished ? nullptr : &f->fake_stack, T.sched_bottom, T.sched_size);
 #else
@@ -163,7 +201,7 @@ void yield_to_scheduler(bool finished)
 #endif
 }
 
-void fiber_main()
+SL_EMU_NO_TSAN void fiber_main()
 {
 #ifdef SL_EMU_ASAN
     __sanitizer_finish_switch_fiber(nullptr, &T.sched_bottom, &T.sched_size);
@@ -178,6 +216,10 @@ void resume(fiber *f)
 {
     T.cur = f;
     threadIdx = f->tid;
+#ifdef SL_EMU_TSAN
+    T.tsan_sched = __tsan_get_current_fiber();
+    __tsan_switch_to_fiber(f->tsan_fiber, 0);
+#endif
 #ifdef SL_EMU_ASAN
     __sanitizer_start_switch_fiber(&T.sched_fake, f->stack, kStack);
 #endif
@@ -200,6 +242,15 @@ int ensure_fibers(unsigned n)
             return sl_seterr(SL_ENOMEM, "cuda-emu: cannot map the coroutine table");
         T.fibers = static_cast<fiber *>(p);
     }
+#ifdef SL_EMU_TSAN
+    // In a forked child the parent's fibers are threads TSan holds as gone
+    // (switches to them no longer synchronise): fresh contexts for the stacks.
+    if (T.tsan_pid != getpid()) {
+        for (unsigned i = 0; i < T.n_stacks; i++)
+            T.fibers[i].tsan_fiber = __tsan_create_fiber(0);
+        T.tsan_pid = getpid();
+    }
+#endif
     const size_t page = (size_t)sysconf(_SC_PAGESIZE);
     while (T.n_stacks < n) {
         // Reserved lazily (MAP_NORESERVE), so untouched stack pages cost nothing;
@@ -210,6 +261,9 @@ int ensure_fibers(unsigned n)
             return sl_seterr(SL_ENOMEM, "cuda-emu: cannot map a coroutine stack");
         mprotect(p, page, PROT_NONE);
         T.fibers[T.n_stacks].stack = static_cast<unsigned char *>(p) + page;
+#ifdef SL_EMU_TSAN
+        T.fibers[T.n_stacks].tsan_fiber = __tsan_create_fiber(0);
+#endif
         T.n_stacks++;
     }
     return 0;
