@@ -253,7 +253,7 @@ static void test_abort_and_tmp(void)
  * (fault injection: sl_io_fault_fsync). */
 static void test_fsync_failure(void)
 {
-    sl_encode_params p = {"wav", "s16", RATE, RATE, 2};
+    sl_encode_params p = {"wav", "s16", RATE, RATE, 2, 0};
     const char *faults[2] = {"y.wav.tmp-", "dir:/fsync-dir"};
     for (int k = 0; k < 2; k++) {
         char sub[1024], path[1200];
