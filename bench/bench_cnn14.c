@@ -31,7 +31,7 @@ static double now(void)
 int main(int argc, char **argv)
 {
     const char *weights = NULL, *input = NULL, *output = NULL, *backend = "cpu";
-    int repeat = 3;
+    int repeat = 3, threads = 1;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--weights"))
             weights = argv[i + 1];
@@ -43,6 +43,8 @@ int main(int argc, char **argv)
             backend = argv[i + 1];
         else if (!strcmp(argv[i], "--repeat"))
             repeat = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--threads"))
+            threads = atoi(argv[i + 1]);
         else {
             fprintf(stderr, "bench_cnn14: unknown argument %s\n", argv[i]);
             return 2;
@@ -50,7 +52,7 @@ int main(int argc, char **argv)
     }
     if (!weights || !input || repeat < 1) {
         fprintf(stderr, "usage: bench_cnn14 --weights W --input IN.f32 [--output OUT.f32] [--backend cpu] "
-                        "[--repeat N]\n");
+                        "[--repeat N] [--threads N]\n");
         return 2;
     }
     sl_log_set_level(SL_LOG_WARN);
@@ -73,6 +75,10 @@ int main(int argc, char **argv)
     if (sl_op_ctx_open(&ctx, backend) < 0) {
         fprintf(stderr, "bench_cnn14: backend %s: %s\n", backend, sl_lasterr());
         return 77;
+    }
+    if (sl_op_ctx_set_threads(ctx, threads) < 0) {
+        fprintf(stderr, "bench_cnn14: --threads %d: %s\n", threads, sl_lasterr());
+        return 2;
     }
     sl_emb_model *m = NULL;
     double t0 = now();
@@ -99,9 +105,9 @@ int main(int argc, char **argv)
             best = dt;
     }
     const double audio = (double)n / info->sample_rate;
-    printf("{\"bench\":\"cnn14\",\"impl\":\"stemline\",\"backend\":\"%s\",\"device\":\"%s\",\"seconds\":%.3f,"
+    printf("{\"bench\":\"cnn14\",\"impl\":\"stemline\",\"backend\":\"%s\",\"device\":\"%s\",\"threads\":%d,\"peak_threads\":%d,\"seconds\":%.3f,"
            "\"best_s\":%.4f,\"mean_s\":%.4f,\"x_realtime\":%.2f,\"load_s\":%.3f,\"repeat\":%d}\n",
-           sl_op_ctx_backend(ctx), sl_op_ctx_device(ctx), audio, best, sum / repeat, audio / best, t_load, repeat);
+           sl_op_ctx_backend(ctx), sl_op_ctx_device(ctx), sl_op_ctx_threads(ctx), sl_op_ctx_peak_threads(ctx), audio, best, sum / repeat, audio / best, t_load, repeat);
     if (output) {
         FILE *o = fopen(output, "wb");
         if (!o || fwrite(out, sizeof(float), (size_t)(info->dim + info->n_scores), o) !=

@@ -12,8 +12,8 @@ Input: --seconds of tools/gen_golden_cnn14.make_input (tones + noise + a click)
 at 32 kHz, one clip. PyTorch: Cnn14.forward in eval mode, float32, under
 torch.no_grad, torch.set_num_threads(--threads), one warm-up then best of
 --repeat. stemline: bench_cnn14 (weights loaded and folded untimed, one warm-up,
-best of --repeat) with OPENBLAS_NUM_THREADS=--threads (FFTW and the small ops on
-one thread). Both times include the front end (STFT, mel, dB) and the head.
+best of --repeat) with --threads threads in its op context (the convolutions,
+GEMMs and transforms split over them; OpenBLAS itself on one). Both times include the front end (STFT, mel, dB) and the head.
 Prints x realtime for both, the speed-up, and the max relative differences of
 the embedding and of the 527 scores (max|stemline - torch| / max|torch|).
 --check exits 1 when either exceeds 1e-3. Needs what tools/gen_golden_cnn14.py
@@ -68,9 +68,9 @@ def main():
                     times.append(dt)
         ref_e = out["embedding"].numpy()[0].astype(np.float64)
         ref_s = out["clipwise_output"].numpy()[0].astype(np.float64)
-        env = dict(os.environ, OPENBLAS_NUM_THREADS=str(a.threads), OMP_NUM_THREADS=str(a.threads))
+        env = dict(os.environ)
         res = subprocess.run([a.bin, "--weights", wpath, "--input", ipath, "--output", opath, "--repeat",
-                              str(a.repeat)], env=env, check=True, stdout=subprocess.PIPE).stdout.decode()
+                              str(a.repeat), "--threads", str(a.threads)], env=env, check=True, stdout=subprocess.PIPE).stdout.decode()
         sl = json.loads(res.strip().splitlines()[-1])
         got = np.fromfile(opath, dtype="<f4").astype(np.float64)
     got_e, got_s = got[:2048], got[2048:]

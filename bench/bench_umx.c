@@ -36,7 +36,7 @@ int main(int argc, char **argv)
     const char *weights = NULL, *input = NULL, *output = NULL, *backend = "cpu", *model = "umx";
     const char *niter = "1", *residual = "false", *softmask = "false";
     char extra[8][2][64];
-    int repeat = 1, n_extra = 0;
+    int repeat = 1, n_extra = 0, threads = 1;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--weights"))
             weights = argv[i + 1];
@@ -48,6 +48,8 @@ int main(int argc, char **argv)
             backend = argv[i + 1];
         else if (!strcmp(argv[i], "--repeat"))
             repeat = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--threads"))
+            threads = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--niter"))
             niter = argv[i + 1];
         else if (!strcmp(argv[i], "--residual"))
@@ -68,7 +70,8 @@ int main(int argc, char **argv)
     }
     if (!weights || !input || repeat < 1) {
         fprintf(stderr, "usage: bench_umx --weights W --input IN.f32 [--output OUT.f32] [--model umx] [--backend cpu] "
-                        "[--repeat N] [--opt KEY=VALUE]... [--niter 1] [--residual false] [--softmask false]\n");
+                        "[--repeat N] [--threads N] [--opt KEY=VALUE]... [--niter 1] [--residual false] "
+                        "[--softmask false]\n");
         return 2;
     }
     sl_log_set_level(SL_LOG_WARN);
@@ -91,6 +94,10 @@ int main(int argc, char **argv)
     if (sl_op_ctx_open(&ctx, backend) < 0) {
         fprintf(stderr, "bench_umx: backend %s: %s\n", backend, sl_lasterr());
         return 77;
+    }
+    if (sl_op_ctx_set_threads(ctx, threads) < 0) {
+        fprintf(stderr, "bench_umx: --threads %d: %s\n", threads, sl_lasterr());
+        return 2;
     }
     const int is_umx = !strcmp(model, "umx");
     sl_cfg_opt items[11] = {{(char *)"niter", (char *)niter, (char *)"bench", 1, 1},
@@ -133,10 +140,11 @@ int main(int argc, char **argv)
             best = dt;
     }
     const double audio = (double)n / info->sample_rate;
-    printf("{\"bench\":\"%s\",\"impl\":\"stemline\",\"backend\":\"%s\",\"device\":\"%s\",\"seconds\":%.3f,"
-           "\"sources\":%d,\"load_s\":%.3f,\"best_s\":%.4f,\"mean_s\":%.4f,\"repeat\":%d,\"x_realtime\":%.4g,"
-           "\"params\":\"%s\"}\n",
-           model, backend, sl_op_ctx_device(ctx), audio, S, t_load, best, sum / repeat, repeat, audio / best, info->params);
+    printf("{\"bench\":\"%s\",\"impl\":\"stemline\",\"backend\":\"%s\",\"device\":\"%s\",\"threads\":%d,"
+           "\"peak_threads\":%d,\"seconds\":%.3f,\"sources\":%d,\"load_s\":%.3f,\"best_s\":%.4f,\"mean_s\":%.4f,"
+           "\"repeat\":%d,\"x_realtime\":%.4g,\"params\":\"%s\"}\n",
+           model, backend, sl_op_ctx_device(ctx), sl_op_ctx_threads(ctx), sl_op_ctx_peak_threads(ctx), audio, S, t_load,
+           best, sum / repeat, repeat, audio / best, info->params);
     if (output) {
         FILE *o = fopen(output, "wb");
         if (!o || fwrite(out, sizeof(float), (size_t)S * C * n, o) != (size_t)S * C * n) {

@@ -18,8 +18,8 @@ Wiener windows of 300 frames.
 
 Timing: PyTorch: Separator forward under torch.no_grad after one warm-up,
 torch.set_num_threads(--threads); stemline: bench_umx (one warm-up, then
---repeat runs) with OPENBLAS_NUM_THREADS=--threads (FFTW and the Wiener filter
-run on one thread). Best of --repeat for both. Prints x realtime for both,
+--repeat runs) with --threads threads in its op context (GEMMs, LSTM, FFT
+batches and the Wiener filter's items split over them; OpenBLAS itself on one). Best of --repeat for both. Prints x realtime for both,
 the speed-up, and max |stemline - torch| over all stems relative to the
 largest stem sample. --check exits 1 when that exceeds 1e-3 (the slow test).
 Needs: python3-torch (Debian), openunmix (pip --no-deps), numpy, a build.
@@ -145,9 +145,9 @@ def main():
 
     # stemline
     outp = os.path.join(work, "out.f32")
-    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(a.threads), OMP_NUM_THREADS=str(a.threads))
+    env = dict(os.environ)
     r = subprocess.run([a.bench_bin, "--weights", weights, "--input", inp, "--output", outp, "--backend", a.backend,
-                        "--repeat", str(a.repeat)], env=env, capture_output=True, text=True)
+                        "--repeat", str(a.repeat), "--threads", str(a.threads)], env=env, capture_output=True, text=True)
     if r.returncode != 0:
         sys.stderr.write(r.stderr)
         raise SystemExit("bench_umx failed (%d)" % r.returncode)

@@ -59,6 +59,9 @@ typedef struct sl_op_backend {
     int (*spec_gather)(sl_op_ctx *ctx, const sl_band_geom *g, const float *spec, float *out);
     int (*mask_scatter)(sl_op_ctx *ctx, const sl_band_geom *g, size_t n_masks, const int32_t *inv_off,
                         const int32_t *inv_idx, const float *spec, const float *mask, float *out);
+    /* ctx->pool changed (sl_op_ctx_set_threads): update ctx->device. NULL (last, so the
+     * positional tables of kernels/cuda leave it out): the backend's threads stay 1. */
+    void (*threads_changed)(sl_op_ctx *ctx);
 } sl_op_backend;
 
 struct sl_op_ctx {
@@ -66,6 +69,7 @@ struct sl_op_ctx {
     char device[192];
     int device_req; /* CUDA ordinal asked for ("cuda:N"), 0 by default */
     void *state;    /* backend-private */
+    struct sl_pool *pool; /* threads of the ops (sl_op_ctx_set_threads), NULL = the caller only */
 };
 
 extern const sl_op_backend sl_cpu_backend;

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "../common/sl_error.h"
+#include "../common/sl_pool.h"
 #include "../common/sl_log.h"
 #include "backend.h"
 #ifdef SL_HAVE_CUDA
@@ -195,8 +196,31 @@ void sl_op_ctx_close(sl_op_ctx *ctx)
         return;
     if (ctx->be->fini)
         ctx->be->fini(ctx);
+    sl_pool_destroy(ctx->pool);
     free(ctx);
 }
+
+int sl_op_ctx_set_threads(sl_op_ctx *ctx, int threads)
+{
+    if (threads < 1 || threads > 1024)
+        return sl_seterr(SL_EINVAL, "%d threads per context (must be 1..1024)", threads);
+    if (!ctx->be->threads_changed || threads == sl_pool_threads(ctx->pool))
+        return 0;
+    sl_pool *p = NULL;
+    if (threads > 1) {
+        int rc = sl_pool_create(&p, threads);
+        if (rc)
+            return rc;
+    }
+    sl_pool_destroy(ctx->pool);
+    ctx->pool = p;
+    ctx->be->threads_changed(ctx);
+    return 0;
+}
+
+int sl_op_ctx_threads(const sl_op_ctx *ctx) { return sl_pool_threads(ctx->pool); }
+
+int sl_op_ctx_peak_threads(const sl_op_ctx *ctx) { return ctx->pool ? sl_pool_peak(ctx->pool) : 1; }
 
 const char *sl_op_ctx_backend(const sl_op_ctx *ctx) { return ctx->be->name; }
 const char *sl_op_ctx_device(const sl_op_ctx *ctx) { return ctx->device; }

@@ -80,8 +80,19 @@ int sl_op_device_count(void);
 void sl_op_ctx_close(sl_op_ctx *ctx);
 /* "cpu", "cuda" or "cuda-emu"; static string, never NULL. */
 const char *sl_op_ctx_backend(const sl_op_ctx *ctx);
-/* Human-readable device, e.g. "CPU (1 thread, fftw-3.3.10)"; owned by ctx, never NULL. */
+/* Human-readable device, e.g. "CPU (2 threads per context, fftw-3.3.10)"; owned by ctx, never NULL. */
 const char *sl_op_ctx_device(const sl_op_ctx *ctx);
+/* Runs the ops of ctx on threads threads in all (1..1024): the calling thread plus
+ * threads-1 helpers of one sl_pool (common/sl_pool.h) that the CPU ops split their
+ * work over (GEMM, LSTM, convolution, median filters, FFT batches). 1 (the default)
+ * starts no thread. Backends other than the CPU keep 1 (their work runs on the
+ * device). Returns 0, SL_EINVAL or SL_ENOMEM / SL_EIO with sl_lasterr(). */
+int sl_op_ctx_set_threads(sl_op_ctx *ctx, int threads);
+/* Threads the ops of ctx run on (1 unless set above); never fails. */
+int sl_op_ctx_threads(const sl_op_ctx *ctx);
+/* Most threads that ran one op's loop at the same time so far (instrumentation:
+ * a report's stated split is the split that ran); 0 before any threaded op. */
+int sl_op_ctx_peak_threads(const sl_op_ctx *ctx);
 /* 1 when the backend of ctx implements op, 0 otherwise (never fails). */
 int sl_op_supported(const sl_op_ctx *ctx, sl_op_id op);
 /* Static name of op ("frame", "rfft", ...), "?" when out of range. */

@@ -28,6 +28,7 @@ typedef struct {
     int kernel_h, kernel_p;
     float margin_h, margin_p, power;
     float *window; /* backend memory, n_fft */
+    sl_model_ws ws; /* hpss_bufs, kept across segments */
 } hpss_state;
 
 static const sl_op_id hpss_ops[] = {SL_OP_FRAME,       SL_OP_RFFT,       SL_OP_MAGNITUDE,
@@ -40,6 +41,7 @@ static void hpss_close(sl_sep_model *m)
     if (!st)
         return;
     sl_op_free(m->ctx, st->window);
+    sl_model_ws_free(m->ctx, &st->ws);
     free(st);
     m->impl = NULL;
 }
@@ -48,16 +50,6 @@ static void hpss_close(sl_sep_model *m)
 typedef struct {
     float *x, *frames, *spec, *mag, *mh, *mp, *y, *ybuf;
 } hpss_bufs;
-
-static void free_bufs(sl_op_ctx *ctx, hpss_bufs *b)
-{
-    float **p = (float **)b;
-    for (size_t i = 0; i < sizeof *b / sizeof(float *); i++)
-        sl_op_free(ctx, p[i]);
-    memset(b, 0, sizeof *b);
-}
-
-static int alloc_f(sl_op_ctx *ctx, float **p, size_t n) { return sl_op_alloc(ctx, (void **)p, n * sizeof(float)); }
 
 /* One source: mask the spectrum, back to samples, into host memory dst[n]. */
 static int render(sl_op_ctx *ctx, const sl_stft_cfg *c, const float *window, hpss_bufs *b,
@@ -90,22 +82,9 @@ static int hpss_run(sl_sep_model *m, const float *const *in, size_t n, float *co
     const size_t nf = sl_stft_n_frames(&c, n);
     const size_t nb = (size_t)c.n_fft / 2 + 1;
     const float fscale = c.normalized ? 1.0f / sqrtf((float)c.n_fft) : 1.0f;
-    hpss_bufs b = {0};
-    int rc = alloc_f(ctx, &b.x, n);
-    if (!rc)
-        rc = alloc_f(ctx, &b.y, n);
-    if (!rc)
-        rc = alloc_f(ctx, &b.frames, nf * (size_t)c.n_fft);
-    if (!rc)
-        rc = alloc_f(ctx, &b.spec, nf * nb * 2);
-    if (!rc)
-        rc = alloc_f(ctx, &b.ybuf, nf * nb * 2);
-    if (!rc)
-        rc = alloc_f(ctx, &b.mag, nf * nb);
-    if (!rc)
-        rc = alloc_f(ctx, &b.mh, nf * nb);
-    if (!rc)
-        rc = alloc_f(ctx, &b.mp, nf * nb);
+    hpss_bufs b;
+    const size_t sizes[] = {n, nf * (size_t)c.n_fft, nf * nb * 2, nf * nb, nf * nb, nf * nb, n, nf * nb * 2};
+    int rc = sl_model_ws_get(ctx, &st->ws, sizeof sizes / sizeof *sizes, sizes, (float **)&b);
     for (int ch = 0; ch < m->info.channels && rc == 0; ch++) {
         rc = sl_op_upload(ctx, b.x, in[ch], n * sizeof(float));
         if (!rc)
@@ -133,7 +112,6 @@ static int hpss_run(sl_sep_model *m, const float *const *in, size_t n, float *co
                 r[i] = x[i] - h[i] - p[i];
         }
     }
-    free_bufs(ctx, &b);
     return rc;
 }
 

@@ -82,6 +82,20 @@ int sl_cnn14_run_stages(sl_emb_model *m, const float *in, size_t n, float *vec, 
 /* Frames T for n samples, mel bins, and the six blocks' channel counts. */
 int sl_cnn14_geometry(const sl_emb_model *m, size_t n, size_t *frames, int *n_mels, int *channels);
 
+/* Work buffers of one model instance kept from call to call (a model runs on one
+ * worker's context at a time): one backend allocation carved into parts, regrown
+ * only when a call needs more than any before, so segments after the first
+ * allocate and page-fault nothing. */
+typedef struct {
+    float *base;
+    size_t floats;
+} sl_model_ws;
+/* Points p[i] at sizes[i] floats (64-byte aligned, contents undefined) inside ws for
+ * i < n, growing ws when needed. Returns 0 or SL_ENOMEM (ws then empty). */
+int sl_model_ws_get(sl_op_ctx *ctx, sl_model_ws *ws, size_t n, const size_t *sizes, float **p);
+/* Frees the buffers; ws may be empty. */
+void sl_model_ws_free(sl_op_ctx *ctx, sl_model_ws *ws);
+
 /* Weight helpers shared by the models with weights. */
 /* Allocates n floats on ctx's backend and uploads src into them. */
 int sl_model_upload_new(sl_op_ctx *ctx, float **dst, const float *src, size_t n);

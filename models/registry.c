@@ -183,6 +183,33 @@ void sl_emb_close(sl_emb_model *m)
     free(m);
 }
 
+int sl_model_ws_get(sl_op_ctx *ctx, sl_model_ws *ws, size_t n, const size_t *sizes, float **p)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += (sizes[i] + 15) & ~(size_t)15;
+    if (total > ws->floats) {
+        sl_model_ws_free(ctx, ws);
+        int rc = sl_op_alloc(ctx, (void **)&ws->base, total * sizeof(float));
+        if (rc < 0)
+            return rc;
+        ws->floats = total;
+    }
+    float *at = ws->base;
+    for (size_t i = 0; i < n; i++) {
+        p[i] = at;
+        at += (sizes[i] + 15) & ~(size_t)15;
+    }
+    return 0;
+}
+
+void sl_model_ws_free(sl_op_ctx *ctx, sl_model_ws *ws)
+{
+    sl_op_free(ctx, ws->base);
+    ws->base = NULL;
+    ws->floats = 0;
+}
+
 int sl_model_upload_new(sl_op_ctx *ctx, float **dst, const float *src, size_t n)
 {
     int rc = sl_op_alloc(ctx, (void **)dst, n * sizeof(float));

@@ -49,6 +49,7 @@ typedef struct {
     float *wl;                 /* [J][lstm_floats] */
     float *w2, *b2;            /* [J][H][2H], [J][H] */
     float *w3, *b3;            /* [J][2nb][H], [J][2nb] */
+    sl_model_ws ws;            /* umx_bufs, kept across segments */
 } umx_state;
 
 static const sl_op_id umx_ops[] = {SL_OP_FRAME, SL_OP_RFFT,   SL_OP_MAGNITUDE, SL_OP_AFFINE,     SL_OP_GEMM,
@@ -62,6 +63,7 @@ static void umx_close(sl_sep_model *m)
     float *bufs[] = {st->window, st->in_mean, st->in_scale, st->w1, st->b1, st->wl, st->w2, st->b2, st->w3, st->b3};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         sl_op_free(m->ctx, bufs[i]);
+    sl_model_ws_free(m->ctx, &st->ws);
     free(st);
     m->impl = NULL;
 }
@@ -353,16 +355,6 @@ typedef struct {
     float *x, *frames, *spec, *mag, *X, *cat, *h2, *est, *wien, *y;
 } umx_bufs;
 
-static void free_bufs(sl_op_ctx *ctx, umx_bufs *b)
-{
-    float **p = (float **)b;
-    for (size_t i = 0; i < sizeof *b / sizeof(float *); i++)
-        sl_op_free(ctx, p[i]);
-    memset(b, 0, sizeof *b);
-}
-
-static int alloc_f(sl_op_ctx *ctx, float **p, size_t n) { return sl_op_alloc(ctx, (void **)p, n * sizeof(float)); }
-
 /* The whole model on one segment; stage copies for the tests when stages != NULL. */
 static int umx_forward(sl_sep_model *m, const float *const *in, size_t n, float *const *const *out,
                        sl_umx_stages *stages)
@@ -377,26 +369,10 @@ static int umx_forward(sl_sep_model *m, const float *const *in, size_t n, float 
     const size_t T = sl_stft_n_frames(&c, n), nb = (size_t)st->nb, mb = (size_t)st->mb, H = (size_t)st->H;
     const size_t J = (size_t)st->J, S = (size_t)st->S, nfft = (size_t)c.n_fft;
     const size_t plane = T * nb; /* one channel's bins */
-    umx_bufs b = {0};
-    int rc = alloc_f(ctx, &b.x, 2 * n);
-    if (!rc)
-        rc = alloc_f(ctx, &b.y, 2 * n);
-    if (!rc)
-        rc = alloc_f(ctx, &b.frames, 2 * T * nfft);
-    if (!rc)
-        rc = alloc_f(ctx, &b.spec, 2 * plane * 2);
-    if (!rc)
-        rc = alloc_f(ctx, &b.mag, 2 * plane);
-    if (!rc)
-        rc = alloc_f(ctx, &b.X, J * T * 2 * mb);
-    if (!rc)
-        rc = alloc_f(ctx, &b.cat, J * T * 2 * H);
-    if (!rc)
-        rc = alloc_f(ctx, &b.h2, J * T * H);
-    if (!rc)
-        rc = alloc_f(ctx, &b.est, J * 2 * plane);
-    if (!rc)
-        rc = alloc_f(ctx, &b.wien, S * 2 * plane * 2);
+    umx_bufs b; /* x, frames, spec, mag, X, cat, h2, est, wien, y */
+    const size_t sizes[] = {2 * n,         2 * T * nfft, 2 * plane * 2, 2 * plane,         J * T * 2 * mb,
+                            J * T * 2 * H, J * T * H,    J * 2 * plane, S * 2 * plane * 2, 2 * n};
+    int rc = sl_model_ws_get(ctx, &st->ws, sizeof sizes / sizeof *sizes, sizes, (float **)&b);
     /* STFT of both channels as one batch */
     for (int ch = 0; ch < 2 && !rc; ch++)
         rc = sl_op_upload(ctx, b.x + (size_t)ch * n, in[ch], n * sizeof(float));
@@ -460,7 +436,6 @@ static int umx_forward(sl_sep_model *m, const float *const *in, size_t n, float 
         for (int ch = 0; ch < 2 && !rc; ch++)
             rc = sl_op_download(ctx, out[s][ch], b.y + (size_t)ch * n, n * sizeof(float));
     }
-    free_bufs(ctx, &b);
     return rc;
 }
 

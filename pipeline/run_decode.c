@@ -85,7 +85,9 @@ static int decode_stream(runner *r, trk *t, int kind, int src, const char *path)
         }
         slot_layout(r, s, kind);
         s->src = src;
+        sl_budget_acquire(r->budget, 1); /* decoding computes: one token of runtime.threads */
         long len = sl_segmenter_next(&sg, dec_read, &da, s->in);
+        sl_budget_release(r->budget, 1);
         if (len <= 0) {
             pool_release(r, s);
             if (len < 0) {

@@ -22,6 +22,7 @@
 
 #include "../common/sl_error.h"
 #include "../common/sl_log.h"
+#include "../common/sl_pool.h"
 #include "../io/catalog.h"
 #include "../io/decode.h"
 #include "../io/encode.h"
@@ -113,7 +114,10 @@ typedef struct {
     sl_sep_model *cpu_sep;
     sl_emb_model *cpu_emb;
     size_t max_batch;
-    int device;            /* CUDA ordinal, -1 = use the runner's context */
+    int device;            /* CUDA ordinal, -1 = use the runner's context (or, own_cpu, a CPU one) */
+    int own_cpu;           /* opens a CPU context of its own (CPU workers after the first) */
+    size_t batches;        /* batches this worker ran */
+    double busy_s;         /* seconds it computed */
     pthread_t th;
     int started;
 } worker;
@@ -150,6 +154,9 @@ struct runner {
 
     worker *workers;
     int n_workers;
+    int threads;           /* runtime.threads resolved: CPU tokens shared by decode, model and write */
+    int op_threads;        /* threads inside each CPU worker's ops (its context's pool) */
+    sl_budget *budget;     /* those tokens */
     sl_op_ctx *host_ctx;   /* allocates the slots */
     const char *const *labels; /* class names of the embedding model's scores, or NULL */
 
@@ -220,6 +227,14 @@ void *writer_thread(void *arg);
 void *decode_thread(void *arg);
 void *worker_thread(void *arg);
 int open_models(runner *r, sl_op_ctx *ctx);
+/* Resolves runtime.threads / runtime.model_workers into r->threads, r->n_workers (CPU
+ * backend; 1 until start_workers for the others) and r->op_threads, sets ctx's
+ * threads and creates the budget. Returns 0, SL_ECONFIG or SL_ENOMEM. */
+int plan_threads(runner *r, sl_op_ctx *ctx);
+/* "CPU (...) x W workers, T compute threads" for the log and the report. */
+void threads_device(const runner *r, const sl_op_ctx *ctx, char *buf, size_t size);
+/* JSON members (no braces) of the split that ran: threads, workers, op_threads and the peaks measured. */
+void threads_json(const runner *r, char *buf, size_t size);
 int start_workers(runner *r, sl_op_ctx *ctx);
 void close_workers(runner *r);
 /* run_guard.c. lock, check_job: 0 or the SL_EXIT_* status to stop with (logged).

@@ -1,6 +1,77 @@
 /* Job runner: model workers (batches of segments of many tracks through the
- * separation and embedding models, CPU fallback after a device error). */
+ * separation and embedding models, CPU fallback after a device error) and the
+ * thread policy.
+ *
+ * Thread policy (runtime.threads = T, runtime.model_workers = W):
+ *  - T is the compute budget: T tokens (common/sl_pool.h, sl_budget) that every
+ *    stage holds while it computes and drops while it waits. A decoder holds one
+ *    while it decodes a segment, a writer one while it encodes and writes a
+ *    segment's outputs, a model worker its op threads' worth while it runs a
+ *    batch. So at most T threads compute at once, whatever the number of threads
+ *    that exist; T = 1 computes on one thread at a time. Default: the CPUs this
+ *    process may use (sched_getaffinity, cgroup v2 quota).
+ *  - CPU backend: W workers, each with its own op context and model instances,
+ *    take batches of segments (of any tracks) from the ready queue in parallel;
+ *    each context runs its ops on P = T / W threads (its sl_pool; OpenBLAS is
+ *    pinned to one thread per call). Auto W = T (P = 1): segments of different
+ *    tracks are independent, so workers scale best, and they need no
+ *    synchronisation inside a batch; set runtime.model_workers lower to trade
+ *    workers for threads inside ops (less memory: one model instance and one set
+ *    of work buffers per worker; lower latency per segment).
+ *  - Other backends: one worker per device, one host thread each (P = 1).
+ * report.json's pipeline object states T, W, P and the peaks measured (tokens
+ * held at once, threads inside one op loop), so the split stated is checked
+ * against the split that ran. */
 #include "run_internal.h"
+
+int plan_threads(runner *r, sl_op_ctx *ctx)
+{
+    const sl_config *c = r->cfg;
+    const int T = c->threads > 0 ? c->threads : sl_cpu_count();
+    int W = 1, P = 1;
+    if (!strcmp(sl_op_ctx_backend(ctx), "cpu")) {
+        W = c->model_workers > 0 ? c->model_workers : T;
+        if (W > T) {
+            sl_log(SL_LOG_WARN, NULL, NULL,
+                   "runtime.model_workers (%d) is more than runtime.threads (%d): %d workers of 1 thread", W, T, T);
+            W = T;
+        }
+        P = T / W;
+    }
+    r->threads = T;
+    r->n_workers = W;
+    r->op_threads = P;
+    int rc = sl_op_ctx_set_threads(ctx, P);
+    if (!rc)
+        rc = sl_budget_create(&r->budget, T);
+    return rc;
+}
+
+void threads_device(const runner *r, const sl_op_ctx *ctx, char *buf, size_t size)
+{
+    snprintf(buf, size, "%s x %d worker%s, %d compute thread%s", sl_op_ctx_device(ctx), r->n_workers,
+             r->n_workers == 1 ? "" : "s", r->threads, r->threads == 1 ? "" : "s");
+}
+
+void threads_json(const runner *r, char *buf, size_t size)
+{
+    int peak_op = 0;
+    size_t len = 0;
+    char batches[512] = "";
+    for (int i = 0; r->workers && i < r->n_workers; i++) {
+        const worker *w = &r->workers[i];
+        if (w->ctx) {
+            const int p = sl_op_ctx_peak_threads(w->ctx);
+            peak_op = p > peak_op ? p : peak_op;
+        }
+        if (len + 32 < sizeof batches)
+            len += (size_t)snprintf(batches + len, sizeof batches - len, "%s%zu", i ? ", " : "", w->batches);
+    }
+    snprintf(buf, size,
+             "\"threads\": %d, \"workers\": %d, \"op_threads\": %d, \"peak_compute_threads\": %d, "
+             "\"peak_op_threads\": %d, \"worker_batches\": [%s]",
+             r->threads, r->n_workers, r->op_threads, sl_budget_peak(r->budget), peak_op, batches);
+}
 
 /* ---- model workers ---- */
 
@@ -122,12 +193,17 @@ static void run_batch(worker *w, slot **s, size_t n)
 static int worker_init(worker *w)
 {
     runner *r = w->r;
-    if (w->device < 0)
+    if (w->device < 0 && !w->own_cpu)
         return 0;
     char name[32];
-    snprintf(name, sizeof name, "cuda:%d", w->device);
+    if (w->own_cpu)
+        snprintf(name, sizeof name, "cpu");
+    else
+        snprintf(name, sizeof name, "cuda:%d", w->device);
     int rc = sl_op_ctx_open(&w->ctx, name);
     w->owns = 1;
+    if (!rc && w->own_cpu)
+        rc = sl_op_ctx_set_threads(w->ctx, r->op_threads);
     if (!rc && r->sep)
         rc = sl_sep_open(&w->sep, r->cfg->sep_model, r->cfg->sep_weights, &r->cfg->sep_options, w->ctx);
     if (!rc && r->emb)
@@ -174,8 +250,15 @@ void *worker_thread(void *arg)
             else
                 batch[live++] = batch[b];
         }
-        if (live)
+        if (live) {
+            /* the batch's threads come out of the run's CPU budget */
+            sl_budget_acquire(r->budget, r->op_threads);
+            const double t0 = now_s();
             run_batch(w, batch, live);
+            w->busy_s += now_s() - t0;
+            w->batches++;
+            sl_budget_release(r->budget, r->op_threads);
+        }
         for (size_t b = 0; b < live; b++)
             push_write(r, batch[b]);
     }
@@ -207,10 +290,9 @@ int open_models(runner *r, sl_op_ctx *ctx)
 
 int start_workers(runner *r, sl_op_ctx *ctx)
 {
-    /* One worker per device in runtime.devices. The CPU backend gets one
-     * worker: its context is single-threaded, and the other cores decode and
-     * encode. */
+    /* One worker per device in runtime.devices; on the CPU, plan_threads' workers. */
     const sl_config *c = r->cfg;
+    const int cpu = !strcmp(sl_op_ctx_backend(ctx), "cpu");
     int devs[64], nd = 0;
     if (!strcmp(sl_op_ctx_backend(ctx), "cuda")) {
         int count = sl_op_device_count();
@@ -228,7 +310,8 @@ int start_workers(runner *r, sl_op_ctx *ctx)
             devs[nd++] = (int)d;
         }
     }
-    r->n_workers = nd > 1 ? nd : 1;
+    if (!cpu)
+        r->n_workers = nd > 1 ? nd : 1;
     r->workers = calloc((size_t)r->n_workers, sizeof *r->workers);
     if (!r->workers)
         return SL_ENOMEM;
@@ -238,7 +321,8 @@ int start_workers(runner *r, sl_op_ctx *ctx)
         w->id = i;
         w->max_batch = (size_t)c->batch_size;
         w->device = nd > 1 ? devs[i] : -1;
-        if (w->device < 0) {
+        w->own_cpu = cpu && i > 0;
+        if (w->device < 0 && !w->own_cpu) {
             /* the context the models were opened on (device 0 or the CPU) */
             w->ctx = ctx;
             w->sep = r->sep_model;

@@ -491,7 +491,10 @@ void *writer_thread(void *arg)
 {
     runner *r = arg;
     slot *s;
-    while ((s = pop_write(r)))
+    while ((s = pop_write(r))) {
+        sl_budget_acquire(r->budget, 1); /* encoding and writing compute: one token */
         write_one(r, s);
+        sl_budget_release(r->budget, 1);
+    }
     return NULL;
 }

@@ -215,6 +215,8 @@ static void pipeline_json(runner *r, char *buf, size_t size)
     double avg_ready = r->ready_len_samples ? r->ready_len_sum / (double)r->ready_len_samples : 0;
     double avg_batch = r->batches ? (double)r->batch_items / (double)r->batches : 0;
     const char *bound = "balanced";
+    char thr[768];
+    threads_json(r, thr, sizeof thr);
     /* the stage that others wait for bounds the run */
     if (r->wait_ready_s > 2 * r->wait_slot_s && r->wait_ready_s > 0.1)
         bound = "decode (the model waited for input)";
@@ -226,12 +228,12 @@ static void pipeline_json(runner *r, char *buf, size_t size)
              "\"batch_size\": %d, \"batches\": %zu, \"mean_batch\": %.2f, \"batch_splits\": %zu, "
              "\"cpu_fallbacks\": %zu, \"ready_queue_mean\": %.2f, \"ready_queue_max\": %zu, "
              "\"decode_waited_for_slots_s\": %.3f, \"model_waited_for_input_s\": %.3f, "
-             "\"writers_waited_s\": %.3f, \"bound_by\": \"%s\", \"workers\": %d, \"decode_threads\": %d, "
+             "\"writers_waited_s\": %.3f, \"bound_by\": \"%s\", %s, \"decode_threads\": %d, "
              "\"tracks_in_flight_max\": %zu, \"tracks_in_flight_peak\": %zu, \"track_state_mb\": %.3f, \"threads_and_decoders_mb\": %.1f}",
              r->sep_L, r->sep_H, r->emb_L, r->emb_H, r->n_slots_max, r->n_slots, r->peak_in_use,
              (double)r->slot_floats * 4.0 / 1048576.0, r->cfg->batch_size, r->batches, avg_batch, r->splits,
              r->fallbacks, avg_ready, r->max_ready, r->wait_slot_s, r->wait_ready_s, r->wait_write_s, bound,
-             r->n_workers, r->cfg->decode_threads, r->max_live, r->peak_live, r->track_mb, r->other_mb);
+             thr, r->cfg->decode_threads, r->max_live, r->peak_live, r->track_mb, r->other_mb);
 }
 
 #define MB 1048576.0
@@ -324,7 +326,7 @@ static int plan_memory(runner *r)
     /* Decoding further ahead than one batch per worker (plus one segment per
      * decoder and a little slack) buys nothing: cap there, below the bound, so
      * a fast decoder does not fill memory for nothing. */
-    size_t useful = (size_t)c->batch_size + (size_t)c->decode_threads + 2;
+    size_t useful = (size_t)r->n_workers * (size_t)c->batch_size + (size_t)c->decode_threads + 2;
     r->n_slots_max = n < useful ? n : useful;
     r->max_live = (size_t)c->decode_threads + r->n_slots_max;
     return 0;
@@ -450,6 +452,8 @@ static int run_job(runner *r)
     r->scratch = r->sep && r->n_stem_esrc > 0 && !cfg->stems_enabled;
     r->write_stems = r->sep && (cfg->stems_enabled || r->scratch);
     if (!rc)
+        rc = plan_threads(r, ctx);
+    if (!rc)
         rc = plan_memory(r);
     if (rc) {
         sl_log(SL_LOG_ERROR, NULL, NULL, "%s", sl_errmsg(rc, m, sizeof m));
@@ -482,12 +486,13 @@ static int run_job(runner *r)
     }
     if ((status = run_check_job(r)) != 0)
         goto out;
+    char device[320];
+    threads_device(r, ctx, device, sizeof device);
     sl_log(SL_LOG_INFO, NULL, NULL, "%zu tracks, backend %s (%s), separation %s, embedding %s, output %s",
-           r->cat.n, sl_op_ctx_backend(ctx), sl_op_ctx_device(ctx), r->sep ? r->sep->name : "none",
+           r->cat.n, sl_op_ctx_backend(ctx), device, r->sep ? r->sep->name : "none",
            r->emb ? r->emb->name : "none", cfg->output_dir);
 
-    r->report = sl_report_new(cfg, r->hash, sl_op_ctx_backend(ctx), sl_op_ctx_device(ctx),
-                              opts->shard_index, opts->shard_count);
+    r->report = sl_report_new(cfg, r->hash, sl_op_ctx_backend(ctx), device, opts->shard_index, opts->shard_count);
     int64_t total_bytes = 0;
     for (size_t i = 0; i < r->cat.n; i++)
         total_bytes += r->cat.tracks[i].size > 0 ? r->cat.tracks[i].size : 0;
@@ -572,6 +577,8 @@ static int run_job(runner *r)
 
 out:
     close_workers(r);
+    sl_budget_free(r->budget);
+    r->budget = NULL;
     sl_report_free(r->report);
     if (r->ledger)
         sl_ledger_close(r->ledger);

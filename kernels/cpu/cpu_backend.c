@@ -1,10 +1,13 @@
 /* CPU backend: host memory and the op table. */
+#include <cblas.h>
 #include <fftw3.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../../common/sl_error.h"
+#include "../../common/sl_pool.h"
 #include "cpu_ops.h"
 
 typedef struct {
@@ -37,18 +40,36 @@ static void cpu_fini(sl_op_ctx *ctx)
     ctx->state = NULL;
 }
 
+static char fftw_ver[48];
+
+/* Once per process: OpenBLAS runs every call on the calling thread. The ops split
+ * their GEMMs over the context's pool instead (sl_cpu_gemm_rows), so the threads
+ * that compute are exactly the pools' and two contexts in parallel threads never
+ * start OpenBLAS's own threads on top of them. */
+static void cpu_once(void)
+{
+    openblas_set_num_threads(1);
+    /* fftwf_version is "fftw-3.3.10-sse2-avx"; keep the version part only. */
+    snprintf(fftw_ver, sizeof fftw_ver, "%s", fftwf_version);
+    char *dash = strchr(fftw_ver + 5, '-');
+    if (dash)
+        *dash = 0;
+}
+
+static void cpu_threads_changed(sl_op_ctx *ctx)
+{
+    const int n = sl_pool_threads(ctx->pool);
+    snprintf(ctx->device, sizeof ctx->device, "CPU (%d thread%s per context, %s)", n, n == 1 ? "" : "s", fftw_ver);
+}
+
 static int cpu_init(sl_op_ctx *ctx)
 {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, cpu_once);
     ctx->state = calloc(1, sizeof(cpu_state));
     if (!ctx->state)
         return sl_seterr(SL_ENOMEM, "cpu backend: out of memory");
-    /* fftwf_version is "fftw-3.3.10-sse2-avx"; keep the version part only. */
-    char ver[48];
-    snprintf(ver, sizeof ver, "%s", fftwf_version);
-    char *dash = strchr(ver + 5, '-');
-    if (dash)
-        *dash = 0;
-    snprintf(ctx->device, sizeof ctx->device, "CPU (1 thread per context, %s)", ver);
+    cpu_threads_changed(ctx);
     return 0;
 }
 
@@ -113,4 +134,5 @@ const sl_op_backend sl_cpu_backend = {
     .attention = sl_cpu_attention,
     .spec_gather = sl_cpu_spec_gather,
     .mask_scatter = sl_cpu_mask_scatter,
+    .threads_changed = cpu_threads_changed,
 };

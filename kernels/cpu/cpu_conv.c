@@ -12,16 +12,17 @@
  *  - anything else: im2col + one OpenBLAS GEMM per block of output rows.
  * All three add the bias and apply the activation in their epilogue, and all
  * agree with the double-precision definition to ~1e-6 of the output's range
- * (tests/unit/test_conv_ops.c). The GEMMs run on OpenBLAS's threads and the
- * narrow kernel splits over as many; the Winograd transforms and im2col run
- * on the calling thread. */
+ * (tests/unit/test_conv_ops.c). Every path splits over the context's threads
+ * (common/sl_pool.h): the GEMMs by rows / columns or by Winograd position, the
+ * transforms, im2col and epilogues by channel, the narrow kernel by output
+ * channel blocks. Every part writes a disjoint range. */
 #include <cblas.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../../common/sl_error.h"
+#include "../../common/sl_pool.h"
 #include "cpu_ops.h"
 
 /* Floats of im2col scratch per GEMM: bounds the memory whatever the image. */
@@ -36,12 +37,12 @@ static float conv_act(sl_act act, float v)
     }
 }
 
-/* col[(c*k + u)*k + v][r*W + j] = x[c][r0 + r + u - p][j + v - p] (0 outside), r < rows. */
-static void im2col(const float *x, int C, int H, int W, int k, int r0, int rows, float *col)
+/* col[(c*k + u)*k + v][r*W + j] = x[c][r0 + r + u - p][j + v - p] (0 outside), r < rows, c0 <= c < c1. */
+static void im2col(const float *x, int c0, int c1, int H, int W, int k, int r0, int rows, float *col)
 {
     const int p = k / 2;
     const size_t n = (size_t)rows * (size_t)W;
-    for (int c = 0; c < C; c++) {
+    for (int c = c0; c < c1; c++) {
         const float *xc = x + (size_t)c * H * W;
         for (int u = 0; u < k; u++)
             for (int v = 0; v < k; v++) {
@@ -67,6 +68,82 @@ static void im2col(const float *x, int C, int H, int W, int k, int r0, int rows,
     }
 }
 
+/* Bias + activation on channels o0 .. o1 - 1 of y[O][HW]. */
+static void bias_act(float *y, size_t HW, int o0, int o1, const float *bias, sl_act act)
+{
+    for (int o = o0; o < o1; o++) {
+        float *yo = y + (size_t)o * HW;
+        const float bo = bias ? bias[o] : 0.0f;
+        if (act == SL_ACT_RELU) { /* branch-free so it vectorises; NaN stays NaN */
+            for (size_t i = 0; i < HW; i++) {
+                const float v = yo[i] + bo;
+                yo[i] = v < 0.0f ? 0.0f : v;
+            }
+        } else {
+            for (size_t i = 0; i < HW; i++)
+                yo[i] = conv_act(act, yo[i] + bo);
+        }
+    }
+}
+
+/* ---- threads ----
+ *
+ * Loops over channels run as one pool loop of contiguous ranges, one per thread:
+ * the passes are memory-bound and a range keeps each thread's stores together.
+ * Passes over fewer than CONV_PAR_MIN floats run on the calling thread. */
+#define CONV_PAR_MIN ((size_t)1 << 14)
+
+typedef struct {
+    void (*fn)(const void *job, int lo, int hi, int tid); /* channels [lo, hi) */
+    const void *job;
+    int n; /* channels */
+    size_t parts;
+} chan_loop;
+
+static void chan_body(void *v, size_t i, int tid)
+{
+    const chan_loop *L = v;
+    size_t lo, hi;
+    sl_pool_range((size_t)L->n, L->parts, i, &lo, &hi);
+    if (lo < hi)
+        L->fn(L->job, (int)lo, (int)hi, tid);
+}
+
+/* fn(job, lo, hi, tid) over channels [0, n), one range per thread of ctx (serial below
+ * CONV_PAR_MIN floats of work). */
+static void chan_for(sl_op_ctx *ctx, int n, size_t floats, void (*fn)(const void *, int, int, int), const void *job)
+{
+    size_t parts = floats < CONV_PAR_MIN ? 1 : (size_t)sl_pool_threads(ctx->pool);
+    if (parts > (size_t)n)
+        parts = (size_t)n;
+    chan_loop L = {fn, job, n, parts};
+    sl_pool_for(ctx->pool, parts, chan_body, &L);
+}
+
+typedef struct {
+    const float *x;
+    int H, W, k, r0, nr;
+    float *col;
+    float *y; /* epilogue */
+    size_t HW;
+    const float *bias;
+    sl_act act;
+} i2c_job;
+
+static void i2c_part(const void *v, int lo, int hi, int tid)
+{
+    (void)tid;
+    const i2c_job *j = v;
+    im2col(j->x, lo, hi, j->H, j->W, j->k, j->r0, j->nr, j->col);
+}
+
+static void epi_part(const void *v, int lo, int hi, int tid)
+{
+    (void)tid;
+    const i2c_job *j = v;
+    bias_act(j->y, j->HW, lo, hi, j->bias, j->act);
+}
+
 /* Any k: im2col + one GEMM per block of output rows, then the bias + activation epilogue. */
 static int conv_im2col(sl_op_ctx *ctx, const sl_conv2d_args *a)
 {
@@ -87,81 +164,22 @@ static int conv_im2col(sl_op_ctx *ctx, const sl_conv2d_args *a)
             const int nr = H - r0 < (int)rows ? H - r0 : (int)rows;
             const size_t n = (size_t)nr * W;
             const float *B = x + (size_t)r0 * W;
-            int ldb = (int)HW;
+            size_t ldb = HW;
             if (k > 1) {
-                im2col(x, C, H, W, k, r0, nr, col);
+                i2c_job j = {.x = x, .H = H, .W = W, .k = k, .r0 = r0, .nr = nr, .col = col};
+                chan_for(ctx, C, K * n, i2c_part, &j);
                 B = col;
-                ldb = (int)n;
+                ldb = n;
             }
             /* y[o][r0*W ..] = wt[o][K] . col[K][n] */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, O, (int)n, (int)K, 1.0f, a->wt, (int)K, B, ldb,
-                        0.0f, y + (size_t)r0 * W, (int)HW);
+            sl_cpu_sgemm(ctx, 0, (size_t)O, n, K, a->wt, K, B, ldb, y + (size_t)r0 * W, HW);
         }
         if (!a->bias && a->act == SL_ACT_NONE)
             continue;
-        for (int o = 0; o < O; o++) {
-            float *yo = y + (size_t)o * HW;
-            const float bo = a->bias ? a->bias[o] : 0.0f;
-            if (a->act == SL_ACT_RELU) { /* branch-free so it vectorises; NaN stays NaN */
-                for (size_t i = 0; i < HW; i++) {
-                    const float v = yo[i] + bo;
-                    yo[i] = v < 0.0f ? 0.0f : v;
-                }
-            } else {
-                for (size_t i = 0; i < HW; i++)
-                    yo[i] = conv_act(a->act, yo[i] + bo);
-            }
-        }
+        i2c_job j = {.y = y, .HW = HW, .bias = a->bias, .act = a->act};
+        chan_for(ctx, O, (size_t)O * HW, epi_part, &j);
     }
     return 0;
-}
-
-/* ---- threads ----
- *
- * The GEMMs run on OpenBLAS's threads (OPENBLAS_NUM_THREADS). The narrow kernel below, which
- * replaces a GEMM, uses as many, started per call (fork / join), so that layer scales with
- * the BLAS setting like the others. Every part writes a disjoint range: it gives the same
- * bits whatever the number of threads (OpenBLAS's GEMMs need not). The Winograd transforms
- * and im2col stay on the calling thread: memory-bound passes that, split over the 2 cores of
- * the bench machine, made the model no faster (OpenBLAS's idle workers spin between GEMMs). */
-#define CONV_MAX_THREADS 16
-
-typedef struct {
-    void (*fn)(void *, int, int);
-    void *arg;
-    int part, parts;
-} par_job;
-
-static void *par_main(void *p)
-{
-    const par_job *j = p;
-    j->fn(j->arg, j->part, j->parts);
-    return NULL;
-}
-
-/* fn(arg, part, n) for part 0 .. n - 1, on n threads (the caller's included). */
-static void par_for(int n, void (*fn)(void *, int, int), void *arg)
-{
-    pthread_t th[CONV_MAX_THREADS];
-    par_job jobs[CONV_MAX_THREADS];
-    int started[CONV_MAX_THREADS] = {0};
-    for (int i = 1; i < n; i++) {
-        jobs[i] = (par_job){fn, arg, i, n};
-        started[i] = pthread_create(&th[i], NULL, par_main, &jobs[i]) == 0;
-    }
-    fn(arg, 0, n);
-    for (int i = 1; i < n; i++) {
-        if (started[i])
-            pthread_join(th[i], NULL);
-        else
-            fn(arg, i, n); /* no thread: its part on this one */
-    }
-}
-
-static int conv_threads(void)
-{
-    const int n = openblas_get_num_threads();
-    return n < 1 ? 1 : n > CONV_MAX_THREADS ? CONV_MAX_THREADS : n;
 }
 
 /* ---- 3x3 convolution by Winograd F(2x2, 3x3) (Lavin & Gray 2016) ----
@@ -182,10 +200,11 @@ static int conv_threads(void)
 /* Floats of V + M per chunk of tile rows: bounds the scratch whatever the image. */
 #define WG_CHUNK_FLOATS ((size_t)1 << 21)
 
-/* U[xi][o][c] = (G g G^T)[xi] of w[o][c][3][3] at U + xi * us (float: the halvings are exact). */
-static void wg_weights(const float *restrict w, size_t OC, size_t us, float *restrict U)
+/* U[xi][o][c] = (G g G^T)[xi] of w[o][c][3][3] at U + xi * us (float: the halvings are exact),
+ * for the (o, c) pairs oc0 .. oc1 - 1. */
+static void wg_weights(const float *restrict w, size_t oc0, size_t oc1, size_t us, float *restrict U)
 {
-    for (size_t oc = 0; oc < OC; oc++) {
+    for (size_t oc = oc0; oc < oc1; oc++) {
         const float *g = w + oc * 9;
         float t[4][3];
         for (int j = 0; j < 3; j++) {
@@ -210,10 +229,10 @@ static void wg_weights(const float *restrict w, size_t OC, size_t us, float *res
  * tiles, each padded row stored as its even columns (E1 = tw + 1 of them) then its odd ones,
  * so that the transforms below read whole rows with unit stride. Padded column s is image
  * column s - 1. */
-static void wg_pad(const float *restrict x, int C, int H, int W, int PH, int E1, float *restrict P)
+static void wg_pad(const float *restrict x, int c0, int c1, int H, int W, int PH, int E1, float *restrict P)
 {
     const size_t PR = 2 * (size_t)E1;
-    for (int c = 0; c < C; c++) {
+    for (int c = c0; c < c1; c++) {
         float *pc = P + (size_t)c * PH * PR;
         const float *xc = x + (size_t)c * H * W;
         memset(pc, 0, PR * sizeof(float));
@@ -237,12 +256,12 @@ static void wg_pad(const float *restrict x, int C, int H, int W, int PH, int E1,
 
 /* V[xi][c][t] = (B^T d B)[xi] of the tiles of tile rows ti0 .. ti0 + nrow - 1 (t = (ti - ti0) * tw + tj).
  * tmp: 8 * E1 floats. */
-static void wg_input(const float *P, int C, int PH, int tw, int ti0, int nrow, size_t CN, float *restrict tmp,
-                     float *restrict V)
+static void wg_input(const float *P, int c0, int c1, int PH, int tw, int ti0, int nrow, size_t CN,
+                     float *restrict tmp, float *restrict V)
 {
     const int E1 = tw + 1;
     const size_t PR = 2 * (size_t)E1, nt = (size_t)nrow * tw;
-    for (int c = 0; c < C; c++)
+    for (int c = c0; c < c1; c++)
         for (int r = 0; r < nrow; r++) {
             const float *restrict p0 = P + ((size_t)c * PH + 2 * (size_t)(ti0 + r)) * PR;
             const float *restrict p1 = p0 + PR, *restrict p2 = p1 + PR, *restrict p3 = p2 + PR;
@@ -271,12 +290,12 @@ static void wg_input(const float *P, int C, int PH, int tw, int ti0, int nrow, s
 
 /* y[o][2ti + a][2tj + b] = act(bias[o] + (A^T M A)[a][b]) for the tiles of the chunk (inside the image).
  * rowbuf: 4 * tw floats. */
-static void wg_output(const float *M, int O, int H, int W, int tw, int ti0, int nrow, size_t ON, const float *bias,
-                      sl_act act, float *restrict rowbuf, float *y)
+static void wg_output(const float *M, int o0, int o1, int H, int W, int tw, int ti0, int nrow, size_t ON,
+                      const float *bias, sl_act act, float *restrict rowbuf, float *y)
 {
     const size_t nt = (size_t)nrow * tw;
     float *restrict y0 = rowbuf, *restrict y1 = rowbuf + 2 * (size_t)tw;
-    for (int o = 0; o < O; o++) {
+    for (int o = o0; o < o1; o++) {
         const float bo = bias ? bias[o] : 0.0f;
         for (int r = 0; r < nrow; r++) {
             const float *restrict m = M + (size_t)o * nt + (size_t)r * tw;
@@ -321,10 +340,56 @@ static void wg_output(const float *M, int O, int H, int W, int tw, int ti0, int 
  * different cache sets, which the transforms (16 streams at once) need. */
 static size_t wg_align(size_t n) { return ((n + 15) & ~(size_t)15) + 16; }
 
+typedef struct {
+    const sl_conv2d_args *a;
+    int C, O, H, W, PH, E1, tw, ti0, nrow;
+    size_t us, vs, ms, nt, tmp_stride, gparts;
+    const float *x; /* this item's input */
+    float *U, *P, *V, *M, *tmp, *y;
+} wg_job;
+
+static void wg_weights_part(const void *v, int lo, int hi, int tid)
+{
+    (void)tid;
+    const wg_job *j = v;
+    wg_weights(j->a->wt, (size_t)lo * j->C, (size_t)hi * j->C, j->us, j->U);
+}
+
+static void wg_pad_part(const void *v, int lo, int hi, int tid)
+{
+    (void)tid;
+    const wg_job *j = v;
+    wg_pad(j->x, lo, hi, j->H, j->W, j->PH, j->E1, j->P);
+}
+
+static void wg_input_part(const void *v, int lo, int hi, int tid)
+{
+    const wg_job *j = v;
+    wg_input(j->P, lo, hi, j->PH, j->tw, j->ti0, j->nrow, j->vs, j->tmp + (size_t)tid * j->tmp_stride, j->V);
+}
+
+static void wg_output_part(const void *v, int lo, int hi, int tid)
+{
+    const wg_job *j = v;
+    wg_output(j->M, lo, hi, j->H, j->W, j->tw, j->ti0, j->nrow, j->ms, j->a->bias, j->a->act,
+              j->tmp + (size_t)tid * j->tmp_stride, j->y);
+}
+
+/* GEMM xi of the 16 (part i % gparts of it when there are more than 16 threads). */
+static void wg_gemm_body(void *v, size_t i, int tid)
+{
+    (void)tid;
+    const wg_job *j = v;
+    const size_t xi = i / j->gparts;
+    sl_cpu_sgemm_part(i % j->gparts, j->gparts, 0, (size_t)j->O, j->nt, (size_t)j->C, j->U + xi * j->us,
+                      (size_t)j->C, j->V + xi * j->vs, j->nt, j->M + xi * j->ms, j->nt);
+}
+
 static int conv_winograd(sl_op_ctx *ctx, const sl_conv2d_args *a)
 {
     const int C = a->c_in, O = a->c_out, H = a->h, W = a->w;
     const int th = (H + 1) / 2, tw = (W + 1) / 2, PH = 2 * th + 2, E1 = tw + 1;
+    const size_t threads = (size_t)sl_pool_threads(ctx->pool);
     size_t rows = WG_CHUNK_FLOATS / (16 * (size_t)(C + O) * (size_t)tw);
     if (rows < 1)
         rows = 1;
@@ -333,22 +398,29 @@ static int conv_winograd(sl_op_ctx *ctx, const sl_conv2d_args *a)
     const size_t us = wg_align((size_t)O * C), vs = wg_align((size_t)C * rows * tw),
                  ms = wg_align((size_t)O * rows * tw);
     const size_t nU = 16 * us, nP = wg_align((size_t)C * PH * 2 * E1), nV = 16 * vs, nM = 16 * ms;
-    float *U = sl_cpu_scratch(ctx, nU + nP + nV + nM + wg_align(8 * (size_t)E1));
+    const size_t tmp_stride = wg_align(8 * (size_t)E1); /* per thread: wg_input's 8 E1, wg_output's 4 tw */
+    float *U = sl_cpu_scratch(ctx, nU + nP + nV + nM + threads * tmp_stride);
     if (!U)
         return SL_ENOMEM;
-    float *P = U + nU, *V = P + nP, *M = V + nV, *tmp = M + nM;
-    wg_weights(a->wt, (size_t)O * C, us, U);
+    wg_job j = {.a = a, .C = C, .O = O, .H = H, .W = W, .PH = PH, .E1 = E1, .tw = tw, .us = us, .vs = vs, .ms = ms,
+                .tmp_stride = tmp_stride, .U = U, .P = U + nU};
+    j.V = j.P + nP;
+    j.M = j.V + nV;
+    j.tmp = j.M + nM;
+    j.gparts = (threads + 15) / 16;
+    chan_for(ctx, O, (size_t)O * C * 16, wg_weights_part, &j);
     const size_t HW = (size_t)H * W;
     for (size_t b = 0; b < a->batch; b++) {
-        wg_pad(a->x + b * (size_t)C * HW, C, H, W, PH, E1, P);
+        j.x = a->x + b * (size_t)C * HW;
+        j.y = a->y + b * (size_t)O * HW;
+        chan_for(ctx, C, (size_t)C * HW, wg_pad_part, &j);
         for (int ti0 = 0; ti0 < th; ti0 += (int)rows) {
-            const int nrow = th - ti0 < (int)rows ? th - ti0 : (int)rows;
-            const size_t nt = (size_t)nrow * tw;
-            wg_input(P, C, PH, tw, ti0, nrow, vs, tmp, V);
-            for (size_t xi = 0; xi < 16; xi++)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, O, (int)nt, C, 1.0f, U + xi * us, C,
-                            V + xi * vs, (int)nt, 0.0f, M + xi * ms, (int)nt);
-            wg_output(M, O, H, W, tw, ti0, nrow, ms, a->bias, a->act, tmp, a->y + b * (size_t)O * HW);
+            j.ti0 = ti0;
+            j.nrow = th - ti0 < (int)rows ? th - ti0 : (int)rows;
+            j.nt = (size_t)j.nrow * tw;
+            chan_for(ctx, C, 16 * (size_t)C * j.nt, wg_input_part, &j);
+            sl_pool_for((size_t)O * C * j.nt >= CONV_PAR_MIN ? ctx->pool : NULL, 16 * j.gparts, wg_gemm_body, &j);
+            chan_for(ctx, O, 16 * (size_t)O * j.nt, wg_output_part, &j);
         }
     }
     return 0;
@@ -475,6 +547,7 @@ typedef struct {
     size_t boff[2];
     float *Ct;        /* Ct[o][j][np * NW_NR]: sums before bias / activation */
     float *y;         /* this item's output */
+    int parts;        /* of the current loop */
 } nw_job;
 
 static int nw_v0(int j) { return j == 0 ? 1 : 0; }
@@ -482,8 +555,10 @@ static int nw_nv(int j, int W) { return (j == W - 1 ? 1 : 2) - nw_v0(j) + 1; }
 
 /* Packs the chunk's input, channels of part `part`:
  * B_j[p][(c, u)][q][l] = x[c][i + u - 1][j + v0(j) + q - 1] with i = (p0 + p) * NW_NR + l (0 outside). */
-static void nw_pack(void *arg, int part, int parts)
+static void nw_pack(void *arg, size_t part_, int tid)
 {
+    (void)tid;
+    const int part = (int)part_, parts = ((const nw_job *)arg)->parts;
     const nw_job *J = arg;
     const int C = J->a->c_in, H = J->a->h, W = J->a->w, G = 3 * C;
     const int lo = (int)((size_t)C * part / parts), hi = (int)((size_t)C * (part + 1) / parts);
@@ -505,8 +580,10 @@ static void nw_pack(void *arg, int part, int parts)
 
 /* The chunk's pixels of the output channels of part `part` (whole blocks of NW_MR): every
  * reduction block, then bias + activation into y. */
-static void nw_run(void *arg, int part, int parts)
+static void nw_run(void *arg, size_t part_, int tid)
 {
+    (void)tid;
+    const int part = (int)part_, parts = ((const nw_job *)arg)->parts;
     const nw_job *J = arg;
     const sl_conv2d_args *a = J->a;
     const int C = a->c_in, O = a->c_out, H = a->h, W = a->w, G = 3 * C;
@@ -566,7 +643,7 @@ static int conv_narrow(sl_op_ctx *ctx, const sl_conv2d_args *a)
     if (!B)
         return SL_ENOMEM;
     nw_job J = {.a = a, .B = B};
-    const int nth = conv_threads();
+    const int nth = sl_pool_threads(ctx->pool);
     const size_t HW = (size_t)H * W;
     for (size_t b = 0; b < a->batch; b++) {
         J.x = a->x + b * (size_t)C * HW;
@@ -577,8 +654,10 @@ static int conv_narrow(sl_op_ctx *ctx, const sl_conv2d_args *a)
             J.boff[0] = 0;
             J.boff[1] = panel * nv0;
             J.Ct = B + panel * (nv0 + nv1);
-            par_for((size_t)C * W * J.np * NW_NR >= 16384 ? nth : 1, nw_pack, &J);
-            par_for((size_t)O * C >= 4096 ? nth : 1, nw_run, &J);
+            J.parts = (size_t)C * W * J.np * NW_NR >= 16384 ? nth : 1;
+            sl_pool_for(ctx->pool, (size_t)J.parts, nw_pack, &J);
+            J.parts = (size_t)O * C >= 4096 ? nth : 1;
+            sl_pool_for(ctx->pool, (size_t)J.parts, nw_run, &J);
         }
     }
     return 0;

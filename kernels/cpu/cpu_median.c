@@ -31,12 +31,14 @@
  * at run time (__builtin_cpu_supports); the portable version is plain C of the
  * same algorithm (sl_cpu_simd_set(0) forces it, for tests). */
 #include <limits.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../../common/sl_error.h"
+#include "../../common/sl_pool.h"
 #include "cpu_ops.h"
 #include "cpu_simd.h"
 
@@ -207,88 +209,136 @@ static int scratch_alloc(med_scratch *s, size_t line_len, int kernel, int staged
     return 0;
 }
 
-int sl_cpu_median_time(sl_op_ctx *ctx, size_t batch, size_t n_frames, size_t n_bins, int kernel,
-                       const float *in, float *out)
+/* Groups of LANES lines split over the context's threads. Line groups are
+ * independent except the last one, which overlaps its neighbour when the line
+ * count is not a multiple of LANES: ranges are cut over the other groups and
+ * the last one goes with the range that holds its neighbour, so no two threads
+ * write the same line. Each range has its own scratch. */
+typedef struct {
+    size_t batch, T, F, groups, parts;
+    int kernel, freq;
+    const float *in;
+    float *out;
+    lanes_fn run;
+    atomic_int failed;
+} med_job;
+
+static void med_range(size_t groups, size_t lines, size_t parts, size_t k, size_t *lo, size_t *hi)
 {
-    (void)ctx;
-    const size_t T = n_frames, F = n_bins, plane = T * F;
-    if (kernel == 1) {
-        memcpy(out, in, batch * plane * sizeof(float));
-        return 0;
-    }
-    const int h = kernel / 2, staged = F < LANES;
+    const size_t cut = groups > 1 && lines % LANES ? groups - 1 : groups;
+    sl_pool_range(cut, parts, k, lo, hi);
+    if (*hi == cut && *lo < *hi)
+        *hi = groups;
+}
+
+static void med_time_part(med_job *j, size_t b, size_t g0, size_t g1)
+{
+    const size_t T = j->T, F = j->F, plane = T * F;
+    const int h = j->kernel / 2, staged = F < LANES;
     med_scratch s;
-    int rc = scratch_alloc(&s, T, kernel, staged);
-    if (rc < 0)
-        return rc;
-    const lanes_fn run = pick_lanes();
+    if (scratch_alloc(&s, T, j->kernel, staged) < 0) {
+        atomic_store(&j->failed, 1);
+        return;
+    }
     const size_t row = staged ? LANES : F; /* distance between frames in the source */
-    for (size_t t = 0; t < T + (size_t)kernel - 1; t++)
+    for (size_t t = 0; t < T + (size_t)j->kernel - 1; t++)
         s.roff[t] = reflect_index((ptrdiff_t)t - h, T) * row;
-    for (size_t b = 0; b < batch; b++) {
-        const float *src = in + b * plane;
-        float *dst = out + b * plane;
-        if (staged) { /* fewer bins than lanes: repeat the last bin */
-            for (size_t t = 0; t < T; t++)
-                for (size_t l = 0; l < LANES; l++)
-                    s.tin[t * LANES + l] = src[t * F + (l < F ? l : F - 1)];
-            run(s.tin, s.roff, T, kernel, s.tout, LANES, s.win);
-            for (size_t t = 0; t < T; t++)
-                memcpy(dst + t * F, s.tout + t * LANES, F * sizeof(float));
-            continue;
-        }
-        for (size_t f0 = 0;; f0 += LANES) {
-            if (f0 + LANES > F) /* last group overlaps the previous one */
-                f0 = F - LANES;
-            run(src + f0, s.roff, T, kernel, dst + f0, F, s.win);
-            if (f0 + LANES == F)
-                break;
+    const float *src = j->in + b * plane;
+    float *dst = j->out + b * plane;
+    if (staged) { /* fewer bins than lanes: repeat the last bin */
+        for (size_t t = 0; t < T; t++)
+            for (size_t l = 0; l < LANES; l++)
+                s.tin[t * LANES + l] = src[t * F + (l < F ? l : F - 1)];
+        j->run(s.tin, s.roff, T, j->kernel, s.tout, LANES, s.win);
+        for (size_t t = 0; t < T; t++)
+            memcpy(dst + t * F, s.tout + t * LANES, F * sizeof(float));
+    } else {
+        for (size_t g = g0; g < g1; g++) {
+            const size_t f0 = g * LANES + LANES > F ? F - LANES : g * LANES; /* last group overlaps */
+            j->run(src + f0, s.roff, T, j->kernel, dst + f0, F, s.win);
         }
     }
     scratch_free(&s);
+}
+
+static void med_freq_part(med_job *j, size_t b, size_t g0, size_t g1)
+{
+    const size_t T = j->T, F = j->F, plane = T * F;
+    const int h = j->kernel / 2;
+    med_scratch s;
+    if (scratch_alloc(&s, F, j->kernel, 1) < 0) {
+        atomic_store(&j->failed, 1);
+        return;
+    }
+    for (size_t f = 0; f < F + (size_t)j->kernel - 1; f++)
+        s.roff[f] = reflect_index((ptrdiff_t)f - h, F) * LANES;
+    const float *src = j->in + b * plane;
+    float *dst = j->out + b * plane;
+    const size_t n_valid = T < LANES ? T : LANES;
+    for (size_t g = g0; g < g1; g++) {
+        /* lanes = frames t0 .. t0+15 (the last group overlaps the previous one; the last
+         * frame repeated when T < 16) */
+        const size_t t0 = T >= LANES && g * LANES + LANES > T ? T - LANES : g * LANES;
+        for (size_t l = 0; l < LANES; l++) {
+            const float *r = src + (t0 + (l < n_valid ? l : n_valid - 1)) * F;
+            for (size_t f = 0; f < F; f++)
+                s.tin[f * LANES + l] = r[f];
+        }
+        j->run(s.tin, s.roff, F, j->kernel, s.tout, LANES, s.win);
+        for (size_t l = 0; l < n_valid; l++) {
+            float *r = dst + (t0 + l) * F;
+            for (size_t f = 0; f < F; f++)
+                r[f] = s.tout[f * LANES + l];
+        }
+    }
+    scratch_free(&s);
+}
+
+static void med_body(void *v, size_t i, int tid)
+{
+    (void)tid;
+    med_job *j = v;
+    const size_t b = i / j->parts, part = i % j->parts;
+    size_t lo, hi;
+    med_range(j->groups, j->freq ? j->T : j->F, j->parts, part, &lo, &hi);
+    if (lo >= hi)
+        return;
+    if (j->freq)
+        med_freq_part(j, b, lo, hi);
+    else
+        med_time_part(j, b, lo, hi);
+}
+
+static int med_run(sl_op_ctx *ctx, int freq, size_t batch, size_t n_frames, size_t n_bins, int kernel,
+                   const float *in, float *out)
+{
+    const size_t T = n_frames, F = n_bins;
+    if (kernel == 1) {
+        memcpy(out, in, batch * T * F * sizeof(float));
+        return 0;
+    }
+    const size_t lines = freq ? T : F;
+    const size_t groups = lines < LANES ? 1 : (lines + LANES - 1) / LANES;
+    size_t parts = (size_t)sl_pool_threads(ctx->pool);
+    if (batch >= parts || T * F * (size_t)kernel < ((size_t)1 << 16))
+        parts = 1; /* whole items per thread, or too little work to split */
+    if (parts > groups)
+        parts = groups;
+    med_job j = {batch, T, F, groups, parts, kernel, freq, in, out, pick_lanes(), 0};
+    sl_pool_for(ctx->pool, batch * parts, med_body, &j);
+    if (atomic_load(&j.failed))
+        return sl_seterr(SL_ENOMEM, "median filter: out of memory");
     return 0;
+}
+
+int sl_cpu_median_time(sl_op_ctx *ctx, size_t batch, size_t n_frames, size_t n_bins, int kernel,
+                       const float *in, float *out)
+{
+    return med_run(ctx, 0, batch, n_frames, n_bins, kernel, in, out);
 }
 
 int sl_cpu_median_freq(sl_op_ctx *ctx, size_t batch, size_t n_frames, size_t n_bins, int kernel,
                        const float *in, float *out)
 {
-    (void)ctx;
-    const size_t T = n_frames, F = n_bins, plane = T * F;
-    if (kernel == 1) {
-        memcpy(out, in, batch * plane * sizeof(float));
-        return 0;
-    }
-    const int h = kernel / 2;
-    med_scratch s;
-    int rc = scratch_alloc(&s, F, kernel, 1);
-    if (rc < 0)
-        return rc;
-    const lanes_fn run = pick_lanes();
-    for (size_t f = 0; f < F + (size_t)kernel - 1; f++)
-        s.roff[f] = reflect_index((ptrdiff_t)f - h, F) * LANES;
-    for (size_t b = 0; b < batch; b++) {
-        const float *src = in + b * plane;
-        float *dst = out + b * plane;
-        for (size_t t0 = 0;; t0 += LANES) {
-            if (T >= LANES && t0 + LANES > T) /* last group overlaps the previous one */
-                t0 = T - LANES;
-            /* lanes = frames t0 .. t0+15 (the last frame repeated when T < 16) */
-            const size_t n_valid = T < LANES ? T : LANES;
-            for (size_t l = 0; l < LANES; l++) {
-                const float *r = src + (t0 + (l < n_valid ? l : n_valid - 1)) * F;
-                for (size_t f = 0; f < F; f++)
-                    s.tin[f * LANES + l] = r[f];
-            }
-            run(s.tin, s.roff, F, kernel, s.tout, LANES, s.win);
-            for (size_t l = 0; l < n_valid; l++) {
-                float *r = dst + (t0 + l) * F;
-                for (size_t f = 0; f < F; f++)
-                    r[f] = s.tout[f * LANES + l];
-            }
-            if (t0 + n_valid >= T)
-                break;
-        }
-    }
-    scratch_free(&s);
-    return 0;
+    return med_run(ctx, 1, batch, n_frames, n_bins, kernel, in, out);
 }

@@ -8,7 +8,9 @@
 #include <string.h>
 
 #include "../../common/sl_error.h"
+#include "../../common/sl_pool.h"
 #include "cpu_ops.h"
+#include "cpu_simd.h"
 
 static float act_f(sl_act act, float v)
 {
@@ -20,41 +22,133 @@ static float act_f(sl_act act, float v)
     }
 }
 
-int sl_cpu_gemm(sl_op_ctx *ctx, const sl_gemm_args *a)
+/* Multiply-adds below which a GEMM is not split: a loop of the pool costs a few
+ * microseconds, about 10^5 multiply-adds on one core. */
+#define PAR_MIN_MACS ((size_t)1 << 18)
+
+/* Parts to split m x n x k of work into on ctx's threads (1 = serial). */
+static size_t gemm_parts(const sl_op_ctx *ctx, size_t m, size_t n, size_t k)
 {
-    /* add == y (a residual): the product goes to scratch first, then y = epilogue + y */
-    float *tmp = NULL;
-    if (a->add && a->add == a->y && !(tmp = sl_cpu_scratch(ctx, a->m * a->n)))
-        return SL_ENOMEM;
-    for (size_t b = 0; b < a->batch; b++) {
-        const float *x = a->x + b * a->stride_x, *w = a->w + b * a->stride_w;
-        const float *bias = a->bias ? a->bias + b * a->stride_bias : NULL;
-        const float *mul = a->mul ? a->mul + b * a->stride_mul : NULL;
-        const float *add = a->add ? a->add + b * a->stride_add : NULL;
-        float *y = a->y + b * a->stride_y, *p = tmp ? tmp : y;
-        const size_t ldp = tmp ? a->n : a->ldy;
-        if (a->k > 0) {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)a->m, (int)a->n, (int)a->k, 1.0f, x,
-                        (int)a->ldx, w, (int)a->ldw, 0.0f, p, (int)ldp);
+    const size_t th = (size_t)sl_pool_threads(ctx->pool);
+    if (th == 1 || m * n * k < PAR_MIN_MACS)
+        return 1;
+    return th;
+}
+
+void sl_cpu_sgemm_part(size_t part, size_t parts, int trans_b, size_t m, size_t n, size_t k, const float *a,
+                       size_t lda, const float *b, size_t ldb, float *c, size_t ldc)
+{
+    size_t lo, hi;
+    if (n >= m) {
+        const size_t blocks = (n + 15) / 16;
+        sl_pool_range(blocks, parts, part, &lo, &hi);
+        lo *= 16;
+        hi = hi * 16 < n ? hi * 16 : n;
+        if (lo >= hi)
+            return;
+        b += trans_b ? lo * ldb : lo;
+        c += lo;
+        n = hi - lo;
+    } else {
+        sl_pool_range(m, parts, part, &lo, &hi);
+        if (lo >= hi)
+            return;
+        a += lo * lda;
+        c += lo * ldc;
+        m = hi - lo;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k, 1.0f, a,
+                (int)lda, b, (int)ldb, 0.0f, c, (int)ldc);
+}
+
+typedef struct {
+    int trans_b;
+    size_t m, n, k, lda, ldb, ldc, parts;
+    const float *a, *b;
+    float *c;
+} sgemm_job;
+
+static void sgemm_body(void *v, size_t i, int tid)
+{
+    (void)tid;
+    const sgemm_job *j = v;
+    sl_cpu_sgemm_part(i, j->parts, j->trans_b, j->m, j->n, j->k, j->a, j->lda, j->b, j->ldb, j->c, j->ldc);
+}
+
+void sl_cpu_sgemm(sl_op_ctx *ctx, int trans_b, size_t m, size_t n, size_t k, const float *a, size_t lda,
+                  const float *b, size_t ldb, float *c, size_t ldc)
+{
+    sgemm_job j = {trans_b, m, n, k, lda, ldb, ldc, gemm_parts(ctx, m, n, k), a, b, c};
+    sl_pool_for(ctx->pool, j.parts, sgemm_body, &j);
+}
+
+typedef struct {
+    const sl_gemm_args *a;
+    size_t parts; /* per batch item */
+    float *tmp;   /* [batch][m][n] products when add == y (a residual in place), else NULL */
+} gemm_job;
+
+/* One part of one batch item: its rows / columns of the product, then its epilogue. */
+static void gemm_body(void *job, size_t t, int tid)
+{
+    (void)tid;
+    const gemm_job *J = job;
+    const sl_gemm_args *a = J->a;
+    const size_t b = t / J->parts, part = t % J->parts;
+    const float *x = a->x + b * a->stride_x, *w = a->w + b * a->stride_w;
+    const float *bias = a->bias ? a->bias + b * a->stride_bias : NULL;
+    const float *mul = a->mul ? a->mul + b * a->stride_mul : NULL;
+    const float *add = a->add ? a->add + b * a->stride_add : NULL;
+    float *y = a->y + b * a->stride_y, *p = J->tmp ? J->tmp + b * a->m * a->n : y;
+    const size_t ldp = J->tmp ? a->n : a->ldy;
+    size_t i0 = 0, i1 = a->m, j0 = 0, j1 = a->n;
+    if (J->parts > 1) { /* the same split as sl_cpu_sgemm_part */
+        if (a->n >= a->m) {
+            sl_pool_range((a->n + 15) / 16, J->parts, part, &j0, &j1);
+            j0 *= 16;
+            j1 = j1 * 16 < a->n ? j1 * 16 : a->n;
         } else {
-            for (size_t i = 0; i < a->m; i++)
-                memset(p + i * ldp, 0, a->n * sizeof(float));
+            sl_pool_range(a->m, J->parts, part, &i0, &i1);
         }
-        if (!bias && a->act == SL_ACT_NONE && !mul && !add)
-            continue;
-        for (size_t i = 0; i < a->m; i++) {
-            const float *prow = p + i * ldp;
-            float *row = y + i * a->ldy;
-            const float *mrow = mul ? mul + i * a->ldmul : NULL, *arow = add ? add + i * a->ldadd : NULL;
-            for (size_t j = 0; j < a->n; j++) {
-                float v = bias ? prow[j] + bias[j] : prow[j];
-                v = act_f(a->act, v);
-                if (mrow)
-                    v *= mrow[j];
-                row[j] = arow ? v + arow[j] : v;
-            }
+        if (i0 >= i1 || j0 >= j1)
+            return;
+    }
+    if (a->k > 0) {
+        sl_cpu_sgemm_part(part, J->parts, 1, a->m, a->n, a->k, x, a->ldx, w, a->ldw, p, ldp);
+    } else {
+        for (size_t i = i0; i < i1; i++)
+            memset(p + i * ldp + j0, 0, (j1 - j0) * sizeof(float));
+    }
+    if (!bias && a->act == SL_ACT_NONE && !mul && !add)
+        return;
+    for (size_t i = i0; i < i1; i++) {
+        const float *prow = p + i * ldp;
+        float *row = y + i * a->ldy;
+        const float *mrow = mul ? mul + i * a->ldmul : NULL, *arow = add ? add + i * a->ldadd : NULL;
+        for (size_t j = j0; j < j1; j++) {
+            float v = bias ? prow[j] + bias[j] : prow[j];
+            v = act_f(a->act, v);
+            if (mrow)
+                v *= mrow[j];
+            row[j] = arow ? v + arow[j] : v;
         }
     }
+}
+
+int sl_cpu_gemm(sl_op_ctx *ctx, const sl_gemm_args *a)
+{
+    /* add == y (a residual): the products go to scratch first, then y = epilogue + y */
+    float *tmp = NULL;
+    if (a->add && a->add == a->y && !(tmp = sl_cpu_scratch(ctx, a->batch * a->m * a->n)))
+        return SL_ENOMEM;
+    /* batch items first (independent GEMMs), then each item split when there are
+     * fewer items than threads */
+    const size_t th = (size_t)sl_pool_threads(ctx->pool);
+    size_t parts = 1;
+    if (a->batch < th && gemm_parts(ctx, a->m, a->n, a->k) > 1)
+        parts = (th + a->batch - 1) / a->batch;
+    gemm_job J = {a, parts, tmp};
+    sl_pool_for(ctx->pool, a->batch * parts, gemm_body, &J);
     return 0;
 }
 
@@ -78,68 +172,109 @@ int sl_cpu_affine(sl_op_ctx *ctx, const sl_affine_args *a)
     return 0;
 }
 
-static inline float sigmoid_f(float v) { return 1.0f / (1.0f + expf(-v)); }
-
-/* One item: layer by layer; the input projections of all steps of both
- * directions are one GEMM (bias folded in), then each direction's recurrence. */
-static void lstm_item(const sl_lstm_cfg *c, size_t T, const float *x, size_t ldx, const float *w, float *y,
-                      size_t ldy, float *proj, float *buf0, float *buf1, float *h, float *cell, float *gates)
+/* The recurrence of one item and direction over T steps: gates = proj[t] + W_hh h,
+ * then the cell update; h, cell and gates are this task's own scratch. */
+static void lstm_recur(size_t T, size_t H, size_t D, size_t d, const float *proj, const float *whh, float *out,
+                       size_t ld_out, float *h, float *cell, float *gates)
 {
-    const size_t D = 1 + (size_t)c->bidirectional, H = (size_t)c->hidden, G = 4 * H, O = D * H;
-    const float *in = x;
-    size_t ld_in = ldx, n_in = (size_t)c->input;
-    for (int l = 0; l < c->layers; l++) {
-        const float *w_ih = w, *w_hh = w_ih + D * G * n_in, *bias = w_hh + D * G * H;
-        w = bias + D * G;
-        const int last = l == c->layers - 1;
-        float *out = last ? y : (l % 2 ? buf1 : buf0);
-        const size_t ld_out = last ? ldy : O;
-        /* proj[t][D*G] = in[t] . w_ih^T + bias */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)(D * G), (int)n_in, 1.0f, in,
-                    (int)ld_in, w_ih, (int)n_in, 0.0f, proj, (int)(D * G));
-        for (size_t t = 0; t < T; t++)
-            for (size_t g = 0; g < D * G; g++)
-                proj[t * D * G + g] += bias[g];
-        for (size_t d = 0; d < D; d++) {
-            const float *whh = w_hh + d * G * H;
-            memset(h, 0, H * sizeof(float));
-            memset(cell, 0, H * sizeof(float));
-            for (size_t s = 0; s < T; s++) {
-                const size_t t = d ? T - 1 - s : s;
-                memcpy(gates, proj + t * D * G + d * G, G * sizeof(float));
-                if (s > 0) /* h0 = 0: the first step has no recurrent term */
-                    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)G, (int)H, 1.0f, whh, (int)H, h, 1, 1.0f, gates,
-                                1);
-                float *o = out + t * ld_out + d * H;
-                for (size_t j = 0; j < H; j++) {
-                    const float ig = sigmoid_f(gates[j]), fg = sigmoid_f(gates[H + j]);
-                    const float gg = tanhf(gates[2 * H + j]), og = sigmoid_f(gates[3 * H + j]);
-                    cell[j] = fg * cell[j] + ig * gg;
-                    h[j] = og * tanhf(cell[j]);
-                    o[j] = h[j];
-                }
-            }
-        }
-        in = out;
-        ld_in = ld_out;
-        n_in = O;
+    const size_t G = 4 * H;
+    memset(h, 0, H * sizeof(float));
+    memset(cell, 0, H * sizeof(float));
+    for (size_t s = 0; s < T; s++) {
+        const size_t t = d ? T - 1 - s : s;
+        memcpy(gates, proj + t * D * G + d * G, G * sizeof(float));
+        if (s > 0) /* h0 = 0: the first step has no recurrent term */
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)G, (int)H, 1.0f, whh, (int)H, h, 1, 1.0f, gates, 1);
+        sl_cpu_lstm_cell(gates, cell, h, out + t * ld_out + d * H, H);
     }
+}
+
+/* One layer of every item: the input projections (one GEMM per item for every step
+ * of both directions, bias folded in) split over the pool, then the item x direction
+ * recurrences, independent of each other, one per loop index. */
+typedef struct {
+    const sl_lstm_cfg *c;
+    size_t T, n_in, parts;
+    int layer;
+    /* per item b: input rows at in + b*stride_in (ld ld_in), weights of this layer at
+     * w_l + b*stride_w, output rows at out + b*stride_out (ld ld_out) */
+    const float *in, *w_l;
+    size_t ld_in, stride_in, stride_w;
+    float *out;
+    size_t ld_out, stride_out;
+    float *proj; /* [batch][T][D*G] */
+    float *rec;  /* per thread: h, cell, gates */
+} lstm_layer;
+
+static void lstm_proj_body(void *v, size_t t, int tid)
+{
+    (void)tid;
+    const lstm_layer *L = v;
+    const size_t D = 1 + (size_t)L->c->bidirectional, G = 4 * (size_t)L->c->hidden;
+    const size_t b = t / L->parts, part = t % L->parts;
+    const float *w_ih = L->w_l + b * L->stride_w, *bias = w_ih + D * G * L->n_in + D * G * (size_t)L->c->hidden;
+    float *proj = L->proj + b * L->T * D * G;
+    sl_cpu_sgemm_part(part, L->parts, 1, L->T, D * G, L->n_in, L->in + b * L->stride_in, L->ld_in, w_ih, L->n_in, proj,
+              D * G);
+    /* bias on the same rows / columns as the part just computed */
+    size_t i0 = 0, i1 = L->T, j0 = 0, j1 = D * G;
+    if (L->parts > 1) {
+        if (D * G >= L->T) {
+            sl_pool_range((D * G + 15) / 16, L->parts, part, &j0, &j1);
+            j0 *= 16;
+            j1 = j1 * 16 < D * G ? j1 * 16 : D * G;
+        } else {
+            sl_pool_range(L->T, L->parts, part, &i0, &i1);
+        }
+    }
+    for (size_t i = i0; i < i1; i++)
+        for (size_t g = j0; g < j1; g++)
+            proj[i * D * G + g] += bias[g];
+}
+
+static void lstm_recur_body(void *v, size_t t, int tid)
+{
+    const lstm_layer *L = v;
+    const size_t D = 1 + (size_t)L->c->bidirectional, H = (size_t)L->c->hidden, G = 4 * H;
+    const size_t b = t / D, d = t % D;
+    const float *w_hh = L->w_l + b * L->stride_w + D * G * L->n_in;
+    float *h = L->rec + (size_t)tid * (2 * H + G);
+    lstm_recur(L->T, H, D, d, L->proj + b * L->T * D * G, w_hh + d * G * H, L->out + b * L->stride_out,
+               L->ld_out, h, h + H, h + 2 * H);
 }
 
 int sl_cpu_lstm(sl_op_ctx *ctx, const sl_lstm_cfg *c, size_t batch, size_t T, const float *x, size_t ldx,
                 size_t stride_x, const float *w, size_t stride_w, float *y, size_t ldy, size_t stride_y)
 {
-    (void)ctx;
-    const size_t D = 1 + (size_t)c->bidirectional, H = (size_t)c->hidden, G = 4 * H;
-    const size_t need = T * D * G + 2 * T * D * H + 2 * H + G;
-    float *ws = malloc(need * sizeof(float));
+    const size_t D = 1 + (size_t)c->bidirectional, H = (size_t)c->hidden, G = 4 * H, O = D * H;
+    const size_t th = (size_t)sl_pool_threads(ctx->pool);
+    /* proj for every item, two ping-pong layer outputs per item, recurrence state per thread */
+    const size_t need = batch * T * D * G + (c->layers > 1 ? 2 * batch * T * O : 0) + th * (2 * H + G);
+    float *ws = sl_cpu_scratch(ctx, need);
     if (!ws)
-        return sl_seterr(SL_ENOMEM, "lstm: cannot allocate %zu bytes of scratch", need * sizeof(float));
-    float *proj = ws, *buf0 = proj + T * D * G, *buf1 = buf0 + T * D * H, *h = buf1 + T * D * H, *cell = h + H,
-          *gates = cell + H;
-    for (size_t b = 0; b < batch; b++)
-        lstm_item(c, T, x + b * stride_x, ldx, w + b * stride_w, y + b * stride_y, ldy, proj, buf0, buf1, h, cell,
-                  gates);
-    free(ws);
+        return SL_ENOMEM;
+    float *proj = ws, *buf0 = proj + batch * T * D * G, *buf1 = buf0 + (c->layers > 1 ? batch * T * O : 0);
+    float *rec = buf1 + (c->layers > 1 ? batch * T * O : 0);
+    lstm_layer L = {.c = c, .T = T, .n_in = (size_t)c->input, .in = x, .w_l = w, .ld_in = ldx, .stride_in = stride_x,
+                    .stride_w = stride_w, .proj = proj, .rec = rec};
+    for (int l = 0; l < c->layers; l++) {
+        const int last = l == c->layers - 1;
+        L.layer = l;
+        L.out = last ? y : (l % 2 ? buf1 : buf0);
+        L.ld_out = last ? ldy : O;
+        L.stride_out = last ? stride_y : T * O;
+        size_t parts = 1;
+        if (batch < th && gemm_parts(ctx, T, D * G, L.n_in) > 1)
+            parts = (th + batch - 1) / batch;
+        L.parts = parts;
+        sl_pool_for(ctx->pool, batch * parts, lstm_proj_body, &L);
+        sl_pool_for(ctx->pool, batch * D, lstm_recur_body, &L);
+        /* the next layer reads this one's output; its weights follow this layer's */
+        L.w_l += D * G * L.n_in + D * G * H + D * G;
+        L.in = L.out;
+        L.ld_in = L.ld_out;
+        L.stride_in = L.stride_out;
+        L.n_in = O;
+    }
     return 0;
 }

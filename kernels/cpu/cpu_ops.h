@@ -40,6 +40,14 @@ int sl_cpu_wiener(sl_op_ctx *ctx, const sl_wiener_cfg *c, size_t n_targets, size
  * context closes, so per-call ops do not page-fault fresh memory); NULL + SL_ENOMEM in
  * sl_lasterr() when it cannot grow. Valid until the next call on the context. */
 float *sl_cpu_scratch(sl_op_ctx *ctx, size_t floats);
+/* c[m][n] = a[m][k] . b^T (trans_b, b[n][k]) or a . b (b[k][n]), row-major, beta 0, split
+ * over the context's threads when large enough (OpenBLAS itself runs on one thread). */
+void sl_cpu_sgemm(sl_op_ctx *ctx, int trans_b, size_t m, size_t n, size_t k, const float *a, size_t lda,
+                  const float *b, size_t ldb, float *c, size_t ldc);
+/* Part `part` of `parts` of the same product on the calling thread: columns split in
+ * multiples of 16 when n >= m, else rows (for ops that schedule GEMMs themselves). */
+void sl_cpu_sgemm_part(size_t part, size_t parts, int trans_b, size_t m, size_t n, size_t k, const float *a,
+                       size_t lda, const float *b, size_t ldb, float *c, size_t ldc);
 int sl_cpu_conv2d(sl_op_ctx *ctx, const sl_conv2d_args *a);
 int sl_cpu_avg_pool2d(sl_op_ctx *ctx, size_t planes, int h, int w, int kh, int kw, const float *in, float *out);
 int sl_cpu_clip_pool(sl_op_ctx *ctx, size_t planes, size_t T, size_t F, const float *in, float *out);

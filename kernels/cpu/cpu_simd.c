@@ -1,5 +1,7 @@
 /* Run-time selection of the CPU backend's AVX2 paths (cpu_simd.h). */
+#include <math.h>
 #include <stdatomic.h>
+#include <stdint.h>
 
 #include "cpu_simd.h"
 
@@ -82,4 +84,117 @@ void sl_cpu_vec_scale(float *out, const float *in, float s, size_t n)
 #endif
     for (; i < n; i++)
         out[i] = in[i] * s;
+}
+
+/* ---- LSTM cell: exp, sigmoid and tanh without libm calls ---- */
+
+#define EXP_HI 88.3762626647949f
+#define EXP_LO (-88.3762626647949f)
+
+static inline float exp_poly(float x)
+{
+    x = x < EXP_LO ? EXP_LO : x;
+    x = x > EXP_HI ? EXP_HI : x;
+    const float fx = floorf(x * 1.44269504088896341f + 0.5f);
+    x = x - fx * 0.693359375f;
+    x = x - fx * -2.12194440e-4f;
+    const float z = x * x;
+    float y = 1.9875691500e-4f;
+    y = y * x + 1.3981999507e-3f;
+    y = y * x + 8.3334519073e-3f;
+    y = y * x + 4.1665795894e-2f;
+    y = y * x + 1.6666665459e-1f;
+    y = y * x + 5.0000001201e-1f;
+    y = y * z + x + 1.0f;
+    const union { uint32_t u; float f; } p2 = {.u = (uint32_t)((int32_t)fx + 127) << 23};
+    return y * p2.f;
+}
+
+static inline float sigmoid_poly(float x) { return x != x ? x : 1.0f / (1.0f + exp_poly(-x)); }
+
+static inline float tanh_poly(float x)
+{
+    if (x != x)
+        return x;
+    const float a = x < 0.0f ? -x : x, e = exp_poly(-2.0f * a), t = (1.0f - e) / (1.0f + e);
+    return x < 0.0f ? -t : t;
+}
+
+#ifdef SL_CPU_HAVE_AVX2_PATHS
+__attribute__((target("avx2"))) static inline __m256 exp_avx2(__m256 x)
+{
+    /* max/min with x second keep NaN lanes NaN, as the scalar comparisons do */
+    x = _mm256_max_ps(_mm256_set1_ps(EXP_LO), x);
+    x = _mm256_min_ps(_mm256_set1_ps(EXP_HI), x);
+    const __m256 fx = _mm256_floor_ps(_mm256_add_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                                    _mm256_set1_ps(0.5f)));
+    x = _mm256_sub_ps(x, _mm256_mul_ps(fx, _mm256_set1_ps(0.693359375f)));
+    x = _mm256_sub_ps(x, _mm256_mul_ps(fx, _mm256_set1_ps(-2.12194440e-4f)));
+    const __m256 z = _mm256_mul_ps(x, x);
+    __m256 y = _mm256_set1_ps(1.9875691500e-4f);
+    y = _mm256_add_ps(_mm256_mul_ps(y, x), _mm256_set1_ps(1.3981999507e-3f));
+    y = _mm256_add_ps(_mm256_mul_ps(y, x), _mm256_set1_ps(8.3334519073e-3f));
+    y = _mm256_add_ps(_mm256_mul_ps(y, x), _mm256_set1_ps(4.1665795894e-2f));
+    y = _mm256_add_ps(_mm256_mul_ps(y, x), _mm256_set1_ps(1.6666665459e-1f));
+    y = _mm256_add_ps(_mm256_mul_ps(y, x), _mm256_set1_ps(5.0000001201e-1f));
+    y = _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(y, z), x), _mm256_set1_ps(1.0f));
+    const __m256i n = _mm256_add_epi32(_mm256_cvttps_epi32(fx), _mm256_set1_epi32(127));
+    return _mm256_mul_ps(y, _mm256_castsi256_ps(_mm256_slli_epi32(n, 23)));
+}
+
+__attribute__((target("avx2"))) static inline __m256 keep_nan(__m256 x, __m256 r)
+{
+    return _mm256_blendv_ps(r, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+}
+
+__attribute__((target("avx2"))) static inline __m256 sigmoid_avx2(__m256 x)
+{
+    const __m256 one = _mm256_set1_ps(1.0f);
+    const __m256 neg_x = _mm256_xor_ps(x, _mm256_set1_ps(-0.0f)); /* -x, as the scalar negation */
+    const __m256 r = _mm256_div_ps(one, _mm256_add_ps(one, exp_avx2(neg_x)));
+    return keep_nan(x, r);
+}
+
+__attribute__((target("avx2"))) static inline __m256 tanh_avx2(__m256 x)
+{
+    const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+    const __m256 a = _mm256_andnot_ps(sign, x);
+    const __m256 e = exp_avx2(_mm256_mul_ps(_mm256_set1_ps(-2.0f), a));
+    __m256 t = _mm256_div_ps(_mm256_sub_ps(one, e), _mm256_add_ps(one, e));
+    /* negative x (not -0.0: the scalar test x < 0 leaves it positive) */
+    const __m256 neg = _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ);
+    t = _mm256_blendv_ps(t, _mm256_xor_ps(t, sign), neg);
+    return keep_nan(x, t);
+}
+
+__attribute__((target("avx2"))) static size_t lstm_cell_avx2(const float *g, float *c, float *h, float *out, size_t H)
+{
+    size_t j = 0;
+    for (; j + 8 <= H; j += 8) {
+        const __m256 ig = sigmoid_avx2(_mm256_loadu_ps(g + j)), fg = sigmoid_avx2(_mm256_loadu_ps(g + H + j));
+        const __m256 gg = tanh_avx2(_mm256_loadu_ps(g + 2 * H + j)), og = sigmoid_avx2(_mm256_loadu_ps(g + 3 * H + j));
+        const __m256 cj = _mm256_add_ps(_mm256_mul_ps(fg, _mm256_loadu_ps(c + j)), _mm256_mul_ps(ig, gg));
+        const __m256 hj = _mm256_mul_ps(og, tanh_avx2(cj));
+        _mm256_storeu_ps(c + j, cj);
+        _mm256_storeu_ps(h + j, hj);
+        _mm256_storeu_ps(out + j, hj);
+    }
+    return j;
+}
+#endif
+
+void sl_cpu_lstm_cell(const float *gates, float *cell, float *h, float *out, size_t H)
+{
+    size_t j = 0;
+#ifdef SL_CPU_HAVE_AVX2_PATHS
+    if (sl_cpu_simd_avx2())
+        j = lstm_cell_avx2(gates, cell, h, out, H);
+#endif
+    for (; j < H; j++) {
+        const float ig = sigmoid_poly(gates[j]), fg = sigmoid_poly(gates[H + j]);
+        const float gg = tanh_poly(gates[2 * H + j]), og = sigmoid_poly(gates[3 * H + j]);
+        cell[j] = fg * cell[j] + ig * gg;
+        h[j] = og * tanh_poly(cell[j]);
+        out[j] = h[j];
+    }
 }

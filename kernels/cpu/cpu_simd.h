@@ -24,5 +24,12 @@ int sl_cpu_simd_avx2(void);
 void sl_cpu_vec_muladd(float *acc, const float *a, const float *b, size_t n); /* acc[i] += a[i] * b[i] */
 void sl_cpu_vec_div(float *out, const float *a, const float *b, size_t n);    /* out[i] = a[i] / b[i] */
 void sl_cpu_vec_scale(float *out, const float *in, float s, size_t n);        /* out[i] = in[i] * s */
+/* One LSTM step's cell update for units j < H (torch gate order i, f, g, o in gates[4H]):
+ * c = sigmoid(f) c + sigmoid(i) tanh(g); h = sigmoid(o) tanh(c); out[j] = h[j].
+ * exp is a degree-6 polynomial with a power-of-two scaling (about 1 ulp, Cephes'
+ * expf), sigmoid(x) = 1 / (1 + exp(-x)), tanh(x) = sign(x) (1 - e) / (1 + e) with
+ * e = exp(-2|x|) (absolute error ~1e-7); NaN stays NaN. The AVX2 path does the same
+ * operations in the same order (no FMA): bit-identical to the portable one. */
+void sl_cpu_lstm_cell(const float *gates, float *cell, float *h, float *out, size_t H);
 
 #endif

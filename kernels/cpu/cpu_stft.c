@@ -2,10 +2,12 @@
  * overlap-add tail of the iSTFT (torch.istft semantics, see kernels/README.md). */
 #include <fftw3.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../../common/sl_error.h"
+#include "../../common/sl_pool.h"
 #include "cpu_ops.h"
 #include "cpu_simd.h"
 
@@ -108,67 +110,89 @@ static int get_plans(int n, fftwf_plan *r2c, fftwf_plan *c2r)
 
 /* Frames are copied through fftwf_malloc'd buffers: the plans were made on
  * such buffers, so alignment always matches whatever the caller passes, and
- * the c2r transform may destroy its input without touching the caller's. */
-int sl_cpu_rfft(sl_op_ctx *ctx, int n_fft, size_t count, const float *in, float *out, float scale)
+ * the c2r transform may destroy its input without touching the caller's.
+ * Frames are independent: one range of them per thread of the context, each
+ * with its own buffers (fftwf_execute_dft_* is thread-safe on new arrays). */
+typedef struct {
+    fftwf_plan plan;
+    size_t n, count, parts;
+    const float *in;
+    float *out;
+    float scale;
+    int inverse;
+    atomic_int failed;
+} fft_job;
+
+static void fft_part(void *v, size_t part, int tid)
 {
-    (void)ctx;
-    fftwf_plan r2c, c2r;
-    int rc = get_plans(n_fft, &r2c, &c2r);
-    if (rc < 0)
-        return rc;
-    const size_t n = (size_t)n_fft, nb = n / 2 + 1;
+    (void)tid;
+    fft_job *j = v;
+    const size_t n = j->n, nb = n / 2 + 1;
+    size_t lo, hi;
+    sl_pool_range(j->count, j->parts, part, &lo, &hi);
+    if (lo >= hi)
+        return;
     float *a = fftwf_alloc_real(n);
     fftwf_complex *b = fftwf_alloc_complex(nb);
     if (!a || !b) {
+        atomic_store(&j->failed, 1);
         fftwf_free(a);
         fftwf_free(b);
-        return sl_seterr(SL_ENOMEM, "rfft: out of memory");
+        return;
     }
-    for (size_t i = 0; i < count; i++) {
-        memcpy(a, in + i * n, n * sizeof(float));
-        fftwf_execute_dft_r2c(r2c, a, b);
-        float *o = out + i * 2 * nb;
-        const float *bf = (const float *)b;
-        if (scale == 1.0f)
-            memcpy(o, bf, 2 * nb * sizeof(float));
-        else
-            for (size_t k = 0; k < 2 * nb; k++)
-                o[k] = bf[k] * scale;
+    float *bf = (float *)b;
+    for (size_t i = lo; i < hi; i++) {
+        if (!j->inverse) {
+            memcpy(a, j->in + i * n, n * sizeof(float));
+            fftwf_execute_dft_r2c(j->plan, a, b);
+            float *o = j->out + i * 2 * nb;
+            if (j->scale == 1.0f)
+                memcpy(o, bf, 2 * nb * sizeof(float));
+            else
+                for (size_t k = 0; k < 2 * nb; k++)
+                    o[k] = bf[k] * j->scale;
+        } else {
+            memcpy(bf, j->in + i * 2 * nb, 2 * nb * sizeof(float));
+            /* A real signal's DC (and even-n Nyquist) bin is real; irfft ignores the
+             * imaginary part there, which FFTW's c2r would not promise to do. */
+            bf[1] = 0.0f;
+            if (n % 2 == 0)
+                bf[2 * (nb - 1) + 1] = 0.0f;
+            fftwf_execute_dft_c2r(j->plan, b, a);
+            sl_cpu_vec_scale(j->out + i * n, a, j->scale, n);
+        }
     }
     fftwf_free(a);
     fftwf_free(b);
+}
+
+static int fft_run(sl_op_ctx *ctx, int inverse, int n_fft, size_t count, const float *in, float *out, float scale)
+{
+    fftwf_plan r2c = NULL, c2r = NULL;
+    int rc = get_plans(n_fft, &r2c, &c2r);
+    if (rc < 0)
+        return rc;
+    sl_pool *pool = ctx ? ctx->pool : NULL; /* the CUDA backends' host fallbacks pass no CPU context */
+    size_t parts = (size_t)sl_pool_threads(pool);
+    if (count * (size_t)n_fft < ((size_t)1 << 15)) /* below ~30 us of work: not worth a loop */
+        parts = 1;
+    if (parts > count)
+        parts = count ? count : 1;
+    fft_job j = {inverse ? c2r : r2c, (size_t)n_fft, count, parts, in, out, scale, inverse, 0};
+    sl_pool_for(pool, parts, fft_part, &j);
+    if (atomic_load(&j.failed))
+        return sl_seterr(SL_ENOMEM, "%s: out of memory", inverse ? "irfft" : "rfft");
     return 0;
+}
+
+int sl_cpu_rfft(sl_op_ctx *ctx, int n_fft, size_t count, const float *in, float *out, float scale)
+{
+    return fft_run(ctx, 0, n_fft, count, in, out, scale);
 }
 
 int sl_cpu_irfft(sl_op_ctx *ctx, int n_fft, size_t count, const float *in, float *out, float scale)
 {
-    (void)ctx;
-    fftwf_plan r2c, c2r;
-    int rc = get_plans(n_fft, &r2c, &c2r);
-    if (rc < 0)
-        return rc;
-    const size_t n = (size_t)n_fft, nb = n / 2 + 1;
-    float *a = fftwf_alloc_real(n);
-    fftwf_complex *b = fftwf_alloc_complex(nb);
-    if (!a || !b) {
-        fftwf_free(a);
-        fftwf_free(b);
-        return sl_seterr(SL_ENOMEM, "irfft: out of memory");
-    }
-    for (size_t i = 0; i < count; i++) {
-        float *bf = (float *)b;
-        memcpy(bf, in + i * 2 * nb, 2 * nb * sizeof(float));
-        /* A real signal's DC (and even-n Nyquist) bin is real; irfft ignores the
-         * imaginary part there, which FFTW's c2r would not promise to do. */
-        bf[1] = 0.0f;
-        if (n % 2 == 0)
-            bf[2 * (nb - 1) + 1] = 0.0f;
-        fftwf_execute_dft_c2r(c2r, b, a);
-        sl_cpu_vec_scale(out + i * n, a, scale, n);
-    }
-    fftwf_free(a);
-    fftwf_free(b);
-    return 0;
+    return fft_run(ctx, 1, n_fft, count, in, out, scale);
 }
 
 /* ---- overlap-add ---- */

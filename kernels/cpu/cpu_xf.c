@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "../../common/sl_error.h"
+#include "../../common/sl_pool.h"
 #include "cpu_ops.h"
 
 int sl_cpu_norm(sl_op_ctx *ctx, const sl_norm_args *a)
@@ -83,54 +84,77 @@ static void rotate_rows(const float *src, size_t ld, size_t rows, int D, const f
     }
 }
 
+/* One (item, head) pair per pool index, each with its own rotated q / k and score
+ * rows (per-thread scratch): the pairs are independent. */
+typedef struct {
+    const sl_attention_args *a;
+    float *ws;       /* per thread: qr[tq][D], kr[tk][D], S[tq][tk] */
+    size_t ws_stride;
+} attn_job;
+
+static void attn_body(void *v, size_t t, int tid)
+{
+    const attn_job *J = v;
+    const sl_attention_args *a = J->a;
+    const int D = a->dim_head;
+    const size_t tq = a->tq, tk = a->tk, b = t / (size_t)a->heads, h = t % (size_t)a->heads;
+    float *qr = J->ws + (size_t)tid * J->ws_stride, *kr = qr + tq * (size_t)D, *S = kr + tk * (size_t)D;
+    const size_t kl = a->k_len ? (size_t)a->k_len[b] : tk;
+    const size_t off = h * (size_t)D;
+    rotate_rows(a->q + b * a->stride_q + off, a->ldq, tq, D, a->rope, qr);
+    rotate_rows(a->k + b * a->stride_k + off, a->ldk, kl, D, a->rope, kr);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)tq, (int)kl, D, a->scale, qr, D, kr, D, 0.0f, S,
+                (int)kl);
+    for (size_t i = 0; i < tq; i++) {
+        float *s = S + i * kl;
+        if (a->bias) {
+            const float *bi = a->bias + b * a->stride_bias_b + h * a->stride_bias_h + i * a->ld_bias;
+            for (size_t j = 0; j < kl; j++)
+                s[j] += bi[j];
+        }
+        float mx = -INFINITY;
+        for (size_t j = 0; j < kl; j++)
+            mx = s[j] > mx ? s[j] : mx;
+        double sum = 0;
+        for (size_t j = 0; j < kl; j++) {
+            s[j] = expf(s[j] - mx);
+            sum += s[j];
+        }
+        const float inv = (float)(1.0 / sum);
+        for (size_t j = 0; j < kl; j++)
+            s[j] *= inv;
+    }
+    float *o = a->out + b * a->stride_o + off;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)tq, D, (int)kl, 1.0f, S, (int)kl,
+                a->v + b * a->stride_v + off, (int)a->ldv, 0.0f, o, (int)a->ldo);
+    if (a->gate)
+        for (size_t i = 0; i < tq; i++) {
+            const float g = sigmoid_f(a->gate[b * a->stride_gate + i * a->ld_gate + h]);
+            for (int d = 0; d < D; d++)
+                o[i * a->ldo + (size_t)d] *= g;
+        }
+}
+
 int sl_cpu_attention(sl_op_ctx *ctx, const sl_attention_args *a)
 {
     const int D = a->dim_head;
     const size_t tq = a->tq, tk = a->tk;
-    float *ws = sl_cpu_scratch(ctx, (tq + tk) * (size_t)D + tq * tk);
-    if (!ws)
-        return SL_ENOMEM;
-    float *qr = ws, *kr = qr + tq * (size_t)D, *S = kr + tk * (size_t)D;
     for (size_t b = 0; b < a->batch; b++) {
         const size_t kl = a->k_len ? (size_t)a->k_len[b] : tk;
         if (kl < 1 || kl > tk)
             return sl_seterr(SL_EINVAL, "op attention: k_len[%zu] = %zu outside 1..%zu", b, kl, tk);
-        for (int h = 0; h < a->heads; h++) {
-            const size_t off = (size_t)h * (size_t)D;
-            rotate_rows(a->q + b * a->stride_q + off, a->ldq, tq, D, a->rope, qr);
-            rotate_rows(a->k + b * a->stride_k + off, a->ldk, kl, D, a->rope, kr);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)tq, (int)kl, D, a->scale, qr, D, kr, D, 0.0f,
-                        S, (int)kl);
-            for (size_t i = 0; i < tq; i++) {
-                float *s = S + i * kl;
-                if (a->bias) {
-                    const float *bi = a->bias + b * a->stride_bias_b + (size_t)h * a->stride_bias_h + i * a->ld_bias;
-                    for (size_t j = 0; j < kl; j++)
-                        s[j] += bi[j];
-                }
-                float mx = -INFINITY;
-                for (size_t j = 0; j < kl; j++)
-                    mx = s[j] > mx ? s[j] : mx;
-                double sum = 0;
-                for (size_t j = 0; j < kl; j++) {
-                    s[j] = expf(s[j] - mx);
-                    sum += s[j];
-                }
-                const float inv = (float)(1.0 / sum);
-                for (size_t j = 0; j < kl; j++)
-                    s[j] *= inv;
-            }
-            float *o = a->out + b * a->stride_o + off;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)tq, D, (int)kl, 1.0f, S, (int)kl,
-                        a->v + b * a->stride_v + off, (int)a->ldv, 0.0f, o, (int)a->ldo);
-            if (a->gate)
-                for (size_t i = 0; i < tq; i++) {
-                    const float g = sigmoid_f(a->gate[b * a->stride_gate + i * a->ld_gate + (size_t)h]);
-                    for (int d = 0; d < D; d++)
-                        o[i * a->ldo + (size_t)d] *= g;
-                }
-        }
     }
+    const size_t pairs = a->batch * (size_t)a->heads;
+    size_t th = (size_t)sl_pool_threads(ctx->pool);
+    if (th > pairs)
+        th = pairs ? pairs : 1;
+    const size_t stride = ((tq + tk) * (size_t)D + tq * tk + 15) & ~(size_t)15;
+    float *ws = sl_cpu_scratch(ctx, th * stride);
+    if (!ws)
+        return SL_ENOMEM;
+    attn_job J = {a, ws, stride};
+    /* a pool of more threads than pairs runs at most `pairs` loop bodies: tid < th */
+    sl_pool_for(th > 1 ? ctx->pool : NULL, pairs, attn_body, &J);
     return 0;
 }
 

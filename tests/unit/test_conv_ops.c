@@ -18,7 +18,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <cblas.h>
 
 #include "common/sl_error.h"
 #include "common/sl_log.h"
@@ -54,20 +53,19 @@ static void test_conv(sl_op_ctx *ctx, size_t batch, int ci, int co, int h, int w
     free(want);
 }
 
-/* The tap-skipping path (no BLAS): bitwise the same output with 1 and with 3 threads. */
+/* The tap-skipping path (no BLAS): bitwise the same output with 1 and with 3 threads of the context. */
 static void test_conv_threads(sl_op_ctx *ctx, int ci, int co, int h, int w)
 {
     const size_t ny = (size_t)co * h * w;
     float *x = sl_ref_rnd((size_t)ci * h * w, -1, 1), *wt = sl_ref_rnd((size_t)co * ci * 9, -1, 1), *b = sl_ref_rnd((size_t)co, -1, 1);
     float *y1 = nans(ny), *y3 = nans(ny);
-    const int saved = openblas_get_num_threads();
     sl_conv2d_args a = {1, ci, co, h, w, 3, x, wt, b, SL_ACT_RELU, y1};
-    openblas_set_num_threads(1);
+    CHECK(sl_op_ctx_set_threads(ctx, 1) == 0);
     CHECK_MSG(sl_op_conv2d(ctx, &a) == 0, "conv2d: %s", sl_lasterr());
     a.y = y3;
-    openblas_set_num_threads(3);
+    CHECK(sl_op_ctx_set_threads(ctx, 3) == 0);
     CHECK_MSG(sl_op_conv2d(ctx, &a) == 0, "conv2d: %s", sl_lasterr());
-    openblas_set_num_threads(saved);
+    CHECK(sl_op_ctx_set_threads(ctx, 1) == 0);
     printf("  conv2d     c%d->%d %dx%d k3, 1 vs 3 threads: %s\n", ci, co, h, w,
            memcmp(y1, y3, ny * sizeof(float)) ? "DIFFERENT" : "same bits");
     CHECK_MSG(memcmp(y1, y3, ny * sizeof(float)) == 0, "conv2d c%d->%d %dx%d: output depends on the threads", ci, co,
@@ -159,13 +157,14 @@ int main(void)
     test_conv_threads(ctx, 256, 64, 40, 2); /* large enough for the threads to start */
     test_conv_threads(ctx, 600, 15, 35, 1);
     {
-        const int saved = openblas_get_num_threads();
-        openblas_set_num_threads(3);
+        CHECK(sl_op_ctx_set_threads(ctx, 3) == 0);
         printf("  (3 threads)\n");
         test_conv(ctx, 2, 48, 40, 71, 21, 3, 1, SL_ACT_RELU); /* Winograd */
         test_conv(ctx, 1, 96, 50, 33, 2, 3, 1, SL_ACT_RELU);  /* narrow */
         test_conv(ctx, 1, 3, 40, 70, 20, 3, 1, SL_ACT_RELU);  /* im2col */
-        openblas_set_num_threads(saved);
+        test_conv(ctx, 2, 1, 24, 60, 40, 5, 1, SL_ACT_TANH);  /* im2col, k 5, one input channel */
+        test_conv(ctx, 1, 20, 17, 9, 9, 3, 0, SL_ACT_NONE);   /* Winograd, odd sizes, no bias */
+        CHECK(sl_op_ctx_set_threads(ctx, 1) == 0);
     }
     test_pool(ctx, 3, 9, 7, 2, 2);
     test_pool(ctx, 2, 4, 4, 1, 1);

@@ -291,6 +291,19 @@ int main(void)
         int k = 1 + 2 * (int)(rnd64() % 64);
         run_case(ctx, batch, T, F, k, (int)(rnd64() % 4));
     }
+    /* the same against the reference with the line groups split over 3 threads: group
+     * counts around the split, line counts not a multiple of 16 (the overlapping last
+     * group), batches below and above the thread count */
+    CHECK(sl_op_ctx_set_threads(ctx, 3) == 0);
+    run_case(ctx, 1, 70, 1025, 31, 2);
+    run_case(ctx, 1, 1025, 70, 31, 1);
+    run_case(ctx, 2, 333, 47, 31, 0);
+    run_case(ctx, 1, 47, 333, 15, 3);
+    run_case(ctx, 1, 33, 2049, 9, 0);
+    run_case(ctx, 1, 2049, 33, 9, 1);
+    run_case(ctx, 4, 100, 100, 31, 2);
+    run_case(ctx, 1, 600, 8, 63, 0);
+    CHECK(sl_op_ctx_set_threads(ctx, 1) == 0);
     printf("test_median: %d shape/axis cases, each on both paths\n", n_cases);
     elementwise_paths(ctx);
     sl_op_ctx_close(ctx);

@@ -13,6 +13,7 @@
 
 #include "common/sl_error.h"
 #include "common/sl_log.h"
+#include "kernels/cpu/cpu_simd.h"
 #include "kernels/ops.h"
 #include "sl_ref.h"
 #include "sl_test.h"
@@ -134,6 +135,81 @@ static void test_lstm(sl_op_ctx *ctx, int layers, int input, int hidden, int bid
     free(want);
 }
 
+/* batch items with their own weights and strided rows (the layout umx uses: the
+ * LSTM writes beside its input in the same rows), each against the reference */
+static void test_lstm_batch(sl_op_ctx *ctx, size_t batch, int layers, int input, int hidden, int bidir, size_t T)
+{
+    sl_lstm_cfg c = {layers, input, hidden, bidir};
+    const size_t nw = sl_lstm_weights_floats(&c), O = (size_t)(1 + bidir) * (size_t)hidden;
+    const size_t ld = (size_t)input + O, stride = T * ld + 3;
+    const float s = 1.0f / sqrtf((float)hidden);
+    float *buf = sl_ref_rnd(batch * stride, -1, 1), *w = sl_ref_rnd(batch * nw, -s, s);
+    double *want = malloc(T * O * sizeof(double));
+    float *got = malloc(T * O * sizeof(float)), *xi = malloc(T * (size_t)input * sizeof(float));
+    CHECK_MSG(sl_op_lstm(ctx, &c, batch, T, buf, ld, stride, w, nw, buf + input, ld, stride) == 0, "lstm: %s",
+              sl_lasterr());
+    double worst = 0;
+    for (size_t b = 0; b < batch; b++) {
+        for (size_t t = 0; t < T; t++) {
+            memcpy(xi + t * (size_t)input, buf + b * stride + t * ld, (size_t)input * sizeof(float));
+            memcpy(got + t * O, buf + b * stride + t * ld + input, O * sizeof(float));
+        }
+        lstm_ref(&c, T, xi, w + b * nw, want);
+        double e = sl_ref_err(got, want, T * O);
+        worst = e > worst ? e : worst;
+    }
+    printf("  lstm   batch %zu L%d in%d H%d %s T%zu, %d thread(s): rel err %.3g (tol 1e-5)\n", batch, layers, input,
+           hidden, bidir ? "bidir" : "unidir", T, sl_op_ctx_threads(ctx), worst);
+    CHECK_MSG(worst <= 1e-5, "batched lstm error %g", worst);
+    free(buf);
+    free(w);
+    free(want);
+    free(got);
+    free(xi);
+}
+
+/* The LSTM cell's exp / sigmoid / tanh (no libm): against double precision over the
+ * whole range (saturation, zero, tiny values, NaN), and the AVX2 path bit-equal to
+ * the portable one (H = 37: vector blocks and a scalar tail). */
+static void test_lstm_cell(void)
+{
+    const size_t H = 37;
+    float g[4 * 37], c0[37], c1[37], c2[37], h1[37], h2[37], o1[37], o2[37];
+    double worst = 0;
+    for (int rep = 0; rep < 200; rep++) {
+        for (size_t i = 0; i < 4 * H; i++) {
+            const double u = sl_ref_urand();
+            g[i] = rep % 4 == 0 ? (float)(200 * u - 100) : rep % 4 == 1 ? (float)(1e-4 * (2 * u - 1))
+                                                                         : (float)(16 * u - 8);
+        }
+        for (size_t j = 0; j < H; j++)
+            c0[j] = (float)(4.0 * sl_ref_urand() - 2.0);
+        memcpy(c1, c0, sizeof c0);
+        memcpy(c2, c0, sizeof c0);
+        sl_cpu_simd_set(0);
+        sl_cpu_lstm_cell(g, c1, h1, o1, H);
+        sl_cpu_simd_set(1);
+        sl_cpu_lstm_cell(g, c2, h2, o2, H);
+        CHECK_MSG(!memcmp(c1, c2, sizeof c1) && !memcmp(h1, h2, sizeof h1) && !memcmp(o1, h1, sizeof o1) &&
+                      !memcmp(o2, h2, sizeof o2),
+                  "lstm cell: AVX2 and portable paths differ");
+        for (size_t j = 0; j < H; j++) {
+            const double ig = 1 / (1 + exp(-(double)g[j])), fg = 1 / (1 + exp(-(double)g[H + j]));
+            const double gg = tanh((double)g[2 * H + j]), og = 1 / (1 + exp(-(double)g[3 * H + j]));
+            const double c = fg * c0[j] + ig * gg, h = og * tanh(c);
+            const double e = fabs(c - c1[j]) + fabs(h - h1[j]);
+            worst = e > worst ? e : worst;
+        }
+    }
+    printf("  lstm cell: worst |c| + |h| error %.3g (tol 1e-6), AVX2 = portable bits\n", worst);
+    CHECK_MSG(worst <= 1e-6, "lstm cell error %g", worst);
+    g[0] = NAN;
+    g[H + 1] = NAN;
+    c1[0] = c1[1] = 0;
+    sl_cpu_lstm_cell(g, c1, h1, o1, H);
+    CHECK(isnan(c1[0]) && isnan(h1[0]) && isnan(c1[1]));
+}
+
 /* Wiener properties: niter 0 keeps the target magnitudes with the mixture
  * phase; softmask estimates sum to the mixture (up to eps); the residual
  * completes the sum exactly; after EM the sources still sum to the mixture up
@@ -193,7 +269,25 @@ int main(void)
     test_lstm(ctx, 1, 3, 4, 0, 5);
     test_lstm(ctx, 3, 16, 8, 1, 40);
     test_lstm(ctx, 2, 9, 33, 1, 17);
+    test_lstm_batch(ctx, 3, 2, 20, 16, 1, 30);
+    test_lstm_cell();
     test_wiener(ctx);
+    /* the same ops split over 3 threads: shapes above the split threshold, columns
+     * not a multiple of the split block, more threads than items and fewer */
+    CHECK(sl_op_ctx_set_threads(ctx, 0) == SL_EINVAL);
+    CHECK(sl_op_ctx_set_threads(ctx, 3) == 0);
+    CHECK(sl_op_ctx_threads(ctx) == 3);
+    CHECK_MSG(strstr(sl_op_ctx_device(ctx), "3 threads per context") != NULL, "device %s", sl_op_ctx_device(ctx));
+    test_gemm(ctx, 1, 100, 203, 64, SL_ACT_RELU); /* split by columns */
+    test_gemm(ctx, 1, 301, 40, 64, SL_ACT_TANH);  /* split by rows */
+    test_gemm(ctx, 2, 90, 130, 70, SL_ACT_NONE);  /* two items, two parts each */
+    test_gemm(ctx, 5, 60, 50, 40, SL_ACT_RELU);   /* more items than threads */
+    test_gemm(ctx, 1, 64, 130, 0, SL_ACT_TANH);
+    test_lstm(ctx, 2, 40, 64, 1, 70);
+    test_lstm_batch(ctx, 3, 3, 24, 40, 1, 50);
+    test_lstm_batch(ctx, 2, 1, 9, 12, 0, 20);
+    CHECK(sl_op_ctx_set_threads(ctx, 1) == 0);
+    CHECK(sl_op_ctx_threads(ctx) == 1 && strstr(sl_op_ctx_device(ctx), "1 thread per context"));
     sl_lstm_cfg badc = {0, 3, 4, 1};
     CHECK(sl_lstm_weights_floats(&badc) == 0);
     sl_op_ctx_close(ctx);

@@ -241,6 +241,12 @@ int main(void)
     test_attention(ctx, 3, 40, 40, 2, 16, 1, 0);
     test_attention(ctx, 2, 13, 29, 3, 7, 0, 1);
     test_attention(ctx, 3, 50, 50, 2, 64, 1, 1);
+    /* the (item, head) pairs split over 3 threads, fewer pairs than threads too */
+    CHECK(sl_op_ctx_set_threads(ctx, 3) == 0);
+    test_attention(ctx, 3, 40, 40, 2, 16, 1, 0);
+    test_attention(ctx, 2, 13, 29, 3, 7, 0, 1);
+    test_attention(ctx, 1, 9, 9, 2, 8, 1, 1);
+    CHECK(sl_op_ctx_set_threads(ctx, 1) == 0);
     test_band(ctx);
     sl_op_ctx_close(ctx);
     return sl_test_finish("xf_ops");

@@ -1,0 +1,326 @@
+/* The compute thread pool (sl_pool.h). Helpers wait on a generation counter:
+ * each sl_pool_for publishes one loop (fn, arg, n), bumps the generation and
+ * runs indices itself; helpers take indices from the same atomic counter. A
+ * helper spins briefly before sleeping, because ops issue loops back to back
+ * (one per layer) and a condition-variable wake-up costs more than a short loop. */
+#include "sl_pool.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sl_error.h"
+
+#define SPIN_ROUNDS 4000
+
+struct sl_pool {
+    int n;            /* threads in all, caller included */
+    pthread_t *th;    /* n - 1 helpers */
+    pthread_mutex_t mu;
+    pthread_cond_t cv_go, cv_done;
+    atomic_ulong gen; /* bumped once per loop */
+    int quit;         /* under mu */
+
+    /* the current loop (written by the owner before gen is bumped) */
+    sl_pool_fn fn;
+    void *arg;
+    size_t n_items;
+    atomic_ulong *assign;     /* [n-1]: the generation each helper last takes part in */
+    atomic_size_t next;       /* next index to run */
+    atomic_int pending;       /* taking-part helpers not yet finished */
+    atomic_int running, peak; /* instrumentation */
+};
+
+typedef struct {
+    sl_pool *p;
+    int tid;
+} helper_arg;
+
+/* tid of this thread inside a running loop body, -1 outside any */
+static _Thread_local int cur_tid = -1;
+
+static void note_running(sl_pool *p, int delta)
+{
+    int now = atomic_fetch_add(&p->running, delta) + delta;
+    int peak = atomic_load(&p->peak);
+    while (now > peak && !atomic_compare_exchange_weak(&p->peak, &peak, now))
+        ;
+}
+
+static void run_items(sl_pool *p, int tid)
+{
+    note_running(p, 1);
+    cur_tid = tid;
+    for (;;) {
+        size_t i = atomic_fetch_add(&p->next, 1);
+        if (i >= p->n_items)
+            break;
+        p->fn(p->arg, i, tid);
+    }
+    cur_tid = -1;
+    note_running(p, -1);
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+static void *helper_main(void *v)
+{
+    helper_arg *ha = v;
+    sl_pool *p = ha->p;
+    const int tid = ha->tid;
+    free(ha);
+    unsigned long seen = 0;
+    for (;;) {
+        unsigned long g = atomic_load_explicit(&p->gen, memory_order_acquire);
+        for (int s = 0; g == seen && s < SPIN_ROUNDS; s++) {
+            cpu_relax();
+            g = atomic_load_explicit(&p->gen, memory_order_acquire);
+        }
+        if (g == seen) {
+            pthread_mutex_lock(&p->mu);
+            while ((g = atomic_load(&p->gen)) == seen && !p->quit)
+                pthread_cond_wait(&p->cv_go, &p->mu);
+            int quit = p->quit;
+            pthread_mutex_unlock(&p->mu);
+            if (quit && g == seen)
+                return NULL;
+        }
+        seen = g;
+        /* A helper that is not needed for this loop skips it; checking the
+         * generation it was assigned (not a shared count) keeps a late helper from
+         * mistaking the next loop for this one. */
+        if (atomic_load_explicit(&p->assign[tid - 1], memory_order_acquire) != g)
+            continue;
+        run_items(p, tid);
+        if (atomic_fetch_sub_explicit(&p->pending, 1, memory_order_acq_rel) == 1) {
+            pthread_mutex_lock(&p->mu);
+            pthread_cond_signal(&p->cv_done);
+            pthread_mutex_unlock(&p->mu);
+        }
+    }
+}
+
+int sl_pool_create(sl_pool **out, int threads)
+{
+    *out = NULL;
+    if (threads < 1 || threads > 1024)
+        return sl_seterr(SL_EINVAL, "thread pool: %d threads (must be 1..1024)", threads);
+    sl_pool *p = calloc(1, sizeof *p);
+    if (!p)
+        return sl_seterr(SL_ENOMEM, "thread pool: out of memory");
+    p->n = threads;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv_go, NULL);
+    pthread_cond_init(&p->cv_done, NULL);
+    if (threads > 1) {
+        p->th = calloc((size_t)threads - 1, sizeof *p->th);
+        p->assign = calloc((size_t)threads - 1, sizeof *p->assign);
+        if (!p->th || !p->assign) {
+            sl_pool_destroy(p);
+            return sl_seterr(SL_ENOMEM, "thread pool: out of memory");
+        }
+    }
+    for (int t = 1; t < threads; t++) {
+        helper_arg *ha = malloc(sizeof *ha);
+        int rc = ha ? 0 : ENOMEM;
+        if (ha) {
+            ha->p = p;
+            ha->tid = t;
+            rc = pthread_create(&p->th[t - 1], NULL, helper_main, ha);
+            if (rc)
+                free(ha);
+        }
+        if (rc) {
+            p->n = t; /* join only the helpers that started */
+            sl_pool_destroy(p);
+            return sl_seterr(rc == ENOMEM ? SL_ENOMEM : SL_EIO, "thread pool: cannot start thread %d of %d: %s",
+                             t + 1, threads, strerror(rc));
+        }
+    }
+    *out = p;
+    return 0;
+}
+
+void sl_pool_destroy(sl_pool *p)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->mu);
+    p->quit = 1;
+    pthread_cond_broadcast(&p->cv_go);
+    pthread_mutex_unlock(&p->mu);
+    for (int t = 1; t < p->n && p->th; t++)
+        pthread_join(p->th[t - 1], NULL);
+    pthread_cond_destroy(&p->cv_go);
+    pthread_cond_destroy(&p->cv_done);
+    pthread_mutex_destroy(&p->mu);
+    free(p->th);
+    free(p->assign);
+    free(p);
+}
+
+int sl_pool_threads(const sl_pool *p) { return p ? p->n : 1; }
+
+int sl_pool_peak(const sl_pool *p) { return p ? atomic_load(&p->peak) : 0; }
+
+void sl_pool_for(sl_pool *p, size_t n, sl_pool_fn fn, void *arg)
+{
+    if (!n)
+        return;
+    if (!p || p->n == 1 || n == 1 || cur_tid >= 0) {
+        const int tid = cur_tid >= 0 ? cur_tid : 0, outer = cur_tid;
+        if (p && outer < 0)
+            note_running(p, 1);
+        cur_tid = tid;
+        for (size_t i = 0; i < n; i++)
+            fn(arg, i, tid);
+        cur_tid = outer;
+        if (p && outer < 0)
+            note_running(p, -1);
+        return;
+    }
+    p->fn = fn;
+    p->arg = arg;
+    p->n_items = n;
+    const int helpers = (size_t)(p->n - 1) < n - 1 ? p->n - 1 : (int)(n - 1);
+    const unsigned long g = atomic_load(&p->gen) + 1;
+    atomic_store(&p->next, 0);
+    atomic_store(&p->pending, helpers);
+    for (int t = 0; t < helpers; t++)
+        atomic_store_explicit(&p->assign[t], g, memory_order_relaxed);
+    pthread_mutex_lock(&p->mu);
+    atomic_store_explicit(&p->gen, g, memory_order_release);
+    pthread_cond_broadcast(&p->cv_go);
+    pthread_mutex_unlock(&p->mu);
+    run_items(p, 0);
+    for (int s = 0; atomic_load_explicit(&p->pending, memory_order_acquire) > 0 && s < SPIN_ROUNDS; s++)
+        cpu_relax();
+    if (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) {
+        pthread_mutex_lock(&p->mu);
+        while (atomic_load(&p->pending) > 0)
+            pthread_cond_wait(&p->cv_done, &p->mu);
+        pthread_mutex_unlock(&p->mu);
+    }
+}
+
+void sl_pool_range(size_t n, size_t parts, size_t k, size_t *lo, size_t *hi)
+{
+    if (!parts)
+        parts = 1;
+    const size_t q = n / parts, r = n % parts;
+    *lo = k * q + (k < r ? k : r);
+    *hi = *lo + q + (k < r ? 1 : 0);
+}
+
+struct sl_budget {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int tokens, free_, peak;
+    unsigned long next_ticket, serving;
+};
+
+int sl_budget_create(sl_budget **out, int tokens)
+{
+    *out = NULL;
+    if (tokens < 1)
+        return sl_seterr(SL_EINVAL, "CPU budget of %d threads (must be >= 1)", tokens);
+    sl_budget *b = calloc(1, sizeof *b);
+    if (!b)
+        return sl_seterr(SL_ENOMEM, "CPU budget: out of memory");
+    pthread_mutex_init(&b->mu, NULL);
+    pthread_cond_init(&b->cv, NULL);
+    b->tokens = b->free_ = tokens;
+    *out = b;
+    return 0;
+}
+
+void sl_budget_free(sl_budget *b)
+{
+    if (!b)
+        return;
+    pthread_cond_destroy(&b->cv);
+    pthread_mutex_destroy(&b->mu);
+    free(b);
+}
+
+void sl_budget_acquire(sl_budget *b, int n)
+{
+    if (!b)
+        return;
+    if (n > b->tokens)
+        n = b->tokens;
+    pthread_mutex_lock(&b->mu);
+    const unsigned long ticket = b->next_ticket++;
+    while (b->serving != ticket || b->free_ < n)
+        pthread_cond_wait(&b->cv, &b->mu);
+    b->serving++;
+    b->free_ -= n;
+    if (b->tokens - b->free_ > b->peak)
+        b->peak = b->tokens - b->free_;
+    pthread_cond_broadcast(&b->cv); /* the next ticket may go too */
+    pthread_mutex_unlock(&b->mu);
+}
+
+void sl_budget_release(sl_budget *b, int n)
+{
+    if (!b)
+        return;
+    if (n > b->tokens)
+        n = b->tokens;
+    pthread_mutex_lock(&b->mu);
+    b->free_ += n;
+    pthread_cond_broadcast(&b->cv);
+    pthread_mutex_unlock(&b->mu);
+}
+
+int sl_budget_peak(const sl_budget *b)
+{
+    if (!b)
+        return 0;
+    sl_budget *m = (sl_budget *)b;
+    pthread_mutex_lock(&m->mu);
+    int p = m->peak;
+    pthread_mutex_unlock(&m->mu);
+    return p;
+}
+
+/* cgroup v2 CPU quota ("max 100000" or "150000 100000") rounded up, 0 when none. */
+static int cgroup_quota_cpus(void)
+{
+    FILE *f = fopen("/sys/fs/cgroup/cpu.max", "r");
+    if (!f)
+        return 0;
+    char quota[32] = "";
+    long period = 0;
+    int n = fscanf(f, "%31s %ld", quota, &period);
+    fclose(f);
+    if (n != 2 || period <= 0 || !strcmp(quota, "max"))
+        return 0;
+    long q = strtol(quota, NULL, 10);
+    if (q <= 0)
+        return 0;
+    return (int)((q + period - 1) / period);
+}
+
+int sl_cpu_count(void)
+{
+    int n = 0;
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0)
+        n = CPU_COUNT(&set);
+    if (n < 1)
+        n = 1;
+    int quota = cgroup_quota_cpus();
+    if (quota > 0 && quota < n)
+        n = quota;
+    return n;
+}

@@ -1,0 +1,71 @@
+/* One thread pool for the compute inside ops (GEMM, convolution, LSTM,
+ * median filters, FFT batches, attention ...).
+ *
+ * A pool of N threads is the calling thread plus N-1 helpers that sleep between
+ * loops. sl_pool_for is a blocking parallel loop: it returns when every index
+ * has run. Indices are handed out one at a time from a shared counter, so
+ * uneven work balances itself; give it a few more indices than threads (or
+ * exactly one per thread for static splits, see sl_pool_range).
+ *
+ * Rules:
+ *  - a pool is driven by one thread at a time (its owner: one op context's
+ *    worker); two threads must not call sl_pool_for on the same pool at once;
+ *  - a call from inside a loop body (nested) runs serially in the calling
+ *    thread, so ops may call ops freely without oversubscribing;
+ *  - a NULL pool is a pool of one thread: everything runs in the caller.
+ *
+ * OpenBLAS meets this pool in kernels/cpu: it is set to one thread for the whole
+ * process, and ops split their GEMMs over the pool instead, so the number of
+ * running compute threads is exactly the pool's. */
+#ifndef SL_POOL_H
+#define SL_POOL_H
+
+#include <stddef.h>
+
+typedef struct sl_pool sl_pool;
+
+/* fn(arg, i, tid): one index of a loop; tid in [0, threads) names the thread
+ * running it (0 = the caller), for per-thread scratch. */
+typedef void (*sl_pool_fn)(void *arg, size_t i, int tid);
+
+/* Creates a pool of threads threads in all (1..1024; 1 starts no helper thread).
+ * Returns 0, SL_EINVAL or SL_ENOMEM / SL_EIO (thread creation) with sl_lasterr().
+ * *out is owned by the caller: sl_pool_destroy. */
+int sl_pool_create(sl_pool **out, int threads);
+/* Stops and joins the helpers; NULL is allowed. Not while a loop runs. */
+void sl_pool_destroy(sl_pool *p);
+/* Threads of p (caller included); 1 for NULL. */
+int sl_pool_threads(const sl_pool *p);
+/* Runs fn(arg, i, tid) for every i in [0, n) and returns when all are done.
+ * Never fails. Serial in the caller when p is NULL, has one thread, n <= 1, or
+ * the call is nested inside another loop body. */
+void sl_pool_for(sl_pool *p, size_t n, sl_pool_fn fn, void *arg);
+/* Most threads that ever ran loop bodies of p at the same time (instrumentation:
+ * the split a report states is the split that ran). 0 before the first loop. */
+int sl_pool_peak(const sl_pool *p);
+
+/* Part k of n items split into parts nearly equal contiguous ranges: [*lo, *hi). */
+void sl_pool_range(size_t n, size_t parts, size_t k, size_t *lo, size_t *hi);
+
+/* A budget of CPU tokens shared by every stage of a run (decode, model, write): a
+ * thread holds tokens while it computes and none while it waits, so at most
+ * `tokens` threads compute at once whatever the number of threads that exist.
+ * Acquisition is first come, first served (a thread asking for several tokens is
+ * not overtaken by later single-token requests). */
+typedef struct sl_budget sl_budget;
+
+/* tokens >= 1. Returns 0 or SL_EINVAL / SL_ENOMEM; *out owned by the caller (sl_budget_free). */
+int sl_budget_create(sl_budget **out, int tokens);
+void sl_budget_free(sl_budget *b);
+/* Waits for n tokens (n is clamped to the budget's size); NULL b: returns at once. */
+void sl_budget_acquire(sl_budget *b, int n);
+/* Gives back n tokens taken by sl_budget_acquire; NULL b: nothing. */
+void sl_budget_release(sl_budget *b, int n);
+/* Most tokens held at once so far (instrumentation); 0 for NULL. */
+int sl_budget_peak(const sl_budget *b);
+
+/* CPUs this process may run on (sched_getaffinity: taskset, cgroups cpusets,
+ * Slurm and Kubernetes CPU pinning); at least 1. */
+int sl_cpu_count(void);
+
+#endif

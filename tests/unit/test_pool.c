@@ -1,0 +1,220 @@
+/* The compute thread pool: every index runs exactly once, on the number of
+ * threads asked for (counted in /proc/self/task and by the pool's own peak),
+ * nested loops run serially, and loops of varying sizes back to back never let
+ * a late helper run into the next loop. */
+#include <dirent.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/sl_error.h"
+#include "common/sl_pool.h"
+#include "sl_test.h"
+
+static int task_count(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    if (!d)
+        return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n;
+}
+
+typedef struct {
+    atomic_int *hits;
+    int threads;
+    atomic_int bad_tid;
+} count_arg;
+
+static void count_body(void *v, size_t i, int tid)
+{
+    count_arg *a = v;
+    atomic_fetch_add(&a->hits[i], 1);
+    if (tid < 0 || tid >= a->threads)
+        atomic_fetch_add(&a->bad_tid, 1);
+}
+
+static void check_exactly_once(sl_pool *p, int threads, size_t n)
+{
+    count_arg a = {calloc(n ? n : 1, sizeof(atomic_int)), threads, 0};
+    sl_pool_for(p, n, count_body, &a);
+    int wrong = 0;
+    for (size_t i = 0; i < n; i++)
+        wrong += atomic_load(&a.hits[i]) != 1;
+    CHECK_MSG(wrong == 0, "%d of %zu indices did not run exactly once (threads %d)", wrong, n, threads);
+    CHECK_MSG(atomic_load(&a.bad_tid) == 0, "tid out of range (threads %d)", threads);
+    free(a.hits);
+}
+
+/* Every body waits until `want` bodies run at once (or 5 s pass): the peak must
+ * then be exactly the pool's thread count. */
+typedef struct {
+    atomic_int in;
+    int want;
+} meet_arg;
+
+static void meet_body(void *v, size_t i, int tid)
+{
+    meet_arg *a = v;
+    atomic_fetch_add(&a->in, 1);
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do {
+        sched_yield();
+        clock_gettime(CLOCK_MONOTONIC, &t);
+    } while (atomic_load(&a->in) < a->want && (t.tv_sec - t0.tv_sec) < 5);
+}
+
+typedef struct {
+    sl_pool *p;
+    atomic_int mismatched_tid, inner_sum;
+} nest_arg;
+
+typedef struct {
+    int tid;
+    atomic_int *sum;
+    atomic_int *mismatch;
+} inner_arg;
+
+static void inner_sum_body(void *v, size_t i, int tid)
+{
+    inner_arg *a = v;
+    atomic_fetch_add(a->sum, (int)i + 1);
+    if (tid != a->tid)
+        atomic_fetch_add(a->mismatch, 1);
+}
+
+static void nest_body(void *v, size_t i, int tid)
+{
+    nest_arg *a = v;
+    inner_arg in = {tid, &a->inner_sum, &a->mismatched_tid};
+    sl_pool_for(a->p, 10, inner_sum_body, &in); /* 1 + ... + 10 = 55, serially in this thread */
+}
+
+/* Threads of a budget of 2 taking 1 or 2 tokens: never more than 2 tokens held. */
+typedef struct {
+    sl_budget *b;
+    atomic_int held, worst;
+} budget_state;
+
+typedef struct {
+    budget_state *st;
+    int id;
+} budget_arg;
+
+static void *budget_thread(void *v)
+{
+    budget_arg *a = v;
+    budget_state *st = a->st;
+    for (int i = 0; i < 300; i++) {
+        const int n = (i + a->id) % 3 == 0 ? 2 : 1;
+        sl_budget_acquire(st->b, n);
+        int now = atomic_fetch_add(&st->held, n) + n;
+        int w = atomic_load(&st->worst);
+        while (now > w && !atomic_compare_exchange_weak(&st->worst, &w, now))
+            ;
+        sched_yield();
+        atomic_fetch_sub(&st->held, n);
+        sl_budget_release(st->b, n);
+    }
+    return NULL;
+}
+
+static void test_budget(void)
+{
+    budget_state st = {NULL, 0, 0};
+    CHECK(sl_budget_create(&st.b, 0) == SL_EINVAL && !st.b);
+    CHECK(sl_budget_create(&st.b, 2) == 0 && st.b);
+    budget_arg args[4];
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        args[i] = (budget_arg){&st, i};
+        pthread_create(&th[i], NULL, budget_thread, &args[i]);
+    }
+    for (int i = 0; i < 4; i++)
+        pthread_join(th[i], NULL);
+    CHECK_MSG(atomic_load(&st.worst) <= 2, "budget of 2: %d tokens held at once", atomic_load(&st.worst));
+    CHECK(sl_budget_peak(st.b) >= 1 && sl_budget_peak(st.b) <= 2);
+    sl_budget_acquire(st.b, 5); /* clamped to the budget */
+    CHECK(sl_budget_peak(st.b) == 2);
+    sl_budget_release(st.b, 5);
+    sl_budget_free(st.b);
+    sl_budget_acquire(NULL, 1);
+    sl_budget_release(NULL, 1);
+    CHECK(sl_budget_peak(NULL) == 0);
+}
+
+int main(void)
+{
+    test_budget();
+    /* ranges cover [0, n) without gaps or overlaps */
+    for (size_t n = 0; n < 50; n++)
+        for (size_t parts = 1; parts < 9; parts++) {
+            size_t expect = 0, lo, hi;
+            for (size_t k = 0; k < parts; k++) {
+                sl_pool_range(n, parts, k, &lo, &hi);
+                CHECK(lo == expect && hi >= lo && hi - lo <= n / parts + 1);
+                expect = hi;
+            }
+            CHECK(expect == n);
+        }
+
+    CHECK(sl_cpu_count() >= 1);
+    CHECK(sl_cpu_count() <= (int)sysconf(_SC_NPROCESSORS_CONF));
+    CHECK(sl_pool_threads(NULL) == 1);
+    sl_pool *bad = NULL;
+    CHECK(sl_pool_create(&bad, 0) < 0 && !bad);
+
+    const int sizes[] = {1, 2, 3, 8};
+    for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++) {
+        const int threads = sizes[s];
+        const int before = task_count();
+        sl_pool *p = NULL;
+        CHECK(sl_pool_create(&p, threads) == 0 && p);
+        CHECK(sl_pool_threads(p) == threads);
+        CHECK_MSG(task_count() == before + threads - 1, "pool of %d: %d threads in the process, expected %d",
+                  threads, task_count(), before + threads - 1);
+        CHECK(sl_pool_peak(p) == 0);
+        const size_t ns[] = {0, 1, 2, 7, 1000, 100000};
+        for (size_t k = 0; k < sizeof ns / sizeof *ns; k++)
+            check_exactly_once(p, threads, ns[k]);
+
+        meet_arg m = {0, threads};
+        sl_pool_for(p, (size_t)threads, meet_body, &m);
+        CHECK_MSG(sl_pool_peak(p) == threads, "pool of %d: peak %d", threads, sl_pool_peak(p));
+
+        nest_arg na = {p, 0, 0};
+        sl_pool_for(p, 16, nest_body, &na);
+        CHECK(atomic_load(&na.inner_sum) == 16 * 55);
+        CHECK(atomic_load(&na.mismatched_tid) == 0);
+        CHECK_MSG(sl_pool_peak(p) == threads, "nested loops must not add threads: peak %d", sl_pool_peak(p));
+
+        /* loops of 1..threads+1 items back to back: helpers join some and skip others */
+        int wrong = 0;
+        for (int rep = 0; rep < 2000; rep++) {
+            const size_t n = 1 + (size_t)(rep % (threads + 1));
+            atomic_int hits[16] = {0};
+            count_arg a = {hits, threads, 0};
+            sl_pool_for(p, n, count_body, &a);
+            for (size_t i = 0; i < n; i++)
+                wrong += atomic_load(&hits[i]) != 1;
+            wrong += atomic_load(&a.bad_tid);
+        }
+        CHECK_MSG(wrong == 0, "pool of %d: %d errors in back-to-back loops", threads, wrong);
+
+        sl_pool_destroy(p);
+        CHECK_MSG(task_count() == before, "pool of %d destroyed: %d threads left, expected %d", threads, task_count(),
+                  before);
+    }
+    sl_pool_destroy(NULL);
+    return sl_test_finish("pool");
+}
