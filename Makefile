@@ -13,7 +13,7 @@ ifneq ($(SANITIZE),)
 override CMAKE_FLAGS += -DSL_SANITIZE=$(SANITIZE)
 endif
 
-.PHONY: all deps test-deps configure build demo test test-slurm bench clean fuzz tsan
+.PHONY: all deps test-deps configure build demo test test-slurm bench clean fuzz tsan install
 
 all: build
 
@@ -35,6 +35,12 @@ demo: build test-deps
 
 test: test-deps build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -LE 'gpu|slow'
+
+# make install PREFIX=/opt/stemline (default /usr/local; DESTDIR=... for staging):
+# PREFIX/bin/stemline, PREFIX/share/stemline/{data,configs}, PREFIX/share/doc/stemline.
+PREFIX ?= /usr/local
+install: build
+	cmake --install $(BUILD) --prefix $(PREFIX)
 
 # configs/slurm-array.sh under a real single-node Slurm started by the test (as
 # root; installs slurmctld, slurmd and munge): the `slow` test slow.slurm_array

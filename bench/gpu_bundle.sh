@@ -44,13 +44,13 @@ done | sort -u | while read -r name path; do
   cp -L "$path" "$B/lib/$name"
 done
 strip --strip-unneeded "$B"/lib/* 2>/dev/null || true
-libs=$(ls "$B/lib" | tr '\n' ' ')
+libs=$(cd "$B/lib" && printf '%s ' *)
 tar cf - -C "$B" lib | xz -T0 -9 > "$B/lib.tar.xz" # OpenBLAS (every CPU's kernels) is 36 MB, 6 MB packed
-rm -rf "$B/lib"
+rm -rf "${B:?}/lib"
 git rev-parse HEAD > "$B/commit"
 { git status --porcelain | grep -q . && echo "(with uncommitted changes)"; } >> "$B/commit" || true
 size=$(du -sm "$B" | cut -f1)
-echo "gpu_bundle.sh: $B/ holds $(ls "$B/bin" | wc -l) programs and the libraries $libs(packed)," \
+echo "gpu_bundle.sh: $B/ holds $(find "$B/bin" -mindepth 1 -maxdepth 1 | wc -l) programs and the libraries $libs(packed)," \
      "${size} MiB; commit $(head -1 "$B/commit")"
 if [ "$size" -gt 32 ]; then
   echo "gpu_bundle.sh: $B is over 32 MiB: too large to carry beside the tree (64 MiB in all)" >&2

@@ -23,7 +23,7 @@
 #
 #   bash bench/gpu_check.sh --table DIR   re-makes DIR/tables.md from DIR's JSON lines
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 table() { # DIR: tables.md from DIR/dsp-stemline.jsonl + DIR/dsp-torch.jsonl
   local d=$1 py
   py=$(sed -n '/^\/usr\/bin\/env python3 - /,/^PY$/p' bench/run_dsp.sh | sed '1d;$d')
@@ -43,7 +43,10 @@ echo "bundle: $(tr '\n' ' ' < "$B/commit")"
 # The carried libraries (FFTW, OpenBLAS, ...), then CUDA's on this machine: the
 # toolkit's, else PyTorch's pip packages (nvidia-*).
 L=/tmp/stemline-gpu-lib
-rm -rf "$L" && mkdir -p "$L" && tar xJf "$B/lib.tar.xz" -C "$L" || { echo "gpu_check.sh: cannot unpack $B/lib.tar.xz"; exit 1; }
+if ! { rm -rf "$L" && mkdir -p "$L" && tar xJf "$B/lib.tar.xz" -C "$L"; }; then
+  echo "gpu_check.sh: cannot unpack $B/lib.tar.xz"
+  exit 1
+fi
 libdirs=$L/lib
 for lib in libcudart.so.13 libcufft.so.12 libcudnn.so.9; do
   p=$(find /usr/local/cuda*/ /usr/lib /opt -name "$lib" 2>/dev/null | head -1)

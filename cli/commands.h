@@ -23,4 +23,10 @@ int sl_cmd_models(int argc, char **argv);
  * nearest neighbours over the vector shards. 0 ok, 2 usage, 1 fatal. */
 int sl_cmd_search(int argc, char **argv);
 
+/* stemline export OUT [--model M] [--source S] [--format parquet|npy] [--out DIR]
+ * [--row-group-rows N] [--quiet] (cli/export.c): one deduplicated Parquet (or
+ * .npy + Parquet) table per model and source over every shard set of a run.
+ * 0 ok, 1 fatal, 2 usage or not exportable, 3 a shard set is incomplete. */
+int sl_cmd_export(int argc, char **argv);
+
 #endif

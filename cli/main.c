@@ -32,6 +32,8 @@ static const char main_help[] =
     "  merge OUT        check that the shards of a job did every track exactly\n"
     "                   once; writes merged-report.json\n"
     "  search OUT       nearest neighbours in the vector shards (--id or --audio)\n"
+    "  export OUT       the vectors, timelines and tags of a run as one Parquet\n"
+    "                   (or .npy) table per model and source\n"
     "\n"
     "options:\n"
     "  --version        print the version and exit\n"
@@ -307,6 +309,8 @@ int main(int argc, char **argv)
         return sl_cmd_merge(argc - 1, argv + 1);
     if (!strcmp(cmd, "search"))
         return sl_cmd_search(argc - 1, argv + 1);
+    if (!strcmp(cmd, "export"))
+        return sl_cmd_export(argc - 1, argv + 1);
     fprintf(stderr, "stemline: unknown command '%s'\n\n%s", cmd, main_help);
     return SL_EXIT_USAGE;
 }

@@ -3,6 +3,7 @@
 #include "cli/commands.h"
 
 #include "common/sl_error.h"
+#include "common/sl_log.h"
 #include "io/npy.h"
 #include "kernels/ops.h"
 #include "pipeline/runner.h"
@@ -47,6 +48,7 @@ static const char search_help[] =
     "                    emulated on the CPU: slow, for checking the GPU path\n"
     "                    without a GPU). Also embeds the --audio query. Every\n"
     "                    backend gives the same neighbours and scores\n"
+    "  -v, --verbose     also print info lines (which backend was taken and why)\n"
     "  -h, --help        this help\n"
     "\n"
     "Scores are cosine similarities (1 = same direction); ties are ranked in\n"
@@ -170,7 +172,7 @@ int sl_cmd_search(int argc, char **argv)
 {
     const char *out_dir = NULL, *audio = NULL, *id = NULL, *model = NULL, *source = "mix", *backend = "auto";
     size_t k = 10, block_rows = 0;
-    int json = 0;
+    int json = 0, verbose = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -179,6 +181,8 @@ int sl_cmd_search(int argc, char **argv)
             return 0;
         } else if (!strcmp(a, "--json")) {
             json = 1;
+        } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
+            verbose = 1;
         } else if (!strncmp(a, "--backend=", 10)) {
             backend = a + 10;
         } else if (!strcmp(a, "--audio") || !strcmp(a, "--id") || !strcmp(a, "--model") || !strcmp(a, "--source") ||
@@ -212,6 +216,9 @@ int sl_cmd_search(int argc, char **argv)
     }
     if (!out_dir)
         return usage("%s", "missing OUT_DIR");
+    /* the answer is the output; how the backend was chosen only with -v */
+    if (!verbose && sl_log_get_level() == SL_LOG_INFO)
+        sl_log_set_level(SL_LOG_WARN);
     if (!audio == !id)
         return usage("%s", audio ? "give --audio or --id, not both" : "missing the query: --audio FILE or --id TRACK_ID");
     if (!*source || strchr(source, '/') || (model && (!*model || strchr(model, '/'))))

@@ -28,7 +28,79 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-enum { Q_S16, Q_S24, Q_F32 };
+enum { Q_S16, Q_S24, Q_F32, Q_FLTP };
+
+/* Lossy formats: muxer, encoder, file extension and bit rates (kbit/s). */
+typedef struct {
+    const char *name, *muxer, *encoder, *ext;
+    int def_kbps, min_kbps, max_kbps;
+} lossy_fmt;
+
+static const lossy_fmt lossy_fmts[] = {
+    {"opus", "opus", "libopus", "opus", 128, 6, 510},
+    {"mp3", "mp3", "libmp3lame", "mp3", 192, 32, 320},
+    {"aac", "ipod", "aac", "m4a", 192, 32, 512},
+    {"ogg", "ogg", "libvorbis", "ogg", 160, 64, 500},
+};
+
+static const lossy_fmt *lossy_of(const char *format)
+{
+    for (size_t i = 0; format && i < sizeof lossy_fmts / sizeof *lossy_fmts; i++)
+        if (!strcmp(format, lossy_fmts[i].name))
+            return &lossy_fmts[i];
+    return NULL;
+}
+
+int sl_encode_lossy(const char *format, int *def_kbps, int *min_kbps, int *max_kbps)
+{
+    const lossy_fmt *l = lossy_of(format);
+    if (!l)
+        return 0;
+    if (def_kbps)
+        *def_kbps = l->def_kbps;
+    if (min_kbps)
+        *min_kbps = l->min_kbps;
+    if (max_kbps)
+        *max_kbps = l->max_kbps;
+    return 1;
+}
+
+const char *sl_encode_ext(const char *format)
+{
+    const lossy_fmt *l = lossy_of(format);
+    if (l)
+        return l->ext;
+    if (format && (!strcmp(format, "wav") || !strcmp(format, "flac")))
+        return format;
+    return NULL;
+}
+
+/* The rate the codec takes closest to want: want itself, else the smallest
+ * supported rate above it, else the largest. */
+static int codec_rate(const AVCodec *codec, int want)
+{
+    const int *r = codec->supported_samplerates;
+    if (!r)
+        return want;
+    int above = 0, top = 0;
+    for (; *r; r++) {
+        if (*r == want)
+            return want;
+        if (*r > want && (!above || *r < above))
+            above = *r;
+        if (*r > top)
+            top = *r;
+    }
+    return above ? above : top;
+}
+
+static int codec_takes(const AVCodec *codec, enum AVSampleFormat f)
+{
+    for (const enum AVSampleFormat *p = codec->sample_fmts; p && *p != AV_SAMPLE_FMT_NONE; p++)
+        if (*p == f)
+            return 1;
+    return 0;
+}
 
 /* Frames handed to the resampler / FIFO per step, so one huge write does not
  * double the caller's memory, and an encoder's buffers stay small (many are
@@ -58,6 +130,7 @@ struct sl_encoder {
     AVPacket *pkt;
     int ch, in_rate, out_rate, q;
     int frame_size;
+    int pad_last;   /* the codec takes no short last frame: pad it with silence */
     int64_t n_in;   /* frames given to write */
     int64_t n_sent; /* frames given to the encoder */
     int64_t pts;
@@ -169,12 +242,17 @@ static int write_packets(sl_encoder *e)
  * FFmpeg's decoders use on the way back, so a round trip is exact to within
  * half a step. NaN becomes 0. f32 keeps values beyond full scale (no clipping
  * needed) but not NaN/Inf. */
-static void quantise(const sl_encoder *e, int n, uint8_t *dst)
+static void quantise(const sl_encoder *e, int n, uint8_t **planes)
 {
     int ch = e->ch;
+    uint8_t *dst = planes[0];
     for (int c = 0; c < ch; c++) {
         const float *src = e->scratch_planes[c];
-        if (e->q == Q_F32) {
+        if (e->q == Q_FLTP) {
+            float *o = (float *)planes[c];
+            for (int i = 0; i < n; i++)
+                o[i] = isfinite(src[i]) ? src[i] : 0.0f;
+        } else if (e->q == Q_F32) {
             float *o = (float *)dst + c;
             for (int i = 0; i < n; i++)
                 o[(size_t)i * ch] = isfinite(src[i]) ? src[i] : 0.0f;
@@ -210,7 +288,7 @@ static int encode_frames(sl_encoder *e, int final)
         int n = avail < e->frame_size ? avail : e->frame_size;
         if (n == 0 || (n < e->frame_size && !final))
             return 0;
-        int r = ensure_scratch(e, n);
+        int r = ensure_scratch(e, e->frame_size > n ? e->frame_size : n);
         if (r < 0)
             return r;
         if (av_audio_fifo_read(e->fifo, (void **)e->scratch_planes, n) < n)
@@ -218,8 +296,13 @@ static int encode_frames(sl_encoder *e, int final)
         r = av_frame_make_writable(e->frame);
         if (r < 0)
             return sl_seterr(SL_ENOMEM, "%s: out of memory", e->path);
+        if (n < e->frame_size && e->pad_last) {
+            for (int c = 0; c < e->ch; c++)
+                memset(e->scratch_planes[c] + n, 0, (size_t)(e->frame_size - n) * sizeof(float));
+            n = e->frame_size;
+        }
         e->frame->nb_samples = n;
-        quantise(e, n, e->frame->data[0]);
+        quantise(e, n, e->frame->extended_data);
         e->frame->pts = e->pts;
         e->pts += n;
         e->n_sent += n;
@@ -286,10 +369,12 @@ int sl_encoder_open(sl_encoder **out, const char *path, const sl_encode_params *
     const char *fmt = p->format ? p->format : "wav";
     const char *sf = p->sample_format ? p->sample_format : "s16";
     int flac = 0;
+    const lossy_fmt *lossy = lossy_of(fmt);
     if (!strcmp(fmt, "flac"))
         flac = 1;
-    else if (strcmp(fmt, "wav"))
-        return sl_seterr(SL_EINVAL, "%s: unknown stem format '%s' (use wav or flac)", path, fmt);
+    else if (strcmp(fmt, "wav") && !lossy)
+        return sl_seterr(SL_EINVAL, "%s: unknown stem format '%s' (use wav, flac, opus, mp3, aac or ogg)", path,
+                         fmt);
     int q;
     if (!strcmp(sf, "s16"))
         q = Q_S16;
@@ -299,6 +384,13 @@ int sl_encoder_open(sl_encoder **out, const char *path, const sl_encode_params *
         q = Q_F32;
     else
         return sl_seterr(SL_EINVAL, "%s: unknown sample format '%s' (use s16, s24 or f32)", path, sf);
+    if (lossy) {
+        int kb = p->bitrate_kbps ? p->bitrate_kbps : lossy->def_kbps;
+        if (kb < lossy->min_kbps || kb > lossy->max_kbps)
+            return sl_seterr(SL_EINVAL, "%s: %d kbit/s is outside %s's %d..%d", path, kb, fmt, lossy->min_kbps,
+                             lossy->max_kbps);
+        q = Q_FLTP; /* refined below from what the encoder takes */
+    }
     if (flac && q == Q_F32)
         return sl_seterr(SL_EINVAL, "%s: FLAC cannot store 32-bit float samples; use sample_format s16 or s24, "
                                     "or format wav for f32", path);
@@ -332,7 +424,7 @@ int sl_encoder_open(sl_encoder **out, const char *path, const sl_encode_params *
     }
     snprintf(e->tmp, tlen, "%s.tmp-%ld-%u", path, (long)getpid(), atomic_fetch_add(&tmp_counter, 1));
 
-    r = avformat_alloc_output_context2(&e->oc, NULL, fmt, e->tmp);
+    r = avformat_alloc_output_context2(&e->oc, NULL, lossy ? lossy->muxer : fmt, e->tmp);
     if (r < 0 || !e->oc) {
         destroy(e, 0);
         return sl_seterr(SL_ENCODE, "%s: no %s muxer (%s)", path, fmt, av_err(r, eb, sizeof eb));
@@ -345,10 +437,21 @@ int sl_encoder_open(sl_encoder **out, const char *path, const sl_encode_params *
                         : q == Q_S16 ? AV_CODEC_ID_PCM_S16LE
                         : q == Q_S24 ? AV_CODEC_ID_PCM_S24LE
                                      : AV_CODEC_ID_PCM_F32LE;
-    const AVCodec *codec = avcodec_find_encoder(id);
+    const AVCodec *codec = lossy ? avcodec_find_encoder_by_name(lossy->encoder) : avcodec_find_encoder(id);
     if (!codec) {
         destroy(e, 0);
-        return sl_seterr(SL_ENCODE, "%s: this FFmpeg has no %s encoder", path, avcodec_get_name(id));
+        return sl_seterr(SL_ENCODE, "%s: this FFmpeg has no %s encoder", path,
+                         lossy ? lossy->encoder : avcodec_get_name(id));
+    }
+    if (lossy) {
+        if (codec_takes(codec, AV_SAMPLE_FMT_FLTP))
+            e->q = q = Q_FLTP;
+        else if (codec_takes(codec, AV_SAMPLE_FMT_FLT))
+            e->q = q = Q_F32;
+        else
+            e->q = q = Q_S16;
+        e->out_rate = codec_rate(codec, e->out_rate);
+        e->pad_last = !(codec->capabilities & AV_CODEC_CAP_SMALL_LAST_FRAME);
     }
     e->st = avformat_new_stream(e->oc, NULL);
     e->cc = avcodec_alloc_context3(codec);
@@ -356,7 +459,12 @@ int sl_encoder_open(sl_encoder **out, const char *path, const sl_encode_params *
         destroy(e, 0);
         return sl_seterr(SL_ENOMEM, "%s: out of memory", path);
     }
-    e->cc->sample_fmt = q == Q_S16 ? AV_SAMPLE_FMT_S16 : q == Q_S24 ? AV_SAMPLE_FMT_S32 : AV_SAMPLE_FMT_FLT;
+    e->cc->sample_fmt = q == Q_S16    ? AV_SAMPLE_FMT_S16
+                        : q == Q_S24  ? AV_SAMPLE_FMT_S32
+                        : q == Q_FLTP ? AV_SAMPLE_FMT_FLTP
+                                      : AV_SAMPLE_FMT_FLT;
+    if (lossy)
+        e->cc->bit_rate = 1000LL * (p->bitrate_kbps ? p->bitrate_kbps : lossy->def_kbps);
     if (q == Q_S24)
         e->cc->bits_per_raw_sample = 24;
     e->cc->sample_rate = e->out_rate;

@@ -1,5 +1,10 @@
-/* Stem writer: planar float32 -> WAV (s16/s24/f32) or FLAC (s16/s24) via
- * libavformat/libavcodec, resampled when the output rate differs from the input.
+/* Stem writer: planar float32 -> WAV (s16/s24/f32), FLAC (s16/s24), or lossy
+ * Opus (.opus, libopus), MP3 (libmp3lame), AAC (.m4a, FFmpeg's encoder) or Ogg
+ * Vorbis (libvorbis) via libavformat/libavcodec, resampled when the output rate
+ * differs from the input (lossy codecs: also to the nearest rate the codec
+ * takes, e.g. 48 kHz for Opus). Lossy files carry the encoder delay and padding
+ * (Opus pre-skip and end granule, the LAME tag, the mp4 edit list, Vorbis
+ * granules) so that a decoder gives back exactly the samples written; io/README.md.
  * Writes to "<path>.tmp-<pid>-<counter>", fsyncs it and renames it into place
  * on finish, so a partial file is never visible under its final name.
  * Integer formats are clipped to [-1, 1] first; see io/README.md. */
@@ -11,11 +16,12 @@
 typedef struct sl_encoder sl_encoder;
 
 typedef struct {
-    const char *format;        /* "wav" | "flac" */
-    const char *sample_format; /* "s16" | "s24" | "f32" (f32 only with wav) */
+    const char *format;        /* "wav" | "flac" | lossy: "opus" | "mp3" | "aac" | "ogg" (Vorbis) */
+    const char *sample_format; /* "s16" | "s24" | "f32" (f32 only with wav; ignored by lossy formats) */
     int in_rate;               /* rate of the samples given to write */
     int out_rate;              /* rate written to the file (resampled if different) */
     int channels;
+    int bitrate_kbps;          /* lossy formats: kbit/s for the whole stream; 0 = the format's default */
 } sl_encode_params;
 
 /* Creates parent folders as needed. Errors: SL_EINVAL (bad params, message says
@@ -27,6 +33,14 @@ int sl_encoder_write(sl_encoder *e, const float *const *planes, size_t n_frames)
 int sl_encoder_finish(sl_encoder *e);
 /* Abandons: closes and removes the temporary file. Frees e. */
 void sl_encoder_abort(sl_encoder *e);
+
+/* File extension of a stem format ("wav", "flac", "opus", "mp3", "m4a" for aac,
+ * "ogg"); NULL for an unknown format. */
+const char *sl_encode_ext(const char *format);
+
+/* 1 for a lossy format, with its default and accepted bit rates in kbit/s
+ * (any pointer may be NULL); 0 for wav, flac and unknown formats. */
+int sl_encode_lossy(const char *format, int *def_kbps, int *min_kbps, int *max_kbps);
 
 /* An upper estimate of the memory an open encoder of this many channels holds
  * (MiB), whatever it is given to write: for memory planning. */

@@ -195,6 +195,24 @@ int sl_atomic_write(sl_atomic_file *f, const void *data, size_t len)
     return 0;
 }
 
+int sl_atomic_pwrite(sl_atomic_file *f, long long offset, const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    while (len > 0) {
+        ssize_t w = pwrite(f->fd, p, len, (off_t)offset);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            int e = w < 0 ? errno : EIO;
+            return sl_seterr(-e, "%s: write failed: %s", f->path, strerror(e));
+        }
+        p += w;
+        len -= (size_t)w;
+        offset += w;
+    }
+    return 0;
+}
+
 void sl_atomic_abort(sl_atomic_file *f)
 {
     if (!f)
@@ -599,6 +617,88 @@ int sl_npy_write(const char *path, const float *data, size_t rows, size_t cols, 
     return sl_atomic_commit(f);
 }
 
+/* Streaming writer: the header is written first with a row count of 0 and
+ * rewritten in place at commit; both fit the same 128 bytes (a dict of at most
+ * ~110 characters), so the data offset does not move. */
+#define NPY_STREAM_HDR 128
+
+struct sl_npy_stream {
+    sl_atomic_file *f;
+    size_t cols, rows;
+    int f16;
+    unsigned char *buf; /* 64 KiB packing buffer */
+};
+
+int sl_npy_stream_open(sl_npy_stream **out, const char *path, size_t cols, const char *dtype)
+{
+    *out = NULL;
+    int f16, rc = npy_dtype(path, dtype, &f16);
+    if (rc)
+        return rc;
+    sl_npy_stream *s = calloc(1, sizeof *s);
+    if (!s || !(s->buf = malloc(1 << 16))) {
+        free(s);
+        return sl_seterr(SL_ENOMEM, "%s: out of memory", path);
+    }
+    s->cols = cols;
+    s->f16 = f16;
+    unsigned char hdr[NPY_STREAM_HDR];
+    if (npy_header(hdr, sizeof hdr, f16 ? "<f2" : "<f4", 0, cols) != NPY_STREAM_HDR) {
+        free(s->buf);
+        free(s);
+        return sl_seterr(SL_EINVAL, "%s: %zu columns do not fit the header", path, cols);
+    }
+    if ((rc = sl_atomic_open(&s->f, path)) != 0 || (rc = sl_atomic_write(s->f, hdr, sizeof hdr)) != 0) {
+        sl_npy_stream_abort(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+int sl_npy_stream_rows(sl_npy_stream *s, const float *data, size_t rows)
+{
+    size_t count = rows * s->cols, i = 0;
+    const size_t step = s->f16 ? (1 << 15) : (1 << 14);
+    int rc = 0;
+    while (rc == 0 && i < count) {
+        size_t n = count - i < step ? count - i : step;
+        npy_pack(s->buf, data + i, n, s->f16);
+        rc = sl_atomic_write(s->f, s->buf, n * (s->f16 ? 2 : 4));
+        i += n;
+    }
+    if (rc == 0)
+        s->rows += rows;
+    return rc;
+}
+
+int sl_npy_stream_commit(sl_npy_stream *s)
+{
+    unsigned char hdr[NPY_STREAM_HDR];
+    int rc;
+    if (npy_header(hdr, sizeof hdr, s->f16 ? "<f2" : "<f4", s->rows, s->cols) != NPY_STREAM_HDR)
+        rc = sl_seterr(SL_EINVAL, "npy: %zu rows do not fit the header", s->rows);
+    else
+        rc = sl_atomic_pwrite(s->f, 0, hdr, sizeof hdr);
+    if (rc) {
+        sl_npy_stream_abort(s);
+        return rc;
+    }
+    rc = sl_atomic_commit(s->f);
+    s->f = NULL;
+    sl_npy_stream_abort(s);
+    return rc;
+}
+
+void sl_npy_stream_abort(sl_npy_stream *s)
+{
+    if (!s)
+        return;
+    sl_atomic_abort(s->f);
+    free(s->buf);
+    free(s);
+}
+
 /* A tiny parser for the header dict numpy writes (a Python literal). */
 typedef struct {
     const char *p, *end;
@@ -662,66 +762,57 @@ static int npy_fail(const char *path, const char *why)
     return sl_seterr(SL_EFORMAT, "%s: not a readable .npy file: %s", path, why);
 }
 
-int sl_npy_read(const char *path, float **data, size_t *rows, size_t *cols)
+void sl_npy_unpack(const unsigned char *src, float *dst, size_t n, int f16)
 {
-    *data = NULL;
-    *rows = *cols = 0;
-    FILE *fp = fopen(path, "rb");
-    if (!fp) {
-        int e = errno;
-        return sl_seterr(-e, "%s: %s", path, strerror(e));
+    for (size_t i = 0; i < n; i++) {
+        if (f16) {
+            dst[i] = sl_f16_to_f32((unsigned short)(src[2 * i] | (src[2 * i + 1] << 8)));
+        } else {
+            uint32_t x = get_le32(src + 4 * i);
+            memcpy(&dst[i], &x, 4);
+        }
     }
-    unsigned char *buf = NULL;
+}
+
+int sl_npy_read_header(FILE *fp, const char *path, sl_npy_info *info)
+{
+    memset(info, 0, sizeof *info);
     int rc = 0;
     struct stat st;
     if (fstat(fileno(fp), &st) != 0) {
         int e = errno;
-        rc = sl_seterr(-e, "%s: %s", path, strerror(e));
-        goto out;
+        return sl_seterr(-e, "%s: %s", path, strerror(e));
     }
     size_t fsize = (size_t)st.st_size;
     unsigned char pre[12];
-    if (fsize < 10 || fread(pre, 1, 10, fp) != 10) {
-        rc = npy_fail(path, "too short");
-        goto out;
-    }
-    if (memcmp(pre, "\x93NUMPY", 6) != 0) {
-        rc = npy_fail(path, "bad magic");
-        goto out;
-    }
+    if (fsize < 10 || fread(pre, 1, 10, fp) != 10)
+        return npy_fail(path, "too short");
+    if (memcmp(pre, "\x93NUMPY", 6) != 0)
+        return npy_fail(path, "bad magic");
     size_t hlen, hstart;
     if (pre[6] == 1 && pre[7] == 0) {
         hlen = (size_t)pre[8] | ((size_t)pre[9] << 8);
         hstart = 10;
     } else if (pre[6] == 2 && pre[7] == 0) {
-        if (fread(pre + 10, 1, 2, fp) != 2) {
-            rc = npy_fail(path, "too short");
-            goto out;
-        }
+        if (fread(pre + 10, 1, 2, fp) != 2)
+            return npy_fail(path, "too short");
         hlen = get_le32(pre + 8);
         hstart = 12;
     } else {
         char why[64];
         snprintf(why, sizeof why, "unsupported format version %u.%u", pre[6], pre[7]);
-        rc = npy_fail(path, why);
-        goto out;
+        return npy_fail(path, why);
     }
-    if (hlen > fsize - hstart || hlen > (1u << 20)) {
-        rc = npy_fail(path, "header longer than the file");
-        goto out;
-    }
+    if (hlen > fsize - hstart || hlen > (1u << 20))
+        return npy_fail(path, "header longer than the file");
     char *hdr = malloc(hlen + 1);
-    if (!hdr) {
-        rc = sl_seterr(SL_ENOMEM, "%s: out of memory", path);
-        goto out;
-    }
+    if (!hdr)
+        return sl_seterr(SL_ENOMEM, "%s: out of memory", path);
     if (fread(hdr, 1, hlen, fp) != hlen) {
         free(hdr);
-        rc = npy_fail(path, "short header");
-        goto out;
+        return npy_fail(path, "short header");
     }
     hdr[hlen] = 0;
-
     hparse h = {hdr, hdr + hlen};
     char key[32], descr[32] = "";
     int have_descr = 0, have_fo = 0, have_shape = 0, fortran = 0;
@@ -802,10 +893,32 @@ int sl_npy_read(const char *path, float **data, size_t *rows, size_t *cols)
     size_t count = dims[0] * dims[1];
     if (!why && fsize - hstart - hlen != count * isz)
         why = "file size does not match the shape";
-    if (why) {
-        rc = npy_fail(path, why);
-        goto out;
+    if (why)
+        return npy_fail(path, why);
+    info->rows = dims[0];
+    info->cols = dims[1];
+    info->f16 = f16;
+    info->data_offset = (long long)(hstart + hlen);
+    return rc;
+}
+
+int sl_npy_read(const char *path, float **data, size_t *rows, size_t *cols)
+{
+    *data = NULL;
+    *rows = *cols = 0;
+    FILE *fp = fopen(path, "rb");
+    if (!fp) {
+        int e = errno;
+        return sl_seterr(-e, "%s: %s", path, strerror(e));
     }
+    unsigned char *buf = NULL;
+    sl_npy_info info;
+    int rc = sl_npy_read_header(fp, path, &info);
+    if (rc)
+        goto out;
+    int f16 = info.f16;
+    size_t isz = f16 ? 2 : 4, count = info.rows * info.cols;
+    size_t dims[2] = {info.rows, info.cols};
     buf = malloc(count * isz + 1);
     float *out = malloc(count * sizeof(float) + 1);
     if (!buf || !out) {
@@ -818,14 +931,7 @@ int sl_npy_read(const char *path, float **data, size_t *rows, size_t *cols)
         rc = npy_fail(path, "short data");
         goto out;
     }
-    for (size_t i = 0; i < count; i++) {
-        if (f16) {
-            out[i] = sl_f16_to_f32((unsigned short)(buf[2 * i] | (buf[2 * i + 1] << 8)));
-        } else {
-            uint32_t x = get_le32(buf + 4 * i);
-            memcpy(&out[i], &x, 4);
-        }
-    }
+    sl_npy_unpack(buf, out, count, f16);
     *data = out;
     *rows = dims[0];
     *cols = dims[1];

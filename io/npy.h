@@ -20,6 +20,33 @@ int sl_npy_encode(const float *data, size_t rows, size_t cols, const char *dtype
  * owned by the caller. Returns 0 or SL_EFORMAT / negated errno. */
 int sl_npy_read(const char *path, float **data, size_t *rows, size_t *cols);
 
+/* What the header of a .npy says (2-D, C order, '<f4' or '<f2' only). */
+typedef struct {
+    size_t rows, cols;
+    int f16;                /* 1: float16 data, 0: float32 */
+    long long data_offset;  /* where row 0 starts */
+} sl_npy_info;
+
+/* Reads and checks the header of an open .npy (fp at offset 0; left at the data)
+ * and that the file size matches the shape. Returns 0 or SL_EFORMAT / SL_ENOMEM /
+ * a negated errno with path in sl_lasterr(). */
+int sl_npy_read_header(FILE *fp, const char *path, sl_npy_info *info);
+
+/* Converts n little-endian float16 (f16 = 1) or float32 values at src to floats. */
+void sl_npy_unpack(const unsigned char *src, float *dst, size_t n, int f16);
+
+/* A .npy written row block by row block when the row count is known only at the
+ * end: open (dtype "float32" | "float16"), rows (any number of times), then commit
+ * (header rewritten with the final count, temp file renamed onto path) or abort
+ * (nothing appears under path). Each returns 0 or a negated errno / SL_EINVAL /
+ * SL_ENOMEM with sl_lasterr(); on a failed rows the caller aborts; commit and
+ * abort free s. */
+typedef struct sl_npy_stream sl_npy_stream;
+int sl_npy_stream_open(sl_npy_stream **out, const char *path, size_t cols, const char *dtype);
+int sl_npy_stream_rows(sl_npy_stream *s, const float *data, size_t rows);
+int sl_npy_stream_commit(sl_npy_stream *s);
+void sl_npy_stream_abort(sl_npy_stream *s);
+
 /* float32 -> IEEE half, round to nearest even. */
 unsigned short sl_f32_to_f16(float f);
 float sl_f16_to_f32(unsigned short h);
@@ -51,6 +78,9 @@ int sl_atomic_open(sl_atomic_file **out, const char *path);
 int sl_atomic_write(sl_atomic_file *f, const void *data, size_t len);
 int sl_atomic_commit(sl_atomic_file *f);
 void sl_atomic_abort(sl_atomic_file *f);
+/* Overwrites len bytes at offset of what was written so far (a header whose
+ * content is known only at the end). Returns 0 or a negated errno. */
+int sl_atomic_pwrite(sl_atomic_file *f, long long offset, const void *data, size_t len);
 
 /* Removes the temp files ("*.tmp-<pid>-<n>") that killed runs left in dir (not
  * recursive). Call only while no other process writes into dir. Returns how many

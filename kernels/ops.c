@@ -4,6 +4,7 @@
 #include "ops.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -175,7 +176,12 @@ int sl_op_ctx_open(sl_op_ctx **out, const char *backend)
                     "using the CPU", c->device);
             sl_op_ctx_close(c);
         } else {
-            SL_INFO("backend auto: no usable CUDA device (%s); using the CPU", sl_lasterr());
+            /* once per process at info level: a run opens several contexts */
+            static atomic_int said;
+            if (!atomic_exchange(&said, 1))
+                SL_INFO("backend auto: no usable CUDA device (%s); using the CPU", sl_lasterr());
+            else
+                SL_DEBUG("backend auto: no usable CUDA device (%s); using the CPU", sl_lasterr());
             sl_clearerr();
         }
 #endif

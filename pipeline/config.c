@@ -20,6 +20,7 @@
 #include <yaml.h>
 
 #include "../common/sl_error.h"
+#include "../io/encode.h"
 
 typedef enum { K_VERSION, K_STR, K_STRNULL, K_INT, K_NUM, K_BOOL, K_ENUM, K_LIST, K_OPTS } ktype;
 
@@ -67,8 +68,10 @@ static const keydef keys[] = {
      "folder that receives stems, embeddings, the ledger and the report"},
     {"output.stems.enabled", K_BOOL, 0, F(stems_enabled), NOF, "true", 0, 0, NULL,
      "write stem audio files"},
-    {"output.stems.format", K_ENUM, 0, F(stems_format), NOF, "wav", 0, 0, "wav|flac",
-     "container/codec of the stem files"},
+    {"output.stems.format", K_ENUM, 0, F(stems_format), NOF, "wav", 0, 0, "wav|flac|opus|mp3|aac|ogg",
+     "container/codec of the stem files: lossless wav or flac, or lossy opus, mp3, aac (.m4a) or ogg (Vorbis)"},
+    {"output.stems.bitrate", K_INT, 0, F(stems_bitrate), NOF, "0", 0, 10000, NULL,
+     "lossy stem formats: kbit/s per file (0 = the format's default: opus 128, mp3 192, aac 192, ogg 160)"},
     {"output.stems.sample_format", K_ENUM, 0, F(stems_sample_format), NOF, "s16", 0, 0, "s16|s24|f32",
      "sample format of the stem files (f32 only with wav)"},
     {"output.stems.template", K_STR, KF_TEMPLATE, F(stems_template), NOF, "stems/{track}/{stem}.{ext}", 0,
@@ -1042,6 +1045,30 @@ static int cross_checks(ctx *c)
         return loc_err(c, c->where[b], keys[b].name,
                        "f32 samples cannot be stored in FLAC (use output.stems.sample_format s16 or s24, or "
                        "output.stems.format wav)");
+    }
+    {
+        size_t fi = (size_t)(find_key("output.stems.format") - keys);
+        size_t bi = (size_t)(find_key("output.stems.bitrate") - keys);
+        size_t si = (size_t)(find_key("output.stems.sample_format") - keys);
+        int def, lo, hi;
+        int lossy = sl_encode_lossy(cfg->stems_format, &def, &lo, &hi);
+        if (!lossy && cfg->stems_bitrate) {
+            size_t b = c->given[fi] > c->given[bi] ? fi : bi;
+            return loc_err(c, c->where[b], keys[b].name,
+                           "output.stems.bitrate applies to lossy formats (opus, mp3, aac, ogg), not %s",
+                           cfg->stems_format);
+        }
+        if (lossy && c->given[si] && strcmp(cfg->stems_sample_format, "s16")) {
+            size_t b = c->given[fi] > c->given[si] ? fi : si;
+            return loc_err(c, c->where[b], keys[b].name,
+                           "output.stems.sample_format applies to wav and flac; %s stems are encoded from float "
+                           "samples (set output.stems.bitrate instead)", cfg->stems_format);
+        }
+        if (lossy && cfg->stems_bitrate && (cfg->stems_bitrate < lo || cfg->stems_bitrate > hi)) {
+            size_t b = c->given[fi] > c->given[bi] ? fi : bi;
+            return loc_err(c, c->where[b], keys[b].name, "%s stems take %d..%d kbit/s, not %d", cfg->stems_format,
+                           lo, hi, cfg->stems_bitrate);
+        }
     }
     size_t si = (size_t)(find_key("embedding.sources") - keys);
     for (size_t i = 0; i < cfg->n_emb_sources; i++)

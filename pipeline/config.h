@@ -21,7 +21,8 @@ typedef struct {
     /* output */
     char *output_dir;
     int stems_enabled;          /* output.stems.enabled */
-    char *stems_format;         /* "wav" | "flac" */
+    char *stems_format;         /* "wav" | "flac" | "opus" | "mp3" | "aac" | "ogg" */
+    int stems_bitrate;          /* output.stems.bitrate, kbit/s; 0 = the format's default */
     char *stems_sample_format;  /* "s16" | "s24" | "f32" */
     char *stems_template;       /* "stems/{track}/{stem}.{ext}" */
     char *stems_sample_rate;    /* "model" | "source" */

@@ -14,6 +14,7 @@
 
 #include "../common/sl_error.h"
 #include "../common/sl_json.h"
+#include "../io/encode.h"
 
 /* hkey: the name hashed (NULL: shown only); jkey: the name shown (NULL: hashed only). */
 typedef void (*field_fn)(void *arg, const char *hkey, const char *jkey, const char *value);
@@ -53,6 +54,10 @@ static void output_fields(const sl_config *cfg, field_fn fn, void *arg)
     fn(arg, "output.stems.enabled", "output.stems.enabled", cfg->stems_enabled ? "true" : "false");
     fn(arg, "output.stems.format", "output.stems.format", cfg->stems_format);
     fn(arg, "output.stems.sample_format", "output.stems.sample_format", cfg->stems_sample_format);
+    if (sl_encode_lossy(cfg->stems_format, NULL, NULL, NULL)) { /* absent before lossy formats: hashes unchanged */
+        snprintf(num, sizeof num, "%d", cfg->stems_bitrate);
+        fn(arg, "output.stems.bitrate", "output.stems.bitrate", num);
+    }
     fn(arg, "output.stems.template", "output.stems.template", cfg->stems_template);
     fn(arg, "output.stems.sample_rate", "output.stems.sample_rate", cfg->stems_sample_rate);
     fn(arg, "output.embeddings.dtype", "output.embeddings.dtype", cfg->emb_dtype);

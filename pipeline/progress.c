@@ -16,7 +16,7 @@ struct sl_progress {
     int interval;  /* seconds between plain lines */
     int stopping;
     _Atomic int drawn; /* a live line is on screen */
-    size_t total, done, processed;
+    size_t total, done, processed, abandoned;
     int64_t total_bytes, done_bytes;
     double audio, t0;
 };
@@ -54,15 +54,18 @@ static void draw(sl_progress *p, int final)
     char e[32];
     fmt_eta(eta, e, sizeof e);
     int pct = p->total ? (int)(100.0 * (double)p->done / (double)p->total) : 100;
+    char ab[48] = "";
+    if (p->abandoned) /* after a stop request: never counted as done */
+        snprintf(ab, sizeof ab, p->live ? ", %zu abandoned" : " (%zu abandoned)", p->abandoned);
     if (p->live) {
-        fprintf(stderr, "\r\033[K[%3d%%] %zu/%zu tracks  %.1f s audio  %.1fx realtime  ETA %s", pct, p->done,
-                p->total, p->audio, xrt, e);
+        fprintf(stderr, "\r\033[K[%3d%%] %zu/%zu tracks%s  %.1f s audio  %.1fx realtime  ETA %s", pct, p->done,
+                p->total, ab, p->audio, xrt, e);
         if (final)
             fputc('\n', stderr);
         p->drawn = !final;
     } else {
-        fprintf(stderr, "stemline: progress: %zu/%zu tracks (%d%%), %.1f s of audio, %.1fx realtime, ETA %s\n",
-                p->done, p->total, pct, p->audio, xrt, e);
+        fprintf(stderr, "stemline: progress: %zu/%zu tracks (%d%%)%s, %.1f s of audio, %.1fx realtime, ETA %s\n",
+                p->done, p->total, pct, ab, p->audio, xrt, e);
     }
     fflush(stderr);
 }
@@ -135,6 +138,15 @@ void sl_progress_track_done(sl_progress *p, int processed, double audio_seconds,
     p->processed += processed != 0;
     p->audio += audio_seconds;
     p->done_bytes += bytes > 0 ? bytes : 0;
+    pthread_mutex_unlock(&p->mu);
+}
+
+void sl_progress_track_abandoned(sl_progress *p)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->mu);
+    p->abandoned++;
     pthread_mutex_unlock(&p->mu);
 }
 

@@ -94,7 +94,7 @@ int check_output_collisions(runner *r)
     for (size_t i = 0; i < n && !rc; i++) {
         char buf[4096];
         rc = expand_template(r->cfg->stems_template, r->cat.tracks[i].id, r->sep->sources[0],
-                             r->cfg->stems_format, buf, sizeof buf);
+                             sl_encode_ext(r->cfg->stems_format), buf, sizeof buf);
         if (rc)
             rc = sl_seterr(SL_ECONFIG, "output.stems.template: path too long for track '%s'",
                            r->cat.tracks[i].id);

@@ -82,6 +82,7 @@ int open_encoders(runner *r, trk *t, char *err, size_t errsize)
     sl_encode_params p = {
         .format = c->stems_format,
         .sample_format = c->stems_sample_format,
+        .bitrate_kbps = c->stems_bitrate,
         .in_rate = r->sep->sample_rate,
         .out_rate = r->sep->sample_rate,
         .channels = r->sep->channels,
@@ -108,7 +109,7 @@ int open_encoders(runner *r, trk *t, char *err, size_t errsize)
             snprintf(rel, sizeof rel, "t%zu-%d.wav", t->index, s);
             snprintf(full, sizeof full, "%s/%s", r->scratch_dir, rel);
         } else {
-            rc = expand_template(c->stems_template, t->tr->id, r->sep->sources[s], c->stems_format, rel,
+            rc = expand_template(c->stems_template, t->tr->id, r->sep->sources[s], sl_encode_ext(c->stems_format), rel,
                                  sizeof rel);
             snprintf(full, sizeof full, "%s/%s", r->out_dir, rel);
         }
@@ -323,7 +324,7 @@ void finalize(runner *r, trk *t)
         /* no ledger row: the next run does this track again */
         sl_report_abandon(r->report, tr->id, tr->path, t->err);
         sl_log(SL_LOG_WARN, tr->id, NULL, "abandoned: %s", t->err);
-        sl_progress_track_done(r->progress, 0, 0, tr->size);
+        sl_progress_track_abandoned(r->progress);
         free(vec);
         free(tags);
         free(lv);

@@ -56,6 +56,13 @@ gen_tone() {
   ffmpeg -nostdin -loglevel error -y -f lavfi -i "aevalsrc=exprs=$exprs:s=$rate:d=$secs" -c:a "$codec" "$out" \
     || fail "could not make fixture $out"
 }
+# gen_pitch OUT SECONDS FREQ: a tone with a harmonic and noise bursts, mono 22.05 kHz
+gen_pitch() {
+  local e="0.3*sin(2*PI*$3*t)+0.15*sin(2*PI*$3*2.01*t)+0.2*(random(0)*2-1)*exp(-30*mod(t\,0.4))"
+  mkdir -p "$(dirname "$1")"
+  ffmpeg -nostdin -loglevel error -y -f lavfi -i "aevalsrc=exprs=$e:s=22050:d=$2" -c:a pcm_s16le "$1" \
+    || fail "could not make fixture $1"
+}
 # wait_first_done LEDGER: waits (at most 120 s) until the ledger holds a done
 # track, so that a signal sent next finds some tracks done and others not
 wait_first_done() {

@@ -25,13 +25,6 @@ if ! "$STEMLINE" search --help >/dev/null 2>&1; then
   exit 1
 fi
 
-# gen_pitch OUT SECONDS FREQ: a tone with a harmonic and noise bursts, mono 22.05 kHz
-gen_pitch() {
-  local e="0.3*sin(2*PI*$3*t)+0.15*sin(2*PI*$3*2.01*t)+0.2*(random(0)*2-1)*exp(-30*mod(t\,0.4))"
-  mkdir -p "$(dirname "$1")"
-  ffmpeg -nostdin -loglevel error -y -f lavfi -i "aevalsrc=exprs=$e:s=22050:d=$2" -c:a pcm_s16le "$1" \
-    || fail "could not make fixture $1"
-}
 gen_pitch in/a.wav 3.0 180
 gen_pitch in/b.wav 4.5 260
 gen_pitch in/c.wav 2.2 410

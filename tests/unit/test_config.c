@@ -193,8 +193,11 @@ static void test_errors(void)
     expect_err("version: 2\n", NULL, 0,
                "job.yaml:1:10: key 'version': must be 1 (the only job file version this stemline reads), got '2'");
     /* enums */
-    expect_err("output:\n  stems:\n    format: mp3\n", NULL, 0,
-               "job.yaml:3:13: key 'output.stems.format': must be one of wav, flac, got 'mp3'");
+    expect_err("output:\n  stems:\n    format: wma\n", NULL, 0,
+               "job.yaml:3:13: key 'output.stems.format': must be one of wav, flac, opus, mp3, aac, ogg, got 'wma' (did you mean 'wav'?)");
+    expect_err("output:\n  stems:\n    format: wav\n    bitrate: 96\n", NULL, 0,
+               "job.yaml:4:5: key 'output.stems.bitrate': output.stems.bitrate applies to lossy formats (opus, mp3, "
+               "aac, ogg), not wav");
     expect_err("runtime:\n  backend: cdua\n", NULL, 0,
                "job.yaml:2:12: key 'runtime.backend': must be one of auto, cpu, cuda, cuda-emu, got 'cdua' (did you mean "
                "'cuda'?)");

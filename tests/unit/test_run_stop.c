@@ -58,7 +58,7 @@ static void make_inputs(void)
                 pl[0][i] += 0.5f, pl[1][i] -= 0.5f;
         }
         snprintf(path, sizeof path, "%s/in/t%02d.wav", dir, t);
-        sl_encode_params p = {"wav", "s16", RATE, RATE, 2};
+        sl_encode_params p = {"wav", "s16", RATE, RATE, 2, 0};
         CHECK(sl_encode_file(path, &p, (const float *const *)pl, n) == 0);
         free(pl[0]);
         free(pl[1]);
