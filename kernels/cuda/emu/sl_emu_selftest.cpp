@@ -80,10 +80,10 @@ static __global__ void big_static_kernel(float *out)
     out[threadIdx.x] = big[threadIdx.x];
 }
 
-// 8 KiB of static shared memory beside the launch's dynamic shared memory.
-static __global__ void mixed_shared_kernel(float *out, int n_dyn)
+// 8 KiB of static shared memory beside the launch's dynamic shared memory; two
+// kernels, as an opt-in is per kernel: one without, one with.
+static __device__ void mixed_shared_body(float *st, float *out, int n_dyn)
 {
-    SL_SHARED(float, st, [2048]);
     SL_DYN_SHARED(float, dyn);
     for (int i = (int)threadIdx.x; i < 2048; i += (int)blockDim.x)
         st[i] = (float)i;
@@ -92,16 +92,15 @@ static __global__ void mixed_shared_kernel(float *out, int n_dyn)
     __syncthreads();
     out[threadIdx.x] = st[2047 - threadIdx.x] + dyn[n_dyn - 1 - (int)threadIdx.x];
 }
+static __global__ void mixed_shared_kernel(float *out, int n_dyn)
+{
+    SL_SHARED(float, st, [2048]);
+    mixed_shared_body(st, out, n_dyn);
+}
 static __global__ void mixed_shared_optin_kernel(float *out, int n_dyn)
 {
     SL_SHARED(float, st, [2048]);
-    SL_DYN_SHARED(float, dyn);
-    for (int i = (int)threadIdx.x; i < 2048; i += (int)blockDim.x)
-        st[i] = (float)i;
-    for (int i = (int)threadIdx.x; i < n_dyn; i += (int)blockDim.x)
-        dyn[i] = (float)-i;
-    __syncthreads();
-    out[threadIdx.x] = st[2047 - threadIdx.x] + dyn[n_dyn - 1 - (int)threadIdx.x];
+    mixed_shared_body(st, out, n_dyn);
 }
 
 // a*b + c: contracted into one fused multiply-add where the build contracts
