@@ -1,7 +1,8 @@
 // Op row_gather: y[b][r][c] = sum_t w[r][t] * x[b][idx[r][t]][c] (w NULL: one tap,
 // a copy). One thread per output value (grid-stride); consecutive threads write
 // consecutive columns of a row, so both the reads of a picked row and the
-// writes are coalesced. Taps are summed in order as the CPU reference does.
+// writes are coalesced. Taps are summed in order as the CPU reference does
+// (nvcc may fuse the multiply-adds: a few ulps, unit.parity.fma).
 #include "cu_ops.h"
 
 static __global__ void row_gather_kernel(sl_gather_args a)
@@ -16,9 +17,9 @@ static __global__ void row_gather_kernel(sl_gather_args a)
             v = xb[(size_t)ix[0] * a.ldx];
         } else {
             const float *w = a.w + r * T;
-            v = __fmul_rn(w[0], xb[(size_t)ix[0] * a.ldx]);
+            v = w[0] * xb[(size_t)ix[0] * a.ldx];
             for (size_t t = 1; t < T; t++)
-                v = __fadd_rn(v, __fmul_rn(w[t], xb[(size_t)ix[t] * a.ldx]));
+                v = v + w[t] * xb[(size_t)ix[t] * a.ldx];
         }
         a.y[b * a.stride_y + r * a.ldy + c] = v;
     }
