@@ -251,20 +251,6 @@ def run(m, ns, x, cfg):
     return res
 
 
-def write_slg(path, params, arrays, note):
-    with open(path, "wb") as f:
-        f.write(b"SLGOLD 1\n")
-        f.write(("# made by tools/gen_golden_clap.py, torch %s, numpy %s, %s\n"
-                 % (torch.__version__, np.__version__, note)).encode())
-        for k, v in params.items():
-            f.write(("param %s %s\n" % (k, v)).encode())
-        for name, a in arrays:
-            f.write(("array %s %s\n" % (name, " ".join(str(d) for d in a.shape))).encode())
-        f.write(b"end\n")
-        for _, a in arrays:
-            f.write(np.ascontiguousarray(a, dtype="<f4").tobytes())
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--full", metavar="DIR", help="HTSAT-base at full size (random weights) into DIR instead")
@@ -289,7 +275,8 @@ def main():
                   ("block1_1", r["block1_1"]), ("block1_2", r["block1_2"])]
         arrays += [("stage%d" % (s + 1), r["stage%d" % (s + 1)]) for s in range(len(cfg["depths"]))]
         arrays += [("latent", r["latent"]), ("embedding", r["embedding"]), ("short_embedding", short)]
-    write_slg(os.path.join(out, stem + ".slg"), params, arrays, note)
+    stemline_st.write_slg(os.path.join(out, stem + ".slg"), "made by tools/gen_golden_clap.py, torch %s, numpy %s, %s"
+                          % (torch.__version__, np.__version__, note), params, arrays)
     print("wrote %s/%s.{safetensors,slg}: frames %d, latent %d, embedding %d" % (
         out, stem, r["logmel"].shape[0], r["latent"].shape[0], r["embedding"].shape[0]))
 
