@@ -38,5 +38,9 @@ int sl_cmd_embed_text(int argc, char **argv);
 /* Warns on stderr (as CMD) about query i (0-based) when it was truncated to
  * context tokens or holds no token of its own (cli/embed_text.c). */
 void sl_text_query_warnings(const char *cmd, const char *text, size_t i, size_t tokens, int truncated, int context);
+/* stemline report OUT [--shard I/N | --merged] [--html FILE] | --bench RESULTS.json
+ * (cli/report.c): the HTML page of a run's report, a merged report or a
+ * benchmark run. 0 written, 1 fatal, 2 usage or no report. */
+int sl_cmd_report(int argc, char **argv);
 
 #endif
