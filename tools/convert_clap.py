@@ -10,9 +10,12 @@ roberta-base tokenizer files into one stemline weights file:
 Contents of the safetensors file:
   - every tensor of the checkpoint's state_dict under its original name (a
     leading "module." stripped, as laion_clap's load_state_dict does), both
-    towers: float tensors as F32, integer buffers (relative_position_index,
-    num_batches_tracked ...) as I64; text_branch.embeddings.position_ids, which
-    laion_clap deletes before loading, is left out;
+    towers: float tensors as F32, integer buffers (relative_position_index ...)
+    as I64; left out: text_branch.embeddings.position_ids (laion_clap deletes it
+    before loading), the BatchNorm counters *.num_batches_tracked (training
+    only) and audio_branch.spectrogram_extractor.stft.* (the DFT matrices of
+    torchlibrosa's STFT, 4 MB that stemline computes), as
+    tools/gen_golden_clap.py leaves them out;
   - the tokenizer: tokenizer.vocab_json and tokenizer.merges_txt, the bytes of
     vocab.json and merges.txt as U8 vectors (last in the file);
   - metadata (all values strings):
@@ -24,6 +27,9 @@ Contents of the safetensors file:
                                max_positions, type_vocab, pad_id (1), layer_norm_eps
                                (1e-05), context_length (77: laion_clap's max_length),
                                act ("gelu")
+      sample_rate, window_size, hop_size, mel_bins, fmin, fmax, clip_samples,
+      spec_size                the audio front end as models/clap_audio*.c reads it
+                               (the keys of tools/gen_golden_clap.py's files)
       clap.audio.*             audio_cfg of the amodel's laion_clap config (sample_rate,
                                window_size, hop_size, mel_bins, fmin, fmax, clip_samples,
                                class_num, model_type, model_name) and the HTSAT geometry
@@ -110,6 +116,9 @@ def audio_metadata(amodel, audio_cfg=None, geometry=None):
     geo.update(geometry or {})
     geo["out_dim"] = geo["embed_dim"] * 2 ** (len(geo["depths"]) - 1)
     meta = {"clap.amodel": amodel}
+    for k in ("sample_rate", "window_size", "hop_size", "mel_bins", "fmin", "fmax", "clip_samples"):
+        meta[k] = cfg[k]
+    meta["spec_size"] = geo["spec_size"]
     for k, v in list(cfg.items()) + list(geo.items()):
         meta["clap.audio." + k] = ",".join(str(x) for x in v) if isinstance(v, (list, tuple)) else v
     return meta
@@ -132,6 +141,8 @@ def build(sd, vocab_bytes, merges_bytes, text_heads=12, amodel="HTSAT-base", aud
 
     sd = strip_module(sd)
     sd.pop(TEXT + "embeddings.position_ids", None)
+    sd = {k: v for k, v in sd.items()
+          if not k.endswith(".num_batches_tracked") and not k.startswith("audio_branch.spectrogram_extractor.stft.")}
     check_no_fusion(sd)
     if require_audio and not any(k.startswith("audio_branch.") for k in sd):
         raise ConvertError("no audio_branch.* tensor: not a LAION-CLAP checkpoint")

@@ -48,6 +48,8 @@ import random
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# importing laion_clap asks the model hub for tokenizers it does not use here: fail fast offline
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = os.path.dirname(HERE)
 OUT = os.path.join(ROOT, "tests", "golden", "clap_text")
 
@@ -240,20 +242,6 @@ def stub_torchvision():
         sys.modules.update({"torchvision": tv, "torchvision.ops": ops, "torchvision.ops.misc": misc})
 
 
-def write_slg(path, params, arrays):
-    import numpy as np
-
-    with open(path, "wb") as f:
-        f.write(b"SLGOLD 1\n")
-        for k, v in params.items():
-            f.write(("param %s %s\n" % (k, v)).encode())
-        for k, a in arrays:
-            f.write(("array %s %s\n" % (k, " ".join(str(d) for d in a.shape))).encode())
-        f.write(b"end\n")
-        for _, a in arrays:
-            f.write(np.ascontiguousarray(a, dtype="<f4").tobytes())
-
-
 def cmd_encoder(args):
     import numpy as np
     import torch
@@ -339,7 +327,8 @@ def cmd_encoder(args):
     arrays = [("ids", ids), ("emb", taps["emb"])]
     arrays += [("layer%d" % i, taps["layer%d" % i]) for i in range(dims["num_hidden_layers"])]
     arrays += [("pooled", taps["pooled"]), ("proj", taps["proj"]), ("out", out)]
-    write_slg(os.path.join(out_dir, "small.slg"),
+    stemline_st.write_slg(os.path.join(out_dir, "small.slg"),
+                          "tools/gen_golden_clap_text.py encoder%s" % (" --full" if full else ""),
               {"queries": len(queries), "width": dims["hidden_size"], "layers": dims["num_hidden_layers"],
                "joint": joint}, arrays)
     with open(os.path.join(out_dir, "small.json"), "w", encoding="ascii") as f:

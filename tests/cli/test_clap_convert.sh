@@ -36,6 +36,7 @@ for k, v in head.items():
 sd["module.text_branch.embeddings.position_ids"] = torch.arange(80).unsqueeze(0)
 sd["module.audio_branch.spectrogram_extractor.stft.conv_real.weight"] = torch.zeros(3, 1, 4)
 sd["module.audio_branch.bn0.num_batches_tracked"] = torch.tensor(7)
+sd["module.audio_branch.layers.0.blocks.0.attn.relative_position_index"] = torch.arange(4).reshape(2, 2)
 sd["module.logit_scale_a"] = torch.tensor(2.0)
 torch.save({"epoch": 15, "state_dict": sd}, "clap.pt")
 fused = dict(sd)
@@ -63,7 +64,10 @@ meta = head.pop("__metadata__")
 assert meta["stemline.arch"] == "clap" and meta["clap.text.layers"] == "2" and meta["clap.text.heads"] == "4", meta
 assert meta["clap.amodel"] == "HTSAT-base" and meta["clap.audio.depths"] == "2,2,12,2", meta
 assert "text_branch.embeddings.position_ids" not in head
-assert head["audio_branch.bn0.num_batches_tracked"]["dtype"] == "I64"
+assert meta["sample_rate"] == "48000" and meta["hop_size"] == "480" and meta["spec_size"] == "256", meta
+assert "audio_branch.bn0.num_batches_tracked" not in head
+assert "audio_branch.spectrogram_extractor.stft.conv_real.weight" not in head
+assert head["audio_branch.layers.0.blocks.0.attn.relative_position_index"]["dtype"] == "I64"
 assert head["logit_scale_a"]["dtype"] == "F32"
 assert head["tokenizer.vocab_json"]["dtype"] == "U8"
 PY
