@@ -53,8 +53,10 @@ static int decode_stream(runner *r, trk *t, int kind, int src, const char *path)
             return rc;
         }
     }
-    sl_segmenter sg;
-    rc = sl_segmenter_init(&sg, L, H, ch);
+    sl_segmenter sg = {0};
+    sl_demix_cutter dc = {0};
+    const int demix = kind == KIND_SEP && r->demix;
+    rc = demix ? sl_demix_cutter_init(&dc, L, r->demix, ch) : sl_segmenter_init(&sg, L, H, ch);
     dec_arg da = {d};
     size_t k = 0;
     while (!rc) {
@@ -86,7 +88,8 @@ static int decode_stream(runner *r, trk *t, int kind, int src, const char *path)
         slot_layout(r, s, kind);
         s->src = src;
         sl_budget_acquire(r->budget, 1); /* decoding computes: one token of runtime.threads */
-        long len = sl_segmenter_next(&sg, dec_read, &da, s->in);
+        long len = demix ? sl_demix_cutter_next(&dc, dec_read, &da, s->in, &s->dpos)
+                         : sl_segmenter_next(&sg, dec_read, &da, s->in);
         sl_budget_release(r->budget, 1);
         if (len <= 0) {
             pool_release(r, s);
@@ -109,14 +112,15 @@ static int decode_stream(runner *r, trk *t, int kind, int src, const char *path)
         pthread_mutex_unlock(&t->mu);
         push_ready(r, s);
     }
-    if (!rc && sg.total == 0) {
+    const size_t total = demix ? dc.total : sg.total;
+    if (!rc && total == 0) {
         pthread_mutex_lock(&t->mu);
         trk_fail(t, "decode: %s: zero-length audio (no sample decoded)", t->tr->path);
         pthread_mutex_unlock(&t->mu);
         rc = SL_EEMPTY;
     }
     if (!path && (kind == KIND_SEP || !r->sep)) {
-        t->n_samples = sg.total;
+        t->n_samples = total;
         t->rate = rate;
         /* what decoding saw, for the ledger and the report */
         t->dec.decoded_s = sl_decoder_decoded_seconds(d);
@@ -127,6 +131,7 @@ static int decode_stream(runner *r, trk *t, int kind, int src, const char *path)
     if (kind == KIND_SEP)
         t->sep_total = k;
     sl_segmenter_free(&sg);
+    sl_demix_cutter_free(&dc);
     sl_decoder_close(d);
     return rc;
 }
@@ -172,7 +177,8 @@ static void decode_track(runner *r, size_t i)
             rc = SL_ENOMEM;
     }
     if (!rc && r->sep) {
-        if (sl_stitcher_init(&t->st, r->sep_L, r->sep_H, r->sep->n_sources, r->sep->channels) == 0)
+        if ((r->demix ? sl_demix_joiner_init(&t->dj, r->sep_L, r->demix, r->sep->n_sources, r->sep->channels)
+                      : sl_stitcher_init(&t->st, r->sep_L, r->sep_H, r->sep->n_sources, r->sep->channels)) == 0)
             t->have_st = 1;
         else
             rc = SL_ENOMEM;
