@@ -193,6 +193,7 @@ struct runner {
     int fatal;             /* under mu while the pipeline threads run */
     char fatal_msg[1100];
     atomic_int disk_full;  /* the output was lost: ENOSPC, EROFS or EACCES */
+    atomic_int decodes;    /* decoders opened: one per track input, one per embedded stem */
 };
 
 /* Stop requests from signals or sl_run_request_stop(): 1 stops taking tracks,

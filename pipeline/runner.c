@@ -229,11 +229,13 @@ static void pipeline_json(runner *r, char *buf, size_t size)
              "\"cpu_fallbacks\": %zu, \"ready_queue_mean\": %.2f, \"ready_queue_max\": %zu, "
              "\"decode_waited_for_slots_s\": %.3f, \"model_waited_for_input_s\": %.3f, "
              "\"writers_waited_s\": %.3f, \"bound_by\": \"%s\", %s, \"decode_threads\": %d, "
-             "\"tracks_in_flight_max\": %zu, \"tracks_in_flight_peak\": %zu, \"track_state_mb\": %.3f, \"threads_and_decoders_mb\": %.1f}",
+             "\"tracks_in_flight_max\": %zu, \"tracks_in_flight_peak\": %zu, \"track_state_mb\": %.3f, \"threads_and_decoders_mb\": %.1f, "
+             "\"decodes\": %d}",
              r->sep_L, r->sep_H, r->emb_L, r->emb_H, r->n_slots_max, r->n_slots, r->peak_in_use,
              (double)r->slot_floats * 4.0 / 1048576.0, r->cfg->batch_size, r->batches, avg_batch, r->splits,
              r->fallbacks, avg_ready, r->max_ready, r->wait_slot_s, r->wait_ready_s, r->wait_write_s, bound,
-             thr, r->cfg->decode_threads, r->max_live, r->peak_live, r->track_mb, r->other_mb);
+             thr, r->cfg->decode_threads, r->max_live, r->peak_live, r->track_mb, r->other_mb,
+             atomic_load(&r->decodes));
 }
 
 #define MB 1048576.0
@@ -320,6 +322,13 @@ static int plan_memory(runner *r)
     if (r->emb) {
         track_mb += (double)(r->n_esrc * (r->emb->dim + r->emb->n_scores)) * 8.0 / MB;
         dec_mb += (double)(r->emb_L - r->emb_H) * r->emb->channels * 4.0 / MB;
+    }
+    if (r->sep && r->emb && r->mix_src >= 0) {
+        /* one decoder feeds both (run_decode.c): each output's FIFO holds up to
+         * about one segment of the other, doubled for the FIFO's growth */
+        double sep_s = (double)r->sep_L / r->sep->sample_rate, emb_s = (double)r->emb_L / r->emb->sample_rate;
+        dec_mb += 2.0 * (sep_s * r->emb->sample_rate * r->emb->channels + emb_s * r->sep->sample_rate * r->sep->channels) *
+                  4.0 / MB;
     }
     double nd = c->decode_threads, nwr = nd < 2 ? 2 : nd;
     double fixed_mb = nd * (dec_mb + track_mb + SL_THREAD_STACK_MB) + nwr * (wr_mb + SL_THREAD_STACK_MB) +

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SLG_MAX 16
+#define SLG_MAX 32
 
 typedef struct {
     int n_params, n_arrays;
