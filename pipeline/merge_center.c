@@ -153,6 +153,8 @@ static int center_folder(const char *dir, int timeline, set_t *sets, size_t n_se
 }
 
 /* The names of the entries of dir that are folders, sorted; NULL-terminated. */
+static int by_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
 static char **subdirs(const char *dir)
 {
     DIR *d = opendir(dir);
@@ -179,12 +181,8 @@ static char **subdirs(const char *dir)
         v[n] = NULL;
     }
     closedir(d);
-    for (size_t i = 1; i < n; i++)
-        for (size_t j = i; j > 0 && strcmp(v[j - 1], v[j]) > 0; j--) {
-            char *t = v[j];
-            v[j] = v[j - 1];
-            v[j - 1] = t;
-        }
+    if (n)
+        qsort(v, n, sizeof *v, by_name);
     return v;
 }
 
