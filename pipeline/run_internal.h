@@ -181,9 +181,11 @@ struct runner {
     int devices_lost;                  /* workers whose device's context was lost (under mu) */
 
     /* pipeline statistics (under mu) */
+#define RUN_BATCH_HIST 129
     double wait_slot_s, wait_ready_s, wait_write_s;
     double ready_len_sum;
     size_t ready_len_samples, max_ready, batches, batch_items, splits, fallbacks;
+    size_t batch_hist[RUN_BATCH_HIST]; /* batches of n segments; the last bin: n >= RUN_BATCH_HIST - 1 */
 
     sl_report *report;
     sl_progress *progress;

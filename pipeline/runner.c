@@ -16,6 +16,7 @@
  * the tracks that are done, in id order, whatever order they finished in. */
 #include "common/sl_sha256.h"
 #include "run_internal.h"
+#include "report_html.h"
 
 /* ---- setup ---- */
 
@@ -219,8 +220,12 @@ static void pipeline_json(runner *r, char *buf, size_t size)
     double avg_ready = r->ready_len_samples ? r->ready_len_sum / (double)r->ready_len_samples : 0;
     double avg_batch = r->batches ? (double)r->batch_items / (double)r->batches : 0;
     const char *bound = "balanced";
-    char thr[768];
+    char thr[768], hist[RUN_BATCH_HIST * 24] = "";
     threads_json(r, thr, sizeof thr);
+    size_t hl = 0;
+    for (size_t i = 0; i < RUN_BATCH_HIST; i++)
+        if (r->batch_hist[i])
+            hl += (size_t)snprintf(hist + hl, sizeof hist - hl, "%s[%zu, %zu]", hl ? ", " : "", i, r->batch_hist[i]);
     /* the stage that others wait for bounds the run */
     if (r->wait_ready_s > 2 * r->wait_slot_s && r->wait_ready_s > 0.1)
         bound = "decode (the model waited for input)";
@@ -234,12 +239,12 @@ static void pipeline_json(runner *r, char *buf, size_t size)
              "\"decode_waited_for_slots_s\": %.3f, \"model_waited_for_input_s\": %.3f, "
              "\"writers_waited_s\": %.3f, \"bound_by\": \"%s\", %s, \"decode_threads\": %d, "
              "\"tracks_in_flight_max\": %zu, \"tracks_in_flight_peak\": %zu, \"track_state_mb\": %.3f, \"threads_and_decoders_mb\": %.1f, "
-             "\"decodes\": %d}",
+             "\"decodes\": %d, \"batch_sizes\": [%s]}",
              r->sep_L, r->sep_H, r->emb_L, r->emb_H, r->n_slots_max, r->n_slots, r->peak_in_use,
              (double)r->slot_floats * 4.0 / 1048576.0, r->cfg->batch_size, r->batches, avg_batch, r->splits,
              r->fallbacks, avg_ready, r->max_ready, r->wait_slot_s, r->wait_ready_s, r->wait_write_s, bound,
              thr, r->cfg->decode_threads, r->max_live, r->peak_live, r->track_mb, r->other_mb,
-             atomic_load(&r->decodes));
+             atomic_load(&r->decodes), hist);
 }
 
 #define MB 1048576.0
@@ -584,7 +589,7 @@ static int run_job(runner *r)
     }
 
     {
-        char pj[2048];
+        char pj[8192];
         pipeline_json(r, pj, sizeof pj);
         sl_report_set_json(r->report, "pipeline", pj);
         char rp[4096];
@@ -594,6 +599,13 @@ static int run_job(runner *r)
         if (rc) {
             sl_log(SL_LOG_ERROR, NULL, "report", "%s", sl_errmsg(rc, m, sizeof m));
             r->fatal = 1;
+        } else {
+            /* the page is a view of report.json: a failure to write it is said, not fatal */
+            char hp[4096];
+            snprintf(hp, sizeof hp, "%s/%sreport.html", cfg->output_dir, prefix);
+            sl_report_html_opts ho = {.out_dir = cfg->output_dir, .report = rp, .html = hp, .prefix = prefix};
+            if ((rc = sl_report_html_write(&ho)) != 0)
+                sl_log(SL_LOG_ERROR, NULL, "report", "report.html: %s", sl_errmsg(rc, m, sizeof m));
         }
         sl_report_summary(r->report, opts->quiet ? NULL : stderr);
         if (r->fatal) {
