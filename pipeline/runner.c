@@ -261,7 +261,19 @@ static int plan_memory(runner *r)
 {
     const sl_config *c = r->cfg;
     size_t sep_floats = 0, emb_floats = 0;
-    if (r->sep) {
+    if (r->sep && r->sep->demix_chunk > 0) {
+        /* the reference chunked inference: geometry from the model (its options) */
+        if (c->sep_segment_s > 0 || c->sep_overlap_s >= 0)
+            return sl_seterr(SL_ECONFIG, "key 'separation.%s': model %s cuts tracks as its reference inference "
+                                         "does; set separation.options.chunk_size / num_overlap instead",
+                             c->sep_segment_s > 0 ? "segment_seconds" : "overlap_seconds", r->sep->name);
+        if (r->sep->channels > SL_SEG_MAX_CH)
+            return sl_seterr(SL_EUNSUPPORTED, "models with more than %d channels", SL_SEG_MAX_CH);
+        r->demix = r->sep->demix_overlap;
+        r->sep_L = r->sep->demix_chunk;
+        r->sep_H = r->sep_L / (size_t)r->demix;
+        sep_floats = r->sep_L * (size_t)r->sep->channels * (size_t)(1 + r->sep->n_sources);
+    } else if (r->sep) {
         double seg, ovl;
         sl_sep_default_segment(r->sep, &seg, &ovl);
         if (c->sep_segment_s > 0)
@@ -307,7 +319,10 @@ static int plan_memory(runner *r)
     double track_mb = 0.05, dec_mb = SL_DECODER_MB, wr_mb = 0;
     if (r->sep) {
         double O = (double)(r->sep_L - r->sep_H), ch = r->sep->channels, ns = r->sep->n_sources;
-        track_mb += (O * ch * ns + O) * 4.0 / MB;
+        /* demix: the joiner holds a whole chunk, the cutter reads 2B + 1 ahead and keeps B + 1 */
+        track_mb += r->demix ? ((double)r->sep_L * (ch * ns + 1)) * 4.0 / MB : (O * ch * ns + O) * 4.0 / MB;
+        if (r->demix)
+            dec_mb += 3.0 * O * ch * 4.0 / MB;
         if (r->write_stems)
             track_mb += ns * sl_encoder_memory_mb(r->sep->channels);
         dec_mb += O * ch * 4.0 / MB;
