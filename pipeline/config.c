@@ -92,7 +92,7 @@ static const keydef keys[] = {
      "length of the segments a track is cut into for separation (0 = the model's default)"},
     {"separation.overlap_seconds", K_NUM, 0, F(sep_overlap_s), NOF, "-1", -1, 600, NULL,
      "overlap between consecutive segments, cross-faded (-1 = the model's default)"},
-    {"embedding.model", K_ENUM, 0, F(emb_model), NOF, "melstats", 0, 0, "melstats|cnn14|none",
+    {"embedding.model", K_ENUM, 0, F(emb_model), NOF, "melstats", 0, 0, "melstats|cnn14|clap|none",
      "embedding model (none = no vectors)"},
     {"embedding.weights", K_STRNULL, 0, F(emb_weights), NOF, NULL, 0, 0, NULL,
      "weights file (.safetensors) for models that need one"},

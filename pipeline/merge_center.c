@@ -125,7 +125,8 @@ static int center_folder(const char *dir, int timeline, set_t *sets, size_t n_se
         rc = sl_shards_write(&s->spec, l, NULL, NULL);
         sl_ledger_close(l);
         const sl_index_meta *m = &s->meta;
-        sl_shards_meta wm = {.model = m->model, .weights = m->weights, .options = &m->options, .params = m->params,
+        sl_shards_meta wm = {.model = m->model, .weights = m->weights, .weights_sha256 = m->weights_sha256,
+                             .options = &m->options, .params = m->params,
                              .source = m->source, .dtype = m->dtype, .dim = m->dim, .sample_rate = m->sample_rate,
                              .channels = m->channels, .normalize = m->normalize, .window_samples = m->window_samples,
                              .hop_samples = m->hop_samples, .config_hash = m->config_hash, .center = m->center,

@@ -14,6 +14,7 @@
  * slot comes back: encoders renamed into place, then the ledger row, last.
  * Shards are rebuilt from the ledger at the end, so they always hold exactly
  * the tracks that are done, in id order, whatever order they finished in. */
+#include "common/sl_sha256.h"
 #include "run_internal.h"
 #include "report_html.h"
 #include "center.h"
@@ -93,11 +94,14 @@ static void write_source_shards(runner *r, const char *source, int windows, cons
     }
     if (!rc)
         rc = sl_shards_write(&spec, r->ledger, &written, &n_written);
+    if (!rc && cfg->emb_weights && *cfg->emb_weights && !r->weights_sha256[0])
+        rc = sl_sha256_file(cfg->emb_weights, r->weights_sha256); /* once per run: the checkpoint's identity */
     if (!rc) {
-        /* how these vectors were made, for `stemline search --audio` */
+        /* how these vectors were made, for `stemline search --audio` / `--text` */
         sl_shards_meta meta = {
             .model = r->emb->name,
             .weights = cfg->emb_weights,
+            .weights_sha256 = r->weights_sha256[0] ? r->weights_sha256 : NULL,
             .options = &cfg->emb_options,
             .params = r->emb->params,
             .source = source,

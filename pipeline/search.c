@@ -91,6 +91,8 @@ int sl_shards_write_meta(const char *dir, const char *prefix, const sl_shards_me
     sl_json_str(f, m->model);
     fputs(",\n  \"weights\": ", f);
     sl_json_str(f, m->weights);
+    fputs(",\n  \"weights_sha256\": ", f);
+    sl_json_str(f, m->weights_sha256);
     fputs(",\n  \"options\": {", f);
     for (size_t i = 0; m->options && i < m->options->n; i++) {
         fputs(i ? ", " : "", f);
@@ -148,6 +150,7 @@ static void meta_free(sl_index_meta *m)
         return;
     free(m->model);
     free(m->weights);
+    free(m->weights_sha256);
     free(m->params);
     free(m->source);
     free(m->dtype);
@@ -248,6 +251,7 @@ static int meta_read(const char *path, sl_index_meta *m)
         if (!why) {
             m->model = strdup(model);
             m->weights = sl_json_dup_str(&root, "weights");
+            m->weights_sha256 = sl_json_dup_str(&root, "weights_sha256");
             m->params = sl_json_dup_str(&root, "params");
             m->source = sl_json_dup_str(&root, "source");
             m->dtype = sl_json_dup_str(&root, "dtype");
@@ -304,7 +308,9 @@ void sl_index_meta_free(sl_index_meta *m) { meta_free(m); }
 static int meta_same(const sl_index_meta *a, const sl_index_meta *b)
 {
     if (strcmp(a->model, b->model) || (!a->weights != !b->weights) ||
-        (a->weights && strcmp(a->weights, b->weights)) || a->dim != b->dim || a->sample_rate != b->sample_rate ||
+        (a->weights && strcmp(a->weights, b->weights)) ||
+        (a->weights_sha256 && b->weights_sha256 && strcmp(a->weights_sha256, b->weights_sha256)) ||
+        a->dim != b->dim || a->sample_rate != b->sample_rate ||
         a->channels != b->channels || a->normalize != b->normalize || a->window_samples != b->window_samples ||
         a->hop_samples != b->hop_samples || a->options.n != b->options.n || !a->center != !b->center ||
         (a->center && (strcmp(a->center, b->center) || strcmp(a->center_hash, b->center_hash))))

@@ -37,6 +37,7 @@
 typedef struct {
     const char *model;          /* embedding model name (sl_emb_info.name) */
     const char *weights;        /* weights file, NULL when the model has none */
+    const char *weights_sha256; /* SHA-256 of that file (64 hex digits), NULL when none */
     const sl_cfg_opts *options; /* embedding.options as given (may be NULL) */
     const char *params;         /* sl_emb_info.params: resolved, for people (may be NULL) */
     const char *source;         /* "mix", or a stem name */
@@ -61,6 +62,8 @@ typedef struct {
  *
  *   {"format": "stemline-vector-index", "format_version": 1,
  *    "stemline_version": "0.1.0", "model": "melstats", "weights": null,
+ *    "weights_sha256": null,     (models with weights: the file's SHA-256, e.g. the
+ *                                 CLAP checkpoint whose text tower `search --text` needs)
  *    "options": {"n_mels": "64"}, "params": "...", "source": "mix",
  *    "dim": 256, "dtype": "float32", "normalize": true,
  *    "sample_rate": 22050, "channels": 1,
@@ -77,6 +80,7 @@ typedef struct {
     char *model, *weights, *params, *source, *dtype, *version, *config_hash;
     char *center, *center_file, *center_hash; /* NULL when the vectors are not centred */
     size_t center_rows;
+    char *weights_sha256; /* NULL when absent (no weights, or an older sidecar) */
     sl_cfg_opts options; /* file = the sidecar path, line/column 0 */
     int dim, sample_rate, channels, normalize;
     size_t window_samples, hop_samples;
