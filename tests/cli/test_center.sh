@@ -71,6 +71,27 @@ check(json.load(open("audio.json")), q, "--audio")
 check(json.load(open("id.json")), X[ids.index("p2.wav")], "--id")
 PY
 
+# timelines: the window rows are centred on the mean of the window rows
+run_sl run job.yaml --quiet --set output.dir=tlraw --set embedding.normalize=false --set embedding.timeline=true \
+  --set embedding.window_seconds=1
+expect_status 0 "timeline run, raw"
+run_sl run job.yaml --quiet --set output.dir=tlcen --set embedding.timeline=true --set embedding.window_seconds=1 $C
+expect_status 0 "timeline run, centred"
+py_check "timeline rows centred on their own mean" <<'PY'
+import json, numpy as np
+for sub in ("", "timeline/"):
+    d = "embeddings/melstats/mix/" + sub
+    R = np.load("tlraw/" + d + "shard-00000.npy").astype(np.float64)
+    X = np.load("tlcen/" + d + "shard-00000.npy").astype(np.float64)
+    m = np.load("tlcen/" + d + "mean.npy").astype(np.float64)
+    assert np.allclose(m[0], R.mean(0), rtol=1e-5, atol=1e-6 * np.abs(R).max()), sub
+    C = R - m
+    C /= np.linalg.norm(C, axis=1, keepdims=True)
+    assert np.abs(X - C).max() < 1e-5, (sub, np.abs(X - C).max())
+    assert json.load(open("tlcen/" + d + "index.json"))["center_rows"] == len(R)
+assert len(np.load("tlcen/embeddings/melstats/mix/timeline/shard-00000.npy")) == 18   # 6 tracks x 3 windows
+PY
+
 # a changed mean file is refused by search --audio, naming it
 cp cen/embeddings/melstats/mix/mean.npy keep.npy
 printf 'x' >> cen/embeddings/melstats/mix/mean.npy
