@@ -110,6 +110,8 @@ static const keydef keys[] = {
      "what is embedded: mix (the input) and/or stem names of the separation model; each source gets its own shards"},
     {"embedding.timeline", K_BOOL, 0, F(emb_timeline), NOF, "false", 0, 0, NULL,
      "also write every window's vector with its start and end (embeddings/MODEL/SOURCE/timeline/)"},
+    {"embedding.center", K_ENUM, 0, F(emb_center), NOF, "none", 0, 0, "none|catalog",
+     "catalog: subtract the mean vector of the catalog (of each shard folder) before normalisation, computed once every track is done"},
     {"runtime.backend", K_ENUM, 0, F(backend), NOF, "auto", 0, 0, "auto|cpu|cuda|cuda-emu",
      "where the models run: auto = CUDA when a GPU answers, else CPU; cuda-emu = the CUDA kernels emulated on the CPU (slow, for checking the GPU path without a GPU)"},
     {"runtime.decode_threads", K_INT, 0, F(decode_threads), NOF, "2", 1, 256, NULL,
