@@ -4,9 +4,11 @@
 # and of a stem, per-window timelines, the track vector = the L2-normalised
 # length-weighted mean of its window vectors (each window vector already
 # normalised by the model), and index.json naming the checkpoint (path and the
-# file's SHA-256). A fusion checkpoint is refused with a clear message.
+# file's SHA-256), which `search --audio` uses. A fusion checkpoint is refused
+# with a clear message.
 set -u
 source "$(dirname "$0")/lib.sh"
+export OUT
 in_tmp_dir
 mkdir in
 gen_tone in/a.wav 6.1 44100 2 pcm_s16le
@@ -49,6 +51,14 @@ for src in ("mix", "harmonic"):
 # mix and stem vectors differ (the stem is only the harmonic part)
 a = np.load("out/embeddings/clap/mix/shard-00000.npy"); b = np.load("out/embeddings/clap/harmonic/shard-00000.npy")
 assert np.abs(a - b).max() > 1e-3
+PY
+# search --audio embeds the query with the model and checkpoint that index.json names
+run_sl search out --audio in/a.wav --json -k 2
+expect_status 0 "search --audio with clap shards"
+py_check "--audio finds its own track with score 1" <<'PY'
+import json, os
+r = json.load(open(os.environ["OUT"]))
+assert r[0]["id"] == "a.wav" and abs(r[0]["score"] - 1) <= 1e-5, r
 PY
 # a fusion checkpoint: refused before any track, naming the file and the reason
 "$SL_PYTHON" - "$W" fusion.safetensors <<'PY'
