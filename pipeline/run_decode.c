@@ -20,9 +20,14 @@ typedef struct {
     int kind, src, rate, ch;
     size_t L, H, k;
     sl_segmenter sg;
+    sl_demix_cutter dc; /* instead of sg: separation chunks when the runner demixes */
+    int demix;
     dec_arg da;
     int done, init;
 } dstream;
+
+/* samples of the track this stream has read */
+static size_t dstream_total(const dstream *s) { return s->demix ? s->dc.total : s->sg.total; }
 
 static void dstream_set(runner *r, dstream *s, int kind, int src)
 {
@@ -33,6 +38,7 @@ static void dstream_set(runner *r, dstream *s, int kind, int src)
     s->ch = kind == KIND_SEP ? r->sep->channels : r->emb->channels;
     s->L = kind == KIND_SEP ? r->sep_L : r->emb_L;
     s->H = kind == KIND_SEP ? r->sep_H : r->emb_H;
+    s->demix = kind == KIND_SEP ? r->demix : 0;
 }
 
 /* Cuts the next segment of stream s into a slot and queues it; 1 when one was
@@ -65,7 +71,8 @@ static int stream_next(runner *r, trk *t, dstream *s)
     slot_layout(r, sl, s->kind);
     sl->src = s->src;
     sl_budget_acquire(r->budget, 1); /* decoding computes: one token of runtime.threads */
-    long len = sl_segmenter_next(&s->sg, dec_read, &s->da, sl->in);
+    long len = s->demix ? sl_demix_cutter_next(&s->dc, dec_read, &s->da, sl->in, &sl->dpos)
+                        : sl_segmenter_next(&s->sg, dec_read, &s->da, sl->in);
     sl_budget_release(r->budget, 1);
     if (len <= 0) {
         pool_release(r, sl);
@@ -145,14 +152,15 @@ static int decode_streams(runner *r, trk *t, dstream *st, int n, const char *pat
     }
     for (int i = 0; i < n && !rc; i++) {
         st[i].da.d = d;
-        rc = sl_segmenter_init(&st[i].sg, st[i].L, st[i].H, st[i].ch);
+        rc = st[i].demix ? sl_demix_cutter_init(&st[i].dc, st[i].L, st[i].demix, st[i].ch)
+                         : sl_segmenter_init(&st[i].sg, st[i].L, st[i].H, st[i].ch);
         st[i].init = !rc;
     }
     for (int live = n; !rc && live > 0;) {
         /* the stream furthest behind in time goes next */
         dstream *s = NULL;
         for (int i = 0; i < n; i++)
-            if (!st[i].done && (!s || (double)st[i].sg.total * s->rate < (double)s->sg.total * st[i].rate))
+            if (!st[i].done && (!s || (double)dstream_total(&st[i]) * s->rate < (double)dstream_total(s) * st[i].rate))
                 s = &st[i];
         int got = stream_next(r, t, s);
         if (got < 0)
@@ -162,7 +170,7 @@ static int decode_streams(runner *r, trk *t, dstream *st, int n, const char *pat
             live--;
         }
     }
-    if (!rc && st[0].sg.total == 0) {
+    if (!rc && dstream_total(&st[0]) == 0) {
         pthread_mutex_lock(&t->mu);
         trk_fail(t, "decode: %s: zero-length audio (no sample decoded)", t->tr->path);
         pthread_mutex_unlock(&t->mu);
@@ -172,7 +180,7 @@ static int decode_streams(runner *r, trk *t, dstream *st, int n, const char *pat
         /* the track's length at the rate of its stems (or of its embedding
          * model), and what decoding saw, for the ledger and the report */
         const dstream *m0 = sep ? sep : &st[0];
-        t->n_samples = m0->sg.total;
+        t->n_samples = dstream_total(m0);
         t->rate = m0->rate;
         t->dec.decoded_s = sl_decoder_decoded_seconds(d);
         t->dec.stated_s = info->duration;
@@ -182,8 +190,10 @@ static int decode_streams(runner *r, trk *t, dstream *st, int n, const char *pat
     if (sep)
         t->sep_total = sep->k;
     for (int i = 0; i < n; i++)
-        if (st[i].init)
+        if (st[i].init) {
             sl_segmenter_free(&st[i].sg);
+            sl_demix_cutter_free(&st[i].dc);
+        }
     sl_decoder_close(d);
     return rc;
 }
@@ -229,7 +239,8 @@ static void decode_track(runner *r, size_t i)
             rc = SL_ENOMEM;
     }
     if (!rc && r->sep) {
-        if (sl_stitcher_init(&t->st, r->sep_L, r->sep_H, r->sep->n_sources, r->sep->channels) == 0)
+        if ((r->demix ? sl_demix_joiner_init(&t->dj, r->sep_L, r->demix, r->sep->n_sources, r->sep->channels)
+                      : sl_stitcher_init(&t->st, r->sep_L, r->sep_H, r->sep->n_sources, r->sep->channels)) == 0)
             t->have_st = 1;
         else
             rc = SL_ENOMEM;
