@@ -279,22 +279,8 @@ static int tap(sl_clap_text *m, float *host, const float *dev, size_t floats) {
 
 static sl_gemm_args linear(size_t rows, const float *x, size_t ldx, const float *w, const float *bias, size_t n,
                            size_t k, sl_act act, float *y, const float *add) {
-    sl_gemm_args g = {0};
-    g.batch = 1;
-    g.m = rows;
-    g.n = n;
-    g.k = k;
-    g.x = x;
-    g.ldx = ldx;
-    g.w = w;
-    g.ldw = k;
-    g.bias = bias;
-    g.act = act;
-    g.y = y;
-    g.ldy = n;
-    g.add = add;
-    g.ldadd = n;
-    return g;
+    return (sl_gemm_args){.batch = 1, .m = rows, .n = n, .k = k, .x = x, .ldx = ldx, .w = w, .ldw = k,
+                          .bias = bias, .act = act, .y = y, .ldy = n, .add = add, .ldadd = n};
 }
 
 static int layer_norm(sl_clap_text *m, float *x, size_t rows, const float *g, const float *b) {

@@ -192,14 +192,9 @@ def main():
         print("convert_clap: %s" % e, file=sys.stderr)
         return 2
     try:
-        sd = stemline_st.torch_load(args.checkpoint)
-    except Exception as e:  # torch raises many kinds
-        print("convert_clap: %s: cannot read the checkpoint: %s" % (args.checkpoint, e), file=sys.stderr)
-        return 2
-    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
-        sd = sd["state_dict"]
-    if not isinstance(sd, dict) or not sd or not all(hasattr(v, "dtype") for v in sd.values()):
-        print("convert_clap: %s: no state dict of tensors in the checkpoint" % args.checkpoint, file=sys.stderr)
+        sd = stemline_st.checkpoint_state_dict(args.checkpoint)
+    except ValueError as e:
+        print("convert_clap: %s: %s" % (args.checkpoint, e), file=sys.stderr)
         return 2
     try:
         sd = {k: (v.detach().cpu().float() if v.dtype.is_floating_point else v.detach().cpu()).numpy()
