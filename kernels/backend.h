@@ -65,6 +65,7 @@ typedef struct sl_op_backend {
                         const int32_t *inv_idx, const float *spec, const float *mask, float *out);
     int (*conv1d)(sl_op_ctx *ctx, const sl_conv1d_args *a);
     int (*conv_transpose1d)(sl_op_ctx *ctx, const sl_convt1d_args *a);
+    int (*permute)(sl_op_ctx *ctx, const sl_permute_args *a);
     /* ctx->pool changed (sl_op_ctx_set_threads): update ctx->device. NULL (last, so the
      * positional tables of kernels/cuda leave it out): the backend's threads stay 1. */
     void (*threads_changed)(sl_op_ctx *ctx);

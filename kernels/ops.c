@@ -47,6 +47,7 @@ static const char *const op_names[SL_OP_COUNT] = {
     [SL_OP_MASK_SCATTER] = "mask_scatter",
     [SL_OP_CONV1D] = "conv1d",
     [SL_OP_CONV_TRANSPOSE1D] = "conv_transpose1d",
+    [SL_OP_PERMUTE] = "permute",
 };
 
 const char *sl_op_name(sl_op_id op)
@@ -90,6 +91,7 @@ static int backend_has(const sl_op_backend *be, sl_op_id op)
     case SL_OP_MASK_SCATTER: return be->mask_scatter != NULL;
     case SL_OP_CONV1D: return be->conv1d != NULL;
     case SL_OP_CONV_TRANSPOSE1D: return be->conv_transpose1d != NULL;
+    case SL_OP_PERMUTE: return be->permute != NULL;
     default: return 0;
     }
 }
@@ -733,6 +735,15 @@ int sl_op_conv_transpose1d(sl_op_ctx *ctx, const sl_convt1d_args *a)
     if (!a->batch)
         return 0;
     DISPATCH(SL_OP_CONV_TRANSPOSE1D, conv_transpose1d, a);
+}
+
+int sl_op_permute(sl_op_ctx *ctx, const sl_permute_args *a)
+{
+    if (!a || !a->x || !a->y)
+        return bad("permute", "x and y are required");
+    if (!a->dim[0] || !a->dim[1] || !a->dim[2] || !a->dim[3])
+        return 0;
+    DISPATCH(SL_OP_PERMUTE, permute, a);
 }
 
 int sl_op_avg_pool2d(sl_op_ctx *ctx, size_t planes, int h, int w, int kh, int kw, const float *in, float *out)

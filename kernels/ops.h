@@ -51,6 +51,7 @@ typedef enum {
     SL_OP_MASK_SCATTER, /* feature-row complex masks -> averaged per bin, times the spectrum */
     SL_OP_CONV1D,       /* 1-D convolution: stride, padding, dilation, groups, independent columns */
     SL_OP_CONV_TRANSPOSE1D, /* transposed 1-D convolution, independent columns */
+    SL_OP_PERMUTE,      /* strided 4-D copy (axis permutation, crop, pad into a wider buffer) */
     SL_OP_COUNT
 } sl_op_id;
 
@@ -365,6 +366,20 @@ typedef struct {
 } sl_convt1d_args;
 /* Transposed convolution (sl_convt1d_args). SL_EINVAL on bad sizes, SL_ENOMEM. */
 int sl_op_conv_transpose1d(sl_op_ctx *ctx, const sl_convt1d_args *a);
+
+/* Strided 4-D copy: y[i0*ys[0] + i1*ys[1] + i2*ys[2] + i3*ys[3]] = x[i0*xs[0] + ... + i3*xs[3]] for
+ * i_d < dim[d] (strides in floats; unused axes have dim 1). An axis permutation (torch's
+ * permute(...).contiguous()), a crop, or a copy into a wider zero-padded buffer. Distinct i must
+ * address distinct y elements; y must not overlap x. */
+typedef struct {
+    size_t dim[4];
+    const float *x;
+    size_t xs[4];
+    float *y;
+    size_t ys[4];
+} sl_permute_args;
+/* Strided copy (sl_permute_args). SL_EINVAL when a pointer is missing. */
+int sl_op_permute(sl_op_ctx *ctx, const sl_permute_args *a);
 /* in[planes][h][w] -> out[planes][h/kh][w/kw], each output the mean of its kh x kw block
  * (torch F.avg_pool2d(kernel_size=(kh, kw)), stride = kernel, no padding, floor: trailing
  * rows / columns that do not fill a block are dropped). kh, kw >= 1 and <= h, w. */

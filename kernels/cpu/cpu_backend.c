@@ -136,5 +136,6 @@ const sl_op_backend sl_cpu_backend = {
     .mask_scatter = sl_cpu_mask_scatter,
     .conv1d = sl_cpu_conv1d,
     .conv_transpose1d = sl_cpu_conv_transpose1d,
+    .permute = sl_cpu_permute,
     .threads_changed = cpu_threads_changed,
 };

@@ -160,3 +160,24 @@ int sl_cpu_conv_transpose1d(sl_op_ctx *ctx, const sl_convt1d_args *a)
     free(J.scratch);
     return 0;
 }
+
+/* The strided copy, split over the outermost axis. */
+static void perm_body(void *v, size_t i0, int tid)
+{
+    (void)tid;
+    const sl_permute_args *a = v;
+    for (size_t i1 = 0; i1 < a->dim[1]; i1++)
+        for (size_t i2 = 0; i2 < a->dim[2]; i2++) {
+            const float *x = a->x + i0 * a->xs[0] + i1 * a->xs[1] + i2 * a->xs[2];
+            float *y = a->y + i0 * a->ys[0] + i1 * a->ys[1] + i2 * a->ys[2];
+            for (size_t i3 = 0; i3 < a->dim[3]; i3++)
+                y[i3 * a->ys[3]] = x[i3 * a->xs[3]];
+        }
+}
+
+int sl_cpu_permute(sl_op_ctx *ctx, const sl_permute_args *a)
+{
+    sl_pool_for(a->dim[0] * a->dim[1] * a->dim[2] * a->dim[3] >= ((size_t)1 << 16) ? ctx->pool : NULL, a->dim[0],
+                perm_body, (void *)a);
+    return 0;
+}

@@ -64,6 +64,7 @@ void sl_cpu_sgemm_part(size_t part, size_t parts, int trans_b, size_t m, size_t 
 int sl_cpu_conv2d(sl_op_ctx *ctx, const sl_conv2d_args *a);
 int sl_cpu_conv1d(sl_op_ctx *ctx, const sl_conv1d_args *a);
 int sl_cpu_conv_transpose1d(sl_op_ctx *ctx, const sl_convt1d_args *a);
+int sl_cpu_permute(sl_op_ctx *ctx, const sl_permute_args *a);
 int sl_cpu_avg_pool2d(sl_op_ctx *ctx, size_t planes, int h, int w, int kh, int kw, const float *in, float *out);
 int sl_cpu_clip_pool(sl_op_ctx *ctx, size_t planes, size_t T, size_t F, const float *in, float *out);
 int sl_cpu_topk(sl_op_ctx *ctx, const sl_topk_args *a);

@@ -51,6 +51,7 @@ int SL_FN(wiener)(sl_op_ctx *ctx, const sl_wiener_cfg *c, size_t n_targets, size
 int SL_FN(conv2d)(sl_op_ctx *ctx, const sl_conv2d_args *a);
 int SL_FN(conv1d)(sl_op_ctx *ctx, const sl_conv1d_args *a);
 int SL_FN(conv_transpose1d)(sl_op_ctx *ctx, const sl_convt1d_args *a);
+int SL_FN(permute)(sl_op_ctx *ctx, const sl_permute_args *a);
 int SL_FN(avg_pool2d)(sl_op_ctx *ctx, size_t planes, int h, int w, int kh, int kw, const float *in, float *out);
 int SL_FN(clip_pool)(sl_op_ctx *ctx, size_t planes, size_t T, size_t F, const float *in, float *out);
 int SL_FN(topk)(sl_op_ctx *ctx, const sl_topk_args *a);

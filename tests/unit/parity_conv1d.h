@@ -4,7 +4,7 @@
  * that reads x in place), conv_transpose1d (stride < k, = k, > k, crops,
  * a shortened output), GroupNorm through sl_op_norm (channel-first groups and
  * the channel-last GroupNorm(1, C) of the transformer), and affine's residual
- * (also in place on it). Each convolution is also checked on both backends
+ * (also in place on it), and the strided copy permute. Each convolution is also checked on both backends
  * against the exact sum in double, so an error shared by the CPU and the kernel
  * shows. */
 #ifndef SL_PARITY_CONV1D_H
@@ -227,8 +227,68 @@ static void case_affine_res(parity *P, size_t batch, size_t rows, size_t cols, s
     free(out[1]);
 }
 
+/* A permutation of [d0][d1][d2][d3] written into a buffer with a padded last axis (pad
+ * elements left poisoned on both sides), checked against the host's copy exactly. */
+static void case_permute(parity *P, const size_t dim[4], const int perm[4], size_t pad)
+{
+    size_t n = dim[0] * dim[1] * dim[2] * dim[3], xs[4], od[4], ys[4];
+    xs[3] = 1;
+    for (int d = 2; d >= 0; d--)
+        xs[d] = xs[d + 1] * dim[d + 1];
+    for (int d = 0; d < 4; d++)
+        od[d] = dim[perm[d]];
+    size_t yst[4];
+    yst[3] = 1;
+    yst[2] = od[3] + pad;
+    yst[1] = yst[2] * od[2];
+    yst[0] = yst[1] * od[1];
+    const size_t ny = yst[0] * od[0];
+    for (int d = 0; d < 4; d++) /* the output stride of input axis d */
+        for (int e = 0; e < 4; e++)
+            if (perm[e] == d)
+                ys[d] = yst[e];
+    float *x = pr_rand(n), *want = malloc(ny * sizeof(float)), *out[2];
+    for (size_t i = 0; i < ny; i++)
+        want[i] = NAN;
+    for (size_t i0 = 0; i0 < dim[0]; i0++)
+        for (size_t i1 = 0; i1 < dim[1]; i1++)
+            for (size_t i2 = 0; i2 < dim[2]; i2++)
+                for (size_t i3 = 0; i3 < dim[3]; i3++)
+                    want[i0 * ys[0] + i1 * ys[1] + i2 * ys[2] + i3 * ys[3]] =
+                        x[i0 * xs[0] + i1 * xs[1] + i2 * xs[2] + i3 * xs[3]];
+    sl_op_ctx *ctxs[2] = {P->ref, P->ctx};
+    int rc = 0;
+    for (int s = 0; s < 2; s++) {
+        float *dx = pr_up(ctxs[s], x, n), *dy = pr_up(ctxs[s], NULL, ny);
+        sl_permute_args a = {{dim[0], dim[1], dim[2], dim[3]}, dx, {xs[0], xs[1], xs[2], xs[3]}, dy,
+                             {ys[0], ys[1], ys[2], ys[3]}};
+        int r = sl_op_permute(ctxs[s], &a);
+        if (r < 0 && !rc)
+            rc = r;
+        out[s] = pr_down(ctxs[s], dy, ny, &rc);
+        sl_op_free(ctxs[s], dx);
+        sl_op_free(ctxs[s], dy);
+    }
+    char shape[128];
+    snprintf(shape, sizeof shape, "%zux%zux%zux%zu -> (%d,%d,%d,%d) pad %zu", dim[0], dim[1], dim[2], dim[3], perm[0],
+             perm[1], perm[2], perm[3], pad);
+    CHECK_MSG(rc == 0, "permute %s: %s", shape, sl_lasterr());
+    pr_report(P, "permute", shape, pr_err(out[1], want, ny) + pr_err(out[0], want, ny), 0.0);
+    free(x);
+    free(want);
+    free(out[0]);
+    free(out[1]);
+}
+
 static void conv1d_cases(parity *P, int big)
 {
+    {
+        static const size_t d1[4] = {1, 1, 1, 1}, d2[4] = {2, 3, 17, 5}, d3[4] = {3, 2, 9, 300};
+        static const int p1[4] = {0, 1, 2, 3}, p2[4] = {0, 2, 1, 3}, p3[4] = {0, 3, 2, 1};
+        case_permute(P, d1, p1, 0);
+        case_permute(P, d2, p2, 2); /* [B][C][F][T] -> [B][F][C][T] (DConv on the frequency branch) */
+        case_permute(P, d3, p3, 1); /* [B][C][F][T] -> [B][T][F][C] (tokens of the transformer) */
+    }
     case_conv1d(P, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, SL_ACT_NONE);
     case_conv1d(P, 2, 4, 6, 1, 37, 1, 8, 4, 1, 2, 5, 1, SL_ACT_GELU);   /* demucs time encoder (right pad) */
     case_conv1d(P, 1, 4, 8, 1, 64, 9, 8, 4, 1, 2, 2, 1, SL_ACT_NONE);   /* kernel [8,1] stride [4,1] on [F][T] */
