@@ -29,4 +29,9 @@ int sl_cmd_search(int argc, char **argv);
  * 0 ok, 1 fatal, 2 usage or not exportable, 3 a shard set is incomplete. */
 int sl_cmd_export(int argc, char **argv);
 
+/* stemline report OUT [--shard I/N | --merged] [--html FILE] | --bench RESULTS.json
+ * (cli/report.c): the HTML page of a run's report, a merged report or a
+ * benchmark run. 0 written, 1 fatal, 2 usage or no report. */
+int sl_cmd_report(int argc, char **argv);
+
 #endif

@@ -34,6 +34,7 @@ static const char main_help[] =
     "  search OUT       nearest neighbours in the vector shards (--id or --audio)\n"
     "  export OUT       the vectors, timelines and tags of a run as one Parquet\n"
     "                   (or .npy) table per model and source\n"
+    "  report OUT       rewrite the HTML page of a run's report (report.html)\n"
     "\n"
     "options:\n"
     "  --version        print the version and exit\n"
@@ -311,6 +312,8 @@ int main(int argc, char **argv)
         return sl_cmd_search(argc - 1, argv + 1);
     if (!strcmp(cmd, "export"))
         return sl_cmd_export(argc - 1, argv + 1);
+    if (!strcmp(cmd, "report"))
+        return sl_cmd_report(argc - 1, argv + 1);
     fprintf(stderr, "stemline: unknown command '%s'\n\n%s", cmd, main_help);
     return SL_EXIT_USAGE;
 }

@@ -45,6 +45,7 @@ static const char *const op_names[SL_OP_COUNT] = {
     [SL_OP_ATTENTION] = "attention",
     [SL_OP_SPEC_GATHER] = "spec_gather",
     [SL_OP_MASK_SCATTER] = "mask_scatter",
+    [SL_OP_ROW_GATHER] = "row_gather",
     [SL_OP_CONV1D] = "conv1d",
     [SL_OP_CONV_TRANSPOSE1D] = "conv_transpose1d",
     [SL_OP_PERMUTE] = "permute",
@@ -89,6 +90,7 @@ static int backend_has(const sl_op_backend *be, sl_op_id op)
     case SL_OP_ATTENTION: return be->attention != NULL;
     case SL_OP_SPEC_GATHER: return be->spec_gather != NULL;
     case SL_OP_MASK_SCATTER: return be->mask_scatter != NULL;
+    case SL_OP_ROW_GATHER: return be->row_gather != NULL;
     case SL_OP_CONV1D: return be->conv1d != NULL;
     case SL_OP_CONV_TRANSPOSE1D: return be->conv_transpose1d != NULL;
     case SL_OP_PERMUTE: return be->permute != NULL;
@@ -921,4 +923,21 @@ int sl_band_inverse(const int32_t *idx, size_t n_feat, size_t n_bins, int32_t *i
         inv_idx[next[idx[j]]++] = (int32_t)j;
     free(next);
     return 0;
+}
+
+int sl_op_row_gather(sl_op_ctx *ctx, const sl_gather_args *a)
+{
+    if (!a || !a->x || !a->y || !a->idx)
+        return bad("row_gather", "x, y and idx are required");
+    if (a->taps < 1 || a->taps > 64 || (!a->w && a->taps != 1))
+        return bad("row_gather", "taps 1..64, and 1 without weights");
+    if (a->ldx < a->cols || a->ldy < a->cols)
+        return bad("row_gather", "a leading dimension is shorter than cols");
+    if (a->in_rows > INT32_MAX || a->rows > INT32_MAX)
+        return bad("row_gather", "rows beyond 2^31");
+    if (!a->batch || !a->rows || !a->cols)
+        return 0;
+    if (!a->in_rows)
+        return bad("row_gather", "no input rows");
+    DISPATCH(SL_OP_ROW_GATHER, row_gather, a);
 }

@@ -49,6 +49,7 @@ typedef enum {
     SL_OP_ATTENTION,    /* multi-head attention, optional rotary embedding, bias, gate */
     SL_OP_SPEC_GATHER,  /* spectrum bins -> per-frame feature rows (band split) */
     SL_OP_MASK_SCATTER, /* feature-row complex masks -> averaged per bin, times the spectrum */
+    SL_OP_ROW_GATHER,   /* rows picked (or blended from taps) by an index table: window partition, patch merging */
     SL_OP_CONV1D,       /* 1-D convolution: stride, padding, dilation, groups, independent columns */
     SL_OP_CONV_TRANSPOSE1D, /* transposed 1-D convolution, independent columns */
     SL_OP_PERMUTE,      /* strided 4-D copy (axis permutation, crop, pad into a wider buffer) */
@@ -514,5 +515,30 @@ int sl_op_mask_scatter(sl_op_ctx *ctx, const sl_band_geom *g, size_t n_masks, co
 /* Host helper: inverse of idx (sl_op_mask_scatter) into inv_off[n_bins + 1], inv_idx[n_feat]
  * (caller-owned host arrays), n_bins = F*n_ch. Returns 0 or SL_EINVAL (an index out of range). */
 int sl_band_inverse(const int32_t *idx, size_t n_feat, size_t n_bins, int32_t *inv_off, int32_t *inv_idx);
+
+
+/* ---- row gather (kernels/README.md, "Row gather") ---- */
+
+/* y[b][r][c] = sum_{t < taps} w[r][t] * x[b][idx[r][t]][c] for b < batch, r < rows, c < cols, summed
+ * in float in tap order (w[r][0]*x0 + w[r][1]*x1 + ...); w NULL: taps must be 1 and y is an exact copy
+ * of the picked rows. Row i of item b of x at x + b*stride_x + i*ldx (y likewise). idx [rows][taps]
+ * int32 and w [rows][taps] float live in backend memory; every idx value must be < in_rows (not
+ * checked on the device). One op for every fixed re-ordering of token rows: Swin window partition
+ * and reverse with the cyclic shift, patch merging's 2x2 concatenation (cols = C, rows read as
+ * [rows/4][4C]), image patches of a spectrogram (cols = 1), and a resampling whose output rows are
+ * weighted sums of input rows (HTSAT's bicubic time axis: 4 taps). y must not overlap x. */
+typedef struct {
+    size_t batch, rows, cols, in_rows;
+    int taps;            /* 1..64 */
+    const int32_t *idx;
+    const float *w;
+    const float *x;
+    size_t ldx, stride_x;
+    float *y;
+    size_t ldy, stride_y;
+} sl_gather_args;
+
+/* Row gather (sl_gather_args). SL_EINVAL on bad sizes. */
+int sl_op_row_gather(sl_op_ctx *ctx, const sl_gather_args *a);
 
 #endif

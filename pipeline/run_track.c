@@ -53,8 +53,10 @@ static void trk_free(runner *r, trk *t)
     for (int s = 0; s < SL_MAX_SOURCES; s++)
         if (t->enc[s])
             sl_encoder_abort(t->enc[s]);
-    if (t->have_st)
+    if (t->have_st) {
         sl_stitcher_free(&t->st);
+        sl_demix_joiner_free(&t->dj);
+    }
     free(t->outputs);
     free(t->vsum);
     free(t->ssum);
@@ -145,7 +147,7 @@ static void stitch_write(runner *r, trk *t, slot *s)
     float *const *y[SL_MAX_SOURCES];
     for (int k = 0; k < r->sep->n_sources; k++)
         y[k] = s->out[k];
-    size_t emit = sl_stitcher_push(&t->st, y, s->len);
+    size_t emit = r->demix ? sl_demix_joiner_push(&t->dj, y, &s->dpos) : sl_stitcher_push(&t->st, y, s->len);
     for (int k = 0; k < r->sep->n_sources && r->write_stems; k++) {
         int rc = sl_encoder_write(t->enc[k], (const float *const *)s->out[k], emit);
         if (rc) {
@@ -212,7 +214,8 @@ void finalize(runner *r, trk *t)
                     planes[k][c] = buf + ((size_t)k * r->sep->channels + (size_t)c) * O;
                 pp[k] = planes[k];
             }
-            size_t n = t->have_st ? sl_stitcher_flush(&t->st, pp) : 0;
+            /* (the reference chunking emits everything with its last chunk) */
+            size_t n = t->have_st && !r->demix ? sl_stitcher_flush(&t->st, pp) : 0;
             for (int k = 0; k < r->sep->n_sources && r->write_stems && !t->failed && !t->abandoned; k++) {
                 int rc = n ? sl_encoder_write(t->enc[k], (const float *const *)planes[k], n) : 0;
                 if (!rc) {

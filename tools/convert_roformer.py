@@ -115,7 +115,8 @@ def config_to_metadata(cfg, arch=None):
         raise ConvertError("training.instruments (or training.target_instrument) names no stem")
     audio = cfg.get("audio") or {}
     inference = cfg.get("inference") or {}
-    chunk = int(audio.get("chunk_size", 0))
+    # the chunk the reference inference uses: inference.chunk_size, else audio.chunk_size
+    chunk = int(inference.get("chunk_size", audio.get("chunk_size", 0)))
     kw = dict(model)
     if "sample_rate" not in kw and "sample_rate" in audio:
         kw["sample_rate"] = audio["sample_rate"]

@@ -8,6 +8,7 @@ key), with random weights at reduced sizes.
     python3 -m venv /tmp/rf && /tmp/rf/bin/pip install torch bs-roformer==0.3.10 librosa
     /tmp/rf/bin/python tools/gen_golden_roformer.py        # writes tests/golden/roformer/
     /tmp/rf/bin/python tools/gen_golden_roformer.py --full DIR   # full-size check files (not committed)
+    /tmp/rf/bin/python tools/gen_golden_roformer.py --demix      # only tests/golden/roformer/demix/
 
 Nothing of the model code is changed. Each configuration builds the
 package's class with flash_attn=False (the einsum attention path, which runs
@@ -28,6 +29,23 @@ Files (tests/golden/roformer/, small):
                     frequency; MelBandRoformer's per-transformer norm included),
                     mask [N][T][2*n_feat] (mask estimator outputs, (re, im) per
                     feature), out [N][S][n'] (the model's output, n' = its length).
+  demix/            whole-track references of the chunked inference users run
+                    (--demix writes only these): ZFTurbo's Music-Source-Separation-
+                    Training `demix` (utils/model_utils.py, generic mode, one chunk per
+                    model call), written out here from its algorithm (the repository
+                    is not on PyPI; nothing of it is imported or copied): reflect
+                    border padding, chunks of chunk_size with step chunk_size //
+                    num_overlap, each completed by reflection or zeros, the fade
+                    window (fade chunk_size // 10; none at the track's first chunk's
+                    start and, unless it is also the first, the last chunk's end),
+                    weighted overlap-add divided by the summed window, cropping.
+                    The model (weights from the committed CASE.safetensors) runs in
+                    float64 on each chunk. SET/NAME.wav (16-bit PCM: the reference
+                    runs on its exact values) and ref.npz (SET/NAME: [stems][ch][n]).
+                    Sets: bs_o2 (bs_stereo_1stem, its chunk_size 768 and num_overlap 2:
+                    tracks several chunks long, shorter than a chunk (reflect and zero
+                    completion), padded and not), bs_o4 (chunk_size 640, num_overlap 4
+                    as stemline options), mel (mel_stereo_1stem, 1280 / 2).
   mel_bands.slg     the band layout of the published Mel-Band RoFormers (n_fft 2048,
                     60 bands, 44.1 kHz, stereo): freq_indices (the package's buffer)
                     and per_band (bins per band).
@@ -176,10 +194,125 @@ def mel_bands(outdir):
     print("mel_bands: %d features in 60 bands" % idx.size)
 
 
+def load_safetensors(path):
+    """(tensors {name: float32 array}, metadata) of a safetensors file."""
+    import json
+    import struct
+
+    raw = open(path, "rb").read()
+    (hlen,) = struct.unpack("<Q", raw[:8])
+    head = json.loads(raw[8:8 + hlen])
+    meta = head.pop("__metadata__", {})
+    data = raw[8 + hlen:]
+    out = {}
+    for name, d in head.items():
+        assert d["dtype"] == "F32", (name, d["dtype"])
+        a, b = d["data_offsets"]
+        out[name] = np.frombuffer(data[a:b], dtype="<f4").reshape(d["shape"])
+    return out, meta
+
+
+def window(chunk, fade, first, last):
+    """The demix fade window of one chunk (float32 linspace values, as torch makes them)."""
+    w = np.ones(chunk, dtype=np.float32)
+    if fade > 0:
+        ramp = torch.linspace(0, 1, fade).numpy()
+        w[-fade:] = torch.linspace(1, 0, fade).numpy()
+        w[:fade] = ramp
+        if first:
+            w[:fade] = 1
+        elif last:
+            w[-fade:] = 1
+    return w.astype(np.float64)
+
+
+def demix_reference(run_chunk, mix, chunk, num_overlap):
+    """Whole-track chunked inference as ZFTurbo's demix (generic mode, batch of one chunk).
+    run_chunk maps [ch][chunk] -> [stems][ch][chunk] (float64); mix [ch][n]."""
+    fade = chunk // 10
+    step = chunk // num_overlap
+    border = chunk - step
+    n = mix.shape[-1]
+    padded = n > 2 * border and border > 0
+    x = np.pad(mix, ((0, 0), (border, border)), mode="reflect") if padded else mix
+    total = x.shape[-1]
+    result = counter = None
+    i = 0
+    while i < total:
+        part = x[:, i:i + chunk]
+        cl = part.shape[-1]
+        if cl < chunk:
+            part = np.pad(part, ((0, 0), (0, chunk - cl)), mode="reflect" if cl > chunk // 2 else "constant")
+        y = run_chunk(part)
+        if result is None:
+            result = np.zeros((y.shape[0],) + x.shape)
+            counter = np.zeros(x.shape)
+        w = window(chunk, fade, first=i == 0, last=i + step >= total)
+        result[..., i:i + cl] += y[..., :cl] * w[:cl]
+        counter[..., i:i + cl] += w[:cl]
+        i += step
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = result / counter
+    out = np.nan_to_num(out, nan=0.0)
+    return out[..., border:total - border] if padded else out
+
+
+def write_wav16(path, q):
+    """q: int16 [ch][n] -> a 16-bit PCM WAV at 44.1 kHz."""
+    import wave
+
+    with wave.open(path, "wb") as f:
+        f.setnchannels(q.shape[0])
+        f.setsampwidth(2)
+        f.setframerate(44100)
+        f.writeframes(np.ascontiguousarray(q.T).astype("<i2").tobytes())
+
+
+def demix_cases(outdir):
+    import bs_roformer
+
+    ddir = os.path.join(outdir, "demix")
+    refs = {}
+    # set, weights case, class, kwargs index, chunk, num_overlap, {track: samples}
+    sets = [("bs_o2", "bs_stereo_1stem", 768, 2, {"long": 768 * 4 + 301, "mid": 900, "short": 500, "tiny": 200}),
+            ("bs_o4", "bs_stereo_1stem", 640, 4, {"long": 640 * 5 + 77}),
+            ("mel", "mel_stereo_1stem", 1280, 2, {"long": 1280 * 3 + 99})]
+    for set_name, case, chunk, no, tracks in sets:
+        _, cls_name, kw, _, _ = next(c for c in CASES if c[0] == case)
+        sd, meta = load_safetensors(os.path.join(outdir, case + ".safetensors"))
+        m = getattr(bs_roformer, cls_name)(flash_attn=False, attn_dropout=0.0, ff_dropout=0.0, **kw).eval()
+        m.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in sd.items()})
+        m = m.double()
+
+        def run_chunk(part, m=m):
+            with torch.no_grad():
+                y = m(torch.from_numpy(part)[None])[0]
+            return (y[None] if y.ndim == 2 else y).numpy()
+
+        os.makedirs(os.path.join(ddir, set_name), exist_ok=True)
+        for t, (name, n) in enumerate(sorted(tracks.items())):
+            rng = np.random.default_rng(1000 + 17 * t + len(set_name))
+            tt = np.arange(n) / 44100.0
+            sig = np.stack([0.4 * np.sin(2 * np.pi * (330 + 70 * c + 40 * t) * tt) + 0.2 * rng.standard_normal(n)
+                            for c in range(2)])
+            q = np.clip(np.round(sig * 32767), -32768, 32767).astype(np.int16)
+            write_wav16(os.path.join(ddir, set_name, name + ".wav"), q)
+            mix = q.astype(np.float64) / 32768.0
+            out = demix_reference(run_chunk, mix, chunk, no)
+            refs["%s/%s" % (set_name, name)] = out.astype(np.float32)
+            print("demix %s/%s: %d samples, chunk %d, num_overlap %d, max|out| %.3g"
+                  % (set_name, name, n, chunk, no, np.abs(out).max()))
+    np.savez_compressed(os.path.join(ddir, "ref.npz"), **refs)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--full", metavar="DIR", help="write a full-size BS-RoFormer check (not committed) to DIR")
+    ap.add_argument("--demix", action="store_true", help="write only the whole-track references (demix/)")
     args = ap.parse_args()
+    if args.demix:
+        demix_cases(OUT)
+        return
     if args.full:
         os.makedirs(args.full, exist_ok=True)
         # ZFTurbo's config_musdb18_bs_roformer.yaml dimensions (dim 384 at depth 6 there is the
@@ -194,6 +327,7 @@ def main():
     for i, (name, cls_name, kw, n, stems) in enumerate(CASES):
         make_case(OUT, name, cls_name, kw, n, stems, i)
     mel_bands(OUT)
+    demix_cases(OUT)
 
 
 if __name__ == "__main__":

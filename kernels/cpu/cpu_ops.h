@@ -74,5 +74,6 @@ int sl_cpu_attention(sl_op_ctx *ctx, const sl_attention_args *a);
 int sl_cpu_spec_gather(sl_op_ctx *ctx, const sl_band_geom *g, const float *spec, float *out);
 int sl_cpu_mask_scatter(sl_op_ctx *ctx, const sl_band_geom *g, size_t n_masks, const int32_t *inv_off,
                         const int32_t *inv_idx, const float *spec, const float *mask, float *out);
+int sl_cpu_row_gather(sl_op_ctx *ctx, const sl_gather_args *a);
 
 #endif

@@ -10,9 +10,9 @@
 static __global__ void __launch_bounds__(CP_B)
     clip_pool_kernel(size_t planes, size_t T, size_t F, const float *__restrict__ in, float *__restrict__ out)
 {
-    __shared__ double s_sum[CP_B];
-    __shared__ float s_max[CP_B];
-    __shared__ int s_nan[CP_B];
+    SL_SHARED(double, s_sum, [CP_B]);
+    SL_SHARED(float, s_max, [CP_B]);
+    SL_SHARED(int, s_nan, [CP_B]);
     const int tid = (int)threadIdx.x;
     for (size_t p = blockIdx.x; p < planes; p += gridDim.x) {
         const float *x = in + p * T * F;

@@ -57,8 +57,8 @@ static __device__ __forceinline__ float conv_act(sl_act act, float v)
 
 static __global__ void __launch_bounds__(CV_T *CV_T) conv2d_kernel(sl_conv2d_args a, unsigned o_blocks)
 {
-    __shared__ float s_x[CV_S][CV_S];
-    __shared__ float s_w[CV_OB][CV_KMAX * CV_KMAX];
+    SL_SHARED(float, s_x, [CV_S][CV_S]);
+    SL_SHARED(float, s_w, [CV_OB][CV_KMAX * CV_KMAX]);
     const int tx = (int)threadIdx.x, ty = (int)threadIdx.y, tid = ty * CV_T + tx;
     const int k = a.k, p = k / 2, kk = k * k, S = CV_T + k - 1;
     const int j = (int)blockIdx.x * CV_T + tx, i0 = (int)blockIdx.y * CV_T, i = i0 + ty, j0 = (int)blockIdx.x * CV_T;

@@ -61,6 +61,7 @@ int SL_FN(attention)(sl_op_ctx *ctx, const sl_attention_args *a);
 int SL_FN(spec_gather)(sl_op_ctx *ctx, const sl_band_geom *g, const float *spec, float *out);
 int SL_FN(mask_scatter)(sl_op_ctx *ctx, const sl_band_geom *g, size_t n_masks, const int32_t *inv_off,
                         const int32_t *inv_idx, const float *spec, const float *mask, float *out);
+int SL_FN(row_gather)(sl_op_ctx *ctx, const sl_gather_args *a);
 
 // Workspace queries (bytes of context scratch the op needs for these sizes).
 size_t SL_FN(log_db_workspace)(size_t batch, size_t n, float top_db);

@@ -31,8 +31,8 @@ static __device__ __forceinline__ float gemm_act(sl_act act, float v)
 
 static __global__ void __launch_bounds__(GEMM_TH *GEMM_TH) gemm_kernel(sl_gemm_args a)
 {
-    __shared__ float sx[GEMM_K][GEMM_T + 4];
-    __shared__ float sw[GEMM_K][GEMM_T + 4];
+    SL_SHARED(float, sx, [GEMM_K][GEMM_T + 4]);
+    SL_SHARED(float, sw, [GEMM_K][GEMM_T + 4]);
     const int tx = (int)threadIdx.x, ty = (int)threadIdx.y, tid = ty * GEMM_TH + tx;
     const size_t m = a.m, n = a.n, k = a.k;
     for (size_t b = blockIdx.z; b < a.batch; b += gridDim.z) {

@@ -22,7 +22,7 @@ static __device__ __forceinline__ float logdb_of(float x, float amin)
 static __global__ void __launch_bounds__(LOGDB_RED)
     logdb_max_kernel(size_t batch, size_t n, const float *__restrict__ in, float amin, float *__restrict__ item_max)
 {
-    __shared__ float s_max[LOGDB_RED];
+    SL_SHARED(float, s_max, [LOGDB_RED]);
     const int tx = (int)threadIdx.x;
     for (size_t b = blockIdx.x; b < batch; b += gridDim.x) {
         const float *x = in + b * n;

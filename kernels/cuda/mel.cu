@@ -15,8 +15,8 @@ static __global__ void __launch_bounds__(MEL_T *MEL_T)
     mel_kernel(size_t count, int n_bins, int n_mels, const float *__restrict__ fb,
                const float *__restrict__ spec, float *__restrict__ mel)
 {
-    __shared__ float s_spec[MEL_T][MEL_T + 1];
-    __shared__ float s_fb[MEL_T][MEL_T + 1];
+    SL_SHARED(float, s_spec, [MEL_T][MEL_T + 1]);
+    SL_SHARED(float, s_fb, [MEL_T][MEL_T + 1]);
     const int tx = (int)threadIdx.x, ty = (int)threadIdx.y;
     // grid-stride over mel tiles (y) and frame tiles (x): the bounds depend on
     // the block only, so every thread of a block meets the same barriers

@@ -27,7 +27,7 @@ static __device__ float norm_block_sum(float v, float *red)
 
 static __global__ void __launch_bounds__(NORM_T) norm_kernel(sl_norm_args a)
 {
-    __shared__ float red[NORM_T];
+    SL_SHARED(float, red, [NORM_T]);
     const size_t n = a.dim;
     for (size_t i = blockIdx.x; i < a.rows; i += gridDim.x) {
         const float *x = a.x + i * a.ldx;

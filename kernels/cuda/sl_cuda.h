@@ -7,12 +7,12 @@
 //    the same kernels on the CPU. Blocks run one after the other; the threads of
 //    a block run as coroutines (kernels/cuda/emu/sl_emu.cpp) that all meet at
 //    __syncthreads(). threadIdx/blockIdx/blockDim/gridDim are per host thread
-//    variables swapped on every coroutine switch, __shared__ is per host thread
-//    static storage (one block at a time uses it), dynamic shared memory is a
-//    per-launch buffer poisoned with 0xFF (NaN) before every block.
+//    variables swapped on every coroutine switch, static shared memory
+//    (SL_SHARED) is per host thread storage (one block at a time uses it) and,
+//    like dynamic shared memory, poisoned with 0xFF (NaN) at every block start.
 //
-// Kernels use only what is emulated here: the index variables, __shared__,
-// SL_DYN_SHARED, __syncthreads, atomicMin/atomicMax on int, __float_as_uint /
+// Kernels use only what is emulated here: the index variables, SL_SHARED,
+// SL_DYN_SHARED, SL_SHMEM_OPTIN, __syncthreads, atomicMin/atomicMax on int, __float_as_uint /
 // __uint_as_float, __fadd_rn / __fmul_rn and the standard math functions. No warp intrinsics: block
 // reductions go through shared memory, which the emulation checks for barrier
 // discipline. Names exported from a kernel file go through SL_FN so the two
@@ -58,6 +58,18 @@ typedef cudaStream_t sl_stream_t;
     extern __shared__ __align__(16) unsigned char sl_dyn_smem_[];                           \
     type *name = reinterpret_cast<type *>(sl_dyn_smem_)
 
+// Static shared memory: SL_SHARED(float, tile, [32][33]) declares
+// __shared__ float tile[32][33] (kernels never write __shared__ themselves: the
+// emulation poisons and counts what SL_SHARED declares).
+#define SL_SHARED(type, name, ...) __shared__ type name __VA_ARGS__
+
+// Opt-in to more than 48 KiB of dynamic shared memory for kernel (up to
+// 227 KiB minus its static shared memory on sm_90), for the current device:
+// 0 or SL_EDEVICE.
+#define SL_SHMEM_OPTIN(kernel, bytes)                                                       \
+    sl_cu_optin(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,   \
+                                     (int)(bytes)), #kernel)
+
 
 #elif defined(SL_CUDA_EMU) || defined(SL_CUDA_MOCK)
 
@@ -88,7 +100,9 @@ typedef void *sl_stream_t;
 #define __host__
 #define __forceinline__ inline
 #define __launch_bounds__(...)
-#define __shared__ static thread_local
+// Static shared memory goes through SL_SHARED, which registers it with the
+// emulation: a bare __shared__ does not compile here.
+#define __shared__ sl_emu_declare_static_shared_memory_with_SL_SHARED
 #define __syncthreads() sl_emu_syncthreads(__FILE__, __LINE__)
 
 #if !defined(SL_CUDA_MOCK) // (cudamock: the toolkit's vector_types.h, same layout)
@@ -109,6 +123,23 @@ extern __thread uint3 threadIdx, blockIdx, blockDim, gridDim;
 extern __thread unsigned char *sl_emu_dyn_smem;
 
 #define SL_DYN_SHARED(type, name) type *name = reinterpret_cast<type *>(sl_emu_dyn_smem)
+
+// Static shared memory: per host thread storage (one block at a time uses it).
+// The first thread of a block to reach the declaration fills it with 0xFF
+// bytes (NaN floats, -1 integers), so a read before any write is caught, and
+// the launch counts it against the per-block limit (sl_emu_shared).
+#define SL_SHARED(type, name, ...)                                                          \
+    static thread_local type name __VA_ARGS__;                                              \
+    sl_emu_shared(&name, sizeof name, #name)
+void sl_emu_shared(void *p, size_t bytes, const char *name);
+
+// The opt-in of kernel (by name) to bytes of dynamic shared memory, as
+// cudaFuncSetAttribute(cudaFuncAttributeMaxDynamicSharedMemorySize) records it:
+// 0, or SL_EDEVICE past the 227 KiB an sm_90 block can have.
+int sl_emu_shmem_optin(const char *kernel, size_t bytes);
+// The dynamic shared memory kernel may launch with: its opt-in, else 48 KiB.
+size_t sl_emu_max_dyn_shared(const char *kernel);
+#define SL_SHMEM_OPTIN(kernel, bytes) ((void)(kernel), sl_emu_shmem_optin(#kernel, (bytes)))
 
 // Barrier of the block: the caller yields until every thread of its block has
 // reached __syncthreads at the same place; aborts on divergence.
@@ -218,6 +249,10 @@ static inline int sl_cu_err(cudaError_t e, const char *call)
     if (e == cudaErrorMemoryAllocation)
         return sl_seterr(SL_ENOMEM, "%s: %s", call, cudaGetErrorString(e));
     return sl_seterr(SL_EDEVICE, "%s: %s (%s)", call, cudaGetErrorString(e), cudaGetErrorName(e));
+}
+static inline int sl_cu_optin(cudaError_t e, const char *kernel)
+{
+    return e == cudaSuccess ? 0 : sl_cu_err(e, kernel);
 }
 #define SL_CU_CHECK(call)                                                                   \
     do {                                                                                    \

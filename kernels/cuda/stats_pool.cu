@@ -15,8 +15,10 @@ static __global__ void __launch_bounds__(SP_F *SP_T)
     stats_pool_kernel(size_t batch, size_t n_frames, size_t n_feat, const float *__restrict__ in,
                       float *__restrict__ out)
 {
-    __shared__ double s_a[SP_T][SP_F], s_b[SP_T][SP_F];
-    __shared__ double s_mean[SP_F], s_dmean[SP_F];
+    SL_SHARED(double, s_a, [SP_T][SP_F]);
+    SL_SHARED(double, s_b, [SP_T][SP_F]);
+    SL_SHARED(double, s_mean, [SP_F]);
+    SL_SHARED(double, s_dmean, [SP_F]);
     const int tx = (int)threadIdx.x, ty = (int)threadIdx.y;
     const size_t f = (size_t)blockIdx.x * SP_F + tx;
     const bool on = f < n_feat;

@@ -39,9 +39,9 @@ static __global__ void __launch_bounds__(TK_B)
     topk_kernel(size_t nq, size_t n, size_t k, const float *__restrict__ scores, size_t ld, int64_t base, int reset,
                 float *__restrict__ top_score, int64_t *__restrict__ top_index)
 {
-    __shared__ uint32_t s_key[TK_CHUNK];
-    __shared__ int64_t s_idx[TK_CHUNK];
-    __shared__ int s_scan[TK_B];
+    SL_SHARED(uint32_t, s_key, [TK_CHUNK]);
+    SL_SHARED(int64_t, s_idx, [TK_CHUNK]);
+    SL_SHARED(int, s_scan, [TK_B]);
     const int tid = (int)threadIdx.x;
     for (size_t q = blockIdx.x; q < nq; q += gridDim.x) {
         float *ts = top_score + q * k;

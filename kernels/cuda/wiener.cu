@@ -21,7 +21,7 @@ static __global__ void __launch_bounds__(WIENER_RED)
     wiener_max_kernel(size_t T, size_t F, size_t win, int softmask, const float *__restrict__ mix,
                       float *__restrict__ max_abs)
 {
-    __shared__ float s_max[WIENER_RED];
+    SL_SHARED(float, s_max, [WIENER_RED]);
     const int tx = (int)threadIdx.x;
     const size_t t0 = (size_t)blockIdx.x * win, t1 = t0 + win < T ? t0 + win : T;
     const size_t per_ch = (t1 - t0) * F;

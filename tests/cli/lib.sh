@@ -118,7 +118,7 @@ EOF
 }
 # snapshot DIR: checksums of every output except the per-run report and the ledger
 snapshot() {
-  (cd "$1" && find . -type f ! -name '*report.json' ! -name '*ledger.sqlite*' -print0 | sort -z |
+  (cd "$1" && find . -type f ! -name '*report.json' ! -name '*report.html' ! -name '*ledger.sqlite*' -print0 | sort -z |
     xargs -0 sha256sum)
 }
 finish() {

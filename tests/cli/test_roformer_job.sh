@@ -57,7 +57,7 @@ for t in ("a.wav", "b.mp3", "c.wav"):
     assert np.isfinite(v).all() and np.abs(v).max() > 0, t
     if t.endswith(".mp3"):  # ffmpeg's and stemline's mp3 decoders may align differently
         continue
-    # the runner cross-fades both stems with the same weights: their sum stays the mix
+    # both stems are joined with the same weights: their sum stays the mix
     err = np.abs(v + i - x).max()
     assert err <= 1e-5 * max(1.0, np.abs(x).max()), (t, err)
 PY

@@ -82,6 +82,7 @@ static void schedules(void)
         CHECK_MSG(sl_emu_selftest(SL_EMU_TEST_BARRIER) == 0, "%s: barrier reversal", orders[o]);
         CHECK_MSG(sl_emu_selftest(SL_EMU_TEST_REDUCE) == 0, "%s: tree reduction in dynamic shared memory", orders[o]);
         CHECK_MSG(sl_emu_selftest(SL_EMU_TEST_INDEX) == 0, "%s: index coverage", orders[o]);
+        CHECK_MSG(sl_emu_selftest(SL_EMU_TEST_SHARED_POISON) == 0, "%s: static shared memory poisoned per block", orders[o]);
     }
     unsetenv("SL_EMU_ORDER");
 
@@ -103,6 +104,28 @@ int main(void)
     int rc = sl_emu_selftest(SL_EMU_TEST_BAD_LAUNCH);
     CHECK_MSG(rc == SL_EDEVICE && strstr(sl_lasterr(), "index_kernel"), "bad launch: %d %s", rc, sl_lasterr());
     printf("bad launch: %s\n", sl_lasterr());
+
+    /* Shared memory: poisoned at block start, counted against the sm_90 limits. */
+    CHECK_MSG(sl_emu_selftest(SL_EMU_TEST_SHARED_POISON) == 0,
+              "static shared memory read before any write in the block must read NaN");
+    rc = sl_emu_selftest(SL_EMU_TEST_SHARED_STATIC);
+    CHECK_MSG(rc == SL_EDEVICE && strstr(sl_lasterr(), "big_static_kernel") && strstr(sl_lasterr(), "51200 bytes of static"),
+              "50 KiB of static shared memory: %d %s", rc, sl_lasterr());
+    printf("static shared memory: %s\n", sl_lasterr());
+    rc = sl_emu_selftest(SL_EMU_TEST_SHARED_TOTAL);
+    CHECK_MSG(rc == SL_EDEVICE && strstr(sl_lasterr(), "mixed_shared_kernel") && strstr(sl_lasterr(), "no opt-in"),
+              "static + dynamic shared memory past 48 KiB without opt-in: %d %s", rc, sl_lasterr());
+    printf("static + dynamic shared memory: %s\n", sl_lasterr());
+    rc = sl_emu_selftest(SL_EMU_TEST_SHARED_OPTIN);
+    CHECK_MSG(rc == 0, "static + dynamic shared memory within the opt-in: %d %s", rc, sl_lasterr());
+    rc = sl_emu_selftest(SL_EMU_TEST_OPTIN_LIMIT);
+    CHECK_MSG(rc == SL_EDEVICE && strstr(sl_lasterr(), "232448"), "opt-in past 227 KiB: %d %s", rc, sl_lasterr());
+    rc = sl_emu_selftest(SL_EMU_TEST_DYN_NO_OPTIN);
+    CHECK_MSG(rc == SL_EDEVICE && strstr(sl_lasterr(), "reduce_kernel") && strstr(sl_lasterr(), "dynamic"),
+              "64 KiB of dynamic shared memory without opt-in: %d %s", rc, sl_lasterr());
+
+    /* the default build does not contract a*b + c (kernels/README.md: unit.parity.fma does) */
+    CHECK_MSG(sl_emu_selftest(SL_EMU_TEST_FMA) == 0, "the emulation (not its fma build) must round a*b before + c");
 
     int aborted;
     const char *msg = run_child(SL_EMU_TEST_DIVERGENT, &aborted);

@@ -10,6 +10,9 @@
  * with the CPU backend exactly (same indices, same score bits) and the CPU
  * backend with a brute-force sort of every score. */
 #include "parity_impl.h"
+#ifdef SL_PARITY_FMA
+#include "kernels/cuda/emu/sl_emu_selftest.h"
+#endif
 
 /* ---- topk ---- */
 
@@ -212,6 +215,16 @@ static void topk_run(const char *name)
 int main(void)
 {
     sl_log_set_level(SL_LOG_WARN);
+#ifdef SL_PARITY_FMA /* unit.parity.fma: the emulated kernels built with fused multiply-adds (-mfma) */
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("fma")) {
+        printf("skipped: this CPU has no FMA instructions\n");
+        return 77;
+    }
+    printf("parity: cuda-emu built with -ffp-contract=fast -mfma (fused multiply-adds, as nvcc contracts)\n");
+    /* the build really contracts: a*b + c in a kernel is one rounding */
+    CHECK_MSG(sl_emu_selftest(SL_EMU_TEST_FMA) == 1, "the fma build of the emulation does not contract a*b + c");
+#endif
     pr_seed("test_parity");
 #ifndef SL_PARITY_ONLY_CUDA /* cudamock.parity: the same test on the cudamock "cuda" backend only */
     parity_run("cuda-emu", 0);
@@ -220,7 +233,9 @@ int main(void)
 #ifndef SL_PARITY_BIG
 #define SL_PARITY_BIG 0 /* 1: cudamock.parity_big, the large shapes of gpu.cuda_parity too */
 #endif
+#ifndef SL_PARITY_FMA /* (the fused build is the emulation's; cudamock.parity covers "cuda") */
     parity_run("cuda", SL_PARITY_BIG);
     topk_run("cuda");
+#endif
     return sl_test_finish("parity");
 }

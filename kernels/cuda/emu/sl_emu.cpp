@@ -30,6 +30,8 @@
 #include <ucontext.h>
 #include <unistd.h>
 
+#include <pthread.h>
+
 #if defined(__x86_64__) && !defined(SL_EMU_UCONTEXT)
 #define SL_EMU_FAST_SWITCH 1
 // The context switch: pushes the callee-saved registers and the SSE/x87 control
@@ -120,8 +122,10 @@ const size_t kStack = 64 * 1024;
 #else
 const size_t kStack = 128 * 1024; // reserved, not committed: only touched pages cost
 #endif
-const unsigned kMaxThreads = 1024;   // per block, as on every current GPU
-const size_t kMaxShared = 48 * 1024; // dynamic + static without opt-in
+const unsigned kMaxThreads = 1024;      // per block, as on every current GPU
+const size_t kMaxShared = 48 * 1024;    // dynamic + static without opt-in; static alone
+const size_t kMaxSharedOptin = 232448;  // dynamic + static with opt-in (sm_90: 227 KiB)
+const unsigned kMaxSharedVars = 32;     // SL_SHARED declarations one kernel may reach
 
 enum { RUNNABLE, AT_BARRIER, FINISHED };
 
@@ -156,6 +160,14 @@ struct emu_thread {
     sl_emu_body body;
     void *closure;
     const char *kernel;
+    // Static shared memory (SL_SHARED) of the running launch: every variable
+    // reached (sizes summed against the limits), and those already poisoned
+    // in the running block.
+    const void *shared_vars[kMaxSharedVars];
+    unsigned n_shared_vars, n_shared_block;
+    const void *shared_block[kMaxSharedVars];
+    size_t static_shared, dyn_shared, dyn_limit;
+    char shared_err[256]; // the launch fails with this after the block (first error only)
 #ifdef SL_EMU_ASAN
     void *sched_fake;
     const void *sched_bottom;
@@ -404,6 +416,79 @@ void sl_emu_syncthreads(const char *file, int line)
     yield_to_scheduler(false);
 }
 
+void sl_emu_shared(void *p, size_t bytes, const char *name)
+{
+    if (!T.cur)
+        die("shared variable %s declared outside a kernel", name);
+    for (unsigned i = 0; i < T.n_shared_block; i++)
+        if (T.shared_block[i] == p)
+            return;
+    // First thread of this block to get here: nothing of the block has touched
+    // the variable yet (its declaration precedes every use), so poison it.
+    if (T.n_shared_block == kMaxSharedVars)
+        die("kernel %s declares more than %u shared variables", T.kernel, kMaxSharedVars);
+    T.shared_block[T.n_shared_block++] = p;
+    memset(p, 0xFF, bytes);
+    for (unsigned i = 0; i < T.n_shared_vars; i++)
+        if (T.shared_vars[i] == p)
+            return;
+    T.shared_vars[T.n_shared_vars++] = p;
+    T.static_shared += bytes;
+    if (T.shared_err[0])
+        return;
+    if (T.static_shared > kMaxShared)
+        snprintf(T.shared_err, sizeof T.shared_err,
+                 "%zu bytes of static shared memory (%s is the last) > %zu per block", T.static_shared, name,
+                 kMaxShared);
+    else if (T.static_shared + T.dyn_shared > T.dyn_limit)
+        snprintf(T.shared_err, sizeof T.shared_err,
+                 "%zu bytes of static (%s is the last) + %zu of dynamic shared memory > %zu per block%s",
+                 T.static_shared, name, T.dyn_shared, T.dyn_limit,
+                 T.dyn_limit == kMaxShared ? " (no opt-in: SL_SHMEM_OPTIN)" : " (the kernel's opt-in)");
+}
+
+namespace {
+// Dynamic shared memory opt-ins (cudaFuncAttributeMaxDynamicSharedMemorySize),
+// process-wide like the attribute, keyed by kernel name.
+pthread_mutex_t optin_mu = PTHREAD_MUTEX_INITIALIZER;
+struct optin {
+    const char *kernel;
+    size_t bytes;
+} optins[64];
+unsigned n_optins;
+} // namespace
+
+int sl_emu_shmem_optin(const char *kernel, size_t bytes)
+{
+    if (bytes > kMaxSharedOptin)
+        return sl_seterr(SL_EDEVICE, "%s: opt-in to %zu bytes of dynamic shared memory > %zu (sm_90)", kernel,
+                         bytes, kMaxSharedOptin);
+    pthread_mutex_lock(&optin_mu);
+    unsigned i = 0;
+    while (i < n_optins && strcmp(optins[i].kernel, kernel))
+        i++;
+    if (i == sizeof optins / sizeof optins[0]) {
+        pthread_mutex_unlock(&optin_mu);
+        return sl_seterr(SL_EDEVICE, "%s: too many shared memory opt-ins for the emulation", kernel);
+    }
+    optins[i] = optin{kernel, bytes};
+    if (i == n_optins)
+        n_optins++;
+    pthread_mutex_unlock(&optin_mu);
+    return 0;
+}
+
+size_t sl_emu_max_dyn_shared(const char *kernel)
+{
+    size_t limit = kMaxShared;
+    pthread_mutex_lock(&optin_mu);
+    for (unsigned i = 0; i < n_optins; i++)
+        if (!strcmp(optins[i].kernel, kernel) && optins[i].bytes > limit)
+            limit = optins[i].bytes;
+    pthread_mutex_unlock(&optin_mu);
+    return limit;
+}
+
 unsigned sl_emu_grid_cap(void)
 {
     const char *v = getenv("SL_EMU_GRID_CAP");
@@ -426,9 +511,10 @@ int sl_emu_launch(const char *kernel, dim3 grid, dim3 block, size_t shmem, sl_em
         return sl_seterr(SL_EDEVICE, "launch of %s: invalid configuration grid (%u,%u,%u) block (%u,%u,%u) "
                                      "(cuda-emu checks the limits of a real device)",
                          kernel, grid.x, grid.y, grid.z, block.x, block.y, block.z);
-    if (shmem > kMaxShared)
-        return sl_seterr(SL_EDEVICE, "launch of %s: %zu bytes of dynamic shared memory > %zu", kernel, shmem,
-                         kMaxShared);
+    const size_t dyn_limit = sl_emu_max_dyn_shared(kernel);
+    if (shmem > dyn_limit)
+        return sl_seterr(SL_EDEVICE, "launch of %s: %zu bytes of dynamic shared memory > %zu%s", kernel, shmem,
+                         dyn_limit, dyn_limit == kMaxShared ? " (no opt-in: SL_SHMEM_OPTIN)" : " (the kernel's opt-in)");
     if (T.cur)
         die("kernel %s launched from inside a kernel", kernel);
     int rc = ensure_fibers((unsigned)nthreads);
@@ -443,6 +529,11 @@ int sl_emu_launch(const char *kernel, dim3 grid, dim3 block, size_t shmem, sl_em
     T.body = body;
     T.closure = closure;
     T.kernel = kernel;
+    T.n_shared_vars = 0;
+    T.static_shared = 0;
+    T.dyn_shared = shmem;
+    T.dyn_limit = dyn_limit;
+    T.shared_err[0] = 0;
     gridDim = uint3{grid.x, grid.y, grid.z};
     blockDim = uint3{block.x, block.y, block.z};
     sl_emu_dyn_smem = smem;
@@ -470,11 +561,17 @@ int sl_emu_launch(const char *kernel, dim3 grid, dim3 block, size_t shmem, sl_em
                          (unsigned)(b / grid.x / grid.y)};
         if (smem) // uninitialised shared memory reads as NaN, not as stale zeros
             memset(smem, 0xFF, shmem);
+        T.n_shared_block = 0; // static shared memory: poisoned by its first declaration in the block
         run_block(n, order);
+        if (T.shared_err[0]) // a device refuses such a launch: no more blocks
+            break;
     }
     free(bperm);
     T.cur = nullptr;
     sl_emu_dyn_smem = nullptr;
     free(smem);
+    if (T.shared_err[0])
+        return sl_seterr(SL_EDEVICE, "launch of %s: %s (cuda-emu checks the limits of an sm_90 device)", kernel,
+                         T.shared_err);
     return 0;
 }

@@ -4,11 +4,12 @@
 #include "../sl_cuda.h"
 #include "sl_emu_selftest.h"
 
+#include <math.h>
 #include <stdlib.h>
 
 static __global__ void reverse_kernel(const int *in, int *out)
 {
-    __shared__ int s[64];
+    SL_SHARED(int, s, [64]);
     const int t = (int)(threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z));
     const int n = (int)(blockDim.x * blockDim.y * blockDim.z);
     const int base = (int)blockIdx.x * n;
@@ -57,6 +58,56 @@ static __global__ void index_kernel(int *hits, int nx)
     const unsigned bid = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
     const unsigned nt = blockDim.x * blockDim.y * blockDim.z;
     hits[bid * nt + tid] += 1 + (int)(blockIdx.x == (unsigned)(bid % (unsigned)nx));
+}
+
+// A read-before-write bug: only block 0 fills the tile; block 1 must read the
+// poison (NaN), not block 0's stale values as plain static storage would give.
+static __global__ void stale_shared_kernel(float *out)
+{
+    SL_SHARED(float, tile, [32]);
+    if (blockIdx.x == 0)
+        tile[threadIdx.x] = 7.0f;
+    __syncthreads();
+    out[blockIdx.x * 32 + threadIdx.x] = tile[31 - threadIdx.x];
+}
+
+// More static shared memory than a block can have (48 KiB).
+static __global__ void big_static_kernel(float *out)
+{
+    SL_SHARED(float, big, [12800]); // 50 KiB
+    big[threadIdx.x] = 1.0f;
+    __syncthreads();
+    out[threadIdx.x] = big[threadIdx.x];
+}
+
+// 8 KiB of static shared memory beside the launch's dynamic shared memory; two
+// kernels, as an opt-in is per kernel: one without, one with.
+static __device__ void mixed_shared_body(float *st, float *out, int n_dyn)
+{
+    SL_DYN_SHARED(float, dyn);
+    for (int i = (int)threadIdx.x; i < 2048; i += (int)blockDim.x)
+        st[i] = (float)i;
+    for (int i = (int)threadIdx.x; i < n_dyn; i += (int)blockDim.x)
+        dyn[i] = (float)-i;
+    __syncthreads();
+    out[threadIdx.x] = st[2047 - threadIdx.x] + dyn[n_dyn - 1 - (int)threadIdx.x];
+}
+static __global__ void mixed_shared_kernel(float *out, int n_dyn)
+{
+    SL_SHARED(float, st, [2048]);
+    mixed_shared_body(st, out, n_dyn);
+}
+static __global__ void mixed_shared_optin_kernel(float *out, int n_dyn)
+{
+    SL_SHARED(float, st, [2048]);
+    mixed_shared_body(st, out, n_dyn);
+}
+
+// a*b + c: contracted into one fused multiply-add where the build contracts
+// (nvcc by default; the emulation only in its -ffp-contract=fast build).
+static __global__ void fma_kernel(const float *a, const float *b, const float *c, float *out)
+{
+    out[threadIdx.x] = a[threadIdx.x] * b[threadIdx.x] + c[threadIdx.x];
 }
 
 static __global__ void order_kernel(int *log, int *pos)
@@ -120,6 +171,43 @@ extern "C" int sl_emu_selftest(int which)
             bad += hits[i] != 2;
         free(hits);
         return rc < 0 ? rc : bad;
+    }
+    case SL_EMU_TEST_SHARED_POISON: {
+        float *f = reinterpret_cast<float *>(out);
+        rc = SL_LAUNCH(stale_shared_kernel, dim3(2), dim3(32), 0, nullptr, f);
+        for (int t = 0; t < 32; t++)
+            bad += (f[t] != 7.0f) + !isnan(f[32 + t]);
+        return rc < 0 ? rc : bad;
+    }
+    case SL_EMU_TEST_SHARED_STATIC:
+        return SL_LAUNCH(big_static_kernel, dim3(1), dim3(64), 0, nullptr, reinterpret_cast<float *>(out));
+    case SL_EMU_TEST_SHARED_TOTAL: // 8 KiB + 42 KiB > 48 KiB
+        return SL_LAUNCH(mixed_shared_kernel, dim3(1), dim3(64), 10752 * sizeof(float), nullptr,
+                         reinterpret_cast<float *>(out), 10752);
+    case SL_EMU_TEST_SHARED_OPTIN: {
+        const int n_dyn = 16384; // 8 KiB + 64 KiB <= the 96 KiB opt-in
+        rc = SL_SHMEM_OPTIN(mixed_shared_optin_kernel, 96 * 1024);
+        if (rc < 0)
+            return rc;
+        float *f = reinterpret_cast<float *>(out);
+        rc = SL_LAUNCH(mixed_shared_optin_kernel, dim3(2), dim3(64), n_dyn * sizeof(float), nullptr, f, n_dyn);
+        for (int t = 0; t < 64; t++)
+            bad += f[t] != (float)(2047 - t) - (float)(n_dyn - 1 - t);
+        return rc < 0 ? rc : bad;
+    }
+    case SL_EMU_TEST_OPTIN_LIMIT:
+        return SL_SHMEM_OPTIN(mixed_shared_kernel, 228 * 1024);
+    case SL_EMU_TEST_DYN_NO_OPTIN:
+        return SL_LAUNCH(reduce_kernel, dim3(1), dim3(64), 64 * 1024, nullptr, in, out);
+    case SL_EMU_TEST_FMA: {
+        // (1 + 2^-12)^2 = 1 + 2^-11 + 2^-24 rounds to 1 + 2^-11 in float: the
+        // sum with -(1 + 2^-11) is 0 unfused and 2^-24 fused.
+        float fa_[1] = {1.0f + 0x1p-12f}, fc_[1] = {-(1.0f + 0x1p-11f)}, fo_[1] = {-1.0f};
+        float *fa = fa_, *fc = fc_, *fo = fo_;
+        rc = SL_LAUNCH(fma_kernel, dim3(1), dim3(1), 0, nullptr, fa, fa, fc, fo);
+        if (rc < 0)
+            return rc;
+        return fo[0] == 0x1p-24f ? 1 : fo[0] == 0.0f ? 0 : SL_ENUMERIC;
     }
     default:
         return SL_EINVAL;

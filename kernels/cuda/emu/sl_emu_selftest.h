@@ -15,7 +15,14 @@ enum {
     SL_EMU_TEST_DIVERGENT,     /* __syncthreads reached by only some threads: must abort() */
     SL_EMU_TEST_TWO_BARRIERS,  /* threads waiting at different __syncthreads: must abort() */
     SL_EMU_TEST_BAD_LAUNCH,    /* 2048 threads per block: returns SL_EDEVICE */
-    SL_EMU_TEST_INDEX          /* every (block, thread) runs exactly once with the right coordinates: 0 */
+    SL_EMU_TEST_INDEX,         /* every (block, thread) runs exactly once with the right coordinates: 0 */
+    SL_EMU_TEST_SHARED_POISON, /* block 1 reads static shared memory only block 0 wrote: 0 when it reads NaN */
+    SL_EMU_TEST_SHARED_STATIC, /* 50 KiB of static shared memory: returns SL_EDEVICE */
+    SL_EMU_TEST_SHARED_TOTAL,  /* 8 KiB static + 42 KiB dynamic without opt-in: returns SL_EDEVICE */
+    SL_EMU_TEST_SHARED_OPTIN,  /* the same with a 96 KiB opt-in: 0 when the kernel reads back what it wrote */
+    SL_EMU_TEST_OPTIN_LIMIT,   /* opt-in to 228 KiB (sm_90 allows 227): returns SL_EDEVICE */
+    SL_EMU_TEST_DYN_NO_OPTIN,  /* 64 KiB of dynamic shared memory without opt-in: returns SL_EDEVICE */
+    SL_EMU_TEST_FMA            /* a*b + c in a kernel: 1 when contracted into a fused multiply-add, 0 when not */
 };
 
 /* Runs one self-test; returns 0 (passed), a negative stemline code, or a

@@ -23,6 +23,7 @@
 // The launch emulation (kernels/cuda/emu/sl_emu.cpp).
 typedef void (*sl_emu_body)(void *closure);
 int sl_emu_launch(const char *kernel, dim3 grid, dim3 block, size_t shmem, sl_emu_body body, void *closure);
+size_t sl_emu_max_dyn_shared(const char *kernel);
 
 struct CUstream_st {
     int device;
@@ -449,7 +450,8 @@ void sl_mock_launch(cudaStream_t s, const char *kernel, dim3 grid, dim3 block, s
 {
     const unsigned long long nthreads = (unsigned long long)block.x * block.y * block.z;
     if (!grid.x || !grid.y || !grid.z || !nthreads || grid.x > INT_MAX || grid.y > 65535 || grid.z > 65535 ||
-        nthreads > 1024 || block.x > 1024 || block.y > 1024 || block.z > 64 || shmem > 48 * 1024) {
+        nthreads > 1024 || block.x > 1024 || block.y > 1024 || block.z > 64 ||
+        shmem > sl_emu_max_dyn_shared(kernel)) {
         t_last = cudaErrorInvalidConfiguration;
         return;
     }

@@ -73,7 +73,8 @@ void sl_mock_poison(void *p, size_t bytes);
 
 // Validates a kernel launch configuration like a device of compute capability
 // 9.0 (block <= 1024 threads, block.z <= 64, grid.y/z <= 65535, dynamic shared
-// memory <= 48 KiB); on failure records cudaErrorInvalidConfiguration for
+// memory <= 48 KiB or the kernel's SL_SHMEM_OPTIN; static shared memory is
+// checked by the emulation when the kernel runs); on failure records cudaErrorInvalidConfiguration for
 // cudaGetLastError and queues nothing. Otherwise queues body, which runs the
 // kernel through the launch emulation.
 void sl_mock_launch(cudaStream_t s, const char *kernel, dim3 grid, dim3 block, size_t shmem,
