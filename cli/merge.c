@@ -242,6 +242,14 @@ int sl_cmd_merge(int argc, char **argv)
         sl_merge_print(mg, stdout, MERGE_LIST_MAX);
     }
     if (!check_only) {
+        /* embedding.center: catalog: one mean over every shard set */
+        size_t n_centred = 0;
+        rc = sl_merge_center(out_dir, json ? stderr : stdout, &n_centred);
+        if (rc) {
+            fprintf(stderr, "stemline merge: error: centring the vectors on the catalog mean: %s\n",
+                    sl_errmsg(rc, m, sizeof m));
+            status = 1;
+        }
         size_t len = strlen(out_dir) + 32;
         char *path = malloc(len);
         if (!path) {

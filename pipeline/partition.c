@@ -47,7 +47,7 @@ static int belongs(const char *rest, int where)
                 return 1;
         return 0;
     case AT_EMBEDDINGS:
-        return !strcmp(rest, "index.json") || is_vector_shard(rest);
+        return !strcmp(rest, "index.json") || !strcmp(rest, "mean.npy") || is_vector_shard(rest);
     default:
         return !strcmp(rest, "tags.jsonl");
     }

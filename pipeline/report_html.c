@@ -64,6 +64,8 @@ static char *path2(const char *a, const char *b)
     return p;
 }
 
+static int by_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
 /* Names in dir that are PREFIX + tail (prefix NULL: any canonical shard prefix,
  * "" included) where tail passes ok(); sorted. */
 static size_t list_names(const char *dir, const char *prefix, int (*ok)(const char *tail), char ***out)
@@ -96,12 +98,8 @@ static size_t list_names(const char *dir, const char *prefix, int (*ok)(const ch
             n++;
     }
     closedir(d);
-    for (size_t i = 1; i < n; i++)
-        for (size_t j = i; j > 0 && strcmp(v[j - 1], v[j]) > 0; j--) {
-            char *t = v[j];
-            v[j] = v[j - 1];
-            v[j - 1] = t;
-        }
+    if (n)
+        qsort(v, n, sizeof *v, by_name);
     *out = v;
     return n;
 }

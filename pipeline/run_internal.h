@@ -133,6 +133,7 @@ struct runner {
     sl_ledger *ledger;
     sl_runlock *lock;      /* held from before the folder is touched to the end */
     char hash[17];
+    char weights_sha256[65]; /* of embedding.weights, for index.json; "" until computed */
     char *out_dir;
     char *ledger_path;
 

@@ -258,6 +258,8 @@ void finalize(runner *r, trk *t)
     size_t n_lv = 0;
     if (!t->failed && !t->abandoned && r->emb) {
         int dim = r->emb->dim, ns = r->emb->n_scores;
+        /* centred jobs normalise when the shards are written, after the catalog mean is subtracted */
+        const int norm_now = r->cfg->emb_normalize && (!r->cfg->emb_center || !strcmp(r->cfg->emb_center, "none"));
         size_t n_win = 0;
         for (int i = 0; i < r->n_esrc; i++)
             n_win += r->cfg->emb_timeline ? t->tl[i].n : 0;
@@ -270,7 +272,7 @@ void finalize(runner *r, trk *t)
         for (int i = 0; i < r->n_esrc && !t->failed; i++) {
             const char *src = r->esrc[i];
             float *v = vec + (size_t)i * (size_t)dim;
-            int rc = sl_embed_mean(t->vsum + (size_t)i * (size_t)dim, t->vweight[i], dim, r->cfg->emb_normalize, v);
+            int rc = sl_embed_mean(t->vsum + (size_t)i * (size_t)dim, t->vweight[i], dim, norm_now, v);
             if (rc) {
                 if (i == r->mix_src)
                     trk_fail(t, "%s", sl_errmsg(rc, m, sizeof m));
@@ -310,7 +312,7 @@ void finalize(runner *r, trk *t)
                              tl->have[k] ? "the vector is not finite" : "missing");
                     break;
                 }
-                if (r->cfg->emb_normalize && ss > 0)
+                if (norm_now && ss > 0)
                     for (int j = 0; j < dim; j++)
                         w[j] = (float)(w[j] / sqrt(ss));
                 lv[n_lv++] = (sl_ledger_vec){.source = src, .window = (int)k, .start = tl->t0[k],

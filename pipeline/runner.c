@@ -14,8 +14,10 @@
  * slot comes back: encoders renamed into place, then the ledger row, last.
  * Shards are rebuilt from the ledger at the end, so they always hold exactly
  * the tracks that are done, in id order, whatever order they finished in. */
+#include "common/sl_sha256.h"
 #include "run_internal.h"
 #include "report_html.h"
+#include "center.h"
 
 /* ---- setup ---- */
 
@@ -70,12 +72,36 @@ static void write_source_shards(runner *r, const char *source, int windows, cons
     };
     char **written = NULL;
     size_t n_written = 0;
-    int rc = sl_shards_write(&spec, r->ledger, &written, &n_written);
+    /* embedding.center: catalog: the mean of every done row, written first */
+    const int centred = cfg->emb_center && strcmp(cfg->emb_center, "none") != 0;
+    float *mean = NULL;
+    int mdim = 0;
+    size_t mrows = 0;
+    char mname[96] = "", mhash[SL_FILE_HASH_HEX] = "";
+    int rc = 0;
+    if (centred) {
+        rc = sl_shards_mean(&spec, r->ledger, &mean, &mdim, &mrows);
+        if (!rc && mean && !(rc = sl_mkdirs(dir)))
+            rc = sl_center_write(dir, prefix, mean, mdim, mname, sizeof mname, mhash);
+        spec.center = mean;
+        spec.normalize = cfg->emb_normalize;
+    } else {
+        /* a mean left by a centred job this folder was --reset from */
+        snprintf(mname, sizeof mname, "%smean.npy", prefix);
+        char mp[4200];
+        snprintf(mp, sizeof mp, "%s/%s", dir, mname);
+        unlink(mp);
+    }
+    if (!rc)
+        rc = sl_shards_write(&spec, r->ledger, &written, &n_written);
+    if (!rc && cfg->emb_weights && *cfg->emb_weights && !r->weights_sha256[0])
+        rc = sl_sha256_file(cfg->emb_weights, r->weights_sha256); /* once per run: the checkpoint's identity */
     if (!rc) {
-        /* how these vectors were made, for `stemline search --audio` */
+        /* how these vectors were made, for `stemline search --audio` / `--text` */
         sl_shards_meta meta = {
             .model = r->emb->name,
             .weights = cfg->emb_weights,
+            .weights_sha256 = r->weights_sha256[0] ? r->weights_sha256 : NULL,
             .options = &cfg->emb_options,
             .params = r->emb->params,
             .source = source,
@@ -87,9 +113,14 @@ static void write_source_shards(runner *r, const char *source, int windows, cons
             .window_samples = r->emb_L,
             .hop_samples = r->emb_H,
             .config_hash = r->hash,
+            .center = mean ? cfg->emb_center : NULL,
+            .center_file = mname,
+            .center_hash = mhash,
+            .center_rows = mrows,
         };
         rc = sl_shards_write_meta(dir, prefix, &meta);
     }
+    free(mean);
     for (size_t i = 0; i < n_written; i++)
         sl_report_add_output(r->report, written[i]);
     sl_shards_free_list(written, n_written);

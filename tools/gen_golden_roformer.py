@@ -95,7 +95,11 @@ def build(cls_name, kwargs, seed):
 
     torch.manual_seed(seed)
     cls = getattr(bs_roformer, cls_name)
-    m = cls(flash_attn=False, attn_dropout=0.0, ff_dropout=0.0, **kwargs).eval()
+    return randomize(cls(flash_attn=False, attn_dropout=0.0, ff_dropout=0.0, **kwargs).eval())
+
+
+def randomize(m):
+    """Linear layers keep their default init; every RMSNorm gamma 1 + 0.2 N(0,1), every bias 0.1 N(0,1)."""
     with torch.no_grad():
         for name, p in m.named_parameters():
             if name.endswith("gamma"):
@@ -103,6 +107,15 @@ def build(cls_name, kwargs, seed):
             elif name.endswith("bias"):
                 p.copy_(0.1 * torch.randn_like(p))
     return m
+
+
+def chunk_runner(m):
+    """[ch][chunk] float64 -> the model's output [stems][ch][chunk] (batch of one chunk)."""
+    def run(part):
+        with torch.no_grad():
+            y = m(torch.from_numpy(part)[None])[0]
+        return (y[None] if y.ndim == 2 else y).numpy()
+    return run
 
 
 def run_stages(m, cls_name, audio, kwargs):
@@ -282,12 +295,7 @@ def demix_cases(outdir):
         sd, meta = load_safetensors(os.path.join(outdir, case + ".safetensors"))
         m = getattr(bs_roformer, cls_name)(flash_attn=False, attn_dropout=0.0, ff_dropout=0.0, **kw).eval()
         m.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in sd.items()})
-        m = m.double()
-
-        def run_chunk(part, m=m):
-            with torch.no_grad():
-                y = m(torch.from_numpy(part)[None])[0]
-            return (y[None] if y.ndim == 2 else y).numpy()
+        run_chunk = chunk_runner(m.double())
 
         os.makedirs(os.path.join(ddir, set_name), exist_ok=True)
         for t, (name, n) in enumerate(sorted(tracks.items())):
@@ -305,11 +313,80 @@ def demix_cases(outdir):
     np.savez_compressed(os.path.join(ddir, "ref.npz"), **refs)
 
 
+ZF_BS = dict(dim=16, depth=2, stereo=True, num_stems=1, time_transformer_depth=1, freq_transformer_depth=1,
+             linear_transformer_depth=0, freqs_per_bands=(2, 2, 4, 4, 8, 13, 32), dim_head=8, heads=2,
+             attn_dropout=0.1, ff_dropout=0.1, flash_attn=True, dim_freqs_in=65, stft_n_fft=128,
+             stft_hop_length=32, stft_win_length=128, stft_normalized=False, mask_estimator_depth=2,
+             multi_stft_resolution_loss_weight=1.0, multi_stft_resolutions_window_sizes=(4096, 2048),
+             multi_stft_hop_size=147, multi_stft_normalized=False, mlp_expansion_factor=2,
+             use_torch_checkpoint=False, skip_connection=False, sage_attention=False)
+ZF_MEL = dict(dim=12, depth=1, stereo=True, num_stems=4, time_transformer_depth=1, freq_transformer_depth=1,
+              num_bands=8, dim_head=4, heads=3, attn_dropout=0.0, ff_dropout=0.0, flash_attn=True,
+              dim_freqs_in=129, sample_rate=44100, stft_n_fft=256, stft_hop_length=64, stft_win_length=256,
+              stft_normalized=False, mask_estimator_depth=2, multi_stft_resolution_loss_weight=1.0,
+              multi_stft_resolutions_window_sizes=(4096, 2048), multi_stft_hop_size=147,
+              multi_stft_normalized=False, mlp_expansion_factor=3, match_input_audio_length=False)
+
+
+def zfturbo_checkpoints(outdir):
+    """Checkpoints as ZFTurbo's training writes them, with configs as his repository and
+    python-audio-separator distribute them (for cli.roformer_convert; made at test time):
+    a BS-RoFormer vocals model (DataParallel "module." names under "state_dict",
+    mlp_expansion_factor 2, freqs_per_bands as a !!python/tuple, inference.num_overlap 4) and a
+    four-stem Mel-Band RoFormer (a bare state dict, mask_estimator_depth 2 = three linear layers,
+    mlp_expansion_factor 3), each with a track (16-bit WAV) and its whole-track demix reference
+    (ref_NAME.npy [stems][ch][n], float64 model). The package's (0.3.10) classes do not take
+    ZFTurbo's extra options: the training-only ones are left out, and the mask estimators are
+    rebuilt with the package's own MaskEstimator at the config's mlp_expansion_factor, which is
+    what ZFTurbo's classes do with it."""
+    import inspect
+
+    import bs_roformer
+    import yaml
+
+    for name, cls_name, kw, seed, chunk, no, n, training in (
+            ("bs", "BSRoformer", ZF_BS, 21, 1024, 4, 1024 * 3 + 55,
+             {"instruments": ["vocals", "other"], "target_instrument": "vocals", "use_amp": True}),
+            ("mel", "MelBandRoformer", ZF_MEL, 22, 1280, 2, 1280 * 2 + 301,
+             {"instruments": ["vocals", "bass", "drums", "other"], "target_instrument": None})):
+        cls = getattr(bs_roformer, cls_name)
+        accepted = set(inspect.signature(cls.__init__).parameters)
+        ckw = {k: v for k, v in kw.items() if k in accepted and k not in ("flash_attn", "attn_dropout", "ff_dropout")}
+        torch.manual_seed(seed)
+        m = cls(flash_attn=False, attn_dropout=0.0, ff_dropout=0.0, **ckw).eval()
+        if "mlp_expansion_factor" not in ckw:  # 0.3.10's classes do not pass it on: ZFTurbo's do
+            est_cls = type(m.mask_estimators[0])
+            m.mask_estimators = torch.nn.ModuleList([
+                est_cls(dim=kw["dim"], dim_inputs=m.band_split.dim_inputs, depth=kw["mask_estimator_depth"],
+                        mlp_expansion_factor=kw["mlp_expansion_factor"]) for _ in range(kw["num_stems"])])
+        sd = randomize(m).state_dict()
+        if name == "bs":
+            torch.save({"state_dict": {"module." + k: v for k, v in sd.items()}, "epoch": 317}, os.path.join(outdir, "bs.ckpt"))
+        else:
+            torch.save(sd, os.path.join(outdir, "mel.ckpt"))
+        cfg = {"audio": {"chunk_size": chunk, "dim_f": 1024, "dim_t": 801, "hop_length": kw["stft_hop_length"],
+                         "n_fft": kw["stft_n_fft"], "num_channels": 2, "sample_rate": 44100, "min_mean_abs": 0.0},
+               "model": dict(kw), "training": dict(training, batch_size=1, lr=1e-5, num_epochs=1000),
+               "inference": {"batch_size": 1, "dim_t": 801, "num_overlap": no}}
+        with open(os.path.join(outdir, name + ".yaml"), "w") as f:
+            yaml.dump(cfg, f)  # tuples are written with ZFTurbo's !!python/tuple tags
+        rng = np.random.default_rng(seed)
+        q = np.clip(np.round(rng.standard_normal((2, n)) * 0.2 * 32767), -32768, 32767).astype(np.int16)
+        write_wav16(os.path.join(outdir, name + ".wav"), q)
+        np.save(os.path.join(outdir, "ref_%s.npy" % name),
+                demix_reference(chunk_runner(m.double()), q / 32768.0, chunk, no))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--full", metavar="DIR", help="write a full-size BS-RoFormer check (not committed) to DIR")
     ap.add_argument("--demix", action="store_true", help="write only the whole-track references (demix/)")
+    ap.add_argument("--zfturbo", metavar="DIR", help="write ZFTurbo-format checkpoints, configs and references "
+                    "to DIR (cli.roformer_convert)")
     args = ap.parse_args()
+    if args.zfturbo:
+        zfturbo_checkpoints(args.zfturbo)
+        return
     if args.demix:
         demix_cases(OUT)
         return

@@ -4,6 +4,7 @@
 #ifndef SL_GOLDEN_H
 #define SL_GOLDEN_H
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -144,6 +145,34 @@ static inline const float *slg_array(const slg_file *g, const char *name, size_t
             return g->adata[i];
         }
     return NULL;
+}
+
+/* max|got - want| / max|want| over n values (a NaN in got counts as infinite). */
+static inline double slg_rel_err(const float *got, const float *want, size_t n)
+{
+    double mx = 0, e = 0;
+    for (size_t i = 0; i < n; i++) {
+        mx = fmax(mx, fabs((double)want[i]));
+        e = fmax(e, isnan(got[i]) ? INFINITY : fabs((double)got[i] - (double)want[i]));
+    }
+    return e / (mx > 0 ? mx : 1);
+}
+
+/* Compares got[n] with golden array name of g: prints "backend name n values err E (tol T)"
+ * and returns 1 when the array exists with n values and the relative error is <= tol, else 0
+ * (with the reason printed). */
+static inline int slg_check_stage(const slg_file *g, const char *backend, const char *name, const float *got,
+                                  size_t n, double tol)
+{
+    size_t nw = 0;
+    const float *want = slg_array(g, name, &nw);
+    if (!want || nw != n) {
+        printf("  %-8s %-15s golden array has %zu values, the model %zu\n", backend, name, nw, n);
+        return 0;
+    }
+    const double e = slg_rel_err(got, want, n);
+    printf("  %-8s %-15s %7zu values  err %.3g (tol %.0e)%s\n", backend, name, n, e, tol, e <= tol ? "" : " FAIL");
+    return e <= tol;
 }
 
 #endif
