@@ -360,3 +360,78 @@ void sl_cpu_vec_exp_sub(float *x, float m, size_t n)
     for (; i < n; i++)
         x[i] = exp_poly(x[i] - m);
 }
+
+/* ---- row normalisation ---- */
+
+#ifdef SL_CPU_HAVE_AVX2_PATHS
+/* sum of (x[i] - c)^2 (sq) or of x[i] (!sq) in double, four lanes */
+__attribute__((target("avx2"))) static size_t sum_d_avx2(const float *x, size_t n, double c, int sq, double *out)
+{
+    const __m256d cv = _mm256_set1_pd(c);
+    __m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd();
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v)), hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+        if (sq) {
+            lo = _mm256_sub_pd(lo, cv), hi = _mm256_sub_pd(hi, cv);
+            lo = _mm256_mul_pd(lo, lo), hi = _mm256_mul_pd(hi, hi);
+        }
+        a0 = _mm256_add_pd(a0, lo), a1 = _mm256_add_pd(a1, hi);
+    }
+    double l[4];
+    _mm256_storeu_pd(l, _mm256_add_pd(a0, a1));
+    *out = (l[0] + l[1]) + (l[2] + l[3]);
+    return i;
+}
+
+__attribute__((target("avx2"))) static size_t norm_apply_avx2(float *y, const float *x, size_t n, double mean,
+                                                              double rstd, const float *gamma, const float *beta)
+{
+    const __m256d m = _mm256_set1_pd(mean), r = _mm256_set1_pd(rstd);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        const __m256d lo = _mm256_mul_pd(_mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(v)), m), r);
+        const __m256d hi = _mm256_mul_pd(_mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)), m), r);
+        __m256 o = _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo));
+        if (gamma)
+            o = _mm256_mul_ps(o, _mm256_loadu_ps(gamma + i));
+        if (beta)
+            o = _mm256_add_ps(o, _mm256_loadu_ps(beta + i));
+        _mm256_storeu_ps(y + i, o);
+    }
+    return i;
+}
+#endif
+
+double sl_cpu_row_sum(const float *x, size_t n, double c, int sq)
+{
+    double s = 0;
+    size_t i = 0;
+#ifdef SL_CPU_HAVE_AVX2_PATHS
+    if (sl_cpu_simd_avx2())
+        i = sum_d_avx2(x, n, c, sq, &s);
+#endif
+    for (; i < n; i++)
+        s += sq ? ((double)x[i] - c) * ((double)x[i] - c) : (double)x[i];
+    return s;
+}
+
+void sl_cpu_norm_apply(float *y, const float *x, size_t n, double mean, double rstd, const float *gamma,
+                       const float *beta)
+{
+    size_t i = 0;
+#ifdef SL_CPU_HAVE_AVX2_PATHS
+    if (sl_cpu_simd_avx2())
+        i = norm_apply_avx2(y, x, n, mean, rstd, gamma, beta);
+#endif
+    for (; i < n; i++) {
+        float v = (float)(((double)x[i] - mean) * rstd);
+        if (gamma)
+            v *= gamma[i];
+        if (beta)
+            v += beta[i];
+        y[i] = v;
+    }
+}

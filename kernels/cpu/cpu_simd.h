@@ -52,4 +52,12 @@ int sl_cpu_simd_fma(void);
 /* x[i] = exp(x[i] - m) by the LSTM cell's polynomial exp (about 1 ulp), AVX2 bit-identical. */
 void sl_cpu_vec_exp_sub(float *x, float m, size_t n);
 
+/* Row statistics in double: sum of x[i] (sq 0) or of (x[i] - c)^2 (sq 1); the AVX2
+ * path adds in four lanes (another order than the portable loop, same precision). */
+double sl_cpu_row_sum(const float *x, size_t n, double c, int sq);
+/* y[i] = (float)((x[i] - mean) * rstd) [* gamma[i]] [+ beta[i]] (y may be x);
+ * the AVX2 path bit-identical. */
+void sl_cpu_norm_apply(float *y, const float *x, size_t n, double mean, double rstd, const float *gamma,
+                       const float *beta);
+
 #endif

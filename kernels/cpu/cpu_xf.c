@@ -11,6 +11,7 @@
 #include "../../common/sl_error.h"
 #include "../../common/sl_pool.h"
 #include "cpu_ops.h"
+#include "cpu_simd.h"
 
 int sl_cpu_norm(sl_op_ctx *ctx, const sl_norm_args *a)
 {
@@ -20,26 +21,22 @@ int sl_cpu_norm(sl_op_ctx *ctx, const sl_norm_args *a)
         const float *x = a->x + i * a->ldx;
         float *y = a->y + i * a->ldy;
         if (a->kind == SL_NORM_RMS) {
-            double ss = 0;
-            for (size_t j = 0; j < n; j++)
-                ss += (double)x[j] * x[j];
-            double nrm = sqrt(ss);
+            double nrm = sqrt(sl_cpu_row_sum(x, n, 0.0, 1));
             if (nrm < a->eps)
                 nrm = a->eps;
             const float s = (float)(sqrt((double)n) / nrm);
-            for (size_t j = 0; j < n; j++) {
-                float v = x[j] * s;
-                y[j] = a->gamma ? v * a->gamma[j] : v;
-            }
+            sl_cpu_vec_scale(y, x, s, n);
+            if (a->gamma)
+                for (size_t j = 0; j < n; j++)
+                    y[j] *= a->gamma[j];
         } else {
-            double mean = 0, var = 0;
-            for (size_t j = 0; j < n; j++)
-                mean += x[j];
-            mean /= (double)n;
-            for (size_t j = 0; j < n; j++)
-                var += ((double)x[j] - mean) * ((double)x[j] - mean);
-            var /= (double)n;
+            const double mean = sl_cpu_row_sum(x, n, 0.0, 0) / (double)n;
+            const double var = sl_cpu_row_sum(x, n, mean, 1) / (double)n;
             const double rstd = 1.0 / sqrt(var + a->eps);
+            if (a->kind == SL_NORM_LAYER) {
+                sl_cpu_norm_apply(y, x, n, mean, rstd, a->gamma, a->beta);
+                continue;
+            }
             /* GROUP: the parameters of element j are those of its channel */
             const size_t cpg = a->kind == SL_NORM_GROUP ? a->channels / a->groups : 0;
             const size_t c0 = a->kind == SL_NORM_GROUP ? (i % a->groups) * cpg : 0;

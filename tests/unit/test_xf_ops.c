@@ -324,6 +324,8 @@ int main(void)
     sl_cpu_simd_set(0);
     test_attention(ctx, 3, 40, 40, 2, 16, 1, 0);
     test_attention(ctx, 2, 13, 29, 3, 7, 0, 1);
+    test_norm(ctx, SL_NORM_RMS, 9, 300);
+    test_norm(ctx, SL_NORM_LAYER, 9, 300);
     sl_cpu_simd_set(1);
     test_band(ctx);
     sl_op_ctx_close(ctx);
