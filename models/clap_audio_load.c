@@ -42,10 +42,10 @@ static int lerr(const loader *L, int rc, const char *fmt, ...)
 }
 
 /* Tensor name (printf-formatted) as float32 with the given dims (-1 = any; ndim entries). */
-static const sl_st_tensor *get(const loader *L, int ndim, const int64_t *shape, const char *fmt, int a, int b)
+static const sl_st_tensor *vget(const loader *L, int ndim, const int64_t *shape, const char *fmt, va_list ap)
 {
     char name[160];
-    snprintf(name, sizeof name, fmt, a, b);
+    vsnprintf(name, sizeof name, fmt, ap);
     const sl_st_tensor *t = sl_st_require_f32(L->f, name, ndim, shape);
     if (!t) {
         char msg[512];
@@ -55,21 +55,41 @@ static const sl_st_tensor *get(const loader *L, int ndim, const int64_t *shape, 
     return t;
 }
 
+static const sl_st_tensor *get(const loader *L, int ndim, const int64_t *shape, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static const sl_st_tensor *get(const loader *L, int ndim, const int64_t *shape, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    const sl_st_tensor *t = vget(L, ndim, shape, fmt, ap);
+    va_end(ap);
+    return t;
+}
+
 /* get() of a 1-D tensor of n values (n < 0: any), uploaded to *dst. */
-static int up1(const loader *L, float **dst, int64_t n, const char *fmt, int a, int b)
+static int up1(const loader *L, float **dst, int64_t n, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static int up1(const loader *L, float **dst, int64_t n, const char *fmt, ...)
 {
     const int64_t shape[1] = {n};
-    const sl_st_tensor *t = get(L, 1, shape, fmt, a, b);
+    va_list ap;
+    va_start(ap, fmt);
+    const sl_st_tensor *t = vget(L, 1, shape, fmt, ap);
+    va_end(ap);
     if (!t)
         return SL_EFORMAT;
     return sl_model_upload_new(L->m->ctx, dst, (const float *)t->data, (size_t)t->shape[0]);
 }
 
 /* A Linear weight [rows][cols] uploaded to *dst. */
-static int up2(const loader *L, float **dst, int64_t rows, int64_t cols, const char *fmt, int a, int b)
+static int up2(const loader *L, float **dst, int64_t rows, int64_t cols, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static int up2(const loader *L, float **dst, int64_t rows, int64_t cols, const char *fmt, ...)
 {
     const int64_t shape[2] = {rows, cols};
-    const sl_st_tensor *t = get(L, 2, shape, fmt, a, b);
+    va_list ap;
+    va_start(ap, fmt);
+    const sl_st_tensor *t = vget(L, 2, shape, fmt, ap);
+    va_end(ap);
     if (!t)
         return SL_EFORMAT;
     return sl_model_upload_new(L->m->ctx, dst, (const float *)t->data, (size_t)(rows * cols));
@@ -162,7 +182,7 @@ static int load_front(const loader *L)
     clap_state *st = L->st;
     int rc;
     const int64_t any2[2] = {-1, -1};
-    const sl_st_tensor *mel = get(L, 2, any2, AB "logmel_extractor.melW%.0d%.0d", 0, 0);
+    const sl_st_tensor *mel = get(L, 2, any2, AB "logmel_extractor.melW");
     if (!mel)
         return SL_EFORMAT;
     const int64_t nb = mel->shape[0];
@@ -206,12 +226,11 @@ static int load_front(const loader *L)
     if (rc < 0)
         return rc;
     /* bn0 (eval): y = (x + beta/s - mean) * s, s = gamma / sqrt(var + eps) */
-    static const char *bnp[4] = {AB "bn0.weight%.0d%.0d", AB "bn0.bias%.0d%.0d", AB "bn0.running_mean%.0d%.0d",
-                                 AB "bn0.running_var%.0d%.0d"};
+    static const char *bnp[4] = {AB "bn0.weight", AB "bn0.bias", AB "bn0.running_mean", AB "bn0.running_var"};
     const float *v[4];
     const int64_t nm[1] = {st->n_mels};
     for (int i = 0; i < 4; i++) {
-        const sl_st_tensor *t = get(L, 1, nm, bnp[i], 0, 0);
+        const sl_st_tensor *t = get(L, 1, nm, "%s", bnp[i]);
         if (!t)
             return SL_EFORMAT;
         v[i] = (const float *)t->data;
@@ -230,7 +249,7 @@ static int load_front(const loader *L)
         return rc;
     /* patch embedding: Conv2d(1, E, P, stride P) + LayerNorm */
     const int64_t pshape[4] = {-1, 1, -1, -1};
-    const sl_st_tensor *pw = get(L, 4, pshape, AB "patch_embed.proj.weight%.0d%.0d", 0, 0);
+    const sl_st_tensor *pw = get(L, 4, pshape, AB "patch_embed.proj.weight");
     if (!pw)
         return SL_EFORMAT;
     st->embed = (int)pw->shape[0];
@@ -241,9 +260,9 @@ static int load_front(const loader *L)
     st->grid = st->spec / st->patch;
     const size_t pp = (size_t)st->patch * (size_t)st->patch;
     if ((rc = sl_model_upload_new(L->m->ctx, &st->pe_w, (const float *)pw->data, (size_t)st->embed * pp)) < 0 ||
-        (rc = up1(L, &st->pe_b, st->embed, AB "patch_embed.proj.bias%.0d%.0d", 0, 0)) < 0 ||
-        (rc = up1(L, &st->pe_ng, st->embed, AB "patch_embed.norm.weight%.0d%.0d", 0, 0)) < 0 ||
-        (rc = up1(L, &st->pe_nb, st->embed, AB "patch_embed.norm.bias%.0d%.0d", 0, 0)) < 0)
+        (rc = up1(L, &st->pe_b, st->embed, AB "patch_embed.proj.bias")) < 0 ||
+        (rc = up1(L, &st->pe_ng, st->embed, AB "patch_embed.norm.weight")) < 0 ||
+        (rc = up1(L, &st->pe_nb, st->embed, AB "patch_embed.norm.bias")) < 0)
         return rc;
     const size_t nv = (size_t)st->spec * (size_t)st->spec;
     int32_t *idx = malloc(nv * 4 * sizeof *idx);
@@ -333,9 +352,7 @@ static int load_block(const loader *L, clap_stage *S, int si, int bi, int32_t *i
     clap_block *b = &S->blk[bi];
     const int64_t C = S->dim;
     const int64_t any2[2] = {-1, -1};
-    const char *pre = AB "layers.%d.blocks.%d.";
-    char fmt[160];
-#define NAME(suffix) (snprintf(fmt, sizeof fmt, "%s%s", pre, suffix), fmt)
+#define NAME(suffix) AB "layers.%d.blocks.%d." suffix
     const sl_st_tensor *tab = get(L, 2, any2, NAME("attn.relative_position_bias_table"), si, bi);
     const sl_st_tensor *fc1 = tab ? get(L, 2, any2, NAME("mlp.fc1.weight"), si, bi) : NULL;
     if (!tab || !fc1)
@@ -395,11 +412,11 @@ static int load_merge(const loader *L, clap_stage *S, int si, const int32_t *inv
     free(idx);
     const int64_t C = S->dim;
     if (!rc)
-        rc = up1(L, &S->m_g, 4 * C, AB "layers.%d.downsample.norm.weight%.0d", si, 0);
+        rc = up1(L, &S->m_g, 4 * C, AB "layers.%d.downsample.norm.weight", si);
     if (!rc)
-        rc = up1(L, &S->m_b, 4 * C, AB "layers.%d.downsample.norm.bias%.0d", si, 0);
+        rc = up1(L, &S->m_b, 4 * C, AB "layers.%d.downsample.norm.bias", si);
     if (!rc)
-        rc = up2(L, &S->m_w, 2 * C, 4 * C, AB "layers.%d.downsample.reduction.weight%.0d", si, 0);
+        rc = up2(L, &S->m_w, 2 * C, 4 * C, AB "layers.%d.downsample.reduction.weight", si);
     return rc;
 }
 
@@ -454,19 +471,19 @@ static int load_stages(const loader *L)
         return rc;
     clap_stage *last = &st->st[n - 1];
     st->latent = last->dim;
-    if ((rc = up1(L, &st->norm_g, st->latent, AB "norm.weight%.0d%.0d", 0, 0)) < 0 ||
-        (rc = up1(L, &st->norm_b, st->latent, AB "norm.bias%.0d%.0d", 0, 0)) < 0)
+    if ((rc = up1(L, &st->norm_g, st->latent, AB "norm.weight")) < 0 ||
+        (rc = up1(L, &st->norm_b, st->latent, AB "norm.bias")) < 0)
         return rc;
     const int64_t any2[2] = {-1, st->latent};
-    const sl_st_tensor *p1 = get(L, 2, any2, "audio_projection.0.weight%.0d%.0d", 0, 0);
+    const sl_st_tensor *p1 = get(L, 2, any2, "audio_projection.0.weight");
     if (!p1)
         return SL_EFORMAT;
     st->joint = (int)p1->shape[0];
     if ((rc = sl_model_upload_new(L->m->ctx, &st->p1_w, (const float *)p1->data,
                                   (size_t)st->joint * (size_t)st->latent)) < 0 ||
-        (rc = up1(L, &st->p1_b, st->joint, "audio_projection.0.bias%.0d%.0d", 0, 0)) < 0 ||
-        (rc = up2(L, &st->p2_w, st->joint, st->joint, "audio_projection.2.weight%.0d%.0d", 0, 0)) < 0 ||
-        (rc = up1(L, &st->p2_b, st->joint, "audio_projection.2.bias%.0d%.0d", 0, 0)) < 0)
+        (rc = up1(L, &st->p1_b, st->joint, "audio_projection.0.bias")) < 0 ||
+        (rc = up2(L, &st->p2_w, st->joint, st->joint, "audio_projection.2.weight")) < 0 ||
+        (rc = up1(L, &st->p2_b, st->joint, "audio_projection.2.bias")) < 0)
         return rc;
     return 0;
 }

@@ -10,9 +10,7 @@
 # refuse before); export writes the centred vectors.
 set -u
 source "$(dirname "$0")/lib.sh"
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-cd "$T"
+in_tmp_dir
 
 mkdir -p in in2
 gen_pitch in/p1.wav 3 220

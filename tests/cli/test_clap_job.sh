@@ -9,9 +9,7 @@
 set -u
 source "$(dirname "$0")/lib.sh"
 export OUT
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-cd "$T"
+in_tmp_dir
 mkdir in
 gen_tone in/a.wav 6.1 44100 2 pcm_s16le
 gen_tone in/b.flac 1.3 48000 1 flac

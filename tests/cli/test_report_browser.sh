@@ -21,9 +21,7 @@ if [ -z "$CHROMIUM" ]; then
   echo "chromium not installed: skipped (apt-get install chromium)"
   exit 77
 fi
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-cd "$T"
+in_tmp_dir
 source "$HERE/report_fixture.sh"
 
 # browse PAGE: loads file://PAGE#selftest in headless Chromium; the DOM after

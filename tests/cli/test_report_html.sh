@@ -8,9 +8,7 @@
 set -u
 source "$(dirname "$0")/lib.sh"
 HERE=$(cd "$(dirname "$0")" && pwd)
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-cd "$T"
+in_tmp_dir
 source "$HERE/report_fixture.sh"
 [ -s out/report.html ] && pass || fail "no out/report.html"
 

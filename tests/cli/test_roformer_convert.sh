@@ -20,9 +20,7 @@ if ! "$PY" -c "import torch, bs_roformer, yaml, librosa" >/dev/null 2>&1; then
   echo "SKIPPED: no python with torch, bs-roformer, PyYAML and librosa (set ROFORMER_PYTHON)"
   exit 77
 fi
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-cd "$T"
+in_tmp_dir
 
 "$PY" "$SRC/tools/gen_golden_roformer.py" --zfturbo "$T" >/dev/null 2>&1 || fail "could not make the checkpoints"
 "$PY" - <<'PY' 2>/dev/null || fail "could not make the variants"

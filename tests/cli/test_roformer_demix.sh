@@ -13,9 +13,7 @@ set -u
 source "$(dirname "$0")/lib.sh"
 : "${SL_SRC:?SL_SRC must point at the source tree}"
 G="$SL_SRC/tests/golden/roformer"
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-cd "$T"
+in_tmp_dir
 
 printf '%s\n' "input: {paths: [$G/demix/bs_o2]}" \
   "output: {dir: b4, stems: {format: wav, sample_format: f32}}" \

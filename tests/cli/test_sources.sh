@@ -6,9 +6,7 @@
 # when stem files are off, and the errors for names that are not stems.
 set -u
 source "$(dirname "$0")/lib.sh"
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-cd "$T"
+in_tmp_dir
 mkdir in
 gen_tone in/a.wav 5.3 44100 2 pcm_s16le
 gen_tone in/b.flac 3.0 48000 1 flac
