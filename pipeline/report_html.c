@@ -182,6 +182,19 @@ static void top2(const double *C, int dim, double *V, double lam[2])
 }
 
 #define PCA_BLOCK 512
+/* The components are estimated from at most this many rows (evenly spaced), so
+ * that the page costs the same time for any catalog. */
+#define PCA_COV_ROWS 20000
+
+/* Adds the n rows of X (n x dim) to the sum mu and the upper triangle of C. */
+static void cov_add(const double *X, size_t n, int dim, double *mu, double *C)
+{
+    if (!n)
+        return;
+    for (size_t i = 0; i < n; i++)
+        cblas_daxpy(dim, 1.0, X + i * (size_t)dim, 1, mu, 1);
+    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, dim, (int)n, 1.0, X, dim, 1.0, C, dim);
+}
 
 typedef struct {
     FILE *npy, *jsonl;
@@ -252,7 +265,15 @@ static void pca_compute(const char *dir, const char *prefix, size_t max_points, 
     int dim = 0;
     size_t rows = 0;
     double *C = NULL, *mu = NULL, *X = NULL, *V = NULL;
-    /* pass 1: mean and covariance */
+    /* pass 1: mean and covariance of every cov_step-th row (at most PCA_COV_ROWS rows) */
+    size_t total = 0;
+    for (size_t k = 0; k < nn; k++) {
+        shard_file s;
+        if (!shard_open(&s, dir, names[k], 0))
+            total += s.info.rows;
+        shard_close(&s);
+    }
+    size_t cov_step = total > PCA_COV_ROWS ? (total + PCA_COV_ROWS - 1) / PCA_COV_ROWS : 1, nb = 0, g0 = 0;
     for (size_t k = 0; k < nn; k++) {
         shard_file s;
         if (shard_open(&s, dir, names[k], 0)) {
@@ -276,21 +297,27 @@ static void pca_compute(const char *dir, const char *prefix, size_t max_points, 
             snprintf(pm->why, sizeof pm->why, "shards of differing dims (%d and %zu)", dim, s.info.cols);
             goto out;
         }
-        for (size_t r = 0; r < s.info.rows; r += PCA_BLOCK) {
-            size_t m = s.info.rows - r < PCA_BLOCK ? s.info.rows - r : PCA_BLOCK;
-            if (shard_rows(&s, X, m)) {
+        for (size_t r = 0; r < s.info.rows; r++, g0++) {
+            if (g0 % cov_step) {
+                fseek(s.npy, (long)(s.info.cols * (s.info.f16 ? 2 : 4)), SEEK_CUR);
+                continue;
+            }
+            if (shard_rows(&s, X + nb * (size_t)dim, 1)) {
                 shard_close(&s);
                 snprintf(pm->why, sizeof pm->why, "%s: short read", names[k]);
                 goto out;
             }
-            for (size_t i = 0; i < m; i++)
-                cblas_daxpy(dim, 1.0, X + i * (size_t)dim, 1, mu, 1);
-            cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, dim, (int)m, 1.0, X, dim, 1.0, C, dim);
+            if (++nb == PCA_BLOCK) {
+                cov_add(X, nb, dim, mu, C);
+                rows += nb;
+                nb = 0;
+            }
         }
-        rows += s.info.rows;
         shard_close(&s);
     }
-    pm->rows = rows;
+    cov_add(X, nb, dim, mu, C);
+    rows += nb;
+    pm->rows = total;
     pm->dim = dim;
     if (rows < 3) {
         snprintf(pm->why, sizeof pm->why, "%zu vector%s: too few for a map", rows, rows == 1 ? "" : "s");
@@ -310,7 +337,7 @@ static void pca_compute(const char *dir, const char *prefix, size_t max_points, 
     pm->explained[0] = trace > 0 ? lam[0] / trace : 0;
     pm->explained[1] = trace > 0 ? lam[1] / trace : 0;
     /* pass 2: project every step-th row */
-    size_t step = (rows + max_points - 1) / max_points, cap = (rows + step - 1) / step;
+    size_t step = (total + max_points - 1) / max_points, cap = (total + step - 1) / step;
     pm->x = malloc(cap * sizeof *pm->x);
     pm->y = malloc(cap * sizeof *pm->y);
     pm->id = calloc(cap, sizeof *pm->id);

@@ -109,6 +109,20 @@ def torch_load(path):
         return torch.load(path, map_location="cpu")
 
 
+def checkpoint_state_dict(path):
+    """The state dict of a torch checkpoint (under "state_dict" when the file holds a
+    training checkpoint); ValueError with the reason when it cannot be read or holds none."""
+    try:
+        sd = torch_load(path)
+    except Exception as e:  # torch raises many kinds
+        raise ValueError("cannot read the checkpoint: %s" % e)
+    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
+        sd = sd["state_dict"]
+    if not isinstance(sd, dict) or not sd or not all(hasattr(v, "dtype") for v in sd.values()):
+        raise ValueError("no state dict of tensors in the checkpoint")
+    return sd
+
+
 def to_numpy_f32(t):
     """A torch tensor as a C-contiguous float32 numpy array."""
     return np.ascontiguousarray(t.detach().cpu().float().numpy(), dtype=np.float32)

@@ -120,6 +120,24 @@ PY
 run_sl report out --html "$T/again.html"
 expect_status 0 "stemline report OUT --html"
 cmp -s out/report.html again.html && pass || fail "stemline report wrote another page than the run"
+# at most N tracks drawn: every k-th row (k = ceil(rows / N)), the components still from every row
+run_sl report out --html "$T/few.html" --points 2
+expect_status 0 "stemline report --points 2"
+py_check "--points: every k-th track drawn" <<'PY'
+import json, sys
+sys.path.insert(0, ".")
+from page import Page
+ids = [json.loads(l)["id"] for l in open("out/embeddings/cnn14/mix/shard-00000.jsonl")]
+ok = [e["id"] for e in json.load(open("out/report.json"))["ok"]]
+p, full = Page("few.html"), Page("out/report.html")
+assert [q[0] for q in p.points] == ok[::3] + ids[::3], p.points
+assert p.raw.count("every k-th") == 2
+import re
+pct = lambda raw: re.search(r"PC1 \(([\d.]+)%", raw).group(1)
+assert pct(p.raw) == pct(full.raw)
+PY
+run_sl report out --points 0
+expect_status 2 "--points 0"
 run_sl report "$T/nothing-here"
 expect_status 2 "stemline report of a folder without report.json"
 expect_grep "report.json" "$ERR" "the missing file is named"

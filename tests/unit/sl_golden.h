@@ -21,22 +21,33 @@ typedef struct {
     float *adata[SLG_MAX];
 } slg_file;
 
-/* Path of a golden file: $SL_SRC/tests/golden/DIR/NAME.slg (DIR: "dsp" from
- * tools/gen_golden_dsp.py, "torch" from tools/gen_golden_torch.py); without
- * SL_SRC (a test run by hand) the tree this header was compiled from. */
-static inline const char *slg_path_in(const char *dir, const char *name)
+/* Path of any file of a golden folder: $SL_SRC/tests/golden/DIR/FILE, or under the
+ * tree this header was compiled from without SL_SRC; an absolute DIR is taken as it
+ * is (files made at test time). Static buffer. */
+static inline const char *slg_file_in(const char *dir, const char *file)
 {
     static char buf[1024];
     const char *src = getenv("SL_SRC");
-    if (src && *src) {
-        snprintf(buf, sizeof buf, "%s/tests/golden/%s/%s.slg", src, dir, name);
+    if (dir[0] == '/') {
+        snprintf(buf, sizeof buf, "%s/%s", dir, file);
+    } else if (src && *src) {
+        snprintf(buf, sizeof buf, "%s/tests/golden/%s/%s", src, dir, file);
     } else {
         const char *here = __FILE__; /* .../tests/unit/sl_golden.h */
         const char *cut = strstr(here, "tests/unit/sl_golden.h");
         int len = cut ? (int)(cut - here) : 0;
-        snprintf(buf, sizeof buf, "%.*stests/golden/%s/%s.slg", len, here, dir, name);
+        snprintf(buf, sizeof buf, "%.*stests/golden/%s/%s", len, here, dir, file);
     }
     return buf;
+}
+
+/* Path of a golden file: tests/golden/DIR/NAME.slg (DIR: "dsp" from
+ * tools/gen_golden_dsp.py, "torch" from tools/gen_golden_torch.py). */
+static inline const char *slg_path_in(const char *dir, const char *name)
+{
+    char file[512];
+    snprintf(file, sizeof file, "%s.slg", name);
+    return slg_file_in(dir, file);
 }
 
 static inline const char *slg_path(const char *name) { return slg_path_in("dsp", name); }
