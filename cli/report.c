@@ -12,7 +12,7 @@
 #include "pipeline/shardenv.h"
 
 static const char report_help[] =
-    "usage: stemline report OUT [--shard I/N | --merged] [--html FILE]\n"
+    "usage: stemline report OUT [--shard I/N | --merged] [--html FILE] [--points N]\n"
     "       stemline report --bench RESULTS.json [--html FILE]\n"
     "\n"
     "Writes the HTML page of a run's report: OUT/report.html from OUT/report.json\n"
@@ -24,6 +24,8 @@ static const char report_help[] =
     "over time, stage occupancy and waits, batch sizes, per-track times, the\n"
     "failures with their reasons, tag counts, and a map of the track vectors\n"
     "(their first two principal components; hover a point for its track id).\n"
+    "--points N draws at most N tracks (every k-th; default 2000) on the map and\n"
+    "the per-track chart.\n"
     "\n"
     "With --bench, the page of a benchmark run (bench/run's results.json): x\n"
     "realtime per job and stage, and SDR per target (default FILE: results.html\n"
@@ -35,12 +37,22 @@ static const char report_help[] =
 int sl_cmd_report(int argc, char **argv)
 {
     const char *out = NULL, *html = NULL, *bench = NULL, *shard = NULL;
+    size_t points = 0;
     int merged = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(report_help, stdout);
             return 0;
+        } else if (!strcmp(a, "--points")) {
+            char *end;
+            long n = v ? strtol(v, &end, 10) : 0;
+            if (!v || *end || n < 1 || n > 10000000) {
+                fprintf(stderr, "stemline report: --points needs a count from 1 to 10000000\n");
+                return SL_EXIT_USAGE;
+            }
+            points = (size_t)n;
+            i++;
         } else if (!strcmp(a, "--merged")) {
             merged = 1;
         } else if (!strcmp(a, "--html") || !strcmp(a, "--bench") || !strcmp(a, "--shard")) {
@@ -89,7 +101,8 @@ int sl_cmd_report(int argc, char **argv)
             snprintf(page, sizeof page, "%s/%s%s.html", out, prefix, base);
             html = page;
         }
-        sl_report_html_opts o = {.out_dir = out, .report = json, .html = html, .prefix = merged ? NULL : prefix};
+        sl_report_html_opts o = {.out_dir = out, .report = json, .html = html, .prefix = merged ? NULL : prefix,
+                                 .max_points = points};
         rc = sl_report_html_write(&o);
     }
     if (rc) {

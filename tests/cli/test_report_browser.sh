@@ -27,13 +27,13 @@ source "$HERE/report_fixture.sh"
 # browse PAGE: loads file://PAGE#selftest in headless Chromium; the DOM after
 # load goes to dom.html, the console messages to console.txt
 browse() {
-  timeout 120 "$CHROMIUM" --headless --disable-gpu --no-sandbox --user-data-dir="$T/profile" \
+  timeout 120 "$CHROMIUM" --headless --disable-gpu --no-sandbox --disable-dev-shm-usage --user-data-dir="$T/profile" \
     --enable-logging=stderr --v=0 --dump-dom "file://$T/$1#selftest" >dom.html 2>browser.log
   grep -F ':CONSOLE' browser.log >console.txt
 }
 # shoot PAGE PNG: a 1000 x 3000 screenshot
 shoot() {
-  timeout 120 "$CHROMIUM" --headless --disable-gpu --no-sandbox --user-data-dir="$T/profile" --hide-scrollbars \
+  timeout 120 "$CHROMIUM" --headless --disable-gpu --no-sandbox --disable-dev-shm-usage --user-data-dir="$T/profile" --hide-scrollbars \
     --window-size=1000,3000 --screenshot="$T/$2" "file://$T/$1" >/dev/null 2>&1
 }
 # colours PNG: the number of distinct RGB colours in it (decoded by ffmpeg)
