@@ -103,6 +103,10 @@ static void output_fields(const sl_config *cfg, field_fn fn, void *arg)
     if (cfg->emb_timeline)
         fn(arg, "embedding.timeline", NULL, "true");
     fn(arg, NULL, "embedding.timeline", cfg->emb_timeline ? "true" : "false");
+    /* tf32 / bf16 products change the outputs beyond fp32's rounding */
+    if (strcmp(cfg->precision, "fp32"))
+        fn(arg, "runtime.precision", NULL, cfg->precision);
+    fn(arg, NULL, "runtime.precision", cfg->precision);
 }
 
 /* ---- the hash ---- */

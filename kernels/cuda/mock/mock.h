@@ -96,6 +96,8 @@ extern "C" void sl_mock_fail_allocs_from(size_t bytes);
 extern "C" void sl_mock_inject_fault(int device, int error);
 // The sticky error of device (0: none); cuFFT and cuDNN executions check it.
 extern "C" int sl_mock_device_error(int device);
+// The reason for the cuBLASLt stand-in's last refusal in this thread (cublaslt_mock.cpp).
+extern "C" const char *sl_mock_lt_last_error(void);
 // The release threshold last set on device's default pool.
 extern "C" size_t sl_mock_pool_release_threshold(int device);
 
