@@ -219,6 +219,11 @@ static int cu_init(sl_op_ctx *ctx)
 static int cu_set_precision(sl_op_ctx *ctx, sl_precision p)
 {
     sl_cu_state *st = sl_cu_st(ctx);
+    if (p != SL_PREC_FP32) {
+        const int rc = sl_cuda_gemm_lt_available();
+        if (rc < 0)
+            return rc;
+    }
     ctx->device[st->device_len] = '\0';
     if (p != SL_PREC_FP32) {
         const size_t used = st->device_len;

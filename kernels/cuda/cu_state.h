@@ -68,6 +68,8 @@ void sl_cuda_conv2d_release(sl_op_ctx *ctx);
 // gemm_lt.cu: sl_op_gemm through cuBLASLt when ctx's precision is tf32 / bf16:
 // 0 or an error; 1 when not taken (fp32).
 int sl_cuda_gemm_lt(sl_op_ctx *ctx, const sl_gemm_args *a);
+// gemm_lt.cu: 0 when cuBLASLt can be loaded, else SL_EUNSUPPORTED saying why.
+int sl_cuda_gemm_lt_available(void);
 // gemm_lt.cu, at context teardown (after a sync): the cuBLASLt handle and buffers.
 void sl_cuda_gemm_lt_release(sl_op_ctx *ctx);
 }

@@ -19,8 +19,76 @@
 
 #if SL_CUDA_API
 #include <cublasLt.h>
-
+#include <pthread.h>
 #include <stdlib.h>
+#if defined(__CUDACC__)
+#include <dlfcn.h>
+#endif
+
+// libcublasLt is loaded at the first tf32 / bf16 context (dlopen), not linked:
+// it is a 540 MB library whose loading alone costs ~150 MB of resident memory,
+// which a run in fp32 (the default) must not pay. cudamock links its stand-in.
+static struct {
+    decltype(&cublasLtCreate) Create;
+    decltype(&cublasLtDestroy) Destroy;
+    decltype(&cublasLtMatmulDescCreate) MatmulDescCreate;
+    decltype(&cublasLtMatmulDescDestroy) MatmulDescDestroy;
+    decltype(&cublasLtMatmulDescSetAttribute) MatmulDescSetAttribute;
+    decltype(&cublasLtMatrixLayoutCreate) MatrixLayoutCreate;
+    decltype(&cublasLtMatrixLayoutDestroy) MatrixLayoutDestroy;
+    decltype(&cublasLtMatrixLayoutSetAttribute) MatrixLayoutSetAttribute;
+    decltype(&cublasLtMatmulPreferenceCreate) MatmulPreferenceCreate;
+    decltype(&cublasLtMatmulPreferenceDestroy) MatmulPreferenceDestroy;
+    decltype(&cublasLtMatmulPreferenceSetAttribute) MatmulPreferenceSetAttribute;
+    decltype(&cublasLtMatmulAlgoGetHeuristic) MatmulAlgoGetHeuristic;
+    decltype(&cublasLtMatmul) Matmul;
+} lt_api;
+static pthread_once_t lt_once = PTHREAD_ONCE_INIT;
+static char lt_load_err[512]; // empty when loaded
+
+#define LT_STR_(x) #x
+#define LT_STR(x) LT_STR_(x)
+static void lt_load(void)
+{
+#if defined(__CUDACC__)
+    const char *lib = "libcublasLt.so." LT_STR(CUBLAS_VER_MAJOR);
+    void *h = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        snprintf(lt_load_err, sizeof lt_load_err, "%s", dlerror());
+        return;
+    }
+#define LT_SYM(f)                                                                           \
+    if (!(*reinterpret_cast<void **>(&lt_api.f) = dlsym(h, "cublasLt" #f))) {               \
+        snprintf(lt_load_err, sizeof lt_load_err, "%s: no cublasLt" #f, lib);               \
+        return;                                                                             \
+    }
+#else
+#define LT_SYM(f) lt_api.f = &cublasLt##f;
+#endif
+    LT_SYM(Create)
+    LT_SYM(Destroy)
+    LT_SYM(MatmulDescCreate)
+    LT_SYM(MatmulDescDestroy)
+    LT_SYM(MatmulDescSetAttribute)
+    LT_SYM(MatrixLayoutCreate)
+    LT_SYM(MatrixLayoutDestroy)
+    LT_SYM(MatrixLayoutSetAttribute)
+    LT_SYM(MatmulPreferenceCreate)
+    LT_SYM(MatmulPreferenceDestroy)
+    LT_SYM(MatmulPreferenceSetAttribute)
+    LT_SYM(MatmulAlgoGetHeuristic)
+    LT_SYM(Matmul)
+#undef LT_SYM
+}
+
+// 0 when cuBLASLt can be used (loaded once per process), else SL_EUNSUPPORTED saying why.
+extern "C" int sl_cuda_gemm_lt_available(void)
+{
+    pthread_once(&lt_once, lt_load);
+    if (lt_load_err[0])
+        return sl_seterr(SL_EUNSUPPORTED, "tf32 / bf16 need cuBLASLt: %s", lt_load_err);
+    return 0;
+}
 
 #define LT_WS_BYTES ((size_t)4 << 20) // cuBLASLt workspace per context
 
@@ -50,17 +118,20 @@ static int lt_get(sl_op_ctx *ctx, sl_cu_lt **out)
 {
     sl_cu_state *st = sl_cu_st(ctx);
     if (!st->lt) {
+        int rc = sl_cuda_gemm_lt_available();
+        if (rc < 0)
+            return rc;
         sl_cu_lt *lt = static_cast<sl_cu_lt *>(calloc(1, sizeof *lt));
         if (!lt)
             return sl_seterr(SL_ENOMEM, "cuBLASLt: out of memory");
-        cublasStatus_t s = cublasLtCreate(&lt->h);
+        cublasStatus_t s = lt_api.Create(&lt->h);
         if (s != CUBLAS_STATUS_SUCCESS) {
             free(lt);
             return lt_err(s, "cublasLtCreate");
         }
         cudaError_t e = sl_cu_dev_alloc(st, &lt->ws, LT_WS_BYTES);
         if (e != cudaSuccess) {
-            cublasLtDestroy(lt->h);
+            lt_api.Destroy(lt->h);
             free(lt);
             return sl_cu_err(e, "cudaMallocAsync(cuBLASLt workspace)");
         }
@@ -78,7 +149,7 @@ extern "C" void sl_cuda_gemm_lt_release(sl_op_ctx *ctx)
     sl_cu_dev_free(st, st->lt->ws);
     if (st->lt->t)
         sl_cu_dev_free(st, st->lt->t);
-    cublasLtDestroy(st->lt->h);
+    lt_api.Destroy(st->lt->h);
     free(st->lt);
     st->lt = NULL;
 }
@@ -100,52 +171,52 @@ static int lt_matmul(sl_op_ctx *ctx, sl_cu_lt *lt, cublasComputeType_t ct, const
                               : (relu ? CUBLASLT_EPILOGUE_RELU : CUBLASLT_EPILOGUE_DEFAULT);
     const uint64_t ws = LT_WS_BYTES;
     const float one = 1.0f, zero = 0.0f;
-    LT_CHECK(cublasLtMatmulDescCreate(&op, ct, CUDA_R_32F));
-    LT_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
-    LT_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
-    LT_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+    LT_CHECK(lt_api.MatmulDescCreate(&op, ct, CUDA_R_32F));
+    LT_CHECK(lt_api.MatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+    LT_CHECK(lt_api.MatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+    LT_CHECK(lt_api.MatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
     if (bias) {
-        LT_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+        LT_CHECK(lt_api.MatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
         if (batch > 1) {
             const int64_t s = (int64_t)sb;
-            LT_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_BATCH_STRIDE, &s, sizeof s));
+            LT_CHECK(lt_api.MatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_BATCH_STRIDE, &s, sizeof s));
         }
     }
-    LT_CHECK(cublasLtMatrixLayoutCreate(&la, CUDA_R_32F, a->k, a->n, (int64_t)a->ldw));
-    LT_CHECK(cublasLtMatrixLayoutCreate(&lb, CUDA_R_32F, a->k, m, (int64_t)a->ldx));
-    LT_CHECK(cublasLtMatrixLayoutCreate(&ld, CUDA_R_32F, a->n, m, (int64_t)ldd));
+    LT_CHECK(lt_api.MatrixLayoutCreate(&la, CUDA_R_32F, a->k, a->n, (int64_t)a->ldw));
+    LT_CHECK(lt_api.MatrixLayoutCreate(&lb, CUDA_R_32F, a->k, m, (int64_t)a->ldx));
+    LT_CHECK(lt_api.MatrixLayoutCreate(&ld, CUDA_R_32F, a->n, m, (int64_t)ldd));
     if (batch > 1) {
         const int32_t nb = (int32_t)batch;
         const int64_t s[3] = {(int64_t)sw, (int64_t)sx, (int64_t)sd};
         cublasLtMatrixLayout_t l[3] = {la, lb, ld};
         for (int i = 0; i < 3; i++) {
-            LT_CHECK(cublasLtMatrixLayoutSetAttribute(l[i], CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &nb, sizeof nb));
-            LT_CHECK(cublasLtMatrixLayoutSetAttribute(l[i], CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &s[i],
+            LT_CHECK(lt_api.MatrixLayoutSetAttribute(l[i], CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &nb, sizeof nb));
+            LT_CHECK(lt_api.MatrixLayoutSetAttribute(l[i], CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &s[i],
                                                       sizeof s[i]));
         }
     }
-    LT_CHECK(cublasLtMatmulPreferenceCreate(&pref));
-    LT_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
-    LT_CHECK(cublasLtMatmulAlgoGetHeuristic(lt->h, op, la, lb, ld, ld, pref, 1, &heur, &found));
+    LT_CHECK(lt_api.MatmulPreferenceCreate(&pref));
+    LT_CHECK(lt_api.MatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
+    LT_CHECK(lt_api.MatmulAlgoGetHeuristic(lt->h, op, la, lb, ld, ld, pref, 1, &heur, &found));
     if (found < 1 || heur.state != CUBLAS_STATUS_SUCCESS) {
         rc = sl_seterr(SL_EUNSUPPORTED, "cuBLASLt: no algorithm for %zu x %zu x %zu (batch %zu)", m, a->n, a->k,
                        batch);
         goto out;
     }
     // C = D with beta 0 (C is not read).
-    LT_CHECK(cublasLtMatmul(lt->h, op, &one, w, la, x, lb, &zero, d, ld, d, ld, &heur.algo, lt->ws, LT_WS_BYTES,
+    LT_CHECK(lt_api.Matmul(lt->h, op, &one, w, la, x, lb, &zero, d, ld, d, ld, &heur.algo, lt->ws, LT_WS_BYTES,
                             SL_FN(stream)(ctx)));
 out:
     if (pref)
-        cublasLtMatmulPreferenceDestroy(pref);
+        lt_api.MatmulPreferenceDestroy(pref);
     if (ld)
-        cublasLtMatrixLayoutDestroy(ld);
+        lt_api.MatrixLayoutDestroy(ld);
     if (lb)
-        cublasLtMatrixLayoutDestroy(lb);
+        lt_api.MatrixLayoutDestroy(lb);
     if (la)
-        cublasLtMatrixLayoutDestroy(la);
+        lt_api.MatrixLayoutDestroy(la);
     if (op)
-        cublasLtMatmulDescDestroy(op);
+        lt_api.MatmulDescDestroy(op);
     return rc;
 }
 
