@@ -80,6 +80,13 @@ void sl_mock_poison(void *p, size_t bytes);
 void sl_mock_launch(cudaStream_t s, const char *kernel, dim3 grid, dim3 block, size_t shmem,
                     std::function<void()> body);
 
+// A cooperative launch (SL_LAUNCH_COOP): the same checks, and the grid must
+// fit the device at once (cudaOccupancyMaxActiveBlocksPerMultiprocessor x its
+// SMs, else cudaErrorCooperativeLaunchTooLarge); runs through the emulation's
+// cooperative launch (every block live, grid syncs).
+void sl_mock_launch_coop(cudaStream_t s, const char *kernel, dim3 grid, dim3 block, size_t shmem,
+                         std::function<void()> body);
+
 // Test hooks (C linkage, for tests/cudamock/*.c): bytes of device memory
 // allocated and not freed (all devices), and live pinned host allocations.
 extern "C" size_t sl_mock_live_device_bytes(void);
