@@ -7,15 +7,7 @@
 # several devices, the search path. Each result is compared with the CPU
 # backend of the ordinary stemline binary.
 set -u
-: "${STEMLINE_CUDAMOCK:?STEMLINE_CUDAMOCK must point at stemline-cudamock}"
-source "$(dirname "$0")/../cli/lib.sh"
-M=$(readlink -f "$STEMLINE_CUDAMOCK")
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-cd "$T"
-mkdir in
-gen_tone in/x.wav 2.5 44100 2 pcm_s16le
-gen_tone in/y.flac 1.5 48000 1 flac
+source "$(dirname "$0")/mock_lib.sh"
 cat > job.yaml <<YAML
 input: {paths: [in]}
 output: {dir: out-cpu, stems: {format: wav, sample_format: f32}}
@@ -23,15 +15,6 @@ separation: {model: hpss}
 embedding: {model: melstats, window_seconds: 1}
 YAML
 
-# run_mock ARGS...: like run_sl, with stemline-cudamock
-run_mock() {
-  "$M" "$@" >"$OUT" 2>"$ERR"
-  STATUS=$?
-  if [ $STATUS -gt 4 ]; then
-    echo "stemline-cudamock $* crashed or misbehaved with status $STATUS" >&2
-    cat "$ERR" >&2
-  fi
-}
 
 run_sl run job.yaml --quiet --backend cpu
 expect_status 0 "job on the CPU backend (reference)"

@@ -7,16 +7,8 @@
 # stated tolerances of fp32 (kernels/README.md, "Precision modes"); the CPU
 # backend refuses them with the YAML line.
 set -u
-: "${STEMLINE_CUDAMOCK:?STEMLINE_CUDAMOCK must point at stemline-cudamock}"
 : "${SL_SRC:?SL_SRC must point at the source tree}"
-source "$(dirname "$0")/../cli/lib.sh"
-M=$(readlink -f "$STEMLINE_CUDAMOCK")
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-cd "$T"
-mkdir in
-gen_tone in/x.wav 2.5 44100 2 pcm_s16le
-gen_tone in/y.flac 1.5 48000 1 flac
+source "$(dirname "$0")/mock_lib.sh"
 cat > nn.yaml <<YAML
 input: {paths: [in]}
 output: {dir: nn-default, stems: {format: wav, sample_format: f32}}
@@ -24,14 +16,6 @@ separation: {model: umx, weights: "$SL_SRC/tests/golden/umx/umx-small.safetensor
 embedding: {model: cnn14, weights: "$SL_SRC/tests/golden/cnn14/cnn14-small.safetensors", window_seconds: 1, tags_top_k: 5}
 runtime: {batch_size: 4}
 YAML
-run_mock() {
-  "$M" "$@" >"$OUT" 2>"$ERR"
-  STATUS=$?
-  if [ $STATUS -gt 4 ]; then
-    echo "stemline-cudamock $* crashed or misbehaved with status $STATUS" >&2
-    cat "$ERR" >&2
-  fi
-}
 
 run_mock run nn.yaml --quiet --backend cuda
 expect_status 0 "umx + cnn14 on cuda (cudamock), no runtime.precision"
