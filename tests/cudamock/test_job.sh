@@ -139,13 +139,7 @@ done
 # Cnn14 (convolutions: cuDNN where the build has it, the direct kernel with
 # SL_CONV_IMPL=direct), small random-weight models of the golden tests.
 : "${SL_SRC:?SL_SRC must point at the source tree}"
-cat > nn.yaml <<YAML
-input: {paths: [in]}
-output: {dir: nn-cpu, stems: {format: wav, sample_format: f32}}
-separation: {model: umx, weights: "$SL_SRC/tests/golden/umx/umx-small.safetensors", segment_seconds: 1, overlap_seconds: 0.25}
-embedding: {model: cnn14, weights: "$SL_SRC/tests/golden/cnn14/cnn14-small.safetensors", window_seconds: 1, tags_top_k: 5}
-runtime: {batch_size: 4}
-YAML
+nn_yaml nn-cpu
 run_sl run nn.yaml --quiet --backend cpu
 expect_status 0 "umx + cnn14 job on the CPU backend (reference)"
 run_mock run nn.yaml --quiet --backend cuda --set output.dir=nn-cuda

@@ -9,13 +9,7 @@
 set -u
 : "${SL_SRC:?SL_SRC must point at the source tree}"
 source "$(dirname "$0")/mock_lib.sh"
-cat > nn.yaml <<YAML
-input: {paths: [in]}
-output: {dir: nn-default, stems: {format: wav, sample_format: f32}}
-separation: {model: umx, weights: "$SL_SRC/tests/golden/umx/umx-small.safetensors", segment_seconds: 1, overlap_seconds: 0.25}
-embedding: {model: cnn14, weights: "$SL_SRC/tests/golden/cnn14/cnn14-small.safetensors", window_seconds: 1, tags_top_k: 5}
-runtime: {batch_size: 4}
-YAML
+nn_yaml nn-default
 
 run_mock run nn.yaml --quiet --backend cuda
 expect_status 0 "umx + cnn14 on cuda (cudamock), no runtime.precision"
