@@ -1,12 +1,13 @@
-/* Cnn14 benchmark driver (not a test; bench/bench_cnn14.py drives it and
- * compares with the official PANNs PyTorch Cnn14 on the same input).
+/* Embedding-model benchmark driver (not a test; bench/bench_cnn14.py and
+ * bench/bench_clap.py drive it and compare with the official PyTorch model on
+ * the same input).
  *
  *   bench_cnn14 --weights W.safetensors --input IN.f32 [--output OUT.f32]
- *               [--backend cpu] [--repeat 3]
+ *               [--model cnn14|clap] [--backend cpu] [--repeat 3]
  *
  * IN.f32: little-endian float32 [n] mono at the model's rate (32 kHz).
  * OUT.f32: float32 [dim + n_scores]: the embedding then the clip scores of the
- * last run. The model is opened once (weights loaded and folded, untimed), one
+ * last run (clap: no scores; its embedding is the normalised projection). The model is opened once (weights loaded and folded, untimed), one
  * untimed warm-up run, then --repeat timed runs of sl_emb_run_scores on the
  * whole input as one window (what Cnn14.forward does on a clip): front end,
  * network, head, host in and out. Prints one JSON line: best and mean seconds,
@@ -30,7 +31,7 @@ static double now(void)
 
 int main(int argc, char **argv)
 {
-    const char *weights = NULL, *input = NULL, *output = NULL, *backend = "cpu";
+    const char *weights = NULL, *input = NULL, *output = NULL, *backend = "cpu", *model = "cnn14";
     int repeat = 3, threads = 1;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--weights"))
@@ -39,6 +40,8 @@ int main(int argc, char **argv)
             input = argv[i + 1];
         else if (!strcmp(argv[i], "--output"))
             output = argv[i + 1];
+        else if (!strcmp(argv[i], "--model"))
+            model = argv[i + 1];
         else if (!strcmp(argv[i], "--backend"))
             backend = argv[i + 1];
         else if (!strcmp(argv[i], "--repeat"))
@@ -51,7 +54,7 @@ int main(int argc, char **argv)
         }
     }
     if (!weights || !input || repeat < 1) {
-        fprintf(stderr, "usage: bench_cnn14 --weights W --input IN.f32 [--output OUT.f32] [--backend cpu] "
+        fprintf(stderr, "usage: bench_cnn14 --weights W --input IN.f32 [--output OUT.f32] [--model cnn14|clap] [--backend cpu] "
                         "[--repeat N] [--threads N]\n");
         return 2;
     }
@@ -82,7 +85,7 @@ int main(int argc, char **argv)
     }
     sl_emb_model *m = NULL;
     double t0 = now();
-    if (sl_emb_open(&m, "cnn14", weights, NULL, ctx) < 0) {
+    if (sl_emb_open(&m, model, weights, NULL, ctx) < 0) {
         fprintf(stderr, "bench_cnn14: %s\n", sl_lasterr());
         return 1;
     }
@@ -93,7 +96,7 @@ int main(int argc, char **argv)
     double best = 1e30, sum = 0;
     for (int r = 0; r <= repeat; r++) {
         t0 = now();
-        if (sl_emb_run_scores(m, in, n, out, out + info->dim) < 0) {
+        if ((info->n_scores ? sl_emb_run_scores(m, in, n, out, out + info->dim) : sl_emb_run(m, in, n, out)) < 0) {
             fprintf(stderr, "bench_cnn14: run: %s\n", sl_lasterr());
             return 1;
         }
@@ -105,9 +108,9 @@ int main(int argc, char **argv)
             best = dt;
     }
     const double audio = (double)n / info->sample_rate;
-    printf("{\"bench\":\"cnn14\",\"impl\":\"stemline\",\"backend\":\"%s\",\"device\":\"%s\",\"threads\":%d,\"peak_threads\":%d,\"seconds\":%.3f,"
+    printf("{\"bench\":\"%s\",\"impl\":\"stemline\",\"backend\":\"%s\",\"device\":\"%s\",\"threads\":%d,\"peak_threads\":%d,\"seconds\":%.3f,"
            "\"best_s\":%.4f,\"mean_s\":%.4f,\"x_realtime\":%.2f,\"load_s\":%.3f,\"repeat\":%d}\n",
-           sl_op_ctx_backend(ctx), sl_op_ctx_device(ctx), sl_op_ctx_threads(ctx), sl_op_ctx_peak_threads(ctx), audio, best, sum / repeat, audio / best, t_load, repeat);
+           model, sl_op_ctx_backend(ctx), sl_op_ctx_device(ctx), sl_op_ctx_threads(ctx), sl_op_ctx_peak_threads(ctx), audio, best, sum / repeat, audio / best, t_load, repeat);
     if (output) {
         FILE *o = fopen(output, "wb");
         if (!o || fwrite(out, sizeof(float), (size_t)(info->dim + info->n_scores), o) !=

@@ -31,9 +31,12 @@ static const char main_help[] =
     "                   weights file, `models fetch NAME` downloads weights\n"
     "  merge OUT        check that the shards of a job did every track exactly\n"
     "                   once; writes merged-report.json\n"
-    "  search OUT       nearest neighbours in the vector shards (--id or --audio)\n"
+    "  search OUT       nearest neighbours in the vector shards (--id, --audio or\n"
+    "                   --text)\n"
+    "  embed-text       text vectors of a CLAP model (for text-to-music search)\n"
     "  export OUT       the vectors, timelines and tags of a run as one Parquet\n"
     "                   (or .npy) table per model and source\n"
+    "  report OUT       rewrite the HTML page of a run's report (report.html)\n"
     "\n"
     "options:\n"
     "  --version        print the version and exit\n"
@@ -309,8 +312,12 @@ int main(int argc, char **argv)
         return sl_cmd_merge(argc - 1, argv + 1);
     if (!strcmp(cmd, "search"))
         return sl_cmd_search(argc - 1, argv + 1);
+    if (!strcmp(cmd, "embed-text"))
+        return sl_cmd_embed_text(argc - 1, argv + 1);
     if (!strcmp(cmd, "export"))
         return sl_cmd_export(argc - 1, argv + 1);
+    if (!strcmp(cmd, "report"))
+        return sl_cmd_report(argc - 1, argv + 1);
     fprintf(stderr, "stemline: unknown command '%s'\n\n%s", cmd, main_help);
     return SL_EXIT_USAGE;
 }

@@ -10,6 +10,7 @@
 #include "io/catalog.h"
 #include "pipeline/config.h"
 #include "pipeline/merge.h"
+#include "pipeline/report_html.h"
 #include "pipeline/partition.h"
 #include "pipeline/shardenv.h"
 
@@ -241,6 +242,14 @@ int sl_cmd_merge(int argc, char **argv)
         sl_merge_print(mg, stdout, MERGE_LIST_MAX);
     }
     if (!check_only) {
+        /* embedding.center: catalog: one mean over every shard set */
+        size_t n_centred = 0;
+        rc = sl_merge_center(out_dir, json ? stderr : stdout, &n_centred);
+        if (rc) {
+            fprintf(stderr, "stemline merge: error: centring the vectors on the catalog mean: %s\n",
+                    sl_errmsg(rc, m, sizeof m));
+            status = 1;
+        }
         size_t len = strlen(out_dir) + 32;
         char *path = malloc(len);
         if (!path) {
@@ -252,8 +261,21 @@ int sl_cmd_merge(int argc, char **argv)
                 fprintf(stderr, "stemline merge: error: cannot write the merged report: %s\n",
                         sl_errmsg(rc, m, sizeof m));
                 status = 1;
-            } else if (!json) {
-                printf("merged report: %s\n", path);
+            } else {
+                if (!json)
+                    printf("merged report: %s\n", path);
+                /* the page is a view of the JSON: a failure to write it is said, not fatal */
+                char *page = strdup(path);
+                if (page) {
+                    strcpy(page + strlen(page) - 5, ".html");
+                    sl_report_html_opts ho = {.out_dir = out_dir, .report = path, .html = page, .prefix = NULL};
+                    rc = sl_report_html_write(&ho);
+                    if (rc)
+                        fprintf(stderr, "stemline merge: cannot write %s: %s\n", page, sl_errmsg(rc, m, sizeof m));
+                    else if (!json)
+                        printf("merged report page: %s\n", page);
+                    free(page);
+                }
             }
             free(path);
         }

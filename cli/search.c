@@ -8,6 +8,7 @@
 #include "kernels/ops.h"
 #include "pipeline/runner.h"
 #include "pipeline/search.h"
+#include "pipeline/search_text.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -18,7 +19,7 @@
 #include <sys/stat.h>
 
 static const char search_help[] =
-    "usage: stemline search OUT_DIR (--audio FILE | --id TRACK_ID) [options]\n"
+    "usage: stemline search OUT_DIR (--audio FILE | --id TRACK_ID | --text QUERY...) [options]\n"
     "\n"
     "Exact cosine nearest neighbours over every vector shard of a job's output\n"
     "folder (OUT_DIR/embeddings/MODEL/SOURCE/*shard-NNNNN.npy, the shards of\n"
@@ -33,13 +34,20 @@ static const char search_help[] =
     "  --audio FILE      decode and embed FILE now, with exactly the model,\n"
     "                    options and windowing that made the shards (read from\n"
     "                    their index.json)\n"
+    "  --text QUERY      embed QUERY with the text tower of the CLAP weights file\n"
+    "                    that made the shards (their index.json names it; shards\n"
+    "                    of `embedding.model: clap`); repeat --text for several\n"
+    "                    queries in one scan. Over-long queries are cut to 77\n"
+    "                    tokens as the reference does, with a warning; an empty\n"
+    "                    one is embedded as <s></s> with a warning\n"
     "\n"
     "options:\n"
     "  --model NAME      embedding model folder (default: the only one there is)\n"
     "  --source NAME     mix (default) or a stem name\n"
     "  -k N              number of neighbours (default 10)\n"
     "  --json            print one JSON array of {rank, score, id, path, start,\n"
-    "                    end, shard, row} instead of a table\n"
+    "                    end, shard, row} instead of a table; with --text, one\n"
+    "                    array of {query, tokens, truncated, hits: [...]}\n"
     "  --block-rows N    rows scored per block (default 16384): one BLAS call on\n"
     "                    the CPU, one upload + GEMM + top-k on a GPU; results do\n"
     "                    not depend on it, memory does\n"
@@ -56,8 +64,9 @@ static const char search_help[] =
     "comes first with score 1.\n"
     "\n"
     "exit status: 0 ok, 1 fatal (no shards, unreadable shards, track not found,\n"
-    "query file not decodable), 2 usage error or --backend cuda without a\n"
-    "GPU (permanent).\n";
+    "query file not decodable), 2 usage error, --backend cuda without a GPU,\n"
+    "--text on shards of a model without a text tower, a missing or malformed\n"
+    "CLAP weights file or a query that is not UTF-8 (permanent).\n";
 
 static int usage(const char *fmt, const char *arg)
 {
@@ -146,6 +155,40 @@ static void print_num(double x)
         fputs("null", stdout);
 }
 
+static void print_hits_json(const sl_vindex *ix, const sl_search_hit *hits, size_t n_hits, const char *indent)
+{
+    putchar('[');
+    for (size_t i = 0; i < n_hits; i++) {
+        const sl_search_hit *h = &hits[i];
+        printf("%s\n%s  {\"rank\": %zu, \"score\": ", i ? "," : "", indent, i + 1);
+        print_num(h->score);
+        fputs(", \"id\": ", stdout);
+        sl_json_str(stdout, h->id);
+        fputs(", \"path\": ", stdout);
+        sl_json_str(stdout, h->path);
+        fputs(", \"start\": ", stdout);
+        print_num(h->start);
+        fputs(", \"end\": ", stdout);
+        print_num(h->end);
+        fputs(", \"shard\": ", stdout);
+        sl_json_str(stdout, sl_vindex_shard_path(ix, h->shard));
+        printf(", \"row\": %zu}", h->row);
+    }
+    if (n_hits)
+        printf("\n%s", indent);
+    putchar(']');
+}
+
+static void print_hits_table(const sl_search_hit *hits, size_t n_hits)
+{
+    printf("%4s  %9s  %-40s  %s\n", "rank", "score", "id", "start-end (s)  path");
+    for (size_t i = 0; i < n_hits; i++) {
+        const sl_search_hit *h = &hits[i];
+        printf("%4zu  %9.6f  %-40s  %.2f-%.2f  %s\n", i + 1, h->score, h->id ? h->id : "?", h->start, h->end,
+               h->path ? h->path : "?");
+    }
+}
+
 /* Two sets of shards of one job in one folder hold every track twice: the
  * results would list it twice too. Said on stderr; the search goes on. */
 static void warn_duplicates(const sl_vindex *ix, const char *out_dir)
@@ -168,11 +211,72 @@ static void warn_duplicates(const sl_vindex *ix, const char *out_dir)
             out_dir, out_dir);
 }
 
-int sl_cmd_search(int argc, char **argv)
+/* --text: the queries through the text tower of the shards' CLAP checkpoint, one
+ * scan for all of them. Returns the exit status. */
+static int search_texts(sl_vindex *ix, sl_op_ctx *ctx, const char **texts, size_t nq, size_t k, size_t block_rows,
+                        int json, const char *model, const char *source)
+{
+    char m[1024];
+    sl_clap_text *tm = NULL;
+    const size_t dim = (size_t)sl_vindex_dim(ix);
+    float *q = malloc(nq * dim * sizeof *q);
+    size_t *ntok = calloc(nq, sizeof *ntok), n_hits = 0;
+    int *trunc = calloc(nq, sizeof *trunc);
+    sl_search_hit *hits = calloc(nq * k, sizeof *hits);
+    int rc = q && ntok && trunc && hits ? sl_vindex_open_text(ix, ctx, &tm) : SL_ENOMEM;
+    if (!rc)
+        rc = sl_clap_text_embed(tm, texts, nq, q, ntok, trunc);
+    if (!rc)
+        rc = sl_vindex_search_on(ix, strcmp(sl_op_ctx_backend(ctx), "cpu") ? ctx : NULL, q, nq, k, block_rows, hits,
+                                 &n_hits);
+    for (size_t i = 0; i < nq && !rc; i++)
+        rc = sl_vindex_describe(ix, hits + i * k, n_hits);
+    int status = 0;
+    if (rc) {
+        fprintf(stderr, "stemline search: %s\n", sl_errmsg(rc, m, sizeof m));
+        status = rc == SL_EINVAL || rc == SL_EUNSUPPORTED ? SL_EXIT_USAGE : sl_exit_status_for(rc);
+        goto out;
+    }
+    for (size_t i = 0; i < nq; i++)
+        sl_text_query_warnings("stemline search", texts[i], i, ntok[i], trunc[i], sl_clap_text_context(tm));
+    if (json)
+        putchar('[');
+    for (size_t i = 0; i < nq; i++) {
+        if (json) {
+            fputs(i ? ",\n  {\"query\": " : "\n  {\"query\": ", stdout);
+            sl_json_str(stdout, texts[i]);
+            printf(", \"tokens\": %zu, \"truncated\": %s, \"hits\": ", ntok[i], trunc[i] ? "true" : "false");
+            print_hits_json(ix, hits + i * k, n_hits, "  ");
+            putchar('}');
+        } else {
+            printf("%s# %zu vectors of %s/%s (dim %zu), query --text ", i ? "\n" : "", sl_vindex_rows(ix), model,
+                   source, dim);
+            sl_json_str(stdout, texts[i]);
+            printf(" (%zu tokens%s), backend %s\n", ntok[i], trunc[i] ? ", truncated" : "", sl_op_ctx_backend(ctx));
+            print_hits_table(hits + i * k, n_hits);
+        }
+    }
+    if (json)
+        fputs("\n]\n", stdout);
+    status = fflush(stdout) == 0 ? 0 : SL_EXIT_FATAL;
+out:
+    for (size_t i = 0; hits && i < nq; i++)
+        sl_search_hits_free(hits + i * k, n_hits);
+    free(hits);
+    sl_clap_text_close(tm);
+    free(q);
+    free(ntok);
+    free(trunc);
+    return status;
+}
+
+/* texts: room for argc queries (the --text values). */
+static int search_main(int argc, char **argv, const char **texts)
 {
     const char *out_dir = NULL, *audio = NULL, *id = NULL, *model = NULL, *source = "mix", *backend = "auto";
     size_t k = 10, block_rows = 0;
     int json = 0, verbose = 0;
+    size_t n_texts = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -185,6 +289,10 @@ int sl_cmd_search(int argc, char **argv)
             verbose = 1;
         } else if (!strncmp(a, "--backend=", 10)) {
             backend = a + 10;
+        } else if (!strcmp(a, "--text")) {
+            if (!v)
+                return usage("%s needs a value", a);
+            texts[n_texts++] = argv[++i];
         } else if (!strcmp(a, "--audio") || !strcmp(a, "--id") || !strcmp(a, "--model") || !strcmp(a, "--source") ||
                    !strcmp(a, "-k") || !strcmp(a, "--block-rows") || !strcmp(a, "--backend")) {
             if (!v)
@@ -219,8 +327,9 @@ int sl_cmd_search(int argc, char **argv)
     /* the answer is the output; how the backend was chosen only with -v */
     if (!verbose && sl_log_get_level() == SL_LOG_INFO)
         sl_log_set_level(SL_LOG_WARN);
-    if (!audio == !id)
-        return usage("%s", audio ? "give --audio or --id, not both" : "missing the query: --audio FILE or --id TRACK_ID");
+    if ((audio != NULL) + (id != NULL) + (n_texts > 0) != 1)
+        return usage("%s", audio || id || n_texts ? "give one kind of query: --audio, --id or --text"
+                                                  : "missing the query: --audio FILE, --id TRACK_ID or --text QUERY");
     if (!*source || strchr(source, '/') || (model && (!*model || strchr(model, '/'))))
         return usage("%s", "--model and --source take a folder name");
     if (strcmp(backend, "auto") && strcmp(backend, "cpu") && strcmp(backend, "cuda") && strcmp(backend, "cuda-emu") &&
@@ -308,6 +417,10 @@ int sl_cmd_search(int argc, char **argv)
     /* one context for the query's embedding and the scan; on the CPU backend the
      * scan takes the BLAS path (no copies), elsewhere gemm + topk on the device */
     rc = sl_op_ctx_open(&ctx, backend);
+    if (!rc && n_texts) {
+        status = search_texts(ix, ctx, texts, n_texts, k, block_rows, json, model, source);
+        goto out;
+    }
     if (!rc && id)
         rc = sl_vindex_find_id(ix, id, q, NULL, NULL);
     if (!rc && !id) {
@@ -327,33 +440,12 @@ int sl_cmd_search(int argc, char **argv)
         goto out;
     }
     if (json) {
-        putchar('[');
-        for (size_t i = 0; i < n_hits; i++) {
-            const sl_search_hit *h = &hits[i];
-            printf("%s\n  {\"rank\": %zu, \"score\": ", i ? "," : "", i + 1);
-            print_num(h->score);
-            fputs(", \"id\": ", stdout);
-            sl_json_str(stdout, h->id);
-            fputs(", \"path\": ", stdout);
-            sl_json_str(stdout, h->path);
-            fputs(", \"start\": ", stdout);
-            print_num(h->start);
-            fputs(", \"end\": ", stdout);
-            print_num(h->end);
-            fputs(", \"shard\": ", stdout);
-            sl_json_str(stdout, sl_vindex_shard_path(ix, h->shard));
-            printf(", \"row\": %zu}", h->row);
-        }
-        fputs(n_hits ? "\n]\n" : "]\n", stdout);
+        print_hits_json(ix, hits, n_hits, "");
+        putchar('\n');
     } else {
         printf("# %zu vectors of %s/%s (dim %d), query %s%s, backend %s\n", sl_vindex_rows(ix), model, source, dim,
                id ? "--id " : "--audio ", id ? id : audio, sl_op_ctx_backend(ctx));
-        printf("%4s  %9s  %-40s  %s\n", "rank", "score", "id", "start-end (s)  path");
-        for (size_t i = 0; i < n_hits; i++) {
-            const sl_search_hit *h = &hits[i];
-            printf("%4zu  %9.6f  %-40s  %.2f-%.2f  %s\n", i + 1, h->score, h->id ? h->id : "?", h->start, h->end,
-                   h->path ? h->path : "?");
-        }
+        print_hits_table(hits, n_hits);
     }
     status = fflush(stdout) == 0 ? 0 : SL_EXIT_FATAL;
 out:
@@ -369,5 +461,15 @@ out:
     free_names(names, n_names);
     free(emb);
     free(dir);
+    return status;
+}
+
+int sl_cmd_search(int argc, char **argv)
+{
+    const char **texts = calloc((size_t)argc + 1, sizeof *texts);
+    if (!texts)
+        return SL_EXIT_FATAL;
+    int status = search_main(argc, argv, texts);
+    free(texts);
     return status;
 }

@@ -38,6 +38,18 @@
 
 enum { ST_DEMUX, ST_DRAIN, ST_FLUSH, ST_DONE };
 
+/* One output of a decoder: its own resampler (rate, channel count) and FIFO. */
+typedef struct {
+    int rate, ch;
+    AVChannelLayout layout;
+    SwrContext *swr;
+    AVAudioFifo *fifo;
+    float *scratch; /* ch planes of cap floats */
+    float **planes;
+    int cap;
+    int64_t frames_out;
+} dec_out;
+
 struct sl_decoder {
     char *path;
     AVFormatContext *fmt;
@@ -45,20 +57,16 @@ struct sl_decoder {
     AVStream *st;
     AVPacket *pkt;
     AVFrame *frame;
-    SwrContext *swr;
-    AVAudioFifo *fifo;
     sl_audio_info info;
 
-    int out_rate, out_ch;
-    AVChannelLayout out_layout;
+    /* Outputs: the one opened with the decoder, and those added by
+     * sl_decoder_add_output; every decoded frame goes to each. */
+    dec_out out[SL_DEC_MAX_OUTPUTS];
+    int n_out;
     /* What swr was configured for, as the frames announce it. */
     AVChannelLayout in_key_layout;
     int in_rate;
     int in_fmt;
-
-    float *scratch;         /* out_ch planes of scratch_cap floats */
-    float **scratch_planes;
-    int scratch_cap;
 
     int state;
     int err;                 /* sticky error */
@@ -66,7 +74,6 @@ struct sl_decoder {
     int last_bad_err;
     int64_t dec_frames;      /* frames the decoder produced (without fill) */
     int64_t fill_frames;     /* frames of silence inserted for corrupt packets */
-    int64_t frames_out;
     int64_t last_demux_err_pos;
     double timeout_s;     /* 0 = none: see sl_io_set_thread_timeout */
     double last_progress; /* monotonic seconds of the last packet read */
@@ -141,69 +148,116 @@ static const char *av_err(int code, char *buf, size_t size)
     return buf;
 }
 
-static int ensure_scratch(sl_decoder *d, int frames)
+static int ensure_scratch(sl_decoder *d, dec_out *o, int frames)
 {
-    if (frames <= d->scratch_cap)
+    if (frames <= o->cap)
         return 0;
     int cap = frames + frames / 2 + 1024;
-    float *s = realloc(d->scratch, (size_t)cap * (size_t)d->out_ch * sizeof(float));
+    float *s = realloc(o->scratch, (size_t)cap * (size_t)o->ch * sizeof(float));
     if (!s)
         return sl_seterr(SL_ENOMEM, "%s: out of memory", d->path);
-    d->scratch = s;
-    for (int c = 0; c < d->out_ch; c++)
-        d->scratch_planes[c] = s + (size_t)c * (size_t)cap;
-    d->scratch_cap = cap;
+    o->scratch = s;
+    for (int c = 0; c < o->ch; c++)
+        o->planes[c] = s + (size_t)c * (size_t)cap;
+    o->cap = cap;
     return 0;
 }
 
-static int push_converted(sl_decoder *d, const uint8_t **in, int n)
+static int push_converted_to(sl_decoder *d, dec_out *o, const uint8_t **in, int n)
 {
-    int cap = swr_get_out_samples(d->swr, n);
+    int cap = swr_get_out_samples(o->swr, n);
     if (cap < 0)
         return sl_seterr(SL_EDECODE, "%s: resampler error", d->path);
     if (cap == 0)
         return 0;
-    int r = ensure_scratch(d, cap);
+    int r = ensure_scratch(d, o, cap);
     if (r < 0)
         return r;
-    int got = swr_convert(d->swr, (uint8_t **)d->scratch_planes, cap, in, n);
+    int got = swr_convert(o->swr, (uint8_t **)o->planes, cap, in, n);
     if (got < 0) {
         char eb[AV_ERROR_MAX_STRING_SIZE];
         return sl_seterr(SL_EDECODE, "%s: resampling failed (%s)", d->path, av_err(got, eb, sizeof eb));
     }
-    if (got > 0 && av_audio_fifo_write(d->fifo, (void **)d->scratch_planes, got) < got)
+    if (got > 0 && av_audio_fifo_write(o->fifo, (void **)o->planes, got) < got)
         return sl_seterr(SL_ENOMEM, "%s: out of memory", d->path);
     return 0;
 }
 
-/* Drains what the resampler still holds (filter delay) into the FIFO. */
-static int flush_swr(sl_decoder *d)
+/* Converts n input frames into every output's FIFO. */
+static int push_converted(sl_decoder *d, const uint8_t **in, int n)
 {
-    if (!d->swr)
-        return 0;
-    for (;;) {
-        int before = av_audio_fifo_size(d->fifo);
-        int r = push_converted(d, NULL, 0);
+    for (int i = 0; i < d->n_out; i++) {
+        int r = push_converted_to(d, &d->out[i], in, n);
         if (r < 0)
             return r;
-        if (av_audio_fifo_size(d->fifo) == before)
-            return 0;
     }
+    return 0;
+}
+
+/* Drains what the resamplers still hold (filter delay) into the FIFOs. */
+static int flush_swr(sl_decoder *d)
+{
+    for (int i = 0; i < d->n_out; i++) {
+        dec_out *o = &d->out[i];
+        if (!o->swr)
+            continue;
+        for (;;) {
+            int before = av_audio_fifo_size(o->fifo);
+            int r = push_converted_to(d, o, NULL, 0);
+            if (r < 0)
+                return r;
+            if (av_audio_fifo_size(o->fifo) == before)
+                break;
+        }
+    }
+    return 0;
 }
 
 /* (Re)configures the resampler for frames with these parameters; flushes the
  * previous one first so a mid-stream format change loses nothing. */
+/* A resampler for output o from frames of this layout, format and rate;
+ * 0 or a negative error (o->swr NULL). */
+static int make_swr(sl_decoder *d, dec_out *o, AVChannelLayout *in_layout, int fmt, int rate)
+{
+    int r = swr_alloc_set_opts2(&o->swr, &o->layout, AV_SAMPLE_FMT_FLTP, o->rate, in_layout,
+                                (enum AVSampleFormat)fmt, rate, 0, NULL);
+    if (r >= 0) {
+        int in_ch = in_layout->nb_channels;
+        if (in_ch == 1) {
+            /* Mono is duplicated at full level (swr's own matrix would put
+             * it at -3 dB in each channel, or route a lone "FL" oddly). */
+            double m[64];
+            for (int c = 0; c < o->ch; c++)
+                m[c] = 1.0;
+            r = swr_set_matrix(o->swr, m, 1);
+        } else if (in_ch > o->ch) {
+            /* Down-mix: swr's standard matrix (centre and surrounds at -3 dB,
+             * LFE dropped), normalised so a full-scale input cannot exceed
+             * full scale (io/README.md). */
+            r = av_opt_set_double(o->swr, "rematrix_maxval", 1.0, 0);
+        }
+    }
+    if (r >= 0)
+        r = swr_init(o->swr);
+    if (r < 0)
+        swr_free(&o->swr);
+    return r;
+}
+
+/* (Re)configures the resamplers for frames with these parameters; flushes the
+ * previous ones first so a mid-stream format change loses nothing. */
 static int configure_swr(sl_decoder *d, const AVChannelLayout *layout, int fmt, int rate)
 {
     char eb[AV_ERROR_MAX_STRING_SIZE];
-    if (d->swr) {
+    if (d->out[0].swr) {
         if (d->in_fmt == fmt && d->in_rate == rate &&
             !av_channel_layout_compare(&d->in_key_layout, layout))
             return 0;
         int r = flush_swr(d);
         if (r < 0)
             return r;
-        swr_free(&d->swr);
+        for (int i = 0; i < d->n_out; i++)
+            swr_free(&d->out[i].swr);
         av_channel_layout_uninit(&d->in_key_layout);
     }
     if (layout->nb_channels <= 0 || rate <= 0 || fmt < 0)
@@ -218,34 +272,19 @@ static int configure_swr(sl_decoder *d, const AVChannelLayout *layout, int fmt, 
     else
         av_channel_layout_default(&in_layout, layout->nb_channels);
 
-    int r = swr_alloc_set_opts2(&d->swr, &d->out_layout, AV_SAMPLE_FMT_FLTP, d->out_rate, &in_layout,
-                                (enum AVSampleFormat)fmt, rate, 0, NULL);
-    if (r >= 0) {
-        int in_ch = in_layout.nb_channels;
-        if (in_ch == 1) {
-            /* Mono is duplicated at full level (swr's own matrix would put
-             * it at -3 dB in each channel, or route a lone "FL" oddly). */
-            double m[64];
-            for (int c = 0; c < d->out_ch; c++)
-                m[c] = 1.0;
-            r = swr_set_matrix(d->swr, m, 1);
-        } else if (in_ch > d->out_ch) {
-            /* Down-mix: swr's standard matrix (centre and surrounds at -3 dB,
-             * LFE dropped), normalised so a full-scale input cannot exceed
-             * full scale (io/README.md). */
-            r = av_opt_set_double(d->swr, "rematrix_maxval", 1.0, 0);
-        }
-    }
-    if (r >= 0)
-        r = swr_init(d->swr);
+    int r = 0, i = 0;
+    for (; i < d->n_out && r >= 0; i++)
+        r = make_swr(d, &d->out[i], &in_layout, fmt, rate);
     av_channel_layout_uninit(&in_layout);
     if (r < 0) {
-        swr_free(&d->swr);
+        dec_out *o = &d->out[i - 1];
+        for (int j = 0; j < d->n_out; j++)
+            swr_free(&d->out[j].swr);
         char desc[64] = "?";
         av_channel_layout_describe(layout, desc, sizeof desc);
         return sl_seterr(SL_EDECODE, "%s: cannot convert %s %d Hz %s to %d channels at %d Hz (%s)",
                          d->path, desc, rate, av_get_sample_fmt_name((enum AVSampleFormat)fmt),
-                         d->out_ch, d->out_rate, av_err(r, eb, sizeof eb));
+                         o->ch, o->rate, av_err(r, eb, sizeof eb));
     }
     av_channel_layout_copy(&d->in_key_layout, layout);
     d->in_fmt = fmt;
@@ -269,7 +308,7 @@ static int fill_silence(sl_decoder *d, int64_t duration)
 {
     if (duration <= 0)
         return 0;
-    if (!d->swr) {
+    if (!d->out[0].swr) {
         if (d->cc->sample_fmt == AV_SAMPLE_FMT_NONE || d->cc->sample_rate <= 0 ||
             d->cc->ch_layout.nb_channels <= 0)
             return 0;
@@ -561,6 +600,28 @@ static int open_error(const char *path, int r)
     }
 }
 
+/* Appends an output at out_rate / out_channels (0: the source's); 0 or a
+ * negative error. */
+static int add_output(sl_decoder *d, int out_rate, int out_channels)
+{
+    const AVCodecParameters *par = d->st->codecpar;
+    dec_out *o = &d->out[d->n_out];
+    o->rate = out_rate ? out_rate : par->sample_rate;
+    o->ch = out_channels ? out_channels : d->info.channels;
+    if (o->ch > 64)
+        return sl_seterr(SL_EUNSUPPORTED, "%s: %d channels are more than stemline handles (64)", d->path, o->ch);
+    if (!out_channels && par->ch_layout.order == AV_CHANNEL_ORDER_NATIVE)
+        av_channel_layout_copy(&o->layout, &par->ch_layout);
+    else
+        av_channel_layout_default(&o->layout, o->ch);
+    o->planes = calloc((size_t)o->ch, sizeof *o->planes);
+    o->fifo = av_audio_fifo_alloc(AV_SAMPLE_FMT_FLTP, o->ch, 4096);
+    d->n_out++; /* counted now, so close frees what was allocated */
+    if (!o->planes || !o->fifo)
+        return sl_seterr(SL_ENOMEM, "%s: out of memory", d->path);
+    return 0;
+}
+
 int sl_decoder_open(sl_decoder **out, const char *path, int out_rate, int out_channels)
 {
     char eb[AV_ERROR_MAX_STRING_SIZE];
@@ -727,19 +788,9 @@ int sl_decoder_open(sl_decoder **out, const char *path, int out_rate, int out_ch
     in->bit_rate = par->bit_rate > 0 ? par->bit_rate : (d->fmt->bit_rate > 0 ? d->fmt->bit_rate : 0);
     in->stream_index = si;
 
-    d->out_rate = out_rate ? out_rate : par->sample_rate;
-    d->out_ch = out_channels ? out_channels : in->channels;
-    if (d->out_ch > 64)
-        return fail_open(d, sl_seterr(SL_EUNSUPPORTED, "%s: %d channels are more than stemline handles (64)",
-                                      path, d->out_ch));
-    if (!out_channels && par->ch_layout.order == AV_CHANNEL_ORDER_NATIVE)
-        av_channel_layout_copy(&d->out_layout, &par->ch_layout);
-    else
-        av_channel_layout_default(&d->out_layout, d->out_ch);
-    d->scratch_planes = calloc((size_t)d->out_ch, sizeof *d->scratch_planes);
-    d->fifo = av_audio_fifo_alloc(AV_SAMPLE_FMT_FLTP, d->out_ch, 4096);
-    if (!d->scratch_planes || !d->fifo)
-        return fail_open(d, sl_seterr(SL_ENOMEM, "%s: out of memory", path));
+    r = add_output(d, out_rate, out_channels);
+    if (r < 0)
+        return fail_open(d, r);
     d->in_fmt = -1;
     d->state = ST_DEMUX;
     set_log_file(NULL);
@@ -756,19 +807,43 @@ double sl_decoder_decoded_seconds(const sl_decoder *d)
 }
 long sl_decoder_bad_packets(const sl_decoder *d) { return d->bad; }
 long sl_decoder_packets(const sl_decoder *d) { return d->packets; }
-int64_t sl_decoder_frames(const sl_decoder *d) { return d->frames_out; }
-int sl_decoder_out_rate(const sl_decoder *d) { return d->out_rate; }
-int sl_decoder_out_channels(const sl_decoder *d) { return d->out_ch; }
+int64_t sl_decoder_frames(const sl_decoder *d) { return d->out[0].frames_out; }
+int sl_decoder_out_rate(const sl_decoder *d) { return d->out[0].rate; }
+int sl_decoder_out_channels(const sl_decoder *d) { return d->out[0].ch; }
+
+int sl_decoder_add_output(sl_decoder *d, int out_rate, int out_channels)
+{
+    if (!d || out_rate < 0 || out_channels < 0 || out_channels > 64)
+        return sl_seterr(SL_EINVAL, "sl_decoder_add_output: invalid output rate %d or channel count %d", out_rate,
+                         out_channels);
+    if (d->n_out >= SL_DEC_MAX_OUTPUTS)
+        return sl_seterr(SL_EINVAL, "%s: more than %d decoder outputs", d->path, SL_DEC_MAX_OUTPUTS);
+    if (d->packets || d->state != ST_DEMUX || d->out[0].swr)
+        return sl_seterr(SL_EINVAL, "%s: decoder outputs must be added before the first read", d->path);
+    int r = add_output(d, out_rate, out_channels);
+    return r < 0 ? r : d->n_out - 1;
+}
+
+long sl_decoder_buffered(const sl_decoder *d, int output)
+{
+    return d && output >= 0 && output < d->n_out ? av_audio_fifo_size(d->out[output].fifo) : 0;
+}
 
 long sl_decoder_read(sl_decoder *d, float *const *dst, long max_frames)
 {
-    if (!d || !dst || max_frames <= 0)
+    return sl_decoder_read_output(d, 0, dst, max_frames);
+}
+
+long sl_decoder_read_output(sl_decoder *d, int output, float *const *dst, long max_frames)
+{
+    if (!d || !dst || max_frames <= 0 || output < 0 || output >= d->n_out)
         return sl_seterr(SL_EINVAL, "sl_decoder_read: invalid arguments");
     if (d->err)
         return d->err;
+    dec_out *o = &d->out[output];
     set_log_file(d);
     int want = max_frames > (1 << 28) ? (1 << 28) : (int)max_frames;
-    while (av_audio_fifo_size(d->fifo) < want && d->state != ST_DONE) {
+    while (av_audio_fifo_size(o->fifo) < want && d->state != ST_DONE) {
         int r = step(d);
         if (r < 0) {
             d->err = r;
@@ -777,27 +852,29 @@ long sl_decoder_read(sl_decoder *d, float *const *dst, long max_frames)
         }
     }
     set_log_file(NULL);
-    int n = av_audio_fifo_size(d->fifo);
+    int n = av_audio_fifo_size(o->fifo);
     if (n > want)
         n = want;
     if (n == 0)
         return 0;
-    if (av_audio_fifo_read(d->fifo, (void **)dst, n) < n)
+    if (av_audio_fifo_read(o->fifo, (void **)dst, n) < n)
         return d->err = sl_seterr(SL_EDECODE, "%s: internal buffer error", d->path);
     /* NaN/Inf samples (float files can hold them) would poison every model
      * segment they fall in: they become silence, counted and warned about */
     int64_t bad = 0;
-    for (int c = 0; c < d->out_ch; c++)
+    for (int c = 0; c < o->ch; c++)
         for (int i = 0; i < n; i++)
             if (!isfinite(dst[c][i])) {
                 dst[c][i] = 0.0f;
                 bad++;
             }
-    if (bad && !d->nonfinite)
-        sl_log(SL_LOG_WARN, d->path, "decode",
-               "non-finite samples (NaN or infinity) in the audio, replaced by silence (counted in the report)");
-    d->nonfinite += bad;
-    d->frames_out += n;
+    if (output == 0) { /* the outputs share their source: counted once, on the first */
+        if (bad && !d->nonfinite)
+            sl_log(SL_LOG_WARN, d->path, "decode",
+                   "non-finite samples (NaN or infinity) in the audio, replaced by silence (counted in the report)");
+        d->nonfinite += bad;
+    }
+    o->frames_out += n;
     return n;
 }
 
@@ -812,15 +889,18 @@ void sl_decoder_close(sl_decoder *d)
         set_log_file(NULL);
     avcodec_free_context(&d->cc);
     avformat_close_input(&d->fmt);
-    swr_free(&d->swr);
-    if (d->fifo)
-        av_audio_fifo_free(d->fifo);
+    for (int i = 0; i < d->n_out; i++) {
+        dec_out *o = &d->out[i];
+        swr_free(&o->swr);
+        if (o->fifo)
+            av_audio_fifo_free(o->fifo);
+        av_channel_layout_uninit(&o->layout);
+        free(o->scratch);
+        free(o->planes);
+    }
     av_packet_free(&d->pkt);
     av_frame_free(&d->frame);
-    av_channel_layout_uninit(&d->out_layout);
     av_channel_layout_uninit(&d->in_key_layout);
-    free(d->scratch);
-    free(d->scratch_planes);
     free(d->path);
     free(d);
 }
@@ -838,10 +918,10 @@ int sl_decode_file(const char *path, int out_rate, int out_channels, float ***pl
         return r;
     if (info)
         *info = d->info;
-    int ch = d->out_ch;
+    int ch = d->out[0].ch;
     size_t cap = 65536;
     if (d->info.duration > 0)
-        cap = (size_t)(d->info.duration * d->out_rate) + 8192;
+        cap = (size_t)(d->info.duration * d->out[0].rate) + 8192;
     float **p = calloc((size_t)ch, sizeof *p);
     float **dst = calloc((size_t)ch, sizeof *dst);
     size_t n = 0;

@@ -37,6 +37,23 @@ int sl_decoder_open(sl_decoder **out, const char *path, int out_rate, int out_ch
 
 const sl_audio_info *sl_decoder_info(const sl_decoder *d);
 
+/* Most outputs one decoder feeds (sl_decoder_add_output). */
+#define SL_DEC_MAX_OUTPUTS 4
+
+/* Adds an output at another rate / channel count (0 = the source's), fed from
+ * the same decoded frames through its own resampler, so one decode serves
+ * models of different rates: what it delivers is exactly what a second
+ * decoder opened with these settings would deliver. Only before the first
+ * read. Returns the output's index (>= 1, for sl_decoder_read_output) or a
+ * negative error. Every decoded frame is buffered for every output until it
+ * is read: read the outputs in step (sl_decoder_buffered) to keep memory
+ * bounded. */
+int sl_decoder_add_output(sl_decoder *d, int out_rate, int out_channels);
+/* sl_decoder_read for output index output (0 = the one opened with the decoder). */
+long sl_decoder_read_output(sl_decoder *d, int output, float *const *dst, long max_frames);
+/* Frames decoded for output and not read yet. */
+long sl_decoder_buffered(const sl_decoder *d, int output);
+
 /* Reads up to max_frames frames into planar buffers dst[ch][0..max_frames).
  * Returns the number of frames written (> 0), 0 at end of stream, or a negative
  * error. Corrupt packets inside an otherwise readable file are skipped and counted
@@ -55,16 +72,17 @@ void sl_decoder_set_max_missing(sl_decoder *d, double fraction);
  * silence included. */
 double sl_decoder_decoded_seconds(const sl_decoder *d);
 /* Output samples that were NaN or infinite and were delivered as 0 (policy:
- * io/README.md); a warning is logged on the first. */
+ * io/README.md); a warning is logged on the first. Counted on output 0 (every
+ * output has them zeroed). */
 int64_t sl_decoder_nonfinite(const sl_decoder *d);
 
 /* Number of packets that failed to decode and were skipped so far. */
 long sl_decoder_bad_packets(const sl_decoder *d);
 /* Number of packets of the audio stream read so far (good and bad). */
 long sl_decoder_packets(const sl_decoder *d);
-/* Frames delivered by sl_decoder_read so far. */
+/* Frames delivered by sl_decoder_read (output 0) so far. */
 int64_t sl_decoder_frames(const sl_decoder *d);
-/* The output rate and channel count actually used (after 0 = "keep source"). */
+/* Output 0's rate and channel count actually used (after 0 = "keep source"). */
 int sl_decoder_out_rate(const sl_decoder *d);
 int sl_decoder_out_channels(const sl_decoder *d);
 

@@ -63,6 +63,10 @@ typedef struct sl_op_backend {
     int (*spec_gather)(sl_op_ctx *ctx, const sl_band_geom *g, const float *spec, float *out);
     int (*mask_scatter)(sl_op_ctx *ctx, const sl_band_geom *g, size_t n_masks, const int32_t *inv_off,
                         const int32_t *inv_idx, const float *spec, const float *mask, float *out);
+    int (*row_gather)(sl_op_ctx *ctx, const sl_gather_args *a);
+    int (*conv1d)(sl_op_ctx *ctx, const sl_conv1d_args *a);
+    int (*conv_transpose1d)(sl_op_ctx *ctx, const sl_convt1d_args *a);
+    int (*permute)(sl_op_ctx *ctx, const sl_permute_args *a);
     /* ctx->pool changed (sl_op_ctx_set_threads): update ctx->device. NULL (last, so the
      * positional tables of kernels/cuda leave it out): the backend's threads stay 1. */
     void (*threads_changed)(sl_op_ctx *ctx);

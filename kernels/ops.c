@@ -45,6 +45,10 @@ static const char *const op_names[SL_OP_COUNT] = {
     [SL_OP_ATTENTION] = "attention",
     [SL_OP_SPEC_GATHER] = "spec_gather",
     [SL_OP_MASK_SCATTER] = "mask_scatter",
+    [SL_OP_ROW_GATHER] = "row_gather",
+    [SL_OP_CONV1D] = "conv1d",
+    [SL_OP_CONV_TRANSPOSE1D] = "conv_transpose1d",
+    [SL_OP_PERMUTE] = "permute",
 };
 
 const char *sl_op_name(sl_op_id op)
@@ -86,6 +90,10 @@ static int backend_has(const sl_op_backend *be, sl_op_id op)
     case SL_OP_ATTENTION: return be->attention != NULL;
     case SL_OP_SPEC_GATHER: return be->spec_gather != NULL;
     case SL_OP_MASK_SCATTER: return be->mask_scatter != NULL;
+    case SL_OP_ROW_GATHER: return be->row_gather != NULL;
+    case SL_OP_CONV1D: return be->conv1d != NULL;
+    case SL_OP_CONV_TRANSPOSE1D: return be->conv_transpose1d != NULL;
+    case SL_OP_PERMUTE: return be->permute != NULL;
     default: return 0;
     }
 }
@@ -634,6 +642,8 @@ int sl_op_affine(sl_op_ctx *ctx, const sl_affine_args *a)
         return bad("affine", "a leading dimension is shorter than its row");
     if (a->x == a->y && (a->ldx != a->ldy || a->stride_x != a->stride_y))
         return bad("affine", "in place needs the same ld and stride for x and y");
+    if (a->res && (a->ldres < a->cols || (a->res == a->y && (a->ldres != a->ldy || a->stride_res != a->stride_y))))
+        return bad("affine", "res needs ldres >= cols, and the same ld and stride as y when it is y");
     if (!a->batch || !a->rows || !a->cols)
         return 0;
     DISPATCH(SL_OP_AFFINE, affine, a);
@@ -704,6 +714,65 @@ int sl_op_conv2d(sl_op_ctx *ctx, const sl_conv2d_args *a)
     DISPATCH(SL_OP_CONV2D, conv2d, a);
 }
 
+size_t sl_conv1d_len_out(const sl_conv1d_args *a)
+{
+    const uint64_t span = (uint64_t)a->dilation * (uint64_t)(a->k - 1) + 1;
+    const uint64_t padded = (uint64_t)a->len + (uint64_t)a->pad_l + (uint64_t)a->pad_r;
+    return padded < span ? 0 : (size_t)((padded - span) / (uint64_t)a->stride + 1);
+}
+
+int sl_op_conv1d(sl_op_ctx *ctx, const sl_conv1d_args *a)
+{
+    if (!a || !a->x || !a->wt || !a->y)
+        return bad("conv1d", "x, wt and y are required");
+    if ((unsigned)a->act > SL_ACT_GELU)
+        return bad("conv1d", "unknown activation");
+    if (a->c_in < 1 || a->c_in > 65536 || a->c_out < 1 || a->c_out > 65536 || a->groups < 1 ||
+        a->c_in % a->groups || a->c_out % a->groups)
+        return bad("conv1d", "channels 1..65536, multiples of groups >= 1");
+    if (a->len < 1 || a->inner < 1 || a->k < 1 || a->k > 4096 || a->stride < 1 || a->dilation < 1 ||
+        a->pad_l < 0 || a->pad_r < 0 || a->len > INT32_MAX || a->inner > INT32_MAX)
+        return bad("conv1d", "len, inner, k (<= 4096), stride, dilation >= 1 and paddings >= 0");
+    const size_t lo = sl_conv1d_len_out(a);
+    if (!lo)
+        return bad("conv1d", "the kernel span is longer than the padded input");
+    if ((uint64_t)lo * (uint64_t)a->inner > INT32_MAX || (uint64_t)a->len * (uint64_t)a->inner > INT32_MAX)
+        return bad("conv1d", "signal too large");
+    if (!a->batch)
+        return 0;
+    DISPATCH(SL_OP_CONV1D, conv1d, a);
+}
+
+int sl_op_conv_transpose1d(sl_op_ctx *ctx, const sl_convt1d_args *a)
+{
+    if (!a || !a->x || !a->wt || !a->y)
+        return bad("conv_transpose1d", "x, wt and y are required");
+    if ((unsigned)a->act > SL_ACT_GELU)
+        return bad("conv_transpose1d", "unknown activation");
+    if (a->c_in < 1 || a->c_in > 65536 || a->c_out < 1 || a->c_out > 65536)
+        return bad("conv_transpose1d", "channels 1..65536");
+    if (a->len < 1 || a->inner < 1 || a->k < 1 || a->k > 4096 || a->stride < 1 || a->crop < 0 ||
+        a->len > INT32_MAX || a->inner > INT32_MAX)
+        return bad("conv_transpose1d", "len, inner, k (<= 4096), stride >= 1 and crop >= 0");
+    const uint64_t full = ((uint64_t)a->len - 1) * (uint64_t)a->stride + (uint64_t)a->k;
+    if (a->len_out < 1 || (uint64_t)a->len_out + (uint64_t)a->crop > full)
+        return bad("conv_transpose1d", "len_out must be 1..(len-1)*stride + k - crop");
+    if ((uint64_t)a->len_out * (uint64_t)a->inner > INT32_MAX || (uint64_t)a->len * (uint64_t)a->inner > INT32_MAX)
+        return bad("conv_transpose1d", "signal too large");
+    if (!a->batch)
+        return 0;
+    DISPATCH(SL_OP_CONV_TRANSPOSE1D, conv_transpose1d, a);
+}
+
+int sl_op_permute(sl_op_ctx *ctx, const sl_permute_args *a)
+{
+    if (!a || !a->x || !a->y)
+        return bad("permute", "x and y are required");
+    if (!a->dim[0] || !a->dim[1] || !a->dim[2] || !a->dim[3])
+        return 0;
+    DISPATCH(SL_OP_PERMUTE, permute, a);
+}
+
 int sl_op_avg_pool2d(sl_op_ctx *ctx, size_t planes, int h, int w, int kh, int kw, const float *in, float *out)
 {
     if (h < 1 || w < 1 || kh < 1 || kw < 1 || kh > h || kw > w)
@@ -768,8 +837,11 @@ int sl_op_norm(sl_op_ctx *ctx, const sl_norm_args *a)
 {
     if (!a || !a->x || !a->y)
         return bad("norm", "x and y are required");
-    if (a->kind != SL_NORM_RMS && a->kind != SL_NORM_LAYER)
+    if (a->kind != SL_NORM_RMS && a->kind != SL_NORM_LAYER && a->kind != SL_NORM_GROUP)
         return bad("norm", "unknown kind");
+    if (a->kind == SL_NORM_GROUP && (a->groups < 1 || a->channels < a->groups || a->channels % a->groups ||
+                                     a->inner < 1))
+        return bad("norm", "group norm needs groups >= 1 dividing channels, and inner >= 1");
     if (a->dim < 1 || a->dim > INT32_MAX || a->ldx < a->dim || a->ldy < a->dim)
         return bad("norm", "dim 1..2^31 and each ld >= dim");
     if (!(a->eps >= 0) || !isfinite(a->eps))
@@ -876,4 +948,21 @@ int sl_band_inverse(const int32_t *idx, size_t n_feat, size_t n_bins, int32_t *i
         inv_idx[next[idx[j]]++] = (int32_t)j;
     free(next);
     return 0;
+}
+
+int sl_op_row_gather(sl_op_ctx *ctx, const sl_gather_args *a)
+{
+    if (!a || !a->x || !a->y || !a->idx)
+        return bad("row_gather", "x, y and idx are required");
+    if (a->taps < 1 || a->taps > 64 || (!a->w && a->taps != 1))
+        return bad("row_gather", "taps 1..64, and 1 without weights");
+    if (a->ldx < a->cols || a->ldy < a->cols)
+        return bad("row_gather", "a leading dimension is shorter than cols");
+    if (a->in_rows > INT32_MAX || a->rows > INT32_MAX)
+        return bad("row_gather", "rows beyond 2^31");
+    if (!a->batch || !a->rows || !a->cols)
+        return 0;
+    if (!a->in_rows)
+        return bad("row_gather", "no input rows");
+    DISPATCH(SL_OP_ROW_GATHER, row_gather, a);
 }

@@ -49,6 +49,10 @@ typedef enum {
     SL_OP_ATTENTION,    /* multi-head attention, optional rotary embedding, bias, gate */
     SL_OP_SPEC_GATHER,  /* spectrum bins -> per-frame feature rows (band split) */
     SL_OP_MASK_SCATTER, /* feature-row complex masks -> averaged per bin, times the spectrum */
+    SL_OP_ROW_GATHER,   /* rows picked (or blended from taps) by an index table: window partition, patch merging */
+    SL_OP_CONV1D,       /* 1-D convolution: stride, padding, dilation, groups, independent columns */
+    SL_OP_CONV_TRANSPOSE1D, /* transposed 1-D convolution, independent columns */
+    SL_OP_PERMUTE,      /* strided 4-D copy (axis permutation, crop, pad into a wider buffer) */
     SL_OP_COUNT
 } sl_op_id;
 
@@ -255,9 +259,11 @@ typedef struct {
     size_t ldadd, stride_add;
 } sl_gemm_args;
 
-/* y[b][i][j] = act((x[b][i][j] + add[b][j]) * mul[b][j]), i < rows, j < cols; add and mul
- * may be NULL (0 and 1); their item stride is stride_p (0: shared). Layout as
- * sl_gemm_args. y may be x itself (same ld and stride), never a partial overlap. */
+/* y[b][i][j] = act((x[b][i][j] + add[b][j]) * mul[b][j]) [+ res[b][i][j]], i < rows, j < cols; add
+ * and mul may be NULL (0 and 1); their item stride is stride_p (0: shared). res (optional, a
+ * residual tensor, element (i, j) of item b at res[b*stride_res + i*ldres + j]) is added after the
+ * activation. Layout as sl_gemm_args. y may be x itself or res itself (same ld and stride), never
+ * a partial overlap. The fields after y may be left zero (no residual). */
 typedef struct {
     size_t batch, rows, cols;
     const float *x;
@@ -267,6 +273,8 @@ typedef struct {
     sl_act act;
     float *y;
     size_t ldy, stride_y;
+    const float *res;
+    size_t ldres, stride_res;
 } sl_affine_args;
 
 /* LSTM geometry: torch.nn.LSTM (batch_first, h0 = c0 = 0, gates i, f, g, o). */
@@ -328,6 +336,66 @@ typedef struct {
 
 /* Convolution (sl_conv2d_args). SL_EINVAL on bad sizes, SL_ENOMEM. */
 int sl_op_conv2d(sl_op_ctx *ctx, const sl_conv2d_args *a);
+
+/* 1-D convolution along the len axis of x[batch][c_in][len][inner], the inner columns independent
+ * (inner = 1: torch Conv1d; inner = T: a torch Conv2d with kernel [k, 1], stride [stride, 1],
+ * padding [p, 0] on [batch][c_in][len][T]):
+ *   y[b][o][t][n] = act(bias[o] + sum_{c in o's group, u < k} w[o][c'][u] * x[b][c][t*stride + u*dilation - pad_l][n])
+ * zeros outside [0, len); len_out = (len + pad_l + pad_r - dilation*(k-1) - 1) / stride + 1 (>= 1).
+ * w is torch's [c_out][c_in/groups][k]; c_in and c_out multiples of groups; c' = c - group's first
+ * channel. bias may be NULL; act NONE, RELU, TANH or GELU. y must not overlap x, wt, bias. */
+typedef struct {
+    size_t batch;
+    int c_in, c_out, groups;    /* channels 1..65536 */
+    size_t len, inner;          /* >= 1 */
+    int k, stride, dilation;    /* >= 1 */
+    int pad_l, pad_r;           /* >= 0, zero padding */
+    const float *x;
+    const float *wt;
+    const float *bias;
+    sl_act act;
+    float *y;
+} sl_conv1d_args;
+/* len_out of a (valid) sl_conv1d_args; 0 when no output position fits. */
+size_t sl_conv1d_len_out(const sl_conv1d_args *a);
+/* Convolution (sl_conv1d_args). SL_EINVAL on bad sizes, SL_ENOMEM. */
+int sl_op_conv1d(sl_op_ctx *ctx, const sl_conv1d_args *a);
+
+/* Transposed 1-D convolution along len of x[batch][c_in][len][inner] (torch ConvTranspose1d, or
+ * ConvTranspose2d with kernel [k, 1], stride [stride, 1] for inner > 1), groups 1, dilation 1:
+ *   y[b][o][t][n] = act(bias[o] + sum_{c, i, u : i*stride + u - crop == t} x[b][c][i][n] * w[c][o][u])
+ * for t < len_out; crop is torch's padding (outputs dropped at the start), len_out at most
+ * (len - 1)*stride + k - crop (torch's full length is (len-1)*stride + k - 2*crop). w is torch's
+ * [c_in][c_out][k]. bias may be NULL; act as conv1d. y must not overlap x, wt, bias. */
+typedef struct {
+    size_t batch;
+    int c_in, c_out;            /* 1..65536 */
+    size_t len, inner;          /* >= 1 */
+    int k, stride;              /* >= 1 */
+    int crop;                   /* >= 0 */
+    size_t len_out;             /* >= 1 */
+    const float *x;
+    const float *wt;
+    const float *bias;
+    sl_act act;
+    float *y;
+} sl_convt1d_args;
+/* Transposed convolution (sl_convt1d_args). SL_EINVAL on bad sizes, SL_ENOMEM. */
+int sl_op_conv_transpose1d(sl_op_ctx *ctx, const sl_convt1d_args *a);
+
+/* Strided 4-D copy: y[i0*ys[0] + i1*ys[1] + i2*ys[2] + i3*ys[3]] = x[i0*xs[0] + ... + i3*xs[3]] for
+ * i_d < dim[d] (strides in floats; unused axes have dim 1). An axis permutation (torch's
+ * permute(...).contiguous()), a crop, or a copy into a wider zero-padded buffer. Distinct i must
+ * address distinct y elements; y must not overlap x. */
+typedef struct {
+    size_t dim[4];
+    const float *x;
+    size_t xs[4];
+    float *y;
+    size_t ys[4];
+} sl_permute_args;
+/* Strided copy (sl_permute_args). SL_EINVAL when a pointer is missing. */
+int sl_op_permute(sl_op_ctx *ctx, const sl_permute_args *a);
 /* in[planes][h][w] -> out[planes][h/kh][w/kw], each output the mean of its kh x kw block
  * (torch F.avg_pool2d(kernel_size=(kh, kw)), stride = kernel, no padding, floor: trailing
  * rows / columns that do not fill a block are dropped). kh, kw >= 1 and <= h, w. */
@@ -365,13 +433,19 @@ int sl_op_topk(sl_op_ctx *ctx, const sl_topk_args *a);
 
 /* ---- transformer ops (kernels/README.md, "Transformer ops"; shared by every attention model) ---- */
 
-typedef enum { SL_NORM_RMS = 0, SL_NORM_LAYER = 1 } sl_norm_kind;
+typedef enum { SL_NORM_RMS = 0, SL_NORM_LAYER = 1, SL_NORM_GROUP = 2 } sl_norm_kind;
 
 /* Normalisation of each row of x over its dim elements:
  *  SL_NORM_RMS:   y = x * sqrt(dim) / max(||x||_2, eps) * gamma   (F.normalize(x, dim=-1) * dim**0.5 *
  *                 gamma, the RMSNorm of the RoFormers; eps 1e-12 there)
  *  SL_NORM_LAYER: y = (x - mean) / sqrt(var + eps) * gamma + beta (torch.nn.LayerNorm, population var)
- * gamma / beta may be NULL (1 / 0). Row i at x + i*ldx, y + i*ldy; y may be x itself (same ld). */
+ *  SL_NORM_GROUP: as LAYER over the row, but gamma / beta are per channel: element j of row i
+ *                 belongs to channel c = (i % groups) * cpg + (j / inner) % cpg, cpg = channels / groups
+ *                 (torch.nn.GroupNorm(groups, channels) on [N][channels][S] is rows = N*groups,
+ *                 dim = cpg*S, inner = S; a GroupNorm(1, C) over channel-last [N][T][C] rows is
+ *                 rows = N, dim = T*C, groups 1, inner 1)
+ * gamma / beta may be NULL (1 / 0). Row i at x + i*ldx, y + i*ldy; y may be x itself (same ld).
+ * groups, channels, inner are read only for SL_NORM_GROUP (channels % groups == 0, inner >= 1). */
 typedef struct {
     sl_norm_kind kind;
     size_t rows, dim;
@@ -381,6 +455,7 @@ typedef struct {
     float eps;
     float *y;
     size_t ldy;
+    size_t groups, channels, inner;
 } sl_norm_args;
 
 /* Multi-head scaled dot-product attention over a batch of sequences (self- or cross-attention):
@@ -455,5 +530,30 @@ int sl_op_mask_scatter(sl_op_ctx *ctx, const sl_band_geom *g, size_t n_masks, co
 /* Host helper: inverse of idx (sl_op_mask_scatter) into inv_off[n_bins + 1], inv_idx[n_feat]
  * (caller-owned host arrays), n_bins = F*n_ch. Returns 0 or SL_EINVAL (an index out of range). */
 int sl_band_inverse(const int32_t *idx, size_t n_feat, size_t n_bins, int32_t *inv_off, int32_t *inv_idx);
+
+
+/* ---- row gather (kernels/README.md, "Row gather") ---- */
+
+/* y[b][r][c] = sum_{t < taps} w[r][t] * x[b][idx[r][t]][c] for b < batch, r < rows, c < cols, summed
+ * in float in tap order (w[r][0]*x0 + w[r][1]*x1 + ...); w NULL: taps must be 1 and y is an exact copy
+ * of the picked rows. Row i of item b of x at x + b*stride_x + i*ldx (y likewise). idx [rows][taps]
+ * int32 and w [rows][taps] float live in backend memory; every idx value must be < in_rows (not
+ * checked on the device). One op for every fixed re-ordering of token rows: Swin window partition
+ * and reverse with the cyclic shift, patch merging's 2x2 concatenation (cols = C, rows read as
+ * [rows/4][4C]), image patches of a spectrogram (cols = 1), and a resampling whose output rows are
+ * weighted sums of input rows (HTSAT's bicubic time axis: 4 taps). y must not overlap x. */
+typedef struct {
+    size_t batch, rows, cols, in_rows;
+    int taps;            /* 1..64 */
+    const int32_t *idx;
+    const float *w;
+    const float *x;
+    size_t ldx, stride_x;
+    float *y;
+    size_t ldy, stride_y;
+} sl_gather_args;
+
+/* Row gather (sl_gather_args). SL_EINVAL on bad sizes. */
+int sl_op_row_gather(sl_op_ctx *ctx, const sl_gather_args *a);
 
 #endif

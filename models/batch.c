@@ -64,8 +64,8 @@ void sl_sep_default_segment(const sl_sep_info *info, double *segment_s, double *
         *segment_s = 30.0;
         *overlap_s = 1.0;
     }
-    /* the RoFormers: the checkpoint's chunk_size, consecutive chunks overlapping as
-     * num_overlap says (step chunk_size / num_overlap, as the reference inference) */
+    /* models that state their own segmenting (the RoFormers, which the runner
+     * cuts as their reference inference does: pipeline/demix.h) */
     if (info && info->segment_s > 0) {
         *segment_s = info->segment_s;
         *overlap_s = info->overlap_s;

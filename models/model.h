@@ -18,6 +18,11 @@ typedef struct {
     const char *sources[SL_MAX_SOURCES]; /* stem names, e.g. "harmonic" */
     char params[256];      /* human-readable resolved hyper-parameters, for logs and reports */
     double segment_s, overlap_s; /* the model's own segmenting (seconds), 0: sl_sep_default_segment's */
+    /* > 0: the runner cuts and joins tracks as the reference chunked inference
+     * does (pipeline/demix.h): chunks of demix_chunk samples, step
+     * demix_chunk / demix_overlap, the model run on whole chunks */
+    size_t demix_chunk;
+    int demix_overlap;
 } sl_sep_info;
 
 typedef struct sl_sep_model sl_sep_model;

@@ -82,6 +82,27 @@ int sl_cnn14_run_stages(sl_emb_model *m, const float *in, size_t n, float *vec, 
 /* Frames T for n samples, mel bins, and the six blocks' channel counts. */
 int sl_cnn14_geometry(const sl_emb_model *m, size_t n, size_t *frames, int *n_mels, int *channels);
 
+/* LAION-CLAP audio tower (models/clap_audio.c): weights is the .safetensors path with the
+ * laion_clap state-dict names (NULL/empty -> SL_ECONFIG). */
+int sl_clap_audio_init(sl_emb_model *m, const char *weights, const sl_cfg_opts *opts);
+/* clap internals for the golden tests: stages of one mono window copied to host memory (each
+ * NULL = skipped), tokens in raster order: logmel[T][n_mels] before bn0, image[spec][spec] (the
+ * patch embedding's input), patch[grid^2][embed] after its norm, blocks[j][grid^2][embed] after
+ * block j of the first stage (j < n_blocks), stages[s][tokens[s]][dims[s]] after stage s (patch
+ * merging included), latent[latent] the mean token; frames receives T. vec is L2-normalised. */
+typedef struct {
+    float *logmel, *image, *patch, **blocks, **stages, *latent;
+    size_t n_blocks, frames;
+} sl_clap_audio_stages;
+int sl_clap_audio_run_stages(sl_emb_model *m, const float *in, size_t n, float *vec, sl_clap_audio_stages *stages);
+typedef struct {
+    size_t clip, frames;
+    int n_mels, spec, grid, embed, n_stages, first_depth, latent, dim;
+    size_t tokens[8];
+    int dims[8];
+} sl_clap_audio_geom;
+int sl_clap_audio_geometry(const sl_emb_model *m, sl_clap_audio_geom *g);
+
 /* Work buffers of one model instance kept from call to call (a model runs on one
  * worker's context at a time): one backend allocation carved into parts, regrown
  * only when a call needs more than any before, so segments after the first

@@ -10,7 +10,7 @@
 #include "model_impl.h"
 
 const char *const sl_sep_model_names[] = {"hpss", "umx", "bs_roformer", "mel_band_roformer", NULL};
-const char *const sl_emb_model_names[] = {"melstats", "cnn14", NULL};
+const char *const sl_emb_model_names[] = {"melstats", "cnn14", "clap", NULL};
 
 int sl_model_opt_error(const sl_cfg_opt *o, const char *section, const char *fmt, ...)
 {
@@ -137,21 +137,23 @@ int sl_emb_open(sl_emb_model **out, const char *name, const char *weights, const
                 sl_op_ctx *ctx)
 {
     *out = NULL;
-    const int is_cnn14 = name && !strcmp(name, "cnn14");
-    if (!name || (strcmp(name, "melstats") != 0 && !is_cnn14)) {
+    const int is_cnn14 = name && !strcmp(name, "cnn14"), is_clap = name && !strcmp(name, "clap");
+    if (!name || (strcmp(name, "melstats") != 0 && !is_cnn14 && !is_clap)) {
         char list[128];
         list_names(sl_emb_model_names, list, sizeof list);
         return sl_seterr(SL_ECONFIG, "unknown embedding model '%s' (built in: %s)", name ? name : "",
                          list);
     }
-    if (!is_cnn14 && weights && *weights)
+    if (!is_cnn14 && !is_clap && weights && *weights)
         return sl_seterr(SL_ECONFIG, "embedding model '%s' takes no weights (embedding.weights is '%s')",
                          name, weights);
     sl_emb_model *m = calloc(1, sizeof *m);
     if (!m)
         return sl_seterr(SL_ENOMEM, "embedding model: out of memory");
     m->ctx = ctx;
-    int rc = is_cnn14 ? sl_cnn14_init(m, weights, opts) : sl_melstats_init(m, opts);
+    int rc = is_cnn14  ? sl_cnn14_init(m, weights, opts)
+             : is_clap ? sl_clap_audio_init(m, weights, opts)
+                       : sl_melstats_init(m, opts);
     if (rc < 0) {
         sl_emb_close(m);
         return rc;

@@ -89,7 +89,7 @@ static int linear(sl_op_ctx *ctx, size_t m, size_t n, size_t k, const float *x, 
 static int rmsnorm(sl_op_ctx *ctx, size_t rows, size_t dim, const float *x, size_t ldx, const float *g, float *y,
                    size_t ldy)
 {
-    sl_norm_args a = {SL_NORM_RMS, rows, dim, x, ldx, g, NULL, 1e-12f, y, ldy};
+    sl_norm_args a = {SL_NORM_RMS, rows, dim, x, ldx, g, NULL, 1e-12f, y, ldy, 0, 0, 0};
     return sl_op_norm(ctx, &a);
 }
 
@@ -309,13 +309,20 @@ int sl_roformer_init(sl_sep_model *m, const char *name, const char *weights, con
     m->impl = st;
     m->close = rf_close;
     m->run = rf_run;
-    int instrumental = 1;
+    int instrumental = 1, chunk = 0, overlap = 0;
+    const sl_cfg_opt *chunk_opt = NULL;
     for (size_t i = 0; opts && i < opts->n; i++) {
         const sl_cfg_opt *o = &opts->items[i];
         if (!strcmp(o->key, "instrumental")) {
             rc = sl_model_opt_bool(o, sec, &instrumental);
+        } else if (!strcmp(o->key, "chunk_size")) {
+            rc = sl_model_opt_int(o, sec, 10, 1L << 26, 0, &chunk);
+            chunk_opt = o;
+        } else if (!strcmp(o->key, "num_overlap")) {
+            rc = sl_model_opt_int(o, sec, 1, 64, 0, &overlap);
         } else {
-            rc = sl_model_opt_error(o, sec, "unknown option of model %s (known: instrumental)", name);
+            rc = sl_model_opt_error(o, sec, "unknown option of model %s (known: instrumental, chunk_size, "
+                                            "num_overlap)", name);
         }
         if (rc < 0)
             return rc;
@@ -345,11 +352,23 @@ int sl_roformer_init(sl_sep_model *m, const char *name, const char *weights, con
     info->sample_rate = st->sample_rate;
     info->channels = st->S;
     info->n_sources = st->N + st->instrumental;
-    /* segments: the training chunk (8 s where absent), overlapping like the reference's demix
-     * (step chunk / num_overlap) up to the runner's limit of half a segment */
-    const double chunk = st->chunk_size > 0 ? (double)st->chunk_size / st->sample_rate : 8.0;
-    info->segment_s = chunk;
-    info->overlap_s = fmin(chunk - chunk / st->num_overlap, chunk / 2);
+    /* inference as the reference's demix: the options, else the checkpoint's chunk_size and
+     * num_overlap, else 8 s and 2 */
+    if (!chunk)
+        chunk = st->chunk_size >= 10 ? st->chunk_size : 8 * st->sample_rate;
+    if (!overlap)
+        overlap = st->num_overlap;
+    if (overlap > chunk)
+        return chunk_opt ? sl_model_opt_error(chunk_opt, sec, "chunk_size %d is shorter than num_overlap %d", chunk,
+                                              overlap)
+                         : sl_seterr(SL_ECONFIG, "%s: chunk_size %d is shorter than num_overlap %d", who, chunk,
+                                     overlap);
+    st->chunk_size = chunk;
+    st->num_overlap = overlap;
+    info->demix_chunk = (size_t)chunk;
+    info->demix_overlap = overlap;
+    info->segment_s = (double)chunk / st->sample_rate;
+    info->overlap_s = info->segment_s - (double)(chunk / overlap) / st->sample_rate;
     for (int s = 0; s < info->n_sources; s++)
         info->sources[s] = st->names[s];
     snprintf(info->params, sizeof info->params,

@@ -748,6 +748,44 @@ static void free_tables(table *ts, size_t n)
 }
 
 /* Every (model, source[, timeline]) folder with shards that the options select. */
+static int keep_sidecar(const char *dir, const char *name)
+{
+    (void)dir;
+    size_t n = strlen(name);
+    return n >= 10 && !strcmp(name + n - 10, "index.json");
+}
+
+/* Shard sets centred on different means (embedding.center: catalog: each shard
+ * of a sharded job on its own mean until `stemline merge` centres them on the
+ * catalog's) are not one table. */
+static int check_centres(const char *dir)
+{
+    char **names;
+    long n = list_dir(dir, keep_sidecar, &names);
+    char *first = NULL;
+    int rc = 0;
+    for (long i = 0; i < n && !rc; i++) {
+        char *p = cat3(dir, "/", names[i]);
+        sl_index_meta m;
+        if (!p) {
+            rc = sl_seterr(SL_ENOMEM, "export: out of memory");
+        } else if (!sl_index_meta_read(p, &m)) {
+            const char *h = m.center_hash ? m.center_hash : "";
+            if (!first && !(first = strdup(h)))
+                rc = sl_seterr(SL_ENOMEM, "export: out of memory");
+            else if (strcmp(first, h))
+                rc = sl_seterr(SL_EFORMAT, "%s: these shard sets are centred on different means (embedding.center: "
+                                           "catalog, each shard on its own): run `stemline merge` to centre them on "
+                                           "the catalog mean, then export", dir);
+            sl_index_meta_free(&m);
+        }
+        free(p);
+    }
+    free(first);
+    free_list(names, n);
+    return rc;
+}
+
 static int find_tables(const sl_export_opts *o, table **ts, size_t *nt)
 {
     char *emb = cat3(o->out_dir, "/embeddings", "");
@@ -774,6 +812,8 @@ static int find_tables(const sl_export_opts *o, table **ts, size_t *nt)
             char *td = sd ? cat3(sd, "/timeline", "") : NULL;
             if (!sd || !td)
                 rc = sl_seterr(SL_ENOMEM, "export: out of memory");
+            if (!rc && !(rc = check_centres(sd)) && is_dir(td))
+                rc = check_centres(td);
             if (!rc)
                 rc = add_table(ts, nt, models[i], sources[j], sd, 0);
             if (rc == SL_ENOTFOUND)

@@ -60,4 +60,10 @@ void sl_merge_print_problems(const sl_merge *m, FILE *f, size_t max_list);
 
 void sl_merge_free(sl_merge *m);
 
+/* embedding.center: catalog (pipeline/center.h): every vector folder of out_dir
+ * whose sidecars say centred is rewritten, each shard set with its ledger,
+ * centred on the mean of the rows of all of them (mean.npy); a line per folder
+ * to log (may be NULL); *n_folders how many. Returns 0 or a negative code. */
+int sl_merge_center(const char *out_dir, FILE *log, size_t *n_folders);
+
 #endif

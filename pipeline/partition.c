@@ -38,7 +38,8 @@ enum { AT_TOP, AT_EMBEDDINGS, AT_TAGS };
 static int belongs(const char *rest, int where)
 {
     static const char *const top[] = {"ledger.sqlite", "ledger.sqlite-wal", "ledger.sqlite-shm",
-                                      "ledger.sqlite-journal", "ledger.sqlite.lock", "report.json"};
+                                      "ledger.sqlite-journal", "ledger.sqlite.lock", "report.json",
+                                      "report.html"};
     switch (where) {
     case AT_TOP:
         for (size_t i = 0; i < sizeof top / sizeof top[0]; i++)
@@ -46,7 +47,7 @@ static int belongs(const char *rest, int where)
                 return 1;
         return 0;
     case AT_EMBEDDINGS:
-        return !strcmp(rest, "index.json") || is_vector_shard(rest);
+        return !strcmp(rest, "index.json") || !strcmp(rest, "mean.npy") || is_vector_shard(rest);
     default:
         return !strcmp(rest, "tags.jsonl");
     }

@@ -10,6 +10,7 @@
 typedef struct {
     char *id, *path, *reason;
     double duration;
+    double secs[4]; /* decode, separate, embed, write (ok entries) */
     int has_dec;
     sl_decode_stats dec;
 } entry;
@@ -21,6 +22,18 @@ typedef struct {
 
 #define N_STAGES 5
 static const char *const stage_names[N_STAGES] = {"decode", "separate", "embed", "write", "shards"};
+
+/* Throughput over time in a fixed number of bins: when the run outlasts them,
+ * neighbours are summed pairwise and the bin width doubles, so memory stays
+ * the same however long the run. */
+#define TP_BINS 128
+typedef struct {
+    double width;               /* seconds per bin */
+    double audio[TP_BINS];      /* seconds of audio of the tracks finished in each bin */
+    unsigned tracks[TP_BINS];   /* tracks finished (ok) in each bin */
+    unsigned failed[TP_BINS];   /* tracks failed in each bin */
+    int used;                   /* bins up to the last one touched */
+} throughput;
 
 struct sl_report {
     pthread_mutex_t mu;
@@ -40,7 +53,52 @@ struct sl_report {
     char *backend, *device;
     char *sep_model, *emb_model, *output_dir, *source_file;
     int shard_index, shard_count;
+    struct timespec t0;
+    throughput tp;
 };
+
+static double since_start(const sl_report *r)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)(t.tv_sec - r->t0.tv_sec) + 1e-9 * (double)(t.tv_nsec - r->t0.tv_nsec);
+}
+
+/* Widens the bins until t seconds fit. Caller holds r->mu. */
+static void tp_fit(throughput *tp, double t)
+{
+    while (t >= tp->width * TP_BINS) {
+        for (int i = 0; i < TP_BINS / 2; i++) {
+            tp->audio[i] = tp->audio[2 * i] + tp->audio[2 * i + 1];
+            tp->tracks[i] = tp->tracks[2 * i] + tp->tracks[2 * i + 1];
+            tp->failed[i] = tp->failed[2 * i] + tp->failed[2 * i + 1];
+        }
+        memset(tp->audio + TP_BINS / 2, 0, sizeof tp->audio / 2);
+        memset(tp->tracks + TP_BINS / 2, 0, sizeof tp->tracks / 2);
+        memset(tp->failed + TP_BINS / 2, 0, sizeof tp->failed / 2);
+        tp->used = (tp->used + 1) / 2;
+        tp->width *= 2;
+    }
+}
+
+/* Caller holds r->mu. */
+static void tp_add(sl_report *r, double audio, int ok)
+{
+    throughput *tp = &r->tp;
+    double t = since_start(r);
+    tp_fit(tp, t);
+    int b = (int)(t / tp->width);
+    if (b >= TP_BINS)
+        b = TP_BINS - 1;
+    if (ok) {
+        tp->audio[b] += audio;
+        tp->tracks[b]++;
+    } else {
+        tp->failed[b]++;
+    }
+    if (b + 1 > tp->used)
+        tp->used = b + 1;
+}
 
 static void iso_now(char *buf, size_t n)
 {
@@ -60,6 +118,8 @@ sl_report *sl_report_new(const sl_config *cfg, const char *config_hash, const ch
         return NULL;
     pthread_mutex_init(&r->mu, NULL);
     iso_now(r->started, sizeof r->started);
+    clock_gettime(CLOCK_MONOTONIC, &r->t0);
+    r->tp.width = 0.1;
     snprintf(r->hash, sizeof r->hash, "%s", config_hash);
     r->backend = dup_or_null(backend);
     r->device = dup_or_null(device);
@@ -108,7 +168,15 @@ void sl_report_ok(sl_report *r, const char *id, const char *path, double duratio
     if (!r)
         return;
     pthread_mutex_lock(&r->mu);
-    add_decode(r, list_add(&r->ok, id, path, NULL, duration), dec);
+    entry *e = list_add(&r->ok, id, path, NULL, duration);
+    if (e) {
+        e->secs[0] = t_decode;
+        e->secs[1] = t_sep;
+        e->secs[2] = t_emb;
+        e->secs[3] = t_write;
+    }
+    add_decode(r, e, dec);
+    tp_add(r, duration, 1);
     r->audio_seconds += duration;
     r->stage[0] += t_decode;
     r->stage[1] += t_sep;
@@ -124,6 +192,7 @@ void sl_report_fail(sl_report *r, const char *id, const char *path, const char *
         return;
     pthread_mutex_lock(&r->mu);
     add_decode(r, list_add(&r->failed, id, path, reason, 0), dec);
+    tp_add(r, 0, 0);
     pthread_mutex_unlock(&r->mu);
 }
 
@@ -186,6 +255,9 @@ void sl_report_finish(sl_report *r, double wall_seconds, int interrupted, const 
     if (!r)
         return;
     r->wall = wall_seconds;
+    pthread_mutex_lock(&r->mu);
+    tp_fit(&r->tp, wall_seconds);
+    pthread_mutex_unlock(&r->mu);
     r->interrupted = interrupted;
     r->fatal = dup_or_null(fatal);
     iso_now(r->finished, sizeof r->finished);
@@ -229,8 +301,12 @@ static void write_list(FILE *f, const char *name, list *l, int with_reason, int 
         json_kv_str(f, "id", l->v[i].id);
         fputs(", ", f);
         json_kv_str(f, "path", l->v[i].path);
-        if (with_duration)
-            fprintf(f, ", \"duration\": %.3f", l->v[i].duration);
+        if (with_duration) {
+            const double *t = l->v[i].secs;
+            fprintf(f, ", \"duration\": %.3f, \"seconds\": {\"decode\": %.3f, \"separate\": %.3f, \"embed\": %.3f, "
+                       "\"write\": %.3f}",
+                    l->v[i].duration, t[0], t[1], t[2], t[3]);
+        }
         if (with_reason) {
             fputs(", ", f);
             json_kv_str(f, "reason", l->v[i].reason);
@@ -288,6 +364,22 @@ int sl_report_write(const sl_report *cr, const char *path)
                 s, s > 0 ? r->audio_seconds / s : 0.0);
     }
     fputs("\n  },\n", f);
+    /* bins up to the end of the run (at least the last one holding a track) */
+    int nb = r->tp.used;
+    if (r->wall > 0) {
+        int wb = (int)(r->wall / r->tp.width) + 1;
+        nb = wb > nb ? (wb < TP_BINS ? wb : TP_BINS) : nb;
+    }
+    fprintf(f, "  \"throughput\": {\"bin_seconds\": %.6g, \"tracks\": [", r->tp.width);
+    for (int i = 0; i < nb; i++)
+        fprintf(f, "%s%u", i ? ", " : "", r->tp.tracks[i]);
+    fputs("], \"failed\": [", f);
+    for (int i = 0; i < nb; i++)
+        fprintf(f, "%s%u", i ? ", " : "", r->tp.failed[i]);
+    fputs("], \"audio_seconds\": [", f);
+    for (int i = 0; i < nb; i++)
+        fprintf(f, "%s%.3f", i ? ", " : "", r->tp.audio[i]);
+    fputs("]},\n", f);
     write_list(f, "ok", &r->ok, 0, 1);
     fputs(",\n", f);
     write_list(f, "failed", &r->failed, 1, 0);

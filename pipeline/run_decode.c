@@ -6,35 +6,128 @@
 
 typedef struct {
     sl_decoder *d;
+    int out; /* the decoder output this stream reads */
 } dec_arg;
 
 static long dec_read(void *arg, float *const *dst, long max)
 {
-    return sl_decoder_read(((dec_arg *)arg)->d, dst, max);
+    dec_arg *a = arg;
+    return sl_decoder_read_output(a->d, a->out, dst, max);
 }
 
-/* Streams one kind of segments of a track into the ready queue: from its input,
- * or (path given) from one of its stems, for embedding source src.
- * Returns 0, or a negative code after marking the track failed/abandoned. */
-static int decode_stream(runner *r, trk *t, int kind, int src, const char *path)
+/* One kind of segments cut from a decoder output. */
+typedef struct {
+    int kind, src, rate, ch;
+    size_t L, H, k;
+    sl_segmenter sg;
+    sl_demix_cutter dc; /* instead of sg: separation chunks when the runner demixes */
+    int demix;
+    dec_arg da;
+    int done, init;
+} dstream;
+
+/* samples of the track this stream has read */
+static size_t dstream_total(const dstream *s) { return s->demix ? s->dc.total : s->sg.total; }
+
+static void dstream_set(runner *r, dstream *s, int kind, int src)
 {
-    int rate = kind == KIND_SEP ? r->sep->sample_rate : r->emb->sample_rate;
-    int ch = kind == KIND_SEP ? r->sep->channels : r->emb->channels;
-    size_t L = kind == KIND_SEP ? r->sep_L : r->emb_L, H = kind == KIND_SEP ? r->sep_H : r->emb_H;
+    memset(s, 0, sizeof *s);
+    s->kind = kind;
+    s->src = src;
+    s->rate = kind == KIND_SEP ? r->sep->sample_rate : r->emb->sample_rate;
+    s->ch = kind == KIND_SEP ? r->sep->channels : r->emb->channels;
+    s->L = kind == KIND_SEP ? r->sep_L : r->emb_L;
+    s->H = kind == KIND_SEP ? r->sep_H : r->emb_H;
+    s->demix = kind == KIND_SEP ? r->demix : 0;
+}
+
+/* Cuts the next segment of stream s into a slot and queues it; 1 when one was
+ * queued, 0 at the end of the stream, or a negative code after marking the
+ * track failed/abandoned. */
+static int stream_next(runner *r, trk *t, dstream *s)
+{
+    char m[600];
+    if (should_stop(r)) {
+        pthread_mutex_lock(&t->mu);
+        trk_abandon(t, atomic_load(&stop_requests) ? "interrupted" : "the run stopped");
+        pthread_mutex_unlock(&t->mu);
+        return SL_EINTERRUPTED;
+    }
+    pthread_mutex_lock(&t->mu);
+    int dead = t->failed || t->abandoned;
+    pthread_mutex_unlock(&t->mu);
+    if (dead)
+        return SL_EINTERRUPTED;
+    slot *sl = pool_acquire(r);
+    if (!sl) {
+        pthread_mutex_lock(&t->mu);
+        if (should_stop(r))
+            trk_abandon(t, atomic_load(&stop_requests) ? "interrupted" : "the run stopped");
+        else
+            trk_fail(t, "out of memory for a segment buffer");
+        pthread_mutex_unlock(&t->mu);
+        return SL_ENOMEM;
+    }
+    slot_layout(r, sl, s->kind);
+    sl->src = s->src;
+    sl_budget_acquire(r->budget, 1); /* decoding computes: one token of runtime.threads */
+    long len = s->demix ? sl_demix_cutter_next(&s->dc, dec_read, &s->da, sl->in, &sl->dpos)
+                        : sl_segmenter_next(&s->sg, dec_read, &s->da, sl->in);
+    sl_budget_release(r->budget, 1);
+    if (len <= 0) {
+        pool_release(r, sl);
+        if (len < 0) {
+            int rc = (int)len;
+            pthread_mutex_lock(&t->mu);
+            if (rc == SL_EINTERRUPTED || should_stop(r))
+                trk_abandon(t, stop_requests ? "interrupted" : "the run stopped");
+            else
+                trk_fail(t, "decode: %s", sl_errmsg(rc, m, sizeof m));
+            pthread_mutex_unlock(&t->mu);
+            return rc;
+        }
+        return 0;
+    }
+    sl->t = t;
+    sl->k = s->k++;
+    sl->len = (size_t)len;
+    pthread_mutex_lock(&t->mu);
+    t->in_flight++;
+    pthread_mutex_unlock(&t->mu);
+    push_ready(r, sl);
+    return 1;
+}
+
+/* Streams segments of a track into the ready queue: from its input (path
+ * NULL), or from one of its stems. One decoder serves every stream: the
+ * separation segments and the mix's embedding windows are cut from outputs
+ * of one decode (sl_decoder_add_output), read in step (the stream that is
+ * furthest behind in time goes next) so neither output buffers more than
+ * about one segment. Returns 0, or a negative code after marking the track
+ * failed/abandoned. */
+static int decode_streams(runner *r, trk *t, dstream *st, int n, const char *path)
+{
     sl_decoder *d = NULL;
     char m[600];
-    int rc = sl_decoder_open(&d, path ? path : t->tr->path, rate, ch);
+    int rc = sl_decoder_open(&d, path ? path : t->tr->path, st[0].rate, st[0].ch);
+    for (int i = 1; i < n && !rc; i++) {
+        int idx = sl_decoder_add_output(d, st[i].rate, st[i].ch);
+        rc = idx < 0 ? idx : 0;
+        st[i].da.out = idx;
+    }
     if (rc) {
+        sl_decoder_close(d);
         pthread_mutex_lock(&t->mu);
         if (rc == SL_EINTERRUPTED || should_stop(r))
             trk_abandon(t, stop_requests ? "interrupted" : "the run stopped");
         else if (path)
-            trk_fail(t, "embed stem '%s': decode: %s", r->esrc[src], sl_errmsg(rc, m, sizeof m));
+            trk_fail(t, "embed stem '%s': decode: %s", r->esrc[st[0].src], sl_errmsg(rc, m, sizeof m));
         else
             trk_fail(t, "decode: %s", sl_errmsg(rc, m, sizeof m));
         pthread_mutex_unlock(&t->mu);
         return rc;
     }
+    atomic_fetch_add(&r->decodes, 1);
     const sl_audio_info *info = sl_decoder_info(d);
     if (!path) {
         t->source_rate = info->sample_rate;
@@ -42,7 +135,11 @@ static int decode_stream(runner *r, trk *t, int kind, int src, const char *path)
         if (r->cfg->input_max_missing < 1)
             sl_decoder_set_max_missing(d, r->cfg->input_max_missing);
     }
-    if (kind == KIND_SEP && r->write_stems) {
+    dstream *sep = NULL;
+    for (int i = 0; i < n; i++)
+        if (st[i].kind == KIND_SEP)
+            sep = &st[i];
+    if (sep && r->write_stems) {
         pthread_mutex_lock(&t->mu);
         rc = open_encoders(r, t, m, sizeof m);
         if (rc)
@@ -53,80 +150,50 @@ static int decode_stream(runner *r, trk *t, int kind, int src, const char *path)
             return rc;
         }
     }
-    sl_segmenter sg;
-    rc = sl_segmenter_init(&sg, L, H, ch);
-    dec_arg da = {d};
-    size_t k = 0;
-    while (!rc) {
-        if (should_stop(r)) {
-            pthread_mutex_lock(&t->mu);
-            trk_abandon(t, atomic_load(&stop_requests) ? "interrupted" : "the run stopped");
-            pthread_mutex_unlock(&t->mu);
-            rc = SL_EINTERRUPTED;
-            break;
-        }
-        pthread_mutex_lock(&t->mu);
-        int dead = t->failed || t->abandoned;
-        pthread_mutex_unlock(&t->mu);
-        if (dead) {
-            rc = SL_EINTERRUPTED;
-            break;
-        }
-        slot *s = pool_acquire(r);
-        if (!s) {
-            pthread_mutex_lock(&t->mu);
-            if (should_stop(r))
-                trk_abandon(t, atomic_load(&stop_requests) ? "interrupted" : "the run stopped");
-            else
-                trk_fail(t, "out of memory for a segment buffer");
-            pthread_mutex_unlock(&t->mu);
-            rc = SL_ENOMEM;
-            break;
-        }
-        slot_layout(r, s, kind);
-        s->src = src;
-        sl_budget_acquire(r->budget, 1); /* decoding computes: one token of runtime.threads */
-        long len = sl_segmenter_next(&sg, dec_read, &da, s->in);
-        sl_budget_release(r->budget, 1);
-        if (len <= 0) {
-            pool_release(r, s);
-            if (len < 0) {
-                rc = (int)len;
-                pthread_mutex_lock(&t->mu);
-                if (rc == SL_EINTERRUPTED || should_stop(r))
-                    trk_abandon(t, stop_requests ? "interrupted" : "the run stopped");
-                else
-                    trk_fail(t, "decode: %s", sl_errmsg(rc, m, sizeof m));
-                pthread_mutex_unlock(&t->mu);
-            }
-            break;
-        }
-        s->t = t;
-        s->k = k++;
-        s->len = (size_t)len;
-        pthread_mutex_lock(&t->mu);
-        t->in_flight++;
-        pthread_mutex_unlock(&t->mu);
-        push_ready(r, s);
+    for (int i = 0; i < n && !rc; i++) {
+        st[i].da.d = d;
+        rc = st[i].demix ? sl_demix_cutter_init(&st[i].dc, st[i].L, st[i].demix, st[i].ch)
+                         : sl_segmenter_init(&st[i].sg, st[i].L, st[i].H, st[i].ch);
+        st[i].init = !rc;
     }
-    if (!rc && sg.total == 0) {
+    for (int live = n; !rc && live > 0;) {
+        /* the stream furthest behind in time goes next */
+        dstream *s = NULL;
+        for (int i = 0; i < n; i++)
+            if (!st[i].done && (!s || (double)dstream_total(&st[i]) * s->rate < (double)dstream_total(s) * st[i].rate))
+                s = &st[i];
+        int got = stream_next(r, t, s);
+        if (got < 0)
+            rc = got;
+        else if (got == 0) {
+            s->done = 1;
+            live--;
+        }
+    }
+    if (!rc && dstream_total(&st[0]) == 0) {
         pthread_mutex_lock(&t->mu);
         trk_fail(t, "decode: %s: zero-length audio (no sample decoded)", t->tr->path);
         pthread_mutex_unlock(&t->mu);
         rc = SL_EEMPTY;
     }
-    if (!path && (kind == KIND_SEP || !r->sep)) {
-        t->n_samples = sg.total;
-        t->rate = rate;
-        /* what decoding saw, for the ledger and the report */
+    if (!path) {
+        /* the track's length at the rate of its stems (or of its embedding
+         * model), and what decoding saw, for the ledger and the report */
+        const dstream *m0 = sep ? sep : &st[0];
+        t->n_samples = dstream_total(m0);
+        t->rate = m0->rate;
         t->dec.decoded_s = sl_decoder_decoded_seconds(d);
         t->dec.stated_s = info->duration;
         t->dec.bad_packets = sl_decoder_bad_packets(d);
         t->dec.nonfinite = sl_decoder_nonfinite(d);
     }
-    if (kind == KIND_SEP)
-        t->sep_total = k;
-    sl_segmenter_free(&sg);
+    if (sep)
+        t->sep_total = sep->k;
+    for (int i = 0; i < n; i++)
+        if (st[i].init) {
+            sl_segmenter_free(&st[i].sg);
+            sl_demix_cutter_free(&st[i].dc);
+        }
     sl_decoder_close(d);
     return rc;
 }
@@ -172,15 +239,20 @@ static void decode_track(runner *r, size_t i)
             rc = SL_ENOMEM;
     }
     if (!rc && r->sep) {
-        if (sl_stitcher_init(&t->st, r->sep_L, r->sep_H, r->sep->n_sources, r->sep->channels) == 0)
+        if ((r->demix ? sl_demix_joiner_init(&t->dj, r->sep_L, r->demix, r->sep->n_sources, r->sep->channels)
+                      : sl_stitcher_init(&t->st, r->sep_L, r->sep_H, r->sep->n_sources, r->sep->channels)) == 0)
             t->have_st = 1;
         else
             rc = SL_ENOMEM;
-        if (!rc)
-            rc = decode_stream(r, t, KIND_SEP, 0, NULL);
     }
-    if (!rc && r->emb && r->mix_src >= 0)
-        rc = decode_stream(r, t, KIND_EMB, r->mix_src, NULL);
+    dstream st[2];
+    int n = 0;
+    if (r->sep)
+        dstream_set(r, &st[n++], KIND_SEP, 0);
+    if (r->emb && r->mix_src >= 0)
+        dstream_set(r, &st[n++], KIND_EMB, r->mix_src);
+    if (!rc && n > 0)
+        rc = decode_streams(r, t, st, n, NULL);
     if (rc == SL_ENOMEM) {
         /* writers may fail or abandon the track meanwhile: under its lock */
         pthread_mutex_lock(&t->mu);
@@ -212,7 +284,9 @@ static void decode_stems(runner *r, trk *t)
             pthread_mutex_unlock(&t->mu);
             break;
         }
-        rc = decode_stream(r, t, KIND_EMB, i, t->stem_path[st]);
+        dstream one;
+        dstream_set(r, &one, KIND_EMB, i);
+        rc = decode_streams(r, t, &one, 1, t->stem_path[st]);
     }
     decode_finished(r, t, now_s() - t0);
 }

@@ -28,6 +28,7 @@
 #include "../io/encode.h"
 #include "../io/npy.h"
 #include "../models/model.h"
+#include "demix.h"
 #include "ledger.h"
 #include "progress.h"
 #include "report.h"
@@ -60,6 +61,7 @@ typedef struct slot {
     int src;    /* embedding windows: index into the runner's embedding sources */
     size_t k;   /* segment index within its track and kind (and source) */
     size_t len; /* valid samples */
+    sl_demix_pos dpos; /* separation chunks when the runner demixes (r->demix) */
     float *in[SL_SEG_MAX_CH];
     float *out[SL_MAX_SOURCES][SL_SEG_MAX_CH];
     float *vec;
@@ -78,6 +80,7 @@ struct trk {
     size_t sep_next;       /* next segment to stitch */
     slot *pending;         /* segments that arrived early, sorted by k */
     sl_stitcher st;
+    sl_demix_joiner dj;    /* instead of st when the runner demixes */
     int have_st;
     sl_encoder *enc[SL_MAX_SOURCES];
     char *outputs;         /* JSON array of stem paths relative to output.dir */
@@ -130,6 +133,7 @@ struct runner {
     sl_ledger *ledger;
     sl_runlock *lock;      /* held from before the folder is touched to the end */
     char hash[17];
+    char weights_sha256[65]; /* of embedding.weights, for index.json; "" until computed */
     char *out_dir;
     char *ledger_path;
 
@@ -140,6 +144,7 @@ struct runner {
 
     /* segment geometry, in samples */
     size_t sep_L, sep_H, emb_L, emb_H;
+    int demix;             /* > 0: separation chunks as the reference inference (pipeline/demix.h), num_overlap */
 
     /* one lock for the slot pool and both queues: operations are O(1) and
      * happen once per segment, so contention is negligible */
@@ -180,15 +185,18 @@ struct runner {
     int devices_lost;                  /* workers whose device's context was lost (under mu) */
 
     /* pipeline statistics (under mu) */
+#define RUN_BATCH_HIST 129
     double wait_slot_s, wait_ready_s, wait_write_s;
     double ready_len_sum;
     size_t ready_len_samples, max_ready, batches, batch_items, splits, fallbacks;
+    size_t batch_hist[RUN_BATCH_HIST]; /* batches of n segments; the last bin: n >= RUN_BATCH_HIST - 1 */
 
     sl_report *report;
     sl_progress *progress;
     int fatal;             /* under mu while the pipeline threads run */
     char fatal_msg[1100];
     atomic_int disk_full;  /* the output was lost: ENOSPC, EROFS or EACCES */
+    atomic_int decodes;    /* decoders opened: one per track input, one per embedded stem */
 };
 
 /* Stop requests from signals or sl_run_request_stop(): 1 stops taking tracks,

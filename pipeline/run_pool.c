@@ -201,6 +201,7 @@ size_t pop_batch(runner *r, slot **out, size_t max)
         }
         r->batches++;
         r->batch_items += n;
+        r->batch_hist[n < RUN_BATCH_HIST ? n : RUN_BATCH_HIST - 1]++;
     }
     pthread_mutex_unlock(&r->mu);
     return n;

@@ -53,8 +53,10 @@ static void trk_free(runner *r, trk *t)
     for (int s = 0; s < SL_MAX_SOURCES; s++)
         if (t->enc[s])
             sl_encoder_abort(t->enc[s]);
-    if (t->have_st)
+    if (t->have_st) {
         sl_stitcher_free(&t->st);
+        sl_demix_joiner_free(&t->dj);
+    }
     free(t->outputs);
     free(t->vsum);
     free(t->ssum);
@@ -145,7 +147,7 @@ static void stitch_write(runner *r, trk *t, slot *s)
     float *const *y[SL_MAX_SOURCES];
     for (int k = 0; k < r->sep->n_sources; k++)
         y[k] = s->out[k];
-    size_t emit = sl_stitcher_push(&t->st, y, s->len);
+    size_t emit = r->demix ? sl_demix_joiner_push(&t->dj, y, &s->dpos) : sl_stitcher_push(&t->st, y, s->len);
     for (int k = 0; k < r->sep->n_sources && r->write_stems; k++) {
         int rc = sl_encoder_write(t->enc[k], (const float *const *)s->out[k], emit);
         if (rc) {
@@ -212,7 +214,8 @@ void finalize(runner *r, trk *t)
                     planes[k][c] = buf + ((size_t)k * r->sep->channels + (size_t)c) * O;
                 pp[k] = planes[k];
             }
-            size_t n = t->have_st ? sl_stitcher_flush(&t->st, pp) : 0;
+            /* (the reference chunking emits everything with its last chunk) */
+            size_t n = t->have_st && !r->demix ? sl_stitcher_flush(&t->st, pp) : 0;
             for (int k = 0; k < r->sep->n_sources && r->write_stems && !t->failed && !t->abandoned; k++) {
                 int rc = n ? sl_encoder_write(t->enc[k], (const float *const *)planes[k], n) : 0;
                 if (!rc) {
@@ -255,6 +258,8 @@ void finalize(runner *r, trk *t)
     size_t n_lv = 0;
     if (!t->failed && !t->abandoned && r->emb) {
         int dim = r->emb->dim, ns = r->emb->n_scores;
+        /* centred jobs normalise when the shards are written, after the catalog mean is subtracted */
+        const int norm_now = r->cfg->emb_normalize && (!r->cfg->emb_center || !strcmp(r->cfg->emb_center, "none"));
         size_t n_win = 0;
         for (int i = 0; i < r->n_esrc; i++)
             n_win += r->cfg->emb_timeline ? t->tl[i].n : 0;
@@ -267,7 +272,7 @@ void finalize(runner *r, trk *t)
         for (int i = 0; i < r->n_esrc && !t->failed; i++) {
             const char *src = r->esrc[i];
             float *v = vec + (size_t)i * (size_t)dim;
-            int rc = sl_embed_mean(t->vsum + (size_t)i * (size_t)dim, t->vweight[i], dim, r->cfg->emb_normalize, v);
+            int rc = sl_embed_mean(t->vsum + (size_t)i * (size_t)dim, t->vweight[i], dim, norm_now, v);
             if (rc) {
                 if (i == r->mix_src)
                     trk_fail(t, "%s", sl_errmsg(rc, m, sizeof m));
@@ -307,7 +312,7 @@ void finalize(runner *r, trk *t)
                              tl->have[k] ? "the vector is not finite" : "missing");
                     break;
                 }
-                if (r->cfg->emb_normalize && ss > 0)
+                if (norm_now && ss > 0)
                     for (int j = 0; j < dim; j++)
                         w[j] = (float)(w[j] / sqrt(ss));
                 lv[n_lv++] = (sl_ledger_vec){.source = src, .window = (int)k, .start = tl->t0[k],

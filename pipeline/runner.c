@@ -14,7 +14,10 @@
  * slot comes back: encoders renamed into place, then the ledger row, last.
  * Shards are rebuilt from the ledger at the end, so they always hold exactly
  * the tracks that are done, in id order, whatever order they finished in. */
+#include "common/sl_sha256.h"
 #include "run_internal.h"
+#include "report_html.h"
+#include "center.h"
 
 /* ---- setup ---- */
 
@@ -69,12 +72,36 @@ static void write_source_shards(runner *r, const char *source, int windows, cons
     };
     char **written = NULL;
     size_t n_written = 0;
-    int rc = sl_shards_write(&spec, r->ledger, &written, &n_written);
+    /* embedding.center: catalog: the mean of every done row, written first */
+    const int centred = cfg->emb_center && strcmp(cfg->emb_center, "none") != 0;
+    float *mean = NULL;
+    int mdim = 0;
+    size_t mrows = 0;
+    char mname[96] = "", mhash[SL_FILE_HASH_HEX] = "";
+    int rc = 0;
+    if (centred) {
+        rc = sl_shards_mean(&spec, r->ledger, &mean, &mdim, &mrows);
+        if (!rc && mean && !(rc = sl_mkdirs(dir)))
+            rc = sl_center_write(dir, prefix, mean, mdim, mname, sizeof mname, mhash);
+        spec.center = mean;
+        spec.normalize = cfg->emb_normalize;
+    } else {
+        /* a mean left by a centred job this folder was --reset from */
+        snprintf(mname, sizeof mname, "%smean.npy", prefix);
+        char mp[4200];
+        snprintf(mp, sizeof mp, "%s/%s", dir, mname);
+        unlink(mp);
+    }
+    if (!rc)
+        rc = sl_shards_write(&spec, r->ledger, &written, &n_written);
+    if (!rc && cfg->emb_weights && *cfg->emb_weights && !r->weights_sha256[0])
+        rc = sl_sha256_file(cfg->emb_weights, r->weights_sha256); /* once per run: the checkpoint's identity */
     if (!rc) {
-        /* how these vectors were made, for `stemline search --audio` */
+        /* how these vectors were made, for `stemline search --audio` / `--text` */
         sl_shards_meta meta = {
             .model = r->emb->name,
             .weights = cfg->emb_weights,
+            .weights_sha256 = r->weights_sha256[0] ? r->weights_sha256 : NULL,
             .options = &cfg->emb_options,
             .params = r->emb->params,
             .source = source,
@@ -86,9 +113,14 @@ static void write_source_shards(runner *r, const char *source, int windows, cons
             .window_samples = r->emb_L,
             .hop_samples = r->emb_H,
             .config_hash = r->hash,
+            .center = mean ? cfg->emb_center : NULL,
+            .center_file = mname,
+            .center_hash = mhash,
+            .center_rows = mrows,
         };
         rc = sl_shards_write_meta(dir, prefix, &meta);
     }
+    free(mean);
     for (size_t i = 0; i < n_written; i++)
         sl_report_add_output(r->report, written[i]);
     sl_shards_free_list(written, n_written);
@@ -215,8 +247,12 @@ static void pipeline_json(runner *r, char *buf, size_t size)
     double avg_ready = r->ready_len_samples ? r->ready_len_sum / (double)r->ready_len_samples : 0;
     double avg_batch = r->batches ? (double)r->batch_items / (double)r->batches : 0;
     const char *bound = "balanced";
-    char thr[768];
+    char thr[768], hist[RUN_BATCH_HIST * 24] = "";
     threads_json(r, thr, sizeof thr);
+    size_t hl = 0;
+    for (size_t i = 0; i < RUN_BATCH_HIST; i++)
+        if (r->batch_hist[i])
+            hl += (size_t)snprintf(hist + hl, sizeof hist - hl, "%s[%zu, %zu]", hl ? ", " : "", i, r->batch_hist[i]);
     /* the stage that others wait for bounds the run */
     if (r->wait_ready_s > 2 * r->wait_slot_s && r->wait_ready_s > 0.1)
         bound = "decode (the model waited for input)";
@@ -229,11 +265,13 @@ static void pipeline_json(runner *r, char *buf, size_t size)
              "\"cpu_fallbacks\": %zu, \"ready_queue_mean\": %.2f, \"ready_queue_max\": %zu, "
              "\"decode_waited_for_slots_s\": %.3f, \"model_waited_for_input_s\": %.3f, "
              "\"writers_waited_s\": %.3f, \"bound_by\": \"%s\", %s, \"decode_threads\": %d, "
-             "\"tracks_in_flight_max\": %zu, \"tracks_in_flight_peak\": %zu, \"track_state_mb\": %.3f, \"threads_and_decoders_mb\": %.1f}",
+             "\"tracks_in_flight_max\": %zu, \"tracks_in_flight_peak\": %zu, \"track_state_mb\": %.3f, \"threads_and_decoders_mb\": %.1f, "
+             "\"decodes\": %d, \"batch_sizes\": [%s]}",
              r->sep_L, r->sep_H, r->emb_L, r->emb_H, r->n_slots_max, r->n_slots, r->peak_in_use,
              (double)r->slot_floats * 4.0 / 1048576.0, r->cfg->batch_size, r->batches, avg_batch, r->splits,
              r->fallbacks, avg_ready, r->max_ready, r->wait_slot_s, r->wait_ready_s, r->wait_write_s, bound,
-             thr, r->cfg->decode_threads, r->max_live, r->peak_live, r->track_mb, r->other_mb);
+             thr, r->cfg->decode_threads, r->max_live, r->peak_live, r->track_mb, r->other_mb,
+             atomic_load(&r->decodes), hist);
 }
 
 #define MB 1048576.0
@@ -250,7 +288,19 @@ static int plan_memory(runner *r)
 {
     const sl_config *c = r->cfg;
     size_t sep_floats = 0, emb_floats = 0;
-    if (r->sep) {
+    if (r->sep && r->sep->demix_chunk > 0) {
+        /* the reference chunked inference: geometry from the model (its options) */
+        if (c->sep_segment_s > 0 || c->sep_overlap_s >= 0)
+            return sl_seterr(SL_ECONFIG, "key 'separation.%s': model %s cuts tracks as its reference inference "
+                                         "does; set separation.options.chunk_size / num_overlap instead",
+                             c->sep_segment_s > 0 ? "segment_seconds" : "overlap_seconds", r->sep->name);
+        if (r->sep->channels > SL_SEG_MAX_CH)
+            return sl_seterr(SL_EUNSUPPORTED, "models with more than %d channels", SL_SEG_MAX_CH);
+        r->demix = r->sep->demix_overlap;
+        r->sep_L = r->sep->demix_chunk;
+        r->sep_H = r->sep_L / (size_t)r->demix;
+        sep_floats = r->sep_L * (size_t)r->sep->channels * (size_t)(1 + r->sep->n_sources);
+    } else if (r->sep) {
         double seg, ovl;
         sl_sep_default_segment(r->sep, &seg, &ovl);
         if (c->sep_segment_s > 0)
@@ -296,7 +346,10 @@ static int plan_memory(runner *r)
     double track_mb = 0.05, dec_mb = SL_DECODER_MB, wr_mb = 0;
     if (r->sep) {
         double O = (double)(r->sep_L - r->sep_H), ch = r->sep->channels, ns = r->sep->n_sources;
-        track_mb += (O * ch * ns + O) * 4.0 / MB;
+        /* demix: the joiner holds a whole chunk, the cutter reads 2B + 1 ahead and keeps B + 1 */
+        track_mb += r->demix ? ((double)r->sep_L * (ch * ns + 1)) * 4.0 / MB : (O * ch * ns + O) * 4.0 / MB;
+        if (r->demix)
+            dec_mb += 3.0 * O * ch * 4.0 / MB;
         if (r->write_stems)
             track_mb += ns * sl_encoder_memory_mb(r->sep->channels);
         dec_mb += O * ch * 4.0 / MB;
@@ -305,6 +358,13 @@ static int plan_memory(runner *r)
     if (r->emb) {
         track_mb += (double)(r->n_esrc * (r->emb->dim + r->emb->n_scores)) * 8.0 / MB;
         dec_mb += (double)(r->emb_L - r->emb_H) * r->emb->channels * 4.0 / MB;
+    }
+    if (r->sep && r->emb && r->mix_src >= 0) {
+        /* one decoder feeds both (run_decode.c): each output's FIFO holds up to
+         * about one segment of the other, doubled for the FIFO's growth */
+        double sep_s = (double)r->sep_L / r->sep->sample_rate, emb_s = (double)r->emb_L / r->emb->sample_rate;
+        dec_mb += 2.0 * (sep_s * r->emb->sample_rate * r->emb->channels + emb_s * r->sep->sample_rate * r->sep->channels) *
+                  4.0 / MB;
     }
     double nd = c->decode_threads, nwr = nd < 2 ? 2 : nd;
     double fixed_mb = nd * (dec_mb + track_mb + SL_THREAD_STACK_MB) + nwr * (wr_mb + SL_THREAD_STACK_MB) +
@@ -578,7 +638,7 @@ static int run_job(runner *r)
     }
 
     {
-        char pj[2048];
+        char pj[8192];
         pipeline_json(r, pj, sizeof pj);
         sl_report_set_json(r->report, "pipeline", pj);
         char rp[4096];
@@ -588,6 +648,13 @@ static int run_job(runner *r)
         if (rc) {
             sl_log(SL_LOG_ERROR, NULL, "report", "%s", sl_errmsg(rc, m, sizeof m));
             r->fatal = 1;
+        } else {
+            /* the page is a view of report.json: a failure to write it is said, not fatal */
+            char hp[4096];
+            snprintf(hp, sizeof hp, "%s/%sreport.html", cfg->output_dir, prefix);
+            sl_report_html_opts ho = {.out_dir = cfg->output_dir, .report = rp, .html = hp, .prefix = prefix};
+            if ((rc = sl_report_html_write(&ho)) != 0)
+                sl_log(SL_LOG_ERROR, NULL, "report", "report.html: %s", sl_errmsg(rc, m, sizeof m));
         }
         sl_report_summary(r->report, opts->quiet ? NULL : stderr);
         if (r->fatal) {

@@ -7,6 +7,7 @@
 #include "common/sl_log.h"
 #include "io/decode.h"
 #include "io/npy.h"
+#include "pipeline/center.h"
 #include "pipeline/segment.h"
 
 #include <cblas.h>
@@ -90,6 +91,8 @@ int sl_shards_write_meta(const char *dir, const char *prefix, const sl_shards_me
     sl_json_str(f, m->model);
     fputs(",\n  \"weights\": ", f);
     sl_json_str(f, m->weights);
+    fputs(",\n  \"weights_sha256\": ", f);
+    sl_json_str(f, m->weights_sha256);
     fputs(",\n  \"options\": {", f);
     for (size_t i = 0; m->options && i < m->options->n; i++) {
         fputs(i ? ", " : "", f);
@@ -106,8 +109,18 @@ int sl_shards_write_meta(const char *dir, const char *prefix, const sl_shards_me
     fprintf(f,
             ",\n  \"normalize\": %s,\n  \"sample_rate\": %d,\n  \"channels\": %d,\n"
             "  \"window_seconds\": %s,\n  \"hop_seconds\": %s,\n  \"window_samples\": %zu,\n"
-            "  \"hop_samples\": %zu,\n  \"config_hash\": ",
+            "  \"hop_samples\": %zu,\n",
             m->normalize ? "true" : "false", m->sample_rate, m->channels, w, h, m->window_samples, m->hop_samples);
+    if (m->center) {
+        fputs("  \"center\": ", f);
+        sl_json_str(f, m->center);
+        fputs(",\n  \"center_file\": ", f);
+        sl_json_str(f, m->center_file);
+        fputs(",\n  \"center_hash\": ", f);
+        sl_json_str(f, m->center_hash);
+        fprintf(f, ",\n  \"center_rows\": %zu,\n", m->center_rows);
+    }
+    fputs("  \"config_hash\": ", f);
     sl_json_str(f, m->config_hash);
     fputs("\n}\n", f);
     int bad = fflush(f) != 0 || ferror(f);
@@ -137,11 +150,15 @@ static void meta_free(sl_index_meta *m)
         return;
     free(m->model);
     free(m->weights);
+    free(m->weights_sha256);
     free(m->params);
     free(m->source);
     free(m->dtype);
     free(m->version);
     free(m->config_hash);
+    free(m->center);
+    free(m->center_file);
+    free(m->center_hash);
     for (size_t i = 0; i < m->options.n; i++) {
         free(m->options.items[i].key);
         free(m->options.items[i].value);
@@ -234,11 +251,18 @@ static int meta_read(const char *path, sl_index_meta *m)
         if (!why) {
             m->model = strdup(model);
             m->weights = sl_json_dup_str(&root, "weights");
+            m->weights_sha256 = sl_json_dup_str(&root, "weights_sha256");
             m->params = sl_json_dup_str(&root, "params");
             m->source = sl_json_dup_str(&root, "source");
             m->dtype = sl_json_dup_str(&root, "dtype");
             m->version = sl_json_dup_str(&root, "stemline_version");
             m->config_hash = sl_json_dup_str(&root, "config_hash");
+            m->center = sl_json_dup_str(&root, "center");
+            m->center_file = sl_json_dup_str(&root, "center_file");
+            m->center_hash = sl_json_dup_str(&root, "center_hash");
+            m->center_rows = (size_t)sl_json_get_num(&root, "center_rows", 0);
+            if (m->center && (!m->center_file || !m->center_hash))
+                why = "\"center\" without center_file and center_hash";
             m->path = strdup(path);
             m->dim = (int)dim;
             m->sample_rate = (int)rate;
@@ -277,13 +301,19 @@ static int meta_read(const char *path, sl_index_meta *m)
     return 0;
 }
 
+int sl_index_meta_read(const char *path, sl_index_meta *m) { return meta_read(path, m); }
+void sl_index_meta_free(sl_index_meta *m) { meta_free(m); }
+
 /* 1 when two sidecars describe vectors made the same way (dtype may differ). */
 static int meta_same(const sl_index_meta *a, const sl_index_meta *b)
 {
     if (strcmp(a->model, b->model) || (!a->weights != !b->weights) ||
-        (a->weights && strcmp(a->weights, b->weights)) || a->dim != b->dim || a->sample_rate != b->sample_rate ||
+        (a->weights && strcmp(a->weights, b->weights)) ||
+        (a->weights_sha256 && b->weights_sha256 && strcmp(a->weights_sha256, b->weights_sha256)) ||
+        a->dim != b->dim || a->sample_rate != b->sample_rate ||
         a->channels != b->channels || a->normalize != b->normalize || a->window_samples != b->window_samples ||
-        a->hop_samples != b->hop_samples || a->options.n != b->options.n)
+        a->hop_samples != b->hop_samples || a->options.n != b->options.n || !a->center != !b->center ||
+        (a->center && (strcmp(a->center, b->center) || strcmp(a->center_hash, b->center_hash))))
         return 0;
     for (size_t i = 0; i < a->options.n; i++)
         if (strcmp(a->options.items[i].key, b->options.items[i].key) ||
@@ -633,6 +663,13 @@ int sl_vindex_open(sl_vindex **out, const char *dir)
                 ix->n_metas++;
                 if (m->dim != ix->dim)
                     rc = sl_seterr(SL_EFORMAT, "%s says dim %d but the shards have dim %d", mp, m->dim, ix->dim);
+                else if (ix->n_metas > 1 && !meta_same(&ix->metas[0], m) && m->center && ix->metas[0].center &&
+                         strcmp(m->center_hash, ix->metas[0].center_hash))
+                    rc = sl_seterr(SL_EFORMAT,
+                                   "%s and %s: these shards are centred on different means (each shard of a "
+                                   "sharded job on its own, with embedding.center: catalog): run `stemline merge` "
+                                   "to centre them all on the catalog mean",
+                                   ix->metas[0].path, mp);
                 else if (ix->n_metas > 1 && !meta_same(&ix->metas[0], m))
                     rc = sl_seterr(SL_EFORMAT,
                                    "%s and %s: these shards were made with different embedding settings; "
@@ -1563,5 +1600,14 @@ int sl_vindex_embed_file(const sl_vindex *ix, sl_emb_model *em, const char *path
     if (!m)
         return sl_seterr(SL_ENOTFOUND, "%s has no index.json: it was made by an older stemline; re-run the job",
                          ix->dir);
-    return sl_embed_file(em, path, m->window_samples, m->hop_samples, m->normalize, vec, seconds);
+    if (!m->center)
+        return sl_embed_file(em, path, m->window_samples, m->hop_samples, m->normalize, vec, seconds);
+    float *mean;
+    int rc = sl_center_load(ix->dir, m->center_file, m->center_hash, m->dim, &mean);
+    if (!rc)
+        rc = sl_embed_file(em, path, m->window_samples, m->hop_samples, 0, vec, seconds);
+    if (!rc)
+        sl_center_apply(vec, mean, m->dim, m->normalize);
+    free(mean);
+    return rc;
 }

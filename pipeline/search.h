@@ -37,6 +37,7 @@
 typedef struct {
     const char *model;          /* embedding model name (sl_emb_info.name) */
     const char *weights;        /* weights file, NULL when the model has none */
+    const char *weights_sha256; /* SHA-256 of that file (64 hex digits), NULL when none */
     const sl_cfg_opts *options; /* embedding.options as given (may be NULL) */
     const char *params;         /* sl_emb_info.params: resolved, for people (may be NULL) */
     const char *source;         /* "mix", or a stem name */
@@ -46,6 +47,11 @@ typedef struct {
     size_t window_samples;      /* embedding window and hop, in samples at sample_rate */
     size_t hop_samples;
     const char *config_hash;    /* sl_cfg_output_hash; may be NULL */
+    /* embedding.center: catalog (pipeline/center.h); NULL center = not centred */
+    const char *center;         /* "catalog" */
+    const char *center_file;    /* the mean's file name in dir, e.g. "mean.npy" */
+    const char *center_hash;    /* its content hash (io/filehash.h) */
+    size_t center_rows;         /* rows the mean was taken over */
 } sl_shards_meta;
 
 /* Writes dir/{prefix}index.json describing how the shards of that prefix were
@@ -56,22 +62,35 @@ typedef struct {
  *
  *   {"format": "stemline-vector-index", "format_version": 1,
  *    "stemline_version": "0.1.0", "model": "melstats", "weights": null,
+ *    "weights_sha256": null,     (models with weights: the file's SHA-256, e.g. the
+ *                                 CLAP checkpoint whose text tower `search --text` needs)
  *    "options": {"n_mels": "64"}, "params": "...", "source": "mix",
  *    "dim": 256, "dtype": "float32", "normalize": true,
  *    "sample_rate": 22050, "channels": 1,
  *    "window_seconds": 10.0, "hop_seconds": 10.0,
  *    "window_samples": 220500, "hop_samples": 220500,
- *    "config_hash": "0123456789abcdef"} */
+ *    "config_hash": "0123456789abcdef"}
+ * and, for centred vectors (embedding.center: catalog), before config_hash:
+ *    "center": "catalog", "center_file": "mean.npy", "center_hash": "<murmur3 hex>",
+ *    "center_rows": 1234 */
 int sl_shards_write_meta(const char *dir, const char *prefix, const sl_shards_meta *meta);
 
 /* The sidecar as read back (all strings owned by the index). */
 typedef struct {
     char *model, *weights, *params, *source, *dtype, *version, *config_hash;
+    char *center, *center_file, *center_hash; /* NULL when the vectors are not centred */
+    size_t center_rows;
+    char *weights_sha256; /* NULL when absent (no weights, or an older sidecar) */
     sl_cfg_opts options; /* file = the sidecar path, line/column 0 */
     int dim, sample_rate, channels, normalize;
     size_t window_samples, hop_samples;
     char *path;          /* the sidecar file it was read from */
 } sl_index_meta;
+
+/* Reads one sidecar (for tools that rewrite it: merge's centring). 0, SL_EFORMAT,
+ * SL_ENOMEM or a negated errno. sl_index_meta_free frees what it holds. */
+int sl_index_meta_read(const char *path, sl_index_meta *m);
+void sl_index_meta_free(sl_index_meta *m);
 
 /* ---- embedding a whole file the way the runner does ---- */
 
@@ -181,8 +200,9 @@ int sl_vindex_duplicates(const sl_vindex *ix, sl_vindex_dups *out);
  * SL_ENOTFOUND when there is no sidecar (message: re-run the job). */
 int sl_vindex_open_model(const sl_vindex *ix, sl_op_ctx *ctx, sl_emb_model **out);
 
-/* Embeds a query file with the settings of the sidecar (sl_embed_file).
- * vec has dim floats. */
+/* Embeds a query file with the settings of the sidecar (sl_embed_file); for
+ * centred shards the un-normalised vector minus the sidecar's mean file (its
+ * hash checked), then normalised as the rows were. vec has dim floats. */
 int sl_vindex_embed_file(const sl_vindex *ix, sl_emb_model *m, const char *path, float *vec, double *seconds);
 
 #endif

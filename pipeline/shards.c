@@ -3,6 +3,7 @@
 
 #include "common/sl_error.h"
 #include "io/npy.h"
+#include "pipeline/center.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -152,7 +153,10 @@ static int on_row(void *arg, const sl_ledger_row *r)
         return sl_seterr(SL_EFORMAT, "shards %s: track %s has a vector of dim %d, others have %d", s->dir, r->id,
                          r->dim, c->dim);
     }
-    memcpy(c->mat + c->nrows * (size_t)c->dim, r->vector, (size_t)c->dim * sizeof(float));
+    float *row = c->mat + c->nrows * (size_t)c->dim;
+    memcpy(row, r->vector, (size_t)c->dim * sizeof(float));
+    if (s->center)
+        sl_center_apply(row, s->center, c->dim, s->normalize);
     char dur[40], t0[40], t1[40];
     fmt_num(dur, sizeof dur, r->duration);
     fmt_num(t0, sizeof t0, r->start);
@@ -246,6 +250,65 @@ void sl_shards_free_list(char **list, size_t n)
     free(list);
 }
 
+/* The ledger rows of the spec's shards, in id order. */
+static int each_row(const sl_shards_spec *spec, sl_ledger *l, int (*fn)(void *, const sl_ledger_row *), void *arg)
+{
+    if (spec->timeline || strcmp(spec->source, "mix") != 0)
+        return spec->vector_model
+                   ? sl_ledger_each_source_vector(l, spec->vector_model, spec->source, spec->timeline, fn, arg)
+                   : sl_seterr(SL_EINVAL, "shards: stem and timeline shards need a vector_model");
+    return sl_ledger_each_vector(l, spec->vector_model, fn, arg);
+}
+
+typedef struct {
+    const sl_shards_spec *spec;
+    double *sum;
+    int dim;
+    size_t rows;
+} mean_ctx;
+
+static int on_mean_row(void *arg, const sl_ledger_row *r)
+{
+    mean_ctx *c = arg;
+    if (!c->sum) {
+        if (!(c->sum = calloc((size_t)r->dim, sizeof *c->sum)))
+            return sl_seterr(SL_ENOMEM, "shards: out of memory");
+        c->dim = r->dim;
+    } else if (r->dim != c->dim) {
+        return sl_seterr(SL_EFORMAT, "shards %s: track %s has a vector of dim %d, others have %d", c->spec->dir,
+                         r->id, r->dim, c->dim);
+    }
+    for (int i = 0; i < c->dim; i++)
+        c->sum[i] += r->vector[i];
+    c->rows++;
+    return 0;
+}
+
+int sl_shards_mean(const sl_shards_spec *spec, sl_ledger *l, float **mean, int *dim, size_t *rows)
+{
+    *mean = NULL;
+    *dim = 0;
+    *rows = 0;
+    if (!spec || !l || !spec->source)
+        return sl_seterr(SL_EINVAL, "shards: missing source");
+    mean_ctx c = {.spec = spec};
+    int rc = each_row(spec, l, on_mean_row, &c);
+    if (!rc && c.rows) {
+        float *m = malloc((size_t)c.dim * sizeof *m);
+        if (!m) {
+            rc = sl_seterr(SL_ENOMEM, "shards: out of memory");
+        } else {
+            for (int i = 0; i < c.dim; i++)
+                m[i] = (float)(c.sum[i] / (double)c.rows);
+            *mean = m;
+            *dim = c.dim;
+            *rows = c.rows;
+        }
+    }
+    free(c.sum);
+    return rc;
+}
+
 int sl_shards_write(const sl_shards_spec *spec, sl_ledger *l, char ***written, size_t *n_written)
 {
     if (written)
@@ -268,12 +331,7 @@ int sl_shards_write(const sl_shards_spec *spec, sl_ledger *l, char ***written, s
     c.jf = open_memstream(&c.jbuf, &c.jlen);
     if (!c.jf)
         return sl_seterr(SL_ENOMEM, "shards: out of memory");
-    if (spec->timeline || strcmp(spec->source, "mix") != 0)
-        rc = spec->vector_model ? sl_ledger_each_source_vector(l, spec->vector_model, spec->source, spec->timeline,
-                                                               on_row, &c)
-                                : sl_seterr(SL_EINVAL, "shards: stem and timeline shards need a vector_model");
-    else
-        rc = sl_ledger_each_vector(l, spec->vector_model, on_row, &c);
+    rc = each_row(spec, l, on_row, &c);
     if (rc == 0)
         rc = flush_shard(&c);
     if (c.jf)

@@ -22,7 +22,15 @@ typedef struct {
     int shard_rows;           /* rows per shard file, > 0 */
     int timeline;             /* 1: one row per window of the source's timeline (jsonl rows carry
                                  "window", "start", "end"); 0: one row per track */
+    const float *center;      /* NULL; or a mean subtracted from every row (pipeline/center.h), */
+    int normalize;            /* ... after which rows are L2-normalised when this is 1 */
 } sl_shards_spec;
+
+/* The mean (in double, returned as float) of the rows sl_shards_write(spec)
+ * would write, before any centring: *mean malloc'd (dim floats, owned by the
+ * caller), *rows their count. With no row: 0, *mean NULL, *rows 0. Returns 0 or
+ * the codes of sl_shards_write. */
+int sl_shards_mean(const sl_shards_spec *spec, sl_ledger *l, float **mean, int *dim, size_t *rows);
 
 /* Writes every shard file (each atomically: temp + fsync + rename; a file whose
  * bytes are already identical is left untouched), then removes shard files of

@@ -2,7 +2,7 @@
 # Checks the system packages stemline needs; installs the missing ones with
 # apt-get when run as root, otherwise prints the exact command and fails.
 # Usage: scripts/deps.sh [build|test|slurm]   (test also needs numpy, pandas, the ffmpeg CLI, fluidsynth +
-# a GM sound font, shellcheck, pyarrow + duckdb from PyPI to read `stemline export` tables back and
+# a GM sound font, shellcheck, chromium (headless, for report.html), pyarrow + duckdb from PyPI to read `stemline export` tables back and
 # kubernetes-validate; slurm adds Slurm and munge for the `slow` test of configs/slurm-array.sh, not used by CI)
 set -u
 need=()
@@ -24,6 +24,8 @@ if [ "${1:-build}" = test ]; then
   command -v sqlite3 >/dev/null || need+=(sqlite3)
   command -v bc >/dev/null || need+=(bc)
   command -v shellcheck >/dev/null || need+=(shellcheck)   # cli.shellcheck: every shipped script
+  # cli.report_browser: report.html loaded and screenshot in headless Chromium
+  command -v chromium >/dev/null || need+=(chromium)
   # benchmark catalog (bench/catalog/generate.py, tests/cli/test_bench_harness.sh): FluidSynth and the
   # small TimGM6mb General MIDI sound font (6 MB; fluid-soundfont-gm, 140 MB, is used when installed)
   command -v fluidsynth >/dev/null || need+=(fluidsynth)

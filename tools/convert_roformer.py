@@ -11,10 +11,19 @@ models/roformer.c reads (stemline.arch, dim, depth, stereo, num_stems,
 time/freq_transformer_depth, heads, dim_head, stft_*, mask_estimator_depth,
 freqs_per_bands or num_bands + sample_rate, zero_dc, chunk_size, num_overlap,
 instruments). Supported: the architecture of `bs-roformer` 0.3.10 on PyPI and
-of ZFTurbo's models/bs_roformer/ (BSRoformer, MelBandRoformer) with
-linear_transformer_depth 0 and no skip connections; anything else in the
-config that changes the computation is refused with the key named (exit 2),
-and stemline refuses a tensor it does not use when it loads the file.
+of ZFTurbo's models/bs_roformer/ (BSRoformer, MelBandRoformer; also the
+copies python-audio-separator runs) with linear_transformer_depth 0 and no
+skip connections: the MaskEstimator MLP has mask_estimator_depth linear layers
+(BS) or one more (Mel), hidden width dim * mlp_expansion_factor, the feed-forward
+4 * dim; BS has one RMSNorm after the stack (final_norm), Mel one after each
+transformer; use_torch_checkpoint, sage_attention (an approximate attention
+kernel in torch: stemline computes exact attention), flash_attn and the
+dropouts do not change the weights and are accepted. The DC bin is kept
+unless the config says zero_dc: true (neither ZFTurbo's code nor
+python-audio-separator's zeroes it). Anything else in the config that changes
+the computation is refused with the key named (exit 2); the checkpoint's
+tensors are checked against the config (a key missing, misshapen or left over
+is named, exit 2), and stemline checks them again when it loads the file.
 Needs torch (to read the checkpoint) and PyYAML.
 """
 
@@ -115,12 +124,74 @@ def config_to_metadata(cfg, arch=None):
         raise ConvertError("training.instruments (or training.target_instrument) names no stem")
     audio = cfg.get("audio") or {}
     inference = cfg.get("inference") or {}
-    chunk = int(audio.get("chunk_size", 0))
+    # the chunk the reference inference uses: inference.chunk_size, else audio.chunk_size
+    chunk = int(inference.get("chunk_size", audio.get("chunk_size", 0)))
     kw = dict(model)
     if "sample_rate" not in kw and "sample_rate" in audio:
         kw["sample_rate"] = audio["sample_rate"]
+    # ZFTurbo's models (and python-audio-separator's copies, which store the flag but do
+    # not act on it) keep the DC bin: zeroed only when a config asks for it
     return metadata_from_kwargs(arch, kw, instruments, chunk, int(inference.get("num_overlap", 2)),
-                                zero_dc=model.get("zero_dc", True))
+                                zero_dc=bool(model.get("zero_dc", False)))
+
+
+def check_layout(meta, shapes, mlp_expansion_factor=4):
+    """The tensors a checkpoint of this config must have (names and shapes), against shapes
+    {name: tuple}: raises ConvertError naming the first key missing, misshapen or left over.
+    Mel-Band band widths come from the checkpoint's band-split norms (stemline checks them
+    against the mel filters when it loads the file)."""
+    arch = meta["stemline.arch"]
+    dim, depth, heads, dh = (int(meta[k]) for k in ("dim", "depth", "heads", "dim_head"))
+    S = 2 if meta["stereo"] == "1" else 1
+    hd = heads * dh
+    if arch == "bs_roformer":
+        din = [2 * S * int(f) for f in meta["freqs_per_bands"].split(",")]
+    else:
+        din = []
+        while "band_split.to_features.%d.0.gamma" % len(din) in shapes:
+            din.append(int(shapes["band_split.to_features.%d.0.gamma" % len(din)][0]))
+        if len(din) != int(meta["num_bands"]):
+            raise ConvertError("the checkpoint has %d band-split norms, num_bands is %s" % (len(din), meta["num_bands"]))
+    want = {}
+    for k, d in enumerate(din):
+        p = "band_split.to_features.%d." % k
+        want.update({p + "0.gamma": (d,), p + "1.weight": (dim, d), p + "1.bias": (dim,)})
+    for l in range(depth):
+        for ax, nd in enumerate((int(meta["time_transformer_depth"]), int(meta["freq_transformer_depth"]))):
+            for i in range(nd):
+                p = "layers.%d.%d.layers.%d." % (l, ax, i)
+                want.update({p + "0.norm.gamma": (dim,), p + "0.to_qkv.weight": (3 * hd, dim),
+                             p + "0.to_out.0.weight": (dim, hd), p + "1.net.0.gamma": (dim,),
+                             p + "1.net.1.weight": (4 * dim, dim), p + "1.net.1.bias": (4 * dim,),
+                             p + "1.net.4.weight": (dim, 4 * dim), p + "1.net.4.bias": (dim,)})
+                # optional in the code's versions: gates (present in ZFTurbo's and 0.3.10), stored rotary frequencies
+                for opt, shp in (("0.to_gates.weight", (heads, dim)), ("0.to_gates.bias", (heads,)),
+                                 ("0.rotary_embed.freqs", (dh // 2,))):
+                    if p + opt in shapes:
+                        want[p + opt] = shp
+            if arch == "mel_band_roformer":
+                want["layers.%d.%d.norm.gamma" % (l, ax)] = (dim,)
+    if arch == "bs_roformer":
+        want["final_norm.gamma"] = (dim,)
+    # mask estimators: BSRoformer's MLP has mask_estimator_depth linear layers, MelBandRoformer's one more
+    n_lin = int(meta["mask_estimator_depth"]) + (arch == "mel_band_roformer")
+    hidden = dim * mlp_expansion_factor
+    for n in range(int(meta["num_stems"])):
+        for k, d in enumerate(din):
+            for i in range(n_lin):
+                p = "mask_estimators.%d.to_freqs.%d.0.%d." % (n, k, 2 * i)
+                out = 2 * d if i == n_lin - 1 else hidden
+                want.update({p + "weight": (out, dim if i == 0 else hidden), p + "bias": (out,)})
+    for name, shp in want.items():
+        if name not in shapes:
+            raise ConvertError("tensor '%s' is missing (the config implies it)" % name)
+        if tuple(shapes[name]) != shp:
+            raise ConvertError("tensor '%s' has shape %s, the config implies %s (mask_estimator_depth, "
+                               "mlp_expansion_factor, dims?)" % (name, tuple(shapes[name]), shp))
+    for name in shapes:
+        if name not in want:
+            raise ConvertError("tensor '%s' is not part of this architecture (a checkpoint of another model "
+                               "or version of the code)" % name)
 
 
 def main():
@@ -161,6 +232,11 @@ def main():
             print("convert_roformer: %s: tensor '%s' is not floating point" % (args.checkpoint, k), file=sys.stderr)
             return 2
         tensors.append((name, stemline_st.to_numpy_f32(v)))
+    try:
+        check_layout(meta, {n: a.shape for n, a in tensors}, int(cfg["model"].get("mlp_expansion_factor", 4)))
+    except ConvertError as e:
+        print("convert_roformer: %s: %s" % (args.checkpoint, e), file=sys.stderr)
+        return 2
     stemline_st.save(args.out, tensors, meta)
     print("%s: %d tensors, %s" % (args.out, len(tensors), ", ".join("%s=%s" % kv for kv in sorted(meta.items()))))
     return 0

@@ -8,6 +8,8 @@ F.normalize in get_text_embedding).
 
     PY=bench/.venv-torch/bin/python      # torch, transformers, tokenizers, laion-clap
     $PY tools/gen_golden_clap_text.py tokenizer   # tests/golden/clap_text/{vocab.json,merges.txt,tokens.json}
+    $PY tools/gen_golden_clap_text.py encoder     # tests/golden/clap_text/small.{safetensors,slg,json}
+    $PY tools/gen_golden_clap_text.py encoder --full DIR   # full size (random weights), not committed
 
 tokenizer: roberta-base's own vocabulary cannot be fetched here (no model hub),
 so the algorithm is checked on a small byte-level BPE vocabulary trained by the
@@ -18,6 +20,25 @@ every string of CORPUS and of a seeded random corpus, the ids that
 RobertaTokenizer gives with laion_clap's call (padding="max_length",
 truncation=True, max_length=77) up to the padding (the rest is <pad>, checked
 here), and whether the text was cut.
+
+encoder: the package's CLAP class is built with a small PANN audio branch (not
+used), then its RobertaModel text branch (roberta-base's configuration: learned
+positions with padding_idx 1, one token type, post-layer-norm layers, exact
+GELU, layer_norm_eps 1e-05, the pooler) and text_projection (Linear, ReLU,
+Linear: the module the package builds, with the input width of the reduced
+branch) are given reduced sizes (--full: 12 layers x 768 x 12 heads, 3072,
+50265 tokens, 514 positions, 512 joint) and random weights (seeded; biases and
+norm parameters 0.1 N(0,1) around their defaults, so none is trivial). The
+weights go through tools/convert_clap.py's build() with the trained test
+vocabulary; the model runs in float64 (float32 weights converted exactly) on
+texts tokenised as laion_clap does, through CLAP.get_text_embedding (encode_text,
+"roberta" branch: pooler_output -> text_projection; F.normalize). Stages come
+from forward hooks on the package's modules.
+  small.safetensors  weights + tokenizer + metadata, as convert_clap.py writes them
+  small.json         {"texts": [...]} the queries
+  small.slg          (tests/unit/sl_golden.h) arrays ids [B][77], emb [B][77][W] (the
+                     embeddings' LayerNorm output), layer{i} [B][77][W], pooled [B][W],
+                     proj [B][J] (before normalisation), out [B][J]
 """
 
 import argparse
@@ -27,6 +48,8 @@ import random
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# importing laion_clap asks the model hub for tokenizers it does not use here: fail fast offline
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = os.path.dirname(HERE)
 OUT = os.path.join(ROOT, "tests", "golden", "clap_text")
 
@@ -192,10 +215,135 @@ def cmd_tokenizer(_args):
     print("wrote %d cases to %s" % (len(cases), OUT))
 
 
+QUERIES = [
+    "calm piano with rain sounds",
+    "",
+    "heavy metal with screamed vocals!!!",
+    "a <pad> in the middle shifts the positions",
+    "calm piano with rain " * 30,
+    "钢琴 音乐 🎹",
+]
+
+
+def stub_torchvision():
+    """laion_clap imports torchvision.ops.misc.FrozenBatchNorm2d (for freezing layers in
+    training, never on the inference path); without torchvision a stand-in module lets the
+    package import."""
+    try:
+        import torchvision.ops.misc  # noqa: F401
+    except ImportError:
+        import types
+
+        from torch import nn
+
+        tv, ops, misc = (types.ModuleType(n) for n in ("torchvision", "torchvision.ops", "torchvision.ops.misc"))
+        misc.FrozenBatchNorm2d = type("FrozenBatchNorm2d", (nn.Module,), {})
+        tv.ops, ops.misc = ops, misc
+        sys.modules.update({"torchvision": tv, "torchvision.ops": ops, "torchvision.ops.misc": misc})
+
+
+def cmd_encoder(args):
+    import numpy as np
+    import torch
+    from torch import nn
+    from transformers import RobertaConfig, RobertaModel
+
+    stub_torchvision()
+    import laion_clap.clap_module.model as clap_model
+
+    sys.path.insert(0, HERE)
+    import convert_clap
+    import stemline_st
+
+    full = args.full is not None
+    out_dir = args.full if full else OUT
+    os.makedirs(out_dir, exist_ok=True)
+    tok = make_tokenizer(OUT)
+    vocab_n = len(json.load(open(os.path.join(OUT, "vocab.json"), encoding="utf-8")))
+    if full:
+        dims = dict(vocab_size=50265, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                    intermediate_size=3072, max_position_embeddings=514)
+        joint = 512
+    else:
+        dims = dict(vocab_size=vocab_n + 3, hidden_size=48, num_hidden_layers=2, num_attention_heads=4,
+                    intermediate_size=96, max_position_embeddings=80)
+        joint = 24
+    cfg = RobertaConfig(type_vocab_size=1, layer_norm_eps=1e-5, pad_token_id=1, bos_token_id=0, eos_token_id=2,
+                        hidden_act="gelu", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+                        **dims)
+    torch.manual_seed(20)
+    orig = clap_model.RobertaModel.from_pretrained
+    clap_model.RobertaModel.from_pretrained = lambda *a, **k: RobertaModel(cfg)
+    try:
+        model = clap_model.CLAP(embed_dim=512, joint_embed_shape=joint,
+                                audio_cfg=dict(model_type="PANN", model_name="Cnn6", hop_size=480),
+                                text_cfg=dict(context_length=77, vocab_size=dims["vocab_size"],
+                                              width=dims["hidden_size"], heads=dims["num_attention_heads"],
+                                              layers=dims["num_hidden_layers"], model_type="roberta"))
+    finally:
+        clap_model.RobertaModel.from_pretrained = orig
+    # the package's text_projection module with the reduced branch's input width
+    model.text_projection = nn.Sequential(nn.Linear(dims["hidden_size"], joint), nn.ReLU(), nn.Linear(joint, joint))
+    g = torch.Generator().manual_seed(21)
+    with torch.no_grad():
+        for name, p in list(model.text_branch.named_parameters()) + list(model.text_projection.named_parameters()):
+            if name.endswith("bias"):
+                p.copy_(0.1 * torch.randn(p.shape, generator=g))
+            elif "LayerNorm" in name:
+                p.copy_(1 + 0.1 * torch.randn(p.shape, generator=g))
+            else:
+                p.copy_(0.05 * torch.randn(p.shape, generator=g) if full else torch.randn(p.shape, generator=g)
+                        * p.shape[-1] ** -0.5)
+    model.eval()
+    sd = {("text_branch." + k): v.detach().numpy() for k, v in model.text_branch.state_dict().items()}
+    sd.update({("text_projection." + k): v.detach().numpy() for k, v in model.text_projection.state_dict().items()})
+    vocab_b = open(os.path.join(OUT, "vocab.json"), "rb").read()
+    merges_b = open(os.path.join(OUT, "merges.txt"), "rb").read()
+    tensors, meta = convert_clap.build(sd, vocab_b, merges_b, text_heads=dims["num_attention_heads"],
+                                       require_audio=False)
+    stemline_st.save(os.path.join(out_dir, "small.safetensors"), tensors, meta)
+
+    model = model.double()
+    taps = {}
+
+    def hook(key):
+        def fn(_mod, _inp, out):
+            if isinstance(out, (tuple, list)):
+                out = out[0]
+            taps[key] = out.detach().float().numpy()
+        return fn
+
+    tb = model.text_branch
+    tb.embeddings.register_forward_hook(hook("emb"))
+    for i, layer in enumerate(tb.encoder.layer):
+        layer.register_forward_hook(hook("layer%d" % i))
+    model.text_projection.register_forward_hook(hook("proj"))
+    tb.pooler.register_forward_hook(hook("pooled"))
+    queries = QUERIES
+    data = tok(queries, padding="max_length", truncation=True, max_length=77, return_tensors="pt")
+    with torch.no_grad():
+        out = model.get_text_embedding(dict(data)).float().numpy()
+    ids = data["input_ids"].numpy().astype(np.float32)
+    arrays = [("ids", ids), ("emb", taps["emb"])]
+    arrays += [("layer%d" % i, taps["layer%d" % i]) for i in range(dims["num_hidden_layers"])]
+    arrays += [("pooled", taps["pooled"]), ("proj", taps["proj"]), ("out", out)]
+    stemline_st.write_slg(os.path.join(out_dir, "small.slg"),
+                          "tools/gen_golden_clap_text.py encoder%s" % (" --full" if full else ""),
+              {"queries": len(queries), "width": dims["hidden_size"], "layers": dims["num_hidden_layers"],
+               "joint": joint}, arrays)
+    with open(os.path.join(out_dir, "small.json"), "w", encoding="ascii") as f:
+        json.dump({"texts": queries}, f, ensure_ascii=True)
+        f.write("\n")
+    print("wrote %s (%d tensors)" % (out_dir, len(tensors)))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("tokenizer").set_defaults(fn=cmd_tokenizer)
+    enc = sub.add_parser("encoder")
+    enc.add_argument("--full", metavar="DIR", help="full-size model into DIR (not committed)")
+    enc.set_defaults(fn=cmd_encoder)
     args = ap.parse_args()
     args.fn(args)
 

@@ -109,6 +109,37 @@ def torch_load(path):
         return torch.load(path, map_location="cpu")
 
 
+def checkpoint_state_dict(path):
+    """The state dict of a torch checkpoint (under "state_dict" when the file holds a
+    training checkpoint); ValueError with the reason when it cannot be read or holds none."""
+    try:
+        sd = torch_load(path)
+    except Exception as e:  # torch raises many kinds
+        raise ValueError("cannot read the checkpoint: %s" % e)
+    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
+        sd = sd["state_dict"]
+    if not isinstance(sd, dict) or not sd or not all(hasattr(v, "dtype") for v in sd.values()):
+        raise ValueError("no state dict of tensors in the checkpoint")
+    return sd
+
+
 def to_numpy_f32(t):
     """A torch tensor as a C-contiguous float32 numpy array."""
     return np.ascontiguousarray(t.detach().cpu().float().numpy(), dtype=np.float32)
+
+
+def write_slg(path, comment, params, arrays):
+    """Writes a golden-vector file (tests/unit/sl_golden.h format): header lines
+    'SLGOLD 1', '# comment', 'param NAME VALUE', 'array NAME DIMS...', 'end', then
+    the arrays as little-endian float32 in order. params: dict; arrays: list of
+    (name, numpy array)."""
+    with open(path, "wb") as f:
+        f.write(b"SLGOLD 1\n")
+        f.write(("# %s\n" % comment).encode())
+        for k, v in params.items():
+            f.write(("param %s %s\n" % (k, v)).encode())
+        for name, a in arrays:
+            f.write(("array %s %s\n" % (name, " ".join(str(d) for d in np.shape(a)))).encode())
+        f.write(b"end\n")
+        for _, a in arrays:
+            f.write(np.ascontiguousarray(a, dtype="<f4").tobytes())

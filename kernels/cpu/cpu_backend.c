@@ -134,5 +134,9 @@ const sl_op_backend sl_cpu_backend = {
     .attention = sl_cpu_attention,
     .spec_gather = sl_cpu_spec_gather,
     .mask_scatter = sl_cpu_mask_scatter,
+    .row_gather = sl_cpu_row_gather,
+    .conv1d = sl_cpu_conv1d,
+    .conv_transpose1d = sl_cpu_conv_transpose1d,
+    .permute = sl_cpu_permute,
     .threads_changed = cpu_threads_changed,
 };

@@ -12,15 +12,7 @@
 #include "cpu_ops.h"
 #include "cpu_simd.h"
 
-static float act_f(sl_act act, float v)
-{
-    switch (act) {
-    case SL_ACT_RELU: return v < 0.0f ? 0.0f : v; /* NaN stays NaN, as torch.relu */
-    case SL_ACT_TANH: return tanhf(v);
-    case SL_ACT_GELU: return 0.5f * v * (1.0f + erff(v * (float)M_SQRT1_2)); /* torch's exact GELU */
-    default: return v;
-    }
-}
+static float act_f(sl_act act, float v) { return sl_cpu_act(act, v); }
 
 /* Multiply-adds below which a GEMM is not split: a loop of the pool costs a few
  * microseconds, about 10^5 multiply-adds on one core. */
@@ -161,11 +153,13 @@ int sl_cpu_affine(sl_op_ctx *ctx, const sl_affine_args *a)
         for (size_t i = 0; i < a->rows; i++) {
             const float *x = a->x + b * a->stride_x + i * a->ldx;
             float *y = a->y + b * a->stride_y + i * a->ldy;
+            const float *r = a->res ? a->res + b * a->stride_res + i * a->ldres : NULL;
             for (size_t j = 0; j < a->cols; j++) {
                 float v = add ? x[j] + add[j] : x[j];
                 if (mul)
                     v *= mul[j];
-                y[j] = act_f(a->act, v);
+                v = act_f(a->act, v);
+                y[j] = r ? v + r[j] : v;
             }
         }
     }

@@ -5,6 +5,19 @@
 
 #include "../backend.h"
 
+#include <math.h>
+
+/* The activations of kernels/ops.h (GELU: torch's exact erf form; NaN stays NaN under ReLU). */
+static inline float sl_cpu_act(sl_act act, float v)
+{
+    switch (act) {
+    case SL_ACT_RELU: return v < 0.0f ? 0.0f : v;
+    case SL_ACT_TANH: return tanhf(v);
+    case SL_ACT_GELU: return 0.5f * v * (1.0f + erff(v * (float)M_SQRT1_2));
+    default: return v;
+    }
+}
+
 int sl_cpu_frame(sl_op_ctx *ctx, const sl_stft_cfg *c, const float *x, size_t batch, size_t len,
                  size_t first, size_t count, const float *window, float *frames);
 int sl_cpu_rfft(sl_op_ctx *ctx, int n_fft, size_t count, const float *in, float *out, float scale);
@@ -49,6 +62,9 @@ void sl_cpu_sgemm(sl_op_ctx *ctx, int trans_b, size_t m, size_t n, size_t k, con
 void sl_cpu_sgemm_part(size_t part, size_t parts, int trans_b, size_t m, size_t n, size_t k, const float *a,
                        size_t lda, const float *b, size_t ldb, float *c, size_t ldc);
 int sl_cpu_conv2d(sl_op_ctx *ctx, const sl_conv2d_args *a);
+int sl_cpu_conv1d(sl_op_ctx *ctx, const sl_conv1d_args *a);
+int sl_cpu_conv_transpose1d(sl_op_ctx *ctx, const sl_convt1d_args *a);
+int sl_cpu_permute(sl_op_ctx *ctx, const sl_permute_args *a);
 int sl_cpu_avg_pool2d(sl_op_ctx *ctx, size_t planes, int h, int w, int kh, int kw, const float *in, float *out);
 int sl_cpu_clip_pool(sl_op_ctx *ctx, size_t planes, size_t T, size_t F, const float *in, float *out);
 int sl_cpu_topk(sl_op_ctx *ctx, const sl_topk_args *a);
@@ -58,5 +74,6 @@ int sl_cpu_attention(sl_op_ctx *ctx, const sl_attention_args *a);
 int sl_cpu_spec_gather(sl_op_ctx *ctx, const sl_band_geom *g, const float *spec, float *out);
 int sl_cpu_mask_scatter(sl_op_ctx *ctx, const sl_band_geom *g, size_t n_masks, const int32_t *inv_off,
                         const int32_t *inv_idx, const float *spec, const float *mask, float *out);
+int sl_cpu_row_gather(sl_op_ctx *ctx, const sl_gather_args *a);
 
 #endif

@@ -39,12 +39,16 @@ int sl_cpu_norm(sl_op_ctx *ctx, const sl_norm_args *a)
                 var += ((double)x[j] - mean) * ((double)x[j] - mean);
             var /= (double)n;
             const double rstd = 1.0 / sqrt(var + a->eps);
+            /* GROUP: the parameters of element j are those of its channel */
+            const size_t cpg = a->kind == SL_NORM_GROUP ? a->channels / a->groups : 0;
+            const size_t c0 = a->kind == SL_NORM_GROUP ? (i % a->groups) * cpg : 0;
             for (size_t j = 0; j < n; j++) {
                 float v = (float)(((double)x[j] - mean) * rstd);
+                const size_t p = cpg ? c0 + (j / a->inner) % cpg : j;
                 if (a->gamma)
-                    v *= a->gamma[j];
+                    v *= a->gamma[p];
                 if (a->beta)
-                    v += a->beta[j];
+                    v += a->beta[p];
                 y[j] = v;
             }
         }

@@ -1,19 +1,8 @@
-// Op affine: y[b][i][j] = act((x[b][i][j] + add[b][j]) * mul[b][j]). One
+// Op affine: y[b][i][j] = act((x[b][i][j] + add[b][j]) * mul[b][j]) [+ res[b][i][j]]. One
 // thread per column (coalesced), rows and items over grid.y / grid.z (looping
 // past the grid limits). In place is allowed: each element is read, then
 // written, by the same thread.
 #include "cu_ops.h"
-
-static __device__ __forceinline__ float affine_act(sl_act act, float v)
-{
-    if (act == SL_ACT_RELU)
-        return v < 0.0f ? 0.0f : v;
-    if (act == SL_ACT_TANH)
-        return tanhf(v);
-    if (act == SL_ACT_GELU) // exact (erf) GELU, as torch.nn.GELU()
-        return 0.5f * v * (1.0f + erff(v * (float)M_SQRT1_2));
-    return v;
-}
 
 static __global__ void affine_kernel(sl_affine_args a)
 {
@@ -29,7 +18,10 @@ static __global__ void affine_kernel(sl_affine_args a)
                 v = v + add;
             if (a.mul)
                 v = v * mul;
-            a.y[b * a.stride_y + i * a.ldy + j] = affine_act(a.act, v);
+            v = sl_cu_act(a.act, v);
+            if (a.res)
+                v = v + a.res[b * a.stride_res + i * a.ldres + j];
+            a.y[b * a.stride_y + i * a.ldy + j] = v;
         }
     }
 }

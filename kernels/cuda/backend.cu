@@ -510,6 +510,10 @@ extern "C" const sl_op_backend sl_cuda_emu_backend = {
     SL_FN(attention),
     SL_FN(spec_gather),
     SL_FN(mask_scatter),
+    SL_FN(row_gather),
+    SL_FN(conv1d),
+    SL_FN(conv_transpose1d),
+    SL_FN(permute),
     nullptr, // threads_changed: the work runs on the device, one host thread per context
 #if SL_CUDA_API
     cu_set_precision,

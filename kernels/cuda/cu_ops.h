@@ -8,6 +8,18 @@
 
 #include "sl_cuda.h"
 
+// The activations of kernels/ops.h on the device (GELU: the exact erf form, as torch.nn.GELU()).
+static __device__ __forceinline__ float sl_cu_act(sl_act act, float v)
+{
+    if (act == SL_ACT_RELU)
+        return v < 0.0f ? 0.0f : v;
+    if (act == SL_ACT_TANH)
+        return tanhf(v);
+    if (act == SL_ACT_GELU)
+        return 0.5f * v * (1.0f + erff(v * (float)M_SQRT1_2));
+    return v;
+}
+
 extern "C" {
 int SL_FN(frame)(sl_op_ctx *ctx, const sl_stft_cfg *c, const float *x, size_t batch, size_t len,
                  size_t first, size_t count, const float *window, float *frames);
@@ -41,6 +53,9 @@ int SL_FN(lstm)(sl_op_ctx *ctx, const sl_lstm_cfg *c, size_t batch, size_t T, co
 int SL_FN(wiener)(sl_op_ctx *ctx, const sl_wiener_cfg *c, size_t n_targets, size_t n_frames, size_t n_bins,
                   const float *mix, const float *mag, float *out);
 int SL_FN(conv2d)(sl_op_ctx *ctx, const sl_conv2d_args *a);
+int SL_FN(conv1d)(sl_op_ctx *ctx, const sl_conv1d_args *a);
+int SL_FN(conv_transpose1d)(sl_op_ctx *ctx, const sl_convt1d_args *a);
+int SL_FN(permute)(sl_op_ctx *ctx, const sl_permute_args *a);
 int SL_FN(avg_pool2d)(sl_op_ctx *ctx, size_t planes, int h, int w, int kh, int kw, const float *in, float *out);
 int SL_FN(clip_pool)(sl_op_ctx *ctx, size_t planes, size_t T, size_t F, const float *in, float *out);
 int SL_FN(topk)(sl_op_ctx *ctx, const sl_topk_args *a);
@@ -50,6 +65,7 @@ int SL_FN(attention)(sl_op_ctx *ctx, const sl_attention_args *a);
 int SL_FN(spec_gather)(sl_op_ctx *ctx, const sl_band_geom *g, const float *spec, float *out);
 int SL_FN(mask_scatter)(sl_op_ctx *ctx, const sl_band_geom *g, size_t n_masks, const int32_t *inv_off,
                         const int32_t *inv_idx, const float *spec, const float *mask, float *out);
+int SL_FN(row_gather)(sl_op_ctx *ctx, const sl_gather_args *a);
 
 // Workspace queries (bytes of context scratch the op needs for these sizes).
 size_t SL_FN(log_db_workspace)(size_t batch, size_t n, float top_db);

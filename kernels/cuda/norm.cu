@@ -1,5 +1,6 @@
-// Op norm: RMSNorm (x * sqrt(dim) / max(||x||, eps) * gamma) or LayerNorm
-// ((x - mean) / sqrt(var + eps) * gamma + beta) of each row. One block of
+// Op norm: RMSNorm (x * sqrt(dim) / max(||x||, eps) * gamma), LayerNorm
+// ((x - mean) / sqrt(var + eps) * gamma + beta) or GroupNorm (the same with
+// gamma / beta of each element's channel) of each row. One block of
 // NORM_T threads per row (rows over grid.x, looping): each thread sums its
 // strided slice, the slices are added by a fixed shared-memory tree
 // (deterministic, no atomics); LayerNorm makes a second pass for the variance
@@ -54,12 +55,15 @@ static __global__ void __launch_bounds__(NORM_T) norm_kernel(sl_norm_args a)
             var = norm_block_sum(var, red) / (float)n;
             const float rstd = 1.0f / sqrtf(var + a.eps);
             __syncthreads();
+            const size_t cpg = a.kind == SL_NORM_GROUP ? a.channels / a.groups : 0;
+            const size_t c0 = cpg ? (i % a.groups) * cpg : 0;
             for (size_t j = threadIdx.x; j < n; j += NORM_T) {
                 float v = (x[j] - mean) * rstd;
+                const size_t p = cpg ? c0 + (j / a.inner) % cpg : j;
                 if (a.gamma)
-                    v = v * a.gamma[j];
+                    v = v * a.gamma[p];
                 if (a.beta)
-                    v = v + a.beta[j];
+                    v = v + a.beta[p];
                 y[j] = v;
             }
         }

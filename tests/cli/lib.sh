@@ -14,6 +14,21 @@ OUT=$(mktemp)
 ERR=$(mktemp)
 STATUS=0
 
+# in_tmp_dir: a fresh temporary folder $T (removed, read-only parts included, when
+# the test exits) as the current folder
+in_tmp_dir() {
+  T=$(mktemp -d)
+  trap 'chmod -R u+rw "$T" 2>/dev/null; rm -rf "$T"' EXIT
+  cd "$T" || exit 1
+}
+# f32_job FILE SEP_MODEL < REST: a job of the tracks in in/ into out/ with 32-bit
+# float WAV stems and separation.model SEP_MODEL; its standard input (more keys
+# of separation: indented by two, then the other sections) is appended as it is
+f32_job() {
+  printf 'input:\n  paths: [in]\noutput:\n  dir: out\n  stems: {format: wav, sample_format: f32}\nseparation:\n  model: %s\n' \
+    "$2" >"$1"
+  cat >>"$1"
+}
 pass() { _passed=$((_passed + 1)); }
 fail() { _failed=$((_failed + 1)); echo "FAIL: $*" >&2; }
 
@@ -118,7 +133,7 @@ EOF
 }
 # snapshot DIR: checksums of every output except the per-run report and the ledger
 snapshot() {
-  (cd "$1" && find . -type f ! -name '*report.json' ! -name '*ledger.sqlite*' -print0 | sort -z |
+  (cd "$1" && find . -type f ! -name '*report.json' ! -name '*report.html' ! -name '*ledger.sqlite*' -print0 | sort -z |
     xargs -0 sha256sum)
 }
 finish() {

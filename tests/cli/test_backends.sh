@@ -5,9 +5,7 @@
 # with a GPU the real backend is compared too.
 set -u
 source "$(dirname "$0")/lib.sh"
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-cd "$T"
+in_tmp_dir
 mkdir in
 gen_tone in/x.wav 2.5 44100 2 pcm_s16le
 gen_tone in/y.flac 1.5 48000 1 flac

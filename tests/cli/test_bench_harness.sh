@@ -10,9 +10,7 @@
 set -u
 source "$(dirname "$0")/lib.sh"
 : "${SL_SRC:?SL_SRC must point at the source tree}"
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-cd "$T"
+in_tmp_dir
 GEN=("$SL_PYTHON" "$SL_SRC/bench/catalog/generate.py")
 export PYTHONPATH="$SL_SRC/bench${PYTHONPATH:+:$PYTHONPATH}"
 export T

@@ -3,9 +3,7 @@
 # the key in the message, nothing processed; --help and --version answer.
 set -u
 source "$(dirname "$0")/lib.sh"
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-cd "$T"
+in_tmp_dir
 mkdir in
 gen_tone in/x.wav 1 44100 2 pcm_s16le
 

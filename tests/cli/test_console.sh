@@ -6,9 +6,7 @@
 set -u
 source "$(dirname "$0")/lib.sh"
 : "${SL_SRC:?SL_SRC must point at the source tree}"
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-cd "$T"
+in_tmp_dir
 gen_pitch in/a.wav 1.5 300
 gen_pitch in/b.wav 1.2 700
 cat > job.yaml <<EOF

@@ -6,9 +6,7 @@
 # (SL_FAULT_DECODE_HANG, no track timeout): that track is abandoned, not failed.
 set -u
 source "$(dirname "$0")/lib.sh"
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-cd "$T"
+in_tmp_dir
 
 gen_tone in/a.wav 3 44100 2 pcm_s16le
 gen_tone in/b.flac 4 44100 2 flac

@@ -21,9 +21,7 @@ pq_check() {
     py_check "$1"
 }
 
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-cd "$T"
+in_tmp_dir
 
 if ! "$SL_PYTHON" -c 'import pandas, pyarrow.dataset, duckdb' 2>/dev/null; then
   fail "pandas, pyarrow and duckdb are needed to read the exports back (make test-deps)"

@@ -7,9 +7,7 @@
 set -u
 source "$(dirname "$0")/lib.sh"
 : "${SL_BUILD:?SL_BUILD must point at the build folder}"
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-cd "$T"
+in_tmp_dir
 P=$T/prefix
 if cmake --install "$SL_BUILD" --prefix "$P" >install.log 2>&1; then pass; else
   fail "cmake --install failed"; sed 's/^/    /' install.log >&2

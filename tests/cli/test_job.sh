@@ -4,9 +4,7 @@
 set -u
 source "$(dirname "$0")/lib.sh"
 
-T=$(mktemp -d)
-trap 'chmod -R u+rw "$T" 2>/dev/null; rm -rf "$T"' EXIT
-cd "$T"
+in_tmp_dir
 
 # ---- fixtures ----
 mkdir -p in/good in/bad
@@ -22,16 +20,7 @@ mkdir -p in/bad/folder.mp3                           # a folder that looks like 
 if [ "$(id -u)" -ne 0 ]; then                        # root reads anything: only testable as a user
   cp in/good/a.wav in/bad/noperm.wav && chmod 000 in/bad/noperm.wav
 fi
-cat > job.yaml <<EOF
-input:
-  paths: [in]
-output:
-  dir: out
-  stems:
-    format: wav
-    sample_format: f32
-separation:
-  model: hpss
+f32_job job.yaml hpss <<EOF
 embedding:
   model: melstats
 runtime:

@@ -9,9 +9,7 @@
 # config time with FILE:LINE:COL.
 set -u
 source "$(dirname "$0")/lib.sh"
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-cd "$T"
+in_tmp_dir
 gen_tone in/a.wav 3.3 44100 2 pcm_s16le
 
 for fmt in opus mp3 aac ogg; do

@@ -8,9 +8,7 @@
 # bound does not cover), and the tracks in flight never exceed the planned cap.
 set -u
 source "$(dirname "$0")/lib.sh"
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-cd "$T"
+in_tmp_dir
 
 gen_tone in/t00.flac 6 44100 2 flac
 for i in $(seq 1 39); do cp in/t00.flac "in/t$(printf %02d "$i").flac"; done

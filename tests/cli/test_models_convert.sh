@@ -16,9 +16,7 @@ if [ -z "$TPY" ]; then
   echo "SKIPPED: no python3 that imports torch (apt-get install python3-torch to run this test)"
   exit 77
 fi
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-cd "$T"
+in_tmp_dir
 
 # ---- Open-Unmix: 4 targets, hidden 8, 2 channels, nb_bins 9 (n_fft 16), max_bin 5 ----
 "$TPY" - <<'EOF' || fail "could not make the fake Open-Unmix state dicts"

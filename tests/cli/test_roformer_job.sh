@@ -9,23 +9,14 @@ set -u
 source "$(dirname "$0")/lib.sh"
 : "${SL_SRC:?SL_SRC must point at the source tree}"
 G="$SL_SRC/tests/golden/roformer"
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-cd "$T"
+in_tmp_dir
 
 mkdir -p in one
 gen_tone in/a.wav 1 44100 2 pcm_s16le
 gen_tone in/b.mp3 0.6 44100 1 libmp3lame
 gen_tone in/c.wav 0.004 44100 2 pcm_s16le
 gen_tone one/e.wav 0.1 44100 2 pcm_s16le
-cat > job.yaml <<JOB
-input:
-  paths: [in]
-output:
-  dir: out
-  stems: {format: wav, sample_format: f32}
-separation:
-  model: bs_roformer
+f32_job job.yaml bs_roformer <<JOB
   weights: $G/bs_stereo_1stem.safetensors
 embedding:
   model: none
@@ -57,7 +48,7 @@ for t in ("a.wav", "b.mp3", "c.wav"):
     assert np.isfinite(v).all() and np.abs(v).max() > 0, t
     if t.endswith(".mp3"):  # ffmpeg's and stemline's mp3 decoders may align differently
         continue
-    # the runner cross-fades both stems with the same weights: their sum stays the mix
+    # both stems are joined with the same weights: their sum stays the mix
     err = np.abs(v + i - x).max()
     assert err <= 1e-5 * max(1.0, np.abs(x).max()), (t, err)
 PY

@@ -3,9 +3,7 @@
 # device-error retries, decoder timeouts, full disks, signals (INT, HUP) and kill -9.
 set -u
 source "$(dirname "$0")/lib.sh"
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-cd "$T"
+in_tmp_dir
 
 mkdir -p in long
 gen_tone in/a.wav 23 44100 2 pcm_s16le
@@ -13,14 +11,7 @@ gen_tone in/b.flac 9 44100 2 flac
 gen_tone in/c.mp3 14 44100 1 libmp3lame
 gen_tone in/d.ogg 6 48000 2 libvorbis
 gen_tone in/e.wav 0.2 44100 2 pcm_s16le
-cat > job.yaml <<EOF
-input:
-  paths: [in]
-output:
-  dir: out
-  stems: {format: wav, sample_format: f32}
-separation:
-  model: hpss
+f32_job job.yaml hpss <<EOF
   segment_seconds: 5
   overlap_seconds: 1
 embedding:

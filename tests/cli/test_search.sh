@@ -15,9 +15,7 @@ set -u
 source "$(dirname "$0")/lib.sh"
 export OUT
 
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-cd "$T"
+in_tmp_dir
 
 if ! "$STEMLINE" search --help >/dev/null 2>&1; then
   fail "stemline search is not a command of $STEMLINE: wire sl_cmd_search into cli/main.c"

@@ -6,9 +6,7 @@
 # when stem files are off, and the errors for names that are not stems.
 set -u
 source "$(dirname "$0")/lib.sh"
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-cd "$T"
+in_tmp_dir
 mkdir in
 gen_tone in/a.wav 5.3 44100 2 pcm_s16le
 gen_tone in/b.flac 3.0 48000 1 flac
@@ -66,6 +64,28 @@ for s in ["mix", "percussive", "harmonic"]:
     assert [len([r for r in tr if r["id"] == i]) for i in ids] == [5, 2, 2], [r["id"] for r in tr]
 # the stems differ from the mix and from each other
 assert np.abs(V["mix"] - V["percussive"]).max() > 1e-3 and np.abs(V["harmonic"] - V["percussive"]).max() > 1e-3
+PY
+
+# Each input is decoded once (one decoder feeds the separation at 44.1 kHz
+# and the mix's embedding at its own rate), each written stem once more; the
+# mix vectors are exactly those of a job that only embeds.
+cat > mix-only.yaml <<'YAML'
+input: {paths: [in]}
+output: {dir: out-mix}
+separation: {model: none}
+embedding: {model: melstats, window_seconds: 2, hop_seconds: 1, timeline: true}
+YAML
+run_sl run mix-only.yaml --quiet
+expect_status 0 "the mix alone"
+py_check "one decode per input and per embedded stem; mix vectors as if embedded alone" <<'PY'
+import json, numpy as np
+p = json.load(open("out/report.json"))["pipeline"]
+assert p["decodes"] == 3 + 3 * 2, p["decodes"]
+assert json.load(open("out-mix/report.json"))["pipeline"]["decodes"] == 3
+for sub in ["", "/timeline"]:
+    a = np.load("out/embeddings/melstats/mix" + sub + "/shard-00000.npy")
+    b = np.load("out-mix/embeddings/melstats/mix" + sub + "/shard-00000.npy")
+    assert a.shape == b.shape and np.array_equal(a, b), (sub, np.abs(a - b).max())
 PY
 
 # A stem's vector is the vector of its stem file embedded as an input.

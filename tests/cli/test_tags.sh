@@ -5,9 +5,7 @@
 # [0, 1], the shipped label names, top-k consistent across k, off with k = 0.
 set -u
 source "$(dirname "$0")/lib.sh"
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-cd "$T"
+in_tmp_dir
 mkdir in
 gen_tone in/a.wav 3.5 44100 2 pcm_s16le
 gen_tone in/b.flac 1.2 32000 1 flac

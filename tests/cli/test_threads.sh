@@ -7,22 +7,11 @@
 set -u
 source "$(dirname "$0")/lib.sh"
 
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-cd "$T"
+in_tmp_dir
 
 mkdir -p in
 for i in 1 2 3 4; do gen_tone in/t$i.wav 6 44100 2 pcm_s16le; done
-cat > job.yaml <<EOF
-input:
-  paths: [in]
-output:
-  dir: out
-  stems:
-    format: wav
-    sample_format: f32
-separation:
-  model: hpss
+f32_job job.yaml hpss <<EOF
   segment_seconds: 2
   overlap_seconds: 0.5
 embedding:

@@ -7,23 +7,14 @@ set -u
 source "$(dirname "$0")/lib.sh"
 : "${SL_SRC:?SL_SRC must point at the source tree}"
 W="$SL_SRC/tests/golden/umx/umx-small.safetensors"
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-cd "$T"
+in_tmp_dir
 
 mkdir -p in
 gen_tone in/a.wav 3 44100 2 pcm_s16le
 gen_tone in/b.flac 2 44100 2 flac
 gen_tone in/c.mp3 2.5 44100 1 libmp3lame
 gen_tone in/d.wav 0.05 44100 2 pcm_s16le
-cat > job.yaml <<EOF
-input:
-  paths: [in]
-output:
-  dir: out
-  stems: {format: wav, sample_format: f32}
-separation:
-  model: umx
+f32_job job.yaml umx <<EOF
   weights: $W
   segment_seconds: 1
   overlap_seconds: 0.25

@@ -1135,6 +1135,7 @@ static void case_copy(parity *P, size_t n)
 }
 
 #include "parity_xf.h"
+#include "parity_conv1d.h"
 
 /* Opens backend `name` and runs the whole parity on it. Returns 0 when the
  * backend was tested, 1 when it is absent (printed SKIPPED, never passed). */
@@ -1198,6 +1199,7 @@ static int parity_run(const char *name, int big)
     nn_cases(&P, big);
     conv_cases(&P, big);
     xf_cases(&P, big);
+    conv1d_cases(&P, big);
     if (big) {
         case_fft(&P, 4096, 2049);   /* > one cuFFT chunk: two power-of-two plans + 1 */
         case_fft(&P, 65536, 129);

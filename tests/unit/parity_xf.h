@@ -11,6 +11,7 @@
 #define TOL_GLU 1e-6
 #define TOL_ATT 1e-5
 #define TOL_BAND 1e-6
+#define TOL_GATHER 1e-6 /* weighted taps: fused multiply-adds on a GPU; copies are exact */
 
 static float *run_norm(sl_op_ctx *ctx, const sl_norm_args *h, size_t nx, size_t ny, int in_place, int *rc)
 {
@@ -34,7 +35,7 @@ static float *run_norm(sl_op_ctx *ctx, const sl_norm_args *h, size_t nx, size_t 
 static void case_norm(parity *P, sl_norm_kind kind, size_t rows, size_t dim, int params, int in_place)
 {
     sl_norm_args a = {kind, rows, dim, NULL, dim + (in_place ? 0 : 3), NULL, NULL, kind == SL_NORM_RMS ? 1e-12f : 1e-5f,
-                      NULL, dim + (in_place ? 0 : 1)};
+                      NULL, dim + (in_place ? 0 : 1), 0, 0, 0};
     const size_t nx = rows * a.ldx, ny = in_place ? nx : rows * a.ldy;
     float *x = pr_rand(nx), *g = pr_rand(dim), *b = pr_rand(dim);
     for (size_t i = 0; i < nx; i++)
@@ -293,8 +294,60 @@ static void case_gemm_add(parity *P, size_t batch, size_t m, size_t n, size_t k,
     free(out[1]);
 }
 
+/* row_gather: random index tables (rows repeat, some never picked), strided rows, weighted taps;
+ * also checked against the definition computed here, so the CPU reference is tested too. */
+static void case_gather(parity *P, size_t batch, size_t rows, size_t cols, size_t in_rows, int taps, int weighted)
+{
+    const size_t T = (size_t)taps, ldx = cols + 3, ldy = cols + 1, sx = in_rows * ldx + 5, sy = rows * ldy + 2;
+    const size_t nx = batch * sx, ny = batch * sy;
+    int32_t *idx = malloc(rows * T * sizeof *idx);
+    float *w = pr_rand(rows * T), *x = pr_rand(nx), *out[2], *exact = calloc(ny, sizeof *exact);
+    for (size_t i = 0; i < rows * T; i++)
+        idx[i] = (int32_t)(sl_ref_urand() * (double)in_rows) % (int32_t)in_rows;
+    for (size_t b = 0; b < batch; b++)
+        for (size_t r = 0; r < rows; r++)
+            for (size_t c = 0; c < cols; c++) {
+                float v = weighted ? 0.0f : x[b * sx + (size_t)idx[r] * ldx + c];
+                for (size_t t = 0; weighted && t < T; t++)
+                    v = t ? v + w[r * T + t] * x[b * sx + (size_t)idx[r * T + t] * ldx + c]
+                          : w[r * T] * x[b * sx + (size_t)idx[r * T] * ldx + c];
+                exact[b * sy + r * ldy + c] = v;
+            }
+    int rc[2];
+    for (int s = 0; s < 2; s++) {
+        sl_op_ctx *c = s ? P->ctx : P->ref;
+        void *di;
+        CHECK(sl_op_alloc(c, &di, rows * T * sizeof *idx) == 0 && sl_op_upload(c, di, idx, rows * T * sizeof *idx) == 0);
+        float *dw = weighted ? pr_up(c, w, rows * T) : NULL, *dx = pr_up(c, x, nx), *dy = pr_up(c, NULL, ny);
+        CHECK(sl_op_upload(c, dy, exact, ny * sizeof(float)) == 0); /* the gaps between rows stay equal */
+        sl_gather_args a = {batch, rows, cols, in_rows, taps, di, dw, dx, ldx, sx, dy, ldy, sy};
+        rc[s] = sl_op_row_gather(c, &a);
+        out[s] = pr_down(c, dy, ny, &rc[s]);
+        sl_op_free(c, di);
+        sl_op_free(c, dw);
+        sl_op_free(c, dx);
+        sl_op_free(c, dy);
+    }
+    char shape[96];
+    snprintf(shape, sizeof shape, "b%zu rows%zu cols%zu in%zu taps%d%s", batch, rows, cols, in_rows, taps,
+             weighted ? " weighted" : " copy");
+    CHECK_MSG(rc[0] == 0 && rc[1] == 0, "row_gather %s: %s", shape, sl_lasterr());
+    CHECK_MSG(pr_err(out[0], exact, ny) == 0.0, "row_gather %s: cpu reference differs from the definition", shape);
+    pr_report(P, "row_gather", shape, pr_err(out[1], out[0], ny), weighted ? TOL_GATHER : 0.0);
+    free(idx);
+    free(w);
+    free(x);
+    free(exact);
+    free(out[0]);
+    free(out[1]);
+}
+
 static void xf_cases(parity *P, int big)
 {
+    case_gather(P, 1, 1, 1, 1, 1, 0);
+    case_gather(P, 2, 300, 33, 257, 1, 0);    /* window partition: permuted rows */
+    case_gather(P, 1, 1024, 1, 16000, 4, 1); /* bicubic patches of a spectrogram: one column, 4 taps */
+    case_gather(P, 3, 17, 70, 9, 3, 1);
     case_gemm_add(P, 2, 70, 33, 20, SL_ACT_NONE, 1);
     case_gemm_add(P, 1, 9, 65, 7, SL_ACT_GELU, 0);
     case_norm(P, SL_NORM_RMS, 1, 1, 0, 0);

@@ -4,6 +4,7 @@
 #ifndef SL_GOLDEN_H
 #define SL_GOLDEN_H
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,22 +21,33 @@ typedef struct {
     float *adata[SLG_MAX];
 } slg_file;
 
-/* Path of a golden file: $SL_SRC/tests/golden/DIR/NAME.slg (DIR: "dsp" from
- * tools/gen_golden_dsp.py, "torch" from tools/gen_golden_torch.py); without
- * SL_SRC (a test run by hand) the tree this header was compiled from. */
-static inline const char *slg_path_in(const char *dir, const char *name)
+/* Path of any file of a golden folder: $SL_SRC/tests/golden/DIR/FILE, or under the
+ * tree this header was compiled from without SL_SRC; an absolute DIR is taken as it
+ * is (files made at test time). Static buffer. */
+static inline const char *slg_file_in(const char *dir, const char *file)
 {
     static char buf[1024];
     const char *src = getenv("SL_SRC");
-    if (src && *src) {
-        snprintf(buf, sizeof buf, "%s/tests/golden/%s/%s.slg", src, dir, name);
+    if (dir[0] == '/') {
+        snprintf(buf, sizeof buf, "%s/%s", dir, file);
+    } else if (src && *src) {
+        snprintf(buf, sizeof buf, "%s/tests/golden/%s/%s", src, dir, file);
     } else {
         const char *here = __FILE__; /* .../tests/unit/sl_golden.h */
         const char *cut = strstr(here, "tests/unit/sl_golden.h");
         int len = cut ? (int)(cut - here) : 0;
-        snprintf(buf, sizeof buf, "%.*stests/golden/%s/%s.slg", len, here, dir, name);
+        snprintf(buf, sizeof buf, "%.*stests/golden/%s/%s", len, here, dir, file);
     }
     return buf;
+}
+
+/* Path of a golden file: tests/golden/DIR/NAME.slg (DIR: "dsp" from
+ * tools/gen_golden_dsp.py, "torch" from tools/gen_golden_torch.py). */
+static inline const char *slg_path_in(const char *dir, const char *name)
+{
+    char file[512];
+    snprintf(file, sizeof file, "%s.slg", name);
+    return slg_file_in(dir, file);
 }
 
 static inline const char *slg_path(const char *name) { return slg_path_in("dsp", name); }
@@ -144,6 +156,34 @@ static inline const float *slg_array(const slg_file *g, const char *name, size_t
             return g->adata[i];
         }
     return NULL;
+}
+
+/* max|got - want| / max|want| over n values (a NaN in got counts as infinite). */
+static inline double slg_rel_err(const float *got, const float *want, size_t n)
+{
+    double mx = 0, e = 0;
+    for (size_t i = 0; i < n; i++) {
+        mx = fmax(mx, fabs((double)want[i]));
+        e = fmax(e, isnan(got[i]) ? INFINITY : fabs((double)got[i] - (double)want[i]));
+    }
+    return e / (mx > 0 ? mx : 1);
+}
+
+/* Compares got[n] with golden array name of g: prints "backend name n values err E (tol T)"
+ * and returns 1 when the array exists with n values and the relative error is <= tol, else 0
+ * (with the reason printed). */
+static inline int slg_check_stage(const slg_file *g, const char *backend, const char *name, const float *got,
+                                  size_t n, double tol)
+{
+    size_t nw = 0;
+    const float *want = slg_array(g, name, &nw);
+    if (!want || nw != n) {
+        printf("  %-8s %-15s golden array has %zu values, the model %zu\n", backend, name, nw, n);
+        return 0;
+    }
+    const double e = slg_rel_err(got, want, n);
+    printf("  %-8s %-15s %7zu values  err %.3g (tol %.0e)%s\n", backend, name, n, e, tol, e <= tol ? "" : " FAIL");
+    return e <= tol;
 }
 
 #endif

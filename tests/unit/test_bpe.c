@@ -9,17 +9,11 @@
 #include "common/bpe.h"
 #include "common/sl_error.h"
 #include "common/sl_json.h"
+#include "sl_golden.h"
 #include "sl_test.h"
 
 static char *slurp(const char *name, size_t *len) {
-    char path[1024];
-    const char *src = getenv("SL_SRC");
-    if (src && *src) {
-        snprintf(path, sizeof path, "%s/tests/golden/clap_text/%s", src, name);
-    } else {
-        const char *here = __FILE__, *cut = strstr(here, "tests/unit/test_bpe.c");
-        snprintf(path, sizeof path, "%.*stests/golden/clap_text/%s", cut ? (int)(cut - here) : 0, here, name);
-    }
+    const char *path = slg_file_in("clap_text", name);
     FILE *f = fopen(path, "rb");
     if (!f) {
         fprintf(stderr, "cannot open %s\n", path);

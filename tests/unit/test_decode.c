@@ -248,6 +248,91 @@ static void test_chunked(void)
     free_planes(whole, 1);
 }
 
+/* One decoder, several outputs (sl_decoder_add_output): each output, read in
+ * step with the others in odd chunk sizes, is bit-identical to a decoder of
+ * its own with the same settings: inputs with corrupt packets (silence
+ * fill), a 5.1 down-mix, a rate change, the source's own format. */
+static void test_outputs(void)
+{
+    static const struct {
+        const char *name;
+        int rate[3], ch[3];
+    } cases[] = {
+        {"s.mp3", {44100, 32000, 22050}, {2, 1, 1}},
+        {"bad.mp3", {44100, 32000, 48000}, {2, 1, 2}},
+        {"m51.wav", {32000, 44100, 0}, {1, 2, 0}},
+        {"m51full.flac", {0, 44100, 16000}, {0, 2, 1}},
+    };
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        const char *name = cases[ci].name;
+        sl_decoder *d = NULL;
+        if (sl_decoder_open(&d, fx(name), cases[ci].rate[0], cases[ci].ch[0]) != 0) {
+            CHECK_MSG(0, "%s: open: %s", name, sl_lasterr());
+            continue;
+        }
+        float **ref[3] = {0};
+        size_t nref[3] = {0};
+        int chs[3], ok = 1;
+        for (int o = 0; o < 3; o++) {
+            chs[o] = cases[ci].ch[o] ? cases[ci].ch[o] : sl_decoder_info(d)->channels;
+            int r = sl_decode_file(fx(name), cases[ci].rate[o], cases[ci].ch[o], &ref[o], &nref[o], NULL);
+            CHECK_MSG(r == 0, "%s: %s", name, sl_lasterr());
+            ok &= r == 0;
+            if (o > 0) {
+                int idx = sl_decoder_add_output(d, cases[ci].rate[o], cases[ci].ch[o]);
+                CHECK_MSG(idx == o, "%s: add_output gave %d (%s)", name, idx, sl_lasterr());
+                ok &= idx == o;
+            }
+        }
+        if (!ok) {
+            for (int o = 0; o < 3; o++)
+                if (ref[o])
+                    free_planes(ref[o], chs[o]);
+            sl_decoder_close(d);
+            continue;
+        }
+        float *buf[3][8];
+        size_t got[3] = {0};
+        for (int o = 0; o < 3; o++)
+            for (int c = 0; c < chs[o]; c++)
+                buf[o][c] = malloc((nref[o] + 4096) * sizeof(float));
+        int live[3] = {1, 1, 1}, steps = 0;
+        static const long chunk[3] = {333, 1000, 4097};
+        while ((live[0] || live[1] || live[2]) && steps++ < 100000) {
+            for (int o = 0; o < 3; o++) {
+                if (!live[o])
+                    continue;
+                float *dst[8];
+                for (int c = 0; c < chs[o]; c++)
+                    dst[c] = buf[o][c] + got[o];
+                long room = (long)(nref[o] + 4096 - got[o]);
+                long k = sl_decoder_read_output(d, o, dst, room < chunk[o] ? room : chunk[o]);
+                CHECK_MSG(k >= 0, "%s: output %d: %s", name, o, sl_lasterr());
+                if (k <= 0)
+                    live[o] = 0;
+                else
+                    got[o] += (size_t)k;
+            }
+        }
+        if (ci == 0) {
+            /* too late to add one, and no such output */
+            CHECK(sl_decoder_add_output(d, 16000, 1) == SL_EINVAL);
+            CHECK(sl_decoder_read_output(d, 3, buf[0], 10) == SL_EINVAL);
+        }
+        for (int o = 0; o < 3; o++) {
+            int same = got[o] == nref[o];
+            for (int c = 0; c < chs[o] && same; c++)
+                same = memcmp(buf[o][c], ref[o][c], nref[o] * sizeof(float)) == 0;
+            CHECK_MSG(same, "%s: output %d (%d Hz, %d ch): %zu frames vs %zu alone, or different samples", name, o,
+                      cases[ci].rate[o], chs[o], got[o], nref[o]);
+            for (int c = 0; c < chs[o]; c++)
+                free(buf[o][c]);
+            free_planes(ref[o], chs[o]);
+        }
+        sl_decoder_close(d);
+    }
+}
+
 typedef struct {
     const char *path;
     float *data;
@@ -659,6 +744,7 @@ int main(void)
     test_threads();
     test_bad_inputs();
     test_corrupt_packets();
+    test_outputs();
     test_hostile();
     test_info_and_args();
     char cmd[1100];

@@ -6,26 +6,8 @@
 
 #include "common/sl_error.h"
 #include "pipeline/segment.h"
+#include "sl_stream_src.h"
 #include "sl_test.h"
-
-typedef struct {
-    const float *x[2];
-    size_t n, pos, chunk;
-} src;
-
-static long rd(void *arg, float *const *dst, long max)
-{
-    src *s = arg;
-    size_t n = s->n - s->pos;
-    if ((size_t)max < n)
-        n = (size_t)max;
-    if (s->chunk && n > s->chunk)
-        n = s->chunk; /* short reads, as a decoder gives */
-    for (int c = 0; c < 2; c++)
-        memcpy(dst[c], s->x[c] + s->pos, n * sizeof(float));
-    s->pos += n;
-    return (long)n;
-}
 
 /* Runs segment -> f -> stitch; f multiplies segment k by gain(k) and source s by (s+1). */
 static size_t run(const float *const *x, size_t n, size_t L, size_t H, size_t chunk, int gain_mode,

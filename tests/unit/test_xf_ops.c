@@ -65,7 +65,7 @@ static void test_norm(sl_op_ctx *ctx, sl_norm_kind kind, size_t rows, size_t dim
     double *want = malloc(rows * dim * sizeof(double));
     float *got = malloc(rows * dim * sizeof(float));
     const float eps = kind == SL_NORM_RMS ? 1e-12f : 1e-5f;
-    sl_norm_args a = {kind, rows, dim, x, ld, g, kind == SL_NORM_LAYER ? b : NULL, eps, y, ld};
+    sl_norm_args a = {kind, rows, dim, x, ld, g, kind == SL_NORM_LAYER ? b : NULL, eps, y, ld, 0, 0, 0};
     CHECK(sl_op_norm(ctx, &a) == 0);
     for (size_t i = 0; i < rows; i++) {
         const float *r = x + i * ld;

@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""CLAP audio tower: stemline (build/bench_cnn14 --model clap, CPU backend)
+against the laion_clap package on PyTorch, same machine, same run, same threads,
+same input, same weights.
+
+    PY=bench/.venv-torch/bin/python   # torch, laion-clap, torchlibrosa (bench/torch_venv.sh)
+    $PY bench/bench_clap.py [--seconds 10] [--threads 1] [--repeat 3] [--check]
+
+Weights: HTSAT-base at full size (spec 256, widths 128..1024, depths 2,2,12,2,
+64 mels, projection 1024 -> 512) with random weights (tools/gen_golden_clap.py's
+build(), seed 0), written with the laion_clap state-dict names
+(tools/gen_golden_clap.save_weights). Input: --seconds (at most 10: one clip) of
+tools/gen_golden_clap.make_input at 48 kHz. PyTorch: what
+CLAP_Module.get_audio_embedding_from_data does for one clip (int16 round trip,
+get_audio_features, CLAP.get_audio_embedding: front end, HTSAT, projection,
+normalisation) in float32 under torch.no_grad with torch.set_num_threads(--threads),
+one warm-up then best of --repeat. stemline: the same steps in sl_emb_run
+(weights loaded untimed, one warm-up, best of --repeat) with --threads threads
+in its op context. Prints x realtime (seconds of audio per second) for both, the
+speed-up and the max relative difference of the 512-d embeddings; --check exits
+1 when it exceeds 1e-3.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+import torch  # noqa: E402
+
+import gen_golden_clap as G  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--check", action="store_true")
+    ap.add_argument("--bin", default=os.environ.get("BENCH_CNN14", os.path.join(ROOT, "build", "bench_cnn14")))
+    a = ap.parse_args()
+    if a.seconds > G.FULL["clip_samples"] / G.SR:
+        sys.exit("--seconds: at most one 10 s clip")
+    model_mod, htsat_mod, ns, version = G.import_clap()
+    torch.set_num_threads(a.threads)
+    m = G.build(model_mod, htsat_mod, G.FULL)
+    x = G.make_input(int(a.seconds * G.SR))
+    with tempfile.TemporaryDirectory() as tmp:
+        wpath, ipath, opath = (os.path.join(tmp, f) for f in ("w.safetensors", "in.f32", "out.f32"))
+        G.save_weights(wpath, m, G.FULL)
+        x.astype("<f4").tofile(ipath)
+        times = []
+        for r in range(a.repeat + 1):
+            t0 = time.perf_counter()
+            w = ns["int16_to_float32"](ns["float32_to_int16"](x))
+            d = ns["get_audio_features"]({}, torch.from_numpy(w).float(), G.FULL["clip_samples"],
+                                         data_truncating="rand_trunc", data_filling="repeatpad", audio_cfg=None)
+            with torch.no_grad():
+                ref = m.get_audio_embedding([d])
+            dt = time.perf_counter() - t0
+            if r:
+                times.append(dt)
+        ref = ref.numpy()[0].astype(np.float64)
+        res = subprocess.run([a.bin, "--model", "clap", "--weights", wpath, "--input", ipath, "--output", opath,
+                              "--repeat", str(a.repeat), "--threads", str(a.threads)], check=True,
+                             stdout=subprocess.PIPE).stdout.decode()
+        sl = json.loads(res.strip().splitlines()[-1])
+        got = np.fromfile(opath, dtype="<f4").astype(np.float64)
+    err = float(np.max(np.abs(got - ref)) / max(np.max(np.abs(ref)), 1e-30))
+    best = min(times)
+    result = {
+        "bench": "clap_audio", "seconds": a.seconds, "threads": a.threads, "repeat": a.repeat,
+        "torch": {"version": torch.__version__, "laion_clap": version, "best_s": round(best, 4),
+                  "x_realtime": round(a.seconds / best, 2)},
+        "stemline": sl, "speedup": round(best / sl["best_s"], 3), "err_embedding": err,
+    }
+    print(json.dumps(result))
+    print("clap audio tower, %.0f s clip, %d thread(s): torch %.2fx realtime, stemline %.2fx realtime, "
+          "speed-up %.2fx; embedding rel err %.2e" % (a.seconds, a.threads, a.seconds / best, sl["x_realtime"],
+                                                     best / sl["best_s"], err), file=sys.stderr)
+    return 1 if a.check and err > 1e-3 else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
