@@ -284,7 +284,8 @@ static sl_gemm_args linear(size_t rows, const float *x, size_t ldx, const float 
 }
 
 static int layer_norm(sl_clap_text *m, float *x, size_t rows, const float *g, const float *b) {
-    sl_norm_args a = {SL_NORM_LAYER, rows, (size_t)m->width, x, (size_t)m->width, g, b, m->eps, x, (size_t)m->width};
+    sl_norm_args a = {.kind = SL_NORM_LAYER, .rows = rows, .dim = (size_t)m->width, .x = x, .ldx = (size_t)m->width,
+                      .gamma = g, .beta = b, .eps = m->eps, .y = x, .ldy = (size_t)m->width};
     return sl_op_norm(m->ctx, &a);
 }
 
