@@ -48,6 +48,18 @@ int sl_umx_geometry(const sl_sep_model *m, size_t n, size_t *frames, size_t *bin
 /* BS-RoFormer / Mel-Band RoFormer (models/roformer.c): name "bs_roformer" or
  * "mel_band_roformer"; weights is the .safetensors path (NULL/empty -> SL_ECONFIG). */
 int sl_roformer_init(sl_sep_model *m, const char *name, const char *weights, const sl_cfg_opts *opts);
+/* HT-Demucs v4 (models/htdemucs.c): weights is the .safetensors path from tools/convert_htdemucs.py. */
+int sl_htdemucs_init(sl_sep_model *m, const char *weights, const sl_cfg_opts *opts);
+/* htdemucs internals for the tests: one segment of n <= sl_htdemucs_segment samples with the stages of
+ * the first model copied to host memory (each NULL = skipped), in the order of
+ * tools/gen_golden_htdemucs.py: mag, enc[depth], tenc[depth], xf, xt, dec[depth], tdec[depth]. */
+int sl_htdemucs_run_stages(sl_sep_model *m, const float *const *in, size_t n, float *const *const *out,
+                           float *const *stages);
+size_t sl_htdemucs_segment(const sl_sep_model *m);
+/* The whole-track output of the `demucs` command (shifts 0, split, the given overlap and transition
+ * power) for in[C][n] into out[S][C][n] (host memory, the whole track held). */
+int sl_htdemucs_apply(sl_sep_model *m, const float *const *in, size_t n, double overlap, double power,
+                      float *const *const *out);
 /* roformer internals for the golden tests: stages of one segment copied to host memory
  * (each NULL = skipped): split[T][K][dim] after the band split, layers[2*l + axis] the same
  * after the time (axis 0) / frequency (axis 1) transformer of layer l (Mel: its norm

@@ -9,7 +9,7 @@
 #include "../common/sl_error.h"
 #include "model_impl.h"
 
-const char *const sl_sep_model_names[] = {"hpss", "umx", "bs_roformer", "mel_band_roformer", NULL};
+const char *const sl_sep_model_names[] = {"hpss", "umx", "bs_roformer", "mel_band_roformer", "htdemucs", NULL};
 const char *const sl_emb_model_names[] = {"melstats", "cnn14", "clap", NULL};
 
 int sl_model_opt_error(const sl_cfg_opt *o, const char *section, const char *fmt, ...)
@@ -93,13 +93,14 @@ int sl_sep_open(sl_sep_model **out, const char *name, const char *weights, const
     *out = NULL;
     const int is_umx = name && !strcmp(name, "umx");
     const int is_rf = name && (!strcmp(name, "bs_roformer") || !strcmp(name, "mel_band_roformer"));
-    if (!name || (strcmp(name, "hpss") != 0 && !is_umx && !is_rf)) {
+    const int is_hd = name && !strcmp(name, "htdemucs");
+    if (!name || (strcmp(name, "hpss") != 0 && !is_umx && !is_rf && !is_hd)) {
         char list[128];
         list_names(sl_sep_model_names, list, sizeof list);
         return sl_seterr(SL_ECONFIG, "unknown separation model '%s' (built in: %s)", name ? name : "",
                          list);
     }
-    if (!is_umx && !is_rf && weights && *weights)
+    if (!is_umx && !is_rf && !is_hd && weights && *weights)
         return sl_seterr(SL_ECONFIG, "separation model '%s' takes no weights (separation.weights is '%s')",
                          name, weights);
     sl_sep_model *m = calloc(1, sizeof *m);
@@ -108,6 +109,7 @@ int sl_sep_open(sl_sep_model **out, const char *name, const char *weights, const
     m->ctx = ctx;
     int rc = is_umx ? sl_umx_init(m, weights, opts)
              : is_rf ? sl_roformer_init(m, name, weights, opts)
+             : is_hd ? sl_htdemucs_init(m, weights, opts)
                      : sl_hpss_init(m, opts);
     if (rc < 0) {
         sl_sep_close(m);

@@ -9,6 +9,20 @@
           drums-9619578f.pth, bass-8d85a5bd.pth, other-b52fbbf7.pth, the files
           openunmix's `umxhq` loader (openunmix/__init__.py, umxhq_spec) downloads.
   cnn14   PANNs Cnn14 (MIT), Zenodo record 3987831: Cnn14_mAP=0.431.pth.
+  clap-music  LAION-CLAP music checkpoint (CC0) music_audioset_epoch_15_esc_90.14.pt
+          from huggingface.co/lukewys/laion_clap (where laion_clap's load_ckpt
+          downloads from), and roberta-base's tokenizer files vocab.json and
+          merges.txt from huggingface.co/FacebookAI/roberta-base (MIT), converted
+          together by tools/convert_clap.py.
+  bs_roformer_musdb, bs_roformer_viperx, mel_band_roformer_kj, mel_band_roformer_viperx
+          RoFormer checkpoints with their YAML configs, from the places ZFTurbo's
+          Music-Source-Separation-Training lists them (docs/pretrained_models.md),
+          converted by tools/convert_roformer.py; licence and training data in
+          MODELS below and in README.md. No digest of these files is published
+          where they are hosted: a download is checked for completeness (the
+          length the server states) and then tensor by tensor against its config
+          by the converter (every key, every shape); the sha256 of each file is
+          printed and recorded in the output's `source` metadata.
 
 Steps: download each file into DIR/downloads/ (skipped when a verified copy is
 already there), check it (below), convert it with tools/convert_umx.py or
@@ -21,6 +35,10 @@ Checks: the md5 Zenodo publishes for each file; the full sha256 where one is
 recorded below; and for Open-Unmix the sha256 prefix that the file name carries
 (torch.hub's naming convention: NAME-<first 8 hex digits of the sha256>.pth).
 The sha256 of every input is written into the output's `source` metadata.
+clap-music: the checkpoint's sha256 is the one an independent pinned check
+records (LAION publishes none); the tokenizer files have no published digest
+and are checked by content instead (roberta-base's 50265 tokens with <s> 0,
+<pad> 1, </s> 2, <unk> 3, <mask> 50264; 50000 merges).
 
 Without internet it fails within the connect timeout (default 10 s,
 --timeout / STEMLINE_FETCH_TIMEOUT) and says how to convert files obtained
@@ -60,6 +78,57 @@ MODELS = {
             ("other-b52fbbf7.pth", "8637606623ed7c74986789c3b1f94bc6", None),
         ],
     },
+    # RoFormers: (file, md5, sha256) with both None: the hosts publish no digest (see the docstring)
+    "bs_roformer_musdb": {
+        "desc": "BS-RoFormer, 4 stems (bass, drums, other, vocals), ZFTurbo; MUSDB18 test SDR 9.65",
+        "record": "https://github.com/ZFTurbo/Music-Source-Separation-Training/releases/tag/v1.0.12",
+        "base": "https://github.com/ZFTurbo/Music-Source-Separation-Training/releases/download/v1.0.12/",
+        "converter": "convert_roformer.py",
+        "arch": "bs_roformer",
+        "licence": "code MIT; weights trained on MUSDB18-HQ only: research, non-commercial (MUSDB18 terms)",
+        "data": "MUSDB18-HQ (100 training songs)",
+        "files": [("config_bs_roformer_384_8_2_485100.yaml", None, None),
+                  ("model_bs_roformer_ep_17_sdr_9.6568.ckpt", None, None)],
+    },
+    "bs_roformer_viperx": {
+        "desc": "BS-RoFormer vocals (+ instrumental), viperx edition (model_bs_roformer_ep_317_sdr_12.9755)",
+        "record": "https://github.com/TRvlvr/model_repo/releases/tag/all_public_uvr_models",
+        "base": "https://github.com/TRvlvr/model_repo/releases/download/all_public_uvr_models/",
+        "urls": {"model_bs_roformer_ep_317_sdr_12.9755.yaml": "https://raw.githubusercontent.com/ZFTurbo/"
+                 "Music-Source-Separation-Training/main/configs/viperx/model_bs_roformer_ep_317_sdr_12.9755.yaml"},
+        "converter": "convert_roformer.py",
+        "arch": "bs_roformer",
+        "licence": "none stated by its author (distributed among UVR's public models); ask before commercial use",
+        "data": "not disclosed (private dataset)",
+        "files": [("model_bs_roformer_ep_317_sdr_12.9755.yaml", None, None),
+                  ("model_bs_roformer_ep_317_sdr_12.9755.ckpt", None, None)],
+    },
+    "mel_band_roformer_viperx": {
+        "desc": "Mel-Band RoFormer vocals (+ instrumental), viperx edition (ep_3005_sdr_11.4360)",
+        "record": "https://github.com/TRvlvr/model_repo/releases/tag/all_public_uvr_models",
+        "base": "https://github.com/TRvlvr/model_repo/releases/download/all_public_uvr_models/",
+        "urls": {"model_mel_band_roformer_ep_3005_sdr_11.4360.yaml": "https://raw.githubusercontent.com/ZFTurbo/"
+                 "Music-Source-Separation-Training/main/configs/viperx/"
+                 "model_mel_band_roformer_ep_3005_sdr_11.4360.yaml"},
+        "converter": "convert_roformer.py",
+        "arch": "mel_band_roformer",
+        "licence": "none stated by its author (distributed among UVR's public models); ask before commercial use",
+        "data": "not disclosed (private dataset)",
+        "files": [("model_mel_band_roformer_ep_3005_sdr_11.4360.yaml", None, None),
+                  ("model_mel_band_roformer_ep_3005_sdr_11.4360.ckpt", None, None)],
+    },
+    "mel_band_roformer_kj": {
+        "desc": "Mel-Band RoFormer vocals (+ instrumental), KimberleyJensen edition; Multisong vocals SDR 10.98",
+        "record": "https://huggingface.co/KimberleyJSN/melbandroformer",
+        "base": "https://huggingface.co/KimberleyJSN/melbandroformer/resolve/main/",
+        "urls": {"config_vocals_mel_band_roformer_kj.yaml": "https://raw.githubusercontent.com/ZFTurbo/"
+                 "Music-Source-Separation-Training/main/configs/KimberleyJensen/config_vocals_mel_band_roformer_kj.yaml"},
+        "converter": "convert_roformer.py",
+        "arch": "mel_band_roformer",
+        "licence": "see the model page (not stated in the sources this list was made from)",
+        "data": "not disclosed",
+        "files": [("config_vocals_mel_band_roformer_kj.yaml", None, None), ("MelBandRoformer.ckpt", None, None)],
+    },
     "cnn14": {
         "desc": "PANNs Cnn14 with the AudioSet head (527 classes)",
         "record": "https://zenodo.org/records/3987831",
@@ -69,7 +138,43 @@ MODELS = {
             ("Cnn14_mAP=0.431.pth", "541141fa2ee191a88f24a3219fff024e", None),
         ],
     },
+    "clap-music": {
+        "desc": "LAION-CLAP music (HTSAT-base audio + RoBERTa text towers, 512-d, with the tokenizer)",
+        "record": "https://huggingface.co/lukewys/laion_clap and https://huggingface.co/FacebookAI/roberta-base",
+        "base": "https://huggingface.co/lukewys/laion_clap/resolve/main/",
+        "urls": {"vocab.json": "https://huggingface.co/FacebookAI/roberta-base/resolve/main/vocab.json",
+                 "merges.txt": "https://huggingface.co/FacebookAI/roberta-base/resolve/main/merges.txt"},
+        "converter": "convert_clap.py",
+        "files": [
+            ("music_audioset_epoch_15_esc_90.14.pt", None,
+             "fae3e9c087f2909c28a09dc31c8dfcdacbc42ba44c70e972b58c1bd1caf6dedd"),
+            ("vocab.json", None, None),
+            ("merges.txt", None, None),
+        ],
+    },
 }
+
+
+def check_roberta_tokenizer(path, fname):
+    """Content checks of roberta-base's tokenizer files (no digest is published)."""
+    import json
+
+    try:
+        if fname == "vocab.json":
+            with open(path, encoding="utf-8") as f:
+                v = json.load(f)
+            want = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, "<mask>": 50264}
+            if not isinstance(v, dict) or len(v) != 50265 or any(v.get(k) != i for k, i in want.items()):
+                raise FetchError("%s: not roberta-base's vocabulary (50265 tokens, <s> 0, <pad> 1, </s> 2, "
+                                 "<unk> 3, <mask> 50264)" % path)
+        elif fname == "merges.txt":
+            with open(path, encoding="utf-8") as f:
+                lines = f.read().split("\n")
+            merges = [ln for ln in lines[1:] if ln]
+            if not lines[0].startswith("#version") or len(merges) != 50000 or any(len(m.split(" ")) != 2 for m in merges):
+                raise FetchError("%s: not roberta-base's merges (a #version line and 50000 pairs)" % path)
+    except (OSError, ValueError) as e:
+        raise FetchError("%s: %s" % (path, e))
 
 
 class FetchError(Exception):
@@ -91,10 +196,16 @@ def convert_hint(name):
     m = MODELS[name]
     py = "python3 " + shlex.quote(os.path.join(TOOLS, m["converter"]))
     files = " ".join(shlex.quote(f[0]) for f in m["files"])
+    needs = "torch and numpy"
+    if m["converter"] == "convert_roformer.py":  # files: config, checkpoint
+        files = "%s --config %s" % (shlex.quote(m["files"][1][0]), shlex.quote(m["files"][0][0]))
+        needs = "torch, numpy and PyYAML"
+    if name == "clap-music":
+        files = "--vocab vocab.json --merges merges.txt " + shlex.quote(m["files"][0][0])
     return ("If you already have the official files (from %s or a colleague), either\n"
             "  stemline models fetch %s --from FOLDER_WITH_THE_FILES\n"
-            "or convert them yourself (needs python3 with torch and numpy):\n"
-            "  %s --out %s.safetensors %s\n" % (m["record"], name, py, name, files))
+            "or convert them yourself (needs python3 with %s):\n"
+            "  %s --out %s.safetensors %s\n" % (m["record"], name, needs, py, name, files))
 
 
 def expected_prefix(fname):
@@ -129,6 +240,8 @@ def verify(path, fname, md5_want, sha_want):
         problems.append("sha256 %s does not start with %s as the file name says" % (sha, prefix))
     if problems:
         raise FetchError("%s: checksum mismatch: %s (corrupt or different file)" % (path, "; ".join(problems)))
+    if fname in ("vocab.json", "merges.txt"):
+        check_roberta_tokenizer(path, fname)
     return sha
 
 
@@ -205,7 +318,7 @@ def _unlink(p):
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="stemline models fetch",
                                  description="Download, check and convert official model weights.")
-    ap.add_argument("name", help="umxhq or cnn14")
+    ap.add_argument("name", help=", ".join(sorted(MODELS)))
     ap.add_argument("--dir", default=None, help="output folder (default %s)" % default_dir())
     ap.add_argument("--from", dest="src", default=None, metavar="SRC_DIR",
                     help="use official files already in SRC_DIR instead of downloading")
@@ -255,7 +368,9 @@ def main(argv=None):
                         continue
                     except FetchError:
                         _unlink(p)
-                url = base + urllib.parse.quote(fname)
+                # a mirror (STEMLINE_MODELS_URL_BASE) holds every file under its name
+                url = (m.get("urls", {}).get(fname) if not os.environ.get("STEMLINE_MODELS_URL_BASE") else None) \
+                    or base + urllib.parse.quote(fname)
                 log("downloading %s" % url)
                 download(url, p, a.timeout)
                 try:
@@ -274,6 +389,11 @@ def main(argv=None):
             sys.stderr.write("\n" + convert_hint(a.name))
         return 1
 
+    if not any(f[1] or f[2] for f in m["files"]):
+        for p in paths:
+            log("%s: sha256 %s (no published digest to compare with; recorded in the output)"
+                % (os.path.basename(p), shas[p]))
+
     # 2. convert
     try:
         import torch  # noqa: F401
@@ -283,12 +403,22 @@ def main(argv=None):
             % (sys.executable, os.path.dirname(paths[0])))
         return 1
     try:
-        if a.name == "umxhq":
+        if m["converter"] == "convert_roformer.py":
+            import convert_roformer as conv
+            conv.convert(paths[1], paths[0], out, arch=m["arch"], sources=shas)
+        elif a.name == "umxhq":
             import convert_umx as conv
             conv.convert(paths, out, name=a.name, sources=shas)
+        elif a.name == "clap-music":
+            import convert_clap as conv
+            conv.convert(paths[0], paths[1], paths[2], out, sources=shas)
         else:
             import convert_cnn14 as conv
             conv.convert(paths[0], out, name=a.name, digest=shas[paths[0]])
+    except ImportError as e:
+        log("error: converting needs %s, which this python (%s) lacks (pip install pyyaml); the checked "
+            "downloads are kept in %s" % (e.name, sys.executable, os.path.dirname(paths[0])))
+        return 1
     except conv.ConvertError as e:
         log("error: %s" % e)
         return 1
@@ -300,6 +430,8 @@ def main(argv=None):
         except OSError:
             pass
     log("wrote %s (%s)" % (out, m["desc"]))
+    if "licence" in m:
+        log("licence: %s; training data: %s" % (m["licence"], m["data"]))
     print(out)
     return 0
 

@@ -131,9 +131,10 @@ expect_status 1 "fetch without the tools folder"
 expect_grep "STEMLINE_TOOLS_DIR" "$ERR" "missing tools folder explained"
 
 # ---- fetch with nothing to talk to: fast, exit 1, says how to convert ----
-for name in umxhq cnn14; do
+for name in umxhq cnn14 clap-music; do
   conv=convert_umx.py
   [ $name = cnn14 ] && conv=convert_cnn14.py
+  [ $name = clap-music ] && conv=convert_clap.py
   start=$(date +%s)
   STEMLINE_MODELS_URL_BASE=http://127.0.0.1:9/ run_sl models fetch $name --dir m
   took=$(( $(date +%s) - start ))
@@ -145,6 +146,17 @@ for name in umxhq cnn14; do
   [ ! -e m/$name.safetensors ] && pass || fail "fetch $name left an output file"
   [ -z "$(ls -A m 2>/dev/null)" ] && pass || fail "fetch $name left files: $(ls -R m)"
 done
+
+# a RoFormer entry: a config and a checkpoint, the converter's command with --config
+STEMLINE_MODELS_URL_BASE=http://127.0.0.1:9/ run_sl models fetch bs_roformer_viperx --dir m
+expect_status 1 "fetch bs_roformer_viperx without a server"
+expect_grep "cannot download http://127.0.0.1:9/model_bs_roformer_ep_317_sdr_12.9755.yaml" "$ERR" \
+  "fetch bs_roformer_viperx fetches the config first"
+expect_grep "--config model_bs_roformer_ep_317_sdr_12.9755.yaml" "$ERR" "convert command names the config"
+[ -z "$(ls -A m 2>/dev/null)" ] && pass || fail "fetch bs_roformer_viperx left files: $(ls -R m)"
+run_sl models
+expect_grep "bs_roformer_musdb" "$OUT" "models lists the fetchable RoFormers"
+expect_grep "MUSDB18-HQ only: research, non-commercial" "$OUT" "models states the MUSDB-only terms"
 
 # ---- a server that serves the wrong bytes: checksum mismatch, nothing kept ----
 mkdir www
@@ -182,6 +194,18 @@ mkdir empty
 run_sl models fetch cnn14 --from empty --dir m3
 expect_status 1 "fetch --from a folder without the files"
 expect_grep "Cnn14_mAP=0.431.pth: not found" "$ERR" "--from names the missing file"
+# clap-music's tokenizer files have no published digest: their content is checked
+py_check "clap-music refuses a vocabulary and merges that are not roberta-base's" <<EOF
+import sys
+sys.path.insert(0, "$SL_SRC/tools")
+import fetch_models as fm
+for f in ("vocab.json", "merges.txt"):
+    try:
+        fm.check_roberta_tokenizer("$SL_SRC/tests/golden/clap_text/" + f, f)
+        raise SystemExit("accepted the small test " + f)
+    except fm.FetchError as e:
+        assert "not roberta-base's" in str(e), e
+EOF
 
 # ---- an existing output is kept without --force; default folder from XDG_DATA_HOME ----
 mkdir -p xdg/stemline/models
