@@ -9,6 +9,14 @@
           drums-9619578f.pth, bass-8d85a5bd.pth, other-b52fbbf7.pth, the files
           openunmix's `umxhq` loader (openunmix/__init__.py, umxhq_spec) downloads.
   cnn14   PANNs Cnn14 (MIT), Zenodo record 3987831: Cnn14_mAP=0.431.pth.
+  htdemucs, htdemucs_6s, htdemucs_ft
+          HT-Demucs v4 (MIT code and weights, facebookresearch/demucs), the files
+          `demucs -n NAME` downloads from dl.fbaipublicfiles.com
+          (demucs/remote/files.txt and NAME.yaml): htdemucs 955717e8-8726e21a.th,
+          htdemucs_6s 5c90dfd2-34c22ccb.th, htdemucs_ft the bag of
+          f7e0c4bc-ba3fe64a.th, d12395a8-e57c48e6.th, 92cfc3b6-ef3bcb9c.th,
+          04573f0d-f3cf25b2.th, each weighted for its own source (the bag's
+          weights matrix, written into a YAML for tools/convert_htdemucs.py --bag).
 
 Steps: download each file into DIR/downloads/ (skipped when a verified copy is
 already there), check it (below), convert it with tools/convert_umx.py or
@@ -19,7 +27,8 @@ final name only ever holds a complete file), then remove the downloads unless
 
 Checks: the md5 Zenodo publishes for each file; the full sha256 where one is
 recorded below; and for Open-Unmix the sha256 prefix that the file name carries
-(torch.hub's naming convention: NAME-<first 8 hex digits of the sha256>.pth).
+(torch.hub's naming convention: NAME-<first 8 hex digits of the sha256>.pth;
+demucs names its files SIG-<first 8 hex digits of the sha256>.th likewise).
 The sha256 of every input is written into the output's `source` metadata.
 
 Without internet it fails within the connect timeout (default 10 s,
@@ -69,6 +78,27 @@ MODELS = {
             ("Cnn14_mAP=0.431.pth", "541141fa2ee191a88f24a3219fff024e", None),
         ],
     },
+}
+
+
+DEMUCS_BASE = "https://dl.fbaipublicfiles.com/demucs/hybrid_transformer/"
+DEMUCS_RECORD = "https://github.com/facebookresearch/demucs (demucs/remote/files.txt)"
+MODELS["htdemucs"] = {
+    "desc": "HT-Demucs v4 (drums, bass, other, vocals)", "record": DEMUCS_RECORD, "base": DEMUCS_BASE,
+    "converter": "convert_htdemucs.py", "files": [("955717e8-8726e21a.th", None, None)],
+}
+MODELS["htdemucs_6s"] = {
+    "desc": "HT-Demucs v4, 6 sources (drums, bass, other, vocals, guitar, piano)", "record": DEMUCS_RECORD,
+    "base": DEMUCS_BASE, "converter": "convert_htdemucs.py", "files": [("5c90dfd2-34c22ccb.th", None, None)],
+}
+MODELS["htdemucs_ft"] = {
+    "desc": "HT-Demucs v4 fine-tuned bag (4 models, one per source)", "record": DEMUCS_RECORD, "base": DEMUCS_BASE,
+    "converter": "convert_htdemucs.py",
+    "files": [("f7e0c4bc-ba3fe64a.th", None, None), ("d12395a8-e57c48e6.th", None, None),
+              ("92cfc3b6-ef3bcb9c.th", None, None), ("04573f0d-f3cf25b2.th", None, None)],
+    # demucs/remote/htdemucs_ft.yaml: each model weighted for its own source
+    "bag": {"models": ["f7e0c4bc", "d12395a8", "92cfc3b6", "04573f0d"],
+            "weights": [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]]},
 }
 
 
@@ -205,7 +235,7 @@ def _unlink(p):
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="stemline models fetch",
                                  description="Download, check and convert official model weights.")
-    ap.add_argument("name", help="umxhq or cnn14")
+    ap.add_argument("name", help="one of: " + ", ".join(sorted(MODELS)))
     ap.add_argument("--dir", default=None, help="output folder (default %s)" % default_dir())
     ap.add_argument("--from", dest="src", default=None, metavar="SRC_DIR",
                     help="use official files already in SRC_DIR instead of downloading")
@@ -283,7 +313,12 @@ def main(argv=None):
             % (sys.executable, os.path.dirname(paths[0])))
         return 1
     try:
-        if a.name == "umxhq":
+        if a.name.startswith("htdemucs"):
+            import convert_htdemucs as conv
+            import stemline_st
+            tensors, meta = conv.convert(paths, bag_spec=m.get("bag"))
+            stemline_st.save(out, tensors, meta)
+        elif a.name == "umxhq":
             import convert_umx as conv
             conv.convert(paths, out, name=a.name, sources=shas)
         else:
