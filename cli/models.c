@@ -43,6 +43,10 @@ static const char models_help[] =
     "  with torch and numpy) and writes DIR/NAME.safetensors atomically.\n"
     "  NAME: umxhq   Open-Unmix UMX-HQ, 4 targets (Zenodo 3370489, 4 x 34 MB)\n"
     "        cnn14   PANNs Cnn14 + AudioSet head (Zenodo 3987831, 312 MB)\n"
+    "        bs_roformer_musdb, bs_roformer_viperx, mel_band_roformer_viperx,\n"
+    "        mel_band_roformer_kj   RoFormer checkpoint + YAML config (needs PyYAML\n"
+    "                too; no published digests: checked by length and against the\n"
+    "                config tensor by tensor; licences in `stemline models`)\n"
     "        htdemucs, htdemucs_6s, htdemucs_ft   HT-Demucs v4 (demucs's releases;\n"
     "                htdemucs_ft is a bag of 4 models)\n"
     "  --dir DIR       where to write (default $XDG_DATA_HOME/stemline/models,\n"
@@ -94,6 +98,11 @@ static int models_list(void)
     printf("weights to download (stemline models fetch NAME):\n"
            "  umxhq      Open-Unmix UMX-HQ (vocals, drums, bass, other), MIT\n"
            "  cnn14      PANNs Cnn14 with the AudioSet head (527 tags), MIT\n"
+           "  bs_roformer_musdb         BS-RoFormer 4 stems (ZFTurbo), MUSDB18-HQ only: research, non-commercial\n"
+           "  bs_roformer_viperx        BS-RoFormer vocals (viperx), no licence stated, data not disclosed\n"
+           "  mel_band_roformer_viperx  Mel-Band RoFormer vocals (viperx), no licence stated, data not disclosed\n"
+           "  mel_band_roformer_kj      Mel-Band RoFormer vocals (KimberleyJensen), see its model page\n"
+           "  (RoFormers: no published digests; checked by length and tensor by tensor, README.md)\n"
            "  htdemucs, htdemucs_6s, htdemucs_ft  HT-Demucs v4 (demucs's releases), MIT\n"
            "checkpoints to convert yourself (tools/convert_roformer.py CHECKPOINT --config YAML):\n"
            "  bs_roformer, mel_band_roformer: ZFTurbo's Music-Source-Separation-Training releases and\n"
@@ -333,7 +342,7 @@ static int models_fetch(int argc, char **argv)
             return 0;
         }
     if (argc < 2 || argv[1][0] == '-') {
-        fprintf(stderr, "stemline models fetch: missing NAME (umxhq or cnn14; see stemline models --help)\n");
+        fprintf(stderr, "stemline models fetch: missing NAME (see stemline models)\n");
         return SL_EXIT_USAGE;
     }
     char tool[PATH_MAX + 32];

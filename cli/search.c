@@ -226,6 +226,11 @@ static int search_texts(sl_vindex *ix, sl_op_ctx *ctx, const char **texts, size_
     int rc = q && ntok && trunc && hits ? sl_vindex_open_text(ix, ctx, &tm) : SL_ENOMEM;
     if (!rc)
         rc = sl_clap_text_embed(tm, texts, nq, q, ntok, trunc);
+    const sl_index_meta *im = sl_vindex_meta(ix);
+    if (!rc && im && im->center)
+        fprintf(stderr, "stemline search: note: these audio vectors are centred on the catalog's mean "
+                        "(embedding.center: catalog); a text query is not (there is no text mean): its scores "
+                        "rank the tracks but are not comparable with uncentred ones\n");
     if (!rc)
         rc = sl_vindex_search_on(ix, strcmp(sl_op_ctx_backend(ctx), "cpu") ? ctx : NULL, q, nq, k, block_rows, hits,
                                  &n_hits);

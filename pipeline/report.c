@@ -54,11 +54,15 @@ struct sl_report {
     char *sep_model, *emb_model, *output_dir, *source_file;
     int shard_index, shard_count;
     struct timespec t0;
+    double (*clock)(void *); /* seconds since the start; NULL = the monotonic clock */
+    void *clock_arg;
     throughput tp;
 };
 
 static double since_start(const sl_report *r)
 {
+    if (r->clock)
+        return r->clock(r->clock_arg);
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)(t.tv_sec - r->t0.tv_sec) + 1e-9 * (double)(t.tv_nsec - r->t0.tv_nsec);
@@ -223,6 +227,16 @@ void sl_report_set_json(sl_report *r, const char *key, const char *json)
     r->extra_json[r->n_extra] = strdup(json);
     if (r->extra_key[r->n_extra] && r->extra_json[r->n_extra])
         r->n_extra++;
+    pthread_mutex_unlock(&r->mu);
+}
+
+void sl_report_set_clock(sl_report *r, double (*clock)(void *arg), void *arg)
+{
+    if (!r)
+        return;
+    pthread_mutex_lock(&r->mu);
+    r->clock = clock;
+    r->clock_arg = arg;
     pthread_mutex_unlock(&r->mu);
 }
 

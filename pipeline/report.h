@@ -33,6 +33,11 @@ void sl_report_fail(sl_report *r, const char *id, const char *path, const char *
                     const sl_decode_stats *dec);
 void sl_report_skip(sl_report *r, const char *id, const char *path, const char *reason);
 void sl_report_stage_time(sl_report *r, const char *stage, double seconds);
+/* Where the throughput bins (report.json "throughput": tracks, failed and audio
+ * seconds finished per bin of bin_seconds, at most 128 bins, widened by two as
+ * the run outlasts them) take the time from: clock(arg) in seconds since the
+ * start; NULL restores the monotonic clock. For tests. */
+void sl_report_set_clock(sl_report *r, double (*clock)(void *arg), void *arg);
 void sl_report_add_output(sl_report *r, const char *path);
 /* A track abandoned before it finished (signal, full disk): not in the ledger,
  * so the next run redoes it. Thread-safe. */

@@ -194,6 +194,46 @@ def check_layout(meta, shapes, mlp_expansion_factor=4):
                                "or version of the code)" % name)
 
 
+def convert(checkpoint, config, out, arch=None, sources=None):
+    """checkpoint + YAML config -> out (.safetensors, written atomically). sources: optional
+    {path: sha256} recorded in the metadata ("source"). Returns the metadata; raises
+    ConvertError naming the file and the reason."""
+    import yaml
+
+    import stemline_st
+
+    try:
+        with open(config) as f:
+            cfg = yaml.load(f, Loader=yaml.FullLoader)  # ZFTurbo's configs use python tags (tuples)
+        if not isinstance(cfg, dict):
+            raise ConvertError("not a mapping")
+        meta = config_to_metadata(cfg, arch)
+    except (OSError, yaml.YAMLError, ConvertError, TypeError, ValueError) as e:
+        raise ConvertError("%s: %s" % (config, e))
+    try:
+        sd = stemline_st.torch_load(checkpoint)
+    except Exception as e:  # torch raises many kinds
+        raise ConvertError("%s: cannot read the checkpoint: %s" % (checkpoint, e))
+    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
+        sd = sd["state_dict"]
+    if not isinstance(sd, dict) or not sd:
+        raise ConvertError("%s: no state dict in the checkpoint" % checkpoint)
+    tensors = []
+    for k, v in sd.items():
+        name = k[len("module."):] if k.startswith("module.") else k
+        if not hasattr(v, "dtype") or not v.dtype.is_floating_point:
+            raise ConvertError("%s: tensor '%s' is not floating point" % (checkpoint, k))
+        tensors.append((name, stemline_st.to_numpy_f32(v)))
+    try:
+        check_layout(meta, {n: a.shape for n, a in tensors}, int(cfg["model"].get("mlp_expansion_factor", 4)))
+    except ConvertError as e:
+        raise ConvertError("%s: %s" % (checkpoint, e))
+    if sources:
+        meta["source"] = ", ".join("%s sha256:%s" % (os.path.basename(p), h) for p, h in sorted(sources.items()))
+    stemline_st.save(out, tensors, meta)
+    return meta, len(tensors)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("checkpoint")
@@ -202,43 +242,12 @@ def main():
     ap.add_argument("--arch", choices=["bs_roformer", "mel_band_roformer"],
                     help="default: mel_band_roformer when the config has num_bands, else bs_roformer")
     args = ap.parse_args()
-    import yaml
-
-    import stemline_st
-
     try:
-        with open(args.config) as f:
-            cfg = yaml.load(f, Loader=yaml.FullLoader)  # ZFTurbo's configs use python tags (tuples)
-        if not isinstance(cfg, dict):
-            raise ConvertError("not a mapping")
-        meta = config_to_metadata(cfg, args.arch)
-    except (OSError, yaml.YAMLError, ConvertError, TypeError, ValueError) as e:
-        print("convert_roformer: %s: %s" % (args.config, e), file=sys.stderr)
-        return 2
-    try:
-        sd = stemline_st.torch_load(args.checkpoint)
-    except Exception as e:  # torch raises many kinds
-        print("convert_roformer: %s: cannot read the checkpoint: %s" % (args.checkpoint, e), file=sys.stderr)
-        return 2
-    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
-        sd = sd["state_dict"]
-    if not isinstance(sd, dict) or not sd:
-        print("convert_roformer: %s: no state dict in the checkpoint" % args.checkpoint, file=sys.stderr)
-        return 2
-    tensors = []
-    for k, v in sd.items():
-        name = k[len("module."):] if k.startswith("module.") else k
-        if not hasattr(v, "dtype") or not v.dtype.is_floating_point:
-            print("convert_roformer: %s: tensor '%s' is not floating point" % (args.checkpoint, k), file=sys.stderr)
-            return 2
-        tensors.append((name, stemline_st.to_numpy_f32(v)))
-    try:
-        check_layout(meta, {n: a.shape for n, a in tensors}, int(cfg["model"].get("mlp_expansion_factor", 4)))
+        meta, n = convert(args.checkpoint, args.config, args.out, args.arch)
     except ConvertError as e:
-        print("convert_roformer: %s: %s" % (args.checkpoint, e), file=sys.stderr)
+        print("convert_roformer: %s" % e, file=sys.stderr)
         return 2
-    stemline_st.save(args.out, tensors, meta)
-    print("%s: %d tensors, %s" % (args.out, len(tensors), ", ".join("%s=%s" % kv for kv in sorted(meta.items()))))
+    print("%s: %d tensors, %s" % (args.out, n, ", ".join("%s=%s" % kv for kv in sorted(meta.items()))))
     return 0
 
 

@@ -9,6 +9,15 @@
           drums-9619578f.pth, bass-8d85a5bd.pth, other-b52fbbf7.pth, the files
           openunmix's `umxhq` loader (openunmix/__init__.py, umxhq_spec) downloads.
   cnn14   PANNs Cnn14 (MIT), Zenodo record 3987831: Cnn14_mAP=0.431.pth.
+  bs_roformer_musdb, bs_roformer_viperx, mel_band_roformer_kj, mel_band_roformer_viperx
+          RoFormer checkpoints with their YAML configs, from the places ZFTurbo's
+          Music-Source-Separation-Training lists them (docs/pretrained_models.md),
+          converted by tools/convert_roformer.py; licence and training data in
+          MODELS below and in README.md. No digest of these files is published
+          where they are hosted: a download is checked for completeness (the
+          length the server states) and then tensor by tensor against its config
+          by the converter (every key, every shape); the sha256 of each file is
+          printed and recorded in the output's `source` metadata.
   htdemucs, htdemucs_6s, htdemucs_ft
           HT-Demucs v4 (MIT code and weights, facebookresearch/demucs), the files
           `demucs -n NAME` downloads from dl.fbaipublicfiles.com
@@ -69,6 +78,57 @@ MODELS = {
             ("other-b52fbbf7.pth", "8637606623ed7c74986789c3b1f94bc6", None),
         ],
     },
+    # RoFormers: (file, md5, sha256) with both None: the hosts publish no digest (see the docstring)
+    "bs_roformer_musdb": {
+        "desc": "BS-RoFormer, 4 stems (bass, drums, other, vocals), ZFTurbo; MUSDB18 test SDR 9.65",
+        "record": "https://github.com/ZFTurbo/Music-Source-Separation-Training/releases/tag/v1.0.12",
+        "base": "https://github.com/ZFTurbo/Music-Source-Separation-Training/releases/download/v1.0.12/",
+        "converter": "convert_roformer.py",
+        "arch": "bs_roformer",
+        "licence": "code MIT; weights trained on MUSDB18-HQ only: research, non-commercial (MUSDB18 terms)",
+        "data": "MUSDB18-HQ (100 training songs)",
+        "files": [("config_bs_roformer_384_8_2_485100.yaml", None, None),
+                  ("model_bs_roformer_ep_17_sdr_9.6568.ckpt", None, None)],
+    },
+    "bs_roformer_viperx": {
+        "desc": "BS-RoFormer vocals (+ instrumental), viperx edition (model_bs_roformer_ep_317_sdr_12.9755)",
+        "record": "https://github.com/TRvlvr/model_repo/releases/tag/all_public_uvr_models",
+        "base": "https://github.com/TRvlvr/model_repo/releases/download/all_public_uvr_models/",
+        "urls": {"model_bs_roformer_ep_317_sdr_12.9755.yaml": "https://raw.githubusercontent.com/ZFTurbo/"
+                 "Music-Source-Separation-Training/main/configs/viperx/model_bs_roformer_ep_317_sdr_12.9755.yaml"},
+        "converter": "convert_roformer.py",
+        "arch": "bs_roformer",
+        "licence": "none stated by its author (distributed among UVR's public models); ask before commercial use",
+        "data": "not disclosed (private dataset)",
+        "files": [("model_bs_roformer_ep_317_sdr_12.9755.yaml", None, None),
+                  ("model_bs_roformer_ep_317_sdr_12.9755.ckpt", None, None)],
+    },
+    "mel_band_roformer_viperx": {
+        "desc": "Mel-Band RoFormer vocals (+ instrumental), viperx edition (ep_3005_sdr_11.4360)",
+        "record": "https://github.com/TRvlvr/model_repo/releases/tag/all_public_uvr_models",
+        "base": "https://github.com/TRvlvr/model_repo/releases/download/all_public_uvr_models/",
+        "urls": {"model_mel_band_roformer_ep_3005_sdr_11.4360.yaml": "https://raw.githubusercontent.com/ZFTurbo/"
+                 "Music-Source-Separation-Training/main/configs/viperx/"
+                 "model_mel_band_roformer_ep_3005_sdr_11.4360.yaml"},
+        "converter": "convert_roformer.py",
+        "arch": "mel_band_roformer",
+        "licence": "none stated by its author (distributed among UVR's public models); ask before commercial use",
+        "data": "not disclosed (private dataset)",
+        "files": [("model_mel_band_roformer_ep_3005_sdr_11.4360.yaml", None, None),
+                  ("model_mel_band_roformer_ep_3005_sdr_11.4360.ckpt", None, None)],
+    },
+    "mel_band_roformer_kj": {
+        "desc": "Mel-Band RoFormer vocals (+ instrumental), KimberleyJensen edition; Multisong vocals SDR 10.98",
+        "record": "https://huggingface.co/KimberleyJSN/melbandroformer",
+        "base": "https://huggingface.co/KimberleyJSN/melbandroformer/resolve/main/",
+        "urls": {"config_vocals_mel_band_roformer_kj.yaml": "https://raw.githubusercontent.com/ZFTurbo/"
+                 "Music-Source-Separation-Training/main/configs/KimberleyJensen/config_vocals_mel_band_roformer_kj.yaml"},
+        "converter": "convert_roformer.py",
+        "arch": "mel_band_roformer",
+        "licence": "see the model page (not stated in the sources this list was made from)",
+        "data": "not disclosed",
+        "files": [("config_vocals_mel_band_roformer_kj.yaml", None, None), ("MelBandRoformer.ckpt", None, None)],
+    },
     "cnn14": {
         "desc": "PANNs Cnn14 with the AudioSet head (527 classes)",
         "record": "https://zenodo.org/records/3987831",
@@ -121,10 +181,17 @@ def convert_hint(name):
     m = MODELS[name]
     py = "python3 " + shlex.quote(os.path.join(TOOLS, m["converter"]))
     files = " ".join(shlex.quote(f[0]) for f in m["files"])
+    needs = "torch and numpy"
+    if m["converter"] == "convert_roformer.py":  # files: config, checkpoint
+        files = "%s --config %s" % (shlex.quote(m["files"][1][0]), shlex.quote(m["files"][0][0]))
+        needs = "torch, numpy and PyYAML"
+    if m.get("bag"):  # a bag: its YAML as demucs's remote/NAME.yaml, with the models and weights below
+        files = "--bag %s.yaml %s" % (name, files)
+        needs = "torch, numpy and PyYAML"
     return ("If you already have the official files (from %s or a colleague), either\n"
             "  stemline models fetch %s --from FOLDER_WITH_THE_FILES\n"
-            "or convert them yourself (needs python3 with torch and numpy):\n"
-            "  %s --out %s.safetensors %s\n" % (m["record"], name, py, name, files))
+            "or convert them yourself (needs python3 with %s):\n"
+            "  %s --out %s.safetensors %s\n" % (m["record"], name, needs, py, name, files))
 
 
 def expected_prefix(fname):
@@ -235,7 +302,7 @@ def _unlink(p):
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="stemline models fetch",
                                  description="Download, check and convert official model weights.")
-    ap.add_argument("name", help="one of: " + ", ".join(sorted(MODELS)))
+    ap.add_argument("name", help=", ".join(sorted(MODELS)))
     ap.add_argument("--dir", default=None, help="output folder (default %s)" % default_dir())
     ap.add_argument("--from", dest="src", default=None, metavar="SRC_DIR",
                     help="use official files already in SRC_DIR instead of downloading")
@@ -285,7 +352,9 @@ def main(argv=None):
                         continue
                     except FetchError:
                         _unlink(p)
-                url = base + urllib.parse.quote(fname)
+                # a mirror (STEMLINE_MODELS_URL_BASE) holds every file under its name
+                url = (m.get("urls", {}).get(fname) if not os.environ.get("STEMLINE_MODELS_URL_BASE") else None) \
+                    or base + urllib.parse.quote(fname)
                 log("downloading %s" % url)
                 download(url, p, a.timeout)
                 try:
@@ -304,6 +373,11 @@ def main(argv=None):
             sys.stderr.write("\n" + convert_hint(a.name))
         return 1
 
+    if not any(f[1] or f[2] for f in m["files"]):
+        for p in paths:
+            log("%s: sha256 %s (no published digest to compare with; recorded in the output)"
+                % (os.path.basename(p), shas[p]))
+
     # 2. convert
     try:
         import torch  # noqa: F401
@@ -313,7 +387,10 @@ def main(argv=None):
             % (sys.executable, os.path.dirname(paths[0])))
         return 1
     try:
-        if a.name.startswith("htdemucs"):
+        if m["converter"] == "convert_roformer.py":
+            import convert_roformer as conv
+            conv.convert(paths[1], paths[0], out, arch=m["arch"], sources=shas)
+        elif a.name.startswith("htdemucs"):
             import convert_htdemucs as conv
             import stemline_st
             tensors, meta = conv.convert(paths, bag_spec=m.get("bag"))
@@ -324,6 +401,10 @@ def main(argv=None):
         else:
             import convert_cnn14 as conv
             conv.convert(paths[0], out, name=a.name, digest=shas[paths[0]])
+    except ImportError as e:
+        log("error: converting needs %s, which this python (%s) lacks (pip install pyyaml); the checked "
+            "downloads are kept in %s" % (e.name, sys.executable, os.path.dirname(paths[0])))
+        return 1
     except conv.ConvertError as e:
         log("error: %s" % e)
         return 1
@@ -335,6 +416,8 @@ def main(argv=None):
         except OSError:
             pass
     log("wrote %s (%s)" % (out, m["desc"]))
+    if "licence" in m:
+        log("licence: %s; training data: %s" % (m["licence"], m["data"]))
     print(out)
     return 0
 

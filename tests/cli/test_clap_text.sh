@@ -123,6 +123,18 @@ run_sl search out --text "piano" --id t0.wav
 expect_status 2 "--text with --id"
 run_sl search out --text "$(printf '\377')"
 expect_status 2 "search --text with invalid UTF-8"
+# centred audio vectors (embedding.center: catalog): a text query is not centred, and search says so
+"$SL_PYTHON" - "$D" <<'PY'
+import json, sys
+p = sys.argv[1] + "/index.json"
+m = json.load(open(p))
+m.update(center="catalog", center_file="mean.npy", center_hash="0" * 32, center_rows=6)
+json.dump(m, open(p, "w"))
+PY
+run_sl search out --text "${Q[0]}" -k 1
+expect_status 0 "search --text on centred shards"
+expect_grep "a text query is not" "$ERR" "says that the text query is not centred"
+expect_grep "t0.wav" "$OUT" "the text still finds its own row"
 # shards of a model without a text tower
 sed -i 's/"model": "clap"/"model": "melstats"/' "$D/index.json"
 run_sl search out --text "piano"

@@ -146,6 +146,17 @@ for name in umxhq cnn14; do
   [ -z "$(ls -A m 2>/dev/null)" ] && pass || fail "fetch $name left files: $(ls -R m)"
 done
 
+# a RoFormer entry: a config and a checkpoint, the converter's command with --config
+STEMLINE_MODELS_URL_BASE=http://127.0.0.1:9/ run_sl models fetch bs_roformer_viperx --dir m
+expect_status 1 "fetch bs_roformer_viperx without a server"
+expect_grep "cannot download http://127.0.0.1:9/model_bs_roformer_ep_317_sdr_12.9755.yaml" "$ERR" \
+  "fetch bs_roformer_viperx fetches the config first"
+expect_grep "--config model_bs_roformer_ep_317_sdr_12.9755.yaml" "$ERR" "convert command names the config"
+[ -z "$(ls -A m 2>/dev/null)" ] && pass || fail "fetch bs_roformer_viperx left files: $(ls -R m)"
+run_sl models
+expect_grep "bs_roformer_musdb" "$OUT" "models lists the fetchable RoFormers"
+expect_grep "MUSDB18-HQ only: research, non-commercial" "$OUT" "models states the MUSDB-only terms"
+
 # ---- a server that serves the wrong bytes: checksum mismatch, nothing kept ----
 mkdir www
 for f in vocals-b62c91ce.pth drums-9619578f.pth bass-8d85a5bd.pth other-b52fbbf7.pth; do

@@ -190,8 +190,14 @@ expect_grep "no tensor conv_block3.conv2.weight" conv.log "missing Cnn14 tensor 
 import sys
 sys.path.insert(0, sys.argv[1])
 import fetch_models, convert_umx, convert_cnn14
-assert set(fetch_models.MODELS) == {"umxhq", "cnn14"}
+rf = {"bs_roformer_musdb", "bs_roformer_viperx", "mel_band_roformer_viperx", "mel_band_roformer_kj"}
+assert set(fetch_models.MODELS) == {"umxhq", "cnn14"} | rf
 for name, m in fetch_models.MODELS.items():
+    if name in rf:  # no published digests: a config and a checkpoint, licence and data stated
+        assert m["converter"] == "convert_roformer.py" and m["licence"] and m["data"], name
+        assert [f[0].endswith(".yaml") for f in m["files"]] == [True, False], name
+        assert all(f[1] is None and f[2] is None for f in m["files"]), name
+        continue
     for f, md5, sha in m["files"]:
         assert len(md5) == 32 and (sha is None or len(sha) == 64)
         p = fetch_models.expected_prefix(f)

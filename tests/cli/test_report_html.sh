@@ -192,4 +192,34 @@ for s in ("hpss, cpu (10 tracks): 31.5 x", "drums: stemline: 4.25 dB", "bass: st
     assert s in t, s
 assert "x<y" not in p.raw
 PY
+# bench/run writes results.html beside results.json (here: --rerender of a saved run)
+mkdir benchrun
+"$SL_PYTHON" - <<'PY'
+import json
+R = {"mode": "quick", "command": "bench/run", "stemline": "build/stemline", "wall_s": 1.0,
+     "machine": {"cpu": "cpu", "cores": 2, "memory": "8 GiB", "commit": "abc", "dirty": False,
+                 "date": "2026-12-06T00:00:00Z"},
+     "catalog": {"tracks": 1, "audio_s": 10, "min_s": 10, "max_s": 10, "formats": ["wav"], "rates": [44100],
+                 "mono": 0, "params": {"seed": 1, "mode": "quick", "synth": "builtin"}, "dir": "x"},
+     "load_start": "1 1 1", "load_end": "1 1 1", "skipped": [], "baselines": {}, "memory_vs_length": [],
+     "jobs": [{"model": "hpss", "backend": "cpu", "backend_asked": "cpu", "device": "CPU", "tracks_ok": 1,
+               "tracks": 1, "wall_s": 0.5, "x_realtime": 20.0, "tracks_per_hour": 7200, "peak_rss_mb": 100,
+               "peak_device_mb": None, "out": "x", "pipeline": {"bound_by": "balanced", "mean_batch": 2.0},
+               "stages": {k: {"x_realtime": v} for k, v in
+                          (("decode", 300), ("separate", 40), ("embed", 90), ("write", 70))}}],
+     "sdr": [{"model": "hpss", "markdown": "| t |", "museval_seconds": None, "tracks_scored": 1,
+              "targets": [{"name": "drums"}], "mean": {"drums": 3.5}, "median": {"drums": 3.5},
+              "mixture_as_estimate_mean": {"drums": -2.0}}]}
+json.dump(R, open("benchrun/results.json", "w"))
+PY
+(cd "$SL_SRC" && STEMLINE="$STEMLINE" "$SL_PYTHON" bench/run --rerender "$T/benchrun" --no-results-md >/dev/null 2>&1) && \
+  pass || fail "bench/run --rerender"
+py_check "bench/run's results.html" <<'PY'
+import sys
+sys.path.insert(0, ".")
+from page import Page
+t = "".join(Page("benchrun/results.html").text)
+for s in ("hpss, cpu (1 tracks): 20 x", "drums: stemline: 3.5 dB", "drums: mixture as estimate: -2 dB", "separate: 40 x"):
+    assert s in t, s
+PY
 finish

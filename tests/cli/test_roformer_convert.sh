@@ -83,6 +83,19 @@ expect_grep "final_norm.gamma" "$T/conv.err" "message names the missing tensor"
 expect_grep "to_value_residual_mix" "$T/conv.err" "message names the left-over tensor"
 [ ! -e x.safetensors ] && pass || fail "a refused conversion wrote a file"
 
+# stemline models fetch: the official names (here our checkpoint under them) through --from,
+# licence and training data shown, each file's sha256 recorded in the output
+mkdir www
+cp bs.yaml www/model_bs_roformer_ep_317_sdr_12.9755.yaml
+cp bs.ckpt www/model_bs_roformer_ep_317_sdr_12.9755.ckpt
+STEMLINE_PYTHON="$PY" run_sl models fetch bs_roformer_viperx --from www --dir mf
+expect_status 0 "models fetch bs_roformer_viperx --from"
+expect_grep "training data: not disclosed" "$ERR" "fetch shows the training data"
+expect_grep "no published digest" "$ERR" "fetch says no digest was published"
+run_sl models info mf/bs_roformer_viperx.safetensors
+expect_status 0 "models info on the fetched file"
+expect_grep "$(sha256sum bs.ckpt | cut -c1-64)" "$OUT" "the checkpoint's sha256 in the metadata"
+
 # stemline's own check, on a file the converter did not write: a tensor left over
 SRC="$SRC" "$PY" - <<'PY' 2>/dev/null || fail "could not write the extra-tensor file"
 import os, sys
