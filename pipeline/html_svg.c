@@ -336,6 +336,22 @@ void sl_svg_scatter(FILE *f, const char *title, const char *xlabel, const char *
     fig_end(f);
 }
 
+void sl_html_kv_row(FILE *f, const char *k, const char *v)
+{
+    fputs("<tr><th>", f);
+    sl_html_esc(f, k);
+    fputs("</th><td>", f);
+    sl_html_esc(f, v ? v : "-");
+    fputs("</td></tr>\n", f);
+}
+
+void sl_html_kv_num(FILE *f, const char *k, double v, const char *fmt)
+{
+    char b[64];
+    snprintf(b, sizeof b, fmt, v);
+    sl_html_kv_row(f, k, b);
+}
+
 void sl_html_begin(FILE *f, const char *title)
 {
     fputs("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"

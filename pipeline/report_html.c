@@ -17,7 +17,7 @@
 
 /* ---- reading ---- */
 
-static int read_json_file(const char *path, sl_json *out)
+int sl_html_read_json(const char *path, sl_json *out)
 {
     FILE *f = fopen(path, "rb");
     if (!f)
@@ -476,22 +476,6 @@ static const char *const wait_keys[] = {"decode_waited_for_slots_s", "model_wait
 static const char *const wait_labels[] = {"decoders waited for free segment buffers", "model waited for input",
                                           "writers waited for work"};
 
-static void kv_row(FILE *f, const char *k, const char *v)
-{
-    fputs("<tr><th>", f);
-    sl_html_esc(f, k);
-    fputs("</th><td>", f);
-    sl_html_esc(f, v ? v : "-");
-    fputs("</td></tr>\n", f);
-}
-
-static void kv_num(FILE *f, const char *k, double v, const char *fmt)
-{
-    char b[64];
-    snprintf(b, sizeof b, fmt, v);
-    kv_row(f, k, b);
-}
-
 /* A JSON value as text for the pipeline table (scalars; arrays and objects compact). */
 static void json_text(FILE *f, const sl_json *v)
 {
@@ -525,39 +509,39 @@ static void sec_summary(FILE *f, const sl_json *top, int merged)
 {
     const sl_json *tr = sl_json_get(top, "tracks");
     fputs("<h2 id=\"summary\">Summary</h2>\n<table>\n", f);
-    kv_row(f, "output folder", sl_json_get_str(top, "output_dir", NULL));
-    kv_row(f, "job", sl_json_get_str(top, "job", NULL));
+    sl_html_kv_row(f, "output folder", sl_json_get_str(top, "output_dir", NULL));
+    sl_html_kv_row(f, "job", sl_json_get_str(top, "job", NULL));
     if (merged) {
-        kv_row(f, "merged at", sl_json_get_str(top, "merged_at", NULL));
-        kv_row(f, "complete", sl_json_get_bool(top, "complete", 0) ? "yes" : "no");
+        sl_html_kv_row(f, "merged at", sl_json_get_str(top, "merged_at", NULL));
+        sl_html_kv_row(f, "complete", sl_json_get_bool(top, "complete", 0) ? "yes" : "no");
         const char *keys[] = {"catalog", "known", "ok", "failed", "missing", "duplicated"};
         for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
             char k[64];
             snprintf(k, sizeof k, "tracks %s", keys[i]);
-            kv_num(f, k, sl_json_get_num(tr, keys[i], NAN), "%.0f");
+            sl_html_kv_num(f, k, sl_json_get_num(tr, keys[i], NAN), "%.0f");
         }
         const sl_json *runs = sl_json_get(top, "runs");
-        kv_num(f, "x realtime, all shards at once", sl_json_get_num(runs, "x_realtime_all_shards", NAN), "%.2f");
-        kv_num(f, "x realtime per shard", sl_json_get_num(runs, "x_realtime_per_shard", NAN), "%.2f");
+        sl_html_kv_num(f, "x realtime, all shards at once", sl_json_get_num(runs, "x_realtime_all_shards", NAN), "%.2f");
+        sl_html_kv_num(f, "x realtime per shard", sl_json_get_num(runs, "x_realtime_per_shard", NAN), "%.2f");
     } else {
-        kv_row(f, "started", sl_json_get_str(top, "started_at", NULL));
-        kv_row(f, "finished", sl_json_get_str(top, "finished_at", NULL));
-        kv_row(f, "backend", sl_json_get_str(top, "backend", NULL));
-        kv_row(f, "device", sl_json_get_str(top, "device", NULL));
-        kv_row(f, "separation", sl_json_get_str(top, "separation", NULL));
-        kv_row(f, "embedding", sl_json_get_str(top, "embedding", NULL));
+        sl_html_kv_row(f, "started", sl_json_get_str(top, "started_at", NULL));
+        sl_html_kv_row(f, "finished", sl_json_get_str(top, "finished_at", NULL));
+        sl_html_kv_row(f, "backend", sl_json_get_str(top, "backend", NULL));
+        sl_html_kv_row(f, "device", sl_json_get_str(top, "device", NULL));
+        sl_html_kv_row(f, "separation", sl_json_get_str(top, "separation", NULL));
+        sl_html_kv_row(f, "embedding", sl_json_get_str(top, "embedding", NULL));
         const char *keys[] = {"total", "ok", "failed", "skipped", "abandoned"};
         for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
             char k[64];
             snprintf(k, sizeof k, "tracks %s", keys[i]);
-            kv_num(f, k, sl_json_get_num(tr, keys[i], NAN), "%.0f");
+            sl_html_kv_num(f, k, sl_json_get_num(tr, keys[i], NAN), "%.0f");
         }
-        kv_num(f, "wall seconds", sl_json_get_num(top, "wall_seconds", NAN), "%.1f");
-        kv_num(f, "x realtime", sl_json_get_num(top, "x_realtime", NAN), "%.2f");
-        kv_row(f, "interrupted", sl_json_get_bool(top, "interrupted", 0) ? "yes" : "no");
-        kv_row(f, "fatal error", sl_json_get_str(top, "fatal", NULL));
+        sl_html_kv_num(f, "wall seconds", sl_json_get_num(top, "wall_seconds", NAN), "%.1f");
+        sl_html_kv_num(f, "x realtime", sl_json_get_num(top, "x_realtime", NAN), "%.2f");
+        sl_html_kv_row(f, "interrupted", sl_json_get_bool(top, "interrupted", 0) ? "yes" : "no");
+        sl_html_kv_row(f, "fatal error", sl_json_get_str(top, "fatal", NULL));
     }
-    kv_num(f, "audio seconds", sl_json_get_num(top, "audio_seconds", NAN), "%.1f");
+    sl_html_kv_num(f, "audio seconds", sl_json_get_num(top, "audio_seconds", NAN), "%.1f");
     fputs("</table>\n", f);
 }
 
@@ -858,7 +842,7 @@ static int write_page(const sl_report_html_opts *o, const sl_json *top, const ru
     return ferror(f) ? -EIO : 0;
 }
 
-static int write_atomic_from(const char *path, int (*fill)(FILE *, void *), void *arg)
+int sl_html_write_atomic(const char *path, int (*fill)(FILE *, void *), void *arg)
 {
     char *buf = NULL;
     size_t len = 0;
@@ -890,7 +874,7 @@ static int fill_page(FILE *f, void *a)
 int sl_report_html_write(const sl_report_html_opts *o)
 {
     sl_json top;
-    int rc = read_json_file(o->report, &top);
+    int rc = sl_html_read_json(o->report, &top);
     if (rc)
         return rc;
     if (top.type != SL_JSON_OBJECT) {
@@ -907,7 +891,7 @@ int sl_report_html_write(const sl_report_html_opts *o)
         for (size_t i = 0; rs.runs && rs.run_names && i < n; i++) {
             const char *name = sl_json_get_str(sl_json_at(sh, i), "report", NULL);
             char *p = name ? path2(o->out_dir, name) : NULL;
-            if (p && !read_json_file(p, &rs.runs[rs.n_runs]))
+            if (p && !sl_html_read_json(p, &rs.runs[rs.n_runs]))
                 rs.run_names[rs.n_runs++] = strdup(name);
             free(p);
         }
@@ -922,7 +906,7 @@ int sl_report_html_write(const sl_report_html_opts *o)
         rc = sl_seterr(SL_ENOMEM, "%s: out of memory", o->html);
     } else {
         page_args pa = {o, &top, &rs, merged};
-        rc = write_atomic_from(o->html, fill_page, &pa);
+        rc = sl_html_write_atomic(o->html, fill_page, &pa);
     }
     for (size_t i = 0; rs.run_names && i < rs.n_runs; i++) {
         free(rs.run_names[i]);
@@ -933,117 +917,5 @@ int sl_report_html_write(const sl_report_html_opts *o)
     if (merged)
         free(rs.runs);
     sl_json_free(&top);
-    return rc;
-}
-
-/* ---- the benchmark page ---- */
-
-static int fill_bench(FILE *f, void *a)
-{
-    const sl_json *R = a;
-    char title[256];
-    snprintf(title, sizeof title, "stemline benchmark (%s mode)", sl_json_get_str(R, "mode", "?"));
-    sl_html_begin(f, title);
-    fputs("<h1>", f);
-    sl_html_esc(f, title);
-    fputs("</h1>\n<table>\n", f);
-    const sl_json *M = sl_json_get(R, "machine");
-    kv_row(f, "command", sl_json_get_str(R, "command", NULL));
-    kv_row(f, "cpu", sl_json_get_str(M, "cpu", NULL));
-    kv_num(f, "cores", sl_json_get_num(M, "cores", NAN), "%.0f");
-    kv_row(f, "commit", sl_json_get_str(M, "commit", NULL));
-    kv_row(f, "load at start", sl_json_get_str(R, "load_start", NULL));
-    kv_row(f, "load at end", sl_json_get_str(R, "load_end", NULL));
-    fputs("</table>\n<h2 id=\"speed\">Speed</h2>\n", f);
-    const sl_json *jobs = sl_json_get(R, "jobs");
-    size_t nj = sl_json_len(jobs);
-    char(*lab)[128] = calloc(nj ? nj : 1, sizeof *lab);
-    const char **labels = calloc(nj ? nj : 1, sizeof *labels);
-    double *v = calloc(nj ? nj : 1, sizeof *v);
-    size_t n = 0;
-    for (size_t i = 0; lab && labels && v && i < nj; i++) {
-        const sl_json *j = sl_json_at(jobs, i);
-        if (!sl_json_get(j, "x_realtime"))
-            continue;
-        snprintf(lab[n], sizeof lab[n], "%s, %s (%.0f tracks)", sl_json_get_str(j, "model", "?"),
-                 sl_json_get_str(j, "backend", sl_json_get_str(j, "backend_asked", "?")),
-                 sl_json_get_num(j, "tracks", 0));
-        labels[n] = lab[n];
-        v[n++] = sl_json_get_num(j, "x_realtime", NAN);
-    }
-    if (n)
-        sl_svg_hbars(f, "x realtime of each job (seconds of audio per second of wall time)", "x", labels, v, n);
-    else
-        fputs("<p class=\"note\">no job ran</p>\n", f);
-    for (size_t i = 0; lab && labels && v && i < nj; i++) {
-        const sl_json *j = sl_json_at(jobs, i), *st = sl_json_get(j, "stages");
-        if (!st)
-            continue;
-        double sv[5];
-        for (int k = 0; k < 5; k++)
-            sv[k] = sl_json_get_num(sl_json_get(st, stage_keys[k]), "x_realtime", 0);
-        char t[192];
-        snprintf(t, sizeof t, "x realtime per stage: %s, %s", sl_json_get_str(j, "model", "?"),
-                 sl_json_get_str(j, "backend", sl_json_get_str(j, "backend_asked", "?")));
-        sl_svg_hbars(f, t, "x", stage_keys, sv, 5);
-    }
-    free(lab);
-    free(labels);
-    free(v);
-    fputs("<h2 id=\"sdr\">Separation quality (global SDR, dB)</h2>\n", f);
-    const sl_json *sdr = sl_json_get(R, "sdr");
-    if (!sl_json_len(sdr))
-        fputs("<p class=\"note\">not measured in this run</p>\n", f);
-    for (size_t i = 0; i < sl_json_len(sdr); i++) {
-        const sl_json *s = sl_json_at(sdr, i), *tg = sl_json_get(s, "targets");
-        size_t nt = sl_json_len(tg);
-        char(*tl)[128] = calloc(2 * nt + 1, sizeof *tl);
-        const char **tls = calloc(2 * nt + 1, sizeof *tls);
-        double *tv = calloc(2 * nt + 1, sizeof *tv);
-        size_t m = 0;
-        for (size_t k = 0; tl && tls && tv && k < nt; k++) {
-            const char *name = sl_json_get_str(sl_json_at(tg, k), "name", "?");
-            snprintf(tl[m], sizeof tl[m], "%s: stemline", name);
-            tls[m] = tl[m];
-            tv[m++] = sl_json_get_num(sl_json_get(s, "mean"), name, NAN);
-            snprintf(tl[m], sizeof tl[m], "%s: mixture as estimate", name);
-            tls[m] = tl[m];
-            tv[m++] = sl_json_get_num(sl_json_get(s, "mixture_as_estimate_mean"), name, NAN);
-        }
-        char t[192];
-        snprintf(t, sizeof t, "%s: mean global SDR per target over %.0f tracks (higher is better)",
-                 sl_json_get_str(s, "model", "?"), sl_json_get_num(s, "tracks_scored", 0));
-        if (m)
-            sl_svg_hbars(f, t, "dB", tls, tv, m);
-        free(tl);
-        free(tls);
-        free(tv);
-    }
-    const sl_json *sk = sl_json_get(R, "skipped");
-    if (sl_json_len(sk)) {
-        fputs("<h2 id=\"skipped\">Skipped</h2>\n<ul>\n", f);
-        for (size_t i = 0; i < sl_json_len(sk); i++) {
-            const sl_json *e = sl_json_at(sk, i);
-            fputs("<li>", f);
-            sl_html_esc(f, e->type == SL_JSON_STRING ? e->s : "?");
-            fputs("</li>\n", f);
-        }
-        fputs("</ul>\n", f);
-    }
-    sl_html_end(f);
-    return ferror(f) ? -EIO : 0;
-}
-
-int sl_report_html_bench(const char *results_json, const char *html)
-{
-    sl_json R;
-    int rc = read_json_file(results_json, &R);
-    if (rc)
-        return rc;
-    if (R.type != SL_JSON_OBJECT)
-        rc = sl_seterr(SL_EFORMAT, "%s: not a JSON object", results_json);
-    else
-        rc = write_atomic_from(html, fill_bench, &R);
-    sl_json_free(&R);
     return rc;
 }

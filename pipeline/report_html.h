@@ -61,6 +61,18 @@ void sl_svg_vbars(FILE *f, const char *title, const char *xlabel, const char *yl
 void sl_svg_scatter(FILE *f, const char *title, const char *xlabel, const char *ylabel, const double *x,
                     const double *y, const char *const *ids, size_t n);
 
+/* A table row of the page: key, then value escaped ("-" for NULL); a number
+ * printed with fmt. */
+void sl_html_kv_row(FILE *f, const char *k, const char *v);
+void sl_html_kv_num(FILE *f, const char *k, double v, const char *fmt);
+
+/* Shared by the pages: a JSON file into a DOM (0, SL_ENOTFOUND, SL_EFORMAT,
+ * SL_ENOMEM or a negated errno, the file named), and a page written by fill
+ * into memory, then atomically to path. */
+struct sl_json;
+int sl_html_read_json(const char *path, struct sl_json *out);
+int sl_html_write_atomic(const char *path, int (*fill)(FILE *f, void *arg), void *arg);
+
 /* The page around the charts: head (title escaped, style, CSP) and end (the
  * hover script). */
 void sl_html_begin(FILE *f, const char *title);

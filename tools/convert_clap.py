@@ -172,6 +172,58 @@ def build(sd, vocab_bytes, merges_bytes, text_heads=12, amodel="HTSAT-base", aud
     return tensors, {k: str(v) for k, v in meta.items()}
 
 
+def load_checkpoint(path):
+    """The state dict of a laion_clap checkpoint. The published training checkpoints hold
+    numpy scalars beside the tensors, which torch's weights_only loader refuses unless
+    they are allowed by name; nothing else is unpickled."""
+    import stemline_st
+
+    try:
+        return stemline_st.checkpoint_state_dict(path)
+    except ValueError as first:
+        try:
+            import numpy as np
+            import torch
+
+            allowed = [np.dtype] + [type(np.dtype(t)) for t in (np.float64, np.float32, np.int64, np.int32, np.bool_)]
+            core = getattr(np, "_core", None) or getattr(np, "core")
+            # pickled by older numpy under numpy.core.multiarray, the module numpy 2 calls _core
+            allowed += [core.multiarray.scalar, (core.multiarray.scalar, "numpy.core.multiarray.scalar")]
+            dtypes = getattr(np, "dtypes", None)  # numpy >= 1.25
+            allowed += [getattr(dtypes, n) for n in dir(dtypes) if n.endswith("DType")] if dtypes else []
+            with torch.serialization.safe_globals(allowed):
+                return stemline_st.checkpoint_state_dict(path)
+        except (ValueError, AttributeError, ImportError):
+            raise first
+
+
+def convert(checkpoint, vocab_path, merges_path, out, text_heads=12, amodel="HTSAT-base", sources=None):
+    """Reads the three files, writes out; raises ConvertError (OSError / ValueError wrapped)."""
+    import stemline_st
+
+    try:
+        with open(vocab_path, "rb") as f:
+            vocab = f.read()
+        with open(merges_path, "rb") as f:
+            merges = f.read()
+    except OSError as e:
+        raise ConvertError(str(e))
+    try:
+        sd = load_checkpoint(checkpoint)
+    except ValueError as e:
+        raise ConvertError("%s: %s" % (checkpoint, e))
+    sd = {k: (v.detach().cpu().float() if v.dtype.is_floating_point else v.detach().cpu()).numpy()
+          for k, v in sd.items()}
+    try:
+        tensors, meta = build(sd, vocab, merges, text_heads, amodel)
+    except ConvertError as e:
+        raise ConvertError("%s: %s" % (checkpoint, e))
+    if sources:
+        meta["source"] = ", ".join("%s sha256 %s" % (os.path.basename(k), v) for k, v in sorted(sources.items()))
+    stemline_st.save(out, tensors, meta)
+    return tensors, meta
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("checkpoint")
@@ -181,30 +233,11 @@ def main():
     ap.add_argument("--amodel", default="HTSAT-base", help="audio encoder of the checkpoint (default HTSAT-base)")
     ap.add_argument("--text-heads", type=int, default=12, help="attention heads of the text encoder (default 12)")
     args = ap.parse_args()
-    import stemline_st
-
     try:
-        with open(args.vocab, "rb") as f:
-            vocab = f.read()
-        with open(args.merges, "rb") as f:
-            merges = f.read()
-    except OSError as e:
+        tensors, meta = convert(args.checkpoint, args.vocab, args.merges, args.out, args.text_heads, args.amodel)
+    except ConvertError as e:
         print("convert_clap: %s" % e, file=sys.stderr)
         return 2
-    try:
-        sd = stemline_st.checkpoint_state_dict(args.checkpoint)
-    except ValueError as e:
-        print("convert_clap: %s: %s" % (args.checkpoint, e), file=sys.stderr)
-        return 2
-    try:
-        sd = {k: (v.detach().cpu().float() if v.dtype.is_floating_point else v.detach().cpu()).numpy()
-              for k, v in sd.items()}
-        tensors, meta = build(sd, vocab, merges,
-                              args.text_heads, args.amodel)
-    except ConvertError as e:
-        print("convert_clap: %s: %s" % (args.checkpoint, e), file=sys.stderr)
-        return 2
-    stemline_st.save(args.out, tensors, meta)
     print("%s: %d tensors, text %s x %s, %s" % (args.out, len(tensors), meta["clap.text.layers"],
                                                  meta["clap.text.width"], meta["clap.amodel"]))
     return 0

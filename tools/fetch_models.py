@@ -9,6 +9,11 @@
           drums-9619578f.pth, bass-8d85a5bd.pth, other-b52fbbf7.pth, the files
           openunmix's `umxhq` loader (openunmix/__init__.py, umxhq_spec) downloads.
   cnn14   PANNs Cnn14 (MIT), Zenodo record 3987831: Cnn14_mAP=0.431.pth.
+  clap-music  LAION-CLAP music checkpoint (CC0) music_audioset_epoch_15_esc_90.14.pt
+          from huggingface.co/lukewys/laion_clap (where laion_clap's load_ckpt
+          downloads from), and roberta-base's tokenizer files vocab.json and
+          merges.txt from huggingface.co/FacebookAI/roberta-base (MIT), converted
+          together by tools/convert_clap.py.
   bs_roformer_musdb, bs_roformer_viperx, mel_band_roformer_kj, mel_band_roformer_viperx
           RoFormer checkpoints with their YAML configs, from the places ZFTurbo's
           Music-Source-Separation-Training lists them (docs/pretrained_models.md),
@@ -39,6 +44,10 @@ recorded below; and for Open-Unmix the sha256 prefix that the file name carries
 (torch.hub's naming convention: NAME-<first 8 hex digits of the sha256>.pth;
 demucs names its files SIG-<first 8 hex digits of the sha256>.th likewise).
 The sha256 of every input is written into the output's `source` metadata.
+clap-music: the checkpoint's sha256 is the one an independent pinned check
+records (LAION publishes none); the tokenizer files have no published digest
+and are checked by content instead (roberta-base's 50265 tokens with <s> 0,
+<pad> 1, </s> 2, <unk> 3, <mask> 50264; 50000 merges).
 
 Without internet it fails within the connect timeout (default 10 s,
 --timeout / STEMLINE_FETCH_TIMEOUT) and says how to convert files obtained
@@ -138,6 +147,20 @@ MODELS = {
             ("Cnn14_mAP=0.431.pth", "541141fa2ee191a88f24a3219fff024e", None),
         ],
     },
+    "clap-music": {
+        "desc": "LAION-CLAP music (HTSAT-base audio + RoBERTa text towers, 512-d, with the tokenizer)",
+        "record": "https://huggingface.co/lukewys/laion_clap and https://huggingface.co/FacebookAI/roberta-base",
+        "base": "https://huggingface.co/lukewys/laion_clap/resolve/main/",
+        "urls": {"vocab.json": "https://huggingface.co/FacebookAI/roberta-base/resolve/main/vocab.json",
+                 "merges.txt": "https://huggingface.co/FacebookAI/roberta-base/resolve/main/merges.txt"},
+        "converter": "convert_clap.py",
+        "files": [
+            ("music_audioset_epoch_15_esc_90.14.pt", None,
+             "fae3e9c087f2909c28a09dc31c8dfcdacbc42ba44c70e972b58c1bd1caf6dedd"),
+            ("vocab.json", None, None),
+            ("merges.txt", None, None),
+        ],
+    },
 }
 
 
@@ -160,6 +183,28 @@ MODELS["htdemucs_ft"] = {
     "bag": {"models": ["f7e0c4bc", "d12395a8", "92cfc3b6", "04573f0d"],
             "weights": [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]]},
 }
+
+
+def check_roberta_tokenizer(path, fname):
+    """Content checks of roberta-base's tokenizer files (no digest is published)."""
+    import json
+
+    try:
+        if fname == "vocab.json":
+            with open(path, encoding="utf-8") as f:
+                v = json.load(f)
+            want = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, "<mask>": 50264}
+            if not isinstance(v, dict) or len(v) != 50265 or any(v.get(k) != i for k, i in want.items()):
+                raise FetchError("%s: not roberta-base's vocabulary (50265 tokens, <s> 0, <pad> 1, </s> 2, "
+                                 "<unk> 3, <mask> 50264)" % path)
+        elif fname == "merges.txt":
+            with open(path, encoding="utf-8") as f:
+                lines = f.read().split("\n")
+            merges = [ln for ln in lines[1:] if ln]
+            if not lines[0].startswith("#version") or len(merges) != 50000 or any(len(m.split(" ")) != 2 for m in merges):
+                raise FetchError("%s: not roberta-base's merges (a #version line and 50000 pairs)" % path)
+    except (OSError, ValueError) as e:
+        raise FetchError("%s: %s" % (path, e))
 
 
 class FetchError(Exception):
@@ -188,6 +233,8 @@ def convert_hint(name):
     if m.get("bag"):  # a bag: its YAML as demucs's remote/NAME.yaml, with the models and weights below
         files = "--bag %s.yaml %s" % (name, files)
         needs = "torch, numpy and PyYAML"
+    if name == "clap-music":
+        files = "--vocab vocab.json --merges merges.txt " + shlex.quote(m["files"][0][0])
     return ("If you already have the official files (from %s or a colleague), either\n"
             "  stemline models fetch %s --from FOLDER_WITH_THE_FILES\n"
             "or convert them yourself (needs python3 with %s):\n"
@@ -226,6 +273,8 @@ def verify(path, fname, md5_want, sha_want):
         problems.append("sha256 %s does not start with %s as the file name says" % (sha, prefix))
     if problems:
         raise FetchError("%s: checksum mismatch: %s (corrupt or different file)" % (path, "; ".join(problems)))
+    if fname in ("vocab.json", "merges.txt"):
+        check_roberta_tokenizer(path, fname)
     return sha
 
 
@@ -398,6 +447,9 @@ def main(argv=None):
         elif a.name == "umxhq":
             import convert_umx as conv
             conv.convert(paths, out, name=a.name, sources=shas)
+        elif a.name == "clap-music":
+            import convert_clap as conv
+            conv.convert(paths[0], paths[1], paths[2], out, sources=shas)
         else:
             import convert_cnn14 as conv
             conv.convert(paths[0], out, name=a.name, digest=shas[paths[0]])

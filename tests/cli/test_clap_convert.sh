@@ -38,7 +38,8 @@ sd["module.audio_branch.spectrogram_extractor.stft.conv_real.weight"] = torch.ze
 sd["module.audio_branch.bn0.num_batches_tracked"] = torch.tensor(7)
 sd["module.audio_branch.layers.0.blocks.0.attn.relative_position_index"] = torch.arange(4).reshape(2, 2)
 sd["module.logit_scale_a"] = torch.tensor(2.0)
-torch.save({"epoch": 15, "state_dict": sd}, "clap.pt")
+# numpy scalars beside the state dict, as in the published training checkpoints
+torch.save({"epoch": 15, "state_dict": sd, "best_metric": np.float64(90.14)}, "clap.pt")
 fused = dict(sd)
 fused["module.audio_branch.fusion_model.local_att.0.weight"] = torch.zeros(2, 2)
 torch.save({"state_dict": fused}, "fusion.pt")

@@ -131,9 +131,10 @@ expect_status 1 "fetch without the tools folder"
 expect_grep "STEMLINE_TOOLS_DIR" "$ERR" "missing tools folder explained"
 
 # ---- fetch with nothing to talk to: fast, exit 1, says how to convert ----
-for name in umxhq cnn14; do
+for name in umxhq cnn14 clap-music; do
   conv=convert_umx.py
   [ $name = cnn14 ] && conv=convert_cnn14.py
+  [ $name = clap-music ] && conv=convert_clap.py
   start=$(date +%s)
   STEMLINE_MODELS_URL_BASE=http://127.0.0.1:9/ run_sl models fetch $name --dir m
   took=$(( $(date +%s) - start ))
@@ -193,6 +194,18 @@ mkdir empty
 run_sl models fetch cnn14 --from empty --dir m3
 expect_status 1 "fetch --from a folder without the files"
 expect_grep "Cnn14_mAP=0.431.pth: not found" "$ERR" "--from names the missing file"
+# clap-music's tokenizer files have no published digest: their content is checked
+py_check "clap-music refuses a vocabulary and merges that are not roberta-base's" <<EOF
+import sys
+sys.path.insert(0, "$SL_SRC/tools")
+import fetch_models as fm
+for f in ("vocab.json", "merges.txt"):
+    try:
+        fm.check_roberta_tokenizer("$SL_SRC/tests/golden/clap_text/" + f, f)
+        raise SystemExit("accepted the small test " + f)
+    except fm.FetchError as e:
+        assert "not roberta-base's" in str(e), e
+EOF
 
 # ---- an existing output is kept without --force; default folder from XDG_DATA_HOME ----
 mkdir -p xdg/stemline/models

@@ -9,7 +9,9 @@
 set -u
 : "${SL_SRC:?}" "${SL_BUILD:?}"
 PY="${CLAP_PYTHON:-$SL_SRC/bench/.venv-torch/bin/python}"
-if ! "$PY" -c 'import torch, transformers, tokenizers, laion_clap' 2>/dev/null; then
+# find_spec, not import: importing laion_clap asks the model hub for tokenizers
+if ! "$PY" -c 'import torch, transformers, tokenizers, importlib.util as u; assert u.find_spec("laion_clap")' \
+    2>/dev/null; then
   echo "skipped: no python with torch, transformers, tokenizers and laion-clap (set CLAP_PYTHON)"
   exit 77
 fi
