@@ -20,7 +20,8 @@ model's forward, no chunking).
 
 Timing: PyTorch: model forward in float32 under torch.inference_mode after one
 warm-up, torch.set_num_threads(--threads); stemline: bench_umx --model (one
-warm-up, then --repeat runs) with OPENBLAS_NUM_THREADS=--threads. Best of
+warm-up, then --repeat runs) with --threads (its op threads) and
+OPENBLAS_NUM_THREADS=--threads. Best of
 --repeat. Prints x realtime for both, the speed-up, and max |stemline - torch|
 over all stems relative to the largest stem sample (torch in float64 for that
 comparison when --check). --check exits 1 when it exceeds 1e-4 (the slow test).
@@ -93,7 +94,8 @@ def main():
         x.tofile(fin)
         env = dict(os.environ, OPENBLAS_NUM_THREADS=str(args.threads))
         r = subprocess.run([args.bin, "--model", arch, "--weights", w, "--input", fin, "--output", fout,
-                            "--repeat", str(args.repeat), "--opt", "instrumental=false"],
+                            "--repeat", str(args.repeat), "--threads", str(args.threads),
+                            "--opt", "instrumental=false"],
                            env=env, capture_output=True, text=True)
         if r.returncode != 0:
             sys.stderr.write(r.stderr)
@@ -118,7 +120,7 @@ def main():
     res = {"bench": "roformer", "arch": arch, "seconds": audio, "threads": args.threads,
            "stemline_x_realtime": sl["x_realtime"], "torch_x_realtime": audio / best,
            "speedup": sl["x_realtime"] / (audio / best), "rel_err": err, "torch": torch.__version__,
-           "params": sl["params"]}
+           "params": sl["params"], "load_avg_1min": os.getloadavg()[0]}
     print(json.dumps(res))
     print("%s %.1f s, %d thread(s): stemline %.3fx realtime, torch %.3fx, speed-up %.2fx; max error %.2g of the "
           "largest sample (%s)" % (arch, audio, args.threads, sl["x_realtime"], audio / best,

@@ -69,6 +69,10 @@ static void output_fields(const sl_config *cfg, field_fn fn, void *arg)
     snprintf(num, sizeof num, "%.17g/%.17g/%.17g/%.17g", cfg->sep_segment_s, cfg->sep_overlap_s, cfg->emb_window_s,
              cfg->emb_hop_s);
     fn(arg, "segments", NULL, num);
+    /* the RoFormers chunk as their reference inference does (pipeline/demix.h) since this key
+     * appeared; their stems from before (the runner's cross-fade) differ */
+    if (!strcmp(cfg->sep_model, "bs_roformer") || !strcmp(cfg->sep_model, "mel_band_roformer"))
+        fn(arg, "separation.chunking", "separation.chunking", "demix");
     static const char *const seg_keys[4] = {"separation.segment_seconds", "separation.overlap_seconds",
                                             "embedding.window_seconds", "embedding.hop_seconds"};
     const double seg[4] = {cfg->sep_segment_s, cfg->sep_overlap_s, cfg->emb_window_s, cfg->emb_hop_s};
@@ -107,6 +111,10 @@ static void output_fields(const sl_config *cfg, field_fn fn, void *arg)
     if (cfg->emb_center && strcmp(cfg->emb_center, "none"))
         fn(arg, "embedding.center", NULL, cfg->emb_center);
     fn(arg, NULL, "embedding.center", cfg->emb_center ? cfg->emb_center : "none");
+    /* tf32 / bf16 products change the outputs beyond fp32's rounding */
+    if (strcmp(cfg->precision, "fp32"))
+        fn(arg, "runtime.precision", NULL, cfg->precision);
+    fn(arg, NULL, "runtime.precision", cfg->precision);
 }
 
 /* ---- the hash ---- */

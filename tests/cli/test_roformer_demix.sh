@@ -52,6 +52,10 @@ for t in ("long", "mid", "short", "tiny"):
     check("b4", "bs_o2", t)
 PY
 
+# the stems' settings recorded with the track: the reference chunking (a job of the runner's
+# cross-fade, from before, does not count as done)
+grep -q "separation.chunking" b4/ledger.sqlite && pass || fail "ledger does not record separation.chunking"
+
 run_sl run job.yaml --quiet --set output.dir=b1 --set runtime.batch_size=1
 expect_status 0 "bs_roformer, one chunk per batch"
 py_check "a track's stems do not depend on its batch neighbours" <<'PY'
