@@ -9,7 +9,10 @@
 #   2. gpu_test_cuda_parity: every op on the real "cuda" backend (cuFFT, cuDNN,
 #      streams, pinned memory) against the CPU backend, large shapes included,
 #      and conv2d through cuDNN next to the hand-written kernel;
-#   3. test_parity: cuda-emu and cuda against the CPU (the CI shapes);
+#   3. test_parity: cuda-emu and cuda against the CPU (the CI shapes), and
+#      gpu_test_lstm_impl: the persistent LSTM kernel (cooperative launch, grid
+#      sync) against the step kernel bit for bit (its log is appended to
+#      parity.log);
 #   4. bench_dsp on cpu and cuda: STFT/iSTFT, hpss, bandwidth against the
 #      backend's copy bandwidth (CPU 64 MiB buffers, GPU 1 GiB);
 #   5. torch.stft / torch.istft on the same GPU (bench/dsp_baselines.py
@@ -117,6 +120,8 @@ step() { # NAME LIMIT_S CMD...: runs CMD, output to $O/NAME.log, reports the exi
 }
 step gpu_parity 120 "$B/bin/gpu_test_cuda_parity"
 step parity 60 "$B/bin/test_parity"
+step lstm_impl 30 "$B/bin/gpu_test_lstm_impl"
+cat "$O/lstm_impl.log" >> "$O/parity.log"; rm -f "$O/lstm_impl.log" # (8 files at most come back)
 t0=$(date +%s) # the CPU on 64 MiB buffers (its bandwidth pass is slow), the GPU on 1 GiB (well past its L2)
 dsp=(--tracks 8 --seconds 60 --hpss-seconds 60)
 timeout 100 "$B/bin/bench_dsp" "${dsp[@]}" --backends cpu --repeat 3 --bw-mb 64 \

@@ -154,6 +154,15 @@ extern "C" void sl_cuda_gemm_lt_release(sl_op_ctx *ctx)
     st->lt = NULL;
 }
 
+// The alignment cuBLASLt may assume of an operand (its preference's default is
+// 256 bytes, which a matrix at a column offset of a wider buffer does not have):
+// the largest power of two, up to 256, dividing its address and its batch stride.
+static uint32_t lt_align(const void *p, size_t stride_floats)
+{
+    const uintptr_t v = (uintptr_t)p | (uintptr_t)(stride_floats * sizeof(float)) | 256;
+    return (uint32_t)(v & (~v + 1));
+}
+
 // One cuBLASLt matmul: batch items of D (n x m, ld ldd, batch stride sd) =
 // op(A) B [+ bias] [ReLU]. Strides are non-zero when batch > 1.
 static int lt_matmul(sl_op_ctx *ctx, sl_cu_lt *lt, cublasComputeType_t ct, const sl_gemm_args *a, size_t batch,
@@ -197,6 +206,14 @@ static int lt_matmul(sl_op_ctx *ctx, sl_cu_lt *lt, cublasComputeType_t ct, const
     }
     LT_CHECK(lt_api.MatmulPreferenceCreate(&pref));
     LT_CHECK(lt_api.MatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
+    {
+        const uint32_t al[4] = {lt_align(w, sw), lt_align(x, sx), lt_align(d, sd), lt_align(d, sd)};
+        const cublasLtMatmulPreferenceAttributes_t at[4] = {
+            CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+            CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+        for (int i = 0; i < 4; i++)
+            LT_CHECK(lt_api.MatmulPreferenceSetAttribute(pref, at[i], &al[i], sizeof al[i]));
+    }
     LT_CHECK(lt_api.MatmulAlgoGetHeuristic(lt->h, op, la, lb, ld, ld, pref, 1, &heur, &found));
     if (found < 1 || heur.state != CUBLAS_STATUS_SUCCESS) {
         rc = sl_seterr(SL_EUNSUPPORTED, "cuBLASLt: no algorithm for %zu x %zu x %zu (batch %zu)", m, a->n, a->k,

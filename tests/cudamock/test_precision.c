@@ -232,10 +232,15 @@ static float one_product(cublasComputeType_t ct, float a, float b)
     cublasLtMatmulHeuristicResult_t r;
     int n = 0;
     const float one = 1, zero = 0;
+    const uint32_t four = 4;
     cudaStream_t s;
     cudaStreamCreate(&s);
     if (cublasLtCreate(&h) == CUBLAS_STATUS_SUCCESS && cublasLtMatmulDescCreate(&op, ct, CUDA_R_32F) == 0 &&
         cublasLtMatrixLayoutCreate(&l, CUDA_R_32F, 1, 1, 1) == 0 && cublasLtMatmulPreferenceCreate(&pref) == 0 &&
+        /* operands at d + 1, d + 2: 4-byte aligned only */
+        cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &four, 4) == 0 &&
+        cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &four, 4) == 0 &&
+        cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &four, 4) == 0 &&
         cublasLtMatmulAlgoGetHeuristic(h, op, l, l, l, l, pref, 1, &r, &n) == 0 && n == 1 &&
         cublasLtMatmul(h, op, &one, d, l, d + 1, l, &zero, d + 2, l, d + 2, l, &r.algo, NULL, 0, s) == 0) {
         cudaStreamSynchronize(s);
@@ -310,6 +315,12 @@ static void mock_strictness(void)
     CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &def, sizeof def) == 0);
     const uint64_t ws = 4096;
     CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws) == 0);
+    const uint32_t al4 = 4, al3 = 3; /* B, C, D below sit at 4-byte offsets; A keeps the default 256 */
+    CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al3, 4) ==
+          CUBLAS_STATUS_INVALID_VALUE);
+    CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al4, 4) == 0);
+    CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al4, 4) == 0);
+    CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al4, 4) == 0);
     CHECK(cublasLtMatmulAlgoGetHeuristic(h, op, a, b32, d, d, pref, 1, &r, &n) == 0 && r.workspaceSize == 4096);
     float *mem = NULL;
     CHECK(cudaMalloc((void **)&mem, 4096 + 4 * (32 + 40 + 20)) == cudaSuccess);
@@ -321,6 +332,10 @@ static void mock_strictness(void)
     CHECK(cublasLtMatmul(h, op, &one, mem, a, mem + 32, b32, &zero, mem + 72, d, mem + 72, d, &r.algo, mem + 92, 1024,
                          0) == CUBLAS_STATUS_INVALID_VALUE);
     CHECK(strstr(sl_mock_lt_last_error(), "workspace") != NULL);
+    /* an operand less aligned than the preference let the heuristic assume (256 bytes by default) */
+    CHECK(cublasLtMatmul(h, op, &one, mem + 1, a, mem + 32, b32, &zero, mem + 72, d, mem + 72, d, &r.algo, mem + 92,
+                         4096, 0) == CUBLAS_STATUS_NOT_SUPPORTED);
+    CHECK(strstr(sl_mock_lt_last_error(), "aligned") != NULL);
     /* the handle's device must be current */
     CHECK(cudaSetDevice(1) == cudaSuccess);
     CHECK(cublasLtMatmul(h, op, &one, mem, a, mem + 32, b32, &zero, mem + 72, d, mem + 72, d, &r.algo, mem + 92, 4096,

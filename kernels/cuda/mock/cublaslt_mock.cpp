@@ -59,6 +59,7 @@ struct Desc {
 struct Pref {
     uint32_t magic;
     uint64_t max_ws;
+    uint32_t align[4]; // minimum alignment of A, B, C, D the algorithm may assume (default 256)
 };
 const uint32_t kLayout = 0x4c41594f, kDesc = 0x44455343, kPref = 0x50524546, kAlgo = 0x414c474f;
 
@@ -338,7 +339,7 @@ cublasStatus_t cublasLtMatmulPreferenceCreate(cublasLtMatmulPreference_t *out)
 {
     if (!out)
         return fail(CUBLAS_STATUS_INVALID_VALUE, "cublasLtMatmulPreferenceCreate: NULL output");
-    Pref *p = new (std::nothrow) Pref{kPref, 0};
+    Pref *p = new (std::nothrow) Pref{kPref, 0, {256, 256, 256, 256}};
     *out = reinterpret_cast<cublasLtMatmulPreference_t>(p);
     return p ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_ALLOC_FAILED;
 }
@@ -357,9 +358,22 @@ cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t m
     Pref *p = reinterpret_cast<Pref *>(mp);
     if (!p || p->magic != kPref)
         return fail(CUBLAS_STATUS_INVALID_VALUE, "%s: not a preference", fn);
-    if (attr != CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES)
+    switch (attr) {
+    case CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES:
+        return set_attr(fn, &p->max_ws, buf, size);
+    case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES:
+    case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES:
+    case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES:
+    case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES: {
+        uint32_t *a = &p->align[attr - CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES];
+        cublasStatus_t st = set_attr(fn, a, buf, size);
+        if (st == CUBLAS_STATUS_SUCCESS && (!*a || (*a & (*a - 1))))
+            return fail(CUBLAS_STATUS_INVALID_VALUE, "%s: alignment %u is not a power of two", fn, *a);
+        return st;
+    }
+    default:
         return fail(CUBLAS_STATUS_NOT_SUPPORTED, "%s: attribute %d is not emulated", fn, (int)attr);
-    return set_attr(fn, &p->max_ws, buf, size);
+    }
 }
 
 // One algorithm, asking for min(1 MiB, the preference's workspace): the
@@ -389,6 +403,9 @@ cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t h, cublasLtMatmul
     results[0].algo.data[2] = g.m;
     results[0].algo.data[3] = g.n;
     results[0].algo.data[4] = g.k;
+    // the algorithm relies on the alignments the preference allowed (bytes, packed)
+    results[0].algo.data[5] = (uint64_t)p->align[0] | (uint64_t)p->align[1] << 16 | (uint64_t)p->align[2] << 32 |
+                              (uint64_t)p->align[3] << 48;
     results[0].state = CUBLAS_STATUS_SUCCESS;
     results[0].wavesCount = 1.0f;
     *count = 1;
@@ -415,6 +432,24 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t op, const
     if (!algo || algo->data[0] != kAlgo || algo->data[2] != j.g.m || algo->data[3] != j.g.n ||
         algo->data[4] != j.g.k)
         return fail(CUBLAS_STATUS_INVALID_VALUE, "%s: the algorithm is not one the heuristic gave for this shape", fn);
+    {
+        // "CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_*_BYTES ... default 256": an algorithm chosen
+        // for aligned operands does not run on less aligned ones
+        const void *ptr[4] = {A, B, C, D};
+        const Layout *lay[4] = {la, lb, lc, ld};
+        static const char nm[4] = {'A', 'B', 'C', 'D'};
+        for (int i = 0; i < 4; i++) {
+            const uint64_t need = (algo->data[5] >> (16 * i)) & 0xffff;
+            const uintptr_t v = (uintptr_t)ptr[i] |
+                                (uintptr_t)((lay[i]->batch > 1 ? (uint64_t)(lay[i]->stride < 0 ? -lay[i]->stride
+                                                                                                : lay[i]->stride)
+                                                               : 0) * sizeof(float));
+            if (ptr[i] && need && (v & (need - 1)))
+                return fail(CUBLAS_STATUS_NOT_SUPPORTED, "%s: %c at %p (batch stride included) is not %llu-byte "
+                            "aligned, as the algorithm's preference assumed (CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_%c_BYTES)",
+                            fn, nm[i], ptr[i], (unsigned long long)need, nm[i]);
+        }
+    }
     if (ws_size < algo->data[1] || (algo->data[1] && !ws))
         return fail(CUBLAS_STATUS_INVALID_VALUE, "%s: workspace of %zu bytes, the algorithm needs %llu", fn, ws_size,
                     (unsigned long long)algo->data[1]);
