@@ -6,7 +6,9 @@
 #   bash bench/gpu_bundle.sh [BUILD_DIR]      (default build-gpu)
 #
 # It builds the op-level programs for sm_90 (+ sm_80): gpu_test_cuda_parity,
-# test_parity and bench_dsp. They link FFTW, OpenBLAS and the CUDA libraries,
+# test_parity, gpu_test_lstm_impl (the persistent LSTM kernel against the step
+# kernel), bench_dsp and bench_gemm (sl_op_gemm at runtime.precision fp32, tf32
+# and bf16). They link FFTW, OpenBLAS and the CUDA libraries,
 # not FFmpeg, libyaml or SQLite (CMakeLists.txt links with --as-needed and
 # common/sl_error.c reaches libavutil only weakly). It copies them, the shared
 # libraries they need that such a machine lacks (everything but glibc, the C++
@@ -25,12 +27,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build-gpu}
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="80;90" >/dev/null
-cmake --build "$BUILD" -j "$(nproc)" --target gpu_test_cuda_parity test_parity bench_dsp
+cmake --build "$BUILD" -j "$(nproc)" --target gpu_test_cuda_parity gpu_test_lstm_impl test_parity bench_dsp bench_gemm
 ldd "$BUILD/gpu_test_cuda_parity" | grep -q libcudart ||
   { echo "gpu_bundle.sh: $BUILD has no CUDA backend (nvcc not found at configure time)" >&2; exit 1; }
 B=.gpu
 rm -rf "$B" && mkdir -p "$B/bin" "$B/lib"
-bins=("$BUILD/gpu_test_cuda_parity" "$BUILD/test_parity" "$BUILD/bench_dsp")
+bins=("$BUILD/gpu_test_cuda_parity" "$BUILD/gpu_test_lstm_impl" "$BUILD/test_parity" "$BUILD/bench_dsp" "$BUILD/bench_gemm")
 for b in "${bins[@]}"; do
   strip -o "$B/bin/$(basename "$b")" "$b"
 done

@@ -70,14 +70,18 @@ typedef struct sl_op_backend {
     /* ctx->pool changed (sl_op_ctx_set_threads): update ctx->device. NULL (last, so the
      * positional tables of kernels/cuda leave it out): the backend's threads stay 1. */
     void (*threads_changed)(sl_op_ctx *ctx);
+    /* sl_op_ctx_set_precision with TF32 / BF16 (and back to FP32 after one of
+     * them): 0 or an error; updates ctx->device. NULL: fp32 only. */
+    int (*set_precision)(sl_op_ctx *ctx, sl_precision p);
 } sl_op_backend;
 
 struct sl_op_ctx {
     const sl_op_backend *be;
-    char device[192];
+    char device[320];
     int device_req; /* CUDA ordinal asked for ("cuda:N"), 0 by default */
     void *state;    /* backend-private */
     struct sl_pool *pool; /* threads of the ops (sl_op_ctx_set_threads), NULL = the caller only */
+    sl_precision precision; /* sl_op_ctx_set_precision, FP32 by default */
 };
 
 extern const sl_op_backend sl_cpu_backend;

@@ -231,6 +231,31 @@ int sl_op_ctx_set_threads(sl_op_ctx *ctx, int threads)
     return 0;
 }
 
+const char *sl_precision_name(sl_precision p)
+{
+    static const char *const names[] = {"fp32", "tf32", "bf16"};
+    return (unsigned)p < sizeof names / sizeof names[0] ? names[p] : "?";
+}
+
+int sl_op_ctx_set_precision(sl_op_ctx *ctx, sl_precision p)
+{
+    if (p != SL_PREC_FP32 && p != SL_PREC_TF32 && p != SL_PREC_BF16)
+        return sl_seterr(SL_EINVAL, "precision %d: expected fp32, tf32 or bf16", (int)p);
+    if (p == ctx->precision)
+        return 0;
+    if (!ctx->be->set_precision)
+        return sl_seterr(SL_EUNSUPPORTED, "precision %s: backend %s computes in fp32 only (tf32 and bf16 run "
+                                          "on the cuda backend)", sl_precision_name(p), ctx->be->name);
+    int rc = enter(ctx);
+    if (!rc)
+        rc = ctx->be->set_precision(ctx, p);
+    if (!rc)
+        ctx->precision = p;
+    return rc;
+}
+
+sl_precision sl_op_ctx_precision(const sl_op_ctx *ctx) { return ctx->precision; }
+
 int sl_op_ctx_threads(const sl_op_ctx *ctx) { return sl_pool_threads(ctx->pool); }
 
 int sl_op_ctx_peak_threads(const sl_op_ctx *ctx) { return ctx->pool ? sl_pool_peak(ctx->pool) : 1; }

@@ -92,6 +92,21 @@ const char *sl_op_ctx_device(const sl_op_ctx *ctx);
  * starts no thread. Backends other than the CPU keep 1 (their work runs on the
  * device). Returns 0, SL_EINVAL or SL_ENOMEM / SL_EIO with sl_lasterr(). */
 int sl_op_ctx_set_threads(sl_op_ctx *ctx, int threads);
+/* Arithmetic of the large matrix products (runtime.precision). FP32 (the
+ * default): the exact paths, what every backend computes. TF32 / BF16: the CUDA
+ * backend runs sl_op_gemm on tensor cores through cuBLASLt with fp32 storage,
+ * inputs rounded to TF32 (10-bit mantissa) or bfloat16 (7-bit mantissa) and fp32
+ * accumulation (kernels/README.md, "Precision modes"); other ops stay fp32. */
+typedef enum { SL_PREC_FP32 = 0, SL_PREC_TF32 = 1, SL_PREC_BF16 = 2 } sl_precision;
+/* Sets the precision of ctx's matrix products. 0; SL_EUNSUPPORTED (with
+ * sl_lasterr()) for TF32 / BF16 on a backend that computes in fp32 only (cpu,
+ * cuda-emu); FP32 is accepted by every backend. The device string
+ * (sl_op_ctx_device) then names the mode. */
+int sl_op_ctx_set_precision(sl_op_ctx *ctx, sl_precision p);
+/* The precision set on ctx (SL_PREC_FP32 unless set); never fails. */
+sl_precision sl_op_ctx_precision(const sl_op_ctx *ctx);
+/* "fp32", "tf32", "bf16"; "?" when out of range. */
+const char *sl_precision_name(sl_precision p);
 /* Threads the ops of ctx run on (1 unless set above); never fails. */
 int sl_op_ctx_threads(const sl_op_ctx *ctx);
 /* Most threads that ran one op's loop at the same time so far (instrumentation:

@@ -82,7 +82,7 @@ static const keydef keys[] = {
      "element type of the .npy vector shards"},
     {"output.embeddings.shard_rows", K_INT, 0, F(emb_shard_rows), NOF, "10000", 1, 10000000, NULL,
      "rows per .npy/.jsonl shard before a new shard is started"},
-    {"separation.model", K_ENUM, 0, F(sep_model), NOF, "hpss", 0, 0, "hpss|umx|bs_roformer|mel_band_roformer|none",
+    {"separation.model", K_ENUM, 0, F(sep_model), NOF, "hpss", 0, 0, "hpss|umx|bs_roformer|mel_band_roformer|htdemucs|none",
      "separation model (none = no stems)"},
     {"separation.weights", K_STRNULL, 0, F(sep_weights), NOF, NULL, 0, 0, NULL,
      "weights file (.safetensors) for models that need one"},
@@ -130,6 +130,9 @@ static const keydef keys[] = {
      "fail a track whose decoding makes no progress for this many seconds (0 = never)"},
     {"runtime.devices", K_LIST, KF_NONEMPTY, F(devices), F(n_devices), "all", 0, 0, NULL,
      "CUDA devices to use, one worker each: [all] or ordinals like [0, 1]"},
+    {"runtime.precision", K_ENUM, 0, F(precision), NOF, "fp32", 0, 0, "fp32|tf32|bf16",
+     "arithmetic of the large matrix products on a CUDA device: fp32 (exact, the reference), or tf32 / bf16 on "
+     "tensor cores through cuBLASLt (faster, less exact); the cpu and cuda-emu backends compute in fp32 only"},
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 
@@ -1040,6 +1043,15 @@ static int apply_override(ctx *c, const char *ov)
 static int cross_checks(ctx *c)
 {
     sl_config *cfg = c->cfg;
+    if (strcmp(cfg->precision, "fp32") && (!strcmp(cfg->backend, "cpu") || !strcmp(cfg->backend, "cuda-emu"))) {
+        size_t pi = (size_t)(find_key("runtime.precision") - keys);
+        size_t bi = (size_t)(find_key("runtime.backend") - keys);
+        size_t b = c->given[bi] > c->given[pi] ? bi : pi;
+        return loc_err(c, c->where[b], keys[b].name,
+                       "runtime.precision %s needs a CUDA device (backend cuda or auto); backend %s computes in fp32 "
+                       "only (set runtime.precision: fp32)",
+                       cfg->precision, cfg->backend);
+    }
     if (!strcmp(cfg->stems_format, "flac") && !strcmp(cfg->stems_sample_format, "f32")) {
         size_t fi = (size_t)(find_key("output.stems.format") - keys);
         size_t si = (size_t)(find_key("output.stems.sample_format") - keys);

@@ -58,6 +58,7 @@ typedef struct {
     int track_timeout_s;    /* 0 = none */
     char **devices;         /* "all" or CUDA ordinals as text */
     size_t n_devices;
+    char *precision;        /* runtime.precision: "fp32" | "tf32" | "bf16" (matrix products on CUDA) */
 
     double sep_segment_s;   /* 0 = model default */
     double sep_overlap_s;   /* -1 = model default */

@@ -111,6 +111,10 @@ static void output_fields(const sl_config *cfg, field_fn fn, void *arg)
     if (cfg->emb_center && strcmp(cfg->emb_center, "none"))
         fn(arg, "embedding.center", NULL, cfg->emb_center);
     fn(arg, NULL, "embedding.center", cfg->emb_center ? cfg->emb_center : "none");
+    /* tf32 / bf16 products change the outputs beyond fp32's rounding */
+    if (strcmp(cfg->precision, "fp32"))
+        fn(arg, "runtime.precision", NULL, cfg->precision);
+    fn(arg, NULL, "runtime.precision", cfg->precision);
 }
 
 /* ---- the hash ---- */

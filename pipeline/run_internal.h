@@ -237,6 +237,11 @@ void *writer_thread(void *arg);
 void *decode_thread(void *arg);
 void *worker_thread(void *arg);
 int open_models(runner *r, sl_op_ctx *ctx);
+/* runtime.precision on a context the models compute on. A backend that
+ * computes in fp32 only (the CPU that auto fell back to) keeps fp32, with one
+ * warning per process; explicit cpu / cuda-emu were refused by the config.
+ * Returns 0 or the backend's error. */
+int apply_precision(const runner *r, sl_op_ctx *ctx);
 /* Resolves runtime.threads / runtime.model_workers into r->threads, r->n_workers (CPU
  * backend; 1 until start_workers for the others) and r->op_threads, sets ctx's
  * threads and creates the budget. Returns 0, SL_ECONFIG or SL_ENOMEM. */

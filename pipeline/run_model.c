@@ -235,6 +235,8 @@ static int worker_init(worker *w)
     w->owns = 1;
     if (!rc && w->own_cpu)
         rc = sl_op_ctx_set_threads(w->ctx, r->op_threads);
+    if (!rc && !w->own_cpu)
+        rc = apply_precision(r, w->ctx);
     if (!rc && r->sep)
         rc = sl_sep_open(&w->sep, r->cfg->sep_model, r->cfg->sep_weights, &r->cfg->sep_options, w->ctx);
     if (!rc && r->emb)
@@ -305,6 +307,22 @@ void *worker_thread(void *arg)
     pthread_cond_broadcast(&r->cv_write);
     pthread_mutex_unlock(&r->mu);
     return NULL;
+}
+
+int apply_precision(const runner *r, sl_op_ctx *ctx)
+{
+    const char *p = r->cfg->precision;
+    const sl_precision want = !strcmp(p, "tf32") ? SL_PREC_TF32 : !strcmp(p, "bf16") ? SL_PREC_BF16 : SL_PREC_FP32;
+    int rc = sl_op_ctx_set_precision(ctx, want);
+    if (rc == SL_EUNSUPPORTED) {
+        static atomic_int said;
+        if (!atomic_exchange(&said, 1))
+            sl_log(SL_LOG_WARN, NULL, "backend", "runtime.precision %s: %s; the %s computes in fp32", p, sl_lasterr(),
+                   sl_op_ctx_backend(ctx));
+        sl_clearerr();
+        return 0;
+    }
+    return rc;
 }
 
 int open_models(runner *r, sl_op_ctx *ctx)

@@ -522,7 +522,9 @@ static int run_job(runner *r)
         sl_catalog_free(&r->cat);
         return sl_exit_status_for(rc);
     }
-    rc = open_models(r, ctx);
+    rc = opts->dry_run ? 0 : apply_precision(r, ctx);
+    if (!rc)
+        rc = open_models(r, ctx);
     if (!rc)
         rc = resolve_sources(r);
     if (!rc)
@@ -571,6 +573,11 @@ static int run_job(runner *r)
            r->emb ? r->emb->name : "none", cfg->output_dir);
 
     r->report = sl_report_new(cfg, r->hash, sl_op_ctx_backend(ctx), device, opts->shard_index, opts->shard_count);
+    {
+        char pj[16]; /* what the run's context computes in (fp32 where auto fell back to the CPU) */
+        snprintf(pj, sizeof pj, "\"%s\"", sl_precision_name(sl_op_ctx_precision(ctx)));
+        sl_report_set_json(r->report, "precision", pj);
+    }
     int64_t total_bytes = 0;
     for (size_t i = 0; i < r->cat.n; i++)
         total_bytes += r->cat.tracks[i].size > 0 ? r->cat.tracks[i].size : 0;

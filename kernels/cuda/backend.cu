@@ -210,6 +210,26 @@ static int cu_init(sl_op_ctx *ctx)
                              info.driver_version, conv);
     if (len < 0 || (size_t)len >= sizeof ctx->device) // a very long device name: keep the truncated text
         ctx->device[sizeof ctx->device - 1] = '\0';
+    st->device_len = strlen(ctx->device);
+    return 0;
+}
+
+// runtime.precision: the gemm op's path (gemm_lt.cu reads ctx->precision),
+// named in the device string.
+static int cu_set_precision(sl_op_ctx *ctx, sl_precision p)
+{
+    sl_cu_state *st = sl_cu_st(ctx);
+    if (p != SL_PREC_FP32) {
+        const int rc = sl_cuda_gemm_lt_available();
+        if (rc < 0)
+            return rc;
+    }
+    ctx->device[st->device_len] = '\0';
+    if (p != SL_PREC_FP32) {
+        const size_t used = st->device_len;
+        snprintf(ctx->device + used, sizeof ctx->device - used, "; precision %s (gemm on cuBLASLt, %s)",
+                 sl_precision_name(p), p == SL_PREC_TF32 ? "CUBLAS_COMPUTE_32F_FAST_TF32" : "CUBLAS_COMPUTE_32F_FAST_16BF");
+    }
     return 0;
 }
 
@@ -235,6 +255,7 @@ static void cu_fini(sl_op_ctx *ctx)
     cudaStreamSynchronize(st->stream);
     sl_cuda_fft_release(ctx);
     sl_cuda_conv2d_release(ctx);
+    sl_cuda_gemm_lt_release(ctx);
     if (st->scratch)
         sl_cu_dev_free(st, st->scratch);
     cudaStreamSynchronize(st->stream);
@@ -476,7 +497,7 @@ extern "C" const sl_op_backend sl_cuda_emu_backend = {
     SL_FN(mel),
     SL_FN(log_db),
     SL_FN(stats_pool),
-    SL_FN(gemm),
+    SL_FN(gemm_op),
     SL_FN(affine),
     SL_FN(lstm),
     SL_FN(wiener),
@@ -494,4 +515,9 @@ extern "C" const sl_op_backend sl_cuda_emu_backend = {
     SL_FN(conv_transpose1d),
     SL_FN(permute),
     nullptr, // threads_changed: the work runs on the device, one host thread per context
+#if SL_CUDA_API
+    cu_set_precision,
+#else
+    nullptr, // set_precision: the emulation runs the fp32 kernels only
+#endif
 };

@@ -43,6 +43,10 @@ int SL_FN(log_db)(sl_op_ctx *ctx, size_t batch, size_t n, const float *in, float
 int SL_FN(stats_pool)(sl_op_ctx *ctx, size_t batch, size_t n_frames, size_t n_feat, const float *in,
                       float *out);
 int SL_FN(gemm)(sl_op_ctx *ctx, const sl_gemm_args *a);
+// The backend's gemm op: SL_FN(gemm), or cuBLASLt in a tf32 / bf16 context (gemm_lt.cu).
+int SL_FN(gemm_op)(sl_op_ctx *ctx, const sl_gemm_args *a);
+// y = act(t) * mul + add for a product t[batch][m][n] (bias included), queued.
+int SL_FN(gemm_epilogue)(sl_op_ctx *ctx, const sl_gemm_args *a, const float *t);
 int SL_FN(affine)(sl_op_ctx *ctx, const sl_affine_args *a);
 int SL_FN(lstm)(sl_op_ctx *ctx, const sl_lstm_cfg *c, size_t batch, size_t T, const float *x, size_t ldx,
                 size_t stride_x, const float *w, size_t stride_w, float *y, size_t ldy, size_t stride_y);

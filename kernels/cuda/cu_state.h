@@ -13,6 +13,7 @@
 
 #if SL_CUDA_API
 struct sl_cu_dnn; // conv2d.cu: cuDNN handle, descriptors, algorithm cache (builds with cuDNN)
+struct sl_cu_lt;  // gemm_lt.cu: cuBLASLt handle, workspace, product buffer (tf32 / bf16 contexts)
 
 struct sl_cu_plan {
     int n_fft, batch, inverse;
@@ -38,6 +39,8 @@ struct sl_cu_state {
     size_t fft_work_size;
     int conv_direct;    // conv2d by the hand-written kernel (no cuDNN in the build, or SL_CONV_IMPL=direct)
     sl_cu_dnn *dnn;     // made at the first cuDNN convolution of the context (conv2d.cu); NULL before
+    sl_cu_lt *lt;       // made at the first cuBLASLt product (gemm_lt.cu); NULL before
+    size_t device_len;  // length of ctx->device before the precision suffix
 #endif
 };
 
@@ -62,6 +65,13 @@ extern "C" {
 int sl_cuda_conv2d_init(sl_op_ctx *ctx, char *desc, size_t desc_size);
 // conv2d.cu, at context teardown (after a sync): destroys the cuDNN handle and descriptors.
 void sl_cuda_conv2d_release(sl_op_ctx *ctx);
+// gemm_lt.cu: sl_op_gemm through cuBLASLt when ctx's precision is tf32 / bf16:
+// 0 or an error; 1 when not taken (fp32).
+int sl_cuda_gemm_lt(sl_op_ctx *ctx, const sl_gemm_args *a);
+// gemm_lt.cu: 0 when cuBLASLt can be loaded, else SL_EUNSUPPORTED saying why.
+int sl_cuda_gemm_lt_available(void);
+// gemm_lt.cu, at context teardown (after a sync): the cuBLASLt handle and buffers.
+void sl_cuda_gemm_lt_release(sl_op_ctx *ctx);
 }
 #endif
 

@@ -13,6 +13,7 @@
 // relative after tanh; blocked, see kernels/README.md). Extra cost: one add per
 // 16 multiply-adds.
 #include "cu_ops.h"
+#include "cu_state.h"
 
 #define GEMM_T 64
 #define GEMM_K 16
@@ -103,3 +104,38 @@ static int gemm_launch(sl_stream_t s, const sl_gemm_args *a)
 }
 
 extern "C" int SL_FN(gemm)(sl_op_ctx *ctx, const sl_gemm_args *a) { return gemm_launch(SL_FN(stream)(ctx), a); }
+
+// The op's epilogue after a product t[batch][m][n] that already holds the bias
+// (the cuBLASLt path of gemm_lt.cu): y = act(t) * mul + add. One thread per
+// element, grid-stride; add may be y itself (read, then written, by one thread).
+static __global__ void gemm_epilogue_kernel(sl_gemm_args a, const float *t)
+{
+    const size_t mn = a.m * a.n, total = a.batch * mn;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+        const size_t b = i / mn, row = i % mn / a.n, col = i % a.n;
+        float v = gemm_act(a.act, t[i]);
+        if (a.mul)
+            v = v * a.mul[b * a.stride_mul + row * a.ldmul + col];
+        if (a.add)
+            v = v + a.add[b * a.stride_add + row * a.ldadd + col];
+        a.y[b * a.stride_y + row * a.ldy + col] = v;
+    }
+}
+
+extern "C" int SL_FN(gemm_epilogue)(sl_op_ctx *ctx, const sl_gemm_args *a, const float *t)
+{
+    const dim3 grid(sl_blocks_for(a->batch * a->m * a->n, SL_BLOCK, 1u << 16));
+    return SL_LAUNCH(gemm_epilogue_kernel, grid, dim3(SL_BLOCK), 0, SL_FN(stream)(ctx), *a, t);
+}
+
+// The op (the backend table's entry; the LSTM's input projection calls
+// SL_FN(gemm) directly and stays fp32): tf32 / bf16 contexts through cuBLASLt.
+extern "C" int SL_FN(gemm_op)(sl_op_ctx *ctx, const sl_gemm_args *a)
+{
+#if SL_CUDA_API
+    const int rc = sl_cuda_gemm_lt(ctx, a);
+    if (rc <= 0)
+        return rc;
+#endif
+    return SL_FN(gemm)(ctx, a);
+}

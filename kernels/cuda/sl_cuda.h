@@ -43,7 +43,11 @@ extern "C" {
 
 #if defined(__CUDACC__)
 
+#include <cooperative_groups.h>
 #include <cuda_runtime.h>
+
+#include <tuple>
+#include <utility>
 
 #define SL_FN(name) sl_cuda_##name
 typedef cudaStream_t sl_stream_t;
@@ -57,6 +61,13 @@ typedef cudaStream_t sl_stream_t;
 #define SL_DYN_SHARED(type, name)                                                           \
     extern __shared__ __align__(16) unsigned char sl_dyn_smem_[];                           \
     type *name = reinterpret_cast<type *>(sl_dyn_smem_)
+
+// Cooperative launch (cudaLaunchCooperativeKernel): every block resident at
+// once, so that SL_GRID_SYNC() (a barrier of the whole grid) may be used; the
+// caller checks that the grid fits (SL_COOP_MAX_BLOCKS). 0 or SL_EDEVICE.
+#define SL_LAUNCH_COOP(kernel, grid, block, shmem, stream, ...)                             \
+    sl_cu_launch_coop(#kernel, kernel, (grid), (block), (shmem), (stream), __VA_ARGS__)
+#define SL_GRID_SYNC() cooperative_groups::this_grid().sync()
 
 // Static shared memory: SL_SHARED(float, tile, [32][33]) declares
 // __shared__ float tile[32][33] (kernels never write __shared__ themselves: the
@@ -183,6 +194,35 @@ static inline void sl_mock_launch_args(sl_stream_t s, const char *name, dim3 gri
                                       [=]() { kernel(__VA_ARGS__); }))
 #endif
 
+// Cooperative launches (SL_LAUNCH_COOP): every thread of every block live at
+// once (at most sl_emu_coop_max_blocks(threads) blocks), SL_GRID_SYNC() their
+// barrier. Static shared memory (SL_SHARED) is refused there: use SL_DYN_SHARED.
+void sl_emu_grid_sync(const char *file, int line);
+int sl_emu_launch_coop(const char *kernel, dim3 grid, dim3 block, size_t shmem, sl_emu_body body, void *closure);
+unsigned sl_emu_coop_max_blocks(unsigned threads);
+#define SL_GRID_SYNC() sl_emu_grid_sync(__FILE__, __LINE__)
+template <class F>
+static inline int sl_emu_launch_coop_fn(const char *kernel, dim3 grid, dim3 block, size_t shmem, F f)
+{
+    return sl_emu_launch_coop(kernel, grid, block, shmem, &sl_emu_trampoline<F>, &f);
+}
+#if defined(SL_CUDA_MOCK)
+template <class... P, class... A>
+static inline void sl_mock_launch_coop_args(sl_stream_t s, const char *name, dim3 grid, dim3 block, size_t shmem,
+                                            void (*kernel)(P...), A &&...args)
+{
+    std::tuple<typename std::decay<P>::type...> t(std::forward<A>(args)...);
+    sl_mock_launch_coop(s, name, grid, block, shmem, [kernel, t]() { std::apply(kernel, t); });
+}
+#define SL_LAUNCH_COOP(kernel, grid, block, shmem, stream, ...)                             \
+    (sl_mock_launch_coop_args((stream), #kernel, (grid), (block), (shmem), kernel, __VA_ARGS__), \
+     sl_cu_launched(#kernel))
+#else
+#define SL_LAUNCH_COOP(kernel, grid, block, shmem, stream, ...)                             \
+    ((void)(stream), sl_emu_launch_coop_fn(#kernel, (grid), (block), (shmem),               \
+                                           [=]() { kernel(__VA_ARGS__); }))
+#endif
+
 // Threads of a block never run at the same time here, so plain read-modify-write is atomic.
 static inline int atomicMin(int *p, int v)
 {
@@ -254,12 +294,61 @@ static inline int sl_cu_optin(cudaError_t e, const char *kernel)
 {
     return e == cudaSuccess ? 0 : sl_cu_err(e, kernel);
 }
+
+// Blocks of threads threads and shmem bytes of dynamic shared memory of kernel
+// that a cooperative launch on the current device can hold (0 where the device
+// has no cooperative launch); sets the kernel's shared memory opt-in first.
+template <class K> static inline unsigned sl_cu_coop_max_blocks(K kernel, const char *name, unsigned threads, size_t shmem)
+{
+    int dev = 0, coop = 0, sms = 0, per = 0;
+#if defined(__CUDACC__)
+    const int optin = shmem > 48 * 1024 ? sl_cu_optin(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                                           (int)shmem), name) : 0;
+#else // cudamock: the emulation keeps the opt-ins, by name
+    const int optin = shmem > 48 * 1024 ? sl_emu_shmem_optin(name, shmem) : 0;
+#endif
+    if (optin < 0) {
+        sl_clearerr();
+        return 0;
+    }
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, dev) != cudaSuccess ||
+        !coop || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per, kernel, (int)threads, shmem) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return 0;
+    }
+    return (unsigned)per * (unsigned)sms;
+}
+#define SL_COOP_MAX_BLOCKS(kernel, threads, shmem) sl_cu_coop_max_blocks(kernel, #kernel, (threads), (shmem))
+#if defined(__CUDACC__)
+template <class... P, class... A>
+static inline int sl_cu_launch_coop(const char *name, void (*kernel)(P...), dim3 grid, dim3 block, size_t shmem,
+                                    cudaStream_t s, A &&...a)
+{
+    std::tuple<typename std::decay<P>::type...> t(std::forward<A>(a)...);
+    const cudaError_t e = std::apply(
+        [&](auto &...x) {
+            void *args[] = {static_cast<void *>(&x)...};
+            return cudaLaunchCooperativeKernel(reinterpret_cast<const void *>(kernel), grid, block, args, shmem, s);
+        },
+        t);
+    if (e != cudaSuccess)
+        return sl_cu_err(e, name);
+    return 0;
+}
+#endif
 #define SL_CU_CHECK(call)                                                                   \
     do {                                                                                    \
         cudaError_t sl_e_ = (call);                                                         \
         if (sl_e_ != cudaSuccess)                                                           \
             return sl_cu_err(sl_e_, #call);                                                 \
     } while (0)
+#endif
+
+#if !SL_CUDA_API
+#define SL_COOP_MAX_BLOCKS(kernel, threads, shmem)                                          \
+    ((void)(kernel), (shmem) > 48 * 1024 ? (void)sl_emu_shmem_optin(#kernel, (shmem)) : (void)0,          \
+     sl_emu_coop_max_blocks(threads))
 #endif
 
 // ---- shared by both builds ----

@@ -60,9 +60,24 @@ cat > "$T/gpu/dsp-torch.jsonl" <<'JL'
 {"bench":"dsp","impl":"torch-cuda","version":"9.9 (CUDA 13.0, GPU X)","threads":0,"op":"stft","n_fft":2048,"hop":512,"tracks":8,"channels":2,"seconds":60,"frames":82704,"best_s":0.02,"repeat":3,"frames_per_s":4135200.0,"x_realtime":24000.0,"device":"GPU X"}
 {"bench":"dsp","impl":"torch-cuda","version":"9.9 (CUDA 13.0, GPU X)","threads":0,"op":"istft","n_fft":2048,"hop":512,"tracks":8,"channels":2,"seconds":60,"frames":82704,"best_s":0.0125,"repeat":3,"frames_per_s":6616320.0,"x_realtime":38400.0,"device":"GPU X"}
 JL
+cat > "$T/gpu/gemm.jsonl" <<'JL'
+{"bench":"gemm","backend":"cuda","device":"GPU X; conv2d: cuDNN","precision":"fp32","shape":"umx fc1 2974->512","m":692,"n":512,"k":2974,"batch":1,"ms":0.3,"tflops":7.04,"err":2.85e-07}
+{"bench":"gemm","backend":"cuda","device":"GPU X; conv2d: cuDNN; precision bf16","precision":"bf16","shape":"umx fc1 2974->512","m":692,"n":512,"k":2974,"batch":1,"ms":0.05,"tflops":42.3,"err":2.1e-03}
+{"bench":"gemm","backend":"cuda","precision":"tf32","skipped":"unsupported"}
+JL
 bash "$SL_SRC/bench/gpu_check.sh" --table "$T/gpu" >/dev/null 2>"$ERR"
 STATUS=$?
 expect_status 0 "gpu_check.sh --table"
+expect_grep "| umx fc1 2974->512 (692 x 512 x 2974) | 7.0 | 2.9e-07 | 42.3 | 2.1e-03 |" "$T/gpu/tables.md" "GEMM row per precision: TFLOP/s and error"
+expect_grep "cuda tf32: skipped (unsupported)" "$T/gpu/tables.md" "a skipped precision is said"
+echo "gpu: GPU X, 81559 MiB, 580.65" > "$T/gpu/nvidia-smi.txt"
+echo "bundle: 0123abc" > "$T/gpu/gpu_check.log"
+echo "# results" > "$T/results.md"
+bash "$SL_SRC/bench/gpu_check.sh" --record "$T/gpu" "$T/results.md" >/dev/null 2>"$ERR"
+STATUS=$?
+expect_status 0 "gpu_check.sh --record"
+expect_grep "## GPU check on GPU X, 81559 MiB, 580.65 (bench/gpu_check.sh, bundle commit 0123abc" "$T/results.md" "--record names the GPU and the commit"
+expect_grep "| umx fc1 2974->512" "$T/results.md" "--record appends the tables"
 expect_grep "| stft | 2048 / 512 | 8,270,400 (48,000.0x) | 4,135,200 (24,000.0x) | 2.00x | met |" "$T/gpu/tables.md" "GPU stft row: 2x torch, met"
 expect_grep "| istft | 2048 / 512 | 8,270,400 (48,000.0x) | 6,616,320 (38,400.0x) | 1.25x | NOT met |" "$T/gpu/tables.md" "GPU istft row: 1.25x torch, not met"
 expect_grep "| cuda | magnitude | 3,221.2 | 4,295.0 | 75% | met |" "$T/gpu/tables.md" "GPU bandwidth >= 50%: met"

@@ -7,15 +7,7 @@
 # several devices, the search path. Each result is compared with the CPU
 # backend of the ordinary stemline binary.
 set -u
-: "${STEMLINE_CUDAMOCK:?STEMLINE_CUDAMOCK must point at stemline-cudamock}"
-source "$(dirname "$0")/../cli/lib.sh"
-M=$(readlink -f "$STEMLINE_CUDAMOCK")
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-cd "$T"
-mkdir in
-gen_tone in/x.wav 2.5 44100 2 pcm_s16le
-gen_tone in/y.flac 1.5 48000 1 flac
+source "$(dirname "$0")/mock_lib.sh"
 cat > job.yaml <<YAML
 input: {paths: [in]}
 output: {dir: out-cpu, stems: {format: wav, sample_format: f32}}
@@ -23,15 +15,6 @@ separation: {model: hpss}
 embedding: {model: melstats, window_seconds: 1}
 YAML
 
-# run_mock ARGS...: like run_sl, with stemline-cudamock
-run_mock() {
-  "$M" "$@" >"$OUT" 2>"$ERR"
-  STATUS=$?
-  if [ $STATUS -gt 4 ]; then
-    echo "stemline-cudamock $* crashed or misbehaved with status $STATUS" >&2
-    cat "$ERR" >&2
-  fi
-}
 
 run_sl run job.yaml --quiet --backend cpu
 expect_status 0 "job on the CPU backend (reference)"
@@ -156,13 +139,7 @@ done
 # Cnn14 (convolutions: cuDNN where the build has it, the direct kernel with
 # SL_CONV_IMPL=direct), small random-weight models of the golden tests.
 : "${SL_SRC:?SL_SRC must point at the source tree}"
-cat > nn.yaml <<YAML
-input: {paths: [in]}
-output: {dir: nn-cpu, stems: {format: wav, sample_format: f32}}
-separation: {model: umx, weights: "$SL_SRC/tests/golden/umx/umx-small.safetensors", segment_seconds: 1, overlap_seconds: 0.25}
-embedding: {model: cnn14, weights: "$SL_SRC/tests/golden/cnn14/cnn14-small.safetensors", window_seconds: 1, tags_top_k: 5}
-runtime: {batch_size: 4}
-YAML
+nn_yaml nn-cpu
 run_sl run nn.yaml --quiet --backend cpu
 expect_status 0 "umx + cnn14 job on the CPU backend (reference)"
 run_mock run nn.yaml --quiet --backend cuda --set output.dir=nn-cuda

@@ -83,6 +83,7 @@ static void schedules(void)
         CHECK_MSG(sl_emu_selftest(SL_EMU_TEST_REDUCE) == 0, "%s: tree reduction in dynamic shared memory", orders[o]);
         CHECK_MSG(sl_emu_selftest(SL_EMU_TEST_INDEX) == 0, "%s: index coverage", orders[o]);
         CHECK_MSG(sl_emu_selftest(SL_EMU_TEST_SHARED_POISON) == 0, "%s: static shared memory poisoned per block", orders[o]);
+        CHECK_MSG(sl_emu_selftest(SL_EMU_TEST_COOP) == 0, "%s: cooperative launch, data across the grid sync", orders[o]);
     }
     unsetenv("SL_EMU_ORDER");
 
@@ -135,5 +136,17 @@ int main(void)
     msg = run_child(SL_EMU_TEST_TWO_BARRIERS, &aborted);
     printf("two barriers: %s", msg);
     CHECK_MSG(aborted && strstr(msg, "different barriers"), "mismatched barriers must abort (got: %s)", msg);
+    /* cooperative launches: every block live at once, SL_GRID_SYNC their barrier */
+    rc = sl_emu_selftest(SL_EMU_TEST_COOP_TOO_BIG);
+    CHECK_MSG(rc == SL_EDEVICE && strstr(sl_lasterr(), "cannot all be resident"), "too big a cooperative grid: %d %s",
+              rc, sl_lasterr());
+    msg = run_child(SL_EMU_TEST_COOP_DIVERGENT, &aborted);
+    printf("grid sync reached by some blocks: %s", msg);
+    CHECK_MSG(aborted && strstr(msg, "coop_divergent_kernel") && strstr(msg, "returned while others wait at a grid sync"),
+              "a block returning before the grid sync must abort (got: %s)", msg);
+    msg = run_child(SL_EMU_TEST_GRID_SYNC_PLAIN, &aborted);
+    printf("grid sync in a plain launch: %s", msg);
+    CHECK_MSG(aborted && strstr(msg, "not cooperative"), "a grid sync outside a cooperative launch must abort (got: %s)",
+              msg);
     return sl_test_finish("cuda_emu");
 }

@@ -126,8 +126,9 @@ const unsigned kMaxThreads = 1024;      // per block, as on every current GPU
 const size_t kMaxShared = 48 * 1024;    // dynamic + static without opt-in; static alone
 const size_t kMaxSharedOptin = 232448;  // dynamic + static with opt-in (sm_90: 227 KiB)
 const unsigned kMaxSharedVars = 32;     // SL_SHARED declarations one kernel may reach
+const unsigned kMaxCoopThreads = 8192;  // threads of all blocks of a cooperative launch, all live at once
 
-enum { RUNNABLE, AT_BARRIER, FINISHED };
+enum { RUNNABLE, AT_BARRIER, AT_GRID, FINISHED };
 
 struct fiber {
 #ifdef SL_EMU_FAST_SWITCH
@@ -137,6 +138,8 @@ struct fiber {
 #endif
     unsigned char *stack; // mmap'd, guard page at the low end
     uint3 tid;
+    uint3 bid;      // the block (cooperative launches: all blocks' threads are live at once)
+    unsigned block; // its linear index
     int state;
     const char *bar_file;
     int bar_line;
@@ -149,7 +152,7 @@ struct fiber {
 };
 
 struct emu_thread {
-    fiber *fibers;      // kMaxThreads, allocated on first launch of this host thread
+    fiber *fibers;      // kMaxCoopThreads, allocated on first launch of this host thread
     unsigned n_stacks;  // stacks mapped so far
 #ifdef SL_EMU_FAST_SWITCH
     void *sched_sp; // the scheduler's saved stack pointer
@@ -168,6 +171,9 @@ struct emu_thread {
     const void *shared_block[kMaxSharedVars];
     size_t static_shared, dyn_shared, dyn_limit;
     char shared_err[256]; // the launch fails with this after the block (first error only)
+    bool coop;            // a cooperative launch runs (sl_emu_launch_coop)
+    unsigned char *coop_smem; // its dynamic shared memory, one slice per block
+    size_t coop_stride;
 #ifdef SL_EMU_ASAN
     void *sched_fake;
     const void *sched_bottom;
@@ -273,6 +279,10 @@ void resume(fiber *f)
 {
     T.cur = f;
     threadIdx = f->tid;
+    if (T.coop) {
+        blockIdx = f->bid;
+        sl_emu_dyn_smem = T.coop_smem ? T.coop_smem + (size_t)f->block * T.coop_stride : nullptr;
+    }
 #ifdef SL_EMU_TSAN
     T.tsan_sched = __tsan_get_current_fiber();
     __tsan_switch_to_fiber(f->tsan_fiber, 0);
@@ -293,7 +303,7 @@ void resume(fiber *f)
 int ensure_fibers(unsigned n)
 {
     if (!T.fibers) {
-        void *p = mmap(nullptr, sizeof(fiber) * kMaxThreads, PROT_READ | PROT_WRITE,
+        void *p = mmap(nullptr, sizeof(fiber) * kMaxCoopThreads, PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (p == MAP_FAILED)
             return sl_seterr(SL_ENOMEM, "cuda-emu: cannot map the coroutine table");
@@ -403,7 +413,155 @@ void run_block(unsigned nthreads, int order)
     }
 }
 
+[[noreturn]] void coop_die(const char *what, const fiber *a, const fiber *b)
+{
+    fprintf(stderr, "cuda-emu: cooperative kernel %s: %s (thread (%u,%u,%u) of block (%u,%u,%u) at %s:%d; thread "
+                    "(%u,%u,%u) of block (%u,%u,%u) %s%s:%d)\n",
+            T.kernel, what, a->tid.x, a->tid.y, a->tid.z, a->bid.x, a->bid.y, a->bid.z,
+            a->bar_file ? a->bar_file : "(returned)", a->bar_line, b->tid.x, b->tid.y, b->tid.z, b->bid.x, b->bid.y,
+            b->bid.z, b->state == FINISHED ? "returned, " : "at ", b->bar_file ? b->bar_file : "", b->bar_line);
+    fflush(stderr);
+    abort();
+}
+
+bool same_place(const fiber *a, const fiber *b)
+{
+    return a->bar_line == b->bar_line && a->bar_file && b->bar_file && !strcmp(a->bar_file, b->bar_file);
+}
+
+// Every thread of every block live at once: a block's threads are released
+// together from one __syncthreads, all threads of the grid from one grid sync
+// (sl_emu_grid_sync); anything else that cannot go on is a hang on a GPU.
+void run_coop(unsigned nblocks, unsigned nthreads, int order)
+{
+    const unsigned total = nblocks * nthreads;
+    unsigned *perm = static_cast<unsigned *>(malloc(total * sizeof *perm));
+    if (!perm)
+        die("cooperative kernel %s: out of memory", T.kernel);
+    for (unsigned i = 0; i < total; i++) {
+        start_fiber(&T.fibers[i]);
+        perm[i] = order == ORDER_DESC ? total - 1 - i : i;
+    }
+    for (;;) {
+        if (order == ORDER_RANDOM)
+            shuffle(perm, total);
+        for (unsigned k = 0; k < total; k++)
+            if (T.fibers[perm[k]].state == RUNNABLE)
+                resume(&T.fibers[perm[k]]);
+        bool released = false;
+        unsigned finished = 0, at_grid = 0;
+        for (unsigned bl = 0; bl < nblocks; bl++) {
+            fiber *f = &T.fibers[bl * nthreads];
+            for (unsigned i = 1; i < nthreads; i++)
+                if (f[i].state != f[0].state || (f[0].state != FINISHED && !same_place(&f[i], &f[0])))
+                    coop_die("the threads of a block wait at different barriers, or some returned (a hang on a GPU)",
+                             &f[0], &f[i]);
+            if (f[0].state == AT_BARRIER) {
+                for (unsigned i = 0; i < nthreads; i++)
+                    f[i].state = RUNNABLE;
+                released = true;
+            }
+            finished += f[0].state == FINISHED;
+            at_grid += f[0].state == AT_GRID;
+        }
+        if (finished == nblocks)
+            break;
+        if (released)
+            continue;
+        // every block waits at a grid sync or has returned
+        const fiber *g = nullptr;
+        for (unsigned bl = 0; bl < nblocks; bl++) {
+            const fiber *f = &T.fibers[bl * nthreads];
+            if (f->state == FINISHED)
+                coop_die("a block returned while others wait at a grid sync (a hang on a GPU)",
+                         &T.fibers[(bl ? 0 : 1) * nthreads], f);
+            if (g && !same_place(g, f))
+                coop_die("blocks wait at different grid syncs", g, f);
+            g = f;
+        }
+        (void)at_grid;
+        for (unsigned i = 0; i < total; i++)
+            T.fibers[i].state = RUNNABLE;
+    }
+    free(perm);
+}
+
 } // namespace
+
+void sl_emu_grid_sync(const char *file, int line)
+{
+    fiber *f = T.cur;
+    if (!f)
+        die("grid sync at %s:%d called outside a kernel", file, line);
+    if (!T.coop)
+        die("kernel %s: grid sync at %s:%d in a launch that is not cooperative (SL_LAUNCH_COOP)", T.kernel, file,
+            line);
+    f->state = AT_GRID;
+    f->bar_file = file;
+    f->bar_line = line;
+    yield_to_scheduler(false);
+}
+
+unsigned sl_emu_coop_max_blocks(unsigned threads)
+{
+    return threads ? kMaxCoopThreads / threads : 0;
+}
+
+int sl_emu_launch_coop(const char *kernel, dim3 grid, dim3 block, size_t shmem, sl_emu_body body, void *closure)
+{
+    const unsigned long long nthreads = (unsigned long long)block.x * block.y * block.z;
+    const unsigned long long nblocks = (unsigned long long)grid.x * grid.y * grid.z;
+    if (!nblocks || !nthreads || nthreads > kMaxThreads || block.z > 64 || grid.y > 65535 || grid.z > 65535)
+        return sl_seterr(SL_EDEVICE, "cooperative launch of %s: invalid configuration grid (%u,%u,%u) block (%u,%u,%u)",
+                         kernel, grid.x, grid.y, grid.z, block.x, block.y, block.z);
+    if (nblocks * nthreads > kMaxCoopThreads)
+        return sl_seterr(SL_EDEVICE, "cooperative launch of %s: %llu blocks of %llu threads cannot all be resident "
+                                     "(cuda-emu runs at most %u threads at once; a GPU's limit is its SMs' occupancy)",
+                         kernel, nblocks, nthreads, kMaxCoopThreads);
+    const size_t dyn_limit = sl_emu_max_dyn_shared(kernel);
+    if (shmem > dyn_limit)
+        return sl_seterr(SL_EDEVICE, "cooperative launch of %s: %zu bytes of dynamic shared memory > %zu%s", kernel,
+                         shmem, dyn_limit, dyn_limit == kMaxShared ? " (no opt-in: SL_SHMEM_OPTIN)" : " (the kernel's opt-in)");
+    if (T.cur)
+        die("kernel %s launched from inside a kernel", kernel);
+    int rc = ensure_fibers((unsigned)(nblocks * nthreads));
+    if (rc < 0)
+        return rc;
+    const size_t stride = (shmem + 63) & ~(size_t)63;
+    unsigned char *smem = nullptr;
+    if (shmem) {
+        smem = static_cast<unsigned char *>(aligned_alloc(64, stride * nblocks));
+        if (!smem)
+            return sl_seterr(SL_ENOMEM, "launch of %s: cannot allocate shared memory", kernel);
+        memset(smem, 0xFF, stride * nblocks); // read before written: NaN
+    }
+    T.body = body;
+    T.closure = closure;
+    T.kernel = kernel;
+    T.coop = true;
+    T.coop_smem = smem;
+    T.coop_stride = stride;
+    gridDim = uint3{grid.x, grid.y, grid.z};
+    blockDim = uint3{block.x, block.y, block.z};
+    unsigned n = 0;
+    for (unsigned long long b = 0; b < nblocks; b++)
+        for (unsigned z = 0; z < block.z; z++)
+            for (unsigned y = 0; y < block.y; y++)
+                for (unsigned x = 0; x < block.x; x++) {
+                    fiber *f = &T.fibers[n++];
+                    f->tid = uint3{x, y, z};
+                    f->bid = uint3{(unsigned)(b % grid.x), (unsigned)(b / grid.x % grid.y),
+                                   (unsigned)(b / grid.x / grid.y)};
+                    f->block = (unsigned)b;
+                }
+    run_coop((unsigned)nblocks, (unsigned)nthreads, schedule_order());
+    T.coop = false;
+    T.coop_smem = nullptr;
+    T.cur = nullptr;
+    sl_emu_dyn_smem = nullptr;
+    free(smem);
+    return 0;
+}
 
 void sl_emu_syncthreads(const char *file, int line)
 {
@@ -420,6 +578,8 @@ void sl_emu_shared(void *p, size_t bytes, const char *name)
 {
     if (!T.cur)
         die("shared variable %s declared outside a kernel", name);
+    if (T.coop) // one static copy per host thread cannot be every block's at once
+        die("cooperative kernel %s: static shared memory (%s) is not emulated; use SL_DYN_SHARED", T.kernel, name);
     for (unsigned i = 0; i < T.n_shared_block; i++)
         if (T.shared_block[i] == p)
             return;

@@ -110,6 +110,28 @@ static __global__ void fma_kernel(const float *a, const float *b, const float *c
     out[threadIdx.x] = a[threadIdx.x] * b[threadIdx.x] + c[threadIdx.x];
 }
 
+// Each block leaves its values in global memory and its own dynamic shared
+// memory, meets the grid, then reads the next block's global values: right
+// only if every block finished the first phase before any read.
+static __global__ void coop_kernel(int *buf, int *out)
+{
+    SL_DYN_SHARED(int, s);
+    const int n = (int)blockDim.x, b = (int)blockIdx.x, nb = (int)gridDim.x, t = (int)threadIdx.x;
+    buf[b * n + t] = b * 1000 + t;
+    s[t] = b;
+    SL_GRID_SYNC();
+    const int next = (b + 1) % nb;
+    out[b * n + t] = buf[next * n + (n - 1 - t)] + 1000000 * s[t];
+}
+
+static __global__ void coop_divergent_kernel(int *buf)
+{
+    if (blockIdx.x == 0)
+        return;
+    SL_GRID_SYNC();
+    buf[blockIdx.x] = 1;
+}
+
 static __global__ void order_kernel(int *log, int *pos)
 {
     const int me = (int)(blockIdx.x * blockDim.x + threadIdx.x);
@@ -209,6 +231,27 @@ extern "C" int sl_emu_selftest(int which)
             return rc;
         return fo[0] == 0x1p-24f ? 1 : fo[0] == 0.0f ? 0 : SL_ENUMERIC;
     }
+    case SL_EMU_TEST_COOP: {
+        int *buf = static_cast<int *>(malloc(6 * 32 * sizeof(int))), *o = static_cast<int *>(malloc(6 * 32 * sizeof(int)));
+        if (!buf || !o) {
+            free(buf);
+            free(o);
+            return SL_ENOMEM;
+        }
+        rc = SL_LAUNCH_COOP(coop_kernel, dim3(6), dim3(32), 32 * sizeof(int), nullptr, buf, o);
+        for (int b = 0; b < 6; b++)
+            for (int t = 0; t < 32; t++)
+                bad += o[b * 32 + t] != ((b + 1) % 6) * 1000 + (31 - t) + 1000000 * b;
+        free(buf);
+        free(o);
+        return rc < 0 ? rc : bad;
+    }
+    case SL_EMU_TEST_COOP_DIVERGENT:
+        return SL_LAUNCH_COOP(coop_divergent_kernel, dim3(4), dim3(8), 0, nullptr, out);
+    case SL_EMU_TEST_GRID_SYNC_PLAIN:
+        return SL_LAUNCH(coop_divergent_kernel, dim3(4), dim3(8), 0, nullptr, out);
+    case SL_EMU_TEST_COOP_TOO_BIG:
+        return SL_LAUNCH_COOP(coop_divergent_kernel, dim3(9), dim3(1024), 0, nullptr, out);
     default:
         return SL_EINVAL;
     }

@@ -22,7 +22,12 @@ enum {
     SL_EMU_TEST_SHARED_OPTIN,  /* the same with a 96 KiB opt-in: 0 when the kernel reads back what it wrote */
     SL_EMU_TEST_OPTIN_LIMIT,   /* opt-in to 228 KiB (sm_90 allows 227): returns SL_EDEVICE */
     SL_EMU_TEST_DYN_NO_OPTIN,  /* 64 KiB of dynamic shared memory without opt-in: returns SL_EDEVICE */
-    SL_EMU_TEST_FMA            /* a*b + c in a kernel: 1 when contracted into a fused multiply-add, 0 when not */
+    SL_EMU_TEST_FMA,           /* a*b + c in a kernel: 1 when contracted into a fused multiply-add, 0 when not */
+    SL_EMU_TEST_COOP,          /* cooperative launch: blocks exchange data across SL_GRID_SYNC, per-block dynamic
+                                  shared memory: 0 when right */
+    SL_EMU_TEST_COOP_DIVERGENT,/* one block returns while the others wait at SL_GRID_SYNC: must abort() */
+    SL_EMU_TEST_GRID_SYNC_PLAIN,/* SL_GRID_SYNC in a launch that is not cooperative: must abort() */
+    SL_EMU_TEST_COOP_TOO_BIG   /* 9 blocks of 1024 threads (more than can be live at once): returns SL_EDEVICE */
 };
 
 /* Runs one self-test; returns 0 (passed), a negative stemline code, or a

@@ -24,6 +24,9 @@
 typedef void (*sl_emu_body)(void *closure);
 int sl_emu_launch(const char *kernel, dim3 grid, dim3 block, size_t shmem, sl_emu_body body, void *closure);
 size_t sl_emu_max_dyn_shared(const char *kernel);
+int sl_emu_launch_coop(const char *kernel, dim3 grid, dim3 block, size_t shmem, sl_emu_body body, void *closure);
+static void launch(cudaStream_t s, const char *kernel, dim3 grid, dim3 block, size_t shmem,
+                   std::function<void()> body, bool coop);
 
 struct CUstream_st {
     int device;
@@ -445,14 +448,66 @@ namespace {
 void launch_trampoline(void *closure) { (*static_cast<std::function<void()> *>(closure))(); }
 } // namespace
 
+namespace {
+// The mocked device has 4 SMs of an sm_90 device (2,048 threads, 32 blocks and
+// 228 KiB of shared memory each, 1 KiB of it reserved per block): a full
+// cooperative grid is then at most the 8,192 threads the emulation runs at once.
+const int kSMs = 4;
+int blocks_per_sm(int threads, size_t shmem)
+{
+    if (threads < 1 || threads > 1024)
+        return 0;
+    const int warps = (threads + 31) / 32;
+    int n = 64 / warps; // 64 warps per SM
+    if (n > 32)
+        n = 32;
+    const size_t per_block = shmem + 1024;
+    if (per_block > 233472)
+        return 0;
+    const int by_smem = (int)(233472 / per_block);
+    return by_smem < n ? by_smem : n;
+}
+} // namespace
+
+cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessorWithFlags(int *num, const void *func, int threads,
+                                                                   size_t shmem, unsigned int flags)
+{
+    if (!num || !func || (flags != cudaOccupancyDefault && flags != cudaOccupancyDisableCachingOverride))
+        return fail(cudaErrorInvalidValue);
+    *num = blocks_per_sm(threads, shmem);
+    return cudaSuccess;
+}
+
+cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessor(int *num, const void *func, int threads, size_t shmem)
+{
+    return cudaOccupancyMaxActiveBlocksPerMultiprocessorWithFlags(num, func, threads, shmem, cudaOccupancyDefault);
+}
+
 void sl_mock_launch(cudaStream_t s, const char *kernel, dim3 grid, dim3 block, size_t shmem,
                     std::function<void()> body)
+{
+    launch(s, kernel, grid, block, shmem, std::move(body), false);
+}
+
+void sl_mock_launch_coop(cudaStream_t s, const char *kernel, dim3 grid, dim3 block, size_t shmem,
+                         std::function<void()> body)
+{
+    launch(s, kernel, grid, block, shmem, std::move(body), true);
+}
+
+static void launch(cudaStream_t s, const char *kernel, dim3 grid, dim3 block, size_t shmem,
+                   std::function<void()> body, bool coop)
 {
     const unsigned long long nthreads = (unsigned long long)block.x * block.y * block.z;
     if (!grid.x || !grid.y || !grid.z || !nthreads || grid.x > INT_MAX || grid.y > 65535 || grid.z > 65535 ||
         nthreads > 1024 || block.x > 1024 || block.y > 1024 || block.z > 64 ||
         shmem > sl_emu_max_dyn_shared(kernel)) {
         t_last = cudaErrorInvalidConfiguration;
+        return;
+    }
+    if (coop && (unsigned long long)grid.x * grid.y * grid.z >
+                    (unsigned long long)blocks_per_sm((int)nthreads, shmem) * kSMs) {
+        t_last = cudaErrorCooperativeLaunchTooLarge; // "too many blocks in cooperative launch"
         return;
     }
     State &st = S();
@@ -470,13 +525,15 @@ void sl_mock_launch(cudaStream_t s, const char *kernel, dim3 grid, dim3 block, s
         return;
     }
     State *sp = &st;
-    q->q.push_back([sp, q, kernel, grid, block, shmem, body]() mutable {
+    q->q.push_back([sp, q, kernel, grid, block, shmem, body, coop]() mutable {
         if (sp->fault_next[q->device]) { // injected: this kernel faults, the context is broken
             sp->sticky[q->device] = sp->fault_next[q->device];
             sp->fault_next[q->device] = cudaSuccess;
             return;
         }
-        if (sl_emu_launch(kernel, grid, block, shmem, &launch_trampoline, &body) < 0 && q->error == cudaSuccess)
+        const int rc = coop ? sl_emu_launch_coop(kernel, grid, block, shmem, &launch_trampoline, &body)
+                            : sl_emu_launch(kernel, grid, block, shmem, &launch_trampoline, &body);
+        if (rc < 0 && q->error == cudaSuccess)
             q->error = cudaErrorLaunchFailure;
     });
 }
@@ -681,7 +738,9 @@ cudaError_t cudaDeviceGetAttribute(int *value, cudaDeviceAttr attr, int device)
     case cudaDevAttrMaxSharedMemoryPerBlock: *value = 48 * 1024; return cudaSuccess;
     case cudaDevAttrComputeCapabilityMajor: *value = 9; return cudaSuccess;
     case cudaDevAttrComputeCapabilityMinor: *value = 0; return cudaSuccess;
-    case cudaDevAttrMultiProcessorCount: *value = 1; return cudaSuccess;
+    case cudaDevAttrMultiProcessorCount: *value = kSMs; return cudaSuccess;
+    case cudaDevAttrCooperativeLaunch: *value = 1; return cudaSuccess;
+    case cudaDevAttrMaxSharedMemoryPerBlockOptin: *value = 232448; return cudaSuccess;
     default: return fail(cudaErrorInvalidValue);
     }
 }

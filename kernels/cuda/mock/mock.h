@@ -80,6 +80,13 @@ void sl_mock_poison(void *p, size_t bytes);
 void sl_mock_launch(cudaStream_t s, const char *kernel, dim3 grid, dim3 block, size_t shmem,
                     std::function<void()> body);
 
+// A cooperative launch (SL_LAUNCH_COOP): the same checks, and the grid must
+// fit the device at once (cudaOccupancyMaxActiveBlocksPerMultiprocessor x its
+// SMs, else cudaErrorCooperativeLaunchTooLarge); runs through the emulation's
+// cooperative launch (every block live, grid syncs).
+void sl_mock_launch_coop(cudaStream_t s, const char *kernel, dim3 grid, dim3 block, size_t shmem,
+                         std::function<void()> body);
+
 // Test hooks (C linkage, for tests/cudamock/*.c): bytes of device memory
 // allocated and not freed (all devices), and live pinned host allocations.
 extern "C" size_t sl_mock_live_device_bytes(void);
@@ -96,6 +103,8 @@ extern "C" void sl_mock_fail_allocs_from(size_t bytes);
 extern "C" void sl_mock_inject_fault(int device, int error);
 // The sticky error of device (0: none); cuFFT and cuDNN executions check it.
 extern "C" int sl_mock_device_error(int device);
+// The reason for the cuBLASLt stand-in's last refusal in this thread (cublaslt_mock.cpp).
+extern "C" const char *sl_mock_lt_last_error(void);
 // The release threshold last set on device's default pool.
 extern "C" size_t sl_mock_pool_release_threshold(int device);
 

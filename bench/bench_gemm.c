@@ -1,0 +1,195 @@
+/* GEMM benchmark (not a test): sl_op_gemm at each runtime.precision on the
+ * shapes of the models' large linear layers, timed and checked.
+ *
+ * For each backend (--backends, default cuda) and precision (--precisions,
+ * default fp32,tf32,bf16; a precision the backend refuses is printed as
+ * skipped) and each shape: achieved TFLOP/s (2 m n k per item / time, best of
+ * --repeat after one warm-up, inputs and outputs in backend memory, the clock
+ * stopped after sl_op_sync) and the error against the exact (double) product
+ * of the first rows, max |got - exact| / max |exact|, so a run records what
+ * each mode costs in accuracy beside what it gains in speed.
+ *
+ * Shapes (batch x m x n x k; the batch shares the weights, as a model's
+ * segments do): umxhq's fc1 (2974 -> 512) and fc3 (1024 -> 2974 · 2) over a
+ * 2-second batch, Cnn14's fc1 (2048 -> 2048), a RoFormer feed-forward
+ * (384 -> 1536) over 4096 tokens, and a square 4096^3.
+ *
+ * Output: one JSON object per line on stdout
+ * ({"bench":"gemm","backend","device","precision","shape","m","n","k","batch",
+ * "ms","tflops","err"}), a human line per result on stderr.
+ *
+ * Usage: bench_gemm [--backends cuda] [--precisions fp32,tf32,bf16] [--repeat 10] */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/sl_error.h"
+#include "common/sl_log.h"
+#include "kernels/ops.h"
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+typedef struct {
+    const char *name;
+    size_t batch, m, n, k;
+} shape;
+
+static const shape shapes[] = {
+    {"umx fc1 2974->512", 1, 4 * 173, 512, 2974},
+    {"umx fc3 1024->5948", 1, 4 * 173, 5948, 1024},
+    {"cnn14 fc1 2048->2048", 1, 64, 2048, 2048},
+    {"roformer ff 384->1536", 1, 4096, 1536, 384},
+    {"square 4096", 1, 4096, 4096, 4096},
+};
+
+static uint64_t rng = 0x9E3779B97F4A7C15ull;
+static float urand(void)
+{
+    rng ^= rng >> 12;
+    rng ^= rng << 25;
+    rng ^= rng >> 27;
+    return (float)((double)((rng * 0x2545F4914F6CDD1Dull) >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+}
+
+static int run_shape(sl_op_ctx *ctx, const char *backend, sl_precision p, const shape *s, int repeat)
+{
+    const size_t nx = s->batch * s->m * s->k, nw = s->n * s->k, ny = s->batch * s->m * s->n;
+    float *hx = malloc(nx * 4), *hw = malloc(nw * 4), *hb = malloc(s->n * 4), *hy = malloc(ny * 4);
+    float *x = NULL, *w = NULL, *b = NULL, *y = NULL;
+    int rc = (!hx || !hw || !hb || !hy) ? SL_ENOMEM : 0;
+    for (size_t i = 0; !rc && i < nx; i++)
+        hx[i] = urand();
+    for (size_t i = 0; !rc && i < nw; i++)
+        hw[i] = urand() / sqrtf((float)s->k);
+    for (size_t i = 0; !rc && i < s->n; i++)
+        hb[i] = urand();
+    if (!rc)
+        rc = sl_op_alloc(ctx, (void **)&x, nx * 4);
+    if (!rc)
+        rc = sl_op_alloc(ctx, (void **)&w, nw * 4);
+    if (!rc)
+        rc = sl_op_alloc(ctx, (void **)&b, s->n * 4);
+    if (!rc)
+        rc = sl_op_alloc(ctx, (void **)&y, ny * 4);
+    if (!rc)
+        rc = sl_op_upload(ctx, x, hx, nx * 4);
+    if (!rc)
+        rc = sl_op_upload(ctx, w, hw, nw * 4);
+    if (!rc)
+        rc = sl_op_upload(ctx, b, hb, s->n * 4);
+    sl_gemm_args a;
+    memset(&a, 0, sizeof a);
+    a.batch = s->batch;
+    a.m = s->m;
+    a.n = s->n;
+    a.k = s->k;
+    a.x = x;
+    a.ldx = s->k;
+    a.stride_x = s->m * s->k;
+    a.w = w;
+    a.ldw = s->k;
+    a.bias = b;
+    a.act = SL_ACT_NONE;
+    a.y = y;
+    a.ldy = s->n;
+    a.stride_y = s->m * s->n;
+    double best = INFINITY;
+    for (int r = 0; !rc && r <= repeat; r++) { /* r = 0: warm-up (cuBLASLt handle, workspace) */
+        const double t0 = now_s();
+        rc = sl_op_gemm(ctx, &a);
+        if (!rc)
+            rc = sl_op_sync(ctx);
+        const double t = now_s() - t0;
+        if (r && t < best)
+            best = t;
+    }
+    if (!rc)
+        rc = sl_op_download(ctx, hy, y, ny * 4);
+    if (rc) {
+        char m[512];
+        fprintf(stderr, "bench_gemm: %s %s %s: %s\n", backend, sl_precision_name(p), s->name,
+                sl_errmsg(rc, m, sizeof m));
+    } else {
+        double err = 0, peak = 0;
+        const size_t rows = s->m < 16 ? s->m : 16; /* the exact product of the first rows */
+        for (size_t i = 0; i < rows; i++)
+            for (size_t j = 0; j < s->n; j++) {
+                double e = hb[j];
+                for (size_t l = 0; l < s->k; l++)
+                    e += (double)hx[i * s->k + l] * (double)hw[j * s->k + l];
+                err = fmax(err, fabs(hy[i * s->n + j] - e));
+                peak = fmax(peak, fabs(e));
+            }
+        err /= peak > 0 ? peak : 1;
+        const double tflops = 2.0 * (double)s->batch * (double)s->m * (double)s->n * (double)s->k / best / 1e12;
+        printf("{\"bench\":\"gemm\",\"backend\":\"%s\",\"device\":\"", backend);
+        for (const char *c = sl_op_ctx_device(ctx); *c; c++)
+            if (*c != '"' && *c != '\\')
+                putchar(*c);
+        printf("\",\"precision\":\"%s\",\"shape\":\"%s\",\"m\":%zu,\"n\":%zu,\"k\":%zu,\"batch\":%zu,"
+               "\"ms\":%.4f,\"tflops\":%.3f,\"err\":%.3g}\n",
+               sl_precision_name(p), s->name, s->m, s->n, s->k, s->batch, best * 1e3, tflops, err);
+        fprintf(stderr, "  %-5s %-4s %-24s %9.3f ms %8.2f TFLOP/s  err %.2g\n", backend, sl_precision_name(p),
+                s->name, best * 1e3, tflops, err);
+    }
+    sl_op_free(ctx, x);
+    sl_op_free(ctx, w);
+    sl_op_free(ctx, b);
+    sl_op_free(ctx, y);
+    free(hx);
+    free(hw);
+    free(hb);
+    free(hy);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    const char *backends = "cuda", *precisions = "fp32,tf32,bf16";
+    int repeat = 10, failed = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--backends") && i + 1 < argc)
+            backends = argv[++i];
+        else if (!strcmp(argv[i], "--precisions") && i + 1 < argc)
+            precisions = argv[++i];
+        else if (!strcmp(argv[i], "--repeat") && i + 1 < argc)
+            repeat = atoi(argv[++i]);
+        else {
+            fprintf(stderr, "usage: bench_gemm [--backends cuda] [--precisions fp32,tf32,bf16] [--repeat 10]\n");
+            return 2;
+        }
+    }
+    sl_log_set_level(SL_LOG_WARN);
+    char bl[256];
+    snprintf(bl, sizeof bl, "%s", backends);
+    for (char *save = NULL, *be = strtok_r(bl, ",", &save); be; be = strtok_r(NULL, ",", &save)) {
+        sl_op_ctx *ctx = NULL;
+        if (sl_op_ctx_open(&ctx, be)) {
+            printf("{\"bench\":\"gemm\",\"backend\":\"%s\",\"skipped\":\"%s\"}\n", be, "backend does not open");
+            fprintf(stderr, "bench_gemm: backend %s skipped: %s\n", be, sl_lasterr());
+            continue;
+        }
+        char pl[64];
+        snprintf(pl, sizeof pl, "%s", precisions);
+        for (char *s2 = NULL, *pn = strtok_r(pl, ",", &s2); pn; pn = strtok_r(NULL, ",", &s2)) {
+            const sl_precision p = !strcmp(pn, "tf32") ? SL_PREC_TF32 : !strcmp(pn, "bf16") ? SL_PREC_BF16 : SL_PREC_FP32;
+            if (sl_op_ctx_set_precision(ctx, p)) {
+                printf("{\"bench\":\"gemm\",\"backend\":\"%s\",\"precision\":\"%s\",\"skipped\":\"unsupported\"}\n",
+                       be, pn);
+                fprintf(stderr, "bench_gemm: %s %s skipped: %s\n", be, pn, sl_lasterr());
+                continue;
+            }
+            for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+                failed |= run_shape(ctx, be, p, &shapes[s], repeat) != 0;
+        }
+        sl_op_ctx_close(ctx);
+    }
+    return failed ? 1 : 0;
+}
