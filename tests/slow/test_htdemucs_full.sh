@@ -4,7 +4,7 @@
 # tools/gen_golden_htdemucs.py --full) on a 30 s stereo track: the whole-track
 # output of the `demucs` command (mono mean/std normalisation,
 # apply_model(split=True, overlap=0.25, shifts=0), the reference in float64)
-# against sl_htdemucs_apply on the CPU, every stem within 1e-4 of the
+# against the model through pipeline/demucs_split.h on the CPU, every stem within 1e-4 of the
 # reference's largest sample. Label `slow`. Needs a python with torch and
 # demucs: HTDEMUCS_PYTHON (default the shared bench venv); exits 77 (skipped)
 # without one.
