@@ -15,12 +15,9 @@
  * normalisation undone, the inverse spectrogram (_ispec) and the sum of both
  * branches. A bag runs each model and mixes their sources with its weights.
  *
- * The whole-track inference of the `demucs` command (sl_htdemucs_apply): the
- * track normalised by the mean and std of its mono sum, demucs.apply.apply_model
- * with split=True, shifts=0 (segments at stride (1 - overlap) * L, each padded
- * around its centre to L with the track's own samples and zeros, the centre
- * kept, blended with the triangular weights ^ transition_power), the
- * normalisation undone. */
+ * The whole-track inference of the `demucs` command around it (statistics of
+ * the whole track, apply_model's segments and blending) is
+ * pipeline/demucs_split.h. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -569,85 +566,6 @@ int sl_htdemucs_run_stages(sl_sep_model *m, const float *const *in, size_t n, fl
 }
 
 size_t sl_htdemucs_segment(const sl_sep_model *m) { return ((const hd_model *)m->impl)->st.L; }
-
-/* apply_model's triangular weight of position i of a segment of L samples, ^ power. */
-static double tri_weight(size_t L, size_t i, double power)
-{
-    const size_t h = L / 2;
-    const double v = i < h ? (double)(i + 1) : (double)(L - i);
-    const double mx = (double)(h > L - h ? h : L - h);
-    return pow(v / mx, power);
-}
-
-int sl_htdemucs_apply(sl_sep_model *m, const float *const *in, size_t n, double overlap, double power,
-                      float *const *const *out)
-{
-    hd_model *M = m->impl;
-    const size_t C = (size_t)M->st.C, S = (size_t)M->st.S, L = M->st.L;
-    const size_t stride = (size_t)((1.0 - overlap) * (double)L);
-    if (!n || stride < 1 || power < 1)
-        return sl_seterr(SL_EINVAL, "separation model htdemucs: apply needs samples, overlap < 1 and "
-                                    "transition_power >= 1");
-    double s = 0, v = 0;
-    for (size_t j = 0; j < n; j++) {
-        double mono = 0;
-        for (size_t c = 0; c < C; c++)
-            mono += in[c][j];
-        s += mono / (double)C;
-    }
-    const double mean = s / (double)n;
-    for (size_t j = 0; j < n; j++) {
-        double mono = 0;
-        for (size_t c = 0; c < C; c++)
-            mono += in[c][j];
-        mono = mono / (double)C - mean;
-        v += mono * mono;
-    }
-    const double std = sqrt(v / (double)(n > 1 ? n - 1 : 1));
-    double *acc = calloc(S * C * n + n, sizeof(double));
-    float *seg = malloc(sizeof(float) * (C * L + S * C * L));
-    if (!acc || !seg) {
-        free(acc);
-        free(seg);
-        return sl_seterr(SL_ENOMEM, "separation model htdemucs: out of memory");
-    }
-    double *wsum = acc + S * C * n;
-    const float *rows[8];
-    float *orow[SL_MAX_SOURCES][8];
-    float *const *oo[SL_MAX_SOURCES];
-    for (size_t c = 0; c < C; c++)
-        rows[c] = seg + c * L;
-    for (size_t k = 0; k < S; k++) {
-        for (size_t c = 0; c < C; c++)
-            orow[k][c] = seg + C * L + (k * C + c) * L;
-        oo[k] = orow[k];
-    }
-    int rc = 0;
-    for (size_t off = 0; off < n && !rc; off += stride) {
-        const size_t len = n - off < L ? n - off : L;
-        const long start = (long)off - (long)((L - len) / 2);
-        for (size_t c = 0; c < C; c++)
-            for (size_t j = 0; j < L; j++) {
-                const long p = start + (long)j;
-                seg[c * L + j] = p >= 0 && (size_t)p < n ? (float)((in[c][p] - mean) / std) : 0.0f;
-            }
-        rc = run_segment(m, rows, L, oo, NULL);
-        const size_t lead = (L - len) / 2; /* center_trim */
-        for (size_t k = 0; k < S && !rc; k++)
-            for (size_t c = 0; c < C; c++)
-                for (size_t j = 0; j < len; j++)
-                    acc[(k * C + c) * n + off + j] += tri_weight(L, j, power) * orow[k][c][lead + j];
-        for (size_t j = 0; j < len; j++)
-            wsum[off + j] += tri_weight(L, j, power);
-    }
-    for (size_t k = 0; k < S && !rc; k++)
-        for (size_t c = 0; c < C; c++)
-            for (size_t j = 0; j < n; j++)
-                out[k][c][j] = (float)(acc[(k * C + c) * n + j] / wsum[j] * std + mean);
-    free(acc);
-    free(seg);
-    return rc;
-}
 
 static void hd_close(sl_sep_model *m)
 {

@@ -56,10 +56,6 @@ int sl_htdemucs_init(sl_sep_model *m, const char *weights, const sl_cfg_opts *op
 int sl_htdemucs_run_stages(sl_sep_model *m, const float *const *in, size_t n, float *const *const *out,
                            float *const *stages);
 size_t sl_htdemucs_segment(const sl_sep_model *m);
-/* The whole-track output of the `demucs` command (shifts 0, split, the given overlap and transition
- * power) for in[C][n] into out[S][C][n] (host memory, the whole track held). */
-int sl_htdemucs_apply(sl_sep_model *m, const float *const *in, size_t n, double overlap, double power,
-                      float *const *const *out);
 /* roformer internals for the golden tests: stages of one segment copied to host memory
  * (each NULL = skipped): split[T][K][dim] after the band split, layers[2*l + axis] the same
  * after the time (axis 0) / frequency (axis 1) transformer of layer l (Mel: its norm

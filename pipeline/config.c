@@ -82,7 +82,7 @@ static const keydef keys[] = {
      "element type of the .npy vector shards"},
     {"output.embeddings.shard_rows", K_INT, 0, F(emb_shard_rows), NOF, "10000", 1, 10000000, NULL,
      "rows per .npy/.jsonl shard before a new shard is started"},
-    {"separation.model", K_ENUM, 0, F(sep_model), NOF, "hpss", 0, 0, "hpss|umx|bs_roformer|mel_band_roformer|none",
+    {"separation.model", K_ENUM, 0, F(sep_model), NOF, "hpss", 0, 0, "hpss|umx|bs_roformer|mel_band_roformer|htdemucs|none",
      "separation model (none = no stems)"},
     {"separation.weights", K_STRNULL, 0, F(sep_weights), NOF, NULL, 0, 0, NULL,
      "weights file (.safetensors) for models that need one"},

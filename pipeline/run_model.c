@@ -317,8 +317,9 @@ int apply_precision(const runner *r, sl_op_ctx *ctx)
     if (rc == SL_EUNSUPPORTED) {
         static atomic_int said;
         if (!atomic_exchange(&said, 1))
-            sl_log(SL_LOG_WARN, NULL, "backend", "runtime.precision %s: %s; the %s computes in fp32", p, sl_lasterr(),
-                   sl_op_ctx_backend(ctx));
+            sl_log(SL_LOG_WARN, NULL, "backend",
+                   "runtime.precision %s does not apply: backend %s computes in fp32 only (tf32 and bf16 run on a CUDA "
+                   "device); this run computes in fp32", p, sl_op_ctx_backend(ctx));
         sl_clearerr();
         return 0;
     }

@@ -174,12 +174,13 @@ def sha256_file(path):
     return h.hexdigest()
 
 
-def read_bag(path, files):
-    """(ordered files, weights, segment or None) from a bag YAML and its files."""
-    import yaml
+def read_bag(path, files, bag=None):
+    """(ordered files, weights, segment or None) from a bag YAML (or its parsed dict) and its files."""
+    if bag is None:
+        import yaml
 
-    with open(path) as f:
-        bag = yaml.safe_load(f)
+        with open(path) as f:
+            bag = yaml.safe_load(f)
     if not isinstance(bag, dict) or not isinstance(bag.get("models"), list) or not bag["models"]:
         raise ConvertError("key 'models' is missing or not a list")
     sigs = [str(s) for s in bag["models"]]
@@ -204,12 +205,14 @@ def read_bag(path, files):
     return ordered, weights, (None if seg is None else _fraction(seg))
 
 
-def convert(files, bag=None):
-    """(tensors, metadata) for checkpoint files (and a bag YAML); ConvertError carries 'FILE: reason'."""
+def convert(files, bag=None, bag_spec=None):
+    """(tensors, metadata) for checkpoint files (and a bag YAML path, or its content as a dict);
+    ConvertError carries 'FILE: reason'."""
     weights, seg = None, None
-    if bag:
+    if bag or bag_spec:
+        bag = bag or "the bag"
         try:
-            files, weights, seg = read_bag(bag, files)
+            files, weights, seg = read_bag(bag, files, bag_spec)
         except (OSError, ValueError, TypeError, ConvertError) as e:
             raise ConvertError("%s: %s" % (bag, e))
     elif len(files) != 1:

@@ -23,6 +23,14 @@
           length the server states) and then tensor by tensor against its config
           by the converter (every key, every shape); the sha256 of each file is
           printed and recorded in the output's `source` metadata.
+  htdemucs, htdemucs_6s, htdemucs_ft
+          HT-Demucs v4 (MIT code and weights, facebookresearch/demucs), the files
+          `demucs -n NAME` downloads from dl.fbaipublicfiles.com
+          (demucs/remote/files.txt and NAME.yaml): htdemucs 955717e8-8726e21a.th,
+          htdemucs_6s 5c90dfd2-34c22ccb.th, htdemucs_ft the bag of
+          f7e0c4bc-ba3fe64a.th, d12395a8-e57c48e6.th, 92cfc3b6-ef3bcb9c.th,
+          04573f0d-f3cf25b2.th, each weighted for its own source (the bag's
+          weights matrix, written into a YAML for tools/convert_htdemucs.py --bag).
 
 Steps: download each file into DIR/downloads/ (skipped when a verified copy is
 already there), check it (below), convert it with tools/convert_umx.py or
@@ -33,7 +41,8 @@ final name only ever holds a complete file), then remove the downloads unless
 
 Checks: the md5 Zenodo publishes for each file; the full sha256 where one is
 recorded below; and for Open-Unmix the sha256 prefix that the file name carries
-(torch.hub's naming convention: NAME-<first 8 hex digits of the sha256>.pth).
+(torch.hub's naming convention: NAME-<first 8 hex digits of the sha256>.pth;
+demucs names its files SIG-<first 8 hex digits of the sha256>.th likewise).
 The sha256 of every input is written into the output's `source` metadata.
 clap-music: the checkpoint's sha256 is the one an independent pinned check
 records (LAION publishes none); the tokenizer files have no published digest
@@ -155,6 +164,27 @@ MODELS = {
 }
 
 
+DEMUCS_BASE = "https://dl.fbaipublicfiles.com/demucs/hybrid_transformer/"
+DEMUCS_RECORD = "https://github.com/facebookresearch/demucs (demucs/remote/files.txt)"
+MODELS["htdemucs"] = {
+    "desc": "HT-Demucs v4 (drums, bass, other, vocals)", "record": DEMUCS_RECORD, "base": DEMUCS_BASE,
+    "converter": "convert_htdemucs.py", "files": [("955717e8-8726e21a.th", None, None)],
+}
+MODELS["htdemucs_6s"] = {
+    "desc": "HT-Demucs v4, 6 sources (drums, bass, other, vocals, guitar, piano)", "record": DEMUCS_RECORD,
+    "base": DEMUCS_BASE, "converter": "convert_htdemucs.py", "files": [("5c90dfd2-34c22ccb.th", None, None)],
+}
+MODELS["htdemucs_ft"] = {
+    "desc": "HT-Demucs v4 fine-tuned bag (4 models, one per source)", "record": DEMUCS_RECORD, "base": DEMUCS_BASE,
+    "converter": "convert_htdemucs.py",
+    "files": [("f7e0c4bc-ba3fe64a.th", None, None), ("d12395a8-e57c48e6.th", None, None),
+              ("92cfc3b6-ef3bcb9c.th", None, None), ("04573f0d-f3cf25b2.th", None, None)],
+    # demucs/remote/htdemucs_ft.yaml: each model weighted for its own source
+    "bag": {"models": ["f7e0c4bc", "d12395a8", "92cfc3b6", "04573f0d"],
+            "weights": [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]]},
+}
+
+
 def check_roberta_tokenizer(path, fname):
     """Content checks of roberta-base's tokenizer files (no digest is published)."""
     import json
@@ -199,6 +229,9 @@ def convert_hint(name):
     needs = "torch and numpy"
     if m["converter"] == "convert_roformer.py":  # files: config, checkpoint
         files = "%s --config %s" % (shlex.quote(m["files"][1][0]), shlex.quote(m["files"][0][0]))
+        needs = "torch, numpy and PyYAML"
+    if m.get("bag"):  # a bag: its YAML as demucs's remote/NAME.yaml, with the models and weights below
+        files = "--bag %s.yaml %s" % (name, files)
         needs = "torch, numpy and PyYAML"
     if name == "clap-music":
         files = "--vocab vocab.json --merges merges.txt " + shlex.quote(m["files"][0][0])
@@ -406,6 +439,11 @@ def main(argv=None):
         if m["converter"] == "convert_roformer.py":
             import convert_roformer as conv
             conv.convert(paths[1], paths[0], out, arch=m["arch"], sources=shas)
+        elif a.name.startswith("htdemucs"):
+            import convert_htdemucs as conv
+            import stemline_st
+            tensors, meta = conv.convert(paths, bag_spec=m.get("bag"))
+            stemline_st.save(out, tensors, meta)
         elif a.name == "umxhq":
             import convert_umx as conv
             conv.convert(paths, out, name=a.name, sources=shas)

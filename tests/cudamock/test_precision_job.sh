@@ -63,4 +63,19 @@ run_sl run cpu.yaml
 expect_status 2 "backend cpu with runtime.precision bf16"
 expect_grep "cpu.yaml:5:3: key 'runtime.precision'" "$ERR" "the error points at the precision line"
 expect_grep "needs a CUDA device" "$ERR" "and says why"
+# backend auto where no GPU answers (the ordinary binary here): the CPU runs the job in fp32, says so once,
+# and report.json records what it computed in
+cat > auto.yaml <<YAML
+input: {paths: [in]}
+output: {dir: out-auto}
+separation: {model: none}
+embedding: {model: melstats, window_seconds: 1}
+runtime: {backend: auto, precision: bf16}
+YAML
+run_sl run auto.yaml
+if grep -q '"backend": "cpu"' out-auto/report.json 2>/dev/null || [ "$STATUS" != 0 ]; then
+  expect_status 0 "backend auto with runtime.precision bf16 on a machine without a GPU"
+  expect_grep "runtime.precision bf16 does not apply: backend cpu computes in fp32 only" "$ERR" "the fallback to fp32 is said"
+  expect_grep '"precision": "fp32"' out-auto/report.json "report.json records fp32"
+fi
 finish
