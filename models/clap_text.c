@@ -277,15 +277,16 @@ static int tap(sl_clap_text *m, float *host, const float *dev, size_t floats) {
     return host ? sl_op_download(m->ctx, host, dev, floats * sizeof(float)) : 0;
 }
 
+/* y[rows][n] (row i at y + i*ldy) = act(x w^T + bias) [+ add, laid out as y]. */
 static sl_gemm_args linear(size_t rows, const float *x, size_t ldx, const float *w, const float *bias, size_t n,
-                           size_t k, sl_act act, float *y, const float *add) {
+                           size_t k, sl_act act, float *y, size_t ldy, const float *add) {
     return (sl_gemm_args){.batch = 1, .m = rows, .n = n, .k = k, .x = x, .ldx = ldx, .w = w, .ldw = k,
-                          .bias = bias, .act = act, .y = y, .ldy = n, .add = add, .ldadd = n};
+                          .bias = bias, .act = act, .y = y, .ldy = ldy, .add = add, .ldadd = ldy};
 }
 
-static int layer_norm(sl_clap_text *m, float *x, size_t rows, const float *g, const float *b) {
-    sl_norm_args a = {.kind = SL_NORM_LAYER, .rows = rows, .dim = (size_t)m->width, .x = x, .ldx = (size_t)m->width,
-                      .gamma = g, .beta = b, .eps = m->eps, .y = x, .ldy = (size_t)m->width};
+static int layer_norm(sl_clap_text *m, float *x, size_t rows, size_t ld, const float *g, const float *b) {
+    sl_norm_args a = {.kind = SL_NORM_LAYER, .rows = rows, .dim = (size_t)m->width, .x = x, .ldx = ld,
+                      .gamma = g, .beta = b, .eps = m->eps, .y = x, .ldy = ld};
     return sl_op_norm(m->ctx, &a);
 }
 
@@ -311,17 +312,23 @@ int sl_clap_text_run_ids(sl_clap_text *m, const int32_t *ids, size_t stride, con
     rc = sl_op_upload(m->ctx, k_len, hl, batch * sizeof *hl);
     free(hl);
     if (!rc) rc = sl_op_upload(m->ctx, X, m->hx, R * W * sizeof(float));
-    if (!rc) rc = layer_norm(m, X, R, m->emb_g, m->emb_b);
+    if (!rc) rc = layer_norm(m, X, R, W, m->emb_g, m->emb_b);
     if (taps) taps->t_max = T;
     if (!rc && taps) rc = tap(m, taps->emb, X, R * W);
     const int dh = m->width / m->heads;
     for (int i = 0; i < m->layers && !rc; i++) {
         const ct_layer *l = &m->L[i];
-        sl_gemm_args g = linear(R, X, W, l->wqkv, l->bqkv, 3 * W, W, SL_ACT_NONE, QKV, NULL);
+        /* After the last layer only the <s> rows are read (by the pooler): there, unless
+         * the layer is tapped, queries, output projection and feed-forward run on those
+         * rows alone (keys and values still cover every token). */
+        const int cls = i == m->layers - 1 && !(taps && taps->layers);
+        const size_t rows = cls ? batch : R, ldx = cls ? T * W : W;
+        sl_gemm_args g = linear(R, X, W, l->wqkv, l->bqkv, 3 * W, W, SL_ACT_NONE, QKV, 3 * W, NULL);
         rc = sl_op_gemm(m->ctx, &g);
         sl_attention_args a = {0};
         a.batch = batch;
-        a.tq = a.tk = T;
+        a.tq = cls ? 1 : T;
+        a.tk = T;
         a.heads = m->heads;
         a.dim_head = dh;
         a.scale = (float)(1.0 / sqrt((double)dh));
@@ -333,24 +340,24 @@ int sl_clap_text_run_ids(sl_clap_text *m, const int32_t *ids, size_t stride, con
         a.k_len = k_len;
         a.out = A;
         a.ldo = W;
-        a.stride_o = T * W;
+        a.stride_o = a.tq * W;
         if (!rc) rc = sl_op_attention(m->ctx, &a);
-        g = linear(R, A, W, l->wo, l->bo, W, W, SL_ACT_NONE, X, X);
+        g = linear(rows, A, W, l->wo, l->bo, W, W, SL_ACT_NONE, X, ldx, X);
         if (!rc) rc = sl_op_gemm(m->ctx, &g);
-        if (!rc) rc = layer_norm(m, X, R, l->ln1_g, l->ln1_b);
-        g = linear(R, X, W, l->w1, l->b1, I, W, SL_ACT_GELU, H, NULL);
+        if (!rc) rc = layer_norm(m, X, rows, ldx, l->ln1_g, l->ln1_b);
+        g = linear(rows, X, ldx, l->w1, l->b1, I, W, SL_ACT_GELU, H, I, NULL);
         if (!rc) rc = sl_op_gemm(m->ctx, &g);
-        g = linear(R, H, I, l->w2, l->b2, W, I, SL_ACT_NONE, X, X);
+        g = linear(rows, H, I, l->w2, l->b2, W, I, SL_ACT_NONE, X, ldx, X);
         if (!rc) rc = sl_op_gemm(m->ctx, &g);
-        if (!rc) rc = layer_norm(m, X, R, l->ln2_g, l->ln2_b);
+        if (!rc) rc = layer_norm(m, X, rows, ldx, l->ln2_g, l->ln2_b);
         if (!rc && taps && taps->layers) rc = tap(m, taps->layers[i], X, R * W);
     }
     /* pooler on the <s> row of each text, then the projection MLP */
-    sl_gemm_args g = linear(batch, X, T * W, m->wp, m->bp, W, W, SL_ACT_TANH, P, NULL);
+    sl_gemm_args g = linear(batch, X, T * W, m->wp, m->bp, W, W, SL_ACT_TANH, P, W, NULL);
     if (!rc) rc = sl_op_gemm(m->ctx, &g);
-    g = linear(batch, P, W, m->p0w, m->p0b, J, W, SL_ACT_RELU, Q1, NULL);
+    g = linear(batch, P, W, m->p0w, m->p0b, J, W, SL_ACT_RELU, Q1, J, NULL);
     if (!rc) rc = sl_op_gemm(m->ctx, &g);
-    g = linear(batch, Q1, J, m->p2w, m->p2b, J, J, SL_ACT_NONE, Q2, NULL);
+    g = linear(batch, Q1, J, m->p2w, m->p2b, J, J, SL_ACT_NONE, Q2, J, NULL);
     if (!rc) rc = sl_op_gemm(m->ctx, &g);
     if (!rc && taps) rc = tap(m, taps->pooled, P, batch * W);
     if (!rc && taps) rc = tap(m, taps->proj, Q2, batch * J);

@@ -155,6 +155,8 @@ CORPUS = [
     "calm piano with rain " * 30,
     " ".join(str(i) for i in range(200)),
     "🎹" * 100,
+    "piano" * 400,
+    "pianocalmrainthe" * 300,
 ]
 
 SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
@@ -242,8 +244,10 @@ def stub_torchvision():
         sys.modules.update({"torchvision": tv, "torchvision.ops": ops, "torchvision.ops.misc": misc})
 
 
-def cmd_encoder(args):
-    import numpy as np
+def build_model(full, weights_path):
+    """The package's CLAP with the reduced (or, full=True, roberta-base sized) random text
+    tower; its weights written to weights_path through convert_clap.build. Returns
+    (model in float32 eval mode, tokenizer, dims, joint)."""
     import torch
     from torch import nn
     from transformers import RobertaConfig, RobertaModel
@@ -255,9 +259,6 @@ def cmd_encoder(args):
     import convert_clap
     import stemline_st
 
-    full = args.full is not None
-    out_dir = args.full if full else OUT
-    os.makedirs(out_dir, exist_ok=True)
     tok = make_tokenizer(OUT)
     vocab_n = len(json.load(open(os.path.join(OUT, "vocab.json"), encoding="utf-8")))
     if full:
@@ -301,8 +302,22 @@ def cmd_encoder(args):
     merges_b = open(os.path.join(OUT, "merges.txt"), "rb").read()
     tensors, meta = convert_clap.build(sd, vocab_b, merges_b, text_heads=dims["num_attention_heads"],
                                        require_audio=False)
-    stemline_st.save(os.path.join(out_dir, "small.safetensors"), tensors, meta)
+    stemline_st.save(weights_path, tensors, meta)
+    return model, tok, dims, joint
 
+
+
+def cmd_encoder(args):
+    full = args.full is not None
+    out_dir = args.full if full else OUT
+    os.makedirs(out_dir, exist_ok=True)
+    import numpy as np
+    import torch
+
+    sys.path.insert(0, HERE)
+    import stemline_st
+
+    model, tok, dims, joint = build_model(full, os.path.join(out_dir, "small.safetensors"))
     model = model.double()
     taps = {}
 
@@ -334,7 +349,7 @@ def cmd_encoder(args):
     with open(os.path.join(out_dir, "small.json"), "w", encoding="ascii") as f:
         json.dump({"texts": queries}, f, ensure_ascii=True)
         f.write("\n")
-    print("wrote %s (%d tensors)" % (out_dir, len(tensors)))
+    print("wrote %s" % out_dir)
 
 
 def main():

@@ -113,18 +113,10 @@ static void gemm_body(void *job, size_t t, int tid)
     }
     if (!bias && a->act == SL_ACT_NONE && !mul && !add)
         return;
-    for (size_t i = i0; i < i1; i++) {
-        const float *prow = p + i * ldp;
-        float *row = y + i * a->ldy;
-        const float *mrow = mul ? mul + i * a->ldmul : NULL, *arow = add ? add + i * a->ldadd : NULL;
-        for (size_t j = j0; j < j1; j++) {
-            float v = bias ? prow[j] + bias[j] : prow[j];
-            v = act_f(a->act, v);
-            if (mrow)
-                v *= mrow[j];
-            row[j] = arow ? v + arow[j] : v;
-        }
-    }
+    for (size_t i = i0; i < i1; i++)
+        sl_cpu_epilogue_row(a->act, j1 - j0, p + i * ldp + j0, bias ? bias + j0 : NULL,
+                            mul ? mul + i * a->ldmul + j0 : NULL, add ? add + i * a->ldadd + j0 : NULL,
+                            y + i * a->ldy + j0);
 }
 
 int sl_cpu_gemm(sl_op_ctx *ctx, const sl_gemm_args *a)
@@ -154,6 +146,10 @@ int sl_cpu_affine(sl_op_ctx *ctx, const sl_affine_args *a)
             const float *x = a->x + b * a->stride_x + i * a->ldx;
             float *y = a->y + b * a->stride_y + i * a->ldy;
             const float *r = a->res ? a->res + b * a->stride_res + i * a->ldres : NULL;
+            if (!mul) { /* y = act(x + add) + res: the linear layers' epilogue */
+                sl_cpu_epilogue_row(a->act, a->cols, x, add, NULL, r, y);
+                continue;
+            }
             for (size_t j = 0; j < a->cols; j++) {
                 float v = add ? x[j] + add[j] : x[j];
                 if (mul)

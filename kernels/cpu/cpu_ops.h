@@ -7,13 +7,16 @@
 
 #include <math.h>
 
-/* The activations of kernels/ops.h (GELU: torch's exact erf form; NaN stays NaN under ReLU). */
+#include "cpu_simd.h"
+
+/* The activations of kernels/ops.h (GELU: torch's exact erf form, erf by sl_cpu_erf within
+ * 2 ulp; NaN stays NaN under ReLU). */
 static inline float sl_cpu_act(sl_act act, float v)
 {
     switch (act) {
     case SL_ACT_RELU: return v < 0.0f ? 0.0f : v;
     case SL_ACT_TANH: return tanhf(v);
-    case SL_ACT_GELU: return 0.5f * v * (1.0f + erff(v * (float)M_SQRT1_2));
+    case SL_ACT_GELU: return 0.5f * v * (1.0f + sl_cpu_erf(v * (float)M_SQRT1_2));
     default: return v;
     }
 }
@@ -53,6 +56,25 @@ int sl_cpu_wiener(sl_op_ctx *ctx, const sl_wiener_cfg *c, size_t n_targets, size
  * context closes, so per-call ops do not page-fault fresh memory); NULL + SL_ENOMEM in
  * sl_lasterr() when it cannot grow. Valid until the next call on the context. */
 float *sl_cpu_scratch(sl_op_ctx *ctx, size_t floats);
+/* One (sequence, head) pair of sl_op_attention: q rows [tq] and k, v rows [kl] of
+ * dim_head D at their strides, rope (or NULL) as in sl_attention_args, bias rows
+ * [tq] (ld_bias) of this pair or NULL; out rows [tq] (ldo) get softmax(s) v. */
+typedef struct {
+    size_t tq, kl, D;
+    float scale;
+    const float *q, *k, *v, *rope, *bias;
+    size_t ldq, ldk, ldv, ld_bias;
+    float *out;
+    size_t ldo;
+} sl_cpu_attn_pair;
+/* Floats of workspace sl_cpu_attn_small needs for tq query rows and up to tk keys. */
+size_t sl_cpu_attn_small_ws(size_t tq, size_t tk, size_t D);
+/* The pair by the AVX2 / FMA kernels of cpu_attn.c: 1 when done, 0 when this CPU
+ * (or the AVX2 switch, sl_cpu_simd_set) leaves it to the caller. */
+int sl_cpu_attn_small(const sl_cpu_attn_pair *p, float *ws);
+/* dst[t][D] = src rows (ld) rotated by the angles of positions t (rope NULL: copied). */
+void sl_cpu_rotate_rows(const float *src, size_t ld, size_t rows, int D, const float *rope, float *dst);
+
 /* c[m][n] = a[m][k] . b^T (trans_b, b[n][k]) or a . b (b[k][n]), row-major, beta 0, split
  * over the context's threads when large enough (OpenBLAS itself runs on one thread). */
 void sl_cpu_sgemm(sl_op_ctx *ctx, int trans_b, size_t m, size_t n, size_t k, const float *a, size_t lda,

@@ -3,6 +3,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "cpu_ops.h"
 #include "cpu_simd.h"
 
 #ifdef SL_CPU_HAVE_AVX2_PATHS
@@ -20,6 +21,15 @@ int sl_cpu_simd_avx2(void)
      * avx2 bit is set only when the OS saves the YMM state (XGETBV). */
     __builtin_cpu_init();
     return atomic_load_explicit(&simd_enabled, memory_order_relaxed) && __builtin_cpu_supports("avx2");
+#else
+    return 0;
+#endif
+}
+
+int sl_cpu_simd_fma(void)
+{
+#ifdef SL_CPU_HAVE_AVX2_PATHS
+    return sl_cpu_simd_avx2() && __builtin_cpu_supports("fma");
 #else
     return 0;
 #endif
@@ -196,5 +206,232 @@ void sl_cpu_lstm_cell(const float *gates, float *cell, float *h, float *out, siz
         cell[j] = fg * cell[j] + ig * gg;
         h[j] = og * tanh_poly(cell[j]);
         out[j] = h[j];
+    }
+}
+
+/* ---- erf and the GEMM / affine epilogue ---- */
+
+/* erf(x) = x + x P(x^2) for |x| < 1.25 and sign(x) (1 - exp(Q(|x| - 2.6))) up to
+ * 3.93, 1 beyond; P (degree 7) and Q (degree 10) are least-squares fits weighted
+ * towards the minimax error (absolute error of erf in the second range). */
+#define ERF_SPLIT 1.25f
+#define ERF_ONE 3.93f
+#define ERF_CENTRE 2.6f
+static const float erf_p[8] = {0.12837916612625122f,   -0.37612631916999817f, 0.11283688247203827f,
+                               -0.026860741898417473f, 0.005209906958043575f, -0.0008347826078534126f,
+                               0.0001043190568452701f, -7.64189644542057e-06f};
+static const float erf_q[11] = {-8.351532936096191f,      -5.541776657104492f,    -0.9470253586769104f,
+                                -0.01003256719559431f,    0.001966020790860057f,  -0.00037711209733970463f,
+                                6.91232635290362e-05f,    -1.1072508641518652e-05f, 1.3986183375891414e-06f,
+                                -5.273712417874776e-07f, -1.4558368377493025e-07f};
+
+float sl_cpu_erf(float x)
+{
+    if (x != x)
+        return x;
+    const float a = x < 0.0f ? -x : x;
+    float r;
+    if (a < ERF_SPLIT) {
+        const float z = a * a;
+        float p = erf_p[7];
+        for (int i = 6; i >= 0; i--)
+            p = p * z + erf_p[i];
+        r = a + a * p;
+    } else if (a < ERF_ONE) {
+        const float t = a - ERF_CENTRE;
+        float q = erf_q[10];
+        for (int i = 9; i >= 0; i--)
+            q = q * t + erf_q[i];
+        r = 1.0f - exp_poly(q);
+    } else {
+        r = 1.0f;
+    }
+    return x < 0.0f ? -r : r;
+}
+
+#ifdef SL_CPU_HAVE_AVX2_PATHS
+__attribute__((target("avx2"))) static inline __m256 erf_avx2(__m256 x)
+{
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    const __m256 a = _mm256_andnot_ps(sign, x), z = _mm256_mul_ps(a, a);
+    __m256 p = _mm256_set1_ps(erf_p[7]);
+    for (int i = 6; i >= 0; i--)
+        p = _mm256_add_ps(_mm256_mul_ps(p, z), _mm256_set1_ps(erf_p[i]));
+    const __m256 ra = _mm256_add_ps(a, _mm256_mul_ps(a, p));
+    const __m256 t = _mm256_sub_ps(a, _mm256_set1_ps(ERF_CENTRE));
+    __m256 q = _mm256_set1_ps(erf_q[10]);
+    for (int i = 9; i >= 0; i--)
+        q = _mm256_add_ps(_mm256_mul_ps(q, t), _mm256_set1_ps(erf_q[i]));
+    const __m256 one = _mm256_set1_ps(1.0f);
+    const __m256 rb = _mm256_sub_ps(one, exp_avx2(q));
+    __m256 r = _mm256_blendv_ps(rb, ra, _mm256_cmp_ps(a, _mm256_set1_ps(ERF_SPLIT), _CMP_LT_OQ));
+    r = _mm256_blendv_ps(r, one, _mm256_cmp_ps(a, _mm256_set1_ps(ERF_ONE), _CMP_GE_OQ));
+    /* x < 0 (not -0.0, as the scalar test) */
+    r = _mm256_blendv_ps(r, _mm256_xor_ps(r, sign), _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ));
+    return keep_nan(x, r);
+}
+
+__attribute__((target("avx2"))) static size_t erf_vec_avx2(float *out, const float *in, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(out + i, erf_avx2(_mm256_loadu_ps(in + i)));
+    return i;
+}
+
+__attribute__((target("avx2"))) static inline __m256 act_avx2(sl_act act, __m256 v)
+{
+    if (act == SL_ACT_RELU) /* v < 0 ? 0 : v, NaN kept */
+        return _mm256_blendv_ps(v, _mm256_setzero_ps(), _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_LT_OQ));
+    if (act == SL_ACT_GELU) {
+        const __m256 e = erf_avx2(_mm256_mul_ps(v, _mm256_set1_ps((float)M_SQRT1_2)));
+        return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), v), _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+    }
+    return v;
+}
+
+__attribute__((target("avx2"))) static size_t epilogue_avx2(sl_act act, size_t n, const float *p, const float *bias,
+                                                            const float *mul, const float *add, float *y)
+{
+    if (act == SL_ACT_TANH)
+        return 0;
+    size_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        __m256 v = _mm256_loadu_ps(p + j);
+        if (bias)
+            v = _mm256_add_ps(v, _mm256_loadu_ps(bias + j));
+        v = act_avx2(act, v);
+        if (mul)
+            v = _mm256_mul_ps(v, _mm256_loadu_ps(mul + j));
+        if (add)
+            v = _mm256_add_ps(v, _mm256_loadu_ps(add + j));
+        _mm256_storeu_ps(y + j, v);
+    }
+    return j;
+}
+#endif
+
+void sl_cpu_erf_vec(float *out, const float *in, size_t n)
+{
+    size_t i = 0;
+#ifdef SL_CPU_HAVE_AVX2_PATHS
+    if (sl_cpu_simd_avx2())
+        i = erf_vec_avx2(out, in, n);
+#endif
+    for (; i < n; i++)
+        out[i] = sl_cpu_erf(in[i]);
+}
+
+void sl_cpu_epilogue_row(sl_act act, size_t n, const float *p, const float *bias, const float *mul, const float *add,
+                         float *y)
+{
+    size_t j = 0;
+#ifdef SL_CPU_HAVE_AVX2_PATHS
+    if (sl_cpu_simd_avx2())
+        j = epilogue_avx2(act, n, p, bias, mul, add, y);
+#endif
+    for (; j < n; j++) {
+        float v = bias ? p[j] + bias[j] : p[j];
+        v = sl_cpu_act(act, v);
+        if (mul)
+            v *= mul[j];
+        y[j] = add ? v + add[j] : v;
+    }
+}
+
+#ifdef SL_CPU_HAVE_AVX2_PATHS
+__attribute__((target("avx2"))) static size_t exp_sub_avx2(float *x, float m, size_t n)
+{
+    const __m256 mv = _mm256_set1_ps(m);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(x + i, exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(x + i), mv)));
+    return i;
+}
+#endif
+
+void sl_cpu_vec_exp_sub(float *x, float m, size_t n)
+{
+    size_t i = 0;
+#ifdef SL_CPU_HAVE_AVX2_PATHS
+    if (sl_cpu_simd_avx2())
+        i = exp_sub_avx2(x, m, n);
+#endif
+    for (; i < n; i++)
+        x[i] = exp_poly(x[i] - m);
+}
+
+/* ---- row normalisation ---- */
+
+#ifdef SL_CPU_HAVE_AVX2_PATHS
+/* sum of (x[i] - c)^2 (sq) or of x[i] (!sq) in double, four lanes */
+__attribute__((target("avx2"))) static size_t sum_d_avx2(const float *x, size_t n, double c, int sq, double *out)
+{
+    const __m256d cv = _mm256_set1_pd(c);
+    __m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd();
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v)), hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+        if (sq) {
+            lo = _mm256_sub_pd(lo, cv), hi = _mm256_sub_pd(hi, cv);
+            lo = _mm256_mul_pd(lo, lo), hi = _mm256_mul_pd(hi, hi);
+        }
+        a0 = _mm256_add_pd(a0, lo), a1 = _mm256_add_pd(a1, hi);
+    }
+    double l[4];
+    _mm256_storeu_pd(l, _mm256_add_pd(a0, a1));
+    *out = (l[0] + l[1]) + (l[2] + l[3]);
+    return i;
+}
+
+__attribute__((target("avx2"))) static size_t norm_apply_avx2(float *y, const float *x, size_t n, double mean,
+                                                              double rstd, const float *gamma, const float *beta)
+{
+    const __m256d m = _mm256_set1_pd(mean), r = _mm256_set1_pd(rstd);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        const __m256d lo = _mm256_mul_pd(_mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(v)), m), r);
+        const __m256d hi = _mm256_mul_pd(_mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)), m), r);
+        __m256 o = _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo));
+        if (gamma)
+            o = _mm256_mul_ps(o, _mm256_loadu_ps(gamma + i));
+        if (beta)
+            o = _mm256_add_ps(o, _mm256_loadu_ps(beta + i));
+        _mm256_storeu_ps(y + i, o);
+    }
+    return i;
+}
+#endif
+
+double sl_cpu_row_sum(const float *x, size_t n, double c, int sq)
+{
+    double s = 0;
+    size_t i = 0;
+#ifdef SL_CPU_HAVE_AVX2_PATHS
+    if (sl_cpu_simd_avx2())
+        i = sum_d_avx2(x, n, c, sq, &s);
+#endif
+    for (; i < n; i++)
+        s += sq ? ((double)x[i] - c) * ((double)x[i] - c) : (double)x[i];
+    return s;
+}
+
+void sl_cpu_norm_apply(float *y, const float *x, size_t n, double mean, double rstd, const float *gamma,
+                       const float *beta)
+{
+    size_t i = 0;
+#ifdef SL_CPU_HAVE_AVX2_PATHS
+    if (sl_cpu_simd_avx2())
+        i = norm_apply_avx2(y, x, n, mean, rstd, gamma, beta);
+#endif
+    for (; i < n; i++) {
+        float v = (float)(((double)x[i] - mean) * rstd);
+        if (gamma)
+            v *= gamma[i];
+        if (beta)
+            v += beta[i];
+        y[i] = v;
     }
 }

@@ -7,6 +7,8 @@
 
 #include <stddef.h>
 
+#include "../ops.h"
+
 #if defined(__GNUC__) && defined(__x86_64__)
 #define SL_CPU_HAVE_AVX2_PATHS 1
 #endif
@@ -31,5 +33,31 @@ void sl_cpu_vec_scale(float *out, const float *in, float s, size_t n);        /*
  * e = exp(-2|x|) (absolute error ~1e-7); NaN stays NaN. The AVX2 path does the same
  * operations in the same order (no FMA): bit-identical to the portable one. */
 void sl_cpu_lstm_cell(const float *gates, float *cell, float *h, float *out, size_t H);
+
+/* erf in float: a degree-7 odd polynomial below 1.25, 1 - exp(degree-10 polynomial)
+ * up to 3.93, then +-1; within 2 ulp of the correctly rounded erf everywhere
+ * (unit.xf_ops measures it); NaN stays NaN. sl_cpu_erf_vec: out[i] = sl_cpu_erf(in[i]),
+ * the AVX2 path bit-identical (same operations, no FMA). */
+float sl_cpu_erf(float x);
+void sl_cpu_erf_vec(float *out, const float *in, size_t n);
+/* The linear layers' epilogue on one row of n: y[j] = act(p[j] + bias[j]) * mul[j] + add[j]
+ * (act as sl_cpu_act; bias, mul, add may be NULL; y may be p or add). AVX2 for NONE, RELU, GELU,
+ * bit-identical to the portable loop. */
+void sl_cpu_epilogue_row(sl_act act, size_t n, const float *p, const float *bias, const float *mul, const float *add,
+                         float *y);
+
+/* 1 when sl_cpu_simd_avx2() and the CPU has FMA (kernels whose results need not
+ * match a portable twin bit for bit, e.g. cpu_attn.c). */
+int sl_cpu_simd_fma(void);
+/* x[i] = exp(x[i] - m) by the LSTM cell's polynomial exp (about 1 ulp), AVX2 bit-identical. */
+void sl_cpu_vec_exp_sub(float *x, float m, size_t n);
+
+/* Row statistics in double: sum of x[i] (sq 0) or of (x[i] - c)^2 (sq 1); the AVX2
+ * path adds in four lanes (another order than the portable loop, same precision). */
+double sl_cpu_row_sum(const float *x, size_t n, double c, int sq);
+/* y[i] = (float)((x[i] - mean) * rstd) [* gamma[i]] [+ beta[i]] (y may be x);
+ * the AVX2 path bit-identical. */
+void sl_cpu_norm_apply(float *y, const float *x, size_t n, double mean, double rstd, const float *gamma,
+                       const float *beta);
 
 #endif

@@ -11,32 +11,47 @@
 #include <string.h>
 
 #include "../../common/sl_error.h"
+#include "../../common/sl_pool.h"
 #include "cpu_ops.h"
 #include "../wiener_math.h"
 
-int sl_cpu_wiener(sl_op_ctx *ctx, const sl_wiener_cfg *c, size_t J, size_t T, size_t F, const float *mix,
-                  const float *mag, float *out)
+/* One window [t0, t1) of bins [f0, f1): phase 0 the initial estimates and the
+ * max |x| of these bins (part_max), phase 1 the scaling, the EM iterations and
+ * the unscaling. Bins are independent except for the window's max |x|, so the
+ * pool splits the bins into parts (results identical for any split). */
+typedef struct {
+    const sl_wiener_cfg *c;
+    size_t J, T, F, S, t0, t1, parts;
+    const float *mix, *mag;
+    float *out, *R, *part_max, max_abs;
+    double *acc;
+    int phase;
+} wiener_job;
+
+static void wiener_body(void *job, size_t part, int tid)
 {
-    (void)ctx;
-    const size_t S = J + (c->residual ? 1 : 0);
-    const size_t win = c->win_len > 0 ? (size_t)c->win_len : T;
-    /* R[s][f][8] (2x2 complex), weight[s][f], and their double block sums */
-    float *R = malloc(S * F * 9 * sizeof(float));
-    double *acc = malloc(S * F * 9 * sizeof(double));
-    if (!R || !acc) {
-        free(R);
-        free(acc);
-        return sl_seterr(SL_ENOMEM, "wiener: out of memory (%zu bins, %zu sources)", F, S);
+    (void)tid;
+    const wiener_job *W = job;
+    const sl_wiener_cfg *c = W->c;
+    const size_t J = W->J, T = W->T, F = W->F, S = W->S, t0 = W->t0, t1 = W->t1;
+    const float *mix = W->mix, *mag = W->mag;
+    float *out = W->out, *R = W->R;
+    double *acc = W->acc;
+    size_t f0, f1;
+    sl_pool_range(F, W->parts, part, &f0, &f1);
+    if (f0 >= f1) {
+        if (W->phase == 0)
+            W->part_max[part] = 0.0f;
+        return;
     }
     const size_t plane = T * F; /* complex elements per channel */
 #define MIX(ch, t, f) (mix + 2 * ((ch) * plane + (t) * F + (f)))
 #define MAG(j, ch, t, f) (mag[((j) * 2 + (ch)) * plane + (t) * F + (f)])
 #define OUT(s, ch, t, f) (out + 2 * (((s) * 2 + (ch)) * plane + (t) * F + (f)))
-    for (size_t t0 = 0; t0 < T; t0 += win) {
-        const size_t t1 = t0 + win < T ? t0 + win : T;
+    if (W->phase == 0) {
         /* initial estimates (and the residual) */
         for (size_t t = t0; t < t1; t++)
-            for (size_t f = 0; f < F; f++) {
+            for (size_t f = f0; f < f1; f++) {
                 for (int ch = 0; ch < 2; ch++) {
                     float xr, xi;
                     wm_mix(MIX(ch, t, f), c->softmask, &xr, &xi);
@@ -63,92 +78,132 @@ int sl_cpu_wiener(sl_op_ctx *ctx, const sl_wiener_cfg *c, size_t J, size_t T, si
                     }
                 }
             }
-        if (c->niter == 0)
-            continue;
-        /* scale by max(1, max|x| / 10) */
-        float mx = 0.0f;
+        if (c->niter > 0) {
+            /* this part of max|x| (the scale is max(1, max|x| / 10)) */
+            float mx = 0.0f;
+            for (int ch = 0; ch < 2; ch++)
+                for (size_t t = t0; t < t1; t++)
+                    for (size_t f = f0; f < f1; f++) {
+                        float xr, xi;
+                        wm_mix(MIX(ch, t, f), c->softmask, &xr, &xi);
+                        float a = sqrtf(xr * xr + xi * xi);
+                        if (a > mx || isnan(a))
+                            mx = a;
+                    }
+            W->part_max[part] = mx;
+        }
+        return;
+    }
+    const float max_abs = W->max_abs;
+    for (size_t s = 0; s < S; s++)
         for (int ch = 0; ch < 2; ch++)
             for (size_t t = t0; t < t1; t++)
-                for (size_t f = 0; f < F; f++) {
-                    float xr, xi;
-                    wm_mix(MIX(ch, t, f), c->softmask, &xr, &xi);
-                    float a = sqrtf(xr * xr + xi * xi);
-                    if (a > mx || isnan(a))
-                        mx = a;
+                for (size_t f = f0; f < f1; f++) {
+                    float *o = OUT(s, ch, t, f);
+                    o[0] = o[0] / max_abs;
+                    o[1] = o[1] / max_abs;
                 }
-        const float max_abs = wm_max_abs(mx);
+    for (int it = 0; it < c->niter; it++) {
+        /* spatial covariances R_s[f] = sum_t y y^H / (eps + sum_t v) */
         for (size_t s = 0; s < S; s++)
-            for (int ch = 0; ch < 2; ch++)
-                for (size_t t = t0; t < t1; t++)
-                    for (size_t f = 0; f < F; f++) {
-                        float *o = OUT(s, ch, t, f);
-                        o[0] = o[0] / max_abs;
-                        o[1] = o[1] / max_abs;
-                    }
-        for (int it = 0; it < c->niter; it++) {
-            /* spatial covariances R_s[f] = sum_t y y^H / (eps + sum_t v) */
-            for (size_t i = 0; i < S * F * 9; i++)
-                R[i] = 0.0f;
-            for (size_t s = 0; s < S; s++)
-                for (size_t f = 0; f < F; f++)
-                    R[(s * F + f) * 9 + 8] = c->eps;
-            for (size_t b0 = t0; b0 < t1; b0 += WM_EM_BATCH) {
-                const size_t b1 = b0 + WM_EM_BATCH < t1 ? b0 + WM_EM_BATCH : t1;
-                memset(acc, 0, S * F * 9 * sizeof(double));
-                for (size_t t = b0; t < b1; t++)
-                    for (size_t s = 0; s < S; s++)
-                        for (size_t f = 0; f < F; f++) {
-                            const float *y0 = OUT(s, 0, t, f), *y1 = OUT(s, 1, t, f);
-                            wm_cov_acc(y0, y1, acc + (s * F + f) * 9);
-                        }
-                for (size_t i = 0; i < S * F * 9; i++)
-                    R[i] = R[i] + (float)acc[i];
+            for (size_t f = f0; f < f1; f++) {
+                memset(R + (s * F + f) * 9, 0, 8 * sizeof(float));
+                R[(s * F + f) * 9 + 8] = c->eps;
             }
+        for (size_t b0 = t0; b0 < t1; b0 += WM_EM_BATCH) {
+            const size_t b1 = b0 + WM_EM_BATCH < t1 ? b0 + WM_EM_BATCH : t1;
             for (size_t s = 0; s < S; s++)
-                for (size_t f = 0; f < F; f++) {
-                    float *r = R + (s * F + f) * 9;
-                    for (int k = 0; k < 8; k++)
-                        r[k] = r[k] / r[8];
-                }
-            /* y_s = v_s R_s Cxx^-1 x, frame by frame */
-            for (size_t t = t0; t < t1; t++)
-                for (size_t f = 0; f < F; f++) {
-                    float v[WM_MAX_SOURCES];
-                    for (size_t s = 0; s < S; s++)
-                        v[s] = wm_v(OUT(s, 0, t, f), OUT(s, 1, t, f));
-                    float x0r, x0i, x1r, x1i;
-                    wm_mix(MIX(0, t, f), c->softmask, &x0r, &x0i);
-                    wm_mix(MIX(1, t, f), c->softmask, &x1r, &x1i);
-                    const float xs[4] = {x0r / max_abs, x0i / max_abs, x1r / max_abs, x1i / max_abs};
-                    float cxx[8];
-                    wm_cxx_init(cxx, c->eps);
-                    for (size_t s = 0; s < S; s++)
-                        wm_cxx_add(cxx, v[s], R + (s * F + f) * 9);
-                    float inv[8];
-                    wm_inv2(cxx, inv);
-                    for (size_t s = 0; s < S; s++) {
-                        float y[4];
-                        wm_apply(R + (s * F + f) * 9, inv, v[s], xs, y);
-                        float *o0 = OUT(s, 0, t, f), *o1 = OUT(s, 1, t, f);
-                        o0[0] = y[0];
-                        o0[1] = y[1];
-                        o1[0] = y[2];
-                        o1[1] = y[3];
+                memset(acc + (s * F + f0) * 9, 0, (f1 - f0) * 9 * sizeof(double));
+            for (size_t t = b0; t < b1; t++)
+                for (size_t s = 0; s < S; s++)
+                    for (size_t f = f0; f < f1; f++) {
+                        const float *y0 = OUT(s, 0, t, f), *y1 = OUT(s, 1, t, f);
+                        wm_cov_acc(y0, y1, acc + (s * F + f) * 9);
                     }
-                }
+            for (size_t s = 0; s < S; s++)
+                for (size_t i = (s * F + f0) * 9; i < (s * F + f1) * 9; i++)
+                    R[i] = R[i] + (float)acc[i];
         }
         for (size_t s = 0; s < S; s++)
-            for (int ch = 0; ch < 2; ch++)
-                for (size_t t = t0; t < t1; t++)
-                    for (size_t f = 0; f < F; f++) {
-                        float *o = OUT(s, ch, t, f);
-                        o[0] = o[0] * max_abs;
-                        o[1] = o[1] * max_abs;
-                    }
+            for (size_t f = f0; f < f1; f++) {
+                float *r = R + (s * F + f) * 9;
+                for (int k = 0; k < 8; k++)
+                    r[k] = r[k] / r[8];
+            }
+        /* y_s = v_s R_s Cxx^-1 x, frame by frame */
+        for (size_t t = t0; t < t1; t++)
+            for (size_t f = f0; f < f1; f++) {
+                float v[WM_MAX_SOURCES];
+                for (size_t s = 0; s < S; s++)
+                    v[s] = wm_v(OUT(s, 0, t, f), OUT(s, 1, t, f));
+                float x0r, x0i, x1r, x1i;
+                wm_mix(MIX(0, t, f), c->softmask, &x0r, &x0i);
+                wm_mix(MIX(1, t, f), c->softmask, &x1r, &x1i);
+                const float xs[4] = {x0r / max_abs, x0i / max_abs, x1r / max_abs, x1i / max_abs};
+                float cxx[8];
+                wm_cxx_init(cxx, c->eps);
+                for (size_t s = 0; s < S; s++)
+                    wm_cxx_add(cxx, v[s], R + (s * F + f) * 9);
+                float inv[8];
+                wm_inv2(cxx, inv);
+                for (size_t s = 0; s < S; s++) {
+                    float y[4];
+                    wm_apply(R + (s * F + f) * 9, inv, v[s], xs, y);
+                    float *o0 = OUT(s, 0, t, f), *o1 = OUT(s, 1, t, f);
+                    o0[0] = y[0];
+                    o0[1] = y[1];
+                    o1[0] = y[2];
+                    o1[1] = y[3];
+                }
+            }
     }
+    for (size_t s = 0; s < S; s++)
+        for (int ch = 0; ch < 2; ch++)
+            for (size_t t = t0; t < t1; t++)
+                for (size_t f = f0; f < f1; f++) {
+                    float *o = OUT(s, ch, t, f);
+                    o[0] = o[0] * max_abs;
+                    o[1] = o[1] * max_abs;
+                }
 #undef MIX
 #undef MAG
 #undef OUT
+}
+
+int sl_cpu_wiener(sl_op_ctx *ctx, const sl_wiener_cfg *c, size_t J, size_t T, size_t F, const float *mix,
+                  const float *mag, float *out)
+{
+    const size_t S = J + (c->residual ? 1 : 0);
+    const size_t win = c->win_len > 0 ? (size_t)c->win_len : T;
+    size_t parts = (size_t)sl_pool_threads(ctx->pool);
+    if (parts > F)
+        parts = F ? F : 1;
+    /* R[s][f][8] (2x2 complex), weight[s][f], and their double block sums */
+    float *R = malloc(S * F * 9 * sizeof(float) + parts * sizeof(float));
+    double *acc = malloc(S * F * 9 * sizeof(double));
+    if (!R || !acc) {
+        free(R);
+        free(acc);
+        return sl_seterr(SL_ENOMEM, "wiener: out of memory (%zu bins, %zu sources)", F, S);
+    }
+    wiener_job W = {.c = c, .J = J, .T = T, .F = F, .S = S, .parts = parts, .mix = mix, .mag = mag, .out = out,
+                    .R = R, .part_max = R + S * F * 9, .acc = acc};
+    for (size_t t0 = 0; t0 < T; t0 += win) {
+        W.t0 = t0;
+        W.t1 = t0 + win < T ? t0 + win : T;
+        W.phase = 0;
+        sl_pool_for(parts > 1 ? ctx->pool : NULL, parts, wiener_body, &W);
+        if (c->niter == 0)
+            continue;
+        /* the parts' maxima in bin order (a NaN wins, as in one pass) */
+        float mx = 0.0f;
+        for (size_t p = 0; p < parts; p++)
+            if (W.part_max[p] > mx || isnan(W.part_max[p]))
+                mx = W.part_max[p];
+        W.max_abs = wm_max_abs(mx);
+        W.phase = 1;
+        sl_pool_for(parts > 1 ? ctx->pool : NULL, parts, wiener_body, &W);
+    }
     free(R);
     free(acc);
     return 0;

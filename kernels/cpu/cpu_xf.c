@@ -2,7 +2,8 @@
  * gather / mask scatter. Attention is the textbook computation per sequence and
  * head: rotated copies of q and k, the [tq][k_len] scores by one GEMM, an exact
  * softmax per row (max subtracted, the sum in double), the output by a second
- * GEMM straight into its strided place, then the gate. */
+ * GEMM straight into its strided place, then the gate. Short sequences (up to
+ * 256 x 256 scores) take the register-blocked kernels of cpu_attn.c instead. */
 #include <cblas.h>
 #include <math.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #include "../../common/sl_error.h"
 #include "../../common/sl_pool.h"
 #include "cpu_ops.h"
+#include "cpu_simd.h"
 
 int sl_cpu_norm(sl_op_ctx *ctx, const sl_norm_args *a)
 {
@@ -19,26 +21,22 @@ int sl_cpu_norm(sl_op_ctx *ctx, const sl_norm_args *a)
         const float *x = a->x + i * a->ldx;
         float *y = a->y + i * a->ldy;
         if (a->kind == SL_NORM_RMS) {
-            double ss = 0;
-            for (size_t j = 0; j < n; j++)
-                ss += (double)x[j] * x[j];
-            double nrm = sqrt(ss);
+            double nrm = sqrt(sl_cpu_row_sum(x, n, 0.0, 1));
             if (nrm < a->eps)
                 nrm = a->eps;
             const float s = (float)(sqrt((double)n) / nrm);
-            for (size_t j = 0; j < n; j++) {
-                float v = x[j] * s;
-                y[j] = a->gamma ? v * a->gamma[j] : v;
-            }
+            sl_cpu_vec_scale(y, x, s, n);
+            if (a->gamma)
+                for (size_t j = 0; j < n; j++)
+                    y[j] *= a->gamma[j];
         } else {
-            double mean = 0, var = 0;
-            for (size_t j = 0; j < n; j++)
-                mean += x[j];
-            mean /= (double)n;
-            for (size_t j = 0; j < n; j++)
-                var += ((double)x[j] - mean) * ((double)x[j] - mean);
-            var /= (double)n;
+            const double mean = sl_cpu_row_sum(x, n, 0.0, 0) / (double)n;
+            const double var = sl_cpu_row_sum(x, n, mean, 1) / (double)n;
             const double rstd = 1.0 / sqrt(var + a->eps);
+            if (a->kind == SL_NORM_LAYER) {
+                sl_cpu_norm_apply(y, x, n, mean, rstd, a->gamma, a->beta);
+                continue;
+            }
             /* GROUP: the parameters of element j are those of its channel */
             const size_t cpg = a->kind == SL_NORM_GROUP ? a->channels / a->groups : 0;
             const size_t c0 = a->kind == SL_NORM_GROUP ? (i % a->groups) * cpg : 0;
@@ -69,8 +67,7 @@ int sl_cpu_glu(sl_op_ctx *ctx, size_t rows, size_t n, const float *x, size_t ldx
     return 0;
 }
 
-/* dst[t][D] = src rows (ld) rotated by the positions' angles (rope NULL: copied). */
-static void rotate_rows(const float *src, size_t ld, size_t rows, int D, const float *rope, float *dst)
+void sl_cpu_rotate_rows(const float *src, size_t ld, size_t rows, int D, const float *rope, float *dst)
 {
     for (size_t t = 0; t < rows; t++) {
         const float *s = src + t * ld;
@@ -88,31 +85,20 @@ static void rotate_rows(const float *src, size_t ld, size_t rows, int D, const f
     }
 }
 
-/* One (item, head) pair per pool index, each with its own rotated q / k and score
- * rows (per-thread scratch): the pairs are independent. */
-typedef struct {
-    const sl_attention_args *a;
-    float *ws;       /* per thread: qr[tq][D], kr[tk][D], S[tq][tk] */
-    size_t ws_stride;
-} attn_job;
-
-static void attn_body(void *v, size_t t, int tid)
+/* The pair by two library GEMMs around the exact softmax (long sequences, or no AVX2). */
+static void attend_blas(const sl_cpu_attn_pair *p, float *ws)
 {
-    const attn_job *J = v;
-    const sl_attention_args *a = J->a;
-    const int D = a->dim_head;
-    const size_t tq = a->tq, tk = a->tk, b = t / (size_t)a->heads, h = t % (size_t)a->heads;
-    float *qr = J->ws + (size_t)tid * J->ws_stride, *kr = qr + tq * (size_t)D, *S = kr + tk * (size_t)D;
-    const size_t kl = a->k_len ? (size_t)a->k_len[b] : tk;
-    const size_t off = h * (size_t)D;
-    rotate_rows(a->q + b * a->stride_q + off, a->ldq, tq, D, a->rope, qr);
-    rotate_rows(a->k + b * a->stride_k + off, a->ldk, kl, D, a->rope, kr);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)tq, (int)kl, D, a->scale, qr, D, kr, D, 0.0f, S,
+    const size_t tq = p->tq, kl = p->kl;
+    const int D = (int)p->D;
+    float *qr = ws, *kr = qr + tq * (size_t)D, *S = kr + kl * (size_t)D;
+    sl_cpu_rotate_rows(p->q, p->ldq, tq, D, p->rope, qr);
+    sl_cpu_rotate_rows(p->k, p->ldk, kl, D, p->rope, kr);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)tq, (int)kl, D, p->scale, qr, D, kr, D, 0.0f, S,
                 (int)kl);
     for (size_t i = 0; i < tq; i++) {
         float *s = S + i * kl;
-        if (a->bias) {
-            const float *bi = a->bias + b * a->stride_bias_b + h * a->stride_bias_h + i * a->ld_bias;
+        if (p->bias) {
+            const float *bi = p->bias + i * p->ld_bias;
             for (size_t j = 0; j < kl; j++)
                 s[j] += bi[j];
         }
@@ -128,9 +114,40 @@ static void attn_body(void *v, size_t t, int tid)
         for (size_t j = 0; j < kl; j++)
             s[j] *= inv;
     }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)tq, D, (int)kl, 1.0f, S, (int)kl, p->v, (int)p->ldv,
+                0.0f, p->out, (int)p->ldo);
+}
+
+/* Score matrices up to this size (tq x k_len) take the register-blocked kernels of
+ * cpu_attn.c; longer sequences the library GEMMs. */
+#define SMALL_SCORES ((size_t)256 * 256)
+
+/* One (item, head) pair per pool index, each with its own rotated q / k and score
+ * rows (per-thread scratch): the pairs are independent. */
+typedef struct {
+    const sl_attention_args *a;
+    float *ws;       /* per thread: attend_blas's or cpu_attn.c's workspace */
+    size_t ws_stride;
+} attn_job;
+
+static void attn_body(void *v, size_t t, int tid)
+{
+    const attn_job *J = v;
+    const sl_attention_args *a = J->a;
+    const int D = a->dim_head;
+    const size_t tq = a->tq, tk = a->tk, b = t / (size_t)a->heads, h = t % (size_t)a->heads;
+    float *qr = J->ws + (size_t)tid * J->ws_stride;
+    const size_t kl = a->k_len ? (size_t)a->k_len[b] : tk;
+    const size_t off = h * (size_t)D;
     float *o = a->out + b * a->stride_o + off;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)tq, D, (int)kl, 1.0f, S, (int)kl,
-                a->v + b * a->stride_v + off, (int)a->ldv, 0.0f, o, (int)a->ldo);
+    const sl_cpu_attn_pair P = {.tq = tq, .kl = kl, .D = (size_t)D, .scale = a->scale,
+                                .q = a->q + b * a->stride_q + off, .k = a->k + b * a->stride_k + off,
+                                .v = a->v + b * a->stride_v + off, .rope = a->rope,
+                                .bias = a->bias ? a->bias + b * a->stride_bias_b + h * a->stride_bias_h : NULL,
+                                .ldq = a->ldq, .ldk = a->ldk, .ldv = a->ldv, .ld_bias = a->ld_bias, .out = o,
+                                .ldo = a->ldo};
+    if (tq * kl > SMALL_SCORES || !sl_cpu_attn_small(&P, qr))
+        attend_blas(&P, qr);
     if (a->gate)
         for (size_t i = 0; i < tq; i++) {
             const float g = sigmoid_f(a->gate[b * a->stride_gate + i * a->ld_gate + h]);
@@ -138,7 +155,6 @@ static void attn_body(void *v, size_t t, int tid)
                 o[i * a->ldo + (size_t)d] *= g;
         }
 }
-
 int sl_cpu_attention(sl_op_ctx *ctx, const sl_attention_args *a)
 {
     const int D = a->dim_head;
@@ -152,7 +168,10 @@ int sl_cpu_attention(sl_op_ctx *ctx, const sl_attention_args *a)
     size_t th = (size_t)sl_pool_threads(ctx->pool);
     if (th > pairs)
         th = pairs ? pairs : 1;
-    const size_t stride = ((tq + tk) * (size_t)D + tq * tk + 15) & ~(size_t)15;
+    size_t stride = (tq + tk) * (size_t)D + tq * tk;
+    const size_t small = sl_cpu_attn_small_ws(tq, tk, (size_t)D);
+    stride = (stride > small ? stride : small) + 15;
+    stride &= ~(size_t)15;
     float *ws = sl_cpu_scratch(ctx, th * stride);
     if (!ws)
         return SL_ENOMEM;

@@ -16,6 +16,8 @@
 
 #include "common/sl_error.h"
 #include "common/sl_log.h"
+#include "kernels/cpu/cpu_ops.h"
+#include "kernels/cpu/cpu_simd.h"
 #include "kernels/ops.h"
 #include "sl_ref.h"
 #include "sl_test.h"
@@ -228,12 +230,81 @@ static void test_band(sl_op_ctx *ctx)
     free(spec), free(mask), free(rows), free(out);
 }
 
+/* sl_cpu_erf against double erf over the whole float range (every 127th bit pattern, both
+ * signs, the infinities and NaN): error in ulp of the exact value; the AVX2 and portable
+ * paths bit-identical. Then the GEMM epilogue row on both paths, every activation. */
+static void test_erf(void)
+{
+    const size_t n = ((size_t)1 << 32) / 127 + 4;
+    float *x = malloc(n * sizeof(float)), *y[2] = {malloc(n * sizeof(float)), malloc(n * sizeof(float))};
+    CHECK(x && y[0] && y[1]);
+    size_t m = 0;
+    for (uint64_t u = 0; u <= 0xffffffffu; u += 127) {
+        const uint32_t b = (uint32_t)u;
+        memcpy(&x[m++], &b, sizeof b);
+    }
+    x[m++] = INFINITY, x[m++] = -INFINITY, x[m++] = 0.0f, x[m++] = -0.0f;
+    for (int path = 0; path < 2; path++) {
+        sl_cpu_simd_set(path);
+        sl_cpu_erf_vec(y[path], x, m);
+    }
+    sl_cpu_simd_set(1);
+    double worst = 0, at = 0;
+    size_t diff = 0, nan_bad = 0;
+    for (size_t i = 0; i < m; i++) {
+        diff += memcmp(&y[0][i], &y[1][i], sizeof(float)) != 0;
+        if (x[i] != x[i]) {
+            nan_bad += y[0][i] == y[0][i];
+            continue;
+        }
+        const double r = erf((double)x[i]);
+        int e;
+        frexp(r, &e);
+        double ulp = ldexp(1.0, e - 24);
+        if (ulp < 0x1p-149)
+            ulp = 0x1p-149;
+        const double err = fabs((double)y[0][i] - r) / ulp;
+        if (err > worst)
+            worst = err, at = x[i];
+    }
+    printf("  erf: %zu floats, max error %.3f ulp (at %.9g), avx2 %s, %zu differ between paths\n", m, worst, at,
+           sl_cpu_simd_avx2() ? "on" : "unavailable", diff);
+    CHECK_MSG(worst <= 2.5, "erf error %.3f ulp at %.9g", worst, at);
+    CHECK_MSG(diff == 0, "erf: %zu values differ between the AVX2 and portable paths", diff);
+    CHECK_MSG(nan_bad == 0, "erf: %zu NaN inputs gave numbers", nan_bad);
+    CHECK(sl_cpu_erf(-0.0f) == 0.0f && signbit(sl_cpu_erf(-0.0f)) && sl_cpu_erf(-INFINITY) == -1.0f);
+    /* the epilogue: y = act(p + bias) * mul + add on rows of 37 (AVX2 body and tail) */
+    enum { N = 37 };
+    float *p = sl_ref_rnd(4 * N, -5, 5), out[2][N];
+    for (int act = SL_ACT_NONE; act <= SL_ACT_GELU; act++)
+        for (int f = 0; f < 8; f++) {
+            const float *bias = f & 1 ? p + N : NULL, *mul = f & 2 ? p + 2 * N : NULL, *add = f & 4 ? p + 3 * N : NULL;
+            for (int path = 0; path < 2; path++) {
+                sl_cpu_simd_set(path);
+                sl_cpu_epilogue_row((sl_act)act, N, p, bias, mul, add, out[path]);
+            }
+            sl_cpu_simd_set(1);
+            size_t bad = 0;
+            for (int j = 0; j < N; j++) {
+                float v = bias ? p[j] + bias[j] : p[j];
+                v = sl_cpu_act((sl_act)act, v);
+                if (mul)
+                    v *= mul[j];
+                v = add ? v + add[j] : v;
+                bad += memcmp(&v, &out[0][j], sizeof v) != 0 || memcmp(&v, &out[1][j], sizeof v) != 0;
+            }
+            CHECK_MSG(bad == 0, "epilogue act %d flags %d: %zu values differ", act, f, bad);
+        }
+    free(p), free(x), free(y[0]), free(y[1]);
+}
+
 int main(void)
 {
     sl_log_set_level(SL_LOG_ERROR);
     sl_ref_seed("xf_ops");
     sl_op_ctx *ctx = NULL;
     CHECK(sl_op_ctx_open(&ctx, "cpu") == 0);
+    test_erf();
     test_gelu_glu(ctx);
     test_norm(ctx, SL_NORM_RMS, 9, 300);
     test_norm(ctx, SL_NORM_LAYER, 9, 300);
@@ -247,6 +318,15 @@ int main(void)
     test_attention(ctx, 2, 13, 29, 3, 7, 0, 1);
     test_attention(ctx, 1, 9, 9, 2, 8, 1, 1);
     CHECK(sl_op_ctx_set_threads(ctx, 1) == 0);
+    /* the library-GEMM path: long sequences (more than 256 x 256 scores), and short
+     * ones with the AVX2 kernels switched off */
+    test_attention(ctx, 1, 300, 260, 2, 16, 1, 1);
+    sl_cpu_simd_set(0);
+    test_attention(ctx, 3, 40, 40, 2, 16, 1, 0);
+    test_attention(ctx, 2, 13, 29, 3, 7, 0, 1);
+    test_norm(ctx, SL_NORM_RMS, 9, 300);
+    test_norm(ctx, SL_NORM_LAYER, 9, 300);
+    sl_cpu_simd_set(1);
     test_band(ctx);
     sl_op_ctx_close(ctx);
     return sl_test_finish("xf_ops");

@@ -1,0 +1,166 @@
+/* Attention of one (sequence, head) pair with register-blocked AVX2 / FMA inner
+ * kernels, for the many short sequences of windowed, per-band and text attention,
+ * where two library GEMM calls and a libm exp per score cost more than the
+ * arithmetic. k is packed transposed ([dim_head][kp], kp = k_len rounded up to 16,
+ * zero columns past k_len) so that 4 query rows x 16 keys of scores accumulate in
+ * 8 registers; the exact softmax (max subtracted, the sum in double) uses the
+ * polynomial exp of cpu_simd.c (about 1 ulp); p . v accumulates 4 rows x 16
+ * output columns per pass over the keys. */
+#include <math.h>
+#include <string.h>
+
+#include "cpu_ops.h"
+#include "cpu_simd.h"
+
+#ifdef SL_CPU_HAVE_AVX2_PATHS
+#include <immintrin.h>
+
+#define ATT_AVX2 __attribute__((target("avx2,fma")))
+
+/* S[r][j0..j0+16) = scale * sum_d q[r][d] kt[d][j], rows r < R (R <= 4). */
+ATT_AVX2 static inline __attribute__((always_inline)) void qk_block(int R, const float *q, size_t D, const float *kt,
+                                                                   size_t kp, size_t j0, float scale, float *S)
+{
+    __m256 acc[4][2];
+    for (int r = 0; r < R; r++)
+        acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+    for (size_t d = 0; d < D; d++) {
+        const __m256 k0 = _mm256_loadu_ps(kt + d * kp + j0), k1 = _mm256_loadu_ps(kt + d * kp + j0 + 8);
+        for (int r = 0; r < R; r++) {
+            const __m256 qv = _mm256_broadcast_ss(q + (size_t)r * D + d);
+            acc[r][0] = _mm256_fmadd_ps(qv, k0, acc[r][0]);
+            acc[r][1] = _mm256_fmadd_ps(qv, k1, acc[r][1]);
+        }
+    }
+    const __m256 s = _mm256_set1_ps(scale);
+    for (int r = 0; r < R; r++) {
+        _mm256_storeu_ps(S + (size_t)r * kp + j0, _mm256_mul_ps(acc[r][0], s));
+        _mm256_storeu_ps(S + (size_t)r * kp + j0 + 8, _mm256_mul_ps(acc[r][1], s));
+    }
+}
+
+/* o[r][d0..d0+W) = sum_{j < kl} P[r][j] v[j][d0..], rows r < R (R <= 4), W = 16 or 8. */
+ATT_AVX2 static inline __attribute__((always_inline)) void pv_block(int R, int W, const float *P, size_t kp,
+                                                                   const float *v, size_t ldv, size_t kl, size_t d0,
+                                                                   float *o, size_t ldo)
+{
+    __m256 acc[4][2];
+    for (int r = 0; r < R; r++)
+        acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+    for (size_t j = 0; j < kl; j++) {
+        const float *vj = v + j * ldv + d0;
+        const __m256 v0 = _mm256_loadu_ps(vj), v1 = W == 16 ? _mm256_loadu_ps(vj + 8) : v0;
+        for (int r = 0; r < R; r++) {
+            const __m256 p = _mm256_broadcast_ss(P + (size_t)r * kp + j);
+            acc[r][0] = _mm256_fmadd_ps(p, v0, acc[r][0]);
+            if (W == 16)
+                acc[r][1] = _mm256_fmadd_ps(p, v1, acc[r][1]);
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        _mm256_storeu_ps(o + (size_t)r * ldo + d0, acc[r][0]);
+        if (W == 16)
+            _mm256_storeu_ps(o + (size_t)r * ldo + d0 + 8, acc[r][1]);
+    }
+}
+
+ATT_AVX2 static void pv_rows(int R, const float *P, size_t kp, const float *v, size_t ldv, size_t kl, size_t D,
+                             float *o, size_t ldo)
+{
+    size_t d = 0;
+    for (; d + 16 <= D; d += 16)
+        R == 4 ? pv_block(4, 16, P, kp, v, ldv, kl, d, o, ldo) : pv_block(1, 16, P, kp, v, ldv, kl, d, o, ldo);
+    for (; d + 8 <= D; d += 8)
+        R == 4 ? pv_block(4, 8, P, kp, v, ldv, kl, d, o, ldo) : pv_block(1, 8, P, kp, v, ldv, kl, d, o, ldo);
+    for (; d < D; d++) /* head dims not a multiple of 8 */
+        for (int r = 0; r < R; r++) {
+            float s = 0.0f;
+            for (size_t j = 0; j < kl; j++)
+                s += P[(size_t)r * kp + j] * v[j * ldv + d];
+            o[(size_t)r * ldo + d] = s;
+        }
+}
+
+/* Row i of S (kl scores, bias already added) -> probabilities, in place. */
+ATT_AVX2 static void softmax_row(float *s, size_t kl)
+{
+    size_t j = 0;
+    __m256 m8 = _mm256_set1_ps(-INFINITY);
+    for (; j + 8 <= kl; j += 8)
+        m8 = _mm256_max_ps(m8, _mm256_loadu_ps(s + j));
+    float mx = -INFINITY;
+    float lanes[8];
+    _mm256_storeu_ps(lanes, m8);
+    for (int l = 0; l < 8; l++)
+        mx = lanes[l] > mx ? lanes[l] : mx;
+    for (; j < kl; j++)
+        mx = s[j] > mx ? s[j] : mx;
+    sl_cpu_vec_exp_sub(s, mx, kl);
+    __m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd();
+    for (j = 0; j + 8 <= kl; j += 8) {
+        const __m256 e = _mm256_loadu_ps(s + j);
+        a0 = _mm256_add_pd(a0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+        a1 = _mm256_add_pd(a1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+    }
+    double part[4];
+    _mm256_storeu_pd(part, _mm256_add_pd(a0, a1));
+    double sum = part[0] + part[1] + part[2] + part[3];
+    for (; j < kl; j++)
+        sum += s[j];
+    sl_cpu_vec_scale(s, s, (float)(1.0 / sum), kl);
+}
+
+ATT_AVX2 static void attend(const sl_cpu_attn_pair *p, float *ws)
+{
+    const size_t tq = p->tq, kl = p->kl, D = p->D, kp = (kl + 15) & ~(size_t)15;
+    float *qr = ws, *kt = qr + tq * D, *S = kt + D * kp;
+    sl_cpu_rotate_rows(p->q, p->ldq, tq, (int)D, p->rope, qr);
+    /* k rotated row by row (through the first D floats of S, written later) into
+     * the transposed, zero-padded kt */
+    memset(kt, 0, D * kp * sizeof(float));
+    for (size_t j = 0; j < kl; j++) {
+        sl_cpu_rotate_rows(p->k + j * p->ldk, p->ldk, 1, (int)D, p->rope ? p->rope + j * D : NULL, S);
+        for (size_t d = 0; d < D; d++)
+            kt[d * kp + j] = S[d];
+    }
+    size_t i = 0;
+    for (; i + 4 <= tq; i += 4)
+        for (size_t j = 0; j < kp; j += 16)
+            qk_block(4, qr + i * D, D, kt, kp, j, p->scale, S + i * kp);
+    for (; i < tq; i++)
+        for (size_t j = 0; j < kp; j += 16)
+            qk_block(1, qr + i * D, D, kt, kp, j, p->scale, S + i * kp);
+    for (i = 0; i < tq; i++) {
+        float *s = S + i * kp;
+        if (p->bias) {
+            const float *bi = p->bias + i * p->ld_bias;
+            for (size_t j = 0; j < kl; j++)
+                s[j] += bi[j];
+        }
+        softmax_row(s, kl);
+    }
+    for (i = 0; i + 4 <= tq; i += 4)
+        pv_rows(4, S + i * kp, kp, p->v, p->ldv, kl, D, p->out + i * p->ldo, p->ldo);
+    for (; i < tq; i++)
+        pv_rows(1, S + i * kp, kp, p->v, p->ldv, kl, D, p->out + i * p->ldo, p->ldo);
+}
+#endif
+
+size_t sl_cpu_attn_small_ws(size_t tq, size_t tk, size_t D)
+{
+    const size_t kp = (tk + 15) & ~(size_t)15, s = tq * kp > D ? tq * kp : D;
+    return tq * D + D * kp + s;
+}
+
+int sl_cpu_attn_small(const sl_cpu_attn_pair *p, float *ws)
+{
+#ifdef SL_CPU_HAVE_AVX2_PATHS
+    if (!sl_cpu_simd_fma())
+        return 0;
+    attend(p, ws);
+    return 1;
+#else
+    (void)p, (void)ws;
+    return 0;
+#endif
+}
