@@ -273,9 +273,9 @@ typedef struct {
     int32_t *ids;      /* output after <s> */
     size_t cap, n;     /* room for ids, ids written */
     int truncated;
-    int32_t *sym;      /* scratch: symbols of one piece */
-    int32_t *rank;     /* rank[i]: rank of pair (sym[i], sym[nx[i]]), INT32_MAX when none */
-    int32_t *nx;       /* next live symbol, -1 at the end */
+    int32_t *sym;      /* scratch: symbols of one piece (a symbol keeps the index of its first byte) */
+    int32_t *nx, *pv;  /* next / previous live symbol, -1 past the ends */
+    int64_t *heap;     /* candidate pairs: rank << 32 | index of the left symbol (min-heap) */
 } enc_state;
 
 static void emit(enc_state *st, int32_t id) {
@@ -292,32 +292,62 @@ static int32_t pair_rank(const sl_bpe *t, int32_t a, int32_t b, int32_t *merged)
     return p->rank;
 }
 
-/* BPE of one pre-token (bytes s[0..n)). */
+static void heap_push(int64_t *h, size_t *n, int64_t v) {
+    size_t i = (*n)++;
+    while (i && h[(i - 1) / 2] > v) {
+        h[i] = h[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    h[i] = v;
+}
+
+static int64_t heap_pop(int64_t *h, size_t *n) {
+    int64_t top = h[0], v = h[--*n];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= *n) break;
+        if (c + 1 < *n && h[c + 1] < h[c]) c++;
+        if (h[c] >= v) break;
+        h[i] = h[c];
+        i = c;
+    }
+    if (*n) h[i] = v;
+    return top;
+}
+
+static void push_pair(const sl_bpe *t, enc_state *st, size_t *hn, int32_t left) {
+    int32_t right = left >= 0 ? st->nx[left] : -1;
+    if (right < 0) return;
+    int32_t r = pair_rank(t, st->sym[left], st->sym[right], NULL);
+    if (r != INT32_MAX) heap_push(st->heap, hn, (int64_t)r << 32 | (uint32_t)left);
+}
+
+/* BPE of one pre-token (bytes s[0..n)): the best-ranked pair first, the leftmost of
+ * equal ranks, until no pair merges. Candidates wait in a heap ordered by (rank, left
+ * position) and are checked when popped (a merge may have changed either side), so a
+ * long word costs n log n, not n^2. */
 static void bpe_piece(const sl_bpe *t, enc_state *st, const unsigned char *s, size_t n) {
-    int32_t *sym = st->sym, *rank = st->rank, *nx = st->nx;
+    int32_t *sym = st->sym, *nx = st->nx, *pv = st->pv;
+    size_t hn = 0;
     for (size_t i = 0; i < n; i++) {
         sym[i] = t->byte_id[s[i]];
         nx[i] = i + 1 < n ? (int32_t)(i + 1) : -1;
+        pv[i] = (int32_t)i - 1;
     }
-    for (size_t i = 0; i + 1 < n; i++) rank[i] = pair_rank(t, sym[i], sym[i + 1], NULL);
-    if (n) rank[n - 1] = INT32_MAX;
-    for (;;) {
-        int32_t best = INT32_MAX, at = -1;
-        for (int32_t i = 0; i >= 0; i = nx[i])
-            if (rank[i] < best) {
-                best = rank[i];
-                at = i;
-            }
-        if (at < 0) break;
-        int32_t merged = 0, right = nx[at];
-        pair_rank(t, sym[at], sym[right], &merged);
-        sym[at] = merged;
-        nx[at] = nx[right];
-        rank[at] = nx[at] >= 0 ? pair_rank(t, sym[at], sym[nx[at]], NULL) : INT32_MAX;
-        /* the live symbol before at pairs with the new token */
-        int32_t prev = -1;
-        for (int32_t i = 0; i >= 0 && i != at; i = nx[i]) prev = i;
-        if (prev >= 0) rank[prev] = pair_rank(t, sym[prev], sym[at], NULL);
+    for (size_t i = 0; i + 1 < n; i++) push_pair(t, st, &hn, (int32_t)i);
+    while (hn) {
+        int64_t top = heap_pop(st->heap, &hn);
+        int32_t left = (int32_t)(uint32_t)(top & 0xffffffff), rank = (int32_t)(top >> 32), right = nx[left];
+        int32_t merged = 0;
+        /* stale: left was merged away (its sym is reused below only while live), or the pair changed */
+        if (sym[left] < 0 || right < 0 || pair_rank(t, sym[left], sym[right], &merged) != rank) continue;
+        sym[left] = merged;
+        sym[right] = -1;
+        nx[left] = nx[right];
+        if (nx[left] >= 0) pv[nx[left]] = left;
+        push_pair(t, st, &hn, pv[left]);
+        push_pair(t, st, &hn, left);
     }
     for (int32_t i = 0; n && i >= 0; i = nx[i]) emit(st, sym[i]);
 }
@@ -376,12 +406,13 @@ int sl_bpe_encode(const sl_bpe *t, const char *text, size_t len, int32_t *ids, s
     uint32_t *cps = malloc((len + 1) * sizeof *cps);
     size_t *off = malloc((len + 1) * sizeof *off);
     int32_t *scratch = malloc((3 * len + 3) * sizeof *scratch);
+    int64_t *heap = malloc((3 * len + 3) * sizeof *heap); /* n pairs + 2 per merge, at most 3n */
     int rc = 0;
-    if (!cps || !off || !scratch) rc = SL_ENOMEM;
+    if (!cps || !off || !scratch || !heap) rc = SL_ENOMEM;
     size_t n = 0;
     if (!rc) rc = decode_utf8(text, len, cps, off, &n);
     if (!rc) {
-        enc_state st = {ids + 1, max_len - 2, 0, 0, scratch, scratch + len + 1, scratch + 2 * len + 2};
+        enc_state st = {ids + 1, max_len - 2, 0, 0, scratch, scratch + len + 1, scratch + 2 * len + 2, heap};
         size_t start = 0;
         for (size_t i = 0; i < n && !st.truncated;) {
             size_t end;
@@ -407,5 +438,6 @@ int sl_bpe_encode(const sl_bpe *t, const char *text, size_t len, int32_t *ids, s
     free(cps);
     free(off);
     free(scratch);
+    free(heap);
     return rc;
 }

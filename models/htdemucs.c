@@ -586,8 +586,14 @@ int sl_htdemucs_init(sl_sep_model *m, const char *weights, const sl_cfg_opts *op
     int rc = sl_op_require(m->ctx, hd_ops, sizeof hd_ops / sizeof hd_ops[0], "separation model htdemucs");
     if (rc < 0)
         return rc;
-    for (size_t i = 0; opts && i < opts->n; i++)
-        return sl_model_opt_error(&opts->items[i], sec, "unknown option of model htdemucs (it has none)");
+    double overlap = 0.25;
+    for (size_t i = 0; opts && i < opts->n; i++) {
+        const sl_cfg_opt *o = &opts->items[i];
+        rc = !strcmp(o->key, "overlap") ? sl_model_opt_double(o, sec, 0.0, 0.99, &overlap)
+                                        : sl_model_opt_error(o, sec, "unknown option of model htdemucs (known: overlap)");
+        if (rc < 0)
+            return rc;
+    }
     if (!weights || !*weights)
         return sl_seterr(SL_ECONFIG, "key 'separation.weights': separation model 'htdemucs' needs a weights file "
                                      "(.safetensors from tools/convert_htdemucs.py)");
@@ -615,8 +621,8 @@ int sl_htdemucs_init(sl_sep_model *m, const char *weights, const sl_cfg_opts *op
     info->n_sources = st->S;
     for (int s = 0; s < st->S; s++)
         info->sources[s] = st->names[s];
-    info->segment_s = (double)st->L / st->sr;
-    info->overlap_s = 0.25 * info->segment_s;
+    info->split_segment = st->L;
+    info->split_overlap = overlap;
     snprintf(info->params, sizeof info->params, "models=%d channels=%d depth=%d nfft=%d t_layers=%d heads=%d "
              "segment=%zu samples sources=%d", st->n_models, st->channels, st->depth, st->nfft, st->t_layers,
              st->t_heads, st->L, st->S);

@@ -23,6 +23,11 @@ typedef struct {
      * demix_chunk / demix_overlap, the model run on whole chunks */
     size_t demix_chunk;
     int demix_overlap;
+    /* > 0: the runner runs the demucs command's whole-track inference
+     * (pipeline/demucs_split.h): segments of split_segment samples with this
+     * overlap, the track's mono mean / std from a first decode pass */
+    double split_overlap;
+    size_t split_segment;
 } sl_sep_info;
 
 typedef struct sl_sep_model sl_sep_model;

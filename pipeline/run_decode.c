@@ -21,13 +21,15 @@ typedef struct {
     size_t L, H, k;
     sl_segmenter sg;
     sl_demix_cutter dc; /* instead of sg: separation chunks when the runner demixes */
-    int demix;
+    sl_dmx_cutter xc;   /* instead of sg: the demucs command's segments (dmx) */
+    int demix, dmx;
+    double mean, std;
     dec_arg da;
     int done, init;
 } dstream;
 
 /* samples of the track this stream has read */
-static size_t dstream_total(const dstream *s) { return s->demix ? s->dc.total : s->sg.total; }
+static size_t dstream_total(const dstream *s) { return s->dmx ? s->xc.b1 : s->demix ? s->dc.total : s->sg.total; }
 
 static void dstream_set(runner *r, dstream *s, int kind, int src)
 {
@@ -39,6 +41,7 @@ static void dstream_set(runner *r, dstream *s, int kind, int src)
     s->L = kind == KIND_SEP ? r->sep_L : r->emb_L;
     s->H = kind == KIND_SEP ? r->sep_H : r->emb_H;
     s->demix = kind == KIND_SEP ? r->demix : 0;
+    s->dmx = kind == KIND_SEP ? r->dmx : 0;
 }
 
 /* Cuts the next segment of stream s into a slot and queues it; 1 when one was
@@ -71,8 +74,9 @@ static int stream_next(runner *r, trk *t, dstream *s)
     slot_layout(r, sl, s->kind);
     sl->src = s->src;
     sl_budget_acquire(r->budget, 1); /* decoding computes: one token of runtime.threads */
-    long len = s->demix ? sl_demix_cutter_next(&s->dc, dec_read, &s->da, sl->in, &sl->dpos)
-                        : sl_segmenter_next(&s->sg, dec_read, &s->da, sl->in);
+    long len = s->dmx     ? sl_dmx_cutter_next(&s->xc, dec_read, &s->da, sl->in, &sl->xpos)
+               : s->demix ? sl_demix_cutter_next(&s->dc, dec_read, &s->da, sl->in, &sl->dpos)
+                          : sl_segmenter_next(&s->sg, dec_read, &s->da, sl->in);
     sl_budget_release(r->budget, 1);
     if (len <= 0) {
         pool_release(r, sl);
@@ -96,6 +100,42 @@ static int stream_next(runner *r, trk *t, dstream *s)
     pthread_mutex_unlock(&t->mu);
     push_ready(r, sl);
     return 1;
+}
+
+/* The demucs command's whole-track statistics: a first decode of the track at the separation rate and
+ * channels, the mean and std of its mono sum (pipeline/demucs_split.h). A silent track (std 0) keeps
+ * std 1, where demucs would divide by zero. Returns 0 or a negative code after marking the track failed. */
+static int dmx_stats(runner *r, trk *t)
+{
+    sl_decoder *d = NULL;
+    char m[600];
+    const int ch = r->sep->channels;
+    float *buf = malloc(sizeof(float) * 4096 * (size_t)ch);
+    int rc = buf ? sl_decoder_open(&d, t->tr->path, r->sep->sample_rate, ch) : SL_ENOMEM;
+    sl_dmx_stats st = {0, 0, 0};
+    float *dst[SL_SEG_MAX_CH];
+    for (int c = 0; c < ch && buf; c++)
+        dst[c] = buf + (size_t)c * 4096;
+    while (!rc && !should_stop(r)) {
+        long got = sl_decoder_read_output(d, 0, dst, 4096);
+        if (got <= 0) {
+            rc = got < 0 ? (int)got : 0;
+            break;
+        }
+        sl_dmx_stats_add(&st, (const float *const *)dst, ch, (size_t)got);
+    }
+    sl_decoder_close(d);
+    free(buf);
+    if (rc) {
+        pthread_mutex_lock(&t->mu);
+        trk_fail(t, "decode (statistics pass): %s", sl_errmsg(rc, m, sizeof m));
+        pthread_mutex_unlock(&t->mu);
+        return rc;
+    }
+    sl_dmx_stats_get(&st, &t->x_mean, &t->x_std);
+    if (!(t->x_std > 0))
+        t->x_std = 1.0;
+    return 0;
 }
 
 /* Streams segments of a track into the ready queue: from its input (path
@@ -152,8 +192,9 @@ static int decode_streams(runner *r, trk *t, dstream *st, int n, const char *pat
     }
     for (int i = 0; i < n && !rc; i++) {
         st[i].da.d = d;
-        rc = st[i].demix ? sl_demix_cutter_init(&st[i].dc, st[i].L, st[i].demix, st[i].ch)
-                         : sl_segmenter_init(&st[i].sg, st[i].L, st[i].H, st[i].ch);
+        rc = st[i].dmx     ? sl_dmx_cutter_init(&st[i].xc, st[i].L, r->sep->split_overlap, st[i].ch, t->x_mean, t->x_std)
+             : st[i].demix ? sl_demix_cutter_init(&st[i].dc, st[i].L, st[i].demix, st[i].ch)
+                           : sl_segmenter_init(&st[i].sg, st[i].L, st[i].H, st[i].ch);
         st[i].init = !rc;
     }
     for (int live = n; !rc && live > 0;) {
@@ -193,6 +234,7 @@ static int decode_streams(runner *r, trk *t, dstream *st, int n, const char *pat
         if (st[i].init) {
             sl_segmenter_free(&st[i].sg);
             sl_demix_cutter_free(&st[i].dc);
+            sl_dmx_cutter_free(&st[i].xc);
         }
     sl_decoder_close(d);
     return rc;
@@ -238,9 +280,13 @@ static void decode_track(runner *r, size_t i)
         if (!t->vsum)
             rc = SL_ENOMEM;
     }
+    if (!rc && r->sep && r->dmx)
+        rc = dmx_stats(r, t);
     if (!rc && r->sep) {
-        if ((r->demix ? sl_demix_joiner_init(&t->dj, r->sep_L, r->demix, r->sep->n_sources, r->sep->channels)
-                      : sl_stitcher_init(&t->st, r->sep_L, r->sep_H, r->sep->n_sources, r->sep->channels)) == 0)
+        if ((r->dmx     ? sl_dmx_joiner_init(&t->xj, r->sep_L, r->sep->n_sources, r->sep->channels, 1.0, t->x_mean,
+                                             t->x_std)
+             : r->demix ? sl_demix_joiner_init(&t->dj, r->sep_L, r->demix, r->sep->n_sources, r->sep->channels)
+                        : sl_stitcher_init(&t->st, r->sep_L, r->sep_H, r->sep->n_sources, r->sep->channels)) == 0)
             t->have_st = 1;
         else
             rc = SL_ENOMEM;

@@ -29,6 +29,7 @@
 #include "../io/npy.h"
 #include "../models/model.h"
 #include "demix.h"
+#include "demucs_split.h"
 #include "ledger.h"
 #include "progress.h"
 #include "report.h"
@@ -62,6 +63,7 @@ typedef struct slot {
     size_t k;   /* segment index within its track and kind (and source) */
     size_t len; /* valid samples */
     sl_demix_pos dpos; /* separation chunks when the runner demixes (r->demix) */
+    sl_dmx_pos xpos;   /* separation segments of the demucs command's inference (r->dmx) */
     float *in[SL_SEG_MAX_CH];
     float *out[SL_MAX_SOURCES][SL_SEG_MAX_CH];
     float *vec;
@@ -81,6 +83,8 @@ struct trk {
     slot *pending;         /* segments that arrived early, sorted by k */
     sl_stitcher st;
     sl_demix_joiner dj;    /* instead of st when the runner demixes */
+    sl_dmx_joiner xj;      /* instead of st for the demucs command's inference */
+    double x_mean, x_std;  /* its whole-track statistics (first decode pass) */
     int have_st;
     sl_encoder *enc[SL_MAX_SOURCES];
     char *outputs;         /* JSON array of stem paths relative to output.dir */
@@ -145,6 +149,7 @@ struct runner {
     /* segment geometry, in samples */
     size_t sep_L, sep_H, emb_L, emb_H;
     int demix;             /* > 0: separation chunks as the reference inference (pipeline/demix.h), num_overlap */
+    int dmx;               /* 1: the demucs command's whole-track inference (pipeline/demucs_split.h) */
 
     /* one lock for the slot pool and both queues: operations are O(1) and
      * happen once per segment, so contention is negligible */

@@ -98,7 +98,7 @@ static int run_models(runner *r, sl_sep_model *sep, sl_emb_model *emb, slot **s,
     for (size_t b = 0; b < n; b++) {
         in[b] = (const float *const *)s[b]->in;
         /* demix: the model sees whole (padded) chunks */
-        lens[b] = s[b]->kind == KIND_SEP && r->demix ? r->sep_L : s[b]->len;
+        lens[b] = s[b]->kind == KIND_SEP && (r->demix || r->dmx) ? r->sep_L : s[b]->len;
     }
     if (s[0]->kind == KIND_SEP) {
         float *const *const *out[256];

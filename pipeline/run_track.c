@@ -56,6 +56,7 @@ static void trk_free(runner *r, trk *t)
     if (t->have_st) {
         sl_stitcher_free(&t->st);
         sl_demix_joiner_free(&t->dj);
+        sl_dmx_joiner_free(&t->xj);
     }
     free(t->outputs);
     free(t->vsum);
@@ -147,7 +148,10 @@ static void stitch_write(runner *r, trk *t, slot *s)
     float *const *y[SL_MAX_SOURCES];
     for (int k = 0; k < r->sep->n_sources; k++)
         y[k] = s->out[k];
-    size_t emit = r->demix ? sl_demix_joiner_push(&t->dj, y, &s->dpos) : sl_stitcher_push(&t->st, y, s->len);
+    /* the demucs joiner reads all of y before it writes the final samples over it */
+    size_t emit = r->dmx     ? sl_dmx_joiner_push(&t->xj, (const float *const *const *)y, &s->xpos, r->sep_H, y)
+                  : r->demix ? sl_demix_joiner_push(&t->dj, y, &s->dpos)
+                             : sl_stitcher_push(&t->st, y, s->len);
     for (int k = 0; k < r->sep->n_sources && r->write_stems; k++) {
         int rc = sl_encoder_write(t->enc[k], (const float *const *)s->out[k], emit);
         if (rc) {
@@ -215,7 +219,7 @@ void finalize(runner *r, trk *t)
                 pp[k] = planes[k];
             }
             /* (the reference chunking emits everything with its last chunk) */
-            size_t n = t->have_st && !r->demix ? sl_stitcher_flush(&t->st, pp) : 0;
+            size_t n = t->have_st && !r->demix && !r->dmx ? sl_stitcher_flush(&t->st, pp) : 0;
             for (int k = 0; k < r->sep->n_sources && r->write_stems && !t->failed && !t->abandoned; k++) {
                 int rc = n ? sl_encoder_write(t->enc[k], (const float *const *)planes[k], n) : 0;
                 if (!rc) {

@@ -300,6 +300,18 @@ static int plan_memory(runner *r)
         r->sep_L = r->sep->demix_chunk;
         r->sep_H = r->sep_L / (size_t)r->demix;
         sep_floats = r->sep_L * (size_t)r->sep->channels * (size_t)(1 + r->sep->n_sources);
+    } else if (r->sep && r->sep->split_segment > 0) {
+        /* the demucs command's inference: the model's segment and overlap */
+        if (c->sep_segment_s > 0 || c->sep_overlap_s >= 0)
+            return sl_seterr(SL_ECONFIG, "key 'separation.%s': model %s cuts tracks as the demucs command does; "
+                                         "set separation.options.overlap instead",
+                             c->sep_segment_s > 0 ? "segment_seconds" : "overlap_seconds", r->sep->name);
+        if (r->sep->channels > SL_SEG_MAX_CH)
+            return sl_seterr(SL_EUNSUPPORTED, "models with more than %d channels", SL_SEG_MAX_CH);
+        r->dmx = 1;
+        r->sep_L = r->sep->split_segment;
+        r->sep_H = (size_t)((1.0 - r->sep->split_overlap) * (double)r->sep_L);
+        sep_floats = r->sep_L * (size_t)r->sep->channels * (size_t)(1 + r->sep->n_sources);
     } else if (r->sep) {
         double seg, ovl;
         sl_sep_default_segment(r->sep, &seg, &ovl);
@@ -348,6 +360,8 @@ static int plan_memory(runner *r)
         double O = (double)(r->sep_L - r->sep_H), ch = r->sep->channels, ns = r->sep->n_sources;
         /* demix: the joiner holds a whole chunk, the cutter reads 2B + 1 ahead and keeps B + 1 */
         track_mb += r->demix ? ((double)r->sep_L * (ch * ns + 1)) * 4.0 / MB : (O * ch * ns + O) * 4.0 / MB;
+        if (r->dmx) /* the joiner: 2L doubles per channel and source; the cutter 2L floats per channel */
+            track_mb += (2.0 * (double)r->sep_L * (ch * ns + 1)) * 8.0 / MB, dec_mb += 2.0 * (double)r->sep_L * ch * 4.0 / MB;
         if (r->demix)
             dec_mb += 3.0 * O * ch * 4.0 / MB;
         if (r->write_stems)

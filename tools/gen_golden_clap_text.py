@@ -155,6 +155,8 @@ CORPUS = [
     "calm piano with rain " * 30,
     " ".join(str(i) for i in range(200)),
     "🎹" * 100,
+    "piano" * 400,
+    "pianocalmrainthe" * 300,
 ]
 
 SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]

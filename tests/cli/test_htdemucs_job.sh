@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# separation.model htdemucs through `stemline run` equals what the `demucs`
+# command computes before it writes files (tools/gen_golden_htdemucs.py: the
+# package's apply_model with split=True, overlap 0.25, shifts 0, on the track
+# normalised by the mean and std of its mono sum, in float64): the small and
+# bottom random-weight models of tests/golden/htdemucs, their golden tracks
+# written as 32-bit float WAV at the models' 8 kHz, 32-bit float stems, every
+# stem within 1e-4 of the reference's largest sample; the small model's track
+# again in a job with another track beside it (its output does not depend on
+# its neighbour). Also: segment_seconds is refused for
+# this model (it cuts tracks as demucs does), the overlap option changes the
+# output, and an unknown option is a config error.
+set -u
+source "$(dirname "$0")/lib.sh"
+SRC=${SL_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
+in_tmp_dir
+
+for c in small bottom; do
+  mkdir -p "in_$c"
+  GOLD="$SRC/tests/golden/htdemucs/$c.slg" OUTWAV="in_$c/track.wav" py_check "golden track of $c as WAV" <<'PY'
+import os, struct
+import numpy as np
+def slg(path):
+    b = open(path, "rb").read()
+    head, _, data = b.partition(b"end\n")
+    arrays, off = {}, 0
+    for line in head.decode().splitlines():
+        if line.startswith("array "):
+            name, *dims = line.split()[1:]
+            dims = [int(d) for d in dims]
+            n = int(np.prod(dims))
+            arrays[name] = np.frombuffer(data[off:off + 4 * n], "<f4").reshape(dims)
+            off += 4 * n
+    return arrays
+a = slg(os.environ["GOLD"])
+x = np.ascontiguousarray(a["track"].T)  # frames x channels
+with open(os.environ["OUTWAV"], "wb") as f:
+    data = x.astype("<f4").tobytes()
+    f.write(b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVEfmt " +
+            struct.pack("<IHHIIHH", 16, 3, x.shape[1], 8000, 8000 * 4 * x.shape[1], 4 * x.shape[1], 32) +
+            b"data" + struct.pack("<I", len(data)) + data)
+PY
+done
+
+job() { # NAME WEIGHTS EXTRA
+  printf '%s\n' "input: {paths: [$4]}" "output: {dir: $1, stems: {format: wav, sample_format: f32}}" \
+    "separation: {model: htdemucs, weights: $2$3}" "embedding: {model: none}" "runtime: {backend: cpu}" > "$1.yaml"
+}
+mkdir in_two
+cp in_small/track.wav in_two/a.wav
+cp in_bottom/track.wav in_two/b.wav
+for c in small bottom two; do
+  w=$c
+  [ $c = two ] && w=small
+  job "out_$c" "$SRC/tests/golden/htdemucs/$w.safetensors" "" "in_$c"
+  run_sl run "out_$c.yaml" --quiet
+  expect_status 0 "a job with the $w model ($c)"
+  tr=track.wav
+  [ $c = two ] && tr=a.wav
+  GOLD="$SRC/tests/golden/htdemucs/$w.slg" OUTDIR="out_$c" TRACK=$tr py_check "$c: stems equal the demucs command's" <<'PY'
+import glob, os
+import numpy as np
+from sl_check import raw
+def slg(path):
+    b = open(path, "rb").read()
+    head, _, data = b.partition(b"end\n")
+    arrays, off = {}, 0
+    for line in head.decode().splitlines():
+        if line.startswith("array "):
+            name, *dims = line.split()[1:]
+            dims = [int(d) for d in dims]
+            n = int(np.prod(dims))
+            arrays[name] = np.frombuffer(data[off:off + 4 * n], "<f4").reshape(dims)
+            off += 4 * n
+    return arrays
+ref = slg(os.environ["GOLD"])["apply"]  # [S][C][n]
+names = ["drums", "bass", "other", "vocals"] if ref.shape[0] == 4 else ["drums", "bass", "guitar"]
+for s, name in enumerate(names):
+    f = glob.glob(os.path.join(os.environ["OUTDIR"], "**", os.environ.get("TRACK", "track.wav"), name + ".wav"),
+                  recursive=True)
+    assert len(f) == 1, (name, f)
+    y = raw(f[0], ch=2).T
+    assert y.shape == ref[s].shape, (y.shape, ref[s].shape)
+    e = np.abs(y - ref[s]).max() / np.abs(ref[s]).max()
+    print(name, e)
+    assert e < 1e-4, (name, e)
+PY
+done
+
+# the option and the refusals
+job out_ov "$SRC/tests/golden/htdemucs/small.safetensors" ", options: {overlap: 0.5}" in_small
+run_sl run out_ov.yaml --quiet
+expect_status 0 "overlap 0.5"
+cmp -s "$(find out_ov -name drums.wav)" "$(find out_small -name drums.wav)" && fail "overlap 0.5 gave the same stems" || pass
+job out_bad "$SRC/tests/golden/htdemucs/small.safetensors" ", options: {shifts: 2}" in_small
+run_sl run out_bad.yaml --quiet
+expect_status 2 "an unknown option"
+expect_grep "shifts" "$ERR" "the option named"
+printf '%s\n' "input: {paths: [in_small]}" "output: {dir: out_seg}" \
+  "separation: {model: htdemucs, weights: $SRC/tests/golden/htdemucs/small.safetensors, segment_seconds: 2}" \
+  "embedding: {model: none}" > seg.yaml
+run_sl run seg.yaml --quiet
+expect_status 2 "segment_seconds with htdemucs"
+expect_grep "segment_seconds" "$ERR" "the key named"
+finish
