@@ -102,6 +102,10 @@ static const keydef keys[] = {
      "model-specific options (mapping of scalars), validated by the model"},
     {"embedding.tags_top_k", K_INT, 0, F(emb_tags_top_k), NOF, "10", 0, 1000, NULL,
      "for models with a classifier head (cnn14): the top-k labels per track written to tags/MODEL/tags.jsonl (0 = none)"},
+    {"embedding.text_labels", K_STRNULL, 0, F(emb_text_labels), NOF, NULL, 0, 0, NULL,
+     "clap only: zero-shot tags: a file of labels or prompts, one a line, or 'default' (the shipped music list); scored against each track vector into tags/clap/tags.jsonl"},
+    {"embedding.text_template", K_STRNULL, 0, F(emb_text_template), NOF, NULL, 0, 0, NULL,
+     "clap only: the prompt each label is put into, with one {} for the label, e.g. 'This is a sound of {}.' (unset = the label as written)"},
     {"embedding.window_seconds", K_NUM, 0, F(emb_window_s), NOF, "0", 0, 3600, NULL,
      "length of the windows a track is embedded in; the track vector is their mean (0 = the model's default)"},
     {"embedding.hop_seconds", K_NUM, 0, F(emb_hop_s), NOF, "0", 0, 3600, NULL,
@@ -1083,6 +1087,23 @@ static int cross_checks(ctx *c)
             return loc_err(c, c->where[b], keys[b].name, "%s stems take %d..%d kbit/s, not %d", cfg->stems_format,
                            lo, hi, cfg->stems_bitrate);
         }
+    }
+    {
+        size_t li = (size_t)(find_key("embedding.text_labels") - keys);
+        size_t ti = (size_t)(find_key("embedding.text_template") - keys);
+        size_t mi = (size_t)(find_key("embedding.model") - keys);
+        if ((cfg->emb_text_labels || cfg->emb_text_template) && strcmp(cfg->emb_model, "clap")) {
+            size_t b = cfg->emb_text_labels ? li : ti;
+            b = c->given[mi] > c->given[b] ? mi : b;
+            return loc_err(c, c->where[b], keys[b].name,
+                           "zero-shot labels need a model with a text tower (embedding.model: clap), not %s",
+                           cfg->emb_model);
+        }
+        if (cfg->emb_text_template && !cfg->emb_text_labels)
+            return loc_err(c, c->where[ti], keys[ti].name, "a template without embedding.text_labels");
+        const char *h = cfg->emb_text_template ? strstr(cfg->emb_text_template, "{}") : NULL;
+        if (cfg->emb_text_template && (!h || strstr(h + 2, "{}")))
+            return loc_err(c, c->where[ti], keys[ti].name, "the template must hold {} exactly once (where the label goes)");
     }
     size_t si = (size_t)(find_key("embedding.sources") - keys);
     for (size_t i = 0; i < cfg->n_emb_sources; i++)

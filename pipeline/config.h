@@ -42,6 +42,8 @@ typedef struct {
     char **emb_sources;     /* embedding.sources: "mix" and/or stem names, in the given order */
     size_t n_emb_sources;
     int emb_timeline;       /* embedding.timeline: also keep every window's vector */
+    char *emb_text_labels;   /* embedding.text_labels: FILE or "default" (clap zero-shot tags), NULL = none */
+    char *emb_text_template; /* embedding.text_template: holds "{}" once; NULL = the label as written */
     char *emb_center;       /* embedding.center: "none" | "catalog" (vectors minus the catalog mean) */
     char *emb_sources_at;   /* where embedding.sources was set ("FILE:LINE:COL" or "--set '...'"),
                                NULL when it is the default; for errors found once the models are open */

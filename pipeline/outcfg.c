@@ -111,6 +111,11 @@ static void output_fields(const sl_config *cfg, field_fn fn, void *arg)
     if (cfg->emb_center && strcmp(cfg->emb_center, "none"))
         fn(arg, "embedding.center", NULL, cfg->emb_center);
     fn(arg, NULL, "embedding.center", cfg->emb_center ? cfg->emb_center : "none");
+    /* zero-shot labels change the tags (the file is known by its path, not its content) */
+    if (cfg->emb_text_labels) {
+        fn(arg, "embedding.text_labels", "embedding.text_labels", cfg->emb_text_labels);
+        fn(arg, "embedding.text_template", "embedding.text_template", cfg->emb_text_template);
+    }
     /* tf32 / bf16 products change the outputs beyond fp32's rounding */
     if (strcmp(cfg->precision, "fp32"))
         fn(arg, "runtime.precision", NULL, cfg->precision);

@@ -170,6 +170,7 @@ struct runner {
     sl_budget *budget;     /* those tokens */
     sl_op_ctx *host_ctx;   /* allocates the slots */
     const char *const *labels; /* class names of the embedding model's scores, or NULL */
+    struct sl_zeroshot *zs;    /* embedding.text_labels: zero-shot labels (clap), or NULL */
 
     /* embedding.sources, resolved against the separation model */
     int n_esrc;

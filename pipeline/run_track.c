@@ -1,6 +1,7 @@
 /* Job runner: per-track state, stem encoders, stitching, finalisation (outputs
  * renamed into place, then the ledger row) and the writer threads. */
 #include "run_internal.h"
+#include "zeroshot.h"
 
 /* ---- tracks ---- */
 
@@ -286,9 +287,21 @@ void finalize(runner *r, trk *t)
             }
             if (t->ssum && t->vweight[i] > 0) {
                 stags[i] = sl_tags_json(t->ssum + (size_t)i * (size_t)ns, ns, t->vweight[i],
-                                        r->cfg->emb_tags_top_k, r->labels);
+                                        r->cfg->emb_tags_top_k, r->labels, NULL);
                 if (!stags[i]) {
                     trk_fail(t, "embed: out of memory");
+                    break;
+                }
+            } else if (r->zs && t->vweight[i] > 0) {
+                /* zero-shot tags from the track vector itself (before any centring) */
+                int nl = sl_zeroshot_count(r->zs);
+                double *sc = malloc(2 * (size_t)nl * sizeof *sc);
+                rc = sc ? sl_zeroshot_score(r->zs, v, sc, sc + nl) : SL_ENOMEM;
+                if (!rc && !(stags[i] = sl_tags_json(sc, nl, 1.0, r->cfg->emb_tags_top_k, r->labels, sc + nl)))
+                    rc = SL_ENOMEM;
+                free(sc);
+                if (rc) {
+                    trk_fail(t, "zero-shot tags of '%s': %s", src, sl_errmsg(rc, m, sizeof m));
                     break;
                 }
             }

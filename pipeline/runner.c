@@ -18,6 +18,7 @@
 #include "run_internal.h"
 #include "report_html.h"
 #include "center.h"
+#include "zeroshot.h"
 
 /* ---- setup ---- */
 
@@ -601,7 +602,15 @@ static int run_job(runner *r)
     r->host_ctx = ctx;
     if (r->emb && r->emb->n_scores > 0)
         r->labels = sl_labels_for(r->emb->n_scores);
-    rc = start_workers(r, ctx);
+    rc = 0;
+    if (r->emb && cfg->emb_text_labels && cfg->emb_tags_top_k > 0) {
+        rc = sl_zeroshot_open(&r->zs, cfg->emb_text_labels, cfg->emb_text_template, cfg->emb_weights, r->emb->dim,
+                              ctx);
+        if (!rc)
+            r->labels = sl_zeroshot_labels(r->zs);
+    }
+    if (!rc)
+        rc = start_workers(r, ctx);
     if (rc == SL_ECONFIG) {
         sl_log(SL_LOG_ERROR, NULL, NULL, "%s", sl_errmsg(rc, m, sizeof m));
         sl_progress_stop(r->progress);
@@ -637,7 +646,7 @@ static int run_job(runner *r)
             for (int tl = 0; tl <= (cfg->emb_timeline ? 1 : 0) && !r->fatal; tl++)
                 write_source_shards(r, r->esrc[i], tl, prefix);
         sl_report_stage_time(r->report, "shards", now_s() - t0);
-        if (!r->fatal && r->emb->n_scores > 0 && cfg->emb_tags_top_k > 0) {
+        if (!r->fatal && (r->emb->n_scores > 0 || r->zs) && cfg->emb_tags_top_k > 0) {
             char tp[4096];
             snprintf(tp, sizeof tp, "%s/tags/%s/%stags.jsonl", cfg->output_dir, r->emb->name, prefix);
             rc = sl_tags_write(tp, r->ledger, r->emb->name, r->esrc, (size_t)r->n_esrc);
@@ -684,6 +693,7 @@ static int run_job(runner *r)
 out:
     close_workers(r);
     sl_budget_free(r->budget);
+    sl_zeroshot_close(r->zs);
     r->budget = NULL;
     sl_report_free(r->report);
     if (r->ledger)

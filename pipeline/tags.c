@@ -16,12 +16,12 @@
 static char *audioset[AUDIOSET_N + 1];
 static pthread_once_t audioset_once = PTHREAD_ONCE_INIT;
 
-static FILE *open_labels(void)
+FILE *sl_data_open(const char *name)
 {
     char p[PATH_MAX + 64];
     const char *env = getenv("STEMLINE_DATA_DIR");
     if (env && *env) {
-        snprintf(p, sizeof p, "%s/audioset_labels.csv", env);
+        snprintf(p, sizeof p, "%s/%s", env, name);
         FILE *f = fopen(p, "r");
         if (f)
             return f;
@@ -35,7 +35,7 @@ static FILE *open_labels(void)
             *slash = 0;
             static const char *const rel[] = {"/../data", "/../../data", "/../share/stemline/data", "/data"};
             for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) {
-                snprintf(p, sizeof p, "%s%s/audioset_labels.csv", exe, rel[i]);
+                snprintf(p, sizeof p, "%s%s/%s", exe, rel[i], name);
                 FILE *f = fopen(p, "r");
                 if (f)
                     return f;
@@ -43,7 +43,7 @@ static FILE *open_labels(void)
         }
     }
 #ifdef SL_SOURCE_DIR
-    snprintf(p, sizeof p, "%s/data/audioset_labels.csv", SL_SOURCE_DIR);
+    snprintf(p, sizeof p, "%s/data/%s", SL_SOURCE_DIR, name);
     return fopen(p, "r");
 #else
     return NULL;
@@ -53,7 +53,7 @@ static FILE *open_labels(void)
 /* index,mid,"display name" (the name quoted, "" for a literal quote). */
 static void load_audioset(void)
 {
-    FILE *f = open_labels();
+    FILE *f = sl_data_open("audioset_labels.csv");
     if (!f) {
         sl_log(SL_LOG_WARN, NULL, "tags", "data/audioset_labels.csv not found: tags carry class indices only "
                                           "(set STEMLINE_DATA_DIR)");
@@ -111,7 +111,7 @@ const char *const *sl_labels_for(int n)
     return audioset[0] ? (const char *const *)audioset : NULL;
 }
 
-char *sl_tags_json(const double *sum, int n, double weight, int k, const char *const *labels)
+char *sl_tags_json(const double *sum, int n, double weight, int k, const char *const *labels, const double *cosine)
 {
     if (k > n)
         k = n;
@@ -144,7 +144,10 @@ char *sl_tags_json(const double *sum, int n, double weight, int k, const char *c
             sl_json_str(f, labels[top[j]]);
         else
             fputs("null", f);
-        fprintf(f, ", \"score\": %.6f}", weight > 0 ? sum[top[j]] / weight : 0.0);
+        fprintf(f, ", \"score\": %.6f", weight > 0 ? sum[top[j]] / weight : 0.0);
+        if (cosine)
+            fprintf(f, ", \"cosine\": %.6f", cosine[top[j]]);
+        fputc('}', f);
     }
     fputc(']', f);
     free(top);
