@@ -129,8 +129,6 @@ int sl_zeroshot_open(sl_zeroshot **out, const char *path, const char *tmpl, cons
     }
     int rc = read_labels(z, f, dflt ? "data/" DEFAULT_LABELS : path);
     fclose(f);
-    if (!rc)
-        rc = logit_scale(weights, &z->scale);
     char **prompts = rc ? NULL : calloc((size_t)z->n, sizeof *prompts);
     if (!rc && !prompts)
         rc = sl_seterr(SL_ENOMEM, "out of memory");
@@ -147,12 +145,16 @@ int sl_zeroshot_open(sl_zeroshot **out, const char *path, const char *tmpl, cons
             memcpy(prompts[i], z->labels[i], ll + 1);
     }
     sl_clap_text *t = NULL;
-    if (!rc && (rc = sl_clap_text_open(&t, ctx, weights)))
-        rc = sl_seterr(rc == SL_ENOMEM ? rc : SL_ECONFIG, "embedding.text_labels: the text tower: %s",
-                       sl_lasterr());
+    if (!rc && (rc = sl_clap_text_open(&t, ctx, weights))) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", sl_lasterr());
+        rc = sl_seterr(rc == SL_ENOMEM ? rc : SL_ECONFIG, "embedding.text_labels: the text tower: %s", why);
+    }
     if (!rc && sl_clap_text_dim(t) != dim)
         rc = sl_seterr(SL_ECONFIG, "%s: the text tower gives %d-d vectors, the audio tower %d-d ones", weights,
                        sl_clap_text_dim(t), dim);
+    if (!rc)
+        rc = logit_scale(weights, &z->scale);
     if (!rc && !(z->text = malloc((size_t)z->n * (size_t)dim * sizeof *z->text)))
         rc = sl_seterr(SL_ENOMEM, "out of memory");
     if (!rc)

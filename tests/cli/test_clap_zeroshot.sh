@@ -26,19 +26,20 @@ ha, da = load(sys.argv[1]); ht, dt = load(sys.argv[2])
 meta = dict(ha.pop("__metadata__"))
 tm = ht.pop("__metadata__")
 meta.update({k: v for k, v in tm.items() if k.startswith("clap.text.") or k in ("clap.tmodel", "clap.joint_dim", "clap.enable_fusion")})
-h, data = {"__metadata__": meta}, bytearray()
+ents = []
 for hd, d, keep in ((ha, da, lambda k: True), (ht, dt, lambda k: not k.startswith("audio_branch."))):
-    for k, v in sorted(hd.items(), key=lambda kv: kv[1]["data_offsets"][0]):
-        if not keep(k):
-            continue
-        b, e = v["data_offsets"]
-        while len(data) % 8:
-            data.append(0)
-        h[k] = dict(v, data_offsets=[len(data), len(data) + e - b])
-        data += d[b:e]
+    for k, v in hd.items():
+        if keep(k):
+            b, e = v["data_offsets"]
+            ents.append((k, v["dtype"], v["shape"], d[b:e]))
 if sys.argv[4] != "none":
-    h["logit_scale_a"] = {"dtype": "F32", "shape": [], "data_offsets": [len(data), len(data) + 4]}
-    data += struct.pack("<f", float(sys.argv[4]))
+    ents.append(("logit_scale_a", "F32", [], struct.pack("<f", float(sys.argv[4]))))
+size = {"I64": 8, "F64": 8, "F32": 4, "I32": 4, "F16": 2, "BF16": 2, "U8": 1, "BOOL": 1}
+ents.sort(key=lambda t: -size[t[1]])  # no gaps, every tensor aligned to its element size
+h, data = {"__metadata__": meta}, bytearray()
+for k, dt_, shape, raw in ents:
+    h[k] = {"dtype": dt_, "shape": shape, "data_offsets": [len(data), len(data) + len(raw)]}
+    data += raw
 s = json.dumps(h).encode(); s += b" " * (-len(s) % 8)
 open(sys.argv[3], "wb").write(struct.pack("<Q", len(s)) + s + bytes(data))
 PY
@@ -113,17 +114,17 @@ PY
 printf 'rock\n\njazz\n' > blank.txt
 run_sl run job.yaml --quiet --set output.dir=e1 --set embedding.text_labels=blank.txt
 expect_status 2 "blank label line"
-expect_grep "blank.txt:2: blank line" "$ERR"
+expect_grep "blank.txt:2: blank line" "$ERR" "blank.txt:2: blank line"
 printf 'rock\njazz\nrock\n' > dup.txt
 run_sl run job.yaml --quiet --set output.dir=e2 --set embedding.text_labels=dup.txt
 expect_status 2 "duplicate label"
-expect_grep "dup.txt:3: duplicate label 'rock' (also on line 1)" "$ERR"
+expect_grep "dup.txt:3: duplicate label 'rock' (also on line 1)" "$ERR" "dup.txt:3: duplicate label 'rock' (also on line 1)"
 run_sl run job.yaml --quiet --set output.dir=e3 --set embedding.text_labels=missing.txt
 expect_status 2 "missing label file"
-expect_grep "missing.txt" "$ERR"
+expect_grep "missing.txt" "$ERR" "missing.txt"
 run_sl run job.yaml --quiet --set output.dir=e4 --set 'embedding.text_template=no hole'
 expect_status 2 "template without {}"
-expect_grep "embedding.text_template" "$ERR"
+expect_grep "embedding.text_template" "$ERR" "embedding.text_template"
 cat > cnn.yaml <<YAML
 input: {paths: [in]}
 output: {dir: e5}
@@ -133,13 +134,13 @@ embedding:
 YAML
 run_sl run cnn.yaml --quiet
 expect_status 2 "labels with a model without a text tower"
-expect_grep "cnn.yaml:5:16: key 'embedding.text_labels'.*clap" "$ERR"
+expect_grep "cnn.yaml:5:3: key 'embedding.text_labels': zero-shot labels need a model with a text tower (embedding.model: clap)" "$ERR" "the error names the YAML line"
 "$SL_PYTHON" join.py "$SL_SRC/tests/golden/clap/clap-small.safetensors" "$SL_SRC/tests/golden/clap_text/small.safetensors" \
   nolog.safetensors none
 run_sl run job.yaml --quiet --set output.dir=e6 --set embedding.weights=nolog.safetensors
 expect_status 2 "weights without logit_scale_a"
-expect_grep "no logit_scale_a" "$ERR"
+expect_grep "no logit_scale_a" "$ERR" "no logit_scale_a"
 run_sl run job.yaml --quiet --set output.dir=e7 --set "embedding.weights=$SL_SRC/tests/golden/clap/clap-small.safetensors"
 expect_status 2 "weights without a text tower"
-expect_grep "the text tower" "$ERR"
+expect_grep "embedding.text_labels: the text tower: " "$ERR" "the text tower is missing"
 finish
