@@ -1,4 +1,4 @@
-/* pipeline/search.c: exact top-k against brute force (ties, k > rows, float16,
+/* pipeline/search*.c: exact top-k against brute force (ties, k > rows, float16,
  * rows that are not normalised, several queries at once), independence from the
  * block size, the jsonl lookups, the index.json sidecar, and sl_embed_mean; the
  * op path (sl_vindex_search_on: gemm + topk) on backends cpu, cuda-emu and, when
