@@ -108,7 +108,7 @@ static void test_info(sl_op_ctx *ctx)
     printf("hpss params: %s\n", info->params);
     CHECK(!strcmp(sl_sep_model_names[0], "hpss") && !strcmp(sl_sep_model_names[1], "umx") &&
           !strcmp(sl_sep_model_names[2], "bs_roformer") && !strcmp(sl_sep_model_names[3], "mel_band_roformer") &&
-          sl_sep_model_names[4] == NULL);
+          !strcmp(sl_sep_model_names[4], "htdemucs") && sl_sep_model_names[5] == NULL);
     sl_sep_close(m);
 }
 
