@@ -1,9 +1,10 @@
 /* LAION-CLAP text tower (models/clap_text.h): loading and the forward pass over
  * the shared ops (GEMM with bias / residual / GELU / tanh / ReLU epilogues,
  * sl_op_norm for the post-layer-norms, sl_op_attention with k_len for texts of
- * different lengths in one batch). The token, position and type embeddings are
- * summed on the host from the mapped weights file (a few rows per text), then
- * uploaded. */
+ * different lengths in one batch, and sl_op_row_gather for the embedding lookup:
+ * the token, type and position tables are stacked into one backend table, and
+ * each row of the input is the sum of three of its rows, in the reference's order
+ * (token + type, then + position). */
 #include "models/clap_text.h"
 
 #include <math.h>
@@ -28,13 +29,14 @@ struct sl_clap_text {
     char path[512];
     int vocab, width, layers, heads, inter, max_pos, context, dim, pad_id;
     float eps;
-    const float *word, *pos, *type0; /* host, inside the mapped file */
+    float *table; /* [vocab + max_pos + 1][W]: token rows, position rows, token type 0 */
     float *emb_g, *emb_b, *wp, *bp, *p0w, *p0b, *p2w, *p2b;
     ct_layer *L;
     unsigned char *used; /* [sl_st_count]: tensors the tower reads */
     sl_model_ws ws;
-    float *hx;
-    size_t hx_cap;
+    int32_t *hidx; /* host staging of the gather table, [rows][3] */
+    float *hw;
+    size_t h_cap;
 };
 
 static int meta_num(sl_clap_text *m, const char *key, double lo, double hi, int integer, double *out) {
@@ -169,13 +171,21 @@ static int load(sl_clap_text *m) {
                          m->path, sl_bpe_vocab_size(m->bpe), sl_bpe_pad(m->bpe), m->vocab, m->pad_id);
     const int64_t W = m->width, J = m->dim;
     const char *e = "text_branch.embeddings";
-    m->word = take(m, m->vocab, W, "%s.word_embeddings.weight", e);
-    m->pos = m->word ? take(m, m->max_pos, W, "%s.position_embeddings.weight", e) : NULL;
+    const float *word = take(m, m->vocab, W, "%s.word_embeddings.weight", e);
+    const float *pos = word ? take(m, m->max_pos, W, "%s.position_embeddings.weight", e) : NULL;
     const sl_st_tensor *tt = sl_st_find(m->f, "text_branch.embeddings.token_type_embeddings.weight");
     int64_t n_types = tt && tt->ndim == 2 ? tt->shape[0] : 1;
-    m->type0 = m->pos ? take(m, n_types, W, "%s.token_type_embeddings.weight", e) : NULL;
-    if (!m->type0) return SL_EFORMAT;
-    rc = put(m, &m->emb_g, take(m, W, 0, "%s.LayerNorm.weight", e), (size_t)W);
+    const float *type0 = pos ? take(m, n_types, W, "%s.token_type_embeddings.weight", e) : NULL;
+    if (!type0) return SL_EFORMAT;
+    const size_t nv = (size_t)m->vocab, np = (size_t)m->max_pos;
+    float *tab = malloc((nv + np + 1) * (size_t)W * sizeof *tab);
+    if (!tab) return SL_ENOMEM;
+    memcpy(tab, word, nv * (size_t)W * sizeof *tab);
+    memcpy(tab + nv * (size_t)W, pos, np * (size_t)W * sizeof *tab);
+    memcpy(tab + (nv + np) * (size_t)W, type0, (size_t)W * sizeof *tab);
+    rc = sl_model_upload_new(m->ctx, &m->table, tab, (nv + np + 1) * (size_t)W);
+    free(tab);
+    if (!rc) rc = put(m, &m->emb_g, take(m, W, 0, "%s.LayerNorm.weight", e), (size_t)W);
     if (!rc) rc = put(m, &m->emb_b, take(m, W, 0, "%s.LayerNorm.bias", e), (size_t)W);
     m->L = rc ? NULL : calloc((size_t)m->layers, sizeof *m->L);
     if (!rc && !m->L) rc = SL_ENOMEM;
@@ -199,7 +209,7 @@ static int load(sl_clap_text *m) {
 
 int sl_clap_text_open(sl_clap_text **out, sl_op_ctx *ctx, const char *path) {
     *out = NULL;
-    static const sl_op_id need[] = {SL_OP_GEMM, SL_OP_NORM, SL_OP_ATTENTION};
+    static const sl_op_id need[] = {SL_OP_GEMM, SL_OP_NORM, SL_OP_ATTENTION, SL_OP_ROW_GATHER};
     int rc = sl_op_require(ctx, need, sizeof need / sizeof *need, "CLAP text tower");
     if (rc) return rc;
     sl_clap_text *m = calloc(1, sizeof *m);
@@ -222,7 +232,7 @@ int sl_clap_text_open(sl_clap_text **out, sl_op_ctx *ctx, const char *path) {
 
 void sl_clap_text_close(sl_clap_text *m) {
     if (!m) return;
-    float **all[] = {&m->emb_g, &m->emb_b, &m->wp, &m->bp, &m->p0w, &m->p0b, &m->p2w, &m->p2b};
+    float **all[] = {&m->table, &m->emb_g, &m->emb_b, &m->wp, &m->bp, &m->p0w, &m->p0b, &m->p2w, &m->p2b};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) sl_op_free(m->ctx, *all[i]);
     for (int i = 0; m->L && i < m->layers; i++) {
         ct_layer *l = &m->L[i];
@@ -234,7 +244,8 @@ void sl_clap_text_close(sl_clap_text *m) {
     sl_bpe_close(m->bpe);
     sl_st_close(m->f);
     free(m->used);
-    free(m->hx);
+    free(m->hidx);
+    free(m->hw);
     free(m);
 }
 
@@ -247,29 +258,34 @@ int sl_clap_text_tokenize(const sl_clap_text *m, const char *text, size_t len, i
     return sl_bpe_encode(m->bpe, text, len, ids, (size_t)m->context, n_tokens, truncated);
 }
 
-/* Token + position + type embeddings of every row into m->hx[batch][T][W] (zeros past
- * each sequence). Positions as RoBERTa's create_position_ids_from_input_ids. */
-static int embed_host(sl_clap_text *m, const int32_t *ids, size_t stride, const size_t *lens, size_t batch, size_t T) {
-    const size_t W = (size_t)m->width, need = batch * T * W;
-    if (need > m->hx_cap) {
-        float *p = realloc(m->hx, need * sizeof *p);
-        if (!p) return sl_seterr(SL_ENOMEM, "CLAP text tower: out of memory");
-        m->hx = p;
-        m->hx_cap = need;
+/* The gather table of the embedding sum: row r = b*T + t takes token ids[b][t], token
+ * type 0 and its position (RoBERTa's create_position_ids_from_input_ids); rows past a
+ * sequence's length take <pad>'s (never read). Into m->hidx / m->hw ([R][3]). */
+static int embed_rows(sl_clap_text *m, const int32_t *ids, size_t stride, const size_t *lens, size_t batch, size_t T) {
+    const size_t need = batch * T * 3;
+    if (need > m->h_cap) {
+        int32_t *pi = realloc(m->hidx, need * sizeof *pi);
+        if (pi) m->hidx = pi;
+        float *pw = pi ? realloc(m->hw, need * sizeof *pw) : NULL;
+        if (!pw) return sl_seterr(SL_ENOMEM, "CLAP text tower: out of memory");
+        m->hw = pw;
+        m->h_cap = need;
     }
-    memset(m->hx, 0, need * sizeof *m->hx);
+    const int32_t pos0 = m->vocab, type0 = m->vocab + m->max_pos;
     for (size_t b = 0; b < batch; b++) {
         int count = 0;
-        for (size_t t = 0; t < lens[b]; t++) {
-            int32_t id = ids[b * stride + t];
+        for (size_t t = 0; t < T; t++) {
+            int32_t id = t < lens[b] ? ids[b * stride + t] : m->pad_id;
             if (id < 0 || id >= m->vocab)
                 return sl_seterr(SL_EINVAL, "CLAP text tower: token id %d outside the vocabulary of %d", id, m->vocab);
             int p = id == m->pad_id ? m->pad_id : m->pad_id + ++count;
-            const float *we = m->word + (size_t)id * W, *pe = m->pos + (size_t)p * W;
-            float *x = m->hx + (b * T + t) * W;
-            for (size_t j = 0; j < W; j++) x[j] = (we[j] + m->type0[j]) + pe[j];
+            int32_t *r = m->hidx + (b * T + t) * 3;
+            r[0] = id;
+            r[1] = type0;
+            r[2] = pos0 + p;
         }
     }
+    for (size_t i = 0; i < need; i++) m->hw[i] = 1.0f;
     return 0;
 }
 
@@ -300,18 +316,24 @@ int sl_clap_text_run_ids(sl_clap_text *m, const int32_t *ids, size_t stride, con
     }
     if (batch == 0) return 0;
     const size_t W = (size_t)m->width, I = (size_t)m->inter, J = (size_t)m->dim, R = batch * T;
-    int rc = embed_host(m, ids, stride, lens, batch, T);
+    int rc = embed_rows(m, ids, stride, lens, batch, T);
     if (rc) return rc;
-    const size_t sizes[] = {R * W, R * 3 * W, R * W, R * I, batch * W, batch * J, batch * J, batch};
-    float *p[8];
-    if ((rc = sl_model_ws_get(m->ctx, &m->ws, 8, sizes, p))) return rc;
+    const size_t sizes[] = {R * W, R * 3 * W, R * W, R * I, batch * W, batch * J, batch * J, batch, R * 3, R * 3};
+    float *p[10];
+    if ((rc = sl_model_ws_get(m->ctx, &m->ws, 10, sizes, p))) return rc;
     float *X = p[0], *QKV = p[1], *A = p[2], *H = p[3], *P = p[4], *Q1 = p[5], *Q2 = p[6];
     int32_t *k_len = (int32_t *)p[7], *hl = malloc(batch * sizeof *hl);
     if (!hl) return SL_ENOMEM;
     for (size_t b = 0; b < batch; b++) hl[b] = (int32_t)lens[b];
     rc = sl_op_upload(m->ctx, k_len, hl, batch * sizeof *hl);
     free(hl);
-    if (!rc) rc = sl_op_upload(m->ctx, X, m->hx, R * W * sizeof(float));
+    int32_t *gidx = (int32_t *)p[8];
+    float *gw = p[9];
+    if (!rc) rc = sl_op_upload(m->ctx, gidx, m->hidx, R * 3 * sizeof *gidx);
+    if (!rc) rc = sl_op_upload(m->ctx, gw, m->hw, R * 3 * sizeof *gw);
+    sl_gather_args ga = {.batch = 1, .rows = R, .cols = W, .in_rows = (size_t)(m->vocab + m->max_pos + 1), .taps = 3,
+                         .idx = gidx, .w = gw, .x = m->table, .ldx = W, .y = X, .ldy = W};
+    if (!rc) rc = sl_op_row_gather(m->ctx, &ga);
     if (!rc) rc = layer_norm(m, X, R, W, m->emb_g, m->emb_b);
     if (taps) taps->t_max = T;
     if (!rc && taps) rc = tap(m, taps->emb, X, R * W);
