@@ -58,7 +58,7 @@ static void write_shards(const char *dir, const char *prefix, const float *X, co
     }
 }
 
-/* The reference: every row scored as search.c promises (query normalised in
+/* The reference: every row scored as search_scan.c promises (query normalised in
  * double then rounded to float, double dot / double row norm), sorted by score
  * then row order. Returns the top k indices in idx, scores in sc. */
 typedef struct {
