@@ -404,7 +404,7 @@ int sl_op_avg_pool2d(sl_op_ctx *ctx, size_t planes, int h, int w, int kh, int kw
  * (the Cnn14 / PANNs clip head: torch.mean(x, 3), then max + mean over dim 2). */
 int sl_op_clip_pool(sl_op_ctx *ctx, size_t planes, size_t T, size_t F, const float *in, float *out);
 
-/* ---- search (pipeline/search.c; the CUDA kernel: kernels/cuda/topk.cu) ---- */
+/* ---- search (pipeline/search_scan.c; the CUDA kernel: kernels/cuda/topk.cu) ---- */
 
 /* A running top k per row over blocks of scores, kept in backend memory between
  * calls so that only the final k per row are ever downloaded: after a call, row q

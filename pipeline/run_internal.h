@@ -200,6 +200,7 @@ struct runner {
     sl_report *report;
     sl_progress *progress;
     int fatal;             /* under mu while the pipeline threads run */
+    double test_fill_s;    /* test hook SL_TEST_FILL_BATCHES=SECONDS: a worker waits up to this long for a full batch */
     char fatal_msg[1100];
     atomic_int disk_full;  /* the output was lost: ENOSPC, EROFS or EACCES */
     atomic_int decodes;    /* decoders opened: one per track input, one per embedded stem */

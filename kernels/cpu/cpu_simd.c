@@ -435,3 +435,28 @@ void sl_cpu_norm_apply(float *y, const float *x, size_t n, double mean, double r
         y[i] = v;
     }
 }
+
+/* ---- GLU ---- */
+
+#ifdef SL_CPU_HAVE_AVX2_PATHS
+__attribute__((target("avx2"))) static size_t glu_avx2(float *y, const float *a, const float *g, size_t n)
+{
+    size_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        const __m256 s = sigmoid_avx2(_mm256_loadu_ps(g + j));
+        _mm256_storeu_ps(y + j, _mm256_mul_ps(_mm256_loadu_ps(a + j), s));
+    }
+    return j;
+}
+#endif
+
+void sl_cpu_glu_row(float *y, const float *a, const float *g, size_t n)
+{
+    size_t j = 0;
+#ifdef SL_CPU_HAVE_AVX2_PATHS
+    if (sl_cpu_simd_avx2())
+        j = glu_avx2(y, a, g, n);
+#endif
+    for (; j < n; j++)
+        y[j] = a[j] * sigmoid_poly(g[j]);
+}

@@ -60,4 +60,8 @@ double sl_cpu_row_sum(const float *x, size_t n, double c, int sq);
 void sl_cpu_norm_apply(float *y, const float *x, size_t n, double mean, double rstd, const float *gamma,
                        const float *beta);
 
+/* y[j] = a[j] * sigmoid(g[j]) (the LSTM cell's sigmoid), j < n; y may be a or lie
+ * before it in memory by at most the row offset (GLU in place); AVX2 bit-identical. */
+void sl_cpu_glu_row(float *y, const float *a, const float *g, size_t n);
+
 #endif

@@ -1,7 +1,7 @@
 /* CPU reference of the topk op (kernels/ops.h): per row, the list so far plus
  * every score of the block that beats the list's last entry, sorted by the rank
  * of kernels/topk_key.h, the first k kept. Plainly correct rather than fast:
- * the search's CPU path does its own selection (pipeline/search.c). */
+ * the search's CPU path does its own selection (pipeline/search_scan.c). */
 #include <stdlib.h>
 
 #include "../../common/sl_error.h"

@@ -59,11 +59,8 @@ static inline float sigmoid_f(float v) { return 1.0f / (1.0f + expf(-v)); }
 int sl_cpu_glu(sl_op_ctx *ctx, size_t rows, size_t n, const float *x, size_t ldx, float *y, size_t ldy)
 {
     (void)ctx;
-    for (size_t i = 0; i < rows; i++) /* in place (ldy <= ldx): element j is read before it is written */
-        for (size_t j = 0; j < n; j++) {
-            const float g = sigmoid_f(x[i * ldx + n + j]);
-            y[i * ldy + j] = x[i * ldx + j] * g;
-        }
+    for (size_t i = 0; i < rows; i++) /* in place (ldy <= ldx): elements are read before they are written */
+        sl_cpu_glu_row(y + i * ldy, x + i * ldx, x + i * ldx + n, n);
     return 0;
 }
 

@@ -81,7 +81,9 @@ assert np.array_equal(vec("out"), vec("out-alone"))
 EOF
 
 # ---- device out of memory: batches split, then CPU fallback; same bytes ----
-SL_FAULT_DEVICE_OOM=2 run_sl run job.yaml --quiet --set output.dir=out-oom
+# (SL_TEST_FILL_BATCHES: workers wait up to 3 s for full batches, so batches
+# larger than 2 form however loaded the machine is)
+SL_TEST_FILL_BATCHES=3 SL_FAULT_DEVICE_OOM=2 run_sl run job.yaml --quiet --set output.dir=out-oom
 expect_status 0 "simulated OOM on batches > 2"
 SL_FAULT_DEVICE_OOM=0 run_sl run job.yaml --quiet --set output.dir=out-oom0
 expect_status 0 "simulated OOM on every batch"

@@ -1,4 +1,4 @@
-/* pipeline/search.c: exact top-k against brute force (ties, k > rows, float16,
+/* pipeline/search*.c: exact top-k against brute force (ties, k > rows, float16,
  * rows that are not normalised, several queries at once), independence from the
  * block size, the jsonl lookups, the index.json sidecar, and sl_embed_mean; the
  * op path (sl_vindex_search_on: gemm + topk) on backends cpu, cuda-emu and, when
@@ -58,7 +58,7 @@ static void write_shards(const char *dir, const char *prefix, const float *X, co
     }
 }
 
-/* The reference: every row scored as search.c promises (query normalised in
+/* The reference: every row scored as search_scan.c promises (query normalised in
  * double then rounded to float, double dot / double row norm), sorted by score
  * then row order. Returns the top k indices in idx, scores in sc. */
 typedef struct {

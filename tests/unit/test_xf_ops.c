@@ -326,6 +326,7 @@ int main(void)
     test_attention(ctx, 2, 13, 29, 3, 7, 0, 1);
     test_norm(ctx, SL_NORM_RMS, 9, 300);
     test_norm(ctx, SL_NORM_LAYER, 9, 300);
+    test_gelu_glu(ctx);
     sl_cpu_simd_set(1);
     test_band(ctx);
     sl_op_ctx_close(ctx);

@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+"""HT-Demucs v4 end to end: stemline vs the `demucs` command's computation.
+
+    PY=/path/to/venv/bin/python   # torch + demucs (bench/torch_venv.sh)
+    $PY bench/bench_htdemucs.py --bin build/stemline [--seconds 30] [--threads 1,2] [--weights F.th]
+
+Both sides run the same model on the same track at the same thread count:
+PyTorch (float32, torch.set_num_threads(t), no grad) computes what `demucs`
+does before it writes files (mono mean/std normalisation, apply_model with
+split=True, overlap 0.25, shifts 0, the normalisation undone); stemline runs a
+job (`stemline run`, runtime.threads t, backend cpu, 32-bit float WAV stems)
+on the track written as a WAV, so its figure includes decoding (twice: the
+statistics pass and the segments), the model and writing the stems. The
+model: a released checkpoint (--weights FILE.th, converted with
+tools/convert_htdemucs.py) or, by default, HTDemucs at the released htdemucs
+dimensions with random weights (the same computation and cost). Also checks
+that both outputs agree (max|diff| / max|ref| printed). Prints x realtime
+(audio seconds / wall seconds) per side and thread count, and `uptime`'s load:
+this machine is shared, so the figures are only as quiet as the load says.
+"""
+
+import argparse
+import fractions
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tools"))
+import stemline_st  # noqa: E402
+from convert_htdemucs import convert, metadata_from_kwargs  # noqa: E402
+
+
+def write_wav(path, x, sr):
+    x = np.ascontiguousarray(x.T.astype("<f4"))
+    data = x.tobytes()
+    with open(path, "wb") as f:
+        f.write(b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVEfmt " +
+                struct.pack("<IHHIIHH", 16, 3, x.shape[1], sr, sr * 4 * x.shape[1], 4 * x.shape[1], 32) +
+                b"data" + struct.pack("<I", len(data)) + data)
+
+
+def read_wav_f32(path):
+    b = open(path, "rb").read()
+    i = b.index(b"data")
+    n = struct.unpack("<I", b[i + 4:i + 8])[0]
+    return np.frombuffer(b[i + 8:i + 8 + n], "<f4").reshape(-1, 2).T
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--bin", required=True, help="the stemline executable")
+    ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--weights", help="a released HTDemucs checkpoint (.th); default: random weights")
+    a = ap.parse_args()
+    from demucs.apply import apply_model
+    from demucs.htdemucs import HTDemucs
+
+    tmp = tempfile.mkdtemp(prefix="bench_htdemucs_")
+    sw = os.path.join(tmp, "model.safetensors")
+    if a.weights:
+        from demucs.states import load_model
+        model = load_model(a.weights)
+        tensors, meta = convert([a.weights])
+    else:
+        torch.manual_seed(0)
+        kw = dict(sources=["drums", "bass", "other", "vocals"], segment=fractions.Fraction(39, 5))
+        model = HTDemucs(**kw)
+        meta = metadata_from_kwargs({k: v for k, v in kw.items() if k != "sources"}, kw["sources"])
+        meta.update(models="1", bag_weights="1.0,1.0,1.0,1.0", source="random weights (bench)")
+        tensors = [("m0." + k, stemline_st.to_numpy_f32(v)) for k, v in model.state_dict().items()]
+    stemline_st.save(sw, tensors, meta)
+    model.eval()
+    sr = model.samplerate
+    n = int(a.seconds * sr)
+    rng = np.random.default_rng(1)
+    t = np.arange(n) / sr
+    track = np.stack([0.3 * np.sin(2 * np.pi * 220 * t) + 0.1 * rng.standard_normal(n),
+                      0.3 * np.sin(2 * np.pi * 330 * t) + 0.1 * rng.standard_normal(n)]).astype(np.float32)
+    os.makedirs(os.path.join(tmp, "in"))
+    write_wav(os.path.join(tmp, "in", "track.wav"), track, sr)
+    load = open("/proc/loadavg").read().split()[:3]
+    print("HT-Demucs end to end, %.0f s stereo at %d Hz, load before: %s" % (a.seconds, sr, " ".join(load)))
+    for th in [int(x) for x in a.threads.split(",")]:
+        torch.set_num_threads(th)
+        wav = torch.from_numpy(track)
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            ref = wav.mean(0)
+            w = (wav - ref.mean()) / ref.std()
+            out = apply_model(model, w[None], shifts=0, split=True, overlap=0.25)[0]
+            out = out * ref.std() + ref.mean()
+        t_torch = time.perf_counter() - t0
+        job = os.path.join(tmp, "job%d.yaml" % th)
+        od = os.path.join(tmp, "out%d" % th)
+        with open(job, "w") as f:
+            f.write("input: {paths: [%s]}\noutput: {dir: %s, stems: {format: wav, sample_format: f32}}\n"
+                    "separation: {model: htdemucs, weights: %s}\nembedding: {model: none}\n"
+                    "runtime: {backend: cpu, threads: %d}\n" % (os.path.join(tmp, "in"), od, sw, th))
+        t0 = time.perf_counter()
+        subprocess.run([a.bin, "run", job, "--quiet"], check=True)
+        t_sl = time.perf_counter() - t0
+        err = 0.0
+        for s, name in enumerate(model.sources):
+            y = read_wav_f32(os.path.join(od, "stems", "track.wav", name + ".wav"))
+            r = out[s].numpy()
+            err = max(err, float(np.abs(y - r).max() / np.abs(r).max()))
+        load = open("/proc/loadavg").read().split()[:3]
+        print("threads %d: PyTorch %.1f s (%.2fx realtime), stemline %.1f s (%.2fx realtime), speed-up %.2fx, "
+              "max rel diff %.2g, load after %s" % (th, t_torch, a.seconds / t_torch, t_sl, a.seconds / t_sl,
+                                                    t_torch / t_sl, err, " ".join(load)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

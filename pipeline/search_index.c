@@ -1,0 +1,484 @@
+/* The vector index: opening a folder of shards (their .npy headers and
+ * index.json sidecars), describing hits from the shards' jsonl rows, and
+ * finding a track's vector by id; see search.h for the contract. */
+#include "pipeline/search.h"
+#include "pipeline/search_impl.h"
+
+#include "common/sl_error.h"
+#include "common/sl_json.h"
+#include "io/npy.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ================================================================ the index */
+
+/* 1 when two sidecars describe vectors made the same way (dtype may differ). */
+static int meta_same(const sl_index_meta *a, const sl_index_meta *b)
+{
+    if (strcmp(a->model, b->model) || (!a->weights != !b->weights) ||
+        (a->weights && strcmp(a->weights, b->weights)) ||
+        (a->weights_sha256 && b->weights_sha256 && strcmp(a->weights_sha256, b->weights_sha256)) ||
+        a->dim != b->dim || a->sample_rate != b->sample_rate ||
+        a->channels != b->channels || a->normalize != b->normalize || a->window_samples != b->window_samples ||
+        a->hop_samples != b->hop_samples || a->options.n != b->options.n || !a->center != !b->center ||
+        (a->center && (strcmp(a->center, b->center) || strcmp(a->center_hash, b->center_hash))))
+        return 0;
+    for (size_t i = 0; i < a->options.n; i++)
+        if (strcmp(a->options.items[i].key, b->options.items[i].key) ||
+            strcmp(a->options.items[i].value, b->options.items[i].value))
+            return 0;
+    return 1;
+}
+
+size_t sl_vindex_rows(const sl_vindex *ix) { return ix->rows; }
+int sl_vindex_dim(const sl_vindex *ix) { return ix->dim; }
+size_t sl_vindex_nshards(const sl_vindex *ix) { return ix->n; }
+const char *sl_vindex_shard_path(const sl_vindex *ix, size_t s) { return s < ix->n ? ix->sh[s].npy : NULL; }
+const sl_index_meta *sl_vindex_meta(const sl_vindex *ix) { return ix->have_meta ? &ix->metas[0] : NULL; }
+int sl_vindex_rows_normalized(const sl_vindex *ix) { return ix->rows_normalized; }
+void sl_vindex_set_rows_normalized(sl_vindex *ix, int normalized) { ix->rows_normalized = normalized != 0; }
+
+void sl_vindex_close(sl_vindex *ix)
+{
+    if (!ix)
+        return;
+    for (size_t i = 0; i < ix->n; i++) {
+        free(ix->sh[i].npy);
+        free(ix->sh[i].jsonl);
+        free(ix->sh[i].prefix);
+    }
+    for (size_t i = 0; i < ix->n_metas; i++)
+        sl_index_meta_free(&ix->metas[i]);
+    free(ix->metas);
+    free(ix->sh);
+    free(ix->dir);
+    free(ix);
+}
+
+/* "[s<digits>of<digits>-]shard-<digits>.npy": 1 with the prefix length and index. */
+static int parse_npy_name(const char *name, size_t *plen, long *index)
+{
+    const char *p = name;
+    if (p[0] == 's' && p[1] >= '0' && p[1] <= '9') {
+        p++;
+        while (*p >= '0' && *p <= '9')
+            p++;
+        if (strncmp(p, "of", 2) != 0 || p[2] < '0' || p[2] > '9')
+            return 0;
+        p += 2;
+        while (*p >= '0' && *p <= '9')
+            p++;
+        if (*p != '-')
+            return 0;
+        p++;
+    }
+    *plen = (size_t)(p - name);
+    if (strncmp(p, "shard-", 6) != 0 || p[6] < '0' || p[6] > '9')
+        return 0;
+    char *end;
+    errno = 0;
+    *index = strtol(p + 6, &end, 10);
+    return errno == 0 && !strcmp(end, ".npy");
+}
+
+/* File-name order: what sorted(glob("*.npy")) gives in Python, so that row
+ * numbers (and ties) agree with the README's numpy / faiss recipe. */
+static int shard_cmp(const void *a, const void *b)
+{
+    const shard *x = a, *y = b;
+    return strcmp(x->npy, y->npy);
+}
+
+/* Reads the .npy header of s->npy: dtype, shape, data offset. */
+static int npy_header_read(shard *s)
+{
+    int fd = open(s->npy, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        return sl_seterr(-e, "%s: %s", s->npy, strerror(e));
+    }
+    struct stat st;
+    unsigned char pre[12];
+    char hdr[4097];
+    const char *why = NULL;
+    int rc = 0;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return sl_seterr(-e, "%s: %s", s->npy, strerror(e));
+    }
+    ssize_t r = pread(fd, pre, 12, 0);
+    size_t hlen = 0, hstart = 0;
+    if (r < 10 || memcmp(pre, "\x93NUMPY", 6) != 0)
+        why = "not a .npy file";
+    else if (pre[6] == 1) {
+        hlen = (size_t)pre[8] | ((size_t)pre[9] << 8);
+        hstart = 10;
+    } else if ((pre[6] == 2 || pre[6] == 3) && r >= 12) {
+        hlen = (size_t)pre[8] | ((size_t)pre[9] << 8) | ((size_t)pre[10] << 16) | ((size_t)pre[11] << 24);
+        hstart = 12;
+    } else {
+        why = "unsupported .npy version";
+    }
+    if (!why && (hlen >= sizeof hdr || hstart + hlen > (size_t)st.st_size))
+        why = "header too long";
+    if (!why && pread(fd, hdr, hlen, (off_t)hstart) != (ssize_t)hlen)
+        why = "short header";
+    close(fd);
+    if (!why) {
+        hdr[hlen] = 0;
+        const char *d = strstr(hdr, "'descr'");
+        const char *fo = strstr(hdr, "'fortran_order'");
+        const char *sp = strstr(hdr, "'shape'");
+        unsigned long long r0, c0;
+        if (!d || !fo || !sp)
+            why = "header lacks descr, fortran_order or shape";
+        else if (strstr(d, "'<f4'") == d + strspn(d + 7, " :") + 7)
+            s->f16 = 0;
+        else if (strstr(d, "'<f2'") == d + strspn(d + 7, " :") + 7)
+            s->f16 = 1;
+        else
+            why = "dtype is not little-endian float32 or float16";
+        if (!why && strncmp(fo + 15 + strspn(fo + 15, " :"), "False", 5) != 0)
+            why = "fortran_order arrays are not supported";
+        if (!why) {
+            const char *q = sp + 7 + strspn(sp + 7, " :");
+            if (sscanf(q, "(%llu, %llu)", &r0, &c0) != 2 && sscanf(q, "(%llu,%llu)", &r0, &c0) != 2)
+                why = "shape is not 2-D";
+            else if (c0 == 0 || c0 > INT_MAX || r0 > ((unsigned long long)1 << 40))
+                why = "shape out of range";
+            else {
+                s->rows = (size_t)r0;
+                s->dim = (size_t)c0;
+            }
+        }
+    }
+    if (!why) {
+        s->data_off = hstart + hlen;
+        s->file_size = (size_t)st.st_size;
+        if (s->file_size - s->data_off != s->rows * s->dim * (s->f16 ? 2u : 4u))
+            why = "file size does not match the shape";
+    }
+    if (why)
+        rc = sl_seterr(SL_EFORMAT, "%s: %s", s->npy, why);
+    return rc;
+}
+
+int sl_vindex_open(sl_vindex **out, const char *dir)
+{
+    *out = NULL;
+    sl_vindex *ix = calloc(1, sizeof *ix);
+    if (!ix || !(ix->dir = strdup(dir))) {
+        free(ix);
+        return sl_seterr(SL_ENOMEM, "search: out of memory");
+    }
+    int rc = 0;
+    DIR *d = opendir(dir);
+    if (!d) {
+        int e = errno;
+        sl_vindex_close(ix);
+        if (e == ENOENT || e == ENOTDIR)
+            return sl_seterr(SL_ENOTFOUND, "%s: no such folder (no vector shards)", dir);
+        return sl_seterr(-e, "%s: %s", dir, strerror(e));
+    }
+    struct dirent *de;
+    while (!rc && (de = readdir(d)) != NULL) {
+        size_t plen;
+        long index;
+        if (!parse_npy_name(de->d_name, &plen, &index))
+            continue;
+        if (ix->n == ix->cap) {
+            size_t nc = ix->cap ? 2 * ix->cap : 16;
+            shard *ns = realloc(ix->sh, nc * sizeof *ns);
+            if (!ns) {
+                rc = sl_seterr(SL_ENOMEM, "search: out of memory");
+                break;
+            }
+            ix->sh = ns;
+            ix->cap = nc;
+        }
+        shard *s = &ix->sh[ix->n];
+        memset(s, 0, sizeof *s);
+        size_t dl = strlen(dir), nl = strlen(de->d_name);
+        s->npy = malloc(dl + nl + 2);
+        s->jsonl = malloc(dl + nl + 4);
+        s->prefix = strndup(de->d_name, plen);
+        s->index = index;
+        ix->n++;
+        if (!s->npy || !s->jsonl || !s->prefix) {
+            rc = sl_seterr(SL_ENOMEM, "search: out of memory");
+            break;
+        }
+        sprintf(s->npy, "%s/%s", dir, de->d_name);
+        sprintf(s->jsonl, "%s/%.*s.jsonl", dir, (int)(nl - 4), de->d_name);
+    }
+    closedir(d);
+    if (!rc && ix->n == 0)
+        rc = sl_seterr(SL_ENOTFOUND, "%s: no vector shards (shard-NNNNN.npy)", dir);
+    if (!rc)
+        if (ix->n > 1)
+            qsort(ix->sh, ix->n, sizeof *ix->sh, shard_cmp);
+    for (size_t i = 0; !rc && i < ix->n; i++) {
+        shard *s = &ix->sh[i];
+        rc = npy_header_read(s);
+        if (rc)
+            break;
+        if (i == 0)
+            ix->dim = (int)s->dim;
+        else if ((int)s->dim != ix->dim)
+            rc = sl_seterr(SL_EFORMAT, "%s has vectors of dim %zu, %s of dim %d", s->npy, s->dim, ix->sh[0].npy,
+                           ix->dim);
+        s->first = ix->rows;
+        ix->rows += s->rows;
+    }
+    /* one sidecar per prefix */
+    ix->have_meta = 1;
+    if (!rc && !(ix->metas = calloc(ix->n, sizeof *ix->metas)))
+        rc = sl_seterr(SL_ENOMEM, "search: out of memory");
+    for (size_t i = 0; !rc && i < ix->n; i++) {
+        if (i > 0 && !strcmp(ix->sh[i].prefix, ix->sh[i - 1].prefix))
+            continue;
+        char *mp = malloc(strlen(dir) + strlen(ix->sh[i].prefix) + 16);
+        if (!mp) {
+            rc = sl_seterr(SL_ENOMEM, "search: out of memory");
+            break;
+        }
+        sprintf(mp, "%s/%sindex.json", dir, ix->sh[i].prefix);
+        if (access(mp, F_OK) != 0) {
+            ix->have_meta = 0;
+        } else {
+            sl_index_meta *m = &ix->metas[ix->n_metas];
+            rc = sl_index_meta_read(mp, m);
+            if (!rc) {
+                ix->n_metas++;
+                if (m->dim != ix->dim)
+                    rc = sl_seterr(SL_EFORMAT, "%s says dim %d but the shards have dim %d", mp, m->dim, ix->dim);
+                else if (ix->n_metas > 1 && !meta_same(&ix->metas[0], m) && m->center && ix->metas[0].center &&
+                         strcmp(m->center_hash, ix->metas[0].center_hash))
+                    rc = sl_seterr(SL_EFORMAT,
+                                   "%s and %s: these shards are centred on different means (each shard of a "
+                                   "sharded job on its own, with embedding.center: catalog): run `stemline merge` "
+                                   "to centre them all on the catalog mean",
+                                   ix->metas[0].path, mp);
+                else if (ix->n_metas > 1 && !meta_same(&ix->metas[0], m))
+                    rc = sl_seterr(SL_EFORMAT,
+                                   "%s and %s: these shards were made with different embedding settings; "
+                                   "search one output folder per job",
+                                   ix->metas[0].path, mp);
+            }
+        }
+        free(mp);
+    }
+    if (!rc) {
+        int all_f32 = 1;
+        for (size_t i = 0; i < ix->n; i++)
+            all_f32 &= !ix->sh[i].f16;
+        ix->rows_normalized = ix->have_meta && ix->n_metas > 0 && ix->metas[0].normalize && all_f32;
+        if (ix->n_metas == 0)
+            ix->have_meta = 0;
+    }
+    if (rc) {
+        sl_vindex_close(ix);
+        return rc;
+    }
+    *out = ix;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- jsonl */
+
+void sl_search_hits_free(sl_search_hit *hits, size_t n)
+{
+    for (size_t i = 0; hits && i < n; i++) {
+        free(hits[i].id);
+        free(hits[i].path);
+        hits[i].id = hits[i].path = NULL;
+    }
+}
+
+static int hit_row_cmp(const void *a, const void *b)
+{
+    const sl_search_hit *const *x = a, *const *y = b;
+    return ((*x)->row > (*y)->row) - ((*x)->row < (*y)->row);
+}
+
+int sl_vindex_describe(sl_vindex *ix, sl_search_hit *hits, size_t n)
+{
+    int rc = 0;
+    sl_search_hit **want = malloc((n ? n : 1) * sizeof *want);
+    if (!want)
+        return sl_seterr(SL_ENOMEM, "search: out of memory");
+    char *line = NULL;
+    size_t lcap = 0;
+    for (size_t si = 0; !rc && si < ix->n; si++) {
+        size_t nw = 0;
+        for (size_t i = 0; i < n; i++)
+            if (hits[i].shard == si)
+                want[nw++] = &hits[i];
+        if (!nw)
+            continue;
+        if (nw > 1)
+            qsort(want, nw, sizeof *want, hit_row_cmp);
+        FILE *f = fopen(ix->sh[si].jsonl, "r");
+        if (!f) {
+            int e = errno;
+            rc = sl_seterr(e == ENOENT ? SL_EFORMAT : -e, "%s: %s (the rows of %s are not described)",
+                           ix->sh[si].jsonl, strerror(e), ix->sh[si].npy);
+            break;
+        }
+        size_t lineno = 0, w = 0;
+        ssize_t len;
+        while (w < nw && (len = getline(&line, &lcap, f)) >= 0) {
+            size_t this = lineno++;
+            if (want[w]->row != this)
+                continue;
+            sl_json v;
+            int jr = sl_json_parse(line, (size_t)len, &v);
+            if (jr == SL_ENOMEM) {
+                rc = sl_seterr(SL_ENOMEM, "search: out of memory");
+                break;
+            }
+            const char *id = sl_json_get_str(&v, "id", NULL);
+            const sl_json *rowv = sl_json_get(&v, "row");
+            if (jr || !id || (rowv && (rowv->type != SL_JSON_NUMBER || rowv->num != (double)this))) {
+                char detail[512] = ""; /* sl_seterr writes where sl_lasterr points: copy it first */
+                if (jr)
+                    snprintf(detail, sizeof detail, " (not JSON: %s)", sl_lasterr());
+                sl_json_free(&v);
+                rc = sl_seterr(SL_EFORMAT, "%s:%zu: not a row object with \"id\" and \"row\": %zu%s",
+                               ix->sh[si].jsonl, this + 1, this, detail);
+                break;
+            }
+            char *sid = strdup(id);
+            char *spath = sl_json_dup_str(&v, "path");
+            double start = sl_json_get_num(&v, "start", 0), end = sl_json_get_num(&v, "end", NAN);
+            sl_json_free(&v);
+            if (!sid) {
+                free(spath);
+                rc = sl_seterr(SL_ENOMEM, "search: out of memory");
+                break;
+            }
+            while (w < nw && want[w]->row == this) {
+                sl_search_hit *h = want[w++];
+                free(h->id);
+                free(h->path);
+                h->id = strdup(sid);
+                h->path = spath ? strdup(spath) : NULL;
+                h->start = start;
+                h->end = end;
+            }
+            free(sid);
+            free(spath);
+        }
+        fclose(f);
+        if (!rc && w < nw)
+            rc = sl_seterr(SL_EFORMAT, "%s has %zu rows, %s has %zu: re-run the job to rewrite them",
+                           ix->sh[si].jsonl, lineno, ix->sh[si].npy, ix->sh[si].rows);
+    }
+    free(line);
+    free(want);
+    return rc;
+}
+
+/* 1 when the id appears in a JSON text exactly as written (no escapes needed). */
+static int plain_id(const char *id)
+{
+    for (const unsigned char *p = (const unsigned char *)id; *p; p++)
+        if (*p < 0x20 || *p >= 0x7f || *p == '"' || *p == '\\' || *p == '/')
+            return 0;
+    return 1;
+}
+
+static int read_row(const shard *s, size_t row, float *vec)
+{
+    int fd = open(s->npy, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        return sl_seterr(-e, "%s: %s", s->npy, strerror(e));
+    }
+    size_t isz = s->f16 ? 2 : 4, nb = s->dim * isz;
+    unsigned char *b = malloc(nb);
+    int rc = 0;
+    if (!b)
+        rc = sl_seterr(SL_ENOMEM, "search: out of memory");
+    else if (pread(fd, b, nb, (off_t)(s->data_off + row * nb)) != (ssize_t)nb)
+        rc = sl_seterr(SL_EFORMAT, "%s: short read at row %zu", s->npy, row);
+    close(fd);
+    for (size_t i = 0; !rc && i < s->dim; i++) {
+        if (s->f16) {
+            vec[i] = sl_f16_to_f32((unsigned short)(b[2 * i] | (b[2 * i + 1] << 8)));
+        } else {
+            uint32_t x = (uint32_t)b[4 * i] | ((uint32_t)b[4 * i + 1] << 8) | ((uint32_t)b[4 * i + 2] << 16) |
+                         ((uint32_t)b[4 * i + 3] << 24);
+            memcpy(&vec[i], &x, 4);
+        }
+    }
+    free(b);
+    return rc;
+}
+
+int sl_vindex_find_id(sl_vindex *ix, const char *id, float *vec, size_t *shard_out, size_t *row_out)
+{
+    int plain = plain_id(id);
+    char *line = NULL;
+    size_t lcap = 0;
+    int rc = SL_ENOTFOUND;
+    for (size_t si = 0; rc == SL_ENOTFOUND && si < ix->n; si++) {
+        FILE *f = fopen(ix->sh[si].jsonl, "r");
+        if (!f) {
+            int e = errno;
+            rc = sl_seterr(e == ENOENT ? SL_EFORMAT : -e, "%s: %s", ix->sh[si].jsonl, strerror(e));
+            break;
+        }
+        size_t lineno = 0;
+        ssize_t len;
+        while (rc == SL_ENOTFOUND && (len = getline(&line, &lcap, f)) >= 0) {
+            size_t this = lineno++;
+            if (plain && !strstr(line, id))
+                continue;
+            sl_json v;
+            int jr = sl_json_parse(line, (size_t)len, &v);
+            if (jr == SL_ENOMEM) {
+                rc = sl_seterr(SL_ENOMEM, "search: out of memory");
+                break;
+            }
+            if (jr) {
+                char detail[512]; /* sl_seterr writes where sl_lasterr points: copy it first */
+                snprintf(detail, sizeof detail, "%s", sl_lasterr());
+                rc = sl_seterr(SL_EFORMAT, "%s:%zu: not JSON: %s", ix->sh[si].jsonl, this + 1, detail);
+                break;
+            }
+            const char *iv = sl_json_get_str(&v, "id", NULL);
+            int match = iv && !strcmp(iv, id);
+            sl_json_free(&v);
+            if (!match)
+                continue;
+            if (this >= ix->sh[si].rows) {
+                rc = sl_seterr(SL_EFORMAT, "%s has more rows than %s: re-run the job to rewrite them",
+                               ix->sh[si].jsonl, ix->sh[si].npy);
+                break;
+            }
+            rc = read_row(&ix->sh[si], this, vec);
+            if (!rc) {
+                if (shard_out)
+                    *shard_out = si;
+                if (row_out)
+                    *row_out = this;
+            }
+        }
+        fclose(f);
+    }
+    free(line);
+    if (rc == SL_ENOTFOUND)
+        return sl_seterr(SL_ENOTFOUND, "track '%s' is not in the shards of %s", id, ix->dir);
+    return rc;
+}

@@ -1,0 +1,701 @@
+/* Exact cosine top-k search over the shards of an index, on the CPU (BLAS) and
+ * on an op backend (kernels/ops.h); see search.h for the contract. */
+#include "pipeline/search.h"
+#include "pipeline/search_impl.h"
+
+#include "common/sl_error.h"
+#include "common/sl_log.h"
+#include "io/npy.h"
+
+#include <cblas.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ---------------------------------------------------------------- top k */
+
+typedef struct {
+    double score;
+    uint64_t global;
+    size_t shard, row;
+} cand;
+
+/* a ranks below b: lower score, or the same score later in row order */
+static int cand_worse(const cand *a, const cand *b)
+{
+    return a->score < b->score || (a->score == b->score && a->global > b->global);
+}
+
+static void cand_sift_down(cand *h, size_t n, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, w = i;
+        if (l < n && cand_worse(&h[l], &h[w]))
+            w = l;
+        if (r < n && cand_worse(&h[r], &h[w]))
+            w = r;
+        if (w == i)
+            return;
+        cand t = h[i];
+        h[i] = h[w];
+        h[w] = t;
+        i = w;
+    }
+}
+
+static void cand_push(cand *h, size_t *n, size_t k, const cand *c)
+{
+    if (*n < k) {
+        size_t i = (*n)++;
+        h[i] = *c;
+        while (i > 0) {
+            size_t p = (i - 1) / 2;
+            if (!cand_worse(&h[i], &h[p]))
+                break;
+            cand t = h[i];
+            h[i] = h[p];
+            h[p] = t;
+            i = p;
+        }
+    } else if (cand_worse(&h[0], c)) {
+        h[0] = *c;
+        cand_sift_down(h, *n, 0);
+    }
+}
+
+/* min-heap of floats: the k best BLAS scores seen, for the admission threshold */
+static void fheap_push(float *h, size_t *n, size_t k, float x)
+{
+    if (*n < k) {
+        size_t i = (*n)++;
+        h[i] = x;
+        while (i > 0) {
+            size_t p = (i - 1) / 2;
+            if (h[p] <= h[i])
+                break;
+            float t = h[i];
+            h[i] = h[p];
+            h[p] = t;
+            i = p;
+        }
+        return;
+    }
+    if (x <= h[0])
+        return;
+    h[0] = x;
+    size_t i = 0;
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < *n && h[l] < h[m])
+            m = l;
+        if (r < *n && h[r] < h[m])
+            m = r;
+        if (m == i)
+            return;
+        float t = h[i];
+        h[i] = h[m];
+        h[m] = t;
+        i = m;
+    }
+}
+
+static int cand_rank_cmp(const void *a, const void *b)
+{
+    const cand *x = a, *y = b;
+    if (x->score != y->score)
+        return x->score > y->score ? -1 : 1;
+    return (x->global > y->global) - (x->global < y->global);
+}
+
+/* The exact score: double-precision dot product (and norm), fixed order. */
+static double exact_score(const float *q, const float *row, size_t dim, int divide)
+{
+    double dot = 0, ss = 0;
+    for (size_t i = 0; i < dim; i++)
+        dot += (double)q[i] * (double)row[i];
+    if (!isfinite(dot))
+        return -INFINITY;
+    if (!divide)
+        return dot;
+    for (size_t i = 0; i < dim; i++)
+        ss += (double)row[i] * (double)row[i];
+    if (!isfinite(ss))
+        return -INFINITY;
+    return ss > 0 ? dot / sqrt(ss) : 0.0;
+}
+
+/* A proven bound on |float score - exact score| (float rounding of a dot product
+ * of length dim in any summation order, FMA or not, plus the division by the row
+ * norm or the scaling of the row by its inverse norm), with a factor of 2 to
+ * spare: a row that may still be in the top k is never turned away, so neither
+ * the block size nor the backend changes the result. */
+static double search_eps(size_t dim)
+{
+    const double u = 1.0 / 16777216.0;
+    return (double)(float)(2.0 * ((double)dim * u / (1.0 - (double)dim * u) + 8.0 * u));
+}
+
+/* Q[q] = queries[q] / |queries[q]| (double norm, rounded to float); 0 for a zero
+ * or non-finite query. */
+static void normalise_queries(const float *queries, size_t nq, size_t dim, float *Q)
+{
+    for (size_t q = 0; q < nq; q++) {
+        const float *x = queries + q * dim;
+        double ss = 0;
+        for (size_t i = 0; i < dim; i++)
+            ss += (double)x[i] * x[i];
+        double nrm = sqrt(ss);
+        for (size_t i = 0; i < dim; i++)
+            Q[q * dim + i] = nrm > 0 && isfinite(nrm) ? (float)(x[i] / nrm) : 0.0f;
+    }
+}
+
+/* Maps shard s read-only (checking it has not changed size since it was opened).
+ * 0 or a negative code with the path in sl_lasterr(); *base = MAP_FAILED on error. */
+static int shard_map(const shard *s, unsigned char **base)
+{
+    *base = MAP_FAILED;
+    int fd = open(s->npy, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        return sl_seterr(-e, "%s: %s", s->npy, strerror(e));
+    }
+    if ((size_t)st.st_size != s->file_size) {
+        close(fd);
+        return sl_seterr(SL_EFORMAT, "%s changed while it was searched (re-run the search)", s->npy);
+    }
+    unsigned char *b = mmap(NULL, s->file_size, PROT_READ, MAP_SHARED, fd, 0);
+    close(fd);
+    if (b == MAP_FAILED) {
+        int e = errno;
+        return sl_seterr(-e, "%s: mmap: %s", s->npy, strerror(e));
+    }
+    madvise(b, s->file_size, MADV_SEQUENTIAL);
+    *base = b;
+    return 0;
+}
+
+/* Maps the pages of rows [r0, r0 + m) of a mapped shard in one call rather than
+ * one fault at a time (best effort: older kernels refuse, and faults do the same). */
+static void shard_populate(const shard *s, unsigned char *base, size_t r0, size_t m, size_t rowb, size_t page)
+{
+#ifdef MADV_POPULATE_READ
+    size_t a0 = (s->data_off + r0 * rowb) / page * page;
+    madvise(base + a0, s->data_off + (r0 + m) * rowb - a0, MADV_POPULATE_READ);
+#else
+    (void)s, (void)base, (void)r0, (void)m, (void)rowb, (void)page;
+#endif
+}
+
+int sl_vindex_search(sl_vindex *ix, const float *queries, size_t nq, size_t k, size_t block_rows,
+                     sl_search_hit *hits, size_t *n_hits)
+{
+    *n_hits = 0;
+    if (!ix || (!queries && nq) || (!hits && nq && k))
+        return sl_seterr(SL_EINVAL, "search: no index, queries or result array");
+    if (nq == 0 || k == 0)
+        return 0;
+    size_t dim = (size_t)ix->dim;
+    size_t kk = k < ix->rows ? k : ix->rows;
+    if (kk == 0)
+        return 0;
+    if (block_rows == 0)
+        block_rows = SL_SEARCH_DEFAULT_BLOCK_ROWS;
+    if (nq > INT_MAX / 2 || dim > INT_MAX || block_rows > INT_MAX || block_rows > SIZE_MAX / 8 / (dim + nq + 1))
+        return sl_seterr(SL_EINVAL, "search: %zu queries in blocks of %zu rows of dim %zu are too large", nq,
+                         block_rows, dim);
+    int divide = !ix->rows_normalized;
+    float eps = (float)search_eps(dim);
+
+    float *Q = malloc(nq * dim * sizeof *Q);
+    float *S = malloc(block_rows * nq * sizeof *S);
+    float *inv = divide ? malloc(block_rows * sizeof *inv) : NULL;
+    float *fbuf = NULL; /* float16 rows converted, or float32 rows that are not aligned */
+    float *fh = malloc(nq * kk * sizeof *fh);
+    size_t *fn = calloc(nq, sizeof *fn), *cn = calloc(nq, sizeof *cn);
+    cand *ch = malloc(nq * kk * sizeof *ch);
+    int rc = 0;
+    if (!Q || !S || (divide && !inv) || !fh || !fn || !cn || !ch) {
+        rc = sl_seterr(SL_ENOMEM, "search: out of memory for blocks of %zu rows", block_rows);
+        goto out;
+    }
+    normalise_queries(queries, nq, dim, Q);
+    long page = sysconf(_SC_PAGESIZE);
+    for (size_t si = 0; !rc && si < ix->n; si++) {
+        shard *s = &ix->sh[si];
+        if (s->rows == 0)
+            continue;
+        unsigned char *base;
+        if ((rc = shard_map(s, &base)) != 0)
+            break;
+        size_t isz = s->f16 ? 2 : 4, rowb = dim * isz, dropped = 0;
+        int direct = !s->f16 && s->data_off % sizeof(float) == 0;
+        int big = s->file_size / 4 > block_rows * rowb;
+        if (!direct && !fbuf && !(fbuf = malloc(block_rows * dim * sizeof *fbuf))) {
+            munmap(base, s->file_size);
+            rc = sl_seterr(SL_ENOMEM, "search: out of memory for blocks of %zu rows", block_rows);
+            break;
+        }
+        for (size_t r0 = 0; r0 < s->rows; r0 += block_rows) {
+            size_t m = s->rows - r0 < block_rows ? s->rows - r0 : block_rows;
+            const unsigned char *src = base + s->data_off + r0 * rowb;
+            shard_populate(s, base, r0, m, rowb, (size_t)page);
+            const float *B;
+            if (direct) {
+                B = (const float *)(const void *)src;
+            } else if (s->f16) {
+                for (size_t i = 0; i < m * dim; i++)
+                    fbuf[i] = sl_f16_to_f32((unsigned short)(src[2 * i] | (src[2 * i + 1] << 8)));
+                B = fbuf;
+            } else {
+                memcpy(fbuf, src, m * rowb);
+                B = fbuf;
+            }
+            if (nq == 1)
+                cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)m, (int)dim, 1.0f, B, (int)dim, Q, 1, 0.0f, S, 1);
+            else
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)nq, (int)dim, 1.0f, B, (int)dim,
+                            Q, (int)dim, 0.0f, S, (int)nq);
+            if (divide)
+                for (size_t r = 0; r < m; r++) {
+                    const float *row = B + r * dim;
+                    double ss = 0;
+                    for (size_t i = 0; i < dim; i++)
+                        ss += (double)row[i] * row[i];
+                    inv[r] = ss > 0 ? (float)(1.0 / sqrt(ss)) : 0.0f;
+                }
+            for (size_t r = 0; r < m; r++) {
+                for (size_t q = 0; q < nq; q++) {
+                    float sb = S[r * nq + q];
+                    if (divide)
+                        sb *= inv[r];
+                    float *h = fh + q * kk;
+                    int full = fn[q] == kk;
+                    /* admitted: may be in the top k, within the rounding bound */
+                    if (full && isfinite(sb) && sb < h[0] - 2 * eps)
+                        continue;
+                    if (isfinite(sb))
+                        fheap_push(h, &fn[q], kk, sb);
+                    cand c = {exact_score(Q + q * dim, B + r * dim, dim, divide), s->first + r0 + r, si, r0 + r};
+                    cand_push(ch + q * kk, &cn[q], kk, &c);
+                }
+            }
+            /* drop the pages of rows already scored: memory stays bounded by the block
+             * (a shard of a few blocks is unmapped whole soon enough) */
+            size_t done = (s->data_off + (r0 + m) * rowb) / (size_t)page * (size_t)page;
+            if (big && done > dropped) {
+                madvise(base + dropped, done - dropped, MADV_DONTNEED);
+                dropped = done;
+            }
+        }
+        munmap(base, s->file_size);
+    }
+    if (!rc) {
+        for (size_t q = 0; q < nq; q++) {
+            cand *c = ch + q * kk;
+            if (cn[q] > 1)
+                qsort(c, cn[q], sizeof *c, cand_rank_cmp);
+            for (size_t j = 0; j < cn[q]; j++) {
+                sl_search_hit *h = &hits[q * k + j];
+                memset(h, 0, sizeof *h);
+                h->score = c[j].score;
+                h->shard = c[j].shard;
+                h->row = c[j].row;
+                h->global = c[j].global;
+            }
+        }
+        *n_hits = kk;
+    }
+out:
+    free(Q);
+    free(S);
+    free(inv);
+    free(fbuf);
+    free(fh);
+    free(fn);
+    free(cn);
+    free(ch);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- on an op backend
+ * The same exact result through the op layer (kernels/ops.h), so that a GPU does
+ * the scanning: blocks of rows (across shard boundaries) are converted to float
+ * on the host (float16 widened; rows divided by their norms unless trusted to be
+ * unit length) into one of two staging buffers, uploaded, scored by ONE gemm
+ * (queries x block^T) and merged by the topk op into a running top K per query
+ * that stays in backend memory; only the final K per query come back. The host
+ * fills the next block while the device works on the current one (a sync before
+ * each upload frees the other staging buffer).
+ *
+ * The K candidates of a query are then rescored in double (exact_score, as the
+ * CPU path), ranked by (score, row order), and the first k kept. That is the
+ * exact top k when a certificate holds: every row not among the K has a float
+ * score <= t (the K-th float score), so an exact score <= t + eps; if
+ * t + eps < (k-th exact score) no such row can rank in the top k. Rows whose
+ * float score is NaN or -inf hold a non-finite value (their exact score is
+ * -inf), so they are below any finite k-th score (and a zero query scores
+ * exactly 0 everywhere, so its float ranking is the exact one). K starts at
+ * k + max(k, 32); a query whose certificate fails (more near-ties at its k-th
+ * score than K covers: duplicate or near-duplicate vectors) is searched again
+ * with K x 8, up to the block size, and past that by the CPU path. Scores and
+ * neighbours are therefore those of sl_vindex_search, bit for bit, whatever the
+ * backend, the block size or the float rounding of the device. */
+
+typedef struct {
+    sl_op_ctx *ctx;
+    size_t dim, np, K, bk;  /* queries in this pass, kept per query, rows per block */
+    float *dQ, *dB, *dS, *dTs;
+    int64_t *dTi;
+    float *stage[2];        /* host staging (page-locked on CUDA) */
+    int cur;
+    size_t queued;          /* blocks queued so far in this pass */
+    uint64_t next_global;   /* global row of the current stage's first row */
+} ops_run;
+
+/* Queues the current stage (m rows): upload, gemm, topk. */
+static int ops_flush(ops_run *o, size_t m)
+{
+    int rc = 0;
+    /* the previous block's upload read the other stage: wait before it is refilled */
+    if (o->queued && (rc = sl_op_sync(o->ctx)) != 0)
+        return rc;
+    if ((rc = sl_op_upload(o->ctx, o->dB, o->stage[o->cur], m * o->dim * sizeof(float))) != 0)
+        return rc;
+    sl_gemm_args g = {.batch = 1, .m = o->np, .n = m, .k = o->dim, .x = o->dQ, .ldx = o->dim, .w = o->dB,
+                      .ldw = o->dim, .act = SL_ACT_NONE, .y = o->dS, .ldy = m};
+    if ((rc = sl_op_gemm(o->ctx, &g)) != 0)
+        return rc;
+    sl_topk_args t = {.nq = o->np, .n = m, .k = o->K, .scores = o->dS, .ld = m, .base = (int64_t)o->next_global,
+                      .reset = o->queued == 0, .top_score = o->dTs, .top_index = o->dTi};
+    if ((rc = sl_op_topk(o->ctx, &t)) != 0)
+        return rc;
+    o->queued++;
+    o->next_global += m;
+    o->cur ^= 1;
+    return 0;
+}
+
+/* One pass over the catalog for o->np queries (o->dQ uploaded): the K best
+ * (float score, global row) per query into ts / ti (host, np x K). */
+static int ops_pass(sl_vindex *ix, ops_run *o, int divide, float *ts, int64_t *ti)
+{
+    const size_t dim = o->dim, bk = o->bk;
+    const size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t fill = 0;
+    int rc = 0;
+    o->queued = 0;
+    o->next_global = 0;
+    for (size_t si = 0; !rc && si < ix->n; si++) {
+        shard *s = &ix->sh[si];
+        if (s->rows == 0)
+            continue;
+        unsigned char *base;
+        if ((rc = shard_map(s, &base)) != 0)
+            break;
+        const size_t isz = s->f16 ? 2 : 4, rowb = dim * isz;
+        const int big = s->file_size / 4 > bk * rowb;
+        size_t dropped = 0;
+        for (size_t r0 = 0; !rc && r0 < s->rows;) {
+            size_t m = s->rows - r0 < bk - fill ? s->rows - r0 : bk - fill;
+            const unsigned char *src = base + s->data_off + r0 * rowb;
+            float *dst = o->stage[o->cur] + fill * dim;
+            shard_populate(s, base, r0, m, rowb, page);
+            if (s->f16)
+                for (size_t i = 0; i < m * dim; i++)
+                    dst[i] = sl_f16_to_f32((unsigned short)(src[2 * i] | (src[2 * i + 1] << 8)));
+            else
+                memcpy(dst, src, m * rowb);
+            if (divide)
+                for (size_t r = 0; r < m; r++) {
+                    float *row = dst + r * dim;
+                    double ss = 0;
+                    for (size_t i = 0; i < dim; i++)
+                        ss += (double)row[i] * row[i];
+                    const float inv = ss > 0 ? (float)(1.0 / sqrt(ss)) : 0.0f;
+                    for (size_t i = 0; i < dim; i++)
+                        row[i] *= inv;
+                }
+            fill += m;
+            r0 += m;
+            if (fill == bk) {
+                rc = ops_flush(o, fill);
+                fill = 0;
+            }
+            size_t done = (s->data_off + r0 * rowb) / page * page;
+            if (big && done > dropped) {
+                madvise(base + dropped, done - dropped, MADV_DONTNEED);
+                dropped = done;
+            }
+        }
+        munmap(base, s->file_size);
+    }
+    if (!rc && fill)
+        rc = ops_flush(o, fill);
+    if (!rc)
+        rc = sl_op_download(o->ctx, ts, o->dTs, o->np * o->K * sizeof *ts);
+    if (!rc)
+        rc = sl_op_download(o->ctx, ti, o->dTi, o->np * o->K * sizeof *ti);
+    return rc;
+}
+
+/* The shard holding global row g: the last one starting at or before g (a shard
+ * without rows starts where the next one does, so it is never the last). */
+static size_t shard_of(const sl_vindex *ix, uint64_t g)
+{
+    size_t lo = 0, hi = ix->n;
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (ix->sh[mid].first <= g)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+typedef struct {
+    uint64_t global;
+    size_t slot; /* p * K + j */
+} rescore_ref;
+
+static int rescore_ref_cmp(const void *a, const void *b)
+{
+    const rescore_ref *x = a, *y = b;
+    if (x->global != y->global)
+        return x->global < y->global ? -1 : 1;
+    return (x->slot > y->slot) - (x->slot < y->slot);
+}
+
+/* ex[p*K + j] = exact score of candidate ti[p*K + j] for query Qp[p]: each row
+ * read once (pread, in row order), whatever the number of queries naming it. */
+static int rescore(sl_vindex *ix, const float *Qp, size_t np, size_t K, const int64_t *ti, int divide, double *ex)
+{
+    const size_t dim = (size_t)ix->dim, nr = np * K;
+    rescore_ref *refs = malloc(nr * sizeof *refs);
+    unsigned char *bytes = malloc(dim * 4);
+    float *row = malloc(dim * sizeof *row);
+    int rc = 0, fd = -1;
+    size_t fd_shard = SIZE_MAX;
+    if (!refs || !bytes || !row) {
+        rc = sl_seterr(SL_ENOMEM, "search: out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < nr; i++) {
+        if (ti[i] < 0 || (uint64_t)ti[i] >= ix->rows) {
+            rc = sl_seterr(SL_EDEVICE, "search: the topk op returned row %lld of %zu", (long long)ti[i], ix->rows);
+            goto out;
+        }
+        refs[i].global = (uint64_t)ti[i];
+        refs[i].slot = i;
+    }
+    if (nr > 1)
+        qsort(refs, nr, sizeof *refs, rescore_ref_cmp);
+    for (size_t i = 0; i < nr;) {
+        const uint64_t g = refs[i].global;
+        const size_t si = shard_of(ix, g);
+        const shard *s = &ix->sh[si];
+        const size_t r = (size_t)(g - s->first), isz = s->f16 ? 2 : 4;
+        if (si != fd_shard) {
+            if (fd >= 0)
+                close(fd);
+            fd_shard = si;
+            if ((fd = open(s->npy, O_RDONLY | O_CLOEXEC)) < 0) {
+                int e = errno;
+                rc = sl_seterr(-e, "%s: %s", s->npy, strerror(e));
+                goto out;
+            }
+        }
+        if (pread(fd, bytes, dim * isz, (off_t)(s->data_off + r * dim * isz)) != (ssize_t)(dim * isz)) {
+            rc = sl_seterr(SL_EFORMAT, "%s: short read at row %zu", s->npy, r);
+            goto out;
+        }
+        for (size_t d = 0; d < dim; d++) {
+            if (s->f16) {
+                row[d] = sl_f16_to_f32((unsigned short)(bytes[2 * d] | (bytes[2 * d + 1] << 8)));
+            } else {
+                uint32_t x = (uint32_t)bytes[4 * d] | ((uint32_t)bytes[4 * d + 1] << 8) |
+                             ((uint32_t)bytes[4 * d + 2] << 16) | ((uint32_t)bytes[4 * d + 3] << 24);
+                memcpy(&row[d], &x, 4);
+            }
+        }
+        for (; i < nr && refs[i].global == g; i++)
+            ex[refs[i].slot] = exact_score(Qp + refs[i].slot / K * dim, row, dim, divide);
+    }
+out:
+    if (fd >= 0)
+        close(fd);
+    free(refs);
+    free(bytes);
+    free(row);
+    return rc;
+}
+
+int sl_vindex_search_on(sl_vindex *ix, sl_op_ctx *ctx, const float *queries, size_t nq, size_t k, size_t block_rows,
+                        sl_search_hit *hits, size_t *n_hits)
+{
+    if (!ctx)
+        return sl_vindex_search(ix, queries, nq, k, block_rows, hits, n_hits);
+    *n_hits = 0;
+    if (!ix || (!queries && nq) || (!hits && nq && k))
+        return sl_seterr(SL_EINVAL, "search: no index, queries or result array");
+    if (nq == 0 || k == 0)
+        return 0;
+    const size_t dim = (size_t)ix->dim, rows = ix->rows;
+    const size_t kk = k < rows ? k : rows;
+    if (kk == 0)
+        return 0;
+    if (block_rows == 0)
+        block_rows = SL_SEARCH_DEFAULT_BLOCK_ROWS;
+    if (nq > INT_MAX / 2 || dim > INT_MAX || block_rows > INT_MAX || block_rows > SIZE_MAX / 8 / (dim + nq + 1))
+        return sl_seterr(SL_EINVAL, "search: %zu queries in blocks of %zu rows of dim %zu are too large", nq,
+                         block_rows, dim);
+    static const sl_op_id need[] = {SL_OP_GEMM, SL_OP_TOPK};
+    int rc = sl_op_require(ctx, need, 2, "search");
+    if (rc)
+        return rc;
+    const int divide = !ix->rows_normalized;
+    const double eps = search_eps(dim);
+    const size_t bk = block_rows < rows ? block_rows : rows;
+    /* K: candidates kept per query; at most the block size (memory stays bounded by the block) */
+    size_t K = kk + (kk > 32 ? kk : 32);
+    if (K > rows)
+        K = rows;
+    const size_t Kmax = K > bk ? K : bk;
+    if (K > ((size_t)1 << 30) || nq > ((size_t)1 << 40) / Kmax)
+        return sl_seterr(SL_EINVAL, "search: %zu queries x %zu neighbours are too many for one search", nq, k);
+
+    ops_run o = {.ctx = ctx, .dim = dim, .bk = bk};
+    float *Q = malloc(nq * dim * sizeof *Q), *Qp = malloc(nq * dim * sizeof *Qp);
+    size_t *pend = malloc(nq * sizeof *pend), np = nq;
+    float *ts = NULL;
+    int64_t *ti = NULL;
+    double *ex = NULL;
+    cand *cs = NULL;
+    if (!Q || !Qp || !pend) {
+        rc = sl_seterr(SL_ENOMEM, "search: out of memory");
+        goto out;
+    }
+    normalise_queries(queries, nq, dim, Q);
+    for (size_t q = 0; q < nq; q++)
+        pend[q] = q;
+    for (int h = 0; h < 2 && !rc; h++)
+        rc = sl_op_host_alloc(ctx, (void **)&o.stage[h], bk * dim * sizeof(float));
+    if (!rc)
+        rc = sl_op_alloc(ctx, (void **)&o.dQ, nq * dim * sizeof(float));
+    if (!rc)
+        rc = sl_op_alloc(ctx, (void **)&o.dB, bk * dim * sizeof(float));
+    if (!rc)
+        rc = sl_op_alloc(ctx, (void **)&o.dS, nq * bk * sizeof(float));
+    while (!rc && np > 0) {
+        o.np = np;
+        o.K = K;
+        free(ts);
+        free(ti);
+        free(ex);
+        free(cs);
+        sl_op_free(ctx, o.dTs);
+        sl_op_free(ctx, o.dTi);
+        o.dTs = NULL;
+        o.dTi = NULL;
+        ts = malloc(np * K * sizeof *ts);
+        ti = malloc(np * K * sizeof *ti);
+        ex = malloc(np * K * sizeof *ex);
+        cs = malloc(K * sizeof *cs);
+        if (!ts || !ti || !ex || !cs) {
+            rc = sl_seterr(SL_ENOMEM, "search: out of memory for %zu x %zu candidates", np, K);
+            break;
+        }
+        if ((rc = sl_op_alloc(ctx, (void **)&o.dTs, np * K * sizeof(float))) != 0 ||
+            (rc = sl_op_alloc(ctx, (void **)&o.dTi, np * K * sizeof(int64_t))) != 0)
+            break;
+        for (size_t p = 0; p < np; p++)
+            memcpy(Qp + p * dim, Q + pend[p] * dim, dim * sizeof *Qp);
+        if ((rc = sl_op_upload(ctx, o.dQ, Qp, np * dim * sizeof *Qp)) != 0 ||
+            (rc = ops_pass(ix, &o, divide, ts, ti)) != 0 || (rc = rescore(ix, Qp, np, K, ti, divide, ex)) != 0)
+            break;
+        size_t left = 0;
+        for (size_t p = 0; p < np; p++) {
+            for (size_t j = 0; j < K; j++) {
+                uint64_t g = (uint64_t)ti[p * K + j];
+                size_t si = shard_of(ix, g);
+                cs[j] = (cand){ex[p * K + j], g, si, (size_t)(g - ix->sh[si].first)};
+            }
+            qsort(cs, K, sizeof *cs, cand_rank_cmp);
+            const double ek = cs[kk - 1].score;
+            const float t = ts[p * K + K - 1];
+            /* a zero query scores exactly 0 (NaN for a row that is not finite) on every
+             * backend: the float ranking is the exact one */
+            int zero = 1;
+            for (size_t d = 0; zero && d < dim; d++)
+                zero = Qp[p * dim + d] == 0.0f;
+            const int sure = K >= rows || (isfinite(ek) && (zero || isnan(t) || t == -INFINITY ||
+                                                             (isfinite(t) && (double)t + eps < ek)));
+            if (!sure) {
+                pend[left++] = pend[p];
+                continue;
+            }
+            for (size_t j = 0; j < kk; j++) {
+                sl_search_hit *hp = &hits[pend[p] * k + j];
+                memset(hp, 0, sizeof *hp);
+                hp->score = cs[j].score;
+                hp->shard = cs[j].shard;
+                hp->row = cs[j].row;
+                hp->global = cs[j].global;
+            }
+        }
+        np = left;
+        if (np && K >= Kmax)
+            break;
+        if (np) {
+            SL_DEBUG("search: %zu queries have near-ties past %zu candidates; searching them again with more", np,
+                     K);
+            K = K > Kmax / 8 ? Kmax : K * 8;
+        }
+    }
+    if (!rc && np) {
+        /* near-ties beyond the block size: the CPU path admits every row that may tie */
+        SL_INFO("search: %zu queries have more than %zu candidates within rounding of their k-th score; "
+                "finishing them on the CPU", np, K);
+        sl_search_hit *tmp = calloc(np * k, sizeof *tmp);
+        size_t n = 0;
+        if (!tmp) {
+            rc = sl_seterr(SL_ENOMEM, "search: out of memory");
+        } else {
+            for (size_t p = 0; p < np; p++) /* one scan for all of them; Qp is free again */
+                memcpy(Qp + p * dim, queries + pend[p] * dim, dim * sizeof *Qp);
+            rc = sl_vindex_search(ix, Qp, np, k, block_rows, tmp, &n);
+        }
+        for (size_t p = 0; !rc && p < np; p++)
+            memcpy(&hits[pend[p] * k], &tmp[p * k], n * sizeof *tmp);
+        free(tmp);
+    }
+    if (!rc)
+        *n_hits = kk;
+out:
+    for (int h = 0; h < 2; h++)
+        sl_op_host_free(ctx, o.stage[h]);
+    sl_op_free(ctx, o.dQ);
+    sl_op_free(ctx, o.dB);
+    sl_op_free(ctx, o.dS);
+    sl_op_free(ctx, o.dTs);
+    sl_op_free(ctx, o.dTi);
+    free(Q);
+    free(Qp);
+    free(pend);
+    free(ts);
+    free(ti);
+    free(ex);
+    free(cs);
+    return rc;
+}
