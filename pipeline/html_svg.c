@@ -99,6 +99,9 @@ static void num(FILE *f, double v)
         fprintf(f, "%.4g", v);
 }
 
+/* Most ticks drawn on one axis (about five are asked for). */
+#define SVG_MAX_TICKS 32
+
 /* Tick step of about five ticks over [lo, hi]: 1, 2 or 5 times a power of ten. */
 static double tick_step(double lo, double hi)
 {
@@ -129,7 +132,9 @@ static void range_of(const double *v, size_t n, double *lo, double *hi)
         }
     if (*lo > *hi)
         *lo = 0, *hi = 1;
-    if (*hi == *lo) {
+    /* a range within rounding of its values (e.g. 2 and the next double) is one
+     * value: a tick step below the values' resolution would never advance */
+    if (*hi - *lo <= 1e-9 * fmax(fabs(*lo), fabs(*hi))) {
         double d = *lo == 0 ? 1 : fabs(*lo) * 0.1;
         *lo -= d;
         *hi += d;
@@ -150,7 +155,13 @@ static void axes(FILE *f, const frame *fr, const char *xlabel, const char *ylabe
     fprintf(f, "<rect class=\"plot\" x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\"/>\n", fr->L, fr->T, fr->W,
             fr->H);
     double st = tick_step(fr->y0, fr->y1);
-    for (double v = ceil(fr->y0 / st) * st; v <= fr->y1 + 1e-9 * st; v += st) {
+    /* ticks by index, at most SVG_MAX_TICKS: a step the values cannot resolve
+     * still ends */
+    double v0 = ceil(fr->y0 / st) * st;
+    for (int k = 0; k < SVG_MAX_TICKS; k++) {
+        double v = v0 + k * st;
+        if (!(v <= fr->y1 + 1e-9 * st))
+            break;
         double y = fy(fr, v);
         fprintf(f, "<line class=\"grid\" x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\"/>", fr->L, fr->L + fr->W, y, y);
         fprintf(f, "<text class=\"tick\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">", fr->L - 4, y + 4);
@@ -159,7 +170,11 @@ static void axes(FILE *f, const frame *fr, const char *xlabel, const char *ylabe
     }
     if (xticks) {
         st = tick_step(fr->x0, fr->x1);
-        for (double v = ceil(fr->x0 / st) * st; v <= fr->x1 + 1e-9 * st; v += st) {
+        v0 = ceil(fr->x0 / st) * st;
+        for (int k = 0; k < SVG_MAX_TICKS; k++) {
+            double v = v0 + k * st;
+            if (!(v <= fr->x1 + 1e-9 * st))
+                break;
             fprintf(f, "<text class=\"tick\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">", fx(fr, v),
                     fr->T + fr->H + 14);
             num(f, fabs(v) < 1e-12 * st ? 0 : v);

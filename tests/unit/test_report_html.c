@@ -67,6 +67,25 @@ int main(void)
     CHECK(strstr(buf, "t&amp;t") && strstr(buf, "u&quot;") && !strstr(buf, "\xFF"));
     free(buf);
 
+    /* ranges within rounding of their values (two tracks of 2 s and the next
+     * double, huge and tiny magnitudes) draw a finite number of ticks: a tick
+     * step the values cannot resolve used to loop for ever */
+    static const double xs[][2] = {{2.0, 0}, {1e15, 0}, {1e-300, 0}, {-7.5, 0}};
+    for (int c = 0; c < 4; c++) {
+        double x[2] = {xs[c][0], nextafter(xs[c][0], INFINITY)}, y[2] = {x[1], x[0]};
+        const char *ids[] = {"a", "b"};
+        buf = NULL;
+        len = 0;
+        f = open_memstream(&buf, &len);
+        sl_svg_scatter(f, "s", "x", "y", x, y, ids, 2);
+        fclose(f);
+        size_t ticks = 0;
+        for (const char *p = buf; (p = strstr(p, "class=\"tick\"")); p++)
+            ticks++;
+        CHECK_MSG(ticks >= 2 && ticks <= 64, "scatter of %g and the next double: %zu ticks", xs[c][0], ticks);
+        free(buf);
+    }
+
     /* throughput bins: 1000 tracks (every 7th failed) over 300 s of a fake clock */
     sl_config cfg;
     CHECK(sl_cfg_defaults(&cfg) == 0);
