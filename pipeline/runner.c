@@ -95,8 +95,12 @@ static void write_source_shards(runner *r, const char *source, int windows, cons
     }
     if (!rc)
         rc = sl_shards_write(&spec, r->ledger, &written, &n_written);
-    if (!rc && cfg->emb_weights && *cfg->emb_weights && !r->weights_sha256[0])
-        rc = sl_sha256_file(cfg->emb_weights, r->weights_sha256); /* once per run: the checkpoint's identity */
+    /* once per run, for models whose checkpoint holds a text tower that
+     * `search --text` must match (clap); other models are named by path:
+     * hashing a 320 MB Cnn14 file cost a second of every run's end */
+    if (!rc && cfg->emb_weights && *cfg->emb_weights && !r->weights_sha256[0] && cfg->emb_model &&
+        !strcmp(cfg->emb_model, "clap"))
+        rc = sl_sha256_file(cfg->emb_weights, r->weights_sha256);
     if (!rc) {
         /* how these vectors were made, for `stemline search --audio` / `--text` */
         sl_shards_meta meta = {

@@ -32,6 +32,9 @@ for r in rows:
     assert all(x["label"] == labels[x["index"]] for x in t), t
 X = np.load("out/embeddings/cnn14/mix/shard-00000.npy")
 assert X.shape[0] == 2 and np.allclose(np.linalg.norm(X, axis=1), 1, atol=1e-5)
+# the weights are named by path; only clap checkpoints are hashed (search --text)
+ix = json.load(open("out/embeddings/cnn14/mix/index.json"))
+assert ix["weights"].endswith("cnn14-small.safetensors") and ix.get("weights_sha256") is None, ix
 PY
 # top-k is a prefix of a larger top-k (same scores, same order)
 run_sl run job.yaml --quiet --set output.dir=out2 --set embedding.tags_top_k=20
