@@ -33,16 +33,6 @@ static const char *weights_of(const char *name)
     return path;
 }
 
-static double rel_err(const float *got, const float *want, size_t n)
-{
-    double mx = 0, e = 0;
-    for (size_t i = 0; i < n; i++) {
-        mx = fmax(mx, fabs((double)want[i]));
-        e = fmax(e, isnan(got[i]) ? INFINITY : fabs((double)got[i] - (double)want[i]));
-    }
-    return e / (mx > 0 ? mx : 1);
-}
-
 static void report(const char *backend, const char *name, const char *stage, double e)
 {
     printf("  %-9s %-7s %-6s rel err %.3g (tol %.0e) %s\n", backend, name, stage, e, TOL, e <= TOL ? "ok" : "FAIL");
@@ -185,9 +175,9 @@ static void run_case(const char *backend, const char *name)
     rc = in ? sl_htdemucs_run_stages(m, rows, L, oo, stages) : 0;
     CHECK_MSG(rc == 0, "%s %s: %s", backend, name, sl_lasterr());
     for (size_t i = 0; i < ns && rc == 0; i++)
-        report(backend, name, names[i], rel_err(stages[i], want[i], sizes[i]));
+        report(backend, name, names[i], slg_rel_err(stages[i], want[i], sizes[i]));
     if (rc == 0 && in)
-        report(backend, name, "out", rel_err(out, ref, S * C * L));
+        report(backend, name, "out", slg_rel_err(out, ref, S * C * L));
     /* the demucs command's whole-track output */
     size_t ntr = 0, nap = 0;
     const float *tr = slg_array(&g, "track", &ntr), *ap = slg_array(&g, "apply", &nap);
@@ -202,7 +192,7 @@ static void run_case(const char *backend, const char *name)
     }
     rc = split_apply(m, tr, n, C, S, L, whole);
     if (rc == 0)
-        report(backend, name, "apply", rel_err(whole, ap, S * C * n));
+        report(backend, name, "apply", slg_rel_err(whole, ap, S * C * n));
     for (size_t i = 0; i < ns; i++)
         free(stages[i]);
     free(out);

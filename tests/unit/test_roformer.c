@@ -35,16 +35,6 @@ static sl_cfg_opt mkopt(const char *k, const char *v)
     return o;
 }
 
-static double rel_err(const float *got, const float *want, size_t n)
-{
-    double mx = 0, e = 0;
-    for (size_t i = 0; i < n; i++) {
-        mx = fmax(mx, fabs((double)want[i]));
-        e = fmax(e, isnan(got[i]) ? INFINITY : fabs((double)got[i] - (double)want[i]));
-    }
-    return e / (mx > 0 ? mx : 1);
-}
-
 static void report(const char *backend, const char *name, const char *stage, double e)
 {
     printf("  %-9s %-17s %-10s rel err %.3g (tol %.0e) %s\n", backend, name, stage, e, TOL_STAGE,
@@ -111,20 +101,20 @@ static void run_case(const char *backend, const char *name)
     rc = sl_roformer_run_stages(m, in, n, (float *const *const *)outp, &st);
     CHECK_MSG(rc == 0, "run %s on %s: %s", name, backend, sl_lasterr());
     if (rc == 0) {
-        report(backend, name, "split", rel_err(split, slg_array(&g, "split", NULL), R));
+        report(backend, name, "split", slg_rel_err(split, slg_array(&g, "split", NULL), R));
         for (int i = 0; i < n_layers; i++) {
             char an[16];
             snprintf(an, sizeof an, "layer%d", i);
-            report(backend, name, an, rel_err(layers[i], slg_array(&g, an, NULL), R));
+            report(backend, name, an, slg_rel_err(layers[i], slg_array(&g, an, NULL), R));
         }
         const float *wm = slg_array(&g, "mask", NULL), *wo = slg_array(&g, "out", NULL);
         for (size_t s = 0; s < N; s++) {
             char stage[48];
             snprintf(stage, sizeof stage, "mask %s", info->sources[s]);
-            report(backend, name, stage, rel_err(mask + s * T * nf * 2, wm + s * T * nf * 2, T * nf * 2));
+            report(backend, name, stage, slg_rel_err(mask + s * T * nf * 2, wm + s * T * nf * 2, T * nf * 2));
             double e = 0;
             for (size_t c = 0; c < S; c++) /* the reference output has out_len <= n samples */
-                e = fmax(e, rel_err(wave + (s * S + c) * n, wo + (s * S + c) * out_len, out_len));
+                e = fmax(e, slg_rel_err(wave + (s * S + c) * n, wo + (s * S + c) * out_len, out_len));
             snprintf(stage, sizeof stage, "out %s", info->sources[s]);
             report(backend, name, stage, e);
         }
