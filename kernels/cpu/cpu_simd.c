@@ -1,7 +1,10 @@
 /* Run-time selection of the CPU backend's AVX2 paths (cpu_simd.h). */
 #include <math.h>
 #include <stdatomic.h>
+#include <pthread.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "cpu_ops.h"
 #include "cpu_simd.h"
@@ -10,15 +13,59 @@
 #include <immintrin.h>
 #endif
 
-static atomic_int simd_enabled = 1;
+static atomic_int simd_enabled = 1, avx512_enabled = 1;
 
-int sl_cpu_simd_set(int enable) { return atomic_exchange(&simd_enabled, enable ? 1 : 0); }
+/* SL_CPU_SIMD=none (or plain) / avx2 caps the paths of the whole process from its start
+ * (run-time dispatch otherwise takes the widest the CPU has): how the lower paths are
+ * tested on a machine that has the upper ones. */
+static void simd_env_once(void)
+{
+    const char *v = getenv("SL_CPU_SIMD");
+    if (v && (!strcmp(v, "none") || !strcmp(v, "plain"))) {
+        atomic_store(&simd_enabled, 0);
+        atomic_store(&avx512_enabled, 0);
+    } else if (v && !strcmp(v, "avx2")) {
+        atomic_store(&avx512_enabled, 0);
+    }
+}
+
+static void simd_env(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, simd_env_once);
+}
+
+int sl_cpu_simd_set(int enable)
+{
+    simd_env();
+    return atomic_exchange(&simd_enabled, enable ? 1 : 0);
+}
+
+int sl_cpu_simd_avx512_set(int enable)
+{
+    simd_env();
+    return atomic_exchange(&avx512_enabled, enable ? 1 : 0);
+}
+
+int sl_cpu_simd_avx512(void)
+{
+#ifdef SL_CPU_HAVE_AVX2_PATHS
+    simd_env();
+    __builtin_cpu_init();
+    return atomic_load_explicit(&avx512_enabled, memory_order_relaxed) && sl_cpu_simd_fma() &&
+           __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
+#else
+    return 0;
+#endif
+}
 
 int sl_cpu_simd_avx2(void)
 {
 #ifdef SL_CPU_HAVE_AVX2_PATHS
     /* libgcc fills the CPU model from a constructor; init is idempotent. The
      * avx2 bit is set only when the OS saves the YMM state (XGETBV). */
+    simd_env();
     __builtin_cpu_init();
     return atomic_load_explicit(&simd_enabled, memory_order_relaxed) && __builtin_cpu_supports("avx2");
 #else

@@ -14,10 +14,17 @@
 #endif
 
 /* enable = 1 (the default): AVX2 where the CPU has it; 0: portable paths only.
- * Process-wide; returns the previous setting. For tests and benchmarks. */
+ * Process-wide; returns the previous setting. For tests and benchmarks. The
+ * environment variable SL_CPU_SIMD=none|avx2, read once, sets the starting values
+ * (none: portable paths only; avx2: no AVX-512 paths). */
 int sl_cpu_simd_set(int enable);
 /* 1 when CPU ops called now take their AVX2 paths. */
 int sl_cpu_simd_avx2(void);
+/* enable = 1 (the default): the AVX-512 paths (F, VL, BW, DQ) where the CPU has them,
+ * else those of sl_cpu_simd_set. Process-wide; returns the previous setting. */
+int sl_cpu_simd_avx512_set(int enable);
+/* 1 when CPU ops called now take their AVX-512 paths (also needs sl_cpu_simd_fma()). */
+int sl_cpu_simd_avx512(void);
 
 /* Element-wise loops for the CPU ops, AVX2 when sl_cpu_simd_avx2(): each
  * element gets exactly the scalar operations, in the same order (no FMA), so
