@@ -638,8 +638,7 @@ typedef void (*nw_kernel_fn)(int, const float *, size_t, const float *, float *,
 
 static int nw_available(void)
 {
-    /* libgcc's constructor has read cpuid by the time any op runs */
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    return sl_cpu_simd_fma(); /* AVX2 + FMA, and not turned off (cpu_simd.h) */
 }
 #else
 #define NW_HAVE_KERNEL 0
