@@ -150,6 +150,7 @@ struct runner {
     size_t sep_L, sep_H, emb_L, emb_H;
     int demix;             /* > 0: separation chunks as the reference inference (pipeline/demix.h), num_overlap */
     int dmx;               /* 1: the demucs command's whole-track inference (pipeline/demucs_split.h) */
+    sl_dmx_geom dmx_geom;  /* its segments, overlap and shifts */
 
     /* one lock for the slot pool and both queues: operations are O(1) and
      * happen once per segment, so contention is negligible */
