@@ -342,7 +342,7 @@ static void wg_output(const float *M, int o0, int o1, int H, int W, int tw, int 
 }
 
 /* The same transforms with AVX2 / AVX-512 vectors (cpu_wino_simd.h: the same bits), taken at
- * run time (cpu_simd.h: sl_cpu_simd_avx2, sl_cpu_simd_avx512, SL_CPU_SIMD). */
+ * run time (cpu_simd.h: sl_cpu_simd_avx2, sl_cpu_simd_avx512). */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define WG_HAVE_SIMD 1
 #pragma GCC push_options
@@ -354,7 +354,7 @@ static void wg_output(const float *M, int o0, int o1, int H, int W, int tw, int 
 #undef WG_SFX
 #pragma GCC pop_options
 #pragma GCC push_options
-#pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq")
+#pragma GCC target("avx512f,avx512vl,avx512dq")
 #define WG_VW 16
 #define WG_SFX(name) name##_avx512
 #include "cpu_wino_simd.h"
@@ -608,7 +608,7 @@ NW_KERNEL1(3)
     } while (0)
 
 #define NZ_KERNEL6(NV)                                                                                           \
-    __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq"))) static void nz_kernel_6_##NV(               \
+    __attribute__((target("avx512f,avx512vl,avx512dq"))) static void nz_kernel_6_##NV(               \
         int kc, const float *a, size_t lda, const float *b, const float *b2, float *c, size_t ldc, int first)  \
     {                                                                                                            \
         __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00,    \

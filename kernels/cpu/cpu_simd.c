@@ -13,20 +13,16 @@
 #include <immintrin.h>
 #endif
 
-static atomic_int simd_enabled = 1, avx512_enabled = 1;
+static atomic_int simd_enabled = 1;
 
-/* SL_CPU_SIMD=none (or plain) / avx2 caps the paths of the whole process from its start
- * (run-time dispatch otherwise takes the widest the CPU has): how the lower paths are
- * tested on a machine that has the upper ones. */
+/* STEMLINE_CPU_SIMD=0 turns every SIMD path off from the process's start (run-time
+ * dispatch otherwise takes the widest the CPU has): how the portable paths are tested
+ * on a machine that has the others. */
 static void simd_env_once(void)
 {
-    const char *v = getenv("SL_CPU_SIMD");
-    if (v && (!strcmp(v, "none") || !strcmp(v, "plain"))) {
+    const char *v = getenv("STEMLINE_CPU_SIMD");
+    if (v && !strcmp(v, "0"))
         atomic_store(&simd_enabled, 0);
-        atomic_store(&avx512_enabled, 0);
-    } else if (v && !strcmp(v, "avx2")) {
-        atomic_store(&avx512_enabled, 0);
-    }
 }
 
 static void simd_env(void)
@@ -41,24 +37,6 @@ int sl_cpu_simd_set(int enable)
     return atomic_exchange(&simd_enabled, enable ? 1 : 0);
 }
 
-int sl_cpu_simd_avx512_set(int enable)
-{
-    simd_env();
-    return atomic_exchange(&avx512_enabled, enable ? 1 : 0);
-}
-
-int sl_cpu_simd_avx512(void)
-{
-#ifdef SL_CPU_HAVE_AVX2_PATHS
-    simd_env();
-    __builtin_cpu_init();
-    return atomic_load_explicit(&avx512_enabled, memory_order_relaxed) && sl_cpu_simd_fma() &&
-           __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
-#else
-    return 0;
-#endif
-}
 
 int sl_cpu_simd_avx2(void)
 {

@@ -99,12 +99,12 @@ static void test_conv_simd(sl_op_ctx *ctx, size_t batch, int ci, int co, int h, 
           *b = sl_ref_rnd((size_t)co, -1, 1);
     const sl_conv2d_args a = {batch, ci, co, h, w, 3, x, wt, b, act, NULL};
     float *y512 = conv_y(ctx, a, ny);
-    const int old = sl_cpu_simd_avx512_set(0);
+    const int old = sl_cpu_simd_set_avx512(0);
     float *y2 = conv_y(ctx, a, ny);
     const int old2 = sl_cpu_simd_set(0);
     float *y0 = conv_y(ctx, a, ny);
     sl_cpu_simd_set(old2);
-    sl_cpu_simd_avx512_set(old);
+    sl_cpu_simd_set_avx512(old);
     const int same2 = !memcmp(y512, y2, ny * sizeof(float)), same0 = !memcmp(y512, y0, ny * sizeof(float));
     printf("  conv2d     b%zu c%d->%d %dx%d act%d: AVX-512 %s AVX2 (avx512 %d, avx2 %d), portable %s\n", batch, ci, co,
            h, w, (int)act, same2 ? "==" : "!=", sl_cpu_simd_avx512(), sl_cpu_simd_avx2(), same0 ? "same bits" : "differs");
