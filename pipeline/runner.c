@@ -557,15 +557,20 @@ static int run_job(runner *r)
     }
     rc = opts->dry_run ? 0 : apply_precision(r, ctx);
     if (!rc)
+        rc = plan_threads(r, ctx);
+    /* the other CPU workers' models load while the run's own do */
+    if (!rc && !opts->dry_run)
+        rc = preload_workers(r, ctx);
+    double t_models = now_s();
+    if (!rc)
         rc = open_models(r, ctx);
+    r->models_open_s = now_s() - t_models;
     if (!rc)
         rc = resolve_sources(r);
     if (!rc)
         rc = check_output_collisions(r);
     r->scratch = r->sep && r->n_stem_esrc > 0 && !cfg->stems_enabled;
     r->write_stems = r->sep && (cfg->stems_enabled || r->scratch);
-    if (!rc)
-        rc = plan_threads(r, ctx);
     if (!rc)
         rc = plan_memory(r);
     if (rc) {
