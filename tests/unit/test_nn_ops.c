@@ -84,6 +84,9 @@ static void test_gemm_split(sl_op_ctx *ctx, size_t batch, size_t m, size_t n, si
     const size_t cnt = batch * m * n;
     CHECK_MSG(!memcmp(amx1, amx3, cnt * sizeof(float)), "split_bf16 gemm differs between 1 and 3 threads");
     printf("  gemm   split_bf16 on AMX: %s\n", sl_cpu_amx() ? "yes" : "no (fp32 path)");
+    const char *env = getenv("SL_CPU_AMX");
+    if (env && !strcmp(env, "0"))
+        CHECK_MSG(!sl_cpu_amx(), "SL_CPU_AMX=0 did not turn the AMX path off");
     if (sl_cpu_amx() && m >= 128)
         CHECK_MSG(memcmp(amx1, plain, cnt * sizeof(float)) != 0, "split_bf16 gemm did not take the AMX path");
     free(amx1);
