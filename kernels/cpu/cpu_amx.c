@@ -48,7 +48,7 @@ static void amx_probe(void)
 int sl_cpu_amx(void)
 {
     pthread_once(&amx_once, amx_probe);
-    return amx_usable && sl_cpu_simd_avx2();
+    return amx_usable && sl_cpu_simd_avx512();
 }
 
 typedef struct {

@@ -33,6 +33,7 @@ static void sgemm_part(size_t part, size_t parts, int trans_b, int amx, size_t m
                        const float *a, size_t lda, const float *b, size_t ldb, float *c, size_t ldc)
 {
     size_t lo, hi;
+    const int dot = trans_b && sl_cpu_gemm_dot_fits(m, n, k);
     if (n >= m) {
         const size_t blocks = (n + 15) / 16;
         sl_pool_range(blocks, parts, part, &lo, &hi);
@@ -53,6 +54,10 @@ static void sgemm_part(size_t part, size_t parts, int trans_b, int amx, size_t m
     }
     if (amx && trans_b && sl_cpu_amx_sgemm_nt(m, n, k, a, lda, b, ldb, c, ldc))
         return;
+    if (dot) {
+        sl_cpu_gemm_dot(m, n, k, a, lda, b, ldb, c, ldc);
+        return;
+    }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k, 1.0f, a,
                 (int)lda, b, (int)ldb, 0.0f, c, (int)ldc);
 }

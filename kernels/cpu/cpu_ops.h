@@ -83,6 +83,15 @@ void sl_cpu_sgemm(sl_op_ctx *ctx, int trans_b, size_t m, size_t n, size_t k, con
  * multiples of 16 when n >= m, else rows (for ops that schedule GEMMs themselves). */
 void sl_cpu_sgemm_part(size_t part, size_t parts, int trans_b, size_t m, size_t n, size_t k, const float *a,
                        size_t lda, const float *b, size_t ldb, float *c, size_t ldc);
+/* Products of at most this many rows of a take the AVX-512 dot-product kernel
+ * (cpu_gemm512.c) instead of OpenBLAS, whose packing of b on every call costs more
+ * than the arithmetic there. sl_cpu_gemm_dot_fits says whether a whole m x n x k
+ * product c = a . b^T goes there (decided once per product, so that every thread
+ * split of it computes the same bits); sl_cpu_gemm_dot computes rows / columns of it. */
+#define SL_CPU_DOT_MAX_ROWS 48
+int sl_cpu_gemm_dot_fits(size_t m, size_t n, size_t k);
+void sl_cpu_gemm_dot(size_t m, size_t n, size_t k, const float *a, size_t lda, const float *b, size_t ldb, float *c,
+                     size_t ldc);
 /* c[m][n] = a[m][k] . b^T (b[n][k]) by three bf16 products per product on the AMX tiles
  * (cpu_amx.c, sl_gemm_args.split_bf16): 1 when done, 0 when left to the caller (no AMX, an
  * empty product, out of memory). */
