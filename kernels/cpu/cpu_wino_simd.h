@@ -147,5 +147,30 @@ static void WG_SFX(wg_output)(const float *M, int o0, int o1, int H, int W, int 
     }
 }
 
+/* dr_row of cpu_conv.c. */
+static void WG_SFX(dr_row)(float *restrict yr, const float *restrict xp, size_t ld, int W, const float *g, int n,
+                           float bo, int relu)
+{
+    int j = 0;
+    for (; j + WG_VW <= W; j += WG_VW) {
+        WG_SFX(vf) s = {0};
+        for (int t = 0; t < n; t++) {
+            const float *x = xp + (size_t)t * ld + j;
+            s = s + g[3 * t] * WG_SFX(ld)(x) + g[3 * t + 1] * WG_SFX(ld)(x + 1) + g[3 * t + 2] * WG_SFX(ld)(x + 2);
+        }
+        s = s + bo;
+        WG_SFX(st)(yr + j, relu ? WG_SFX(relu)(s) : s);
+    }
+    for (; j < W; j++) {
+        float s = 0.0f;
+        for (int t = 0; t < n; t++) {
+            const float *x = xp + (size_t)t * ld + j;
+            s = s + g[3 * t] * x[0] + g[3 * t + 1] * x[1] + g[3 * t + 2] * x[2];
+        }
+        s = s + bo;
+        yr[j] = relu && s < 0.0f ? 0.0f : s;
+    }
+}
+
 #undef WG_LO
 #undef WG_HI
