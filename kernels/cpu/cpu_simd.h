@@ -14,7 +14,8 @@
 #endif
 
 /* enable = 1 (the default): AVX2 where the CPU has it; 0: portable paths only.
- * Process-wide; returns the previous setting. For tests and benchmarks. */
+ * Process-wide; returns the previous setting. For tests and benchmarks. The
+ * environment variable STEMLINE_CPU_SIMD=0 (read once) starts the process with 0. */
 int sl_cpu_simd_set(int enable);
 /* 1 when CPU ops called now take their AVX2 paths. */
 int sl_cpu_simd_avx2(void);
