@@ -394,13 +394,108 @@ void sl_cpu_erf_vec(float *out, const float *in, size_t n)
         out[i] = sl_cpu_erf(in[i]);
 }
 
+#ifdef SL_CPU_HAVE_AVX2_PATHS
+/* The epilogue on 16 lanes (sl_cpu_simd_avx512): the AVX2 path's operations, in the same
+ * order, with no FMA, so bit-identical to it and to the portable loop. */
+#define EPI_512 __attribute__((target("avx512f,avx512dq,avx512vl,avx2")))
+
+EPI_512 static inline __m512 exp_512(__m512 x)
+{
+    x = _mm512_max_ps(_mm512_set1_ps(EXP_LO), x);
+    x = _mm512_min_ps(_mm512_set1_ps(EXP_HI), x);
+    const __m512 fx = _mm512_roundscale_ps(_mm512_add_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                                         _mm512_set1_ps(0.5f)),
+                                           _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    x = _mm512_sub_ps(x, _mm512_mul_ps(fx, _mm512_set1_ps(0.693359375f)));
+    x = _mm512_sub_ps(x, _mm512_mul_ps(fx, _mm512_set1_ps(-2.12194440e-4f)));
+    const __m512 z = _mm512_mul_ps(x, x);
+    __m512 y = _mm512_set1_ps(1.9875691500e-4f);
+    y = _mm512_add_ps(_mm512_mul_ps(y, x), _mm512_set1_ps(1.3981999507e-3f));
+    y = _mm512_add_ps(_mm512_mul_ps(y, x), _mm512_set1_ps(8.3334519073e-3f));
+    y = _mm512_add_ps(_mm512_mul_ps(y, x), _mm512_set1_ps(4.1665795894e-2f));
+    y = _mm512_add_ps(_mm512_mul_ps(y, x), _mm512_set1_ps(1.6666665459e-1f));
+    y = _mm512_add_ps(_mm512_mul_ps(y, x), _mm512_set1_ps(5.0000001201e-1f));
+    y = _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(y, z), x), _mm512_set1_ps(1.0f));
+    const __m512i n = _mm512_add_epi32(_mm512_cvttps_epi32(fx), _mm512_set1_epi32(127));
+    return _mm512_mul_ps(y, _mm512_castsi512_ps(_mm512_slli_epi32(n, 23)));
+}
+
+/* r where x is a number, x (NaN) elsewhere; -r where x < 0 (not -0.0) */
+EPI_512 static inline __m512 sign_nan_512(__m512 x, __m512 r)
+{
+    r = _mm512_mask_xor_ps(r, _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ), r, _mm512_set1_ps(-0.0f));
+    return _mm512_mask_mov_ps(r, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), x);
+}
+
+EPI_512 static inline __m512 erf_512(__m512 x)
+{
+    const __m512 a = _mm512_abs_ps(x), z = _mm512_mul_ps(a, a);
+    __m512 p = _mm512_set1_ps(erf_p[7]);
+    for (int i = 6; i >= 0; i--)
+        p = _mm512_add_ps(_mm512_mul_ps(p, z), _mm512_set1_ps(erf_p[i]));
+    const __m512 ra = _mm512_add_ps(a, _mm512_mul_ps(a, p));
+    const __m512 t = _mm512_sub_ps(a, _mm512_set1_ps(ERF_CENTRE));
+    __m512 q = _mm512_set1_ps(erf_q[10]);
+    for (int i = 9; i >= 0; i--)
+        q = _mm512_add_ps(_mm512_mul_ps(q, t), _mm512_set1_ps(erf_q[i]));
+    const __m512 one = _mm512_set1_ps(1.0f);
+    __m512 r = _mm512_sub_ps(one, exp_512(q));
+    r = _mm512_mask_mov_ps(r, _mm512_cmp_ps_mask(a, _mm512_set1_ps(ERF_SPLIT), _CMP_LT_OQ), ra);
+    r = _mm512_mask_mov_ps(r, _mm512_cmp_ps_mask(a, _mm512_set1_ps(ERF_ONE), _CMP_GE_OQ), one);
+    return sign_nan_512(x, r);
+}
+
+EPI_512 static inline __m512 tanh_512(__m512 x)
+{
+    const __m512 one = _mm512_set1_ps(1.0f);
+    const __m512 a = _mm512_abs_ps(x), z = _mm512_mul_ps(x, x);
+    __m512 p = _mm512_set1_ps(TANH_C11);
+    p = _mm512_add_ps(_mm512_mul_ps(p, z), _mm512_set1_ps(TANH_C9));
+    p = _mm512_add_ps(_mm512_mul_ps(p, z), _mm512_set1_ps(TANH_C7));
+    p = _mm512_add_ps(_mm512_mul_ps(p, z), _mm512_set1_ps(TANH_C5));
+    p = _mm512_add_ps(_mm512_mul_ps(p, z), _mm512_set1_ps(TANH_C3));
+    const __m512 small = _mm512_add_ps(x, _mm512_mul_ps(x, _mm512_mul_ps(z, p)));
+    const __m512 e = exp_512(_mm512_mul_ps(_mm512_set1_ps(-2.0f), a));
+    __m512 t = sign_nan_512(x, _mm512_div_ps(_mm512_sub_ps(one, e), _mm512_add_ps(one, e)));
+    return _mm512_mask_mov_ps(t, _mm512_cmp_ps_mask(a, _mm512_set1_ps(0.25f), _CMP_LT_OQ), small);
+}
+
+EPI_512 static size_t epilogue_512(sl_act act, size_t n, const float *p, const float *bias, const float *mul,
+                                   const float *add, float *y)
+{
+    size_t j = 0;
+    for (; j + 16 <= n; j += 16) {
+        __m512 v = _mm512_loadu_ps(p + j);
+        if (bias)
+            v = _mm512_add_ps(v, _mm512_loadu_ps(bias + j));
+        if (act == SL_ACT_RELU) /* v < 0 ? 0 : v, NaN kept */
+            v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ), _mm512_setzero_ps());
+        else if (act == SL_ACT_TANH)
+            v = tanh_512(v);
+        else if (act == SL_ACT_GELU)
+            v = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), v),
+                              _mm512_add_ps(_mm512_set1_ps(1.0f),
+                                            erf_512(_mm512_mul_ps(v, _mm512_set1_ps((float)M_SQRT1_2)))));
+        if (mul)
+            v = _mm512_mul_ps(v, _mm512_loadu_ps(mul + j));
+        if (add)
+            v = _mm512_add_ps(v, _mm512_loadu_ps(add + j));
+        _mm512_storeu_ps(y + j, v);
+    }
+    return j;
+}
+#endif
+
 void sl_cpu_epilogue_row(sl_act act, size_t n, const float *p, const float *bias, const float *mul, const float *add,
                          float *y)
 {
     size_t j = 0;
 #ifdef SL_CPU_HAVE_AVX2_PATHS
+    if (sl_cpu_simd_avx512())
+        j = epilogue_512(act, n, p, bias, mul, add, y);
     if (sl_cpu_simd_avx2())
-        j = epilogue_avx2(act, n, p, bias, mul, add, y);
+        j += epilogue_avx2(act, n - j, p + j, bias ? bias + j : NULL, mul ? mul + j : NULL, add ? add + j : NULL,
+                           y + j);
 #endif
     for (; j < n; j++) {
         float v = bias ? p[j] + bias[j] : p[j];
