@@ -28,11 +28,50 @@ int sl_emu_launch_coop(const char *kernel, dim3 grid, dim3 block, size_t shmem, 
 static void launch(cudaStream_t s, const char *kernel, dim3 grid, dim3 block, size_t shmem,
                    std::function<void()> body, bool coop);
 
+typedef std::map<int, unsigned long long> sl_mock_clock; // vector clock: stream id -> operations ordered before
+
+// A device range an operation reads or writes (the ordering checks, below).
+struct sl_mock_access {
+    const void *p;
+    size_t bytes;
+    bool write;
+};
+
+// One captured operation: its work and the device ranges it touches.
+struct sl_mock_node {
+    std::function<void()> work;
+    std::vector<sl_mock_access> acc;
+    const char *what;
+};
+
+struct CUgraph_st {
+    int device;
+    std::vector<sl_mock_node> nodes;
+};
+
+struct CUgraphExec_st {
+    int device;
+    std::vector<sl_mock_node> nodes;
+};
+
 struct CUstream_st {
     int device;
     unsigned flags;
     std::deque<std::function<void()>> q;
     cudaError_t error; // sticky: a queued operation failed
+    int id;                       // for the ordering checks (-1 - device: the legacy stream)
+    unsigned long long enq, done; // operations queued on it / run so far
+    sl_mock_clock clk;            // what is ordered before its next operation
+    CUgraph_st *capture;          // stream capture in progress into this graph, else NULL
+    cudaStreamCaptureMode capture_mode;
+    const char *capture_broken;   // the call that invalidated the capture, else NULL
+};
+
+struct CUevent_st {
+    int device;
+    CUstream_st *stream;      // where it was last recorded (NULL: never, or that stream is gone and drained)
+    unsigned long long target; // the recorded work: the first target operations of stream
+    sl_mock_clock clk;         // what that work is ordered after
 };
 
 struct CUmemPoolHandle_st {
@@ -82,6 +121,21 @@ struct State {
     int access = 0; // nesting depth of device work (arena accessible when > 0)
     cudaError_t sticky[kMaxDevices] = {};    // a fault broke the device's context: every later call fails
     cudaError_t fault_next[kMaxDevices] = {}; // injected: the next kernel run on the device faults so
+    // Ordering checks: the host's vector clock (what a host synchronisation has
+    // seen complete) and, per live allocation (by arena offset), its last write
+    // and the reads since: an operation on one stream that touches memory
+    // another stream wrote (or read, for a write) must be ordered after it.
+    sl_mock_clock host_clk;
+    struct Hazard {
+        int w_stream = 0;
+        unsigned long long w_seq = 0; // 0: never written by a stream
+        const char *w_what = nullptr;
+        std::map<int, std::pair<unsigned long long, const char *>> reads;
+    };
+    std::map<size_t, Hazard> hazards;
+    std::set<CUevent_st *> events;
+    int next_stream_id = 1;
+    unsigned long long host_syncs = 0, graph_captures = 0, graph_launches = 0;
     size_t fail_from = 0;                    // injected: device allocations of >= fail_from bytes fail (0: off)
     bool init = false;
 };
@@ -153,6 +207,10 @@ void ensure_init(State &s)
         s.legacy[d].device = (int)d;
         s.legacy[d].flags = cudaStreamDefault;
         s.legacy[d].error = cudaSuccess;
+        s.legacy[d].id = -1 - (int)d;
+        s.legacy[d].enq = s.legacy[d].done = 0;
+        s.legacy[d].capture = nullptr;
+        s.legacy[d].capture_broken = nullptr;
         s.pool[d].device = (int)d;
         s.pool[d].release_threshold = 0; // the driver's default: release everything unused at each sync
         s.pool[d].inuse = s.pool[d].cached = 0;
@@ -206,7 +264,30 @@ void run_queue(State &s, CUstream_st *st)
         st->q.pop_front();
         if (!s.sticky[st->device]) // a broken context runs nothing more
             w();
+        st->done++;
     }
+}
+
+// Runs st's queue until its first target operations have run (an event's work).
+void run_until(State &s, CUstream_st *st, unsigned long long target)
+{
+    if (!st || st->done >= target)
+        return;
+    Access a(s);
+    while (st->done < target && !st->q.empty()) {
+        std::function<void()> w = std::move(st->q.front());
+        st->q.pop_front();
+        if (!s.sticky[st->device])
+            w();
+        st->done++;
+    }
+}
+
+void clock_merge(sl_mock_clock &into, const sl_mock_clock &from)
+{
+    for (auto &c : from)
+        if (into[c.first] < c.second)
+            into[c.first] = c.second;
 }
 
 // Frees cached pool blocks (largest first) until the pool of dev reserves at
@@ -229,6 +310,9 @@ cudaError_t drain(State &s, CUstream_st *st)
     if (st != &s.legacy[st->device] && !(st->flags & cudaStreamNonBlocking))
         run_queue(s, &s.legacy[st->device]);
     run_queue(s, st);
+    clock_merge(s.host_clk, st->clk);
+    if (st != &s.legacy[st->device] && !(st->flags & cudaStreamNonBlocking))
+        clock_merge(s.host_clk, s.legacy[st->device].clk);
     pool_release(s, st->device, s.pool[st->device].release_threshold);
     cudaError_t e = s.sticky[st->device] ? s.sticky[st->device] : st->error;
     return e;
@@ -237,9 +321,12 @@ cudaError_t drain(State &s, CUstream_st *st)
 void drain_device(State &s, int dev)
 {
     run_queue(s, &s.legacy[dev]);
+    clock_merge(s.host_clk, s.legacy[dev].clk);
     for (CUstream_st *x : s.streams)
-        if (x->device == dev)
+        if (x->device == dev) {
             run_queue(s, x);
+            clock_merge(s.host_clk, x->clk);
+        }
     pool_release(s, dev, s.pool[dev].release_threshold);
 }
 
@@ -333,6 +420,7 @@ cudaError_t dev_alloc(State &s, void **p, size_t bytes, int dev, bool pool)
             protect(s, PROT_READ | PROT_WRITE);
     }
     s.allocs[off] = Alloc{bytes, dev, false, pool, charged};
+    s.hazards.erase(off); // a new allocation has no history
     if (s.used[dev] > s.peak[dev])
         s.peak[dev] = s.used[dev];
     s.n_dev_allocs++;
@@ -358,6 +446,7 @@ void dev_release(State &s, size_t off)
         s.used[dev] -= it->second.charged;
     }
     s.allocs.erase(it);
+    s.hazards.erase(off);
     {
         Access a(s);
         memset(s.arena + off, 0xFF, need); // stale readers see NaN
@@ -390,6 +479,113 @@ std::map<size_t, Alloc>::iterator alloc_at(State &s, void *p)
     return it;
 }
 
+// ---- stream ordering checks
+
+const char *stream_name(State &s, int id, char *buf, size_t n)
+{
+    (void)s;
+    if (id < 0)
+        snprintf(buf, n, "the legacy stream of device %d", -1 - id);
+    else
+        snprintf(buf, n, "stream #%d", id);
+    return buf;
+}
+
+// The next operation of x: what x is ordered after now (the host's view, and
+// the legacy stream's for a blocking stream), then its own sequence number.
+unsigned long long tick(State &s, CUstream_st *x)
+{
+    clock_merge(x->clk, s.host_clk);
+    CUstream_st *leg = &s.legacy[x->device];
+    if (x != leg && !(x->flags & cudaStreamNonBlocking))
+        clock_merge(x->clk, leg->clk);
+    else if (x == leg)
+        for (CUstream_st *o : s.streams)
+            if (o->device == x->device && !(o->flags & cudaStreamNonBlocking))
+                clock_merge(x->clk, o->clk);
+    return ++x->clk[x->id];
+}
+
+// An operation (what, on x, number seq) reads or writes [p, p + bytes) of device
+// memory: aborts when another stream's write to (or, for a write, read of) that
+// allocation is not ordered before it (no event waited on, no host
+// synchronisation after it): the data race a real GPU would run into.
+void check_order(State &s, CUstream_st *x, unsigned long long seq, const sl_mock_access &a, const char *what)
+{
+    auto it = find_alloc(s, a.p);
+    if (it == s.allocs.end())
+        return; // host memory, or a range the call checks itself
+    State::Hazard &h = s.hazards[it->first];
+    char b1[64], b2[64];
+    if (h.w_seq && h.w_stream != x->id && x->clk[h.w_stream] < h.w_seq)
+        sl_mock_fatal("%s on %s %s %p (in a %zu-byte allocation) that %s on %s wrote, with nothing ordering it "
+                      "after that write (no cudaStreamWaitEvent on an event recorded after it, no host "
+                      "synchronisation since): a race on a GPU",
+                      what, stream_name(s, x->id, b1, sizeof b1), a.write ? "writes" : "reads", a.p,
+                      it->second.size, h.w_what, stream_name(s, h.w_stream, b2, sizeof b2));
+    if (a.write) {
+        for (auto &r : h.reads)
+            if (r.first != x->id && x->clk[r.first] < r.second.first)
+                sl_mock_fatal("%s on %s writes %p (in a %zu-byte allocation) that %s on %s still reads, with "
+                              "nothing ordering the write after that read: a race on a GPU",
+                              what, stream_name(s, x->id, b1, sizeof b1), a.p, it->second.size, r.second.second,
+                              stream_name(s, r.first, b2, sizeof b2));
+        h.w_stream = x->id;
+        h.w_seq = seq;
+        h.w_what = what;
+        h.reads.clear();
+    } else {
+        h.reads[x->id] = std::make_pair(seq, what);
+    }
+}
+
+// Queues work on x, or appends it to x's graph while x is being captured.
+void push(State &s, CUstream_st *x, std::function<void()> work, std::vector<sl_mock_access> acc, const char *what)
+{
+    if (x->capture) {
+        x->capture->nodes.push_back(sl_mock_node{std::move(work), std::move(acc), what});
+        return;
+    }
+    const unsigned long long seq = tick(s, x);
+    for (const sl_mock_access &a : acc)
+        check_order(s, x, seq, a, what);
+    x->q.push_back(std::move(work));
+    x->enq++;
+}
+
+thread_local CUstream_st *t_capture = nullptr; // the stream this thread captures (ThreadLocal / Global mode)
+
+void invalidate_capture(CUstream_st *x, const char *call)
+{
+    if (!x->capture_broken)
+        x->capture_broken = call;
+}
+
+// A call that may not run while a capture is in progress ("potentially unsafe"
+// calls: synchronisations, allocations, frees...): the calling thread's own
+// capture (ThreadLocal or Global mode) or any Global-mode capture is
+// invalidated, and the call fails with cudaErrorStreamCaptureUnsupported, as
+// the driver does. Returns 1 when the call must fail.
+int capture_forbids(State &s, const char *call)
+{
+    int hit = 0;
+    if (t_capture && t_capture->capture && t_capture->capture_mode != cudaStreamCaptureModeRelaxed) {
+        invalidate_capture(t_capture, call);
+        hit = 1;
+    }
+    for (CUstream_st *x : s.streams)
+        if (x->capture && x->capture_mode == cudaStreamCaptureModeGlobal && x != t_capture) {
+            invalidate_capture(x, call);
+            hit = 1;
+        }
+    if (hit)
+        t_last = cudaErrorStreamCaptureUnsupported;
+    return hit;
+}
+
+// A host synchronisation (counted: tests assert where they happen).
+void host_sync(State &s) { s.host_syncs++; }
+
 } // namespace
 
 // ---------------------------------------------------------------- mock.h
@@ -411,7 +607,7 @@ void sl_mock_enqueue(cudaStream_t s, std::function<void()> work)
     State &st = S();
     std::lock_guard<std::recursive_mutex> g(st.mu);
     ensure_init(st);
-    resolve(st, s)->q.push_back(std::move(work));
+    push(st, resolve(st, s), std::move(work), {}, "a library call");
 }
 
 void sl_mock_check_device(const void *p, size_t bytes, const char *what)
@@ -525,7 +721,7 @@ static void launch(cudaStream_t s, const char *kernel, dim3 grid, dim3 block, si
         return;
     }
     State *sp = &st;
-    q->q.push_back([sp, q, kernel, grid, block, shmem, body, coop]() mutable {
+    push(st, q, [sp, q, kernel, grid, block, shmem, body, coop]() mutable {
         if (sp->fault_next[q->device]) { // injected: this kernel faults, the context is broken
             sp->sticky[q->device] = sp->fault_next[q->device];
             sp->fault_next[q->device] = cudaSuccess;
@@ -535,7 +731,7 @@ static void launch(cudaStream_t s, const char *kernel, dim3 grid, dim3 block, si
                             : sl_emu_launch(kernel, grid, block, shmem, &launch_trampoline, &body);
         if (rc < 0 && q->error == cudaSuccess)
             q->error = cudaErrorLaunchFailure;
-    });
+    }, {}, kernel);
 }
 
 size_t sl_mock_live_device_bytes(void)
@@ -618,6 +814,12 @@ const char *cudaGetErrorName(cudaError_t e)
     case cudaErrorInvalidResourceHandle: return "cudaErrorInvalidResourceHandle";
     case cudaErrorIllegalAddress: return "cudaErrorIllegalAddress";
     case cudaErrorNotSupported: return "cudaErrorNotSupported";
+    case cudaErrorNotReady: return "cudaErrorNotReady";
+    case cudaErrorIllegalState: return "cudaErrorIllegalState";
+    case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
+    case cudaErrorStreamCaptureInvalidated: return "cudaErrorStreamCaptureInvalidated";
+    case cudaErrorStreamCaptureIsolation: return "cudaErrorStreamCaptureIsolation";
+    case cudaErrorStreamCaptureWrongThread: return "cudaErrorStreamCaptureWrongThread";
     default: return "cudaErrorUnknown";
     }
 }
@@ -638,6 +840,12 @@ const char *cudaGetErrorString(cudaError_t e)
     case cudaErrorInvalidResourceHandle: return "invalid resource handle";
     case cudaErrorIllegalAddress: return "an illegal memory access was encountered";
     case cudaErrorNotSupported: return "operation not supported";
+    case cudaErrorNotReady: return "device not ready";
+    case cudaErrorIllegalState: return "operation not permitted when stream is capturing";
+    case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
+    case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture";
+    case cudaErrorStreamCaptureIsolation: return "dependency created on uncaptured work in another stream";
+    case cudaErrorStreamCaptureWrongThread: return "attempt to terminate a thread-local capture sequence from another thread";
     default: return "unknown error";
     }
 }
@@ -797,6 +1005,7 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t *stream, unsigned int flags)
     x->device = t_device;
     x->flags = flags;
     x->error = cudaSuccess;
+    x->id = s.next_stream_id++;
     s.streams.push_back(x);
     *stream = x;
     return cudaSuccess;
@@ -812,7 +1021,12 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream)
     if (!stream)
         return fail(cudaErrorInvalidResourceHandle);
     CUstream_st *x = resolve(s, stream);
+    if (x->capture)
+        return fail(cudaErrorStreamCaptureUnsupported);
     drain(s, x); // the documented behaviour: queued work completes, then the stream goes
+    for (CUevent_st *ev : s.events) // (their work has run)
+        if (ev->stream == x)
+            ev->stream = nullptr;
     for (size_t i = 0; i < s.streams.size(); i++)
         if (s.streams[i] == x) {
             s.streams.erase(s.streams.begin() + (long)i);
@@ -827,6 +1041,9 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream)
     State &s = S();
     std::lock_guard<std::recursive_mutex> g(s.mu);
     ensure_init(s);
+    if (capture_forbids(s, "cudaStreamSynchronize"))
+        return cudaErrorStreamCaptureUnsupported;
+    host_sync(s);
     cudaError_t e = drain(s, resolve(s, stream));
     return e == cudaSuccess ? e : fail(e);
 }
@@ -836,6 +1053,9 @@ cudaError_t cudaDeviceSynchronize(void)
     State &s = S();
     std::lock_guard<std::recursive_mutex> g(s.mu);
     ensure_init(s);
+    if (capture_forbids(s, "cudaDeviceSynchronize"))
+        return cudaErrorStreamCaptureUnsupported;
+    host_sync(s);
     drain_device(s, t_device);
     return s.sticky[t_device] ? fail(s.sticky[t_device]) : cudaSuccess;
 }
@@ -847,6 +1067,8 @@ cudaError_t cudaMalloc(void **p, size_t bytes)
     ensure_init(s);
     if (!s.devices)
         return fail(cudaErrorNoDevice);
+    if (capture_forbids(s, "cudaMalloc"))
+        return cudaErrorStreamCaptureUnsupported;
     return dev_alloc(s, p, bytes, t_device, false);
 }
 
@@ -857,6 +1079,10 @@ cudaError_t cudaMallocAsync(void **p, size_t bytes, cudaStream_t stream)
     ensure_init(s);
     if (!s.pools)
         return fail(cudaErrorNotSupported);
+    // (stricter than the driver, which records an allocation node: the backend
+    // allocates before a capture, never inside one)
+    if (capture_forbids(s, "cudaMallocAsync"))
+        return cudaErrorStreamCaptureUnsupported;
     CUstream_st *x = resolve(s, stream);
     if (x->device != t_device) // stricter than the driver promises (it would use the stream's device's pool)
         return fail(cudaErrorInvalidResourceHandle);
@@ -885,6 +1111,9 @@ cudaError_t cudaFree(void *p)
         return fail(cudaErrorInvalidDevicePointer);
     if (s.sticky[t_device])
         return fail(s.sticky[t_device]);
+    if (capture_forbids(s, "cudaFree"))
+        return cudaErrorStreamCaptureUnsupported;
+    host_sync(s);
     drain_all(s); // cudaFree synchronises
     dev_release(s, it->first);
     return cudaSuccess;
@@ -897,6 +1126,8 @@ cudaError_t cudaFreeAsync(void *p, cudaStream_t stream)
     ensure_init(s);
     if (!p)
         return cudaSuccess;
+    if (capture_forbids(s, "cudaFreeAsync")) // (stricter than the driver, as cudaMallocAsync)
+        return cudaErrorStreamCaptureUnsupported;
     auto it = alloc_at(s, p);
     if (it == s.allocs.end() || it->second.free_pending)
         return fail(cudaErrorInvalidDevicePointer);
@@ -910,7 +1141,7 @@ cudaError_t cudaFreeAsync(void *p, cudaStream_t stream)
     it->second.free_pending = true;
     const size_t off = it->first;
     State *sp = &s;
-    x->q.push_back([sp, off]() { dev_release(*sp, off); });
+    push(s, x, [sp, off]() { dev_release(*sp, off); }, {sl_mock_access{p, 0, true}}, "cudaFreeAsync");
     return cudaSuccess;
 }
 
@@ -921,6 +1152,8 @@ cudaError_t cudaHostAlloc(void **p, size_t bytes, unsigned int flags)
     ensure_init(s);
     if (!p || (flags & ~(unsigned)(cudaHostAllocPortable | cudaHostAllocMapped | cudaHostAllocWriteCombined)))
         return fail(cudaErrorInvalidValue);
+    if (capture_forbids(s, "cudaHostAlloc"))
+        return cudaErrorStreamCaptureUnsupported;
     *p = nullptr;
     const size_t n = bytes ? (bytes + 4095) / 4096 * 4096 : 4096;
     void *h = aligned_alloc(4096, n);
@@ -945,6 +1178,9 @@ cudaError_t cudaFreeHost(void *p)
     auto it = s.pinned.find((uintptr_t)p);
     if (it == s.pinned.end())
         return fail(cudaErrorInvalidValue);
+    if (capture_forbids(s, "cudaFreeHost"))
+        return cudaErrorStreamCaptureUnsupported;
+    host_sync(s);
     drain_all(s); // implicitly synchronising: queued copies may still read it
     s.pinned.erase(it);
     free(p);
@@ -980,16 +1216,32 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpy
         sl_mock_check_device(dst, bytes, "cudaMemcpyAsync destination");
     if (sd)
         sl_mock_check_device(src, bytes, "cudaMemcpyAsync source");
-    if (kind == cudaMemcpyHostToDevice && !is_pinned(s, src, bytes)) {
+    std::vector<sl_mock_access> acc;
+    if (dd)
+        acc.push_back(sl_mock_access{dst, bytes, true});
+    if (sd)
+        acc.push_back(sl_mock_access{src, bytes, false});
+    const bool pageable = (kind == cudaMemcpyHostToDevice && !is_pinned(s, src, bytes)) ||
+                          (kind == cudaMemcpyDeviceToHost && !is_pinned(s, dst, bytes));
+    // Pageable memory: staged or waited for at the call, which a graph cannot
+    // record (the driver refuses it in a capture; the backend never does it).
+    if (pageable && x->capture) {
+        invalidate_capture(x, "cudaMemcpyAsync from or to pageable host memory");
+        return fail(cudaErrorStreamCaptureUnsupported);
+    }
+    if (kind == cudaMemcpyDeviceToHost && pageable && capture_forbids(s, "cudaMemcpyAsync to pageable memory"))
+        return cudaErrorStreamCaptureUnsupported;
+    if (kind == cudaMemcpyHostToDevice && pageable) {
         // Pageable source: staged at the call, the caller may reuse it at once.
         std::vector<unsigned char> snap(static_cast<const unsigned char *>(src),
                                         static_cast<const unsigned char *>(src) + bytes);
-        x->q.push_back([dst, snap]() { memcpy(dst, snap.data(), snap.size()); });
+        push(s, x, [dst, snap]() { memcpy(dst, snap.data(), snap.size()); }, acc, "cudaMemcpyAsync");
         return cudaSuccess;
     }
-    x->q.push_back([dst, src, bytes]() { memmove(dst, src, bytes); });
-    if (kind == cudaMemcpyDeviceToHost && !is_pinned(s, dst, bytes)) {
+    push(s, x, [dst, src, bytes]() { memmove(dst, src, bytes); }, acc, "cudaMemcpyAsync");
+    if (kind == cudaMemcpyDeviceToHost && pageable) {
         // Pageable destination: the call returns once the copy is done.
+        host_sync(s);
         cudaError_t e = drain(s, x);
         if (e != cudaSuccess)
             return fail(e);
@@ -1002,6 +1254,9 @@ cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind 
     State &s = S();
     std::lock_guard<std::recursive_mutex> g(s.mu);
     ensure_init(s);
+    if (capture_forbids(s, "cudaMemcpy"))
+        return cudaErrorStreamCaptureUnsupported;
+    host_sync(s);
     drain_device(s, t_device);
     cudaError_t e = cudaMemcpyAsync(dst, src, bytes, kind, nullptr);
     if (e == cudaSuccess)
@@ -1020,8 +1275,262 @@ cudaError_t cudaMemsetAsync(void *p, int value, size_t bytes, cudaStream_t strea
     if (bytes == 0)
         return cudaSuccess;
     sl_mock_check_device(p, bytes, "cudaMemsetAsync");
-    x->q.push_back([p, value, bytes]() { memset(p, value, bytes); });
+    push(s, x, [p, value, bytes]() { memset(p, value, bytes); }, {sl_mock_access{p, bytes, true}}, "cudaMemsetAsync");
+    return cudaSuccess;
+}
+
+// ---- events (stream ordering)
+
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t *event, unsigned int flags)
+{
+    State &s = S();
+    std::lock_guard<std::recursive_mutex> g(s.mu);
+    ensure_init(s);
+    if (!event || (flags & ~(unsigned)(cudaEventBlockingSync | cudaEventDisableTiming)))
+        return fail(cudaErrorInvalidValue);
+    CUevent_st *e = new CUevent_st();
+    e->device = t_device;
+    s.events.insert(e);
+    *event = e;
+    return cudaSuccess;
+}
+
+cudaError_t cudaEventCreate(cudaEvent_t *event) { return cudaEventCreateWithFlags(event, cudaEventDefault); }
+
+cudaError_t cudaEventDestroy(cudaEvent_t event)
+{
+    State &s = S();
+    std::lock_guard<std::recursive_mutex> g(s.mu);
+    ensure_init(s);
+    if (!event || !s.events.erase(event))
+        return fail(cudaErrorInvalidResourceHandle);
+    delete event; // (work waiting on it keeps its own copy, as the driver's does)
+    return cudaSuccess;
+}
+
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream)
+{
+    State &s = S();
+    std::lock_guard<std::recursive_mutex> g(s.mu);
+    ensure_init(s);
+    if (!event || !s.events.count(event))
+        return fail(cudaErrorInvalidResourceHandle);
+    CUstream_st *x = resolve(s, stream);
+    if (x->device != event->device || x->device != t_device)
+        return fail(cudaErrorInvalidResourceHandle);
+    if (x->capture) { // (the mock records no event nodes: the backend records events outside captures)
+        invalidate_capture(x, "cudaEventRecord");
+        return fail(cudaErrorStreamCaptureUnsupported);
+    }
+    tick(s, x); // the record is an operation of x: ordered after everything queued on it so far
+    event->stream = x;
+    event->target = x->enq;
+    event->clk = x->clk;
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned int flags)
+{
+    State &s = S();
+    std::lock_guard<std::recursive_mutex> g(s.mu);
+    ensure_init(s);
+    if (!event || !s.events.count(event) || flags != cudaEventWaitDefault)
+        return fail(!event || !s.events.count(event) ? cudaErrorInvalidResourceHandle : cudaErrorInvalidValue);
+    CUstream_st *x = resolve(s, stream);
+    if (x->device != t_device)
+        return fail(cudaErrorInvalidResourceHandle);
+    if (x->capture) { // an event recorded outside this capture
+        invalidate_capture(x, "cudaStreamWaitEvent");
+        return fail(cudaErrorStreamCaptureIsolation);
+    }
+    if (!event->stream)
+        return cudaSuccess; // never recorded (or its work has run): nothing to wait for
+    CUstream_st *src = event->stream;
+    const unsigned long long target = event->target;
+    clock_merge(x->clk, event->clk);
+    State *sp = &s;
+    push(s, x, [sp, src, target]() { run_until(*sp, src, target); }, {}, "cudaStreamWaitEvent");
+    return cudaSuccess;
+}
+
+cudaError_t cudaEventSynchronize(cudaEvent_t event)
+{
+    State &s = S();
+    std::lock_guard<std::recursive_mutex> g(s.mu);
+    ensure_init(s);
+    if (!event || !s.events.count(event))
+        return fail(cudaErrorInvalidResourceHandle);
+    if (capture_forbids(s, "cudaEventSynchronize"))
+        return cudaErrorStreamCaptureUnsupported;
+    host_sync(s);
+    if (event->stream) {
+        CUstream_st *src = event->stream;
+        if (src != &s.legacy[src->device] && !(src->flags & cudaStreamNonBlocking))
+            run_queue(s, &s.legacy[src->device]);
+        run_until(s, src, event->target);
+    }
+    clock_merge(s.host_clk, event->clk);
+    return s.sticky[event->device] ? fail(s.sticky[event->device]) : cudaSuccess;
+}
+
+cudaError_t cudaEventQuery(cudaEvent_t event)
+{
+    State &s = S();
+    std::lock_guard<std::recursive_mutex> g(s.mu);
+    ensure_init(s);
+    if (!event || !s.events.count(event))
+        return fail(cudaErrorInvalidResourceHandle);
+    // Queued work runs only when something waits for it: not done yet means not
+    // ready (a caller that polls must also wait at some point).
+    if (event->stream && event->stream->done < event->target)
+        return cudaErrorNotReady;
+    clock_merge(s.host_clk, event->clk);
+    return cudaSuccess;
+}
+
+// ---- stream capture and graphs
+
+cudaError_t cudaStreamBeginCapture(cudaStream_t stream, enum cudaStreamCaptureMode mode)
+{
+    State &s = S();
+    std::lock_guard<std::recursive_mutex> g(s.mu);
+    ensure_init(s);
+    CUstream_st *x = resolve(s, stream);
+    if (x == &s.legacy[x->device]) // the legacy stream cannot be captured
+        return fail(cudaErrorStreamCaptureUnsupported);
+    if (x->device != t_device)
+        return fail(cudaErrorInvalidResourceHandle);
+    if (mode != cudaStreamCaptureModeGlobal && mode != cudaStreamCaptureModeThreadLocal &&
+        mode != cudaStreamCaptureModeRelaxed)
+        return fail(cudaErrorInvalidValue);
+    if (x->capture || t_capture) // (the mock captures one stream per thread at a time)
+        return fail(cudaErrorIllegalState);
+    x->capture = new CUgraph_st();
+    x->capture->device = x->device;
+    x->capture_mode = mode;
+    x->capture_broken = nullptr;
+    t_capture = x;
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t *graph)
+{
+    State &s = S();
+    std::lock_guard<std::recursive_mutex> g(s.mu);
+    ensure_init(s);
+    if (!graph)
+        return fail(cudaErrorInvalidValue);
+    *graph = nullptr;
+    CUstream_st *x = resolve(s, stream);
+    if (!x->capture)
+        return fail(cudaErrorIllegalState);
+    if (x->capture_mode != cudaStreamCaptureModeRelaxed && t_capture != x)
+        return fail(cudaErrorStreamCaptureWrongThread);
+    CUgraph_st *gr = x->capture;
+    x->capture = nullptr;
+    if (t_capture == x)
+        t_capture = nullptr;
+    if (x->capture_broken) {
+        delete gr;
+        return fail(cudaErrorStreamCaptureInvalidated);
+    }
+    s.graph_captures++;
+    *graph = gr;
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamIsCapturing(cudaStream_t stream, enum cudaStreamCaptureStatus *status)
+{
+    State &s = S();
+    std::lock_guard<std::recursive_mutex> g(s.mu);
+    ensure_init(s);
+    if (!status)
+        return fail(cudaErrorInvalidValue);
+    CUstream_st *x = resolve(s, stream);
+    *status = !x->capture ? cudaStreamCaptureStatusNone
+                          : x->capture_broken ? cudaStreamCaptureStatusInvalidated : cudaStreamCaptureStatusActive;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph, unsigned long long flags)
+{
+    State &s = S();
+    std::lock_guard<std::recursive_mutex> g(s.mu);
+    ensure_init(s);
+    if (!exec || !graph || flags)
+        return fail(cudaErrorInvalidValue);
+    CUgraphExec_st *x = new CUgraphExec_st();
+    x->device = graph->device;
+    x->nodes = graph->nodes;
+    *exec = x;
+    return cudaSuccess;
+}
+
+// Replays the captured operations on stream in their order (each checked for
+// ordering against the other streams as if queued by hand).
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream)
+{
+    State &s = S();
+    std::lock_guard<std::recursive_mutex> g(s.mu);
+    ensure_init(s);
+    if (!exec)
+        return fail(cudaErrorInvalidValue);
+    CUstream_st *x = resolve(s, stream);
+    if (x->device != t_device || x->device != exec->device)
+        return fail(cudaErrorInvalidResourceHandle);
+    if (x->capture) { // (child graphs are not modelled)
+        invalidate_capture(x, "cudaGraphLaunch");
+        return fail(cudaErrorStreamCaptureUnsupported);
+    }
+    if (s.sticky[x->device])
+        return fail(s.sticky[x->device]);
+    for (const sl_mock_node &n : exec->nodes)
+        push(s, x, n.work, n.acc, n.what);
+    s.graph_launches++;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec)
+{
+    delete exec; // (queued replays hold copies of the operations)
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphDestroy(cudaGraph_t graph)
+{
+    delete graph;
     return cudaSuccess;
 }
 
 } // extern "C"
+
+unsigned long long sl_mock_host_syncs(void)
+{
+    State &s = S();
+    std::lock_guard<std::recursive_mutex> g(s.mu);
+    return s.host_syncs;
+}
+
+void sl_mock_graph_counts(unsigned long long *captures, unsigned long long *launches)
+{
+    State &s = S();
+    std::lock_guard<std::recursive_mutex> g(s.mu);
+    *captures = s.graph_captures;
+    *launches = s.graph_launches;
+}
+
+int sl_mock_capture_forbidden(const char *call)
+{
+    State &s = S();
+    std::lock_guard<std::recursive_mutex> g(s.mu);
+    ensure_init(s);
+    return capture_forbids(s, call);
+}
+
+int sl_mock_stream_capturing(cudaStream_t stream)
+{
+    State &s = S();
+    std::lock_guard<std::recursive_mutex> g(s.mu);
+    ensure_init(s);
+    return resolve(s, stream)->capture != nullptr;
+}
