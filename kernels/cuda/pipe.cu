@@ -230,6 +230,7 @@ extern "C" int sl_cuda_pipe_item_begin(sl_op_ctx *ctx, const void *model, const 
         SL_CU_CHECK(cudaEventSynchronize(s->dl));
         deliver(s);
     }
+    s->n_dls = 0; // (a forward that failed here before left its downloads undelivered: dropped)
     pp->n++;
     pp->stats.items++;
     pp->in_off = pp->out_off = 0;
@@ -470,7 +471,7 @@ extern "C" int sl_cuda_pipe_item_end(sl_op_ctx *ctx, int forward_rc)
         }
         if (pp->in_off != k->in_bytes || pp->out_off != k->out_bytes) {
             cudaGraphExecDestroy(exec);
-            return fixed_mismatch(pp, "copies");
+            return capture_failed(pp, s, "its copies", "they differ from its first run's");
         }
         k->exec = exec;
         k->state = KEY_GRAPH;
@@ -480,10 +481,13 @@ extern "C" int sl_cuda_pipe_item_end(sl_op_ctx *ctx, int forward_rc)
         if (rc < 0)
             return rc;
     } else if (pp->mode == MODE_REPLAY) {
-        if (forward_rc)
-            return forward_rc;
-        if (pp->in_off != k->in_bytes || pp->out_off != k->out_bytes)
-            return fixed_mismatch(pp, "copies");
+        if (forward_rc || pp->in_off != k->in_bytes || pp->out_off != k->out_bytes) {
+            // (nothing was queued: the forward runs again op by op and says what is wrong, if anything)
+            sl_clearerr();
+            drop_key(st, k);
+            s->n_dls = 0;
+            return 1;
+        }
         pp->stats.replays++;
         int rc = launch_graph(st, s, k);
         if (rc < 0)
@@ -492,7 +496,7 @@ extern "C" int sl_cuda_pipe_item_end(sl_op_ctx *ctx, int forward_rc)
         pp->stats.eager++;
         if (forward_rc)
             return forward_rc;
-        if (k) { // sized for the capture of the next forward of this key
+        if (k && (k->state == KEY_FREE || k->state == KEY_SEEN)) { // sized for this key's capture next time
             int rc = grow_fixed(st, &pp->g_in, &pp->g_in_cap, pp->in_off);
             if (!rc)
                 rc = grow_fixed(st, &pp->g_out, &pp->g_out_cap, pp->out_off);
