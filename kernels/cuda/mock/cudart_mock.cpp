@@ -158,6 +158,21 @@ void run_queue(State &s, CUstream_st *st)
     }
 }
 
+// Runs st's queue until its first target operations have run (an event's work).
+void run_until(State &s, CUstream_st *st, unsigned long long target)
+{
+    if (!st || st->done >= target)
+        return;
+    Access a(s);
+    while (st->done < target && !st->q.empty()) {
+        std::function<void()> w = std::move(st->q.front());
+        st->q.pop_front();
+        if (!s.sticky[st->device])
+            w();
+        st->done++;
+    }
+}
+
 // Frees cached pool blocks (largest first) until the pool of dev reserves at
 // most keep bytes, or nothing unused is left: cudaMemPoolTrimTo, and what a
 // synchronisation does above the release threshold.

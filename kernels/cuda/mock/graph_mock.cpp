@@ -8,21 +8,6 @@
 
 namespace sl_mock_rt {
 
-// Runs st's queue until its first target operations have run (an event's work).
-void run_until(State &s, CUstream_st *st, unsigned long long target)
-{
-    if (!st || st->done >= target)
-        return;
-    Access a(s);
-    while (st->done < target && !st->q.empty()) {
-        std::function<void()> w = std::move(st->q.front());
-        st->q.pop_front();
-        if (!s.sticky[st->device])
-            w();
-        st->done++;
-    }
-}
-
 void clock_merge(sl_mock_clock &into, const sl_mock_clock &from)
 {
     for (auto &c : from)
