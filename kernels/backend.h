@@ -80,6 +80,8 @@ typedef struct sl_op_backend {
     int (*pipe_item_end)(sl_op_ctx *ctx, int forward_rc);
     int (*pipe_end)(sl_op_ctx *ctx);
     void (*pipe_stats)(sl_op_ctx *ctx, sl_op_pipe_stats *s);
+    /* sl_op_mark_fixed: 0 or SL_ENOMEM. NULL: nothing is derived from fixed buffers. */
+    int (*mark_fixed)(sl_op_ctx *ctx, const void *p, size_t bytes);
 } sl_op_backend;
 
 struct sl_op_ctx {

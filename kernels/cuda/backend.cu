@@ -557,4 +557,5 @@ extern "C" const sl_op_backend sl_cuda_emu_backend = {
     nullptr,
     nullptr,
 #endif
+    nullptr, // mark_fixed: the kernels read the weights as they are
 };
