@@ -1,21 +1,23 @@
 /* CPU convolutional ops: conv2d, non-overlapping average pooling, and the
  * PANNs clip head (mean over features, max + mean over time).
  *
- * conv2d takes one of three paths, by shape (sl_cpu_conv2d at the end):
+ * conv2d takes one of four paths, by shape (sl_cpu_conv2d at the end):
  *  - 3x3 on images at most 2 columns wide (Cnn14's last block, 31 x 2): a
  *    kernel that skips the taps that only read the zero padding (a third of
- *    them at W = 2) and reads the weights in place (AVX2 + FMA; x86-64 with
- *    those only, else the next paths);
+ *    them at W = 2) and reads the weights in place (AVX2 + FMA or AVX-512;
+ *    x86-64 with those only, else the next paths);
  *  - 3x3 with >= 16 input channels on images of >= 32 2x2 tiles (Cnn14's
  *    blocks 1-5): Winograd F(2x2, 3x3), 16 OpenBLAS GEMMs on transformed
  *    tiles, 16/36 of the multiplications of the direct form;
+ *  - 3x3 with one input channel (Cnn14's first layer): a direct sum per
+ *    output row, written once;
  *  - anything else: im2col + one OpenBLAS GEMM per block of output rows.
- * All three add the bias and apply the activation in their epilogue, and all
+ * All add the bias and apply the activation in their epilogue, and all
  * agree with the double-precision definition to ~1e-6 of the output's range
  * (tests/unit/test_conv_ops.c). Every path splits over the context's threads
  * (common/sl_pool.h): the GEMMs by rows / columns or by Winograd position, the
- * transforms, im2col and epilogues by channel, the narrow kernel by output
- * channel blocks. Every part writes a disjoint range. */
+ * transforms, im2col, epilogues and the direct path by channel, the narrow
+ * kernel by output channel blocks. Every part writes a disjoint range. */
 #include <cblas.h>
 #include <math.h>
 #include <stdint.h>
@@ -778,6 +780,85 @@ static int conv_narrow(sl_op_ctx *ctx, const sl_conv2d_args *a)
 }
 #endif
 
+/* ---- 3x3 convolution of one input channel (Cnn14's first layer) ----
+ *
+ * With 9 taps per output, im2col + GEMM is a pass over a col matrix 9 times the input, a
+ * GEMM with a reduction of 9 (mostly packing), then a bias pass over the output. Here the
+ * input is copied once with a zero column on each side and each output row is one pass:
+ * for every pixel s = 0, then s = ((s + w0 x[j-1]) + w1 x[j]) + w2 x[j+1] for each tap row
+ * inside the image, top to bottom, then act(s + bias), written once. The AVX2 / AVX-512 rows
+ * (cpu_wino_simd.h) do the same operations in the same order: the same bits on every path,
+ * whatever the split over output channels. */
+
+/* Floats between padded rows: w + 2, rounded up to whole vectors. */
+static size_t dr_ld(int W) { return ((size_t)W + 2 + 15) & ~(size_t)15; }
+
+/* Output row yr[W] from the n tap rows at xp (ld apart) with weights g[3 n]: act(sum + bo),
+ * act RELU when relu, else none. */
+static void dr_row(float *restrict yr, const float *restrict xp, size_t ld, int W, const float *g, int n, float bo,
+                   int relu)
+{
+    for (int j = 0; j < W; j++) {
+        float s = 0.0f;
+        for (int t = 0; t < n; t++) {
+            const float *x = xp + (size_t)t * ld + j;
+            s = s + g[3 * t] * x[0] + g[3 * t + 1] * x[1] + g[3 * t + 2] * x[2];
+        }
+        s = s + bo;
+        yr[j] = relu && s < 0.0f ? 0.0f : s;
+    }
+}
+
+typedef struct {
+    const sl_conv2d_args *a;
+    float *y, *P; /* P: this item's input, h + 2 padded rows of dr_ld(w) */
+    int simd;     /* 0 portable, 1 AVX2, 2 AVX-512 rows */
+} dr_job;
+
+static void dr_part(const void *v, int lo, int hi, int tid)
+{
+    (void)tid;
+    const dr_job *J = v;
+    const sl_conv2d_args *a = J->a;
+    const int H = a->h, W = a->w, relu = a->act == SL_ACT_RELU;
+    const size_t ld = dr_ld(W);
+    void (*row)(float *, const float *, size_t, int, const float *, int, float, int) = dr_row;
+#if WG_HAVE_SIMD
+    if (J->simd)
+        row = J->simd == 2 ? dr_row_avx512 : dr_row_avx2;
+#endif
+    for (int o = lo; o < hi; o++) {
+        const float bo = a->bias ? a->bias[o] : 0.0f, *g = a->wt + (size_t)o * 9;
+        for (int i = 0; i < H; i++) {
+            float *yr = J->y + ((size_t)o * H + (size_t)i) * W;
+            const int u0 = i == 0, u1 = i == H - 1 ? 2 : 3; /* tap rows inside the image */
+            row(yr, J->P + (size_t)(i + u0) * ld, ld, W, g + 3 * u0, u1 - u0, bo, relu);
+            if (a->act == SL_ACT_TANH)
+                for (int j = 0; j < W; j++)
+                    yr[j] = conv_act(a->act, yr[j]);
+        }
+    }
+}
+
+static int conv_direct(sl_op_ctx *ctx, const sl_conv2d_args *a)
+{
+    const int H = a->h, W = a->w;
+    const size_t HW = (size_t)H * W, ld = dr_ld(W);
+    float *P = sl_cpu_scratch(ctx, (size_t)(H + 2) * ld);
+    if (!P)
+        return SL_ENOMEM;
+    dr_job J = {.a = a, .P = P, .simd = sl_cpu_simd_avx512() ? 2 : sl_cpu_simd_avx2() ? 1 : 0};
+    for (size_t b = 0; b < a->batch; b++) {
+        const float *x = a->x + b * HW;
+        memset(P, 0, (size_t)(H + 2) * ld * sizeof(float));
+        for (int r = 0; r < H; r++)
+            memcpy(P + (size_t)(r + 1) * ld + 1, x + (size_t)r * W, (size_t)W * sizeof(float));
+        J.y = a->y + b * (size_t)a->c_out * HW;
+        chan_for(ctx, a->c_out, (size_t)a->c_out * HW, dr_part, &J);
+    }
+    return 0;
+}
+
 int sl_cpu_conv2d(sl_op_ctx *ctx, const sl_conv2d_args *a)
 {
 #if NW_HAVE_KERNEL
@@ -786,26 +867,57 @@ int sl_cpu_conv2d(sl_op_ctx *ctx, const sl_conv2d_args *a)
 #endif
     if (a->k == 3 && a->c_in >= 16 && (size_t)((a->h + 1) / 2) * (size_t)((a->w + 1) / 2) >= 32)
         return conv_winograd(ctx, a);
+    if (a->k == 3 && a->c_in == 1)
+        return conv_direct(ctx, a);
     return conv_im2col(ctx, a);
 }
 
-int sl_cpu_avg_pool2d(sl_op_ctx *ctx, size_t planes, int h, int w, int kh, int kw, const float *in, float *out)
+typedef struct {
+    int h, w, kh, kw, simd;
+    const float *in;
+    float *out;
+} pool_job;
+
+/* Planes lo .. hi - 1. */
+static void pool_part(const void *v, int lo, int hi, int tid)
 {
-    (void)ctx;
+    (void)tid;
+    const pool_job *J = v;
+    const int h = J->h, w = J->w, kh = J->kh, kw = J->kw;
     const int oh = h / kh, ow = w / kw;
     const float inv = 1.0f / (float)(kh * kw);
-    for (size_t p = 0; p < planes; p++) {
-        const float *x = in + p * (size_t)h * w;
-        float *y = out + p * (size_t)oh * ow;
+    for (size_t p = (size_t)lo; p < (size_t)hi; p++) {
+        const float *x = J->in + p * (size_t)h * w;
+        float *y = J->out + p * (size_t)oh * ow;
+#if WG_HAVE_SIMD
+        if (J->simd && kh == 2 && kw == 2) { /* the same sums and scaling as below */
+            for (int i = 0; i < oh; i++)
+                (J->simd == 2 ? pool2_row_avx512 : pool2_row_avx2)(y + (size_t)i * ow, x + (size_t)(2 * i) * w,
+                                                                   x + (size_t)(2 * i + 1) * w, ow);
+            continue;
+        }
+#endif
         for (int i = 0; i < oh; i++)
             for (int j = 0; j < ow; j++) {
                 /* Sum in float in row-major block order, then scale: torch's CPU kernel. */
                 float s = 0.0f;
                 for (int u = 0; u < kh; u++)
-                    for (int v = 0; v < kw; v++)
-                        s += x[(size_t)(i * kh + u) * w + j * kw + v];
+                    for (int vv = 0; vv < kw; vv++)
+                        s += x[(size_t)(i * kh + u) * w + j * kw + vv];
                 y[(size_t)i * ow + j] = s * inv;
             }
+    }
+}
+
+int sl_cpu_avg_pool2d(sl_op_ctx *ctx, size_t planes, int h, int w, int kh, int kw, const float *in, float *out)
+{
+    const size_t chunk = (size_t)1 << 30; /* planes per pool loop (int ranges) */
+    pool_job J = {h, w, kh, kw, sl_cpu_simd_avx512() ? 2 : sl_cpu_simd_avx2() ? 1 : 0, in, out};
+    for (size_t p0 = 0; p0 < planes; p0 += chunk) {
+        const size_t n = planes - p0 < chunk ? planes - p0 : chunk;
+        J.in = in + p0 * (size_t)h * w;
+        J.out = out + p0 * (size_t)(h / kh) * (size_t)(w / kw);
+        chan_for(ctx, (int)n, n * (size_t)h * w, pool_part, &J);
     }
     return 0;
 }

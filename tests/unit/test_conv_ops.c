@@ -2,9 +2,10 @@
  * clip_pool: kernels/ops.h) against independent double-precision
  * implementations written here from the definitions (torch.nn.Conv2d with
  * padding k/2, F.avg_pool2d, the PANNs clip head), plus argument checks.
- * conv2d has three CPU paths (kernels/cpu/cpu_conv.c: im2col + GEMM, Winograd
+ * conv2d has four CPU paths (kernels/cpu/cpu_conv.c: im2col + GEMM, Winograd
  * F(2x2, 3x3) for 3x3 kernels on images of >= 32 2x2 tiles with >= 16 input
- * channels, a tap-skipping kernel for 3x3 on images <= 2 columns wide); each is
+ * channels, a tap-skipping kernel for 3x3 on images <= 2 columns wide, a direct
+ * one for 3x3 with one input channel); each is
  * reached by the shapes below, also with 3 threads (OpenBLAS's thread count,
  * which the tap-skipping kernel follows too); that kernel, which uses no BLAS,
  * must give the same bits whatever the threads. The SIMD levels (portable,
@@ -184,6 +185,41 @@ static void test_pool(sl_op_ctx *ctx, size_t planes, int h, int w, int kh, int k
     free(want);
 }
 
+/* 2x2 pooling: the same bits on every SIMD level and thread count (signs of zero included). */
+static void test_pool_simd(sl_op_ctx *ctx, size_t planes, int h, int w)
+{
+    const size_t nx = planes * (size_t)h * w, ny = planes * (size_t)(h / 2) * (w / 2);
+    float *x = sl_ref_rnd(nx, -3, 3);
+    for (size_t i = 0; i < nx; i += 7)
+        x[i] = -0.0f;
+    for (int r = 0; r < 2 && r < h; r++) /* a whole block of -0 */
+        for (int c = 0; c < 2 && c < w; c++)
+            x[(size_t)r * w + c] = -0.0f;
+    float *y[4];
+    const int o512 = sl_cpu_simd_set_avx512(1), o2 = sl_cpu_simd_set(1);
+    for (int k = 0; k < 4; k++) {
+        y[k] = nans(ny);
+        if (k == 1)
+            sl_cpu_simd_set_avx512(0);
+        if (k == 2)
+            sl_cpu_simd_set(0);
+        if (k == 3)
+            CHECK(sl_op_ctx_set_threads(ctx, 3) == 0);
+        CHECK_MSG(sl_op_avg_pool2d(ctx, planes, h, w, 2, 2, x, y[k]) == 0, "avg_pool2d: %s", sl_lasterr());
+    }
+    CHECK(sl_op_ctx_set_threads(ctx, 1) == 0);
+    sl_cpu_simd_set(o2);
+    sl_cpu_simd_set_avx512(o512);
+    const int same = !memcmp(y[0], y[1], ny * sizeof(float)) && !memcmp(y[0], y[2], ny * sizeof(float)) &&
+                     !memcmp(y[0], y[3], ny * sizeof(float));
+    printf("  avg_pool2d p%zu %dx%d / 2x2: widest SIMD, AVX2, portable, 3 threads: %s\n", planes, h, w,
+           same ? "same bits" : "DIFFERENT");
+    CHECK_MSG(same, "avg_pool2d p%zu %dx%d: the paths differ", planes, h, w);
+    free(x);
+    for (int k = 0; k < 4; k++)
+        free(y[k]);
+}
+
 static void test_clip(sl_op_ctx *ctx, size_t planes, size_t T, size_t F)
 {
     float *x = sl_ref_rnd(planes * T * F, -5, 2), *y = nans(planes);
@@ -217,7 +253,9 @@ int main(void)
     CHECK(sl_op_ctx_open(&ctx, "cpu") == 0);
     test_conv(ctx, 1, 1, 1, 1, 1, 3, 0, SL_ACT_NONE);
     test_conv(ctx, 2, 3, 5, 9, 11, 3, 1, SL_ACT_RELU);
-    test_conv(ctx, 1, 1, 4, 40, 64, 3, 1, SL_ACT_RELU); /* Cnn14 block 1 shape, one input channel */
+    test_conv(ctx, 1, 1, 4, 40, 64, 3, 1, SL_ACT_RELU); /* Cnn14 block 1 shape, one input channel (direct) */
+    test_conv(ctx, 3, 1, 5, 2, 19, 3, 0, SL_ACT_TANH);  /* direct: two rows, batch, no bias */
+    test_conv(ctx, 1, 1, 3, 1, 3, 3, 1, SL_ACT_NONE);   /* direct: one row */
     test_conv(ctx, 1, 7, 6, 5, 2, 3, 1, SL_ACT_TANH);
     test_conv(ctx, 1, 4, 3, 6, 7, 1, 1, SL_ACT_NONE);
     test_conv(ctx, 1, 2, 2, 8, 5, 5, 0, SL_ACT_NONE);
@@ -242,6 +280,8 @@ int main(void)
     test_conv_simd(ctx, 1, 24, 9, 40, 35, SL_ACT_NONE, 1);    /* Winograd: odd width */
     test_conv_simd(ctx, 1, 40, 13, 31, 2, SL_ACT_RELU, 0);    /* narrow: pairs of panels and row blocks */
     test_conv_simd(ctx, 2, 20, 12, 50, 1, SL_ACT_NONE, 0);    /* narrow: 4 panels, one column */
+    test_conv_simd(ctx, 2, 1, 10, 33, 64, SL_ACT_RELU, 1);    /* one input channel: whole vectors */
+    test_conv_simd(ctx, 1, 1, 7, 9, 37, SL_ACT_TANH, 1);      /* one input channel: a tail, tanh */
     test_conv_fixed(ctx, 16, 8, 20, 12);
     test_conv_threads(ctx, 256, 64, 40, 2); /* large enough for the threads to start */
     test_conv_threads(ctx, 600, 15, 35, 1);
@@ -253,11 +293,15 @@ int main(void)
         test_conv(ctx, 1, 3, 40, 70, 20, 3, 1, SL_ACT_RELU);  /* im2col */
         test_conv(ctx, 2, 1, 24, 60, 40, 5, 1, SL_ACT_TANH);  /* im2col, k 5, one input channel */
         test_conv(ctx, 1, 20, 17, 9, 9, 3, 0, SL_ACT_NONE);   /* Winograd, odd sizes, no bias */
+        test_conv(ctx, 2, 1, 64, 50, 64, 3, 1, SL_ACT_RELU);  /* direct, one input channel */
         CHECK(sl_op_ctx_set_threads(ctx, 1) == 0);
     }
     test_pool(ctx, 3, 9, 7, 2, 2);
     test_pool(ctx, 2, 4, 4, 1, 1);
     test_pool(ctx, 1, 5, 9, 2, 3);
+    test_pool(ctx, 4, 64, 70, 2, 2);  /* whole vectors and a tail */
+    test_pool_simd(ctx, 64, 40, 64);  /* Cnn14 block 1's shape, reduced: enough for the threads */
+    test_pool_simd(ctx, 3, 9, 71);
     test_clip(ctx, 1, 1, 1);
     test_clip(ctx, 4, 31, 2);
     test_clip(ctx, 2, 7, 64);
