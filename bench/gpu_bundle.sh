@@ -23,8 +23,9 @@
 #                   everything but glibc and CUDA's own libraries (libyaml,
 #                   SQLite, FFTW, OpenBLAS with libgfortran, ...); libstdc++ and
 #                   libgcc_s in lib/fallback, used only where the machine has none
-#      cuda-libs    the CUDA libraries they link, found on the GPU machine by
-#                   the launcher (not carried: several hundred MB)
+#      cuda-libs    the CUDA libraries they link (and libcublasLt, which they
+#                   open with dlopen), found on the GPU machine by the launcher
+#                   (not carried: several hundred MB)
 #      run, stemline  the launcher (bench/gpu_bundle_run.sh): unpacks lib.tar.xz
 #                   once, finds the CUDA libraries (toolkit, or PyTorch's
 #                   site-packages/nvidia/*/lib), runs bin/PROGRAM
@@ -104,6 +105,9 @@ done | sort -u | while read -r name path; do
   [ -f "$path" ] || { echo "gpu_bundle.sh: $name not found ($path)" >&2; exit 1; }
   if [[ "$name" =~ $fallback ]]; then cp -L "$path" "$B/lib/fallback/$name"; else cp -L "$path" "$B/lib/$name"; fi
 done
+# Opened with dlopen at the first tf32 / bf16 context (kernels/cuda/gemm_lt.cu): ldd does not name it.
+{ grep -aoh 'libcublasLt\.so\.[0-9][0-9]*' "$B"/bin/* || true; } | sort -u >> "$B/cuda-libs"
+sort -u -o "$B/cuda-libs" "$B/cuda-libs"
 strip --strip-unneeded "$B"/lib/*.so* "$B"/lib/fallback/* 2>/dev/null || true
 cp data/audioset_labels.csv data/clap_music_labels.txt "$B/data/"
 cp bench/gpu_bundle_run.sh "$B/run"

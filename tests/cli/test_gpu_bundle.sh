@@ -38,6 +38,9 @@ if ldd "$SL_BUILD/stemline" | grep -q libcudart; then
   expect_grep "libcudart.so" "$T/b/cuda-libs" "libcudart is named for the launcher to find"
   if find "$T/b/lib" -name 'libcudart*' | grep -q .; then fail "libcudart was carried"; else pass; fi
 fi
+# libcublasLt is opened with dlopen (tf32 / bf16): named too, though ldd does not list it.
+lt=$(grep -aoh 'libcublasLt\.so\.[0-9][0-9]*' "$SL_BUILD/stemline" | head -1)
+[ -z "$lt" ] || expect_grep "$lt" "$T/b/cuda-libs" "the dlopen'd $lt is named for the launcher to find"
 missing=0
 while read -r name path; do
   case $name in
