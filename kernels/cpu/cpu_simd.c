@@ -311,12 +311,97 @@ __attribute__((target("avx2"))) static size_t epilogue_avx2(sl_act act, size_t n
 }
 #endif
 
+#ifdef SL_CPU_HAVE_AVX2_PATHS
+/* AVX-512 twins of exp_avx2 / erf_avx2 / act_avx2: 16 lanes, the same operations in
+ * the same order (no FMA: ISO C mode leaves floating-point contraction off), so the
+ * same bits as the portable loops. */
+#define T512 __attribute__((target("avx512f,avx512dq,avx512vl,avx2")))
+T512 static inline __m512 exp512(__m512 x)
+{
+    x = _mm512_max_ps(_mm512_set1_ps(EXP_LO), x);
+    x = _mm512_min_ps(_mm512_set1_ps(EXP_HI), x);
+    const __m512 fx = _mm512_roundscale_ps(_mm512_add_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                                         _mm512_set1_ps(0.5f)),
+                                           _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    x = _mm512_sub_ps(x, _mm512_mul_ps(fx, _mm512_set1_ps(0.693359375f)));
+    x = _mm512_sub_ps(x, _mm512_mul_ps(fx, _mm512_set1_ps(-2.12194440e-4f)));
+    const __m512 z = _mm512_mul_ps(x, x);
+    __m512 y = _mm512_set1_ps(1.9875691500e-4f);
+    y = _mm512_add_ps(_mm512_mul_ps(y, x), _mm512_set1_ps(1.3981999507e-3f));
+    y = _mm512_add_ps(_mm512_mul_ps(y, x), _mm512_set1_ps(8.3334519073e-3f));
+    y = _mm512_add_ps(_mm512_mul_ps(y, x), _mm512_set1_ps(4.1665795894e-2f));
+    y = _mm512_add_ps(_mm512_mul_ps(y, x), _mm512_set1_ps(1.6666665459e-1f));
+    y = _mm512_add_ps(_mm512_mul_ps(y, x), _mm512_set1_ps(5.0000001201e-1f));
+    y = _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(y, z), x), _mm512_set1_ps(1.0f));
+    const __m512i n = _mm512_add_epi32(_mm512_cvttps_epi32(fx), _mm512_set1_epi32(127));
+    return _mm512_mul_ps(y, _mm512_castsi512_ps(_mm512_slli_epi32(n, 23)));
+}
+
+T512 static inline __m512 erf512(__m512 x)
+{
+    const __m512 sign = _mm512_set1_ps(-0.0f);
+    const __m512 a = _mm512_andnot_ps(sign, x), z = _mm512_mul_ps(a, a);
+    const __mmask16 small = _mm512_cmp_ps_mask(a, _mm512_set1_ps(ERF_SPLIT), _CMP_LT_OQ);
+    __m512 p = _mm512_set1_ps(erf_p[7]);
+    for (int i = 6; i >= 0; i--)
+        p = _mm512_add_ps(_mm512_mul_ps(p, z), _mm512_set1_ps(erf_p[i]));
+    const __m512 ra = _mm512_add_ps(a, _mm512_mul_ps(a, p));
+    const __m512 one = _mm512_set1_ps(1.0f);
+    __m512 r = ra;
+    if (small != 0xffff) { /* lanes past ERF_SPLIT (or NaN): the second range */
+        const __m512 t = _mm512_sub_ps(a, _mm512_set1_ps(ERF_CENTRE));
+        __m512 q = _mm512_set1_ps(erf_q[10]);
+        for (int i = 9; i >= 0; i--)
+            q = _mm512_add_ps(_mm512_mul_ps(q, t), _mm512_set1_ps(erf_q[i]));
+        r = _mm512_mask_blend_ps(small, _mm512_sub_ps(one, exp512(q)), ra);
+        r = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, _mm512_set1_ps(ERF_ONE), _CMP_GE_OQ), r, one);
+    }
+    r = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ), r, _mm512_xor_ps(r, sign));
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), r, x);
+}
+
+T512 static size_t erf_vec512(float *out, const float *in, size_t n)
+{
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(out + i, erf512(_mm512_loadu_ps(in + i)));
+    return i;
+}
+
+T512 static size_t epilogue512(sl_act act, size_t n, const float *p, const float *bias, const float *mul,
+                               const float *add, float *y)
+{
+    if (act == SL_ACT_TANH)
+        return 0;
+    size_t j = 0;
+    for (; j + 16 <= n; j += 16) {
+        __m512 v = _mm512_loadu_ps(p + j);
+        if (bias)
+            v = _mm512_add_ps(v, _mm512_loadu_ps(bias + j));
+        if (act == SL_ACT_RELU) /* v < 0 ? 0 : v, NaN kept */
+            v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ), v, _mm512_setzero_ps());
+        else if (act == SL_ACT_GELU)
+            v = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), v),
+                              _mm512_add_ps(_mm512_set1_ps(1.0f),
+                                            erf512(_mm512_mul_ps(v, _mm512_set1_ps((float)M_SQRT1_2)))));
+        if (mul)
+            v = _mm512_mul_ps(v, _mm512_loadu_ps(mul + j));
+        if (add)
+            v = _mm512_add_ps(v, _mm512_loadu_ps(add + j));
+        _mm512_storeu_ps(y + j, v);
+    }
+    return j;
+}
+#endif
+
 void sl_cpu_erf_vec(float *out, const float *in, size_t n)
 {
     size_t i = 0;
 #ifdef SL_CPU_HAVE_AVX2_PATHS
+    if (sl_cpu_simd_avx512())
+        i = erf_vec512(out, in, n);
     if (sl_cpu_simd_avx2())
-        i = erf_vec_avx2(out, in, n);
+        i += erf_vec_avx2(out + i, in + i, n - i);
 #endif
     for (; i < n; i++)
         out[i] = sl_cpu_erf(in[i]);
@@ -327,8 +412,11 @@ void sl_cpu_epilogue_row(sl_act act, size_t n, const float *p, const float *bias
 {
     size_t j = 0;
 #ifdef SL_CPU_HAVE_AVX2_PATHS
-    if (sl_cpu_simd_avx2())
-        j = epilogue_avx2(act, n, p, bias, mul, add, y);
+    if (sl_cpu_simd_avx512())
+        j = epilogue512(act, n, p, bias, mul, add, y);
+    if (sl_cpu_simd_avx2() && act != SL_ACT_TANH) /* the rest: blocks of 8 */
+        j += epilogue_avx2(act, n - j, p + j, bias ? bias + j : NULL, mul ? mul + j : NULL, add ? add + j : NULL,
+                           y + j);
 #endif
     for (; j < n; j++) {
         float v = bias ? p[j] + bias[j] : p[j];
