@@ -438,12 +438,25 @@ __attribute__((target("avx2"))) static size_t exp_sub_avx2(float *x, float m, si
 }
 #endif
 
+#ifdef SL_CPU_HAVE_AVX2_PATHS
+T512 static size_t exp_sub512(float *x, float m, size_t n)
+{
+    const __m512 mv = _mm512_set1_ps(m);
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(x + i, exp512(_mm512_sub_ps(_mm512_loadu_ps(x + i), mv)));
+    return i;
+}
+#endif
+
 void sl_cpu_vec_exp_sub(float *x, float m, size_t n)
 {
     size_t i = 0;
 #ifdef SL_CPU_HAVE_AVX2_PATHS
+    if (sl_cpu_simd_avx512())
+        i = exp_sub512(x, m, n);
     if (sl_cpu_simd_avx2())
-        i = exp_sub_avx2(x, m, n);
+        i += exp_sub_avx2(x + i, m, n - i);
 #endif
     for (; i < n; i++)
         x[i] = exp_poly(x[i] - m);

@@ -324,11 +324,18 @@ int main(void)
     test_attention(ctx, 3, 40, 40, 2, 16, 1, 0);
     test_attention(ctx, 2, 13, 29, 3, 7, 0, 1);
     test_attention(ctx, 3, 50, 50, 2, 64, 1, 1);
+    /* without rotary positions, head dims a multiple of 16 (the AVX-512 kernels where the CPU
+     * has them): Swin windows, text lengths past 64 keys, three column blocks */
+    test_attention(ctx, 3, 64, 64, 4, 32, 0, 1);
+    test_attention(ctx, 2, 13, 77, 2, 64, 0, 1);
+    test_attention(ctx, 1, 6, 130, 1, 48, 0, 0);
     /* the (item, head) pairs split over 3 threads, fewer pairs than threads too */
     CHECK(sl_op_ctx_set_threads(ctx, 3) == 0);
     test_attention(ctx, 3, 40, 40, 2, 16, 1, 0);
     test_attention(ctx, 2, 13, 29, 3, 7, 0, 1);
     test_attention(ctx, 1, 9, 9, 2, 8, 1, 1);
+    test_norm(ctx, SL_NORM_LAYER, 200, 300); /* rows split over the threads */
+    test_norm(ctx, SL_NORM_RMS, 130, 301);
     CHECK(sl_op_ctx_set_threads(ctx, 1) == 0);
     /* the library-GEMM path: long sequences (more than 256 x 256 scores), and short
      * ones with the AVX2 kernels switched off */
