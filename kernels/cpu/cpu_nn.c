@@ -27,8 +27,10 @@ static size_t gemm_parts(const sl_op_ctx *ctx, size_t m, size_t n, size_t k)
     return th;
 }
 
-void sl_cpu_sgemm_part(size_t part, size_t parts, int trans_b, size_t m, size_t n, size_t k, const float *a,
-                       size_t lda, const float *b, size_t ldb, float *c, size_t ldc)
+/* sl_cpu_sgemm_part; amx: the AMX three-bf16-product path (trans_b only; decided for the
+ * whole product, never per part, so that no element depends on the split). */
+static void sgemm_part(size_t part, size_t parts, int trans_b, int amx, size_t m, size_t n, size_t k,
+                       const float *a, size_t lda, const float *b, size_t ldb, float *c, size_t ldc)
 {
     size_t lo, hi;
     const int dot = trans_b && sl_cpu_gemm_dot_fits(m, n, k);
@@ -50,12 +52,20 @@ void sl_cpu_sgemm_part(size_t part, size_t parts, int trans_b, size_t m, size_t 
         c += lo * ldc;
         m = hi - lo;
     }
+    if (amx && trans_b && sl_cpu_amx_sgemm_nt(m, n, k, a, lda, b, ldb, c, ldc))
+        return;
     if (dot) {
         sl_cpu_gemm_dot(m, n, k, a, lda, b, ldb, c, ldc);
         return;
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k, 1.0f, a,
                 (int)lda, b, (int)ldb, 0.0f, c, (int)ldc);
+}
+
+void sl_cpu_sgemm_part(size_t part, size_t parts, int trans_b, size_t m, size_t n, size_t k, const float *a,
+                       size_t lda, const float *b, size_t ldb, float *c, size_t ldc)
+{
+    sgemm_part(part, parts, trans_b, 0, m, n, k, a, lda, b, ldb, c, ldc);
 }
 
 typedef struct {
@@ -84,6 +94,7 @@ typedef struct {
     size_t parts; /* per batch item */
     float *tmp;   /* [batch][m][n] products when add == y (a residual in place), else NULL */
     int prefill;  /* y starts as bias (+ y), the library adds the product to it (beta 1) */
+    int amx;      /* split_bf16 taken: AMX present and the product large enough to pay for packing */
 } gemm_job;
 
 /* Rows of one OpenBLAS call in the prefill path when an activation follows: the
@@ -145,7 +156,7 @@ static void gemm_body(void *job, size_t t, int tid)
         return;
     }
     if (a->k > 0) {
-        sl_cpu_sgemm_part(part, J->parts, 1, a->m, a->n, a->k, x, a->ldx, w, a->ldw, p, ldp);
+        sgemm_part(part, J->parts, 1, J->amx, a->m, a->n, a->k, x, a->ldx, w, a->ldw, p, ldp);
     } else {
         for (size_t i = i0; i < i1; i++)
             memset(p + i * ldp + j0, 0, (j1 - j0) * sizeof(float));
@@ -160,9 +171,11 @@ static void gemm_body(void *job, size_t t, int tid)
 
 int sl_cpu_gemm(sl_op_ctx *ctx, const sl_gemm_args *a)
 {
+    /* AMX packs all of w per part: worth it from about 128 rows */
+    const int amx = a->split_bf16 && a->m >= 128 && a->n >= 16 && a->k >= 16 && sl_cpu_amx();
     /* OpenBLAS products without a per-element multiplier, and a residual only without an
      * activation: y prefilled, the product added by the library (gemm_prefill) */
-    const int prefill = a->k > 0 && !a->mul && !sl_cpu_gemm_dot_fits(a->m, a->n, a->k) &&
+    const int prefill = !amx && a->k > 0 && !a->mul && !sl_cpu_gemm_dot_fits(a->m, a->n, a->k) &&
                         (!a->add || (a->add == a->y && a->ldadd == a->ldy && a->stride_add == a->stride_y &&
                                      a->act == SL_ACT_NONE));
     /* otherwise add == y (a residual): the products go to scratch first, then y = epilogue + y */
@@ -175,7 +188,7 @@ int sl_cpu_gemm(sl_op_ctx *ctx, const sl_gemm_args *a)
     size_t parts = 1;
     if (a->batch < th && gemm_parts(ctx, a->m, a->n, a->k) > 1)
         parts = (th + a->batch - 1) / a->batch;
-    gemm_job J = {a, parts, tmp, prefill};
+    gemm_job J = {a, parts, tmp, prefill, amx};
     sl_pool_for(ctx->pool, a->batch * parts, gemm_body, &J);
     return 0;
 }

@@ -14,10 +14,16 @@
 #endif
 
 /* enable = 1 (the default): AVX2 where the CPU has it; 0: portable paths only.
- * Process-wide; returns the previous setting. For tests and benchmarks. */
+ * Process-wide; returns the previous setting. For tests and benchmarks. The
+ * environment variable STEMLINE_CPU_SIMD=0 (read once) starts the process with 0. */
 int sl_cpu_simd_set(int enable);
 /* 1 when CPU ops called now take their AVX2 paths. */
 int sl_cpu_simd_avx2(void);
+/* 1 when the AMX tiles serve sl_gemm_args.split_bf16 (cpu_amx.c): sl_cpu_simd_avx512(), the
+ * CPU has AMX-BF16 and AVX512-BF16, the OS grants the tile state and the environment has no
+ * SL_CPU_AMX=0 (so STEMLINE_CPU_AVX512=0, sl_cpu_simd_set(0) and sl_cpu_simd_set_avx512(0)
+ * turn it off too). */
+int sl_cpu_amx(void);
 
 /* Element-wise loops for the CPU ops, AVX2 when sl_cpu_simd_avx2(): each
  * element gets exactly the scalar operations, in the same order (no FMA), so
