@@ -10,12 +10,12 @@
 #include "cpu_simd.h"
 
 /* The activations of kernels/ops.h (GELU: torch's exact erf form, erf by sl_cpu_erf within
- * 2 ulp; NaN stays NaN under ReLU). */
+ * 2 ulp; tanh by sl_cpu_tanh, about 2 ulp; NaN stays NaN under ReLU). */
 static inline float sl_cpu_act(sl_act act, float v)
 {
     switch (act) {
     case SL_ACT_RELU: return v < 0.0f ? 0.0f : v;
-    case SL_ACT_TANH: return tanhf(v);
+    case SL_ACT_TANH: return sl_cpu_tanh(v);
     case SL_ACT_GELU: return 0.5f * v * (1.0f + sl_cpu_erf(v * (float)M_SQRT1_2));
     default: return v;
     }

@@ -45,9 +45,12 @@ void sl_cpu_lstm_cell(const float *gates, float *cell, float *h, float *out, siz
  * (unit.xf_ops measures it); NaN stays NaN. sl_cpu_erf_vec: out[i] = sl_cpu_erf(in[i]),
  * the AVX2 path bit-identical (same operations, no FMA). */
 float sl_cpu_erf(float x);
+/* tanh in float for the activations: an odd polynomial below |x| = 0.25, (1 - e) / (1 + e) with
+ * the LSTM cell's exp above; within a few ulp (unit.xf_ops measures it), NaN stays NaN. */
+float sl_cpu_tanh(float x);
 void sl_cpu_erf_vec(float *out, const float *in, size_t n);
 /* The linear layers' epilogue on one row of n: y[j] = act(p[j] + bias[j]) * mul[j] + add[j]
- * (act as sl_cpu_act; bias, mul, add may be NULL; y may be p or add). AVX2 for NONE, RELU, GELU,
+ * (act as sl_cpu_act; bias, mul, add may be NULL; y may be p or add). AVX2 for every activation,
  * bit-identical to the portable loop. */
 void sl_cpu_epilogue_row(sl_act act, size_t n, const float *p, const float *bias, const float *mul, const float *add,
                          float *y);
