@@ -13,11 +13,11 @@
 #include "cpu_ops.h"
 #include "cpu_simd.h"
 
-int sl_cpu_norm(sl_op_ctx *ctx, const sl_norm_args *a)
+/* Rows [i0, i1) of the norm: each row on its own, so any split gives the same bits. */
+static void norm_rows(const sl_norm_args *a, size_t i0, size_t i1)
 {
-    (void)ctx;
     const size_t n = a->dim;
-    for (size_t i = 0; i < a->rows; i++) {
+    for (size_t i = i0; i < i1; i++) {
         const float *x = a->x + i * a->ldx;
         float *y = a->y + i * a->ldy;
         if (a->kind == SL_NORM_RMS) {
@@ -51,6 +51,33 @@ int sl_cpu_norm(sl_op_ctx *ctx, const sl_norm_args *a)
             }
         }
     }
+}
+
+typedef struct {
+    const sl_norm_args *a;
+    size_t parts;
+} norm_job;
+
+static void norm_body(void *v, size_t t, int tid)
+{
+    (void)tid;
+    const norm_job *J = v;
+    size_t lo, hi;
+    sl_pool_range(J->a->rows, J->parts, t, &lo, &hi);
+    norm_rows(J->a, lo, hi);
+}
+
+/* Elements below which a norm runs on the calling thread alone. */
+#define NORM_PAR_MIN ((size_t)1 << 15)
+
+int sl_cpu_norm(sl_op_ctx *ctx, const sl_norm_args *a)
+{
+    const size_t th = (size_t)sl_pool_threads(ctx->pool);
+    norm_job J = {a, th < a->rows ? th : (a->rows ? a->rows : 1)};
+    if (J.parts == 1 || a->rows * a->dim < NORM_PAR_MIN)
+        norm_rows(a, 0, a->rows);
+    else
+        sl_pool_for(ctx->pool, J.parts, norm_body, &J);
     return 0;
 }
 
