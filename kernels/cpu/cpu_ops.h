@@ -78,6 +78,9 @@ size_t sl_cpu_attn_small_ws(size_t tq, size_t tk, size_t D);
 /* The pair by the AVX2 / FMA kernels of cpu_attn.c: 1 when done, 0 when this CPU
  * (or the AVX2 switch, sl_cpu_simd_set) leaves it to the caller. */
 int sl_cpu_attn_small(const sl_cpu_attn_pair *p, float *ws);
+/* 1 when sl_cpu_attn_small takes sequences of any length (its AVX-512 kernels score blocks of
+ * query rows); 0: only up to 256 x 256 scores are worth it. */
+int sl_cpu_attn_any_length(void);
 /* dst[t][D] = src rows (ld) rotated by the angles of positions t (rope NULL: copied). */
 void sl_cpu_rotate_rows(const float *src, size_t ld, size_t rows, int D, const float *rope, float *dst);
 
