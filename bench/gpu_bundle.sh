@@ -16,7 +16,7 @@
 #    (scripts/build_ffmpeg_static.sh, cached under ~/.cache/stemline).
 # 2. A Release build for sm_90 (+ sm_80) linked against it (-DSL_FFMPEG_STATIC):
 #    stemline itself and the op-level programs gpu_test_cuda_parity,
-#    test_parity, gpu_test_lstm_impl, bench_dsp, bench_gemm.
+#    test_parity, gpu_test_lstm_impl, gpu_test_graphs, bench_dsp, bench_gemm.
 # 3. The bundle:
 #      bin/         the programs, stripped (FFmpeg inside stemline)
 #      lib.tar.xz   the shared libraries they need that a bare machine lacks:
@@ -61,7 +61,7 @@ while [ $# -gt 0 ]; do
     *) BUILD=$1; shift ;;
   esac
 done
-progs=(stemline gpu_test_cuda_parity gpu_test_lstm_impl test_parity bench_dsp bench_gemm)
+progs=(stemline gpu_test_cuda_parity gpu_test_lstm_impl gpu_test_graphs test_parity bench_dsp bench_gemm)
 t0=$(date +%s)
 if [ -n "$FROM" ]; then
   BUILD=$FROM

@@ -7,7 +7,8 @@
 # On the GPU machine it runs, each step under its own time limit and all within
 # SL_GPU_CHECK_BUDGET seconds (default 510), logging to $OUT:
 #   1. gpu_test_cuda_parity (every op on the real "cuda" backend against the CPU,
-#      large shapes, cuDNN) and gpu_test_lstm_impl (the persistent LSTM kernel
+#      large shapes, cuDNN), gpu_test_graphs (CUDA graphs and the copy-stream ring,
+#      small umx / Cnn14) and gpu_test_lstm_impl (the persistent LSTM kernel
 #      against the step kernel);
 #   2. the whole job: the bundle's `stemline run` (static FFmpeg inside) on a
 #      generated catalog (16 tracks x 30 s, bench/gpu_models.py catalog): hpss +
@@ -174,8 +175,14 @@ plog() { printf '\n==== %s\n' "$1" >> "$O/parity.log"; cat "$2" >> "$O/parity.lo
 if [ $GPU = 1 ]; then
   step gpu_parity 120 "$L/gpu_parity.log" "$B/bin/gpu_test_cuda_parity"; plog gpu_test_cuda_parity "$L/gpu_parity.log"
   step lstm_impl 30 "$L/lstm.log" "$B/bin/gpu_test_lstm_impl"; plog gpu_test_lstm_impl "$L/lstm.log"
+  # CUDA graphs + the copy-stream ring on the device (small umx / Cnn14 goldens from tests/golden);
+  # a "capture ... failed at" line names a library call that cannot be captured
+  if [ -x "$B/bin/gpu_test_graphs" ]; then
+    step graphs 60 "$L/graphs.log" env SL_SRC="$PWD" "$B/bin/gpu_test_graphs"; plog gpu_test_graphs "$L/graphs.log"
+    grep -h "capture .* failed at" "$L/graphs.log" | head -5
+  fi
 else
-  skip gpu_parity "no GPU"; skip lstm_impl "no GPU"
+  skip gpu_parity "no GPU"; skip lstm_impl "no GPU"; skip graphs "no GPU"
 fi
 
 # 2. The whole job: `stemline run` (the bundle's, FFmpeg inside) on a generated
