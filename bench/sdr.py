@@ -19,7 +19,10 @@ Which stemline stem is compared with which ground truth is a table per model
 (MAPPINGS): hpss separates harmonic from percussive, so `percussive` is scored
 against the drums and `harmonic` against bass + other + lead (`residual` is not
 scored); Open-Unmix (`umx`) gives vocals / drums / bass / other, scored against
-lead / drums / bass / other. Context rows for every target: "mixture as
+lead / drums / bass / other, and so does HT-Demucs (`htdemucs`); the RoFormers
+(`bs_roformer`, `mel_band_roformer`) are scored on the targets whose stems the run
+wrote: vocals / drums / bass / other for four-stem models, vocals and
+`instrumental` (against bass + drums + other) for one-stem vocal models. Context rows for every target: "mixture as
 estimate" (the floor any separation should beat), and for the mixture itself
 the codec ceiling: the decoded catalog file against the mixture before encoding
 (the sum of the ground-truth stems).
@@ -51,6 +54,12 @@ MAPPINGS = {
     "umx": [("vocals", ["lead"], ["vocals"]), ("drums", ["drums"], ["drums"]),
             ("bass", ["bass"], ["bass"]), ("other", ["other"], ["other"])],
 }
+MAPPINGS["htdemucs"] = MAPPINGS["umx"]
+# the RoFormers: four-stem models give vocals / drums / bass / other, one-stem vocal models vocals and
+# stemline's instrumental (mix - vocals); the targets whose stems a run wrote are scored
+MAPPINGS["bs_roformer"] = MAPPINGS["mel_band_roformer"] = MAPPINGS["umx"] + [
+    ("instrumental", ["drums", "bass", "other"], ["instrumental"])]
+OPTIONAL_TARGETS = {"bs_roformer", "mel_band_roformer"}
 
 
 def sdr_from_energies(ref_energy, err_energy, eps=EPS, cap=CAP_DB):
@@ -140,10 +149,18 @@ def score_track(track, cat_dir, stems_dir, model, ext_order=("wav", "flac"), mus
     res = {"id": tid, "format": track["format"], "rate": rate, "channels": ch, "seconds": track["seconds"],
            "notes": [], "sdr": {}, "mixture_as_estimate": {}}
     est_paths = {}
+
+    def stem_path(e):
+        return next((os.path.join(stems_dir, tid, f"{e}.{x}") for x in ext_order
+                     if os.path.isfile(os.path.join(stems_dir, tid, f"{e}.{x}"))), None)
+    if model in OPTIONAL_TARGETS:
+        targets = [t for t in targets if all(stem_path(e) for e in t[2])]
+        if not targets:
+            res["error"] = f"none of the stems of {model} under {os.path.join(stems_dir, tid)}"
+            return res
     for _, _, ests in targets:
         for e in ests:
-            p = next((os.path.join(stems_dir, tid, f"{e}.{x}") for x in ext_order
-                      if os.path.isfile(os.path.join(stems_dir, tid, f"{e}.{x}"))), None)
+            p = stem_path(e)
             if p is None:
                 res["error"] = f"stem '{e}' missing under {os.path.join(stems_dir, tid)}"
                 return res
@@ -212,23 +229,25 @@ def score_track(track, cat_dir, stems_dir, model, ext_order=("wav", "flac"), mus
 
 
 def summarise(model, tracks):
-    names = [t for t, _, _ in MAPPINGS[model]]
     ok = [t for t in tracks if "error" not in t]
+    scored = [m for m in MAPPINGS[model] if any(m[0] in x["sdr"] for x in ok)] or MAPPINGS[model]
+    names = [t for t, _, _ in scored]
     out = {"model": model, "eps": EPS, "cap_db": CAP_DB, "targets": [
-        {"name": t, "ground_truth": r, "stemline": e} for t, r, e in MAPPINGS[model]],
+        {"name": t, "ground_truth": r, "stemline": e} for t, r, e in scored],
         "tracks_scored": len(ok), "tracks_missing": [t["id"] for t in tracks if "error" in t], "mean": {},
         "median": {}, "mixture_as_estimate_mean": {}, "museval_median": {}}
     for t in names:
-        v = [x["sdr"][t] for x in ok]
+        v = [x["sdr"][t] for x in ok if t in x["sdr"]]
         if v:
             out["mean"][t] = float(np.mean(v))
             out["median"][t] = float(np.median(v))
-            out["mixture_as_estimate_mean"][t] = float(np.mean([x["mixture_as_estimate"][t] for x in ok]))
-        mv = [x["museval"][t] for x in ok if "museval" in x and not math.isnan(x["museval"][t])]
+            out["mixture_as_estimate_mean"][t] = float(np.mean([x["mixture_as_estimate"][t] for x in ok
+                                                                 if t in x["mixture_as_estimate"]]))
+        mv = [x["museval"][t] for x in ok if t in x.get("museval", {}) and not math.isnan(x["museval"][t])]
         if mv:
             out["museval_median"][t] = float(np.median(mv))
     if ok:
-        out["mean_over_targets"] = float(np.mean([out["mean"][t] for t in names]))
+        out["mean_over_targets"] = float(np.mean([out["mean"][t] for t in names if t in out["mean"]]))
         out["codec_sdr_mean"] = float(np.mean([x["codec_sdr"] for x in ok]))
     out["tracks"] = tracks
     return out

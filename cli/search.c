@@ -9,6 +9,8 @@
 #include "pipeline/runner.h"
 #include "pipeline/search.h"
 #include "pipeline/search_text.h"
+#include "pipeline/search_dot.h"
+#include "common/sl_pool.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -17,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 static const char search_help[] =
     "usage: stemline search OUT_DIR (--audio FILE | --id TRACK_ID | --text QUERY...) [options]\n"
@@ -56,7 +59,11 @@ static const char search_help[] =
     "                    emulated on the CPU: slow, for checking the GPU path\n"
     "                    without a GPU). Also embeds the --audio query. Every\n"
     "                    backend gives the same neighbours and scores\n"
-    "  -v, --verbose     also print info lines (which backend was taken and why)\n"
+    "  --threads N       CPU threads for the scan and the query's embedding\n"
+    "                    (default: every CPU this process may use); results do\n"
+    "                    not depend on it\n"
+    "  -v, --verbose     also print info lines (which backend was taken and why;\n"
+    "                    with --text, the time of each stage)\n"
     "  -h, --help        this help\n"
     "\n"
     "Scores are cosine similarities (1 = same direction); ties are ranked in\n"
@@ -147,6 +154,13 @@ static void print_names(FILE *f, char **v, size_t n)
         fprintf(f, "%s%s", i ? ", " : "", v[i]);
 }
 
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 static void print_num(double x)
 {
     if (isfinite(x))
@@ -195,6 +209,8 @@ static void warn_duplicates(const sl_vindex *ix, const char *out_dir)
 {
     sl_vindex_dups d;
     char m[1024];
+    if (!sl_vindex_may_hold_duplicates(ix)) /* one set of shards: reading every jsonl would find nothing */
+        return;
     int rc = sl_vindex_duplicates(ix, &d);
     if (rc) {
         fprintf(stderr, "stemline search: warning: could not check the shards for duplicated tracks: %s\n",
@@ -223,9 +239,12 @@ static int search_texts(sl_vindex *ix, sl_op_ctx *ctx, const char **texts, size_
     size_t *ntok = calloc(nq, sizeof *ntok), n_hits = 0;
     int *trunc = calloc(nq, sizeof *trunc);
     sl_search_hit *hits = calloc(nq * k, sizeof *hits);
+    const double t0 = now_s();
     int rc = q && ntok && trunc && hits ? sl_vindex_open_text(ix, ctx, &tm) : SL_ENOMEM;
+    const double t1 = now_s();
     if (!rc)
         rc = sl_clap_text_embed(tm, texts, nq, q, ntok, trunc);
+    const double t2 = now_s();
     const sl_index_meta *im = sl_vindex_meta(ix);
     if (!rc && im && im->center)
         fprintf(stderr, "stemline search: note: these audio vectors are centred on the catalog's mean "
@@ -234,8 +253,14 @@ static int search_texts(sl_vindex *ix, sl_op_ctx *ctx, const char **texts, size_
     if (!rc)
         rc = sl_vindex_search_on(ix, strcmp(sl_op_ctx_backend(ctx), "cpu") ? ctx : NULL, q, nq, k, block_rows, hits,
                                  &n_hits);
+    const double t3 = now_s();
     for (size_t i = 0; i < nq && !rc; i++)
         rc = sl_vindex_describe(ix, hits + i * k, n_hits);
+    if (!rc)
+        SL_INFO("search: %zu text quer%s: text tower %.3f s to load, %.3f s to embed; scan of %zu rows %.3f s "
+                "(%s); describe %.3f s", nq, nq == 1 ? "y" : "ies", t1 - t0, t2 - t1, sl_vindex_rows(ix), t3 - t2,
+                strcmp(sl_op_ctx_backend(ctx), "cpu") ? sl_op_ctx_backend(ctx) : sl_search_dot_isa_name(sl_search_dot_isa()),
+                now_s() - t3);
     int status = 0;
     if (rc) {
         fprintf(stderr, "stemline search: %s\n", sl_errmsg(rc, m, sizeof m));
@@ -279,7 +304,7 @@ out:
 static int search_main(int argc, char **argv, const char **texts)
 {
     const char *out_dir = NULL, *audio = NULL, *id = NULL, *model = NULL, *source = "mix", *backend = "auto";
-    size_t k = 10, block_rows = 0;
+    size_t k = 10, block_rows = 0, threads = 0;
     int json = 0, verbose = 0;
     size_t n_texts = 0;
     for (int i = 1; i < argc; i++) {
@@ -299,7 +324,8 @@ static int search_main(int argc, char **argv, const char **texts)
                 return usage("%s needs a value", a);
             texts[n_texts++] = argv[++i];
         } else if (!strcmp(a, "--audio") || !strcmp(a, "--id") || !strcmp(a, "--model") || !strcmp(a, "--source") ||
-                   !strcmp(a, "-k") || !strcmp(a, "--block-rows") || !strcmp(a, "--backend")) {
+                   !strcmp(a, "-k") || !strcmp(a, "--block-rows") || !strcmp(a, "--backend") ||
+                   !strcmp(a, "--threads")) {
             if (!v)
                 return usage("%s needs a value", a);
             i++;
@@ -316,6 +342,9 @@ static int search_main(int argc, char **argv, const char **texts)
             else if (!strcmp(a, "-k")) {
                 if (parse_count(v, 1, 1000000, &k))
                     return usage("-k needs a number from 1 to 1000000, got '%s'", v);
+            } else if (!strcmp(a, "--threads")) {
+                if (parse_count(v, 1, 1024, &threads))
+                    return usage("--threads needs a number from 1 to 1024, got '%s'", v);
             } else if (parse_count(v, 1, 1 << 24, &block_rows)) {
                 return usage("--block-rows needs a number from 1 to 16777216, got '%s'", v);
             }
@@ -412,6 +441,9 @@ static int search_main(int argc, char **argv, const char **texts)
         goto out;
     }
     warn_duplicates(ix, out_dir);
+    if (!threads)
+        threads = (size_t)sl_cpu_count();
+    sl_vindex_set_threads(ix, (int)threads);
     int dim = sl_vindex_dim(ix);
     q = malloc((size_t)dim * sizeof *q);
     hits = calloc(k, sizeof *hits);
@@ -422,6 +454,8 @@ static int search_main(int argc, char **argv, const char **texts)
     /* one context for the query's embedding and the scan; on the CPU backend the
      * scan takes the BLAS path (no copies), elsewhere gemm + topk on the device */
     rc = sl_op_ctx_open(&ctx, backend);
+    if (!rc)
+        rc = sl_op_ctx_set_threads(ctx, (int)threads);
     if (!rc && n_texts) {
         status = search_texts(ix, ctx, texts, n_texts, k, block_rows, json, model, source);
         goto out;

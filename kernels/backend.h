@@ -73,6 +73,8 @@ typedef struct sl_op_backend {
     /* sl_op_ctx_set_precision with TF32 / BF16 (and back to FP32 after one of
      * them): 0 or an error; updates ctx->device. NULL: fp32 only. */
     int (*set_precision)(sl_op_ctx *ctx, sl_precision p);
+    /* sl_op_mark_fixed: 0 or SL_ENOMEM. NULL: nothing is derived from fixed buffers. */
+    int (*mark_fixed)(sl_op_ctx *ctx, const void *p, size_t bytes);
 } sl_op_backend;
 
 struct sl_op_ctx {

@@ -307,6 +307,14 @@ int sl_op_upload(sl_op_ctx *ctx, void *dst, const void *src, size_t bytes)
     return bytes && !rc ? ctx->be->upload(ctx, dst, src, bytes) : rc;
 }
 
+int sl_op_mark_fixed(sl_op_ctx *ctx, const void *p, size_t bytes)
+{
+    if (!p || !bytes || !ctx->be->mark_fixed)
+        return 0;
+    int rc = enter(ctx);
+    return rc ? rc : ctx->be->mark_fixed(ctx, p, bytes);
+}
+
 int sl_op_download(sl_op_ctx *ctx, void *dst, const void *src, size_t bytes)
 {
     if (!ctx->be->download)

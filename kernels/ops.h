@@ -143,6 +143,13 @@ int sl_op_download(sl_op_ctx *ctx, void *host_dst, const void *src, size_t bytes
 int sl_op_copy(sl_op_ctx *ctx, void *dst, const void *src, size_t bytes);
 /* Waits for every op queued on ctx. Returns 0 or the first asynchronous error. */
 int sl_op_sync(sl_op_ctx *ctx);
+/* Declares that the bytes at p (backend memory of ctx, e.g. weights uploaded at load) keep
+ * their values until sl_op_free(p): the backend may then keep forms of them derived once
+ * instead of per op call (the CPU backend: the Winograd-transformed weights of a 3x3 conv2d,
+ * 16/9 their size). An sl_op_upload or sl_op_copy into the range ends the promise; an op
+ * writing there breaks it. Never changes a result. Returns 0 (backends without such forms
+ * ignore it) or SL_ENOMEM. */
+int sl_op_mark_fixed(sl_op_ctx *ctx, const void *p, size_t bytes);
 /* Page-locked host memory for fast, truly asynchronous copies (CUDA: cudaHostAlloc; other
  * backends: 64-byte aligned malloc). Returns 0 or SL_ENOMEM / SL_EDEVICE; *ptr owned by the
  * caller: sl_op_host_free on the same ctx (NULL allowed). Pinned memory is a scarce system

@@ -20,6 +20,9 @@
  * bn0 cannot go into conv 1 because the conv zero-pads AFTER bn0). The
  * sigmoid of the 527 logits is applied on the host in double after the
  * download (527 values: not worth an activation in every backend's GEMM).
+ * The folded conv weights are declared fixed (sl_op_mark_fixed): the CPU
+ * backend forms the Winograd transform of blocks 1-5 once, at the first window
+ * (about 130 MB more at full size), instead of at every window.
  *
  * Weights: one safetensors from tools/convert_cnn14.py (state-dict names:
  * bn0.*, conv_block{1..6}.{conv1,conv2}.weight, conv_block{b}.{bn1,bn2}.*,
@@ -259,7 +262,8 @@ static int load_weights(sl_emb_model *m, cnn_state *st, const char *path)
             for (int o = 0; o < cout; o++)
                 for (size_t q = 0; q < per; q++)
                     tmp[(size_t)o * per + q] = (float)((double)wv[(size_t)o * per + q] * s[o]);
-            if ((rc = sl_model_upload_new(m->ctx, &st->cw[b][j], tmp, (size_t)cout * per)) < 0)
+            if ((rc = sl_model_upload_new(m->ctx, &st->cw[b][j], tmp, (size_t)cout * per)) < 0 ||
+                (rc = sl_op_mark_fixed(m->ctx, st->cw[b][j], (size_t)cout * per * sizeof(float))) < 0)
                 goto out;
             for (int o = 0; o < cout; o++)
                 tmp[o] = (float)t[o];

@@ -587,13 +587,21 @@ int sl_htdemucs_init(sl_sep_model *m, const char *weights, const sl_cfg_opts *op
     if (rc < 0)
         return rc;
     double overlap = 0.25;
+    int shifts = -1, n_off = 0;
+    long offs[SL_SEP_MAX_SHIFTS];
+    const sl_cfg_opt *o_off = NULL;
     for (size_t i = 0; opts && i < opts->n; i++) {
         const sl_cfg_opt *o = &opts->items[i];
         rc = !strcmp(o->key, "overlap") ? sl_model_opt_double(o, sec, 0.0, 0.99, &overlap)
-                                        : sl_model_opt_error(o, sec, "unknown option of model htdemucs (known: overlap)");
+             : !strcmp(o->key, "shifts") ? sl_model_opt_int(o, sec, 0, SL_SEP_MAX_SHIFTS, 0, &shifts)
+             : !strcmp(o->key, "shift_offsets")
+                 ? sl_model_opt_int_list((o_off = o), sec, 0, 1L << 30, SL_SEP_MAX_SHIFTS, offs, &n_off)
+                 : sl_model_opt_error(o, sec, "unknown option of model htdemucs (known: overlap, shifts, shift_offsets)");
         if (rc < 0)
             return rc;
     }
+    if (o_off && shifts >= 0 && shifts != n_off)
+        return sl_model_opt_error(o_off, sec, "%d offsets for shifts %d", n_off, shifts);
     if (!weights || !*weights)
         return sl_seterr(SL_ECONFIG, "key 'separation.weights': separation model 'htdemucs' needs a weights file "
                                      "(.safetensors from tools/convert_htdemucs.py)");
@@ -623,6 +631,14 @@ int sl_htdemucs_init(sl_sep_model *m, const char *weights, const sl_cfg_opts *op
         info->sources[s] = st->names[s];
     info->split_segment = st->L;
     info->split_overlap = overlap;
+    /* apply_model's max_shift is int(0.5 * samplerate) */
+    for (int i = 0; i < n_off; i++)
+        if (offs[i] > st->sr / 2)
+            return sl_model_opt_error(o_off, sec, "offset %ld is above max_shift %d (half a second at %d Hz)", offs[i],
+                                      st->sr / 2, st->sr);
+    info->split_shifts = o_off ? n_off : shifts > 0 ? shifts : 0;
+    info->split_n_offsets = n_off;
+    memcpy(info->split_offsets, offs, sizeof(long) * (size_t)n_off);
     snprintf(info->params, sizeof info->params, "models=%d channels=%d depth=%d nfft=%d t_layers=%d heads=%d "
              "segment=%zu samples sources=%d", st->n_models, st->channels, st->depth, st->nfft, st->t_layers,
              st->t_heads, st->L, st->S);

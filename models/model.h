@@ -9,6 +9,7 @@
 #include "../common/sl_opts.h"
 
 #define SL_MAX_SOURCES 8
+#define SL_SEP_MAX_SHIFTS 32
 
 typedef struct {
     const char *name;      /* "hpss" */
@@ -28,6 +29,10 @@ typedef struct {
      * overlap, the track's mono mean / std from a first decode pass */
     double split_overlap;
     size_t split_segment;
+    /* apply_model's shifts (0: none) and, when split_n_offsets == split_shifts, the
+     * offsets the job gave (else the pipeline's documented default set) */
+    int split_shifts, split_n_offsets;
+    long split_offsets[SL_SEP_MAX_SHIFTS];
 } sl_sep_info;
 
 typedef struct sl_sep_model sl_sep_model;

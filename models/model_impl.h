@@ -145,5 +145,7 @@ int sl_model_opt_double(const sl_cfg_opt *o, const char *section, double lo, dou
 int sl_model_opt_choice(const sl_cfg_opt *o, const char *section, const char *const *choices, int *out);
 /* Boolean: false/true, no/yes, off/on, 0/1. */
 int sl_model_opt_bool(const sl_cfg_opt *o, const char *section, int *out);
+/* 1..max_n integers in [lo, hi] separated by commas ("0, 7350, 14700"); *n = how many. */
+int sl_model_opt_int_list(const sl_cfg_opt *o, const char *section, long lo, long hi, int max_n, long *out, int *n);
 
 #endif

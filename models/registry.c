@@ -229,3 +229,31 @@ void sl_model_bn_fold(const float *const v[4], int64_t n, double eps, double *s,
         t[i] = (double)v[1][i] - (double)v[2][i] * s[i];
     }
 }
+
+int sl_model_opt_int_list(const sl_cfg_opt *o, const char *section, long lo, long hi, int max_n, long *out, int *n)
+{
+    const char *s = o->value ? o->value : "";
+    *n = 0;
+    for (const char *p = s; *p;) {
+        while (*p == ' ')
+            p++;
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        while (*end == ' ')
+            end++;
+        if (end == p || errno || (*end && *end != ','))
+            return sl_model_opt_error(o, section, "expected integers separated by commas, got '%s'", s);
+        if (v < lo || v > hi)
+            return sl_model_opt_error(o, section, "%ld is out of range %ld..%ld", v, lo, hi);
+        if (*n == max_n)
+            return sl_model_opt_error(o, section, "more than %d values", max_n);
+        out[(*n)++] = v;
+        p = *end ? end + 1 : end;
+        if (*end && !*p)
+            return sl_model_opt_error(o, section, "expected integers separated by commas, got '%s'", s);
+    }
+    if (!*n)
+        return sl_model_opt_error(o, section, "expected integers separated by commas, got '%s'", s);
+    return 0;
+}

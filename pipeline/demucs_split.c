@@ -27,35 +27,76 @@ void sl_dmx_stats_get(const sl_dmx_stats *s, double *mean, double *std)
     *std = s->n > 1 ? sqrt(s->m2 / (s->n - 1)) : 0.0;
 }
 
-int sl_dmx_cutter_init(sl_dmx_cutter *c, size_t L, double overlap, int ch, double mean, double std)
+void sl_dmx_default_offsets(int shifts, size_t max_shift, size_t *offsets)
+{
+    for (int r = 0; r < shifts; r++)
+        offsets[r] = (size_t)((2 * (unsigned long long)r + 1) * max_shift / (2 * (unsigned long long)shifts));
+}
+
+static int check_geom(const sl_dmx_geom *g, size_t *stride)
+{
+    *stride = (size_t)((1.0 - g->overlap) * (double)g->L);
+    if (g->L < 2 || !(g->overlap >= 0 && g->overlap < 1) || *stride < 1 || g->shifts < 0 ||
+        g->shifts > SL_DMX_MAX_SHIFTS)
+        return sl_seterr(SL_EINVAL, "demucs split: segment %zu, overlap %g, %d shifts", g->L, g->overlap, g->shifts);
+    for (int r = 0; r < g->shifts; r++)
+        if (g->offsets[r] > g->max_shift)
+            return sl_seterr(SL_EINVAL, "demucs split: shift offset %zu is above max_shift %zu", g->offsets[r],
+                             g->max_shift);
+    return 0;
+}
+
+int sl_dmx_cutter_init(sl_dmx_cutter *c, const sl_dmx_geom *g, int ch, double mean, double std)
 {
     memset(c, 0, sizeof *c);
-    const size_t stride = (size_t)((1.0 - overlap) * (double)L);
-    if (L < 2 || !(overlap >= 0 && overlap < 1) || stride < 1 || ch < 1 || ch > SL_SEG_MAX_CH || !(std > 0))
-        return sl_seterr(SL_EINVAL, "demucs split: segment %zu, overlap %g, %d channels, std %g", L, overlap, ch, std);
-    c->L = L, c->stride = stride, c->cap = 2 * L, c->ch = ch, c->mean = mean, c->std = std;
+    size_t stride;
+    int rc = check_geom(g, &stride);
+    if (rc)
+        return rc;
+    if (ch < 1 || ch > SL_SEG_MAX_CH || !(std > 0))
+        return sl_seterr(SL_EINVAL, "demucs split: %d channels, std %g", ch, std);
+    c->L = g->L, c->stride = stride, c->cap = 2 * g->L, c->ch = ch, c->mean = mean, c->std = std;
+    c->rounds = g->shifts ? g->shifts : 1;
+    for (int r = 0; r < g->shifts; r++)
+        c->delay[r] = (long)(g->max_shift - g->offsets[r]);
     c->buf = malloc(sizeof(float) * c->cap * (size_t)ch);
     return c->buf ? 0 : sl_seterr(SL_ENOMEM, "demucs split: out of memory");
+}
+
+/* The round whose next segment starts first in the track (ties: the lower round), and that start. */
+static int next_round(const sl_dmx_cutter *c, long *start)
+{
+    int best = 0;
+    long b = (long)(c->next[0] * c->stride) - c->delay[0];
+    for (int r = 1; r < c->rounds; r++) {
+        const long s = (long)(c->next[r] * c->stride) - c->delay[r];
+        if (s < b)
+            best = r, b = s;
+    }
+    *start = b;
+    return best;
 }
 
 long sl_dmx_cutter_next(sl_dmx_cutter *c, sl_seg_read_fn read, void *arg, float *const *dst, sl_dmx_pos *pos)
 {
     if (c->done)
         return 0;
-    const size_t L = c->L, off = c->k * c->stride;
-    /* keep what a centred last segment may reach back to: L/2 before off */
-    const size_t keep = off > L / 2 ? off - L / 2 : 0;
-    if (keep > c->b0) {
-        const size_t drop = keep - c->b0, have = c->b1 - keep;
+    const size_t L = c->L;
+    long s;
+    const int r = next_round(c, &s);
+    /* keep what a centred partial segment may reach back to: L/2 before s */
+    const long keep = s - (long)(L / 2);
+    if (keep > (long)c->b0) {
+        const size_t drop = (size_t)keep - c->b0, have = c->b1 - (size_t)keep;
         for (int ch = 0; ch < c->ch; ch++)
             memmove(c->buf + (size_t)ch * c->cap, c->buf + (size_t)ch * c->cap + drop, have * sizeof(float));
-        c->b0 = keep;
+        c->b0 = (size_t)keep;
     }
-    while (!c->eof && c->b1 < off + L) {
+    while (!c->eof && (long)c->b1 < s + (long)L) {
         float *d[SL_SEG_MAX_CH];
         for (int ch = 0; ch < c->ch; ch++)
             d[ch] = c->buf + (size_t)ch * c->cap + (c->b1 - c->b0);
-        long got = read(arg, d, (long)(off + L - c->b1));
+        long got = read(arg, d, s + (long)L - (long)c->b1);
         if (got < 0)
             return got;
         if (got == 0) {
@@ -67,20 +108,25 @@ long sl_dmx_cutter_next(sl_dmx_cutter *c, sl_seg_read_fn read, void *arg, float 
                 d[ch][i] = (float)((d[ch][i] - c->mean) / c->std);
         c->b1 += (size_t)got;
     }
-    if (c->eof && off >= c->b1) { /* offsets are range(0, n, stride) */
+    if (c->eof && s >= (long)c->b1) { /* a round's offsets are range(0, n + d_r, stride); later starts are later */
         c->done = 1;
         return 0;
     }
-    const size_t len = c->b1 - off < L ? c->b1 - off : L, lead = (L - len) / 2;
-    const long start = (long)off - (long)lead;
+    /* without the end in sight b1 >= s + L: len is L */
+    const size_t len = (size_t)((long)c->b1 - s) < L ? (size_t)((long)c->b1 - s) : L, lead = (L - len) / 2;
+    const long start = s - (long)lead;
     for (int ch = 0; ch < c->ch; ch++)
         for (size_t j = 0; j < L; j++) {
             const long p = start + (long)j;
             dst[ch][j] = p >= (long)c->b0 && p < (long)c->b1 ? c->buf[(size_t)ch * c->cap + (size_t)p - c->b0] : 0.0f;
         }
-    pos->offset = off, pos->len = len, pos->lead = lead;
-    /* without the end in sight b1 >= off + L > off + stride: another segment follows */
-    pos->last = c->eof && off + c->stride >= c->b1;
+    pos->offset = s, pos->len = len, pos->lead = lead, pos->zoff = c->next[r] * c->stride;
+    c->next[r]++;
+    long s2;
+    next_round(c, &s2);
+    /* without the end in sight b1 >= s + L >= s2: the samples before s2 are final either way */
+    pos->last = c->eof && s2 >= (long)c->b1;
+    pos->emit_to = pos->last ? c->b1 : s2 > 0 ? (size_t)s2 : 0;
     c->done = pos->last;
     c->k++;
     return (long)len;
@@ -92,48 +138,58 @@ void sl_dmx_cutter_free(sl_dmx_cutter *c)
     c->buf = NULL;
 }
 
-int sl_dmx_joiner_init(sl_dmx_joiner *j, size_t L, int n_src, int ch, double transition_power, double mean,
-                       double std)
+int sl_dmx_joiner_init(sl_dmx_joiner *j, const sl_dmx_geom *g, int n_src, int ch, double transition_power,
+                       double mean, double std)
 {
     memset(j, 0, sizeof *j);
-    if (L < 2 || n_src < 1 || ch < 1 || !(transition_power >= 1))
-        return sl_seterr(SL_EINVAL, "demucs split: segment %zu, %d sources, %d channels, transition power %g", L,
-                         n_src, ch, transition_power);
-    j->L = L, j->cap = 2 * L, j->n_src = n_src, j->ch = ch, j->power = transition_power, j->mean = mean, j->std = std;
+    size_t stride;
+    int rc = check_geom(g, &stride);
+    if (rc)
+        return rc;
+    if (n_src < 1 || ch < 1 || !(transition_power >= 1))
+        return sl_seterr(SL_EINVAL, "demucs split: %d sources, %d channels, transition power %g", n_src, ch,
+                         transition_power);
+    const size_t L = g->L;
+    j->L = L, j->stride = stride, j->cap = 2 * L, j->n_src = n_src, j->ch = ch, j->mean = mean, j->std = std;
+    j->rounds = g->shifts ? g->shifts : 1;
     j->acc = calloc((size_t)n_src * ch * j->cap, sizeof(double));
-    j->wsum = calloc(j->cap, sizeof(double));
-    return j->acc && j->wsum ? 0 : sl_seterr(SL_ENOMEM, "demucs split: out of memory");
-}
-
-/* apply_model's weight of position i of a segment of L samples. */
-static double dmx_weight(size_t L, size_t i, double power)
-{
+    j->w = malloc(L * sizeof(double));
+    j->wsum = calloc(L + stride, sizeof(double));
+    if (!j->acc || !j->w || !j->wsum)
+        return sl_seterr(SL_ENOMEM, "demucs split: out of memory");
+    /* apply_model's weights: 1, 2, ..., L/2, L - L/2, ..., 1 over their maximum, to the power */
     const size_t h = L / 2, mx = h > L - h ? h : L - h;
-    return pow((i < h ? (double)(i + 1) : (double)(L - i)) / (double)mx, power);
+    for (size_t i = 0; i < L; i++)
+        j->w[i] = pow((i < h ? (double)(i + 1) : (double)(L - i)) / (double)mx, transition_power);
+    for (size_t o = 0; o < L + stride; o += stride)
+        for (size_t i = 0; i < L && o + i < L + stride; i++)
+            j->wsum[o + i] += j->w[i];
+    return 0;
 }
 
-size_t sl_dmx_joiner_push(sl_dmx_joiner *j, const float *const *const *y, const sl_dmx_pos *pos, size_t stride,
+size_t sl_dmx_joiner_push(sl_dmx_joiner *j, const float *const *const *y, const sl_dmx_pos *pos,
                           float *const *const *out)
 {
-    const size_t at = pos->offset - j->e0, S = (size_t)j->n_src, C = (size_t)j->ch, cap = j->cap;
+    const size_t S = (size_t)j->n_src, C = (size_t)j->ch, cap = j->cap, L = j->L;
     for (size_t i = 0; i < pos->len; i++) {
-        const double w = dmx_weight(j->L, i, j->power);
-        j->wsum[at + i] += w;
+        const long t = pos->offset + (long)i;
+        if (t < (long)j->e0) /* in the zeros before the track */
+            continue;
+        const size_t p = pos->zoff + i, at = (size_t)t - j->e0;
+        const double a = j->w[i] / j->wsum[p < L + j->stride ? p : L + (p - L) % j->stride] / j->rounds;
         for (size_t s = 0; s < S; s++)
             for (size_t c = 0; c < C; c++)
-                j->acc[(s * C + c) * cap + at + i] += w * y[s][c][pos->lead + i];
+                j->acc[(s * C + c) * cap + at] += a * y[s][c][pos->lead + i];
     }
-    const size_t m = pos->last ? at + pos->len : at + stride;
+    const size_t m = pos->emit_to > j->e0 ? pos->emit_to - j->e0 : 0;
     for (size_t s = 0; s < S; s++)
         for (size_t c = 0; c < C; c++) {
             double *a = j->acc + (s * C + c) * cap;
             for (size_t i = 0; i < m; i++)
-                out[s][c][i] = (float)(a[i] / j->wsum[i] * j->std + j->mean);
+                out[s][c][i] = (float)(a[i] * j->std + j->mean);
             memmove(a, a + m, (cap - m) * sizeof(double));
             memset(a + cap - m, 0, m * sizeof(double));
         }
-    memmove(j->wsum, j->wsum + m, (cap - m) * sizeof(double));
-    memset(j->wsum + cap - m, 0, m * sizeof(double));
     j->e0 += m;
     return m;
 }
@@ -141,6 +197,7 @@ size_t sl_dmx_joiner_push(sl_dmx_joiner *j, const float *const *const *y, const 
 void sl_dmx_joiner_free(sl_dmx_joiner *j)
 {
     free(j->acc);
+    free(j->w);
     free(j->wsum);
-    j->acc = j->wsum = NULL;
+    j->acc = j->w = j->wsum = NULL;
 }

@@ -196,6 +196,43 @@ static void cov_add(const double *X, size_t n, int dim, double *mu, double *C)
     cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, dim, (int)n, 1.0, X, dim, 1.0, C, dim);
 }
 
+/* The two leading principal directions of the n rows of X (n x dim, n small),
+ * from their Gram matrix: with Xc the centred rows and G = Xc Xc^T / (n - 1),
+ * G u = lam u gives the covariance's C v = lam v for v = Xc^T u / |Xc^T u|.
+ * mu receives the mean, V[2 x dim] the directions, lam their eigenvalues,
+ * *trace the covariance's trace. X is centred in place. 0 or SL_ENOMEM. */
+static int gram_top2(double *X, size_t n, int dim, double *mu, double *V, double lam[2], double *trace)
+{
+    double *G = malloc(n * n * sizeof *G), *U = malloc(2 * n * sizeof *U);
+    if (!G || !U) {
+        free(G);
+        free(U);
+        return SL_ENOMEM;
+    }
+    memset(mu, 0, (size_t)dim * sizeof *mu);
+    for (size_t i = 0; i < n; i++)
+        cblas_daxpy(dim, 1.0, X + i * (size_t)dim, 1, mu, 1);
+    cblas_dscal(dim, 1.0 / (double)n, mu, 1);
+    for (size_t i = 0; i < n; i++)
+        cblas_daxpy(dim, -1.0, mu, 1, X + i * (size_t)dim, 1);
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)n, dim, 1.0 / (double)(n - 1), X, dim, X,
+                dim, 0.0, G, (int)n);
+    *trace = 0;
+    for (size_t i = 0; i < n; i++)
+        *trace += G[i * n + i];
+    top2(G, (int)n, U, lam);
+    /* V = U Xc, each row normalised */
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, 2, dim, (int)n, 1.0, U, (int)n, X, dim, 0.0, V, dim);
+    for (int k = 0; k < 2; k++) {
+        double nv = cblas_dnrm2(dim, V + (size_t)k * dim, 1);
+        if (nv > 0)
+            cblas_dscal(dim, 1.0 / nv, V + (size_t)k * dim, 1);
+    }
+    free(G);
+    free(U);
+    return 0;
+}
+
 typedef struct {
     FILE *npy, *jsonl;
     sl_npy_info info;
@@ -274,6 +311,8 @@ static void pca_compute(const char *dir, const char *prefix, size_t max_points, 
         shard_close(&s);
     }
     size_t cov_step = total > PCA_COV_ROWS ? (total + PCA_COV_ROWS - 1) / PCA_COV_ROWS : 1, nb = 0, g0 = 0;
+    const size_t sampled = (total + cov_step - 1) / cov_step;
+    int gram = 0;
     for (size_t k = 0; k < nn; k++) {
         shard_file s;
         if (shard_open(&s, dir, names[k], 0)) {
@@ -283,11 +322,16 @@ static void pca_compute(const char *dir, const char *prefix, size_t max_points, 
         }
         if (!dim) {
             dim = (int)s.info.cols;
-            C = calloc((size_t)dim * dim, sizeof *C);
+            /* fewer rows than dimensions, all in one block: the components
+             * come from the rows' Gram matrix (n x n), not the dim x dim
+             * covariance (2048 x 2048 for Cnn14: a tenth of a second at the
+             * end of every run, for a few tracks) */
+            gram = sampled < (size_t)dim && sampled <= PCA_BLOCK;
+            C = gram ? NULL : calloc((size_t)dim * dim, sizeof *C);
             mu = calloc((size_t)dim, sizeof *mu);
             X = malloc(PCA_BLOCK * (size_t)dim * sizeof *X);
             V = malloc(2 * (size_t)dim * sizeof *V);
-            if (!C || !mu || !X || !V) {
+            if ((!gram && !C) || !mu || !X || !V) {
                 shard_close(&s);
                 snprintf(pm->why, sizeof pm->why, "out of memory");
                 goto out;
@@ -307,7 +351,7 @@ static void pca_compute(const char *dir, const char *prefix, size_t max_points, 
                 snprintf(pm->why, sizeof pm->why, "%s: short read", names[k]);
                 goto out;
             }
-            if (++nb == PCA_BLOCK) {
+            if (++nb == PCA_BLOCK && !gram) {
                 cov_add(X, nb, dim, mu, C);
                 rows += nb;
                 nb = 0;
@@ -315,7 +359,8 @@ static void pca_compute(const char *dir, const char *prefix, size_t max_points, 
         }
         shard_close(&s);
     }
-    cov_add(X, nb, dim, mu, C);
+    if (!gram)
+        cov_add(X, nb, dim, mu, C);
     rows += nb;
     pm->rows = total;
     pm->dim = dim;
@@ -323,17 +368,23 @@ static void pca_compute(const char *dir, const char *prefix, size_t max_points, 
         snprintf(pm->why, sizeof pm->why, "%zu vector%s: too few for a map", rows, rows == 1 ? "" : "s");
         goto out;
     }
-    cblas_dscal(dim, 1.0 / (double)rows, mu, 1);
-    double trace = 0;
-    for (int i = 0; i < dim; i++)
-        for (int j = i; j < dim; j++) {
-            double c = (C[(size_t)i * dim + j] - (double)rows * mu[i] * mu[j]) / (double)(rows - 1);
-            C[(size_t)i * dim + j] = C[(size_t)j * dim + i] = c;
-            if (i == j)
-                trace += c;
+    double trace = 0, lam[2];
+    if (gram) {
+        if (gram_top2(X, rows, dim, mu, V, lam, &trace)) {
+            snprintf(pm->why, sizeof pm->why, "out of memory");
+            goto out;
         }
-    double lam[2];
-    top2(C, dim, V, lam);
+    } else {
+        cblas_dscal(dim, 1.0 / (double)rows, mu, 1);
+        for (int i = 0; i < dim; i++)
+            for (int j = i; j < dim; j++) {
+                double c = (C[(size_t)i * dim + j] - (double)rows * mu[i] * mu[j]) / (double)(rows - 1);
+                C[(size_t)i * dim + j] = C[(size_t)j * dim + i] = c;
+                if (i == j)
+                    trace += c;
+            }
+        top2(C, dim, V, lam);
+    }
     pm->explained[0] = trace > 0 ? lam[0] / trace : 0;
     pm->explained[1] = trace > 0 ? lam[1] / trace : 0;
     /* pass 2: project every step-th row */

@@ -192,7 +192,7 @@ static int decode_streams(runner *r, trk *t, dstream *st, int n, const char *pat
     }
     for (int i = 0; i < n && !rc; i++) {
         st[i].da.d = d;
-        rc = st[i].dmx     ? sl_dmx_cutter_init(&st[i].xc, st[i].L, r->sep->split_overlap, st[i].ch, t->x_mean, t->x_std)
+        rc = st[i].dmx     ? sl_dmx_cutter_init(&st[i].xc, &r->dmx_geom, st[i].ch, t->x_mean, t->x_std)
              : st[i].demix ? sl_demix_cutter_init(&st[i].dc, st[i].L, st[i].demix, st[i].ch)
                            : sl_segmenter_init(&st[i].sg, st[i].L, st[i].H, st[i].ch);
         st[i].init = !rc;
@@ -283,8 +283,8 @@ static void decode_track(runner *r, size_t i)
     if (!rc && r->sep && r->dmx)
         rc = dmx_stats(r, t);
     if (!rc && r->sep) {
-        if ((r->dmx     ? sl_dmx_joiner_init(&t->xj, r->sep_L, r->sep->n_sources, r->sep->channels, 1.0, t->x_mean,
-                                             t->x_std)
+        if ((r->dmx     ? sl_dmx_joiner_init(&t->xj, &r->dmx_geom, r->sep->n_sources, r->sep->channels, 1.0,
+                                             t->x_mean, t->x_std)
              : r->demix ? sl_demix_joiner_init(&t->dj, r->sep_L, r->demix, r->sep->n_sources, r->sep->channels)
                         : sl_stitcher_init(&t->st, r->sep_L, r->sep_H, r->sep->n_sources, r->sep->channels)) == 0)
             t->have_st = 1;

@@ -128,6 +128,11 @@ typedef struct {
     int lost;              /* its device's context was lost (SL_EDEVLOST): never used again */
     pthread_t th;
     int started;
+    pthread_t loader;      /* opening its context and models ahead of the pipeline (preload_workers) */
+    int loading;           /* loader started and not joined yet */
+    int load_rc;           /* what the loader returned */
+    double load_s;         /* seconds its context and models took to open */
+    char load_err[600];    /* the loader's reason when load_rc != 0 */
 } worker;
 
 struct runner {
@@ -150,6 +155,7 @@ struct runner {
     size_t sep_L, sep_H, emb_L, emb_H;
     int demix;             /* > 0: separation chunks as the reference inference (pipeline/demix.h), num_overlap */
     int dmx;               /* 1: the demucs command's whole-track inference (pipeline/demucs_split.h) */
+    sl_dmx_geom dmx_geom;  /* its segments, overlap and shifts */
 
     /* one lock for the slot pool and both queues: operations are O(1) and
      * happen once per segment, so contention is negligible */
@@ -168,6 +174,7 @@ struct runner {
     int threads;           /* runtime.threads resolved: CPU tokens shared by decode, model and write */
     int op_threads;        /* threads inside each CPU worker's ops (its context's pool) */
     sl_budget *budget;     /* those tokens */
+    double models_open_s;  /* the run's own models (worker 0's) took to open */
     sl_op_ctx *host_ctx;   /* allocates the slots */
     const char *const *labels; /* class names of the embedding model's scores, or NULL */
     struct sl_zeroshot *zs;    /* embedding.text_labels: zero-shot labels (clap), or NULL */
@@ -257,7 +264,12 @@ int plan_threads(runner *r, sl_op_ctx *ctx);
 void threads_device(const runner *r, const sl_op_ctx *ctx, char *buf, size_t size);
 /* JSON members (no braces) of the split that ran: threads, workers, op_threads and the peaks measured. */
 void threads_json(const runner *r, char *buf, size_t size);
+/* CPU workers after the first open their contexts and models in threads of
+ * their own now, while the caller opens the first worker's (the run's)
+ * models: W models load in the time of one. Needs plan_threads. 0 or SL_ENOMEM. */
+int preload_workers(runner *r, sl_op_ctx *ctx);
 int start_workers(runner *r, sl_op_ctx *ctx);
+/* Joins the loaders still running, then closes every worker's models and contexts. */
 void close_workers(runner *r);
 /* run_guard.c. lock, check_job: 0 or the SL_EXIT_* status to stop with (logged).
  * skip_done: 1 when a done track's outputs are still as recorded, else 0 (logged).

@@ -56,8 +56,8 @@ void threads_device(const runner *r, const sl_op_ctx *ctx, char *buf, size_t siz
 void threads_json(const runner *r, char *buf, size_t size)
 {
     int peak_op = 0;
-    size_t len = 0;
-    char batches[512] = "";
+    size_t len = 0, olen = 0;
+    char batches[512] = "", opened[512] = "";
     for (int i = 0; r->workers && i < r->n_workers; i++) {
         const worker *w = &r->workers[i];
         if (w->ctx) {
@@ -66,11 +66,15 @@ void threads_json(const runner *r, char *buf, size_t size)
         }
         if (len + 32 < sizeof batches)
             len += (size_t)snprintf(batches + len, sizeof batches - len, "%s%zu", i ? ", " : "", w->batches);
+        /* worker 0 computes on the run's own models */
+        if (olen + 32 < sizeof opened)
+            olen += (size_t)snprintf(opened + olen, sizeof opened - olen, "%s%.3f", i ? ", " : "",
+                                     w->owns || i > 0 ? w->load_s : r->models_open_s);
     }
     snprintf(buf, size,
              "\"threads\": %d, \"workers\": %d, \"op_threads\": %d, \"peak_compute_threads\": %d, "
-             "\"peak_op_threads\": %d, \"worker_batches\": [%s]",
-             r->threads, r->n_workers, r->op_threads, sl_budget_peak(r->budget), peak_op, batches);
+             "\"peak_op_threads\": %d, \"worker_batches\": [%s], \"worker_open_s\": [%s]",
+             r->threads, r->n_workers, r->op_threads, sl_budget_peak(r->budget), peak_op, batches, opened);
 }
 
 /* ---- model workers ---- */
@@ -219,34 +223,77 @@ static void run_batch(worker *w, slot **s, size_t n)
     }
 }
 
-/* A worker on its own device opens its context in its own thread: CUDA's
- * current device is per thread, and the context's stream belongs to it. */
-static int worker_init(worker *w)
+/* Opens a worker's own context and models (a worker on its own device, or a
+ * CPU worker after the first); *msg receives the reason on failure. */
+static int worker_open(worker *w, char *msg, size_t size)
 {
     runner *r = w->r;
-    if (w->device < 0 && !w->own_cpu)
-        return 0;
     char name[32];
     if (w->own_cpu)
         snprintf(name, sizeof name, "cpu");
     else
         snprintf(name, sizeof name, "cuda:%d", w->device);
+    const double t0 = now_s();
     int rc = sl_op_ctx_open(&w->ctx, name);
     w->owns = 1;
     if (!rc && w->own_cpu)
         rc = sl_op_ctx_set_threads(w->ctx, r->op_threads);
     if (!rc && !w->own_cpu)
         rc = apply_precision(r, w->ctx);
-    if (!rc && r->sep)
+    /* by the config, not r->sep / r->emb: a loader runs while the run's own models open */
+    if (!rc && strcmp(r->cfg->sep_model, "none"))
         rc = sl_sep_open(&w->sep, r->cfg->sep_model, r->cfg->sep_weights, &r->cfg->sep_options, w->ctx);
-    if (!rc && r->emb)
+    if (!rc && strcmp(r->cfg->emb_model, "none"))
         rc = sl_emb_open(&w->emb, r->cfg->emb_model, r->cfg->emb_weights, &r->cfg->emb_options, w->ctx);
+    w->load_s = now_s() - t0;
     if (rc) {
         char m[512];
-        sl_log(SL_LOG_ERROR, NULL, "worker", "%s: %s", name, sl_errmsg(rc, m, sizeof m));
-    } else {
-        sl_log(SL_LOG_INFO, NULL, "worker", "worker %d on %s", w->id, sl_op_ctx_device(w->ctx));
+        snprintf(msg, size, "%s: %s", name, sl_errmsg(rc, m, sizeof m));
     }
+    return rc;
+}
+
+static void *loader_main(void *arg)
+{
+    worker *w = arg;
+    char msg[600] = "";
+    w->load_rc = worker_open(w, msg, sizeof msg);
+    if (w->load_rc)
+        snprintf(w->load_err, sizeof w->load_err, "%s", msg);
+    return NULL;
+}
+
+/* Waits for a worker's loader, if one runs. */
+static void loader_join(worker *w)
+{
+    if (w->loading) {
+        pthread_join(w->loader, NULL);
+        w->loading = 0;
+    }
+}
+
+/* A worker on its own device opens its context in its own thread: CUDA's
+ * current device is per thread, and the context's stream belongs to it. A CPU
+ * worker whose models preload_workers opened takes them. */
+static int worker_init(worker *w)
+{
+    runner *r = w->r;
+    (void)r;
+    if (w->device < 0 && !w->own_cpu)
+        return 0;
+    char msg[600] = "";
+    int rc;
+    if (w->loading) {
+        loader_join(w);
+        rc = w->load_rc;
+        snprintf(msg, sizeof msg, "%s", w->load_err);
+    } else {
+        rc = worker_open(w, msg, sizeof msg);
+    }
+    if (rc)
+        sl_log(SL_LOG_ERROR, NULL, "worker", "%s", msg);
+    else
+        sl_log(SL_LOG_INFO, NULL, "worker", "worker %d on %s", w->id, sl_op_ctx_device(w->ctx));
     return rc;
 }
 
@@ -369,7 +416,8 @@ int start_workers(runner *r, sl_op_ctx *ctx)
     }
     if (!cpu)
         r->n_workers = nd > 1 ? nd : 1;
-    r->workers = calloc((size_t)r->n_workers, sizeof *r->workers);
+    if (!r->workers) /* else preload_workers made them (CPU) */
+        r->workers = calloc((size_t)r->n_workers, sizeof *r->workers);
     if (!r->workers)
         return SL_ENOMEM;
     for (int i = 0; i < r->n_workers; i++) {
@@ -389,8 +437,29 @@ int start_workers(runner *r, sl_op_ctx *ctx)
     return 0;
 }
 
+int preload_workers(runner *r, sl_op_ctx *ctx)
+{
+    if (strcmp(sl_op_ctx_backend(ctx), "cpu") || r->n_workers < 2 || r->workers)
+        return 0;
+    r->workers = calloc((size_t)r->n_workers, sizeof *r->workers);
+    if (!r->workers)
+        return SL_ENOMEM;
+    for (int i = 1; i < r->n_workers; i++) {
+        worker *w = &r->workers[i];
+        w->r = r;
+        w->id = i;
+        w->device = -1;
+        w->own_cpu = 1;
+        /* no loader (no thread to be had): the worker opens them itself */
+        w->loading = pthread_create(&w->loader, NULL, loader_main, w) == 0;
+    }
+    return 0;
+}
+
 void close_workers(runner *r)
 {
+    for (int i = 0; r->workers && i < r->n_workers; i++)
+        loader_join(&r->workers[i]);
     for (int i = 0; r->workers && i < r->n_workers; i++) {
         worker *w = &r->workers[i];
         if (w->owns) {

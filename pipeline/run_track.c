@@ -150,7 +150,7 @@ static void stitch_write(runner *r, trk *t, slot *s)
     for (int k = 0; k < r->sep->n_sources; k++)
         y[k] = s->out[k];
     /* the demucs joiner reads all of y before it writes the final samples over it */
-    size_t emit = r->dmx     ? sl_dmx_joiner_push(&t->xj, (const float *const *const *)y, &s->xpos, r->sep_H, y)
+    size_t emit = r->dmx     ? sl_dmx_joiner_push(&t->xj, (const float *const *const *)y, &s->xpos, y)
                   : r->demix ? sl_demix_joiner_push(&t->dj, y, &s->dpos)
                              : sl_stitcher_push(&t->st, y, s->len);
     for (int k = 0; k < r->sep->n_sources && r->write_stems; k++) {

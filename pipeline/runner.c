@@ -318,6 +318,16 @@ static int plan_memory(runner *r)
         r->dmx = 1;
         r->sep_L = r->sep->split_segment;
         r->sep_H = (size_t)((1.0 - r->sep->split_overlap) * (double)r->sep_L);
+        sl_dmx_geom *g = &r->dmx_geom;
+        g->L = r->sep_L, g->overlap = r->sep->split_overlap, g->shifts = r->sep->split_shifts;
+        g->max_shift = (size_t)(r->sep->sample_rate / 2); /* int(0.5 * samplerate) */
+        if (g->shifts > SL_DMX_MAX_SHIFTS)
+            return sl_seterr(SL_EUNSUPPORTED, "more than %d shifts", SL_DMX_MAX_SHIFTS);
+        if (r->sep->split_n_offsets == g->shifts)
+            for (int k = 0; k < g->shifts; k++)
+                g->offsets[k] = (size_t)r->sep->split_offsets[k];
+        else
+            sl_dmx_default_offsets(g->shifts, g->max_shift, g->offsets);
         sep_floats = r->sep_L * (size_t)r->sep->channels * (size_t)(1 + r->sep->n_sources);
     } else if (r->sep) {
         double seg, ovl;
@@ -367,8 +377,10 @@ static int plan_memory(runner *r)
         double O = (double)(r->sep_L - r->sep_H), ch = r->sep->channels, ns = r->sep->n_sources;
         /* demix: the joiner holds a whole chunk, the cutter reads 2B + 1 ahead and keeps B + 1 */
         track_mb += r->demix ? ((double)r->sep_L * (ch * ns + 1)) * 4.0 / MB : (O * ch * ns + O) * 4.0 / MB;
-        if (r->dmx) /* the joiner: 2L doubles per channel and source; the cutter 2L floats per channel */
-            track_mb += (2.0 * (double)r->sep_L * (ch * ns + 1)) * 8.0 / MB, dec_mb += 2.0 * (double)r->sep_L * ch * 4.0 / MB;
+        if (r->dmx) /* the joiner: 2L doubles per channel and source, its tables 2L + stride; the cutter 2L floats
+                     * per channel (whatever the shifts) */
+            track_mb += (2.0 * (double)r->sep_L * (ch * ns + 1) + 2.0 * (double)r->sep_L + (double)r->sep_H) * 8.0 / MB,
+                dec_mb += 2.0 * (double)r->sep_L * ch * 4.0 / MB;
         if (r->demix)
             dec_mb += 3.0 * O * ch * 4.0 / MB;
         if (r->write_stems)
@@ -545,15 +557,20 @@ static int run_job(runner *r)
     }
     rc = opts->dry_run ? 0 : apply_precision(r, ctx);
     if (!rc)
+        rc = plan_threads(r, ctx);
+    /* the other CPU workers' models load while the run's own do */
+    if (!rc && !opts->dry_run)
+        rc = preload_workers(r, ctx);
+    double t_models = now_s();
+    if (!rc)
         rc = open_models(r, ctx);
+    r->models_open_s = now_s() - t_models;
     if (!rc)
         rc = resolve_sources(r);
     if (!rc)
         rc = check_output_collisions(r);
     r->scratch = r->sep && r->n_stem_esrc > 0 && !cfg->stems_enabled;
     r->write_stems = r->sep && (cfg->stems_enabled || r->scratch);
-    if (!rc)
-        rc = plan_threads(r, ctx);
     if (!rc)
         rc = plan_memory(r);
     if (rc) {

@@ -132,6 +132,9 @@ int sl_vindex_rows_normalized(const sl_vindex *ix);
 /* Overrides the above (tests, benchmarks): 1 trusts the rows to be unit length,
  * 0 always divides by the row norms. */
 void sl_vindex_set_rows_normalized(sl_vindex *ix, int normalized);
+/* Threads of the CPU scan (sl_vindex_search): 1 by default; each takes blocks of
+ * rows in turn with its own heaps. The result does not depend on it. */
+void sl_vindex_set_threads(sl_vindex *ix, int threads);
 
 typedef struct {
     double score;     /* cosine, in [-1, 1]; -inf for a row that is not finite */
@@ -194,6 +197,11 @@ typedef struct {
  * with the number of distinct keys (their ids). Returns 0, SL_ENOMEM, SL_EFORMAT
  * (a line that is not a JSON object with an "id") or a negated errno. */
 int sl_vindex_duplicates(const sl_vindex *ix, sl_vindex_dups *out);
+/* 0 when the shards are one set (one shard count, every prefix "" or every
+ * prefix sIIIIofNNNN- with the same NNNN): the runner writes a track once per
+ * set and the shards of a set partition the tracks, so no row repeats and
+ * sl_vindex_duplicates, which reads every jsonl, can be skipped; 1 otherwise. */
+int sl_vindex_may_hold_duplicates(const sl_vindex *ix);
 
 /* Opens the embedding model the sidecar names, with its options, on ctx, and
  * checks it still gives vectors of the recorded dim, rate and channel count.

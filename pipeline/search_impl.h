@@ -30,6 +30,7 @@ struct sl_vindex {
     size_t n_metas;
     int have_meta;        /* every prefix has its sidecar */
     int rows_normalized;
+    int threads;          /* of the CPU scan (sl_vindex_set_threads); 0 = 1 */
 };
 
 #endif

@@ -47,6 +47,24 @@ const sl_index_meta *sl_vindex_meta(const sl_vindex *ix) { return ix->have_meta 
 int sl_vindex_rows_normalized(const sl_vindex *ix) { return ix->rows_normalized; }
 void sl_vindex_set_rows_normalized(sl_vindex *ix, int normalized) { ix->rows_normalized = normalized != 0; }
 
+int sl_vindex_may_hold_duplicates(const sl_vindex *ix)
+{
+    long first = -1;
+    for (size_t i = 0; i < ix->n; i++) {
+        long n = 0; /* "" = one unsharded set */
+        const char *p = ix->sh[i].prefix;
+        if (p && *p && sscanf(p, "s%*dof%ld-", &n) != 1)
+            return 1;
+        if (first < 0)
+            first = n;
+        else if (n != first)
+            return 1;
+    }
+    return 0;
+}
+
+void sl_vindex_set_threads(sl_vindex *ix, int threads) { ix->threads = threads > 0 ? threads : 1; }
+
 void sl_vindex_close(sl_vindex *ix)
 {
     if (!ix)

@@ -6,8 +6,9 @@
 #include "common/sl_error.h"
 #include "common/sl_log.h"
 #include "io/npy.h"
+#include "common/sl_pool.h"
+#include "pipeline/search_dot.h"
 
-#include <cblas.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -197,6 +198,114 @@ static void shard_populate(const shard *s, unsigned char *base, size_t r0, size_
 #endif
 }
 
+/* ---------------------------------------------------------------- on the CPU
+ * Work items are blocks of rows of one shard; the threads of the scan take them
+ * in turn, each with its own bounded heaps (float admission threshold and exact
+ * candidates per query) and its own mapping of the block's pages (unmapped
+ * after the block: memory stays bounded by the threads' blocks). Each thread's
+ * candidates hold the exact top k of the rows it scanned (a row is turned away
+ * only when it cannot be in that top k), so the top k of their union is the
+ * exact top k, whatever the number of threads or the order they ran in. */
+
+typedef struct {
+    size_t shard, r0, m;
+} scan_item;
+
+typedef struct {
+    float *S, *inv, *fbuf, *fh;
+    size_t *fn, *cn;
+    cand *ch;
+    int rc;
+    char err[512];
+} scan_thread;
+
+typedef struct {
+    sl_vindex *ix;
+    const float *Q;
+    size_t nq, kk, dim, block_rows;
+    int divide;
+    float eps;
+    sl_dot_isa isa;
+    size_t page;
+    const scan_item *items;
+    scan_thread *th;
+} scan_job;
+
+static void scan_block(void *arg, size_t it, int tid)
+{
+    scan_job *J = arg;
+    scan_thread *T = &J->th[tid];
+    if (T->rc)
+        return;
+    const scan_item *w = &J->items[it];
+    const shard *s = &J->ix->sh[w->shard];
+    const size_t dim = J->dim, nq = J->nq, kk = J->kk, isz = s->f16 ? 2 : 4, rowb = dim * isz;
+    /* map the pages of rows [r0, r0 + m) only */
+    const size_t off = s->data_off + w->r0 * rowb, a0 = off / J->page * J->page, len = off + w->m * rowb - a0;
+    int fd = open(s->npy, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        T->rc = -e;
+        snprintf(T->err, sizeof T->err, "%s: %s", s->npy, strerror(e));
+        return;
+    }
+    if ((size_t)st.st_size != s->file_size) {
+        close(fd);
+        T->rc = SL_EFORMAT;
+        snprintf(T->err, sizeof T->err, "%s changed while it was searched (re-run the search)", s->npy);
+        return;
+    }
+    unsigned char *base = mmap(NULL, len, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, (off_t)a0);
+    close(fd);
+    if (base == MAP_FAILED) {
+        T->rc = -errno;
+        snprintf(T->err, sizeof T->err, "%s: mmap: %s", s->npy, strerror(-T->rc));
+        return;
+    }
+    const unsigned char *src = base + (off - a0);
+    const float *B;
+    if (!s->f16 && (uintptr_t)src % sizeof(float) == 0) {
+        B = (const float *)(const void *)src;
+    } else if (s->f16) {
+        for (size_t i = 0; i < w->m * dim; i++)
+            T->fbuf[i] = sl_f16_to_f32((unsigned short)(src[2 * i] | (src[2 * i + 1] << 8)));
+        B = T->fbuf;
+    } else {
+        memcpy(T->fbuf, src, w->m * rowb);
+        B = T->fbuf;
+    }
+    sl_search_dot(J->isa, B, w->m, dim, J->Q, nq, T->S);
+    if (J->divide)
+        for (size_t r = 0; r < w->m; r++) {
+            const float *row = B + r * dim;
+            double ss = 0;
+            for (size_t i = 0; i < dim; i++)
+                ss += (double)row[i] * row[i];
+            T->inv[r] = ss > 0 ? (float)(1.0 / sqrt(ss)) : 0.0f;
+        }
+    for (size_t r = 0; r < w->m; r++) {
+        for (size_t q = 0; q < nq; q++) {
+            float sb = T->S[r * nq + q];
+            if (J->divide)
+                sb *= T->inv[r];
+            float *h = T->fh + q * kk;
+            int full = T->fn[q] == kk;
+            /* admitted: may be in the top k, within the rounding bound */
+            if (full && isfinite(sb) && sb < h[0] - 2 * J->eps)
+                continue;
+            if (isfinite(sb))
+                fheap_push(h, &T->fn[q], kk, sb);
+            cand c = {exact_score(J->Q + q * dim, B + r * dim, dim, J->divide), s->first + w->r0 + r, w->shard,
+                      w->r0 + r};
+            cand_push(T->ch + q * kk, &T->cn[q], kk, &c);
+        }
+    }
+    munmap(base, len);
+}
+
 int sl_vindex_search(sl_vindex *ix, const float *queries, size_t nq, size_t k, size_t block_rows,
                      sl_search_hit *hits, size_t *n_hits)
 {
@@ -214,117 +323,85 @@ int sl_vindex_search(sl_vindex *ix, const float *queries, size_t nq, size_t k, s
     if (nq > INT_MAX / 2 || dim > INT_MAX || block_rows > INT_MAX || block_rows > SIZE_MAX / 8 / (dim + nq + 1))
         return sl_seterr(SL_EINVAL, "search: %zu queries in blocks of %zu rows of dim %zu are too large", nq,
                          block_rows, dim);
-    int divide = !ix->rows_normalized;
-    float eps = (float)search_eps(dim);
-
+    int threads = ix->threads > 0 ? ix->threads : 1;
+    size_t n_items = 0;
+    for (size_t si = 0; si < ix->n; si++)
+        n_items += (ix->sh[si].rows + block_rows - 1) / block_rows;
+    if ((size_t)threads > n_items)
+        threads = n_items ? (int)n_items : 1;
+    scan_job J = {.ix = ix, .nq = nq, .kk = kk, .dim = dim, .block_rows = block_rows, .divide = !ix->rows_normalized,
+                  .eps = (float)search_eps(dim), .isa = sl_search_dot_isa(), .page = (size_t)sysconf(_SC_PAGESIZE)};
     float *Q = malloc(nq * dim * sizeof *Q);
-    float *S = malloc(block_rows * nq * sizeof *S);
-    float *inv = divide ? malloc(block_rows * sizeof *inv) : NULL;
-    float *fbuf = NULL; /* float16 rows converted, or float32 rows that are not aligned */
-    float *fh = malloc(nq * kk * sizeof *fh);
-    size_t *fn = calloc(nq, sizeof *fn), *cn = calloc(nq, sizeof *cn);
-    cand *ch = malloc(nq * kk * sizeof *ch);
+    scan_item *items = malloc((n_items ? n_items : 1) * sizeof *items);
+    scan_thread *th = calloc((size_t)threads, sizeof *th);
+    cand *all = malloc((size_t)threads * kk * sizeof *all);
+    sl_pool *pool = NULL;
     int rc = 0;
-    if (!Q || !S || (divide && !inv) || !fh || !fn || !cn || !ch) {
-        rc = sl_seterr(SL_ENOMEM, "search: out of memory for blocks of %zu rows", block_rows);
+    if (!Q || !items || !th || !all) {
+        rc = sl_seterr(SL_ENOMEM, "search: out of memory");
         goto out;
     }
-    normalise_queries(queries, nq, dim, Q);
-    long page = sysconf(_SC_PAGESIZE);
-    for (size_t si = 0; !rc && si < ix->n; si++) {
-        shard *s = &ix->sh[si];
-        if (s->rows == 0)
-            continue;
-        unsigned char *base;
-        if ((rc = shard_map(s, &base)) != 0)
-            break;
-        size_t isz = s->f16 ? 2 : 4, rowb = dim * isz, dropped = 0;
-        int direct = !s->f16 && s->data_off % sizeof(float) == 0;
-        int big = s->file_size / 4 > block_rows * rowb;
-        if (!direct && !fbuf && !(fbuf = malloc(block_rows * dim * sizeof *fbuf))) {
-            munmap(base, s->file_size);
+    for (int t = 0; t < threads && !rc; t++) {
+        scan_thread *T = &th[t];
+        T->S = malloc(block_rows * nq * sizeof *T->S);
+        T->inv = J.divide ? malloc(block_rows * sizeof *T->inv) : NULL;
+        T->fbuf = malloc(block_rows * dim * sizeof *T->fbuf); /* float16 rows converted, or unaligned rows */
+        T->fh = malloc(nq * kk * sizeof *T->fh);
+        T->fn = calloc(nq, sizeof *T->fn);
+        T->cn = calloc(nq, sizeof *T->cn);
+        T->ch = malloc(nq * kk * sizeof *T->ch);
+        if (!T->S || (J.divide && !T->inv) || !T->fbuf || !T->fh || !T->fn || !T->cn || !T->ch)
             rc = sl_seterr(SL_ENOMEM, "search: out of memory for blocks of %zu rows", block_rows);
-            break;
-        }
-        for (size_t r0 = 0; r0 < s->rows; r0 += block_rows) {
-            size_t m = s->rows - r0 < block_rows ? s->rows - r0 : block_rows;
-            const unsigned char *src = base + s->data_off + r0 * rowb;
-            shard_populate(s, base, r0, m, rowb, (size_t)page);
-            const float *B;
-            if (direct) {
-                B = (const float *)(const void *)src;
-            } else if (s->f16) {
-                for (size_t i = 0; i < m * dim; i++)
-                    fbuf[i] = sl_f16_to_f32((unsigned short)(src[2 * i] | (src[2 * i + 1] << 8)));
-                B = fbuf;
-            } else {
-                memcpy(fbuf, src, m * rowb);
-                B = fbuf;
-            }
-            if (nq == 1)
-                cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)m, (int)dim, 1.0f, B, (int)dim, Q, 1, 0.0f, S, 1);
-            else
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)nq, (int)dim, 1.0f, B, (int)dim,
-                            Q, (int)dim, 0.0f, S, (int)nq);
-            if (divide)
-                for (size_t r = 0; r < m; r++) {
-                    const float *row = B + r * dim;
-                    double ss = 0;
-                    for (size_t i = 0; i < dim; i++)
-                        ss += (double)row[i] * row[i];
-                    inv[r] = ss > 0 ? (float)(1.0 / sqrt(ss)) : 0.0f;
-                }
-            for (size_t r = 0; r < m; r++) {
-                for (size_t q = 0; q < nq; q++) {
-                    float sb = S[r * nq + q];
-                    if (divide)
-                        sb *= inv[r];
-                    float *h = fh + q * kk;
-                    int full = fn[q] == kk;
-                    /* admitted: may be in the top k, within the rounding bound */
-                    if (full && isfinite(sb) && sb < h[0] - 2 * eps)
-                        continue;
-                    if (isfinite(sb))
-                        fheap_push(h, &fn[q], kk, sb);
-                    cand c = {exact_score(Q + q * dim, B + r * dim, dim, divide), s->first + r0 + r, si, r0 + r};
-                    cand_push(ch + q * kk, &cn[q], kk, &c);
-                }
-            }
-            /* drop the pages of rows already scored: memory stays bounded by the block
-             * (a shard of a few blocks is unmapped whole soon enough) */
-            size_t done = (s->data_off + (r0 + m) * rowb) / (size_t)page * (size_t)page;
-            if (big && done > dropped) {
-                madvise(base + dropped, done - dropped, MADV_DONTNEED);
-                dropped = done;
-            }
-        }
-        munmap(base, s->file_size);
     }
+    if (!rc && threads > 1)
+        rc = sl_pool_create(&pool, threads);
+    if (rc)
+        goto out;
+    normalise_queries(queries, nq, dim, Q);
+    n_items = 0;
+    for (size_t si = 0; si < ix->n; si++)
+        for (size_t r0 = 0; r0 < ix->sh[si].rows; r0 += block_rows)
+            items[n_items++] = (scan_item){si, r0, ix->sh[si].rows - r0 < block_rows ? ix->sh[si].rows - r0 : block_rows};
+    J.Q = Q, J.items = items, J.th = th;
+    sl_pool_for(pool, n_items, scan_block, &J);
+    for (int t = 0; t < threads && !rc; t++)
+        if (th[t].rc)
+            rc = sl_seterr(th[t].rc, "%s", th[t].err);
     if (!rc) {
         for (size_t q = 0; q < nq; q++) {
-            cand *c = ch + q * kk;
-            if (cn[q] > 1)
-                qsort(c, cn[q], sizeof *c, cand_rank_cmp);
-            for (size_t j = 0; j < cn[q]; j++) {
+            size_t n = 0;
+            for (int t = 0; t < threads; t++) {
+                memcpy(all + n, th[t].ch + q * kk, th[t].cn[q] * sizeof *all);
+                n += th[t].cn[q];
+            }
+            if (n > 1)
+                qsort(all, n, sizeof *all, cand_rank_cmp);
+            for (size_t j = 0; j < kk && j < n; j++) {
                 sl_search_hit *h = &hits[q * k + j];
                 memset(h, 0, sizeof *h);
-                h->score = c[j].score;
-                h->shard = c[j].shard;
-                h->row = c[j].row;
-                h->global = c[j].global;
+                h->score = all[j].score;
+                h->shard = all[j].shard;
+                h->row = all[j].row;
+                h->global = all[j].global;
             }
         }
         *n_hits = kk;
     }
 out:
+    sl_pool_destroy(pool);
+    for (int t = 0; th && t < threads; t++) {
+        free(th[t].S);
+        free(th[t].inv);
+        free(th[t].fbuf);
+        free(th[t].fh);
+        free(th[t].fn);
+        free(th[t].cn);
+        free(th[t].ch);
+    }
+    free(th);
+    free(all);
+    free(items);
     free(Q);
-    free(S);
-    free(inv);
-    free(fbuf);
-    free(fh);
-    free(fn);
-    free(cn);
-    free(ch);
     return rc;
 }
 

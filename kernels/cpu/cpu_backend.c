@@ -10,10 +10,73 @@
 #include "../../common/sl_pool.h"
 #include "cpu_ops.h"
 
+/* A buffer declared fixed (sl_op_mark_fixed) and the one form derived from it, if any. */
+typedef struct {
+    const char *p;
+    size_t bytes;
+    float *derived;
+    size_t floats;
+    uint64_t tag;
+} cpu_fixed;
+
 typedef struct {
     float *scratch;
     size_t scratch_floats;
+    cpu_fixed *fixed;
+    size_t n_fixed, cap_fixed;
 } cpu_state;
+
+static void fixed_drop(cpu_state *st, size_t i)
+{
+    free(st->fixed[i].derived);
+    st->fixed[i] = st->fixed[--st->n_fixed];
+}
+
+/* Ends the promise of every fixed buffer overlapping [p, p + bytes). */
+static void fixed_forget(cpu_state *st, const void *p, size_t bytes)
+{
+    const char *a = p;
+    for (size_t i = st->n_fixed; i-- > 0;)
+        if (a < st->fixed[i].p + st->fixed[i].bytes && st->fixed[i].p < a + bytes)
+            fixed_drop(st, i);
+}
+
+static int cpu_mark_fixed(sl_op_ctx *ctx, const void *p, size_t bytes)
+{
+    cpu_state *st = ctx->state;
+    fixed_forget(st, p, bytes);
+    if (st->n_fixed == st->cap_fixed) {
+        const size_t cap = st->cap_fixed ? 2 * st->cap_fixed : 16;
+        cpu_fixed *f = realloc(st->fixed, cap * sizeof *f);
+        if (!f)
+            return sl_seterr(SL_ENOMEM, "cpu backend: out of memory");
+        st->fixed = f;
+        st->cap_fixed = cap;
+    }
+    st->fixed[st->n_fixed++] = (cpu_fixed){.p = p, .bytes = bytes};
+    return 0;
+}
+
+float *sl_cpu_fixed_form(sl_op_ctx *ctx, const void *p, uint64_t tag, size_t floats, int *fresh)
+{
+    cpu_state *st = ctx->state;
+    for (size_t i = 0; i < st->n_fixed; i++) {
+        cpu_fixed *f = &st->fixed[i];
+        if (f->p != (const char *)p)
+            continue;
+        if (f->derived && f->tag == tag && f->floats == floats) {
+            *fresh = 0;
+            return f->derived;
+        }
+        free(f->derived);
+        f->derived = aligned_alloc(64, (floats * sizeof(float) + 63) & ~(size_t)63);
+        f->floats = f->derived ? floats : 0;
+        f->tag = tag;
+        *fresh = 1;
+        return f->derived;
+    }
+    return NULL;
+}
 
 float *sl_cpu_scratch(sl_op_ctx *ctx, size_t floats)
 {
@@ -34,8 +97,12 @@ float *sl_cpu_scratch(sl_op_ctx *ctx, size_t floats)
 static void cpu_fini(sl_op_ctx *ctx)
 {
     cpu_state *st = ctx->state;
-    if (st)
+    if (st) {
         free(st->scratch);
+        while (st->n_fixed)
+            fixed_drop(st, st->n_fixed - 1);
+        free(st->fixed);
+    }
     free(st);
     ctx->state = NULL;
 }
@@ -87,7 +154,10 @@ static int cpu_alloc(sl_op_ctx *ctx, void **ptr, size_t bytes)
 
 static void cpu_free(sl_op_ctx *ctx, void *ptr)
 {
-    (void)ctx;
+    cpu_state *st = ctx->state;
+    for (size_t i = st->n_fixed; i-- > 0;)
+        if (st->fixed[i].p == (const char *)ptr)
+            fixed_drop(st, i);
     free(ptr);
 }
 
@@ -99,15 +169,22 @@ static int cpu_copy(sl_op_ctx *ctx, void *dst, const void *src, size_t bytes)
     return 0;
 }
 
+/* upload and copy: into backend memory, which ends the promise of a fixed buffer there */
+static int cpu_copy_in(sl_op_ctx *ctx, void *dst, const void *src, size_t bytes)
+{
+    fixed_forget(ctx->state, dst, bytes);
+    return cpu_copy(ctx, dst, src, bytes);
+}
+
 const sl_op_backend sl_cpu_backend = {
     .name = "cpu",
     .init = cpu_init,
     .fini = cpu_fini,
     .alloc = cpu_alloc,
     .free_ = cpu_free,
-    .upload = cpu_copy,
+    .upload = cpu_copy_in,
     .download = cpu_copy,
-    .copy = cpu_copy,
+    .copy = cpu_copy_in,
     .frame = sl_cpu_frame,
     .rfft = sl_cpu_rfft,
     .irfft = sl_cpu_irfft,
@@ -139,4 +216,5 @@ const sl_op_backend sl_cpu_backend = {
     .conv_transpose1d = sl_cpu_conv_transpose1d,
     .permute = sl_cpu_permute,
     .threads_changed = cpu_threads_changed,
+    .mark_fixed = cpu_mark_fixed,
 };

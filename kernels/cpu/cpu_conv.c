@@ -1,29 +1,33 @@
 /* CPU convolutional ops: conv2d, non-overlapping average pooling, and the
  * PANNs clip head (mean over features, max + mean over time).
  *
- * conv2d takes one of three paths, by shape (sl_cpu_conv2d at the end):
+ * conv2d takes one of four paths, by shape (sl_cpu_conv2d at the end):
  *  - 3x3 on images at most 2 columns wide (Cnn14's last block, 31 x 2): a
  *    kernel that skips the taps that only read the zero padding (a third of
- *    them at W = 2) and reads the weights in place (AVX2 + FMA; x86-64 with
- *    those only, else the next paths);
+ *    them at W = 2) and reads the weights in place (AVX2 + FMA or AVX-512;
+ *    x86-64 with those only, else the next paths);
  *  - 3x3 with >= 16 input channels on images of >= 32 2x2 tiles (Cnn14's
  *    blocks 1-5): Winograd F(2x2, 3x3), 16 OpenBLAS GEMMs on transformed
  *    tiles, 16/36 of the multiplications of the direct form;
+ *  - 3x3 with one input channel (Cnn14's first layer): a direct sum per
+ *    output row, written once;
  *  - anything else: im2col + one OpenBLAS GEMM per block of output rows.
- * All three add the bias and apply the activation in their epilogue, and all
+ * All add the bias and apply the activation in their epilogue, and all
  * agree with the double-precision definition to ~1e-6 of the output's range
  * (tests/unit/test_conv_ops.c). Every path splits over the context's threads
  * (common/sl_pool.h): the GEMMs by rows / columns or by Winograd position, the
- * transforms, im2col and epilogues by channel, the narrow kernel by output
- * channel blocks. Every part writes a disjoint range. */
+ * transforms, im2col, epilogues and the direct path by channel, the narrow
+ * kernel by output channel blocks. Every part writes a disjoint range. */
 #include <cblas.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../../common/sl_error.h"
 #include "../../common/sl_pool.h"
 #include "cpu_ops.h"
+#include "cpu_simd.h"
 
 /* Floats of im2col scratch per GEMM: bounds the memory whatever the image. */
 #define CONV_COL_FLOATS ((size_t)1 << 24)
@@ -197,6 +201,9 @@ static int conv_im2col(sl_op_ctx *ctx, const sl_conv2d_args *a)
  * like im2col + GEMM). The transformed weights U (16/9 the size of w) are formed per call:
  * a pass over w, small next to the GEMMs for the shapes this path takes. */
 
+/* sl_cpu_fixed_form's tag of U for O x C channels. */
+#define WG_FORM_TAG(O, C) (((uint64_t)0x3f23 << 40) | ((uint64_t)(O) << 20) | (uint64_t)(C))
+
 /* Floats of V + M per chunk of tile rows: bounds the scratch whatever the image. */
 #define WG_CHUNK_FLOATS ((size_t)1 << 21)
 
@@ -336,6 +343,30 @@ static void wg_output(const float *M, int o0, int o1, int H, int W, int tw, int 
     }
 }
 
+/* The same transforms with AVX2 / AVX-512 vectors (cpu_wino_simd.h: the same bits), taken at
+ * run time (cpu_simd.h: sl_cpu_simd_avx2, sl_cpu_simd_avx512). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define WG_HAVE_SIMD 1
+#pragma GCC push_options
+#pragma GCC target("avx2")
+#define WG_VW 8
+#define WG_SFX(name) name##_avx2
+#include "cpu_wino_simd.h"
+#undef WG_VW
+#undef WG_SFX
+#pragma GCC pop_options
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512vl,avx512dq")
+#define WG_VW 16
+#define WG_SFX(name) name##_avx512
+#include "cpu_wino_simd.h"
+#undef WG_VW
+#undef WG_SFX
+#pragma GCC pop_options
+#else
+#define WG_HAVE_SIMD 0
+#endif
+
 /* n rounded up to whole cache lines plus one: the 16 matrices of U, V and M then start at
  * different cache sets, which the transforms (16 streams at once) need. */
 static size_t wg_align(size_t n) { return ((n + 15) & ~(size_t)15) + 16; }
@@ -343,6 +374,7 @@ static size_t wg_align(size_t n) { return ((n + 15) & ~(size_t)15) + 16; }
 typedef struct {
     const sl_conv2d_args *a;
     int C, O, H, W, PH, E1, tw, ti0, nrow;
+    int simd; /* 0 portable, 1 AVX2, 2 AVX-512 transforms */
     size_t us, vs, ms, nt, tmp_stride, gparts;
     const float *x; /* this item's input */
     float *U, *P, *V, *M, *tmp, *y;
@@ -365,12 +397,27 @@ static void wg_pad_part(const void *v, int lo, int hi, int tid)
 static void wg_input_part(const void *v, int lo, int hi, int tid)
 {
     const wg_job *j = v;
+#if WG_HAVE_SIMD
+    if (j->simd) {
+        (j->simd == 2 ? wg_input_avx512 : wg_input_avx2)(j->P, lo, hi, j->PH, j->tw, j->ti0, j->nrow, j->vs,
+                                                         j->tmp + (size_t)tid * j->tmp_stride, j->V);
+        return;
+    }
+#endif
     wg_input(j->P, lo, hi, j->PH, j->tw, j->ti0, j->nrow, j->vs, j->tmp + (size_t)tid * j->tmp_stride, j->V);
 }
 
 static void wg_output_part(const void *v, int lo, int hi, int tid)
 {
     const wg_job *j = v;
+#if WG_HAVE_SIMD
+    if (j->simd && (j->a->act == SL_ACT_NONE || j->a->act == SL_ACT_RELU)) {
+        (j->simd == 2 ? wg_output_avx512 : wg_output_avx2)(j->M, lo, hi, j->H, j->W, j->tw, j->ti0, j->nrow, j->ms,
+                                                           j->a->bias, j->a->act,
+                                                           j->tmp + (size_t)tid * j->tmp_stride, j->y);
+        return;
+    }
+#endif
     wg_output(j->M, lo, hi, j->H, j->W, j->tw, j->ti0, j->nrow, j->ms, j->a->bias, j->a->act,
               j->tmp + (size_t)tid * j->tmp_stride, j->y);
 }
@@ -399,16 +446,21 @@ static int conv_winograd(sl_op_ctx *ctx, const sl_conv2d_args *a)
                  ms = wg_align((size_t)O * rows * tw);
     const size_t nU = 16 * us, nP = wg_align((size_t)C * PH * 2 * E1), nV = 16 * vs, nM = 16 * ms;
     const size_t tmp_stride = wg_align(8 * (size_t)E1); /* per thread: wg_input's 8 E1, wg_output's 4 tw */
-    float *U = sl_cpu_scratch(ctx, nU + nP + nV + nM + threads * tmp_stride);
-    if (!U)
+    /* U: kept with fixed weights (sl_op_mark_fixed), formed once; else per call in the scratch */
+    int fresh = 1;
+    float *Uk = sl_cpu_fixed_form(ctx, a->wt, WG_FORM_TAG(O, C), nU, &fresh);
+    float *S = sl_cpu_scratch(ctx, (Uk ? 0 : nU) + nP + nV + nM + threads * tmp_stride);
+    if (!S)
         return SL_ENOMEM;
     wg_job j = {.a = a, .C = C, .O = O, .H = H, .W = W, .PH = PH, .E1 = E1, .tw = tw, .us = us, .vs = vs, .ms = ms,
-                .tmp_stride = tmp_stride, .U = U, .P = U + nU};
+                .tmp_stride = tmp_stride, .U = Uk ? Uk : S, .P = Uk ? S : S + nU};
     j.V = j.P + nP;
     j.M = j.V + nV;
     j.tmp = j.M + nM;
     j.gparts = (threads + 15) / 16;
-    chan_for(ctx, O, (size_t)O * C * 16, wg_weights_part, &j);
+    j.simd = sl_cpu_simd_avx512() ? 2 : sl_cpu_simd_avx2() ? 1 : 0;
+    if (fresh)
+        chan_for(ctx, O, (size_t)O * C * 16, wg_weights_part, &j);
     const size_t HW = (size_t)H * W;
     for (size_t b = 0; b < a->batch; b++) {
         j.x = a->x + b * (size_t)C * HW;
@@ -524,12 +576,71 @@ NW_KERNEL1(1)
 NW_KERNEL1(2)
 NW_KERNEL1(3)
 
+/* AVX-512: 6 rows x 32 pixels, two panels at once (b: panel p, b2: panel p + 1, c: both,
+ * side by side). Every sum gets the multiply-adds of nw_kernel_6 in the same order: the
+ * same bits. */
+#define NZ_STEP6(q)                                                                                              \
+    do {                                                                                                         \
+        const __m512 b0 = _mm512_loadu_ps(b + 16 * (q)), b1 = _mm512_loadu_ps(b2 + 16 * (q));                   \
+        __m512 av = _mm512_set1_ps(pa[q]);                                                                       \
+        c00 = _mm512_fmadd_ps(av, b0, c00);                                                                      \
+        c01 = _mm512_fmadd_ps(av, b1, c01);                                                                      \
+        av = _mm512_set1_ps(pa[lda + (q)]);                                                                      \
+        c10 = _mm512_fmadd_ps(av, b0, c10);                                                                      \
+        c11 = _mm512_fmadd_ps(av, b1, c11);                                                                      \
+        av = _mm512_set1_ps(pa[2 * lda + (q)]);                                                                  \
+        c20 = _mm512_fmadd_ps(av, b0, c20);                                                                      \
+        c21 = _mm512_fmadd_ps(av, b1, c21);                                                                      \
+        av = _mm512_set1_ps(pb[q]);                                                                              \
+        c30 = _mm512_fmadd_ps(av, b0, c30);                                                                      \
+        c31 = _mm512_fmadd_ps(av, b1, c31);                                                                      \
+        av = _mm512_set1_ps(pb[lda + (q)]);                                                                      \
+        c40 = _mm512_fmadd_ps(av, b0, c40);                                                                      \
+        c41 = _mm512_fmadd_ps(av, b1, c41);                                                                      \
+        av = _mm512_set1_ps(pb[2 * lda + (q)]);                                                                  \
+        c50 = _mm512_fmadd_ps(av, b0, c50);                                                                      \
+        c51 = _mm512_fmadd_ps(av, b1, c51);                                                                      \
+    } while (0)
+
+#define NZ_ADD(r, lo, hi)                                                                                        \
+    do {                                                                                                         \
+        float *cr = c + (size_t)(r) * ldc;                                                                       \
+        _mm512_storeu_ps(cr, first ? (lo) : _mm512_add_ps(_mm512_loadu_ps(cr), (lo)));                          \
+        _mm512_storeu_ps(cr + 16, first ? (hi) : _mm512_add_ps(_mm512_loadu_ps(cr + 16), (hi)));                \
+    } while (0)
+
+#define NZ_KERNEL6(NV)                                                                                           \
+    __attribute__((target("avx512f,avx512vl,avx512dq"))) static void nz_kernel_6_##NV(               \
+        int kc, const float *a, size_t lda, const float *b, const float *b2, float *c, size_t ldc, int first)  \
+    {                                                                                                            \
+        __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00,    \
+               c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;                                           \
+        const float *pa = a, *pb = a + 3 * lda;                                                                  \
+        for (int g = 0; g < kc; g++, pa += 3, pb += 3, b += 16 * (NV), b2 += 16 * (NV)) {                        \
+            NZ_STEP6(0);                                                                                         \
+            if ((NV) > 1)                                                                                        \
+                NZ_STEP6(1);                                                                                     \
+            if ((NV) > 2)                                                                                        \
+                NZ_STEP6(2);                                                                                     \
+        }                                                                                                        \
+        NZ_ADD(0, c00, c01);                                                                                     \
+        NZ_ADD(1, c10, c11);                                                                                     \
+        NZ_ADD(2, c20, c21);                                                                                     \
+        NZ_ADD(3, c30, c31);                                                                                     \
+        NZ_ADD(4, c40, c41);                                                                                     \
+        NZ_ADD(5, c50, c51);                                                                                     \
+    }
+NZ_KERNEL6(1)
+NZ_KERNEL6(2)
+NZ_KERNEL6(3)
+
+typedef void (*nz_kernel_fn)(int, const float *, size_t, const float *, const float *, float *, size_t, int);
+
 typedef void (*nw_kernel_fn)(int, const float *, size_t, const float *, float *, size_t, int);
 
 static int nw_available(void)
 {
-    /* libgcc's constructor has read cpuid by the time any op runs */
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    return sl_cpu_simd_fma(); /* AVX2 + FMA, and not turned off (cpu_simd.h) */
 }
 #else
 #define NW_HAVE_KERNEL 0
@@ -595,6 +706,8 @@ static void nw_run(void *arg, size_t part_, int tid)
     const size_t lda = (size_t)9 * C, ldc = (size_t)W * J->np * NW_NR;
     static const nw_kernel_fn k6[3] = {nw_kernel_6_1, nw_kernel_6_2, nw_kernel_6_3};
     static const nw_kernel_fn k1[3] = {nw_kernel_1_1, nw_kernel_1_2, nw_kernel_1_3};
+    static const nz_kernel_fn z6[3] = {nz_kernel_6_1, nz_kernel_6_2, nz_kernel_6_3};
+    const int wide = sl_cpu_simd_avx512();
     for (int g0 = 0; g0 < G; g0 += NW_KC) {
         const int kc = G - g0 < NW_KC ? G - g0 : NW_KC;
         for (int o0 = o_lo; o0 < o_hi; o0 += NW_MR) {
@@ -605,7 +718,10 @@ static void nw_run(void *arg, size_t part_, int tid)
                 for (int p = 0; p < J->np; p++) {
                     const float *Bp = J->B + J->boff[j] + ((size_t)p * G + (size_t)g0) * nv * NW_NR;
                     float *Cp = J->Ct + (size_t)o0 * ldc + (size_t)j * J->np * NW_NR + (size_t)p * NW_NR;
-                    if (mr == NW_MR) {
+                    if (wide && mr == NW_MR && p + 1 < J->np) { /* panels p and p + 1 */
+                        z6[nv - 1](kc, A, lda, Bp, Bp + (size_t)G * nv * NW_NR, Cp, ldc, g0 == 0);
+                        p++;
+                    } else if (mr == NW_MR) {
                         k6[nv - 1](kc, A, lda, Bp, Cp, ldc, g0 == 0);
                     } else {
                         for (int r = 0; r < mr; r++)
@@ -664,6 +780,85 @@ static int conv_narrow(sl_op_ctx *ctx, const sl_conv2d_args *a)
 }
 #endif
 
+/* ---- 3x3 convolution of one input channel (Cnn14's first layer) ----
+ *
+ * With 9 taps per output, im2col + GEMM is a pass over a col matrix 9 times the input, a
+ * GEMM with a reduction of 9 (mostly packing), then a bias pass over the output. Here the
+ * input is copied once with a zero column on each side and each output row is one pass:
+ * for every pixel s = 0, then s = ((s + w0 x[j-1]) + w1 x[j]) + w2 x[j+1] for each tap row
+ * inside the image, top to bottom, then act(s + bias), written once. The AVX2 / AVX-512 rows
+ * (cpu_wino_simd.h) do the same operations in the same order: the same bits on every path,
+ * whatever the split over output channels. */
+
+/* Floats between padded rows: w + 2, rounded up to whole vectors. */
+static size_t dr_ld(int W) { return ((size_t)W + 2 + 15) & ~(size_t)15; }
+
+/* Output row yr[W] from the n tap rows at xp (ld apart) with weights g[3 n]: act(sum + bo),
+ * act RELU when relu, else none. */
+static void dr_row(float *restrict yr, const float *restrict xp, size_t ld, int W, const float *g, int n, float bo,
+                   int relu)
+{
+    for (int j = 0; j < W; j++) {
+        float s = 0.0f;
+        for (int t = 0; t < n; t++) {
+            const float *x = xp + (size_t)t * ld + j;
+            s = s + g[3 * t] * x[0] + g[3 * t + 1] * x[1] + g[3 * t + 2] * x[2];
+        }
+        s = s + bo;
+        yr[j] = relu && s < 0.0f ? 0.0f : s;
+    }
+}
+
+typedef struct {
+    const sl_conv2d_args *a;
+    float *y, *P; /* P: this item's input, h + 2 padded rows of dr_ld(w) */
+    int simd;     /* 0 portable, 1 AVX2, 2 AVX-512 rows */
+} dr_job;
+
+static void dr_part(const void *v, int lo, int hi, int tid)
+{
+    (void)tid;
+    const dr_job *J = v;
+    const sl_conv2d_args *a = J->a;
+    const int H = a->h, W = a->w, relu = a->act == SL_ACT_RELU;
+    const size_t ld = dr_ld(W);
+    void (*row)(float *, const float *, size_t, int, const float *, int, float, int) = dr_row;
+#if WG_HAVE_SIMD
+    if (J->simd)
+        row = J->simd == 2 ? dr_row_avx512 : dr_row_avx2;
+#endif
+    for (int o = lo; o < hi; o++) {
+        const float bo = a->bias ? a->bias[o] : 0.0f, *g = a->wt + (size_t)o * 9;
+        for (int i = 0; i < H; i++) {
+            float *yr = J->y + ((size_t)o * H + (size_t)i) * W;
+            const int u0 = i == 0, u1 = i == H - 1 ? 2 : 3; /* tap rows inside the image */
+            row(yr, J->P + (size_t)(i + u0) * ld, ld, W, g + 3 * u0, u1 - u0, bo, relu);
+            if (a->act == SL_ACT_TANH)
+                for (int j = 0; j < W; j++)
+                    yr[j] = conv_act(a->act, yr[j]);
+        }
+    }
+}
+
+static int conv_direct(sl_op_ctx *ctx, const sl_conv2d_args *a)
+{
+    const int H = a->h, W = a->w;
+    const size_t HW = (size_t)H * W, ld = dr_ld(W);
+    float *P = sl_cpu_scratch(ctx, (size_t)(H + 2) * ld);
+    if (!P)
+        return SL_ENOMEM;
+    dr_job J = {.a = a, .P = P, .simd = sl_cpu_simd_avx512() ? 2 : sl_cpu_simd_avx2() ? 1 : 0};
+    for (size_t b = 0; b < a->batch; b++) {
+        const float *x = a->x + b * HW;
+        memset(P, 0, (size_t)(H + 2) * ld * sizeof(float));
+        for (int r = 0; r < H; r++)
+            memcpy(P + (size_t)(r + 1) * ld + 1, x + (size_t)r * W, (size_t)W * sizeof(float));
+        J.y = a->y + b * (size_t)a->c_out * HW;
+        chan_for(ctx, a->c_out, (size_t)a->c_out * HW, dr_part, &J);
+    }
+    return 0;
+}
+
 int sl_cpu_conv2d(sl_op_ctx *ctx, const sl_conv2d_args *a)
 {
 #if NW_HAVE_KERNEL
@@ -672,6 +867,8 @@ int sl_cpu_conv2d(sl_op_ctx *ctx, const sl_conv2d_args *a)
 #endif
     if (a->k == 3 && a->c_in >= 16 && (size_t)((a->h + 1) / 2) * (size_t)((a->w + 1) / 2) >= 32)
         return conv_winograd(ctx, a);
+    if (a->k == 3 && a->c_in == 1)
+        return conv_direct(ctx, a);
     return conv_im2col(ctx, a);
 }
 

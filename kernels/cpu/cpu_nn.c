@@ -31,6 +31,7 @@ void sl_cpu_sgemm_part(size_t part, size_t parts, int trans_b, size_t m, size_t 
                        size_t lda, const float *b, size_t ldb, float *c, size_t ldc)
 {
     size_t lo, hi;
+    const int dot = trans_b && sl_cpu_gemm_dot_fits(m, n, k);
     if (n >= m) {
         const size_t blocks = (n + 15) / 16;
         sl_pool_range(blocks, parts, part, &lo, &hi);
@@ -48,6 +49,10 @@ void sl_cpu_sgemm_part(size_t part, size_t parts, int trans_b, size_t m, size_t 
         a += lo * lda;
         c += lo * ldc;
         m = hi - lo;
+    }
+    if (dot) {
+        sl_cpu_gemm_dot(m, n, k, a, lda, b, ldb, c, ldc);
+        return;
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k, 1.0f, a,
                 (int)lda, b, (int)ldb, 0.0f, c, (int)ldc);

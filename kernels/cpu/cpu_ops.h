@@ -56,6 +56,12 @@ int sl_cpu_wiener(sl_op_ctx *ctx, const sl_wiener_cfg *c, size_t n_targets, size
  * context closes, so per-call ops do not page-fault fresh memory); NULL + SL_ENOMEM in
  * sl_lasterr() when it cannot grow. Valid until the next call on the context. */
 float *sl_cpu_scratch(sl_op_ctx *ctx, size_t floats);
+/* The form derived from the fixed buffer p (sl_op_mark_fixed) kept in ctx: `floats` floats
+ * (64-byte aligned) told apart by tag (what is derived and how, for the caller). *fresh = 0:
+ * it holds what the last caller of the same tag and size left there; 1: a new buffer for
+ * the caller to fill (the old form is gone). NULL when p is not fixed, or out of memory
+ * (then compute it per call). One form per buffer. */
+float *sl_cpu_fixed_form(sl_op_ctx *ctx, const void *p, uint64_t tag, size_t floats, int *fresh);
 /* One (sequence, head) pair of sl_op_attention: q rows [tq] and k, v rows [kl] of
  * dim_head D at their strides, rope (or NULL) as in sl_attention_args, bias rows
  * [tq] (ld_bias) of this pair or NULL; out rows [tq] (ldo) get softmax(s) v. */
@@ -87,6 +93,15 @@ void sl_cpu_sgemm(sl_op_ctx *ctx, int trans_b, size_t m, size_t n, size_t k, con
  * multiples of 16 when n >= m, else rows (for ops that schedule GEMMs themselves). */
 void sl_cpu_sgemm_part(size_t part, size_t parts, int trans_b, size_t m, size_t n, size_t k, const float *a,
                        size_t lda, const float *b, size_t ldb, float *c, size_t ldc);
+/* Products of at most this many rows of a take the AVX-512 dot-product kernel
+ * (cpu_gemm512.c) instead of OpenBLAS, whose packing of b on every call costs more
+ * than the arithmetic there. sl_cpu_gemm_dot_fits says whether a whole m x n x k
+ * product c = a . b^T goes there (decided once per product, so that every thread
+ * split of it computes the same bits); sl_cpu_gemm_dot computes rows / columns of it. */
+#define SL_CPU_DOT_MAX_ROWS 48
+int sl_cpu_gemm_dot_fits(size_t m, size_t n, size_t k);
+void sl_cpu_gemm_dot(size_t m, size_t n, size_t k, const float *a, size_t lda, const float *b, size_t ldb, float *c,
+                     size_t ldc);
 int sl_cpu_conv2d(sl_op_ctx *ctx, const sl_conv2d_args *a);
 int sl_cpu_conv1d(sl_op_ctx *ctx, const sl_conv1d_args *a);
 int sl_cpu_conv_transpose1d(sl_op_ctx *ctx, const sl_convt1d_args *a);

@@ -1,7 +1,10 @@
 /* Run-time selection of the CPU backend's AVX2 paths (cpu_simd.h). */
 #include <math.h>
 #include <stdatomic.h>
+#include <pthread.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "cpu_ops.h"
 #include "cpu_simd.h"
@@ -12,13 +15,35 @@
 
 static atomic_int simd_enabled = 1;
 
-int sl_cpu_simd_set(int enable) { return atomic_exchange(&simd_enabled, enable ? 1 : 0); }
+/* STEMLINE_CPU_SIMD=0 turns every SIMD path off from the process's start (run-time
+ * dispatch otherwise takes the widest the CPU has): how the portable paths are tested
+ * on a machine that has the others. */
+static void simd_env_once(void)
+{
+    const char *v = getenv("STEMLINE_CPU_SIMD");
+    if (v && !strcmp(v, "0"))
+        atomic_store(&simd_enabled, 0);
+}
+
+static void simd_env(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, simd_env_once);
+}
+
+int sl_cpu_simd_set(int enable)
+{
+    simd_env();
+    return atomic_exchange(&simd_enabled, enable ? 1 : 0);
+}
+
 
 int sl_cpu_simd_avx2(void)
 {
 #ifdef SL_CPU_HAVE_AVX2_PATHS
     /* libgcc fills the CPU model from a constructor; init is idempotent. The
      * avx2 bit is set only when the OS saves the YMM state (XGETBV). */
+    simd_env();
     __builtin_cpu_init();
     return atomic_load_explicit(&simd_enabled, memory_order_relaxed) && __builtin_cpu_supports("avx2");
 #else

@@ -14,7 +14,8 @@
 #endif
 
 /* enable = 1 (the default): AVX2 where the CPU has it; 0: portable paths only.
- * Process-wide; returns the previous setting. For tests and benchmarks. */
+ * Process-wide; returns the previous setting. For tests and benchmarks. The
+ * environment variable STEMLINE_CPU_SIMD=0 (read once) starts the process with 0. */
 int sl_cpu_simd_set(int enable);
 /* 1 when CPU ops called now take their AVX2 paths. */
 int sl_cpu_simd_avx2(void);
@@ -51,6 +52,12 @@ void sl_cpu_epilogue_row(sl_act act, size_t n, const float *p, const float *bias
 int sl_cpu_simd_fma(void);
 /* x[i] = exp(x[i] - m) by the LSTM cell's polynomial exp (about 1 ulp), AVX2 bit-identical. */
 void sl_cpu_vec_exp_sub(float *x, float m, size_t n);
+
+/* 1 when sl_cpu_simd_fma() and the CPU has AVX-512 (F, DQ, VL), unless the environment
+ * sets STEMLINE_CPU_AVX512=0 (read once) or sl_cpu_simd_set_avx512(0) turned the
+ * AVX-512 paths off (tests and benchmarks; returns the previous setting). */
+int sl_cpu_simd_avx512(void);
+int sl_cpu_simd_set_avx512(int enable);
 
 /* Row statistics in double: sum of x[i] (sq 0) or of (x[i] - c)^2 (sq 1); the AVX2
  * path adds in four lanes (another order than the portable loop, same precision). */

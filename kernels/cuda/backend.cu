@@ -520,4 +520,5 @@ extern "C" const sl_op_backend sl_cuda_emu_backend = {
 #else
     nullptr, // set_precision: the emulation runs the fp32 kernels only
 #endif
+    nullptr, // mark_fixed: the kernels read the weights as they are
 };

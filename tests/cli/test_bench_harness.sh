@@ -161,7 +161,26 @@ tid = os.path.basename(t["file"])
 write_f32(f"{stems}/{tid}/percussive.wav", 0.5 * floats(f"{d}/drums.flac").astype(np.float64), t["rate"], 2)
 r = S.score_track(t, cat_dir, stems, "hpss")
 assert abs(r["sdr"]["drums"] - 20 * math.log10(2)) < 1e-4, r["sdr"]
+# a one-stem vocal RoFormer: vocals and instrumental are scored, the absent four-stem targets are not
+rstems = f"{T}/fake-rof/stems"
+x = {s: floats(f"{d}/{s}.flac").astype(np.float64) for s in cat["stems"]}
+write_f32(f"{rstems}/{tid}/vocals.wav", x["lead"], t["rate"], 2)
+write_f32(f"{rstems}/{tid}/instrumental.wav", 0.5 * (x["drums"] + x["bass"] + x["other"]), t["rate"], 2)
+r = S.score_track(t, cat_dir, rstems, "mel_band_roformer")
+assert "error" not in r, r
+assert sorted(r["sdr"]) == ["instrumental", "vocals"], r["sdr"]
+assert r["sdr"]["vocals"] == S.CAP_DB and abs(r["sdr"]["instrumental"] - 20 * math.log10(2)) < 1e-4, r["sdr"]
+s = S.summarise("mel_band_roformer", [r])
+assert [x["name"] for x in s["targets"]] == ["vocals", "instrumental"], s["targets"]
+assert abs(s["mean_over_targets"] - (S.CAP_DB + 20 * math.log10(2)) / 2) < 1e-4, s
+# no stem of the model at all: an error, not an empty score
+assert "none of the stems" in S.score_track(t, cat_dir, stems, "bs_roformer").get("error", "")
 EOF
+# bench/run refuses a --weights it cannot use, naming the models it knows
+"$SL_PYTHON" "$SL_SRC/bench/run" --weights nosuch=foo.safetensors >"$OUT" 2>"$ERR"
+STATUS=$?
+if [ $STATUS -ne 0 ] && grep -q "bs_roformer" "$ERR" && grep -q "nosuch" "$ERR"; then pass; else
+  fail "bench/run --weights nosuch=...: status $STATUS, stderr $(head -c 300 "$ERR")"; fi
 
 # ---- generator, FluidSynth + GM sound font (when installed) ----
 sf=""

@@ -89,13 +89,26 @@ for lab, c in counts.items():
         assert f"{lab}: {c} tracks" in text, (lab, c)
 PY
 
-py_check "the map: the first two principal components, as numpy finds them" <<'PY'
-import json, re, sys, numpy as np
+# the map from the vectors' Gram matrix (fewer rows than dimensions, the run's
+# shards) and from their covariance (more rows than dimensions: the same
+# page over a 5 x 3 shard written here)
+cp -r out out-cov
+"$SL_PYTHON" - <<'PY'
+import numpy as np
+np.save("out-cov/embeddings/cnn14/mix/shard-00000.npy", (np.random.default_rng(7).standard_normal((5, 3)) * [3, 1, 0.2]).astype(np.float32))
+PY
+run_sl report out-cov --html "$T/out-cov/report.html"
+expect_status 0 "stemline report of a 5 x 3 shard"
+for MAPDIR in out out-cov; do
+MAPDIR=$MAPDIR py_check "the map of $MAPDIR: the first two principal components, as numpy finds them" <<'PY'
+import json, os, re, sys, numpy as np
 sys.path.insert(0, ".")
 from page import Page
-p = Page("out/report.html")
-X = np.load("out/embeddings/cnn14/mix/shard-00000.npy").astype(np.float64)
-ids = [json.loads(l)["id"] for l in open("out/embeddings/cnn14/mix/shard-00000.jsonl")]
+d = os.environ["MAPDIR"]
+p = Page(f"{d}/report.html")
+X = np.load(f"{d}/embeddings/cnn14/mix/shard-00000.npy").astype(np.float64)
+ids = [json.loads(l)["id"] for l in open(f"{d}/embeddings/cnn14/mix/shard-00000.jsonl")]
+assert (X.shape[0] < X.shape[1]) == (d == "out"), X.shape
 # the map's points are the last scatter: one per vector, with the track id
 pts = p.points[-len(ids):]
 assert [q[0] for q in pts] == ids, (pts, ids)
@@ -115,6 +128,7 @@ m = re.search(r"PC1 \(([\d.]+)% of the variance\)", p.raw)
 m2 = re.search(r"PC2 \(([\d.]+)%\)", p.raw)
 assert m and abs(float(m.group(1)) - ev[0]) < 0.06 and abs(float(m2.group(1)) - ev[1]) < 0.06, (m.group(1), m2.group(1), ev)
 PY
+done
 
 # `stemline report` rewrites the page elsewhere; the result is the same page
 run_sl report out --html "$T/again.html"

@@ -38,6 +38,8 @@ assert 1 <= p["peak_op_threads"] <= P, p
 if P > 1:
     assert p["peak_op_threads"] == P, ("the op threads never ran together", p)
 assert len(p["worker_batches"]) == W and sum(p["worker_batches"]) == p["batches"], p
+# every worker's models were opened (the others' while the run's own were)
+assert len(p["worker_open_s"]) == W and all(s >= 0 for s in p["worker_open_s"]), p
 dev = r["device"]
 assert ("%d thread%s per context" % (P, "" if P == 1 else "s")) in dev, dev
 assert ("x %d worker%s, %d compute thread%s" % (W, "" if W == 1 else "s", T, "" if T == 1 else "s")) in dev, dev
@@ -84,6 +86,15 @@ STATUS=0
 taskset -c "$cpu0" "$STEMLINE" run job.yaml --quiet --set output.dir=out-taskset >"$OUT" 2>"$ERR" || STATUS=$?
 expect_status 0 "under taskset"
 check_split out-taskset 1 1
+
+# a weights file that cannot be read, with several workers: the workers' own
+# loads (started beside the run's) fail too, said once, exit 2
+printf 'garbage' > bad.safetensors
+run_sl run job.yaml --set output.dir=out-badw --set runtime.threads=3 --set separation.model=umx \
+  --set separation.weights=bad.safetensors --set embedding.model=none
+expect_status 2 "unreadable weights with 3 workers"
+[ "$(grep -c 'error' "$ERR")" -eq 1 ] && pass || { fail "one error line expected"; cat "$ERR" >&2; }
+expect_grep "bad.safetensors" "$ERR" "the weights file is named"
 
 # configuration errors point at the key
 cat > bad.yaml <<EOF

@@ -2,12 +2,17 @@
  * clip_pool: kernels/ops.h) against independent double-precision
  * implementations written here from the definitions (torch.nn.Conv2d with
  * padding k/2, F.avg_pool2d, the PANNs clip head), plus argument checks.
- * conv2d has three CPU paths (kernels/cpu/cpu_conv.c: im2col + GEMM, Winograd
+ * conv2d has four CPU paths (kernels/cpu/cpu_conv.c: im2col + GEMM, Winograd
  * F(2x2, 3x3) for 3x3 kernels on images of >= 32 2x2 tiles with >= 16 input
- * channels, a tap-skipping kernel for 3x3 on images <= 2 columns wide); each is
+ * channels, a tap-skipping kernel for 3x3 on images <= 2 columns wide, a direct
+ * one for 3x3 with one input channel); each is
  * reached by the shapes below, also with 3 threads (OpenBLAS's thread count,
  * which the tap-skipping kernel follows too); that kernel, which uses no BLAS,
- * must give the same bits whatever the threads.
+ * must give the same bits whatever the threads. The SIMD levels (portable,
+ * AVX2, AVX-512: cpu_simd.h) give the same bits on the Winograd path and
+ * between AVX2 and AVX-512 on the narrow one; transformed weights kept for a
+ * buffer declared fixed (sl_op_mark_fixed) give the same bits as per call and
+ * are dropped when the buffer is written.
  * Random inputs, seed printed (SL_TEST_SEED replays). Backend parity of the
  * same ops is in test_parity.c. */
 #include <math.h>
@@ -21,6 +26,7 @@
 
 #include "common/sl_error.h"
 #include "common/sl_log.h"
+#include "kernels/cpu/cpu_simd.h"
 #include "kernels/ops.h"
 #include "sl_ref.h"
 #include "sl_test.h"
@@ -53,9 +59,13 @@ static void test_conv(sl_op_ctx *ctx, size_t batch, int ci, int co, int h, int w
     free(want);
 }
 
-/* The tap-skipping path (no BLAS): bitwise the same output with 1 and with 3 threads of the context. */
+/* The tap-skipping path (no BLAS; AVX2 + FMA or AVX-512): bitwise the same output with 1 and with 3 threads of the context. */
 static void test_conv_threads(sl_op_ctx *ctx, int ci, int co, int h, int w)
 {
+    if (!sl_cpu_simd_fma()) { /* no such kernel: im2col + OpenBLAS, which may split its sums by threads */
+        printf("  conv2d     c%d->%d %dx%d k3, 1 vs 3 threads: skipped (no AVX2 + FMA path)\n", ci, co, h, w);
+        return;
+    }
     const size_t ny = (size_t)co * h * w;
     float *x = sl_ref_rnd((size_t)ci * h * w, -1, 1), *wt = sl_ref_rnd((size_t)co * ci * 9, -1, 1), *b = sl_ref_rnd((size_t)co, -1, 1);
     float *y1 = nans(ny), *y3 = nans(ny);
@@ -75,6 +85,80 @@ static void test_conv_threads(sl_op_ctx *ctx, int ci, int co, int h, int w)
     free(b);
     free(y1);
     free(y3);
+}
+
+/* y of conv2d on the current SIMD level (a fresh NaN-filled buffer). */
+static float *conv_y(sl_op_ctx *ctx, sl_conv2d_args a, size_t ny)
+{
+    a.y = nans(ny);
+    CHECK_MSG(sl_op_conv2d(ctx, &a) == 0, "conv2d: %s", sl_lasterr());
+    return a.y;
+}
+
+/* The same bits on each SIMD level the CPU has: AVX-512 vs AVX2 always, vs portable when
+ * `portable` (the Winograd transforms; the narrow kernel has no portable twin). */
+static void test_conv_simd(sl_op_ctx *ctx, size_t batch, int ci, int co, int h, int w, sl_act act, int portable)
+{
+    const size_t ny = batch * (size_t)co * h * w;
+    float *x = sl_ref_rnd(batch * ci * (size_t)h * w, -1, 1), *wt = sl_ref_rnd((size_t)co * ci * 9, -1, 1),
+          *b = sl_ref_rnd((size_t)co, -1, 1);
+    const sl_conv2d_args a = {batch, ci, co, h, w, 3, x, wt, b, act, NULL};
+    float *y512 = conv_y(ctx, a, ny);
+    const int old = sl_cpu_simd_set_avx512(0);
+    float *y2 = conv_y(ctx, a, ny);
+    const int old2 = sl_cpu_simd_set(0);
+    float *y0 = conv_y(ctx, a, ny);
+    sl_cpu_simd_set(old2);
+    sl_cpu_simd_set_avx512(old);
+    const int same2 = !memcmp(y512, y2, ny * sizeof(float)), same0 = !memcmp(y512, y0, ny * sizeof(float));
+    printf("  conv2d     b%zu c%d->%d %dx%d act%d: AVX-512 %s AVX2 (avx512 %d, avx2 %d), portable %s\n", batch, ci, co,
+           h, w, (int)act, same2 ? "==" : "!=", sl_cpu_simd_avx512(), sl_cpu_simd_avx2(), same0 ? "same bits" : "differs");
+    CHECK_MSG(same2, "conv2d c%d->%d %dx%d: AVX-512 and AVX2 paths differ", ci, co, h, w);
+    if (portable)
+        CHECK_MSG(same0, "conv2d c%d->%d %dx%d: SIMD and portable Winograd transforms differ", ci, co, h, w);
+    free(x);
+    free(wt);
+    free(b);
+    free(y512);
+    free(y2);
+    free(y0);
+}
+
+/* Weights in backend memory declared fixed: the kept transform gives the bits of the per-call
+ * one, and an upload or copy into the buffer is followed (the kept form is dropped). */
+static void test_conv_fixed(sl_op_ctx *ctx, int ci, int co, int h, int w)
+{
+    const size_t nw = (size_t)co * ci * 9, ny = (size_t)co * h * w;
+    float *x = sl_ref_rnd((size_t)ci * h * w, -1, 1), *w1 = sl_ref_rnd(nw, -1, 1), *w2 = sl_ref_rnd(nw, -1, 1);
+    float *dw = NULL, *dw1 = NULL;
+    CHECK(sl_op_alloc(ctx, (void **)&dw, nw * sizeof(float)) == 0);
+    CHECK(sl_op_alloc(ctx, (void **)&dw1, nw * sizeof(float)) == 0);
+    CHECK(sl_op_upload(ctx, dw1, w1, nw * sizeof(float)) == 0);
+    sl_conv2d_args a = {1, ci, co, h, w, 3, x, w1, NULL, SL_ACT_RELU, NULL};
+    float *ref1 = conv_y(ctx, a, ny);
+    a.wt = w2;
+    float *ref2 = conv_y(ctx, a, ny);
+    CHECK(sl_op_upload(ctx, dw, w1, nw * sizeof(float)) == 0);
+    CHECK(sl_op_mark_fixed(ctx, dw, nw * sizeof(float)) == 0);
+    a.wt = dw;
+    float *f1 = conv_y(ctx, a, ny), *f1b = conv_y(ctx, a, ny); /* forms the transform, then reuses it */
+    CHECK(sl_op_upload(ctx, dw, w2, nw * sizeof(float)) == 0);
+    float *f2 = conv_y(ctx, a, ny);
+    CHECK(sl_op_mark_fixed(ctx, dw, nw * sizeof(float)) == 0);
+    float *f2b = conv_y(ctx, a, ny);
+    CHECK(sl_op_copy(ctx, dw, dw1, nw * sizeof(float)) == 0);
+    float *f3 = conv_y(ctx, a, ny);
+    const size_t bytes = ny * sizeof(float);
+    const int ok = !memcmp(f1, ref1, bytes) && !memcmp(f1b, ref1, bytes) && !memcmp(f2, ref2, bytes) &&
+                   !memcmp(f2b, ref2, bytes) && !memcmp(f3, ref1, bytes);
+    printf("  conv2d     c%d->%d %dx%d, fixed weights kept, uploaded over, copied over: %s\n", ci, co, h, w,
+           ok ? "same bits as per call" : "DIFFERENT");
+    CHECK_MSG(ok, "conv2d with weights declared fixed differs from per call (or a write was not followed)");
+    sl_op_free(ctx, dw);
+    sl_op_free(ctx, dw1);
+    float *mine[] = {x, w1, w2, ref1, ref2, f1, f1b, f2, f2b, f3};
+    for (size_t i = 0; i < sizeof mine / sizeof mine[0]; i++)
+        free(mine[i]);
 }
 
 static void test_pool(sl_op_ctx *ctx, size_t planes, int h, int w, int kh, int kw)
@@ -134,7 +218,9 @@ int main(void)
     CHECK(sl_op_ctx_open(&ctx, "cpu") == 0);
     test_conv(ctx, 1, 1, 1, 1, 1, 3, 0, SL_ACT_NONE);
     test_conv(ctx, 2, 3, 5, 9, 11, 3, 1, SL_ACT_RELU);
-    test_conv(ctx, 1, 1, 4, 40, 64, 3, 1, SL_ACT_RELU); /* Cnn14 block 1 shape, one input channel */
+    test_conv(ctx, 1, 1, 4, 40, 64, 3, 1, SL_ACT_RELU); /* Cnn14 block 1 shape, one input channel (direct) */
+    test_conv(ctx, 3, 1, 5, 2, 19, 3, 0, SL_ACT_TANH);  /* direct: two rows, batch, no bias */
+    test_conv(ctx, 1, 1, 3, 1, 3, 3, 1, SL_ACT_NONE);   /* direct: one row */
     test_conv(ctx, 1, 7, 6, 5, 2, 3, 1, SL_ACT_TANH);
     test_conv(ctx, 1, 4, 3, 6, 7, 1, 1, SL_ACT_NONE);
     test_conv(ctx, 1, 2, 2, 8, 5, 5, 0, SL_ACT_NONE);
@@ -154,6 +240,14 @@ int main(void)
     test_conv(ctx, 1, 2, 1, 17, 1, 3, 0, SL_ACT_RELU);
     test_conv(ctx, 1, 300, 6, 15, 2, 3, 1, SL_ACT_NONE); /* several reduction blocks */
     test_conv(ctx, 1, 600, 4, 700, 2, 3, 1, SL_ACT_NONE); /* several chunks of pixel panels */
+    test_conv_simd(ctx, 2, 16, 24, 17, 9, SL_ACT_TANH, 1);    /* Winograd: partial tiles, portable epilogue */
+    test_conv_simd(ctx, 1, 32, 20, 61, 64, SL_ACT_RELU, 1);   /* Winograd: whole vectors and a tail */
+    test_conv_simd(ctx, 1, 24, 9, 40, 35, SL_ACT_NONE, 1);    /* Winograd: odd width */
+    test_conv_simd(ctx, 1, 40, 13, 31, 2, SL_ACT_RELU, 0);    /* narrow: pairs of panels and row blocks */
+    test_conv_simd(ctx, 2, 20, 12, 50, 1, SL_ACT_NONE, 0);    /* narrow: 4 panels, one column */
+    test_conv_simd(ctx, 2, 1, 10, 33, 64, SL_ACT_RELU, 1);    /* one input channel: whole vectors */
+    test_conv_simd(ctx, 1, 1, 7, 9, 37, SL_ACT_TANH, 1);      /* one input channel: a tail, tanh */
+    test_conv_fixed(ctx, 16, 8, 20, 12);
     test_conv_threads(ctx, 256, 64, 40, 2); /* large enough for the threads to start */
     test_conv_threads(ctx, 600, 15, 35, 1);
     {
@@ -164,6 +258,7 @@ int main(void)
         test_conv(ctx, 1, 3, 40, 70, 20, 3, 1, SL_ACT_RELU);  /* im2col */
         test_conv(ctx, 2, 1, 24, 60, 40, 5, 1, SL_ACT_TANH);  /* im2col, k 5, one input channel */
         test_conv(ctx, 1, 20, 17, 9, 9, 3, 0, SL_ACT_NONE);   /* Winograd, odd sizes, no bias */
+        test_conv(ctx, 2, 1, 64, 50, 64, 3, 1, SL_ACT_RELU);  /* direct, one input channel */
         CHECK(sl_op_ctx_set_threads(ctx, 1) == 0);
     }
     test_pool(ctx, 3, 9, 7, 2, 2);

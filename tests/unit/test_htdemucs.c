@@ -72,9 +72,10 @@ static int split_apply(sl_sep_model *m, const float *tr, size_t n, size_t C, siz
     sl_dmx_stats_get(&stt, &mean, &std);
     sl_dmx_cutter cut;
     sl_dmx_joiner join;
-    int rc = sl_dmx_cutter_init(&cut, L, 0.25, (int)C, mean, std);
+    const sl_dmx_geom g = {L, 0.25, 0, 0, {0}};
+    int rc = sl_dmx_cutter_init(&cut, &g, (int)C, mean, std);
     if (!rc)
-        rc = sl_dmx_joiner_init(&join, L, (int)S, (int)C, 1.0, mean, std);
+        rc = sl_dmx_joiner_init(&join, &g, (int)S, (int)C, 1.0, mean, std);
     float *seg = malloc(sizeof(float) * (C * L + 2 * S * C * L));
     float *srow[8], *yrow[8][8], *orow[8][8];
     float *const *yy[8], *const *oo[8];
@@ -96,7 +97,7 @@ static int split_apply(sl_sep_model *m, const float *tr, size_t n, size_t C, siz
         rc = sl_sep_run(m, (const float *const *)srow, L, yy);
         if (rc)
             break;
-        size_t k = sl_dmx_joiner_push(&join, (const float *const *const *)yy, &pos, cut.stride, oo);
+        size_t k = sl_dmx_joiner_push(&join, (const float *const *const *)yy, &pos, oo);
         for (size_t s = 0; s < S; s++)
             for (size_t c = 0; c < C; c++)
                 memcpy(out + (s * C + c) * n + done, orow[s][c], k * sizeof(float));
@@ -217,11 +218,28 @@ static void bad_weights(void)
     snprintf(rf, sizeof rf, "%.*s.safetensors", (int)(strlen(p) - 4), p);
     CHECK(sl_sep_open(&m, "htdemucs", rf, NULL, ctx) == SL_EFORMAT && !m);
     CHECK_MSG(strstr(sl_lasterr(), "stemline.arch") && strstr(sl_lasterr(), rf), "%s", sl_lasterr());
-    /* an option it does not have */
-    sl_cfg_opt o = {(char *)"shifts", (char *)"2", (char *)"test.yaml", 3, 9};
-    sl_cfg_opts opts = {&o, 1};
-    CHECK(sl_sep_open(&m, "htdemucs", weights_of("small"), &opts, ctx) == SL_ECONFIG && !m);
-    CHECK_MSG(strstr(sl_lasterr(), "test.yaml:3:9"), "%s", sl_lasterr());
+    /* an option it does not have, and shifts it refuses: too many, an offset above max_shift (4000 at
+     * the golden models' 8 kHz), offsets that do not match shifts, a malformed list */
+    const char *bad[][2] = {{"shift", "2"}, {"shifts", "33"}, {"shift_offsets", "0,4001"}, {"shift_offsets", "1,x"},
+                            {"shift_offsets", "1,2,"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        sl_cfg_opt o = {(char *)bad[i][0], (char *)bad[i][1], (char *)"test.yaml", 3, 9};
+        sl_cfg_opts opts = {&o, 1};
+        CHECK(sl_sep_open(&m, "htdemucs", weights_of("small"), &opts, ctx) == SL_ECONFIG && !m);
+        CHECK_MSG(strstr(sl_lasterr(), "test.yaml:3:9") && strstr(sl_lasterr(), bad[i][0]), "%s", sl_lasterr());
+    }
+    sl_cfg_opt two[2] = {{(char *)"shifts", (char *)"2", (char *)"test.yaml", 3, 9},
+                         {(char *)"shift_offsets", (char *)"0, 4000, 7", (char *)"test.yaml", 4, 9}};
+    sl_cfg_opts opts2 = {two, 2};
+    CHECK(sl_sep_open(&m, "htdemucs", weights_of("small"), &opts2, ctx) == SL_ECONFIG && !m);
+    CHECK_MSG(strstr(sl_lasterr(), "test.yaml:4:9"), "%s", sl_lasterr());
+    two[1].value = (char *)"0, 4000";
+    CHECK(sl_sep_open(&m, "htdemucs", weights_of("small"), &opts2, ctx) == 0 && m);
+    if (m) {
+        const sl_sep_info *in = sl_sep_get_info(m);
+        CHECK(in->split_shifts == 2 && in->split_n_offsets == 2 && in->split_offsets[1] == 4000);
+        sl_sep_close(m);
+    }
     sl_op_ctx_close(ctx);
 }
 

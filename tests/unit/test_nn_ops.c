@@ -50,6 +50,54 @@ static void test_gemm(sl_op_ctx *ctx, size_t batch, size_t m, size_t n, size_t k
     free(got);
 }
 
+/* The few-row products (m <= SL_CPU_DOT_MAX_ROWS: the AVX-512 dot-product kernel where the
+ * CPU has it) against double precision with the AVX-512 paths on and off, tiles cut at every
+ * edge (rows not a multiple of 4, columns of 6, k of 16), and their bits unchanged when the
+ * same product is split over 3 threads (by columns and by rows). */
+static void test_gemm_dot(sl_op_ctx *ctx)
+{
+    static const size_t shapes[][3] = {{1, 1, 1}, {3, 5, 15}, {4, 6, 16}, {25, 67, 771}, {48, 40, 33}, {7, 301, 64},
+                                       {48, 2, 200}, {17, 130, 3}, {40, 97, 200}, {48, 20, 400}};
+    const int prev = sl_cpu_simd_set_avx512(1);
+    printf("  gemm dot: AVX-512 %s on this CPU, %s by default here\n", sl_cpu_simd_avx512() ? "available" : "not available",
+           prev ? "on" : "off (STEMLINE_CPU_AVX512=0)");
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+        const size_t m = shapes[s][0], n = shapes[s][1], k = shapes[s][2], ldx = k + 3, ldy = n + 2;
+        float *x = sl_ref_rnd(m * ldx, -1, 1), *w = sl_ref_rnd(n * k, -1, 1), *y[3];
+        for (int v = 0; v < 3; v++)
+            y[v] = calloc(m * ldy, sizeof(float));
+        for (int v = 0; v < 3; v++) { /* AVX-512 on, 1 thread; off, 1 thread; on, 3 threads */
+            sl_cpu_simd_set_avx512(v != 1);
+            CHECK(sl_op_ctx_set_threads(ctx, v == 2 ? 3 : 1) == 0);
+            sl_gemm_args a = {.batch = 1, .m = m, .n = n, .k = k, .x = x, .ldx = ldx, .w = w, .ldw = k, .y = y[v],
+                              .ldy = ldy};
+            CHECK_MSG(sl_op_gemm(ctx, &a) == 0, "gemm: %s", sl_lasterr());
+        }
+        double e[2] = {0, 0}, mx = 0;
+        int same = 1;
+        for (size_t i = 0; i < m; i++)
+            for (size_t j = 0; j < n; j++) {
+                double want = 0;
+                for (size_t kk = 0; kk < k; kk++)
+                    want += (double)x[i * ldx + kk] * w[j * k + kk];
+                mx = fmax(mx, fabs(want));
+                for (int v = 0; v < 2; v++)
+                    e[v] = fmax(e[v], fabs(y[v][i * ldy + j] - want));
+                same &= !memcmp(&y[0][i * ldy + j], &y[2][i * ldy + j], sizeof(float));
+            }
+        printf("  gemm dot m%zu n%zu k%zu: rel err %.3g (AVX-512 path) %.3g (without), 3 threads %s\n", m, n, k,
+               e[0] / mx, e[1] / mx, same ? "bit-identical" : "DIFFERENT");
+        CHECK_MSG(e[0] <= 1e-6 * mx && e[1] <= 1e-6 * mx, "gemm dot error %g / %g", e[0] / mx, e[1] / mx);
+        CHECK_MSG(same, "gemm dot m%zu n%zu k%zu: 3 threads changed the result", m, n, k);
+        free(x);
+        free(w);
+        for (int v = 0; v < 3; v++)
+            free(y[v]);
+    }
+    CHECK(sl_op_ctx_set_threads(ctx, 1) == 0);
+    sl_cpu_simd_set_avx512(prev);
+}
+
 static void test_affine(sl_op_ctx *ctx)
 {
     const size_t B = 3, R = 5, C = 7;
@@ -280,6 +328,7 @@ int main(void)
     test_gemm(ctx, 1, 1, 1, 1, SL_ACT_NONE);
     test_gemm(ctx, 3, 37, 29, 300, SL_ACT_RELU);
     test_gemm(ctx, 2, 64, 130, 0, SL_ACT_TANH); /* k = 0: bias only */
+    test_gemm_dot(ctx);
     test_affine(ctx);
     test_lstm(ctx, 1, 3, 4, 0, 5);
     test_lstm(ctx, 3, 16, 8, 1, 40);

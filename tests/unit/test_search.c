@@ -9,6 +9,7 @@
 #include "io/npy.h"
 #include "kernels/ops.h"
 #include "pipeline/search.h"
+#include "pipeline/search_dot.h"
 #include "sl_test.h"
 
 #include <math.h>
@@ -521,11 +522,13 @@ static void test_duplicates(const char *tmp)
     sl_vindex_dups d;
     CHECK(sl_vindex_open(&ix, dir) == 0);
     CHECK(ix && sl_vindex_duplicates(ix, &d) == 0 && d.rows == 6 && d.duplicated == 0 && !d.example[0]);
+    CHECK(ix && sl_vindex_may_hold_duplicates(ix) == 0); /* one set: search skips the jsonl pass */
     sl_vindex_close(ix);
     write_shards(dir, "s0000of0002-", X, c3, 1, dim, "float32", 0); /* t0..t2 again */
     CHECK(sl_vindex_open(&ix, dir) == 0);
     CHECK(ix && sl_vindex_duplicates(ix, &d) == 0);
     CHECK(d.rows == 9 && d.duplicated == 3 && d.extra_rows == 3);
+    CHECK(sl_vindex_may_hold_duplicates(ix) == 1); /* two sets (unsharded and of 2) */
     CHECK(!strcmp(d.example, "t0") && !strcmp(d.where[0], "s0000of0002-shard-00000.npy") &&
           !strcmp(d.where[1], "shard-00000.npy"));
     sl_vindex_close(ix);
@@ -554,6 +557,100 @@ static void test_duplicates(const char *tmp)
                   "{\"row\": 2, \"id\": \"a\", \"path\": \"x\", \"window\": 0, \"start\": 10.0}\n");
     CHECK(ix && sl_vindex_duplicates(ix, &d) == 0 && d.duplicated == 1 && d.extra_rows == 1);
     sl_vindex_close(ix);
+}
+
+/* The CPU scan's threads and dot-product paths (pipeline/search_dot.h): the
+ * block scores of every ISA this CPU has within float rounding of the double
+ * dot product, for dims that leave vector tails and query counts that leave
+ * tile tails; and whole searches bit-identical to brute force and to each
+ * other for 1-5 threads and every ISA (tied rows in row order across threads). */
+static void test_threads_isa(const char *tmp)
+{
+    const size_t dims[] = {1, 7, 8, 16, 17, 37, 64, 512}, nqs[] = {1, 3, 4, 5, 9}, ms[] = {1, 2, 3, 5};
+    for (int isa = SL_DOT_SCALAR; isa <= SL_DOT_AVX512; isa++)
+        for (size_t a = 0; a < sizeof dims / sizeof dims[0]; a++)
+            for (size_t b = 0; b < sizeof nqs / sizeof nqs[0]; b++)
+                for (size_t c = 0; c < sizeof ms / sizeof ms[0]; c++) {
+                    const size_t dim = dims[a], nq = nqs[b], m = ms[c];
+                    float *B = malloc((m * dim + 1) * sizeof *B), *Q = malloc(nq * dim * sizeof *Q);
+                    float *S = malloc(m * nq * sizeof *S);
+                    for (size_t i = 0; i < m * dim + 1; i++)
+                        B[i] = (float)nrand();
+                    for (size_t i = 0; i < nq * dim; i++)
+                        Q[i] = (float)nrand();
+                    /* rows that start off any vector alignment */
+                    sl_search_dot((sl_dot_isa)isa, B + 1, m, dim, Q, nq, S);
+                    double worst = 0;
+                    for (size_t r = 0; r < m; r++)
+                        for (size_t q = 0; q < nq; q++) {
+                            double d = 0, mag = 0;
+                            for (size_t i = 0; i < dim; i++) {
+                                d += (double)B[1 + r * dim + i] * Q[q * dim + i];
+                                mag += fabs((double)B[1 + r * dim + i] * Q[q * dim + i]);
+                            }
+                            double e = fabs(S[r * nq + q] - d) / (mag > 0 ? mag : 1);
+                            worst = e > worst ? e : worst;
+                        }
+                    CHECK_MSG(worst <= 1e-6 * (1 + (double)dim / 64), "dot %s dim %zu nq %zu m %zu: error %g",
+                              sl_search_dot_isa_name((sl_dot_isa)isa), dim, nq, m, worst);
+                    free(B);
+                    free(Q);
+                    free(S);
+                }
+    printf("  search_dot: paths scalar..%s checked (this CPU has %s)\n", sl_search_dot_isa_name(SL_DOT_AVX512),
+           sl_search_dot_isa_name(sl_search_dot_isa()));
+
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/rand", tmp);
+    sl_vindex *ix = NULL;
+    CHECK(sl_vindex_open(&ix, dir) == 0);
+    if (!ix)
+        return;
+    const int dim = sl_vindex_dim(ix);
+    const size_t rows = sl_vindex_rows(ix), nq = 5, k = 12;
+    float *X = malloc(rows * (size_t)dim * sizeof *X), *Q = malloc(nq * (size_t)dim * sizeof *Q);
+    char id[32];
+    for (size_t r = 0; r < rows; r++) {
+        snprintf(id, sizeof id, "t%zu", r);
+        CHECK(sl_vindex_find_id(ix, id, X + r * (size_t)dim, NULL, NULL) == 0);
+    }
+    for (size_t i = 0; i < nq * (size_t)dim; i++)
+        Q[i] = (float)nrand();
+    sl_search_hit *ref = calloc(nq * k, sizeof *ref), *got = calloc(nq * k, sizeof *got);
+    size_t nref = 0, ng = 0;
+    setenv("SL_SEARCH_SIMD", "scalar", 1);
+    CHECK(sl_vindex_search(ix, Q, nq, k, 50, ref, &nref) == 0 && nref == k);
+    const char *isas[] = {"scalar", "avx2", "avx512"};
+    for (int t = 1; t <= 5; t++)
+        for (int i = 0; i < 3; i++) {
+            setenv("SL_SEARCH_SIMD", isas[i], 1);
+            sl_vindex_set_threads(ix, t);
+            char what[64];
+            snprintf(what, sizeof what, "%d threads, %s", t, isas[i]);
+            check_vs_brute(ix, X, rows, dim, Q, nq, k, 50, 1, what);
+            CHECK(sl_vindex_search(ix, Q, 1, k, 7, got, &ng) == 0 && ng == k);
+            CHECK_MSG(same_hits(ref, got, k), "%s: one query differs", what);
+        }
+    sl_vindex_close(ix);
+    free(X);
+    free(Q);
+    free(ref);
+    free(got);
+    /* exact ties across threads: in row order */
+    snprintf(dir, sizeof dir, "%s/ties", tmp);
+    CHECK(sl_vindex_open(&ix, dir) == 0);
+    if (ix) {
+        float q[8] = {1, 0, 0, 0, 0, 0, 0, 0};
+        sl_search_hit h[20];
+        size_t n = 0;
+        sl_vindex_set_threads(ix, 3);
+        CHECK(sl_vindex_search(ix, q, 1, 20, 4, h, &n) == 0 && n == 20);
+        for (size_t j = 0; j < 15; j++)
+            CHECK_MSG(h[j].global == 1 + 4 * j && h[j].score == 1.0, "3 threads rank %zu: row %llu", j,
+                      (unsigned long long)h[j].global);
+        sl_vindex_close(ix);
+    }
+    unsetenv("SL_SEARCH_SIMD");
 }
 
 static char *log_buf;
@@ -789,6 +886,7 @@ int main(void)
     test_sidecar(tmp);
     test_errors(tmp);
     test_duplicates(tmp);
+    test_threads_isa(tmp);
     test_embed_mean();
     sl_log_set_level(SL_LOG_WARN);
     test_backend(tmp, "cpu");      /* the op path on the reference backend */

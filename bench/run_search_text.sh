@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# `stemline search OUT --text` latency over 1,000,000 x 512 vectors (bench/RESULTS.md,
+# "Search by text"): the whole command, text tower included, as a user runs it.
+#
+# Data (made once under bench/work/, reused): the full-size CLAP text tower with
+# random weights (RoBERTa-base 12 x 768, 512-d projection; tools/gen_golden_clap_text.py's
+# build_model, needs the torch venv: TORCH_PY, default bench/.venv-torch or
+# /work/main/bench/.venv-torch), and ROWS random unit 512-d float32 vectors in shards of
+# 10,000 rows with their jsonl rows and an index.json naming `clap` and that weights
+# file (bench/bench_search.c --model clap), as a job with `embedding.model: clap` writes them.
+#
+# Timed: `stemline search OUT --text Q1 [--text Q2 ...] --json -v` for 1, 4 and 16 queries
+# (QUERIES below) at THREADS (default "1 2") threads, best of REPEAT (default 3): wall,
+# user and system CPU of the process, and the stages the command reports with -v
+# (text tower load / embed, scan, describe). Also BASE=path/to/older/stemline: the same
+# commands with that binary in the same run, for a before / after. Prints a markdown
+# table; JSON lines in bench/work/search-text.jsonl. Record `uptime` with the figures.
+# Usage: [STEMLINE=build/stemline] [BENCH_SEARCH=build/bench_search] [ROWS=1000000] bench/run_search_text.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SL=${STEMLINE:-build/stemline}
+B=${BENCH_SEARCH:-build/bench_search}
+rows=${ROWS:-1000000}
+threads=${THREADS:-1 2}
+repeat=${REPEAT:-3}
+W=bench/work/clap-text-full.safetensors
+O=bench/work/search-text-${rows}x512
+for x in "$SL" "$B"; do [ -x "$x" ] || { echo "bench: $x not found: run make first" >&2; exit 1; }; done
+mkdir -p bench/work
+if [ ! -f "$W" ]; then
+  PY=${TORCH_PY:-}
+  for cand in "$PY" bench/.venv-torch/bin/python /work/main/bench/.venv-torch/bin/python; do
+    [ -n "$cand" ] && [ -x "$cand" ] && { PY=$cand; break; }
+  done
+  [ -n "$PY" ] || { echo "bench: no torch venv for the CLAP text tower weights (set TORCH_PY)" >&2; exit 1; }
+  HF_HUB_OFFLINE=1 "$PY" -c "import sys; sys.path.insert(0, 'tools'); import gen_golden_clap_text as G; G.build_model(True, '$W')"
+fi
+"$B" --dir "$O/embeddings/clap/mix" --rows "$rows" --dim 512 --queries 1 --repeat 1 --model clap \
+  --weights "$PWD/$W" >/dev/null
+QUERIES=(
+  "calm piano with rain sounds"
+  "upbeat electronic dance music with a heavy bass line"
+  "melancholic acoustic guitar ballad sung by a woman, slow tempo, intimate recording"
+  "energetic rock song with distorted guitars, loud drums and a male singer shouting the chorus"
+  "jazz trio"
+  "lo-fi hip hop beat with vinyl crackle, mellow keys and a laid-back groove for studying late at night"
+  "orchestral film score with brass fanfares, timpani rolls and a choir building to a huge climax"
+  "traditional Irish folk tune on fiddle and tin whistle"
+  "ambient drone with reverb-drenched textures and no percussion at all, slowly evolving over many minutes"
+  "bossa nova with nylon guitar and soft voice"
+  "heavy metal with blast beats, screamed vocals and down-tuned seven-string guitars"
+  "a children's song with hand claps"
+  "solo cello"
+  "minimal techno, 128 bpm, hypnotic hi-hats, deep kick, long filter sweeps and a dark warehouse atmosphere"
+  "gospel choir"
+  "reggae with offbeat guitar skanks and a deep dub bass"
+)
+J=bench/work/search-text.jsonl
+: > "$J"
+bins=("$SL")
+[ -n "${BASE:-}" ] && bins+=("$BASE")
+for bin in "${bins[@]}"; do
+  for t in $threads; do
+    for nq in 1 4 16; do
+      args=()
+      for ((i = 0; i < nq; i++)); do args+=(--text "${QUERIES[$i]}"); done
+      best=""
+      for ((r = 0; r < repeat; r++)); do
+        load=$(cut -d' ' -f1 /proc/loadavg)
+        # --threads is new: an older binary runs its default (one thread)
+        targs=(--threads "$t")
+        "$bin" search --help | grep -q -- --threads || targs=()
+        /usr/bin/time -f "%e %U %S" -o bench/work/time.txt "$bin" search "$O" "${args[@]}" "${targs[@]}" --json -v \
+          >bench/work/search-text-out.json 2>bench/work/search-text-err.txt
+        read -r wall user sys < bench/work/time.txt
+        stages=$(grep -o 'text tower.*' bench/work/search-text-err.txt || true)
+        line=$(printf '{"bin": "%s", "threads": %s, "queries": %s, "wall": %s, "user": %s, "sys": %s, "load": %s, "stages": "%s"}' \
+          "$bin" "$t" "$nq" "$wall" "$user" "$sys" "$load" "$stages")
+        if [ -z "$best" ] || awk "BEGIN{exit !($wall < $(echo "$best" | sed 's/.*"wall": \([0-9.]*\).*/\1/'))}"; then best=$line; fi
+      done
+      echo "$best" | tee -a "$J"
+    done
+  done
+done
+python3 - "$J" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+print("| binary | threads | queries | wall s | wall per query ms | user s | sys s | load | stages (-v) |")
+print("|---|---|---|---|---|---|---|---|---|")
+for r in rows:
+    print(f"| {r['bin']} | {r['threads']} | {r['queries']} | {r['wall']:.2f} | {1000 * r['wall'] / r['queries']:.0f} | "
+          f"{r['user']:.2f} | {r['sys']:.2f} | {r['load']} | {r['stages']} |")
+PY

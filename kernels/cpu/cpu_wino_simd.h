@@ -1,0 +1,176 @@
+/* The Winograd F(2x2, 3x3) transforms of cpu_conv.c in vector form (GCC vector
+ * extensions), included by cpu_conv.c once per instruction set inside a
+ * `#pragma GCC target` region, with WG_VW (floats per vector: 8 for AVX2, 16 for
+ * AVX-512) and WG_SFX(name) (the name with the set's suffix) defined. Every
+ * element gets the operations of the portable loops of cpu_conv.c in the same
+ * order (adds and subtracts only, no contraction): the results are the same bits.
+ * Not a header of its own: no include guard, on purpose. */
+
+typedef float WG_SFX(vf) __attribute__((vector_size(4 * WG_VW)));
+typedef int WG_SFX(vi) __attribute__((vector_size(4 * WG_VW)));
+
+#if WG_VW == 16
+#define WG_LO {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23}
+#define WG_HI {8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31}
+#elif WG_VW == 8
+#define WG_LO {0, 8, 1, 9, 2, 10, 3, 11}
+#define WG_HI {4, 12, 5, 13, 6, 14, 7, 15}
+#else
+#error "WG_VW must be 8 or 16"
+#endif
+
+static inline WG_SFX(vf) WG_SFX(ld)(const float *p)
+{
+    WG_SFX(vf) v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline void WG_SFX(st)(float *p, WG_SFX(vf) v) { memcpy(p, &v, sizeof v); }
+
+/* wg_input of cpu_conv.c. */
+static void WG_SFX(wg_input)(const float *P, int c0, int c1, int PH, int tw, int ti0, int nrow, size_t CN,
+                             float *restrict tmp, float *restrict V)
+{
+    typedef WG_SFX(vf) vf;
+    const int E1 = tw + 1;
+    const size_t PR = 2 * (size_t)E1, nt = (size_t)nrow * tw;
+    for (int c = c0; c < c1; c++)
+        for (int r = 0; r < nrow; r++) {
+            const float *restrict p0 = P + ((size_t)c * PH + 2 * (size_t)(ti0 + r)) * PR;
+            const float *restrict p1 = p0 + PR, *restrict p2 = p1 + PR, *restrict p3 = p2 + PR;
+            size_t q = 0;
+            for (; q + WG_VW <= PR; q += WG_VW) {
+                const vf a0 = WG_SFX(ld)(p0 + q), a1 = WG_SFX(ld)(p1 + q), a2 = WG_SFX(ld)(p2 + q),
+                         a3 = WG_SFX(ld)(p3 + q);
+                WG_SFX(st)(tmp + q, a0 - a2);
+                WG_SFX(st)(tmp + PR + q, a1 + a2);
+                WG_SFX(st)(tmp + 2 * PR + q, a2 - a1);
+                WG_SFX(st)(tmp + 3 * PR + q, a1 - a3);
+            }
+            for (; q < PR; q++) {
+                tmp[q] = p0[q] - p2[q];
+                tmp[PR + q] = p1[q] + p2[q];
+                tmp[2 * PR + q] = p2[q] - p1[q];
+                tmp[3 * PR + q] = p1[q] - p3[q];
+            }
+            float *v = V + (size_t)c * nt + (size_t)r * tw;
+            for (int k = 0; k < 4; k++) {
+                const float *restrict ev = tmp + k * PR, *restrict od = ev + E1;
+                float *restrict v0 = v + (size_t)(4 * k) * CN, *restrict v1 = v0 + CN, *restrict v2 = v1 + CN,
+                                *restrict v3 = v2 + CN;
+                int tj = 0;
+                for (; tj + WG_VW <= tw; tj += WG_VW) {
+                    const vf e0 = WG_SFX(ld)(ev + tj), e1 = WG_SFX(ld)(ev + tj + 1), o0 = WG_SFX(ld)(od + tj),
+                             o1 = WG_SFX(ld)(od + tj + 1);
+                    WG_SFX(st)(v0 + tj, e0 - e1);
+                    WG_SFX(st)(v1 + tj, o0 + e1);
+                    WG_SFX(st)(v2 + tj, e1 - o0);
+                    WG_SFX(st)(v3 + tj, o0 - o1);
+                }
+                for (; tj < tw; tj++) {
+                    v0[tj] = ev[tj] - ev[tj + 1];
+                    v1[tj] = od[tj] + ev[tj + 1];
+                    v2[tj] = ev[tj + 1] - od[tj];
+                    v3[tj] = od[tj] - od[tj + 1];
+                }
+            }
+        }
+}
+
+/* max(v, 0) as `v < 0 ? 0 : v` (NaN and -0 kept). */
+static inline WG_SFX(vf) WG_SFX(relu)(WG_SFX(vf) v)
+{
+    const WG_SFX(vi) neg = v < 0.0f;
+    return (WG_SFX(vf))((WG_SFX(vi))v & ~neg);
+}
+
+/* wg_output of cpu_conv.c for act NONE and RELU (the caller takes the portable one otherwise):
+ * whole vectors of tiles go straight to y, the rest through rowbuf as there. */
+static void WG_SFX(wg_output)(const float *M, int o0, int o1, int H, int W, int tw, int ti0, int nrow, size_t ON,
+                              const float *bias, sl_act act, float *restrict rowbuf, float *y)
+{
+    typedef WG_SFX(vf) vf;
+    typedef WG_SFX(vi) vi;
+    const vi lo = WG_LO, hi = WG_HI;
+    const size_t nt = (size_t)nrow * tw;
+    const int relu = act == SL_ACT_RELU;
+    float *restrict r1 = rowbuf + 2 * (size_t)tw; /* the row below the image of a last partial tile row */
+    for (int o = o0; o < o1; o++) {
+        const float bo = bias ? bias[o] : 0.0f;
+        for (int r = 0; r < nrow; r++) {
+            const float *restrict m = M + (size_t)o * nt + (size_t)r * tw;
+            const int i = 2 * (ti0 + r), two = i + 1 < H;
+            float *restrict d0 = y + ((size_t)o * H + (size_t)i) * W, *restrict d1 = two ? d0 + W : r1;
+            int tj = 0;
+            /* whole vectors: tiles tj .. tj + WG_VW - 1 cover columns 2 tj .. 2 tj + 2 WG_VW - 1 < W */
+            for (; 2 * (tj + WG_VW) <= W; tj += WG_VW) {
+                vf mm[16];
+                for (int x = 0; x < 16; x++)
+                    mm[x] = WG_SFX(ld)(m + (size_t)x * ON + tj);
+                const vf a0 = mm[0] + mm[4] + mm[8], a1 = mm[1] + mm[5] + mm[9], a2 = mm[2] + mm[6] + mm[10],
+                         a3 = mm[3] + mm[7] + mm[11];
+                const vf b0 = mm[4] - mm[8] - mm[12], b1 = mm[5] - mm[9] - mm[13], b2 = mm[6] - mm[10] - mm[14],
+                         b3 = mm[7] - mm[11] - mm[15];
+                const vf y00 = a0 + a1 + a2 + bo, y01 = a1 - a2 - a3 + bo;
+                const vf y10 = b0 + b1 + b2 + bo, y11 = b1 - b2 - b3 + bo;
+                vf z0 = __builtin_shuffle(y00, y01, lo), z1 = __builtin_shuffle(y00, y01, hi);
+                vf z2 = __builtin_shuffle(y10, y11, lo), z3 = __builtin_shuffle(y10, y11, hi);
+                if (relu) {
+                    z0 = WG_SFX(relu)(z0);
+                    z1 = WG_SFX(relu)(z1);
+                    z2 = WG_SFX(relu)(z2);
+                    z3 = WG_SFX(relu)(z3);
+                }
+                WG_SFX(st)(d0 + 2 * tj, z0);
+                WG_SFX(st)(d0 + 2 * tj + WG_VW, z1);
+                WG_SFX(st)(d1 + 2 * tj, z2);
+                WG_SFX(st)(d1 + 2 * tj + WG_VW, z3);
+            }
+            /* the rest: as the portable loop */
+            for (; tj < tw; tj++) {
+                const float *mm = m + tj;
+                const float a0 = mm[0] + mm[4 * ON] + mm[8 * ON], a1 = mm[ON] + mm[5 * ON] + mm[9 * ON],
+                            a2 = mm[2 * ON] + mm[6 * ON] + mm[10 * ON], a3 = mm[3 * ON] + mm[7 * ON] + mm[11 * ON];
+                const float b0 = mm[4 * ON] - mm[8 * ON] - mm[12 * ON], b1 = mm[5 * ON] - mm[9 * ON] - mm[13 * ON],
+                            b2 = mm[6 * ON] - mm[10 * ON] - mm[14 * ON], b3 = mm[7 * ON] - mm[11 * ON] - mm[15 * ON];
+                const float v[4] = {a0 + a1 + a2 + bo, a1 - a2 - a3 + bo, b0 + b1 + b2 + bo, b1 - b2 - b3 + bo};
+                for (int q = 0; q < 4; q++) {
+                    const int col = 2 * tj + (q & 1);
+                    if (col >= W)
+                        continue;
+                    const float u = relu && v[q] < 0.0f ? 0.0f : v[q];
+                    (q < 2 ? d0 : d1)[col] = u;
+                }
+            }
+        }
+    }
+}
+
+/* dr_row of cpu_conv.c. */
+static void WG_SFX(dr_row)(float *restrict yr, const float *restrict xp, size_t ld, int W, const float *g, int n,
+                           float bo, int relu)
+{
+    int j = 0;
+    for (; j + WG_VW <= W; j += WG_VW) {
+        WG_SFX(vf) s = {0};
+        for (int t = 0; t < n; t++) {
+            const float *x = xp + (size_t)t * ld + j;
+            s = s + g[3 * t] * WG_SFX(ld)(x) + g[3 * t + 1] * WG_SFX(ld)(x + 1) + g[3 * t + 2] * WG_SFX(ld)(x + 2);
+        }
+        s = s + bo;
+        WG_SFX(st)(yr + j, relu ? WG_SFX(relu)(s) : s);
+    }
+    for (; j < W; j++) {
+        float s = 0.0f;
+        for (int t = 0; t < n; t++) {
+            const float *x = xp + (size_t)t * ld + j;
+            s = s + g[3 * t] * x[0] + g[3 * t + 1] * x[1] + g[3 * t + 2] * x[2];
+        }
+        s = s + bo;
+        yr[j] = relu && s < 0.0f ? 0.0f : s;
+    }
+}
+
+#undef WG_LO
+#undef WG_HI

@@ -1,0 +1,193 @@
+/* Block scores for the exact search (pipeline/search_dot.h). */
+#include "pipeline/search_dot.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#define SL_DOT_X86 1
+#include <immintrin.h>
+#endif
+
+static void dot_scalar(const float *B, size_t m, size_t dim, const float *Q, size_t nq, float *S)
+{
+    for (size_t r = 0; r < m; r++) {
+        const float *b = B + r * dim;
+        for (size_t q = 0; q < nq; q++) {
+            const float *x = Q + q * dim;
+            float a[4] = {0, 0, 0, 0};
+            size_t i = 0;
+            for (; i + 4 <= dim; i += 4)
+                for (int j = 0; j < 4; j++)
+                    a[j] += b[i + j] * x[i + j];
+            for (; i < dim; i++)
+                a[0] += b[i] * x[i];
+            S[r * nq + q] = (a[0] + a[1]) + (a[2] + a[3]);
+        }
+    }
+}
+
+#ifdef SL_DOT_X86
+__attribute__((target("avx2,fma"))) static inline float hsum256(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* R rows x QN queries at once: R * QN accumulators, R + QN loads per step. */
+#define DOT_AVX2_TILE(R, QN)                                                                                     \
+    do {                                                                                                         \
+        __m256 acc[R][QN];                                                                                       \
+        _Pragma("GCC unroll 8") for (int u = 0; u < (R); u++)                                                                            \
+            _Pragma("GCC unroll 8") for (int v = 0; v < (QN); v++)                                                                       \
+                acc[u][v] = _mm256_setzero_ps();                                                                 \
+        size_t i = 0;                                                                                            \
+        for (; i < dv; i += 8) {                                                                                 \
+            __m256 x[R];                                                                                         \
+            _Pragma("GCC unroll 8") for (int u = 0; u < (R); u++)                                                                        \
+                x[u] = _mm256_loadu_ps(B + (r + u) * dim + i);                                                   \
+            _Pragma("GCC unroll 8") for (int v = 0; v < (QN); v++) {                                                                     \
+                const __m256 y = _mm256_loadu_ps(Q + (q + v) * dim + i);                                         \
+                _Pragma("GCC unroll 8") for (int u = 0; u < (R); u++)                                                                    \
+                    acc[u][v] = _mm256_fmadd_ps(x[u], y, acc[u][v]);                                             \
+            }                                                                                                    \
+        }                                                                                                        \
+        if (i < dim) {                                                                                           \
+            __m256 x[R];                                                                                         \
+            _Pragma("GCC unroll 8") for (int u = 0; u < (R); u++)                                                                        \
+                x[u] = _mm256_maskload_ps(B + (r + u) * dim + i, tail);                                          \
+            _Pragma("GCC unroll 8") for (int v = 0; v < (QN); v++) {                                                                     \
+                const __m256 y = _mm256_maskload_ps(Q + (q + v) * dim + i, tail);                                \
+                _Pragma("GCC unroll 8") for (int u = 0; u < (R); u++)                                                                    \
+                    acc[u][v] = _mm256_fmadd_ps(x[u], y, acc[u][v]);                                             \
+            }                                                                                                    \
+        }                                                                                                        \
+        _Pragma("GCC unroll 8") for (int u = 0; u < (R); u++)                                                                            \
+            _Pragma("GCC unroll 8") for (int v = 0; v < (QN); v++)                                                                       \
+                S[(r + u) * nq + q + v] = hsum256(acc[u][v]);                                                    \
+    } while (0)
+
+__attribute__((target("avx2,fma"))) static void dot_avx2(const float *B, size_t m, size_t dim, const float *Q,
+                                                         size_t nq, float *S)
+{
+    const size_t dv = dim / 8 * 8;
+    int lanes[8];
+    for (int l = 0; l < 8; l++)
+        lanes[l] = (size_t)l < dim - dv ? -1 : 0;
+    const __m256i tail = _mm256_loadu_si256((const __m256i *)(const void *)lanes);
+    size_t r = 0;
+    for (; r + 2 <= m; r += 2) {
+        size_t q = 0;
+        for (; q + 4 <= nq; q += 4)
+            DOT_AVX2_TILE(2, 4);
+        for (; q < nq; q++)
+            DOT_AVX2_TILE(2, 1);
+    }
+    for (; r < m; r++) {
+        size_t q = 0;
+        for (; q + 4 <= nq; q += 4)
+            DOT_AVX2_TILE(1, 4);
+        for (; q < nq; q++)
+            DOT_AVX2_TILE(1, 1);
+    }
+}
+
+#define DOT_AVX512_TILE(R, QN)                                                                                   \
+    do {                                                                                                         \
+        __m512 acc[R][QN];                                                                                       \
+        _Pragma("GCC unroll 8") for (int u = 0; u < (R); u++)                                                                            \
+            _Pragma("GCC unroll 8") for (int v = 0; v < (QN); v++)                                                                       \
+                acc[u][v] = _mm512_setzero_ps();                                                                 \
+        size_t i = 0;                                                                                            \
+        for (; i < dv; i += 16) {                                                                                \
+            __m512 x[R];                                                                                         \
+            _Pragma("GCC unroll 8") for (int u = 0; u < (R); u++)                                                                        \
+                x[u] = _mm512_loadu_ps(B + (r + u) * dim + i);                                                   \
+            _Pragma("GCC unroll 8") for (int v = 0; v < (QN); v++) {                                                                     \
+                const __m512 y = _mm512_loadu_ps(Q + (q + v) * dim + i);                                         \
+                _Pragma("GCC unroll 8") for (int u = 0; u < (R); u++)                                                                    \
+                    acc[u][v] = _mm512_fmadd_ps(x[u], y, acc[u][v]);                                             \
+            }                                                                                                    \
+        }                                                                                                        \
+        if (i < dim) {                                                                                           \
+            __m512 x[R];                                                                                         \
+            _Pragma("GCC unroll 8") for (int u = 0; u < (R); u++)                                                                        \
+                x[u] = _mm512_maskz_loadu_ps(tail, B + (r + u) * dim + i);                                       \
+            _Pragma("GCC unroll 8") for (int v = 0; v < (QN); v++) {                                                                     \
+                const __m512 y = _mm512_maskz_loadu_ps(tail, Q + (q + v) * dim + i);                             \
+                _Pragma("GCC unroll 8") for (int u = 0; u < (R); u++)                                                                    \
+                    acc[u][v] = _mm512_fmadd_ps(x[u], y, acc[u][v]);                                             \
+            }                                                                                                    \
+        }                                                                                                        \
+        _Pragma("GCC unroll 8") for (int u = 0; u < (R); u++)                                                                            \
+            _Pragma("GCC unroll 8") for (int v = 0; v < (QN); v++)                                                                       \
+                S[(r + u) * nq + q + v] = _mm512_reduce_add_ps(acc[u][v]);                                       \
+    } while (0)
+
+__attribute__((target("avx512f,fma"))) static void dot_avx512(const float *B, size_t m, size_t dim, const float *Q,
+                                                              size_t nq, float *S)
+{
+    const size_t dv = dim / 16 * 16;
+    const __mmask16 tail = (__mmask16)((1u << (dim - dv)) - 1u);
+    size_t r = 0;
+    for (; r + 2 <= m; r += 2) {
+        size_t q = 0;
+        for (; q + 4 <= nq; q += 4)
+            DOT_AVX512_TILE(2, 4);
+        for (; q < nq; q++)
+            DOT_AVX512_TILE(2, 1);
+    }
+    for (; r < m; r++) {
+        size_t q = 0;
+        for (; q + 4 <= nq; q += 4)
+            DOT_AVX512_TILE(1, 4);
+        for (; q < nq; q++)
+            DOT_AVX512_TILE(1, 1);
+    }
+}
+#endif
+
+static sl_dot_isa cpu_isa(void)
+{
+#ifdef SL_DOT_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma"))
+        return SL_DOT_AVX512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return SL_DOT_AVX2;
+#endif
+    return SL_DOT_SCALAR;
+}
+
+sl_dot_isa sl_search_dot_isa(void)
+{
+    sl_dot_isa best = cpu_isa();
+    const char *e = getenv("SL_SEARCH_SIMD");
+    sl_dot_isa cap = !e || !*e ? SL_DOT_AVX512 : !strcmp(e, "scalar") ? SL_DOT_SCALAR : !strcmp(e, "avx2") ? SL_DOT_AVX2 : SL_DOT_AVX512;
+    return best < cap ? best : cap;
+}
+
+const char *sl_search_dot_isa_name(sl_dot_isa isa)
+{
+    return isa == SL_DOT_AVX512 ? "avx512" : isa == SL_DOT_AVX2 ? "avx2" : "scalar";
+}
+
+void sl_search_dot(sl_dot_isa isa, const float *B, size_t m, size_t dim, const float *Q, size_t nq, float *S)
+{
+    const sl_dot_isa best = cpu_isa();
+    if (isa > best)
+        isa = best;
+#ifdef SL_DOT_X86
+    if (isa == SL_DOT_AVX512) {
+        dot_avx512(B, m, dim, Q, nq, S);
+        return;
+    }
+    if (isa == SL_DOT_AVX2) {
+        dot_avx2(B, m, dim, Q, nq, S);
+        return;
+    }
+#endif
+    dot_scalar(B, m, dim, Q, nq, S);
+}

@@ -1,0 +1,24 @@
+/* The float scores of the exact search's scan (pipeline/search_scan.c): every
+ * row of a block against every query, S[r * nq + q] = dot(B[r], Q[q]), in
+ * float with any summation order. They only decide which rows are rescored in
+ * double (within the proven rounding bound of search_eps), so the ISA changes
+ * how fast the scan runs, never its result.
+ *
+ * Chosen at run time: AVX-512 (avx512f) where the CPU has it, else AVX2 + FMA,
+ * else portable C. SL_SEARCH_SIMD=avx2 or scalar caps the level (to check the
+ * lower paths on a machine that has more). */
+#ifndef SL_SEARCH_DOT_H
+#define SL_SEARCH_DOT_H
+
+#include <stddef.h>
+
+typedef enum { SL_DOT_SCALAR = 0, SL_DOT_AVX2 = 1, SL_DOT_AVX512 = 2 } sl_dot_isa;
+
+/* The level the scan uses: the best the CPU has, capped by SL_SEARCH_SIMD. */
+sl_dot_isa sl_search_dot_isa(void);
+const char *sl_search_dot_isa_name(sl_dot_isa isa);
+/* B: m rows of dim floats (row-major, any alignment); Q: nq rows of dim; S: m x nq.
+ * An isa the CPU lacks falls back to the best it has. */
+void sl_search_dot(sl_dot_isa isa, const float *B, size_t m, size_t dim, const float *Q, size_t nq, float *S);
+
+#endif
