@@ -321,6 +321,13 @@ int main(void)
     /* the library-GEMM path: long sequences (more than 256 x 256 scores), and short
      * ones with the AVX2 kernels switched off */
     test_attention(ctx, 1, 300, 260, 2, 16, 1, 1);
+    /* several blocks of query rows (2^18 / k_len rows each), q and k read in place
+     * without rope, and rotated copies with it, on 1 and 2 threads */
+    test_attention(ctx, 2, 1400, 300, 2, 8, 0, 0);
+    test_attention(ctx, 1, 1100, 600, 1, 16, 1, 1);
+    CHECK(sl_op_ctx_set_threads(ctx, 2) == 0);
+    test_attention(ctx, 1, 1400, 300, 3, 8, 0, 1);
+    CHECK(sl_op_ctx_set_threads(ctx, 1) == 0);
     sl_cpu_simd_set(0);
     test_attention(ctx, 3, 40, 40, 2, 16, 1, 0);
     test_attention(ctx, 2, 13, 29, 3, 7, 0, 1);
