@@ -264,6 +264,11 @@ typedef struct {
     size_t ldy, stride_y;
     const float *add;
     size_t ldadd, stride_add;
+    /* 1: the CPU backend may compute each product as three bf16 products on the AMX tiles
+     * (x = xh + xl, w = wh + wl in bf16; xh.wh + xh.wl + xl.wh, fp32 accumulation: a relative
+     * error of about 2^-16 per product instead of 2^-24) where the CPU has them and SL_CPU_AMX
+     * is not 0; elsewhere (CUDA, other CPUs) the fp32 product. 0: always fp32. */
+    int split_bf16;
 } sl_gemm_args;
 
 /* y[b][i][j] = act((x[b][i][j] + add[b][j]) * mul[b][j]) [+ res[b][i][j]], i < rows, j < cols; add

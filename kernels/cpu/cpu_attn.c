@@ -1,5 +1,5 @@
-/* Attention of one (sequence, head) pair with register-blocked AVX2 / FMA inner
- * kernels, for the many short sequences of windowed, per-band and text attention,
+/* Attention of one (sequence, head) pair with register-blocked AVX2 / FMA (or,
+ * where sl_cpu_simd_avx512(), AVX-512) inner kernels, for the many short sequences of windowed, per-band and text attention,
  * where two library GEMM calls and a libm exp per score cost more than the
  * arithmetic. k is packed transposed ([dim_head][kp], kp = k_len rounded up to 16,
  * zero columns past k_len) so that 4 query rows x 16 keys of scores accumulate in
@@ -144,11 +144,113 @@ ATT_AVX2 static void attend(const sl_cpu_attn_pair *p, float *ws)
     for (; i < tq; i++)
         pv_rows(1, S + i * kp, kp, p->v, p->ldv, kl, D, p->out + i * p->ldo, p->ldo);
 }
+
+/* ---- AVX-512 (runtime-dispatched, sl_cpu_simd_avx512): 8 query rows x 32 keys of
+ * scores and 4 rows x 64 output columns per pass, keys padded to 32 ---- */
+#define ATT_512 __attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma")))
+
+/* S[r][j0..j0+32) = scale * sum_d q[r][d] kt[d][j], rows r < R (R <= 8). */
+ATT_512 static inline __attribute__((always_inline)) void qk_block512(int R, const float *q, size_t D,
+                                                                     const float *kt, size_t kp, size_t j0,
+                                                                     float scale, float *S)
+{
+    __m512 acc[8][2];
+    for (int r = 0; r < R; r++)
+        acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    for (size_t d = 0; d < D; d++) {
+        const __m512 k0 = _mm512_loadu_ps(kt + d * kp + j0), k1 = _mm512_loadu_ps(kt + d * kp + j0 + 16);
+        for (int r = 0; r < R; r++) {
+            const __m512 qv = _mm512_set1_ps(q[(size_t)r * D + d]);
+            acc[r][0] = _mm512_fmadd_ps(qv, k0, acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(qv, k1, acc[r][1]);
+        }
+    }
+    const __m512 s = _mm512_set1_ps(scale);
+    for (int r = 0; r < R; r++) {
+        _mm512_storeu_ps(S + (size_t)r * kp + j0, _mm512_mul_ps(acc[r][0], s));
+        _mm512_storeu_ps(S + (size_t)r * kp + j0 + 16, _mm512_mul_ps(acc[r][1], s));
+    }
+}
+
+/* o[r][d0..d0+16*NW) = sum_{j < kl} P[r][j] v[j][d0..], rows r < R (R <= 4), NW <= 4. */
+ATT_512 static inline __attribute__((always_inline)) void pv_block512(int R, int NW, const float *P, size_t kp,
+                                                                     const float *v, size_t ldv, size_t kl,
+                                                                     size_t d0, float *o, size_t ldo)
+{
+    __m512 acc[4][4];
+    for (int r = 0; r < R; r++)
+        for (int w = 0; w < NW; w++)
+            acc[r][w] = _mm512_setzero_ps();
+    for (size_t j = 0; j < kl; j++) {
+        const float *vj = v + j * ldv + d0;
+        __m512 vv[4];
+        for (int w = 0; w < NW; w++)
+            vv[w] = _mm512_loadu_ps(vj + 16 * w);
+        for (int r = 0; r < R; r++) {
+            const __m512 p = _mm512_set1_ps(P[(size_t)r * kp + j]);
+            for (int w = 0; w < NW; w++)
+                acc[r][w] = _mm512_fmadd_ps(p, vv[w], acc[r][w]);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int w = 0; w < NW; w++)
+            _mm512_storeu_ps(o + (size_t)r * ldo + d0 + 16 * w, acc[r][w]);
+}
+
+ATT_512 static void pv_rows512(int R, const float *P, size_t kp, const float *v, size_t ldv, size_t kl, size_t D,
+                               float *o, size_t ldo)
+{
+    size_t d = 0;
+    for (; d + 64 <= D; d += 64)
+        R == 4 ? pv_block512(4, 4, P, kp, v, ldv, kl, d, o, ldo) : pv_block512(1, 4, P, kp, v, ldv, kl, d, o, ldo);
+    for (; d + 16 <= D; d += 16)
+        R == 4 ? pv_block512(4, 1, P, kp, v, ldv, kl, d, o, ldo) : pv_block512(1, 1, P, kp, v, ldv, kl, d, o, ldo);
+    for (; d < D; d++) /* head dims not a multiple of 16 */
+        for (int r = 0; r < R; r++) {
+            float acc = 0.0f;
+            for (size_t j = 0; j < kl; j++)
+                acc += P[(size_t)r * kp + j] * v[j * ldv + d];
+            o[(size_t)r * ldo + d] = acc;
+        }
+}
+
+ATT_512 static void attend512(const sl_cpu_attn_pair *p, float *ws)
+{
+    const size_t tq = p->tq, kl = p->kl, D = p->D, kp = (kl + 31) & ~(size_t)31;
+    float *qr = ws, *kt = qr + tq * D, *S = kt + D * kp;
+    sl_cpu_rotate_rows(p->q, p->ldq, tq, (int)D, p->rope, qr);
+    memset(kt, 0, D * kp * sizeof(float));
+    for (size_t j = 0; j < kl; j++) {
+        sl_cpu_rotate_rows(p->k + j * p->ldk, p->ldk, 1, (int)D, p->rope ? p->rope + j * D : NULL, S);
+        for (size_t d = 0; d < D; d++)
+            kt[d * kp + j] = S[d];
+    }
+    size_t i = 0;
+    for (; i + 8 <= tq; i += 8)
+        for (size_t j = 0; j < kp; j += 32)
+            qk_block512(8, qr + i * D, D, kt, kp, j, p->scale, S + i * kp);
+    for (; i < tq; i++)
+        for (size_t j = 0; j < kp; j += 32)
+            qk_block512(1, qr + i * D, D, kt, kp, j, p->scale, S + i * kp);
+    for (i = 0; i < tq; i++) {
+        float *s = S + i * kp;
+        if (p->bias) {
+            const float *bi = p->bias + i * p->ld_bias;
+            for (size_t j = 0; j < kl; j++)
+                s[j] += bi[j];
+        }
+        softmax_row(s, kl);
+    }
+    for (i = 0; i + 4 <= tq; i += 4)
+        pv_rows512(4, S + i * kp, kp, p->v, p->ldv, kl, D, p->out + i * p->ldo, p->ldo);
+    for (; i < tq; i++)
+        pv_rows512(1, S + i * kp, kp, p->v, p->ldv, kl, D, p->out + i * p->ldo, p->ldo);
+}
 #endif
 
 size_t sl_cpu_attn_small_ws(size_t tq, size_t tk, size_t D)
 {
-    const size_t kp = (tk + 15) & ~(size_t)15, s = tq * kp > D ? tq * kp : D;
+    const size_t kp = (tk + 31) & ~(size_t)31, s = tq * kp > D ? tq * kp : D;
     return tq * D + D * kp + s;
 }
 
@@ -170,7 +272,10 @@ int sl_cpu_attn_small(const sl_cpu_attn_pair *p, float *ws)
 #ifdef SL_CPU_HAVE_AVX2_PATHS
     if (!sl_cpu_simd_fma())
         return 0;
-    attend(p, ws);
+    if (sl_cpu_simd_avx512())
+        attend512(p, ws);
+    else
+        attend(p, ws);
     return 1;
 #else
     (void)p, (void)ws;

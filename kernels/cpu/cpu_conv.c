@@ -872,23 +872,52 @@ int sl_cpu_conv2d(sl_op_ctx *ctx, const sl_conv2d_args *a)
     return conv_im2col(ctx, a);
 }
 
-int sl_cpu_avg_pool2d(sl_op_ctx *ctx, size_t planes, int h, int w, int kh, int kw, const float *in, float *out)
+typedef struct {
+    int h, w, kh, kw, simd;
+    const float *in;
+    float *out;
+} pool_job;
+
+/* Planes lo .. hi - 1. */
+static void pool_part(const void *v, int lo, int hi, int tid)
 {
-    (void)ctx;
+    (void)tid;
+    const pool_job *J = v;
+    const int h = J->h, w = J->w, kh = J->kh, kw = J->kw;
     const int oh = h / kh, ow = w / kw;
     const float inv = 1.0f / (float)(kh * kw);
-    for (size_t p = 0; p < planes; p++) {
-        const float *x = in + p * (size_t)h * w;
-        float *y = out + p * (size_t)oh * ow;
+    for (size_t p = (size_t)lo; p < (size_t)hi; p++) {
+        const float *x = J->in + p * (size_t)h * w;
+        float *y = J->out + p * (size_t)oh * ow;
+#if WG_HAVE_SIMD
+        if (J->simd && kh == 2 && kw == 2) { /* the same sums and scaling as below */
+            for (int i = 0; i < oh; i++)
+                (J->simd == 2 ? pool2_row_avx512 : pool2_row_avx2)(y + (size_t)i * ow, x + (size_t)(2 * i) * w,
+                                                                   x + (size_t)(2 * i + 1) * w, ow);
+            continue;
+        }
+#endif
         for (int i = 0; i < oh; i++)
             for (int j = 0; j < ow; j++) {
                 /* Sum in float in row-major block order, then scale: torch's CPU kernel. */
                 float s = 0.0f;
                 for (int u = 0; u < kh; u++)
-                    for (int v = 0; v < kw; v++)
-                        s += x[(size_t)(i * kh + u) * w + j * kw + v];
+                    for (int vv = 0; vv < kw; vv++)
+                        s += x[(size_t)(i * kh + u) * w + j * kw + vv];
                 y[(size_t)i * ow + j] = s * inv;
             }
+    }
+}
+
+int sl_cpu_avg_pool2d(sl_op_ctx *ctx, size_t planes, int h, int w, int kh, int kw, const float *in, float *out)
+{
+    const size_t chunk = (size_t)1 << 30; /* planes per pool loop (int ranges) */
+    pool_job J = {h, w, kh, kw, sl_cpu_simd_avx512() ? 2 : sl_cpu_simd_avx2() ? 1 : 0, in, out};
+    for (size_t p0 = 0; p0 < planes; p0 += chunk) {
+        const size_t n = planes - p0 < chunk ? planes - p0 : chunk;
+        J.in = in + p0 * (size_t)h * w;
+        J.out = out + p0 * (size_t)(h / kh) * (size_t)(w / kw);
+        chan_for(ctx, (int)n, n * (size_t)h * w, pool_part, &J);
     }
     return 0;
 }

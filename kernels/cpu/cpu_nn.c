@@ -27,8 +27,10 @@ static size_t gemm_parts(const sl_op_ctx *ctx, size_t m, size_t n, size_t k)
     return th;
 }
 
-void sl_cpu_sgemm_part(size_t part, size_t parts, int trans_b, size_t m, size_t n, size_t k, const float *a,
-                       size_t lda, const float *b, size_t ldb, float *c, size_t ldc)
+/* sl_cpu_sgemm_part; amx: the AMX three-bf16-product path (trans_b only; decided for the
+ * whole product, never per part, so that no element depends on the split). */
+static void sgemm_part(size_t part, size_t parts, int trans_b, int amx, size_t m, size_t n, size_t k,
+                       const float *a, size_t lda, const float *b, size_t ldb, float *c, size_t ldc)
 {
     size_t lo, hi;
     const int dot = trans_b && sl_cpu_gemm_dot_fits(m, n, k);
@@ -50,12 +52,20 @@ void sl_cpu_sgemm_part(size_t part, size_t parts, int trans_b, size_t m, size_t 
         c += lo * ldc;
         m = hi - lo;
     }
+    if (amx && trans_b && sl_cpu_amx_sgemm_nt(m, n, k, a, lda, b, ldb, c, ldc))
+        return;
     if (dot) {
         sl_cpu_gemm_dot(m, n, k, a, lda, b, ldb, c, ldc);
         return;
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k, 1.0f, a,
                 (int)lda, b, (int)ldb, 0.0f, c, (int)ldc);
+}
+
+void sl_cpu_sgemm_part(size_t part, size_t parts, int trans_b, size_t m, size_t n, size_t k, const float *a,
+                       size_t lda, const float *b, size_t ldb, float *c, size_t ldc)
+{
+    sgemm_part(part, parts, trans_b, 0, m, n, k, a, lda, b, ldb, c, ldc);
 }
 
 typedef struct {
@@ -83,6 +93,7 @@ typedef struct {
     const sl_gemm_args *a;
     size_t parts; /* per batch item */
     float *tmp;   /* [batch][m][n] products when add == y (a residual in place), else NULL */
+    int amx;      /* split_bf16 taken: AMX present and the product large enough to pay for packing */
 } gemm_job;
 
 /* One part of one batch item: its rows / columns of the product, then its epilogue. */
@@ -111,7 +122,7 @@ static void gemm_body(void *job, size_t t, int tid)
             return;
     }
     if (a->k > 0) {
-        sl_cpu_sgemm_part(part, J->parts, 1, a->m, a->n, a->k, x, a->ldx, w, a->ldw, p, ldp);
+        sgemm_part(part, J->parts, 1, J->amx, a->m, a->n, a->k, x, a->ldx, w, a->ldw, p, ldp);
     } else {
         for (size_t i = i0; i < i1; i++)
             memset(p + i * ldp + j0, 0, (j1 - j0) * sizeof(float));
@@ -136,7 +147,9 @@ int sl_cpu_gemm(sl_op_ctx *ctx, const sl_gemm_args *a)
     size_t parts = 1;
     if (a->batch < th && gemm_parts(ctx, a->m, a->n, a->k) > 1)
         parts = (th + a->batch - 1) / a->batch;
-    gemm_job J = {a, parts, tmp};
+    /* AMX packs all of w per part: worth it from about 128 rows */
+    const int amx = a->split_bf16 && a->m >= 128 && a->n >= 16 && a->k >= 16 && sl_cpu_amx();
+    gemm_job J = {a, parts, tmp, amx};
     sl_pool_for(ctx->pool, a->batch * parts, gemm_body, &J);
     return 0;
 }

@@ -10,12 +10,12 @@
 #include "cpu_simd.h"
 
 /* The activations of kernels/ops.h (GELU: torch's exact erf form, erf by sl_cpu_erf within
- * 2 ulp; NaN stays NaN under ReLU). */
+ * 2 ulp; tanh by sl_cpu_tanh, about 2 ulp; NaN stays NaN under ReLU). */
 static inline float sl_cpu_act(sl_act act, float v)
 {
     switch (act) {
     case SL_ACT_RELU: return v < 0.0f ? 0.0f : v;
-    case SL_ACT_TANH: return tanhf(v);
+    case SL_ACT_TANH: return sl_cpu_tanh(v);
     case SL_ACT_GELU: return 0.5f * v * (1.0f + sl_cpu_erf(v * (float)M_SQRT1_2));
     default: return v;
     }
@@ -102,6 +102,11 @@ void sl_cpu_sgemm_part(size_t part, size_t parts, int trans_b, size_t m, size_t 
 int sl_cpu_gemm_dot_fits(size_t m, size_t n, size_t k);
 void sl_cpu_gemm_dot(size_t m, size_t n, size_t k, const float *a, size_t lda, const float *b, size_t ldb, float *c,
                      size_t ldc);
+/* c[m][n] = a[m][k] . b^T (b[n][k]) by three bf16 products per product on the AMX tiles
+ * (cpu_amx.c, sl_gemm_args.split_bf16): 1 when done, 0 when left to the caller (no AMX, an
+ * empty product, out of memory). */
+int sl_cpu_amx_sgemm_nt(size_t m, size_t n, size_t k, const float *a, size_t lda, const float *b, size_t ldb,
+                        float *c, size_t ldc);
 int sl_cpu_conv2d(sl_op_ctx *ctx, const sl_conv2d_args *a);
 int sl_cpu_conv1d(sl_op_ctx *ctx, const sl_conv1d_args *a);
 int sl_cpu_conv_transpose1d(sl_op_ctx *ctx, const sl_convt1d_args *a);

@@ -19,6 +19,11 @@
 int sl_cpu_simd_set(int enable);
 /* 1 when CPU ops called now take their AVX2 paths. */
 int sl_cpu_simd_avx2(void);
+/* 1 when the AMX tiles serve sl_gemm_args.split_bf16 (cpu_amx.c): sl_cpu_simd_avx512(), the
+ * CPU has AMX-BF16 and AVX512-BF16, the OS grants the tile state and the environment has no
+ * SL_CPU_AMX=0 (so STEMLINE_CPU_AVX512=0, sl_cpu_simd_set(0) and sl_cpu_simd_set_avx512(0)
+ * turn it off too). */
+int sl_cpu_amx(void);
 
 /* Element-wise loops for the CPU ops, AVX2 when sl_cpu_simd_avx2(): each
  * element gets exactly the scalar operations, in the same order (no FMA), so
@@ -40,9 +45,12 @@ void sl_cpu_lstm_cell(const float *gates, float *cell, float *h, float *out, siz
  * (unit.xf_ops measures it); NaN stays NaN. sl_cpu_erf_vec: out[i] = sl_cpu_erf(in[i]),
  * the AVX2 path bit-identical (same operations, no FMA). */
 float sl_cpu_erf(float x);
+/* tanh in float for the activations: an odd polynomial below |x| = 0.25, (1 - e) / (1 + e) with
+ * the LSTM cell's exp above; within a few ulp (unit.xf_ops measures it), NaN stays NaN. */
+float sl_cpu_tanh(float x);
 void sl_cpu_erf_vec(float *out, const float *in, size_t n);
 /* The linear layers' epilogue on one row of n: y[j] = act(p[j] + bias[j]) * mul[j] + add[j]
- * (act as sl_cpu_act; bias, mul, add may be NULL; y may be p or add). AVX2 for NONE, RELU, GELU,
+ * (act as sl_cpu_act; bias, mul, add may be NULL; y may be p or add). AVX2 for every activation,
  * bit-identical to the portable loop. */
 void sl_cpu_epilogue_row(sl_act act, size_t n, const float *p, const float *bias, const float *mul, const float *add,
                          float *y);

@@ -185,6 +185,41 @@ static void test_pool(sl_op_ctx *ctx, size_t planes, int h, int w, int kh, int k
     free(want);
 }
 
+/* 2x2 pooling: the same bits on every SIMD level and thread count (signs of zero included). */
+static void test_pool_simd(sl_op_ctx *ctx, size_t planes, int h, int w)
+{
+    const size_t nx = planes * (size_t)h * w, ny = planes * (size_t)(h / 2) * (w / 2);
+    float *x = sl_ref_rnd(nx, -3, 3);
+    for (size_t i = 0; i < nx; i += 7)
+        x[i] = -0.0f;
+    for (int r = 0; r < 2 && r < h; r++) /* a whole block of -0 */
+        for (int c = 0; c < 2 && c < w; c++)
+            x[(size_t)r * w + c] = -0.0f;
+    float *y[4];
+    const int o512 = sl_cpu_simd_set_avx512(1), o2 = sl_cpu_simd_set(1);
+    for (int k = 0; k < 4; k++) {
+        y[k] = nans(ny);
+        if (k == 1)
+            sl_cpu_simd_set_avx512(0);
+        if (k == 2)
+            sl_cpu_simd_set(0);
+        if (k == 3)
+            CHECK(sl_op_ctx_set_threads(ctx, 3) == 0);
+        CHECK_MSG(sl_op_avg_pool2d(ctx, planes, h, w, 2, 2, x, y[k]) == 0, "avg_pool2d: %s", sl_lasterr());
+    }
+    CHECK(sl_op_ctx_set_threads(ctx, 1) == 0);
+    sl_cpu_simd_set(o2);
+    sl_cpu_simd_set_avx512(o512);
+    const int same = !memcmp(y[0], y[1], ny * sizeof(float)) && !memcmp(y[0], y[2], ny * sizeof(float)) &&
+                     !memcmp(y[0], y[3], ny * sizeof(float));
+    printf("  avg_pool2d p%zu %dx%d / 2x2: widest SIMD, AVX2, portable, 3 threads: %s\n", planes, h, w,
+           same ? "same bits" : "DIFFERENT");
+    CHECK_MSG(same, "avg_pool2d p%zu %dx%d: the paths differ", planes, h, w);
+    free(x);
+    for (int k = 0; k < 4; k++)
+        free(y[k]);
+}
+
 static void test_clip(sl_op_ctx *ctx, size_t planes, size_t T, size_t F)
 {
     float *x = sl_ref_rnd(planes * T * F, -5, 2), *y = nans(planes);
@@ -264,6 +299,9 @@ int main(void)
     test_pool(ctx, 3, 9, 7, 2, 2);
     test_pool(ctx, 2, 4, 4, 1, 1);
     test_pool(ctx, 1, 5, 9, 2, 3);
+    test_pool(ctx, 4, 64, 70, 2, 2);  /* whole vectors and a tail */
+    test_pool_simd(ctx, 64, 40, 64);  /* Cnn14 block 1's shape, reduced: enough for the threads */
+    test_pool_simd(ctx, 3, 9, 71);
     test_clip(ctx, 1, 1, 1);
     test_clip(ctx, 4, 31, 2);
     test_clip(ctx, 2, 7, 64);

@@ -18,14 +18,16 @@
 #include "sl_ref.h"
 #include "sl_test.h"
 
-static void test_gemm(sl_op_ctx *ctx, size_t batch, size_t m, size_t n, size_t k, sl_act act)
+/* split: sl_gemm_args.split_bf16 (three bf16 products on AMX where it runs; tolerance 4e-5). */
+static void test_gemm_x(sl_op_ctx *ctx, size_t batch, size_t m, size_t n, size_t k, sl_act act, int split,
+                        float **out)
 {
     const size_t ldx = k + 2, ldy = n + 1;
     float *x = sl_ref_rnd(batch * m * ldx, -1, 1), *w = sl_ref_rnd(batch * n * k, -1, 1), *b = sl_ref_rnd(batch * n, -1, 1),
           *mul = sl_ref_rnd(batch * m * n, 0, 2), *y = malloc(batch * m * ldy * sizeof(float));
     sl_gemm_args a = {.batch = batch, .m = m, .n = n, .k = k, .x = x, .ldx = ldx, .stride_x = m * ldx, .w = w,
                       .ldw = k, .stride_w = n * k, .bias = b, .stride_bias = n, .act = act, .mul = mul, .ldmul = n,
-                      .stride_mul = m * n, .y = y, .ldy = ldy, .stride_y = m * ldy};
+                      .stride_mul = m * n, .y = y, .ldy = ldy, .stride_y = m * ldy, .split_bf16 = split};
     CHECK_MSG(sl_op_gemm(ctx, &a) == 0, "gemm: %s", sl_lasterr());
     double *want = malloc(batch * m * n * sizeof(double));
     float *got = malloc(batch * m * n * sizeof(float));
@@ -39,15 +41,57 @@ static void test_gemm(sl_op_ctx *ctx, size_t batch, size_t m, size_t n, size_t k
                 got[(bb * m + i) * n + j] = y[bb * m * ldy + i * ldy + j];
             }
     double e = sl_ref_err(got, want, batch * m * n);
-    printf("  gemm   b%zu m%zu n%zu k%zu act %d: rel err %.3g (tol 1e-5)\n", batch, m, n, k, (int)act, e);
-    CHECK_MSG(e <= 1e-5, "gemm error %g", e);
+    const double tol = split ? 4e-5 : 1e-5;
+    printf("  gemm   b%zu m%zu n%zu k%zu act %d%s: rel err %.3g (tol %g)\n", batch, m, n, k, (int)act,
+           split ? " split_bf16" : "", e, tol);
+    CHECK_MSG(e <= tol, "gemm error %g", e);
+    if (out)
+        *out = got;
+    else
+        free(got);
     free(x);
     free(w);
     free(b);
     free(mul);
     free(y);
     free(want);
-    free(got);
+}
+
+static void test_gemm(sl_op_ctx *ctx, size_t batch, size_t m, size_t n, size_t k, sl_act act)
+{
+    test_gemm_x(ctx, batch, m, n, k, act, 0, NULL);
+}
+
+/* The same random problem (same seed) with split_bf16 on the AMX tiles, through the fp32
+ * path (sl_cpu_simd_set(0) turns AMX off too), and on 1 and 3 threads: within tolerance,
+ * the AMX result differs from the fp32 one where AMX runs (so the path was taken), and a
+ * thread split changes no bit. */
+static void test_gemm_split(sl_op_ctx *ctx, size_t batch, size_t m, size_t n, size_t k, sl_act act)
+{
+    float *amx1, *amx3, *plain;
+    const uint64_t seed = *sl_ref_rng();
+    CHECK(sl_op_ctx_set_threads(ctx, 1) == 0);
+    test_gemm_x(ctx, batch, m, n, k, act, 1, &amx1);
+    *sl_ref_rng() = seed;
+    CHECK(sl_op_ctx_set_threads(ctx, 3) == 0);
+    test_gemm_x(ctx, batch, m, n, k, act, 1, &amx3);
+    *sl_ref_rng() = seed;
+    sl_cpu_simd_set(0);
+    CHECK(!sl_cpu_amx());
+    test_gemm_x(ctx, batch, m, n, k, act, 1, &plain);
+    sl_cpu_simd_set(1);
+    CHECK(sl_op_ctx_set_threads(ctx, 1) == 0);
+    const size_t cnt = batch * m * n;
+    CHECK_MSG(!memcmp(amx1, amx3, cnt * sizeof(float)), "split_bf16 gemm differs between 1 and 3 threads");
+    printf("  gemm   split_bf16 on AMX: %s\n", sl_cpu_amx() ? "yes" : "no (fp32 path)");
+    const char *env = getenv("SL_CPU_AMX");
+    if (env && !strcmp(env, "0"))
+        CHECK_MSG(!sl_cpu_amx(), "SL_CPU_AMX=0 did not turn the AMX path off");
+    if (sl_cpu_amx() && m >= 128)
+        CHECK_MSG(memcmp(amx1, plain, cnt * sizeof(float)) != 0, "split_bf16 gemm did not take the AMX path");
+    free(amx1);
+    free(amx3);
+    free(plain);
 }
 
 /* The few-row products (m <= SL_CPU_DOT_MAX_ROWS: the AVX-512 dot-product kernel where the
@@ -329,6 +373,11 @@ int main(void)
     test_gemm(ctx, 3, 37, 29, 300, SL_ACT_RELU);
     test_gemm(ctx, 2, 64, 130, 0, SL_ACT_TANH); /* k = 0: bias only */
     test_gemm_dot(ctx);
+    /* split_bf16: edges in every dimension (rows, columns, k not multiples of 32 / 16) */
+    test_gemm_split(ctx, 1, 301, 203, 77, SL_ACT_NONE);
+    test_gemm_split(ctx, 2, 128, 96, 384, SL_ACT_RELU);
+    test_gemm_split(ctx, 1, 130, 17, 16, SL_ACT_TANH);
+    test_gemm_split(ctx, 3, 20, 40, 40, SL_ACT_RELU); /* below the AMX size: fp32 */
     test_affine(ctx);
     test_lstm(ctx, 1, 3, 4, 0, 5);
     test_lstm(ctx, 3, 16, 8, 1, 40);

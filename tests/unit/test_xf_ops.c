@@ -273,6 +273,28 @@ static void test_erf(void)
     CHECK_MSG(diff == 0, "erf: %zu values differ between the AVX2 and portable paths", diff);
     CHECK_MSG(nan_bad == 0, "erf: %zu NaN inputs gave numbers", nan_bad);
     CHECK(sl_cpu_erf(-0.0f) == 0.0f && signbit(sl_cpu_erf(-0.0f)) && sl_cpu_erf(-INFINITY) == -1.0f);
+    /* sl_cpu_tanh (SL_ACT_TANH) against double tanh on the same floats */
+    worst = 0, at = 0, nan_bad = 0;
+    for (size_t i = 0; i < m; i++) {
+        const float t = sl_cpu_tanh(x[i]);
+        if (x[i] != x[i]) {
+            nan_bad += t == t;
+            continue;
+        }
+        const double r = tanh((double)x[i]);
+        int e;
+        frexp(r, &e);
+        double ulp = ldexp(1.0, e - 24);
+        if (ulp < 0x1p-149)
+            ulp = 0x1p-149;
+        const double err = fabs((double)t - r) / ulp;
+        if (err > worst)
+            worst = err, at = x[i];
+    }
+    printf("  tanh: %zu floats, max error %.3f ulp (at %.9g)\n", m, worst, at);
+    CHECK_MSG(worst <= 4.0, "tanh error %.3f ulp at %.9g", worst, at);
+    CHECK_MSG(nan_bad == 0, "tanh: %zu NaN inputs gave numbers", nan_bad);
+    CHECK(sl_cpu_tanh(INFINITY) == 1.0f && sl_cpu_tanh(-INFINITY) == -1.0f);
     /* the epilogue: y = act(p + bias) * mul + add on rows of 37 (AVX2 body and tail) */
     enum { N = 37 };
     float *p = sl_ref_rnd(4 * N, -5, 5), out[2][N];
@@ -312,6 +334,13 @@ int main(void)
     test_attention(ctx, 3, 40, 40, 2, 16, 1, 0);
     test_attention(ctx, 2, 13, 29, 3, 7, 0, 1);
     test_attention(ctx, 3, 50, 50, 2, 64, 1, 1);
+    test_attention(ctx, 2, 21, 37, 2, 80, 1, 1); /* head dim 64 + 16 */
+    /* the AVX2 kernels where the AVX-512 ones ran above */
+    const int avx512 = sl_cpu_simd_set_avx512(0);
+    test_attention(ctx, 3, 50, 50, 2, 64, 1, 1);
+    test_attention(ctx, 2, 13, 29, 3, 7, 0, 1);
+    test_attention(ctx, 2, 21, 37, 2, 80, 1, 1);
+    sl_cpu_simd_set_avx512(avx512);
     /* the (item, head) pairs split over 3 threads, fewer pairs than threads too */
     CHECK(sl_op_ctx_set_threads(ctx, 3) == 0);
     test_attention(ctx, 3, 40, 40, 2, 16, 1, 0);
