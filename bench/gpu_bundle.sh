@@ -1,61 +1,182 @@
 #!/usr/bin/env bash
 # Prepares the GPU check for a session that is lent a GPU machine (an H100/H200
-# with CUDA 13, PyTorch and nothing of stemline's Debian dependencies, and no
-# network). Run HERE, on the build machine:
+# with the CUDA driver, PyTorch (with its pip CUDA libraries) and nothing of
+# stemline's Debian dependencies, and no network). Run HERE, on the build machine:
 #
 #   bash bench/gpu_bundle.sh [BUILD_DIR]      (default build-gpu)
+#        [--out DIR]        the bundle (default .gpu, git-ignored)
+#        [--from BUILD]     bundle the programs of an existing build instead
+#                           (no cmake, FFmpeg as that build has it; for tests)
+#        [--no-pack]        keep lib/ as files instead of lib.tar.xz
+#        [--no-models]      no model skeletons (they need PyTorch here)
+#        [--max-mib N]      size limit (default 32: the bundle is carried beside
+#                           the tree, 64 MiB in all)
 #
-# It builds the op-level programs for sm_90 (+ sm_80): gpu_test_cuda_parity,
-# test_parity, gpu_test_lstm_impl (the persistent LSTM kernel against the step
-# kernel), bench_dsp and bench_gemm (sl_op_gemm at runtime.precision fp32, tf32
-# and bf16). They link FFTW, OpenBLAS and the CUDA libraries,
-# not FFmpeg, libyaml or SQLite (CMakeLists.txt links with --as-needed and
-# common/sl_error.c reaches libavutil only weakly). It copies them, the shared
-# libraries they need that such a machine lacks (everything but glibc, the C++
-# runtime and CUDA's own libraries), into .gpu/ (git-ignored, ~10 MiB). Then,
-# in ONE device call, carrying .gpu:
+# 1. A static, minimal, LGPL FFmpeg from Debian's source package
+#    (scripts/build_ffmpeg_static.sh, cached under ~/.cache/stemline).
+# 2. A Release build for sm_90 (+ sm_80) linked against it (-DSL_FFMPEG_STATIC):
+#    stemline itself and the op-level programs gpu_test_cuda_parity,
+#    test_parity, gpu_test_lstm_impl, bench_dsp, bench_gemm.
+# 3. The bundle:
+#      bin/         the programs, stripped (FFmpeg inside stemline)
+#      lib.tar.xz   the shared libraries they need that a bare machine lacks:
+#                   everything but glibc and CUDA's own libraries (libyaml,
+#                   SQLite, FFTW, OpenBLAS with libgfortran, ...); libstdc++ and
+#                   libgcc_s in lib/fallback, used only where the machine has none
+#      cuda-libs    the CUDA libraries they link (and libcublasLt, which they
+#                   open with dlopen), found on the GPU machine by the launcher
+#                   (not carried: several hundred MB)
+#      run, stemline  the launcher (bench/gpu_bundle_run.sh): unpacks lib.tar.xz
+#                   once, finds the CUDA libraries (toolkit, or PyTorch's
+#                   site-packages/nvidia/*/lib), runs bin/PROGRAM
+#      data/        AudioSet and CLAP label lists (tags)
+#      models/      skeletons of full-size Open-Unmix (umxhq geometry) and Cnn14
+#                   with random weights (bench/gpu_models.py): small tensors
+#                   exact, large ones as their mean and spread, expanded into
+#                   weights files on the GPU machine
+#      py/          openunmix, panns_inference and torchlibrosa (pure Python,
+#                   from the torch venv) for PyTorch beside stemline there
+#      MANIFEST     every file with its size and SHA-256; commit
+# It checks that every program resolves all its libraries from the bundle,
+# glibc and the CUDA libraries, and that stemline has no FFmpeg library to
+# load. Then, in ONE device call, carrying the bundle:
 #
 #   run(command="bash bench/gpu_check.sh", carry=[".gpu"], timeout_s=540)
-#
-# gpu_check.sh finds the CUDA libraries there, runs the GPU parity tests and the
-# DSP benchmark (CPU and GPU backends, bandwidth, torch on the same GPU) and
-# writes logs and JSON lines to $OUT; bench/run_dsp.sh's table code reads them
-# (bench/gpu_check.sh --table DIR). The full job (`stemline run --backend cuda`,
-# FFmpeg's closure is ~55 MiB compressed) is checked on the host-only CUDA
-# stand-in (cudamock.job) instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BUILD=${1:-build-gpu}
-cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="80;90" >/dev/null
-cmake --build "$BUILD" -j "$(nproc)" --target gpu_test_cuda_parity gpu_test_lstm_impl test_parity bench_dsp bench_gemm
-ldd "$BUILD/gpu_test_cuda_parity" | grep -q libcudart ||
-  { echo "gpu_bundle.sh: $BUILD has no CUDA backend (nvcc not found at configure time)" >&2; exit 1; }
+BUILD=build-gpu
 B=.gpu
-rm -rf "$B" && mkdir -p "$B/bin" "$B/lib"
-bins=("$BUILD/gpu_test_cuda_parity" "$BUILD/gpu_test_lstm_impl" "$BUILD/test_parity" "$BUILD/bench_dsp" "$BUILD/bench_gemm")
+FROM=
+PACK=1
+MODELS=1
+MAX_MIB=32
+while [ $# -gt 0 ]; do
+  case $1 in
+    --out) B=$2; shift 2 ;;
+    --from) FROM=$2; shift 2 ;;
+    --no-pack) PACK=0; shift ;;
+    --no-models) MODELS=0; shift ;;
+    --max-mib) MAX_MIB=$2; shift 2 ;;
+    -*) echo "gpu_bundle.sh: unknown option $1" >&2; exit 2 ;;
+    *) BUILD=$1; shift ;;
+  esac
+done
+progs=(stemline gpu_test_cuda_parity gpu_test_lstm_impl test_parity bench_dsp bench_gemm)
+t0=$(date +%s)
+if [ -n "$FROM" ]; then
+  BUILD=$FROM
+else
+  FF=$(scripts/build_ffmpeg_static.sh)
+  echo "gpu_bundle.sh: static FFmpeg in $FF ($(head -1 "$FF/BUILDINFO"))"
+  cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="80;90" \
+    -DSL_FFMPEG_STATIC="$FF" -DSL_CUDA_MOCK=OFF >/dev/null
+  cmake --build "$BUILD" -j "$(nproc)" --target "${progs[@]}"
+  ldd "$BUILD/gpu_test_cuda_parity" | grep -q libcudart ||
+    { echo "gpu_bundle.sh: $BUILD has no CUDA backend (nvcc not found at configure time)" >&2; exit 1; }
+  if ldd "$BUILD/stemline" | grep -E "libav|libsw"; then
+    echo "gpu_bundle.sh: $BUILD/stemline loads FFmpeg's shared libraries (above): not static" >&2
+    exit 1
+  fi
+fi
+bins=()
+for p in "${progs[@]}"; do
+  if [ -x "$BUILD/$p" ]; then
+    bins+=("$BUILD/$p")
+  elif [ -z "$FROM" ] || [ "$p" = stemline ]; then
+    echo "gpu_bundle.sh: $BUILD/$p missing" >&2
+    exit 1
+  fi
+done
+rm -rf "$B" && mkdir -p "$B/bin" "$B/lib/fallback" "$B/data"
 for b in "${bins[@]}"; do
   strip -o "$B/bin/$(basename "$b")" "$b"
 done
-# Shared libraries to carry: all but the loader, glibc, the C++/GCC runtime and CUDA's.
-skip='^(linux-vdso|ld-linux|libc\.|libm\.|libdl\.|libpthread\.|librt\.|libstdc\+\+|libgcc_s|libcuda|libcudart|libcufft|libcudnn|libcublas|libnvrtc|libnvJitLink)'
+# What a bare machine has: the loader and glibc. CUDA's libraries are found there
+# by the launcher; the C++/GCC runtime is carried as a fallback.
+glibc='^(linux-vdso|ld-linux|libc\.|libm\.|libdl\.|libpthread\.|librt\.|libresolv\.|libutil\.)'
+cuda='^(libcuda\.|libcudart|libcufft|libcudnn|libcublas|libnvrtc|libnvJitLink|libnvidia)'
+fallback='^(libstdc\+\+|libgcc_s)'
+: > "$B/cuda-libs"
 for b in "${bins[@]}"; do
   ldd "$b" | awk '/=>/ {print $1, $3}'
 done | sort -u | while read -r name path; do
-  if [[ "$name" =~ $skip ]]; then continue; fi
+  if [[ "$name" =~ $glibc ]]; then continue; fi
+  if [[ "$name" =~ $cuda ]]; then echo "$name" >> "$B/cuda-libs"; continue; fi
   [ -f "$path" ] || { echo "gpu_bundle.sh: $name not found ($path)" >&2; exit 1; }
-  cp -L "$path" "$B/lib/$name"
+  if [[ "$name" =~ $fallback ]]; then cp -L "$path" "$B/lib/fallback/$name"; else cp -L "$path" "$B/lib/$name"; fi
 done
-strip --strip-unneeded "$B"/lib/* 2>/dev/null || true
-libs=$(cd "$B/lib" && printf '%s ' *)
-tar cf - -C "$B" lib | xz -T0 -9 > "$B/lib.tar.xz" # OpenBLAS (every CPU's kernels) is 36 MB, 6 MB packed
-rm -rf "${B:?}/lib"
+# Opened with dlopen at the first tf32 / bf16 context (kernels/cuda/gemm_lt.cu): ldd does not name it.
+{ grep -aoh 'libcublasLt\.so\.[0-9][0-9]*' "$B"/bin/* || true; } | sort -u >> "$B/cuda-libs"
+sort -u -o "$B/cuda-libs" "$B/cuda-libs"
+strip --strip-unneeded "$B"/lib/*.so* "$B"/lib/fallback/* 2>/dev/null || true
+cp data/audioset_labels.csv data/clap_music_labels.txt "$B/data/"
+cp bench/gpu_bundle_run.sh "$B/run"
+cat > "$B/stemline" <<'SH'
+#!/usr/bin/env bash
+SL_BUNDLE_PROG=stemline exec "$(dirname "$(readlink -f "$0")")/run" "$@"
+SH
+chmod +x "$B/run" "$B/stemline"
+
+# Closure check: with only the bundle's libraries (and the CUDA ones) on the
+# path, nothing is missing and nothing comes from elsewhere but glibc.
+libpath=$(env -i PATH=/usr/bin:/bin "$B/run" --libs 2>/dev/null)
+for b in "$B"/bin/*; do
+  while read -r name path; do
+    if [ "$path" = "not" ] || [ -z "$path" ]; then
+      echo "gpu_bundle.sh: $(basename "$b") needs $name, which the bundle does not resolve" >&2
+      exit 1
+    fi
+    if [[ "$name" =~ $glibc ]] || [[ "$name" =~ $cuda ]] || [[ "$name" =~ $fallback ]]; then continue; fi
+    case $path in
+      "$PWD/$B"/lib/*|"$B"/lib/*|/tmp/*/lib/*) ;;
+      *) echo "gpu_bundle.sh: $(basename "$b") takes $name from $path, outside the bundle" >&2; exit 1 ;;
+    esac
+  done < <(env -i LD_LIBRARY_PATH="$libpath" ldd "$b" | awk '/=>/ {print $1, $3}')
+done
+
+if [ "$MODELS" = 1 ]; then
+  mkdir -p "$B/models"
+  MODEL_CACHE=$BUILD/gpu-models
+  py=${BENCH_PYTHON:-bench/.venv-torch/bin/python}
+  [ -x "$py" ] || py=/work/main/bench/.venv-torch/bin/python
+  for m in umx cnn14; do
+    key=$(cat bench/gpu_models.py bench/umx_random_weights.py tools/gen_golden_cnn14.py tools/convert_umx.py |
+      sha256sum | cut -c1-12)
+    s=$MODEL_CACHE/$m-$key.json
+    if [ ! -s "$s" ]; then
+      mkdir -p "$MODEL_CACHE"
+      HF_HUB_OFFLINE=1 "$py" bench/gpu_models.py make "$m" "$MODEL_CACHE/$m-full.safetensors"
+      "$py" bench/gpu_models.py skeleton "$MODEL_CACHE/$m-full.safetensors" "$s.tmp" && mv "$s.tmp" "$s"
+      rm -f "$MODEL_CACHE/$m-full.safetensors"
+    fi
+    cp "$s" "$B/models/$m.json"
+  done
+  # The reference packages for PyTorch beside stemline on the GPU (bench/gpu_torch_models.py):
+  # pure Python, absent from the GPU machine's image.
+  sp=$("$py" -c 'import openunmix, os; print(os.path.dirname(os.path.dirname(openunmix.__file__)))')
+  mkdir -p "$B/py"
+  for p in openunmix panns_inference torchlibrosa; do
+    cp -r "$sp/$p" "$B/py/"
+  done
+  find "$B/py" -name __pycache__ -type d -exec rm -rf {} +
+fi
+
+if [ "$PACK" = 1 ]; then
+  tar cf - -C "$B" lib | xz -T0 -9 > "$B/lib.tar.xz" # OpenBLAS (every CPU's kernels) is 36 MB, 6 MB packed
+  rm -rf "${B:?}/lib"
+fi
 git rev-parse HEAD > "$B/commit"
 { git status --porcelain | grep -q . && echo "(with uncommitted changes)"; } >> "$B/commit" || true
-size=$(du -sm "$B" | cut -f1)
-echo "gpu_bundle.sh: $B/ holds $(find "$B/bin" -mindepth 1 -maxdepth 1 | wc -l) programs and the libraries $libs(packed)," \
-     "${size} MiB; commit $(head -1 "$B/commit")"
-if [ "$size" -gt 32 ]; then
-  echo "gpu_bundle.sh: $B is over 32 MiB: too large to carry beside the tree (64 MiB in all)" >&2
+(cd "$B" && find . -type f ! -name MANIFEST | sort | while read -r f; do
+  printf '%s %s %s\n' "$(stat -c %s "$f")" "$(sha256sum < "$f" | cut -c1-16)" "${f#./}"
+done) > "$B/MANIFEST"
+bytes=$(awk '{s += $1} END {print s}' "$B/MANIFEST")
+mib=$(( (bytes + 1048575) / 1048576 ))
+echo "gpu_bundle.sh: $B/ holds $(find "$B/bin" -mindepth 1 -maxdepth 1 | wc -l) programs ($(find "$B/bin" -mindepth 1 -maxdepth 1 -printf '%f ' | sort)), " \
+     "${mib} MiB in all ($bytes bytes), built in $(( $(date +%s) - t0 )) s; commit $(head -1 "$B/commit")"
+echo "gpu_bundle.sh: CUDA libraries found on the GPU machine: $(tr '\n' ' ' < "$B/cuda-libs")"
+if [ "$mib" -gt "$MAX_MIB" ]; then
+  echo "gpu_bundle.sh: $B is over $MAX_MIB MiB: too large to carry beside the tree (64 MiB in all)" >&2
   exit 1
 fi
-echo "next: run(command=\"bash bench/gpu_check.sh\", carry=[\".gpu\"], timeout_s=540)"
+echo "next: run(command=\"bash bench/gpu_check.sh\", carry=[\"$B\"], timeout_s=540)"

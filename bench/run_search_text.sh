@@ -60,6 +60,10 @@ J=bench/work/search-text.jsonl
 bins=("$SL")
 [ -n "${BASE:-}" ] && bins+=("$BASE")
 for bin in "${bins[@]}"; do
+  if ! "$bin" search --help | grep -q -- --text; then
+    echo "bench: $bin has no search --text: skipped" >&2
+    continue
+  fi
   for t in $threads; do
     for nq in 1 4 16; do
       args=()

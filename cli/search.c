@@ -254,8 +254,9 @@ static int search_texts(sl_vindex *ix, sl_op_ctx *ctx, const char **texts, size_
         rc = sl_vindex_search_on(ix, strcmp(sl_op_ctx_backend(ctx), "cpu") ? ctx : NULL, q, nq, k, block_rows, hits,
                                  &n_hits);
     const double t3 = now_s();
-    for (size_t i = 0; i < nq && !rc; i++)
-        rc = sl_vindex_describe(ix, hits + i * k, n_hits);
+    /* every query's hits in one pass per shard when they lie end to end */
+    for (size_t i = 0; i < nq && !rc; i += n_hits == k ? nq : 1)
+        rc = sl_vindex_describe(ix, hits + i * k, n_hits == k ? nq * k : n_hits);
     if (!rc)
         SL_INFO("search: %zu text quer%s: text tower %.3f s to load, %.3f s to embed; scan of %zu rows %.3f s "
                 "(%s); describe %.3f s", nq, nq == 1 ? "y" : "ies", t1 - t0, t2 - t1, sl_vindex_rows(ix), t3 - t2,

@@ -73,6 +73,13 @@ typedef struct sl_op_backend {
     /* sl_op_ctx_set_precision with TF32 / BF16 (and back to FP32 after one of
      * them): 0 or an error; updates ctx->device. NULL: fp32 only. */
     int (*set_precision)(sl_op_ctx *ctx, sl_precision p);
+    /* Pipelined forwards (ops.h sl_op_pipe_*); NULL: the ops run as called, and
+     * uploads / downloads complete at the call. */
+    int (*pipe_begin)(sl_op_ctx *ctx);
+    int (*pipe_item_begin)(sl_op_ctx *ctx, const void *model, const size_t *shape, size_t n_shape);
+    int (*pipe_item_end)(sl_op_ctx *ctx, int forward_rc);
+    int (*pipe_end)(sl_op_ctx *ctx);
+    void (*pipe_stats)(sl_op_ctx *ctx, sl_op_pipe_stats *s);
     /* sl_op_mark_fixed: 0 or SL_ENOMEM. NULL: nothing is derived from fixed buffers. */
     int (*mark_fixed)(sl_op_ctx *ctx, const void *p, size_t bytes);
 } sl_op_backend;
@@ -84,6 +91,8 @@ struct sl_op_ctx {
     void *state;    /* backend-private */
     struct sl_pool *pool; /* threads of the ops (sl_op_ctx_set_threads), NULL = the caller only */
     sl_precision precision; /* sl_op_ctx_set_precision, FP32 by default */
+    int skip_ops; /* a pipelined forward replayed from a CUDA graph: ops queue nothing (set by the backend) */
+    int in_pipe;  /* between sl_op_pipe_begin and sl_op_pipe_end on a backend with pipe_begin */
 };
 
 extern const sl_op_backend sl_cpu_backend;

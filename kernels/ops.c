@@ -334,16 +334,67 @@ int sl_op_copy(sl_op_ctx *ctx, void *dst, const void *src, size_t bytes)
     const char *d = dst, *s = src;
     if (d < s + bytes && s < d + bytes)
         return bad("copy", "source and destination overlap");
+    if (ctx->skip_ops)
+        return 0;
     int rc = enter(ctx);
     return rc ? rc : ctx->be->copy(ctx, dst, src, bytes);
 }
 
 int sl_op_sync(sl_op_ctx *ctx)
 {
-    if (!ctx->be->sync)
+    if (!ctx->be->sync || ctx->skip_ops)
         return 0;
     int rc = enter(ctx);
     return rc ? rc : ctx->be->sync(ctx);
+}
+
+/* ---- pipelined forwards ---- */
+
+int sl_op_pipe_begin(sl_op_ctx *ctx)
+{
+    if (!ctx->be->pipe_begin)
+        return 0;
+    int rc = enter(ctx);
+    if (!rc)
+        rc = ctx->be->pipe_begin(ctx);
+    ctx->in_pipe = rc == 0;
+    return rc;
+}
+
+int sl_op_pipe_item_begin(sl_op_ctx *ctx, const void *model, const size_t *shape, size_t n_shape)
+{
+    if (n_shape > 4)
+        return bad("pipe_item_begin", "more than 4 shape values");
+    if (!ctx->in_pipe)
+        return 0;
+    int rc = enter(ctx);
+    return rc ? rc : ctx->be->pipe_item_begin(ctx, model, shape, n_shape);
+}
+
+int sl_op_pipe_item_end(sl_op_ctx *ctx, int forward_rc)
+{
+    if (!ctx->in_pipe)
+        return forward_rc;
+    int rc = enter(ctx);
+    return rc ? rc : ctx->be->pipe_item_end(ctx, forward_rc);
+}
+
+int sl_op_pipe_end(sl_op_ctx *ctx)
+{
+    if (!ctx->in_pipe)
+        return 0;
+    ctx->in_pipe = 0;
+    int rc = enter(ctx);
+    return rc ? rc : ctx->be->pipe_end(ctx);
+}
+
+int sl_op_pipe_deferred(const sl_op_ctx *ctx) { return ctx->in_pipe; }
+
+void sl_op_pipe_get_stats(sl_op_ctx *ctx, sl_op_pipe_stats *s)
+{
+    memset(s, 0, sizeof *s);
+    if (ctx->be->pipe_stats)
+        ctx->be->pipe_stats(ctx, s);
 }
 
 int sl_op_reserve(sl_op_ctx *ctx, int n_fft, size_t max_frames)
@@ -485,6 +536,8 @@ int sl_mel_filterbank(float *fb, int sr, int n_fft, int n_mels, double fmin, dou
         if (!ctx->be->fn)                                                                         \
             return sl_seterr(SL_EUNSUPPORTED, "op '%s' is not implemented by backend %s",        \
                              sl_op_name(op), ctx->be->name);                                      \
+        if (ctx->skip_ops) /* replayed from a CUDA graph (sl_op_pipe_item_begin) */              \
+            return 0;                                                                             \
         int rc_ = enter(ctx);                                                                     \
         return rc_ ? rc_ : ctx->be->fn(ctx, __VA_ARGS__);                                         \
     } while (0)

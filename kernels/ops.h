@@ -164,6 +164,42 @@ void sl_op_host_free(sl_op_ctx *ctx, void *ptr);
  * SL_EDEVICE. No-op on the CPU. */
 int sl_op_reserve(sl_op_ctx *ctx, int n_fft, size_t max_frames);
 
+/* ---- pipelined forwards: CUDA graphs, copy / compute overlap (kernels/README.md) ----
+ * A sequence of forwards of models on ctx (one batch of segments) runs between
+ * sl_op_pipe_begin and sl_op_pipe_end, each forward between sl_op_pipe_item_begin and
+ * sl_op_pipe_item_end. Inside a forward on the cuda backend, sl_op_upload copies its host
+ * source at the call (it may be reused at once) and sl_op_download only queues: its host
+ * destination is written by a later sl_op_pipe_item_begin or by sl_op_pipe_end, so a forward
+ * must not read what it downloads (nor call sl_op_sync, which would wait inside the batch).
+ * A forward seen once with a key (model, shape) is captured as a CUDA graph the next time and
+ * replayed after that (SL_CUDA_GRAPHS=0 at context open: never). Other backends run the
+ * forwards as called (these calls do nothing there). */
+typedef struct {
+    unsigned long long items;      /* forwards begun */
+    unsigned long long eager;      /* ... run op by op (first of a key, graphs off, or capture failed) */
+    unsigned long long captures;   /* ... captured into a graph (and launched) */
+    unsigned long long replays;    /* ... replayed from a graph */
+    unsigned long long capture_failures; /* captures abandoned (the forward then ran again, op by op) */
+    unsigned long long ring_waits; /* host waits for a pinned buffer of the ring (between forwards) */
+    unsigned long long syncs_in_items; /* sl_op_sync / waits asked for inside a forward */
+} sl_op_pipe_stats;
+/* 0, or an error. */
+int sl_op_pipe_begin(sl_op_ctx *ctx);
+/* model: any pointer stable for the model's life; shape[n_shape] (n_shape <= 4): the sizes
+ * that decide every op of its forward (forwards with the same key issue the same ops on the
+ * same buffers). 0, or an error. */
+int sl_op_pipe_item_begin(sl_op_ctx *ctx, const void *model, const size_t *shape, size_t n_shape);
+/* forward_rc: what the forward returned. Returns it, another error, or 1: the capture of
+ * this forward failed (a call a graph cannot hold); run it again from
+ * sl_op_pipe_item_begin, it then runs op by op. */
+int sl_op_pipe_item_end(sl_op_ctx *ctx, int forward_rc);
+/* Waits for the sequence and writes every pending download. 0 or the first error. */
+int sl_op_pipe_end(sl_op_ctx *ctx);
+/* 1 between sl_op_pipe_begin and sl_op_pipe_end on a backend whose downloads are deferred there. */
+int sl_op_pipe_deferred(const sl_op_ctx *ctx);
+/* Counters of ctx's pipelined forwards since it was opened (zeros on other backends). */
+void sl_op_pipe_get_stats(sl_op_ctx *ctx, sl_op_pipe_stats *s);
+
 /* ---- geometry helpers (host, no ctx) ---- */
 
 /* Number of STFT frames for a signal of len samples: center ? 1 + len/hop (n_fft even;

@@ -3,11 +3,68 @@
  * a model with a batched graph plugs in here without the runner changing. */
 #include <string.h>
 
-#include "model.h"
+#include "model_impl.h"
+
+/* ---- pipelined batches (ops.h sl_op_pipe_*: on CUDA, graphs and copy / compute overlap) ---- */
+
+typedef struct {
+    sl_sep_model *sep;
+    sl_emb_model *emb;
+    const float *const *const *in;
+    const size_t *lens;
+    float *const *const *const *out;
+    float *const *vecs;
+    float *const *scores;
+} batch_job;
+
+static int forward(const batch_job *j, size_t b)
+{
+    if (j->sep)
+        return j->sep->run(j->sep, j->in[b], j->lens[b], j->out[b]);
+    if (j->scores)
+        return j->emb->run_scores(j->emb, j->in[b], j->lens[b], j->vecs[b], j->scores[b]);
+    return j->emb->run(j->emb, j->in[b], j->lens[b], j->vecs[b]);
+}
+
+/* The batch's forwards as one pipelined sequence on ctx, keyed by (model, length).
+ * A forward whose graph capture failed runs again op by op (sl_op_pipe_item_end's 1).
+ * An error that surfaces only at the end is reported against segment 0 (the runner
+ * then runs the segments one by one to find the culprit). */
+static int run_pipelined(sl_op_ctx *ctx, const void *model, const batch_job *j, size_t batch, size_t *failed,
+                         int *deferred)
+{
+    int rc = sl_op_pipe_begin(ctx);
+    *deferred = sl_op_pipe_deferred(ctx);
+    size_t b = 0;
+    for (; b < batch && !rc; b++) {
+        const size_t shape[2] = {j->lens[b], j->scores != NULL}; /* (scores: more ops) */
+        for (int attempt = 0; attempt < 2; attempt++) {
+            rc = sl_op_pipe_item_begin(ctx, model, shape, 2);
+            if (!rc)
+                rc = sl_op_pipe_item_end(ctx, forward(j, b));
+            if (rc != 1)
+                break;
+        }
+    }
+    const int end = sl_op_pipe_end(ctx);
+    if (rc) {
+        if (failed)
+            *failed = b - 1;
+        return rc;
+    }
+    if (end && failed)
+        *failed = 0;
+    return end;
+}
 
 int sl_sep_run_batch(sl_sep_model *m, size_t batch, const float *const *const *in, const size_t *lens,
                      float *const *const *const *out, size_t *failed)
 {
+    if (m->pipelined) {
+        const batch_job j = {.sep = m, .in = in, .lens = lens, .out = out};
+        int deferred;
+        return run_pipelined(m->ctx, m, &j, batch, failed, &deferred);
+    }
     for (size_t b = 0; b < batch; b++) {
         int rc = sl_sep_run(m, in[b], lens[b], out[b]);
         if (rc) {
@@ -22,6 +79,11 @@ int sl_sep_run_batch(sl_sep_model *m, size_t batch, const float *const *const *i
 int sl_emb_run_batch(sl_emb_model *m, size_t batch, const float *const *const *in, const size_t *lens,
                      float *const *vecs, size_t *failed)
 {
+    if (m->pipelined) {
+        const batch_job j = {.emb = m, .in = in, .lens = lens, .vecs = vecs};
+        int deferred;
+        return run_pipelined(m->ctx, m, &j, batch, failed, &deferred);
+    }
     for (size_t b = 0; b < batch; b++) {
         int rc = sl_emb_run(m, in[b], lens[b], vecs[b]);
         if (rc) {
@@ -36,6 +98,15 @@ int sl_emb_run_batch(sl_emb_model *m, size_t batch, const float *const *const *i
 int sl_emb_run_batch_scores(sl_emb_model *m, size_t batch, const float *const *const *in, const size_t *lens,
                             float *const *vecs, float *const *scores, size_t *failed)
 {
+    if (m->pipelined && m->run_scores && m->info.n_scores > 0) {
+        const batch_job j = {.emb = m, .in = in, .lens = lens, .vecs = vecs, .scores = scores};
+        /* scores come back raw while downloads are deferred: finished once they are in */
+        int deferred;
+        int rc = run_pipelined(m->ctx, m, &j, batch, failed, &deferred);
+        for (size_t b = 0; b < batch && !rc && deferred && m->finish_scores; b++)
+            m->finish_scores(m, scores[b]);
+        return rc;
+    }
     for (size_t b = 0; b < batch; b++) {
         int rc = sl_emb_run_scores(m, in[b], lens[b], vecs[b], scores[b]);
         if (rc) {

@@ -37,7 +37,22 @@ struct sl_clap_text {
     int32_t *hidx; /* host staging of the gather table, [rows][3] */
     float *hw;
     size_t h_cap;
+    /* On the CPU backend the weights are read in place from the file's mapping (kept
+     * open while the tower is): no 500 MB copy into fresh pages at every open (the
+     * fixed cost of `search --text`). These pointers are not the backend's to free. */
+    int in_place;
+    const float *word;  /* in place: the token table in the mapping; m->table then holds the position
+                         * rows, the type row and, after them, the token rows of the current batch */
+    size_t tok_cap;     /* token rows m->table has room for (in place) */
+    const float **borrowed;
+    size_t n_borrowed, cap_borrowed;
 };
+
+static int is_borrowed(const sl_clap_text *m, const float *p) {
+    for (size_t i = 0; i < m->n_borrowed; i++)
+        if (m->borrowed[i] == p) return 1;
+    return 0;
+}
 
 static int meta_num(sl_clap_text *m, const char *key, double lo, double hi, int integer, double *out) {
     const char *v = sl_st_meta(m->f, key);
@@ -79,7 +94,18 @@ static const float *take(sl_clap_text *m, int64_t d0, int64_t d1, const char *fm
 }
 
 static int put(sl_clap_text *m, float **dst, const float *src, size_t n) {
-    return src ? sl_model_upload_new(m->ctx, dst, src, n) : SL_EFORMAT;
+    if (!src) return SL_EFORMAT;
+    if (!m->in_place) return sl_model_upload_new(m->ctx, dst, src, n);
+    if (m->n_borrowed == m->cap_borrowed) {
+        size_t cap = m->cap_borrowed ? 2 * m->cap_borrowed : 64;
+        const float **b = realloc(m->borrowed, cap * sizeof *b);
+        if (!b) return SL_ENOMEM;
+        m->borrowed = b;
+        m->cap_borrowed = cap;
+    }
+    m->borrowed[m->n_borrowed++] = src;
+    *dst = (float *)(uintptr_t)src; /* read only: the ops never write a weight */
+    return 0;
 }
 
 /* Query, key and value projections of layer i as one [3W][W] weight and [3W] bias. */
@@ -178,13 +204,22 @@ static int load(sl_clap_text *m) {
     const float *type0 = pos ? take(m, n_types, W, "%s.token_type_embeddings.weight", e) : NULL;
     if (!type0) return SL_EFORMAT;
     const size_t nv = (size_t)m->vocab, np = (size_t)m->max_pos;
-    float *tab = malloc((nv + np + 1) * (size_t)W * sizeof *tab);
-    if (!tab) return SL_ENOMEM;
-    memcpy(tab, word, nv * (size_t)W * sizeof *tab);
-    memcpy(tab + nv * (size_t)W, pos, np * (size_t)W * sizeof *tab);
-    memcpy(tab + (nv + np) * (size_t)W, type0, (size_t)W * sizeof *tab);
-    rc = sl_model_upload_new(m->ctx, &m->table, tab, (nv + np + 1) * (size_t)W);
-    free(tab);
+    if (m->in_place) {
+        /* position rows and the type row now; each batch's token rows are copied in by embed_rows */
+        m->word = word;
+        rc = sl_op_alloc(m->ctx, (void **)&m->table, (np + 1) * (size_t)W * sizeof(float));
+        if (rc) return rc;
+        memcpy(m->table, pos, np * (size_t)W * sizeof(float));
+        memcpy(m->table + np * (size_t)W, type0, (size_t)W * sizeof(float));
+    } else {
+        float *tab = malloc((nv + np + 1) * (size_t)W * sizeof *tab);
+        if (!tab) return SL_ENOMEM;
+        memcpy(tab, word, nv * (size_t)W * sizeof *tab);
+        memcpy(tab + nv * (size_t)W, pos, np * (size_t)W * sizeof *tab);
+        memcpy(tab + (nv + np) * (size_t)W, type0, (size_t)W * sizeof *tab);
+        rc = sl_model_upload_new(m->ctx, &m->table, tab, (nv + np + 1) * (size_t)W);
+        free(tab);
+    }
     if (!rc) rc = put(m, &m->emb_g, take(m, W, 0, "%s.LayerNorm.weight", e), (size_t)W);
     if (!rc) rc = put(m, &m->emb_b, take(m, W, 0, "%s.LayerNorm.bias", e), (size_t)W);
     m->L = rc ? NULL : calloc((size_t)m->layers, sizeof *m->L);
@@ -215,6 +250,7 @@ int sl_clap_text_open(sl_clap_text **out, sl_op_ctx *ctx, const char *path) {
     sl_clap_text *m = calloc(1, sizeof *m);
     if (!m) return SL_ENOMEM;
     m->ctx = ctx;
+    m->in_place = !strcmp(sl_op_ctx_backend(ctx), "cpu");
     snprintf(m->path, sizeof m->path, "%s", path);
     rc = sl_st_open(&m->f, path);
     if (!rc) {
@@ -233,12 +269,15 @@ int sl_clap_text_open(sl_clap_text **out, sl_op_ctx *ctx, const char *path) {
 void sl_clap_text_close(sl_clap_text *m) {
     if (!m) return;
     float **all[] = {&m->table, &m->emb_g, &m->emb_b, &m->wp, &m->bp, &m->p0w, &m->p0b, &m->p2w, &m->p2b};
-    for (size_t i = 0; i < sizeof all / sizeof *all; i++) sl_op_free(m->ctx, *all[i]);
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        if (!is_borrowed(m, *all[i])) sl_op_free(m->ctx, *all[i]);
     for (int i = 0; m->L && i < m->layers; i++) {
         ct_layer *l = &m->L[i];
         float *p[] = {l->wqkv, l->bqkv, l->wo, l->bo, l->ln1_g, l->ln1_b, l->w1, l->b1, l->w2, l->b2, l->ln2_g, l->ln2_b};
-        for (size_t k = 0; k < sizeof p / sizeof *p; k++) sl_op_free(m->ctx, p[k]);
+        for (size_t k = 0; k < sizeof p / sizeof *p; k++)
+            if (!is_borrowed(m, p[k])) sl_op_free(m->ctx, p[k]);
     }
+    free(m->borrowed);
     free(m->L);
     sl_model_ws_free(m->ctx, &m->ws);
     sl_bpe_close(m->bpe);
@@ -271,7 +310,17 @@ static int embed_rows(sl_clap_text *m, const int32_t *ids, size_t stride, const 
         m->hw = pw;
         m->h_cap = need;
     }
-    const int32_t pos0 = m->vocab, type0 = m->vocab + m->max_pos;
+    const size_t W = (size_t)m->width, np = (size_t)m->max_pos;
+    if (m->in_place && batch * T > m->tok_cap) { /* room for this batch's token rows after the others */
+        float *t = NULL;
+        int rc = sl_op_alloc(m->ctx, (void **)&t, (np + 1 + batch * T) * W * sizeof *t);
+        if (rc) return rc;
+        memcpy(t, m->table, (np + 1) * W * sizeof *t);
+        sl_op_free(m->ctx, m->table);
+        m->table = t;
+        m->tok_cap = batch * T;
+    }
+    const int32_t pos0 = m->in_place ? 0 : m->vocab, type0 = m->in_place ? m->max_pos : m->vocab + m->max_pos;
     for (size_t b = 0; b < batch; b++) {
         int count = 0;
         for (size_t t = 0; t < T; t++) {
@@ -281,6 +330,10 @@ static int embed_rows(sl_clap_text *m, const int32_t *ids, size_t stride, const 
             int p = id == m->pad_id ? m->pad_id : m->pad_id + ++count;
             int32_t *r = m->hidx + (b * T + t) * 3;
             r[0] = id;
+            if (m->in_place) { /* the token's row, copied from the mapping */
+                r[0] = (int32_t)(np + 1 + b * T + t);
+                memcpy(m->table + (size_t)r[0] * W, m->word + (size_t)id * W, W * sizeof(float));
+            }
             r[1] = type0;
             r[2] = pos0 + p;
         }
@@ -331,7 +384,8 @@ int sl_clap_text_run_ids(sl_clap_text *m, const int32_t *ids, size_t stride, con
     float *gw = p[9];
     if (!rc) rc = sl_op_upload(m->ctx, gidx, m->hidx, R * 3 * sizeof *gidx);
     if (!rc) rc = sl_op_upload(m->ctx, gw, m->hw, R * 3 * sizeof *gw);
-    sl_gather_args ga = {.batch = 1, .rows = R, .cols = W, .in_rows = (size_t)(m->vocab + m->max_pos + 1), .taps = 3,
+    const size_t in_rows = m->in_place ? (size_t)m->max_pos + 1 + m->tok_cap : (size_t)(m->vocab + m->max_pos + 1);
+    sl_gather_args ga = {.batch = 1, .rows = R, .cols = W, .in_rows = in_rows, .taps = 3,
                          .idx = gidx, .w = gw, .x = m->table, .ldx = W, .y = X, .ldy = W};
     if (!rc) rc = sl_op_row_gather(m->ctx, &ga);
     if (!rc) rc = layer_norm(m, X, R, W, m->emb_g, m->emb_b);

@@ -296,6 +296,14 @@ static size_t cnn_frames(const cnn_state *st, size_t n, size_t *n_padded)
     return sl_stft_n_frames(&st->stft, np);
 }
 
+/* Logits -> sigmoid probabilities, on the host. */
+static void cnn_finish_scores(sl_emb_model *m, float *scores)
+{
+    const cnn_state *st = m->impl;
+    for (int i = 0; i < st->classes; i++)
+        scores[i] = (float)(1.0 / (1.0 + exp(-(double)scores[i])));
+}
+
 static int cnn_forward(sl_emb_model *m, const float *in, size_t n, float *vec, float *scores, sl_cnn14_stages *sg)
 {
     cnn_state *st = m->impl;
@@ -412,8 +420,8 @@ static int cnn_forward(sl_emb_model *m, const float *in, size_t n, float *vec, f
         rc = sl_op_gemm(ctx, &g);
         if (!rc)
             rc = sl_op_download(ctx, scores, lg, (size_t)st->classes * sizeof(float));
-        for (int i = 0; !rc && i < st->classes; i++)
-            scores[i] = (float)(1.0 / (1.0 + exp(-(double)scores[i])));
+        if (!rc && !sl_op_pipe_deferred(ctx)) /* (deferred: cnn_finish_scores, once they are in) */
+            cnn_finish_scores(m, scores);
     }
     if (!rc)
         rc = sl_op_download(ctx, vec, e, (size_t)st->emb * sizeof(float));
@@ -467,6 +475,8 @@ int sl_cnn14_init(sl_emb_model *m, const char *weights, const sl_cfg_opts *opts)
     m->close = cnn_close;
     m->run = cnn_run;
     m->run_scores = cnn_run_scores;
+    m->finish_scores = cnn_finish_scores;
+    m->pipelined = 1; /* (downloads only at the end, no waits, same ops for the same length) */
     if ((rc = load_weights(m, st, weights)) < 0)
         return rc;
     const size_t nb = (size_t)st->stft.n_fft / 2 + 1;

@@ -13,6 +13,9 @@ struct sl_sep_model {
     int (*run)(sl_sep_model *m, const float *const *in, size_t n, float *const *const *out);
     void (*close)(sl_sep_model *m); /* frees impl, not the struct */
     void *impl;
+    /* 1: run may be pipelined (models/batch.c, ops.h sl_op_pipe_*): it never reads what it
+     * downloads, never waits (sl_op_sync), and issues the same ops for the same input length */
+    int pipelined;
 };
 
 struct sl_emb_model {
@@ -23,6 +26,9 @@ struct sl_emb_model {
     int (*run_scores)(sl_emb_model *m, const float *const *in, size_t n, float *vec, float *scores);
     void (*close)(sl_emb_model *m);
     void *impl;
+    int pipelined; /* as sl_sep_model's; run_scores then leaves scores raw while
+                    * sl_op_pipe_deferred(ctx) and finish_scores completes them */
+    void (*finish_scores)(sl_emb_model *m, float *scores);
 };
 
 /* Built-in constructors: fill *m (allocated and zeroed by the registry).

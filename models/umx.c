@@ -479,6 +479,7 @@ int sl_umx_init(sl_sep_model *m, const char *weights, const sl_cfg_opts *opts)
     m->impl = st;
     m->close = umx_close;
     m->run = umx_run;
+    m->pipelined = 1; /* (downloads only its stems, no waits, same ops for the same length) */
     /* openunmix's CLI defaults: niter 1, no softmask, no residual, 300-frame windows */
     st->wiener = (sl_wiener_cfg){.niter = 1, .softmask = 0, .residual = 0, .win_len = 300, .eps = 1e-10f};
     const sl_cfg_opt *niter_opt = NULL;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Checks the system packages stemline needs; installs the missing ones with
 # apt-get when run as root, otherwise prints the exact command and fails.
-# Usage: scripts/deps.sh [build|test|slurm]   (test also needs numpy, pandas, the ffmpeg CLI, fluidsynth +
+# Usage: scripts/deps.sh [build|test|slurm|ffmpeg-static]   (test also needs numpy, pandas, the ffmpeg CLI, fluidsynth +
 # a GM sound font, shellcheck, chromium (headless, for report.html), pyarrow + duckdb from PyPI to read `stemline export` tables back and
 # kubernetes-validate, hadolint; slurm adds Slurm and munge for the `slow` test of configs/slurm-array.sh, not used by CI)
 set -u
@@ -86,6 +86,16 @@ if [ "${1:-build}" = slurm ]; then
   command -v slurmctld >/dev/null || need+=(slurmctld)
   command -v slurmd >/dev/null || need+=(slurmd)
   command -v sbatch >/dev/null || need+=(slurm-client)
+fi
+if [ "${1:-build}" = ffmpeg-static ]; then
+  # scripts/build_ffmpeg_static.sh: Debian's ffmpeg source (dpkg-source), x86 assembly, and the
+  # static archives of the external encoders io/encode.c uses (libopus, libmp3lame, libvorbis)
+  command -v dpkg-source >/dev/null || need+=(dpkg-dev)
+  command -v nasm >/dev/null || need+=(nasm)
+  command -v make >/dev/null || need+=(make)
+  for p in libopus-dev libmp3lame-dev libvorbis-dev libogg-dev; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || need+=("$p")
+  done
 fi
 [ ${#need[@]} -eq 0 ] && { pip_install; exit $?; }
 line="apt-get install -y --no-install-recommends ${need[*]}"

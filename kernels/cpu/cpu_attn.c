@@ -214,17 +214,37 @@ ATT_512 static void pv_rows512(int R, const float *P, size_t kp, const float *v,
         }
 }
 
+/* dst[t][D] = rows of src (ld) rotated as sl_cpu_rotate_rows does, 16 lanes at a time where
+ * D is a multiple of 16 (pairs (x0, x1) -> (x0 c - x1 s, x1 c + x0 s) by one fmaddsub). */
+ATT_512 static void rotate_rows512(const float *src, size_t ld, size_t rows, size_t D, const float *rope, float *dst)
+{
+    if (!rope || D % 16) {
+        sl_cpu_rotate_rows(src, ld, rows, (int)D, rope, dst);
+        return;
+    }
+    for (size_t t = 0; t < rows; t++)
+        for (size_t d = 0; d < D; d += 16) {
+            const __m512 x = _mm512_loadu_ps(src + t * ld + d), cs = _mm512_loadu_ps(rope + t * D + d);
+            const __m512 sw = _mm512_permute_ps(x, 0xB1); /* (x1, x0) */
+            const __m512 c = _mm512_moveldup_ps(cs), sn = _mm512_movehdup_ps(cs);
+            _mm512_storeu_ps(dst + t * D + d, _mm512_fmaddsub_ps(x, c, _mm512_mul_ps(sw, sn)));
+        }
+}
+
 ATT_512 static void attend512(const sl_cpu_attn_pair *p, float *ws)
 {
     const size_t tq = p->tq, kl = p->kl, D = p->D, kp = (kl + 31) & ~(size_t)31;
-    float *qr = ws, *kt = qr + tq * D, *S = kt + D * kp;
-    sl_cpu_rotate_rows(p->q, p->ldq, tq, (int)D, p->rope, qr);
+    float *qr = ws, *kt = qr + tq * D, *S = kt + D * kp, *vc = S + (tq * kp > D ? tq * kp : D);
+    rotate_rows512(p->q, p->ldq, tq, D, p->rope, qr);
     memset(kt, 0, D * kp * sizeof(float));
     for (size_t j = 0; j < kl; j++) {
-        sl_cpu_rotate_rows(p->k + j * p->ldk, p->ldk, 1, (int)D, p->rope ? p->rope + j * D : NULL, S);
+        rotate_rows512(p->k + j * p->ldk, p->ldk, 1, D, p->rope ? p->rope + j * D : NULL, S);
         for (size_t d = 0; d < D; d++)
             kt[d * kp + j] = S[d];
     }
+    /* v rows side by side: the p . v passes read them once per 4 query rows */
+    for (size_t j = 0; j < kl; j++)
+        memcpy(vc + j * D, p->v + j * p->ldv, D * sizeof(float));
     size_t i = 0;
     for (; i + 8 <= tq; i += 8)
         for (size_t j = 0; j < kp; j += 32)
@@ -242,16 +262,16 @@ ATT_512 static void attend512(const sl_cpu_attn_pair *p, float *ws)
         softmax_row(s, kl);
     }
     for (i = 0; i + 4 <= tq; i += 4)
-        pv_rows512(4, S + i * kp, kp, p->v, p->ldv, kl, D, p->out + i * p->ldo, p->ldo);
+        pv_rows512(4, S + i * kp, kp, vc, D, kl, D, p->out + i * p->ldo, p->ldo);
     for (; i < tq; i++)
-        pv_rows512(1, S + i * kp, kp, p->v, p->ldv, kl, D, p->out + i * p->ldo, p->ldo);
+        pv_rows512(1, S + i * kp, kp, vc, D, kl, D, p->out + i * p->ldo, p->ldo);
 }
 #endif
 
 size_t sl_cpu_attn_small_ws(size_t tq, size_t tk, size_t D)
 {
     const size_t kp = (tk + 31) & ~(size_t)31, s = tq * kp > D ? tq * kp : D;
-    return tq * D + D * kp + s;
+    return tq * D + D * kp + s + tk * D; /* the last: cpu_attn.c's contiguous copy of v (AVX-512) */
 }
 
 int sl_cpu_softmax_row(float *s, size_t kl)

@@ -183,25 +183,32 @@ float sl_cpu_tanh(float x)
 }
 
 #ifdef SL_CPU_HAVE_AVX2_PATHS
+/* The polynomial exp of exp_poly on vectors of V floats (P: _mm256 or _mm512; FLOOR: the
+ * floor of a vector; CAST: integer bits to floats), the scalar operations in the same order. */
+#define SL_EXP_VEC(V, VI, P, FLOOR, CAST, x)                                                              \
+    do {                                                                                                   \
+        /* max/min with x second keep NaN lanes NaN, as the scalar comparisons do */                       \
+        x = P##_max_ps(P##_set1_ps(EXP_LO), x);                                                            \
+        x = P##_min_ps(P##_set1_ps(EXP_HI), x);                                                            \
+        const V fx = FLOOR(P##_add_ps(P##_mul_ps(x, P##_set1_ps(1.44269504088896341f)), P##_set1_ps(0.5f))); \
+        x = P##_sub_ps(x, P##_mul_ps(fx, P##_set1_ps(0.693359375f)));                                      \
+        x = P##_sub_ps(x, P##_mul_ps(fx, P##_set1_ps(-2.12194440e-4f)));                                   \
+        const V z = P##_mul_ps(x, x);                                                                      \
+        V y = P##_set1_ps(1.9875691500e-4f);                                                               \
+        y = P##_add_ps(P##_mul_ps(y, x), P##_set1_ps(1.3981999507e-3f));                                   \
+        y = P##_add_ps(P##_mul_ps(y, x), P##_set1_ps(8.3334519073e-3f));                                   \
+        y = P##_add_ps(P##_mul_ps(y, x), P##_set1_ps(4.1665795894e-2f));                                   \
+        y = P##_add_ps(P##_mul_ps(y, x), P##_set1_ps(1.6666665459e-1f));                                   \
+        y = P##_add_ps(P##_mul_ps(y, x), P##_set1_ps(5.0000001201e-1f));                                   \
+        y = P##_add_ps(P##_add_ps(P##_mul_ps(y, z), x), P##_set1_ps(1.0f));                                \
+        const VI n = P##_add_epi32(P##_cvttps_epi32(fx), P##_set1_epi32(127));                             \
+        x = P##_mul_ps(y, CAST(P##_slli_epi32(n, 23)));                                                    \
+    } while (0)
+
 __attribute__((target("avx2"))) static inline __m256 exp_avx2(__m256 x)
 {
-    /* max/min with x second keep NaN lanes NaN, as the scalar comparisons do */
-    x = _mm256_max_ps(_mm256_set1_ps(EXP_LO), x);
-    x = _mm256_min_ps(_mm256_set1_ps(EXP_HI), x);
-    const __m256 fx = _mm256_floor_ps(_mm256_add_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                                    _mm256_set1_ps(0.5f)));
-    x = _mm256_sub_ps(x, _mm256_mul_ps(fx, _mm256_set1_ps(0.693359375f)));
-    x = _mm256_sub_ps(x, _mm256_mul_ps(fx, _mm256_set1_ps(-2.12194440e-4f)));
-    const __m256 z = _mm256_mul_ps(x, x);
-    __m256 y = _mm256_set1_ps(1.9875691500e-4f);
-    y = _mm256_add_ps(_mm256_mul_ps(y, x), _mm256_set1_ps(1.3981999507e-3f));
-    y = _mm256_add_ps(_mm256_mul_ps(y, x), _mm256_set1_ps(8.3334519073e-3f));
-    y = _mm256_add_ps(_mm256_mul_ps(y, x), _mm256_set1_ps(4.1665795894e-2f));
-    y = _mm256_add_ps(_mm256_mul_ps(y, x), _mm256_set1_ps(1.6666665459e-1f));
-    y = _mm256_add_ps(_mm256_mul_ps(y, x), _mm256_set1_ps(5.0000001201e-1f));
-    y = _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(y, z), x), _mm256_set1_ps(1.0f));
-    const __m256i n = _mm256_add_epi32(_mm256_cvttps_epi32(fx), _mm256_set1_epi32(127));
-    return _mm256_mul_ps(y, _mm256_castsi256_ps(_mm256_slli_epi32(n, 23)));
+    SL_EXP_VEC(__m256, __m256i, _mm256, _mm256_floor_ps, _mm256_castsi256_ps, x);
+    return x;
 }
 
 __attribute__((target("avx2"))) static inline __m256 keep_nan(__m256 x, __m256 r)
@@ -229,18 +236,25 @@ __attribute__((target("avx2"))) static inline __m256 tanh_avx2(__m256 x)
     return keep_nan(x, t);
 }
 
+/* sl_cpu_tanh's small-argument polynomial on a vector x: small = x + x (z P(z)), z = x^2. */
+#define SL_TANH_SMALL(V, P, x, small)                                                                     \
+    V small;                                                                                               \
+    do {                                                                                                   \
+        const V z_ = P##_mul_ps(x, x);                                                                     \
+        V p_ = P##_set1_ps(TANH_C11);                                                                      \
+        p_ = P##_add_ps(P##_mul_ps(p_, z_), P##_set1_ps(TANH_C9));                                         \
+        p_ = P##_add_ps(P##_mul_ps(p_, z_), P##_set1_ps(TANH_C7));                                         \
+        p_ = P##_add_ps(P##_mul_ps(p_, z_), P##_set1_ps(TANH_C5));                                         \
+        p_ = P##_add_ps(P##_mul_ps(p_, z_), P##_set1_ps(TANH_C3));                                         \
+        small = P##_add_ps(x, P##_mul_ps(x, P##_mul_ps(z_, p_)));                                          \
+    } while (0)
+
 /* sl_cpu_tanh on 8 lanes, the same operations in the same order (no FMA). */
 __attribute__((target("avx2"))) static inline __m256 act_tanh_avx2(__m256 x)
 {
     const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
     const __m256 a = _mm256_andnot_ps(sign, x);
-    const __m256 z = _mm256_mul_ps(x, x);
-    __m256 p = _mm256_set1_ps(TANH_C11);
-    p = _mm256_add_ps(_mm256_mul_ps(p, z), _mm256_set1_ps(TANH_C9));
-    p = _mm256_add_ps(_mm256_mul_ps(p, z), _mm256_set1_ps(TANH_C7));
-    p = _mm256_add_ps(_mm256_mul_ps(p, z), _mm256_set1_ps(TANH_C5));
-    p = _mm256_add_ps(_mm256_mul_ps(p, z), _mm256_set1_ps(TANH_C3));
-    const __m256 small = _mm256_add_ps(x, _mm256_mul_ps(x, _mm256_mul_ps(z, p)));
+    SL_TANH_SMALL(__m256, _mm256, x, small);
     const __m256 e = exp_avx2(_mm256_mul_ps(_mm256_set1_ps(-2.0f), a));
     __m256 t = _mm256_div_ps(_mm256_sub_ps(one, e), _mm256_add_ps(one, e));
     const __m256 neg = _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ);
@@ -322,18 +336,26 @@ float sl_cpu_erf(float x)
 }
 
 #ifdef SL_CPU_HAVE_AVX2_PATHS
+/* erf's two polynomials on a vector of |x| (a): ra = a + a P(a^2), q = Q(a - ERF_CENTRE), the
+ * scalar operations in the same order (P: _mm256 or _mm512). */
+#define SL_ERF_POLYS(V, P, a, ra, q)                                                                      \
+    V ra, q;                                                                                               \
+    do {                                                                                                   \
+        const V z_ = P##_mul_ps(a, a), t_ = P##_sub_ps(a, P##_set1_ps(ERF_CENTRE));                        \
+        V p_ = P##_set1_ps(erf_p[7]);                                                                      \
+        for (int i = 6; i >= 0; i--)                                                                       \
+            p_ = P##_add_ps(P##_mul_ps(p_, z_), P##_set1_ps(erf_p[i]));                                    \
+        ra = P##_add_ps(a, P##_mul_ps(a, p_));                                                             \
+        q = P##_set1_ps(erf_q[10]);                                                                        \
+        for (int i = 9; i >= 0; i--)                                                                       \
+            q = P##_add_ps(P##_mul_ps(q, t_), P##_set1_ps(erf_q[i]));                                      \
+    } while (0)
+
 __attribute__((target("avx2"))) static inline __m256 erf_avx2(__m256 x)
 {
     const __m256 sign = _mm256_set1_ps(-0.0f);
-    const __m256 a = _mm256_andnot_ps(sign, x), z = _mm256_mul_ps(a, a);
-    __m256 p = _mm256_set1_ps(erf_p[7]);
-    for (int i = 6; i >= 0; i--)
-        p = _mm256_add_ps(_mm256_mul_ps(p, z), _mm256_set1_ps(erf_p[i]));
-    const __m256 ra = _mm256_add_ps(a, _mm256_mul_ps(a, p));
-    const __m256 t = _mm256_sub_ps(a, _mm256_set1_ps(ERF_CENTRE));
-    __m256 q = _mm256_set1_ps(erf_q[10]);
-    for (int i = 9; i >= 0; i--)
-        q = _mm256_add_ps(_mm256_mul_ps(q, t), _mm256_set1_ps(erf_q[i]));
+    const __m256 a = _mm256_andnot_ps(sign, x);
+    SL_ERF_POLYS(__m256, _mm256, a, ra, q);
     const __m256 one = _mm256_set1_ps(1.0f);
     const __m256 rb = _mm256_sub_ps(one, exp_avx2(q));
     __m256 r = _mm256_blendv_ps(rb, ra, _mm256_cmp_ps(a, _mm256_set1_ps(ERF_SPLIT), _CMP_LT_OQ));
@@ -364,21 +386,26 @@ __attribute__((target("avx2"))) static inline __m256 act_avx2(sl_act act, __m256
     return v;
 }
 
+/* The epilogue's loop over whole vectors of W floats (P: _mm256 or _mm512, ACT: the vector
+ * activation); j: the elements done. */
+#define SL_EPILOGUE_LOOP(V, P, W, ACT)                                                                    \
+    for (; j + W <= n; j += W) {                                                                           \
+        V v = P##_loadu_ps(p + j);                                                                         \
+        if (bias)                                                                                          \
+            v = P##_add_ps(v, P##_loadu_ps(bias + j));                                                     \
+        v = ACT(act, v);                                                                                   \
+        if (mul)                                                                                           \
+            v = P##_mul_ps(v, P##_loadu_ps(mul + j));                                                      \
+        if (add)                                                                                           \
+            v = P##_add_ps(v, P##_loadu_ps(add + j));                                                      \
+        P##_storeu_ps(y + j, v);                                                                           \
+    }
+
 __attribute__((target("avx2"))) static size_t epilogue_avx2(sl_act act, size_t n, const float *p, const float *bias,
                                                             const float *mul, const float *add, float *y)
 {
     size_t j = 0;
-    for (; j + 8 <= n; j += 8) {
-        __m256 v = _mm256_loadu_ps(p + j);
-        if (bias)
-            v = _mm256_add_ps(v, _mm256_loadu_ps(bias + j));
-        v = act_avx2(act, v);
-        if (mul)
-            v = _mm256_mul_ps(v, _mm256_loadu_ps(mul + j));
-        if (add)
-            v = _mm256_add_ps(v, _mm256_loadu_ps(add + j));
-        _mm256_storeu_ps(y + j, v);
-    }
+    SL_EPILOGUE_LOOP(__m256, _mm256, 8, act_avx2)
     return j;
 }
 #endif
@@ -394,13 +421,79 @@ void sl_cpu_erf_vec(float *out, const float *in, size_t n)
         out[i] = sl_cpu_erf(in[i]);
 }
 
+#ifdef SL_CPU_HAVE_AVX2_PATHS
+/* The epilogue on 16 lanes (sl_cpu_simd_avx512): the AVX2 path's operations, in the same
+ * order, with no FMA, so bit-identical to it and to the portable loop. */
+#define EPI_512 __attribute__((target("avx512f,avx512dq,avx512vl,avx2")))
+
+#define FLOOR_512(v) _mm512_roundscale_ps(v, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC)
+
+EPI_512 static inline __m512 exp_512(__m512 x)
+{
+    SL_EXP_VEC(__m512, __m512i, _mm512, FLOOR_512, _mm512_castsi512_ps, x);
+    return x;
+}
+
+/* r where x is a number, x (NaN) elsewhere; -r where x < 0 (not -0.0) */
+EPI_512 static inline __m512 sign_nan_512(__m512 x, __m512 r)
+{
+    r = _mm512_mask_xor_ps(r, _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ), r, _mm512_set1_ps(-0.0f));
+    return _mm512_mask_mov_ps(r, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), x);
+}
+
+EPI_512 static inline __m512 erf_512(__m512 x)
+{
+    const __m512 a = _mm512_abs_ps(x);
+    SL_ERF_POLYS(__m512, _mm512, a, ra, q);
+    const __m512 one = _mm512_set1_ps(1.0f);
+    __m512 r = _mm512_sub_ps(one, exp_512(q));
+    r = _mm512_mask_mov_ps(r, _mm512_cmp_ps_mask(a, _mm512_set1_ps(ERF_SPLIT), _CMP_LT_OQ), ra);
+    r = _mm512_mask_mov_ps(r, _mm512_cmp_ps_mask(a, _mm512_set1_ps(ERF_ONE), _CMP_GE_OQ), one);
+    return sign_nan_512(x, r);
+}
+
+EPI_512 static inline __m512 tanh_512(__m512 x)
+{
+    const __m512 one = _mm512_set1_ps(1.0f);
+    const __m512 a = _mm512_abs_ps(x);
+    SL_TANH_SMALL(__m512, _mm512, x, small);
+    const __m512 e = exp_512(_mm512_mul_ps(_mm512_set1_ps(-2.0f), a));
+    __m512 t = sign_nan_512(x, _mm512_div_ps(_mm512_sub_ps(one, e), _mm512_add_ps(one, e)));
+    return _mm512_mask_mov_ps(t, _mm512_cmp_ps_mask(a, _mm512_set1_ps(0.25f), _CMP_LT_OQ), small);
+}
+
+EPI_512 static inline __m512 act_512(sl_act act, __m512 v)
+{
+    if (act == SL_ACT_RELU) /* v < 0 ? 0 : v, NaN kept */
+        return _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ), _mm512_setzero_ps());
+    if (act == SL_ACT_TANH)
+        return tanh_512(v);
+    if (act == SL_ACT_GELU)
+        return _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), v),
+                             _mm512_add_ps(_mm512_set1_ps(1.0f),
+                                           erf_512(_mm512_mul_ps(v, _mm512_set1_ps((float)M_SQRT1_2)))));
+    return v;
+}
+
+EPI_512 static size_t epilogue_512(sl_act act, size_t n, const float *p, const float *bias, const float *mul,
+                                   const float *add, float *y)
+{
+    size_t j = 0;
+    SL_EPILOGUE_LOOP(__m512, _mm512, 16, act_512)
+    return j;
+}
+#endif
+
 void sl_cpu_epilogue_row(sl_act act, size_t n, const float *p, const float *bias, const float *mul, const float *add,
                          float *y)
 {
     size_t j = 0;
 #ifdef SL_CPU_HAVE_AVX2_PATHS
+    if (sl_cpu_simd_avx512())
+        j = epilogue_512(act, n, p, bias, mul, add, y);
     if (sl_cpu_simd_avx2())
-        j = epilogue_avx2(act, n, p, bias, mul, add, y);
+        j += epilogue_avx2(act, n - j, p + j, bias ? bias + j : NULL, mul ? mul + j : NULL, add ? add + j : NULL,
+                           y + j);
 #endif
     for (; j < n; j++) {
         float v = bias ? p[j] + bias[j] : p[j];

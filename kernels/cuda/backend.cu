@@ -31,7 +31,7 @@ extern "C" sl_stream_t SL_FN(stream)(sl_op_ctx *ctx) { return sl_cu_st(ctx)->str
 extern "C" int *SL_FN(status)(sl_op_ctx *ctx) { return sl_cu_st(ctx)->status; }
 
 // NOLA status read after a completed sync; reports and clears it.
-static int status_report(sl_cu_state *st)
+extern "C" int SL_FN(status_report)(sl_cu_state *st)
 {
     const int *s = st->status_host;
     if (s[0] == SL_CU_STATUS_NONE)
@@ -114,6 +114,11 @@ static int lost_error(int device)
 // caller gives up (the runner then halves its batch).
 cudaError_t sl_cu_dev_alloc(sl_cu_state *st, void **p, size_t bytes)
 {
+    if (st->capturing) { // a graph would own it (pipe.cu allocates before capturing)
+        st->capture_broken = "a device allocation";
+        *p = NULL;
+        return cudaErrorStreamCaptureUnsupported;
+    }
     if (!st->pools)
         return cudaMalloc(p, bytes);
     cudaError_t e = cudaMallocAsync(p, bytes, st->stream);
@@ -131,6 +136,21 @@ cudaError_t sl_cu_dev_alloc(sl_cu_state *st, void **p, size_t bytes)
     sl_log(SL_LOG_DEBUG, NULL, "cuda", "device %d: out of memory for %zu bytes; released the pool's cached "
                                        "blocks and retrying", st->device, bytes);
     return cudaMallocAsync(p, bytes, st->stream);
+}
+
+// Every device free of the context: captured graphs may hold the address
+// (st->mem_epoch); inside a capture, deferred to the end of the sequence.
+cudaError_t sl_cu_dev_free(sl_cu_state *st, void *p)
+{
+    if (!p)
+        return cudaSuccess;
+    st->mem_epoch++;
+    if (st->capturing) {
+        st->capture_broken = "a device free";
+        sl_cuda_pipe_defer_free(st, p);
+        return cudaSuccess;
+    }
+    return st->pools ? cudaFreeAsync(p, st->stream) : cudaFree(p);
 }
 
 static int cu_init(sl_op_ctx *ctx)
@@ -253,6 +273,7 @@ static void cu_fini(sl_op_ctx *ctx)
     // Teardown (ops.c made the device current): return codes are not actionable any more; the stream sync makes
     // sure nothing queued still uses what is freed.
     cudaStreamSynchronize(st->stream);
+    sl_cuda_pipe_release(ctx);
     sl_cuda_fft_release(ctx);
     sl_cuda_conv2d_release(ctx);
     sl_cuda_gemm_lt_release(ctx);
@@ -290,6 +311,8 @@ static void cu_free(sl_op_ctx *ctx, void *ptr)
 
 static int cu_upload(sl_op_ctx *ctx, void *dst, const void *src, size_t bytes)
 {
+    if (sl_cuda_pipe_in_item(ctx)) // pipelined: through the ring (pipe.cu)
+        return sl_cuda_pipe_upload(ctx, dst, src, bytes);
     SL_CU_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, sl_cu_st(ctx)->stream));
     return 0;
 }
@@ -303,13 +326,17 @@ static int cu_copy(sl_op_ctx *ctx, void *dst, const void *src, size_t bytes)
 static int cu_sync(sl_op_ctx *ctx)
 {
     sl_cu_state *st = sl_cu_st(ctx);
+    if (sl_cuda_pipe_in_item(ctx)) // a wait inside a pipelined forward (a capture refuses it)
+        sl_cuda_pipe_note_sync(ctx);
     SL_CU_CHECK(cudaMemcpyAsync(st->status_host, st->status, 3 * sizeof(int), cudaMemcpyDeviceToHost, st->stream));
     SL_CU_CHECK(cudaStreamSynchronize(st->stream));
-    return status_report(st);
+    return SL_FN(status_report)(st);
 }
 
 static int cu_download(sl_op_ctx *ctx, void *dst, const void *src, size_t bytes)
 {
+    if (sl_cuda_pipe_in_item(ctx)) // pipelined: written at the end of the sequence (pipe.cu)
+        return sl_cuda_pipe_download(ctx, dst, src, bytes);
     SL_CU_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, sl_cu_st(ctx)->stream));
     return cu_sync(ctx);
 }
@@ -419,7 +446,7 @@ static int cu_copy(sl_op_ctx *ctx, void *dst, const void *src, size_t bytes)
     return 0;
 }
 
-static int cu_sync(sl_op_ctx *ctx) { return status_report(sl_cu_st(ctx)); }
+static int cu_sync(sl_op_ctx *ctx) { return SL_FN(status_report)(sl_cu_st(ctx)); }
 
 static int cu_download(sl_op_ctx *ctx, void *dst, const void *src, size_t bytes)
 {
@@ -517,8 +544,18 @@ extern "C" const sl_op_backend sl_cuda_emu_backend = {
     nullptr, // threads_changed: the work runs on the device, one host thread per context
 #if SL_CUDA_API
     cu_set_precision,
+    sl_cuda_pipe_begin,
+    sl_cuda_pipe_item_begin,
+    sl_cuda_pipe_item_end,
+    sl_cuda_pipe_end,
+    sl_cuda_pipe_stats,
 #else
     nullptr, // set_precision: the emulation runs the fp32 kernels only
+    nullptr, // pipe_*: the emulation runs every forward as called
+    nullptr,
+    nullptr,
+    nullptr,
+    nullptr,
 #endif
     nullptr, // mark_fixed: the kernels read the weights as they are
 };

@@ -109,6 +109,7 @@ extern "C" int sl_cuda_fft_plan(sl_op_ctx *ctx, int n_fft, int batch, int invers
             if (st->plans[i].used < st->plans[slot].used)
                 slot = i;
         SL_CU_CHECK(cudaStreamSynchronize(st->stream));
+        st->mem_epoch++; // (a captured graph may use the plan)
         SL_CUFFT_CHECK(cufftDestroy(st->plans[slot].h));
         st->plans[slot] = st->plans[--st->n_plans];
         slot = st->n_plans;

@@ -117,6 +117,16 @@ for q, want in zip(r, [0, 2, 5, 4]):
     assert q["hits"][0]["score"] >= q["hits"][1]["score"]
 assert r[3]["truncated"] is True and r[0]["truncated"] is False and r[0]["tokens"] > 2
 PY
+run_sl search out --text "${Q[0]}" --text "${Q[2]}" -k 10 --json --threads 2
+expect_status 0 "several --text, k above the rows"
+cp "$OUT" hits6.json
+py_check "k above the rows: every row once per query, described, own row first" <<'PY'
+import json
+r = json.load(open("hits6.json"))
+for q, want in zip(r, [0, 2]):
+    assert sorted(h["id"] for h in q["hits"]) == ["t%d.wav" % i for i in range(6)], q
+    assert q["hits"][0]["id"] == "t%d.wav" % want, q
+PY
 run_sl search out --text "piano" --backend cuda-emu --json -k 1
 expect_status 0 "search --text on cuda-emu"
 run_sl search out --text "piano" --id t0.wav

@@ -137,12 +137,17 @@ static void stream_semantics(void)
     pin[0] = 8;
     CHECK(cudaMemcpyAsync(page, d, sizeof page, cudaMemcpyDeviceToHost, s) == cudaSuccess); /* pageable: waits */
     CHECK_MSG(page[0] == 8, "a pinned upload must read its source when it runs (got %g)", page[0]);
-    /* The legacy default stream is not drained by syncing another stream. */
-    CHECK(cudaMemsetAsync(d, 0, 4 * sizeof(float), 0) == cudaSuccess);
-    CHECK(cudaMemcpyAsync(pin, d, 4 * sizeof(float), cudaMemcpyDeviceToHost, s) == cudaSuccess);
+    /* The legacy default stream is not drained by syncing another stream (its
+     * copy reads what s wrote before the host saw s finish: ordered, no race). */
+    float *pin2 = NULL;
+    CHECK(cudaHostAlloc((void **)&pin2, 4 * sizeof(float), cudaHostAllocDefault) == cudaSuccess);
+    CHECK(cudaMemcpyAsync(pin2, d, 4 * sizeof(float), cudaMemcpyDeviceToHost, 0) == cudaSuccess);
     CHECK(cudaStreamSynchronize(s) == cudaSuccess);
-    CHECK_MSG(pin[0] == 8, "work on stream 0 ran when a non-blocking stream was synchronised");
+    memcpy(&bits, &pin2[0], 4);
+    CHECK_MSG(bits == 0xFFFFFFFFu, "work on stream 0 ran when a non-blocking stream was synchronised");
     CHECK(cudaDeviceSynchronize() == cudaSuccess);
+    CHECK(pin2[0] == 8);
+    CHECK(cudaFreeHost(pin2) == cudaSuccess);
     CHECK(cudaFreeHost(pin) == cudaSuccess);
     CHECK(cudaFree(d) == cudaSuccess);
     CHECK(cudaFree(d) == cudaErrorInvalidDevicePointer);

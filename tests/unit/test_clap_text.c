@@ -132,6 +132,16 @@ static void check_backend(const char *backend, const slg_file *g, char **texts, 
         CHECK_MSG(rel_err(one, 1, want + b * J, 1, J, ones, 1) < 1e-4, "%s text %zu alone", backend, b);
         CHECK_MSG(rel_err(all + b * J, 1, want + b * J, 1, J, ones, 1) < 1e-4, "%s text %zu in a batch", backend, b);
     }
+    /* twice the batch: more token rows than any call before (on the CPU the room for them grows) */
+    const char **twice = malloc(2 * B * sizeof *twice);
+    float *all2 = malloc(2 * B * J * sizeof *all2);
+    for (size_t b = 0; b < 2 * B; b++) twice[b] = texts[b % B];
+    CHECK(sl_clap_text_embed(m, twice, 2 * B, all2, NULL, NULL) == 0);
+    for (size_t b = 0; b < 2 * B && want; b++)
+        CHECK_MSG(rel_err(all2 + b * J, 1, want + (b % B) * J, 1, J, ones, 1) < 1e-4, "%s text %zu in a double batch",
+                  backend, b);
+    free(twice);
+    free(all2);
     const char *bad[] = {"ok", "\xff"};
     CHECK(sl_clap_text_embed(m, bad, 2, all, NULL, NULL) == SL_EINVAL);
     CHECK(strstr(sl_lasterr(), "query 2") && strstr(sl_lasterr(), "UTF-8"));

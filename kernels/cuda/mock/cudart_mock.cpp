@@ -2,7 +2,7 @@
 // mock.h for what is enforced and why). One process-wide recursive lock
 // serialises every call and all device work; device work runs with the arena
 // readable and writable, host code sees it PROT_NONE.
-#include "mock.h"
+#include "cudart_impl.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -28,63 +28,7 @@ int sl_emu_launch_coop(const char *kernel, dim3 grid, dim3 block, size_t shmem, 
 static void launch(cudaStream_t s, const char *kernel, dim3 grid, dim3 block, size_t shmem,
                    std::function<void()> body, bool coop);
 
-struct CUstream_st {
-    int device;
-    unsigned flags;
-    std::deque<std::function<void()>> q;
-    cudaError_t error; // sticky: a queued operation failed
-};
-
-struct CUmemPoolHandle_st {
-    int device;
-    uint64_t release_threshold;
-    size_t inuse;                    // bytes of live pool allocations
-    std::multiset<size_t> cache;     // freed pool blocks still reserved (counted in used[device])
-    size_t cached;                   // their sum
-};
-
-namespace {
-
-const size_t kArena = (size_t)1 << 38; // 256 GiB of address space, PROT_NONE until used
-const size_t kAlign = 256;             // cudaMalloc's guarantee
-const size_t kMaxDevices = 16;
-
-struct Alloc {
-    size_t size;
-    int device;
-    bool free_pending; // cudaFreeAsync queued, not yet run: unusable by later work
-    bool pool;         // from the device's default pool (cudaMallocAsync)
-    size_t charged;    // bytes counted against the device (a reused pool block: the whole block)
-};
-
-struct Pinned {
-    size_t size;
-};
-
-struct State {
-    std::recursive_mutex mu;
-    unsigned char *arena = nullptr;
-    size_t top = 0;                      // bytes of the arena ever handed out (high-water mark)
-    std::map<size_t, size_t> free_list;  // offset -> length, coalesced
-    std::map<size_t, Alloc> allocs;      // offset -> allocation
-    std::map<uintptr_t, Pinned> pinned;  // host address -> pinned allocation
-    int devices = 1;
-    size_t device_mem = (size_t)4096 << 20;
-    size_t used[kMaxDevices] = {};
-    size_t peak[kMaxDevices] = {}; // high-water mark of used (SL_MOCK_STATS)
-    unsigned long long n_dev_allocs = 0, n_pinned_allocs = 0;
-    const char *stats_path = nullptr;
-    int pools = 1;
-    int driver = CUDART_VERSION;
-    CUstream_st legacy[kMaxDevices];
-    CUmemPoolHandle_st pool[kMaxDevices];
-    std::vector<CUstream_st *> streams;
-    int access = 0; // nesting depth of device work (arena accessible when > 0)
-    cudaError_t sticky[kMaxDevices] = {};    // a fault broke the device's context: every later call fails
-    cudaError_t fault_next[kMaxDevices] = {}; // injected: the next kernel run on the device faults so
-    size_t fail_from = 0;                    // injected: device allocations of >= fail_from bytes fail (0: off)
-    bool init = false;
-};
+namespace sl_mock_rt {
 
 State &S()
 {
@@ -153,6 +97,10 @@ void ensure_init(State &s)
         s.legacy[d].device = (int)d;
         s.legacy[d].flags = cudaStreamDefault;
         s.legacy[d].error = cudaSuccess;
+        s.legacy[d].id = -1 - (int)d;
+        s.legacy[d].enq = s.legacy[d].done = 0;
+        s.legacy[d].capture = nullptr;
+        s.legacy[d].capture_broken = nullptr;
         s.pool[d].device = (int)d;
         s.pool[d].release_threshold = 0; // the driver's default: release everything unused at each sync
         s.pool[d].inuse = s.pool[d].cached = 0;
@@ -206,6 +154,22 @@ void run_queue(State &s, CUstream_st *st)
         st->q.pop_front();
         if (!s.sticky[st->device]) // a broken context runs nothing more
             w();
+        st->done++;
+    }
+}
+
+// Runs st's queue until its first target operations have run (an event's work).
+void run_until(State &s, CUstream_st *st, unsigned long long target)
+{
+    if (!st || st->done >= target)
+        return;
+    Access a(s);
+    while (st->done < target && !st->q.empty()) {
+        std::function<void()> w = std::move(st->q.front());
+        st->q.pop_front();
+        if (!s.sticky[st->device])
+            w();
+        st->done++;
     }
 }
 
@@ -229,6 +193,9 @@ cudaError_t drain(State &s, CUstream_st *st)
     if (st != &s.legacy[st->device] && !(st->flags & cudaStreamNonBlocking))
         run_queue(s, &s.legacy[st->device]);
     run_queue(s, st);
+    clock_merge(s.host_clk, st->clk);
+    if (st != &s.legacy[st->device] && !(st->flags & cudaStreamNonBlocking))
+        clock_merge(s.host_clk, s.legacy[st->device].clk);
     pool_release(s, st->device, s.pool[st->device].release_threshold);
     cudaError_t e = s.sticky[st->device] ? s.sticky[st->device] : st->error;
     return e;
@@ -237,9 +204,12 @@ cudaError_t drain(State &s, CUstream_st *st)
 void drain_device(State &s, int dev)
 {
     run_queue(s, &s.legacy[dev]);
+    clock_merge(s.host_clk, s.legacy[dev].clk);
     for (CUstream_st *x : s.streams)
-        if (x->device == dev)
+        if (x->device == dev) {
             run_queue(s, x);
+            clock_merge(s.host_clk, x->clk);
+        }
     pool_release(s, dev, s.pool[dev].release_threshold);
 }
 
@@ -333,6 +303,7 @@ cudaError_t dev_alloc(State &s, void **p, size_t bytes, int dev, bool pool)
             protect(s, PROT_READ | PROT_WRITE);
     }
     s.allocs[off] = Alloc{bytes, dev, false, pool, charged};
+    s.hazards.erase(off); // a new allocation has no history
     if (s.used[dev] > s.peak[dev])
         s.peak[dev] = s.used[dev];
     s.n_dev_allocs++;
@@ -358,6 +329,7 @@ void dev_release(State &s, size_t off)
         s.used[dev] -= it->second.charged;
     }
     s.allocs.erase(it);
+    s.hazards.erase(off);
     {
         Access a(s);
         memset(s.arena + off, 0xFF, need); // stale readers see NaN
@@ -390,7 +362,9 @@ std::map<size_t, Alloc>::iterator alloc_at(State &s, void *p)
     return it;
 }
 
-} // namespace
+} // namespace sl_mock_rt
+
+using namespace sl_mock_rt;
 
 // ---------------------------------------------------------------- mock.h
 
@@ -411,7 +385,7 @@ void sl_mock_enqueue(cudaStream_t s, std::function<void()> work)
     State &st = S();
     std::lock_guard<std::recursive_mutex> g(st.mu);
     ensure_init(st);
-    resolve(st, s)->q.push_back(std::move(work));
+    push(st, resolve(st, s), std::move(work), {}, "a library call");
 }
 
 void sl_mock_check_device(const void *p, size_t bytes, const char *what)
@@ -525,7 +499,7 @@ static void launch(cudaStream_t s, const char *kernel, dim3 grid, dim3 block, si
         return;
     }
     State *sp = &st;
-    q->q.push_back([sp, q, kernel, grid, block, shmem, body, coop]() mutable {
+    push(st, q, [sp, q, kernel, grid, block, shmem, body, coop]() mutable {
         if (sp->fault_next[q->device]) { // injected: this kernel faults, the context is broken
             sp->sticky[q->device] = sp->fault_next[q->device];
             sp->fault_next[q->device] = cudaSuccess;
@@ -535,7 +509,7 @@ static void launch(cudaStream_t s, const char *kernel, dim3 grid, dim3 block, si
                             : sl_emu_launch(kernel, grid, block, shmem, &launch_trampoline, &body);
         if (rc < 0 && q->error == cudaSuccess)
             q->error = cudaErrorLaunchFailure;
-    });
+    }, {}, kernel);
 }
 
 size_t sl_mock_live_device_bytes(void)
@@ -618,6 +592,12 @@ const char *cudaGetErrorName(cudaError_t e)
     case cudaErrorInvalidResourceHandle: return "cudaErrorInvalidResourceHandle";
     case cudaErrorIllegalAddress: return "cudaErrorIllegalAddress";
     case cudaErrorNotSupported: return "cudaErrorNotSupported";
+    case cudaErrorNotReady: return "cudaErrorNotReady";
+    case cudaErrorIllegalState: return "cudaErrorIllegalState";
+    case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
+    case cudaErrorStreamCaptureInvalidated: return "cudaErrorStreamCaptureInvalidated";
+    case cudaErrorStreamCaptureIsolation: return "cudaErrorStreamCaptureIsolation";
+    case cudaErrorStreamCaptureWrongThread: return "cudaErrorStreamCaptureWrongThread";
     default: return "cudaErrorUnknown";
     }
 }
@@ -638,6 +618,12 @@ const char *cudaGetErrorString(cudaError_t e)
     case cudaErrorInvalidResourceHandle: return "invalid resource handle";
     case cudaErrorIllegalAddress: return "an illegal memory access was encountered";
     case cudaErrorNotSupported: return "operation not supported";
+    case cudaErrorNotReady: return "device not ready";
+    case cudaErrorIllegalState: return "operation not permitted when stream is capturing";
+    case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
+    case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture";
+    case cudaErrorStreamCaptureIsolation: return "dependency created on uncaptured work in another stream";
+    case cudaErrorStreamCaptureWrongThread: return "attempt to terminate a thread-local capture sequence from another thread";
     default: return "unknown error";
     }
 }
@@ -797,6 +783,7 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t *stream, unsigned int flags)
     x->device = t_device;
     x->flags = flags;
     x->error = cudaSuccess;
+    x->id = s.next_stream_id++;
     s.streams.push_back(x);
     *stream = x;
     return cudaSuccess;
@@ -812,7 +799,12 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream)
     if (!stream)
         return fail(cudaErrorInvalidResourceHandle);
     CUstream_st *x = resolve(s, stream);
+    if (x->capture)
+        return fail(cudaErrorStreamCaptureUnsupported);
     drain(s, x); // the documented behaviour: queued work completes, then the stream goes
+    for (CUevent_st *ev : s.events) // (their work has run)
+        if (ev->stream == x)
+            ev->stream = nullptr;
     for (size_t i = 0; i < s.streams.size(); i++)
         if (s.streams[i] == x) {
             s.streams.erase(s.streams.begin() + (long)i);
@@ -827,6 +819,9 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream)
     State &s = S();
     std::lock_guard<std::recursive_mutex> g(s.mu);
     ensure_init(s);
+    if (capture_forbids(s, "cudaStreamSynchronize"))
+        return cudaErrorStreamCaptureUnsupported;
+    host_sync(s);
     cudaError_t e = drain(s, resolve(s, stream));
     return e == cudaSuccess ? e : fail(e);
 }
@@ -836,6 +831,9 @@ cudaError_t cudaDeviceSynchronize(void)
     State &s = S();
     std::lock_guard<std::recursive_mutex> g(s.mu);
     ensure_init(s);
+    if (capture_forbids(s, "cudaDeviceSynchronize"))
+        return cudaErrorStreamCaptureUnsupported;
+    host_sync(s);
     drain_device(s, t_device);
     return s.sticky[t_device] ? fail(s.sticky[t_device]) : cudaSuccess;
 }
@@ -847,6 +845,8 @@ cudaError_t cudaMalloc(void **p, size_t bytes)
     ensure_init(s);
     if (!s.devices)
         return fail(cudaErrorNoDevice);
+    if (capture_forbids(s, "cudaMalloc"))
+        return cudaErrorStreamCaptureUnsupported;
     return dev_alloc(s, p, bytes, t_device, false);
 }
 
@@ -857,6 +857,10 @@ cudaError_t cudaMallocAsync(void **p, size_t bytes, cudaStream_t stream)
     ensure_init(s);
     if (!s.pools)
         return fail(cudaErrorNotSupported);
+    // (stricter than the driver, which records an allocation node: the backend
+    // allocates before a capture, never inside one)
+    if (capture_forbids(s, "cudaMallocAsync"))
+        return cudaErrorStreamCaptureUnsupported;
     CUstream_st *x = resolve(s, stream);
     if (x->device != t_device) // stricter than the driver promises (it would use the stream's device's pool)
         return fail(cudaErrorInvalidResourceHandle);
@@ -885,6 +889,9 @@ cudaError_t cudaFree(void *p)
         return fail(cudaErrorInvalidDevicePointer);
     if (s.sticky[t_device])
         return fail(s.sticky[t_device]);
+    if (capture_forbids(s, "cudaFree"))
+        return cudaErrorStreamCaptureUnsupported;
+    host_sync(s);
     drain_all(s); // cudaFree synchronises
     dev_release(s, it->first);
     return cudaSuccess;
@@ -897,6 +904,8 @@ cudaError_t cudaFreeAsync(void *p, cudaStream_t stream)
     ensure_init(s);
     if (!p)
         return cudaSuccess;
+    if (capture_forbids(s, "cudaFreeAsync")) // (stricter than the driver, as cudaMallocAsync)
+        return cudaErrorStreamCaptureUnsupported;
     auto it = alloc_at(s, p);
     if (it == s.allocs.end() || it->second.free_pending)
         return fail(cudaErrorInvalidDevicePointer);
@@ -910,7 +919,7 @@ cudaError_t cudaFreeAsync(void *p, cudaStream_t stream)
     it->second.free_pending = true;
     const size_t off = it->first;
     State *sp = &s;
-    x->q.push_back([sp, off]() { dev_release(*sp, off); });
+    push(s, x, [sp, off]() { dev_release(*sp, off); }, {sl_mock_access{p, 0, true}}, "cudaFreeAsync");
     return cudaSuccess;
 }
 
@@ -921,6 +930,8 @@ cudaError_t cudaHostAlloc(void **p, size_t bytes, unsigned int flags)
     ensure_init(s);
     if (!p || (flags & ~(unsigned)(cudaHostAllocPortable | cudaHostAllocMapped | cudaHostAllocWriteCombined)))
         return fail(cudaErrorInvalidValue);
+    if (capture_forbids(s, "cudaHostAlloc"))
+        return cudaErrorStreamCaptureUnsupported;
     *p = nullptr;
     const size_t n = bytes ? (bytes + 4095) / 4096 * 4096 : 4096;
     void *h = aligned_alloc(4096, n);
@@ -945,6 +956,9 @@ cudaError_t cudaFreeHost(void *p)
     auto it = s.pinned.find((uintptr_t)p);
     if (it == s.pinned.end())
         return fail(cudaErrorInvalidValue);
+    if (capture_forbids(s, "cudaFreeHost"))
+        return cudaErrorStreamCaptureUnsupported;
+    host_sync(s);
     drain_all(s); // implicitly synchronising: queued copies may still read it
     s.pinned.erase(it);
     free(p);
@@ -980,16 +994,32 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpy
         sl_mock_check_device(dst, bytes, "cudaMemcpyAsync destination");
     if (sd)
         sl_mock_check_device(src, bytes, "cudaMemcpyAsync source");
-    if (kind == cudaMemcpyHostToDevice && !is_pinned(s, src, bytes)) {
+    std::vector<sl_mock_access> acc;
+    if (dd)
+        acc.push_back(sl_mock_access{dst, bytes, true});
+    if (sd)
+        acc.push_back(sl_mock_access{src, bytes, false});
+    const bool pageable = (kind == cudaMemcpyHostToDevice && !is_pinned(s, src, bytes)) ||
+                          (kind == cudaMemcpyDeviceToHost && !is_pinned(s, dst, bytes));
+    // Pageable memory: staged or waited for at the call, which a graph cannot
+    // record (the driver refuses it in a capture; the backend never does it).
+    if (pageable && x->capture) {
+        invalidate_capture(x, "cudaMemcpyAsync from or to pageable host memory");
+        return fail(cudaErrorStreamCaptureUnsupported);
+    }
+    if (kind == cudaMemcpyDeviceToHost && pageable && capture_forbids(s, "cudaMemcpyAsync to pageable memory"))
+        return cudaErrorStreamCaptureUnsupported;
+    if (kind == cudaMemcpyHostToDevice && pageable) {
         // Pageable source: staged at the call, the caller may reuse it at once.
         std::vector<unsigned char> snap(static_cast<const unsigned char *>(src),
                                         static_cast<const unsigned char *>(src) + bytes);
-        x->q.push_back([dst, snap]() { memcpy(dst, snap.data(), snap.size()); });
+        push(s, x, [dst, snap]() { memcpy(dst, snap.data(), snap.size()); }, acc, "cudaMemcpyAsync");
         return cudaSuccess;
     }
-    x->q.push_back([dst, src, bytes]() { memmove(dst, src, bytes); });
-    if (kind == cudaMemcpyDeviceToHost && !is_pinned(s, dst, bytes)) {
+    push(s, x, [dst, src, bytes]() { memmove(dst, src, bytes); }, acc, "cudaMemcpyAsync");
+    if (kind == cudaMemcpyDeviceToHost && pageable) {
         // Pageable destination: the call returns once the copy is done.
+        host_sync(s);
         cudaError_t e = drain(s, x);
         if (e != cudaSuccess)
             return fail(e);
@@ -1002,6 +1032,9 @@ cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind 
     State &s = S();
     std::lock_guard<std::recursive_mutex> g(s.mu);
     ensure_init(s);
+    if (capture_forbids(s, "cudaMemcpy"))
+        return cudaErrorStreamCaptureUnsupported;
+    host_sync(s);
     drain_device(s, t_device);
     cudaError_t e = cudaMemcpyAsync(dst, src, bytes, kind, nullptr);
     if (e == cudaSuccess)
@@ -1020,7 +1053,7 @@ cudaError_t cudaMemsetAsync(void *p, int value, size_t bytes, cudaStream_t strea
     if (bytes == 0)
         return cudaSuccess;
     sl_mock_check_device(p, bytes, "cudaMemsetAsync");
-    x->q.push_back([p, value, bytes]() { memset(p, value, bytes); });
+    push(s, x, [p, value, bytes]() { memset(p, value, bytes); }, {sl_mock_access{p, bytes, true}}, "cudaMemsetAsync");
     return cudaSuccess;
 }
 

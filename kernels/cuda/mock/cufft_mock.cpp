@@ -81,9 +81,12 @@ cufftResult exec(cufftHandle h, const void *idata, void *odata, cufftType want, 
         sl_mock_fatal("%s: input and output overlap without being the same buffer (undefined in cuFFT)", call);
     if (i0 == o0)
         sl_mock_fatal("%s: in-place transform (the backend only uses out-of-place ones)", call);
-    ++*copy.pending;
+    // (a captured execution is counted only by its replays' waits: see cufftDestroy)
+    const bool counted = !sl_mock_stream_capturing(copy.stream);
+    if (counted)
+        ++*copy.pending;
     float *in = static_cast<float *>(const_cast<void *>(idata)), *out = static_cast<float *>(odata);
-    sl_mock_enqueue(copy.stream, [copy, in, out, r2c, nb]() {
+    sl_mock_enqueue(copy.stream, [copy, in, out, r2c, nb, counted]() {
         const int n = copy.n;
         std::vector<float> a((size_t)n), b(2 * nb);
         for (int k = 0; k < copy.batch; k++) {
@@ -118,7 +121,8 @@ cufftResult exec(cufftHandle h, const void *idata, void *odata, cufftType want, 
                 }
         if (copy.work)
             sl_mock_poison(copy.area, copy.work);
-        --*copy.pending;
+        if (counted)
+            --*copy.pending;
     });
     return CUFFT_SUCCESS;
 }
@@ -152,6 +156,8 @@ cufftResult cufftSetAutoAllocation(cufftHandle h, int autoAllocate)
 cufftResult cufftMakePlanMany(cufftHandle h, int rank, int *n, int *inembed, int istride, int idist, int *onembed,
                               int ostride, int odist, cufftType type, int batch, size_t *workSize)
 {
+    if (sl_mock_capture_forbidden("cufftMakePlanMany")) // plan generation allocates on the device
+        return CUFFT_INTERNAL_ERROR;
     Plan *p;
     {
         std::lock_guard<std::mutex> g(g_mu);
@@ -243,6 +249,8 @@ cufftResult cufftExecC2R(cufftHandle h, cufftComplex *idata, cufftReal *odata)
 
 cufftResult cufftDestroy(cufftHandle h)
 {
+    if (sl_mock_capture_forbidden("cufftDestroy"))
+        return CUFFT_INTERNAL_ERROR;
     void *own = nullptr;
     {
         std::lock_guard<std::mutex> g(g_mu);

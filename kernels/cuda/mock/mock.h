@@ -42,6 +42,25 @@
 //    cudaErrorMemoryAllocation, as a full GPU would answer.
 //  * SL_MOCK_STATS=PATH: at exit, the peak device bytes per device and the
 //    numbers of device and pinned allocations, as JSON (memory-bound tests).
+//  * Stream ordering: events (cudaEventRecord / cudaStreamWaitEvent /
+//    cudaEventSynchronize) order streams as on a GPU: waiting runs the other
+//    stream's queue up to the recorded point. Every copy and memset is checked
+//    against a vector clock per stream: touching a device allocation that
+//    another stream wrote (or, for a write, read) with no event wait or host
+//    synchronisation ordering it after that access aborts, naming both
+//    operations (a race on a GPU, here wrong data at best).
+//  * Stream capture (cudaStreamBeginCapture ... EndCapture, cudaGraphInstantiate,
+//    cudaGraphLaunch): work queued on a capturing stream is recorded, not run;
+//    a launch of the graph queues the same operations again (ordering checked
+//    again). While a capture is in progress the calls the driver refuses there
+//    (synchronisations, cudaMalloc / cudaFree / cudaHostAlloc / cudaFreeHost,
+//    copies from or to pageable memory, cuFFT plan creation) fail with
+//    cudaErrorStreamCaptureUnsupported and invalidate the capture, so that
+//    cudaStreamEndCapture returns cudaErrorStreamCaptureInvalidated; the mock is
+//    stricter than the driver for cudaMallocAsync / cudaFreeAsync (refused too)
+//    and records no event nodes.
+//  * Host synchronisations (stream, event, device syncs, cudaMemcpy, cudaFree,
+//    cudaFreeHost, copies to pageable memory) are counted (sl_mock_host_syncs).
 #ifndef SL_CUDAMOCK_H
 #define SL_CUDAMOCK_H
 
@@ -107,5 +126,14 @@ extern "C" int sl_mock_device_error(int device);
 extern "C" const char *sl_mock_lt_last_error(void);
 // The release threshold last set on device's default pool.
 extern "C" size_t sl_mock_pool_release_threshold(int device);
+// Host synchronisations so far (all threads).
+extern "C" unsigned long long sl_mock_host_syncs(void);
+// Stream captures completed (cudaStreamEndCapture that gave a graph) and graph launches so far.
+extern "C" void sl_mock_graph_counts(unsigned long long *captures, unsigned long long *launches);
+// For the library stand-ins: call is one the driver refuses during a capture;
+// 1 (and the capture invalidated) when one is in progress for this thread.
+extern "C" int sl_mock_capture_forbidden(const char *call);
+// 1 while stream is being captured.
+extern "C" int sl_mock_stream_capturing(cudaStream_t stream);
 
 #endif
