@@ -69,6 +69,7 @@ for bin in "${bins[@]}"; do
       args=()
       for ((i = 0; i < nq; i++)); do args+=(--text "${QUERIES[$i]}"); done
       best=""
+      best_wall=""
       for ((r = 0; r < repeat; r++)); do
         load=$(cut -d' ' -f1 /proc/loadavg)
         # --threads is new: an older binary runs its default (one thread)
@@ -80,7 +81,7 @@ for bin in "${bins[@]}"; do
         stages=$(grep -o 'text tower.*' bench/work/search-text-err.txt || true)
         line=$(printf '{"bin": "%s", "threads": %s, "queries": %s, "wall": %s, "user": %s, "sys": %s, "load": %s, "stages": "%s"}' \
           "$bin" "$t" "$nq" "$wall" "$user" "$sys" "$load" "$stages")
-        if [ -z "$best" ] || awk "BEGIN{exit !($wall < $(echo "$best" | sed 's/.*"wall": \([0-9.]*\).*/\1/'))}"; then best=$line; fi
+        if [ -z "$best" ] || awk "BEGIN{exit !($wall < $best_wall)}"; then best=$line; best_wall=$wall; fi
       done
       echo "$best" | tee -a "$J"
     done

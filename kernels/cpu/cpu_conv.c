@@ -7,8 +7,9 @@
  *    them at W = 2) and reads the weights in place (AVX2 + FMA or AVX-512;
  *    x86-64 with those only, else the next paths);
  *  - 3x3 with >= 16 input channels on images of >= 32 2x2 tiles (Cnn14's
- *    blocks 1-5): Winograd F(2x2, 3x3), 16 OpenBLAS GEMMs on transformed
- *    tiles, 16/36 of the multiplications of the direct form;
+ *    blocks 1-5): Winograd F(2x2, 3x3), 16 GEMMs on transformed tiles, 16/36
+ *    of the multiplications of the direct form (OpenBLAS; with AVX-512 an
+ *    8 x 32 kernel of ours, wk_gemm, on weights transformed into its layout);
  *  - 3x3 with one input channel (Cnn14's first layer): a direct sum per
  *    output row, written once;
  *  - anything else: im2col + one OpenBLAS GEMM per block of output rows.
@@ -206,12 +207,17 @@ static int conv_im2col(sl_op_ctx *ctx, const sl_conv2d_args *a)
 
 /* Floats of V + M per chunk of tile rows: bounds the scratch whatever the image. */
 #define WG_CHUNK_FLOATS ((size_t)1 << 21)
+/* The same with wk_gemm, which does not repack U per chunk: V and M of a chunk in L2. */
+#define WG_CHUNK_PACKED ((size_t)1 << 19)
 
 /* U[xi][o][c] = (G g G^T)[xi] of w[o][c][3][3] at U + xi * us (float: the halvings are exact),
- * for the (o, c) pairs oc0 .. oc1 - 1. */
-static void wg_weights(const float *restrict w, size_t oc0, size_t oc1, size_t us, float *restrict U)
+ * for the (o, c) pairs oc0 .. oc1 - 1 of C input channels; packed: element (o, c) of each
+ * matrix at (o / 8) 8 C + 8 c + o % 8 instead (wk_gemm's blocks of 8 rows). */
+static void wg_weights(const float *restrict w, size_t oc0, size_t oc1, size_t C, int packed, size_t us,
+                       float *restrict U)
 {
     for (size_t oc = oc0; oc < oc1; oc++) {
+        const size_t o = oc / C, at = packed ? (o / 8) * 8 * C + 8 * (oc % C) + o % 8 : oc;
         const float *g = w + oc * 9;
         float t[4][3];
         for (int j = 0; j < 3; j++) {
@@ -223,7 +229,7 @@ static void wg_weights(const float *restrict w, size_t oc0, size_t oc1, size_t u
         }
         for (int i = 0; i < 4; i++) {
             const float h = 0.5f * (t[i][0] + t[i][2]);
-            float *u = U + (size_t)(i * 4) * us + oc;
+            float *u = U + (size_t)(i * 4) * us + at;
             u[0] = t[i][0];
             u[us] = h + 0.5f * t[i][1];
             u[2 * us] = h - 0.5f * t[i][1];
@@ -263,11 +269,11 @@ static void wg_pad(const float *restrict x, int c0, int c1, int H, int W, int PH
 
 /* V[xi][c][t] = (B^T d B)[xi] of the tiles of tile rows ti0 .. ti0 + nrow - 1 (t = (ti - ti0) * tw + tj).
  * tmp: 8 * E1 floats. */
-static void wg_input(const float *P, int c0, int c1, int PH, int tw, int ti0, int nrow, size_t CN,
+static void wg_input(const float *P, int c0, int c1, int PH, int tw, int ti0, int nrow, size_t CN, size_t ld,
                      float *restrict tmp, float *restrict V)
 {
     const int E1 = tw + 1;
-    const size_t PR = 2 * (size_t)E1, nt = (size_t)nrow * tw;
+    const size_t PR = 2 * (size_t)E1;
     for (int c = c0; c < c1; c++)
         for (int r = 0; r < nrow; r++) {
             const float *restrict p0 = P + ((size_t)c * PH + 2 * (size_t)(ti0 + r)) * PR;
@@ -280,7 +286,7 @@ static void wg_input(const float *P, int c0, int c1, int PH, int tw, int ti0, in
                 tmp[3 * PR + q] = p1[q] - p3[q];
             }
             /* columns: (B^T d) B; tile tj reads padded columns 2tj .. 2tj + 3 = ev[tj], od[tj], ev[tj + 1], od[tj + 1] */
-            float *v = V + (size_t)c * nt + (size_t)r * tw;
+            float *v = V + (size_t)c * ld + (size_t)r * tw;
             for (int k = 0; k < 4; k++) {
                 const float *restrict ev = tmp + k * PR, *restrict od = ev + E1;
                 float *restrict v0 = v + (size_t)(4 * k) * CN, *restrict v1 = v0 + CN, *restrict v2 = v1 + CN,
@@ -297,15 +303,14 @@ static void wg_input(const float *P, int c0, int c1, int PH, int tw, int ti0, in
 
 /* y[o][2ti + a][2tj + b] = act(bias[o] + (A^T M A)[a][b]) for the tiles of the chunk (inside the image).
  * rowbuf: 4 * tw floats. */
-static void wg_output(const float *M, int o0, int o1, int H, int W, int tw, int ti0, int nrow, size_t ON,
+static void wg_output(const float *M, int o0, int o1, int H, int W, int tw, int ti0, int nrow, size_t ON, size_t ld,
                       const float *bias, sl_act act, float *restrict rowbuf, float *y)
 {
-    const size_t nt = (size_t)nrow * tw;
     float *restrict y0 = rowbuf, *restrict y1 = rowbuf + 2 * (size_t)tw;
     for (int o = o0; o < o1; o++) {
         const float bo = bias ? bias[o] : 0.0f;
         for (int r = 0; r < nrow; r++) {
-            const float *restrict m = M + (size_t)o * nt + (size_t)r * tw;
+            const float *restrict m = M + (size_t)o * ld + (size_t)r * tw;
             const float *restrict m0 = m, *restrict m1 = m + ON, *restrict m2 = m + 2 * ON, *restrict m3 = m + 3 * ON,
                                   *restrict m4 = m + 4 * ON, *restrict m5 = m + 5 * ON, *restrict m6 = m + 6 * ON,
                                   *restrict m7 = m + 7 * ON, *restrict m8 = m + 8 * ON, *restrict m9 = m + 9 * ON,
@@ -347,6 +352,7 @@ static void wg_output(const float *M, int o0, int o1, int H, int W, int tw, int 
  * run time (cpu_simd.h: sl_cpu_simd_avx2, sl_cpu_simd_avx512). */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define WG_HAVE_SIMD 1
+#include <immintrin.h>
 #pragma GCC push_options
 #pragma GCC target("avx2")
 #define WG_VW 8
@@ -374,8 +380,9 @@ static size_t wg_align(size_t n) { return ((n + 15) & ~(size_t)15) + 16; }
 typedef struct {
     const sl_conv2d_args *a;
     int C, O, H, W, PH, E1, tw, ti0, nrow;
-    int simd; /* 0 portable, 1 AVX2, 2 AVX-512 transforms */
-    size_t us, vs, ms, nt, tmp_stride, gparts;
+    int simd;   /* 0 portable, 1 AVX2, 2 AVX-512 transforms */
+    int packed; /* U in blocks of 8 rows and the GEMMs by wk_gemm (AVX-512), else OpenBLAS */
+    size_t us, vs, ms, nt, vld, mld, tmp_stride, gparts;
     const float *x; /* this item's input */
     float *U, *P, *V, *M, *tmp, *y;
 } wg_job;
@@ -384,7 +391,7 @@ static void wg_weights_part(const void *v, int lo, int hi, int tid)
 {
     (void)tid;
     const wg_job *j = v;
-    wg_weights(j->a->wt, (size_t)lo * j->C, (size_t)hi * j->C, j->us, j->U);
+    wg_weights(j->a->wt, (size_t)lo * j->C, (size_t)hi * j->C, (size_t)j->C, j->packed, j->us, j->U);
 }
 
 static void wg_pad_part(const void *v, int lo, int hi, int tid)
@@ -397,14 +404,20 @@ static void wg_pad_part(const void *v, int lo, int hi, int tid)
 static void wg_input_part(const void *v, int lo, int hi, int tid)
 {
     const wg_job *j = v;
+    float *tmp = j->tmp + (size_t)tid * j->tmp_stride;
 #if WG_HAVE_SIMD
-    if (j->simd) {
-        (j->simd == 2 ? wg_input_avx512 : wg_input_avx2)(j->P, lo, hi, j->PH, j->tw, j->ti0, j->nrow, j->vs,
-                                                         j->tmp + (size_t)tid * j->tmp_stride, j->V);
-        return;
-    }
+    if (j->simd)
+        (j->simd == 2 ? wg_input_avx512 : wg_input_avx2)(j->P, lo, hi, j->PH, j->tw, j->ti0, j->nrow, j->vs, j->vld,
+                                                         tmp, j->V);
+    else
 #endif
-    wg_input(j->P, lo, hi, j->PH, j->tw, j->ti0, j->nrow, j->vs, j->tmp + (size_t)tid * j->tmp_stride, j->V);
+        wg_input(j->P, lo, hi, j->PH, j->tw, j->ti0, j->nrow, j->vs, j->vld, tmp, j->V);
+    /* wk_gemm reads whole panels of 32 columns: zeros past nt (never denormal garbage) */
+    const size_t end = (j->nt + 31) & ~(size_t)31;
+    if (j->packed && end > j->nt)
+        for (int xi = 0; xi < 16; xi++)
+            for (int c = lo; c < hi; c++)
+                memset(j->V + (size_t)xi * j->vs + (size_t)c * j->vld + j->nt, 0, (end - j->nt) * sizeof(float));
 }
 
 static void wg_output_part(const void *v, int lo, int hi, int tid)
@@ -413,14 +426,73 @@ static void wg_output_part(const void *v, int lo, int hi, int tid)
 #if WG_HAVE_SIMD
     if (j->simd && (j->a->act == SL_ACT_NONE || j->a->act == SL_ACT_RELU)) {
         (j->simd == 2 ? wg_output_avx512 : wg_output_avx2)(j->M, lo, hi, j->H, j->W, j->tw, j->ti0, j->nrow, j->ms,
-                                                           j->a->bias, j->a->act,
+                                                           j->mld, j->a->bias, j->a->act,
                                                            j->tmp + (size_t)tid * j->tmp_stride, j->y);
         return;
     }
 #endif
-    wg_output(j->M, lo, hi, j->H, j->W, j->tw, j->ti0, j->nrow, j->ms, j->a->bias, j->a->act,
+    wg_output(j->M, lo, hi, j->H, j->W, j->tw, j->ti0, j->nrow, j->ms, j->mld, j->a->bias, j->a->act,
               j->tmp + (size_t)tid * j->tmp_stride, j->y);
 }
+
+#if WG_HAVE_SIMD
+/* M[r][0..31] = sum over c < C, in order, of U[c][r] V[c][0..31] for the 8 rows r of a block:
+ * U packed (8 floats per c), V rows vld apart, M rows mld apart. */
+#define WK_ROW(r)                                                                                                \
+    do {                                                                                                         \
+        const __m512 av = _mm512_set1_ps(U[r]);                                                                  \
+        c##r##0 = _mm512_fmadd_ps(av, b0, c##r##0);                                                              \
+        c##r##1 = _mm512_fmadd_ps(av, b1, c##r##1);                                                              \
+    } while (0)
+#define WK_STORE(r)                                                                                              \
+    do {                                                                                                         \
+        _mm512_storeu_ps(M + (size_t)(r) * mld, c##r##0);                                                        \
+        _mm512_storeu_ps(M + (size_t)(r) * mld + 16, c##r##1);                                                   \
+    } while (0)
+
+__attribute__((target("avx512f,avx512vl,avx512dq"))) static void wk_kernel(int C, const float *restrict U,
+                                                                           const float *restrict V, size_t vld,
+                                                                           float *restrict M, size_t mld)
+{
+    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00,
+           c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00, c70 = c00, c71 = c00;
+    for (int c = 0; c < C; c++, U += 8, V += vld) {
+        const __m512 b0 = _mm512_loadu_ps(V), b1 = _mm512_loadu_ps(V + 16);
+        WK_ROW(0);
+        WK_ROW(1);
+        WK_ROW(2);
+        WK_ROW(3);
+        WK_ROW(4);
+        WK_ROW(5);
+        WK_ROW(6);
+        WK_ROW(7);
+    }
+    WK_STORE(0);
+    WK_STORE(1);
+    WK_STORE(2);
+    WK_STORE(3);
+    WK_STORE(4);
+    WK_STORE(5);
+    WK_STORE(6);
+    WK_STORE(7);
+}
+
+/* GEMM xi, blocks of 8 output channels of part `part` of `parts`: every block's rows of U
+ * (C x 8, read once) against each panel of 32 columns of V (the chunk's V of one position
+ * stays in L2). Each output comes from one kernel call: the same bits whatever the parts. */
+static void wk_gemm(const wg_job *j, size_t xi, size_t part, size_t parts)
+{
+    const size_t nb = ((size_t)j->O + 7) / 8, np = (j->nt + 31) / 32;
+    size_t lo, hi;
+    sl_pool_range(nb, parts, part, &lo, &hi);
+    for (size_t ob = lo; ob < hi; ob++) {
+        const float *Ub = j->U + xi * j->us + ob * 8 * (size_t)j->C;
+        for (size_t p = 0; p < np; p++)
+            wk_kernel(j->C, Ub, j->V + xi * j->vs + 32 * p, j->vld, j->M + xi * j->ms + ob * 8 * j->mld + 32 * p,
+                      j->mld);
+    }
+}
+#endif
 
 /* GEMM xi of the 16 (part i % gparts of it when there are more than 16 threads). */
 static void wg_gemm_body(void *v, size_t i, int tid)
@@ -428,6 +500,12 @@ static void wg_gemm_body(void *v, size_t i, int tid)
     (void)tid;
     const wg_job *j = v;
     const size_t xi = i / j->gparts;
+#if WG_HAVE_SIMD
+    if (j->packed) {
+        wk_gemm(j, xi, i % j->gparts, j->gparts);
+        return;
+    }
+#endif
     sl_cpu_sgemm_part(i % j->gparts, j->gparts, 0, (size_t)j->O, j->nt, (size_t)j->C, j->U + xi * j->us,
                       (size_t)j->C, j->V + xi * j->vs, j->nt, j->M + xi * j->ms, j->nt);
 }
@@ -437,30 +515,41 @@ static int conv_winograd(sl_op_ctx *ctx, const sl_conv2d_args *a)
     const int C = a->c_in, O = a->c_out, H = a->h, W = a->w;
     const int th = (H + 1) / 2, tw = (W + 1) / 2, PH = 2 * th + 2, E1 = tw + 1;
     const size_t threads = (size_t)sl_pool_threads(ctx->pool);
-    size_t rows = WG_CHUNK_FLOATS / (16 * (size_t)(C + O) * (size_t)tw);
+    const int simd = sl_cpu_simd_avx512() ? 2 : sl_cpu_simd_avx2() ? 1 : 0, packed = simd == 2;
+    size_t rows = (packed ? WG_CHUNK_PACKED : WG_CHUNK_FLOATS) / (16 * (size_t)(C + O) * (size_t)tw);
+    if (packed) { /* U is read once per chunk: chunks of at least as many floats of V and M as U */
+        const size_t least = ((size_t)O * C / (size_t)(C + O) + (size_t)tw - 1) / (size_t)tw;
+        if (rows < least)
+            rows = least;
+    }
     if (rows < 1)
         rows = 1;
     if (rows > (size_t)th)
         rows = (size_t)th;
-    const size_t us = wg_align((size_t)O * C), vs = wg_align((size_t)C * rows * tw),
-                 ms = wg_align((size_t)O * rows * tw);
+    /* packed: rows of V and M padded to whole panels of 32, plus half a panel so that the
+     * rows of a panel fall in different cache sets; U rows padded to blocks of 8 */
+    const size_t O8 = packed ? ((size_t)O + 7) & ~(size_t)7 : (size_t)O;
+    const size_t ld = packed ? ((rows * tw + 63) & ~(size_t)63) + 32 : rows * tw;
+    const size_t us = wg_align(O8 * C), vs = wg_align((size_t)C * ld), ms = wg_align(O8 * ld);
     const size_t nU = 16 * us, nP = wg_align((size_t)C * PH * 2 * E1), nV = 16 * vs, nM = 16 * ms;
     const size_t tmp_stride = wg_align(8 * (size_t)E1); /* per thread: wg_input's 8 E1, wg_output's 4 tw */
     /* U: kept with fixed weights (sl_op_mark_fixed), formed once; else per call in the scratch */
     int fresh = 1;
-    float *Uk = sl_cpu_fixed_form(ctx, a->wt, WG_FORM_TAG(O, C), nU, &fresh);
+    float *Uk = sl_cpu_fixed_form(ctx, a->wt, WG_FORM_TAG(O, C) | ((uint64_t)packed << 39), nU, &fresh);
     float *S = sl_cpu_scratch(ctx, (Uk ? 0 : nU) + nP + nV + nM + threads * tmp_stride);
     if (!S)
         return SL_ENOMEM;
     wg_job j = {.a = a, .C = C, .O = O, .H = H, .W = W, .PH = PH, .E1 = E1, .tw = tw, .us = us, .vs = vs, .ms = ms,
-                .tmp_stride = tmp_stride, .U = Uk ? Uk : S, .P = Uk ? S : S + nU};
+                .tmp_stride = tmp_stride, .U = Uk ? Uk : S, .P = Uk ? S : S + nU, .simd = simd, .packed = packed};
     j.V = j.P + nP;
     j.M = j.V + nV;
     j.tmp = j.M + nM;
     j.gparts = (threads + 15) / 16;
-    j.simd = sl_cpu_simd_avx512() ? 2 : sl_cpu_simd_avx2() ? 1 : 0;
-    if (fresh)
+    if (fresh) {
+        if (O8 > (size_t)O) /* the rows past O of the last block of 8 */
+            memset(j.U, 0, nU * sizeof(float));
         chan_for(ctx, O, (size_t)O * C * 16, wg_weights_part, &j);
+    }
     const size_t HW = (size_t)H * W;
     for (size_t b = 0; b < a->batch; b++) {
         j.x = a->x + b * (size_t)C * HW;
@@ -470,6 +559,7 @@ static int conv_winograd(sl_op_ctx *ctx, const sl_conv2d_args *a)
             j.ti0 = ti0;
             j.nrow = th - ti0 < (int)rows ? th - ti0 : (int)rows;
             j.nt = (size_t)j.nrow * tw;
+            j.vld = j.mld = packed ? ld : j.nt;
             chan_for(ctx, C, 16 * (size_t)C * j.nt, wg_input_part, &j);
             sl_pool_for((size_t)O * C * j.nt >= CONV_PAR_MIN ? ctx->pool : NULL, 16 * j.gparts, wg_gemm_body, &j);
             chan_for(ctx, O, 16 * (size_t)O * j.nt, wg_output_part, &j);

@@ -93,8 +93,38 @@ typedef struct {
     const sl_gemm_args *a;
     size_t parts; /* per batch item */
     float *tmp;   /* [batch][m][n] products when add == y (a residual in place), else NULL */
+    int prefill;  /* y starts as bias (+ y), the library adds the product to it (beta 1) */
     int amx;      /* split_bf16 taken: AMX present and the product large enough to pay for packing */
 } gemm_job;
+
+/* Rows of one OpenBLAS call in the prefill path when an activation follows: the
+ * block is still in cache when the activation passes over it. */
+#define ACT_ROWS 256
+
+/* y rows [i0, i1) x columns [j0, j1) = act(x w^T + bias [+ y]) by prefilling y with
+ * bias [+ y] and accumulating the product onto it (no zeroing pass, no epilogue pass
+ * for the residual), then the activation in place, ACT_ROWS rows at a time. */
+static void gemm_prefill(const sl_gemm_args *a, size_t i0, size_t i1, size_t j0, size_t j1, const float *x,
+                         const float *w, const float *bias, const float *add, float *y)
+{
+    const size_t step = a->act == SL_ACT_NONE ? i1 - i0 : ACT_ROWS, nj = j1 - j0;
+    const float beta = bias || add ? 1.0f : 0.0f;
+    for (size_t r0 = i0; r0 < i1; r0 += step) {
+        const size_t r1 = r0 + step < i1 ? r0 + step : i1;
+        for (size_t i = r0; i < r1 && bias; i++) {
+            float *yi = y + i * a->ldy + j0;
+            if (add)
+                sl_cpu_epilogue_row(SL_ACT_NONE, nj, yi, bias + j0, NULL, NULL, yi);
+            else
+                memcpy(yi, bias + j0, nj * sizeof(float));
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(r1 - r0), (int)nj, (int)a->k, 1.0f,
+                    x + r0 * a->ldx, (int)a->ldx, w + j0 * a->ldw, (int)a->ldw, beta, y + r0 * a->ldy + j0,
+                    (int)a->ldy);
+        for (size_t i = r0; i < r1 && a->act != SL_ACT_NONE; i++)
+            sl_cpu_epilogue_row(a->act, nj, y + i * a->ldy + j0, NULL, NULL, NULL, y + i * a->ldy + j0);
+    }
+}
 
 /* One part of one batch item: its rows / columns of the product, then its epilogue. */
 static void gemm_body(void *job, size_t t, int tid)
@@ -121,6 +151,10 @@ static void gemm_body(void *job, size_t t, int tid)
         if (i0 >= i1 || j0 >= j1)
             return;
     }
+    if (J->prefill) {
+        gemm_prefill(a, i0, i1, j0, j1, x, w, bias, add, y);
+        return;
+    }
     if (a->k > 0) {
         sgemm_part(part, J->parts, 1, J->amx, a->m, a->n, a->k, x, a->ldx, w, a->ldw, p, ldp);
     } else {
@@ -137,9 +171,16 @@ static void gemm_body(void *job, size_t t, int tid)
 
 int sl_cpu_gemm(sl_op_ctx *ctx, const sl_gemm_args *a)
 {
-    /* add == y (a residual): the products go to scratch first, then y = epilogue + y */
+    /* AMX packs all of w per part: worth it from about 128 rows */
+    const int amx = a->split_bf16 && a->m >= 128 && a->n >= 16 && a->k >= 16 && sl_cpu_amx();
+    /* OpenBLAS products without a per-element multiplier, and a residual only without an
+     * activation: y prefilled, the product added by the library (gemm_prefill) */
+    const int prefill = !amx && a->k > 0 && !a->mul && !sl_cpu_gemm_dot_fits(a->m, a->n, a->k) &&
+                        (!a->add || (a->add == a->y && a->ldadd == a->ldy && a->stride_add == a->stride_y &&
+                                     a->act == SL_ACT_NONE));
+    /* otherwise add == y (a residual): the products go to scratch first, then y = epilogue + y */
     float *tmp = NULL;
-    if (a->add && a->add == a->y && !(tmp = sl_cpu_scratch(ctx, a->batch * a->m * a->n)))
+    if (!prefill && a->add && a->add == a->y && !(tmp = sl_cpu_scratch(ctx, a->batch * a->m * a->n)))
         return SL_ENOMEM;
     /* batch items first (independent GEMMs), then each item split when there are
      * fewer items than threads */
@@ -147,9 +188,7 @@ int sl_cpu_gemm(sl_op_ctx *ctx, const sl_gemm_args *a)
     size_t parts = 1;
     if (a->batch < th && gemm_parts(ctx, a->m, a->n, a->k) > 1)
         parts = (th + a->batch - 1) / a->batch;
-    /* AMX packs all of w per part: worth it from about 128 rows */
-    const int amx = a->split_bf16 && a->m >= 128 && a->n >= 16 && a->k >= 16 && sl_cpu_amx();
-    gemm_job J = {a, parts, tmp, amx};
+    gemm_job J = {a, parts, tmp, prefill, amx};
     sl_pool_for(ctx->pool, a->batch * parts, gemm_body, &J);
     return 0;
 }

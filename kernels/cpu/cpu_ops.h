@@ -98,7 +98,7 @@ void sl_cpu_sgemm_part(size_t part, size_t parts, int trans_b, size_t m, size_t 
  * than the arithmetic there. sl_cpu_gemm_dot_fits says whether a whole m x n x k
  * product c = a . b^T goes there (decided once per product, so that every thread
  * split of it computes the same bits); sl_cpu_gemm_dot computes rows / columns of it. */
-#define SL_CPU_DOT_MAX_ROWS 48
+#define SL_CPU_DOT_MAX_ROWS 64
 int sl_cpu_gemm_dot_fits(size_t m, size_t n, size_t k);
 void sl_cpu_gemm_dot(size_t m, size_t n, size_t k, const float *a, size_t lda, const float *b, size_t ldb, float *c,
                      size_t ldc);

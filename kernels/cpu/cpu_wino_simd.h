@@ -30,11 +30,11 @@ static inline void WG_SFX(st)(float *p, WG_SFX(vf) v) { memcpy(p, &v, sizeof v);
 
 /* wg_input of cpu_conv.c. */
 static void WG_SFX(wg_input)(const float *P, int c0, int c1, int PH, int tw, int ti0, int nrow, size_t CN,
-                             float *restrict tmp, float *restrict V)
+                             size_t ld, float *restrict tmp, float *restrict V)
 {
     typedef WG_SFX(vf) vf;
     const int E1 = tw + 1;
-    const size_t PR = 2 * (size_t)E1, nt = (size_t)nrow * tw;
+    const size_t PR = 2 * (size_t)E1;
     for (int c = c0; c < c1; c++)
         for (int r = 0; r < nrow; r++) {
             const float *restrict p0 = P + ((size_t)c * PH + 2 * (size_t)(ti0 + r)) * PR;
@@ -54,7 +54,7 @@ static void WG_SFX(wg_input)(const float *P, int c0, int c1, int PH, int tw, int
                 tmp[2 * PR + q] = p2[q] - p1[q];
                 tmp[3 * PR + q] = p1[q] - p3[q];
             }
-            float *v = V + (size_t)c * nt + (size_t)r * tw;
+            float *v = V + (size_t)c * ld + (size_t)r * tw;
             for (int k = 0; k < 4; k++) {
                 const float *restrict ev = tmp + k * PR, *restrict od = ev + E1;
                 float *restrict v0 = v + (size_t)(4 * k) * CN, *restrict v1 = v0 + CN, *restrict v2 = v1 + CN,
@@ -88,18 +88,17 @@ static inline WG_SFX(vf) WG_SFX(relu)(WG_SFX(vf) v)
 /* wg_output of cpu_conv.c for act NONE and RELU (the caller takes the portable one otherwise):
  * whole vectors of tiles go straight to y, the rest through rowbuf as there. */
 static void WG_SFX(wg_output)(const float *M, int o0, int o1, int H, int W, int tw, int ti0, int nrow, size_t ON,
-                              const float *bias, sl_act act, float *restrict rowbuf, float *y)
+                              size_t ld, const float *bias, sl_act act, float *restrict rowbuf, float *y)
 {
     typedef WG_SFX(vf) vf;
     typedef WG_SFX(vi) vi;
     const vi lo = WG_LO, hi = WG_HI;
-    const size_t nt = (size_t)nrow * tw;
     const int relu = act == SL_ACT_RELU;
     float *restrict r1 = rowbuf + 2 * (size_t)tw; /* the row below the image of a last partial tile row */
     for (int o = o0; o < o1; o++) {
         const float bo = bias ? bias[o] : 0.0f;
         for (int r = 0; r < nrow; r++) {
-            const float *restrict m = M + (size_t)o * nt + (size_t)r * tw;
+            const float *restrict m = M + (size_t)o * ld + (size_t)r * tw;
             const int i = 2 * (ti0 + r), two = i + 1 < H;
             float *restrict d0 = y + ((size_t)o * H + (size_t)i) * W, *restrict d1 = two ? d0 + W : r1;
             int tj = 0;

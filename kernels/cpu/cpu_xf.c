@@ -56,29 +56,38 @@ static void norm_row(const sl_norm_args *a, size_t i)
     }
 }
 
+/* Rows [i0, i1) of the norm: each row on its own, so any split gives the same bits. */
+static void norm_rows(const sl_norm_args *a, size_t i0, size_t i1)
+{
+    for (size_t i = i0; i < i1; i++)
+        norm_row(a, i);
+}
+
 typedef struct {
     const sl_norm_args *a;
     size_t parts;
 } norm_job;
 
-static void norm_body(void *v, size_t part, int tid)
+static void norm_body(void *v, size_t t, int tid)
 {
     (void)tid;
     const norm_job *J = v;
     size_t lo, hi;
-    sl_pool_range(J->a->rows, J->parts, part, &lo, &hi);
-    for (size_t i = lo; i < hi; i++)
-        norm_row(J->a, i);
+    sl_pool_range(J->a->rows, J->parts, t, &lo, &hi);
+    norm_rows(J->a, lo, hi);
 }
+
+/* Elements below which a norm runs on the calling thread alone. */
+#define NORM_PAR_MIN ((size_t)1 << 15)
 
 int sl_cpu_norm(sl_op_ctx *ctx, const sl_norm_args *a)
 {
-    /* rows are independent: a few ranges of rows per thread when the work is worth a loop */
     const size_t th = (size_t)sl_pool_threads(ctx->pool);
-    norm_job J = {a, th > 1 && a->rows * a->dim >= ((size_t)1 << 15) ? 4 * th : 1};
-    if (J.parts > a->rows)
-        J.parts = a->rows;
-    sl_pool_for(ctx->pool, J.parts, norm_body, &J);
+    norm_job J = {a, th < a->rows ? th : (a->rows ? a->rows : 1)};
+    if (J.parts == 1 || a->rows * a->dim < NORM_PAR_MIN)
+        norm_rows(a, 0, a->rows);
+    else
+        sl_pool_for(ctx->pool, J.parts, norm_body, &J);
     return 0;
 }
 

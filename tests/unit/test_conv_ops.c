@@ -95,13 +95,18 @@ static float *conv_y(sl_op_ctx *ctx, sl_conv2d_args a, size_t ny)
     return a.y;
 }
 
-/* The same bits on each SIMD level the CPU has: AVX-512 vs AVX2 always, vs portable when
- * `portable` (the Winograd transforms; the narrow kernel has no portable twin). */
-static void test_conv_simd(sl_op_ctx *ctx, size_t batch, int ci, int co, int h, int w, sl_act act, int portable)
+/* Each SIMD level the CPU has against the float64 definition (1e-5), and the same bits where
+ * promised: AVX-512 vs AVX2 when `same512` (the narrow and direct kernels; Winograd's AVX-512
+ * GEMMs are ours, its AVX2 ones OpenBLAS's), AVX2 vs portable when `same_portable` (the
+ * Winograd transforms and the direct kernel; the narrow kernel has no portable twin). */
+static void test_conv_simd(sl_op_ctx *ctx, size_t batch, int ci, int co, int h, int w, sl_act act, int same512,
+                           int same_portable)
 {
     const size_t ny = batch * (size_t)co * h * w;
     float *x = sl_ref_rnd(batch * ci * (size_t)h * w, -1, 1), *wt = sl_ref_rnd((size_t)co * ci * 9, -1, 1),
           *b = sl_ref_rnd((size_t)co, -1, 1);
+    double *want = malloc(ny * sizeof(double));
+    sl_ref_conv2d(x, wt, b, batch, ci, co, h, w, 3, act, want);
     const sl_conv2d_args a = {batch, ci, co, h, w, 3, x, wt, b, act, NULL};
     float *y512 = conv_y(ctx, a, ny);
     const int old = sl_cpu_simd_set_avx512(0);
@@ -110,15 +115,20 @@ static void test_conv_simd(sl_op_ctx *ctx, size_t batch, int ci, int co, int h, 
     float *y0 = conv_y(ctx, a, ny);
     sl_cpu_simd_set(old2);
     sl_cpu_simd_set_avx512(old);
-    const int same2 = !memcmp(y512, y2, ny * sizeof(float)), same0 = !memcmp(y512, y0, ny * sizeof(float));
-    printf("  conv2d     b%zu c%d->%d %dx%d act%d: AVX-512 %s AVX2 (avx512 %d, avx2 %d), portable %s\n", batch, ci, co,
-           h, w, (int)act, same2 ? "==" : "!=", sl_cpu_simd_avx512(), sl_cpu_simd_avx2(), same0 ? "same bits" : "differs");
-    CHECK_MSG(same2, "conv2d c%d->%d %dx%d: AVX-512 and AVX2 paths differ", ci, co, h, w);
-    if (portable)
-        CHECK_MSG(same0, "conv2d c%d->%d %dx%d: SIMD and portable Winograd transforms differ", ci, co, h, w);
+    const int same2 = !memcmp(y512, y2, ny * sizeof(float)), same0 = !memcmp(y2, y0, ny * sizeof(float));
+    const double e512 = sl_ref_err(y512, want, ny), e2 = sl_ref_err(y2, want, ny), e0 = sl_ref_err(y0, want, ny);
+    printf("  conv2d     b%zu c%d->%d %dx%d act%d: err widest %.3g, AVX2 %.3g, portable %.3g (tol 1e-5); widest %s AVX2 "
+           "(avx512 %d), AVX2 %s portable\n", batch, ci, co, h, w, (int)act, e512, e2, e0, same2 ? "==" : "!=",
+           sl_cpu_simd_avx512(), same0 ? "==" : "!=");
+    CHECK_MSG(e512 <= 1e-5 && e2 <= 1e-5 && e0 <= 1e-5, "conv2d c%d->%d %dx%d: error above 1e-5", ci, co, h, w);
+    if (same512)
+        CHECK_MSG(same2, "conv2d c%d->%d %dx%d: AVX-512 and AVX2 paths differ", ci, co, h, w);
+    if (same_portable)
+        CHECK_MSG(same0, "conv2d c%d->%d %dx%d: AVX2 and portable paths differ", ci, co, h, w);
     free(x);
     free(wt);
     free(b);
+    free(want);
     free(y512);
     free(y2);
     free(y0);
@@ -275,13 +285,14 @@ int main(void)
     test_conv(ctx, 1, 2, 1, 17, 1, 3, 0, SL_ACT_RELU);
     test_conv(ctx, 1, 300, 6, 15, 2, 3, 1, SL_ACT_NONE); /* several reduction blocks */
     test_conv(ctx, 1, 600, 4, 700, 2, 3, 1, SL_ACT_NONE); /* several chunks of pixel panels */
-    test_conv_simd(ctx, 2, 16, 24, 17, 9, SL_ACT_TANH, 1);    /* Winograd: partial tiles, portable epilogue */
-    test_conv_simd(ctx, 1, 32, 20, 61, 64, SL_ACT_RELU, 1);   /* Winograd: whole vectors and a tail */
-    test_conv_simd(ctx, 1, 24, 9, 40, 35, SL_ACT_NONE, 1);    /* Winograd: odd width */
-    test_conv_simd(ctx, 1, 40, 13, 31, 2, SL_ACT_RELU, 0);    /* narrow: pairs of panels and row blocks */
-    test_conv_simd(ctx, 2, 20, 12, 50, 1, SL_ACT_NONE, 0);    /* narrow: 4 panels, one column */
-    test_conv_simd(ctx, 2, 1, 10, 33, 64, SL_ACT_RELU, 1);    /* one input channel: whole vectors */
-    test_conv_simd(ctx, 1, 1, 7, 9, 37, SL_ACT_TANH, 1);      /* one input channel: a tail, tanh */
+    test_conv_simd(ctx, 2, 16, 24, 17, 9, SL_ACT_TANH, 0, 1);  /* Winograd: partial tiles, portable epilogue */
+    test_conv_simd(ctx, 1, 32, 20, 61, 64, SL_ACT_RELU, 0, 1); /* Winograd: whole vectors and a tail; 20 = 8 + 8 + 4 */
+    test_conv_simd(ctx, 1, 24, 9, 40, 35, SL_ACT_NONE, 0, 1);  /* Winograd: odd width, one block of 8 and 1 */
+    test_conv_simd(ctx, 1, 64, 16, 200, 64, SL_ACT_RELU, 0, 1); /* Winograd: several chunks of tile rows */
+    test_conv_simd(ctx, 1, 40, 13, 31, 2, SL_ACT_RELU, 1, 0);  /* narrow: pairs of panels and row blocks */
+    test_conv_simd(ctx, 2, 20, 12, 50, 1, SL_ACT_NONE, 1, 0);  /* narrow: 4 panels, one column */
+    test_conv_simd(ctx, 2, 1, 10, 33, 64, SL_ACT_RELU, 1, 1);  /* one input channel: whole vectors */
+    test_conv_simd(ctx, 1, 1, 7, 9, 37, SL_ACT_TANH, 1, 1);    /* one input channel: a tail, tanh */
     test_conv_fixed(ctx, 16, 8, 20, 12);
     test_conv_threads(ctx, 256, 64, 40, 2); /* large enough for the threads to start */
     test_conv_threads(ctx, 600, 15, 35, 1);
@@ -294,6 +305,9 @@ int main(void)
         test_conv(ctx, 2, 1, 24, 60, 40, 5, 1, SL_ACT_TANH);  /* im2col, k 5, one input channel */
         test_conv(ctx, 1, 20, 17, 9, 9, 3, 0, SL_ACT_NONE);   /* Winograd, odd sizes, no bias */
         test_conv(ctx, 2, 1, 64, 50, 64, 3, 1, SL_ACT_RELU);  /* direct, one input channel */
+        CHECK(sl_op_ctx_set_threads(ctx, 17) == 0);
+        printf("  (17 threads: each Winograd GEMM in two parts)\n");
+        test_conv(ctx, 1, 32, 44, 40, 40, 3, 1, SL_ACT_RELU);
         CHECK(sl_op_ctx_set_threads(ctx, 1) == 0);
     }
     test_pool(ctx, 3, 9, 7, 2, 2);

@@ -233,26 +233,36 @@ static void test_band(sl_op_ctx *ctx)
 /* sl_cpu_erf against double erf over the whole float range (every 127th bit pattern, both
  * signs, the infinities and NaN): error in ulp of the exact value; the AVX2 and portable
  * paths bit-identical. Then the GEMM epilogue row on both paths, every activation. */
+/* path 0: portable loops, 1: AVX2 (no AVX-512), 2: AVX-512 where the CPU has it */
+static void set_path(int path)
+{
+    sl_cpu_simd_set(path > 0);
+    sl_cpu_simd_set_avx512(path > 1);
+}
+
 static void test_erf(void)
 {
     const size_t n = ((size_t)1 << 32) / 127 + 4;
-    float *x = malloc(n * sizeof(float)), *y[2] = {malloc(n * sizeof(float)), malloc(n * sizeof(float))};
-    CHECK(x && y[0] && y[1]);
+    float *x = malloc(n * sizeof(float)), *y[3] = {malloc(n * sizeof(float)), malloc(n * sizeof(float)),
+                                                   malloc(n * sizeof(float))};
+    CHECK(x && y[0] && y[1] && y[2]);
     size_t m = 0;
     for (uint64_t u = 0; u <= 0xffffffffu; u += 127) {
         const uint32_t b = (uint32_t)u;
         memcpy(&x[m++], &b, sizeof b);
     }
     x[m++] = INFINITY, x[m++] = -INFINITY, x[m++] = 0.0f, x[m++] = -0.0f;
-    for (int path = 0; path < 2; path++) {
-        sl_cpu_simd_set(path);
+    const int avx512 = sl_cpu_simd_set_avx512(1);
+    for (int path = 0; path < 3; path++) {
+        set_path(path);
         sl_cpu_erf_vec(y[path], x, m);
     }
     sl_cpu_simd_set(1);
+    sl_cpu_simd_set_avx512(avx512);
     double worst = 0, at = 0;
     size_t diff = 0, nan_bad = 0;
     for (size_t i = 0; i < m; i++) {
-        diff += memcmp(&y[0][i], &y[1][i], sizeof(float)) != 0;
+        diff += memcmp(&y[0][i], &y[1][i], sizeof(float)) != 0 || memcmp(&y[0][i], &y[2][i], sizeof(float)) != 0;
         if (x[i] != x[i]) {
             nan_bad += y[0][i] == y[0][i];
             continue;
@@ -267,10 +277,10 @@ static void test_erf(void)
         if (err > worst)
             worst = err, at = x[i];
     }
-    printf("  erf: %zu floats, max error %.3f ulp (at %.9g), avx2 %s, %zu differ between paths\n", m, worst, at,
-           sl_cpu_simd_avx2() ? "on" : "unavailable", diff);
+    printf("  erf: %zu floats, max error %.3f ulp (at %.9g), avx2 %s, avx512 %s, %zu differ between paths\n", m, worst,
+           at, sl_cpu_simd_avx2() ? "on" : "unavailable", sl_cpu_simd_avx512() ? "on" : "off or unavailable", diff);
     CHECK_MSG(worst <= 2.5, "erf error %.3f ulp at %.9g", worst, at);
-    CHECK_MSG(diff == 0, "erf: %zu values differ between the AVX2 and portable paths", diff);
+    CHECK_MSG(diff == 0, "erf: %zu values differ between the AVX-512, AVX2 and portable paths", diff);
     CHECK_MSG(nan_bad == 0, "erf: %zu NaN inputs gave numbers", nan_bad);
     CHECK(sl_cpu_erf(-0.0f) == 0.0f && signbit(sl_cpu_erf(-0.0f)) && sl_cpu_erf(-INFINITY) == -1.0f);
     /* sl_cpu_tanh (SL_ACT_TANH) against double tanh on the same floats */
@@ -295,17 +305,18 @@ static void test_erf(void)
     CHECK_MSG(worst <= 4.0, "tanh error %.3f ulp at %.9g", worst, at);
     CHECK_MSG(nan_bad == 0, "tanh: %zu NaN inputs gave numbers", nan_bad);
     CHECK(sl_cpu_tanh(INFINITY) == 1.0f && sl_cpu_tanh(-INFINITY) == -1.0f);
-    /* the epilogue: y = act(p + bias) * mul + add on rows of 37 (AVX2 body and tail) */
-    enum { N = 37 };
-    float *p = sl_ref_rnd(4 * N, -5, 5), out[2][N];
+    /* the epilogue: y = act(p + bias) * mul + add on rows of 45 (AVX-512 body, an AVX2 block, tail) */
+    enum { N = 45 };
+    float *p = sl_ref_rnd(4 * N, -5, 5), out[3][N];
     for (int act = SL_ACT_NONE; act <= SL_ACT_GELU; act++)
         for (int f = 0; f < 8; f++) {
             const float *bias = f & 1 ? p + N : NULL, *mul = f & 2 ? p + 2 * N : NULL, *add = f & 4 ? p + 3 * N : NULL;
-            for (int path = 0; path < 2; path++) {
-                sl_cpu_simd_set(path);
+            for (int path = 0; path < 3; path++) {
+                set_path(path);
                 sl_cpu_epilogue_row((sl_act)act, N, p, bias, mul, add, out[path]);
             }
             sl_cpu_simd_set(1);
+            sl_cpu_simd_set_avx512(avx512);
             size_t bad = 0;
             for (int j = 0; j < N; j++) {
                 float v = bias ? p[j] + bias[j] : p[j];
@@ -313,11 +324,12 @@ static void test_erf(void)
                 if (mul)
                     v *= mul[j];
                 v = add ? v + add[j] : v;
-                bad += memcmp(&v, &out[0][j], sizeof v) != 0 || memcmp(&v, &out[1][j], sizeof v) != 0;
+                bad += memcmp(&v, &out[0][j], sizeof v) != 0 || memcmp(&v, &out[1][j], sizeof v) != 0 ||
+                       memcmp(&v, &out[2][j], sizeof v) != 0;
             }
             CHECK_MSG(bad == 0, "epilogue act %d flags %d: %zu values differ", act, f, bad);
         }
-    free(p), free(x), free(y[0]), free(y[1]);
+    free(p), free(x), free(y[0]), free(y[1]), free(y[2]);
 }
 
 int main(void)
@@ -334,6 +346,11 @@ int main(void)
     test_attention(ctx, 3, 40, 40, 2, 16, 1, 0);
     test_attention(ctx, 2, 13, 29, 3, 7, 0, 1);
     test_attention(ctx, 3, 50, 50, 2, 64, 1, 1);
+    /* without rotary positions, head dims a multiple of 16 (the AVX-512 kernels where the CPU
+     * has them): Swin windows, text lengths past 64 keys, three column blocks */
+    test_attention(ctx, 3, 64, 64, 4, 32, 0, 1);
+    test_attention(ctx, 2, 13, 77, 2, 64, 0, 1);
+    test_attention(ctx, 1, 6, 130, 1, 48, 0, 0);
     test_attention(ctx, 2, 21, 37, 2, 80, 1, 1); /* head dim 64 + 16 */
     /* the AVX2 kernels where the AVX-512 ones ran above */
     const int avx512 = sl_cpu_simd_set_avx512(0);
@@ -346,6 +363,8 @@ int main(void)
     test_attention(ctx, 3, 40, 40, 2, 16, 1, 0);
     test_attention(ctx, 2, 13, 29, 3, 7, 0, 1);
     test_attention(ctx, 1, 9, 9, 2, 8, 1, 1);
+    test_norm(ctx, SL_NORM_LAYER, 200, 300); /* rows split over the threads */
+    test_norm(ctx, SL_NORM_RMS, 130, 301);
     CHECK(sl_op_ctx_set_threads(ctx, 1) == 0);
     /* the library-GEMM path: long sequences (more than 256 x 256 scores), and short
      * ones with the AVX2 kernels switched off */
