@@ -4,11 +4,19 @@
 # stemline's op context of N threads), for each N in THREADS_LIST, in one run;
 # (2) catalog jobs (hpss+melstats, umx, cnn14) of THREADS_TRACKS tracks through
 # `stemline run` with runtime.threads = each N, alternating N within each round.
+# After the jobs, the throughput ratio of each thread count to the first (best
+# round of each), with the CPU used (user + system of the process) against wall
+# x threads, and the token-seconds the run left unused (report.json).
+# (3) "fixed": a FIXED_TRACKS-track cnn14 job (10 x 10 s) at runtime.threads 1
+# against FIXED_TRACKS x the model-only time of one clip (bench_cnn14, best of
+# 3 after a warm-up, same weights, same clip length): the job's fixed costs
+# (weights loading, first-call setup, per-track work outside the model), target
+# within 1.2x.
 # Prints a markdown report (commit, load average before each figure) to stdout;
 # raw JSON lines and reports stay in $THREADS_WORK.
 #
 #   bench/run_threads.sh                  # THREADS_LIST="1 2", 8 tracks of 10 s, 1 round
-#   THREADS_PARTS="jobs" THREADS_ROUNDS=2 bench/run_threads.sh
+#   THREADS_PARTS="jobs fixed" THREADS_ROUNDS=2 bench/run_threads.sh
 #
 # Needs a build (BUILD, default build) and bench/.venv-torch (bench/torch_venv.sh
 # creates it: torch from PyPI, the reference model packages, librosa).
@@ -20,7 +28,8 @@ LIST=${THREADS_LIST:-"1 2"}
 TRACKS=${THREADS_TRACKS:-8}
 SECS=${THREADS_SECONDS:-10}
 ROUNDS=${THREADS_ROUNDS:-1}
-PARTS=${THREADS_PARTS:-"models jobs"}
+PARTS=${THREADS_PARTS:-"models jobs fixed"}
+FIXED_TRACKS=${FIXED_TRACKS:-10}
 UMX_SECONDS=${THREADS_UMX_SECONDS:-30}
 PY=$(bash bench/torch_venv.sh)
 mkdir -p "$W"
@@ -61,10 +70,12 @@ EOF
   echo
 fi
 
-if [[ " $PARTS " == *" jobs "* ]]; then
+if [[ " $PARTS " == *" jobs "* || " $PARTS " == *" fixed "* ]]; then
   # catalog: TRACKS stereo tracks of SECS s (tones, noise bursts), weights for umx and cnn14 (random, full size)
   mkdir -p "$W/in"
-  for ((i = 0; i < TRACKS; i++)); do
+  NGEN=$TRACKS
+  [[ " $PARTS " == *" fixed "* ]] && ((FIXED_TRACKS > NGEN)) && NGEN=$FIXED_TRACKS
+  for ((i = 0; i < NGEN; i++)); do
     f="$W/in/t$i.wav"
     [ -s "$f" ] && continue
     e="0.3*sin(2*PI*$((200 + 37 * i))*t)+0.2*sin(2*PI*$((310 + 23 * i))*t)+0.3*(random($i)*2-1)*exp(-50*mod(t\,0.5))"
@@ -79,10 +90,33 @@ G.install_librosa_bridge()
 m = G.build(G.import_panns_models(), G.FULL_CHANNELS, 2048)
 G.save_weights(sys.argv[1], m, G.FULL_CHANNELS, 2048)
 EOF
+  # the first TRACKS of them for the jobs, FIXED_TRACKS for the fixed-cost job
+  for set in jobs:$TRACKS fixed:$FIXED_TRACKS; do
+    d="$W/in-${set%%:*}"
+    rm -rf "$d" && mkdir -p "$d"
+    for ((i = 0; i < ${set#*:}; i++)); do ln -s "../in/t$i.wav" "$d/t$i.wav"; done
+  done
+fi
+
+# run_job NAME THREADS OUT INPUT-DIR ARGS...: one `stemline run`, its wall and CPU seconds in OUT.time
+run_job() {
+  local out=$3 in=$4 t=$2
+  shift 4
+  rm -rf "$out"
+  local t0 t1
+  t0=$(now)
+  /usr/bin/time -f "%U %S" -o "$out.cpu" "$BUILD/stemline" run configs/demo.yaml --quiet --set "input.paths=[$in]" \
+    --set "output.dir=$out" --set runtime.backend=cpu --set "runtime.threads=$t" "$@" 2>"$out.log" || true
+  t1=$(now)
+  echo "$t0 $t1 $(tail -n1 "$out.cpu")" >"$out.time"
+}
+
+if [[ " $PARTS " == *" jobs "* ]]; then
   echo "### Catalog jobs: $TRACKS tracks x $SECS s through \`stemline run\` (backend cpu), runtime.threads alternating"
   echo
-  echo "| job | round | threads | load before | wall s | x realtime | workers x op threads | peak compute threads |"
-  echo "|---|---|---|---|---|---|---|---|"
+  rm -f "$W/jobs.rows"
+  echo "| job | round | threads | load before | wall s | x realtime | CPU s (user+sys) | CPU / (wall x threads) | tokens idle | workers x op threads (max) | peak compute threads |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|"
   for job in hpss umx cnn14; do
     case $job in
       hpss) set_args=(--set separation.model=hpss --set embedding.model=melstats) ;;
@@ -94,26 +128,76 @@ EOF
       ((round % 2 == 0)) && order=$(echo "$LIST" | tr ' ' '\n' | tac | tr '\n' ' ')
       for t in $order; do
         out="$W/out-$job-$t-$round"
-        rm -rf "$out"
         l=$(load)
-        t0=$(now)
-        "$BUILD/stemline" run configs/demo.yaml --quiet --set "input.paths=[$W/in]" --set "output.dir=$out" \
-          --set runtime.backend=cpu --set "runtime.threads=$t" "${set_args[@]}" 2>"$out.log" || true
-        t1=$(now)
-        "$PY" - "$out/report.json" "$job" "$round" "$t" "$l" "$t0" "$t1" "$TRACKS" "$SECS" <<'EOF'
+        run_job "$job" "$t" "$out" "$W/in-jobs" "${set_args[@]}"
+        "$PY" - "$out" "$job" "$round" "$t" "$l" "$TRACKS" "$SECS" <<'EOF' | tee -a "$W/jobs.rows"
 import json, sys
-path, job, rnd, t, l, t0, t1, n, secs = sys.argv[1:]
-wall = float(t1) - float(t0)
+out, job, rnd, t, l, n, secs = sys.argv[1:]
+t0, t1, user, sys_ = map(float, open(out + ".time").read().split())
+wall, cpu = t1 - t0, user + sys_
 try:
-    p = json.load(open(path))["pipeline"]
-    split = f"{p['workers']} x {p['op_threads']}"
+    p = json.load(open(out + "/report.json"))["pipeline"]
+    split = f"{p['workers']} x {p['op_threads']} ({p.get('op_threads_max', p['op_threads'])})"
     peak = p["peak_compute_threads"]
+    idle = f"{p['tokens_idle_s']:.2f} s of {int(t) * p['pipeline_s']:.2f}" if "tokens_idle_s" in p else "?"
 except Exception as e:  # a failed run is shown, not hidden
-    split, peak = f"no report ({e})", "?"
-print(f"| {job} | {rnd} | {t} | {l} | {wall:.2f} | {int(n) * float(secs) / wall:.1f} | {split} | {peak} |")
+    split, peak, idle = f"no report ({e})", "?", "?"
+print(f"| {job} | {rnd} | {t} | {l} | {wall:.2f} | {int(n) * float(secs) / wall:.1f} | {cpu:.2f} | "
+      f"{cpu / (wall * int(t)):.0%} | {idle} | {split} | {peak} |")
 EOF
       done
     done
   done
+  echo
+  echo "Throughput against ${LIST%% *} thread(s), best round of each (wall; target for 2 threads: >= 1.8x):"
+  echo
+  "$PY" - "$W/jobs.rows" "$LIST" <<'EOF'
+import sys
+rows = [l.split("|")[1:-1] for l in open(sys.argv[1]) if l.startswith("|")]
+threads = sys.argv[2].split()
+best = {}
+for r in rows:
+    job, t, wall = r[0].strip(), r[2].strip(), float(r[4])
+    best[(job, t)] = min(wall, best.get((job, t), wall))
+print("| job | " + " | ".join(f"{t} threads / {threads[0]}" for t in threads[1:]) + " |")
+print("|---|" + "---|" * (len(threads) - 1))
+for job in dict.fromkeys(k[0] for k in best):
+    base = best.get((job, threads[0]))
+    cells = [f"{base / best[(job, t)]:.2f}x" if base and (job, t) in best else "?" for t in threads[1:]]
+    print(f"| {job} | " + " | ".join(cells) + " |")
+EOF
+  rm -f "$W/jobs.rows"
+  echo
+fi
+
+if [[ " $PARTS " == *" fixed "* ]]; then
+  echo "### Fixed costs: $FIXED_TRACKS-track cnn14 job (${SECS} s tracks) against $FIXED_TRACKS x the model alone, runtime.threads 1"
+  echo
+  # the model alone on the first track's clip, as the job feeds it (mono, 32 kHz)
+  ffmpeg -nostdin -loglevel error -y -i "$W/in/t0.wav" -ac 1 -ar 32000 -f f32le "$W/t0-32k.f32"
+  l=$(load)
+  "$BUILD/bench_cnn14" --weights "$W/cnn14.safetensors" --input "$W/t0-32k.f32" --repeat 3 --threads 1 >"$W/fixed-model.json"
+  l2=$(load)
+  out="$W/out-fixed"
+  run_job cnn14 1 "$out" "$W/in-fixed" --set separation.model=none --set embedding.model=cnn14 \
+    --set "embedding.weights=$W/cnn14.safetensors"
+  "$PY" - "$W/fixed-model.json" "$out" "$FIXED_TRACKS" "$l" "$l2" <<'EOF'
+import json, sys
+m = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
+out, n, l, l2 = sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
+t0, t1, user, sys_ = map(float, open(out + ".time").read().split())
+wall, cpu = t1 - t0, user + sys_
+r = json.load(open(out + "/report.json"))
+p = r["pipeline"]
+print("| what | load before | wall s | CPU s |")
+print("|---|---|---|---|")
+print(f"| model alone, one clip (best of 3; weights load {m['load_s']:.3f} s untimed) | {l} | {m['best_s']:.3f} | {m['cpu_best_s']:.3f} |")
+print(f"| {n} x model alone | | {n * m['best_s']:.3f} | {n * m['cpu_best_s']:.3f} |")
+print(f"| `stemline run`, {n} tracks (setup {p['setup_s']:.3f} s, pipeline {p['pipeline_s']:.3f} s, "
+      f"report's wall {r['wall_seconds']:.3f} s) | {l2} | {wall:.3f} | {cpu:.3f} |")
+print()
+print(f"job / sum of model-only times: {wall / (n * m['best_s']):.2f}x wall, {cpu / (n * m['cpu_best_s']):.2f}x CPU "
+      f"(target: within 1.2x)")
+EOF
   echo
 fi

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "sl_error.h"
 
@@ -19,6 +20,8 @@
 
 struct sl_pool {
     int n;            /* threads in all, caller included */
+    struct sl_budget *budget; /* sl_pool_set_budget: helpers beyond base - 1 borrow its idle tokens */
+    int base;
     pthread_t *th;    /* n - 1 helpers */
     pthread_mutex_t mu;
     pthread_cond_t cv_go, cv_done;
@@ -188,10 +191,27 @@ void sl_pool_for(sl_pool *p, size_t n, sl_pool_fn fn, void *arg)
             note_running(p, -1);
         return;
     }
+    int helpers = (size_t)(p->n - 1) < n - 1 ? p->n - 1 : (int)(n - 1), borrowed = 0;
+    if (p->budget && helpers > p->base - 1) {
+        /* the caller holds base tokens; the helpers beyond base - 1 run on
+         * tokens nobody else is using now, given back when the loop ends */
+        const int own = p->base - 1;
+        borrowed = sl_budget_try_acquire(p->budget, helpers - own);
+        helpers = own + borrowed;
+    }
+    if (helpers == 0) {
+        /* nobody to share with: run it here, without waking the helpers */
+        note_running(p, 1);
+        cur_tid = 0;
+        for (size_t i = 0; i < n; i++)
+            fn(arg, i, 0);
+        cur_tid = -1;
+        note_running(p, -1);
+        return;
+    }
     p->fn = fn;
     p->arg = arg;
     p->n_items = n;
-    const int helpers = (size_t)(p->n - 1) < n - 1 ? p->n - 1 : (int)(n - 1);
     const unsigned long g = atomic_load(&p->gen) + 1;
     atomic_store(&p->next, 0);
     atomic_store(&p->pending, helpers);
@@ -210,6 +230,16 @@ void sl_pool_for(sl_pool *p, size_t n, sl_pool_fn fn, void *arg)
             pthread_cond_wait(&p->cv_done, &p->mu);
         pthread_mutex_unlock(&p->mu);
     }
+    if (borrowed)
+        sl_budget_release(p->budget, borrowed);
+}
+
+void sl_pool_set_budget(sl_pool *p, sl_budget *b, int base)
+{
+    if (!p)
+        return;
+    p->budget = b;
+    p->base = base < 1 ? 1 : base > p->n ? p->n : base;
 }
 
 void sl_pool_range(size_t n, size_t parts, size_t k, size_t *lo, size_t *hi)
@@ -226,7 +256,23 @@ struct sl_budget {
     pthread_cond_t cv;
     int tokens, free_, peak;
     unsigned long next_ticket, serving;
+    double held_s, since; /* integral of the tokens held over time, up to since */
 };
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Brings held_s up to now; caller holds mu, before free_ changes. */
+static void budget_tick(sl_budget *b)
+{
+    const double t = mono_s();
+    b->held_s += (double)(b->tokens - b->free_) * (t - b->since);
+    b->since = t;
+}
 
 int sl_budget_create(sl_budget **out, int tokens)
 {
@@ -239,6 +285,7 @@ int sl_budget_create(sl_budget **out, int tokens)
     pthread_mutex_init(&b->mu, NULL);
     pthread_cond_init(&b->cv, NULL);
     b->tokens = b->free_ = tokens;
+    b->since = mono_s();
     *out = b;
     return 0;
 }
@@ -263,6 +310,7 @@ void sl_budget_acquire(sl_budget *b, int n)
     while (b->serving != ticket || b->free_ < n)
         pthread_cond_wait(&b->cv, &b->mu);
     b->serving++;
+    budget_tick(b);
     b->free_ -= n;
     if (b->tokens - b->free_ > b->peak)
         b->peak = b->tokens - b->free_;
@@ -277,9 +325,39 @@ void sl_budget_release(sl_budget *b, int n)
     if (n > b->tokens)
         n = b->tokens;
     pthread_mutex_lock(&b->mu);
+    budget_tick(b);
     b->free_ += n;
     pthread_cond_broadcast(&b->cv);
     pthread_mutex_unlock(&b->mu);
+}
+
+int sl_budget_try_acquire(sl_budget *b, int max)
+{
+    if (!b || max < 1)
+        return 0;
+    pthread_mutex_lock(&b->mu);
+    int n = 0;
+    /* a thread waiting for tokens goes first: none is borrowed past it */
+    if (b->serving == b->next_ticket && b->free_ > 0) {
+        n = b->free_ < max ? b->free_ : max;
+        budget_tick(b);
+        b->free_ -= n;
+        if (b->tokens - b->free_ > b->peak)
+            b->peak = b->tokens - b->free_;
+    }
+    pthread_mutex_unlock(&b->mu);
+    return n;
+}
+
+double sl_budget_held_s(sl_budget *b)
+{
+    if (!b)
+        return 0;
+    pthread_mutex_lock(&b->mu);
+    budget_tick(b);
+    double h = b->held_s;
+    pthread_mutex_unlock(&b->mu);
+    return h;
 }
 
 int sl_budget_peak(const sl_budget *b)

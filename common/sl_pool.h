@@ -63,6 +63,22 @@ void sl_budget_acquire(sl_budget *b, int n);
 void sl_budget_release(sl_budget *b, int n);
 /* Most tokens held at once so far (instrumentation); 0 for NULL. */
 int sl_budget_peak(const sl_budget *b);
+/* Takes up to max tokens that are free now, without waiting: none while a
+ * thread waits in sl_budget_acquire (it goes first). Returns how many (0 for
+ * NULL b); give them back with sl_budget_release. */
+int sl_budget_try_acquire(sl_budget *b, int max);
+/* Token-seconds held so far (the integral over time of the tokens held): with
+ * T tokens over a span of s seconds, T * s minus its growth is the time tokens
+ * sat unused. 0 for NULL. */
+double sl_budget_held_s(sl_budget *b);
+
+/* Binds p to the budget b: the thread driving p holds base tokens (1..threads)
+ * while its loops run, so a loop runs on base threads, plus one helper for
+ * each token of b that is free at the loop's start (sl_budget_try_acquire),
+ * given back at its end. Threads of p that take no part in a loop are not
+ * woken. Work is still split as for every thread of p, so results do not
+ * depend on how many ran. NULL b: every thread of p runs every loop. */
+void sl_pool_set_budget(sl_pool *p, sl_budget *b, int base);
 
 /* CPUs this process may run on (sched_getaffinity: taskset, cgroups cpusets,
  * Slurm and Kubernetes CPU pinning); at least 1. */

@@ -260,6 +260,8 @@ int sl_op_ctx_threads(const sl_op_ctx *ctx) { return sl_pool_threads(ctx->pool);
 
 int sl_op_ctx_peak_threads(const sl_op_ctx *ctx) { return ctx->pool ? sl_pool_peak(ctx->pool) : 1; }
 
+void sl_op_ctx_share_budget(sl_op_ctx *ctx, struct sl_budget *b, int base) { sl_pool_set_budget(ctx->pool, b, base); }
+
 const char *sl_op_ctx_backend(const sl_op_ctx *ctx) { return ctx->be->name; }
 const char *sl_op_ctx_device(const sl_op_ctx *ctx) { return ctx->device; }
 

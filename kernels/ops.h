@@ -112,6 +112,11 @@ int sl_op_ctx_threads(const sl_op_ctx *ctx);
 /* Most threads that ran one op's loop at the same time so far (instrumentation:
  * a report's stated split is the split that ran); 0 before any threaded op. */
 int sl_op_ctx_peak_threads(const sl_op_ctx *ctx);
+/* The ops of ctx run on base threads (its caller holds base tokens of b) plus
+ * one for each token of b free when a loop starts (sl_pool_set_budget); call
+ * after sl_op_ctx_set_threads. Results do not change. NULL b unbinds. */
+struct sl_budget;
+void sl_op_ctx_share_budget(sl_op_ctx *ctx, struct sl_budget *b, int base);
 /* 1 when the backend of ctx implements op, 0 otherwise (never fails). */
 int sl_op_supported(const sl_op_ctx *ctx, sl_op_id op);
 /* Static name of op ("frame", "rfft", ...), "?" when out of range. */

@@ -172,9 +172,12 @@ struct runner {
     worker *workers;
     int n_workers;
     int threads;           /* runtime.threads resolved: CPU tokens shared by decode, model and write */
-    int op_threads;        /* threads inside each CPU worker's ops (its context's pool) */
+    int op_threads;        /* threads inside each CPU worker's ops (its context's pool), its tokens */
+    int op_threads_max;    /* its pool's threads: beyond op_threads, on tokens free at a loop's start */
     sl_budget *budget;     /* those tokens */
     double models_open_s;  /* the run's own models (worker 0's) took to open */
+    double t_start, setup_s, pipeline_s; /* the run's start; from it to the pipeline's; the pipeline's span */
+    double tokens_held_s;  /* token-seconds held while the pipeline ran (T * pipeline_s at most) */
     sl_op_ctx *host_ctx;   /* allocates the slots */
     const char *const *labels; /* class names of the embedding model's scores, or NULL */
     struct sl_zeroshot *zs;    /* embedding.text_labels: zero-shot labels (clap), or NULL */
@@ -260,6 +263,8 @@ int apply_precision(const runner *r, sl_op_ctx *ctx);
  * backend; 1 until start_workers for the others) and r->op_threads, sets ctx's
  * threads and creates the budget. Returns 0, SL_ECONFIG or SL_ENOMEM. */
 int plan_threads(runner *r, sl_op_ctx *ctx);
+/* A CPU worker's context: op_threads_max threads, bound to the budget beyond op_threads. */
+int cpu_worker_threads(const runner *r, sl_op_ctx *ctx);
 /* "CPU (...) x W workers, T compute threads" for the log and the report. */
 void threads_device(const runner *r, const sl_op_ctx *ctx, char *buf, size_t size);
 /* JSON members (no braces) of the split that ran: threads, workers, op_threads and the peaks measured. */

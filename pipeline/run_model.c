@@ -19,6 +19,8 @@
  *    workers for threads inside ops (less memory: one model instance and one set
  *    of work buffers per worker; lower latency per segment).
  *  - Other backends: one worker per device, one host thread each (P = 1).
+ * Idle tokens are borrowed: a worker's op loops also run on tokens free at their
+ * start, up to min(T, 4 P) threads (sl_pool_set_budget; SL_OP_BORROW=0: off).
  * report.json's pipeline object states T, W, P and the peaks measured (tokens
  * held at once, threads inside one op loop), so the split stated is checked
  * against the split that ran. */
@@ -38,19 +40,39 @@ int plan_threads(runner *r, sl_op_ctx *ctx)
         }
         P = T / W;
     }
+    /* a worker's ops may run on more threads than its own P when tokens sit
+     * unused (a worker waiting for input, the last batches of a run): up to
+     * 4 P, within T (SL_OP_BORROW=0: never, for comparisons) */
+    const char *borrow = getenv("SL_OP_BORROW");
+    int Pmax = P;
+    if (W > 1 && !(borrow && !strcmp(borrow, "0")))
+        Pmax = 4 * P < T ? 4 * P : T;
     r->threads = T;
     r->n_workers = W;
     r->op_threads = P;
-    int rc = sl_op_ctx_set_threads(ctx, P);
+    r->op_threads_max = Pmax;
+    int rc = sl_budget_create(&r->budget, T);
     if (!rc)
-        rc = sl_budget_create(&r->budget, T);
+        rc = cpu_worker_threads(r, ctx);
+    return rc;
+}
+
+int cpu_worker_threads(const runner *r, sl_op_ctx *ctx)
+{
+    int rc = sl_op_ctx_set_threads(ctx, r->op_threads_max);
+    if (!rc && r->op_threads_max > r->op_threads)
+        sl_op_ctx_share_budget(ctx, r->budget, r->op_threads);
     return rc;
 }
 
 void threads_device(const runner *r, const sl_op_ctx *ctx, char *buf, size_t size)
 {
-    snprintf(buf, size, "%s x %d worker%s, %d compute thread%s", sl_op_ctx_device(ctx), r->n_workers,
-             r->n_workers == 1 ? "" : "s", r->threads, r->threads == 1 ? "" : "s");
+    char more[96] = "";
+    if (r->op_threads_max > r->op_threads)
+        snprintf(more, sizeof more, " (ops on %d thread%s, up to %d with idle ones)", r->op_threads,
+                 r->op_threads == 1 ? "" : "s", r->op_threads_max);
+    snprintf(buf, size, "%s x %d worker%s%s, %d compute thread%s", sl_op_ctx_device(ctx), r->n_workers,
+             r->n_workers == 1 ? "" : "s", more, r->threads, r->threads == 1 ? "" : "s");
 }
 
 void threads_json(const runner *r, char *buf, size_t size)
@@ -73,8 +95,9 @@ void threads_json(const runner *r, char *buf, size_t size)
     }
     snprintf(buf, size,
              "\"threads\": %d, \"workers\": %d, \"op_threads\": %d, \"peak_compute_threads\": %d, "
-             "\"peak_op_threads\": %d, \"worker_batches\": [%s], \"worker_open_s\": [%s]",
-             r->threads, r->n_workers, r->op_threads, sl_budget_peak(r->budget), peak_op, batches, opened);
+             "\"peak_op_threads\": %d, \"op_threads_max\": %d, \"worker_batches\": [%s], \"worker_open_s\": [%s]",
+             r->threads, r->n_workers, r->op_threads, sl_budget_peak(r->budget), peak_op, r->op_threads_max, batches,
+             opened);
 }
 
 /* ---- model workers ---- */
@@ -237,7 +260,7 @@ static int worker_open(worker *w, char *msg, size_t size)
     int rc = sl_op_ctx_open(&w->ctx, name);
     w->owns = 1;
     if (!rc && w->own_cpu)
-        rc = sl_op_ctx_set_threads(w->ctx, r->op_threads);
+        rc = cpu_worker_threads(r, w->ctx);
     if (!rc && !w->own_cpu)
         rc = apply_precision(r, w->ctx);
     /* by the config, not r->sep / r->emb: a loader runs while the run's own models open */

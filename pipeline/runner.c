@@ -15,6 +15,7 @@
  * Shards are rebuilt from the ledger at the end, so they always hold exactly
  * the tracks that are done, in id order, whatever order they finished in. */
 #include "common/sl_sha256.h"
+#include <sys/resource.h>
 #include "run_internal.h"
 #include "report_html.h"
 #include "center.h"
@@ -249,6 +250,16 @@ static void print_dry_run(runner *r)
     }
 }
 
+/* user + system CPU seconds of the process so far */
+static double process_cpu_s(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru))
+        return 0;
+    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + (double)ru.ru_stime.tv_sec +
+           ru.ru_stime.tv_usec * 1e-6;
+}
+
 static void pipeline_json(runner *r, char *buf, size_t size)
 {
     double avg_ready = r->ready_len_samples ? r->ready_len_sum / (double)r->ready_len_samples : 0;
@@ -273,12 +284,14 @@ static void pipeline_json(runner *r, char *buf, size_t size)
              "\"decode_waited_for_slots_s\": %.3f, \"model_waited_for_input_s\": %.3f, "
              "\"writers_waited_s\": %.3f, \"bound_by\": \"%s\", %s, \"decode_threads\": %d, "
              "\"tracks_in_flight_max\": %zu, \"tracks_in_flight_peak\": %zu, \"track_state_mb\": %.3f, \"threads_and_decoders_mb\": %.1f, "
-             "\"decodes\": %d, \"batch_sizes\": [%s]}",
+             "\"decodes\": %d, \"batch_sizes\": [%s], \"setup_s\": %.3f, \"pipeline_s\": %.3f, "
+             "\"tokens_held_s\": %.3f, \"tokens_idle_s\": %.3f, \"cpu_s\": %.3f}",
              r->sep_L, r->sep_H, r->emb_L, r->emb_H, r->n_slots_max, r->n_slots, r->peak_in_use,
              (double)r->slot_floats * 4.0 / 1048576.0, r->cfg->batch_size, r->batches, avg_batch, r->splits,
              r->fallbacks, avg_ready, r->max_ready, r->wait_slot_s, r->wait_ready_s, r->wait_write_s, bound,
              thr, r->cfg->decode_threads, r->max_live, r->peak_live, r->track_mb, r->other_mb,
-             atomic_load(&r->decodes), hist);
+             atomic_load(&r->decodes), hist, r->setup_s, r->pipeline_s, r->tokens_held_s,
+             fmax(0.0, r->threads * r->pipeline_s - r->tokens_held_s), process_cpu_s());
 }
 
 #define MB 1048576.0
@@ -401,7 +414,7 @@ static int plan_memory(runner *r)
     }
     double nd = c->decode_threads, nwr = nd < 2 ? 2 : nd;
     double fixed_mb = nd * (dec_mb + track_mb + SL_THREAD_STACK_MB) + nwr * (wr_mb + SL_THREAD_STACK_MB) +
-                      SL_THREAD_STACK_MB; /* the model worker */
+                      (double)r->n_workers * r->op_threads_max * SL_THREAD_STACK_MB; /* the model workers and their ops' helpers */
     /* each decode thread must be able to hold one slot while the model holds a batch */
     size_t need = (size_t)c->decode_threads + 1;
     double room = (double)c->max_host_memory_mb - fixed_mb;
@@ -432,6 +445,8 @@ static int run_pipeline(runner *r)
     if ((size_t)nd > r->cat.n && r->cat.n > 0)
         nd = (int)r->cat.n;
     int nwr = nd < 2 ? 2 : nd;
+    const double t_pipe = now_s(), held0 = sl_budget_held_s(r->budget);
+    r->setup_s = t_pipe - r->t_start;
     pthread_t *dth = calloc((size_t)nd, sizeof *dth), *wth = calloc((size_t)nwr, sizeof *wth);
     int ok = dth && wth;
     int started_d = 0, started_w = 0;
@@ -490,6 +505,8 @@ static int run_pipeline(runner *r)
         pthread_join(wth[i], NULL);
     free(dth);
     free(wth);
+    r->pipeline_s = now_s() - t_pipe;
+    r->tokens_held_s = sl_budget_held_s(r->budget) - held0;
     pool_free_all(r);
     return ok ? 0 : SL_ENOMEM;
 }
@@ -520,6 +537,7 @@ static int run_job(runner *r)
     char m[1024];
     sl_op_ctx *ctx = NULL;
     double t_start = now_s();
+    r->t_start = t_start;
 
     if (!strcmp(cfg->sep_model, "none") && !strcmp(cfg->emb_model, "none")) {
         sl_log(SL_LOG_ERROR, NULL, NULL,

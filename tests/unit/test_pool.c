@@ -153,9 +153,53 @@ static void test_budget(void)
     CHECK(sl_budget_peak(NULL) == 0);
 }
 
+/* A pool of 4 bound to a budget of 4 tokens, its driver holding 1: a loop runs
+ * on 1 thread plus one per token free at its start, every index exactly once,
+ * the borrowed tokens given back; the time tokens are held is accounted. */
+static void test_borrow(void)
+{
+    sl_budget *b = NULL;
+    sl_pool *p = NULL;
+    CHECK(sl_budget_create(&b, 4) == 0 && sl_pool_create(&p, 4) == 0);
+    CHECK(sl_budget_try_acquire(b, 0) == 0 && sl_budget_try_acquire(NULL, 2) == 0);
+    sl_pool_set_budget(p, b, 1);
+    sl_budget_acquire(b, 1); /* the driver's own token */
+    /* two more held elsewhere: one token free, so at most 2 threads */
+    sl_budget_acquire(b, 2);
+    meet_arg m = {0, 2};
+    sl_pool_for(p, 4, meet_body, &m);
+    CHECK_MSG(sl_pool_peak(p) == 2, "one free token: peak %d, expected 2", sl_pool_peak(p));
+    CHECK_MSG(sl_budget_peak(b) == 4, "budget peak %d", sl_budget_peak(b));
+    check_exactly_once(p, 4, 1000);
+    /* every token taken: the loop runs in the driver alone */
+    sl_budget_acquire(b, 1);
+    CHECK(sl_budget_try_acquire(b, 3) == 0);
+    check_exactly_once(p, 4, 1000);
+    sl_budget_release(b, 3);
+    /* the borrowed tokens came back: three free again, so all four threads meet */
+    CHECK(sl_budget_try_acquire(b, 8) == 3);
+    sl_budget_release(b, 3);
+    meet_arg all = {0, 4};
+    sl_pool_for(p, 4, meet_body, &all);
+    CHECK_MSG(sl_pool_peak(p) == 4, "three free tokens: peak %d, expected 4", sl_pool_peak(p));
+    check_exactly_once(p, 4, 100000);
+    sl_budget_release(b, 1);
+    /* held time: one token held over a sleep of 20 ms adds at least that */
+    const double h0 = sl_budget_held_s(b);
+    sl_budget_acquire(b, 1);
+    nanosleep(&(struct timespec){0, 20000000L}, NULL);
+    sl_budget_release(b, 1);
+    const double h1 = sl_budget_held_s(b);
+    CHECK_MSG(h1 - h0 >= 0.019, "held %.4f s over a 20 ms hold", h1 - h0);
+    CHECK(sl_budget_held_s(NULL) == 0);
+    sl_pool_destroy(p);
+    sl_budget_free(b);
+}
+
 int main(void)
 {
     test_budget();
+    test_borrow();
     /* ranges cover [0, n) without gaps or overlaps */
     for (size_t n = 0; n < 50; n++)
         for (size_t parts = 1; parts < 9; parts++) {
