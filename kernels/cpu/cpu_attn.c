@@ -110,6 +110,18 @@ ATT_AVX2 static void softmax_row(float *s, size_t kl)
     sl_cpu_vec_scale(s, s, (float)(1.0 / sum), kl);
 }
 
+/* Rows r < rows of S (row stride kp): bias row r added (bias NULL: none), then softmax over kl. */
+ATT_AVX2 static void softmax_rows(float *S, size_t kp, size_t rows, size_t kl, const float *bias, size_t ld_bias)
+{
+    for (size_t i = 0; i < rows; i++) {
+        float *s = S + i * kp;
+        if (bias)
+            for (size_t j = 0; j < kl; j++)
+                s[j] += bias[i * ld_bias + j];
+        softmax_row(s, kl);
+    }
+}
+
 ATT_AVX2 static void attend(const sl_cpu_attn_pair *p, float *ws)
 {
     const size_t tq = p->tq, kl = p->kl, D = p->D, kp = (kl + 15) & ~(size_t)15;
@@ -130,15 +142,7 @@ ATT_AVX2 static void attend(const sl_cpu_attn_pair *p, float *ws)
     for (; i < tq; i++)
         for (size_t j = 0; j < kp; j += 16)
             qk_block(1, qr + i * D, D, kt, kp, j, p->scale, S + i * kp);
-    for (i = 0; i < tq; i++) {
-        float *s = S + i * kp;
-        if (p->bias) {
-            const float *bi = p->bias + i * p->ld_bias;
-            for (size_t j = 0; j < kl; j++)
-                s[j] += bi[j];
-        }
-        softmax_row(s, kl);
-    }
+    softmax_rows(S, kp, tq, kl, p->bias, p->ld_bias);
     for (i = 0; i + 4 <= tq; i += 4)
         pv_rows(4, S + i * kp, kp, p->v, p->ldv, kl, D, p->out + i * p->ldo, p->ldo);
     for (; i < tq; i++)
@@ -146,7 +150,8 @@ ATT_AVX2 static void attend(const sl_cpu_attn_pair *p, float *ws)
 }
 
 /* ---- AVX-512 (runtime-dispatched, sl_cpu_simd_avx512): 8 query rows x 32 keys of
- * scores and 4 rows x 64 output columns per pass, keys padded to 32 ---- */
+ * scores and 4 rows x 64 output columns per pass, keys padded to 32, query rows in
+ * blocks of QB (any sequence length) ---- */
 #define ATT_512 __attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma")))
 
 /* S[r][j0..j0+32) = scale * sum_d q[r][d] kt[d][j], rows r < R (R <= 8). */
@@ -231,10 +236,21 @@ ATT_512 static void rotate_rows512(const float *src, size_t ld, size_t rows, siz
         }
 }
 
+/* Query rows per block of scores in attend512: the scores of one block (QB x keys) stay in
+ * cache whatever the sequence length, each row's softmax still exact over all its keys. */
+#define QB 64
+
+/* The S part of attend512's workspace (floats). */
+static size_t ws_scores512(size_t tq, size_t kp, size_t D)
+{
+    const size_t s = (tq < QB ? tq : QB) * kp;
+    return s > D ? s : D;
+}
+
 ATT_512 static void attend512(const sl_cpu_attn_pair *p, float *ws)
 {
     const size_t tq = p->tq, kl = p->kl, D = p->D, kp = (kl + 31) & ~(size_t)31;
-    float *qr = ws, *kt = qr + tq * D, *S = kt + D * kp, *vc = S + (tq * kp > D ? tq * kp : D);
+    float *qr = ws, *kt = qr + tq * D, *S = kt + D * kp, *vc = S + ws_scores512(tq, kp, D);
     rotate_rows512(p->q, p->ldq, tq, D, p->rope, qr);
     memset(kt, 0, D * kp * sizeof(float));
     for (size_t j = 0; j < kl; j++) {
@@ -245,33 +261,46 @@ ATT_512 static void attend512(const sl_cpu_attn_pair *p, float *ws)
     /* v rows side by side: the p . v passes read them once per 4 query rows */
     for (size_t j = 0; j < kl; j++)
         memcpy(vc + j * D, p->v + j * p->ldv, D * sizeof(float));
-    size_t i = 0;
-    for (; i + 8 <= tq; i += 8)
-        for (size_t j = 0; j < kp; j += 32)
-            qk_block512(8, qr + i * D, D, kt, kp, j, p->scale, S + i * kp);
-    for (; i < tq; i++)
-        for (size_t j = 0; j < kp; j += 32)
-            qk_block512(1, qr + i * D, D, kt, kp, j, p->scale, S + i * kp);
-    for (i = 0; i < tq; i++) {
-        float *s = S + i * kp;
-        if (p->bias) {
-            const float *bi = p->bias + i * p->ld_bias;
-            for (size_t j = 0; j < kl; j++)
-                s[j] += bi[j];
-        }
-        softmax_row(s, kl);
+    for (size_t i0 = 0; i0 < tq; i0 += QB) {
+        const size_t nq = tq - i0 < QB ? tq - i0 : QB;
+        const float *qb = qr + i0 * D;
+        size_t i = 0;
+        for (; i + 8 <= nq; i += 8)
+            for (size_t j = 0; j < kp; j += 32)
+                qk_block512(8, qb + i * D, D, kt, kp, j, p->scale, S + i * kp);
+        for (; i < nq; i++)
+            for (size_t j = 0; j < kp; j += 32)
+                qk_block512(1, qb + i * D, D, kt, kp, j, p->scale, S + i * kp);
+        softmax_rows(S, kp, nq, kl, p->bias ? p->bias + i0 * p->ld_bias : NULL, p->ld_bias);
+        float *ob = p->out + i0 * p->ldo;
+        for (i = 0; i + 4 <= nq; i += 4)
+            pv_rows512(4, S + i * kp, kp, vc, D, kl, D, ob + i * p->ldo, p->ldo);
+        for (; i < nq; i++)
+            pv_rows512(1, S + i * kp, kp, vc, D, kl, D, ob + i * p->ldo, p->ldo);
     }
-    for (i = 0; i + 4 <= tq; i += 4)
-        pv_rows512(4, S + i * kp, kp, vc, D, kl, D, p->out + i * p->ldo, p->ldo);
-    for (; i < tq; i++)
-        pv_rows512(1, S + i * kp, kp, vc, D, kl, D, p->out + i * p->ldo, p->ldo);
 }
 #endif
 
 size_t sl_cpu_attn_small_ws(size_t tq, size_t tk, size_t D)
 {
     const size_t kp = (tk + 31) & ~(size_t)31, s = tq * kp > D ? tq * kp : D;
-    return tq * D + D * kp + s + tk * D; /* the last: cpu_attn.c's contiguous copy of v (AVX-512) */
+    size_t n = tq * D + D * kp + s;
+#ifdef SL_CPU_HAVE_AVX2_PATHS
+    /* AVX-512: blocks of query rows, and v's rows side by side (enough for either path,
+     * whichever the switches select when the pair runs) */
+    const size_t n512 = tq * D + D * kp + ws_scores512(tq, kp, D) + tk * D;
+    n = n512 > n ? n512 : n;
+#endif
+    return n;
+}
+
+int sl_cpu_attn_any_length(void)
+{
+#ifdef SL_CPU_HAVE_AVX2_PATHS
+    return sl_cpu_simd_avx512();
+#else
+    return 0;
+#endif
 }
 
 int sl_cpu_softmax_row(float *s, size_t kl)

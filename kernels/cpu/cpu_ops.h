@@ -82,6 +82,9 @@ int sl_cpu_attn_small(const sl_cpu_attn_pair *p, float *ws);
  * (max subtracted, polynomial exp, the sum in double): 1 when done, 0 when this CPU has no
  * AVX2 / FMA path (the caller then does it in scalar code). */
 int sl_cpu_softmax_row(float *s, size_t kl);
+/* 1 when sl_cpu_attn_small takes sequences of any length (its AVX-512 kernels score blocks of
+ * query rows); 0: only up to 256 x 256 scores are worth it. */
+int sl_cpu_attn_any_length(void);
 /* dst[t][D] = src rows (ld) rotated by the angles of positions t (rope NULL: copied). */
 void sl_cpu_rotate_rows(const float *src, size_t ld, size_t rows, int D, const float *rope, float *dst);
 

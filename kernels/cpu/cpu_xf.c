@@ -211,7 +211,8 @@ static void attend_blas(const sl_cpu_attn_pair *p, float *ws)
 }
 
 /* Score matrices up to this size (tq x k_len) take the register-blocked kernels of
- * cpu_attn.c; longer sequences the library GEMMs. */
+ * cpu_attn.c; longer sequences the library GEMMs, unless the AVX-512 kernels run (they
+ * score blocks of query rows: any length). */
 #define SMALL_SCORES ((size_t)256 * 256)
 
 /* One (item, head) pair per pool index, each with its own rotated q / k and score
@@ -238,7 +239,7 @@ static void attn_body(void *v, size_t t, int tid)
                                 .bias = a->bias ? a->bias + b * a->stride_bias_b + h * a->stride_bias_h : NULL,
                                 .ldq = a->ldq, .ldk = a->ldk, .ldv = a->ldv, .ld_bias = a->ld_bias, .out = o,
                                 .ldo = a->ldo};
-    if (tq * kl > SMALL_SCORES || !sl_cpu_attn_small(&P, qr))
+    if ((tq * kl > SMALL_SCORES && !sl_cpu_attn_any_length()) || !sl_cpu_attn_small(&P, qr))
         attend_blas(&P, qr);
     if (a->gate)
         for (size_t i = 0; i < tq; i++) {

@@ -352,6 +352,7 @@ int main(void)
     test_attention(ctx, 2, 13, 77, 2, 64, 0, 1);
     test_attention(ctx, 1, 6, 130, 1, 48, 0, 0);
     test_attention(ctx, 2, 21, 37, 2, 80, 1, 1); /* head dim 64 + 16 */
+    test_attention(ctx, 1, 300, 260, 2, 64, 1, 1); /* AVX-512: 5 blocks of query rows, the last partial */
     /* the AVX2 kernels where the AVX-512 ones ran above */
     const int avx512 = sl_cpu_simd_set_avx512(0);
     test_attention(ctx, 3, 50, 50, 2, 64, 1, 1);
@@ -366,8 +367,8 @@ int main(void)
     test_norm(ctx, SL_NORM_LAYER, 200, 300); /* rows split over the threads */
     test_norm(ctx, SL_NORM_RMS, 130, 301);
     CHECK(sl_op_ctx_set_threads(ctx, 1) == 0);
-    /* the library-GEMM path: long sequences (more than 256 x 256 scores), and short
-     * ones with the AVX2 kernels switched off */
+    /* long sequences (more than 256 x 256 scores): the AVX-512 kernels' query blocks, the
+     * library-GEMM path without AVX-512; short ones with the AVX2 kernels switched off */
     test_attention(ctx, 1, 300, 260, 2, 16, 1, 1);
     /* several blocks of query rows (2^18 / k_len rows each), q and k read in place
      * without rope, and rotated copies with it, on 1 and 2 threads */
@@ -376,6 +377,11 @@ int main(void)
     CHECK(sl_op_ctx_set_threads(ctx, 2) == 0);
     test_attention(ctx, 1, 1400, 300, 3, 8, 0, 1);
     CHECK(sl_op_ctx_set_threads(ctx, 1) == 0);
+    sl_cpu_simd_set_avx512(0);
+    test_attention(ctx, 1, 300, 260, 2, 16, 1, 1);
+    test_attention(ctx, 2, 1400, 300, 2, 8, 0, 0);
+    test_attention(ctx, 1, 1100, 600, 1, 16, 1, 1);
+    sl_cpu_simd_set_avx512(avx512);
     sl_cpu_simd_set(0);
     test_attention(ctx, 3, 40, 40, 2, 16, 1, 0);
     test_attention(ctx, 2, 13, 29, 3, 7, 0, 1);
