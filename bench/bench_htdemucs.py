@@ -3,6 +3,12 @@
 
     PY=/path/to/venv/bin/python   # torch + demucs (bench/torch_venv.sh)
     $PY bench/bench_htdemucs.py --bin build/stemline [--seconds 30] [--threads 1,2] [--weights F.th]
+    $PY bench/bench_htdemucs.py --bin build/stemline --model-only build/bench_umx [--repeat 2] [--threads 1,2]
+
+--model-only: one segment of the model's length (7.8 s for htdemucs) through
+the model alone on both sides, best of --repeat after a warm-up: torch's
+HTDemucs.forward against sl_sep_run (bench_umx --model htdemucs), wall and
+CPU time each.
 
 Both sides run the same model on the same track at the same thread count:
 PyTorch (float32, torch.set_num_threads(t), no grad) computes what `demucs`
@@ -17,11 +23,16 @@ dimensions with random weights (the same computation and cost). Also checks
 that both outputs agree (max|diff| / max|ref| printed). Prints x realtime
 (audio seconds / wall seconds) per side and thread count, and `uptime`'s load:
 this machine is shared, so the figures are only as quiet as the load says.
+Each line also gives the CPU time (user + system) of both sides: torch's from
+getrusage of this process around apply_model, stemline's from getrusage of
+its child process (the whole `stemline run`, start-up and weights load
+included), which a busy machine disturbs much less than wall time.
 """
 
 import argparse
 import fractions
 import os
+import resource
 import struct
 import subprocess
 import sys
@@ -59,6 +70,8 @@ def main():
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--weights", help="a released HTDemucs checkpoint (.th); default: random weights")
+    ap.add_argument("--model-only", metavar="BENCH_UMX", help="time one segment through the model alone")
+    ap.add_argument("--repeat", type=int, default=2, help="timed runs after a warm-up (--model-only)")
     a = ap.parse_args()
     from demucs.apply import apply_model
     from demucs.htdemucs import HTDemucs
@@ -86,11 +99,14 @@ def main():
                       0.3 * np.sin(2 * np.pi * 330 * t) + 0.1 * rng.standard_normal(n)]).astype(np.float32)
     os.makedirs(os.path.join(tmp, "in"))
     write_wav(os.path.join(tmp, "in", "track.wav"), track, sr)
+    if a.model_only:
+        return model_only(a, model, sw, track[:, :int(model.segment * sr)], tmp)
     load = open("/proc/loadavg").read().split()[:3]
     print("HT-Demucs end to end, %.0f s stereo at %d Hz, load before: %s" % (a.seconds, sr, " ".join(load)))
     for th in [int(x) for x in a.threads.split(",")]:
         torch.set_num_threads(th)
         wav = torch.from_numpy(track)
+        r0 = resource.getrusage(resource.RUSAGE_SELF)
         t0 = time.perf_counter()
         with torch.no_grad():
             ref = wav.mean(0)
@@ -98,24 +114,65 @@ def main():
             out = apply_model(model, w[None], shifts=0, split=True, overlap=0.25)[0]
             out = out * ref.std() + ref.mean()
         t_torch = time.perf_counter() - t0
+        r1 = resource.getrusage(resource.RUSAGE_SELF)
+        c_torch = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
         job = os.path.join(tmp, "job%d.yaml" % th)
         od = os.path.join(tmp, "out%d" % th)
         with open(job, "w") as f:
             f.write("input: {paths: [%s]}\noutput: {dir: %s, stems: {format: wav, sample_format: f32}}\n"
                     "separation: {model: htdemucs, weights: %s}\nembedding: {model: none}\n"
                     "runtime: {backend: cpu, threads: %d}\n" % (os.path.join(tmp, "in"), od, sw, th))
+        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         subprocess.run([a.bin, "run", job, "--quiet"], check=True)
         t_sl = time.perf_counter() - t0
+        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        c_sl = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
         err = 0.0
         for s, name in enumerate(model.sources):
             y = read_wav_f32(os.path.join(od, "stems", "track.wav", name + ".wav"))
             r = out[s].numpy()
             err = max(err, float(np.abs(y - r).max() / np.abs(r).max()))
         load = open("/proc/loadavg").read().split()[:3]
-        print("threads %d: PyTorch %.1f s (%.2fx realtime), stemline %.1f s (%.2fx realtime), speed-up %.2fx, "
-              "max rel diff %.2g, load after %s" % (th, t_torch, a.seconds / t_torch, t_sl, a.seconds / t_sl,
-                                                    t_torch / t_sl, err, " ".join(load)), flush=True)
+        print("threads %d: PyTorch %.1f s (%.2fx realtime), stemline %.1f s (%.2fx realtime), speed-up %.2fx; "
+              "CPU time PyTorch %.1f s, stemline %.1f s, ratio %.2fx; max rel diff %.2g, load after %s"
+              % (th, t_torch, a.seconds / t_torch, t_sl, a.seconds / t_sl, t_torch / t_sl, c_torch, c_sl,
+                 c_torch / c_sl, err, " ".join(load)), flush=True)
+
+
+def model_only(a, model, weights, seg, tmp):
+    import json
+    sr = model.samplerate
+    secs = seg.shape[1] / sr
+    inp = os.path.join(tmp, "seg.f32")
+    seg.astype("<f4").tofile(inp)
+    load = open("/proc/loadavg").read().split()[:3]
+    print("HT-Demucs model only, one %.2f s segment, load before: %s" % (secs, " ".join(load)))
+    x = torch.from_numpy(seg)[None]
+    for th in [int(v) for v in a.threads.split(",")]:
+        torch.set_num_threads(th)
+        best, cbest = 1e30, 1e30
+        with torch.no_grad():
+            for r in range(a.repeat + 1):
+                r0 = resource.getrusage(resource.RUSAGE_SELF)
+                t0 = time.perf_counter()
+                ref = model(x)[0].numpy()
+                dt = time.perf_counter() - t0
+                r1 = resource.getrusage(resource.RUSAGE_SELF)
+                if r:
+                    best = min(best, dt)
+                    cbest = min(cbest, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime))
+        out = os.path.join(tmp, "out%d.f32" % th)
+        p = subprocess.run([a.model_only, "--model", "htdemucs", "--weights", weights, "--input", inp, "--output", out,
+                            "--repeat", str(a.repeat), "--threads", str(th)], check=True, capture_output=True, text=True)
+        r = json.loads(p.stdout.strip().splitlines()[-1])
+        y = np.fromfile(out, "<f4").reshape(ref.shape)
+        err = float(np.abs(y - ref).max() / np.abs(ref).max())
+        load = open("/proc/loadavg").read().split()[:3]
+        print("threads %d: PyTorch %.3f s wall, %.3f s CPU; stemline %.3f s wall, %.3f s CPU; speed-up %.2fx wall, "
+              "%.2fx CPU; max rel diff %.2g, load after %s"
+              % (th, best, cbest, r["best_s"], r["cpu_best_s"], best / r["best_s"], cbest / r["cpu_best_s"], err,
+                 " ".join(load)), flush=True)
 
 
 if __name__ == "__main__":

@@ -303,6 +303,19 @@ int sl_cpu_attn_any_length(void)
 #endif
 }
 
+int sl_cpu_softmax_row(float *s, size_t kl)
+{
+#ifdef SL_CPU_HAVE_AVX2_PATHS
+    if (!sl_cpu_simd_fma())
+        return 0;
+    softmax_row(s, kl);
+    return 1;
+#else
+    (void)s, (void)kl;
+    return 0;
+#endif
+}
+
 int sl_cpu_attn_small(const sl_cpu_attn_pair *p, float *ws)
 {
 #ifdef SL_CPU_HAVE_AVX2_PATHS

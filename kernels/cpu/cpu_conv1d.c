@@ -2,11 +2,16 @@
  * (inner independent columns): conv1d (stride, padding, dilation, groups) and
  * conv_transpose1d. Both are im2col / col2im around one OpenBLAS GEMM per block
  * of columns, the scratch bounded by COL_FLOATS per thread whatever the
- * signal. conv1d splits over (item, group, column block), each part writing its
- * own columns of y; conv_transpose1d over (item, block of output channels),
- * each part accumulating every input block into its own channels of y (the
- * overlap-add of neighbouring input positions stays inside one part). A 1x1
- * conv1d with stride 1 and no padding reads x in place (no im2col). */
+ * signal (the context's scratch, kept between calls). conv1d splits over
+ * (group, column block); the columns of all items in a row form one space, so
+ * a block covers part of one item or several whole short items (then the GEMM
+ * writes a per-thread buffer that is scattered to each item's rows). im2col
+ * copies whole runs (memcpy for stride 1 or inner > 1) and zero-fills the
+ * padding. A 1x1 conv1d with stride 1 and no padding reads x in place when a
+ * block lies inside one item. conv_transpose1d splits over (item, block of
+ * output channels), each part accumulating every input block into its own
+ * channels of y (the overlap-add of neighbouring input positions stays inside
+ * one part). Bias and activation go through the vectorised epilogue. */
 #include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,75 +25,161 @@
 /* Columns per GEMM at most (enough for OpenBLAS's full speed, small enough for parts). */
 #define COL_MAX ((size_t)8192)
 
+/* y[j] = act(y[j] + b), j < n. */
+static void bias_act_row(float *y, size_t n, float b, sl_act act)
+{
+    if (b != 0.0f)
+        for (size_t j = 0; j < n; j++)
+            y[j] += b;
+    if (act != SL_ACT_NONE)
+        sl_cpu_epilogue_row(act, n, y, NULL, NULL, NULL, y);
+}
+
 typedef struct {
     const sl_conv1d_args *a;
-    size_t len_out, n_cols, block, n_blocks; /* columns of one output channel, per block, blocks */
-    float *scratch;                          /* [threads][K * block] */
-    int direct;                              /* 1x1, stride 1, no padding: x is the column matrix */
+    size_t len_out, n_cols;  /* output positions and columns (len_out * inner) of one item */
+    size_t block, n_blocks;  /* columns per block, blocks per group */
+    size_t per_item;         /* blocks per item when a block is part of one item, else 0 (whole items) */
+    size_t ws;               /* scratch floats per thread */
+    float *scratch;          /* [threads][ws]: im2col columns, then the products of a block spanning items */
+    int direct;              /* 1x1, stride 1, no padding: x is the column matrix */
 } c1_job;
+
+/* row[j] = x[t*stride + off][n] (0 outside [0, len)) for the item's columns q0 .. q0 + nc - 1
+ * (q = t * inner + n); xc one channel of one item. */
+static void c1_gather(const sl_conv1d_args *a, const float *xc, long off, size_t q0, size_t nc, float *row)
+{
+    const size_t inner = a->inner, len = a->len, S = (size_t)a->stride;
+    if (inner == 1) {
+        /* valid t: 0 <= t*S + off < len */
+        const size_t t1 = q0 + nc;
+        size_t lo = off >= 0 ? 0 : ((size_t)(-off) + S - 1) / S;
+        size_t hi = (long)len - off <= 0 ? 0 : ((size_t)((long)len - off) + S - 1) / S;
+        if (lo < q0)
+            lo = q0;
+        if (hi > t1)
+            hi = t1;
+        if (hi < lo)
+            hi = lo;
+        memset(row, 0, (lo - q0) * sizeof(float));
+        if (S == 1) {
+            memcpy(row + (lo - q0), xc + (long)lo + off, (hi - lo) * sizeof(float));
+        } else {
+            const float *s = xc + (long)(lo * S) + off;
+            for (size_t t = lo; t < hi; t++, s += S)
+                row[t - q0] = *s;
+        }
+        memset(row + (hi - q0), 0, (t1 - hi) * sizeof(float));
+        return;
+    }
+    size_t q = q0;
+    const size_t q1 = q0 + nc;
+    while (q < q1) {
+        const size_t t = q / inner, n = q % inner, run = inner - n < q1 - q ? inner - n : q1 - q;
+        const long p = (long)(t * S) + off;
+        if (p >= 0 && (size_t)p < len)
+            memcpy(row + (q - q0), xc + (size_t)p * inner + n, run * sizeof(float));
+        else
+            memset(row + (q - q0), 0, run * sizeof(float));
+        q += run;
+    }
+}
 
 static void c1_body(void *v, size_t part, int tid)
 {
     const c1_job *J = v;
     const sl_conv1d_args *a = J->a;
     const size_t G = (size_t)a->groups, Cg = (size_t)a->c_in / G, Og = (size_t)a->c_out / G, k = (size_t)a->k;
-    const size_t K = Cg * k, inner = a->inner, len = a->len;
-    const size_t blk = part % J->n_blocks, g = (part / J->n_blocks) % G, b = part / J->n_blocks / G;
-    const size_t n0 = blk * J->block, nc = J->n_cols - n0 < J->block ? J->n_cols - n0 : J->block;
-    const float *x = a->x + (b * (size_t)a->c_in + g * Cg) * len * inner;
+    const size_t K = Cg * k, inner = a->inner, len = a->len, NC = J->n_cols;
+    const size_t idx = part % J->n_blocks, g = part / J->n_blocks;
+    size_t s0, nc;
+    if (J->per_item) { /* block idx % per_item of item idx / per_item */
+        const size_t jb = (idx % J->per_item) * J->block;
+        s0 = idx / J->per_item * NC + jb;
+        nc = NC - jb < J->block ? NC - jb : J->block;
+    } else { /* whole items */
+        s0 = idx * J->block;
+        nc = a->batch * NC - s0 < J->block ? a->batch * NC - s0 : J->block;
+    }
+    const size_t b0 = s0 / NC, j0 = s0 % NC;
+    const int one_item = j0 + nc <= NC;
+    float *ws = J->scratch + (size_t)tid * J->ws;
     const float *col;
     size_t ldcol;
-    if (J->direct) {
-        col = x + n0;
+    if (J->direct && one_item) {
+        col = a->x + (b0 * (size_t)a->c_in + g * Cg) * len * inner + j0;
         ldcol = len * inner;
     } else {
-        float *c = J->scratch + (size_t)tid * K * J->block;
         for (size_t ch = 0; ch < Cg; ch++)
             for (size_t u = 0; u < k; u++) {
-                float *row = c + (ch * k + u) * nc;
-                const float *xc = x + ch * len * inner;
-                for (size_t j = 0; j < nc; j++) {
-                    const size_t t = (n0 + j) / inner, n = (n0 + j) % inner;
-                    const long p = (long)(t * (size_t)a->stride + u * (size_t)a->dilation) - (long)a->pad_l;
-                    row[j] = p >= 0 && (size_t)p < len ? xc[(size_t)p * inner + n] : 0.0f;
+                float *row = ws + (ch * k + u) * nc;
+                const long off = (long)(u * (size_t)a->dilation) - (long)a->pad_l;
+                for (size_t s = s0; s < s0 + nc;) { /* one item's run of columns at a time */
+                    const size_t b = s / NC, j = s % NC, run = NC - j < s0 + nc - s ? NC - j : s0 + nc - s;
+                    const float *xc = a->x + (b * (size_t)a->c_in + g * Cg + ch) * len * inner;
+                    c1_gather(a, xc, off, j, run, row + (s - s0));
+                    s += run;
                 }
             }
-        col = c;
+        col = ws;
         ldcol = nc;
     }
-    float *y = a->y + (b * (size_t)a->c_out + g * Og) * J->n_cols + n0;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Og, (int)nc, (int)K, 1.0f, a->wt + g * Og * K,
-                (int)K, col, (int)ldcol, 0.0f, y, (int)J->n_cols);
-    for (size_t o = 0; o < Og; o++) {
-        float *yo = y + o * J->n_cols;
-        const float bo = a->bias ? a->bias[g * Og + o] : 0.0f;
-        for (size_t j = 0; j < nc; j++)
-            yo[j] = sl_cpu_act(a->act, yo[j] + bo);
+    const float *w = a->wt + g * Og * K;
+    if (one_item) {
+        float *y = a->y + (b0 * (size_t)a->c_out + g * Og) * NC + j0;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Og, (int)nc, (int)K, 1.0f, w, (int)K, col,
+                    (int)ldcol, 0.0f, y, (int)NC);
+        for (size_t o = 0; o < Og; o++)
+            bias_act_row(y + o * NC, nc, a->bias ? a->bias[g * Og + o] : 0.0f, a->act);
+        return;
+    }
+    /* whole short items: products into scratch after the columns, then each item's rows */
+    float *p = ws + K * nc;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Og, (int)nc, (int)K, 1.0f, w, (int)K, col, (int)nc,
+                0.0f, p, (int)nc);
+    for (size_t s = s0; s < s0 + nc;) {
+        const size_t b = s / NC, j = s % NC, run = NC - j < s0 + nc - s ? NC - j : s0 + nc - s;
+        for (size_t o = 0; o < Og; o++) {
+            float *y = a->y + (b * (size_t)a->c_out + g * Og + o) * NC + j;
+            memcpy(y, p + o * nc + (s - s0), run * sizeof(float));
+            bias_act_row(y, run, a->bias ? a->bias[g * Og + o] : 0.0f, a->act);
+        }
+        s += run;
     }
 }
 
 int sl_cpu_conv1d(sl_op_ctx *ctx, const sl_conv1d_args *a)
 {
-    c1_job J = {a, sl_conv1d_len_out(a), 0, 0, 0, NULL, 0};
+    c1_job J = {.a = a, .len_out = sl_conv1d_len_out(a)};
     J.n_cols = J.len_out * a->inner;
-    const size_t K = (size_t)(a->c_in / a->groups) * (size_t)a->k;
+    const size_t K = (size_t)(a->c_in / a->groups) * (size_t)a->k, Og = (size_t)(a->c_out / a->groups);
+    const size_t NC = J.n_cols, threads = (size_t)sl_pool_threads(ctx->pool);
     J.direct = a->k == 1 && a->stride == 1 && a->pad_l == 0 && a->pad_r == 0;
-    J.block = COL_FLOATS / K;
-    if (J.block > COL_MAX)
-        J.block = COL_MAX;
-    if (J.block < 16)
-        J.block = 16;
-    if (J.block > J.n_cols)
-        J.block = J.n_cols;
-    J.n_blocks = (J.n_cols + J.block - 1) / J.block;
-    const int threads = sl_pool_threads(ctx->pool);
-    if (!J.direct) {
-        J.scratch = malloc((size_t)threads * K * J.block * sizeof(float));
-        if (!J.scratch)
-            return sl_seterr(SL_ENOMEM, "conv1d: %zu bytes of im2col scratch", (size_t)threads * K * J.block * 4);
+    size_t block = COL_FLOATS / K;
+    if (block > COL_MAX)
+        block = COL_MAX;
+    if (block < 16)
+        block = 16;
+    if (block < NC) { /* parts of one item each, about equal */
+        J.per_item = (NC + block - 1) / block;
+        if (threads > 1 && a->batch * J.per_item * (size_t)a->groups < threads && NC >= 256 * threads)
+            J.per_item = (threads + a->batch - 1) / a->batch;
+        J.block = (NC + J.per_item - 1) / J.per_item;
+        J.n_blocks = a->batch * J.per_item;
+    } else { /* whole items, enough blocks for the threads */
+        size_t items = block / NC;
+        if (items > a->batch)
+            items = a->batch;
+        if (threads > 1 && (a->batch + items - 1) / items * (size_t)a->groups < threads)
+            items = (a->batch + threads - 1) / threads;
+        J.block = items * NC;
+        J.n_blocks = (a->batch + items - 1) / items;
     }
-    sl_pool_for(ctx->pool, a->batch * (size_t)a->groups * J.n_blocks, c1_body, &J);
-    free(J.scratch);
+    J.ws = (K + Og) * J.block;
+    J.scratch = sl_cpu_scratch(ctx, threads * J.ws);
+    if (!J.scratch)
+        return SL_ENOMEM;
+    sl_pool_for(ctx->pool, (size_t)a->groups * J.n_blocks, c1_body, &J);
     return 0;
 }
 
@@ -133,8 +224,7 @@ static void ct_body(void *v, size_t part, int tid)
             }
     }
     if (a->act != SL_ACT_NONE)
-        for (size_t j = 0; j < no * lo * inner; j++)
-            y[j] = sl_cpu_act(a->act, y[j]);
+        sl_cpu_epilogue_row(a->act, no * lo * inner, y, NULL, NULL, NULL, y);
 }
 
 int sl_cpu_conv_transpose1d(sl_op_ctx *ctx, const sl_convt1d_args *a)
@@ -153,31 +243,46 @@ int sl_cpu_conv_transpose1d(sl_op_ctx *ctx, const sl_convt1d_args *a)
     if (J.i_block > a->len)
         J.i_block = a->len;
     const size_t floats = threads * per_i * J.i_block;
-    J.scratch = malloc(floats * sizeof(float));
-    if (!J.scratch)
-        return sl_seterr(SL_ENOMEM, "conv_transpose1d: %zu bytes of col2im scratch", floats * 4);
+    if (!(J.scratch = sl_cpu_scratch(ctx, floats)))
+        return SL_ENOMEM;
     sl_pool_for(ctx->pool, a->batch * J.n_oblocks, ct_body, &J);
-    free(J.scratch);
     return 0;
 }
 
-/* The strided copy, split over the outermost axis. */
-static void perm_body(void *v, size_t i0, int tid)
+/* The strided copy, split into ranges of the two outer axes together. */
+typedef struct {
+    const sl_permute_args *a;
+    size_t parts;
+} perm_job;
+
+static void perm_body(void *v, size_t part, int tid)
 {
     (void)tid;
-    const sl_permute_args *a = v;
-    for (size_t i1 = 0; i1 < a->dim[1]; i1++)
+    const perm_job *J = v;
+    const sl_permute_args *a = J->a;
+    size_t lo, hi;
+    sl_pool_range(a->dim[0] * a->dim[1], J->parts, part, &lo, &hi);
+    for (size_t o = lo; o < hi; o++) {
+        const size_t i0 = o / a->dim[1], i1 = o % a->dim[1];
         for (size_t i2 = 0; i2 < a->dim[2]; i2++) {
             const float *x = a->x + i0 * a->xs[0] + i1 * a->xs[1] + i2 * a->xs[2];
             float *y = a->y + i0 * a->ys[0] + i1 * a->ys[1] + i2 * a->ys[2];
+            if (a->xs[3] == 1 && a->ys[3] == 1) {
+                memcpy(y, x, a->dim[3] * sizeof(float));
+                continue;
+            }
             for (size_t i3 = 0; i3 < a->dim[3]; i3++)
                 y[i3 * a->ys[3]] = x[i3 * a->xs[3]];
         }
+    }
 }
 
 int sl_cpu_permute(sl_op_ctx *ctx, const sl_permute_args *a)
 {
-    sl_pool_for(a->dim[0] * a->dim[1] * a->dim[2] * a->dim[3] >= ((size_t)1 << 16) ? ctx->pool : NULL, a->dim[0],
-                perm_body, (void *)a);
+    const size_t outer = a->dim[0] * a->dim[1], th = (size_t)sl_pool_threads(ctx->pool);
+    perm_job J = {a, 1};
+    if (th > 1 && outer * a->dim[2] * a->dim[3] >= ((size_t)1 << 16))
+        J.parts = outer < 4 * th ? outer : 4 * th;
+    sl_pool_for(J.parts > 1 ? ctx->pool : NULL, J.parts, perm_body, &J);
     return 0;
 }

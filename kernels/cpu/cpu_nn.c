@@ -193,29 +193,73 @@ int sl_cpu_gemm(sl_op_ctx *ctx, const sl_gemm_args *a)
     return 0;
 }
 
+/* Columns j0 .. j1 - 1 of row i of item b. */
+static void affine_run(const sl_affine_args *a, size_t b, size_t i, size_t j0, size_t j1)
+{
+    const float *add = a->add ? a->add + b * a->stride_p + j0 : NULL;
+    const float *mul = a->mul ? a->mul + b * a->stride_p + j0 : NULL;
+    const float *x = a->x + b * a->stride_x + i * a->ldx + j0;
+    float *y = a->y + b * a->stride_y + i * a->ldy + j0;
+    const float *r = a->res ? a->res + b * a->stride_res + i * a->ldres + j0 : NULL;
+    const size_t n = j1 - j0;
+    if (!mul) { /* y = act(x + add) + res: the linear layers' epilogue */
+        sl_cpu_epilogue_row(a->act, n, x, add, NULL, r, y);
+        return;
+    }
+    for (size_t j = 0; j < n; j++) {
+        float v = add ? x[j] + add[j] : x[j];
+        v *= mul[j];
+        v = act_f(a->act, v);
+        y[j] = r ? v + r[j] : v;
+    }
+}
+
+/* Element-wise passes split over the pool: ranges of rows (all items' rows in one
+ * sequence), or pieces of each row (multiples of 16 columns) when there are few rows.
+ * Every element is computed by the same operations whatever the split. */
+typedef struct {
+    const sl_affine_args *a;
+    size_t parts, pieces; /* pieces per row (1: ranges of rows) */
+} affine_job;
+
+static void affine_body(void *v, size_t t, int tid)
+{
+    (void)tid;
+    const affine_job *J = v;
+    const sl_affine_args *a = J->a;
+    if (J->pieces == 1) {
+        size_t lo, hi;
+        sl_pool_range(a->batch * a->rows, J->parts, t, &lo, &hi);
+        for (size_t r = lo; r < hi; r++)
+            affine_run(a, r / a->rows, r % a->rows, 0, a->cols);
+        return;
+    }
+    const size_t r = t / J->pieces;
+    size_t lo, hi;
+    sl_pool_range((a->cols + 15) / 16, J->pieces, t % J->pieces, &lo, &hi);
+    hi = hi * 16 < a->cols ? hi * 16 : a->cols;
+    if (lo * 16 < hi)
+        affine_run(a, r / a->rows, r % a->rows, lo * 16, hi);
+}
+
+/* Parts of rows x cols elements of work for ctx's threads: *pieces per row (1 = whole rows). */
+static size_t ew_parts(const sl_op_ctx *ctx, size_t rows, size_t cols, size_t *pieces)
+{
+    const size_t th = (size_t)sl_pool_threads(ctx->pool);
+    *pieces = 1;
+    if (th == 1 || rows * cols < ((size_t)1 << 15))
+        return 1;
+    if (rows >= 2 * th)
+        return rows < 4 * th ? rows : 4 * th;
+    *pieces = (4 * th + rows - 1) / rows;
+    return rows * *pieces;
+}
+
 int sl_cpu_affine(sl_op_ctx *ctx, const sl_affine_args *a)
 {
-    (void)ctx;
-    for (size_t b = 0; b < a->batch; b++) {
-        const float *add = a->add ? a->add + b * a->stride_p : NULL;
-        const float *mul = a->mul ? a->mul + b * a->stride_p : NULL;
-        for (size_t i = 0; i < a->rows; i++) {
-            const float *x = a->x + b * a->stride_x + i * a->ldx;
-            float *y = a->y + b * a->stride_y + i * a->ldy;
-            const float *r = a->res ? a->res + b * a->stride_res + i * a->ldres : NULL;
-            if (!mul) { /* y = act(x + add) + res: the linear layers' epilogue */
-                sl_cpu_epilogue_row(a->act, a->cols, x, add, NULL, r, y);
-                continue;
-            }
-            for (size_t j = 0; j < a->cols; j++) {
-                float v = add ? x[j] + add[j] : x[j];
-                if (mul)
-                    v *= mul[j];
-                v = act_f(a->act, v);
-                y[j] = r ? v + r[j] : v;
-            }
-        }
-    }
+    affine_job J = {a, 1, 1};
+    J.parts = ew_parts(ctx, a->batch * a->rows, a->cols, &J.pieces);
+    sl_pool_for(ctx->pool, J.parts, affine_body, &J);
     return 0;
 }
 

@@ -78,6 +78,10 @@ size_t sl_cpu_attn_small_ws(size_t tq, size_t tk, size_t D);
 /* The pair by the AVX2 / FMA kernels of cpu_attn.c: 1 when done, 0 when this CPU
  * (or the AVX2 switch, sl_cpu_simd_set) leaves it to the caller. */
 int sl_cpu_attn_small(const sl_cpu_attn_pair *p, float *ws);
+/* Row s[0..kl) of scores -> probabilities in place by the AVX2 / FMA softmax of cpu_attn.c
+ * (max subtracted, polynomial exp, the sum in double): 1 when done, 0 when this CPU has no
+ * AVX2 / FMA path (the caller then does it in scalar code). */
+int sl_cpu_softmax_row(float *s, size_t kl);
 /* 1 when sl_cpu_attn_small takes sequences of any length (its AVX-512 kernels score blocks of
  * query rows); 0: only up to 256 x 256 scores are worth it. */
 int sl_cpu_attn_any_length(void);

@@ -13,44 +13,54 @@
 #include "cpu_ops.h"
 #include "cpu_simd.h"
 
+/* One row of sl_op_norm. */
+static void norm_row(const sl_norm_args *a, size_t i)
+{
+    const size_t n = a->dim;
+    const float *x = a->x + i * a->ldx;
+    float *y = a->y + i * a->ldy;
+    if (a->kind == SL_NORM_RMS) {
+        double nrm = sqrt(sl_cpu_row_sum(x, n, 0.0, 1));
+        if (nrm < a->eps)
+            nrm = a->eps;
+        const float s = (float)(sqrt((double)n) / nrm);
+        sl_cpu_vec_scale(y, x, s, n);
+        if (a->gamma)
+            for (size_t j = 0; j < n; j++)
+                y[j] *= a->gamma[j];
+        return;
+    }
+    const double mean = sl_cpu_row_sum(x, n, 0.0, 0) / (double)n;
+    const double var = sl_cpu_row_sum(x, n, mean, 1) / (double)n;
+    const double rstd = 1.0 / sqrt(var + a->eps);
+    if (a->kind == SL_NORM_LAYER) {
+        sl_cpu_norm_apply(y, x, n, mean, rstd, a->gamma, a->beta);
+        return;
+    }
+    /* GROUP: runs of `inner` elements share their channel's parameters */
+    const size_t cpg = a->channels / a->groups, c0 = (i % a->groups) * cpg, inner = a->inner;
+    for (size_t j0 = 0; j0 < n; j0 += inner) {
+        const size_t p = c0 + (j0 / inner) % cpg, m = n - j0 < inner ? n - j0 : inner;
+        float *yr = y + j0;
+        sl_cpu_norm_apply(yr, x + j0, m, mean, rstd, NULL, NULL);
+        if (a->gamma) {
+            const float g = a->gamma[p];
+            for (size_t j = 0; j < m; j++)
+                yr[j] *= g;
+        }
+        if (a->beta) {
+            const float b = a->beta[p];
+            for (size_t j = 0; j < m; j++)
+                yr[j] += b;
+        }
+    }
+}
+
 /* Rows [i0, i1) of the norm: each row on its own, so any split gives the same bits. */
 static void norm_rows(const sl_norm_args *a, size_t i0, size_t i1)
 {
-    const size_t n = a->dim;
-    for (size_t i = i0; i < i1; i++) {
-        const float *x = a->x + i * a->ldx;
-        float *y = a->y + i * a->ldy;
-        if (a->kind == SL_NORM_RMS) {
-            double nrm = sqrt(sl_cpu_row_sum(x, n, 0.0, 1));
-            if (nrm < a->eps)
-                nrm = a->eps;
-            const float s = (float)(sqrt((double)n) / nrm);
-            sl_cpu_vec_scale(y, x, s, n);
-            if (a->gamma)
-                for (size_t j = 0; j < n; j++)
-                    y[j] *= a->gamma[j];
-        } else {
-            const double mean = sl_cpu_row_sum(x, n, 0.0, 0) / (double)n;
-            const double var = sl_cpu_row_sum(x, n, mean, 1) / (double)n;
-            const double rstd = 1.0 / sqrt(var + a->eps);
-            if (a->kind == SL_NORM_LAYER) {
-                sl_cpu_norm_apply(y, x, n, mean, rstd, a->gamma, a->beta);
-                continue;
-            }
-            /* GROUP: the parameters of element j are those of its channel */
-            const size_t cpg = a->kind == SL_NORM_GROUP ? a->channels / a->groups : 0;
-            const size_t c0 = a->kind == SL_NORM_GROUP ? (i % a->groups) * cpg : 0;
-            for (size_t j = 0; j < n; j++) {
-                float v = (float)(((double)x[j] - mean) * rstd);
-                const size_t p = cpg ? c0 + (j / a->inner) % cpg : j;
-                if (a->gamma)
-                    v *= a->gamma[p];
-                if (a->beta)
-                    v += a->beta[p];
-                y[j] = v;
-            }
-        }
-    }
+    for (size_t i = i0; i < i1; i++)
+        norm_row(a, i);
 }
 
 typedef struct {
@@ -83,11 +93,49 @@ int sl_cpu_norm(sl_op_ctx *ctx, const sl_norm_args *a)
 
 static inline float sigmoid_f(float v) { return 1.0f / (1.0f + expf(-v)); }
 
+typedef struct {
+    size_t rows, n, ldx, ldy, parts, pieces; /* pieces per row (1: ranges of rows) */
+    const float *x;
+    float *y;
+} glu_job;
+
+static void glu_body(void *v, size_t t, int tid)
+{
+    (void)tid;
+    const glu_job *J = v;
+    size_t lo, hi;
+    if (J->pieces == 1) {
+        sl_pool_range(J->rows, J->parts, t, &lo, &hi);
+        for (size_t i = lo; i < hi; i++)
+            sl_cpu_glu_row(J->y + i * J->ldy, J->x + i * J->ldx, J->x + i * J->ldx + J->n, J->n);
+        return;
+    }
+    const size_t i = t / J->pieces;
+    sl_pool_range((J->n + 15) / 16, J->pieces, t % J->pieces, &lo, &hi);
+    lo *= 16;
+    hi = hi * 16 < J->n ? hi * 16 : J->n;
+    if (lo < hi)
+        sl_cpu_glu_row(J->y + i * J->ldy + lo, J->x + i * J->ldx + lo, J->x + i * J->ldx + J->n + lo, hi - lo);
+}
+
 int sl_cpu_glu(sl_op_ctx *ctx, size_t rows, size_t n, const float *x, size_t ldx, float *y, size_t ldy)
 {
-    (void)ctx;
-    for (size_t i = 0; i < rows; i++) /* in place (ldy <= ldx): elements are read before they are written */
-        sl_cpu_glu_row(y + i * ldy, x + i * ldx, x + i * ldx + n, n);
+    const size_t th = (size_t)sl_pool_threads(ctx->pool);
+    glu_job J = {rows, n, ldx, ldy, 1, 1, x, y};
+    /* in place with ldy < ldx a row's outputs may overwrite inputs not read yet (the
+     * serial order reads them first): serial. In place with ldy == ldx every element
+     * reads only its own position, as with distinct buffers: rows and pieces of rows
+     * are independent. */
+    const int shifted = y < x + rows * ldx && x < y + rows * ldy && !(y == x && ldy == ldx);
+    if (th > 1 && !shifted && rows * n >= ((size_t)1 << 15)) {
+        if (rows >= 2 * th) {
+            J.parts = rows < 4 * th ? rows : 4 * th;
+        } else {
+            J.pieces = (4 * th + rows - 1) / rows;
+            J.parts = rows * J.pieces;
+        }
+    }
+    sl_pool_for(J.parts > 1 ? ctx->pool : NULL, J.parts, glu_body, &J);
     return 0;
 }
 
@@ -109,43 +157,64 @@ void sl_cpu_rotate_rows(const float *src, size_t ld, size_t rows, int D, const f
     }
 }
 
-/* The pair by two library GEMMs around the exact softmax (long sequences, or no AVX2). */
+/* Query rows per block of the library path: the block's scores (rows x k_len) stay in L2. */
+static size_t attn_rows(size_t kl)
+{
+    size_t r = ((size_t)1 << 18) / (kl ? kl : 1);
+    r = r < 16 ? 16 : r > 512 ? 512 : r;
+    return r & ~(size_t)15;
+}
+
+/* The pair by two library GEMMs per block of query rows around the exact softmax (long
+ * sequences, or no AVX2). q and k are read in place when there is no rotation. */
 static void attend_blas(const sl_cpu_attn_pair *p, float *ws)
 {
-    const size_t tq = p->tq, kl = p->kl;
-    const int D = (int)p->D;
-    float *qr = ws, *kr = qr + tq * (size_t)D, *S = kr + kl * (size_t)D;
-    sl_cpu_rotate_rows(p->q, p->ldq, tq, D, p->rope, qr);
-    sl_cpu_rotate_rows(p->k, p->ldk, kl, D, p->rope, kr);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)tq, (int)kl, D, p->scale, qr, D, kr, D, 0.0f, S,
-                (int)kl);
-    for (size_t i = 0; i < tq; i++) {
-        float *s = S + i * kl;
-        if (p->bias) {
-            const float *bi = p->bias + i * p->ld_bias;
-            for (size_t j = 0; j < kl; j++)
-                s[j] += bi[j];
-        }
-        float mx = -INFINITY;
-        for (size_t j = 0; j < kl; j++)
-            mx = s[j] > mx ? s[j] : mx;
-        double sum = 0;
-        for (size_t j = 0; j < kl; j++) {
-            s[j] = expf(s[j] - mx);
-            sum += s[j];
-        }
-        const float inv = (float)(1.0 / sum);
-        for (size_t j = 0; j < kl; j++)
-            s[j] *= inv;
+    const size_t tq = p->tq, kl = p->kl, D = p->D, rows = attn_rows(kl);
+    const float *q = p->q, *k = p->k;
+    size_t ldq = p->ldq, ldk = p->ldk;
+    float *S = ws;
+    if (p->rope) {
+        float *qr = ws, *kr = qr + tq * D;
+        sl_cpu_rotate_rows(p->q, p->ldq, tq, (int)D, p->rope, qr);
+        sl_cpu_rotate_rows(p->k, p->ldk, kl, (int)D, p->rope, kr);
+        q = qr, k = kr, ldq = ldk = D;
+        S = kr + kl * D;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)tq, D, (int)kl, 1.0f, S, (int)kl, p->v, (int)p->ldv,
-                0.0f, p->out, (int)p->ldo);
+    for (size_t i0 = 0; i0 < tq; i0 += rows) {
+        const size_t nq = tq - i0 < rows ? tq - i0 : rows;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nq, (int)kl, (int)D, p->scale, q + i0 * ldq,
+                    (int)ldq, k, (int)ldk, 0.0f, S, (int)kl);
+        for (size_t i = 0; i < nq; i++) {
+            float *s = S + i * kl;
+            if (p->bias) {
+                const float *bi = p->bias + (i0 + i) * p->ld_bias;
+                for (size_t j = 0; j < kl; j++)
+                    s[j] += bi[j];
+            }
+            if (sl_cpu_softmax_row(s, kl))
+                continue;
+            float mx = -INFINITY;
+            for (size_t j = 0; j < kl; j++)
+                mx = s[j] > mx ? s[j] : mx;
+            double sum = 0;
+            for (size_t j = 0; j < kl; j++) {
+                s[j] = expf(s[j] - mx);
+                sum += s[j];
+            }
+            const float inv = (float)(1.0 / sum);
+            for (size_t j = 0; j < kl; j++)
+                s[j] *= inv;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nq, (int)D, (int)kl, 1.0f, S, (int)kl, p->v,
+                    (int)p->ldv, 0.0f, p->out + i0 * p->ldo, (int)p->ldo);
+    }
 }
 
 /* Score matrices up to this size (tq x k_len) take the register-blocked kernels of
  * cpu_attn.c; longer sequences the library GEMMs, unless the AVX-512 kernels run (they
  * score blocks of query rows: any length). */
 #define SMALL_SCORES ((size_t)256 * 256)
+#define LONG_KEYS ((size_t)1024)
 
 /* One (item, head) pair per pool index, each with its own rotated q / k and score
  * rows (per-thread scratch): the pairs are independent. */
@@ -171,7 +240,9 @@ static void attn_body(void *v, size_t t, int tid)
                                 .bias = a->bias ? a->bias + b * a->stride_bias_b + h * a->stride_bias_h : NULL,
                                 .ldq = a->ldq, .ldk = a->ldk, .ldv = a->ldv, .ld_bias = a->ld_bias, .out = o,
                                 .ldo = a->ldo};
-    if ((tq * kl > SMALL_SCORES && !sl_cpu_attn_any_length()) || !sl_cpu_attn_small(&P, qr))
+    /* the AVX-512 kernels take long sequences up to LONG_KEYS keys; beyond, the blocked library
+     * path is faster (HT-Demucs's 1344 / 2688 keys of 48-wide heads: 3.94 -> 3.20 s of CPU a segment) */
+    if ((tq * kl > SMALL_SCORES && (!sl_cpu_attn_any_length() || kl > LONG_KEYS)) || !sl_cpu_attn_small(&P, qr))
         attend_blas(&P, qr);
     if (a->gate)
         for (size_t i = 0; i < tq; i++) {
@@ -193,7 +264,9 @@ int sl_cpu_attention(sl_op_ctx *ctx, const sl_attention_args *a)
     size_t th = (size_t)sl_pool_threads(ctx->pool);
     if (th > pairs)
         th = pairs ? pairs : 1;
-    size_t stride = (tq + tk) * (size_t)D + tq * tk;
+    /* a block of attend_blas: nq x kl scores, nq <= attn_rows(kl), so at most 2^18 + 16 kl */
+    const size_t blk = ((size_t)1 << 18) + 16 * tk;
+    size_t stride = (tq + tk) * (size_t)D + (tq * tk < blk ? tq * tk : blk);
     const size_t small = sl_cpu_attn_small_ws(tq, tk, (size_t)D);
     stride = (stride > small ? stride : small) + 15;
     stride &= ~(size_t)15;

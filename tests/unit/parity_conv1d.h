@@ -296,6 +296,9 @@ static void conv1d_cases(parity *P, int big)
     case_conv1d(P, 2, 8, 16, 1, 19, 5, 1, 1, 1, 0, 0, 1, SL_ACT_RELU);  /* 1x1: x read in place */
     case_conv1d(P, 1, 6, 4, 2, 20, 3, 3, 2, 2, 1, 0, 0, SL_ACT_TANH);   /* groups, stride and dilation */
     case_conv1d(P, 1, 3, 2, 1, 4, 1, 7, 1, 1, 3, 3, 1, SL_ACT_NONE);    /* kernel longer than the signal */
+    case_conv1d(P, 2, 4, 3, 1, 9000, 1, 3, 1, 2, 2, 2, 1, SL_ACT_GELU); /* longer than a block: parts of items */
+    case_conv1d(P, 2, 4, 3, 1, 2300, 4, 3, 2, 1, 1, 1, 1, SL_ACT_NONE); /* parts of items cutting inner runs */
+    case_conv1d(P, 3, 4, 5, 1, 9000, 1, 1, 1, 1, 0, 0, 0, SL_ACT_NONE); /* 1x1 in place on parts of items */
     case_convt1d(P, 1, 1, 1, 1, 1, 1, 1, 0, 1, 0, SL_ACT_NONE);
     case_convt1d(P, 2, 6, 4, 13, 1, 8, 4, 2, 48, 1, SL_ACT_GELU);       /* demucs time decoder, cropped */
     case_convt1d(P, 1, 8, 3, 16, 7, 8, 4, 0, 68, 1, SL_ACT_NONE);       /* kernel [8,1] stride [4,1], full */

@@ -370,8 +370,17 @@ int main(void)
     /* long sequences (more than 256 x 256 scores): the AVX-512 kernels' query blocks, the
      * library-GEMM path without AVX-512; short ones with the AVX2 kernels switched off */
     test_attention(ctx, 1, 300, 260, 2, 16, 1, 1);
+    /* several blocks of query rows (2^18 / k_len rows each), q and k read in place
+     * without rope, and rotated copies with it, on 1 and 2 threads */
+    test_attention(ctx, 2, 1400, 300, 2, 8, 0, 0);
+    test_attention(ctx, 1, 1100, 600, 1, 16, 1, 1);
+    CHECK(sl_op_ctx_set_threads(ctx, 2) == 0);
+    test_attention(ctx, 1, 1400, 300, 3, 8, 0, 1);
+    CHECK(sl_op_ctx_set_threads(ctx, 1) == 0);
     sl_cpu_simd_set_avx512(0);
     test_attention(ctx, 1, 300, 260, 2, 16, 1, 1);
+    test_attention(ctx, 2, 1400, 300, 2, 8, 0, 0);
+    test_attention(ctx, 1, 1100, 600, 1, 16, 1, 1);
     sl_cpu_simd_set_avx512(avx512);
     sl_cpu_simd_set(0);
     test_attention(ctx, 3, 40, 40, 2, 16, 1, 0);
