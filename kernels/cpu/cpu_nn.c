@@ -173,6 +173,10 @@ int sl_cpu_gemm(sl_op_ctx *ctx, const sl_gemm_args *a)
 {
     /* AMX packs all of w per part: worth it from about 128 rows */
     const int amx = a->split_bf16 && a->m >= 128 && a->n >= 16 && a->k >= 16 && sl_cpu_amx();
+    /* weights declared fixed: packed once, the AVX-512 kernel of cpu_gemmpk.c */
+    if (!amx && !sl_cpu_gemm_dot_fits(a->m, a->n, a->k) &&
+        sl_cpu_gemm_packed(ctx, a, gemm_parts(ctx, a->m, a->n, a->k) > 1 ? (size_t)sl_pool_threads(ctx->pool) : 1))
+        return 0;
     /* OpenBLAS products without a per-element multiplier, and a residual only without an
      * activation: y prefilled, the product added by the library (gemm_prefill) */
     const int prefill = !amx && a->k > 0 && !a->mul && !sl_cpu_gemm_dot_fits(a->m, a->n, a->k) &&
