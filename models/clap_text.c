@@ -19,6 +19,9 @@
 #include "models/model_impl.h"
 
 typedef struct {
+    /* wqkv / bqkv: the query, key and value projections stacked ([3W][W], [3W]); in
+     * place (CPU) NULL, and w3 / b3 point at the three tensors in the file's mapping */
+    const float *w3[3], *b3[3];
     float *wqkv, *bqkv, *wo, *bo, *ln1_g, *ln1_b, *w1, *b1, *w2, *b2, *ln2_g, *ln2_b;
 } ct_layer;
 
@@ -108,21 +111,30 @@ static int put(sl_clap_text *m, float **dst, const float *src, size_t n) {
     return 0;
 }
 
-/* Query, key and value projections of layer i as one [3W][W] weight and [3W] bias. */
+/* Query, key and value projections of layer i: as one [3W][W] weight and [3W] bias
+ * on a device; in place (CPU), the three tensors read where they are in the mapping
+ * (three GEMMs into the columns of one output), not copied at every open. */
 static int put_qkv(sl_clap_text *m, int i, ct_layer *l) {
     const size_t W = (size_t)m->width;
     static const char *const part[3] = {"query", "key", "value"};
+    const float *pw[3], *pb[3];
+    for (int p = 0; p < 3; p++) {
+        pw[p] = take(m, (int64_t)W, (int64_t)W, "text_branch.encoder.layer.%d.attention.self.%s.weight", i, part[p]);
+        pb[p] = take(m, (int64_t)W, 0, "text_branch.encoder.layer.%d.attention.self.%s.bias", i, part[p]);
+        if (!pw[p] || !pb[p]) return SL_EFORMAT;
+    }
+    if (m->in_place) {
+        for (int p = 0; p < 3; p++) {
+            l->w3[p] = pw[p];
+            l->b3[p] = pb[p];
+        }
+        return 0;
+    }
     float *w = malloc(3 * W * W * sizeof *w), *b = malloc(3 * W * sizeof *b);
     int rc = w && b ? 0 : SL_ENOMEM;
     for (int p = 0; p < 3 && !rc; p++) {
-        const float *pw = take(m, (int64_t)W, (int64_t)W, "text_branch.encoder.layer.%d.attention.self.%s.weight", i, part[p]);
-        const float *pb = take(m, (int64_t)W, 0, "text_branch.encoder.layer.%d.attention.self.%s.bias", i, part[p]);
-        if (!pw || !pb) {
-            rc = SL_EFORMAT;
-            break;
-        }
-        memcpy(w + p * W * W, pw, W * W * sizeof *w);
-        memcpy(b + p * W, pb, W * sizeof *b);
+        memcpy(w + p * W * W, pw[p], W * W * sizeof *w);
+        memcpy(b + p * W, pb[p], W * sizeof *b);
     }
     if (!rc) rc = sl_model_upload_new(m->ctx, &l->wqkv, w, 3 * W * W);
     if (!rc) rc = sl_model_upload_new(m->ctx, &l->bqkv, b, 3 * W);
@@ -399,8 +411,15 @@ int sl_clap_text_run_ids(sl_clap_text *m, const int32_t *ids, size_t stride, con
          * rows alone (keys and values still cover every token). */
         const int cls = i == m->layers - 1 && !(taps && taps->layers);
         const size_t rows = cls ? batch : R, ldx = cls ? T * W : W;
-        sl_gemm_args g = linear(R, X, W, l->wqkv, l->bqkv, 3 * W, W, SL_ACT_NONE, QKV, 3 * W, NULL);
-        rc = sl_op_gemm(m->ctx, &g);
+        sl_gemm_args g;
+        if (l->wqkv) {
+            g = linear(R, X, W, l->wqkv, l->bqkv, 3 * W, W, SL_ACT_NONE, QKV, 3 * W, NULL);
+            rc = sl_op_gemm(m->ctx, &g);
+        }
+        for (int j = 0; j < 3 && !l->wqkv && !rc; j++) {
+            g = linear(R, X, W, l->w3[j], l->b3[j], W, W, SL_ACT_NONE, QKV + (size_t)j * W, 3 * W, NULL);
+            rc = sl_op_gemm(m->ctx, &g);
+        }
         sl_attention_args a = {0};
         a.batch = batch;
         a.tq = cls ? 1 : T;
