@@ -60,6 +60,9 @@ void sl_cpu_epilogue_row(sl_act act, size_t n, const float *p, const float *bias
 int sl_cpu_simd_fma(void);
 /* x[i] = exp(x[i] - m) by the LSTM cell's polynomial exp (about 1 ulp), AVX2 bit-identical. */
 void sl_cpu_vec_exp_sub(float *x, float m, size_t n);
+/* The same and the sum of the results in double (AVX-512: 16 lanes, the sum in another
+ * order than a plain loop's). */
+double sl_cpu_vec_exp_sub_sum(float *x, float m, size_t n);
 
 /* 1 when sl_cpu_simd_fma() and the CPU has AVX-512 (F, DQ, VL), unless the environment
  * sets STEMLINE_CPU_AVX512=0 (read once) or sl_cpu_simd_set_avx512(0) turned the
