@@ -178,8 +178,10 @@ void sl_vindex_set_f16(sl_vindex *ix, int use) { ix->f16_off = !use; }
 void sl_vindex_f16_status(const sl_vindex *ix, size_t *valid, size_t *stale, size_t *f32_shards)
 {
     *valid = ix->f16_off ? 0 : ix->f16_valid;
-    *stale = ix->f16_stale;
-    *f32_shards = ix->f16_f32;
+    *stale = ix->f16_off ? 0 : ix->f16_stale;
+    *f32_shards = 0;
+    for (size_t i = 0; i < ix->n; i++)
+        *f32_shards += !ix->sh[i].f16;
 }
 
 /* ---------------------------------------------------------------- building */
