@@ -422,3 +422,21 @@ const sl_json *sl_json_at(const sl_json *v, size_t i)
 {
     return i < sl_json_len(v) ? &v->items[i] : NULL;
 }
+
+void sl_json_fmt_num(char *out, size_t cap, double x)
+{
+    if (!isfinite(x)) {
+        snprintf(out, cap, "null");
+        return;
+    }
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(out, cap, "%.*g", prec, x);
+        for (char *p = out; *p; p++)
+            if (*p == ',') /* a decimal comma from the locale */
+                *p = '.';
+        if (strtod(out, NULL) == x)
+            break;
+    }
+    if (!strpbrk(out, ".eEn"))
+        strncat(out, ".0", cap - strlen(out) - 1);
+}

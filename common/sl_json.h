@@ -78,4 +78,9 @@ size_t sl_json_len(const sl_json *v);
 /* Item i of an array or value of member i of an object; NULL when out of range. */
 const sl_json *sl_json_at(const sl_json *v, size_t i);
 
+/* Writing: x as the shortest "%.Ng" (N 15..17) that reads back to the same double,
+ * always with a '.' or an exponent so every reader sees a float (a locale's decimal
+ * comma turned into '.'); "null" when not finite (JSON has no NaN). Into out[cap]. */
+void sl_json_fmt_num(char *out, size_t cap, double x);
+
 #endif

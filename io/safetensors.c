@@ -841,3 +841,25 @@ const sl_st_tensor *sl_st_require_f32(const sl_st_file *f, const char *name, int
     }
     return t;
 }
+
+const sl_st_tensor *sl_st_vtake_f32(const sl_st_file *f, unsigned char *used, const char *what, int ndim,
+                                    const int64_t *shape, const char *fmt, va_list ap)
+{
+    char name[192];
+    vsnprintf(name, sizeof name, fmt, ap);
+    const sl_st_tensor *t = sl_st_require_f32(f, name, ndim, shape);
+    if (!t) {
+        if (what) {
+            char msg[512];
+            snprintf(msg, sizeof msg, "%s", sl_lasterr());
+            sl_seterr(SL_EFORMAT, "%s: %s", what, msg);
+        }
+        return NULL;
+    }
+    for (size_t i = 0; used && i < sl_st_count(f); i++)
+        if (sl_st_at(f, i) == t) {
+            used[i] = 1;
+            break;
+        }
+    return t;
+}

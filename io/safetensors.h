@@ -6,6 +6,7 @@
 #ifndef SL_SAFETENSORS_H
 #define SL_SAFETENSORS_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -61,5 +62,12 @@ const char *sl_st_name(const sl_st_file *f);
 size_t sl_st_meta_count(const sl_st_file *f);
 const char *sl_st_meta_key(const sl_st_file *f, size_t i);
 const char *sl_st_meta_value(const sl_st_file *f, size_t i);
+
+/* The loaders' lookup: sl_st_require_f32 of the tensor named by the printf format fmt
+ * (ap; names up to 191 characters), marked in used[i] (i as sl_st_at; used may be NULL).
+ * On failure NULL, and with what not NULL the error is SL_EFORMAT
+ * "WHAT: FILE: tensor NAME: reason" (else sl_st_require_f32's). */
+const sl_st_tensor *sl_st_vtake_f32(const sl_st_file *f, unsigned char *used, const char *what, int ndim,
+                                    const int64_t *shape, const char *fmt, va_list ap);
 
 #endif

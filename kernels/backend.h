@@ -1,4 +1,4 @@
-/* Private interface between kernels/ops.c (argument checks, dispatch) and the
+/* Private interface between kernels/ops*.c (argument checks, dispatch) and the
  * backends. Arguments reaching a backend function are already validated.
  * A NULL op pointer means the backend does not implement that op. */
 #ifndef SL_KERNELS_BACKEND_H

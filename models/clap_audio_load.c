@@ -44,15 +44,7 @@ static int lerr(const loader *L, int rc, const char *fmt, ...)
 /* Tensor name (printf-formatted) as float32 with the given dims (-1 = any; ndim entries). */
 static const sl_st_tensor *vget(const loader *L, int ndim, const int64_t *shape, const char *fmt, va_list ap)
 {
-    char name[160];
-    vsnprintf(name, sizeof name, fmt, ap);
-    const sl_st_tensor *t = sl_st_require_f32(L->f, name, ndim, shape);
-    if (!t) {
-        char msg[512];
-        snprintf(msg, sizeof msg, "%s", sl_lasterr());
-        sl_seterr(SL_EFORMAT, "embedding model clap: %s", msg);
-    }
-    return t;
+    return sl_st_vtake_f32(L->f, NULL, "embedding model clap", ndim, shape, fmt, ap);
 }
 
 static const sl_st_tensor *get(const loader *L, int ndim, const int64_t *shape, const char *fmt, ...)

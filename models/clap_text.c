@@ -83,17 +83,12 @@ static int meta_int(sl_clap_text *m, const char *key, int lo, int hi, int *out) 
 static const float *take(sl_clap_text *m, int64_t d0, int64_t d1, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 static const float *take(sl_clap_text *m, int64_t d0, int64_t d1, const char *fmt, ...) {
-    char name[160];
+    const int64_t shape[2] = {d0, d1};
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(name, sizeof name, fmt, ap);
+    const sl_st_tensor *t = sl_st_vtake_f32(m->f, m->used, NULL, d1 ? 2 : 1, shape, fmt, ap);
     va_end(ap);
-    const int64_t shape[2] = {d0, d1};
-    const sl_st_tensor *t = sl_st_require_f32(m->f, name, d1 ? 2 : 1, shape);
-    if (!t) return NULL;
-    for (size_t i = 0; i < sl_st_count(m->f); i++)
-        if (sl_st_at(m->f, i) == t) m->used[i] = 1;
-    return (const float *)t->data;
+    return t ? (const float *)t->data : NULL;
 }
 
 static int put(sl_clap_text *m, float **dst, const float *src, size_t n) {

@@ -53,22 +53,11 @@ static const float *take(hd_loader *L, int nd, const int64_t *shape, const char 
     __attribute__((format(printf, 4, 5)));
 static const float *take(hd_loader *L, int nd, const int64_t *shape, const char *fmt, ...)
 {
-    char name[192];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(name, sizeof name, fmt, ap);
+    const sl_st_tensor *t = sl_st_vtake_f32(L->f, L->used, "separation model htdemucs", nd, shape, fmt, ap);
     va_end(ap);
-    const sl_st_tensor *t = sl_st_require_f32(L->f, name, nd, shape);
-    if (!t) {
-        char msg[512];
-        snprintf(msg, sizeof msg, "%s", sl_lasterr());
-        sl_seterr(SL_EFORMAT, "separation model htdemucs: %s", msg);
-        return NULL;
-    }
-    for (size_t i = 0; i < sl_st_count(L->f); i++)
-        if (sl_st_at(L->f, i) == t)
-            L->used[i] = 1;
-    return (const float *)t->data;
+    return t ? (const float *)t->data : NULL;
 }
 
 static int up(hd_loader *L, float **dst, const float *src, size_t n)

@@ -42,36 +42,20 @@ static int meta_int(rf_loader *L, const char *key, int lo, int hi, int def, int 
     return 0;
 }
 
-static void mark_used(rf_loader *L, const sl_st_tensor *t)
-{
-    for (size_t i = 0; i < sl_st_count(L->f); i++)
-        if (sl_st_at(L->f, i) == t) {
-            L->used[i] = 1;
-            return;
-        }
-}
-
 /* The float32 tensor name (printf format) of shape d0 [x d1] (d1 = 0: one dimension);
  * NULL with "model: FILE: tensor NAME: reason" when missing or misshapen. */
 static const float *take(rf_loader *L, int64_t d0, int64_t d1, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 static const float *take(rf_loader *L, int64_t d0, int64_t d1, const char *fmt, ...)
 {
-    char name[160];
+    char what[96];
+    snprintf(what, sizeof what, "separation model %s", L->model);
+    const int64_t shape[2] = {d0, d1};
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(name, sizeof name, fmt, ap);
+    const sl_st_tensor *t = sl_st_vtake_f32(L->f, L->used, what, d1 ? 2 : 1, shape, fmt, ap);
     va_end(ap);
-    const int64_t shape[2] = {d0, d1};
-    const sl_st_tensor *t = sl_st_require_f32(L->f, name, d1 ? 2 : 1, shape);
-    if (!t) {
-        char msg[512];
-        snprintf(msg, sizeof msg, "%s", sl_lasterr());
-        sl_seterr(SL_EFORMAT, "separation model %s: %s", L->model, msg);
-        return NULL;
-    }
-    mark_used(L, t);
-    return (const float *)t->data;
+    return t ? (const float *)t->data : NULL;
 }
 
 static int present(rf_loader *L, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -24,25 +24,6 @@
 
 /* ================================================================ sidecar */
 
-/* Shortest "%.Ng" that reads back the same, always with '.' or an exponent. */
-static void fmt_double(char *out, size_t cap, double x)
-{
-    if (!isfinite(x)) {
-        snprintf(out, cap, "null");
-        return;
-    }
-    for (int prec = 15; prec <= 17; prec++) {
-        snprintf(out, cap, "%.*g", prec, x);
-        for (char *p = out; *p; p++)
-            if (*p == ',')
-                *p = '.';
-        if (strtod(out, NULL) == x)
-            break;
-    }
-    if (!strpbrk(out, ".eEn"))
-        strncat(out, ".0", cap - strlen(out) - 1);
-}
-
 static int same_bytes(const char *path, const char *buf, size_t len)
 {
     FILE *f = fopen(path, "rb");
@@ -78,8 +59,8 @@ int sl_shards_write_meta(const char *dir, const char *prefix, const sl_shards_me
     if (!f)
         return sl_seterr(SL_ENOMEM, "index.json: out of memory");
     char w[64], h[64];
-    fmt_double(w, sizeof w, (double)m->window_samples / m->sample_rate);
-    fmt_double(h, sizeof h, (double)m->hop_samples / m->sample_rate);
+    sl_json_fmt_num(w, sizeof w, (double)m->window_samples / m->sample_rate);
+    sl_json_fmt_num(h, sizeof h, (double)m->hop_samples / m->sample_rate);
     fputs("{\n  \"format\": \"stemline-vector-index\",\n  \"format_version\": 1,\n  \"stemline_version\": ", f);
     sl_json_str(f, SL_VERSION);
     fputs(",\n  \"model\": ", f);

@@ -2,6 +2,7 @@
 #include "pipeline/shards.h"
 
 #include "common/sl_error.h"
+#include "common/sl_json.h"
 #include "io/npy.h"
 #include "pipeline/center.h"
 
@@ -29,26 +30,6 @@ typedef struct {
     char **list;
     size_t nlist, caplist;
 } shard_ctx;
-
-/* Shortest "%.Ng" that reads back to the same double, always with a '.' or an
- * exponent so every reader sees a float; null for non-finite (JSON has no NaN). */
-static void fmt_num(char *out, size_t cap, double x)
-{
-    if (!isfinite(x)) {
-        snprintf(out, cap, "null");
-        return;
-    }
-    for (int prec = 15; prec <= 17; prec++) {
-        snprintf(out, cap, "%.*g", prec, x);
-        for (char *p = out; *p; p++)
-            if (*p == ',') /* a decimal comma from the locale */
-                *p = '.';
-        if (strtod(out, NULL) == x)
-            break;
-    }
-    if (!strpbrk(out, ".eEn"))
-        strncat(out, ".0", cap - strlen(out) - 1);
-}
 
 static int list_add(shard_ctx *c, const char *path)
 {
@@ -158,9 +139,9 @@ static int on_row(void *arg, const sl_ledger_row *r)
     if (s->center)
         sl_center_apply(row, s->center, c->dim, s->normalize);
     char dur[40], t0[40], t1[40];
-    fmt_num(dur, sizeof dur, r->duration);
-    fmt_num(t0, sizeof t0, r->start);
-    fmt_num(t1, sizeof t1, r->window >= 0 ? r->end : r->duration);
+    sl_json_fmt_num(dur, sizeof dur, r->duration);
+    sl_json_fmt_num(t0, sizeof t0, r->start);
+    sl_json_fmt_num(t1, sizeof t1, r->window >= 0 ? r->end : r->duration);
     FILE *f = c->jf;
     fprintf(f, "{\"row\": %zu, \"id\": ", c->nrows);
     sl_json_str(f, r->id);

@@ -1,32 +1,17 @@
 /* The Winograd F(2x2, 3x3) transforms of cpu_conv.c in vector form (GCC vector
- * extensions), included by cpu_conv.c once per instruction set inside a
- * `#pragma GCC target` region, with WG_VW (floats per vector: 8 for AVX2, 16 for
- * AVX-512) and WG_SFX(name) (the name with the set's suffix) defined. Every
+ * extensions), included by cpu_conv.c once per instruction set through
+ * cpu_simd_each.h (WG_VW, WG_SFX, vectors vf / vi and ld / st from there). Every
  * element gets the operations of the portable loops of cpu_conv.c in the same
  * order (adds and subtracts only, no contraction): the results are the same bits.
  * Not a header of its own: no include guard, on purpose. */
 
-typedef float WG_SFX(vf) __attribute__((vector_size(4 * WG_VW)));
-typedef int WG_SFX(vi) __attribute__((vector_size(4 * WG_VW)));
-
 #if WG_VW == 16
 #define WG_LO {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23}
 #define WG_HI {8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31}
-#elif WG_VW == 8
+#else
 #define WG_LO {0, 8, 1, 9, 2, 10, 3, 11}
 #define WG_HI {4, 12, 5, 13, 6, 14, 7, 15}
-#else
-#error "WG_VW must be 8 or 16"
 #endif
-
-static inline WG_SFX(vf) WG_SFX(ld)(const float *p)
-{
-    WG_SFX(vf) v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-static inline void WG_SFX(st)(float *p, WG_SFX(vf) v) { memcpy(p, &v, sizeof v); }
 
 /* wg_input of cpu_conv.c. */
 static void WG_SFX(wg_input)(const float *P, int c0, int c1, int PH, int tw, int ti0, int nrow, size_t CN,
@@ -169,30 +154,6 @@ static void WG_SFX(dr_row)(float *restrict yr, const float *restrict xp, size_t 
         s = s + bo;
         yr[j] = relu && s < 0.0f ? 0.0f : s;
     }
-}
-
-/* One output row of a 2x2 average pooling: y[j] = ((((0 + r0[2j]) + r0[2j+1]) + r1[2j]) + r1[2j+1]) * 0.25,
- * as the portable loop of sl_cpu_avg_pool2d (the 0 + keeps its sign of zero). */
-static void WG_SFX(pool2_row)(float *restrict y, const float *restrict r0, const float *restrict r1, int ow)
-{
-    typedef WG_SFX(vf) vf;
-    typedef WG_SFX(vi) vi;
-#if WG_VW == 16
-    const vi ev = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30}, od = ev + 1;
-#else
-    const vi ev = {0, 2, 4, 6, 8, 10, 12, 14}, od = ev + 1;
-#endif
-    int j = 0;
-    for (; j + WG_VW <= ow; j += WG_VW) {
-        const vf a0 = WG_SFX(ld)(r0 + 2 * j), a1 = WG_SFX(ld)(r0 + 2 * j + WG_VW), b0 = WG_SFX(ld)(r1 + 2 * j),
-                 b1 = WG_SFX(ld)(r1 + 2 * j + WG_VW);
-        const vf zero = {0};
-        const vf s = zero + __builtin_shuffle(a0, a1, ev) + __builtin_shuffle(a0, a1, od) +
-                     __builtin_shuffle(b0, b1, ev) + __builtin_shuffle(b0, b1, od);
-        WG_SFX(st)(y + j, s * 0.25f);
-    }
-    for (; j < ow; j++)
-        y[j] = (0.0f + r0[2 * j] + r0[2 * j + 1] + r1[2 * j] + r1[2 * j + 1]) * 0.25f;
 }
 
 #undef WG_LO

@@ -1,7 +1,9 @@
 #include "sl_test.h"
 
+#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 int sl_test_failures;
 int sl_test_checks;
@@ -26,4 +28,63 @@ const char *sl_test_tmpdir(void)
         exit(1);
     }
     return buf;
+}
+
+void sl_test_rmdir(const char *dir)
+{
+    if (sl_test_failures)
+        return;
+    char cmd[1100];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        printf("note: could not remove %s\n", dir);
+}
+
+char *sl_test_slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)n + 1);
+    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
+        free(b);
+        b = NULL;
+    }
+    if (b)
+        b[n] = 0;
+    fclose(f);
+    *len = (size_t)n;
+    return b;
+}
+
+void sl_test_spew(const char *path, const void *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    if (f) {
+        fwrite(data, 1, len, f);
+        fclose(f);
+    }
+}
+
+int sl_test_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+int sl_test_count_names(const char *dir, const char *needle)
+{
+    DIR *d = opendir(dir);
+    int n = 0;
+    struct dirent *de;
+    if (!d)
+        return -1;
+    while ((de = readdir(d)))
+        if (strstr(de->d_name, needle))
+            n++;
+    closedir(d);
+    return n;
 }

@@ -4,6 +4,7 @@
 #define SL_TEST_H
 
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 
 extern int sl_test_failures;
@@ -35,5 +36,18 @@ extern int sl_test_checks;
 int sl_test_finish(const char *name);
 /* A fresh temporary folder (mkdtemp under $TMPDIR); the string is static. */
 const char *sl_test_tmpdir(void);
+/* Removes dir and everything below it, unless a check has failed (the files are
+ * then kept as evidence); prints a note when it cannot. */
+void sl_test_rmdir(const char *dir);
+
+/* Small file helpers. sl_test_slurp: the whole file, NUL-terminated, its size in
+ * *len; NULL when it cannot be read; the caller frees. sl_test_spew: writes
+ * data[len] to path, silently nothing when it cannot. sl_test_exists: 1 when
+ * path exists. sl_test_count_names: the entries of dir whose name contains
+ * needle, -1 when dir cannot be read. */
+char *sl_test_slurp(const char *path, size_t *len);
+void sl_test_spew(const char *path, const void *data, size_t len);
+int sl_test_exists(const char *path);
+int sl_test_count_names(const char *dir, const char *needle);
 
 #endif

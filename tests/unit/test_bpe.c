@@ -14,22 +14,8 @@
 
 static char *slurp(const char *name, size_t *len) {
     const char *path = slg_file_in("clap_text", name);
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "cannot open %s\n", path);
-        return NULL;
-    }
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    if (buf) buf[n] = 0;
-    *len = (size_t)n;
+    char *buf = sl_test_slurp(path, len);
+    if (!buf) fprintf(stderr, "cannot open %s\n", path);
     return buf;
 }
 

@@ -43,25 +43,11 @@ static void make_signal(void)
     sig[1][2001] = -1.0f;
 }
 
-static int exists(const char *p)
-{
-    struct stat sb;
-    return stat(p, &sb) == 0;
-}
-
 /* Number of entries in folder d whose name contains ".tmp-". */
 static int count_tmp(const char *d)
 {
-    DIR *dp = opendir(d);
-    if (!dp)
-        return 0;
-    int n = 0;
-    struct dirent *de;
-    while ((de = readdir(dp)))
-        if (strstr(de->d_name, ".tmp-"))
-            n++;
-    closedir(dp);
-    return n;
+    const int n = sl_test_count_names(d, ".tmp-");
+    return n < 0 ? 0 : n; /* a folder that cannot be read holds none */
 }
 
 static float expected(int c, int i, int q)
@@ -231,10 +217,10 @@ static void test_abort_and_tmp(void)
         return;
     CHECK(sl_encoder_write(e, (const float *const *)sig, 10000) == 0);
     /* While writing, only the temporary name exists. */
-    CHECK(!exists(path));
+    CHECK(!sl_test_exists(path));
     CHECK_MSG(count_tmp(sub) == 1, "expected one x.wav.tmp-PID-N while writing");
     sl_encoder_abort(e);
-    CHECK(!exists(path));
+    CHECK(!sl_test_exists(path));
     CHECK_MSG(count_tmp(sub) == 0, "abort left a temporary file");
     sl_encoder_abort(NULL);
 
@@ -245,7 +231,7 @@ static void test_abort_and_tmp(void)
     CHECK(count_tmp(sub) == 2);
     sl_encoder_abort(e1);
     CHECK(sl_encoder_finish(e2) == 0);
-    CHECK(exists(path) && count_tmp(sub) == 0);
+    CHECK(sl_test_exists(path) && count_tmp(sub) == 0);
 }
 
 /* A failed fsync of the temporary file, or of the folder after the rename,
@@ -266,10 +252,10 @@ static void test_fsync_failure(void)
         CHECK_MSG(r == -EIO, "fsync fault on %s: finish returned %d, want -EIO", faults[k], r);
         CHECK_MSG(strstr(sl_lasterr(), "fsync") && strstr(sl_lasterr(), path), "message '%s' lacks fsync or %s",
                   sl_lasterr(), path);
-        CHECK_MSG(!exists(path), "%s exists after a failed fsync", path);
+        CHECK_MSG(!sl_test_exists(path), "%s exists after a failed fsync", path);
         CHECK_MSG(count_tmp(sub) == 0, "a temporary file survived a failed fsync");
         /* without the fault the same write succeeds */
-        CHECK(sl_encode_file(path, &p, (const float *const *)sig, 5000) == 0 && exists(path));
+        CHECK(sl_encode_file(path, &p, (const float *const *)sig, 5000) == 0 && sl_test_exists(path));
     }
 }
 
@@ -284,7 +270,7 @@ static void expect_einval(const char *fmt, const char *sf, int ch, int in, int o
     CHECK_MSG(r == SL_EINVAL, "%s/%s: got %d", fmt, sf, r);
     CHECK_MSG(strstr(sl_lasterr(), path) && strstr(sl_lasterr(), what), "message '%s' lacks path or '%s'",
               sl_lasterr(), what);
-    CHECK(e == NULL && !exists(path));
+    CHECK(e == NULL && !sl_test_exists(path));
 }
 
 static void test_errors(void)
@@ -309,7 +295,7 @@ static void test_errors(void)
     int r = sl_encode_file(path, &p, (const float *const *)sig, 1000);
     CHECK_MSG(r < 0, "writing under a file must fail");
     CHECK_MSG(strstr(sl_lasterr(), path) != NULL, "message does not name the file: '%s'", sl_lasterr());
-    CHECK(!exists(path));
+    CHECK(!sl_test_exists(path));
     /* The destination itself is a folder: the rename must fail and clean up. */
     char sub[1024];
     snprintf(sub, sizeof sub, "%s/isdir", dir);
@@ -326,13 +312,13 @@ static void test_errors(void)
         CHECK(mkdir(sub, 0555) == 0);
         snprintf(path, sizeof path, "%s/x.wav", sub);
         r = sl_encode_file(path, &p, (const float *const *)sig, 1000);
-        CHECK(r < 0 && strstr(sl_lasterr(), path) && !exists(path));
+        CHECK(r < 0 && strstr(sl_lasterr(), path) && !sl_test_exists(path));
         chmod(sub, 0755);
     }
     /* Zero frames is a valid (empty) file, and writes after an error are refused. */
     snprintf(path, sizeof path, "%s/empty/x.wav", dir);
     p.format = "wav";
-    CHECK(sl_encode_file(path, &p, NULL, 0) == 0 && exists(path));
+    CHECK(sl_encode_file(path, &p, NULL, 0) == 0 && sl_test_exists(path));
 }
 
 static void test_mono_and_multichannel(void)
@@ -374,9 +360,6 @@ int main(void)
     test_mono_and_multichannel();
     free(sig[0]);
     free(sig[1]);
-    char cmd[1100];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (sl_test_failures == 0 && system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", dir);
+    sl_test_rmdir(dir);
     return sl_test_finish("encode");
 }

@@ -603,6 +603,26 @@ static void test_fuzz(void)
     CHECK(parsed > 0);
 }
 
+/* sl_json_fmt_num: shortest round-trip text, always a float, null when not finite. */
+static void test_fmt_num(void)
+{
+    static const struct {
+        double x;
+        const char *want;
+    } cases[] = {{0.0, "0.0"}, {1.0, "1.0"}, {-2.5, "-2.5"}, {0.1, "0.1"}, {1e300, "1e+300"},
+                 {12.5, "12.5"}, {1.0 / 3.0, "0.3333333333333333"}, {123456789012.0, "123456789012.0"}};
+    char buf[64];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        sl_json_fmt_num(buf, sizeof buf, cases[i].x);
+        CHECK_MSG(!strcmp(buf, cases[i].want), "%.17g: '%s', want '%s'", cases[i].x, buf, cases[i].want);
+        CHECK(strtod(buf, NULL) == cases[i].x);
+    }
+    sl_json_fmt_num(buf, sizeof buf, NAN);
+    CHECK(!strcmp(buf, "null"));
+    sl_json_fmt_num(buf, sizeof buf, -INFINITY);
+    CHECK(!strcmp(buf, "null"));
+}
+
 int main(void)
 {
     test_values();
@@ -613,5 +633,6 @@ int main(void)
     test_errors();
     test_truncation();
     test_fuzz();
+    test_fmt_num();
     return sl_test_finish("json");
 }

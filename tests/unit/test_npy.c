@@ -29,49 +29,8 @@ static uint32_t f_bits(float f)
     return x;
 }
 
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-        free(b);
-        b = NULL;
-    }
-    if (b)
-        b[n] = 0;
-    fclose(f);
-    *len = (size_t)n;
-    return b;
-}
-
-static void spew(const char *path, const void *data, size_t len)
-{
-    FILE *f = fopen(path, "wb");
-    if (f) {
-        fwrite(data, 1, len, f);
-        fclose(f);
-    }
-}
-
 /* Names in dir containing ".tmp-" (leftover temp files). */
-static int count_tmp(const char *dir)
-{
-    DIR *d = opendir(dir);
-    int n = 0;
-    struct dirent *de;
-    if (!d)
-        return -1;
-    while ((de = readdir(d)))
-        if (strstr(de->d_name, ".tmp-"))
-            n++;
-    closedir(d);
-    return n;
-}
+static int count_tmp(const char *dir) { return sl_test_count_names(dir, ".tmp-"); }
 
 static const char *python(void)
 {
@@ -167,7 +126,7 @@ static float sample_value(size_t i)
 static void check_header(const char *path, const char *descr, size_t rows, size_t cols, size_t isz)
 {
     size_t len;
-    char *b = slurp(path, &len);
+    char *b = sl_test_slurp(path, &len);
     CHECK(b != NULL);
     if (!b)
         return;
@@ -239,7 +198,7 @@ static void test_roundtrip(void)
     unsigned char *enc = NULL;
     size_t elen = 0, flen = 0;
     CHECK(sl_npy_encode(m, R, C, "float16", &enc, &elen) == 0);
-    char *file = slurp(p16, &flen);
+    char *file = sl_test_slurp(p16, &flen);
     CHECK(enc && file && elen == flen && memcmp(enc, file, elen) == 0);
     free(enc);
     free(file);
@@ -262,7 +221,7 @@ static void test_roundtrip(void)
     }
     m2[R * C - 1] = NAN;
     snprintf(raw, sizeof raw, "%s/raw.f32", tmp);
-    spew(raw, m2, R * C * 4);
+    sl_test_spew(raw, m2, R * C * 4);
     CHECK(sl_npy_write(p32, m2, R, C, "float32") == 0);
     CHECK(sl_npy_write(p16, m2, R, C, "float16") == 0);
     snprintf(script, sizeof script, "%s/check_npy.py", tmp);
@@ -327,43 +286,43 @@ static void test_read_errors(void)
     size_t r, c;
     snprintf(p, sizeof p, "%s/bad.npy", tmp);
 
-    spew(p, "hello, this is not numpy at all", 31);
+    sl_test_spew(p, "hello, this is not numpy at all", 31);
     CHECK(sl_npy_read(p, &d, &r, &c) == SL_EFORMAT);
     CHECK(strstr(sl_lasterr(), p) != NULL);
 
     float v[6] = {1, 2, 3, 4, 5, 6};
     CHECK(sl_npy_write(p, v, 2, 3, "float32") == 0);
     size_t len;
-    char *b = slurp(p, &len);
-    spew(p, b, len - 1); /* truncated data */
+    char *b = sl_test_slurp(p, &len);
+    sl_test_spew(p, b, len - 1); /* truncated data */
     CHECK(sl_npy_read(p, &d, &r, &c) == SL_EFORMAT && strstr(sl_lasterr(), "size"));
-    spew(p, b, 40); /* truncated header */
+    sl_test_spew(p, b, 40); /* truncated header */
     CHECK(sl_npy_read(p, &d, &r, &c) == SL_EFORMAT);
     char *e = malloc(len + 4);
     memcpy(e, b, len);
     memcpy(e + len, "xxxx", 4);
-    spew(p, e, len + 4); /* trailing garbage */
+    sl_test_spew(p, e, len + 4); /* trailing garbage */
     CHECK(sl_npy_read(p, &d, &r, &c) == SL_EFORMAT);
     memcpy(e, b, len);
     char *q = strstr(e + 10, "<f4");
     q[2] = '8'; /* '<f8' */
-    spew(p, e, len);
+    sl_test_spew(p, e, len);
     CHECK(sl_npy_read(p, &d, &r, &c) == SL_EFORMAT && strstr(sl_lasterr(), "dtype"));
     memcpy(e, b, len);
     e[6] = 3; /* version 3.0 */
-    spew(p, e, len);
+    sl_test_spew(p, e, len);
     CHECK(sl_npy_read(p, &d, &r, &c) == SL_EFORMAT && strstr(sl_lasterr(), "version"));
     memcpy(e, b, len);
     q = strstr(e + 10, "(2, 3)");
     memcpy(q, "(2,3,)", 6); /* same length, still 2-D and valid Python */
-    spew(p, e, len);
+    sl_test_spew(p, e, len);
     CHECK(sl_npy_read(p, &d, &r, &c) == 0 && r == 2 && c == 3 && d && d[5] == 6.0f);
     free(d);
     d = NULL;
     memcpy(e, b, len);
     q = strstr(e + 10, "(2, 3)");
     memcpy(q, "(6,)  ", 6); /* 1-D */
-    spew(p, e, len);
+    sl_test_spew(p, e, len);
     CHECK(sl_npy_read(p, &d, &r, &c) == SL_EFORMAT);
     free(e);
     free(b);
@@ -384,22 +343,22 @@ static void test_tmp_reuse_and_sweep(void)
     for (int k = 0; k < 20; k++) {
         char t[900];
         snprintf(t, sizeof t, "%s.tmp-%ld-%d", p, (long)getpid(), k);
-        spew(t, "stale", 5);
+        sl_test_spew(t, "stale", 5);
     }
     int rc = sl_write_file_atomic(p, "fresh", 5);
     CHECK_MSG(rc == 0, "rc %d: %s", rc, sl_lasterr());
     size_t len;
-    char *b = slurp(p, &len);
+    char *b = sl_test_slurp(p, &len);
     CHECK(b && len == 5 && !memcmp(b, "fresh", 5));
     free(b);
     CHECK(count_tmp(dir) == 20);
     const char *keep[] = {"x.tmp-", "y.tmp-12-", "z.tmp-a-1", ".tmp-1-2", "w.tmp-1-2.bak"};
     for (size_t i = 0; i < sizeof keep / sizeof keep[0]; i++) {
         snprintf(p, sizeof p, "%s/%s", dir, keep[i]);
-        spew(p, "k", 1);
+        sl_test_spew(p, "k", 1);
     }
     snprintf(p, sizeof p, "%s/other.wav.tmp-99-7", dir);
-    spew(p, "s", 1);
+    sl_test_spew(p, "s", 1);
     CHECK(sl_atomic_sweep(dir) == 21);
     CHECK(count_tmp(dir) == 5);
     CHECK(sl_atomic_sweep(dir) == 0);
@@ -414,7 +373,7 @@ static void test_tmp_reuse_and_sweep(void)
                            "a.wav.tmp-x-1", "a.wav"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         snprintf(p, sizeof p, "%s/%s", sd, names[i]);
-        spew(p, "t", 1);
+        sl_test_spew(p, "t", 1);
     }
     snprintf(p, sizeof p, "%s/a.wav", sd);
     CHECK(sl_atomic_sweep_for(p) == 2);
@@ -433,11 +392,11 @@ static void test_atomic(void)
     CHECK(sl_write_file_atomic(p, "first", 5) == 0);
     CHECK(sl_write_file_atomic(p, "second!", 7) == 0);
     size_t len;
-    char *b = slurp(p, &len);
+    char *b = sl_test_slurp(p, &len);
     CHECK(b && len == 7 && memcmp(b, "second!", 7) == 0);
     free(b);
     CHECK(sl_write_file_atomic(p, "", 0) == 0);
-    b = slurp(p, &len);
+    b = sl_test_slurp(p, &len);
     CHECK(b && len == 0);
     free(b);
     CHECK(count_tmp(dir) == 0);
@@ -461,7 +420,7 @@ static void test_atomic(void)
     for (int i = 0; i < 1000 * 64; i++)
         m[i] = (float)i;
     CHECK(sl_npy_write(p, m, 10, 64, "float32") == 0);
-    char *before = slurp(p, &len);
+    char *before = sl_test_slurp(p, &len);
     size_t blen = len;
     long long budgets[] = {0, 1, 100, 128, 5000, 255999};
     for (size_t k = 0; k < sizeof budgets / sizeof budgets[0]; k++) {
@@ -472,7 +431,7 @@ static void test_atomic(void)
             CHECK(strstr(sl_lasterr(), p) && strstr(sl_lasterr(), "No space left"));
         }
         sl_io_fault_enospc_after(-1);
-        char *after = slurp(p, &len);
+        char *after = sl_test_slurp(p, &len);
         if (rc < 0)
             CHECK(after && len == blen && memcmp(after, before, len) == 0);
         free(after);
@@ -481,7 +440,7 @@ static void test_atomic(void)
     sl_io_fault_enospc_after(3);
     CHECK(sl_write_file_atomic(p, "0123456789", 10) == -ENOSPC);
     sl_io_fault_enospc_after(-1);
-    char *after = slurp(p, &len);
+    char *after = sl_test_slurp(p, &len);
     CHECK(after && len == blen && memcmp(after, before, len) == 0);
     free(after);
     snprintf(p, sizeof p, "%s/new.npy", dir);
@@ -501,7 +460,7 @@ static void test_atomic(void)
     CHECK(sl_npy_write(p, m, 1000, 64, "float16") == -EIO);
     CHECK(strstr(sl_lasterr(), "fsync") && strstr(sl_lasterr(), "keep.npy"));
     sl_io_fault_fsync(NULL);
-    after = slurp(p, &len);
+    after = sl_test_slurp(p, &len);
     CHECK(after && len == blen && memcmp(after, before, len) == 0);
     free(after);
     CHECK(count_tmp(dir) == 0);
@@ -531,7 +490,7 @@ static void test_mkdirs(void)
     CHECK(sl_mkdirs_for(f) == 0);
     snprintf(d, sizeof d, "%s/a/b/c/d/e/f", tmp);
     CHECK(stat(d, &st) == 0 && S_ISDIR(st.st_mode));
-    spew(f, "x", 1);
+    sl_test_spew(f, "x", 1);
     snprintf(d, sizeof d, "%s/a/b/c/d/e/f/file.txt/g", tmp);
     CHECK(sl_mkdirs(d) == -ENOTDIR);
     CHECK(strstr(sl_lasterr(), "file.txt") != NULL);
@@ -638,11 +597,6 @@ int main(void)
     test_atomic();
     test_mkdirs();
     test_json();
-    if (sl_test_failures == 0) { /* keep the evidence when something failed */
-        char cmd[700];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
-        if (system(cmd) != 0)
-            printf("note: could not remove %s\n", tmp);
-    }
+    sl_test_rmdir(tmp);
     return sl_test_finish("npy");
 }

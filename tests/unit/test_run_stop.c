@@ -241,9 +241,6 @@ int main(void)
      * end it early), the tracks already decoded are finished */
     stop_and_resume("stop3", 0, 2, 1, ref, src, 1);
     free(ref);
-    char cmd[1100];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (sl_test_failures == 0 && system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", dir);
+    sl_test_rmdir(dir);
     return sl_test_finish("run_stop");
 }

@@ -8,6 +8,7 @@
 #include "tests/unit/sl_test.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,19 @@ static char *path_of(const char *name)
     k = (k + 1) % 4;
     snprintf(p[k], sizeof p[k], "%s/%s", tmp, name);
     return p[k];
+}
+
+/* sl_st_vtake_f32 through a printf-style wrapper, as the model loaders call it. */
+static const sl_st_tensor *take(const sl_st_file *f, unsigned char *used, const char *what, int ndim,
+                                const int64_t *shape, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+static const sl_st_tensor *take(const sl_st_file *f, unsigned char *used, const char *what, int ndim,
+                                const int64_t *shape, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    const sl_st_tensor *t = sl_st_vtake_f32(f, used, what, ndim, shape, fmt, ap);
+    va_end(ap);
+    return t;
 }
 
 static void test_valid(void)
@@ -117,6 +131,18 @@ static void test_valid(void)
     CHECK_MSG(strstr(sl_lasterr(), "tensor i: dtype I64, expected F32"), "%s", sl_lasterr());
     CHECK(sl_st_require_f32(f, "fc9.weight", 2, s23) == NULL);
     CHECK_MSG(strstr(sl_lasterr(), "tensor fc9.weight: missing"), "%s", sl_lasterr());
+    /* vtake_f32: the formatted name, marked used by its sl_st_at index; errors prefixed */
+    unsigned char used[3] = {0, 0, 0};
+    CHECK(take(f, used, "model x", 2, s23, "%c", 'w') == sl_st_find(f, "w"));
+    CHECK(used[0] == 0 && used[1] == 1 && used[2] == 0);
+    CHECK(take(f, NULL, NULL, 1, NULL, "%s", "b") == sl_st_find(f, "b"));
+    CHECK(take(f, used, "model x", 1, NULL, "fc%d.weight", 9) == NULL);
+    CHECK_MSG(!strncmp(sl_lasterr(), "model x: ", 9) && strstr(sl_lasterr(), "tensor fc9.weight: missing"),
+              "%s", sl_lasterr());
+    CHECK(take(f, used, NULL, 1, NULL, "i") == NULL);
+    CHECK_MSG(strstr(sl_lasterr(), p) == sl_lasterr() && strstr(sl_lasterr(), "tensor i: dtype I64"), "%s",
+              sl_lasterr());
+    CHECK(used[0] == 0 && used[1] == 1 && used[2] == 0);
     char sh[8];
     sl_st_format_shape(sl_st_find(f, "w"), sh, sizeof sh);
     CHECK(!strcmp(sh, "[2, 3]"));
