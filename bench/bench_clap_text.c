@@ -11,15 +11,7 @@
 #include "common/sl_error.h"
 #include "kernels/ops.h"
 #include "models/clap_text.h"
-
-static double clock_s(clockid_t id) {
-    struct timespec ts;
-    clock_gettime(id, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-static double now(void) { return clock_s(CLOCK_MONOTONIC); }
-/* CPU time of the process, every thread */
-static double cpu_now(void) { return clock_s(CLOCK_PROCESS_CPUTIME_ID); }
+#include "bench/bench_util.h"
 
 int main(int argc, char **argv) {
     const char *weights = NULL, *queries = NULL, *output = NULL, *backend = "cpu";
@@ -63,18 +55,18 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_clap_text: backend %s: %s\n", backend, sl_lasterr());
         return 1;
     }
-    double t0 = now();
+    double t0 = bench_now();
     if (sl_clap_text_open(&m, ctx, weights) < 0) {
         fprintf(stderr, "bench_clap_text: %s\n", sl_lasterr());
         return 1;
     }
-    double t_load = now() - t0;
+    double t_load = bench_now() - t0;
     const size_t dim = (size_t)sl_clap_text_dim(m);
     float *out = malloc(n * dim * sizeof *out);
     double best = 1e30, cpu_best = 1e30;
     for (int r = 0; r <= repeat; r++) { /* run 0: warm-up */
-        t0 = now();
-        const double c0 = cpu_now();
+        t0 = bench_now();
+        const double c0 = bench_cpu_now();
         for (size_t i = 0; i < n; i += (size_t)batch) {
             size_t nb = n - i < (size_t)batch ? n - i : (size_t)batch;
             if (sl_clap_text_embed(m, (const char *const *)q + i, nb, out + i * dim, NULL, NULL) < 0) {
@@ -82,7 +74,7 @@ int main(int argc, char **argv) {
                 return 1;
             }
         }
-        double t = now() - t0, c = cpu_now() - c0;
+        double t = bench_now() - t0, c = bench_cpu_now() - c0;
         if (r && t < best) best = t;
         if (r && c < cpu_best) cpu_best = c;
     }

@@ -21,21 +21,7 @@
 #include "common/sl_log.h"
 #include "kernels/ops.h"
 #include "models/model.h"
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* CPU time of the process, every thread (a shared machine's wall time is noisy) */
-static double cpu_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "bench/bench_util.h"
 
 int main(int argc, char **argv)
 {
@@ -67,21 +53,10 @@ int main(int argc, char **argv)
         return 2;
     }
     sl_log_set_level(SL_LOG_WARN);
-    FILE *f = fopen(input, "rb");
-    if (!f) {
-        perror(input);
+    size_t n;
+    float *x = bench_read_f32("bench_cnn14", input, &n);
+    if (!x)
         return 1;
-    }
-    fseek(f, 0, SEEK_END);
-    long bytes = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    const size_t n = (size_t)bytes / 4;
-    float *x = malloc(n * sizeof(float));
-    if (!x || fread(x, sizeof(float), n, f) != n) {
-        fprintf(stderr, "bench_cnn14: cannot read %s\n", input);
-        return 1;
-    }
-    fclose(f);
     sl_op_ctx *ctx = NULL;
     if (sl_op_ctx_open(&ctx, backend) < 0) {
         fprintf(stderr, "bench_cnn14: backend %s: %s\n", backend, sl_lasterr());
@@ -92,24 +67,24 @@ int main(int argc, char **argv)
         return 2;
     }
     sl_emb_model *m = NULL;
-    double t0 = now();
+    double t0 = bench_now();
     if (sl_emb_open(&m, model, weights, NULL, ctx) < 0) {
         fprintf(stderr, "bench_cnn14: %s\n", sl_lasterr());
         return 1;
     }
-    const double t_load = now() - t0;
+    const double t_load = bench_now() - t0;
     const sl_emb_info *info = sl_emb_get_info(m);
     float *out = malloc((size_t)(info->dim + info->n_scores) * sizeof(float));
     const float *in[1] = {x};
     double best = 1e30, sum = 0, cpu_best = 1e30;
     for (int r = 0; r <= repeat; r++) {
-        t0 = now();
-        const double c0 = cpu_now();
+        t0 = bench_now();
+        const double c0 = bench_cpu_now();
         if ((info->n_scores ? sl_emb_run_scores(m, in, n, out, out + info->dim) : sl_emb_run(m, in, n, out)) < 0) {
             fprintf(stderr, "bench_cnn14: run: %s\n", sl_lasterr());
             return 1;
         }
-        const double dt = now() - t0, dc = cpu_now() - c0;
+        const double dt = bench_now() - t0, dc = bench_cpu_now() - c0;
         if (r == 0)
             continue; /* warm-up: FFTW plans, first-touch page faults */
         if (dc < cpu_best)

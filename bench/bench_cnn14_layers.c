@@ -15,13 +15,7 @@
 #include <time.h>
 
 #include "kernels/ops.h"
-
-static double cpu_now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
+#include "bench/bench_util.h"
 
 static float *rnd(size_t n, float scale)
 {
@@ -71,12 +65,12 @@ int main(int argc, char **argv)
         sl_conv2d_args a = {1, C, O, H, W, 3, x, w, b, SL_ACT_RELU, y};
         double best = 1e30;
         for (int r = 0; r <= repeat; r++) {
-            const double t0 = cpu_now();
+            const double t0 = bench_cpu_now();
             if (sl_op_conv2d(ctx, &a) < 0) {
                 fprintf(stderr, "bench_cnn14_layers: conv2d failed\n");
                 return 1;
             }
-            const double dt = cpu_now() - t0;
+            const double dt = bench_cpu_now() - t0;
             if (r && dt < best)
                 best = dt;
         }

@@ -39,15 +39,9 @@
 #include "common/sl_log.h"
 #include "kernels/ops.h"
 #include "models/model.h"
+#include "bench/bench_util.h"
 
 #define SR 44100
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static uint64_t rng = 0x2545F4914F6CDD1DULL;
 static float noise(void)
@@ -167,9 +161,9 @@ static int bench_stft_istft(const bench_in *b, int n_fft, int hop, int tracks, d
     /* STFT */
     double best = INFINITY;
     for (int r = 0; r <= repeat && !rc; r++) { /* r == 0: warm-up */
-        double t0 = now();
+        double t0 = bench_now();
         rc = stft_pass(b, &c, w, frames, spec, mag);
-        double dt = now() - t0;
+        double dt = bench_now() - t0;
         if (r > 0 && dt < best)
             best = dt;
     }
@@ -188,9 +182,9 @@ static int bench_stft_istft(const bench_in *b, int n_fft, int hop, int tracks, d
     }
     best = INFINITY;
     for (int r = 0; r <= repeat && !rc; r++) {
-        double t0 = now();
+        double t0 = bench_now();
         rc = istft_pass(b, &c, w, spec_all, frames, y);
-        double dt = now() - t0;
+        double dt = bench_now() - t0;
         if (r > 0 && dt < best)
             best = dt;
     }
@@ -258,9 +252,9 @@ static int bench_hpss(sl_op_ctx *ctx, const char *backend, float *const in[2], s
     const float *cin[2] = {in[0], in[1]};
     double best = INFINITY;
     for (int r = 0; r <= repeat && !rc; r++) {
-        double t0 = now();
+        double t0 = bench_now();
         rc = sl_sep_run(m, cin, len, out);
-        double dt = now() - t0;
+        double dt = bench_now() - t0;
         if (r > 0 && dt < best)
             best = dt;
     }
@@ -370,11 +364,11 @@ static int bench_bandwidth(sl_op_ctx *ctx, const char *backend, size_t mb, int r
     for (int k = 0; k < BW_N && !rc; k++) {
         double bytes = 0, best = 1e30;
         for (int r = -1; r < repeat && !rc; r++) { /* r = -1: warm-up */
-            double t0 = now();
+            double t0 = bench_now();
             rc = bw_op(&B, k, &bytes);
             if (!rc)
                 rc = sl_op_sync(ctx);
-            double t = now() - t0;
+            double t = bench_now() - t0;
             if (r >= 0 && t < best)
                 best = t;
         }

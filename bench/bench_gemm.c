@@ -28,13 +28,7 @@
 #include "common/sl_error.h"
 #include "common/sl_log.h"
 #include "kernels/ops.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "bench/bench_util.h"
 
 typedef struct {
     const char *name;
@@ -102,11 +96,11 @@ static int run_shape(sl_op_ctx *ctx, const char *backend, sl_precision p, const 
     a.stride_y = s->m * s->n;
     double best = INFINITY;
     for (int r = 0; !rc && r <= repeat; r++) { /* r = 0: warm-up (cuBLASLt handle, workspace) */
-        const double t0 = now_s();
+        const double t0 = bench_now();
         rc = sl_op_gemm(ctx, &a);
         if (!rc)
             rc = sl_op_sync(ctx);
-        const double t = now_s() - t0;
+        const double t = bench_now() - t0;
         if (r && t < best)
             best = t;
     }

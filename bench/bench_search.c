@@ -18,6 +18,7 @@
 #include "io/npy.h"
 #include "kernels/ops.h"
 #include "pipeline/search.h"
+#include "bench/bench_util.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -27,13 +28,6 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* user + system CPU time of the process */
 static double cpu_s(void)
@@ -211,13 +205,13 @@ int main(int argc, char **argv)
             double best = INFINITY, best_cpu = INFINITY;
             size_t n = 0;
             for (int r = 0; r < repeat; r++) {
-                double c0 = cpu_s(), t0 = now_s();
+                double c0 = cpu_s(), t0 = bench_now();
                 if (sl_vindex_search_on(ix, path, q, nq, k, block, hits, &n)) {
                     fprintf(stderr, "bench_search: backend %s: %s\n", backend, sl_lasterr());
                     status = 1;
                     break;
                 }
-                double t = now_s() - t0, c = cpu_s() - c0;
+                double t = bench_now() - t0, c = cpu_s() - c0;
                 if (t < best)
                     best = t;
                 if (c < best_cpu)

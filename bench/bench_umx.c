@@ -24,21 +24,7 @@
 #include "common/sl_log.h"
 #include "kernels/ops.h"
 #include "models/model.h"
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* CPU time of the process (every thread), seconds. */
-static double cpu_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "bench/bench_util.h"
 
 int main(int argc, char **argv)
 {
@@ -84,21 +70,11 @@ int main(int argc, char **argv)
         return 2;
     }
     sl_log_set_level(SL_LOG_WARN);
-    FILE *f = fopen(input, "rb");
-    if (!f) {
-        perror(input);
+    size_t n_floats;
+    float *x = bench_read_f32("bench_umx", input, &n_floats);
+    if (!x)
         return 1;
-    }
-    fseek(f, 0, SEEK_END);
-    long bytes = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    const size_t n = (size_t)bytes / 8;
-    float *x = malloc(2 * n * sizeof(float));
-    if (!x || fread(x, sizeof(float), 2 * n, f) != 2 * n) {
-        fprintf(stderr, "bench_umx: cannot read %s\n", input);
-        return 1;
-    }
-    fclose(f);
+    const size_t n = n_floats / 2; /* stereo frames, channels planar: [2][n] */
     sl_op_ctx *ctx = NULL;
     if (sl_op_ctx_open(&ctx, backend) < 0) {
         fprintf(stderr, "bench_umx: backend %s: %s\n", backend, sl_lasterr());
@@ -117,12 +93,12 @@ int main(int argc, char **argv)
         items[n_items++] = (sl_cfg_opt){extra[e][0], extra[e][1], (char *)"bench", 1, 1};
     sl_cfg_opts opts = {items, n_items};
     sl_sep_model *m = NULL;
-    double t0 = now();
+    double t0 = bench_now();
     if (sl_sep_open(&m, model, weights, &opts, ctx) < 0) {
         fprintf(stderr, "bench_umx: %s\n", sl_lasterr());
         return 1;
     }
-    const double t_load = now() - t0;
+    const double t_load = bench_now() - t0;
     const sl_sep_info *info = sl_sep_get_info(m);
     const int S = info->n_sources, C = info->channels == 1 ? 1 : 2;
     float *out = malloc((size_t)S * C * n * sizeof(float));
@@ -136,13 +112,13 @@ int main(int argc, char **argv)
     const float *in[2] = {x, x + n};
     double best = 1e30, sum = 0, cpu_best = 1e30;
     for (int r = 0; r <= repeat; r++) {
-        const double c0 = cpu_now();
-        t0 = now();
+        const double c0 = bench_cpu_now();
+        t0 = bench_now();
         if (sl_sep_run(m, in, n, (float *const *const *)outp) < 0) {
             fprintf(stderr, "bench_umx: run: %s\n", sl_lasterr());
             return 1;
         }
-        const double dt = now() - t0, dc = cpu_now() - c0;
+        const double dt = bench_now() - t0, dc = bench_cpu_now() - c0;
         if (r == 0)
             continue; /* warm-up: FFTW plans, first-touch page faults */
         if (dc < cpu_best)

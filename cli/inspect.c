@@ -4,6 +4,7 @@
 
 #include "common/sl_error.h"
 #include "io/decode.h"
+#include "io/npy.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -51,24 +52,6 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static void json_str(const char *s)
-{
-    putchar('"');
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            printf("\\%c", *p);
-        else if (*p == '\n')
-            fputs("\\n", stdout);
-        else if (*p == '\t')
-            fputs("\\t", stdout);
-        else if (*p < 0x20)
-            printf("\\u%04x", *p);
-        else
-            putchar(*p);
-    }
-    putchar('"');
 }
 
 static void json_num(double v)
@@ -136,15 +119,15 @@ static void print_json(int first, const char *path, const sl_audio_info *in, con
                        const char *msg)
 {
     printf("%s\n  {\"path\": ", first ? "" : ",");
-    json_str(path);
+    sl_json_str(stdout, path);
     printf(", \"ok\": %s", err ? "false" : "true");
     if (in) {
         printf(", \"container\": ");
-        json_str(in->container);
+        sl_json_str(stdout, in->container);
         printf(", \"codec\": ");
-        json_str(in->codec);
+        sl_json_str(stdout, in->codec);
         printf(", \"sample_rate\": %d, \"channels\": %d, \"channel_layout\": ", in->sample_rate, in->channels);
-        json_str(in->channel_layout);
+        sl_json_str(stdout, in->channel_layout);
         printf(", \"duration\": ");
         if (in->duration >= 0)
             json_num(in->duration);
@@ -162,9 +145,9 @@ static void print_json(int first, const char *path, const sl_audio_info *in, con
     }
     if (err) {
         printf(", \"error\": ");
-        json_str(msg);
+        sl_json_str(stdout, msg);
         printf(", \"error_kind\": ");
-        json_str(sl_strerror(err));
+        sl_json_str(stdout, sl_strerror(err));
     }
     putchar('}');
 }

@@ -6,6 +6,7 @@ with random weights at reduced sizes.
     PY=/path/to/venv/bin/python   # torch + demucs
     $PY tools/gen_golden_htdemucs.py              # writes tests/golden/htdemucs/
     $PY tools/gen_golden_htdemucs.py --full DIR   # full-size check (released dimensions), not committed
+    $PY tools/gen_golden_htdemucs.py --full DIR --shifts 2 --seconds 12   # the same with shifts
 
 Nothing of the model code is changed. Each case builds HTDemucs with the
 given arguments (torch seed per case), then randomises what the default
@@ -32,6 +33,12 @@ Files (tests/golden/htdemucs/, small):
                     (the track normalised by the mean and std of its mono sum,
                     apply_model(model, mix, shifts=0, split=True, overlap=0.25),
                     the normalisation undone).
+
+With --shifts N (full-size check only), apply_model runs with shifts=N and
+its random offsets (random.randint(0, max_shift) per round) are replaced by
+stemline's documented deterministic ones (pipeline/demucs_split.h,
+sl_dmx_default_offsets: o_r = floor((2r + 1) max_shift / (2N))); the .slg
+then has the parameter `shifts`.
 """
 
 import argparse
@@ -114,15 +121,43 @@ def run_stages(m, mix):
     return arrays
 
 
-def demucs_command(m, track, overlap=0.25):
-    """What `demucs` computes for a track [C][n] before writing files (separate.py), shifts 0."""
+def default_offsets(shifts, max_shift):
+    """stemline's offsets of `shifts` rounds (pipeline/demucs_split.h, sl_dmx_default_offsets)."""
+    return [(2 * r + 1) * max_shift // (2 * shifts) for r in range(shifts)]
+
+
+class FixedOffsets:
+    """Stands in for the `random` module inside demucs.apply: randint gives the fixed offsets in turn."""
+
+    def __init__(self, offsets):
+        self.offsets = list(offsets)
+        self.used = 0
+
+    def randint(self, lo, hi):
+        o = self.offsets[self.used]
+        assert lo <= o <= hi, (lo, o, hi)
+        self.used += 1
+        return o
+
+
+def demucs_command(m, track, overlap=0.25, shifts=0):
+    """What `demucs` computes for a track [C][n] before writing files (separate.py); shifts > 0 with
+    stemline's deterministic offsets in place of apply_model's random ones."""
+    import demucs.apply
     from demucs.apply import apply_model
 
     wav = torch.from_numpy(track.astype(np.float64))
     ref = wav.mean(0)
     wav = (wav - ref.mean()) / ref.std()
-    with torch.no_grad():
-        sources = apply_model(m, wav[None], shifts=0, split=True, overlap=overlap)[0]
+    saved = demucs.apply.random
+    fixed = FixedOffsets(default_offsets(shifts, int(0.5 * m.samplerate)) if shifts else [])
+    demucs.apply.random = fixed
+    try:
+        with torch.no_grad():
+            sources = apply_model(m, wav[None], shifts=shifts, split=True, overlap=overlap)[0]
+    finally:
+        demucs.apply.random = saved
+    assert fixed.used == shifts, (fixed.used, shifts)
     sources = sources * ref.std() + ref.mean()
     return sources.numpy()
 
@@ -140,7 +175,7 @@ def audio(rng, channels, n, sr):
                      + 0.2 * rng.standard_normal(n) + 0.05 * c for c in range(channels)]).astype(np.float32)
 
 
-def make_case(outdir, name, kwargs, n, seed, stages=True):
+def make_case(outdir, name, kwargs, n, seed, stages=True, shifts=0):
     m = build(kwargs, seed)
     meta = metadata_from_kwargs({k: v for k, v in kwargs.items() if k != "sources"}, kwargs["sources"])
     meta["models"] = "1"
@@ -154,9 +189,11 @@ def make_case(outdir, name, kwargs, n, seed, stages=True):
     L = int(m.segment * m.samplerate)
     arrays = run_stages(m, audio(rng, C, L, m.samplerate)) if stages else []
     track = audio(rng, C, n, m.samplerate)
-    applied = demucs_command(m, track)
+    applied = demucs_command(m, track, shifts=shifts)
     arrays += [("track", track), ("apply", applied)]
     params = {"L": L, "n": n}
+    if shifts:
+        params["shifts"] = shifts
     if stages:
         params["F"] = arrays[1][1].shape[1]
         params["T"] = arrays[1][1].shape[2]
@@ -168,12 +205,17 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--full", metavar="DIR", help="write a full-size check (released htdemucs dimensions, "
                     "random weights, 30 s track, apply only) to DIR")
+    ap.add_argument("--shifts", type=int, default=0, help="with --full: apply_model's shifts, at stemline's "
+                    "deterministic offsets")
+    ap.add_argument("--seconds", type=float, default=30.0, help="with --full: the track's length")
     args = ap.parse_args()
+    if args.shifts and not args.full:
+        ap.error("--shifts goes with --full")
     if args.full:
         os.makedirs(args.full, exist_ok=True)
         torch.set_num_threads(max(1, os.cpu_count() or 1))
         make_case(args.full, "htdemucs_full", dict(sources=SOURCES4, segment=fractions.Fraction(39, 5)),
-                  44100 * 30, 7, stages=False)
+                  int(44100 * args.seconds), 7, stages=False, shifts=args.shifts)
         return
     os.makedirs(OUT, exist_ok=True)
     for i, (name, kw, n) in enumerate(CASES):

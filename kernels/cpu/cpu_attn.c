@@ -150,8 +150,10 @@ ATT_AVX2 static void attend(const sl_cpu_attn_pair *p, float *ws)
 }
 
 /* ---- AVX-512 (runtime-dispatched, sl_cpu_simd_avx512): 8 query rows x 32 keys of
- * scores and 4 rows x 64 output columns per pass, keys padded to 32, query rows in
- * blocks of QB (any sequence length) ---- */
+ * scores, query rows in blocks of QB (any sequence length), keys padded to 32; p . v by
+ * 8 rows x 48 / 32 / 16 output columns (heads that wide) or 4 rows x 64 per pass; the
+ * probabilities stay unnormalised (exp(s - max)) and each output row is scaled by 1 / its
+ * sum (in double) as it is stored ---- */
 #define ATT_512 __attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma")))
 
 /* S[r][j0..j0+32) = scale * sum_d q[r][d] kt[d][j], rows r < R (R <= 8). */
@@ -160,63 +162,103 @@ ATT_512 static inline __attribute__((always_inline)) void qk_block512(int R, con
                                                                      float scale, float *S)
 {
     __m512 acc[8][2];
-    for (int r = 0; r < R; r++)
+    _Pragma("GCC unroll 8") for (int r = 0; r < R; r++)
         acc[r][0] = acc[r][1] = _mm512_setzero_ps();
     for (size_t d = 0; d < D; d++) {
         const __m512 k0 = _mm512_loadu_ps(kt + d * kp + j0), k1 = _mm512_loadu_ps(kt + d * kp + j0 + 16);
-        for (int r = 0; r < R; r++) {
+        _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {
             const __m512 qv = _mm512_set1_ps(q[(size_t)r * D + d]);
             acc[r][0] = _mm512_fmadd_ps(qv, k0, acc[r][0]);
             acc[r][1] = _mm512_fmadd_ps(qv, k1, acc[r][1]);
         }
     }
     const __m512 s = _mm512_set1_ps(scale);
-    for (int r = 0; r < R; r++) {
+    _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {
         _mm512_storeu_ps(S + (size_t)r * kp + j0, _mm512_mul_ps(acc[r][0], s));
         _mm512_storeu_ps(S + (size_t)r * kp + j0 + 16, _mm512_mul_ps(acc[r][1], s));
     }
 }
 
-/* o[r][d0..d0+16*NW) = sum_{j < kl} P[r][j] v[j][d0..], rows r < R (R <= 4), NW <= 4. */
+/* o[r][d0..d0+16*NW) = inv[r] sum_{j < kl} P[r][j] v[j][d0..], rows r < R (R <= 8), NW <= 4,
+ * R * NW <= 24 accumulators (inv: the rows' 1 / sum of their unnormalised probabilities). */
 ATT_512 static inline __attribute__((always_inline)) void pv_block512(int R, int NW, const float *P, size_t kp,
                                                                      const float *v, size_t ldv, size_t kl,
-                                                                     size_t d0, float *o, size_t ldo)
+                                                                     size_t d0, const float *inv, float *o,
+                                                                     size_t ldo)
 {
-    __m512 acc[4][4];
-    for (int r = 0; r < R; r++)
-        for (int w = 0; w < NW; w++)
+    __m512 acc[8][4];
+    _Pragma("GCC unroll 8") for (int r = 0; r < R; r++)
+        _Pragma("GCC unroll 4") for (int w = 0; w < NW; w++)
             acc[r][w] = _mm512_setzero_ps();
     for (size_t j = 0; j < kl; j++) {
         const float *vj = v + j * ldv + d0;
         __m512 vv[4];
-        for (int w = 0; w < NW; w++)
+        _Pragma("GCC unroll 4") for (int w = 0; w < NW; w++)
             vv[w] = _mm512_loadu_ps(vj + 16 * w);
-        for (int r = 0; r < R; r++) {
+        _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {
             const __m512 p = _mm512_set1_ps(P[(size_t)r * kp + j]);
-            for (int w = 0; w < NW; w++)
+            _Pragma("GCC unroll 4") for (int w = 0; w < NW; w++)
                 acc[r][w] = _mm512_fmadd_ps(p, vv[w], acc[r][w]);
         }
     }
-    for (int r = 0; r < R; r++)
-        for (int w = 0; w < NW; w++)
-            _mm512_storeu_ps(o + (size_t)r * ldo + d0 + 16 * w, acc[r][w]);
+    _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {
+        const __m512 sc = _mm512_set1_ps(inv[r]);
+        _Pragma("GCC unroll 4") for (int w = 0; w < NW; w++)
+            _mm512_storeu_ps(o + (size_t)r * ldo + d0 + 16 * w, _mm512_mul_ps(acc[r][w], sc));
+    }
 }
 
 ATT_512 static void pv_rows512(int R, const float *P, size_t kp, const float *v, size_t ldv, size_t kl, size_t D,
-                               float *o, size_t ldo)
+                               const float *inv, float *o, size_t ldo)
 {
     size_t d = 0;
     for (; d + 64 <= D; d += 64)
-        R == 4 ? pv_block512(4, 4, P, kp, v, ldv, kl, d, o, ldo) : pv_block512(1, 4, P, kp, v, ldv, kl, d, o, ldo);
+        R == 4 ? pv_block512(4, 4, P, kp, v, ldv, kl, d, inv, o, ldo)
+               : pv_block512(1, 4, P, kp, v, ldv, kl, d, inv, o, ldo);
     for (; d + 16 <= D; d += 16)
-        R == 4 ? pv_block512(4, 1, P, kp, v, ldv, kl, d, o, ldo) : pv_block512(1, 1, P, kp, v, ldv, kl, d, o, ldo);
+        R == 4 ? pv_block512(4, 1, P, kp, v, ldv, kl, d, inv, o, ldo)
+               : pv_block512(1, 1, P, kp, v, ldv, kl, d, inv, o, ldo);
     for (; d < D; d++) /* head dims not a multiple of 16 */
         for (int r = 0; r < R; r++) {
             float acc = 0.0f;
             for (size_t j = 0; j < kl; j++)
                 acc += P[(size_t)r * kp + j] * v[j * ldv + d];
-            o[(size_t)r * ldo + d] = acc;
+            o[(size_t)r * ldo + d] = acc * inv[r];
         }
+}
+
+/* 8 rows of p . v where D is a multiple of 16 below 64 (the 48-wide heads of HT-Demucs): one
+ * pass over the keys for all columns; 0 when D is not such a width (the caller does 4 + 4). */
+ATT_512 static int pv_rows512_8(const float *P, size_t kp, const float *v, size_t ldv, size_t kl, size_t D,
+                                const float *inv, float *o, size_t ldo)
+{
+    switch (D) {
+    case 48: pv_block512(8, 3, P, kp, v, ldv, kl, 0, inv, o, ldo); return 1;
+    case 32: pv_block512(8, 2, P, kp, v, ldv, kl, 0, inv, o, ldo); return 1;
+    case 16: pv_block512(8, 1, P, kp, v, ldv, kl, 0, inv, o, ldo); return 1;
+    default: return 0;
+    }
+}
+
+/* Rows r < rows of S (row stride kp): bias row r added (bias NULL: none), then the unnormalised
+ * softmax exp(s - max) over kl in place, inv[r] = 1 / its sum (the sum in double). */
+ATT_512 static void softmax_rows512(float *S, size_t kp, size_t rows, size_t kl, const float *bias, size_t ld_bias,
+                                    float *inv)
+{
+    for (size_t i = 0; i < rows; i++) {
+        float *s = S + i * kp;
+        if (bias)
+            for (size_t j = 0; j < kl; j++)
+                s[j] += bias[i * ld_bias + j];
+        size_t j = 0;
+        __m512 m16 = _mm512_set1_ps(-INFINITY);
+        for (; j + 16 <= kl; j += 16)
+            m16 = _mm512_max_ps(m16, _mm512_loadu_ps(s + j));
+        float mx = _mm512_reduce_max_ps(m16);
+        for (; j < kl; j++)
+            mx = s[j] > mx ? s[j] : mx;
+        inv[i] = (float)(1.0 / sl_cpu_vec_exp_sub_sum(s, mx, kl));
+    }
 }
 
 /* dst[t][D] = rows of src (ld) rotated as sl_cpu_rotate_rows does, 16 lanes at a time where
@@ -271,12 +313,16 @@ ATT_512 static void attend512(const sl_cpu_attn_pair *p, float *ws)
         for (; i < nq; i++)
             for (size_t j = 0; j < kp; j += 32)
                 qk_block512(1, qb + i * D, D, kt, kp, j, p->scale, S + i * kp);
-        softmax_rows(S, kp, nq, kl, p->bias ? p->bias + i0 * p->ld_bias : NULL, p->ld_bias);
+        float inv[QB];
+        softmax_rows512(S, kp, nq, kl, p->bias ? p->bias + i0 * p->ld_bias : NULL, p->ld_bias, inv);
         float *ob = p->out + i0 * p->ldo;
-        for (i = 0; i + 4 <= nq; i += 4)
-            pv_rows512(4, S + i * kp, kp, vc, D, kl, D, ob + i * p->ldo, p->ldo);
+        i = 0;
+        while (i + 8 <= nq && pv_rows512_8(S + i * kp, kp, vc, D, kl, D, inv + i, ob + i * p->ldo, p->ldo))
+            i += 8;
+        for (; i + 4 <= nq; i += 4)
+            pv_rows512(4, S + i * kp, kp, vc, D, kl, D, inv + i, ob + i * p->ldo, p->ldo);
         for (; i < nq; i++)
-            pv_rows512(1, S + i * kp, kp, vc, D, kl, D, ob + i * p->ldo, p->ldo);
+            pv_rows512(1, S + i * kp, kp, vc, D, kl, D, inv + i, ob + i * p->ldo, p->ldo);
     }
 }
 #endif

@@ -513,17 +513,62 @@ __attribute__((target("avx2"))) static size_t exp_sub_avx2(float *x, float m, si
         _mm256_storeu_ps(x + i, exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(x + i), mv)));
     return i;
 }
+
+/* exp_sub_avx2 on 16 lanes (exp_512: the same operations, so the same bits) */
+EPI_512 static size_t exp_sub_512(float *x, float m, size_t n)
+{
+    const __m512 mv = _mm512_set1_ps(m);
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(x + i, exp_512(_mm512_sub_ps(_mm512_loadu_ps(x + i), mv)));
+    return i;
+}
+
+/* exp_sub_512 and the sum of the results in double (two vectors of 8 lanes, then a fixed tree) */
+EPI_512 static size_t exp_sub_sum_512(float *x, float m, size_t n, double *sum)
+{
+    const __m512 mv = _mm512_set1_ps(m);
+    __m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd();
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m512 e = exp_512(_mm512_sub_ps(_mm512_loadu_ps(x + i), mv));
+        _mm512_storeu_ps(x + i, e);
+        a0 = _mm512_add_pd(a0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+        a1 = _mm512_add_pd(a1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(e, 1)));
+    }
+    double part[8];
+    _mm512_storeu_pd(part, _mm512_add_pd(a0, a1));
+    *sum = ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+    return i;
+}
 #endif
 
 void sl_cpu_vec_exp_sub(float *x, float m, size_t n)
 {
     size_t i = 0;
 #ifdef SL_CPU_HAVE_AVX2_PATHS
+    if (sl_cpu_simd_avx512())
+        i = exp_sub_512(x, m, n);
     if (sl_cpu_simd_avx2())
-        i = exp_sub_avx2(x, m, n);
+        i += exp_sub_avx2(x + i, m, n - i);
 #endif
     for (; i < n; i++)
         x[i] = exp_poly(x[i] - m);
+}
+
+double sl_cpu_vec_exp_sub_sum(float *x, float m, size_t n)
+{
+    size_t i = 0;
+    double sum = 0.0;
+#ifdef SL_CPU_HAVE_AVX2_PATHS
+    if (sl_cpu_simd_avx512())
+        i = exp_sub_sum_512(x, m, n, &sum);
+#endif
+    for (; i < n; i++) {
+        x[i] = exp_poly(x[i] - m);
+        sum += x[i];
+    }
+    return sum;
 }
 
 /* ---- row normalisation ---- */

@@ -19,7 +19,7 @@
 int sl_cpu_simd_set(int enable);
 /* 1 when CPU ops called now take their AVX2 paths. */
 int sl_cpu_simd_avx2(void);
-/* 1 when the AMX tiles serve sl_gemm_args.split_bf16 (cpu_amx.c): sl_cpu_simd_avx512(), the
+/* 1 when the AMX tiles serve the tf32 / bf16 GEMMs (cpu_amx.c): sl_cpu_simd_avx512(), the
  * CPU has AMX-BF16 and AVX512-BF16, the OS grants the tile state and the environment has no
  * SL_CPU_AMX=0 (so STEMLINE_CPU_AVX512=0, sl_cpu_simd_set(0) and sl_cpu_simd_set_avx512(0)
  * turn it off too). */
@@ -60,6 +60,9 @@ void sl_cpu_epilogue_row(sl_act act, size_t n, const float *p, const float *bias
 int sl_cpu_simd_fma(void);
 /* x[i] = exp(x[i] - m) by the LSTM cell's polynomial exp (about 1 ulp), AVX2 bit-identical. */
 void sl_cpu_vec_exp_sub(float *x, float m, size_t n);
+/* The same and the sum of the results in double (AVX-512: 16 lanes, the sum in another
+ * order than a plain loop's). */
+double sl_cpu_vec_exp_sub_sum(float *x, float m, size_t n);
 
 /* 1 when sl_cpu_simd_fma() and the CPU has AVX-512 (F, DQ, VL), unless the environment
  * sets STEMLINE_CPU_AVX512=0 (read once) or sl_cpu_simd_set_avx512(0) turned the

@@ -212,7 +212,7 @@ static void attend_blas(const sl_cpu_attn_pair *p, float *ws)
 
 /* Score matrices up to this size (tq x k_len) take the register-blocked kernels of
  * cpu_attn.c; longer sequences the library GEMMs, unless the AVX-512 kernels run (they
- * score blocks of query rows: any length). */
+ * score blocks of query rows: any length, LONG_KEYS keys for head widths not a multiple of 16). */
 #define SMALL_SCORES ((size_t)256 * 256)
 #define LONG_KEYS ((size_t)1024)
 
@@ -240,9 +240,11 @@ static void attn_body(void *v, size_t t, int tid)
                                 .bias = a->bias ? a->bias + b * a->stride_bias_b + h * a->stride_bias_h : NULL,
                                 .ldq = a->ldq, .ldk = a->ldk, .ldv = a->ldv, .ld_bias = a->ld_bias, .out = o,
                                 .ldo = a->ldo};
-    /* the AVX-512 kernels take long sequences up to LONG_KEYS keys; beyond, the blocked library
-     * path is faster (HT-Demucs's 1344 / 2688 keys of 48-wide heads: 3.94 -> 3.20 s of CPU a segment) */
-    if ((tq * kl > SMALL_SCORES && (!sl_cpu_attn_any_length() || kl > LONG_KEYS)) || !sl_cpu_attn_small(&P, qr))
+    /* the AVX-512 kernels take long sequences of any length when the head width is a multiple of
+     * 16 (HT-Demucs's 1344 / 2688 keys of 48-wide heads: 1.5x the blocked library path), else up
+     * to LONG_KEYS keys (beyond, their scalar tail columns make the library path faster) */
+    if ((tq * kl > SMALL_SCORES && (!sl_cpu_attn_any_length() || (kl > LONG_KEYS && D % 16))) ||
+        !sl_cpu_attn_small(&P, qr))
         attend_blas(&P, qr);
     if (a->gate)
         for (size_t i = 0; i < tq; i++) {

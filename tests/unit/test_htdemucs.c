@@ -59,7 +59,8 @@ static long read_piece(void *arg, float *const *dst, long max)
 
 /* The demucs command's whole-track output through pipeline/demucs_split.h: the statistics from a first
  * pass, then the segments streamed through the cutter, the model and the joiner into out[S][C][n]. */
-static int split_apply(sl_sep_model *m, const float *tr, size_t n, size_t C, size_t S, size_t L, float *out)
+static int split_apply(sl_sep_model *m, const float *tr, size_t n, size_t C, size_t S, size_t L, int shifts,
+                       float *out)
 {
     sl_dmx_stats stt = {0, 0, 0};
     for (size_t at = 0; at < n; at += 333) {
@@ -72,7 +73,9 @@ static int split_apply(sl_sep_model *m, const float *tr, size_t n, size_t C, siz
     sl_dmx_stats_get(&stt, &mean, &std);
     sl_dmx_cutter cut;
     sl_dmx_joiner join;
-    const sl_dmx_geom g = {L, 0.25, 0, 0, {0}};
+    /* shifts > 0 (the full-size check with shifts): max_shift int(0.5 * samplerate), the default offsets */
+    sl_dmx_geom g = {L, 0.25, shifts, shifts ? (size_t)sl_sep_get_info(m)->sample_rate / 2 : 0, {0}};
+    sl_dmx_default_offsets(shifts, g.max_shift, g.offsets);
     int rc = sl_dmx_cutter_init(&cut, &g, (int)C, mean, std);
     if (!rc)
         rc = sl_dmx_joiner_init(&join, &g, (int)S, (int)C, 1.0, mean, std);
@@ -191,9 +194,10 @@ static void run_case(const char *backend, const char *name)
             orow[s][c] = whole + (s * C + c) * n;
         oo[s] = orow[s];
     }
-    rc = split_apply(m, tr, n, C, S, L, whole);
+    const int shifts = slg_int(&g, "shifts") > 0 ? slg_int(&g, "shifts") : 0;
+    rc = split_apply(m, tr, n, C, S, L, shifts, whole);
     if (rc == 0)
-        report(backend, name, "apply", slg_rel_err(whole, ap, S * C * n));
+        report(backend, name, shifts ? "shifts" : "apply", slg_rel_err(whole, ap, S * C * n));
     for (size_t i = 0; i < ns; i++)
         free(stages[i]);
     free(out);

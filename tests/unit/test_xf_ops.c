@@ -353,6 +353,11 @@ int main(void)
     test_attention(ctx, 1, 6, 130, 1, 48, 0, 0);
     test_attention(ctx, 2, 21, 37, 2, 80, 1, 1); /* head dim 64 + 16 */
     test_attention(ctx, 1, 300, 260, 2, 64, 1, 1); /* AVX-512: 5 blocks of query rows, the last partial */
+    /* 48-wide heads (HT-Demucs): p . v by 8 rows, then 4 and 1; past 1024 keys still the AVX-512
+     * kernels (widths a multiple of 16), a width of 40 there the library path */
+    test_attention(ctx, 1, 19, 130, 2, 48, 0, 1);
+    test_attention(ctx, 1, 70, 1100, 2, 48, 0, 1);
+    test_attention(ctx, 1, 75, 1030, 1, 40, 0, 0);
     /* the AVX2 kernels where the AVX-512 ones ran above */
     const int avx512 = sl_cpu_simd_set_avx512(0);
     test_attention(ctx, 3, 50, 50, 2, 64, 1, 1);
