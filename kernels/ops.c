@@ -237,17 +237,19 @@ int sl_op_ctx_set_precision(sl_op_ctx *ctx, sl_precision p)
 {
     if (p != SL_PREC_FP32 && p != SL_PREC_TF32 && p != SL_PREC_BF16)
         return sl_seterr(SL_EINVAL, "precision %d: expected fp32, tf32 or bf16", (int)p);
-    if (p == ctx->precision)
-        return 0;
-    if (!ctx->be->set_precision)
+    if (!ctx->be->set_precision) {
+        if (p == SL_PREC_FP32)
+            return 0;
         return sl_seterr(SL_EUNSUPPORTED, "precision %s: backend %s computes in fp32 only (tf32 and bf16 run "
-                                          "on the cuda backend)", sl_precision_name(p), ctx->be->name);
+                                          "on the cuda and cpu backends)", sl_precision_name(p), ctx->be->name);
+    }
     int rc = enter(ctx);
     if (!rc)
-        rc = ctx->be->set_precision(ctx, p);
-    if (!rc)
-        ctx->precision = p;
-    return rc;
+        rc = ctx->be->set_precision(ctx, p); /* the mode in effect, or an error */
+    if (rc < 0)
+        return rc;
+    ctx->precision = (sl_precision)rc;
+    return 0;
 }
 
 sl_precision sl_op_ctx_precision(const sl_op_ctx *ctx) { return ctx->precision; }
@@ -311,6 +313,26 @@ int sl_op_mark_fixed(sl_op_ctx *ctx, const void *p, size_t bytes)
         return 0;
     int rc = enter(ctx);
     return rc ? rc : ctx->be->mark_fixed(ctx, p, bytes);
+}
+
+int sl_op_wrap_host(sl_op_ctx *ctx, const void *host, size_t bytes, void **ptr, int *owned)
+{
+    *ptr = NULL;
+    *owned = 0;
+    if (!strcmp(ctx->be->name, "cpu")) {
+        *ptr = (void *)host; /* the cpu backend's memory is host memory */
+        return 0;
+    }
+    int rc = sl_op_alloc(ctx, ptr, bytes ? bytes : 1);
+    if (!rc)
+        rc = sl_op_upload(ctx, *ptr, host, bytes);
+    if (rc) {
+        sl_op_free(ctx, *ptr);
+        *ptr = NULL;
+        return rc;
+    }
+    *owned = 1;
+    return 0;
 }
 
 int sl_op_download(sl_op_ctx *ctx, void *dst, const void *src, size_t bytes)

@@ -93,7 +93,9 @@ const keydef sl_cfg_keys[] = {
     {"runtime.threads", K_INT, 0, F(threads), NOF, "0", 0, 1024, NULL,
      "CPU threads that may compute at once across decode, model and write (0 = every CPU this process may use: affinity mask, cgroup quota)"},
     {"runtime.model_workers", K_INT, 0, F(model_workers), NOF, "0", 0, 1024, NULL,
-     "parallel model workers on the CPU backend, each with its own context and threads/model_workers threads inside its ops (0 = auto: one per thread of the budget)"},
+     "parallel model workers on the CPU backend, each with its own context and threads/model_workers threads inside its ops (0 = auto: one per thread of the budget, fewer when their models do not fit in memory)"},
+    {"runtime.max_model_memory_mb", K_INT, 0, F(max_model_memory_mb), NOF, "0", 0, 1048576, NULL,
+     "memory the CPU model workers may take (weights and work buffers of each), for the automatic worker count (0 = 3/4 of the memory available: MemAvailable, cgroup memory.max)"},
     {"runtime.progress_interval", K_INT, 0, F(progress_interval), NOF, "10", 1, 3600, NULL,
      "seconds between plain progress lines when stderr is not a terminal"},
     {"runtime.batch_size", K_INT, 0, F(batch_size), NOF, "8", 1, 4096, NULL,
@@ -105,8 +107,9 @@ const keydef sl_cfg_keys[] = {
     {"runtime.devices", K_LIST, KF_NONEMPTY, F(devices), F(n_devices), "all", 0, 0, NULL,
      "CUDA devices to use, one worker each: [all] or ordinals like [0, 1]"},
     {"runtime.precision", K_ENUM, 0, F(precision), NOF, "fp32", 0, 0, "fp32|tf32|bf16",
-     "arithmetic of the large matrix products on a CUDA device: fp32 (exact, the reference), or tf32 / bf16 on "
-     "tensor cores through cuBLASLt (faster, less exact); the cpu and cuda-emu backends compute in fp32 only"},
+     "arithmetic of the linear layers: fp32 (exact, the reference), or tf32 / bf16 (faster, less exact) on a "
+     "CUDA device's tensor cores through cuBLASLt or a CPU's AMX tiles (tf32 there: three bf16 products per "
+     "product; a CPU without AMX-BF16 computes in fp32 and says so); cuda-emu computes in fp32 only"},
 };
 const size_t sl_cfg_nkeys = sizeof sl_cfg_keys / sizeof sl_cfg_keys[0];
 _Static_assert(sizeof sl_cfg_keys / sizeof sl_cfg_keys[0] <= SL_CFG_MAX_KEYS,

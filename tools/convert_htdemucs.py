@@ -28,7 +28,6 @@ separated by ';'), source (the files' sha256). Exit status: 0 ok, 2 bad input.
 
 import argparse
 import fractions
-import hashlib
 import os
 import pickle
 import sys
@@ -166,14 +165,6 @@ def load_package(path):
     return pkg
 
 
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def read_bag(path, files, bag=None):
     """(ordered files, weights, segment or None) from a bag YAML (or its parsed dict) and its files."""
     if bag is None:
@@ -251,7 +242,7 @@ def convert(files, bag=None, bag_spec=None):
         meta["segment"] = "%d/%d" % (seg.numerator, seg.denominator)
     meta["models"] = str(len(files))
     meta["bag_weights"] = ";".join(",".join(repr(float(x)) for x in row) for row in weights)
-    meta["source"] = ",".join("%s:%s" % (os.path.basename(fp), sha256_file(fp)) for fp in files)
+    meta["source"] = ",".join("%s:%s" % (os.path.basename(fp), stemline_st.sha256_file(fp)) for fp in files)
     return tensors, meta
 
 

@@ -210,17 +210,8 @@ def run(m, x):
 
 
 def write_slg(path, params, arrays, note):
-    with open(path, "wb") as f:
-        f.write(b"SLGOLD 1\n")
-        f.write(("# made by tools/gen_golden_cnn14.py with panns_inference, torch %s, numpy %s, %s\n"
-                 % (torch.__version__, np.__version__, note)).encode())
-        for k, v in params.items():
-            f.write(("param %s %s\n" % (k, v)).encode())
-        for name, a in arrays:
-            f.write(("array %s %s\n" % (name, " ".join(str(d) for d in a.shape))).encode())
-        f.write(b"end\n")
-        for _, a in arrays:
-            f.write(np.ascontiguousarray(a, dtype="<f4").tobytes())
+    stemline_st.write_slg(path, "made by tools/gen_golden_cnn14.py with panns_inference, torch %s, numpy %s, %s"
+                          % (torch.__version__, np.__version__, note), params, arrays)
 
 
 def main():

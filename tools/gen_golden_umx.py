@@ -162,17 +162,8 @@ def sample(rng, a):
 
 
 def write_slg(path, params, arrays):
-    with open(path, "wb") as f:
-        f.write(b"SLGOLD 1\n")
-        f.write(("# made by tools/gen_golden_umx.py with openunmix, torch %s, numpy %s\n"
-                 % (torch.__version__, np.__version__)).encode())
-        for k, v in params.items():
-            f.write(("param %s %s\n" % (k, v)).encode())
-        for name, a in arrays:
-            f.write(("array %s %s\n" % (name, " ".join(str(d) for d in a.shape))).encode())
-        f.write(b"end\n")
-        for _, a in arrays:
-            f.write(np.ascontiguousarray(a, dtype="<f4").tobytes())
+    stemline_st.write_slg(path, "made by tools/gen_golden_umx.py with openunmix, torch %s, numpy %s"
+                          % (torch.__version__, np.__version__), params, arrays)
 
 
 CASES = [
