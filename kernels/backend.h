@@ -70,8 +70,8 @@ typedef struct sl_op_backend {
     /* ctx->pool changed (sl_op_ctx_set_threads): update ctx->device. NULL (last, so the
      * positional tables of kernels/cuda leave it out): the backend's threads stay 1. */
     void (*threads_changed)(sl_op_ctx *ctx);
-    /* sl_op_ctx_set_precision with TF32 / BF16 (and back to FP32 after one of
-     * them): 0 or an error; updates ctx->device. NULL: fp32 only. */
+    /* sl_op_ctx_set_precision (any mode): the mode that takes effect (>= 0, stored
+     * in ctx->precision) or an error (< 0); updates ctx->device. NULL: fp32 only. */
     int (*set_precision)(sl_op_ctx *ctx, sl_precision p);
     /* Pipelined forwards (ops.h sl_op_pipe_*); NULL: the ops run as called, and
      * uploads / downloads complete at the call. */

@@ -237,17 +237,19 @@ int sl_op_ctx_set_precision(sl_op_ctx *ctx, sl_precision p)
 {
     if (p != SL_PREC_FP32 && p != SL_PREC_TF32 && p != SL_PREC_BF16)
         return sl_seterr(SL_EINVAL, "precision %d: expected fp32, tf32 or bf16", (int)p);
-    if (p == ctx->precision)
-        return 0;
-    if (!ctx->be->set_precision)
+    if (!ctx->be->set_precision) {
+        if (p == SL_PREC_FP32)
+            return 0;
         return sl_seterr(SL_EUNSUPPORTED, "precision %s: backend %s computes in fp32 only (tf32 and bf16 run "
-                                          "on the cuda backend)", sl_precision_name(p), ctx->be->name);
+                                          "on the cuda and cpu backends)", sl_precision_name(p), ctx->be->name);
+    }
     int rc = enter(ctx);
     if (!rc)
-        rc = ctx->be->set_precision(ctx, p);
-    if (!rc)
-        ctx->precision = p;
-    return rc;
+        rc = ctx->be->set_precision(ctx, p); /* the mode in effect, or an error */
+    if (rc < 0)
+        return rc;
+    ctx->precision = (sl_precision)rc;
+    return 0;
 }
 
 sl_precision sl_op_ctx_precision(const sl_op_ctx *ctx) { return ctx->precision; }

@@ -93,17 +93,24 @@ const char *sl_op_ctx_device(const sl_op_ctx *ctx);
  * device). Returns 0, SL_EINVAL or SL_ENOMEM / SL_EIO with sl_lasterr(). */
 int sl_op_ctx_set_threads(sl_op_ctx *ctx, int threads);
 /* Arithmetic of the large matrix products (runtime.precision). FP32 (the
- * default): the exact paths, what every backend computes. TF32 / BF16: the CUDA
- * backend runs sl_op_gemm on tensor cores through cuBLASLt with fp32 storage,
- * inputs rounded to TF32 (10-bit mantissa) or bfloat16 (7-bit mantissa) and fp32
- * accumulation (kernels/README.md, "Precision modes"); other ops stay fp32. */
+ * default): the exact paths, what every backend computes, the same bits whether
+ * or not the CPU has AMX. TF32 / BF16 change sl_op_gemm only (kernels/README.md,
+ * "Precision modes"), fp32 storage and fp32 accumulation everywhere: the CUDA
+ * backend runs it on tensor cores through cuBLASLt with inputs rounded to TF32
+ * (10-bit mantissa) or bfloat16 (7-bit mantissa); the CPU backend on the AMX
+ * tiles, TF32 as three bf16 products per product (about 2^-16 relative error,
+ * better than TF32's rounding) and BF16 as one (inputs rounded to bfloat16). A
+ * GEMM can opt out per call (sl_gemm_args.force_fp32). Other ops stay fp32. */
 typedef enum { SL_PREC_FP32 = 0, SL_PREC_TF32 = 1, SL_PREC_BF16 = 2 } sl_precision;
-/* Sets the precision of ctx's matrix products. 0; SL_EUNSUPPORTED (with
- * sl_lasterr()) for TF32 / BF16 on a backend that computes in fp32 only (cpu,
- * cuda-emu); FP32 is accepted by every backend. The device string
- * (sl_op_ctx_device) then names the mode. */
+/* Asks for precision p on ctx's matrix products. 0 (the mode that takes effect
+ * is sl_op_ctx_precision(ctx): FP32 on a CPU without AMX-BF16 tiles or with
+ * SL_CPU_AMX=0, where the device string says so); SL_EUNSUPPORTED (with
+ * sl_lasterr()) for TF32 / BF16 on the cuda-emu backend, which computes in fp32
+ * only; FP32 is accepted by every backend. The device string (sl_op_ctx_device)
+ * names the mode. */
 int sl_op_ctx_set_precision(sl_op_ctx *ctx, sl_precision p);
-/* The precision set on ctx (SL_PREC_FP32 unless set); never fails. */
+/* The precision ctx's matrix products compute in (the effective mode; SL_PREC_FP32
+ * unless set); never fails. */
 sl_precision sl_op_ctx_precision(const sl_op_ctx *ctx);
 /* "fp32", "tf32", "bf16"; "?" when out of range. */
 const char *sl_precision_name(sl_precision p);
@@ -305,11 +312,9 @@ typedef struct {
     size_t ldy, stride_y;
     const float *add;
     size_t ldadd, stride_add;
-    /* 1: the CPU backend may compute each product as three bf16 products on the AMX tiles
-     * (x = xh + xl, w = wh + wl in bf16; xh.wh + xh.wl + xl.wh, fp32 accumulation: a relative
-     * error of about 2^-16 per product instead of 2^-24) where the CPU has them and SL_CPU_AMX
-     * is not 0; elsewhere (CUDA, other CPUs) the fp32 product. 0: always fp32. */
-    int split_bf16;
+    /* 1: exact fp32 products whatever the context's precision (sl_op_ctx_set_precision);
+     * 0 (the default): the context's precision. */
+    int force_fp32;
 } sl_gemm_args;
 
 /* y[b][i][j] = act((x[b][i][j] + add[b][j]) * mul[b][j]) [+ res[b][i][j]], i < rows, j < cols; add

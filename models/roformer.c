@@ -77,14 +77,13 @@ static int rope_upload(sl_op_ctx *ctx, float **dst, size_t n_pos, int D, const f
     return rc;
 }
 
-/* y = W x (+ bias) over rows: m rows of x (ld ldx) -> y (ld ldy), optional activation and residual add == y.
- * On CPUs with AMX tiles the products are three bf16 products each (sl_gemm_args.split_bf16; the
- * model's outputs stay within 1e-4 of the fp32 reference; SL_CPU_AMX=0 turns it off). */
+/* y = W x (+ bias) over rows: m rows of x (ld ldx) -> y (ld ldy), optional activation and residual add == y,
+ * in the context's precision (runtime.precision). */
 static int linear(sl_op_ctx *ctx, size_t m, size_t n, size_t k, const float *x, size_t ldx, const float *w,
                   const float *bias, sl_act act, float *y, size_t ldy, int residual)
 {
     sl_gemm_args g = {.batch = 1, .m = m, .n = n, .k = k, .x = x, .ldx = ldx, .w = w, .ldw = k, .bias = bias,
-                      .act = act, .y = y, .ldy = ldy, .add = residual ? y : NULL, .ldadd = ldy, .split_bf16 = 1};
+                      .act = act, .y = y, .ldy = ldy, .add = residual ? y : NULL, .ldadd = ldy};
     return sl_op_gemm(ctx, &g);
 }
 

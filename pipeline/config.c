@@ -105,8 +105,9 @@ const keydef sl_cfg_keys[] = {
     {"runtime.devices", K_LIST, KF_NONEMPTY, F(devices), F(n_devices), "all", 0, 0, NULL,
      "CUDA devices to use, one worker each: [all] or ordinals like [0, 1]"},
     {"runtime.precision", K_ENUM, 0, F(precision), NOF, "fp32", 0, 0, "fp32|tf32|bf16",
-     "arithmetic of the large matrix products on a CUDA device: fp32 (exact, the reference), or tf32 / bf16 on "
-     "tensor cores through cuBLASLt (faster, less exact); the cpu and cuda-emu backends compute in fp32 only"},
+     "arithmetic of the linear layers: fp32 (exact, the reference), or tf32 / bf16 (faster, less exact) on a "
+     "CUDA device's tensor cores through cuBLASLt or a CPU's AMX tiles (tf32 there: three bf16 products per "
+     "product; a CPU without AMX-BF16 computes in fp32 and says so); cuda-emu computes in fp32 only"},
 };
 const size_t sl_cfg_nkeys = sizeof sl_cfg_keys / sizeof sl_cfg_keys[0];
 _Static_assert(sizeof sl_cfg_keys / sizeof sl_cfg_keys[0] <= SL_CFG_MAX_KEYS,

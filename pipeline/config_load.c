@@ -672,13 +672,13 @@ static int apply_override(ctx *c, const char *ov)
 static int cross_checks(ctx *c)
 {
     sl_config *cfg = c->cfg;
-    if (strcmp(cfg->precision, "fp32") && (!strcmp(cfg->backend, "cpu") || !strcmp(cfg->backend, "cuda-emu"))) {
+    if (strcmp(cfg->precision, "fp32") && !strcmp(cfg->backend, "cuda-emu")) {
         size_t pi = (size_t)(sl_cfg_find_key("runtime.precision") - sl_cfg_keys);
         size_t bi = (size_t)(sl_cfg_find_key("runtime.backend") - sl_cfg_keys);
         size_t b = c->given[bi] > c->given[pi] ? bi : pi;
         return loc_err(c, c->where[b], sl_cfg_keys[b].name,
-                       "runtime.precision %s needs a CUDA device (backend cuda or auto); backend %s computes in fp32 "
-                       "only (set runtime.precision: fp32)",
+                       "runtime.precision %s needs a CUDA device or the CPU (backend cuda, cpu or auto); backend %s "
+                       "computes in fp32 only (set runtime.precision: fp32)",
                        cfg->precision, cfg->backend);
     }
     if (!strcmp(cfg->stems_format, "flac") && !strcmp(cfg->stems_sample_format, "f32")) {

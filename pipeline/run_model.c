@@ -384,15 +384,20 @@ int apply_precision(const runner *r, sl_op_ctx *ctx)
     const char *p = r->cfg->precision;
     const sl_precision want = !strcmp(p, "tf32") ? SL_PREC_TF32 : !strcmp(p, "bf16") ? SL_PREC_BF16 : SL_PREC_FP32;
     int rc = sl_op_ctx_set_precision(ctx, want);
+    static atomic_int said;
     if (rc == SL_EUNSUPPORTED) {
-        static atomic_int said;
         if (!atomic_exchange(&said, 1))
             sl_log(SL_LOG_WARN, NULL, "backend",
                    "runtime.precision %s does not apply: backend %s computes in fp32 only (tf32 and bf16 run on a CUDA "
-                   "device); this run computes in fp32", p, sl_op_ctx_backend(ctx));
+                   "device or the CPU); this run computes in fp32", p, sl_op_ctx_backend(ctx));
         sl_clearerr();
         return 0;
     }
+    if (!rc && sl_op_ctx_precision(ctx) != want && !atomic_exchange(&said, 1))
+        sl_log(SL_LOG_WARN, NULL, "backend",
+               "runtime.precision %s does not apply on this CPU: no AMX-BF16 tiles in use (the CPU lacks them, "
+               "or SL_CPU_AMX=0 / STEMLINE_CPU_AVX512=0); the linear layers compute in exact fp32",
+               p);
     return rc;
 }
 

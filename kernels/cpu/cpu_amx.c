@@ -1,12 +1,18 @@
-/* Linear layers on the AMX tile unit (Intel Sapphire Rapids and later) with
- * three bf16 products per fp32 product: each operand is split into a bf16
- * "high" part (round to nearest even) and the bf16 rounding of the remainder,
- * a = ah + al, and a.b is computed as ah.bh + ah.bl + al.bh (the al.bl term,
- * about 2^-16 of the product, is dropped) with fp32 accumulation in the tiles.
- * The three products are one tile GEMM over a tripled k axis: rows of x become
- * [xh | xh | xl], rows of w become [wh | wl | wh]. A product's relative error
- * is about 2^-16 (fp32 FMA: 2^-24) and a dot product's error stays a few times
- * that of the fp32 GEMM; callers opt in per GEMM (sl_gemm_args.split_bf16).
+/* Linear layers on the AMX tile unit (Intel Sapphire Rapids and later), the
+ * CPU's runtime.precision modes tf32 and bf16 (kernels/ops.h sl_precision).
+ *
+ * tf32: three bf16 products per fp32 product. Each operand is split into a
+ * bf16 "high" part (round to nearest even) and the bf16 rounding of the
+ * remainder, a = ah + al, and a.b is computed as ah.bh + ah.bl + al.bh (the
+ * al.bl term, about 2^-16 of the product, is dropped) with fp32 accumulation in
+ * the tiles. The three products are one tile GEMM over a tripled k axis: rows
+ * of x become [xh | xh | xl], rows of w become [wh | wl | wh]. A product's
+ * relative error is about 2^-16 (TF32 rounding: 2^-11; fp32 FMA: 2^-24) and a
+ * dot product's error stays a few times that of the fp32 GEMM.
+ *
+ * bf16: one bf16 product per product, xh.wh (inputs rounded to bfloat16, fp32
+ * accumulation): a relative error of about 2^-8 per product, as a GPU's bf16
+ * tensor cores.
  *
  * Blocking: w is packed once per call into 16-column panels in the tiles' pair
  * layout ([k/2][16][2] bf16); x is packed 32 rows at a time; 32 x 32 outputs
@@ -68,14 +74,15 @@ AMX_TGT static inline void split16(const float *x, size_t n, __m256i *hi, __m256
     *lo = (__m256i)_mm512_cvtneps_pbh(_mm512_sub_ps(v, hf));
 }
 
-/* Rows r < 32 of x (zeros for r >= m) -> dst[32][3*kp]: high | high | low, zeros past k. */
-AMX_TGT static void pack_x(const float *x, size_t ldx, size_t m, size_t k, size_t kp, uint16_t *dst)
+/* Rows r < 32 of x (zeros for r >= m) -> dst[32][terms*kp], zeros past k: terms 3,
+ * high | high | low; terms 1, high. */
+AMX_TGT static void pack_x(const float *x, size_t ldx, size_t m, size_t k, size_t kp, int terms, uint16_t *dst)
 {
-    const size_t k3 = 3 * kp;
+    const size_t kt = (size_t)terms * kp;
     for (size_t r = 0; r < 32; r++) {
-        uint16_t *d = dst + r * k3;
+        uint16_t *d = dst + r * kt;
         if (r >= m) {
-            memset(d, 0, k3 * sizeof *d);
+            memset(d, 0, kt * sizeof *d);
             continue;
         }
         const float *s = x + r * ldx;
@@ -83,19 +90,21 @@ AMX_TGT static void pack_x(const float *x, size_t ldx, size_t m, size_t k, size_
             __m256i h, l;
             split16(s + j, j < k ? k - j : 0, &h, &l);
             _mm256_storeu_si256((__m256i *)(d + j), h);
-            _mm256_storeu_si256((__m256i *)(d + kp + j), h);
-            _mm256_storeu_si256((__m256i *)(d + 2 * kp + j), l);
+            if (terms == 3) {
+                _mm256_storeu_si256((__m256i *)(d + kp + j), h);
+                _mm256_storeu_si256((__m256i *)(d + 2 * kp + j), l);
+            }
         }
     }
 }
 
-/* Columns c < 16 of a panel (rows of w, zeros for c >= n) -> dst[3*kp/2][16][2]: along k,
- * high | low | high, zeros past k. */
-AMX_TGT static void pack_w(const float *w, size_t ldw, size_t n, size_t k, size_t kp, uint16_t *dst)
+/* Columns c < 16 of a panel (rows of w, zeros for c >= n) -> dst[terms*kp/2][16][2]: along k,
+ * terms 3, high | low | high; terms 1, high; zeros past k. */
+AMX_TGT static void pack_w(const float *w, size_t ldw, size_t n, size_t k, size_t kp, int terms, uint16_t *dst)
 {
-    const size_t k3 = 3 * kp;
+    const size_t kt = (size_t)terms * kp;
     uint32_t *d = (uint32_t *)dst; /* one k pair of one column */
-    memset(dst, 0, k3 * 16 * sizeof *dst);
+    memset(dst, 0, kt * 16 * sizeof *dst);
     for (size_t c = 0; c < n; c++) {
         const float *s = w + c * ldw;
         for (size_t j = 0; j < k; j += 16) {
@@ -107,18 +116,20 @@ AMX_TGT static void pack_w(const float *w, size_t ldw, size_t n, size_t k, size_
             for (size_t p = 0; p < 8 && j + 2 * p < k; p++) {
                 const size_t row = j / 2 + p;
                 d[row * 16 + c] = hp[p];
-                d[(row + kp / 2) * 16 + c] = lp[p];
-                d[(row + kp) * 16 + c] = hp[p];
+                if (terms == 3) {
+                    d[(row + kp / 2) * 16 + c] = lp[p];
+                    d[(row + kp) * 16 + c] = hp[p];
+                }
             }
         }
     }
 }
 
 /* c[i][j] = sum_k a[i][k] b[j][k] for i < m, j < n (b: n rows of k, "trans_b"). */
-AMX_TGT static int amx_gemm_nt(size_t m, size_t n, size_t k, const float *a, size_t lda, const float *b, size_t ldb,
-                               float *c, size_t ldc)
+AMX_TGT static int amx_gemm_nt(int terms, size_t m, size_t n, size_t k, const float *a, size_t lda, const float *b,
+                               size_t ldb, float *c, size_t ldc)
 {
-    const size_t kp = (k + 31) & ~(size_t)31, k3 = 3 * kp, panels = (n + 31) / 32 * 2;
+    const size_t kp = (k + 31) & ~(size_t)31, k3 = (size_t)terms * kp, panels = (n + 31) / 32 * 2;
     uint16_t *wp = aligned_alloc(64, panels * k3 * 16 * sizeof(uint16_t));
     uint16_t *xp = aligned_alloc(64, 32 * k3 * sizeof(uint16_t));
     if (!wp || !xp) {
@@ -128,7 +139,7 @@ AMX_TGT static int amx_gemm_nt(size_t m, size_t n, size_t k, const float *a, siz
     }
     for (size_t p = 0; p < panels; p++) {
         const size_t c0 = p * 16, nc = c0 < n ? (n - c0 < 16 ? n - c0 : 16) : 0;
-        pack_w(b + c0 * ldb, ldb, nc, k, kp, wp + p * k3 * 16);
+        pack_w(b + c0 * ldb, ldb, nc, k, kp, terms, wp + p * k3 * 16);
     }
     amx_cfg cfg;
     memset(&cfg, 0, sizeof cfg);
@@ -141,7 +152,7 @@ AMX_TGT static int amx_gemm_nt(size_t m, size_t n, size_t k, const float *a, siz
     float edge[32 * 32];
     for (size_t i0 = 0; i0 < m; i0 += 32) {
         const size_t mr = m - i0 < 32 ? m - i0 : 32;
-        pack_x(a + i0 * lda, lda, mr, k, kp, xp);
+        pack_x(a + i0 * lda, lda, mr, k, kp, terms, xp);
         for (size_t p = 0; p < panels; p += 2) {
             const uint16_t *w0 = wp + p * k3 * 16, *w1 = w0 + k3 * 16;
             _tile_zero(0);
@@ -181,22 +192,22 @@ AMX_TGT static int amx_gemm_nt(size_t m, size_t n, size_t k, const float *a, siz
     return 1;
 }
 
-int sl_cpu_amx_sgemm_nt(size_t m, size_t n, size_t k, const float *a, size_t lda, const float *b, size_t ldb,
-                        float *c, size_t ldc)
+int sl_cpu_amx_sgemm_nt(int terms, size_t m, size_t n, size_t k, const float *a, size_t lda, const float *b,
+                        size_t ldb, float *c, size_t ldc)
 {
-    if (!m || !n || !k || !sl_cpu_amx())
+    if (!m || !n || !k || (terms != 1 && terms != 3) || !sl_cpu_amx())
         return 0;
-    return amx_gemm_nt(m, n, k, a, lda, b, ldb, c, ldc);
+    return amx_gemm_nt(terms, m, n, k, a, lda, b, ldb, c, ldc);
 }
 
 #else
 
 int sl_cpu_amx(void) { return 0; }
 
-int sl_cpu_amx_sgemm_nt(size_t m, size_t n, size_t k, const float *a, size_t lda, const float *b, size_t ldb,
-                        float *c, size_t ldc)
+int sl_cpu_amx_sgemm_nt(int terms, size_t m, size_t n, size_t k, const float *a, size_t lda, const float *b,
+                        size_t ldb, float *c, size_t ldc)
 {
-    (void)m, (void)n, (void)k, (void)a, (void)lda, (void)b, (void)ldb, (void)c, (void)ldc;
+    (void)terms, (void)m, (void)n, (void)k, (void)a, (void)lda, (void)b, (void)ldb, (void)c, (void)ldc;
     return 0;
 }
 

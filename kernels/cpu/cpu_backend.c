@@ -9,6 +9,7 @@
 #include "../../common/sl_error.h"
 #include "../../common/sl_pool.h"
 #include "cpu_ops.h"
+#include "cpu_simd.h"
 
 /* A buffer declared fixed (sl_op_mark_fixed) and the one form derived from it, if any. */
 typedef struct {
@@ -24,6 +25,7 @@ typedef struct {
     size_t scratch_floats;
     cpu_fixed *fixed;
     size_t n_fixed, cap_fixed;
+    sl_precision asked; /* runtime.precision asked for (ctx->precision: the mode in effect) */
 } cpu_state;
 
 static void fixed_drop(cpu_state *st, size_t i)
@@ -126,7 +128,28 @@ static void cpu_once(void)
 static void cpu_threads_changed(sl_op_ctx *ctx)
 {
     const int n = sl_pool_threads(ctx->pool);
-    snprintf(ctx->device, sizeof ctx->device, "CPU (%d thread%s per context, %s)", n, n == 1 ? "" : "s", fftw_ver);
+    const cpu_state *st = ctx->state;
+    const char *prec = "";
+    if (ctx->precision == SL_PREC_TF32)
+        prec = "; precision tf32 (gemm as three bf16 products on AMX tiles)";
+    else if (ctx->precision == SL_PREC_BF16)
+        prec = "; precision bf16 (gemm as bf16 products on AMX tiles)";
+    else if (st->asked != SL_PREC_FP32)
+        prec = st->asked == SL_PREC_TF32 ? "; precision fp32 (tf32 asked for: no AMX-BF16 tiles in use)"
+                                         : "; precision fp32 (bf16 asked for: no AMX-BF16 tiles in use)";
+    snprintf(ctx->device, sizeof ctx->device, "CPU (%d thread%s per context, %s)%s", n, n == 1 ? "" : "s", fftw_ver,
+             prec);
+}
+
+/* runtime.precision: tf32 / bf16 on the AMX tiles where the CPU has them (and SL_CPU_AMX is
+ * not 0), exact fp32 elsewhere, named in the device string either way. */
+static int cpu_set_precision(sl_op_ctx *ctx, sl_precision p)
+{
+    cpu_state *st = ctx->state;
+    st->asked = p;
+    ctx->precision = p != SL_PREC_FP32 && sl_cpu_amx() ? p : SL_PREC_FP32;
+    cpu_threads_changed(ctx);
+    return (int)ctx->precision;
 }
 
 static int cpu_init(sl_op_ctx *ctx)
@@ -216,5 +239,6 @@ const sl_op_backend sl_cpu_backend = {
     .conv_transpose1d = sl_cpu_conv_transpose1d,
     .permute = sl_cpu_permute,
     .threads_changed = cpu_threads_changed,
+    .set_precision = cpu_set_precision,
     .mark_fixed = cpu_mark_fixed,
 };

@@ -27,8 +27,9 @@ static size_t gemm_parts(const sl_op_ctx *ctx, size_t m, size_t n, size_t k)
     return th;
 }
 
-/* sl_cpu_sgemm_part; amx: the AMX three-bf16-product path (trans_b only; decided for the
- * whole product, never per part, so that no element depends on the split). */
+/* sl_cpu_sgemm_part; amx: 0, or the bf16 products per product on the AMX tiles (3: tf32,
+ * 1: bf16; trans_b only; decided for the whole product, never per part, so that no element
+ * depends on the split). */
 static void sgemm_part(size_t part, size_t parts, int trans_b, int amx, size_t m, size_t n, size_t k,
                        const float *a, size_t lda, const float *b, size_t ldb, float *c, size_t ldc)
 {
@@ -52,7 +53,7 @@ static void sgemm_part(size_t part, size_t parts, int trans_b, int amx, size_t m
         c += lo * ldc;
         m = hi - lo;
     }
-    if (amx && trans_b && sl_cpu_amx_sgemm_nt(m, n, k, a, lda, b, ldb, c, ldc))
+    if (amx && trans_b && sl_cpu_amx_sgemm_nt(amx, m, n, k, a, lda, b, ldb, c, ldc))
         return;
     if (dot) {
         sl_cpu_gemm_dot(m, n, k, a, lda, b, ldb, c, ldc);
@@ -94,7 +95,7 @@ typedef struct {
     size_t parts; /* per batch item */
     float *tmp;   /* [batch][m][n] products when add == y (a residual in place), else NULL */
     int prefill;  /* y starts as bias (+ y), the library adds the product to it (beta 1) */
-    int amx;      /* split_bf16 taken: AMX present and the product large enough to pay for packing */
+    int amx;      /* bf16 products per product on AMX (0: fp32): see sl_cpu_gemm */
 } gemm_job;
 
 /* Rows of one OpenBLAS call in the prefill path when an activation follows: the
@@ -171,8 +172,13 @@ static void gemm_body(void *job, size_t t, int tid)
 
 int sl_cpu_gemm(sl_op_ctx *ctx, const sl_gemm_args *a)
 {
-    /* AMX packs all of w per part: worth it from about 128 rows */
-    const int amx = a->split_bf16 && a->m >= 128 && a->n >= 16 && a->k >= 16 && sl_cpu_amx();
+    /* runtime.precision tf32 / bf16 (the context's effective mode: fp32 where the CPU has no
+     * AMX): three or one bf16 products per product on the AMX tiles. AMX packs all of w per
+     * part: worth it from about 128 rows; smaller products stay exact fp32. */
+    const int amx = ctx->precision == SL_PREC_FP32 || a->force_fp32 || a->m < 128 || a->n < 16 || a->k < 16 ||
+                            !sl_cpu_amx()
+                        ? 0
+                        : ctx->precision == SL_PREC_TF32 ? 3 : 1;
     /* OpenBLAS products without a per-element multiplier, and a residual only without an
      * activation: y prefilled, the product added by the library (gemm_prefill) */
     const int prefill = !amx && a->k > 0 && !a->mul && !sl_cpu_gemm_dot_fits(a->m, a->n, a->k) &&

@@ -105,11 +105,11 @@ void sl_cpu_sgemm_part(size_t part, size_t parts, int trans_b, size_t m, size_t 
 int sl_cpu_gemm_dot_fits(size_t m, size_t n, size_t k);
 void sl_cpu_gemm_dot(size_t m, size_t n, size_t k, const float *a, size_t lda, const float *b, size_t ldb, float *c,
                      size_t ldc);
-/* c[m][n] = a[m][k] . b^T (b[n][k]) by three bf16 products per product on the AMX tiles
- * (cpu_amx.c, sl_gemm_args.split_bf16): 1 when done, 0 when left to the caller (no AMX, an
- * empty product, out of memory). */
-int sl_cpu_amx_sgemm_nt(size_t m, size_t n, size_t k, const float *a, size_t lda, const float *b, size_t ldb,
-                        float *c, size_t ldc);
+/* c[m][n] = a[m][k] . b^T (b[n][k]) on the AMX tiles (cpu_amx.c) by terms bf16 products per
+ * product: 3 (runtime.precision tf32) or 1 (bf16). 1 when done, 0 when left to the caller (no
+ * AMX, an empty product, out of memory). */
+int sl_cpu_amx_sgemm_nt(int terms, size_t m, size_t n, size_t k, const float *a, size_t lda, const float *b,
+                        size_t ldb, float *c, size_t ldc);
 int sl_cpu_conv2d(sl_op_ctx *ctx, const sl_conv2d_args *a);
 int sl_cpu_conv1d(sl_op_ctx *ctx, const sl_conv1d_args *a);
 int sl_cpu_conv_transpose1d(sl_op_ctx *ctx, const sl_convt1d_args *a);

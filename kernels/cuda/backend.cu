@@ -250,7 +250,7 @@ static int cu_set_precision(sl_op_ctx *ctx, sl_precision p)
         snprintf(ctx->device + used, sizeof ctx->device - used, "; precision %s (gemm on cuBLASLt, %s)",
                  sl_precision_name(p), p == SL_PREC_TF32 ? "CUBLAS_COMPUTE_32F_FAST_TF32" : "CUBLAS_COMPUTE_32F_FAST_16BF");
     }
-    return 0;
+    return (int)p;
 }
 
 // Every call on the context, from any thread: CUDA's current device is per

@@ -240,7 +240,7 @@ out:
 // 1: not taken (fp32: the hand-written kernel); 0 or an error: done here.
 extern "C" int sl_cuda_gemm_lt(sl_op_ctx *ctx, const sl_gemm_args *a)
 {
-    if (ctx->precision == SL_PREC_FP32)
+    if (ctx->precision == SL_PREC_FP32 || a->force_fp32)
         return 1;
     const cublasComputeType_t ct =
         ctx->precision == SL_PREC_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F_FAST_16BF;

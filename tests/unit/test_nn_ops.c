@@ -18,8 +18,21 @@
 #include "sl_ref.h"
 #include "sl_test.h"
 
-/* split: sl_gemm_args.split_bf16 (three bf16 products on AMX where it runs; tolerance 4e-5). */
-static void test_gemm_x(sl_op_ctx *ctx, size_t batch, size_t m, size_t n, size_t k, sl_act act, int split,
+/* x rounded to bfloat16, nearest even (the bf16 mode's inputs). */
+static double bf16_round(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    u = (u + 0x7fff + ((u >> 16) & 1)) & 0xffff0000u;
+    float r;
+    memcpy(&r, &u, 4);
+    return r;
+}
+
+/* A gemm in the context's precision (sl_op_ctx_precision: tf32 = three bf16 products on AMX,
+ * tolerance 4e-5; bf16 = one, checked against the product of the bf16-rounded inputs within
+ * 2e-5 and the exact one within 3e-2; fp32 1e-5), force: sl_gemm_args.force_fp32. */
+static void test_gemm_x(sl_op_ctx *ctx, size_t batch, size_t m, size_t n, size_t k, sl_act act, int force,
                         float **out)
 {
     const size_t ldx = k + 2, ldy = n + 1;
@@ -27,24 +40,36 @@ static void test_gemm_x(sl_op_ctx *ctx, size_t batch, size_t m, size_t n, size_t
           *mul = sl_ref_rnd(batch * m * n, 0, 2), *y = malloc(batch * m * ldy * sizeof(float));
     sl_gemm_args a = {.batch = batch, .m = m, .n = n, .k = k, .x = x, .ldx = ldx, .stride_x = m * ldx, .w = w,
                       .ldw = k, .stride_w = n * k, .bias = b, .stride_bias = n, .act = act, .mul = mul, .ldmul = n,
-                      .stride_mul = m * n, .y = y, .ldy = ldy, .stride_y = m * ldy, .split_bf16 = split};
+                      .stride_mul = m * n, .y = y, .ldy = ldy, .stride_y = m * ldy, .force_fp32 = force};
     CHECK_MSG(sl_op_gemm(ctx, &a) == 0, "gemm: %s", sl_lasterr());
-    double *want = malloc(batch * m * n * sizeof(double));
+    const sl_precision prec = force ? SL_PREC_FP32 : sl_op_ctx_precision(ctx);
+    const int tiles = prec != SL_PREC_FP32 && m >= 128 && n >= 16 && k >= 16 && sl_cpu_amx(); /* sl_cpu_gemm's AMX test */
+    double *want = malloc(batch * m * n * sizeof(double)), *want16 = malloc(batch * m * n * sizeof(double));
     float *got = malloc(batch * m * n * sizeof(float));
     for (size_t bb = 0; bb < batch; bb++)
         for (size_t i = 0; i < m; i++)
             for (size_t j = 0; j < n; j++) {
-                double s = b[bb * n + j];
-                for (size_t kk = 0; kk < k; kk++)
-                    s += (double)x[bb * m * ldx + i * ldx + kk] * w[bb * n * k + j * k + kk];
+                double s = b[bb * n + j], s16 = s;
+                for (size_t kk = 0; kk < k; kk++) {
+                    const float xv = x[bb * m * ldx + i * ldx + kk], wv = w[bb * n * k + j * k + kk];
+                    s += (double)xv * wv;
+                    s16 += bf16_round(xv) * bf16_round(wv);
+                }
                 want[(bb * m + i) * n + j] = sl_ref_act(act, s) * mul[(bb * m + i) * n + j];
+                want16[(bb * m + i) * n + j] = sl_ref_act(act, s16) * mul[(bb * m + i) * n + j];
                 got[(bb * m + i) * n + j] = y[bb * m * ldy + i * ldy + j];
             }
     double e = sl_ref_err(got, want, batch * m * n);
-    const double tol = split ? 4e-5 : 1e-5;
-    printf("  gemm   b%zu m%zu n%zu k%zu act %d%s: rel err %.3g (tol %g)\n", batch, m, n, k, (int)act,
-           split ? " split_bf16" : "", e, tol);
+    const double tol = !tiles ? 1e-5 : prec == SL_PREC_TF32 ? 4e-5 : 3e-2;
+    printf("  gemm   b%zu m%zu n%zu k%zu act %d %s: rel err %.3g (tol %g)", batch, m, n, k, (int)act,
+           tiles ? sl_precision_name(prec) : "fp32", e, tol);
     CHECK_MSG(e <= tol, "gemm error %g", e);
+    if (tiles && prec == SL_PREC_BF16) {
+        const double e16 = sl_ref_err(got, want16, batch * m * n);
+        printf(", to the bf16-rounded inputs' product %.3g (tol 2e-5)", e16);
+        CHECK_MSG(e16 <= 2e-5, "bf16 gemm: %g from the product of the bf16-rounded inputs", e16);
+    }
+    printf("\n");
     if (out)
         *out = got;
     else
@@ -55,6 +80,7 @@ static void test_gemm_x(sl_op_ctx *ctx, size_t batch, size_t m, size_t n, size_t
     free(mul);
     free(y);
     free(want);
+    free(want16);
 }
 
 static void test_gemm(sl_op_ctx *ctx, size_t batch, size_t m, size_t n, size_t k, sl_act act)
@@ -62,36 +88,61 @@ static void test_gemm(sl_op_ctx *ctx, size_t batch, size_t m, size_t n, size_t k
     test_gemm_x(ctx, batch, m, n, k, act, 0, NULL);
 }
 
-/* The same random problem (same seed) with split_bf16 on the AMX tiles, through the fp32
- * path (sl_cpu_simd_set(0) turns AMX off too), and on 1 and 3 threads: within tolerance,
- * the AMX result differs from the fp32 one where AMX runs (so the path was taken), and a
- * thread split changes no bit. */
-static void test_gemm_split(sl_op_ctx *ctx, size_t batch, size_t m, size_t n, size_t k, sl_act act)
+/* The same random problem (same seed) in precision prec on the AMX tiles, with force_fp32,
+ * in fp32, through the fp32 path (sl_cpu_simd_set(0) turns AMX off too), and on 1 and 3
+ * threads: within tolerance, the AMX result differs from the fp32 one where AMX runs (so the
+ * path was taken), force_fp32 and the fp32 mode give the same bits, and a thread split changes
+ * no bit. Without AMX the mode in effect is fp32, named so in the device string. */
+static void test_gemm_prec(sl_op_ctx *ctx, sl_precision prec, size_t batch, size_t m, size_t n, size_t k,
+                           sl_act act)
 {
-    float *amx1, *amx3, *plain;
+    float *amx1, *amx3, *plain, *forced, *fp32;
     const uint64_t seed = *sl_ref_rng();
     CHECK(sl_op_ctx_set_threads(ctx, 1) == 0);
-    test_gemm_x(ctx, batch, m, n, k, act, 1, &amx1);
+    CHECK(sl_op_ctx_set_precision(ctx, prec) == 0);
+    const int on = sl_op_ctx_precision(ctx) == prec;
+    CHECK_MSG(on == sl_cpu_amx(), "%s in effect on a CPU %s AMX", sl_precision_name(sl_op_ctx_precision(ctx)),
+              sl_cpu_amx() ? "with" : "without");
+    char want_dev[64];
+    snprintf(want_dev, sizeof want_dev, on ? "precision %s (gemm as" : "precision fp32 (%s asked for",
+             sl_precision_name(prec));
+    CHECK_MSG(strstr(sl_op_ctx_device(ctx), want_dev) != NULL, "device %s", sl_op_ctx_device(ctx));
+    test_gemm_x(ctx, batch, m, n, k, act, 0, &amx1);
+    *sl_ref_rng() = seed;
+    test_gemm_x(ctx, batch, m, n, k, act, 1, &forced);
     *sl_ref_rng() = seed;
     CHECK(sl_op_ctx_set_threads(ctx, 3) == 0);
-    test_gemm_x(ctx, batch, m, n, k, act, 1, &amx3);
+    test_gemm_x(ctx, batch, m, n, k, act, 0, &amx3);
     *sl_ref_rng() = seed;
+    CHECK(sl_op_ctx_set_threads(ctx, 1) == 0);
+    CHECK(sl_op_ctx_set_precision(ctx, SL_PREC_FP32) == 0);
+    CHECK(strstr(sl_op_ctx_device(ctx), "precision") == NULL);
+    test_gemm_x(ctx, batch, m, n, k, act, 0, &fp32);
+    *sl_ref_rng() = seed;
+    CHECK(sl_op_ctx_set_precision(ctx, prec) == 0);
     sl_cpu_simd_set(0);
     CHECK(!sl_cpu_amx());
-    test_gemm_x(ctx, batch, m, n, k, act, 1, &plain);
+    test_gemm_x(ctx, batch, m, n, k, act, 0, &plain);
     sl_cpu_simd_set(1);
-    CHECK(sl_op_ctx_set_threads(ctx, 1) == 0);
+    CHECK(sl_op_ctx_set_precision(ctx, SL_PREC_FP32) == 0);
     const size_t cnt = batch * m * n;
-    CHECK_MSG(!memcmp(amx1, amx3, cnt * sizeof(float)), "split_bf16 gemm differs between 1 and 3 threads");
-    printf("  gemm   split_bf16 on AMX: %s\n", sl_cpu_amx() ? "yes" : "no (fp32 path)");
+    CHECK_MSG(!memcmp(amx1, amx3, cnt * sizeof(float)), "%s gemm differs between 1 and 3 threads",
+              sl_precision_name(prec));
+    CHECK_MSG(!memcmp(forced, fp32, cnt * sizeof(float)), "force_fp32 differs from the fp32 mode");
+    printf("  gemm   %s on AMX: %s\n", sl_precision_name(prec), on ? "yes" : "no (fp32 path)");
     const char *env = getenv("SL_CPU_AMX");
     if (env && !strcmp(env, "0"))
         CHECK_MSG(!sl_cpu_amx(), "SL_CPU_AMX=0 did not turn the AMX path off");
-    if (sl_cpu_amx() && m >= 128)
-        CHECK_MSG(memcmp(amx1, plain, cnt * sizeof(float)) != 0, "split_bf16 gemm did not take the AMX path");
+    if (on && m >= 128)
+        CHECK_MSG(memcmp(amx1, plain, cnt * sizeof(float)) != 0 && memcmp(amx1, fp32, cnt * sizeof(float)) != 0,
+                  "%s gemm did not take the AMX path", sl_precision_name(prec));
+    if (!on || m < 128)
+        CHECK_MSG(!memcmp(amx1, fp32, cnt * sizeof(float)), "%s without AMX differs from fp32", sl_precision_name(prec));
     free(amx1);
     free(amx3);
     free(plain);
+    free(forced);
+    free(fp32);
 }
 
 /* The few-row products (m <= SL_CPU_DOT_MAX_ROWS: the AVX-512 dot-product kernel where the
@@ -373,11 +424,14 @@ int main(void)
     test_gemm(ctx, 3, 37, 29, 300, SL_ACT_RELU);
     test_gemm(ctx, 2, 64, 130, 0, SL_ACT_TANH); /* k = 0: bias only */
     test_gemm_dot(ctx);
-    /* split_bf16: edges in every dimension (rows, columns, k not multiples of 32 / 16) */
-    test_gemm_split(ctx, 1, 301, 203, 77, SL_ACT_NONE);
-    test_gemm_split(ctx, 2, 128, 96, 384, SL_ACT_RELU);
-    test_gemm_split(ctx, 1, 130, 17, 16, SL_ACT_TANH);
-    test_gemm_split(ctx, 3, 20, 40, 40, SL_ACT_RELU); /* below the AMX size: fp32 */
+    /* runtime.precision tf32 / bf16 on the AMX tiles: edges in every dimension (rows, columns,
+     * k not multiples of 32 / 16) */
+    for (sl_precision p = SL_PREC_TF32; p <= SL_PREC_BF16; p++) {
+        test_gemm_prec(ctx, p, 1, 301, 203, 77, SL_ACT_NONE);
+        test_gemm_prec(ctx, p, 2, 128, 96, 384, SL_ACT_RELU);
+        test_gemm_prec(ctx, p, 1, 130, 17, 16, SL_ACT_TANH);
+        test_gemm_prec(ctx, p, 3, 20, 40, 40, SL_ACT_RELU); /* below the AMX size: fp32 */
+    }
     test_affine(ctx);
     test_lstm(ctx, 1, 3, 4, 0, 5);
     test_lstm(ctx, 3, 16, 8, 1, 40);

@@ -6,8 +6,11 @@
  * four-stem MelBandRoformer. Every stage (band split, each transformer, the
  * masks, the waveforms) is compared on the CPU backend and on cuda-emu (the
  * CUDA kernels through the launch emulation; cuda too where a device answers):
- * max|got - ref| / max|ref| per stage and stem <= 1e-4. Also: the
- * instrumental stem (mix - vocals), option and weights-file errors. */
+ * max|got - ref| / max|ref| per stage and stem <= 1e-4. The CPU's
+ * runtime.precision modes on the AMX tiles (skipped, said, without them): tf32
+ * within the same 1e-4, bf16 within TOL_BF16, each taking its path (outputs
+ * other than fp32's). Also: the instrumental stem (mix - vocals), option and
+ * weights-file errors. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +23,8 @@
 #include "sl_test.h"
 
 #define TOL_STAGE 1e-4
+/* bf16 products (inputs rounded to 8 significant bits): the per-stage bound of the bf16 mode */
+#define TOL_BF16 1e-2
 
 static const char *weights_of(const char *name)
 {
@@ -35,15 +40,18 @@ static sl_cfg_opt mkopt(const char *k, const char *v)
     return o;
 }
 
-static void report(const char *backend, const char *name, const char *stage, double e)
+static void report(const char *backend, const char *name, const char *stage, double e, double tol)
 {
-    printf("  %-9s %-17s %-10s rel err %.3g (tol %.0e) %s\n", backend, name, stage, e, TOL_STAGE,
-           e <= TOL_STAGE ? "ok" : "FAIL");
-    CHECK_MSG(e <= TOL_STAGE, "%s %s %s: %g", backend, name, stage, e);
+    printf("  %-9s %-17s %-10s rel err %.3g (tol %.0e) %s\n", backend, name, stage, e, tol, e <= tol ? "ok" : "FAIL");
+    CHECK_MSG(e <= tol, "%s %s %s: %g", backend, name, stage, e);
 }
 
-static void run_case(const char *backend, const char *name)
+/* One golden case on backend in precision prec; *wave_out (when not NULL) gets the output
+ * waveforms (n_src * channels * n floats, the caller frees them), NULL when skipped. */
+static void run_case_p(const char *backend, const char *name, sl_precision prec, float **wave_out, size_t *wave_n)
 {
+    if (wave_out)
+        *wave_out = NULL;
     slg_file g;
     if (slg_load_in(&g, "roformer", name) < 0) {
         CHECK_MSG(0, "golden roformer/%s missing", name);
@@ -55,6 +63,20 @@ static void run_case(const char *backend, const char *name)
         slg_free(&g);
         return;
     }
+    char label[32];
+    snprintf(label, sizeof label, "%s%s%s", backend, prec ? " " : "", prec ? sl_precision_name(prec) : "");
+    if (prec != SL_PREC_FP32) {
+        CHECK(sl_op_ctx_set_precision(ctx, prec) == 0);
+        if (sl_op_ctx_precision(ctx) != prec) { /* no AMX tiles: fp32, said in the device string */
+            CHECK_MSG(strstr(sl_op_ctx_device(ctx), "asked for") != NULL, "%s", sl_op_ctx_device(ctx));
+            printf("  %-9s %s SKIPPED (no AMX-BF16 tiles in use: %s)\n", label, name, sl_op_ctx_device(ctx));
+            sl_op_ctx_close(ctx);
+            slg_free(&g);
+            return;
+        }
+    }
+    const double tol = prec == SL_PREC_BF16 ? TOL_BF16 : TOL_STAGE;
+    backend = label;
     const char *model = strncmp(name, "mel", 3) ? "bs_roformer" : "mel_band_roformer";
     sl_sep_model *m = NULL;
     int rc = sl_sep_open(&m, model, weights_of(name), NULL, ctx);
@@ -101,22 +123,22 @@ static void run_case(const char *backend, const char *name)
     rc = sl_roformer_run_stages(m, in, n, (float *const *const *)outp, &st);
     CHECK_MSG(rc == 0, "run %s on %s: %s", name, backend, sl_lasterr());
     if (rc == 0) {
-        report(backend, name, "split", slg_rel_err(split, slg_array(&g, "split", NULL), R));
+        report(backend, name, "split", slg_rel_err(split, slg_array(&g, "split", NULL), R), tol);
         for (int i = 0; i < n_layers; i++) {
             char an[16];
             snprintf(an, sizeof an, "layer%d", i);
-            report(backend, name, an, slg_rel_err(layers[i], slg_array(&g, an, NULL), R));
+            report(backend, name, an, slg_rel_err(layers[i], slg_array(&g, an, NULL), R), tol);
         }
         const float *wm = slg_array(&g, "mask", NULL), *wo = slg_array(&g, "out", NULL);
         for (size_t s = 0; s < N; s++) {
             char stage[48];
             snprintf(stage, sizeof stage, "mask %s", info->sources[s]);
-            report(backend, name, stage, slg_rel_err(mask + s * T * nf * 2, wm + s * T * nf * 2, T * nf * 2));
+            report(backend, name, stage, slg_rel_err(mask + s * T * nf * 2, wm + s * T * nf * 2, T * nf * 2), tol);
             double e = 0;
             for (size_t c = 0; c < S; c++) /* the reference output has out_len <= n samples */
                 e = fmax(e, slg_rel_err(wave + (s * S + c) * n, wo + (s * S + c) * out_len, out_len));
             snprintf(stage, sizeof stage, "out %s", info->sources[s]);
-            report(backend, name, stage, e);
+            report(backend, name, stage, e, tol);
         }
         if (N == 1) { /* the extra source: mix - stem, exactly */
             size_t bad = 0;
@@ -129,7 +151,12 @@ static void run_case(const char *backend, const char *name)
     }
     free(split);
     free(mask);
-    free(wave);
+    if (wave_out && rc == 0) {
+        *wave_out = wave;
+        *wave_n = n_src * S * n;
+    } else {
+        free(wave);
+    }
     for (int i = 0; i < n_layers; i++)
         free(layers[i]);
     sl_sep_close(m);
@@ -256,8 +283,27 @@ int main(void)
     static const char *backends[] = {"cpu", "cuda-emu", "cuda"};
     static const char *cases[] = {"bs_stereo_1stem", "bs_mono_4stem", "mel_stereo_1stem", "mel_stereo_4stem"};
     for (int b = 0; b < 3; b++)
-        for (int c = 0; c < 4; c++)
-            run_case(backends[b], cases[c]);
+        for (int c = 0; c < 4; c++) {
+            if (b > 0) {
+                run_case_p(backends[b], cases[c], SL_PREC_FP32, NULL, NULL);
+                continue;
+            }
+            /* the CPU: fp32, then tf32 and bf16 on the AMX tiles, each taking its own path */
+            float *w32 = NULL, *wp = NULL;
+            size_t n32 = 0, np = 0;
+            run_case_p("cpu", cases[c], SL_PREC_FP32, &w32, &n32);
+            for (sl_precision p = SL_PREC_TF32; p <= SL_PREC_BF16; p++) {
+                run_case_p("cpu", cases[c], p, &wp, &np);
+                /* the one-stem cases have GEMMs of AMX size (>= 128 rows); the mono and the four-stem
+                 * Mel-Band ones may not */
+                if (wp && w32 && strstr(cases[c], "1stem"))
+                    CHECK_MSG(np == n32 && memcmp(wp, w32, n32 * sizeof(float)) != 0,
+                              "cpu %s %s: output identical to fp32 (the AMX path was not taken)", sl_precision_name(p),
+                              cases[c]);
+                free(wp);
+            }
+            free(w32);
+        }
     mel_bands();
     errors();
     return sl_test_finish("roformer");
