@@ -501,6 +501,19 @@ int sl_cnn14_geometry(const sl_emb_model *m, size_t n, size_t *frames, int *n_me
     return 0;
 }
 
+int sl_cnn14_weights_mapped(const char *weights)
+{
+    sl_st_file *f = NULL;
+    if (sl_st_open(&f, weights) < 0) {
+        sl_clearerr();
+        return 0;
+    }
+    const char *v = sl_st_meta(f, "stemline.bn_folded");
+    const int mapped = v && !strcmp(v, "1");
+    sl_st_close(f);
+    return mapped;
+}
+
 int sl_cnn14_init(sl_emb_model *m, const char *weights, const sl_cfg_opts *opts)
 {
     static const char *sec = "embedding";

@@ -105,12 +105,24 @@ static double available_mb(const char **from)
 static int plan_workers(runner *r, int T)
 {
     const sl_config *c = r->cfg;
-    double weights = 0;
+    /* weights copied into each worker, and weights every worker reads in place
+     * from one mapping (page cache: counted once, their derived forms per worker) */
+    double weights = 0, shared = 0;
     if (strcmp(c->sep_model, "none"))
         weights += file_mb(c->sep_weights);
-    if (strcmp(c->emb_model, "none"))
-        weights += file_mb(c->emb_weights);
-    r->worker_mb = weights * SL_WORKER_WEIGHTS_X + SL_WORKER_WORK_MB;
+    if (strcmp(c->emb_model, "none")) {
+        shared = sl_emb_weights_shared_bytes(c->emb_model, c->emb_weights) / 1048576.0;
+        if (shared <= 0)
+            weights += file_mb(c->emb_weights);
+    }
+    r->shared_mb = shared;
+    r->worker_mb = weights * SL_WORKER_WEIGHTS_X + shared * (SL_WORKER_WEIGHTS_X - 1) + SL_WORKER_WORK_MB;
+    char what[160];
+    snprintf(what, sizeof what, "weights %.0f MB x %.0f + %.0f MB work", weights, SL_WORKER_WEIGHTS_X,
+             SL_WORKER_WORK_MB);
+    if (shared > 0)
+        snprintf(what + strlen(what), sizeof what - strlen(what),
+                 " + derived forms of %.0f MB of shared weights, mapped once", shared);
     const char *from = "runtime.max_model_memory_mb";
     double budget = c->max_model_memory_mb;
     if (budget <= 0) {
@@ -126,16 +138,17 @@ static int plan_workers(runner *r, int T)
             W = T;
         }
         snprintf(r->workers_reason, sizeof r->workers_reason, "runtime.model_workers: %d", c->model_workers);
-        if (budget >= 0 && W * r->worker_mb > budget)
+        if (budget >= 0 && W * r->worker_mb + shared > budget)
             sl_log(SL_LOG_WARN, NULL, NULL,
                    "runtime.model_workers: %d workers may need %.0f MB (%.0f MB each, estimated), more than the %.0f "
-                   "MB for the models (%s)", W, W * r->worker_mb, r->worker_mb, budget, from);
+                   "MB for the models (%s)", W, W * r->worker_mb + shared, r->worker_mb, budget, from);
         return W;
     }
-    const double fit = budget >= 0 ? floor(budget / r->worker_mb) : (double)T;
+    const double fit = budget >= 0 ? floor((budget - shared) / r->worker_mb) : (double)T;
     if (fit >= T) {
         snprintf(r->workers_reason, sizeof r->workers_reason,
-                 "auto: one per thread (%d x %.0f MB per worker fits in %.0f MB, %s)", T, r->worker_mb, budget, from);
+                 "auto: one per thread (%d x %.0f MB per worker%s fits in %.0f MB, %s)", T, r->worker_mb,
+                 shared > 0 ? " and the shared weights" : "", budget, from);
         if (budget < 0)
             snprintf(r->workers_reason, sizeof r->workers_reason,
                      "auto: one per thread (the memory available is not known)");
@@ -143,9 +156,8 @@ static int plan_workers(runner *r, int T)
     }
     const int W = fit >= 1 ? (int)fit : 1;
     snprintf(r->workers_reason, sizeof r->workers_reason,
-             "auto: %d of %d by memory (%.0f MB per worker: weights %.0f MB x %.0f + %.0f MB work; %.0f MB for the "
-             "models, %s)%s",
-             W, T, r->worker_mb, weights, SL_WORKER_WEIGHTS_X, SL_WORKER_WORK_MB, budget, from,
+             "auto: %d of %d by memory (%.0f MB per worker: %s; %.0f MB for the models, %s)%s", W, T, r->worker_mb,
+             what, budget, from,
              fit < 1 ? ": even one worker may not fit" : "");
     sl_log(fit < 1 ? SL_LOG_WARN : SL_LOG_INFO, NULL, NULL, "%d model worker%s instead of %d: %s", W,
            W == 1 ? "" : "s", T, r->workers_reason);
@@ -219,9 +231,10 @@ void threads_json(const runner *r, char *buf, size_t size)
     snprintf(buf, size,
              "\"threads\": %d, \"workers\": %d, \"op_threads\": %d, \"peak_compute_threads\": %d, "
              "\"peak_op_threads\": %d, \"op_threads_max\": %d, \"worker_batches\": [%s], \"worker_open_s\": [%s], "
-             "\"workers_reason\": \"%s\", \"worker_memory_mb\": %.1f, \"model_memory_mb\": %.1f",
+             "\"workers_reason\": \"%s\", \"worker_memory_mb\": %.1f, \"shared_weights_mb\": %.1f, "
+             "\"model_memory_mb\": %.1f",
              r->threads, r->n_workers, r->op_threads, sl_budget_peak(r->budget), peak_op, r->op_threads_max, batches,
-             opened, r->workers_reason, r->worker_mb, r->model_memory_mb);
+             opened, r->workers_reason, r->worker_mb, r->shared_mb, r->model_memory_mb);
 }
 
 /* ---- model workers ---- */

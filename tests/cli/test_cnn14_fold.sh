@@ -74,6 +74,27 @@ e = vecs("out-emu")
 assert np.abs(e - a).max() <= 1e-5, np.abs(e - a).max()
 PY
 
+# the automatic worker count counts mapped weights once: with 513 MB for the
+# models, two workers fit with the folded file (each 256 MB of work + the derived
+# forms of 0.29 MB of shared weights, plus those weights once) and one does not
+# with the unfolded one (each 256 MB + its own 2 x 0.29 MB copy: 513.2 MB for two)
+run_sl run job.yaml --quiet --set output.dir=out-mem-map --set embedding.weights=folded.safetensors \
+  --set runtime.threads=2 --set runtime.max_model_memory_mb=513
+expect_status 0 "folded weights, 513 MB for the models"
+run_sl run job.yaml --quiet --set output.dir=out-mem-load --set runtime.threads=2 --set runtime.max_model_memory_mb=513
+expect_status 0 "unfolded weights, 513 MB for the models"
+py_check "shared weights are counted once" <<'PY'
+import json, os
+m = json.load(open("out-mem-map/report.json"))["pipeline"]
+l = json.load(open("out-mem-load/report.json"))["pipeline"]
+mb = os.path.getsize("folded.safetensors") / 1048576
+assert m["workers"] == 2 and abs(m["shared_weights_mb"] - mb) < 0.05, m
+assert "and the shared weights fits in 513 MB" in m["workers_reason"], m["workers_reason"]
+assert l["workers"] == 1 and l["shared_weights_mb"] == 0, l
+assert "auto: 1 of 2 by memory" in l["workers_reason"], l["workers_reason"]
+assert l["worker_memory_mb"] > m["worker_memory_mb"], (l, m)
+PY
+
 # a flag that is neither 0 nor 1
 "$SL_PYTHON" - "$SL_SRC/tools" <<'PY' || fail "writing bad-flag.safetensors"
 import sys
