@@ -285,7 +285,7 @@ static int admit(const scan_job *J, scan_thread *T, size_t q, float sb)
 static void scan_block16(const scan_job *J, scan_thread *T, const scan_item *w, const shard *s)
 {
     const size_t dim = J->dim, nq = J->nq, kk = J->kk, rowb = dim * 2;
-    const size_t chunk = dim < 32768 / 64 ? 32768 / dim : 64;
+    const size_t chunk = dim < 4096 / 8 ? 4096 / dim : 8;
     size_t len;
     const unsigned char *src;
     unsigned char *base =

@@ -154,12 +154,13 @@ def to_numpy_f32(t):
 
 def write_slg(path, comment, params, arrays):
     """Writes a golden-vector file (tests/unit/sl_golden.h format): header lines
-    'SLGOLD 1', '# comment', 'param NAME VALUE', 'array NAME DIMS...', 'end', then
-    the arrays as little-endian float32 in order. params: dict; arrays: list of
-    (name, numpy array)."""
+    'SLGOLD 1', '# comment' (one line per item when comment is a list), 'param
+    NAME VALUE', 'array NAME DIMS...', 'end', then the arrays as little-endian
+    float32 in order. params: dict; arrays: list of (name, numpy array)."""
     with open(path, "wb") as f:
         f.write(b"SLGOLD 1\n")
-        f.write(("# %s\n" % comment).encode())
+        for c in [comment] if isinstance(comment, str) else comment:
+            f.write(("# %s\n" % c).encode())
         for k, v in params.items():
             f.write(("param %s %s\n" % (k, v)).encode())
         for name, a in arrays:
