@@ -83,6 +83,8 @@ int sl_roformer_geometry(const sl_sep_model *m, size_t n, size_t *frames, size_t
 
 /* PANNs Cnn14 (models/cnn14.c): weights is the .safetensors path (NULL/empty -> SL_ECONFIG). */
 int sl_cnn14_init(sl_emb_model *m, const char *weights, const sl_cfg_opts *opts);
+/* 1 when the file's conv and fc weights are mapped in place on the CPU (stemline.bn_folded=1). */
+int sl_cnn14_weights_mapped(const char *weights);
 /* cnn14 internals for the golden tests: stages of one mono window copied to host memory
  * (each NULL = skipped): logmel[T][n_mels] before bn0, block[b][C_b][H_b][W_b] after block
  * b+1 (its pooling included; H_b = T >> min(b+1, 5), W_b = n_mels >> min(b+1, 5)); frames
@@ -134,6 +136,14 @@ void sl_model_ws_free(sl_op_ctx *ctx, sl_model_ws *ws);
 /* Weight helpers shared by the models with weights. */
 /* Allocates n floats on ctx's backend and uploads src into them. */
 int sl_model_upload_new(sl_op_ctx *ctx, float **dst, const float *src, size_t n);
+/* Weights a loader computes (folded, re-laid out) without a second copy: sl_model_stage gives
+ * memory for n floats to fill (on the cpu backend backend memory itself, elsewhere host
+ * memory; NULL when out of memory), sl_model_adopt makes it *dst (cpu: the same buffer;
+ * elsewhere uploaded into a new buffer and the staging freed) and sets *staged to NULL;
+ * sl_model_stage_free frees one that was not adopted (NULL allowed). */
+float *sl_model_stage(sl_op_ctx *ctx, size_t n);
+int sl_model_adopt(sl_op_ctx *ctx, float **dst, float **staged, size_t n);
+void sl_model_stage_free(sl_op_ctx *ctx, float *staged);
 /* Folds an inference batch norm: given weight, bias, running_mean, running_var
  * (v[0..3], n each) and eps, y = s*x + t with s = w / sqrt(var + eps) and
  * t = b - mean*s, in double. */
