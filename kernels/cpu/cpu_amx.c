@@ -90,23 +90,59 @@ size_t sl_cpu_amx_wsize(int terms, size_t n, size_t k)
     return (n + 31) / 32 * 2 * (terms == 3 ? 2 : 1) * round32(k) * 16;
 }
 
-/* Panel p of w: its 16 columns (zeros past n) -> dst, high parts then (tf32) low parts. */
+/* 16 vectors of 16 32-bit lanes transposed in place: r[i] lane j <-> r[j] lane i. */
+AMX_TGT static void transpose16(__m512i r[16])
+{
+    __m512i t[16], u[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) { /* u[i + e]: lane element e of rows i .. i + 3 */
+        u[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+        u[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+        u[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+        u[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+    }
+    for (int e = 0; e < 4; e++) {
+        const __m512i s0 = _mm512_shuffle_i32x4(u[e], u[4 + e], 0x44), s1 = _mm512_shuffle_i32x4(u[e], u[4 + e], 0xEE);
+        const __m512i s2 = _mm512_shuffle_i32x4(u[8 + e], u[12 + e], 0x44);
+        const __m512i s3 = _mm512_shuffle_i32x4(u[8 + e], u[12 + e], 0xEE);
+        r[e] = _mm512_shuffle_i32x4(s0, s2, 0x88);
+        r[4 + e] = _mm512_shuffle_i32x4(s0, s2, 0xDD);
+        r[8 + e] = _mm512_shuffle_i32x4(s1, s3, 0x88);
+        r[12 + e] = _mm512_shuffle_i32x4(s1, s3, 0xDD);
+    }
+}
+
+/* Panel p of w: its 16 columns (zeros past n) -> dst, high parts then (tf32) low parts; 32 k
+ * values of the 16 columns at a time, split into bf16 and transposed into the pair layout. */
 AMX_TGT static void pack_panel(int tw, size_t p, size_t n, size_t k, const float *w, size_t ldw, uint16_t *dst)
 {
     const size_t kp = round32(k);
-    uint32_t *dh = (uint32_t *)dst, *dl = (uint32_t *)(dst + kp * 16); /* one k pair of one column */
-    memset(dst, 0, (size_t)tw * kp * 16 * sizeof *dst);
-    const __m512i idx = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 112, 96, 80, 64, 48, 32, 16, 0);
-    for (size_t c = 0; c < 16 && 16 * p + c < n; c++) {
-        const float *s = w + (16 * p + c) * ldw;
-        for (size_t j = 0; j < k; j += 16) {
-            __m256i h, l;
-            split16(s + j, k - j, &h, &l);
-            const size_t row = j / 2; /* 8 pairs at rows row .. row + 7, column c */
-            _mm512_mask_i32scatter_epi32(dh + row * 16 + c, 0xff, idx, _mm512_castsi256_si512(h), 4);
-            if (tw == 2)
-                _mm512_mask_i32scatter_epi32(dl + row * 16 + c, 0xff, idx, _mm512_castsi256_si512(l), 4);
+    uint16_t *dl = dst + kp * 16;
+    for (size_t j = 0; j < kp; j += 32) {
+        __m512i h[16], l[16];
+        for (size_t c = 0; c < 16; c++) {
+            if (16 * p + c >= n || j >= k) {
+                h[c] = l[c] = _mm512_setzero_si512();
+                continue;
+            }
+            const float *s = w + (16 * p + c) * ldw + j;
+            __m256i h0, l0, h1, l1;
+            split16(s, k - j, &h0, &l0);
+            split16(s + 16, k - j > 16 ? k - j - 16 : 0, &h1, &l1);
+            h[c] = _mm512_inserti64x4(_mm512_castsi256_si512(h0), h1, 1);
+            l[c] = _mm512_inserti64x4(_mm512_castsi256_si512(l0), l1, 1);
         }
+        transpose16(h); /* h[r]: k pair j / 2 + r of the 16 columns */
+        for (int r = 0; r < 16; r++)
+            _mm512_storeu_si512(dst + (j / 2 + (size_t)r) * 32, h[r]);
+        if (tw == 1)
+            continue;
+        transpose16(l);
+        for (int r = 0; r < 16; r++)
+            _mm512_storeu_si512(dl + (j / 2 + (size_t)r) * 32, l[r]);
     }
 }
 
