@@ -9,13 +9,19 @@
 # 10,000 rows with their jsonl rows and an index.json naming `clap` and that weights
 # file (bench/bench_search.c --model clap), as a job with `embedding.model: clap` writes them.
 #
-# Timed: `stemline search OUT --text Q1 [--text Q2 ...] --json -v` for 1, 4 and 16 queries
-# (QUERIES below) at THREADS (default "1 2") threads, best of REPEAT (default 3): wall,
-# user and system CPU of the process, and the stages the command reports with -v
-# (text tower load / embed, scan, describe). Also BASE=path/to/older/stemline: the same
-# commands with that binary in the same run, for a before / after. Prints a markdown
+# The float16 scan copy is built once (`stemline search OUT --build-f16`, reused while the
+# shards are unchanged).
+#
+# Timed: `stemline search OUT --text Q1 [--text Q2 ...] --json -v` for NQ (default "1 4 16")
+# queries (QUERIES below) at THREADS (default "1 2") threads, best of REPEAT (default 3)
+# by wall time, for each SCANS (default "f16 f32": through the float16 copy, and
+# --no-f16 = the float32 shards): wall, user and system CPU of the process, the
+# 1-minute load when it started, and the stages the command reports with -v (text tower
+# load / embed, scan, describe). Also BASE=path/to/older/stemline: the same commands with
+# that binary (its default scan) in the same run, for a before / after. Prints a markdown
 # table; JSON lines in bench/work/search-text.jsonl. Record `uptime` with the figures.
-# Usage: [STEMLINE=build/stemline] [BENCH_SEARCH=build/bench_search] [ROWS=1000000] bench/run_search_text.sh
+# Usage: [STEMLINE=build/stemline] [BENCH_SEARCH=build/bench_search] [ROWS=1000000]
+#        [THREADS="1 2"] [NQ="1 4 16"] [SCANS="f16 f32"] [REPEAT=3] bench/run_search_text.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SL=${STEMLINE:-build/stemline}
@@ -23,6 +29,8 @@ B=${BENCH_SEARCH:-build/bench_search}
 rows=${ROWS:-1000000}
 threads=${THREADS:-1 2}
 repeat=${REPEAT:-3}
+nqs=${NQ:-1 4 16}
+scans=${SCANS:-f16 f32}
 W=bench/work/clap-text-full.safetensors
 O=bench/work/search-text-${rows}x512
 for x in "$SL" "$B"; do [ -x "$x" ] || { echo "bench: $x not found: run make first" >&2; exit 1; }; done
@@ -37,6 +45,9 @@ if [ ! -f "$W" ]; then
 fi
 "$B" --dir "$O/embeddings/clap/mix" --rows "$rows" --dim 512 --queries 1 --repeat 1 --model clap \
   --weights "$PWD/$W" >/dev/null
+if "$SL" search --help | grep -q -- --build-f16; then
+  "$SL" search "$O" --build-f16
+fi
 QUERIES=(
   "calm piano with rain sounds"
   "upbeat electronic dance music with a heavy bass line"
@@ -64,8 +75,14 @@ for bin in "${bins[@]}"; do
     echo "bench: $bin has no search --text: skipped" >&2
     continue
   fi
+  bscans=$scans
+  # an older binary has no float16 copy: its default scan only
+  "$bin" search --help | grep -q -- --no-f16 || bscans=default
+  for scan in $bscans; do
+  sargs=()
+  [ "$scan" = f32 ] && sargs=(--no-f16)
   for t in $threads; do
-    for nq in 1 4 16; do
+    for nq in $nqs; do
       args=()
       for ((i = 0; i < nq; i++)); do args+=(--text "${QUERIES[$i]}"); done
       best=""
@@ -75,24 +92,25 @@ for bin in "${bins[@]}"; do
         # --threads is new: an older binary runs its default (one thread)
         targs=(--threads "$t")
         "$bin" search --help | grep -q -- --threads || targs=()
-        /usr/bin/time -f "%e %U %S" -o bench/work/time.txt "$bin" search "$O" "${args[@]}" "${targs[@]}" --json -v \
-          >bench/work/search-text-out.json 2>bench/work/search-text-err.txt
+        /usr/bin/time -f "%e %U %S" -o bench/work/time.txt "$bin" search "$O" "${args[@]}" "${targs[@]}" "${sargs[@]}" \
+          --json -v >bench/work/search-text-out.json 2>bench/work/search-text-err.txt
         read -r wall user sys < bench/work/time.txt
         stages=$(grep -o 'text tower.*' bench/work/search-text-err.txt || true)
-        line=$(printf '{"bin": "%s", "threads": %s, "queries": %s, "wall": %s, "user": %s, "sys": %s, "load": %s, "stages": "%s"}' \
-          "$bin" "$t" "$nq" "$wall" "$user" "$sys" "$load" "$stages")
+        line=$(printf '{"bin": "%s", "scan": "%s", "threads": %s, "queries": %s, "wall": %s, "user": %s, "sys": %s, "load": %s, "stages": "%s"}' \
+          "$bin" "$scan" "$t" "$nq" "$wall" "$user" "$sys" "$load" "$stages")
         if [ -z "$best" ] || awk "BEGIN{exit !($wall < $best_wall)}"; then best=$line; best_wall=$wall; fi
       done
       echo "$best" | tee -a "$J"
     done
   done
+  done
 done
 python3 - "$J" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-print("| binary | threads | queries | wall s | wall per query ms | user s | sys s | load | stages (-v) |")
-print("|---|---|---|---|---|---|---|---|---|")
+print("| binary | scan | threads | queries | wall s | wall per query ms | user s | sys s | CPU per query ms | load | stages (-v) |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
 for r in rows:
-    print(f"| {r['bin']} | {r['threads']} | {r['queries']} | {r['wall']:.2f} | {1000 * r['wall'] / r['queries']:.0f} | "
-          f"{r['user']:.2f} | {r['sys']:.2f} | {r['load']} | {r['stages']} |")
+    print(f"| {r['bin']} | {r['scan']} | {r['threads']} | {r['queries']} | {r['wall']:.2f} | {1000 * r['wall'] / r['queries']:.0f} | "
+          f"{r['user']:.2f} | {r['sys']:.2f} | {1000 * (r['user'] + r['sys']) / r['queries']:.0f} | {r['load']} | {r['stages']} |")
 PY

@@ -11,7 +11,9 @@
 # against FIXED_TRACKS x the model-only time of one clip (bench_cnn14, best of
 # 3 after a warm-up, same weights, same clip length): the job's fixed costs
 # (weights loading, first-call setup, per-track work outside the model), target
-# within 1.2x.
+# within 1.2x. The cnn14 jobs and that model-only figure read the weights with
+# the batch norms folded (tools/convert_cnn14.py --fold-bn, as `stemline models
+# fetch cnn14` writes them), which the CPU maps at load without converting.
 # Prints a markdown report (commit, load average before each figure) to stdout;
 # raw JSON lines and reports stay in $THREADS_WORK.
 #
@@ -90,6 +92,10 @@ G.install_librosa_bridge()
 m = G.build(G.import_panns_models(), G.FULL_CHANNELS, 2048)
 G.save_weights(sys.argv[1], m, G.FULL_CHANNELS, 2048)
 EOF
+  # the jobs and the model-only figure of the fixed part read the weights as
+  # `stemline models fetch cnn14` writes them: batch norms folded, mapped at load
+  [ -s "$W/cnn14-folded.safetensors" ] || "$PY" tools/convert_cnn14.py --fold-bn --out "$W/cnn14-folded.safetensors" \
+    "$W/cnn14.safetensors" >&2
   # the first TRACKS of them for the jobs, FIXED_TRACKS for the fixed-cost job
   for set in jobs:$TRACKS fixed:$FIXED_TRACKS; do
     d="$W/in-${set%%:*}"
@@ -115,13 +121,13 @@ if [[ " $PARTS " == *" jobs "* ]]; then
   echo "### Catalog jobs: $TRACKS tracks x $SECS s through \`stemline run\` (backend cpu), runtime.threads alternating"
   echo
   rm -f "$W/jobs.rows"
-  echo "| job | round | threads | load before | wall s | x realtime | CPU s (user+sys) | CPU / (wall x threads) | tokens idle | workers x op threads (max) | peak compute threads |"
-  echo "|---|---|---|---|---|---|---|---|---|---|---|"
+  echo "| job | round | threads | load before | wall s | x realtime | CPU s (user+sys) | CPU / (wall x threads) | tokens idle | workers x op threads (max) | peak compute threads | setup s | peak RSS MB |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
   for job in hpss umx cnn14; do
     case $job in
       hpss) set_args=(--set separation.model=hpss --set embedding.model=melstats) ;;
       umx) set_args=(--set separation.model=umx --set "separation.weights=$W/umx.safetensors" --set embedding.model=none) ;;
-      cnn14) set_args=(--set separation.model=none --set embedding.model=cnn14 --set "embedding.weights=$W/cnn14.safetensors") ;;
+      cnn14) set_args=(--set separation.model=none --set embedding.model=cnn14 --set "embedding.weights=$W/cnn14-folded.safetensors") ;;
     esac
     for ((round = 1; round <= ROUNDS; round++)); do
       order=$LIST
@@ -139,11 +145,12 @@ try:
     p = json.load(open(out + "/report.json"))["pipeline"]
     split = f"{p['workers']} x {p['op_threads']} ({p.get('op_threads_max', p['op_threads'])})"
     peak = p["peak_compute_threads"]
+    setup, rss = f"{p['setup_s']:.3f}", f"{p.get('peak_rss_mb', 0):.0f}"
     idle = f"{p['tokens_idle_s']:.2f} s of {int(t) * p['pipeline_s']:.2f}" if "tokens_idle_s" in p else "?"
 except Exception as e:  # a failed run is shown, not hidden
-    split, peak, idle = f"no report ({e})", "?", "?"
+    split, peak, idle, setup, rss = f"no report ({e})", "?", "?", "?", "?"
 print(f"| {job} | {rnd} | {t} | {l} | {wall:.2f} | {int(n) * float(secs) / wall:.1f} | {cpu:.2f} | "
-      f"{cpu / (wall * int(t)):.0%} | {idle} | {split} | {peak} |")
+      f"{cpu / (wall * int(t)):.0%} | {idle} | {split} | {peak} | {setup} | {rss} |")
 EOF
       done
     done
@@ -176,11 +183,11 @@ if [[ " $PARTS " == *" fixed "* ]]; then
   # the model alone on the first track's clip, as the job feeds it (mono, 32 kHz)
   ffmpeg -nostdin -loglevel error -y -i "$W/in/t0.wav" -ac 1 -ar 32000 -f f32le "$W/t0-32k.f32"
   l=$(load)
-  "$BUILD/bench_cnn14" --weights "$W/cnn14.safetensors" --input "$W/t0-32k.f32" --repeat 3 --threads 1 >"$W/fixed-model.json"
+  "$BUILD/bench_cnn14" --weights "$W/cnn14-folded.safetensors" --input "$W/t0-32k.f32" --repeat 3 --threads 1 >"$W/fixed-model.json"
   l2=$(load)
   out="$W/out-fixed"
   run_job cnn14 1 "$out" "$W/in-fixed" --set separation.model=none --set embedding.model=cnn14 \
-    --set "embedding.weights=$W/cnn14.safetensors"
+    --set "embedding.weights=$W/cnn14-folded.safetensors"
   "$PY" - "$W/fixed-model.json" "$out" "$FIXED_TRACKS" "$l" "$l2" <<'EOF'
 import json, sys
 m = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])

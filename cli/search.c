@@ -62,6 +62,15 @@ static const char search_help[] =
     "  --threads N       CPU threads for the scan and the query's embedding\n"
     "                    (default: every CPU this process may use); results do\n"
     "                    not depend on it\n"
+    "  --build-f16       write (or refresh) the float16 scan copy of the shards\n"
+    "                    (DIR/.scan-f16/, half their size): later searches scan\n"
+    "                    it and rescore the rows that may rank in the top k from\n"
+    "                    the float32 shards, so results are exactly those of the\n"
+    "                    float32 scan with half the bytes read. Only copies of\n"
+    "                    new or changed shards are rewritten. Without a query,\n"
+    "                    builds and exits. A shard changed since its copy was\n"
+    "                    made is scanned in float32, with a warning\n"
+    "  --no-f16          scan the float32 shards even where the copy is valid\n"
     "  -v, --verbose     also print info lines (which backend was taken and why;\n"
     "                    with --text, the time of each stage)\n"
     "  -h, --help        this help\n"
@@ -257,11 +266,14 @@ static int search_texts(sl_vindex *ix, sl_op_ctx *ctx, const char **texts, size_
     /* every query's hits in one pass per shard when they lie end to end */
     for (size_t i = 0; i < nq && !rc; i += n_hits == k ? nq : 1)
         rc = sl_vindex_describe(ix, hits + i * k, n_hits == k ? nq * k : n_hits);
+    size_t v16, stale16, f32;
+    sl_vindex_f16_status(ix, &v16, &stale16, &f32);
     if (!rc)
         SL_INFO("search: %zu text quer%s: text tower %.3f s to load, %.3f s to embed; scan of %zu rows %.3f s "
-                "(%s); describe %.3f s", nq, nq == 1 ? "y" : "ies", t1 - t0, t2 - t1, sl_vindex_rows(ix), t3 - t2,
+                "(%s, %s %zu of %zu float32 shards); describe %.3f s", nq, nq == 1 ? "y" : "ies", t1 - t0, t2 - t1,
+                sl_vindex_rows(ix), t3 - t2,
                 strcmp(sl_op_ctx_backend(ctx), "cpu") ? sl_op_ctx_backend(ctx) : sl_search_dot_isa_name(sl_search_dot_isa()),
-                now_s() - t3);
+                "float16 copy of", v16, f32, now_s() - t3);
     int status = 0;
     if (rc) {
         fprintf(stderr, "stemline search: %s\n", sl_errmsg(rc, m, sizeof m));
@@ -306,7 +318,7 @@ static int search_main(int argc, char **argv, const char **texts)
 {
     const char *out_dir = NULL, *audio = NULL, *id = NULL, *model = NULL, *source = "mix", *backend = "auto";
     size_t k = 10, block_rows = 0, threads = 0;
-    int json = 0, verbose = 0;
+    int json = 0, verbose = 0, build16 = 0, no16 = 0;
     size_t n_texts = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -316,6 +328,10 @@ static int search_main(int argc, char **argv, const char **texts)
             return 0;
         } else if (!strcmp(a, "--json")) {
             json = 1;
+        } else if (!strcmp(a, "--build-f16")) {
+            build16 = 1;
+        } else if (!strcmp(a, "--no-f16")) {
+            no16 = 1;
         } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
             verbose = 1;
         } else if (!strncmp(a, "--backend=", 10)) {
@@ -362,7 +378,7 @@ static int search_main(int argc, char **argv, const char **texts)
     /* the answer is the output; how the backend was chosen only with -v */
     if (!verbose && sl_log_get_level() == SL_LOG_INFO)
         sl_log_set_level(SL_LOG_WARN);
-    if ((audio != NULL) + (id != NULL) + (n_texts > 0) != 1)
+    if ((audio != NULL) + (id != NULL) + (n_texts > 0) != 1 && !(build16 && !audio && !id && !n_texts))
         return usage("%s", audio || id || n_texts ? "give one kind of query: --audio, --id or --text"
                                                   : "missing the query: --audio FILE, --id TRACK_ID or --text QUERY");
     if (!*source || strchr(source, '/') || (model && (!*model || strchr(model, '/'))))
@@ -441,6 +457,22 @@ static int search_main(int argc, char **argv, const char **texts)
         fprintf(stderr, "stemline search: %s\n", sl_errmsg(rc, m, sizeof m));
         goto out;
     }
+    if (build16) {
+        size_t written = 0, kept = 0;
+        const double tb = now_s();
+        rc = sl_vindex_build_f16(ix, &written, &kept);
+        if (rc) {
+            fprintf(stderr, "stemline search: --build-f16: %s\n", sl_errmsg(rc, m, sizeof m));
+            goto out;
+        }
+        fprintf(stderr, "stemline search: float16 scan copy of %s: %zu shard%s written, %zu up to date (%.1f s)\n",
+                dir, written, written == 1 ? "" : "s", kept, now_s() - tb);
+        if (!audio && !id && !n_texts) {
+            status = 0;
+            goto out;
+        }
+    }
+    sl_vindex_set_f16(ix, !no16);
     warn_duplicates(ix, out_dir);
     if (!threads)
         threads = (size_t)sl_cpu_count();
@@ -471,8 +503,12 @@ static int search_main(int argc, char **argv, const char **texts)
     if (!rc)
         rc = sl_vindex_search_on(ix, strcmp(sl_op_ctx_backend(ctx), "cpu") ? ctx : NULL, q, 1, k, block_rows, hits,
                                  &n_hits);
-    if (!rc)
+    if (!rc) {
+        size_t v16, stale16, f32;
+        sl_vindex_f16_status(ix, &v16, &stale16, &f32);
+        SL_INFO("search: scan of %zu rows (float16 copy of %zu of %zu float32 shards)", sl_vindex_rows(ix), v16, f32);
         rc = sl_vindex_describe(ix, hits, n_hits);
+    }
     if (rc) {
         fprintf(stderr, "stemline search: %s\n", sl_errmsg(rc, m, sizeof m));
         if (rc == SL_ENODEVICE) /* permanent, as for run */

@@ -315,6 +315,26 @@ int sl_op_mark_fixed(sl_op_ctx *ctx, const void *p, size_t bytes)
     return rc ? rc : ctx->be->mark_fixed(ctx, p, bytes);
 }
 
+int sl_op_wrap_host(sl_op_ctx *ctx, const void *host, size_t bytes, void **ptr, int *owned)
+{
+    *ptr = NULL;
+    *owned = 0;
+    if (!strcmp(ctx->be->name, "cpu")) {
+        *ptr = (void *)host; /* the cpu backend's memory is host memory */
+        return 0;
+    }
+    int rc = sl_op_alloc(ctx, ptr, bytes ? bytes : 1);
+    if (!rc)
+        rc = sl_op_upload(ctx, *ptr, host, bytes);
+    if (rc) {
+        sl_op_free(ctx, *ptr);
+        *ptr = NULL;
+        return rc;
+    }
+    *owned = 1;
+    return 0;
+}
+
 int sl_op_download(sl_op_ctx *ctx, void *dst, const void *src, size_t bytes)
 {
     if (!ctx->be->download)

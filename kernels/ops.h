@@ -162,6 +162,12 @@ int sl_op_sync(sl_op_ctx *ctx);
  * writing there breaks it. Never changes a result. Returns 0 (backends without such forms
  * ignore it) or SL_ENOMEM. */
 int sl_op_mark_fixed(sl_op_ctx *ctx, const void *p, size_t bytes);
+/* Backend memory with the bytes at host, which stay valid and unchanged as long as the
+ * result is used (e.g. weights in a mapped file): on the cpu backend, whose memory is host
+ * memory, host itself (no copy, no allocation; *owned = 0, never sl_op_free it); elsewhere
+ * a new buffer with the bytes uploaded (*owned = 1: sl_op_free it). Returns 0 or the
+ * error of sl_op_alloc / sl_op_upload. */
+int sl_op_wrap_host(sl_op_ctx *ctx, const void *host, size_t bytes, void **ptr, int *owned);
 /* Page-locked host memory for fast, truly asynchronous copies (CUDA: cudaHostAlloc; other
  * backends: 64-byte aligned malloc). Returns 0 or SL_ENOMEM / SL_EDEVICE; *ptr owned by the
  * caller: sl_op_host_free on the same ctx (NULL allowed). Pinned memory is a scarce system

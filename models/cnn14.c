@@ -56,6 +56,10 @@ typedef struct {
     float *window, *fb, *bn0_add, *bn0_mul;
     float *cw[CNN_BLOCKS][2], *cb[CNN_BLOCKS][2];
     float *w_fc1, *b_fc1, *w_cls, *b_cls;
+    /* the weights file, kept mapped while buffers above point into it (sl_op_wrap_host on
+     * the cpu backend: folded conv weights, fc1, fc_audioset); *_own: the buffer is ours */
+    sl_st_file *map;
+    unsigned char cw_own[CNN_BLOCKS][2], fc1_own, cls_own;
     /* working buffers, kept between windows (grown on demand): x[x_cap], bufA/bufB[buf_cap],
      * feat[ch[6]], e[emb], lg[classes] */
     float *x, *bufA, *bufB, *feat, *e, *lg;
@@ -70,15 +74,17 @@ static void cnn_close(sl_emb_model *m)
     cnn_state *st = m->impl;
     if (!st)
         return;
-    float *bufs[] = {st->window, st->fb, st->bn0_add, st->bn0_mul, st->w_fc1, st->b_fc1, st->w_cls, st->b_cls,
-                     st->x,      st->bufA, st->bufB, st->feat, st->e, st->lg};
+    float *bufs[] = {st->window, st->fb, st->bn0_add, st->bn0_mul, st->fc1_own ? st->w_fc1 : NULL, st->b_fc1,
+                     st->cls_own ? st->w_cls : NULL, st->b_cls, st->x, st->bufA, st->bufB, st->feat, st->e, st->lg};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         sl_op_free(m->ctx, bufs[i]);
     for (int b = 0; b < CNN_BLOCKS; b++)
         for (int j = 0; j < 2; j++) {
-            sl_op_free(m->ctx, st->cw[b][j]);
+            if (st->cw_own[b][j])
+                sl_op_free(m->ctx, st->cw[b][j]);
             sl_op_free(m->ctx, st->cb[b][j]);
         }
+    sl_st_close(st->map); /* after every buffer that points into it */
     free(st);
     m->impl = NULL;
 }
@@ -138,6 +144,15 @@ static int bn_fold(const sl_st_file *f, const char *bn, int64_t n, double *s, do
     return 0;
 }
 
+/* Backend memory for n floats of the mapped file (no copy on the cpu backend). */
+static int wrap(sl_emb_model *m, float **dst, const float *src, size_t n, unsigned char *own)
+{
+    int owned = 0;
+    int rc = sl_op_wrap_host(m->ctx, src, n * sizeof(float), (void **)dst, &owned);
+    *own = (unsigned char)owned;
+    return rc;
+}
+
 static int load_weights(sl_emb_model *m, cnn_state *st, const char *path)
 {
     sl_st_file *f = NULL;
@@ -176,6 +191,15 @@ static int load_weights(sl_emb_model *m, cnn_state *st, const char *path)
         goto out;
     }
     st->n_mels = (int)bn0->shape[0];
+    /* stemline.bn_folded=1 (tools/convert_cnn14.py --fold-bn): each conv's batch norm is
+     * already in its weights and a bias conv_blockB.convJ.bias, folded as below */
+    const char *fv = sl_st_meta(f, "stemline.bn_folded");
+    const int folded = fv && !strcmp(fv, "1");
+    if (fv && !folded && strcmp(fv, "0")) {
+        rc = sl_seterr(SL_EFORMAT, "embedding model cnn14: %s: metadata stemline.bn_folded is '%s', expected 0 or 1",
+                       path, fv);
+        goto out;
+    }
     double mb;
     if ((rc = meta_num(f, path, "mel_bins", NULL, 1, 4096, st->n_mels, &mb)) < 0)
         goto out;
@@ -253,12 +277,26 @@ static int load_weights(sl_emb_model *m, cnn_state *st, const char *path)
             snprintf(name, sizeof name, "conv_block%d.conv%d.weight", b + 1, j + 1);
             snprintf(bn, sizeof bn, "conv_block%d.bn%d", b + 1, j + 1);
             const sl_st_tensor *w = tensor(f, name, 4, cout, cin, 3, 3);
+            const size_t per = (size_t)cin * 9;
+            if (w && folded) {
+                snprintf(name, sizeof name, "conv_block%d.conv%d.bias", b + 1, j + 1);
+                const sl_st_tensor *bias = tensor(f, name, 1, cout, 0, 0, 0);
+                if (!bias) {
+                    rc = SL_EFORMAT;
+                    goto out;
+                }
+                if ((rc = wrap(m, &st->cw[b][j], (const float *)w->data, (size_t)cout * per, &st->cw_own[b][j])) < 0 ||
+                    (rc = sl_op_mark_fixed(m->ctx, st->cw[b][j], (size_t)cout * per * sizeof(float))) < 0 ||
+                    (rc = sl_model_upload_new(m->ctx, &st->cb[b][j], (const float *)bias->data, (size_t)cout)) < 0)
+                    goto out;
+                continue;
+            }
             if (!w || (rc = bn_fold(f, bn, cout, s, t)) < 0) {
                 rc = SL_EFORMAT;
                 goto out;
             }
+            st->cw_own[b][j] = 1;
             const float *wv = (const float *)w->data;
-            const size_t per = (size_t)cin * 9;
             for (int o = 0; o < cout; o++)
                 for (size_t q = 0; q < per; q++)
                     tmp[(size_t)o * per + q] = (float)((double)wv[(size_t)o * per + q] * s[o]);
@@ -270,9 +308,9 @@ static int load_weights(sl_emb_model *m, cnn_state *st, const char *path)
             if ((rc = sl_model_upload_new(m->ctx, &st->cb[b][j], tmp, (size_t)cout)) < 0)
                 goto out;
         }
-    if ((rc = sl_model_upload_new(m->ctx, &st->w_fc1, (const float *)fc1->data, (size_t)st->emb * C6)) < 0 ||
+    if ((rc = wrap(m, &st->w_fc1, (const float *)fc1->data, (size_t)st->emb * C6, &st->fc1_own)) < 0 ||
         (rc = sl_model_upload_new(m->ctx, &st->b_fc1, (const float *)fc1b->data, (size_t)st->emb)) < 0 ||
-        (rc = sl_model_upload_new(m->ctx, &st->w_cls, (const float *)cls->data, (size_t)st->classes * st->emb)) < 0 ||
+        (rc = wrap(m, &st->w_cls, (const float *)cls->data, (size_t)st->classes * st->emb, &st->cls_own)) < 0 ||
         (rc = sl_model_upload_new(m->ctx, &st->b_cls, (const float *)clsb->data, (size_t)st->classes)) < 0)
         goto out;
     rc = sl_op_sync(m->ctx); /* the host copies may be freed now */
@@ -280,7 +318,14 @@ out:
     free(s);
     free(t);
     free(tmp);
-    sl_st_close(f);
+    /* kept while a buffer points into it (cnn_close closes it, also after a failure) */
+    int mapped = !st->fc1_own && st->w_fc1;
+    for (int b = 0; b < CNN_BLOCKS; b++)
+        mapped |= st->cw[b][0] && !st->cw_own[b][0];
+    if (mapped)
+        st->map = f;
+    else
+        sl_st_close(f);
     return rc;
 }
 
@@ -454,6 +499,19 @@ int sl_cnn14_geometry(const sl_emb_model *m, size_t n, size_t *frames, int *n_me
     for (int b = 0; b < CNN_BLOCKS; b++)
         channels[b] = st->ch[b + 1];
     return 0;
+}
+
+int sl_cnn14_weights_mapped(const char *weights)
+{
+    sl_st_file *f = NULL;
+    if (sl_st_open(&f, weights) < 0) {
+        sl_clearerr();
+        return 0;
+    }
+    const char *v = sl_st_meta(f, "stemline.bn_folded");
+    const int mapped = v && !strcmp(v, "1");
+    sl_st_close(f);
+    return mapped;
 }
 
 int sl_cnn14_init(sl_emb_model *m, const char *weights, const sl_cfg_opts *opts)

@@ -93,6 +93,11 @@ int sl_emb_run_batch_scores(sl_emb_model *m, size_t batch, const float *const *c
 
 /* The model's default segmenting: segment length and cross-faded overlap in
  * seconds (separation), window length in seconds (embedding). */
+/* Bytes of the weights file that CPU workers read in place from its mapping (shared by
+ * every worker through the page cache, not copied per worker): the whole file for an
+ * embedding model that maps it (cnn14 with stemline.bn_folded=1), else 0. Reads the
+ * file's header only; 0 when it cannot be read (the model's open says why). */
+double sl_emb_weights_shared_bytes(const char *name, const char *weights);
 void sl_sep_default_segment(const sl_sep_info *info, double *segment_s, double *overlap_s);
 double sl_emb_default_window(const sl_emb_info *info);
 

@@ -83,6 +83,8 @@ int sl_roformer_geometry(const sl_sep_model *m, size_t n, size_t *frames, size_t
 
 /* PANNs Cnn14 (models/cnn14.c): weights is the .safetensors path (NULL/empty -> SL_ECONFIG). */
 int sl_cnn14_init(sl_emb_model *m, const char *weights, const sl_cfg_opts *opts);
+/* 1 when the file's conv and fc weights are mapped in place on the CPU (stemline.bn_folded=1). */
+int sl_cnn14_weights_mapped(const char *weights);
 /* cnn14 internals for the golden tests: stages of one mono window copied to host memory
  * (each NULL = skipped): logmel[T][n_mels] before bn0, block[b][C_b][H_b][W_b] after block
  * b+1 (its pooling included; H_b = T >> min(b+1, 5), W_b = n_mels >> min(b+1, 5)); frames

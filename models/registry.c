@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "../common/sl_error.h"
 #include "model_impl.h"
@@ -256,4 +257,12 @@ int sl_model_opt_int_list(const sl_cfg_opt *o, const char *section, long lo, lon
     if (!*n)
         return sl_model_opt_error(o, section, "expected integers separated by commas, got '%s'", s);
     return 0;
+}
+
+double sl_emb_weights_shared_bytes(const char *name, const char *weights)
+{
+    struct stat st;
+    if (!name || !weights || !*weights || strcmp(name, "cnn14") || stat(weights, &st) || !sl_cnn14_weights_mapped(weights))
+        return 0;
+    return (double)st.st_size;
 }

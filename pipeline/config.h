@@ -54,6 +54,7 @@ typedef struct {
     int decode_threads; /* 1..256 */
     int threads;        /* runtime.threads: compute budget, 0 = every CPU the process may use */
     int model_workers;  /* runtime.model_workers: parallel CPU model contexts, 0 = auto (policy in run_model.c) */
+    int max_model_memory_mb; /* runtime.max_model_memory_mb: memory for the CPU model workers, 0 = auto (run_model.c) */
     int progress_interval; /* seconds between plain progress lines when not a tty */
     int batch_size;         /* segments per model call */
     int max_host_memory_mb; /* bound on audio buffers in flight */

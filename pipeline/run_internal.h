@@ -175,6 +175,10 @@ struct runner {
     int op_threads;        /* threads inside each CPU worker's ops (its context's pool), its tokens */
     int op_threads_max;    /* its pool's threads: beyond op_threads, on tokens free at a loop's start */
     sl_budget *budget;     /* those tokens */
+    char workers_reason[320]; /* why n_workers (plan_threads), for the report */
+    double worker_mb;      /* a CPU worker's memory, estimated (weights and work buffers) */
+    double shared_mb;      /* weights all CPU workers read from one mapping (counted once) */
+    double model_memory_mb; /* what the workers may take (runtime.max_model_memory_mb or 3/4 available), -1 unknown */
     double models_open_s;  /* the run's own models (worker 0's) took to open */
     double t_start, setup_s, pipeline_s; /* the run's start; from it to the pipeline's; the pipeline's span */
     double tokens_held_s;  /* token-seconds held while the pipeline ran (T * pipeline_s at most) */

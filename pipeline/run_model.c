@@ -15,7 +15,10 @@
  *    each context runs its ops on P = T / W threads (its sl_pool; OpenBLAS is
  *    pinned to one thread per call). Auto W = T (P = 1): segments of different
  *    tracks are independent, so workers scale best, and they need no
- *    synchronisation inside a batch; set runtime.model_workers lower to trade
+ *    synchronisation inside a batch. Each worker holds its own weights and work
+ *    buffers, so auto W is also held to runtime.max_model_memory_mb (default
+ *    3/4 of the memory available) / the estimate per worker (plan_workers),
+ *    at least 1, the threads left going inside ops; set runtime.model_workers lower to trade
  *    workers for threads inside ops (less memory: one model instance and one set
  *    of work buffers per worker; lower latency per segment).
  *  - Other backends: one worker per device, one host thread each (P = 1).
@@ -26,19 +29,151 @@
  * against the split that ran. */
 #include "run_internal.h"
 
-int plan_threads(runner *r, sl_op_ctx *ctx)
+/* Work buffers a CPU worker keeps beside its weights (op scratch, activations,
+ * a model's per-segment buffers, its pool's stacks), an allowance above the
+ * peaks measured for the models at their default segments (configs/README.md). */
+#define SL_WORKER_WORK_MB 256.0
+/* Derived forms of the weights a backend keeps (the CPU's Winograd transforms
+ * of fixed 3x3 conv weights, 16/9 their size) and the copies made at load,
+ * as a share of the weights files. */
+#define SL_WORKER_WEIGHTS_X 2.0
+
+/* Bytes of a weights file, 0 when unset or unreadable (the open says why). */
+static double file_mb(const char *path)
+{
+    struct stat st;
+    if (!path || !*path || stat(path, &st) || !S_ISREG(st.st_mode))
+        return 0;
+    return (double)st.st_size / 1048576.0;
+}
+
+/* A number (MB) in a cgroup v2 file of this process, -1 when absent or "max". */
+static double cgroup_mb(const char *name)
+{
+    char path[256];
+    snprintf(path, sizeof path, "/sys/fs/cgroup/%s", name);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    char v[64] = "";
+    int n = fscanf(f, "%63s", v);
+    fclose(f);
+    if (n != 1 || !strcmp(v, "max"))
+        return -1;
+    char *end;
+    double x = strtod(v, &end);
+    return end != v && x >= 0 ? x / 1048576.0 : -1;
+}
+
+/* Memory this process may still take (MB): MemAvailable of /proc/meminfo, or
+ * less under a cgroup v2 memory.max; *from names the bound. SL_TEST_MEM_AVAILABLE_MB
+ * (tests) stands in for both. -1 when nothing says. */
+static double available_mb(const char **from)
+{
+    const char *e = getenv("SL_TEST_MEM_AVAILABLE_MB");
+    if (e && *e) {
+        *from = "SL_TEST_MEM_AVAILABLE_MB";
+        return atof(e);
+    }
+    double avail = -1;
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (f) {
+        char line[256];
+        while (fgets(line, sizeof line, f))
+            if (!strncmp(line, "MemAvailable:", 13)) {
+                avail = atof(line + 13) / 1024.0;
+                break;
+            }
+        fclose(f);
+    }
+    *from = "MemAvailable";
+    const double max = cgroup_mb("memory.max"), cur = cgroup_mb("memory.current");
+    if (max >= 0) {
+        const double left = cur >= 0 && cur < max ? max - cur : 0;
+        if (avail < 0 || left < avail) {
+            avail = left;
+            *from = "cgroup memory.max";
+        }
+    }
+    return avail;
+}
+
+/* W on the CPU backend: runtime.model_workers, else one per thread of the
+ * budget as long as that many workers' weights and work buffers fit in
+ * runtime.max_model_memory_mb (or 3/4 of the memory available). The reason
+ * goes to the report (r->workers_reason). */
+static int plan_workers(runner *r, int T)
 {
     const sl_config *c = r->cfg;
-    const int T = c->threads > 0 ? c->threads : sl_cpu_count();
-    int W = 1, P = 1;
-    if (!strcmp(sl_op_ctx_backend(ctx), "cpu")) {
-        W = c->model_workers > 0 ? c->model_workers : T;
+    /* weights copied into each worker, and weights every worker reads in place
+     * from one mapping (page cache: counted once, their derived forms per worker) */
+    double weights = 0, shared = 0;
+    if (strcmp(c->sep_model, "none"))
+        weights += file_mb(c->sep_weights);
+    if (strcmp(c->emb_model, "none")) {
+        shared = sl_emb_weights_shared_bytes(c->emb_model, c->emb_weights) / 1048576.0;
+        if (shared <= 0)
+            weights += file_mb(c->emb_weights);
+    }
+    r->shared_mb = shared;
+    r->worker_mb = weights * SL_WORKER_WEIGHTS_X + shared * (SL_WORKER_WEIGHTS_X - 1) + SL_WORKER_WORK_MB;
+    char what[160];
+    snprintf(what, sizeof what, "weights %.0f MB x %.0f + %.0f MB work", weights, SL_WORKER_WEIGHTS_X,
+             SL_WORKER_WORK_MB);
+    if (shared > 0)
+        snprintf(what + strlen(what), sizeof what - strlen(what),
+                 " + derived forms of %.0f MB of shared weights, mapped once", shared);
+    const char *from = "runtime.max_model_memory_mb";
+    double budget = c->max_model_memory_mb;
+    if (budget <= 0) {
+        const double avail = available_mb(&from);
+        budget = avail >= 0 ? 0.75 * avail : -1;
+    }
+    r->model_memory_mb = budget;
+    if (c->model_workers > 0) {
+        int W = c->model_workers;
         if (W > T) {
             sl_log(SL_LOG_WARN, NULL, NULL,
                    "runtime.model_workers (%d) is more than runtime.threads (%d): %d workers of 1 thread", W, T, T);
             W = T;
         }
+        snprintf(r->workers_reason, sizeof r->workers_reason, "runtime.model_workers: %d", c->model_workers);
+        if (budget >= 0 && W * r->worker_mb + shared > budget)
+            sl_log(SL_LOG_WARN, NULL, NULL,
+                   "runtime.model_workers: %d workers may need %.0f MB (%.0f MB each, estimated), more than the %.0f "
+                   "MB for the models (%s)", W, W * r->worker_mb + shared, r->worker_mb, budget, from);
+        return W;
+    }
+    const double fit = budget >= 0 ? floor((budget - shared) / r->worker_mb) : (double)T;
+    if (fit >= T) {
+        snprintf(r->workers_reason, sizeof r->workers_reason,
+                 "auto: one per thread (%d x %.0f MB per worker%s fits in %.0f MB, %s)", T, r->worker_mb,
+                 shared > 0 ? " and the shared weights" : "", budget, from);
+        if (budget < 0)
+            snprintf(r->workers_reason, sizeof r->workers_reason,
+                     "auto: one per thread (the memory available is not known)");
+        return T;
+    }
+    const int W = fit >= 1 ? (int)fit : 1;
+    snprintf(r->workers_reason, sizeof r->workers_reason,
+             "auto: %d of %d by memory (%.0f MB per worker: %s; %.0f MB for the models, %s)%s", W, T, r->worker_mb,
+             what, budget, from,
+             fit < 1 ? ": even one worker may not fit" : "");
+    sl_log(fit < 1 ? SL_LOG_WARN : SL_LOG_INFO, NULL, NULL, "%d model worker%s instead of %d: %s", W,
+           W == 1 ? "" : "s", T, r->workers_reason);
+    return W;
+}
+
+int plan_threads(runner *r, sl_op_ctx *ctx)
+{
+    const int T = r->cfg->threads > 0 ? r->cfg->threads : sl_cpu_count();
+    int W = 1, P = 1;
+    if (!strcmp(sl_op_ctx_backend(ctx), "cpu")) {
+        W = plan_workers(r, T);
         P = T / W;
+    } else {
+        snprintf(r->workers_reason, sizeof r->workers_reason, "backend %s: one worker per device",
+                 sl_op_ctx_backend(ctx));
     }
     /* a worker's ops may run on more threads than its own P when tokens sit
      * unused (a worker waiting for input, the last batches of a run): up to
@@ -95,9 +230,11 @@ void threads_json(const runner *r, char *buf, size_t size)
     }
     snprintf(buf, size,
              "\"threads\": %d, \"workers\": %d, \"op_threads\": %d, \"peak_compute_threads\": %d, "
-             "\"peak_op_threads\": %d, \"op_threads_max\": %d, \"worker_batches\": [%s], \"worker_open_s\": [%s]",
+             "\"peak_op_threads\": %d, \"op_threads_max\": %d, \"worker_batches\": [%s], \"worker_open_s\": [%s], "
+             "\"workers_reason\": \"%s\", \"worker_memory_mb\": %.1f, \"shared_weights_mb\": %.1f, "
+             "\"model_memory_mb\": %.1f",
              r->threads, r->n_workers, r->op_threads, sl_budget_peak(r->budget), peak_op, r->op_threads_max, batches,
-             opened);
+             opened, r->workers_reason, r->worker_mb, r->shared_mb, r->model_memory_mb);
 }
 
 /* ---- model workers ---- */

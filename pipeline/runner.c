@@ -250,12 +250,14 @@ static void print_dry_run(runner *r)
     }
 }
 
-/* user + system CPU seconds of the process so far */
-static double process_cpu_s(void)
+/* user + system CPU seconds of the process so far; *rss_mb: its peak resident memory */
+static double process_cpu_s(double *rss_mb)
 {
     struct rusage ru;
+    *rss_mb = 0;
     if (getrusage(RUSAGE_SELF, &ru))
         return 0;
+    *rss_mb = (double)ru.ru_maxrss / 1024.0;
     return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + (double)ru.ru_stime.tv_sec +
            ru.ru_stime.tv_usec * 1e-6;
 }
@@ -265,7 +267,9 @@ static void pipeline_json(runner *r, char *buf, size_t size)
     double avg_ready = r->ready_len_samples ? r->ready_len_sum / (double)r->ready_len_samples : 0;
     double avg_batch = r->batches ? (double)r->batch_items / (double)r->batches : 0;
     const char *bound = "balanced";
-    char thr[768], hist[RUN_BATCH_HIST * 24] = "";
+    char thr[2048], hist[RUN_BATCH_HIST * 24] = "";
+    double rss_mb;
+    const double cpu_s = process_cpu_s(&rss_mb);
     threads_json(r, thr, sizeof thr);
     size_t hl = 0;
     for (size_t i = 0; i < RUN_BATCH_HIST; i++)
@@ -285,13 +289,13 @@ static void pipeline_json(runner *r, char *buf, size_t size)
              "\"writers_waited_s\": %.3f, \"bound_by\": \"%s\", %s, \"decode_threads\": %d, "
              "\"tracks_in_flight_max\": %zu, \"tracks_in_flight_peak\": %zu, \"track_state_mb\": %.3f, \"threads_and_decoders_mb\": %.1f, "
              "\"decodes\": %d, \"batch_sizes\": [%s], \"setup_s\": %.3f, \"pipeline_s\": %.3f, "
-             "\"tokens_held_s\": %.3f, \"tokens_idle_s\": %.3f, \"cpu_s\": %.3f}",
+             "\"tokens_held_s\": %.3f, \"tokens_idle_s\": %.3f, \"cpu_s\": %.3f, \"peak_rss_mb\": %.1f}",
              r->sep_L, r->sep_H, r->emb_L, r->emb_H, r->n_slots_max, r->n_slots, r->peak_in_use,
              (double)r->slot_floats * 4.0 / 1048576.0, r->cfg->batch_size, r->batches, avg_batch, r->splits,
              r->fallbacks, avg_ready, r->max_ready, r->wait_slot_s, r->wait_ready_s, r->wait_write_s, bound,
              thr, r->cfg->decode_threads, r->max_live, r->peak_live, r->track_mb, r->other_mb,
              atomic_load(&r->decodes), hist, r->setup_s, r->pipeline_s, r->tokens_held_s,
-             fmax(0.0, r->threads * r->pipeline_s - r->tokens_held_s), process_cpu_s());
+             fmax(0.0, r->threads * r->pipeline_s - r->tokens_held_s), cpu_s, rss_mb);
 }
 
 #define MB 1048576.0
@@ -702,7 +706,7 @@ static int run_job(runner *r)
     }
 
     {
-        char pj[8192];
+        char pj[12288];
         pipeline_json(r, pj, sizeof pj);
         sl_report_set_json(r->report, "pipeline", pj);
         char rp[4096];

@@ -136,6 +136,39 @@ void sl_vindex_set_rows_normalized(sl_vindex *ix, int normalized);
  * rows in turn with its own heaps. The result does not depend on it. */
 void sl_vindex_set_threads(sl_vindex *ix, int threads);
 
+/* ---- the float16 scan copy ----
+ * The scan reads every row once per search, so its cost is the bytes read. A
+ * float16 copy of the float32 shards halves them and keeps the search exact: the
+ * copy is scanned, and every row whose float16 score is within a proven bound of
+ * a query's k-th best (see search_scan.c, search_eps16) is read from its float32
+ * shard and scored in double as before; the top k is the float32 scan's, bit for
+ * bit (rows, scores, tie order).
+ *
+ * Layout: DIR/.scan-f16/{prefix}shard-NNNNN.npy, one per float32 shard, [rows, dim]
+ * float16 (the rows divided by their norms in double, or the rows themselves when
+ * they are trusted to be unit length; a row that is not finite or overflows float16
+ * is all NaN, so it is always rescored), and DIR/.scan-f16/manifest.json:
+ *   {"format": "stemline-f16-scan-copy", "format_version": 1, "shards": [
+ *     {"name": "shard-00000.npy", "rows": 10000, "dim": 512, "unit_rows": false,
+ *      "stamp": "SIZE:INODE:MTIME_S.MTIME_NS" (of the float32 shard when it was copied),
+ *      "max_err": 0.00028, "max_norm": 1.0000001}, ...]}
+ * A shard's copy is used only while its stamp, rows, dim and row mode still match
+ * and the copy file has the right size; other shards are scanned in float32 with a
+ * warning. Float16 shards have no copy. The folder is hidden from the tools that
+ * read the shards (merge, export, numpy's glob("*.npy")). */
+
+/* Writes (or refreshes: only the copies of changed or new shards are rewritten,
+ * those of removed shards deleted) the copy of every float32 shard of ix, for its
+ * current row mode. *written / *kept: copies written / left as they were. 0 or a
+ * negative code with sl_lasterr(). */
+int sl_vindex_build_f16(sl_vindex *ix, size_t *written, size_t *kept);
+/* 0 scans the float32 shards even where a valid copy exists (default 1: use it). */
+void sl_vindex_set_f16(sl_vindex *ix, int use);
+/* After a search: float32 shards scanned through the copy, float32 shards the copy
+ * does not describe (stale or missing entries; 0 when there is no copy at all), and
+ * float32 shards in all. */
+void sl_vindex_f16_status(const sl_vindex *ix, size_t *valid, size_t *stale, size_t *f32_shards);
+
 typedef struct {
     double score;     /* cosine, in [-1, 1]; -inf for a row that is not finite */
     size_t shard;     /* index into the shard list */

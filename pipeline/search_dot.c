@@ -1,6 +1,8 @@
 /* Block scores for the exact search (pipeline/search_dot.h). */
 #include "pipeline/search_dot.h"
 
+#include "io/npy.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -190,4 +192,40 @@ void sl_search_dot(sl_dot_isa isa, const float *B, size_t m, size_t dim, const f
     }
 #endif
     dot_scalar(B, m, dim, Q, nq, S);
+}
+
+#ifdef SL_DOT_X86
+__attribute__((target("avx512f"))) static size_t f16_avx512(const unsigned char *src, size_t n, float *dst)
+{
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(src + 2 * i))));
+    return i;
+}
+
+__attribute__((target("avx2,f16c"))) static size_t f16_avx2(const unsigned char *src, size_t n, float *dst)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(src + 2 * i))));
+    return i;
+}
+#endif
+
+void sl_search_f16_to_f32(sl_dot_isa isa, const unsigned char *src, size_t n, float *dst)
+{
+    size_t i = 0;
+    const sl_dot_isa best = cpu_isa();
+    if (isa > best)
+        isa = best;
+#ifdef SL_DOT_X86
+    if (isa == SL_DOT_AVX512)
+        i = f16_avx512(src, n, dst);
+    else if (isa == SL_DOT_AVX2 && __builtin_cpu_supports("f16c"))
+        i = f16_avx2(src, n, dst);
+#else
+    (void)isa;
+#endif
+    for (; i < n; i++)
+        dst[i] = sl_f16_to_f32((unsigned short)(src[2 * i] | (src[2 * i + 1] << 8)));
 }

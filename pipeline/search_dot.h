@@ -20,5 +20,8 @@ const char *sl_search_dot_isa_name(sl_dot_isa isa);
 /* B: m rows of dim floats (row-major, any alignment); Q: nq rows of dim; S: m x nq.
  * An isa the CPU lacks falls back to the best it has. */
 void sl_search_dot(sl_dot_isa isa, const float *B, size_t m, size_t dim, const float *Q, size_t nq, float *S);
+/* dst[i] = the n little-endian IEEE float16 values at src, widened (exactly) to float:
+ * AVX-512 or AVX2 + F16C conversions where isa and the CPU allow, else portable C. */
+void sl_search_f16_to_f32(sl_dot_isa isa, const unsigned char *src, size_t n, float *dst);
 
 #endif

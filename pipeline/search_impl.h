@@ -18,6 +18,12 @@ typedef struct {
     size_t rows, dim;
     size_t data_off, file_size;
     uint64_t first; /* global row of its row 0 */
+    /* its float16 scan copy (search_f16.c), when has16: the file, its data offset and
+     * size, and the largest |copy - row| and |row| over its rows */
+    int has16;
+    char *npy16;
+    size_t data_off16, file_size16;
+    double err16, norm16;
 } shard;
 
 struct sl_vindex {
@@ -31,6 +37,16 @@ struct sl_vindex {
     int have_meta;        /* every prefix has its sidecar */
     int rows_normalized;
     int threads;          /* of the CPU scan (sl_vindex_set_threads); 0 = 1 */
+    /* the float16 scan copy: off (sl_vindex_set_f16), checked for which row mode
+     * (0 = not yet, 1 + unit rows), float32 shards, those it covers, those it does not */
+    int f16_off, f16_checked;
+    size_t f16_f32, f16_valid, f16_stale;
 };
+
+/* Reads the .npy header of s->npy: dtype (s->f16), shape, data offset, file size. */
+int sl_search_npy_header(shard *s);
+/* Marks the shards the float16 scan copy still describes (has16) for the current
+ * row mode; once per mode. Warns about stale copies. 0 or SL_ENOMEM. */
+int sl_vindex_f16_prepare(sl_vindex *ix);
 
 #endif

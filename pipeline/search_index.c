@@ -73,6 +73,7 @@ void sl_vindex_close(sl_vindex *ix)
         free(ix->sh[i].npy);
         free(ix->sh[i].jsonl);
         free(ix->sh[i].prefix);
+        free(ix->sh[i].npy16);
     }
     for (size_t i = 0; i < ix->n_metas; i++)
         sl_index_meta_free(&ix->metas[i]);
@@ -116,8 +117,7 @@ static int shard_cmp(const void *a, const void *b)
     return strcmp(x->npy, y->npy);
 }
 
-/* Reads the .npy header of s->npy: dtype, shape, data offset. */
-static int npy_header_read(shard *s)
+int sl_search_npy_header(shard *s)
 {
     int fd = open(s->npy, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
@@ -247,7 +247,7 @@ int sl_vindex_open(sl_vindex **out, const char *dir)
             qsort(ix->sh, ix->n, sizeof *ix->sh, shard_cmp);
     for (size_t i = 0; !rc && i < ix->n; i++) {
         shard *s = &ix->sh[i];
-        rc = npy_header_read(s);
+        rc = sl_search_npy_header(s);
         if (rc)
             break;
         if (i == 0)

@@ -212,7 +212,8 @@ typedef struct {
 } scan_item;
 
 typedef struct {
-    float *S, *inv, *fbuf, *fh;
+    float *S, *inv, *fbuf, *fh, *row32;
+    unsigned char *rbytes;
     size_t *fn, *cn;
     cand *ch;
     int rc;
@@ -223,13 +224,108 @@ typedef struct {
     sl_vindex *ix;
     const float *Q;
     size_t nq, kk, dim, block_rows;
-    int divide;
+    int divide, use16;
     float eps;
     sl_dot_isa isa;
     size_t page;
     const scan_item *items;
     scan_thread *th;
 } scan_job;
+
+/* Maps bytes [off, off + bytes) of path (which must still be file_size long) with its
+ * pages populated; *src = the first byte. NULL with T->rc / T->err set on failure. */
+static unsigned char *map_rows(scan_thread *T, const char *path, size_t file_size, size_t off, size_t bytes,
+                               size_t page, size_t *len, const unsigned char **src)
+{
+    const size_t a0 = off / page * page;
+    *len = off + bytes - a0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        T->rc = -e;
+        snprintf(T->err, sizeof T->err, "%s: %s", path, strerror(e));
+        return NULL;
+    }
+    if ((size_t)st.st_size != file_size) {
+        close(fd);
+        T->rc = SL_EFORMAT;
+        snprintf(T->err, sizeof T->err, "%s changed while it was searched (re-run the search)", path);
+        return NULL;
+    }
+    unsigned char *base = mmap(NULL, *len, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, (off_t)a0);
+    close(fd);
+    if (base == MAP_FAILED) {
+        T->rc = -errno;
+        snprintf(T->err, sizeof T->err, "%s: mmap: %s", path, strerror(-T->rc));
+        return NULL;
+    }
+    *src = base + (off - a0);
+    return base;
+}
+
+/* 1 when float score sb of a row for query q may be in the top k (within the
+ * rounding bound of the heap's k-th float score); admitted finite scores join the heap. */
+static int admit(const scan_job *J, scan_thread *T, size_t q, float sb)
+{
+    float *h = T->fh + q * J->kk;
+    if (T->fn[q] == J->kk && isfinite(sb) && sb < h[0] - 2 * J->eps)
+        return 0;
+    if (isfinite(sb))
+        fheap_push(h, &T->fn[q], J->kk, sb);
+    return 1;
+}
+
+/* A block of a shard through its float16 copy: the copy's rows (unit rows, or the
+ * rows themselves when they are trusted to be unit length) are widened in chunks
+ * that stay in cache and scored; an admitted row is read from the float32 shard
+ * (pread) and scored exactly, so the candidates are those of the float32 scan. */
+static void scan_block16(const scan_job *J, scan_thread *T, const scan_item *w, const shard *s)
+{
+    const size_t dim = J->dim, nq = J->nq, kk = J->kk, rowb = dim * 2;
+    const size_t chunk = dim < 4096 / 8 ? 4096 / dim : 8;
+    size_t len;
+    const unsigned char *src;
+    unsigned char *base =
+        map_rows(T, s->npy16, s->file_size16, s->data_off16 + w->r0 * rowb, w->m * rowb, J->page, &len, &src);
+    if (!base)
+        return;
+    int fd = -1;
+    for (size_t c0 = 0; c0 < w->m && !T->rc; c0 += chunk) {
+        const size_t cm = w->m - c0 < chunk ? w->m - c0 : chunk;
+        sl_search_f16_to_f32(J->isa, src + c0 * rowb, cm * dim, T->fbuf);
+        sl_search_dot(J->isa, T->fbuf, cm, dim, J->Q, nq, T->S);
+        for (size_t r = 0; r < cm && !T->rc; r++) {
+            const size_t row = w->r0 + c0 + r;
+            int have = 0;
+            for (size_t q = 0; q < nq; q++) {
+                if (!admit(J, T, q, T->S[r * nq + q]))
+                    continue;
+                if (!have) {
+                    if (fd < 0 && (fd = open(s->npy, O_RDONLY | O_CLOEXEC)) < 0) {
+                        T->rc = -errno;
+                        snprintf(T->err, sizeof T->err, "%s: %s", s->npy, strerror(-T->rc));
+                        break;
+                    }
+                    if (pread(fd, T->rbytes, dim * 4, (off_t)(s->data_off + row * dim * 4)) != (ssize_t)(dim * 4)) {
+                        T->rc = SL_EFORMAT;
+                        snprintf(T->err, sizeof T->err, "%s: short read at row %zu", s->npy, row);
+                        break;
+                    }
+                    sl_npy_unpack(T->rbytes, T->row32, dim, 0);
+                    have = 1;
+                }
+                cand c = {exact_score(J->Q + q * dim, T->row32, dim, J->divide), s->first + row, w->shard, row};
+                cand_push(T->ch + q * kk, &T->cn[q], kk, &c);
+            }
+        }
+    }
+    if (fd >= 0)
+        close(fd);
+    munmap(base, len);
+}
 
 static void scan_block(void *arg, size_t it, int tid)
 {
@@ -239,39 +335,22 @@ static void scan_block(void *arg, size_t it, int tid)
         return;
     const scan_item *w = &J->items[it];
     const shard *s = &J->ix->sh[w->shard];
+    if (J->use16 && s->has16) {
+        scan_block16(J, T, w, s);
+        return;
+    }
     const size_t dim = J->dim, nq = J->nq, kk = J->kk, isz = s->f16 ? 2 : 4, rowb = dim * isz;
     /* map the pages of rows [r0, r0 + m) only */
-    const size_t off = s->data_off + w->r0 * rowb, a0 = off / J->page * J->page, len = off + w->m * rowb - a0;
-    int fd = open(s->npy, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) != 0) {
-        int e = errno;
-        if (fd >= 0)
-            close(fd);
-        T->rc = -e;
-        snprintf(T->err, sizeof T->err, "%s: %s", s->npy, strerror(e));
+    size_t len;
+    const unsigned char *src;
+    unsigned char *base = map_rows(T, s->npy, s->file_size, s->data_off + w->r0 * rowb, w->m * rowb, J->page, &len, &src);
+    if (!base)
         return;
-    }
-    if ((size_t)st.st_size != s->file_size) {
-        close(fd);
-        T->rc = SL_EFORMAT;
-        snprintf(T->err, sizeof T->err, "%s changed while it was searched (re-run the search)", s->npy);
-        return;
-    }
-    unsigned char *base = mmap(NULL, len, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, (off_t)a0);
-    close(fd);
-    if (base == MAP_FAILED) {
-        T->rc = -errno;
-        snprintf(T->err, sizeof T->err, "%s: mmap: %s", s->npy, strerror(-T->rc));
-        return;
-    }
-    const unsigned char *src = base + (off - a0);
     const float *B;
     if (!s->f16 && (uintptr_t)src % sizeof(float) == 0) {
         B = (const float *)(const void *)src;
     } else if (s->f16) {
-        for (size_t i = 0; i < w->m * dim; i++)
-            T->fbuf[i] = sl_f16_to_f32((unsigned short)(src[2 * i] | (src[2 * i + 1] << 8)));
+        sl_search_f16_to_f32(J->isa, src, w->m * dim, T->fbuf);
         B = T->fbuf;
     } else {
         memcpy(T->fbuf, src, w->m * rowb);
@@ -291,19 +370,37 @@ static void scan_block(void *arg, size_t it, int tid)
             float sb = T->S[r * nq + q];
             if (J->divide)
                 sb *= T->inv[r];
-            float *h = T->fh + q * kk;
-            int full = T->fn[q] == kk;
-            /* admitted: may be in the top k, within the rounding bound */
-            if (full && isfinite(sb) && sb < h[0] - 2 * J->eps)
+            if (!admit(J, T, q, sb))
                 continue;
-            if (isfinite(sb))
-                fheap_push(h, &T->fn[q], kk, sb);
             cand c = {exact_score(J->Q + q * dim, B + r * dim, dim, J->divide), s->first + w->r0 + r, w->shard,
                       w->r0 + r};
             cand_push(T->ch + q * kk, &T->cn[q], kk, &c);
         }
     }
     munmap(base, len);
+}
+
+/* The admission bound for rows scanned through their float16 copy h of the row v
+ * that the exact score uses (v = the row, or the row over its norm): with |Q| <= qn,
+ * |float(Q.h) - Q.v| <= |float(Q.h) - Q.h| + |Q.(h - v)|
+ *                   <= gamma_dim |Q| |h| + |Q| |h - v| <= qn (gamma_dim (norm + err) + err),
+ * where err >= |h - v| and norm >= |v| over the shard's rows (measured in double when
+ * the copy was written), plus a margin for the double rounding of the exact score
+ * and of v itself; with a factor of 2 to spare, as search_eps. Never below search_eps. */
+static float search_eps16(const sl_vindex *ix, size_t dim, int *any)
+{
+    const double u = 1.0 / 16777216.0, g = (double)dim * u / (1.0 - (double)dim * u), qn = 1.0 + 1.0 / 1048576.0;
+    double e = search_eps(dim);
+    *any = 0;
+    for (size_t i = 0; i < ix->n; i++) {
+        const shard *s = &ix->sh[i];
+        if (!s->has16)
+            continue;
+        *any = 1;
+        e = fmax(e, 2.0 * (qn * (g * (s->norm16 + s->err16) + s->err16) + 1e-9 * (1.0 + s->norm16)));
+    }
+    float f = (float)e;
+    return (double)f < e ? nextafterf(f, INFINITY) : f;
 }
 
 int sl_vindex_search(sl_vindex *ix, const float *queries, size_t nq, size_t k, size_t block_rows,
@@ -331,6 +428,12 @@ int sl_vindex_search(sl_vindex *ix, const float *queries, size_t nq, size_t k, s
         threads = n_items ? (int)n_items : 1;
     scan_job J = {.ix = ix, .nq = nq, .kk = kk, .dim = dim, .block_rows = block_rows, .divide = !ix->rows_normalized,
                   .eps = (float)search_eps(dim), .isa = sl_search_dot_isa(), .page = (size_t)sysconf(_SC_PAGESIZE)};
+    if (!ix->f16_off) {
+        int rc16 = sl_vindex_f16_prepare(ix);
+        if (rc16)
+            return rc16;
+        J.eps = search_eps16(ix, dim, &J.use16);
+    }
     float *Q = malloc(nq * dim * sizeof *Q);
     scan_item *items = malloc((n_items ? n_items : 1) * sizeof *items);
     scan_thread *th = calloc((size_t)threads, sizeof *th);
@@ -346,11 +449,14 @@ int sl_vindex_search(sl_vindex *ix, const float *queries, size_t nq, size_t k, s
         T->S = malloc(block_rows * nq * sizeof *T->S);
         T->inv = J.divide ? malloc(block_rows * sizeof *T->inv) : NULL;
         T->fbuf = malloc(block_rows * dim * sizeof *T->fbuf); /* float16 rows converted, or unaligned rows */
+        T->row32 = malloc(dim * sizeof *T->row32);               /* a row rescored through the float16 copy */
+        T->rbytes = malloc(dim * 4);
         T->fh = malloc(nq * kk * sizeof *T->fh);
         T->fn = calloc(nq, sizeof *T->fn);
         T->cn = calloc(nq, sizeof *T->cn);
         T->ch = malloc(nq * kk * sizeof *T->ch);
-        if (!T->S || (J.divide && !T->inv) || !T->fbuf || !T->fh || !T->fn || !T->cn || !T->ch)
+        if (!T->S || (J.divide && !T->inv) || !T->fbuf || !T->fh || !T->fn || !T->cn || !T->ch || !T->row32 ||
+            !T->rbytes)
             rc = sl_seterr(SL_ENOMEM, "search: out of memory for blocks of %zu rows", block_rows);
     }
     if (!rc && threads > 1)
@@ -393,6 +499,8 @@ out:
         free(th[t].S);
         free(th[t].inv);
         free(th[t].fbuf);
+        free(th[t].row32);
+        free(th[t].rbytes);
         free(th[t].fh);
         free(th[t].fn);
         free(th[t].cn);

@@ -452,7 +452,7 @@ def main(argv=None):
             conv.convert(paths[0], paths[1], paths[2], out, sources=shas)
         else:
             import convert_cnn14 as conv
-            conv.convert(paths[0], out, name=a.name, digest=shas[paths[0]])
+            conv.convert(paths[0], out, name=a.name, digest=shas[paths[0]], fold=True)  # mapped at load
     except ImportError as e:
         log("error: converting needs %s, which this python (%s) lacks (pip install pyyaml); the checked "
             "downloads are kept in %s" % (e.name, sys.executable, os.path.dirname(paths[0])))

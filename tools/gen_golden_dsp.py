@@ -29,6 +29,9 @@ import numpy as np
 import librosa
 import scipy
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import stemline_st  # noqa: E402
+
 OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", "tests", "golden", "dsp")
 PROV = (f"made by tools/gen_golden_dsp.py with librosa {librosa.__version__}, numpy {np.__version__}, "
@@ -38,19 +41,8 @@ PROV = (f"made by tools/gen_golden_dsp.py with librosa {librosa.__version__}, nu
 def write(name, params, arrays):
     os.makedirs(OUT, exist_ok=True)
     path = os.path.join(OUT, name + ".slg")
-    head = ["SLGOLD 1", "# " + PROV]
-    for k, v in params.items():
-        head.append(f"param {k} {v}")
-    blobs = []
-    for k, a in arrays.items():
-        a = np.ascontiguousarray(np.asarray(a, dtype="<f4"))
-        head.append(f"array {k} " + " ".join(str(d) for d in a.shape))
-        blobs.append(a.tobytes())
-    head.append("end")
-    with open(path, "wb") as f:
-        f.write(("\n".join(head) + "\n").encode())
-        for b in blobs:
-            f.write(b)
+    stemline_st.write_slg(path, PROV, params,
+                          [(k, np.ascontiguousarray(np.asarray(a, dtype="<f4"))) for k, a in arrays.items()])
     print(f"{os.path.normpath(path)}: {os.path.getsize(path)} bytes")
 
 

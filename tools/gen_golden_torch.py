@@ -54,6 +54,9 @@ import torch
 
 torch.set_num_threads(1)
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import stemline_st  # noqa: E402
+
 OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", "tests", "golden", "torch")
 
@@ -74,22 +77,12 @@ PROV = (f"made by tools/gen_golden_torch.py with torch {torch.__version__} (Debi
 def write(name, params, arrays, notes=()):
     os.makedirs(OUT, exist_ok=True)
     path = os.path.join(OUT, name + ".slg")
-    # sl_golden.h reads header lines into a 512-byte buffer: keep notes short
-    head = ["SLGOLD 1", "# " + PROV] + ["# " + n.replace("\n", " ")[:400] for n in notes]
     for k, v in params.items():
-        v = str(v)
-        assert " " not in v and len(v) < 64, (k, v)
-        head.append(f"param {k} {v}")
-    blobs = []
-    for k, a in arrays.items():
-        a = np.ascontiguousarray(np.asarray(a, dtype="<f4"))
-        head.append(f"array {k} " + " ".join(str(d) for d in a.shape))
-        blobs.append(a.tobytes())
-    head.append("end")
-    with open(path, "wb") as f:
-        f.write(("\n".join(head) + "\n").encode())
-        for b in blobs:
-            f.write(b)
+        assert " " not in str(v) and len(str(v)) < 64, (k, v)
+    # sl_golden.h reads header lines into a 512-byte buffer: keep notes short
+    comment = [PROV] + [n.replace("\n", " ")[:400] for n in notes]
+    stemline_st.write_slg(path, comment, params,
+                          [(k, np.ascontiguousarray(np.asarray(a, dtype="<f4"))) for k, a in arrays.items()])
     print(f"{os.path.normpath(path)}: {os.path.getsize(path)} bytes")
 
 

@@ -91,6 +91,30 @@ def save(path, tensors, metadata=None):
     write_atomic(path, encode(tensors, metadata))
 
 
+def load(path):
+    """Reads a file written by save (or any safetensors file of the DTYPES kinds): returns
+    (list of (name, numpy array) in file order, metadata dict)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if len(data) < 8:
+        raise ValueError("%s: not a safetensors file (too short)" % path)
+    n = int.from_bytes(data[:8], "little")
+    if n > len(data) - 8:
+        raise ValueError("%s: not a safetensors file (header of %d bytes)" % (path, n))
+    header = json.loads(data[8:8 + n].decode("utf-8"))
+    meta = header.pop("__metadata__", {}) or {}
+    kinds = {v: k for k, v in DTYPES.items()}
+    body = memoryview(data)[8 + n:]
+    out = []
+    for name, e in sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0]):
+        if e["dtype"] not in kinds:
+            raise ValueError("%s: tensor %s: dtype %s not supported" % (path, name, e["dtype"]))
+        b, end = e["data_offsets"]
+        arr = np.frombuffer(body[b:end], dtype=kinds[e["dtype"]].newbyteorder("<")).reshape(e["shape"])
+        out.append((name, arr.astype(kinds[e["dtype"]])))
+    return out, meta
+
+
 def sha256_file(path):
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -130,12 +154,13 @@ def to_numpy_f32(t):
 
 def write_slg(path, comment, params, arrays):
     """Writes a golden-vector file (tests/unit/sl_golden.h format): header lines
-    'SLGOLD 1', '# comment', 'param NAME VALUE', 'array NAME DIMS...', 'end', then
-    the arrays as little-endian float32 in order. params: dict; arrays: list of
-    (name, numpy array)."""
+    'SLGOLD 1', '# comment' (one line per item when comment is a list), 'param
+    NAME VALUE', 'array NAME DIMS...', 'end', then the arrays as little-endian
+    float32 in order. params: dict; arrays: list of (name, numpy array)."""
     with open(path, "wb") as f:
         f.write(b"SLGOLD 1\n")
-        f.write(("# %s\n" % comment).encode())
+        for c in [comment] if isinstance(comment, str) else comment:
+            f.write(("# %s\n" % c).encode())
         for k, v in params.items():
             f.write(("param %s %s\n" % (k, v)).encode())
         for name, a in arrays:

@@ -9,8 +9,10 @@
 # without a GPU exits 2;
 # --audio on a catalog file finds that track with score 1 (needs the
 # index.json sidecar written by the runner); float16 shards; the shards of a
-# --shard I/2 run are all searched; usage and permanent errors (no CUDA
-# device) exit 2, fatal ones 1.
+# --shard I/2 run are all searched; the float16 scan copy (--build-f16) gives
+# the same output, a shard changed since it was made falls back with a warning,
+# merge still reads the folder; usage and permanent errors (no CUDA device)
+# exit 2, fatal ones 1.
 set -u
 source "$(dirname "$0")/lib.sh"
 export OUT
@@ -303,6 +305,31 @@ assert all(abs(x["score"] - y["score"]) <= 1e-5 for x, y in zip(a, b)), (a, b)
 EOF
   done
 done
+
+# ---- the float16 scan copy (--build-f16): the same results; a changed shard falls back, with a warning ----
+run_sl search out --id b.wav --json -k 6 --no-f16
+expect_status 0 "search --no-f16"
+cp "$OUT" f32.json
+run_sl search out --build-f16
+expect_status 0 "--build-f16 without a query"
+expect_grep "3 shards written, 0 up to date" "$ERR" "--build-f16 says what it wrote"
+[ -f "$D/.scan-f16/manifest.json" ] && [ -f "$D/.scan-f16/shard-00001.npy" ] && pass ||
+  fail "--build-f16: no $D/.scan-f16/manifest.json or shard copy"
+run_sl search out --id b.wav --json -k 6 -v
+expect_status 0 "search through the float16 copy"
+cmp -s "$OUT" f32.json && pass || fail "the float16 copy changed the result of search --id b.wav"
+expect_grep "float16 copy of 3 of 3 float32 shards" "$ERR" "-v says the copy was scanned"
+run_sl merge out
+expect_status 0 "merge with the copy folder beside the shards"
+cp "$D/shard-00001.npy" rewritten.npy && mv rewritten.npy "$D/shard-00001.npy"
+run_sl search out --id b.wav --json -k 6
+expect_status 0 "search with a stale copy"
+expect_grep "stale or missing for 1 of 3 float32 shards" "$ERR" "a stale copy is a warning"
+cmp -s "$OUT" f32.json && pass || fail "a stale copy changed the result of search --id b.wav"
+run_sl search out --id b.wav --json -k 6 --build-f16
+expect_status 0 "--build-f16 with a query"
+expect_grep "1 shard written, 2 up to date" "$ERR" "--build-f16 rewrites only the changed shard's copy"
+cmp -s "$OUT" f32.json && pass || fail "search after --build-f16 with a query"
 
 # ---- usage errors: exit 2 ----
 run_sl search;                               expect_status 2 "no arguments"

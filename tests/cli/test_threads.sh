@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The thread policy (runtime.threads, runtime.model_workers): the split that
+# The thread policy (runtime.threads, runtime.model_workers, the automatic worker
+# count from memory, runtime.max_model_memory_mb): the split that
 # report.json and the device line state is the split that ran (measured peaks:
 # CPU tokens held at once, threads inside one op loop, batches per worker),
 # runtime.threads: 1 computes on one thread, the default follows the affinity
@@ -77,6 +78,41 @@ expect_status 0 "more workers than threads"
 expect_grep "runtime.model_workers (9) is more than runtime.threads (2)" "$ERR" "workers clamped with a warning"
 check_split out-w9 2 2
 
+# the automatic worker count from memory: one worker per thread while that many
+# workers' estimated memory (weights files x 2 + 256 MB of work buffers; hpss and
+# melstats have no weights) fits the memory for the models, fewer otherwise, with
+# the reason in the report
+check_reason() {
+  py_check "reason of $1: $2" <<EOF
+import json
+p = json.load(open("$1/report.json"))["pipeline"]
+assert "$2" in p["workers_reason"], p["workers_reason"]
+assert p["worker_memory_mb"] == 256.0, p
+assert p["peak_rss_mb"] > 0, p
+EOF
+}
+run_sl run job.yaml --quiet --set output.dir=out-mem4 --set runtime.threads=4 --set runtime.max_model_memory_mb=1100
+expect_status 0 "threads 4, memory for 4 workers"
+check_split out-mem4 4 4
+check_reason out-mem4 "auto: one per thread (4 x 256 MB per worker fits in 1100 MB, runtime.max_model_memory_mb)"
+run_sl run job.yaml --set output.dir=out-mem2 --set runtime.threads=4 --set runtime.max_model_memory_mb=600
+expect_status 0 "threads 4, memory for 2 workers"
+check_split out-mem2 4 2
+check_reason out-mem2 "auto: 2 of 4 by memory (256 MB per worker"
+expect_grep "2 model workers instead of 4" "$ERR" "fewer workers are said"
+# 3/4 of the memory available (a stand-in for MemAvailable / cgroup memory.max)
+SL_TEST_MEM_AVAILABLE_MB=400 run_sl run job.yaml --quiet --set output.dir=out-mem1 --set runtime.threads=2
+expect_status 0 "threads 2, memory for 1 worker"
+check_split out-mem1 2 1
+check_reason out-mem1 "auto: 1 of 2 by memory (256 MB per worker: weights 0 MB x 2 + 256 MB work; 300 MB for the models, SL_TEST_MEM_AVAILABLE_MB)"
+# runtime.model_workers wins over the estimate, with a warning
+run_sl run job.yaml --set output.dir=out-memw --set runtime.threads=4 --set runtime.model_workers=4 \
+  --set runtime.max_model_memory_mb=300
+expect_status 0 "explicit workers beyond the memory"
+check_split out-memw 4 4
+check_reason out-memw "runtime.model_workers: 4"
+expect_grep "4 workers may need 1024 MB" "$ERR" "the estimate is said"
+
 # without borrowing idle tokens: each worker's ops on its own P threads only
 SL_OP_BORROW=0 run_sl run job.yaml --quiet --set output.dir=out-3w2-own --set runtime.threads=3 --set runtime.model_workers=2
 expect_status 0 "threads 3, two workers, SL_OP_BORROW=0"
@@ -133,6 +169,10 @@ EOF
 run_sl run bad.yaml
 expect_status 2 "runtime.threads -1"
 expect_grep "bad.yaml:6:12: key 'runtime.threads'" "$ERR" "error names file:line:col"
+printf 'input:\n  paths: [in]\noutput:\n  dir: out-bad\nruntime:\n  max_model_memory_mb: lots\n' > badmem.yaml
+run_sl run badmem.yaml
+expect_status 2 "runtime.max_model_memory_mb lots"
+expect_grep "badmem.yaml:6:24: key 'runtime.max_model_memory_mb'" "$ERR" "error names file:line:col"
 run_sl run job.yaml --set runtime.model_workers=2000
 expect_status 2 "runtime.model_workers 2000"
 expect_grep "runtime.model_workers" "$ERR" "error names the key"

@@ -1,5 +1,6 @@
 // cudamock internals shared by the runtime stand-in's files (cudart_mock.cpp:
-// memory, streams, copies; graph_mock.cpp: events, stream capture, graphs).
+// state, arena, allocator, draining, launches; cudart_api_mock.cpp: the runtime
+// API for memory, streams, copies; graph_mock.cpp: events, stream capture, graphs).
 // Everything runs under State::mu (a recursive lock).
 #ifndef SL_CUDART_IMPL_H
 #define SL_CUDART_IMPL_H
@@ -73,6 +74,7 @@ namespace sl_mock_rt {
 const size_t kArena = (size_t)1 << 38; // 256 GiB of address space, PROT_NONE until used
 const size_t kAlign = 256;             // cudaMalloc's guarantee
 const size_t kMaxDevices = 16;
+const int kSMs = 4;                    // SMs of a mocked device (cudart_mock.cpp: launches)
 
 struct Alloc {
     size_t size;
@@ -147,6 +149,16 @@ int capture_forbids(State &s, const char *call);
 void host_sync(State &s); // counts a host synchronisation
 // The live allocation containing p, or s.allocs.end() (cudart_mock.cpp).
 std::map<size_t, Alloc>::iterator find_alloc(State &s, const void *p);
+// The live allocation starting exactly at p (what cudaFree* accept), or s.allocs.end().
+std::map<size_t, Alloc>::iterator alloc_at(State &s, void *p);
+bool is_pinned(State &s, const void *p, size_t bytes); // [p, p + bytes) inside one pinned block
+// A device allocation of bytes on dev (pool: from its memory pool's cache first).
+cudaError_t dev_alloc(State &s, void **p, size_t bytes, int dev, bool pool);
+void dev_release(State &s, size_t off);              // the block at arena offset off back to the free list
+void pool_release(State &s, int dev, size_t keep);   // trims dev's pool cache to keep bytes
+cudaError_t drain(State &s, CUstream_st *st);        // runs st's queue (after the legacy stream's if blocking)
+void drain_device(State &s, int dev);                // every stream of dev
+void drain_all(State &s);                            // every stream of every device
 
 } // namespace sl_mock_rt
 
