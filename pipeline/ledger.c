@@ -61,14 +61,23 @@ static int col_name_is(sqlite3_stmt *st, const char *name)
     return t && !strcmp((const char *)t, name);
 }
 
-static int query_int(sl_ledger *l, const char *sql, long long *v)
+/* The first column of a one-row query, as an integer into *v (when v) or as text
+ * into out[cap] (when out; journal_mode answers with text, "" without a row). */
+static int query_one(sl_ledger *l, const char *sql, long long *v, char *out, size_t cap)
 {
     sqlite3_stmt *st;
+    if (out)
+        out[0] = 0;
     if (sqlite3_prepare_v2(l->db, sql, -1, &st, NULL) != SQLITE_OK)
         return db_err(l, sql);
     int r = sqlite3_step(st);
     if (r == SQLITE_ROW) {
-        *v = sqlite3_column_int64(st, 0);
+        if (v)
+            *v = sqlite3_column_int64(st, 0);
+        if (out) {
+            const unsigned char *t = sqlite3_column_text(st, 0);
+            snprintf(out, cap, "%s", t ? (const char *)t : "");
+        }
     } else if (r != SQLITE_DONE) {
         int rc = db_err(l, sql);
         sqlite3_finalize(st);
@@ -78,25 +87,8 @@ static int query_int(sl_ledger *l, const char *sql, long long *v)
     return 0;
 }
 
-/* Text result of a one-row query (journal_mode answers with text). */
-static int query_text(sl_ledger *l, const char *sql, char *out, size_t cap)
-{
-    sqlite3_stmt *st;
-    out[0] = 0;
-    if (sqlite3_prepare_v2(l->db, sql, -1, &st, NULL) != SQLITE_OK)
-        return db_err(l, sql);
-    int r = sqlite3_step(st);
-    if (r == SQLITE_ROW) {
-        const unsigned char *t = sqlite3_column_text(st, 0);
-        snprintf(out, cap, "%s", t ? (const char *)t : "");
-    } else if (r != SQLITE_DONE) {
-        int rc = db_err(l, sql);
-        sqlite3_finalize(st);
-        return rc;
-    }
-    sqlite3_finalize(st);
-    return 0;
-}
+static int query_int(sl_ledger *l, const char *sql, long long *v) { return query_one(l, sql, v, NULL, 0); }
+static int query_text(sl_ledger *l, const char *sql, char *out, size_t cap) { return query_one(l, sql, NULL, out, cap); }
 
 /* Schema 3: the vectors beyond the mix's track vector (stems, timelines). */
 #define VECTORS_SCHEMA                                                                                          \

@@ -79,19 +79,8 @@ static float *pr_rand_pos(size_t n)
 /* Backend copy of host[n]; host NULL: poisoned with NaN. */
 static float *pr_up(sl_op_ctx *ctx, const float *host, size_t n)
 {
-    void *p = NULL;
-    if (sl_op_alloc(ctx, &p, (n ? n : 1) * sizeof(float)) < 0)
-        return NULL;
-    float *tmp = NULL;
-    if (!host) {
-        tmp = malloc((n ? n : 1) * sizeof(float));
-        for (size_t i = 0; i < n; i++)
-            tmp[i] = NAN;
-        host = tmp;
-    }
-    int rc = sl_op_upload(ctx, p, host, n * sizeof(float));
-    CHECK_MSG(rc == 0, "upload: %s", sl_lasterr());
-    free(tmp);
+    float *p = sl_test_dev_buf(ctx, host, n);
+    CHECK_MSG(p != NULL, "upload: %s", sl_lasterr());
     return p;
 }
 

@@ -1,5 +1,7 @@
 #include "sl_test.h"
 
+#include "kernels/ops.h"
+
 #include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,4 +89,25 @@ int sl_test_count_names(const char *dir, const char *needle)
             n++;
     closedir(d);
     return n;
+}
+
+float *sl_test_dev_buf(sl_op_ctx *ctx, const float *host, size_t n)
+{
+    void *p = NULL;
+    if (sl_op_alloc(ctx, &p, (n ? n : 1) * sizeof(float)) < 0)
+        return NULL;
+    float *tmp = NULL;
+    if (!host) {
+        tmp = malloc((n ? n : 1) * sizeof(float));
+        for (size_t i = 0; i < n; i++)
+            tmp[i] = NAN;
+        host = tmp;
+    }
+    int rc = sl_op_upload(ctx, p, host, n * sizeof(float));
+    free(tmp);
+    if (rc < 0) {
+        sl_op_free(ctx, p);
+        return NULL;
+    }
+    return p;
 }

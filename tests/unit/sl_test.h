@@ -50,4 +50,10 @@ void sl_test_spew(const char *path, const void *data, size_t len);
 int sl_test_exists(const char *path);
 int sl_test_count_names(const char *dir, const char *needle);
 
+/* A backend buffer of n floats (at least one) holding a copy of host, or NaN
+ * everywhere when host is NULL (an element an op leaves unwritten then shows);
+ * NULL with sl_lasterr() set when allocation or upload fails. Free with sl_op_free. */
+struct sl_op_ctx;
+float *sl_test_dev_buf(struct sl_op_ctx *ctx, const float *host, size_t n);
+
 #endif

@@ -2,7 +2,7 @@
  * clip_pool: kernels/ops.h) against independent double-precision
  * implementations written here from the definitions (torch.nn.Conv2d with
  * padding k/2, F.avg_pool2d, the PANNs clip head), plus argument checks.
- * conv2d has four CPU paths (kernels/cpu/cpu_conv.c: im2col + GEMM, Winograd
+ * conv2d has four CPU paths (kernels/cpu/cpu_conv.c, cpu_conv_narrow.c: im2col + GEMM, Winograd
  * F(2x2, 3x3) for 3x3 kernels on images of >= 32 2x2 tiles with >= 16 input
  * channels, a tap-skipping kernel for 3x3 on images <= 2 columns wide, a direct
  * one for 3x3 with one input channel); each is

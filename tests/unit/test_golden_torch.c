@@ -101,28 +101,6 @@ static double norm_err(const float *got, const float *want, size_t n)
     return err / (mx > 1e-30 ? mx : 1.0);
 }
 
-/* Backend buffer of n floats: a copy of host, or NaN-poisoned when host is NULL. */
-static float *dev_buf(sl_op_ctx *ctx, const float *host, size_t n)
-{
-    void *p = NULL;
-    if (sl_op_alloc(ctx, &p, (n ? n : 1) * sizeof(float)) < 0)
-        return NULL;
-    float *tmp = NULL;
-    if (!host) {
-        tmp = malloc((n ? n : 1) * sizeof(float));
-        for (size_t i = 0; i < n; i++)
-            tmp[i] = NAN;
-        host = tmp;
-    }
-    int rc = sl_op_upload(ctx, p, host, n * sizeof(float));
-    free(tmp);
-    if (rc < 0) {
-        sl_op_free(ctx, p);
-        return NULL;
-    }
-    return p;
-}
-
 static int load(slg_file *g, const char *name)
 {
     int rc = slg_load_in(g, "torch", name);
@@ -168,8 +146,8 @@ static void check_stft(sl_op_ctx *ctx, const char *name)
     }
     float *w = malloc(n * sizeof(float)), *got = malloc(nspec * sizeof(float));
     CHECK(sl_window_hann(w, c.n_fft, wl) == 0);
-    float *dx = dev_buf(ctx, x, nx), *dw = dev_buf(ctx, w, n), *dfr = dev_buf(ctx, NULL, batch * nf * n);
-    float *dsp = dev_buf(ctx, NULL, nspec);
+    float *dx = sl_test_dev_buf(ctx, x, nx), *dw = sl_test_dev_buf(ctx, w, n), *dfr = sl_test_dev_buf(ctx, NULL, batch * nf * n);
+    float *dsp = sl_test_dev_buf(ctx, NULL, nspec);
     int rc = dx && dw && dfr && dsp ? 0 : SL_ENOMEM;
     if (!rc)
         rc = sl_op_frame(ctx, &c, dx, batch, len, 0, nf, dw, dfr);
@@ -218,8 +196,8 @@ static void check_istft(sl_op_ctx *ctx, const char *name)
     }
     float *w = malloc(n * sizeof(float)), *got = malloc(ny * sizeof(float));
     CHECK(sl_window_hann(w, c.n_fft, wl) == 0);
-    float *dsp = dev_buf(ctx, spec, nspec), *dw = dev_buf(ctx, w, n), *dfr = dev_buf(ctx, NULL, batch * nf * n);
-    float *dy = dev_buf(ctx, NULL, ny);
+    float *dsp = sl_test_dev_buf(ctx, spec, nspec), *dw = sl_test_dev_buf(ctx, w, n), *dfr = sl_test_dev_buf(ctx, NULL, batch * nf * n);
+    float *dy = sl_test_dev_buf(ctx, NULL, ny);
     int rc = dsp && dw && dfr && dy ? 0 : SL_ENOMEM;
     if (!rc)
         rc = sl_op_irfft(ctx, c.n_fft, batch * nf, dsp, dfr, c.normalized ? 1.0f / sqrtf((float)n) : 1.0f / (float)n);
@@ -276,8 +254,8 @@ static void check_nola(sl_op_ctx *ctx, const char *name)
     size_t nf = sd[1];
     float *w = malloc(n * sizeof(float));
     CHECK(sl_window_hann(w, c.n_fft, wl) == 0);
-    float *dsp = dev_buf(ctx, spec, nspec), *dw = dev_buf(ctx, w, n), *dfr = dev_buf(ctx, NULL, nf * n);
-    float *dy = dev_buf(ctx, NULL, length);
+    float *dsp = sl_test_dev_buf(ctx, spec, nspec), *dw = sl_test_dev_buf(ctx, w, n), *dfr = sl_test_dev_buf(ctx, NULL, nf * n);
+    float *dy = sl_test_dev_buf(ctx, NULL, length);
     int rc = dsp && dw && dfr && dy ? 0 : SL_ENOMEM;
     if (!rc)
         rc = sl_op_irfft(ctx, c.n_fft, nf, dsp, dfr, 1.0f / (float)n);

@@ -68,24 +68,6 @@ static double norm_err(const float *got, const double *want, size_t n)
     return err / (mx > 1e-30 ? mx : 1.0);
 }
 
-/* Backend buffer holding a copy of host data (NULL host: poisoned with NaN). */
-static float *dev_buf(sl_op_ctx *ctx, const float *host, size_t n)
-{
-    void *p = NULL;
-    if (sl_op_alloc(ctx, &p, (n ? n : 1) * sizeof(float)) < 0)
-        return NULL;
-    float *tmp = NULL;
-    if (!host) {
-        tmp = malloc((n ? n : 1) * sizeof(float));
-        for (size_t i = 0; i < n; i++)
-            tmp[i] = NAN;
-        host = tmp;
-    }
-    sl_op_upload(ctx, p, host, n * sizeof(float));
-    free(tmp);
-    return p;
-}
-
 static float *to_host(sl_op_ctx *ctx, const float *dev, size_t n)
 {
     float *h = malloc((n ? n : 1) * sizeof(float));
@@ -222,8 +204,8 @@ static void parity_frame(sl_op_ctx *ctx, int n_fft, int hop, sl_pad_mode pad, si
     hann(w, n_fft);
     size_t nf;
     double *want = ref_frame(&c, x, batch, len, w, &nf);
-    float *dx = dev_buf(ctx, x, batch * len), *dw = dev_buf(ctx, w, (size_t)n_fft);
-    float *dout = dev_buf(ctx, NULL, batch * nf * (size_t)n_fft);
+    float *dx = sl_test_dev_buf(ctx, x, batch * len), *dw = sl_test_dev_buf(ctx, w, (size_t)n_fft);
+    float *dout = sl_test_dev_buf(ctx, NULL, batch * nf * (size_t)n_fft);
     int rc = sl_op_frame(ctx, &c, dx, batch, len, 0, nf, dw, dout);
     CHECK_MSG(rc == 0, "frame: %s", sl_lasterr());
     float *got = to_host(ctx, dout, batch * nf * (size_t)n_fft);
@@ -233,7 +215,7 @@ static void parity_frame(sl_op_ctx *ctx, int n_fft, int hop, sl_pad_mode pad, si
     report(ctx, SL_OP_FRAME, shape, norm_err(got, want, batch * nf * (size_t)n_fft), 1e-7);
     /* a sub-range of frames equals the same rows of the full framing */
     if (nf >= 3) {
-        float *dsub = dev_buf(ctx, NULL, batch * 2 * (size_t)n_fft);
+        float *dsub = sl_test_dev_buf(ctx, NULL, batch * 2 * (size_t)n_fft);
         rc = sl_op_frame(ctx, &c, dx, batch, len, 1, 2, dw, dsub);
         float *sub = to_host(ctx, dsub, batch * 2 * (size_t)n_fft);
         int same = rc == 0;
@@ -265,7 +247,7 @@ static void parity_fft(sl_op_ctx *ctx, int n, size_t count)
         for (size_t k = 0; k < nb * 2; k++)
             want[i * nb * 2 + k] *= scale;
     }
-    float *dx = dev_buf(ctx, x, count * (size_t)n), *dy = dev_buf(ctx, NULL, count * nb * 2);
+    float *dx = sl_test_dev_buf(ctx, x, count * (size_t)n), *dy = sl_test_dev_buf(ctx, NULL, count * nb * 2);
     int rc = sl_op_rfft(ctx, n, count, dx, dy, scale);
     CHECK_MSG(rc == 0, "rfft: %s", sl_lasterr());
     float *got = to_host(ctx, dy, count * nb * 2);
@@ -281,7 +263,7 @@ static void parity_fft(sl_op_ctx *ctx, int n, size_t count)
         for (int t = 0; t < n; t++)
             want2[i * n + t] /= n;
     }
-    float *ds = dev_buf(ctx, spec, count * nb * 2), *dt = dev_buf(ctx, NULL, count * (size_t)n);
+    float *ds = sl_test_dev_buf(ctx, spec, count * nb * 2), *dt = sl_test_dev_buf(ctx, NULL, count * (size_t)n);
     rc = sl_op_irfft(ctx, n, count, ds, dt, 1.0f / (float)n);
     CHECK_MSG(rc == 0, "irfft: %s", sl_lasterr());
     float *got2 = to_host(ctx, dt, count * (size_t)n);
@@ -315,8 +297,8 @@ static void parity_elementwise(sl_op_ctx *ctx, size_t n)
         wmask[2 * i] = re * m[i];
         wmask[2 * i + 1] = im * m[i];
     }
-    float *dz = dev_buf(ctx, z, 2 * n), *dm = dev_buf(ctx, m, n);
-    float *d1 = dev_buf(ctx, NULL, n), *d2 = dev_buf(ctx, NULL, n), *d3 = dev_buf(ctx, NULL, 2 * n);
+    float *dz = sl_test_dev_buf(ctx, z, 2 * n), *dm = sl_test_dev_buf(ctx, m, n);
+    float *d1 = sl_test_dev_buf(ctx, NULL, n), *d2 = sl_test_dev_buf(ctx, NULL, n), *d3 = sl_test_dev_buf(ctx, NULL, 2 * n);
     CHECK(sl_op_magnitude(ctx, n, dz, d1) == 0);
     CHECK(sl_op_power(ctx, n, dz, d2) == 0);
     CHECK(sl_op_apply_mask(ctx, n, dz, dm, d3) == 0);
@@ -337,7 +319,7 @@ static void parity_median(sl_op_ctx *ctx, size_t batch, size_t T, size_t F, int 
     for (size_t i = 0; i < n; i += 7)
         x[i] = x[(i * 31) % n]; /* ties */
     double *wt = ref_median(x, batch, T, F, k, 0), *wf = ref_median(x, batch, T, F, k, 1);
-    float *dx = dev_buf(ctx, x, n), *dt = dev_buf(ctx, NULL, n), *df = dev_buf(ctx, NULL, n);
+    float *dx = sl_test_dev_buf(ctx, x, n), *dt = sl_test_dev_buf(ctx, NULL, n), *df = sl_test_dev_buf(ctx, NULL, n);
     CHECK(sl_op_median_time(ctx, batch, T, F, k, dx, dt) == 0);
     CHECK(sl_op_median_freq(ctx, batch, T, F, k, dx, df) == 0);
     float *gt = to_host(ctx, dt, n), *gf = to_host(ctx, df, n);
@@ -366,8 +348,8 @@ static void parity_masks(sl_op_ctx *ctx, size_t n, float power, float mh, float 
         wh[i] = ref_softmask(h[i], (double)p[i] * mh, power, split);
         wp[i] = ref_softmask(p[i], (double)h[i] * mp, power, split);
     }
-    float *dh = dev_buf(ctx, h, n), *dp = dev_buf(ctx, p, n), *oh = dev_buf(ctx, NULL, n),
-          *op = dev_buf(ctx, NULL, n);
+    float *dh = sl_test_dev_buf(ctx, h, n), *dp = sl_test_dev_buf(ctx, p, n), *oh = sl_test_dev_buf(ctx, NULL, n),
+          *op = sl_test_dev_buf(ctx, NULL, n);
     CHECK(sl_op_hpss_masks(ctx, n, dh, dp, power, mh, mp, oh, op) == 0);
     float *gh = to_host(ctx, oh, n), *gp = to_host(ctx, op, n);
     char shape[64];
@@ -405,7 +387,7 @@ static void parity_ola(sl_op_ctx *ctx, int n_fft, int hop, size_t batch, size_t 
                     }
             want[b * length + i] = p < full ? num / den : 0.0;
         }
-    float *dfr = dev_buf(ctx, fr, batch * nf * n), *dw = dev_buf(ctx, w, n), *dy = dev_buf(ctx, NULL, batch * length);
+    float *dfr = sl_test_dev_buf(ctx, fr, batch * nf * n), *dw = sl_test_dev_buf(ctx, w, n), *dy = sl_test_dev_buf(ctx, NULL, batch * length);
     int rc = sl_op_overlap_add(ctx, &c, batch, nf, dfr, dw, length, dy);
     CHECK_MSG(rc == 0, "overlap_add: %s", sl_lasterr());
     float *got = to_host(ctx, dy, batch * length);
@@ -432,8 +414,8 @@ static void parity_features(sl_op_ctx *ctx, size_t count, int n_fft, int n_mels)
                 a += (double)fb[m * nb + k] * spec[t * nb + k];
             wm[t * n_mels + m] = a;
         }
-    float *dfb = dev_buf(ctx, fb, (size_t)n_mels * nb), *ds = dev_buf(ctx, spec, count * nb),
-          *dm = dev_buf(ctx, NULL, count * n_mels);
+    float *dfb = sl_test_dev_buf(ctx, fb, (size_t)n_mels * nb), *ds = sl_test_dev_buf(ctx, spec, count * nb),
+          *dm = sl_test_dev_buf(ctx, NULL, count * n_mels);
     CHECK(sl_op_mel(ctx, count, nb, n_mels, dfb, ds, dm) == 0);
     float *gm = to_host(ctx, dm, count * n_mels);
     char shape[64];
@@ -455,7 +437,7 @@ static void parity_features(sl_op_ctx *ctx, size_t count, int n_fft, int n_mels)
         for (size_t i = b * n; i < (b + 1) * n; i++)
             wl2[i] = fmax(wl[i], mx - 20.0);
     }
-    float *di = dev_buf(ctx, in2, 2 * n), *dl = dev_buf(ctx, NULL, 2 * n), *dl2 = dev_buf(ctx, NULL, 2 * n);
+    float *di = sl_test_dev_buf(ctx, in2, 2 * n), *dl = sl_test_dev_buf(ctx, NULL, 2 * n), *dl2 = sl_test_dev_buf(ctx, NULL, 2 * n);
     CHECK(sl_op_log_db(ctx, 2, n, di, 1e-10f, 0.0f, dl) == 0);
     CHECK(sl_op_log_db(ctx, 2, n, di, 1e-10f, 20.0f, dl2) == 0);
     float *gl = to_host(ctx, dl, 2 * n), *gl2 = to_host(ctx, dl2, 2 * n);
@@ -488,12 +470,12 @@ static void parity_features(sl_op_ctx *ctx, size_t count, int n_fft, int n_mels)
             o[2 * F + f] = dmean;
             o[3 * F + f] = T > 1 ? sqrt(d2 / (T - 1)) : 0;
         }
-    float *dx = dev_buf(ctx, x, 2 * T * F), *dv = dev_buf(ctx, NULL, 2 * 4 * F);
+    float *dx = sl_test_dev_buf(ctx, x, 2 * T * F), *dv = sl_test_dev_buf(ctx, NULL, 2 * 4 * F);
     CHECK(sl_op_stats_pool(ctx, 2, T, F, dx, dv) == 0);
     float *gv = to_host(ctx, dv, 2 * 4 * F);
     snprintf(shape, sizeof shape, "b2 T%zu F%zu", T, F);
     report(ctx, SL_OP_STATS_POOL, shape, norm_err(gv, ws, 2 * 4 * F), 1e-6);
-    float *dv1 = dev_buf(ctx, NULL, 4 * F);
+    float *dv1 = sl_test_dev_buf(ctx, NULL, 4 * F);
     CHECK(sl_op_stats_pool(ctx, 1, 1, F, dx, dv1) == 0);
     float *g1 = to_host(ctx, dv1, 4 * F);
     int ok1 = 1;
