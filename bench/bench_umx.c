@@ -31,7 +31,7 @@ int main(int argc, char **argv)
     const char *weights = NULL, *input = NULL, *output = NULL, *backend = "cpu", *model = "umx";
     const char *niter = "1", *residual = "false", *softmask = "false";
     char extra[8][2][64];
-    int repeat = 1, n_extra = 0, threads = 1;
+    int repeat = 1, n_extra = 0, threads = 1, prec = SL_PREC_FP32;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--weights"))
             weights = argv[i + 1];
@@ -51,7 +51,14 @@ int main(int argc, char **argv)
             residual = argv[i + 1];
         else if (!strcmp(argv[i], "--softmask"))
             softmask = argv[i + 1];
-        else if (!strcmp(argv[i], "--model"))
+        else if (!strcmp(argv[i], "--precision")) {
+            for (prec = SL_PREC_FP32; prec <= SL_PREC_BF16 && strcmp(argv[i + 1], sl_precision_name((sl_precision)prec)); prec++)
+                ;
+            if (prec > SL_PREC_BF16) {
+                fprintf(stderr, "bench_umx: --precision %s: fp32, tf32 or bf16\n", argv[i + 1]);
+                return 2;
+            }
+        } else if (!strcmp(argv[i], "--model"))
             model = argv[i + 1];
         else if (!strcmp(argv[i], "--opt") && n_extra < 8 && strchr(argv[i + 1], '=')) {
             const char *eq = strchr(argv[i + 1], '=');
@@ -65,7 +72,8 @@ int main(int argc, char **argv)
     }
     if (!weights || !input || repeat < 1) {
         fprintf(stderr, "usage: bench_umx --weights W --input IN.f32 [--output OUT.f32] [--model umx] [--backend cpu] "
-                        "[--repeat N] [--threads N] [--opt KEY=VALUE]... [--niter 1] [--residual false] "
+                        "[--repeat N] [--threads N] [--precision fp32|tf32|bf16] [--opt KEY=VALUE]... [--niter 1] "
+                        "[--residual false] "
                         "[--softmask false]\n");
         return 2;
     }
@@ -79,6 +87,10 @@ int main(int argc, char **argv)
     if (sl_op_ctx_open(&ctx, backend) < 0) {
         fprintf(stderr, "bench_umx: backend %s: %s\n", backend, sl_lasterr());
         return 77;
+    }
+    if (prec != SL_PREC_FP32 && sl_op_ctx_set_precision(ctx, (sl_precision)prec) < 0) {
+        fprintf(stderr, "bench_umx: --precision %s: %s\n", sl_precision_name((sl_precision)prec), sl_lasterr());
+        return 2;
     }
     if (sl_op_ctx_set_threads(ctx, threads) < 0) {
         fprintf(stderr, "bench_umx: --threads %d: %s\n", threads, sl_lasterr());
