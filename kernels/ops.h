@@ -509,7 +509,8 @@ typedef enum { SL_NORM_RMS = 0, SL_NORM_LAYER = 1, SL_NORM_GROUP = 2 } sl_norm_k
  *                 dim = cpg*S, inner = S; a GroupNorm(1, C) over channel-last [N][T][C] rows is
  *                 rows = N, dim = T*C, groups 1, inner 1)
  * gamma / beta may be NULL (1 / 0). Row i at x + i*ldx, y + i*ldy; y may be x itself (same ld).
- * groups, channels, inner are read only for SL_NORM_GROUP (channels % groups == 0, inner >= 1). */
+ * groups, channels, inner are read only for SL_NORM_GROUP (channels % groups == 0, inner >= 1).
+ * act (LAYER / GROUP): applied to each output last, in the same pass (HT-Demucs's GroupNorm + GELU). */
 typedef struct {
     sl_norm_kind kind;
     size_t rows, dim;
@@ -520,6 +521,7 @@ typedef struct {
     float *y;
     size_t ldy;
     size_t groups, channels, inner;
+    sl_act act; /* applied to each output after gamma / beta (GroupNorm + GELU in one pass); 0: none */
 } sl_norm_args;
 
 /* Multi-head scaled dot-product attention over a batch of sequences (self- or cross-attention):

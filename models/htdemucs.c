@@ -39,14 +39,20 @@ static int conv1(sl_op_ctx *ctx, const hd_conv *c, size_t len, size_t inner, int
     return sl_op_conv1d(ctx, &a);
 }
 
-/* GroupNorm(groups, C) of [N][C][S] in place; no-op without params. */
-static int gnorm(sl_op_ctx *ctx, const hd_gn *g, size_t N, size_t C, size_t groups, size_t S, float *x)
+/* act(GroupNorm(groups, C)) of [N][C][S] in place, in one pass; no-op without params. */
+static int gnorm_act(sl_op_ctx *ctx, const hd_gn *g, size_t N, size_t C, size_t groups, size_t S, sl_act act,
+                     float *x)
 {
     if (!g->g)
         return 0;
     sl_norm_args a = {SL_NORM_GROUP, N * groups, C / groups * S, x, C / groups * S, g->g, g->b, 1e-5f,
-                      x, C / groups * S, groups, C, S};
+                      x, C / groups * S, groups, C, S, act};
     return sl_op_norm(ctx, &a);
+}
+
+static int gnorm(sl_op_ctx *ctx, const hd_gn *g, size_t N, size_t C, size_t groups, size_t S, float *x)
+{
+    return gnorm_act(ctx, g, N, C, groups, S, SL_ACT_NONE, x);
 }
 
 /* y = act(x) [+ res] over n contiguous floats (y may be x or res). */
@@ -59,7 +65,7 @@ static int ew(sl_op_ctx *ctx, size_t n, const float *x, const float *res, sl_act
 static int layernorm(sl_op_ctx *ctx, size_t rows, size_t dim, const float *g, const float *b, const float *x,
                      float *y)
 {
-    sl_norm_args a = {SL_NORM_LAYER, rows, dim, x, dim, g, b, 1e-5f, y, dim, 0, 0, 0};
+    sl_norm_args a = {SL_NORM_LAYER, rows, dim, x, dim, g, b, 1e-5f, y, dim, 0, 0, 0, SL_ACT_NONE};
     return sl_op_norm(ctx, &a);
 }
 
@@ -101,8 +107,10 @@ static int dconv(sl_op_ctx *ctx, const hd_layer *ly, size_t N, size_t C, size_t 
         sl_conv1d_args a1 = {N, (int)C, (int)hid, 1, T, 1, dl->c1.k, 1, dl->dil, dl->dil * (dl->c1.k / 2),
                              dl->dil * (dl->c1.k / 2), x, dl->c1.w, dl->c1.b, SL_ACT_NONE, h};
         TRY(sl_op_conv1d(ctx, &a1));
-        TRY(gnorm(ctx, &dl->n1, N, hid, 1, T, h));
-        TRY(ew(ctx, N * hid * T, h, NULL, SL_ACT_GELU, h));
+        if (dl->n1.g)
+            TRY(gnorm_act(ctx, &dl->n1, N, hid, 1, T, SL_ACT_GELU, h));
+        else
+            TRY(ew(ctx, N * hid * T, h, NULL, SL_ACT_GELU, h));
         sl_conv1d_args a2 = {N, (int)hid, (int)(2 * C), 1, T, 1, 1, 1, 1, 0, 0, h, dl->c2.w, dl->c2.b, SL_ACT_NONE, z};
         TRY(sl_op_conv1d(ctx, &a2));
         TRY(gnorm(ctx, &dl->n2, N, 2 * C, 1, T, z));
@@ -152,10 +160,8 @@ static int encode(sl_op_ctx *ctx, const hd_state *st, const hd_layer *ly, size_t
         Fo = 1;
         T = (T + (size_t)extra + 2 * (size_t)p - K) / S + 1;
     }
-    if (ly->norm_a.g) {
-        TRY(gnorm(ctx, &ly->norm_a, 1, C, (size_t)st->norm_groups, Fo * T, B->a));
-        TRY(ew(ctx, C * Fo * T, B->a, NULL, SL_ACT_GELU, B->a));
-    }
+    if (ly->norm_a.g)
+        TRY(gnorm_act(ctx, &ly->norm_a, 1, C, (size_t)st->norm_groups, Fo * T, SL_ACT_GELU, B->a));
     TRY(dconv_any(ctx, ly, ly->freq, C, Fo, T, B->a, B));
     if (!ly->rewrite.w)
         return sl_op_copy(ctx, out, B->a, C * Fo * T * sizeof(float));
@@ -225,7 +231,8 @@ static int xlayer(sl_op_ctx *ctx, const hd_state *st, const hd_xlayer *L, size_t
     TRY(linear(ctx, Nq, H, C, h, C, L->w1, L->b1, st->t_gelu ? SL_ACT_GELU : SL_ACT_RELU, ff, H, NULL));
     TRY(linear(ctx, Nq, C, H, ff, H, L->w2, L->b2, SL_ACT_NONE, y, C, y));
     if (L->nog) {
-        sl_norm_args g = {SL_NORM_GROUP, 1, Nq * C, y, Nq * C, L->nog, L->nob, 1e-5f, y, Nq * C, 1, C, 1};
+        sl_norm_args g = {SL_NORM_GROUP, 1, Nq * C, y, Nq * C, L->nog, L->nob, 1e-5f, y, Nq * C, 1, C, 1,
+                          SL_ACT_NONE};
         TRY(sl_op_norm(ctx, &g));
     }
     return 0;

@@ -136,6 +136,14 @@ void sl_model_ws_free(sl_op_ctx *ctx, sl_model_ws *ws);
 /* Weight helpers shared by the models with weights. */
 /* Allocates n floats on ctx's backend and uploads src into them. */
 int sl_model_upload_new(sl_op_ctx *ctx, float **dst, const float *src, size_t n);
+/* Weights a loader computes (folded, re-laid out) without a second copy: sl_model_stage gives
+ * memory for n floats to fill (on the cpu backend backend memory itself, elsewhere host
+ * memory; NULL when out of memory), sl_model_adopt makes it *dst (cpu: the same buffer;
+ * elsewhere uploaded into a new buffer and the staging freed) and sets *staged to NULL;
+ * sl_model_stage_free frees one that was not adopted (NULL allowed). */
+float *sl_model_stage(sl_op_ctx *ctx, size_t n);
+int sl_model_adopt(sl_op_ctx *ctx, float **dst, float **staged, size_t n);
+void sl_model_stage_free(sl_op_ctx *ctx, float *staged);
 /* Folds an inference batch norm: given weight, bias, running_mean, running_var
  * (v[0..3], n each) and eps, y = s*x + t with s = w / sqrt(var + eps) and
  * t = b - mean*s, in double. */

@@ -223,6 +223,42 @@ int sl_model_upload_new(sl_op_ctx *ctx, float **dst, const float *src, size_t n)
     return rc;
 }
 
+static int stage_in_place(const sl_op_ctx *ctx) { return !strcmp(sl_op_ctx_backend(ctx), "cpu"); }
+
+float *sl_model_stage(sl_op_ctx *ctx, size_t n)
+{
+    void *p = NULL;
+    if (stage_in_place(ctx)) {
+        if (sl_op_alloc(ctx, &p, (n ? n : 1) * sizeof(float)))
+            return NULL;
+        return p;
+    }
+    return malloc((n ? n : 1) * sizeof(float));
+}
+
+int sl_model_adopt(sl_op_ctx *ctx, float **dst, float **staged, size_t n)
+{
+    int rc = 0;
+    if (stage_in_place(ctx)) {
+        *dst = *staged;
+    } else {
+        rc = sl_model_upload_new(ctx, dst, *staged, n);
+        if (!rc) /* uploads from ordinary memory may be queued: wait before freeing the source */
+            rc = sl_op_sync(ctx);
+        free(*staged);
+    }
+    *staged = NULL;
+    return rc;
+}
+
+void sl_model_stage_free(sl_op_ctx *ctx, float *staged)
+{
+    if (stage_in_place(ctx))
+        sl_op_free(ctx, staged);
+    else
+        free(staged);
+}
+
 void sl_model_bn_fold(const float *const v[4], int64_t n, double eps, double *s, double *t)
 {
     for (int64_t i = 0; i < n; i++) {

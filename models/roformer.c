@@ -90,7 +90,7 @@ static int linear(sl_op_ctx *ctx, size_t m, size_t n, size_t k, const float *x, 
 static int rmsnorm(sl_op_ctx *ctx, size_t rows, size_t dim, const float *x, size_t ldx, const float *g, float *y,
                    size_t ldy)
 {
-    sl_norm_args a = {SL_NORM_RMS, rows, dim, x, ldx, g, NULL, 1e-12f, y, ldy, 0, 0, 0};
+    sl_norm_args a = {SL_NORM_RMS, rows, dim, x, ldx, g, NULL, 1e-12f, y, ldy, 0, 0, 0, SL_ACT_NONE};
     return sl_op_norm(ctx, &a);
 }
 

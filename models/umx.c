@@ -216,11 +216,13 @@ static int load_weights(sl_sep_model *m, umx_state *st, const char *path)
             goto out;
         }
     }
+    sl_op_ctx *ctx = m->ctx;
+    /* the large ones are filled where they stay (no second copy on the cpu backend) */
     float *in_mean = malloc(n_in * sizeof(float)), *in_scale = malloc(n_in * sizeof(float));
-    float *w1 = malloc(n_w1 * sizeof(float)), *b1 = malloc((size_t)J * H * sizeof(float));
-    float *w2 = malloc(n_w2 * sizeof(float)), *b2 = malloc((size_t)J * H * sizeof(float));
-    float *w3 = malloc(n_w3 * sizeof(float)), *b3 = malloc((size_t)J * 2 * nb * sizeof(float));
-    float *wl = malloc(n_wl * sizeof(float));
+    float *w1 = sl_model_stage(ctx, n_w1), *b1 = malloc((size_t)J * H * sizeof(float));
+    float *w2 = sl_model_stage(ctx, n_w2), *b2 = malloc((size_t)J * H * sizeof(float));
+    float *w3 = sl_model_stage(ctx, n_w3), *b3 = malloc((size_t)J * 2 * nb * sizeof(float));
+    float *wl = sl_model_stage(ctx, n_wl);
     double *s = malloc((size_t)2 * nb * sizeof(double)), *t = malloc((size_t)2 * nb * sizeof(double));
     if (!in_mean || !in_scale || !w1 || !b1 || !w2 || !b2 || !w3 || !b3 || !wl || !s || !t) {
         rc = sl_seterr(SL_ENOMEM, "separation model umx: out of memory for the weights");
@@ -311,37 +313,36 @@ static int load_weights(sl_sep_model *m, umx_state *st, const char *path)
                                path, key, st->layers);
         }
     }
-    sl_op_ctx *ctx = m->ctx;
     if (!rc)
         rc = sl_model_upload_new(ctx, &st->in_mean, in_mean, n_in);
     if (!rc)
         rc = sl_model_upload_new(ctx, &st->in_scale, in_scale, n_in);
     if (!rc)
-        rc = sl_model_upload_new(ctx, &st->w1, w1, n_w1);
+        rc = sl_model_adopt(ctx, &st->w1, &w1, n_w1);
     if (!rc)
         rc = sl_model_upload_new(ctx, &st->b1, b1, (size_t)J * H);
     if (!rc)
-        rc = sl_model_upload_new(ctx, &st->w2, w2, n_w2);
+        rc = sl_model_adopt(ctx, &st->w2, &w2, n_w2);
     if (!rc)
         rc = sl_model_upload_new(ctx, &st->b2, b2, (size_t)J * H);
     if (!rc)
-        rc = sl_model_upload_new(ctx, &st->w3, w3, n_w3);
+        rc = sl_model_adopt(ctx, &st->w3, &w3, n_w3);
     if (!rc)
         rc = sl_model_upload_new(ctx, &st->b3, b3, (size_t)J * 2 * nb);
     if (!rc)
-        rc = sl_model_upload_new(ctx, &st->wl, wl, n_wl);
+        rc = sl_model_adopt(ctx, &st->wl, &wl, n_wl);
     if (!rc) /* uploads from ordinary memory may be queued: wait before freeing the sources */
         rc = sl_op_sync(ctx);
 done:
     free(in_mean);
     free(in_scale);
-    free(w1);
+    sl_model_stage_free(ctx, w1);
     free(b1);
-    free(w2);
+    sl_model_stage_free(ctx, w2);
     free(b2);
-    free(w3);
+    sl_model_stage_free(ctx, w3);
     free(b3);
-    free(wl);
+    sl_model_stage_free(ctx, wl);
     free(s);
     free(t);
 out:

@@ -78,6 +78,12 @@ double sl_cpu_row_sum(const float *x, size_t n, double c, int sq);
 void sl_cpu_norm_apply(float *y, const float *x, size_t n, double mean, double rstd, const float *gamma,
                        const float *beta);
 
+/* One channel's run of a GroupNorm: y[i] = act((float)((x[i] - mean) * rstd) [* *gamma] [+ *beta])
+ * (gamma / beta: one value or NULL; act as sl_cpu_act) in one pass (y may be x); the AVX2 /
+ * AVX-512 paths bit-identical. */
+void sl_cpu_norm_apply_run(float *y, const float *x, size_t n, double mean, double rstd, const float *gamma,
+                           const float *beta, sl_act act);
+
 /* y[j] = a[j] * sigmoid(g[j]) (the LSTM cell's sigmoid), j < n; y may be a or lie
  * before it in memory by at most the row offset (GLU in place); AVX2 bit-identical. */
 void sl_cpu_glu_row(float *y, const float *a, const float *g, size_t n);

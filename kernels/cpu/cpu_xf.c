@@ -35,24 +35,16 @@ static void norm_row(const sl_norm_args *a, size_t i)
     const double rstd = 1.0 / sqrt(var + a->eps);
     if (a->kind == SL_NORM_LAYER) {
         sl_cpu_norm_apply(y, x, n, mean, rstd, a->gamma, a->beta);
+        if (a->act != SL_ACT_NONE)
+            sl_cpu_epilogue_row(a->act, n, y, NULL, NULL, NULL, y);
         return;
     }
     /* GROUP: runs of `inner` elements share their channel's parameters */
     const size_t cpg = a->channels / a->groups, c0 = (i % a->groups) * cpg, inner = a->inner;
     for (size_t j0 = 0; j0 < n; j0 += inner) {
         const size_t p = c0 + (j0 / inner) % cpg, m = n - j0 < inner ? n - j0 : inner;
-        float *yr = y + j0;
-        sl_cpu_norm_apply(yr, x + j0, m, mean, rstd, NULL, NULL);
-        if (a->gamma) {
-            const float g = a->gamma[p];
-            for (size_t j = 0; j < m; j++)
-                yr[j] *= g;
-        }
-        if (a->beta) {
-            const float b = a->beta[p];
-            for (size_t j = 0; j < m; j++)
-                yr[j] += b;
-        }
+        sl_cpu_norm_apply_run(y + j0, x + j0, m, mean, rstd, a->gamma ? a->gamma + p : NULL,
+                              a->beta ? a->beta + p : NULL, a->act);
     }
 }
 

@@ -4,7 +4,7 @@
 // NORM_T threads per row (rows over grid.x, looping): each thread sums its
 // strided slice, the slices are added by a fixed shared-memory tree
 // (deterministic, no atomics); LayerNorm makes a second pass for the variance
-// around the mean. In place is allowed: every thread has read all it needs
+// around the mean. LayerNorm / GroupNorm apply the args' activation last. In place is allowed: every thread has read all it needs
 // (the sums) before anything is written.
 #include "cu_ops.h"
 
@@ -64,7 +64,7 @@ static __global__ void __launch_bounds__(NORM_T) norm_kernel(sl_norm_args a)
                     v = v * a.gamma[p];
                 if (a.beta)
                     v = v + a.beta[p];
-                y[j] = v;
+                y[j] = sl_cu_act(a.act, v);
             }
         }
     }

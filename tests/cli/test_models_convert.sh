@@ -16,6 +16,7 @@ if [ -z "$TPY" ]; then
   echo "SKIPPED: no python3 that imports torch (apt-get install python3-torch to run this test)"
   exit 77
 fi
+SL_PYTHON=$TPY  # the read-back checks compare against torch's sums
 in_tmp_dir
 
 # ---- Open-Unmix: 4 targets, hidden 8, 2 channels, nb_bins 9 (n_fft 16), max_bin 5 ----
@@ -190,18 +191,28 @@ expect_grep "no tensor conv_block3.conv2.weight" conv.log "missing Cnn14 tensor 
 import sys
 sys.path.insert(0, sys.argv[1])
 import fetch_models, convert_umx, convert_cnn14
+import os
 rf = {"bs_roformer_musdb", "bs_roformer_viperx", "mel_band_roformer_viperx", "mel_band_roformer_kj"}
-assert set(fetch_models.MODELS) == {"umxhq", "cnn14"} | rf
+hd = {"htdemucs", "htdemucs_6s", "htdemucs_ft"}
+assert set(fetch_models.MODELS) == {"umxhq", "cnn14", "clap-music"} | rf | hd, sorted(fetch_models.MODELS)
 for name, m in fetch_models.MODELS.items():
+    assert os.path.isfile(os.path.join(sys.argv[1], m["converter"])), (name, m["converter"])
     if name in rf:  # no published digests: a config and a checkpoint, licence and data stated
         assert m["converter"] == "convert_roformer.py" and m["licence"] and m["data"], name
         assert [f[0].endswith(".yaml") for f in m["files"]] == [True, False], name
         assert all(f[1] is None and f[2] is None for f in m["files"]), name
         continue
+    if name in hd:  # torch.hub names: NAME-<sha256 prefix>.th, checked against the prefix
+        assert m["converter"] == "convert_htdemucs.py", name
+        assert all(f[0].endswith(".th") and fetch_models.expected_prefix(f[0]) for f in m["files"]), name
+        assert ("bag" in m) == (len(m["files"]) > 1), name
+        continue
     for f, md5, sha in m["files"]:
-        assert len(md5) == 32 and (sha is None or len(sha) == 64)
+        assert md5 is None or len(md5) == 32, (f, md5)
+        assert sha is None or len(sha) == 64, (f, sha)
         p = fetch_models.expected_prefix(f)
         assert sha is None or p is None or sha.startswith(p), (f, sha)
+    assert m["files"][0][1] or m["files"][0][2], ("the weights file carries no digest", name)
 EOF
 
 finish

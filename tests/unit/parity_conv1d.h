@@ -135,11 +135,11 @@ static void case_convt1d(parity *P, size_t batch, int ci, int co, size_t len, si
 
 /* GroupNorm of [n][channels][S] (channel_last 0: rows n*groups) or of [n][S][channels] with one group. */
 static void case_group_norm(parity *P, size_t n, size_t channels, size_t groups, size_t S, int channel_last,
-                            int in_place)
+                            int in_place, sl_act act)
 {
     const size_t dim = channels / groups * S, nx = n * channels * S;
     sl_norm_args a = {SL_NORM_GROUP, n * groups, dim, NULL, dim, NULL, NULL, 1e-5f, NULL, dim, groups, channels,
-                      channel_last ? 1 : S};
+                      channel_last ? 1 : S, act};
     float *x = pr_rand(nx), *g = pr_rand(channels), *b = pr_rand(channels);
     for (size_t i = 0; i < nx; i++)
         x[i] = x[i] * 2.0f + 0.7f;
@@ -154,7 +154,8 @@ static void case_group_norm(parity *P, size_t n, size_t channels, size_t groups,
         var /= (double)dim;
         for (size_t j = 0; j < dim; j++) {
             size_t c = channel_last ? j % channels : (r % groups) * (channels / groups) + j / S;
-            exact[r * dim + j] = (x[r * dim + j] - mean) / sqrt(var + 1e-5) * g[c] + b[c];
+            const double v = (x[r * dim + j] - mean) / sqrt(var + 1e-5) * g[c] + b[c];
+            exact[r * dim + j] = act == SL_ACT_GELU ? 0.5 * v * (1.0 + erf(v / sqrt(2.0))) : v;
         }
     }
     sl_op_ctx *ctxs[2] = {P->ref, P->ctx};
@@ -176,8 +177,8 @@ static void case_group_norm(parity *P, size_t n, size_t channels, size_t groups,
         sl_op_free(ctxs[s], db);
     }
     char shape[128];
-    snprintf(shape, sizeof shape, "group n%zu C%zu G%zu S%zu%s%s", n, channels, groups, S,
-             channel_last ? " channel-last" : "", in_place ? " in place" : "");
+    snprintf(shape, sizeof shape, "group n%zu C%zu G%zu S%zu%s%s%s", n, channels, groups, S,
+             channel_last ? " channel-last" : "", in_place ? " in place" : "", act == SL_ACT_GELU ? " gelu" : "");
     CHECK_MSG(rc == 0, "norm %s: %s", shape, sl_lasterr());
     pr_report(P, "norm", shape, pr_err(out[1], out[0], nx), TOL_NORM);
     char s2[160];
@@ -304,9 +305,10 @@ static void conv1d_cases(parity *P, int big)
     case_convt1d(P, 1, 8, 3, 16, 7, 8, 4, 0, 68, 1, SL_ACT_NONE);       /* kernel [8,1] stride [4,1], full */
     case_convt1d(P, 2, 3, 5, 9, 2, 3, 3, 1, 20, 0, SL_ACT_RELU);        /* stride = k */
     case_convt1d(P, 1, 4, 2, 7, 3, 2, 3, 0, 20, 1, SL_ACT_TANH);        /* stride > k: gaps get the bias */
-    case_group_norm(P, 2, 8, 4, 33, 0, 0);
-    case_group_norm(P, 3, 6, 1, 300, 0, 1);                              /* GroupNorm(1, C), longer than a block */
-    case_group_norm(P, 2, 12, 1, 45, 1, 0);                              /* channel-last (transformer norm_out) */
+    case_group_norm(P, 2, 8, 4, 33, 0, 0, SL_ACT_NONE);
+    case_group_norm(P, 3, 6, 1, 300, 0, 1, SL_ACT_NONE);                 /* GroupNorm(1, C), longer than a block */
+    case_group_norm(P, 2, 12, 1, 45, 1, 0, SL_ACT_NONE);                 /* channel-last (transformer norm_out) */
+    case_group_norm(P, 2, 8, 4, 37, 0, 1, SL_ACT_GELU);                  /* GroupNorm + GELU in one pass */
     case_affine_res(P, 2, 5, 33, SL_ACT_NONE, 0);
     case_affine_res(P, 1, 7, 300, SL_ACT_GELU, 1);
     if (big) {

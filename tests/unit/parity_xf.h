@@ -35,7 +35,7 @@ static float *run_norm(sl_op_ctx *ctx, const sl_norm_args *h, size_t nx, size_t 
 static void case_norm(parity *P, sl_norm_kind kind, size_t rows, size_t dim, int params, int in_place)
 {
     sl_norm_args a = {kind, rows, dim, NULL, dim + (in_place ? 0 : 3), NULL, NULL, kind == SL_NORM_RMS ? 1e-12f : 1e-5f,
-                      NULL, dim + (in_place ? 0 : 1), 0, 0, 0};
+                      NULL, dim + (in_place ? 0 : 1), 0, 0, 0, SL_ACT_NONE};
     const size_t nx = rows * a.ldx, ny = in_place ? nx : rows * a.ldy;
     float *x = pr_rand(nx), *g = pr_rand(dim), *b = pr_rand(dim);
     for (size_t i = 0; i < nx; i++)
