@@ -5,14 +5,16 @@
  * default fp32,tf32,bf16; a precision the backend refuses is printed as
  * skipped) and each shape: achieved TFLOP/s (2 m n k per item / time, best of
  * --repeat after one warm-up, inputs and outputs in backend memory, the clock
- * stopped after sl_op_sync) and the error against the exact (double) product
+ * stopped after sl_op_sync; on the cpu backend the process's CPU time) and the error against the exact (double) product
  * of the first rows, max |got - exact| / max |exact|, so a run records what
  * each mode costs in accuracy beside what it gains in speed.
  *
  * Shapes (batch x m x n x k; the batch shares the weights, as a model's
  * segments do): umxhq's fc1 (2974 -> 512) and fc3 (1024 -> 2974 · 2) over a
  * 2-second batch, Cnn14's fc1 (2048 -> 2048), a RoFormer feed-forward
- * (384 -> 1536) over 4096 tokens, and a square 4096^3.
+ * (384 -> 1536) over 4096 tokens, the full-size BS-RoFormer's layers over a
+ * 2-second segment (201 frames x 62 bands) and one mask-estimator layer, and a
+ * square 4096^3.
  *
  * Output: one JSON object per line on stdout
  * ({"bench":"gemm","backend","device","precision","shape","m","n","k","batch",
@@ -40,6 +42,10 @@ static const shape shapes[] = {
     {"umx fc3 1024->5948", 1, 4 * 173, 5948, 1024},
     {"cnn14 fc1 2048->2048", 1, 64, 2048, 2048},
     {"roformer ff 384->1536", 1, 4096, 1536, 384},
+    {"bs_roformer 2s qkv 384->1536", 1, 201 * 62, 1536, 384},
+    {"bs_roformer 2s out 512->384", 1, 201 * 62, 384, 512},
+    {"bs_roformer 2s ff2 1536->384", 1, 201 * 62, 384, 1536},
+    {"bs_roformer 2s mask 384->1536", 1, 201, 1536, 384},
     {"square 4096", 1, 4096, 4096, 4096},
 };
 
@@ -95,12 +101,16 @@ static int run_shape(sl_op_ctx *ctx, const char *backend, sl_precision p, const 
     a.ldy = s->n;
     a.stride_y = s->m * s->n;
     double best = INFINITY;
+    /* the CPU: the process's CPU time (all its threads; a shared machine's wall time is noisy) */
+    const int cpu = !strcmp(backend, "cpu");
+    if (!rc)
+        rc = sl_op_mark_fixed(ctx, w, nw * 4); /* weights, as the models declare theirs */
     for (int r = 0; !rc && r <= repeat; r++) { /* r = 0: warm-up (cuBLASLt handle, workspace) */
-        const double t0 = bench_now();
+        const double t0 = cpu ? bench_cpu_now() : bench_now();
         rc = sl_op_gemm(ctx, &a);
         if (!rc)
             rc = sl_op_sync(ctx);
-        const double t = bench_now() - t0;
+        const double t = (cpu ? bench_cpu_now() : bench_now()) - t0;
         if (r && t < best)
             best = t;
     }

@@ -4,6 +4,7 @@ against the reference PyTorch package (bs-roformer 0.3.10 from PyPI), same
 machine, same run, same threads, same input, same weights.
 
     PY bench/bench_roformer.py [--arch bs|mel] [--seconds 2] [--threads 1] [--repeat 2] [--check]
+                               [--precision fp32|tf32|bf16]
 
 PY: a python with torch 2.x, bs-roformer==0.3.10 and librosa (for example a venv:
 python3 -m venv V && V/bin/pip install torch bs-roformer==0.3.10 librosa).
@@ -21,8 +22,12 @@ model's forward, no chunking).
 Timing: PyTorch: model forward in float32 under torch.inference_mode after one
 warm-up, torch.set_num_threads(--threads); stemline: bench_umx --model (one
 warm-up, then --repeat runs) with --threads (its op threads) and
-OPENBLAS_NUM_THREADS=--threads. Best of
---repeat. Prints x realtime for both, the speed-up, and max |stemline - torch|
+OPENBLAS_NUM_THREADS=--threads, runtime.precision --precision (stemline's
+linear layers; the mode in effect is printed: fp32 on a CPU without AMX
+tiles); torch always computes in its default float32. Best of --repeat, for
+the wall time and for the CPU time of the process (user + system of all its
+threads: the figure to compare on a loaded machine). Prints x realtime for
+both, the speed-ups by wall and by CPU time, and max |stemline - torch|
 over all stems relative to the largest stem sample (torch in float64 for that
 comparison when --check). --check exits 1 when it exceeds 1e-4 (the slow test).
 """
@@ -79,6 +84,7 @@ def main():
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--check", action="store_true")
     ap.add_argument("--bin", default=os.path.join(ROOT, "build", "bench_umx"))
+    ap.add_argument("--precision", choices=["fp32", "tf32", "bf16"], default="fp32")
     args = ap.parse_args()
     cls, arch, kw, stems = config(args.arch)
     hop = kw["stft_hop_length"]
@@ -94,7 +100,7 @@ def main():
         x.tofile(fin)
         env = dict(os.environ, OPENBLAS_NUM_THREADS=str(args.threads))
         r = subprocess.run([args.bin, "--model", arch, "--weights", w, "--input", fin, "--output", fout,
-                            "--repeat", str(args.repeat), "--threads", str(args.threads),
+                            "--repeat", str(args.repeat), "--threads", str(args.threads), "--precision", args.precision,
                             "--opt", "instrumental=false"],
                            env=env, capture_output=True, text=True)
         if r.returncode != 0:
@@ -103,13 +109,14 @@ def main():
         sl = json.loads(r.stdout.strip().splitlines()[-1])
         got = np.fromfile(fout, dtype=np.float32).reshape(len(stems), 2, n)
     xt = torch.from_numpy(x)[None]
-    best = 1e30
+    best = cpu_best = 1e30
     with torch.inference_mode():
         m(xt)  # warm-up
         for _ in range(args.repeat):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             ref = m(xt)
             best = min(best, time.perf_counter() - t0)
+            cpu_best = min(cpu_best, time.process_time() - c0)
         if args.check:
             ref = m.double()(xt.double())
     ref = ref[0].numpy()
@@ -119,12 +126,16 @@ def main():
     audio = n / SR
     res = {"bench": "roformer", "arch": arch, "seconds": audio, "threads": args.threads,
            "stemline_x_realtime": sl["x_realtime"], "torch_x_realtime": audio / best,
-           "speedup": sl["x_realtime"] / (audio / best), "rel_err": err, "torch": torch.__version__,
+           "speedup": sl["x_realtime"] / (audio / best), "stemline_cpu_s": sl["cpu_best_s"], "torch_cpu_s": cpu_best,
+           "speedup_cpu": cpu_best / sl["cpu_best_s"], "precision": sl.get("precision", "fp32"),
+           "precision_asked": args.precision, "rel_err": err, "torch": torch.__version__,
            "params": sl["params"], "load_avg_1min": os.getloadavg()[0]}
     print(json.dumps(res))
-    print("%s %.1f s, %d thread(s): stemline %.3fx realtime, torch %.3fx, speed-up %.2fx; max error %.2g of the "
-          "largest sample (%s)" % (arch, audio, args.threads, sl["x_realtime"], audio / best,
-                                   res["speedup"], err, "float64 reference" if args.check else "float32 torch"))
+    print("%s %.1f s, %d thread(s), stemline %s against torch float32: stemline %.3fx realtime, torch %.3fx, "
+          "speed-up %.2fx (wall), %.2fx (CPU time %.2f s against %.2f s); max error %.2g of the largest sample (%s)"
+          % (arch, audio, args.threads, res["precision"], sl["x_realtime"], audio / best, res["speedup"],
+             res["speedup_cpu"], sl["cpu_best_s"], cpu_best, err,
+             "float64 reference" if args.check else "float32 torch"))
     if args.check and not err <= 1e-4:
         return 1
     return 0

@@ -29,7 +29,7 @@
 int main(int argc, char **argv)
 {
     const char *weights = NULL, *input = NULL, *output = NULL, *backend = "cpu", *model = "umx";
-    const char *niter = "1", *residual = "false", *softmask = "false";
+    const char *niter = "1", *residual = "false", *softmask = "false", *precision = "fp32";
     char extra[8][2][64];
     int repeat = 1, n_extra = 0, threads = 1;
     for (int i = 1; i + 1 < argc; i += 2) {
@@ -53,6 +53,8 @@ int main(int argc, char **argv)
             softmask = argv[i + 1];
         else if (!strcmp(argv[i], "--model"))
             model = argv[i + 1];
+        else if (!strcmp(argv[i], "--precision"))
+            precision = argv[i + 1];
         else if (!strcmp(argv[i], "--opt") && n_extra < 8 && strchr(argv[i + 1], '=')) {
             const char *eq = strchr(argv[i + 1], '=');
             snprintf(extra[n_extra][0], sizeof extra[0][0], "%.*s", (int)(eq - argv[i + 1]), argv[i + 1]);
@@ -65,7 +67,7 @@ int main(int argc, char **argv)
     }
     if (!weights || !input || repeat < 1) {
         fprintf(stderr, "usage: bench_umx --weights W --input IN.f32 [--output OUT.f32] [--model umx] [--backend cpu] "
-                        "[--repeat N] [--threads N] [--opt KEY=VALUE]... [--niter 1] [--residual false] "
+                        "[--repeat N] [--threads N] [--precision fp32|tf32|bf16] [--opt KEY=VALUE]... [--niter 1] [--residual false] "
                         "[--softmask false]\n");
         return 2;
     }
@@ -82,6 +84,13 @@ int main(int argc, char **argv)
     }
     if (sl_op_ctx_set_threads(ctx, threads) < 0) {
         fprintf(stderr, "bench_umx: --threads %d: %s\n", threads, sl_lasterr());
+        return 2;
+    }
+    const sl_precision prec = !strcmp(precision, "tf32") ? SL_PREC_TF32
+                              : !strcmp(precision, "bf16") ? SL_PREC_BF16
+                                                           : SL_PREC_FP32;
+    if (strcmp(precision, sl_precision_name(prec)) || sl_op_ctx_set_precision(ctx, prec) < 0) {
+        fprintf(stderr, "bench_umx: --precision %s: %s\n", precision, sl_lasterr());
         return 2;
     }
     const int is_umx = !strcmp(model, "umx");
@@ -130,9 +139,9 @@ int main(int argc, char **argv)
     const double audio = (double)n / info->sample_rate;
     printf("{\"bench\":\"%s\",\"impl\":\"stemline\",\"backend\":\"%s\",\"device\":\"%s\",\"threads\":%d,"
            "\"peak_threads\":%d,\"seconds\":%.3f,\"sources\":%d,\"load_s\":%.3f,\"best_s\":%.4f,\"mean_s\":%.4f,"
-           "\"cpu_best_s\":%.4f,\"repeat\":%d,\"x_realtime\":%.4g,\"params\":\"%s\"}\n",
+           "\"cpu_best_s\":%.4f,\"repeat\":%d,\"x_realtime\":%.4g,\"precision\":\"%s\",\"params\":\"%s\"}\n",
            model, backend, sl_op_ctx_device(ctx), sl_op_ctx_threads(ctx), sl_op_ctx_peak_threads(ctx), audio, S, t_load,
-           best, sum / repeat, cpu_best, repeat, audio / best, info->params);
+           best, sum / repeat, cpu_best, repeat, audio / best, sl_precision_name(sl_op_ctx_precision(ctx)), info->params);
     if (output) {
         FILE *o = fopen(output, "wb");
         if (!o || fwrite(out, sizeof(float), (size_t)S * C * n, o) != (size_t)S * C * n) {

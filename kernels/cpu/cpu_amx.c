@@ -14,11 +14,20 @@
  * accumulation): a relative error of about 2^-8 per product, as a GPU's bf16
  * tensor cores.
  *
- * Blocking: w is packed once per call into 16-column panels in the tiles' pair
- * layout ([k/2][16][2] bf16); x is packed 32 rows at a time; 32 x 32 outputs
- * accumulate in four tiles (tmm0-3) from two x tiles (tmm4-5) and two w tiles
- * (tmm6-7) per 32 k values. Every output element sees the same operations in
- * the same order whatever the split of m or n between threads. */
+ * Layout and blocking. w is packed into panels of 16 columns (an even number of
+ * them, zero columns past n), each panel its high parts [kp/2][16][2] bf16 (the
+ * tiles' pair layout, kp = k rounded up to 32) then, for tf32, its low parts:
+ * once per context for weights declared fixed (sl_op_mark_fixed), else once per
+ * call, in either case shared by the threads. A thread packs its rows of x
+ * MB at a time (MB chosen so that a block stays in L2 beside a panel pair),
+ * 16-row groups of high then low parts [16][kp]; for every panel pair it runs
+ * every 32-row part of the block: 32 x 32 outputs accumulate in four tiles
+ * (tmm0-3) from two x tiles (tmm4-5) and two w tiles (tmm6-7) per 32 k values,
+ * in tf32 the high-high, high-low and low-high products of those 32 k values in
+ * that order. The epilogue (bias, activation, multiplier, residual) is applied
+ * to each 32 x 32 block as it leaves the tiles. Every output element sees the
+ * same operations in the same order whatever the split of m between threads or
+ * the blocking. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +72,8 @@ typedef struct {
     uint8_t rows[16];
 } amx_cfg;
 
+static size_t round32(size_t k) { return (k + 31) & ~(size_t)31; }
+
 /* 16 floats (n < 16: the first n, zeros after) -> their bf16 high and low parts. */
 AMX_TGT static inline void split16(const float *x, size_t n, __m256i *hi, __m256i *lo)
 {
@@ -74,73 +85,203 @@ AMX_TGT static inline void split16(const float *x, size_t n, __m256i *hi, __m256
     *lo = (__m256i)_mm512_cvtneps_pbh(_mm512_sub_ps(v, hf));
 }
 
-/* Rows r < 32 of x (zeros for r >= m) -> dst[32][terms*kp], zeros past k: terms 3,
- * high | high | low; terms 1, high. */
-AMX_TGT static void pack_x(const float *x, size_t ldx, size_t m, size_t k, size_t kp, int terms, uint16_t *dst)
+size_t sl_cpu_amx_wsize(int terms, size_t n, size_t k)
 {
-    const size_t kt = (size_t)terms * kp;
-    for (size_t r = 0; r < 32; r++) {
-        uint16_t *d = dst + r * kt;
-        if (r >= m) {
-            memset(d, 0, kt * sizeof *d);
+    return (n + 31) / 32 * 2 * (terms == 3 ? 2 : 1) * round32(k) * 16;
+}
+
+/* 16 vectors of 16 32-bit lanes transposed in place: r[i] lane j <-> r[j] lane i. */
+AMX_TGT static void transpose16(__m512i r[16])
+{
+    __m512i t[16], u[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) { /* u[i + e]: lane element e of rows i .. i + 3 */
+        u[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+        u[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+        u[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+        u[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+    }
+    for (int e = 0; e < 4; e++) {
+        const __m512i s0 = _mm512_shuffle_i32x4(u[e], u[4 + e], 0x44), s1 = _mm512_shuffle_i32x4(u[e], u[4 + e], 0xEE);
+        const __m512i s2 = _mm512_shuffle_i32x4(u[8 + e], u[12 + e], 0x44);
+        const __m512i s3 = _mm512_shuffle_i32x4(u[8 + e], u[12 + e], 0xEE);
+        r[e] = _mm512_shuffle_i32x4(s0, s2, 0x88);
+        r[4 + e] = _mm512_shuffle_i32x4(s0, s2, 0xDD);
+        r[8 + e] = _mm512_shuffle_i32x4(s1, s3, 0x88);
+        r[12 + e] = _mm512_shuffle_i32x4(s1, s3, 0xDD);
+    }
+}
+
+/* Panel p of w: its 16 columns (zeros past n) -> dst, high parts then (tf32) low parts; 32 k
+ * values of the 16 columns at a time, split into bf16 and transposed into the pair layout. */
+AMX_TGT static void pack_panel(int tw, size_t p, size_t n, size_t k, const float *w, size_t ldw, uint16_t *dst)
+{
+    const size_t kp = round32(k);
+    uint16_t *dl = dst + kp * 16;
+    for (size_t j = 0; j < kp; j += 32) {
+        __m512i h[16], l[16];
+        for (size_t c = 0; c < 16; c++) {
+            if (16 * p + c >= n || j >= k) {
+                h[c] = l[c] = _mm512_setzero_si512();
+                continue;
+            }
+            const float *s = w + (16 * p + c) * ldw + j;
+            __m256i h0, l0, h1, l1;
+            split16(s, k - j, &h0, &l0);
+            split16(s + 16, k - j > 16 ? k - j - 16 : 0, &h1, &l1);
+            h[c] = _mm512_inserti64x4(_mm512_castsi256_si512(h0), h1, 1);
+            l[c] = _mm512_inserti64x4(_mm512_castsi256_si512(l0), l1, 1);
+        }
+        transpose16(h); /* h[r]: k pair j / 2 + r of the 16 columns */
+        for (int r = 0; r < 16; r++)
+            _mm512_storeu_si512(dst + (j / 2 + (size_t)r) * 32, h[r]);
+        if (tw == 1)
+            continue;
+        transpose16(l);
+        for (int r = 0; r < 16; r++)
+            _mm512_storeu_si512(dl + (j / 2 + (size_t)r) * 32, l[r]);
+    }
+}
+
+void sl_cpu_amx_pack_w(int terms, size_t n, size_t k, const float *w, size_t ldw, size_t p0, size_t p1,
+                       uint16_t *dst)
+{
+    const int tw = terms == 3 ? 2 : 1;
+    const size_t per = (size_t)tw * round32(k) * 16;
+    for (size_t p = p0; p < p1; p++)
+        pack_panel(tw, p, n, k, w, ldw, dst + p * per);
+}
+
+/* Rows [0, rows) of x (zeros up to mb) -> dst: 16-row groups, each high parts [16][kp] then (tf32) low. */
+AMX_TGT static void pack_x(int tw, const float *x, size_t ldx, size_t rows, size_t mb, size_t k, size_t kp,
+                           uint16_t *dst)
+{
+    for (size_t r = 0; r < mb; r++) {
+        uint16_t *dh = dst + ((r / 16) * (size_t)tw * 16 + r % 16) * kp, *dl = dh + 16 * kp;
+        if (r >= rows) {
+            memset(dh, 0, kp * sizeof *dh);
+            if (tw == 2)
+                memset(dl, 0, kp * sizeof *dl);
             continue;
         }
         const float *s = x + r * ldx;
         for (size_t j = 0; j < kp; j += 16) {
             __m256i h, l;
             split16(s + j, j < k ? k - j : 0, &h, &l);
-            _mm256_storeu_si256((__m256i *)(d + j), h);
-            if (terms == 3) {
-                _mm256_storeu_si256((__m256i *)(d + kp + j), h);
-                _mm256_storeu_si256((__m256i *)(d + 2 * kp + j), l);
-            }
+            _mm256_storeu_si256((__m256i *)(dh + j), h);
+            if (tw == 2)
+                _mm256_storeu_si256((__m256i *)(dl + j), l);
         }
     }
 }
 
-/* Columns c < 16 of a panel (rows of w, zeros for c >= n) -> dst[terms*kp/2][16][2]: along k,
- * terms 3, high | low | high; terms 1, high; zeros past k. */
-AMX_TGT static void pack_w(const float *w, size_t ldw, size_t n, size_t k, size_t kp, int terms, uint16_t *dst)
+/* c[32][32] (row stride ldc) = rows of groups xa, xb times panels w0, w1 (the tile configuration
+ * loaded). */
+AMX_TGT static void block32(int tw, const uint16_t *xa, const uint16_t *xb, const uint16_t *w0, const uint16_t *w1,
+                            size_t kp, float *c, size_t ldc)
 {
-    const size_t kt = (size_t)terms * kp;
-    uint32_t *d = (uint32_t *)dst; /* one k pair of one column */
-    memset(dst, 0, kt * 16 * sizeof *dst);
-    for (size_t c = 0; c < n; c++) {
-        const float *s = w + c * ldw;
-        for (size_t j = 0; j < k; j += 16) {
-            __m256i h, l;
-            split16(s + j, k - j, &h, &l);
-            uint32_t hp[8], lp[8];
-            _mm256_storeu_si256((__m256i *)hp, h);
-            _mm256_storeu_si256((__m256i *)lp, l);
-            for (size_t p = 0; p < 8 && j + 2 * p < k; p++) {
-                const size_t row = j / 2 + p;
-                d[row * 16 + c] = hp[p];
-                if (terms == 3) {
-                    d[(row + kp / 2) * 16 + c] = lp[p];
-                    d[(row + kp) * 16 + c] = hp[p];
-                }
-            }
-        }
+    const long sx = (long)(kp * 2);
+    const size_t lo = 16 * kp; /* low parts after the high ones, in x groups and w panels alike */
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    for (size_t j = 0; j < kp; j += 32) {
+        _tile_loadd(4, xa + j, sx);
+        _tile_loadd(5, xb + j, sx);
+        _tile_loadd(6, w0 + j * 16, 64);
+        _tile_loadd(7, w1 + j * 16, 64);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+        if (tw == 1)
+            continue;
+        _tile_loadd(6, w0 + lo + j * 16, 64);
+        _tile_loadd(7, w1 + lo + j * 16, 64);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+        _tile_loadd(4, xa + lo + j, sx);
+        _tile_loadd(5, xb + lo + j, sx);
+        _tile_loadd(6, w0 + j * 16, 64);
+        _tile_loadd(7, w1 + j * 16, 64);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
     }
+    const long sc = (long)(ldc * 4);
+    _tile_stored(0, c, sc);
+    _tile_stored(1, c + 16, sc);
+    _tile_stored(2, c + 16 * ldc, sc);
+    _tile_stored(3, c + 16 * ldc + 16, sc);
 }
 
-/* c[i][j] = sum_k a[i][k] b[j][k] for i < m, j < n (b: n rows of k, "trans_b"). */
-AMX_TGT static int amx_gemm_nt(int terms, size_t m, size_t n, size_t k, const float *a, size_t lda, const float *b,
-                               size_t ldb, float *c, size_t ldc)
+/* A thread's block of packed x, kept across calls (freed when the thread ends). */
+typedef struct {
+    uint16_t *p;
+    size_t cap;
+} xbuf;
+static pthread_key_t xbuf_key;
+static pthread_once_t xbuf_once = PTHREAD_ONCE_INIT;
+static void xbuf_free(void *v)
 {
-    const size_t kp = (k + 31) & ~(size_t)31, k3 = (size_t)terms * kp, panels = (n + 31) / 32 * 2;
-    uint16_t *wp = aligned_alloc(64, panels * k3 * 16 * sizeof(uint16_t));
-    uint16_t *xp = aligned_alloc(64, 32 * k3 * sizeof(uint16_t));
-    if (!wp || !xp) {
-        free(wp);
-        free(xp);
+    xbuf *b = v;
+    free(b->p);
+    free(b);
+}
+static void xbuf_init(void) { (void)pthread_key_create(&xbuf_key, xbuf_free); }
+static uint16_t *xbuf_get(size_t n)
+{
+    pthread_once(&xbuf_once, xbuf_init);
+    xbuf *b = pthread_getspecific(xbuf_key);
+    if (!b) {
+        if (!(b = calloc(1, sizeof *b)) || pthread_setspecific(xbuf_key, b)) {
+            free(b);
+            return NULL;
+        }
+    }
+    if (b->cap < n) {
+        free(b->p);
+        b->cap = 0;
+        if (!(b->p = aligned_alloc(64, (n * sizeof(uint16_t) + 63) & ~(size_t)63)))
+            return NULL;
+        b->cap = n;
+    }
+    return b->p;
+}
+
+/* Bytes of packed x per block, and of its products when an epilogue follows: with a panel pair,
+ * within a 2 MiB L2. */
+#define XBLOCK_BYTES ((size_t)768 << 10)
+#define YBLOCK_BYTES ((size_t)640 << 10)
+
+AMX_TGT static int amx_gemm(int terms, size_t i0, size_t i1, size_t n, size_t k, const float *x, size_t ldx,
+                            const uint16_t *wp, const sl_cpu_amx_epi *e)
+{
+    const int tw = terms == 3 ? 2 : 1;
+    const size_t kp = round32(k), row_bytes = (size_t)tw * kp * 2, pairs = (n + 31) / 32;
+    /* products go straight to y without a residual, else to a buffer of the block first; the
+     * epilogue then runs over the block's rows (plain: none) while they are still in L2 */
+    const int direct = !e->add, plain = !e->bias && !e->mul && e->act == SL_ACT_NONE;
+    size_t mb = XBLOCK_BYTES / row_bytes / 32 * 32;
+    if (!(direct && plain)) {
+        const size_t mo = YBLOCK_BYTES / (n * sizeof(float)) / 32 * 32;
+        mb = mo < mb ? mo : mb;
+    }
+    mb = mb < 32 ? 32 : mb > 512 ? 512 : mb;
+    if (mb > ((i1 - i0 + 31) & ~(size_t)31))
+        mb = (i1 - i0 + 31) & ~(size_t)31;
+    const size_t ldp = direct ? e->ldy : n;
+    uint16_t *xp = xbuf_get(mb * (size_t)tw * kp + (direct ? 0 : mb * n * 2));
+    if (!xp)
         return 0;
-    }
-    for (size_t p = 0; p < panels; p++) {
-        const size_t c0 = p * 16, nc = c0 < n ? (n - c0 < 16 ? n - c0 : 16) : 0;
-        pack_w(b + c0 * ldb, ldb, nc, k, kp, terms, wp + p * k3 * 16);
-    }
+    float *pbuf = direct ? NULL : (float *)(xp + mb * (size_t)tw * kp);
     amx_cfg cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.palette = 1;
@@ -149,65 +290,65 @@ AMX_TGT static int amx_gemm_nt(int terms, size_t m, size_t n, size_t k, const fl
         cfg.colsb[t] = 64;
     }
     _tile_loadconfig(&cfg);
-    float edge[32 * 32];
-    for (size_t i0 = 0; i0 < m; i0 += 32) {
-        const size_t mr = m - i0 < 32 ? m - i0 : 32;
-        pack_x(a + i0 * lda, lda, mr, k, kp, terms, xp);
-        for (size_t p = 0; p < panels; p += 2) {
-            const uint16_t *w0 = wp + p * k3 * 16, *w1 = w0 + k3 * 16;
-            _tile_zero(0);
-            _tile_zero(1);
-            _tile_zero(2);
-            _tile_zero(3);
-            for (size_t j = 0; j < k3; j += 32) {
-                _tile_loadd(4, xp + j, (long)(k3 * 2));
-                _tile_loadd(5, xp + 16 * k3 + j, (long)(k3 * 2));
-                _tile_loadd(6, w0 + j * 16, 64);
-                _tile_loadd(7, w1 + j * 16, 64);
-                _tile_dpbf16ps(0, 4, 6);
-                _tile_dpbf16ps(1, 4, 7);
-                _tile_dpbf16ps(2, 5, 6);
-                _tile_dpbf16ps(3, 5, 7);
+    const size_t panel = (size_t)tw * kp * 16, group = (size_t)tw * 16 * kp;
+    float c[32 * 32];
+    for (size_t b0 = i0; b0 < i1; b0 += mb) {
+        const size_t rows = i1 - b0 < mb ? i1 - b0 : mb, used = (rows + 31) & ~(size_t)31;
+        float *p = direct ? e->y + b0 * e->ldy : pbuf;
+        pack_x(tw, x + b0 * ldx, ldx, rows, used, k, kp, xp);
+        for (size_t q = 0; q < pairs; q++) {
+            const uint16_t *w0 = wp + 2 * q * panel, *w1 = w0 + panel;
+            const size_t j0 = 32 * q, nc = n - j0 < 32 ? n - j0 : 32;
+            for (size_t r0 = 0; r0 < used; r0 += 32) {
+                const size_t nr = rows - r0 < 32 ? rows - r0 : 32;
+                const uint16_t *xa = xp + (r0 / 16) * group;
+                if (nr == 32 && nc == 32) {
+                    block32(tw, xa, xa + group, w0, w1, kp, p + r0 * ldp + j0, ldp);
+                    continue;
+                }
+                block32(tw, xa, xa + group, w0, w1, kp, c, 32);
+                for (size_t r = 0; r < nr; r++)
+                    memcpy(p + (r0 + r) * ldp + j0, c + r * 32, nc * sizeof(float));
             }
-            const size_t j0 = p * 16, nr = n - j0 < 32 ? n - j0 : 32;
-            float *o = c + i0 * ldc + j0;
-            if (mr == 32 && nr == 32) {
-                _tile_stored(0, o, (long)(ldc * 4));
-                _tile_stored(1, o + 16, (long)(ldc * 4));
-                _tile_stored(2, o + 16 * ldc, (long)(ldc * 4));
-                _tile_stored(3, o + 16 * ldc + 16, (long)(ldc * 4));
-                continue;
-            }
-            _tile_stored(0, edge, 128);
-            _tile_stored(1, edge + 16, 128);
-            _tile_stored(2, edge + 16 * 32, 128);
-            _tile_stored(3, edge + 16 * 32 + 16, 128);
-            for (size_t r = 0; r < mr; r++)
-                memcpy(o + r * ldc, edge + r * 32, nr * sizeof(float));
+        }
+        for (size_t r = 0; r < rows && !(direct && plain); r++) {
+            const size_t i = b0 + r;
+            sl_cpu_epilogue_row(e->act, n, p + r * ldp, e->bias, e->mul ? e->mul + i * e->ldmul : NULL,
+                                e->add ? e->add + i * e->ldadd : NULL, e->y + i * e->ldy);
         }
     }
     _tile_release();
-    free(wp);
-    free(xp);
     return 1;
 }
 
-int sl_cpu_amx_sgemm_nt(int terms, size_t m, size_t n, size_t k, const float *a, size_t lda, const float *b,
-                        size_t ldb, float *c, size_t ldc)
+int sl_cpu_amx_gemm(int terms, size_t i0, size_t i1, size_t n, size_t k, const float *x, size_t ldx,
+                    const uint16_t *wp, const sl_cpu_amx_epi *e)
 {
-    if (!m || !n || !k || (terms != 1 && terms != 3) || !sl_cpu_amx())
+    if (i0 >= i1 || !n || !k || (terms != 1 && terms != 3) || !sl_cpu_amx())
         return 0;
-    return amx_gemm_nt(terms, m, n, k, a, lda, b, ldb, c, ldc);
+    return amx_gemm(terms, i0, i1, n, k, x, ldx, wp, e);
 }
 
 #else
 
 int sl_cpu_amx(void) { return 0; }
 
-int sl_cpu_amx_sgemm_nt(int terms, size_t m, size_t n, size_t k, const float *a, size_t lda, const float *b,
-                        size_t ldb, float *c, size_t ldc)
+size_t sl_cpu_amx_wsize(int terms, size_t n, size_t k)
 {
-    (void)terms, (void)m, (void)n, (void)k, (void)a, (void)lda, (void)b, (void)ldb, (void)c, (void)ldc;
+    (void)terms, (void)n, (void)k;
+    return 0;
+}
+
+void sl_cpu_amx_pack_w(int terms, size_t n, size_t k, const float *w, size_t ldw, size_t p0, size_t p1,
+                       uint16_t *dst)
+{
+    (void)terms, (void)n, (void)k, (void)w, (void)ldw, (void)p0, (void)p1, (void)dst;
+}
+
+int sl_cpu_amx_gemm(int terms, size_t i0, size_t i1, size_t n, size_t k, const float *x, size_t ldx,
+                    const uint16_t *wp, const sl_cpu_amx_epi *e)
+{
+    (void)terms, (void)i0, (void)i1, (void)n, (void)k, (void)x, (void)ldx, (void)wp, (void)e;
     return 0;
 }
 

@@ -27,11 +27,8 @@ static size_t gemm_parts(const sl_op_ctx *ctx, size_t m, size_t n, size_t k)
     return th;
 }
 
-/* sl_cpu_sgemm_part; amx: 0, or the bf16 products per product on the AMX tiles (3: tf32,
- * 1: bf16; trans_b only; decided for the whole product, never per part, so that no element
- * depends on the split). */
-static void sgemm_part(size_t part, size_t parts, int trans_b, int amx, size_t m, size_t n, size_t k,
-                       const float *a, size_t lda, const float *b, size_t ldb, float *c, size_t ldc)
+void sl_cpu_sgemm_part(size_t part, size_t parts, int trans_b, size_t m, size_t n, size_t k, const float *a,
+                       size_t lda, const float *b, size_t ldb, float *c, size_t ldc)
 {
     size_t lo, hi;
     const int dot = trans_b && sl_cpu_gemm_dot_fits(m, n, k);
@@ -53,20 +50,12 @@ static void sgemm_part(size_t part, size_t parts, int trans_b, int amx, size_t m
         c += lo * ldc;
         m = hi - lo;
     }
-    if (amx && trans_b && sl_cpu_amx_sgemm_nt(amx, m, n, k, a, lda, b, ldb, c, ldc))
-        return;
     if (dot) {
         sl_cpu_gemm_dot(m, n, k, a, lda, b, ldb, c, ldc);
         return;
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k, 1.0f, a,
                 (int)lda, b, (int)ldb, 0.0f, c, (int)ldc);
-}
-
-void sl_cpu_sgemm_part(size_t part, size_t parts, int trans_b, size_t m, size_t n, size_t k, const float *a,
-                       size_t lda, const float *b, size_t ldb, float *c, size_t ldc)
-{
-    sgemm_part(part, parts, trans_b, 0, m, n, k, a, lda, b, ldb, c, ldc);
 }
 
 typedef struct {
@@ -95,7 +84,6 @@ typedef struct {
     size_t parts; /* per batch item */
     float *tmp;   /* [batch][m][n] products when add == y (a residual in place), else NULL */
     int prefill;  /* y starts as bias (+ y), the library adds the product to it (beta 1) */
-    int amx;      /* bf16 products per product on AMX (0: fp32): see sl_cpu_gemm */
 } gemm_job;
 
 /* Rows of one OpenBLAS call in the prefill path when an activation follows: the
@@ -157,7 +145,7 @@ static void gemm_body(void *job, size_t t, int tid)
         return;
     }
     if (a->k > 0) {
-        sgemm_part(part, J->parts, 1, J->amx, a->m, a->n, a->k, x, a->ldx, w, a->ldw, p, ldp);
+        sl_cpu_sgemm_part(part, J->parts, 1, a->m, a->n, a->k, x, a->ldx, w, a->ldw, p, ldp);
     } else {
         for (size_t i = i0; i < i1; i++)
             memset(p + i * ldp + j0, 0, (j1 - j0) * sizeof(float));
@@ -170,6 +158,95 @@ static void gemm_body(void *job, size_t t, int tid)
                             y + i * a->ldy + j0);
 }
 
+/* runtime.precision tf32 / bf16 on the AMX tiles (cpu_amx.c): w packed once per context where
+ * it is declared fixed, else once per call (in parallel, by panel pairs), then the rows of
+ * each item split between the threads with the epilogue fused. */
+typedef struct {
+    const sl_gemm_args *a;
+    int terms;
+    size_t parts, n_w;  /* row parts per item; distinct weight matrices (1 when shared) */
+    uint16_t **wp;      /* [n_w] packed */
+    const uint8_t *todo; /* [n_w] 1: to pack now */
+    size_t pairs;       /* panel pairs per matrix */
+    int failed;
+} amx_job;
+
+static void amx_pack_body(void *v, size_t t, int tid)
+{
+    (void)tid;
+    const amx_job *J = v;
+    const sl_gemm_args *a = J->a;
+    const size_t b = t / J->pairs, q = t % J->pairs;
+    if (J->todo[b])
+        sl_cpu_amx_pack_w(J->terms, a->n, a->k, a->w + b * a->stride_w, a->ldw, 2 * q, 2 * q + 2, J->wp[b]);
+}
+
+static void amx_body(void *v, size_t t, int tid)
+{
+    (void)tid;
+    amx_job *J = v;
+    const sl_gemm_args *a = J->a;
+    const size_t b = t / J->parts;
+    size_t i0, i1;
+    sl_pool_range(a->m, J->parts, t % J->parts, &i0, &i1);
+    if (i0 >= i1)
+        return;
+    const sl_cpu_amx_epi e = {a->act,
+                              a->bias ? a->bias + b * a->stride_bias : NULL,
+                              a->mul ? a->mul + b * a->stride_mul : NULL,
+                              a->add ? a->add + b * a->stride_add : NULL,
+                              a->ldmul,
+                              a->ldadd,
+                              a->y + b * a->stride_y,
+                              a->ldy};
+    if (!sl_cpu_amx_gemm(J->terms, i0, i1, a->n, a->k, a->x + b * a->stride_x, a->ldx,
+                         J->wp[J->n_w > 1 ? b : 0], &e))
+        __atomic_store_n(&J->failed, 1, __ATOMIC_RELAXED);
+}
+
+static int amx_run(sl_op_ctx *ctx, const sl_gemm_args *a, int terms)
+{
+    const size_t n_w = a->stride_w ? a->batch : 1, size = sl_cpu_amx_wsize(terms, a->n, a->k);
+    const size_t floats = (size + 1) / 2;
+    uint16_t *wp_one[1];
+    uint8_t todo_one[1];
+    uint16_t **wp = n_w > 1 ? malloc(n_w * sizeof *wp) : wp_one;
+    uint8_t *todo = n_w > 1 ? malloc(n_w) : todo_one;
+    int rc = wp && todo ? 0 : SL_ENOMEM;
+    size_t n_scratch = 0;
+    /* the packed form of a fixed matrix lives with it (keyed by the packing and the shape) */
+    const uint64_t tag = ((uint64_t)terms << 60) ^ ((uint64_t)a->ldw << 40) ^ ((uint64_t)a->n << 20) ^ a->k;
+    for (size_t b = 0; !rc && b < n_w; b++) {
+        int fresh = 0;
+        float *f = sl_cpu_fixed_form(ctx, a->w + b * a->stride_w, tag, floats, &fresh);
+        wp[b] = (uint16_t *)f;
+        todo[b] = !f || fresh;
+        n_scratch += !f;
+    }
+    float *scratch = NULL;
+    if (!rc && n_scratch && !(scratch = sl_cpu_scratch(ctx, n_scratch * floats)))
+        rc = SL_ENOMEM;
+    for (size_t b = 0, s = 0; !rc && b < n_w; b++)
+        if (!wp[b])
+            wp[b] = (uint16_t *)(scratch + s++ * floats);
+    const size_t th = (size_t)sl_pool_threads(ctx->pool);
+    amx_job J = {a, terms, 1, n_w, wp, todo, (a->n + 31) / 32, 0};
+    if (!rc && (n_scratch || memchr(todo, 1, n_w)))
+        sl_pool_for(ctx->pool, n_w * J.pairs, amx_pack_body, &J);
+    if (!rc) {
+        if (a->batch < th && gemm_parts(ctx, a->m, a->n, a->k) > 1)
+            J.parts = (th + a->batch - 1) / a->batch;
+        sl_pool_for(ctx->pool, a->batch * J.parts, amx_body, &J);
+        if (J.failed)
+            rc = sl_seterr(SL_ENOMEM, "cpu backend: out of memory in the AMX gemm");
+    }
+    if (wp != wp_one)
+        free(wp);
+    if (todo != todo_one)
+        free(todo);
+    return rc;
+}
+
 int sl_cpu_gemm(sl_op_ctx *ctx, const sl_gemm_args *a)
 {
     /* runtime.precision tf32 / bf16 (the context's effective mode: fp32 where the CPU has no
@@ -179,9 +256,11 @@ int sl_cpu_gemm(sl_op_ctx *ctx, const sl_gemm_args *a)
                             !sl_cpu_amx()
                         ? 0
                         : ctx->precision == SL_PREC_TF32 ? 3 : 1;
+    if (amx)
+        return amx_run(ctx, a, amx);
     /* OpenBLAS products without a per-element multiplier, and a residual only without an
      * activation: y prefilled, the product added by the library (gemm_prefill) */
-    const int prefill = !amx && a->k > 0 && !a->mul && !sl_cpu_gemm_dot_fits(a->m, a->n, a->k) &&
+    const int prefill = a->k > 0 && !a->mul && !sl_cpu_gemm_dot_fits(a->m, a->n, a->k) &&
                         (!a->add || (a->add == a->y && a->ldadd == a->ldy && a->stride_add == a->stride_y &&
                                      a->act == SL_ACT_NONE));
     /* otherwise add == y (a residual): the products go to scratch first, then y = epilogue + y */
@@ -194,7 +273,7 @@ int sl_cpu_gemm(sl_op_ctx *ctx, const sl_gemm_args *a)
     size_t parts = 1;
     if (a->batch < th && gemm_parts(ctx, a->m, a->n, a->k) > 1)
         parts = (th + a->batch - 1) / a->batch;
-    gemm_job J = {a, parts, tmp, prefill, amx};
+    gemm_job J = {a, parts, tmp, prefill};
     sl_pool_for(ctx->pool, a->batch * parts, gemm_body, &J);
     return 0;
 }

@@ -105,11 +105,24 @@ void sl_cpu_sgemm_part(size_t part, size_t parts, int trans_b, size_t m, size_t 
 int sl_cpu_gemm_dot_fits(size_t m, size_t n, size_t k);
 void sl_cpu_gemm_dot(size_t m, size_t n, size_t k, const float *a, size_t lda, const float *b, size_t ldb, float *c,
                      size_t ldc);
-/* c[m][n] = a[m][k] . b^T (b[n][k]) on the AMX tiles (cpu_amx.c) by terms bf16 products per
- * product: 3 (runtime.precision tf32) or 1 (bf16). 1 when done, 0 when left to the caller (no
- * AMX, an empty product, out of memory). */
-int sl_cpu_amx_sgemm_nt(int terms, size_t m, size_t n, size_t k, const float *a, size_t lda, const float *b,
-                        size_t ldb, float *c, size_t ldc);
+/* Linear layers on the AMX tiles (cpu_amx.c) with terms bf16 products per product: 3
+ * (runtime.precision tf32) or 1 (bf16). w (n rows of k) is packed first: sl_cpu_amx_wsize
+ * uint16 values, panels of 16 columns, sl_cpu_amx_pack_w packing panels [p0, p1) of them
+ * ((n + 31) / 32 * 2 in all). sl_cpu_amx_gemm then computes rows [i0, i1) of
+ * y = act(x . w^T + bias) * mul + add (the epilogue of sl_gemm_args; add may be y): 1 when
+ * done, 0 when left to the caller (no AMX, an empty product, out of memory). */
+typedef struct {
+    sl_act act;
+    const float *bias, *mul, *add;
+    size_t ldmul, ldadd;
+    float *y;
+    size_t ldy;
+} sl_cpu_amx_epi;
+size_t sl_cpu_amx_wsize(int terms, size_t n, size_t k);
+void sl_cpu_amx_pack_w(int terms, size_t n, size_t k, const float *w, size_t ldw, size_t p0, size_t p1,
+                       uint16_t *dst);
+int sl_cpu_amx_gemm(int terms, size_t i0, size_t i1, size_t n, size_t k, const float *x, size_t ldx,
+                    const uint16_t *wp, const sl_cpu_amx_epi *e);
 int sl_cpu_conv2d(sl_op_ctx *ctx, const sl_conv2d_args *a);
 int sl_cpu_conv1d(sl_op_ctx *ctx, const sl_conv1d_args *a);
 int sl_cpu_conv_transpose1d(sl_op_ctx *ctx, const sl_convt1d_args *a);

@@ -52,7 +52,10 @@ static inline float *sl_ref_rnd(size_t n, float lo, float hi)
 
 static inline double sl_ref_act(sl_act a, double v)
 {
-    return a == SL_ACT_RELU ? (v < 0 ? 0 : v) : a == SL_ACT_TANH ? tanh(v) : v;
+    return a == SL_ACT_RELU   ? (v < 0 ? 0 : v)
+           : a == SL_ACT_TANH ? tanh(v)
+           : a == SL_ACT_GELU ? 0.5 * v * (1.0 + erf(v / sqrt(2.0)))
+                              : v;
 }
 
 /* max |got - want| / max |want| (1 when want is all zeros); NaN in got: infinite. */

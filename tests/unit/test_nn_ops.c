@@ -145,6 +145,54 @@ static void test_gemm_prec(sl_op_ctx *ctx, sl_precision prec, size_t batch, size
     free(fp32);
 }
 
+/* A residual in place (add == y) in each precision, rows not a multiple of the AMX blocks: y =
+ * act(x w^T + bias) + y within the mode's tolerance, the same bits on 1 and 3 threads. */
+static void test_gemm_residual(sl_op_ctx *ctx)
+{
+    const size_t m = 613, n = 70, k = 50, ldy = 72;
+    float *x = sl_ref_rnd(m * k, -1, 1), *w = sl_ref_rnd(n * k, -1, 1), *b = sl_ref_rnd(n, -1, 1),
+          *r = sl_ref_rnd(m * ldy, -1, 1), *y = malloc(m * ldy * sizeof(float)), *y1 = malloc(m * ldy * sizeof(float));
+    double *want = malloc(m * n * sizeof(double));
+    float *got = malloc(m * n * sizeof(float));
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < n; j++) {
+            double v = b[j];
+            for (size_t l = 0; l < k; l++)
+                v += (double)x[i * k + l] * w[j * k + l];
+            want[i * n + j] = sl_ref_act(SL_ACT_GELU, v) + r[i * ldy + j];
+        }
+    for (sl_precision p = SL_PREC_FP32; p <= SL_PREC_BF16; p++) {
+        CHECK(sl_op_ctx_set_precision(ctx, p) == 0);
+        for (int th = 1; th <= 3; th += 2) {
+            CHECK(sl_op_ctx_set_threads(ctx, th) == 0);
+            memcpy(y, r, m * ldy * sizeof(float));
+            sl_gemm_args a = {.batch = 1, .m = m, .n = n, .k = k, .x = x, .ldx = k, .w = w, .ldw = k, .bias = b,
+                              .act = SL_ACT_GELU, .y = y, .ldy = ldy, .add = y, .ldadd = ldy};
+            CHECK_MSG(sl_op_gemm(ctx, &a) == 0, "gemm: %s", sl_lasterr());
+            for (size_t i = 0; i < m; i++)
+                memcpy(got + i * n, y + i * ldy, n * sizeof(float));
+            size_t pad = 0; /* the columns past n stay as they were */
+            for (size_t i = 0; i < m; i++)
+                pad += memcmp(y + i * ldy + n, r + i * ldy + n, (ldy - n) * sizeof(float)) != 0;
+            CHECK(pad == 0);
+            const double e = sl_ref_err(got, want, m * n);
+            const sl_precision eff = sl_op_ctx_precision(ctx);
+            const double tol = eff == SL_PREC_BF16 ? 3e-2 : eff == SL_PREC_TF32 ? 4e-5 : 1e-5;
+            printf("  gemm   residual in place %s, %d thread%s: rel err %.3g (tol %g)\n", sl_precision_name(eff), th,
+                   th > 1 ? "s" : "", e, tol);
+            CHECK_MSG(e <= tol, "residual gemm %s: %g", sl_precision_name(eff), e);
+            if (th == 1)
+                memcpy(y1, y, m * ldy * sizeof(float));
+            else
+                CHECK_MSG(!memcmp(y1, y, m * ldy * sizeof(float)), "residual gemm %s: 1 and 3 threads differ",
+                          sl_precision_name(eff));
+        }
+    }
+    CHECK(sl_op_ctx_set_precision(ctx, SL_PREC_FP32) == 0);
+    CHECK(sl_op_ctx_set_threads(ctx, 1) == 0);
+    free(x), free(w), free(b), free(r), free(y), free(y1), free(want), free(got);
+}
+
 /* The few-row products (m <= SL_CPU_DOT_MAX_ROWS: the AVX-512 dot-product kernel where the
  * CPU has it) against double precision with the AVX-512 paths on and off, tiles cut at every
  * edge (rows not a multiple of 4, columns of 6, k of 16), and their bits unchanged when the
@@ -432,6 +480,7 @@ int main(void)
         test_gemm_prec(ctx, p, 1, 130, 17, 16, SL_ACT_TANH);
         test_gemm_prec(ctx, p, 3, 20, 40, 40, SL_ACT_RELU); /* below the AMX size: fp32 */
     }
+    test_gemm_residual(ctx);
     test_affine(ctx);
     test_lstm(ctx, 1, 3, 4, 0, 5);
     test_lstm(ctx, 3, 16, 8, 1, 40);
