@@ -4,6 +4,7 @@
     PY=/path/to/venv/bin/python   # torch + demucs (bench/torch_venv.sh)
     $PY bench/bench_htdemucs.py --bin build/stemline [--seconds 30] [--threads 1,2] [--weights F.th]
     $PY bench/bench_htdemucs.py --bin build/stemline --model-only build/bench_umx [--repeat 2] [--threads 1,2]
+    ... [--precision fp32|tf32|bf16]   # stemline's runtime.precision; torch stays float32
 
 --model-only: one segment of the model's length (7.8 s for htdemucs) through
 the model alone on both sides, best of --repeat after a warm-up: torch's
@@ -72,6 +73,8 @@ def main():
     ap.add_argument("--weights", help="a released HTDemucs checkpoint (.th); default: random weights")
     ap.add_argument("--model-only", metavar="BENCH_UMX", help="time one segment through the model alone")
     ap.add_argument("--repeat", type=int, default=2, help="timed runs after a warm-up (--model-only)")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"],
+                    help="stemline's runtime.precision (torch stays float32); fp32 is the figure against torch")
     a = ap.parse_args()
     from demucs.apply import apply_model
     from demucs.htdemucs import HTDemucs
@@ -121,7 +124,8 @@ def main():
         with open(job, "w") as f:
             f.write("input: {paths: [%s]}\noutput: {dir: %s, stems: {format: wav, sample_format: f32}}\n"
                     "separation: {model: htdemucs, weights: %s}\nembedding: {model: none}\n"
-                    "runtime: {backend: cpu, threads: %d}\n" % (os.path.join(tmp, "in"), od, sw, th))
+                    "runtime: {backend: cpu, threads: %d, precision: %s}\n"
+                    % (os.path.join(tmp, "in"), od, sw, th, a.precision))
         r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         subprocess.run([a.bin, "run", job, "--quiet"], check=True)
@@ -134,9 +138,9 @@ def main():
             r = out[s].numpy()
             err = max(err, float(np.abs(y - r).max() / np.abs(r).max()))
         load = open("/proc/loadavg").read().split()[:3]
-        print("threads %d: PyTorch %.1f s (%.2fx realtime), stemline %.1f s (%.2fx realtime), speed-up %.2fx; "
+        print("threads %d (stemline %s): PyTorch %.1f s (%.2fx realtime), stemline %.1f s (%.2fx realtime), speed-up %.2fx; "
               "CPU time PyTorch %.1f s, stemline %.1f s, ratio %.2fx; max rel diff %.2g, load after %s"
-              % (th, t_torch, a.seconds / t_torch, t_sl, a.seconds / t_sl, t_torch / t_sl, c_torch, c_sl,
+              % (th, a.precision, t_torch, a.seconds / t_torch, t_sl, a.seconds / t_sl, t_torch / t_sl, c_torch, c_sl,
                  c_torch / c_sl, err, " ".join(load)), flush=True)
 
 
@@ -164,14 +168,15 @@ def model_only(a, model, weights, seg, tmp):
                     cbest = min(cbest, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime))
         out = os.path.join(tmp, "out%d.f32" % th)
         p = subprocess.run([a.model_only, "--model", "htdemucs", "--weights", weights, "--input", inp, "--output", out,
-                            "--repeat", str(a.repeat), "--threads", str(th)], check=True, capture_output=True, text=True)
+                            "--repeat", str(a.repeat), "--threads", str(th), "--precision", a.precision], check=True,
+                           capture_output=True, text=True)
         r = json.loads(p.stdout.strip().splitlines()[-1])
         y = np.fromfile(out, "<f4").reshape(ref.shape)
         err = float(np.abs(y - ref).max() / np.abs(ref).max())
         load = open("/proc/loadavg").read().split()[:3]
-        print("threads %d: PyTorch %.3f s wall, %.3f s CPU; stemline %.3f s wall, %.3f s CPU; speed-up %.2fx wall, "
+        print("threads %d (stemline %s): PyTorch %.3f s wall, %.3f s CPU; stemline %.3f s wall, %.3f s CPU; speed-up %.2fx wall, "
               "%.2fx CPU; max rel diff %.2g, load after %s"
-              % (th, best, cbest, r["best_s"], r["cpu_best_s"], best / r["best_s"], cbest / r["cpu_best_s"], err,
+              % (th, a.precision, best, cbest, r["best_s"], r["cpu_best_s"], best / r["best_s"], cbest / r["cpu_best_s"], err,
                  " ".join(load)), flush=True)
 
 

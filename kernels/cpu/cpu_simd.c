@@ -769,12 +769,31 @@ __attribute__((target("avx2"))) static size_t glu_avx2(float *y, const float *a,
 }
 #endif
 
+#ifdef SL_CPU_HAVE_AVX2_PATHS
+/* glu_avx2 on 16 lanes: sigmoid_avx2's operations (so the same bits) */
+EPI_512 static size_t glu_512(float *y, const float *a, const float *g, size_t n)
+{
+    const __m512 one = _mm512_set1_ps(1.0f);
+    size_t j = 0;
+    for (; j + 16 <= n; j += 16) {
+        const __m512 x = _mm512_loadu_ps(g + j);
+        const __m512 neg_x = _mm512_xor_ps(x, _mm512_set1_ps(-0.0f));
+        __m512 s = _mm512_div_ps(one, _mm512_add_ps(one, exp_512(neg_x)));
+        s = _mm512_mask_mov_ps(s, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), x);
+        _mm512_storeu_ps(y + j, _mm512_mul_ps(_mm512_loadu_ps(a + j), s));
+    }
+    return j;
+}
+#endif
+
 void sl_cpu_glu_row(float *y, const float *a, const float *g, size_t n)
 {
     size_t j = 0;
 #ifdef SL_CPU_HAVE_AVX2_PATHS
+    if (sl_cpu_simd_avx512())
+        j = glu_512(y, a, g, n);
     if (sl_cpu_simd_avx2())
-        j = glu_avx2(y, a, g, n);
+        j += glu_avx2(y + j, a + j, g + j, n - j);
 #endif
     for (; j < n; j++)
         y[j] = a[j] * sigmoid_poly(g[j]);

@@ -51,6 +51,19 @@ static void test_gelu_glu(sl_op_ctx *ctx)
         for (size_t j = 0; j < n; j++)
             bad += x2[i * 2 * n + j] != y[i * n + j];
     CHECK_MSG(bad == 0, "glu in place differs in %zu values", bad);
+    /* the AVX-512, AVX2 and portable paths give the same bits */
+    const int on512 = sl_cpu_simd_set_avx512(0);
+    for (int level = 0; level < 2; level++) {
+        const int simd = level ? sl_cpu_simd_set(0) : 1;
+        CHECK(sl_op_glu(ctx, rows, n, x, 2 * n, x2, n) == 0);
+        bad = 0;
+        for (size_t i = 0; i < rows * n; i++)
+            bad += x2[i] != y[i];
+        CHECK_MSG(bad == 0, "glu without %s differs in %zu values", level ? "SIMD" : "AVX-512", bad);
+        if (level)
+            sl_cpu_simd_set(simd);
+    }
+    sl_cpu_simd_set_avx512(on512);
     CHECK(sl_op_glu(ctx, rows, n, x, 2 * n - 1, y, n) == SL_EINVAL);
     CHECK(sl_op_affine(ctx, &(sl_affine_args){.batch = 1, .rows = 1, .cols = 1, .x = x, .ldx = 1, .act = 9, .y = y,
                                               .ldy = 1}) == SL_EINVAL);
