@@ -3,7 +3,8 @@
  * the same input).
  *
  *   bench_cnn14 --weights W.safetensors --input IN.f32 [--output OUT.f32]
- *               [--model cnn14|clap] [--backend cpu] [--repeat 3]
+ *               [--model cnn14|clap] [--backend cpu] [--repeat 3] [--threads 1]
+ *               [--precision fp32|tf32|bf16]
  *
  * IN.f32: little-endian float32 [n] mono at the model's rate (32 kHz).
  * OUT.f32: float32 [dim + n_scores]: the embedding then the clip scores of the
@@ -11,7 +12,8 @@
  * untimed warm-up run, then --repeat timed runs of sl_emb_run_scores on the
  * whole input as one window (what Cnn14.forward does on a clip): front end,
  * network, head, host in and out. Prints one JSON line: best and mean seconds,
- * x realtime. */
+ * x realtime, and the precision in effect (--precision asks for runtime.precision's
+ * mode; the device string says when the CPU computes fp32 instead). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +28,7 @@
 int main(int argc, char **argv)
 {
     const char *weights = NULL, *input = NULL, *output = NULL, *backend = "cpu", *model = "cnn14";
+    const char *precision = "fp32";
     int repeat = 3, threads = 1;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--weights"))
@@ -42,6 +45,8 @@ int main(int argc, char **argv)
             repeat = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--threads"))
             threads = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--precision"))
+            precision = argv[i + 1];
         else {
             fprintf(stderr, "bench_cnn14: unknown argument %s\n", argv[i]);
             return 2;
@@ -49,7 +54,7 @@ int main(int argc, char **argv)
     }
     if (!weights || !input || repeat < 1) {
         fprintf(stderr, "usage: bench_cnn14 --weights W --input IN.f32 [--output OUT.f32] [--model cnn14|clap] [--backend cpu] "
-                        "[--repeat N] [--threads N]\n");
+                        "[--repeat N] [--threads N] [--precision fp32|tf32|bf16]\n");
         return 2;
     }
     sl_log_set_level(SL_LOG_WARN);
@@ -64,6 +69,14 @@ int main(int argc, char **argv)
     }
     if (sl_op_ctx_set_threads(ctx, threads) < 0) {
         fprintf(stderr, "bench_cnn14: --threads %d: %s\n", threads, sl_lasterr());
+        return 2;
+    }
+    sl_precision prec = SL_PREC_FP32;
+    while (prec <= SL_PREC_BF16 && strcmp(sl_precision_name(prec), precision))
+        prec++;
+    if (prec > SL_PREC_BF16 || sl_op_ctx_set_precision(ctx, prec) < 0) {
+        fprintf(stderr, "bench_cnn14: --precision %s: %s\n", precision,
+                prec > SL_PREC_BF16 ? "fp32, tf32 or bf16 expected" : sl_lasterr());
         return 2;
     }
     sl_emb_model *m = NULL;
@@ -95,8 +108,10 @@ int main(int argc, char **argv)
     }
     const double audio = (double)n / info->sample_rate;
     printf("{\"bench\":\"%s\",\"impl\":\"stemline\",\"backend\":\"%s\",\"device\":\"%s\",\"threads\":%d,\"peak_threads\":%d,\"seconds\":%.3f,"
-           "\"best_s\":%.4f,\"cpu_best_s\":%.4f,\"mean_s\":%.4f,\"x_realtime\":%.2f,\"load_s\":%.3f,\"repeat\":%d}\n",
-           model, sl_op_ctx_backend(ctx), sl_op_ctx_device(ctx), sl_op_ctx_threads(ctx), sl_op_ctx_peak_threads(ctx), audio, best, cpu_best, sum / repeat, audio / best, t_load, repeat);
+           "\"best_s\":%.4f,\"cpu_best_s\":%.4f,\"mean_s\":%.4f,\"x_realtime\":%.2f,\"load_s\":%.3f,\"repeat\":%d,"
+           "\"precision\":\"%s\"}\n",
+           model, sl_op_ctx_backend(ctx), sl_op_ctx_device(ctx), sl_op_ctx_threads(ctx), sl_op_ctx_peak_threads(ctx), audio, best, cpu_best, sum / repeat, audio / best, t_load, repeat,
+           sl_precision_name(sl_op_ctx_precision(ctx)));
     if (output) {
         FILE *o = fopen(output, "wb");
         if (!o || fwrite(out, sizeof(float), (size_t)(info->dim + info->n_scores), o) !=

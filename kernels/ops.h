@@ -158,8 +158,9 @@ int sl_op_sync(sl_op_ctx *ctx);
 /* Declares that the bytes at p (backend memory of ctx, e.g. weights uploaded at load) keep
  * their values until sl_op_free(p): the backend may then keep forms of them derived once
  * instead of per op call (the CPU backend: the Winograd-transformed weights of a 3x3 conv2d,
- * 16/9 their size). An sl_op_upload or sl_op_copy into the range ends the promise; an op
- * writing there breaks it. Never changes a result. Returns 0 (backends without such forms
+ * 16/9 their size, which change no result; linear-layer weights packed for its AVX-512 GEMM,
+ * an fp32 kernel of its own: kernels/README.md). An sl_op_upload or sl_op_copy into the range
+ * ends the promise; an op writing there breaks it. Returns 0 (backends without such forms
  * ignore it) or SL_ENOMEM. */
 int sl_op_mark_fixed(sl_op_ctx *ctx, const void *p, size_t bytes);
 /* Backend memory with the bytes at host, which stay valid and unchanged as long as the

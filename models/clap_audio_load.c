@@ -72,7 +72,8 @@ static int up1(const loader *L, float **dst, int64_t n, const char *fmt, ...)
     return sl_model_upload_new(L->m->ctx, dst, (const float *)t->data, (size_t)t->shape[0]);
 }
 
-/* A Linear weight [rows][cols] uploaded to *dst. */
+/* A Linear weight [rows][cols] uploaded to *dst and declared fixed (sl_op_mark_fixed: the
+ * CPU backend packs it once for its GEMM kernel instead of on every call). */
 static int up2(const loader *L, float **dst, int64_t rows, int64_t cols, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 static int up2(const loader *L, float **dst, int64_t rows, int64_t cols, const char *fmt, ...)
@@ -84,7 +85,8 @@ static int up2(const loader *L, float **dst, int64_t rows, int64_t cols, const c
     va_end(ap);
     if (!t)
         return SL_EFORMAT;
-    return sl_model_upload_new(L->m->ctx, dst, (const float *)t->data, (size_t)(rows * cols));
+    int rc = sl_model_upload_new(L->m->ctx, dst, (const float *)t->data, (size_t)(rows * cols));
+    return rc < 0 ? rc : sl_op_mark_fixed(L->m->ctx, *dst, (size_t)(rows * cols) * sizeof(float));
 }
 
 static int up_i32(sl_op_ctx *ctx, int32_t **dst, const int32_t *src, size_t n)
@@ -252,6 +254,7 @@ static int load_front(const loader *L)
     st->grid = st->spec / st->patch;
     const size_t pp = (size_t)st->patch * (size_t)st->patch;
     if ((rc = sl_model_upload_new(L->m->ctx, &st->pe_w, (const float *)pw->data, (size_t)st->embed * pp)) < 0 ||
+        (rc = sl_op_mark_fixed(L->m->ctx, st->pe_w, (size_t)st->embed * pp * sizeof(float))) < 0 ||
         (rc = up1(L, &st->pe_b, st->embed, AB "patch_embed.proj.bias")) < 0 ||
         (rc = up1(L, &st->pe_ng, st->embed, AB "patch_embed.norm.weight")) < 0 ||
         (rc = up1(L, &st->pe_nb, st->embed, AB "patch_embed.norm.bias")) < 0)

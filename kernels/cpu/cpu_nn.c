@@ -258,6 +258,10 @@ int sl_cpu_gemm(sl_op_ctx *ctx, const sl_gemm_args *a)
                         : ctx->precision == SL_PREC_TF32 ? 3 : 1;
     if (amx)
         return amx_run(ctx, a, amx);
+    /* weights declared fixed: packed once, the AVX-512 kernel of cpu_gemmpk.c */
+    if (!amx && !sl_cpu_gemm_dot_fits(a->m, a->n, a->k) &&
+        sl_cpu_gemm_packed(ctx, a, gemm_parts(ctx, a->m, a->n, a->k) > 1 ? (size_t)sl_pool_threads(ctx->pool) : 1))
+        return 0;
     /* OpenBLAS products without a per-element multiplier, and a residual only without an
      * activation: y prefilled, the product added by the library (gemm_prefill) */
     const int prefill = a->k > 0 && !a->mul && !sl_cpu_gemm_dot_fits(a->m, a->n, a->k) &&

@@ -105,6 +105,11 @@ void sl_cpu_sgemm_part(size_t part, size_t parts, int trans_b, size_t m, size_t 
 int sl_cpu_gemm_dot_fits(size_t m, size_t n, size_t k);
 void sl_cpu_gemm_dot(size_t m, size_t n, size_t k, const float *a, size_t lda, const float *b, size_t ldb, float *c,
                      size_t ldc);
+/* The whole linear layer a (batch 1, no mul, a residual only without activation) on the
+ * AVX-512 kernel of cpu_gemmpk.c over the packed form of a->w kept with the context, split
+ * into `parts` parts on ctx's pool: 1 when done, 0 when left to the caller (no AVX-512, w
+ * not declared fixed by sl_op_mark_fixed, out of memory, a shape it does not take). */
+int sl_cpu_gemm_packed(sl_op_ctx *ctx, const sl_gemm_args *a, size_t parts);
 /* Linear layers on the AMX tiles (cpu_amx.c) with terms bf16 products per product: 3
  * (runtime.precision tf32) or 1 (bf16). w (n rows of k) is packed first: sl_cpu_amx_wsize
  * uint16 values, panels of 16 columns, sl_cpu_amx_pack_w packing panels [p0, p1) of them

@@ -173,6 +173,56 @@ static void errors(void)
 /* --full (tests/slow/test_clap_full.sh): HTSAT-base at full size, random weights, from
  * $SL_SRC/tests/golden/clap-full/ written there by tools/gen_golden_clap.py --full: the mean
  * token, the embedding and a short window's embedding on the CPU (and cuda where present). */
+/* runtime.precision tf32 / bf16 on the CPU backend (the linear layers on the AMX tiles where the
+ * CPU has them, kernels/README.md "Precision modes"): the embedding of x against the fp32 one,
+ * 1 - cosine within tf32_gap / bf16_gap (issue 20: cosine >= 0.999 for bf16) and, with tiles
+ * (full size: the products are large enough for them; the reduced model's are not), different
+ * bits; where the mode does not apply (no AMX, SL_CPU_AMX=0) the fp32 bits. */
+static void precision_check(const float *x, size_t n, size_t dim, double tf32_gap, double bf16_gap, int tiles)
+{
+    static const sl_precision modes[3] = {SL_PREC_FP32, SL_PREC_TF32, SL_PREC_BF16};
+    float *v[3];
+    sl_precision eff[3];
+    for (int p = 0; p < 3; p++) {
+        v[p] = calloc(dim, sizeof(float));
+        sl_op_ctx *ctx = NULL;
+        sl_emb_model *m = NULL;
+        CHECK(sl_op_ctx_open(&ctx, "cpu") == 0);
+        CHECK_MSG(sl_op_ctx_set_precision(ctx, modes[p]) == 0, "precision %s: %s", sl_precision_name(modes[p]),
+                  sl_lasterr());
+        eff[p] = sl_op_ctx_precision(ctx);
+        CHECK_MSG(sl_emb_open(&m, "clap", weights_path, NULL, ctx) == 0, "open clap: %s", sl_lasterr());
+        const float *in[1] = {x};
+        if (m)
+            CHECK_MSG(sl_emb_run(m, in, n, v[p]) == 0, "clap %s: %s", sl_precision_name(modes[p]), sl_lasterr());
+        sl_emb_close(m);
+        sl_op_ctx_close(ctx);
+    }
+    for (int p = 1; p < 3; p++) {
+        double dot = 0, n0 = 0, n1 = 0;
+        for (size_t i = 0; i < dim; i++) {
+            dot += (double)v[0][i] * v[p][i];
+            n0 += (double)v[0][i] * v[0][i];
+            n1 += (double)v[p][i] * v[p][i];
+        }
+        const double gap = 1.0 - dot / sqrt(n0 * n1), tol = p == 1 ? tf32_gap : bf16_gap;
+        const int same = !memcmp(v[0], v[p], dim * sizeof(float));
+        if (eff[p] != modes[p]) {
+            printf("  cpu %s: not in effect here (%s): fp32 bits %s\n", sl_precision_name(modes[p]),
+                   sl_precision_name(eff[p]), same ? "kept" : "CHANGED");
+            CHECK_MSG(eff[p] == SL_PREC_FP32 && same, "%s without AMX: not the fp32 embedding",
+                      sl_precision_name(modes[p]));
+            continue;
+        }
+        printf("  cpu %s: 1 - cosine to fp32 %.3g (tol %g)\n", sl_precision_name(modes[p]), gap, tol);
+        CHECK_MSG(gap <= tol, "%s: 1 - cosine %g above %g", sl_precision_name(modes[p]), gap, tol);
+        if (tiles)
+            CHECK_MSG(!same, "%s: the fp32 bits (the AMX path did not run)", sl_precision_name(modes[p]));
+    }
+    for (int p = 0; p < 3; p++)
+        free(v[p]);
+}
+
 static int full_check(void)
 {
     const char *slg = slg_path_in("clap-full", "clap-full");
@@ -206,6 +256,8 @@ static int full_check(void)
                 const float *in[1] = {x};
                 CHECK(sl_emb_run(m, in, (size_t)slg_int(&g, "short_n"), vec) == 0);
                 check_stage(backends[b], "short_embedding", vec, &g, (size_t)G.dim);
+                if (b == 0)
+                    precision_check(x, n, (size_t)G.dim, 1e-6, 1e-3, 1);
             }
             free(latent);
             free(vec);
@@ -228,6 +280,9 @@ int main(int argc, char **argv)
     CHECK(slg_load_in(&g, "clap", "clap-small") == 0);
     printf("clap audio tower vs laion_clap (float64 reference), %s\n", weights_path);
     golden_on("cpu", &g);
+    size_t n_in = 0;
+    const float *x_in = slg_array(&g, "input", &n_in);
+    precision_check(x_in, n_in, 24, 1e-6, 1e-3, 0);
     golden_on("cuda-emu", &g);
     golden_on("cuda", &g);
     slg_free(&g);

@@ -13,6 +13,7 @@
 
 #include "common/sl_error.h"
 #include "common/sl_log.h"
+#include "kernels/cpu/cpu_ops.h"
 #include "kernels/cpu/cpu_simd.h"
 #include "kernels/ops.h"
 #include "sl_ref.h"
@@ -239,6 +240,89 @@ static void test_gemm_dot(sl_op_ctx *ctx)
     }
     CHECK(sl_op_ctx_set_threads(ctx, 1) == 0);
     sl_cpu_simd_set_avx512(prev);
+}
+
+/* Linear layers on weights declared fixed (sl_op_mark_fixed: packed once for the AVX-512
+ * kernel of cpu_gemmpk.c where the CPU has AVX-512, the library path elsewhere) against double
+ * precision: rows not a multiple of the 12-row tile, columns of the 32-wide panel, every
+ * epilogue the kernel takes (bias, activation, a residual in place, a separate addend); the
+ * same bits on 1 and 3 threads and on a second call (the packed form reused) where AVX-512
+ * runs (the library path splits rows over threads with other bits). */
+static void test_gemm_packed(sl_op_ctx *ctx)
+{
+    static const struct {
+        size_t m, n, k;
+        sl_act act;
+        int bias, add; /* add: 1 = residual in place (y += ...), 2 = a separate addend */
+    } cs[] = {{65, 33, 17, SL_ACT_NONE, 1, 0}, {100, 16, 300, SL_ACT_GELU, 1, 0}, {130, 70, 129, SL_ACT_NONE, 1, 1},
+              {77, 5, 64, SL_ACT_RELU, 0, 0},   {200, 96, 40, SL_ACT_NONE, 0, 2},  {97, 300, 257, SL_ACT_GELU, 1, 0},
+              {301, 47, 33, SL_ACT_TANH, 1, 0}};
+    printf("  gemm packed: AVX-512 %s\n", sl_cpu_simd_avx512() ? "on" : "off (library path)");
+    for (size_t c = 0; c < sizeof cs / sizeof *cs; c++) {
+        const size_t m = cs[c].m, n = cs[c].n, k = cs[c].k, ldx = k + 1, ldy = n + 3;
+        float *x = sl_ref_rnd(m * ldx, -1, 1), *hw = sl_ref_rnd(n * k, -1, 1), *b = sl_ref_rnd(n, -1, 1);
+        float *y0 = sl_ref_rnd(m * ldy, -2, 2), *add2 = sl_ref_rnd(m * ldy, -2, 2), *y[4], *w = NULL;
+        CHECK(sl_op_alloc(ctx, (void **)&w, n * k * sizeof(float)) == 0);
+        CHECK(sl_op_upload(ctx, w, hw, n * k * sizeof(float)) == 0);
+        for (int v = 0; v < 4; v++) { /* fixed 1 thread, fixed again, fixed 3 threads, not fixed */
+            y[v] = malloc(m * ldy * sizeof(float));
+            memcpy(y[v], y0, m * ldy * sizeof(float));
+            if (v == 0)
+                CHECK(sl_op_mark_fixed(ctx, w, n * k * sizeof(float)) == 0);
+            if (v == 3) /* a write into the range ends the promise */
+                CHECK(sl_op_upload(ctx, w, hw, n * k * sizeof(float)) == 0);
+            CHECK(sl_op_ctx_set_threads(ctx, v == 2 ? 3 : 1) == 0);
+            sl_gemm_args a = {.batch = 1, .m = m, .n = n, .k = k, .x = x, .ldx = ldx, .w = w, .ldw = k,
+                              .bias = cs[c].bias ? b : NULL, .act = cs[c].act, .y = y[v], .ldy = ldy,
+                              .add = cs[c].add == 1 ? y[v] : cs[c].add == 2 ? add2 : NULL, .ldadd = ldy};
+            CHECK_MSG(sl_op_gemm(ctx, &a) == 0, "gemm: %s", sl_lasterr());
+            if (v == 1) { /* the packed kernel takes this product where AVX-512 runs */
+                float *t = malloc(m * ldy * sizeof(float));
+                sl_gemm_args at = a;
+                at.y = t;
+                at.add = cs[c].add == 2 ? add2 : NULL;
+                CHECK(sl_cpu_gemm_packed(ctx, &at, 1) == sl_cpu_simd_avx512());
+                free(t);
+            }
+        }
+        double *want = malloc(m * n * sizeof(double));
+        float *got[2] = {malloc(m * n * sizeof(float)), malloc(m * n * sizeof(float))};
+        int same = 1;
+        for (size_t i = 0; i < m; i++)
+            for (size_t j = 0; j < n; j++) {
+                double s = cs[c].bias ? b[j] : 0.0;
+                for (size_t kk = 0; kk < k; kk++)
+                    s += (double)x[i * ldx + kk] * hw[j * k + kk];
+                s = sl_ref_act(cs[c].act, s);
+                s += cs[c].add == 1 ? y0[i * ldy + j] : cs[c].add == 2 ? add2[i * ldy + j] : 0.0;
+                want[i * n + j] = s;
+                got[0][i * n + j] = y[0][i * ldy + j];
+                got[1][i * n + j] = y[3][i * ldy + j];
+                same &= !memcmp(&y[0][i * ldy + j], &y[1][i * ldy + j], sizeof(float)) &&
+                        !memcmp(&y[0][i * ldy + j], &y[2][i * ldy + j], sizeof(float));
+            }
+        for (size_t i = 0; i < m; i++) /* the padding columns of y untouched */
+            for (size_t j = n; j < ldy; j++)
+                same &= !memcmp(&y[0][i * ldy + j], &y0[i * ldy + j], sizeof(float));
+        const double e0 = sl_ref_err(got[0], want, m * n), e1 = sl_ref_err(got[1], want, m * n);
+        printf("  gemm packed m%zu n%zu k%zu act %d bias %d add %d: rel err %.3g (fixed) %.3g (library), "
+               "3 threads / second call %s\n", m, n, k, (int)cs[c].act, cs[c].bias, cs[c].add, e0, e1,
+               same ? "bit-identical" : "different bits");
+        CHECK_MSG(e0 <= 1e-5 && e1 <= 1e-5, "gemm packed error %g / %g", e0, e1);
+        CHECK_MSG(same || !sl_cpu_simd_avx512(), "gemm packed m%zu n%zu k%zu: threads or a second call changed the result", m, n, k);
+        sl_op_free(ctx, w);
+        free(x);
+        free(hw);
+        free(b);
+        free(y0);
+        free(add2);
+        free(want);
+        free(got[0]);
+        free(got[1]);
+        for (int v = 0; v < 4; v++)
+            free(y[v]);
+    }
+    CHECK(sl_op_ctx_set_threads(ctx, 1) == 0);
 }
 
 static void test_affine(sl_op_ctx *ctx)
@@ -472,6 +556,7 @@ int main(void)
     test_gemm(ctx, 3, 37, 29, 300, SL_ACT_RELU);
     test_gemm(ctx, 2, 64, 130, 0, SL_ACT_TANH); /* k = 0: bias only */
     test_gemm_dot(ctx);
+    test_gemm_packed(ctx);
     /* runtime.precision tf32 / bf16 on the AMX tiles: edges in every dimension (rows, columns,
      * k not multiples of 32 / 16) */
     for (sl_precision p = SL_PREC_TF32; p <= SL_PREC_BF16; p++) {
