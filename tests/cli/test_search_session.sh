@@ -3,7 +3,8 @@
 # reduced CLAP checkpoint of tests/golden/clap_text (three shards of unit rows,
 # the golden query vectors among them). Every answer equals the one-shot
 # `--text Q --json` for the same query (hits, scores, tokens, truncation), through
-# the float16 copy and without it, at 1 and 2 threads, with k from a JSON line;
+# the float16 copy and without it, at 1 and 2 threads, with k from a JSON line,
+# and through the op-layer scan (cuda-emu, against its own one-shot);
 # bad lines are answered by error lines and the session goes on; end of input
 # (also without a final newline) exits 0; answers come one line per query, each
 # flushed before the next line is read (driven through a pipe); a shard changed
@@ -92,6 +93,24 @@ a = [json.loads(l) for l in open(sys.argv[1])]
 b = [json.loads(l) for l in open(sys.argv[2])]
 for x in a + b: x.pop("ms"), x.pop("cpu_ms")
 sys.exit(a != b)' session_f16_1.jsonl session_f16_2.jsonl && pass || fail "1 and 2 threads answer the same"
+
+# the op-layer scan (cuda-emu: the GPU path emulated) answers as its one-shot --text
+head -n 2 queries.txt >two.txt
+for i in 0 1; do
+  "$STEMLINE" search out --text "${QS[$i]}" -k 5 --json --backend cuda-emu >"emu5_$i.json" 2>/dev/null \
+    || fail "one-shot --text on cuda-emu, query $i"
+done
+run_sl search out --queries two.txt -k 5 --backend cuda-emu
+expect_status 0 "session on cuda-emu"
+cp "$OUT" emu.jsonl
+py_check "cuda-emu session answers equal the cuda-emu one-shot --text" <<'PY'
+import json
+rows = [json.loads(l) for l in open("emu.jsonl")]
+assert len(rows) == 2, rows
+for i, r in enumerate(rows):
+    one = json.load(open("emu5_%d.json" % i))[0]
+    assert r["hits"] == one["hits"] and r["tokens"] == one["tokens"], (i, r, one)
+PY
 
 # JSON lines with k, bad lines, no final newline, stdin
 {
