@@ -45,22 +45,47 @@ static void test_gemm_x(sl_op_ctx *ctx, size_t batch, size_t m, size_t n, size_t
     CHECK_MSG(sl_op_gemm(ctx, &a) == 0, "gemm: %s", sl_lasterr());
     const sl_precision prec = force ? SL_PREC_FP32 : sl_op_ctx_precision(ctx);
     const int tiles = prec != SL_PREC_FP32 && m >= 128 && n >= 16 && k >= 16 && sl_cpu_amx(); /* sl_cpu_gemm's AMX test */
-    double *want = malloc(batch * m * n * sizeof(double)), *want16 = malloc(batch * m * n * sizeof(double));
+    double *want = malloc(batch * m * n * sizeof(double)), *want16 = malloc(batch * m * n * sizeof(double)),
+           *mag = malloc(batch * m * n * sizeof(double));
     float *got = malloc(batch * m * n * sizeof(float));
     for (size_t bb = 0; bb < batch; bb++)
         for (size_t i = 0; i < m; i++)
             for (size_t j = 0; j < n; j++) {
-                double s = b[bb * n + j], s16 = s;
+                double s = b[bb * n + j], s16 = s, sa = fabs(s);
                 for (size_t kk = 0; kk < k; kk++) {
                     const float xv = x[bb * m * ldx + i * ldx + kk], wv = w[bb * n * k + j * k + kk];
                     s += (double)xv * wv;
+                    sa += fabs((double)xv * wv);
                     s16 += bf16_round(xv) * bf16_round(wv);
                 }
                 want[(bb * m + i) * n + j] = sl_ref_act(act, s) * mul[(bb * m + i) * n + j];
                 want16[(bb * m + i) * n + j] = sl_ref_act(act, s16) * mul[(bb * m + i) * n + j];
+                mag[(bb * m + i) * n + j] = sa * fabs(mul[(bb * m + i) * n + j]);
                 got[(bb * m + i) * n + j] = y[bb * m * ldy + i * ldy + j];
             }
     double e = sl_ref_err(got, want, batch * m * n);
+    /* fp32: an element whose sum nearly cancels (bias + x.w close to 0: the 1 x 1 x 1 case with
+     * some seeds) is measured against the rounding bound of its own terms instead, the textbook
+     * (k + 3) u (|b| + sum |x w|) |mul| with u = 2^-24 and 1.2 for the activation's slope; every
+     * other element keeps the relative tolerance. */
+    size_t cancel = 0;
+    if (e > 1e-5 && !tiles) {
+        double mx = 0, worst = 0;
+        for (size_t i = 0; i < batch * m * n; i++)
+            mx = fmax(mx, fabs(want[i]));
+        for (size_t i = 0; i < batch * m * n; i++) {
+            const double d = isnan(got[i]) ? INFINITY : fabs(got[i] - want[i]);
+            if (d <= 1e-5 * mx)
+                worst = fmax(worst, d / (mx > 0 ? mx : 1));
+            else if (d <= (double)(k + 3) * 0x1p-24 * 1.2 * mag[i])
+                cancel++;
+            else
+                worst = INFINITY;
+        }
+        e = worst;
+    }
+    if (cancel)
+        printf("  (%zu elements near cancellation within their fp32 rounding bound)", cancel);
     const double tol = !tiles ? 1e-5 : prec == SL_PREC_TF32 ? 4e-5 : 3e-2;
     printf("  gemm   b%zu m%zu n%zu k%zu act %d %s: rel err %.3g (tol %g)", batch, m, n, k, (int)act,
            tiles ? sl_precision_name(prec) : "fp32", e, tol);
@@ -82,6 +107,7 @@ static void test_gemm_x(sl_op_ctx *ctx, size_t batch, size_t m, size_t n, size_t
     free(y);
     free(want);
     free(want16);
+    free(mag);
 }
 
 static void test_gemm(sl_op_ctx *ctx, size_t batch, size_t m, size_t n, size_t k, sl_act act)
