@@ -20,8 +20,16 @@
 # load / embed, scan, describe). Also BASE=path/to/older/stemline: the same commands with
 # that binary (its default scan) in the same run, for a before / after. Prints a markdown
 # table; JSON lines in bench/work/search-text.jsonl. Record `uptime` with the figures.
+#
+# Then a warm query session (`search OUT --queries -`, SESSION_Q queries, default 8, one
+# per line, each answered with its in-process wall ms and CPU ms) per scan and thread
+# count with the binary under test: the first query's ms and the median over all of
+# them (wall and CPU), the session's setup (shards mapped, text tower loaded: whole
+# process CPU minus the queries'); JSON lines in bench/work/search-session.jsonl and a
+# second table. SESSION_Q=0 skips it.
 # Usage: [STEMLINE=build/stemline] [BENCH_SEARCH=build/bench_search] [ROWS=1000000]
-#        [THREADS="1 2"] [NQ="1 4 16"] [SCANS="f16 f32"] [REPEAT=3] bench/run_search_text.sh
+#        [THREADS="1 2"] [NQ="1 4 16"] [SCANS="f16 f32"] [REPEAT=3] [SESSION_Q=8]
+#        bench/run_search_text.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SL=${STEMLINE:-build/stemline}
@@ -114,3 +122,44 @@ for r in rows:
     print(f"| {r['bin']} | {r['scan']} | {r['threads']} | {r['queries']} | {r['wall']:.2f} | {1000 * r['wall'] / r['queries']:.0f} | "
           f"{r['user']:.2f} | {r['sys']:.2f} | {1000 * (r['user'] + r['sys']) / r['queries']:.0f} | {r['load']} | {r['stages']} |")
 PY
+
+# ---- a warm query session: per-query latency with everything opened once ----
+nsq=${SESSION_Q:-8}
+if [ "$nsq" -gt 0 ] && "$SL" search --help | grep -q -- --queries; then
+  S=bench/work/search-session.jsonl
+  : > "$S"
+  printf '%s\n' "${QUERIES[@]:0:$nsq}" > bench/work/session-queries.txt
+  for scan in $scans; do
+    sargs=()
+    [ "$scan" = f32 ] && sargs=(--no-f16)
+    for t in $threads; do
+      load=$(cut -d' ' -f1 /proc/loadavg)
+      /usr/bin/time -f "%e %U %S" -o bench/work/time.txt "$SL" search "$O" --queries bench/work/session-queries.txt \
+        --threads "$t" "${sargs[@]}" -v >bench/work/search-session-out.jsonl 2>bench/work/search-session-err.txt
+      read -r wall user sys < bench/work/time.txt
+      python3 - "$scan" "$t" "$wall" "$user" "$sys" "$load" <<'PY' | tee -a "$S"
+import json, statistics, sys
+scan, t, wall, user, sys_, load = sys.argv[1:]
+rows = [json.loads(l) for l in open("bench/work/search-session-out.jsonl")]
+bad = [r for r in rows if "error" in r]
+assert not bad, bad
+ms = [r["ms"] for r in rows]
+cpu = [r["cpu_ms"] for r in rows]
+print(json.dumps({"scan": scan, "threads": int(t), "queries": len(rows), "first_ms": ms[0],
+                  "median_ms": statistics.median(ms), "first_cpu_ms": cpu[0], "median_cpu_ms": statistics.median(cpu),
+                  "wall": float(wall), "user": float(user), "sys": float(sys_),
+                  "setup_cpu_s": float(user) + float(sys_) - sum(cpu) / 1000, "load": float(load)}))
+PY
+    done
+  done
+  python3 - "$S" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+print()
+print("| session scan | threads | queries | first ms | median ms | first CPU ms | median CPU ms | process wall s | setup CPU s | load |")
+print("|---|---|---|---|---|---|---|---|---|---|")
+for r in rows:
+    print(f"| {r['scan']} | {r['threads']} | {r['queries']} | {r['first_ms']:.1f} | {r['median_ms']:.1f} | "
+          f"{r['first_cpu_ms']:.1f} | {r['median_cpu_ms']:.1f} | {r['wall']:.2f} | {r['setup_cpu_s']:.2f} | {r['load']} |")
+PY
+fi

@@ -3,6 +3,7 @@
 #include "cli/commands.h"
 
 #include "common/sl_error.h"
+#include "common/sl_json.h"
 #include "common/sl_log.h"
 #include "io/npy.h"
 #include "kernels/ops.h"
@@ -22,7 +23,8 @@
 #include <time.h>
 
 static const char search_help[] =
-    "usage: stemline search OUT_DIR (--audio FILE | --id TRACK_ID | --text QUERY...) [options]\n"
+    "usage: stemline search OUT_DIR (--audio FILE | --id TRACK_ID | --text QUERY... | --queries FILE)\n"
+    "                      [options]\n"
     "\n"
     "Exact cosine nearest neighbours over every vector shard of a job's output\n"
     "folder (OUT_DIR/embeddings/MODEL/SOURCE/*shard-NNNNN.npy, the shards of\n"
@@ -43,6 +45,23 @@ static const char search_help[] =
     "                    queries in one scan. Over-long queries are cut to 77\n"
     "                    tokens as the reference does, with a warning; an empty\n"
     "                    one is embedded as <s></s> with a warning\n"
+    "  --queries FILE    a query session for text queries (FILE - = stdin): the\n"
+    "                    shards, their float16 copy and the text tower are opened\n"
+    "                    once (on the CPU backend the scanned files stay mapped,\n"
+    "                    pages read in), then each line of FILE is one query,\n"
+    "                    answered by one JSON line, flushed at once, so a program\n"
+    "                    can drive it through a pipe: {line, query, tokens,\n"
+    "                    truncated, hits: [...] as --json, ms, cpu_ms} (ms: wall\n"
+    "                    time of the query; cpu_ms: CPU time of the process over\n"
+    "                    it, every thread). A line is the\n"
+    "                    query text itself, or, when it starts with '{', a JSON\n"
+    "                    object {\"text\": QUERY, \"k\": N} (k optional, default -k).\n"
+    "                    A bad line (not JSON, bad k, not UTF-8) is answered by\n"
+    "                    {line, error} and the session goes on; a shard that\n"
+    "                    changes under it, or a device failure, ends it (exit 1).\n"
+    "                    End of input ends it with status 0. Results are those of\n"
+    "                    --text for the same query; an empty line is the empty\n"
+    "                    query\n"
     "\n"
     "options:\n"
     "  --model NAME      embedding model folder (default: the only one there is)\n"
@@ -170,6 +189,14 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* CPU time of the process, every thread */
+static double cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 static void print_num(double x)
 {
     if (isfinite(x))
@@ -178,12 +205,17 @@ static void print_num(double x)
         fputs("null", stdout);
 }
 
+/* indent NULL: all on one line (a --queries answer) */
 static void print_hits_json(const sl_vindex *ix, const sl_search_hit *hits, size_t n_hits, const char *indent)
 {
     putchar('[');
     for (size_t i = 0; i < n_hits; i++) {
         const sl_search_hit *h = &hits[i];
-        printf("%s\n%s  {\"rank\": %zu, \"score\": ", i ? "," : "", indent, i + 1);
+        if (indent)
+            printf("%s\n%s  ", i ? "," : "", indent);
+        else if (i)
+            fputs(", ", stdout);
+        printf("{\"rank\": %zu, \"score\": ", i + 1);
         print_num(h->score);
         fputs(", \"id\": ", stdout);
         sl_json_str(stdout, h->id);
@@ -197,7 +229,7 @@ static void print_hits_json(const sl_vindex *ix, const sl_search_hit *hits, size
         sl_json_str(stdout, sl_vindex_shard_path(ix, h->shard));
         printf(", \"row\": %zu}", h->row);
     }
-    if (n_hits)
+    if (n_hits && indent)
         printf("\n%s", indent);
     putchar(']');
 }
@@ -236,6 +268,16 @@ static void warn_duplicates(const sl_vindex *ix, const char *out_dir)
             out_dir, out_dir);
 }
 
+/* A text query is never centred: said once when the audio vectors are. */
+static void note_centred(const sl_vindex *ix)
+{
+    const sl_index_meta *im = sl_vindex_meta(ix);
+    if (im && im->center)
+        fprintf(stderr, "stemline search: note: these audio vectors are centred on the catalog's mean "
+                        "(embedding.center: catalog); a text query is not (there is no text mean): its scores "
+                        "rank the tracks but are not comparable with uncentred ones\n");
+}
+
 /* --text: the queries through the text tower of the shards' CLAP checkpoint, one
  * scan for all of them. Returns the exit status. */
 static int search_texts(sl_vindex *ix, sl_op_ctx *ctx, const char **texts, size_t nq, size_t k, size_t block_rows,
@@ -254,11 +296,8 @@ static int search_texts(sl_vindex *ix, sl_op_ctx *ctx, const char **texts, size_
     if (!rc)
         rc = sl_clap_text_embed(tm, texts, nq, q, ntok, trunc);
     const double t2 = now_s();
-    const sl_index_meta *im = sl_vindex_meta(ix);
-    if (!rc && im && im->center)
-        fprintf(stderr, "stemline search: note: these audio vectors are centred on the catalog's mean "
-                        "(embedding.center: catalog); a text query is not (there is no text mean): its scores "
-                        "rank the tracks but are not comparable with uncentred ones\n");
+    if (!rc)
+        note_centred(ix);
     if (!rc)
         rc = sl_vindex_search_on(ix, strcmp(sl_op_ctx_backend(ctx), "cpu") ? ctx : NULL, q, nq, k, block_rows, hits,
                                  &n_hits);
@@ -313,10 +352,139 @@ out:
     return status;
 }
 
+/* One --queries line: the query text and its k (a JSON object line may set
+ * them); returns 0, or SL_EINVAL with the reason in err. *doc holds the JSON. */
+static int session_parse(char *line, size_t len, size_t k_default, sl_json *doc, const char **text, size_t *k,
+                         char *err, size_t cap)
+{
+    *text = line;
+    *k = k_default;
+    if (strlen(line) != len) {
+        snprintf(err, cap, "the line holds a NUL byte");
+        return SL_EINVAL;
+    }
+    if (line[0] != '{')
+        return 0;
+    if (sl_json_parse(line, len, doc)) {
+        sl_errmsg(SL_EFORMAT, err, cap);
+        return SL_EINVAL;
+    }
+    for (size_t i = 0; i < doc->n; i++)
+        if (strcmp(doc->keys[i], "text") && strcmp(doc->keys[i], "k")) {
+            snprintf(err, cap, "unknown key '%.100s' (a query object has \"text\" and optionally \"k\")", doc->keys[i]);
+            return SL_EINVAL;
+        }
+    const sl_json *t = sl_json_get(doc, "text"), *kv = sl_json_get(doc, "k");
+    if (!t || t->type != SL_JSON_STRING || strlen(t->s) != t->len) {
+        snprintf(err, cap, "a query object needs \"text\": a string without NUL");
+        return SL_EINVAL;
+    }
+    *text = t->s;
+    if (kv) {
+        if (kv->type != SL_JSON_NUMBER || !(kv->num >= 1 && kv->num <= 1000000) || kv->num != floor(kv->num)) {
+            snprintf(err, cap, "\"k\" needs a whole number from 1 to 1000000");
+            return SL_EINVAL;
+        }
+        *k = (size_t)kv->num;
+    }
+    return 0;
+}
+
+static void session_error(size_t line, const char *msg)
+{
+    printf("{\"line\": %zu, \"error\": ", line);
+    sl_json_str(stdout, msg);
+    fputs("}\n", stdout);
+}
+
+/* --queries: the shards (kept mapped on the CPU backend) and the text tower are
+ * opened once, then each line of in is answered with one JSON line, flushed.
+ * A bad line gets an error line and the session goes on; a failure of the
+ * shards or the device ends it. Returns the exit status. */
+static int search_session(sl_vindex *ix, sl_op_ctx *ctx, FILE *in, size_t k_default, size_t block_rows)
+{
+    char m[1024];
+    sl_clap_text *tm = NULL;
+    const int cpu = !strcmp(sl_op_ctx_backend(ctx), "cpu");
+    const size_t dim = (size_t)sl_vindex_dim(ix);
+    float *q = malloc(dim * sizeof *q);
+    char *line = NULL;
+    size_t cap = 0, lineno = 0;
+    const double t0 = now_s();
+    int rc = q ? 0 : SL_ENOMEM;
+    if (!rc && cpu)
+        rc = sl_vindex_keep_mapped(ix);
+    const double t1 = now_s();
+    if (!rc)
+        rc = sl_vindex_open_text(ix, ctx, &tm);
+    if (rc) {
+        fprintf(stderr, "stemline search: %s\n", sl_errmsg(rc, m, sizeof m));
+        free(q);
+        return rc == SL_EINVAL || rc == SL_EUNSUPPORTED ? SL_EXIT_USAGE : sl_exit_status_for(rc);
+    }
+    SL_INFO("search: session ready: %zu rows mapped in %.3f s, text tower loaded in %.3f s", sl_vindex_rows(ix),
+            t1 - t0, now_s() - t1);
+    note_centred(ix);
+    int status = 0;
+    ssize_t len;
+    while (!status && (len = getline(&line, &cap, in)) >= 0) {
+        const double ts = now_s(), cs = cpu_s();
+        lineno++;
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+            line[--len] = '\0';
+        sl_json doc = {0};
+        const char *text;
+        size_t k, n_hits = 0, ntok = 0;
+        int trunc = 0;
+        sl_search_hit *hits = NULL;
+        rc = session_parse(line, (size_t)len, k_default, &doc, &text, &k, m, sizeof m);
+        if (!rc) {
+            hits = calloc(k, sizeof *hits);
+            rc = hits ? sl_clap_text_embed(tm, &text, 1, q, &ntok, &trunc) : SL_ENOMEM;
+            if (rc)
+                sl_errmsg(rc, m, sizeof m);
+        }
+        if (!rc) {
+            rc = sl_vindex_search_on(ix, cpu ? NULL : ctx, q, 1, k, block_rows, hits, &n_hits);
+            if (!rc)
+                rc = sl_vindex_describe(ix, hits, n_hits);
+            if (rc) {
+                sl_errmsg(rc, m, sizeof m);
+                status = rc == SL_ENODEVICE ? SL_EXIT_USAGE : SL_EXIT_FATAL; /* restarting may do */
+            }
+        }
+        if (rc) {
+            session_error(lineno, m);
+        } else {
+            sl_text_query_warnings("stemline search", text, lineno - 1, ntok, trunc, sl_clap_text_context(tm));
+            printf("{\"line\": %zu, \"query\": ", lineno);
+            sl_json_str(stdout, text);
+            printf(", \"tokens\": %zu, \"truncated\": %s, \"hits\": ", ntok, trunc ? "true" : "false");
+            print_hits_json(ix, hits, n_hits, NULL);
+            printf(", \"ms\": %.3f, \"cpu_ms\": %.3f}\n", (now_s() - ts) * 1e3, (cpu_s() - cs) * 1e3);
+        }
+        if (hits)
+            sl_search_hits_free(hits, n_hits);
+        free(hits);
+        sl_json_free(&doc);
+        if (fflush(stdout) != 0 && !status)
+            status = SL_EXIT_FATAL;
+    }
+    if (!status && ferror(in)) {
+        fprintf(stderr, "stemline search: --queries: read error: %s\n", strerror(errno));
+        status = SL_EXIT_FATAL;
+    }
+    free(line);
+    free(q);
+    sl_clap_text_close(tm);
+    return status;
+}
+
 /* texts: room for argc queries (the --text values). */
 static int search_main(int argc, char **argv, const char **texts)
 {
     const char *out_dir = NULL, *audio = NULL, *id = NULL, *model = NULL, *source = "mix", *backend = "auto";
+    const char *queries = NULL;
     size_t k = 10, block_rows = 0, threads = 0;
     int json = 0, verbose = 0, build16 = 0, no16 = 0;
     size_t n_texts = 0;
@@ -340,6 +508,10 @@ static int search_main(int argc, char **argv, const char **texts)
             if (!v)
                 return usage("%s needs a value", a);
             texts[n_texts++] = argv[++i];
+        } else if (!strcmp(a, "--queries")) {
+            if (!v)
+                return usage("%s needs a value", a);
+            queries = argv[++i];
         } else if (!strcmp(a, "--audio") || !strcmp(a, "--id") || !strcmp(a, "--model") || !strcmp(a, "--source") ||
                    !strcmp(a, "-k") || !strcmp(a, "--block-rows") || !strcmp(a, "--backend") ||
                    !strcmp(a, "--threads")) {
@@ -378,9 +550,10 @@ static int search_main(int argc, char **argv, const char **texts)
     /* the answer is the output; how the backend was chosen only with -v */
     if (!verbose && sl_log_get_level() == SL_LOG_INFO)
         sl_log_set_level(SL_LOG_WARN);
-    if ((audio != NULL) + (id != NULL) + (n_texts > 0) != 1 && !(build16 && !audio && !id && !n_texts))
-        return usage("%s", audio || id || n_texts ? "give one kind of query: --audio, --id or --text"
-                                                  : "missing the query: --audio FILE, --id TRACK_ID or --text QUERY");
+    const int n_kinds = (audio != NULL) + (id != NULL) + (n_texts > 0) + (queries != NULL);
+    if (n_kinds != 1 && !(build16 && !n_kinds))
+        return usage("%s", n_kinds ? "give one kind of query: --audio, --id, --text or --queries"
+                                   : "missing the query: --audio FILE, --id TRACK_ID, --text QUERY or --queries FILE");
     if (!*source || strchr(source, '/') || (model && (!*model || strchr(model, '/'))))
         return usage("%s", "--model and --source take a folder name");
     if (strcmp(backend, "auto") && strcmp(backend, "cpu") && strcmp(backend, "cuda") && strcmp(backend, "cuda-emu") &&
@@ -467,7 +640,7 @@ static int search_main(int argc, char **argv, const char **texts)
         }
         fprintf(stderr, "stemline search: float16 scan copy of %s: %zu shard%s written, %zu up to date (%.1f s)\n",
                 dir, written, written == 1 ? "" : "s", kept, now_s() - tb);
-        if (!audio && !id && !n_texts) {
+        if (!n_kinds) {
             status = 0;
             goto out;
         }
@@ -489,6 +662,17 @@ static int search_main(int argc, char **argv, const char **texts)
     rc = sl_op_ctx_open(&ctx, backend);
     if (!rc)
         rc = sl_op_ctx_set_threads(ctx, (int)threads);
+    if (!rc && queries) {
+        FILE *in = strcmp(queries, "-") ? fopen(queries, "r") : stdin;
+        if (!in) {
+            fprintf(stderr, "stemline search: --queries %s: %s\n", queries, strerror(errno));
+            goto out;
+        }
+        status = search_session(ix, ctx, in, k, block_rows);
+        if (in != stdin)
+            fclose(in);
+        goto out;
+    }
     if (!rc && n_texts) {
         status = search_texts(ix, ctx, texts, n_texts, k, block_rows, json, model, source);
         goto out;

@@ -169,6 +169,17 @@ void sl_vindex_set_f16(sl_vindex *ix, int use);
  * float32 shards in all. */
 void sl_vindex_f16_status(const sl_vindex *ix, size_t *valid, size_t *stale, size_t *f32_shards);
 
+/* For a process that answers many queries (`search --queries`): maps, whole and
+ * with its pages read in, every file the CPU scan (sl_vindex_search) reads: each
+ * float32 shard's float16 copy where it is valid and in use (set_f16 before),
+ * else the shard itself; they stay mapped until sl_vindex_close, and scans read
+ * them there instead of mapping and unmapping each block (same results). Memory:
+ * the catalog's scan bytes stay resident while the pages are cached. Each later
+ * search first checks the files are still those mapped (size, inode, mtime) and
+ * fails with SL_EFORMAT, naming the file, when one changed. 0 or a negative code
+ * with sl_lasterr(). */
+int sl_vindex_keep_mapped(sl_vindex *ix);
+
 typedef struct {
     double score;     /* cosine, in [-1, 1]; -inf for a row that is not finite */
     size_t shard;     /* index into the shard list */

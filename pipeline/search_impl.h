@@ -24,6 +24,12 @@ typedef struct {
     char *npy16;
     size_t data_off16, file_size16;
     double err16, norm16;
+    /* sl_vindex_keep_mapped: the whole file the scan reads (the float16 copy when
+     * keep16, else the shard), mapped until close, and what it was then */
+    unsigned char *keep;
+    size_t keep_len;
+    int keep16;
+    long long keep_ino, keep_mtime_ns;
 } shard;
 
 struct sl_vindex {
@@ -48,5 +54,8 @@ int sl_search_npy_header(shard *s);
 /* Marks the shards the float16 scan copy still describes (has16) for the current
  * row mode; once per mode. Warns about stale copies. 0 or SL_ENOMEM. */
 int sl_vindex_f16_prepare(sl_vindex *ix);
+/* Before a scan: 0 when every kept mapping's file is still the one that was
+ * mapped (size, inode, mtime), else SL_EFORMAT naming it. */
+int sl_vindex_keep_check(const sl_vindex *ix);
 
 #endif

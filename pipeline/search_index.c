@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -74,6 +75,8 @@ void sl_vindex_close(sl_vindex *ix)
         free(ix->sh[i].jsonl);
         free(ix->sh[i].prefix);
         free(ix->sh[i].npy16);
+        if (ix->sh[i].keep)
+            munmap(ix->sh[i].keep, ix->sh[i].keep_len);
     }
     for (size_t i = 0; i < ix->n_metas; i++)
         sl_index_meta_free(&ix->metas[i]);
@@ -81,6 +84,67 @@ void sl_vindex_close(sl_vindex *ix)
     free(ix->sh);
     free(ix->dir);
     free(ix);
+}
+
+static long long mtime_ns(const struct stat *st)
+{
+    return (long long)st->st_mtim.tv_sec * 1000000000LL + st->st_mtim.tv_nsec;
+}
+
+int sl_vindex_keep_mapped(sl_vindex *ix)
+{
+    if (!ix->f16_off) {
+        int rc = sl_vindex_f16_prepare(ix);
+        if (rc)
+            return rc;
+    }
+    for (size_t i = 0; i < ix->n; i++) {
+        shard *s = &ix->sh[i];
+        if (s->keep)
+            continue;
+        const int use16 = !ix->f16_off && s->has16;
+        const char *path = use16 ? s->npy16 : s->npy;
+        const size_t size = use16 ? s->file_size16 : s->file_size;
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        struct stat st;
+        if (fd < 0 || fstat(fd, &st) != 0) {
+            int e = errno;
+            if (fd >= 0)
+                close(fd);
+            return sl_seterr(-e, "%s: %s", path, strerror(e));
+        }
+        if ((size_t)st.st_size != size) {
+            close(fd);
+            return sl_seterr(SL_EFORMAT, "%s changed since the shards were opened (start again)", path);
+        }
+        void *b = mmap(NULL, size, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0);
+        int e = errno;
+        close(fd);
+        if (b == MAP_FAILED)
+            return sl_seterr(-e, "%s: mmap: %s", path, strerror(e));
+        s->keep = b;
+        s->keep_len = size;
+        s->keep16 = use16;
+        s->keep_ino = (long long)st.st_ino;
+        s->keep_mtime_ns = mtime_ns(&st);
+    }
+    return 0;
+}
+
+int sl_vindex_keep_check(const sl_vindex *ix)
+{
+    for (size_t i = 0; i < ix->n; i++) {
+        const shard *s = &ix->sh[i];
+        if (!s->keep)
+            continue;
+        const char *path = s->keep16 ? s->npy16 : s->npy;
+        struct stat st;
+        if (stat(path, &st) != 0 || (size_t)st.st_size != s->keep_len || (long long)st.st_ino != s->keep_ino ||
+            mtime_ns(&st) != s->keep_mtime_ns)
+            return sl_seterr(SL_EFORMAT, "%s changed since the search session mapped it (start the session again)",
+                             path);
+    }
+    return 0;
 }
 
 /* "[s<digits>of<digits>-]shard-<digits>.npy": 1 with the prefix length and index. */

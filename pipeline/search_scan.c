@@ -286,11 +286,13 @@ static void scan_block16(const scan_job *J, scan_thread *T, const scan_item *w, 
 {
     const size_t dim = J->dim, nq = J->nq, kk = J->kk, rowb = dim * 2;
     const size_t chunk = dim < 4096 / 8 ? 4096 / dim : 8;
-    size_t len;
+    size_t len = 0;
     const unsigned char *src;
-    unsigned char *base =
-        map_rows(T, s->npy16, s->file_size16, s->data_off16 + w->r0 * rowb, w->m * rowb, J->page, &len, &src);
-    if (!base)
+    unsigned char *base = NULL;
+    if (s->keep && s->keep16)
+        src = s->keep + s->data_off16 + w->r0 * rowb;
+    else if (!(base = map_rows(T, s->npy16, s->file_size16, s->data_off16 + w->r0 * rowb, w->m * rowb, J->page, &len,
+                               &src)))
         return;
     int fd = -1;
     for (size_t c0 = 0; c0 < w->m && !T->rc; c0 += chunk) {
@@ -324,7 +326,8 @@ static void scan_block16(const scan_job *J, scan_thread *T, const scan_item *w, 
     }
     if (fd >= 0)
         close(fd);
-    munmap(base, len);
+    if (base)
+        munmap(base, len);
 }
 
 static void scan_block(void *arg, size_t it, int tid)
@@ -341,10 +344,12 @@ static void scan_block(void *arg, size_t it, int tid)
     }
     const size_t dim = J->dim, nq = J->nq, kk = J->kk, isz = s->f16 ? 2 : 4, rowb = dim * isz;
     /* map the pages of rows [r0, r0 + m) only */
-    size_t len;
+    size_t len = 0;
     const unsigned char *src;
-    unsigned char *base = map_rows(T, s->npy, s->file_size, s->data_off + w->r0 * rowb, w->m * rowb, J->page, &len, &src);
-    if (!base)
+    unsigned char *base = NULL;
+    if (s->keep && !s->keep16)
+        src = s->keep + s->data_off + w->r0 * rowb;
+    else if (!(base = map_rows(T, s->npy, s->file_size, s->data_off + w->r0 * rowb, w->m * rowb, J->page, &len, &src)))
         return;
     const float *B;
     if (!s->f16 && (uintptr_t)src % sizeof(float) == 0) {
@@ -377,7 +382,8 @@ static void scan_block(void *arg, size_t it, int tid)
             cand_push(T->ch + q * kk, &T->cn[q], kk, &c);
         }
     }
-    munmap(base, len);
+    if (base)
+        munmap(base, len);
 }
 
 /* The admission bound for rows scanned through their float16 copy h of the row v
@@ -434,6 +440,9 @@ int sl_vindex_search(sl_vindex *ix, const float *queries, size_t nq, size_t k, s
             return rc16;
         J.eps = search_eps16(ix, dim, &J.use16);
     }
+    int rck = sl_vindex_keep_check(ix);
+    if (rck)
+        return rck;
     float *Q = malloc(nq * dim * sizeof *Q);
     scan_item *items = malloc((n_items ? n_items : 1) * sizeof *items);
     scan_thread *th = calloc((size_t)threads, sizeof *th);

@@ -59,6 +59,15 @@ static int cpu_mark_fixed(sl_op_ctx *ctx, const void *p, size_t bytes)
     return 0;
 }
 
+int sl_cpu_fixed_is(const sl_op_ctx *ctx, const void *p)
+{
+    const cpu_state *st = ctx->state;
+    for (size_t i = 0; i < st->n_fixed; i++)
+        if (st->fixed[i].p == (const char *)p)
+            return 1;
+    return 0;
+}
+
 float *sl_cpu_fixed_form(sl_op_ctx *ctx, const void *p, uint64_t tag, size_t floats, int *fresh)
 {
     cpu_state *st = ctx->state;

@@ -19,6 +19,7 @@
 #include "../../common/sl_error.h"
 #include "../../common/sl_pool.h"
 #include "cpu_ops.h"
+#include "cpu_simd.h"
 
 /* Floats of im2col / col2im scratch per thread. */
 #define COL_FLOATS ((size_t)1 << 20)
@@ -29,8 +30,7 @@
 static void bias_act_row(float *y, size_t n, float b, sl_act act)
 {
     if (b != 0.0f)
-        for (size_t j = 0; j < n; j++)
-            y[j] += b;
+        sl_cpu_vec_add_scalar(y, b, n);
     if (act != SL_ACT_NONE)
         sl_cpu_epilogue_row(act, n, y, NULL, NULL, NULL, y);
 }

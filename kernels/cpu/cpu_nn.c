@@ -251,8 +251,10 @@ int sl_cpu_gemm(sl_op_ctx *ctx, const sl_gemm_args *a)
 {
     /* runtime.precision tf32 / bf16 (the context's effective mode: fp32 where the CPU has no
      * AMX): three or one bf16 products per product on the AMX tiles. AMX packs all of w per
-     * part: worth it from about 128 rows; smaller products stay exact fp32. */
-    const int amx = ctx->precision == SL_PREC_FP32 || a->force_fp32 || a->m < 128 || a->n < 16 || a->k < 16 ||
+     * call: worth it from about 128 rows; w declared fixed is packed once (its form kept with
+     * the context), worth it from one tile of 16 rows; smaller products stay exact fp32. */
+    const size_t amx_rows = a->batch == 1 && sl_cpu_fixed_is(ctx, a->w) ? 16 : 128;
+    const int amx = ctx->precision == SL_PREC_FP32 || a->force_fp32 || a->m < amx_rows || a->n < 16 || a->k < 16 ||
                             !sl_cpu_amx()
                         ? 0
                         : ctx->precision == SL_PREC_TF32 ? 3 : 1;

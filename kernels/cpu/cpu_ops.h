@@ -62,6 +62,8 @@ float *sl_cpu_scratch(sl_op_ctx *ctx, size_t floats);
  * the caller to fill (the old form is gone). NULL when p is not fixed, or out of memory
  * (then compute it per call). One form per buffer. */
 float *sl_cpu_fixed_form(sl_op_ctx *ctx, const void *p, uint64_t tag, size_t floats, int *fresh);
+/* 1 when p is the start of a buffer declared fixed on ctx (sl_cpu_fixed_form can keep a form of it). */
+int sl_cpu_fixed_is(const sl_op_ctx *ctx, const void *p);
 /* One (sequence, head) pair of sl_op_attention: q rows [tq] and k, v rows [kl] of
  * dim_head D at their strides, rope (or NULL) as in sl_attention_args, bias rows
  * [tq] (ld_bias) of this pair or NULL; out rows [tq] (ldo) get softmax(s) v. */

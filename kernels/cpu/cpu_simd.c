@@ -110,6 +110,28 @@ void sl_cpu_vec_div(float *out, const float *a, const float *b, size_t n)
         out[i] = a[i] / b[i];
 }
 
+#ifdef SL_CPU_HAVE_AVX2_PATHS
+__attribute__((target("avx2"))) static size_t add_scalar_avx2(float *y, float b, size_t n)
+{
+    const __m256 bv = _mm256_set1_ps(b);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i), bv));
+    return i;
+}
+#endif
+
+void sl_cpu_vec_add_scalar(float *y, float b, size_t n)
+{
+    size_t i = 0;
+#ifdef SL_CPU_HAVE_AVX2_PATHS
+    if (sl_cpu_simd_avx2())
+        i = add_scalar_avx2(y, b, n);
+#endif
+    for (; i < n; i++)
+        y[i] += b;
+}
+
 void sl_cpu_vec_scale(float *out, const float *in, float s, size_t n)
 {
     size_t i = 0;

@@ -32,6 +32,7 @@ int sl_cpu_amx(void);
 void sl_cpu_vec_muladd(float *acc, const float *a, const float *b, size_t n); /* acc[i] += a[i] * b[i] */
 void sl_cpu_vec_div(float *out, const float *a, const float *b, size_t n);    /* out[i] = a[i] / b[i] */
 void sl_cpu_vec_scale(float *out, const float *in, float s, size_t n);        /* out[i] = in[i] * s */
+void sl_cpu_vec_add_scalar(float *y, float b, size_t n);                      /* y[i] += b */
 /* One LSTM step's cell update for units j < H (torch gate order i, f, g, o in gates[4H]):
  * c = sigmoid(f) c + sigmoid(i) tanh(g); h = sigmoid(o) tanh(c); out[j] = h[j].
  * exp is a degree-6 polynomial with a power-of-two scaling (about 1 ulp, Cephes'

@@ -323,6 +323,41 @@ static void test_gemm_packed(sl_op_ctx *ctx)
             free(y[v]);
     }
     CHECK(sl_op_ctx_set_threads(ctx, 1) == 0);
+    /* tf32 on weights declared fixed: the AMX tiles from 16 rows (their packed form kept), so a
+     * 40-row product leaves fp32 where the tiles are in effect; within tf32's bound either way */
+    const size_t m = 40, n = 70, k = 96;
+    float *x = sl_ref_rnd(m * k, -1, 1), *hw = sl_ref_rnd(n * k, -1, 1), *y[2], *w = NULL;
+    CHECK(sl_op_alloc(ctx, (void **)&w, n * k * sizeof(float)) == 0);
+    CHECK(sl_op_upload(ctx, w, hw, n * k * sizeof(float)) == 0);
+    CHECK(sl_op_mark_fixed(ctx, w, n * k * sizeof(float)) == 0);
+    for (int v = 0; v < 2; v++) {
+        y[v] = malloc(m * n * sizeof(float));
+        CHECK(sl_op_ctx_set_precision(ctx, v ? SL_PREC_TF32 : SL_PREC_FP32) == 0);
+        sl_gemm_args a = {.batch = 1, .m = m, .n = n, .k = k, .x = x, .ldx = k, .w = w, .ldw = k, .y = y[v], .ldy = n};
+        CHECK_MSG(sl_op_gemm(ctx, &a) == 0, "gemm: %s", sl_lasterr());
+    }
+    const int tiles = sl_op_ctx_precision(ctx) == SL_PREC_TF32;
+    CHECK(sl_op_ctx_set_precision(ctx, SL_PREC_FP32) == 0);
+    double *want = malloc(m * n * sizeof(double));
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < n; j++) {
+            double acc = 0;
+            for (size_t kk = 0; kk < k; kk++)
+                acc += (double)x[i * k + kk] * hw[j * k + kk];
+            want[i * n + j] = acc;
+        }
+    const double e = sl_ref_err(y[1], want, m * n);
+    const int same = !memcmp(y[0], y[1], m * n * sizeof(float));
+    printf("  gemm packed m%zu fixed weights at tf32: %s, rel err %.3g (tol 4e-5)\n", m,
+           tiles ? (same ? "fp32 bits (AMX NOT taken)" : "AMX") : "fp32 (no tiles)", e);
+    CHECK_MSG(e <= 4e-5, "tf32 fixed-weight gemm error %g", e);
+    CHECK_MSG(tiles ? !same : same, "fixed weights, 40 rows at tf32: %s", tiles ? "AMX not taken" : "not fp32");
+    sl_op_free(ctx, w);
+    free(x);
+    free(hw);
+    free(want);
+    free(y[0]);
+    free(y[1]);
 }
 
 static void test_affine(sl_op_ctx *ctx)
