@@ -7,7 +7,8 @@
 # against the model through pipeline/demucs_split.h on the CPU, every stem within 1e-4 of the
 # reference's largest sample. Label `slow`. Needs a python with torch and
 # demucs: HTDEMUCS_PYTHON (default the shared bench venv); exits 77 (skipped)
-# without one.
+# without one. Arguments go to the golden script (test_htdemucs_shifts.sh passes
+# --shifts and --seconds).
 set -u
 : "${SL_SRC:?}" "${SL_BUILD:?}"
 PY="${HTDEMUCS_PYTHON:-/work/main/bench/.venv-torch/bin/python}"
@@ -18,5 +19,5 @@ fi
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 mkdir -p "$T/tests/golden/full"
-"$PY" "$SL_SRC/tools/gen_golden_htdemucs.py" --full "$T/tests/golden/full" || exit 1
+"$PY" "$SL_SRC/tools/gen_golden_htdemucs.py" --full "$T/tests/golden/full" "$@" || exit 1
 SL_SRC="$T" SL_HTDEMUCS_FULL=full SL_HTDEMUCS_THREADS="${SL_HTDEMUCS_THREADS:-2}" "$SL_BUILD/test_htdemucs"

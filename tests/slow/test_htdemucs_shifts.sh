@@ -8,15 +8,4 @@
 # stem within 1e-4 of the reference's largest sample. Label `slow`. Needs a
 # python with torch and demucs: HTDEMUCS_PYTHON (default the shared bench
 # venv); exits 77 (skipped) without one.
-set -u
-: "${SL_SRC:?}" "${SL_BUILD:?}"
-PY="${HTDEMUCS_PYTHON:-/work/main/bench/.venv-torch/bin/python}"
-if ! "$PY" -c 'import torch, demucs.htdemucs' 2>/dev/null; then
-  echo "skipped: no python with torch and demucs (set HTDEMUCS_PYTHON)"
-  exit 77
-fi
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-mkdir -p "$T/tests/golden/full"
-"$PY" "$SL_SRC/tools/gen_golden_htdemucs.py" --full "$T/tests/golden/full" --shifts 2 --seconds 12 || exit 1
-SL_SRC="$T" SL_HTDEMUCS_FULL=full SL_HTDEMUCS_THREADS="${SL_HTDEMUCS_THREADS:-2}" "$SL_BUILD/test_htdemucs"
+exec bash "$(dirname "$0")/test_htdemucs_full.sh" --shifts 2 --seconds 12
