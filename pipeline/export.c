@@ -11,21 +11,13 @@
 
 #include "../common/sl_error.h"
 #include "../common/sl_json.h"
+#include "../common/sl_str.h"
 #include "../io/npy.h"
 #include "../io/parquet.h"
 #include "search.h"
 #include "shardenv.h"
 
 /* ---------------------------------------------------------------- small helpers */
-
-static char *cat3(const char *a, const char *b, const char *c)
-{
-    size_t n = strlen(a) + strlen(b) + strlen(c) + 1;
-    char *s = malloc(n);
-    if (s)
-        snprintf(s, n, "%s%s%s", a, b, c);
-    return s;
-}
 
 static int is_dir(const char *p)
 {
@@ -76,7 +68,7 @@ static void free_list(char **v, long n)
 
 static int keep_dir(const char *dir, const char *name)
 {
-    char *p = cat3(dir, "/", name);
+    char *p = sl_strcat3(dir, "/", name);
     int r = p && is_dir(p) && strcmp(name, "timeline");
     free(p);
     return r;
@@ -128,8 +120,8 @@ static int check_shard_sets(const char *out_dir)
         for (int j = 0; j < cnt; j++) {
             char pre[32], *lp, *rp;
             sl_shard_prefix(j, cnt, pre, sizeof pre);
-            lp = cat3(out_dir, "/", pre);
-            char *l = lp ? cat3(lp, "ledger.sqlite", "") : NULL, *r = lp ? cat3(lp, "report.json", "") : NULL;
+            lp = sl_strcat3(out_dir, "/", pre);
+            char *l = lp ? sl_strcat3(lp, "ledger.sqlite", "") : NULL, *r = lp ? sl_strcat3(lp, "report.json", "") : NULL;
             rp = r;
             struct stat st;
             int have = l && r && stat(l, &st) == 0 && stat(r, &st) == 0;
@@ -155,7 +147,7 @@ static int check_shard_sets(const char *out_dir)
             continue;
         char pre[32];
         sl_shard_prefix(0, cnt, pre, sizeof pre);
-        char *l = cat3(out_dir, "/", pre), *lf = l ? cat3(l, "ledger.sqlite", "") : NULL;
+        char *l = sl_strcat3(out_dir, "/", pre), *lf = l ? sl_strcat3(l, "ledger.sqlite", "") : NULL;
         struct stat st;
         if (lf && stat(lf, &st) != 0)
             rc = sl_seterr(SL_EIO,
@@ -350,12 +342,12 @@ static int cursors_for(const char *dir, const char *suffix, int with_npy, int di
             rc = sl_seterr(SL_ENOMEM, "export: out of memory");
             break;
         }
-        j[c->n_files] = cat3(dir, "/", names[k]);
+        j[c->n_files] = sl_strcat3(dir, "/", names[k]);
         if (with_npy) {
             /* names[k] ends in .jsonl: the npy beside it */
             char *base = strndup(names[k], len - slen);
-            np[c->n_files] = base ? cat3(dir, "/", base) : NULL;
-            char *full = np[c->n_files] ? cat3(np[c->n_files], ".npy", "") : NULL;
+            np[c->n_files] = base ? sl_strcat3(dir, "/", base) : NULL;
+            char *full = np[c->n_files] ? sl_strcat3(np[c->n_files], ".npy", "") : NULL;
             free(np[c->n_files]);
             np[c->n_files] = full;
             free(base);
@@ -765,7 +757,7 @@ static int check_centres(const char *dir)
     char *first = NULL;
     int rc = 0;
     for (long i = 0; i < n && !rc; i++) {
-        char *p = cat3(dir, "/", names[i]);
+        char *p = sl_strcat3(dir, "/", names[i]);
         sl_index_meta m;
         if (!p) {
             rc = sl_seterr(SL_ENOMEM, "export: out of memory");
@@ -788,7 +780,7 @@ static int check_centres(const char *dir)
 
 static int find_tables(const sl_export_opts *o, table **ts, size_t *nt)
 {
-    char *emb = cat3(o->out_dir, "/embeddings", "");
+    char *emb = sl_strcat3(o->out_dir, "/embeddings", "");
     char **models = NULL, **sources = NULL;
     long nm = 0, ns = 0;
     int rc = emb ? 0 : sl_seterr(SL_ENOMEM, "export: out of memory");
@@ -802,14 +794,14 @@ static int find_tables(const sl_export_opts *o, table **ts, size_t *nt)
         if (o->model && strcmp(o->model, models[i]))
             continue;
         model_seen = 1;
-        char *md = cat3(emb, "/", models[i]);
+        char *md = sl_strcat3(emb, "/", models[i]);
         ns = md ? list_dir(md, keep_dir, &sources) : -1;
         for (long j = 0; j < ns && !rc; j++) {
             if (o->source && strcmp(o->source, sources[j]))
                 continue;
             source_seen = 1;
-            char *sd = cat3(md, "/", sources[j]);
-            char *td = sd ? cat3(sd, "/timeline", "") : NULL;
+            char *sd = sl_strcat3(md, "/", sources[j]);
+            char *td = sd ? sl_strcat3(sd, "/timeline", "") : NULL;
             if (!sd || !td)
                 rc = sl_seterr(SL_ENOMEM, "export: out of memory");
             if (!rc && !(rc = check_centres(sd)) && is_dir(td))
@@ -848,7 +840,7 @@ int sl_export_run(const sl_export_opts *in)
     sl_export_opts o = *in;
     char *dest = NULL;
     if (!o.dest)
-        o.dest = dest = cat3(o.out_dir, "/export", "");
+        o.dest = dest = sl_strcat3(o.out_dir, "/export", "");
     table *ts = NULL;
     size_t nt = 0;
     int rc = o.dest ? 0 : sl_seterr(SL_ENOMEM, "export: out of memory");
@@ -868,7 +860,7 @@ int sl_export_run(const sl_export_opts *in)
         if (tagged && !strcmp(ts[i].model, tagged))
             continue;
         tagged = ts[i].model;
-        char *td = cat3(o.out_dir, "/tags/", ts[i].model);
+        char *td = sl_strcat3(o.out_dir, "/tags/", ts[i].model);
         if (!td)
             rc = sl_seterr(SL_ENOMEM, "export: out of memory");
         else if (is_dir(td))

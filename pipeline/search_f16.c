@@ -4,6 +4,7 @@
 #include "pipeline/search.h"
 #include "pipeline/search_impl.h"
 
+#include "common/sl_str.h"
 #include "common/sl_error.h"
 #include "common/sl_json.h"
 #include "common/sl_log.h"
@@ -42,20 +43,11 @@ static const char *base_name(const char *path)
     return s ? s + 1 : path;
 }
 
-static char *join3(const char *a, const char *b, const char *c)
-{
-    size_t n = strlen(a) + strlen(b) + strlen(c) + 1;
-    char *p = malloc(n);
-    if (p)
-        snprintf(p, n, "%s%s%s", a, b, c);
-    return p;
-}
-
 /* The manifest as parsed (NULL root type when there is none or it is unreadable). */
 static int manifest_load(const char *dir, sl_json *root)
 {
     memset(root, 0, sizeof *root);
-    char *path = join3(dir, "/" F16_DIR "/", "manifest.json");
+    char *path = sl_strcat3(dir, "/" F16_DIR "/", "manifest.json");
     if (!path)
         return SL_ENOMEM;
     FILE *f = fopen(path, "rb");
@@ -120,7 +112,7 @@ static int entry_valid(const sl_json *e, shard *s, int unit, const char *dir)
     if (!(err >= 0 && err < 1e30) || !(nrm >= 0 && nrm < 1e30))
         return 0;
     shard c = {0};
-    c.npy = join3(dir, "/" F16_DIR "/", base_name(s->npy));
+    c.npy = sl_strcat3(dir, "/" F16_DIR "/", base_name(s->npy));
     int ok = c.npy && sl_search_npy_header(&c) == 0 && c.f16 && c.rows == s->rows && c.dim == s->dim;
     if (ok) {
         free(s->npy16);
@@ -263,7 +255,7 @@ int sl_vindex_build_f16(sl_vindex *ix, size_t *written, size_t *kept)
 {
     *written = *kept = 0;
     const int unit = !ix->rows_normalized;
-    char *sub = join3(ix->dir, "/", F16_DIR);
+    char *sub = sl_strcat3(ix->dir, "/", F16_DIR);
     if (!sub)
         return sl_seterr(SL_ENOMEM, "search: out of memory");
     int rc = sl_mkdirs(sub);
@@ -290,7 +282,7 @@ int sl_vindex_build_f16(sl_vindex *ix, size_t *written, size_t *kept)
             snprintf(stamp, sizeof stamp, "%s", sl_json_get_str(e, "stamp", ""));
             ++*kept;
         } else { /* stamped before it is read: a shard that changes meanwhile leaves the copy stale */
-            char *path = join3(sub, "/", base_name(s->npy));
+            char *path = sl_strcat3(sub, "/", base_name(s->npy));
             rc = path ? file_stamp(s->npy, stamp, sizeof stamp) : sl_seterr(SL_ENOMEM, "search: out of memory");
             if (!rc)
                 rc = write_copy(s, path, unit, &err, &nrm);
@@ -313,7 +305,7 @@ int sl_vindex_build_f16(sl_vindex *ix, size_t *written, size_t *kept)
             rc = sl_seterr(SL_ENOMEM, "search: out of memory");
     }
     if (!rc) {
-        char *mp = join3(sub, "/", "manifest.json");
+        char *mp = sl_strcat3(sub, "/", "manifest.json");
         rc = mp ? sl_write_file_atomic(mp, buf, len) : sl_seterr(SL_ENOMEM, "search: out of memory");
         free(mp);
     }
@@ -327,7 +319,7 @@ int sl_vindex_build_f16(sl_vindex *ix, size_t *written, size_t *kept)
         int used = 0;
         for (size_t i = 0; !used && i < ix->n; i++)
             used = !ix->sh[i].f16 && !strcmp(base_name(ix->sh[i].npy), de->d_name);
-        char *p = used ? NULL : join3(sub, "/", de->d_name);
+        char *p = used ? NULL : sl_strcat3(sub, "/", de->d_name);
         if (p)
             unlink(p);
         free(p);
