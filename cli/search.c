@@ -90,6 +90,13 @@ static const char search_help[] =
     "                    builds and exits. A shard changed since its copy was\n"
     "                    made is scanned in float32, with a warning\n"
     "  --no-f16          scan the float32 shards even where the copy is valid\n"
+    "  --build-i8        write (or refresh) the int8 scan copy (DIR/.scan-i8/, a\n"
+    "                    quarter of the float32 bytes plus 16 per row), the same\n"
+    "                    way: exact results, every row whose score may reach the\n"
+    "                    top k rescored from the float32 shards. Scanned in\n"
+    "                    preference to the float16 copy where both are valid\n"
+    "  --no-i8           do not scan the int8 copy (the float16 copy, if any, is\n"
+    "                    scanned instead)\n"
     "  -v, --verbose     also print info lines (which backend was taken and why;\n"
     "                    with --text, the time of each stage)\n"
     "  -h, --help        this help\n"
@@ -278,6 +285,19 @@ static void note_centred(const sl_vindex *ix)
                         "rank the tracks but are not comparable with uncentred ones\n");
 }
 
+/* After a CPU scan: which scan copies it read, for -v. */
+static void scan_copies(const sl_vindex *ix, char *buf, size_t cap)
+{
+    size_t v16, stale16, v8, stale8, f32;
+    sl_vindex_f16_status(ix, &v16, &stale16, &f32);
+    sl_vindex_i8_status(ix, &v8, &stale8, &f32);
+    if (v8)
+        snprintf(buf, cap, "int8 copy (%s) of %zu, float16 copy valid for %zu of %zu float32 shards",
+                 sl_search_dot_i8_name(sl_search_dot_isa()), v8, v16, f32);
+    else
+        snprintf(buf, cap, "float16 copy of %zu of %zu float32 shards", v16, f32);
+}
+
 /* --text: the queries through the text tower of the shards' CLAP checkpoint, one
  * scan for all of them. Returns the exit status. */
 static int search_texts(sl_vindex *ix, sl_op_ctx *ctx, const char **texts, size_t nq, size_t k, size_t block_rows,
@@ -305,14 +325,13 @@ static int search_texts(sl_vindex *ix, sl_op_ctx *ctx, const char **texts, size_
     /* every query's hits in one pass per shard when they lie end to end */
     for (size_t i = 0; i < nq && !rc; i += n_hits == k ? nq : 1)
         rc = sl_vindex_describe(ix, hits + i * k, n_hits == k ? nq * k : n_hits);
-    size_t v16, stale16, f32;
-    sl_vindex_f16_status(ix, &v16, &stale16, &f32);
+    char copies[160];
+    scan_copies(ix, copies, sizeof copies);
     if (!rc)
         SL_INFO("search: %zu text quer%s: text tower %.3f s to load, %.3f s to embed; scan of %zu rows %.3f s "
-                "(%s, %s %zu of %zu float32 shards); describe %.3f s", nq, nq == 1 ? "y" : "ies", t1 - t0, t2 - t1,
-                sl_vindex_rows(ix), t3 - t2,
+                "(%s, %s); describe %.3f s", nq, nq == 1 ? "y" : "ies", t1 - t0, t2 - t1, sl_vindex_rows(ix), t3 - t2,
                 strcmp(sl_op_ctx_backend(ctx), "cpu") ? sl_op_ctx_backend(ctx) : sl_search_dot_isa_name(sl_search_dot_isa()),
-                "float16 copy of", v16, f32, now_s() - t3);
+                copies, now_s() - t3);
     int status = 0;
     if (rc) {
         fprintf(stderr, "stemline search: %s\n", sl_errmsg(rc, m, sizeof m));
@@ -486,7 +505,7 @@ static int search_main(int argc, char **argv, const char **texts)
     const char *out_dir = NULL, *audio = NULL, *id = NULL, *model = NULL, *source = "mix", *backend = "auto";
     const char *queries = NULL;
     size_t k = 10, block_rows = 0, threads = 0;
-    int json = 0, verbose = 0, build16 = 0, no16 = 0;
+    int json = 0, verbose = 0, build16 = 0, no16 = 0, build8 = 0, no8 = 0;
     size_t n_texts = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -500,6 +519,10 @@ static int search_main(int argc, char **argv, const char **texts)
             build16 = 1;
         } else if (!strcmp(a, "--no-f16")) {
             no16 = 1;
+        } else if (!strcmp(a, "--build-i8")) {
+            build8 = 1;
+        } else if (!strcmp(a, "--no-i8")) {
+            no8 = 1;
         } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
             verbose = 1;
         } else if (!strncmp(a, "--backend=", 10)) {
@@ -551,7 +574,7 @@ static int search_main(int argc, char **argv, const char **texts)
     if (!verbose && sl_log_get_level() == SL_LOG_INFO)
         sl_log_set_level(SL_LOG_WARN);
     const int n_kinds = (audio != NULL) + (id != NULL) + (n_texts > 0) + (queries != NULL);
-    if (n_kinds != 1 && !(build16 && !n_kinds))
+    if (n_kinds != 1 && !((build16 || build8) && !n_kinds))
         return usage("%s", n_kinds ? "give one kind of query: --audio, --id, --text or --queries"
                                    : "missing the query: --audio FILE, --id TRACK_ID, --text QUERY or --queries FILE");
     if (!*source || strchr(source, '/') || (model && (!*model || strchr(model, '/'))))
@@ -630,22 +653,25 @@ static int search_main(int argc, char **argv, const char **texts)
         fprintf(stderr, "stemline search: %s\n", sl_errmsg(rc, m, sizeof m));
         goto out;
     }
-    if (build16) {
+    for (int b = 0; b < 2; b++) {
+        if (!(b ? build8 : build16))
+            continue;
         size_t written = 0, kept = 0;
         const double tb = now_s();
-        rc = sl_vindex_build_f16(ix, &written, &kept);
+        rc = b ? sl_vindex_build_i8(ix, &written, &kept) : sl_vindex_build_f16(ix, &written, &kept);
         if (rc) {
-            fprintf(stderr, "stemline search: --build-f16: %s\n", sl_errmsg(rc, m, sizeof m));
+            fprintf(stderr, "stemline search: %s: %s\n", b ? "--build-i8" : "--build-f16", sl_errmsg(rc, m, sizeof m));
             goto out;
         }
-        fprintf(stderr, "stemline search: float16 scan copy of %s: %zu shard%s written, %zu up to date (%.1f s)\n",
-                dir, written, written == 1 ? "" : "s", kept, now_s() - tb);
-        if (!n_kinds) {
-            status = 0;
-            goto out;
-        }
+        fprintf(stderr, "stemline search: %s scan copy of %s: %zu shard%s written, %zu up to date (%.1f s)\n",
+                b ? "int8" : "float16", dir, written, written == 1 ? "" : "s", kept, now_s() - tb);
+    }
+    if ((build8 || build16) && !n_kinds) {
+        status = 0;
+        goto out;
     }
     sl_vindex_set_f16(ix, !no16);
+    sl_vindex_set_i8(ix, !no8);
     warn_duplicates(ix, out_dir);
     if (!threads)
         threads = (size_t)sl_cpu_count();
@@ -688,9 +714,9 @@ static int search_main(int argc, char **argv, const char **texts)
         rc = sl_vindex_search_on(ix, strcmp(sl_op_ctx_backend(ctx), "cpu") ? ctx : NULL, q, 1, k, block_rows, hits,
                                  &n_hits);
     if (!rc) {
-        size_t v16, stale16, f32;
-        sl_vindex_f16_status(ix, &v16, &stale16, &f32);
-        SL_INFO("search: scan of %zu rows (float16 copy of %zu of %zu float32 shards)", sl_vindex_rows(ix), v16, f32);
+        char copies[160];
+        scan_copies(ix, copies, sizeof copies);
+        SL_INFO("search: scan of %zu rows (%s)", sl_vindex_rows(ix), copies);
         rc = sl_vindex_describe(ix, hits, n_hits);
     }
     if (rc) {

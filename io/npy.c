@@ -99,7 +99,7 @@ static uint32_t get_le32(const unsigned char *p)
 
 /* Format 1.0 header, padded with spaces and a final '\n' so that the data starts
  * at a multiple of 64 bytes (what numpy itself writes, and what mmap likes). */
-static size_t npy_header(unsigned char *buf, size_t cap, const char *descr, size_t rows, size_t cols)
+size_t sl_npy_header(unsigned char *buf, size_t cap, const char *descr, size_t rows, size_t cols)
 {
     char dict[256];
     int n = snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (%zu, %zu), }", descr,
@@ -158,7 +158,7 @@ int sl_npy_encode(const float *data, size_t rows, size_t cols, const char *dtype
     if (rows && cols && (!data || rows > (SIZE_MAX - 1024) / cols / 4))
         return sl_seterr(SL_EINVAL, "npy: bad matrix [%zu, %zu]", rows, cols);
     unsigned char hdr[256];
-    size_t hl = npy_header(hdr, sizeof hdr, f16 ? "<f2" : "<f4", rows, cols);
+    size_t hl = sl_npy_header(hdr, sizeof hdr, f16 ? "<f2" : "<f4", rows, cols);
     size_t dl = rows * cols * (f16 ? 2 : 4);
     unsigned char *b = malloc(hl + dl + 1);
     if (!b)
@@ -184,7 +184,7 @@ int sl_npy_write(const char *path, const float *data, size_t rows, size_t cols, 
     unsigned char *buf = malloc(1 << 16);
     if (!buf)
         return sl_seterr(SL_ENOMEM, "%s: out of memory", path);
-    size_t hl = npy_header(buf, 1 << 16, f16 ? "<f2" : "<f4", rows, cols);
+    size_t hl = sl_npy_header(buf, 1 << 16, f16 ? "<f2" : "<f4", rows, cols);
     sl_atomic_file *f;
     rc = sl_atomic_open(&f, path);
     if (rc < 0) {
@@ -234,7 +234,7 @@ int sl_npy_stream_open(sl_npy_stream **out, const char *path, size_t cols, const
     s->cols = cols;
     s->f16 = f16;
     unsigned char hdr[NPY_STREAM_HDR];
-    if (npy_header(hdr, sizeof hdr, f16 ? "<f2" : "<f4", 0, cols) != NPY_STREAM_HDR) {
+    if (sl_npy_header(hdr, sizeof hdr, f16 ? "<f2" : "<f4", 0, cols) != NPY_STREAM_HDR) {
         free(s->buf);
         free(s);
         return sl_seterr(SL_EINVAL, "%s: %zu columns do not fit the header", path, cols);
@@ -267,7 +267,7 @@ int sl_npy_stream_commit(sl_npy_stream *s)
 {
     unsigned char hdr[NPY_STREAM_HDR];
     int rc;
-    if (npy_header(hdr, sizeof hdr, s->f16 ? "<f2" : "<f4", s->rows, s->cols) != NPY_STREAM_HDR)
+    if (sl_npy_header(hdr, sizeof hdr, s->f16 ? "<f2" : "<f4", s->rows, s->cols) != NPY_STREAM_HDR)
         rc = sl_seterr(SL_EINVAL, "npy: %zu rows do not fit the header", s->rows);
     else
         rc = sl_atomic_pwrite(s->f, 0, hdr, sizeof hdr);

@@ -32,6 +32,10 @@ typedef struct {
  * a negated errno with path in sl_lasterr(). */
 int sl_npy_read_header(FILE *fp, const char *path, sl_npy_info *info);
 
+/* The format 1.0 header of a [rows, cols] array of dtype descr ("<f4", "|i1", ...),
+ * padded so that the data starts at a multiple of 64 bytes: its length, or 0 when
+ * it does not fit cap. */
+size_t sl_npy_header(unsigned char *buf, size_t cap, const char *descr, size_t rows, size_t cols);
 /* Converts n little-endian float16 (f16 = 1) or float32 values at src to floats. */
 void sl_npy_unpack(const unsigned char *src, float *dst, size_t n, int f16);
 

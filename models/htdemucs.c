@@ -219,7 +219,7 @@ static int xlayer(sl_op_ctx *ctx, const hd_state *st, const hd_xlayer *L, size_t
     } else {
         TRY(layernorm(ctx, Nk, C, L->n2g, L->n2b, kv, hk));
         TRY(linear(ctx, Nq, C, C, h, C, L->wqkv, L->bqkv, SL_ACT_NONE, q, C, NULL));
-        TRY(linear(ctx, Nk, 2 * C, C, hk, C, L->wqkv + C * C, L->bqkv + C, SL_ACT_NONE, ff, 2 * C, NULL));
+        TRY(linear(ctx, Nk, 2 * C, C, hk, C, L->wkv, L->bqkv + C, SL_ACT_NONE, ff, 2 * C, NULL));
         a.tk = Nk, a.q = q, a.k = ff, a.v = ff + C, a.ldq = C, a.ldk = a.ldv = 2 * C;
     }
     a.out = att, a.ldo = C;

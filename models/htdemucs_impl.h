@@ -41,7 +41,8 @@ typedef struct {
 typedef struct {
     int cross;           /* 1: CrossTransformerEncoderLayer */
     float *n1g, *n1b, *n2g, *n2b, *n3g, *n3b; /* n3: cross layers' feed-forward norm */
-    float *wqkv, *bqkv;  /* [3C][C], [3C] */
+    float *wqkv, *bqkv;  /* [3C][C], [3C]; cross layers: wqkv [C][C] (queries) */
+    float *wkv;          /* cross layers: the key / value projections [2C][C]; else NULL */
     float *wo, *bo;      /* out_proj with gamma_1 folded */
     float *w1, *b1, *w2, *b2; /* feed-forward, w2 / b2 with gamma_2 folded */
     float *nog, *nob;    /* norm_out (GroupNorm(1, C) over all tokens); NULL: none */

@@ -60,9 +60,12 @@ static const float *take(hd_loader *L, int nd, const int64_t *shape, const char 
     return t ? (const float *)t->data : NULL;
 }
 
+/* Every weight is declared fixed (sl_op_mark_fixed): the CPU backend keeps the forms it derives
+ * from them once per context (the packed linear layers, the Winograd form of the 3x3 rewrites). */
 static int up(hd_loader *L, float **dst, const float *src, size_t n)
 {
-    return src ? sl_model_upload_new(L->ctx, dst, src, n) : SL_EFORMAT;
+    int rc = src ? sl_model_upload_new(L->ctx, dst, src, n) : SL_EFORMAT;
+    return rc < 0 ? rc : sl_op_mark_fixed(L->ctx, *dst, n * sizeof(float));
 }
 
 /* Conv weights pre + "weight" of shape [a][b][k](x kk) and bias [bias_n]; transposed: [c_in][c_out][k]. */
@@ -201,7 +204,10 @@ static int xlayer(hd_loader *L, const hd_state *st, hd_xlayer *x, const char *pr
     const char *att = cross ? "cross_attn" : "self_attn";
     int64_t s3[2] = {3 * C, C}, s3b[1] = {3 * C}, sc[1] = {C};
     const float *w = take(L, 2, s3, "%s%s.in_proj_weight", pre, att), *b = w ? take(L, 1, s3b, "%s%s.in_proj_bias", pre, att) : NULL;
-    if ((rc = up(L, &x->wqkv, w, (size_t)3 * C * C)) < 0 || (rc = up(L, &x->bqkv, b, (size_t)3 * C)) < 0)
+    /* cross layers: the query projection and the key / value projections are two products */
+    if ((rc = up(L, &x->wqkv, w, (size_t)(cross ? 1 : 3) * C * C)) < 0 ||
+        (cross && (rc = up(L, &x->wkv, w ? w + (size_t)C * C : NULL, (size_t)2 * C * C)) < 0) ||
+        (rc = up(L, &x->bqkv, b, (size_t)3 * C)) < 0)
         return rc;
     const float *g1 = NULL, *g2 = NULL;
     if (st->t_layer_scale) {
@@ -505,7 +511,7 @@ static void free_layer(sl_op_ctx *ctx, hd_layer *l)
 
 static void free_xlayer(sl_op_ctx *ctx, hd_xlayer *x)
 {
-    float *p[] = {x->n1g, x->n1b, x->n2g, x->n2b, x->n3g, x->n3b, x->wqkv, x->bqkv, x->wo,
+    float *p[] = {x->n1g, x->n1b, x->n2g, x->n2b, x->n3g, x->n3b, x->wqkv, x->wkv, x->bqkv, x->wo,
                   x->bo,  x->w1,  x->b1,  x->w2,  x->b2,  x->nog, x->nob};
     for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
         sl_op_free(ctx, p[i]);

@@ -169,9 +169,31 @@ void sl_vindex_set_f16(sl_vindex *ix, int use);
  * float32 shards in all. */
 void sl_vindex_f16_status(const sl_vindex *ix, size_t *valid, size_t *stale, size_t *f32_shards);
 
+/* ---- the int8 scan copy ----
+ * The same idea at a quarter of the float32 bytes: DIR/.scan-i8/{prefix}shard-NNNNN.npy,
+ * one per float32 shard, [rows, dim + 16] int8: each row the shard's row (divided by
+ * its norm in double, or itself when trusted to be unit length) as int8 values
+ * c = round(v / s) in [-127, 127], then 16 bytes: the scale s = max |v_i| / 127, an
+ * upper bound on |s c - v| and one on |s c| (little-endian float32, all three rounded
+ * up from double; NaN for a row that is not finite: always rescored) and 4 zero bytes;
+ * DIR/.scan-i8/manifest.json as the float16 copy's ("format": "stemline-i8-scan-copy",
+ * no max_err / max_norm). The query is split into two int8 parts; a row is rescored
+ * from its float32 shard whenever its score's proven interval (search_i8.c) reaches
+ * the k-th best lower bound, so the top k is the float32 scan's, bit for bit. Where
+ * both copies are valid the int8 copy is scanned; a shard the int8 copy does not
+ * describe is scanned through the float16 copy where that one is valid, else in
+ * float32 (with a warning when its copy is stale). Rows of more than 65536 values
+ * have no int8 copy. */
+int sl_vindex_build_i8(sl_vindex *ix, size_t *written, size_t *kept);
+/* 0 scans without the int8 copy (default 1: use it). */
+void sl_vindex_set_i8(sl_vindex *ix, int use);
+/* As sl_vindex_f16_status, for the int8 copy. */
+void sl_vindex_i8_status(const sl_vindex *ix, size_t *valid, size_t *stale, size_t *f32_shards);
+
 /* For a process that answers many queries (`search --queries`): maps, whole and
  * with its pages read in, every file the CPU scan (sl_vindex_search) reads: each
- * float32 shard's float16 copy where it is valid and in use (set_f16 before),
+ * float32 shard's int8 or else float16 copy where it is valid and in use (set_i8 /
+ * set_f16 before),
  * else the shard itself; they stay mapped until sl_vindex_close, and scans read
  * them there instead of mapping and unmapping each block (same results). Memory:
  * the catalog's scan bytes stay resident while the pages are cached. Each later

@@ -229,3 +229,179 @@ void sl_search_f16_to_f32(sl_dot_isa isa, const unsigned char *src, size_t n, fl
     for (; i < n; i++)
         dst[i] = sl_f16_to_f32((unsigned short)(src[2 * i] | (src[2 * i + 1] << 8)));
 }
+
+/* ---------------------------------------------------------------- int8 products */
+
+static void dot_i8_scalar(const signed char *B, size_t m, size_t ldb, size_t dim, const signed char *P, size_t np, int *D)
+{
+    for (size_t r = 0; r < m; r++)
+        for (size_t j = 0; j < np; j++) {
+            const signed char *b = B + r * ldb, *p = P + j * dim;
+            int a = 0;
+            for (size_t i = 0; i < dim; i++)
+                a += (int)b[i] * (int)p[i];
+            D[r * np + j] = a;
+        }
+}
+
+#ifdef SL_DOT_X86
+/* |b| (unsigned) times p carrying b's sign: maddubs cannot saturate (2 x 128 x 127 < 2^15) */
+#define DOT_I8_AVX2_TILE(R, QN)                                                                                  \
+    do {                                                                                                         \
+        __m256i acc[R][QN];                                                                                      \
+        _Pragma("GCC unroll 8") for (int u = 0; u < (R); u++)                                                    \
+            _Pragma("GCC unroll 8") for (int v = 0; v < (QN); v++) acc[u][v] = _mm256_setzero_si256();           \
+        size_t i = 0;                                                                                            \
+        for (; i + 32 <= dim; i += 32) {                                                                         \
+            __m256i x[R], ax[R];                                                                                 \
+            _Pragma("GCC unroll 8") for (int u = 0; u < (R); u++) {                                              \
+                x[u] = _mm256_loadu_si256((const __m256i *)(const void *)(B + (r + u) * ldb + i));               \
+                ax[u] = _mm256_abs_epi8(x[u]);                                                                   \
+            }                                                                                                    \
+            _Pragma("GCC unroll 8") for (int v = 0; v < (QN); v++) {                                             \
+                const __m256i y = _mm256_loadu_si256((const __m256i *)(const void *)(P + (j + v) * dim + i));    \
+                _Pragma("GCC unroll 8") for (int u = 0; u < (R); u++) {                                          \
+                    const __m256i pr = _mm256_maddubs_epi16(ax[u], _mm256_sign_epi8(y, x[u]));                   \
+                    acc[u][v] = _mm256_add_epi32(acc[u][v], _mm256_madd_epi16(pr, ones));                        \
+                }                                                                                                \
+            }                                                                                                    \
+        }                                                                                                        \
+        _Pragma("GCC unroll 8") for (int u = 0; u < (R); u++)                                                    \
+            _Pragma("GCC unroll 8") for (int v = 0; v < (QN); v++) {                                             \
+                __m128i s = _mm_add_epi32(_mm256_castsi256_si128(acc[u][v]),                                     \
+                                          _mm256_extracti128_si256(acc[u][v], 1));                               \
+                s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));                                                \
+                s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));                                                \
+                int a = _mm_cvtsi128_si32(s);                                                                    \
+                for (size_t t = i; t < dim; t++)                                                                 \
+                    a += (int)B[(r + u) * ldb + t] * (int)P[(j + v) * dim + t];                                  \
+                D[(r + u) * np + j + v] = a;                                                                     \
+            }                                                                                                    \
+    } while (0)
+
+__attribute__((target("avx2"))) static void dot_i8_avx2(const signed char *B, size_t m, size_t ldb, size_t dim,
+                                                        const signed char *P, size_t np, int *D)
+{
+    const __m256i ones = _mm256_set1_epi16(1);
+    size_t r = 0;
+    for (; r + 2 <= m; r += 2) {
+        size_t j = 0;
+        for (; j + 4 <= np; j += 4)
+            DOT_I8_AVX2_TILE(2, 4);
+        for (; j < np; j++)
+            DOT_I8_AVX2_TILE(2, 1);
+    }
+    for (; r < m; r++) {
+        size_t j = 0;
+        for (; j + 4 <= np; j += 4)
+            DOT_I8_AVX2_TILE(1, 4);
+        for (; j < np; j++)
+            DOT_I8_AVX2_TILE(1, 1);
+    }
+}
+
+/* (b + 128) as unsigned times p, then 128 sum(p) taken off: vpdpbusd without overflow
+ * for dim <= 65536 (65536 x 255 x 127 < 2^31) */
+#define DOT_I8_VNNI_TILE(R, QN)                                                                                  \
+    do {                                                                                                         \
+        __m512i acc[R][QN];                                                                                      \
+        _Pragma("GCC unroll 8") for (int u = 0; u < (R); u++)                                                    \
+            _Pragma("GCC unroll 8") for (int v = 0; v < (QN); v++) acc[u][v] = _mm512_setzero_si512();           \
+        size_t i = 0;                                                                                            \
+        for (; i + 64 <= dim; i += 64) {                                                                         \
+            __m512i x[R];                                                                                        \
+            _Pragma("GCC unroll 8") for (int u = 0; u < (R); u++)                                                \
+                x[u] = _mm512_xor_si512(_mm512_loadu_si512((const void *)(B + (r + u) * ldb + i)), bias);        \
+            _Pragma("GCC unroll 8") for (int v = 0; v < (QN); v++) {                                             \
+                const __m512i y = _mm512_loadu_si512((const void *)(P + (j + v) * dim + i));                     \
+                _Pragma("GCC unroll 8") for (int u = 0; u < (R); u++)                                            \
+                    acc[u][v] = _mm512_dpbusd_epi32(acc[u][v], x[u], y);                                         \
+            }                                                                                                    \
+        }                                                                                                        \
+        if (i < dim) { /* the masked-off bytes of p are 0, so x's there add nothing */                          \
+            __m512i x[R];                                                                                        \
+            _Pragma("GCC unroll 8") for (int u = 0; u < (R); u++)                                                \
+                x[u] = _mm512_xor_si512(_mm512_maskz_loadu_epi8(tail, B + (r + u) * ldb + i), bias);             \
+            _Pragma("GCC unroll 8") for (int v = 0; v < (QN); v++) {                                             \
+                const __m512i y = _mm512_maskz_loadu_epi8(tail, P + (j + v) * dim + i);                          \
+                _Pragma("GCC unroll 8") for (int u = 0; u < (R); u++)                                            \
+                    acc[u][v] = _mm512_dpbusd_epi32(acc[u][v], x[u], y);                                         \
+            }                                                                                                    \
+        }                                                                                                        \
+        _Pragma("GCC unroll 8") for (int u = 0; u < (R); u++)                                                    \
+            _Pragma("GCC unroll 8") for (int v = 0; v < (QN); v++)                                               \
+                D[(r + u) * np + j + v] = _mm512_reduce_add_epi32(acc[u][v]) - 128 * psum[j + v];                \
+    } while (0)
+
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static void dot_i8_vnni(const signed char *B, size_t m,
+                                                                               size_t ldb, size_t dim, const signed char *P,
+                                                                               const int *psum, size_t np, int *D)
+{
+    const __m512i bias = _mm512_set1_epi8((char)0x80);
+    const size_t left = dim % 64;
+    const __mmask64 tail = left ? (((__mmask64)1 << left) - 1) : 0;
+    size_t r = 0;
+    for (; r + 4 <= m; r += 4) {
+        size_t j = 0;
+        for (; j + 2 <= np; j += 2)
+            DOT_I8_VNNI_TILE(4, 2);
+        for (; j < np; j++)
+            DOT_I8_VNNI_TILE(4, 1);
+    }
+    for (; r < m; r++) {
+        size_t j = 0;
+        for (; j + 2 <= np; j += 2)
+            DOT_I8_VNNI_TILE(1, 2);
+        for (; j < np; j++)
+            DOT_I8_VNNI_TILE(1, 1);
+    }
+}
+
+static int cpu_vnni(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512f");
+}
+#endif
+
+/* 2: VNNI, 1: AVX2, 0: portable, for isa on this CPU */
+static int i8_path(sl_dot_isa isa)
+{
+    const sl_dot_isa best = cpu_isa();
+    if (isa > best)
+        isa = best;
+#ifdef SL_DOT_X86
+    if (isa == SL_DOT_AVX512 && cpu_vnni())
+        return 2;
+    if (isa >= SL_DOT_AVX2)
+        return 1;
+#endif
+    return 0;
+}
+
+const char *sl_search_dot_i8_name(sl_dot_isa isa)
+{
+    const int p = i8_path(isa);
+    return p == 2 ? "avx512-vnni" : p == 1 ? "avx2" : "scalar";
+}
+
+void sl_search_dot_i8(sl_dot_isa isa, const signed char *B, size_t m, size_t ldb, size_t dim, const signed char *P,
+                      const int *psum, size_t np, int *D)
+{
+    const int p = i8_path(isa);
+#ifdef SL_DOT_X86
+    if (p == 2) {
+        dot_i8_vnni(B, m, ldb, dim, P, psum, np, D);
+        return;
+    }
+    if (p == 1) {
+        dot_i8_avx2(B, m, ldb, dim, P, np, D);
+        return;
+    }
+#else
+    (void)psum;
+#endif
+    (void)p;
+    dot_i8_scalar(B, m, ldb, dim, P, np, D);
+}

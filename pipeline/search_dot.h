@@ -24,4 +24,14 @@ void sl_search_dot(sl_dot_isa isa, const float *B, size_t m, size_t dim, const f
  * AVX-512 or AVX2 + F16C conversions where isa and the CPU allow, else portable C. */
 void sl_search_f16_to_f32(sl_dot_isa isa, const unsigned char *src, size_t n, float *dst);
 
+/* The int8 scan copy's products (pipeline/search_i8.c), exact in int32 on every path:
+ * D[r * np + j] = sum_i P[j][i] B[r][i] for m rows B (int8, any value, dim each, ldb
+ * bytes apart) and np query parts P (int8 in [-127, 127]; psum[j] = the sum of P[j]),
+ * dim <= 65536. AVX-512 VNNI where isa is avx512 and the CPU has avx512vnni and
+ * avx512bw, else AVX2, else portable C; the integers are the same on each. */
+void sl_search_dot_i8(sl_dot_isa isa, const signed char *B, size_t m, size_t ldb, size_t dim, const signed char *P,
+                      const int *psum, size_t np, int *D);
+/* The path sl_search_dot_i8 takes for isa: "avx512-vnni", "avx2" or "scalar". */
+const char *sl_search_dot_i8_name(sl_dot_isa isa);
+
 #endif

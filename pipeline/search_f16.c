@@ -11,6 +11,7 @@
 #include "io/npy.h"
 
 #include <dirent.h>
+#include <stddef.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -25,7 +26,7 @@
 #define F16_FORMAT "stemline-f16-scan-copy"
 
 /* "size:inode:seconds.nanoseconds" of a file: what ties a copy to its shard. */
-static int file_stamp(const char *path, char *out, size_t cap)
+static int sl_scan_copy_stamp(const char *path, char *out, size_t cap)
 {
     struct stat st;
     if (stat(path, &st) != 0) {
@@ -37,17 +38,19 @@ static int file_stamp(const char *path, char *out, size_t cap)
     return 0;
 }
 
-static const char *base_name(const char *path)
+static const char *sl_scan_copy_base(const char *path)
 {
     const char *s = strrchr(path, '/');
     return s ? s + 1 : path;
 }
 
 /* The manifest as parsed (NULL root type when there is none or it is unreadable). */
-static int manifest_load(const char *dir, sl_json *root)
+static int sl_scan_copy_manifest(const char *dir, const char *sub, const char *fmt, sl_json *root)
 {
     memset(root, 0, sizeof *root);
-    char *path = sl_strcat3(dir, "/" F16_DIR "/", "manifest.json");
+    char *d = sl_strcat3(dir, "/", sub);
+    char *path = d ? sl_strcat3(d, "/", "manifest.json") : NULL;
+    free(d);
     if (!path)
         return SL_ENOMEM;
     FILE *f = fopen(path, "rb");
@@ -77,7 +80,7 @@ static int manifest_load(const char *dir, sl_json *root)
     }
     fclose(f);
     if (!rc && (sl_json_parse(buf ? buf : "", len, root) != 0 || root->type != SL_JSON_OBJECT ||
-                strcmp(sl_json_get_str(root, "format", ""), F16_FORMAT) != 0 ||
+                strcmp(sl_json_get_str(root, "format", ""), fmt) != 0 ||
                 sl_json_get_num(root, "format_version", 0) != 1)) {
         sl_json_free(root);
         memset(root, 0, sizeof *root);
@@ -88,7 +91,7 @@ static int manifest_load(const char *dir, sl_json *root)
 }
 
 /* The manifest entry of shard file name, or NULL. */
-static const sl_json *manifest_entry(const sl_json *root, const char *name)
+static const sl_json *sl_scan_copy_entry(const sl_json *root, const char *name)
 {
     const sl_json *sh = sl_json_get(root, "shards");
     for (size_t i = 0; i < sl_json_len(sh); i++) {
@@ -99,91 +102,126 @@ static const sl_json *manifest_entry(const sl_json *root, const char *name)
     return NULL;
 }
 
-/* 1 when entry e still describes float32 shard s for rows of mode unit and its copy
- * is there with the expected size (its header read into s). */
-static int entry_valid(const sl_json *e, shard *s, int unit, const char *dir)
+/* 1 when entry e still describes float32 shard s for rows of mode unit (stamp,
+ * rows, dim) and k's copy of it is there, whole. */
+static int entry_valid(const sl_scan_copy_kind *k, const sl_json *e, shard *s, int unit, const char *dir)
 {
     char stamp[128];
     if (!e || s->f16 || sl_json_get_bool(e, "unit_rows", -1) != unit ||
         sl_json_get_num(e, "rows", -1) != (double)s->rows || sl_json_get_num(e, "dim", -1) != (double)s->dim ||
-        file_stamp(s->npy, stamp, sizeof stamp) != 0 || strcmp(sl_json_get_str(e, "stamp", ""), stamp) != 0)
+        sl_scan_copy_stamp(s->npy, stamp, sizeof stamp) != 0 || strcmp(sl_json_get_str(e, "stamp", ""), stamp) != 0)
         return 0;
-    double err = sl_json_get_num(e, "max_err", NAN), nrm = sl_json_get_num(e, "max_norm", NAN);
-    if (!(err >= 0 && err < 1e30) || !(nrm >= 0 && nrm < 1e30))
-        return 0;
-    shard c = {0};
-    c.npy = sl_strcat3(dir, "/" F16_DIR "/", base_name(s->npy));
-    int ok = c.npy && sl_search_npy_header(&c) == 0 && c.f16 && c.rows == s->rows && c.dim == s->dim;
-    if (ok) {
-        free(s->npy16);
-        s->npy16 = c.npy;
-        s->data_off16 = c.data_off;
-        s->file_size16 = c.file_size;
-        s->err16 = err;
-        s->norm16 = nrm;
-    } else {
-        free(c.npy);
-    }
-    return ok;
+    char *d = sl_strcat3(dir, "/", k->sub);
+    char *path = d ? sl_strcat3(d, "/", sl_scan_copy_base(s->npy)) : NULL;
+    free(d);
+    if (path && k->attach(e, s, path))
+        return 1;
+    free(path);
+    return 0;
 }
 
-int sl_vindex_f16_prepare(sl_vindex *ix)
+static sl_scan_copy_state *copy_state(sl_vindex *ix, const sl_scan_copy_kind *k)
+{
+    return (sl_scan_copy_state *)(void *)((char *)ix + k->state_off);
+}
+
+static int *copy_has(shard *s, const sl_scan_copy_kind *k) { return (int *)(void *)((char *)s + k->has_off); }
+
+int sl_scan_copy_prepare(sl_vindex *ix, const sl_scan_copy_kind *k)
 {
     const int unit = !ix->rows_normalized;
-    if (ix->f16_checked == 1 + unit)
+    sl_scan_copy_state *st = copy_state(ix, k);
+    if (st->checked == 1 + unit)
         return 0;
-    ix->f16_checked = 1 + unit;
-    ix->f16_valid = ix->f16_stale = ix->f16_f32 = 0;
+    st->checked = 1 + unit;
+    st->valid = st->stale = ix->f32_shards = 0;
     for (size_t i = 0; i < ix->n; i++) {
-        ix->sh[i].has16 = 0;
-        ix->f16_f32 += !ix->sh[i].f16;
+        *copy_has(&ix->sh[i], k) = 0;
+        ix->f32_shards += !ix->sh[i].f16;
     }
     sl_json root;
-    int rc = manifest_load(ix->dir, &root);
+    int rc = sl_scan_copy_manifest(ix->dir, k->sub, k->fmt, &root);
     if (rc == SL_ENOMEM)
         return sl_seterr(rc, "search: out of memory");
     if (rc == SL_ENOTFOUND) {
-        if (ix->f16_f32)
-            SL_INFO("search: %s has no float16 scan copy: scanning the float32 shards (`stemline search OUT "
-                     "--build-f16` makes one)", ix->dir);
+        if (ix->f32_shards)
+            SL_INFO("search: %s has no %s scan copy (`stemline search OUT %s` makes one)", ix->dir, k->what,
+                    k->flag);
         return 0;
     }
     for (size_t i = 0; i < ix->n; i++) { /* an unreadable manifest (rc SL_EFORMAT, root empty) describes none */
         shard *s = &ix->sh[i];
         if (s->f16)
             continue;
-        s->has16 = entry_valid(manifest_entry(&root, base_name(s->npy)), s, unit, ix->dir);
-        ix->f16_valid += s->has16;
-        ix->f16_stale += !s->has16;
+        const int ok = entry_valid(k, sl_scan_copy_entry(&root, sl_scan_copy_base(s->npy)), s, unit, ix->dir);
+        *copy_has(s, k) = ok;
+        st->valid += ok;
+        st->stale += !ok;
     }
     sl_json_free(&root);
-    if (ix->f16_stale)
-        SL_WARN("search: the float16 scan copy in %s/" F16_DIR " is stale or missing for %zu of %zu float32 "
-                "shards (changed or new since it was built%s): those are scanned in float32; `stemline search "
-                "OUT --build-f16` refreshes it",
-                ix->dir, ix->f16_stale, ix->f16_f32, rc == SL_EFORMAT ? ", or its manifest is unreadable" : "");
+    if (st->stale)
+        SL_WARN("search: the %s scan copy in %s/%s is stale or missing for %zu of %zu float32 "
+                "shards (changed or new since it was built%s): those are scanned without it; `stemline search "
+                "OUT %s` refreshes it",
+                k->what, ix->dir, k->sub, st->stale, ix->f32_shards,
+                rc == SL_EFORMAT ? ", or its manifest is unreadable" : "", k->flag);
     return 0;
 }
 
-void sl_vindex_set_f16(sl_vindex *ix, int use) { ix->f16_off = !use; }
-
-void sl_vindex_f16_status(const sl_vindex *ix, size_t *valid, size_t *stale, size_t *f32_shards)
+void sl_scan_copy_status(const sl_vindex *ix, const sl_scan_copy_kind *k, size_t *valid, size_t *stale,
+                         size_t *f32_shards)
 {
-    *valid = ix->f16_off ? 0 : ix->f16_valid;
-    *stale = ix->f16_off ? 0 : ix->f16_stale;
+    const sl_scan_copy_state *st = (const sl_scan_copy_state *)(const void *)((const char *)ix + k->state_off);
+    *valid = st->off ? 0 : st->valid;
+    *stale = st->off ? 0 : st->stale;
     *f32_shards = 0;
     for (size_t i = 0; i < ix->n; i++)
         *f32_shards += !ix->sh[i].f16;
 }
 
-/* ---------------------------------------------------------------- building */
+void sl_vindex_set_f16(sl_vindex *ix, int use) { ix->copy16.off = !use; }
+
+void sl_vindex_f16_status(const sl_vindex *ix, size_t *valid, size_t *stale, size_t *f32_shards)
+{
+    sl_scan_copy_status(ix, &sl_scan_copy_f16, valid, stale, f32_shards);
+}
+
+int sl_vindex_build_f16(sl_vindex *ix, size_t *written, size_t *kept)
+{
+    return sl_scan_copy_build(ix, &sl_scan_copy_f16, written, kept);
+}
+
+/* ---------------------------------------------------------------- the float16 copy */
+
+static int f16_attach(const sl_json *e, shard *s, char *path)
+{
+    double err = sl_json_get_num(e, "max_err", NAN), nrm = sl_json_get_num(e, "max_norm", NAN);
+    if (!(err >= 0 && err < 1e30) || !(nrm >= 0 && nrm < 1e30))
+        return 0;
+    shard c = {0};
+    c.npy = path;
+    if (sl_search_npy_header(&c) != 0 || !c.f16 || c.rows != s->rows || c.dim != s->dim)
+        return 0;
+    free(s->npy16);
+    s->npy16 = path;
+    s->data_off16 = c.data_off;
+    s->file_size16 = c.file_size;
+    s->err16 = err;
+    s->norm16 = nrm;
+    return 1;
+}
+
+static void f16_fields(FILE *mf, const shard *s)
+{
+    fprintf(mf, ", \"max_err\": %.17g, \"max_norm\": %.17g", s->err16, s->norm16);
+}
 
 /* Writes the copy of float32 shard s (rows divided by their double norm when unit)
- * to path; *max_err / *max_norm receive the largest |h - v| and |v| over its rows
+ * to path; s->err16 / s->norm16 receive the largest |h - v| and |v| over its rows
  * (v: the row the exact score uses, h: its float16 copy). Rows that are not finite,
  * or whose copy would overflow float16, are written as NaN: the scan then always
  * rescores them from the float32 row. */
-static int write_copy(const shard *s, const char *path, int unit, double *max_err, double *max_norm)
+static int f16_write(shard *s, const char *path, int unit)
 {
     const size_t dim = s->dim, chunk = 1024;
     int fd = open(s->npy, O_RDONLY | O_CLOEXEC);
@@ -246,56 +284,60 @@ static int write_copy(const shard *s, const char *path, int unit, double *max_er
     free(raw);
     free(out);
     free(v);
-    *max_err = emax;
-    *max_norm = nmax;
+    s->err16 = emax;
+    s->norm16 = nmax;
     return rc;
 }
 
-int sl_vindex_build_f16(sl_vindex *ix, size_t *written, size_t *kept)
+const sl_scan_copy_kind sl_scan_copy_f16 = {F16_DIR, F16_FORMAT, "float16", "--build-f16",
+                                            offsetof(sl_vindex, copy16), offsetof(shard, has16),
+                                            f16_attach, f16_write, f16_fields};
+
+/* ---------------------------------------------------------------- either copy */
+
+int sl_scan_copy_build(sl_vindex *ix, const sl_scan_copy_kind *k, size_t *written, size_t *kept)
 {
     *written = *kept = 0;
     const int unit = !ix->rows_normalized;
-    char *sub = sl_strcat3(ix->dir, "/", F16_DIR);
+    char *sub = sl_strcat3(ix->dir, "/", k->sub);
     if (!sub)
         return sl_seterr(SL_ENOMEM, "search: out of memory");
     int rc = sl_mkdirs(sub);
     sl_json old;
-    int have_old = rc == 0 && manifest_load(ix->dir, &old) == 0;
+    int have_old = rc == 0 && sl_scan_copy_manifest(ix->dir, k->sub, k->fmt, &old) == 0;
     char *buf = NULL;
     size_t len = 0;
     FILE *mf = rc ? NULL : open_memstream(&buf, &len);
     if (!rc && !mf)
         rc = sl_seterr(SL_ENOMEM, "search: out of memory");
     if (mf)
-        fputs("{\n  \"format\": \"" F16_FORMAT "\",\n  \"format_version\": 1,\n  \"shards\": [", mf);
+        fprintf(mf, "{\n  \"format\": \"%s\",\n  \"format_version\": 1,\n  \"shards\": [", k->fmt);
     size_t n_out = 0;
     for (size_t i = 0; !rc && i < ix->n; i++) {
         shard *s = &ix->sh[i];
         if (s->f16)
             continue;
-        const sl_json *e = have_old ? manifest_entry(&old, base_name(s->npy)) : NULL;
-        double err = 0, nrm = 0;
+        const sl_json *e = have_old ? sl_scan_copy_entry(&old, sl_scan_copy_base(s->npy)) : NULL;
         char stamp[128];
-        if (entry_valid(e, s, unit, ix->dir)) {
-            err = s->err16;
-            nrm = s->norm16;
+        if (entry_valid(k, e, s, unit, ix->dir)) {
             snprintf(stamp, sizeof stamp, "%s", sl_json_get_str(e, "stamp", ""));
             ++*kept;
         } else { /* stamped before it is read: a shard that changes meanwhile leaves the copy stale */
-            char *path = sl_strcat3(sub, "/", base_name(s->npy));
-            rc = path ? file_stamp(s->npy, stamp, sizeof stamp) : sl_seterr(SL_ENOMEM, "search: out of memory");
+            char *path = sl_strcat3(sub, "/", sl_scan_copy_base(s->npy));
+            rc = path ? sl_scan_copy_stamp(s->npy, stamp, sizeof stamp) : sl_seterr(SL_ENOMEM, "search: out of memory");
             if (!rc)
-                rc = write_copy(s, path, unit, &err, &nrm);
+                rc = k->write(s, path, unit);
             free(path);
             if (rc)
                 break;
             ++*written;
         }
         fprintf(mf, "%s\n    {\"name\": ", n_out++ ? "," : "");
-        sl_json_str(mf, base_name(s->npy));
-        fprintf(mf, ", \"rows\": %zu, \"dim\": %zu, \"unit_rows\": %s, \"stamp\": \"%s\", \"max_err\": %.17g, "
-                    "\"max_norm\": %.17g}",
-                s->rows, s->dim, unit ? "true" : "false", stamp, err, nrm);
+        sl_json_str(mf, sl_scan_copy_base(s->npy));
+        fprintf(mf, ", \"rows\": %zu, \"dim\": %zu, \"unit_rows\": %s, \"stamp\": \"%s\"", s->rows, s->dim,
+                unit ? "true" : "false", stamp);
+        k->fields(mf, s);
+        fputc('}', mf);
     }
     if (have_old)
         sl_json_free(&old);
@@ -318,7 +360,7 @@ int sl_vindex_build_f16(sl_vindex *ix, size_t *written, size_t *kept)
             continue;
         int used = 0;
         for (size_t i = 0; !used && i < ix->n; i++)
-            used = !ix->sh[i].f16 && !strcmp(base_name(ix->sh[i].npy), de->d_name);
+            used = !ix->sh[i].f16 && !strcmp(sl_scan_copy_base(ix->sh[i].npy), de->d_name);
         char *p = used ? NULL : sl_strcat3(sub, "/", de->d_name);
         if (p)
             unlink(p);
@@ -328,6 +370,6 @@ int sl_vindex_build_f16(sl_vindex *ix, size_t *written, size_t *kept)
         closedir(d);
     free(buf);
     free(sub);
-    ix->f16_checked = 0; /* checked again at the next search */
+    copy_state(ix, k)->checked = 0; /* checked again at the next search */
     return rc;
 }

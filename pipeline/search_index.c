@@ -75,6 +75,7 @@ void sl_vindex_close(sl_vindex *ix)
         free(ix->sh[i].jsonl);
         free(ix->sh[i].prefix);
         free(ix->sh[i].npy16);
+        free(ix->sh[i].path8);
         if (ix->sh[i].keep)
             munmap(ix->sh[i].keep, ix->sh[i].keep_len);
     }
@@ -93,18 +94,19 @@ static long long mtime_ns(const struct stat *st)
 
 int sl_vindex_keep_mapped(sl_vindex *ix)
 {
-    if (!ix->f16_off) {
-        int rc = sl_vindex_f16_prepare(ix);
-        if (rc)
-            return rc;
-    }
+    int rc = ix->copy16.off ? 0 : sl_scan_copy_prepare(ix, &sl_scan_copy_f16);
+    if (!rc && !ix->copy8.off)
+        rc = sl_scan_copy_prepare(ix, &sl_scan_copy_i8);
+    if (rc)
+        return rc;
     for (size_t i = 0; i < ix->n; i++) {
         shard *s = &ix->sh[i];
         if (s->keep)
             continue;
-        const int use16 = !ix->f16_off && s->has16;
-        const char *path = use16 ? s->npy16 : s->npy;
-        const size_t size = use16 ? s->file_size16 : s->file_size;
+        /* the file the scan reads (search_scan.c, scan_block): the int8 copy, else the float16 copy, else the shard */
+        const int use8 = !ix->copy8.off && s->has8, use16 = !use8 && !ix->copy16.off && s->has16;
+        const char *path = use8 ? s->path8 : use16 ? s->npy16 : s->npy;
+        const size_t size = use8 ? s->file_size8 : use16 ? s->file_size16 : s->file_size;
         int fd = open(path, O_RDONLY | O_CLOEXEC);
         struct stat st;
         if (fd < 0 || fstat(fd, &st) != 0) {
@@ -125,6 +127,7 @@ int sl_vindex_keep_mapped(sl_vindex *ix)
         s->keep = b;
         s->keep_len = size;
         s->keep16 = use16;
+        s->keep8 = use8;
         s->keep_ino = (long long)st.st_ino;
         s->keep_mtime_ns = mtime_ns(&st);
     }
@@ -137,7 +140,7 @@ int sl_vindex_keep_check(const sl_vindex *ix)
         const shard *s = &ix->sh[i];
         if (!s->keep)
             continue;
-        const char *path = s->keep16 ? s->npy16 : s->npy;
+        const char *path = s->keep8 ? s->path8 : s->keep16 ? s->npy16 : s->npy;
         struct stat st;
         if (stat(path, &st) != 0 || (size_t)st.st_size != s->keep_len || (long long)st.st_ino != s->keep_ino ||
             mtime_ns(&st) != s->keep_mtime_ns)

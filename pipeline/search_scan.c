@@ -22,11 +22,7 @@
 
 /* ---------------------------------------------------------------- top k */
 
-typedef struct {
-    double score;
-    uint64_t global;
-    size_t shard, row;
-} cand;
+typedef sl_scan_cand cand;
 
 /* a ranks below b: lower score, or the same score later in row order */
 static int cand_worse(const cand *a, const cand *b)
@@ -207,35 +203,12 @@ static void shard_populate(const shard *s, unsigned char *base, size_t r0, size_
  * only when it cannot be in that top k), so the top k of their union is the
  * exact top k, whatever the number of threads or the order they ran in. */
 
-typedef struct {
-    size_t shard, r0, m;
-} scan_item;
+typedef sl_scan_item scan_item;
+typedef sl_scan_thread scan_thread;
+typedef sl_scan_job scan_job;
 
-typedef struct {
-    float *S, *inv, *fbuf, *fh, *row32;
-    unsigned char *rbytes;
-    size_t *fn, *cn;
-    cand *ch;
-    int rc;
-    char err[512];
-} scan_thread;
-
-typedef struct {
-    sl_vindex *ix;
-    const float *Q;
-    size_t nq, kk, dim, block_rows;
-    int divide, use16;
-    float eps;
-    sl_dot_isa isa;
-    size_t page;
-    const scan_item *items;
-    scan_thread *th;
-} scan_job;
-
-/* Maps bytes [off, off + bytes) of path (which must still be file_size long) with its
- * pages populated; *src = the first byte. NULL with T->rc / T->err set on failure. */
-static unsigned char *map_rows(scan_thread *T, const char *path, size_t file_size, size_t off, size_t bytes,
-                               size_t page, size_t *len, const unsigned char **src)
+unsigned char *sl_scan_map_rows(scan_thread *T, const char *path, size_t file_size, size_t off, size_t bytes,
+                                size_t page, size_t *len, const unsigned char **src)
 {
     const size_t a0 = off / page * page;
     *len = off + bytes - a0;
@@ -278,21 +251,58 @@ static int admit(const scan_job *J, scan_thread *T, size_t q, float sb)
     return 1;
 }
 
+int sl_scan_admit_bounds(const scan_job *J, scan_thread *T, size_t q, double lo, double hi)
+{
+    /* a heap entry x stands for a row whose exact score is >= x - eps (admit's
+     * invariant): the row is turned away when it is below such k rows */
+    float *h = T->fh + q * J->kk;
+    if (T->fn[q] == J->kk && hi + (double)J->eps < (double)h[0])
+        return 0;
+    const double x = lo + (double)J->eps;
+    float f = (float)x;
+    if ((double)f > x)
+        f = nextafterf(f, -INFINITY);
+    fheap_push(h, &T->fn[q], J->kk, f);
+    return 1;
+}
+
+void sl_scan_rescore(const scan_job *J, scan_thread *T, const scan_item *w, const shard *s, size_t row, size_t q,
+                     int *fd, int *have)
+{
+    const size_t dim = J->dim;
+    if (!*have) {
+        if (*fd < 0 && (*fd = open(s->npy, O_RDONLY | O_CLOEXEC)) < 0) {
+            T->rc = -errno;
+            snprintf(T->err, sizeof T->err, "%s: %s", s->npy, strerror(-T->rc));
+            return;
+        }
+        if (pread(*fd, T->rbytes, dim * 4, (off_t)(s->data_off + row * dim * 4)) != (ssize_t)(dim * 4)) {
+            T->rc = SL_EFORMAT;
+            snprintf(T->err, sizeof T->err, "%s: short read at row %zu", s->npy, row);
+            return;
+        }
+        sl_npy_unpack(T->rbytes, T->row32, dim, 0);
+        *have = 1;
+    }
+    cand c = {exact_score(J->Q + q * dim, T->row32, dim, J->divide), s->first + row, w->shard, row};
+    cand_push(T->ch + q * J->kk, &T->cn[q], J->kk, &c);
+}
+
 /* A block of a shard through its float16 copy: the copy's rows (unit rows, or the
  * rows themselves when they are trusted to be unit length) are widened in chunks
  * that stay in cache and scored; an admitted row is read from the float32 shard
  * (pread) and scored exactly, so the candidates are those of the float32 scan. */
 static void scan_block16(const scan_job *J, scan_thread *T, const scan_item *w, const shard *s)
 {
-    const size_t dim = J->dim, nq = J->nq, kk = J->kk, rowb = dim * 2;
+    const size_t dim = J->dim, nq = J->nq, rowb = dim * 2;
     const size_t chunk = dim < 4096 / 8 ? 4096 / dim : 8;
     size_t len = 0;
     const unsigned char *src;
     unsigned char *base = NULL;
     if (s->keep && s->keep16)
         src = s->keep + s->data_off16 + w->r0 * rowb;
-    else if (!(base = map_rows(T, s->npy16, s->file_size16, s->data_off16 + w->r0 * rowb, w->m * rowb, J->page, &len,
-                               &src)))
+    else if (!(base = sl_scan_map_rows(T, s->npy16, s->file_size16, s->data_off16 + w->r0 * rowb, w->m * rowb,
+                                       J->page, &len, &src)))
         return;
     int fd = -1;
     for (size_t c0 = 0; c0 < w->m && !T->rc; c0 += chunk) {
@@ -302,26 +312,9 @@ static void scan_block16(const scan_job *J, scan_thread *T, const scan_item *w, 
         for (size_t r = 0; r < cm && !T->rc; r++) {
             const size_t row = w->r0 + c0 + r;
             int have = 0;
-            for (size_t q = 0; q < nq; q++) {
-                if (!admit(J, T, q, T->S[r * nq + q]))
-                    continue;
-                if (!have) {
-                    if (fd < 0 && (fd = open(s->npy, O_RDONLY | O_CLOEXEC)) < 0) {
-                        T->rc = -errno;
-                        snprintf(T->err, sizeof T->err, "%s: %s", s->npy, strerror(-T->rc));
-                        break;
-                    }
-                    if (pread(fd, T->rbytes, dim * 4, (off_t)(s->data_off + row * dim * 4)) != (ssize_t)(dim * 4)) {
-                        T->rc = SL_EFORMAT;
-                        snprintf(T->err, sizeof T->err, "%s: short read at row %zu", s->npy, row);
-                        break;
-                    }
-                    sl_npy_unpack(T->rbytes, T->row32, dim, 0);
-                    have = 1;
-                }
-                cand c = {exact_score(J->Q + q * dim, T->row32, dim, J->divide), s->first + row, w->shard, row};
-                cand_push(T->ch + q * kk, &T->cn[q], kk, &c);
-            }
+            for (size_t q = 0; q < nq && !T->rc; q++)
+                if (admit(J, T, q, T->S[r * nq + q]))
+                    sl_scan_rescore(J, T, w, s, row, q, &fd, &have);
         }
     }
     if (fd >= 0)
@@ -338,6 +331,10 @@ static void scan_block(void *arg, size_t it, int tid)
         return;
     const scan_item *w = &J->items[it];
     const shard *s = &J->ix->sh[w->shard];
+    if (J->use8 && s->has8) {
+        sl_scan_block8(J, T, w, s);
+        return;
+    }
     if (J->use16 && s->has16) {
         scan_block16(J, T, w, s);
         return;
@@ -347,9 +344,9 @@ static void scan_block(void *arg, size_t it, int tid)
     size_t len = 0;
     const unsigned char *src;
     unsigned char *base = NULL;
-    if (s->keep && !s->keep16)
+    if (s->keep && !s->keep16 && !s->keep8)
         src = s->keep + s->data_off + w->r0 * rowb;
-    else if (!(base = map_rows(T, s->npy, s->file_size, s->data_off + w->r0 * rowb, w->m * rowb, J->page, &len, &src)))
+    else if (!(base = sl_scan_map_rows(T, s->npy, s->file_size, s->data_off + w->r0 * rowb, w->m * rowb, J->page, &len, &src)))
         return;
     const float *B;
     if (!s->f16 && (uintptr_t)src % sizeof(float) == 0) {
@@ -434,11 +431,18 @@ int sl_vindex_search(sl_vindex *ix, const float *queries, size_t nq, size_t k, s
         threads = n_items ? (int)n_items : 1;
     scan_job J = {.ix = ix, .nq = nq, .kk = kk, .dim = dim, .block_rows = block_rows, .divide = !ix->rows_normalized,
                   .eps = (float)search_eps(dim), .isa = sl_search_dot_isa(), .page = (size_t)sysconf(_SC_PAGESIZE)};
-    if (!ix->f16_off) {
-        int rc16 = sl_vindex_f16_prepare(ix);
+    if (!ix->copy16.off) {
+        int rc16 = sl_scan_copy_prepare(ix, &sl_scan_copy_f16);
         if (rc16)
             return rc16;
         J.eps = search_eps16(ix, dim, &J.use16);
+    }
+    if (!ix->copy8.off) {
+        int rc8 = sl_scan_copy_prepare(ix, &sl_scan_copy_i8);
+        if (rc8)
+            return rc8;
+        for (size_t i = 0; i < ix->n; i++)
+            J.use8 |= ix->sh[i].has8;
     }
     int rck = sl_vindex_keep_check(ix);
     if (rck)
@@ -464,8 +468,12 @@ int sl_vindex_search(sl_vindex *ix, const float *queries, size_t nq, size_t k, s
         T->fn = calloc(nq, sizeof *T->fn);
         T->cn = calloc(nq, sizeof *T->cn);
         T->ch = malloc(nq * kk * sizeof *T->ch);
+        if (J.use8) {
+            T->D = malloc(SL_SCAN_I8_CHUNK * nq * 2 * sizeof *T->D);
+            T->meta8 = malloc(block_rows * SL_SCAN_I8_META);
+        }
         if (!T->S || (J.divide && !T->inv) || !T->fbuf || !T->fh || !T->fn || !T->cn || !T->ch || !T->row32 ||
-            !T->rbytes)
+            !T->rbytes || (J.use8 && (!T->D || !T->meta8)))
             rc = sl_seterr(SL_ENOMEM, "search: out of memory for blocks of %zu rows", block_rows);
     }
     if (!rc && threads > 1)
@@ -473,6 +481,9 @@ int sl_vindex_search(sl_vindex *ix, const float *queries, size_t nq, size_t k, s
     if (rc)
         goto out;
     normalise_queries(queries, nq, dim, Q);
+    J.Q = Q;
+    if (J.use8 && (rc = sl_scan_q8_setup(&J)) != 0)
+        goto out;
     n_items = 0;
     for (size_t si = 0; si < ix->n; si++)
         for (size_t r0 = 0; r0 < ix->sh[si].rows; r0 += block_rows)
@@ -514,7 +525,10 @@ out:
         free(th[t].fn);
         free(th[t].cn);
         free(th[t].ch);
+        free(th[t].D);
+        free(th[t].meta8);
     }
+    sl_scan_q8_free(&J);
     free(th);
     free(all);
     free(items);

@@ -9,8 +9,9 @@
 # without a GPU exits 2;
 # --audio on a catalog file finds that track with score 1 (needs the
 # index.json sidecar written by the runner); float16 shards; the shards of a
-# --shard I/2 run are all searched; the float16 scan copy (--build-f16) gives
-# the same output, a shard changed since it was made falls back with a warning,
+# --shard I/2 run are all searched; the float16 scan copy (--build-f16) and the
+# int8 one (--build-i8, scanned first) give the same output, a shard changed since
+# its copy was made falls back with a warning,
 # merge still reads the folder; usage and permanent errors (no CUDA device)
 # exit 2, fatal ones 1.
 set -u
@@ -330,6 +331,29 @@ run_sl search out --id b.wav --json -k 6 --build-f16
 expect_status 0 "--build-f16 with a query"
 expect_grep "1 shard written, 2 up to date" "$ERR" "--build-f16 rewrites only the changed shard's copy"
 cmp -s "$OUT" f32.json && pass || fail "search after --build-f16 with a query"
+
+# ---- the int8 scan copy (--build-i8): the same results, scanned before the float16 copy; stale: falls back ----
+run_sl search out --build-i8
+expect_status 0 "--build-i8 without a query"
+expect_grep "int8 scan copy of $D: 3 shards written, 0 up to date" "$ERR" "--build-i8 says what it wrote"
+[ -f "$D/.scan-i8/manifest.json" ] && [ -f "$D/.scan-i8/shard-00001.npy" ] && pass ||
+  fail "--build-i8: no $D/.scan-i8/manifest.json or shard copy"
+run_sl search out --id b.wav --json -k 6 -v
+expect_status 0 "search through the int8 copy"
+cmp -s "$OUT" f32.json && pass || fail "the int8 copy changed the result of search --id b.wav"
+expect_grep "of 3, float16 copy valid for 3 of 3 float32 shards" "$ERR" "-v says the int8 copy was scanned"
+run_sl search out --id b.wav --json -k 6 -v --no-i8
+cmp -s "$OUT" f32.json && pass || fail "--no-i8 changed the result"
+expect_grep "float16 copy of 3 of 3 float32 shards" "$ERR" "--no-i8 scans the float16 copy"
+cp "$D/shard-00002.npy" rewritten.npy && mv rewritten.npy "$D/shard-00002.npy"
+run_sl search out --id b.wav --json -k 6
+expect_status 0 "search with a stale int8 copy"
+expect_grep "int8 scan copy in $D/.scan-i8 is stale or missing for 1 of 3 float32 shards" "$ERR" "a stale int8 copy is a warning"
+cmp -s "$OUT" f32.json && pass || fail "a stale int8 copy changed the result of search --id b.wav"
+run_sl search out --id b.wav --json -k 6 --build-i8 --build-f16
+expect_status 0 "--build-i8 --build-f16 with a query"
+expect_grep "int8 scan copy of $D: 1 shard written, 2 up to date" "$ERR" "--build-i8 rewrites only the changed shard's copy"
+cmp -s "$OUT" f32.json && pass || fail "search after --build-i8 with a query"
 
 # ---- usage errors: exit 2 ----
 run_sl search;                               expect_status 2 "no arguments"

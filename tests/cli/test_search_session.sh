@@ -3,7 +3,8 @@
 # reduced CLAP checkpoint of tests/golden/clap_text (three shards of unit rows,
 # the golden query vectors among them). Every answer equals the one-shot
 # `--text Q --json` for the same query (hits, scores, tokens, truncation), through
-# the float16 copy and without it, at 1 and 2 threads, with k from a JSON line,
+# the float16 copy and without it, at 1 and 2 threads, through the int8 copy
+# (--build-i8), with k from a JSON line,
 # and through the op-layer scan (cuda-emu, against its own one-shot);
 # bad lines are answered by error lines and the session goes on; end of input
 # (also without a final newline) exits 0; answers come one line per query, each
@@ -62,7 +63,7 @@ for i in "${!QS[@]}"; do
 done
 export NQ=${#QS[@]}
 
-for mode in "f16 --threads 1" "f16 --threads 2" "f32 --threads 1 --no-f16"; do
+for mode in "f16 --threads 1" "f16 --threads 2" "f32 --threads 1 --no-f16" "i8 --threads 2 --build-i8"; do
   tag=${mode%% *}
   # shellcheck disable=SC2086
   run_sl search out --queries queries.txt -k 5 ${mode#* }
@@ -165,7 +166,7 @@ coproc SESSION { "$STEMLINE" search out --queries - -k 3 2>session.err; }
 echo "piano" >&"${SESSION[1]}"
 if IFS= read -r -t 60 first <&"${SESSION[0]}"; then pass; else fail "no answer before end of input (not flushed?)"; fi
 case $first in *'"line": 1, "query": "piano"'*) pass ;; *) fail "first answer: $first" ;; esac
-touch -d '2001-01-01' "$D/.scan-f16/shard-00001.npy"
+touch -d '2001-01-01' "$D/.scan-i8/shard-00001.npy"  # the copy the session maps (the int8 one, built above)
 echo "piano" >&"${SESSION[1]}"
 IFS= read -r -t 60 second <&"${SESSION[0]}" || second=
 case $second in *'"error"'*'changed since the search session mapped it'*) pass ;; *) fail "changed shard: $second" ;; esac

@@ -113,16 +113,18 @@ static void check_same(sl_vindex *ix, const float *Q, size_t nq, const char *wha
         sl_search_hit *ref = calloc(nq * k, sizeof *ref), *got = calloc(nq * k, sizeof *got);
         size_t nr = 0, ng = 0;
         sl_vindex_set_f16(ix, 0);
+        sl_vindex_set_i8(ix, 0);
         sl_vindex_set_threads(ix, 1);
         CHECK_MSG(sl_vindex_search(ix, Q, nq, k, 0, ref, &nr) == 0, "%s: %s", what, sl_lasterr());
         sl_vindex_set_f16(ix, 1);
+        sl_vindex_set_i8(ix, 1);
         for (size_t b = 0; b < sizeof blocks / sizeof *blocks; b++)
             for (int t = 1; t <= 3; t += 2) {
                 sl_vindex_set_threads(ix, t);
                 memset(got, 0, nq * k * sizeof *got);
                 CHECK_MSG(sl_vindex_search(ix, Q, nq, k, blocks[b], got, &ng) == 0, "%s: %s", what, sl_lasterr());
-                CHECK_MSG(ng == nr && same(ref, got, nq * k), "%s: k %zu, blocks of %zu, %d threads: the float16 "
-                          "copy changed the result", what, k, blocks[b], t);
+                CHECK_MSG(ng == nr && same(ref, got, nq * k), "%s: k %zu, blocks of %zu, %d threads: the scan "
+                          "copies changed the result", what, k, blocks[b], t);
             }
         free(ref);
         free(got);
@@ -205,6 +207,17 @@ static void run(const char *tmp, int dim, int normalized)
     CHECK_MSG(written == n32 && kept == 0, "%s: build wrote %zu, kept %zu", what, written, kept);
     check_same(ix, Q, nq, what);
     status(ix, n32, 0, what);
+    /* the same data through the int8 copy (test_search_i8.c), scanned in preference to the float16 one */
+    CHECK_MSG(sl_vindex_build_i8(ix, &written, &kept) == 0 && written == n32, "%s: int8 build: %s", what,
+              sl_lasterr());
+    check_same(ix, Q, nq, "int8 copy");
+    size_t v8, s8, f8;
+    sl_vindex_i8_status(ix, &v8, &s8, &f8);
+    CHECK_MSG(v8 == n32 && s8 == 0, "%s: int8 copy of %zu shards valid, %zu stale", what, v8, s8);
+    CHECK(sl_vindex_build_i8(ix, &written, &kept) == 0 && written == 0 && kept == n32);
+    char i8dir[1100];
+    snprintf(i8dir, sizeof i8dir, "%s/.scan-i8", dir);
+    sl_test_rmdir(i8dir);
     /* the other tools' view: the same shards, the copy folder is not one of them */
     CHECK(sl_vindex_nshards(ix) == n_sh && sl_vindex_rows(ix) == rows);
     sl_vindex_close(ix);
