@@ -20,7 +20,10 @@
  * ({"bench":"gemm","backend","device","precision","shape","m","n","k","batch",
  * "ms","tflops","err"}), a human line per result on stderr.
  *
- * Usage: bench_gemm [--backends cuda] [--precisions fp32,tf32,bf16] [--repeat 10] */
+ * --only PREFIX runs the shapes whose name starts with PREFIX (e.g. "clap": the
+ * CLAP audio tower's linear layers).
+ *
+ * Usage: bench_gemm [--backends cuda] [--precisions fp32,tf32,bf16] [--repeat 10] [--only PREFIX] */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +50,26 @@ static const shape shapes[] = {
     {"bs_roformer 2s ff2 1536->384", 1, 201 * 62, 384, 1536},
     {"bs_roformer 2s mask 384->1536", 1, 201, 1536, 384},
     {"square 4096", 1, 4096, 4096, 4096},
+    /* CLAP's HTSAT-base audio tower on a 10 s clip (tokens x width): stages 1-4 */
+    {"clap s1 qkv 128->384", 1, 4096, 384, 128},
+    {"clap s1 proj 128->128", 1, 4096, 128, 128},
+    {"clap s1 fc1 128->512", 1, 4096, 512, 128},
+    {"clap s1 fc2 512->128", 1, 4096, 128, 512},
+    {"clap s1 merge 512->256", 1, 1024, 256, 512},
+    {"clap s2 qkv 256->768", 1, 1024, 768, 256},
+    {"clap s2 proj 256->256", 1, 1024, 256, 256},
+    {"clap s2 fc1 256->1024", 1, 1024, 1024, 256},
+    {"clap s2 fc2 1024->256", 1, 1024, 256, 1024},
+    {"clap s2 merge 1024->512", 1, 256, 512, 1024},
+    {"clap s3 qkv 512->1536", 1, 256, 1536, 512},
+    {"clap s3 proj 512->512", 1, 256, 512, 512},
+    {"clap s3 fc1 512->2048", 1, 256, 2048, 512},
+    {"clap s3 fc2 2048->512", 1, 256, 512, 2048},
+    {"clap s3 merge 2048->1024", 1, 64, 1024, 2048},
+    {"clap s4 qkv 1024->3072", 1, 64, 3072, 1024},
+    {"clap s4 proj 1024->1024", 1, 64, 1024, 1024},
+    {"clap s4 fc1 1024->4096", 1, 64, 4096, 1024},
+    {"clap s4 fc2 4096->1024", 1, 64, 1024, 4096},
 };
 
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
@@ -156,7 +179,7 @@ static int run_shape(sl_op_ctx *ctx, const char *backend, sl_precision p, const 
 
 int main(int argc, char **argv)
 {
-    const char *backends = "cuda", *precisions = "fp32,tf32,bf16";
+    const char *backends = "cuda", *precisions = "fp32,tf32,bf16", *only = "";
     int repeat = 10, failed = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--backends") && i + 1 < argc)
@@ -165,8 +188,10 @@ int main(int argc, char **argv)
             precisions = argv[++i];
         else if (!strcmp(argv[i], "--repeat") && i + 1 < argc)
             repeat = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc)
+            only = argv[++i];
         else {
-            fprintf(stderr, "usage: bench_gemm [--backends cuda] [--precisions fp32,tf32,bf16] [--repeat 10]\n");
+            fprintf(stderr, "usage: bench_gemm [--backends cuda] [--precisions fp32,tf32,bf16] [--repeat 10] [--only PREFIX]\n");
             return 2;
         }
     }
@@ -191,7 +216,8 @@ int main(int argc, char **argv)
                 continue;
             }
             for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
-                failed |= run_shape(ctx, be, p, &shapes[s], repeat) != 0;
+                if (!strncmp(shapes[s].name, only, strlen(only)))
+                    failed |= run_shape(ctx, be, p, &shapes[s], repeat) != 0;
         }
         sl_op_ctx_close(ctx);
     }

@@ -497,10 +497,82 @@ EPI_512 static inline __m512 act_512(sl_act act, __m512 v)
     return v;
 }
 
+/* GELU on 4 x 16 lanes: act_512's operations for each lane, in the same order, the four
+ * vectors' steps interleaved (independent chains for the out-of-order core: the polynomial
+ * chains of one vector alone leave it waiting on latencies). */
+#define GELU4 4
+#define GELU4_EACH _Pragma("GCC unroll 4") for (int u = 0; u < GELU4; u++)
+EPI_512 static inline void gelu4_512(__m512 *v)
+{
+    __m512 x[GELU4], a[GELU4], z[GELU4], t[GELU4], p[GELU4], q[GELU4], fx[GELU4];
+    GELU4_EACH
+    {
+        x[u] = _mm512_mul_ps(v[u], _mm512_set1_ps((float)M_SQRT1_2));
+        a[u] = _mm512_abs_ps(x[u]);
+        z[u] = _mm512_mul_ps(a[u], a[u]);
+        t[u] = _mm512_sub_ps(a[u], _mm512_set1_ps(ERF_CENTRE));
+        p[u] = _mm512_set1_ps(erf_p[7]);
+        q[u] = _mm512_set1_ps(erf_q[10]);
+    }
+    _Pragma("GCC unroll 10") for (int i = 9; i >= 0; i--) GELU4_EACH
+    {
+        if (i < 7)
+            p[u] = _mm512_add_ps(_mm512_mul_ps(p[u], z[u]), _mm512_set1_ps(erf_p[i]));
+        q[u] = _mm512_add_ps(_mm512_mul_ps(q[u], t[u]), _mm512_set1_ps(erf_q[i]));
+    }
+    /* exp(q): SL_EXP_VEC's steps */
+    GELU4_EACH
+    {
+        q[u] = _mm512_min_ps(_mm512_set1_ps(EXP_HI), _mm512_max_ps(_mm512_set1_ps(EXP_LO), q[u]));
+        fx[u] = FLOOR_512(_mm512_add_ps(_mm512_mul_ps(q[u], _mm512_set1_ps(1.44269504088896341f)),
+                                        _mm512_set1_ps(0.5f)));
+        q[u] = _mm512_sub_ps(q[u], _mm512_mul_ps(fx[u], _mm512_set1_ps(0.693359375f)));
+        q[u] = _mm512_sub_ps(q[u], _mm512_mul_ps(fx[u], _mm512_set1_ps(-2.12194440e-4f)));
+        z[u] = _mm512_mul_ps(q[u], q[u]); /* P(a^2) is done with z */
+        t[u] = _mm512_set1_ps(1.9875691500e-4f);
+    }
+    static const float ec[5] = {1.3981999507e-3f, 8.3334519073e-3f, 4.1665795894e-2f, 1.6666665459e-1f,
+                                5.0000001201e-1f};
+    _Pragma("GCC unroll 5") for (int i = 0; i < 5; i++) GELU4_EACH t[u] =
+        _mm512_add_ps(_mm512_mul_ps(t[u], q[u]), _mm512_set1_ps(ec[i]));
+    GELU4_EACH
+    {
+        __m512 e = _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(t[u], z[u]), q[u]), _mm512_set1_ps(1.0f));
+        const __m512i n = _mm512_add_epi32(_mm512_cvttps_epi32(fx[u]), _mm512_set1_epi32(127));
+        e = _mm512_mul_ps(e, _mm512_castsi512_ps(_mm512_slli_epi32(n, 23)));
+        const __m512 one = _mm512_set1_ps(1.0f);
+        __m512 r = _mm512_sub_ps(one, e);
+        const __m512 ra = _mm512_add_ps(a[u], _mm512_mul_ps(a[u], p[u]));
+        r = _mm512_mask_mov_ps(r, _mm512_cmp_ps_mask(a[u], _mm512_set1_ps(ERF_SPLIT), _CMP_LT_OQ), ra);
+        r = _mm512_mask_mov_ps(r, _mm512_cmp_ps_mask(a[u], _mm512_set1_ps(ERF_ONE), _CMP_GE_OQ), one);
+        r = sign_nan_512(x[u], r);
+        v[u] = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), v[u]), _mm512_add_ps(one, r));
+    }
+}
+
 EPI_512 static size_t epilogue_512(sl_act act, size_t n, const float *p, const float *bias, const float *mul,
                                    const float *add, float *y)
 {
     size_t j = 0;
+    if (act == SL_ACT_GELU)
+        for (; j + 16 * GELU4 <= n; j += 16 * GELU4) {
+            __m512 v[GELU4];
+            GELU4_EACH
+            {
+                v[u] = _mm512_loadu_ps(p + j + 16 * u);
+                if (bias)
+                    v[u] = _mm512_add_ps(v[u], _mm512_loadu_ps(bias + j + 16 * u));
+            }
+            gelu4_512(v);
+            GELU4_EACH
+            {
+                if (mul)
+                    v[u] = _mm512_mul_ps(v[u], _mm512_loadu_ps(mul + j + 16 * u));
+                if (add)
+                    v[u] = _mm512_add_ps(v[u], _mm512_loadu_ps(add + j + 16 * u));
+                _mm512_storeu_ps(y + j + 16 * u, v[u]);
+            }
+        }
     SL_EPILOGUE_LOOP(__m512, _mm512, 16, act_512)
     return j;
 }

@@ -353,8 +353,9 @@ static void test_erf(void)
     CHECK_MSG(worst <= 4.0, "tanh error %.3f ulp at %.9g", worst, at);
     CHECK_MSG(nan_bad == 0, "tanh: %zu NaN inputs gave numbers", nan_bad);
     CHECK(sl_cpu_tanh(INFINITY) == 1.0f && sl_cpu_tanh(-INFINITY) == -1.0f);
-    /* the epilogue: y = act(p + bias) * mul + add on rows of 45 (AVX-512 body, an AVX2 block, tail) */
-    enum { N = 45 };
+    /* the epilogue: y = act(p + bias) * mul + add on rows of 109 (AVX-512's 64-lane GELU body,
+     * its 16-lane body, an AVX2 block, tail) */
+    enum { N = 109 };
     float *p = sl_ref_rnd(4 * N, -5, 5), out[3][N];
     for (int act = SL_ACT_NONE; act <= SL_ACT_GELU; act++)
         for (int f = 0; f < 8; f++) {
