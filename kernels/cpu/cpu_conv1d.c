@@ -222,6 +222,10 @@ static void ct_body(void *v, size_t part, int tid)
                     if (t < 0 || (size_t)t >= lo)
                         continue;
                     float *yr = y + (o * lo + (size_t)t) * inner;
+                    if (inner >= 16) { /* yr = cr + yr, vectorised (the same sums) */
+                        sl_cpu_epilogue_row(SL_ACT_NONE, inner, cr + i * inner, NULL, NULL, yr, yr);
+                        continue;
+                    }
                     for (size_t n = 0; n < inner; n++)
                         yr[n] += cr[i * inner + n];
                 }
