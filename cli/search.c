@@ -316,6 +316,9 @@ static int search_texts(sl_vindex *ix, sl_op_ctx *ctx, const char **texts, size_
     if (!rc)
         rc = sl_clap_text_embed(tm, texts, nq, q, ntok, trunc);
     const double t2 = now_s();
+    int rcp = sl_vindex_prefetch_wait(ix);
+    if (!rc)
+        rc = rcp;
     if (!rc)
         note_centred(ix);
     if (!rc)
@@ -700,6 +703,9 @@ static int search_main(int argc, char **argv, const char **texts)
         goto out;
     }
     if (!rc && n_texts) {
+        /* with CPUs to spare, the scanned files' pages are mapped while the text tower embeds */
+        if (threads > 1 && !strcmp(sl_op_ctx_backend(ctx), "cpu"))
+            sl_vindex_prefetch_start(ix);
         status = search_texts(ix, ctx, texts, n_texts, k, block_rows, json, model, source);
         goto out;
     }

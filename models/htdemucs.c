@@ -77,13 +77,6 @@ static int linear(sl_op_ctx *ctx, size_t m, size_t n, size_t k, const float *x, 
     return sl_op_gemm(ctx, &g);
 }
 
-/* [A][B][T] <-> [B][A][T] (swap of the two outer axes). */
-static int swap12(sl_op_ctx *ctx, size_t A, size_t B, size_t T, const float *x, float *y)
-{
-    sl_permute_args p = {{1, A, B, T}, x, {0, B * T, T, 1}, y, {0, T, A * T, 1}};
-    return sl_op_permute(ctx, &p);
-}
-
 /* ---- scratch ---- */
 
 typedef struct {
@@ -120,7 +113,27 @@ static int dconv(sl_op_ctx *ctx, const hd_layer *ly, size_t N, size_t C, size_t 
     return 0;
 }
 
-/* DConv of a frequency layer's [C][F][T]: on [F][C][T] as the package reshapes it. */
+/* Frequency rows per pass of a frequency layer's DConv: on the CPU backend a block of rows
+ * whose tensors stay in the cache (about 64 K floats of x per thread, at least one row per
+ * thread), elsewhere all rows at once. Each row's DConv is independent of the others, so the
+ * block size never changes a result. SL_HTDEMUCS_ROWS=N in the environment sets it (tests). */
+static size_t dconv_rows(sl_op_ctx *ctx, size_t C, size_t F, size_t T)
+{
+    const char *e = getenv("SL_HTDEMUCS_ROWS");
+    size_t n = F;
+    if (e && atol(e) > 0)
+        n = (size_t)atol(e);
+    else if (!strcmp(sl_op_ctx_backend(ctx), "cpu")) {
+        const size_t th = (size_t)sl_op_ctx_threads(ctx);
+        n = ((size_t)1 << 16) * th / (C * T);
+        if (n < th)
+            n = th;
+    }
+    return n < F ? n : F;
+}
+
+/* DConv of a frequency layer's [C][F][T]: on [F][C][T] as the package reshapes it, a block of
+ * rows f0 .. f0 + n - 1 at a time (gathered into B->b, the branch, scattered back). */
 static int dconv_any(sl_op_ctx *ctx, const hd_layer *ly, int freq, size_t C, size_t F, size_t T, float *x, hd_bufs *B)
 {
     if (!ly->n_dconv)
@@ -128,9 +141,16 @@ static int dconv_any(sl_op_ctx *ctx, const hd_layer *ly, int freq, size_t C, siz
     int rc;
     if (!freq)
         return dconv(ctx, ly, 1, C, T, x, B->c, B->d, B->e);
-    TRY(swap12(ctx, C, F, T, x, B->b));
-    TRY(dconv(ctx, ly, F, C, T, B->b, B->c, B->d, B->e));
-    return swap12(ctx, F, C, T, B->b, x);
+    const size_t rows = dconv_rows(ctx, C, F, T);
+    for (size_t f0 = 0; f0 < F; f0 += rows) {
+        const size_t n = F - f0 < rows ? F - f0 : rows;
+        sl_permute_args in = {{1, C, n, T}, x + f0 * T, {0, F * T, T, 1}, B->b, {0, T, C * T, 1}};
+        TRY(sl_op_permute(ctx, &in));
+        TRY(dconv(ctx, ly, n, C, T, B->b, B->c, B->d, B->e));
+        sl_permute_args out = {{1, n, C, T}, B->b, {0, C * T, T, 1}, x + f0 * T, {0, T, F * T, 1}};
+        TRY(sl_op_permute(ctx, &out));
+    }
+    return 0;
 }
 
 /* The rewrite convolution of [C][F][T] (F = 1 for time layers) into y [2C][F][T]. */

@@ -201,6 +201,15 @@ void sl_vindex_i8_status(const sl_vindex *ix, size_t *valid, size_t *stale, size
  * fails with SL_EFORMAT, naming the file, when one changed. 0 or a negative code
  * with sl_lasterr(). */
 int sl_vindex_keep_mapped(sl_vindex *ix);
+/* For one search that first embeds its query (`search --text`): sl_vindex_keep_mapped
+ * in a thread of its own, so that setting up the page tables of the files the scan
+ * reads overlaps with the embedding; sl_vindex_prefetch_wait joins it (before the
+ * search; sl_vindex_close also does). Maps nothing (the scan then maps block by
+ * block as usual) when those files add up to more than a quarter of the machine's
+ * memory, or when no thread can be started. Results do not change. wait returns
+ * 0 or keep_mapped's error (a negative code with sl_lasterr()). */
+void sl_vindex_prefetch_start(sl_vindex *ix);
+int sl_vindex_prefetch_wait(sl_vindex *ix);
 
 typedef struct {
     double score;     /* cosine, in [-1, 1]; -inf for a row that is not finite */

@@ -5,6 +5,7 @@
 #ifndef SL_SEARCH_IMPL_H
 #define SL_SEARCH_IMPL_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -59,6 +60,10 @@ struct sl_vindex {
     /* the float16 and the int8 scan copies: off (sl_vindex_set_f16 / _i8), checked
      * for which row mode (0 = not yet, 1 + unit rows), shards each covers and not */
     sl_scan_copy_state copy16, copy8;
+    /* sl_vindex_prefetch_start's thread, its result */
+    pthread_t pf_thread;
+    int pf_running, pf_rc;
+    char pf_err[512];
 };
 
 /* ---- the CPU scan's internals (search_scan.c), shared with the int8 copy's block

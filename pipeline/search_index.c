@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,6 +71,7 @@ void sl_vindex_close(sl_vindex *ix)
 {
     if (!ix)
         return;
+    sl_vindex_prefetch_wait(ix);
     for (size_t i = 0; i < ix->n; i++) {
         free(ix->sh[i].npy);
         free(ix->sh[i].jsonl);
@@ -92,21 +94,37 @@ static long long mtime_ns(const struct stat *st)
     return (long long)st->st_mtim.tv_sec * 1000000000LL + st->st_mtim.tv_nsec;
 }
 
-int sl_vindex_keep_mapped(sl_vindex *ix)
+/* The file the CPU scan reads for shard s (search_scan.c, scan_block): the int8
+ * copy, else the float16 copy, else the shard; its size. */
+static const char *scan_file(const sl_vindex *ix, const shard *s, int *use8, int *use16, size_t *size)
+{
+    *use8 = !ix->copy8.off && s->has8;
+    *use16 = !*use8 && !ix->copy16.off && s->has16;
+    *size = *use8 ? s->file_size8 : *use16 ? s->file_size16 : s->file_size;
+    return *use8 ? s->path8 : *use16 ? s->npy16 : s->npy;
+}
+
+/* sl_vindex_keep_mapped; with max_bytes > 0, maps nothing when the files add up to more. */
+static int keep_mapped(sl_vindex *ix, size_t max_bytes)
 {
     int rc = ix->copy16.off ? 0 : sl_scan_copy_prepare(ix, &sl_scan_copy_f16);
     if (!rc && !ix->copy8.off)
         rc = sl_scan_copy_prepare(ix, &sl_scan_copy_i8);
     if (rc)
         return rc;
+    size_t total = 0, size;
+    int use8, use16;
+    for (size_t i = 0; i < ix->n; i++) {
+        scan_file(ix, &ix->sh[i], &use8, &use16, &size);
+        total += size;
+    }
+    if (max_bytes && total > max_bytes)
+        return 0;
     for (size_t i = 0; i < ix->n; i++) {
         shard *s = &ix->sh[i];
         if (s->keep)
             continue;
-        /* the file the scan reads (search_scan.c, scan_block): the int8 copy, else the float16 copy, else the shard */
-        const int use8 = !ix->copy8.off && s->has8, use16 = !use8 && !ix->copy16.off && s->has16;
-        const char *path = use8 ? s->path8 : use16 ? s->npy16 : s->npy;
-        const size_t size = use8 ? s->file_size8 : use16 ? s->file_size16 : s->file_size;
+        const char *path = scan_file(ix, s, &use8, &use16, &size);
         int fd = open(path, O_RDONLY | O_CLOEXEC);
         struct stat st;
         if (fd < 0 || fstat(fd, &st) != 0) {
@@ -132,6 +150,37 @@ int sl_vindex_keep_mapped(sl_vindex *ix)
         s->keep_mtime_ns = mtime_ns(&st);
     }
     return 0;
+}
+
+int sl_vindex_keep_mapped(sl_vindex *ix) { return keep_mapped(ix, 0); }
+
+static void *prefetch_main(void *arg)
+{
+    sl_vindex *ix = arg;
+    const long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+    const size_t cap = pages > 0 && psz > 0 ? (size_t)pages * (size_t)psz / 4 : ((size_t)1 << 30);
+    ix->pf_rc = keep_mapped(ix, cap ? cap : 1);
+    if (ix->pf_rc)
+        snprintf(ix->pf_err, sizeof ix->pf_err, "%s", sl_lasterr());
+    return NULL;
+}
+
+void sl_vindex_prefetch_start(sl_vindex *ix)
+{
+    if (ix->pf_running)
+        return;
+    ix->pf_rc = 0;
+    if (pthread_create(&ix->pf_thread, NULL, prefetch_main, ix) == 0) /* else the scan maps block by block */
+        ix->pf_running = 1;
+}
+
+int sl_vindex_prefetch_wait(sl_vindex *ix)
+{
+    if (!ix->pf_running)
+        return 0;
+    pthread_join(ix->pf_thread, NULL);
+    ix->pf_running = 0;
+    return ix->pf_rc ? sl_seterr(ix->pf_rc, "%s", ix->pf_err) : 0;
 }
 
 int sl_vindex_keep_check(const sl_vindex *ix)

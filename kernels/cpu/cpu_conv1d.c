@@ -11,7 +11,9 @@
  * block lies inside one item. conv_transpose1d splits over (item, block of
  * output channels), each part accumulating every input block into its own
  * channels of y (the overlap-add of neighbouring input positions stays inside
- * one part). Bias and activation go through the vectorised epilogue. */
+ * one part). Bias and activation go through the vectorised epilogue. Where AVX-512
+ * runs, groups 1 with stride 1 on inner 1, or inner >= 16, go without im2col instead
+ * (cpu_conv1d_direct.c). */
 #include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,6 +152,8 @@ static void c1_body(void *v, size_t part, int tid)
 
 int sl_cpu_conv1d(sl_op_ctx *ctx, const sl_conv1d_args *a)
 {
+    if (sl_cpu_conv1d_direct(ctx, a))
+        return 0;
     c1_job J = {.a = a, .len_out = sl_conv1d_len_out(a)};
     J.n_cols = J.len_out * a->inner;
     const size_t K = (size_t)(a->c_in / a->groups) * (size_t)a->k, Og = (size_t)(a->c_out / a->groups);
@@ -218,6 +222,10 @@ static void ct_body(void *v, size_t part, int tid)
                     if (t < 0 || (size_t)t >= lo)
                         continue;
                     float *yr = y + (o * lo + (size_t)t) * inner;
+                    if (inner >= 16) { /* yr = cr + yr, vectorised (the same sums) */
+                        sl_cpu_epilogue_row(SL_ACT_NONE, inner, cr + i * inner, NULL, NULL, yr, yr);
+                        continue;
+                    }
                     for (size_t n = 0; n < inner; n++)
                         yr[n] += cr[i * inner + n];
                 }

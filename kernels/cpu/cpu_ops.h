@@ -136,6 +136,9 @@ int sl_cpu_amx_gemm(int terms, size_t i0, size_t i1, size_t n, size_t k, const f
                     const uint16_t *wp, const sl_cpu_amx_epi *e);
 int sl_cpu_conv2d(sl_op_ctx *ctx, const sl_conv2d_args *a);
 int sl_cpu_conv1d(sl_op_ctx *ctx, const sl_conv1d_args *a);
+/* conv1d without im2col where AVX-512 runs and the shape suits it (cpu_conv1d_direct.c):
+ * 1 when it computed y, 0 when it did nothing (the caller takes the im2col path). */
+int sl_cpu_conv1d_direct(sl_op_ctx *ctx, const sl_conv1d_args *a);
 int sl_cpu_conv_transpose1d(sl_op_ctx *ctx, const sl_convt1d_args *a);
 int sl_cpu_permute(sl_op_ctx *ctx, const sl_permute_args *a);
 int sl_cpu_avg_pool2d(sl_op_ctx *ctx, size_t planes, int h, int w, int kh, int kw, const float *in, float *out);

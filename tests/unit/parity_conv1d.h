@@ -305,6 +305,7 @@ static void conv1d_cases(parity *P, int big)
     case_convt1d(P, 1, 8, 3, 16, 7, 8, 4, 0, 68, 1, SL_ACT_NONE);       /* kernel [8,1] stride [4,1], full */
     case_convt1d(P, 2, 3, 5, 9, 2, 3, 3, 1, 20, 0, SL_ACT_RELU);        /* stride = k */
     case_convt1d(P, 1, 4, 2, 7, 3, 2, 3, 0, 20, 1, SL_ACT_TANH);        /* stride > k: gaps get the bias */
+    case_convt1d(P, 2, 6, 5, 9, 21, 8, 4, 2, 30, 1, SL_ACT_GELU);       /* rows of >= 16 columns: vector overlap-add */
     case_group_norm(P, 2, 8, 4, 33, 0, 0, SL_ACT_NONE);
     case_group_norm(P, 3, 6, 1, 300, 0, 1, SL_ACT_NONE);                 /* GroupNorm(1, C), longer than a block */
     case_group_norm(P, 2, 12, 1, 45, 1, 0, SL_ACT_NONE);                 /* channel-last (transformer norm_out) */

@@ -12,7 +12,8 @@
  * AVX2, AVX-512: cpu_simd.h) give the same bits on the Winograd path and
  * between AVX2 and AVX-512 on the narrow one; transformed weights kept for a
  * buffer declared fixed (sl_op_mark_fixed) give the same bits as per call and
- * are dropped when the buffer is written.
+ * are dropped when the buffer is written. conv1d's direct AVX-512 path against a
+ * reference of its own (test_conv1d).
  * Random inputs, seed printed (SL_TEST_SEED replays). Backend parity of the
  * same ops is in test_parity.c. */
 #include <math.h>
@@ -255,6 +256,60 @@ static void test_clip(sl_op_ctx *ctx, size_t planes, size_t T, size_t F)
     free(want);
 }
 
+/* conv1d's direct AVX-512 path (kernels/cpu/cpu_conv1d_direct.c: groups 1, up to 48 output
+ * channels, stride 1 on inner 1 or any stride on inner >= 16) against a double reference
+ * that scatters each input sample into the outputs it reaches: within 1e-5 at 1 and 3
+ * threads (the same bits at both where the direct path runs) and with the AVX-512 paths off
+ * (the im2col path). */
+static void test_conv1d(sl_op_ctx *ctx, size_t batch, int ci, int co, size_t len, size_t inner, int k, int stride,
+                        int dil, int pl, int pr, sl_act act)
+{
+    sl_conv1d_args a = {batch, ci, co, 1, len, inner, k, stride, dil, pl, pr, NULL, NULL, NULL, act, NULL};
+    const size_t lo = sl_conv1d_len_out(&a), ny = batch * (size_t)co * lo * inner;
+    float *x = sl_ref_rnd(batch * (size_t)ci * len * inner, -1, 1), *wt = sl_ref_rnd((size_t)co * ci * k, -1, 1);
+    float *b = sl_ref_rnd((size_t)co, -1, 1), *y[3] = {nans(ny), nans(ny), nans(ny)};
+    double *want = calloc(ny, sizeof(double));
+    for (size_t i = 0; i < batch; i++)
+        for (size_t o = 0; o < (size_t)co; o++) {
+            double *yo = want + (i * (size_t)co + o) * lo * inner;
+            for (size_t j = 0; j < lo * inner; j++)
+                yo[j] = b[o];
+            for (size_t c = 0; c < (size_t)ci; c++)
+                for (size_t p = 0; p < len; p++)
+                    for (int u = 0; u < k; u++) { /* input p feeds output t where t s + u d - pl = p */
+                        const long q = (long)p + pl - (long)u * dil;
+                        if (q < 0 || q % stride || (size_t)(q / stride) >= lo)
+                            continue;
+                        const double g = wt[(o * (size_t)ci + c) * (size_t)k + (size_t)u];
+                        const float *xr = x + ((i * (size_t)ci + c) * len + p) * inner;
+                        for (size_t n = 0; n < inner; n++)
+                            yo[(size_t)(q / stride) * inner + n] += g * xr[n];
+                    }
+            for (size_t j = 0; j < lo * inner; j++)
+                yo[j] = sl_ref_act(act, yo[j]);
+        }
+    a.x = x, a.wt = wt, a.bias = b;
+    const int old = sl_cpu_simd_avx512();
+    for (int v = 0; v < 3; v++) {
+        CHECK(sl_op_ctx_set_threads(ctx, v == 1 ? 3 : 1) == 0);
+        if (v == 2)
+            sl_cpu_simd_set_avx512(0);
+        a.y = y[v];
+        CHECK(sl_op_conv1d(ctx, &a) == 0);
+        const double e = sl_ref_err(y[v], want, ny);
+        printf("  conv1d b%zu %d->%d L%zu x%zu k%d s%d d%d p%d,%d %s: rel err %.3g (tol 1e-5)\n", batch, ci, co,
+               len, inner, k, stride, dil, pl, pr, v == 0 ? "1 thread" : v == 1 ? "3 threads" : "no AVX-512", e);
+        CHECK_MSG(e <= 1e-5, "conv1d error %g", e);
+    }
+    sl_cpu_simd_set_avx512(old);
+    CHECK(sl_op_ctx_set_threads(ctx, 1) == 0);
+    if (old && co <= 48) /* the direct path: the same bits whatever the split */
+        CHECK_MSG(!memcmp(y[0], y[1], ny * sizeof(float)), "conv1d: 1 and 3 threads differ");
+    free(x), free(wt), free(b), free(want);
+    for (int v = 0; v < 3; v++)
+        free(y[v]);
+}
+
 int main(void)
 {
     sl_log_set_level(SL_LOG_WARN);
@@ -293,6 +348,14 @@ int main(void)
     test_conv_simd(ctx, 2, 20, 12, 50, 1, SL_ACT_NONE, 1, 0);  /* narrow: 4 panels, one column */
     test_conv_simd(ctx, 2, 1, 10, 33, 64, SL_ACT_RELU, 1, 1);  /* one input channel: whole vectors */
     test_conv_simd(ctx, 1, 1, 7, 9, 37, SL_ACT_TANH, 1, 1);    /* one input channel: a tail, tanh */
+    test_conv1d(ctx, 3, 6, 3, 33, 1, 3, 1, 4, 4, 4, SL_ACT_NONE);      /* DConv: dilation 4, masked edges */
+    test_conv1d(ctx, 2, 16, 30, 70, 1, 3, 1, 2, 2, 2, SL_ACT_GELU);    /* 12 + 12 + 6 channels, a tile tail */
+    test_conv1d(ctx, 1, 3, 2, 4, 1, 7, 1, 1, 3, 3, SL_ACT_NONE);       /* kernel longer than the signal */
+    test_conv1d(ctx, 4, 12, 24, 336, 1, 1, 1, 1, 0, 0, SL_ACT_NONE);   /* 1x1 on short items */
+    test_conv1d(ctx, 1, 4, 6, 2000, 1, 3, 1, 1, 1, 1, SL_ACT_GELU);    /* one long item in parts */
+    test_conv1d(ctx, 1, 8, 13, 20, 37, 8, 4, 1, 2, 2, SL_ACT_TANH);    /* [K,1] stride 4 over rows of 37 */
+    test_conv1d(ctx, 2, 5, 48, 40, 16, 3, 1, 1, 1, 1, SL_ACT_RELU);    /* rows of one vector, 48 channels */
+    test_conv1d(ctx, 1, 8, 96, 50, 1, 3, 1, 1, 1, 1, SL_ACT_NONE);     /* wider: the im2col path */
     test_conv_fixed(ctx, 16, 8, 20, 12);
     test_conv_threads(ctx, 256, 64, 40, 2); /* large enough for the threads to start */
     test_conv_threads(ctx, 600, 15, 35, 1);

@@ -8,7 +8,8 @@
  *   (|dq| norm, rows exact in int8). The scan must still return the exact top k; a
  *   bound shrunk by 1% in either term loses the true row;
  * - a shard whose int8 copy is stale falls back to the float16 copy, then to
- *   float32, with a warning, and a truncated copy is never read; results exact.
+ *   float32, with a warning, and a truncated copy is never read; results exact,
+ *   also when the scanned files were mapped beforehand (sl_vindex_prefetch_start).
  * The adversarial float16 data of unit.search_f16 is also searched through the int8
  * copy there. SL_SEARCH_SIMD (avx2, scalar) caps the scan's path as for the float16 copy. */
 #include "common/sl_error.h"
@@ -269,6 +270,9 @@ static void test_fallback(const char *tmp)
         log_buf = NULL;
         log_f = open_memstream(&log_buf, &log_len);
         sl_log_set_file(log_f);
+        if (stage != 1) /* the scanned files mapped whole by a thread of their own first: same result */
+            sl_vindex_prefetch_start(ix);
+        CHECK_MSG(sl_vindex_prefetch_wait(ix) == 0, "stage %d: prefetch: %s", stage, sl_lasterr());
         int ok = sl_vindex_search(ix, q, 1, 20, 0, got, &ng) == 0 && ng == nr;
         sl_log_set_file(NULL);
         fclose(log_f);
