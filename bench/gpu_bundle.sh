@@ -23,8 +23,8 @@
 #                   everything but glibc and CUDA's own libraries (libyaml,
 #                   SQLite, FFTW, OpenBLAS with libgfortran, ...); libstdc++ and
 #                   libgcc_s in lib/fallback, used only where the machine has none
-#      cuda-libs    the CUDA libraries they link (and libcublasLt, which they
-#                   open with dlopen), found on the GPU machine by the launcher
+#      cuda-libs    the CUDA libraries they open with dlopen (libcufft, libcudnn,
+#                   libcublasLt; the runtime is linked statically), found on the GPU machine by the launcher
 #                   (not carried: several hundred MB)
 #      run, stemline  the launcher (bench/gpu_bundle_run.sh): unpacks lib.tar.xz
 #                   once, finds the CUDA libraries (toolkit, or PyTorch's
@@ -71,7 +71,7 @@ else
   cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="80;90" \
     -DSL_FFMPEG_STATIC="$FF" -DSL_CUDA_MOCK=OFF >/dev/null
   cmake --build "$BUILD" -j "$(nproc)" --target "${progs[@]}"
-  ldd "$BUILD/gpu_test_cuda_parity" | grep -q libcudart ||
+  grep -aq 'libcufft\.so\.[0-9]' "$BUILD/gpu_test_cuda_parity" ||
     { echo "gpu_bundle.sh: $BUILD has no CUDA backend (nvcc not found at configure time)" >&2; exit 1; }
   if ldd "$BUILD/stemline" | grep -E "libav|libsw"; then
     echo "gpu_bundle.sh: $BUILD/stemline loads FFmpeg's shared libraries (above): not static" >&2
@@ -105,8 +105,9 @@ done | sort -u | while read -r name path; do
   [ -f "$path" ] || { echo "gpu_bundle.sh: $name not found ($path)" >&2; exit 1; }
   if [[ "$name" =~ $fallback ]]; then cp -L "$path" "$B/lib/fallback/$name"; else cp -L "$path" "$B/lib/$name"; fi
 done
-# Opened with dlopen at the first tf32 / bf16 context (kernels/cuda/gemm_lt.cu): ldd does not name it.
-{ grep -aoh 'libcublasLt\.so\.[0-9][0-9]*' "$B"/bin/* || true; } | sort -u >> "$B/cuda-libs"
+# Opened with dlopen by a CUDA context (kernels/cuda/cu_dl.h: cuFFT and cuDNN at
+# its open, cuBLASLt at the first tf32 / bf16 one): ldd does not name them.
+{ grep -aohE 'lib(cufft|cudnn|cublasLt)\.so\.[0-9]+' "$B"/bin/* || true; } | sort -u >> "$B/cuda-libs"
 sort -u -o "$B/cuda-libs" "$B/cuda-libs"
 strip --strip-unneeded "$B"/lib/*.so* "$B"/lib/fallback/* 2>/dev/null || true
 cp data/audioset_labels.csv data/clap_music_labels.txt "$B/data/"

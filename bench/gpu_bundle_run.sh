@@ -11,12 +11,13 @@
 # (lib/, packed as lib.tar.xz: libyaml, SQLite, FFTW, OpenBLAS, ...; FFmpeg is
 # linked into the programs) are unpacked once into
 # ${TMPDIR:-/tmp}/stemline-bundle-CHECKSUM/. The CUDA libraries the programs
-# link (names in BUNDLE/cuda-libs: libcudart, libcufft, libcudnn; libcublasLt
-# is opened on demand) are not carried (several hundred MB): each is looked up
+# open (names in BUNDLE/cuda-libs: libcufft and libcudnn when a CUDA context
+# opens, libcublasLt on demand; the CUDA runtime is linked statically) are not
+# carried (several hundred MB): each is looked up
 # in the loader's cache, $SL_CUDA_LIB_DIRS (colon-separated), the CUDA
 # toolkit's folders, and PyTorch's pip packages (site-packages/nvidia/*/lib of
 # the python3 on PATH), and the folders found go on LD_LIBRARY_PATH. One not
-# found is named on stderr; a program that links it then cannot start.
+# found is named on stderr; the CUDA backend then says which library it could not open.
 # STEMLINE_DATA_DIR defaults to BUNDLE/data (the AudioSet labels of tags).
 set -u
 B=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)

@@ -80,6 +80,10 @@ size_t sl_cpu_attn_small_ws(size_t tq, size_t tk, size_t D);
 /* The pair by the AVX2 / FMA kernels of cpu_attn.c: 1 when done, 0 when this CPU
  * (or the AVX2 switch, sl_cpu_simd_set) leaves it to the caller. */
 int sl_cpu_attn_small(const sl_cpu_attn_pair *p, float *ws);
+/* Pairs of up to 64 keys (a multiple of 16), head widths 16..64 (multiples of 16) and no
+ * rotation take cpu_attn.c's window kernel under AVX-512 (the same bits as its general
+ * kernel, without the copies); 0 turns it off (tests; returns the previous setting). */
+int sl_cpu_attn_set_windows(int enable);
 /* Row s[0..kl) of scores -> probabilities in place by the AVX2 / FMA softmax of cpu_attn.c
  * (max subtracted, polynomial exp, the sum in double): 1 when done, 0 when this CPU has no
  * AVX2 / FMA path (the caller then does it in scalar code). */

@@ -646,7 +646,8 @@ EPI_512 static size_t exp_sub_512(float *x, float m, size_t n)
 }
 
 /* exp_sub_512 and the sum of the results in double (two vectors of 8 lanes, then a fixed tree) */
-EPI_512 static size_t exp_sub_sum_512(float *x, float m, size_t n, double *sum)
+EPI_512 static inline __attribute__((always_inline)) size_t exp_sub_sum_512_body(float *x, float m, size_t n,
+                                                                              double *sum)
 {
     const __m512 mv = _mm512_set1_ps(m);
     __m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd();
@@ -662,6 +663,11 @@ EPI_512 static size_t exp_sub_sum_512(float *x, float m, size_t n, double *sum)
     *sum = ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
     return i;
 }
+
+EPI_512 static size_t exp_sub_sum_512(float *x, float m, size_t n, double *sum)
+{
+    return exp_sub_sum_512_body(x, m, n, sum);
+}
 #endif
 
 void sl_cpu_vec_exp_sub(float *x, float m, size_t n)
@@ -675,6 +681,113 @@ void sl_cpu_vec_exp_sub(float *x, float m, size_t n)
 #endif
     for (; i < n; i++)
         x[i] = exp_poly(x[i] - m);
+}
+
+#ifdef SL_CPU_HAVE_AVX2_PATHS
+/* sl_cpu_softmax_rows_unnorm on 16 lanes: per row the bias added, the maximum, then
+ * sl_cpu_vec_exp_sub_sum's operations inline (no call per row). */
+/* R <= 4 rows of at most 64 scores each, NK vectors of 16 (n = 16 NK), held in registers and
+ * their steps interleaved: per row the operations of softmax_rows_512 below (bias, maximum,
+ * exp, the double sum of two 8-lane halves and its fixed tree, here by lane swaps that add the
+ * same pairs), without storing the biased scores and loading them again. */
+EPI_512 static inline __attribute__((always_inline)) void softmax_rows64_512(int R, int NK, float *x, size_t ld,
+                                                                            const float *bias, size_t ld_bias,
+                                                                            float *inv)
+{
+    __m512 v[4][4], mv[4];
+    __m512d a0[4], a1[4];
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
+        __m512 m16 = _mm512_set1_ps(-INFINITY);
+        _Pragma("GCC unroll 4") for (int w = 0; w < NK; w++) {
+            v[r][w] = _mm512_loadu_ps(x + (size_t)r * ld + 16 * w);
+            if (bias)
+                v[r][w] = _mm512_add_ps(v[r][w], _mm512_loadu_ps(bias + (size_t)r * ld_bias + 16 * w));
+            m16 = _mm512_max_ps(m16, v[r][w]);
+        }
+        mv[r] = _mm512_set1_ps(_mm512_reduce_max_ps(m16));
+        a0[r] = a1[r] = _mm512_setzero_pd();
+    }
+    _Pragma("GCC unroll 4") for (int w = 0; w < NK; w++)
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
+            const __m512 e = exp_512(_mm512_sub_ps(v[r][w], mv[r]));
+            _mm512_storeu_ps(x + (size_t)r * ld + 16 * w, e);
+            a0[r] = _mm512_add_pd(a0[r], _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+            a1[r] = _mm512_add_pd(a1[r], _mm512_cvtps_pd(_mm512_extractf32x8_ps(e, 1)));
+        }
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
+        __m512d t = _mm512_add_pd(a0[r], a1[r]);                          /* p0 .. p7 */
+        t = _mm512_add_pd(t, _mm512_permute_pd(t, 0x55));                  /* p0 + p1, p2 + p3, ... */
+        t = _mm512_add_pd(t, _mm512_permutex_pd(t, _MM_SHUFFLE(1, 0, 3, 2))); /* (p0 + p1) + (p2 + p3), ... */
+        t = _mm512_add_pd(t, _mm512_shuffle_f64x2(t, t, _MM_SHUFFLE(1, 0, 3, 2)));
+        inv[r] = (float)(1.0 / _mm512_cvtsd_f64(t));
+    }
+}
+
+EPI_512 static void softmax_rows_512(float *x, size_t ld, size_t rows, size_t n, const float *bias, size_t ld_bias,
+                                     float *inv)
+{
+    if (n % 16 == 0 && n <= 64) {
+#define SM64(R, NK) softmax_rows64_512(R, NK, x + r * ld, ld, bias ? bias + r * ld_bias : NULL, ld_bias, inv + r)
+        size_t r = 0;
+        for (; r + 4 <= rows; r += 4)
+            switch (n / 16) {
+            case 1: SM64(4, 1); break;
+            case 2: SM64(4, 2); break;
+            case 3: SM64(4, 3); break;
+            default: SM64(4, 4); break;
+            }
+        for (; r < rows; r++)
+            switch (n / 16) {
+            case 1: SM64(1, 1); break;
+            case 2: SM64(1, 2); break;
+            case 3: SM64(1, 3); break;
+            default: SM64(1, 4); break;
+            }
+#undef SM64
+        return;
+    }
+    for (size_t r = 0; r < rows; r++) {
+        float *s = x + r * ld;
+        const float *b = bias ? bias + r * ld_bias : NULL;
+        size_t j = 0;
+        __m512 m16 = _mm512_set1_ps(-INFINITY);
+        for (; j + 16 <= n; j += 16) {
+            __m512 v = _mm512_loadu_ps(s + j);
+            if (b) {
+                v = _mm512_add_ps(v, _mm512_loadu_ps(b + j));
+                _mm512_storeu_ps(s + j, v);
+            }
+            m16 = _mm512_max_ps(m16, v);
+        }
+        float mx = _mm512_reduce_max_ps(m16);
+        for (; j < n; j++) {
+            if (b)
+                s[j] += b[j];
+            mx = s[j] > mx ? s[j] : mx;
+        }
+        double sum;
+        size_t i = exp_sub_sum_512_body(s, mx, n, &sum);
+        for (; i < n; i++) {
+            s[i] = exp_poly(s[i] - mx);
+            sum += s[i];
+        }
+        inv[r] = (float)(1.0 / sum);
+    }
+}
+#endif
+
+int sl_cpu_softmax_rows_unnorm(float *x, size_t ld, size_t rows, size_t n, const float *bias, size_t ld_bias,
+                               float *inv)
+{
+#ifdef SL_CPU_HAVE_AVX2_PATHS
+    if (sl_cpu_simd_avx512()) {
+        softmax_rows_512(x, ld, rows, n, bias, ld_bias, inv);
+        return 1;
+    }
+#else
+    (void)x, (void)ld, (void)rows, (void)n, (void)bias, (void)ld_bias, (void)inv;
+#endif
+    return 0;
 }
 
 double sl_cpu_vec_exp_sub_sum(float *x, float m, size_t n)

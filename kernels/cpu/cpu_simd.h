@@ -65,6 +65,12 @@ void sl_cpu_vec_exp_sub(float *x, float m, size_t n);
 /* The same and the sum of the results in double (AVX-512: 16 lanes, the sum in another
  * order than a plain loop's). */
 double sl_cpu_vec_exp_sub_sum(float *x, float m, size_t n);
+/* Rows r < rows of x (row stride ld): bias row r (row stride ld_bias; NULL: none) added, then
+ * x = exp(x - the row's maximum) over its first n in place and inv[r] = 1 / the sum, each row
+ * exactly as the bias add, the maximum and sl_cpu_vec_exp_sub_sum compute it, with no call per
+ * row. AVX-512 only (sl_cpu_simd_avx512()): returns 1 when done, 0 when not. */
+int sl_cpu_softmax_rows_unnorm(float *x, size_t ld, size_t rows, size_t n, const float *bias, size_t ld_bias,
+                               float *inv);
 
 /* 1 when sl_cpu_simd_fma() and the CPU has AVX-512 (F, DQ, VL), unless the environment
  * sets STEMLINE_CPU_AVX512=0 (read once) or sl_cpu_simd_set_avx512(0) turned the

@@ -162,6 +162,8 @@ static int cu_init(sl_op_ctx *ctx)
         return sl_seterr(rc, "backend cuda: %s", msg);
     if ((rc = lost_error(info.device)) < 0)
         return rc;
+    if ((rc = sl_cuda_cufft_load()) < 0)
+        return rc;
     sl_cu_state *st = static_cast<sl_cu_state *>(calloc(1, sizeof *st));
     if (!st)
         return sl_seterr(SL_ENOMEM, "backend cuda: out of memory");

@@ -33,9 +33,31 @@
 #define SL_CONV_CUDNN 1
 #include <cudnn.h>
 #include <limits.h>
+
+#include "cu_dl.h"
 extern "C" {
 #include "../../common/sl_log.h"
 }
+
+// libcudnn's entry points (cu_dl.h), loaded at the first context's open.
+#if CUDNN_MAJOR >= 9
+#define CUDNN_API_9(X, t, p) X(t, p, GetLastErrorString)
+#else
+#define CUDNN_API_9(X, t, p)
+#endif
+#define CUDNN_API(X, t, p)                                                                  \
+    X(t, p, Create) X(t, p, Destroy) X(t, p, SetStream) X(t, p, CreateTensorDescriptor)           \
+    X(t, p, DestroyTensorDescriptor) X(t, p, CreateFilterDescriptor) X(t, p, DestroyFilterDescriptor) \
+    X(t, p, CreateConvolutionDescriptor) X(t, p, DestroyConvolutionDescriptor)                    \
+    X(t, p, SetTensor4dDescriptor) X(t, p, SetFilter4dDescriptor) X(t, p, SetConvolution2dDescriptor) \
+    X(t, p, SetConvolutionMathType) X(t, p, GetConvolutionForwardAlgorithm_v7)                    \
+    X(t, p, GetConvolutionForwardWorkspaceSize) X(t, p, ConvolutionForward) X(t, p, GetErrorString) \
+    X(t, p, GetVersion) CUDNN_API_9(X, t, p)
+static struct {
+    SL_CU_TABLE(CUDNN_API, cudnn)
+} cudnn;
+SL_CU_LOADER(sl_cuda_cudnn_load, cudnn, cudnn, CUDNN_API, "libcudnn.so." SL_CU_STR(CUDNN_MAJOR),
+             "cuDNN cannot be loaded")
 #else
 #define SL_CONV_CUDNN 0
 #endif
@@ -170,13 +192,13 @@ static int cudnn_err(cudnnStatus_t r, const char *call)
 {
     char detail[256] = "";
 #if CUDNN_MAJOR >= 9
-    cudnnGetLastErrorString(detail, sizeof detail);
+    cudnn.GetLastErrorString(detail, sizeof detail);
     const int nomem = r == CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED ||
                       r == CUDNN_STATUS_INTERNAL_ERROR_DEVICE_ALLOCATION_FAILED;
 #else
     const int nomem = r == CUDNN_STATUS_ALLOC_FAILED;
 #endif
-    return sl_seterr(nomem ? SL_ENOMEM : SL_EDEVICE, "%s: %s (cudnnStatus_t %d)%s%s", call, cudnnGetErrorString(r),
+    return sl_seterr(nomem ? SL_ENOMEM : SL_EDEVICE, "%s: %s (cudnnStatus_t %d)%s%s", call, cudnn.GetErrorString(r),
                      (int)r, detail[0] ? ": " : "", detail);
 }
 
@@ -191,27 +213,27 @@ static void dnn_destroy(sl_cu_dnn *d)
 {
     // Teardown: return codes are not actionable.
     if (d->cd)
-        cudnnDestroyConvolutionDescriptor(d->cd);
+        cudnn.DestroyConvolutionDescriptor(d->cd);
     if (d->wd)
-        cudnnDestroyFilterDescriptor(d->wd);
+        cudnn.DestroyFilterDescriptor(d->wd);
     if (d->yd)
-        cudnnDestroyTensorDescriptor(d->yd);
+        cudnn.DestroyTensorDescriptor(d->yd);
     if (d->xd)
-        cudnnDestroyTensorDescriptor(d->xd);
+        cudnn.DestroyTensorDescriptor(d->xd);
     if (d->h)
-        cudnnDestroy(d->h);
+        cudnn.Destroy(d->h);
     free(d);
 }
 
 static int dnn_setup(sl_cu_state *st, sl_cu_dnn *d)
 {
     SL_CU_CHECK(cudaSetDevice(st->device)); // the handle belongs to the device current at cudnnCreate
-    SL_CUDNN_CHECK(cudnnCreate(&d->h));
-    SL_CUDNN_CHECK(cudnnSetStream(d->h, st->stream));
-    SL_CUDNN_CHECK(cudnnCreateTensorDescriptor(&d->xd));
-    SL_CUDNN_CHECK(cudnnCreateTensorDescriptor(&d->yd));
-    SL_CUDNN_CHECK(cudnnCreateFilterDescriptor(&d->wd));
-    SL_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&d->cd));
+    SL_CUDNN_CHECK(cudnn.Create(&d->h));
+    SL_CUDNN_CHECK(cudnn.SetStream(d->h, st->stream));
+    SL_CUDNN_CHECK(cudnn.CreateTensorDescriptor(&d->xd));
+    SL_CUDNN_CHECK(cudnn.CreateTensorDescriptor(&d->yd));
+    SL_CUDNN_CHECK(cudnn.CreateFilterDescriptor(&d->wd));
+    SL_CUDNN_CHECK(cudnn.CreateConvolutionDescriptor(&d->cd));
     return 0;
 }
 
@@ -272,7 +294,7 @@ static int dnn_algo(sl_cu_dnn *d, const sl_conv2d_args *a, const cv_algo **out)
     }
     cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
     int got = 0;
-    SL_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(d->h, d->xd, d->wd, d->cd, d->yd,
+    SL_CUDNN_CHECK(cudnn.GetConvolutionForwardAlgorithm_v7(d->h, d->xd, d->wd, d->cd, d->yd,
                                                           CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, perf));
     cudnnConvolutionFwdAlgo_t algo = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
     size_t ws = 0;
@@ -283,7 +305,7 @@ static int dnn_algo(sl_cu_dnn *d, const sl_conv2d_args *a, const cv_algo **out)
             p->mathType == CUDNN_TENSOR_OP_MATH || p->mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION)
             continue;
         // Executed with the descriptor's FMA math: ask for the workspace in that mode.
-        if (cudnnGetConvolutionForwardWorkspaceSize(d->h, d->xd, d->wd, d->cd, d->yd, p->algo, &ws) ==
+        if (cudnn.GetConvolutionForwardWorkspaceSize(d->h, d->xd, d->wd, d->cd, d->yd, p->algo, &ws) ==
                 CUDNN_STATUS_SUCCESS &&
             ws <= CV_WS_MAX) {
             algo = p->algo;
@@ -291,7 +313,7 @@ static int dnn_algo(sl_cu_dnn *d, const sl_conv2d_args *a, const cv_algo **out)
         }
     }
     if (!found)
-        SL_CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(d->h, d->xd, d->wd, d->cd, d->yd, algo, &ws));
+        SL_CUDNN_CHECK(cudnn.GetConvolutionForwardWorkspaceSize(d->h, d->xd, d->wd, d->cd, d->yd, algo, &ws));
     int slot = d->n;
     if (slot < CV_CACHE) {
         d->n++;
@@ -324,13 +346,13 @@ static int conv2d_cudnn(sl_op_ctx *ctx, sl_cu_state *st, const sl_conv2d_args *a
     if (rc < 0)
         return rc;
     const int n = (int)a->batch, p = a->k / 2;
-    SL_CUDNN_CHECK(cudnnSetTensor4dDescriptor(d->xd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, n, a->c_in, a->h, a->w));
-    SL_CUDNN_CHECK(cudnnSetTensor4dDescriptor(d->yd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, n, a->c_out, a->h, a->w));
-    SL_CUDNN_CHECK(cudnnSetFilter4dDescriptor(d->wd, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, a->c_out, a->c_in, a->k, a->k));
+    SL_CUDNN_CHECK(cudnn.SetTensor4dDescriptor(d->xd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, n, a->c_in, a->h, a->w));
+    SL_CUDNN_CHECK(cudnn.SetTensor4dDescriptor(d->yd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, n, a->c_out, a->h, a->w));
+    SL_CUDNN_CHECK(cudnn.SetFilter4dDescriptor(d->wd, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, a->c_out, a->c_in, a->k, a->k));
     // torch's Conv2d is a cross-correlation (no kernel flip); float accumulation.
-    SL_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(d->cd, p, p, 1, 1, 1, 1, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+    SL_CUDNN_CHECK(cudnn.SetConvolution2dDescriptor(d->cd, p, p, 1, 1, 1, 1, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
     // FP32 FMA kernels only: CUDNN_DEFAULT_MATH permits TF32 tensor cores on sm_80+.
-    SL_CUDNN_CHECK(cudnnSetConvolutionMathType(d->cd, CUDNN_FMA_MATH));
+    SL_CUDNN_CHECK(cudnn.SetConvolutionMathType(d->cd, CUDNN_FMA_MATH));
     const cv_algo *e = NULL;
     if ((rc = dnn_algo(d, a, &e)) < 0)
         return rc;
@@ -338,7 +360,7 @@ static int conv2d_cudnn(sl_op_ctx *ctx, sl_cu_state *st, const sl_conv2d_args *a
     if (e->ws && (rc = SL_FN(scratch)(ctx, e->ws, &ws)) < 0)
         return rc;
     const float one = 1.0f, zero = 0.0f; // beta 0: y is not read
-    SL_CUDNN_CHECK(cudnnConvolutionForward(d->h, &one, d->xd, a->x, d->wd, a->wt, d->cd, e->algo, ws, e->ws, &zero,
+    SL_CUDNN_CHECK(cudnn.ConvolutionForward(d->h, &one, d->xd, a->x, d->wd, a->wt, d->cd, e->algo, ws, e->ws, &zero,
                                            d->yd, a->y));
     if (!a->bias && a->act == SL_ACT_NONE)
         return 0;
@@ -367,8 +389,18 @@ extern "C" int sl_cuda_conv2d_init(sl_op_ctx *ctx, char *desc, size_t desc_size)
     sl_cu_st(ctx)->conv_direct = direct;
     if (direct) {
         snprintf(desc, desc_size, "conv2d: direct kernel (SL_CONV_IMPL=direct)");
+    } else if (sl_cuda_cudnn_load() < 0) {
+        // Built with cuDNN, but this machine cannot load it: the hand-written
+        // kernel computes the same sums (unless cuDNN was asked for by name).
+        char why[600];
+        snprintf(why, sizeof why, "%s", sl_lasterr());
+        if (env && !strcmp(env, "cudnn"))
+            return sl_seterr(SL_EUNSUPPORTED, "SL_CONV_IMPL=cudnn: %s", why);
+        sl_cu_st(ctx)->conv_direct = 1;
+        sl_log(SL_LOG_WARN, NULL, "cuda", "conv2d: %s: the direct kernel runs instead", why);
+        snprintf(desc, desc_size, "conv2d: direct kernel (libcudnn.so.%d not loaded)", (int)CUDNN_MAJOR);
     } else {
-        const size_t v = cudnnGetVersion(), major = v >= 90000 ? 10000 : 1000; // 9.x: M*10000 + m*100 + p
+        const size_t v = cudnn.GetVersion(), major = v >= 90000 ? 10000 : 1000; // 9.x: M*10000 + m*100 + p
         snprintf(desc, desc_size, "conv2d: cuDNN %zu.%zu.%zu", v / major, v % major / 100, v % 100);
     }
 #else

@@ -11,7 +11,21 @@
 #if SL_CUDA_API
 #include <cufft.h>
 
+#include "cu_dl.h"
+
+// libcufft's entry points (cu_dl.h), valid once sl_cuda_cufft_load returned 0.
+#define SL_CUFFT_API(X, t, p)                                                               \
+    X(t, p, Create) X(t, p, Destroy) X(t, p, MakePlanMany) X(t, p, SetAutoAllocation)             \
+    X(t, p, SetStream) X(t, p, SetWorkArea) X(t, p, ExecR2C) X(t, p, ExecC2R)
+struct sl_cufft_api {
+    SL_CU_TABLE(SL_CUFFT_API, cufft)
+};
+extern sl_cufft_api sl_cufft;
+
 extern "C" {
+// Loads libcufft once per process (every context does this at open, so a
+// missing library fails the open): 0, or SL_EUNSUPPORTED naming the library.
+int sl_cuda_cufft_load(void);
 // A ready plan for batch transforms of n_fft points (inverse: C2R, else R2C).
 // 0, SL_ENOMEM or SL_EDEVICE naming the cuFFT call.
 int sl_cuda_fft_plan(sl_op_ctx *ctx, int n_fft, int batch, int inverse, cufftHandle *plan);

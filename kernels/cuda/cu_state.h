@@ -68,10 +68,14 @@ cudaError_t sl_cu_dev_alloc(sl_cu_state *st, void **p, size_t bytes);
 cudaError_t sl_cu_dev_free(sl_cu_state *st, void *p);
 
 extern "C" {
-// conv2d.cu, at context open: picks the convolution (cuDNN when built with it,
-// unless SL_CONV_IMPL=direct) and describes it in desc. 0, or SL_EINVAL for an
-// unknown SL_CONV_IMPL / SL_EUNSUPPORTED for SL_CONV_IMPL=cudnn without cuDNN.
+// conv2d.cu, at context open: picks the convolution (cuDNN when built with it
+// and libcudnn loads, unless SL_CONV_IMPL=direct) and describes it in desc. 0,
+// or SL_EINVAL for an unknown SL_CONV_IMPL / SL_EUNSUPPORTED for
+// SL_CONV_IMPL=cudnn without cuDNN.
 int sl_cuda_conv2d_init(sl_op_ctx *ctx, char *desc, size_t desc_size);
+// conv2d.cu (builds with cuDNN): loads libcudnn once per process: 0, or
+// SL_EUNSUPPORTED naming the library.
+int sl_cuda_cudnn_load(void);
 // conv2d.cu, at context teardown (after a sync): destroys the cuDNN handle and descriptors.
 void sl_cuda_conv2d_release(sl_op_ctx *ctx);
 // gemm_lt.cu: sl_op_gemm through cuBLASLt when ctx's precision is tf32 / bf16:

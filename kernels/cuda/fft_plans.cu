@@ -7,6 +7,10 @@
 #include "cu_fft.h"
 #include "cu_state.h"
 
+sl_cufft_api sl_cufft;
+SL_CU_LOADER(sl_cuda_cufft_load, sl_cufft, cufft, SL_CUFFT_API, "libcufft.so." SL_CU_STR(CUFFT_VER_MAJOR),
+             "backend cuda needs cuFFT")
+
 extern "C" int sl_cufft_err(cufftResult r, const char *call)
 {
     const char *what;
@@ -51,10 +55,10 @@ static int fft_work_reserve(sl_cu_state *st, size_t bytes)
     if (e != cudaSuccess)
         return sl_cu_err(e, "cuFFT work area: cudaMallocAsync");
     for (int i = 0; i < st->n_plans; i++) {
-        cufftResult r = cufftSetWorkArea(st->plans[i].h, fresh);
+        cufftResult r = sl_cufft.SetWorkArea(st->plans[i].h, fresh);
         if (r != CUFFT_SUCCESS) {
             for (int j = 0; j < i; j++) // back to the old area
-                cufftSetWorkArea(st->plans[j].h, st->fft_work);
+                sl_cufft.SetWorkArea(st->plans[j].h, st->fft_work);
             sl_cu_dev_free(st, fresh);
             return sl_cufft_err(r, "cufftSetWorkArea");
         }
@@ -69,16 +73,16 @@ static int fft_work_reserve(sl_cu_state *st, size_t bytes)
 static int fft_make(sl_cu_state *st, sl_cu_plan *p, int n_fft, int batch, int inverse)
 {
     memset(p, 0, sizeof *p);
-    SL_CUFFT_CHECK(cufftCreate(&p->h));
+    SL_CUFFT_CHECK(sl_cufft.Create(&p->h));
     int n = n_fft;
-    cufftResult r = cufftSetAutoAllocation(p->h, 0);
+    cufftResult r = sl_cufft.SetAutoAllocation(p->h, 0);
     if (r == CUFFT_SUCCESS)
         // NULL embeds: the basic layout, idist = n_fft reals / odist = n_fft/2+1 complex (and back).
-        r = cufftMakePlanMany(p->h, 1, &n, NULL, 1, 0, NULL, 1, 0, inverse ? CUFFT_C2R : CUFFT_R2C, batch, &p->work);
+        r = sl_cufft.MakePlanMany(p->h, 1, &n, NULL, 1, 0, NULL, 1, 0, inverse ? CUFFT_C2R : CUFFT_R2C, batch, &p->work);
     if (r == CUFFT_SUCCESS)
-        r = cufftSetStream(p->h, st->stream);
+        r = sl_cufft.SetStream(p->h, st->stream);
     if (r != CUFFT_SUCCESS) {
-        cufftDestroy(p->h);
+        sl_cufft.Destroy(p->h);
         return sl_cufft_err(r, "cufftMakePlanMany");
     }
     p->n_fft = n_fft;
@@ -110,7 +114,7 @@ extern "C" int sl_cuda_fft_plan(sl_op_ctx *ctx, int n_fft, int batch, int invers
                 slot = i;
         SL_CU_CHECK(cudaStreamSynchronize(st->stream));
         st->mem_epoch++; // (a captured graph may use the plan)
-        SL_CUFFT_CHECK(cufftDestroy(st->plans[slot].h));
+        SL_CUFFT_CHECK(sl_cufft.Destroy(st->plans[slot].h));
         st->plans[slot] = st->plans[--st->n_plans];
         slot = st->n_plans;
     }
@@ -122,12 +126,12 @@ extern "C" int sl_cuda_fft_plan(sl_op_ctx *ctx, int n_fft, int batch, int invers
         return rc;
     rc = fft_work_reserve(st, p.work);
     if (rc == 0 && st->fft_work) {
-        cufftResult r = cufftSetWorkArea(p.h, st->fft_work);
+        cufftResult r = sl_cufft.SetWorkArea(p.h, st->fft_work);
         if (r != CUFFT_SUCCESS)
             rc = sl_cufft_err(r, "cufftSetWorkArea");
     }
     if (rc < 0) {
-        cufftDestroy(p.h);
+        sl_cufft.Destroy(p.h);
         return rc;
     }
     p.used = st->tick;
@@ -141,7 +145,7 @@ extern "C" void sl_cuda_fft_release(sl_op_ctx *ctx)
 {
     sl_cu_state *st = sl_cu_st(ctx);
     for (int i = 0; i < st->n_plans; i++)
-        cufftDestroy(st->plans[i].h);
+        sl_cufft.Destroy(st->plans[i].h);
     st->n_plans = 0;
     if (st->fft_work)
         sl_cu_dev_free(st, st->fft_work); // the caller syncs the stream next

@@ -19,76 +19,26 @@
 
 #if SL_CUDA_API
 #include <cublasLt.h>
-#include <pthread.h>
 #include <stdlib.h>
-#if defined(__CUDACC__)
-#include <dlfcn.h>
-#endif
 
-// libcublasLt is loaded at the first tf32 / bf16 context (dlopen), not linked:
-// it is a 540 MB library whose loading alone costs ~150 MB of resident memory,
-// which a run in fp32 (the default) must not pay. cudamock links its stand-in.
+#include "cu_dl.h"
+
+// libcublasLt is loaded at the first tf32 / bf16 context (cu_dl.h): it is a
+// 540 MB library whose loading alone costs ~150 MB of resident memory, which a
+// run in fp32 (the default) must not pay. cudamock links its stand-in.
+#define LT_API(X, t, p)                                                                     \
+    X(t, p, Create) X(t, p, Destroy) X(t, p, MatmulDescCreate) X(t, p, MatmulDescDestroy)         \
+    X(t, p, MatmulDescSetAttribute) X(t, p, MatrixLayoutCreate) X(t, p, MatrixLayoutDestroy)       \
+    X(t, p, MatrixLayoutSetAttribute) X(t, p, MatmulPreferenceCreate)                             \
+    X(t, p, MatmulPreferenceDestroy) X(t, p, MatmulPreferenceSetAttribute)                        \
+    X(t, p, MatmulAlgoGetHeuristic) X(t, p, Matmul)
 static struct {
-    decltype(&cublasLtCreate) Create;
-    decltype(&cublasLtDestroy) Destroy;
-    decltype(&cublasLtMatmulDescCreate) MatmulDescCreate;
-    decltype(&cublasLtMatmulDescDestroy) MatmulDescDestroy;
-    decltype(&cublasLtMatmulDescSetAttribute) MatmulDescSetAttribute;
-    decltype(&cublasLtMatrixLayoutCreate) MatrixLayoutCreate;
-    decltype(&cublasLtMatrixLayoutDestroy) MatrixLayoutDestroy;
-    decltype(&cublasLtMatrixLayoutSetAttribute) MatrixLayoutSetAttribute;
-    decltype(&cublasLtMatmulPreferenceCreate) MatmulPreferenceCreate;
-    decltype(&cublasLtMatmulPreferenceDestroy) MatmulPreferenceDestroy;
-    decltype(&cublasLtMatmulPreferenceSetAttribute) MatmulPreferenceSetAttribute;
-    decltype(&cublasLtMatmulAlgoGetHeuristic) MatmulAlgoGetHeuristic;
-    decltype(&cublasLtMatmul) Matmul;
+    SL_CU_TABLE(LT_API, cublasLt)
 } lt_api;
-static pthread_once_t lt_once = PTHREAD_ONCE_INIT;
-static char lt_load_err[512]; // empty when loaded
-
-#define LT_STR_(x) #x
-#define LT_STR(x) LT_STR_(x)
-static void lt_load(void)
-{
-#if defined(__CUDACC__)
-    const char *lib = "libcublasLt.so." LT_STR(CUBLAS_VER_MAJOR);
-    void *h = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
-    if (!h) {
-        snprintf(lt_load_err, sizeof lt_load_err, "%s", dlerror());
-        return;
-    }
-#define LT_SYM(f)                                                                           \
-    if (!(*reinterpret_cast<void **>(&lt_api.f) = dlsym(h, "cublasLt" #f))) {               \
-        snprintf(lt_load_err, sizeof lt_load_err, "%s: no cublasLt" #f, lib);               \
-        return;                                                                             \
-    }
-#else
-#define LT_SYM(f) lt_api.f = &cublasLt##f;
-#endif
-    LT_SYM(Create)
-    LT_SYM(Destroy)
-    LT_SYM(MatmulDescCreate)
-    LT_SYM(MatmulDescDestroy)
-    LT_SYM(MatmulDescSetAttribute)
-    LT_SYM(MatrixLayoutCreate)
-    LT_SYM(MatrixLayoutDestroy)
-    LT_SYM(MatrixLayoutSetAttribute)
-    LT_SYM(MatmulPreferenceCreate)
-    LT_SYM(MatmulPreferenceDestroy)
-    LT_SYM(MatmulPreferenceSetAttribute)
-    LT_SYM(MatmulAlgoGetHeuristic)
-    LT_SYM(Matmul)
-#undef LT_SYM
-}
 
 // 0 when cuBLASLt can be used (loaded once per process), else SL_EUNSUPPORTED saying why.
-extern "C" int sl_cuda_gemm_lt_available(void)
-{
-    pthread_once(&lt_once, lt_load);
-    if (lt_load_err[0])
-        return sl_seterr(SL_EUNSUPPORTED, "tf32 / bf16 need cuBLASLt: %s", lt_load_err);
-    return 0;
-}
+SL_CU_LOADER(sl_cuda_gemm_lt_available, lt_api, cublasLt, LT_API, "libcublasLt.so." SL_CU_STR(CUBLAS_VER_MAJOR),
+             "tf32 / bf16 need cuBLASLt")
 
 #define LT_WS_BYTES ((size_t)4 << 20) // cuBLASLt workspace per context
 

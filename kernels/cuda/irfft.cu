@@ -56,7 +56,7 @@ extern "C" int SL_FN(irfft)(sl_op_ctx *ctx, int n_fft, size_t count, const float
         rc = sl_cuda_fft_plan(ctx, n_fft, (int)chunk, 1, &plan);
         if (rc < 0)
             return rc;
-        cufftResult r = cufftExecC2R(plan, reinterpret_cast<cufftComplex *>(tmp), out + done * n);
+        cufftResult r = sl_cufft.ExecC2R(plan, reinterpret_cast<cufftComplex *>(tmp), out + done * n);
         if (r != CUFFT_SUCCESS)
             return sl_cufft_err(r, "cufftExecC2R");
 #else

@@ -35,7 +35,7 @@ extern "C" int SL_FN(rfft)(sl_op_ctx *ctx, int n_fft, size_t count, const float 
         int rc = sl_cuda_fft_plan(ctx, n_fft, (int)chunk, 0, &plan);
         if (rc < 0)
             return rc;
-        cufftResult r = cufftExecR2C(plan, const_cast<cufftReal *>(in + done * n),
+        cufftResult r = sl_cufft.ExecR2C(plan, const_cast<cufftReal *>(in + done * n),
                                      reinterpret_cast<cufftComplex *>(out + done * nb2));
         if (r != CUFFT_SUCCESS)
             return sl_cufft_err(r, "cufftExecR2C");

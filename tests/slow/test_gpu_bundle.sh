@@ -29,7 +29,7 @@ expect_grep "MiB in all" "$T/bundle.log" "the bundle's size is reported"
 if ldd "$T/bundle/bin/stemline" | grep -E "libav|libsw|libopus|libmp3lame|libvorbis"; then
   fail "the bundle's stemline loads FFmpeg or an encoder's shared library"
 else pass; fi
-expect_grep "libcudart.so" "$T/bundle/cuda-libs" "the CUDA runtime is left to the GPU machine"
+expect_grep "libcufft.so" "$T/bundle/cuda-libs" "cuFFT is left to the GPU machine"
 [ -f "$T/bundle/lib.tar.xz" ] && pass || fail "lib.tar.xz packed"
 
 cp -r "$T/bundle" "$T/moved" && rm -rf "$T/bundle"
