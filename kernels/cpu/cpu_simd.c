@@ -625,6 +625,22 @@ void sl_cpu_epilogue_row(sl_act act, size_t n, const float *p, const float *bias
     }
 }
 
+void sl_cpu_epilogue_rows(sl_act act, size_t rows, size_t n, const float *p, size_t ldp, const float *bias,
+                          const float *mul, size_t ldmul, const float *add, size_t ldadd, float *y, size_t ldy)
+{
+#ifdef SL_CPU_HAVE_AVX2_PATHS
+    if (n % 16 == 0 && sl_cpu_simd_avx512()) {
+        for (size_t r = 0; r < rows; r++)
+            epilogue_512(act, n, p + r * ldp, bias, mul ? mul + r * ldmul : NULL, add ? add + r * ldadd : NULL,
+                         y + r * ldy);
+        return;
+    }
+#endif
+    for (size_t r = 0; r < rows; r++)
+        sl_cpu_epilogue_row(act, n, p + r * ldp, bias, mul ? mul + r * ldmul : NULL, add ? add + r * ldadd : NULL,
+                            y + r * ldy);
+}
+
 #ifdef SL_CPU_HAVE_AVX2_PATHS
 __attribute__((target("avx2"))) static size_t exp_sub_avx2(float *x, float m, size_t n)
 {

@@ -56,6 +56,10 @@ void sl_cpu_erf_vec(float *out, const float *in, size_t n);
  * bit-identical to the portable loop. */
 void sl_cpu_epilogue_row(sl_act act, size_t n, const float *p, const float *bias, const float *mul, const float *add,
                          float *y);
+/* sl_cpu_epilogue_row over rows rows of p, mul, add, y (row strides ldp, ldmul, ldadd, ldy; bias
+ * the same for every row), the same bits, the vector path chosen once. */
+void sl_cpu_epilogue_rows(sl_act act, size_t rows, size_t n, const float *p, size_t ldp, const float *bias,
+                          const float *mul, size_t ldmul, const float *add, size_t ldadd, float *y, size_t ldy);
 
 /* 1 when sl_cpu_simd_avx2() and the CPU has FMA (kernels whose results need not
  * match a portable twin bit for bit, e.g. cpu_attn.c). */
