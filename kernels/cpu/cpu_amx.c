@@ -268,11 +268,11 @@ static uint16_t *xbuf_get(size_t n)
 /* Bytes of packed x per block: with a panel pair, within a 2 MiB L2. */
 #define XBLOCK_BYTES ((size_t)768 << 10)
 
-AMX_TGT static int amx_gemm(int terms, size_t i0, size_t i1, size_t n, size_t k, const float *x, size_t ldx,
-                            const uint16_t *wp, const sl_cpu_amx_epi *e)
+AMX_TGT static int amx_gemm(int terms, size_t i0, size_t i1, size_t q0, size_t q1, size_t n, size_t k,
+                            const float *x, size_t ldx, const uint16_t *wp, const sl_cpu_amx_epi *e)
 {
     const int tw = terms == 3 ? 2 : 1;
-    const size_t kp = round32(k), row_bytes = (size_t)tw * kp * 2, pairs = (n + 31) / 32;
+    const size_t kp = round32(k), row_bytes = (size_t)tw * kp * 2;
     /* without an epilogue the products go straight to y; else each 32 x 32 block to c and the
      * epilogue (bias, activation, multiplier, residual) from there into y while c is in L1 */
     const int plain = !e->add && !e->bias && !e->mul && e->act == SL_ACT_NONE;
@@ -296,7 +296,7 @@ AMX_TGT static int amx_gemm(int terms, size_t i0, size_t i1, size_t n, size_t k,
     for (size_t b0 = i0; b0 < i1; b0 += mb) {
         const size_t rows = i1 - b0 < mb ? i1 - b0 : mb, used = (rows + 31) & ~(size_t)31;
         pack_x(tw, x + b0 * ldx, ldx, rows, used, k, kp, xp);
-        for (size_t q = 0; q < pairs; q++) {
+        for (size_t q = q0; q < q1; q++) {
             const uint16_t *w0 = wp + 2 * q * panel, *w1 = w0 + panel;
             const size_t j0 = 32 * q, nc = n - j0 < 32 ? n - j0 : 32;
             for (size_t r0 = 0; r0 < used; r0 += 32) {
@@ -328,12 +328,14 @@ AMX_TGT static int amx_gemm(int terms, size_t i0, size_t i1, size_t n, size_t k,
     return 1;
 }
 
-int sl_cpu_amx_gemm(int terms, size_t i0, size_t i1, size_t n, size_t k, const float *x, size_t ldx,
-                    const uint16_t *wp, const sl_cpu_amx_epi *e)
+int sl_cpu_amx_gemm(int terms, size_t i0, size_t i1, size_t q0, size_t q1, size_t n, size_t k, const float *x,
+                    size_t ldx, const uint16_t *wp, const sl_cpu_amx_epi *e)
 {
-    if (i0 >= i1 || !n || !k || (terms != 1 && terms != 3) || !sl_cpu_amx())
+    if (q1 > (n + 31) / 32)
+        q1 = (n + 31) / 32;
+    if (i0 >= i1 || q0 >= q1 || !k || (terms != 1 && terms != 3) || !sl_cpu_amx())
         return 0;
-    return amx_gemm(terms, i0, i1, n, k, x, ldx, wp, e);
+    return amx_gemm(terms, i0, i1, q0, q1, n, k, x, ldx, wp, e);
 }
 
 #else
@@ -352,10 +354,10 @@ void sl_cpu_amx_pack_w(int terms, size_t n, size_t k, const float *w, size_t ldw
     (void)terms, (void)n, (void)k, (void)w, (void)ldw, (void)p0, (void)p1, (void)dst;
 }
 
-int sl_cpu_amx_gemm(int terms, size_t i0, size_t i1, size_t n, size_t k, const float *x, size_t ldx,
-                    const uint16_t *wp, const sl_cpu_amx_epi *e)
+int sl_cpu_amx_gemm(int terms, size_t i0, size_t i1, size_t q0, size_t q1, size_t n, size_t k, const float *x,
+                    size_t ldx, const uint16_t *wp, const sl_cpu_amx_epi *e)
 {
-    (void)terms, (void)i0, (void)i1, (void)n, (void)k, (void)x, (void)ldx, (void)wp, (void)e;
+    (void)terms, (void)i0, (void)i1, (void)q0, (void)q1, (void)n, (void)k, (void)x, (void)ldx, (void)wp, (void)e;
     return 0;
 }
 
