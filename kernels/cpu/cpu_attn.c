@@ -12,6 +12,16 @@
 #include "cpu_ops.h"
 #include "cpu_simd.h"
 
+/* the window kernel (attend_win512) on or off: sl_cpu_attn_set_windows */
+static int win_enabled = 1;
+
+int sl_cpu_attn_set_windows(int enable)
+{
+    const int old = win_enabled;
+    win_enabled = enable != 0;
+    return old;
+}
+
 #ifdef SL_CPU_HAVE_AVX2_PATHS
 #include <immintrin.h>
 
@@ -245,20 +255,7 @@ ATT_512 static int pv_rows512_8(const float *P, size_t kp, const float *v, size_
 ATT_512 static void softmax_rows512(float *S, size_t kp, size_t rows, size_t kl, const float *bias, size_t ld_bias,
                                     float *inv)
 {
-    for (size_t i = 0; i < rows; i++) {
-        float *s = S + i * kp;
-        if (bias)
-            for (size_t j = 0; j < kl; j++)
-                s[j] += bias[i * ld_bias + j];
-        size_t j = 0;
-        __m512 m16 = _mm512_set1_ps(-INFINITY);
-        for (; j + 16 <= kl; j += 16)
-            m16 = _mm512_max_ps(m16, _mm512_loadu_ps(s + j));
-        float mx = _mm512_reduce_max_ps(m16);
-        for (; j < kl; j++)
-            mx = s[j] > mx ? s[j] : mx;
-        inv[i] = (float)(1.0 / sl_cpu_vec_exp_sub_sum(s, mx, kl));
-    }
+    sl_cpu_softmax_rows_unnorm(S, kp, rows, kl, bias, ld_bias, inv);
 }
 
 /* dst[t][D] = rows of src (ld) rotated as sl_cpu_rotate_rows does, 16 lanes at a time where
@@ -325,6 +322,92 @@ ATT_512 static void attend512(const sl_cpu_attn_pair *p, float *ws)
             pv_rows512(1, S + i * kp, kp, vc, D, kl, D, inv + i, ob + i * p->ldo, p->ldo);
     }
 }
+
+/* ---- windows (Swin's 8 x 8 = 64 tokens, 32-wide heads): up to WIN_KEYS keys, a multiple of
+ * 16, head widths 16..64 (multiples of 16), no rotation. The same operations per score,
+ * probability and output as attend512 (so the same bits), without its copies: k^T is formed
+ * by gathers (16 keys of one column each) into kt[D][WIN_KEYS], q and v are read in place,
+ * and each block of query rows goes through its scores, softmax and p . v while in L1. ---- */
+#define WIN_KEYS 64
+
+/* S[r][0..16 NK) = scale * sum_d q[r][d] kt[d][j], rows r < R (R <= 4): qk_block512's sums. */
+ATT_512 static inline __attribute__((always_inline)) void win_qk(int R, int NK, const float *q, size_t ldq, size_t D,
+                                                                 const float *kt, float scale, float *S)
+{
+    __m512 acc[4][WIN_KEYS / 16];
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
+        _Pragma("GCC unroll 4") for (int w = 0; w < NK; w++)
+            acc[r][w] = _mm512_setzero_ps();
+    for (size_t d = 0; d < D; d++) {
+        __m512 kv[WIN_KEYS / 16];
+        _Pragma("GCC unroll 4") for (int w = 0; w < NK; w++)
+            kv[w] = _mm512_loadu_ps(kt + d * WIN_KEYS + 16 * w);
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
+            const __m512 qv = _mm512_set1_ps(q[(size_t)r * ldq + d]);
+            _Pragma("GCC unroll 4") for (int w = 0; w < NK; w++)
+                acc[r][w] = _mm512_fmadd_ps(qv, kv[w], acc[r][w]);
+        }
+    }
+    const __m512 s = _mm512_set1_ps(scale);
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
+        _Pragma("GCC unroll 4") for (int w = 0; w < NK; w++)
+            _mm512_storeu_ps(S + (size_t)r * WIN_KEYS + 16 * w, _mm512_mul_ps(acc[r][w], s));
+}
+
+#define WIN_QK(R, NK) win_qk(R, NK, q, ldq, D, kt, scale, S)
+ATT_512 static void win_qk_rows(size_t rows, int NK, const float *q, size_t ldq, size_t D, const float *kt,
+                                float scale, float *S)
+{
+    for (; rows >= 4; rows -= 4, q += 4 * ldq, S += 4 * WIN_KEYS)
+        switch (NK) {
+        case 1: WIN_QK(4, 1); break;
+        case 2: WIN_QK(4, 2); break;
+        case 3: WIN_QK(4, 3); break;
+        default: WIN_QK(4, 4); break;
+        }
+    for (; rows > 0; rows--, q += ldq, S += WIN_KEYS)
+        switch (NK) {
+        case 1: WIN_QK(1, 1); break;
+        case 2: WIN_QK(1, 2); break;
+        case 3: WIN_QK(1, 3); break;
+        default: WIN_QK(1, 4); break;
+        }
+}
+#undef WIN_QK
+
+/* The pair when it fits the window kernel (see above): 1 when done, 0 when not. */
+ATT_512 static int attend_win512(const sl_cpu_attn_pair *p, float *ws)
+{
+    const size_t tq = p->tq, kl = p->kl, D = p->D;
+    if (!win_enabled || p->rope || kl % 16 || kl > WIN_KEYS || D % 16 || D > 64 ||
+        p->ldk > (size_t)INT32_MAX / WIN_KEYS)
+        return 0;
+    const int NK = (int)(kl / 16);
+    /* query rows per block: 8 for heads up to 48 wide (8 x 3 accumulators of p . v), else 4 */
+    const size_t RB = D <= 48 ? 8 : 4;
+    float *kt = ws, *S = kt + D * WIN_KEYS;
+    const __m512i rows = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                            _mm512_set1_epi32((int)p->ldk));
+    for (int w = 0; w < NK; w++)
+        for (size_t d = 0; d < D; d++)
+            _mm512_storeu_ps(kt + d * WIN_KEYS + 16 * (size_t)w,
+                             _mm512_i32gather_ps(rows, p->k + 16 * (size_t)w * p->ldk + d, 4));
+    for (size_t i0 = 0; i0 < tq; i0 += RB) {
+        const size_t nq = tq - i0 < RB ? tq - i0 : RB;
+        win_qk_rows(nq, NK, p->q + i0 * p->ldq, p->ldq, D, kt, p->scale, S);
+        float inv[8];
+        softmax_rows512(S, WIN_KEYS, nq, kl, p->bias ? p->bias + i0 * p->ld_bias : NULL, p->ld_bias, inv);
+        float *ob = p->out + i0 * p->ldo;
+        if (nq == 8 && pv_rows512_8(S, WIN_KEYS, p->v, p->ldv, kl, D, inv, ob, p->ldo))
+            continue;
+        size_t i = 0;
+        for (; i + 4 <= nq; i += 4)
+            pv_rows512(4, S + i * WIN_KEYS, WIN_KEYS, p->v, p->ldv, kl, D, inv + i, ob + i * p->ldo, p->ldo);
+        for (; i < nq; i++)
+            pv_rows512(1, S + i * WIN_KEYS, WIN_KEYS, p->v, p->ldv, kl, D, inv + i, ob + i * p->ldo, p->ldo);
+    }
+    return 1;
+}
 #endif
 
 size_t sl_cpu_attn_small_ws(size_t tq, size_t tk, size_t D)
@@ -334,8 +417,9 @@ size_t sl_cpu_attn_small_ws(size_t tq, size_t tk, size_t D)
 #ifdef SL_CPU_HAVE_AVX2_PATHS
     /* AVX-512: blocks of query rows, and v's rows side by side (enough for either path,
      * whichever the switches select when the pair runs) */
-    const size_t n512 = tq * D + D * kp + ws_scores512(tq, kp, D) + tk * D;
+    const size_t n512 = tq * D + D * kp + ws_scores512(tq, kp, D) + tk * D, nwin = (D + 8) * WIN_KEYS;
     n = n512 > n ? n512 : n;
+    n = nwin > n ? nwin : n;
 #endif
     return n;
 }
@@ -367,8 +451,10 @@ int sl_cpu_attn_small(const sl_cpu_attn_pair *p, float *ws)
 #ifdef SL_CPU_HAVE_AVX2_PATHS
     if (!sl_cpu_simd_fma())
         return 0;
-    if (sl_cpu_simd_avx512())
-        attend512(p, ws);
+    if (sl_cpu_simd_avx512()) {
+        if (!attend_win512(p, ws))
+            attend512(p, ws);
+    }
     else
         attend(p, ws);
     return 1;

@@ -88,6 +88,10 @@ size_t sl_cpu_attn_small_ws(size_t tq, size_t tk, size_t D);
 /* The pair by the AVX2 / FMA kernels of cpu_attn.c: 1 when done, 0 when this CPU
  * (or the AVX2 switch, sl_cpu_simd_set) leaves it to the caller. */
 int sl_cpu_attn_small(const sl_cpu_attn_pair *p, float *ws);
+/* Pairs of up to 64 keys (a multiple of 16), head widths 16..64 (multiples of 16) and no
+ * rotation take cpu_attn.c's window kernel under AVX-512 (the same bits as its general
+ * kernel, without the copies); 0 turns it off (tests; returns the previous setting). */
+int sl_cpu_attn_set_windows(int enable);
 /* Row s[0..kl) of scores -> probabilities in place by the AVX2 / FMA softmax of cpu_attn.c
  * (max subtracted, polynomial exp, the sum in double): 1 when done, 0 when this CPU has no
  * AVX2 / FMA path (the caller then does it in scalar code). */
@@ -123,9 +127,10 @@ int sl_cpu_gemm_packed(sl_op_ctx *ctx, const sl_gemm_args *a, size_t parts);
 /* Linear layers on the AMX tiles (cpu_amx.c) with terms bf16 products per product: 3
  * (runtime.precision tf32) or 1 (bf16). w (n rows of k) is packed first: sl_cpu_amx_wsize
  * uint16 values, panels of 16 columns, sl_cpu_amx_pack_w packing panels [p0, p1) of them
- * ((n + 31) / 32 * 2 in all). sl_cpu_amx_gemm then computes rows [i0, i1) of
- * y = act(x . w^T + bias) * mul + add (the epilogue of sl_gemm_args; add may be y): 1 when
- * done, 0 when left to the caller (no AMX, an empty product, out of memory). */
+ * ((n + 31) / 32 * 2 in all). sl_cpu_amx_gemm then computes rows [i0, i1) and the columns of
+ * panel pairs [q0, q1) (32 columns each) of y = act(x . w^T + bias) * mul + add (the epilogue of
+ * sl_gemm_args; add may be y): 1 when done, 0 when left to the caller (no AMX, an empty
+ * product, out of memory). */
 typedef struct {
     sl_act act;
     const float *bias, *mul, *add;
@@ -136,8 +141,8 @@ typedef struct {
 size_t sl_cpu_amx_wsize(int terms, size_t n, size_t k);
 void sl_cpu_amx_pack_w(int terms, size_t n, size_t k, const float *w, size_t ldw, size_t p0, size_t p1,
                        uint16_t *dst);
-int sl_cpu_amx_gemm(int terms, size_t i0, size_t i1, size_t n, size_t k, const float *x, size_t ldx,
-                    const uint16_t *wp, const sl_cpu_amx_epi *e);
+int sl_cpu_amx_gemm(int terms, size_t i0, size_t i1, size_t q0, size_t q1, size_t n, size_t k, const float *x,
+                    size_t ldx, const uint16_t *wp, const sl_cpu_amx_epi *e);
 int sl_cpu_conv2d(sl_op_ctx *ctx, const sl_conv2d_args *a);
 int sl_cpu_conv1d(sl_op_ctx *ctx, const sl_conv1d_args *a);
 /* conv1d without im2col where AVX-512 runs and the shape suits it (cpu_conv1d_direct.c):

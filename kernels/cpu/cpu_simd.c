@@ -358,16 +358,23 @@ float sl_cpu_erf(float x)
 }
 
 #ifdef SL_CPU_HAVE_AVX2_PATHS
-/* erf's two polynomials on a vector of |x| (a): ra = a + a P(a^2), q = Q(a - ERF_CENTRE), the
- * scalar operations in the same order (P: _mm256 or _mm512). */
-#define SL_ERF_POLYS(V, P, a, ra, q)                                                                      \
-    V ra, q;                                                                                               \
+/* erf's two polynomials on a vector of |x| (a): ra = a + a P(a^2) (SL_ERF_P), q = Q(a -
+ * ERF_CENTRE) (SL_ERF_Q), the scalar operations in the same order (P: _mm256 or _mm512). A
+ * vector whose lanes are all below ERF_SPLIT needs only ra: the callers skip Q and the exp
+ * then (the same bits; GELU's inputs are mostly there). */
+#define SL_ERF_P(V, P, a, ra)                                                                             \
+    V ra;                                                                                                  \
     do {                                                                                                   \
-        const V z_ = P##_mul_ps(a, a), t_ = P##_sub_ps(a, P##_set1_ps(ERF_CENTRE));                        \
+        const V z_ = P##_mul_ps(a, a);                                                                     \
         V p_ = P##_set1_ps(erf_p[7]);                                                                      \
         for (int i = 6; i >= 0; i--)                                                                       \
             p_ = P##_add_ps(P##_mul_ps(p_, z_), P##_set1_ps(erf_p[i]));                                    \
         ra = P##_add_ps(a, P##_mul_ps(a, p_));                                                             \
+    } while (0)
+#define SL_ERF_Q(V, P, a, q)                                                                              \
+    V q;                                                                                                   \
+    do {                                                                                                   \
+        const V t_ = P##_sub_ps(a, P##_set1_ps(ERF_CENTRE));                                               \
         q = P##_set1_ps(erf_q[10]);                                                                        \
         for (int i = 9; i >= 0; i--)                                                                       \
             q = P##_add_ps(P##_mul_ps(q, t_), P##_set1_ps(erf_q[i]));                                      \
@@ -377,11 +384,15 @@ __attribute__((target("avx2"))) static inline __m256 erf_avx2(__m256 x)
 {
     const __m256 sign = _mm256_set1_ps(-0.0f);
     const __m256 a = _mm256_andnot_ps(sign, x);
-    SL_ERF_POLYS(__m256, _mm256, a, ra, q);
-    const __m256 one = _mm256_set1_ps(1.0f);
-    const __m256 rb = _mm256_sub_ps(one, exp_avx2(q));
-    __m256 r = _mm256_blendv_ps(rb, ra, _mm256_cmp_ps(a, _mm256_set1_ps(ERF_SPLIT), _CMP_LT_OQ));
-    r = _mm256_blendv_ps(r, one, _mm256_cmp_ps(a, _mm256_set1_ps(ERF_ONE), _CMP_GE_OQ));
+    SL_ERF_P(__m256, _mm256, a, ra);
+    const __m256 small = _mm256_cmp_ps(a, _mm256_set1_ps(ERF_SPLIT), _CMP_LT_OQ);
+    __m256 r = ra;
+    if (_mm256_movemask_ps(small) != 0xff) {
+        SL_ERF_Q(__m256, _mm256, a, q);
+        const __m256 one = _mm256_set1_ps(1.0f);
+        r = _mm256_blendv_ps(_mm256_sub_ps(one, exp_avx2(q)), ra, small);
+        r = _mm256_blendv_ps(r, one, _mm256_cmp_ps(a, _mm256_set1_ps(ERF_ONE), _CMP_GE_OQ));
+    }
     /* x < 0 (not -0.0, as the scalar test) */
     r = _mm256_blendv_ps(r, _mm256_xor_ps(r, sign), _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ));
     return keep_nan(x, r);
@@ -432,17 +443,6 @@ __attribute__((target("avx2"))) static size_t epilogue_avx2(sl_act act, size_t n
 }
 #endif
 
-void sl_cpu_erf_vec(float *out, const float *in, size_t n)
-{
-    size_t i = 0;
-#ifdef SL_CPU_HAVE_AVX2_PATHS
-    if (sl_cpu_simd_avx2())
-        i = erf_vec_avx2(out, in, n);
-#endif
-    for (; i < n; i++)
-        out[i] = sl_cpu_erf(in[i]);
-}
-
 #ifdef SL_CPU_HAVE_AVX2_PATHS
 /* The epilogue on 16 lanes (sl_cpu_simd_avx512): the AVX2 path's operations, in the same
  * order, with no FMA, so bit-identical to it and to the portable loop. */
@@ -466,10 +466,14 @@ EPI_512 static inline __m512 sign_nan_512(__m512 x, __m512 r)
 EPI_512 static inline __m512 erf_512(__m512 x)
 {
     const __m512 a = _mm512_abs_ps(x);
-    SL_ERF_POLYS(__m512, _mm512, a, ra, q);
+    SL_ERF_P(__m512, _mm512, a, ra);
+    const __mmask16 small = _mm512_cmp_ps_mask(a, _mm512_set1_ps(ERF_SPLIT), _CMP_LT_OQ);
+    if (small == 0xffff)
+        return sign_nan_512(x, ra);
+    SL_ERF_Q(__m512, _mm512, a, q);
     const __m512 one = _mm512_set1_ps(1.0f);
     __m512 r = _mm512_sub_ps(one, exp_512(q));
-    r = _mm512_mask_mov_ps(r, _mm512_cmp_ps_mask(a, _mm512_set1_ps(ERF_SPLIT), _CMP_LT_OQ), ra);
+    r = _mm512_mask_mov_ps(r, small, ra);
     r = _mm512_mask_mov_ps(r, _mm512_cmp_ps_mask(a, _mm512_set1_ps(ERF_ONE), _CMP_GE_OQ), one);
     return sign_nan_512(x, r);
 }
@@ -578,6 +582,29 @@ EPI_512 static size_t epilogue_512(sl_act act, size_t n, const float *p, const f
 }
 #endif
 
+#ifdef SL_CPU_HAVE_AVX2_PATHS
+EPI_512 static size_t erf_vec_512(float *out, const float *in, size_t n)
+{
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(out + i, erf_512(_mm512_loadu_ps(in + i)));
+    return i;
+}
+#endif
+
+void sl_cpu_erf_vec(float *out, const float *in, size_t n)
+{
+    size_t i = 0;
+#ifdef SL_CPU_HAVE_AVX2_PATHS
+    if (sl_cpu_simd_avx512())
+        i = erf_vec_512(out, in, n);
+    if (sl_cpu_simd_avx2())
+        i += erf_vec_avx2(out + i, in + i, n - i);
+#endif
+    for (; i < n; i++)
+        out[i] = sl_cpu_erf(in[i]);
+}
+
 void sl_cpu_epilogue_row(sl_act act, size_t n, const float *p, const float *bias, const float *mul, const float *add,
                          float *y)
 {
@@ -596,6 +623,22 @@ void sl_cpu_epilogue_row(sl_act act, size_t n, const float *p, const float *bias
             v *= mul[j];
         y[j] = add ? v + add[j] : v;
     }
+}
+
+void sl_cpu_epilogue_rows(sl_act act, size_t rows, size_t n, const float *p, size_t ldp, const float *bias,
+                          const float *mul, size_t ldmul, const float *add, size_t ldadd, float *y, size_t ldy)
+{
+#ifdef SL_CPU_HAVE_AVX2_PATHS
+    if (n % 16 == 0 && sl_cpu_simd_avx512()) {
+        for (size_t r = 0; r < rows; r++)
+            epilogue_512(act, n, p + r * ldp, bias, mul ? mul + r * ldmul : NULL, add ? add + r * ldadd : NULL,
+                         y + r * ldy);
+        return;
+    }
+#endif
+    for (size_t r = 0; r < rows; r++)
+        sl_cpu_epilogue_row(act, n, p + r * ldp, bias, mul ? mul + r * ldmul : NULL, add ? add + r * ldadd : NULL,
+                            y + r * ldy);
 }
 
 #ifdef SL_CPU_HAVE_AVX2_PATHS
@@ -619,7 +662,8 @@ EPI_512 static size_t exp_sub_512(float *x, float m, size_t n)
 }
 
 /* exp_sub_512 and the sum of the results in double (two vectors of 8 lanes, then a fixed tree) */
-EPI_512 static size_t exp_sub_sum_512(float *x, float m, size_t n, double *sum)
+EPI_512 static inline __attribute__((always_inline)) size_t exp_sub_sum_512_body(float *x, float m, size_t n,
+                                                                              double *sum)
 {
     const __m512 mv = _mm512_set1_ps(m);
     __m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd();
@@ -635,6 +679,11 @@ EPI_512 static size_t exp_sub_sum_512(float *x, float m, size_t n, double *sum)
     *sum = ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
     return i;
 }
+
+EPI_512 static size_t exp_sub_sum_512(float *x, float m, size_t n, double *sum)
+{
+    return exp_sub_sum_512_body(x, m, n, sum);
+}
 #endif
 
 void sl_cpu_vec_exp_sub(float *x, float m, size_t n)
@@ -648,6 +697,113 @@ void sl_cpu_vec_exp_sub(float *x, float m, size_t n)
 #endif
     for (; i < n; i++)
         x[i] = exp_poly(x[i] - m);
+}
+
+#ifdef SL_CPU_HAVE_AVX2_PATHS
+/* sl_cpu_softmax_rows_unnorm on 16 lanes: per row the bias added, the maximum, then
+ * sl_cpu_vec_exp_sub_sum's operations inline (no call per row). */
+/* R <= 4 rows of at most 64 scores each, NK vectors of 16 (n = 16 NK), held in registers and
+ * their steps interleaved: per row the operations of softmax_rows_512 below (bias, maximum,
+ * exp, the double sum of two 8-lane halves and its fixed tree, here by lane swaps that add the
+ * same pairs), without storing the biased scores and loading them again. */
+EPI_512 static inline __attribute__((always_inline)) void softmax_rows64_512(int R, int NK, float *x, size_t ld,
+                                                                            const float *bias, size_t ld_bias,
+                                                                            float *inv)
+{
+    __m512 v[4][4], mv[4];
+    __m512d a0[4], a1[4];
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
+        __m512 m16 = _mm512_set1_ps(-INFINITY);
+        _Pragma("GCC unroll 4") for (int w = 0; w < NK; w++) {
+            v[r][w] = _mm512_loadu_ps(x + (size_t)r * ld + 16 * w);
+            if (bias)
+                v[r][w] = _mm512_add_ps(v[r][w], _mm512_loadu_ps(bias + (size_t)r * ld_bias + 16 * w));
+            m16 = _mm512_max_ps(m16, v[r][w]);
+        }
+        mv[r] = _mm512_set1_ps(_mm512_reduce_max_ps(m16));
+        a0[r] = a1[r] = _mm512_setzero_pd();
+    }
+    _Pragma("GCC unroll 4") for (int w = 0; w < NK; w++)
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
+            const __m512 e = exp_512(_mm512_sub_ps(v[r][w], mv[r]));
+            _mm512_storeu_ps(x + (size_t)r * ld + 16 * w, e);
+            a0[r] = _mm512_add_pd(a0[r], _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+            a1[r] = _mm512_add_pd(a1[r], _mm512_cvtps_pd(_mm512_extractf32x8_ps(e, 1)));
+        }
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
+        __m512d t = _mm512_add_pd(a0[r], a1[r]);                          /* p0 .. p7 */
+        t = _mm512_add_pd(t, _mm512_permute_pd(t, 0x55));                  /* p0 + p1, p2 + p3, ... */
+        t = _mm512_add_pd(t, _mm512_permutex_pd(t, _MM_SHUFFLE(1, 0, 3, 2))); /* (p0 + p1) + (p2 + p3), ... */
+        t = _mm512_add_pd(t, _mm512_shuffle_f64x2(t, t, _MM_SHUFFLE(1, 0, 3, 2)));
+        inv[r] = (float)(1.0 / _mm512_cvtsd_f64(t));
+    }
+}
+
+EPI_512 static void softmax_rows_512(float *x, size_t ld, size_t rows, size_t n, const float *bias, size_t ld_bias,
+                                     float *inv)
+{
+    if (n % 16 == 0 && n <= 64) {
+#define SM64(R, NK) softmax_rows64_512(R, NK, x + r * ld, ld, bias ? bias + r * ld_bias : NULL, ld_bias, inv + r)
+        size_t r = 0;
+        for (; r + 4 <= rows; r += 4)
+            switch (n / 16) {
+            case 1: SM64(4, 1); break;
+            case 2: SM64(4, 2); break;
+            case 3: SM64(4, 3); break;
+            default: SM64(4, 4); break;
+            }
+        for (; r < rows; r++)
+            switch (n / 16) {
+            case 1: SM64(1, 1); break;
+            case 2: SM64(1, 2); break;
+            case 3: SM64(1, 3); break;
+            default: SM64(1, 4); break;
+            }
+#undef SM64
+        return;
+    }
+    for (size_t r = 0; r < rows; r++) {
+        float *s = x + r * ld;
+        const float *b = bias ? bias + r * ld_bias : NULL;
+        size_t j = 0;
+        __m512 m16 = _mm512_set1_ps(-INFINITY);
+        for (; j + 16 <= n; j += 16) {
+            __m512 v = _mm512_loadu_ps(s + j);
+            if (b) {
+                v = _mm512_add_ps(v, _mm512_loadu_ps(b + j));
+                _mm512_storeu_ps(s + j, v);
+            }
+            m16 = _mm512_max_ps(m16, v);
+        }
+        float mx = _mm512_reduce_max_ps(m16);
+        for (; j < n; j++) {
+            if (b)
+                s[j] += b[j];
+            mx = s[j] > mx ? s[j] : mx;
+        }
+        double sum;
+        size_t i = exp_sub_sum_512_body(s, mx, n, &sum);
+        for (; i < n; i++) {
+            s[i] = exp_poly(s[i] - mx);
+            sum += s[i];
+        }
+        inv[r] = (float)(1.0 / sum);
+    }
+}
+#endif
+
+int sl_cpu_softmax_rows_unnorm(float *x, size_t ld, size_t rows, size_t n, const float *bias, size_t ld_bias,
+                               float *inv)
+{
+#ifdef SL_CPU_HAVE_AVX2_PATHS
+    if (sl_cpu_simd_avx512()) {
+        softmax_rows_512(x, ld, rows, n, bias, ld_bias, inv);
+        return 1;
+    }
+#else
+    (void)x, (void)ld, (void)rows, (void)n, (void)bias, (void)ld_bias, (void)inv;
+#endif
+    return 0;
 }
 
 double sl_cpu_vec_exp_sub_sum(float *x, float m, size_t n)

@@ -44,7 +44,8 @@ void sl_cpu_lstm_cell(const float *gates, float *cell, float *h, float *out, siz
 /* erf in float: a degree-7 odd polynomial below 1.25, 1 - exp(degree-10 polynomial)
  * up to 3.93, then +-1; within 2 ulp of the correctly rounded erf everywhere
  * (unit.xf_ops measures it); NaN stays NaN. sl_cpu_erf_vec: out[i] = sl_cpu_erf(in[i]),
- * the AVX2 path bit-identical (same operations, no FMA). */
+ * the AVX2 and AVX-512 paths bit-identical (same operations, no FMA; a vector whose lanes are
+ * all below 1.25 skips the second polynomial and its exp, as the scalar branch does). */
 float sl_cpu_erf(float x);
 /* tanh in float for the activations: an odd polynomial below |x| = 0.25, (1 - e) / (1 + e) with
  * the LSTM cell's exp above; within a few ulp (unit.xf_ops measures it), NaN stays NaN. */
@@ -55,6 +56,10 @@ void sl_cpu_erf_vec(float *out, const float *in, size_t n);
  * bit-identical to the portable loop. */
 void sl_cpu_epilogue_row(sl_act act, size_t n, const float *p, const float *bias, const float *mul, const float *add,
                          float *y);
+/* sl_cpu_epilogue_row over rows rows of p, mul, add, y (row strides ldp, ldmul, ldadd, ldy; bias
+ * the same for every row), the same bits, the vector path chosen once. */
+void sl_cpu_epilogue_rows(sl_act act, size_t rows, size_t n, const float *p, size_t ldp, const float *bias,
+                          const float *mul, size_t ldmul, const float *add, size_t ldadd, float *y, size_t ldy);
 
 /* 1 when sl_cpu_simd_avx2() and the CPU has FMA (kernels whose results need not
  * match a portable twin bit for bit, e.g. cpu_attn.c). */
@@ -64,6 +69,12 @@ void sl_cpu_vec_exp_sub(float *x, float m, size_t n);
 /* The same and the sum of the results in double (AVX-512: 16 lanes, the sum in another
  * order than a plain loop's). */
 double sl_cpu_vec_exp_sub_sum(float *x, float m, size_t n);
+/* Rows r < rows of x (row stride ld): bias row r (row stride ld_bias; NULL: none) added, then
+ * x = exp(x - the row's maximum) over its first n in place and inv[r] = 1 / the sum, each row
+ * exactly as the bias add, the maximum and sl_cpu_vec_exp_sub_sum compute it, with no call per
+ * row. AVX-512 only (sl_cpu_simd_avx512()): returns 1 when done, 0 when not. */
+int sl_cpu_softmax_rows_unnorm(float *x, size_t ld, size_t rows, size_t n, const float *bias, size_t ld_bias,
+                               float *inv);
 
 /* 1 when sl_cpu_simd_fma() and the CPU has AVX-512 (F, DQ, VL), unless the environment
  * sets STEMLINE_CPU_AVX512=0 (read once) or sl_cpu_simd_set_avx512(0) turned the

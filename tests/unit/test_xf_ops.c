@@ -163,6 +163,72 @@ static void ref_rot(const float *r, int D, size_t pos, int rope, double *out)
     }
 }
 
+/* sl_cpu_softmax_rows_unnorm (AVX-512) against its definition: per row the bias added, the
+ * maximum, sl_cpu_vec_exp_sub_sum, 1 / the sum; the same bits for rows held in registers
+ * (n a multiple of 16 up to 64, 4 rows at a time and the rest) and for the others. */
+static void test_softmax_rows(void)
+{
+    if (!sl_cpu_simd_avx512())
+        return;
+    static const size_t ns[] = {16, 32, 48, 64, 45, 80, 7};
+    for (size_t t = 0; t < sizeof ns / sizeof ns[0]; t++)
+        for (int with_bias = 0; with_bias < 2; with_bias++) {
+            const size_t n = ns[t], rows = 7, ld = n + 3, ldb = n + 5;
+            float *x = sl_ref_rnd(rows * ld, -9, 9), *bias = sl_ref_rnd(rows * ldb, -4, 4);
+            float *want = malloc(rows * ld * sizeof(float)), inv[7], want_inv[7];
+            memcpy(want, x, rows * ld * sizeof(float));
+            for (size_t r = 0; r < rows; r++) {
+                float *s = want + r * ld, mx = -INFINITY;
+                for (size_t j = 0; j < n; j++) {
+                    if (with_bias)
+                        s[j] += bias[r * ldb + j];
+                    mx = s[j] > mx ? s[j] : mx;
+                }
+                want_inv[r] = (float)(1.0 / sl_cpu_vec_exp_sub_sum(s, mx, n));
+            }
+            CHECK(sl_cpu_softmax_rows_unnorm(x, ld, rows, n, with_bias ? bias : NULL, ldb, inv) == 1);
+            size_t diff = 0;
+            for (size_t r = 0; r < rows; r++) {
+                diff += memcmp(&inv[r], &want_inv[r], sizeof(float)) != 0;
+                for (size_t j = 0; j < n; j++)
+                    diff += memcmp(&x[r * ld + j], &want[r * ld + j], sizeof(float)) != 0;
+            }
+            CHECK_MSG(diff == 0, "softmax rows n %zu bias %d: %zu values differ", n, with_bias, diff);
+            free(x), free(bias), free(want);
+        }
+}
+
+/* The window kernel of cpu_attn.c (AVX-512, up to 64 keys in multiples of 16, no rotation)
+ * against the general AVX-512 kernel it stands in for: the same bits, with a per-item bias
+ * (Swin's shift masks) or none, keys cut by k_len, partial blocks of query rows. */
+static void test_attention_windows(sl_op_ctx *ctx, size_t batch, size_t tq, size_t tk, int H, int D, int klen16)
+{
+    const size_t HD = (size_t)H * D, QKV = 3 * HD, n = batch * tq * HD;
+    float *qkv = sl_ref_rnd(batch * (tq > tk ? tq : tk) * QKV, -2, 2), *bias = sl_ref_rnd(batch * H * tq * tk, -3, 3);
+    float *out[2] = {malloc(n * sizeof(float)), malloc(n * sizeof(float))};
+    int32_t *klen = malloc(batch * sizeof *klen);
+    for (size_t b = 0; b < batch; b++)
+        klen[b] = klen16 ? (int32_t)(16 * (1 + b % (tk / 16))) : (int32_t)tk;
+    sl_attention_args a = {.batch = batch, .tq = tq, .tk = tk, .heads = H, .dim_head = D, .scale = 0.17f,
+                           .q = qkv, .ldq = QKV, .stride_q = tq * QKV, .k = qkv + HD, .ldk = QKV,
+                           .stride_k = tk * QKV, .v = qkv + 2 * HD, .ldv = QKV, .stride_v = tk * QKV,
+                           .k_len = klen16 ? klen : NULL, .bias = bias, .ld_bias = tk, .stride_bias_h = tq * tk,
+                           .stride_bias_b = batch > 1 ? H * tq * tk : 0, .ldo = HD, .stride_o = tq * HD};
+    for (int w = 0; w < 2; w++) {
+        const int old = sl_cpu_attn_set_windows(w == 0);
+        a.out = out[w];
+        CHECK_MSG(sl_op_attention(ctx, &a) == 0, "attention: %s", sl_lasterr());
+        sl_cpu_attn_set_windows(old);
+    }
+    size_t diff = 0;
+    for (size_t i = 0; i < n; i++)
+        diff += memcmp(&out[0][i], &out[1][i], sizeof(float)) != 0;
+    printf("  attention windows b%zu tq%zu tk%zu h%d d%d%s: %zu of %zu outputs differ from the general kernel\n",
+           batch, tq, tk, H, D, klen16 ? " k_len" : "", diff, n);
+    CHECK_MSG(diff == 0, "attention windows: %zu outputs differ", diff);
+    free(qkv), free(bias), free(out[0]), free(out[1]), free(klen);
+}
+
 static void test_attention(sl_op_ctx *ctx, size_t batch, size_t tq, size_t tk, int H, int D, int rope, int extras)
 {
     const size_t HD = (size_t)H * D, npos = tq > tk ? tq : tk;
@@ -388,6 +454,7 @@ int main(void)
     sl_op_ctx *ctx = NULL;
     CHECK(sl_op_ctx_open(&ctx, "cpu") == 0);
     test_erf();
+    test_softmax_rows();
     test_gelu_glu(ctx);
     test_norm(ctx, SL_NORM_RMS, 9, 300);
     test_norm(ctx, SL_NORM_LAYER, 9, 300);
@@ -399,6 +466,15 @@ int main(void)
     /* without rotary positions, head dims a multiple of 16 (the AVX-512 kernels where the CPU
      * has them): Swin windows, text lengths past 64 keys, three column blocks */
     test_attention(ctx, 3, 64, 64, 4, 32, 0, 1);
+    test_attention(ctx, 2, 64, 64, 4, 32, 0, 0); /* the window kernel under AVX-512 */
+    test_attention(ctx, 1, 21, 48, 2, 64, 0, 0);
+    if (sl_cpu_simd_avx512()) {
+        test_attention_windows(ctx, 3, 64, 64, 4, 32, 0);
+        test_attention_windows(ctx, 4, 64, 64, 2, 32, 1);
+        test_attention_windows(ctx, 2, 13, 48, 3, 16, 0);
+        test_attention_windows(ctx, 2, 30, 64, 2, 48, 1);
+        test_attention_windows(ctx, 1, 21, 32, 2, 64, 0);
+    }
     test_attention(ctx, 2, 13, 77, 2, 64, 0, 1);
     test_attention(ctx, 1, 6, 130, 1, 48, 0, 0);
     test_attention(ctx, 2, 21, 37, 2, 80, 1, 1); /* head dim 64 + 16 */
