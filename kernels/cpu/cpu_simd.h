@@ -44,7 +44,8 @@ void sl_cpu_lstm_cell(const float *gates, float *cell, float *h, float *out, siz
 /* erf in float: a degree-7 odd polynomial below 1.25, 1 - exp(degree-10 polynomial)
  * up to 3.93, then +-1; within 2 ulp of the correctly rounded erf everywhere
  * (unit.xf_ops measures it); NaN stays NaN. sl_cpu_erf_vec: out[i] = sl_cpu_erf(in[i]),
- * the AVX2 path bit-identical (same operations, no FMA). */
+ * the AVX2 and AVX-512 paths bit-identical (same operations, no FMA; a vector whose lanes are
+ * all below 1.25 skips the second polynomial and its exp, as the scalar branch does). */
 float sl_cpu_erf(float x);
 /* tanh in float for the activations: an odd polynomial below |x| = 0.25, (1 - e) / (1 + e) with
  * the LSTM cell's exp above; within a few ulp (unit.xf_ops measures it), NaN stays NaN. */
