@@ -4,6 +4,7 @@ inference users run in Python (ZFTurbo's demix, generic mode, one chunk per batc
 0.3.10 model on PyTorch 2.x), same machine, same run, same threads, same weights, same input.
 
     PY bench/bench_roformer_e2e.py --bin build/stemline [--arch bs|mel] [--seconds 30] [--threads 1,2]
+                                   [--precision fp32[,tf32,bf16]]
 
 PY: a python with torch 2.x and bs-roformer==0.3.10 (e.g. bench/.venv-torch/bin/python).
 
@@ -14,11 +15,18 @@ PyTorch side: tools/gen_golden_roformer.py's demix_reference (the reference the 
 holds stemline to) with the model's forward in float32 under torch.inference_mode, one chunk at a time
 as ZFTurbo's demix runs with batch_size 1; the wall time covers the chunked inference and the
 overlap-add, not reading the file. stemline side: the wall time of the whole `stemline run` process
-(decode, weights load, separation, writing f32 WAV stems), `runtime.threads` = threads.
-Prints x realtime for both, the ratio, and max |stemline - torch| relative to the largest sample.
+(decode, weights load, separation, writing f32 WAV stems), `runtime.threads` = threads,
+`runtime.precision` = each of --precision in turn (torch, always in its default float32, runs once per
+thread count).
+Prints x realtime for both, the ratio by wall time and by CPU time (user + system of all threads:
+torch's process time over the same span, stemline's child-process rusage; the figure to compare on a
+loaded machine), the load average, and max |stemline - torch| relative to the largest sample; then
+one JSON object per thread count.
 """
 import argparse
+import json
 import os
+import resource
 import struct
 import subprocess
 import sys
@@ -63,7 +71,12 @@ def main():
     ap.add_argument("--arch", choices=["bs", "mel"], default="bs")
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--precision", default="fp32", help="comma-separated runtime.precision values to run")
     a = ap.parse_args()
+    precs = a.precision.split(",")
+    for p in precs:
+        if p not in ("fp32", "tf32", "bf16"):
+            ap.error("--precision: %s is not fp32, tf32 or bf16" % p)
     cls, arch, kw, stems = BR.config(a.arch)
     chunk = 485100 if a.arch == "bs" else 352800
     m = G.build(cls, kw, 0)
@@ -85,26 +98,39 @@ def main():
           % (arch, a.seconds, SR, chunk, torch.__version__, " ".join(open("/proc/loadavg").read().split()[:3])))
     for th in [int(t) for t in a.threads.split(",")]:
         torch.set_num_threads(th)
-        t0 = time.perf_counter()
+        load0 = os.getloadavg()[0]
+        t0, c0 = time.perf_counter(), time.process_time()
         ref = G.demix_reference(run_chunk, x.astype(np.float64), chunk, 2)
-        t_torch = time.perf_counter() - t0
-        od = os.path.join(tmp, "out%d" % th)
-        job = os.path.join(tmp, "job%d.yaml" % th)
-        with open(job, "w") as f:
-            f.write("input: {paths: [%s]}\noutput: {dir: %s, stems: {format: wav, sample_format: f32}}\n"
-                    "separation: {model: %s, weights: %s, options: {instrumental: false}}\nembedding: {model: none}\n"
-                    "runtime: {backend: cpu, threads: %d}\n" % (os.path.join(tmp, "in"), od, arch, w, th))
-        t0 = time.perf_counter()
-        subprocess.run([a.bin, "run", job, "--quiet"], check=True)
-        t_sl = time.perf_counter() - t0
-        err = 0.0
-        for s, name in enumerate(stems):
-            y = read_wav_f32(os.path.join(od, "stems", "track.wav", name + ".wav"))
-            err = max(err, float(np.abs(y - ref[s]).max() / np.abs(ref[s]).max()))
-        print("threads %d: PyTorch demix %.1f s (%.2fx realtime), stemline run %.1f s (%.2fx realtime), "
-              "ratio %.2fx, max rel diff %.2g, load after %s"
-              % (th, t_torch, a.seconds / t_torch, t_sl, a.seconds / t_sl, t_torch / t_sl, err,
-                 " ".join(open("/proc/loadavg").read().split()[:3])), flush=True)
+        t_torch, c_torch = time.perf_counter() - t0, time.process_time() - c0
+        for prec in precs:
+            od = os.path.join(tmp, "out%d%s" % (th, prec))
+            job = os.path.join(tmp, "job%d%s.yaml" % (th, prec))
+            with open(job, "w") as f:
+                f.write("input: {paths: [%s]}\noutput: {dir: %s, stems: {format: wav, sample_format: f32}}\n"
+                        "separation: {model: %s, weights: %s, options: {instrumental: false}}\n"
+                        "embedding: {model: none}\n"
+                        "runtime: {backend: cpu, threads: %d, precision: %s}\n"
+                        % (os.path.join(tmp, "in"), od, arch, w, th, prec))
+            ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            t0 = time.perf_counter()
+            subprocess.run([a.bin, "run", job, "--quiet"], check=True)
+            t_sl = time.perf_counter() - t0
+            ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            c_sl = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+            err = 0.0
+            for s, name in enumerate(stems):
+                y = read_wav_f32(os.path.join(od, "stems", "track.wav", name + ".wav"))
+                err = max(err, float(np.abs(y - ref[s]).max() / np.abs(ref[s]).max()))
+            load1 = os.getloadavg()[0]
+            print("threads %d: PyTorch demix %.1f s (%.2fx realtime, CPU %.1f s), stemline run (%s) %.1f s "
+                  "(%.2fx realtime, CPU %.1f s), ratio %.2fx wall, %.2fx CPU time, max rel diff %.2g, load %.1f -> %.1f"
+                  % (th, t_torch, a.seconds / t_torch, c_torch, prec, t_sl, a.seconds / t_sl, c_sl,
+                     t_torch / t_sl, c_torch / c_sl, err, load0, load1), flush=True)
+            print(json.dumps({"bench": "roformer_e2e", "arch": arch, "seconds": a.seconds, "threads": th,
+                              "precision": prec, "torch_wall_s": t_torch, "torch_cpu_s": c_torch,
+                              "stemline_wall_s": t_sl, "stemline_cpu_s": c_sl, "speedup": t_torch / t_sl,
+                              "speedup_cpu": c_torch / c_sl, "rel_err": err, "load_avg_1min": [load0, load1],
+                              "torch": torch.__version__}), flush=True)
 
 
 if __name__ == "__main__":

@@ -9,13 +9,14 @@
 # 10,000 rows with their jsonl rows and an index.json naming `clap` and that weights
 # file (bench/bench_search.c --model clap), as a job with `embedding.model: clap` writes them.
 #
-# The float16 scan copy is built once (`stemline search OUT --build-f16`, reused while the
-# shards are unchanged).
+# The float16 and int8 scan copies are built once (`stemline search OUT --build-f16
+# --build-i8`, reused while the shards are unchanged).
 #
 # Timed: `stemline search OUT --text Q1 [--text Q2 ...] --json -v` for NQ (default "1 4 16")
 # queries (QUERIES below) at THREADS (default "1 2") threads, best of REPEAT (default 3)
-# by wall time, for each SCANS (default "f16 f32": through the float16 copy, and
-# --no-f16 = the float32 shards): wall, user and system CPU of the process, the
+# by wall time, for each SCANS (default "i8 f16 f32": through the int8 copy, through
+# the float16 copy (--no-i8), and the float32 shards (--no-i8 --no-f16); a binary
+# without a copy's options runs the scans it has): wall, user and system CPU of the process, the
 # 1-minute load when it started, and the stages the command reports with -v (text tower
 # load / embed, scan, describe). Also BASE=path/to/older/stemline: the same commands with
 # that binary (its default scan) in the same run, for a before / after. Prints a markdown
@@ -28,7 +29,7 @@
 # process CPU minus the queries'); JSON lines in bench/work/search-session.jsonl and a
 # second table. SESSION_Q=0 skips it.
 # Usage: [STEMLINE=build/stemline] [BENCH_SEARCH=build/bench_search] [ROWS=1000000]
-#        [THREADS="1 2"] [NQ="1 4 16"] [SCANS="f16 f32"] [REPEAT=3] [SESSION_Q=8]
+#        [THREADS="1 2"] [NQ="1 4 16"] [SCANS="i8 f16 f32"] [REPEAT=3] [SESSION_Q=8]
 #        bench/run_search_text.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,7 +39,7 @@ rows=${ROWS:-1000000}
 threads=${THREADS:-1 2}
 repeat=${REPEAT:-3}
 nqs=${NQ:-1 4 16}
-scans=${SCANS:-f16 f32}
+scans=${SCANS:-i8 f16 f32}
 W=bench/work/clap-text-full.safetensors
 O=bench/work/search-text-${rows}x512
 for x in "$SL" "$B"; do [ -x "$x" ] || { echo "bench: $x not found: run make first" >&2; exit 1; }; done
@@ -53,9 +54,26 @@ if [ ! -f "$W" ]; then
 fi
 "$B" --dir "$O/embeddings/clap/mix" --rows "$rows" --dim 512 --queries 1 --repeat 1 --model clap \
   --weights "$PWD/$W" >/dev/null
-if "$SL" search --help | grep -q -- --build-f16; then
-  "$SL" search "$O" --build-f16
-fi
+for c in f16 i8; do
+  if "$SL" search --help | grep -q -- "--build-$c"; then
+    "$SL" search "$O" "--build-$c"
+  fi
+done
+# sargs: the options of scan $2 for binary $1; returns 1 when the binary cannot run it
+scan_args() {
+  local h
+  h=$("$1" search --help)
+  sargs=()
+  case $2 in
+    i8) grep -q -- --no-i8 <<<"$h" || return 1 ;;
+    f16) grep -q -- --no-f16 <<<"$h" || return 1
+         grep -q -- --no-i8 <<<"$h" && sargs=(--no-i8) ;;
+    f32) grep -q -- --no-f16 <<<"$h" && sargs=(--no-f16)
+         grep -q -- --no-i8 <<<"$h" && sargs+=(--no-i8) ;;
+    default) ;;
+  esac
+  return 0
+}
 QUERIES=(
   "calm piano with rain sounds"
   "upbeat electronic dance music with a heavy bass line"
@@ -84,11 +102,10 @@ for bin in "${bins[@]}"; do
     continue
   fi
   bscans=$scans
-  # an older binary has no float16 copy: its default scan only
+  # an older binary has no scan copy: its default scan only
   "$bin" search --help | grep -q -- --no-f16 || bscans=default
   for scan in $bscans; do
-  sargs=()
-  [ "$scan" = f32 ] && sargs=(--no-f16)
+  scan_args "$bin" "$scan" || { echo "bench: $bin has no $scan scan: skipped" >&2; continue; }
   for t in $threads; do
     for nq in $nqs; do
       args=()
@@ -130,8 +147,7 @@ if [ "$nsq" -gt 0 ] && "$SL" search --help | grep -q -- --queries; then
   : > "$S"
   printf '%s\n' "${QUERIES[@]:0:$nsq}" > bench/work/session-queries.txt
   for scan in $scans; do
-    sargs=()
-    [ "$scan" = f32 ] && sargs=(--no-f16)
+    scan_args "$SL" "$scan" || continue
     for t in $threads; do
       load=$(cut -d' ' -f1 /proc/loadavg)
       /usr/bin/time -f "%e %U %S" -o bench/work/time.txt "$SL" search "$O" --queries bench/work/session-queries.txt \

@@ -300,6 +300,30 @@ __attribute__((target("avx2"))) static void dot_i8_avx2(const signed char *B, si
     }
 }
 
+/* The sums of the 16 lanes of each of a[0..7], in order: pairs of accumulators
+ * interleaved and added (within 128-bit lanes), then the 128-bit lanes added. */
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static inline __m256i reduce8(__m512i a0, __m512i a1,
+                                                                                   __m512i a2, __m512i a3,
+                                                                                   __m512i a4, __m512i a5,
+                                                                                   __m512i a6, __m512i a7)
+{
+    const __m512i a[8] = {a0, a1, a2, a3, a4, a5, a6, a7};
+    __m512i t[4], u[2];
+    for (int i = 0; i < 4; i++) /* per 128-bit lane: a0+a2, b0+b2, a1+a3, b1+b3 of a = a[2i], b = a[2i+1] */
+        t[i] = _mm512_add_epi32(_mm512_unpacklo_epi32(a[2 * i], a[2 * i + 1]),
+                                _mm512_unpackhi_epi32(a[2 * i], a[2 * i + 1]));
+    for (int i = 0; i < 2; i++) /* per 128-bit lane: the lane's sum of a[4i], ..., a[4i+3] */
+        u[i] = _mm512_add_epi32(_mm512_unpacklo_epi64(t[2 * i], t[2 * i + 1]),
+                                _mm512_unpackhi_epi64(t[2 * i], t[2 * i + 1]));
+    const __m512i w = _mm512_add_epi32(_mm512_shuffle_i32x4(u[0], u[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                       _mm512_shuffle_i32x4(u[0], u[1], _MM_SHUFFLE(3, 1, 3, 1)));
+    const __m512i z = _mm512_add_epi32(_mm512_shuffle_i32x4(w, w, _MM_SHUFFLE(2, 0, 2, 0)),
+                                       _mm512_shuffle_i32x4(w, w, _MM_SHUFFLE(3, 1, 3, 1)));
+    return _mm512_castsi512_si256(z);
+}
+
+#define ACC(i, QN) acc[(i) / (QN)][(i) % (QN)]
+
 /* (b + 128) as unsigned times p, then 128 sum(p) taken off: vpdpbusd without overflow
  * for dim <= 65536 (65536 x 255 x 127 < 2^31) */
 #define DOT_I8_VNNI_TILE(R, QN)                                                                                  \
@@ -328,9 +352,22 @@ __attribute__((target("avx2"))) static void dot_i8_avx2(const signed char *B, si
                     acc[u][v] = _mm512_dpbusd_epi32(acc[u][v], x[u], y);                                         \
             }                                                                                                    \
         }                                                                                                        \
-        _Pragma("GCC unroll 8") for (int u = 0; u < (R); u++)                                                    \
-            _Pragma("GCC unroll 8") for (int v = 0; v < (QN); v++)                                               \
-                D[(r + u) * np + j + v] = _mm512_reduce_add_epi32(acc[u][v]) - 128 * psum[j + v];                \
+        if ((R) * (QN) % 8 == 0) { /* eight accumulators summed together */                                     \
+            _Pragma("GCC unroll 8") for (int g = 0; g < (R) * (QN); g += 8) {                                     \
+                int sum8[8];                                                                                     \
+                _mm256_storeu_si256((__m256i *)(void *)sum8,                                                     \
+                                    reduce8(ACC(g, QN), ACC(g + 1, QN), ACC(g + 2, QN), ACC(g + 3, QN), ACC(g + 4, QN), ACC(g + 5, QN),  \
+                                            ACC(g + 6, QN), ACC(g + 7, QN)));                                            \
+                _Pragma("GCC unroll 8") for (int e = 0; e < 8; e++) {                                            \
+                    const int u = (g + e) / (QN), v = (g + e) % (QN);                                            \
+                    D[(r + u) * np + j + v] = sum8[e] - 128 * psum[j + v];                                       \
+                }                                                                                                \
+            }                                                                                                    \
+        } else {                                                                                                 \
+            _Pragma("GCC unroll 8") for (int u = 0; u < (R); u++)                                                \
+                _Pragma("GCC unroll 8") for (int v = 0; v < (QN); v++)                                           \
+                    D[(r + u) * np + j + v] = _mm512_reduce_add_epi32(acc[u][v]) - 128 * psum[j + v];            \
+        }                                                                                                        \
     } while (0)
 
 __attribute__((target("avx512f,avx512bw,avx512vnni"))) static void dot_i8_vnni(const signed char *B, size_t m,
@@ -341,15 +378,28 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) static void dot_i8_vnni(c
     const size_t left = dim % 64;
     const __mmask64 tail = left ? (((__mmask64)1 << left) - 1) : 0;
     size_t r = 0;
-    for (; r + 4 <= m; r += 4) {
-        size_t j = 0;
-        for (; j + 2 <= np; j += 2)
-            DOT_I8_VNNI_TILE(4, 2);
-        for (; j < np; j++)
-            DOT_I8_VNNI_TILE(4, 1);
-    }
+    if (np >= 8) /* four queries or more: 2 rows x 8 parts, each row loaded once per 8 parts */
+        for (; r + 2 <= m; r += 2) {
+            size_t j = 0;
+            for (; j + 8 <= np; j += 8)
+                DOT_I8_VNNI_TILE(2, 8);
+            for (; j + 2 <= np; j += 2)
+                DOT_I8_VNNI_TILE(2, 2);
+            for (; j < np; j++)
+                DOT_I8_VNNI_TILE(2, 1);
+        }
+    else /* one query (two parts): 4 rows x 2 parts */
+        for (; r + 4 <= m; r += 4) {
+            size_t j = 0;
+            for (; j + 2 <= np; j += 2)
+                DOT_I8_VNNI_TILE(4, 2);
+            for (; j < np; j++)
+                DOT_I8_VNNI_TILE(4, 1);
+        }
     for (; r < m; r++) {
         size_t j = 0;
+        for (; j + 8 <= np; j += 8)
+            DOT_I8_VNNI_TILE(1, 8);
         for (; j + 2 <= np; j += 2)
             DOT_I8_VNNI_TILE(1, 2);
         for (; j < np; j++)

@@ -276,6 +276,9 @@ void sl_scan_block8(const sl_scan_job *J, sl_scan_thread *T, const sl_scan_item 
                     const int32_t *d = T->D + r * np + 2 * q;
                     const double a = sc * (z->t[2 * q] * (double)d[0] + z->t[2 * q + 1] * (double)d[1]);
                     const double b = z->qn[q] * err + z->dqn[q] * nrm + 1e-9 * (1.0 + nrm) * (1.0 + z->qn[q]);
+                    /* most rows: below the k-th best lower bound (sl_scan_admit_bounds' test, inline) */
+                    if (T->fn[q] == J->kk && a + b + (double)J->eps < (double)T->fh[q * J->kk])
+                        continue;
                     take = sl_scan_admit_bounds(J, T, q, a - b, a + b);
                 }
                 if (take)

@@ -6,7 +6,7 @@
  * remainder, a = ah + al, and a.b is computed as ah.bh + ah.bl + al.bh (the
  * al.bl term, about 2^-16 of the product, is dropped) with fp32 accumulation in
  * the tiles. The three products are one tile GEMM over a tripled k axis: rows
- * of x become [xh | xh | xl], rows of w become [wh | wl | wh]. A product's
+ * of x become [xh | xh | xl], rows of w become [wl | wh | wh]. A product's
  * relative error is about 2^-16 (TF32 rounding: 2^-11; fp32 FMA: 2^-24) and a
  * dot product's error stays a few times that of the fp32 GEMM.
  *
@@ -23,9 +23,9 @@
  * 16-row groups of high then low parts [16][kp]; for every panel pair it runs
  * every 32-row part of the block: 32 x 32 outputs accumulate in four tiles
  * (tmm0-3) from two x tiles (tmm4-5) and two w tiles (tmm6-7) per 32 k values,
- * in tf32 the high-high, high-low and low-high products of those 32 k values in
+ * in tf32 the high-low, high-high and low-high products of those 32 k values in
  * that order. The epilogue (bias, activation, multiplier, residual) is applied
- * to each 32 x 32 block as it leaves the tiles. Every output element sees the
+ * to each 32 x 32 block as it leaves the tiles, from an L1 buffer into y. Every output element sees the
  * same operations in the same order whatever the split of m between threads or
  * the blocking. */
 #include <stdint.h>
@@ -179,7 +179,9 @@ AMX_TGT static void pack_x(int tw, const float *x, size_t ldx, size_t rows, size
 }
 
 /* c[32][32] (row stride ldc) = rows of groups xa, xb times panels w0, w1 (the tile configuration
- * loaded). */
+ * loaded). Tiles are not renamed: each operand tile is reloaded as soon as its last product has
+ * been issued, and tf32 takes x high . w low first, then x high . w high, then x low . w high with
+ * the w high tiles kept, 8 tile loads per 12 products. */
 AMX_TGT static void block32(int tw, const uint16_t *xa, const uint16_t *xb, const uint16_t *w0, const uint16_t *w1,
                             size_t kp, float *c, size_t ldc)
 {
@@ -190,27 +192,34 @@ AMX_TGT static void block32(int tw, const uint16_t *xa, const uint16_t *xb, cons
     _tile_zero(2);
     _tile_zero(3);
     for (size_t j = 0; j < kp; j += 32) {
-        _tile_loadd(4, xa + j, sx);
-        _tile_loadd(5, xb + j, sx);
-        _tile_loadd(6, w0 + j * 16, 64);
-        _tile_loadd(7, w1 + j * 16, 64);
-        _tile_dpbf16ps(0, 4, 6);
-        _tile_dpbf16ps(1, 4, 7);
-        _tile_dpbf16ps(2, 5, 6);
-        _tile_dpbf16ps(3, 5, 7);
-        if (tw == 1)
+        if (tw == 1) {
+            _tile_loadd(4, xa + j, sx);
+            _tile_loadd(6, w0 + j * 16, 64);
+            _tile_dpbf16ps(0, 4, 6);
+            _tile_loadd(5, xb + j, sx);
+            _tile_dpbf16ps(2, 5, 6);
+            _tile_loadd(7, w1 + j * 16, 64);
+            _tile_dpbf16ps(1, 4, 7);
+            _tile_dpbf16ps(3, 5, 7);
             continue;
+        }
+        _tile_loadd(4, xa + j, sx);
         _tile_loadd(6, w0 + lo + j * 16, 64);
-        _tile_loadd(7, w1 + lo + j * 16, 64);
         _tile_dpbf16ps(0, 4, 6);
-        _tile_dpbf16ps(1, 4, 7);
+        _tile_loadd(5, xb + j, sx);
         _tile_dpbf16ps(2, 5, 6);
-        _tile_dpbf16ps(3, 5, 7);
-        _tile_loadd(4, xa + lo + j, sx);
-        _tile_loadd(5, xb + lo + j, sx);
+        _tile_loadd(7, w1 + lo + j * 16, 64);
+        _tile_dpbf16ps(1, 4, 7);
         _tile_loadd(6, w0 + j * 16, 64);
-        _tile_loadd(7, w1 + j * 16, 64);
+        _tile_dpbf16ps(3, 5, 7);
         _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_loadd(7, w1 + j * 16, 64);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_loadd(4, xa + lo + j, sx);
+        _tile_dpbf16ps(3, 5, 7);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_loadd(5, xb + lo + j, sx);
         _tile_dpbf16ps(1, 4, 7);
         _tile_dpbf16ps(2, 5, 6);
         _tile_dpbf16ps(3, 5, 7);
@@ -256,32 +265,24 @@ static uint16_t *xbuf_get(size_t n)
     return b->p;
 }
 
-/* Bytes of packed x per block, and of its products when an epilogue follows: with a panel pair,
- * within a 2 MiB L2. */
+/* Bytes of packed x per block: with a panel pair, within a 2 MiB L2. */
 #define XBLOCK_BYTES ((size_t)768 << 10)
-#define YBLOCK_BYTES ((size_t)640 << 10)
 
-AMX_TGT static int amx_gemm(int terms, size_t i0, size_t i1, size_t n, size_t k, const float *x, size_t ldx,
-                            const uint16_t *wp, const sl_cpu_amx_epi *e)
+AMX_TGT static int amx_gemm(int terms, size_t i0, size_t i1, size_t q0, size_t q1, size_t n, size_t k,
+                            const float *x, size_t ldx, const uint16_t *wp, const sl_cpu_amx_epi *e)
 {
     const int tw = terms == 3 ? 2 : 1;
-    const size_t kp = round32(k), row_bytes = (size_t)tw * kp * 2, pairs = (n + 31) / 32;
-    /* products go straight to y without a residual, else to a buffer of the block first; the
-     * epilogue then runs over the block's rows (plain: none) while they are still in L2 */
-    const int direct = !e->add, plain = !e->bias && !e->mul && e->act == SL_ACT_NONE;
+    const size_t kp = round32(k), row_bytes = (size_t)tw * kp * 2;
+    /* without an epilogue the products go straight to y; else each 32 x 32 block to c and the
+     * epilogue (bias, activation, multiplier, residual) from there into y while c is in L1 */
+    const int plain = !e->add && !e->bias && !e->mul && e->act == SL_ACT_NONE;
     size_t mb = XBLOCK_BYTES / row_bytes / 32 * 32;
-    if (!(direct && plain)) {
-        const size_t mo = YBLOCK_BYTES / (n * sizeof(float)) / 32 * 32;
-        mb = mo < mb ? mo : mb;
-    }
     mb = mb < 32 ? 32 : mb > 512 ? 512 : mb;
     if (mb > ((i1 - i0 + 31) & ~(size_t)31))
         mb = (i1 - i0 + 31) & ~(size_t)31;
-    const size_t ldp = direct ? e->ldy : n;
-    uint16_t *xp = xbuf_get(mb * (size_t)tw * kp + (direct ? 0 : mb * n * 2));
+    uint16_t *xp = xbuf_get(mb * (size_t)tw * kp);
     if (!xp)
         return 0;
-    float *pbuf = direct ? NULL : (float *)(xp + mb * (size_t)tw * kp);
     amx_cfg cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.palette = 1;
@@ -294,39 +295,47 @@ AMX_TGT static int amx_gemm(int terms, size_t i0, size_t i1, size_t n, size_t k,
     float c[32 * 32];
     for (size_t b0 = i0; b0 < i1; b0 += mb) {
         const size_t rows = i1 - b0 < mb ? i1 - b0 : mb, used = (rows + 31) & ~(size_t)31;
-        float *p = direct ? e->y + b0 * e->ldy : pbuf;
         pack_x(tw, x + b0 * ldx, ldx, rows, used, k, kp, xp);
-        for (size_t q = 0; q < pairs; q++) {
+        for (size_t q = q0; q < q1; q++) {
             const uint16_t *w0 = wp + 2 * q * panel, *w1 = w0 + panel;
             const size_t j0 = 32 * q, nc = n - j0 < 32 ? n - j0 : 32;
             for (size_t r0 = 0; r0 < used; r0 += 32) {
-                const size_t nr = rows - r0 < 32 ? rows - r0 : 32;
+                const size_t nr = rows - r0 < 32 ? rows - r0 : 32, i = b0 + r0;
                 const uint16_t *xa = xp + (r0 / 16) * group;
-                if (nr == 32 && nc == 32) {
-                    block32(tw, xa, xa + group, w0, w1, kp, p + r0 * ldp + j0, ldp);
+                if (plain && nr == 32 && nc == 32) {
+                    block32(tw, xa, xa + group, w0, w1, kp, e->y + i * e->ldy + j0, e->ldy);
                     continue;
                 }
+                if (e->add) /* the residual's rows, fetched while the tiles compute */
+                    for (size_t r = 0; r < nr; r++) {
+                        const char *ar = (const char *)(e->add + (i + r) * e->ldadd + j0);
+                        _mm_prefetch(ar, _MM_HINT_T0);
+                        _mm_prefetch(ar + 64, _MM_HINT_T0);
+                    }
                 block32(tw, xa, xa + group, w0, w1, kp, c, 32);
-                for (size_t r = 0; r < nr; r++)
-                    memcpy(p + (r0 + r) * ldp + j0, c + r * 32, nc * sizeof(float));
+                if (plain)
+                    for (size_t r = 0; r < nr; r++)
+                        memcpy(e->y + (i + r) * e->ldy + j0, c + r * 32, nc * sizeof(float));
+                else
+                    sl_cpu_epilogue_rows(e->act, nr, nc, c, 32, e->bias ? e->bias + j0 : NULL,
+                                         e->mul ? e->mul + i * e->ldmul + j0 : NULL, e->ldmul,
+                                         e->add ? e->add + i * e->ldadd + j0 : NULL, e->ldadd,
+                                         e->y + i * e->ldy + j0, e->ldy);
             }
-        }
-        for (size_t r = 0; r < rows && !(direct && plain); r++) {
-            const size_t i = b0 + r;
-            sl_cpu_epilogue_row(e->act, n, p + r * ldp, e->bias, e->mul ? e->mul + i * e->ldmul : NULL,
-                                e->add ? e->add + i * e->ldadd : NULL, e->y + i * e->ldy);
         }
     }
     _tile_release();
     return 1;
 }
 
-int sl_cpu_amx_gemm(int terms, size_t i0, size_t i1, size_t n, size_t k, const float *x, size_t ldx,
-                    const uint16_t *wp, const sl_cpu_amx_epi *e)
+int sl_cpu_amx_gemm(int terms, size_t i0, size_t i1, size_t q0, size_t q1, size_t n, size_t k, const float *x,
+                    size_t ldx, const uint16_t *wp, const sl_cpu_amx_epi *e)
 {
-    if (i0 >= i1 || !n || !k || (terms != 1 && terms != 3) || !sl_cpu_amx())
+    if (q1 > (n + 31) / 32)
+        q1 = (n + 31) / 32;
+    if (i0 >= i1 || q0 >= q1 || !k || (terms != 1 && terms != 3) || !sl_cpu_amx())
         return 0;
-    return amx_gemm(terms, i0, i1, n, k, x, ldx, wp, e);
+    return amx_gemm(terms, i0, i1, q0, q1, n, k, x, ldx, wp, e);
 }
 
 #else
@@ -345,10 +354,10 @@ void sl_cpu_amx_pack_w(int terms, size_t n, size_t k, const float *w, size_t ldw
     (void)terms, (void)n, (void)k, (void)w, (void)ldw, (void)p0, (void)p1, (void)dst;
 }
 
-int sl_cpu_amx_gemm(int terms, size_t i0, size_t i1, size_t n, size_t k, const float *x, size_t ldx,
-                    const uint16_t *wp, const sl_cpu_amx_epi *e)
+int sl_cpu_amx_gemm(int terms, size_t i0, size_t i1, size_t q0, size_t q1, size_t n, size_t k, const float *x,
+                    size_t ldx, const uint16_t *wp, const sl_cpu_amx_epi *e)
 {
-    (void)terms, (void)i0, (void)i1, (void)n, (void)k, (void)x, (void)ldx, (void)wp, (void)e;
+    (void)terms, (void)i0, (void)i1, (void)q0, (void)q1, (void)n, (void)k, (void)x, (void)ldx, (void)wp, (void)e;
     return 0;
 }
 

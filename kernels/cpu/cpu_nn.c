@@ -168,6 +168,7 @@ typedef struct {
     uint16_t **wp;      /* [n_w] packed */
     const uint8_t *todo; /* [n_w] 1: to pack now */
     size_t pairs;       /* panel pairs per matrix */
+    int cols;           /* 1: an item's parts split its panel pairs, 0: its rows */
     int failed;
 } amx_job;
 
@@ -187,9 +188,12 @@ static void amx_body(void *v, size_t t, int tid)
     amx_job *J = v;
     const sl_gemm_args *a = J->a;
     const size_t b = t / J->parts;
-    size_t i0, i1;
-    sl_pool_range(a->m, J->parts, t % J->parts, &i0, &i1);
-    if (i0 >= i1)
+    size_t i0 = 0, i1 = a->m, q0 = 0, q1 = J->pairs;
+    if (J->cols)
+        sl_pool_range(J->pairs, J->parts, t % J->parts, &q0, &q1);
+    else
+        sl_pool_range(a->m, J->parts, t % J->parts, &i0, &i1);
+    if (i0 >= i1 || q0 >= q1)
         return;
     const sl_cpu_amx_epi e = {a->act,
                               a->bias ? a->bias + b * a->stride_bias : NULL,
@@ -199,7 +203,7 @@ static void amx_body(void *v, size_t t, int tid)
                               a->ldadd,
                               a->y + b * a->stride_y,
                               a->ldy};
-    if (!sl_cpu_amx_gemm(J->terms, i0, i1, a->n, a->k, a->x + b * a->stride_x, a->ldx,
+    if (!sl_cpu_amx_gemm(J->terms, i0, i1, q0, q1, a->n, a->k, a->x + b * a->stride_x, a->ldx,
                          J->wp[J->n_w > 1 ? b : 0], &e))
         __atomic_store_n(&J->failed, 1, __ATOMIC_RELAXED);
 }
@@ -230,12 +234,16 @@ static int amx_run(sl_op_ctx *ctx, const sl_gemm_args *a, int terms)
         if (!wp[b])
             wp[b] = (uint16_t *)(scratch + s++ * floats);
     const size_t th = (size_t)sl_pool_threads(ctx->pool);
-    amx_job J = {a, terms, 1, n_w, wp, todo, (a->n + 31) / 32, 0};
+    amx_job J = {a, terms, 1, n_w, wp, todo, (a->n + 31) / 32, 0, 0};
     if (!rc && (n_scratch || memchr(todo, 1, n_w)))
         sl_pool_for(ctx->pool, n_w * J.pairs, amx_pack_body, &J);
     if (!rc) {
         if (a->batch < th && gemm_parts(ctx, a->m, a->n, a->k) > 1)
             J.parts = (th + a->batch - 1) / a->batch;
+        /* few rows (each part computes 32-row groups): split the panel pairs instead when the
+         * rows' split would pad more than a tenth over the rows' own rounding */
+        const size_t rp = ((a->m + J.parts - 1) / J.parts + 31) & ~(size_t)31, r1 = (a->m + 31) & ~(size_t)31;
+        J.cols = J.parts > 1 && J.pairs >= 2 * J.parts && rp * J.parts * 10 > r1 * 11;
         sl_pool_for(ctx->pool, a->batch * J.parts, amx_body, &J);
         if (J.failed)
             rc = sl_seterr(SL_ENOMEM, "cpu backend: out of memory in the AMX gemm");

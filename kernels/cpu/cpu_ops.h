@@ -119,9 +119,10 @@ int sl_cpu_gemm_packed(sl_op_ctx *ctx, const sl_gemm_args *a, size_t parts);
 /* Linear layers on the AMX tiles (cpu_amx.c) with terms bf16 products per product: 3
  * (runtime.precision tf32) or 1 (bf16). w (n rows of k) is packed first: sl_cpu_amx_wsize
  * uint16 values, panels of 16 columns, sl_cpu_amx_pack_w packing panels [p0, p1) of them
- * ((n + 31) / 32 * 2 in all). sl_cpu_amx_gemm then computes rows [i0, i1) of
- * y = act(x . w^T + bias) * mul + add (the epilogue of sl_gemm_args; add may be y): 1 when
- * done, 0 when left to the caller (no AMX, an empty product, out of memory). */
+ * ((n + 31) / 32 * 2 in all). sl_cpu_amx_gemm then computes rows [i0, i1) and the columns of
+ * panel pairs [q0, q1) (32 columns each) of y = act(x . w^T + bias) * mul + add (the epilogue of
+ * sl_gemm_args; add may be y): 1 when done, 0 when left to the caller (no AMX, an empty
+ * product, out of memory). */
 typedef struct {
     sl_act act;
     const float *bias, *mul, *add;
@@ -132,8 +133,8 @@ typedef struct {
 size_t sl_cpu_amx_wsize(int terms, size_t n, size_t k);
 void sl_cpu_amx_pack_w(int terms, size_t n, size_t k, const float *w, size_t ldw, size_t p0, size_t p1,
                        uint16_t *dst);
-int sl_cpu_amx_gemm(int terms, size_t i0, size_t i1, size_t n, size_t k, const float *x, size_t ldx,
-                    const uint16_t *wp, const sl_cpu_amx_epi *e);
+int sl_cpu_amx_gemm(int terms, size_t i0, size_t i1, size_t q0, size_t q1, size_t n, size_t k, const float *x,
+                    size_t ldx, const uint16_t *wp, const sl_cpu_amx_epi *e);
 int sl_cpu_conv2d(sl_op_ctx *ctx, const sl_conv2d_args *a);
 int sl_cpu_conv1d(sl_op_ctx *ctx, const sl_conv1d_args *a);
 /* conv1d without im2col where AVX-512 runs and the shape suits it (cpu_conv1d_direct.c):

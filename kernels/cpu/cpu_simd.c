@@ -358,16 +358,23 @@ float sl_cpu_erf(float x)
 }
 
 #ifdef SL_CPU_HAVE_AVX2_PATHS
-/* erf's two polynomials on a vector of |x| (a): ra = a + a P(a^2), q = Q(a - ERF_CENTRE), the
- * scalar operations in the same order (P: _mm256 or _mm512). */
-#define SL_ERF_POLYS(V, P, a, ra, q)                                                                      \
-    V ra, q;                                                                                               \
+/* erf's two polynomials on a vector of |x| (a): ra = a + a P(a^2) (SL_ERF_P), q = Q(a -
+ * ERF_CENTRE) (SL_ERF_Q), the scalar operations in the same order (P: _mm256 or _mm512). A
+ * vector whose lanes are all below ERF_SPLIT needs only ra: the callers skip Q and the exp
+ * then (the same bits; GELU's inputs are mostly there). */
+#define SL_ERF_P(V, P, a, ra)                                                                             \
+    V ra;                                                                                                  \
     do {                                                                                                   \
-        const V z_ = P##_mul_ps(a, a), t_ = P##_sub_ps(a, P##_set1_ps(ERF_CENTRE));                        \
+        const V z_ = P##_mul_ps(a, a);                                                                     \
         V p_ = P##_set1_ps(erf_p[7]);                                                                      \
         for (int i = 6; i >= 0; i--)                                                                       \
             p_ = P##_add_ps(P##_mul_ps(p_, z_), P##_set1_ps(erf_p[i]));                                    \
         ra = P##_add_ps(a, P##_mul_ps(a, p_));                                                             \
+    } while (0)
+#define SL_ERF_Q(V, P, a, q)                                                                              \
+    V q;                                                                                                   \
+    do {                                                                                                   \
+        const V t_ = P##_sub_ps(a, P##_set1_ps(ERF_CENTRE));                                               \
         q = P##_set1_ps(erf_q[10]);                                                                        \
         for (int i = 9; i >= 0; i--)                                                                       \
             q = P##_add_ps(P##_mul_ps(q, t_), P##_set1_ps(erf_q[i]));                                      \
@@ -377,11 +384,15 @@ __attribute__((target("avx2"))) static inline __m256 erf_avx2(__m256 x)
 {
     const __m256 sign = _mm256_set1_ps(-0.0f);
     const __m256 a = _mm256_andnot_ps(sign, x);
-    SL_ERF_POLYS(__m256, _mm256, a, ra, q);
-    const __m256 one = _mm256_set1_ps(1.0f);
-    const __m256 rb = _mm256_sub_ps(one, exp_avx2(q));
-    __m256 r = _mm256_blendv_ps(rb, ra, _mm256_cmp_ps(a, _mm256_set1_ps(ERF_SPLIT), _CMP_LT_OQ));
-    r = _mm256_blendv_ps(r, one, _mm256_cmp_ps(a, _mm256_set1_ps(ERF_ONE), _CMP_GE_OQ));
+    SL_ERF_P(__m256, _mm256, a, ra);
+    const __m256 small = _mm256_cmp_ps(a, _mm256_set1_ps(ERF_SPLIT), _CMP_LT_OQ);
+    __m256 r = ra;
+    if (_mm256_movemask_ps(small) != 0xff) {
+        SL_ERF_Q(__m256, _mm256, a, q);
+        const __m256 one = _mm256_set1_ps(1.0f);
+        r = _mm256_blendv_ps(_mm256_sub_ps(one, exp_avx2(q)), ra, small);
+        r = _mm256_blendv_ps(r, one, _mm256_cmp_ps(a, _mm256_set1_ps(ERF_ONE), _CMP_GE_OQ));
+    }
     /* x < 0 (not -0.0, as the scalar test) */
     r = _mm256_blendv_ps(r, _mm256_xor_ps(r, sign), _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ));
     return keep_nan(x, r);
@@ -432,17 +443,6 @@ __attribute__((target("avx2"))) static size_t epilogue_avx2(sl_act act, size_t n
 }
 #endif
 
-void sl_cpu_erf_vec(float *out, const float *in, size_t n)
-{
-    size_t i = 0;
-#ifdef SL_CPU_HAVE_AVX2_PATHS
-    if (sl_cpu_simd_avx2())
-        i = erf_vec_avx2(out, in, n);
-#endif
-    for (; i < n; i++)
-        out[i] = sl_cpu_erf(in[i]);
-}
-
 #ifdef SL_CPU_HAVE_AVX2_PATHS
 /* The epilogue on 16 lanes (sl_cpu_simd_avx512): the AVX2 path's operations, in the same
  * order, with no FMA, so bit-identical to it and to the portable loop. */
@@ -466,10 +466,14 @@ EPI_512 static inline __m512 sign_nan_512(__m512 x, __m512 r)
 EPI_512 static inline __m512 erf_512(__m512 x)
 {
     const __m512 a = _mm512_abs_ps(x);
-    SL_ERF_POLYS(__m512, _mm512, a, ra, q);
+    SL_ERF_P(__m512, _mm512, a, ra);
+    const __mmask16 small = _mm512_cmp_ps_mask(a, _mm512_set1_ps(ERF_SPLIT), _CMP_LT_OQ);
+    if (small == 0xffff)
+        return sign_nan_512(x, ra);
+    SL_ERF_Q(__m512, _mm512, a, q);
     const __m512 one = _mm512_set1_ps(1.0f);
     __m512 r = _mm512_sub_ps(one, exp_512(q));
-    r = _mm512_mask_mov_ps(r, _mm512_cmp_ps_mask(a, _mm512_set1_ps(ERF_SPLIT), _CMP_LT_OQ), ra);
+    r = _mm512_mask_mov_ps(r, small, ra);
     r = _mm512_mask_mov_ps(r, _mm512_cmp_ps_mask(a, _mm512_set1_ps(ERF_ONE), _CMP_GE_OQ), one);
     return sign_nan_512(x, r);
 }
@@ -578,6 +582,29 @@ EPI_512 static size_t epilogue_512(sl_act act, size_t n, const float *p, const f
 }
 #endif
 
+#ifdef SL_CPU_HAVE_AVX2_PATHS
+EPI_512 static size_t erf_vec_512(float *out, const float *in, size_t n)
+{
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(out + i, erf_512(_mm512_loadu_ps(in + i)));
+    return i;
+}
+#endif
+
+void sl_cpu_erf_vec(float *out, const float *in, size_t n)
+{
+    size_t i = 0;
+#ifdef SL_CPU_HAVE_AVX2_PATHS
+    if (sl_cpu_simd_avx512())
+        i = erf_vec_512(out, in, n);
+    if (sl_cpu_simd_avx2())
+        i += erf_vec_avx2(out + i, in + i, n - i);
+#endif
+    for (; i < n; i++)
+        out[i] = sl_cpu_erf(in[i]);
+}
+
 void sl_cpu_epilogue_row(sl_act act, size_t n, const float *p, const float *bias, const float *mul, const float *add,
                          float *y)
 {
@@ -596,6 +623,22 @@ void sl_cpu_epilogue_row(sl_act act, size_t n, const float *p, const float *bias
             v *= mul[j];
         y[j] = add ? v + add[j] : v;
     }
+}
+
+void sl_cpu_epilogue_rows(sl_act act, size_t rows, size_t n, const float *p, size_t ldp, const float *bias,
+                          const float *mul, size_t ldmul, const float *add, size_t ldadd, float *y, size_t ldy)
+{
+#ifdef SL_CPU_HAVE_AVX2_PATHS
+    if (n % 16 == 0 && sl_cpu_simd_avx512()) {
+        for (size_t r = 0; r < rows; r++)
+            epilogue_512(act, n, p + r * ldp, bias, mul ? mul + r * ldmul : NULL, add ? add + r * ldadd : NULL,
+                         y + r * ldy);
+        return;
+    }
+#endif
+    for (size_t r = 0; r < rows; r++)
+        sl_cpu_epilogue_row(act, n, p + r * ldp, bias, mul ? mul + r * ldmul : NULL, add ? add + r * ldadd : NULL,
+                            y + r * ldy);
 }
 
 #ifdef SL_CPU_HAVE_AVX2_PATHS

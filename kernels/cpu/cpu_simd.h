@@ -44,7 +44,8 @@ void sl_cpu_lstm_cell(const float *gates, float *cell, float *h, float *out, siz
 /* erf in float: a degree-7 odd polynomial below 1.25, 1 - exp(degree-10 polynomial)
  * up to 3.93, then +-1; within 2 ulp of the correctly rounded erf everywhere
  * (unit.xf_ops measures it); NaN stays NaN. sl_cpu_erf_vec: out[i] = sl_cpu_erf(in[i]),
- * the AVX2 path bit-identical (same operations, no FMA). */
+ * the AVX2 and AVX-512 paths bit-identical (same operations, no FMA; a vector whose lanes are
+ * all below 1.25 skips the second polynomial and its exp, as the scalar branch does). */
 float sl_cpu_erf(float x);
 /* tanh in float for the activations: an odd polynomial below |x| = 0.25, (1 - e) / (1 + e) with
  * the LSTM cell's exp above; within a few ulp (unit.xf_ops measures it), NaN stays NaN. */
@@ -55,6 +56,10 @@ void sl_cpu_erf_vec(float *out, const float *in, size_t n);
  * bit-identical to the portable loop. */
 void sl_cpu_epilogue_row(sl_act act, size_t n, const float *p, const float *bias, const float *mul, const float *add,
                          float *y);
+/* sl_cpu_epilogue_row over rows rows of p, mul, add, y (row strides ldp, ldmul, ldadd, ldy; bias
+ * the same for every row), the same bits, the vector path chosen once. */
+void sl_cpu_epilogue_rows(sl_act act, size_t rows, size_t n, const float *p, size_t ldp, const float *bias,
+                          const float *mul, size_t ldmul, const float *add, size_t ldadd, float *y, size_t ldy);
 
 /* 1 when sl_cpu_simd_avx2() and the CPU has FMA (kernels whose results need not
  * match a portable twin bit for bit, e.g. cpu_attn.c). */

@@ -621,7 +621,7 @@ int main(void)
     /* runtime.precision tf32 / bf16 on the AMX tiles: edges in every dimension (rows, columns,
      * k not multiples of 32 / 16) */
     for (sl_precision p = SL_PREC_TF32; p <= SL_PREC_BF16; p++) {
-        test_gemm_prec(ctx, p, 1, 301, 203, 77, SL_ACT_NONE);
+        test_gemm_prec(ctx, p, 1, 301, 203, 77, SL_ACT_NONE); /* 3 threads: split by panel pairs */
         test_gemm_prec(ctx, p, 2, 128, 96, 384, SL_ACT_RELU);
         test_gemm_prec(ctx, p, 1, 130, 17, 16, SL_ACT_TANH);
         test_gemm_prec(ctx, p, 3, 20, 40, 40, SL_ACT_RELU); /* below the AMX size: fp32 */

@@ -43,9 +43,9 @@ static void test_kernels(void)
     for (size_t a = 0; a < sizeof dims / sizeof *dims; a++) {
         const size_t dim = dims[a];
         for (size_t pad = 0; pad <= 16; pad += 16) {
-            const size_t ld = dim + pad, m = 13, np = 9;
+            const size_t ld = dim + pad, m = 13, np = 17;
             signed char *B = malloc(m * ld), *P = malloc(np * dim);
-            int psum[9], *ref = malloc(m * np * sizeof *ref), *got = malloc(m * np * sizeof *got);
+            int psum[17], *ref = malloc(m * np * sizeof *ref), *got = malloc(m * np * sizeof *got);
             for (size_t i = 0; i < m * ld; i++)
                 B[i] = (signed char)(i % 11 == 0 ? -128 : i % 13 == 0 ? 127 : irand(-128, 127));
             for (size_t j = 0; j < np; j++) {
@@ -64,7 +64,7 @@ static void test_kernels(void)
                 }
             for (int isa = SL_DOT_SCALAR; isa <= SL_DOT_AVX512; isa++)
                 for (size_t mm = 1; mm <= m; mm += 4)
-                    for (size_t nn = 1; nn <= np; nn += 3) {
+                    for (size_t nn = 1; nn <= np; nn += nn < 3 ? 1 : nn == 3 ? 5 : nn < 10 ? 1 : 6) {
                         for (size_t i = 0; i < m * np; i++)
                             got[i] = 0x5a5a5a5a;
                         sl_search_dot_i8((sl_dot_isa)isa, B, mm, ld, dim, P, psum, nn, got);
