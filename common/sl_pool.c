@@ -242,6 +242,18 @@ void sl_pool_set_budget(sl_pool *p, sl_budget *b, int base)
     p->base = base < 1 ? 1 : base > p->n ? p->n : base;
 }
 
+void sl_pool_pause(sl_pool *p)
+{
+    if (p && p->budget)
+        sl_budget_release(p->budget, p->base);
+}
+
+void sl_pool_resume(sl_pool *p)
+{
+    if (p && p->budget)
+        sl_budget_acquire(p->budget, p->base);
+}
+
 void sl_pool_range(size_t n, size_t parts, size_t k, size_t *lo, size_t *hi)
 {
     if (!parts)

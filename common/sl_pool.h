@@ -80,6 +80,14 @@ double sl_budget_held_s(sl_budget *b);
  * depend on how many ran. NULL b: every thread of p runs every loop. */
 void sl_pool_set_budget(sl_pool *p, sl_budget *b, int base);
 
+/* The thread driving p is about to block on work another thread does (not to
+ * compute): gives back the base tokens it holds under sl_pool_set_budget's
+ * contract, so that loops of other pools can borrow them meanwhile;
+ * sl_pool_resume takes them back (waiting for them if need be). Between loops
+ * only. Nothing without a budget. */
+void sl_pool_pause(sl_pool *p);
+void sl_pool_resume(sl_pool *p);
+
 /* CPUs this process may run on (sched_getaffinity: taskset, cgroups cpusets,
  * Slurm and Kubernetes CPU pinning); at least 1. */
 int sl_cpu_count(void);

@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +44,73 @@ struct sl_st_file {
     st_meta *meta;       /* sorted by key */
     size_t n_meta;
 };
+
+/* ---- mappings shared by the opens of one file ----
+ * Every sl_st_open of the same file (device, inode, size, modification time)
+ * in the process reads one mapping: the model workers' weights then lie at
+ * the same addresses, so the forms a backend derives from them once are
+ * shared by every worker (kernels/cpu: sl_cpu_fixed_form). The mapping goes
+ * when its last file is closed. */
+typedef struct st_map {
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime;
+    void *map;
+    size_t len;
+    int refs;
+    struct st_map *next;
+} st_map;
+static pthread_mutex_t maps_mu = PTHREAD_MUTEX_INITIALIZER;
+static st_map *maps;
+
+/* The mapping of the file open at fd (st its fstat), made or shared: MAP_FAILED with errno when it cannot be. */
+static void *map_shared(int fd, const struct stat *st, size_t len)
+{
+    pthread_mutex_lock(&maps_mu);
+    for (st_map *m = maps; m; m = m->next)
+        if (m->dev == st->st_dev && m->ino == st->st_ino && m->size == st->st_size &&
+            m->mtime.tv_sec == st->st_mtim.tv_sec && m->mtime.tv_nsec == st->st_mtim.tv_nsec) {
+            m->refs++;
+            pthread_mutex_unlock(&maps_mu);
+            return m->map;
+        }
+    st_map *m = calloc(1, sizeof *m);
+    /* Read-only, private: the process can never write the weights, and a file
+     * truncated by someone else while mapped can only fault, not be misread. */
+    void *p = m ? mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0) : MAP_FAILED;
+    if (p == MAP_FAILED) {
+        const int e = m ? errno : ENOMEM;
+        free(m);
+        pthread_mutex_unlock(&maps_mu);
+        errno = e;
+        return MAP_FAILED;
+    }
+    *m = (st_map){.dev = st->st_dev, .ino = st->st_ino, .size = st->st_size, .mtime = st->st_mtim, .map = p,
+                  .len = len, .refs = 1, .next = maps};
+    maps = m;
+    pthread_mutex_unlock(&maps_mu);
+    return p;
+}
+
+static void unmap_shared(void *p, size_t len)
+{
+    pthread_mutex_lock(&maps_mu);
+    for (st_map **pp = &maps; *pp; pp = &(*pp)->next) {
+        st_map *m = *pp;
+        if (m->map != p)
+            continue;
+        if (--m->refs == 0) {
+            *pp = m->next;
+            munmap(m->map, m->len);
+            free(m);
+        }
+        pthread_mutex_unlock(&maps_mu);
+        return;
+    }
+    pthread_mutex_unlock(&maps_mu);
+    munmap(p, len); /* not shared (cannot happen: every map of a file is) */
+}
 
 /* ---- parser state ---- */
 
@@ -408,7 +476,7 @@ void sl_st_close(sl_st_file *f)
     if (!f)
         return;
     if (f->map)
-        munmap(f->map, f->map_len);
+        unmap_shared(f->map, f->map_len);
     free(f->name);
     free(f->arena);
     free(f->t);
@@ -702,9 +770,7 @@ int sl_st_open(sl_st_file **out, const char *path)
         goto fail;
     }
     f->map_len = (size_t)st.st_size;
-    /* Read-only, private: the process can never write the weights, and a file
-     * truncated by someone else while mapped can only fault, not be misread. */
-    void *m = mmap(NULL, f->map_len, PROT_READ, MAP_PRIVATE, fd, 0);
+    void *m = map_shared(fd, &st, f->map_len);
     int e = errno;
     close(fd);
     if (m == MAP_FAILED) {

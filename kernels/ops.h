@@ -163,6 +163,11 @@ int sl_op_sync(sl_op_ctx *ctx);
  * ends the promise; an op writing there breaks it. Returns 0 (backends without such forms
  * ignore it) or SL_ENOMEM. */
 int sl_op_mark_fixed(sl_op_ctx *ctx, const void *p, size_t bytes);
+/* The CPU backend's forms derived from fixed buffers, held now by the process: their bytes
+ * and number, each counted once however many contexts share it (contexts that declared the
+ * same buffer fixed, e.g. workers reading one mapping of a weights file, share one form,
+ * made once), and the contexts that took part in them (uses >= n; 2 n: two contexts each). */
+void sl_op_cpu_fixed_forms(size_t *bytes, size_t *n, size_t *uses);
 /* Backend memory with the bytes at host, which stay valid and unchanged as long as the
  * result is used (e.g. weights in a mapped file): on the cpu backend, whose memory is host
  * memory, host itself (no copy, no allocation; *owned = 0, never sl_op_free it); elsewhere

@@ -116,13 +116,16 @@ static int plan_workers(runner *r, int T)
             weights += file_mb(c->emb_weights);
     }
     r->shared_mb = shared;
-    r->worker_mb = weights * SL_WORKER_WEIGHTS_X + shared * (SL_WORKER_WEIGHTS_X - 1) + SL_WORKER_WORK_MB;
-    char what[160];
+    r->worker_mb = weights * SL_WORKER_WEIGHTS_X + SL_WORKER_WORK_MB;
+    /* the forms derived from the shared weights are shared by the workers too
+     * (sl_op_cpu_fixed_forms): counted once, with the mapping */
+    const double once = shared * SL_WORKER_WEIGHTS_X;
+    char what[200];
     snprintf(what, sizeof what, "weights %.0f MB x %.0f + %.0f MB work", weights, SL_WORKER_WEIGHTS_X,
              SL_WORKER_WORK_MB);
     if (shared > 0)
         snprintf(what + strlen(what), sizeof what - strlen(what),
-                 " + derived forms of %.0f MB of shared weights, mapped once", shared);
+                 "; once for all: %.0f MB of shared weights mapped and their derived forms", shared);
     const char *from = "runtime.max_model_memory_mb";
     double budget = c->max_model_memory_mb;
     if (budget <= 0) {
@@ -138,13 +141,13 @@ static int plan_workers(runner *r, int T)
             W = T;
         }
         snprintf(r->workers_reason, sizeof r->workers_reason, "runtime.model_workers: %d", c->model_workers);
-        if (budget >= 0 && W * r->worker_mb + shared > budget)
+        if (budget >= 0 && W * r->worker_mb + once > budget)
             sl_log(SL_LOG_WARN, NULL, NULL,
                    "runtime.model_workers: %d workers may need %.0f MB (%.0f MB each, estimated), more than the %.0f "
-                   "MB for the models (%s)", W, W * r->worker_mb + shared, r->worker_mb, budget, from);
+                   "MB for the models (%s)", W, W * r->worker_mb + once, r->worker_mb, budget, from);
         return W;
     }
-    const double fit = budget >= 0 ? floor((budget - shared) / r->worker_mb) : (double)T;
+    const double fit = budget >= 0 ? floor((budget - once) / r->worker_mb) : (double)T;
     if (fit >= T) {
         snprintf(r->workers_reason, sizeof r->workers_reason,
                  "auto: one per thread (%d x %.0f MB per worker%s fits in %.0f MB, %s)", T, r->worker_mb,
@@ -228,13 +231,17 @@ void threads_json(const runner *r, char *buf, size_t size)
             olen += (size_t)snprintf(opened + olen, sizeof opened - olen, "%s%.3f", i ? ", " : "",
                                      w->owns || i > 0 ? w->load_s : r->models_open_s);
     }
+    /* the workers' contexts are open until close_workers, after the report */
+    size_t forms_bytes = 0, forms_n = 0, forms_uses = 0;
+    sl_op_cpu_fixed_forms(&forms_bytes, &forms_n, &forms_uses);
     snprintf(buf, size,
              "\"threads\": %d, \"workers\": %d, \"op_threads\": %d, \"peak_compute_threads\": %d, "
              "\"peak_op_threads\": %d, \"op_threads_max\": %d, \"worker_batches\": [%s], \"worker_open_s\": [%s], "
              "\"workers_reason\": \"%s\", \"worker_memory_mb\": %.1f, \"shared_weights_mb\": %.1f, "
-             "\"model_memory_mb\": %.1f",
+             "\"model_memory_mb\": %.1f, \"fixed_forms_mb\": %.1f, \"fixed_forms\": %zu, \"fixed_form_uses\": %zu",
              r->threads, r->n_workers, r->op_threads, sl_budget_peak(r->budget), peak_op, r->op_threads_max, batches,
-             opened, r->workers_reason, r->worker_mb, r->shared_mb, r->model_memory_mb);
+             opened, r->workers_reason, r->worker_mb, r->shared_mb, r->model_memory_mb, forms_bytes / 1048576.0,
+             forms_n, forms_uses);
 }
 
 /* ---- model workers ---- */

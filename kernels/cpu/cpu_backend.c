@@ -8,16 +8,38 @@
 
 #include "../../common/sl_error.h"
 #include "../../common/sl_pool.h"
+#include "../ops.h"
 #include "cpu_ops.h"
 #include "cpu_simd.h"
+
+/* A form derived from fixed buffers, shared by every context of the process
+ * that declared the same buffer fixed and asks for the same form (workers
+ * reading one mapping of a weights file: the same address, the same bytes,
+ * promised unchanged): made once, by the first context that asks, while the
+ * others wait for it; freed when the last context lets it go. */
+typedef struct cpu_form {
+    const char *p;
+    size_t bytes;
+    uint64_t tag;
+    size_t floats;
+    float *data;
+    int refs;            /* contexts holding it */
+    int ready;           /* filled (sl_cpu_fixed_form_ready) */
+    int failed;          /* its filler gave up: nobody uses it */
+    int uses;            /* contexts that ever held it (sl_op_fixed_forms) */
+    sl_op_ctx *builder;  /* the context filling it, while !ready */
+    struct cpu_form *next;
+} cpu_form;
+
+static pthread_mutex_t forms_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t forms_cv = PTHREAD_COND_INITIALIZER;
+static cpu_form *forms;
 
 /* A buffer declared fixed (sl_op_mark_fixed) and the one form derived from it, if any. */
 typedef struct {
     const char *p;
     size_t bytes;
-    float *derived;
-    size_t floats;
-    uint64_t tag;
+    cpu_form *form;
 } cpu_fixed;
 
 typedef struct {
@@ -25,12 +47,31 @@ typedef struct {
     size_t scratch_floats;
     cpu_fixed *fixed;
     size_t n_fixed, cap_fixed;
+    int building; /* forms this context is filling */
     sl_precision asked; /* runtime.precision asked for (ctx->precision: the mode in effect) */
 } cpu_state;
 
+/* Lets go of f (forms_mu held); the last holder frees it. */
+static void form_unref(cpu_form *f)
+{
+    if (--f->refs > 0)
+        return;
+    for (cpu_form **pp = &forms; *pp; pp = &(*pp)->next)
+        if (*pp == f) {
+            *pp = f->next;
+            break;
+        }
+    free(f->data);
+    free(f);
+}
+
 static void fixed_drop(cpu_state *st, size_t i)
 {
-    free(st->fixed[i].derived);
+    if (st->fixed[i].form) {
+        pthread_mutex_lock(&forms_mu);
+        form_unref(st->fixed[i].form);
+        pthread_mutex_unlock(&forms_mu);
+    }
     st->fixed[i] = st->fixed[--st->n_fixed];
 }
 
@@ -71,22 +112,116 @@ int sl_cpu_fixed_is(const sl_op_ctx *ctx, const void *p)
 float *sl_cpu_fixed_form(sl_op_ctx *ctx, const void *p, uint64_t tag, size_t floats, int *fresh)
 {
     cpu_state *st = ctx->state;
-    for (size_t i = 0; i < st->n_fixed; i++) {
-        cpu_fixed *f = &st->fixed[i];
-        if (f->p != (const char *)p)
-            continue;
-        if (f->derived && f->tag == tag && f->floats == floats) {
-            *fresh = 0;
-            return f->derived;
-        }
-        free(f->derived);
-        f->derived = aligned_alloc(64, (floats * sizeof(float) + 63) & ~(size_t)63);
-        f->floats = f->derived ? floats : 0;
-        f->tag = tag;
-        *fresh = 1;
-        return f->derived;
+    cpu_fixed *x = NULL;
+    for (size_t i = 0; i < st->n_fixed && !x; i++)
+        if (st->fixed[i].p == (const char *)p)
+            x = &st->fixed[i];
+    if (!x)
+        return NULL;
+    cpu_form *f = x->form;
+    if (f && f->tag == tag && f->floats == floats) {
+        *fresh = 0; /* ready: a context asks again only after its own fill, or after waiting */
+        return f->data;
     }
-    return NULL;
+    pthread_mutex_lock(&forms_mu);
+    if (f) { /* one form per buffer: the old one goes */
+        form_unref(f);
+        x->form = NULL;
+    }
+    for (f = forms; f; f = f->next)
+        if (f->p == x->p && f->bytes == x->bytes && f->tag == tag && f->floats == floats)
+            break;
+    if (f && !f->ready && st->building) {
+        /* another context fills it while this one fills others: never wait
+         * (two contexts could wait for each other); compute per call */
+        pthread_mutex_unlock(&forms_mu);
+        return NULL;
+    }
+    if (f) {
+        f->refs++;
+        f->uses++;
+        if (!f->ready) {
+            /* its tokens go to the filling context's loops meanwhile */
+            pthread_mutex_unlock(&forms_mu);
+            sl_pool_pause(ctx->pool);
+            pthread_mutex_lock(&forms_mu);
+            while (!f->ready && !f->failed)
+                pthread_cond_wait(&forms_cv, &forms_mu);
+            pthread_mutex_unlock(&forms_mu);
+            sl_pool_resume(ctx->pool);
+            pthread_mutex_lock(&forms_mu);
+            if (f->failed) {
+                form_unref(f);
+                pthread_mutex_unlock(&forms_mu);
+                return NULL;
+            }
+        }
+        pthread_mutex_unlock(&forms_mu);
+        x->form = f;
+        *fresh = 0;
+        return f->data;
+    }
+    f = calloc(1, sizeof *f);
+    float *data = f ? aligned_alloc(64, (floats * sizeof(float) + 63) & ~(size_t)63) : NULL;
+    if (!data) {
+        free(f);
+        pthread_mutex_unlock(&forms_mu);
+        return NULL;
+    }
+    *f = (cpu_form){.p = x->p, .bytes = x->bytes, .tag = tag, .floats = floats, .data = data, .refs = 1, .uses = 1,
+                    .builder = ctx, .next = forms};
+    forms = f;
+    pthread_mutex_unlock(&forms_mu);
+    x->form = f;
+    st->building++;
+    *fresh = 1;
+    return data;
+}
+
+/* The form ctx was given to fill at data form, or NULL. */
+static cpu_form *forms_find_building(const sl_op_ctx *ctx, const float *form)
+{
+    cpu_form *got = NULL;
+    pthread_mutex_lock(&forms_mu);
+    for (cpu_form *f = forms; f && !got; f = f->next)
+        if (f->data == form && f->builder == ctx && !f->ready)
+            got = f;
+    pthread_mutex_unlock(&forms_mu);
+    return got;
+}
+
+void sl_cpu_fixed_form_ready(sl_op_ctx *ctx, const float *form, int filled)
+{
+    cpu_state *st = ctx->state;
+    cpu_form *f = forms_find_building(ctx, form);
+    if (!f)
+        return; /* not a form ctx was given to fill (a scratch buffer) */
+    pthread_mutex_lock(&forms_mu);
+    f->builder = NULL;
+    st->building--;
+    if (filled) {
+        f->ready = 1;
+    } else {
+        f->failed = 1;
+        for (size_t i = 0; i < st->n_fixed; i++)
+            if (st->fixed[i].form == f)
+                st->fixed[i].form = NULL;
+        form_unref(f);
+    }
+    pthread_cond_broadcast(&forms_cv);
+    pthread_mutex_unlock(&forms_mu);
+}
+
+void sl_op_cpu_fixed_forms(size_t *bytes, size_t *n, size_t *uses)
+{
+    *bytes = *n = *uses = 0;
+    pthread_mutex_lock(&forms_mu);
+    for (const cpu_form *f = forms; f; f = f->next) {
+        *bytes += f->floats * sizeof(float);
+        (*n)++;
+        *uses += (size_t)f->uses;
+    }
+    pthread_mutex_unlock(&forms_mu);
 }
 
 float *sl_cpu_scratch(sl_op_ctx *ctx, size_t floats)

@@ -528,6 +528,8 @@ static int conv_winograd(sl_op_ctx *ctx, const sl_conv2d_args *a)
         if (O8 > (size_t)O) /* the rows past O of the last block of 8 */
             memset(j.U, 0, nU * sizeof(float));
         sl_cpu_chan_for(ctx, O, (size_t)O * C * 16, wg_weights_part, &j);
+        if (Uk)
+            sl_cpu_fixed_form_ready(ctx, Uk, 1);
     }
     const size_t HW = (size_t)H * W;
     for (size_t b = 0; b < a->batch; b++) {

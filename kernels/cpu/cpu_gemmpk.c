@@ -178,8 +178,10 @@ int sl_cpu_gemm_packed(sl_op_ctx *ctx, const sl_gemm_args *a, size_t parts)
     float *wp = sl_cpu_fixed_form(ctx, a->w, PK_TAG(a->n, a->k, a->ldw), pk_floats(a->n, a->k), &fresh);
     if (!wp)
         return 0;
-    if (fresh)
+    if (fresh) {
         pk_pack(a->w, a->ldw, a->n, a->k, wp);
+        sl_cpu_fixed_form_ready(ctx, wp, 1);
+    }
     pk_job J = {a, wp, parts};
     sl_pool_for(ctx->pool, parts, pk_body, &J);
     return 1;

@@ -237,6 +237,9 @@ static int amx_run(sl_op_ctx *ctx, const sl_gemm_args *a, int terms)
     amx_job J = {a, terms, 1, n_w, wp, todo, (a->n + 31) / 32, 0, 0};
     if (!rc && (n_scratch || memchr(todo, 1, n_w)))
         sl_pool_for(ctx->pool, n_w * J.pairs, amx_pack_body, &J);
+    for (size_t b = 0; b < n_w && wp && todo; b++) /* the forms given to fill: filled, or given up */
+        if (todo[b] && wp[b])
+            sl_cpu_fixed_form_ready(ctx, (const float *)wp[b], !rc);
     if (!rc) {
         if (a->batch < th && gemm_parts(ctx, a->m, a->n, a->k) > 1)
             J.parts = (th + a->batch - 1) / a->batch;

@@ -56,12 +56,20 @@ int sl_cpu_wiener(sl_op_ctx *ctx, const sl_wiener_cfg *c, size_t n_targets, size
  * context closes, so per-call ops do not page-fault fresh memory); NULL + SL_ENOMEM in
  * sl_lasterr() when it cannot grow. Valid until the next call on the context. */
 float *sl_cpu_scratch(sl_op_ctx *ctx, size_t floats);
-/* The form derived from the fixed buffer p (sl_op_mark_fixed) kept in ctx: `floats` floats
+/* The form derived from the fixed buffer p (sl_op_mark_fixed) kept for ctx: `floats` floats
  * (64-byte aligned) told apart by tag (what is derived and how, for the caller). *fresh = 0:
- * it holds what the last caller of the same tag and size left there; 1: a new buffer for
- * the caller to fill (the old form is gone). NULL when p is not fixed, or out of memory
- * (then compute it per call). One form per buffer. */
+ * it holds what the caller that filled it (of the same tag and size) left there; 1: a new
+ * buffer for the caller to fill and then hand over with sl_cpu_fixed_form_ready (the old
+ * form is gone). Forms are shared by the contexts of the process that declared the same
+ * buffer fixed (workers reading one mapping of a weights file): one fills it while the
+ * others wait, their tokens lent meanwhile (sl_pool_pause). NULL when p is not fixed, out
+ * of memory, or another context fills it while ctx fills one itself (then compute it per
+ * call). One form per buffer. */
 float *sl_cpu_fixed_form(sl_op_ctx *ctx, const void *p, uint64_t tag, size_t floats, int *fresh);
+/* The form sl_cpu_fixed_form gave ctx to fill is filled (filled = 1: the contexts waiting
+ * for it go on with it) or given up (0: it is dropped, they compute per call). Nothing for
+ * a buffer that is not such a form. */
+void sl_cpu_fixed_form_ready(sl_op_ctx *ctx, const float *form, int filled);
 /* 1 when p is the start of a buffer declared fixed on ctx (sl_cpu_fixed_form can keep a form of it). */
 int sl_cpu_fixed_is(const sl_op_ctx *ctx, const void *p);
 /* One (sequence, head) pair of sl_op_attention: q rows [tq] and k, v rows [kl] of

@@ -5,7 +5,8 @@
 # conversion at load) and computes the same vectors and tags, bit for bit, as
 # from the unfolded file folded at load, on one worker and on two (each its own
 # mapping); the cuda-emu backend (weights uploaded, not mapped) agrees; a bad
-# flag is refused with the file named.
+# flag is refused with the file named; two workers on the mapped file share one
+# set of Winograd forms.
 set -u
 source "$(dirname "$0")/lib.sh"
 in_tmp_dir
@@ -74,10 +75,40 @@ e = vecs("out-emu")
 assert np.abs(e - a).max() <= 1e-5, np.abs(e - a).max()
 PY
 
+# the Winograd forms of the mapped (folded) weights are made once and shared by
+# both workers (pipeline.fixed_form_uses = 2 x fixed_forms), with the same bits
+# as one worker; weights folded at load are each worker's own copy: one form each
+mkdir in3
+for i in 1 2 3 4; do gen_tone in3/t$i.wav 3.2 44100 1 pcm_s16le; done
+for spec in "w1 1 folded.safetensors" "w2 2 folded.safetensors" "w2u 2 $W"; do
+  set -- $spec
+  run_sl run job.yaml --quiet --set "input.paths=[in3]" --set output.dir=out-$1 --set runtime.threads=$2 \
+    --set runtime.model_workers=$2 --set runtime.batch_size=1 --set embedding.window_seconds=3 --set "embedding.weights=$3"
+  expect_status 0 "3 s windows (Winograd at block 4), $2 worker(s), $3"
+done
+py_check "derived forms of mapped weights are shared by the workers" <<'PY'
+import glob, json
+import numpy as np
+def rep(d):
+    return json.load(open(d + "/report.json"))["pipeline"]
+def vecs(d):
+    return np.concatenate([np.load(f) for f in sorted(glob.glob(d + "/embeddings/cnn14/mix/*.npy"))])
+one, two, own = rep("out-w1"), rep("out-w2"), rep("out-w2u")
+assert one["fixed_forms"] >= 1 and one["fixed_form_uses"] == one["fixed_forms"], one
+active = sum(n > 0 for n in two["worker_batches"])
+assert two["workers"] == 2 and active == 2, two
+assert two["fixed_forms"] == one["fixed_forms"] and two["fixed_form_uses"] == 2 * two["fixed_forms"], two
+assert two["fixed_forms_mb"] == one["fixed_forms_mb"], (one, two)
+assert sum(n > 0 for n in own["worker_batches"]) == 2, own
+assert own["fixed_forms"] == 2 * one["fixed_forms"] and own["fixed_form_uses"] == own["fixed_forms"], own
+assert np.array_equal(vecs("out-w1"), vecs("out-w2")) and np.array_equal(vecs("out-w1"), vecs("out-w2u"))
+PY
+
 # the automatic worker count counts mapped weights once: with 513 MB for the
-# models, two workers fit with the folded file (each 256 MB of work + the derived
-# forms of 0.29 MB of shared weights, plus those weights once) and one does not
-# with the unfolded one (each 256 MB + its own 2 x 0.29 MB copy: 513.2 MB for two)
+# models, two workers fit with the folded file (each 256 MB of work, plus the
+# 0.29 MB of shared weights and their derived forms once, shared by the workers)
+# and one does not with the unfolded one (each 256 MB + its own 2 x 0.29 MB copy:
+# 513.2 MB for two)
 run_sl run job.yaml --quiet --set output.dir=out-mem-map --set embedding.weights=folded.safetensors \
   --set runtime.threads=2 --set runtime.max_model_memory_mb=513
 expect_status 0 "folded weights, 513 MB for the models"

@@ -17,6 +17,7 @@
  * Random inputs, seed printed (SL_TEST_SEED replays). Backend parity of the
  * same ops is in test_parity.c. */
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -172,6 +173,63 @@ static void test_conv_fixed(sl_op_ctx *ctx, int ci, int co, int h, int w)
         free(mine[i]);
 }
 
+typedef struct {
+    sl_op_ctx *ctx;
+    sl_conv2d_args a;
+    size_t ny;
+    float *y;
+} shared_run;
+
+static void *shared_body(void *v)
+{
+    shared_run *s = v;
+    s->y = conv_y(s->ctx, s->a, s->ny);
+    return NULL;
+}
+
+/* Two contexts that declared the same weights fixed (workers reading one mapping of a weights
+ * file) share one Winograd form, made by one of them while the other waits, both running at
+ * once: the bits of the per-call transform, one form for two uses, gone with the contexts. */
+static void test_conv_shared_forms(int ci, int co, int h, int w)
+{
+    const size_t nw = (size_t)co * ci * 9, ny = (size_t)co * h * w;
+    float *x = sl_ref_rnd((size_t)ci * h * w, -1, 1), *wt = sl_ref_rnd(nw, -1, 1);
+    sl_op_ctx *c[2] = {NULL, NULL};
+    CHECK(sl_op_ctx_open(&c[0], "cpu") == 0 && sl_op_ctx_open(&c[1], "cpu") == 0);
+    if (!c[0] || !c[1])
+        return;
+    sl_conv2d_args a = {1, ci, co, h, w, 3, x, wt, NULL, SL_ACT_RELU, NULL};
+    float *ref = conv_y(c[0], a, ny); /* per call: wt is not fixed yet */
+    shared_run r[2];
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++) {
+        CHECK(sl_op_mark_fixed(c[i], wt, nw * sizeof(float)) == 0);
+        r[i] = (shared_run){c[i], a, ny, NULL};
+    }
+    for (int i = 0; i < 2; i++)
+        CHECK(pthread_create(&th[i], NULL, shared_body, &r[i]) == 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    size_t bytes = 0, n = 0, uses = 0;
+    sl_op_cpu_fixed_forms(&bytes, &n, &uses);
+    const size_t yb = ny * sizeof(float);
+    const int same = r[0].y && r[1].y && !memcmp(r[0].y, ref, yb) && !memcmp(r[1].y, ref, yb);
+    printf("  conv2d     c%d->%d %dx%d, one fixed buffer in two contexts at once: %zu form(s) of %zu bytes, %zu uses, "
+           "%s\n", ci, co, h, w, n, bytes, uses, same ? "same bits as per call" : "DIFFERENT");
+    CHECK_MSG(n == 1 && uses == 2 && bytes > nw * sizeof(float), "one shared form expected: %zu forms, %zu uses", n,
+              uses);
+    CHECK_MSG(same, "a shared Winograd form gives other bits than per call");
+    sl_op_ctx_close(c[0]);
+    sl_op_cpu_fixed_forms(&bytes, &n, &uses);
+    CHECK_MSG(n == 1 && uses == 2, "the form outlives the first context: %zu forms", n);
+    sl_op_ctx_close(c[1]);
+    sl_op_cpu_fixed_forms(&bytes, &n, &uses);
+    CHECK_MSG(n == 0 && bytes == 0, "the form goes with the last context: %zu forms left", n);
+    float *mine[] = {x, wt, ref, r[0].y, r[1].y};
+    for (size_t i = 0; i < sizeof mine / sizeof mine[0]; i++)
+        free(mine[i]);
+}
+
 static void test_pool(sl_op_ctx *ctx, size_t planes, int h, int w, int kh, int kw)
 {
     const int oh = h / kh, ow = w / kw;
@@ -316,6 +374,7 @@ int main(void)
     sl_ref_seed("test_conv_ops");
     sl_op_ctx *ctx = NULL;
     CHECK(sl_op_ctx_open(&ctx, "cpu") == 0);
+    test_conv_shared_forms(32, 24, 40, 16);
     test_conv(ctx, 1, 1, 1, 1, 1, 3, 0, SL_ACT_NONE);
     test_conv(ctx, 2, 3, 5, 9, 11, 3, 1, SL_ACT_RELU);
     test_conv(ctx, 1, 1, 4, 40, 64, 3, 1, SL_ACT_RELU); /* Cnn14 block 1 shape, one input channel (direct) */
