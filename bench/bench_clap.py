@@ -27,6 +27,12 @@ float32, so only fp32 against fp32 is a like-for-like comparison; the JSON line
 names the mode that took effect ("precision", fp32 where the CPU has no AMX) and
 the cosine of the two embeddings; --check then bounds 1 - cosine (tf32 1e-6, bf16
 1e-3: issue 20's cosine >= 0.999) instead of the relative difference.
+
+--linears: instead, torch's time for the tower's linear layers alone (F.linear on
+each block's and patch merging's shapes, warm, best of 10 each, process CPU time,
+--threads threads), their total GFLOP and GFLOP/s: the part of the forward that
+float32 GEMMs bound (`build/bench_gemm --backends cpu --precisions fp32 --only
+"clap s" --peak` gives stemline's on the same shapes and the core's FMA peak).
 """
 
 import argparse
@@ -47,6 +53,28 @@ import torch  # noqa: E402
 import gen_golden_clap as G  # noqa: E402
 
 
+def torch_linears(threads):
+    """Best CPU time of F.linear on the HTSAT-base shapes of a 10 s clip, summed over the tower."""
+    torch.set_num_threads(threads)
+    stages = ((4096, 128, 2), (1024, 256, 2), (256, 512, 12), (64, 1024, 2))
+    shapes = [(L, n, k, d) for L, C, d in stages for n, k in ((3 * C, C), (C, C), (4 * C, C), (C, 4 * C))]
+    shapes += [(L // 4, 2 * C, 4 * C, 1) for L, C, _ in stages[:3]]  # patch merging (no bias)
+    total = flop = 0.0
+    for m, n, k, times in shapes:
+        x, w, b = torch.randn(m, k), torch.randn(n, k), torch.randn(n)
+        best = float("inf")
+        for r in range(13):
+            c0 = time.process_time()
+            torch.nn.functional.linear(x, w, b)
+            if r >= 3:
+                best = min(best, time.process_time() - c0)
+        total += best * times
+        flop += 2.0 * m * n * k * times
+    print(json.dumps({"bench": "clap_linears", "impl": "torch", "threads": threads, "cpu_s": round(total, 4),
+                      "gflop": round(flop / 1e9, 2), "gflops": round(flop / total / 1e9, 1)}))
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=10.0)
@@ -55,7 +83,10 @@ def main():
     ap.add_argument("--check", action="store_true")
     ap.add_argument("--precision", choices=("fp32", "tf32", "bf16"), default="fp32")
     ap.add_argument("--bin", default=os.environ.get("BENCH_CNN14", os.path.join(ROOT, "build", "bench_cnn14")))
+    ap.add_argument("--linears", action="store_true")
     a = ap.parse_args()
+    if a.linears:
+        return torch_linears(a.threads)
     if a.seconds > G.FULL["clip_samples"] / G.SR:
         sys.exit("--seconds: at most one 10 s clip")
     model_mod, htsat_mod, ns, version = G.import_clap()

@@ -121,8 +121,8 @@ if [[ " $PARTS " == *" jobs "* ]]; then
   echo "### Catalog jobs: $TRACKS tracks x $SECS s through \`stemline run\` (backend cpu), runtime.threads alternating"
   echo
   rm -f "$W/jobs.rows"
-  echo "| job | round | threads | load before | wall s | x realtime | CPU s (user+sys) | CPU / (wall x threads) | tokens idle | workers x op threads (max) | peak compute threads | setup s | peak RSS MB |"
-  echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+  echo "| job | round | threads | load before | wall s | x realtime | CPU s (user+sys) | CPU / (wall x threads) | tokens idle | workers x op threads (max) | peak compute threads | setup s | peak RSS MB | derived forms MB (forms, uses) |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
   for job in hpss umx cnn14; do
     case $job in
       hpss) set_args=(--set separation.model=hpss --set embedding.model=melstats) ;;
@@ -147,10 +147,11 @@ try:
     peak = p["peak_compute_threads"]
     setup, rss = f"{p['setup_s']:.3f}", f"{p.get('peak_rss_mb', 0):.0f}"
     idle = f"{p['tokens_idle_s']:.2f} s of {int(t) * p['pipeline_s']:.2f}" if "tokens_idle_s" in p else "?"
+    forms = f"{p.get('fixed_forms_mb', 0):.0f} ({p.get('fixed_forms', 0)}, {p.get('fixed_form_uses', 0)})"
 except Exception as e:  # a failed run is shown, not hidden
-    split, peak, idle, setup, rss = f"no report ({e})", "?", "?", "?", "?"
+    split, peak, idle, setup, rss, forms = f"no report ({e})", "?", "?", "?", "?", "?"
 print(f"| {job} | {rnd} | {t} | {l} | {wall:.2f} | {int(n) * float(secs) / wall:.1f} | {cpu:.2f} | "
-      f"{cpu / (wall * int(t)):.0%} | {idle} | {split} | {peak} | {setup} | {rss} |")
+      f"{cpu / (wall * int(t)):.0%} | {idle} | {split} | {peak} | {setup} | {rss} | {forms} |")
 EOF
       done
     done

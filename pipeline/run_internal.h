@@ -178,6 +178,7 @@ struct runner {
     char workers_reason[320]; /* why n_workers (plan_threads), for the report */
     double worker_mb;      /* a CPU worker's memory, estimated (weights and work buffers) */
     double shared_mb;      /* weights all CPU workers read from one mapping (counted once) */
+    int stem_threads, stem_peak; /* writers: threads a track's stems may be encoded on, most that ran (under mu) */
     double model_memory_mb; /* what the workers may take (runtime.max_model_memory_mb or 3/4 available), -1 unknown */
     double models_open_s;  /* the run's own models (worker 0's) took to open */
     double t_start, setup_s, pipeline_s; /* the run's start; from it to the pipeline's; the pipeline's span */

@@ -142,6 +142,51 @@ int open_encoders(runner *r, trk *t, char *err, size_t errsize)
     return 0;
 }
 
+/* The writer thread's pool (writer_thread): a track's stems are encoded side by
+ * side on tokens of the run's budget that are free (sl_pool_set_budget, the
+ * writer holding one), each stem by one thread with its own encoder, so the
+ * bytes do not depend on it; serial where there is none (other threads). */
+static __thread sl_pool *stem_pool;
+
+typedef struct {
+    trk *t;
+    float *const *const *y; /* [stem]: the planes to write (n samples each) */
+    size_t n;
+    int finish;             /* then finish each stem (renamed into place) */
+    int rc[SL_MAX_SOURCES];
+} stems_job;
+
+static void stem_body(void *v, size_t k, int tid)
+{
+    (void)tid;
+    stems_job *j = v;
+    int rc = j->n ? sl_encoder_write(j->t->enc[k], (const float *const *)j->y[k], j->n) : 0;
+    if (!rc && j->finish) {
+        rc = sl_encoder_finish(j->t->enc[k]);
+        j->t->enc[k] = NULL;
+    }
+    j->rc[k] = rc;
+}
+
+/* Writes n samples of planes y[k] into each of t's n_stems encoders and, with
+ * finish, finishes each (renamed into place: t->placed); the first stem that
+ * failed fails the track, as when they were written one after the other. */
+static void write_stems(runner *r, trk *t, int n_stems, float *const *const *y, size_t n, int finish)
+{
+    stems_job j = {.t = t, .y = y, .n = n, .finish = finish};
+    sl_pool_for(stem_pool, (size_t)n_stems, stem_body, &j);
+    for (int k = 0; k < n_stems; k++)
+        if (finish && !j.rc[k])
+            t->placed |= 1ULL << k; /* (removed again if the track fails) */
+    for (int k = 0; k < n_stems; k++)
+        if (j.rc[k]) {
+            char m[512], w[600];
+            snprintf(w, sizeof w, "write: %s", sl_errmsg(j.rc[k], m, sizeof m));
+            trk_output_error(r, t, j.rc[k], w);
+            break;
+        }
+}
+
 /* Stitches one segment (in order) and writes its final samples. Caller holds t->mu. */
 static void stitch_write(runner *r, trk *t, slot *s)
 {
@@ -153,15 +198,8 @@ static void stitch_write(runner *r, trk *t, slot *s)
     size_t emit = r->dmx     ? sl_dmx_joiner_push(&t->xj, (const float *const *const *)y, &s->xpos, y)
                   : r->demix ? sl_demix_joiner_push(&t->dj, y, &s->dpos)
                              : sl_stitcher_push(&t->st, y, s->len);
-    for (int k = 0; k < r->sep->n_sources && r->write_stems; k++) {
-        int rc = sl_encoder_write(t->enc[k], (const float *const *)s->out[k], emit);
-        if (rc) {
-            char m[512], w[600];
-            snprintf(w, sizeof w, "write: %s", sl_errmsg(rc, m, sizeof m));
-            trk_output_error(r, t, rc, w);
-            break;
-        }
-    }
+    if (r->write_stems)
+        write_stems(r, t, r->sep->n_sources, y, emit, 0);
     t->t_write += now_s() - t0;
 }
 
@@ -221,20 +259,8 @@ void finalize(runner *r, trk *t)
             }
             /* (the reference chunking emits everything with its last chunk) */
             size_t n = t->have_st && !r->demix && !r->dmx ? sl_stitcher_flush(&t->st, pp) : 0;
-            for (int k = 0; k < r->sep->n_sources && r->write_stems && !t->failed && !t->abandoned; k++) {
-                int rc = n ? sl_encoder_write(t->enc[k], (const float *const *)planes[k], n) : 0;
-                if (!rc) {
-                    rc = sl_encoder_finish(t->enc[k]);
-                    t->enc[k] = NULL;
-                    if (!rc)
-                        t->placed |= 1ULL << k;
-                }
-                if (rc) {
-                    char w[600];
-                    snprintf(w, sizeof w, "write: %s", sl_errmsg(rc, m, sizeof m));
-                    trk_output_error(r, t, rc, w);
-                }
-            }
+            if (r->write_stems && !t->failed && !t->abandoned)
+                write_stems(r, t, r->sep->n_sources, pp, n, 1);
             free(buf);
         }
     }
@@ -513,10 +539,21 @@ void *writer_thread(void *arg)
 {
     runner *r = arg;
     slot *s;
+    /* a track's stems side by side on tokens free at the time (none at 1 thread) */
+    const int stems = r->sep && r->write_stems ? r->sep->n_sources : 1;
+    if (stems > 1 && r->threads > 1 && sl_pool_create(&stem_pool, stems < r->threads ? stems : r->threads) == 0)
+        sl_pool_set_budget(stem_pool, r->budget, 1);
     while ((s = pop_write(r))) {
         sl_budget_acquire(r->budget, 1); /* encoding and writing compute: one token */
         write_one(r, s);
         sl_budget_release(r->budget, 1);
     }
+    pthread_mutex_lock(&r->mu);
+    const int n = sl_pool_threads(stem_pool), peak = sl_pool_peak(stem_pool);
+    r->stem_threads = n > r->stem_threads ? n : r->stem_threads;
+    r->stem_peak = peak > r->stem_peak ? peak : r->stem_peak;
+    pthread_mutex_unlock(&r->mu);
+    sl_pool_destroy(stem_pool);
+    stem_pool = NULL;
     return NULL;
 }

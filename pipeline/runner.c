@@ -14,6 +14,7 @@
  * slot comes back: encoders renamed into place, then the ledger row, last.
  * Shards are rebuilt from the ledger at the end, so they always hold exactly
  * the tracks that are done, in id order, whatever order they finished in. */
+#include "common/sl_mem.h"
 #include "common/sl_sha256.h"
 #include <sys/resource.h>
 #include "run_internal.h"
@@ -767,6 +768,7 @@ int sl_run(const sl_config *cfg, const sl_run_opts *opts)
     runner R;
     memset(&R, 0, sizeof R);
     runner *r = &R;
+    sl_mem_keep_freed(); /* each track's buffers reuse the last one's pages */
     r->cfg = cfg;
     r->opts = opts;
     /* for the whole run: set_fatal takes mu on every path, threads or none */

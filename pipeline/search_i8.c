@@ -105,7 +105,11 @@ static void quantise_row(const float *x, size_t dim, int unit, double *v, unsign
 
 static int i8_write(shard *s, const char *path, int unit)
 {
+    /* written 8 MiB or more at a time: the page cache then holds the copy in large folios,
+     * which halves what mapping and unmapping its pages costs each search (1M x 512: about
+     * 75 -> 40 ms of CPU to map, read and unmap the 528 MB, against 540 KB writes) */
     const size_t dim = s->dim, chunk = 1024, ld = dim + SL_SCAN_I8_META;
+    const size_t wrows = ((((size_t)8 << 20) + ld - 1) / ld + chunk - 1) / chunk * chunk;
     if (dim > I8_MAX_DIM)
         return sl_seterr(SL_EINVAL, "search: %s: rows of %zu values are too long for an int8 scan copy (at most %d)",
                          s->npy, dim, I8_MAX_DIM);
@@ -114,7 +118,7 @@ static int i8_write(shard *s, const char *path, int unit)
         int e = errno;
         return sl_seterr(-e, "%s: %s", s->npy, strerror(e));
     }
-    unsigned char *raw = malloc(chunk * dim * 4), *out = malloc(chunk * ld), hdr[256];
+    unsigned char *raw = malloc(chunk * dim * 4), *out = malloc(wrows * ld), hdr[256];
     float *x = malloc(chunk * dim * sizeof *x);
     double *v = malloc(dim * sizeof *v);
     sl_atomic_file *f = NULL;
@@ -131,9 +135,11 @@ static int i8_write(shard *s, const char *path, int unit)
             break;
         }
         sl_npy_unpack(raw, x, m * dim, 0);
+        const size_t at = r0 % wrows;
         for (size_t r = 0; r < m; r++)
-            quantise_row(x + r * dim, dim, unit, v, out + r * ld);
-        rc = sl_atomic_write(f, out, m * ld);
+            quantise_row(x + r * dim, dim, unit, v, out + (at + r) * ld);
+        if (at + m == wrows || r0 + m == s->rows)
+            rc = sl_atomic_write(f, out, (at + m) * ld);
     }
     close(fd);
     if (f) {

@@ -163,15 +163,19 @@ expect_grep "--queries FILE" "$OUT" "--help documents --queries"
 # driven through a pipe: each answer arrives before the next query is written;
 # then a shard changes under the session, which ends it
 coproc SESSION { "$STEMLINE" search out --queries - -k 3 2>session.err; }
-echo "piano" >&"${SESSION[1]}"
-if IFS= read -r -t 60 first <&"${SESSION[0]}"; then pass; else fail "no answer before end of input (not flushed?)"; fi
+# its pid and our own copies of its pipes, taken at once: bash unsets SESSION and
+# SESSION_PID as soon as it reaps the process, which may be before we read its last line
+pid=$SESSION_PID
+exec {sin}>&"${SESSION[1]}" {sout}<&"${SESSION[0]}"
+exec {SESSION[1]}>&- {SESSION[0]}<&-
+echo "piano" >&"$sin"
+if IFS= read -r -t 60 first <&"$sout"; then pass; else fail "no answer before end of input (not flushed?)"; fi
 case $first in *'"line": 1, "query": "piano"'*) pass ;; *) fail "first answer: $first" ;; esac
 touch -d '2001-01-01' "$D/.scan-i8/shard-00001.npy"  # the copy the session maps (the int8 one, built above)
-echo "piano" >&"${SESSION[1]}"
-IFS= read -r -t 60 second <&"${SESSION[0]}" || second=
+echo "piano" >&"$sin"
+IFS= read -r -t 60 second <&"$sout" || second=
 case $second in *'"error"'*'changed since the search session mapped it'*) pass ;; *) fail "changed shard: $second" ;; esac
-pid=$SESSION_PID
-exec {SESSION[1]}>&-
+exec {sin}>&- {sout}<&-
 wait "$pid"
 STATUS=$?
 expect_status 1 "a session whose shard changed ends with status 1"

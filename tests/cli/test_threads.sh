@@ -131,6 +131,10 @@ import json
 p = json.load(open("out-tail/report.json"))["pipeline"]
 assert (p["workers"], p["op_threads"], p["op_threads_max"]) == (2, 1, 2), p
 assert p["peak_op_threads"] == 2 and p["peak_compute_threads"] == 2, p
+# the writers encode a track's 3 stems side by side on tokens free at the time
+assert p["stem_threads"] == 2 and 1 <= p["stem_threads_peak"] <= 2, p
+one = json.load(open("out-1/report.json"))["pipeline"]
+assert one["stem_threads"] == 1 and one["stem_threads_peak"] <= 1, one
 EOF
 
 # the outputs do not depend on the split (segments are computed independently)
