@@ -354,7 +354,14 @@ static int run_alloc(sl_op_ctx *ctx, const hd_state *st, hd_run *R)
         run_free(ctx, R);
         return sl_seterr(SL_ENOMEM, "separation model htdemucs: out of memory");
     }
-    return 0;
+    /* _ispec's input: the zero bin on top and two zero frames each side stay zero (irfft
+     * does not modify its input; each segment's permute writes only the rest) */
+    const size_t zn = SC * (T + 4) * (F + 1) * 2;
+    memset(R->host_mag, 0, zn * sizeof(float));
+    int rc = sl_op_upload(ctx, R->zin, R->host_mag, zn * sizeof(float));
+    if (rc < 0)
+        run_free(ctx, R);
+    return rc < 0 ? rc : 0;
 }
 
 /* Fills vec[0..T) with a, vec[T..2T) with b, vec[2T..3T) with c, vec[3T..4T) with d. */
@@ -505,9 +512,7 @@ static int forward(sl_op_ctx *ctx, const hd_state *st, int m, hd_run *R, const f
     sl_affine_args dn = {1, 2 * SC * F, T, cur, T, 0, R->vec + 2 * T, R->vec + 3 * T, 0, SL_ACT_NONE, cur, T, 0,
                          NULL, 0, 0};
     TRY(sl_op_affine(ctx, &dn));
-    const size_t zn = SC * (T + 4) * (F + 1) * 2;
-    memset(R->host_mag, 0, zn * sizeof(float));
-    TRY(sl_op_upload(ctx, R->zin, R->host_mag, zn * sizeof(float)));
+    /* zin's zero bin and frames were cleared by run_alloc; the permute fills the rest */
     sl_permute_args pz = {{SC, T, F, 2}, cur, {2 * F * T, 1, T, F * T}, R->zin + 2 * (F + 1) * 2,
                           {(T + 4) * (F + 1) * 2, (F + 1) * 2, 2, 1}};
     TRY(sl_op_permute(ctx, &pz));

@@ -286,20 +286,42 @@ static size_t ws_scores512(size_t tq, size_t kp, size_t D)
     return s > D ? s : D;
 }
 
+/* Rows far apart (a time axis over frames of many bands: each row its own page) are fetched
+ * PF_ROWS rows ahead of their use in attend512's copies. */
+#define PF_ROWS 8
+static inline void prefetch_row(const float *row, size_t D)
+{
+    for (size_t d = 0; d < D; d += 16)
+        _mm_prefetch((const char *)(row + d), _MM_HINT_T0);
+}
+
 ATT_512 static void attend512(const sl_cpu_attn_pair *p, float *ws)
 {
     const size_t tq = p->tq, kl = p->kl, D = p->D, kp = (kl + 31) & ~(size_t)31;
     float *qr = ws, *kt = qr + tq * D, *S = kt + D * kp, *vc = S + ws_scores512(tq, kp, D);
-    rotate_rows512(p->q, p->ldq, tq, D, p->rope, qr);
+    for (size_t t = 0; t < tq; t++) {
+        if (t + PF_ROWS < tq)
+            prefetch_row(p->q + (t + PF_ROWS) * p->ldq, D);
+        else if (t + PF_ROWS - tq < kl)
+            prefetch_row(p->k + (t + PF_ROWS - tq) * p->ldk, D);
+        rotate_rows512(p->q + t * p->ldq, p->ldq, 1, D, p->rope ? p->rope + t * D : NULL, qr + t * D);
+    }
     memset(kt, 0, D * kp * sizeof(float));
     for (size_t j = 0; j < kl; j++) {
+        if (j + PF_ROWS < kl)
+            prefetch_row(p->k + (j + PF_ROWS) * p->ldk, D);
+        else if (j + PF_ROWS - kl < kl)
+            prefetch_row(p->v + (j + PF_ROWS - kl) * p->ldv, D);
         rotate_rows512(p->k + j * p->ldk, p->ldk, 1, D, p->rope ? p->rope + j * D : NULL, S);
         for (size_t d = 0; d < D; d++)
             kt[d * kp + j] = S[d];
     }
     /* v rows side by side: the p . v passes read them once per 4 query rows */
-    for (size_t j = 0; j < kl; j++)
+    for (size_t j = 0; j < kl; j++) {
+        if (j + PF_ROWS < kl)
+            prefetch_row(p->v + (j + PF_ROWS) * p->ldv, D);
         memcpy(vc + j * D, p->v + j * p->ldv, D * sizeof(float));
+    }
     for (size_t i0 = 0; i0 < tq; i0 += QB) {
         const size_t nq = tq - i0 < QB ? tq - i0 : QB;
         const float *qb = qr + i0 * D;
