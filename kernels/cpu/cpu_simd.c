@@ -1,4 +1,4 @@
-/* Run-time selection of the CPU backend's AVX2 paths (cpu_simd.h). */
+/* Run-time selection of the CPU backend's AVX2 paths (cpu_simd.h); the element-wise vector helpers are in cpu_simd_vec.c. */
 #include <math.h>
 #include <stdatomic.h>
 #include <pthread.h>
@@ -58,89 +58,6 @@ int sl_cpu_simd_fma(void)
 #else
     return 0;
 #endif
-}
-
-#ifdef SL_CPU_HAVE_AVX2_PATHS
-__attribute__((target("avx2"))) static size_t muladd_avx2(float *acc, const float *a, const float *b, size_t n)
-{
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(acc + i, _mm256_add_ps(_mm256_loadu_ps(acc + i),
-                                                _mm256_mul_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i))));
-    return i;
-}
-
-__attribute__((target("avx2"))) static size_t div_avx2(float *out, const float *a, const float *b, size_t n)
-{
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(out + i, _mm256_div_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i)));
-    return i;
-}
-
-__attribute__((target("avx2"))) static size_t scale_avx2(float *out, const float *in, float s, size_t n)
-{
-    const __m256 v = _mm256_set1_ps(s);
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_loadu_ps(in + i), v));
-    return i;
-}
-#endif
-
-void sl_cpu_vec_muladd(float *acc, const float *a, const float *b, size_t n)
-{
-    size_t i = 0;
-#ifdef SL_CPU_HAVE_AVX2_PATHS
-    if (sl_cpu_simd_avx2())
-        i = muladd_avx2(acc, a, b, n);
-#endif
-    for (; i < n; i++)
-        acc[i] += a[i] * b[i];
-}
-
-void sl_cpu_vec_div(float *out, const float *a, const float *b, size_t n)
-{
-    size_t i = 0;
-#ifdef SL_CPU_HAVE_AVX2_PATHS
-    if (sl_cpu_simd_avx2())
-        i = div_avx2(out, a, b, n);
-#endif
-    for (; i < n; i++)
-        out[i] = a[i] / b[i];
-}
-
-#ifdef SL_CPU_HAVE_AVX2_PATHS
-__attribute__((target("avx2"))) static size_t add_scalar_avx2(float *y, float b, size_t n)
-{
-    const __m256 bv = _mm256_set1_ps(b);
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i), bv));
-    return i;
-}
-#endif
-
-void sl_cpu_vec_add_scalar(float *y, float b, size_t n)
-{
-    size_t i = 0;
-#ifdef SL_CPU_HAVE_AVX2_PATHS
-    if (sl_cpu_simd_avx2())
-        i = add_scalar_avx2(y, b, n);
-#endif
-    for (; i < n; i++)
-        y[i] += b;
-}
-
-void sl_cpu_vec_scale(float *out, const float *in, float s, size_t n)
-{
-    size_t i = 0;
-#ifdef SL_CPU_HAVE_AVX2_PATHS
-    if (sl_cpu_simd_avx2())
-        i = scale_avx2(out, in, s, n);
-#endif
-    for (; i < n; i++)
-        out[i] = in[i] * s;
 }
 
 /* ---- LSTM cell: exp, sigmoid and tanh without libm calls ---- */
