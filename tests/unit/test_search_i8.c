@@ -117,6 +117,21 @@ static void expect_exact(sl_vindex *ix, const float *x, size_t k, uint64_t want,
     CHECK_MSG(v == 1 && s == 0, "%s: the int8 copy was not scanned (%zu valid, %zu stale)", what, v, s);
 }
 
+/* dir's one shard of rows x d rows (taken as normalised), opened with its int8 copy
+ * built; NULL (the failure counted) when it cannot be opened */
+static sl_vindex *one_shard_i8(const char *dir, const float *X, size_t rows, int d)
+{
+    write_npy(dir, 0, X, rows, d);
+    sl_vindex *ix = NULL;
+    size_t w, kept;
+    CHECK_MSG(sl_vindex_open(&ix, dir) == 0, "%s", sl_lasterr());
+    if (!ix)
+        return NULL;
+    sl_vindex_set_rows_normalized(ix, 1);
+    CHECK(sl_vindex_build_i8(ix, &w, &kept) == 0 && w == 1);
+    return ix;
+}
+
 /* Rows the int8 copy rounds as badly as its bound allows, the same way for every
  * value: the query is all ones (exact in int8), a row is s0 (c + 0.45 sign) with
  * integer c, so each value is 0.45 s0 above (A) or below (B) its int8 copy, in the
@@ -153,14 +168,9 @@ static void test_row_rounding(const char *tmp)
     for (size_t r = DECOYS + 1; r < rows; r++) /* far below: the anti-query direction */
         for (int i = 0; i < D; i++)
             X[r * D + i] = (float)(-s0 * irand(1, 100));
-    write_npy(dir, 0, X, rows, D);
-    sl_vindex *ix = NULL;
-    size_t w, kept;
-    CHECK_MSG(sl_vindex_open(&ix, dir) == 0, "%s", sl_lasterr());
+    sl_vindex *ix = one_shard_i8(dir, X, rows, D);
     if (!ix)
         return;
-    sl_vindex_set_rows_normalized(ix, 1);
-    CHECK(sl_vindex_build_i8(ix, &w, &kept) == 0 && w == 1);
     expect_exact(ix, q, 1, DECOYS, "row rounding, k 1");
     expect_exact(ix, q, DECOYS, DECOYS, "row rounding, k 3");
     sl_vindex_close(ix);
@@ -210,14 +220,9 @@ static void test_query_rounding(const char *tmp)
     for (size_t r = 2; r < rows; r++) /* far below */
         for (int i = 0; i < D; i++)
             X[r * D + i] = (float)(s0 * (i == 0 ? -127 : irand(-1, 1)));
-    write_npy(dir, 0, X, rows, D);
-    sl_vindex *ix = NULL;
-    size_t w, kept;
-    CHECK_MSG(sl_vindex_open(&ix, dir) == 0, "%s", sl_lasterr());
+    sl_vindex *ix = one_shard_i8(dir, X, rows, D);
     if (!ix)
         return;
-    sl_vindex_set_rows_normalized(ix, 1);
-    CHECK(sl_vindex_build_i8(ix, &w, &kept) == 0 && w == 1);
     expect_exact(ix, q, 1, 1, "query rounding, k 1");
     sl_vindex_close(ix);
     free(X);
