@@ -154,6 +154,7 @@ typedef struct {
     size_t n;
     int finish;             /* then finish each stem (renamed into place) */
     int rc[SL_MAX_SOURCES];
+    char msg[SL_MAX_SOURCES][512]; /* a failed stem's message, taken on the thread that failed */
 } stems_job;
 
 static void stem_body(void *v, size_t k, int tid)
@@ -166,6 +167,8 @@ static void stem_body(void *v, size_t k, int tid)
         j->t->enc[k] = NULL;
     }
     j->rc[k] = rc;
+    if (rc) /* the detail (path, fsync or write) is in this thread's last error */
+        sl_errmsg(rc, j->msg[k], sizeof j->msg[k]);
 }
 
 /* Writes n samples of planes y[k] into each of t's n_stems encoders and, with
@@ -180,8 +183,8 @@ static void write_stems(runner *r, trk *t, int n_stems, float *const *const *y, 
             t->placed |= 1ULL << k; /* (removed again if the track fails) */
     for (int k = 0; k < n_stems; k++)
         if (j.rc[k]) {
-            char m[512], w[600];
-            snprintf(w, sizeof w, "write: %s", sl_errmsg(j.rc[k], m, sizeof m));
+            char w[600];
+            snprintf(w, sizeof w, "write: %s", j.msg[k]);
             trk_output_error(r, t, j.rc[k], w);
             break;
         }
