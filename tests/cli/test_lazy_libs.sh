@@ -3,10 +3,10 @@
 # CPU job open none of the CUDA backend's libraries (libcudart is linked
 # statically; libcufft, libcudnn and libcublasLt are opened when a CUDA context
 # needs them, kernels/cuda/cu_dl.h), and `--version`, `--help`, `inspect
-# --help`, a usage error, `search --id` and `report` open none of FFmpeg's
-# (opened when something first decodes or encodes, io/ff_dl.h), while a job and
-# `inspect FILE` do and work; as the dynamic loader's own account of the files
-# it loads (LD_DEBUG=files) shows. An FFmpeg that cannot be opened
+# --help`, a usage error, `search --id`, `report`, `models` and `merge` open
+# none of FFmpeg's (opened when something first decodes or encodes,
+# io/ff_dl.h), while a job and `inspect FILE` do and work; as the dynamic
+# loader's own account of the files it loads (LD_DEBUG=files) shows. An FFmpeg that cannot be opened
 # (SL_FAULT_FFMPEG_MISSING) stops a job at once with exit 2 and fails
 # `inspect FILE`, both naming the library and why.
 set -u
@@ -75,6 +75,10 @@ expect_status 0 "search --id a.wav"
 expect_grep '"a.wav"' "$OUT" "search --id a.wav finds the track"
 no_ffmpeg report report out --html report.html
 expect_status 0 "report OUT"
+no_ffmpeg models models
+expect_status 0 "models"
+no_ffmpeg merge merge out
+expect_status 0 "merge OUT"
 LD_DEBUG=files "$STEMLINE" inspect in/a.wav >"$OUT" 2>ld-inspect.log
 STATUS=$?
 expect_status 0 "inspect in/a.wav"
