@@ -71,6 +71,9 @@ def main():
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--weights", help="a released HTDemucs checkpoint (.th); default: random weights")
+    ap.add_argument("--bag", type=int, default=1, metavar="N",
+                    help="random weights only: a bag of N models, model i weighted for source i alone as in "
+                         "htdemucs_ft (N=4); demucs's BagOfModels on the torch side (default 1: one model)")
     ap.add_argument("--model-only", metavar="BENCH_UMX", help="time one segment through the model alone")
     ap.add_argument("--repeat", type=int, default=2, help="timed runs after a warm-up (--model-only)")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"],
@@ -86,12 +89,24 @@ def main():
         model = load_model(a.weights)
         tensors, meta = convert([a.weights])
     else:
-        torch.manual_seed(0)
         kw = dict(sources=["drums", "bass", "other", "vocals"], segment=fractions.Fraction(39, 5))
-        model = HTDemucs(**kw)
+        nsrc = len(kw["sources"])
+        if a.bag < 1 or (a.bag > 1 and a.bag != nsrc):
+            ap.error("--bag: 1, or %d (one model per source, as htdemucs_ft)" % nsrc)
+        models, tensors = [], []
+        for i in range(a.bag):
+            torch.manual_seed(i)
+            models.append(HTDemucs(**kw))
+            tensors += [("m%d.%s" % (i, k), stemline_st.to_numpy_f32(v)) for k, v in models[i].state_dict().items()]
         meta = metadata_from_kwargs({k: v for k, v in kw.items() if k != "sources"}, kw["sources"])
-        meta.update(models="1", bag_weights="1.0,1.0,1.0,1.0", source="random weights (bench)")
-        tensors = [("m0." + k, stemline_st.to_numpy_f32(v)) for k, v in model.state_dict().items()]
+        if a.bag == 1:
+            model, rows = models[0], [[1.0] * nsrc]
+        else:
+            from demucs.apply import BagOfModels
+            rows = [[1.0 if j == i else 0.0 for j in range(nsrc)] for i in range(a.bag)]
+            model = BagOfModels(models, rows)
+        meta.update(models=str(a.bag), bag_weights=";".join(",".join(repr(x) for x in r) for r in rows),
+                    source="random weights (bench)")
     stemline_st.save(sw, tensors, meta)
     model.eval()
     sr = model.samplerate
@@ -103,9 +118,12 @@ def main():
     os.makedirs(os.path.join(tmp, "in"))
     write_wav(os.path.join(tmp, "in", "track.wav"), track, sr)
     if a.model_only:
+        if a.bag > 1:
+            ap.error("--model-only times one model; a bag's model work is --bag times that")
         return model_only(a, model, sw, track[:, :int(model.segment * sr)], tmp)
     load = open("/proc/loadavg").read().split()[:3]
-    print("HT-Demucs end to end, %.0f s stereo at %d Hz, load before: %s" % (a.seconds, sr, " ".join(load)))
+    print("HT-Demucs%s end to end, %.0f s stereo at %d Hz, load before: %s"
+          % (" bag of %d" % a.bag if a.bag > 1 else "", a.seconds, sr, " ".join(load)))
     for th in [int(x) for x in a.threads.split(",")]:
         torch.set_num_threads(th)
         wav = torch.from_numpy(track)

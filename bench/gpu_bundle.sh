@@ -97,9 +97,21 @@ glibc='^(linux-vdso|ld-linux|libc\.|libm\.|libdl\.|libpthread\.|librt\.|libresol
 cuda='^(libcuda\.|libcudart|libcufft|libcudnn|libcublas|libnvrtc|libnvJitLink|libnvidia)'
 fallback='^(libstdc\+\+|libgcc_s)'
 : > "$B/cuda-libs"
-for b in "${bins[@]}"; do
-  ldd "$b" | awk '/=>/ {print $1, $3}'
-done | sort -u | while read -r name path; do
+# A shared FFmpeg (--from a default build) is opened with dlopen at its first
+# use (io/ff_dl.h): ldd does not name it. Carried with what it needs; a static
+# one (the default here) is inside stemline and names no such library.
+ffmpeg=()
+for name in $({ grep -aohE 'lib(avformat|avcodec|swresample|avutil)\.so\.[0-9]+' "${bins[@]}" || true; } | sort -u); do
+  path=$(/sbin/ldconfig -p | awk -v n="$name" '$1 == n && /x86-64/ {print $NF; exit}')
+  [ -n "$path" ] || { echo "gpu_bundle.sh: $name (opened by stemline) not found by ldconfig" >&2; exit 1; }
+  ffmpeg+=("$path")
+done
+{
+  for b in "${bins[@]}" "${ffmpeg[@]}"; do
+    ldd "$b" | awk '/=>/ {print $1, $3}'
+  done
+  for f in "${ffmpeg[@]}"; do echo "$(basename "$f") $f"; done
+} | sort -u | while read -r name path; do
   if [[ "$name" =~ $glibc ]]; then continue; fi
   if [[ "$name" =~ $cuda ]]; then echo "$name" >> "$B/cuda-libs"; continue; fi
   [ -f "$path" ] || { echo "gpu_bundle.sh: $name not found ($path)" >&2; exit 1; }
@@ -121,7 +133,9 @@ chmod +x "$B/run" "$B/stemline"
 # Closure check: with only the bundle's libraries (and the CUDA ones) on the
 # path, nothing is missing and nothing comes from elsewhere but glibc.
 libpath=$(env -i PATH=/usr/bin:/bin "$B/run" --libs 2>/dev/null)
-for b in "$B"/bin/*; do
+carried_ffmpeg=()
+for f in "${ffmpeg[@]}"; do carried_ffmpeg+=("$B/lib/$(basename "$f")"); done
+for b in "$B"/bin/* "${carried_ffmpeg[@]}"; do
   while read -r name path; do
     if [ "$path" = "not" ] || [ -z "$path" ]; then
       echo "gpu_bundle.sh: $(basename "$b") needs $name, which the bundle does not resolve" >&2

@@ -288,7 +288,8 @@ int main(int argc, char **argv)
     /* A reader that went away (`stemline run ... 2>&1 | head`) must not kill
      * the run: writes to it fail instead, and the log stops writing there. */
     signal(SIGPIPE, SIG_IGN);
-    sl_io_init();
+    /* FFmpeg is loaded by what first decodes or encodes (io/ff_dl.h), not here:
+     * --version, search, report and the like start without it */
     if (argc < 2) {
         fputs(main_help, stderr);
         return SL_EXIT_USAGE;

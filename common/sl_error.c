@@ -5,11 +5,13 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Weak: FFmpeg's libavutil is linked only into programs that decode or encode
- * (io/), which are the only ones that meet AVERROR codes. The op layer and its
- * tools and tests (bench_dsp, the parity tests) link without FFmpeg; there the
- * address is NULL and such a code prints as "error N". */
-extern int av_strerror(int errnum, char *errbuf, size_t errbuf_size) __attribute__((weak));
+/* FFmpeg's av_strerror, set by io/ once it has loaded FFmpeg (io/ff_dl.h):
+ * AVERROR codes only come from FFmpeg, so they meet a set pointer. Programs
+ * that never load FFmpeg (the op layer's tools and tests) print such a code as
+ * "error N". */
+static int (*_Atomic av_strerror_fn)(int errnum, char *errbuf, size_t errbuf_size);
+
+void sl_error_set_av_strerror(int (*fn)(int errnum, char *errbuf, size_t errbuf_size)) { av_strerror_fn = fn; }
 
 static const char *const sl_err_table[] = {
     "invalid argument",
@@ -44,7 +46,8 @@ const char *sl_strerror(int code)
         return sl_err_table[SL_EBASE - code - 1];
     if (code < 0 && code > -4096)
         return strerror(-code);
-    if (!av_strerror || av_strerror(code, tl_av, sizeof tl_av) < 0)
+    int (*fn)(int, char *, size_t) = av_strerror_fn;
+    if (!fn || fn(code, tl_av, sizeof tl_av) < 0)
         snprintf(tl_av, sizeof tl_av, "error %d", code);
     return tl_av;
 }

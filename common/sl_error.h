@@ -6,6 +6,7 @@
 #define SL_ERROR_H
 
 #include <stdarg.h>
+#include <stddef.h>
 
 enum {
     SL_OK = 0,
@@ -33,6 +34,11 @@ enum {
 
 /* Returns a static description of code (ours, an errno, or an AVERROR). Never NULL. */
 const char *sl_strerror(int code);
+
+/* How sl_strerror describes FFmpeg's AVERROR codes: io/ sets FFmpeg's
+ * av_strerror here when it loads FFmpeg (io/ff_dl.h); until then such a code
+ * is "error N". */
+void sl_error_set_av_strerror(int (*fn)(int errnum, char *errbuf, size_t errbuf_size));
 
 /* Records a detailed, thread-local message for the error about to be returned
  * and returns code unchanged, so callers write `return sl_seterr(SL_EIO, ...)`. */

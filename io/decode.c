@@ -8,17 +8,10 @@
 #include "common/sl_error.h"
 #include "common/sl_log.h"
 
-#include <libavcodec/avcodec.h>
-#include <libavformat/avformat.h>
-#include <libavutil/audio_fifo.h>
-#include <libavutil/channel_layout.h>
-#include <libavutil/opt.h>
-#include <libavutil/samplefmt.h>
-#include <libswresample/swresample.h>
+#include "io/ff_dl.h"
 
 #include <errno.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,7 +95,7 @@ static void set_log_file(sl_decoder *d)
 
 static void av_log_to_sl(void *avcl, int level, const char *fmt, va_list vl)
 {
-    if (level > av_log_get_level())
+    if (level > sl_ff.av_log_get_level())
         return;
     char msg[1024];
     vsnprintf(msg, sizeof msg, fmt, vl);
@@ -129,24 +122,18 @@ static void av_log_to_sl(void *avcl, int level, const char *fmt, va_list vl)
     sl_log(lvl, tl_file, "ffmpeg", "%s: %s", who, msg);
 }
 
-static pthread_once_t io_once = PTHREAD_ONCE_INIT;
-
-static void io_init_once(void)
+/* Called once by sl_ff_load, after FFmpeg is loaded and before it is used. */
+void sl_io_route_log(void)
 {
-    av_log_set_level(AV_LOG_WARNING);
-    av_log_set_callback(av_log_to_sl);
+    sl_ff.av_log_set_level(AV_LOG_WARNING);
+    sl_ff.av_log_set_callback(av_log_to_sl);
 }
 
-void sl_io_init(void) { pthread_once(&io_once, io_init_once); }
+int sl_io_load(void) { return sl_ff_load(NULL); }
+
+void sl_io_init(void) { (void)sl_ff_load(NULL); }
 
 /* ---------------------------------------------------------------- helpers */
-
-static const char *av_err(int code, char *buf, size_t size)
-{
-    if (av_strerror(code, buf, size) < 0)
-        snprintf(buf, size, "error %d", code);
-    return buf;
-}
 
 static int ensure_scratch(sl_decoder *d, dec_out *o, int frames)
 {
@@ -165,7 +152,7 @@ static int ensure_scratch(sl_decoder *d, dec_out *o, int frames)
 
 static int push_converted_to(sl_decoder *d, dec_out *o, const uint8_t **in, int n)
 {
-    int cap = swr_get_out_samples(o->swr, n);
+    int cap = sl_ff.swr_get_out_samples(o->swr, n);
     if (cap < 0)
         return sl_seterr(SL_EDECODE, "%s: resampler error", d->path);
     if (cap == 0)
@@ -173,12 +160,12 @@ static int push_converted_to(sl_decoder *d, dec_out *o, const uint8_t **in, int 
     int r = ensure_scratch(d, o, cap);
     if (r < 0)
         return r;
-    int got = swr_convert(o->swr, (uint8_t **)o->planes, cap, in, n);
+    int got = sl_ff.swr_convert(o->swr, (uint8_t **)o->planes, cap, in, n);
     if (got < 0) {
         char eb[AV_ERROR_MAX_STRING_SIZE];
-        return sl_seterr(SL_EDECODE, "%s: resampling failed (%s)", d->path, av_err(got, eb, sizeof eb));
+        return sl_seterr(SL_EDECODE, "%s: resampling failed (%s)", d->path, sl_ff_strerror(got, eb, sizeof eb));
     }
-    if (got > 0 && av_audio_fifo_write(o->fifo, (void **)o->planes, got) < got)
+    if (got > 0 && sl_ff.av_audio_fifo_write(o->fifo, (void **)o->planes, got) < got)
         return sl_seterr(SL_ENOMEM, "%s: out of memory", d->path);
     return 0;
 }
@@ -202,11 +189,11 @@ static int flush_swr(sl_decoder *d)
         if (!o->swr)
             continue;
         for (;;) {
-            int before = av_audio_fifo_size(o->fifo);
+            int before = sl_ff.av_audio_fifo_size(o->fifo);
             int r = push_converted_to(d, o, NULL, 0);
             if (r < 0)
                 return r;
-            if (av_audio_fifo_size(o->fifo) == before)
+            if (sl_ff.av_audio_fifo_size(o->fifo) == before)
                 break;
         }
     }
@@ -219,7 +206,7 @@ static int flush_swr(sl_decoder *d)
  * 0 or a negative error (o->swr NULL). */
 static int make_swr(sl_decoder *d, dec_out *o, AVChannelLayout *in_layout, int fmt, int rate)
 {
-    int r = swr_alloc_set_opts2(&o->swr, &o->layout, AV_SAMPLE_FMT_FLTP, o->rate, in_layout,
+    int r = sl_ff.swr_alloc_set_opts2(&o->swr, &o->layout, AV_SAMPLE_FMT_FLTP, o->rate, in_layout,
                                 (enum AVSampleFormat)fmt, rate, 0, NULL);
     if (r >= 0) {
         int in_ch = in_layout->nb_channels;
@@ -229,18 +216,18 @@ static int make_swr(sl_decoder *d, dec_out *o, AVChannelLayout *in_layout, int f
             double m[64];
             for (int c = 0; c < o->ch; c++)
                 m[c] = 1.0;
-            r = swr_set_matrix(o->swr, m, 1);
+            r = sl_ff.swr_set_matrix(o->swr, m, 1);
         } else if (in_ch > o->ch) {
             /* Down-mix: swr's standard matrix (centre and surrounds at -3 dB,
              * LFE dropped), normalised so a full-scale input cannot exceed
              * full scale (io/README.md). */
-            r = av_opt_set_double(o->swr, "rematrix_maxval", 1.0, 0);
+            r = sl_ff.av_opt_set_double(o->swr, "rematrix_maxval", 1.0, 0);
         }
     }
     if (r >= 0)
-        r = swr_init(o->swr);
+        r = sl_ff.swr_init(o->swr);
     if (r < 0)
-        swr_free(&o->swr);
+        sl_ff.swr_free(&o->swr);
     return r;
 }
 
@@ -251,14 +238,14 @@ static int configure_swr(sl_decoder *d, const AVChannelLayout *layout, int fmt, 
     char eb[AV_ERROR_MAX_STRING_SIZE];
     if (d->out[0].swr) {
         if (d->in_fmt == fmt && d->in_rate == rate &&
-            !av_channel_layout_compare(&d->in_key_layout, layout))
+            !sl_ff.av_channel_layout_compare(&d->in_key_layout, layout))
             return 0;
         int r = flush_swr(d);
         if (r < 0)
             return r;
         for (int i = 0; i < d->n_out; i++)
-            swr_free(&d->out[i].swr);
-        av_channel_layout_uninit(&d->in_key_layout);
+            sl_ff.swr_free(&d->out[i].swr);
+        sl_ff.av_channel_layout_uninit(&d->in_key_layout);
     }
     if (layout->nb_channels <= 0 || rate <= 0 || fmt < 0)
         return sl_seterr(SL_EDECODE, "%s: decoder reported no channel count, rate or sample format",
@@ -268,25 +255,25 @@ static int configure_swr(sl_decoder *d, const AVChannelLayout *layout, int fmt, 
      * FFmpeg's default layout for the count, so the down-mix matrix exists. */
     AVChannelLayout in_layout = {0};
     if (layout->order == AV_CHANNEL_ORDER_NATIVE)
-        av_channel_layout_copy(&in_layout, layout);
+        sl_ff.av_channel_layout_copy(&in_layout, layout);
     else
-        av_channel_layout_default(&in_layout, layout->nb_channels);
+        sl_ff.av_channel_layout_default(&in_layout, layout->nb_channels);
 
     int r = 0, i = 0;
     for (; i < d->n_out && r >= 0; i++)
         r = make_swr(d, &d->out[i], &in_layout, fmt, rate);
-    av_channel_layout_uninit(&in_layout);
+    sl_ff.av_channel_layout_uninit(&in_layout);
     if (r < 0) {
         dec_out *o = &d->out[i - 1];
         for (int j = 0; j < d->n_out; j++)
-            swr_free(&d->out[j].swr);
+            sl_ff.swr_free(&d->out[j].swr);
         char desc[64] = "?";
-        av_channel_layout_describe(layout, desc, sizeof desc);
+        sl_ff.av_channel_layout_describe(layout, desc, sizeof desc);
         return sl_seterr(SL_EDECODE, "%s: cannot convert %s %d Hz %s to %d channels at %d Hz (%s)",
-                         d->path, desc, rate, av_get_sample_fmt_name((enum AVSampleFormat)fmt),
-                         o->ch, o->rate, av_err(r, eb, sizeof eb));
+                         d->path, desc, rate, sl_ff.av_get_sample_fmt_name((enum AVSampleFormat)fmt),
+                         o->ch, o->rate, sl_ff_strerror(r, eb, sizeof eb));
     }
-    av_channel_layout_copy(&d->in_key_layout, layout);
+    sl_ff.av_channel_layout_copy(&d->in_key_layout, layout);
     d->in_fmt = fmt;
     d->in_rate = rate;
     return 0;
@@ -316,19 +303,19 @@ static int fill_silence(sl_decoder *d, int64_t duration)
         if (r < 0)
             return r;
     }
-    int64_t n = av_rescale_q(duration, d->st->time_base, (AVRational){1, d->in_rate});
+    int64_t n = sl_ff.av_rescale_q(duration, d->st->time_base, (AVRational){1, d->in_rate});
     if (n > (int64_t)d->in_rate * SL_DEC_MAX_FILL_SECONDS)
         n = (int64_t)d->in_rate * SL_DEC_MAX_FILL_SECONDS;
     if (n <= 0)
         return 0;
     uint8_t **buf = NULL;
     int ch = d->in_key_layout.nb_channels;
-    if (av_samples_alloc_array_and_samples(&buf, NULL, ch, (int)n, d->in_fmt, 0) < 0)
+    if (sl_ff.av_samples_alloc_array_and_samples(&buf, NULL, ch, (int)n, d->in_fmt, 0) < 0)
         return sl_seterr(SL_ENOMEM, "%s: out of memory", d->path);
-    av_samples_set_silence(buf, 0, (int)n, ch, d->in_fmt);
+    sl_ff.av_samples_set_silence(buf, 0, (int)n, ch, d->in_fmt);
     int r = push_converted(d, (const uint8_t **)buf, (int)n);
-    av_freep(&buf[0]);
-    av_freep(&buf);
+    sl_ff.av_freep(&buf[0]);
+    sl_ff.av_freep(&buf);
     if (r >= 0)
         d->fill_frames += n;
     return r;
@@ -340,7 +327,7 @@ static int fill_silence(sl_decoder *d, int64_t duration)
 static int receive_all(sl_decoder *d, int *bad)
 {
     for (;;) {
-        int r = avcodec_receive_frame(d->cc, d->frame);
+        int r = sl_ff.avcodec_receive_frame(d->cc, d->frame);
         if (r == AVERROR(EAGAIN))
             return 0;
         if (r == AVERROR_EOF)
@@ -350,7 +337,7 @@ static int receive_all(sl_decoder *d, int *bad)
             return 0;
         }
         r = push_frame(d, d->frame);
-        av_frame_unref(d->frame);
+        sl_ff.av_frame_unref(d->frame);
         if (r < 0)
             return r;
     }
@@ -364,7 +351,7 @@ static int note_bad(sl_decoder *d, int err)
     if (d->consecutive_bad >= SL_DEC_MAX_CONSECUTIVE_BAD) {
         char eb[AV_ERROR_MAX_STRING_SIZE];
         return sl_seterr(SL_EDECODE, "%s: %ld consecutive packets failed to decode (last error: %s); giving up",
-                         d->path, d->consecutive_bad, av_err(err, eb, sizeof eb));
+                         d->path, d->consecutive_bad, sl_ff_strerror(err, eb, sizeof eb));
     }
     return 0;
 }
@@ -378,7 +365,7 @@ static int finish_stream(sl_decoder *d)
         sl_log(SL_LOG_WARN, d->path, "decode",
                "skipped %ld corrupt packet%s of %ld (%.3f s replaced by silence; last error: %s)", d->bad,
                d->bad == 1 ? "" : "s", d->packets, d->in_rate > 0 ? (double)d->fill_frames / d->in_rate : 0.0,
-               av_err(d->last_bad_err, eb, sizeof eb));
+               sl_ff_strerror(d->last_bad_err, eb, sizeof eb));
     }
     double got = d->in_rate > 0 ? (double)(d->dec_frames + d->fill_frames) / d->in_rate : 0.0;
     double want = d->info.duration;
@@ -396,7 +383,7 @@ static int finish_stream(sl_decoder *d)
     if (d->dec_frames == 0) {
         if (d->bad)
             return sl_seterr(SL_EDECODE, "%s: no packet could be decoded (%ld corrupt, last error: %s)",
-                             d->path, d->bad, av_err(d->last_bad_err, eb, sizeof eb));
+                             d->path, d->bad, sl_ff_strerror(d->last_bad_err, eb, sizeof eb));
         return sl_seterr(SL_EEMPTY, "%s: zero-length audio (the audio stream holds no samples)", d->path);
     }
     if (d->bad * 2 > d->packets)
@@ -408,7 +395,7 @@ static int finish_stream(sl_decoder *d)
 static int send_packet(sl_decoder *d, const AVPacket *pkt, int *bad)
 {
     for (int tries = 0; tries < 8; tries++) {
-        int r = avcodec_send_packet(d->cc, pkt);
+        int r = sl_ff.avcodec_send_packet(d->cc, pkt);
         if (r != AVERROR(EAGAIN)) {
             if (r < 0 && r != AVERROR_EOF)
                 *bad = r;
@@ -484,7 +471,7 @@ static int step(sl_decoder *d)
     int r;
     switch (d->state) {
     case ST_DEMUX:
-        r = av_read_frame(d->fmt, d->pkt);
+        r = sl_ff.av_read_frame(d->fmt, d->pkt);
         if (r == AVERROR(EAGAIN))
             return 0;
         /* cut short by interrupt_cb: an error, never the end of the data */
@@ -495,18 +482,18 @@ static int step(sl_decoder *d)
                 if (r > -4096 && r != AVERROR(EINVAL))
                     return sl_seterr(r, "%s: read error after %.3f s of audio: %s", d->path,
                                      d->in_rate > 0 ? (double)d->dec_frames / d->in_rate : 0.0,
-                                     av_err(r, eb, sizeof eb));
+                                     sl_ff_strerror(r, eb, sizeof eb));
                 /* Damaged container data: retry while the demuxer makes
                  * progress (it may resynchronise), otherwise end here. */
-                int64_t pos = d->fmt->pb ? avio_tell(d->fmt->pb) : -1;
-                int stuck = pos == d->last_demux_err_pos || pos < 0 || avio_feof(d->fmt->pb);
+                int64_t pos = d->fmt->pb ? sl_ff.avio_seek(d->fmt->pb, 0, SEEK_CUR) : -1;
+                int stuck = pos == d->last_demux_err_pos || pos < 0 || sl_ff.avio_feof(d->fmt->pb);
                 d->last_demux_err_pos = pos;
                 int rb = note_bad(d, r);
                 if (!stuck && rb == 0)
                     return 0;
                 sl_clearerr();
                 sl_log(SL_LOG_WARN, d->path, "decode", "container data unreadable after %.3f s (%s); ending there",
-                       d->in_rate > 0 ? (double)d->dec_frames / d->in_rate : 0.0, av_err(r, eb, sizeof eb));
+                       d->in_rate > 0 ? (double)d->dec_frames / d->in_rate : 0.0, sl_ff_strerror(r, eb, sizeof eb));
             }
             r = send_packet(d, NULL, &(int){0});
             if (r < 0)
@@ -515,7 +502,7 @@ static int step(sl_decoder *d)
             return 0;
         }
         if (d->pkt->stream_index != d->st->index) {
-            av_packet_unref(d->pkt);
+            sl_ff.av_packet_unref(d->pkt);
             return 0;
         }
         d->packets++;
@@ -523,7 +510,7 @@ static int step(sl_decoder *d)
             int64_t dur = d->pkt->duration;
             int bad = 0;
             r = send_packet(d, d->pkt, &bad);
-            av_packet_unref(d->pkt);
+            sl_ff.av_packet_unref(d->pkt);
             if (r < 0)
                 return r;
             r = receive_all(d, &bad);
@@ -581,7 +568,7 @@ static int open_error(const char *path, int r)
     case AVERROR(EISDIR):
         return sl_seterr(r, "%s: is a directory, not a media file", path);
     case AVERROR_INVALIDDATA:
-        return sl_seterr(SL_EDECODE, "%s: not a media file (%s)", path, av_err(r, eb, sizeof eb));
+        return sl_seterr(SL_EDECODE, "%s: not a media file (%s)", path, sl_ff_strerror(r, eb, sizeof eb));
     case AVERROR(EIO):
     case AVERROR(EMFILE):
     case AVERROR(ENFILE):
@@ -592,11 +579,11 @@ static int open_error(const char *path, int r)
     case AVERROR(ENXIO):
     case AVERROR(ENODEV):
     case AVERROR(ESTALE):
-        return sl_seterr(r, "%s: cannot open (%s)", path, av_err(r, eb, sizeof eb));
+        return sl_seterr(r, "%s: cannot open (%s)", path, sl_ff_strerror(r, eb, sizeof eb));
     default:
         /* Anything else (EINVAL, ENOSYS, AVERROR_* from a demuxer) means
          * the bytes are not a container FFmpeg can parse. */
-        return sl_seterr(SL_EDECODE, "%s: not a media file (%s)", path, av_err(r, eb, sizeof eb));
+        return sl_seterr(SL_EDECODE, "%s: not a media file (%s)", path, sl_ff_strerror(r, eb, sizeof eb));
     }
 }
 
@@ -611,11 +598,11 @@ static int add_output(sl_decoder *d, int out_rate, int out_channels)
     if (o->ch > 64)
         return sl_seterr(SL_EUNSUPPORTED, "%s: %d channels are more than stemline handles (64)", d->path, o->ch);
     if (!out_channels && par->ch_layout.order == AV_CHANNEL_ORDER_NATIVE)
-        av_channel_layout_copy(&o->layout, &par->ch_layout);
+        sl_ff.av_channel_layout_copy(&o->layout, &par->ch_layout);
     else
-        av_channel_layout_default(&o->layout, o->ch);
+        sl_ff.av_channel_layout_default(&o->layout, o->ch);
     o->planes = calloc((size_t)o->ch, sizeof *o->planes);
-    o->fifo = av_audio_fifo_alloc(AV_SAMPLE_FMT_FLTP, o->ch, 4096);
+    o->fifo = sl_ff.av_audio_fifo_alloc(AV_SAMPLE_FMT_FLTP, o->ch, 4096);
     d->n_out++; /* counted now, so close frees what was allocated */
     if (!o->planes || !o->fifo)
         return sl_seterr(SL_ENOMEM, "%s: out of memory", d->path);
@@ -631,7 +618,6 @@ int sl_decoder_open(sl_decoder **out, const char *path, int out_rate, int out_ch
     if (out_rate < 0 || out_channels < 0 || out_channels > 64)
         return sl_seterr(SL_EINVAL, "%s: invalid output rate %d or channel count %d", path, out_rate,
                          out_channels);
-    sl_io_init();
 
     struct stat sb;
     if (stat(path, &sb) != 0) {
@@ -657,13 +643,16 @@ int sl_decoder_open(sl_decoder **out, const char *path, int out_rate, int out_ch
                                                 : "not a file");
     if (S_ISREG(sb.st_mode) && sb.st_size == 0)
         return sl_seterr(SL_EEMPTY, "%s: zero-length audio (the file is empty, 0 bytes)", path);
+    int lrc = sl_ff_load(path);
+    if (lrc)
+        return lrc;
 
     sl_decoder *d = calloc(1, sizeof *d);
     if (!d)
         return sl_seterr(SL_ENOMEM, "%s: out of memory", path);
     d->path = strdup(path);
-    d->pkt = av_packet_alloc();
-    d->frame = av_frame_alloc();
+    d->pkt = sl_ff.av_packet_alloc();
+    d->frame = sl_ff.av_frame_alloc();
     d->last_demux_err_pos = -1;
     d->max_missing = -1;
     d->info.duration = -1;
@@ -681,7 +670,7 @@ int sl_decoder_open(sl_decoder **out, const char *path, int out_rate, int out_ch
         return fail_open(d, sl_seterr(SL_ENOMEM, "%s: out of memory", path));
     snprintf(url, ulen, "file:%s", path);
     AVDictionary *opts = NULL;
-    av_dict_set(&opts, "protocol_whitelist", "file", 0);
+    sl_ff.av_dict_set(&opts, "protocol_whitelist", "file", 0);
     d->timeout_s = tl_timeout_s;
     d->last_progress = mono_s();
     const char *hang = getenv("SL_FAULT_DECODE_HANG");
@@ -689,16 +678,16 @@ int sl_decoder_open(sl_decoder **out, const char *path, int out_rate, int out_ch
     hang = getenv("SL_FAULT_OPEN_HANG");
     if (hang && *hang && strstr(path, hang) != NULL)
         d->fault_hang = 2;
-    d->fmt = avformat_alloc_context();
+    d->fmt = sl_ff.avformat_alloc_context();
     if (!d->fmt) {
-        av_dict_free(&opts);
+        sl_ff.av_dict_free(&opts);
         free(url);
         return fail_open(d, sl_seterr(SL_ENOMEM, "%s: out of memory", path));
     }
     d->fmt->interrupt_callback.callback = interrupt_cb;
     d->fmt->interrupt_callback.opaque = d;
-    int r = avformat_open_input(&d->fmt, url, NULL, &opts);
-    av_dict_free(&opts);
+    int r = sl_ff.avformat_open_input(&d->fmt, url, NULL, &opts);
+    sl_ff.av_dict_free(&opts);
     free(url);
     if (r >= 0 && d->fault_hang == 2)
         while (!interrupt_cb(d)) { /* test-only: a file that stalls while it is probed */
@@ -709,28 +698,28 @@ int sl_decoder_open(sl_decoder **out, const char *path, int out_rate, int out_ch
         set_log_file(NULL);
         return fail_open(d, d->interrupted || d->timed_out ? stopped_error(d) : open_error(path, r));
     }
-    r = avformat_find_stream_info(d->fmt, NULL);
+    r = sl_ff.avformat_find_stream_info(d->fmt, NULL);
     if (d->interrupted || d->timed_out) {
         set_log_file(NULL);
         return fail_open(d, stopped_error(d));
     }
     if (r < 0 && d->fmt->nb_streams == 0) {
         set_log_file(NULL);
-        return fail_open(d, sl_seterr(SL_EDECODE, "%s: not a media file (%s)", path, av_err(r, eb, sizeof eb)));
+        return fail_open(d, sl_seterr(SL_EDECODE, "%s: not a media file (%s)", path, sl_ff_strerror(r, eb, sizeof eb)));
     }
 
     const AVCodec *codec = NULL;
-    int si = av_find_best_stream(d->fmt, AVMEDIA_TYPE_AUDIO, -1, -1, &codec, 0);
+    int si = sl_ff.av_find_best_stream(d->fmt, AVMEDIA_TYPE_AUDIO, -1, -1, &codec, 0);
     if (si < 0) {
         set_log_file(NULL);
         if (si == AVERROR_DECODER_NOT_FOUND) {
-            int ai = av_find_best_stream(d->fmt, AVMEDIA_TYPE_AUDIO, -1, -1, NULL, 0);
-            const char *cn = ai >= 0 ? avcodec_get_name(d->fmt->streams[ai]->codecpar->codec_id) : "?";
+            int ai = sl_ff.av_find_best_stream(d->fmt, AVMEDIA_TYPE_AUDIO, -1, -1, NULL, 0);
+            const char *cn = ai >= 0 ? sl_ff.avcodec_get_name(d->fmt->streams[ai]->codecpar->codec_id) : "?";
             return fail_open(d, sl_seterr(SL_EDECODE, "%s: no decoder for audio codec '%s'", path, cn));
         }
         char kinds[128] = "";
         for (unsigned i = 0; i < d->fmt->nb_streams && strlen(kinds) < 100; i++) {
-            const char *k = av_get_media_type_string(d->fmt->streams[i]->codecpar->codec_type);
+            const char *k = sl_ff.av_get_media_type_string(d->fmt->streams[i]->codecpar->codec_type);
             snprintf(kinds + strlen(kinds), sizeof kinds - strlen(kinds), "%s%s", i ? ", " : "", k ? k : "unknown");
         }
         if (d->fmt->nb_streams)
@@ -746,29 +735,29 @@ int sl_decoder_open(sl_decoder **out, const char *path, int out_rate, int out_ch
         set_log_file(NULL);
         return fail_open(d, sl_seterr(SL_EDECODE,
                                       "%s: not a media file (probed as %s, but no decodable %s audio was found)",
-                                      path, d->fmt->iformat->name, avcodec_get_name(par->codec_id)));
+                                      path, d->fmt->iformat->name, sl_ff.avcodec_get_name(par->codec_id)));
     }
     /* Other streams (video, cover art, subtitles) are not even demuxed further. */
     for (unsigned i = 0; i < d->fmt->nb_streams; i++)
         if ((int)i != si)
             d->fmt->streams[i]->discard = AVDISCARD_ALL;
 
-    d->cc = avcodec_alloc_context3(codec);
+    d->cc = sl_ff.avcodec_alloc_context3(codec);
     if (!d->cc)
         return fail_open(d, sl_seterr(SL_ENOMEM, "%s: out of memory", path));
-    r = avcodec_parameters_to_context(d->cc, par);
+    r = sl_ff.avcodec_parameters_to_context(d->cc, par);
     if (r >= 0) {
         d->cc->pkt_timebase = d->st->time_base;
         d->cc->thread_count = 1;
         /* Detect and report damage, but never "explode": a bad packet is
          * skipped by our policy, not the end of the file. */
         d->cc->err_recognition = AV_EF_CRCCHECK;
-        r = avcodec_open2(d->cc, codec, NULL);
+        r = sl_ff.avcodec_open2(d->cc, codec, NULL);
     }
     if (r < 0) {
         set_log_file(NULL);
         return fail_open(d, sl_seterr(SL_EDECODE, "%s: cannot open the %s decoder (%s)", path, codec->name,
-                                      av_err(r, eb, sizeof eb)));
+                                      sl_ff_strerror(r, eb, sizeof eb)));
     }
 
     sl_audio_info *in = &d->info;
@@ -776,7 +765,7 @@ int sl_decoder_open(sl_decoder **out, const char *path, int out_rate, int out_ch
     snprintf(in->codec, sizeof in->codec, "%s", codec->name);
     in->sample_rate = par->sample_rate;
     in->channels = par->ch_layout.nb_channels;
-    if (av_channel_layout_describe(&par->ch_layout, in->channel_layout, sizeof in->channel_layout) < 0)
+    if (sl_ff.av_channel_layout_describe(&par->ch_layout, in->channel_layout, sizeof in->channel_layout) < 0)
         snprintf(in->channel_layout, sizeof in->channel_layout, "%d channels", in->channels);
     if (d->st->duration != AV_NOPTS_VALUE && d->st->duration > 0)
         in->duration = d->st->duration * av_q2d(d->st->time_base);
@@ -826,7 +815,7 @@ int sl_decoder_add_output(sl_decoder *d, int out_rate, int out_channels)
 
 long sl_decoder_buffered(const sl_decoder *d, int output)
 {
-    return d && output >= 0 && output < d->n_out ? av_audio_fifo_size(d->out[output].fifo) : 0;
+    return d && output >= 0 && output < d->n_out ? sl_ff.av_audio_fifo_size(d->out[output].fifo) : 0;
 }
 
 long sl_decoder_read(sl_decoder *d, float *const *dst, long max_frames)
@@ -843,7 +832,7 @@ long sl_decoder_read_output(sl_decoder *d, int output, float *const *dst, long m
     dec_out *o = &d->out[output];
     set_log_file(d);
     int want = max_frames > (1 << 28) ? (1 << 28) : (int)max_frames;
-    while (av_audio_fifo_size(o->fifo) < want && d->state != ST_DONE) {
+    while (sl_ff.av_audio_fifo_size(o->fifo) < want && d->state != ST_DONE) {
         int r = step(d);
         if (r < 0) {
             d->err = r;
@@ -852,12 +841,12 @@ long sl_decoder_read_output(sl_decoder *d, int output, float *const *dst, long m
         }
     }
     set_log_file(NULL);
-    int n = av_audio_fifo_size(o->fifo);
+    int n = sl_ff.av_audio_fifo_size(o->fifo);
     if (n > want)
         n = want;
     if (n == 0)
         return 0;
-    if (av_audio_fifo_read(o->fifo, (void **)dst, n) < n)
+    if (sl_ff.av_audio_fifo_read(o->fifo, (void **)dst, n) < n)
         return d->err = sl_seterr(SL_EDECODE, "%s: internal buffer error", d->path);
     /* NaN/Inf samples (float files can hold them) would poison every model
      * segment they fall in: they become silence, counted and warned about */
@@ -887,20 +876,20 @@ void sl_decoder_close(sl_decoder *d)
                d->bad == 1 ? "" : "s", d->packets);
     if (tl_file == d->path)
         set_log_file(NULL);
-    avcodec_free_context(&d->cc);
-    avformat_close_input(&d->fmt);
+    sl_ff.avcodec_free_context(&d->cc);
+    sl_ff.avformat_close_input(&d->fmt);
     for (int i = 0; i < d->n_out; i++) {
         dec_out *o = &d->out[i];
-        swr_free(&o->swr);
+        sl_ff.swr_free(&o->swr);
         if (o->fifo)
-            av_audio_fifo_free(o->fifo);
-        av_channel_layout_uninit(&o->layout);
+            sl_ff.av_audio_fifo_free(o->fifo);
+        sl_ff.av_channel_layout_uninit(&o->layout);
         free(o->scratch);
         free(o->planes);
     }
-    av_packet_free(&d->pkt);
-    av_frame_free(&d->frame);
-    av_channel_layout_uninit(&d->in_key_layout);
+    sl_ff.av_packet_free(&d->pkt);
+    sl_ff.av_frame_free(&d->frame);
+    sl_ff.av_channel_layout_uninit(&d->in_key_layout);
     free(d->path);
     free(d);
 }

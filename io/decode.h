@@ -9,9 +9,13 @@
 
 typedef struct sl_decoder sl_decoder;
 
-/* Routes FFmpeg's own log messages through sl_log (warnings and worse; see
- * io/README.md) and sets FFmpeg's log level. Idempotent and thread-safe
- * (pthread_once); sl_decoder_open and sl_encoder_open call it themselves. */
+/* Loads FFmpeg (it is opened at its first use, not linked: io/ff_dl.h),
+ * routes its own log messages through sl_log (warnings and worse; see
+ * io/README.md) and sets its log level. Idempotent and thread-safe
+ * (pthread_once); sl_decoder_open and sl_encoder_open call it themselves.
+ * sl_io_load returns 0, or SL_EUNSUPPORTED naming the library that could not
+ * be opened and why (sl_lasterr()); sl_io_init ignores that. */
+int sl_io_load(void);
 void sl_io_init(void);
 
 typedef struct {

@@ -10,12 +10,7 @@
 #include "io/decode.h"
 #include "io/npy.h"
 
-#include <libavcodec/avcodec.h>
-#include <libavformat/avformat.h>
-#include <libavutil/audio_fifo.h>
-#include <libavutil/channel_layout.h>
-#include <libavutil/mathematics.h>
-#include <libswresample/swresample.h>
+#include "io/ff_dl.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -143,13 +138,6 @@ struct sl_encoder {
 
 static atomic_uint tmp_counter;
 
-static const char *av_err(int code, char *buf, size_t size)
-{
-    if (av_strerror(code, buf, size) < 0)
-        snprintf(buf, size, "error %d", code);
-    return buf;
-}
-
 /* mkdir -p for the folder that will hold path. */
 static int make_parents(const char *path)
 {
@@ -218,22 +206,22 @@ static int write_packets(sl_encoder *e)
 {
     char eb[AV_ERROR_MAX_STRING_SIZE];
     for (;;) {
-        int r = avcodec_receive_packet(e->cc, e->pkt);
+        int r = sl_ff.avcodec_receive_packet(e->cc, e->pkt);
         if (r == AVERROR(EAGAIN) || r == AVERROR_EOF)
             return 0;
         if (r < 0)
-            return sl_seterr(SL_ENCODE, "%s: encoder error (%s)", e->path, av_err(r, eb, sizeof eb));
-        av_packet_rescale_ts(e->pkt, e->cc->time_base, e->st->time_base);
+            return sl_seterr(SL_ENCODE, "%s: encoder error (%s)", e->path, sl_ff_strerror(r, eb, sizeof eb));
+        sl_ff.av_packet_rescale_ts(e->pkt, e->cc->time_base, e->st->time_base);
         e->pkt->stream_index = e->st->index;
         /* test-only fault injection (SL_FAULT_ENOSPC_AFTER): a full disk */
         if (sl_io_fault_allow((size_t)e->pkt->size) < (size_t)e->pkt->size) {
-            av_packet_unref(e->pkt);
+            sl_ff.av_packet_unref(e->pkt);
             return sl_seterr(-sl_io_fault_errno(), "%s: write failed (%s)", e->tmp, strerror(sl_io_fault_errno()));
         }
-        r = av_interleaved_write_frame(e->oc, e->pkt);
-        av_packet_unref(e->pkt);
+        r = sl_ff.av_interleaved_write_frame(e->oc, e->pkt);
+        sl_ff.av_packet_unref(e->pkt);
         if (r < 0)
-            return sl_seterr(r, "%s: write failed (%s)", e->tmp, av_err(r, eb, sizeof eb));
+            return sl_seterr(r, "%s: write failed (%s)", e->tmp, sl_ff_strerror(r, eb, sizeof eb));
     }
 }
 
@@ -284,16 +272,16 @@ static int encode_frames(sl_encoder *e, int final)
 {
     char eb[AV_ERROR_MAX_STRING_SIZE];
     for (;;) {
-        int avail = av_audio_fifo_size(e->fifo);
+        int avail = sl_ff.av_audio_fifo_size(e->fifo);
         int n = avail < e->frame_size ? avail : e->frame_size;
         if (n == 0 || (n < e->frame_size && !final))
             return 0;
         int r = ensure_scratch(e, e->frame_size > n ? e->frame_size : n);
         if (r < 0)
             return r;
-        if (av_audio_fifo_read(e->fifo, (void **)e->scratch_planes, n) < n)
+        if (sl_ff.av_audio_fifo_read(e->fifo, (void **)e->scratch_planes, n) < n)
             return sl_seterr(SL_ENCODE, "%s: internal buffer error", e->path);
-        r = av_frame_make_writable(e->frame);
+        r = sl_ff.av_frame_make_writable(e->frame);
         if (r < 0)
             return sl_seterr(SL_ENOMEM, "%s: out of memory", e->path);
         if (n < e->frame_size && e->pad_last) {
@@ -306,9 +294,9 @@ static int encode_frames(sl_encoder *e, int final)
         e->frame->pts = e->pts;
         e->pts += n;
         e->n_sent += n;
-        r = avcodec_send_frame(e->cc, e->frame);
+        r = sl_ff.avcodec_send_frame(e->cc, e->frame);
         if (r < 0)
-            return sl_seterr(SL_ENCODE, "%s: encoder rejected a frame (%s)", e->path, av_err(r, eb, sizeof eb));
+            return sl_seterr(SL_ENCODE, "%s: encoder rejected a frame (%s)", e->path, sl_ff_strerror(r, eb, sizeof eb));
         r = write_packets(e);
         if (r < 0)
             return r;
@@ -317,7 +305,7 @@ static int encode_frames(sl_encoder *e, int final)
 
 static int push_resampled(sl_encoder *e, const uint8_t **in, int n)
 {
-    int cap = swr_get_out_samples(e->swr, n);
+    int cap = sl_ff.swr_get_out_samples(e->swr, n);
     if (cap < 0)
         return sl_seterr(SL_ENCODE, "%s: resampler error", e->path);
     if (cap == 0)
@@ -325,12 +313,12 @@ static int push_resampled(sl_encoder *e, const uint8_t **in, int n)
     int r = ensure_scratch(e, cap);
     if (r < 0)
         return r;
-    int got = swr_convert(e->swr, (uint8_t **)e->scratch_planes, cap, in, n);
+    int got = sl_ff.swr_convert(e->swr, (uint8_t **)e->scratch_planes, cap, in, n);
     if (got < 0) {
         char eb[AV_ERROR_MAX_STRING_SIZE];
-        return sl_seterr(SL_ENCODE, "%s: resampling failed (%s)", e->path, av_err(got, eb, sizeof eb));
+        return sl_seterr(SL_ENCODE, "%s: resampling failed (%s)", e->path, sl_ff_strerror(got, eb, sizeof eb));
     }
-    if (got > 0 && av_audio_fifo_write(e->fifo, (void **)e->scratch_planes, got) < got)
+    if (got > 0 && sl_ff.av_audio_fifo_write(e->fifo, (void **)e->scratch_planes, got) < got)
         return sl_seterr(SL_ENOMEM, "%s: out of memory", e->path);
     return 0;
 }
@@ -339,19 +327,19 @@ static void destroy(sl_encoder *e, int remove_tmp)
 {
     if (!e)
         return;
-    avcodec_free_context(&e->cc);
+    sl_ff.avcodec_free_context(&e->cc);
     if (e->oc) {
         if (e->oc->pb)
-            avio_closep(&e->oc->pb);
-        avformat_free_context(e->oc);
+            sl_ff.avio_closep(&e->oc->pb);
+        sl_ff.avformat_free_context(e->oc);
     }
     if (remove_tmp && e->tmp)
         unlink(e->tmp);
-    swr_free(&e->swr);
+    sl_ff.swr_free(&e->swr);
     if (e->fifo)
-        av_audio_fifo_free(e->fifo);
-    av_frame_free(&e->frame);
-    av_packet_free(&e->pkt);
+        sl_ff.av_audio_fifo_free(e->fifo);
+    sl_ff.av_frame_free(&e->frame);
+    sl_ff.av_packet_free(&e->pkt);
     free(e->scratch);
     free(e->scratch_planes);
     free(e->path);
@@ -365,7 +353,6 @@ int sl_encoder_open(sl_encoder **out, const char *path, const sl_encode_params *
     if (!out || !path || !*path || !p)
         return sl_seterr(SL_EINVAL, "sl_encoder_open: no path or parameters");
     *out = NULL;
-    sl_io_init();
     const char *fmt = p->format ? p->format : "wav";
     const char *sf = p->sample_format ? p->sample_format : "s16";
     int flac = 0;
@@ -401,7 +388,10 @@ int sl_encoder_open(sl_encoder **out, const char *path, const sl_encode_params *
         return sl_seterr(SL_EINVAL, "%s: invalid sample rates (in %d Hz, out %d Hz)", path, p->in_rate,
                          p->out_rate);
 
-    int r = make_parents(path);
+    int r = sl_ff_load(path);
+    if (r < 0)
+        return r;
+    r = make_parents(path);
     if (r < 0)
         return r;
 
@@ -415,8 +405,8 @@ int sl_encoder_open(sl_encoder **out, const char *path, const sl_encode_params *
     e->path = strdup(path);
     size_t tlen = strlen(path) + 48;
     e->tmp = malloc(tlen);
-    e->frame = av_frame_alloc();
-    e->pkt = av_packet_alloc();
+    e->frame = sl_ff.av_frame_alloc();
+    e->pkt = sl_ff.av_packet_alloc();
     e->scratch_planes = calloc((size_t)e->ch, sizeof *e->scratch_planes);
     if (!e->path || !e->tmp || !e->frame || !e->pkt || !e->scratch_planes) {
         destroy(e, 0);
@@ -424,10 +414,10 @@ int sl_encoder_open(sl_encoder **out, const char *path, const sl_encode_params *
     }
     snprintf(e->tmp, tlen, "%s.tmp-%ld-%u", path, (long)getpid(), atomic_fetch_add(&tmp_counter, 1));
 
-    r = avformat_alloc_output_context2(&e->oc, NULL, lossy ? lossy->muxer : fmt, e->tmp);
+    r = sl_ff.avformat_alloc_output_context2(&e->oc, NULL, lossy ? lossy->muxer : fmt, e->tmp);
     if (r < 0 || !e->oc) {
         destroy(e, 0);
-        return sl_seterr(SL_ENCODE, "%s: no %s muxer (%s)", path, fmt, av_err(r, eb, sizeof eb));
+        return sl_seterr(SL_ENCODE, "%s: no %s muxer (%s)", path, fmt, sl_ff_strerror(r, eb, sizeof eb));
     }
     /* No encoder version strings: the same samples give the same bytes
      * whatever FFmpeg build wrote them. */
@@ -437,11 +427,11 @@ int sl_encoder_open(sl_encoder **out, const char *path, const sl_encode_params *
                         : q == Q_S16 ? AV_CODEC_ID_PCM_S16LE
                         : q == Q_S24 ? AV_CODEC_ID_PCM_S24LE
                                      : AV_CODEC_ID_PCM_F32LE;
-    const AVCodec *codec = lossy ? avcodec_find_encoder_by_name(lossy->encoder) : avcodec_find_encoder(id);
+    const AVCodec *codec = lossy ? sl_ff.avcodec_find_encoder_by_name(lossy->encoder) : sl_ff.avcodec_find_encoder(id);
     if (!codec) {
         destroy(e, 0);
         return sl_seterr(SL_ENCODE, "%s: this FFmpeg has no %s encoder", path,
-                         lossy ? lossy->encoder : avcodec_get_name(id));
+                         lossy ? lossy->encoder : sl_ff.avcodec_get_name(id));
     }
     if (lossy) {
         if (codec_takes(codec, AV_SAMPLE_FMT_FLTP))
@@ -453,8 +443,8 @@ int sl_encoder_open(sl_encoder **out, const char *path, const sl_encode_params *
         e->out_rate = codec_rate(codec, e->out_rate);
         e->pad_last = !(codec->capabilities & AV_CODEC_CAP_SMALL_LAST_FRAME);
     }
-    e->st = avformat_new_stream(e->oc, NULL);
-    e->cc = avcodec_alloc_context3(codec);
+    e->st = sl_ff.avformat_new_stream(e->oc, NULL);
+    e->cc = sl_ff.avcodec_alloc_context3(codec);
     if (!e->st || !e->cc) {
         destroy(e, 0);
         return sl_seterr(SL_ENOMEM, "%s: out of memory", path);
@@ -468,20 +458,20 @@ int sl_encoder_open(sl_encoder **out, const char *path, const sl_encode_params *
     if (q == Q_S24)
         e->cc->bits_per_raw_sample = 24;
     e->cc->sample_rate = e->out_rate;
-    av_channel_layout_default(&e->cc->ch_layout, e->ch);
+    sl_ff.av_channel_layout_default(&e->cc->ch_layout, e->ch);
     e->cc->time_base = (AVRational){1, e->out_rate};
     e->cc->flags |= AV_CODEC_FLAG_BITEXACT;
     e->cc->thread_count = 1;
     if (e->oc->oformat->flags & AVFMT_GLOBALHEADER)
         e->cc->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
-    r = avcodec_open2(e->cc, codec, NULL);
+    r = sl_ff.avcodec_open2(e->cc, codec, NULL);
     if (r < 0) {
         destroy(e, 0);
         return sl_seterr(SL_ENCODE, "%s: cannot open the %s encoder (%s)", path, codec->name,
-                         av_err(r, eb, sizeof eb));
+                         sl_ff_strerror(r, eb, sizeof eb));
     }
     e->st->time_base = e->cc->time_base;
-    r = avcodec_parameters_from_context(e->st->codecpar, e->cc);
+    r = sl_ff.avcodec_parameters_from_context(e->st->codecpar, e->cc);
     if (r < 0) {
         destroy(e, 0);
         return sl_seterr(SL_ENOMEM, "%s: out of memory", path);
@@ -492,25 +482,25 @@ int sl_encoder_open(sl_encoder **out, const char *path, const sl_encode_params *
     e->frame->format = e->cc->sample_fmt;
     e->frame->sample_rate = e->out_rate;
     e->frame->nb_samples = e->frame_size;
-    if (av_channel_layout_copy(&e->frame->ch_layout, &e->cc->ch_layout) < 0 ||
-        av_frame_get_buffer(e->frame, 0) < 0) {
+    if (sl_ff.av_channel_layout_copy(&e->frame->ch_layout, &e->cc->ch_layout) < 0 ||
+        sl_ff.av_frame_get_buffer(e->frame, 0) < 0) {
         destroy(e, 0);
         return sl_seterr(SL_ENOMEM, "%s: out of memory", path);
     }
-    e->fifo = av_audio_fifo_alloc(AV_SAMPLE_FMT_FLTP, e->ch, e->frame_size * 2);
+    e->fifo = sl_ff.av_audio_fifo_alloc(AV_SAMPLE_FMT_FLTP, e->ch, e->frame_size * 2);
     if (!e->fifo) {
         destroy(e, 0);
         return sl_seterr(SL_ENOMEM, "%s: out of memory", path);
     }
     if (e->in_rate != e->out_rate) {
-        r = swr_alloc_set_opts2(&e->swr, &e->cc->ch_layout, AV_SAMPLE_FMT_FLTP, e->out_rate, &e->cc->ch_layout,
+        r = sl_ff.swr_alloc_set_opts2(&e->swr, &e->cc->ch_layout, AV_SAMPLE_FMT_FLTP, e->out_rate, &e->cc->ch_layout,
                                 AV_SAMPLE_FMT_FLTP, e->in_rate, 0, NULL);
         if (r >= 0)
-            r = swr_init(e->swr);
+            r = sl_ff.swr_init(e->swr);
         if (r < 0) {
             destroy(e, 0);
             return sl_seterr(SL_ENCODE, "%s: cannot resample %d -> %d Hz (%s)", path, e->in_rate, e->out_rate,
-                             av_err(r, eb, sizeof eb));
+                             sl_ff_strerror(r, eb, sizeof eb));
         }
     }
 
@@ -521,17 +511,17 @@ int sl_encoder_open(sl_encoder **out, const char *path, const sl_encode_params *
         return sl_seterr(SL_ENOMEM, "%s: out of memory", path);
     }
     snprintf(url, ulen, "file:%s", e->tmp);
-    r = avio_open(&e->oc->pb, url, AVIO_FLAG_WRITE);
+    r = sl_ff.avio_open(&e->oc->pb, url, AVIO_FLAG_WRITE);
     free(url);
     if (r < 0) {
         destroy(e, 0);
-        return sl_seterr(r, "%s: cannot create %s (%s)", path, e->tmp, av_err(r, eb, sizeof eb));
+        return sl_seterr(r, "%s: cannot create %s (%s)", path, e->tmp, sl_ff_strerror(r, eb, sizeof eb));
     }
-    r = avformat_write_header(e->oc, NULL);
+    r = sl_ff.avformat_write_header(e->oc, NULL);
     if (r < 0) {
         destroy(e, 1);
         return sl_seterr(r > -4096 ? r : SL_ENCODE, "%s: cannot write the %s header (%s)", path, fmt,
-                         av_err(r, eb, sizeof eb));
+                         sl_ff_strerror(r, eb, sizeof eb));
     }
     e->header_written = 1;
     *out = e;
@@ -554,7 +544,7 @@ int sl_encoder_write(sl_encoder *e, const float *const *planes, size_t n_frames)
         if (e->swr)
             r = push_resampled(e, (const uint8_t **)cur, n);
         else
-            r = av_audio_fifo_write(e->fifo, (void **)cur, n) < n
+            r = sl_ff.av_audio_fifo_write(e->fifo, (void **)cur, n) < n
                     ? sl_seterr(SL_ENOMEM, "%s: out of memory", e->path)
                     : 0;
         if (r == 0)
@@ -575,26 +565,26 @@ static int finish(sl_encoder *e)
         /* Drain the filter delay, then trim or pad to exactly
          * round(n_in * out_rate / in_rate) frames. */
         for (;;) {
-            int before = av_audio_fifo_size(e->fifo);
+            int before = sl_ff.av_audio_fifo_size(e->fifo);
             r = push_resampled(e, NULL, 0);
             if (r < 0)
                 return r;
-            if (av_audio_fifo_size(e->fifo) == before)
+            if (sl_ff.av_audio_fifo_size(e->fifo) == before)
                 break;
         }
-        int64_t target = av_rescale_rnd(e->n_in, e->out_rate, e->in_rate, AV_ROUND_NEAR_INF);
-        int64_t have = e->n_sent + av_audio_fifo_size(e->fifo);
+        int64_t target = sl_ff.av_rescale_rnd(e->n_in, e->out_rate, e->in_rate, AV_ROUND_NEAR_INF);
+        int64_t have = e->n_sent + sl_ff.av_audio_fifo_size(e->fifo);
         if (have > target) {
             int keep = (int)(target - e->n_sent > 0 ? target - e->n_sent : 0);
-            int drop = av_audio_fifo_size(e->fifo) - keep;
+            int drop = sl_ff.av_audio_fifo_size(e->fifo) - keep;
             /* The FIFO only drains from the front: move the kept part out and back. */
             r = ensure_scratch(e, keep > 0 ? keep : 1);
             if (r < 0)
                 return r;
-            if (keep > 0 && av_audio_fifo_read(e->fifo, (void **)e->scratch_planes, keep) < keep)
+            if (keep > 0 && sl_ff.av_audio_fifo_read(e->fifo, (void **)e->scratch_planes, keep) < keep)
                 return sl_seterr(SL_ENCODE, "%s: internal buffer error", e->path);
-            av_audio_fifo_drain(e->fifo, drop);
-            if (keep > 0 && av_audio_fifo_write(e->fifo, (void **)e->scratch_planes, keep) < keep)
+            sl_ff.av_audio_fifo_drain(e->fifo, drop);
+            if (keep > 0 && sl_ff.av_audio_fifo_write(e->fifo, (void **)e->scratch_planes, keep) < keep)
                 return sl_seterr(SL_ENOMEM, "%s: out of memory", e->path);
         } else if (have < target) {
             int pad = (int)(target - have);
@@ -603,25 +593,25 @@ static int finish(sl_encoder *e)
                 return r;
             for (int c = 0; c < e->ch; c++)
                 memset(e->scratch_planes[c], 0, (size_t)pad * sizeof(float));
-            if (av_audio_fifo_write(e->fifo, (void **)e->scratch_planes, pad) < pad)
+            if (sl_ff.av_audio_fifo_write(e->fifo, (void **)e->scratch_planes, pad) < pad)
                 return sl_seterr(SL_ENOMEM, "%s: out of memory", e->path);
         }
     }
     r = encode_frames(e, 1);
     if (r < 0)
         return r;
-    r = avcodec_send_frame(e->cc, NULL);
+    r = sl_ff.avcodec_send_frame(e->cc, NULL);
     if (r < 0 && r != AVERROR_EOF)
-        return sl_seterr(SL_ENCODE, "%s: encoder flush failed (%s)", e->path, av_err(r, eb, sizeof eb));
+        return sl_seterr(SL_ENCODE, "%s: encoder flush failed (%s)", e->path, sl_ff_strerror(r, eb, sizeof eb));
     r = write_packets(e);
     if (r < 0)
         return r;
-    r = av_write_trailer(e->oc);
+    r = sl_ff.av_write_trailer(e->oc);
     if (r < 0)
-        return sl_seterr(r, "%s: cannot finish %s (%s)", e->path, e->tmp, av_err(r, eb, sizeof eb));
-    r = avio_closep(&e->oc->pb);
+        return sl_seterr(r, "%s: cannot finish %s (%s)", e->path, e->tmp, sl_ff_strerror(r, eb, sizeof eb));
+    r = sl_ff.avio_closep(&e->oc->pb);
     if (r < 0)
-        return sl_seterr(r, "%s: cannot close %s (%s)", e->path, e->tmp, av_err(r, eb, sizeof eb));
+        return sl_seterr(r, "%s: cannot close %s (%s)", e->path, e->tmp, sl_ff_strerror(r, eb, sizeof eb));
     /* A file whose fsync failed may lose its data in a power cut: it is not
      * renamed into place, and the caller learns that it was not written. */
     r = sync_tmp(e);

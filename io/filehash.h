@@ -1,7 +1,8 @@
 /* Content hash of a file, to tell later whether an output is still the one
- * written: MurmurHash3 x64 128 (libavutil), fast enough to run on every stem as
- * it is written (several GB/s; a cryptographic hash would cost about as much as
- * encoding). It detects accidental change (truncation, a re-encode, a copy
+ * written: MurmurHash3 x64 128 as libavutil's "murmur3" computes it (written
+ * out in io/filehash.c, so hashing needs no FFmpeg), fast enough to run on
+ * every stem as it is written (several GB/s; a cryptographic hash would cost
+ * about as much as encoding). It detects accidental change (truncation, a re-encode, a copy
  * gone wrong), not tampering. */
 #ifndef SL_FILEHASH_H
 #define SL_FILEHASH_H

@@ -612,6 +612,13 @@ static int run_job(runner *r)
         goto out;
     }
 
+    /* every track is decoded: a job without FFmpeg stops here, naming the
+     * library and why it did not load, instead of failing track by track */
+    if ((rc = sl_io_load()) != 0) {
+        sl_log(SL_LOG_ERROR, NULL, "io", "%s", sl_errmsg(rc, m, sizeof m));
+        status = sl_exit_status_for(rc);
+        goto out;
+    }
     /* nothing in the folder is touched before the lock is held */
     if (!r->lock && (status = run_lock(r)) != 0)
         goto out;

@@ -146,6 +146,9 @@ typedef struct {
      * the copy's fields of s that fields() prints */
     int (*write)(shard *s, const char *path, int unit);
     void (*fields)(FILE *mf, const shard *s);
+    /* optional: 0 when a valid copy (entry e) was written in a way this version improves
+     * on; searches still scan it, the kind's --build flag writes it again */
+    int (*current)(const sl_json *e);
 } sl_scan_copy_kind;
 extern const sl_scan_copy_kind sl_scan_copy_f16, sl_scan_copy_i8;
 

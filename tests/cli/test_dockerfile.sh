@@ -6,7 +6,8 @@
 #    HADOLINT_DIR, default /usr/local/lib/stemline-test/hadolint) finds nothing;
 #    DL3008 (pin apt versions) is ignored on purpose: the base image's Ubuntu
 #    release fixes the versions, and pins would break at each security update;
-#  - every shared library the built binary needs (readelf NEEDED) comes from the
+#  - every shared library the built binary needs (readelf NEEDED, and the
+#    FFmpeg libraries it opens with dlopen at their first use) comes from the
 #    base system, the CUDA/cuDNN runtime image, or a package the run stage
 #    installs: a new library dependency fails here until the Dockerfile has it;
 #  - the build stage installs every -dev package scripts/deps.sh build checks.
@@ -32,6 +33,8 @@ build_pkgs=$(awk '/^FROM .* AS build/{b=1} /^FROM .* AS run/{b=0} b' "$DF" | sed
 command -v readelf >/dev/null || { fail "readelf not found (binutils)"; finish; exit 1; }
 needed=$(readelf -d "$STEMLINE" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p')
 [ -n "$needed" ] && pass || fail "readelf found no NEEDED entries in $STEMLINE"
+# and those it opens with dlopen at their first use: a shared FFmpeg (io/ff_dl.h)
+needed="$needed $(grep -aohE 'lib(avformat|avcodec|swresample|avutil)\.so\.[0-9]+' "$STEMLINE" | sort -u)"
 for so in $needed; do
   fam=${so%%.so*}
   case "$fam" in

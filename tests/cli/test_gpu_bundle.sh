@@ -3,7 +3,8 @@
 # are, no cmake, no static FFmpeg; the full bundle is slow.gpu_bundle): the
 # bundle's layout and MANIFEST, the CUDA libraries left to the GPU machine,
 # the size limit, the closure check, and the bundle's stemline run in a bare
-# environment (env -i, no LD_LIBRARY_PATH) from a copy elsewhere.
+# environment (env -i, no LD_LIBRARY_PATH) from a copy elsewhere, with the
+# shared FFmpeg it opens at its first use taken from the bundle.
 set -u
 source "$(dirname "$0")/lib.sh"
 : "${SL_SRC:?SL_SRC must point at the source tree}"
@@ -40,6 +41,11 @@ for lib in $(grep -aohE 'lib(cufft|cudnn|cublasLt)\.so\.[0-9]+' "$SL_BUILD/steml
   expect_grep "$lib" "$T/b/cuda-libs" "the dlopen'd $lib is named for the launcher to find"
   if find "$T/b/lib" -name "${lib%%.so*}*" | grep -q .; then fail "$lib was carried"; else pass; fi
 done
+# A shared FFmpeg is opened with dlopen too (io/ff_dl.h), and carried: each one the binary names is in lib/.
+ffmpeg_libs=$(grep -aohE 'lib(avformat|avcodec|swresample|avutil)\.so\.[0-9]+' "$SL_BUILD/stemline" | sort -u)
+for lib in $ffmpeg_libs; do
+  [ -f "$T/b/lib/$lib" ] && pass || fail "the dlopen'd $lib is not carried in lib/"
+done
 if ldd "$SL_BUILD/stemline" | grep -qE 'libcudart|libcufft|libcudnn'; then
   fail "stemline links a CUDA library instead of opening it at first use (kernels/cuda/cu_dl.h)"
 else pass; fi
@@ -72,9 +78,15 @@ case $libs in "$T/moved/lib"*) pass ;; *) fail "run --libs starts with the bundl
 bare "$T/moved/stemline" --version >"$OUT" 2>"$ERR"
 STATUS=$?
 expect_status 0 "the moved bundle's stemline starts with no environment"
-bare "$T/moved/stemline" run job.yaml --backend cpu --quiet >"$OUT" 2>"$ERR"
+bare env LD_DEBUG=files "$T/moved/stemline" run job.yaml --backend cpu --quiet >"$OUT" 2>"$ERR"
 STATUS=$?
 expect_status 0 "the moved bundle runs hpss + melstats"
+if [ -n "$ffmpeg_libs" ]; then
+  if grep -E 'calling init: .*libavformat' "$ERR" | grep -qF "$T/moved/lib/"; then pass; else
+    fail "the moved bundle's job did not load libavformat from the bundle's lib/"
+    grep -E 'calling init: .*libav' "$ERR" >&2
+  fi
+fi
 py_check "the bundle's job wrote every stem and vector" <<'PY'
 import glob, json
 rep = json.load(open("out/report.json"))

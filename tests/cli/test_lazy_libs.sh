@@ -2,8 +2,13 @@
 # Libraries a process does not use are not loaded: `stemline --version` and a
 # CPU job open none of the CUDA backend's libraries (libcudart is linked
 # statically; libcufft, libcudnn and libcublasLt are opened when a CUDA context
-# needs them, kernels/cuda/cu_dl.h), as the dynamic loader's own account of
-# the files it loads (LD_DEBUG=files) shows.
+# needs them, kernels/cuda/cu_dl.h), and `--version`, `--help`, `inspect
+# --help`, a usage error, `search --id`, `report`, `models` and `merge` open
+# none of FFmpeg's (opened when something first decodes or encodes,
+# io/ff_dl.h), while a job and `inspect FILE` do and work; as the dynamic
+# loader's own account of the files it loads (LD_DEBUG=files) shows. An FFmpeg that cannot be opened
+# (SL_FAULT_FFMPEG_MISSING) stops a job at once with exit 2 and fails
+# `inspect FILE`, both naming the library and why.
 set -u
 source "$(dirname "$0")/lib.sh"
 in_tmp_dir
@@ -11,6 +16,17 @@ in_tmp_dir
 # loaded FILE: the libraries the loader opened, one per line, from an LD_DEBUG=files log
 loaded() { sed -n 's/.*file=\([^ ]*\) .*/\1/p' "$1" | sort -u; }
 cuda_re='^lib(cudart|cufft|cudnn|cublas|cublasLt)[.]'
+ff_re='(^|/)lib(avformat|avcodec|avutil|swresample)[.]so'
+# no_ffmpeg NAME ARGS...: `stemline ARGS` loads no FFmpeg library (its status is left in $STATUS)
+no_ffmpeg() {
+  local name=$1
+  shift
+  LD_DEBUG=files "$STEMLINE" "$@" >"$OUT" 2>ld-$name.log
+  STATUS=$?
+  loaded ld-$name.log > libs-$name.txt
+  expect_grep "libc.so" libs-$name.txt "LD_DEBUG=files lists what stemline $* loads"
+  if grep -E "$ff_re" libs-$name.txt; then fail "stemline $* loads FFmpeg (above)"; else pass; fi
+}
 
 LD_DEBUG=files "$STEMLINE" --version >"$OUT" 2>ld-version.log
 STATUS=$?
@@ -19,6 +35,13 @@ loaded ld-version.log > libs-version.txt
 # the log is real: the loader names the C library it loads
 expect_grep "libc.so" libs-version.txt "LD_DEBUG=files lists what --version loads"
 if grep -E "$cuda_re" libs-version.txt; then fail "stemline --version loads a CUDA library (above)"; else pass; fi
+if grep -E "$ff_re" libs-version.txt; then fail "stemline --version loads FFmpeg (above)"; else pass; fi
+no_ffmpeg help --help
+expect_status 0 "stemline --help"
+no_ffmpeg inspect-help inspect --help
+expect_status 0 "stemline inspect --help"
+no_ffmpeg inspect-usage inspect
+expect_status 2 "stemline inspect without a file"
 
 mkdir in
 gen_tone in/a.wav 2 44100 2 pcm_s16le
@@ -36,4 +59,44 @@ expect_status 0 "a CPU job (hpss + melstats)"
 loaded ld-job.log > libs-job.txt
 expect_grep "libc.so" libs-job.txt "LD_DEBUG=files lists what the job loads"
 if grep -E "$cuda_re" libs-job.txt; then fail "a CPU job loads a CUDA library (above)"; else pass; fi
+
+# FFmpeg: a shared one is loaded by what decodes; a static one (SL_FFMPEG_STATIC,
+# the GPU bundle) is part of the binary, and the checks of loading end here
+if ! grep -Eq '(^|/)libavformat[.]so' libs-job.txt; then
+  if ldd "$STEMLINE" | grep -q 'libavformat'; then fail "the binary links libavformat (ldd), it must open it at its first use"; fi
+  echo "no shared FFmpeg loaded by the job: a static FFmpeg build; the loading checks are skipped"
+  finish
+  exit
+fi
+pass
+if ldd "$STEMLINE" | grep -E "$ff_re"; then fail "the binary links FFmpeg (ldd above), it must open it at its first use"; else pass; fi
+no_ffmpeg search search out --id a.wav --json -k 1
+expect_status 0 "search --id a.wav"
+expect_grep '"a.wav"' "$OUT" "search --id a.wav finds the track"
+no_ffmpeg report report out --html report.html
+expect_status 0 "report OUT"
+no_ffmpeg models models
+expect_status 0 "models"
+no_ffmpeg merge merge out
+expect_status 0 "merge OUT"
+LD_DEBUG=files "$STEMLINE" inspect in/a.wav >"$OUT" 2>ld-inspect.log
+STATUS=$?
+expect_status 0 "inspect in/a.wav"
+expect_grep "44100" "$OUT" "inspect in/a.wav shows its rate"
+loaded ld-inspect.log > libs-inspect.txt
+grep -Eq '(^|/)libavformat[.]so' libs-inspect.txt && pass || fail "inspect FILE did not load libavformat"
+
+# an FFmpeg that cannot be opened: named, with the reason; a job stops at once (exit 2)
+rm -rf out
+SL_FAULT_FFMPEG_MISSING=libavformat timeout 120 "$STEMLINE" run job.yaml --quiet >"$OUT" 2>"$ERR"
+STATUS=$?
+expect_status 2 "a job without libavformat"
+expect_grep "libavformat.so." "$ERR" "the job's error names the library"
+expect_grep "No such file" "$ERR" "the job's error says why"
+[ ! -e out/ledger.sqlite ] && pass || fail "the job without FFmpeg started on its tracks"
+SL_FAULT_FFMPEG_MISSING=libswresample timeout 120 "$STEMLINE" inspect in/a.wav >"$OUT" 2>"$ERR"
+STATUS=$?
+expect_status 3 "inspect without libswresample"
+expect_grep "in/a.wav" "$ERR" "inspect's error names the file"
+expect_grep "libswresample.so." "$ERR" "inspect's error names the library"
 finish
