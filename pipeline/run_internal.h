@@ -33,6 +33,7 @@
 #include "ledger.h"
 #include "progress.h"
 #include "report.h"
+#include "run_trace.h"
 #include "runlock.h"
 #include "segment.h"
 #include "search.h"
@@ -233,6 +234,12 @@ void set_fatal(runner *r, const char *fmt, const char *detail);
 /* Gives back a place among the tracks in flight (a track freed, or a place
  * next_stem_track reserved for a track that was not started). */
 void live_track_release(runner *r);
+/* n CPU tokens of the run's budget for track's work (track < 0: none), the
+ * wait traced (run_trace.h); tokens_give gives them back. */
+void tokens_take(runner *r, int n, long track);
+void tokens_give(runner *r, int n);
+/* Tokens the calling thread holds (tokens_take minus tokens_give). */
+int tokens_held(void);
 void slot_layout(runner *r, slot *s, int kind);
 slot *pool_acquire(runner *r);
 void pool_release(runner *r, slot *s);

@@ -157,6 +157,7 @@ int sl_vindex_keep_mapped(sl_vindex *ix) { return keep_mapped(ix, 0); }
 static void *prefetch_main(void *arg)
 {
     sl_vindex *ix = arg;
+    pthread_setname_np(pthread_self(), "sl-prefetch");
     const long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
     const size_t cap = pages > 0 && psz > 0 ? (size_t)pages * (size_t)psz / 4 : ((size_t)1 << 30);
     ix->pf_rc = keep_mapped(ix, cap ? cap : 1);
