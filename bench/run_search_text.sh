@@ -10,7 +10,15 @@
 # file (bench/bench_search.c --model clap), as a job with `embedding.model: clap` writes them.
 #
 # The float16 and int8 scan copies are built once (`stemline search OUT --build-f16
-# --build-i8`, reused while the shards are unchanged).
+# --build-i8`, reused while the shards are unchanged; an int8 copy written before its
+# 8 MiB pieces is rewritten once).
+#
+# The weights file is then dropped from the page cache (REREAD_WEIGHTS=1, the default;
+# 0 leaves it) and read back by one untimed search through stemline's own mapping: the
+# page cache then holds it in large folios, as after `models fetch` / the converter wrote
+# it or any first use by stemline. A file that some other tool read with read() sits in
+# 4-64 KiB folios instead, which costs a one-query search about 50 ms more CPU (page
+# faults and unmapping of 340 MB; bench/RESULTS.md, "search --text: page cache").
 #
 # Timed: `stemline search OUT --text Q1 [--text Q2 ...] --json -v` for NQ (default "1 4 16")
 # queries (QUERIES below) at THREADS (default "1 2") threads, best of REPEAT (default 3)
@@ -59,6 +67,11 @@ for c in f16 i8; do
     "$SL" search "$O" "--build-$c"
   fi
 done
+if [ "${REREAD_WEIGHTS:-1}" = 1 ]; then
+  python3 -c "import os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)" "$W"
+  "$SL" search "$O" --text "warm-up" >/dev/null
+  echo "bench: $W dropped from the page cache and read back by one search (REREAD_WEIGHTS=0 leaves it)" >&2
+fi
 # sargs: the options of scan $2 for binary $1; returns 1 when the binary cannot run it
 scan_args() {
   local h

@@ -13,7 +13,7 @@
  * channels of y (the overlap-add of neighbouring input positions stays inside
  * one part). Bias and activation go through the vectorised epilogue. Where AVX-512
  * runs, conv1d with groups 1, k <= 16 and stride 1 on inner 1 or any stride on inner >= 16,
- * and conv_transpose1d on inner >= 16, go without im2col / col2im instead
+ * and conv_transpose1d on inner 1 or >= 16, go without im2col / col2im instead
  * (cpu_conv1d_direct.c). */
 #include <cblas.h>
 #include <stdlib.h>

@@ -11,7 +11,12 @@
  *    u * dilation - pad_l falls outside the signal are skipped;
  *  - conv_transpose1d, inner >= 16: a tile is 32 consecutive columns of one output row t;
  *    tap u reads input row i = (t + crop - u) / stride where that divides exactly and
- *    0 <= i < len (for HT-Demucs's k 8, stride 4: two taps per row), the others skipped.
+ *    0 <= i < len (for HT-Demucs's k 8, stride 4: two taps per row), the others skipped;
+ *  - conv_transpose1d, inner 1 (the time decoders): by phases of the stride, t + crop =
+ *    q * stride + rho: a tile is 32 consecutive q of one phase rho, tap u = rho + m * stride
+ *    reading x at q - m (lanes outside the signal masked to 0), written to a scratch
+ *    [stride][q] per channel that a second pass weaves into y (by permutes for stride 4)
+ *    and applies the activation to.
  *
  * The weights are packed as [output channels / 12][c_in][k][12] (the 12 weights a tap
  * broadcasts lie together; kept with the context for weights declared fixed, else packed
@@ -37,12 +42,13 @@
 #define DC_BLOCK 8    /* tiles per block */
 #define DC_MAX_K 16   /* taps at most */
 #define DC_KC 192     /* channel-taps per pass */
+#define DC_PF 4       /* channels ahead that dc_pack_x prefetches */
 
 /* sl_cpu_fixed_form's tag of packed conv weights ('DC' + the shape; bit 63: transposed). */
 #define DC_TAG(t, o, c, k)                                                                                             \
     (((uint64_t)0x4443u << 48) ^ ((uint64_t)(t) << 63) ^ ((uint64_t)(o) << 30) ^ ((uint64_t)(c) << 12) ^ (uint64_t)(k))
 
-enum { DC_CONTIG, DC_INNER, DC_TRANSPOSED };
+enum { DC_CONTIG, DC_INNER, DC_TRANSPOSED, DC_PHASES };
 
 typedef struct {
     int mode;
@@ -60,6 +66,9 @@ typedef struct {
     size_t tiles;           /* tiles per item */
     size_t chunk, chunks;   /* tiles per part, parts per item */
     size_t cb;              /* input channels per pass */
+    size_t Q;               /* phases mode: positions per phase */
+    float *yout;            /* phases mode: y of the op (y is the phases' [batch][O][stride][Q]) */
+    sl_act act_out;         /* phases mode: the op's activation, applied with the interleave */
 } dc_job;
 
 static size_t dc_packed_floats(size_t O, size_t C, size_t k) { return (O + DC_MR - 1) / DC_MR * DC_MR * C * k; }
@@ -128,7 +137,17 @@ static void dc_tile_taps(const dc_job *J, size_t tile, dc_taps *T)
 {
     T->n = 0;
     size_t ncol;
-    if (J->mode == DC_CONTIG) {
+    if (J->mode == DC_PHASES) { /* phase rho of t + crop, positions q0 .. of it */
+        const size_t per = (J->Q + DC_NR - 1) / DC_NR, rho = tile / per, q0 = (tile % per) * DC_NR;
+        T->off = rho * J->Q + q0;
+        ncol = J->Q - q0 < DC_NR ? J->Q - q0 : DC_NR;
+        for (size_t u = rho, m = 0; u < J->k; u += (size_t)J->stride, m++) {
+            const long lo = (long)q0 - (long)m; /* input i = q - m */
+            const uint32_t mk = dc_lanes(-lo, (long)J->len - lo) & dc_lanes(0, (long)ncol);
+            if (mk)
+                T->u[T->n] = (int)u, T->src[T->n] = lo, T->mk[T->n++] = mk;
+        }
+    } else if (J->mode == DC_CONTIG) {
         const size_t t0 = tile * DC_NR;
         T->off = t0;
         ncol = J->len_out - t0 < DC_NR ? J->len_out - t0 : DC_NR;
@@ -251,9 +270,9 @@ DC512 static void dc_pack_x(const dc_job *J, size_t b, size_t c0, size_t c1, con
             for (int j = 0; j < T[i].n; j++, d += DC_NR) {
                 const float *s = xb + c * ldc + T[i].src[j];
                 const uint32_t m = T[i].mk[j];
-                if (c + 4 < c1) {
-                    _mm_prefetch((const char *)(s + 4 * ldc), _MM_HINT_T0);
-                    _mm_prefetch((const char *)(s + 4 * ldc + 16), _MM_HINT_T0);
+                if (c + DC_PF < c1) {
+                    _mm_prefetch((const char *)(s + DC_PF * ldc), _MM_HINT_T0);
+                    _mm_prefetch((const char *)(s + DC_PF * ldc + 16), _MM_HINT_T0);
                 }
                 _mm512_store_ps(d, _mm512_maskz_loadu_ps((__mmask16)m, s));
                 _mm512_store_ps(d + 16, _mm512_maskz_loadu_ps((__mmask16)(m >> 16), s + 16));
@@ -307,6 +326,73 @@ static void dc_body(void *v, size_t part, int tid)
 #endif
 }
 
+#ifdef SL_CPU_HAVE_AVX2_PATHS
+/* y[t] = ph[(t + crop) % 4][(t + crop) / 4] for t < L (phases of Q positions each): 16 positions
+ * of the four phases interleaved into 64 outputs by permutes, the ends one by one. */
+DC512 static void dc_weave4(const float *ph, size_t Q, size_t crop, size_t L, float *y)
+{
+    const __m512i lo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    const __m512i hi = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
+    const __m512i p0 = _mm512_set_epi64(11, 3, 10, 2, 9, 1, 8, 0), p1 = _mm512_set_epi64(15, 7, 14, 6, 13, 5, 12, 4);
+    const size_t qa = (crop + 3) / 4; /* first q with 4 q - crop >= 0 */
+    size_t q = qa;
+    for (; 4 * (q + 16) <= L + crop && q + 16 <= Q; q += 16) {
+        const __m512 a = _mm512_loadu_ps(ph + q), b = _mm512_loadu_ps(ph + Q + q);
+        const __m512 c = _mm512_loadu_ps(ph + 2 * Q + q), d = _mm512_loadu_ps(ph + 3 * Q + q);
+        const __m512d ab0 = _mm512_castps_pd(_mm512_permutex2var_ps(a, lo, b));
+        const __m512d ab1 = _mm512_castps_pd(_mm512_permutex2var_ps(a, hi, b));
+        const __m512d cd0 = _mm512_castps_pd(_mm512_permutex2var_ps(c, lo, d));
+        const __m512d cd1 = _mm512_castps_pd(_mm512_permutex2var_ps(c, hi, d));
+        float *o = y + 4 * q - crop;
+        _mm512_storeu_pd((double *)o, _mm512_permutex2var_pd(ab0, p0, cd0));
+        _mm512_storeu_pd((double *)(o + 16), _mm512_permutex2var_pd(ab0, p1, cd0));
+        _mm512_storeu_pd((double *)(o + 32), _mm512_permutex2var_pd(ab1, p0, cd1));
+        _mm512_storeu_pd((double *)(o + 48), _mm512_permutex2var_pd(ab1, p1, cd1));
+    }
+    const size_t ta = 4 * qa - crop < L ? 4 * qa - crop : L; /* the ends */
+    for (size_t t = 0; t < ta; t++)
+        y[t] = ph[((t + crop) % 4) * Q + (t + crop) / 4];
+    for (size_t t = 4 * q - crop > ta ? 4 * q - crop : ta; t < L; t++)
+        y[t] = ph[((t + crop) % 4) * Q + (t + crop) / 4];
+}
+#endif
+
+/* Phases mode: rows [lo, hi) of the op's y (item * O + channel) from the phases,
+ * y[t] = phases[(t + crop) % stride][(t + crop) / stride], then the activation. */
+typedef struct {
+    const dc_job *J;
+    size_t rows, parts;
+} dc_weave_job;
+
+static void dc_weave(void *v, size_t part, int tid)
+{
+    (void)tid;
+    const dc_weave_job *W = v;
+    const dc_job *J = W->J;
+    const size_t S = (size_t)J->stride, L = J->len_out;
+    size_t lo, hi;
+    sl_pool_range(W->rows, W->parts, part, &lo, &hi);
+    for (size_t r = lo; r < hi; r++) {
+        const float *ph = J->y + r * S * J->Q;
+        float *y = J->yout + r * L;
+#ifdef SL_CPU_HAVE_AVX2_PATHS
+        if (S == 4) {
+            dc_weave4(ph, J->Q, (size_t)J->pad, L, y);
+            if (J->act_out != SL_ACT_NONE)
+                sl_cpu_epilogue_row(J->act_out, L, y, NULL, NULL, NULL, y);
+            continue;
+        }
+#endif
+        for (size_t rho = 0; rho < S; rho++) { /* t + crop = q S + rho */
+            const size_t q0 = rho >= (size_t)J->pad % S ? (size_t)J->pad / S : (size_t)J->pad / S + 1;
+            for (size_t q = q0, t = q0 * S + rho - (size_t)J->pad; t < L; q++, t += S)
+                y[t] = ph[rho * J->Q + q];
+        }
+        if (J->act_out != SL_ACT_NONE)
+            sl_cpu_epilogue_row(J->act_out, L, y, NULL, NULL, NULL, y);
+    }
+}
+
 /* Packs the weights, splits the tiles into parts and runs them: 1, or 0 when out of memory
  * for the packed weights (the caller takes its other path). */
 static int dc_go(sl_op_ctx *ctx, dc_job *J, size_t batch, const float *w, size_t k_eff)
@@ -319,13 +405,26 @@ static int dc_go(sl_op_ctx *ctx, dc_job *J, size_t batch, const float *w, size_t
         J->cb = J->C;
     const size_t th = (size_t)sl_pool_threads(ctx->pool);
     J->xp_floats = DC_BLOCK * J->cb * J->k * DC_NR;
-    float *ws = sl_cpu_scratch(ctx, th * J->xp_floats + dc_packed_floats(J->O, J->C, J->k) + 16);
+    const size_t nwp = dc_packed_floats(J->O, J->C, J->k), S = (size_t)J->stride;
+    size_t nph = 0;
+    if (J->mode == DC_PHASES) {
+        J->Q = (J->len_out + (size_t)J->pad + S - 1) / S;
+        J->cols = S * J->Q;
+        nph = batch * J->O * J->cols;
+    }
+    float *ws = sl_cpu_scratch(ctx, th * J->xp_floats + nwp + nph + 16);
     if (!ws)
         return 0;
     J->xp = (float *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
-    if (!(J->wp = dc_weights(ctx, w, J->mode == DC_TRANSPOSED, J->O, J->C, J->k, J->xp + th * J->xp_floats)))
+    if (!(J->wp = dc_weights(ctx, w, J->mode >= DC_TRANSPOSED, J->O, J->C, J->k, J->xp + th * J->xp_floats)))
         return 0;
-    J->tiles = J->per_t ? J->len_out * J->per_t : (J->len_out + DC_NR - 1) / DC_NR;
+    if (J->mode == DC_PHASES) {
+        J->yout = J->y, J->act_out = J->act;
+        J->y = J->xp + th * J->xp_floats + nwp, J->act = SL_ACT_NONE;
+        J->tiles = S * ((J->Q + DC_NR - 1) / DC_NR);
+    } else {
+        J->tiles = J->per_t ? J->len_out * J->per_t : (J->len_out + DC_NR - 1) / DC_NR;
+    }
     /* parts: whole items when there are enough of them, else about 4 per thread */
     J->chunks = 1;
     if (th > 1 && batch < 4 * th)
@@ -335,6 +434,12 @@ static int dc_go(sl_op_ctx *ctx, dc_job *J, size_t batch, const float *w, size_t
     J->chunk = (J->tiles + J->chunks - 1) / J->chunks;
     J->chunks = (J->tiles + J->chunk - 1) / J->chunk;
     sl_pool_for(th > 1 ? ctx->pool : NULL, batch * J->chunks, dc_body, J);
+    if (J->mode == DC_PHASES) {
+        dc_weave_job W = {J, batch * J->O, th > 1 ? 4 * th : 1};
+        if (W.parts > W.rows)
+            W.parts = W.rows;
+        sl_pool_for(th > 1 ? ctx->pool : NULL, W.parts, dc_weave, &W);
+    }
     return 1;
 }
 
@@ -356,9 +461,9 @@ int sl_cpu_conv1d_direct(sl_op_ctx *ctx, const sl_conv1d_args *a)
 
 int sl_cpu_convt1d_direct(sl_op_ctx *ctx, const sl_convt1d_args *a)
 {
-    if (!sl_cpu_simd_avx512() || a->inner < 16 || a->k > DC_MAX_K || a->batch == 0)
+    if (!sl_cpu_simd_avx512() || (a->inner < 16 && a->inner != 1) || a->k > DC_MAX_K || a->batch == 0)
         return 0;
-    dc_job J = {.mode = DC_TRANSPOSED, .x = a->x, .bias = a->bias, .y = a->y, .C = (size_t)a->c_in,
+    dc_job J = {.mode = a->inner == 1 ? DC_PHASES : DC_TRANSPOSED, .x = a->x, .bias = a->bias, .y = a->y, .C = (size_t)a->c_in,
                 .O = (size_t)a->c_out, .k = (size_t)a->k, .len = a->len, .inner = a->inner, .stride = a->stride,
                 .dil = 1, .pad = a->crop, .act = a->act, .len_out = a->len_out,
                 .per_t = (a->inner + DC_NR - 1) / DC_NR};

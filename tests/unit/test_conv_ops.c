@@ -398,8 +398,9 @@ static void test_conv1d(sl_op_ctx *ctx, size_t batch, int ci, int co, size_t len
     free(x), free(wt), free(b), free(want);
 }
 
-/* conv_transpose1d's direct AVX-512 path (inner >= 16, k <= 16) and its col2im path, the same
- * way (conv1d_runs): each output row t gathers the input rows i = (t + crop - u) / stride. */
+/* conv_transpose1d's direct AVX-512 path (inner 1 by phases of the stride, or inner >= 16; k <=
+ * 16) and its col2im path, the same way (conv1d_runs): the reference scatters each input
+ * row into the output rows it reaches. */
 static void test_convt1d(sl_op_ctx *ctx, size_t batch, int ci, int co, size_t len, size_t inner, int k, int stride,
                          int crop, size_t len_out, sl_act act)
 {
@@ -431,7 +432,7 @@ static void test_convt1d(sl_op_ctx *ctx, size_t batch, int ci, int co, size_t le
     char shape[160];
     snprintf(shape, sizeof shape, "convt1d b%zu %d->%d L%zu x%zu k%d s%d crop%d out%zu", batch, ci, co, len, inner, k,
              stride, crop, len_out);
-    conv1d_runs(ctx, shape, NULL, &a, want, ny, inner >= 16 && k <= 16);
+    conv1d_runs(ctx, shape, NULL, &a, want, ny, (inner >= 16 || inner == 1) && k <= 16);
     free(x), free(wt), free(b), free(want);
 }
 
@@ -485,7 +486,12 @@ int main(void)
     test_conv1d(ctx, 1, 100, 30, 70, 1, 3, 1, 1, 1, 1, SL_ACT_GELU);   /* 300 channel-taps: two passes */
     test_conv1d(ctx, 1, 30, 40, 9, 21, 8, 4, 1, 2, 2, SL_ACT_GELU);    /* [K,1] stride 4, 240 channel-taps */
     test_conv1d(ctx, 2, 8, 20, 50, 1, 3, 2, 1, 1, 1, SL_ACT_NONE);     /* stride 2 on inner 1: im2col */
-    test_convt1d(ctx, 1, 6, 5, 13, 1, 8, 4, 2, 48, SL_ACT_GELU);       /* inner 1: col2im */
+    test_convt1d(ctx, 1, 6, 5, 13, 1, 8, 4, 2, 48, SL_ACT_GELU);       /* inner 1: by phases, woven back */
+    test_convt1d(ctx, 2, 20, 30, 300, 1, 8, 4, 2, 1200, SL_ACT_GELU);  /* long: the vector weave, x packed */
+    test_convt1d(ctx, 1, 100, 7, 50, 1, 8, 4, 0, 204, SL_ACT_NONE);    /* 200 channel-taps: two passes, full */
+    test_convt1d(ctx, 1, 6, 13, 40, 1, 3, 2, 1, 79, SL_ACT_TANH);      /* stride 2: the scalar weave */
+    test_convt1d(ctx, 1, 4, 5, 30, 1, 2, 3, 0, 89, SL_ACT_RELU);       /* stride > k: a phase with no tap */
+    test_convt1d(ctx, 1, 3, 4, 5, 1, 8, 4, 0, 10, SL_ACT_NONE);        /* shorter than the full length */
     test_convt1d(ctx, 2, 6, 5, 9, 21, 8, 4, 2, 30, SL_ACT_GELU);       /* k 8 stride 4, cropped, tile tails */
     test_convt1d(ctx, 1, 8, 16, 16, 40, 8, 4, 0, 68, SL_ACT_NONE);     /* 12 + 4 channels, full length */
     test_convt1d(ctx, 1, 100, 30, 7, 33, 8, 4, 2, 28, SL_ACT_TANH);    /* 200 channel-taps: two passes */
