@@ -81,6 +81,7 @@ static void *helper_main(void *v)
     sl_pool *p = ha->p;
     const int tid = ha->tid;
     free(ha);
+    pthread_setname_np(pthread_self(), "sl-pool");
     unsigned long seen = 0;
     for (;;) {
         unsigned long g = atomic_load_explicit(&p->gen, memory_order_acquire);

@@ -126,6 +126,7 @@ struct sl_encoder {
     int ch, in_rate, out_rate, q;
     int frame_size;
     int pad_last;   /* the codec takes no short last frame: pad it with silence */
+    int closed;     /* sl_encoder_close done: the temporary file is complete */
     int64_t n_in;   /* frames given to write */
     int64_t n_sent; /* frames given to the encoder */
     int64_t pts;
@@ -532,6 +533,8 @@ int sl_encoder_write(sl_encoder *e, const float *const *planes, size_t n_frames)
 {
     if (!e || (!planes && n_frames))
         return sl_seterr(SL_EINVAL, "sl_encoder_write: invalid arguments");
+    if (e->closed)
+        return sl_seterr(SL_EINVAL, "%s: sl_encoder_write after sl_encoder_close", e->path);
     if (e->err)
         return e->err;
     const float *cur[64];
@@ -612,6 +615,13 @@ static int finish(sl_encoder *e)
     r = sl_ff.avio_closep(&e->oc->pb);
     if (r < 0)
         return sl_seterr(r, "%s: cannot close %s (%s)", e->path, e->tmp, sl_ff_strerror(r, eb, sizeof eb));
+    return 0;
+}
+
+/* The closed temporary file synced and renamed into place, its folder synced. */
+static int commit(sl_encoder *e)
+{
+    int r;
     /* A file whose fsync failed may lose its data in a power cut: it is not
      * renamed into place, and the caller learns that it was not written. */
     r = sync_tmp(e);
@@ -632,9 +642,33 @@ static int finish(sl_encoder *e)
 
 int sl_encoder_finish(sl_encoder *e)
 {
+    int r = sl_encoder_close(e);
+    return r < 0 ? r : sl_encoder_commit(e);
+}
+
+int sl_encoder_close(sl_encoder *e)
+{
     if (!e)
-        return sl_seterr(SL_EINVAL, "sl_encoder_finish: no encoder");
+        return sl_seterr(SL_EINVAL, "sl_encoder_close: no encoder");
+    if (e->closed)
+        return 0;
     int r = e->err ? e->err : finish(e);
+    if (r < 0) {
+        destroy(e, 1);
+        return r;
+    }
+    /* what the file no longer needs goes now (the FLAC encoder's context is
+     * about 7 MB); commit needs the paths only */
+    sl_ff.avcodec_free_context(&e->cc);
+    e->closed = 1;
+    return 0;
+}
+
+int sl_encoder_commit(sl_encoder *e)
+{
+    if (!e || !e->closed)
+        return sl_seterr(SL_EINVAL, "sl_encoder_commit: no closed encoder");
+    int r = commit(e);
     destroy(e, r < 0);
     return r;
 }

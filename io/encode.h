@@ -29,8 +29,16 @@ typedef struct {
 int sl_encoder_open(sl_encoder **out, const char *path, const sl_encode_params *p);
 int sl_encoder_write(sl_encoder *e, const float *const *planes, size_t n_frames);
 /* Flushes, closes and renames into place. Returns 0 or an error (the temporary
- * file is then removed). Frees e in every case. */
+ * file is then removed). Frees e in every case. sl_encoder_close then
+ * sl_encoder_commit. */
 int sl_encoder_finish(sl_encoder *e);
+/* sl_encoder_finish in two steps: close computes (the last frames encoded,
+ * the temporary file written and closed; on error it is removed and e freed,
+ * else e stays for commit), commit waits on the disk (the file synced,
+ * renamed into place, its folder synced; frees e in every case). A closed
+ * encoder may also be abandoned (sl_encoder_abort). */
+int sl_encoder_close(sl_encoder *e);
+int sl_encoder_commit(sl_encoder *e);
 /* Abandons: closes and removes the temporary file. Frees e. */
 void sl_encoder_abort(sl_encoder *e);
 

@@ -82,6 +82,7 @@ static void hide_line(void *arg)
 static void *run(void *arg)
 {
     sl_progress *p = arg;
+    pthread_setname_np(pthread_self(), "sl-progress");
     pthread_mutex_lock(&p->mu);
     while (!p->stopping) {
         struct timespec ts;

@@ -73,11 +73,13 @@ static int stream_next(runner *r, trk *t, dstream *s)
     }
     slot_layout(r, sl, s->kind);
     sl->src = s->src;
-    sl_budget_acquire(r->budget, 1); /* decoding computes: one token of runtime.threads */
+    tokens_take(r, 1, (long)t->index); /* decoding computes: one token of runtime.threads */
+    trace_mark tm = trace_begin();
     long len = s->dmx     ? sl_dmx_cutter_next(&s->xc, dec_read, &s->da, sl->in, &sl->xpos)
                : s->demix ? sl_demix_cutter_next(&s->dc, dec_read, &s->da, sl->in, &sl->dpos)
                           : sl_segmenter_next(&s->sg, dec_read, &s->da, sl->in);
-    sl_budget_release(r->budget, 1);
+    trace_end(tm, "decode", (long)t->index);
+    tokens_give(r, 1);
     if (len <= 0) {
         pool_release(r, sl);
         if (len < 0) {
@@ -111,6 +113,9 @@ static int dmx_stats(runner *r, trk *t)
     char m[600];
     const int ch = r->sep->channels;
     float *buf = malloc(sizeof(float) * 4096 * (size_t)ch);
+    /* a whole decode of the track: one token */
+    tokens_take(r, 1, (long)t->index);
+    trace_mark tm = trace_begin();
     int rc = buf ? sl_decoder_open(&d, t->tr->path, r->sep->sample_rate, ch) : SL_ENOMEM;
     sl_dmx_stats st = {0, 0, 0};
     float *dst[SL_SEG_MAX_CH];
@@ -124,6 +129,8 @@ static int dmx_stats(runner *r, trk *t)
         }
         sl_dmx_stats_add(&st, (const float *const *)dst, ch, (size_t)got);
     }
+    trace_end(tm, "decode_stats", (long)t->index);
+    tokens_give(r, 1);
     sl_decoder_close(d);
     free(buf);
     if (rc) {
@@ -149,12 +156,17 @@ static int decode_streams(runner *r, trk *t, dstream *st, int n, const char *pat
 {
     sl_decoder *d = NULL;
     char m[600];
+    /* opening probes the file and sets up the resamplers: it computes */
+    tokens_take(r, 1, (long)t->index);
+    trace_mark tm = trace_begin();
     int rc = sl_decoder_open(&d, path ? path : t->tr->path, st[0].rate, st[0].ch);
     for (int i = 1; i < n && !rc; i++) {
         int idx = sl_decoder_add_output(d, st[i].rate, st[i].ch);
         rc = idx < 0 ? idx : 0;
         st[i].da.out = idx;
     }
+    trace_end(tm, "decoder_open", (long)t->index);
+    tokens_give(r, 1);
     if (rc) {
         sl_decoder_close(d);
         pthread_mutex_lock(&t->mu);
@@ -180,11 +192,13 @@ static int decode_streams(runner *r, trk *t, dstream *st, int n, const char *pat
         if (st[i].kind == KIND_SEP)
             sep = &st[i];
     if (sep && r->write_stems) {
+        tm = trace_begin();
         pthread_mutex_lock(&t->mu);
-        rc = open_encoders(r, t, m, sizeof m);
+        rc = prepare_stems(r, t, m, sizeof m);
         if (rc)
             trk_output_error(r, t, rc, m);
         pthread_mutex_unlock(&t->mu);
+        trace_end(tm, "stems_prepare", (long)t->index);
         if (rc) {
             sl_decoder_close(d);
             return rc;
@@ -236,7 +250,9 @@ static int decode_streams(runner *r, trk *t, dstream *st, int n, const char *pat
             sl_demix_cutter_free(&st[i].dc);
             sl_dmx_cutter_free(&st[i].xc);
         }
+    tm = trace_begin();
     sl_decoder_close(d);
+    trace_end(tm, "decoder_close", (long)t->index);
     return rc;
 }
 
@@ -251,8 +267,14 @@ static void decode_finished(runner *r, trk *t, double seconds)
     if (fin)
         t->finalized = 1;
     pthread_mutex_unlock(&t->mu);
-    if (fin)
+    if (fin) {
+        const long ti = (long)t->index;
+        tokens_take(r, 1, ti); /* finalize computes (the last samples, the stems' last frames) */
+        trace_mark tm = trace_begin();
         finalize(r, t);
+        trace_end(tm, "finalize", ti);
+        tokens_give(r, tokens_held()); /* (finalize gives it back before its disk waits) */
+    }
 }
 
 static void decode_track(runner *r, size_t i)
@@ -384,6 +406,7 @@ static trk *next_stem_track(runner *r, int *done)
 void *decode_thread(void *arg)
 {
     runner *r = arg;
+    pthread_setname_np(pthread_self(), "sl-decode");
     sl_io_set_thread_timeout(r->cfg->track_timeout_s);
     for (;;) {
         int finished;

@@ -33,6 +33,7 @@
 #include "ledger.h"
 #include "progress.h"
 #include "report.h"
+#include "run_trace.h"
 #include "runlock.h"
 #include "segment.h"
 #include "search.h"
@@ -86,7 +87,8 @@ struct trk {
     sl_dmx_joiner xj;      /* instead of st for the demucs command's inference */
     double x_mean, x_std;  /* its whole-track statistics (first decode pass) */
     int have_st;
-    sl_encoder *enc[SL_MAX_SOURCES];
+    sl_encoder *enc[SL_MAX_SOURCES]; /* opened at the stem's first write (stem_path, enc_params) */
+    sl_encode_params enc_params;
     char *outputs;         /* JSON array of stem paths relative to output.dir */
     int phase;             /* 0: the input (separation, mix windows); 1: the stems' windows */
     struct trk *qnext;     /* in the runner's stem queue */
@@ -233,6 +235,12 @@ void set_fatal(runner *r, const char *fmt, const char *detail);
 /* Gives back a place among the tracks in flight (a track freed, or a place
  * next_stem_track reserved for a track that was not started). */
 void live_track_release(runner *r);
+/* n CPU tokens of the run's budget for track's work (track < 0: none), the
+ * wait traced (run_trace.h); tokens_give gives them back. */
+void tokens_take(runner *r, int n, long track);
+void tokens_give(runner *r, int n);
+/* Tokens the calling thread holds (tokens_take minus tokens_give). */
+int tokens_held(void);
 void slot_layout(runner *r, slot *s, int kind);
 slot *pool_acquire(runner *r);
 void pool_release(runner *r, slot *s);
@@ -253,7 +261,11 @@ void trk_output_error(runner *r, trk *t, int rc, const char *msg);
 /* Caller holds t->mu. The first reason wins. */
 void trk_fail(trk *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void trk_abandon(trk *t, const char *why);
-int open_encoders(runner *r, trk *t, char *err, size_t errsize);
+/* The stems' paths (t->stem_path, t->outputs) and encoder parameters, after
+ * sweeping temporaries a killed run left under those names; the encoders open
+ * at their first write, on a writer's token (FFmpeg's FLAC encoder zeroes a
+ * context of about 7 MB: only the tracks being written hold one). */
+int prepare_stems(runner *r, trk *t, char *err, size_t errsize);
 void finalize(runner *r, trk *t);
 void *writer_thread(void *arg);
 void *decode_thread(void *arg);

@@ -425,6 +425,7 @@ static void *loader_main(void *arg)
 {
     worker *w = arg;
     char msg[600] = "";
+    pthread_setname_np(pthread_self(), "sl-load");
     w->load_rc = worker_open(w, msg, sizeof msg);
     if (w->load_rc)
         snprintf(w->load_err, sizeof w->load_err, "%s", msg);
@@ -470,6 +471,7 @@ void *worker_thread(void *arg)
     worker *w = arg;
     runner *r = w->r;
     slot *batch[256];
+    pthread_setname_np(pthread_self(), "sl-model");
     int rc = worker_init(w);
     pthread_mutex_lock(&r->mu);
     r->workers_ready++;
@@ -500,12 +502,14 @@ void *worker_thread(void *arg)
         }
         if (live) {
             /* the batch's threads come out of the run's CPU budget */
-            sl_budget_acquire(r->budget, r->op_threads);
+            tokens_take(r, r->op_threads, (long)batch[0]->t->index);
             const double t0 = now_s();
+            trace_mark tm = trace_begin();
             run_batch(w, batch, live);
+            trace_end(tm, batch[0]->kind == KIND_SEP ? "model" : "model_emb", (long)batch[0]->t->index);
             w->busy_s += now_s() - t0;
             w->batches++;
-            sl_budget_release(r->budget, r->op_threads);
+            tokens_give(r, r->op_threads);
         }
         for (size_t b = 0; b < live; b++)
             push_write(r, batch[b]);

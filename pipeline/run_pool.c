@@ -40,6 +40,28 @@ void live_track_release(runner *r)
     pthread_mutex_unlock(&r->mu);
 }
 
+static __thread int held; /* tokens this thread took with tokens_take */
+
+void tokens_take(runner *r, int n, long track)
+{
+    trace_mark m = trace_begin();
+    sl_budget_acquire(r->budget, n);
+    trace_end(m, "wait_token", track);
+    held += n;
+    trace_tokens(n);
+}
+
+void tokens_give(runner *r, int n)
+{
+    if (n <= 0)
+        return;
+    sl_budget_release(r->budget, n);
+    held -= n;
+    trace_tokens(-n);
+}
+
+int tokens_held(void) { return held; }
+
 /* ---- slot pool ---- */
 
 static void fifo_push(fifo *q, slot *s)

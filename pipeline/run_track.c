@@ -78,9 +78,9 @@ static void trk_free(runner *r, trk *t)
     live_track_release(r);
 }
 
-/* Opens one encoder per stem (temporary names; renamed when the track is done),
- * after sweeping temporaries a killed run may have left in the same folders. */
-int open_encoders(runner *r, trk *t, char *err, size_t errsize)
+/* The stems' paths and parameters (run_internal.h); the encoders open at the
+ * first write (stem_body: temporary names, renamed when the track is done). */
+int prepare_stems(runner *r, trk *t, char *err, size_t errsize)
 {
     const sl_config *c = r->cfg;
     sl_encode_params p = {
@@ -99,13 +99,12 @@ int open_encoders(runner *r, trk *t, char *err, size_t errsize)
         p.sample_format = "f32";
         p.out_rate = r->sep->sample_rate;
     }
+    t->enc_params = p;
     size_t olen = 1, ocap = 256;
     t->outputs = malloc(ocap);
     if (!t->outputs)
         return SL_ENOMEM;
     strcpy(t->outputs, "[");
-    /* first sweep (every file, before any encoder of this track exists) */
-    for (int pass = 0; pass < 2; pass++)
     for (int s = 0; s < r->sep->n_sources; s++) {
         char rel[4096], full[8192];
         int rc = 0;
@@ -121,18 +120,9 @@ int open_encoders(runner *r, trk *t, char *err, size_t errsize)
             snprintf(err, errsize, "output path too long");
             return rc;
         }
-        if (pass == 0) {
-            /* only this file's temporaries: other tracks may be writing into
-             * the same folder (templates like {stem}/{track}.{ext}) */
-            sl_atomic_sweep_for(full);
-            continue;
-        }
-        rc = sl_encoder_open(&t->enc[s], full, &p);
-        if (rc) {
-            char m[512];
-            snprintf(err, errsize, "write %s: %s", rel, sl_errmsg(rc, m, sizeof m));
-            return rc;
-        }
+        /* only this file's temporaries: other tracks may be writing into the
+         * same folder (templates like {stem}/{track}.{ext}) */
+        sl_atomic_sweep_for(full);
         if (!(t->stem_path[s] = strdup(full)))
             return SL_ENOMEM;
         if (!r->scratch && append_json_path(&t->outputs, &olen, &ocap, rel))
@@ -152,7 +142,7 @@ typedef struct {
     trk *t;
     float *const *const *y; /* [stem]: the planes to write (n samples each) */
     size_t n;
-    int finish;             /* then finish each stem (renamed into place) */
+    int finish;             /* then close each stem (its file complete; commit_stems puts it in place) */
     int rc[SL_MAX_SOURCES];
     char msg[SL_MAX_SOURCES][512]; /* a failed stem's message, taken on the thread that failed */
 } stems_job;
@@ -161,26 +151,26 @@ static void stem_body(void *v, size_t k, int tid)
 {
     (void)tid;
     stems_job *j = v;
-    int rc = j->n ? sl_encoder_write(j->t->enc[k], (const float *const *)j->y[k], j->n) : 0;
-    if (!rc && j->finish) {
-        rc = sl_encoder_finish(j->t->enc[k]);
-        j->t->enc[k] = NULL;
-    }
+    trk *t = j->t;
+    int rc = 0;
+    if (!t->enc[k] && (j->n || j->finish)) /* its first write */
+        rc = sl_encoder_open(&t->enc[k], t->stem_path[k], &t->enc_params);
+    if (!rc && j->n)
+        rc = sl_encoder_write(t->enc[k], (const float *const *)j->y[k], j->n);
+    if (!rc && j->finish && (rc = sl_encoder_close(t->enc[k])) != 0)
+        t->enc[k] = NULL; /* freed by the failed close */
     j->rc[k] = rc;
-    if (rc) /* the detail (path, fsync or write) is in this thread's last error */
+    if (rc) /* the detail (path or write) is in this thread's last error */
         sl_errmsg(rc, j->msg[k], sizeof j->msg[k]);
 }
 
 /* Writes n samples of planes y[k] into each of t's n_stems encoders and, with
- * finish, finishes each (renamed into place: t->placed); the first stem that
- * failed fails the track, as when they were written one after the other. */
+ * finish, closes each (commit_stems then puts them in place); the first stem
+ * that failed fails the track, as when they were written one after the other. */
 static void write_stems(runner *r, trk *t, int n_stems, float *const *const *y, size_t n, int finish)
 {
     stems_job j = {.t = t, .y = y, .n = n, .finish = finish};
     sl_pool_for(stem_pool, (size_t)n_stems, stem_body, &j);
-    for (int k = 0; k < n_stems; k++)
-        if (finish && !j.rc[k])
-            t->placed |= 1ULL << k; /* (removed again if the track fails) */
     for (int k = 0; k < n_stems; k++)
         if (j.rc[k]) {
             char w[600];
@@ -188,6 +178,26 @@ static void write_stems(runner *r, trk *t, int n_stems, float *const *const *y, 
             trk_output_error(r, t, j.rc[k], w);
             break;
         }
+}
+
+/* The closed stems of t synced and renamed into place (t->placed), one after
+ * the other; the first that fails fails the track (the others are abandoned
+ * with it). Waits on the disk: called without CPU tokens (finalize). */
+static void commit_stems(runner *r, trk *t)
+{
+    char m[512], w[600];
+    for (int k = 0; k < r->sep->n_sources && !t->failed && !t->abandoned; k++) {
+        if (!t->enc[k])
+            continue;
+        int rc = sl_encoder_commit(t->enc[k]);
+        t->enc[k] = NULL;
+        if (rc) {
+            snprintf(w, sizeof w, "write: %s", sl_errmsg(rc, m, sizeof m));
+            trk_output_error(r, t, rc, w);
+        } else {
+            t->placed |= 1ULL << k; /* (removed again if the track fails) */
+        }
+    }
 }
 
 /* Stitches one segment (in order) and writes its final samples. Caller holds t->mu. */
@@ -262,10 +272,21 @@ void finalize(runner *r, trk *t)
             }
             /* (the reference chunking emits everything with its last chunk) */
             size_t n = t->have_st && !r->demix && !r->dmx ? sl_stitcher_flush(&t->st, pp) : 0;
+            trace_mark tm = trace_begin();
             if (r->write_stems && !t->failed && !t->abandoned)
                 write_stems(r, t, r->sep->n_sources, pp, n, 1);
+            trace_end(tm, "fin.stems", (long)t->index);
             free(buf);
         }
+    }
+    /* what is left computes little and waits on the disk (the stems synced and
+     * renamed, the ledger row committed): the tokens go back for it (the caller
+     * gives back what tokens_held says) */
+    tokens_give(r, tokens_held());
+    if (t->phase == 0 && r->write_stems && !t->failed && !t->abandoned) {
+        trace_mark tm = trace_begin();
+        commit_stems(r, t);
+        trace_end(tm, "fin.commit", (long)t->index);
     }
     if (t->phase == 0 && r->n_stem_esrc > 0 && r->emb && !t->failed && !t->abandoned) {
         /* the stems are in place: a decode thread embeds them next (phase 1),
@@ -387,7 +408,9 @@ void finalize(runner *r, trk *t)
     char *files = NULL;
     if (!t->failed) {
         double t1 = now_s();
+        trace_mark tm = trace_begin();
         run_record_outputs(r, t, &files);
+        trace_end(tm, "fin.outputs", (long)t->index);
         t->t_write += now_s() - t1;
     }
     char timings[256], decode[256];
@@ -416,7 +439,9 @@ void finalize(runner *r, trk *t)
         .vecs = t->failed ? NULL : lv,
         .n_vecs = t->failed ? 0 : n_lv,
     };
+    trace_mark tm = trace_begin();
     int lrc = sl_ledger_put(r->ledger, &row);
+    trace_end(tm, "fin.ledger", (long)t->index);
     if (lrc) {
         sl_log(SL_LOG_ERROR, tr->id, "ledger", "%s", sl_errmsg(lrc, m, sizeof m));
         set_fatal(r, "the ledger could not be written: %s", m);
@@ -542,14 +567,18 @@ void *writer_thread(void *arg)
 {
     runner *r = arg;
     slot *s;
+    pthread_setname_np(pthread_self(), "sl-write");
     /* a track's stems side by side on tokens free at the time (none at 1 thread) */
     const int stems = r->sep && r->write_stems ? r->sep->n_sources : 1;
     if (stems > 1 && r->threads > 1 && sl_pool_create(&stem_pool, stems < r->threads ? stems : r->threads) == 0)
         sl_pool_set_budget(stem_pool, r->budget, 1);
     while ((s = pop_write(r))) {
-        sl_budget_acquire(r->budget, 1); /* encoding and writing compute: one token */
+        const long ti = (long)s->t->index;
+        tokens_take(r, 1, ti); /* encoding and writing compute: one token */
+        trace_mark tm = trace_begin();
         write_one(r, s);
-        sl_budget_release(r->budget, 1);
+        trace_end(tm, "write", ti);
+        tokens_give(r, tokens_held()); /* (finalize gives it back before its disk waits) */
     }
     pthread_mutex_lock(&r->mu);
     const int n = sl_pool_threads(stem_pool), peak = sl_pool_peak(stem_pool);

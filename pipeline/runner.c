@@ -541,6 +541,8 @@ static int run_job(runner *r)
     int status = SL_EXIT_OK, rc;
     char m[1024];
     sl_op_ctx *ctx = NULL;
+    trace_start();
+    trace_mark t_setup = trace_begin(), t_end = t_setup;
     double t_start = now_s();
     r->t_start = t_start;
 
@@ -671,6 +673,7 @@ static int run_job(runner *r)
         status = SL_EXIT_USAGE;
         goto out;
     }
+    trace_end(t_setup, "setup", -1);
     if (rc == 0) {
         run_pipeline(r);
     } else {
@@ -692,6 +695,7 @@ static int run_job(runner *r)
 
     /* Shards are rebuilt from the ledger: they hold every done track, whichever
      * run did it, so an interrupted or partial run never leaves them stale. */
+    t_end = trace_begin();
     if (r->emb && !r->fatal) {
         double t0 = now_s();
         /* one folder of shards per embedded source, and one more per timeline */
@@ -713,7 +717,9 @@ static int run_job(runner *r)
         }
     }
 
+    trace_end(t_end, "shards", -1);
     {
+        t_end = trace_begin();
         char pj[12288];
         pipeline_json(r, pj, sizeof pj);
         sl_report_set_json(r->report, "pipeline", pj);
@@ -732,6 +738,7 @@ static int run_job(runner *r)
             if ((rc = sl_report_html_write(&ho)) != 0)
                 sl_log(SL_LOG_ERROR, NULL, "report", "report.html: %s", sl_errmsg(rc, m, sizeof m));
         }
+        trace_end(t_end, "report", -1);
         sl_report_summary(r->report, opts->quiet ? NULL : stderr);
         if (r->fatal) {
             sl_log(SL_LOG_ERROR, NULL, NULL, "%s", r->fatal_msg);
@@ -744,6 +751,7 @@ static int run_job(runner *r)
     }
 
 out:
+    t_end = trace_begin();
     close_workers(r);
     sl_budget_free(r->budget);
     sl_zeroshot_close(r->zs);
@@ -767,6 +775,8 @@ out:
         }
     }
     free(r->scratch_dir);
+    trace_end(t_end, "close", -1);
+    trace_finish();
     return status;
 }
 

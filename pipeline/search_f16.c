@@ -291,7 +291,7 @@ static int f16_write(shard *s, const char *path, int unit)
 
 const sl_scan_copy_kind sl_scan_copy_f16 = {F16_DIR, F16_FORMAT, "float16", "--build-f16",
                                             offsetof(sl_vindex, copy16), offsetof(shard, has16),
-                                            f16_attach, f16_write, f16_fields};
+                                            f16_attach, f16_write, f16_fields, NULL};
 
 /* ---------------------------------------------------------------- either copy */
 
@@ -319,7 +319,7 @@ int sl_scan_copy_build(sl_vindex *ix, const sl_scan_copy_kind *k, size_t *writte
             continue;
         const sl_json *e = have_old ? sl_scan_copy_entry(&old, sl_scan_copy_base(s->npy)) : NULL;
         char stamp[128];
-        if (entry_valid(k, e, s, unit, ix->dir)) {
+        if (entry_valid(k, e, s, unit, ix->dir) && (!k->current || k->current(e))) {
             snprintf(stamp, sizeof stamp, "%s", sl_json_get_str(e, "stamp", ""));
             ++*kept;
         } else { /* stamped before it is read: a shard that changes meanwhile leaves the copy stale */

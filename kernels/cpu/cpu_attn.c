@@ -5,7 +5,8 @@
  * zero columns past k_len) so that 4 query rows x 16 keys of scores accumulate in
  * 8 registers; the exact softmax (max subtracted, the sum in double) uses the
  * polynomial exp of cpu_simd.c (about 1 ulp); p . v accumulates 4 rows x 16
- * output columns per pass over the keys. */
+ * output columns per pass over the keys. Under AVX-512, long sequences (more than 64 keys) with
+ * heads 16..64 wide take a kernel with an online softmax over chunks of keys (attend_flash512). */
 #include <math.h>
 #include <string.h>
 
@@ -345,6 +346,218 @@ ATT_512 static void attend512(const sl_cpu_attn_pair *p, float *ws)
     }
 }
 
+/* ---- long sequences (more than LONG_MIN keys, head widths 16..64 in multiples of 16): blocks of
+ * FQ query rows against chunks of FC keys with an online softmax, so that a chunk's scores stay
+ * in L1 and no pass over a whole row of scores is needed. q is scaled by scale * log2(e) as it
+ * is copied, so each probability is one 2^x (a degree-6 polynomial on [-1/2, 1/2] with FMA and
+ * a power-of-two scaling: about 1 ulp, a third of the operations of the exact softmax's exp and
+ * its double sum); k is packed in blocks of 32 keys ([block][D][32], zero keys past k_len) so
+ * the score kernel reads it in order. Per block of query rows and chunk of keys: the scores
+ * (8 rows x 32 keys per pass, keys past k_len -inf) and their row maxima, the new maxima m,
+ * the probabilities 2^(s - m) in place and their sums (16 float lanes per chunk, added in
+ * double), the rows' outputs so far rescaled by 2^(m_old - m) and p . v of the chunk added.
+ * The outputs are divided by the sums at the end. ---- */
+#define FQ 8
+#define FC 256
+#define FG 1
+#define LONG_MIN 64
+
+/* 2^x for x <= 0 (below -126: 2^-126, a contribution that no sum of float probabilities sees) */
+ATT_512 static inline __m512 exp2_neg512(__m512 x)
+{
+    x = _mm512_max_ps(x, _mm512_set1_ps(-126.0f));
+    const __m512 n = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m512 f = _mm512_sub_ps(x, n);
+    __m512 p = _mm512_set1_ps(1.5345810970757157e-4f);
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.3399930903688073e-3f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.618489071726799e-3f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.550328642129898e-2f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022646248340607e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.931471824645996e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+/* Scores of FQ query rows q[FQ][D] (scaled) against the 32 keys of block kb ([D][32]) into
+ * S[r][0..32) (row stride FC): bias rows brow[r] (or NULL) times log2(e) added, keys from `valid`
+ * on -inf, the rows' running maxima mx[r] raised. */
+ATT_512 static inline __attribute__((always_inline)) void flash_qk(const float *q, size_t D, const float *kb,
+                                                                  const float *const *brow, size_t j0,
+                                                                  size_t valid, float *S, __m512 *mx)
+{
+    __m512 acc[FQ][2];
+    _Pragma("GCC unroll 8") for (int r = 0; r < FQ; r++)
+        acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    for (size_t d = 0; d < D; d++) {
+        const __m512 k0 = _mm512_loadu_ps(kb + d * 32), k1 = _mm512_loadu_ps(kb + d * 32 + 16);
+        _Pragma("GCC unroll 8") for (int r = 0; r < FQ; r++) {
+            const __m512 qv = _mm512_set1_ps(q[(size_t)r * D + d]);
+            acc[r][0] = _mm512_fmadd_ps(qv, k0, acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(qv, k1, acc[r][1]);
+        }
+    }
+    const __mmask16 m0 = valid >= 16 ? 0xffff : (__mmask16)((1u << valid) - 1);
+    const __mmask16 m1 = valid >= 32 ? 0xffff : valid <= 16 ? 0 : (__mmask16)((1u << (valid - 16)) - 1);
+    const __m512 ninf = _mm512_set1_ps(-INFINITY), l2e = _mm512_set1_ps(1.44269504088896341f);
+    _Pragma("GCC unroll 8") for (int r = 0; r < FQ; r++) {
+        __m512 s0 = acc[r][0], s1 = acc[r][1];
+        if (brow) {
+            s0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m0, brow[r] + j0), l2e, s0);
+            s1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m1, brow[r] + j0 + 16), l2e, s1);
+        }
+        if (valid < 32) {
+            s0 = _mm512_mask_blend_ps(m0, ninf, s0);
+            s1 = _mm512_mask_blend_ps(m1, ninf, s1);
+        }
+        _mm512_storeu_ps(S + (size_t)r * FC, s0);
+        _mm512_storeu_ps(S + (size_t)r * FC + 16, s1);
+        mx[r] = _mm512_max_ps(mx[r], _mm512_max_ps(s0, s1));
+    }
+}
+
+/* o[r][0..16 NW) = o[r] * alpha[r] + sum_{j < n} P[r][j] v[j][..], rows r < R: R * NW <= 24. */
+ATT_512 static inline __attribute__((always_inline)) void flash_pv(int R, int NW, const float *P, const float *v,
+                                                                  size_t D, size_t n, const float *alpha,
+                                                                  float *o)
+{
+    __m512 acc[8][4];
+    _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {
+        const __m512 a = _mm512_set1_ps(alpha[r]);
+        _Pragma("GCC unroll 4") for (int w = 0; w < NW; w++)
+            acc[r][w] = _mm512_mul_ps(_mm512_loadu_ps(o + (size_t)r * 64 + 16 * w), a);
+    }
+    for (size_t j = 0; j < n; j++) {
+        __m512 vv[4];
+        _Pragma("GCC unroll 4") for (int w = 0; w < NW; w++)
+            vv[w] = _mm512_loadu_ps(v + j * D + 16 * w);
+        _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {
+            const __m512 p = _mm512_set1_ps(P[(size_t)r * FC + j]);
+            _Pragma("GCC unroll 4") for (int w = 0; w < NW; w++)
+                acc[r][w] = _mm512_fmadd_ps(p, vv[w], acc[r][w]);
+        }
+    }
+    _Pragma("GCC unroll 8") for (int r = 0; r < R; r++)
+        _Pragma("GCC unroll 4") for (int w = 0; w < NW; w++)
+            _mm512_storeu_ps(o + (size_t)r * 64 + 16 * w, acc[r][w]);
+}
+
+/* p . v of one chunk for the FQ rows, the head width D a multiple of 16 up to 64. */
+ATT_512 __attribute__((noinline)) static void flash_pv_rows(const float *P, const float *v, size_t D, size_t n, const float *alpha, float *o)
+{
+    switch (D) {
+    case 16: flash_pv(8, 1, P, v, D, n, alpha, o); break;
+    case 32: flash_pv(8, 2, P, v, D, n, alpha, o); break;
+    case 48: flash_pv(8, 3, P, v, D, n, alpha, o); break;
+    default:
+        flash_pv(4, 4, P, v, D, n, alpha, o);
+        flash_pv(4, 4, P + 4 * FC, v, D, n, alpha + 4, o + 4 * 64);
+        break;
+    }
+}
+
+/* One chunk of keys [c0, c0 + FC) for the FQ query rows q (scaled) from row i0 (nq < FQ: the
+ * rest zero rows): their scores, maxima m[r] and sums l[r] updated, outputs o[r][..] rescaled
+ * and p . v added. */
+ATT_512 static void flash_chunk(const sl_cpu_attn_pair *p, const float *q, const float *kt, const float *vc,
+                                size_t c0, size_t i0, size_t nq, float *S, float *m, double *l, float *o)
+{
+    const size_t kl = p->kl, D = p->D, nc = kl - c0 < FC ? kl - c0 : FC, ncp = (nc + 31) & ~(size_t)31;
+    const float *brow[FQ];
+    for (size_t r = 0; r < FQ; r++) /* rows past tq (zero queries) read the last row's bias */
+        brow[r] = p->bias ? p->bias + (i0 + (r < nq ? r : nq - 1)) * p->ld_bias : NULL;
+    __m512 mx[FQ];
+    for (int r = 0; r < FQ; r++)
+        mx[r] = _mm512_set1_ps(-INFINITY);
+    for (size_t j = 0; j < ncp; j += 32)
+        flash_qk(q, D, kt + (c0 + j) * D, p->bias ? brow : NULL, c0 + j, nc - j, S + j, mx);
+    float alpha[FQ];
+    for (int r = 0; r < FQ; r++) {
+        const float mo = m[r], mn = fmaxf(mo, _mm512_reduce_max_ps(mx[r]));
+        /* a row whose keys so far are all -inf keeps 0 probabilities (no inf - inf) */
+        const float sub = mn == -INFINITY ? 0.0f : mn;
+        alpha[r] = mo == -INFINITY ? 0.0f : _mm512_cvtss_f32(exp2_neg512(_mm512_set1_ps(mo - sub)));
+        m[r] = mn;
+        const __m512 mv = _mm512_set1_ps(sub);
+        __m512 sum = _mm512_setzero_ps();
+        float *s = S + (size_t)r * FC;
+        for (size_t j = 0; j < ncp; j += 16) {
+            const __m512 e = exp2_neg512(_mm512_sub_ps(_mm512_loadu_ps(s + j), mv));
+            _mm512_storeu_ps(s + j, e);
+            sum = _mm512_add_ps(sum, e);
+        }
+        l[r] = l[r] * alpha[r] + (double)_mm512_reduce_add_ps(sum);
+    }
+    flash_pv_rows(S, vc + c0 * D, D, nc, alpha, o);
+}
+
+/* The floats of attend_flash512's workspace. */
+static size_t ws_flash512(size_t tq, size_t tk, size_t D)
+{
+    const size_t kp = (tk + 31) & ~(size_t)31;
+    return ((tq + FQ - 1) / FQ * FQ) * D + kp * D + tk * D + FQ * FC + FG * FQ * 64;
+}
+
+/* The pair when it fits (see above): 1 when done, 0 when not. */
+ATT_512 static int attend_flash512(const sl_cpu_attn_pair *p, float *ws)
+{
+    const size_t tq = p->tq, kl = p->kl, D = p->D, kp = (kl + 31) & ~(size_t)31, tqp = (tq + FQ - 1) / FQ * FQ;
+    if (kl <= LONG_MIN || D % 16 || D > 64)
+        return 0;
+    float *qr = ws, *kt = qr + tqp * D, *vc = kt + kp * D, *S = vc + kl * D, *ob = S + FQ * FC;
+    const float qs = p->scale * 1.44269504088896341f;
+    for (size_t t = 0; t < tq; t++) {
+        if (t + PF_ROWS < tq)
+            prefetch_row(p->q + (t + PF_ROWS) * p->ldq, D);
+        else if (t + PF_ROWS - tq < kl)
+            prefetch_row(p->k + (t + PF_ROWS - tq) * p->ldk, D);
+        float *d = qr + t * D;
+        rotate_rows512(p->q + t * p->ldq, p->ldq, 1, D, p->rope ? p->rope + t * D : NULL, d);
+        for (size_t c = 0; c < D; c += 16)
+            _mm512_storeu_ps(d + c, _mm512_mul_ps(_mm512_loadu_ps(d + c), _mm512_set1_ps(qs)));
+    }
+    memset(qr + tq * D, 0, (tqp - tq) * D * sizeof(float));
+    memset(kt + (kp - 32) * D, 0, 32 * D * sizeof(float));
+    for (size_t j = 0; j < kl; j++) {
+        if (j + PF_ROWS < kl)
+            prefetch_row(p->k + (j + PF_ROWS) * p->ldk, D);
+        else if (j + PF_ROWS - kl < kl)
+            prefetch_row(p->v + (j + PF_ROWS - kl) * p->ldv, D);
+        rotate_rows512(p->k + j * p->ldk, p->ldk, 1, D, p->rope ? p->rope + j * D : NULL, S);
+        float *blk = kt + (j / 32) * 32 * D + j % 32;
+        for (size_t d = 0; d < D; d++)
+            blk[d * 32] = S[d];
+    }
+    for (size_t j = 0; j < kl; j++) {
+        if (j + PF_ROWS < kl)
+            prefetch_row(p->v + (j + PF_ROWS) * p->ldv, D);
+        memcpy(vc + j * D, p->v + j * p->ldv, D * sizeof(float));
+    }
+    for (size_t g0 = 0; g0 < tq; g0 += FQ * FG) {
+        const size_t ng = (tq - g0 + FQ - 1) / FQ < FG ? (tq - g0 + FQ - 1) / FQ : FG;
+        float m[FG][FQ];
+        double l[FG][FQ];
+        for (size_t g = 0; g < ng; g++)
+            for (size_t r = 0; r < FQ; r++)
+                m[g][r] = -INFINITY, l[g][r] = 0.0;
+        memset(ob, 0, ng * FQ * 64 * sizeof(float));
+        for (size_t c0 = 0; c0 < kl; c0 += FC)
+            for (size_t g = 0; g < ng; g++) {
+                const size_t i0 = g0 + g * FQ, nq = tq - i0 < FQ ? tq - i0 : FQ;
+                flash_chunk(p, qr + i0 * D, kt, vc, c0, i0, nq, S, m[g], l[g], ob + g * FQ * 64);
+            }
+        for (size_t g = 0; g < ng; g++) {
+            const size_t i0 = g0 + g * FQ, nq = tq - i0 < FQ ? tq - i0 : FQ;
+            for (size_t r = 0; r < nq; r++) {
+                const __m512 inv = _mm512_set1_ps((float)(1.0 / l[g][r]));
+                const float *o = ob + (g * FQ + r) * 64;
+                for (size_t c = 0; c < D; c += 16)
+                    _mm512_storeu_ps(p->out + (i0 + r) * p->ldo + c, _mm512_mul_ps(_mm512_loadu_ps(o + c), inv));
+            }
+        }
+    }
+    return 1;
+}
+
 /* ---- windows (Swin's 8 x 8 = 64 tokens, 32-wide heads): up to WIN_KEYS keys, a multiple of
  * 16, head widths 16..64 (multiples of 16), no rotation. The same operations per score,
  * probability and output as attend512 (so the same bits), without its copies: k^T is formed
@@ -442,6 +655,7 @@ size_t sl_cpu_attn_small_ws(size_t tq, size_t tk, size_t D)
     const size_t n512 = tq * D + D * kp + ws_scores512(tq, kp, D) + tk * D, nwin = (D + 8) * WIN_KEYS;
     n = n512 > n ? n512 : n;
     n = nwin > n ? nwin : n;
+    n = ws_flash512(tq, tk, D) > n ? ws_flash512(tq, tk, D) : n;
 #endif
     return n;
 }
@@ -474,7 +688,7 @@ int sl_cpu_attn_small(const sl_cpu_attn_pair *p, float *ws)
     if (!sl_cpu_simd_fma())
         return 0;
     if (sl_cpu_simd_avx512()) {
-        if (!attend_win512(p, ws))
+        if (!attend_win512(p, ws) && !attend_flash512(p, ws))
             attend512(p, ws);
     }
     else

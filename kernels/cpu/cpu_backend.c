@@ -255,6 +255,24 @@ static void cpu_fini(sl_op_ctx *ctx)
 
 static char fftw_ver[48];
 
+/* OpenBLAS's pthreads build starts its worker threads when it is loaded, and an idle
+ * worker spins on sched_yield for about 0.1 s (after its start and after every call)
+ * before it sleeps. stemline never hands OpenBLAS work for them (cpu_once), so they
+ * only took CPU time from the pools' threads: about 50 ms of CPU in a one-query
+ * `stemline search --text` on 2 CPUs, where the process lasts 0.1-0.2 s. The stemline
+ * program keeps them from starting (cli/preinit.c); in any other program that links
+ * this backend (tests, benches), or one started with an empty environment, they are
+ * stopped before main, with OpenBLAS's own exported shutdown (the one it runs at
+ * fork); weak, so that a BLAS without it links and keeps its threads. */
+extern int blas_thread_shutdown_(void) __attribute__((weak));
+
+__attribute__((constructor)) static void blas_threads_stop(void)
+{
+    openblas_set_num_threads(1);
+    if (blas_thread_shutdown_)
+        blas_thread_shutdown_();
+}
+
 /* Once per process: OpenBLAS runs every call on the calling thread. The ops split
  * their GEMMs over the context's pool instead (sl_cpu_gemm_rows), so the threads
  * that compute are exactly the pools' and two contexts in parallel threads never

@@ -12,7 +12,8 @@
  * output channels), each part accumulating every input block into its own
  * channels of y (the overlap-add of neighbouring input positions stays inside
  * one part). Bias and activation go through the vectorised epilogue. Where AVX-512
- * runs, groups 1 with stride 1 on inner 1, or inner >= 16, go without im2col instead
+ * runs, conv1d with groups 1, k <= 16 and stride 1 on inner 1 or any stride on inner >= 16,
+ * and conv_transpose1d on inner 1 or >= 16, go without im2col / col2im instead
  * (cpu_conv1d_direct.c). */
 #include <cblas.h>
 #include <stdlib.h>
@@ -237,6 +238,8 @@ static void ct_body(void *v, size_t part, int tid)
 
 int sl_cpu_conv_transpose1d(sl_op_ctx *ctx, const sl_convt1d_args *a)
 {
+    if (sl_cpu_convt1d_direct(ctx, a))
+        return 0;
     ct_job J = {a, 0, 0, 0, NULL};
     const size_t k = (size_t)a->k, threads = (size_t)sl_pool_threads(ctx->pool);
     /* enough channel blocks for the threads, each at least 4 channels */

@@ -1,25 +1,41 @@
-/* AVX-512 conv1d without im2col (groups 1, k <= DC_MAX_K, at most DC_MAX_OUT output
- * channels), for the shapes where the column matrix and the library's packing cost more
- * than the product itself (HT-Demucs's DConv branches, 6 to 48 hidden channels: 1.2-2.8x
- * the im2col path; wider products stay with the library GEMM, faster there):
+/* AVX-512 conv1d and conv_transpose1d without im2col / col2im (groups 1, k <= DC_MAX_K),
+ * for the shapes where the column matrix and the library's packing cost more than the
+ * product itself (HT-Demucs's DConv branches, its strided [K,1] encoders and their
+ * transposed decoders over frequency):
  *
- *  - inner 1, stride 1 (the DConv's dilated k 3 convolutions): a tile
+ *  - conv1d, inner 1, stride 1 (the DConv's dilated k 3 convolutions): a tile
  *    is 32 consecutive output positions of one item; tap u reads x at the tile's
  *    positions + u * dilation - pad_l, with the lanes outside the signal masked to 0;
- *  - inner >= 16 (the [K,1] convolutions over frequency, [C][F][T]): a tile is 32
+ *  - conv1d, inner 1, stride > 1 (the time encoders): x, zero-padded, split first into the
+ *    phases of the stride (x'[rho][j] = x[j * stride + rho - pad_l], by permutes for
+ *    stride 4), so that tap u reads phase (u * dilation) % stride at 32 consecutive
+ *    positions from t0 + (u * dilation) / stride: the stride-1 tile on x';
+ *  - conv1d, inner >= 16 (the [K,1] convolutions over frequency, [C][F][T]): a tile is 32
  *    consecutive columns of one output position t; the taps whose row t * stride +
- *    u * dilation - pad_l falls outside the signal are skipped.
+ *    u * dilation - pad_l falls outside the signal are skipped;
+ *  - conv_transpose1d, inner >= 16: a tile is 32 consecutive columns of one output row t;
+ *    tap u reads input row i = (t + crop - u) / stride where that divides exactly and
+ *    0 <= i < len (for HT-Demucs's k 8, stride 4: two taps per row), the others skipped;
+ *  - conv_transpose1d, inner 1 (the time decoders): by phases of the stride, t + crop =
+ *    q * stride + rho: a tile is 32 consecutive q of one phase rho, tap u = rho + m * stride
+ *    reading x at q - m (lanes outside the signal masked to 0), written to a scratch
+ *    [stride][q] per channel that a second pass weaves into y (by permutes for stride 4)
+ *    and applies the activation to.
  *
- * 12 output channels x 32 columns accumulate in 24 registers, starting from the bias,
- * over the input channels in order and, within each, the taps in order (fused
+ * The weights are packed as [output channels / 12][c_in][k][12] (the 12 weights a tap
+ * broadcasts lie together; kept with the context for weights declared fixed, else packed
+ * per call). 12 output channels x 32 columns accumulate in 24 registers, starting from
+ * the bias, over the input channels in order and, within each, the taps in order (fused
  * multiply-adds; a skipped tap is a zero product); the activation runs over each part's
- * rows once they are written (sl_cpu_epilogue_row), while they are in cache. Every
- * element of y is the same sequence of operations whatever the tile, block or thread
- * split, so every split gives the same bits; against the im2col + GEMM path of
- * cpu_conv1d.c the result differs by fp32 rounding only. Tiles go in blocks of
- * DC_BLOCK columns so that a block of x and a block of 12 rows of w stay in cache
- * while the other is swept. */
+ * rows once they are written (sl_cpu_epilogue_row), while they are in cache. Tiles go in
+ * blocks of DC_BLOCK and the input channels in passes of about DC_KC channel-taps, the
+ * partial sums stored in y between passes (float, so the same bits as one pass): a pass's
+ * 12-channel weight panel stays in L1 while the block's tiles are swept, its rows of x in
+ * L2. Every element of y is the same sequence of operations whatever the tile, block,
+ * pass or thread split, so every split gives the same bits; against the im2col + GEMM
+ * paths of cpu_conv1d.c the result differs by fp32 rounding only. */
 #include <stdint.h>
+#include <string.h>
 
 #include "../../common/sl_pool.h"
 #include "cpu_ops.h"
@@ -29,15 +45,71 @@
 #define DC_NR 32      /* columns per tile */
 #define DC_BLOCK 8    /* tiles per block */
 #define DC_MAX_K 16   /* taps at most */
-#define DC_MAX_OUT 48 /* output channels at most */
+#define DC_KC 192     /* channel-taps per pass */
+#define DC_PF 4       /* channels ahead that dc_pack_x prefetches */
+
+/* sl_cpu_fixed_form's tag of packed conv weights ('DC' + the shape; bit 63: transposed). */
+#define DC_TAG(t, o, c, k)                                                                                             \
+    (((uint64_t)0x4443u << 48) ^ ((uint64_t)(t) << 63) ^ ((uint64_t)(o) << 30) ^ ((uint64_t)(c) << 12) ^ (uint64_t)(k))
+
+enum { DC_CONTIG, DC_INNER, DC_STRIDED, DC_TRANSPOSED, DC_PHASES };
 
 typedef struct {
-    const sl_conv1d_args *a;
+    int mode;
+    const float *x, *bias;
+    float *y;
+    const float *wp;         /* packed weights */
+    float *xp;               /* [threads][xp_floats]: each thread's packed rows of x */
+    size_t xp_floats;
+    size_t C, O, k;          /* input, output channels, taps */
+    size_t len, inner;       /* input rows, columns per row */
+    long stride, dil, pad;   /* pad: pad_l (conv1d) or crop (transposed) */
+    sl_act act;
     size_t len_out, cols;   /* output positions; columns of one item (len_out * inner) */
-    size_t per_t;           /* inner mode: tiles per output position (0: contiguous mode) */
+    size_t per_t;           /* inner modes: tiles per output position (0: contiguous mode) */
     size_t tiles;           /* tiles per item */
     size_t chunk, chunks;   /* tiles per part, parts per item */
+    size_t cb;              /* input channels per pass */
+    size_t Q;               /* phases mode: positions per phase */
+    float *yout;            /* phases mode: y of the op (y is the phases' [batch][O][stride][Q]) */
+    const float *xin;       /* strided mode: x of the op (x is its phases, [batch][C][stride][len / stride]) */
+    size_t len_in, pad_r;   /* strided mode: the op's len and pad_r */
+    sl_act act_out;         /* phases mode: the op's activation, applied with the interleave */
 } dc_job;
+
+static size_t dc_packed_floats(size_t O, size_t C, size_t k) { return (O + DC_MR - 1) / DC_MR * DC_MR * C * k; }
+
+/* wp[((o / 12) * C + c) * k + u][o % 12] = w(o, c, u) (0 past O): w is [O][C][k] (conv1d) or
+ * [C][O][k] (transposed). */
+static void dc_pack(const float *w, int transposed, size_t O, size_t C, size_t k, float *wp)
+{
+    for (size_t o0 = 0; o0 < O; o0 += DC_MR)
+        for (size_t c = 0; c < C; c++)
+            for (size_t u = 0; u < k; u++) {
+                float *d = wp + ((o0 / DC_MR * C + c) * k + u) * DC_MR;
+                for (size_t r = 0; r < DC_MR; r++) {
+                    const size_t o = o0 + r;
+                    d[r] = o >= O ? 0.0f : transposed ? w[(c * O + o) * k + u] : w[(o * C + c) * k + u];
+                }
+            }
+}
+
+/* The packed form of w: kept with ctx when w is declared fixed, else packed into scratch (room for it). */
+static const float *dc_weights(sl_op_ctx *ctx, const float *w, int transposed, size_t O, size_t C, size_t k,
+                               float *scratch)
+{
+    const size_t n = dc_packed_floats(O, C, k);
+    int fresh = 0;
+    float *wp = sl_cpu_fixed_form(ctx, w, DC_TAG(transposed, O, C, k), n, &fresh);
+    if (wp && !fresh)
+        return wp;
+    if (!wp)
+        wp = scratch;
+    dc_pack(w, transposed, O, C, k, wp);
+    if (fresh)
+        sl_cpu_fixed_form_ready(ctx, wp, 1);
+    return wp;
+}
 
 #ifdef SL_CPU_HAVE_AVX2_PATHS
 #include <immintrin.h>
@@ -57,73 +129,128 @@ static inline uint32_t dc_lanes(long lo, long hi)
     return upto & ~((1u << lo) - 1u);
 }
 
-/* Tile `tile` of item b, output channels o0 .. o0 + R - 1 (see the file comment). */
-DC512 static inline __attribute__((always_inline)) void dc_tile(int R, const dc_job *J, size_t b, size_t o0,
-                                                                size_t tile)
+/* The taps a tile reads (see the file comment), those reading nothing left out. */
+typedef struct {
+    size_t off;            /* the tile's first column in a row of y */
+    uint32_t ms;           /* lanes of y written */
+    int n;                 /* taps */
+    int u[DC_MAX_K];       /* tap */
+    long src[DC_MAX_K];    /* where it reads in a channel's row of x */
+    uint32_t mk[DC_MAX_K]; /* lanes it reads */
+} dc_taps;
+
+static void dc_tile_taps(const dc_job *J, size_t tile, dc_taps *T)
 {
-    const sl_conv1d_args *a = J->a;
-    const size_t C = (size_t)a->c_in, k = (size_t)a->k, CK = C * k, len = a->len, inner = a->inner;
-    const float *xb = a->x + b * C * len * inner, *w = a->wt + o0 * CK;
-    size_t off, ncol; /* the tile's first column in a row of y, columns */
-    uint32_t mk[DC_MAX_K]; /* lanes read per tap (0: tap skipped) */
-    long src[DC_MAX_K];    /* where tap u reads in a channel's row of x */
-    if (!J->per_t) {
-        const size_t t0 = tile * DC_NR;
-        off = t0;
+    T->n = 0;
+    size_t ncol;
+    if (J->mode == DC_PHASES) { /* phase rho of t + crop, positions q0 .. of it */
+        const size_t per = (J->Q + DC_NR - 1) / DC_NR, rho = tile / per, q0 = (tile % per) * DC_NR;
+        T->off = rho * J->Q + q0;
+        ncol = J->Q - q0 < DC_NR ? J->Q - q0 : DC_NR;
+        for (size_t u = rho, m = 0; u < J->k; u += (size_t)J->stride, m++) {
+            const long lo = (long)q0 - (long)m; /* input i = q - m */
+            const uint32_t mk = dc_lanes(-lo, (long)J->len - lo) & dc_lanes(0, (long)ncol);
+            if (mk)
+                T->u[T->n] = (int)u, T->src[T->n] = lo, T->mk[T->n++] = mk;
+        }
+    } else if (J->mode == DC_STRIDED) { /* x as phases: tap u reads phase v % stride at t + v / stride */
+        const size_t t0 = tile * DC_NR, n = J->len / (size_t)J->stride;
+        T->off = t0;
         ncol = J->len_out - t0 < DC_NR ? J->len_out - t0 : DC_NR;
-        for (size_t u = 0; u < k; u++) {
-            const long lo = (long)t0 + (long)u * a->dilation - a->pad_l;
-            src[u] = lo;
-            mk[u] = dc_lanes(-lo, (long)len - lo) & dc_lanes(0, (long)ncol);
+        for (size_t u = 0; u < J->k; u++) {
+            const size_t v = u * (size_t)J->dil;
+            T->u[T->n] = (int)u, T->src[T->n] = (long)(v % (size_t)J->stride * n + t0 + v / (size_t)J->stride);
+            T->mk[T->n++] = dc_lanes(0, (long)ncol);
+        }
+    } else if (J->mode == DC_CONTIG) {
+        const size_t t0 = tile * DC_NR;
+        T->off = t0;
+        ncol = J->len_out - t0 < DC_NR ? J->len_out - t0 : DC_NR;
+        for (size_t u = 0; u < J->k; u++) {
+            const long lo = (long)t0 + (long)u * J->dil - J->pad;
+            const uint32_t m = dc_lanes(-lo, (long)J->len - lo) & dc_lanes(0, (long)ncol);
+            if (m)
+                T->u[T->n] = (int)u, T->src[T->n] = lo, T->mk[T->n++] = m;
         }
     } else {
         const size_t t = tile / J->per_t, n0 = (tile % J->per_t) * DC_NR;
-        off = t * inner + n0;
-        ncol = inner - n0 < DC_NR ? inner - n0 : DC_NR;
-        for (size_t u = 0; u < k; u++) {
-            const long p = (long)(t * (size_t)a->stride) + (long)u * a->dilation - a->pad_l;
-            src[u] = p * (long)inner + (long)n0;
-            mk[u] = p >= 0 && p < (long)len ? dc_lanes(0, (long)ncol) : 0;
+        T->off = t * J->inner + n0;
+        ncol = J->inner - n0 < DC_NR ? J->inner - n0 : DC_NR;
+        for (size_t u = 0; u < J->k; u++) {
+            long p;
+            if (J->mode == DC_INNER) {
+                p = (long)t * J->stride + (long)u * J->dil - J->pad;
+            } else {
+                const long q = (long)t + J->pad - (long)u;
+                if (q < 0 || q % J->stride)
+                    continue;
+                p = q / J->stride;
+            }
+            if (p >= 0 && p < (long)J->len)
+                T->u[T->n] = (int)u, T->src[T->n] = p * (long)J->inner + (long)n0, T->mk[T->n++] = dc_lanes(0, (long)ncol);
         }
     }
+    T->ms = dc_lanes(0, (long)ncol);
+}
+
+/* Output channels o0 .. o0 + R - 1 of a tile of item b over input channels c0 .. c1 - 1: from the
+ * bias (c0 = 0) or the partial sums in y. */
+DC512 static inline __attribute__((always_inline)) void dc_tile(int R, const dc_job *J, size_t b, size_t o0,
+                                                                size_t c0, size_t c1, const dc_taps *T,
+                                                                const float *xp)
+{
+    const size_t k = J->k;
+    const float *wp = J->wp + (o0 / DC_MR * J->C) * k * DC_MR;
+    float *y = J->y + (b * J->O + o0) * J->cols + T->off;
+    const __mmask16 s0 = (__mmask16)T->ms, s1 = (__mmask16)(T->ms >> 16);
     __m512 acc[DC_MR][2];
     _Pragma("GCC unroll 12") for (int r = 0; r < DC_MR; r++)
-        if (r < R)
-            acc[r][0] = acc[r][1] = a->bias ? _mm512_set1_ps(a->bias[o0 + (size_t)r]) : _mm512_setzero_ps();
-    const size_t ldc = len * inner; /* floats between channels of x */
-    for (size_t c = 0; c < C; c++) {
-        const float *xc = xb + c * ldc;
-        for (size_t u = 0; u < k; u++) {
-            const uint32_t m = mk[u];
-            if (!m)
-                continue;
-            const float *s = xc + src[u];
-            const __m512 v0 = _mm512_maskz_loadu_ps((__mmask16)m, s);
-            const __m512 v1 = _mm512_maskz_loadu_ps((__mmask16)(m >> 16), s + 16);
-            const float *wc = w + c * k + u;
+        if (r < R) {
+            if (c0) {
+                acc[r][0] = _mm512_maskz_loadu_ps(s0, y + (size_t)r * J->cols);
+                acc[r][1] = _mm512_maskz_loadu_ps(s1, y + (size_t)r * J->cols + 16);
+            } else {
+                acc[r][0] = acc[r][1] = J->bias ? _mm512_set1_ps(J->bias[o0 + (size_t)r]) : _mm512_setzero_ps();
+            }
+        }
+    const size_t ldc = J->len * J->inner; /* floats between channels of x */
+    const float *xb = J->x + b * J->C * ldc;
+    for (size_t c = c0; c < c1; c++) {
+        const float *wc = wp + c * k * DC_MR;
+        for (int j = 0; j < T->n; j++) {
+            __m512 v0, v1;
+            if (xp) { /* packed by dc_pack_x */
+                v0 = _mm512_load_ps(xp), v1 = _mm512_load_ps(xp + 16);
+                xp += DC_NR;
+            } else {
+                const uint32_t m = T->mk[j];
+                const float *s = xb + c * ldc + T->src[j];
+                v0 = _mm512_maskz_loadu_ps((__mmask16)m, s);
+                v1 = _mm512_maskz_loadu_ps((__mmask16)(m >> 16), s + 16);
+            }
+            const float *wu = wc + (size_t)T->u[j] * DC_MR;
             _Pragma("GCC unroll 12") for (int r = 0; r < DC_MR; r++)
                 if (r < R) {
-                    const __m512 g = _mm512_set1_ps(wc[(size_t)r * CK]);
+                    const __m512 g = _mm512_set1_ps(wu[r]);
                     acc[r][0] = _mm512_fmadd_ps(g, v0, acc[r][0]);
                     acc[r][1] = _mm512_fmadd_ps(g, v1, acc[r][1]);
                 }
         }
     }
-    const uint32_t ms = dc_lanes(0, (long)ncol);
-    float *y = a->y + (b * (size_t)a->c_out + o0) * J->cols + off;
     _Pragma("GCC unroll 12") for (int r = 0; r < DC_MR; r++)
         if (r < R) {
-            _mm512_mask_storeu_ps(y + (size_t)r * J->cols, (__mmask16)ms, acc[r][0]);
-            _mm512_mask_storeu_ps(y + (size_t)r * J->cols + 16, (__mmask16)(ms >> 16), acc[r][1]);
+            _mm512_mask_storeu_ps(y + (size_t)r * J->cols, s0, acc[r][0]);
+            _mm512_mask_storeu_ps(y + (size_t)r * J->cols + 16, s1, acc[r][1]);
         }
 }
 
 #define DC_CASE(R)                                                                                                     \
     case R:                                                                                                            \
-        dc_tile(R, J, b, o0, tile);                                                                                    \
+        dc_tile(R, J, b, o0, c0, c1, T, xp);                                                                           \
         break
 
-DC512 static void dc_tile_any(int R, const dc_job *J, size_t b, size_t o0, size_t tile)
+DC512 static void dc_tile_any(int R, const dc_job *J, size_t b, size_t o0, size_t c0, size_t c1, const dc_taps *T,
+                              const float *xp)
 {
     switch (R) {
         DC_CASE(1);
@@ -143,78 +270,300 @@ DC512 static void dc_tile_any(int R, const dc_job *J, size_t b, size_t o0, size_
 }
 
 /* Tiles i0 .. i1 - 1 of item b, every output channel, then the activation over their columns. */
-DC512 static void dc_run(const dc_job *J, size_t b, size_t i0, size_t i1)
+/* For the tiles T[0 .. nt - 1]: xp + i * per + ((c - c0) * T[i].n + j) * 32 = the 32 lanes tap j
+ * of tile i reads of channel c (0 where it reads nothing), c0 <= c < c1: the rows of x a
+ * tile reads, together. By channel, then tile (neighbouring columns of the same rows), the
+ * next channels' rows prefetched. */
+DC512 static void dc_pack_x(const dc_job *J, size_t b, size_t c0, size_t c1, const dc_taps *T, size_t nt,
+                            size_t per, float *xp)
 {
-    const sl_conv1d_args *a = J->a;
-    const size_t O = (size_t)a->c_out;
+    const size_t ldc = J->len * J->inner; /* floats between channels of x */
+    const float *xb = J->x + b * J->C * ldc;
+    for (size_t c = c0; c < c1; c++)
+        for (size_t i = 0; i < nt; i++) {
+            float *d = xp + i * per + (c - c0) * (size_t)T[i].n * DC_NR;
+            for (int j = 0; j < T[i].n; j++, d += DC_NR) {
+                const float *s = xb + c * ldc + T[i].src[j];
+                const uint32_t m = T[i].mk[j];
+                if (c + DC_PF < c1) {
+                    _mm_prefetch((const char *)(s + DC_PF * ldc), _MM_HINT_T0);
+                    _mm_prefetch((const char *)(s + DC_PF * ldc + 16), _MM_HINT_T0);
+                }
+                _mm512_store_ps(d, _mm512_maskz_loadu_ps((__mmask16)m, s));
+                _mm512_store_ps(d + 16, _mm512_maskz_loadu_ps((__mmask16)(m >> 16), s + 16));
+            }
+        }
+}
+
+DC512 static void dc_run(const dc_job *J, size_t b, size_t i0, size_t i1, float *xp)
+{
+    const size_t O = J->O, per = J->cb * J->k * DC_NR; /* packed floats per tile */
+    dc_taps T[DC_BLOCK];
     for (size_t ib = i0; ib < i1; ib += DC_BLOCK) {
         const size_t ie = ib + DC_BLOCK < i1 ? ib + DC_BLOCK : i1;
-        for (size_t o0 = 0; o0 < O; o0 += DC_MR) {
-            const int R = O - o0 < DC_MR ? (int)(O - o0) : DC_MR;
-            for (size_t i = ib; i < ie; i++)
-                if (R == DC_MR)
-                    dc_tile(DC_MR, J, b, o0, i);
-                else
-                    dc_tile_any(R, J, b, o0, i);
+        for (size_t i = ib; i < ie; i++)
+            dc_tile_taps(J, i, &T[i - ib]);
+        for (size_t c0 = 0; c0 < J->C; c0 += J->cb) {
+            const size_t c1 = c0 + J->cb < J->C ? c0 + J->cb : J->C;
+            if (xp)
+                dc_pack_x(J, b, c0, c1, T, ie - ib, per, xp);
+            for (size_t o0 = 0; o0 < O; o0 += DC_MR) {
+                const int R = O - o0 < DC_MR ? (int)(O - o0) : DC_MR;
+                for (size_t i = ib; i < ie; i++)
+                    if (R == DC_MR)
+                        dc_tile(DC_MR, J, b, o0, c0, c1, &T[i - ib], xp ? xp + (i - ib) * per : NULL);
+                    else
+                        dc_tile_any(R, J, b, o0, c0, c1, &T[i - ib], xp ? xp + (i - ib) * per : NULL);
+            }
         }
-    }
-    if (a->act == SL_ACT_NONE)
-        return;
-    /* the parts' tiles cover one contiguous run of each row of y */
-    size_t c0, c1;
-    if (!J->per_t) {
-        c0 = i0 * DC_NR;
-        c1 = i1 * DC_NR < J->cols ? i1 * DC_NR : J->cols;
-    } else {
-        c0 = i0 / J->per_t * a->inner + (i0 % J->per_t) * DC_NR;
-        const size_t l = i1 - 1, n1 = (l % J->per_t) * DC_NR + DC_NR;
-        c1 = l / J->per_t * a->inner + (n1 < a->inner ? n1 : a->inner);
-    }
-    for (size_t o = 0; o < O; o++) {
-        float *y = a->y + (b * O + o) * J->cols;
-        sl_cpu_epilogue_row(a->act, c1 - c0, y + c0, NULL, NULL, NULL, y + c0);
+        if (J->act == SL_ACT_NONE)
+            continue;
+        /* the block's tiles cover one contiguous run of each row of y, still in cache */
+        const size_t n = T[ie - 1 - ib].off - T[0].off + (size_t)__builtin_popcount(T[ie - 1 - ib].ms);
+        for (size_t o = 0; o < O; o++) {
+            float *y = J->y + (b * O + o) * J->cols + T[0].off;
+            sl_cpu_epilogue_row(J->act, n, y, NULL, NULL, NULL, y);
+        }
     }
 }
 #endif
 
 static void dc_body(void *v, size_t part, int tid)
 {
-    (void)tid;
     const dc_job *J = v;
     const size_t b = part / J->chunks, i0 = (part % J->chunks) * J->chunk;
     const size_t i1 = i0 + J->chunk < J->tiles ? i0 + J->chunk : J->tiles;
 #ifdef SL_CPU_HAVE_AVX2_PATHS
     if (i0 < i1)
-        dc_run(J, b, i0, i1);
+        dc_run(J, b, i0, i1, J->O > DC_MR ? J->xp + (size_t)tid * J->xp_floats : NULL);
 #else
-    (void)b, (void)i1;
+    (void)b, (void)i1, (void)tid;
 #endif
+}
+
+#ifdef SL_CPU_HAVE_AVX2_PATHS
+/* y[t] = ph[(t + crop) % 4][(t + crop) / 4] for t < L (phases of Q positions each): 16 positions
+ * of the four phases interleaved into 64 outputs by permutes, the ends one by one. */
+DC512 static void dc_weave4(const float *ph, size_t Q, size_t crop, size_t L, float *y)
+{
+    const __m512i lo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    const __m512i hi = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
+    const __m512i p0 = _mm512_set_epi64(11, 3, 10, 2, 9, 1, 8, 0), p1 = _mm512_set_epi64(15, 7, 14, 6, 13, 5, 12, 4);
+    const size_t qa = (crop + 3) / 4; /* first q with 4 q - crop >= 0 */
+    size_t q = qa;
+    for (; 4 * (q + 16) <= L + crop && q + 16 <= Q; q += 16) {
+        const __m512 a = _mm512_loadu_ps(ph + q), b = _mm512_loadu_ps(ph + Q + q);
+        const __m512 c = _mm512_loadu_ps(ph + 2 * Q + q), d = _mm512_loadu_ps(ph + 3 * Q + q);
+        const __m512d ab0 = _mm512_castps_pd(_mm512_permutex2var_ps(a, lo, b));
+        const __m512d ab1 = _mm512_castps_pd(_mm512_permutex2var_ps(a, hi, b));
+        const __m512d cd0 = _mm512_castps_pd(_mm512_permutex2var_ps(c, lo, d));
+        const __m512d cd1 = _mm512_castps_pd(_mm512_permutex2var_ps(c, hi, d));
+        float *o = y + 4 * q - crop;
+        _mm512_storeu_pd((double *)o, _mm512_permutex2var_pd(ab0, p0, cd0));
+        _mm512_storeu_pd((double *)(o + 16), _mm512_permutex2var_pd(ab0, p1, cd0));
+        _mm512_storeu_pd((double *)(o + 32), _mm512_permutex2var_pd(ab1, p0, cd1));
+        _mm512_storeu_pd((double *)(o + 48), _mm512_permutex2var_pd(ab1, p1, cd1));
+    }
+    const size_t ta = 4 * qa - crop < L ? 4 * qa - crop : L; /* the ends */
+    for (size_t t = 0; t < ta; t++)
+        y[t] = ph[((t + crop) % 4) * Q + (t + crop) / 4];
+    for (size_t t = 4 * q - crop > ta ? 4 * q - crop : ta; t < L; t++)
+        y[t] = ph[((t + crop) % 4) * Q + (t + crop) / 4];
+}
+#endif
+
+/* Phases mode: rows [lo, hi) of the op's y (item * O + channel) from the phases,
+ * y[t] = phases[(t + crop) % stride][(t + crop) / stride], then the activation. */
+typedef struct {
+    const dc_job *J;
+    size_t rows, parts;
+} dc_weave_job;
+
+static void dc_weave(void *v, size_t part, int tid)
+{
+    (void)tid;
+    const dc_weave_job *W = v;
+    const dc_job *J = W->J;
+    const size_t S = (size_t)J->stride, L = J->len_out;
+    size_t lo, hi;
+    sl_pool_range(W->rows, W->parts, part, &lo, &hi);
+    for (size_t r = lo; r < hi; r++) {
+        const float *ph = J->y + r * S * J->Q;
+        float *y = J->yout + r * L;
+#ifdef SL_CPU_HAVE_AVX2_PATHS
+        if (S == 4) {
+            dc_weave4(ph, J->Q, (size_t)J->pad, L, y);
+            if (J->act_out != SL_ACT_NONE)
+                sl_cpu_epilogue_row(J->act_out, L, y, NULL, NULL, NULL, y);
+            continue;
+        }
+#endif
+        for (size_t rho = 0; rho < S; rho++) { /* t + crop = q S + rho */
+            const size_t q0 = rho >= (size_t)J->pad % S ? (size_t)J->pad / S : (size_t)J->pad / S + 1;
+            for (size_t q = q0, t = q0 * S + rho - (size_t)J->pad; t < L; q++, t += S)
+                y[t] = ph[rho * J->Q + q];
+        }
+        if (J->act_out != SL_ACT_NONE)
+            sl_cpu_epilogue_row(J->act_out, L, y, NULL, NULL, NULL, y);
+    }
+}
+
+/* Strided mode: rows [lo, hi) (item * C + channel) of x split into the phases of the stride,
+ * x[rho][j] = the zero-padded signal at j * stride + rho (by permutes for stride 4). */
+typedef struct {
+    const dc_job *J;
+    size_t rows, parts;
+} dc_split_job;
+
+#ifdef SL_CPU_HAVE_AVX2_PATHS
+/* ph[rho][j] = x[4 j + rho] for j < n16 * 16 (64 floats of x at a time). */
+DC512 static void dc_split4(const float *x, size_t n16, size_t n, float *ph)
+{
+    const __m512i e02 = _mm512_set_epi32(30, 26, 22, 18, 14, 10, 6, 2, 28, 24, 20, 16, 12, 8, 4, 0);
+    const __m512i e13 = _mm512_set_epi32(31, 27, 23, 19, 15, 11, 7, 3, 29, 25, 21, 17, 13, 9, 5, 1);
+    const __m512i lo = _mm512_set_epi32(23, 22, 21, 20, 19, 18, 17, 16, 7, 6, 5, 4, 3, 2, 1, 0);
+    const __m512i hi = _mm512_set_epi32(31, 30, 29, 28, 27, 26, 25, 24, 15, 14, 13, 12, 11, 10, 9, 8);
+    for (size_t i = 0; i < n16; i++, x += 64) {
+        const __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
+        const __m512 v2 = _mm512_loadu_ps(x + 32), v3 = _mm512_loadu_ps(x + 48);
+        const __m512 a02 = _mm512_permutex2var_ps(v0, e02, v1), a13 = _mm512_permutex2var_ps(v0, e13, v1);
+        const __m512 b02 = _mm512_permutex2var_ps(v2, e02, v3), b13 = _mm512_permutex2var_ps(v2, e13, v3);
+        _mm512_storeu_ps(ph + 16 * i, _mm512_permutex2var_ps(a02, lo, b02));
+        _mm512_storeu_ps(ph + n + 16 * i, _mm512_permutex2var_ps(a13, lo, b13));
+        _mm512_storeu_ps(ph + 2 * n + 16 * i, _mm512_permutex2var_ps(a02, hi, b02));
+        _mm512_storeu_ps(ph + 3 * n + 16 * i, _mm512_permutex2var_ps(a13, hi, b13));
+    }
+}
+#endif
+
+static void dc_split(void *v, size_t part, int tid)
+{
+    (void)tid;
+    const dc_split_job *W = v;
+    const dc_job *J = W->J;
+    const size_t S = (size_t)J->stride, n = J->len / S, pl = (size_t)J->pad, L = J->len_in;
+    size_t lo, hi;
+    sl_pool_range(W->rows, W->parts, part, &lo, &hi);
+    for (size_t r = lo; r < hi; r++) {
+        const float *x = J->xin + r * L;
+        float *ph = (float *)J->x + r * S * n;
+        size_t j0 = 0, j1 = 0; /* positions j of every phase whose j * S + rho - pl is inside x */
+        if (n) {
+            j0 = (pl + S - 1) / S;
+            j1 = (L + pl) / S;
+            if (j1 > n)
+                j1 = n;
+            if (j1 < j0)
+                j1 = j0;
+        }
+#ifdef SL_CPU_HAVE_AVX2_PATHS
+        if (S == 4 && j1 - j0 >= 16) {
+            const size_t n16 = (j1 - j0) / 16;
+            dc_split4(x + 4 * j0 - pl, n16, n, ph + j0);
+            for (size_t rho = 0; rho < S; rho++) /* the ends one by one */
+                for (size_t e = 0; e < 2; e++)
+                    for (size_t j = e ? j0 + 16 * n16 : 0; j < (e ? n : j0); j++) {
+                        const long p = (long)(j * S + rho) - (long)pl;
+                        ph[rho * n + j] = p >= 0 && (size_t)p < L ? x[p] : 0.0f;
+                    }
+            continue;
+        }
+#endif
+        for (size_t rho = 0; rho < S; rho++)
+            for (size_t j = 0; j < n; j++) {
+                const long p = (long)(j * S + rho) - (long)pl;
+                ph[rho * n + j] = p >= 0 && (size_t)p < L ? x[p] : 0.0f;
+            }
+    }
+}
+
+/* Packs the weights, splits the tiles into parts and runs them: 1, or 0 when out of memory
+ * for the packed weights (the caller takes its other path). */
+static int dc_go(sl_op_ctx *ctx, dc_job *J, size_t batch, const float *w, size_t k_eff)
+{
+    J->cols = J->len_out * J->inner;
+    if (J->len_out == 0)
+        return 1;
+    J->cb = DC_KC / k_eff ? DC_KC / k_eff : 1;
+    if (J->cb > J->C)
+        J->cb = J->C;
+    const size_t th = (size_t)sl_pool_threads(ctx->pool);
+    J->xp_floats = DC_BLOCK * J->cb * J->k * DC_NR;
+    const size_t nwp = dc_packed_floats(J->O, J->C, J->k), S = (size_t)J->stride;
+    size_t nph = 0;
+    if (J->mode == DC_PHASES) {
+        J->Q = (J->len_out + (size_t)J->pad + S - 1) / S;
+        J->cols = S * J->Q;
+        nph = batch * J->O * J->cols;
+    } else if (J->mode == DC_STRIDED) { /* phases of the zero-padded x, len / stride positions each */
+        J->len_in = J->len;
+        J->len = S * ((J->len_in + (size_t)J->pad + J->pad_r + S - 1) / S);
+        nph = batch * J->C * J->len;
+    }
+    float *ws = sl_cpu_scratch(ctx, th * J->xp_floats + nwp + nph + 16);
+    if (!ws)
+        return 0;
+    J->xp = (float *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
+    if (!(J->wp = dc_weights(ctx, w, J->mode >= DC_TRANSPOSED, J->O, J->C, J->k, J->xp + th * J->xp_floats)))
+        return 0;
+    if (J->mode == DC_PHASES) {
+        J->yout = J->y, J->act_out = J->act;
+        J->y = J->xp + th * J->xp_floats + nwp, J->act = SL_ACT_NONE;
+        J->tiles = S * ((J->Q + DC_NR - 1) / DC_NR);
+    } else if (J->mode == DC_STRIDED) {
+        J->xin = J->x;
+        J->x = J->xp + th * J->xp_floats + nwp;
+        dc_split_job W = {J, batch * J->C, th > 1 ? 4 * th : 1};
+        if (W.parts > W.rows)
+            W.parts = W.rows;
+        sl_pool_for(th > 1 ? ctx->pool : NULL, W.parts, dc_split, &W);
+        J->tiles = (J->len_out + DC_NR - 1) / DC_NR;
+    } else {
+        J->tiles = J->per_t ? J->len_out * J->per_t : (J->len_out + DC_NR - 1) / DC_NR;
+    }
+    /* parts: whole items when there are enough of them, else about 4 per thread */
+    J->chunks = 1;
+    if (th > 1 && batch < 4 * th)
+        J->chunks = (4 * th + batch - 1) / batch;
+    if (J->chunks > J->tiles)
+        J->chunks = J->tiles;
+    J->chunk = (J->tiles + J->chunks - 1) / J->chunks;
+    J->chunks = (J->tiles + J->chunk - 1) / J->chunk;
+    sl_pool_for(th > 1 ? ctx->pool : NULL, batch * J->chunks, dc_body, J);
+    if (J->mode == DC_PHASES) {
+        dc_weave_job W = {J, batch * J->O, th > 1 ? 4 * th : 1};
+        if (W.parts > W.rows)
+            W.parts = W.rows;
+        sl_pool_for(th > 1 ? ctx->pool : NULL, W.parts, dc_weave, &W);
+    }
+    return 1;
 }
 
 int sl_cpu_conv1d_direct(sl_op_ctx *ctx, const sl_conv1d_args *a)
 {
-    if (!sl_cpu_simd_avx512() || a->groups != 1 || a->k > DC_MAX_K || a->c_out > DC_MAX_OUT || a->batch == 0 || a->c_out == 0)
+    if (!sl_cpu_simd_avx512() || a->groups != 1 || a->k > DC_MAX_K || a->batch == 0)
         return 0;
-    dc_job J = {.a = a, .len_out = sl_conv1d_len_out(a)};
+    dc_job J = {.x = a->x, .bias = a->bias, .y = a->y, .C = (size_t)a->c_in, .O = (size_t)a->c_out,
+                .k = (size_t)a->k, .len = a->len, .inner = a->inner, .stride = a->stride, .dil = a->dilation,
+                .pad = a->pad_l, .act = a->act, .len_out = sl_conv1d_len_out(a)};
     if (a->inner == 1 && a->stride == 1)
-        J.per_t = 0;
+        J.mode = DC_CONTIG, J.per_t = 0;
+    else if (a->inner == 1)
+        J.mode = DC_STRIDED, J.per_t = 0, J.pad_r = (size_t)a->pad_r;
     else if (a->inner >= 16)
-        J.per_t = (a->inner + DC_NR - 1) / DC_NR;
+        J.mode = DC_INNER, J.per_t = (a->inner + DC_NR - 1) / DC_NR;
     else
         return 0;
-    J.cols = J.len_out * a->inner;
-    if (J.len_out == 0)
-        return 1;
-    J.tiles = J.per_t ? J.len_out * J.per_t : (J.len_out + DC_NR - 1) / DC_NR;
-    /* parts: whole items when there are enough of them, else about 4 per thread */
-    const size_t th = (size_t)sl_pool_threads(ctx->pool);
-    J.chunks = 1;
-    if (th > 1 && a->batch < 4 * th)
-        J.chunks = (4 * th + a->batch - 1) / a->batch;
-    if (J.chunks > J.tiles)
-        J.chunks = J.tiles;
-    J.chunk = (J.tiles + J.chunks - 1) / J.chunks;
-    J.chunks = (J.tiles + J.chunk - 1) / J.chunk;
-    sl_pool_for(th > 1 ? ctx->pool : NULL, a->batch * J.chunks, dc_body, &J);
-    return 1;
+    return dc_go(ctx, &J, a->batch, a->wt, (size_t)a->k);
+}
+
+int sl_cpu_convt1d_direct(sl_op_ctx *ctx, const sl_convt1d_args *a)
+{
+    if (!sl_cpu_simd_avx512() || (a->inner < 16 && a->inner != 1) || a->k > DC_MAX_K || a->batch == 0)
+        return 0;
+    dc_job J = {.mode = a->inner == 1 ? DC_PHASES : DC_TRANSPOSED, .x = a->x, .bias = a->bias, .y = a->y, .C = (size_t)a->c_in,
+                .O = (size_t)a->c_out, .k = (size_t)a->k, .len = a->len, .inner = a->inner, .stride = a->stride,
+                .dil = 1, .pad = a->crop, .act = a->act, .len_out = a->len_out,
+                .per_t = (a->inner + DC_NR - 1) / DC_NR};
+    return dc_go(ctx, &J, a->batch, a->wt, ((size_t)a->k + (size_t)a->stride - 1) / (size_t)a->stride);
 }

@@ -148,6 +148,9 @@ int sl_cpu_conv1d(sl_op_ctx *ctx, const sl_conv1d_args *a);
 /* conv1d without im2col where AVX-512 runs and the shape suits it (cpu_conv1d_direct.c):
  * 1 when it computed y, 0 when it did nothing (the caller takes the im2col path). */
 int sl_cpu_conv1d_direct(sl_op_ctx *ctx, const sl_conv1d_args *a);
+/* conv_transpose1d without col2im the same way where AVX-512 runs, k <= 16 and inner is 1 or
+ * >= 16: 1 when it computed y, 0 when it did nothing (the col2im path). */
+int sl_cpu_convt1d_direct(sl_op_ctx *ctx, const sl_convt1d_args *a);
 int sl_cpu_conv_transpose1d(sl_op_ctx *ctx, const sl_convt1d_args *a);
 int sl_cpu_permute(sl_op_ctx *ctx, const sl_permute_args *a);
 int sl_cpu_avg_pool2d(sl_op_ctx *ctx, size_t planes, int h, int w, int kh, int kw, const float *in, float *out);

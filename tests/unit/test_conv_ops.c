@@ -12,8 +12,8 @@
  * AVX2, AVX-512: cpu_simd.h) give the same bits on the Winograd path and
  * between AVX2 and AVX-512 on the narrow one; transformed weights kept for a
  * buffer declared fixed (sl_op_mark_fixed) give the same bits as per call and
- * are dropped when the buffer is written. conv1d's direct AVX-512 path against a
- * reference of its own (test_conv1d).
+ * are dropped when the buffer is written. conv1d's and conv_transpose1d's direct
+ * AVX-512 paths against references of their own (test_conv1d, test_convt1d).
  * Random inputs, seed printed (SL_TEST_SEED replays). Backend parity of the
  * same ops is in test_parity.c. */
 #include <math.h>
@@ -314,18 +314,62 @@ static void test_clip(sl_op_ctx *ctx, size_t planes, size_t T, size_t F)
     free(want);
 }
 
-/* conv1d's direct AVX-512 path (kernels/cpu/cpu_conv1d_direct.c: groups 1, up to 48 output
- * channels, stride 1 on inner 1 or any stride on inner >= 16) against a double reference
- * that scatters each input sample into the outputs it reaches: within 1e-5 at 1 and 3
- * threads (the same bits at both where the direct path runs) and with the AVX-512 paths off
- * (the im2col path). */
+/* Runs conv1d (c1) or conv_transpose1d (ct) at 1 and 3 threads, with the AVX-512 paths off
+ * (the im2col / col2im paths) and on weights declared fixed (their packed form made, then
+ * reused): within 1e-5 of want each time; where the direct path runs (direct), the same
+ * bits at 1 and 3 threads and with fixed weights as per call. */
+static void conv1d_runs(sl_op_ctx *ctx, const char *shape, sl_conv1d_args *c1, sl_convt1d_args *ct,
+                        const double *want, size_t ny, int direct)
+{
+    static const char *how[] = {"1 thread", "3 threads", "no AVX-512", "fixed weights", "fixed, again"};
+    const float *wt = c1 ? c1->wt : ct->wt;
+    const size_t nw = c1 ? (size_t)c1->c_out * (size_t)c1->c_in * (size_t)c1->k : (size_t)ct->c_out * (size_t)ct->c_in * (size_t)ct->k;
+    float *y[5], *dw = NULL;
+    CHECK(sl_op_alloc(ctx, (void **)&dw, nw * sizeof(float)) == 0);
+    CHECK(sl_op_upload(ctx, dw, wt, nw * sizeof(float)) == 0);
+    CHECK(sl_op_mark_fixed(ctx, dw, nw * sizeof(float)) == 0);
+    const int old = sl_cpu_simd_avx512();
+    for (int v = 0; v < 5; v++) {
+        y[v] = nans(ny);
+        CHECK(sl_op_ctx_set_threads(ctx, v == 1 ? 3 : 1) == 0);
+        sl_cpu_simd_set_avx512(v == 2 ? 0 : old);
+        const float *w = v >= 3 ? dw : wt;
+        int rc;
+        if (c1) {
+            sl_conv1d_args a = *c1;
+            a.wt = w, a.y = y[v];
+            rc = sl_op_conv1d(ctx, &a);
+        } else {
+            sl_convt1d_args a = *ct;
+            a.wt = w, a.y = y[v];
+            rc = sl_op_conv_transpose1d(ctx, &a);
+        }
+        CHECK(rc == 0);
+        const double e = sl_ref_err(y[v], want, ny);
+        printf("  %s %s: rel err %.3g (tol 1e-5)\n", shape, how[v], e);
+        CHECK_MSG(e <= 1e-5, "%s error %g", shape, e);
+    }
+    sl_cpu_simd_set_avx512(old);
+    CHECK(sl_op_ctx_set_threads(ctx, 1) == 0);
+    if (old && direct) /* the direct path: the same bits whatever the split, packed once or per call */
+        for (int v = 1; v < 5; v++)
+            if (v != 2)
+                CHECK_MSG(!memcmp(y[0], y[v], ny * sizeof(float)), "%s: %s differs from 1 thread", shape, how[v]);
+    sl_op_free(ctx, dw);
+    for (int v = 0; v < 5; v++)
+        free(y[v]);
+}
+
+/* conv1d's direct AVX-512 path (kernels/cpu/cpu_conv1d_direct.c: groups 1, k <= 16, inner 1 or
+ * >= 16) against a double reference that scatters each
+ * input sample into the outputs it reaches (conv1d_runs). */
 static void test_conv1d(sl_op_ctx *ctx, size_t batch, int ci, int co, size_t len, size_t inner, int k, int stride,
                         int dil, int pl, int pr, sl_act act)
 {
     sl_conv1d_args a = {batch, ci, co, 1, len, inner, k, stride, dil, pl, pr, NULL, NULL, NULL, act, NULL};
     const size_t lo = sl_conv1d_len_out(&a), ny = batch * (size_t)co * lo * inner;
     float *x = sl_ref_rnd(batch * (size_t)ci * len * inner, -1, 1), *wt = sl_ref_rnd((size_t)co * ci * k, -1, 1);
-    float *b = sl_ref_rnd((size_t)co, -1, 1), *y[3] = {nans(ny), nans(ny), nans(ny)};
+    float *b = sl_ref_rnd((size_t)co, -1, 1);
     double *want = calloc(ny, sizeof(double));
     for (size_t i = 0; i < batch; i++)
         for (size_t o = 0; o < (size_t)co; o++) {
@@ -347,25 +391,49 @@ static void test_conv1d(sl_op_ctx *ctx, size_t batch, int ci, int co, size_t len
                 yo[j] = sl_ref_act(act, yo[j]);
         }
     a.x = x, a.wt = wt, a.bias = b;
-    const int old = sl_cpu_simd_avx512();
-    for (int v = 0; v < 3; v++) {
-        CHECK(sl_op_ctx_set_threads(ctx, v == 1 ? 3 : 1) == 0);
-        if (v == 2)
-            sl_cpu_simd_set_avx512(0);
-        a.y = y[v];
-        CHECK(sl_op_conv1d(ctx, &a) == 0);
-        const double e = sl_ref_err(y[v], want, ny);
-        printf("  conv1d b%zu %d->%d L%zu x%zu k%d s%d d%d p%d,%d %s: rel err %.3g (tol 1e-5)\n", batch, ci, co,
-               len, inner, k, stride, dil, pl, pr, v == 0 ? "1 thread" : v == 1 ? "3 threads" : "no AVX-512", e);
-        CHECK_MSG(e <= 1e-5, "conv1d error %g", e);
-    }
-    sl_cpu_simd_set_avx512(old);
-    CHECK(sl_op_ctx_set_threads(ctx, 1) == 0);
-    if (old && co <= 48) /* the direct path: the same bits whatever the split */
-        CHECK_MSG(!memcmp(y[0], y[1], ny * sizeof(float)), "conv1d: 1 and 3 threads differ");
+    char shape[160];
+    snprintf(shape, sizeof shape, "conv1d b%zu %d->%d L%zu x%zu k%d s%d d%d p%d,%d", batch, ci, co, len, inner, k,
+             stride, dil, pl, pr);
+    conv1d_runs(ctx, shape, &a, NULL, want, ny, k <= 16 && (inner >= 16 || inner == 1));
     free(x), free(wt), free(b), free(want);
-    for (int v = 0; v < 3; v++)
-        free(y[v]);
+}
+
+/* conv_transpose1d's direct AVX-512 path (inner 1 by phases of the stride, or inner >= 16; k <=
+ * 16) and its col2im path, the same way (conv1d_runs): the reference scatters each input
+ * row into the output rows it reaches. */
+static void test_convt1d(sl_op_ctx *ctx, size_t batch, int ci, int co, size_t len, size_t inner, int k, int stride,
+                         int crop, size_t len_out, sl_act act)
+{
+    sl_convt1d_args a = {batch, ci, co, len, inner, k, stride, crop, len_out, NULL, NULL, NULL, act, NULL};
+    const size_t ny = batch * (size_t)co * len_out * inner;
+    float *x = sl_ref_rnd(batch * (size_t)ci * len * inner, -1, 1), *wt = sl_ref_rnd((size_t)co * ci * k, -1, 1);
+    float *b = sl_ref_rnd((size_t)co, -1, 1);
+    double *want = calloc(ny, sizeof(double));
+    for (size_t i = 0; i < batch; i++)
+        for (size_t o = 0; o < (size_t)co; o++) {
+            double *yo = want + (i * (size_t)co + o) * len_out * inner;
+            for (size_t j = 0; j < len_out * inner; j++)
+                yo[j] = b[o];
+            for (size_t c = 0; c < (size_t)ci; c++)
+                for (size_t p = 0; p < len; p++)
+                    for (int u = 0; u < k; u++) { /* input p feeds output p s + u - crop */
+                        const long t = (long)(p * (size_t)stride) + u - crop;
+                        if (t < 0 || (size_t)t >= len_out)
+                            continue;
+                        const double g = wt[(c * (size_t)co + o) * (size_t)k + (size_t)u];
+                        const float *xr = x + ((i * (size_t)ci + c) * len + p) * inner;
+                        for (size_t n = 0; n < inner; n++)
+                            yo[(size_t)t * inner + n] += g * xr[n];
+                    }
+            for (size_t j = 0; j < len_out * inner; j++)
+                yo[j] = sl_ref_act(act, yo[j]);
+        }
+    a.x = x, a.wt = wt, a.bias = b;
+    char shape[160];
+    snprintf(shape, sizeof shape, "convt1d b%zu %d->%d L%zu x%zu k%d s%d crop%d out%zu", batch, ci, co, len, inner, k,
+             stride, crop, len_out);
+    conv1d_runs(ctx, shape, NULL, &a, want, ny, (inner >= 16 || inner == 1) && k <= 16);
+    free(x), free(wt), free(b), free(want);
 }
 
 int main(void)
@@ -414,7 +482,25 @@ int main(void)
     test_conv1d(ctx, 1, 4, 6, 2000, 1, 3, 1, 1, 1, 1, SL_ACT_GELU);    /* one long item in parts */
     test_conv1d(ctx, 1, 8, 13, 20, 37, 8, 4, 1, 2, 2, SL_ACT_TANH);    /* [K,1] stride 4 over rows of 37 */
     test_conv1d(ctx, 2, 5, 48, 40, 16, 3, 1, 1, 1, 1, SL_ACT_RELU);    /* rows of one vector, 48 channels */
-    test_conv1d(ctx, 1, 8, 96, 50, 1, 3, 1, 1, 1, 1, SL_ACT_NONE);     /* wider: the im2col path */
+    test_conv1d(ctx, 1, 8, 96, 50, 1, 3, 1, 1, 1, 1, SL_ACT_NONE);     /* 96 channels: weights and x packed */
+    test_conv1d(ctx, 1, 100, 30, 70, 1, 3, 1, 1, 1, 1, SL_ACT_GELU);   /* 300 channel-taps: two passes */
+    test_conv1d(ctx, 1, 30, 40, 9, 21, 8, 4, 1, 2, 2, SL_ACT_GELU);    /* [K,1] stride 4, 240 channel-taps */
+    test_conv1d(ctx, 2, 8, 20, 50, 1, 3, 2, 1, 1, 1, SL_ACT_NONE);     /* stride 2 on inner 1: x by phases */
+    test_conv1d(ctx, 2, 6, 30, 1000, 1, 8, 4, 1, 2, 5, SL_ACT_GELU);   /* stride 4: the vector split, right pad */
+    test_conv1d(ctx, 1, 30, 20, 300, 1, 8, 4, 2, 3, 0, SL_ACT_NONE);   /* stride 4, dilation 2, two passes */
+    test_conv1d(ctx, 1, 3, 5, 7, 1, 5, 3, 1, 0, 0, SL_ACT_TANH);       /* stride 3, one output tile tail */
+    test_conv1d(ctx, 1, 6, 10, 30, 4, 3, 2, 1, 1, 1, SL_ACT_RELU);     /* inner 4: im2col */
+    test_convt1d(ctx, 1, 6, 5, 13, 1, 8, 4, 2, 48, SL_ACT_GELU);       /* inner 1: by phases, woven back */
+    test_convt1d(ctx, 2, 20, 30, 300, 1, 8, 4, 2, 1200, SL_ACT_GELU);  /* long: the vector weave, x packed */
+    test_convt1d(ctx, 1, 100, 7, 50, 1, 8, 4, 0, 204, SL_ACT_NONE);    /* 200 channel-taps: two passes, full */
+    test_convt1d(ctx, 1, 6, 13, 40, 1, 3, 2, 1, 79, SL_ACT_TANH);      /* stride 2: the scalar weave */
+    test_convt1d(ctx, 1, 4, 5, 30, 1, 2, 3, 0, 89, SL_ACT_RELU);       /* stride > k: a phase with no tap */
+    test_convt1d(ctx, 1, 3, 4, 5, 1, 8, 4, 0, 10, SL_ACT_NONE);        /* shorter than the full length */
+    test_convt1d(ctx, 2, 6, 5, 9, 21, 8, 4, 2, 30, SL_ACT_GELU);       /* k 8 stride 4, cropped, tile tails */
+    test_convt1d(ctx, 1, 8, 16, 16, 40, 8, 4, 0, 68, SL_ACT_NONE);     /* 12 + 4 channels, full length */
+    test_convt1d(ctx, 1, 100, 30, 7, 33, 8, 4, 2, 28, SL_ACT_TANH);    /* 200 channel-taps: two passes */
+    test_convt1d(ctx, 1, 4, 13, 7, 16, 2, 3, 0, 20, SL_ACT_RELU);      /* stride > k: rows with no tap */
+    test_convt1d(ctx, 1, 5, 7, 6, 17, 3, 3, 1, 16, SL_ACT_NONE);       /* stride = k */
     test_conv_fixed(ctx, 16, 8, 20, 12);
     test_conv_threads(ctx, 256, 64, 40, 2); /* large enough for the threads to start */
     test_conv_threads(ctx, 600, 15, 35, 1);

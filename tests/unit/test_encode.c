@@ -234,6 +234,54 @@ static void test_abort_and_tmp(void)
     CHECK(sl_test_exists(path) && count_tmp(sub) == 0);
 }
 
+/* sl_encoder_finish in two steps: after close the file is complete under its
+ * temporary name only (nothing more may be written), commit puts it in place
+ * with the same bytes as a one-step finish; a closed encoder may still be
+ * abandoned, and a failed fsync fails the commit, leaving neither name. */
+static void test_close_commit(void)
+{
+    char sub[1024], path[1200], one[1200];
+    snprintf(sub, sizeof sub, "%s/close", dir);
+    snprintf(path, sizeof path, "%s/z.flac", sub);
+    snprintf(one, sizeof one, "%s/one.flac", sub);
+    sl_encode_params p = {"flac", "s16", RATE, RATE, 2, 0};
+    CHECK(sl_encode_file(one, &p, (const float *const *)sig, 20000) == 0);
+    sl_encoder *e;
+    int r = sl_encoder_open(&e, path, &p);
+    CHECK(r == 0);
+    if (r)
+        return;
+    CHECK(sl_encoder_write(e, (const float *const *)sig, 20000) == 0);
+    CHECK(sl_encoder_close(e) == 0);
+    CHECK_MSG(!sl_test_exists(path) && count_tmp(sub) == 1, "after close: only the temporary file");
+    CHECK_MSG(sl_encoder_write(e, (const float *const *)sig, 10) == SL_EINVAL, "a write after close is refused");
+    CHECK(sl_encoder_close(e) == 0); /* again: nothing to do */
+    CHECK(sl_encoder_commit(e) == 0);
+    CHECK(sl_test_exists(path) && count_tmp(sub) == 0);
+    size_t na = 0, nb = 0;
+    char *a = sl_test_slurp(path, &na), *b = sl_test_slurp(one, &nb);
+    CHECK_MSG(a && b && na == nb && na > 0 && !memcmp(a, b, na), "close + commit wrote other bytes than finish");
+    free(a);
+    free(b);
+    /* closed, then abandoned: nothing left */
+    snprintf(path, sizeof path, "%s/w.flac", sub);
+    CHECK(sl_encoder_open(&e, path, &p) == 0);
+    CHECK(sl_encoder_write(e, (const float *const *)sig, 5000) == 0);
+    CHECK(sl_encoder_close(e) == 0);
+    sl_encoder_abort(e);
+    CHECK(!sl_test_exists(path) && count_tmp(sub) == 0);
+    /* a commit whose fsync fails: an error naming the file, neither name left */
+    CHECK(sl_encoder_open(&e, path, &p) == 0);
+    CHECK(sl_encoder_write(e, (const float *const *)sig, 5000) == 0);
+    CHECK(sl_encoder_close(e) == 0);
+    sl_io_fault_fsync("w.flac.tmp-");
+    r = sl_encoder_commit(e);
+    sl_io_fault_fsync(NULL);
+    CHECK_MSG(r == -EIO && strstr(sl_lasterr(), path), "commit with a failed fsync: %d (%s)", r, sl_lasterr());
+    CHECK(!sl_test_exists(path) && count_tmp(sub) == 0);
+    CHECK(sl_encoder_commit(NULL) == SL_EINVAL);
+}
+
 /* A failed fsync of the temporary file, or of the folder after the rename,
  * fails the finish with the file named, and leaves nothing under either name
  * (fault injection: sl_io_fault_fsync). */
@@ -355,6 +403,7 @@ int main(void)
     test_chunked_and_deterministic();
     test_resample();
     test_abort_and_tmp();
+    test_close_commit();
     test_fsync_failure();
     test_errors();
     test_mono_and_multichannel();

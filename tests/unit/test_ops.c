@@ -837,6 +837,10 @@ int main(void)
     if (!rng_state)
         rng_state = 1;
     printf("test_ops: random seed %llu (SL_TEST_SEED to replay)\n", (unsigned long long)rng_state);
+    /* OpenBLAS's own worker threads are stopped before main (kernels/cpu/cpu_backend.c):
+     * this process has no thread but its main one yet */
+    const int tasks = sl_test_count_names("/proc/self/task", ""); /* with . and .. */
+    CHECK_MSG(tasks < 0 || tasks - 2 == 1, "%d threads before any context was opened", tasks - 2);
     sl_log_set_level(SL_LOG_WARN);
 
     test_contexts();

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 static uint64_t state = 0x9E3779B97F4A7C15ull;
@@ -297,6 +298,100 @@ static void test_fallback(const char *tmp)
     free(X);
 }
 
+/* write() as the library calls it (this definition takes libc's place in the test
+ * binary): while rec_on, each write to a file whose name holds ".scan-i8/shard-" is
+ * recorded with the offset it starts at. */
+static int rec_on;
+static size_t rec_n;
+static struct {
+    long long off;
+    size_t len;
+} rec[64];
+
+ssize_t write(int fd, const void *buf, size_t n)
+{
+    char link[64], name[1024];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    const ssize_t nl = rec_on ? readlink(link, name, sizeof name - 1) : -1;
+    if (nl > 0) {
+        name[nl] = 0;
+        if (strstr(name, ".scan-i8/shard-") && rec_n < sizeof rec / sizeof *rec) {
+            rec[rec_n].off = (long long)lseek(fd, 0, SEEK_CUR);
+            rec[rec_n++].len = n;
+        }
+    }
+    return syscall(SYS_write, fd, buf, n);
+}
+
+/* The copy is written in 8 MiB pieces at multiples of 8 MiB, its .npy header in the
+ * first (search_i8.c, I8_PIECE: the page cache can then hold it in 2 MiB folios):
+ * a 17,000 x 512 shard's 8.7 MB copy in exactly two writes, at 0 and at 8 MiB. A
+ * copy from before (no "pieces" in its manifest entry) is still scanned, and
+ * --build-i8 rewrites it. */
+static void test_pieces(const char *tmp)
+{
+    enum { D = 512, ROWS = 17000 };
+    const size_t piece = (size_t)8 << 20;
+    char dir[1024], p[1100];
+    snprintf(dir, sizeof dir, "%s/i8-pieces", tmp);
+    mkdir(dir, 0777);
+    float *X = malloc((size_t)ROWS * D * sizeof *X), q[D];
+    for (size_t i = 0; i < (size_t)ROWS * D; i++)
+        X[i] = (float)irand(-1000, 1000) / 1000.0f;
+    for (int i = 0; i < D; i++)
+        q[i] = X[(size_t)12345 * D + i] + 0.01f * (float)(i % 3);
+    rec_n = 0;
+    rec_on = 1;
+    sl_vindex *ix = one_shard_i8(dir, X, ROWS, D);
+    rec_on = 0;
+    snprintf(p, sizeof p, "%s/.scan-i8/shard-00000.npy", dir);
+    struct stat st;
+    CHECK(stat(p, &st) == 0 && (size_t)st.st_size > piece);
+    long long at = 0;
+    for (size_t i = 0; i < rec_n; i++) {
+        CHECK_MSG(rec[i].off == at, "write %zu at offset %lld, expected %lld", i, rec[i].off, at);
+        CHECK_MSG(rec[i].off % (long long)piece == 0 && (i + 1 == rec_n || rec[i].len == piece),
+                  "write %zu: %zu bytes at %lld, not a whole 8 MiB piece at a multiple of 8 MiB", i, rec[i].len,
+                  rec[i].off);
+        at += (long long)rec[i].len;
+    }
+    CHECK_MSG(rec_n == 2 && at == (long long)st.st_size, "%zu writes of %lld bytes for a copy of %lld", rec_n, at,
+              (long long)st.st_size);
+    if (ix) {
+        expect_exact(ix, q, 5, 12345, "pieces");
+        /* the copy is mapped advised MADV_HUGEPAGE before its pages are read in
+         * (search_scan.c, sl_scan_mmap_read), kept mapped as a session does */
+        CHECK(sl_vindex_keep_mapped(ix) == 0);
+        CHECK_MSG(sl_test_map_flag("i8-pieces/.scan-i8/shard-00000.npy", "hg") != 0,
+                  "the int8 copy's mapping is not advised MADV_HUGEPAGE");
+        expect_exact(ix, q, 5, 12345, "pieces, kept mapped");
+        sl_vindex_close(ix);
+    }
+    /* a copy written before the pieces (its manifest entry has no "pieces") is scanned,
+     * and --build-i8 writes it again, once */
+    snprintf(p, sizeof p, "%s/.scan-i8/manifest.json", dir);
+    size_t len = 0;
+    char *m = sl_test_slurp(p, &len), *at8 = m ? strstr(m, ", \"pieces\": 8388608") : NULL;
+    CHECK_MSG(at8 != NULL, "the manifest does not record the pieces: %s", m ? m : "(unreadable)");
+    if (at8) {
+        const size_t cut = strlen(", \"pieces\": 8388608");
+        memmove(at8, at8 + cut, strlen(at8 + cut) + 1);
+        sl_test_spew(p, m, strlen(m));
+        ix = NULL;
+        size_t w = 9, kept = 9;
+        CHECK(sl_vindex_open(&ix, dir) == 0);
+        if (ix) {
+            sl_vindex_set_rows_normalized(ix, 1);
+            expect_exact(ix, q, 5, 12345, "copy without pieces");
+            CHECK(sl_vindex_build_i8(ix, &w, &kept) == 0 && w == 1 && kept == 0);
+            CHECK(sl_vindex_build_i8(ix, &w, &kept) == 0 && w == 0 && kept == 1);
+            sl_vindex_close(ix);
+        }
+    }
+    free(m);
+    free(X);
+}
+
 int main(void)
 {
     const char *tmp = sl_test_tmpdir();
@@ -305,5 +400,6 @@ int main(void)
     test_row_rounding(tmp);
     test_query_rounding(tmp);
     test_fallback(tmp);
+    test_pieces(tmp);
     return sl_test_finish("search_i8");
 }

@@ -285,6 +285,38 @@ static void test_attention(sl_op_ctx *ctx, size_t batch, size_t tq, size_t tk, i
     free(want), free(qr), free(kr), free(s);
 }
 
+/* Keys masked off by a -inf bias over whole chunks of the long-sequence kernel (the first 300
+ * of 600 keys: its first chunk all -inf, the second half so): the same as attending to the
+ * other 300 keys alone (within rounding; no NaN), on every path. */
+static void test_attention_masked(sl_op_ctx *ctx, int D)
+{
+    const size_t tq = 11, tk = 600, cut = 300, H = 2, HD = H * (size_t)D;
+    float *q = sl_ref_rnd(tq * HD, -2, 2), *k = sl_ref_rnd(tk * HD, -1, 1), *v = sl_ref_rnd(tk * HD, -1, 1);
+    float *bias = sl_ref_rnd(H * tq * tk, -1, 1), *o1 = malloc(tq * HD * sizeof(float));
+    float *o2 = malloc(tq * HD * sizeof(float));
+    for (size_t i = 0; i < H * tq; i++)
+        for (size_t j = 0; j < cut; j++)
+            bias[i * tk + j] = -INFINITY;
+    sl_attention_args a = {.batch = 1, .tq = tq, .tk = tk, .heads = (int)H, .dim_head = D, .scale = 0.3f, .q = q,
+                           .ldq = HD, .k = k, .ldk = HD, .v = v, .ldv = HD, .bias = bias, .ld_bias = tk,
+                           .stride_bias_h = tq * tk, .out = o1, .ldo = HD};
+    CHECK_MSG(sl_op_attention(ctx, &a) == 0, "attention: %s", sl_lasterr());
+    a.tk = tk - cut, a.k = k + cut * HD, a.v = v + cut * HD, a.bias = bias + cut, a.out = o2;
+    CHECK_MSG(sl_op_attention(ctx, &a) == 0, "attention: %s", sl_lasterr());
+    size_t nan = 0;
+    double *want = malloc(tq * HD * sizeof(double));
+    for (size_t i = 0; i < tq * HD; i++) {
+        nan += isnan(o1[i]) != 0;
+        want[i] = o2[i];
+    }
+    const double e = sl_ref_err(o1, want, tq * HD);
+    free(want);
+    printf("  attention masked d%d: %zu NaN, rel diff %.3g to the unmasked keys alone (tol 1e-6)\n", D, nan, e);
+    CHECK(nan == 0);
+    CHECK_MSG(e <= 1e-6, "masked attention differs by %g", e);
+    free(q), free(k), free(v), free(bias), free(o1), free(o2);
+}
+
 static void test_band(sl_op_ctx *ctx)
 {
     /* 2 channels, 6 bins, features: bins 0-2 and 2-4 of both channels (bin 2 twice, bin 5 never) */
@@ -484,11 +516,20 @@ int main(void)
     test_attention(ctx, 1, 19, 130, 2, 48, 0, 1);
     test_attention(ctx, 1, 70, 1100, 2, 48, 0, 1);
     test_attention(ctx, 1, 75, 1030, 1, 40, 0, 0);
+    /* past 64 keys, widths 16..64 a multiple of 16 (AVX-512: the long-sequence kernel's chunks
+     * of 256 keys, blocks of 8 query rows, the last partial): 32 wide with rope, whole chunks
+     * masked off by the bias */
+    test_attention(ctx, 2, 37, 300, 2, 32, 1, 1);
+    test_attention(ctx, 1, 8, 65, 1, 16, 0, 1);
+    test_attention_masked(ctx, 48);
+    test_attention_masked(ctx, 64);
     /* the AVX2 kernels where the AVX-512 ones ran above */
     const int avx512 = sl_cpu_simd_set_avx512(0);
     test_attention(ctx, 3, 50, 50, 2, 64, 1, 1);
     test_attention(ctx, 2, 13, 29, 3, 7, 0, 1);
     test_attention(ctx, 2, 21, 37, 2, 80, 1, 1);
+    test_attention(ctx, 2, 37, 300, 2, 32, 1, 1);
+    test_attention_masked(ctx, 48);
     sl_cpu_simd_set_avx512(avx512);
     /* the (item, head) pairs split over 3 threads, fewer pairs than threads too */
     CHECK(sl_op_ctx_set_threads(ctx, 3) == 0);
