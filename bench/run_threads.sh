@@ -4,6 +4,11 @@
 # stemline's op context of N threads), for each N in THREADS_LIST, in one run;
 # (2) catalog jobs (hpss+melstats, umx, cnn14) of THREADS_TRACKS tracks through
 # `stemline run` with runtime.threads = each N, alternating N within each round.
+# THREADS_JOBS picks the jobs (default "hpss umx cnn14"); THREADS_SECONDS the
+# track length (each length has its own generated catalog, in-<S>s/). Each run
+# writes its stage timeline (SL_TRACE, pipeline/run_trace.h) next to its
+# output: the table shows the tail (from the end of the last model batch to
+# the end of the run) and the CPU that ran outside the tokens.
 # After the jobs, the throughput ratio of each thread count to the first (best
 # round of each), with the CPU used (user + system of the process) against wall
 # x threads, and the token-seconds the run left unused (report.json).
@@ -30,6 +35,7 @@ LIST=${THREADS_LIST:-"1 2"}
 TRACKS=${THREADS_TRACKS:-8}
 SECS=${THREADS_SECONDS:-10}
 ROUNDS=${THREADS_ROUNDS:-1}
+JOBS=${THREADS_JOBS:-"hpss umx cnn14"}
 PARTS=${THREADS_PARTS:-"models jobs fixed"}
 FIXED_TRACKS=${FIXED_TRACKS:-10}
 UMX_SECONDS=${THREADS_UMX_SECONDS:-30}
@@ -74,11 +80,12 @@ fi
 
 if [[ " $PARTS " == *" jobs "* || " $PARTS " == *" fixed "* ]]; then
   # catalog: TRACKS stereo tracks of SECS s (tones, noise bursts), weights for umx and cnn14 (random, full size)
-  mkdir -p "$W/in"
+  IN="$W/in-${SECS}s"
+  mkdir -p "$IN"
   NGEN=$TRACKS
   [[ " $PARTS " == *" fixed "* ]] && ((FIXED_TRACKS > NGEN)) && NGEN=$FIXED_TRACKS
   for ((i = 0; i < NGEN; i++)); do
-    f="$W/in/t$i.wav"
+    f="$IN/t$i.wav"
     [ -s "$f" ] && continue
     e="0.3*sin(2*PI*$((200 + 37 * i))*t)+0.2*sin(2*PI*$((310 + 23 * i))*t)+0.3*(random($i)*2-1)*exp(-50*mod(t\,0.5))"
     ffmpeg -nostdin -loglevel error -y -f lavfi -i "aevalsrc=exprs=$e|$e:s=44100:d=$SECS" -c:a pcm_s16le "$f"
@@ -100,7 +107,7 @@ EOF
   for set in jobs:$TRACKS fixed:$FIXED_TRACKS; do
     d="$W/in-${set%%:*}"
     rm -rf "$d" && mkdir -p "$d"
-    for ((i = 0; i < ${set#*:}; i++)); do ln -s "../in/t$i.wav" "$d/t$i.wav"; done
+    for ((i = 0; i < ${set#*:}; i++)); do ln -s "../in-${SECS}s/t$i.wav" "$d/t$i.wav"; done
   done
 fi
 
@@ -108,10 +115,10 @@ fi
 run_job() {
   local out=$3 in=$4 t=$2
   shift 4
-  rm -rf "$out"
+  rm -rf "$out" "$out.trace.jsonl"
   local t0 t1
   t0=$(now)
-  /usr/bin/time -f "%U %S" -o "$out.cpu" "$BUILD/stemline" run configs/demo.yaml --quiet --set "input.paths=[$in]" \
+  SL_TRACE="$out.trace.jsonl" /usr/bin/time -f "%U %S" -o "$out.cpu" "$BUILD/stemline" run configs/demo.yaml --quiet --set "input.paths=[$in]" \
     --set "output.dir=$out" --set runtime.backend=cpu --set "runtime.threads=$t" "$@" 2>"$out.log" || true
   t1=$(now)
   echo "$t0 $t1 $(tail -n1 "$out.cpu")" >"$out.time"
@@ -121,9 +128,9 @@ if [[ " $PARTS " == *" jobs "* ]]; then
   echo "### Catalog jobs: $TRACKS tracks x $SECS s through \`stemline run\` (backend cpu), runtime.threads alternating"
   echo
   rm -f "$W/jobs.rows"
-  echo "| job | round | threads | load before | wall s | x realtime | CPU s (user+sys) | CPU / (wall x threads) | tokens idle | workers x op threads (max) | peak compute threads | setup s | peak RSS MB | derived forms MB (forms, uses) |"
-  echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
-  for job in hpss umx cnn14; do
+  echo "| job | round | threads | load before | wall s | x realtime | CPU s (user+sys) | CPU / (wall x threads) | tokens idle | workers x op threads (max) | peak compute threads | setup s | tail s | CPU outside tokens s | peak RSS MB | derived forms MB (forms, uses) |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+  for job in $JOBS; do
     case $job in
       hpss) set_args=(--set separation.model=hpss --set embedding.model=melstats) ;;
       umx) set_args=(--set separation.model=umx --set "separation.weights=$W/umx.safetensors" --set embedding.model=none) ;;
@@ -150,8 +157,16 @@ try:
     forms = f"{p.get('fixed_forms_mb', 0):.0f} ({p.get('fixed_forms', 0)}, {p.get('fixed_form_uses', 0)})"
 except Exception as e:  # a failed run is shown, not hidden
     split, peak, idle, setup, rss, forms = f"no report ({e})", "?", "?", "?", "?", "?"
+try:  # the stage timeline: the tail after the last model batch, CPU outside the tokens
+    ev = [json.loads(l) for l in open(out + ".trace.jsonl")]
+    end = max(e["t1"] for e in ev)
+    tail = f"{end - max(e['t1'] for e in ev if e['what'].startswith('model')):.3f}"
+    ends = ("setup", "shards", "report", "close")
+    outside = f"{sum(e['cpu'] for e in ev if e['tokens'] == 0 and '.' not in e['what'] and e['what'] not in ends + ('wait_token',)):.3f}"
+except Exception:
+    tail, outside = "?", "?"
 print(f"| {job} | {rnd} | {t} | {l} | {wall:.2f} | {int(n) * float(secs) / wall:.1f} | {cpu:.2f} | "
-      f"{cpu / (wall * int(t)):.0%} | {idle} | {split} | {peak} | {setup} | {rss} | {forms} |")
+      f"{cpu / (wall * int(t)):.0%} | {idle} | {split} | {peak} | {setup} | {tail} | {outside} | {rss} | {forms} |")
 EOF
       done
     done
@@ -182,7 +197,7 @@ if [[ " $PARTS " == *" fixed "* ]]; then
   echo "### Fixed costs: $FIXED_TRACKS-track cnn14 job (${SECS} s tracks) against $FIXED_TRACKS x the model alone, runtime.threads 1"
   echo
   # the model alone on the first track's clip, as the job feeds it (mono, 32 kHz)
-  ffmpeg -nostdin -loglevel error -y -i "$W/in/t0.wav" -ac 1 -ar 32000 -f f32le "$W/t0-32k.f32"
+  ffmpeg -nostdin -loglevel error -y -i "$IN/t0.wav" -ac 1 -ar 32000 -f f32le "$W/t0-32k.f32"
   l=$(load)
   "$BUILD/bench_cnn14" --weights "$W/cnn14-folded.safetensors" --input "$W/t0-32k.f32" --repeat 3 --threads 1 >"$W/fixed-model.json"
   l2=$(load)

@@ -192,16 +192,13 @@ static int decode_streams(runner *r, trk *t, dstream *st, int n, const char *pat
         if (st[i].kind == KIND_SEP)
             sep = &st[i];
     if (sep && r->write_stems) {
-        /* (FFmpeg's FLAC encoder zeroes a context of about 7 MB per stem) */
-        tokens_take(r, 1, (long)t->index);
         tm = trace_begin();
         pthread_mutex_lock(&t->mu);
-        rc = open_encoders(r, t, m, sizeof m);
+        rc = prepare_stems(r, t, m, sizeof m);
         if (rc)
             trk_output_error(r, t, rc, m);
         pthread_mutex_unlock(&t->mu);
-        trace_end(tm, "encoders_open", (long)t->index);
-        tokens_give(r, 1);
+        trace_end(tm, "stems_prepare", (long)t->index);
         if (rc) {
             sl_decoder_close(d);
             return rc;

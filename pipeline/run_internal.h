@@ -87,7 +87,8 @@ struct trk {
     sl_dmx_joiner xj;      /* instead of st for the demucs command's inference */
     double x_mean, x_std;  /* its whole-track statistics (first decode pass) */
     int have_st;
-    sl_encoder *enc[SL_MAX_SOURCES];
+    sl_encoder *enc[SL_MAX_SOURCES]; /* opened at the stem's first write (stem_path, enc_params) */
+    sl_encode_params enc_params;
     char *outputs;         /* JSON array of stem paths relative to output.dir */
     int phase;             /* 0: the input (separation, mix windows); 1: the stems' windows */
     struct trk *qnext;     /* in the runner's stem queue */
@@ -260,7 +261,11 @@ void trk_output_error(runner *r, trk *t, int rc, const char *msg);
 /* Caller holds t->mu. The first reason wins. */
 void trk_fail(trk *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void trk_abandon(trk *t, const char *why);
-int open_encoders(runner *r, trk *t, char *err, size_t errsize);
+/* The stems' paths (t->stem_path, t->outputs) and encoder parameters, after
+ * sweeping temporaries a killed run left under those names; the encoders open
+ * at their first write, on a writer's token (FFmpeg's FLAC encoder zeroes a
+ * context of about 7 MB: only the tracks being written hold one). */
+int prepare_stems(runner *r, trk *t, char *err, size_t errsize);
 void finalize(runner *r, trk *t);
 void *writer_thread(void *arg);
 void *decode_thread(void *arg);

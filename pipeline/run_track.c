@@ -78,9 +78,9 @@ static void trk_free(runner *r, trk *t)
     live_track_release(r);
 }
 
-/* Opens one encoder per stem (temporary names; renamed when the track is done),
- * after sweeping temporaries a killed run may have left in the same folders. */
-int open_encoders(runner *r, trk *t, char *err, size_t errsize)
+/* The stems' paths and parameters (run_internal.h); the encoders open at the
+ * first write (stem_body: temporary names, renamed when the track is done). */
+int prepare_stems(runner *r, trk *t, char *err, size_t errsize)
 {
     const sl_config *c = r->cfg;
     sl_encode_params p = {
@@ -99,13 +99,12 @@ int open_encoders(runner *r, trk *t, char *err, size_t errsize)
         p.sample_format = "f32";
         p.out_rate = r->sep->sample_rate;
     }
+    t->enc_params = p;
     size_t olen = 1, ocap = 256;
     t->outputs = malloc(ocap);
     if (!t->outputs)
         return SL_ENOMEM;
     strcpy(t->outputs, "[");
-    /* first sweep (every file, before any encoder of this track exists) */
-    for (int pass = 0; pass < 2; pass++)
     for (int s = 0; s < r->sep->n_sources; s++) {
         char rel[4096], full[8192];
         int rc = 0;
@@ -121,18 +120,9 @@ int open_encoders(runner *r, trk *t, char *err, size_t errsize)
             snprintf(err, errsize, "output path too long");
             return rc;
         }
-        if (pass == 0) {
-            /* only this file's temporaries: other tracks may be writing into
-             * the same folder (templates like {stem}/{track}.{ext}) */
-            sl_atomic_sweep_for(full);
-            continue;
-        }
-        rc = sl_encoder_open(&t->enc[s], full, &p);
-        if (rc) {
-            char m[512];
-            snprintf(err, errsize, "write %s: %s", rel, sl_errmsg(rc, m, sizeof m));
-            return rc;
-        }
+        /* only this file's temporaries: other tracks may be writing into the
+         * same folder (templates like {stem}/{track}.{ext}) */
+        sl_atomic_sweep_for(full);
         if (!(t->stem_path[s] = strdup(full)))
             return SL_ENOMEM;
         if (!r->scratch && append_json_path(&t->outputs, &olen, &ocap, rel))
@@ -161,9 +151,14 @@ static void stem_body(void *v, size_t k, int tid)
 {
     (void)tid;
     stems_job *j = v;
-    int rc = j->n ? sl_encoder_write(j->t->enc[k], (const float *const *)j->y[k], j->n) : 0;
-    if (!rc && j->finish && (rc = sl_encoder_close(j->t->enc[k])) != 0)
-        j->t->enc[k] = NULL; /* freed by the failed close */
+    trk *t = j->t;
+    int rc = 0;
+    if (!t->enc[k] && (j->n || j->finish)) /* its first write */
+        rc = sl_encoder_open(&t->enc[k], t->stem_path[k], &t->enc_params);
+    if (!rc && j->n)
+        rc = sl_encoder_write(t->enc[k], (const float *const *)j->y[k], j->n);
+    if (!rc && j->finish && (rc = sl_encoder_close(t->enc[k])) != 0)
+        t->enc[k] = NULL; /* freed by the failed close */
     j->rc[k] = rc;
     if (rc) /* the detail (path or write) is in this thread's last error */
         sl_errmsg(rc, j->msg[k], sizeof j->msg[k]);

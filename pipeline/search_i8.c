@@ -197,7 +197,8 @@ static int i8_attach(const sl_json *e, shard *s, char *path)
     if (fd < 0)
         return 0;
     const off_t size = lseek(fd, 0, SEEK_END);
-    const int ok = size == (off_t)(hl + s->rows * ld) && pread(fd, got, hl, 0) == (ssize_t)hl && !memcmp(got, want, hl);
+    const int ok = size == (off_t)(hl + s->rows * ld) && sl_scan_read_head(fd, (size_t)size, got, hl) == 0 &&
+                   !memcmp(got, want, hl);
     close(fd);
     if (!ok)
         return 0;

@@ -137,7 +137,7 @@ static int keep_mapped(sl_vindex *ix, size_t max_bytes)
             close(fd);
             return sl_seterr(SL_EFORMAT, "%s changed since the shards were opened (start again)", path);
         }
-        void *b = mmap(NULL, size, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0);
+        void *b = sl_scan_mmap_read(fd, size, 0);
         int e = errno;
         close(fd);
         if (b == MAP_FAILED)

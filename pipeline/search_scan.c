@@ -178,7 +178,38 @@ static int shard_map(const shard *s, unsigned char **base)
         return sl_seterr(-e, "%s: mmap: %s", s->npy, strerror(e));
     }
     madvise(b, s->file_size, MADV_SEQUENTIAL);
+#ifdef MADV_HUGEPAGE
+    madvise(b, s->file_size, MADV_HUGEPAGE); /* see sl_scan_mmap_read */
+#endif
     *base = b;
+    return 0;
+}
+
+void *sl_scan_mmap_read(int fd, size_t len, size_t off)
+{
+#if defined(MADV_HUGEPAGE) && defined(MADV_POPULATE_READ)
+    void *b = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, (off_t)off);
+    if (b == MAP_FAILED)
+        return b;
+    madvise(b, len, MADV_HUGEPAGE);
+    if (madvise(b, len, MADV_POPULATE_READ) == 0 || errno != EINVAL)
+        return b; /* a failure other than "not supported" shows as a fault of the reader, as before */
+    munmap(b, len);
+#endif
+    return mmap(NULL, len, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, (off_t)off);
+}
+
+int sl_scan_read_head(int fd, size_t file_size, void *buf, size_t n)
+{
+    const size_t len = file_size < ((size_t)2 << 20) ? file_size : ((size_t)2 << 20);
+    void *b = n <= len ? mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0) : MAP_FAILED;
+    if (b == MAP_FAILED)
+        return pread(fd, buf, n, 0) == (ssize_t)n ? 0 : -1;
+#ifdef MADV_HUGEPAGE
+    madvise(b, len, MADV_HUGEPAGE);
+#endif
+    memcpy(buf, b, n);
+    munmap(b, len);
     return 0;
 }
 
@@ -228,7 +259,7 @@ unsigned char *sl_scan_map_rows(scan_thread *T, const char *path, size_t file_si
         snprintf(T->err, sizeof T->err, "%s changed while it was searched (re-run the search)", path);
         return NULL;
     }
-    unsigned char *base = mmap(NULL, *len, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, (off_t)a0);
+    unsigned char *base = sl_scan_mmap_read(fd, *len, a0);
     close(fd);
     if (base == MAP_FAILED) {
         T->rc = -errno;

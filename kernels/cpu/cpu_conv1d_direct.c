@@ -6,6 +6,10 @@
  *  - conv1d, inner 1, stride 1 (the DConv's dilated k 3 convolutions): a tile
  *    is 32 consecutive output positions of one item; tap u reads x at the tile's
  *    positions + u * dilation - pad_l, with the lanes outside the signal masked to 0;
+ *  - conv1d, inner 1, stride > 1 (the time encoders): x, zero-padded, split first into the
+ *    phases of the stride (x'[rho][j] = x[j * stride + rho - pad_l], by permutes for
+ *    stride 4), so that tap u reads phase (u * dilation) % stride at 32 consecutive
+ *    positions from t0 + (u * dilation) / stride: the stride-1 tile on x';
  *  - conv1d, inner >= 16 (the [K,1] convolutions over frequency, [C][F][T]): a tile is 32
  *    consecutive columns of one output position t; the taps whose row t * stride +
  *    u * dilation - pad_l falls outside the signal are skipped;
@@ -48,7 +52,7 @@
 #define DC_TAG(t, o, c, k)                                                                                             \
     (((uint64_t)0x4443u << 48) ^ ((uint64_t)(t) << 63) ^ ((uint64_t)(o) << 30) ^ ((uint64_t)(c) << 12) ^ (uint64_t)(k))
 
-enum { DC_CONTIG, DC_INNER, DC_TRANSPOSED, DC_PHASES };
+enum { DC_CONTIG, DC_INNER, DC_STRIDED, DC_TRANSPOSED, DC_PHASES };
 
 typedef struct {
     int mode;
@@ -68,6 +72,8 @@ typedef struct {
     size_t cb;              /* input channels per pass */
     size_t Q;               /* phases mode: positions per phase */
     float *yout;            /* phases mode: y of the op (y is the phases' [batch][O][stride][Q]) */
+    const float *xin;       /* strided mode: x of the op (x is its phases, [batch][C][stride][len / stride]) */
+    size_t len_in, pad_r;   /* strided mode: the op's len and pad_r */
     sl_act act_out;         /* phases mode: the op's activation, applied with the interleave */
 } dc_job;
 
@@ -146,6 +152,15 @@ static void dc_tile_taps(const dc_job *J, size_t tile, dc_taps *T)
             const uint32_t mk = dc_lanes(-lo, (long)J->len - lo) & dc_lanes(0, (long)ncol);
             if (mk)
                 T->u[T->n] = (int)u, T->src[T->n] = lo, T->mk[T->n++] = mk;
+        }
+    } else if (J->mode == DC_STRIDED) { /* x as phases: tap u reads phase v % stride at t + v / stride */
+        const size_t t0 = tile * DC_NR, n = J->len / (size_t)J->stride;
+        T->off = t0;
+        ncol = J->len_out - t0 < DC_NR ? J->len_out - t0 : DC_NR;
+        for (size_t u = 0; u < J->k; u++) {
+            const size_t v = u * (size_t)J->dil;
+            T->u[T->n] = (int)u, T->src[T->n] = (long)(v % (size_t)J->stride * n + t0 + v / (size_t)J->stride);
+            T->mk[T->n++] = dc_lanes(0, (long)ncol);
         }
     } else if (J->mode == DC_CONTIG) {
         const size_t t0 = tile * DC_NR;
@@ -393,6 +408,75 @@ static void dc_weave(void *v, size_t part, int tid)
     }
 }
 
+/* Strided mode: rows [lo, hi) (item * C + channel) of x split into the phases of the stride,
+ * x[rho][j] = the zero-padded signal at j * stride + rho (by permutes for stride 4). */
+typedef struct {
+    const dc_job *J;
+    size_t rows, parts;
+} dc_split_job;
+
+#ifdef SL_CPU_HAVE_AVX2_PATHS
+/* ph[rho][j] = x[4 j + rho] for j < n16 * 16 (64 floats of x at a time). */
+DC512 static void dc_split4(const float *x, size_t n16, size_t n, float *ph)
+{
+    const __m512i e02 = _mm512_set_epi32(30, 26, 22, 18, 14, 10, 6, 2, 28, 24, 20, 16, 12, 8, 4, 0);
+    const __m512i e13 = _mm512_set_epi32(31, 27, 23, 19, 15, 11, 7, 3, 29, 25, 21, 17, 13, 9, 5, 1);
+    const __m512i lo = _mm512_set_epi32(23, 22, 21, 20, 19, 18, 17, 16, 7, 6, 5, 4, 3, 2, 1, 0);
+    const __m512i hi = _mm512_set_epi32(31, 30, 29, 28, 27, 26, 25, 24, 15, 14, 13, 12, 11, 10, 9, 8);
+    for (size_t i = 0; i < n16; i++, x += 64) {
+        const __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
+        const __m512 v2 = _mm512_loadu_ps(x + 32), v3 = _mm512_loadu_ps(x + 48);
+        const __m512 a02 = _mm512_permutex2var_ps(v0, e02, v1), a13 = _mm512_permutex2var_ps(v0, e13, v1);
+        const __m512 b02 = _mm512_permutex2var_ps(v2, e02, v3), b13 = _mm512_permutex2var_ps(v2, e13, v3);
+        _mm512_storeu_ps(ph + 16 * i, _mm512_permutex2var_ps(a02, lo, b02));
+        _mm512_storeu_ps(ph + n + 16 * i, _mm512_permutex2var_ps(a13, lo, b13));
+        _mm512_storeu_ps(ph + 2 * n + 16 * i, _mm512_permutex2var_ps(a02, hi, b02));
+        _mm512_storeu_ps(ph + 3 * n + 16 * i, _mm512_permutex2var_ps(a13, hi, b13));
+    }
+}
+#endif
+
+static void dc_split(void *v, size_t part, int tid)
+{
+    (void)tid;
+    const dc_split_job *W = v;
+    const dc_job *J = W->J;
+    const size_t S = (size_t)J->stride, n = J->len / S, pl = (size_t)J->pad, L = J->len_in;
+    size_t lo, hi;
+    sl_pool_range(W->rows, W->parts, part, &lo, &hi);
+    for (size_t r = lo; r < hi; r++) {
+        const float *x = J->xin + r * L;
+        float *ph = (float *)J->x + r * S * n;
+        size_t j0 = 0, j1 = 0; /* positions j of every phase whose j * S + rho - pl is inside x */
+        if (n) {
+            j0 = (pl + S - 1) / S;
+            j1 = (L + pl) / S;
+            if (j1 > n)
+                j1 = n;
+            if (j1 < j0)
+                j1 = j0;
+        }
+#ifdef SL_CPU_HAVE_AVX2_PATHS
+        if (S == 4 && j1 - j0 >= 16) {
+            const size_t n16 = (j1 - j0) / 16;
+            dc_split4(x + 4 * j0 - pl, n16, n, ph + j0);
+            for (size_t rho = 0; rho < S; rho++) /* the ends one by one */
+                for (size_t e = 0; e < 2; e++)
+                    for (size_t j = e ? j0 + 16 * n16 : 0; j < (e ? n : j0); j++) {
+                        const long p = (long)(j * S + rho) - (long)pl;
+                        ph[rho * n + j] = p >= 0 && (size_t)p < L ? x[p] : 0.0f;
+                    }
+            continue;
+        }
+#endif
+        for (size_t rho = 0; rho < S; rho++)
+            for (size_t j = 0; j < n; j++) {
+                const long p = (long)(j * S + rho) - (long)pl;
+                ph[rho * n + j] = p >= 0 && (size_t)p < L ? x[p] : 0.0f;
+            }
+    }
+}
+
 /* Packs the weights, splits the tiles into parts and runs them: 1, or 0 when out of memory
  * for the packed weights (the caller takes its other path). */
 static int dc_go(sl_op_ctx *ctx, dc_job *J, size_t batch, const float *w, size_t k_eff)
@@ -411,6 +495,10 @@ static int dc_go(sl_op_ctx *ctx, dc_job *J, size_t batch, const float *w, size_t
         J->Q = (J->len_out + (size_t)J->pad + S - 1) / S;
         J->cols = S * J->Q;
         nph = batch * J->O * J->cols;
+    } else if (J->mode == DC_STRIDED) { /* phases of the zero-padded x, len / stride positions each */
+        J->len_in = J->len;
+        J->len = S * ((J->len_in + (size_t)J->pad + J->pad_r + S - 1) / S);
+        nph = batch * J->C * J->len;
     }
     float *ws = sl_cpu_scratch(ctx, th * J->xp_floats + nwp + nph + 16);
     if (!ws)
@@ -422,6 +510,14 @@ static int dc_go(sl_op_ctx *ctx, dc_job *J, size_t batch, const float *w, size_t
         J->yout = J->y, J->act_out = J->act;
         J->y = J->xp + th * J->xp_floats + nwp, J->act = SL_ACT_NONE;
         J->tiles = S * ((J->Q + DC_NR - 1) / DC_NR);
+    } else if (J->mode == DC_STRIDED) {
+        J->xin = J->x;
+        J->x = J->xp + th * J->xp_floats + nwp;
+        dc_split_job W = {J, batch * J->C, th > 1 ? 4 * th : 1};
+        if (W.parts > W.rows)
+            W.parts = W.rows;
+        sl_pool_for(th > 1 ? ctx->pool : NULL, W.parts, dc_split, &W);
+        J->tiles = (J->len_out + DC_NR - 1) / DC_NR;
     } else {
         J->tiles = J->per_t ? J->len_out * J->per_t : (J->len_out + DC_NR - 1) / DC_NR;
     }
@@ -452,6 +548,8 @@ int sl_cpu_conv1d_direct(sl_op_ctx *ctx, const sl_conv1d_args *a)
                 .pad = a->pad_l, .act = a->act, .len_out = sl_conv1d_len_out(a)};
     if (a->inner == 1 && a->stride == 1)
         J.mode = DC_CONTIG, J.per_t = 0;
+    else if (a->inner == 1)
+        J.mode = DC_STRIDED, J.per_t = 0, J.pad_r = (size_t)a->pad_r;
     else if (a->inner >= 16)
         J.mode = DC_INNER, J.per_t = (a->inner + DC_NR - 1) / DC_NR;
     else

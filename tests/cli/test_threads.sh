@@ -154,8 +154,8 @@ check_split out-taskset 1 1
 
 # SL_TRACE: the stage timeline (pipeline/run_trace.h). At runtime.threads 1
 # every section that computes began with a CPU token of the run's budget
-# (opening decoders and encoders and a track's finish on a decode thread
-# included), and the sections that only compute never overlap; the disk waits
+# (opening decoders and a track's finish on a decode thread included; the stem
+# encoders open at their first write, in a writer's section), and the sections that only compute never overlap; the disk waits
 # of a finished track (stems synced and renamed, the ledger row) hold none.
 # SL_TRACE is the environment's last variable: the one whose place the
 # program's start lends to OPENBLAS_NUM_THREADS and gives back (cli/preinit.c).
@@ -167,10 +167,10 @@ py_check "trace at threads 1: compute on tokens, one section at a time, disk wai
 import json
 ev = [json.loads(l) for l in open("trace-1.jsonl")]
 seen = {e["what"] for e in ev}
-need = {"setup", "decoder_open", "encoders_open", "decode", "model", "model_emb", "write", "fin.stems",
+need = {"setup", "decoder_open", "stems_prepare", "decode", "model", "model_emb", "write", "fin.stems",
         "fin.commit", "fin.ledger", "shards", "report", "close"}
 assert need <= seen, need - seen
-compute = {"decoder_open", "encoders_open", "decode", "decode_stats", "model", "model_emb", "write", "finalize"}
+compute = {"decoder_open", "decode", "decode_stats", "model", "model_emb", "write", "finalize"}
 off = [e for e in ev if e["what"] in compute and e["tokens"] < 1]
 assert not off, ("computed outside the budget", off[:3])
 held = [e for e in ev if e["what"] in ("fin.commit", "fin.ledger") and e["tokens"] != 0]
@@ -189,9 +189,11 @@ expect_grep "outside tokens during the pipeline" trace-1.txt "the summary reads 
 OPENBLAS_NUM_THREADS=4 SL_FAULT_DECODE_HANG=t3.wav "$STEMLINE" run job.yaml --quiet --set output.dir=out-names \
   --set runtime.threads=2 >/dev/null 2>names.err &
 pid=$!
-for _ in $(seq 300); do grep -qx sl-decode /proc/$pid/task/*/comm 2>/dev/null && break; sleep 0.1; done
-sleep 0.5
+# (a track decoded after t3.wav started is in place: t3.wav's decoder is stuck)
+for _ in $(seq 600); do [ -f out-names/stems/t4.wav/residual.wav ] && break; sleep 0.1; done
 cat /proc/$pid/task/*/comm > names.txt 2>/dev/null
+# a stem's encoder (and its temporary file) opens at its first write, not while its track decodes
+find out-names -path '*t3.wav*' -name '*.tmp-*' > stalled-tmp.txt 2>/dev/null
 kill -9 $pid 2>/dev/null
 wait $pid 2>/dev/null
 if [ "$(grep -cvx 'sl-.*' names.txt)" = 1 ] && grep -qx sl-model names.txt && grep -qx sl-write names.txt; then
@@ -199,6 +201,7 @@ if [ "$(grep -cvx 'sl-.*' names.txt)" = 1 ] && grep -qx sl-model names.txt && gr
 else
   fail "threads of a run: one main thread and sl-* ones expected"; sort names.txt | uniq -c >&2
 fi
+[ -f out-names/stems/t4.wav/residual.wav ] && [ ! -s stalled-tmp.txt ] && pass || { fail "stem files open while their track decodes"; cat stalled-tmp.txt >&2; }
 
 # a weights file that cannot be read, with several workers: the workers' own
 # loads (started beside the run's) fail too, said once, exit 2

@@ -91,6 +91,28 @@ int sl_test_count_names(const char *dir, const char *needle)
     return n;
 }
 
+int sl_test_map_flag(const char *needle, const char *flag)
+{
+    if (!sl_test_exists("/sys/kernel/mm/transparent_hugepage/enabled"))
+        return -1;
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f)
+        return -1;
+    char line[4096];
+    int in = 0, found = -1;
+    while (found < 0 && fgets(line, sizeof line, f)) {
+        if (strchr(line, '-') && strchr(line, '-') < strchr(line, ' ') && line[0] != 'V') /* a mapping's first line */
+            in = strstr(line, needle) != NULL;
+        else if (in && !strncmp(line, "VmFlags:", 8)) {
+            found = 0;
+            for (char *t = strtok(line + 8, " \n"); t; t = strtok(NULL, " \n"))
+                found |= !strcmp(t, flag);
+        }
+    }
+    fclose(f);
+    return found;
+}
+
 float *sl_test_dev_buf(sl_op_ctx *ctx, const float *host, size_t n)
 {
     void *p = NULL;

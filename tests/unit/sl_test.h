@@ -50,6 +50,12 @@ void sl_test_spew(const char *path, const void *data, size_t len);
 int sl_test_exists(const char *path);
 int sl_test_count_names(const char *dir, const char *needle);
 
+/* 1 when the first mapping of this process whose file path contains needle has the
+ * VmFlags token flag in /proc/self/smaps ("hg": advised MADV_HUGEPAGE), 0 when it has
+ * not, -1 when no such mapping is listed or this system cannot say (no smaps, or no
+ * transparent huge pages, where the advice does not exist). */
+int sl_test_map_flag(const char *needle, const char *flag);
+
 /* A backend buffer of n floats (at least one) holding a copy of host, or NaN
  * everywhere when host is NULL (an element an op leaves unwritten then shows);
  * NULL with sl_lasterr() set when allocation or upload fails. Free with sl_op_free. */

@@ -12,8 +12,8 @@
  * AVX2, AVX-512: cpu_simd.h) give the same bits on the Winograd path and
  * between AVX2 and AVX-512 on the narrow one; transformed weights kept for a
  * buffer declared fixed (sl_op_mark_fixed) give the same bits as per call and
- * are dropped when the buffer is written. conv1d's direct AVX-512 path against a
- * reference of its own (test_conv1d).
+ * are dropped when the buffer is written. conv1d's and conv_transpose1d's direct
+ * AVX-512 paths against references of their own (test_conv1d, test_convt1d).
  * Random inputs, seed printed (SL_TEST_SEED replays). Backend parity of the
  * same ops is in test_parity.c. */
 #include <math.h>
@@ -360,8 +360,8 @@ static void conv1d_runs(sl_op_ctx *ctx, const char *shape, sl_conv1d_args *c1, s
         free(y[v]);
 }
 
-/* conv1d's direct AVX-512 path (kernels/cpu/cpu_conv1d_direct.c: groups 1, k <= 16, stride 1
- * on inner 1 or any stride on inner >= 16) against a double reference that scatters each
+/* conv1d's direct AVX-512 path (kernels/cpu/cpu_conv1d_direct.c: groups 1, k <= 16, inner 1 or
+ * >= 16) against a double reference that scatters each
  * input sample into the outputs it reaches (conv1d_runs). */
 static void test_conv1d(sl_op_ctx *ctx, size_t batch, int ci, int co, size_t len, size_t inner, int k, int stride,
                         int dil, int pl, int pr, sl_act act)
@@ -394,7 +394,7 @@ static void test_conv1d(sl_op_ctx *ctx, size_t batch, int ci, int co, size_t len
     char shape[160];
     snprintf(shape, sizeof shape, "conv1d b%zu %d->%d L%zu x%zu k%d s%d d%d p%d,%d", batch, ci, co, len, inner, k,
              stride, dil, pl, pr);
-    conv1d_runs(ctx, shape, &a, NULL, want, ny, k <= 16 && (inner >= 16 || stride == 1));
+    conv1d_runs(ctx, shape, &a, NULL, want, ny, k <= 16 && (inner >= 16 || inner == 1));
     free(x), free(wt), free(b), free(want);
 }
 
@@ -485,7 +485,11 @@ int main(void)
     test_conv1d(ctx, 1, 8, 96, 50, 1, 3, 1, 1, 1, 1, SL_ACT_NONE);     /* 96 channels: weights and x packed */
     test_conv1d(ctx, 1, 100, 30, 70, 1, 3, 1, 1, 1, 1, SL_ACT_GELU);   /* 300 channel-taps: two passes */
     test_conv1d(ctx, 1, 30, 40, 9, 21, 8, 4, 1, 2, 2, SL_ACT_GELU);    /* [K,1] stride 4, 240 channel-taps */
-    test_conv1d(ctx, 2, 8, 20, 50, 1, 3, 2, 1, 1, 1, SL_ACT_NONE);     /* stride 2 on inner 1: im2col */
+    test_conv1d(ctx, 2, 8, 20, 50, 1, 3, 2, 1, 1, 1, SL_ACT_NONE);     /* stride 2 on inner 1: x by phases */
+    test_conv1d(ctx, 2, 6, 30, 1000, 1, 8, 4, 1, 2, 5, SL_ACT_GELU);   /* stride 4: the vector split, right pad */
+    test_conv1d(ctx, 1, 30, 20, 300, 1, 8, 4, 2, 3, 0, SL_ACT_NONE);   /* stride 4, dilation 2, two passes */
+    test_conv1d(ctx, 1, 3, 5, 7, 1, 5, 3, 1, 0, 0, SL_ACT_TANH);       /* stride 3, one output tile tail */
+    test_conv1d(ctx, 1, 6, 10, 30, 4, 3, 2, 1, 1, 1, SL_ACT_RELU);     /* inner 4: im2col */
     test_convt1d(ctx, 1, 6, 5, 13, 1, 8, 4, 2, 48, SL_ACT_GELU);       /* inner 1: by phases, woven back */
     test_convt1d(ctx, 2, 20, 30, 300, 1, 8, 4, 2, 1200, SL_ACT_GELU);  /* long: the vector weave, x packed */
     test_convt1d(ctx, 1, 100, 7, 50, 1, 8, 4, 0, 204, SL_ACT_NONE);    /* 200 channel-taps: two passes, full */

@@ -89,6 +89,9 @@ static void test_valid(void)
     if (rc)
         return;
     CHECK(sl_st_count(f) == 3);
+    /* the mapping is advised MADV_HUGEPAGE (io/safetensors.c: large weights files come
+     * into the page cache in 2 MiB folios) */
+    CHECK_MSG(sl_test_map_flag("ok.safetensors", "hg") != 0, "the weights mapping is not advised MADV_HUGEPAGE");
     /* data order */
     CHECK(!strcmp(sl_st_at(f, 0)->name, "b"));
     CHECK(!strcmp(sl_st_at(f, 1)->name, "w"));

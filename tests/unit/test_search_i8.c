@@ -359,6 +359,12 @@ static void test_pieces(const char *tmp)
               (long long)st.st_size);
     if (ix) {
         expect_exact(ix, q, 5, 12345, "pieces");
+        /* the copy is mapped advised MADV_HUGEPAGE before its pages are read in
+         * (search_scan.c, sl_scan_mmap_read), kept mapped as a session does */
+        CHECK(sl_vindex_keep_mapped(ix) == 0);
+        CHECK_MSG(sl_test_map_flag("i8-pieces/.scan-i8/shard-00000.npy", "hg") != 0,
+                  "the int8 copy's mapping is not advised MADV_HUGEPAGE");
+        expect_exact(ix, q, 5, 12345, "pieces, kept mapped");
         sl_vindex_close(ix);
     }
     /* a copy written before the pieces (its manifest entry has no "pieces") is scanned,
