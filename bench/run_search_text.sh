@@ -13,12 +13,13 @@
 # --build-i8`, reused while the shards are unchanged; an int8 copy written before its
 # 8 MiB pieces is rewritten once).
 #
-# The weights file is then dropped from the page cache (REREAD_WEIGHTS=1, the default;
-# 0 leaves it) and read back by one untimed search through stemline's own mapping: the
-# page cache then holds it in large folios, as after `models fetch` / the converter wrote
-# it or any first use by stemline. A file that some other tool read with read() sits in
-# 4-64 KiB folios instead, which costs a one-query search about 50 ms more CPU (page
-# faults and unmapping of 340 MB; bench/RESULTS.md, "search --text: page cache").
+# The weights file and the int8 copy are then dropped from the page cache (REREAD_WEIGHTS=1,
+# the default; 0 leaves them) and read back by one untimed search through stemline's own
+# mappings: the page cache then holds them in 2 MiB folios, as after `models fetch` / the
+# converter / --build-i8 wrote them or any first read by stemline. Files that another tool
+# read with read(), or read back by an older stemline, sit in 4-64 KiB folios instead,
+# which costs a one-query search up to ~75 ms more CPU (page faults, mapping and unmapping
+# of 340 + 528 MB; bench/RESULTS.md, "search --text: page cache").
 #
 # Timed: `stemline search OUT --text Q1 [--text Q2 ...] --json -v` for NQ (default "1 4 16")
 # queries (QUERIES below) at THREADS (default "1 2") threads, best of REPEAT (default 3)
@@ -68,9 +69,16 @@ for c in f16 i8; do
   fi
 done
 if [ "${REREAD_WEIGHTS:-1}" = 1 ]; then
-  python3 -c "import os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)" "$W"
+  python3 - "$W" "$O"/embeddings/clap/mix/.scan-i8/*.npy <<'PY'
+import os, sys
+for f in sys.argv[1:]:
+    fd = os.open(f, os.O_RDONLY)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    os.close(fd)
+PY
   "$SL" search "$O" --text "warm-up" >/dev/null
-  echo "bench: $W dropped from the page cache and read back by one search (REREAD_WEIGHTS=0 leaves it)" >&2
+  echo "bench: $W and the int8 copy dropped from the page cache and read back by one search" \
+    "(REREAD_WEIGHTS=0 leaves them)" >&2
 fi
 # sargs: the options of scan $2 for binary $1; returns 1 when the binary cannot run it
 scan_args() {

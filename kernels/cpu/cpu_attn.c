@@ -558,6 +558,42 @@ ATT_512 static int attend_flash512(const sl_cpu_attn_pair *p, float *ws)
     return 1;
 }
 
+/* sl_cpu_softmax_rows_exp2's rows: the maximum, then 2^((s - max) log2 e) by exp2_neg512, the
+ * sums in 16 float lanes over 256 scores at a time, added in double. */
+ATT_512 static void softmax_rows_exp2_512(float *S, size_t ld, size_t rows, size_t n, float *inv)
+{
+    const __m512 l2e = _mm512_set1_ps(1.44269504088896341f);
+    const __mmask16 tail = (__mmask16)((1u << (n % 16)) - 1);
+    const size_t n16 = n & ~(size_t)15;
+    for (size_t r = 0; r < rows; r++) {
+        float *s = S + r * ld;
+        __m512 m16 = _mm512_set1_ps(-INFINITY);
+        for (size_t j = 0; j < n16; j += 16)
+            m16 = _mm512_max_ps(m16, _mm512_loadu_ps(s + j));
+        if (tail)
+            m16 = _mm512_mask_max_ps(m16, tail, m16, _mm512_maskz_loadu_ps(tail, s + n16));
+        const float mx = _mm512_reduce_max_ps(m16);
+        const __m512 ml = _mm512_set1_ps(mx == -INFINITY ? 0.0f : mx * 1.44269504088896341f);
+        double sum = 0.0;
+        for (size_t j0 = 0; j0 < n16; j0 += 256) {
+            const size_t j1 = n16 - j0 < 256 ? n16 : j0 + 256;
+            __m512 acc = _mm512_setzero_ps();
+            for (size_t j = j0; j < j1; j += 16) {
+                const __m512 e = exp2_neg512(_mm512_fmsub_ps(_mm512_loadu_ps(s + j), l2e, ml));
+                _mm512_storeu_ps(s + j, e);
+                acc = _mm512_add_ps(acc, e);
+            }
+            sum += (double)_mm512_reduce_add_ps(acc);
+        }
+        if (tail) {
+            const __m512 e = exp2_neg512(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(tail, s + n16), l2e, ml));
+            _mm512_mask_storeu_ps(s + n16, tail, e);
+            sum += (double)_mm512_mask_reduce_add_ps(tail, e);
+        }
+        inv[r] = (float)(1.0 / sum);
+    }
+}
+
 /* ---- windows (Swin's 8 x 8 = 64 tokens, 32-wide heads): up to WIN_KEYS keys, a multiple of
  * 16, head widths 16..64 (multiples of 16), no rotation. The same operations per score,
  * probability and output as attend512 (so the same bits), without its copies: k^T is formed
@@ -658,6 +694,19 @@ size_t sl_cpu_attn_small_ws(size_t tq, size_t tk, size_t D)
     n = ws_flash512(tq, tk, D) > n ? ws_flash512(tq, tk, D) : n;
 #endif
     return n;
+}
+
+int sl_cpu_softmax_rows_exp2(float *S, size_t ld, size_t rows, size_t n, float *inv)
+{
+#ifdef SL_CPU_HAVE_AVX2_PATHS
+    if (!sl_cpu_simd_avx512())
+        return 0;
+    softmax_rows_exp2_512(S, ld, rows, n, inv);
+    return 1;
+#else
+    (void)S, (void)ld, (void)rows, (void)n, (void)inv;
+    return 0;
+#endif
 }
 
 int sl_cpu_attn_any_length(void)

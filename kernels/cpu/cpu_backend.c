@@ -259,7 +259,9 @@ static char fftw_ver[48];
  * worker spins on sched_yield for about 0.1 s (after its start and after every call)
  * before it sleeps. stemline never hands OpenBLAS work for them (cpu_once), so they
  * only took CPU time from the pools' threads: about 50 ms of CPU in a one-query
- * `stemline search --text` on 2 CPUs, where the process lasts 0.1-0.2 s. They are
+ * `stemline search --text` on 2 CPUs, where the process lasts 0.1-0.2 s. The stemline
+ * program keeps them from starting (cli/preinit.c); in any other program that links
+ * this backend (tests, benches), or one started with an empty environment, they are
  * stopped before main, with OpenBLAS's own exported shutdown (the one it runs at
  * fork); weak, so that a BLAS without it links and keeps its threads. */
 extern int blas_thread_shutdown_(void) __attribute__((weak));

@@ -22,9 +22,11 @@
  *    [stride][q] per channel that a second pass weaves into y (by permutes for stride 4)
  *    and applies the activation to.
  *
- * The weights are packed as [output channels / 12][c_in][k][12] (the 12 weights a tap
- * broadcasts lie together; kept with the context for weights declared fixed, else packed
- * per call). 12 output channels x 32 columns accumulate in 24 registers, starting from
+ * The weights are packed as [output channels / 12][c_in][k][12], the transposed ones as
+ * [output channels / 12][stride][c_in][k / stride][12] (the 12 weights a tap broadcasts lie
+ * together, and a tile's taps in the order it reads them; kept with the context for weights
+ * declared fixed, else packed per call). A tile whose taps all read walks packed rows and
+ * weights in one loop. 12 output channels x 32 columns accumulate in 24 registers, starting from
  * the bias, over the input channels in order and, within each, the taps in order (fused
  * multiply-adds; a skipped tap is a zero product); the activation runs over each part's
  * rows once they are written (sl_cpu_epilogue_row), while they are in cache. Tiles go in
@@ -62,6 +64,7 @@ typedef struct {
     float *xp;               /* [threads][xp_floats]: each thread's packed rows of x */
     size_t xp_floats;
     size_t C, O, k;          /* input, output channels, taps */
+    size_t kw, wo;           /* packed weights: taps per channel and phase, floats per 12 output channels */
     size_t len, inner;       /* input rows, columns per row */
     long stride, dil, pad;   /* pad: pad_l (conv1d) or crop (transposed) */
     sl_act act;
@@ -77,35 +80,48 @@ typedef struct {
     sl_act act_out;         /* phases mode: the op's activation, applied with the interleave */
 } dc_job;
 
-static size_t dc_packed_floats(size_t O, size_t C, size_t k) { return (O + DC_MR - 1) / DC_MR * DC_MR * C * k; }
-
-/* wp[((o / 12) * C + c) * k + u][o % 12] = w(o, c, u) (0 past O): w is [O][C][k] (conv1d) or
- * [C][O][k] (transposed). */
-static void dc_pack(const float *w, int transposed, size_t O, size_t C, size_t k, float *wp)
+/* Packed weights: conv1d [O / 12][C][k][12] (wp + (o / 12) * wo + (c * kw + u) * 12 + o % 12 = w(o, c, u),
+ * kw = k); transposed by phases of the stride, [O / 12][stride][C][kw][12] with kw = ceil(k / stride)
+ * (w(o, c, rho + m * stride) at ((rho * C + c) * kw + m) * 12, 0 past k): the taps a tile reads lie
+ * in order. 0 past O. */
+static void dc_pack_shape(dc_job *J)
 {
+    const size_t S = J->mode >= DC_TRANSPOSED ? (size_t)J->stride : 1;
+    J->kw = J->mode >= DC_TRANSPOSED ? (J->k + S - 1) / S : J->k;
+    J->wo = S * J->C * J->kw * DC_MR;
+}
+
+static size_t dc_packed_floats(const dc_job *J) { return (J->O + DC_MR - 1) / DC_MR * J->wo; }
+
+static void dc_pack(const dc_job *J, const float *w, float *wp)
+{
+    const size_t O = J->O, C = J->C, k = J->k, kw = J->kw, S = J->wo / (C * kw * DC_MR);
+    const int transposed = J->mode >= DC_TRANSPOSED;
     for (size_t o0 = 0; o0 < O; o0 += DC_MR)
-        for (size_t c = 0; c < C; c++)
-            for (size_t u = 0; u < k; u++) {
-                float *d = wp + ((o0 / DC_MR * C + c) * k + u) * DC_MR;
-                for (size_t r = 0; r < DC_MR; r++) {
-                    const size_t o = o0 + r;
-                    d[r] = o >= O ? 0.0f : transposed ? w[(c * O + o) * k + u] : w[(o * C + c) * k + u];
+        for (size_t rho = 0; rho < S; rho++)
+            for (size_t c = 0; c < C; c++)
+                for (size_t m = 0; m < kw; m++) {
+                    const size_t u = rho + m * S;
+                    float *d = wp + o0 / DC_MR * J->wo + ((rho * C + c) * kw + m) * DC_MR;
+                    for (size_t r = 0; r < DC_MR; r++) {
+                        const size_t o = o0 + r;
+                        d[r] = o >= O || u >= k ? 0.0f : transposed ? w[(c * O + o) * k + u] : w[(o * C + c) * k + u];
+                    }
                 }
-            }
 }
 
 /* The packed form of w: kept with ctx when w is declared fixed, else packed into scratch (room for it). */
-static const float *dc_weights(sl_op_ctx *ctx, const float *w, int transposed, size_t O, size_t C, size_t k,
-                               float *scratch)
+static const float *dc_weights(sl_op_ctx *ctx, const dc_job *J, const float *w, float *scratch)
 {
-    const size_t n = dc_packed_floats(O, C, k);
+    const size_t n = dc_packed_floats(J);
     int fresh = 0;
-    float *wp = sl_cpu_fixed_form(ctx, w, DC_TAG(transposed, O, C, k), n, &fresh);
+    const uint64_t tag = DC_TAG(J->mode >= DC_TRANSPOSED, J->O, J->C, J->k) ^ ((uint64_t)J->stride << 47);
+    float *wp = sl_cpu_fixed_form(ctx, w, tag, n, &fresh);
     if (wp && !fresh)
         return wp;
     if (!wp)
         wp = scratch;
-    dc_pack(w, transposed, O, C, k, wp);
+    dc_pack(J, w, wp);
     if (fresh)
         sl_cpu_fixed_form_ready(ctx, wp, 1);
     return wp;
@@ -151,7 +167,7 @@ static void dc_tile_taps(const dc_job *J, size_t tile, dc_taps *T)
             const long lo = (long)q0 - (long)m; /* input i = q - m */
             const uint32_t mk = dc_lanes(-lo, (long)J->len - lo) & dc_lanes(0, (long)ncol);
             if (mk)
-                T->u[T->n] = (int)u, T->src[T->n] = lo, T->mk[T->n++] = mk;
+                T->u[T->n] = (int)(rho * J->C * J->kw + m), T->src[T->n] = lo, T->mk[T->n++] = mk;
         }
     } else if (J->mode == DC_STRIDED) { /* x as phases: tap u reads phase v % stride at t + v / stride */
         const size_t t0 = tile * DC_NR, n = J->len / (size_t)J->stride;
@@ -176,18 +192,16 @@ static void dc_tile_taps(const dc_job *J, size_t tile, dc_taps *T)
         const size_t t = tile / J->per_t, n0 = (tile % J->per_t) * DC_NR;
         T->off = t * J->inner + n0;
         ncol = J->inner - n0 < DC_NR ? J->inner - n0 : DC_NR;
-        for (size_t u = 0; u < J->k; u++) {
-            long p;
-            if (J->mode == DC_INNER) {
+        const size_t rho = J->mode == DC_INNER ? 0 : (t + (size_t)J->pad) % (size_t)J->stride;
+        for (size_t u = rho, m = 0; u < J->k; u += J->mode == DC_INNER ? 1 : (size_t)J->stride, m++) {
+            long p; /* the input row tap u reads */
+            if (J->mode == DC_INNER)
                 p = (long)t * J->stride + (long)u * J->dil - J->pad;
-            } else {
-                const long q = (long)t + J->pad - (long)u;
-                if (q < 0 || q % J->stride)
-                    continue;
-                p = q / J->stride;
-            }
+            else
+                p = ((long)t + J->pad - (long)u) / J->stride; /* divides exactly; < 0 past the start */
             if (p >= 0 && p < (long)J->len)
-                T->u[T->n] = (int)u, T->src[T->n] = p * (long)J->inner + (long)n0, T->mk[T->n++] = dc_lanes(0, (long)ncol);
+                T->u[T->n] = (int)(J->mode == DC_INNER ? u : rho * J->C * J->kw + m),
+                T->src[T->n] = p * (long)J->inner + (long)n0, T->mk[T->n++] = dc_lanes(0, (long)ncol);
         }
     }
     T->ms = dc_lanes(0, (long)ncol);
@@ -199,8 +213,8 @@ DC512 static inline __attribute__((always_inline)) void dc_tile(int R, const dc_
                                                                 size_t c0, size_t c1, const dc_taps *T,
                                                                 const float *xp)
 {
-    const size_t k = J->k;
-    const float *wp = J->wp + (o0 / DC_MR * J->C) * k * DC_MR;
+    const size_t kw = J->kw;
+    const float *wp = J->wp + o0 / DC_MR * J->wo;
     float *y = J->y + (b * J->O + o0) * J->cols + T->off;
     const __mmask16 s0 = (__mmask16)T->ms, s1 = (__mmask16)(T->ms >> 16);
     __m512 acc[DC_MR][2];
@@ -215,8 +229,21 @@ DC512 static inline __attribute__((always_inline)) void dc_tile(int R, const dc_
         }
     const size_t ldc = J->len * J->inner; /* floats between channels of x */
     const float *xb = J->x + b * J->C * ldc;
+    if (xp && (size_t)T->n == kw) { /* every tap: packed rows and weights both in order, one walk */
+        const float *wu = wp + (c0 * kw + (size_t)T->u[0]) * DC_MR, *const xe = xp + (c1 - c0) * kw * DC_NR;
+        for (; xp < xe; xp += DC_NR, wu += DC_MR) {
+            const __m512 v0 = _mm512_load_ps(xp), v1 = _mm512_load_ps(xp + 16);
+            _Pragma("GCC unroll 12") for (int r = 0; r < DC_MR; r++)
+                if (r < R) {
+                    const __m512 g = _mm512_set1_ps(wu[r]);
+                    acc[r][0] = _mm512_fmadd_ps(g, v0, acc[r][0]);
+                    acc[r][1] = _mm512_fmadd_ps(g, v1, acc[r][1]);
+                }
+        }
+        c1 = c0; /* done */
+    }
     for (size_t c = c0; c < c1; c++) {
-        const float *wc = wp + c * k * DC_MR;
+        const float *wc = wp + c * kw * DC_MR;
         for (int j = 0; j < T->n; j++) {
             __m512 v0, v1;
             if (xp) { /* packed by dc_pack_x */
@@ -489,7 +516,8 @@ static int dc_go(sl_op_ctx *ctx, dc_job *J, size_t batch, const float *w, size_t
         J->cb = J->C;
     const size_t th = (size_t)sl_pool_threads(ctx->pool);
     J->xp_floats = DC_BLOCK * J->cb * J->k * DC_NR;
-    const size_t nwp = dc_packed_floats(J->O, J->C, J->k), S = (size_t)J->stride;
+    dc_pack_shape(J);
+    const size_t nwp = dc_packed_floats(J), S = (size_t)J->stride;
     size_t nph = 0;
     if (J->mode == DC_PHASES) {
         J->Q = (J->len_out + (size_t)J->pad + S - 1) / S;
@@ -504,7 +532,7 @@ static int dc_go(sl_op_ctx *ctx, dc_job *J, size_t batch, const float *w, size_t
     if (!ws)
         return 0;
     J->xp = (float *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
-    if (!(J->wp = dc_weights(ctx, w, J->mode >= DC_TRANSPOSED, J->O, J->C, J->k, J->xp + th * J->xp_floats)))
+    if (!(J->wp = dc_weights(ctx, J, w, J->xp + th * J->xp_floats)))
         return 0;
     if (J->mode == DC_PHASES) {
         J->yout = J->y, J->act_out = J->act;

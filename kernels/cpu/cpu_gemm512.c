@@ -31,9 +31,14 @@ T512 static inline __attribute__((always_inline)) __m128 hsum4(__m512 a, __m512 
 #define MR 4
 #define NR 6
 
-/* c[r][j] = a[r] . b[j] for r < R, j < N (R <= MR, N <= NR compile-time constants after inlining). */
+/* c[r][j] = a[r] . b[j] for r < R, j < N (R <= MR, N <= NR compile-time constants after inlining).
+ * pf, when not NULL: NR rows of b (ldb apart) to fetch into L2 meanwhile, 16 floats of
+ * each per step along k (the next tile's b: with few rows of a the product streams b
+ * from memory, as six short runs that the hardware prefetcher picks up late; 8% less
+ * CPU for the CLAP text tower's 9-token query). */
 T512 static inline __attribute__((always_inline)) void tile(int R, int N, size_t k, const float *a, size_t lda,
-                                                            const float *b, size_t ldb, float *c, size_t ldc)
+                                                            const float *b, size_t ldb, float *c, size_t ldc,
+                                                            const float *pf)
 {
     __m512 acc[MR][NR], bv[NR];
     _Pragma("GCC unroll 4") for (int r = 0; r < MR; r++)
@@ -41,6 +46,9 @@ T512 static inline __attribute__((always_inline)) void tile(int R, int N, size_t
             acc[r][j] = _mm512_setzero_ps();
     size_t kk = 0;
     for (; kk + 16 <= k; kk += 16) {
+        if (pf)
+            _Pragma("GCC unroll 6") for (int j = 0; j < NR; j++)
+                _mm_prefetch((const char *)(pf + (size_t)j * ldb + kk), _MM_HINT_T1);
         _Pragma("GCC unroll 6") for (int j = 0; j < NR; j++)
             if (j < N)
                 bv[j] = _mm512_loadu_ps(b + (size_t)j * ldb + kk);
@@ -76,7 +84,7 @@ T512 static inline __attribute__((always_inline)) void tile(int R, int N, size_t
 
 #define TILE(R, N)                                                                                                     \
     case (R) * 8 + (N):                                                                                                \
-        tile(R, N, k, a, lda, b, ldb, c, ldc);                                                                         \
+        tile(R, N, k, a, lda, b, ldb, c, ldc, NULL);                                                                   \
         break
 #define TILE_ROW(R) TILE(R, 1); TILE(R, 2); TILE(R, 3); TILE(R, 4); TILE(R, 5); TILE(R, 6)
 
@@ -101,8 +109,9 @@ T512 static void gemm_dot(size_t m, size_t n, size_t k, const float *a, size_t l
         const int N = n - j < NR ? (int)(n - j) : NR;
         for (size_t i = 0; i < m; i += MR) {
             const int R = m - i < MR ? (int)(m - i) : MR;
-            if (R == MR && N == NR)
-                tile(MR, NR, k, a + i * lda, lda, b + j * ldb, ldb, c + i * ldc + j, ldc);
+            if (R == MR && N == NR) /* the first row block fetches the next tile's b */
+                tile(MR, NR, k, a + i * lda, lda, b + j * ldb, ldb, c + i * ldc + j, ldc,
+                     i == 0 && j + 2 * NR <= n ? b + (j + NR) * ldb : NULL);
             else
                 tile_any(R, N, k, a + i * lda, lda, b + j * ldb, ldb, c + i * ldc + j, ldc);
         }

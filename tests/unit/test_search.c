@@ -489,6 +489,44 @@ static void test_errors(const char *tmp)
         sl_search_hits_free(h, n);
         sl_vindex_close(ix);
     }
+    /* describe reads the jsonl in 256 KiB pieces: a line longer than two of them, and a
+     * last line without its newline, are still whole */
+    snprintf(dir, sizeof dir, "%s/long-lines", tmp);
+    write_shards(dir, "", x, c1, 1, 4, "float32", 0);
+    snprintf(p, sizeof p, "%s/shard-00000.jsonl", dir);
+    const size_t long_len = 600000;
+    char *longp = malloc(long_len + 1);
+    f = fopen(p, "w");
+    if (longp && f) {
+        memset(longp, 'p', long_len);
+        longp[long_len] = 0;
+        fprintf(f, "{\"row\": 0, \"id\": \"a\", \"path\": \"a\", \"start\": 0.0, \"end\": 1.0}\n"
+                   "{\"row\": 1, \"id\": \"b\", \"path\": \"%s\", \"start\": 1.0, \"end\": 2.0}\n"
+                   "{\"row\": 2, \"id\": \"c\", \"path\": \"c\", \"start\": 2.0, \"end\": 3.0}",
+                longp);
+    }
+    if (f)
+        fclose(f);
+    ix = NULL;
+    CHECK(sl_vindex_open(&ix, dir) == 0);
+    if (ix && longp) {
+        sl_search_hit h[3];
+        size_t n;
+        float q[4] = {1, 0, 0, 0};
+        CHECK(sl_vindex_search(ix, q, 1, 3, 0, h, &n) == 0 && n == 3);
+        CHECK_MSG(sl_vindex_describe(ix, h, n) == 0, "%s", sl_lasterr());
+        const char *want_id[3] = {"c", "b", "a"};
+        for (size_t i = 0; i < n; i++) {
+            CHECK_MSG(h[i].row == 2 - i && h[i].id && !strcmp(h[i].id, want_id[i]), "rank %zu: row %zu, id %s", i,
+                      h[i].row, h[i].id ? h[i].id : "(none)");
+            CHECK(h[i].start == (double)h[i].row && h[i].end == (double)h[i].row + 1);
+        }
+        CHECK(h[1].path && strlen(h[1].path) == long_len && !strcmp(h[1].path, longp));
+        CHECK(h[0].path && !strcmp(h[0].path, "c"));
+        sl_search_hits_free(h, n);
+    }
+    sl_vindex_close(ix);
+    free(longp);
 }
 
 /* ---- the op path (sl_vindex_search_on: gemm + topk on a backend) ---- */
