@@ -395,9 +395,9 @@ static int plan_memory(runner *r)
         double O = (double)(r->sep_L - r->sep_H), ch = r->sep->channels, ns = r->sep->n_sources;
         /* demix: the joiner holds a whole chunk, the cutter reads 2B + 1 ahead and keeps B + 1 */
         track_mb += r->demix ? ((double)r->sep_L * (ch * ns + 1)) * 4.0 / MB : (O * ch * ns + O) * 4.0 / MB;
-        if (r->dmx) /* the joiner: 2L doubles per channel and source, its tables 2L + stride; the cutter 2L floats
+        if (r->dmx) /* the joiner: 2L doubles per channel and source, its tables 3L + stride; the cutter 2L floats
                      * per channel (whatever the shifts) */
-            track_mb += (2.0 * (double)r->sep_L * (ch * ns + 1) + 2.0 * (double)r->sep_L + (double)r->sep_H) * 8.0 / MB,
+            track_mb += (2.0 * (double)r->sep_L * (ch * ns + 1) + 3.0 * (double)r->sep_L + (double)r->sep_H) * 8.0 / MB,
                 dec_mb += 2.0 * (double)r->sep_L * ch * 4.0 / MB;
         if (r->demix)
             dec_mb += 3.0 * O * ch * 4.0 / MB;
