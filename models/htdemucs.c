@@ -244,9 +244,7 @@ static int xlayer(sl_op_ctx *ctx, const hd_state *st, const hd_xlayer *L, size_t
     }
     a.out = att, a.ldo = C;
     TRY(sl_op_attention(ctx, &a));
-    TRY(linear(ctx, Nq, C, C, att, C, L->wo, L->bo, SL_ACT_NONE, y, C, x == y ? y : NULL));
-    if (x != y) /* y = x + attention */
-        TRY(ew(ctx, Nq * C, y, x, SL_ACT_NONE, y));
+    TRY(linear(ctx, Nq, C, C, att, C, L->wo, L->bo, SL_ACT_NONE, y, C, x)); /* y = x + attention */
     TRY(layernorm(ctx, Nq, C, L->cross ? L->n3g : L->n2g, L->cross ? L->n3b : L->n2b, y, h));
     TRY(linear(ctx, Nq, H, C, h, C, L->w1, L->b1, st->t_gelu ? SL_ACT_GELU : SL_ACT_RELU, ff, H, NULL));
     TRY(linear(ctx, Nq, C, H, ff, H, L->w2, L->b2, SL_ACT_NONE, y, C, y));

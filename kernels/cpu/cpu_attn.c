@@ -359,7 +359,6 @@ ATT_512 static void attend512(const sl_cpu_attn_pair *p, float *ws)
  * The outputs are divided by the sums at the end. ---- */
 #define FQ 8
 #define FC 256
-#define FG 1
 #define LONG_MIN 64
 
 /* 2^x for x <= 0 (below -126: 2^-126, a contribution that no sum of float probabilities sees) */
@@ -494,7 +493,7 @@ ATT_512 static void flash_chunk(const sl_cpu_attn_pair *p, const float *q, const
 static size_t ws_flash512(size_t tq, size_t tk, size_t D)
 {
     const size_t kp = (tk + 31) & ~(size_t)31;
-    return ((tq + FQ - 1) / FQ * FQ) * D + kp * D + tk * D + FQ * FC + FG * FQ * 64;
+    return ((tq + FQ - 1) / FQ * FQ) * D + kp * D + tk * D + FQ * FC + FQ * 64;
 }
 
 /* The pair when it fits (see above): 1 when done, 0 when not. */
@@ -532,27 +531,19 @@ ATT_512 static int attend_flash512(const sl_cpu_attn_pair *p, float *ws)
             prefetch_row(p->v + (j + PF_ROWS) * p->ldv, D);
         memcpy(vc + j * D, p->v + j * p->ldv, D * sizeof(float));
     }
-    for (size_t g0 = 0; g0 < tq; g0 += FQ * FG) {
-        const size_t ng = (tq - g0 + FQ - 1) / FQ < FG ? (tq - g0 + FQ - 1) / FQ : FG;
-        float m[FG][FQ];
-        double l[FG][FQ];
-        for (size_t g = 0; g < ng; g++)
-            for (size_t r = 0; r < FQ; r++)
-                m[g][r] = -INFINITY, l[g][r] = 0.0;
-        memset(ob, 0, ng * FQ * 64 * sizeof(float));
+    for (size_t i0 = 0; i0 < tq; i0 += FQ) {
+        const size_t nq = tq - i0 < FQ ? tq - i0 : FQ;
+        float m[FQ];
+        double l[FQ];
+        for (size_t r = 0; r < FQ; r++)
+            m[r] = -INFINITY, l[r] = 0.0;
+        memset(ob, 0, FQ * 64 * sizeof(float));
         for (size_t c0 = 0; c0 < kl; c0 += FC)
-            for (size_t g = 0; g < ng; g++) {
-                const size_t i0 = g0 + g * FQ, nq = tq - i0 < FQ ? tq - i0 : FQ;
-                flash_chunk(p, qr + i0 * D, kt, vc, c0, i0, nq, S, m[g], l[g], ob + g * FQ * 64);
-            }
-        for (size_t g = 0; g < ng; g++) {
-            const size_t i0 = g0 + g * FQ, nq = tq - i0 < FQ ? tq - i0 : FQ;
-            for (size_t r = 0; r < nq; r++) {
-                const __m512 inv = _mm512_set1_ps((float)(1.0 / l[g][r]));
-                const float *o = ob + (g * FQ + r) * 64;
-                for (size_t c = 0; c < D; c += 16)
-                    _mm512_storeu_ps(p->out + (i0 + r) * p->ldo + c, _mm512_mul_ps(_mm512_loadu_ps(o + c), inv));
-            }
+            flash_chunk(p, qr + i0 * D, kt, vc, c0, i0, nq, S, m, l, ob);
+        for (size_t r = 0; r < nq; r++) {
+            const __m512 inv = _mm512_set1_ps((float)(1.0 / l[r]));
+            for (size_t c = 0; c < D; c += 16)
+                _mm512_storeu_ps(p->out + (i0 + r) * p->ldo + c, _mm512_mul_ps(_mm512_loadu_ps(ob + r * 64 + c), inv));
         }
     }
     return 1;
