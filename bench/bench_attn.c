@@ -19,7 +19,10 @@
  * "gflops","err"}), a human line per result on stderr. --only PREFIX runs the
  * shapes whose name starts with PREFIX.
  *
- * Usage: bench_attn [--threads 1] [--repeat 5] [--only PREFIX] */
+ * --precision tf32 (or bf16) sets runtime.precision: the long sequences' products then run on
+ * the AMX tiles where the CPU has them (kernels/cpu/cpu_attn_amx.c).
+ *
+ * Usage: bench_attn [--threads 1] [--repeat 5] [--only PREFIX] [--precision fp32|tf32|bf16] */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -183,7 +186,7 @@ static int run_shape(sl_op_ctx *ctx, const shape *s, int repeat)
 
 int main(int argc, char **argv)
 {
-    const char *only = "";
+    const char *only = "", *prec = "fp32";
     int repeat = 5, threads = 1, failed = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc)
@@ -192,14 +195,17 @@ int main(int argc, char **argv)
             repeat = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--only") && i + 1 < argc)
             only = argv[++i];
+        else if (!strcmp(argv[i], "--precision") && i + 1 < argc)
+            prec = argv[++i];
         else {
-            fprintf(stderr, "usage: bench_attn [--threads 1] [--repeat 5] [--only PREFIX]\n");
+            fprintf(stderr, "usage: bench_attn [--threads 1] [--repeat 5] [--only PREFIX] [--precision fp32|tf32|bf16]\n");
             return 2;
         }
     }
     sl_log_set_level(SL_LOG_WARN);
     sl_op_ctx *ctx = NULL;
-    if (sl_op_ctx_open(&ctx, "cpu") || sl_op_ctx_set_threads(ctx, threads)) {
+    const sl_precision p = !strcmp(prec, "tf32") ? SL_PREC_TF32 : !strcmp(prec, "bf16") ? SL_PREC_BF16 : SL_PREC_FP32;
+    if (sl_op_ctx_open(&ctx, "cpu") || sl_op_ctx_set_threads(ctx, threads) || sl_op_ctx_set_precision(ctx, p)) {
         fprintf(stderr, "bench_attn: %s\n", sl_lasterr());
         return 1;
     }

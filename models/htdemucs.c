@@ -244,9 +244,7 @@ static int xlayer(sl_op_ctx *ctx, const hd_state *st, const hd_xlayer *L, size_t
     }
     a.out = att, a.ldo = C;
     TRY(sl_op_attention(ctx, &a));
-    TRY(linear(ctx, Nq, C, C, att, C, L->wo, L->bo, SL_ACT_NONE, y, C, x == y ? y : NULL));
-    if (x != y) /* y = x + attention */
-        TRY(ew(ctx, Nq * C, y, x, SL_ACT_NONE, y));
+    TRY(linear(ctx, Nq, C, C, att, C, L->wo, L->bo, SL_ACT_NONE, y, C, x)); /* y = x + attention */
     TRY(layernorm(ctx, Nq, C, L->cross ? L->n3g : L->n2g, L->cross ? L->n3b : L->n2b, y, h));
     TRY(linear(ctx, Nq, H, C, h, C, L->w1, L->b1, st->t_gelu ? SL_ACT_GELU : SL_ACT_RELU, ff, H, NULL));
     TRY(linear(ctx, Nq, C, H, ff, H, L->w2, L->b2, SL_ACT_NONE, y, C, y));
@@ -384,6 +382,76 @@ static void mean_std(const float *x, size_t n, double *mean, double *std)
     *std = n > 1 ? sqrt(v / (double)(n - 1)) : 0.0;
 }
 
+/* Block of the spectrogram steps (spec_in: frames, spec_out: frequency rows) of one channel: on
+ * the CPU backend about 64 K floats of spectrogram per thread, so that each step reads what the
+ * one before wrote from the cache; elsewhere 0: every channel in one call of each op. A block
+ * runs the same ops on the same elements, so its size never changes a result (unit.htdemucs
+ * checks the bits). SL_HTDEMUCS_SPEC_BLOCK=N in the environment sets it (0: one call). */
+static size_t spec_block(sl_op_ctx *ctx, size_t per, size_t max)
+{
+    const char *e = getenv("SL_HTDEMUCS_SPEC_BLOCK");
+    size_t n;
+    if (e && *e)
+        n = atol(e) > 0 ? (size_t)atol(e) : 0;
+    else if (strcmp(sl_op_ctx_backend(ctx), "cpu"))
+        n = 0;
+    else {
+        n = ((size_t)1 << 16) * (size_t)sl_op_ctx_threads(ctx) / per;
+        n = n ? n : 1;
+    }
+    return n < max ? n : max;
+}
+
+/* _spec after the padding (dx [C][Lp] uploaded): frames 2 .. T+1 of the centred STFT, complex as
+ * channels -> xin [C][2][F][T] (the last bin dropped), nb frames of one channel at a time
+ * (0: all at once). */
+static int spec_in(sl_op_ctx *ctx, const hd_state *st, hd_run *R, const sl_stft_cfg *cfg, float scale, size_t nb)
+{
+    int rc;
+    const size_t T = (size_t)st->T, F = (size_t)st->F, C = (size_t)st->C, nfft = (size_t)st->nfft;
+    const size_t Lp = T * (size_t)st->hl + 2 * (size_t)st->pad, fz = (F + 1) * 2;
+    const size_t ng = nb ? 1 : C, step = nb ? nb : T;
+    for (size_t c0 = 0; c0 < C; c0 += ng)
+        for (size_t t0 = 0; t0 < T; t0 += step) {
+            const size_t n = T - t0 < step ? T - t0 : step;
+            TRY(sl_op_frame(ctx, cfg, R->dx + c0 * Lp, ng, Lp, 2 + t0, n, st->window, R->frames));
+            TRY(sl_op_rfft(ctx, (int)nfft, ng * n, R->frames, R->spec, scale));
+            sl_permute_args pm = {{ng, 2, F, n}, R->spec, {n * fz, 1, 2, fz}, R->xin + c0 * 2 * F * T + t0,
+                                  {2 * F * T, F * T, T, 1}};
+            TRY(sl_op_permute(ctx, &pm));
+        }
+    return 0;
+}
+
+/* The normalisation undone (vec[2T..4T): mean / std, std) on cur [SC][2][F][T] in place, then
+ * _ispec: one zero bin on top and two zero frames each side (zin's, cleared by run_alloc; the
+ * permute fills the rest), the inverse STFT -> ola [SC][Lp]. nf frequency rows (of both the
+ * real and imaginary planes) of one channel at a time (0: all at once); each channel's inverse
+ * FFT and overlap-add after its rows. */
+static int spec_out(sl_op_ctx *ctx, const hd_state *st, hd_run *R, float *cur, const sl_stft_cfg *cfg, float scale,
+                    size_t nf)
+{
+    int rc;
+    const size_t T = (size_t)st->T, F = (size_t)st->F, SC = (size_t)(st->C * st->S), nfft = (size_t)st->nfft;
+    const size_t Lp = T * (size_t)st->hl + 2 * (size_t)st->pad, fz = (F + 1) * 2, Tz = T + 4;
+    const size_t ng = nf ? 1 : SC, step = nf ? nf : F;
+    for (size_t s0 = 0; s0 < SC; s0 += ng) {
+        float *x = cur + s0 * 2 * F * T, *z = R->zin + s0 * Tz * fz;
+        for (size_t f0 = 0; f0 < F; f0 += step) {
+            const size_t n = F - f0 < step ? F - f0 : step;
+            sl_affine_args dn = {2 * ng, n, T, x + f0 * T, T, F * T, R->vec + 2 * T, R->vec + 3 * T, 0,
+                                 SL_ACT_NONE, x + f0 * T, T, F * T, NULL, 0, 0};
+            TRY(sl_op_affine(ctx, &dn));
+            sl_permute_args pz = {{ng, T, n, 2}, x + f0 * T, {2 * F * T, 1, T, F * T}, z + 2 * fz + 2 * f0,
+                                  {Tz * fz, fz, 2, 1}};
+            TRY(sl_op_permute(ctx, &pz));
+        }
+        TRY(sl_op_irfft(ctx, (int)nfft, ng * Tz, z, R->spec + s0 * Tz * nfft, scale));
+        TRY(sl_op_overlap_add(ctx, cfg, ng, Tz, R->spec + s0 * Tz * nfft, st->window, Lp, R->ola + s0 * Lp));
+    }
+    return 0;
+}
+
 /* The model m of st on mix[C][L] (host) -> out[S][C][L] (host, accumulated with weight w[s] when acc). */
 static int forward(sl_op_ctx *ctx, const hd_state *st, int m, hd_run *R, const float *const *mix, float *out,
                    const float *w, int acc, hd_dump *D)
@@ -406,10 +474,7 @@ static int forward(sl_op_ctx *ctx, const hd_state *st, int m, hd_run *R, const f
     TRY(sl_op_upload(ctx, R->dx, h, C * Lp * sizeof(float)));
     const sl_stft_cfg cfg = {st->nfft, (int)hl, 1, SL_PAD_REFLECT, 1};
     const float scale = 1.0f / sqrtf((float)st->nfft);
-    TRY(sl_op_frame(ctx, &cfg, R->dx, C, Lp, 2, T, st->window, R->frames));
-    TRY(sl_op_rfft(ctx, st->nfft, C * T, R->frames, R->spec, scale));
-    sl_permute_args pm = {{C, 2, F, T}, R->spec, {T * (F + 1) * 2, 1, 2, (F + 1) * 2}, R->xin, {2 * F * T, F * T, T, 1}};
-    TRY(sl_op_permute(ctx, &pm));
+    TRY(spec_in(ctx, st, R, &cfg, scale, spec_block(ctx, 2 * F, T)));
     TRY(sl_op_download(ctx, R->host_mag, R->xin, 2 * C * F * T * sizeof(float)));
     if (D && D->mag)
         memcpy(D->mag, R->host_mag, 2 * C * F * T * sizeof(float));
@@ -508,16 +573,7 @@ static int forward(sl_op_ctx *ctx, const hd_state *st, int m, hd_run *R, const f
         cur = nxt, nxt = t;
         t = tcur, tcur = tnxt, tnxt = t;
     }
-    /* undo the normalisation, _ispec: one zero bin on top, two zero frames each side */
-    sl_affine_args dn = {1, 2 * SC * F, T, cur, T, 0, R->vec + 2 * T, R->vec + 3 * T, 0, SL_ACT_NONE, cur, T, 0,
-                         NULL, 0, 0};
-    TRY(sl_op_affine(ctx, &dn));
-    /* zin's zero bin and frames were cleared by run_alloc; the permute fills the rest */
-    sl_permute_args pz = {{SC, T, F, 2}, cur, {2 * F * T, 1, T, F * T}, R->zin + 2 * (F + 1) * 2,
-                          {(T + 4) * (F + 1) * 2, (F + 1) * 2, 2, 1}};
-    TRY(sl_op_permute(ctx, &pz));
-    TRY(sl_op_irfft(ctx, st->nfft, SC * (T + 4), R->zin, R->spec, scale));
-    TRY(sl_op_overlap_add(ctx, &cfg, SC, T + 4, R->spec, st->window, Lp, R->ola));
+    TRY(spec_out(ctx, st, R, cur, &cfg, scale, spec_block(ctx, 2 * T, F)));
     float *hs = h, *ht = h + SC * Lp;
     TRY(sl_op_download(ctx, hs, R->ola, SC * Lp * sizeof(float)));
     TRY(sl_op_download(ctx, ht, tcur, SC * L * sizeof(float)));

@@ -155,7 +155,8 @@ int sl_dmx_joiner_init(sl_dmx_joiner *j, const sl_dmx_geom *g, int n_src, int ch
     j->acc = calloc((size_t)n_src * ch * j->cap, sizeof(double));
     j->w = malloc(L * sizeof(double));
     j->wsum = calloc(L + stride, sizeof(double));
-    if (!j->acc || !j->w || !j->wsum)
+    j->coef = malloc(L * sizeof(double));
+    if (!j->acc || !j->w || !j->wsum || !j->coef)
         return sl_seterr(SL_ENOMEM, "demucs split: out of memory");
     /* apply_model's weights: 1, 2, ..., L/2, L - L/2, ..., 1 over their maximum, to the power */
     const size_t h = L / 2, mx = h > L - h ? h : L - h;
@@ -171,24 +172,38 @@ size_t sl_dmx_joiner_push(sl_dmx_joiner *j, const float *const *const *y, const 
                           float *const *const *out)
 {
     const size_t S = (size_t)j->n_src, C = (size_t)j->ch, cap = j->cap, L = j->L;
-    for (size_t i = 0; i < pos->len; i++) {
-        const long t = pos->offset + (long)i;
-        if (t < (long)j->e0) /* in the zeros before the track */
-            continue;
-        const size_t p = pos->zoff + i, at = (size_t)t - j->e0;
-        const double a = j->w[i] / j->wsum[p < L + j->stride ? p : L + (p - L) % j->stride] / j->rounds;
-        for (size_t s = 0; s < S; s++)
-            for (size_t c = 0; c < C; c++)
-                j->acc[(s * C + c) * cap + at] += a * y[s][c][pos->lead + i];
+    /* acc is a ring: track sample t at t % cap (the samples in flight span less than cap) */
+    const size_t i0 = pos->offset < (long)j->e0 ? (size_t)((long)j->e0 - pos->offset) : 0;
+    for (size_t i = i0; i < pos->len; i++) {
+        const size_t p = pos->zoff + i;
+        j->coef[i] = j->w[i] / j->wsum[p < L + j->stride ? p : L + (p - L) % j->stride] / j->rounds;
     }
-    const size_t m = pos->emit_to > j->e0 ? pos->emit_to - j->e0 : 0;
+    if (i0 < pos->len) {
+        const size_t r0 = (size_t)(pos->offset + (long)i0) % cap, n = pos->len - i0;
+        const size_t n1 = cap - r0 < n ? cap - r0 : n; /* up to the end of the ring, then from its start */
+        for (size_t s = 0; s < S; s++)
+            for (size_t c = 0; c < C; c++) {
+                double *a = j->acc + (s * C + c) * cap;
+                const float *ys = y[s][c] + pos->lead + i0;
+                const double *k = j->coef + i0;
+                for (size_t i = 0; i < n1; i++)
+                    a[r0 + i] += k[i] * ys[i];
+                for (size_t i = n1; i < n; i++)
+                    a[i - n1] += k[i] * ys[i];
+            }
+    }
+    const size_t m = pos->emit_to > j->e0 ? pos->emit_to - j->e0 : 0, r0 = j->e0 % cap;
+    const size_t m1 = cap - r0 < m ? cap - r0 : m;
     for (size_t s = 0; s < S; s++)
         for (size_t c = 0; c < C; c++) {
             double *a = j->acc + (s * C + c) * cap;
-            for (size_t i = 0; i < m; i++)
-                out[s][c][i] = (float)(a[i] * j->std + j->mean);
-            memmove(a, a + m, (cap - m) * sizeof(double));
-            memset(a + cap - m, 0, m * sizeof(double));
+            float *o = out[s][c];
+            for (size_t i = 0; i < m1; i++)
+                o[i] = (float)(a[r0 + i] * j->std + j->mean);
+            for (size_t i = m1; i < m; i++)
+                o[i] = (float)(a[i - m1] * j->std + j->mean);
+            memset(a + r0, 0, m1 * sizeof(double));
+            memset(a, 0, (m - m1) * sizeof(double));
         }
     j->e0 += m;
     return m;
@@ -199,5 +214,6 @@ void sl_dmx_joiner_free(sl_dmx_joiner *j)
     free(j->acc);
     free(j->w);
     free(j->wsum);
-    j->acc = j->w = j->wsum = NULL;
+    free(j->coef);
+    j->acc = j->w = j->wsum = j->coef = NULL;
 }

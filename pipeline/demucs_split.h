@@ -104,7 +104,8 @@ typedef struct {
     double mean, std;
     double *w;      /* [L]: the transition weights */
     double *wsum;   /* [L + stride]: a delayed track's weight sum at p (p >= L: periodic, stride) */
-    double *acc;    /* [n_src][ch][cap]: blended samples [e0, e0 + cap) of the track */
+    double *acc;    /* [n_src][ch][cap]: a ring of the blended samples [e0, e0 + cap) of the track, t at t % cap */
+    double *coef;   /* [L]: one segment's blending coefficients */
     size_t e0;      /* first sample not yet emitted */
 } sl_dmx_joiner;
 

@@ -395,9 +395,9 @@ static int plan_memory(runner *r)
         double O = (double)(r->sep_L - r->sep_H), ch = r->sep->channels, ns = r->sep->n_sources;
         /* demix: the joiner holds a whole chunk, the cutter reads 2B + 1 ahead and keeps B + 1 */
         track_mb += r->demix ? ((double)r->sep_L * (ch * ns + 1)) * 4.0 / MB : (O * ch * ns + O) * 4.0 / MB;
-        if (r->dmx) /* the joiner: 2L doubles per channel and source, its tables 2L + stride; the cutter 2L floats
+        if (r->dmx) /* the joiner: 2L doubles per channel and source, its tables 3L + stride; the cutter 2L floats
                      * per channel (whatever the shifts) */
-            track_mb += (2.0 * (double)r->sep_L * (ch * ns + 1) + 2.0 * (double)r->sep_L + (double)r->sep_H) * 8.0 / MB,
+            track_mb += (2.0 * (double)r->sep_L * (ch * ns + 1) + 3.0 * (double)r->sep_L + (double)r->sep_H) * 8.0 / MB,
                 dec_mb += 2.0 * (double)r->sep_L * ch * 4.0 / MB;
         if (r->demix)
             dec_mb += 3.0 * O * ch * 4.0 / MB;
@@ -533,6 +533,18 @@ static const char *backend_for(const sl_config *cfg, char *buf, size_t size)
     return buf;
 }
 
+/* FFmpeg's libraries loaded beside the models (run_job); the main thread asks
+ * sl_io_load again for the outcome (and its message) once this is joined. */
+static void *ffmpeg_preload(void *arg)
+{
+    (void)arg;
+    pthread_setname_np(pthread_self(), "sl-load");
+    trace_mark tm = trace_begin();
+    (void)sl_io_load();
+    trace_end(tm, "ffmpeg_load", -1);
+    return NULL;
+}
+
 static int run_job(runner *r)
 {
     const sl_config *cfg = r->cfg;
@@ -541,6 +553,8 @@ static int run_job(runner *r)
     int status = SL_EXIT_OK, rc;
     char m[1024];
     sl_op_ctx *ctx = NULL;
+    pthread_t ff_thread;
+    int ff_loading = 0; /* ffmpeg_preload runs */
     trace_start();
     trace_mark t_setup = trace_begin(), t_end = t_setup;
     double t_start = now_s();
@@ -583,6 +597,12 @@ static int run_job(runner *r)
     rc = opts->dry_run ? 0 : apply_precision(r, ctx);
     if (!rc)
         rc = plan_threads(r, ctx);
+    /* With a thread to spare, Debian's FFmpeg and its hundred-odd libraries
+     * (about 25 ms of loading, serial before the first decode) load while the
+     * models open; with one, after them (runtime.threads: 1 computes on one
+     * thread at a time). */
+    if (!rc && !opts->dry_run && r->threads > 1)
+        ff_loading = pthread_create(&ff_thread, NULL, ffmpeg_preload, NULL) == 0;
     /* the other CPU workers' models load while the run's own do */
     if (!rc && !opts->dry_run)
         rc = preload_workers(r, ctx);
@@ -616,6 +636,10 @@ static int run_job(runner *r)
 
     /* every track is decoded: a job without FFmpeg stops here, naming the
      * library and why it did not load, instead of failing track by track */
+    if (ff_loading) {
+        pthread_join(ff_thread, NULL);
+        ff_loading = 0;
+    }
     if ((rc = sl_io_load()) != 0) {
         sl_log(SL_LOG_ERROR, NULL, "io", "%s", sl_errmsg(rc, m, sizeof m));
         status = sl_exit_status_for(rc);
@@ -752,6 +776,8 @@ static int run_job(runner *r)
 
 out:
     t_end = trace_begin();
+    if (ff_loading)
+        pthread_join(ff_thread, NULL);
     close_workers(r);
     sl_budget_free(r->budget);
     sl_zeroshot_close(r->zs);

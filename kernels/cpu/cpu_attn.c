@@ -359,7 +359,6 @@ ATT_512 static void attend512(const sl_cpu_attn_pair *p, float *ws)
  * The outputs are divided by the sums at the end. ---- */
 #define FQ 8
 #define FC 256
-#define FG 1
 #define LONG_MIN 64
 
 /* 2^x for x <= 0 (below -126: 2^-126, a contribution that no sum of float probabilities sees) */
@@ -494,7 +493,7 @@ ATT_512 static void flash_chunk(const sl_cpu_attn_pair *p, const float *q, const
 static size_t ws_flash512(size_t tq, size_t tk, size_t D)
 {
     const size_t kp = (tk + 31) & ~(size_t)31;
-    return ((tq + FQ - 1) / FQ * FQ) * D + kp * D + tk * D + FQ * FC + FG * FQ * 64;
+    return ((tq + FQ - 1) / FQ * FQ) * D + kp * D + tk * D + FQ * FC + FQ * 64;
 }
 
 /* The pair when it fits (see above): 1 when done, 0 when not. */
@@ -532,30 +531,58 @@ ATT_512 static int attend_flash512(const sl_cpu_attn_pair *p, float *ws)
             prefetch_row(p->v + (j + PF_ROWS) * p->ldv, D);
         memcpy(vc + j * D, p->v + j * p->ldv, D * sizeof(float));
     }
-    for (size_t g0 = 0; g0 < tq; g0 += FQ * FG) {
-        const size_t ng = (tq - g0 + FQ - 1) / FQ < FG ? (tq - g0 + FQ - 1) / FQ : FG;
-        float m[FG][FQ];
-        double l[FG][FQ];
-        for (size_t g = 0; g < ng; g++)
-            for (size_t r = 0; r < FQ; r++)
-                m[g][r] = -INFINITY, l[g][r] = 0.0;
-        memset(ob, 0, ng * FQ * 64 * sizeof(float));
+    for (size_t i0 = 0; i0 < tq; i0 += FQ) {
+        const size_t nq = tq - i0 < FQ ? tq - i0 : FQ;
+        float m[FQ];
+        double l[FQ];
+        for (size_t r = 0; r < FQ; r++)
+            m[r] = -INFINITY, l[r] = 0.0;
+        memset(ob, 0, FQ * 64 * sizeof(float));
         for (size_t c0 = 0; c0 < kl; c0 += FC)
-            for (size_t g = 0; g < ng; g++) {
-                const size_t i0 = g0 + g * FQ, nq = tq - i0 < FQ ? tq - i0 : FQ;
-                flash_chunk(p, qr + i0 * D, kt, vc, c0, i0, nq, S, m[g], l[g], ob + g * FQ * 64);
-            }
-        for (size_t g = 0; g < ng; g++) {
-            const size_t i0 = g0 + g * FQ, nq = tq - i0 < FQ ? tq - i0 : FQ;
-            for (size_t r = 0; r < nq; r++) {
-                const __m512 inv = _mm512_set1_ps((float)(1.0 / l[g][r]));
-                const float *o = ob + (g * FQ + r) * 64;
-                for (size_t c = 0; c < D; c += 16)
-                    _mm512_storeu_ps(p->out + (i0 + r) * p->ldo + c, _mm512_mul_ps(_mm512_loadu_ps(o + c), inv));
-            }
+            flash_chunk(p, qr + i0 * D, kt, vc, c0, i0, nq, S, m, l, ob);
+        for (size_t r = 0; r < nq; r++) {
+            const __m512 inv = _mm512_set1_ps((float)(1.0 / l[r]));
+            for (size_t c = 0; c < D; c += 16)
+                _mm512_storeu_ps(p->out + (i0 + r) * p->ldo + c, _mm512_mul_ps(_mm512_loadu_ps(ob + r * 64 + c), inv));
         }
     }
     return 1;
+}
+
+/* sl_cpu_softmax_rows_exp2's rows: the maximum, then 2^((s - max) log2 e) by exp2_neg512, the
+ * sums in 16 float lanes over 256 scores at a time, added in double. */
+ATT_512 static void softmax_rows_exp2_512(float *S, size_t ld, size_t rows, size_t n, float *inv)
+{
+    const __m512 l2e = _mm512_set1_ps(1.44269504088896341f);
+    const __mmask16 tail = (__mmask16)((1u << (n % 16)) - 1);
+    const size_t n16 = n & ~(size_t)15;
+    for (size_t r = 0; r < rows; r++) {
+        float *s = S + r * ld;
+        __m512 m16 = _mm512_set1_ps(-INFINITY);
+        for (size_t j = 0; j < n16; j += 16)
+            m16 = _mm512_max_ps(m16, _mm512_loadu_ps(s + j));
+        if (tail)
+            m16 = _mm512_mask_max_ps(m16, tail, m16, _mm512_maskz_loadu_ps(tail, s + n16));
+        const float mx = _mm512_reduce_max_ps(m16);
+        const __m512 ml = _mm512_set1_ps(mx == -INFINITY ? 0.0f : mx * 1.44269504088896341f);
+        double sum = 0.0;
+        for (size_t j0 = 0; j0 < n16; j0 += 256) {
+            const size_t j1 = n16 - j0 < 256 ? n16 : j0 + 256;
+            __m512 acc = _mm512_setzero_ps();
+            for (size_t j = j0; j < j1; j += 16) {
+                const __m512 e = exp2_neg512(_mm512_fmsub_ps(_mm512_loadu_ps(s + j), l2e, ml));
+                _mm512_storeu_ps(s + j, e);
+                acc = _mm512_add_ps(acc, e);
+            }
+            sum += (double)_mm512_reduce_add_ps(acc);
+        }
+        if (tail) {
+            const __m512 e = exp2_neg512(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(tail, s + n16), l2e, ml));
+            _mm512_mask_storeu_ps(s + n16, tail, e);
+            sum += (double)_mm512_mask_reduce_add_ps(tail, e);
+        }
+        inv[r] = (float)(1.0 / sum);
+    }
 }
 
 /* ---- windows (Swin's 8 x 8 = 64 tokens, 32-wide heads): up to WIN_KEYS keys, a multiple of
@@ -658,6 +685,19 @@ size_t sl_cpu_attn_small_ws(size_t tq, size_t tk, size_t D)
     n = ws_flash512(tq, tk, D) > n ? ws_flash512(tq, tk, D) : n;
 #endif
     return n;
+}
+
+int sl_cpu_softmax_rows_exp2(float *S, size_t ld, size_t rows, size_t n, float *inv)
+{
+#ifdef SL_CPU_HAVE_AVX2_PATHS
+    if (!sl_cpu_simd_avx512())
+        return 0;
+    softmax_rows_exp2_512(S, ld, rows, n, inv);
+    return 1;
+#else
+    (void)S, (void)ld, (void)rows, (void)n, (void)inv;
+    return 0;
+#endif
 }
 
 int sl_cpu_attn_any_length(void)

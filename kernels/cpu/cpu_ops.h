@@ -83,6 +83,12 @@ typedef struct {
     float *out;
     size_t ldo;
 } sl_cpu_attn_pair;
+/* The pair on the AMX tiles (cpu_attn_amx.c: both products with tf32's three bf16 products per
+ * product, the exact softmax in fp32 between them): 1 when done, 0 when this CPU has no AMX (or
+ * SL_CPU_AMX=0) or out of memory, the caller then computing it; sl_cpu_attn_amx_ws floats of
+ * workspace for tq query rows and up to tk keys. */
+int sl_cpu_attn_amx(const sl_cpu_attn_pair *p, float *ws);
+size_t sl_cpu_attn_amx_ws(size_t tq, size_t tk, size_t D);
 /* Floats of workspace sl_cpu_attn_small needs for tq query rows and up to tk keys. */
 size_t sl_cpu_attn_small_ws(size_t tq, size_t tk, size_t D);
 /* The pair by the AVX2 / FMA kernels of cpu_attn.c: 1 when done, 0 when this CPU
@@ -96,6 +102,10 @@ int sl_cpu_attn_set_windows(int enable);
  * (max subtracted, polynomial exp, the sum in double): 1 when done, 0 when this CPU has no
  * AVX2 / FMA path (the caller then does it in scalar code). */
 int sl_cpu_softmax_row(float *s, size_t kl);
+/* Rows of scores S[rows][n] (row stride ld) -> unnormalised probabilities exp(s - max) in
+ * place, inv[r] = 1 / their sum, by the AVX-512 2^x of the long-sequence kernel (about 1 ulp;
+ * the sums in float lanes over 256 scores, then in double): 1 when done, 0 without AVX-512. */
+int sl_cpu_softmax_rows_exp2(float *S, size_t ld, size_t rows, size_t n, float *inv);
 /* 1 when sl_cpu_attn_small takes sequences of any length (its AVX-512 kernels score blocks of
  * query rows); 0: only up to 256 x 256 scores are worth it. */
 int sl_cpu_attn_any_length(void);

@@ -207,6 +207,10 @@ static void attend_blas(const sl_cpu_attn_pair *p, float *ws)
  * score blocks of query rows: any length, LONG_KEYS keys for head widths not a multiple of 16). */
 #define SMALL_SCORES ((size_t)256 * 256)
 #define LONG_KEYS ((size_t)1024)
+/* Pairs of at least these many keys and query rows take the AMX tiles at tf32 / bf16 (HT-Demucs's
+ * 1344 / 2688 tokens; shorter ones stay with the fp32 kernels, where packing would cost more). */
+#define AMX_MIN_KEYS ((size_t)512)
+#define AMX_MIN_ROWS ((size_t)64)
 
 /* One (item, head) pair per pool index, each with its own rotated q / k and score
  * rows (per-thread scratch): the pairs are independent. */
@@ -214,6 +218,7 @@ typedef struct {
     const sl_attention_args *a;
     float *ws;       /* per thread: attend_blas's or cpu_attn.c's workspace */
     size_t ws_stride;
+    int amx;         /* the pairs on the AMX tiles (cpu_attn_amx.c) */
 } attn_job;
 
 static void attn_body(void *v, size_t t, int tid)
@@ -235,8 +240,10 @@ static void attn_body(void *v, size_t t, int tid)
     /* the AVX-512 kernels take long sequences of any length when the head width is a multiple of
      * 16 (HT-Demucs's 1344 / 2688 keys of 48-wide heads: 1.5x the blocked library path), else up
      * to LONG_KEYS keys (beyond, their scalar tail columns make the library path faster) */
-    if ((tq * kl > SMALL_SCORES && (!sl_cpu_attn_any_length() || (kl > LONG_KEYS && D % 16))) ||
-        !sl_cpu_attn_small(&P, qr))
+    if (J->amx && sl_cpu_attn_amx(&P, qr))
+        ;
+    else if ((tq * kl > SMALL_SCORES && (!sl_cpu_attn_any_length() || (kl > LONG_KEYS && D % 16))) ||
+             !sl_cpu_attn_small(&P, qr))
         attend_blas(&P, qr);
     if (a->gate)
         for (size_t i = 0; i < tq; i++) {
@@ -262,12 +269,16 @@ int sl_cpu_attention(sl_op_ctx *ctx, const sl_attention_args *a)
     const size_t blk = ((size_t)1 << 18) + 16 * tk;
     size_t stride = (tq + tk) * (size_t)D + (tq * tk < blk ? tq * tk : blk);
     const size_t small = sl_cpu_attn_small_ws(tq, tk, (size_t)D);
-    stride = (stride > small ? stride : small) + 15;
-    stride &= ~(size_t)15;
+    stride = stride > small ? stride : small;
+    /* runtime.precision tf32 / bf16: long sequences' products on the AMX tiles */
+    const int amx = sl_op_ctx_precision(ctx) != SL_PREC_FP32 && tk >= AMX_MIN_KEYS && tq >= AMX_MIN_ROWS && sl_cpu_amx();
+    if (amx && sl_cpu_attn_amx_ws(tq, tk, (size_t)D) > stride)
+        stride = sl_cpu_attn_amx_ws(tq, tk, (size_t)D);
+    stride = (stride + 15) & ~(size_t)15;
     float *ws = sl_cpu_scratch(ctx, th * stride);
     if (!ws)
         return SL_ENOMEM;
-    attn_job J = {a, ws, stride};
+    attn_job J = {a, ws, stride, amx};
     /* a pool of more threads than pairs runs at most `pairs` loop bodies: tid < th */
     sl_pool_for(th > 1 ? ctx->pool : NULL, pairs, attn_body, &J);
     return 0;

@@ -179,6 +179,20 @@ only = sorted((e for e in ev if e["what"] in compute - {"write", "finalize"}), k
 for a, b in zip(only, only[1:]):
     assert b["t0"] >= a["t1"] - 1e-6, ("two sections computed at once at threads 1", a, b)
 assert all(e["t1"] >= e["t0"] >= 0 and e["cpu"] >= 0 for e in ev)
+# one thread: FFmpeg loads on the main thread, after the models
+assert "ffmpeg_load" not in seen, "FFmpeg loaded beside the models at threads 1"
+EOF
+# two threads: FFmpeg's libraries load on a thread of their own while the models open
+SL_TRACE="$PWD/trace-2.jsonl" run_sl run job.yaml --quiet --set output.dir=out-trace2 --set runtime.threads=2
+expect_status 0 "traced run, threads 2"
+py_check "trace at threads 2: FFmpeg loaded during the setup, beside it" <<'EOF'
+import json
+ev = [json.loads(l) for l in open("trace-2.jsonl")]
+ff = [e for e in ev if e["what"] == "ffmpeg_load"]
+setup = [e for e in ev if e["what"] == "setup"]
+assert len(ff) == 1 and len(setup) == 1, (ff, setup)
+ff, setup = ff[0], setup[0]
+assert ff["thread"] != setup["thread"] and setup["t0"] <= ff["t0"] and ff["t1"] <= setup["t1"], (ff, setup)
 EOF
 "$SL_PYTHON" "$SL_SRC/bench/trace_summary.py" trace-1.jsonl >trace-1.txt 2>&1 && pass || fail "trace_summary.py"
 expect_grep "outside tokens during the pipeline" trace-1.txt "the summary reads the trace"

@@ -7,7 +7,8 @@
  * normalisation, apply_model split with overlap 0.25, shifts 0) are compared
  * on the CPU backend and on cuda-emu (the CUDA kernels through the launch
  * emulation): max|got - ref| / max|ref| <= 1e-4. Also: weights-file errors
- * (no file, a missing file, another architecture) and an unknown option. */
+ * (no file, a missing file, another architecture) and an unknown option, and
+ * that the CPU's blocked spectrogram steps give the bits of one call. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -247,6 +248,61 @@ static void bad_weights(void)
     sl_op_ctx_close(ctx);
 }
 
+/* The spectrogram steps in blocks (models/htdemucs.c spec_block: frames of _spec, frequency rows of
+ * _ispec, one channel at a time) give the bits of one call over everything, as on the other
+ * backends: the default CPU blocks, 3 (blocks that do not divide the frames or the bins) and 0. */
+static void spec_blocks(const char *name)
+{
+    slg_file g;
+    if (slg_load_in(&g, golden_dir, name) < 0) {
+        CHECK_MSG(0, "golden %s/%s missing", golden_dir, name);
+        return;
+    }
+    sl_op_ctx *ctx = NULL;
+    CHECK(sl_op_ctx_open(&ctx, "cpu") == 0);
+    sl_sep_model *m = NULL;
+    CHECK_MSG(ctx && sl_sep_open(&m, "htdemucs", weights_of(name), NULL, ctx) == 0, "%s", sl_lasterr());
+    size_t nin = 0;
+    const float *in = slg_array(&g, "input", &nin);
+    if (!m || !in) {
+        sl_sep_close(m);
+        sl_op_ctx_close(ctx);
+        slg_free(&g);
+        return;
+    }
+    const sl_sep_info *info = sl_sep_get_info(m);
+    const size_t C = (size_t)info->channels, S = (size_t)info->n_sources, L = nin / C;
+    const char *blocks[] = {NULL, "3", "0"};
+    float *out[3];
+    for (int k = 0; k < 3; k++) {
+        out[k] = calloc(S * C * L, sizeof(float));
+        const float *rows[8];
+        float *orow[8][8];
+        float *const *oo[8];
+        for (size_t c = 0; c < C; c++)
+            rows[c] = in + c * L;
+        for (size_t s = 0; s < S; s++) {
+            for (size_t c = 0; c < C; c++)
+                orow[s][c] = out[k] + (s * C + c) * L;
+            oo[s] = orow[s];
+        }
+        if (blocks[k])
+            setenv("SL_HTDEMUCS_SPEC_BLOCK", blocks[k], 1);
+        else
+            unsetenv("SL_HTDEMUCS_SPEC_BLOCK");
+        CHECK_MSG(sl_sep_run(m, rows, L, oo) == 0, "%s", sl_lasterr());
+    }
+    unsetenv("SL_HTDEMUCS_SPEC_BLOCK");
+    int same = !memcmp(out[0], out[1], S * C * L * sizeof(float)) && !memcmp(out[0], out[2], S * C * L * sizeof(float));
+    printf("  cpu       %-7s spectrogram blocks (default, 3, one call): %s\n", name, same ? "same bits" : "FAIL");
+    CHECK_MSG(same, "%s: the spectrogram blocks change the output", name);
+    for (int k = 0; k < 3; k++)
+        free(out[k]);
+    sl_sep_close(m);
+    sl_op_ctx_close(ctx);
+    slg_free(&g);
+}
+
 int main(void)
 {
     sl_log_set_level(SL_LOG_WARN);
@@ -262,6 +318,8 @@ int main(void)
         run_case(backends[b], "small");
         run_case(backends[b], "bottom");
     }
+    spec_blocks("small");
+    spec_blocks("bottom");
     bad_weights();
     return sl_test_finish("htdemucs");
 }
