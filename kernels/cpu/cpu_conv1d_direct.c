@@ -21,6 +21,8 @@
  *    reading x at q - m (lanes outside the signal masked to 0), written to a scratch
  *    [stride][q] per channel that a second pass weaves into y (by permutes for stride 4)
  *    and applies the activation to.
+ * The two modes by phases hold the whole signal's phases in the context's scratch: past
+ * DC_MAX_PHASES floats of it the op takes the im2col / col2im paths instead.
  *
  * The weights are packed as [output channels / 12][c_in][k][12], the transposed ones as
  * [output channels / 12][stride][c_in][k / stride][12] (the 12 weights a tap broadcasts lie
@@ -48,6 +50,7 @@
 #define DC_BLOCK 8    /* tiles per block */
 #define DC_MAX_K 16   /* taps at most */
 #define DC_KC 192     /* channel-taps per pass */
+#define DC_MAX_PHASES ((size_t)1 << 25) /* floats of scratch for phases at most (128 MiB) */
 #define DC_PF 4       /* channels ahead that dc_pack_x prefetches */
 
 /* sl_cpu_fixed_form's tag of packed conv weights ('DC' + the shape; bit 63: transposed). */
@@ -528,6 +531,8 @@ static int dc_go(sl_op_ctx *ctx, dc_job *J, size_t batch, const float *w, size_t
         J->len = S * ((J->len_in + (size_t)J->pad + J->pad_r + S - 1) / S);
         nph = batch * J->C * J->len;
     }
+    if (nph > DC_MAX_PHASES) /* the whole signal's phases: past the bound, the im2col / col2im paths */
+        return 0;
     float *ws = sl_cpu_scratch(ctx, th * J->xp_floats + nwp + nph + 16);
     if (!ws)
         return 0;

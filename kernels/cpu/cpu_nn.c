@@ -308,6 +308,10 @@ static void affine_run(const sl_affine_args *a, size_t b, size_t i, size_t j0, s
         sl_cpu_epilogue_row(a->act, n, x, add, NULL, r, y);
         return;
     }
+    if (a->act == SL_ACT_NONE && !r) { /* a normalisation applied or undone: the same operations, vectorised */
+        sl_cpu_vec_addmul(y, x, add, mul, n);
+        return;
+    }
     for (size_t j = 0; j < n; j++) {
         float v = add ? x[j] + add[j] : x[j];
         v *= mul[j];

@@ -33,6 +33,7 @@ void sl_cpu_vec_muladd(float *acc, const float *a, const float *b, size_t n); /*
 void sl_cpu_vec_div(float *out, const float *a, const float *b, size_t n);    /* out[i] = a[i] / b[i] */
 void sl_cpu_vec_scale(float *out, const float *in, float s, size_t n);        /* out[i] = in[i] * s */
 void sl_cpu_vec_add_scalar(float *y, float b, size_t n);                      /* y[i] += b */
+void sl_cpu_vec_addmul(float *y, const float *x, const float *add, const float *mul, size_t n); /* y[i] = (x[i] + add[i]) * mul[i], add NULL: 0 */
 /* One LSTM step's cell update for units j < H (torch gate order i, f, g, o in gates[4H]):
  * c = sigmoid(f) c + sigmoid(i) tanh(g); h = sigmoid(o) tanh(c); out[j] = h[j].
  * exp is a degree-6 polynomial with a power-of-two scaling (about 1 ulp, Cephes'

@@ -70,6 +70,34 @@ __attribute__((target("avx2"))) static size_t add_scalar_avx2(float *y, float b,
 }
 #endif
 
+#ifdef SL_CPU_HAVE_AVX2_PATHS
+__attribute__((target("avx2"))) static size_t addmul_avx2(float *y, const float *x, const float *add, const float *mul,
+                                                          size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        if (add)
+            v = _mm256_add_ps(v, _mm256_loadu_ps(add + i));
+        _mm256_storeu_ps(y + i, _mm256_mul_ps(v, _mm256_loadu_ps(mul + i)));
+    }
+    return i;
+}
+#endif
+
+void sl_cpu_vec_addmul(float *y, const float *x, const float *add, const float *mul, size_t n)
+{
+    size_t i = 0;
+#ifdef SL_CPU_HAVE_AVX2_PATHS
+    if (sl_cpu_simd_avx2())
+        i = addmul_avx2(y, x, add, mul, n);
+#endif
+    for (; i < n; i++) {
+        float v = add ? x[i] + add[i] : x[i];
+        y[i] = v * mul[i];
+    }
+}
+
 void sl_cpu_vec_add_scalar(float *y, float b, size_t n)
 {
     size_t i = 0;

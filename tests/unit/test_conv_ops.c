@@ -436,12 +436,48 @@ static void test_convt1d(sl_op_ctx *ctx, size_t batch, int ci, int co, size_t le
     free(x), free(wt), free(b), free(want);
 }
 
+/* sl_op_permute against the definition: the complex-as-channels layouts of HT-Demucs's spectrogram
+ * ([C][2][F][T] <-> [C][T][F + 1][2], the CPU swaps a short strided last axis inwards), a plain
+ * transpose and a copy into a wider buffer; on 1 and 3 threads. Elements outside the copy stay. */
+static void test_permute(sl_op_ctx *ctx)
+{
+    const size_t C = 2, F = 37, T = 300, fz = (F + 1) * 2;
+    const size_t nx = C * 2 * F * T, ny = C * (T + 4) * fz;
+    float *x = sl_ref_rnd(nx > ny ? nx : ny, -1, 1), *y = malloc(ny * sizeof(float)), *want = malloc(ny * sizeof(float));
+    const sl_permute_args cases[] = {
+        {{C, T, F, 2}, x, {2 * F * T, 1, T, F * T}, y + 2 * fz, {(T + 4) * fz, fz, 2, 1}},   /* _ispec */
+        {{C, 2, F, T}, x, {T * fz, 1, 2, fz}, y, {2 * F * T, F * T, T, 1}},                  /* _spec */
+        {{1, C * 2, T, F}, x, {0, F * T, 1, T}, y, {0, F * T, F, 1}},                         /* transpose */
+        {{1, 2, 3, 4}, x, {0, 12, 4, 1}, y + 5, {0, 40, 10, 2}},                              /* short, strided */
+    };
+    for (int th = 1; th <= 3; th += 2) {
+        CHECK(sl_op_ctx_set_threads(ctx, th) == 0);
+        for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+            const sl_permute_args *a = &cases[k];
+            for (size_t i = 0; i < ny; i++)
+                y[i] = want[i] = (float)i;
+            for (size_t i0 = 0; i0 < a->dim[0]; i0++)
+                for (size_t i1 = 0; i1 < a->dim[1]; i1++)
+                    for (size_t i2 = 0; i2 < a->dim[2]; i2++)
+                        for (size_t i3 = 0; i3 < a->dim[3]; i3++)
+                            want[(size_t)(a->y - y) + i0 * a->ys[0] + i1 * a->ys[1] + i2 * a->ys[2] + i3 * a->ys[3]] =
+                                a->x[i0 * a->xs[0] + i1 * a->xs[1] + i2 * a->xs[2] + i3 * a->xs[3]];
+            CHECK(sl_op_permute(ctx, a) == 0);
+            CHECK_MSG(!memcmp(y, want, ny * sizeof(float)), "permute case %zu, %d threads", k, th);
+        }
+    }
+    CHECK(sl_op_ctx_set_threads(ctx, 1) == 0);
+    printf("  permute: 4 layouts on 1 and 3 threads\n");
+    free(x), free(y), free(want);
+}
+
 int main(void)
 {
     sl_log_set_level(SL_LOG_WARN);
     sl_ref_seed("test_conv_ops");
     sl_op_ctx *ctx = NULL;
     CHECK(sl_op_ctx_open(&ctx, "cpu") == 0);
+    test_permute(ctx);
     test_conv_shared_forms(32, 24, 40, 16);
     test_conv(ctx, 1, 1, 1, 1, 1, 3, 0, SL_ACT_NONE);
     test_conv(ctx, 2, 3, 5, 9, 11, 3, 1, SL_ACT_RELU);

@@ -400,6 +400,33 @@ static void test_affine(sl_op_ctx *ctx)
     double e = sl_ref_err(y, want, B * R * C);
     printf("  affine b3 5x7 tanh: rel err %.3g (tol 1e-6)\n", e);
     CHECK(e <= 1e-6);
+    /* no activation, no residual (the vectorised (x + add) * mul, sl_cpu_vec_addmul): exactly the
+     * scalar operations, with and without add, in place, rows of 37 columns (a tail after the
+     * vectors), on the SIMD and the portable paths */
+    const size_t R2 = 11, C2 = 37;
+    float *x2 = sl_ref_rnd(R2 * C2, -3, 3), *a2 = sl_ref_rnd(C2, -1, 1), *m2 = sl_ref_rnd(C2, -2, 2);
+    float *y2[2] = {malloc(R2 * C2 * 4), malloc(R2 * C2 * 4)};
+    for (int with_add = 0; with_add < 2; with_add++)
+        for (int simd = 0; simd < 2; simd++) {
+            const int prev = sl_cpu_simd_set(simd);
+            memcpy(y2[simd], x2, R2 * C2 * 4);
+            sl_affine_args n2 = {.batch = 1, .rows = R2, .cols = C2, .x = y2[simd], .ldx = C2, .add = with_add ? a2 : NULL,
+                                 .mul = m2, .act = SL_ACT_NONE, .y = y2[simd], .ldy = C2};
+            CHECK(sl_op_affine(ctx, &n2) == 0);
+            sl_cpu_simd_set(prev);
+            int exact = 1;
+            for (size_t i = 0; i < R2 * C2; i++) {
+                float v = with_add ? x2[i] + a2[i % C2] : x2[i];
+                v *= m2[i % C2];
+                exact &= !memcmp(&v, &y2[simd][i], sizeof v);
+            }
+            CHECK_MSG(exact, "affine without activation (add %d, simd %d): not the scalar operations", with_add, simd);
+        }
+    free(x2);
+    free(a2);
+    free(m2);
+    free(y2[0]);
+    free(y2[1]);
     free(x);
     free(add);
     free(mul);
