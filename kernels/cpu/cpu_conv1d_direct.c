@@ -163,7 +163,10 @@ static void dc_tile_taps(const dc_job *J, size_t tile, dc_taps *T)
     T->n = 0;
     size_t ncol;
     if (J->mode == DC_PHASES) { /* phase rho of t + crop, positions q0 .. of it */
-        const size_t per = (J->Q + DC_NR - 1) / DC_NR, rho = tile / per, q0 = (tile % per) * DC_NR;
+        const size_t per = (J->Q + DC_NR - 1) / DC_NR, S = (size_t)J->stride;
+        /* one phase after the other; with one tile of channels, the phases of each block of positions together */
+        const int together = J->O <= DC_MR;
+        const size_t rho = together ? tile % S : tile / per, q0 = (together ? tile / S : tile % per) * DC_NR;
         T->off = rho * J->Q + q0;
         ncol = J->Q - q0 < DC_NR ? J->Q - q0 : DC_NR;
         for (size_t u = rho, m = 0; u < J->k; u += (size_t)J->stride, m++) {
