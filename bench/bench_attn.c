@@ -12,8 +12,8 @@
  * tokens, 1344 time tokens, 8 heads of 48; self attention of each branch and
  * cross attention both ways), the full-size BS-RoFormer over a 2-second segment
  * (time axis: 62 bands x 201 frames, frequency axis: 201 frames x 62 bands, 8
- * heads of 64, rotary) and the CLAP tower's first stage (8 x 8 windows, 4
- * heads of 32).
+ * heads of 64, rotary), the CLAP audio tower's first stage (8 x 8 windows, 4
+ * heads of 32) and its text tower (16 texts of 77 tokens, 12 heads of 64).
  *
  * Output: one JSON object per line on stdout ({"bench":"attn","shape","ms",
  * "gflops","err"}), a human line per result on stderr. --only PREFIX runs the
@@ -47,6 +47,7 @@ static const shape shapes[] = {
     {"bs_roformer 2s time axis", 62, 201, 201, 8, 64, 1},
     {"bs_roformer 2s freq axis", 201, 62, 62, 8, 64, 1},
     {"clap s1 windows 64", 1024, 64, 64, 4, 32, 0},
+    {"clap text 77 tokens", 16, 77, 77, 12, 64, 0},
 };
 
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
