@@ -296,6 +296,17 @@ static inline void prefetch_row(const float *row, size_t D)
         _mm_prefetch((const char *)(row + d), _MM_HINT_T0);
 }
 
+/* The pair's kl value rows side by side into vc ([kl][D]), fetched PF_ROWS rows ahead. */
+static inline void gather_v_rows(const sl_cpu_attn_pair *p, float *vc)
+{
+    const size_t kl = p->kl, D = p->D;
+    for (size_t j = 0; j < kl; j++) {
+        if (j + PF_ROWS < kl)
+            prefetch_row(p->v + (j + PF_ROWS) * p->ldv, D);
+        memcpy(vc + j * D, p->v + j * p->ldv, D * sizeof(float));
+    }
+}
+
 ATT_512 static void attend512(const sl_cpu_attn_pair *p, float *ws)
 {
     const size_t tq = p->tq, kl = p->kl, D = p->D, kp = (kl + 31) & ~(size_t)31;
@@ -318,11 +329,7 @@ ATT_512 static void attend512(const sl_cpu_attn_pair *p, float *ws)
             kt[d * kp + j] = S[d];
     }
     /* v rows side by side: the p . v passes read them once per 4 query rows */
-    for (size_t j = 0; j < kl; j++) {
-        if (j + PF_ROWS < kl)
-            prefetch_row(p->v + (j + PF_ROWS) * p->ldv, D);
-        memcpy(vc + j * D, p->v + j * p->ldv, D * sizeof(float));
-    }
+    gather_v_rows(p, vc);
     for (size_t i0 = 0; i0 < tq; i0 += QB) {
         const size_t nq = tq - i0 < QB ? tq - i0 : QB;
         const float *qb = qr + i0 * D;
@@ -526,11 +533,7 @@ ATT_512 static int attend_flash512(const sl_cpu_attn_pair *p, float *ws)
         for (size_t d = 0; d < D; d++)
             blk[d * 32] = S[d];
     }
-    for (size_t j = 0; j < kl; j++) {
-        if (j + PF_ROWS < kl)
-            prefetch_row(p->v + (j + PF_ROWS) * p->ldv, D);
-        memcpy(vc + j * D, p->v + j * p->ldv, D * sizeof(float));
-    }
+    gather_v_rows(p, vc);
     for (size_t i0 = 0; i0 < tq; i0 += FQ) {
         const size_t nq = tq - i0 < FQ ? tq - i0 : FQ;
         float m[FQ];
