@@ -34,6 +34,25 @@ static const char *weights_of(const char *name)
     return path;
 }
 
+/* Per-channel views of in ([C][L]) and per-source, per-channel views of out ([S][C][L]), as the
+ * separators take them (C, S <= 8). */
+typedef struct {
+    const float *in[8];
+    float *row[8][8];
+    float *const *out[8];
+} row_views;
+
+static void set_views(row_views *v, const float *in, float *out, size_t C, size_t S, size_t L)
+{
+    for (size_t c = 0; c < C; c++)
+        v->in[c] = in + c * L;
+    for (size_t s = 0; s < S; s++) {
+        for (size_t c = 0; c < C; c++)
+            v->row[s][c] = out + (s * C + c) * L;
+        v->out[s] = v->row[s];
+    }
+}
+
 static void report(const char *backend, const char *name, const char *stage, double e)
 {
     printf("  %-9s %-7s %-6s rel err %.3g (tol %.0e) %s\n", backend, name, stage, e, TOL, e <= TOL ? "ok" : "FAIL");
@@ -167,17 +186,9 @@ static void run_case(const char *backend, const char *name)
     const float *in = slg_array(&g, "input", &nin), *ref = slg_array(&g, "out", &nout);
     CHECK(!in || (ref && nin == C * L && nout == S * C * L)); /* the full-size check has no stages */
     float *out = malloc(sizeof(float) * S * C * L);
-    const float *rows[8];
-    float *orow[8][8];
-    float *const *oo[8];
-    for (size_t c = 0; c < C; c++)
-        rows[c] = in + c * L;
-    for (size_t s = 0; s < S; s++) {
-        for (size_t c = 0; c < C; c++)
-            orow[s][c] = out + (s * C + c) * L;
-        oo[s] = orow[s];
-    }
-    rc = in ? sl_htdemucs_run_stages(m, rows, L, oo, stages) : 0;
+    row_views v;
+    set_views(&v, in, out, C, S, L);
+    rc = in ? sl_htdemucs_run_stages(m, v.in, L, v.out, stages) : 0;
     CHECK_MSG(rc == 0, "%s %s: %s", backend, name, sl_lasterr());
     for (size_t i = 0; i < ns && rc == 0; i++)
         report(backend, name, names[i], slg_rel_err(stages[i], want[i], sizes[i]));
@@ -188,13 +199,6 @@ static void run_case(const char *backend, const char *name)
     const float *tr = slg_array(&g, "track", &ntr), *ap = slg_array(&g, "apply", &nap);
     CHECK(tr && ap && ntr == C * n && nap == S * C * n);
     float *whole = malloc(sizeof(float) * S * C * n);
-    for (size_t c = 0; c < C; c++)
-        rows[c] = tr + c * n;
-    for (size_t s = 0; s < S; s++) {
-        for (size_t c = 0; c < C; c++)
-            orow[s][c] = whole + (s * C + c) * n;
-        oo[s] = orow[s];
-    }
     const int shifts = slg_int(&g, "shifts") > 0 ? slg_int(&g, "shifts") : 0;
     rc = split_apply(m, tr, n, C, S, L, shifts, whole);
     if (rc == 0)
@@ -276,21 +280,13 @@ static void spec_blocks(const char *name)
     float *out[3];
     for (int k = 0; k < 3; k++) {
         out[k] = calloc(S * C * L, sizeof(float));
-        const float *rows[8];
-        float *orow[8][8];
-        float *const *oo[8];
-        for (size_t c = 0; c < C; c++)
-            rows[c] = in + c * L;
-        for (size_t s = 0; s < S; s++) {
-            for (size_t c = 0; c < C; c++)
-                orow[s][c] = out[k] + (s * C + c) * L;
-            oo[s] = orow[s];
-        }
+        row_views v;
+        set_views(&v, in, out[k], C, S, L);
         if (blocks[k])
             setenv("SL_HTDEMUCS_SPEC_BLOCK", blocks[k], 1);
         else
             unsetenv("SL_HTDEMUCS_SPEC_BLOCK");
-        CHECK_MSG(sl_sep_run(m, rows, L, oo) == 0, "%s", sl_lasterr());
+        CHECK_MSG(sl_sep_run(m, v.in, L, v.out) == 0, "%s", sl_lasterr());
     }
     unsetenv("SL_HTDEMUCS_SPEC_BLOCK");
     int same = !memcmp(out[0], out[1], S * C * L * sizeof(float)) && !memcmp(out[0], out[2], S * C * L * sizeof(float));
