@@ -70,6 +70,9 @@ typedef struct slot {
     float *vec;
     float *scores; /* clip scores (models with a classifier head) */
     float *mem;
+    double model_s; /* model time spent on it, added to its track's t_sep / t_emb by the writer (which
+                       holds the track's lock anyway; a worker that took the lock here would wait,
+                       holding its CPU token, while the writer encodes the track's stems) */
 } slot;
 
 struct trk {

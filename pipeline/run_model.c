@@ -377,17 +377,15 @@ static void run_batch(worker *w, slot **s, size_t n)
         return;
     }
     for (size_t b = 0; b < n; b++) {
-        trk *t = s[b]->t;
-        pthread_mutex_lock(&t->mu);
-        if (s[b]->kind == KIND_SEP)
-            t->t_sep += dt / (double)n;
-        else
-            t->t_emb += dt / (double)n;
+        s[b]->model_s += dt / (double)n;
         if (rc) {
+            trk *t = s[b]->t;
             char m[512];
-            trk_fail(t, "%s: %s", s[b]->kind == KIND_SEP ? "separate" : "embed", sl_errmsg(rc, m, sizeof m));
+            sl_errmsg(rc, m, sizeof m);
+            pthread_mutex_lock(&t->mu);
+            trk_fail(t, "%s: %s", s[b]->kind == KIND_SEP ? "separate" : "embed", m);
+            pthread_mutex_unlock(&t->mu);
         }
-        pthread_mutex_unlock(&t->mu);
     }
 }
 

@@ -515,6 +515,11 @@ static void write_one(runner *r, slot *s)
     trk *t = s->t;
     int fin = 0;
     pthread_mutex_lock(&t->mu);
+    if (s->kind == KIND_SEP)
+        t->t_sep += s->model_s;
+    else
+        t->t_emb += s->model_s;
+    s->model_s = 0;
     if (t->failed || t->abandoned) {
         while (t->pending) {
             slot *p = t->pending;
