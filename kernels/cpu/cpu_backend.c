@@ -273,13 +273,12 @@ __attribute__((constructor)) static void blas_threads_stop(void)
         blas_thread_shutdown_();
 }
 
-/* Once per process: OpenBLAS runs every call on the calling thread. The ops split
- * their GEMMs over the context's pool instead (sl_cpu_gemm_rows), so the threads
- * that compute are exactly the pools' and two contexts in parallel threads never
- * start OpenBLAS's own threads on top of them. */
+/* Once per process. OpenBLAS already runs every call on the calling thread
+ * (blas_threads_stop above set it to one thread before main); the ops split their
+ * GEMMs over the context's pool instead (sl_cpu_gemm_rows), so the threads that
+ * compute are exactly the pools'. */
 static void cpu_once(void)
 {
-    openblas_set_num_threads(1);
     /* fftwf_version is "fftw-3.3.10-sse2-avx"; keep the version part only. */
     snprintf(fftw_ver, sizeof fftw_ver, "%s", fftwf_version);
     char *dash = strchr(fftw_ver + 5, '-');
