@@ -323,7 +323,8 @@ int sl_cpu_attention(sl_op_ctx *ctx, const sl_attention_args *a)
     const size_t small = sl_cpu_attn_small_ws(tq, tk, (size_t)D);
     stride = stride > small ? stride : small;
     /* runtime.precision tf32 / bf16: long sequences' products on the AMX tiles */
-    const int amx = sl_op_ctx_precision(ctx) != SL_PREC_FP32 && tk >= AMX_MIN_KEYS && tq >= AMX_MIN_ROWS && sl_cpu_amx();
+    const sl_precision prec = sl_op_ctx_precision(ctx);
+    const int amx = (prec == SL_PREC_TF32 || prec == SL_PREC_BF16) && tk >= AMX_MIN_KEYS && tq >= AMX_MIN_ROWS && sl_cpu_amx();
     if (amx && sl_cpu_attn_amx_ws(tq, tk, (size_t)D) > stride)
         stride = sl_cpu_attn_amx_ws(tq, tk, (size_t)D);
     stride = (stride + 15) & ~(size_t)15;
