@@ -71,12 +71,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_cnn14: --threads %d: %s\n", threads, sl_lasterr());
         return 2;
     }
-    sl_precision prec = SL_PREC_FP32;
-    while (prec <= SL_PREC_BF16 && strcmp(sl_precision_name(prec), precision))
-        prec++;
-    if (prec > SL_PREC_BF16 || sl_op_ctx_set_precision(ctx, prec) < 0) {
+    const int named = sl_precision_from_name(precision);
+    const sl_precision prec = named < 0 ? SL_PREC_FP32 : (sl_precision)named;
+    if (named < 0 || sl_op_ctx_set_precision(ctx, prec) < 0) {
         fprintf(stderr, "bench_cnn14: --precision %s: %s\n", precision,
-                prec > SL_PREC_BF16 ? "fp32, tf32 or bf16 expected" : sl_lasterr());
+                named < 0 ? "fp32, tf32, bf16 or bf16x6 expected" : sl_lasterr());
         return 2;
     }
     sl_emb_model *m = NULL;
