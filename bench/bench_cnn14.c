@@ -4,7 +4,7 @@
  *
  *   bench_cnn14 --weights W.safetensors --input IN.f32 [--output OUT.f32]
  *               [--model cnn14|clap] [--backend cpu] [--repeat 3] [--threads 1]
- *               [--precision fp32|tf32|bf16]
+ *               [--precision fp32|tf32|bf16|bf16x6]
  *
  * IN.f32: little-endian float32 [n] mono at the model's rate (32 kHz).
  * OUT.f32: float32 [dim + n_scores]: the embedding then the clip scores of the
@@ -54,7 +54,7 @@ int main(int argc, char **argv)
     }
     if (!weights || !input || repeat < 1) {
         fprintf(stderr, "usage: bench_cnn14 --weights W --input IN.f32 [--output OUT.f32] [--model cnn14|clap] [--backend cpu] "
-                        "[--repeat N] [--threads N] [--precision fp32|tf32|bf16]\n");
+                        "[--repeat N] [--threads N] [--precision fp32|tf32|bf16|bf16x6]\n");
         return 2;
     }
     sl_log_set_level(SL_LOG_WARN);
