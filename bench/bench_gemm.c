@@ -72,6 +72,11 @@ static const shape shapes[] = {
     {"clap s4 proj 1024->1024", 1, 64, 1024, 1024},
     {"clap s4 fc1 1024->4096", 1, 64, 4096, 1024},
     {"clap s4 fc2 4096->1024", 1, 64, 1024, 4096},
+    /* HT-Demucs's cross transformer, one 7.8 s segment (2688 frequency tokens of 384) */
+    {"htdemucs qkv 384->1152", 1, 2688, 1152, 384},
+    {"htdemucs out 384->384", 1, 2688, 384, 384},
+    {"htdemucs ff1 384->1536", 1, 2688, 1536, 384},
+    {"htdemucs ff2 1536->384", 1, 2688, 384, 1536},
 };
 
 static uint64_t rng = 0x9E3779B97F4A7C15ull;

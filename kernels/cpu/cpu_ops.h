@@ -135,7 +135,8 @@ void sl_cpu_gemm_dot(size_t m, size_t n, size_t k, const float *a, size_t lda, c
  * not declared fixed by sl_op_mark_fixed, out of memory, a shape it does not take). */
 int sl_cpu_gemm_packed(sl_op_ctx *ctx, const sl_gemm_args *a, size_t parts);
 /* Linear layers on the AMX tiles (cpu_amx.c) with terms bf16 products per product: 3
- * (runtime.precision tf32) or 1 (bf16). w (n rows of k) is packed first: sl_cpu_amx_wsize
+ * (runtime.precision tf32), 1 (bf16) or 6 (bf16x6: three bf16 parts per operand, fp32's
+ * accuracy). w (n rows of k) is packed first: sl_cpu_amx_wsize
  * uint16 values, panels of 16 columns, sl_cpu_amx_pack_w packing panels [p0, p1) of them
  * ((n + 31) / 32 * 2 in all). sl_cpu_amx_gemm then computes rows [i0, i1) and the columns of
  * panel pairs [q0, q1) (32 columns each) of y = act(x . w^T + bias) * mul + add (the epilogue of
