@@ -25,7 +25,7 @@
  * core (24 independent AVX-512 multiply-add chains, process CPU time; "peak_gflops"),
  * the roofline the CPU figures are read against.
  *
- * Usage: bench_gemm [--backends cuda] [--precisions fp32,tf32,bf16] [--repeat 10] [--only PREFIX] [--peak] */
+ * Usage: bench_gemm [--backends cuda] [--precisions fp32,tf32,bf16,bf16x6] [--repeat 10] [--only PREFIX] [--peak] */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -251,8 +251,9 @@ int main(int argc, char **argv)
         char pl[64];
         snprintf(pl, sizeof pl, "%s", precisions);
         for (char *s2 = NULL, *pn = strtok_r(pl, ",", &s2); pn; pn = strtok_r(NULL, ",", &s2)) {
-            const sl_precision p = !strcmp(pn, "tf32") ? SL_PREC_TF32 : !strcmp(pn, "bf16") ? SL_PREC_BF16 : SL_PREC_FP32;
-            if (sl_op_ctx_set_precision(ctx, p)) {
+            const int named = sl_precision_from_name(pn);
+            const sl_precision p = named < 0 ? SL_PREC_FP32 : (sl_precision)named;
+            if (named < 0 || sl_op_ctx_set_precision(ctx, p)) {
                 printf("{\"bench\":\"gemm\",\"backend\":\"%s\",\"precision\":\"%s\",\"skipped\":\"unsupported\"}\n",
                        be, pn);
                 fprintf(stderr, "bench_gemm: %s %s skipped: %s\n", be, pn, sl_lasterr());

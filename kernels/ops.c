@@ -233,6 +233,14 @@ const char *sl_precision_name(sl_precision p)
     return (unsigned)p < sizeof names / sizeof names[0] ? names[p] : "?";
 }
 
+int sl_precision_from_name(const char *name)
+{
+    for (int p = SL_PREC_FP32; p <= SL_PREC_BF16X6; p++)
+        if (!strcmp(name, sl_precision_name((sl_precision)p)))
+            return p;
+    return -1;
+}
+
 int sl_op_ctx_set_precision(sl_op_ctx *ctx, sl_precision p)
 {
     if (p != SL_PREC_FP32 && p != SL_PREC_TF32 && p != SL_PREC_BF16 && p != SL_PREC_BF16X6)

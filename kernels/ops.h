@@ -119,6 +119,8 @@ int sl_op_ctx_set_precision(sl_op_ctx *ctx, sl_precision p);
 sl_precision sl_op_ctx_precision(const sl_op_ctx *ctx);
 /* "fp32", "tf32", "bf16", "bf16x6"; "?" when out of range. */
 const char *sl_precision_name(sl_precision p);
+/* The mode named name (sl_precision_name's names); -1 for another name. */
+int sl_precision_from_name(const char *name);
 /* Threads the ops of ctx run on (1 unless set above); never fails. */
 int sl_op_ctx_threads(const sl_op_ctx *ctx);
 /* Most threads that ran one op's loop at the same time so far (instrumentation:

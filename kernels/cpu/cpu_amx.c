@@ -23,11 +23,12 @@
  * of the k products a0b0 (exact in fp32) alone, so a dot product's error is about
  * that of an fp32 sum (tests/unit/test_bf16x6.c measures it against the fp32
  * kernels'). The tiles take no subnormal input or output (they are flushed to
- * zero): each row of x and each column of w is first scaled by a power of two that
- * brings its largest magnitude into [1, 2) (exact; the results are scaled back
- * once), so rows and columns of tiny or huge values (up to FLT_MAX, whose bf16
- * rounding overflows) keep their accuracy; within a row only parts under 2^-126
- * of its largest value are lost. A row or column that holds an infinity or a NaN
+ * zero): a row of x or a column of w whose largest magnitude lies outside
+ * [2^-32, 2^32) is first scaled by the power of two that brings it into [1, 2)
+ * (exact; the results are scaled back once), so rows and columns of tiny or huge
+ * values (up to FLT_MAX, whose bf16 rounding overflows) keep their accuracy; within
+ * a row only parts far below its largest value (under 2^-126 absolute, at most
+ * 2^-94 of it) are lost. A row or column that holds an infinity or a NaN
  * gets its outputs from an fp32 sum instead (the tiles would multiply an infinite
  * part by a zero one), so non-finite results are fp32's. Where an fp32 sum would
  * overflow midway but not at its end, bf16x6 (scaled) gives the finite result.
@@ -94,15 +95,10 @@ typedef struct {
 
 static size_t round32(size_t k) { return (k + 31) & ~(size_t)31; }
 
-/* 16 floats (n < 16: the first n, zeros after) -> `parts` bf16 values each: the bf16 rounding
- * (to nearest even) of the value, then of each remainder in turn. parts 3 (bf16x6) scales the
- * values by 2^e first (exact) and its three parts sum to the scaled value exactly. */
-AMX_TGT static inline void split16(const float *x, size_t n, int parts, int e, __m256i *out)
+/* v -> `parts` bf16 values: the bf16 rounding (to nearest even) of each value, then of each
+ * remainder in turn; three parts (bf16x6) sum to v exactly. */
+AMX_TGT static inline void split_v(__m512 v, int parts, __m256i *out)
 {
-    const __mmask16 mk = n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1);
-    __m512 v = _mm512_maskz_loadu_ps(mk, x);
-    if (parts == 3)
-        v = _mm512_scalef_ps(v, _mm512_set1_ps((float)e));
     for (int s = 0; s < parts; s++) {
         const __m256i h = (__m256i)_mm512_cvtneps_pbh(v);
         out[s] = h;
@@ -111,25 +107,44 @@ AMX_TGT static inline void split16(const float *x, size_t n, int parts, int e, _
     }
 }
 
-/* bf16x6's scale of k floats: e such that their largest finite magnitude times 2^e lies in
- * [1, 2) (0 when all are zero); *bad = 1 when one of them is an infinity or a NaN. */
+static inline __mmask16 mask16(size_t n) { return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1); }
+
+/* 16 floats (n < 16: the first n, zeros after), times 2^e (bf16x6; e = 0: as they are) -> split_v. */
+AMX_TGT static inline void split16(const float *x, size_t n, int parts, int e, __m256i *out)
+{
+    __m512 v = _mm512_maskz_loadu_ps(mask16(n), x);
+    if (e)
+        v = _mm512_scalef_ps(v, _mm512_set1_ps((float)e));
+    split_v(v, parts, out);
+}
+
+/* bf16x6's scale exponent of a row of x or a column of w whose largest finite magnitude has the
+ * bits m: 0 (no scaling) when it lies in [2^-32, 2^32) or is 0, where the part products of the
+ * row's largest values stay far from the tiles' flush to zero (2^-126) and from overflow; else e
+ * with m's value times 2^e in [1, 2). */
+static int scale_of(uint32_t m)
+{
+    if (!m || (m >= (127u - 32) << 23 && m < (127u + 32) << 23))
+        return 0;
+    return m >= 0x00800000u ? 127 - (int)(m >> 23) : 149 - (31 - __builtin_clz(m));
+}
+
+/* bf16x6's scale of k floats (scale_of their largest finite magnitude); *bad = 1 when one of them
+ * is an infinity or a NaN. */
 AMX_TGT static int scale_exp(const float *s, size_t k, int *bad)
 {
     const __m512i inf = _mm512_set1_epi32(0x7f800000), absm = _mm512_set1_epi32(0x7fffffff);
     __m512i mx = _mm512_setzero_si512();
     __mmask16 nf = 0;
     for (size_t j = 0; j < k; j += 16) {
-        const __mmask16 mk = k - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (k - j)) - 1);
+        const __mmask16 mk = mask16(k - j);
         const __m512i a = _mm512_and_si512(_mm512_maskz_loadu_epi32(mk, s + j), absm);
         const __mmask16 fin = _mm512_cmplt_epu32_mask(a, inf);
         nf |= (__mmask16)(~fin & mk);
         mx = _mm512_mask_max_epu32(mx, fin, mx, a);
     }
     *bad = nf != 0;
-    const uint32_t m = _mm512_reduce_max_epu32(mx);
-    if (!m)
-        return 0;
-    return m >= 0x00800000u ? 127 - (int)(m >> 23) : 149 - (31 - __builtin_clz(m));
+    return scale_of(_mm512_reduce_max_epu32(mx));
 }
 
 /* bf16 parts per operand: 1 (bf16), 2 (tf32), 3 (bf16x6). */
@@ -220,26 +235,40 @@ void sl_cpu_amx_pack_w(int terms, size_t n, size_t k, const float *w, size_t ldw
 AMX_TGT static void pack_x(int tw, const float *x, size_t ldx, size_t rows, size_t mb, size_t k, size_t kp,
                            uint16_t *dst, int32_t *rex, int32_t *rbad)
 {
+    const __m512i absm = _mm512_set1_epi32(0x7fffffff);
     for (size_t r = 0; r < mb; r++) {
         uint16_t *d = dst + ((r / 16) * (size_t)tw * 16 + r % 16) * kp;
-        int e = 0, bad = 0;
         if (r >= rows) {
             for (int t = 0; t < tw; t++)
                 memset(d + (size_t)t * 16 * kp, 0, kp * sizeof *d);
-        } else {
-            const float *s = x + r * ldx;
             if (tw == 3)
-                e = scale_exp(s, k, &bad);
-            for (size_t j = 0; j < kp; j += 16) {
-                __m256i h[3];
-                split16(s + j, j < k ? k - j : 0, tw, e, h);
-                for (int t = 0; t < tw; t++)
-                    _mm256_storeu_si256((__m256i *)(d + (size_t)t * 16 * kp + j), h[t]);
-            }
+                rex[r] = rbad[r] = 0;
+            continue;
         }
-        if (tw == 3) {
-            rex[r] = e;
-            rbad[r] = bad;
+        const float *s = x + r * ldx;
+        /* split as they are, bf16x6 taking the largest magnitude on the way (the row is split
+         * again, scaled, in the rare case scale_of asks for it) */
+        __m512i mx = _mm512_setzero_si512();
+        for (size_t j = 0; j < kp; j += 16) {
+            const __m512 v = _mm512_maskz_loadu_ps(mask16(j < k ? k - j : 0), s + j);
+            __m256i h[3];
+            if (tw == 3)
+                mx = _mm512_max_epu32(mx, _mm512_and_si512(_mm512_castps_si512(v), absm));
+            split_v(v, tw, h);
+            for (int t = 0; t < tw; t++)
+                _mm256_storeu_si256((__m256i *)(d + (size_t)t * 16 * kp + j), h[t]);
+        }
+        if (tw != 3)
+            continue;
+        const uint32_t m = _mm512_reduce_max_epu32(mx);
+        const int bad = m >= 0x7f800000u, e = bad ? 0 : scale_of(m);
+        rex[r] = e;
+        rbad[r] = bad;
+        for (size_t j = 0; e && j < kp; j += 16) {
+            __m256i h[3];
+            split16(s + j, j < k ? k - j : 0, 3, e, h);
+            for (int t = 0; t < 3; t++)
+                _mm256_storeu_si256((__m256i *)(d + (size_t)t * 16 * kp + j), h[t]);
         }
     }
 }
@@ -382,6 +411,14 @@ AMX_TGT static void unscale(float *c, size_t nr, size_t nc, const int32_t *rex, 
                 c[r * 32 + j] = exact_dot(x + r * ldx, k, j < 16 ? w0 : w1, kp, j % 16, cw[j / 16][j % 16]);
 }
 
+/* Whether one of the 32 int32 at a or the 32 at b is not 0 (bf16x6: scale exponents and flags). */
+AMX_TGT static int any_set(const void *a, const void *b)
+{
+    const __m512i o = _mm512_or_si512(_mm512_or_si512(_mm512_loadu_si512(a), _mm512_loadu_si512((const char *)a + 64)),
+                                      _mm512_or_si512(_mm512_loadu_si512(b), _mm512_loadu_si512((const char *)b + 64)));
+    return _mm512_test_epi32_mask(o, o) != 0;
+}
+
 /* A thread's block of packed x, kept across calls (freed when the thread ends). */
 typedef struct {
     uint16_t *p;
@@ -451,10 +488,12 @@ AMX_TGT static int amx_gemm(int terms, size_t i0, size_t i1, size_t q0, size_t q
         for (size_t q = q0; q < q1; q++) {
             const uint16_t *w0 = wp + 2 * q * panel, *w1 = w0 + panel;
             const size_t j0 = 32 * q, nc = n - j0 < 32 ? n - j0 : 32;
+            const int wsc = tw == 3 && any_set(w0 + 3 * kp * 16, w1 + 3 * kp * 16); /* columns scaled or flagged */
             for (size_t r0 = 0; r0 < used; r0 += 32) {
                 const size_t nr = rows - r0 < 32 ? rows - r0 : 32, i = b0 + r0;
                 const uint16_t *xa = xp + (r0 / 16) * group;
-                if (plain && nr == 32 && nc == 32 && tw != 3) {
+                const int sc = tw == 3 && (wsc || any_set(rex + r0, rbad + r0)); /* bf16x6: unscale needed */
+                if (plain && nr == 32 && nc == 32 && !sc) {
                     block32(tw, xa, xa + group, w0, w1, kp, e->y + i * e->ldy + j0, e->ldy);
                     continue;
                 }
@@ -465,7 +504,7 @@ AMX_TGT static int amx_gemm(int terms, size_t i0, size_t i1, size_t q0, size_t q
                         _mm_prefetch(ar + 64, _MM_HINT_T0);
                     }
                 block32(tw, xa, xa + group, w0, w1, kp, c, 32);
-                if (tw == 3)
+                if (sc)
                     unscale(c, nr, nc, rex + r0, rbad + r0, w0, w1, kp, k, x + i * ldx, ldx);
                 if (plain)
                     for (size_t r = 0; r < nr; r++)
