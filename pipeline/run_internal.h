@@ -174,6 +174,7 @@ struct runner {
     size_t slot_floats;
     fifo ready, write;
     int decoders_left, workers_left;
+    int pop_waiting;       /* workers waiting in pop_batch for a ready slot */
     atomic_size_t next_track;
     atomic_int stop;       /* internal stop: disk full, ledger failure */
 

@@ -186,8 +186,11 @@ size_t pop_batch(runner *r, slot **out, size_t max)
     size_t n = 0;
     double t0 = now_s();
     pthread_mutex_lock(&r->mu);
-    while (!r->ready.head && r->decoders_left > 0)
+    while (!r->ready.head && r->decoders_left > 0) {
+        r->pop_waiting++;
         pthread_cond_wait(&r->cv_ready, &r->mu);
+        r->pop_waiting--;
+    }
     /* test hook: batches as full as the decoders can make them, whatever the
      * timing (a bounded wait: all slots may be queued already) */
     while (r->test_fill_s > 0 && r->ready.n < max && r->decoders_left > 0 && now_s() - t0 < r->test_fill_s) {
@@ -205,6 +208,22 @@ size_t pop_batch(runner *r, slot **out, size_t max)
     r->ready_len_samples++;
     if (r->ready.head) {
         int kind = r->ready.head->kind;
+        /* Fair share: a worker takes no more than its part of what is queued
+         * when other workers wait for slots, or when decoding is over (the
+         * run's last batches), so one worker does not take the tail of a run
+         * while the others sit idle. Batches only change which segments share
+         * a call, never a track's output. */
+        size_t share = (size_t)(r->pop_waiting + 1);
+        if (r->decoders_left == 0 && r->workers_left > 1 && (size_t)r->workers_left > share)
+            share = (size_t)r->workers_left;
+        if (share > 1) {
+            size_t k = 0;
+            for (slot *s = r->ready.head; s; s = s->next)
+                k += s->kind == kind;
+            size_t cap = (k + share - 1) / share;
+            if (cap < max)
+                max = cap > 0 ? cap : 1;
+        }
         slot **pp = &r->ready.head, *prev = NULL;
         while (*pp && n < max) {
             slot *s = *pp;
@@ -220,6 +239,8 @@ size_t pop_batch(runner *r, slot **out, size_t max)
                 pp = &s->next;
             }
         }
+        if (r->ready.head && r->pop_waiting > 0)
+            pthread_cond_signal(&r->cv_ready); /* what is left is a waiting worker's share */
         r->batches++;
         r->batch_items += n;
         r->batch_hist[n < RUN_BATCH_HIST ? n : RUN_BATCH_HIST - 1]++;
