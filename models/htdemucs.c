@@ -35,7 +35,7 @@ static const sl_op_id hd_ops[] = {SL_OP_FRAME, SL_OP_RFFT, SL_OP_IRFFT, SL_OP_OV
 static int conv1(sl_op_ctx *ctx, const hd_conv *c, size_t len, size_t inner, int stride, int pad_l, int pad_r,
                  int dil, sl_act act, const float *x, float *y)
 {
-    sl_conv1d_args a = {1, c->c_in, c->c_out, 1, len, inner, c->k, stride, dil, pad_l, pad_r, x, c->w, c->b, act, y};
+    sl_conv1d_args a = {1, c->c_in, c->c_out, 1, len, inner, c->k, stride, dil, pad_l, pad_r, x, c->w, c->b, act, y, 0};
     return sl_op_conv1d(ctx, &a);
 }
 
@@ -98,13 +98,13 @@ static int dconv(sl_op_ctx *ctx, const hd_layer *ly, size_t N, size_t C, size_t 
         const hd_dlayer *dl = &ly->dconv[d];
         const size_t hid = (size_t)dl->c1.c_out;
         sl_conv1d_args a1 = {N, (int)C, (int)hid, 1, T, 1, dl->c1.k, 1, dl->dil, dl->dil * (dl->c1.k / 2),
-                             dl->dil * (dl->c1.k / 2), x, dl->c1.w, dl->c1.b, SL_ACT_NONE, h};
+                             dl->dil * (dl->c1.k / 2), x, dl->c1.w, dl->c1.b, SL_ACT_NONE, h, 0};
         TRY(sl_op_conv1d(ctx, &a1));
         if (dl->n1.g)
             TRY(gnorm_act(ctx, &dl->n1, N, hid, 1, T, SL_ACT_GELU, h));
         else
             TRY(ew(ctx, N * hid * T, h, NULL, SL_ACT_GELU, h));
-        sl_conv1d_args a2 = {N, (int)hid, (int)(2 * C), 1, T, 1, 1, 1, 1, 0, 0, h, dl->c2.w, dl->c2.b, SL_ACT_NONE, z};
+        sl_conv1d_args a2 = {N, (int)hid, (int)(2 * C), 1, T, 1, 1, 1, 1, 0, 0, h, dl->c2.w, dl->c2.b, SL_ACT_NONE, z, 0};
         TRY(sl_op_conv1d(ctx, &a2));
         TRY(gnorm(ctx, &dl->n2, N, 2 * C, 1, T, z));
         TRY(sl_op_glu(ctx, N, C * T, z, 2 * C * T, g, C * T));
@@ -153,14 +153,27 @@ static int dconv_any(sl_op_ctx *ctx, const hd_layer *ly, int freq, size_t C, siz
     return 0;
 }
 
-/* The rewrite convolution of [C][F][T] (F = 1 for time layers) into y [2C][F][T]. */
-static int rewrite(sl_op_ctx *ctx, const hd_layer *ly, size_t F, size_t T, const float *x, float *y)
+/* The rewrite convolution of [C][F][T] (F = 1 for time layers), then GroupNorm norm (when the
+ * layer has one) and the GLU, into y [C][F][T] (z: room for [2C][F][T]). Without a norm, a
+ * 1-D rewrite takes the GLU in the convolution (sl_conv1d_args.glu: its output never goes
+ * through memory whole). */
+static int rewrite_glu(sl_op_ctx *ctx, const hd_state *st, const hd_layer *ly, const hd_gn *norm, size_t F, size_t T,
+                       const float *x, float *z, float *y)
 {
+    int rc;
     const hd_conv *c = &ly->rewrite;
-    if (c->k == 1 || !ly->freq)
-        return conv1(ctx, c, F * T, 1, 1, c->k / 2, c->k / 2, 1, SL_ACT_NONE, x, y);
-    sl_conv2d_args a = {1, c->c_in, c->c_out, (int)F, (int)T, c->k, x, c->w, c->b, SL_ACT_NONE, y};
-    return sl_op_conv2d(ctx, &a);
+    const size_t n = (size_t)c->c_in * F * T;
+    if (c->k == 1 || !ly->freq) {
+        sl_conv1d_args a = {1, c->c_in, c->c_out, 1, F * T, 1, c->k, 1, 1, c->k / 2, c->k / 2, x, c->w, c->b,
+                            SL_ACT_NONE, norm->g ? z : y, !norm->g};
+        if ((rc = sl_op_conv1d(ctx, &a)) < 0 || !norm->g)
+            return rc;
+    } else {
+        sl_conv2d_args a = {1, c->c_in, c->c_out, (int)F, (int)T, c->k, x, c->w, c->b, SL_ACT_NONE, z};
+        TRY(sl_op_conv2d(ctx, &a));
+    }
+    TRY(gnorm(ctx, norm, 1, 2 * (size_t)c->c_in, (size_t)st->norm_groups, F * T, z));
+    return sl_op_glu(ctx, 1, n, z, 2 * n, y, n);
 }
 
 /* Encoder layer: x [cin][Fi][T] (time: [cin][Li], F = 1) -> out [cout][Fo][T]. */
@@ -185,9 +198,7 @@ static int encode(sl_op_ctx *ctx, const hd_state *st, const hd_layer *ly, size_t
     TRY(dconv_any(ctx, ly, ly->freq, C, Fo, T, B->a, B));
     if (!ly->rewrite.w)
         return sl_op_copy(ctx, out, B->a, C * Fo * T * sizeof(float));
-    TRY(rewrite(ctx, ly, Fo, T, B->a, B->b));
-    TRY(gnorm(ctx, &ly->norm_b, 1, 2 * C, (size_t)st->norm_groups, Fo * T, B->b));
-    return sl_op_glu(ctx, 1, C * Fo * T, B->b, 2 * C * Fo * T, out, C * Fo * T);
+    return rewrite_glu(ctx, st, ly, &ly->norm_b, Fo, T, B->a, B->b, out);
 }
 
 /* Decoder layer: x [C][Fi][T] + skip -> out [cout][Fo][T]; time layers crop to length. */
@@ -197,12 +208,11 @@ static int decode(sl_op_ctx *ctx, const hd_state *st, const hd_layer *ly, size_t
     int rc;
     const size_t C = (size_t)ly->conv.c_in, co = (size_t)ly->conv.c_out, K = (size_t)st->kernel, S = (size_t)st->stride;
     const size_t p = K / 4, n = C * Fi * T;
-    TRY(ew(ctx, n, x, skip, SL_ACT_NONE, B->a));
     if (ly->rewrite.w) {
-        TRY(rewrite(ctx, ly, Fi, T, B->a, B->b));
-        TRY(gnorm(ctx, &ly->norm_a, 1, 2 * C, (size_t)st->norm_groups, Fi * T, B->b));
-        TRY(sl_op_glu(ctx, 1, n, B->b, 2 * n, B->a, n));
-    }
+        TRY(ew(ctx, n, x, skip, SL_ACT_NONE, B->c));
+        TRY(rewrite_glu(ctx, st, ly, &ly->norm_a, Fi, T, B->c, B->b, B->a));
+    } else
+        TRY(ew(ctx, n, x, skip, SL_ACT_NONE, B->a));
     TRY(dconv_any(ctx, ly, ly->freq, C, Fi, T, B->a, B));
     const size_t len = ly->freq ? Fi : T, inner = ly->freq ? T : 1, full = (len - 1) * S + K;
     const size_t lo = ly->freq ? full - 2 * p : length;
