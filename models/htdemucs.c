@@ -300,7 +300,7 @@ static int dump(sl_op_ctx *ctx, float *host, const float *dev, size_t n)
 typedef struct {
     hd_bufs B;
     float *xin, *saved[HD_MAX_DEPTH], *saved_t[HD_MAX_DEPTH], *cur, *nxt, *tcur, *tnxt;
-    float *tx, *txt, *tx2, *txt2, *dx, *spec, *vec, *zin, *frames, *ola;
+    float *tx, *txt, *tx2, *txt2, *dx, *spec, *vec, *zin, *frames, *ola, *zero;
     float *host_mag, *host;
     size_t big;
 } hd_run;
@@ -308,7 +308,7 @@ typedef struct {
 static void run_free(sl_op_ctx *ctx, hd_run *R)
 {
     float *p[] = {R->B.a, R->B.b, R->B.c, R->B.d, R->B.e, R->xin, R->cur, R->nxt, R->tcur, R->tnxt, R->tx, R->txt,
-                  R->tx2, R->txt2, R->dx, R->spec, R->vec, R->zin, R->frames, R->ola};
+                  R->tx2, R->txt2, R->dx, R->spec, R->vec, R->zin, R->frames, R->ola, R->zero};
     for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
         sl_op_free(ctx, p[i]);
     for (int i = 0; i < HD_MAX_DEPTH; i++) {
@@ -348,6 +348,7 @@ static int run_alloc(sl_op_ctx *ctx, const hd_state *st, hd_run *R)
     want[k].p = &R->vec, want[k++].n = 4 * T;
     want[k].p = &R->zin, want[k++].n = SC * (T + 4) * (F + 1) * 2;
     want[k].p = &R->ola, want[k++].n = SC * Lp;
+    want[k].p = &R->zero, want[k++].n = 16;
     for (size_t i = 0; i < k; i++) {
         int rc = sl_op_alloc(ctx, (void **)want[i].p, want[i].n * sizeof(float));
         if (rc < 0) {
@@ -355,18 +356,25 @@ static int run_alloc(sl_op_ctx *ctx, const hd_state *st, hd_run *R)
             return rc;
         }
     }
-    const size_t nh = 2 * C * F * T > SC * (T + 4) * (F + 1) * 2 ? 2 * C * F * T : SC * (T + 4) * (F + 1) * 2;
-    R->host_mag = malloc(sizeof(float) * nh);
+    R->host_mag = malloc(sizeof(float) * 2 * C * F * T);
     R->host = malloc(sizeof(float) * (SC * Lp + SC * st->L + C * Lp));
     if (!R->host_mag || !R->host) {
         run_free(ctx, R);
         return sl_seterr(SL_ENOMEM, "separation model htdemucs: out of memory");
     }
     /* _ispec's input: the zero bin on top and two zero frames each side stay zero (irfft
-     * does not modify its input; each segment's permute writes only the rest) */
-    const size_t zn = SC * (T + 4) * (F + 1) * 2;
-    memset(R->host_mag, 0, zn * sizeof(float));
-    int rc = sl_op_upload(ctx, R->zin, R->host_mag, zn * sizeof(float));
+     * does not modify its input; each segment's permute writes only the rest), written here
+     * from one zero float (strides 0), so that no whole buffer of zeros is made and copied */
+    const float zeros[16] = {0};
+    int rc = sl_op_upload(ctx, R->zero, zeros, sizeof zeros);
+    const size_t Tz = T + 4, fz = (F + 1) * 2;
+    const sl_permute_args zp[] = {
+        {{1, SC, 2, fz}, R->zero, {0, 0, 0, 0}, R->zin, {0, Tz * fz, fz, 1}},                /* frames 0, 1 */
+        {{1, SC, 2, fz}, R->zero, {0, 0, 0, 0}, R->zin + (T + 2) * fz, {0, Tz * fz, fz, 1}}, /* T+2, T+3 */
+        {{1, SC, T, 2}, R->zero, {0, 0, 0, 0}, R->zin + 2 * fz + 2 * F, {0, Tz * fz, fz, 1}}, /* bin F */
+    };
+    for (size_t i = 0; i < sizeof zp / sizeof zp[0] && rc >= 0; i++)
+        rc = sl_op_permute(ctx, &zp[i]);
     if (rc < 0)
         run_free(ctx, R);
     return rc < 0 ? rc : 0;
