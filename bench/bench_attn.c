@@ -207,7 +207,8 @@ int main(int argc, char **argv)
     }
     sl_log_set_level(SL_LOG_WARN);
     sl_op_ctx *ctx = NULL;
-    const sl_precision p = !strcmp(prec, "tf32") ? SL_PREC_TF32 : !strcmp(prec, "bf16") ? SL_PREC_BF16 : SL_PREC_FP32;
+    const int named = sl_precision_from_name(prec);
+    const sl_precision p = named < 0 ? SL_PREC_FP32 : (sl_precision)named;
     if (sl_op_ctx_open(&ctx, "cpu") || sl_op_ctx_set_threads(ctx, threads) || sl_op_ctx_set_precision(ctx, p)) {
         fprintf(stderr, "bench_attn: %s\n", sl_lasterr());
         return 1;

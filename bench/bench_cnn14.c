@@ -4,7 +4,7 @@
  *
  *   bench_cnn14 --weights W.safetensors --input IN.f32 [--output OUT.f32]
  *               [--model cnn14|clap] [--backend cpu] [--repeat 3] [--threads 1]
- *               [--precision fp32|tf32|bf16]
+ *               [--precision fp32|tf32|bf16|bf16x6]
  *
  * IN.f32: little-endian float32 [n] mono at the model's rate (32 kHz).
  * OUT.f32: float32 [dim + n_scores]: the embedding then the clip scores of the
@@ -54,7 +54,7 @@ int main(int argc, char **argv)
     }
     if (!weights || !input || repeat < 1) {
         fprintf(stderr, "usage: bench_cnn14 --weights W --input IN.f32 [--output OUT.f32] [--model cnn14|clap] [--backend cpu] "
-                        "[--repeat N] [--threads N] [--precision fp32|tf32|bf16]\n");
+                        "[--repeat N] [--threads N] [--precision fp32|tf32|bf16|bf16x6]\n");
         return 2;
     }
     sl_log_set_level(SL_LOG_WARN);
@@ -71,12 +71,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_cnn14: --threads %d: %s\n", threads, sl_lasterr());
         return 2;
     }
-    sl_precision prec = SL_PREC_FP32;
-    while (prec <= SL_PREC_BF16 && strcmp(sl_precision_name(prec), precision))
-        prec++;
-    if (prec > SL_PREC_BF16 || sl_op_ctx_set_precision(ctx, prec) < 0) {
+    const int named = sl_precision_from_name(precision);
+    const sl_precision prec = named < 0 ? SL_PREC_FP32 : (sl_precision)named;
+    if (named < 0 || sl_op_ctx_set_precision(ctx, prec) < 0) {
         fprintf(stderr, "bench_cnn14: --precision %s: %s\n", precision,
-                prec > SL_PREC_BF16 ? "fp32, tf32 or bf16 expected" : sl_lasterr());
+                named < 0 ? "fp32, tf32, bf16 or bf16x6 expected" : sl_lasterr());
         return 2;
     }
     sl_emb_model *m = NULL;

@@ -25,7 +25,7 @@
  * core (24 independent AVX-512 multiply-add chains, process CPU time; "peak_gflops"),
  * the roofline the CPU figures are read against.
  *
- * Usage: bench_gemm [--backends cuda] [--precisions fp32,tf32,bf16] [--repeat 10] [--only PREFIX] [--peak] */
+ * Usage: bench_gemm [--backends cuda] [--precisions fp32,tf32,bf16,bf16x6] [--repeat 10] [--only PREFIX] [--peak] */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,6 +72,11 @@ static const shape shapes[] = {
     {"clap s4 proj 1024->1024", 1, 64, 1024, 1024},
     {"clap s4 fc1 1024->4096", 1, 64, 4096, 1024},
     {"clap s4 fc2 4096->1024", 1, 64, 1024, 4096},
+    /* HT-Demucs's cross transformer, one 7.8 s segment (2688 frequency tokens of 384) */
+    {"htdemucs qkv 384->1152", 1, 2688, 1152, 384},
+    {"htdemucs out 384->384", 1, 2688, 384, 384},
+    {"htdemucs ff1 384->1536", 1, 2688, 1536, 384},
+    {"htdemucs ff2 1536->384", 1, 2688, 384, 1536},
 };
 
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
@@ -246,8 +251,9 @@ int main(int argc, char **argv)
         char pl[64];
         snprintf(pl, sizeof pl, "%s", precisions);
         for (char *s2 = NULL, *pn = strtok_r(pl, ",", &s2); pn; pn = strtok_r(NULL, ",", &s2)) {
-            const sl_precision p = !strcmp(pn, "tf32") ? SL_PREC_TF32 : !strcmp(pn, "bf16") ? SL_PREC_BF16 : SL_PREC_FP32;
-            if (sl_op_ctx_set_precision(ctx, p)) {
+            const int named = sl_precision_from_name(pn);
+            const sl_precision p = named < 0 ? SL_PREC_FP32 : (sl_precision)named;
+            if (named < 0 || sl_op_ctx_set_precision(ctx, p)) {
                 printf("{\"bench\":\"gemm\",\"backend\":\"%s\",\"precision\":\"%s\",\"skipped\":\"unsupported\"}\n",
                        be, pn);
                 fprintf(stderr, "bench_gemm: %s %s skipped: %s\n", be, pn, sl_lasterr());

@@ -4,7 +4,7 @@
     PY=/path/to/venv/bin/python   # torch + demucs (bench/torch_venv.sh)
     $PY bench/bench_htdemucs.py --bin build/stemline [--seconds 30] [--threads 1,2] [--weights F.th]
     $PY bench/bench_htdemucs.py --bin build/stemline --model-only build/bench_umx [--repeat 2] [--threads 1,2]
-    ... [--precision fp32|tf32|bf16]   # stemline's runtime.precision; torch stays float32
+    ... [--precision fp32|tf32|bf16|bf16x6]   # stemline's runtime.precision; torch stays float32
 
 --model-only: one segment of the model's length (7.8 s for htdemucs) through
 the model alone on both sides, best of --repeat after a warm-up: torch's
@@ -76,7 +76,7 @@ def main():
                          "htdemucs_ft (N=4); demucs's BagOfModels on the torch side (default 1: one model)")
     ap.add_argument("--model-only", metavar="BENCH_UMX", help="time one segment through the model alone")
     ap.add_argument("--repeat", type=int, default=2, help="timed runs after a warm-up (--model-only)")
-    ap.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"],
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16", "bf16x6"],
                     help="stemline's runtime.precision (torch stays float32); fp32 is the figure against torch")
     a = ap.parse_args()
     from demucs.apply import apply_model

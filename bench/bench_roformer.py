@@ -4,7 +4,7 @@ against the reference PyTorch package (bs-roformer 0.3.10 from PyPI), same
 machine, same run, same threads, same input, same weights.
 
     PY bench/bench_roformer.py [--arch bs|mel] [--seconds 2 | --chunk] [--threads 1] [--repeat 2] [--check]
-                               [--precision fp32|tf32|bf16]
+                               [--precision fp32|tf32|bf16|bf16x6]
 
 PY: a python with torch 2.x, bs-roformer==0.3.10 and librosa (for example a venv:
 python3 -m venv V && V/bin/pip install torch bs-roformer==0.3.10 librosa).
@@ -91,7 +91,7 @@ def main():
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--check", action="store_true")
     ap.add_argument("--bin", default=os.path.join(ROOT, "build", "bench_umx"))
-    ap.add_argument("--precision", choices=["fp32", "tf32", "bf16"], default="fp32")
+    ap.add_argument("--precision", choices=["fp32", "tf32", "bf16", "bf16x6"], default="fp32")
     args = ap.parse_args()
     cls, arch, kw, stems = config(args.arch)
     hop = kw["stft_hop_length"]

@@ -67,7 +67,7 @@ int main(int argc, char **argv)
     }
     if (!weights || !input || repeat < 1) {
         fprintf(stderr, "usage: bench_umx --weights W --input IN.f32 [--output OUT.f32] [--model umx] [--backend cpu] "
-                        "[--repeat N] [--threads N] [--precision fp32|tf32|bf16] [--opt KEY=VALUE]... [--niter 1] [--residual false] "
+                        "[--repeat N] [--threads N] [--precision fp32|tf32|bf16|bf16x6] [--opt KEY=VALUE]... [--niter 1] [--residual false] "
                         "[--softmask false]\n");
         return 2;
     }
@@ -86,10 +86,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_umx: --threads %d: %s\n", threads, sl_lasterr());
         return 2;
     }
-    const sl_precision prec = !strcmp(precision, "tf32") ? SL_PREC_TF32
-                              : !strcmp(precision, "bf16") ? SL_PREC_BF16
-                                                           : SL_PREC_FP32;
-    if (strcmp(precision, sl_precision_name(prec)) || sl_op_ctx_set_precision(ctx, prec) < 0) {
+    const int named = sl_precision_from_name(precision);
+    const sl_precision prec = named < 0 ? SL_PREC_FP32 : (sl_precision)named;
+    if (named < 0 || sl_op_ctx_set_precision(ctx, prec) < 0) {
         fprintf(stderr, "bench_umx: --precision %s: %s\n", precision, sl_lasterr());
         return 2;
     }

@@ -85,7 +85,10 @@ static void *helper_main(void *v)
     unsigned long seen = 0;
     for (;;) {
         unsigned long g = atomic_load_explicit(&p->gen, memory_order_acquire);
-        for (int s = 0; g == seen && s < SPIN_ROUNDS; s++) {
+        /* a helper beyond the tokens its owner holds ran on a borrowed token,
+         * given back when the loop ended: it must not keep the CPU spinning */
+        const int spin = !p->budget || tid <= p->base - 1 ? SPIN_ROUNDS : 0;
+        for (int s = 0; g == seen && s < spin; s++) {
             cpu_relax();
             g = atomic_load_explicit(&p->gen, memory_order_acquire);
         }

@@ -229,14 +229,22 @@ int sl_op_ctx_set_threads(sl_op_ctx *ctx, int threads)
 
 const char *sl_precision_name(sl_precision p)
 {
-    static const char *const names[] = {"fp32", "tf32", "bf16"};
+    static const char *const names[] = {"fp32", "tf32", "bf16", "bf16x6"};
     return (unsigned)p < sizeof names / sizeof names[0] ? names[p] : "?";
+}
+
+int sl_precision_from_name(const char *name)
+{
+    for (int p = SL_PREC_FP32; p <= SL_PREC_BF16X6; p++)
+        if (!strcmp(name, sl_precision_name((sl_precision)p)))
+            return p;
+    return -1;
 }
 
 int sl_op_ctx_set_precision(sl_op_ctx *ctx, sl_precision p)
 {
-    if (p != SL_PREC_FP32 && p != SL_PREC_TF32 && p != SL_PREC_BF16)
-        return sl_seterr(SL_EINVAL, "precision %d: expected fp32, tf32 or bf16", (int)p);
+    if (p != SL_PREC_FP32 && p != SL_PREC_TF32 && p != SL_PREC_BF16 && p != SL_PREC_BF16X6)
+        return sl_seterr(SL_EINVAL, "precision %d: expected fp32, tf32, bf16 or bf16x6", (int)p);
     if (!ctx->be->set_precision) {
         if (p == SL_PREC_FP32)
             return 0;

@@ -101,7 +101,12 @@ int sl_op_ctx_set_threads(sl_op_ctx *ctx, int threads);
  * tiles, TF32 as three bf16 products per product (about 2^-16 relative error,
  * better than TF32's rounding) and BF16 as one (inputs rounded to bfloat16). A
  * GEMM can opt out per call (sl_gemm_args.force_fp32). Other ops stay fp32. */
-typedef enum { SL_PREC_FP32 = 0, SL_PREC_TF32 = 1, SL_PREC_BF16 = 2 } sl_precision;
+/* BF16X6 keeps fp32's accuracy on the AMX tiles: each operand split into three
+ * bf16 parts (a = a0 + a1 + a2 exactly), a.b as the six largest of the nine
+ * part products (a0b0 + a0b1 + a1b0 + a0b2 + a1b1 + a2b0, the dropped ones under
+ * 2^-24 of the product) summed in fp32; elsewhere (no AMX, CUDA) it is exact
+ * fp32. */
+typedef enum { SL_PREC_FP32 = 0, SL_PREC_TF32 = 1, SL_PREC_BF16 = 2, SL_PREC_BF16X6 = 3 } sl_precision;
 /* Asks for precision p on ctx's matrix products. 0 (the mode that takes effect
  * is sl_op_ctx_precision(ctx): FP32 on a CPU without AMX-BF16 tiles or with
  * SL_CPU_AMX=0, where the device string says so); SL_EUNSUPPORTED (with
@@ -112,8 +117,10 @@ int sl_op_ctx_set_precision(sl_op_ctx *ctx, sl_precision p);
 /* The precision ctx's matrix products compute in (the effective mode; SL_PREC_FP32
  * unless set); never fails. */
 sl_precision sl_op_ctx_precision(const sl_op_ctx *ctx);
-/* "fp32", "tf32", "bf16"; "?" when out of range. */
+/* "fp32", "tf32", "bf16", "bf16x6"; "?" when out of range. */
 const char *sl_precision_name(sl_precision p);
+/* The mode named name (sl_precision_name's names); -1 for another name. */
+int sl_precision_from_name(const char *name);
 /* Threads the ops of ctx run on (1 unless set above); never fails. */
 int sl_op_ctx_threads(const sl_op_ctx *ctx);
 /* Most threads that ran one op's loop at the same time so far (instrumentation:

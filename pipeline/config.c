@@ -106,10 +106,11 @@ const keydef sl_cfg_keys[] = {
      "fail a track whose decoding makes no progress for this many seconds (0 = never)"},
     {"runtime.devices", K_LIST, KF_NONEMPTY, F(devices), F(n_devices), "all", 0, 0, NULL,
      "CUDA devices to use, one worker each: [all] or ordinals like [0, 1]"},
-    {"runtime.precision", K_ENUM, 0, F(precision), NOF, "fp32", 0, 0, "fp32|tf32|bf16",
+    {"runtime.precision", K_ENUM, 0, F(precision), NOF, "fp32", 0, 0, "fp32|tf32|bf16|bf16x6",
      "arithmetic of the linear layers: fp32 (exact, the reference), or tf32 / bf16 (faster, less exact) on a "
      "CUDA device's tensor cores through cuBLASLt or a CPU's AMX tiles (tf32 there: three bf16 products per "
-     "product; a CPU without AMX-BF16 computes in fp32 and says so); cuda-emu computes in fp32 only"},
+     "product; a CPU without AMX-BF16 computes in fp32 and says so), or bf16x6 (fp32's accuracy on a CPU's AMX "
+     "tiles: six bf16 products per product; exact fp32 elsewhere); cuda-emu computes in fp32 only"},
 };
 const size_t sl_cfg_nkeys = sizeof sl_cfg_keys / sizeof sl_cfg_keys[0];
 _Static_assert(sizeof sl_cfg_keys / sizeof sl_cfg_keys[0] <= SL_CFG_MAX_KEYS,

@@ -80,6 +80,9 @@ struct trk {
     const sl_track *tr;
     pthread_mutex_t mu;
     int failed, abandoned, finalized, decode_done;
+    int writing;           /* a writer holds one of its slots (under the runner's mu): pop_write gives
+                            * its other slots to no other writer meanwhile, so no writer waits for
+                            * its lock while another encodes its stems */
     char err[900];
     int in_flight;         /* slots of this track not yet released */
     size_t sep_total;      /* segments decoded (final once decode_done) */
@@ -221,6 +224,7 @@ struct runner {
     sl_progress *progress;
     int fatal;             /* under mu while the pipeline threads run */
     double test_fill_s;    /* test hook SL_TEST_FILL_BATCHES=SECONDS: a worker waits up to this long for a full batch */
+    double test_write_s;   /* test hook SL_TEST_SLOW_WRITE=SECONDS: each separation segment's write takes this much longer */
     char fatal_msg[1100];
     atomic_int disk_full;  /* the output was lost: ENOSPC, EROFS or EACCES */
     atomic_int decodes;    /* decoders opened: one per track input, one per embedded stem */
@@ -251,7 +255,12 @@ void pool_free_all(runner *r);
 void push_ready(runner *r, slot *s);
 size_t pop_batch(runner *r, slot **out, size_t max);
 void push_write(runner *r, slot *s);
+/* The oldest slot in the write queue whose track no other writer holds (then
+ * held: t->writing), waiting for one; NULL when the workers are done and the
+ * queue is empty. The writer gives the track back with write_done. */
 slot *pop_write(runner *r);
+/* Caller holds t->mu: t's slots may go to any writer again. */
+void write_done(runner *r, trk *t);
 int expand_template(const char *tpl, const char *id, const char *stem, const char *ext,
                     char *out, size_t size);
 int check_output_collisions(runner *r);

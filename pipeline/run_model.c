@@ -529,7 +529,8 @@ void *worker_thread(void *arg)
 int apply_precision(const runner *r, sl_op_ctx *ctx)
 {
     const char *p = r->cfg->precision;
-    const sl_precision want = !strcmp(p, "tf32") ? SL_PREC_TF32 : !strcmp(p, "bf16") ? SL_PREC_BF16 : SL_PREC_FP32;
+    const int named = sl_precision_from_name(p); /* the config allows the names only */
+    const sl_precision want = named < 0 ? SL_PREC_FP32 : (sl_precision)named;
     int rc = sl_op_ctx_set_precision(ctx, want);
     static atomic_int said;
     if (rc == SL_EUNSUPPORTED) {

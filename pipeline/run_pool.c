@@ -75,19 +75,6 @@ static void fifo_push(fifo *q, slot *s)
     q->n++;
 }
 
-static slot *fifo_pop(fifo *q)
-{
-    slot *s = q->head;
-    if (s) {
-        q->head = s->next;
-        if (!q->head)
-            q->tail = NULL;
-        q->n--;
-        s->next = NULL;
-    }
-    return s;
-}
-
 void slot_layout(runner *r, slot *s, int kind)
 {
     float *p = s->mem;
@@ -245,18 +232,50 @@ void push_write(runner *r, slot *s)
 {
     pthread_mutex_lock(&r->mu);
     fifo_push(&r->write, s);
-    pthread_cond_signal(&r->cv_write);
+    pthread_cond_broadcast(&r->cv_write); /* (a woken writer may find only held tracks) */
     pthread_mutex_unlock(&r->mu);
+}
+
+/* The oldest slot of q whose track no writer holds, taken out of q; NULL if none. */
+static slot *fifo_pop_free_track(fifo *q)
+{
+    slot *prev = NULL;
+    for (slot *s = q->head; s; prev = s, s = s->next) {
+        if (s->t->writing)
+            continue;
+        if (prev)
+            prev->next = s->next;
+        else
+            q->head = s->next;
+        if (q->tail == s)
+            q->tail = prev;
+        q->n--;
+        s->next = NULL;
+        return s;
+    }
+    return NULL;
 }
 
 slot *pop_write(runner *r)
 {
     double t0 = now_s();
     pthread_mutex_lock(&r->mu);
-    while (!r->write.head && r->workers_left > 0)
+    slot *s;
+    /* a slot whose track another writer holds waits for it (that writer gives
+     * the track back, write_done, and wakes the writers) */
+    while (!(s = fifo_pop_free_track(&r->write)) && (r->write.head || r->workers_left > 0))
         pthread_cond_wait(&r->cv_write, &r->mu);
+    if (s)
+        s->t->writing = 1;
     r->wait_write_s += now_s() - t0;
-    slot *s = fifo_pop(&r->write);
     pthread_mutex_unlock(&r->mu);
     return s;
+}
+
+void write_done(runner *r, trk *t)
+{
+    pthread_mutex_lock(&r->mu);
+    t->writing = 0;
+    pthread_cond_broadcast(&r->cv_write);
+    pthread_mutex_unlock(&r->mu);
 }

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 typedef struct {
@@ -13,6 +14,7 @@ typedef struct {
     long track;
     int thread, tokens;
     double t0, t1, cpu;
+    long faults, sleeps, preempted;
 } trace_ev;
 
 static atomic_int on;
@@ -41,13 +43,25 @@ void trace_start(void)
     pthread_mutex_unlock(&mu);
 }
 
+/* The calling thread's minor faults, voluntary and involuntary context switches. */
+static void thread_counts(long *faults, long *sleeps, long *preempted)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_THREAD, &ru) != 0)
+        memset(&ru, 0, sizeof ru);
+    *faults = ru.ru_minflt;
+    *sleeps = ru.ru_nvcsw;
+    *preempted = ru.ru_nivcsw;
+}
+
 trace_mark trace_begin(void)
 {
-    trace_mark m = {0, 0, 0};
+    trace_mark m = {0};
     if (atomic_load_explicit(&on, memory_order_relaxed)) {
         m.wall = clock_s(CLOCK_MONOTONIC);
         m.cpu = clock_s(CLOCK_THREAD_CPUTIME_ID);
         m.tokens = my_tokens;
+        thread_counts(&m.faults, &m.sleeps, &m.preempted);
     }
     return m;
 }
@@ -59,6 +73,8 @@ void trace_end(trace_mark m, const char *what, long track)
     if (!atomic_load_explicit(&on, memory_order_relaxed) || m.wall == 0)
         return;
     const double w = clock_s(CLOCK_MONOTONIC), c = clock_s(CLOCK_THREAD_CPUTIME_ID);
+    long f, sl, pr;
+    thread_counts(&f, &sl, &pr);
     pthread_mutex_lock(&mu);
     if (!my_thread)
         my_thread = ++n_threads;
@@ -73,7 +89,8 @@ void trace_end(trace_mark m, const char *what, long track)
         evs = p;
         cap_evs = nc;
     }
-    evs[n_evs++] = (trace_ev){what, track, my_thread, m.tokens, m.wall - base, w - base, c - m.cpu};
+    evs[n_evs++] = (trace_ev){what,   track,         my_thread,     m.tokens,          m.wall - base, w - base,
+                              c - m.cpu, f - m.faults, sl - m.sleeps, pr - m.preempted};
     pthread_mutex_unlock(&mu);
 }
 
@@ -87,8 +104,8 @@ int trace_finish(void)
         for (size_t i = 0; f && i < n_evs; i++) {
             const trace_ev *e = &evs[i];
             fprintf(f, "{\"thread\": %d, \"what\": \"%s\", \"track\": %ld, \"t0\": %.6f, \"t1\": %.6f, \"cpu\": %.6f, "
-                       "\"tokens\": %d}\n",
-                    e->thread, e->what, e->track, e->t0, e->t1, e->cpu, e->tokens);
+                       "\"tokens\": %d, \"faults\": %ld, \"sleeps\": %ld, \"preempted\": %ld}\n",
+                    e->thread, e->what, e->track, e->t0, e->t1, e->cpu, e->tokens, e->faults, e->sleeps, e->preempted);
         }
         if (!f || fclose(f) != 0) {
             fprintf(stderr, "stemline: SL_TRACE: cannot write %s\n", path);

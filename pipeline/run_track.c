@@ -213,6 +213,10 @@ static void stitch_write(runner *r, trk *t, slot *s)
                              : sl_stitcher_push(&t->st, y, s->len);
     if (r->write_stems)
         write_stems(r, t, r->sep->n_sources, y, emit, 0);
+    if (r->test_write_s > 0) /* test hook: a slow encoder (the track's lock held) */
+        nanosleep(&(struct timespec){.tv_sec = (time_t)r->test_write_s,
+                                     .tv_nsec = (long)((r->test_write_s - (double)(time_t)r->test_write_s) * 1e9)},
+                  NULL);
     t->t_write += now_s() - t0;
 }
 
@@ -563,6 +567,8 @@ static void write_one(runner *r, slot *s)
                 fin |= release_locked(r, t, p);
             }
     }
+    /* (before t->mu goes: once it does, t may be finalized and freed by whoever released its last slot) */
+    write_done(r, t);
     pthread_mutex_unlock(&t->mu);
     if (fin)
         finalize(r, t);

@@ -145,6 +145,8 @@ static int resolve_sources(runner *r)
     r->mix_src = -1;
     const char *fill = getenv("SL_TEST_FILL_BATCHES");
     r->test_fill_s = fill ? atof(fill) : 0;
+    const char *slow = getenv("SL_TEST_SLOW_WRITE");
+    r->test_write_s = slow ? atof(slow) : 0;
     r->n_esrc = 0;
     r->n_stem_esrc = 0;
     if (!r->emb)

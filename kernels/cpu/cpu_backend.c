@@ -292,13 +292,18 @@ static void cpu_threads_changed(sl_op_ctx *ctx)
     const int n = sl_pool_threads(ctx->pool);
     const cpu_state *st = ctx->state;
     const char *prec = "";
+    char asked[80];
     if (ctx->precision == SL_PREC_TF32)
         prec = "; precision tf32 (gemm as three bf16 products on AMX tiles)";
     else if (ctx->precision == SL_PREC_BF16)
         prec = "; precision bf16 (gemm as bf16 products on AMX tiles)";
-    else if (st->asked != SL_PREC_FP32)
-        prec = st->asked == SL_PREC_TF32 ? "; precision fp32 (tf32 asked for: no AMX-BF16 tiles in use)"
-                                         : "; precision fp32 (bf16 asked for: no AMX-BF16 tiles in use)";
+    else if (ctx->precision == SL_PREC_BF16X6)
+        prec = "; precision bf16x6 (gemm as six bf16 products on AMX tiles, fp32's accuracy)";
+    else if (st->asked != SL_PREC_FP32) {
+        snprintf(asked, sizeof asked, "; precision fp32 (%s asked for: no AMX-BF16 tiles in use)",
+                 sl_precision_name(st->asked));
+        prec = asked;
+    }
     snprintf(ctx->device, sizeof ctx->device, "CPU (%d thread%s per context, %s)%s", n, n == 1 ? "" : "s", fftw_ver,
              prec);
 }

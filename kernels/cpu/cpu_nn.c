@@ -268,7 +268,7 @@ int sl_cpu_gemm(sl_op_ctx *ctx, const sl_gemm_args *a)
     const int amx = ctx->precision == SL_PREC_FP32 || a->force_fp32 || a->m < amx_rows || a->n < 16 || a->k < 16 ||
                             !sl_cpu_amx()
                         ? 0
-                        : ctx->precision == SL_PREC_TF32 ? 3 : 1;
+                        : ctx->precision == SL_PREC_TF32 ? 3 : ctx->precision == SL_PREC_BF16X6 ? 6 : 1;
     if (amx)
         return amx_run(ctx, a, amx);
     /* weights declared fixed: packed once, the AVX-512 kernel of cpu_gemmpk.c */

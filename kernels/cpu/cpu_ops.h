@@ -84,13 +84,14 @@ typedef struct {
     size_t ldq, ldk, ldv, ld_bias;
     float *out;
     size_t ldo;
+    int terms; /* sl_cpu_attn_amx: bf16 products per product, 3 (tf32's) or 6 (bf16x6's) */
 } sl_cpu_attn_pair;
 /* The pair on the AMX tiles (cpu_attn_amx.c: both products with tf32's three bf16 products per
- * product, the exact softmax in fp32 between them): 1 when done, 0 when this CPU has no AMX (or
+ * product, or bf16x6's six, p->terms; the exact softmax in fp32 between them): 1 when done, 0 when this CPU has no AMX (or
  * SL_CPU_AMX=0) or out of memory, the caller then computing it; sl_cpu_attn_amx_ws floats of
  * workspace for tq query rows and up to tk keys. */
 int sl_cpu_attn_amx(const sl_cpu_attn_pair *p, float *ws);
-size_t sl_cpu_attn_amx_ws(size_t tq, size_t tk, size_t D);
+size_t sl_cpu_attn_amx_ws(int terms, size_t tq, size_t tk, size_t D);
 /* Floats of workspace sl_cpu_attn_small needs for tq query rows and up to tk keys. */
 size_t sl_cpu_attn_small_ws(size_t tq, size_t tk, size_t D);
 /* The pair by the AVX2 / FMA kernels of cpu_attn.c: 1 when done, 0 when this CPU
@@ -137,7 +138,8 @@ void sl_cpu_gemm_dot(size_t m, size_t n, size_t k, const float *a, size_t lda, c
  * not declared fixed by sl_op_mark_fixed, out of memory, a shape it does not take). */
 int sl_cpu_gemm_packed(sl_op_ctx *ctx, const sl_gemm_args *a, size_t parts);
 /* Linear layers on the AMX tiles (cpu_amx.c) with terms bf16 products per product: 3
- * (runtime.precision tf32) or 1 (bf16). w (n rows of k) is packed first: sl_cpu_amx_wsize
+ * (runtime.precision tf32), 1 (bf16) or 6 (bf16x6: three bf16 parts per operand, fp32's
+ * accuracy). w (n rows of k) is packed first: sl_cpu_amx_wsize
  * uint16 values, panels of 16 columns, sl_cpu_amx_pack_w packing panels [p0, p1) of them
  * ((n + 31) / 32 * 2 in all). sl_cpu_amx_gemm then computes rows [i0, i1) and the columns of
  * panel pairs [q0, q1) (32 columns each) of y = act(x . w^T + bias) * mul + add (the epilogue of

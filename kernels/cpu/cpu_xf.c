@@ -13,51 +13,80 @@
 #include "cpu_ops.h"
 #include "cpu_simd.h"
 
-/* One row of sl_op_norm. */
-static void norm_row(const sl_norm_args *a, size_t i)
+/* The statistics of row i of sl_op_norm: mean and 1 / std (RMS: 0 and the scale). */
+static void norm_stats(const sl_norm_args *a, size_t i, double *mean, double *rstd)
 {
     const size_t n = a->dim;
     const float *x = a->x + i * a->ldx;
-    float *y = a->y + i * a->ldy;
     if (a->kind == SL_NORM_RMS) {
         double nrm = sqrt(sl_cpu_row_sum(x, n, 0.0, 1));
         if (nrm < a->eps)
             nrm = a->eps;
-        const float s = (float)(sqrt((double)n) / nrm);
-        sl_cpu_vec_scale(y, x, s, n);
+        *mean = 0.0;
+        *rstd = (double)(float)(sqrt((double)n) / nrm);
+        return;
+    }
+    *mean = sl_cpu_row_sum(x, n, 0.0, 0) / (double)n;
+    const double var = sl_cpu_row_sum(x, n, *mean, 1) / (double)n;
+    *rstd = 1.0 / sqrt(var + a->eps);
+}
+
+/* Elements [j0, j1) of row i of sl_op_norm from its statistics: each element the same operations
+ * whatever the range, so any split of a row gives the same bits. */
+static void norm_apply(const sl_norm_args *a, size_t i, double mean, double rstd, size_t j0, size_t j1)
+{
+    const float *x = a->x + i * a->ldx;
+    float *y = a->y + i * a->ldy;
+    if (a->kind == SL_NORM_RMS) {
+        sl_cpu_vec_scale(y + j0, x + j0, (float)rstd, j1 - j0);
         if (a->gamma)
-            for (size_t j = 0; j < n; j++)
+            for (size_t j = j0; j < j1; j++)
                 y[j] *= a->gamma[j];
         return;
     }
-    const double mean = sl_cpu_row_sum(x, n, 0.0, 0) / (double)n;
-    const double var = sl_cpu_row_sum(x, n, mean, 1) / (double)n;
-    const double rstd = 1.0 / sqrt(var + a->eps);
     if (a->kind == SL_NORM_LAYER) {
-        sl_cpu_norm_apply(y, x, n, mean, rstd, a->gamma, a->beta);
+        sl_cpu_norm_apply(y + j0, x + j0, j1 - j0, mean, rstd, a->gamma ? a->gamma + j0 : NULL,
+                          a->beta ? a->beta + j0 : NULL);
         if (a->act != SL_ACT_NONE)
-            sl_cpu_epilogue_row(a->act, n, y, NULL, NULL, NULL, y);
+            sl_cpu_epilogue_row(a->act, j1 - j0, y + j0, NULL, NULL, NULL, y + j0);
         return;
     }
     /* GROUP: runs of `inner` elements share their channel's parameters */
     const size_t cpg = a->channels / a->groups, c0 = (i % a->groups) * cpg, inner = a->inner;
-    for (size_t j0 = 0; j0 < n; j0 += inner) {
-        const size_t p = c0 + (j0 / inner) % cpg, m = n - j0 < inner ? n - j0 : inner;
-        sl_cpu_norm_apply_run(y + j0, x + j0, m, mean, rstd, a->gamma ? a->gamma + p : NULL,
+    if (inner == 1) { /* channel-last: consecutive elements, consecutive channels (as a LayerNorm's) */
+        for (size_t j = j0; j < j1;) {
+            const size_t c = j % cpg, m = j1 - j < cpg - c ? j1 - j : cpg - c;
+            sl_cpu_norm_apply(y + j, x + j, m, mean, rstd, a->gamma ? a->gamma + c0 + c : NULL,
+                              a->beta ? a->beta + c0 + c : NULL);
+            if (a->act != SL_ACT_NONE)
+                sl_cpu_epilogue_row(a->act, m, y + j, NULL, NULL, NULL, y + j);
+            j += m;
+        }
+        return;
+    }
+    for (size_t j = j0; j < j1;) {
+        const size_t p = c0 + (j / inner) % cpg, e = (j / inner + 1) * inner, m = (e < j1 ? e : j1) - j;
+        sl_cpu_norm_apply_run(y + j, x + j, m, mean, rstd, a->gamma ? a->gamma + p : NULL,
                               a->beta ? a->beta + p : NULL, a->act);
+        j += m;
     }
 }
 
 /* Rows [i0, i1) of the norm: each row on its own, so any split gives the same bits. */
 static void norm_rows(const sl_norm_args *a, size_t i0, size_t i1)
 {
-    for (size_t i = i0; i < i1; i++)
-        norm_row(a, i);
+    for (size_t i = i0; i < i1; i++) {
+        double mean, rstd;
+        norm_stats(a, i, &mean, &rstd);
+        norm_apply(a, i, mean, rstd, 0, a->dim);
+    }
 }
 
 typedef struct {
     const sl_norm_args *a;
     size_t parts;
+    size_t row;         /* pieces of one row (rows fewer than threads): its index, */
+    double mean, rstd;  /* statistics */
 } norm_job;
 
 static void norm_body(void *v, size_t t, int tid)
@@ -69,13 +98,36 @@ static void norm_body(void *v, size_t t, int tid)
     norm_rows(J->a, lo, hi);
 }
 
+/* Piece t of row J->row: ranges of whole 64-element runs. */
+static void norm_piece(void *v, size_t t, int tid)
+{
+    (void)tid;
+    const norm_job *J = v;
+    const size_t n = J->a->dim, blocks = (n + 63) / 64;
+    size_t lo, hi;
+    sl_pool_range(blocks, J->parts, t, &lo, &hi);
+    hi = hi * 64 < n ? hi * 64 : n;
+    if (lo * 64 < hi)
+        norm_apply(J->a, J->row, J->mean, J->rstd, lo * 64, hi);
+}
+
 /* Elements below which a norm runs on the calling thread alone. */
 #define NORM_PAR_MIN ((size_t)1 << 15)
 
 int sl_cpu_norm(sl_op_ctx *ctx, const sl_norm_args *a)
 {
     const size_t th = (size_t)sl_pool_threads(ctx->pool);
-    norm_job J = {a, th < a->rows ? th : (a->rows ? a->rows : 1)};
+    norm_job J = {a, th < a->rows ? th : (a->rows ? a->rows : 1), 0, 0.0, 0.0};
+    if (th > 1 && a->rows < th && a->dim >= NORM_PAR_MIN) {
+        /* fewer rows than threads (a GroupNorm(1) over a whole tensor): each row's statistics on
+         * this thread, then its elements in pieces over the threads */
+        J.parts = th;
+        for (J.row = 0; J.row < a->rows; J.row++) {
+            norm_stats(a, J.row, &J.mean, &J.rstd);
+            sl_pool_for(ctx->pool, J.parts, norm_piece, &J);
+        }
+        return 0;
+    }
     if (J.parts == 1 || a->rows * a->dim < NORM_PAR_MIN)
         norm_rows(a, 0, a->rows);
     else
@@ -225,7 +277,7 @@ typedef struct {
     const sl_attention_args *a;
     float *ws;       /* per thread: attend_blas's or cpu_attn.c's workspace, then the gates */
     size_t ws_stride, gate_at;
-    int amx;         /* the pairs on the AMX tiles (cpu_attn_amx.c) */
+    int amx;         /* the pairs on the AMX tiles (cpu_attn_amx.c), bf16 products per product; 0: not */
 } attn_job;
 
 static void attn_body(void *v, size_t t, int tid)
@@ -248,7 +300,7 @@ static void attn_body(void *v, size_t t, int tid)
                                 .v = a->v + b * a->stride_v + off, .rope = a->rope,
                                 .bias = a->bias ? a->bias + b * a->stride_bias_b + h * a->stride_bias_h : NULL,
                                 .ldq = a->ldq, .ldk = a->ldk, .ldv = a->ldv, .ld_bias = a->ld_bias, .out = o,
-                                .ldo = a->ldo};
+                                .ldo = a->ldo, .terms = J->amx};
     /* the AVX-512 kernels take long sequences of any length when the head width is a multiple of
      * 16 (HT-Demucs's 1344 / 2688 keys of 48-wide heads: 1.5x the blocked library path), else up
      * to LONG_KEYS keys (beyond, their scalar tail columns make the library path faster) */
@@ -277,9 +329,13 @@ int sl_cpu_attention(sl_op_ctx *ctx, const sl_attention_args *a)
     const size_t small = sl_cpu_attn_small_ws(tq, tk, (size_t)D);
     stride = stride > small ? stride : small;
     /* runtime.precision tf32 / bf16: long sequences' products on the AMX tiles */
-    const int amx = sl_op_ctx_precision(ctx) != SL_PREC_FP32 && tk >= AMX_MIN_KEYS && tq >= AMX_MIN_ROWS && sl_cpu_amx();
-    if (amx && sl_cpu_attn_amx_ws(tq, tk, (size_t)D) > stride)
-        stride = sl_cpu_attn_amx_ws(tq, tk, (size_t)D);
+    const sl_precision prec = sl_op_ctx_precision(ctx);
+    /* (amx: the bf16 products per product, 0 off the tiles) */
+    const int amx = prec == SL_PREC_FP32 || tk < AMX_MIN_KEYS || tq < AMX_MIN_ROWS || !sl_cpu_amx() ? 0
+                    : prec == SL_PREC_BF16X6                                                        ? 6
+                                                                                                    : 3;
+    if (amx && sl_cpu_attn_amx_ws(amx, tq, tk, (size_t)D) > stride)
+        stride = sl_cpu_attn_amx_ws(amx, tq, tk, (size_t)D);
     stride = (stride + 15) & ~(size_t)15;
     const size_t gate_at = stride;
     if (a->gate)

@@ -241,6 +241,13 @@ static int cu_init(sl_op_ctx *ctx)
 static int cu_set_precision(sl_op_ctx *ctx, sl_precision p)
 {
     sl_cu_state *st = sl_cu_st(ctx);
+    if (p == SL_PREC_BF16X6) { // fp32's accuracy: the exact fp32 path, named as such
+        ctx->device[st->device_len] = '\0';
+        const size_t used = st->device_len;
+        snprintf(ctx->device + used, sizeof ctx->device - used,
+                 "; precision fp32 (bf16x6 asked for: exact fp32 on a CUDA device)");
+        return (int)SL_PREC_FP32;
+    }
     if (p != SL_PREC_FP32) {
         const int rc = sl_cuda_gemm_lt_available();
         if (rc < 0)

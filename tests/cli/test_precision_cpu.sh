@@ -2,11 +2,11 @@
 # runtime.precision on the cpu backend (kernels/README.md, "Precision modes"),
 # through the whole runner with the small random-weight BS-RoFormer of the
 # golden tests: fp32 (the default) writes the same bytes with and without the
-# AMX tiles (SL_CPU_AMX=0); tf32 and bf16 run on the AMX tiles where the CPU
-# has them, name the mode in the device line and report.json, and stay within
-# their bounds of fp32; without AMX they compute in fp32 and say so. The config
-# takes tf32 / bf16 with backend cpu and still refuses other values (and the
-# modes on cuda-emu) at FILE:LINE:COL.
+# AMX tiles (SL_CPU_AMX=0); tf32, bf16 and bf16x6 run on the AMX tiles where
+# the CPU has them, name the mode in the device line and report.json, and stay
+# within their bounds of fp32 (bf16x6: 1e-5, fp32's own accuracy); without AMX
+# they compute in fp32 and say so. The config takes them with backend cpu and
+# still refuses other values (and the modes on cuda-emu) at FILE:LINE:COL.
 set -u
 source "$(dirname "$0")/lib.sh"
 : "${SL_SRC:?SL_SRC must point at the source tree}"
@@ -27,7 +27,7 @@ run_sl run job.yaml --quiet --set output.dir=fp32
 expect_status 0 "fp32 (default)"
 SL_CPU_AMX=0 run_sl run job.yaml --quiet --set output.dir=fp32-noamx
 expect_status 0 "fp32 with SL_CPU_AMX=0"
-for p in tf32 bf16; do
+for p in tf32 bf16 bf16x6; do
   run_sl run job.yaml --set output.dir=$p --set runtime.precision=$p
   expect_status 0 "runtime.precision $p on cpu"
   cp "$ERR" $p.log
@@ -48,7 +48,7 @@ assert len(files) == 2, files
 for f in files:
     assert open(f, "rb").read() == open(f.replace("fp32/", "fp32-noamx/"), "rb").read(), f
 assert json.load(open("fp32/report.json"))["precision"] == "fp32"
-for p, tol in (("tf32", 1e-4), ("bf16", 1e-2)):
+for p, tol in (("tf32", 1e-4), ("bf16", 1e-2), ("bf16x6", 1e-5)):
     rep = json.load(open(f"{p}-noamx/report.json"))
     assert rep["precision"] == "fp32" and f"fp32 ({p} asked for" in rep["device"], (p, rep["precision"], rep["device"])
     for f in files:  # exact fp32 when the tiles are off
@@ -86,4 +86,8 @@ run_sl run bad.yaml
 expect_status 2 "runtime.precision bf16 on cuda-emu"
 expect_grep "bad.yaml:5:3: key 'runtime.precision'" "$ERR" "the error points at the precision line"
 expect_grep "backend cuda-emu computes in fp32 only" "$ERR" "and says why"
+sed -i 's/precision: bf16/precision: bf16x6/' bad.yaml
+run_sl run bad.yaml
+expect_status 2 "runtime.precision bf16x6 on cuda-emu"
+expect_grep "bad.yaml:5:3: key 'runtime.precision'" "$ERR" "the error points at the precision line (bf16x6)"
 finish

@@ -179,11 +179,17 @@ only = sorted((e for e in ev if e["what"] in compute - {"write", "finalize"}), k
 for a, b in zip(only, only[1:]):
     assert b["t0"] >= a["t1"] - 1e-6, ("two sections computed at once at threads 1", a, b)
 assert all(e["t1"] >= e["t0"] >= 0 and e["cpu"] >= 0 for e in ev)
+# the thread's counts: page faults (the models' buffers are touched a first time), blocks, preemptions
+assert all(min(e["faults"], e["sleeps"], e["preempted"]) >= 0 for e in ev), ev[:3]
+assert sum(e["faults"] for e in ev if e["what"] == "model") > 0, "no page fault counted in the models"
 # one thread: FFmpeg loads on the main thread, after the models
 assert "ffmpeg_load" not in seen, "FFmpeg loaded beside the models at threads 1"
 EOF
-# two threads: FFmpeg's libraries load on a thread of their own while the models open
-SL_TRACE="$PWD/trace-2.jsonl" run_sl run job.yaml --quiet --set output.dir=out-trace2 --set runtime.threads=2
+# two threads: FFmpeg's libraries load on a thread of their own while the models open;
+# each segment's write is made slow (test hook SL_TEST_SLOW_WRITE, the track's
+# lock held) so that a track's next slots reach the writers while one encodes
+SL_TEST_SLOW_WRITE=0.06 SL_TRACE="$PWD/trace-2.jsonl" run_sl run job.yaml --quiet --set output.dir=out-trace2 \
+  --set runtime.threads=2
 expect_status 0 "traced run, threads 2"
 py_check "trace at threads 2: FFmpeg loaded during the setup, beside it" <<'EOF'
 import json
@@ -193,6 +199,17 @@ setup = [e for e in ev if e["what"] == "setup"]
 assert len(ff) == 1 and len(setup) == 1, (ff, setup)
 ff, setup = ff[0], setup[0]
 assert ff["thread"] != setup["thread"] and setup["t0"] <= ff["t0"] and ff["t1"] <= setup["t1"], (ff, setup)
+# a track is written by one writer at a time (pop_write hands its slots to no
+# other writer meanwhile): no writer waits, holding its token, for the lock of
+# a track whose stems another one encodes (such a wait would overlap the slow
+# write by most of its 0.06 s; a section's end is traced just after the writer
+# lets the track go, so the next may start a moment before)
+wr = sorted((e for e in ev if e["what"] == "write"), key=lambda e: e["t0"])
+for i, a in enumerate(wr):
+    for b in wr[i + 1:]:
+        if b["t0"] >= a["t1"] - 0.02:
+            break
+        assert a["track"] != b["track"] or a["thread"] == b["thread"], ("two writers on one track at once", a, b)
 EOF
 "$SL_PYTHON" "$SL_SRC/bench/trace_summary.py" trace-1.jsonl >trace-1.txt 2>&1 && pass || fail "trace_summary.py"
 expect_grep "outside tokens during the pipeline" trace-1.txt "the summary reads the trace"

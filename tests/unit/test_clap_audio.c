@@ -29,12 +29,18 @@ static void check_stage(const char *backend, const char *name, const float *got,
     CHECK_MSG(slg_check_stage(g, backend, name, got, n, TOL_STAGE), "%s %s: above %g", backend, name, TOL_STAGE);
 }
 
-static void golden_on(const char *backend, const slg_file *g)
+static void golden_on(const char *backend, const slg_file *g, sl_precision prec)
 {
     sl_op_ctx *ctx = NULL;
     if (sl_op_ctx_open(&ctx, backend) < 0) {
         printf("  %-8s SKIPPED (%s)\n", backend, sl_lasterr());
         return;
+    }
+    char label[32];
+    if (prec != SL_PREC_FP32) { /* bf16x6: the same golden bound as fp32 */
+        CHECK(sl_op_ctx_set_precision(ctx, prec) == 0);
+        snprintf(label, sizeof label, "%s %s", backend, sl_precision_name(sl_op_ctx_precision(ctx)));
+        backend = label;
     }
     sl_emb_model *m = NULL;
     int rc = sl_emb_open(&m, "clap", weights_path, NULL, ctx);
@@ -180,10 +186,10 @@ static void errors(void)
  * bits; where the mode does not apply (no AMX, SL_CPU_AMX=0) the fp32 bits. */
 static void precision_check(const float *x, size_t n, size_t dim, double tf32_gap, double bf16_gap, int tiles)
 {
-    static const sl_precision modes[3] = {SL_PREC_FP32, SL_PREC_TF32, SL_PREC_BF16};
-    float *v[3];
-    sl_precision eff[3];
-    for (int p = 0; p < 3; p++) {
+    static const sl_precision modes[4] = {SL_PREC_FP32, SL_PREC_TF32, SL_PREC_BF16, SL_PREC_BF16X6};
+    float *v[4];
+    sl_precision eff[4];
+    for (int p = 0; p < 4; p++) {
         v[p] = calloc(dim, sizeof(float));
         sl_op_ctx *ctx = NULL;
         sl_emb_model *m = NULL;
@@ -198,14 +204,14 @@ static void precision_check(const float *x, size_t n, size_t dim, double tf32_ga
         sl_emb_close(m);
         sl_op_ctx_close(ctx);
     }
-    for (int p = 1; p < 3; p++) {
+    for (int p = 1; p < 4; p++) {
         double dot = 0, n0 = 0, n1 = 0;
         for (size_t i = 0; i < dim; i++) {
             dot += (double)v[0][i] * v[p][i];
             n0 += (double)v[0][i] * v[0][i];
             n1 += (double)v[p][i] * v[p][i];
         }
-        const double gap = 1.0 - dot / sqrt(n0 * n1), tol = p == 1 ? tf32_gap : bf16_gap;
+        const double gap = 1.0 - dot / sqrt(n0 * n1), tol = p == 1 ? tf32_gap : p == 2 ? bf16_gap : tf32_gap / 100;
         const int same = !memcmp(v[0], v[p], dim * sizeof(float));
         if (eff[p] != modes[p]) {
             printf("  cpu %s: not in effect here (%s): fp32 bits %s\n", sl_precision_name(modes[p]),
@@ -219,7 +225,7 @@ static void precision_check(const float *x, size_t n, size_t dim, double tf32_ga
         if (tiles)
             CHECK_MSG(!same, "%s: the fp32 bits (the AMX path did not run)", sl_precision_name(modes[p]));
     }
-    for (int p = 0; p < 3; p++)
+    for (int p = 0; p < 4; p++)
         free(v[p]);
 }
 
@@ -279,12 +285,13 @@ int main(int argc, char **argv)
     slg_file g;
     CHECK(slg_load_in(&g, "clap", "clap-small") == 0);
     printf("clap audio tower vs laion_clap (float64 reference), %s\n", weights_path);
-    golden_on("cpu", &g);
+    golden_on("cpu", &g, SL_PREC_FP32);
+    golden_on("cpu", &g, SL_PREC_BF16X6);
     size_t n_in = 0;
     const float *x_in = slg_array(&g, "input", &n_in);
     precision_check(x_in, n_in, 24, 1e-6, 1e-3, 0);
-    golden_on("cuda-emu", &g);
-    golden_on("cuda", &g);
+    golden_on("cuda-emu", &g, SL_PREC_FP32);
+    golden_on("cuda", &g, SL_PREC_FP32);
     slg_free(&g);
     errors();
     return sl_test_finish("clap_audio");

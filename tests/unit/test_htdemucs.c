@@ -149,6 +149,8 @@ static void run_case(const char *backend, const char *name)
     const char *thr = getenv("SL_HTDEMUCS_THREADS");
     if (thr && atoi(thr) > 1)
         CHECK(sl_op_ctx_set_threads(ctx, atoi(thr)) == 0);
+    if (getenv("SL_HTDEMUCS_BF16X6") && !strcmp(backend, "cpu")) /* runtime.precision bf16x6, same bounds */
+        CHECK(sl_op_ctx_set_precision(ctx, SL_PREC_BF16X6) == 0);
     sl_sep_model *m = NULL;
     int rc = sl_sep_open(&m, "htdemucs", weights_of(name), NULL, ctx);
     CHECK_MSG(rc == 0, "open %s on %s: %s", name, backend, sl_lasterr());

@@ -8,7 +8,7 @@
  * CUDA kernels through the launch emulation; cuda too where a device answers):
  * max|got - ref| / max|ref| per stage and stem <= 1e-4. The CPU's
  * runtime.precision modes on the AMX tiles (skipped, said, without them): tf32
- * within the same 1e-4, bf16 within TOL_BF16, each taking its path (outputs
+ * and bf16x6 within the same 1e-4, bf16 within TOL_BF16, each taking its path (outputs
  * other than fp32's). Also: the instrumental stem (mix - vocals), option and
  * weights-file errors. */
 #include <math.h>
@@ -292,8 +292,17 @@ int main(void)
             float *w32 = NULL, *wp = NULL;
             size_t n32 = 0, np = 0;
             run_case_p("cpu", cases[c], SL_PREC_FP32, &w32, &n32);
-            for (sl_precision p = SL_PREC_TF32; p <= SL_PREC_BF16; p++) {
+            for (sl_precision p = SL_PREC_TF32; p <= SL_PREC_BF16X6; p++) {
                 run_case_p("cpu", cases[c], p, &wp, &np);
+                if (wp && w32 && np == n32) {
+                    double d = 0, pk = 0;
+                    for (size_t i = 0; i < n32; i++) {
+                        d = fmax(d, fabs((double)wp[i] - w32[i]));
+                        pk = fmax(pk, fabs((double)w32[i]));
+                    }
+                    printf("  cpu %-6s %s: waveforms max |d| / peak to fp32 %.3g\n", sl_precision_name(p), cases[c],
+                           pk > 0 ? d / pk : d);
+                }
                 /* the one-stem cases have GEMMs of AMX size (>= 128 rows); the mono and the four-stem
                  * Mel-Band ones may not */
                 if (wp && w32 && strstr(cases[c], "1stem"))

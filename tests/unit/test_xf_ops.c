@@ -149,6 +149,51 @@ static void test_group_norm_gelu(sl_op_ctx *ctx, size_t n, size_t C, size_t grou
     free(want);
 }
 
+/* GroupNorm(groups, C) without activation on fewer rows than threads and rows of more than 2^15
+ * elements (each row's elements in pieces over 3 threads): channel-first [n][C][S] (inner S, runs
+ * split between pieces) and channel-last [n][S][C] (GroupNorm(1, C) as HT-Demucs's transformer
+ * layers end, inner 1), against the definition in double and bit for bit against 1 thread. */
+static void test_group_norm_pieces(sl_op_ctx *ctx, size_t n, size_t C, size_t groups, size_t S, int last)
+{
+    const size_t dim = C / groups * S, nx = n * C * S;
+    float *x = sl_ref_rnd(nx, -2, 3), *g = sl_ref_rnd(C, -1, 1), *b = sl_ref_rnd(C, -1, 1);
+    float *y1 = malloc(nx * sizeof(float)), *y3 = malloc(nx * sizeof(float));
+    double *want = malloc(nx * sizeof(double));
+    sl_norm_args a = {SL_NORM_GROUP, n * groups, dim, x, dim, g, b, 1e-5f, y1, dim, groups, C, last ? 1 : S,
+                      SL_ACT_NONE};
+    CHECK(sl_op_ctx_set_threads(ctx, 1) == 0);
+    CHECK(sl_op_norm(ctx, &a) == 0);
+    CHECK(sl_op_ctx_set_threads(ctx, 3) == 0);
+    a.y = y3;
+    CHECK(sl_op_norm(ctx, &a) == 0);
+    CHECK(sl_op_ctx_set_threads(ctx, 1) == 0);
+    for (size_t r = 0; r < n * groups; r++) {
+        const float *xr = x + r * dim;
+        double m = 0, v = 0;
+        for (size_t j = 0; j < dim; j++)
+            m += xr[j];
+        m /= (double)dim;
+        for (size_t j = 0; j < dim; j++)
+            v += (xr[j] - m) * (xr[j] - m);
+        v /= (double)dim;
+        for (size_t j = 0; j < dim; j++) {
+            const size_t c = (r % groups) * (C / groups) + (last ? j % (C / groups) : j / S);
+            want[r * dim + j] = (xr[j] - m) / sqrt(v + 1e-5) * g[c] + b[c];
+        }
+    }
+    const double e = sl_ref_err(y3, want, nx);
+    printf("  group norm %s n%zu C%zu G%zu S%zu on 3 threads: rel err %.3g (tol 1e-6)\n",
+           last ? "channel-last" : "channel-first", n, C, groups, S, e);
+    CHECK_MSG(e <= 1e-6, "group norm error %g", e);
+    CHECK_MSG(memcmp(y1, y3, nx * sizeof(float)) == 0, "group norm: 1 and 3 threads differ");
+    free(x);
+    free(g);
+    free(b);
+    free(y1);
+    free(y3);
+    free(want);
+}
+
 /* Rotation of row r (D values) by position pos, in double, from the definition. */
 static void ref_rot(const float *r, int D, size_t pos, int rope, double *out)
 {
@@ -547,6 +592,14 @@ int main(void)
         attn_tol = 1e-5;
         CHECK(sl_op_ctx_set_precision(ctx, SL_PREC_FP32) == 0);
     }
+    /* bf16x6: the same pairs on the tiles with six bf16 products per product, at fp32's tolerance */
+    if (sl_op_ctx_set_precision(ctx, SL_PREC_BF16X6) == 0) {
+        printf("  attention bf16x6 (%s)\n", sl_op_ctx_device(ctx));
+        test_attention(ctx, 1, 70, 600, 2, 48, 0, 1);
+        test_attention(ctx, 2, 100, 530, 2, 64, 1, 1);
+        test_attention(ctx, 1, 130, 600, 2, 48, 0, 0);
+        CHECK(sl_op_ctx_set_precision(ctx, SL_PREC_FP32) == 0);
+    }
     /* the (item, head) pairs split over 3 threads, fewer pairs than threads too */
     CHECK(sl_op_ctx_set_threads(ctx, 3) == 0);
     test_attention(ctx, 3, 40, 40, 2, 16, 1, 0);
@@ -555,6 +608,9 @@ int main(void)
     test_norm(ctx, SL_NORM_LAYER, 200, 300); /* rows split over the threads */
     test_norm(ctx, SL_NORM_RMS, 130, 301);
     CHECK(sl_op_ctx_set_threads(ctx, 1) == 0);
+    test_group_norm_pieces(ctx, 1, 96, 1, 701, 1);
+    test_group_norm_pieces(ctx, 2, 48, 1, 1001, 1);
+    test_group_norm_pieces(ctx, 1, 40, 2, 3001, 0);
     /* long sequences (more than 256 x 256 scores): the AVX-512 kernels' query blocks, the
      * library-GEMM path without AVX-512; short ones with the AVX2 kernels switched off */
     test_attention(ctx, 1, 300, 260, 2, 16, 1, 1);
@@ -576,6 +632,7 @@ int main(void)
     test_norm(ctx, SL_NORM_RMS, 9, 300);
     test_norm(ctx, SL_NORM_LAYER, 9, 300);
     test_group_norm_gelu(ctx, 3, 12, 4, 45);
+    test_group_norm_pieces(ctx, 1, 96, 1, 701, 1);
     test_gelu_glu(ctx);
     sl_cpu_simd_set(1);
     test_band(ctx);
