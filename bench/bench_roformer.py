@@ -137,7 +137,8 @@ def main():
            "speedup": sl["x_realtime"] / (audio / best), "stemline_cpu_s": sl["cpu_best_s"], "torch_cpu_s": cpu_best,
            "speedup_cpu": cpu_best / sl["cpu_best_s"], "precision": sl.get("precision", "fp32"),
            "precision_asked": args.precision, "rel_err": err, "torch": torch.__version__,
-           "params": sl["params"], "load_avg_1min": os.getloadavg()[0], "load_avg_before": load0}
+           "params": sl["params"], "fixed_forms_mb": sl.get("fixed_forms_mb"), "load_avg_1min": os.getloadavg()[0],
+           "load_avg_before": load0}
     print(json.dumps(res))
     print("%s %.1f s, %d thread(s), stemline %s against torch float32: stemline %.3fx realtime, torch %.3fx, "
           "speed-up %.2fx (wall), %.2fx (CPU time %.2f s against %.2f s); max error %.2g of the largest sample (%s)"

@@ -136,11 +136,15 @@ int main(int argc, char **argv)
             best = dt;
     }
     const double audio = (double)n / info->sample_rate;
+    size_t forms_bytes = 0, forms_n = 0, forms_uses = 0; /* the CPU's packed weights (per process) */
+    sl_op_cpu_fixed_forms(&forms_bytes, &forms_n, &forms_uses);
     printf("{\"bench\":\"%s\",\"impl\":\"stemline\",\"backend\":\"%s\",\"device\":\"%s\",\"threads\":%d,"
            "\"peak_threads\":%d,\"seconds\":%.3f,\"sources\":%d,\"load_s\":%.3f,\"best_s\":%.4f,\"mean_s\":%.4f,"
-           "\"cpu_best_s\":%.4f,\"repeat\":%d,\"x_realtime\":%.4g,\"precision\":\"%s\",\"params\":\"%s\"}\n",
+           "\"cpu_best_s\":%.4f,\"repeat\":%d,\"x_realtime\":%.4g,\"precision\":\"%s\",\"params\":\"%s\","
+           "\"fixed_forms_mb\":%.1f}\n",
            model, backend, sl_op_ctx_device(ctx), sl_op_ctx_threads(ctx), sl_op_ctx_peak_threads(ctx), audio, S, t_load,
-           best, sum / repeat, cpu_best, repeat, audio / best, sl_precision_name(sl_op_ctx_precision(ctx)), info->params);
+           best, sum / repeat, cpu_best, repeat, audio / best, sl_precision_name(sl_op_ctx_precision(ctx)), info->params,
+           forms_bytes / 1048576.0);
     if (output) {
         FILE *o = fopen(output, "wb");
         if (!o || fwrite(out, sizeof(float), (size_t)S * C * n, o) != (size_t)S * C * n) {

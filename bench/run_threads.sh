@@ -8,7 +8,9 @@
 # track length (each length has its own generated catalog, in-<S>s/). Each run
 # writes its stage timeline (SL_TRACE, pipeline/run_trace.h) next to its
 # output: the table shows the tail (from the end of the last model batch to
-# the end of the run) and the CPU that ran outside the tokens.
+# the end of the run), the CPU that ran outside the tokens, the token-seconds
+# the sections held without computing (bench/trace_summary.py held_idle) and
+# the process's minor page faults.
 # After the jobs, the throughput ratio of each thread count to the first (best
 # round of each), with the CPU used (user + system of the process) against wall
 # x threads, and the token-seconds the run left unused (report.json).
@@ -118,7 +120,7 @@ run_job() {
   rm -rf "$out" "$out.trace.jsonl"
   local t0 t1
   t0=$(now)
-  SL_TRACE="$out.trace.jsonl" /usr/bin/time -f "%U %S" -o "$out.cpu" "$BUILD/stemline" run configs/demo.yaml --quiet --set "input.paths=[$in]" \
+  SL_TRACE="$out.trace.jsonl" /usr/bin/time -f "%U %S %R" -o "$out.cpu" "$BUILD/stemline" run configs/demo.yaml --quiet --set "input.paths=[$in]" \
     --set "output.dir=$out" --set runtime.backend=cpu --set "runtime.threads=$t" "$@" 2>"$out.log" || true
   t1=$(now)
   echo "$t0 $t1 $(tail -n1 "$out.cpu")" >"$out.time"
@@ -128,8 +130,8 @@ if [[ " $PARTS " == *" jobs "* ]]; then
   echo "### Catalog jobs: $TRACKS tracks x $SECS s through \`stemline run\` (backend cpu), runtime.threads alternating"
   echo
   rm -f "$W/jobs.rows"
-  echo "| job | round | threads | load before | wall s | x realtime | CPU s (user+sys) | CPU / (wall x threads) | tokens idle | workers x op threads (max) | peak compute threads | setup s | tail s | CPU outside tokens s | peak RSS MB | derived forms MB (forms, uses) |"
-  echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+  echo "| job | round | threads | load before | wall s | x realtime | CPU s (user+sys) | CPU / (wall x threads) | tokens idle | tokens held without computing s | page faults | workers x op threads (max) | peak compute threads | setup s | tail s | CPU outside tokens s | peak RSS MB | derived forms MB (forms, uses) |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
   for job in $JOBS; do
     case $job in
       hpss) set_args=(--set separation.model=hpss --set embedding.model=melstats) ;;
@@ -144,9 +146,11 @@ if [[ " $PARTS " == *" jobs "* ]]; then
         l=$(load)
         run_job "$job" "$t" "$out" "$W/in-jobs" "${set_args[@]}"
         "$PY" - "$out" "$job" "$round" "$t" "$l" "$TRACKS" "$SECS" <<'EOF' | tee -a "$W/jobs.rows"
-import json, sys
+import json, os, sys
+sys.path.insert(0, os.path.join(os.getcwd(), "bench"))
+from trace_summary import held_idle
 out, job, rnd, t, l, n, secs = sys.argv[1:]
-t0, t1, user, sys_ = map(float, open(out + ".time").read().split())
+t0, t1, user, sys_, faults = map(float, open(out + ".time").read().split())
 wall, cpu = t1 - t0, user + sys_
 try:
     p = json.load(open(out + "/report.json"))["pipeline"]
@@ -163,10 +167,11 @@ try:  # the stage timeline: the tail after the last model batch, CPU outside the
     tail = f"{end - max(e['t1'] for e in ev if e['what'].startswith('model')):.3f}"
     ends = ("setup", "shards", "report", "close")
     outside = f"{sum(e['cpu'] for e in ev if e['tokens'] == 0 and '.' not in e['what'] and e['what'] not in ends + ('wait_token',)):.3f}"
+    held = f"{sum(held_idle(ev).values()):.3f}"
 except Exception:
-    tail, outside = "?", "?"
+    tail, outside, held = "?", "?", "?"
 print(f"| {job} | {rnd} | {t} | {l} | {wall:.2f} | {int(n) * float(secs) / wall:.1f} | {cpu:.2f} | "
-      f"{cpu / (wall * int(t)):.0%} | {idle} | {split} | {peak} | {setup} | {tail} | {outside} | {rss} | {forms} |")
+      f"{cpu / (wall * int(t)):.0%} | {idle} | {held} | {faults:.0f} | {split} | {peak} | {setup} | {tail} | {outside} | {rss} | {forms} |")
 EOF
       done
     done
@@ -208,7 +213,7 @@ if [[ " $PARTS " == *" fixed "* ]]; then
 import json, sys
 m = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
 out, n, l, l2 = sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
-t0, t1, user, sys_ = map(float, open(out + ".time").read().split())
+t0, t1, user, sys_, _faults = map(float, open(out + ".time").read().split())
 wall, cpu = t1 - t0, user + sys_
 r = json.load(open(out + "/report.json"))
 p = r["pipeline"]

@@ -2,7 +2,11 @@
 """Summarises a stage timeline written by `SL_TRACE=FILE stemline run ...`
 (pipeline/run_trace.h): wall and CPU seconds per stage, the CPU spent outside
 the run's CPU tokens, the busy threads over time, and the tail (from the
-moment the last model batch ends to the end of the run).
+moment the last model batch ends to the end of the run). Per stage also the
+page faults, blocks and preemptions of its threads, and the token-seconds the
+sections held without computing (wall minus CPU of the sections that held
+tokens, their disk waits without tokens left out): what a run at T threads
+loses beside the tokens nobody held.
 
     bench/trace_summary.py FILE [--timeline WIDTH]
 """
@@ -10,6 +14,22 @@ import argparse
 import collections
 import json
 import sys
+
+
+def held_idle(ev):
+    """{stage: token-seconds its sections held tokens without computing}: wall
+    minus CPU of each top-level section that began with tokens, less the parts
+    inside it that ran without (a finished track's disk waits, fin.*)."""
+    out = collections.Counter()
+    for e in ev:
+        if e["tokens"] < 1 or "." in e["what"] or e["what"] == "wait_token":
+            continue
+        free = [o for o in ev if o["thread"] == e["thread"] and "." in o["what"] and o["tokens"] == 0
+                and o["t0"] >= e["t0"] and o["t1"] <= e["t1"]]
+        wall = e["t1"] - e["t0"] - sum(o["t1"] - o["t0"] for o in free)
+        cpu = e["cpu"] - sum(o["cpu"] for o in free)
+        out[e["what"]] += e["tokens"] * max(0.0, wall - cpu)
+    return out
 
 
 def main():
@@ -28,11 +48,16 @@ def main():
     tot = collections.OrderedDict()
     for e in ev:
         k = e["what"]
-        w, c, n, c0 = tot.get(k, (0.0, 0.0, 0, 0.0))
-        tot[k] = (w + e["t1"] - e["t0"], c + e["cpu"], n + 1, c0 + (e["cpu"] if e["tokens"] == 0 else 0))
-    print(f"{'section':<16} {'n':>5} {'wall s':>8} {'cpu s':>8} {'cpu w/o token':>14}")
-    for k, (w, c, n, c0) in sorted(tot.items(), key=lambda kv: -kv[1][0]):
-        print(f"{k:<16} {n:>5} {w:>8.3f} {c:>8.3f} {c0:>14.3f}")
+        w, c, n, c0, f, sl, pr = tot.get(k, (0.0, 0.0, 0, 0.0, 0, 0, 0))
+        tot[k] = (w + e["t1"] - e["t0"], c + e["cpu"], n + 1, c0 + (e["cpu"] if e["tokens"] == 0 else 0),
+                  f + e.get("faults", 0), sl + e.get("sleeps", 0), pr + e.get("preempted", 0))
+    idle = held_idle(ev)
+    print(f"{'section':<16} {'n':>5} {'wall s':>8} {'cpu s':>8} {'cpu w/o token':>14} {'held idle':>10} "
+          f"{'faults':>8} {'blocks':>7} {'preempted':>9}")
+    for k, (w, c, n, c0, f, sl, pr) in sorted(tot.items(), key=lambda kv: -kv[1][0]):
+        print(f"{k:<16} {n:>5} {w:>8.3f} {c:>8.3f} {c0:>14.3f} {idle.get(k, 0):>10.3f} {f:>8} {sl:>7} {pr:>9}")
+    print(f"token-seconds held without computing {sum(idle.values()):.3f} "
+          f"(held idle: wall minus CPU of the sections holding tokens; blocks and preemptions say why)")
     top = [e for e in ev if "." not in e["what"] and e["what"] != "wait_token"]
     print(f"cpu of top-level sections {sum(e['cpu'] for e in top):.3f} s, "
           f"of which outside tokens during the pipeline "

@@ -432,6 +432,9 @@ typedef struct {
     const float *bias;
     sl_act act;
     float *y;
+    int glu; /* 1: y = GLU over the channel halves of the convolution z (torch F.glu(z, dim=1)):
+              * y[b][o][t][n] = z[b][o][t][n] * sigmoid(z[b][o + c_out/2][t][n]), y holds c_out / 2
+              * channels; c_out even, act NONE, groups 1. 0: y = z (older callers leave it 0) */
 } sl_conv1d_args;
 /* len_out of a (valid) sl_conv1d_args; 0 when no output position fits. */
 size_t sl_conv1d_len_out(const sl_conv1d_args *a);

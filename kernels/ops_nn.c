@@ -135,6 +135,8 @@ int sl_op_conv1d(sl_op_ctx *ctx, const sl_conv1d_args *a)
         return bad("conv1d", "the kernel span is longer than the padded input");
     if ((uint64_t)lo * (uint64_t)a->inner > INT32_MAX || (uint64_t)a->len * (uint64_t)a->inner > INT32_MAX)
         return bad("conv1d", "signal too large");
+    if (a->glu && (a->c_out % 2 || a->act != SL_ACT_NONE || a->groups != 1))
+        return bad("conv1d", "glu needs an even c_out, no activation and groups 1");
     if (!a->batch)
         return 0;
     DISPATCH(SL_OP_CONV1D, conv1d, a);

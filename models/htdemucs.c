@@ -35,7 +35,7 @@ static const sl_op_id hd_ops[] = {SL_OP_FRAME, SL_OP_RFFT, SL_OP_IRFFT, SL_OP_OV
 static int conv1(sl_op_ctx *ctx, const hd_conv *c, size_t len, size_t inner, int stride, int pad_l, int pad_r,
                  int dil, sl_act act, const float *x, float *y)
 {
-    sl_conv1d_args a = {1, c->c_in, c->c_out, 1, len, inner, c->k, stride, dil, pad_l, pad_r, x, c->w, c->b, act, y};
+    sl_conv1d_args a = {1, c->c_in, c->c_out, 1, len, inner, c->k, stride, dil, pad_l, pad_r, x, c->w, c->b, act, y, 0};
     return sl_op_conv1d(ctx, &a);
 }
 
@@ -98,13 +98,13 @@ static int dconv(sl_op_ctx *ctx, const hd_layer *ly, size_t N, size_t C, size_t 
         const hd_dlayer *dl = &ly->dconv[d];
         const size_t hid = (size_t)dl->c1.c_out;
         sl_conv1d_args a1 = {N, (int)C, (int)hid, 1, T, 1, dl->c1.k, 1, dl->dil, dl->dil * (dl->c1.k / 2),
-                             dl->dil * (dl->c1.k / 2), x, dl->c1.w, dl->c1.b, SL_ACT_NONE, h};
+                             dl->dil * (dl->c1.k / 2), x, dl->c1.w, dl->c1.b, SL_ACT_NONE, h, 0};
         TRY(sl_op_conv1d(ctx, &a1));
         if (dl->n1.g)
             TRY(gnorm_act(ctx, &dl->n1, N, hid, 1, T, SL_ACT_GELU, h));
         else
             TRY(ew(ctx, N * hid * T, h, NULL, SL_ACT_GELU, h));
-        sl_conv1d_args a2 = {N, (int)hid, (int)(2 * C), 1, T, 1, 1, 1, 1, 0, 0, h, dl->c2.w, dl->c2.b, SL_ACT_NONE, z};
+        sl_conv1d_args a2 = {N, (int)hid, (int)(2 * C), 1, T, 1, 1, 1, 1, 0, 0, h, dl->c2.w, dl->c2.b, SL_ACT_NONE, z, 0};
         TRY(sl_op_conv1d(ctx, &a2));
         TRY(gnorm(ctx, &dl->n2, N, 2 * C, 1, T, z));
         TRY(sl_op_glu(ctx, N, C * T, z, 2 * C * T, g, C * T));
@@ -153,14 +153,27 @@ static int dconv_any(sl_op_ctx *ctx, const hd_layer *ly, int freq, size_t C, siz
     return 0;
 }
 
-/* The rewrite convolution of [C][F][T] (F = 1 for time layers) into y [2C][F][T]. */
-static int rewrite(sl_op_ctx *ctx, const hd_layer *ly, size_t F, size_t T, const float *x, float *y)
+/* The rewrite convolution of [C][F][T] (F = 1 for time layers), then GroupNorm norm (when the
+ * layer has one) and the GLU, into y [C][F][T] (z: room for [2C][F][T]). Without a norm, a
+ * 1-D rewrite takes the GLU in the convolution (sl_conv1d_args.glu: its output never goes
+ * through memory whole). */
+static int rewrite_glu(sl_op_ctx *ctx, const hd_state *st, const hd_layer *ly, const hd_gn *norm, size_t F, size_t T,
+                       const float *x, float *z, float *y)
 {
+    int rc;
     const hd_conv *c = &ly->rewrite;
-    if (c->k == 1 || !ly->freq)
-        return conv1(ctx, c, F * T, 1, 1, c->k / 2, c->k / 2, 1, SL_ACT_NONE, x, y);
-    sl_conv2d_args a = {1, c->c_in, c->c_out, (int)F, (int)T, c->k, x, c->w, c->b, SL_ACT_NONE, y};
-    return sl_op_conv2d(ctx, &a);
+    const size_t n = (size_t)c->c_in * F * T;
+    if (c->k == 1 || !ly->freq) {
+        sl_conv1d_args a = {1, c->c_in, c->c_out, 1, F * T, 1, c->k, 1, 1, c->k / 2, c->k / 2, x, c->w, c->b,
+                            SL_ACT_NONE, norm->g ? z : y, !norm->g};
+        if ((rc = sl_op_conv1d(ctx, &a)) < 0 || !norm->g)
+            return rc;
+    } else {
+        sl_conv2d_args a = {1, c->c_in, c->c_out, (int)F, (int)T, c->k, x, c->w, c->b, SL_ACT_NONE, z};
+        TRY(sl_op_conv2d(ctx, &a));
+    }
+    TRY(gnorm(ctx, norm, 1, 2 * (size_t)c->c_in, (size_t)st->norm_groups, F * T, z));
+    return sl_op_glu(ctx, 1, n, z, 2 * n, y, n);
 }
 
 /* Encoder layer: x [cin][Fi][T] (time: [cin][Li], F = 1) -> out [cout][Fo][T]. */
@@ -185,9 +198,7 @@ static int encode(sl_op_ctx *ctx, const hd_state *st, const hd_layer *ly, size_t
     TRY(dconv_any(ctx, ly, ly->freq, C, Fo, T, B->a, B));
     if (!ly->rewrite.w)
         return sl_op_copy(ctx, out, B->a, C * Fo * T * sizeof(float));
-    TRY(rewrite(ctx, ly, Fo, T, B->a, B->b));
-    TRY(gnorm(ctx, &ly->norm_b, 1, 2 * C, (size_t)st->norm_groups, Fo * T, B->b));
-    return sl_op_glu(ctx, 1, C * Fo * T, B->b, 2 * C * Fo * T, out, C * Fo * T);
+    return rewrite_glu(ctx, st, ly, &ly->norm_b, Fo, T, B->a, B->b, out);
 }
 
 /* Decoder layer: x [C][Fi][T] + skip -> out [cout][Fo][T]; time layers crop to length. */
@@ -197,12 +208,11 @@ static int decode(sl_op_ctx *ctx, const hd_state *st, const hd_layer *ly, size_t
     int rc;
     const size_t C = (size_t)ly->conv.c_in, co = (size_t)ly->conv.c_out, K = (size_t)st->kernel, S = (size_t)st->stride;
     const size_t p = K / 4, n = C * Fi * T;
-    TRY(ew(ctx, n, x, skip, SL_ACT_NONE, B->a));
     if (ly->rewrite.w) {
-        TRY(rewrite(ctx, ly, Fi, T, B->a, B->b));
-        TRY(gnorm(ctx, &ly->norm_a, 1, 2 * C, (size_t)st->norm_groups, Fi * T, B->b));
-        TRY(sl_op_glu(ctx, 1, n, B->b, 2 * n, B->a, n));
-    }
+        TRY(ew(ctx, n, x, skip, SL_ACT_NONE, B->c));
+        TRY(rewrite_glu(ctx, st, ly, &ly->norm_a, Fi, T, B->c, B->b, B->a));
+    } else
+        TRY(ew(ctx, n, x, skip, SL_ACT_NONE, B->a));
     TRY(dconv_any(ctx, ly, ly->freq, C, Fi, T, B->a, B));
     const size_t len = ly->freq ? Fi : T, inner = ly->freq ? T : 1, full = (len - 1) * S + K;
     const size_t lo = ly->freq ? full - 2 * p : length;
@@ -290,7 +300,7 @@ static int dump(sl_op_ctx *ctx, float *host, const float *dev, size_t n)
 typedef struct {
     hd_bufs B;
     float *xin, *saved[HD_MAX_DEPTH], *saved_t[HD_MAX_DEPTH], *cur, *nxt, *tcur, *tnxt;
-    float *tx, *txt, *tx2, *txt2, *dx, *spec, *vec, *zin, *frames, *ola;
+    float *tx, *txt, *tx2, *txt2, *dx, *spec, *vec, *zin, *frames, *ola, *zero;
     float *host_mag, *host;
     size_t big;
 } hd_run;
@@ -298,7 +308,7 @@ typedef struct {
 static void run_free(sl_op_ctx *ctx, hd_run *R)
 {
     float *p[] = {R->B.a, R->B.b, R->B.c, R->B.d, R->B.e, R->xin, R->cur, R->nxt, R->tcur, R->tnxt, R->tx, R->txt,
-                  R->tx2, R->txt2, R->dx, R->spec, R->vec, R->zin, R->frames, R->ola};
+                  R->tx2, R->txt2, R->dx, R->spec, R->vec, R->zin, R->frames, R->ola, R->zero};
     for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
         sl_op_free(ctx, p[i]);
     for (int i = 0; i < HD_MAX_DEPTH; i++) {
@@ -338,6 +348,7 @@ static int run_alloc(sl_op_ctx *ctx, const hd_state *st, hd_run *R)
     want[k].p = &R->vec, want[k++].n = 4 * T;
     want[k].p = &R->zin, want[k++].n = SC * (T + 4) * (F + 1) * 2;
     want[k].p = &R->ola, want[k++].n = SC * Lp;
+    want[k].p = &R->zero, want[k++].n = 16;
     for (size_t i = 0; i < k; i++) {
         int rc = sl_op_alloc(ctx, (void **)want[i].p, want[i].n * sizeof(float));
         if (rc < 0) {
@@ -345,18 +356,25 @@ static int run_alloc(sl_op_ctx *ctx, const hd_state *st, hd_run *R)
             return rc;
         }
     }
-    const size_t nh = 2 * C * F * T > SC * (T + 4) * (F + 1) * 2 ? 2 * C * F * T : SC * (T + 4) * (F + 1) * 2;
-    R->host_mag = malloc(sizeof(float) * nh);
+    R->host_mag = malloc(sizeof(float) * 2 * C * F * T);
     R->host = malloc(sizeof(float) * (SC * Lp + SC * st->L + C * Lp));
     if (!R->host_mag || !R->host) {
         run_free(ctx, R);
         return sl_seterr(SL_ENOMEM, "separation model htdemucs: out of memory");
     }
     /* _ispec's input: the zero bin on top and two zero frames each side stay zero (irfft
-     * does not modify its input; each segment's permute writes only the rest) */
-    const size_t zn = SC * (T + 4) * (F + 1) * 2;
-    memset(R->host_mag, 0, zn * sizeof(float));
-    int rc = sl_op_upload(ctx, R->zin, R->host_mag, zn * sizeof(float));
+     * does not modify its input; each segment's permute writes only the rest), written here
+     * from one zero float (strides 0), so that no whole buffer of zeros is made and copied */
+    const float zeros[16] = {0};
+    int rc = sl_op_upload(ctx, R->zero, zeros, sizeof zeros);
+    const size_t Tz = T + 4, fz = (F + 1) * 2;
+    const sl_permute_args zp[] = {
+        {{1, SC, 2, fz}, R->zero, {0, 0, 0, 0}, R->zin, {0, Tz * fz, fz, 1}},                /* frames 0, 1 */
+        {{1, SC, 2, fz}, R->zero, {0, 0, 0, 0}, R->zin + (T + 2) * fz, {0, Tz * fz, fz, 1}}, /* T+2, T+3 */
+        {{1, SC, T, 2}, R->zero, {0, 0, 0, 0}, R->zin + 2 * fz + 2 * F, {0, Tz * fz, fz, 1}}, /* bin F */
+    };
+    for (size_t i = 0; i < sizeof zp / sizeof zp[0] && rc >= 0; i++)
+        rc = sl_op_permute(ctx, &zp[i]);
     if (rc < 0)
         run_free(ctx, R);
     return rc < 0 ? rc : 0;

@@ -155,6 +155,19 @@ int sl_cpu_conv1d(sl_op_ctx *ctx, const sl_conv1d_args *a)
 {
     if (sl_cpu_conv1d_direct(ctx, a))
         return 0;
+    if (a->glu) { /* the whole convolution into a buffer of its own, then the GLU */
+        const size_t n = sl_conv1d_len_out(a) * a->inner, half = (size_t)a->c_out / 2;
+        float *z = malloc(a->batch * 2 * half * n * sizeof(float));
+        if (!z)
+            return SL_ENOMEM;
+        sl_conv1d_args b = *a;
+        b.glu = 0, b.y = z;
+        int rc = sl_cpu_conv1d(ctx, &b);
+        if (!rc)
+            rc = sl_cpu_glu(ctx, a->batch, half * n, z, 2 * half * n, a->y, half * n);
+        free(z);
+        return rc;
+    }
     c1_job J = {.a = a, .len_out = sl_conv1d_len_out(a)};
     J.n_cols = J.len_out * a->inner;
     const size_t K = (size_t)(a->c_in / a->groups) * (size_t)a->k, Og = (size_t)(a->c_out / a->groups);

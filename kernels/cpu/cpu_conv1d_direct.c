@@ -81,6 +81,9 @@ typedef struct {
     const float *xin;       /* strided mode: x of the op (x is its phases, [batch][C][stride][len / stride]) */
     size_t len_in, pad_r;   /* strided mode: the op's len and pad_r */
     sl_act act_out;         /* phases mode: the op's activation, applied with the interleave */
+    int glu;                /* contiguous mode: y = GLU of the channel halves (O / 2 channels) */
+    float *zb;              /* glu: [threads][zb_floats], each thread's block of the convolution, */
+    size_t zb_floats;       /* [O][DC_BLOCK * DC_NR] */
 } dc_job;
 
 /* Packed weights: conv1d [O / 12][C][k][12] (wp + (o / 12) * wo + (c * kw + u) * 12 + o % 12 = w(o, c, u),
@@ -213,22 +216,22 @@ static void dc_tile_taps(const dc_job *J, size_t tile, dc_taps *T)
     T->ms = dc_lanes(0, (long)ncol);
 }
 
-/* Output channels o0 .. o0 + R - 1 of a tile of item b over input channels c0 .. c1 - 1: from the
- * bias (c0 = 0) or the partial sums in y. */
+/* Output channels o0 .. o0 + R - 1 of a tile of item b over input channels c0 .. c1 - 1 into y (row
+ * stride ldy: the tile's place in J->y, or in a thread's block for a GLU): from the bias (c0 = 0)
+ * or the partial sums in y. */
 DC512 static inline __attribute__((always_inline)) void dc_tile(int R, const dc_job *J, size_t b, size_t o0,
                                                                 size_t c0, size_t c1, const dc_taps *T,
-                                                                const float *xp)
+                                                                const float *xp, float *y, size_t ldy)
 {
     const size_t kw = J->kw;
     const float *wp = J->wp + o0 / DC_MR * J->wo;
-    float *y = J->y + (b * J->O + o0) * J->cols + T->off;
     const __mmask16 s0 = (__mmask16)T->ms, s1 = (__mmask16)(T->ms >> 16);
     __m512 acc[DC_MR][2];
     _Pragma("GCC unroll 12") for (int r = 0; r < DC_MR; r++)
         if (r < R) {
             if (c0) {
-                acc[r][0] = _mm512_maskz_loadu_ps(s0, y + (size_t)r * J->cols);
-                acc[r][1] = _mm512_maskz_loadu_ps(s1, y + (size_t)r * J->cols + 16);
+                acc[r][0] = _mm512_maskz_loadu_ps(s0, y + (size_t)r * ldy);
+                acc[r][1] = _mm512_maskz_loadu_ps(s1, y + (size_t)r * ldy + 16);
             } else {
                 acc[r][0] = acc[r][1] = J->bias ? _mm512_set1_ps(J->bias[o0 + (size_t)r]) : _mm512_setzero_ps();
             }
@@ -272,18 +275,18 @@ DC512 static inline __attribute__((always_inline)) void dc_tile(int R, const dc_
     }
     _Pragma("GCC unroll 12") for (int r = 0; r < DC_MR; r++)
         if (r < R) {
-            _mm512_mask_storeu_ps(y + (size_t)r * J->cols, s0, acc[r][0]);
-            _mm512_mask_storeu_ps(y + (size_t)r * J->cols + 16, s1, acc[r][1]);
+            _mm512_mask_storeu_ps(y + (size_t)r * ldy, s0, acc[r][0]);
+            _mm512_mask_storeu_ps(y + (size_t)r * ldy + 16, s1, acc[r][1]);
         }
 }
 
 #define DC_CASE(R)                                                                                                     \
     case R:                                                                                                            \
-        dc_tile(R, J, b, o0, c0, c1, T, xp);                                                                           \
+        dc_tile(R, J, b, o0, c0, c1, T, xp, y, ldy);                                                                   \
         break
 
 DC512 static void dc_tile_any(int R, const dc_job *J, size_t b, size_t o0, size_t c0, size_t c1, const dc_taps *T,
-                              const float *xp)
+                              const float *xp, float *y, size_t ldy)
 {
     switch (R) {
         DC_CASE(1);
@@ -328,9 +331,10 @@ DC512 static void dc_pack_x(const dc_job *J, size_t b, size_t c0, size_t c1, con
         }
 }
 
-DC512 static void dc_run(const dc_job *J, size_t b, size_t i0, size_t i1, float *xp)
+DC512 static void dc_run(const dc_job *J, size_t b, size_t i0, size_t i1, float *xp, float *zb)
 {
     const size_t O = J->O, per = J->cb * J->k * DC_NR; /* packed floats per tile */
+    const size_t ldy = zb ? DC_BLOCK * DC_NR : J->cols;
     dc_taps T[DC_BLOCK];
     for (size_t ib = i0; ib < i1; ib += DC_BLOCK) {
         const size_t ie = ib + DC_BLOCK < i1 ? ib + DC_BLOCK : i1;
@@ -342,17 +346,26 @@ DC512 static void dc_run(const dc_job *J, size_t b, size_t i0, size_t i1, float 
                 dc_pack_x(J, b, c0, c1, T, ie - ib, per, xp);
             for (size_t o0 = 0; o0 < O; o0 += DC_MR) {
                 const int R = O - o0 < DC_MR ? (int)(O - o0) : DC_MR;
-                for (size_t i = ib; i < ie; i++)
+                for (size_t i = ib; i < ie; i++) {
+                    float *y = zb ? zb + o0 * ldy + (T[i - ib].off - T[0].off)
+                                  : J->y + (b * O + o0) * J->cols + T[i - ib].off;
                     if (R == DC_MR)
-                        dc_tile(DC_MR, J, b, o0, c0, c1, &T[i - ib], xp ? xp + (i - ib) * per : NULL);
+                        dc_tile(DC_MR, J, b, o0, c0, c1, &T[i - ib], xp ? xp + (i - ib) * per : NULL, y, ldy);
                     else
-                        dc_tile_any(R, J, b, o0, c0, c1, &T[i - ib], xp ? xp + (i - ib) * per : NULL);
+                        dc_tile_any(R, J, b, o0, c0, c1, &T[i - ib], xp ? xp + (i - ib) * per : NULL, y, ldy);
+                }
             }
+        }
+        /* the block's tiles cover one contiguous run of each row of y, still in cache */
+        const size_t n = T[ie - 1 - ib].off - T[0].off + (size_t)__builtin_popcount(T[ie - 1 - ib].ms);
+        if (zb) { /* the GLU of the block's channel halves into y */
+            const size_t H = O / 2;
+            for (size_t o = 0; o < H; o++)
+                sl_cpu_glu_row(J->y + (b * H + o) * J->cols + T[0].off, zb + o * ldy, zb + (o + H) * ldy, n);
+            continue;
         }
         if (J->act == SL_ACT_NONE)
             continue;
-        /* the block's tiles cover one contiguous run of each row of y, still in cache */
-        const size_t n = T[ie - 1 - ib].off - T[0].off + (size_t)__builtin_popcount(T[ie - 1 - ib].ms);
         for (size_t o = 0; o < O; o++) {
             float *y = J->y + (b * O + o) * J->cols + T[0].off;
             sl_cpu_epilogue_row(J->act, n, y, NULL, NULL, NULL, y);
@@ -368,7 +381,8 @@ static void dc_body(void *v, size_t part, int tid)
     const size_t i1 = i0 + J->chunk < J->tiles ? i0 + J->chunk : J->tiles;
 #ifdef SL_CPU_HAVE_AVX2_PATHS
     if (i0 < i1)
-        dc_run(J, b, i0, i1, J->O > DC_MR ? J->xp + (size_t)tid * J->xp_floats : NULL);
+        dc_run(J, b, i0, i1, J->O > DC_MR ? J->xp + (size_t)tid * J->xp_floats : NULL,
+               J->glu ? J->zb + (size_t)tid * J->zb_floats : NULL);
 #else
     (void)b, (void)i1, (void)tid;
 #endif
@@ -536,10 +550,12 @@ static int dc_go(sl_op_ctx *ctx, dc_job *J, size_t batch, const float *w, size_t
     }
     if (nph > DC_MAX_PHASES) /* the whole signal's phases: past the bound, the im2col / col2im paths */
         return 0;
-    float *ws = sl_cpu_scratch(ctx, th * J->xp_floats + nwp + nph + 16);
+    J->zb_floats = J->glu ? J->O * DC_BLOCK * DC_NR : 0;
+    float *ws = sl_cpu_scratch(ctx, th * J->xp_floats + nwp + nph + th * J->zb_floats + 16);
     if (!ws)
         return 0;
     J->xp = (float *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
+    J->zb = J->xp + th * J->xp_floats + nwp + nph;
     if (!(J->wp = dc_weights(ctx, J, w, J->xp + th * J->xp_floats)))
         return 0;
     if (J->mode == DC_PHASES) {
@@ -581,9 +597,11 @@ int sl_cpu_conv1d_direct(sl_op_ctx *ctx, const sl_conv1d_args *a)
         return 0;
     dc_job J = {.x = a->x, .bias = a->bias, .y = a->y, .C = (size_t)a->c_in, .O = (size_t)a->c_out,
                 .k = (size_t)a->k, .len = a->len, .inner = a->inner, .stride = a->stride, .dil = a->dilation,
-                .pad = a->pad_l, .act = a->act, .len_out = sl_conv1d_len_out(a)};
+                .pad = a->pad_l, .act = a->act, .len_out = sl_conv1d_len_out(a), .glu = a->glu};
     if (a->inner == 1 && a->stride == 1)
         J.mode = DC_CONTIG, J.per_t = 0;
+    else if (a->glu)
+        return 0;
     else if (a->inner == 1)
         J.mode = DC_STRIDED, J.per_t = 0, J.pad_r = (size_t)a->pad_r;
     else if (a->inner >= 16)

@@ -84,14 +84,13 @@ typedef struct {
     size_t ldq, ldk, ldv, ld_bias;
     float *out;
     size_t ldo;
-    int terms; /* sl_cpu_attn_amx: bf16 products per product, 3 (tf32's) or 6 (bf16x6's) */
 } sl_cpu_attn_pair;
 /* The pair on the AMX tiles (cpu_attn_amx.c: both products with tf32's three bf16 products per
- * product, or bf16x6's six, p->terms; the exact softmax in fp32 between them): 1 when done, 0 when this CPU has no AMX (or
+ * product, the exact softmax in fp32 between them): 1 when done, 0 when this CPU has no AMX (or
  * SL_CPU_AMX=0) or out of memory, the caller then computing it; sl_cpu_attn_amx_ws floats of
  * workspace for tq query rows and up to tk keys. */
 int sl_cpu_attn_amx(const sl_cpu_attn_pair *p, float *ws);
-size_t sl_cpu_attn_amx_ws(int terms, size_t tq, size_t tk, size_t D);
+size_t sl_cpu_attn_amx_ws(size_t tq, size_t tk, size_t D);
 /* Floats of workspace sl_cpu_attn_small needs for tq query rows and up to tk keys. */
 size_t sl_cpu_attn_small_ws(size_t tq, size_t tk, size_t D);
 /* The pair by the AVX2 / FMA kernels of cpu_attn.c: 1 when done, 0 when this CPU

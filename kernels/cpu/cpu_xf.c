@@ -277,7 +277,7 @@ typedef struct {
     const sl_attention_args *a;
     float *ws;       /* per thread: attend_blas's or cpu_attn.c's workspace, then the gates */
     size_t ws_stride, gate_at;
-    int amx;         /* the pairs on the AMX tiles (cpu_attn_amx.c), bf16 products per product; 0: not */
+    int amx;         /* the pairs on the AMX tiles (cpu_attn_amx.c) */
 } attn_job;
 
 static void attn_body(void *v, size_t t, int tid)
@@ -300,7 +300,7 @@ static void attn_body(void *v, size_t t, int tid)
                                 .v = a->v + b * a->stride_v + off, .rope = a->rope,
                                 .bias = a->bias ? a->bias + b * a->stride_bias_b + h * a->stride_bias_h : NULL,
                                 .ldq = a->ldq, .ldk = a->ldk, .ldv = a->ldv, .ld_bias = a->ld_bias, .out = o,
-                                .ldo = a->ldo, .terms = J->amx};
+                                .ldo = a->ldo};
     /* the AVX-512 kernels take long sequences of any length when the head width is a multiple of
      * 16 (HT-Demucs's 1344 / 2688 keys of 48-wide heads: 1.5x the blocked library path), else up
      * to LONG_KEYS keys (beyond, their scalar tail columns make the library path faster) */
@@ -330,12 +330,9 @@ int sl_cpu_attention(sl_op_ctx *ctx, const sl_attention_args *a)
     stride = stride > small ? stride : small;
     /* runtime.precision tf32 / bf16: long sequences' products on the AMX tiles */
     const sl_precision prec = sl_op_ctx_precision(ctx);
-    /* (amx: the bf16 products per product, 0 off the tiles) */
-    const int amx = prec == SL_PREC_FP32 || tk < AMX_MIN_KEYS || tq < AMX_MIN_ROWS || !sl_cpu_amx() ? 0
-                    : prec == SL_PREC_BF16X6                                                        ? 6
-                                                                                                    : 3;
-    if (amx && sl_cpu_attn_amx_ws(amx, tq, tk, (size_t)D) > stride)
-        stride = sl_cpu_attn_amx_ws(amx, tq, tk, (size_t)D);
+    const int amx = (prec == SL_PREC_TF32 || prec == SL_PREC_BF16) && tk >= AMX_MIN_KEYS && tq >= AMX_MIN_ROWS && sl_cpu_amx();
+    if (amx && sl_cpu_attn_amx_ws(tq, tk, (size_t)D) > stride)
+        stride = sl_cpu_attn_amx_ws(tq, tk, (size_t)D);
     stride = (stride + 15) & ~(size_t)15;
     const size_t gate_at = stride;
     if (a->gate)

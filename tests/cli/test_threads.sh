@@ -213,6 +213,7 @@ for i, a in enumerate(wr):
 EOF
 "$SL_PYTHON" "$SL_SRC/bench/trace_summary.py" trace-1.jsonl >trace-1.txt 2>&1 && pass || fail "trace_summary.py"
 expect_grep "outside tokens during the pipeline" trace-1.txt "the summary reads the trace"
+expect_grep "token-seconds held without computing " trace-1.txt "the summary adds up the tokens held idle"
 
 # OpenBLAS starts no threads of its own (cli/preinit.c), even when the user
 # asks it for some: while a run is held up (a stalled decoder), its threads

@@ -1,7 +1,7 @@
 /* Parity of the HT-Demucs ops against the CPU backend, included by
  * parity_impl.h (same helpers, same report): conv1d (stride, both paddings,
  * dilation, groups, independent inner columns, every activation, the 1x1 path
- * that reads x in place), conv_transpose1d (stride < k, = k, > k, crops,
+ * that reads x in place, the GLU of the channel halves), conv_transpose1d (stride < k, = k, > k, crops,
  * a shortened output), GroupNorm through sl_op_norm (channel-first groups and
  * the channel-last GroupNorm(1, C) of the transformer), and affine's residual
  * (also in place on it), and the strided copy permute. Each convolution is also checked on both backends
@@ -62,11 +62,12 @@ static void c1_report(parity *P, const char *op, const char *shape, float *out[2
 }
 
 static void case_conv1d(parity *P, size_t batch, int ci, int co, int groups, size_t len, size_t inner, int k,
-                        int stride, int dil, int pl, int pr, int bias, sl_act act)
+                        int stride, int dil, int pl, int pr, int bias, sl_act act, int glu)
 {
-    sl_conv1d_args a = {batch, ci, co, groups, len, inner, k, stride, dil, pl, pr, NULL, NULL, NULL, act, NULL};
+    sl_conv1d_args a = {batch, ci, co, groups, len, inner, k, stride, dil, pl, pr, NULL, NULL, NULL, act, NULL, glu};
     const size_t lo = sl_conv1d_len_out(&a), Cg = (size_t)(ci / groups), Og = (size_t)(co / groups);
-    const size_t nx = batch * (size_t)ci * len * inner, nw = (size_t)co * Cg * k, ny = batch * (size_t)co * lo * inner;
+    const size_t nx = batch * (size_t)ci * len * inner, nw = (size_t)co * Cg * k;
+    size_t ny = batch * (size_t)co * lo * inner;
     float *x = pr_rand(nx), *w = pr_rand(nw), *bi = pr_rand((size_t)co), *out[2];
     double *exact = malloc(ny * sizeof(double));
     for (size_t b = 0; b < batch; b++)
@@ -84,10 +85,19 @@ static void case_conv1d(parity *P, size_t batch, int ci, int co, int groups, siz
                         }
                     exact[((b * (size_t)co + o) * lo + t) * inner + n] = c1_act(act, acc);
                 }
+    const size_t half = (size_t)co / 2, m = lo * inner;
+    if (glu) { /* the GLU of the channel halves, in place into the first half of each item */
+        for (size_t b = 0; b < batch; b++)
+            for (size_t o = 0; o < half; o++)
+                for (size_t j = 0; j < m; j++)
+                    exact[(b * half + o) * m + j] = exact[(b * (size_t)co + o) * m + j] /
+                                                    (1.0 + exp(-exact[(b * (size_t)co + o + half) * m + j]));
+        ny = batch * half * m;
+    }
     int rc = c1_run(P, &a, NULL, x, nx, w, nw, bias ? bi : NULL, (size_t)co, ny, out);
     char shape[160];
-    snprintf(shape, sizeof shape, "b%zu c%d->%d g%d L%zu x%zu k%d s%d d%d p%d,%d%s %s", batch, ci, co, groups, len,
-             inner, k, stride, dil, pl, pr, bias ? " bias" : "", act_name(act));
+    snprintf(shape, sizeof shape, "b%zu c%d->%d g%d L%zu x%zu k%d s%d d%d p%d,%d%s %s%s", batch, ci, co, groups, len,
+             inner, k, stride, dil, pl, pr, bias ? " bias" : "", act_name(act), glu ? " glu" : "");
     CHECK_MSG(rc == 0, "conv1d %s: %s", shape, sl_lasterr());
     c1_report(P, "conv1d", shape, out, exact, ny);
     free(x);
@@ -290,16 +300,18 @@ static void conv1d_cases(parity *P, int big)
         case_permute(P, d2, p2, 2); /* [B][C][F][T] -> [B][F][C][T] (DConv on the frequency branch) */
         case_permute(P, d3, p3, 1); /* [B][C][F][T] -> [B][T][F][C] (tokens of the transformer) */
     }
-    case_conv1d(P, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, SL_ACT_NONE);
-    case_conv1d(P, 2, 4, 6, 1, 37, 1, 8, 4, 1, 2, 5, 1, SL_ACT_GELU);   /* demucs time encoder (right pad) */
-    case_conv1d(P, 1, 4, 8, 1, 64, 9, 8, 4, 1, 2, 2, 1, SL_ACT_NONE);   /* kernel [8,1] stride [4,1] on [F][T] */
-    case_conv1d(P, 3, 6, 3, 1, 33, 1, 3, 1, 4, 4, 4, 1, SL_ACT_NONE);   /* DConv: dilation 4 */
-    case_conv1d(P, 2, 8, 16, 1, 19, 5, 1, 1, 1, 0, 0, 1, SL_ACT_RELU);  /* 1x1: x read in place */
-    case_conv1d(P, 1, 6, 4, 2, 20, 3, 3, 2, 2, 1, 0, 0, SL_ACT_TANH);   /* groups, stride and dilation */
-    case_conv1d(P, 1, 3, 2, 1, 4, 1, 7, 1, 1, 3, 3, 1, SL_ACT_NONE);    /* kernel longer than the signal */
-    case_conv1d(P, 2, 4, 3, 1, 9000, 1, 3, 1, 2, 2, 2, 1, SL_ACT_GELU); /* longer than a block: parts of items */
-    case_conv1d(P, 2, 4, 3, 1, 2300, 4, 3, 2, 1, 1, 1, 1, SL_ACT_NONE); /* parts of items cutting inner runs */
-    case_conv1d(P, 3, 4, 5, 1, 9000, 1, 1, 1, 1, 0, 0, 0, SL_ACT_NONE); /* 1x1 in place on parts of items */
+    case_conv1d(P, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, SL_ACT_NONE, 0);
+    case_conv1d(P, 2, 4, 6, 1, 37, 1, 8, 4, 1, 2, 5, 1, SL_ACT_GELU, 0);   /* demucs time encoder (right pad) */
+    case_conv1d(P, 1, 4, 8, 1, 64, 9, 8, 4, 1, 2, 2, 1, SL_ACT_NONE, 0);   /* kernel [8,1] stride [4,1] on [F][T] */
+    case_conv1d(P, 3, 6, 3, 1, 33, 1, 3, 1, 4, 4, 4, 1, SL_ACT_NONE, 0);   /* DConv: dilation 4 */
+    case_conv1d(P, 2, 8, 16, 1, 19, 5, 1, 1, 1, 0, 0, 1, SL_ACT_RELU, 0);  /* 1x1: x read in place */
+    case_conv1d(P, 1, 6, 4, 2, 20, 3, 3, 2, 2, 1, 0, 0, SL_ACT_TANH, 0);   /* groups, stride and dilation */
+    case_conv1d(P, 1, 3, 2, 1, 4, 1, 7, 1, 1, 3, 3, 1, SL_ACT_NONE, 0);    /* kernel longer than the signal */
+    case_conv1d(P, 2, 4, 3, 1, 9000, 1, 3, 1, 2, 2, 2, 1, SL_ACT_GELU, 0); /* longer than a block: parts of items */
+    case_conv1d(P, 2, 4, 3, 1, 2300, 4, 3, 2, 1, 1, 1, 1, SL_ACT_NONE, 0); /* parts of items cutting inner runs */
+    case_conv1d(P, 3, 4, 5, 1, 9000, 1, 1, 1, 1, 0, 0, 0, SL_ACT_NONE, 0); /* 1x1 in place on parts of items */
+    case_conv1d(P, 2, 8, 12, 1, 300, 1, 1, 1, 1, 0, 0, 1, SL_ACT_NONE, 1);  /* HT-Demucs rewrite 1x1 + GLU */
+    case_conv1d(P, 1, 6, 10, 1, 70, 1, 3, 1, 1, 1, 1, 1, SL_ACT_NONE, 1);   /* decoder rewrite k 3 + GLU */
     case_convt1d(P, 1, 1, 1, 1, 1, 1, 1, 0, 1, 0, SL_ACT_NONE);
     case_convt1d(P, 2, 6, 4, 13, 1, 8, 4, 2, 48, 1, SL_ACT_GELU);       /* demucs time decoder, cropped */
     case_convt1d(P, 1, 8, 3, 16, 7, 8, 4, 0, 68, 1, SL_ACT_NONE);       /* kernel [8,1] stride [4,1], full */
@@ -313,7 +325,7 @@ static void conv1d_cases(parity *P, int big)
     case_affine_res(P, 2, 5, 33, SL_ACT_NONE, 0);
     case_affine_res(P, 1, 7, 300, SL_ACT_GELU, 1);
     if (big) {
-        case_conv1d(P, 2, 48, 96, 1, 512, 336, 8, 4, 1, 2, 2, 1, SL_ACT_NONE); /* htdemucs frequency layer 2 */
+        case_conv1d(P, 2, 48, 96, 1, 512, 336, 8, 4, 1, 2, 2, 1, SL_ACT_NONE, 0); /* htdemucs frequency layer 2 */
         case_convt1d(P, 2, 96, 48, 128, 336, 8, 4, 0, 516, 1, SL_ACT_NONE);
     }
 }

@@ -174,7 +174,8 @@ static void run_case(sl_op_ctx *ctx, const char *what, size_t m, size_t n, size_
     CHECK_MSG(e6.max_n <= fm * e32.max_n + fl && e6.rms_n <= fr * e32.rms_n + fl / 8,
               "%s %s: bf16x6 error / sum|xw| max %g rms %g, fp32 %g %g", what, dist_name[d], e6.max_n, e6.rms_n,
               e32.max_n, e32.rms_n);
-    CHECK_MSG(e6.max_r <= fm * e32.max_r + fl && e6.rms_r <= fr * e32.rms_r + fl / 8,
+    /* (relative to |x . w| only over enough outputs that do not cancel: a few make no statistic) */
+    CHECK_MSG(e6.cnt_r < 256 || (e6.max_r <= fm * e32.max_r + fl && e6.rms_r <= fr * e32.rms_r + fl / 8),
               "%s %s: bf16x6 error / |xw| max %g rms %g, fp32 %g %g", what, dist_name[d], e6.max_r, e6.rms_r,
               e32.max_r, e32.rms_r);
     if (tiles_on && d == D_UNIFORM)

@@ -364,9 +364,9 @@ static void conv1d_runs(sl_op_ctx *ctx, const char *shape, sl_conv1d_args *c1, s
  * >= 16) against a double reference that scatters each
  * input sample into the outputs it reaches (conv1d_runs). */
 static void test_conv1d(sl_op_ctx *ctx, size_t batch, int ci, int co, size_t len, size_t inner, int k, int stride,
-                        int dil, int pl, int pr, sl_act act)
+                        int dil, int pl, int pr, sl_act act, int glu)
 {
-    sl_conv1d_args a = {batch, ci, co, 1, len, inner, k, stride, dil, pl, pr, NULL, NULL, NULL, act, NULL};
+    sl_conv1d_args a = {batch, ci, co, 1, len, inner, k, stride, dil, pl, pr, NULL, NULL, NULL, act, NULL, glu};
     const size_t lo = sl_conv1d_len_out(&a), ny = batch * (size_t)co * lo * inner;
     float *x = sl_ref_rnd(batch * (size_t)ci * len * inner, -1, 1), *wt = sl_ref_rnd((size_t)co * ci * k, -1, 1);
     float *b = sl_ref_rnd((size_t)co, -1, 1);
@@ -391,10 +391,17 @@ static void test_conv1d(sl_op_ctx *ctx, size_t batch, int ci, int co, size_t len
                 yo[j] = sl_ref_act(act, yo[j]);
         }
     a.x = x, a.wt = wt, a.bias = b;
+    const size_t half = (size_t)co / 2, m = lo * inner;
+    if (glu) /* the GLU of the channel halves, in place into the first half of each item */
+        for (size_t i = 0; i < batch; i++)
+            for (size_t o = 0; o < half; o++)
+                for (size_t j = 0; j < m; j++)
+                    want[(i * half + o) * m + j] = want[(i * (size_t)co + o) * m + j] /
+                                                   (1.0 + exp(-want[(i * (size_t)co + o + half) * m + j]));
     char shape[160];
-    snprintf(shape, sizeof shape, "conv1d b%zu %d->%d L%zu x%zu k%d s%d d%d p%d,%d", batch, ci, co, len, inner, k,
-             stride, dil, pl, pr);
-    conv1d_runs(ctx, shape, &a, NULL, want, ny, k <= 16 && (inner >= 16 || inner == 1));
+    snprintf(shape, sizeof shape, "conv1d b%zu %d->%d L%zu x%zu k%d s%d d%d p%d,%d%s", batch, ci, co, len, inner, k,
+             stride, dil, pl, pr, glu ? " glu" : "");
+    conv1d_runs(ctx, shape, &a, NULL, want, glu ? batch * half * m : ny, k <= 16 && (inner >= 16 || inner == 1));
     free(x), free(wt), free(b), free(want);
 }
 
@@ -511,21 +518,27 @@ int main(void)
     test_conv_simd(ctx, 2, 20, 12, 50, 1, SL_ACT_NONE, 1, 0);  /* narrow: 4 panels, one column */
     test_conv_simd(ctx, 2, 1, 10, 33, 64, SL_ACT_RELU, 1, 1);  /* one input channel: whole vectors */
     test_conv_simd(ctx, 1, 1, 7, 9, 37, SL_ACT_TANH, 1, 1);    /* one input channel: a tail, tanh */
-    test_conv1d(ctx, 3, 6, 3, 33, 1, 3, 1, 4, 4, 4, SL_ACT_NONE);      /* DConv: dilation 4, masked edges */
-    test_conv1d(ctx, 2, 16, 30, 70, 1, 3, 1, 2, 2, 2, SL_ACT_GELU);    /* 12 + 12 + 6 channels, a tile tail */
-    test_conv1d(ctx, 1, 3, 2, 4, 1, 7, 1, 1, 3, 3, SL_ACT_NONE);       /* kernel longer than the signal */
-    test_conv1d(ctx, 4, 12, 24, 336, 1, 1, 1, 1, 0, 0, SL_ACT_NONE);   /* 1x1 on short items */
-    test_conv1d(ctx, 1, 4, 6, 2000, 1, 3, 1, 1, 1, 1, SL_ACT_GELU);    /* one long item in parts */
-    test_conv1d(ctx, 1, 8, 13, 20, 37, 8, 4, 1, 2, 2, SL_ACT_TANH);    /* [K,1] stride 4 over rows of 37 */
-    test_conv1d(ctx, 2, 5, 48, 40, 16, 3, 1, 1, 1, 1, SL_ACT_RELU);    /* rows of one vector, 48 channels */
-    test_conv1d(ctx, 1, 8, 96, 50, 1, 3, 1, 1, 1, 1, SL_ACT_NONE);     /* 96 channels: weights and x packed */
-    test_conv1d(ctx, 1, 100, 30, 70, 1, 3, 1, 1, 1, 1, SL_ACT_GELU);   /* 300 channel-taps: two passes */
-    test_conv1d(ctx, 1, 30, 40, 9, 21, 8, 4, 1, 2, 2, SL_ACT_GELU);    /* [K,1] stride 4, 240 channel-taps */
-    test_conv1d(ctx, 2, 8, 20, 50, 1, 3, 2, 1, 1, 1, SL_ACT_NONE);     /* stride 2 on inner 1: x by phases */
-    test_conv1d(ctx, 2, 6, 30, 1000, 1, 8, 4, 1, 2, 5, SL_ACT_GELU);   /* stride 4: the vector split, right pad */
-    test_conv1d(ctx, 1, 30, 20, 300, 1, 8, 4, 2, 3, 0, SL_ACT_NONE);   /* stride 4, dilation 2, two passes */
-    test_conv1d(ctx, 1, 3, 5, 7, 1, 5, 3, 1, 0, 0, SL_ACT_TANH);       /* stride 3, one output tile tail */
-    test_conv1d(ctx, 1, 6, 10, 30, 4, 3, 2, 1, 1, 1, SL_ACT_RELU);     /* inner 4: im2col */
+    test_conv1d(ctx, 3, 6, 3, 33, 1, 3, 1, 4, 4, 4, SL_ACT_NONE, 0);      /* DConv: dilation 4, masked edges */
+    test_conv1d(ctx, 2, 16, 30, 70, 1, 3, 1, 2, 2, 2, SL_ACT_GELU, 0);    /* 12 + 12 + 6 channels, a tile tail */
+    test_conv1d(ctx, 1, 3, 2, 4, 1, 7, 1, 1, 3, 3, SL_ACT_NONE, 0);       /* kernel longer than the signal */
+    test_conv1d(ctx, 4, 12, 24, 336, 1, 1, 1, 1, 0, 0, SL_ACT_NONE, 0);   /* 1x1 on short items */
+    test_conv1d(ctx, 1, 4, 6, 2000, 1, 3, 1, 1, 1, 1, SL_ACT_GELU, 0);    /* one long item in parts */
+    /* the GLU of the channel halves: in the direct path's blocks (inner 1, stride 1: HT-Demucs's
+     * rewrites), after the whole convolution elsewhere */
+    test_conv1d(ctx, 2, 16, 48, 700, 1, 1, 1, 1, 0, 0, SL_ACT_NONE, 1);    /* 1x1, 24 of 48 channels, tile tail */
+    test_conv1d(ctx, 1, 24, 30, 333, 1, 3, 1, 1, 1, 1, SL_ACT_NONE, 1);    /* k 3, 15 of 30: a partial tile */
+    test_conv1d(ctx, 1, 8, 12, 20, 37, 8, 4, 1, 2, 2, SL_ACT_NONE, 1);     /* [K,1] stride 4: the other way */
+    test_conv1d(ctx, 1, 100, 26, 300, 1, 3, 1, 1, 1, 1, SL_ACT_NONE, 1);  /* 300 channel-taps: two passes */
+    test_conv1d(ctx, 1, 8, 13, 20, 37, 8, 4, 1, 2, 2, SL_ACT_TANH, 0);    /* [K,1] stride 4 over rows of 37 */
+    test_conv1d(ctx, 2, 5, 48, 40, 16, 3, 1, 1, 1, 1, SL_ACT_RELU, 0);    /* rows of one vector, 48 channels */
+    test_conv1d(ctx, 1, 8, 96, 50, 1, 3, 1, 1, 1, 1, SL_ACT_NONE, 0);     /* 96 channels: weights and x packed */
+    test_conv1d(ctx, 1, 100, 30, 70, 1, 3, 1, 1, 1, 1, SL_ACT_GELU, 0);   /* 300 channel-taps: two passes */
+    test_conv1d(ctx, 1, 30, 40, 9, 21, 8, 4, 1, 2, 2, SL_ACT_GELU, 0);    /* [K,1] stride 4, 240 channel-taps */
+    test_conv1d(ctx, 2, 8, 20, 50, 1, 3, 2, 1, 1, 1, SL_ACT_NONE, 0);     /* stride 2 on inner 1: x by phases */
+    test_conv1d(ctx, 2, 6, 30, 1000, 1, 8, 4, 1, 2, 5, SL_ACT_GELU, 0);   /* stride 4: the vector split, right pad */
+    test_conv1d(ctx, 1, 30, 20, 300, 1, 8, 4, 2, 3, 0, SL_ACT_NONE, 0);   /* stride 4, dilation 2, two passes */
+    test_conv1d(ctx, 1, 3, 5, 7, 1, 5, 3, 1, 0, 0, SL_ACT_TANH, 0);       /* stride 3, one output tile tail */
+    test_conv1d(ctx, 1, 6, 10, 30, 4, 3, 2, 1, 1, 1, SL_ACT_RELU, 0);     /* inner 4: im2col */
     test_convt1d(ctx, 1, 6, 5, 13, 1, 8, 4, 2, 48, SL_ACT_GELU);       /* inner 1: by phases, woven back */
     test_convt1d(ctx, 2, 20, 30, 300, 1, 8, 4, 2, 1200, SL_ACT_GELU);  /* long: the vector weave, x packed */
     test_convt1d(ctx, 1, 100, 7, 50, 1, 8, 4, 0, 204, SL_ACT_NONE);    /* 200 channel-taps: two passes, full */
@@ -575,6 +588,15 @@ int main(void)
     CHECK(sl_op_conv2d(ctx, &a) == SL_EINVAL);
     CHECK(sl_op_avg_pool2d(ctx, 1, 2, 2, 3, 1, v, o) == SL_EINVAL); /* kernel taller than the image */
     CHECK(sl_op_clip_pool(ctx, 1, 0, 2, v, o) == SL_EINVAL);
+    /* conv1d's GLU: an even c_out, no activation, groups 1 */
+    sl_conv1d_args g = {1, 1, 2, 1, 4, 1, 1, 1, 1, 0, 0, v, v, NULL, SL_ACT_NONE, o, 1};
+    CHECK(sl_op_conv1d(ctx, &g) == 0);
+    g.c_out = 3;
+    CHECK(sl_op_conv1d(ctx, &g) == SL_EINVAL);
+    g.c_out = 2, g.act = SL_ACT_GELU;
+    CHECK(sl_op_conv1d(ctx, &g) == SL_EINVAL);
+    g.act = SL_ACT_NONE, g.c_in = 2, g.groups = 2;
+    CHECK(sl_op_conv1d(ctx, &g) == SL_EINVAL);
     CHECK(sl_op_supported(ctx, SL_OP_CONV2D) && sl_op_supported(ctx, SL_OP_AVG_POOL2D) &&
           sl_op_supported(ctx, SL_OP_CLIP_POOL));
     sl_op_ctx_close(ctx);

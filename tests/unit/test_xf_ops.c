@@ -592,14 +592,6 @@ int main(void)
         attn_tol = 1e-5;
         CHECK(sl_op_ctx_set_precision(ctx, SL_PREC_FP32) == 0);
     }
-    /* bf16x6: the same pairs on the tiles with six bf16 products per product, at fp32's tolerance */
-    if (sl_op_ctx_set_precision(ctx, SL_PREC_BF16X6) == 0) {
-        printf("  attention bf16x6 (%s)\n", sl_op_ctx_device(ctx));
-        test_attention(ctx, 1, 70, 600, 2, 48, 0, 1);
-        test_attention(ctx, 2, 100, 530, 2, 64, 1, 1);
-        test_attention(ctx, 1, 130, 600, 2, 48, 0, 0);
-        CHECK(sl_op_ctx_set_precision(ctx, SL_PREC_FP32) == 0);
-    }
     /* the (item, head) pairs split over 3 threads, fewer pairs than threads too */
     CHECK(sl_op_ctx_set_threads(ctx, 3) == 0);
     test_attention(ctx, 3, 40, 40, 2, 16, 1, 0);
