@@ -13,8 +13,9 @@
  * segments do): umxhq's fc1 (2974 -> 512) and fc3 (1024 -> 2974 · 2) over a
  * 2-second batch, Cnn14's fc1 (2048 -> 2048), a RoFormer feed-forward
  * (384 -> 1536) over 4096 tokens, the full-size BS-RoFormer's layers over a
- * 2-second segment (201 frames x 62 bands) and one mask-estimator layer, and a
- * square 4096^3.
+ * 2-second segment (201 frames x 62 bands) and one mask-estimator layer, a
+ * square 4096^3, CLAP's audio tower and HT-Demucs's cross transformer over the
+ * 2688 frequency tokens of one 7.8 s segment (--only htdemucs).
  *
  * Output: one JSON object per line on stdout
  * ({"bench":"gemm","backend","device","precision","shape","m","n","k","batch",

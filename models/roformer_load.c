@@ -78,8 +78,8 @@ static int put(sl_op_ctx *ctx, float **dst, const float *src, size_t n)
 }
 
 /* put for a transformer's weight matrix, declared fixed (sl_op_mark_fixed): the CPU keeps its
- * packed form for the AMX tiles across calls in the tf32 / bf16 modes (about 1x / 0.5x the
- * matrix's size more memory; fp32 keeps nothing). */
+ * packed form for the AMX tiles across calls in the tf32 / bf16 / bf16x6 modes (about 1x / 0.5x /
+ * 1.5x the matrix's size more memory), fp32 its packed form for the AVX-512 kernel (1x). */
 static int put_fixed(sl_op_ctx *ctx, float **dst, const float *src, size_t n)
 {
     int rc = put(ctx, dst, src, n);

@@ -116,7 +116,7 @@ static void output_fields(const sl_config *cfg, field_fn fn, void *arg)
         fn(arg, "embedding.text_labels", "embedding.text_labels", cfg->emb_text_labels);
         fn(arg, "embedding.text_template", "embedding.text_template", cfg->emb_text_template);
     }
-    /* tf32 / bf16 products change the outputs beyond fp32's rounding */
+    /* tf32 / bf16 products change the outputs beyond fp32's rounding, bf16x6's their bits */
     if (strcmp(cfg->precision, "fp32"))
         fn(arg, "runtime.precision", NULL, cfg->precision);
     fn(arg, NULL, "runtime.precision", cfg->precision);

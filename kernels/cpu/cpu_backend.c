@@ -308,7 +308,7 @@ static void cpu_threads_changed(sl_op_ctx *ctx)
              prec);
 }
 
-/* runtime.precision: tf32 / bf16 on the AMX tiles where the CPU has them (and SL_CPU_AMX is
+/* runtime.precision: tf32 / bf16 / bf16x6 on the AMX tiles where the CPU has them (and SL_CPU_AMX is
  * not 0), exact fp32 elsewhere, named in the device string either way. */
 static int cpu_set_precision(sl_op_ctx *ctx, sl_precision p)
 {

@@ -158,7 +158,7 @@ static void gemm_body(void *job, size_t t, int tid)
                             y + i * a->ldy + j0);
 }
 
-/* runtime.precision tf32 / bf16 on the AMX tiles (cpu_amx.c): w packed once per context where
+/* runtime.precision tf32 / bf16 / bf16x6 on the AMX tiles (cpu_amx.c): w packed once per context where
  * it is declared fixed, else once per call (in parallel, by panel pairs), then the rows of
  * each item split between the threads with the epilogue fused. */
 typedef struct {
@@ -260,8 +260,8 @@ static int amx_run(sl_op_ctx *ctx, const sl_gemm_args *a, int terms)
 
 int sl_cpu_gemm(sl_op_ctx *ctx, const sl_gemm_args *a)
 {
-    /* runtime.precision tf32 / bf16 (the context's effective mode: fp32 where the CPU has no
-     * AMX): three or one bf16 products per product on the AMX tiles. AMX packs all of w per
+    /* runtime.precision tf32 / bf16 / bf16x6 (the context's effective mode: fp32 where the CPU has no
+     * AMX): three, one or six bf16 products per product on the AMX tiles. AMX packs all of w per
      * call: worth it from about 128 rows; w declared fixed is packed once (its form kept with
      * the context), worth it from one tile of 16 rows; smaller products stay exact fp32. */
     const size_t amx_rows = a->batch == 1 && sl_cpu_fixed_is(ctx, a->w) ? 16 : 128;

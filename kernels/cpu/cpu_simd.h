@@ -19,7 +19,7 @@
 int sl_cpu_simd_set(int enable);
 /* 1 when CPU ops called now take their AVX2 paths. */
 int sl_cpu_simd_avx2(void);
-/* 1 when the AMX tiles serve the tf32 / bf16 GEMMs (cpu_amx.c): sl_cpu_simd_avx512(), the
+/* 1 when the AMX tiles serve the tf32 / bf16 / bf16x6 GEMMs (cpu_amx.c): sl_cpu_simd_avx512(), the
  * CPU has AMX-BF16 and AVX512-BF16, the OS grants the tile state and the environment has no
  * SL_CPU_AMX=0 (so STEMLINE_CPU_AVX512=0, sl_cpu_simd_set(0) and sl_cpu_simd_set_avx512(0)
  * turn it off too). */
