@@ -12,7 +12,7 @@
  * tokens, 1344 time tokens, 8 heads of 48; self attention of each branch and
  * cross attention both ways), the full-size BS-RoFormer over a 2-second segment
  * (time axis: 62 bands x 201 frames, frequency axis: 201 frames x 62 bands, 8
- * heads of 64, rotary), the CLAP audio tower's first stage (8 x 8 windows, 4
+ * heads of 64, rotary; and over one 11 s chunk, 1101 frames, its checkpoint's chunk_size), the CLAP audio tower's first stage (8 x 8 windows, 4
  * heads of 32) and its text tower (16 texts of 77 tokens, 12 heads of 64).
  *
  * Output: one JSON object per line on stdout ({"bench":"attn","shape","ms",
@@ -46,6 +46,8 @@ static const shape shapes[] = {
     {"htdemucs cross time<-freq", 1, 1344, 2688, 8, 48, 0},
     {"bs_roformer 2s time axis", 62, 201, 201, 8, 64, 1},
     {"bs_roformer 2s freq axis", 201, 62, 62, 8, 64, 1},
+    {"bs_roformer 11s time axis", 62, 1101, 1101, 8, 64, 1},
+    {"bs_roformer 11s freq axis", 1101, 62, 62, 8, 64, 1},
     {"clap s1 windows 64", 1024, 64, 64, 4, 32, 0},
     {"clap text 77 tokens", 16, 77, 77, 12, 64, 0},
 };

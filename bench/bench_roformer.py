@@ -3,7 +3,7 @@
 against the reference PyTorch package (bs-roformer 0.3.10 from PyPI), same
 machine, same run, same threads, same input, same weights.
 
-    PY bench/bench_roformer.py [--arch bs|mel] [--seconds 2] [--threads 1] [--repeat 2] [--check]
+    PY bench/bench_roformer.py [--arch bs|mel] [--seconds 2 | --chunk] [--threads 1] [--repeat 2] [--check]
                                [--precision fp32|tf32|bf16|bf16x6]
 
 PY: a python with torch 2.x, bs-roformer==0.3.10 and librosa (for example a venv:
@@ -17,7 +17,12 @@ config_bs_roformer_384_8_2_485100.yaml; not checked against the file);
 --arch mel: dim 384, depth 6, 1 stem, 60 mel bands, hop 441, mask depth 2 (the
 size of the community Mel-Band vocal models). Input: --seconds of a stereo
 signal (two partials + noise), separated as ONE segment by both sides (the
-model's forward, no chunking).
+model's forward, no chunking). --chunk: one segment of the config's
+chunk_size instead (CHUNK: 485100 samples = 11 s, 1101 frames, for bs;
+352800 = 8 s, 801 frames, for mel), the length one forward has when users
+run whole tracks (ZFTurbo's demix, `stemline run`): the model-only figure at
+the length that counts, where attention over ~1100 frames is a larger share
+than at 2 s.
 
 Timing: PyTorch: model forward in float32 under torch.inference_mode after one
 warm-up, torch.set_num_threads(--threads); stemline: bench_umx --model (one
@@ -53,6 +58,7 @@ from convert_roformer import metadata_from_kwargs  # noqa: E402
 
 SR = 44100
 STEMS4 = ["vocals", "bass", "drums", "other"]
+CHUNK = {"bs": 485100, "mel": 352800}  # chunk_size of the configs below (ZFTurbo's, the community Mel-Band)
 
 
 def config(arch):
@@ -80,6 +86,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--arch", choices=["bs", "mel"], default="bs")
     ap.add_argument("--seconds", type=float, default=2.0)
+    ap.add_argument("--chunk", action="store_true", help="one segment of the config's chunk_size (overrides --seconds)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--check", action="store_true")
@@ -88,8 +95,9 @@ def main():
     args = ap.parse_args()
     cls, arch, kw, stems = config(args.arch)
     hop = kw["stft_hop_length"]
-    n = int(args.seconds * SR) // hop * hop  # a multiple of hop: the package's istft has no length
+    n = CHUNK[args.arch] if args.chunk else int(args.seconds * SR) // hop * hop  # a multiple of hop: the package's istft has no length
     torch.set_num_threads(args.threads)
+    load0 = os.getloadavg()[0]
     m = G.build(cls, kw, 0)
     x = signal(n)
     with tempfile.TemporaryDirectory() as tmp:
@@ -129,7 +137,8 @@ def main():
            "speedup": sl["x_realtime"] / (audio / best), "stemline_cpu_s": sl["cpu_best_s"], "torch_cpu_s": cpu_best,
            "speedup_cpu": cpu_best / sl["cpu_best_s"], "precision": sl.get("precision", "fp32"),
            "precision_asked": args.precision, "rel_err": err, "torch": torch.__version__,
-           "params": sl["params"], "fixed_forms_mb": sl.get("fixed_forms_mb"), "load_avg_1min": os.getloadavg()[0]}
+           "params": sl["params"], "fixed_forms_mb": sl.get("fixed_forms_mb"), "load_avg_1min": os.getloadavg()[0],
+           "load_avg_before": load0}
     print(json.dumps(res))
     print("%s %.1f s, %d thread(s), stemline %s against torch float32: stemline %.3fx realtime, torch %.3fx, "
           "speed-up %.2fx (wall), %.2fx (CPU time %.2f s against %.2f s); max error %.2g of the largest sample (%s)"

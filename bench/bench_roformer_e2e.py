@@ -78,7 +78,7 @@ def main():
         if p not in ("fp32", "tf32", "bf16"):
             ap.error("--precision: %s is not fp32, tf32 or bf16" % p)
     cls, arch, kw, stems = BR.config(a.arch)
-    chunk = 485100 if a.arch == "bs" else 352800
+    chunk = BR.CHUNK[a.arch]
     m = G.build(cls, kw, 0)
     tmp = tempfile.mkdtemp(prefix="bench_roformer_e2e_")
     w = os.path.join(tmp, "model.safetensors")

@@ -37,7 +37,7 @@ def roformer(arch, out, seed):
     from convert_roformer import metadata_from_kwargs
 
     cls, name, kw, stems = BR.config("bs" if arch == "bs_roformer" else "mel")
-    chunk = 485100 if arch == "bs_roformer" else 352800
+    chunk = BR.CHUNK["bs" if arch == "bs_roformer" else "mel"]
     m = G.build(cls, kw, seed)
     meta = metadata_from_kwargs(name, kw, stems, chunk_size=chunk, num_overlap=2)
     meta["source"] = "random weights (bench/random_weights.py, seed %d)" % seed

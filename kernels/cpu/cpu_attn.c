@@ -154,6 +154,9 @@ ATT_AVX2 static void attend(const sl_cpu_attn_pair *p, float *ws)
         for (size_t j = 0; j < kp; j += 16)
             qk_block(1, qr + i * D, D, kt, kp, j, p->scale, S + i * kp);
     softmax_rows(S, kp, tq, kl, p->bias, p->ld_bias);
+    if (p->row_scale)
+        for (i = 0; i < tq; i++)
+            sl_cpu_vec_scale(S + i * kp, S + i * kp, p->row_scale[i], kl);
     for (i = 0; i + 4 <= tq; i += 4)
         pv_rows(4, S + i * kp, kp, p->v, p->ldv, kl, D, p->out + i * p->ldo, p->ldo);
     for (; i < tq; i++)
@@ -307,6 +310,14 @@ static inline void gather_v_rows(const sl_cpu_attn_pair *p, float *vc)
     }
 }
 
+/* inv[r] *= row_scale[i0 + r] for the nq rows of a block (row_scale NULL: nothing) */
+static inline void scale_inv(float *inv, const float *row_scale, size_t i0, size_t nq)
+{
+    if (row_scale)
+        for (size_t r = 0; r < nq; r++)
+            inv[r] *= row_scale[i0 + r];
+}
+
 ATT_512 static void attend512(const sl_cpu_attn_pair *p, float *ws)
 {
     const size_t tq = p->tq, kl = p->kl, D = p->D, kp = (kl + 31) & ~(size_t)31;
@@ -342,6 +353,7 @@ ATT_512 static void attend512(const sl_cpu_attn_pair *p, float *ws)
                 qk_block512(1, qb + i * D, D, kt, kp, j, p->scale, S + i * kp);
         float inv[QB];
         softmax_rows512(S, kp, nq, kl, p->bias ? p->bias + i0 * p->ld_bias : NULL, p->ld_bias, inv);
+        scale_inv(inv, p->row_scale, i0, nq);
         float *ob = p->out + i0 * p->ldo;
         i = 0;
         while (i + 8 <= nq && pv_rows512_8(S + i * kp, kp, vc, D, kl, D, inv + i, ob + i * p->ldo, p->ldo))
@@ -544,7 +556,9 @@ ATT_512 static int attend_flash512(const sl_cpu_attn_pair *p, float *ws)
         for (size_t c0 = 0; c0 < kl; c0 += FC)
             flash_chunk(p, qr + i0 * D, kt, vc, c0, i0, nq, S, m, l, ob);
         for (size_t r = 0; r < nq; r++) {
-            const __m512 inv = _mm512_set1_ps((float)(1.0 / l[r]));
+            float sc = (float)(1.0 / l[r]);
+            scale_inv(&sc, p->row_scale, i0 + r, 1);
+            const __m512 inv = _mm512_set1_ps(sc);
             for (size_t c = 0; c < D; c += 16)
                 _mm512_storeu_ps(p->out + (i0 + r) * p->ldo + c, _mm512_mul_ps(_mm512_loadu_ps(ob + r * 64 + c), inv));
         }
@@ -662,6 +676,7 @@ ATT_512 static int attend_win512(const sl_cpu_attn_pair *p, float *ws)
         win_qk_rows(nq, NK, p->q + i0 * p->ldq, p->ldq, D, kt, p->scale, S);
         float inv[8];
         softmax_rows512(S, WIN_KEYS, nq, kl, p->bias ? p->bias + i0 * p->ld_bias : NULL, p->ld_bias, inv);
+        scale_inv(inv, p->row_scale, i0, nq);
         float *ob = p->out + i0 * p->ldo;
         if (nq == 8 && pv_rows512_8(S, WIN_KEYS, p->v, p->ldv, kl, D, inv, ob, p->ldo))
             continue;

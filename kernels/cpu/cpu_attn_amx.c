@@ -57,8 +57,9 @@ int sl_cpu_attn_amx(const sl_cpu_attn_pair *p, float *ws)
             return 0;
         for (size_t r = 0; r < nq; r++) {
             float *o = p->out + (i0 + r) * p->ldo;
+            const float sc = p->row_scale ? inv[r] * p->row_scale[i0 + r] : inv[r];
             for (size_t d = 0; d < D; d++)
-                o[d] *= inv[r];
+                o[d] *= sc;
         }
     }
     return 1;

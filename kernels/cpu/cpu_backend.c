@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "../../common/sl_error.h"
 #include "../../common/sl_pool.h"
@@ -329,6 +330,26 @@ static int cpu_init(sl_op_ctx *ctx)
     return 0;
 }
 
+/* Buffers of at least HUGE_MIN bytes ask for transparent huge pages over their 2 MiB-aligned
+ * interior (where the system grants them on request, /sys/kernel/mm/transparent_hugepage/enabled
+ * "madvise"): the activations of the models' long sequences are read a row per 4 KiB page apart
+ * (a RoFormer's time axis: rows 380 KB apart), each row a TLB miss on small pages. Advice only:
+ * a refusal changes nothing. */
+#define HUGE_MIN ((size_t)8 << 20)
+#define HUGE_PAGE ((uintptr_t)2 << 20)
+static void hugepages(void *p, size_t bytes)
+{
+#ifdef MADV_HUGEPAGE
+    if (bytes < HUGE_MIN)
+        return;
+    const uintptr_t a = ((uintptr_t)p + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1), e = ((uintptr_t)p + bytes) & ~(HUGE_PAGE - 1);
+    if (e > a)
+        (void)madvise((void *)a, e - a, MADV_HUGEPAGE);
+#else
+    (void)p, (void)bytes;
+#endif
+}
+
 static int cpu_alloc(sl_op_ctx *ctx, void **ptr, size_t bytes)
 {
     (void)ctx;
@@ -337,6 +358,7 @@ static int cpu_alloc(sl_op_ctx *ctx, void **ptr, size_t bytes)
     void *p = aligned_alloc(64, rounded);
     if (!p)
         return sl_seterr(SL_ENOMEM, "cpu backend: cannot allocate %zu bytes", bytes);
+    hugepages(p, rounded);
     *ptr = p;
     return 0;
 }

@@ -74,11 +74,13 @@ void sl_cpu_fixed_form_ready(sl_op_ctx *ctx, const float *form, int filled);
 int sl_cpu_fixed_is(const sl_op_ctx *ctx, const void *p);
 /* One (sequence, head) pair of sl_op_attention: q rows [tq] and k, v rows [kl] of
  * dim_head D at their strides, rope (or NULL) as in sl_attention_args, bias rows
- * [tq] (ld_bias) of this pair or NULL; out rows [tq] (ldo) get softmax(s) v. */
+ * [tq] (ld_bias) of this pair or NULL; out rows [tq] (ldo) get softmax(s) v, each times
+ * row_scale[i] when row_scale is not NULL (the gate of gated heads, applied as the row is
+ * stored rather than by a second pass over the output). */
 typedef struct {
     size_t tq, kl, D;
     float scale;
-    const float *q, *k, *v, *rope, *bias;
+    const float *q, *k, *v, *rope, *bias, *row_scale;
     size_t ldq, ldk, ldv, ld_bias;
     float *out;
     size_t ldo;

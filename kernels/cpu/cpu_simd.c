@@ -578,7 +578,8 @@ EPI_512 static size_t exp_sub_512(float *x, float m, size_t n)
     return i;
 }
 
-/* exp_sub_512 and the sum of the results in double (two vectors of 8 lanes, then a fixed tree) */
+/* exp_sub_512 and the sum of the results in double (two vectors of 8 lanes, then a fixed tree),
+ * the last n % 16 as one vector with its missing lanes 0 */
 EPI_512 static inline __attribute__((always_inline)) size_t exp_sub_sum_512_body(float *x, float m, size_t n,
                                                                               double *sum)
 {
@@ -590,6 +591,14 @@ EPI_512 static inline __attribute__((always_inline)) size_t exp_sub_sum_512_body
         _mm512_storeu_ps(x + i, e);
         a0 = _mm512_add_pd(a0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
         a1 = _mm512_add_pd(a1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(e, 1)));
+    }
+    if (i < n) {
+        const __mmask16 t = (__mmask16)((1u << (n - i)) - 1);
+        const __m512 e = _mm512_maskz_mov_ps(t, exp_512(_mm512_sub_ps(_mm512_maskz_loadu_ps(t, x + i), mv)));
+        _mm512_mask_storeu_ps(x + i, t, e);
+        a0 = _mm512_add_pd(a0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+        a1 = _mm512_add_pd(a1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(e, 1)));
+        i = n;
     }
     double part[8];
     _mm512_storeu_pd(part, _mm512_add_pd(a0, a1));
@@ -619,31 +628,34 @@ void sl_cpu_vec_exp_sub(float *x, float m, size_t n)
 #ifdef SL_CPU_HAVE_AVX2_PATHS
 /* sl_cpu_softmax_rows_unnorm on 16 lanes: per row the bias added, the maximum, then
  * sl_cpu_vec_exp_sub_sum's operations inline (no call per row). */
-/* R <= 4 rows of at most 64 scores each, NK vectors of 16 (n = 16 NK), held in registers and
- * their steps interleaved: per row the operations of softmax_rows_512 below (bias, maximum,
- * exp, the double sum of two 8-lane halves and its fixed tree, here by lane swaps that add the
- * same pairs), without storing the biased scores and loading them again. */
-EPI_512 static inline __attribute__((always_inline)) void softmax_rows64_512(int R, int NK, float *x, size_t ld,
-                                                                            const float *bias, size_t ld_bias,
-                                                                            float *inv)
+/* R <= 4 rows of at most 64 scores each, NK vectors of 16 (n = 16 (NK - 1) + the lanes of
+ * `last`), held in registers and their steps interleaved: per row the operations of
+ * softmax_rows_512 below (bias, maximum, exp, the last vector's missing lanes 0, the double sum
+ * of two 8-lane halves and its fixed tree, here by lane swaps that add the same pairs), without
+ * storing the biased scores and loading them again. */
+EPI_512 static inline __attribute__((always_inline)) void softmax_rows64_512(int R, int NK, __mmask16 last, float *x,
+                                                                            size_t ld, const float *bias,
+                                                                            size_t ld_bias, float *inv)
 {
     __m512 v[4][4], mv[4];
     __m512d a0[4], a1[4];
     _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
         __m512 m16 = _mm512_set1_ps(-INFINITY);
         _Pragma("GCC unroll 4") for (int w = 0; w < NK; w++) {
-            v[r][w] = _mm512_loadu_ps(x + (size_t)r * ld + 16 * w);
+            const __mmask16 k = w == NK - 1 ? last : 0xffff;
+            v[r][w] = _mm512_maskz_loadu_ps(k, x + (size_t)r * ld + 16 * w);
             if (bias)
-                v[r][w] = _mm512_add_ps(v[r][w], _mm512_loadu_ps(bias + (size_t)r * ld_bias + 16 * w));
-            m16 = _mm512_max_ps(m16, v[r][w]);
+                v[r][w] = _mm512_add_ps(v[r][w], _mm512_maskz_loadu_ps(k, bias + (size_t)r * ld_bias + 16 * w));
+            m16 = _mm512_mask_max_ps(m16, k, m16, v[r][w]);
         }
         mv[r] = _mm512_set1_ps(_mm512_reduce_max_ps(m16));
         a0[r] = a1[r] = _mm512_setzero_pd();
     }
     _Pragma("GCC unroll 4") for (int w = 0; w < NK; w++)
         _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
-            const __m512 e = exp_512(_mm512_sub_ps(v[r][w], mv[r]));
-            _mm512_storeu_ps(x + (size_t)r * ld + 16 * w, e);
+            const __mmask16 k = w == NK - 1 ? last : 0xffff;
+            const __m512 e = _mm512_maskz_mov_ps(k, exp_512(_mm512_sub_ps(v[r][w], mv[r])));
+            _mm512_mask_storeu_ps(x + (size_t)r * ld + 16 * w, k, e);
             a0[r] = _mm512_add_pd(a0[r], _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
             a1[r] = _mm512_add_pd(a1[r], _mm512_cvtps_pd(_mm512_extractf32x8_ps(e, 1)));
         }
@@ -659,18 +671,19 @@ EPI_512 static inline __attribute__((always_inline)) void softmax_rows64_512(int
 EPI_512 static void softmax_rows_512(float *x, size_t ld, size_t rows, size_t n, const float *bias, size_t ld_bias,
                                      float *inv)
 {
-    if (n % 16 == 0 && n <= 64) {
-#define SM64(R, NK) softmax_rows64_512(R, NK, x + r * ld, ld, bias ? bias + r * ld_bias : NULL, ld_bias, inv + r)
+    if (n > 0 && n <= 64) {
+        const __mmask16 last = (__mmask16)(0xffffu >> ((16 - n % 16) % 16));
+#define SM64(R, NK) softmax_rows64_512(R, NK, last, x + r * ld, ld, bias ? bias + r * ld_bias : NULL, ld_bias, inv + r)
         size_t r = 0;
         for (; r + 4 <= rows; r += 4)
-            switch (n / 16) {
+            switch ((n + 15) / 16) {
             case 1: SM64(4, 1); break;
             case 2: SM64(4, 2); break;
             case 3: SM64(4, 3); break;
             default: SM64(4, 4); break;
             }
         for (; r < rows; r++)
-            switch (n / 16) {
+            switch ((n + 15) / 16) {
             case 1: SM64(1, 1); break;
             case 2: SM64(1, 2); break;
             case 3: SM64(1, 3); break;
@@ -692,18 +705,17 @@ EPI_512 static void softmax_rows_512(float *x, size_t ld, size_t rows, size_t n,
             }
             m16 = _mm512_max_ps(m16, v);
         }
-        float mx = _mm512_reduce_max_ps(m16);
-        for (; j < n; j++) {
-            if (b)
-                s[j] += b[j];
-            mx = s[j] > mx ? s[j] : mx;
+        if (j < n) {
+            const __mmask16 t = (__mmask16)((1u << (n - j)) - 1);
+            __m512 v = _mm512_maskz_loadu_ps(t, s + j);
+            if (b) {
+                v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(t, b + j));
+                _mm512_mask_storeu_ps(s + j, t, v);
+            }
+            m16 = _mm512_mask_max_ps(m16, t, m16, v);
         }
         double sum;
-        size_t i = exp_sub_sum_512_body(s, mx, n, &sum);
-        for (; i < n; i++) {
-            s[i] = exp_poly(s[i] - mx);
-            sum += s[i];
-        }
+        exp_sub_sum_512_body(s, _mm512_reduce_max_ps(m16), n, &sum);
         inv[r] = (float)(1.0 / sum);
     }
 }

@@ -67,8 +67,8 @@ void sl_cpu_epilogue_rows(sl_act act, size_t rows, size_t n, const float *p, siz
 int sl_cpu_simd_fma(void);
 /* x[i] = exp(x[i] - m) by the LSTM cell's polynomial exp (about 1 ulp), AVX2 bit-identical. */
 void sl_cpu_vec_exp_sub(float *x, float m, size_t n);
-/* The same and the sum of the results in double (AVX-512: 16 lanes, the sum in another
- * order than a plain loop's). */
+/* The same and the sum of the results in double (AVX-512: 16 lanes, the last n % 16 as one
+ * vector with its missing lanes 0, the sum in another order than a plain loop's). */
 double sl_cpu_vec_exp_sub_sum(float *x, float m, size_t n);
 /* Rows r < rows of x (row stride ld): bias row r (row stride ld_bias; NULL: none) added, then
  * x = exp(x - the row's maximum) over its first n in place and inv[r] = 1 / the sum, each row

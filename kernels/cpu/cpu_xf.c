@@ -235,8 +235,12 @@ static void attend_blas(const sl_cpu_attn_pair *p, float *ws)
                 for (size_t j = 0; j < kl; j++)
                     s[j] += bi[j];
             }
-            if (sl_cpu_softmax_row(s, kl))
+            const float g = p->row_scale ? p->row_scale[i0 + i] : 1.0f;
+            if (sl_cpu_softmax_row(s, kl)) {
+                if (p->row_scale)
+                    sl_cpu_vec_scale(s, s, g, kl);
                 continue;
+            }
             float mx = -INFINITY;
             for (size_t j = 0; j < kl; j++)
                 mx = s[j] > mx ? s[j] : mx;
@@ -248,6 +252,9 @@ static void attend_blas(const sl_cpu_attn_pair *p, float *ws)
             const float inv = (float)(1.0 / sum);
             for (size_t j = 0; j < kl; j++)
                 s[j] *= inv;
+            if (p->row_scale)
+                for (size_t j = 0; j < kl; j++)
+                    s[j] *= g;
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nq, (int)D, (int)kl, 1.0f, S, (int)kl, p->v,
                     (int)p->ldv, 0.0f, p->out + i0 * p->ldo, (int)p->ldo);
@@ -268,8 +275,8 @@ static void attend_blas(const sl_cpu_attn_pair *p, float *ws)
  * rows (per-thread scratch): the pairs are independent. */
 typedef struct {
     const sl_attention_args *a;
-    float *ws;       /* per thread: attend_blas's or cpu_attn.c's workspace */
-    size_t ws_stride;
+    float *ws;       /* per thread: attend_blas's or cpu_attn.c's workspace, then the gates */
+    size_t ws_stride, gate_at;
     int amx;         /* the pairs on the AMX tiles (cpu_attn_amx.c) */
 } attn_job;
 
@@ -283,7 +290,12 @@ static void attn_body(void *v, size_t t, int tid)
     const size_t kl = a->k_len ? (size_t)a->k_len[b] : tk;
     const size_t off = h * (size_t)D;
     float *o = a->out + b * a->stride_o + off;
-    const sl_cpu_attn_pair P = {.tq = tq, .kl = kl, .D = (size_t)D, .scale = a->scale,
+    /* the gate of each query row, sigmoid(gate), after the kernels' workspace */
+    float *gs = a->gate ? qr + J->gate_at : NULL;
+    if (gs)
+        for (size_t i = 0; i < tq; i++)
+            gs[i] = sigmoid_f(a->gate[b * a->stride_gate + i * a->ld_gate + h]);
+    const sl_cpu_attn_pair P = {.row_scale = gs, .tq = tq, .kl = kl, .D = (size_t)D, .scale = a->scale,
                                 .q = a->q + b * a->stride_q + off, .k = a->k + b * a->stride_k + off,
                                 .v = a->v + b * a->stride_v + off, .rope = a->rope,
                                 .bias = a->bias ? a->bias + b * a->stride_bias_b + h * a->stride_bias_h : NULL,
@@ -297,12 +309,6 @@ static void attn_body(void *v, size_t t, int tid)
     else if ((tq * kl > SMALL_SCORES && (!sl_cpu_attn_any_length() || (kl > LONG_KEYS && D % 16))) ||
              !sl_cpu_attn_small(&P, qr))
         attend_blas(&P, qr);
-    if (a->gate)
-        for (size_t i = 0; i < tq; i++) {
-            const float g = sigmoid_f(a->gate[b * a->stride_gate + i * a->ld_gate + h]);
-            for (int d = 0; d < D; d++)
-                o[i * a->ldo + (size_t)d] *= g;
-        }
 }
 int sl_cpu_attention(sl_op_ctx *ctx, const sl_attention_args *a)
 {
@@ -328,10 +334,13 @@ int sl_cpu_attention(sl_op_ctx *ctx, const sl_attention_args *a)
     if (amx && sl_cpu_attn_amx_ws(tq, tk, (size_t)D) > stride)
         stride = sl_cpu_attn_amx_ws(tq, tk, (size_t)D);
     stride = (stride + 15) & ~(size_t)15;
+    const size_t gate_at = stride;
+    if (a->gate)
+        stride += (tq + 15) & ~(size_t)15;
     float *ws = sl_cpu_scratch(ctx, th * stride);
     if (!ws)
         return SL_ENOMEM;
-    attn_job J = {a, ws, stride, amx};
+    attn_job J = {a, ws, stride, gate_at, amx};
     /* a pool of more threads than pairs runs at most `pairs` loop bodies: tid < th */
     sl_pool_for(th > 1 ? ctx->pool : NULL, pairs, attn_body, &J);
     return 0;

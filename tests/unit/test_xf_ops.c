@@ -210,12 +210,12 @@ static void ref_rot(const float *r, int D, size_t pos, int rope, double *out)
 
 /* sl_cpu_softmax_rows_unnorm (AVX-512) against its definition: per row the bias added, the
  * maximum, sl_cpu_vec_exp_sub_sum, 1 / the sum; the same bits for rows held in registers
- * (n a multiple of 16 up to 64, 4 rows at a time and the rest) and for the others. */
+ * (up to 64, 4 rows at a time and the rest, the last vector partial or whole) and for the others. */
 static void test_softmax_rows(void)
 {
     if (!sl_cpu_simd_avx512())
         return;
-    static const size_t ns[] = {16, 32, 48, 64, 45, 80, 7};
+    static const size_t ns[] = {16, 32, 48, 64, 45, 80, 7, 62, 1, 77, 150};
     for (size_t t = 0; t < sizeof ns / sizeof ns[0]; t++)
         for (int with_bias = 0; with_bias < 2; with_bias++) {
             const size_t n = ns[t], rows = 7, ld = n + 3, ldb = n + 5;
