@@ -224,6 +224,7 @@ struct runner {
     sl_report *report;
     sl_progress *progress;
     int fatal;             /* under mu while the pipeline threads run */
+    int batch_share;       /* pop_batch's fair share: 1 (default), 2 end of run only, 0 off (SL_BATCH_SHARE) */
     double test_fill_s;    /* test hook SL_TEST_FILL_BATCHES=SECONDS: a worker waits up to this long for a full batch */
     double test_write_s;   /* test hook SL_TEST_SLOW_WRITE=SECONDS: each separation segment's write takes this much longer */
     char fatal_msg[1100];

@@ -213,8 +213,9 @@ size_t pop_batch(runner *r, slot **out, size_t max)
          * run's last batches), so one worker does not take the tail of a run
          * while the others sit idle. Batches only change which segments share
          * a call, never a track's output. */
-        size_t share = (size_t)(r->pop_waiting + 1);
-        if (r->decoders_left == 0 && r->workers_left > 1 && (size_t)r->workers_left > share)
+        int fair = r->batch_share && r->test_fill_s <= 0; /* the test hook wants full batches */
+        size_t share = fair && r->batch_share == 1 ? (size_t)(r->pop_waiting + 1) : 1;
+        if (fair && r->decoders_left == 0 && r->workers_left > 1 && (size_t)r->workers_left > share)
             share = (size_t)r->workers_left;
         if (share > 1) {
             size_t k = 0;

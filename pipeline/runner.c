@@ -147,6 +147,8 @@ static int resolve_sources(runner *r)
     r->test_fill_s = fill ? atof(fill) : 0;
     const char *slow = getenv("SL_TEST_SLOW_WRITE");
     r->test_write_s = slow ? atof(slow) : 0;
+    const char *share = getenv("SL_BATCH_SHARE"); /* 0: off, 2: end of run only (comparisons) */
+    r->batch_share = share ? atoi(share) : 1;
     r->n_esrc = 0;
     r->n_stem_esrc = 0;
     if (!r->emb)
