@@ -114,16 +114,13 @@ static void test_norm(sl_op_ctx *ctx, sl_norm_kind kind, size_t rows, size_t dim
     free(got);
 }
 
-/* GroupNorm(groups, C) of [n][C][S] with GELU applied in the same pass, against the definition in
- * double; S not a multiple of 16 or 8, so every run ends in the scalar tail. */
-static void test_group_norm_gelu(sl_op_ctx *ctx, size_t n, size_t C, size_t groups, size_t S)
+/* GroupNorm(groups, C) of n rows of groups x dim values from the definition, in double: channel
+ * c of element j is j / S (channel-first [C][S]) or j % (C / groups) (channel-last [S][C]); GELU
+ * after it when gelu. */
+static void ref_group_norm(const float *x, const float *g, const float *b, size_t n, size_t C, size_t groups,
+                           size_t S, int last, int gelu, double *want)
 {
-    const size_t dim = C / groups * S, nx = n * C * S;
-    float *x = sl_ref_rnd(nx, -2, 3), *g = sl_ref_rnd(C, -1, 1), *b = sl_ref_rnd(C, -1, 1);
-    float *y = malloc(nx * sizeof(float));
-    double *want = malloc(nx * sizeof(double));
-    sl_norm_args a = {SL_NORM_GROUP, n * groups, dim, x, dim, g, b, 1e-5f, y, dim, groups, C, S, SL_ACT_GELU};
-    CHECK(sl_op_norm(ctx, &a) == 0);
+    const size_t dim = C / groups * S;
     for (size_t r = 0; r < n * groups; r++) {
         const float *xr = x + r * dim;
         double m = 0, v = 0;
@@ -134,11 +131,24 @@ static void test_group_norm_gelu(sl_op_ctx *ctx, size_t n, size_t C, size_t grou
             v += (xr[j] - m) * (xr[j] - m);
         v /= (double)dim;
         for (size_t j = 0; j < dim; j++) {
-            const size_t c = (r % groups) * (C / groups) + j / S;
+            const size_t c = (r % groups) * (C / groups) + (last ? j % (C / groups) : j / S);
             const double t = (xr[j] - m) / sqrt(v + 1e-5) * g[c] + b[c];
-            want[r * dim + j] = 0.5 * t * (1.0 + erf(t / sqrt(2.0)));
+            want[r * dim + j] = gelu ? 0.5 * t * (1.0 + erf(t / sqrt(2.0))) : t;
         }
     }
+}
+
+/* GroupNorm(groups, C) of [n][C][S] with GELU applied in the same pass, against the definition in
+ * double; S not a multiple of 16 or 8, so every run ends in the scalar tail. */
+static void test_group_norm_gelu(sl_op_ctx *ctx, size_t n, size_t C, size_t groups, size_t S)
+{
+    const size_t dim = C / groups * S, nx = n * C * S;
+    float *x = sl_ref_rnd(nx, -2, 3), *g = sl_ref_rnd(C, -1, 1), *b = sl_ref_rnd(C, -1, 1);
+    float *y = malloc(nx * sizeof(float));
+    double *want = malloc(nx * sizeof(double));
+    sl_norm_args a = {SL_NORM_GROUP, n * groups, dim, x, dim, g, b, 1e-5f, y, dim, groups, C, S, SL_ACT_GELU};
+    CHECK(sl_op_norm(ctx, &a) == 0);
+    ref_group_norm(x, g, b, n, C, groups, S, 0, 1, want);
     const double e = sl_ref_err(y, want, nx);
     printf("  group norm + gelu n%zu C%zu G%zu S%zu: rel err %.3g (tol 1e-6)\n", n, C, groups, S, e);
     CHECK_MSG(e <= 1e-6, "group norm + gelu error %g", e);
@@ -167,20 +177,7 @@ static void test_group_norm_pieces(sl_op_ctx *ctx, size_t n, size_t C, size_t gr
     a.y = y3;
     CHECK(sl_op_norm(ctx, &a) == 0);
     CHECK(sl_op_ctx_set_threads(ctx, 1) == 0);
-    for (size_t r = 0; r < n * groups; r++) {
-        const float *xr = x + r * dim;
-        double m = 0, v = 0;
-        for (size_t j = 0; j < dim; j++)
-            m += xr[j];
-        m /= (double)dim;
-        for (size_t j = 0; j < dim; j++)
-            v += (xr[j] - m) * (xr[j] - m);
-        v /= (double)dim;
-        for (size_t j = 0; j < dim; j++) {
-            const size_t c = (r % groups) * (C / groups) + (last ? j % (C / groups) : j / S);
-            want[r * dim + j] = (xr[j] - m) / sqrt(v + 1e-5) * g[c] + b[c];
-        }
-    }
+    ref_group_norm(x, g, b, n, C, groups, S, last, 0, want);
     const double e = sl_ref_err(y3, want, nx);
     printf("  group norm %s n%zu C%zu G%zu S%zu on 3 threads: rel err %.3g (tol 1e-6)\n",
            last ? "channel-last" : "channel-first", n, C, groups, S, e);
