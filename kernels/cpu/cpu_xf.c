@@ -251,10 +251,7 @@ static void attend_blas(const sl_cpu_attn_pair *p, float *ws)
             }
             const float inv = (float)(1.0 / sum);
             for (size_t j = 0; j < kl; j++)
-                s[j] *= inv;
-            if (p->row_scale)
-                for (size_t j = 0; j < kl; j++)
-                    s[j] *= g;
+                s[j] = s[j] * inv * g; /* g = 1 without a gate: exact */
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nq, (int)D, (int)kl, 1.0f, S, (int)kl, p->v,
                     (int)p->ldv, 0.0f, p->out + i0 * p->ldo, (int)p->ldo);
