@@ -362,6 +362,7 @@ typedef struct {
     int packed; /* U in blocks of 8 rows and the GEMMs by wk_gemm (AVX-512), else OpenBLAS */
     size_t us, vs, ms, nt, vld, mld, tmp_stride, gparts;
     size_t pad_stride; /* floats of padded rows per thread: those of one chunk of one channel */
+    size_t rows, chunks, ld, vm_stride; /* chunks per item of rows tile rows; per-thread V + M (wg_chunk_body) */
     const float *x;    /* this item's input */
     float *U, *P, *V, *M, *tmp, *y;
 } wg_job;
@@ -514,6 +515,31 @@ static void wg_gemm_body(void *v, size_t i, int tid)
                       (size_t)j->C, j->V + xi * j->vs, j->nt, j->M + xi * j->ms, j->nt);
 }
 
+/* Chunk i (item i / chunks) whole on the calling thread, in its own V and M: the transforms and
+ * the 16 GEMMs of a chunk without a wake-up and a join for each of its three steps. The same
+ * kernel calls for every output as wg_gemm_body's: the same bits. */
+static void wg_chunk_body(void *v, size_t i, int tid)
+{
+    const wg_job *J = v;
+    wg_job j = *J;
+    const size_t b = i / J->chunks, HW = (size_t)J->H * J->W;
+    const int th = (J->H + 1) / 2;
+    j.x = J->a->x + b * (size_t)J->C * HW;
+    j.y = J->a->y + b * (size_t)J->O * HW;
+    j.ti0 = (int)(i % J->chunks * J->rows);
+    j.nrow = th - j.ti0 < (int)J->rows ? th - j.ti0 : (int)J->rows;
+    j.nt = (size_t)j.nrow * J->tw;
+    j.vld = j.mld = J->ld;
+    j.V = J->V + (size_t)tid * J->vm_stride;
+    j.M = j.V + 16 * J->vs;
+    wg_input_part(&j, 0, J->C, tid);
+#if WG_HAVE_SIMD
+    for (size_t xi = 0; xi < 16; xi++)
+        wk_gemm(&j, xi, 0, 1);
+#endif
+    wg_output_part(&j, 0, J->O, tid);
+}
+
 static int conv_winograd(sl_op_ctx *ctx, const sl_conv2d_args *a)
 {
     const int C = a->c_in, O = a->c_out, H = a->h, W = a->w;
@@ -538,17 +564,23 @@ static int conv_winograd(sl_op_ctx *ctx, const sl_conv2d_args *a)
     const size_t nU = 16 * us, nV = 16 * vs, nM = 16 * ms;
     const size_t tmp_stride = wg_align(8 * (size_t)E1); /* per thread: wg_input's 8 E1, wg_output's 4 tw */
     const size_t pad_stride = wg_align((2 * rows + 2) * 2 * (size_t)E1); /* per thread: a chunk's padded rows */
+    /* at several threads and at least two chunks per thread (wk_gemm's path), each chunk whole on
+     * one thread in that thread's V and M (wg_chunk_body); else each step of a chunk split over
+     * the threads */
+    const size_t chunks = ((size_t)th + rows - 1) / rows;
+    const int by_chunk = packed && threads > 1 && a->batch * chunks >= 2 * threads;
+    const size_t nvm = by_chunk ? threads : 1;
     /* U: kept with fixed weights (sl_op_mark_fixed), formed once; else per call in the scratch */
     int fresh = 1;
     float *Uk = sl_cpu_fixed_form(ctx, a->wt, WG_FORM_TAG(O, C) | ((uint64_t)packed << 39), nU, &fresh);
-    float *S = sl_cpu_scratch(ctx, (Uk ? 0 : nU) + nV + nM + threads * (tmp_stride + pad_stride));
+    float *S = sl_cpu_scratch(ctx, (Uk ? 0 : nU) + nvm * (nV + nM) + threads * (tmp_stride + pad_stride));
     if (!S)
         return SL_ENOMEM;
     wg_job j = {.a = a, .C = C, .O = O, .H = H, .W = W, .E1 = E1, .tw = tw, .us = us, .vs = vs, .ms = ms,
-                .tmp_stride = tmp_stride, .pad_stride = pad_stride, .U = Uk ? Uk : S, .V = Uk ? S : S + nU,
-                .simd = simd, .packed = packed};
+                .tmp_stride = tmp_stride, .pad_stride = pad_stride, .rows = rows, .chunks = chunks, .ld = ld,
+                .vm_stride = nV + nM, .U = Uk ? Uk : S, .V = Uk ? S : S + nU, .simd = simd, .packed = packed};
     j.M = j.V + nV;
-    j.tmp = j.M + nM;
+    j.tmp = j.V + nvm * (nV + nM);
     j.P = j.tmp + threads * tmp_stride;
     j.gparts = (threads + 15) / 16;
     if (fresh) {
@@ -557,6 +589,10 @@ static int conv_winograd(sl_op_ctx *ctx, const sl_conv2d_args *a)
         sl_cpu_chan_for(ctx, O, (size_t)O * C * 16, wg_weights_part, &j);
         if (Uk)
             sl_cpu_fixed_form_ready(ctx, Uk, 1);
+    }
+    if (by_chunk) {
+        sl_pool_for(ctx->pool, a->batch * chunks, wg_chunk_body, &j);
+        return 0;
     }
     const size_t HW = (size_t)H * W;
     for (size_t b = 0; b < a->batch; b++) {
