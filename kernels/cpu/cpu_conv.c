@@ -16,8 +16,9 @@
  * agree with the double-precision definition to ~1e-6 of the output's range
  * (tests/unit/test_conv_ops.c). Every path splits over the context's threads
  * (common/sl_pool.h): the GEMMs by rows / columns or by Winograd position, the
- * transforms, im2col, epilogues and the direct path by channel, the narrow
- * kernel by output channel blocks. Every part writes a disjoint range. */
+ * transforms, im2col, epilogues and the direct path by channel (Winograd on
+ * AVX-512 with two chunks of tile rows per thread or more: by whole chunks), the
+ * narrow kernel by output channel blocks. Every part writes a disjoint range. */
 #include <cblas.h>
 #include <math.h>
 #include <stdint.h>
