@@ -114,8 +114,11 @@ static int dconv(sl_op_ctx *ctx, const hd_layer *ly, size_t N, size_t C, size_t 
 }
 
 /* Frequency rows per pass of a frequency layer's DConv: on the CPU backend a block of rows
- * whose tensors stay in the cache (about 64 K floats of x per thread, at least one row per
- * thread), elsewhere all rows at once. Each row's DConv is independent of the others, so the
+ * whose tensors stay in the cache (about 64 K floats of x at one thread, at least one row per
+ * thread), elsewhere all rows at once. At several threads each op of a block is split over
+ * them, a wake-up and a join per op (about 14 per block): blocks of 256 K floats of x per
+ * thread pay those 4 times less often (at 2 threads the frequency DConvs took about a third
+ * less CPU time, bench/RESULTS.md). Each row's DConv is independent of the others, so the
  * block size never changes a result. SL_HTDEMUCS_ROWS=N in the environment sets it (tests). */
 static size_t dconv_rows(sl_op_ctx *ctx, size_t C, size_t F, size_t T)
 {
@@ -125,7 +128,7 @@ static size_t dconv_rows(sl_op_ctx *ctx, size_t C, size_t F, size_t T)
         n = (size_t)atol(e);
     else if (!strcmp(sl_op_ctx_backend(ctx), "cpu")) {
         const size_t th = (size_t)sl_op_ctx_threads(ctx);
-        n = ((size_t)1 << 16) * th / (C * T);
+        n = ((size_t)1 << (th > 1 ? 18 : 16)) * th / (C * T);
         if (n < th)
             n = th;
     }

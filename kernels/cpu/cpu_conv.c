@@ -16,8 +16,9 @@
  * agree with the double-precision definition to ~1e-6 of the output's range
  * (tests/unit/test_conv_ops.c). Every path splits over the context's threads
  * (common/sl_pool.h): the GEMMs by rows / columns or by Winograd position, the
- * transforms, im2col, epilogues and the direct path by channel, the narrow
- * kernel by output channel blocks. Every part writes a disjoint range. */
+ * transforms, im2col, epilogues and the direct path by channel (Winograd on
+ * AVX-512 with two chunks of tile rows per thread or more: by whole chunks), the
+ * narrow kernel by output channel blocks. Every part writes a disjoint range. */
 #include <cblas.h>
 #include <math.h>
 #include <stdint.h>
@@ -230,37 +231,36 @@ static void wg_weights(const float *restrict w, size_t oc0, size_t oc1, size_t C
     }
 }
 
-/* P[c][PH][2 * E1]: x[c] with one row / column of zeros before and enough after for whole
- * tiles, each padded row stored as its even columns (E1 = tw + 1 of them) then its odd ones,
- * so that the transforms below read whole rows with unit stride. Padded column s is image
- * column s - 1. */
-static void wg_pad(const float *restrict x, int c0, int c1, int H, int W, int PH, int E1, float *restrict P)
+/* Padded rows s0 .. s0 + ns - 1 of one channel xc [H][W] into P[ns][2 * E1]: the image with one
+ * row / column of zeros before and enough after for whole tiles, each padded row stored as its
+ * even columns (E1 = tw + 1 of them) then its odd ones, so that the transforms below read whole
+ * rows with unit stride. Padded row s is image row s - 1, padded column s image column s - 1. */
+static void wg_pad_rows(const float *restrict xc, int H, int W, int E1, int s0, int ns, float *restrict P)
 {
     const size_t PR = 2 * (size_t)E1;
-    for (int c = c0; c < c1; c++) {
-        float *pc = P + (size_t)c * PH * PR;
-        const float *xc = x + (size_t)c * H * W;
-        memset(pc, 0, PR * sizeof(float));
-        for (int r = 0; r < H; r++) {
-            float *restrict ev = pc + (size_t)(r + 1) * PR, *restrict od = ev + E1;
-            const float *restrict s = xc + (size_t)r * W;
-            const int ne = W / 2, no = (W + 1) / 2; /* image columns 2j - 1 (j = 1..ne), 2j (j < no) */
-            ev[0] = 0.0f;
-            for (int j = 1; j <= ne; j++)
-                ev[j] = s[2 * j - 1];
-            for (int j = ne + 1; j < E1; j++)
-                ev[j] = 0.0f;
-            for (int j = 0; j < no; j++)
-                od[j] = s[2 * j];
-            for (int j = no; j < E1; j++)
-                od[j] = 0.0f;
+    for (int q = 0; q < ns; q++) {
+        float *restrict ev = P + (size_t)q * PR, *restrict od = ev + E1;
+        const int r = s0 + q - 1;
+        if (r < 0 || r >= H) {
+            memset(ev, 0, PR * sizeof(float));
+            continue;
         }
-        memset(pc + (size_t)(H + 1) * PR, 0, (size_t)(PH - H - 1) * PR * sizeof(float));
+        const float *restrict s = xc + (size_t)r * W;
+        const int ne = W / 2, no = (W + 1) / 2; /* image columns 2j - 1 (j = 1..ne), 2j (j < no) */
+        ev[0] = 0.0f;
+        for (int j = 1; j <= ne; j++)
+            ev[j] = s[2 * j - 1];
+        for (int j = ne + 1; j < E1; j++)
+            ev[j] = 0.0f;
+        for (int j = 0; j < no; j++)
+            od[j] = s[2 * j];
+        for (int j = no; j < E1; j++)
+            od[j] = 0.0f;
     }
 }
 
-/* V[xi][c][t] = (B^T d B)[xi] of the tiles of tile rows ti0 .. ti0 + nrow - 1 (t = (ti - ti0) * tw + tj).
- * tmp: 8 * E1 floats. */
+/* V[xi][c][t] = (B^T d B)[xi] of the tiles of tile rows ti0 .. ti0 + nrow - 1 (t = (ti - ti0) * tw + tj),
+ * from the padded rows P of channel c at P + (c * PH + s) * 2 E1 (wg_pad_rows). tmp: 8 * E1 floats. */
 static void wg_input(const float *P, int c0, int c1, int PH, int tw, int ti0, int nrow, size_t CN, size_t ld,
                      float *restrict tmp, float *restrict V)
 {
@@ -358,11 +358,13 @@ static size_t wg_align(size_t n) { return ((n + 15) & ~(size_t)15) + 16; }
 
 typedef struct {
     const sl_conv2d_args *a;
-    int C, O, H, W, PH, E1, tw, ti0, nrow;
+    int C, O, H, W, E1, tw, ti0, nrow;
     int simd;   /* 0 portable, 1 AVX2, 2 AVX-512 transforms */
     int packed; /* U in blocks of 8 rows and the GEMMs by wk_gemm (AVX-512), else OpenBLAS */
     size_t us, vs, ms, nt, vld, mld, tmp_stride, gparts;
-    const float *x; /* this item's input */
+    size_t pad_stride; /* floats of padded rows per thread: those of one chunk of one channel */
+    size_t rows, chunks, ld, vm_stride; /* chunks per item of rows tile rows; per-thread V + M (wg_chunk_body) */
+    const float *x;    /* this item's input */
     float *U, *P, *V, *M, *tmp, *y;
 } wg_job;
 
@@ -373,24 +375,28 @@ static void wg_weights_part(const void *v, int lo, int hi, int tid)
     wg_weights(j->a->wt, (size_t)lo * j->C, (size_t)hi * j->C, (size_t)j->C, j->packed, j->us, j->U);
 }
 
-static void wg_pad_part(const void *v, int lo, int hi, int tid)
-{
-    (void)tid;
-    const wg_job *j = v;
-    wg_pad(j->x, lo, hi, j->H, j->W, j->PH, j->E1, j->P);
-}
-
+/* Channels lo .. hi - 1 of the chunk: each channel's padded rows (the chunk's 2 nrow + 2, in this
+ * thread's P) then its transform. The copy is the same floats on every path. */
 static void wg_input_part(const void *v, int lo, int hi, int tid)
 {
     const wg_job *j = v;
-    float *tmp = j->tmp + (size_t)tid * j->tmp_stride;
+    float *tmp = j->tmp + (size_t)tid * j->tmp_stride, *P = j->P + (size_t)tid * j->pad_stride;
+    const int ns = 2 * j->nrow + 2;
+    const size_t HW = (size_t)j->H * j->W;
+    for (int c = lo; c < hi; c++) {
+        float *Vc = j->V + (size_t)c * j->vld;
 #if WG_HAVE_SIMD
-    if (j->simd)
-        (j->simd == 2 ? wg_input_avx512 : wg_input_avx2)(j->P, lo, hi, j->PH, j->tw, j->ti0, j->nrow, j->vs, j->vld,
-                                                         tmp, j->V);
-    else
+        if (j->simd) {
+            (j->simd == 2 ? wg_pad_rows_avx512 : wg_pad_rows_avx2)(j->x + (size_t)c * HW, j->H, j->W, j->E1,
+                                                                   2 * j->ti0, ns, P);
+            (j->simd == 2 ? wg_input_avx512 : wg_input_avx2)(P, 0, 1, ns, j->tw, 0, j->nrow, j->vs, j->vld, tmp, Vc);
+        } else
 #endif
-        wg_input(j->P, lo, hi, j->PH, j->tw, j->ti0, j->nrow, j->vs, j->vld, tmp, j->V);
+        {
+            wg_pad_rows(j->x + (size_t)c * HW, j->H, j->W, j->E1, 2 * j->ti0, ns, P);
+            wg_input(P, 0, 1, ns, j->tw, 0, j->nrow, j->vs, j->vld, tmp, Vc);
+        }
+    }
     /* wk_gemm reads whole panels of 32 columns: zeros past nt (never denormal garbage) */
     const size_t end = (j->nt + 31) & ~(size_t)31;
     if (j->packed && end > j->nt)
@@ -456,19 +462,40 @@ __attribute__((target("avx512f,avx512vl,avx512dq"))) static void wk_kernel(int C
     WK_STORE(7);
 }
 
+/* wk_kernel on 16 columns (a last panel with at most 16 columns to compute): the same sums. */
+__attribute__((target("avx512f,avx512vl,avx512dq"))) static void wk_kernel16(int C, const float *restrict U,
+                                                                             const float *restrict V, size_t vld,
+                                                                             float *restrict M, size_t mld)
+{
+    __m512 c[8];
+    for (int r = 0; r < 8; r++)
+        c[r] = _mm512_setzero_ps();
+    for (int k = 0; k < C; k++, U += 8, V += vld) {
+        const __m512 b0 = _mm512_loadu_ps(V);
+        _Pragma("GCC unroll 8") for (int r = 0; r < 8; r++) c[r] = _mm512_fmadd_ps(_mm512_set1_ps(U[r]), b0, c[r]);
+    }
+    for (int r = 0; r < 8; r++)
+        _mm512_storeu_ps(M + (size_t)r * mld, c[r]);
+}
+
 /* GEMM xi, blocks of 8 output channels of part `part` of `parts`: every block's rows of U
  * (C x 8, read once) against each panel of 32 columns of V (the chunk's V of one position
- * stays in L2). Each output comes from one kernel call: the same bits whatever the parts. */
+ * stays in L2; a last panel of at most 16 columns by wk_kernel16). Each output comes from one
+ * kernel call, its products summed in the same order by both kernels: the same bits whatever
+ * the parts. */
 static void wk_gemm(const wg_job *j, size_t xi, size_t part, size_t parts)
 {
-    const size_t nb = ((size_t)j->O + 7) / 8, np = (j->nt + 31) / 32;
+    const size_t nb = ((size_t)j->O + 7) / 8, np = j->nt / 32, tail = j->nt % 32;
     size_t lo, hi;
     sl_pool_range(nb, parts, part, &lo, &hi);
     for (size_t ob = lo; ob < hi; ob++) {
         const float *Ub = j->U + xi * j->us + ob * 8 * (size_t)j->C;
+        float *Mb = j->M + xi * j->ms + ob * 8 * j->mld;
+        const float *Vx = j->V + xi * j->vs;
         for (size_t p = 0; p < np; p++)
-            wk_kernel(j->C, Ub, j->V + xi * j->vs + 32 * p, j->vld, j->M + xi * j->ms + ob * 8 * j->mld + 32 * p,
-                      j->mld);
+            wk_kernel(j->C, Ub, Vx + 32 * p, j->vld, Mb + 32 * p, j->mld);
+        if (tail)
+            (tail > 16 ? wk_kernel : wk_kernel16)(j->C, Ub, Vx + 32 * np, j->vld, Mb + 32 * np, j->mld);
     }
 }
 #endif
@@ -489,10 +516,35 @@ static void wg_gemm_body(void *v, size_t i, int tid)
                       (size_t)j->C, j->V + xi * j->vs, j->nt, j->M + xi * j->ms, j->nt);
 }
 
+/* Chunk i (item i / chunks) whole on the calling thread, in its own V and M: the transforms and
+ * the 16 GEMMs of a chunk without a wake-up and a join for each of its three steps. The same
+ * kernel calls for every output as wg_gemm_body's: the same bits. */
+static void wg_chunk_body(void *v, size_t i, int tid)
+{
+    const wg_job *J = v;
+    wg_job j = *J;
+    const size_t b = i / J->chunks, HW = (size_t)J->H * J->W;
+    const int th = (J->H + 1) / 2;
+    j.x = J->a->x + b * (size_t)J->C * HW;
+    j.y = J->a->y + b * (size_t)J->O * HW;
+    j.ti0 = (int)(i % J->chunks * J->rows);
+    j.nrow = th - j.ti0 < (int)J->rows ? th - j.ti0 : (int)J->rows;
+    j.nt = (size_t)j.nrow * J->tw;
+    j.vld = j.mld = J->ld;
+    j.V = J->V + (size_t)tid * J->vm_stride;
+    j.M = j.V + 16 * J->vs;
+    wg_input_part(&j, 0, J->C, tid);
+#if WG_HAVE_SIMD
+    for (size_t xi = 0; xi < 16; xi++)
+        wk_gemm(&j, xi, 0, 1);
+#endif
+    wg_output_part(&j, 0, J->O, tid);
+}
+
 static int conv_winograd(sl_op_ctx *ctx, const sl_conv2d_args *a)
 {
     const int C = a->c_in, O = a->c_out, H = a->h, W = a->w;
-    const int th = (H + 1) / 2, tw = (W + 1) / 2, PH = 2 * th + 2, E1 = tw + 1;
+    const int th = (H + 1) / 2, tw = (W + 1) / 2, E1 = tw + 1;
     const size_t threads = (size_t)sl_pool_threads(ctx->pool);
     const int simd = sl_cpu_simd_avx512() ? 2 : sl_cpu_simd_avx2() ? 1 : 0, packed = simd == 2;
     size_t rows = (packed ? WG_CHUNK_PACKED : WG_CHUNK_FLOATS) / (16 * (size_t)(C + O) * (size_t)tw);
@@ -510,19 +562,27 @@ static int conv_winograd(sl_op_ctx *ctx, const sl_conv2d_args *a)
     const size_t O8 = packed ? ((size_t)O + 7) & ~(size_t)7 : (size_t)O;
     const size_t ld = packed ? ((rows * tw + 63) & ~(size_t)63) + 32 : rows * tw;
     const size_t us = wg_align(O8 * C), vs = wg_align((size_t)C * ld), ms = wg_align(O8 * ld);
-    const size_t nU = 16 * us, nP = wg_align((size_t)C * PH * 2 * E1), nV = 16 * vs, nM = 16 * ms;
+    const size_t nU = 16 * us, nV = 16 * vs, nM = 16 * ms;
     const size_t tmp_stride = wg_align(8 * (size_t)E1); /* per thread: wg_input's 8 E1, wg_output's 4 tw */
+    const size_t pad_stride = wg_align((2 * rows + 2) * 2 * (size_t)E1); /* per thread: a chunk's padded rows */
+    /* at several threads and at least two chunks per thread (wk_gemm's path), each chunk whole on
+     * one thread in that thread's V and M (wg_chunk_body); else each step of a chunk split over
+     * the threads */
+    const size_t chunks = ((size_t)th + rows - 1) / rows;
+    const int by_chunk = packed && threads > 1 && a->batch * chunks >= 2 * threads;
+    const size_t nvm = by_chunk ? threads : 1;
     /* U: kept with fixed weights (sl_op_mark_fixed), formed once; else per call in the scratch */
     int fresh = 1;
     float *Uk = sl_cpu_fixed_form(ctx, a->wt, WG_FORM_TAG(O, C) | ((uint64_t)packed << 39), nU, &fresh);
-    float *S = sl_cpu_scratch(ctx, (Uk ? 0 : nU) + nP + nV + nM + threads * tmp_stride);
+    float *S = sl_cpu_scratch(ctx, (Uk ? 0 : nU) + nvm * (nV + nM) + threads * (tmp_stride + pad_stride));
     if (!S)
         return SL_ENOMEM;
-    wg_job j = {.a = a, .C = C, .O = O, .H = H, .W = W, .PH = PH, .E1 = E1, .tw = tw, .us = us, .vs = vs, .ms = ms,
-                .tmp_stride = tmp_stride, .U = Uk ? Uk : S, .P = Uk ? S : S + nU, .simd = simd, .packed = packed};
-    j.V = j.P + nP;
+    wg_job j = {.a = a, .C = C, .O = O, .H = H, .W = W, .E1 = E1, .tw = tw, .us = us, .vs = vs, .ms = ms,
+                .tmp_stride = tmp_stride, .pad_stride = pad_stride, .rows = rows, .chunks = chunks, .ld = ld,
+                .vm_stride = nV + nM, .U = Uk ? Uk : S, .V = Uk ? S : S + nU, .simd = simd, .packed = packed};
     j.M = j.V + nV;
-    j.tmp = j.M + nM;
+    j.tmp = j.V + nvm * (nV + nM);
+    j.P = j.tmp + threads * tmp_stride;
     j.gparts = (threads + 15) / 16;
     if (fresh) {
         if (O8 > (size_t)O) /* the rows past O of the last block of 8 */
@@ -531,11 +591,14 @@ static int conv_winograd(sl_op_ctx *ctx, const sl_conv2d_args *a)
         if (Uk)
             sl_cpu_fixed_form_ready(ctx, Uk, 1);
     }
+    if (by_chunk) {
+        sl_pool_for(ctx->pool, a->batch * chunks, wg_chunk_body, &j);
+        return 0;
+    }
     const size_t HW = (size_t)H * W;
     for (size_t b = 0; b < a->batch; b++) {
         j.x = a->x + b * (size_t)C * HW;
         j.y = a->y + b * (size_t)O * HW;
-        sl_cpu_chan_for(ctx, C, (size_t)C * HW, wg_pad_part, &j);
         for (int ti0 = 0; ti0 < th; ti0 += (int)rows) {
             j.ti0 = ti0;
             j.nrow = th - ti0 < (int)rows ? th - ti0 : (int)rows;

@@ -8,7 +8,11 @@
 #if WG_VW == 16
 #define WG_LO {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23}
 #define WG_HI {8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31}
+#define WG_EV {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30}
+#define WG_OD {1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31}
 #else
+#define WG_EV {0, 2, 4, 6, 8, 10, 12, 14}
+#define WG_OD {1, 3, 5, 7, 9, 11, 13, 15}
 #define WG_LO {0, 8, 1, 9, 2, 10, 3, 11}
 #define WG_HI {4, 12, 5, 13, 6, 14, 7, 15}
 #endif
@@ -61,6 +65,44 @@ static void WG_SFX(wg_input)(const float *P, int c0, int c1, int PH, int tw, int
                 }
             }
         }
+}
+
+/* wg_pad_rows of cpu_conv.c (a copy: the same floats), the even / odd split of whole vectors of
+ * image columns by shuffles. */
+static void WG_SFX(wg_pad_rows)(const float *restrict xc, int H, int W, int E1, int s0, int ns, float *restrict P)
+{
+    typedef WG_SFX(vf) vf;
+    typedef WG_SFX(vi) vi;
+    const vi ev = WG_EV, od = WG_OD;
+    const size_t PR = 2 * (size_t)E1;
+    for (int q = 0; q < ns; q++) {
+        float *restrict e = P + (size_t)q * PR, *restrict o = e + E1;
+        const int r = s0 + q - 1; /* image row of padded row s0 + q */
+        if (r < 0 || r >= H) {
+            memset(e, 0, PR * sizeof(float));
+            continue;
+        }
+        const float *restrict s = xc + (size_t)r * W;
+        /* e[j] = s[2j - 1] (j >= 1), o[j] = s[2j]: columns 2j, 2j + 1 of whole vectors */
+        int j = 0;
+        e[0] = 0.0f;
+        for (; 2 * (j + WG_VW) <= W; j += WG_VW) {
+            const vf a = WG_SFX(ld)(s + 2 * j), b = WG_SFX(ld)(s + 2 * j + WG_VW);
+            WG_SFX(st)(o + j, __builtin_shuffle(a, b, ev));
+            WG_SFX(st)(e + j + 1, __builtin_shuffle(a, b, od));
+        }
+        for (; 2 * j < W; j++) {
+            o[j] = s[2 * j];
+            if (2 * j + 1 < W)
+                e[j + 1] = s[2 * j + 1];
+            else
+                e[j + 1] = 0.0f;
+        }
+        for (int t = j + 1; t < E1; t++)
+            e[t] = 0.0f;
+        for (int t = j; t < E1; t++)
+            o[t] = 0.0f;
+    }
 }
 
 /* max(v, 0) as `v < 0 ? 0 : v` (NaN and -0 kept). */
@@ -158,3 +200,5 @@ static void WG_SFX(dr_row)(float *restrict yr, const float *restrict xp, size_t 
 
 #undef WG_LO
 #undef WG_HI
+#undef WG_EV
+#undef WG_OD

@@ -553,6 +553,7 @@ int main(void)
     test_conv_fixed(ctx, 16, 8, 20, 12);
     test_conv_threads(ctx, 256, 64, 40, 2); /* large enough for the threads to start */
     test_conv_threads(ctx, 600, 15, 35, 1);
+    test_conv_threads(ctx, 64, 48, 200, 66); /* Winograd, 13 chunks of tile rows: each whole on one thread */
     {
         CHECK(sl_op_ctx_set_threads(ctx, 3) == 0);
         printf("  (3 threads)\n");
@@ -561,6 +562,7 @@ int main(void)
         test_conv(ctx, 1, 3, 40, 70, 20, 3, 1, SL_ACT_RELU);  /* im2col */
         test_conv(ctx, 2, 1, 24, 60, 40, 5, 1, SL_ACT_TANH);  /* im2col, k 5, one input channel */
         test_conv(ctx, 1, 20, 17, 9, 9, 3, 0, SL_ACT_NONE);   /* Winograd, odd sizes, no bias */
+        test_conv(ctx, 2, 64, 20, 201, 66, 3, 1, SL_ACT_NONE); /* Winograd, 2 x 13 chunks, one per thread at a time */
         test_conv(ctx, 2, 1, 64, 50, 64, 3, 1, SL_ACT_RELU);  /* direct, one input channel */
         CHECK(sl_op_ctx_set_threads(ctx, 17) == 0);
         printf("  (17 threads: each Winograd GEMM in two parts)\n");
