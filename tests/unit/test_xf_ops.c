@@ -525,6 +525,53 @@ static void test_erf(void)
     free(p), free(x), free(y[0]), free(y[1]), free(y[2]);
 }
 
+/* The GELU epilogue on long rows (AVX-512: chunks of 1024 values, erf's second range by lane
+ * packing or, where most lanes fall there, on every lane, the choice carried from chunk to
+ * chunk): out of place, in place, with an addend and with the residual in place (add = y),
+ * twice (the second call starting from the first one's choice), on every path: the portable
+ * loop's bits; NaN stays NaN. */
+static void test_gelu_rows(void)
+{
+    enum { N = 2600 };
+    float *p = sl_ref_rnd(N, -1, 1), *bias = sl_ref_rnd(N, -0.2f, 0.2f), *add = sl_ref_rnd(N, -1, 1);
+    float *want = malloc(N * sizeof(float)), *y = malloc(N * sizeof(float)), *in = malloc(N * sizeof(float));
+    CHECK(p && bias && add && want && y && in);
+    for (int j = 1100; j < 2200; j++) /* mostly in erf's second range */
+        p[j] *= 6.0f;
+    p[5] = NAN, p[1500] = INFINITY, p[2300] = -INFINITY, p[2301] = NAN;
+    const int avx512 = sl_cpu_simd_set_avx512(1);
+    size_t bad = 0;
+    for (int path = 0; path < 3; path++)
+        for (int variant = 0; variant < 4; variant++)
+            for (int rep = 0; rep < 2; rep++) {
+                const float *b = variant & 1 ? bias : NULL;
+                for (int j = 0; j < N; j++) {
+                    float v = b ? p[j] + b[j] : p[j];
+                    v = sl_cpu_act(SL_ACT_GELU, v);
+                    want[j] = variant >= 2 ? v + add[j] : v;
+                }
+                memcpy(y, add, N * sizeof(float));
+                memcpy(in, p, N * sizeof(float));
+                set_path(path);
+                if (variant == 0) /* out of place */
+                    sl_cpu_epilogue_row(SL_ACT_GELU, N, p, NULL, NULL, NULL, y);
+                else if (variant == 1) /* in place */
+                    sl_cpu_epilogue_row(SL_ACT_GELU, N, in, bias, NULL, NULL, in);
+                else if (variant == 2) /* a separate addend */
+                    sl_cpu_epilogue_row(SL_ACT_GELU, N, p, NULL, NULL, add, in);
+                else /* the residual in place */
+                    sl_cpu_epilogue_row(SL_ACT_GELU, N, p, bias, NULL, y, y);
+                const float *got = variant == 0 || variant == 3 ? y : in;
+                for (int j = 0; j < N; j++)
+                    bad += want[j] != want[j] ? got[j] == got[j] : memcmp(&want[j], &got[j], sizeof(float)) != 0;
+            }
+    sl_cpu_simd_set(1);
+    sl_cpu_simd_set_avx512(avx512);
+    printf("  gelu epilogue rows of %d, 3 paths x 4 layouts x 2 calls: %zu values differ\n", N, bad);
+    CHECK_MSG(bad == 0, "gelu epilogue rows: %zu values differ from the portable loop", bad);
+    free(p), free(bias), free(add), free(want), free(y), free(in);
+}
+
 int main(void)
 {
     sl_log_set_level(SL_LOG_ERROR);
@@ -534,6 +581,7 @@ int main(void)
     test_erf();
     test_softmax_rows();
     test_gelu_glu(ctx);
+    test_gelu_rows();
     test_norm(ctx, SL_NORM_RMS, 9, 300);
     test_norm(ctx, SL_NORM_LAYER, 9, 300);
     test_group_norm_gelu(ctx, 3, 12, 4, 45);
