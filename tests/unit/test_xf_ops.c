@@ -572,6 +572,40 @@ static void test_gelu_rows(void)
     free(p), free(bias), free(add), free(want), free(y), free(in);
 }
 
+/* row_gather (copies and 4-tap sums) on 1 and 3 threads: the rows split over the threads give
+ * the bits of one thread, and those of the definition (float sums in tap order). */
+static void test_row_gather_threads(sl_op_ctx *ctx)
+{
+    enum { ROWS = 3001, COLS = 37, IN = 2000, TAPS = 4 };
+    float *x = sl_ref_rnd((size_t)IN * COLS, -1, 1), *w = sl_ref_rnd((size_t)ROWS * TAPS, -1, 1);
+    float *y[2] = {malloc((size_t)ROWS * COLS * sizeof(float)), malloc((size_t)ROWS * COLS * sizeof(float))};
+    int32_t *idx = malloc((size_t)ROWS * TAPS * sizeof(int32_t));
+    CHECK(x && w && y[0] && y[1] && idx);
+    for (size_t i = 0; i < (size_t)ROWS * TAPS; i++)
+        idx[i] = (int32_t)((i * 7919u + 13u) % IN);
+    size_t bad = 0;
+    for (int taps = 1; taps <= TAPS; taps += TAPS - 1) {
+        for (int v = 0; v < 2; v++) {
+            CHECK(sl_op_ctx_set_threads(ctx, v ? 3 : 1) == 0);
+            sl_gather_args a = {.batch = 1, .rows = ROWS, .cols = COLS, .in_rows = IN, .taps = taps, .idx = idx,
+                                .w = taps > 1 ? w : NULL, .x = x, .ldx = COLS, .y = y[v], .ldy = COLS};
+            CHECK(sl_op_row_gather(ctx, &a) == 0);
+        }
+        for (size_t r = 0; r < ROWS; r++)
+            for (size_t c = 0; c < COLS; c++) {
+                float want = taps > 1 ? w[r * taps] * x[(size_t)idx[r * taps] * COLS + c] : x[(size_t)idx[r] * COLS + c];
+                for (int t = 1; t < taps; t++)
+                    want = want + w[r * taps + t] * x[(size_t)idx[r * taps + t] * COLS + c];
+                bad += memcmp(&want, &y[0][r * COLS + c], sizeof want) != 0 ||
+                       memcmp(&want, &y[1][r * COLS + c], sizeof want) != 0;
+            }
+    }
+    CHECK(sl_op_ctx_set_threads(ctx, 1) == 0);
+    printf("  row gather %d rows, 1 and 4 taps, 1 and 3 threads: %zu values differ\n", ROWS, bad);
+    CHECK_MSG(bad == 0, "row gather: %zu values differ", bad);
+    free(x), free(w), free(y[0]), free(y[1]), free(idx);
+}
+
 int main(void)
 {
     sl_log_set_level(SL_LOG_ERROR);
@@ -582,6 +616,7 @@ int main(void)
     test_softmax_rows();
     test_gelu_glu(ctx);
     test_gelu_rows();
+    test_row_gather_threads(ctx);
     test_norm(ctx, SL_NORM_RMS, 9, 300);
     test_norm(ctx, SL_NORM_LAYER, 9, 300);
     test_group_norm_gelu(ctx, 3, 12, 4, 45);
