@@ -148,25 +148,63 @@ slot *pool_acquire(runner *r)
     return got;
 }
 
+/* Frees a list of slots (traced as free_slots; nothing for an empty list). */
+static void slots_free(runner *r, slot *s)
+{
+    if (!s)
+        return;
+    trace_mark tm = trace_begin();
+    while (s) {
+        slot *next = s->next;
+        sl_op_host_free(r->host_ctx, s->mem);
+        free(s);
+        s = next;
+    }
+    trace_end(tm, "free_slots", -1);
+}
+
+/* Slots are freed as soon as no decoder is left to take them (CPU: host
+ * memory any thread may free), by the thread that gives them back, so that
+ * unmapping them overlaps the last tracks' model and writes instead of
+ * following the pipeline's end on one thread. */
+static int free_early(runner *r) { return r->decoders_left == 0 && !strcmp(sl_op_ctx_backend(r->host_ctx), "cpu"); }
+
 void pool_release(runner *r, slot *s)
 {
     pthread_mutex_lock(&r->mu);
     s->t = NULL;
-    s->next = r->free_slots;
-    r->free_slots = s;
     r->n_in_use--;
-    pthread_cond_signal(&r->cv_slot);
+    const int drop = free_early(r);
+    if (!drop) {
+        s->next = r->free_slots;
+        r->free_slots = s;
+        pthread_cond_signal(&r->cv_slot);
+    }
     pthread_mutex_unlock(&r->mu);
+    if (drop) {
+        s->next = NULL;
+        slots_free(r, s);
+    }
+}
+
+void pool_decoders_done(runner *r)
+{
+    pthread_mutex_lock(&r->mu);
+    slot *list = free_early(r) ? r->free_slots : NULL;
+    if (list)
+        r->free_slots = NULL;
+    pthread_mutex_unlock(&r->mu);
+    if (!list)
+        return;
+    tokens_take(r, 1, -1); /* unmapping computes: on a token, like the rest */
+    slots_free(r, list);
+    tokens_give(r, 1);
 }
 
 void pool_free_all(runner *r)
 {
-    while (r->free_slots) {
-        slot *s = r->free_slots;
-        r->free_slots = s->next;
-        sl_op_host_free(r->host_ctx, s->mem);
-        free(s);
-    }
+    slots_free(r, r->free_slots);
+    r->free_slots = NULL;
 }
 
 void push_ready(runner *r, slot *s)

@@ -516,7 +516,7 @@ static int run_pipeline(runner *r)
     free(wth);
     r->pipeline_s = now_s() - t_pipe;
     r->tokens_held_s = sl_budget_held_s(r->budget) - held0;
-    pool_free_all(r);
+    pool_free_all(r); /* what the pipeline left (none on the CPU: pool_decoders_done) */
     return ok ? 0 : SL_ENOMEM;
 }
 

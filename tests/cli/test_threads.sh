@@ -184,6 +184,11 @@ assert all(min(e["faults"], e["sleeps"], e["preempted"]) >= 0 for e in ev), ev[:
 assert sum(e["faults"] for e in ev if e["what"] == "model") > 0, "no page fault counted in the models"
 # one thread: FFmpeg loads on the main thread, after the models
 assert "ffmpeg_load" not in seen, "FFmpeg loaded beside the models at threads 1"
+# the segment buffers are freed once the decoders are done, on tokens, during
+# the pipeline (the last decoder frees those nobody holds, writers the others
+# as they give them back), not after it on the main thread
+free = [e for e in ev if e["what"] == "free_slots"]
+assert free and all(e["tokens"] >= 1 for e in free), ("slots freed outside the pipeline's tokens", free)
 EOF
 # two threads: FFmpeg's libraries load on a thread of their own while the models open;
 # each segment's write is made slow (test hook SL_TEST_SLOW_WRITE, the track's
