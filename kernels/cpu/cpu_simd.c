@@ -515,12 +515,18 @@ EPI_512 __attribute__((noinline)) static int gelu_chunk_512(size_t n, const floa
     }
     if (i < nf) { /* the last 1 to 4 vectors, lanes past nf 0 */
         __m512 f[4];
+        const int last = (nf - i + 15) / 16;
         _Pragma("GCC unroll 4") for (int u = 0; u < 4; u++) {
             const int left = nf - i - 16 * u;
             f[u] = _mm512_maskz_load_ps(left >= 16 ? (__mmask16)0xffff : left > 0 ? (__mmask16)((1u << left) - 1u) : 0,
                                         far + i + 16 * u);
         }
-        erf_far_512(4, f);
+        switch (last) {
+        case 1: erf_far_512(1, f); break;
+        case 2: erf_far_512(2, f); break;
+        case 3: erf_far_512(3, f); break;
+        default: erf_far_512(4, f); break;
+        }
         _Pragma("GCC unroll 4") for (int u = 0; u < 4; u++) _mm512_store_ps(far + i + 16 * u, f[u]);
     }
     for (int t = 0; t < nv; t++) {
@@ -570,8 +576,8 @@ EPI_512 static size_t epilogue_512(sl_act act, size_t n, const float *p, const f
      * in erf's second range, else by gelu4_512 (cheaper then), the choice carried over from the
      * previous chunk of this thread (rows of a product alike); the same bits either way */
     static _Thread_local int dense;
-    if (act == SL_ACT_GELU)
-        for (; j + 16 <= n;) {
+    if (act == SL_ACT_GELU) /* rows of at least 64 values (shorter ones: act_512 below) */
+        for (; j + 64 <= n;) {
             const size_t len = n - j < GELU_CHUNK ? (n - j) & ~(size_t)15 : GELU_CHUNK;
             int far = 0;
             if (!dense)
