@@ -201,6 +201,73 @@ void pool_decoders_done(runner *r)
     tokens_give(r, 1);
 }
 
+/* Slots pool_prefault allocates ahead: about what the decoders and the workers take first. */
+static size_t prefault_slots(const runner *r)
+{
+    size_t n = (size_t)(r->cfg->decode_threads > 0 ? r->cfg->decode_threads : 1) + (size_t)r->n_workers;
+    return n < r->n_slots_max ? n : r->n_slots_max;
+}
+
+/* Where the planes of a slot start (floats from s->mem), as slot_layout lays
+ * out either kind; returns how many. */
+static size_t plane_starts(const runner *r, size_t *at, size_t cap)
+{
+    size_t n = 0;
+    if (r->sep)
+        for (size_t p = 0; p < (size_t)r->sep->channels * (size_t)(1 + r->sep->n_sources) && n < cap; p++)
+            at[n++] = p * r->sep_L;
+    if (r->emb)
+        for (size_t c = 0; c <= (size_t)r->emb->channels && n < cap; c++) /* its channels, then vec and scores */
+            at[n++] = c * r->emb_L;
+    return n;
+}
+
+void pool_prefault(runner *r, const atomic_int *stop)
+{
+    /* (pinned CUDA host memory is resident from its allocation) */
+    const size_t want = strcmp(sl_op_ctx_backend(r->host_ctx), "cpu") ? 0 : prefault_slots(r);
+    slot *list[64];
+    size_t n = 0;
+    pthread_mutex_lock(&r->mu);
+    while (n < want && n < 64 && r->n_slots < r->n_slots_max) {
+        slot *s = calloc(1, sizeof *s);
+        void *mem = NULL;
+        if (!s || sl_op_host_alloc(r->host_ctx, &mem, r->slot_floats * sizeof(float))) {
+            free(s);
+            sl_clearerr(); /* the pipeline meets the same limit and says so */
+            break;
+        }
+        s->mem = mem;
+        r->n_slots++;
+        s->next = r->free_slots;
+        r->free_slots = s;
+        list[n++] = s;
+    }
+    pthread_mutex_unlock(&r->mu);
+    size_t at[2 * SL_SEG_MAX_CH * (SL_MAX_SOURCES + 1) + 4];
+    const size_t planes = plane_starts(r, at, sizeof at / sizeof *at);
+    /* every plane's first pages first, a stripe at a time, until the load is
+     * over: a short track touches only the start of each plane */
+    const size_t stripe = 16384 / sizeof(float), page = 4096 / sizeof(float);
+    trace_mark tm = trace_begin();
+    size_t pages = 0;
+    for (size_t k = 0; !atomic_load(stop) && pages < r->slot_floats / page * n; k += stripe) {
+        size_t touched = 0;
+        for (size_t i = 0; i < n && !atomic_load(stop); i++)
+            for (size_t p = 0; p < planes; p++) {
+                const size_t end = p + 1 < planes && at[p + 1] > at[p] ? at[p + 1] : r->slot_floats;
+                volatile float *m = list[i]->mem;
+                for (size_t f = at[p] + k; f < at[p] + k + stripe && f < end; f += page, touched++)
+                    m[f] = 0.0f;
+            }
+        if (!touched)
+            break;
+        pages += touched;
+    }
+    if (n)
+        trace_end(tm, "prefault", -1);
+}
+
 void pool_free_all(runner *r)
 {
     slots_free(r, r->free_slots);
