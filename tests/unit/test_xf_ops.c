@@ -565,9 +565,32 @@ static void test_gelu_rows(void)
                 for (int j = 0; j < N; j++)
                     bad += want[j] != want[j] ? got[j] == got[j] : memcmp(&want[j], &got[j], sizeof(float)) != 0;
             }
+    /* blocks of short rows (sl_cpu_epilogue_rows, the AMX tiles' 32 x 32 blocks: AVX-512 packs
+     * whole blocks), strided, every combination of bias, multiplier and addend */
+    enum { R = 45, C = 32, LD = 41 };
+    float *yb = malloc((size_t)R * LD * sizeof(float));
+    CHECK(yb);
+    for (int path = 0; path < 3; path++)
+        for (int f = 0; f < 8; f++) {
+            const float *b = f & 1 ? bias : NULL, *m = f & 2 ? add + 7 : NULL, *ad = f & 4 ? add : NULL;
+            set_path(path);
+            sl_cpu_epilogue_rows(SL_ACT_GELU, R, C, p + 500, LD, b, m, LD, ad, LD, yb, LD);
+            for (int r = 0; r < R; r++)
+                for (int c = 0; c < C; c++) {
+                    float v = b ? p[500 + r * LD + c] + b[c] : p[500 + r * LD + c];
+                    v = sl_cpu_act(SL_ACT_GELU, v);
+                    if (m)
+                        v *= m[r * LD + c];
+                    v = ad ? v + ad[r * LD + c] : v;
+                    const float g = yb[r * LD + c];
+                    bad += v != v ? g == g : memcmp(&v, &g, sizeof v) != 0;
+                }
+        }
+    free(yb);
     sl_cpu_simd_set(1);
     sl_cpu_simd_set_avx512(avx512);
-    printf("  gelu epilogue rows of %d, 3 paths x 4 layouts x 2 calls: %zu values differ\n", N, bad);
+    printf("  gelu epilogue rows of %d, 3 paths x 4 layouts x 2 calls, blocks of %d x %d: %zu values differ\n", N,
+           R, C, bad);
     CHECK_MSG(bad == 0, "gelu epilogue rows: %zu values differ from the portable loop", bad);
     free(p), free(bias), free(add), free(want), free(y), free(in);
 }
