@@ -267,11 +267,23 @@ void sl_pool_range(size_t n, size_t parts, size_t k, size_t *lo, size_t *hi)
     *hi = *lo + q + (k < r ? 1 : 0);
 }
 
+/* A thread waiting in sl_budget_acquire, on its own condition: a release or
+ * an acquisition wakes the one waiter whose turn it is, when its tokens are
+ * free, instead of every waiter (each woken waiter that cannot go takes a CPU
+ * from a thread that holds tokens and computes). */
+typedef struct budget_waiter {
+    pthread_cond_t cv;
+    unsigned long ticket;
+    int n;
+    struct budget_waiter *next;
+} budget_waiter;
+
 struct sl_budget {
     pthread_mutex_t mu;
-    pthread_cond_t cv;
     int tokens, free_, peak;
     unsigned long next_ticket, serving;
+    budget_waiter *head, *tail; /* waiting, in ticket order */
+    unsigned long wakeups, futile; /* waiters woken; of them, woken when they could not go */
     double held_s, since; /* integral of the tokens held over time, up to since */
 };
 
@@ -299,7 +311,6 @@ int sl_budget_create(sl_budget **out, int tokens)
     if (!b)
         return sl_seterr(SL_ENOMEM, "CPU budget: out of memory");
     pthread_mutex_init(&b->mu, NULL);
-    pthread_cond_init(&b->cv, NULL);
     b->tokens = b->free_ = tokens;
     b->since = mono_s();
     *out = b;
@@ -310,9 +321,16 @@ void sl_budget_free(sl_budget *b)
 {
     if (!b)
         return;
-    pthread_cond_destroy(&b->cv);
     pthread_mutex_destroy(&b->mu);
     free(b);
+}
+
+/* Wakes the first waiter when it is its turn and its tokens are free. Caller holds mu. */
+static void budget_wake_next(sl_budget *b)
+{
+    budget_waiter *w = b->head;
+    if (w && w->ticket == b->serving && b->free_ >= w->n)
+        pthread_cond_signal(&w->cv);
 }
 
 void sl_budget_acquire(sl_budget *b, int n)
@@ -323,14 +341,31 @@ void sl_budget_acquire(sl_budget *b, int n)
         n = b->tokens;
     pthread_mutex_lock(&b->mu);
     const unsigned long ticket = b->next_ticket++;
-    while (b->serving != ticket || b->free_ < n)
-        pthread_cond_wait(&b->cv, &b->mu);
+    if (b->serving != ticket || b->free_ < n) {
+        budget_waiter w = {.cv = PTHREAD_COND_INITIALIZER, .ticket = ticket, .n = n, .next = NULL};
+        if (b->tail)
+            b->tail->next = &w;
+        else
+            b->head = &w;
+        b->tail = &w;
+        do {
+            pthread_cond_wait(&w.cv, &b->mu);
+            b->wakeups++;
+            if (b->serving != ticket || b->free_ < n)
+                b->futile++;
+        } while (b->serving != ticket || b->free_ < n);
+        /* its turn: the first waiter (tickets are served in order) */
+        b->head = w.next;
+        if (!b->head)
+            b->tail = NULL;
+        pthread_cond_destroy(&w.cv);
+    }
     b->serving++;
     budget_tick(b);
     b->free_ -= n;
     if (b->tokens - b->free_ > b->peak)
         b->peak = b->tokens - b->free_;
-    pthread_cond_broadcast(&b->cv); /* the next ticket may go too */
+    budget_wake_next(b); /* the next ticket may go too */
     pthread_mutex_unlock(&b->mu);
 }
 
@@ -343,7 +378,28 @@ void sl_budget_release(sl_budget *b, int n)
     pthread_mutex_lock(&b->mu);
     budget_tick(b);
     b->free_ += n;
-    pthread_cond_broadcast(&b->cv);
+    budget_wake_next(b);
+    pthread_mutex_unlock(&b->mu);
+}
+
+int sl_budget_waiting(sl_budget *b)
+{
+    if (!b)
+        return 0;
+    pthread_mutex_lock(&b->mu);
+    const int n = (int)(b->next_ticket - b->serving);
+    pthread_mutex_unlock(&b->mu);
+    return n;
+}
+
+void sl_budget_wakeups(sl_budget *b, unsigned long *woken, unsigned long *futile)
+{
+    *woken = *futile = 0;
+    if (!b)
+        return;
+    pthread_mutex_lock(&b->mu);
+    *woken = b->wakeups;
+    *futile = b->futile;
     pthread_mutex_unlock(&b->mu);
 }
 

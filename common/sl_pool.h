@@ -63,6 +63,13 @@ void sl_budget_acquire(sl_budget *b, int n);
 void sl_budget_release(sl_budget *b, int n);
 /* Most tokens held at once so far (instrumentation); 0 for NULL. */
 int sl_budget_peak(const sl_budget *b);
+/* Waiters woken so far in sl_budget_acquire (*woken) and, of them, those woken
+ * when it was not their turn or their tokens were not free (*futile: 0 but for
+ * the system's spurious wake-ups, since a release wakes only the waiter that can
+ * go). Instrumentation; 0 and 0 for NULL. */
+void sl_budget_wakeups(sl_budget *b, unsigned long *woken, unsigned long *futile);
+/* Threads waiting in sl_budget_acquire now; 0 for NULL. */
+int sl_budget_waiting(sl_budget *b);
 /* Takes up to max tokens that are free now, without waiting: none while a
  * thread waits in sl_budget_acquire (it goes first). Returns how many (0 for
  * NULL b); give them back with sl_budget_release. */

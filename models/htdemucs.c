@@ -452,15 +452,18 @@ static int spec_in(sl_op_ctx *ctx, const hd_state *st, hd_run *R, const sl_stft_
  * _ispec: one zero bin on top and two zero frames each side (zin's, cleared by run_alloc; the
  * permute fills the rest), the inverse STFT -> ola [SC][Lp]. nf frequency rows (of both the
  * real and imaginary planes) of one channel at a time (0: all at once); each channel's inverse
- * FFT and overlap-add after its rows. */
+ * FFT and overlap-add after its rows. In channel blocks (nf > 0) the channels of a source whose
+ * bag weight w[s] is 0 are left out: their output is multiplied by 0 (forward does not read it). */
 static int spec_out(sl_op_ctx *ctx, const hd_state *st, hd_run *R, float *cur, const sl_stft_cfg *cfg, float scale,
-                    size_t nf)
+                    size_t nf, const float *w)
 {
     int rc;
     const size_t T = (size_t)st->T, F = (size_t)st->F, SC = (size_t)(st->C * st->S), nfft = (size_t)st->nfft;
     const size_t Lp = T * (size_t)st->hl + 2 * (size_t)st->pad, fz = (F + 1) * 2, Tz = T + 4;
     const size_t ng = nf ? 1 : SC, step = nf ? nf : F;
     for (size_t s0 = 0; s0 < SC; s0 += ng) {
+        if (nf && w && w[s0 / (size_t)st->C] == 0.0f)
+            continue;
         float *x = cur + s0 * 2 * F * T, *z = R->zin + s0 * Tz * fz;
         for (size_t f0 = 0; f0 < F; f0 += step) {
             const size_t n = F - f0 < step ? F - f0 : step;
@@ -477,16 +480,16 @@ static int spec_out(sl_op_ctx *ctx, const hd_state *st, hd_run *R, float *cur, c
     return 0;
 }
 
-/* The model m of st on mix[C][L] (host) -> out[S][C][L] (host, accumulated with weight w[s] when acc). */
-static int forward(sl_op_ctx *ctx, const hd_state *st, int m, hd_run *R, const float *const *mix, float *out,
-                   const float *w, int acc, hd_dump *D)
+/* _spec of mix[C][L] (host) and its normalisation by the mean / std of all its values: the reflect
+ * padding on the host, frames 2 .. T+1 of the centred STFT into xin [C][2][F][T], normalised in
+ * place; vec [4T] keeps -mean, 1 / (1e-5 + std), mean / std, std (spec_out undoes it). */
+static int spec_norm(sl_op_ctx *ctx, const hd_state *st, hd_run *R, const float *const *mix, const sl_stft_cfg *cfg,
+                     float scale, hd_dump *D)
 {
     int rc;
-    const hd_net *nt = &st->net[m];
     const size_t T = (size_t)st->T, F = (size_t)st->F, C = (size_t)st->C, L = st->L, hl = (size_t)st->hl;
-    const size_t pad = (size_t)st->pad, Lp = T * hl + 2 * pad, SC = C * (size_t)st->S, Ct = (size_t)st->Ct;
+    const size_t pad = (size_t)st->pad, Lp = T * hl + 2 * pad;
     float *h = R->host;
-    /* _spec: reflect padding on the host, frames 2 .. T+1 of the centred STFT */
     for (size_t c = 0; c < C; c++)
         for (size_t j = 0; j < Lp; j++) {
             long s = (long)j - (long)pad;
@@ -497,18 +500,35 @@ static int forward(sl_op_ctx *ctx, const hd_state *st, int m, hd_run *R, const f
             h[c * Lp + j] = mix[c][s];
         }
     TRY(sl_op_upload(ctx, R->dx, h, C * Lp * sizeof(float)));
-    const sl_stft_cfg cfg = {st->nfft, (int)hl, 1, SL_PAD_REFLECT, 1};
-    const float scale = 1.0f / sqrtf((float)st->nfft);
-    TRY(spec_in(ctx, st, R, &cfg, scale, spec_block(ctx, 2 * F, T)));
+    TRY(spec_in(ctx, st, R, cfg, scale, spec_block(ctx, 2 * F, T)));
     TRY(sl_op_download(ctx, R->host_mag, R->xin, 2 * C * F * T * sizeof(float)));
     if (D && D->mag)
         memcpy(D->mag, R->host_mag, 2 * C * F * T * sizeof(float));
-    double mean, std, meant, stdt;
+    double mean, std;
     mean_std(R->host_mag, 2 * C * F * T, &mean, &std);
     TRY(put_vec(ctx, R->vec, T, (float)-mean, (float)(1.0 / (1e-5 + std)), (float)(mean / std), (float)std,
                 R->host_mag));
     sl_affine_args nz = {1, 2 * C * F, T, R->xin, T, 0, R->vec, R->vec + T, 0, SL_ACT_NONE, R->xin, T, 0, NULL, 0, 0};
-    TRY(sl_op_affine(ctx, &nz));
+    return sl_op_affine(ctx, &nz);
+}
+
+/* The model m of st on mix[C][L] (host) -> out[S][C][L] (host, accumulated with weight w[s] when acc).
+ * A bag's models after the first (acc) take the normalised spectrogram of the segment (xin, vec)
+ * that the first left: the same input, the same bits; sources of weight 0 are neither inverted
+ * nor added (0 * y), a first model writes zeros for them. */
+static int forward(sl_op_ctx *ctx, const hd_state *st, int m, hd_run *R, const float *const *mix, float *out,
+                   const float *w, int acc, hd_dump *D)
+{
+    int rc;
+    const hd_net *nt = &st->net[m];
+    const size_t T = (size_t)st->T, F = (size_t)st->F, C = (size_t)st->C, L = st->L, hl = (size_t)st->hl;
+    const size_t pad = (size_t)st->pad, Lp = T * hl + 2 * pad, SC = C * (size_t)st->S, Ct = (size_t)st->Ct;
+    float *h = R->host;
+    const sl_stft_cfg cfg = {st->nfft, (int)hl, 1, SL_PAD_REFLECT, 1};
+    const float scale = 1.0f / sqrtf((float)st->nfft);
+    if (!acc)
+        TRY(spec_norm(ctx, st, R, mix, &cfg, scale, D));
+    double meant, stdt;
     /* the time branch input, normalised on the host */
     double s = 0, v = 0;
     for (size_t c = 0; c < C; c++)
@@ -598,12 +618,20 @@ static int forward(sl_op_ctx *ctx, const hd_state *st, int m, hd_run *R, const f
         cur = nxt, nxt = t;
         t = tcur, tcur = tnxt, tnxt = t;
     }
-    TRY(spec_out(ctx, st, R, cur, &cfg, scale, spec_block(ctx, 2 * T, F)));
+    TRY(spec_out(ctx, st, R, cur, &cfg, scale, spec_block(ctx, 2 * T, F), w));
     float *hs = h, *ht = h + SC * Lp;
-    TRY(sl_op_download(ctx, hs, R->ola, SC * Lp * sizeof(float)));
-    TRY(sl_op_download(ctx, ht, tcur, SC * L * sizeof(float)));
+    for (size_t sc = 0; sc < SC; sc++)
+        if (!w || w[sc / C] != 0.0f) {
+            TRY(sl_op_download(ctx, hs + sc * Lp, R->ola + sc * Lp, Lp * sizeof(float)));
+            TRY(sl_op_download(ctx, ht + sc * L, tcur + sc * L, L * sizeof(float)));
+        }
     for (size_t sc = 0; sc < SC; sc++) {
         const float wt = w ? w[sc / C] : 1.0f;
+        if (wt == 0.0f) {
+            if (!acc)
+                memset(out + sc * L, 0, L * sizeof(float));
+            continue;
+        }
         for (size_t j = 0; j < L; j++) {
             const float y = hs[sc * Lp + pad + j] + (ht[sc * L + j] * (float)stdt + (float)meant);
             out[sc * L + j] = acc ? out[sc * L + j] + wt * y : wt * y;

@@ -21,6 +21,7 @@ typedef struct {
     const char *path;
     unsigned char *used;
     sl_op_ctx *ctx;
+    hd_state *st;
 } hd_loader;
 
 static int meta_num(hd_loader *L, const char *key, double lo, double hi, int integer, double *out)
@@ -61,11 +62,33 @@ static const float *take(hd_loader *L, int nd, const int64_t *shape, const char 
 }
 
 /* Every weight is declared fixed (sl_op_mark_fixed): the CPU backend keeps the forms it derives
- * from them once per context (the packed linear layers, the Winograd form of the 3x3 rewrites). */
+ * from them (the packed linear layers and convolutions, the Winograd form of the 3x3 rewrites).
+ * up: a weight computed at load (a copy per context); put: a tensor of the file as it is stored,
+ * read in place on the cpu backend (sl_op_wrap_host), so that the workers of a run share one
+ * mapping of the file and the forms derived from it, made once, instead of a copy and forms
+ * each (the memory they touch first per worker, and the time to form them). */
 static int up(hd_loader *L, float **dst, const float *src, size_t n)
 {
     int rc = src ? sl_model_upload_new(L->ctx, dst, src, n) : SL_EFORMAT;
     return rc < 0 ? rc : sl_op_mark_fixed(L->ctx, *dst, n * sizeof(float));
+}
+
+static int put(hd_loader *L, float **dst, const float *src, size_t n)
+{
+    if (!src)
+        return SL_EFORMAT;
+    int owned = 0, rc = sl_op_wrap_host(L->ctx, src, n * sizeof(float), (void **)dst, &owned);
+    if (rc < 0)
+        return rc;
+    if (!owned) {
+        hd_state *st = L->st;
+        const char *a = (const char *)*dst, *e = a + n * sizeof(float);
+        if (!st->map_lo || a < st->map_lo)
+            st->map_lo = a;
+        if (!st->map_hi || e > st->map_hi)
+            st->map_hi = e;
+    }
+    return sl_op_mark_fixed(L->ctx, *dst, n * sizeof(float));
 }
 
 /* Conv weights pre + "weight" of shape [a][b][k](x kk) and bias [bias_n]; transposed: [c_in][c_out][k]. */
@@ -79,8 +102,8 @@ static int conv(hd_loader *L, hd_conv *c, const char *pre, int c_in, int c_out, 
         b = take(L, 1, bs, "%sbias", pre);
     c->c_in = c_in, c->c_out = c_out, c->k = k;
     const size_t nw = (size_t)c_in * c_out * k * (k2d ? k2d : 1);
-    int rc = up(L, &c->w, w, nw);
-    return rc ? rc : up(L, &c->b, b, (size_t)c_out);
+    int rc = put(L, &c->w, w, nw);
+    return rc ? rc : put(L, &c->b, b, (size_t)c_out);
 }
 
 /* GroupNorm / LayerNorm params pre + weight / bias of n; scale (n_scale of them, may be NULL) multiplies
@@ -179,6 +202,10 @@ static int linear(hd_loader *L, float **w, float **b, const char *pre, const cha
     const float *tw = take(L, 2, sw, "%s%s.weight", pre, name), *tb = tw ? take(L, 1, sb, "%s%s.bias", pre, name) : NULL;
     if (!tb)
         return SL_EFORMAT;
+    if (!scale) {
+        int rc = put(L, w, tw, (size_t)out * in);
+        return rc ? rc : put(L, b, tb, (size_t)out);
+    }
     float *cw = malloc(sizeof(float) * ((size_t)out * in + out));
     if (!cw)
         return sl_seterr(SL_ENOMEM, "separation model htdemucs: out of memory");
@@ -205,9 +232,9 @@ static int xlayer(hd_loader *L, const hd_state *st, hd_xlayer *x, const char *pr
     int64_t s3[2] = {3 * C, C}, s3b[1] = {3 * C}, sc[1] = {C};
     const float *w = take(L, 2, s3, "%s%s.in_proj_weight", pre, att), *b = w ? take(L, 1, s3b, "%s%s.in_proj_bias", pre, att) : NULL;
     /* cross layers: the query projection and the key / value projections are two products */
-    if ((rc = up(L, &x->wqkv, w, (size_t)(cross ? 1 : 3) * C * C)) < 0 ||
-        (cross && (rc = up(L, &x->wkv, w ? w + (size_t)C * C : NULL, (size_t)2 * C * C)) < 0) ||
-        (rc = up(L, &x->bqkv, b, (size_t)3 * C)) < 0)
+    if ((rc = put(L, &x->wqkv, w, (size_t)(cross ? 1 : 3) * C * C)) < 0 ||
+        (cross && (rc = put(L, &x->wkv, w ? w + (size_t)C * C : NULL, (size_t)2 * C * C)) < 0) ||
+        (rc = put(L, &x->bqkv, b, (size_t)3 * C)) < 0)
         return rc;
     const float *g1 = NULL, *g2 = NULL;
     if (st->t_layer_scale) {
@@ -452,7 +479,7 @@ int hd_load(sl_op_ctx *ctx, hd_state *st, const char *path)
         snprintf(msg, sizeof msg, "%s", sl_lasterr());
         return sl_seterr(rc, "separation model htdemucs: %s", msg);
     }
-    hd_loader L = {f, path, calloc(sl_st_count(f) + 1, 1), ctx};
+    hd_loader L = {f, path, calloc(sl_st_count(f) + 1, 1), ctx, st};
     if (!L.used) {
         sl_st_close(f);
         return sl_seterr(SL_ENOMEM, "separation model htdemucs: out of memory");
@@ -483,38 +510,48 @@ int hd_load(sl_op_ctx *ctx, hd_state *st, const char *path)
         rc = sl_op_sync(ctx);
 done:
     free(L.used);
-    sl_st_close(f);
+    if (st->map_lo)
+        st->map = f; /* closed by hd_free, after the weights that point into it */
+    else
+        sl_st_close(f);
     return rc;
 }
 
-static void free_conv(sl_op_ctx *ctx, hd_conv *c)
+/* sl_op_free of a weight unless it is the file's own bytes (put). */
+static void drop(sl_op_ctx *ctx, const hd_state *st, float *p)
 {
-    sl_op_free(ctx, c->w);
-    sl_op_free(ctx, c->b);
+    if (p && !(st->map_lo && (const char *)p >= st->map_lo && (const char *)p < st->map_hi))
+        sl_op_free(ctx, p);
 }
 
-static void free_layer(sl_op_ctx *ctx, hd_layer *l)
+static void free_conv(sl_op_ctx *ctx, const hd_state *st, hd_conv *c)
 {
-    free_conv(ctx, &l->conv);
-    free_conv(ctx, &l->rewrite);
+    drop(ctx, st, c->w);
+    drop(ctx, st, c->b);
+}
+
+static void free_layer(sl_op_ctx *ctx, const hd_state *st, hd_layer *l)
+{
+    free_conv(ctx, st, &l->conv);
+    free_conv(ctx, st, &l->rewrite);
     float *p[] = {l->norm_a.g, l->norm_a.b, l->norm_b.g, l->norm_b.b};
     for (size_t i = 0; i < 4; i++)
-        sl_op_free(ctx, p[i]);
+        drop(ctx, st, p[i]);
     for (int d = 0; d < l->n_dconv; d++) {
-        free_conv(ctx, &l->dconv[d].c1);
-        free_conv(ctx, &l->dconv[d].c2);
+        free_conv(ctx, st, &l->dconv[d].c1);
+        free_conv(ctx, st, &l->dconv[d].c2);
         float *q[] = {l->dconv[d].n1.g, l->dconv[d].n1.b, l->dconv[d].n2.g, l->dconv[d].n2.b};
         for (size_t i = 0; i < 4; i++)
-            sl_op_free(ctx, q[i]);
+            drop(ctx, st, q[i]);
     }
 }
 
-static void free_xlayer(sl_op_ctx *ctx, hd_xlayer *x)
+static void free_xlayer(sl_op_ctx *ctx, const hd_state *st, hd_xlayer *x)
 {
     float *p[] = {x->n1g, x->n1b, x->n2g, x->n2b, x->n3g, x->n3b, x->wqkv, x->wkv, x->bqkv, x->wo,
                   x->bo,  x->w1,  x->b1,  x->w2,  x->b2,  x->nog, x->nob};
     for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
-        sl_op_free(ctx, p[i]);
+        drop(ctx, st, p[i]);
 }
 
 void hd_free(sl_op_ctx *ctx, hd_state *st)
@@ -522,25 +559,28 @@ void hd_free(sl_op_ctx *ctx, hd_state *st)
     for (int m = 0; m < HD_MAX_MODELS; m++) {
         hd_net *n = &st->net[m];
         for (int i = 0; i < HD_MAX_DEPTH; i++) {
-            free_layer(ctx, &n->enc[i]);
-            free_layer(ctx, &n->tenc[i]);
-            free_layer(ctx, &n->dec[i]);
-            free_layer(ctx, &n->tdec[i]);
+            free_layer(ctx, st, &n->enc[i]);
+            free_layer(ctx, st, &n->tenc[i]);
+            free_layer(ctx, st, &n->dec[i]);
+            free_layer(ctx, st, &n->tdec[i]);
         }
         for (int i = 0; i < HD_MAX_XLAYERS; i++) {
-            free_xlayer(ctx, &n->xl[i]);
-            free_xlayer(ctx, &n->xlt[i]);
+            free_xlayer(ctx, st, &n->xl[i]);
+            free_xlayer(ctx, st, &n->xlt[i]);
         }
-        sl_op_free(ctx, n->emb);
-        free_conv(ctx, &n->up);
-        free_conv(ctx, &n->down);
-        free_conv(ctx, &n->up_t);
-        free_conv(ctx, &n->down_t);
+        drop(ctx, st, n->emb);
+        free_conv(ctx, st, &n->up);
+        free_conv(ctx, st, &n->down);
+        free_conv(ctx, st, &n->up_t);
+        free_conv(ctx, st, &n->down_t);
         float *p[] = {n->nin_g, n->nin_b, n->nint_g, n->nint_b};
         for (size_t i = 0; i < 4; i++)
-            sl_op_free(ctx, p[i]);
+            drop(ctx, st, p[i]);
     }
-    sl_op_free(ctx, st->window);
-    sl_op_free(ctx, st->pos2d);
-    sl_op_free(ctx, st->pos1d);
+    drop(ctx, st, st->window);
+    drop(ctx, st, st->pos2d);
+    drop(ctx, st, st->pos1d);
+    sl_st_close(st->map); /* after every weight that points into it */
+    st->map = NULL;
+    st->map_lo = st->map_hi = NULL;
 }

@@ -440,5 +440,6 @@ void *decode_thread(void *arg)
     r->decoders_left--;
     pthread_cond_broadcast(&r->cv_ready);
     pthread_mutex_unlock(&r->mu);
+    pool_decoders_done(r);
     return NULL;
 }

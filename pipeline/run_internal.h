@@ -253,6 +253,16 @@ int tokens_held(void);
 void slot_layout(runner *r, slot *s, int kind);
 slot *pool_acquire(runner *r);
 void pool_release(runner *r, slot *s);
+/* Called by each decode thread as it ends: once none is left, frees the
+ * slots no one holds (on a CPU token), and pool_release frees the others as
+ * they come back (CPU backend). */
+void pool_decoders_done(runner *r);
+/* While *stop is 0 (FFmpeg loading beside the setup, at 2 threads or more):
+ * allocates the slots the decoders and workers take first (within the pool's
+ * bound) and touches their pages, the start of every plane first. Needs
+ * plan_memory and r->host_ctx. */
+void pool_prefault(runner *r, const atomic_int *stop);
+/* Frees the slots left in the pool (after the pipeline). */
 void pool_free_all(runner *r);
 void push_ready(runner *r, slot *s);
 size_t pop_batch(runner *r, slot **out, size_t max);

@@ -234,15 +234,17 @@ void threads_json(const runner *r, char *buf, size_t size)
     /* the workers' contexts are open until close_workers, after the report */
     size_t forms_bytes = 0, forms_n = 0, forms_uses = 0;
     sl_op_cpu_fixed_forms(&forms_bytes, &forms_n, &forms_uses);
+    unsigned long woken, futile; /* waits for tokens that ended, and wake-ups that could not go */
+    sl_budget_wakeups(r->budget, &woken, &futile);
     snprintf(buf, size,
              "\"threads\": %d, \"workers\": %d, \"op_threads\": %d, \"peak_compute_threads\": %d, "
              "\"peak_op_threads\": %d, \"op_threads_max\": %d, \"worker_batches\": [%s], \"worker_open_s\": [%s], "
              "\"workers_reason\": \"%s\", \"worker_memory_mb\": %.1f, \"shared_weights_mb\": %.1f, "
              "\"model_memory_mb\": %.1f, \"fixed_forms_mb\": %.1f, \"fixed_forms\": %zu, \"fixed_form_uses\": %zu, "
-             "\"stem_threads\": %d, \"stem_threads_peak\": %d",
+             "\"stem_threads\": %d, \"stem_threads_peak\": %d, \"token_wakeups\": %lu, \"token_wakeups_futile\": %lu",
              r->threads, r->n_workers, r->op_threads, sl_budget_peak(r->budget), peak_op, r->op_threads_max, batches,
              opened, r->workers_reason, r->worker_mb, r->shared_mb, r->model_memory_mb, forms_bytes / 1048576.0,
-             forms_n, forms_uses, r->stem_threads, r->stem_peak);
+             forms_n, forms_uses, r->stem_threads, r->stem_peak, woken, futile);
 }
 
 /* ---- model workers ---- */

@@ -516,7 +516,7 @@ static int run_pipeline(runner *r)
     free(wth);
     r->pipeline_s = now_s() - t_pipe;
     r->tokens_held_s = sl_budget_held_s(r->budget) - held0;
-    pool_free_all(r);
+    pool_free_all(r); /* what the pipeline left (none on the CPU: pool_decoders_done) */
     return ok ? 0 : SL_ENOMEM;
 }
 
@@ -541,11 +541,12 @@ static const char *backend_for(const sl_config *cfg, char *buf, size_t size)
  * sl_io_load again for the outcome (and its message) once this is joined. */
 static void *ffmpeg_preload(void *arg)
 {
-    (void)arg;
+    atomic_int *done = arg;
     pthread_setname_np(pthread_self(), "sl-load");
     trace_mark tm = trace_begin();
     (void)sl_io_load();
     trace_end(tm, "ffmpeg_load", -1);
+    atomic_store(done, 1);
     return NULL;
 }
 
@@ -559,6 +560,7 @@ static int run_job(runner *r)
     sl_op_ctx *ctx = NULL;
     pthread_t ff_thread;
     int ff_loading = 0; /* ffmpeg_preload runs */
+    atomic_int ff_done = 0; /* ffmpeg_preload has loaded the libraries (or failed to) */
     trace_start();
     trace_mark t_setup = trace_begin(), t_end = t_setup;
     double t_start = now_s();
@@ -606,7 +608,7 @@ static int run_job(runner *r)
      * models open; with one, after them (runtime.threads: 1 computes on one
      * thread at a time). */
     if (!rc && !opts->dry_run && r->threads > 1)
-        ff_loading = pthread_create(&ff_thread, NULL, ffmpeg_preload, NULL) == 0;
+        ff_loading = pthread_create(&ff_thread, NULL, ffmpeg_preload, &ff_done) == 0;
     /* the other CPU workers' models load while the run's own do */
     if (!rc && !opts->dry_run)
         rc = preload_workers(r, ctx);
@@ -641,6 +643,11 @@ static int run_job(runner *r)
     /* every track is decoded: a job without FFmpeg stops here, naming the
      * library and why it did not load, instead of failing track by track */
     if (ff_loading) {
+        /* the first segment buffers touched while FFmpeg loads: their page
+         * faults come off the pipeline's start (the CPU this thread runs on
+         * would wait for the load otherwise) */
+        r->host_ctx = ctx;
+        pool_prefault(r, &ff_done);
         pthread_join(ff_thread, NULL);
         ff_loading = 0;
     }

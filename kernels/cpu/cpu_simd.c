@@ -418,81 +418,202 @@ EPI_512 static inline __m512 act_512(sl_act act, __m512 v)
     return v;
 }
 
-/* GELU on 4 x 16 lanes: act_512's operations for each lane, in the same order, the four
- * vectors' steps interleaved (independent chains for the out-of-order core: the polynomial
- * chains of one vector alone leave it waiting on latencies). */
-#define GELU4 4
-#define GELU4_EACH _Pragma("GCC unroll 4") for (int u = 0; u < GELU4; u++)
-EPI_512 static inline void gelu4_512(__m512 *v)
+/* erf's second range on N (<= 4) vectors of |x| in place (act_512's steps for lanes at or
+ * above ERF_SPLIT: 1 - exp(Q(|x| - ERF_CENTRE)), 1 from ERF_ONE), the vectors' steps
+ * interleaved (independent chains for the out-of-order core). */
+#define FAR_EACH _Pragma("GCC unroll 4") for (int u = 0; u < N; u++)
+EPI_512 static inline __attribute__((always_inline)) void erf_far_512(int N, __m512 *a)
 {
-    __m512 x[GELU4], a[GELU4], z[GELU4], t[GELU4], p[GELU4], q[GELU4], fx[GELU4];
-    GELU4_EACH
+    __m512 q[4], t[4], fx[4], z[4];
+    FAR_EACH
     {
-        x[u] = _mm512_mul_ps(v[u], _mm512_set1_ps((float)M_SQRT1_2));
-        a[u] = _mm512_abs_ps(x[u]);
-        z[u] = _mm512_mul_ps(a[u], a[u]);
         t[u] = _mm512_sub_ps(a[u], _mm512_set1_ps(ERF_CENTRE));
-        p[u] = _mm512_set1_ps(erf_p[7]);
         q[u] = _mm512_set1_ps(erf_q[10]);
     }
-    _Pragma("GCC unroll 10") for (int i = 9; i >= 0; i--) GELU4_EACH
-    {
-        if (i < 7)
-            p[u] = _mm512_add_ps(_mm512_mul_ps(p[u], z[u]), _mm512_set1_ps(erf_p[i]));
-        q[u] = _mm512_add_ps(_mm512_mul_ps(q[u], t[u]), _mm512_set1_ps(erf_q[i]));
-    }
+    _Pragma("GCC unroll 10") for (int i = 9; i >= 0; i--) FAR_EACH q[u] =
+        _mm512_add_ps(_mm512_mul_ps(q[u], t[u]), _mm512_set1_ps(erf_q[i]));
     /* exp(q): SL_EXP_VEC's steps */
-    GELU4_EACH
+    FAR_EACH
     {
         q[u] = _mm512_min_ps(_mm512_set1_ps(EXP_HI), _mm512_max_ps(_mm512_set1_ps(EXP_LO), q[u]));
         fx[u] = FLOOR_512(_mm512_add_ps(_mm512_mul_ps(q[u], _mm512_set1_ps(1.44269504088896341f)),
                                         _mm512_set1_ps(0.5f)));
         q[u] = _mm512_sub_ps(q[u], _mm512_mul_ps(fx[u], _mm512_set1_ps(0.693359375f)));
         q[u] = _mm512_sub_ps(q[u], _mm512_mul_ps(fx[u], _mm512_set1_ps(-2.12194440e-4f)));
-        z[u] = _mm512_mul_ps(q[u], q[u]); /* P(a^2) is done with z */
+        z[u] = _mm512_mul_ps(q[u], q[u]);
         t[u] = _mm512_set1_ps(1.9875691500e-4f);
     }
     static const float ec[5] = {1.3981999507e-3f, 8.3334519073e-3f, 4.1665795894e-2f, 1.6666665459e-1f,
                                 5.0000001201e-1f};
-    _Pragma("GCC unroll 5") for (int i = 0; i < 5; i++) GELU4_EACH t[u] =
+    _Pragma("GCC unroll 5") for (int i = 0; i < 5; i++) FAR_EACH t[u] =
         _mm512_add_ps(_mm512_mul_ps(t[u], q[u]), _mm512_set1_ps(ec[i]));
-    GELU4_EACH
+    FAR_EACH
     {
         __m512 e = _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(t[u], z[u]), q[u]), _mm512_set1_ps(1.0f));
         const __m512i n = _mm512_add_epi32(_mm512_cvttps_epi32(fx[u]), _mm512_set1_epi32(127));
         e = _mm512_mul_ps(e, _mm512_castsi512_ps(_mm512_slli_epi32(n, 23)));
         const __m512 one = _mm512_set1_ps(1.0f);
-        __m512 r = _mm512_sub_ps(one, e);
-        const __m512 ra = _mm512_add_ps(a[u], _mm512_mul_ps(a[u], p[u]));
-        r = _mm512_mask_mov_ps(r, _mm512_cmp_ps_mask(a[u], _mm512_set1_ps(ERF_SPLIT), _CMP_LT_OQ), ra);
-        r = _mm512_mask_mov_ps(r, _mm512_cmp_ps_mask(a[u], _mm512_set1_ps(ERF_ONE), _CMP_GE_OQ), one);
-        r = sign_nan_512(x[u], r);
-        v[u] = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), v[u]), _mm512_add_ps(one, r));
+        a[u] = _mm512_mask_mov_ps(_mm512_sub_ps(one, e),
+                                  _mm512_cmp_ps_mask(a[u], _mm512_set1_ps(ERF_ONE), _CMP_GE_OQ), one);
     }
+}
+#undef FAR_EACH
+
+/* y = GELU(p + bias) * mul + add, act_512's operations for each lane in the same order, on
+ * GELU_CHUNK (a multiple of 16) values: erf's first range (its polynomial, on every lane)
+ * finishes the vectors whose lanes all lie there; the lanes of the others in erf's second
+ * range (few in GELU's inputs) are packed side by side (compress) and its polynomial and exp
+ * run on them four vectors at a time, then those vectors are finished (expand). Returns the
+ * number of lanes in the second range. */
+#define GELU_CHUNK 1024
+EPI_512 static inline __m512 gelu_finish_512(__m512 v, __m512 x, __m512 r, const float *mul, const float *add)
+{
+    r = sign_nan_512(x, r);
+    v = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), v), _mm512_add_ps(_mm512_set1_ps(1.0f), r));
+    if (mul)
+        v = _mm512_mul_ps(v, _mm512_loadu_ps(mul));
+    if (add)
+        v = _mm512_add_ps(v, _mm512_loadu_ps(add));
+    return v;
+}
+
+/* rows x n values (n a multiple of 16, rows * n <= GELU_CHUNK), row r of p at p + r * ldp (of mul,
+ * add, y likewise; bias per column) */
+EPI_512 __attribute__((noinline)) static int gelu_chunk_512(size_t rows, size_t n, const float *p, size_t ldp,
+                                                             const float *bias, const float *mul, size_t ldmul,
+                                                             const float *add, size_t ldadd, float *y, size_t ldy)
+{
+    float far[GELU_CHUNK + 16] __attribute__((aligned(64)));  /* packed |x| of the far lanes */
+    float vs[GELU_CHUNK + 16] __attribute__((aligned(64)));   /* the pending vectors' inputs */
+    float rs[GELU_CHUNK + 16] __attribute__((aligned(64)));   /* and their first-range results */
+    int32_t at_r[GELU_CHUNK / 16 + 1], at_c[GELU_CHUNK / 16 + 1], off[GELU_CHUNK / 16 + 1];
+    __mmask16 big[GELU_CHUNK / 16 + 1];
+    int nv = 0, nf = 0;
+    for (size_t r = 0; r < rows; r++)
+        for (size_t j = 0; j < n; j += 16) {
+            __m512 v = _mm512_loadu_ps(p + r * ldp + j);
+            if (bias)
+                v = _mm512_add_ps(v, _mm512_loadu_ps(bias + j));
+            const __m512 x = _mm512_mul_ps(v, _mm512_set1_ps((float)M_SQRT1_2)), a = _mm512_abs_ps(x);
+            SL_ERF_P(__m512, _mm512, a, ra);
+            const __mmask16 b = _mm512_cmp_ps_mask(a, _mm512_set1_ps(ERF_SPLIT), _CMP_NLT_UQ); /* NaN too */
+            /* without branches (which way is data): a finished vector is stored, a pending one kept
+             * (the slot is taken only when pending) */
+            _mm512_mask_storeu_ps(y + r * ldy + j, b ? (__mmask16)0 : (__mmask16)0xffff,
+                                  gelu_finish_512(v, x, ra, mul ? mul + r * ldmul + j : NULL,
+                                                  add ? add + r * ldadd + j : NULL));
+            _mm512_store_ps(vs + 16 * nv, v);
+            _mm512_store_ps(rs + 16 * nv, ra);
+            _mm512_storeu_ps(far + nf, _mm512_maskz_compress_ps(b, a));
+            at_r[nv] = (int32_t)r;
+            at_c[nv] = (int32_t)j;
+            off[nv] = nf;
+            big[nv] = b;
+            nv += b != 0;
+            nf += __builtin_popcount(b);
+        }
+    int i = 0;
+    for (; i + 64 <= nf; i += 64) {
+        __m512 f[4];
+        _Pragma("GCC unroll 4") for (int u = 0; u < 4; u++) f[u] = _mm512_load_ps(far + i + 16 * u);
+        erf_far_512(4, f);
+        _Pragma("GCC unroll 4") for (int u = 0; u < 4; u++) _mm512_store_ps(far + i + 16 * u, f[u]);
+    }
+    if (i < nf) { /* the last 1 to 4 vectors, lanes past nf 0 */
+        __m512 f[4];
+        const int last = (nf - i + 15) / 16;
+        _Pragma("GCC unroll 4") for (int u = 0; u < 4; u++) {
+            const int left = nf - i - 16 * u;
+            f[u] = _mm512_maskz_load_ps(left >= 16 ? (__mmask16)0xffff : left > 0 ? (__mmask16)((1u << left) - 1u) : 0,
+                                        far + i + 16 * u);
+        }
+        switch (last) {
+        case 1: erf_far_512(1, f); break;
+        case 2: erf_far_512(2, f); break;
+        case 3: erf_far_512(3, f); break;
+        default: erf_far_512(4, f); break;
+        }
+        _Pragma("GCC unroll 4") for (int u = 0; u < 4; u++) _mm512_store_ps(far + i + 16 * u, f[u]);
+    }
+    for (int t = 0; t < nv; t++) {
+        const size_t r = (size_t)at_r[t], j = (size_t)at_c[t];
+        const __m512 v = _mm512_load_ps(vs + 16 * t), x = _mm512_mul_ps(v, _mm512_set1_ps((float)M_SQRT1_2));
+        const __m512 e = _mm512_mask_expand_ps(_mm512_load_ps(rs + 16 * t), big[t], _mm512_loadu_ps(far + off[t]));
+        _mm512_storeu_ps(y + r * ldy + j, gelu_finish_512(v, x, e, mul ? mul + r * ldmul + j : NULL,
+                                                          add ? add + r * ldadd + j : NULL));
+    }
+    return nf;
+}
+
+/* GELU on 4 x 16 lanes: act_512's operations for each lane, in the same order, the four
+ * vectors' steps interleaved (independent chains for the out-of-order core: the polynomial
+ * chains of one vector alone leave it waiting on latencies); both of erf's ranges on every
+ * lane. Returns the number of lanes in the second range. */
+#define GELU4 4
+#define GELU4_EACH _Pragma("GCC unroll 4") for (int u = 0; u < GELU4; u++)
+EPI_512 static inline int gelu4_512(__m512 *v)
+{
+    int far = 0;
+    __m512 x[GELU4], a[GELU4], z[GELU4], p[GELU4], r[GELU4];
+    GELU4_EACH
+    {
+        x[u] = _mm512_mul_ps(v[u], _mm512_set1_ps((float)M_SQRT1_2));
+        r[u] = a[u] = _mm512_abs_ps(x[u]);
+        z[u] = _mm512_mul_ps(a[u], a[u]);
+        p[u] = _mm512_set1_ps(erf_p[7]);
+    }
+    _Pragma("GCC unroll 7") for (int i = 6; i >= 0; i--) GELU4_EACH p[u] =
+        _mm512_add_ps(_mm512_mul_ps(p[u], z[u]), _mm512_set1_ps(erf_p[i]));
+    erf_far_512(GELU4, r);
+    GELU4_EACH
+    {
+        const __mmask16 near = _mm512_cmp_ps_mask(a[u], _mm512_set1_ps(ERF_SPLIT), _CMP_LT_OQ);
+        far += 16 - __builtin_popcount(near);
+        r[u] = sign_nan_512(x[u], _mm512_mask_mov_ps(r[u], near, _mm512_add_ps(a[u], _mm512_mul_ps(a[u], p[u]))));
+        v[u] = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), v[u]), _mm512_add_ps(_mm512_set1_ps(1.0f), r[u]));
+    }
+    return far;
 }
 
 EPI_512 static size_t epilogue_512(sl_act act, size_t n, const float *p, const float *bias, const float *mul,
                                    const float *add, float *y)
 {
     size_t j = 0;
-    if (act == SL_ACT_GELU)
-        for (; j + 16 * GELU4 <= n; j += 16 * GELU4) {
-            __m512 v[GELU4];
-            GELU4_EACH
-            {
-                v[u] = _mm512_loadu_ps(p + j + 16 * u);
-                if (bias)
-                    v[u] = _mm512_add_ps(v[u], _mm512_loadu_ps(bias + j + 16 * u));
-            }
-            gelu4_512(v);
-            GELU4_EACH
-            {
-                if (mul)
-                    v[u] = _mm512_mul_ps(v[u], _mm512_loadu_ps(mul + j + 16 * u));
-                if (add)
-                    v[u] = _mm512_add_ps(v[u], _mm512_loadu_ps(add + j + 16 * u));
-                _mm512_storeu_ps(y + j + 16 * u, v[u]);
-            }
+    /* GELU: chunks by lane packing (gelu_chunk_512) while under about 3 in 8 of their lanes fall
+     * in erf's second range, else by gelu4_512 (cheaper then), the choice carried over from the
+     * previous chunk of this thread (rows of a product alike); the same bits either way */
+    static _Thread_local int dense;
+    if (act == SL_ACT_GELU) /* rows of at least 64 values (shorter ones: act_512 below) */
+        for (; j + 64 <= n;) {
+            const size_t len = n - j < GELU_CHUNK ? (n - j) & ~(size_t)15 : GELU_CHUNK;
+            int far = 0;
+            if (!dense)
+                far = gelu_chunk_512(1, len, p + j, 0, bias ? bias + j : NULL, mul ? mul + j : NULL, 0,
+                                     add ? add + j : NULL, 0, y + j, 0);
+            else
+                for (size_t e = j + len; j + 16 * GELU4 <= e; j += 16 * GELU4) {
+                    __m512 v[GELU4];
+                    GELU4_EACH
+                    {
+                        v[u] = _mm512_loadu_ps(p + j + 16 * u);
+                        if (bias)
+                            v[u] = _mm512_add_ps(v[u], _mm512_loadu_ps(bias + j + 16 * u));
+                    }
+                    far += gelu4_512(v);
+                    GELU4_EACH
+                    {
+                        if (mul)
+                            v[u] = _mm512_mul_ps(v[u], _mm512_loadu_ps(mul + j + 16 * u));
+                        if (add)
+                            v[u] = _mm512_add_ps(v[u], _mm512_loadu_ps(add + j + 16 * u));
+                        _mm512_storeu_ps(y + j + 16 * u, v[u]);
+                    }
+                }
+            if (!dense)
+                j += len;
+            dense = 8 * (size_t)far > 3 * len;
+            if (len < GELU_CHUNK)
+                break;
         }
     SL_EPILOGUE_LOOP(__m512, _mm512, 16, act_512)
     return j;
@@ -547,6 +668,15 @@ void sl_cpu_epilogue_rows(sl_act act, size_t rows, size_t n, const float *p, siz
 {
 #ifdef SL_CPU_HAVE_AVX2_PATHS
     if (n % 16 == 0 && sl_cpu_simd_avx512()) {
+        if (act == SL_ACT_GELU && n < 64 && rows * n >= 64) { /* short rows (the AMX tiles' 32 x 32
+                                                                 blocks): GELU on blocks of rows */
+            const size_t rb = GELU_CHUNK / n;
+            for (size_t r = 0; r < rows; r += rb)
+                gelu_chunk_512(rows - r < rb ? rows - r : rb, n, p + r * ldp, ldp, bias,
+                               mul ? mul + r * ldmul : NULL, ldmul, add ? add + r * ldadd : NULL, ldadd,
+                               y + r * ldy, ldy);
+            return;
+        }
         for (size_t r = 0; r < rows; r++)
             epilogue_512(act, n, p + r * ldp, bias, mul ? mul + r * ldmul : NULL, add ? add + r * ldadd : NULL,
                          y + r * ldy);

@@ -184,6 +184,12 @@ assert all(min(e["faults"], e["sleeps"], e["preempted"]) >= 0 for e in ev), ev[:
 assert sum(e["faults"] for e in ev if e["what"] == "model") > 0, "no page fault counted in the models"
 # one thread: FFmpeg loads on the main thread, after the models
 assert "ffmpeg_load" not in seen, "FFmpeg loaded beside the models at threads 1"
+assert "prefault" not in seen, "buffers touched beside the setup at threads 1"
+# the segment buffers are freed once the decoders are done, on tokens, during
+# the pipeline (the last decoder frees those nobody holds, writers the others
+# as they give them back), not after it on the main thread
+free = [e for e in ev if e["what"] == "free_slots"]
+assert free and all(e["tokens"] >= 1 for e in free), ("slots freed outside the pipeline's tokens", free)
 EOF
 # two threads: FFmpeg's libraries load on a thread of their own while the models open;
 # each segment's write is made slow (test hook SL_TEST_SLOW_WRITE, the track's
@@ -199,6 +205,11 @@ setup = [e for e in ev if e["what"] == "setup"]
 assert len(ff) == 1 and len(setup) == 1, (ff, setup)
 ff, setup = ff[0], setup[0]
 assert ff["thread"] != setup["thread"] and setup["t0"] <= ff["t0"] and ff["t1"] <= setup["t1"], (ff, setup)
+# meanwhile the setup's thread touches the first segment buffers (their page
+# faults off the pipeline), and stops when the load is over
+pf = [e for e in ev if e["what"] == "prefault"]
+assert len(pf) == 1 and pf[0]["thread"] == setup["thread"] and pf[0]["tokens"] == 0, pf
+assert setup["t0"] <= pf[0]["t0"] and pf[0]["t1"] <= setup["t1"], pf
 # a track is written by one writer at a time (pop_write hands its slots to no
 # other writer meanwhile): no writer waits, holding its token, for the lock of
 # a track whose stems another one encodes (such a wait would overlap the slow
@@ -210,6 +221,36 @@ for i, a in enumerate(wr):
         if b["t0"] >= a["t1"] - 0.02:
             break
         assert a["track"] != b["track"] or a["thread"] == b["thread"], ("two writers on one track at once", a, b)
+EOF
+# a 60 s track in segments of 120 s: its buffers take longer to touch than
+# FFmpeg takes to load; the touching stops when the load is over
+mkdir -p in-long
+gen_tone in-long/long.wav 60 44100 2 pcm_s16le
+SL_TRACE="$PWD/trace-2long.jsonl" run_sl run job.yaml --quiet --set output.dir=out-trace2long \
+  --set "input.paths=[in-long]" --set runtime.threads=2 --set separation.segment_seconds=120
+expect_status 0 "traced run, threads 2, 120 s segments"
+py_check "trace at threads 2: the buffers touched until FFmpeg is loaded, not after" <<'EOF'
+import json
+ev = [json.loads(l) for l in open("trace-2long.jsonl")]
+ff = [e for e in ev if e["what"] == "ffmpeg_load"]
+pf = [e for e in ev if e["what"] == "prefault"]
+assert len(ff) == 1 and len(pf) == 1, (ff, pf)
+assert pf[0]["t1"] <= ff[0]["t1"] + 0.05, ("touched on after the load", pf, ff)
+EOF
+# a 2 s track in segments of 120 s: only the first 2 s of each plane are touched
+# ahead (the length its size gives), not the rest of the buffers
+mkdir -p in-short
+gen_tone in-short/short.wav 2 44100 2 pcm_s16le
+SL_TRACE="$PWD/trace-2short.jsonl" run_sl run job.yaml --quiet --set output.dir=out-trace2short \
+  --set "input.paths=[in-short]" --set runtime.threads=2 --set separation.segment_seconds=120
+expect_status 0 "traced run, threads 2, a 2 s track in 120 s segments"
+py_check "trace at threads 2: the buffers touched as far as the tracks reach" <<'EOF'
+import json
+ev = [json.loads(l) for l in open("trace-2short.jsonl")]
+pf = [e for e in ev if e["what"] == "prefault"]
+# 4 slots (2 decoders, 2 workers) x 9 planes (2 channels x (input + 3 stems), melstats' 1) x 2 s of floats
+pages = 4 * 9 * (2 * 44100 * 4 // 4096 + 5)
+assert len(pf) == 1 and pf[0]["faults"] <= pages, ("touched past the tracks' length", pf, pages)
 EOF
 "$SL_PYTHON" "$SL_SRC/bench/trace_summary.py" trace-1.jsonl >trace-1.txt 2>&1 && pass || fail "trace_summary.py"
 expect_grep "outside tokens during the pipeline" trace-1.txt "the summary reads the trace"

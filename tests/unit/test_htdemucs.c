@@ -301,6 +301,55 @@ static void spec_blocks(const char *name)
     slg_free(&g);
 }
 
+/* Two workers (contexts) that open the same weights file read the tensors it stores as they are in
+ * one mapping (models/htdemucs_load.c put), so the forms derived from them are made once and used
+ * by both: fewer forms than two contexts' worth, each context using all of its own, the same bits
+ * from both, and every form gone with the last context. */
+static void shared_weights(const char *name)
+{
+    slg_file g;
+    if (slg_load_in(&g, golden_dir, name) < 0) {
+        CHECK_MSG(0, "golden %s/%s missing", golden_dir, name);
+        return;
+    }
+    size_t nin = 0, bytes = 0, n0 = 0, n1 = 0, n2 = 0, uses = 0;
+    const float *in = slg_array(&g, "input", &nin);
+    sl_op_cpu_fixed_forms(&bytes, &n0, &uses);
+    CHECK_MSG(n0 == 0, "%zu forms before the test", n0);
+    sl_op_ctx *ctx[2] = {NULL, NULL};
+    sl_sep_model *m[2] = {NULL, NULL};
+    float *out[2] = {NULL, NULL};
+    size_t per = 0;
+    for (int k = 0; k < 2 && in; k++) {
+        CHECK(sl_op_ctx_open(&ctx[k], "cpu") == 0);
+        CHECK_MSG(ctx[k] && sl_sep_open(&m[k], "htdemucs", weights_of(name), NULL, ctx[k]) == 0, "%s", sl_lasterr());
+        if (!m[k])
+            break;
+        const sl_sep_info *info = sl_sep_get_info(m[k]);
+        const size_t C = (size_t)info->channels, S = (size_t)info->n_sources, L = nin / C;
+        per = S * C * L;
+        out[k] = calloc(per, sizeof(float));
+        row_views v;
+        set_views(&v, in, out[k], C, S, L);
+        CHECK_MSG(sl_sep_run(m[k], v.in, L, v.out) == 0, "%s", sl_lasterr());
+        sl_op_cpu_fixed_forms(&bytes, k ? &n2 : &n1, &uses);
+    }
+    const int same = out[0] && out[1] && !memcmp(out[0], out[1], per * sizeof(float));
+    printf("  cpu       %-7s two contexts, one weights file: %zu forms for one, %zu for both (%zu uses), %s\n", name,
+           n1, n2, uses, same ? "same bits" : "DIFFERENT");
+    CHECK_MSG(n1 > 0 && n2 < 2 * n1 && uses == 2 * n1, "forms not shared: %zu for one context, %zu for two, %zu uses",
+              n1, n2, uses);
+    CHECK_MSG(same, "%s: two contexts of one weights file give different outputs", name);
+    for (int k = 0; k < 2; k++) {
+        sl_sep_close(m[k]);
+        sl_op_ctx_close(ctx[k]);
+        free(out[k]);
+    }
+    sl_op_cpu_fixed_forms(&bytes, &n0, &uses);
+    CHECK_MSG(n0 == 0 && bytes == 0, "%zu forms left after both contexts closed", n0);
+    slg_free(&g);
+}
+
 int main(void)
 {
     sl_log_set_level(SL_LOG_WARN);
@@ -318,6 +367,7 @@ int main(void)
     }
     spec_blocks("small");
     spec_blocks("bottom");
+    shared_weights("small");
     bad_weights();
     return sl_test_finish("htdemucs");
 }

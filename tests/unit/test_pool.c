@@ -153,6 +153,85 @@ static void test_budget(void)
     CHECK(sl_budget_peak(NULL) == 0);
 }
 
+/* Waiters for tokens are woken one at a time, in turn: a release wakes only the
+ * waiter whose turn it is, and only when its tokens are free (six threads
+ * queued behind a held token; waking all of them at each release, as a
+ * broadcast does, wakes about 15 that cannot go). A waiter for 2 tokens is not
+ * overtaken by a later waiter for 1. */
+typedef struct {
+    sl_budget *b;
+    int n;
+    atomic_int *order, *got;
+    int id;
+} queue_arg;
+
+static void *queue_thread(void *v)
+{
+    queue_arg *a = v;
+    sl_budget_acquire(a->b, a->n);
+    a->order[atomic_fetch_add(a->got, 1)] = a->id;
+    sl_budget_release(a->b, a->n);
+    return NULL;
+}
+
+/* Waits until n threads wait for b's tokens. */
+static void queued(sl_budget *b, int n)
+{
+    while (sl_budget_waiting(b) < n)
+        nanosleep(&(struct timespec){0, 1000000L}, NULL);
+}
+
+static void test_budget_turns(void)
+{
+    sl_budget *b = NULL;
+    CHECK(sl_budget_create(&b, 1) == 0);
+    atomic_int order[8] = {0}, got = 0;
+    queue_arg args[6];
+    pthread_t th[6];
+    sl_budget_acquire(b, 1);
+    for (int i = 0; i < 6; i++) {
+        args[i] = (queue_arg){b, 1, order, &got, i};
+        pthread_create(&th[i], NULL, queue_thread, &args[i]);
+        queued(b, i + 1); /* each queued before the next: tickets in thread order */
+    }
+    CHECK(atomic_load(&got) == 0);
+    sl_budget_release(b, 1);
+    for (int i = 0; i < 6; i++)
+        pthread_join(th[i], NULL);
+    unsigned long woken, futile;
+    sl_budget_wakeups(b, &woken, &futile);
+    CHECK_MSG(woken >= 6 && futile <= 1, "6 waiters served: %lu wake-ups, %lu of them futile (expected 0)", woken,
+              futile);
+    for (int i = 0; i < 6; i++)
+        CHECK_MSG(order[i] == i, "waiter %d served %d-th", order[i], i);
+    sl_budget_free(b);
+
+    /* budget 2, both held: A waits for 2, then B for 1; one token back is not A's 2, and B stays behind A */
+    CHECK(sl_budget_create(&b, 2) == 0);
+    atomic_store(&got, 0);
+    sl_budget_acquire(b, 2);
+    queue_arg a2 = {b, 2, order, &got, 10}, b1 = {b, 1, order, &got, 11};
+    pthread_t ta, tb;
+    pthread_create(&ta, NULL, queue_thread, &a2);
+    queued(b, 1);
+    pthread_create(&tb, NULL, queue_thread, &b1);
+    queued(b, 2);
+    sl_budget_release(b, 1);
+    nanosleep(&(struct timespec){0, 30000000L}, NULL); /* time for a wrong wake-up to show */
+    CHECK_MSG(atomic_load(&got) == 0, "one token free: %d waiters went (A needs 2, B is behind A)", atomic_load(&got));
+    sl_budget_release(b, 1);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    CHECK(atomic_load(&got) == 2 && order[0] == 10 && order[1] == 11);
+    sl_budget_wakeups(b, &woken, &futile);
+    CHECK_MSG(futile <= 1, "%lu futile wake-ups of 2 waiters", futile);
+    CHECK(sl_budget_try_acquire(b, 2) == 2);
+    sl_budget_release(b, 2);
+    sl_budget_free(b);
+    sl_budget_wakeups(NULL, &woken, &futile);
+    CHECK(woken == 0 && futile == 0 && sl_budget_waiting(NULL) == 0);
+}
+
 /* A pool of 4 bound to a budget of 4 tokens, its driver holding 1: a loop runs
  * on 1 thread plus one per token free at its start, every index exactly once,
  * the borrowed tokens given back; the time tokens are held is accounted. */
@@ -199,6 +278,7 @@ static void test_borrow(void)
 int main(void)
 {
     test_budget();
+    test_budget_turns();
     test_borrow();
     /* ranges cover [0, n) without gaps or overlaps */
     for (size_t n = 0; n < 50; n++)

@@ -579,6 +579,110 @@ static void test_erf(void)
     free(p), free(x), free(y[0]), free(y[1]), free(y[2]);
 }
 
+/* The GELU epilogue on long rows (AVX-512: chunks of 1024 values, erf's second range by lane
+ * packing or, where most lanes fall there, on every lane, the choice carried from chunk to
+ * chunk): out of place, in place, with an addend and with the residual in place (add = y),
+ * twice (the second call starting from the first one's choice), on every path: the portable
+ * loop's bits; NaN stays NaN. */
+static void test_gelu_rows(void)
+{
+    enum { N = 2600 };
+    float *p = sl_ref_rnd(N, -1, 1), *bias = sl_ref_rnd(N, -0.2f, 0.2f), *add = sl_ref_rnd(N, -1, 1);
+    float *want = malloc(N * sizeof(float)), *y = malloc(N * sizeof(float)), *in = malloc(N * sizeof(float));
+    CHECK(p && bias && add && want && y && in);
+    for (int j = 1100; j < 2200; j++) /* mostly in erf's second range */
+        p[j] *= 6.0f;
+    p[5] = NAN, p[1500] = INFINITY, p[2300] = -INFINITY, p[2301] = NAN;
+    const int avx512 = sl_cpu_simd_set_avx512(1);
+    size_t bad = 0;
+    for (int path = 0; path < 3; path++)
+        for (int variant = 0; variant < 4; variant++)
+            for (int rep = 0; rep < 2; rep++) {
+                const float *b = variant & 1 ? bias : NULL;
+                for (int j = 0; j < N; j++) {
+                    float v = b ? p[j] + b[j] : p[j];
+                    v = sl_cpu_act(SL_ACT_GELU, v);
+                    want[j] = variant >= 2 ? v + add[j] : v;
+                }
+                memcpy(y, add, N * sizeof(float));
+                memcpy(in, p, N * sizeof(float));
+                set_path(path);
+                if (variant == 0) /* out of place */
+                    sl_cpu_epilogue_row(SL_ACT_GELU, N, p, NULL, NULL, NULL, y);
+                else if (variant == 1) /* in place */
+                    sl_cpu_epilogue_row(SL_ACT_GELU, N, in, bias, NULL, NULL, in);
+                else if (variant == 2) /* a separate addend */
+                    sl_cpu_epilogue_row(SL_ACT_GELU, N, p, NULL, NULL, add, in);
+                else /* the residual in place */
+                    sl_cpu_epilogue_row(SL_ACT_GELU, N, p, bias, NULL, y, y);
+                const float *got = variant == 0 || variant == 3 ? y : in;
+                for (int j = 0; j < N; j++)
+                    bad += want[j] != want[j] ? got[j] == got[j] : memcmp(&want[j], &got[j], sizeof(float)) != 0;
+            }
+    /* blocks of short rows (sl_cpu_epilogue_rows, the AMX tiles' 32 x 32 blocks: AVX-512 packs
+     * whole blocks), strided, every combination of bias, multiplier and addend */
+    enum { R = 45, C = 32, LD = 41 };
+    float *yb = malloc((size_t)R * LD * sizeof(float));
+    CHECK(yb);
+    for (int path = 0; path < 3; path++)
+        for (int f = 0; f < 8; f++) {
+            const float *b = f & 1 ? bias : NULL, *m = f & 2 ? add + 7 : NULL, *ad = f & 4 ? add : NULL;
+            set_path(path);
+            sl_cpu_epilogue_rows(SL_ACT_GELU, R, C, p + 500, LD, b, m, LD, ad, LD, yb, LD);
+            for (int r = 0; r < R; r++)
+                for (int c = 0; c < C; c++) {
+                    float v = b ? p[500 + r * LD + c] + b[c] : p[500 + r * LD + c];
+                    v = sl_cpu_act(SL_ACT_GELU, v);
+                    if (m)
+                        v *= m[r * LD + c];
+                    v = ad ? v + ad[r * LD + c] : v;
+                    const float g = yb[r * LD + c];
+                    bad += v != v ? g == g : memcmp(&v, &g, sizeof v) != 0;
+                }
+        }
+    free(yb);
+    sl_cpu_simd_set(1);
+    sl_cpu_simd_set_avx512(avx512);
+    printf("  gelu epilogue rows of %d, 3 paths x 4 layouts x 2 calls, blocks of %d x %d: %zu values differ\n", N,
+           R, C, bad);
+    CHECK_MSG(bad == 0, "gelu epilogue rows: %zu values differ from the portable loop", bad);
+    free(p), free(bias), free(add), free(want), free(y), free(in);
+}
+
+/* row_gather (copies and 4-tap sums) on 1 and 3 threads: the rows split over the threads give
+ * the bits of one thread, and those of the definition (float sums in tap order). */
+static void test_row_gather_threads(sl_op_ctx *ctx)
+{
+    enum { ROWS = 3001, COLS = 37, IN = 2000, TAPS = 4 };
+    float *x = sl_ref_rnd((size_t)IN * COLS, -1, 1), *w = sl_ref_rnd((size_t)ROWS * TAPS, -1, 1);
+    float *y[2] = {malloc((size_t)ROWS * COLS * sizeof(float)), malloc((size_t)ROWS * COLS * sizeof(float))};
+    int32_t *idx = malloc((size_t)ROWS * TAPS * sizeof(int32_t));
+    CHECK(x && w && y[0] && y[1] && idx);
+    for (size_t i = 0; i < (size_t)ROWS * TAPS; i++)
+        idx[i] = (int32_t)((i * 7919u + 13u) % IN);
+    size_t bad = 0;
+    for (int taps = 1; taps <= TAPS; taps += TAPS - 1) {
+        for (int v = 0; v < 2; v++) {
+            CHECK(sl_op_ctx_set_threads(ctx, v ? 3 : 1) == 0);
+            sl_gather_args a = {.batch = 1, .rows = ROWS, .cols = COLS, .in_rows = IN, .taps = taps, .idx = idx,
+                                .w = taps > 1 ? w : NULL, .x = x, .ldx = COLS, .y = y[v], .ldy = COLS};
+            CHECK(sl_op_row_gather(ctx, &a) == 0);
+        }
+        for (size_t r = 0; r < ROWS; r++)
+            for (size_t c = 0; c < COLS; c++) {
+                float want = taps > 1 ? w[r * taps] * x[(size_t)idx[r * taps] * COLS + c] : x[(size_t)idx[r] * COLS + c];
+                for (int t = 1; t < taps; t++)
+                    want = want + w[r * taps + t] * x[(size_t)idx[r * taps + t] * COLS + c];
+                bad += memcmp(&want, &y[0][r * COLS + c], sizeof want) != 0 ||
+                       memcmp(&want, &y[1][r * COLS + c], sizeof want) != 0;
+            }
+    }
+    CHECK(sl_op_ctx_set_threads(ctx, 1) == 0);
+    printf("  row gather %d rows, 1 and 4 taps, 1 and 3 threads: %zu values differ\n", ROWS, bad);
+    CHECK_MSG(bad == 0, "row gather: %zu values differ", bad);
+    free(x), free(w), free(y[0]), free(y[1]), free(idx);
+}
+
 int main(void)
 {
     sl_log_set_level(SL_LOG_ERROR);
@@ -588,6 +692,8 @@ int main(void)
     test_erf();
     test_softmax_rows();
     test_gelu_glu(ctx);
+    test_gelu_rows();
+    test_row_gather_threads(ctx);
     test_norm(ctx, SL_NORM_RMS, 9, 300);
     test_norm(ctx, SL_NORM_LAYER, 9, 300);
     test_group_norm_gelu(ctx, 3, 12, 4, 45);
