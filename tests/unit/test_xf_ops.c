@@ -191,6 +191,60 @@ static void test_group_norm_pieces(sl_op_ctx *ctx, size_t n, size_t C, size_t gr
     free(want);
 }
 
+/* SL_NORM_GROUP_GLU of [n][2C][S] (GroupNorm(1, 2C) then the GLU of the channel halves, HT-Demucs's
+ * DConv) against the definition in double, and bit for bit against the group norm followed by
+ * sl_op_glu: at 1 and 3 threads (rows of more than 2^15 elements: pieces of a row over the threads),
+ * into a compact y and in place. */
+static void test_group_norm_glu(sl_op_ctx *ctx, size_t n, size_t C2, size_t S)
+{
+    const size_t dim = C2 * S, nx = n * dim, h = dim / 2;
+    float *x = sl_ref_rnd(nx, -2, 3), *g = sl_ref_rnd(C2, -1, 1), *b = sl_ref_rnd(C2, -1, 1);
+    float *z = malloc(nx * sizeof(float)), *want_f = malloc(n * h * sizeof(float)), *y = malloc(n * h * sizeof(float));
+    float *xi = malloc(nx * sizeof(float));
+    double *dn = malloc(nx * sizeof(double)), *want = malloc(n * h * sizeof(double));
+    ref_group_norm(x, g, b, n, C2, 1, S, 0, 0, dn);
+    for (size_t r = 0; r < n; r++)
+        for (size_t j = 0; j < h; j++)
+            want[r * h + j] = dn[r * dim + j] / (1.0 + exp(-dn[r * dim + h + j]));
+    sl_norm_args a = {SL_NORM_GROUP, n, dim, x, dim, g, b, 1e-5f, z, dim, 1, C2, S, SL_ACT_NONE};
+    CHECK(sl_op_norm(ctx, &a) == 0);
+    CHECK(sl_op_glu(ctx, n, h, z, dim, want_f, h) == 0);
+    for (int th = 1; th <= 3; th += 2) {
+        CHECK(sl_op_ctx_set_threads(ctx, th) == 0);
+        sl_norm_args f = a;
+        f.kind = SL_NORM_GROUP_GLU, f.y = y, f.ldy = h;
+        CHECK(sl_op_norm(ctx, &f) == 0);
+        memcpy(xi, x, nx * sizeof(float));
+        f.x = f.y = xi, f.ldy = dim;
+        CHECK(sl_op_norm(ctx, &f) == 0);
+        size_t diff = 0;
+        for (size_t r = 0; r < n; r++)
+            for (size_t j = 0; j < h; j++)
+                diff += memcmp(&y[r * h + j], &want_f[r * h + j], sizeof(float)) != 0 ||
+                        memcmp(&xi[r * dim + j], &want_f[r * h + j], sizeof(float)) != 0;
+        const double e = sl_ref_err(y, want, n * h);
+        printf("  group norm + glu n%zu 2C%zu S%zu, %d thread(s): rel err %.3g (tol 1e-6), %zu values differ from "
+               "norm then glu\n", n, C2, S, th, e, diff);
+        CHECK_MSG(e <= 1e-6, "group norm + glu error %g", e);
+        CHECK_MSG(diff == 0, "group norm + glu: %zu values differ from the norm then sl_op_glu", diff);
+    }
+    CHECK(sl_op_ctx_set_threads(ctx, 1) == 0);
+    sl_norm_args bad = a;
+    bad.kind = SL_NORM_GROUP_GLU, bad.act = SL_ACT_GELU;
+    CHECK(sl_op_norm(ctx, &bad) == SL_EINVAL);
+    bad.act = SL_ACT_NONE, bad.dim = dim - 1, bad.ldx = bad.ldy = dim;
+    CHECK(sl_op_norm(ctx, &bad) == SL_EINVAL);
+    free(x);
+    free(g);
+    free(b);
+    free(z);
+    free(want_f);
+    free(y);
+    free(xi);
+    free(dn);
+    free(want);
+}
+
 /* Rotation of row r (D values) by position pos, in double, from the definition. */
 static void ref_rot(const float *r, int D, size_t pos, int rope, double *out)
 {
@@ -706,6 +760,8 @@ int main(void)
     test_group_norm_pieces(ctx, 1, 96, 1, 701, 1);
     test_group_norm_pieces(ctx, 2, 48, 1, 1001, 1);
     test_group_norm_pieces(ctx, 1, 40, 2, 3001, 0);
+    test_group_norm_glu(ctx, 3, 12, 37);   /* rows of 444 elements: each row on one thread */
+    test_group_norm_glu(ctx, 1, 96, 701);  /* 67 K elements: pieces of the row over 3 threads */
     /* long sequences (more than 256 x 256 scores): the AVX-512 kernels' query blocks, the
      * library-GEMM path without AVX-512; short ones with the AVX2 kernels switched off */
     test_attention(ctx, 1, 300, 260, 2, 16, 1, 1);
