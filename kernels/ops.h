@@ -513,7 +513,7 @@ int sl_op_topk(sl_op_ctx *ctx, const sl_topk_args *a);
 
 /* ---- transformer ops (kernels/README.md, "Transformer ops"; shared by every attention model) ---- */
 
-typedef enum { SL_NORM_RMS = 0, SL_NORM_LAYER = 1, SL_NORM_GROUP = 2 } sl_norm_kind;
+typedef enum { SL_NORM_RMS = 0, SL_NORM_LAYER = 1, SL_NORM_GROUP = 2, SL_NORM_GROUP_GLU = 3 } sl_norm_kind;
 
 /* Normalisation of each row of x over its dim elements:
  *  SL_NORM_RMS:   y = x * sqrt(dim) / max(||x||_2, eps) * gamma   (F.normalize(x, dim=-1) * dim**0.5 *
@@ -525,8 +525,12 @@ typedef enum { SL_NORM_RMS = 0, SL_NORM_LAYER = 1, SL_NORM_GROUP = 2 } sl_norm_k
  *                 dim = cpg*S, inner = S; a GroupNorm(1, C) over channel-last [N][T][C] rows is
  *                 rows = N, dim = T*C, groups 1, inner 1)
  * gamma / beta may be NULL (1 / 0). Row i at x + i*ldx, y + i*ldy; y may be x itself (same ld).
- * groups, channels, inner are read only for SL_NORM_GROUP (channels % groups == 0, inner >= 1).
- * act (LAYER / GROUP): applied to each output last, in the same pass (HT-Demucs's GroupNorm + GELU). */
+ * groups, channels, inner are read only for SL_NORM_GROUP(_GLU) (channels % groups == 0, inner >= 1).
+ * act (LAYER / GROUP): applied to each output last, in the same pass (HT-Demucs's GroupNorm + GELU).
+ *  SL_NORM_GROUP_GLU: as GROUP (act 0, dim even), then the GLU of the row's halves in the same pass:
+ *                 y row i holds dim / 2 outputs, y[j] = u[j] * sigmoid(u[dim / 2 + j]) of the
+ *                 normalised row u (HT-Demucs's DConv: GroupNorm(1, 2C) then GLU over channels);
+ *                 ldy >= dim / 2, in place with ldy == ldx. */
 typedef struct {
     sl_norm_kind kind;
     size_t rows, dim;

@@ -34,13 +34,16 @@ int sl_op_norm(sl_op_ctx *ctx, const sl_norm_args *a)
 {
     if (!a || !a->x || !a->y)
         return bad("norm", "x and y are required");
-    if (a->kind != SL_NORM_RMS && a->kind != SL_NORM_LAYER && a->kind != SL_NORM_GROUP)
+    if (a->kind != SL_NORM_RMS && a->kind != SL_NORM_LAYER && a->kind != SL_NORM_GROUP && a->kind != SL_NORM_GROUP_GLU)
         return bad("norm", "unknown kind");
-    if (a->kind == SL_NORM_GROUP && (a->groups < 1 || a->channels < a->groups || a->channels % a->groups ||
+    const int glu = a->kind == SL_NORM_GROUP_GLU;
+    if ((a->kind == SL_NORM_GROUP || glu) && (a->groups < 1 || a->channels < a->groups || a->channels % a->groups ||
                                      a->inner < 1))
         return bad("norm", "group norm needs groups >= 1 dividing channels, and inner >= 1");
-    if (a->dim < 1 || a->dim > INT32_MAX || a->ldx < a->dim || a->ldy < a->dim)
-        return bad("norm", "dim 1..2^31 and each ld >= dim");
+    if (glu && (a->act != SL_ACT_NONE || a->dim % 2))
+        return bad("norm", "a group norm with glu needs act 0 and an even dim");
+    if (a->dim < 1 || a->dim > INT32_MAX || a->ldx < a->dim || a->ldy < (glu ? a->dim / 2 : a->dim))
+        return bad("norm", "dim 1..2^31, ldx >= dim and ldy >= dim (dim / 2 with glu)");
     if (!(a->eps >= 0) || !isfinite(a->eps))
         return bad("norm", "eps must be finite and >= 0");
     if (a->x == a->y && a->ldx != a->ldy)

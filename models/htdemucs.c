@@ -106,8 +106,12 @@ static int dconv(sl_op_ctx *ctx, const hd_layer *ly, size_t N, size_t C, size_t 
             TRY(ew(ctx, N * hid * T, h, NULL, SL_ACT_GELU, h));
         sl_conv1d_args a2 = {N, (int)hid, (int)(2 * C), 1, T, 1, 1, 1, 1, 0, 0, h, dl->c2.w, dl->c2.b, SL_ACT_NONE, z, 0};
         TRY(sl_op_conv1d(ctx, &a2));
-        TRY(gnorm(ctx, &dl->n2, N, 2 * C, 1, T, z));
-        TRY(sl_op_glu(ctx, N, C * T, z, 2 * C * T, g, C * T));
+        if (dl->n2.g) { /* GroupNorm(1, 2C) and the GLU of its halves in one pass */
+            sl_norm_args n2 = {SL_NORM_GROUP_GLU, N, 2 * C * T, z, 2 * C * T, dl->n2.g, dl->n2.b, 1e-5f, g, C * T,
+                               1, 2 * C, T, SL_ACT_NONE};
+            TRY(sl_op_norm(ctx, &n2));
+        } else
+            TRY(sl_op_glu(ctx, N, C * T, z, 2 * C * T, g, C * T));
         TRY(ew(ctx, N * C * T, g, x, SL_ACT_NONE, x));
     }
     return 0;

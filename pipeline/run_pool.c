@@ -208,17 +208,31 @@ static size_t prefault_slots(const runner *r)
     return n < r->n_slots_max ? n : r->n_slots_max;
 }
 
-/* Where the planes of a slot start (floats from s->mem), as slot_layout lays
- * out either kind; returns how many. */
-static size_t plane_starts(const runner *r, size_t *at, size_t cap)
+/* The planes of a slot, as slot_layout lays out either kind: where each
+ * starts (floats from s->mem) and how much of it the first tracks may fill,
+ * from their sizes at CD audio's byte rate (the length of 16-bit stereo
+ * 44.1 kHz WAV, less than that of compressed files: what is touched ahead is
+ * used). Returns how many. */
+static size_t plane_extents(const runner *r, size_t n_tracks, size_t *at, size_t *len, size_t cap)
 {
+    double secs = 0;
+    for (size_t i = 0; i < r->cat.n && i < n_tracks; i++)
+        secs = fmax(secs, (double)r->cat.tracks[i].size / 176400.0);
     size_t n = 0;
-    if (r->sep)
-        for (size_t p = 0; p < (size_t)r->sep->channels * (size_t)(1 + r->sep->n_sources) && n < cap; p++)
-            at[n++] = p * r->sep_L;
-    if (r->emb)
-        for (size_t c = 0; c <= (size_t)r->emb->channels && n < cap; c++) /* its channels, then vec and scores */
-            at[n++] = c * r->emb_L;
+    if (r->sep) {
+        const double f = ceil(secs * r->sep->sample_rate);
+        for (size_t p = 0; p < (size_t)r->sep->channels * (size_t)(1 + r->sep->n_sources) && n < cap; p++, n++) {
+            at[n] = p * r->sep_L;
+            len[n] = f < (double)r->sep_L ? (size_t)f : r->sep_L;
+        }
+    }
+    if (r->emb) {
+        const double f = ceil(secs * r->emb->sample_rate);
+        for (size_t c = 0; c < (size_t)r->emb->channels && n < cap; c++, n++) {
+            at[n] = c * r->emb_L;
+            len[n] = f < (double)r->emb_L ? (size_t)f : r->emb_L;
+        }
+    }
     return n;
 }
 
@@ -244,25 +258,23 @@ void pool_prefault(runner *r, const atomic_int *stop)
         list[n++] = s;
     }
     pthread_mutex_unlock(&r->mu);
-    size_t at[2 * SL_SEG_MAX_CH * (SL_MAX_SOURCES + 1) + 4];
-    const size_t planes = plane_starts(r, at, sizeof at / sizeof *at);
+    size_t at[SL_SEG_MAX_CH * (SL_MAX_SOURCES + 2)], len[sizeof at / sizeof *at];
+    const size_t planes = plane_extents(r, n, at, len, sizeof at / sizeof *at);
     /* every plane's first pages first, a stripe at a time, until the load is
-     * over: a short track touches only the start of each plane */
+     * over or the planes are touched as far as the first tracks reach */
     const size_t stripe = 16384 / sizeof(float), page = 4096 / sizeof(float);
     trace_mark tm = trace_begin();
-    size_t pages = 0;
-    for (size_t k = 0; !atomic_load(stop) && pages < r->slot_floats / page * n; k += stripe) {
+    for (size_t k = 0; !atomic_load(stop); k += stripe) {
         size_t touched = 0;
         for (size_t i = 0; i < n && !atomic_load(stop); i++)
             for (size_t p = 0; p < planes; p++) {
-                const size_t end = p + 1 < planes && at[p + 1] > at[p] ? at[p + 1] : r->slot_floats;
                 volatile float *m = list[i]->mem;
+                const size_t end = at[p] + len[p] < r->slot_floats ? at[p] + len[p] : r->slot_floats;
                 for (size_t f = at[p] + k; f < at[p] + k + stripe && f < end; f += page, touched++)
                     m[f] = 0.0f;
             }
         if (!touched)
             break;
-        pages += touched;
     }
     if (n)
         trace_end(tm, "prefault", -1);

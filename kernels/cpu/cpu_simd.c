@@ -466,46 +466,52 @@ EPI_512 static inline __attribute__((always_inline)) void erf_far_512(int N, __m
  * run on them four vectors at a time, then those vectors are finished (expand). Returns the
  * number of lanes in the second range. */
 #define GELU_CHUNK 1024
-EPI_512 static inline __m512 gelu_finish_512(__m512 v, __m512 x, __m512 r, size_t j, const float *mul,
-                                             const float *add)
+EPI_512 static inline __m512 gelu_finish_512(__m512 v, __m512 x, __m512 r, const float *mul, const float *add)
 {
     r = sign_nan_512(x, r);
     v = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), v), _mm512_add_ps(_mm512_set1_ps(1.0f), r));
     if (mul)
-        v = _mm512_mul_ps(v, _mm512_loadu_ps(mul + j));
+        v = _mm512_mul_ps(v, _mm512_loadu_ps(mul));
     if (add)
-        v = _mm512_add_ps(v, _mm512_loadu_ps(add + j));
+        v = _mm512_add_ps(v, _mm512_loadu_ps(add));
     return v;
 }
 
-EPI_512 __attribute__((noinline)) static int gelu_chunk_512(size_t n, const float *p, const float *bias,
-                                                             const float *mul, const float *add, float *y)
+/* rows x n values (n a multiple of 16, rows * n <= GELU_CHUNK), row r of p at p + r * ldp (of mul,
+ * add, y likewise; bias per column) */
+EPI_512 __attribute__((noinline)) static int gelu_chunk_512(size_t rows, size_t n, const float *p, size_t ldp,
+                                                             const float *bias, const float *mul, size_t ldmul,
+                                                             const float *add, size_t ldadd, float *y, size_t ldy)
 {
     float far[GELU_CHUNK + 16] __attribute__((aligned(64)));  /* packed |x| of the far lanes */
     float vs[GELU_CHUNK + 16] __attribute__((aligned(64)));   /* the pending vectors' inputs */
     float rs[GELU_CHUNK + 16] __attribute__((aligned(64)));   /* and their first-range results */
-    int32_t at[GELU_CHUNK / 16 + 1], off[GELU_CHUNK / 16 + 1];
+    int32_t at_r[GELU_CHUNK / 16 + 1], at_c[GELU_CHUNK / 16 + 1], off[GELU_CHUNK / 16 + 1];
     __mmask16 big[GELU_CHUNK / 16 + 1];
     int nv = 0, nf = 0;
-    for (size_t j = 0; j < n; j += 16) {
-        __m512 v = _mm512_loadu_ps(p + j);
-        if (bias)
-            v = _mm512_add_ps(v, _mm512_loadu_ps(bias + j));
-        const __m512 x = _mm512_mul_ps(v, _mm512_set1_ps((float)M_SQRT1_2)), a = _mm512_abs_ps(x);
-        SL_ERF_P(__m512, _mm512, a, ra);
-        const __mmask16 b = _mm512_cmp_ps_mask(a, _mm512_set1_ps(ERF_SPLIT), _CMP_NLT_UQ); /* NaN too */
-        /* without branches (which way is data): a finished vector is stored, a pending one kept
-         * (the slot is taken only when pending) */
-        _mm512_mask_storeu_ps(y + j, b ? (__mmask16)0 : (__mmask16)0xffff, gelu_finish_512(v, x, ra, j, mul, add));
-        _mm512_store_ps(vs + 16 * nv, v);
-        _mm512_store_ps(rs + 16 * nv, ra);
-        _mm512_storeu_ps(far + nf, _mm512_maskz_compress_ps(b, a));
-        at[nv] = (int32_t)j;
-        off[nv] = nf;
-        big[nv] = b;
-        nv += b != 0;
-        nf += __builtin_popcount(b);
-    }
+    for (size_t r = 0; r < rows; r++)
+        for (size_t j = 0; j < n; j += 16) {
+            __m512 v = _mm512_loadu_ps(p + r * ldp + j);
+            if (bias)
+                v = _mm512_add_ps(v, _mm512_loadu_ps(bias + j));
+            const __m512 x = _mm512_mul_ps(v, _mm512_set1_ps((float)M_SQRT1_2)), a = _mm512_abs_ps(x);
+            SL_ERF_P(__m512, _mm512, a, ra);
+            const __mmask16 b = _mm512_cmp_ps_mask(a, _mm512_set1_ps(ERF_SPLIT), _CMP_NLT_UQ); /* NaN too */
+            /* without branches (which way is data): a finished vector is stored, a pending one kept
+             * (the slot is taken only when pending) */
+            _mm512_mask_storeu_ps(y + r * ldy + j, b ? (__mmask16)0 : (__mmask16)0xffff,
+                                  gelu_finish_512(v, x, ra, mul ? mul + r * ldmul + j : NULL,
+                                                  add ? add + r * ldadd + j : NULL));
+            _mm512_store_ps(vs + 16 * nv, v);
+            _mm512_store_ps(rs + 16 * nv, ra);
+            _mm512_storeu_ps(far + nf, _mm512_maskz_compress_ps(b, a));
+            at_r[nv] = (int32_t)r;
+            at_c[nv] = (int32_t)j;
+            off[nv] = nf;
+            big[nv] = b;
+            nv += b != 0;
+            nf += __builtin_popcount(b);
+        }
     int i = 0;
     for (; i + 64 <= nf; i += 64) {
         __m512 f[4];
@@ -530,10 +536,11 @@ EPI_512 __attribute__((noinline)) static int gelu_chunk_512(size_t n, const floa
         _Pragma("GCC unroll 4") for (int u = 0; u < 4; u++) _mm512_store_ps(far + i + 16 * u, f[u]);
     }
     for (int t = 0; t < nv; t++) {
-        const size_t j = (size_t)at[t];
+        const size_t r = (size_t)at_r[t], j = (size_t)at_c[t];
         const __m512 v = _mm512_load_ps(vs + 16 * t), x = _mm512_mul_ps(v, _mm512_set1_ps((float)M_SQRT1_2));
-        const __m512 r = _mm512_mask_expand_ps(_mm512_load_ps(rs + 16 * t), big[t], _mm512_loadu_ps(far + off[t]));
-        _mm512_storeu_ps(y + j, gelu_finish_512(v, x, r, j, mul, add));
+        const __m512 e = _mm512_mask_expand_ps(_mm512_load_ps(rs + 16 * t), big[t], _mm512_loadu_ps(far + off[t]));
+        _mm512_storeu_ps(y + r * ldy + j, gelu_finish_512(v, x, e, mul ? mul + r * ldmul + j : NULL,
+                                                          add ? add + r * ldadd + j : NULL));
     }
     return nf;
 }
@@ -581,8 +588,8 @@ EPI_512 static size_t epilogue_512(sl_act act, size_t n, const float *p, const f
             const size_t len = n - j < GELU_CHUNK ? (n - j) & ~(size_t)15 : GELU_CHUNK;
             int far = 0;
             if (!dense)
-                far = gelu_chunk_512(len, p + j, bias ? bias + j : NULL, mul ? mul + j : NULL,
-                                     add ? add + j : NULL, y + j);
+                far = gelu_chunk_512(1, len, p + j, 0, bias ? bias + j : NULL, mul ? mul + j : NULL, 0,
+                                     add ? add + j : NULL, 0, y + j, 0);
             else
                 for (size_t e = j + len; j + 16 * GELU4 <= e; j += 16 * GELU4) {
                     __m512 v[GELU4];
@@ -661,6 +668,15 @@ void sl_cpu_epilogue_rows(sl_act act, size_t rows, size_t n, const float *p, siz
 {
 #ifdef SL_CPU_HAVE_AVX2_PATHS
     if (n % 16 == 0 && sl_cpu_simd_avx512()) {
+        if (act == SL_ACT_GELU && n < 64 && rows * n >= 64) { /* short rows (the AMX tiles' 32 x 32
+                                                                 blocks): GELU on blocks of rows */
+            const size_t rb = GELU_CHUNK / n;
+            for (size_t r = 0; r < rows; r += rb)
+                gelu_chunk_512(rows - r < rb ? rows - r : rb, n, p + r * ldp, ldp, bias,
+                               mul ? mul + r * ldmul : NULL, ldmul, add ? add + r * ldadd : NULL, ldadd,
+                               y + r * ldy, ldy);
+            return;
+        }
         for (size_t r = 0; r < rows; r++)
             epilogue_512(act, n, p + r * ldp, bias, mul ? mul + r * ldmul : NULL, add ? add + r * ldadd : NULL,
                          y + r * ldy);

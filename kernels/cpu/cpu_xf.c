@@ -31,10 +31,42 @@ static void norm_stats(const sl_norm_args *a, size_t i, double *mean, double *rs
     *rstd = 1.0 / sqrt(var + a->eps);
 }
 
+/* Outputs [j0, j1) of row i of a group norm with glu: runs of both halves within one channel each
+ * normalised as norm_apply does (sl_cpu_norm_apply_run), the second into a buffer, then their GLU
+ * (sl_cpu_glu_row): the bits of the norm then sl_op_glu. In place each output overwrites only its own
+ * first-half input, after reading it. */
+static void norm_glu(const sl_norm_args *a, size_t i, double mean, double rstd, size_t j0, size_t j1)
+{
+    const float *x = a->x + i * a->ldx;
+    float *y = a->y + i * a->ldy;
+    const size_t cpg = a->channels / a->groups, c0 = (i % a->groups) * cpg, inner = a->inner, h = a->dim / 2;
+    float tb[256];
+    for (size_t j = j0; j < j1;) {
+        size_t m = j1 - j;
+        if (m > inner - j % inner)
+            m = inner - j % inner;
+        if (m > inner - (j + h) % inner)
+            m = inner - (j + h) % inner;
+        if (m > sizeof tb / sizeof tb[0])
+            m = sizeof tb / sizeof tb[0];
+        const size_t p = c0 + (j / inner) % cpg, q = c0 + ((j + h) / inner) % cpg;
+        sl_cpu_norm_apply_run(y + j, x + j, m, mean, rstd, a->gamma ? a->gamma + p : NULL, a->beta ? a->beta + p : NULL,
+                              SL_ACT_NONE);
+        sl_cpu_norm_apply_run(tb, x + h + j, m, mean, rstd, a->gamma ? a->gamma + q : NULL,
+                              a->beta ? a->beta + q : NULL, SL_ACT_NONE);
+        sl_cpu_glu_row(y + j, y + j, tb, m);
+        j += m;
+    }
+}
+
 /* Elements [j0, j1) of row i of sl_op_norm from its statistics: each element the same operations
  * whatever the range, so any split of a row gives the same bits. */
 static void norm_apply(const sl_norm_args *a, size_t i, double mean, double rstd, size_t j0, size_t j1)
 {
+    if (a->kind == SL_NORM_GROUP_GLU) {
+        norm_glu(a, i, mean, rstd, j0, j1);
+        return;
+    }
     const float *x = a->x + i * a->ldx;
     float *y = a->y + i * a->ldy;
     if (a->kind == SL_NORM_RMS) {
@@ -78,7 +110,7 @@ static void norm_rows(const sl_norm_args *a, size_t i0, size_t i1)
     for (size_t i = i0; i < i1; i++) {
         double mean, rstd;
         norm_stats(a, i, &mean, &rstd);
-        norm_apply(a, i, mean, rstd, 0, a->dim);
+        norm_apply(a, i, mean, rstd, 0, a->kind == SL_NORM_GROUP_GLU ? a->dim / 2 : a->dim);
     }
 }
 
@@ -98,12 +130,12 @@ static void norm_body(void *v, size_t t, int tid)
     norm_rows(J->a, lo, hi);
 }
 
-/* Piece t of row J->row: ranges of whole 64-element runs. */
+/* Piece t of row J->row: ranges of whole 64-element runs (of outputs). */
 static void norm_piece(void *v, size_t t, int tid)
 {
     (void)tid;
     const norm_job *J = v;
-    const size_t n = J->a->dim, blocks = (n + 63) / 64;
+    const size_t n = J->a->kind == SL_NORM_GROUP_GLU ? J->a->dim / 2 : J->a->dim, blocks = (n + 63) / 64;
     size_t lo, hi;
     sl_pool_range(blocks, J->parts, t, &lo, &hi);
     hi = hi * 64 < n ? hi * 64 : n;

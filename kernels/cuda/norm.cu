@@ -4,8 +4,10 @@
 // NORM_T threads per row (rows over grid.x, looping): each thread sums its
 // strided slice, the slices are added by a fixed shared-memory tree
 // (deterministic, no atomics); LayerNorm makes a second pass for the variance
-// around the mean. LayerNorm / GroupNorm apply the args' activation last. In place is allowed: every thread has read all it needs
-// (the sums) before anything is written.
+// around the mean. LayerNorm / GroupNorm apply the args' activation last;
+// SL_NORM_GROUP_GLU writes the GLU of the row's halves (sl_op_glu's sigmoid).
+// In place is allowed: every thread has read all it needs (the sums) before
+// anything is written.
 #include "cu_ops.h"
 
 #define NORM_T 256
@@ -55,8 +57,21 @@ static __global__ void __launch_bounds__(NORM_T) norm_kernel(sl_norm_args a)
             var = norm_block_sum(var, red) / (float)n;
             const float rstd = 1.0f / sqrtf(var + a.eps);
             __syncthreads();
-            const size_t cpg = a.kind == SL_NORM_GROUP ? a.channels / a.groups : 0;
+            const size_t cpg = a.kind == SL_NORM_GROUP || a.kind == SL_NORM_GROUP_GLU ? a.channels / a.groups : 0;
             const size_t c0 = cpg ? (i % a.groups) * cpg : 0;
+            if (a.kind == SL_NORM_GROUP_GLU) { // the GLU of the halves: y[j] written after x[j], x[h + j] read
+                const size_t h = n / 2;
+                for (size_t j = threadIdx.x; j < h; j += NORM_T) {
+                    const size_t p = c0 + (j / a.inner) % cpg, q = c0 + ((h + j) / a.inner) % cpg;
+                    float u = (x[j] - mean) * rstd, g = (x[h + j] - mean) * rstd;
+                    if (a.gamma)
+                        u = u * a.gamma[p], g = g * a.gamma[q];
+                    if (a.beta)
+                        u = u + a.beta[p], g = g + a.beta[q];
+                    y[j] = u * (1.0f / (1.0f + expf(-g)));
+                }
+                continue;
+            }
             for (size_t j = threadIdx.x; j < n; j += NORM_T) {
                 float v = (x[j] - mean) * rstd;
                 const size_t p = cpg ? c0 + (j / a.inner) % cpg : j;

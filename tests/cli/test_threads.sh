@@ -222,10 +222,12 @@ for i, a in enumerate(wr):
             break
         assert a["track"] != b["track"] or a["thread"] == b["thread"], ("two writers on one track at once", a, b)
 EOF
-# segments of 120 s: the buffers (about 170 MB each) take longer to touch than
+# a 60 s track in segments of 120 s: its buffers take longer to touch than
 # FFmpeg takes to load; the touching stops when the load is over
+mkdir -p in-long
+gen_tone in-long/long.wav 60 44100 2 pcm_s16le
 SL_TRACE="$PWD/trace-2long.jsonl" run_sl run job.yaml --quiet --set output.dir=out-trace2long \
-  --set runtime.threads=2 --set separation.segment_seconds=120
+  --set "input.paths=[in-long]" --set runtime.threads=2 --set separation.segment_seconds=120
 expect_status 0 "traced run, threads 2, 120 s segments"
 py_check "trace at threads 2: the buffers touched until FFmpeg is loaded, not after" <<'EOF'
 import json
@@ -234,6 +236,21 @@ ff = [e for e in ev if e["what"] == "ffmpeg_load"]
 pf = [e for e in ev if e["what"] == "prefault"]
 assert len(ff) == 1 and len(pf) == 1, (ff, pf)
 assert pf[0]["t1"] <= ff[0]["t1"] + 0.05, ("touched on after the load", pf, ff)
+EOF
+# a 2 s track in segments of 120 s: only the first 2 s of each plane are touched
+# ahead (the length its size gives), not the rest of the buffers
+mkdir -p in-short
+gen_tone in-short/short.wav 2 44100 2 pcm_s16le
+SL_TRACE="$PWD/trace-2short.jsonl" run_sl run job.yaml --quiet --set output.dir=out-trace2short \
+  --set "input.paths=[in-short]" --set runtime.threads=2 --set separation.segment_seconds=120
+expect_status 0 "traced run, threads 2, a 2 s track in 120 s segments"
+py_check "trace at threads 2: the buffers touched as far as the tracks reach" <<'EOF'
+import json
+ev = [json.loads(l) for l in open("trace-2short.jsonl")]
+pf = [e for e in ev if e["what"] == "prefault"]
+# 4 slots (2 decoders, 2 workers) x 9 planes (2 channels x (input + 3 stems), melstats' 1) x 2 s of floats
+pages = 4 * 9 * (2 * 44100 * 4 // 4096 + 5)
+assert len(pf) == 1 and pf[0]["faults"] <= pages, ("touched past the tracks' length", pf, pages)
 EOF
 "$SL_PYTHON" "$SL_SRC/bench/trace_summary.py" trace-1.jsonl >trace-1.txt 2>&1 && pass || fail "trace_summary.py"
 expect_grep "outside tokens during the pipeline" trace-1.txt "the summary reads the trace"

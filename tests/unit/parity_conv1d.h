@@ -143,13 +143,16 @@ static void case_convt1d(parity *P, size_t batch, int ci, int co, size_t len, si
     free(out[1]);
 }
 
-/* GroupNorm of [n][channels][S] (channel_last 0: rows n*groups) or of [n][S][channels] with one group. */
+/* GroupNorm of [n][channels][S] (channel_last 0: rows n*groups) or of [n][S][channels] with one group;
+ * glu: SL_NORM_GROUP_GLU (the GLU of each row's halves, dim / 2 outputs per row: compact, or the
+ * first half of each row in place). */
 static void case_group_norm(parity *P, size_t n, size_t channels, size_t groups, size_t S, int channel_last,
-                            int in_place, sl_act act)
+                            int in_place, sl_act act, int glu)
 {
-    const size_t dim = channels / groups * S, nx = n * channels * S;
-    sl_norm_args a = {SL_NORM_GROUP, n * groups, dim, NULL, dim, NULL, NULL, 1e-5f, NULL, dim, groups, channels,
-                      channel_last ? 1 : S, act};
+    const size_t dim = channels / groups * S, nx = n * channels * S, h = dim / 2;
+    const size_t ldy = glu && !in_place ? h : dim, ny = glu ? n * groups * h : nx;
+    sl_norm_args a = {glu ? SL_NORM_GROUP_GLU : SL_NORM_GROUP, n * groups, dim, NULL, dim, NULL, NULL, 1e-5f, NULL,
+                      ldy, groups, channels, channel_last ? 1 : S, act};
     float *x = pr_rand(nx), *g = pr_rand(channels), *b = pr_rand(channels);
     for (size_t i = 0; i < nx; i++)
         x[i] = x[i] * 2.0f + 0.7f;
@@ -167,6 +170,9 @@ static void case_group_norm(parity *P, size_t n, size_t channels, size_t groups,
             const double v = (x[r * dim + j] - mean) / sqrt(var + 1e-5) * g[c] + b[c];
             exact[r * dim + j] = act == SL_ACT_GELU ? 0.5 * v * (1.0 + erf(v / sqrt(2.0))) : v;
         }
+        if (glu) /* the outputs of row r at r * h, from the normalised row still at r * dim (r * h <= r * dim) */
+            for (size_t j = 0; j < h; j++)
+                exact[r * h + j] = exact[r * dim + j] / (1.0 + exp(-exact[r * dim + h + j]));
     }
     sl_op_ctx *ctxs[2] = {P->ref, P->ctx};
     float *out[2];
@@ -174,12 +180,15 @@ static void case_group_norm(parity *P, size_t n, size_t channels, size_t groups,
     for (int s = 0; s < 2; s++) {
         float *dx = pr_up(ctxs[s], x, nx), *dg = pr_up(ctxs[s], g, channels), *db = pr_up(ctxs[s], b, channels);
         float *dy = in_place ? dx : pr_up(ctxs[s], NULL, nx);
-        sl_norm_args h = a;
-        h.x = dx, h.gamma = dg, h.beta = db, h.y = dy;
-        int r = sl_op_norm(ctxs[s], &h);
+        sl_norm_args na = a;
+        na.x = dx, na.gamma = dg, na.beta = db, na.y = dy;
+        int r = sl_op_norm(ctxs[s], &na);
         if (r < 0 && !rc)
             rc = r;
         out[s] = pr_down(ctxs[s], dy, nx, &rc);
+        if (glu && in_place) /* the first half of each row, compacted */
+            for (size_t i = 0; i < a.rows; i++)
+                memmove(out[s] + i * h, out[s] + i * dim, h * sizeof(float));
         if (!in_place)
             sl_op_free(ctxs[s], dy);
         sl_op_free(ctxs[s], dx);
@@ -187,13 +196,14 @@ static void case_group_norm(parity *P, size_t n, size_t channels, size_t groups,
         sl_op_free(ctxs[s], db);
     }
     char shape[128];
-    snprintf(shape, sizeof shape, "group n%zu C%zu G%zu S%zu%s%s%s", n, channels, groups, S,
-             channel_last ? " channel-last" : "", in_place ? " in place" : "", act == SL_ACT_GELU ? " gelu" : "");
+    snprintf(shape, sizeof shape, "group n%zu C%zu G%zu S%zu%s%s%s%s", n, channels, groups, S,
+             channel_last ? " channel-last" : "", in_place ? " in place" : "", act == SL_ACT_GELU ? " gelu" : "",
+             glu ? " glu" : "");
     CHECK_MSG(rc == 0, "norm %s: %s", shape, sl_lasterr());
-    pr_report(P, "norm", shape, pr_err(out[1], out[0], nx), TOL_NORM);
+    pr_report(P, "norm", shape, pr_err(out[1], out[0], ny), TOL_NORM);
     char s2[160];
     snprintf(s2, sizeof s2, "%s vs exact (cpu)", shape);
-    pr_report(P, "norm", s2, sl_ref_err(out[0], exact, nx), 1e-5);
+    pr_report(P, "norm", s2, sl_ref_err(out[0], exact, ny), 1e-5);
     free(x);
     free(g);
     free(b);
@@ -318,10 +328,12 @@ static void conv1d_cases(parity *P, int big)
     case_convt1d(P, 2, 3, 5, 9, 2, 3, 3, 1, 20, 0, SL_ACT_RELU);        /* stride = k */
     case_convt1d(P, 1, 4, 2, 7, 3, 2, 3, 0, 20, 1, SL_ACT_TANH);        /* stride > k: gaps get the bias */
     case_convt1d(P, 2, 6, 5, 9, 21, 8, 4, 2, 30, 1, SL_ACT_GELU);       /* rows of >= 16 columns: vector overlap-add */
-    case_group_norm(P, 2, 8, 4, 33, 0, 0, SL_ACT_NONE);
-    case_group_norm(P, 3, 6, 1, 300, 0, 1, SL_ACT_NONE);                 /* GroupNorm(1, C), longer than a block */
-    case_group_norm(P, 2, 12, 1, 45, 1, 0, SL_ACT_NONE);                 /* channel-last (transformer norm_out) */
-    case_group_norm(P, 2, 8, 4, 37, 0, 1, SL_ACT_GELU);                  /* GroupNorm + GELU in one pass */
+    case_group_norm(P, 2, 8, 4, 33, 0, 0, SL_ACT_NONE, 0);
+    case_group_norm(P, 3, 6, 1, 300, 0, 1, SL_ACT_NONE, 0);              /* GroupNorm(1, C), longer than a block */
+    case_group_norm(P, 2, 12, 1, 45, 1, 0, SL_ACT_NONE, 0);              /* channel-last (transformer norm_out) */
+    case_group_norm(P, 2, 8, 4, 37, 0, 1, SL_ACT_GELU, 0);               /* GroupNorm + GELU in one pass */
+    case_group_norm(P, 3, 12, 1, 41, 0, 0, SL_ACT_NONE, 1);              /* GroupNorm(1, 2C) + GLU (DConv) */
+    case_group_norm(P, 2, 10, 1, 300, 0, 1, SL_ACT_NONE, 1);             /* the same in place, longer than a block */
     case_affine_res(P, 2, 5, 33, SL_ACT_NONE, 0);
     case_affine_res(P, 1, 7, 300, SL_ACT_GELU, 1);
     if (big) {

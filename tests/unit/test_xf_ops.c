@@ -191,6 +191,60 @@ static void test_group_norm_pieces(sl_op_ctx *ctx, size_t n, size_t C, size_t gr
     free(want);
 }
 
+/* SL_NORM_GROUP_GLU of [n][2C][S] (GroupNorm(1, 2C) then the GLU of the channel halves, HT-Demucs's
+ * DConv) against the definition in double, and bit for bit against the group norm followed by
+ * sl_op_glu: at 1 and 3 threads (rows of more than 2^15 elements: pieces of a row over the threads),
+ * into a compact y and in place. */
+static void test_group_norm_glu(sl_op_ctx *ctx, size_t n, size_t C2, size_t S)
+{
+    const size_t dim = C2 * S, nx = n * dim, h = dim / 2;
+    float *x = sl_ref_rnd(nx, -2, 3), *g = sl_ref_rnd(C2, -1, 1), *b = sl_ref_rnd(C2, -1, 1);
+    float *z = malloc(nx * sizeof(float)), *want_f = malloc(n * h * sizeof(float)), *y = malloc(n * h * sizeof(float));
+    float *xi = malloc(nx * sizeof(float));
+    double *dn = malloc(nx * sizeof(double)), *want = malloc(n * h * sizeof(double));
+    ref_group_norm(x, g, b, n, C2, 1, S, 0, 0, dn);
+    for (size_t r = 0; r < n; r++)
+        for (size_t j = 0; j < h; j++)
+            want[r * h + j] = dn[r * dim + j] / (1.0 + exp(-dn[r * dim + h + j]));
+    sl_norm_args a = {SL_NORM_GROUP, n, dim, x, dim, g, b, 1e-5f, z, dim, 1, C2, S, SL_ACT_NONE};
+    CHECK(sl_op_norm(ctx, &a) == 0);
+    CHECK(sl_op_glu(ctx, n, h, z, dim, want_f, h) == 0);
+    for (int th = 1; th <= 3; th += 2) {
+        CHECK(sl_op_ctx_set_threads(ctx, th) == 0);
+        sl_norm_args f = a;
+        f.kind = SL_NORM_GROUP_GLU, f.y = y, f.ldy = h;
+        CHECK(sl_op_norm(ctx, &f) == 0);
+        memcpy(xi, x, nx * sizeof(float));
+        f.x = f.y = xi, f.ldy = dim;
+        CHECK(sl_op_norm(ctx, &f) == 0);
+        size_t diff = 0;
+        for (size_t r = 0; r < n; r++)
+            for (size_t j = 0; j < h; j++)
+                diff += memcmp(&y[r * h + j], &want_f[r * h + j], sizeof(float)) != 0 ||
+                        memcmp(&xi[r * dim + j], &want_f[r * h + j], sizeof(float)) != 0;
+        const double e = sl_ref_err(y, want, n * h);
+        printf("  group norm + glu n%zu 2C%zu S%zu, %d thread(s): rel err %.3g (tol 1e-6), %zu values differ from "
+               "norm then glu\n", n, C2, S, th, e, diff);
+        CHECK_MSG(e <= 1e-6, "group norm + glu error %g", e);
+        CHECK_MSG(diff == 0, "group norm + glu: %zu values differ from the norm then sl_op_glu", diff);
+    }
+    CHECK(sl_op_ctx_set_threads(ctx, 1) == 0);
+    sl_norm_args bad = a;
+    bad.kind = SL_NORM_GROUP_GLU, bad.act = SL_ACT_GELU;
+    CHECK(sl_op_norm(ctx, &bad) == SL_EINVAL);
+    bad.act = SL_ACT_NONE, bad.dim = dim - 1, bad.ldx = bad.ldy = dim;
+    CHECK(sl_op_norm(ctx, &bad) == SL_EINVAL);
+    free(x);
+    free(g);
+    free(b);
+    free(z);
+    free(want_f);
+    free(y);
+    free(xi);
+    free(dn);
+    free(want);
+}
+
 /* Rotation of row r (D values) by position pos, in double, from the definition. */
 static void ref_rot(const float *r, int D, size_t pos, int rope, double *out)
 {
@@ -565,9 +619,32 @@ static void test_gelu_rows(void)
                 for (int j = 0; j < N; j++)
                     bad += want[j] != want[j] ? got[j] == got[j] : memcmp(&want[j], &got[j], sizeof(float)) != 0;
             }
+    /* blocks of short rows (sl_cpu_epilogue_rows, the AMX tiles' 32 x 32 blocks: AVX-512 packs
+     * whole blocks), strided, every combination of bias, multiplier and addend */
+    enum { R = 45, C = 32, LD = 41 };
+    float *yb = malloc((size_t)R * LD * sizeof(float));
+    CHECK(yb);
+    for (int path = 0; path < 3; path++)
+        for (int f = 0; f < 8; f++) {
+            const float *b = f & 1 ? bias : NULL, *m = f & 2 ? add + 7 : NULL, *ad = f & 4 ? add : NULL;
+            set_path(path);
+            sl_cpu_epilogue_rows(SL_ACT_GELU, R, C, p + 500, LD, b, m, LD, ad, LD, yb, LD);
+            for (int r = 0; r < R; r++)
+                for (int c = 0; c < C; c++) {
+                    float v = b ? p[500 + r * LD + c] + b[c] : p[500 + r * LD + c];
+                    v = sl_cpu_act(SL_ACT_GELU, v);
+                    if (m)
+                        v *= m[r * LD + c];
+                    v = ad ? v + ad[r * LD + c] : v;
+                    const float g = yb[r * LD + c];
+                    bad += v != v ? g == g : memcmp(&v, &g, sizeof v) != 0;
+                }
+        }
+    free(yb);
     sl_cpu_simd_set(1);
     sl_cpu_simd_set_avx512(avx512);
-    printf("  gelu epilogue rows of %d, 3 paths x 4 layouts x 2 calls: %zu values differ\n", N, bad);
+    printf("  gelu epilogue rows of %d, 3 paths x 4 layouts x 2 calls, blocks of %d x %d: %zu values differ\n", N,
+           R, C, bad);
     CHECK_MSG(bad == 0, "gelu epilogue rows: %zu values differ from the portable loop", bad);
     free(p), free(bias), free(add), free(want), free(y), free(in);
 }
@@ -683,6 +760,8 @@ int main(void)
     test_group_norm_pieces(ctx, 1, 96, 1, 701, 1);
     test_group_norm_pieces(ctx, 2, 48, 1, 1001, 1);
     test_group_norm_pieces(ctx, 1, 40, 2, 3001, 0);
+    test_group_norm_glu(ctx, 3, 12, 37);   /* rows of 444 elements: each row on one thread */
+    test_group_norm_glu(ctx, 1, 96, 701);  /* 67 K elements: pieces of the row over 3 threads */
     /* long sequences (more than 256 x 256 scores): the AVX-512 kernels' query blocks, the
      * library-GEMM path without AVX-512; short ones with the AVX2 kernels switched off */
     test_attention(ctx, 1, 300, 260, 2, 16, 1, 1);
