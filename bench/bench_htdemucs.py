@@ -30,6 +30,7 @@ its child process (the whole `stemline run`, start-up and weights load
 included), which a busy machine disturbs much less than wall time.
 """
 
+import atexit
 import argparse
 import fractions
 import os
@@ -37,6 +38,7 @@ import resource
 import struct
 import subprocess
 import sys
+import shutil
 import tempfile
 import time
 
@@ -83,6 +85,7 @@ def main():
     from demucs.htdemucs import HTDemucs
 
     tmp = tempfile.mkdtemp(prefix="bench_htdemucs_")
+    atexit.register(shutil.rmtree, tmp, True)  # the weights and audio copies: 0.1-0.9 GB a run
     sw = os.path.join(tmp, "model.safetensors")
     if a.weights:
         from demucs.states import load_model

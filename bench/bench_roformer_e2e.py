@@ -23,6 +23,7 @@ torch's process time over the same span, stemline's child-process rusage; the fi
 loaded machine), the load average, and max |stemline - torch| relative to the largest sample; then
 one JSON object per thread count.
 """
+import atexit
 import argparse
 import json
 import os
@@ -30,6 +31,7 @@ import resource
 import struct
 import subprocess
 import sys
+import shutil
 import tempfile
 import time
 
@@ -81,6 +83,7 @@ def main():
     chunk = BR.CHUNK[a.arch]
     m = G.build(cls, kw, 0)
     tmp = tempfile.mkdtemp(prefix="bench_roformer_e2e_")
+    atexit.register(shutil.rmtree, tmp, True)  # the weights and audio copies: 0.1-0.9 GB a run
     w = os.path.join(tmp, "model.safetensors")
     stemline_st.save(w, [(k, stemline_st.to_numpy_f32(v)) for k, v in m.state_dict().items()],
                      metadata_from_kwargs(arch, kw, stems, chunk_size=chunk, num_overlap=2))

@@ -25,11 +25,13 @@ largest stem sample. --check exits 1 when that exceeds 1e-3 (the slow test).
 Needs: python3-torch (Debian), openunmix (pip --no-deps), numpy, a build.
 """
 
+import atexit
 import argparse
 import json
 import os
 import subprocess
 import sys
+import shutil
 import tempfile
 import time
 import types
@@ -109,6 +111,7 @@ def main():
         raise SystemExit("bench_umx: %s not found (make, or --bench-bin / BENCH_UMX)" % a.bench_bin)
 
     work = tempfile.mkdtemp(prefix="bench-umx-")
+    atexit.register(shutil.rmtree, work, True)  # the weights and audio copies: 0.1-0.9 GB a run
     if a.weights:
         targets, n_fft, hop = targets_from_file(a.weights)
         weights = a.weights

@@ -10,9 +10,17 @@
 int sl_test_failures;
 int sl_test_checks;
 
+/* Folders sl_test_tmpdir made in this process: sl_test_finish removes those
+   still there when every check passed (kept for inspection on a failure). */
+static char made_dirs[16][512];
+static int n_made_dirs;
+
 int sl_test_finish(const char *name)
 {
     printf("%s: %d checks, %d failed\n", name, sl_test_checks, sl_test_failures);
+    for (int i = 0; i < n_made_dirs; i++)
+        if (sl_test_exists(made_dirs[i]))
+            sl_test_rmdir(made_dirs[i]);
     if (sl_test_checks == 0) {
         printf("%s: no check ran\n", name);
         return 1;
@@ -29,6 +37,8 @@ const char *sl_test_tmpdir(void)
         perror("mkdtemp");
         exit(1);
     }
+    if (n_made_dirs < (int)(sizeof made_dirs / sizeof made_dirs[0]))
+        snprintf(made_dirs[n_made_dirs++], sizeof made_dirs[0], "%s", buf);
     return buf;
 }
 
@@ -37,7 +47,11 @@ void sl_test_rmdir(const char *dir)
     if (sl_test_failures)
         return;
     char cmd[1100];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (strlen(dir) > 1000 || strchr(dir, '\'')) {
+        printf("note: not removing %s (name too long or quoted)\n", dir);
+        return;
+    }
+    snprintf(cmd, sizeof cmd, "rm -rf '%.1000s'", dir);
     if (system(cmd) != 0)
         printf("note: could not remove %s\n", dir);
 }

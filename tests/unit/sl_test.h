@@ -34,7 +34,8 @@ extern int sl_test_checks;
 
 /* Prints "N passed, M failed" and returns the exit status. */
 int sl_test_finish(const char *name);
-/* A fresh temporary folder (mkdtemp under $TMPDIR); the string is static. */
+/* A fresh temporary folder (mkdtemp under $TMPDIR); the string is static.
+ * sl_test_finish removes it (and everything below it) when no check failed. */
 const char *sl_test_tmpdir(void);
 /* Removes dir and everything below it, unless a check has failed (the files are
  * then kept as evidence); prints a note when it cannot. */
