@@ -56,10 +56,10 @@ typedef struct {
     float *window, *fb, *bn0_add, *bn0_mul;
     float *cw[CNN_BLOCKS][2], *cb[CNN_BLOCKS][2];
     float *w_fc1, *b_fc1, *w_cls, *b_cls;
-    /* the weights file, kept mapped while buffers above point into it (sl_op_wrap_host on
-     * the cpu backend: folded conv weights, fc1, fc_audioset); *_own: the buffer is ours */
+    /* the weights file, kept mapped while buffers above point into it (sl_model_wrap: folded
+     * conv weights, fc1, fc_audioset, read in place on the cpu backend) */
     sl_st_file *map;
-    unsigned char cw_own[CNN_BLOCKS][2], fc1_own, cls_own;
+    sl_model_inplace inplace;
     /* working buffers, kept between windows (grown on demand): x[x_cap], bufA/bufB[buf_cap],
      * feat[ch[6]], e[emb], lg[classes] */
     float *x, *bufA, *bufB, *feat, *e, *lg;
@@ -74,15 +74,14 @@ static void cnn_close(sl_emb_model *m)
     cnn_state *st = m->impl;
     if (!st)
         return;
-    float *bufs[] = {st->window, st->fb, st->bn0_add, st->bn0_mul, st->fc1_own ? st->w_fc1 : NULL, st->b_fc1,
-                     st->cls_own ? st->w_cls : NULL, st->b_cls, st->x, st->bufA, st->bufB, st->feat, st->e, st->lg};
+    float *bufs[] = {st->window, st->fb,   st->bn0_add, st->bn0_mul, st->w_fc1, st->b_fc1, st->w_cls,
+                     st->b_cls,  st->x,    st->bufA,    st->bufB,    st->feat,  st->e,     st->lg};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
-        sl_op_free(m->ctx, bufs[i]);
+        sl_model_free_weight(m->ctx, &st->inplace, bufs[i]);
     for (int b = 0; b < CNN_BLOCKS; b++)
         for (int j = 0; j < 2; j++) {
-            if (st->cw_own[b][j])
-                sl_op_free(m->ctx, st->cw[b][j]);
-            sl_op_free(m->ctx, st->cb[b][j]);
+            sl_model_free_weight(m->ctx, &st->inplace, st->cw[b][j]);
+            sl_model_free_weight(m->ctx, &st->inplace, st->cb[b][j]);
         }
     sl_st_close(st->map); /* after every buffer that points into it */
     free(st);
@@ -142,15 +141,6 @@ static int bn_fold(const sl_st_file *f, const char *bn, int64_t n, double *s, do
     }
     sl_model_bn_fold(v, n, CNN_BN_EPS, s, t);
     return 0;
-}
-
-/* Backend memory for n floats of the mapped file (no copy on the cpu backend). */
-static int wrap(sl_emb_model *m, float **dst, const float *src, size_t n, unsigned char *own)
-{
-    int owned = 0;
-    int rc = sl_op_wrap_host(m->ctx, src, n * sizeof(float), (void **)dst, &owned);
-    *own = (unsigned char)owned;
-    return rc;
 }
 
 static int load_weights(sl_emb_model *m, cnn_state *st, const char *path)
@@ -285,7 +275,7 @@ static int load_weights(sl_emb_model *m, cnn_state *st, const char *path)
                     rc = SL_EFORMAT;
                     goto out;
                 }
-                if ((rc = wrap(m, &st->cw[b][j], (const float *)w->data, (size_t)cout * per, &st->cw_own[b][j])) < 0 ||
+                if ((rc = sl_model_wrap(m->ctx, &st->inplace, &st->cw[b][j], (const float *)w->data, (size_t)cout * per)) < 0 ||
                     (rc = sl_op_mark_fixed(m->ctx, st->cw[b][j], (size_t)cout * per * sizeof(float))) < 0 ||
                     (rc = sl_model_upload_new(m->ctx, &st->cb[b][j], (const float *)bias->data, (size_t)cout)) < 0)
                     goto out;
@@ -295,7 +285,6 @@ static int load_weights(sl_emb_model *m, cnn_state *st, const char *path)
                 rc = SL_EFORMAT;
                 goto out;
             }
-            st->cw_own[b][j] = 1;
             const float *wv = (const float *)w->data;
             for (int o = 0; o < cout; o++)
                 for (size_t q = 0; q < per; q++)
@@ -308,9 +297,9 @@ static int load_weights(sl_emb_model *m, cnn_state *st, const char *path)
             if ((rc = sl_model_upload_new(m->ctx, &st->cb[b][j], tmp, (size_t)cout)) < 0)
                 goto out;
         }
-    if ((rc = wrap(m, &st->w_fc1, (const float *)fc1->data, (size_t)st->emb * C6, &st->fc1_own)) < 0 ||
+    if ((rc = sl_model_wrap(m->ctx, &st->inplace, &st->w_fc1, (const float *)fc1->data, (size_t)st->emb * C6)) < 0 ||
         (rc = sl_model_upload_new(m->ctx, &st->b_fc1, (const float *)fc1b->data, (size_t)st->emb)) < 0 ||
-        (rc = wrap(m, &st->w_cls, (const float *)cls->data, (size_t)st->classes * st->emb, &st->cls_own)) < 0 ||
+        (rc = sl_model_wrap(m->ctx, &st->inplace, &st->w_cls, (const float *)cls->data, (size_t)st->classes * st->emb)) < 0 ||
         (rc = sl_model_upload_new(m->ctx, &st->b_cls, (const float *)clsb->data, (size_t)st->classes)) < 0)
         goto out;
     rc = sl_op_sync(m->ctx); /* the host copies may be freed now */
@@ -319,10 +308,7 @@ out:
     free(t);
     free(tmp);
     /* kept while a buffer points into it (cnn_close closes it, also after a failure) */
-    int mapped = !st->fc1_own && st->w_fc1;
-    for (int b = 0; b < CNN_BLOCKS; b++)
-        mapped |= st->cw[b][0] && !st->cw_own[b][0];
-    if (mapped)
+    if (st->inplace.lo)
         st->map = f;
     else
         sl_st_close(f);

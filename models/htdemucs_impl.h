@@ -78,11 +78,10 @@ typedef struct {
     float *window;       /* hann(nfft), backend memory */
     float *pos2d, *pos1d; /* positional embeddings times t_weight_pos_embed: [T*F'][Ct], [T2][Ct] */
     int overlap_pct_unused;
-    /* the weights file, kept mapped while weights point into it (sl_op_wrap_host on the cpu
-     * backend: the tensors used as they are stored); [map_lo, map_hi): those weights, not ours
-     * to free */
+    /* the weights file, kept mapped while weights point into it (sl_model_wrap: the tensors
+     * used as they are stored, read in place on the cpu backend) */
     struct sl_st_file *map;
-    const char *map_lo, *map_hi;
+    sl_model_inplace inplace;
 } hd_state;
 
 /* Loads and checks the weights file (htdemucs_load.c): every tensor of the file used,

@@ -77,18 +77,8 @@ static int put(hd_loader *L, float **dst, const float *src, size_t n)
 {
     if (!src)
         return SL_EFORMAT;
-    int owned = 0, rc = sl_op_wrap_host(L->ctx, src, n * sizeof(float), (void **)dst, &owned);
-    if (rc < 0)
-        return rc;
-    if (!owned) {
-        hd_state *st = L->st;
-        const char *a = (const char *)*dst, *e = a + n * sizeof(float);
-        if (!st->map_lo || a < st->map_lo)
-            st->map_lo = a;
-        if (!st->map_hi || e > st->map_hi)
-            st->map_hi = e;
-    }
-    return sl_op_mark_fixed(L->ctx, *dst, n * sizeof(float));
+    int rc = sl_model_wrap(L->ctx, &L->st->inplace, dst, src, n);
+    return rc < 0 ? rc : sl_op_mark_fixed(L->ctx, *dst, n * sizeof(float));
 }
 
 /* Conv weights pre + "weight" of shape [a][b][k](x kk) and bias [bias_n]; transposed: [c_in][c_out][k]. */
@@ -510,7 +500,7 @@ int hd_load(sl_op_ctx *ctx, hd_state *st, const char *path)
         rc = sl_op_sync(ctx);
 done:
     free(L.used);
-    if (st->map_lo)
+    if (st->inplace.lo)
         st->map = f; /* closed by hd_free, after the weights that point into it */
     else
         sl_st_close(f);
@@ -518,11 +508,7 @@ done:
 }
 
 /* sl_op_free of a weight unless it is the file's own bytes (put). */
-static void drop(sl_op_ctx *ctx, const hd_state *st, float *p)
-{
-    if (p && !(st->map_lo && (const char *)p >= st->map_lo && (const char *)p < st->map_hi))
-        sl_op_free(ctx, p);
-}
+static void drop(sl_op_ctx *ctx, const hd_state *st, float *p) { sl_model_free_weight(ctx, &st->inplace, p); }
 
 static void free_conv(sl_op_ctx *ctx, const hd_state *st, hd_conv *c)
 {
@@ -582,5 +568,5 @@ void hd_free(sl_op_ctx *ctx, hd_state *st)
     drop(ctx, st, st->pos1d);
     sl_st_close(st->map); /* after every weight that points into it */
     st->map = NULL;
-    st->map_lo = st->map_hi = NULL;
+    st->inplace = (sl_model_inplace){0};
 }

@@ -136,6 +136,17 @@ void sl_model_ws_free(sl_op_ctx *ctx, sl_model_ws *ws);
 /* Weight helpers shared by the models with weights. */
 /* Allocates n floats on ctx's backend and uploads src into them. */
 int sl_model_upload_new(sl_op_ctx *ctx, float **dst, const float *src, size_t n);
+/* Weights used as a weights file stores them: sl_model_wrap makes *dst src's n floats as
+ * backend memory (sl_op_wrap_host: on the cpu backend the file's own bytes, read in place, so
+ * the workers of a run share one mapping and the forms derived from it; elsewhere a copy) and
+ * records the span of the file's bytes so used in *in (zeroed first). sl_model_free_weight:
+ * sl_op_free unless p is such bytes (NULL allowed). While in->lo is set a weight points into
+ * the file: keep it open until those weights are freed. */
+typedef struct {
+    const char *lo, *hi;
+} sl_model_inplace;
+int sl_model_wrap(sl_op_ctx *ctx, sl_model_inplace *in, float **dst, const float *src, size_t n);
+void sl_model_free_weight(sl_op_ctx *ctx, const sl_model_inplace *in, float *p);
 /* Weights a loader computes (folded, re-laid out) without a second copy: sl_model_stage gives
  * memory for n floats to fill (on the cpu backend backend memory itself, elsewhere host
  * memory; NULL when out of memory), sl_model_adopt makes it *dst (cpu: the same buffer;

@@ -223,6 +223,25 @@ int sl_model_upload_new(sl_op_ctx *ctx, float **dst, const float *src, size_t n)
     return rc;
 }
 
+int sl_model_wrap(sl_op_ctx *ctx, sl_model_inplace *in, float **dst, const float *src, size_t n)
+{
+    int owned = 0, rc = sl_op_wrap_host(ctx, src, n * sizeof(float), (void **)dst, &owned);
+    if (rc < 0 || owned)
+        return rc;
+    const char *a = (const char *)*dst, *e = a + n * sizeof(float);
+    if (!in->lo || a < in->lo)
+        in->lo = a;
+    if (!in->hi || e > in->hi)
+        in->hi = e;
+    return rc;
+}
+
+void sl_model_free_weight(sl_op_ctx *ctx, const sl_model_inplace *in, float *p)
+{
+    if (p && !(in->lo && (const char *)p >= in->lo && (const char *)p < in->hi))
+        sl_op_free(ctx, p);
+}
+
 static int stage_in_place(const sl_op_ctx *ctx) { return !strcmp(sl_op_ctx_backend(ctx), "cpu"); }
 
 float *sl_model_stage(sl_op_ctx *ctx, size_t n)
