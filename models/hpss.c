@@ -29,7 +29,17 @@ typedef struct {
     float margin_h, margin_p, power;
     float *window; /* backend memory, n_fft */
     sl_model_ws ws; /* hpss_bufs, kept across segments */
+    int host;      /* the backend's memory is host memory (sl_op_wrap_host): inputs read and
+                    * outputs written in place, frames transformed in blocks */
+    size_t block;  /* frames per block there (SL_HPSS_BLOCK_FRAMES; 0: all at once) */
 } hpss_state;
+
+/* Frames framed and transformed (and masked and inverse-transformed) per call
+ * on the CPU: a block's frames and spectra (about 0.5 MB each at n_fft 2048)
+ * stay in the core's cache between the steps instead of crossing memory as
+ * whole-track planes. The steps are the same per frame, so the output does not
+ * depend on the block size. */
+#define HPSS_BLOCK_FRAMES 64
 
 static const sl_op_id hpss_ops[] = {SL_OP_FRAME,       SL_OP_RFFT,       SL_OP_MAGNITUDE,
                                     SL_OP_MEDIAN_TIME, SL_OP_MEDIAN_FREQ, SL_OP_HPSS_MASKS,
@@ -46,23 +56,31 @@ static void hpss_close(sl_sep_model *m)
     m->impl = NULL;
 }
 
-/* Buffers of one channel's run, all in backend memory. */
+/* Buffers of one channel's run, all in backend memory. fb: a block of frames
+ * (forward) or of masked spectra (inverse); frames: the inverse-transformed
+ * frames, and before them the magnitudes; x and y: the input and one source
+ * (backends whose memory is not host memory). */
 typedef struct {
-    float *x, *frames, *spec, *mag, *mh, *mp, *y, *ybuf;
+    float *fb, *frames, *spec, *mh, *mp, *x, *y;
 } hpss_bufs;
 
-/* One source: mask the spectrum, back to samples, into host memory dst[n]. */
-static int render(sl_op_ctx *ctx, const sl_stft_cfg *c, const float *window, hpss_bufs *b,
-                  size_t n_frames, const float *mask, size_t n, float *dst)
+/* One source: mask the spectrum block by block, back to samples, into dst[n]
+ * (host memory: written in place, or through b->y). */
+static int render(sl_op_ctx *ctx, const hpss_state *st, const sl_stft_cfg *c, hpss_bufs *b, size_t n_frames,
+                  size_t block, const float *mask, size_t n, float *dst)
 {
-    const size_t nb = (size_t)c->n_fft / 2 + 1;
+    const size_t nfft = (size_t)c->n_fft, nb = nfft / 2 + 1;
     const float scale = c->normalized ? 1.0f / sqrtf((float)c->n_fft) : 1.0f / (float)c->n_fft;
-    int rc = sl_op_apply_mask(ctx, n_frames * nb, b->spec, mask, b->ybuf);
+    int rc = 0;
+    for (size_t j = 0; j < n_frames && !rc; j += block) {
+        const size_t cnt = n_frames - j < block ? n_frames - j : block;
+        rc = sl_op_apply_mask(ctx, cnt * nb, b->spec + j * nb * 2, mask + j * nb, b->fb);
+        if (!rc)
+            rc = sl_op_irfft(ctx, c->n_fft, cnt, b->fb, b->frames + j * nfft, scale);
+    }
     if (!rc)
-        rc = sl_op_irfft(ctx, c->n_fft, n_frames, b->ybuf, b->frames, scale);
-    if (!rc)
-        rc = sl_op_overlap_add(ctx, c, 1, n_frames, b->frames, window, n, b->y);
-    if (!rc)
+        rc = sl_op_overlap_add(ctx, c, 1, n_frames, b->frames, st->window, n, st->host ? dst : b->y);
+    if (!rc && !st->host)
         rc = sl_op_download(ctx, dst, b->y, n * sizeof(float));
     return rc;
 }
@@ -80,36 +98,46 @@ static int hpss_run(sl_sep_model *m, const float *const *in, size_t n, float *co
         c.pad = SL_PAD_CONSTANT;
     }
     const size_t nf = sl_stft_n_frames(&c, n);
-    const size_t nb = (size_t)c.n_fft / 2 + 1;
+    const size_t nfft = (size_t)c.n_fft, nb = nfft / 2 + 1;
+    const size_t block = st->host && st->block > 0 && st->block < nf ? st->block : nf;
+    const size_t fb = block * (nfft > 2 * nb ? nfft : 2 * nb);
     const float fscale = c.normalized ? 1.0f / sqrtf((float)c.n_fft) : 1.0f;
     hpss_bufs b;
-    const size_t sizes[] = {n, nf * (size_t)c.n_fft, nf * nb * 2, nf * nb, nf * nb, nf * nb, n, nf * nb * 2};
+    const size_t host_n = st->host ? 0 : n;
+    const size_t sizes[] = {fb, nf * nfft, nf * nb * 2, nf * nb, nf * nb, host_n, host_n};
     int rc = sl_model_ws_get(ctx, &st->ws, sizeof sizes / sizeof *sizes, sizes, (float **)&b);
+    float *mag = b.frames; /* the frames' buffer is free until the first render */
     for (int ch = 0; ch < m->info.channels && rc == 0; ch++) {
-        rc = sl_op_upload(ctx, b.x, in[ch], n * sizeof(float));
+        const float *x = in[ch];
+        if (!st->host) {
+            rc = sl_op_upload(ctx, b.x, in[ch], n * sizeof(float));
+            x = b.x;
+        }
+        for (size_t j = 0; j < nf && !rc; j += block) {
+            const size_t cnt = nf - j < block ? nf - j : block;
+            rc = sl_op_frame(ctx, &c, x, 1, n, j, cnt, st->window, b.fb);
+            if (!rc)
+                rc = sl_op_rfft(ctx, c.n_fft, cnt, b.fb, b.spec + j * nb * 2, fscale);
+            if (!rc)
+                rc = sl_op_magnitude(ctx, cnt * nb, b.spec + j * nb * 2, mag + j * nb);
+        }
         if (!rc)
-            rc = sl_op_frame(ctx, &c, b.x, 1, n, 0, nf, st->window, b.frames);
+            rc = sl_op_median_time(ctx, 1, nf, nb, st->kernel_h, mag, b.mh);
         if (!rc)
-            rc = sl_op_rfft(ctx, c.n_fft, nf, b.frames, b.spec, fscale);
-        if (!rc)
-            rc = sl_op_magnitude(ctx, nf * nb, b.spec, b.mag);
-        if (!rc)
-            rc = sl_op_median_time(ctx, 1, nf, nb, st->kernel_h, b.mag, b.mh);
-        if (!rc)
-            rc = sl_op_median_freq(ctx, 1, nf, nb, st->kernel_p, b.mag, b.mp);
+            rc = sl_op_median_freq(ctx, 1, nf, nb, st->kernel_p, mag, b.mp);
         if (!rc) /* masks overwrite the medians in place */
             rc = sl_op_hpss_masks(ctx, nf * nb, b.mh, b.mp, st->power, st->margin_h, st->margin_p,
                                   b.mh, b.mp);
         if (!rc)
-            rc = render(ctx, &c, st->window, &b, nf, b.mh, n, out[0][ch]);
+            rc = render(ctx, st, &c, &b, nf, block, b.mh, n, out[0][ch]);
         if (!rc)
-            rc = render(ctx, &c, st->window, &b, nf, b.mp, n, out[1][ch]);
+            rc = render(ctx, st, &c, &b, nf, block, b.mp, n, out[1][ch]);
         if (!rc) {
-            const float *x = in[ch];
+            const float *xi = in[ch];
             const float *h = out[0][ch], *p = out[1][ch];
             float *r = out[2][ch];
             for (size_t i = 0; i < n; i++)
-                r[i] = x[i] - h[i] - p[i];
+                r[i] = xi[i] - h[i] - p[i];
         }
     }
     return rc;
@@ -134,6 +162,20 @@ int sl_hpss_init(sl_sep_model *m, const sl_cfg_opts *opts)
     st->kernel_p = 31;
     st->margin_h = st->margin_p = 2.0f;
     st->power = 2.0f;
+    {
+        /* host memory as backend memory (the CPU): nothing to copy in or out */
+        void *probe = NULL;
+        int owned = 0;
+        const float one = 1.0f;
+        rc = sl_op_wrap_host(m->ctx, &one, sizeof one, &probe, &owned);
+        if (rc < 0)
+            return rc;
+        st->host = !owned && probe == (const void *)&one;
+        if (owned)
+            sl_op_free(m->ctx, probe);
+        const char *e = getenv("SL_HPSS_BLOCK_FRAMES"); /* tests: 0 = the whole track at once */
+        st->block = e && *e ? (size_t)strtoul(e, NULL, 10) : HPSS_BLOCK_FRAMES;
+    }
     const sl_cfg_opt *hop_opt = NULL, *nfft_opt = NULL;
     for (size_t i = 0; opts && i < opts->n; i++) {
         const sl_cfg_opt *o = &opts->items[i];

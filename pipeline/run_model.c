@@ -98,10 +98,22 @@ static double available_mb(const char **from)
     return avail;
 }
 
+/* Workers worth having for the catalog: T, but for HT-Demucs no more than its
+ * tracks (at least 1). A worker's HT-Demucs buffers are about 0.4 GB, touched
+ * for the first time by its first segment, and its ops split over threads at
+ * close to full speed, so the threads of a worker that would share a track's
+ * few segments go inside the ops instead (configs/README.md, Threads). */
+static int useful_workers(const runner *r, int T)
+{
+    if (strcmp(r->cfg->sep_model, "htdemucs") || r->cat.n >= (size_t)T)
+        return T;
+    return r->cat.n ? (int)r->cat.n : 1;
+}
+
 /* W on the CPU backend: runtime.model_workers, else one per thread of the
- * budget as long as that many workers' weights and work buffers fit in
- * runtime.max_model_memory_mb (or 3/4 of the memory available). The reason
- * goes to the report (r->workers_reason). */
+ * budget (useful_workers) as long as that many workers' weights and work
+ * buffers fit in runtime.max_model_memory_mb (or 3/4 of the memory
+ * available). The reason goes to the report (r->workers_reason). */
 static int plan_workers(runner *r, int T)
 {
     const sl_config *c = r->cfg;
@@ -148,14 +160,16 @@ static int plan_workers(runner *r, int T)
         return W;
     }
     const double fit = budget >= 0 ? floor((budget - once) / r->worker_mb) : (double)T;
-    if (fit >= T) {
+    const int U = useful_workers(r, T);
+    const char *per = U < T ? "one per track of htdemucs" : "one per thread";
+    if (fit >= U) {
         snprintf(r->workers_reason, sizeof r->workers_reason,
-                 "auto: one per thread (%d x %.0f MB per worker%s fits in %.0f MB, %s)", T, r->worker_mb,
+                 "auto: %s (%d x %.0f MB per worker%s fits in %.0f MB, %s)", per, U, r->worker_mb,
                  shared > 0 ? " and the shared weights" : "", budget, from);
         if (budget < 0)
-            snprintf(r->workers_reason, sizeof r->workers_reason,
-                     "auto: one per thread (the memory available is not known)");
-        return T;
+            snprintf(r->workers_reason, sizeof r->workers_reason, "auto: %s (the memory available is not known)",
+                     per);
+        return U;
     }
     const int W = fit >= 1 ? (int)fit : 1;
     snprintf(r->workers_reason, sizeof r->workers_reason,

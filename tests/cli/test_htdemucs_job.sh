@@ -113,6 +113,38 @@ done
 cmp -s "$(find out_apply -name drums.wav)" "$(find out_apply_s2 -name drums.wav)" && fail "shifts 2 gave the stems of shifts 0" || pass
 
 
+# the thread split: HT-Demucs gets no more CPU workers than tracks (the threads
+# of the others go inside the ops): one track at 2 threads is one worker of 2
+# op threads, with the bytes of 1 thread; two tracks are two workers; an
+# explicit runtime.model_workers is kept
+split() { # OUTDIR WORKERS OP_THREADS
+  OUTDIR=$1 W=$2 P=$3 py_check "$1: $2 worker(s) of $3 op thread(s)" <<'PY'
+import json, os
+p = json.load(open(os.path.join(os.environ["OUTDIR"], "report.json")))["pipeline"]
+assert p["workers"] == int(os.environ["W"]) and p["op_threads"] == int(os.environ["P"]), p
+assert (p["workers_reason"].startswith("auto: one per track of htdemucs")) == (os.environ["OUTDIR"] == "out_t2"), p
+PY
+}
+for c in t1:small:1 t2:small:2 t2two:two:2 t2w2:small:2; do
+  IFS=: read -r o in th <<<"$c"
+  w=$SRC/tests/golden/htdemucs/small.safetensors
+  job "out_$o" "$w" "" "in_$in"
+  extra=
+  [ "$o" = t2w2 ] && extra="--set runtime.model_workers=2"
+  run_sl run "out_$o.yaml" --quiet --set runtime.threads="$th" $extra
+  expect_status 0 "threads $th on in_$in ($o)"
+done
+split out_t1 1 1
+split out_t2 1 2
+split out_t2two 2 1
+split out_t2w2 2 1
+for s in drums bass other vocals; do
+  for o in out_t2 out_t2w2; do
+    cmp -s "$(find $o -name $s.wav)" "$(find out_t1 -name $s.wav)" && pass || fail "$o: $s differs from 1 thread's"
+  done
+done
+GOLD="$SRC/tests/golden/htdemucs/small.slg" OUTDIR=out_t2 check_stems "threads 2, one worker: stems equal the demucs command's"
+
 # the option and the refusals
 job out_ov "$SRC/tests/golden/htdemucs/small.safetensors" ", options: {overlap: 0.5}" in_small
 run_sl run out_ov.yaml --quiet

@@ -6,6 +6,10 @@
  *  - a steady sine + clicks: the harmonic stem holds most of the sine, the
  *    percussive stem most of the clicks (projection coefficients, stated below);
  *  - option validation errors carry file:line:col and the key;
+ *  - the CPU backend frames and transforms in blocks of frames, reading the
+ *    input and writing the outputs in place: any block size (1, 7, the
+ *    default, the whole track: SL_HPSS_BLOCK_FRAMES) and 1 or 3 threads give
+ *    the same bits, for lengths around the block edges;
  *  - backend cuda: opens where a device answers, a clear error elsewhere. */
 #include <math.h>
 #include <stdint.h>
@@ -277,6 +281,52 @@ static void test_options(sl_op_ctx *ctx)
     CHECK(sl_sep_open(&m, "hpss", "w.safetensors", NULL, ctx) == SL_ECONFIG && !m);
 }
 
+/* The blocks change where frames live, never what is computed: every block
+ * size and thread count gives the bits of the whole track at once. */
+static void test_blocks(void)
+{
+    const char *blocks[] = {"0", "1", "7", "64", NULL}; /* 0: the whole track; NULL: the default */
+    const size_t lens[] = {44100 + 7, 64 * 512, 64 * 512 + 1, 700};
+    int bad = 0;
+    for (size_t li = 0; li < sizeof lens / sizeof *lens; li++) {
+        const size_t n = lens[li];
+        stems ref, s;
+        stems_alloc(&ref, n);
+        stems_alloc(&s, n);
+        for (int c = 0; c < 2; c++)
+            for (size_t i = 0; i < n; i++)
+                ref.in[c][i] = s.in[c][i] = 0.4f * rnd() + 0.3f * sinf(0.01f * (float)(i * (size_t)(c + 1)));
+        for (size_t bi = 0; bi <= sizeof blocks / sizeof *blocks - 1; bi++)
+            for (int threads = 1; threads <= 3; threads += 2) {
+                if (blocks[bi])
+                    setenv("SL_HPSS_BLOCK_FRAMES", blocks[bi], 1);
+                else
+                    unsetenv("SL_HPSS_BLOCK_FRAMES");
+                sl_op_ctx *ctx = NULL;
+                CHECK(sl_op_ctx_open(&ctx, "cpu") == 0);
+                CHECK(sl_op_ctx_set_threads(ctx, threads) == 0);
+                sl_sep_model *m = open_hpss(ctx, NULL);
+                stems *o = bi == 0 && threads == 1 ? &ref : &s;
+                CHECK(m && run(m, o, n) == 0);
+                for (int k = 0; k < 3 && o == &s; k++)
+                    for (int c = 0; c < 2; c++)
+                        if (memcmp(ref.buf[k][c], s.buf[k][c], n * sizeof(float))) {
+                            printf("hpss blocks: n %zu, block %s, %d threads: stem %d channel %d differs from the "
+                                   "whole track at once\n", n, blocks[bi] ? blocks[bi] : "default", threads, k, c);
+                            bad++;
+                        }
+                sl_sep_close(m);
+                sl_op_ctx_close(ctx);
+            }
+        CHECK(sum_error(&ref, n) <= 1e-5);
+        stems_free(&ref);
+        stems_free(&s);
+    }
+    unsetenv("SL_HPSS_BLOCK_FRAMES");
+    printf("hpss blocks: 4 lengths x block sizes 0, 1, 7, 64, default x 1 and 3 threads: %d differ\n", bad);
+    CHECK(bad == 0);
+}
+
 /* On a GPU the model runs unchanged on the CUDA backend; the comparison with
  * the CPU backend is in test_parity (cuda-emu always, cuda on a GPU). */
 static void test_cuda(void)
@@ -309,6 +359,7 @@ int main(void)
     test_margin1(ctx);
     test_separation(ctx);
     test_options(ctx);
+    test_blocks();
     test_cuda();
     sl_op_ctx_close(ctx);
     return sl_test_finish("hpss");
