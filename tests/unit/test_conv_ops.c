@@ -550,6 +550,9 @@ int main(void)
     test_convt1d(ctx, 1, 100, 30, 7, 33, 8, 4, 2, 28, SL_ACT_TANH);    /* 200 channel-taps: two passes */
     test_convt1d(ctx, 1, 4, 13, 7, 16, 2, 3, 0, 20, SL_ACT_RELU);      /* stride > k: rows with no tap */
     test_convt1d(ctx, 1, 5, 7, 6, 17, 3, 3, 1, 16, SL_ACT_NONE);       /* stride = k */
+    test_convt1d(ctx, 2, 14, 26, 9, 600, 8, 4, 2, 30, SL_ACT_GELU);    /* 19 tiles a row: groups past a block's 64 tiles, 16 copies */
+    test_convt1d(ctx, 1, 9, 14, 5, 70, 16, 8, 3, 40, SL_ACT_NONE);     /* stride 8: groups of 8 rows sharing 2 input rows */
+    test_convt1d(ctx, 1, 9, 14, 200, 1, 16, 8, 3, 1500, SL_ACT_NONE);  /* the same by phases: 8 phases a block of positions */
     test_conv_fixed(ctx, 16, 8, 20, 12);
     test_conv_threads(ctx, 256, 64, 40, 2); /* large enough for the threads to start */
     test_conv_threads(ctx, 600, 15, 35, 1);
