@@ -272,7 +272,7 @@ int sl_cpu_gemm(sl_op_ctx *ctx, const sl_gemm_args *a)
     if (amx)
         return amx_run(ctx, a, amx);
     /* weights declared fixed: packed once, the AVX-512 kernel of cpu_gemmpk.c */
-    if (!amx && !sl_cpu_gemm_dot_fits(a->m, a->n, a->k) &&
+    if (!amx && (a->m >= SL_CPU_PACKED_MIN_ROWS || !sl_cpu_gemm_dot_fits(a->m, a->n, a->k)) &&
         sl_cpu_gemm_packed(ctx, a, gemm_parts(ctx, a->m, a->n, a->k) > 1 ? (size_t)sl_pool_threads(ctx->pool) : 1))
         return 0;
     /* OpenBLAS products without a per-element multiplier, and a residual only without an

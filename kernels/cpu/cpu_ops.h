@@ -131,6 +131,9 @@ void sl_cpu_sgemm_part(size_t part, size_t parts, int trans_b, size_t m, size_t 
 int sl_cpu_gemm_dot_fits(size_t m, size_t n, size_t k);
 void sl_cpu_gemm_dot(size_t m, size_t n, size_t k, const float *a, size_t lda, const float *b, size_t ldb, float *c,
                      size_t ldc);
+/* Products of at least this many rows with weights declared fixed take the packed kernel
+ * below even where the dot kernel fits (from 24 rows it is faster: CLAP's stage 4, 64 rows). */
+#define SL_CPU_PACKED_MIN_ROWS 24
 /* The whole linear layer a (batch 1, no mul, a residual only without activation) on the
  * AVX-512 kernel of cpu_gemmpk.c over the packed form of a->w kept with the context, split
  * into `parts` parts on ctx's pool: 1 when done, 0 when left to the caller (no AVX-512, w

@@ -197,6 +197,38 @@ int sl_cpu_irfft(sl_op_ctx *ctx, int n_fft, size_t count, const float *in, float
 
 /* ---- overlap-add ---- */
 
+/* The overlap-added window^2 env[full], frames added in order m = 0, 1, ...
+ * exactly as torch's fold does, without adding every frame: a sample all of
+ * whose frames exist (the interior) sums the same squares in the same order
+ * as the sample a hop before it, so the interior repeats with period hop and
+ * is copied from the first period; only the first frames and those that
+ * reach past the interior are added. The same bits as adding every frame
+ * (sl_cpu_vec_muladd multiplies, then adds, on every path). env is written
+ * before it is read (no zero-page reads). */
+static void ola_envelope(float *env, const float *window, size_t n, size_t hop, size_t n_frames, size_t full)
+{
+    memset(env, 0, full * sizeof(float));
+    const size_t span = (n + hop - 1) / hop; /* most frames over one sample */
+    const size_t head = n_frames < span + 1 ? n_frames : span + 1;
+    for (size_t m = 0; m < head; m++)
+        sl_cpu_vec_muladd(env + m * hop, window, window, n);
+    if (head == n_frames)
+        return;
+    /* [head * hop, n_frames * hop): every frame over a sample exists; its frames are
+     * those of the sample a hop before, one later, at the same offsets */
+    const size_t end = n_frames * hop;
+    for (size_t p = head * hop; p < end; p += hop)
+        memcpy(env + p, env + p - hop, (end - p < hop ? end - p : hop) * sizeof(float));
+    /* [end, full): the last frames' tails, each sample's frames in order */
+    memset(env + end, 0, (full - end) * sizeof(float));
+    for (size_t m = end + 1 > n ? (end + 1 - n + hop - 1) / hop : 0; m < n_frames; m++) {
+        const size_t s = m * hop < end ? end : m * hop, e = m * hop + n;
+        if (e > s)
+            sl_cpu_vec_muladd(env + s, window + (s - m * hop), window + (s - m * hop), e - s);
+    }
+}
+
+
 int sl_cpu_overlap_add(sl_op_ctx *ctx, const sl_stft_cfg *c, size_t batch, size_t n_frames,
                        const float *frames, const float *window, size_t length, float *out)
 {
@@ -206,17 +238,14 @@ int sl_cpu_overlap_add(sl_op_ctx *ctx, const sl_stft_cfg *c, size_t batch, size_
     const size_t start = c->center ? n / 2 : 0;
     const size_t end = start + length;
     const size_t kept_end = end < full ? end : full;
-    float *env = calloc(full, sizeof(float));
+    float *env = malloc(full * sizeof(float));
     float *y = malloc(full * sizeof(float));
     if (!env || !y) {
         free(env);
         free(y);
         return sl_seterr(SL_ENOMEM, "overlap_add: out of memory (%zu samples)", full);
     }
-    /* The envelope is the same for every batch item: frames are added in order
-     * m = 0, 1, ... exactly as torch's fold does. */
-    for (size_t m = 0; m < n_frames; m++)
-        sl_cpu_vec_muladd(env + m * hop, window, window, n);
+    ola_envelope(env, window, n, hop, n_frames, full);
     int rc = 0;
     for (size_t p = start; p < kept_end; p++) {
         if (!(env[p] >= 1e-11f)) {

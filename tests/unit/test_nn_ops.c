@@ -282,7 +282,12 @@ static void test_gemm_packed(sl_op_ctx *ctx)
         int bias, add; /* add: 1 = residual in place (y += ...), 2 = a separate addend */
     } cs[] = {{65, 33, 17, SL_ACT_NONE, 1, 0}, {100, 16, 300, SL_ACT_GELU, 1, 0}, {130, 70, 129, SL_ACT_NONE, 1, 1},
               {77, 5, 64, SL_ACT_RELU, 0, 0},   {200, 96, 40, SL_ACT_NONE, 0, 2},  {97, 300, 257, SL_ACT_GELU, 1, 0},
-              {301, 47, 33, SL_ACT_TANH, 1, 0}};
+              {301, 47, 33, SL_ACT_TANH, 1, 0},
+              /* more than 288 rows on 1 thread (groups of panels) against parts of under 288 rows on 3
+                 (panel by panel, k in chunks of 256: 3 chunks here, the sums kept between them); x
+                 over 1 MiB (row groups); a product of 50 rows (the packed kernel from 24 rows) */
+              {290, 40, 600, SL_ACT_NONE, 1, 1}, {100, 36, 2600, SL_ACT_NONE, 1, 1}, {100, 20, 3000, SL_ACT_GELU, 1, 0},
+              {50, 64, 1100, SL_ACT_NONE, 1, 2}};
     printf("  gemm packed: AVX-512 %s\n", sl_cpu_simd_avx512() ? "on" : "off (library path)");
     for (size_t c = 0; c < sizeof cs / sizeof *cs; c++) {
         const size_t m = cs[c].m, n = cs[c].n, k = cs[c].k, ldx = k + 1, ldy = n + 3;
