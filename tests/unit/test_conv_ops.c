@@ -514,6 +514,8 @@ int main(void)
     test_conv_simd(ctx, 1, 32, 20, 61, 64, SL_ACT_RELU, 0, 1); /* Winograd: whole vectors and a tail; 20 = 8 + 8 + 4 */
     test_conv_simd(ctx, 1, 24, 9, 40, 35, SL_ACT_NONE, 0, 1);  /* Winograd: odd width, one block of 8 and 1 */
     test_conv_simd(ctx, 1, 64, 16, 200, 64, SL_ACT_RELU, 0, 1); /* Winograd: several chunks of tile rows */
+    test_conv_simd(ctx, 1, 24, 20, 9, 74, SL_ACT_RELU, 0, 1);   /* Winograd: 37 tiles a row, the last vector overlapping */
+    test_conv_simd(ctx, 2, 16, 9, 6, 50, SL_ACT_NONE, 0, 1);    /* Winograd: 25 tiles a row, an odd number of rows */
     test_conv_simd(ctx, 1, 40, 13, 31, 2, SL_ACT_RELU, 1, 0);  /* narrow: pairs of panels and row blocks */
     test_conv_simd(ctx, 2, 20, 12, 50, 1, SL_ACT_NONE, 1, 0);  /* narrow: 4 panels, one column */
     test_conv_simd(ctx, 2, 1, 10, 33, 64, SL_ACT_RELU, 1, 1);  /* one input channel: whole vectors */
