@@ -8,7 +8,8 @@
 #        [--from BUILD]     bundle the programs of an existing build instead
 #                           (no cmake, FFmpeg as that build has it; for tests)
 #        [--no-pack]        keep lib/ as files instead of lib.tar.xz
-#        [--no-models]      no model skeletons (they need PyTorch here)
+#        [--no-models]      no model skeletons (they need PyTorch here), reference
+#                           packages, nor the models' test and bench programs
 #        [--max-mib N]      size limit (default 32: the bundle is carried beside
 #                           the tree, 64 MiB in all)
 #
@@ -16,9 +17,13 @@
 #    (scripts/build_ffmpeg_static.sh, cached under ~/.cache/stemline).
 # 2. A Release build for sm_90 (+ sm_80) linked against it (-DSL_FFMPEG_STATIC):
 #    stemline itself and the op-level programs gpu_test_cuda_parity,
-#    test_parity, gpu_test_lstm_impl, gpu_test_graphs, bench_dsp, bench_gemm.
+#    test_parity, gpu_test_lstm_impl, gpu_test_graphs, bench_dsp, bench_gemm;
+#    the models' unit tests test_roformer, test_htdemucs, test_clap_audio,
+#    test_clap_text and benchmarks bench_umx, bench_cnn14, bench_clap_text.
 # 3. The bundle:
-#      bin/         the programs, stripped (FFmpeg inside stemline)
+#      bin/         the programs, stripped (FFmpeg inside stemline); all but stemline
+#                   packed as bin.tar.xz (they share most of their code), unpacked
+#                   into bin/ by the launcher at its first start
 #      lib.tar.xz   the shared libraries they need that a bare machine lacks:
 #                   everything but glibc and CUDA's own libraries (libyaml,
 #                   SQLite, FFTW, OpenBLAS with libgfortran, ...); libstdc++ and
@@ -30,12 +35,16 @@
 #                   once, finds the CUDA libraries (toolkit, or PyTorch's
 #                   site-packages/nvidia/*/lib), runs bin/PROGRAM
 #      data/        AudioSet and CLAP label lists (tags)
-#      models/      skeletons of full-size Open-Unmix (umxhq geometry) and Cnn14
-#                   with random weights (bench/gpu_models.py): small tensors
-#                   exact, large ones as their mean and spread, expanded into
-#                   weights files on the GPU machine
-#      py/          openunmix, panns_inference and torchlibrosa (pure Python,
-#                   from the torch venv) for PyTorch beside stemline there
+#      models/      skeletons of full-size Open-Unmix (umxhq geometry), Cnn14,
+#                   BS-RoFormer (4 stems), Mel-Band RoFormer, htdemucs and the CLAP
+#                   audio and text towers with random weights (bench/gpu_models.py,
+#                   cached in BUILD/gpu-models): small tensors exact, large ones as
+#                   their mean and spread, expanded into weights files on the GPU
+#                   machine; the RoFormers' with their FLOPs per chunk
+#      py/          openunmix, panns_inference, torchlibrosa, bs_roformer,
+#                   rotary_embedding_torch, demucs, julius and laion_clap's model
+#                   code (pure Python, from the torch venv) for PyTorch beside
+#                   stemline there
 #      MANIFEST     every file with its size and SHA-256; commit
 # It checks that every program resolves all its libraries from the bundle,
 # glibc and the CUDA libraries, and that stemline has no FFmpeg library to
@@ -50,6 +59,8 @@ FROM=
 PACK=1
 MODELS=1
 MAX_MIB=32
+# the models whose skeletons are bundled (bench/gpu_models.py make)
+GPU_MODELS=${SL_GPU_MODELS:-umx cnn14 bs_roformer mel_band_roformer htdemucs clap clap_text}
 while [ $# -gt 0 ]; do
   case $1 in
     --out) B=$2; shift 2 ;;
@@ -62,6 +73,8 @@ while [ $# -gt 0 ]; do
   esac
 done
 progs=(stemline gpu_test_cuda_parity gpu_test_lstm_impl gpu_test_graphs test_parity bench_dsp bench_gemm)
+# the models' unit tests (golden vectors from the tree) and model-only benchmarks
+[ "$MODELS" = 1 ] && progs+=(test_roformer test_htdemucs test_clap_audio test_clap_text bench_umx bench_cnn14 bench_clap_text)
 t0=$(date +%s)
 if [ -n "$FROM" ]; then
   BUILD=$FROM
@@ -102,7 +115,7 @@ fallback='^(libstdc\+\+|libgcc_s)'
 # one (the default here) is inside stemline and names no such library.
 ffmpeg=()
 for name in $({ grep -aohE 'lib(avformat|avcodec|swresample|avutil)\.so\.[0-9]+' "${bins[@]}" || true; } | sort -u); do
-  path=$(/sbin/ldconfig -p | awk -v n="$name" '$1 == n && /x86-64/ {print $NF; exit}')
+  path=$(/sbin/ldconfig -p | awk -v n="$name" '$1 == n && /x86-64/ && !p {print $NF; p = 1}') # no early exit: SIGPIPE under pipefail
   [ -n "$path" ] || { echo "gpu_bundle.sh: $name (opened by stemline) not found by ldconfig" >&2; exit 1; }
   ffmpeg+=("$path")
 done
@@ -154,31 +167,59 @@ if [ "$MODELS" = 1 ]; then
   MODEL_CACHE=$BUILD/gpu-models
   py=${BENCH_PYTHON:-bench/.venv-torch/bin/python}
   [ -x "$py" ] || py=/work/main/bench/.venv-torch/bin/python
-  for m in umx cnn14; do
-    key=$(cat bench/gpu_models.py bench/umx_random_weights.py tools/gen_golden_cnn14.py tools/convert_umx.py |
-      sha256sum | cut -c1-12)
+  # Each model's skeleton is cached under a key of the sources that make it and the
+  # skeleton format (SKELETON_FORMAT in bench/gpu_models.py).
+  fmt=$(grep -m1 '^SKELETON_FORMAT' bench/gpu_models.py)
+  for m in $GPU_MODELS; do
+    case $m in
+      umx) srcs=(bench/umx_random_weights.py tools/convert_umx.py) ;;
+      cnn14) srcs=(tools/gen_golden_cnn14.py) ;;
+      bs_roformer|mel_band_roformer) srcs=(bench/random_weights.py bench/bench_roformer.py tools/gen_golden_roformer.py
+        tools/convert_roformer.py) ;;
+      htdemucs) srcs=(bench/random_weights.py tools/convert_htdemucs.py) ;;
+      clap) srcs=(tools/gen_golden_clap.py) ;;
+      clap_text) srcs=(tools/gen_golden_clap_text.py tools/convert_clap.py tests/golden/clap_text/vocab.json
+        tests/golden/clap_text/merges.txt) ;;
+    esac
+    key=$({ echo "$m $fmt"; cat "${srcs[@]}"; } | sha256sum | cut -c1-12)
     s=$MODEL_CACHE/$m-$key.json
     if [ ! -s "$s" ]; then
       mkdir -p "$MODEL_CACHE"
-      HF_HUB_OFFLINE=1 "$py" bench/gpu_models.py make "$m" "$MODEL_CACHE/$m-full.safetensors"
-      "$py" bench/gpu_models.py skeleton "$MODEL_CACHE/$m-full.safetensors" "$s.tmp" && mv "$s.tmp" "$s"
+      echo "gpu_bundle.sh: making the $m skeleton (full size, random weights)"
+      HF_HUB_OFFLINE=1 "$py" -W ignore bench/gpu_models.py make "$m" "$MODEL_CACHE/$m-full.safetensors"
+      "$py" -W ignore bench/gpu_models.py skeleton --flops "$MODEL_CACHE/$m-full.safetensors" "$s.tmp" && mv "$s.tmp" "$s"
       rm -f "$MODEL_CACHE/$m-full.safetensors"
     fi
     cp "$s" "$B/models/$m.json"
   done
   # The reference packages for PyTorch beside stemline on the GPU (bench/gpu_torch_models.py):
-  # pure Python, absent from the GPU machine's image.
+  # pure Python, absent from the GPU machine's image (its python3 has torch, einops,
+  # transformers, torchvision, h5py, tqdm); beartype, dora, omegaconf and librosa,
+  # imported for things these models do not use, get stand-ins there.
   sp=$("$py" -c 'import openunmix, os; print(os.path.dirname(os.path.dirname(openunmix.__file__)))')
   mkdir -p "$B/py"
-  for p in openunmix panns_inference torchlibrosa; do
+  for p in openunmix panns_inference torchlibrosa bs_roformer rotary_embedding_torch demucs julius; do
     cp -r "$sp/$p" "$B/py/"
   done
-  find "$B/py" -name __pycache__ -type d -exec rm -rf {} +
+  # laion_clap: the model code and the audio functions of training/data.py (tools/gen_golden_clap.py
+  # imports no more), not its bundled tokenizer vocabularies and checkpoint lists
+  mkdir -p "$B/py/laion_clap/training"
+  cp -r "$sp/laion_clap/clap_module" "$B/py/laion_clap/"
+  cp "$sp/laion_clap/training/data.py" "$B/py/laion_clap/training/"
+  find "$B/py" \( -name __pycache__ -o -name tests \) -type d -prune -exec rm -rf {} +
+  find "$B/py" \( -name '*.gz' -o -name '*.so' -o -name '*.pt' -o -name '*.th' \) -delete
 fi
 
+programs=$(find "$B/bin" -mindepth 1 -maxdepth 1 -printf '%f\n' | sort | tr '\n' ' ')
 if [ "$PACK" = 1 ]; then
   tar cf - -C "$B" lib | xz -T0 -9 > "$B/lib.tar.xz" # OpenBLAS (every CPU's kernels) is 36 MB, 6 MB packed
   rm -rf "${B:?}/lib"
+  # The test and benchmark programs (all but stemline) share most of their code: one xz
+  # stream with a dictionary larger than them all packs them to a fraction (the launcher
+  # unpacks them into bin/ at its first start).
+  packed=$(cd "$B" && find bin -type f ! -name stemline | sort)
+  (cd "$B" && tar cf - $packed) | xz -T1 --lzma2=preset=9e,dict=128MiB > "$B/bin.tar.xz"
+  (cd "$B" && rm -f $packed)
 fi
 git rev-parse HEAD > "$B/commit"
 { git status --porcelain | grep -q . && echo "(with uncommitted changes)"; } >> "$B/commit" || true
@@ -187,7 +228,7 @@ git rev-parse HEAD > "$B/commit"
 done) > "$B/MANIFEST"
 bytes=$(awk '{s += $1} END {print s}' "$B/MANIFEST")
 mib=$(( (bytes + 1048575) / 1048576 ))
-echo "gpu_bundle.sh: $B/ holds $(find "$B/bin" -mindepth 1 -maxdepth 1 | wc -l) programs ($(find "$B/bin" -mindepth 1 -maxdepth 1 -printf '%f ' | sort)), " \
+echo "gpu_bundle.sh: $B/ holds $(echo $programs | wc -w) programs ($programs), " \
      "${mib} MiB in all ($bytes bytes), built in $(( $(date +%s) - t0 )) s; commit $(head -1 "$B/commit")"
 echo "gpu_bundle.sh: CUDA libraries found on the GPU machine: $(tr '\n' ' ' < "$B/cuda-libs")"
 if [ "$mib" -gt "$MAX_MIB" ]; then

@@ -37,6 +37,14 @@ if [ ! -d "$L" ] && [ -f "$B/lib.tar.xz" ]; then
     rm -rf "$tmp"
   fi
 fi
+# The test and benchmark programs (bin.tar.xz), once, into bin/ beside stemline.
+if [ -f "$B/bin.tar.xz" ]; then
+  mark=$B/bin/.unpacked-$(cksum < "$B/bin.tar.xz" | cut -d' ' -f1)
+  if [ ! -f "$mark" ]; then
+    tar xJf "$B/bin.tar.xz" -C "$B" || { echo "stemline bundle: cannot unpack $B/bin.tar.xz (tar with xz needed)" >&2; exit 1; }
+    touch "$mark"
+  fi
+fi
 dirs=$L
 nvpy=
 find_cuda_lib() { # NAME: prints the folder holding NAME, or nothing

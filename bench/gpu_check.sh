@@ -5,31 +5,54 @@
 #   run(command="bash bench/gpu_check.sh", carry=[".gpu"], timeout_s=540)
 #
 # On the GPU machine it runs, each step under its own time limit and all within
-# SL_GPU_CHECK_BUDGET seconds (default 510), logging to $OUT:
-#   1. gpu_test_cuda_parity (every op on the real "cuda" backend against the CPU,
-#      large shapes, cuDNN), gpu_test_graphs (CUDA graphs and the copy-stream ring,
-#      small umx / Cnn14) and gpu_test_lstm_impl (the persistent LSTM kernel
-#      against the step kernel);
-#   2. the whole job: the bundle's `stemline run` (static FFmpeg inside) on a
-#      generated catalog (16 tracks x 30 s, bench/gpu_models.py catalog): hpss +
-#      melstats, Open-Unmix (umxhq size) and Cnn14 (full size) with random weights
-#      expanded from the bundle's skeletons, at runtime.precision fp32 and bf16
-#      (bf16 also against fp32: lowest stem SNR, lowest vector cosine); PyTorch's
-#      reference umx and Cnn14 on the same GPU and audio (bench/gpu_torch_models.py,
-#      packages from the bundle's py/); then the five stem formats written and
-#      decoded back;
-#   3. bench_gemm (sl_op_gemm at fp32, tf32, bf16), bench_dsp on the GPU and
-#      torch.stft / torch.istft on the same GPU (bench/dsp_baselines.py);
-#   4. compute-sanitizer memcheck, racecheck, synccheck and initcheck on
-#      test_parity (its CUDA shapes), where the machine has compute-sanitizer;
-#   5. test_parity (cpu, cuda-emu, cuda) and bench_dsp on the CPU.
-# Without a GPU (nvidia-smi lists none, or SL_GPU_CHECK_NO_GPU=1) every GPU
-# step prints "SKIPPED: no GPU" and the jobs run on the CPU at fp32: that is how
-# the bundle is tested on the build machine (--quick: 2 tracks x 4 s; ctest
-# slow.gpu_bundle). $OUT gets 8 files (a device call returns at most 8):
-# gpu_check.log (everything printed), nvidia-smi.txt, parity.log (the parity,
-# LSTM and sanitizer logs), jobs.jsonl, dsp-stemline.jsonl, dsp-torch.jsonl,
-# gemm.jsonl, tables.md.
+# SL_GPU_CHECK_BUDGET seconds (default 510: a call of 540 s, with the machine's
+# start inside a device session of 15 minutes), logging to $OUT, in this order
+# (what the budget does not reach is printed "SKIPPED: out of time"):
+#   0. a generated catalog (bench/gpu_models.py catalog: 16 tracks x 30 s, music-like)
+#      and full-size random-weight models expanded from the bundle's skeletons;
+#   1. part "models", the new models first:
+#      a. test_roformer, test_htdemucs, test_clap_audio, test_clap_text: the unit tests
+#         against the reference packages' golden vectors (tests/golden, from the tree)
+#         on cpu, cuda-emu and the real "cuda" backend;
+#      b. `stemline run` (the bundle's, static FFmpeg inside) for BS-RoFormer (4 stems,
+#         dim 384, depth 8), HT-Demucs (released dimensions), CLAP (HTSAT-base audio
+#         tower) and Mel-Band RoFormer (dim 384, depth 6), bf16 first, then fp32 (bf16
+#         against fp32: lowest stem SNR, lowest vector cosine), peak device memory
+#         (nvidia-smi memory.used every 100 ms), TFLOP/s for the RoFormers (FLOPs of
+#         the chunked inference counted with torch.utils.flop_counter at bundle time);
+#      c. HT-Demucs bf16 again on 2 tracks x 300 s: peak device memory at another track
+#         length;
+#      d. PyTorch on the same GPU and audio (bench/gpu_torch_models.py, the packages
+#         from the bundle's py/): bs-roformer 0.3.10 through ZFTurbo's demix (with its
+#         FLOPs and TFLOP/s), demucs apply_model, laion_clap's audio and text towers;
+#      e. the CLAP text tower alone (bench_clap_text: queries/s) and one BS-RoFormer
+#         chunk alone (bench_umx: model-only x realtime and TFLOP/s);
+#   2. part "ops", the op level and the earlier models:
+#      a. gpu_test_cuda_parity (every op on the real "cuda" backend against the CPU,
+#         large shapes, cuDNN), gpu_test_lstm_impl, gpu_test_graphs;
+#      b. the jobs for hpss + melstats, Open-Unmix (umxhq size) and Cnn14 (full size)
+#         at fp32 and bf16, PyTorch's umx and Cnn14 beside them, the five stem formats
+#         written and decoded back;
+#      c. bench_gemm (sl_op_gemm at fp32, tf32, bf16), bench_dsp on the GPU and
+#         torch.stft / torch.istft on the same GPU (bench/dsp_baselines.py);
+#      d. compute-sanitizer memcheck, racecheck, synccheck and initcheck on
+#         test_parity (its CUDA shapes), where the machine has compute-sanitizer;
+#      e. test_parity (cpu, cuda-emu, cuda) and bench_dsp on the CPU.
+# SL_GPU_CHECK_PARTS="models ops" (default) picks the parts: where the first call
+# ran out of budget, a second call on the still-warm machine can run the rest,
+#   run(command="SL_GPU_CHECK_PARTS=ops SL_GPU_CHECK_BUDGET=200 bash bench/gpu_check.sh",
+#       carry=[".gpu"], timeout_s=230)
+# (its $OUT replaces the first call's files: keep those first). Other knobs:
+# SL_GPU_JOB_TRACKS / SL_GPU_JOB_SECONDS (the catalog), SL_GPU_LONG_SECONDS (1c),
+# SL_GPU_JOB_BATCH (runtime.batch_size of the jobs).
+# Without a GPU (nvidia-smi lists none, or SL_GPU_CHECK_NO_GPU=1) every GPU step
+# prints "SKIPPED: no GPU" and the jobs run on the CPU at fp32: that is how the
+# bundle is tested on the build machine (--quick: 2 tracks x 4 s, the new models
+# with their reduced golden weights from tests/golden, SL_GPU_MODEL_SIZE=full for
+# the skeletons' full size; ctest slow.gpu_bundle). $OUT gets 8 files (a device
+# call returns at most 8): gpu_check.log (everything printed), nvidia-smi.txt,
+# parity.log (the unit, parity, LSTM and sanitizer logs), jobs.jsonl,
+# dsp-stemline.jsonl, dsp-torch.jsonl, gemm.jsonl, tables.md.
 # Back on the build machine, with the files in DIR:
 #
 #   bash bench/gpu_check.sh --record DIR [FILE]  appends DIR/tables.md to FILE
@@ -68,25 +91,73 @@ PY
   [ -s "$d/jobs.jsonl" ] && python3 - "$d/jobs.jsonl" >> "$d/tables.md" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-print("\n#### stemline run on the generated catalog (bundle's binary; random-weight full-size models)\n")
-print("| job | precision | backend | audio s | wall s | x realtime | ok / failed | min SNR vs fp32 (dB) | min cosine vs fp32 |")
-print("| --- | --- | --- | ---: | ---: | ---: | --- | ---: | ---: |")
-for r in rows:
+def f(v, fmt="%.1f"):
+    return "-" if v is None else (fmt % v if isinstance(v, (int, float)) else str(v))
+jobs = [r for r in rows if "queries_per_s" not in r and r.get("backend") not in ("torch-cuda", "torch-cpu")]
+print("\n#### stemline run on the generated catalog (bundle's binary; random-weight models, full size unless noted)\n")
+print("| job | precision | backend | audio s | wall s | x realtime | ok / failed | min SNR vs fp32 (dB) | min cosine vs fp32 "
+      "| peak device MiB (above idle) | TFLOP/s (wall / separate stage) |")
+print("| --- | --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |")
+for r in jobs:
+    name = r["job"] + (" (%s weights)" % r["note"] if r.get("note") == "small" else "")
     if "error" in r:
-        print(f"| {r['job']} | {r['precision']} | - | - | - | - | exit {r.get('status')}: {r['error']} | - | - |")
+        print(f"| {name} | {r['precision']} | - | - | - | - | exit {r.get('status')}: {r['error']} | - | - | - | - |")
         continue
-    print(f"| {r['job']} | {r['precision']} | {r.get('backend')} | {r.get('audio_seconds') or 0:.1f} | "
+    mem = "-" if r.get("peak_mib") is None else f"{r['peak_mib']} ({r.get('peak_mib_above_idle')})"
+    tf = "-" if r.get("tflops") is None else f"{r['tflops']} / {f(r.get('tflops_separate'))}"
+    print(f"| {name} | {r['precision']} | {r.get('backend')} | {r.get('audio_seconds') or 0:.1f} | "
           f"{r.get('wall_seconds') or 0:.2f} | {r.get('x_realtime') or 0:.1f} | {r.get('ok', '-')} / {r.get('failed', '-')} | "
-          f"{r.get('min_snr_db_vs_fp32', '-')} | {r.get('min_cosine_vs_fp32', '-')} |")
+          f"{r.get('min_snr_db_vs_fp32', '-')} | {r.get('min_cosine_vs_fp32', '-')} | {mem} | {tf} |")
 sl = {(r["job"], r["precision"]): r for r in rows if r.get("backend") == "cuda" and r.get("x_realtime")}
 tr = {(r["job"], r["precision"]): r for r in rows if r.get("backend") == "torch-cuda" and r.get("x_realtime")}
 both = [k for k in sl if k in tr]
 if both:
-    print("\nstemline (whole job: decode, model, encode, write) against PyTorch (model calls on audio already on the GPU):\n")
-    print("| job | precision | stemline x realtime | torch x realtime | stemline / torch |")
-    print("| --- | --- | ---: | ---: | ---: |")
+    print("\nstemline (whole job: decode, model, encode, write) against PyTorch (model calls on audio already on the GPU; "
+          "bs_roformer: ZFTurbo's demix, htdemucs: apply_model, clap: get_audio_embedding):\n")
+    print("| job | precision | stemline x realtime | torch x realtime | stemline / torch | stemline TFLOP/s | torch TFLOP/s "
+          "| stemline peak MiB | torch peak MiB (allocated) |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for k in both:
-        print(f"| {k[0]} | {k[1]} | {sl[k]['x_realtime']:.1f} | {tr[k]['x_realtime']:.1f} | {sl[k]['x_realtime'] / tr[k]['x_realtime']:.2f} |")
+        a, b = sl[k], tr[k]
+        print(f"| {k[0]} | {k[1]} | {a['x_realtime']:.1f} | {b['x_realtime']:.1f} | {a['x_realtime'] / b['x_realtime']:.2f} | "
+              f"{f(a.get('tflops'))} | {f(b.get('tflops'))} | {f(a.get('peak_mib'), '%d')} | {f(b.get('peak_mib'), '%d')} |")
+tr_err = [r for r in rows if r.get("backend", "").startswith("torch") and "error" in r]
+for r in tr_err:
+    print(f"\ntorch {r['job']} {r['precision']}: {r['error']}")
+text = [r for r in rows if "queries_per_s" in r]
+if text:
+    print("\n#### CLAP text tower (tokenizer + RoBERTa-base + projection; 16 queries a batch)\n")
+    print("| implementation | backend | precision | queries/s | note |")
+    print("| --- | --- | --- | ---: | --- |")
+    for r in text:
+        impl = "PyTorch (laion_clap)" if r.get("backend", "").startswith("torch") else "stemline (bench_clap_text)"
+        print(f"| {impl} | {r.get('backend')} | {r['precision']} | {r['queries_per_s']:.1f} | {r.get('note') or ''} |")
+mem = [r for r in jobs if r["job"] in ("htdemucs", "htdemucs-long") and r.get("peak_mib") is not None]
+if len(mem) >= 2:
+    print("\nHT-Demucs device memory by track length (nvidia-smi memory.used during the run, CUDA context included):\n")
+    print("| job | precision | audio s | peak MiB | above idle MiB |")
+    print("| --- | --- | ---: | ---: | ---: |")
+    for r in mem:
+        print(f"| {r['job']} | {r['precision']} | {r.get('audio_seconds') or 0:.0f} | {r['peak_mib']} | {r.get('peak_mib_above_idle')} |")
+# the issues' GPU targets where the rows hold them (issues 18 and 19)
+checks = []
+r = sl.get(("bs_roformer", "bf16"))
+if r:
+    checks.append(("BS-RoFormer 4-stem bf16 >= 100x realtime (aim 200x)", f"{r['x_realtime']:.1f}x",
+                   "met" if r["x_realtime"] >= 100 else "not met"))
+r = sl.get(("htdemucs", "bf16"))
+if r:
+    checks.append(("htdemucs bf16 >= 300x realtime end to end", f"{r['x_realtime']:.1f}x",
+                   "met" if r["x_realtime"] >= 300 else "not met"))
+    t = tr.get(("htdemucs", "fp32"))
+    if t:
+        q = r["x_realtime"] / t["x_realtime"]
+        checks.append(("htdemucs bf16 >= 10x PyTorch demucs (fp32 apply_model)", f"{q:.1f}x", "met" if q >= 10 else "not met"))
+if checks and any(r.get("note") == "full" or r.get("backend") == "cuda" for r in jobs):
+    print("\n| target | measured | |")
+    print("| --- | ---: | --- |")
+    for c in checks:
+        print("| %s | %s | %s |" % c)
 devs = sorted({r.get("device") for r in rows if r.get("device")})
 if devs:
     print("\ndevice: " + "; ".join(devs))
@@ -170,8 +241,150 @@ step() { # NAME LIMIT_S LOG CMD...: runs CMD (output to LOG) under min(LIMIT, ti
 plog() { printf '\n==== %s\n' "$1" >> "$O/parity.log"; cat "$2" >> "$O/parity.log"; }
 : > "$O/parity.log"
 : > "$O/dsp-stemline.jsonl"
+: > "$O/jobs.jsonl"
+PARTS=" ${SL_GPU_CHECK_PARTS:-models ops} "
+part() { case $PARTS in *" $1 "*) return 0 ;; esac; echo "== part $1: not asked for (SL_GPU_CHECK_PARTS=$PARTS)"; return 1; }
+MW_PID=
+memwatch() { # FILE: nvidia-smi's memory.used (MiB) every 100 ms into FILE until memstop
+  : > "$1"
+  [ $GPU = 1 ] || return 0
+  nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 > "$1" 2>/dev/null &
+  MW_PID=$!
+  sleep 0.3 # the first sample: the memory in use before the run
+}
+memstop() { [ -n "$MW_PID" ] && { kill "$MW_PID" 2>/dev/null; wait "$MW_PID" 2>/dev/null; }; MW_PID=; }
 
-# 1. The op level on the GPU: every op against the CPU, the persistent LSTM.
+# 0. The catalog and the weights (both parts): music-like tracks (bench/gpu_models.py
+# catalog), full-size random-weight models expanded from the bundle's skeletons; with
+# --quick, the new models' reduced golden weights from tests/golden instead (their
+# full size takes minutes a track on a CPU).
+if [ $QUICK = 1 ]; then NT=${SL_GPU_JOB_TRACKS:-2}; NS=${SL_GPU_JOB_SECONDS:-4}; NTL=2; NSL=12; else
+  NT=${SL_GPU_JOB_TRACKS:-16}; NS=${SL_GPU_JOB_SECONDS:-30}; NTL=2; NSL=${SL_GPU_LONG_SECONDS:-300}; fi
+W=$L/job
+PY=
+for c in ${SL_GPU_PYTHON:-} python3 /usr/bin/python3; do # the first with numpy
+  "$c" -c 'import numpy' 2>/dev/null && { PY=$c; break; }
+done
+[ -n "$PY" ] || { echo "gpu_check.sh: no python3 with numpy: no catalog, no models"; PY=python3; }
+t0=$(date +%s)
+mkdir -p "$W"
+"$PY" bench/gpu_models.py catalog "$W/in" --tracks "$NT" --seconds "$NS" || echo "gpu_check.sh: catalog failed"
+NEW_JOBS="bs_roformer htdemucs clap mel_band_roformer"
+small_bs_roformer=tests/golden/roformer/bs_stereo_1stem.safetensors
+small_mel_band_roformer=tests/golden/roformer/mel_stereo_1stem.safetensors
+small_htdemucs=tests/golden/htdemucs/small.safetensors
+small_clap=tests/golden/clap/clap-small.safetensors
+small_clap_text=tests/golden/clap_text/small.safetensors
+SIZE=full
+[ $QUICK = 1 ] && SIZE=${SL_GPU_MODEL_SIZE:-small}
+for m in umx cnn14 $NEW_JOBS clap_text; do
+  case " $NEW_JOBS clap_text " in
+    *" $m "*) part models >/dev/null || continue
+      if [ "$SIZE" = small ]; then v=small_$m; cp "${!v}" "$W/$m.safetensors"; continue; fi ;;
+    *) part ops >/dev/null || continue ;;
+  esac
+  if [ -f "$B/models/$m.json" ]; then
+    "$PY" bench/gpu_models.py expand "$B/models/$m.json" "$W/$m.safetensors" || echo "gpu_check.sh: $m weights failed"
+  fi
+done
+echo "== catalog ($NT tracks x $NS s), weights ($SIZE size: $(cd "$W" && ls -- *.safetensors 2>/dev/null | tr '\n' ' ')): $(( $(date +%s) - t0 )) s"
+job_yaml() { # NAME [CATALOG]: W/NAME.yaml
+  local sep="{model: none}" emb="{model: none}" fmt="{format: wav, sample_format: f32}" in=${2:-$W/in}
+  case $1 in
+    dsp) sep="{model: hpss}"; emb="{model: melstats}" ;;
+    umx|bs_roformer|mel_band_roformer|htdemucs) sep="{model: $1, weights: \"$W/$1.safetensors\"}" ;;
+    cnn14) emb="{model: cnn14, weights: \"$W/cnn14.safetensors\", tags_top_k: 5}" ;;
+    clap) emb="{model: clap, weights: \"$W/clap.safetensors\"}" ;;
+  esac
+  printf 'input: {paths: ["%s"]}\noutput: {dir: "%s/out", stems: %s}\nseparation: %s\nembedding: %s\n' \
+    "$in" "$W" "$fmt" "$sep" "$emb" > "$W/$1.yaml"
+}
+RAN=() # "JOB PREC ROWNAME RC" of each run, for jobline once the fp32 reference exists
+run_job() { # JOB PREC LIMIT_S [ROWNAME CATALOG]: `stemline run` on the GPU (CPU at fp32 without one)
+  local job=$1 prec=$2 lim=$3 row=${4:-$1} in=${5:-$W/in} be
+  if [ $job != dsp ] && [ ! -s "$W/$job.safetensors" ]; then skip "job $row $prec" "no $job weights"; return 0; fi
+  if [ $GPU = 1 ]; then be=cuda; elif [ $prec = fp32 ]; then be=cpu; else skip "job $row $prec" "no GPU"; return 0; fi
+  job_yaml "$job" "$in"
+  memwatch "$L/mem-$row-$prec.txt"
+  step "job $row $prec ($be)" $((lim * SLOW)) "$L/job-$row-$prec.log" "$B/stemline" run "$W/$job.yaml" --backend "$be" \
+    --set runtime.precision=$prec --set output.dir="$W/out-$row-$prec" ${SL_GPU_JOB_BATCH:+--set runtime.batch_size=$SL_GPU_JOB_BATCH}
+  memstop
+  RAN+=("$job $prec $row $STEP_RC")
+}
+joblines() { # a JSON line in jobs.jsonl for each run in RAN (bf16 against fp32 where both ran)
+  local r job prec row rc ref flops sk tracks secs size
+  for r in ${RAN[@]+"${RAN[@]}"}; do
+    read -r job prec row rc <<< "$r"
+    ref=(); flops=()
+    [ $prec != fp32 ] && [ -f "$W/out-$row-fp32/report.json" ] && ref=(--ref "$W/out-$row-fp32")
+    sk=$B/models/$job.json
+    size=full
+    case " $NEW_JOBS " in *" $job "*) size=$SIZE ;; esac
+    if [ "$size" = full ] && [ -f "$sk" ] && grep -q '"flops_per_chunk"' "$sk"; then
+      tracks=$NT; secs=$NS
+      [ "$row" != "$job" ] && { tracks=$NTL; secs=$NSL; }
+      flops=(--flops "$("$PY" bench/gpu_models.py flops "$sk" --seconds "$secs" --tracks "$tracks")")
+    fi
+    "$PY" bench/gpu_models.py jobline --job "$row" --precision "$prec" --out "$W/out-$row-$prec" --status "$rc" \
+      --mem "$L/mem-$row-$prec.txt" --note "$size" ${ref[@]+"${ref[@]}"} ${flops[@]+"${flops[@]}"} >> "$O/jobs.jsonl"
+    tail -1 "$O/jobs.jsonl"
+  done
+  RAN=()
+}
+
+# 1. The new models: BS-RoFormer (4 stems), HT-Demucs, CLAP and Mel-Band RoFormer.
+if part models; then
+  # 1a. Their unit tests (tests/unit: golden vectors of the reference packages) on the real
+  # "cuda" backend beside cpu and cuda-emu; the goldens are the tree's (SL_SRC).
+  for t in test_roformer test_htdemucs test_clap_audio test_clap_text; do
+    if [ $GPU = 0 ]; then skip "$t" "no GPU"; continue; fi
+    if [ ! -x "$B/bin/$t" ]; then skip "$t" "not in the bundle"; continue; fi
+    step "$t" 90 "$L/$t.log" env SL_SRC="$PWD" "$B/bin/$t"; plog "$t" "$L/$t.log"
+    echo "   cuda lines: $(grep -c '^ *cuda ' "$L/$t.log") ($(grep '^ *cuda ' "$L/$t.log" | grep -c 'FAIL') FAIL, $(grep '^ *cuda ' "$L/$t.log" | grep -c SKIPPED) SKIPPED)"
+  done
+  # 1b. Whole jobs on the catalog: bf16 first (the target figures), then fp32 (the reference
+  # bf16 is compared with); peak device memory from nvidia-smi during each run.
+  for prec in bf16 fp32; do
+    for job in $NEW_JOBS; do run_job "$job" "$prec" 90; done
+  done
+  # 1c. HT-Demucs's device memory at another track length (NTL x NSL s against NT x NS s).
+  if [ $GPU = 1 ] || [ $QUICK = 1 ]; then
+    "$PY" bench/gpu_models.py catalog "$W/long" --tracks "$NTL" --seconds "$NSL" || echo "gpu_check.sh: long catalog failed"
+    if [ $GPU = 1 ]; then run_job htdemucs bf16 90 htdemucs-long "$W/long"; else run_job htdemucs fp32 90 htdemucs-long "$W/long"; fi
+  fi
+  joblines
+  # 1d. PyTorch's reference models on the same GPU and catalog (bench/gpu_torch_models.py).
+  if [ $GPU = 1 ] && [ -d "$B/py" ]; then
+    step "torch bs_roformer" 150 "$L/torch-roformer.log" sh -c "PYTHONUNBUFFERED=1 \"$PY\" bench/gpu_torch_models.py \"$W/in\" --py \"$B/py\" --models bs_roformer >> \"$O/jobs.jsonl\""
+    cat "$L/torch-roformer.log"
+    step "torch htdemucs + clap + clap_text" 150 "$L/torch-new.log" sh -c "PYTHONUNBUFFERED=1 \"$PY\" bench/gpu_torch_models.py \"$W/in\" --py \"$B/py\" --models htdemucs,clap,clap_text >> \"$O/jobs.jsonl\""
+    cat "$L/torch-new.log"
+  elif [ $GPU = 1 ]; then skip "torch new models" "no py/ in the bundle"; else skip "torch new models" "no GPU"; fi
+  # 1e. The CLAP text tower alone (bench_clap_text: tokenizer + encoder, bench/bench_clap_text.py's
+  # 16 queries in one batch) and one BS-RoFormer chunk alone (bench_umx: the model's forward).
+  "$PY" -c 'import sys; sys.path.insert(0, "bench"); from bench_clap_text import QUERIES; print("\n".join(QUERIES))' \
+    > "$W/queries.txt" 2>/dev/null || echo "gpu_check.sh: no queries"
+  be=cpu; [ $GPU = 1 ] && be=cuda
+  if [ -x "$B/bin/bench_clap_text" ] && [ -s "$W/clap_text.safetensors" ]; then
+    step "bench_clap_text $be" 60 "$L/text.log" sh -c "\"$B/bin/bench_clap_text\" --weights \"$W/clap_text.safetensors\" --queries \"$W/queries.txt\" --backend $be --batch 16 --repeat 5 > \"$L/text.json\""
+    "$PY" bench/gpu_models.py benchline --job clap_text --precision fp32 --note "$SIZE" < "$L/text.json" >> "$O/jobs.jsonl" && tail -1 "$O/jobs.jsonl"
+  else skip "bench_clap_text $be" "no program or weights"; fi
+  if [ -x "$B/bin/bench_umx" ] && [ -s "$W/bs_roformer.safetensors" ]; then
+    "$PY" bench/gpu_models.py chunk "$W/bs_roformer.safetensors" "$W/chunk.f32"
+    for prec in bf16 fp32; do
+      [ $GPU = 0 ] && [ $prec = bf16 ] && { skip "bench_umx bs_roformer bf16" "no GPU"; continue; }
+      step "bench_umx bs_roformer $prec ($be)" 60 "$L/rofo-$prec.log" sh -c "\"$B/bin/bench_umx\" --model bs_roformer --weights \"$W/bs_roformer.safetensors\" --input \"$W/chunk.f32\" --backend $be --precision $prec --repeat 3 > \"$L/rofo-$prec.json\""
+      flops=()
+      [ "$SIZE" = full ] && flops=(--flops "$("$PY" bench/gpu_models.py flops "$B/models/bs_roformer.json" --chunks 1)")
+      "$PY" bench/gpu_models.py benchline --job "bs_roformer (1 chunk, model only)" --precision $prec --note "$SIZE" \
+        ${flops[@]+"${flops[@]}"} < "$L/rofo-$prec.json" >> "$O/jobs.jsonl" && tail -1 "$O/jobs.jsonl"
+    done
+  fi
+fi
+
+# 2. The op level and the earlier models.
+if part ops; then
+# 2a. The op level on the GPU: every op against the CPU, the persistent LSTM.
 if [ $GPU = 1 ]; then
   step gpu_parity 120 "$L/gpu_parity.log" "$B/bin/gpu_test_cuda_parity"; plog gpu_test_cuda_parity "$L/gpu_parity.log"
   step lstm_impl 30 "$L/lstm.log" "$B/bin/gpu_test_lstm_impl"; plog gpu_test_lstm_impl "$L/lstm.log"
@@ -185,54 +398,13 @@ else
   skip gpu_parity "no GPU"; skip lstm_impl "no GPU"; skip graphs "no GPU"
 fi
 
-# 2. The whole job: `stemline run` (the bundle's, FFmpeg inside) on a generated
-# catalog: hpss + melstats, Open-Unmix (umxhq size) and Cnn14 (full size) with
-# random weights expanded from the bundle's skeletons, at fp32 and bf16 on the
-# GPU (the CPU, fp32 only, without one). One JSON line per run in jobs.jsonl.
-if [ $QUICK = 1 ]; then NT=${SL_GPU_JOB_TRACKS:-2}; NS=${SL_GPU_JOB_SECONDS:-4}; else
-  NT=${SL_GPU_JOB_TRACKS:-16}; NS=${SL_GPU_JOB_SECONDS:-30}; fi
-W=$L/job
-PY=
-for c in ${SL_GPU_PYTHON:-} python3 /usr/bin/python3; do # the first with numpy
-  "$c" -c 'import numpy' 2>/dev/null && { PY=$c; break; }
-done
-[ -n "$PY" ] || { echo "gpu_check.sh: no python3 with numpy: no catalog, no models"; PY=python3; }
-t0=$(date +%s)
-mkdir -p "$W"
-"$PY" bench/gpu_models.py catalog "$W/in" --tracks "$NT" --seconds "$NS" || echo "gpu_check.sh: catalog failed"
-for m in umx cnn14; do
-  if [ -f "$B/models/$m.json" ]; then
-    "$PY" bench/gpu_models.py expand "$B/models/$m.json" "$W/$m.safetensors" || echo "gpu_check.sh: $m weights failed"
-  fi
-done
-echo "== catalog ($NT tracks x $NS s) and weights: $(( $(date +%s) - t0 )) s"
-job_yaml() { # NAME: W/NAME.yaml
-  local sep="{model: none}" emb="{model: none}" fmt="{format: wav, sample_format: f32}"
-  case $1 in
-    dsp) sep="{model: hpss}"; emb="{model: melstats}" ;;
-    umx) sep="{model: umx, weights: \"$W/umx.safetensors\"}" ;;
-    cnn14) emb="{model: cnn14, weights: \"$W/cnn14.safetensors\", tags_top_k: 5}" ;;
-  esac
-  printf 'input: {paths: ["%s/in"]}\noutput: {dir: "%s/out", stems: %s}\nseparation: %s\nembedding: %s\n' \
-    "$W" "$W" "$fmt" "$sep" "$emb" > "$W/$1.yaml"
-}
-: > "$O/jobs.jsonl"
+# 2b. The whole job for hpss + melstats, Open-Unmix (umxhq size) and Cnn14 (full size),
+# fp32 then bf16 (bf16 against fp32).
 for job in dsp umx cnn14; do
-  if [ "$job" != dsp ] && [ ! -s "$W/$job.safetensors" ]; then skip "job $job" "no $job weights"; continue; fi
-  job_yaml "$job"
-  for prec in fp32 bf16; do
-    if [ $GPU = 1 ]; then be=cuda; elif [ $prec = fp32 ]; then be=cpu; else skip "job $job $prec" "no GPU"; continue; fi
-    out=$W/out-$job-$prec
-    step "job $job $prec ($be)" $((150 * SLOW)) "$L/job-$job-$prec.log" "$B/stemline" run "$W/$job.yaml" --backend "$be" \
-      --set runtime.precision=$prec --set output.dir="$out"
-    ref=()
-    [ $prec != fp32 ] && [ -f "$W/out-$job-fp32/report.json" ] && ref=(--ref "$W/out-$job-fp32")
-    "$PY" bench/gpu_models.py jobline --job "$job" --precision $prec --out "$out" --status "$STEP_RC" \
-      ${ref[@]+"${ref[@]}"} >> "$O/jobs.jsonl"
-    tail -1 "$O/jobs.jsonl"
-  done
+  for prec in fp32 bf16; do run_job "$job" "$prec" 150; done
 done
-# PyTorch's reference models on the same GPU and catalog (bench/gpu_torch_models.py).
+joblines
+# PyTorch's Open-Unmix and Cnn14 on the same GPU and catalog (bench/gpu_torch_models.py).
 if [ $GPU = 1 ] && [ -d "$B/py" ]; then
   step "torch umx + cnn14" 150 "$L/torch-models.log" sh -c "PYTHONUNBUFFERED=1 \"$PY\" bench/gpu_torch_models.py \"$W/in\" --py \"$B/py\" >> \"$O/jobs.jsonl\""
   cat "$L/torch-models.log"
@@ -253,7 +425,7 @@ for fmt in flac opus mp3 aac ogg; do
 done
 echo "== stem formats written and read back by the bundle's stemline: $fmts_ok of 5"
 
-# 3. GEMMs by precision, then the DSP benchmark on the GPU and torch beside it.
+# 2c. GEMMs by precision, then the DSP benchmark on the GPU and torch beside it.
 if [ $GPU = 1 ]; then
   step "bench_gemm fp32/tf32/bf16" 90 "$L/gemm.log" sh -c "\"$B/bin/bench_gemm\" --backends cuda --precisions fp32,tf32,bf16 --repeat 10 > \"$O/gemm.jsonl\""
   cat "$L/gemm.log"
@@ -266,7 +438,7 @@ else
   skip "bench_gemm fp32/tf32/bf16" "no GPU"; skip "bench_dsp cuda" "no GPU"; skip "torch on the GPU" "no GPU"
 fi
 
-# 4. compute-sanitizer (racecheck, synccheck, initcheck, memcheck) on the parity
+# 2d. compute-sanitizer (racecheck, synccheck, initcheck, memcheck) on the parity
 # test's CUDA shapes, where the machine has it.
 CS=$(command -v compute-sanitizer || find /usr/local/cuda*/bin -name compute-sanitizer 2>/dev/null | head -1)
 for tool in memcheck racecheck synccheck initcheck; do
@@ -277,13 +449,14 @@ for tool in memcheck racecheck synccheck initcheck; do
   plog "compute-sanitizer --tool $tool test_parity" "$L/cs-$tool.log"
 done
 
-# 5. The CPU side: the parity test (cpu, cuda-emu, and cuda where there is a
+# 2e. The CPU side: the parity test (cpu, cuda-emu, and cuda where there is a
 # GPU) and the DSP benchmark on the CPU (64 MiB buffers; its bandwidth pass is slow).
 step parity $((60 * SLOW)) "$L/parity.log" "$B/bin/test_parity"; plog test_parity "$L/parity.log"
 if [ $QUICK = 1 ]; then dspc=(--tracks 2 --seconds 10 --hpss-seconds 10 --repeat 1 --bw-mb 16); else
   dspc=(--tracks 8 --seconds 60 --hpss-seconds 60 --repeat 3 --bw-mb 64); fi
 step "bench_dsp cpu" 100 "$L/dsp-cpu.log" sh -c "\"$B/bin/bench_dsp\" ${dspc[*]} --backends cpu > \"$O/dsp-stemline.jsonl.cpu\""
 cat "$O/dsp-stemline.jsonl.cpu" >> "$O/dsp-stemline.jsonl" 2>/dev/null; rm -f "$O/dsp-stemline.jsonl.cpu"
+fi
 touch "$O/dsp-torch.jsonl" "$O/gemm.jsonl"
 table "$O" && cat "$O/tables.md"
 echo "gpu_check.sh: done in $(( $(date +%s) - T0 )) s; files in $O: $(find "$O" -maxdepth 1 -type f -printf '%f ')"

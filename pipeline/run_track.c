@@ -180,20 +180,57 @@ static void write_stems(runner *r, trk *t, int n_stems, float *const *const *y, 
         }
 }
 
-/* The closed stems of t synced and renamed into place (t->placed), one after
- * the other; the first that fails fails the track (the others are abandoned
- * with it). Waits on the disk: called without CPU tokens (finalize). */
+/* One stem's commit (its file synced, renamed into place, its folder synced), on
+ * a thread of its own or the caller's; the message is taken on that thread. */
+typedef struct {
+    sl_encoder *enc;
+    int rc, started;
+    pthread_t th;
+    char msg[512];
+} stem_commit;
+
+static void *stem_commit_main(void *v)
+{
+    stem_commit *c = v;
+    if (c->started)
+        pthread_setname_np(pthread_self(), "sl-commit");
+    c->rc = sl_encoder_commit(c->enc);
+    if (c->rc)
+        sl_errmsg(c->rc, c->msg, sizeof c->msg);
+    return NULL;
+}
+
+/* The closed stems of t synced and renamed into place (t->placed), side by
+ * side: each stem after the first on a thread of its own, so their fsyncs wait
+ * on the disk together (one journal commit may serve them all) instead of one
+ * after the other at the end of every track. The first stem that failed, in
+ * stem order, fails the track (the stems put in place are removed with it,
+ * finalize). Waits on the disk: called without CPU tokens (finalize). */
 static void commit_stems(runner *r, trk *t)
 {
-    char m[512], w[600];
-    for (int k = 0; k < r->sep->n_sources && !t->failed && !t->abandoned; k++) {
-        if (!t->enc[k])
+    stem_commit c[SL_MAX_SOURCES];
+    int n = 0;
+    for (int k = 0; k < r->sep->n_sources; k++) {
+        memset(&c[k], 0, sizeof c[k]);
+        if (!(c[k].enc = t->enc[k]))
             continue;
-        int rc = sl_encoder_commit(t->enc[k]);
         t->enc[k] = NULL;
-        if (rc) {
-            snprintf(w, sizeof w, "write: %s", sl_errmsg(rc, m, sizeof m));
-            trk_output_error(r, t, rc, w);
+        if (n++ > 0) /* else on this thread, below */
+            c[k].started = pthread_create(&c[k].th, NULL, stem_commit_main, &c[k]) == 0;
+    }
+    for (int k = 0; k < r->sep->n_sources; k++)
+        if (c[k].enc && !c[k].started)
+            stem_commit_main(&c[k]);
+    for (int k = 0; k < r->sep->n_sources; k++)
+        if (c[k].started)
+            pthread_join(c[k].th, NULL);
+    for (int k = 0; k < r->sep->n_sources; k++) {
+        if (!c[k].enc)
+            continue;
+        if (c[k].rc) {
+            char w[600];
+            snprintf(w, sizeof w, "write: %s", c[k].msg);
+            trk_output_error(r, t, c[k].rc, w); /* the first reason wins */
         } else {
             t->placed |= 1ULL << k; /* (removed again if the track fails) */
         }

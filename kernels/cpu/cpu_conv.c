@@ -377,6 +377,19 @@ static void wg_weights_part(const void *v, int lo, int hi, int tid)
 
 /* Channels lo .. hi - 1 of the chunk: each channel's padded rows (the chunk's 2 nrow + 2, in this
  * thread's P) then its transform. The copy is the same floats on every path. */
+#if WG_HAVE_SIMD
+/* Prefetches image rows s0 - 1 .. s0 + ns - 2 of channel xc (those of wg_pad_rows inside the image). */
+static void wg_prefetch_rows(const float *xc, int H, int W, int s0, int ns)
+{
+    const int r0 = s0 - 1 < 0 ? 0 : s0 - 1, r1 = s0 + ns - 1 < H ? s0 + ns - 1 : H;
+    if (r1 <= r0)
+        return;
+    const char *p = (const char *)(xc + (size_t)r0 * W), *e = (const char *)(xc + (size_t)r1 * W);
+    for (; p < e; p += 64)
+        _mm_prefetch(p, _MM_HINT_T0);
+}
+#endif
+
 static void wg_input_part(const void *v, int lo, int hi, int tid)
 {
     const wg_job *j = v;
@@ -387,6 +400,8 @@ static void wg_input_part(const void *v, int lo, int hi, int tid)
         float *Vc = j->V + (size_t)c * j->vld;
 #if WG_HAVE_SIMD
         if (j->simd) {
+            if (c + 1 < hi) /* the next channel's rows of the chunk, while this one is transformed */
+                wg_prefetch_rows(j->x + (size_t)(c + 1) * HW, j->H, j->W, 2 * j->ti0, ns);
             (j->simd == 2 ? wg_pad_rows_avx512 : wg_pad_rows_avx2)(j->x + (size_t)c * HW, j->H, j->W, j->E1,
                                                                    2 * j->ti0, ns, P);
             (j->simd == 2 ? wg_input_avx512 : wg_input_avx2)(P, 0, 1, ns, j->tw, 0, j->nrow, j->vs, j->vld, tmp, Vc);

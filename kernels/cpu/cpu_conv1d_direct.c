@@ -35,7 +35,13 @@
  * blocks of DC_BLOCK and the input channels in passes of about DC_KC channel-taps, the
  * partial sums stored in y between passes (float, so the same bits as one pass): a pass's
  * 12-channel weight panel stays in L1 while the block's tiles are swept, its rows of x in
- * L2. Every element of y is the same sequence of operations whatever the tile, block,
+ * L2. The rows of x a block's tiles read are packed (x[c][rows][32 columns], channel by
+ * channel, the next channels prefetched; with one tile of output channels only for the
+ * phases mode, whose x is the whole signal): tiles that read the same rows share one copy,
+ * swept one after the other. The transposed modes' blocks are made of such tiles: the
+ * phases of DC_BLOCK blocks of positions (phases mode), the output rows of one phase
+ * group, t + crop = q * stride + rho for one q, which all read input rows q - m (inner
+ * mode): each input row packed once per group instead of once per output row. Every element of y is the same sequence of operations whatever the tile, block,
  * pass or thread split, so every split gives the same bits; against the im2col + GEMM
  * paths of cpu_conv1d.c the result differs by fp32 rounding only. */
 #include <stdint.h>
@@ -47,7 +53,8 @@
 
 #define DC_MR 12      /* output channels per tile */
 #define DC_NR 32      /* columns per tile */
-#define DC_BLOCK 8    /* tiles per block */
+#define DC_BLOCK 8    /* tiles per block (their packed rows distinct) */
+#define DC_BLOCK_MAX 64 /* tiles per block at most, those sharing packed rows counted */
 #define DC_MAX_K 16   /* taps at most */
 #define DC_KC 192     /* channel-taps per pass */
 #define DC_MAX_PHASES ((size_t)1 << 25) /* floats of scratch for phases at most (128 MiB) */
@@ -76,6 +83,8 @@ typedef struct {
     size_t tiles;           /* tiles per item */
     size_t chunk, chunks;   /* tiles per part, parts per item */
     size_t cb;              /* input channels per pass */
+    size_t taps;            /* taps one tile reads per channel at most */
+    size_t block, uniq;     /* tiles per block, distinct packed copies of rows per block, at most */
     size_t Q;               /* phases mode: positions per phase */
     float *yout;            /* phases mode: y of the op (y is the phases' [batch][O][stride][Q]) */
     const float *xin;       /* strided mode: x of the op (x is its phases, [batch][C][stride][len / stride]) */
@@ -166,10 +175,9 @@ static void dc_tile_taps(const dc_job *J, size_t tile, dc_taps *T)
     T->n = 0;
     size_t ncol;
     if (J->mode == DC_PHASES) { /* phase rho of t + crop, positions q0 .. of it */
-        const size_t per = (J->Q + DC_NR - 1) / DC_NR, S = (size_t)J->stride;
-        /* one phase after the other; with one tile of channels, the phases of each block of positions together */
-        const int together = J->O <= DC_MR;
-        const size_t rho = together ? tile % S : tile / per, q0 = (together ? tile / S : tile % per) * DC_NR;
+        const size_t S = (size_t)J->stride;
+        /* the phases of each block of positions together (they read the same rows of x) */
+        const size_t rho = tile % S, q0 = tile / S * DC_NR;
         T->off = rho * J->Q + q0;
         ncol = J->Q - q0 < DC_NR ? J->Q - q0 : DC_NR;
         for (size_t u = rho, m = 0; u < J->k; u += (size_t)J->stride, m++) {
@@ -305,22 +313,22 @@ DC512 static void dc_tile_any(int R, const dc_job *J, size_t b, size_t o0, size_
     }
 }
 
-/* Tiles i0 .. i1 - 1 of item b, every output channel, then the activation over their columns. */
-/* For the tiles T[0 .. nt - 1]: xp + i * per + ((c - c0) * T[i].n + j) * 32 = the 32 lanes tap j
- * of tile i reads of channel c (0 where it reads nothing), c0 <= c < c1: the rows of x a
- * tile reads, together. By channel, then tile (neighbouring columns of the same rows), the
+/* For the tiles T[idx[0 .. nt - 1]]: xp + i * per + ((c - c0) * T[idx[i]].n + j) * 32 = the 32 lanes
+ * tap j of tile idx[i] reads of channel c (0 where it reads nothing), c0 <= c < c1: the rows of x
+ * a tile reads, together. By channel, then tile (neighbouring columns of the same rows), the
  * next channels' rows prefetched. */
-DC512 static void dc_pack_x(const dc_job *J, size_t b, size_t c0, size_t c1, const dc_taps *T, size_t nt,
-                            size_t per, float *xp)
+DC512 static void dc_pack_x(const dc_job *J, size_t b, size_t c0, size_t c1, const dc_taps *T, const int *idx,
+                            size_t nt, size_t per, float *xp)
 {
     const size_t ldc = J->len * J->inner; /* floats between channels of x */
     const float *xb = J->x + b * J->C * ldc;
     for (size_t c = c0; c < c1; c++)
         for (size_t i = 0; i < nt; i++) {
-            float *d = xp + i * per + (c - c0) * (size_t)T[i].n * DC_NR;
-            for (int j = 0; j < T[i].n; j++, d += DC_NR) {
-                const float *s = xb + c * ldc + T[i].src[j];
-                const uint32_t m = T[i].mk[j];
+            const dc_taps *Ti = &T[idx[i]];
+            float *d = xp + i * per + (c - c0) * (size_t)Ti->n * DC_NR;
+            for (int j = 0; j < Ti->n; j++, d += DC_NR) {
+                const float *s = xb + c * ldc + Ti->src[j];
+                const uint32_t m = Ti->mk[j];
                 if (c + DC_PF < c1) {
                     _mm_prefetch((const char *)(s + DC_PF * ldc), _MM_HINT_T0);
                     _mm_prefetch((const char *)(s + DC_PF * ldc + 16), _MM_HINT_T0);
@@ -331,41 +339,83 @@ DC512 static void dc_pack_x(const dc_job *J, size_t b, size_t c0, size_t c1, con
         }
 }
 
+/* The end of the block of tiles from ib (before i1): at most J->block tiles, at most J->uniq distinct
+ * sets of rows read (tiles with the same rows share one packed copy: the phases of one position of
+ * a transposed convolution), transposed over rows: the output rows of one phase group only (those
+ * reading the same input rows). T[0 .. n) gets their taps, slot[i] the packed copy tile i reads. */
+DC512 static size_t dc_block(const dc_job *J, size_t ib, size_t i1, dc_taps *T, int *slot, int *first)
+{
+    size_t ie = ib + J->block < i1 ? ib + J->block : i1;
+    if (J->mode == DC_TRANSPOSED) { /* up to the first row of the next phase group */
+        const size_t t = ib / J->per_t, S = (size_t)J->stride, g = (t + (size_t)J->pad) / S;
+        const size_t te = (g + 1) * S - (size_t)J->pad;
+        if (te * J->per_t < ie)
+            ie = te * J->per_t;
+    }
+    int nu = 0;
+    for (size_t i = ib; i < ie; i++) {
+        dc_taps *Ti = &T[i - ib];
+        dc_tile_taps(J, i, Ti);
+        int s = -1;
+        for (int u = 0; u < nu && s < 0; u++) {
+            const dc_taps *Tu = &T[first[u]];
+            if (Tu->n == Ti->n && !memcmp(Tu->src, Ti->src, (size_t)Ti->n * sizeof Ti->src[0]) &&
+                !memcmp(Tu->mk, Ti->mk, (size_t)Ti->n * sizeof Ti->mk[0]))
+                s = u;
+        }
+        if (s < 0) {
+            if ((size_t)nu == J->uniq)
+                return i;
+            first[nu] = (int)(i - ib), s = nu++;
+        }
+        slot[i - ib] = s;
+    }
+    return ie;
+}
+
 DC512 static void dc_run(const dc_job *J, size_t b, size_t i0, size_t i1, float *xp, float *zb)
 {
-    const size_t O = J->O, per = J->cb * J->k * DC_NR; /* packed floats per tile */
+    const size_t O = J->O, per = J->cb * J->taps * DC_NR; /* packed floats per set of rows */
     const size_t ldy = zb ? DC_BLOCK * DC_NR : J->cols;
-    dc_taps T[DC_BLOCK];
-    for (size_t ib = i0; ib < i1; ib += DC_BLOCK) {
-        const size_t ie = ib + DC_BLOCK < i1 ? ib + DC_BLOCK : i1;
-        for (size_t i = ib; i < ie; i++)
-            dc_tile_taps(J, i, &T[i - ib]);
+    dc_taps T[DC_BLOCK_MAX];
+    int slot[DC_BLOCK_MAX], first[DC_BLOCK_MAX], order[DC_BLOCK_MAX];
+    for (size_t ib = i0, ie; ib < i1; ib = ie) {
+        ie = dc_block(J, ib, i1, T, slot, first);
+        const size_t nt = ie - ib;
+        int nu = 0, no = 0; /* the tiles by packed copy, those sharing one together */
+        for (size_t i = 0; i < nt; i++)
+            nu = slot[i] >= nu ? slot[i] + 1 : nu;
+        for (int u = 0; u < nu; u++)
+            for (size_t i = 0; i < nt; i++)
+                if (slot[i] == u)
+                    order[no++] = (int)i;
         for (size_t c0 = 0; c0 < J->C; c0 += J->cb) {
             const size_t c1 = c0 + J->cb < J->C ? c0 + J->cb : J->C;
             if (xp)
-                dc_pack_x(J, b, c0, c1, T, ie - ib, per, xp);
+                dc_pack_x(J, b, c0, c1, T, first, (size_t)nu, per, xp);
             for (size_t o0 = 0; o0 < O; o0 += DC_MR) {
                 const int R = O - o0 < DC_MR ? (int)(O - o0) : DC_MR;
-                for (size_t i = ib; i < ie; i++) {
-                    float *y = zb ? zb + o0 * ldy + (T[i - ib].off - T[0].off)
-                                  : J->y + (b * O + o0) * J->cols + T[i - ib].off;
+                for (size_t n = 0; n < nt; n++) {
+                    const size_t i = (size_t)order[n];
+                    float *y = zb ? zb + o0 * ldy + (T[i].off - T[0].off) : J->y + (b * O + o0) * J->cols + T[i].off;
+                    const float *xs = xp ? xp + (size_t)slot[i] * per : NULL;
                     if (R == DC_MR)
-                        dc_tile(DC_MR, J, b, o0, c0, c1, &T[i - ib], xp ? xp + (i - ib) * per : NULL, y, ldy);
+                        dc_tile(DC_MR, J, b, o0, c0, c1, &T[i], xs, y, ldy);
                     else
-                        dc_tile_any(R, J, b, o0, c0, c1, &T[i - ib], xp ? xp + (i - ib) * per : NULL, y, ldy);
+                        dc_tile_any(R, J, b, o0, c0, c1, &T[i], xs, y, ldy);
                 }
             }
         }
+        if (!zb && J->act == SL_ACT_NONE)
+            continue;
         /* the block's tiles cover one contiguous run of each row of y, still in cache */
-        const size_t n = T[ie - 1 - ib].off - T[0].off + (size_t)__builtin_popcount(T[ie - 1 - ib].ms);
+        const size_t n = T[nt - 1].off - T[0].off + (size_t)__builtin_popcount(T[nt - 1].ms);
         if (zb) { /* the GLU of the block's channel halves into y */
             const size_t H = O / 2;
             for (size_t o = 0; o < H; o++)
                 sl_cpu_glu_row(J->y + (b * H + o) * J->cols + T[0].off, zb + o * ldy, zb + (o + H) * ldy, n);
             continue;
         }
-        if (J->act == SL_ACT_NONE)
-            continue;
         for (size_t o = 0; o < O; o++) {
             float *y = J->y + (b * O + o) * J->cols + T[0].off;
             sl_cpu_epilogue_row(J->act, n, y, NULL, NULL, NULL, y);
@@ -381,7 +431,7 @@ static void dc_body(void *v, size_t part, int tid)
     const size_t i1 = i0 + J->chunk < J->tiles ? i0 + J->chunk : J->tiles;
 #ifdef SL_CPU_HAVE_AVX2_PATHS
     if (i0 < i1)
-        dc_run(J, b, i0, i1, J->O > DC_MR ? J->xp + (size_t)tid * J->xp_floats : NULL,
+        dc_run(J, b, i0, i1, J->O > DC_MR || J->mode == DC_PHASES ? J->xp + (size_t)tid * J->xp_floats : NULL,
                J->glu ? J->zb + (size_t)tid * J->zb_floats : NULL);
 #else
     (void)b, (void)i1, (void)tid;
@@ -535,8 +585,18 @@ static int dc_go(sl_op_ctx *ctx, dc_job *J, size_t batch, const float *w, size_t
     if (J->cb > J->C)
         J->cb = J->C;
     const size_t th = (size_t)sl_pool_threads(ctx->pool);
-    J->xp_floats = DC_BLOCK * J->cb * J->k * DC_NR;
     dc_pack_shape(J);
+    /* blocks: DC_BLOCK tiles; transposed, the tiles of one phase group (up to DC_BLOCK_MAX) or
+     * DC_BLOCK positions of every phase, the phases of a position sharing their packed rows */
+    J->taps = J->mode >= DC_TRANSPOSED ? J->kw : J->k;
+    J->block = J->uniq = DC_BLOCK;
+    if (J->mode >= DC_TRANSPOSED) {
+        J->block = (size_t)J->stride * (J->mode == DC_TRANSPOSED ? J->per_t : DC_BLOCK);
+        if (J->block > DC_BLOCK_MAX)
+            J->block = DC_BLOCK_MAX;
+        J->uniq = 2 * DC_BLOCK;
+    }
+    J->xp_floats = J->uniq * J->cb * J->taps * DC_NR;
     const size_t nwp = dc_packed_floats(J), S = (size_t)J->stride;
     size_t nph = 0;
     if (J->mode == DC_PHASES) {

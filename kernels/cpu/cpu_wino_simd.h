@@ -37,6 +37,16 @@ static void WG_SFX(wg_input)(const float *P, int c0, int c1, int PH, int tw, int
                 WG_SFX(st)(tmp + 2 * PR + q, a2 - a1);
                 WG_SFX(st)(tmp + 3 * PR + q, a1 - a3);
             }
+            if (q < PR && PR >= WG_VW) { /* the last whole vector again, ending at PR: the same values */
+                q = PR - WG_VW;
+                const vf a0 = WG_SFX(ld)(p0 + q), a1 = WG_SFX(ld)(p1 + q), a2 = WG_SFX(ld)(p2 + q),
+                         a3 = WG_SFX(ld)(p3 + q);
+                WG_SFX(st)(tmp + q, a0 - a2);
+                WG_SFX(st)(tmp + PR + q, a1 + a2);
+                WG_SFX(st)(tmp + 2 * PR + q, a2 - a1);
+                WG_SFX(st)(tmp + 3 * PR + q, a1 - a3);
+                q = PR;
+            }
             for (; q < PR; q++) {
                 tmp[q] = p0[q] - p2[q];
                 tmp[PR + q] = p1[q] + p2[q];
@@ -48,15 +58,19 @@ static void WG_SFX(wg_input)(const float *P, int c0, int c1, int PH, int tw, int
                 const float *restrict ev = tmp + k * PR, *restrict od = ev + E1;
                 float *restrict v0 = v + (size_t)(4 * k) * CN, *restrict v1 = v0 + CN, *restrict v2 = v1 + CN,
                                 *restrict v3 = v2 + CN;
-                int tj = 0;
-                for (; tj + WG_VW <= tw; tj += WG_VW) {
+                /* whole vectors, the last one ending at tw (tiles done twice get the same values) */
+                for (int tj = 0, more = tw >= WG_VW; more;) {
+                    if (tj + WG_VW >= tw)
+                        tj = tw - WG_VW, more = 0;
                     const vf e0 = WG_SFX(ld)(ev + tj), e1 = WG_SFX(ld)(ev + tj + 1), o0 = WG_SFX(ld)(od + tj),
                              o1 = WG_SFX(ld)(od + tj + 1);
                     WG_SFX(st)(v0 + tj, e0 - e1);
                     WG_SFX(st)(v1 + tj, o0 + e1);
                     WG_SFX(st)(v2 + tj, e1 - o0);
                     WG_SFX(st)(v3 + tj, o0 - o1);
+                    tj += WG_VW;
                 }
+                int tj = tw >= WG_VW ? tw : 0;
                 for (; tj < tw; tj++) {
                     v0[tj] = ev[tj] - ev[tj + 1];
                     v1[tj] = od[tj] + ev[tj + 1];
@@ -90,6 +104,13 @@ static void WG_SFX(wg_pad_rows)(const float *restrict xc, int H, int W, int E1, 
             const vf a = WG_SFX(ld)(s + 2 * j), b = WG_SFX(ld)(s + 2 * j + WG_VW);
             WG_SFX(st)(o + j, __builtin_shuffle(a, b, ev));
             WG_SFX(st)(e + j + 1, __builtin_shuffle(a, b, od));
+        }
+        if (W % 2 == 0 && 2 * j < W && j >= WG_VW) { /* the last whole vector again, ending at column W */
+            j = W / 2 - WG_VW;
+            const vf a = WG_SFX(ld)(s + 2 * j), b = WG_SFX(ld)(s + 2 * j + WG_VW);
+            WG_SFX(st)(o + j, __builtin_shuffle(a, b, ev));
+            WG_SFX(st)(e + j + 1, __builtin_shuffle(a, b, od));
+            j = W / 2;
         }
         for (; 2 * j < W; j++) {
             o[j] = s[2 * j];
@@ -128,9 +149,12 @@ static void WG_SFX(wg_output)(const float *M, int o0, int o1, int H, int W, int 
             const float *restrict m = M + (size_t)o * ld + (size_t)r * tw;
             const int i = 2 * (ti0 + r), two = i + 1 < H;
             float *restrict d0 = y + ((size_t)o * H + (size_t)i) * W, *restrict d1 = two ? d0 + W : r1;
-            int tj = 0;
-            /* whole vectors: tiles tj .. tj + WG_VW - 1 cover columns 2 tj .. 2 tj + 2 WG_VW - 1 < W */
-            for (; 2 * (tj + WG_VW) <= W; tj += WG_VW) {
+            /* whole vectors: tiles tj .. tj + WG_VW - 1 cover columns 2 tj .. 2 tj + 2 WG_VW - 1 < W; with W
+             * even the last one ends at tw (tiles done twice write the same values) */
+            const int whole = W % 2 == 0 && tw >= WG_VW ? tw : (W / 2) / WG_VW * WG_VW;
+            for (int tj = 0; tj < whole; tj += WG_VW) {
+                if (tj + WG_VW > whole)
+                    tj = whole - WG_VW;
                 vf mm[16];
                 for (int x = 0; x < 16; x++)
                     mm[x] = WG_SFX(ld)(m + (size_t)x * ON + tj);
@@ -154,7 +178,7 @@ static void WG_SFX(wg_output)(const float *M, int o0, int o1, int H, int W, int 
                 WG_SFX(st)(d1 + 2 * tj + WG_VW, z3);
             }
             /* the rest: as the portable loop */
-            for (; tj < tw; tj++) {
+            for (int tj = whole; tj < tw; tj++) {
                 const float *mm = m + tj;
                 const float a0 = mm[0] + mm[4 * ON] + mm[8 * ON], a1 = mm[ON] + mm[5 * ON] + mm[9 * ON],
                             a2 = mm[2 * ON] + mm[6 * ON] + mm[10 * ON], a3 = mm[3 * ON] + mm[7 * ON] + mm[11 * ON];

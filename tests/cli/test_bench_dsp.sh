@@ -83,4 +83,29 @@ expect_grep "| istft | 2048 / 512 | 8,270,400 (48,000.0x) | 6,616,320 (38,400.0x
 expect_grep "| cuda | magnitude | 3,221.2 | 4,295.0 | 75% | met |" "$T/gpu/tables.md" "GPU bandwidth >= 50%: met"
 expect_grep "| cuda | log_db | 1,073.7 | 4,295.0 | 25% | NOT met |" "$T/gpu/tables.md" "GPU bandwidth < 50%: not met"
 expect_grep "| cuda | median_time | 107.4 | 4,295.0 | 2% | compute-bound |" "$T/gpu/tables.md" "medians marked compute-bound"
+# The new models' rows (bench/gpu_check.sh part "models"): stemline jobs with device memory and
+# TFLOP/s, PyTorch beside them, the text tower's queries/s, HT-Demucs's memory by track length
+# and the issues' GPU targets, on made-up rows whose ratios are known.
+cat > "$T/gpu/jobs.jsonl" <<'JL'
+{"job":"bs_roformer","precision":"bf16","status":0,"backend":"cuda","device":"GPU X","audio_seconds":480.0,"wall_seconds":3.2,"x_realtime":150.0,"ok":16,"failed":0,"note":"full","peak_mib":5000,"peak_mib_above_idle":4500,"flops":5.4e14,"tflops":170.0,"tflops_separate":190.5,"min_snr_db_vs_fp32":41.5}
+{"job":"htdemucs","precision":"bf16","status":0,"backend":"cuda","device":"GPU X","audio_seconds":480.0,"wall_seconds":1.92,"x_realtime":250.0,"ok":16,"failed":0,"note":"full","peak_mib":3100,"peak_mib_above_idle":2600}
+{"job":"htdemucs-long","precision":"bf16","status":0,"backend":"cuda","device":"GPU X","audio_seconds":600.0,"wall_seconds":2.4,"x_realtime":250.0,"ok":2,"failed":0,"note":"full","peak_mib":3050,"peak_mib_above_idle":2550}
+{"job":"clap_text","precision":"fp32","note":"full","backend":"cuda","device":"GPU X","model_only":true,"queries_per_s":2000.0,"queries":16,"batch_queries":16}
+{"backend":"torch-cuda","device":"GPU X","audio_seconds":480.0,"job":"bs_roformer","precision":"bf16","wall_seconds":9.6,"x_realtime":50.0,"tflops":57.0,"peak_mib":9000}
+{"backend":"torch-cuda","device":"GPU X","audio_seconds":480.0,"job":"htdemucs","precision":"fp32","wall_seconds":24.0,"x_realtime":20.0,"peak_mib":2000}
+{"backend":"torch-cuda","device":"GPU X","audio_seconds":480.0,"job":"htdemucs","precision":"bf16","error":"RuntimeError: bf16 istft"}
+{"backend":"torch-cuda","device":"GPU X","job":"clap_text","precision":"fp32","queries_per_s":500.0}
+JL
+bash "$SL_SRC/bench/gpu_check.sh" --table "$T/gpu" >/dev/null 2>"$ERR"
+STATUS=$?
+expect_status 0 "gpu_check.sh --table with the new models' rows"
+expect_grep "| bs_roformer | bf16 | cuda | 480.0 | 3.20 | 150.0 | 16 / 0 | 41.5 | - | 5000 (4500) | 170.0 / 190.5 |" "$T/gpu/tables.md" "job row: memory and TFLOP/s"
+expect_grep "| bs_roformer | bf16 | 150.0 | 50.0 | 3.00 | 170.0 | 57.0 | 5000 | 9000 |" "$T/gpu/tables.md" "stemline against torch with TFLOP/s and memory"
+expect_grep "torch htdemucs bf16: RuntimeError: bf16 istft" "$T/gpu/tables.md" "a torch error is said"
+expect_grep "| stemline (bench_clap_text) | cuda | fp32 | 2000.0 |" "$T/gpu/tables.md" "text tower: stemline queries/s"
+expect_grep "| PyTorch (laion_clap) | torch-cuda | fp32 | 500.0 |" "$T/gpu/tables.md" "text tower: torch queries/s"
+expect_grep "| htdemucs-long | bf16 | 600 | 3050 | 2550 |" "$T/gpu/tables.md" "HT-Demucs memory by track length"
+expect_grep "| BS-RoFormer 4-stem bf16 >= 100x realtime (aim 200x) | 150.0x | met |" "$T/gpu/tables.md" "BS-RoFormer target met"
+expect_grep "| htdemucs bf16 >= 300x realtime end to end | 250.0x | not met |" "$T/gpu/tables.md" "htdemucs target not met"
+expect_grep "| htdemucs bf16 >= 10x PyTorch demucs (fp32 apply_model) | 12.5x | met |" "$T/gpu/tables.md" "htdemucs against torch: met"
 finish

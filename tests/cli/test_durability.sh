@@ -30,6 +30,22 @@ for root, dirs, files in os.walk("out"):
     assert not [f for f in files if ".tmp-" in f], (root, files)
 EOF
 
+# ---- the first stem's fsync fails while the others are committed beside it: the
+# stems put in place meanwhile are removed with the failed track ----
+SL_FAULT_FSYNC=b.flac/harmonic.wav.tmp- run_sl run job.yaml --quiet --set output.dir=out-first
+expect_status 3 "failed fsync of a track's first stem"
+py_check "no stem of the track whose first stem could not be synced is left in place" <<'EOF'
+import json, os
+rep = json.load(open("out-first/report.json"))
+failed = {f["id"]: f["reason"] for f in rep["failed"]}
+assert list(failed) == ["b.flac"] and "harmonic.wav" in failed["b.flac"], failed
+for s in ("harmonic", "percussive", "residual"):
+    assert not os.path.exists(f"out-first/stems/b.flac/{s}.wav"), s
+    assert os.path.exists(f"out-first/stems/a.wav/{s}.wav"), s
+for root, dirs, files in os.walk("out-first"):
+    assert not [f for f in files if ".tmp-" in f], (root, files)
+EOF
+
 # ---- fsync of the stems' folder fails after the rename: the track fails too ----
 SL_FAULT_FSYNC=dir:stems/c.wav run_sl run job.yaml --quiet --set output.dir=out-dir
 expect_status 3 "failed fsync of a stem's folder"

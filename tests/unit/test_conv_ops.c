@@ -514,6 +514,8 @@ int main(void)
     test_conv_simd(ctx, 1, 32, 20, 61, 64, SL_ACT_RELU, 0, 1); /* Winograd: whole vectors and a tail; 20 = 8 + 8 + 4 */
     test_conv_simd(ctx, 1, 24, 9, 40, 35, SL_ACT_NONE, 0, 1);  /* Winograd: odd width, one block of 8 and 1 */
     test_conv_simd(ctx, 1, 64, 16, 200, 64, SL_ACT_RELU, 0, 1); /* Winograd: several chunks of tile rows */
+    test_conv_simd(ctx, 1, 24, 20, 9, 74, SL_ACT_RELU, 0, 1);   /* Winograd: 37 tiles a row, the last vector overlapping */
+    test_conv_simd(ctx, 2, 16, 9, 6, 50, SL_ACT_NONE, 0, 1);    /* Winograd: 25 tiles a row, an odd number of rows */
     test_conv_simd(ctx, 1, 40, 13, 31, 2, SL_ACT_RELU, 1, 0);  /* narrow: pairs of panels and row blocks */
     test_conv_simd(ctx, 2, 20, 12, 50, 1, SL_ACT_NONE, 1, 0);  /* narrow: 4 panels, one column */
     test_conv_simd(ctx, 2, 1, 10, 33, 64, SL_ACT_RELU, 1, 1);  /* one input channel: whole vectors */
@@ -550,6 +552,9 @@ int main(void)
     test_convt1d(ctx, 1, 100, 30, 7, 33, 8, 4, 2, 28, SL_ACT_TANH);    /* 200 channel-taps: two passes */
     test_convt1d(ctx, 1, 4, 13, 7, 16, 2, 3, 0, 20, SL_ACT_RELU);      /* stride > k: rows with no tap */
     test_convt1d(ctx, 1, 5, 7, 6, 17, 3, 3, 1, 16, SL_ACT_NONE);       /* stride = k */
+    test_convt1d(ctx, 2, 14, 26, 9, 600, 8, 4, 2, 30, SL_ACT_GELU);    /* 19 tiles a row: groups past a block's 64 tiles, 16 copies */
+    test_convt1d(ctx, 1, 9, 14, 5, 70, 16, 8, 3, 40, SL_ACT_NONE);     /* stride 8: groups of 8 rows sharing 2 input rows */
+    test_convt1d(ctx, 1, 9, 14, 200, 1, 16, 8, 3, 1500, SL_ACT_NONE);  /* the same by phases: 8 phases a block of positions */
     test_conv_fixed(ctx, 16, 8, 20, 12);
     test_conv_threads(ctx, 256, 64, 40, 2); /* large enough for the threads to start */
     test_conv_threads(ctx, 600, 15, 35, 1);

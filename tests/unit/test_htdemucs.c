@@ -5,8 +5,9 @@
  * transformer's outputs, each decoder of both branches, the model's output)
  * and the whole-track output of the `demucs` command (mono mean/std
  * normalisation, apply_model split with overlap 0.25, shifts 0) are compared
- * on the CPU backend and on cuda-emu (the CUDA kernels through the launch
- * emulation): max|got - ref| / max|ref| <= 1e-4. Also: weights-file errors
+ * on the CPU backend, on cuda-emu (the CUDA kernels through the launch
+ * emulation) and on cuda where a device answers (skipped otherwise; the GPU
+ * bundle runs it there): max|got - ref| / max|ref| <= 1e-4. Also: weights-file errors
  * (no file, a missing file, another architecture) and an unknown option, and
  * that the CPU's blocked spectrogram steps give the bits of one call. */
 #include <math.h>
@@ -360,8 +361,8 @@ int main(void)
         run_case("cpu", "htdemucs_full");
         return sl_test_finish("htdemucs (full size)");
     }
-    const char *backends[] = {"cpu", "cuda-emu"};
-    for (size_t b = 0; b < 2; b++) {
+    const char *backends[] = {"cpu", "cuda-emu", "cuda"};
+    for (size_t b = 0; b < 3; b++) {
         run_case(backends[b], "small");
         run_case(backends[b], "bottom");
     }
