@@ -5,8 +5,8 @@
 #   run(command="bash bench/gpu_check.sh", carry=[".gpu"], timeout_s=540)
 #
 # On the GPU machine it runs, each step under its own time limit and all within
-# SL_GPU_CHECK_BUDGET seconds (default 510: a call of 540 s, with the machine's
-# start inside a device session of 15 minutes), logging to $OUT, in this order
+# SL_GPU_CHECK_BUDGET seconds (default 510: a call of at most 540 s, within 15
+# minutes of GPU machine time, its start included), logging to $OUT, in this order
 # (what the budget does not reach is printed "SKIPPED: out of time"):
 #   0. a generated catalog (bench/gpu_models.py catalog: 16 tracks x 30 s, music-like)
 #      and full-size random-weight models expanded from the bundle's skeletons;
@@ -101,7 +101,8 @@ print("| --- | --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: 
 for r in jobs:
     name = r["job"] + (" (%s weights)" % r["note"] if r.get("note") == "small" else "")
     if "error" in r:
-        print(f"| {name} | {r['precision']} | - | - | - | - | exit {r.get('status')}: {r['error']} | - | - | - | - |")
+        st = "" if r.get("status") is None else f"exit {r['status']}: "
+        print(f"| {name} | {r['precision']} | - | - | - | - | {st}{r['error']} | - | - | - | - |")
         continue
     mem = "-" if r.get("peak_mib") is None else f"{r['peak_mib']} ({r.get('peak_mib_above_idle')})"
     tf = "-" if r.get("tflops") is None else f"{r['tflops']} / {f(r.get('tflops_separate'))}"
@@ -326,7 +327,7 @@ joblines() { # a JSON line in jobs.jsonl for each run in RAN (bf16 against fp32 
       flops=(--flops "$("$PY" bench/gpu_models.py flops "$sk" --seconds "$secs" --tracks "$tracks")")
     fi
     "$PY" bench/gpu_models.py jobline --job "$row" --precision "$prec" --out "$W/out-$row-$prec" --status "$rc" \
-      --mem "$L/mem-$row-$prec.txt" --note "$size" ${ref[@]+"${ref[@]}"} ${flops[@]+"${flops[@]}"} >> "$O/jobs.jsonl"
+      --mem "$L/mem-$row-$prec.txt" --log "$L/job-$row-$prec.log" --note "$size" ${ref[@]+"${ref[@]}"} ${flops[@]+"${flops[@]}"} >> "$O/jobs.jsonl"
     tail -1 "$O/jobs.jsonl"
   done
   RAN=()
@@ -339,7 +340,7 @@ if part models; then
   for t in test_roformer test_htdemucs test_clap_audio test_clap_text; do
     if [ $GPU = 0 ]; then skip "$t" "no GPU"; continue; fi
     if [ ! -x "$B/bin/$t" ]; then skip "$t" "not in the bundle"; continue; fi
-    step "$t" 90 "$L/$t.log" env SL_SRC="$PWD" "$B/bin/$t"; plog "$t" "$L/$t.log"
+    step "$t" 60 "$L/$t.log" env SL_SRC="$PWD" "$B/bin/$t"; plog "$t" "$L/$t.log"
     echo "   cuda lines: $(grep -c '^ *cuda ' "$L/$t.log") ($(grep '^ *cuda ' "$L/$t.log" | grep -c 'FAIL') FAIL, $(grep '^ *cuda ' "$L/$t.log" | grep -c SKIPPED) SKIPPED)"
   done
   # 1b. Whole jobs on the catalog: bf16 first (the target figures), then fp32 (the reference
@@ -355,7 +356,7 @@ if part models; then
   joblines
   # 1d. PyTorch's reference models on the same GPU and catalog (bench/gpu_torch_models.py).
   if [ $GPU = 1 ] && [ -d "$B/py" ]; then
-    step "torch bs_roformer" 150 "$L/torch-roformer.log" sh -c "PYTHONUNBUFFERED=1 \"$PY\" bench/gpu_torch_models.py \"$W/in\" --py \"$B/py\" --models bs_roformer >> \"$O/jobs.jsonl\""
+    step "torch bs_roformer" 150 "$L/torch-roformer.log" sh -c "PYTHONUNBUFFERED=1 \"$PY\" bench/gpu_torch_models.py \"$W/in\" --py \"$B/py\" --models-dir \"$B/models\" --models bs_roformer >> \"$O/jobs.jsonl\""
     cat "$L/torch-roformer.log"
     step "torch htdemucs + clap + clap_text" 150 "$L/torch-new.log" sh -c "PYTHONUNBUFFERED=1 \"$PY\" bench/gpu_torch_models.py \"$W/in\" --py \"$B/py\" --models htdemucs,clap,clap_text >> \"$O/jobs.jsonl\""
     cat "$L/torch-new.log"

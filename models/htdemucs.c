@@ -146,8 +146,8 @@ static int dconv_any(sl_op_ctx *ctx, const hd_layer *ly, int freq, size_t C, siz
     if (!ly->n_dconv)
         return 0;
     int rc;
-    if (!freq)
-        return dconv(ctx, ly, 1, C, T, x, B->c, B->d, B->e);
+    if (!freq) /* B->b is free here (the rewrite's input or output on either side of the DConv): */
+        return dconv(ctx, ly, 1, C, T, x, B->e, B->b, B->d); /* the branch's 2C rows in it */
     const size_t rows = dconv_rows(ctx, C, F, T);
     for (size_t f0 = 0; f0 < F; f0 += rows) {
         const size_t n = F - f0 < rows ? F - f0 : rows;
@@ -208,16 +208,17 @@ static int encode(sl_op_ctx *ctx, const hd_state *st, const hd_layer *ly, size_t
     return rewrite_glu(ctx, st, ly, &ly->norm_b, Fo, T, B->a, B->b, out);
 }
 
-/* Decoder layer: x [C][Fi][T] + skip -> out [cout][Fo][T]; time layers crop to length. */
-static int decode(sl_op_ctx *ctx, const hd_state *st, const hd_layer *ly, size_t Fi, size_t T, const float *x,
+/* Decoder layer: x [C][Fi][T] + skip -> out [cout][Fo][T]; time layers crop to length. x is
+ * consumed (the sum with the skip is made in it). */
+static int decode(sl_op_ctx *ctx, const hd_state *st, const hd_layer *ly, size_t Fi, size_t T, float *x,
                   const float *skip, size_t length, float *out, hd_bufs *B)
 {
     int rc;
     const size_t C = (size_t)ly->conv.c_in, co = (size_t)ly->conv.c_out, K = (size_t)st->kernel, S = (size_t)st->stride;
     const size_t p = K / 4, n = C * Fi * T;
     if (ly->rewrite.w) {
-        TRY(ew(ctx, n, x, skip, SL_ACT_NONE, B->c));
-        TRY(rewrite_glu(ctx, st, ly, &ly->norm_a, Fi, T, B->c, B->b, B->a));
+        TRY(ew(ctx, n, x, skip, SL_ACT_NONE, x));
+        TRY(rewrite_glu(ctx, st, ly, &ly->norm_a, Fi, T, x, B->b, B->a));
     } else
         TRY(ew(ctx, n, x, skip, SL_ACT_NONE, B->a));
     TRY(dconv_any(ctx, ly, ly->freq, C, Fi, T, B->a, B));
@@ -310,6 +311,7 @@ typedef struct {
     float *tx, *txt, *tx2, *txt2, *dx, *spec, *vec, *zin, *frames, *ola, *zero;
     float *host_mag, *host;
     size_t big;
+    int direct; /* the cpu backend: its memory is host memory, read and written here without copies */
 } hd_run;
 
 static void run_free(sl_op_ctx *ctx, hd_run *R)
@@ -363,6 +365,7 @@ static int run_alloc(sl_op_ctx *ctx, const hd_state *st, hd_run *R)
             return rc;
         }
     }
+    R->direct = !strcmp(sl_op_ctx_backend(ctx), "cpu");
     R->host_mag = malloc(sizeof(float) * 2 * C * F * T);
     R->host = malloc(sizeof(float) * (SC * Lp + SC * st->L + C * Lp));
     if (!R->host_mag || !R->host) {
@@ -453,7 +456,9 @@ static int spec_in(sl_op_ctx *ctx, const hd_state *st, hd_run *R, const sl_stft_
  * permute fills the rest), the inverse STFT -> ola [SC][Lp]. nf frequency rows (of both the
  * real and imaginary planes) of one channel at a time (0: all at once); each channel's inverse
  * FFT and overlap-add after its rows. In channel blocks (nf > 0) the channels of a source whose
- * bag weight w[s] is 0 are left out: their output is multiplied by 0 (forward does not read it). */
+ * bag weight w[s] is 0 are left out: their output is multiplied by 0 (forward does not read it);
+ * and each channel goes through the first channel's part of zin and spec (a channel is done with
+ * them before the next starts), so that one channel's worth of them is ever touched. */
 static int spec_out(sl_op_ctx *ctx, const hd_state *st, hd_run *R, float *cur, const sl_stft_cfg *cfg, float scale,
                     size_t nf, const float *w)
 {
@@ -464,7 +469,8 @@ static int spec_out(sl_op_ctx *ctx, const hd_state *st, hd_run *R, float *cur, c
     for (size_t s0 = 0; s0 < SC; s0 += ng) {
         if (nf && w && w[s0 / (size_t)st->C] == 0.0f)
             continue;
-        float *x = cur + s0 * 2 * F * T, *z = R->zin + s0 * Tz * fz;
+        float *x = cur + s0 * 2 * F * T, *z = nf ? R->zin : R->zin + s0 * Tz * fz;
+        float *sp = nf ? R->spec : R->spec + s0 * Tz * nfft;
         for (size_t f0 = 0; f0 < F; f0 += step) {
             const size_t n = F - f0 < step ? F - f0 : step;
             sl_affine_args dn = {2 * ng, n, T, x + f0 * T, T, F * T, R->vec + 2 * T, R->vec + 3 * T, 0,
@@ -474,8 +480,8 @@ static int spec_out(sl_op_ctx *ctx, const hd_state *st, hd_run *R, float *cur, c
                                   {Tz * fz, fz, 2, 1}};
             TRY(sl_op_permute(ctx, &pz));
         }
-        TRY(sl_op_irfft(ctx, (int)nfft, ng * Tz, z, R->spec + s0 * Tz * nfft, scale));
-        TRY(sl_op_overlap_add(ctx, cfg, ng, Tz, R->spec + s0 * Tz * nfft, st->window, Lp, R->ola + s0 * Lp));
+        TRY(sl_op_irfft(ctx, (int)nfft, ng * Tz, z, sp, scale));
+        TRY(sl_op_overlap_add(ctx, cfg, ng, Tz, sp, st->window, Lp, R->ola + s0 * Lp));
     }
     return 0;
 }
@@ -489,7 +495,7 @@ static int spec_norm(sl_op_ctx *ctx, const hd_state *st, hd_run *R, const float 
     int rc;
     const size_t T = (size_t)st->T, F = (size_t)st->F, C = (size_t)st->C, L = st->L, hl = (size_t)st->hl;
     const size_t pad = (size_t)st->pad, Lp = T * hl + 2 * pad;
-    float *h = R->host;
+    float *h = R->direct ? R->dx : R->host;
     for (size_t c = 0; c < C; c++)
         for (size_t j = 0; j < Lp; j++) {
             long s = (long)j - (long)pad;
@@ -499,13 +505,18 @@ static int spec_norm(sl_op_ctx *ctx, const hd_state *st, hd_run *R, const float 
                 s = 2 * ((long)L - 1) - s;
             h[c * Lp + j] = mix[c][s];
         }
-    TRY(sl_op_upload(ctx, R->dx, h, C * Lp * sizeof(float)));
+    if (!R->direct)
+        TRY(sl_op_upload(ctx, R->dx, h, C * Lp * sizeof(float)));
     TRY(spec_in(ctx, st, R, cfg, scale, spec_block(ctx, 2 * F, T)));
-    TRY(sl_op_download(ctx, R->host_mag, R->xin, 2 * C * F * T * sizeof(float)));
+    const float *mag = R->xin;
+    if (!R->direct) {
+        TRY(sl_op_download(ctx, R->host_mag, R->xin, 2 * C * F * T * sizeof(float)));
+        mag = R->host_mag;
+    }
     if (D && D->mag)
-        memcpy(D->mag, R->host_mag, 2 * C * F * T * sizeof(float));
+        memcpy(D->mag, mag, 2 * C * F * T * sizeof(float));
     double mean, std;
-    mean_std(R->host_mag, 2 * C * F * T, &mean, &std);
+    mean_std(mag, 2 * C * F * T, &mean, &std);
     TRY(put_vec(ctx, R->vec, T, (float)-mean, (float)(1.0 / (1e-5 + std)), (float)(mean / std), (float)std,
                 R->host_mag));
     sl_affine_args nz = {1, 2 * C * F, T, R->xin, T, 0, R->vec, R->vec + T, 0, SL_ACT_NONE, R->xin, T, 0, NULL, 0, 0};
@@ -539,10 +550,12 @@ static int forward(sl_op_ctx *ctx, const hd_state *st, int m, hd_run *R, const f
         for (size_t j = 0; j < L; j++)
             v += (mix[c][j] - meant) * (mix[c][j] - meant);
     stdt = sqrt(v / (double)(C * L - 1));
+    float *hx = R->direct ? R->tcur : h;
     for (size_t c = 0; c < C; c++)
         for (size_t j = 0; j < L; j++)
-            h[c * L + j] = (float)((mix[c][j] - meant) / (1e-5 + stdt));
-    TRY(sl_op_upload(ctx, R->tcur, h, C * L * sizeof(float)));
+            hx[c * L + j] = (float)((mix[c][j] - meant) / (1e-5 + stdt));
+    if (!R->direct)
+        TRY(sl_op_upload(ctx, R->tcur, h, C * L * sizeof(float)));
     /* encoders */
     const float *x = R->xin, *xt = R->tcur;
     for (int i = 0; i < st->depth; i++) {
@@ -619,11 +632,11 @@ static int forward(sl_op_ctx *ctx, const hd_state *st, int m, hd_run *R, const f
         t = tcur, tcur = tnxt, tnxt = t;
     }
     TRY(spec_out(ctx, st, R, cur, &cfg, scale, spec_block(ctx, 2 * T, F), w));
-    float *hs = h, *ht = h + SC * Lp;
-    for (size_t sc = 0; sc < SC; sc++)
+    const float *hs = R->direct ? R->ola : h, *ht = R->direct ? tcur : h + SC * Lp;
+    for (size_t sc = 0; sc < SC && !R->direct; sc++)
         if (!w || w[sc / C] != 0.0f) {
-            TRY(sl_op_download(ctx, hs + sc * Lp, R->ola + sc * Lp, Lp * sizeof(float)));
-            TRY(sl_op_download(ctx, ht + sc * L, tcur + sc * L, L * sizeof(float)));
+            TRY(sl_op_download(ctx, h + sc * Lp, R->ola + sc * Lp, Lp * sizeof(float)));
+            TRY(sl_op_download(ctx, h + SC * Lp + sc * L, tcur + sc * L, L * sizeof(float)));
         }
     for (size_t sc = 0; sc < SC; sc++) {
         const float wt = w ? w[sc / C] : 1.0f;

@@ -271,7 +271,8 @@ static int net(hd_loader *L, hd_state *st, int m)
         if (!e)
             return SL_EFORMAT;
         const size_t T = (size_t)st->T;
-        float *x = malloc(sizeof(float) * (size_t)C0 * F1 * T);
+        /* made where it is used on the cpu backend (no copy of its 33 MB at the released size) */
+        float *x = sl_model_stage(L->ctx, (size_t)C0 * F1 * T);
         if (!x)
             return sl_seterr(SL_ENOMEM, "separation model htdemucs: out of memory");
         for (int c = 0; c < C0; c++)
@@ -281,8 +282,9 @@ static int net(hd_loader *L, hd_state *st, int m)
                 for (size_t t = 0; t < T; t++)
                     x[((size_t)c * F1 + f) * T + t] = v;
             }
-        rc = up(L, &n->emb, x, (size_t)C0 * F1 * T);
-        free(x);
+        rc = sl_model_adopt(L->ctx, &n->emb, &x, (size_t)C0 * F1 * T);
+        if (!rc)
+            rc = sl_op_mark_fixed(L->ctx, n->emb, (size_t)C0 * F1 * T * sizeof(float));
         if (rc < 0)
             return rc;
     }

@@ -1,6 +1,6 @@
 /* CPU median filters (kernels/cpu/cpu_median.c), exhaustively against a naive
- * reference, on both code paths (AVX2 where the CPU has it, and the portable
- * one):
+ * reference, on every code path (AVX-512 and AVX2 where the CPU has them, and
+ * the portable one):
  *  - many (batch, T, F, kernel) shapes: T, F = 1 .. 70 around multiples of the
  *    16-lane groups (the overlapping last group, the padded axis shorter than
  *    16), kernels 1 .. 255 and up to 4095, longer than the axis (scipy
@@ -11,7 +11,8 @@
  *    order of order-preserving integer keys (-0 < +0, NaNs beyond the
  *    infinities: the order of the CUDA kernels), and for NaN-free inputs it must
  *    also compare equal (==) to the middle of a plain float sort (scipy);
- *  - the AVX2 and portable paths agree bit for bit; outputs are poisoned first;
+ *  - the AVX-512, AVX2 and portable paths agree bit for bit; outputs are
+ *    poisoned first;
  *  - the other AVX2 paths of the CPU backend (magnitude, hpss masks for power
  *    1 and 2, apply_mask, the overlap-add / irfft loops) equal their portable
  *    twins bit for bit on inputs with specials, every length 0 .. 40 (vector
@@ -142,6 +143,9 @@ static int n_cases;
 
 static void run_case(sl_op_ctx *ctx, size_t batch, size_t T, size_t F, int k, int kind)
 {
+    static int avx512_base = -1; /* as the environment set it (STEMLINE_CPU_AVX512) */
+    if (avx512_base < 0)
+        avx512_base = sl_cpu_simd_avx512();
     const size_t n = batch * T * F;
     float *x = malloc(n * sizeof(float)), *got = malloc(n * sizeof(float)), *simd = malloc(n * sizeof(float));
     float *want = malloc(n * sizeof(float)), *wflt = malloc(n * sizeof(float));
@@ -149,8 +153,9 @@ static void run_case(sl_op_ctx *ctx, size_t batch, size_t T, size_t F, int k, in
         x[i] = draw(kind);
     for (int axis = 0; axis < 2; axis++) {
         ref_median(x, batch, T, F, k, axis, want, kind == 3 ? NULL : wflt);
-        for (int path = 1; path >= 0; path--) {
-            sl_cpu_simd_set(path);
+        for (int path = 2; path >= 0; path--) { /* AVX-512 (where the CPU has it and it is on), AVX2, portable */
+            sl_cpu_simd_set(path > 0);
+            sl_cpu_simd_set_avx512(path == 2 && avx512_base);
             float *dst = path ? simd : got;
             memset(dst, 0xFF, n * sizeof(float)); /* NaN poison */
             int rc = axis == 0 ? sl_op_median_time(ctx, batch, T, F, k, x, dst)
@@ -158,8 +163,9 @@ static void run_case(sl_op_ctx *ctx, size_t batch, size_t T, size_t F, int k, in
             size_t first = 0, bad = bit_mismatches(dst, want, n, &first);
             CHECK_MSG(rc == 0 && bad == 0,
                       "%s path=%s b%zu T%zu F%zu k%d kind%d: rc %d, %zu of %zu differ (first at %zu: %a vs %a)",
-                      axis ? "freq" : "time", path && sl_cpu_simd_avx2() ? "avx2" : "portable", batch, T,
-                      F, k, kind, rc, bad, n, first, (double)dst[first], (double)want[first]);
+                      axis ? "freq" : "time",
+                      sl_cpu_simd_avx512() ? "avx512" : path && sl_cpu_simd_avx2() ? "avx2" : "portable", batch,
+                      T, F, k, kind, rc, bad, n, first, (double)dst[first], (double)want[first]);
             if (kind != 3) {
                 size_t neq = 0;
                 for (size_t i = 0; i < n; i++)
@@ -167,12 +173,20 @@ static void run_case(sl_op_ctx *ctx, size_t batch, size_t T, size_t F, int k, in
                 CHECK_MSG(neq == 0, "%s b%zu T%zu F%zu k%d kind%d: %zu values differ from a float sort",
                           axis ? "freq" : "time", batch, T, F, k, kind, neq);
             }
+            if (path == 2) { /* the AVX-512 pass against the AVX2 one, next */
+                memcpy(got, simd, n * sizeof(float));
+            } else if (path == 1) {
+                size_t f2 = 0;
+                CHECK_MSG(bit_mismatches(simd, got, n, &f2) == 0, "avx512 and avx2 paths differ b%zu T%zu F%zu k%d",
+                          batch, T, F, k);
+            }
         }
         size_t first = 0;
         CHECK_MSG(bit_mismatches(simd, got, n, &first) == 0, "paths differ b%zu T%zu F%zu k%d", batch, T, F, k);
         n_cases++;
     }
     sl_cpu_simd_set(1);
+    sl_cpu_simd_set_avx512(avx512_base);
     free(x); free(got); free(simd); free(want); free(wflt);
 }
 
@@ -304,7 +318,8 @@ int main(void)
     run_case(ctx, 4, 100, 100, 31, 2);
     run_case(ctx, 1, 600, 8, 63, 0);
     CHECK(sl_op_ctx_set_threads(ctx, 1) == 0);
-    printf("test_median: %d shape/axis cases, each on both paths\n", n_cases);
+    printf("test_median: %d shape/axis cases, each on every path (AVX-512: %s)\n", n_cases,
+           sl_cpu_simd_avx512() ? "yes" : "no");
     elementwise_paths(ctx);
     sl_op_ctx_close(ctx);
     return sl_test_finish("test_median");
