@@ -206,6 +206,7 @@ if [ "$MODELS" = 1 ]; then
   mkdir -p "$B/py/laion_clap/training"
   cp -r "$sp/laion_clap/clap_module" "$B/py/laion_clap/"
   cp "$sp/laion_clap/training/data.py" "$B/py/laion_clap/training/"
+  : > "$B/py/laion_clap/__init__.py" # a regular package (tools/gen_golden_clap.py never runs the package's own)
   find "$B/py" \( -name __pycache__ -o -name tests \) -type d -prune -exec rm -rf {} +
   find "$B/py" \( -name '*.gz' -o -name '*.so' -o -name '*.pt' -o -name '*.th' \) -delete
 fi

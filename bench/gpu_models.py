@@ -33,7 +33,7 @@ on the GPU machine, where only numpy and PyTorch exist).
         music-like stereo 16-bit WAV tracks (notes with harmonics, a bass line, noise
         bursts as drums); numpy and the wave module only
     PY bench/gpu_models.py jobline --job NAME --precision P --out DIR [--ref DIR] [--status N]
-                           [--mem FILE] [--flops N] [--note TEXT]
+                           [--mem FILE] [--flops N] [--note TEXT] [--log FILE]
         one JSON line about a finished `stemline run` (its report.json: backend, device,
         audio and wall seconds, x realtime, per stage); with --ref (the same job at fp32)
         how far this run's outputs are from it: the lowest SNR in dB of a stem (float WAV
@@ -279,6 +279,10 @@ def cmd_jobline(a):
     rp = os.path.join(a.out, "report.json")
     if not os.path.exists(rp):
         row["error"] = "no report.json"
+        if a.log and os.path.exists(a.log):  # what stemline said last
+            said = [ln.strip() for ln in open(a.log, errors="replace") if ln.strip()]
+            if said:
+                row["error"] += ": " + said[-1][:200].replace("|", "/")
         print(json.dumps(row))
         return 0
     rep = json.load(open(rp))
@@ -374,6 +378,7 @@ def main():
     p.add_argument("--mem")
     p.add_argument("--flops", type=float)
     p.add_argument("--note")
+    p.add_argument("--log")
     a = ap.parse_args()
     return {"jobline": cmd_jobline, "make": cmd_make, "skeleton": cmd_skeleton, "expand": cmd_expand, "catalog": cmd_catalog,
             "flops": cmd_flops, "chunk": cmd_chunk, "benchline": cmd_benchline}[a.cmd](a)

@@ -5,6 +5,7 @@ reference models at full size with random weights on the catalog's audio.
     python3 bench/gpu_torch_models.py CATALOG_DIR [--py DIR] [--precisions fp32,bf16]
                                       [--models umx,cnn14,bs_roformer,htdemucs,clap,clap_text]
                                       [--batch 8] [--roformer-batch 4] [--device cuda]
+                                      [--models-dir BUNDLE/models]
 
 umx: the openunmix package's Separator (umxhq geometry, tools/gen_golden_umx.py's
 build_targets at full size; niter 1, no softmask, no residual, Wiener windows of
@@ -16,9 +17,10 @@ bs_roformer: the bs-roformer 0.3.10 BSRoformer at bench/bench_roformer.py's
 of torch's scaled_dot_product_attention), whole tracks through ZFTurbo's demix (chunks of
 chunk_size 485100 every chunk_size / 2 samples, reflect padding at both ends,
 the fade-in/fade-out window, overlap-add on the GPU) with --roformer-batch chunks
-per forward (ZFTurbo's inference.batch_size), one track at a time; its FLOPs are
-counted with torch.utils.flop_counter over one chunk (the fused attention
-included) and give TFLOP/s. htdemucs: demucs 4.x HTDemucs at the released
+per forward (ZFTurbo's inference.batch_size), one track at a time; TFLOP/s from
+the FLOPs per chunk of --models-dir's bs_roformer.json (the count stemline's
+figure uses), else of torch.utils.flop_counter over one chunk here (both are
+in the row). htdemucs: demucs 4.x HTDemucs at the released
 dimensions through demucs.apply.apply_model(shifts=0, split=True, overlap=0.25)
 on each track normalised by its mono mean and standard deviation, as the
 `demucs` command does. clap: laion_clap's HTSAT-base audio tower
@@ -47,6 +49,7 @@ omegaconf (demucs's checkpoint loading).
 """
 import argparse
 import glob
+import importlib.machinery
 import json
 import os
 import sys
@@ -87,6 +90,8 @@ def librosa_standin():
 
     lib.filters.get_window, lib.filters.mel, lib.util.pad_center = get_window, mel, pad_center
     lib.__version__ = "stand-in"
+    for m in (lib, lib.filters, lib.util):  # transformers asks importlib.util.find_spec("librosa")
+        m.__spec__ = importlib.machinery.ModuleSpec(m.__name__, None)
     sys.modules.update({"librosa": lib, "librosa.filters": lib.filters, "librosa.util": lib.util})
     return "librosa stand-in (shapes only)"
 
@@ -94,20 +99,30 @@ def librosa_standin():
 def standins():
     """Stand-ins for modules imported by the reference packages for what is not used here."""
     import importlib.util
-    if importlib.util.find_spec("beartype") is None:
+
+    def missing(name):
+        return name not in sys.modules and importlib.util.find_spec(name) is None
+
+    def spec(*mods):  # as imported modules have (transformers asks find_spec of some)
+        for m in mods:
+            m.__spec__ = importlib.machinery.ModuleSpec(m.__name__, None)
+    if missing("beartype"):
         import typing
         bt = types.ModuleType("beartype")
         bt.beartype = lambda f=None, **kw: f if f is not None else (lambda g: g)
         bt.typing = typing
+        spec(bt)
         sys.modules.update({"beartype": bt, "beartype.typing": typing})
-    if importlib.util.find_spec("dora") is None:
+    if missing("dora"):
         dora, log = types.ModuleType("dora"), types.ModuleType("dora.log")
         log.fatal = lambda *a: sys.exit(" ".join(map(str, a)))
         dora.log = log
+        spec(dora, log)
         sys.modules.update({"dora": dora, "dora.log": log})
-    if importlib.util.find_spec("omegaconf") is None:
+    if missing("omegaconf"):
         oc = types.ModuleType("omegaconf")
         oc.OmegaConf = type("OmegaConf", (), {})
+        spec(oc)
         sys.modules["omegaconf"] = oc
 
 
@@ -236,6 +251,11 @@ def build(model, a, torch, dev, tracks):
         with torch.no_grad(), FlopCounterMode(display=False) as fc:
             net(torch.zeros(1, 2, ROFORMER_CHUNK, device=dev).normal_())
         flops_chunk = fc.get_total_flops()
+        extra["flops_per_chunk_counted_here"] = int(flops_chunk)
+        if a.models_dir and os.path.exists(os.path.join(a.models_dir, "bs_roformer.json")):
+            # the count stemline's TFLOP/s use (bench/gpu_models.py skeleton --flops): the same work
+            with open(os.path.join(a.models_dir, "bs_roformer.json")) as f:
+                flops_chunk = (json.load(f).get("bench") or {}).get("flops_per_chunk") or flops_chunk
         chunks = []
 
         def fn(c):
@@ -258,9 +278,11 @@ def build(model, a, torch, dev, tracks):
             return out * s + m
         return net, calls, fn, extra
     if model == "clap":
+        import transformers  # noqa: F401 (before the librosa stand-in, as a machine without librosa has it)
+        extra["librosa"] = librosa_standin()  # torchlibrosa imports librosa
         import gen_golden_clap as C
         model_mod, htsat_mod, ns, version = C.import_clap()
-        extra.update(laion_clap=version, librosa=librosa_standin())
+        extra["laion_clap"] = version
         net = C.build(model_mod, htsat_mod, C.FULL).to(dev).eval()
         feats = []
         for w in windows(tracks, C.SR, C.FULL["clip_samples"] / C.SR):
@@ -295,6 +317,7 @@ def main():
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--roformer-batch", type=int, default=4)
     ap.add_argument("--device", default="cuda")
+    ap.add_argument("--models-dir", help="the bundle's models/: bs_roformer.json's FLOPs per chunk for TFLOP/s")
     a = ap.parse_args()
     if a.py:
         sys.path.insert(0, a.py)
@@ -309,10 +332,16 @@ def main():
     if not tracks:
         sys.exit("gpu_torch_models.py: no WAV files in %s" % a.catalog)
     audio_s = sum(x.shape[1] / sr for x, sr in tracks)
-    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
-    base = {"backend": "torch-" + dev.type, "device": name, "torch": torch.__version__,
+    base = {"backend": "torch-" + dev.type, "torch": torch.__version__,
             "audio_seconds": round(audio_s, 3), "note": "model calls only, audio already on the GPU"}
     precs = a.precisions.split(",")
+    try:
+        base["device"] = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
+    except Exception as e:  # no usable device: a row saying so for each model
+        for model in a.models.split(","):
+            for p in precs:
+                print(json.dumps(dict(base, job=model, precision=p, error="%s: %s" % (type(e).__name__, str(e)[:200]))))
+        return 1
     for model in a.models.split(","):
         t_build = time.perf_counter()
         try:

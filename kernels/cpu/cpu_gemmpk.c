@@ -57,14 +57,14 @@ static void pk_pack(const float *w, size_t ldw, size_t n, size_t k, float *wp)
 
 /* Rows r < R (R <= PK_MR) of one chunk of kn steps of a panel: the sums start from part (the
  * chunks before, from_part) or 0; then to part, or, on the last chunk (fin), + bias (+ add[r])
- * to y[r][0..cols) (cols <= 32). pf, when not NULL: a cache line of it fetched into L2 every
- * pf_step steps. Every element is the same fused multiply-adds over k in order, + bias, + add,
+ * to y[r][0..cols) (cols <= 32). pf, when not NULL: pf_q cache lines of it fetched into L2
+ * every 8 steps. Every element is the same fused multiply-adds over k in order, + bias, + add,
  * however k is cut into chunks (a sum kept in part is the float the registers held). */
 PK512 static inline __attribute__((always_inline)) void pk_chunk(int R, size_t kn, const float *x, size_t ldx,
                                                                 const float *wc, float *part, int from_part, int fin,
                                                                 const float *bias, const float *add, size_t ldadd,
                                                                 float *y, size_t ldy, size_t cols, const char *pf,
-                                                                size_t pf_step)
+                                                                size_t pf_q)
 {
     __m512 acc[PK_MR][2];
     _Pragma("GCC unroll 12") for (int r = 0; r < PK_MR; r++)
@@ -75,22 +75,27 @@ PK512 static inline __attribute__((always_inline)) void pk_chunk(int R, size_t k
             } else
                 acc[r][0] = acc[r][1] = _mm512_setzero_ps();
         }
-    for (size_t k0 = 0; k0 < kn; k0 += pf_step) {
-        if (pf) {
+#define PK_STEP(kk)                                                                                                    \
+    do {                                                                                                               \
+        const __m512 b0 = _mm512_load_ps(wc + (kk) * PK_NR), b1 = _mm512_load_ps(wc + (kk) * PK_NR + 16);              \
+        _Pragma("GCC unroll 12") for (int r = 0; r < PK_MR; r++) if (r < R)                                            \
+        {                                                                                                              \
+            const __m512 av = _mm512_set1_ps(x[(size_t)r * ldx + (kk)]);                                               \
+            acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);                                                            \
+            acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);                                                            \
+        }                                                                                                              \
+    } while (0)
+    size_t k8 = 0;
+    for (; k8 + 8 <= kn; k8 += 8) { /* 8 steps unrolled, pf_q lines fetched before them */
+        for (size_t u = 0; pf && u < pf_q; u++) {
             _mm_prefetch(pf, _MM_HINT_T1);
             pf += 64;
         }
-        const size_t k1 = k0 + pf_step < kn ? k0 + pf_step : kn;
-        for (size_t kk = k0; kk < k1; kk++) {
-            const __m512 b0 = _mm512_load_ps(wc + kk * PK_NR), b1 = _mm512_load_ps(wc + kk * PK_NR + 16);
-            _Pragma("GCC unroll 12") for (int r = 0; r < PK_MR; r++)
-                if (r < R) {
-                    const __m512 av = _mm512_set1_ps(x[(size_t)r * ldx + kk]);
-                    acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);
-                    acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
-                }
-        }
+        _Pragma("GCC unroll 8") for (size_t kk = k8; kk < k8 + 8; kk++) PK_STEP(kk);
     }
+    for (size_t kk = k8; kk < kn; kk++)
+        PK_STEP(kk);
+#undef PK_STEP
     if (!fin) {
         _Pragma("GCC unroll 12") for (int r = 0; r < PK_MR; r++)
             if (r < R) {
@@ -124,7 +129,7 @@ PK512 static inline __attribute__((always_inline)) void pk_chunk(int R, size_t k
 
 #define PKC_CASE(R)                                                                                                    \
     case R:                                                                                                            \
-        pk_chunk(R, kn, x, ldx, wc, part, from_part, fin, bias, add, ldadd, y, ldy, cols, NULL, kn);                   \
+        pk_chunk(R, kn, x, ldx, wc, part, from_part, fin, bias, add, ldadd, y, ldy, cols, NULL, 0);                    \
         break
 
 PK512 static void pk_chunk_any(int R, size_t kn, const float *x, size_t ldx, const float *wc, float *part,
@@ -166,7 +171,7 @@ PK512 static void pk_run(const sl_gemm_args *a, const float *wp, size_t i0, size
                 const float *bias = a->bias ? a->bias + j : NULL, *add = addi ? addi + j : NULL;
                 if (R == PK_MR)
                     pk_chunk(PK_MR, k, xi, a->ldx, wp + p * PK_NR * k, NULL, 0, 1, bias, add, a->ldadd, yi + j, a->ldy,
-                             cols, NULL, k);
+                             cols, NULL, 0);
                 else
                     pk_chunk_any(R, k, xi, a->ldx, wp + p * PK_NR * k, NULL, 0, 1, bias, add, a->ldadd, yi + j, a->ldy,
                                  cols);
@@ -181,7 +186,7 @@ PK512 static void pk_run(const sl_gemm_args *a, const float *wp, size_t i0, size
 /* Rows [i0, i1) x panels [p0, p1), panel by panel for groups of up to PK_SB rows: each chunk of
  * PK_KC steps of a panel stays in L1 while the group's row blocks pass over it (x from L2), the
  * partial sums of the group's rows kept in part between chunks; the next chunk of the weights
- * comes in meanwhile, a line every pf_step steps (weights read once per call arrive from memory). */
+ * comes in meanwhile, pf_q lines every 8 steps (weights read once per call arrive from memory). */
 PK512 static void pk_run_kc(const sl_gemm_args *a, const float *wp, size_t i0, size_t i1, size_t p0, size_t p1)
 {
     float part[PK_SB * PK_NR] __attribute__((aligned(64)));
@@ -201,12 +206,9 @@ PK512 static void pk_run_kc(const sl_gemm_args *a, const float *wp, size_t i0, s
                 const size_t next = fin ? (p + 1 < p1 ? (k < KC ? k : KC) : 0) : (k - c0 - kn < KC ? k - c0 - kn : KC);
                 const char *pf = next && full ? (const char *)(wc + kn * PK_NR) : NULL;
                 const char *pf_end = pf ? pf + next * PK_NR * sizeof(float) : NULL;
-                size_t pf_step = 1;
-                if (pf) {
-                    const size_t per = next * PK_NR * sizeof(float) / 64 / full + 1;
-                    while (pf_step * 2 * per <= kn)
-                        pf_step *= 2;
-                }
+                /* lines per row block, spread over its groups of 8 steps */
+                const size_t per = next * PK_NR * sizeof(float) / 64 / (full ? full : 1) + 1;
+                const size_t pf_q = kn >= 8 ? (per + kn / 8 - 1) / (kn / 8) : 0;
                 for (size_t i = s0; i < s1; i += PK_MR) {
                     const int R = s1 - i < PK_MR ? (int)(s1 - i) : PK_MR;
                     const float *xi = a->x + i * a->ldx + c0;
@@ -214,11 +216,11 @@ PK512 static void pk_run_kc(const sl_gemm_args *a, const float *wp, size_t i0, s
                     float *pi = part + (i - s0) * PK_NR, *yi = a->y + i * a->ldy + j;
                     if (R == PK_MR && pf && pf < pf_end) {
                         pk_chunk(PK_MR, kn, xi, a->ldx, wc, pi, from, fin, bias, add, a->ldadd, yi, a->ldy, cols, pf,
-                                 pf_step);
-                        pf += (kn + pf_step - 1) / pf_step * 64;
+                                 pf_q);
+                        pf += kn / 8 * pf_q * 64;
                     } else if (R == PK_MR)
                         pk_chunk(PK_MR, kn, xi, a->ldx, wc, pi, from, fin, bias, add, a->ldadd, yi, a->ldy, cols,
-                                 NULL, kn);
+                                 NULL, 0);
                     else
                         pk_chunk_any(R, kn, xi, a->ldx, wc, pi, from, fin, bias, add, a->ldadd, yi, a->ldy, cols);
                 }

@@ -110,7 +110,11 @@ static int get_plans(int n, fftwf_plan *r2c, fftwf_plan *c2r)
 
 /* Frames are copied through fftwf_malloc'd buffers: the plans were made on
  * such buffers, so alignment always matches whatever the caller passes, and
- * the c2r transform may destroy its input without touching the caller's.
+ * the c2r transform may destroy its input without touching the caller's. A
+ * forward frame whose alignment is already the plan's (fftwf_alignment_of: a
+ * 64-byte aligned buffer of frames of a multiple of 16 floats) is transformed
+ * where it lies: r2c keeps its input, and the same plan on the same alignment
+ * runs the same code, so the bits are those of the copy.
  * Frames are independent: one range of them per thread of the context, each
  * with its own buffers (fftwf_execute_dft_* is thread-safe on new arrays). */
 typedef struct {
@@ -143,8 +147,12 @@ static void fft_part(void *v, size_t part, int tid)
     float *bf = (float *)b;
     for (size_t i = lo; i < hi; i++) {
         if (!j->inverse) {
-            memcpy(a, j->in + i * n, n * sizeof(float));
-            fftwf_execute_dft_r2c(j->plan, a, b);
+            float *src = (float *)(j->in + i * n); /* (read only: r2c keeps its input) */
+            if (fftwf_alignment_of(src) != fftwf_alignment_of(a)) {
+                memcpy(a, src, n * sizeof(float));
+                src = a;
+            }
+            fftwf_execute_dft_r2c(j->plan, src, b);
             float *o = j->out + i * 2 * nb;
             if (j->scale == 1.0f)
                 memcpy(o, bf, 2 * nb * sizeof(float));

@@ -871,6 +871,39 @@ static void ola_envelope_bits(sl_op_ctx *ctx)
     CHECK(bad == 0);
 }
 
+/* rfft of frames where they lie (aligned as the plan's buffers) and through the
+ * plan's buffer (the same frames one float off that alignment): the same bits. */
+static void rfft_in_place_bits(sl_op_ctx *ctx)
+{
+    const int sizes[] = {2048, 512, 1024, 400, 1023, 16};
+    int bad = 0;
+    for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++) {
+        const size_t n = (size_t)sizes[si], count = 9, nb = n / 2 + 1;
+        float *al = NULL, *off = NULL, *o1 = NULL, *o2 = NULL;
+        CHECK(sl_op_alloc(ctx, (void **)&al, count * n * sizeof(float)) == 0);
+        CHECK(sl_op_alloc(ctx, (void **)&off, (count * n + 1) * sizeof(float)) == 0);
+        CHECK(sl_op_alloc(ctx, (void **)&o1, count * nb * 2 * sizeof(float)) == 0);
+        CHECK(sl_op_alloc(ctx, (void **)&o2, count * nb * 2 * sizeof(float)) == 0);
+        float *x = rand_buf(count * n);
+        memcpy(al, x, count * n * sizeof(float));
+        memcpy(off + 1, x, count * n * sizeof(float));
+        for (int scaled = 0; scaled <= 1; scaled++) {
+            const float sc = scaled ? 1.0f / sqrtf((float)n) : 1.0f;
+            CHECK(sl_op_rfft(ctx, (int)n, count, al, o1, sc) == 0);
+            CHECK(sl_op_rfft(ctx, (int)n, count, off + 1, o2, sc) == 0);
+            if (memcmp(o1, o2, count * nb * 2 * sizeof(float))) {
+                printf("rfft n %zu scale %g: frames in place and copied differ\n", n, (double)sc);
+                bad++;
+            }
+        }
+        CHECK_MSG(!memcmp(al, x, count * n * sizeof(float)), "rfft n %zu changed its input", n);
+        free(x);
+        sl_op_free(ctx, al); sl_op_free(ctx, off); sl_op_free(ctx, o1); sl_op_free(ctx, o2);
+    }
+    printf("rfft: frames in place against copied, 6 sizes x 2 scales: %d differ\n", bad);
+    CHECK(bad == 0);
+}
+
 int main(void)
 {
     const char *seed_env = getenv("SL_TEST_SEED");
@@ -901,6 +934,7 @@ int main(void)
     golden_istft(ctx, "istft_n256_h64");
     golden_istft(ctx, "istft_n300_h75_long");
     ola_envelope_bits(ctx);
+    rfft_in_place_bits(ctx);
     golden_mel("mel_sr22050_n2048_m64");
     golden_mel("mel_sr32000_n1024_m64");
     golden_mel("mel_sr16000_n512_m40");
