@@ -23,7 +23,8 @@
 #         length;
 #      d. PyTorch on the same GPU and audio (bench/gpu_torch_models.py, the packages
 #         from the bundle's py/): bs-roformer 0.3.10 through ZFTurbo's demix (with
-#         TFLOP/s), demucs apply_model, laion_clap's audio and text towers;
+#         TFLOP/s; fp32, bf16 and fp16, ZFTurbo's use_amp), demucs apply_model,
+#         laion_clap's audio and text towers, then the Mel-Band RoFormer (bf16, fp16);
 #      e. the same jobs at fp32, the separators on the first 4 tracks (SL_GPU_FP32_TRACKS,
 #         CLAP on all): bf16 against
 #         fp32 (lowest stem SNR, lowest vector cosine) and fp32's own speed;
@@ -113,6 +114,10 @@ for r in jobs:
           f"{r.get('min_snr_db_vs_fp32', '-')} | {r.get('min_cosine_vs_fp32', '-')} | {mem} | {tf} |")
 sl = {(r["job"], r["precision"]): r for r in rows if r.get("backend") == "cuda" and r.get("x_realtime")}
 tr = {(r["job"], r["precision"]): r for r in rows if r.get("backend") == "torch-cuda" and r.get("x_realtime")}
+# where PyTorch has no bf16 figure (an error) but an fp16 one (ZFTurbo's use_amp), stemline's bf16 against it
+for k in list(sl):
+    if k[1] == "bf16" and k not in tr and (k[0], "fp16") in tr:
+        tr[k] = dict(tr[(k[0], "fp16")], _note="torch fp16")
 both = [k for k in sl if k in tr]
 if both:
     print("\nstemline (whole job: decode, model, encode, write) against PyTorch (model calls on audio already on the GPU; "
@@ -122,8 +127,16 @@ if both:
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for k in both:
         a, b = sl[k], tr[k]
-        print(f"| {k[0]} | {k[1]} | {a['x_realtime']:.1f} | {b['x_realtime']:.1f} | {a['x_realtime'] / b['x_realtime']:.2f} | "
+        print(f"| {k[0]} | {k[1]}{' (' + b['_note'] + ')' if b.get('_note') else ''} | {a['x_realtime']:.1f} | {b['x_realtime']:.1f} | {a['x_realtime'] / b['x_realtime']:.2f} | "
               f"{f(a.get('tflops'))} | {f(b.get('tflops'))} | {f(a.get('peak_mib'), '%d')} | {f(b.get('peak_mib'), '%d')} |")
+tr_all = [r for r in rows if r.get("backend", "").startswith("torch") and r.get("x_realtime")]
+if tr_all:
+    print("\nPyTorch on the same GPU, every figure (model calls on audio already on the GPU):\n")
+    print("| model | precision | x realtime | wall s | TFLOP/s | peak MiB (allocated) | torch |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | --- |")
+    for r in tr_all:
+        print(f"| {r['job']} | {r['precision']} | {r['x_realtime']:.1f} | {f(r.get('wall_seconds'), '%.2f')} | "
+              f"{f(r.get('tflops'))} | {f(r.get('peak_mib'), '%d')} | {r.get('torch', '')} |")
 tr_err = [r for r in rows if r.get("backend", "").startswith("torch") and "error" in r]
 for r in tr_err:
     print(f"\ntorch {r['job']} {r['precision']}: {r['error']}")
@@ -354,10 +367,12 @@ if part models; then
   fi
   # 1d. PyTorch's reference models on the same GPU and catalog (bench/gpu_torch_models.py).
   if [ $GPU = 1 ] && [ -d "$B/py" ]; then
-    step "torch bs_roformer" 150 "$L/torch-roformer.log" sh -c "PYTHONUNBUFFERED=1 \"$PY\" bench/gpu_torch_models.py \"$W/in\" --py \"$B/py\" --models-dir \"$B/models\" --models bs_roformer >> \"$O/jobs.jsonl\""
+    step "torch bs_roformer" 150 "$L/torch-roformer.log" sh -c "PYTHONUNBUFFERED=1 \"$PY\" bench/gpu_torch_models.py \"$W/in\" --py \"$B/py\" --models-dir \"$B/models\" --models bs_roformer --precisions fp32,bf16,fp16 >> \"$O/jobs.jsonl\""
     cat "$L/torch-roformer.log"
     step "torch htdemucs + clap + clap_text" 150 "$L/torch-new.log" sh -c "PYTHONUNBUFFERED=1 \"$PY\" bench/gpu_torch_models.py \"$W/in\" --py \"$B/py\" --models htdemucs,clap,clap_text >> \"$O/jobs.jsonl\""
     cat "$L/torch-new.log"
+    step "torch mel_band_roformer" 100 "$L/torch-mel.log" sh -c "PYTHONUNBUFFERED=1 \"$PY\" bench/gpu_torch_models.py \"$W/in\" --py \"$B/py\" --models-dir \"$B/models\" --models mel_band_roformer --precisions bf16,fp16 >> \"$O/jobs.jsonl\""
+    cat "$L/torch-mel.log"
   elif [ $GPU = 1 ]; then skip "torch new models" "no py/ in the bundle"; else skip "torch new models" "no GPU"; fi
   # 1e. fp32 on the first NF tracks (SL_GPU_FP32_TRACKS, default 4): the reference bf16's
   # stems and vectors are compared with, and fp32's own speed.
