@@ -14,18 +14,21 @@
 #      a. test_roformer, test_htdemucs, test_clap_audio, test_clap_text: the unit tests
 #         against the reference packages' golden vectors (tests/golden, from the tree)
 #         on cpu, cuda-emu and the real "cuda" backend;
-#      b. `stemline run` (the bundle's, static FFmpeg inside) for BS-RoFormer (4 stems,
-#         dim 384, depth 8), HT-Demucs (released dimensions), CLAP (HTSAT-base audio
-#         tower) and Mel-Band RoFormer (dim 384, depth 6), bf16 first, then fp32 (bf16
-#         against fp32: lowest stem SNR, lowest vector cosine), peak device memory
-#         (nvidia-smi memory.used every 100 ms), TFLOP/s for the RoFormers (FLOPs of
-#         the chunked inference counted with torch.utils.flop_counter at bundle time);
+#      b. `stemline run` (the bundle's, static FFmpeg inside) at bf16 for BS-RoFormer
+#         (4 stems, dim 384, depth 8), HT-Demucs (released dimensions), CLAP (HTSAT-base
+#         audio tower) and Mel-Band RoFormer (dim 384, depth 6): x realtime, peak device
+#         memory (nvidia-smi memory.used every 100 ms), TFLOP/s for the RoFormers (FLOPs
+#         of the chunked inference counted with torch.utils.flop_counter at bundle time);
 #      c. HT-Demucs bf16 again on 2 tracks x 300 s: peak device memory at another track
 #         length;
 #      d. PyTorch on the same GPU and audio (bench/gpu_torch_models.py, the packages
-#         from the bundle's py/): bs-roformer 0.3.10 through ZFTurbo's demix (with its
-#         FLOPs and TFLOP/s), demucs apply_model, laion_clap's audio and text towers;
-#      e. the CLAP text tower alone (bench_clap_text: queries/s) and one BS-RoFormer
+#         from the bundle's py/): bs-roformer 0.3.10 through ZFTurbo's demix (with
+#         TFLOP/s; fp32, bf16 and fp16, ZFTurbo's use_amp), demucs apply_model,
+#         laion_clap's audio and text towers, then the Mel-Band RoFormer (bf16, fp16);
+#      e. the same jobs at fp32, the separators on the first 4 tracks (SL_GPU_FP32_TRACKS,
+#         CLAP on all): bf16 against
+#         fp32 (lowest stem SNR, lowest vector cosine) and fp32's own speed;
+#      f. the CLAP text tower alone (bench_clap_text: queries/s) and one BS-RoFormer
 #         chunk alone (bench_umx: model-only x realtime and TFLOP/s);
 #   2. part "ops", the op level and the earlier models:
 #      a. gpu_test_cuda_parity (every op on the real "cuda" backend against the CPU,
@@ -44,7 +47,7 @@
 #       carry=[".gpu"], timeout_s=230)
 # (its $OUT replaces the first call's files: keep those first). Other knobs:
 # SL_GPU_JOB_TRACKS / SL_GPU_JOB_SECONDS (the catalog), SL_GPU_LONG_SECONDS (1c),
-# SL_GPU_JOB_BATCH (runtime.batch_size of the jobs).
+# SL_GPU_FP32_TRACKS (1e), SL_GPU_JOB_BATCH (runtime.batch_size of the jobs).
 # Without a GPU (nvidia-smi lists none, or SL_GPU_CHECK_NO_GPU=1) every GPU step
 # prints "SKIPPED: no GPU" and the jobs run on the CPU at fp32: that is how the
 # bundle is tested on the build machine (--quick: 2 tracks x 4 s, the new models
@@ -111,6 +114,10 @@ for r in jobs:
           f"{r.get('min_snr_db_vs_fp32', '-')} | {r.get('min_cosine_vs_fp32', '-')} | {mem} | {tf} |")
 sl = {(r["job"], r["precision"]): r for r in rows if r.get("backend") == "cuda" and r.get("x_realtime")}
 tr = {(r["job"], r["precision"]): r for r in rows if r.get("backend") == "torch-cuda" and r.get("x_realtime")}
+# where PyTorch has no bf16 figure (an error) but an fp16 one (ZFTurbo's use_amp), stemline's bf16 against it
+for k in list(sl):
+    if k[1] == "bf16" and k not in tr and (k[0], "fp16") in tr:
+        tr[k] = dict(tr[(k[0], "fp16")], _note="torch fp16")
 both = [k for k in sl if k in tr]
 if both:
     print("\nstemline (whole job: decode, model, encode, write) against PyTorch (model calls on audio already on the GPU; "
@@ -120,8 +127,16 @@ if both:
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for k in both:
         a, b = sl[k], tr[k]
-        print(f"| {k[0]} | {k[1]} | {a['x_realtime']:.1f} | {b['x_realtime']:.1f} | {a['x_realtime'] / b['x_realtime']:.2f} | "
+        print(f"| {k[0]} | {k[1]}{' (' + b['_note'] + ')' if b.get('_note') else ''} | {a['x_realtime']:.1f} | {b['x_realtime']:.1f} | {a['x_realtime'] / b['x_realtime']:.2f} | "
               f"{f(a.get('tflops'))} | {f(b.get('tflops'))} | {f(a.get('peak_mib'), '%d')} | {f(b.get('peak_mib'), '%d')} |")
+tr_all = [r for r in rows if r.get("backend", "").startswith("torch") and r.get("x_realtime")]
+if tr_all:
+    print("\nPyTorch on the same GPU, every figure (model calls on audio already on the GPU):\n")
+    print("| model | precision | x realtime | wall s | TFLOP/s | peak MiB (allocated) | torch |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | --- |")
+    for r in tr_all:
+        print(f"| {r['job']} | {r['precision']} | {r['x_realtime']:.1f} | {f(r.get('wall_seconds'), '%.2f')} | "
+              f"{f(r.get('tflops'))} | {f(r.get('peak_mib'), '%d')} | {r.get('torch', '')} |")
 tr_err = [r for r in rows if r.get("backend", "").startswith("torch") and "error" in r]
 for r in tr_err:
     print(f"\ntorch {r['job']} {r['precision']}: {r['error']}")
@@ -300,9 +315,9 @@ job_yaml() { # NAME [CATALOG]: W/NAME.yaml
   printf 'input: {paths: ["%s"]}\noutput: {dir: "%s/out", stems: %s}\nseparation: %s\nembedding: %s\n' \
     "$in" "$W" "$fmt" "$sep" "$emb" > "$W/$1.yaml"
 }
-RAN=() # "JOB PREC ROWNAME RC" of each run, for jobline once the fp32 reference exists
-run_job() { # JOB PREC LIMIT_S [ROWNAME CATALOG]: `stemline run` on the GPU (CPU at fp32 without one)
-  local job=$1 prec=$2 lim=$3 row=${4:-$1} in=${5:-$W/in} be
+RAN=() # "JOB PREC ROWNAME RC TRACKS SECONDS" of each run, for jobline once the fp32 reference exists
+run_job() { # JOB PREC LIMIT_S [ROWNAME CATALOG TRACKS SECONDS]: `stemline run` on the GPU (CPU at fp32 without one)
+  local job=$1 prec=$2 lim=$3 row=${4:-$1} in=${5:-$W/in} ntr=${6:-$NT} nsec=${7:-$NS} be
   if [ $job != dsp ] && [ ! -s "$W/$job.safetensors" ]; then skip "job $row $prec" "no $job weights"; return 0; fi
   if [ $GPU = 1 ]; then be=cuda; elif [ $prec = fp32 ]; then be=cpu; else skip "job $row $prec" "no GPU"; return 0; fi
   job_yaml "$job" "$in"
@@ -310,20 +325,18 @@ run_job() { # JOB PREC LIMIT_S [ROWNAME CATALOG]: `stemline run` on the GPU (CPU
   step "job $row $prec ($be)" $((lim * SLOW)) "$L/job-$row-$prec.log" "$B/stemline" run "$W/$job.yaml" --backend "$be" \
     --set runtime.precision=$prec --set output.dir="$W/out-$row-$prec" ${SL_GPU_JOB_BATCH:+--set runtime.batch_size=$SL_GPU_JOB_BATCH}
   memstop
-  RAN+=("$job $prec $row $STEP_RC")
+  RAN+=("$job $prec $row $STEP_RC $ntr $nsec")
 }
 joblines() { # a JSON line in jobs.jsonl for each run in RAN (bf16 against fp32 where both ran)
   local r job prec row rc ref flops sk tracks secs size
   for r in ${RAN[@]+"${RAN[@]}"}; do
-    read -r job prec row rc <<< "$r"
+    read -r job prec row rc tracks secs <<< "$r"
     ref=(); flops=()
     [ $prec != fp32 ] && [ -f "$W/out-$row-fp32/report.json" ] && ref=(--ref "$W/out-$row-fp32")
     sk=$B/models/$job.json
     size=full
     case " $NEW_JOBS " in *" $job "*) size=$SIZE ;; esac
     if [ "$size" = full ] && [ -f "$sk" ] && grep -q '"flops_per_chunk"' "$sk"; then
-      tracks=$NT; secs=$NS
-      [ "$row" != "$job" ] && { tracks=$NTL; secs=$NSL; }
       flops=(--flops "$("$PY" bench/gpu_models.py flops "$sk" --seconds "$secs" --tracks "$tracks")")
     fi
     "$PY" bench/gpu_models.py jobline --job "$row" --precision "$prec" --out "$W/out-$row-$prec" --status "$rc" \
@@ -343,25 +356,35 @@ if part models; then
     step "$t" 60 "$L/$t.log" env SL_SRC="$PWD" "$B/bin/$t"; plog "$t" "$L/$t.log"
     echo "   cuda lines: $(grep -c '^ *cuda ' "$L/$t.log") ($(grep '^ *cuda ' "$L/$t.log" | grep -c 'FAIL') FAIL, $(grep '^ *cuda ' "$L/$t.log" | grep -c SKIPPED) SKIPPED)"
   done
-  # 1b. Whole jobs on the catalog: bf16 first (the target figures), then fp32 (the reference
-  # bf16 is compared with); peak device memory from nvidia-smi during each run.
-  for prec in bf16 fp32; do
-    for job in $NEW_JOBS; do run_job "$job" "$prec" 90; done
-  done
+  # 1b. Whole jobs on the catalog at bf16 (the target figures); peak device memory from
+  # nvidia-smi during each run.
+  for job in $NEW_JOBS; do run_job "$job" bf16 90; done
   # 1c. HT-Demucs's device memory at another track length (NTL x NSL s against NT x NS s).
   if [ $GPU = 1 ] || [ $QUICK = 1 ]; then
     "$PY" bench/gpu_models.py catalog "$W/long" --tracks "$NTL" --seconds "$NSL" || echo "gpu_check.sh: long catalog failed"
-    if [ $GPU = 1 ]; then run_job htdemucs bf16 90 htdemucs-long "$W/long"; else run_job htdemucs fp32 90 htdemucs-long "$W/long"; fi
+    prec=fp32; [ $GPU = 1 ] && prec=bf16
+    run_job htdemucs $prec 90 htdemucs-long "$W/long" "$NTL" "$NSL"
   fi
-  joblines
   # 1d. PyTorch's reference models on the same GPU and catalog (bench/gpu_torch_models.py).
   if [ $GPU = 1 ] && [ -d "$B/py" ]; then
-    step "torch bs_roformer" 150 "$L/torch-roformer.log" sh -c "PYTHONUNBUFFERED=1 \"$PY\" bench/gpu_torch_models.py \"$W/in\" --py \"$B/py\" --models-dir \"$B/models\" --models bs_roformer >> \"$O/jobs.jsonl\""
+    step "torch bs_roformer" 150 "$L/torch-roformer.log" sh -c "PYTHONUNBUFFERED=1 \"$PY\" bench/gpu_torch_models.py \"$W/in\" --py \"$B/py\" --models-dir \"$B/models\" --models bs_roformer --precisions fp32,bf16,fp16 >> \"$O/jobs.jsonl\""
     cat "$L/torch-roformer.log"
     step "torch htdemucs + clap + clap_text" 150 "$L/torch-new.log" sh -c "PYTHONUNBUFFERED=1 \"$PY\" bench/gpu_torch_models.py \"$W/in\" --py \"$B/py\" --models htdemucs,clap,clap_text >> \"$O/jobs.jsonl\""
     cat "$L/torch-new.log"
+    step "torch mel_band_roformer" 100 "$L/torch-mel.log" sh -c "PYTHONUNBUFFERED=1 \"$PY\" bench/gpu_torch_models.py \"$W/in\" --py \"$B/py\" --models-dir \"$B/models\" --models mel_band_roformer --precisions bf16,fp16 >> \"$O/jobs.jsonl\""
+    cat "$L/torch-mel.log"
   elif [ $GPU = 1 ]; then skip "torch new models" "no py/ in the bundle"; else skip "torch new models" "no GPU"; fi
-  # 1e. The CLAP text tower alone (bench_clap_text: tokenizer + encoder, bench/bench_clap_text.py's
+  # 1e. fp32 on the first NF tracks (SL_GPU_FP32_TRACKS, default 4): the reference bf16's
+  # stems and vectors are compared with, and fp32's own speed.
+  NF=${SL_GPU_FP32_TRACKS:-4}
+  [ "$NF" -gt "$NT" ] && NF=$NT
+  mkdir -p "$W/in-fp32"
+  find "$W/in" -name '*.wav' | sort | head -n "$NF" | while read -r f; do cp "$f" "$W/in-fp32/"; done
+  for job in $NEW_JOBS; do # CLAP (cheap) on every track: its shards are compared row for row
+    if [ $job = clap ]; then run_job clap fp32 90; else run_job "$job" fp32 90 "$job" "$W/in-fp32" "$NF" "$NS"; fi
+  done
+  joblines
+  # 1f. The CLAP text tower alone (bench_clap_text: tokenizer + encoder, bench/bench_clap_text.py's
   # 16 queries in one batch) and one BS-RoFormer chunk alone (bench_umx: the model's forward).
   "$PY" -c 'import sys; sys.path.insert(0, "bench"); from bench_clap_text import QUERIES; print("\n".join(QUERIES))' \
     > "$W/queries.txt" 2>/dev/null || echo "gpu_check.sh: no queries"

@@ -3,7 +3,7 @@
 reference models at full size with random weights on the catalog's audio.
 
     python3 bench/gpu_torch_models.py CATALOG_DIR [--py DIR] [--precisions fp32,bf16]
-                                      [--models umx,cnn14,bs_roformer,htdemucs,clap,clap_text]
+                                      [--models umx,cnn14,bs_roformer,mel_band_roformer,htdemucs,clap,clap_text]
                                       [--batch 8] [--roformer-batch 4] [--device cuda]
                                       [--models-dir BUNDLE/models]
 
@@ -20,7 +20,9 @@ the fade-in/fade-out window, overlap-add on the GPU) with --roformer-batch chunk
 per forward (ZFTurbo's inference.batch_size), one track at a time; TFLOP/s from
 the FLOPs per chunk of --models-dir's bs_roformer.json (the count stemline's
 figure uses), else of torch.utils.flop_counter over one chunk here (both are
-in the row). htdemucs: demucs 4.x HTDemucs at the released
+in the row). mel_band_roformer: the same for the MelBandRoformer at
+bench/bench_roformer.py's size (dim 384, depth 6, 60 bands, 1 stem; chunk_size
+352800). htdemucs: demucs 4.x HTDemucs at the released
 dimensions through demucs.apply.apply_model(shifts=0, split=True, overlap=0.25)
 on each track normalised by its mono mean and standard deviation, as the
 `demucs` command does. clap: laion_clap's HTSAT-base audio tower
@@ -31,7 +33,8 @@ laion_clap's RoBERTa-base text tower (tools/gen_golden_clap_text.py's
 build_model, its test tokenizer) on bench/bench_clap_text.py's 16 queries in one
 batch, tokenizer included: queries per second.
 
-bf16: under torch.autocast(dtype=torch.bfloat16). Timed: the model calls on
+bf16 / fp16: under torch.autocast(dtype=torch.bfloat16 / float16; fp16 is what
+ZFTurbo's inference uses with use_amp). Timed: the model calls on
 audio already on the GPU, after one warm-up call, synchronised (no decoding,
 writing or host copies, which stemline's figures include). Peak device memory:
 torch.cuda.max_memory_allocated over the timed calls. One JSON line per model and
@@ -42,10 +45,10 @@ The packages come from --py (bench/gpu_bundle.sh copies openunmix,
 panns_inference, torchlibrosa, bs_roformer, rotary_embedding_torch, demucs,
 julius and laion_clap's model code there). Modules they import for what these
 models do not use get stand-ins where missing: librosa (torchlibrosa's window
-and mel filterbank, the Mel-Band RoFormer's import: arrays of the right shapes, a
-Hann window and a flat filterbank, so the cost of the model is the same and its
-values are not the reference's), beartype (type-checking decorators), dora and
-omegaconf (demucs's checkpoint loading).
+and mel filterbank, the Mel-Band RoFormer's bands: a Hann window, and triangular
+filters on Slaney's mel scale of unit area as librosa.filters.mel's defaults
+make them), beartype (type-checking decorators), dora and omegaconf (demucs's
+checkpoint loading).
 """
 import argparse
 import glob
@@ -62,7 +65,8 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tools"))
 sys.path.insert(0, HERE)
-ROFORMER_CHUNK, ROFORMER_OVERLAP = 485100, 2
+ROFORMER_CHUNKS = {"bs_roformer": 485100, "mel_band_roformer": 352800}  # bench/bench_roformer.py's CHUNK
+ROFORMER_OVERLAP = 2
 
 
 def librosa_standin():
@@ -85,15 +89,33 @@ def librosa_standin():
         widths[axis] = (lpad, size - n - lpad)
         return np.pad(data, widths)
 
-    def mel(sr=None, n_fft=None, n_mels=128, **kw):
-        return np.full((n_mels, 1 + n_fft // 2), 1.0 / n_mels, dtype=np.float32)
+    def hz_to_mel(f):  # Slaney's scale: linear to 1 kHz, logarithmic above
+        f = np.asarray(f, dtype=np.float64)
+        lin = f / (200.0 / 3)
+        return np.where(f >= 1000.0, 15.0 + np.log(np.maximum(f, 1e-10) / 1000.0) / (np.log(6.4) / 27), lin)
+
+    def mel_to_hz(m):
+        m = np.asarray(m, dtype=np.float64)
+        return np.where(m >= 15.0, 1000.0 * np.exp((np.log(6.4) / 27) * (m - 15.0)), m * (200.0 / 3))
+
+    def mel(sr=None, n_fft=None, n_mels=128, fmin=0.0, fmax=None, dtype=np.float32, **kw):
+        """Triangular filters on Slaney's mel scale, each of unit area (norm 'slaney', htk False)."""
+        fmax = sr / 2.0 if fmax is None else fmax
+        freqs = np.linspace(0, sr / 2.0, 1 + n_fft // 2)
+        pts = mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2))
+        w = np.zeros((n_mels, len(freqs)))
+        for i in range(n_mels):
+            up = (freqs - pts[i]) / (pts[i + 1] - pts[i])
+            down = (pts[i + 2] - freqs) / (pts[i + 2] - pts[i + 1])
+            w[i] = np.maximum(0, np.minimum(up, down)) * 2.0 / (pts[i + 2] - pts[i])
+        return w.astype(dtype)
 
     lib.filters.get_window, lib.filters.mel, lib.util.pad_center = get_window, mel, pad_center
     lib.__version__ = "stand-in"
     for m in (lib, lib.filters, lib.util):  # transformers asks importlib.util.find_spec("librosa")
         m.__spec__ = importlib.machinery.ModuleSpec(m.__name__, None)
     sys.modules.update({"librosa": lib, "librosa.filters": lib.filters, "librosa.util": lib.util})
-    return "librosa stand-in (shapes only)"
+    return "librosa stand-in (Hann window, Slaney mel filterbank)"
 
 
 def standins():
@@ -237,30 +259,32 @@ def build(model, a, torch, dev, tracks):
         net = G.build(G.import_panns_models(), G.FULL_CHANNELS, 2048)
         wins = torch.from_numpy(np.stack(windows(tracks, G.SR, 10))).to(dev)
         return net.to(dev).eval(), [wins[i:i + a.batch] for i in range(0, len(wins), a.batch)], None, extra
-    if model == "bs_roformer":
-        librosa_standin()
+    if model in ROFORMER_CHUNKS:
+        librosa_standin()  # the Mel-Band RoFormer's bands come from librosa.filters.mel
         import bench_roformer as BR
         import gen_golden_roformer as G
         from torch.utils.flop_counter import FlopCounterMode
         import bs_roformer
-        cls, _, kw, _ = BR.config("bs")
+        cls, _, kw, _ = BR.config("bs" if model == "bs_roformer" else "mel")
+        chunk = ROFORMER_CHUNKS[model]
         torch.manual_seed(0)  # G.build's model with the package's fused attention (flash_attn, as users run it)
         net = G.randomize(getattr(bs_roformer, cls)(flash_attn=True, attn_dropout=0.0, ff_dropout=0.0, **kw))
         net = net.to(dev).eval()
         calls = [torch.from_numpy(resample(x, sr, 44100)).to(dev) for x, sr in tracks]
         with torch.no_grad(), FlopCounterMode(display=False) as fc:
-            net(torch.zeros(1, 2, ROFORMER_CHUNK, device=dev).normal_())
+            net(torch.zeros(1, 2, chunk, device=dev).normal_())
         flops_chunk = fc.get_total_flops()
         extra["flops_per_chunk_counted_here"] = int(flops_chunk)
-        if a.models_dir and os.path.exists(os.path.join(a.models_dir, "bs_roformer.json")):
+        sk = os.path.join(a.models_dir or "", model + ".json")
+        if a.models_dir and os.path.exists(sk):
             # the count stemline's TFLOP/s use (bench/gpu_models.py skeleton --flops): the same work
-            with open(os.path.join(a.models_dir, "bs_roformer.json")) as f:
+            with open(sk) as f:
                 flops_chunk = (json.load(f).get("bench") or {}).get("flops_per_chunk") or flops_chunk
         chunks = []
 
         def fn(c):
-            chunks.append(roformer_demix(torch, net, c, ROFORMER_CHUNK, ROFORMER_OVERLAP, a.roformer_batch)[1])
-        extra.update(flops_per_chunk=int(flops_chunk), chunk_size=ROFORMER_CHUNK, num_overlap=ROFORMER_OVERLAP,
+            chunks.append(roformer_demix(torch, net, c, chunk, ROFORMER_OVERLAP, a.roformer_batch)[1])
+        extra.update(flops_per_chunk=int(flops_chunk), chunk_size=chunk, num_overlap=ROFORMER_OVERLAP,
                      batch_chunks=a.roformer_batch, _chunks=chunks)
         return net, calls, fn, extra
     if model == "htdemucs":
@@ -358,7 +382,8 @@ def main():
             if chunks is not None:
                 chunks.clear()
             try:
-                with torch.no_grad(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=(p == "bf16")):
+                amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(p)
+                with torch.no_grad(), torch.autocast(dev.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
                     dt = timed(torch, dev, fn or net, calls)
                 row.update(wall_seconds=round(dt, 4), calls=len(calls))
                 if model == "clap_text":

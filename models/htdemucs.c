@@ -523,12 +523,12 @@ static int spec_norm(sl_op_ctx *ctx, const hd_state *st, hd_run *R, const float 
     return sl_op_affine(ctx, &nz);
 }
 
-/* The model m of st on mix[C][L] (host) -> out[S][C][L] (host, accumulated with weight w[s] when acc).
+/* The model m of st on mix[C][L] (host) -> out[S*C] rows of L (host, accumulated with weight w[s] when acc).
  * A bag's models after the first (acc) take the normalised spectrogram of the segment (xin, vec)
  * that the first left: the same input, the same bits; sources of weight 0 are neither inverted
  * nor added (0 * y), a first model writes zeros for them. */
-static int forward(sl_op_ctx *ctx, const hd_state *st, int m, hd_run *R, const float *const *mix, float *out,
-                   const float *w, int acc, hd_dump *D)
+static int forward(sl_op_ctx *ctx, const hd_state *st, int m, hd_run *R, const float *const *mix,
+                   float *const *out, const float *w, int acc, hd_dump *D)
 {
     int rc;
     const hd_net *nt = &st->net[m];
@@ -617,18 +617,22 @@ static int forward(sl_op_ctx *ctx, const hd_state *st, int m, hd_run *R, const f
         cur = R->cur, nxt = R->nxt, tcur = R->tcur, tnxt = R->tnxt;
     }
     (void)Cx;
-    /* decoders, innermost first */
+    /* decoders, innermost first; at each level the time layer first, so that the outermost
+     * frequency layer (without a norm after its transposed convolution, which goes through
+     * B->b) writes the largest output of all into B->b, dead by then and already touched by the
+     * rewrites, rather than into memory touched for it alone */
     for (int idx = 0; idx < st->depth; idx++) {
         const int lv = st->depth - 1 - idx;
-        TRY(decode(ctx, st, &nt->dec[idx], (size_t)st->fr[lv + 1], T, cur, R->saved[lv], 0, nxt, &R->B));
         TRY(decode(ctx, st, &nt->tdec[idx], 1, st->tl[lv + 1], tcur, R->saved_t[lv], st->tl[lv], tnxt, &R->B));
+        float *fo = idx == st->depth - 1 && !nt->dec[idx].norm_b.g ? R->B.b : nxt;
+        TRY(decode(ctx, st, &nt->dec[idx], (size_t)st->fr[lv + 1], T, cur, R->saved[lv], 0, fo, &R->B));
         const size_t cin = lv ? (size_t)st->ch[lv] : 2 * SC;
         if (D) {
-            TRY(dump(ctx, D->dec[idx], nxt, cin * (size_t)st->fr[lv] * T));
+            TRY(dump(ctx, D->dec[idx], fo, cin * (size_t)st->fr[lv] * T));
             TRY(dump(ctx, D->tdec[idx], tnxt, (lv ? (size_t)st->ch[lv] : SC) * st->tl[lv]));
         }
         float *t = cur;
-        cur = nxt, nxt = t;
+        cur = fo, nxt = t;
         t = tcur, tcur = tnxt, tnxt = t;
     }
     TRY(spec_out(ctx, st, R, cur, &cfg, scale, spec_block(ctx, 2 * T, F), w));
@@ -642,12 +646,12 @@ static int forward(sl_op_ctx *ctx, const hd_state *st, int m, hd_run *R, const f
         const float wt = w ? w[sc / C] : 1.0f;
         if (wt == 0.0f) {
             if (!acc)
-                memset(out + sc * L, 0, L * sizeof(float));
+                memset(out[sc], 0, L * sizeof(float));
             continue;
         }
         for (size_t j = 0; j < L; j++) {
             const float y = hs[sc * Lp + pad + j] + (ht[sc * L + j] * (float)stdt + (float)meant);
-            out[sc * L + j] = acc ? out[sc * L + j] + wt * y : wt * y;
+            out[sc][j] = acc ? out[sc][j] + wt * y : wt * y;
         }
     }
     return 0;
@@ -659,7 +663,7 @@ typedef struct {
     hd_state st;
     hd_run R;
     float *seg;   /* [C][L] padded segment */
-    float *tmp;   /* [S][C][L] */
+    float *tmp;   /* [S][C][L]: the output of a segment shorter than L (a whole one goes to the caller's rows) */
 } hd_model;
 
 /* One segment: in[C][n], n <= L (zeros appended, as the package's forward pads), out[S][C][n]. */
@@ -684,11 +688,15 @@ static int run_segment(sl_sep_model *m, const float *const *in, size_t n, float 
     for (int k = 0; k < st->n_models; k++)
         for (size_t s = 0; s < S; s++)
             wn[k][s] = st->weights[k][s] / tot[s];
+    float *orows[SL_MAX_SOURCES * 8];
+    for (size_t s = 0; s < S; s++)
+        for (size_t c = 0; c < C; c++)
+            orows[s * C + c] = n == L ? out[s][c] : M->tmp + (s * C + c) * L;
     int rc = 0;
     for (int k = 0; k < st->n_models && !rc; k++)
-        rc = forward(m->ctx, st, k, &M->R, rows, M->tmp, st->n_models > 1 ? wn[k] : NULL, k > 0, k ? NULL : D);
-    if (rc < 0)
-        return rc;
+        rc = forward(m->ctx, st, k, &M->R, rows, orows, st->n_models > 1 ? wn[k] : NULL, k > 0, k ? NULL : D);
+    if (rc < 0 || n == L)
+        return rc < 0 ? rc : 0;
     for (size_t s = 0; s < S; s++)
         for (size_t c = 0; c < C; c++)
             memcpy(out[s][c], M->tmp + (s * C + c) * L, n * sizeof(float));

@@ -356,8 +356,8 @@ DC512 static size_t dc_block(const dc_job *J, size_t ib, size_t i1, dc_taps *T, 
     for (size_t i = ib; i < ie; i++) {
         dc_taps *Ti = &T[i - ib];
         dc_tile_taps(J, i, Ti);
-        int s = -1;
-        for (int u = 0; u < nu && s < 0; u++) {
+        int s = -1; /* only the transposed modes' tiles read the same rows as others */
+        for (int u = J->mode >= DC_TRANSPOSED ? 0 : nu; u < nu && s < 0; u++) {
             const dc_taps *Tu = &T[first[u]];
             if (Tu->n == Ti->n && !memcmp(Tu->src, Ti->src, (size_t)Ti->n * sizeof Ti->src[0]) &&
                 !memcmp(Tu->mk, Ti->mk, (size_t)Ti->n * sizeof Ti->mk[0]))
@@ -386,7 +386,7 @@ DC512 static void dc_run(const dc_job *J, size_t b, size_t i0, size_t i1, float 
         for (size_t i = 0; i < nt; i++)
             nu = slot[i] >= nu ? slot[i] + 1 : nu;
         for (int u = 0; u < nu; u++)
-            for (size_t i = 0; i < nt; i++)
+            for (size_t i = (size_t)first[u]; i < nt; i++)
                 if (slot[i] == u)
                     order[no++] = (int)i;
         for (size_t c0 = 0; c0 < J->C; c0 += J->cb) {

@@ -94,6 +94,8 @@ cat > "$T/gpu/jobs.jsonl" <<'JL'
 {"backend":"torch-cuda","device":"GPU X","audio_seconds":480.0,"job":"bs_roformer","precision":"bf16","wall_seconds":9.6,"x_realtime":50.0,"tflops":57.0,"peak_mib":9000}
 {"backend":"torch-cuda","device":"GPU X","audio_seconds":480.0,"job":"htdemucs","precision":"fp32","wall_seconds":24.0,"x_realtime":20.0,"peak_mib":2000}
 {"backend":"torch-cuda","device":"GPU X","audio_seconds":480.0,"job":"htdemucs","precision":"bf16","error":"RuntimeError: bf16 istft"}
+{"backend":"torch-cuda","device":"GPU X","audio_seconds":480.0,"job":"mel_band_roformer","precision":"fp16","wall_seconds":6.0,"x_realtime":80.0,"torch":"9.9"}
+{"job":"mel_band_roformer","precision":"bf16","status":0,"backend":"cuda","device":"GPU X","audio_seconds":480.0,"wall_seconds":2.4,"x_realtime":200.0,"ok":16,"failed":0,"note":"full"}
 {"backend":"torch-cuda","device":"GPU X","job":"clap_text","precision":"fp32","queries_per_s":500.0}
 JL
 bash "$SL_SRC/bench/gpu_check.sh" --table "$T/gpu" >/dev/null 2>"$ERR"
@@ -102,6 +104,8 @@ expect_status 0 "gpu_check.sh --table with the new models' rows"
 expect_grep "| bs_roformer | bf16 | cuda | 480.0 | 3.20 | 150.0 | 16 / 0 | 41.5 | - | 5000 (4500) | 170.0 / 190.5 |" "$T/gpu/tables.md" "job row: memory and TFLOP/s"
 expect_grep "| bs_roformer | bf16 | 150.0 | 50.0 | 3.00 | 170.0 | 57.0 | 5000 | 9000 |" "$T/gpu/tables.md" "stemline against torch with TFLOP/s and memory"
 expect_grep "torch htdemucs bf16: RuntimeError: bf16 istft" "$T/gpu/tables.md" "a torch error is said"
+expect_grep "| mel_band_roformer | bf16 (torch fp16) | 200.0 | 80.0 | 2.50 |" "$T/gpu/tables.md" "stemline bf16 against torch fp16 where torch has no bf16"
+expect_grep "| mel_band_roformer | fp16 | 80.0 | 6.00 | - | - | 9.9 |" "$T/gpu/tables.md" "every torch figure listed"
 expect_grep "| stemline (bench_clap_text) | cuda | fp32 | 2000.0 |" "$T/gpu/tables.md" "text tower: stemline queries/s"
 expect_grep "| PyTorch (laion_clap) | torch-cuda | fp32 | 500.0 |" "$T/gpu/tables.md" "text tower: torch queries/s"
 expect_grep "| htdemucs-long | bf16 | 600 | 3050 | 2550 |" "$T/gpu/tables.md" "HT-Demucs memory by track length"
