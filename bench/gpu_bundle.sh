@@ -166,7 +166,7 @@ if [ "$MODELS" = 1 ]; then
   mkdir -p "$B/models"
   MODEL_CACHE=$BUILD/gpu-models
   py=${BENCH_PYTHON:-bench/.venv-torch/bin/python}
-  [ -x "$py" ] || py=/work/main/bench/.venv-torch/bin/python
+  [ -x "$py" ] || py=python3
   # Each model's skeleton is cached under a key of the sources that make it and the
   # skeleton format (SKELETON_FORMAT in bench/gpu_models.py).
   fmt=$(grep -m1 '^SKELETON_FORMAT' bench/gpu_models.py)
