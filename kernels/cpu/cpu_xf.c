@@ -13,21 +13,73 @@
 #include "cpu_ops.h"
 #include "cpu_simd.h"
 
-/* The statistics of row i of sl_op_norm: mean and 1 / std (RMS: 0 and the scale). */
-static void norm_stats(const sl_norm_args *a, size_t i, double *mean, double *rstd)
+/* Long rows (a GroupNorm(1) over a whole tensor) are summed in at most ROW_BLOCKS blocks of at least
+ * ROW_BLOCK_MIN floats (a multiple of 64), each block by sl_cpu_row_sum, the blocks' sums then added in
+ * order: the blocks depend on the row's length alone, so the sums have the same bits whichever threads
+ * run the blocks (sl_cpu_norm spreads them over its threads when a row is alone). */
+#define ROW_BLOCKS 256
+#define ROW_BLOCK_MIN ((size_t)1 << 15)
+
+static size_t row_block(size_t n)
+{
+    const size_t b = (n + ROW_BLOCKS - 1) / ROW_BLOCKS;
+    return b < ROW_BLOCK_MIN ? ROW_BLOCK_MIN : (b + 63) & ~(size_t)63;
+}
+
+typedef struct {
+    const float *x;
+    size_t n, blk, parts;
+    double c;
+    int sq;
+    double *sums; /* [blocks] */
+} row_sum_job;
+
+static void row_sum_body(void *v, size_t t, int tid)
+{
+    (void)tid;
+    const row_sum_job *J = v;
+    size_t lo, hi;
+    sl_pool_range((J->n + J->blk - 1) / J->blk, J->parts, t, &lo, &hi);
+    for (size_t b = lo; b < hi; b++) {
+        const size_t e = (b + 1) * J->blk < J->n ? (b + 1) * J->blk : J->n;
+        J->sums[b] = sl_cpu_row_sum(J->x + b * J->blk, e - b * J->blk, J->c, J->sq);
+    }
+}
+
+/* sl_cpu_row_sum of a row of any length, its blocks over `parts` threads of pool (NULL: here) */
+static double row_sum(sl_pool *pool, size_t parts, const float *x, size_t n, double c, int sq)
+{
+    const size_t blk = row_block(n), nb = (n + blk - 1) / blk;
+    if (nb <= 1)
+        return sl_cpu_row_sum(x, n, c, sq);
+    double sums[ROW_BLOCKS];
+    row_sum_job J = {x, n, blk, parts < nb ? parts : nb, c, sq, sums};
+    if (pool && J.parts > 1)
+        sl_pool_for(pool, J.parts, row_sum_body, &J);
+    else
+        J.parts = 1, row_sum_body(&J, 0, 0);
+    double s = 0.0;
+    for (size_t b = 0; b < nb; b++)
+        s += sums[b];
+    return s;
+}
+
+/* The statistics of row i of sl_op_norm: mean and 1 / std (RMS: 0 and the scale); the row's blocks
+ * over `parts` threads of pool (NULL: on this thread). */
+static void norm_stats(const sl_norm_args *a, size_t i, sl_pool *pool, size_t parts, double *mean, double *rstd)
 {
     const size_t n = a->dim;
     const float *x = a->x + i * a->ldx;
     if (a->kind == SL_NORM_RMS) {
-        double nrm = sqrt(sl_cpu_row_sum(x, n, 0.0, 1));
+        double nrm = sqrt(row_sum(pool, parts, x, n, 0.0, 1));
         if (nrm < a->eps)
             nrm = a->eps;
         *mean = 0.0;
         *rstd = (double)(float)(sqrt((double)n) / nrm);
         return;
     }
-    *mean = sl_cpu_row_sum(x, n, 0.0, 0) / (double)n;
-    const double var = sl_cpu_row_sum(x, n, *mean, 1) / (double)n;
+    *mean = row_sum(pool, parts, x, n, 0.0, 0) / (double)n;
+    const double var = row_sum(pool, parts, x, n, *mean, 1) / (double)n;
     *rstd = 1.0 / sqrt(var + a->eps);
 }
 
@@ -109,7 +161,7 @@ static void norm_rows(const sl_norm_args *a, size_t i0, size_t i1)
 {
     for (size_t i = i0; i < i1; i++) {
         double mean, rstd;
-        norm_stats(a, i, &mean, &rstd);
+        norm_stats(a, i, NULL, 1, &mean, &rstd);
         norm_apply(a, i, mean, rstd, 0, a->kind == SL_NORM_GROUP_GLU ? a->dim / 2 : a->dim);
     }
 }
@@ -151,11 +203,11 @@ int sl_cpu_norm(sl_op_ctx *ctx, const sl_norm_args *a)
     const size_t th = (size_t)sl_pool_threads(ctx->pool);
     norm_job J = {a, th < a->rows ? th : (a->rows ? a->rows : 1), 0, 0.0, 0.0};
     if (th > 1 && a->rows < th && a->dim >= NORM_PAR_MIN) {
-        /* fewer rows than threads (a GroupNorm(1) over a whole tensor): each row's statistics on
-         * this thread, then its elements in pieces over the threads */
+        /* fewer rows than threads (a GroupNorm(1) over a whole tensor): each row's statistics by
+         * blocks over the threads, then its elements in pieces over them */
         J.parts = th;
         for (J.row = 0; J.row < a->rows; J.row++) {
-            norm_stats(a, J.row, &J.mean, &J.rstd);
+            norm_stats(a, J.row, ctx->pool, th, &J.mean, &J.rstd);
             sl_pool_for(ctx->pool, J.parts, norm_piece, &J);
         }
         return 0;

@@ -760,6 +760,9 @@ int main(void)
     test_group_norm_pieces(ctx, 1, 96, 1, 701, 1);
     test_group_norm_pieces(ctx, 2, 48, 1, 1001, 1);
     test_group_norm_pieces(ctx, 1, 40, 2, 3001, 0);
+    /* a row of 8.4 M elements: its statistics in the most blocks (256, longer than 2^15 each) over
+     * the threads, each thread several blocks */
+    test_group_norm_pieces(ctx, 1, 4, 1, 2100000, 0);
     test_group_norm_glu(ctx, 3, 12, 37);   /* rows of 444 elements: each row on one thread */
     test_group_norm_glu(ctx, 1, 96, 701);  /* 67 K elements: pieces of the row over 3 threads */
     /* long sequences (more than 256 x 256 scores): the AVX-512 kernels' query blocks, the
