@@ -166,7 +166,7 @@ if [ "$MODELS" = 1 ]; then
   mkdir -p "$B/models"
   MODEL_CACHE=$BUILD/gpu-models
   py=${BENCH_PYTHON:-bench/.venv-torch/bin/python}
-  [ -x "$py" ] || py=/work/main/bench/.venv-torch/bin/python
+  [ -x "$py" ] || py=python3
   # Each model's skeleton is cached under a key of the sources that make it and the
   # skeleton format (SKELETON_FORMAT in bench/gpu_models.py).
   fmt=$(grep -m1 '^SKELETON_FORMAT' bench/gpu_models.py)
@@ -218,9 +218,9 @@ if [ "$PACK" = 1 ]; then
   # The test and benchmark programs (all but stemline) share most of their code: one xz
   # stream with a dictionary larger than them all packs them to a fraction (the launcher
   # unpacks them into bin/ at its first start).
-  packed=$(cd "$B" && find bin -type f ! -name stemline | sort)
-  (cd "$B" && tar cf - $packed) | xz -T1 --lzma2=preset=9e,dict=128MiB > "$B/bin.tar.xz"
-  (cd "$B" && rm -f $packed)
+  mapfile -t packed < <(cd "$B" && find bin -type f ! -name stemline | sort)
+  (cd "$B" && tar cf - "${packed[@]}") | xz -T1 --lzma2=preset=9e,dict=128MiB > "$B/bin.tar.xz"
+  (cd "$B" && rm -f "${packed[@]}")
 fi
 git rev-parse HEAD > "$B/commit"
 { git status --porcelain | grep -q . && echo "(with uncommitted changes)"; } >> "$B/commit" || true
@@ -229,7 +229,7 @@ git rev-parse HEAD > "$B/commit"
 done) > "$B/MANIFEST"
 bytes=$(awk '{s += $1} END {print s}' "$B/MANIFEST")
 mib=$(( (bytes + 1048575) / 1048576 ))
-echo "gpu_bundle.sh: $B/ holds $(echo $programs | wc -w) programs ($programs), " \
+echo "gpu_bundle.sh: $B/ holds $(echo "$programs" | wc -w) programs ($programs), " \
      "${mib} MiB in all ($bytes bytes), built in $(( $(date +%s) - t0 )) s; commit $(head -1 "$B/commit")"
 echo "gpu_bundle.sh: CUDA libraries found on the GPU machine: $(tr '\n' ' ' < "$B/cuda-libs")"
 if [ "$mib" -gt "$MAX_MIB" ]; then

@@ -286,24 +286,26 @@ t0=$(date +%s)
 mkdir -p "$W"
 "$PY" bench/gpu_models.py catalog "$W/in" --tracks "$NT" --seconds "$NS" || echo "gpu_check.sh: catalog failed"
 NEW_JOBS="bs_roformer htdemucs clap mel_band_roformer"
-small_bs_roformer=tests/golden/roformer/bs_stereo_1stem.safetensors
-small_mel_band_roformer=tests/golden/roformer/mel_stereo_1stem.safetensors
-small_htdemucs=tests/golden/htdemucs/small.safetensors
-small_clap=tests/golden/clap/clap-small.safetensors
-small_clap_text=tests/golden/clap_text/small.safetensors
+declare -A SMALL=( # --quick: the new models at the size of their unit tests
+  [bs_roformer]=tests/golden/roformer/bs_stereo_1stem.safetensors
+  [mel_band_roformer]=tests/golden/roformer/mel_stereo_1stem.safetensors
+  [htdemucs]=tests/golden/htdemucs/small.safetensors
+  [clap]=tests/golden/clap/clap-small.safetensors
+  [clap_text]=tests/golden/clap_text/small.safetensors
+)
 SIZE=full
 [ $QUICK = 1 ] && SIZE=${SL_GPU_MODEL_SIZE:-small}
 for m in umx cnn14 $NEW_JOBS clap_text; do
   case " $NEW_JOBS clap_text " in
     *" $m "*) part models >/dev/null || continue
-      if [ "$SIZE" = small ]; then v=small_$m; cp "${!v}" "$W/$m.safetensors"; continue; fi ;;
+      if [ "$SIZE" = small ]; then cp "${SMALL[$m]}" "$W/$m.safetensors"; continue; fi ;;
     *) part ops >/dev/null || continue ;;
   esac
   if [ -f "$B/models/$m.json" ]; then
     "$PY" bench/gpu_models.py expand "$B/models/$m.json" "$W/$m.safetensors" || echo "gpu_check.sh: $m weights failed"
   fi
 done
-echo "== catalog ($NT tracks x $NS s), weights ($SIZE size: $(cd "$W" && ls -- *.safetensors 2>/dev/null | tr '\n' ' ')): $(( $(date +%s) - t0 )) s"
+echo "== catalog ($NT tracks x $NS s), weights ($SIZE size: $(cd "$W" && find . -maxdepth 1 -name '*.safetensors' -printf '%f ' 2>/dev/null)): $(( $(date +%s) - t0 )) s"
 job_yaml() { # NAME [CATALOG]: W/NAME.yaml
   local sep="{model: none}" emb="{model: none}" fmt="{format: wav, sample_format: f32}" in=${2:-$W/in}
   case $1 in
@@ -318,12 +320,12 @@ job_yaml() { # NAME [CATALOG]: W/NAME.yaml
 RAN=() # "JOB PREC ROWNAME RC TRACKS SECONDS" of each run, for jobline once the fp32 reference exists
 run_job() { # JOB PREC LIMIT_S [ROWNAME CATALOG TRACKS SECONDS]: `stemline run` on the GPU (CPU at fp32 without one)
   local job=$1 prec=$2 lim=$3 row=${4:-$1} in=${5:-$W/in} ntr=${6:-$NT} nsec=${7:-$NS} be
-  if [ $job != dsp ] && [ ! -s "$W/$job.safetensors" ]; then skip "job $row $prec" "no $job weights"; return 0; fi
-  if [ $GPU = 1 ]; then be=cuda; elif [ $prec = fp32 ]; then be=cpu; else skip "job $row $prec" "no GPU"; return 0; fi
+  if [ "$job" != dsp ] && [ ! -s "$W/$job.safetensors" ]; then skip "job $row $prec" "no $job weights"; return 0; fi
+  if [ $GPU = 1 ]; then be=cuda; elif [ "$prec" = fp32 ]; then be=cpu; else skip "job $row $prec" "no GPU"; return 0; fi
   job_yaml "$job" "$in"
   memwatch "$L/mem-$row-$prec.txt"
   step "job $row $prec ($be)" $((lim * SLOW)) "$L/job-$row-$prec.log" "$B/stemline" run "$W/$job.yaml" --backend "$be" \
-    --set runtime.precision=$prec --set output.dir="$W/out-$row-$prec" ${SL_GPU_JOB_BATCH:+--set runtime.batch_size=$SL_GPU_JOB_BATCH}
+    --set runtime.precision="$prec" --set output.dir="$W/out-$row-$prec" ${SL_GPU_JOB_BATCH:+--set runtime.batch_size=$SL_GPU_JOB_BATCH}
   memstop
   RAN+=("$job $prec $row $STEP_RC $ntr $nsec")
 }
@@ -332,7 +334,7 @@ joblines() { # a JSON line in jobs.jsonl for each run in RAN (bf16 against fp32 
   for r in ${RAN[@]+"${RAN[@]}"}; do
     read -r job prec row rc tracks secs <<< "$r"
     ref=(); flops=()
-    [ $prec != fp32 ] && [ -f "$W/out-$row-fp32/report.json" ] && ref=(--ref "$W/out-$row-fp32")
+    [ "$prec" != fp32 ] && [ -f "$W/out-$row-fp32/report.json" ] && ref=(--ref "$W/out-$row-fp32")
     sk=$B/models/$job.json
     size=full
     case " $NEW_JOBS " in *" $job "*) size=$SIZE ;; esac
@@ -381,7 +383,7 @@ if part models; then
   mkdir -p "$W/in-fp32"
   find "$W/in" -name '*.wav' | sort | head -n "$NF" | while read -r f; do cp "$f" "$W/in-fp32/"; done
   for job in $NEW_JOBS; do # CLAP (cheap) on every track: its shards are compared row for row
-    if [ $job = clap ]; then run_job clap fp32 90; else run_job "$job" fp32 90 "$job" "$W/in-fp32" "$NF" "$NS"; fi
+    if [ "$job" = clap ]; then run_job clap fp32 90; else run_job "$job" fp32 90 "$job" "$W/in-fp32" "$NF" "$NS"; fi
   done
   joblines
   # 1f. The CLAP text tower alone (bench_clap_text: tokenizer + encoder, bench/bench_clap_text.py's

@@ -4,8 +4,8 @@
 #
 # Data (made once under bench/work/, reused): the full-size CLAP text tower with
 # random weights (RoBERTa-base 12 x 768, 512-d projection; tools/gen_golden_clap_text.py's
-# build_model, needs the torch venv: TORCH_PY, default bench/.venv-torch or
-# /work/main/bench/.venv-torch), and ROWS random unit 512-d float32 vectors in shards of
+# build_model, needs the torch venv: TORCH_PY, default bench/.venv-torch),
+# and ROWS random unit 512-d float32 vectors in shards of
 # 10,000 rows with their jsonl rows and an index.json naming `clap` and that weights
 # file (bench/bench_search.c --model clap), as a job with `embedding.model: clap` writes them.
 #
@@ -55,7 +55,7 @@ for x in "$SL" "$B"; do [ -x "$x" ] || { echo "bench: $x not found: run make fir
 mkdir -p bench/work
 if [ ! -f "$W" ]; then
   PY=${TORCH_PY:-}
-  for cand in "$PY" bench/.venv-torch/bin/python /work/main/bench/.venv-torch/bin/python; do
+  for cand in "$PY" bench/.venv-torch/bin/python; do
     [ -n "$cand" ] && [ -x "$cand" ] && { PY=$cand; break; }
   done
   [ -n "$PY" ] || { echo "bench: no torch venv for the CLAP text tower weights (set TORCH_PY)" >&2; exit 1; }

@@ -3,7 +3,7 @@
 official `laion_clap` package (PyPI laion-clap 1.1.x: clap_module/htsat.py,
 clap_module/model.py, training/data.py) with random weights.
 
-    PY=/work/main/bench/.venv-torch/bin/python   # torch, laion-clap, torchlibrosa, librosa
+    PY=bench/.venv-torch/bin/python              # torch, laion-clap, torchlibrosa, librosa
     $PY tools/gen_golden_clap.py                  # reduced HTSAT into tests/golden/clap/
     $PY tools/gen_golden_clap.py --full DIR       # HTSAT-base at full size (not committed)
 

@@ -24,7 +24,7 @@ Import details (nothing of the model code is changed):
   mel(sr=, n_fft=, n_mels=, fmin=, fmax=): htk=False, norm='slaney' by default).
   When librosa is not importable by this interpreter (Debian's python3 with its
   torch has none), those three functions are served by the REAL librosa of
-  another interpreter (env LIBROSA_PYTHON, default /work/venv-golden/bin/python)
+  another interpreter (env LIBROSA_PYTHON, default bench/.venv-torch/bin/python)
   through a subprocess: same values, nothing re-implemented here.
 
 Reduced width: panns' Cnn14.__init__ hard-codes the channel counts
@@ -80,8 +80,10 @@ N_SAMPLES = 64123  # 2.004 s: 201 frames, odd, so every 2x2 pooling floors
 
 # ---- librosa (real, possibly from another interpreter) ----
 
+_DEFAULT_LIBROSA_PY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench", ".venv-torch", "bin", "python")
+
 def _librosa_call(expr, **kw):
-    py = os.environ.get("LIBROSA_PYTHON", "/work/venv-golden/bin/python")
+    py = os.environ.get("LIBROSA_PYTHON", _DEFAULT_LIBROSA_PY)
     code = ("import sys, io, numpy as np, librosa\n"
             "kw = %r\n"
             "a = np.asarray(%s)\n"
@@ -109,7 +111,7 @@ def install_librosa_bridge():
     sys.modules["librosa"] = lib
     sys.modules["librosa.filters"] = lib.filters
     sys.modules["librosa.util"] = lib.util
-    ver = subprocess.run([os.environ.get("LIBROSA_PYTHON", "/work/venv-golden/bin/python"), "-c",
+    ver = subprocess.run([os.environ.get("LIBROSA_PYTHON", _DEFAULT_LIBROSA_PY), "-c",
                           "import librosa; print(librosa.__version__)"], check=True,
                          stdout=subprocess.PIPE).stdout.decode().strip()
     return "librosa %s (via LIBROSA_PYTHON subprocess)" % ver

@@ -14,7 +14,7 @@
 set -u
 source "$(dirname "$0")/lib.sh"
 SRC=${SL_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
-PY="${HTDEMUCS_PYTHON:-/work/main/bench/.venv-torch/bin/python}"
+PY="${HTDEMUCS_PYTHON:-$SRC/bench/.venv-torch/bin/python}"
 if ! "$PY" -c "import torch, demucs.htdemucs, yaml" >/dev/null 2>&1; then
   echo "SKIPPED: no python with torch, demucs and PyYAML (set HTDEMUCS_PYTHON)"
   exit 77

@@ -10,12 +10,12 @@
 # checkpoints that do not fit the config (a tensor missing, misshapen or left
 # over) are refused naming the key (exit 2), and stemline refuses a weights
 # file with a tensor it does not use. Needs a python with torch, bs-roformer,
-# PyYAML and librosa (ROFORMER_PYTHON, default /work/venv-roformer/bin/python);
+# PyYAML and librosa (ROFORMER_PYTHON, default $SL_SRC/bench/.venv-torch/bin/python);
 # exits 77 (skipped) without one.
 set -u
 source "$(dirname "$0")/lib.sh"
 SRC=${SL_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
-PY="${ROFORMER_PYTHON:-/work/venv-roformer/bin/python}"
+PY="${ROFORMER_PYTHON:-$SRC/bench/.venv-torch/bin/python}"
 if ! "$PY" -c "import torch, bs_roformer, yaml, librosa" >/dev/null 2>&1; then
   echo "SKIPPED: no python with torch, bs-roformer, PyYAML and librosa (set ROFORMER_PYTHON)"
   exit 77

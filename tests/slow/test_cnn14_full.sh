@@ -14,7 +14,7 @@ if ! "$PY" -c 'import torch, importlib.util as u; assert u.find_spec("torchlibro
   exit 77
 fi
 if ! "$PY" -c 'import librosa' 2>/dev/null &&
-   ! "${LIBROSA_PYTHON:-/work/venv-golden/bin/python}" -c 'import librosa' 2>/dev/null; then
+   ! "${LIBROSA_PYTHON:-$SL_SRC/bench/.venv-torch/bin/python}" -c 'import librosa' 2>/dev/null; then
   echo "skipped: no librosa for torchlibrosa (install it, or set LIBROSA_PYTHON to a python that has it)"
   exit 77
 fi

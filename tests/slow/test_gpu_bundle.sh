@@ -19,7 +19,6 @@ command -v nvcc >/dev/null || [ -x /usr/local/cuda/bin/nvcc ] || { echo "no nvcc
 in_tmp_dir
 # --no-models where no torch venv can make the skeletons (then umx and cnn14 are skipped too)
 py=${BENCH_PYTHON:-$SL_SRC/bench/.venv-torch/bin/python}
-[ -x "$py" ] || py=/work/main/bench/.venv-torch/bin/python
 models=(--no-models)
 "$py" -c 'import importlib.util as u, sys
 sys.exit(any(u.find_spec(m) is None for m in ("torch", "openunmix", "panns_inference", "torchlibrosa", "bs_roformer",

@@ -11,7 +11,7 @@
 # --shifts and --seconds).
 set -u
 : "${SL_SRC:?}" "${SL_BUILD:?}"
-PY="${HTDEMUCS_PYTHON:-/work/main/bench/.venv-torch/bin/python}"
+PY="${HTDEMUCS_PYTHON:-$SL_SRC/bench/.venv-torch/bin/python}"
 if ! "$PY" -c 'import torch, demucs.htdemucs' 2>/dev/null; then
   echo "skipped: no python with torch and demucs (set HTDEMUCS_PYTHON)"
   exit 77

@@ -4,11 +4,11 @@
 # weights) against the bs-roformer 0.3.10 package on 1 s of stereo audio, the
 # reference in float64: every stem within 1e-4 of the reference's largest
 # sample. Label `slow`. Needs a python with torch, bs-roformer==0.3.10 and
-# librosa: ROFORMER_PYTHON (default /work/venv-roformer/bin/python); exits 77
+# librosa: ROFORMER_PYTHON (default $SL_SRC/bench/.venv-torch/bin/python); exits 77
 # (skipped) without one.
 set -u
 : "${SL_SRC:?}" "${SL_BUILD:?}"
-PY="${ROFORMER_PYTHON:-/work/venv-roformer/bin/python}"
+PY="${ROFORMER_PYTHON:-$SL_SRC/bench/.venv-torch/bin/python}"
 if ! "$PY" -c 'import torch, bs_roformer, librosa' 2>/dev/null; then
   echo "skipped: no python with torch, bs-roformer and librosa (set ROFORMER_PYTHON; see bench/bench_roformer.py)"
   exit 77
