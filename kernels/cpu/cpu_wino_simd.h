@@ -29,23 +29,16 @@ static void WG_SFX(wg_input)(const float *P, int c0, int c1, int PH, int tw, int
             const float *restrict p0 = P + ((size_t)c * PH + 2 * (size_t)(ti0 + r)) * PR;
             const float *restrict p1 = p0 + PR, *restrict p2 = p1 + PR, *restrict p3 = p2 + PR;
             size_t q = 0;
-            for (; q + WG_VW <= PR; q += WG_VW) {
-                const vf a0 = WG_SFX(ld)(p0 + q), a1 = WG_SFX(ld)(p1 + q), a2 = WG_SFX(ld)(p2 + q),
-                         a3 = WG_SFX(ld)(p3 + q);
-                WG_SFX(st)(tmp + q, a0 - a2);
-                WG_SFX(st)(tmp + PR + q, a1 + a2);
-                WG_SFX(st)(tmp + 2 * PR + q, a2 - a1);
-                WG_SFX(st)(tmp + 3 * PR + q, a1 - a3);
-            }
-            if (q < PR && PR >= WG_VW) { /* the last whole vector again, ending at PR: the same values */
-                q = PR - WG_VW;
-                const vf a0 = WG_SFX(ld)(p0 + q), a1 = WG_SFX(ld)(p1 + q), a2 = WG_SFX(ld)(p2 + q),
-                         a3 = WG_SFX(ld)(p3 + q);
-                WG_SFX(st)(tmp + q, a0 - a2);
-                WG_SFX(st)(tmp + PR + q, a1 + a2);
-                WG_SFX(st)(tmp + 2 * PR + q, a2 - a1);
-                WG_SFX(st)(tmp + 3 * PR + q, a1 - a3);
-                q = PR;
+            /* whole vectors; a last partial one is taken as the last whole vector, ending at
+             * PR (its overlap with the one before gets the same values again) */
+            for (; PR >= WG_VW && q < PR; q += WG_VW) {
+                const size_t o = q + WG_VW <= PR ? q : PR - WG_VW;
+                const vf a0 = WG_SFX(ld)(p0 + o), a1 = WG_SFX(ld)(p1 + o), a2 = WG_SFX(ld)(p2 + o),
+                         a3 = WG_SFX(ld)(p3 + o);
+                WG_SFX(st)(tmp + o, a0 - a2);
+                WG_SFX(st)(tmp + PR + o, a1 + a2);
+                WG_SFX(st)(tmp + 2 * PR + o, a2 - a1);
+                WG_SFX(st)(tmp + 3 * PR + o, a1 - a3);
             }
             for (; q < PR; q++) {
                 tmp[q] = p0[q] - p2[q];
