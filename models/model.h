@@ -98,6 +98,12 @@ int sl_emb_run_batch_scores(sl_emb_model *m, size_t batch, const float *const *c
  * embedding model that maps it (cnn14 with stemline.bn_folded=1), else 0. Reads the
  * file's header only; 0 when it cannot be read (the model's open says why). */
 double sl_emb_weights_shared_bytes(const char *name, const char *weights);
+/* Whether separation model `name` wants at most one CPU worker per track: its
+ * workers' buffers are large and touched anew by each worker's first segment,
+ * while its ops split over threads at close to full speed, so threads that would
+ * share a track's few segments as more workers go inside one worker's ops
+ * instead (htdemucs; configs/README.md, Threads). */
+int sl_sep_one_worker_per_track(const char *name);
 void sl_sep_default_segment(const sl_sep_info *info, double *segment_s, double *overlap_s);
 double sl_emb_default_window(const sl_emb_info *info);
 

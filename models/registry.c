@@ -314,6 +314,8 @@ int sl_model_opt_int_list(const sl_cfg_opt *o, const char *section, long lo, lon
     return 0;
 }
 
+int sl_sep_one_worker_per_track(const char *name) { return name && !strcmp(name, "htdemucs"); }
+
 double sl_emb_weights_shared_bytes(const char *name, const char *weights)
 {
     struct stat st;

@@ -98,14 +98,13 @@ static double available_mb(const char **from)
     return avail;
 }
 
-/* Workers worth having for the catalog: T, but for HT-Demucs no more than its
- * tracks (at least 1). A worker's HT-Demucs buffers are about 0.4 GB, touched
- * for the first time by its first segment, and its ops split over threads at
- * close to full speed, so the threads of a worker that would share a track's
- * few segments go inside the ops instead (configs/README.md, Threads). */
+/* Workers worth having for the catalog: T, but no more than its tracks (at
+ * least 1) for a separation model that wants one worker per track
+ * (sl_sep_one_worker_per_track: HT-Demucs, whose worker buffers are about
+ * 0.4 GB, touched for the first time by each worker's first segment). */
 static int useful_workers(const runner *r, int T)
 {
-    if (strcmp(r->cfg->sep_model, "htdemucs") || r->cat.n >= (size_t)T)
+    if (!sl_sep_one_worker_per_track(r->cfg->sep_model) || r->cat.n >= (size_t)T)
         return T;
     return r->cat.n ? (int)r->cat.n : 1;
 }
@@ -161,7 +160,9 @@ static int plan_workers(runner *r, int T)
     }
     const double fit = budget >= 0 ? floor((budget - once) / r->worker_mb) : (double)T;
     const int U = useful_workers(r, T);
-    const char *per = U < T ? "one per track of htdemucs" : "one per thread";
+    char per[96] = "one per thread";
+    if (U < T)
+        snprintf(per, sizeof per, "one per track of %s", c->sep_model);
     if (fit >= U) {
         snprintf(r->workers_reason, sizeof r->workers_reason,
                  "auto: %s (%d x %.0f MB per worker%s fits in %.0f MB, %s)", per, U, r->worker_mb,
