@@ -741,6 +741,7 @@ static int run_job(runner *r)
         if (!r->fatal && (r->emb->n_scores > 0 || r->zs) && cfg->emb_tags_top_k > 0) {
             char tp[4096];
             snprintf(tp, sizeof tp, "%s/tags/%s/%stags.jsonl", cfg->output_dir, r->emb->name, prefix);
+            sl_atomic_sweep_for(tp); /* an earlier run's temporaries (killed while writing it) */
             rc = sl_tags_write(tp, r->ledger, r->emb->name, r->esrc, (size_t)r->n_esrc);
             if (rc) {
                 sl_log(SL_LOG_ERROR, NULL, "tags", "%s", sl_errmsg(rc, m, sizeof m));
@@ -761,6 +762,9 @@ static int run_job(runner *r)
         char rp[4096];
         snprintf(rp, sizeof rp, "%s/%sreport.json", cfg->output_dir, prefix);
         sl_report_finish(r->report, now_s() - t_start, atomic_load(&stop_requests) != 0, r->fatal ? r->fatal_msg : NULL);
+        /* the temporaries an earlier run left when killed while writing these two (only
+         * this prefix's names: partitions sharing the folder write their own) */
+        sl_atomic_sweep_for(rp);
         rc = sl_report_write(r->report, rp);
         if (rc) {
             sl_log(SL_LOG_ERROR, NULL, "report", "%s", sl_errmsg(rc, m, sizeof m));
@@ -769,6 +773,7 @@ static int run_job(runner *r)
             /* the page is a view of report.json: a failure to write it is said, not fatal */
             char hp[4096];
             snprintf(hp, sizeof hp, "%s/%sreport.html", cfg->output_dir, prefix);
+            sl_atomic_sweep_for(hp);
             sl_report_html_opts ho = {.out_dir = cfg->output_dir, .report = rp, .html = hp, .prefix = prefix};
             if ((rc = sl_report_html_write(&ho)) != 0)
                 sl_log(SL_LOG_ERROR, NULL, "report", "report.html: %s", sl_errmsg(rc, m, sizeof m));

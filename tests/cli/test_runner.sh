@@ -223,4 +223,14 @@ for root, dirs, files in os.walk("out-k"):
 print("tracks done before the last run:", len(before))
 EOF
 
+# A run killed while writing report.json / report.html leaves their temporaries
+# (NAME.tmp-<pid>-<n>): the next run removes them (only those of these names).
+for f in report.json.tmp-99999-0 report.html.tmp-99999-3 notes.tmp-99999-0; do echo stale > "out-k/$f"; done
+run_sl run job.yaml --quiet --set 'input.paths=[sig]' --set output.dir=out-k
+expect_status 0 "rerun over a killed run's report temporaries"
+[ ! -e out-k/report.json.tmp-99999-0 ] && [ ! -e out-k/report.html.tmp-99999-3 ] && [ -s out-k/report.html ] && pass ||
+  fail "report temporaries of a killed run left in place: $(ls out-k | grep tmp- | tr '\n' ' ')"
+[ -e out-k/notes.tmp-99999-0 ] && pass || fail "a file of another name was swept"
+rm -f out-k/notes.tmp-99999-0
+
 finish
