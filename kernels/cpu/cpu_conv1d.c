@@ -178,18 +178,22 @@ int sl_cpu_conv1d(sl_op_ctx *ctx, const sl_conv1d_args *a)
         block = COL_MAX;
     if (block < 16)
         block = 16;
+    /* the blocks (one library call each) follow the shape, never the thread count, so that every
+     * runtime.threads gives the same bits (sl_cpu_sgemm_part says why): at least SL_CPU_SPLIT
+     * blocks where the work allows, for the threads to share */
+    const size_t S = SL_CPU_SPLIT;
     if (block < NC) { /* parts of one item each, about equal */
         J.per_item = (NC + block - 1) / block;
-        if (threads > 1 && a->batch * J.per_item * (size_t)a->groups < threads && NC >= 256 * threads)
-            J.per_item = (threads + a->batch - 1) / a->batch;
+        if (a->batch * J.per_item * (size_t)a->groups < S && NC >= 256 * S)
+            J.per_item = (S + a->batch - 1) / a->batch;
         J.block = (NC + J.per_item - 1) / J.per_item;
         J.n_blocks = a->batch * J.per_item;
     } else { /* whole items, enough blocks for the threads */
         size_t items = block / NC;
         if (items > a->batch)
             items = a->batch;
-        if (threads > 1 && (a->batch + items - 1) / items * (size_t)a->groups < threads)
-            items = (a->batch + threads - 1) / threads;
+        if ((a->batch + items - 1) / items * (size_t)a->groups < S)
+            items = (a->batch + S - 1) / S;
         J.block = items * NC;
         J.n_blocks = (a->batch + items - 1) / items;
     }
@@ -255,9 +259,10 @@ int sl_cpu_conv_transpose1d(sl_op_ctx *ctx, const sl_convt1d_args *a)
         return 0;
     ct_job J = {a, 0, 0, 0, NULL};
     const size_t k = (size_t)a->k, threads = (size_t)sl_pool_threads(ctx->pool);
-    /* enough channel blocks for the threads, each at least 4 channels */
+    /* enough channel blocks for the threads, each at least 4 channels; decided by the shape
+     * alone (each block is its own library call: the same bits at any thread count) */
     J.o_block = (size_t)a->c_out;
-    while (J.o_block > 4 && a->batch * ((size_t)a->c_out + J.o_block - 1) / J.o_block < 2 * threads)
+    while (J.o_block > 4 && a->batch * ((size_t)a->c_out + J.o_block - 1) / J.o_block < SL_CPU_SPLIT)
         J.o_block = (J.o_block + 1) / 2;
     J.n_oblocks = ((size_t)a->c_out + J.o_block - 1) / J.o_block;
     size_t per_i = J.o_block * k * a->inner;

@@ -27,35 +27,92 @@ static size_t gemm_parts(const sl_op_ctx *ctx, size_t m, size_t n, size_t k)
     return th;
 }
 
+/* Library products are cut into tiles that depend on the shape alone, one library call per
+ * tile, and the threads share out whole tiles: OpenBLAS's kernels for some CPUs (Zen's, through
+ * its Haswell kernels) sum an element of c in an order that depends on the shape of the call
+ * it lies in, so a split that followed the thread count would change bits between
+ * runtime.threads values. Tiles run along n in whole groups of 16 columns when n >= m, else
+ * along m; their count is a power of two: up to 4 of at least GEMM_TILE_MIN, more (up to
+ * GEMM_TILES_MAX) only of at least GEMM_TILE_WIDE, each at least PAR_MIN_MACS of work, so that
+ * a product on one thread pays at most a few repackings of its other operand. */
+#define GEMM_TILES_MAX 64
+#define GEMM_TILE_MIN 32
+#define GEMM_TILE_WIDE 512
+
+typedef struct {
+    int cols;            /* tiles of columns (else of rows) */
+    size_t size, count;  /* columns / rows per tile (the last one shorter), tiles */
+} gemm_grid;
+
+static gemm_grid grid_of(size_t m, size_t n, size_t k)
+{
+    gemm_grid g = {n >= m, 1, 1};
+    const size_t D = g.cols ? n : m, macs = m * n * k;
+    size_t t = 1;
+    while (2 * t <= GEMM_TILES_MAX && macs / (2 * t) >= PAR_MIN_MACS &&
+           D / (2 * t) >= (2 * t <= 4 ? GEMM_TILE_MIN : GEMM_TILE_WIDE))
+        t *= 2;
+    g.size = (D + t - 1) / t;
+    if (g.cols)
+        g.size = (g.size + 15) & ~(size_t)15;
+    if (!g.size)
+        g.size = 1;
+    g.count = D ? (D + g.size - 1) / g.size : 1;
+    return g;
+}
+
+size_t sl_cpu_gemm_tiles(size_t m, size_t n, size_t k) { return grid_of(m, n, k).count; }
+
+/* Rows [i0, i1) x columns [j0, j1) of tiles [t0, t1) of the grid. */
+static void grid_rect(const gemm_grid *g, size_t m, size_t n, size_t t0, size_t t1, size_t *i0, size_t *i1,
+                      size_t *j0, size_t *j1)
+{
+    const size_t D = g->cols ? n : m, lo = t0 * g->size < D ? t0 * g->size : D, hi = t1 * g->size < D ? t1 * g->size : D;
+    *i0 = 0, *i1 = m, *j0 = 0, *j1 = n;
+    if (g->cols)
+        *j0 = lo, *j1 = hi;
+    else
+        *i0 = lo, *i1 = hi;
+}
+
+void sl_cpu_gemm_part_rect(size_t part, size_t parts, size_t m, size_t n, size_t k, size_t *i0, size_t *i1, size_t *j0,
+                           size_t *j1)
+{
+    const gemm_grid g = grid_of(m, n, k);
+    size_t t0, t1;
+    sl_pool_range(g.count, parts, part, &t0, &t1);
+    grid_rect(&g, m, n, t0, t1, i0, i1, j0, j1);
+}
+
+/* Parts worth running for an m x n x k library product: at most its tiles. */
+static size_t lib_parts(size_t parts, size_t m, size_t n, size_t k)
+{
+    const size_t t = grid_of(m, n, k).count;
+    return parts < t ? parts : t;
+}
+
 void sl_cpu_sgemm_part(size_t part, size_t parts, int trans_b, size_t m, size_t n, size_t k, const float *a,
                        size_t lda, const float *b, size_t ldb, float *c, size_t ldc)
 {
-    size_t lo, hi;
-    const int dot = trans_b && sl_cpu_gemm_dot_fits(m, n, k);
-    if (n >= m) {
-        const size_t blocks = (n + 15) / 16;
-        sl_pool_range(blocks, parts, part, &lo, &hi);
-        lo *= 16;
-        hi = hi * 16 < n ? hi * 16 : n;
-        if (lo >= hi)
-            return;
-        b += trans_b ? lo * ldb : lo;
-        c += lo;
-        n = hi - lo;
-    } else {
-        sl_pool_range(m, parts, part, &lo, &hi);
-        if (lo >= hi)
-            return;
-        a += lo * lda;
-        c += lo * ldc;
-        m = hi - lo;
-    }
-    if (dot) {
-        sl_cpu_gemm_dot(m, n, k, a, lda, b, ldb, c, ldc);
+    const gemm_grid g = grid_of(m, n, k);
+    size_t t0, t1;
+    sl_pool_range(g.count, parts, part, &t0, &t1);
+    if (t0 >= t1)
         return;
+    /* the dot kernel sums every element in one order wherever it lies: the part's tiles at once */
+    const int dot = trans_b && sl_cpu_gemm_dot_fits(m, n, k);
+    for (size_t t = t0; t < t1; t++) {
+        size_t i0, i1, j0, j1;
+        grid_rect(&g, m, n, t, dot ? t1 : t + 1, &i0, &i1, &j0, &j1);
+        const float *at = a + i0 * lda, *bt = b + (trans_b ? j0 * ldb : j0);
+        float *ct = c + i0 * ldc + j0;
+        if (dot) {
+            sl_cpu_gemm_dot(i1 - i0, j1 - j0, k, at, lda, bt, ldb, ct, ldc);
+            return;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, (int)(i1 - i0), (int)(j1 - j0),
+                    (int)k, 1.0f, at, (int)lda, bt, (int)ldb, 0.0f, ct, (int)ldc);
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k, 1.0f, a,
-                (int)lda, b, (int)ldb, 0.0f, c, (int)ldc);
 }
 
 typedef struct {
@@ -75,7 +132,7 @@ static void sgemm_body(void *v, size_t i, int tid)
 void sl_cpu_sgemm(sl_op_ctx *ctx, int trans_b, size_t m, size_t n, size_t k, const float *a, size_t lda,
                   const float *b, size_t ldb, float *c, size_t ldc)
 {
-    sgemm_job j = {trans_b, m, n, k, lda, ldb, ldc, gemm_parts(ctx, m, n, k), a, b, c};
+    sgemm_job j = {trans_b, m, n, k, lda, ldb, ldc, lib_parts(gemm_parts(ctx, m, n, k), m, n, k), a, b, c};
     sl_pool_for(ctx->pool, j.parts, sgemm_body, &j);
 }
 
@@ -128,20 +185,18 @@ static void gemm_body(void *job, size_t t, int tid)
     const float *add = a->add ? a->add + b * a->stride_add : NULL;
     float *y = a->y + b * a->stride_y, *p = J->tmp ? J->tmp + b * a->m * a->n : y;
     const size_t ldp = J->tmp ? a->n : a->ldy;
-    size_t i0 = 0, i1 = a->m, j0 = 0, j1 = a->n;
-    if (J->parts > 1) { /* the same split as sl_cpu_sgemm_part */
-        if (a->n >= a->m) {
-            sl_pool_range((a->n + 15) / 16, J->parts, part, &j0, &j1);
-            j0 *= 16;
-            j1 = j1 * 16 < a->n ? j1 * 16 : a->n;
-        } else {
-            sl_pool_range(a->m, J->parts, part, &i0, &i1);
+    size_t i0, i1, j0, j1; /* the part's tiles, as sl_cpu_sgemm_part splits them */
+    sl_cpu_gemm_part_rect(part, J->parts, a->m, a->n, a->k, &i0, &i1, &j0, &j1);
+    if (i0 >= i1 || j0 >= j1)
+        return;
+    if (J->prefill) { /* tile by tile: the library's calls of the same shapes at any thread count */
+        const gemm_grid g = grid_of(a->m, a->n, a->k);
+        size_t t0, t1;
+        sl_pool_range(g.count, J->parts, part, &t0, &t1);
+        for (size_t q = t0; q < t1; q++) {
+            grid_rect(&g, a->m, a->n, q, q + 1, &i0, &i1, &j0, &j1);
+            gemm_prefill(a, i0, i1, j0, j1, x, w, bias, add, y);
         }
-        if (i0 >= i1 || j0 >= j1)
-            return;
-    }
-    if (J->prefill) {
-        gemm_prefill(a, i0, i1, j0, j1, x, w, bias, add, y);
         return;
     }
     if (a->k > 0) {
@@ -289,7 +344,7 @@ int sl_cpu_gemm(sl_op_ctx *ctx, const sl_gemm_args *a)
     const size_t th = (size_t)sl_pool_threads(ctx->pool);
     size_t parts = 1;
     if (a->batch < th && gemm_parts(ctx, a->m, a->n, a->k) > 1)
-        parts = (th + a->batch - 1) / a->batch;
+        parts = lib_parts((th + a->batch - 1) / a->batch, a->m, a->n, a->k);
     gemm_job J = {a, parts, tmp, prefill};
     sl_pool_for(ctx->pool, a->batch * parts, gemm_body, &J);
     return 0;
@@ -414,16 +469,8 @@ static void lstm_proj_body(void *v, size_t t, int tid)
     sl_cpu_sgemm_part(part, L->parts, 1, L->T, D * G, L->n_in, L->in + b * L->stride_in, L->ld_in, w_ih, L->n_in, proj,
               D * G);
     /* bias on the same rows / columns as the part just computed */
-    size_t i0 = 0, i1 = L->T, j0 = 0, j1 = D * G;
-    if (L->parts > 1) {
-        if (D * G >= L->T) {
-            sl_pool_range((D * G + 15) / 16, L->parts, part, &j0, &j1);
-            j0 *= 16;
-            j1 = j1 * 16 < D * G ? j1 * 16 : D * G;
-        } else {
-            sl_pool_range(L->T, L->parts, part, &i0, &i1);
-        }
-    }
+    size_t i0, i1, j0, j1;
+    sl_cpu_gemm_part_rect(part, L->parts, L->T, D * G, L->n_in, &i0, &i1, &j0, &j1);
     for (size_t i = i0; i < i1; i++)
         for (size_t g = j0; g < j1; g++)
             proj[i * D * G + g] += bias[g];
@@ -462,7 +509,7 @@ int sl_cpu_lstm(sl_op_ctx *ctx, const sl_lstm_cfg *c, size_t batch, size_t T, co
         L.stride_out = last ? stride_y : T * O;
         size_t parts = 1;
         if (batch < th && gemm_parts(ctx, T, D * G, L.n_in) > 1)
-            parts = (th + batch - 1) / batch;
+            parts = lib_parts((th + batch - 1) / batch, T, D * G, L.n_in);
         L.parts = parts;
         sl_pool_for(ctx->pool, batch * parts, lstm_proj_body, &L);
         sl_pool_for(ctx->pool, batch * D, lstm_recur_body, &L);

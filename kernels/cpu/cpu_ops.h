@@ -118,10 +118,19 @@ void sl_cpu_rotate_rows(const float *src, size_t ld, size_t rows, int D, const f
  * over the context's threads when large enough (OpenBLAS itself runs on one thread). */
 void sl_cpu_sgemm(sl_op_ctx *ctx, int trans_b, size_t m, size_t n, size_t k, const float *a, size_t lda,
                   const float *b, size_t ldb, float *c, size_t ldc);
-/* Part `part` of `parts` of the same product on the calling thread: columns split in
- * multiples of 16 when n >= m, else rows (for ops that schedule GEMMs themselves). */
+/* Part `part` of `parts` of the same product on the calling thread (for ops that schedule
+ * GEMMs themselves): the product is cut into sl_cpu_gemm_tiles(m, n, k) tiles that depend on
+ * its shape alone (columns in multiples of 16 when n >= m, else rows), one library call per
+ * tile, and each part takes whole tiles (sl_cpu_gemm_part_rect gives the rows and columns of
+ * c that part writes): the same bits whatever `parts` is. */
 void sl_cpu_sgemm_part(size_t part, size_t parts, int trans_b, size_t m, size_t n, size_t k, const float *a,
                        size_t lda, const float *b, size_t ldb, float *c, size_t ldc);
+size_t sl_cpu_gemm_tiles(size_t m, size_t n, size_t k);
+/* Parts that ops cutting their own library calls by the shape (conv1d, conv_transpose1d) aim
+ * for, whatever the thread count. */
+#define SL_CPU_SPLIT 4
+void sl_cpu_gemm_part_rect(size_t part, size_t parts, size_t m, size_t n, size_t k, size_t *i0, size_t *i1, size_t *j0,
+                           size_t *j1);
 /* Products of at most this many rows of a take the AVX-512 dot-product kernel
  * (cpu_gemm512.c) instead of OpenBLAS, whose packing of b on every call costs more
  * than the arithmetic there. sl_cpu_gemm_dot_fits says whether a whole m x n x k
