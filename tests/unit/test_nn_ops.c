@@ -174,6 +174,47 @@ static void test_gemm_prec(sl_op_ctx *ctx, sl_precision prec, size_t batch, size
 
 /* A residual in place (add == y) in each precision, rows not a multiple of the AMX blocks: y =
  * act(x w^T + bias) + y within the mode's tolerance, the same bits on 1 and 3 threads. */
+/* The library path's split: whole tiles of a grid decided by the shape alone, so that any
+ * number of parts issues the same library calls (OpenBLAS's Zen kernels give an element
+ * bits that depend on the shape of the call it lies in). For several shapes and 1..9 parts:
+ * the parts' rectangles tile c exactly, along one dimension, and every boundary between
+ * parts is a boundary of the one-part grid's tiles (sl_cpu_gemm_tiles of them, of equal
+ * size but the last, whole groups of 16 columns). */
+static void test_gemm_tiles(void)
+{
+    static const size_t shapes[][3] = {{25, 67, 771}, {40, 97, 200}, {48, 20, 400}, {1000, 3072, 768},
+                                       {4096, 512, 512}, {48, 200000, 384}, {3, 5, 7}, {300, 40, 64}, {1, 1, 0}};
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+        const size_t m = shapes[s][0], n = shapes[s][1], k = shapes[s][2], T = sl_cpu_gemm_tiles(m, n, k);
+        const int cols = n >= m;
+        const size_t D = cols ? n : m, size = (D + T - 1) / T;
+        CHECK_MSG(T >= 1 && T <= D, "m%zu n%zu k%zu: %zu tiles", m, n, k, T);
+        /* the tile size the grid uses: boundaries are multiples of it */
+        size_t i0, i1, j0, j1;
+        sl_cpu_gemm_part_rect(0, T, m, n, k, &i0, &i1, &j0, &j1);
+        const size_t tile = cols ? j1 - j0 : i1 - i0;
+        CHECK_MSG(tile >= size && (!cols || tile % 16 == 0 || tile == n), "m%zu n%zu k%zu: tile %zu", m, n, k, tile);
+        for (size_t parts = 1; parts <= 9; parts++) {
+            size_t next = 0;
+            for (size_t p = 0; p < parts; p++) {
+                sl_cpu_gemm_part_rect(p, parts, m, n, k, &i0, &i1, &j0, &j1);
+                const size_t lo = cols ? j0 : i0, hi = cols ? j1 : i1;
+                if (lo >= hi)
+                    continue;
+                CHECK_MSG(cols ? (i0 == 0 && i1 == m) : (j0 == 0 && j1 == n), "m%zu n%zu: part spans the other way", m,
+                          n);
+                CHECK_MSG(lo == next, "m%zu n%zu k%zu parts %zu: part %zu starts at %zu, not %zu", m, n, k, parts, p,
+                          lo, next);
+                CHECK_MSG(lo % tile == 0 && (hi % tile == 0 || hi == D), "m%zu n%zu k%zu parts %zu: [%zu, %zu) cuts a tile of %zu",
+                          m, n, k, parts, lo, hi, tile);
+                next = hi;
+            }
+            CHECK_MSG(next == D, "m%zu n%zu k%zu parts %zu: parts end at %zu of %zu", m, n, k, parts, next, D);
+        }
+        printf("  gemm tiles m%zu n%zu k%zu: %zu tiles of %zu %s\n", m, n, k, T, tile, cols ? "columns" : "rows");
+    }
+}
+
 static void test_gemm_residual(sl_op_ctx *ctx)
 {
     const size_t m = 613, n = 70, k = 50, ldy = 72;
@@ -649,6 +690,7 @@ int main(void)
     test_gemm(ctx, 3, 37, 29, 300, SL_ACT_RELU);
     test_gemm(ctx, 2, 64, 130, 0, SL_ACT_TANH); /* k = 0: bias only */
     test_gemm_dot(ctx);
+    test_gemm_tiles();
     test_gemm_packed(ctx);
     /* runtime.precision tf32 / bf16 / bf16x6 (at fp32's tolerance) on the AMX tiles: edges in every
      * dimension (rows, columns, k not multiples of 32 / 16) */
