@@ -96,6 +96,14 @@ size_t sl_cpu_attn_small_ws(size_t tq, size_t tk, size_t D);
 /* The pair by the AVX2 / FMA kernels of cpu_attn.c: 1 when done, 0 when this CPU
  * (or the AVX2 switch, sl_cpu_simd_set) leaves it to the caller. */
 int sl_cpu_attn_small(const sl_cpu_attn_pair *p, float *ws);
+/* The pair by the long-sequence kernel of cpu_attn_flash2.c (AVX2 / FMA, an online softmax over
+ * chunks of keys) on CPUs with AVX2 / FMA and without AVX-512, for more than 64 keys and head
+ * widths a multiple of 8 up to 64: 1 when done, 0 when it leaves the pair to the caller;
+ * sl_cpu_attn_long_ws floats of workspace for tq query rows and up to tk keys;
+ * sl_cpu_attn_set_long(0) turns it off (tests; returns the previous setting). */
+int sl_cpu_attn_long(const sl_cpu_attn_pair *p, float *ws);
+size_t sl_cpu_attn_long_ws(size_t tq, size_t tk, size_t D);
+int sl_cpu_attn_set_long(int enable);
 /* Pairs of up to 64 keys (a multiple of 16), head widths 16..64 (multiples of 16) and no
  * rotation take cpu_attn.c's window kernel under AVX-512 (the same bits as its general
  * kernel, without the copies); 0 turns it off (tests; returns the previous setting). */

@@ -3,7 +3,9 @@
  * head: rotated copies of q and k, the [tq][k_len] scores by one GEMM, an exact
  * softmax per row (max subtracted, the sum in double), the output by a second
  * GEMM straight into its strided place, then the gate. Short sequences (up to
- * 256 x 256 scores) take the register-blocked kernels of cpu_attn.c instead. */
+ * 256 x 256 scores) take the register-blocked kernels of cpu_attn.c instead, and
+ * longer ones those of cpu_attn.c (AVX-512) or cpu_attn_flash2.c (AVX2 / FMA) where
+ * their head widths fit. */
 #include <cblas.h>
 #include <math.h>
 #include <string.h>
@@ -387,6 +389,10 @@ static void attn_body(void *v, size_t t, int tid)
      * to LONG_KEYS keys (beyond, their scalar tail columns make the library path faster) */
     if (J->amx && sl_cpu_attn_amx(&P, qr))
         ;
+    /* without AVX-512, long sequences with head widths a multiple of 8 up to 64 take the AVX2
+     * kernel of an online softmax (cpu_attn_flash2.c) rather than the library path */
+    else if (tq * kl > SMALL_SCORES && !sl_cpu_attn_any_length() && sl_cpu_attn_long(&P, qr))
+        ;
     else if ((tq * kl > SMALL_SCORES && (!sl_cpu_attn_any_length() || (kl > LONG_KEYS && D % 16))) ||
              !sl_cpu_attn_small(&P, qr))
         attend_blas(&P, qr);
@@ -409,6 +415,8 @@ int sl_cpu_attention(sl_op_ctx *ctx, const sl_attention_args *a)
     size_t stride = (tq + tk) * (size_t)D + (tq * tk < blk ? tq * tk : blk);
     const size_t small = sl_cpu_attn_small_ws(tq, tk, (size_t)D);
     stride = stride > small ? stride : small;
+    if (tq * tk > SMALL_SCORES && sl_cpu_attn_long_ws(tq, tk, (size_t)D) > stride)
+        stride = sl_cpu_attn_long_ws(tq, tk, (size_t)D);
     /* runtime.precision tf32 / bf16: long sequences' products on the AMX tiles */
     const sl_precision prec = sl_op_ctx_precision(ctx);
     const int amx = (prec == SL_PREC_TF32 || prec == SL_PREC_BF16) && tk >= AMX_MIN_KEYS && tq >= AMX_MIN_ROWS && sl_cpu_amx();

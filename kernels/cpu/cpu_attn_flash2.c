@@ -1,0 +1,260 @@
+/* Long-sequence attention of one (sequence, head) pair with AVX2 / FMA, for CPUs without
+ * AVX-512 (sl_cpu_attn_long): the online softmax of cpu_attn.c's attend_flash512 in 8-wide
+ * vectors. q is rotated (rope) and scaled by scale * log2(e) as it is copied, so each
+ * probability is one 2^x (the same degree-6 polynomial on [-1/2, 1/2] with FMA and a
+ * power-of-two scaling, the same bits as the AVX-512 kernel's); k is packed in blocks of 16
+ * keys ([block][D][16], zero keys past k_len), v's rows side by side. Per block of FQ query rows
+ * and chunk of FC keys: the scores (4 rows x 16 keys per pass, each score a sum over d in order,
+ * keys past k_len -inf, the bias times log2(e) added by one FMA) and their row maxima, the new
+ * maxima m, the probabilities 2^(s - m) in place and their sums (8 float lanes per chunk, added
+ * in double), the rows' outputs so far rescaled by 2^(m_old - m) and p . v of the chunk added
+ * (4 rows x 16 columns per pass, the keys in order). The outputs are divided by the sums (and
+ * times row_scale) at the end. Each pair is computed whole, whatever the threads. */
+#include <math.h>
+#include <string.h>
+
+#include "cpu_ops.h"
+#include "cpu_simd.h"
+
+static int long_enabled = 1;
+
+int sl_cpu_attn_set_long(int enable)
+{
+    const int old = long_enabled;
+    long_enabled = enable != 0;
+    return old;
+}
+
+#define FQ 8
+#define FC 256
+#define KB 16
+
+/* The pairs this kernel takes: more than LONG_MIN keys, head widths a multiple of 8 up to 64. */
+#define LONG_MIN 64
+static int takes(size_t kl, size_t D)
+{
+    return kl > LONG_MIN && D % 8 == 0 && D >= 8 && D <= 64;
+}
+
+size_t sl_cpu_attn_long_ws(size_t tq, size_t tk, size_t D)
+{
+    const size_t kp = (tk + KB - 1) / KB * KB, tqp = (tq + FQ - 1) / FQ * FQ;
+    return tqp * D + kp * D + tk * D + FQ * FC + FQ * 64;
+}
+
+#ifdef SL_CPU_HAVE_AVX2_PATHS
+#include <immintrin.h>
+
+#define ATT_AVX2 __attribute__((target("avx2,fma")))
+
+/* 2^x for x <= 0 (below -126: 2^-126), as cpu_attn.c's exp2_neg512: p(f) 2^n, n = round(x). */
+ATT_AVX2 static inline __m256 exp2_neg256(__m256 x)
+{
+    x = _mm256_max_ps(x, _mm256_set1_ps(-126.0f));
+    const __m256 n = _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m256 f = _mm256_sub_ps(x, n);
+    __m256 p = _mm256_set1_ps(1.5345810970757157e-4f);
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.3399930903688073e-3f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(9.618489071726799e-3f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(5.550328642129898e-2f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(2.4022646248340607e-1f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(6.931471824645996e-1f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
+    /* 2^n (n in -126..0: a normal float) times p: exactly scalef's p 2^n */
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+ATT_AVX2 static inline float hmax8(__m256 v)
+{
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
+ATT_AVX2 static inline float hsum8(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* Scores of 4 query rows q[4][D] (scaled) against the 16 keys of block kb ([D][16]) into
+ * S[r][0..16) (row stride FC): bias rows brow[r] (or NULL) times log2(e) added, keys from
+ * `valid` on -inf, the rows' running maxima mx[r] raised. */
+ATT_AVX2 static inline __attribute__((always_inline)) void flash_qk(const float *q, size_t D, const float *kb,
+                                                                  const float *const *brow, size_t j0,
+                                                                  size_t valid, float *S, __m256 *mx)
+{
+    __m256 acc[4][2];
+    _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++)
+        acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+    for (size_t d = 0; d < D; d++) {
+        const __m256 k0 = _mm256_loadu_ps(kb + d * KB), k1 = _mm256_loadu_ps(kb + d * KB + 8);
+        _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) {
+            const __m256 qv = _mm256_broadcast_ss(q + (size_t)r * D + d);
+            acc[r][0] = _mm256_fmadd_ps(qv, k0, acc[r][0]);
+            acc[r][1] = _mm256_fmadd_ps(qv, k1, acc[r][1]);
+        }
+    }
+    const __m256 ninf = _mm256_set1_ps(-INFINITY), l2e = _mm256_set1_ps(1.44269504088896341f);
+    const __m256 lane = _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7), vf = _mm256_set1_ps((float)(valid < KB ? valid : KB));
+    const __m256 m0 = _mm256_cmp_ps(lane, vf, _CMP_LT_OQ),
+                 m1 = _mm256_cmp_ps(_mm256_add_ps(lane, _mm256_set1_ps(8.0f)), vf, _CMP_LT_OQ);
+    _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) {
+        __m256 s0 = acc[r][0], s1 = acc[r][1];
+        if (brow) {
+            __m256 b0, b1;
+            if (valid >= KB) {
+                b0 = _mm256_loadu_ps(brow[r] + j0), b1 = _mm256_loadu_ps(brow[r] + j0 + 8);
+            }
+            else {
+                float t[KB] = {0};
+                memcpy(t, brow[r] + j0, valid * sizeof(float));
+                b0 = _mm256_loadu_ps(t), b1 = _mm256_loadu_ps(t + 8);
+            }
+            s0 = _mm256_fmadd_ps(b0, l2e, s0);
+            s1 = _mm256_fmadd_ps(b1, l2e, s1);
+        }
+        if (valid < KB) {
+            s0 = _mm256_blendv_ps(ninf, s0, m0);
+            s1 = _mm256_blendv_ps(ninf, s1, m1);
+        }
+        _mm256_storeu_ps(S + (size_t)r * FC, s0);
+        _mm256_storeu_ps(S + (size_t)r * FC + 8, s1);
+        mx[r] = _mm256_max_ps(mx[r], _mm256_max_ps(s0, s1));
+    }
+}
+
+/* o[r][0..8 NW) = o[r] * alpha[r] + sum_{j < n} P[r][j] v[j][..], 4 rows, NW = 1 or 2
+ * (o row stride 64, P row stride FC, v row stride D). */
+ATT_AVX2 static inline __attribute__((always_inline)) void flash_pv(int NW, const float *P, const float *v,
+                                                                  size_t D, size_t n, const float *alpha,
+                                                                  float *o)
+{
+    __m256 acc[4][2];
+    _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) {
+        const __m256 a = _mm256_set1_ps(alpha[r]);
+        _Pragma("GCC unroll 2") for (int w = 0; w < NW; w++)
+            acc[r][w] = _mm256_mul_ps(_mm256_loadu_ps(o + (size_t)r * 64 + 8 * w), a);
+    }
+    for (size_t j = 0; j < n; j++) {
+        __m256 vv[2];
+        _Pragma("GCC unroll 2") for (int w = 0; w < NW; w++)
+            vv[w] = _mm256_loadu_ps(v + j * D + 8 * w);
+        _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) {
+            const __m256 p = _mm256_broadcast_ss(P + (size_t)r * FC + j);
+            _Pragma("GCC unroll 2") for (int w = 0; w < NW; w++)
+                acc[r][w] = _mm256_fmadd_ps(p, vv[w], acc[r][w]);
+        }
+    }
+    _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++)
+        _Pragma("GCC unroll 2") for (int w = 0; w < NW; w++)
+            _mm256_storeu_ps(o + (size_t)r * 64 + 8 * w, acc[r][w]);
+}
+
+/* p . v of one chunk for the FQ rows: 4 rows x 16 columns a pass, then 8. */
+ATT_AVX2 __attribute__((noinline)) static void flash_pv_rows(const float *P, const float *v, size_t D, size_t n,
+                                                             const float *alpha, float *o)
+{
+    for (size_t r = 0; r < FQ; r += 4) {
+        size_t d = 0;
+        for (; d + 16 <= D; d += 16)
+            flash_pv(2, P + r * FC, v + d, D, n, alpha + r, o + r * 64 + d);
+        if (d < D)
+            flash_pv(1, P + r * FC, v + d, D, n, alpha + r, o + r * 64 + d);
+    }
+}
+
+/* One chunk of keys [c0, c0 + FC) for the FQ query rows q (scaled) from row i0 (nq < FQ: the
+ * rest zero rows): their scores, maxima m[r] and sums l[r] updated, outputs o[r][..] rescaled
+ * and p . v added. */
+ATT_AVX2 static void flash_chunk(const sl_cpu_attn_pair *p, const float *q, const float *kt, const float *vc,
+                                 size_t c0, size_t i0, size_t nq, float *S, float *m, double *l, float *o)
+{
+    const size_t kl = p->kl, D = p->D, nc = kl - c0 < FC ? kl - c0 : FC, ncp = (nc + KB - 1) / KB * KB;
+    const float *brow[FQ];
+    for (size_t r = 0; r < FQ; r++) /* rows past tq (zero queries) read the last row's bias */
+        brow[r] = p->bias ? p->bias + (i0 + (r < nq ? r : nq - 1)) * p->ld_bias : NULL;
+    __m256 mx[FQ];
+    for (int r = 0; r < FQ; r++)
+        mx[r] = _mm256_set1_ps(-INFINITY);
+    for (size_t j = 0; j < ncp; j += KB)
+        for (size_t r = 0; r < FQ; r += 4)
+            flash_qk(q + r * D, D, kt + (c0 + j) * D, p->bias ? brow + r : NULL, c0 + j, nc - j, S + r * FC + j,
+                     mx + r);
+    float alpha[FQ];
+    for (int r = 0; r < FQ; r++) {
+        const float mo = m[r], mn = fmaxf(mo, hmax8(mx[r]));
+        /* a row whose keys so far are all -inf keeps 0 probabilities (no inf - inf) */
+        const float sub = mn == -INFINITY ? 0.0f : mn;
+        alpha[r] = mo == -INFINITY ? 0.0f : _mm256_cvtss_f32(exp2_neg256(_mm256_set1_ps(mo - sub)));
+        m[r] = mn;
+        const __m256 mv = _mm256_set1_ps(sub);
+        __m256 sum = _mm256_setzero_ps();
+        float *s = S + (size_t)r * FC;
+        for (size_t j = 0; j < ncp; j += 8) {
+            const __m256 e = exp2_neg256(_mm256_sub_ps(_mm256_loadu_ps(s + j), mv));
+            _mm256_storeu_ps(s + j, e);
+            sum = _mm256_add_ps(sum, e);
+        }
+        l[r] = l[r] * alpha[r] + (double)hsum8(sum);
+    }
+    flash_pv_rows(S, vc + c0 * D, D, nc, alpha, o);
+}
+
+ATT_AVX2 static void attend_flash2(const sl_cpu_attn_pair *p, float *ws)
+{
+    const size_t tq = p->tq, kl = p->kl, D = p->D, kp = (kl + KB - 1) / KB * KB, tqp = (tq + FQ - 1) / FQ * FQ;
+    float *qr = ws, *kt = qr + tqp * D, *vc = kt + kp * D, *S = vc + kl * D, *ob = S + FQ * FC;
+    const __m256 qs = _mm256_set1_ps(p->scale * 1.44269504088896341f);
+    for (size_t t = 0; t < tq; t++) {
+        float *d = qr + t * D;
+        sl_cpu_rotate_rows(p->q + t * p->ldq, p->ldq, 1, (int)D, p->rope ? p->rope + t * D : NULL, d);
+        for (size_t c = 0; c < D; c += 8)
+            _mm256_storeu_ps(d + c, _mm256_mul_ps(_mm256_loadu_ps(d + c), qs));
+    }
+    memset(qr + tq * D, 0, (tqp - tq) * D * sizeof(float));
+    memset(kt + (kp - KB) * D, 0, KB * D * sizeof(float));
+    for (size_t j = 0; j < kl; j++) {
+        sl_cpu_rotate_rows(p->k + j * p->ldk, p->ldk, 1, (int)D, p->rope ? p->rope + j * D : NULL, S);
+        float *blk = kt + (j / KB) * KB * D + j % KB;
+        for (size_t d = 0; d < D; d++)
+            blk[d * KB] = S[d];
+        memcpy(vc + j * D, p->v + j * p->ldv, D * sizeof(float));
+    }
+    for (size_t i0 = 0; i0 < tq; i0 += FQ) {
+        const size_t nq = tq - i0 < FQ ? tq - i0 : FQ;
+        float m[FQ];
+        double l[FQ];
+        for (size_t r = 0; r < FQ; r++)
+            m[r] = -INFINITY, l[r] = 0.0;
+        memset(ob, 0, FQ * 64 * sizeof(float));
+        for (size_t c0 = 0; c0 < kl; c0 += FC)
+            flash_chunk(p, qr + i0 * D, kt, vc, c0, i0, nq, S, m, l, ob);
+        for (size_t r = 0; r < nq; r++) {
+            float sc = (float)(1.0 / l[r]);
+            if (p->row_scale)
+                sc *= p->row_scale[i0 + r];
+            const __m256 inv = _mm256_set1_ps(sc);
+            for (size_t c = 0; c < D; c += 8)
+                _mm256_storeu_ps(p->out + (i0 + r) * p->ldo + c, _mm256_mul_ps(_mm256_loadu_ps(ob + r * 64 + c), inv));
+        }
+    }
+}
+#endif
+
+int sl_cpu_attn_long(const sl_cpu_attn_pair *p, float *ws)
+{
+#ifdef SL_CPU_HAVE_AVX2_PATHS
+    if (!long_enabled || !sl_cpu_simd_fma() || sl_cpu_simd_avx512() || !takes(p->kl, p->D))
+        return 0;
+    attend_flash2(p, ws);
+    return 1;
+#else
+    (void)p, (void)ws;
+    return 0;
+#endif
+}
