@@ -228,20 +228,19 @@ QUERIES = [
 
 
 def stub_torchvision():
-    """laion_clap imports torchvision.ops.misc.FrozenBatchNorm2d (for freezing layers in
-    training, never on the inference path); without torchvision a stand-in module lets the
-    package import."""
-    try:
-        import torchvision.ops.misc  # noqa: F401
-    except ImportError:
-        import types
+    """laion_clap's package imports torchvision (transforms, ops.misc.FrozenBatchNorm2d: image
+    and training code, never on the inference path) and PIL; where they are not installed, the
+    audio golden script's stand-in modules (gen_golden_clap._StandIn: any submodule, any name)
+    let the package import."""
+    import importlib.util
 
-        from torch import nn
+    if all(importlib.util.find_spec(m) is not None for m in ("torchvision", "PIL")):
+        return
+    sys.path.insert(0, HERE)
+    from gen_golden_clap import _StandIn
 
-        tv, ops, misc = (types.ModuleType(n) for n in ("torchvision", "torchvision.ops", "torchvision.ops.misc"))
-        misc.FrozenBatchNorm2d = type("FrozenBatchNorm2d", (nn.Module,), {})
-        tv.ops, ops.misc = ops, misc
-        sys.modules.update({"torchvision": tv, "torchvision.ops": ops, "torchvision.ops.misc": misc})
+    if not any(isinstance(f, _StandIn) for f in sys.meta_path):
+        sys.meta_path.insert(0, _StandIn())
 
 
 def build_model(full, weights_path):
