@@ -92,4 +92,35 @@ static inline void sl_ref_conv2d(const float *x, const float *wt, const float *b
                 }
 }
 
+/* Attention of tq query rows over tk keys (2 heads of width D) whose first `cut` keys are masked
+ * by a -inf bias, against the same call on the other keys alone: returns the relative difference
+ * (sl_ref_err) and counts the NaN of the masked result in *nan. -1 when a call failed. */
+static inline double sl_ref_attn_masked(sl_op_ctx *ctx, size_t tq, size_t tk, size_t cut, int D, size_t *nan)
+{
+    const size_t H = 2, HD = H * (size_t)D;
+    float *q = sl_ref_rnd(tq * HD, -2, 2), *k = sl_ref_rnd(tk * HD, -1, 1), *v = sl_ref_rnd(tk * HD, -1, 1);
+    float *bias = sl_ref_rnd(H * tq * tk, -1, 1), *o1 = malloc(tq * HD * sizeof(float));
+    float *o2 = malloc(tq * HD * sizeof(float));
+    double *want = malloc(tq * HD * sizeof(double)), e = -1;
+    for (size_t i = 0; i < H * tq; i++)
+        for (size_t j = 0; j < cut; j++)
+            bias[i * tk + j] = -INFINITY;
+    sl_attention_args a = {.batch = 1, .tq = tq, .tk = tk, .heads = (int)H, .dim_head = D, .scale = 0.3f, .q = q,
+                           .ldq = HD, .k = k, .ldk = HD, .v = v, .ldv = HD, .bias = bias, .ld_bias = tk,
+                           .stride_bias_h = tq * tk, .out = o1, .ldo = HD};
+    *nan = 0;
+    if (sl_op_attention(ctx, &a) == 0) {
+        a.tk = tk - cut, a.k = k + cut * HD, a.v = v + cut * HD, a.bias = bias + cut, a.out = o2;
+        if (sl_op_attention(ctx, &a) == 0) {
+            for (size_t i = 0; i < tq * HD; i++) {
+                *nan += isnan(o1[i]) != 0;
+                want[i] = o2[i];
+            }
+            e = sl_ref_err(o1, want, tq * HD);
+        }
+    }
+    free(q), free(k), free(v), free(bias), free(o1), free(o2), free(want);
+    return e;
+}
+
 #endif
