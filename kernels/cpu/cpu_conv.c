@@ -7,8 +7,9 @@
  *    x86-64 with those only, else the next paths), in cpu_conv_narrow.c;
  *  - 3x3 with >= 16 input channels on images of >= 32 2x2 tiles (Cnn14's
  *    blocks 1-5): Winograd F(2x2, 3x3), 16 GEMMs on transformed tiles, 16/36
- *    of the multiplications of the direct form (OpenBLAS; with AVX-512 an
- *    8 x 32 kernel of ours, wk_gemm, on weights transformed into its layout);
+ *    of the multiplications of the direct form (OpenBLAS; with AVX-512, and with
+ *    AVX2 + FMA below WG_AVX2_OC channel pairs, an 8 x 32 kernel of ours, wk_gemm,
+ *    on weights transformed into its layout: the same bits on both);
  *  - 3x3 with one input channel (Cnn14's first layer): a direct sum per
  *    output row, written once;
  *  - anything else: im2col + one OpenBLAS GEMM per block of output rows.
@@ -203,6 +204,10 @@ static int conv_im2col(sl_op_ctx *ctx, const sl_conv2d_args *a)
 /* The same with wk_gemm, which does not repack U per chunk: V and M of a chunk in L2. */
 #define WG_CHUNK_PACKED ((size_t)1 << 19)
 
+/* wk_gemm with AVX2 + FMA for O x C below this (its U, 64 O C bytes, small enough to be read
+ * again for each group of panels); above, OpenBLAS, faster there on an AMD Zen 3 (L2 512 KiB). */
+#define WG_AVX2_OC ((size_t)1 << 16)
+
 /* U[xi][o][c] = (G g G^T)[xi] of w[o][c][3][3] at U + xi * us (float: the halvings are exact),
  * for the (o, c) pairs oc0 .. oc1 - 1 of C input channels; packed: element (o, c) of each
  * matrix at (o / 8) 8 C + 8 c + o % 8 instead (wk_gemm's blocks of 8 rows). */
@@ -360,7 +365,7 @@ typedef struct {
     const sl_conv2d_args *a;
     int C, O, H, W, E1, tw, ti0, nrow;
     int simd;   /* 0 portable, 1 AVX2, 2 AVX-512 transforms */
-    int packed; /* U in blocks of 8 rows and the GEMMs by wk_gemm (AVX-512), else OpenBLAS */
+    int packed; /* U in blocks of 8 rows and the GEMMs by wk_gemm (AVX-512, or AVX2 + FMA), else OpenBLAS */
     size_t us, vs, ms, nt, vld, mld, tmp_stride, gparts;
     size_t pad_stride; /* floats of padded rows per thread: those of one chunk of one channel */
     size_t rows, chunks, ld, vm_stride; /* chunks per item of rows tile rows; per-thread V + M (wg_chunk_body) */
@@ -493,6 +498,46 @@ __attribute__((target("avx512f,avx512vl,avx512dq"))) static void wk_kernel16(int
         _mm512_storeu_ps(M + (size_t)r * mld, c[r]);
 }
 
+/* wk_kernel with AVX2 + FMA (16 ymm registers: tiles of 4 rows x 16 columns, eight
+ * accumulators): the 8 rows of a block against `cols` (16 or 32) columns, each element summed
+ * over c in order with one fma per product, as wk_kernel does: the same bits. A strip of 16
+ * columns of V serves both halves of the block's rows while in L1. */
+__attribute__((target("avx2,fma"))) static void wk_kernel_avx2(int C, const float *restrict U,
+                                                               const float *restrict V, size_t vld,
+                                                               float *restrict M, size_t mld, int cols)
+{
+    for (int j = 0; j < cols; j += 16)
+        for (int h = 0; h < 8; h += 4) {
+            __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00,
+                   c31 = c00;
+            const float *u = U + h, *x = V + j;
+            for (int c = 0; c < C; c++, u += 8, x += vld) {
+                const __m256 b0 = _mm256_loadu_ps(x), b1 = _mm256_loadu_ps(x + 8);
+                __m256 av = _mm256_broadcast_ss(u);
+                c00 = _mm256_fmadd_ps(av, b0, c00);
+                c01 = _mm256_fmadd_ps(av, b1, c01);
+                av = _mm256_broadcast_ss(u + 1);
+                c10 = _mm256_fmadd_ps(av, b0, c10);
+                c11 = _mm256_fmadd_ps(av, b1, c11);
+                av = _mm256_broadcast_ss(u + 2);
+                c20 = _mm256_fmadd_ps(av, b0, c20);
+                c21 = _mm256_fmadd_ps(av, b1, c21);
+                av = _mm256_broadcast_ss(u + 3);
+                c30 = _mm256_fmadd_ps(av, b0, c30);
+                c31 = _mm256_fmadd_ps(av, b1, c31);
+            }
+            float *m = M + (size_t)h * mld + j;
+            _mm256_storeu_ps(m, c00);
+            _mm256_storeu_ps(m + 8, c01);
+            _mm256_storeu_ps(m + mld, c10);
+            _mm256_storeu_ps(m + mld + 8, c11);
+            _mm256_storeu_ps(m + 2 * mld, c20);
+            _mm256_storeu_ps(m + 2 * mld + 8, c21);
+            _mm256_storeu_ps(m + 3 * mld, c30);
+            _mm256_storeu_ps(m + 3 * mld + 8, c31);
+        }
+}
+
 /* GEMM xi, blocks of 8 output channels of part `part` of `parts`: every block's rows of U
  * (C x 8, read once) against each panel of 32 columns of V (the chunk's V of one position
  * stays in L2; a last panel of at most 16 columns by wk_kernel16). Each output comes from one
@@ -503,6 +548,23 @@ static void wk_gemm(const wg_job *j, size_t xi, size_t part, size_t parts)
     const size_t nb = ((size_t)j->O + 7) / 8, np = j->nt / 32, tail = j->nt % 32;
     size_t lo, hi;
     sl_pool_range(nb, parts, part, &lo, &hi);
+    if (j->simd == 1) { /* AVX2: groups of panels of V that stay in L2 (~192 KiB) while every block passes */
+        const size_t npan = np + (tail != 0), C = (size_t)j->C;
+        size_t pg = ((size_t)192 << 10) / (C * 32 * sizeof(float));
+        if (pg < 1)
+            pg = 1;
+        for (size_t p0 = 0; p0 < npan; p0 += pg) {
+            const size_t p1 = p0 + pg < npan ? p0 + pg : npan;
+            for (size_t ob = lo; ob < hi; ob++) {
+                const float *Ub = j->U + xi * j->us + ob * 8 * C, *Vx = j->V + xi * j->vs;
+                float *Mb = j->M + xi * j->ms + ob * 8 * j->mld;
+                for (size_t p = p0; p < p1; p++)
+                    wk_kernel_avx2(j->C, Ub, Vx + 32 * p, j->vld, Mb + 32 * p, j->mld,
+                                   p < np || tail > 16 ? 32 : 16);
+            }
+        }
+        return;
+    }
     for (size_t ob = lo; ob < hi; ob++) {
         const float *Ub = j->U + xi * j->us + ob * 8 * (size_t)j->C;
         float *Mb = j->M + xi * j->ms + ob * 8 * j->mld;
@@ -561,7 +623,8 @@ static int conv_winograd(sl_op_ctx *ctx, const sl_conv2d_args *a)
     const int C = a->c_in, O = a->c_out, H = a->h, W = a->w;
     const int th = (H + 1) / 2, tw = (W + 1) / 2, E1 = tw + 1;
     const size_t threads = (size_t)sl_pool_threads(ctx->pool);
-    const int simd = sl_cpu_simd_avx512() ? 2 : sl_cpu_simd_avx2() ? 1 : 0, packed = simd == 2;
+    const int simd = sl_cpu_simd_avx512() ? 2 : sl_cpu_simd_avx2() ? 1 : 0, packed =
+        simd == 2 || (simd == 1 && sl_cpu_simd_fma() && (size_t)O * (size_t)C < WG_AVX2_OC);
     size_t rows = (packed ? WG_CHUNK_PACKED : WG_CHUNK_FLOATS) / (16 * (size_t)(C + O) * (size_t)tw);
     if (packed) { /* U is read once per chunk: chunks of at least as many floats of V and M as U */
         const size_t least = ((size_t)O * C / (size_t)(C + O) + (size_t)tw - 1) / (size_t)tw;

@@ -11,8 +11,9 @@
  * block lies inside one item. conv_transpose1d splits over (item, block of
  * output channels), each part accumulating every input block into its own
  * channels of y (the overlap-add of neighbouring input positions stays inside
- * one part). Bias and activation go through the vectorised epilogue. Where AVX-512
- * runs, conv1d with groups 1, k <= 16 and stride 1 on inner 1 or any stride on inner >= 16,
+ * one part). The bias starts the output (the library adds the products with beta 1,
+ * skipping its zeroing pass), the activation goes through the vectorised epilogue. Where
+ * AVX-512 runs, conv1d with groups 1, k <= 16 and stride 1 on inner 1 or any stride on inner >= 16,
  * and conv_transpose1d on inner 1 or >= 16, go without im2col / col2im instead
  * (cpu_conv1d_direct.c). */
 #include <cblas.h>
@@ -36,6 +37,13 @@ static void bias_act_row(float *y, size_t n, float b, sl_act act)
         sl_cpu_vec_add_scalar(y, b, n);
     if (act != SL_ACT_NONE)
         sl_cpu_epilogue_row(act, n, y, NULL, NULL, NULL, y);
+}
+
+/* y[j] = v, j < n. */
+static void fill_row(float *y, size_t n, float v)
+{
+    for (size_t j = 0; j < n; j++)
+        y[j] = v;
 }
 
 typedef struct {
@@ -128,24 +136,33 @@ static void c1_body(void *v, size_t part, int tid)
         ldcol = nc;
     }
     const float *w = a->wt + g * Og * K;
+    /* with a bias, the rows start as the bias and the library adds the products (beta 1): no
+     * zeroing pass of its own and no bias pass after; the library's sums in the order its call
+     * shape gives, which the shape alone decides */
+    const float *bias = a->bias ? a->bias + g * Og : NULL;
+    const float beta = bias ? 1.0f : 0.0f;
     if (one_item) {
         float *y = a->y + (b0 * (size_t)a->c_out + g * Og) * NC + j0;
+        for (size_t o = 0; o < Og && bias; o++)
+            fill_row(y + o * NC, nc, bias[o]);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Og, (int)nc, (int)K, 1.0f, w, (int)K, col,
-                    (int)ldcol, 0.0f, y, (int)NC);
+                    (int)ldcol, beta, y, (int)NC);
         for (size_t o = 0; o < Og; o++)
-            bias_act_row(y + o * NC, nc, a->bias ? a->bias[g * Og + o] : 0.0f, a->act);
+            bias_act_row(y + o * NC, nc, 0.0f, a->act);
         return;
     }
     /* whole short items: products into scratch after the columns, then each item's rows */
     float *p = ws + K * nc;
+    for (size_t o = 0; o < Og && bias; o++)
+        fill_row(p + o * nc, nc, bias[o]);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Og, (int)nc, (int)K, 1.0f, w, (int)K, col, (int)nc,
-                0.0f, p, (int)nc);
+                beta, p, (int)nc);
     for (size_t s = s0; s < s0 + nc;) {
         const size_t b = s / NC, j = s % NC, run = NC - j < s0 + nc - s ? NC - j : s0 + nc - s;
         for (size_t o = 0; o < Og; o++) {
             float *y = a->y + (b * (size_t)a->c_out + g * Og + o) * NC + j;
             memcpy(y, p + o * nc + (s - s0), run * sizeof(float));
-            bias_act_row(y, run, a->bias ? a->bias[g * Og + o] : 0.0f, a->act);
+            bias_act_row(y, run, 0.0f, a->act);
         }
         s += run;
     }

@@ -9,8 +9,8 @@
  * reached by the shapes below, also with 3 threads (OpenBLAS's thread count,
  * which the tap-skipping kernel follows too); that kernel, which uses no BLAS,
  * must give the same bits whatever the threads. The SIMD levels (portable,
- * AVX2, AVX-512: cpu_simd.h) give the same bits on the Winograd path and
- * between AVX2 and AVX-512 on the narrow one; transformed weights kept for a
+ * AVX2, AVX-512: cpu_simd.h) give the same bits between AVX2 and AVX-512 on
+ * the Winograd path (its GEMMs ours on both) and on the narrow one; transformed weights kept for a
  * buffer declared fixed (sl_op_mark_fixed) give the same bits as per call and
  * are dropped when the buffer is written. conv1d's and conv_transpose1d's direct
  * AVX-512 paths against references of their own (test_conv1d, test_convt1d).
@@ -61,7 +61,7 @@ static void test_conv(sl_op_ctx *ctx, size_t batch, int ci, int co, int h, int w
     free(want);
 }
 
-/* The tap-skipping path (no BLAS; AVX2 + FMA or AVX-512): bitwise the same output with 1 and with 3 threads of the context. */
+/* The tap-skipping path and Winograd (no BLAS with AVX2 + FMA or AVX-512): bitwise the same output with 1 and 3 threads. */
 static void test_conv_threads(sl_op_ctx *ctx, int ci, int co, int h, int w)
 {
     if (!sl_cpu_simd_fma()) { /* no such kernel: im2col + OpenBLAS, which may split its sums by threads */
@@ -98,9 +98,10 @@ static float *conv_y(sl_op_ctx *ctx, sl_conv2d_args a, size_t ny)
 }
 
 /* Each SIMD level the CPU has against the float64 definition (1e-5), and the same bits where
- * promised: AVX-512 vs AVX2 when `same512` (the narrow and direct kernels; Winograd's AVX-512
- * GEMMs are ours, its AVX2 ones OpenBLAS's), AVX2 vs portable when `same_portable` (the
- * Winograd transforms and the direct kernel; the narrow kernel has no portable twin). */
+ * promised: AVX-512 vs AVX2 when `same512` (the narrow and direct kernels, and Winograd, whose
+ * AVX-512 and AVX2 + FMA GEMMs are both ours, wk_gemm: one fma per product in the same order),
+ * AVX2 vs portable when `same_portable` (the direct kernel; Winograd's portable GEMMs are
+ * OpenBLAS's; the narrow kernel has no portable twin). */
 static void test_conv_simd(sl_op_ctx *ctx, size_t batch, int ci, int co, int h, int w, sl_act act, int same512,
                            int same_portable)
 {
@@ -316,8 +317,8 @@ static void test_clip(sl_op_ctx *ctx, size_t planes, size_t T, size_t F)
 
 /* Runs conv1d (c1) or conv_transpose1d (ct) at 1 and 3 threads, with the AVX-512 paths off
  * (the im2col / col2im paths) and on weights declared fixed (their packed form made, then
- * reused): within 1e-5 of want each time; where the direct path runs (direct), the same
- * bits at 1 and 3 threads and with fixed weights as per call. */
+ * reused): within 1e-5 of want each time; the same bits at 1 and 3 threads on every path;
+ * where the direct path runs (direct), also with fixed weights as per call. */
 static void conv1d_runs(sl_op_ctx *ctx, const char *shape, sl_conv1d_args *c1, sl_convt1d_args *ct,
                         const double *want, size_t ny, int direct)
 {
@@ -355,6 +356,9 @@ static void conv1d_runs(sl_op_ctx *ctx, const char *shape, sl_conv1d_args *c1, s
         for (int v = 1; v < 5; v++)
             if (v != 2)
                 CHECK_MSG(!memcmp(y[0], y[v], ny * sizeof(float)), "%s: %s differs from 1 thread", shape, how[v]);
+    /* every path (the im2col / col2im ones too: library calls shaped by the op alone, the bias
+     * starting conv1d's rows): the same bits at 1 and 3 threads */
+    CHECK_MSG(!memcmp(y[0], y[1], ny * sizeof(float)), "%s: 3 threads differ from 1 thread", shape);
     sl_op_free(ctx, dw);
     for (int v = 0; v < 5; v++)
         free(y[v]);
@@ -510,12 +514,12 @@ int main(void)
     test_conv(ctx, 1, 2, 1, 17, 1, 3, 0, SL_ACT_RELU);
     test_conv(ctx, 1, 300, 6, 15, 2, 3, 1, SL_ACT_NONE); /* several reduction blocks */
     test_conv(ctx, 1, 600, 4, 700, 2, 3, 1, SL_ACT_NONE); /* several chunks of pixel panels */
-    test_conv_simd(ctx, 2, 16, 24, 17, 9, SL_ACT_TANH, 0, 1);  /* Winograd: partial tiles, portable epilogue */
-    test_conv_simd(ctx, 1, 32, 20, 61, 64, SL_ACT_RELU, 0, 1); /* Winograd: whole vectors and a tail; 20 = 8 + 8 + 4 */
-    test_conv_simd(ctx, 1, 24, 9, 40, 35, SL_ACT_NONE, 0, 1);  /* Winograd: odd width, one block of 8 and 1 */
-    test_conv_simd(ctx, 1, 64, 16, 200, 64, SL_ACT_RELU, 0, 1); /* Winograd: several chunks of tile rows */
-    test_conv_simd(ctx, 1, 24, 20, 9, 74, SL_ACT_RELU, 0, 1);   /* Winograd: 37 tiles a row, the last vector overlapping */
-    test_conv_simd(ctx, 2, 16, 9, 6, 50, SL_ACT_NONE, 0, 1);    /* Winograd: 25 tiles a row, an odd number of rows */
+    test_conv_simd(ctx, 2, 16, 24, 17, 9, SL_ACT_TANH, 1, 0);  /* Winograd: partial tiles, portable epilogue */
+    test_conv_simd(ctx, 1, 32, 20, 61, 64, SL_ACT_RELU, 1, 0); /* Winograd: whole vectors and a tail; 20 = 8 + 8 + 4 */
+    test_conv_simd(ctx, 1, 24, 9, 40, 35, SL_ACT_NONE, 1, 0);  /* Winograd: odd width, one block of 8 and 1 */
+    test_conv_simd(ctx, 1, 64, 16, 200, 64, SL_ACT_RELU, 1, 0); /* Winograd: several chunks of tile rows */
+    test_conv_simd(ctx, 1, 24, 20, 9, 74, SL_ACT_RELU, 1, 0);   /* Winograd: 37 tiles a row, the last vector overlapping */
+    test_conv_simd(ctx, 2, 16, 9, 6, 50, SL_ACT_NONE, 1, 0);    /* Winograd: 25 tiles a row, an odd number of rows */
     test_conv_simd(ctx, 1, 40, 13, 31, 2, SL_ACT_RELU, 1, 0);  /* narrow: pairs of panels and row blocks */
     test_conv_simd(ctx, 2, 20, 12, 50, 1, SL_ACT_NONE, 1, 0);  /* narrow: 4 panels, one column */
     test_conv_simd(ctx, 2, 1, 10, 33, 64, SL_ACT_RELU, 1, 1);  /* one input channel: whole vectors */
@@ -525,6 +529,7 @@ int main(void)
     test_conv1d(ctx, 1, 3, 2, 4, 1, 7, 1, 1, 3, 3, SL_ACT_NONE, 0);       /* kernel longer than the signal */
     test_conv1d(ctx, 4, 12, 24, 336, 1, 1, 1, 1, 0, 0, SL_ACT_NONE, 0);   /* 1x1 on short items */
     test_conv1d(ctx, 1, 4, 6, 2000, 1, 3, 1, 1, 1, 1, SL_ACT_GELU, 0);    /* one long item in parts */
+    test_conv1d(ctx, 3, 200, 20, 60, 1, 3, 1, 1, 1, 1, SL_ACT_NONE, 0);   /* K 600: the bias then several k blocks */
     /* the GLU of the channel halves: in the direct path's blocks (inner 1, stride 1: HT-Demucs's
      * rewrites), after the whole convolution elsewhere */
     test_conv1d(ctx, 2, 16, 48, 700, 1, 1, 1, 1, 0, 0, SL_ACT_NONE, 1);    /* 1x1, 24 of 48 channels, tile tail */
@@ -559,6 +564,8 @@ int main(void)
     test_conv_threads(ctx, 256, 64, 40, 2); /* large enough for the threads to start */
     test_conv_threads(ctx, 600, 15, 35, 1);
     test_conv_threads(ctx, 64, 48, 200, 66); /* Winograd, 13 chunks of tile rows: each whole on one thread */
+    test_conv_threads(ctx, 32, 20, 61, 64);  /* Winograd: 20 = 8 + 8 + 4 channels, a panel of 32 and a tail */
+    test_conv_threads(ctx, 24, 9, 40, 35);   /* Winograd: 9 = 8 + 1 channels, a tail of at most 16 columns */
     {
         CHECK(sl_op_ctx_set_threads(ctx, 3) == 0);
         printf("  (3 threads)\n");
