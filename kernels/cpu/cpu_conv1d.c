@@ -11,7 +11,8 @@
  * block lies inside one item. conv_transpose1d splits over (item, block of
  * output channels), each part accumulating every input block into its own
  * channels of y (the overlap-add of neighbouring input positions stays inside
- * one part). The bias starts the output (the library adds the products with beta 1,
+ * one part). With a GLU over the channel halves (groups 1, sl_op_conv1d's rule) each block's products go to the scratch and
+ * the block's GLU into y: no buffer of the whole convolution. The bias starts the output (the library adds the products with beta 1,
  * skipping its zeroing pass), the activation goes through the vectorised epilogue. Where
  * AVX-512 runs, conv1d with groups 1, k <= 16 and stride 1 on inner 1 or any stride on inner >= 16,
  * and conv_transpose1d on inner 1 or >= 16, go without im2col / col2im instead
@@ -54,6 +55,7 @@ typedef struct {
     size_t ws;               /* scratch floats per thread */
     float *scratch;          /* [threads][ws]: im2col columns, then the products of a block spanning items */
     int direct;              /* 1x1, stride 1, no padding: x is the column matrix */
+    int glu;                 /* GLU over the channel halves (groups 1, no act), block by block from the scratch */
 } c1_job;
 
 /* row[j] = x[t*stride + off][n] (0 outside [0, len)) for the item's columns q0 .. q0 + nc - 1
@@ -141,6 +143,22 @@ static void c1_body(void *v, size_t part, int tid)
      * shape gives, which the shape alone decides */
     const float *bias = a->bias ? a->bias + g * Og : NULL;
     const float beta = bias ? 1.0f : 0.0f;
+    if (J->glu) { /* the block's products into scratch, then the GLU of its halves into y */
+        float *p = ws + K * nc;
+        const size_t half = Og / 2;
+        for (size_t o = 0; o < Og && bias; o++)
+            fill_row(p + o * nc, nc, bias[o]);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Og, (int)nc, (int)K, 1.0f, w, (int)K, col,
+                    (int)ldcol, beta, p, (int)nc);
+        for (size_t s = s0; s < s0 + nc;) {
+            const size_t b = s / NC, j = s % NC, run = NC - j < s0 + nc - s ? NC - j : s0 + nc - s;
+            for (size_t o = 0; o < half; o++)
+                sl_cpu_glu_row(a->y + (b * half + o) * NC + j, p + o * nc + (s - s0), p + (half + o) * nc + (s - s0),
+                               run);
+            s += run;
+        }
+        return;
+    }
     if (one_item) {
         float *y = a->y + (b0 * (size_t)a->c_out + g * Og) * NC + j0;
         for (size_t o = 0; o < Og && bias; o++)
@@ -172,20 +190,7 @@ int sl_cpu_conv1d(sl_op_ctx *ctx, const sl_conv1d_args *a)
 {
     if (sl_cpu_conv1d_direct(ctx, a))
         return 0;
-    if (a->glu) { /* the whole convolution into a buffer of its own, then the GLU */
-        const size_t n = sl_conv1d_len_out(a) * a->inner, half = (size_t)a->c_out / 2;
-        float *z = malloc(a->batch * 2 * half * n * sizeof(float));
-        if (!z)
-            return SL_ENOMEM;
-        sl_conv1d_args b = *a;
-        b.glu = 0, b.y = z;
-        int rc = sl_cpu_conv1d(ctx, &b);
-        if (!rc)
-            rc = sl_cpu_glu(ctx, a->batch, half * n, z, 2 * half * n, a->y, half * n);
-        free(z);
-        return rc;
-    }
-    c1_job J = {.a = a, .len_out = sl_conv1d_len_out(a)};
+    c1_job J = {.a = a, .len_out = sl_conv1d_len_out(a), .glu = a->glu};
     J.n_cols = J.len_out * a->inner;
     const size_t K = (size_t)(a->c_in / a->groups) * (size_t)a->k, Og = (size_t)(a->c_out / a->groups);
     const size_t NC = J.n_cols, threads = (size_t)sl_pool_threads(ctx->pool);

@@ -531,11 +531,14 @@ int main(void)
     test_conv1d(ctx, 1, 4, 6, 2000, 1, 3, 1, 1, 1, 1, SL_ACT_GELU, 0);    /* one long item in parts */
     test_conv1d(ctx, 3, 200, 20, 60, 1, 3, 1, 1, 1, 1, SL_ACT_NONE, 0);   /* K 600: the bias then several k blocks */
     /* the GLU of the channel halves: in the direct path's blocks (inner 1, stride 1: HT-Demucs's
-     * rewrites), after the whole convolution elsewhere */
+     * rewrites) and block by block from the library path's scratch (groups 1: one item's part, or
+     * blocks of several whole short items) */
     test_conv1d(ctx, 2, 16, 48, 700, 1, 1, 1, 1, 0, 0, SL_ACT_NONE, 1);    /* 1x1, 24 of 48 channels, tile tail */
     test_conv1d(ctx, 1, 24, 30, 333, 1, 3, 1, 1, 1, 1, SL_ACT_NONE, 1);    /* k 3, 15 of 30: a partial tile */
     test_conv1d(ctx, 1, 8, 12, 20, 37, 8, 4, 1, 2, 2, SL_ACT_NONE, 1);     /* [K,1] stride 4: the other way */
     test_conv1d(ctx, 1, 100, 26, 300, 1, 3, 1, 1, 1, 1, SL_ACT_NONE, 1);  /* 300 channel-taps: two passes */
+    test_conv1d(ctx, 6, 8, 20, 50, 1, 3, 1, 1, 1, 1, SL_ACT_NONE, 1);     /* glu: blocks of two whole items */
+    test_conv1d(ctx, 3, 6, 14, 40, 5, 3, 1, 2, 2, 2, SL_ACT_NONE, 1);     /* glu on inner 5, dilation 2 */
     test_conv1d(ctx, 1, 8, 13, 20, 37, 8, 4, 1, 2, 2, SL_ACT_TANH, 0);    /* [K,1] stride 4 over rows of 37 */
     test_conv1d(ctx, 2, 5, 48, 40, 16, 3, 1, 1, 1, 1, SL_ACT_RELU, 0);    /* rows of one vector, 48 channels */
     test_conv1d(ctx, 1, 8, 96, 50, 1, 3, 1, 1, 1, 1, SL_ACT_NONE, 0);     /* 96 channels: weights and x packed */
