@@ -47,18 +47,30 @@ WM_FN void wm_mix(const float *p, int softmask, float *re, float *im)
     *im = i;
 }
 
-/* Initial estimate of one target: magnitude s with the mixture phase, or the
- * mixture times s / den (den = eps + sum of the targets' magnitudes). */
-WM_FN void wm_init(float xr, float xi, float s, int softmask, float den, float *yr, float *yi)
+/* The mixture's phase as the reference applies it to every target without softmask:
+ * cos and sin of its atan2, computed once per bin and channel (the same values for
+ * every target); with softmask unused (0). */
+WM_FN void wm_phase(float xr, float xi, int softmask, float *ca, float *sa)
+{
+    *ca = *sa = 0.0f;
+    if (!softmask) {
+        const float a = wm_atan2(xi, xr);
+        *ca = cosf(a);
+        *sa = sinf(a);
+    }
+}
+
+/* Initial estimate of one target: magnitude s with the mixture phase (ca, sa from
+ * wm_phase), or the mixture times s / den (den = eps + sum of the targets' magnitudes). */
+WM_FN void wm_init(float xr, float xi, float s, int softmask, float den, float ca, float sa, float *yr, float *yi)
 {
     if (softmask) {
         const float ratio = s / den;
         *yr = xr * ratio;
         *yi = xi * ratio;
     } else {
-        const float a = wm_atan2(xi, xr);
-        *yr = s * cosf(a);
-        *yi = s * sinf(a);
+        *yr = s * ca;
+        *yi = s * sa;
     }
 }
 

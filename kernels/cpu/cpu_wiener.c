@@ -61,10 +61,11 @@ static void wiener_body(void *job, size_t part, int tid)
                             den += MAG(j, ch, t, f);
                         den = c->eps + den;
                     }
-                    float yr_sum = 0.0f, yi_sum = 0.0f;
+                    float ca, sa, yr_sum = 0.0f, yi_sum = 0.0f;
+                    wm_phase(xr, xi, c->softmask, &ca, &sa);
                     for (size_t j = 0; j < J; j++) {
                         float yr, yi;
-                        wm_init(xr, xi, MAG(j, ch, t, f), c->softmask, den, &yr, &yi);
+                        wm_init(xr, xi, MAG(j, ch, t, f), c->softmask, den, ca, sa, &yr, &yi);
                         float *o = OUT(j, ch, t, f);
                         o[0] = yr;
                         o[1] = yi;

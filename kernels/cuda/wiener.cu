@@ -70,10 +70,11 @@ static __global__ void __launch_bounds__(WIENER_BLOCK)
                     den += W_MAG(j, ch, t);
                 den = c.eps + den;
             }
-            float yr_sum = 0.0f, yi_sum = 0.0f;
+            float ca, sa, yr_sum = 0.0f, yi_sum = 0.0f;
+            wm_phase(xr, xi, c.softmask, &ca, &sa);
             for (size_t j = 0; j < J; j++) {
                 float yr, yi;
-                wm_init(xr, xi, W_MAG(j, ch, t), c.softmask, den, &yr, &yi);
+                wm_init(xr, xi, W_MAG(j, ch, t), c.softmask, den, ca, sa, &yr, &yi);
                 float *o = W_OUT(j, ch, t);
                 o[0] = yr;
                 o[1] = yi;
