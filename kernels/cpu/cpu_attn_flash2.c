@@ -2,14 +2,16 @@
  * AVX-512 (sl_cpu_attn_long): the online softmax of cpu_attn.c's attend_flash512 in 8-wide
  * vectors. q is rotated (rope) and scaled by scale * log2(e) as it is copied, so each
  * probability is one 2^x (the same degree-6 polynomial on [-1/2, 1/2] with FMA and a
- * power-of-two scaling, the same bits as the AVX-512 kernel's); k is packed in blocks of 16
- * keys ([block][D][16], zero keys past k_len), v's rows side by side. Per block of FQ query rows
- * and chunk of FC keys: the scores (4 rows x 16 keys per pass, each score a sum over d in order,
- * keys past k_len -inf, the bias times log2(e) added by one FMA) and their row maxima, the new
- * maxima m, the probabilities 2^(s - m) in place and their sums (8 float lanes per chunk, added
- * in double), the rows' outputs so far rescaled by 2^(m_old - m) and p . v of the chunk added
- * (4 rows x 16 columns per pass, the keys in order). The outputs are divided by the sums (and
- * times row_scale) at the end. Each pair is computed whole, whatever the threads. */
+ * power-of-two scaling as the AVX-512 kernel's); k is packed in blocks of 16 keys
+ * ([block][D][16], zero keys past k_len), v's rows side by side. Per block of FQ = 24 query
+ * rows and chunk of FC = 128 keys: the scores (6 rows x 16 keys per pass: 12 accumulators,
+ * each score a sum over d in order, keys past k_len -inf, the bias times log2(e) added by one
+ * FMA) and their row maxima, the new maxima m, the probabilities 2^(s - m) in place and their
+ * sums (8 float lanes per chunk, added in double), the rows' outputs so far rescaled by
+ * 2^(m_old - m) and p . v of the chunk added (4 rows x 24 columns per pass for widths a
+ * multiple of 24, else 6 rows x 16 and 6 x 8; the keys in order). The outputs are divided by
+ * the sums (and times row_scale) at the end. Each pair is computed whole, whatever the
+ * threads. */
 #include <math.h>
 #include <string.h>
 
@@ -25,8 +27,12 @@ int sl_cpu_attn_set_long(int enable)
     return old;
 }
 
-#define FQ 8
-#define FC 256
+#ifndef FQ
+#define FQ 24
+#endif
+#ifndef FC
+#define FC 128
+#endif
 #define KB 16
 
 /* The pairs this kernel takes: more than LONG_MIN keys, head widths a multiple of 8 up to 64. */
@@ -81,19 +87,20 @@ ATT_AVX2 static inline float hsum8(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
-/* Scores of 4 query rows q[4][D] (scaled) against the 16 keys of block kb ([D][16]) into
+/* Scores of QR query rows q[QR][D] (scaled) against the 16 keys of block kb ([D][16]) into
  * S[r][0..16) (row stride FC): bias rows brow[r] (or NULL) times log2(e) added, keys from
  * `valid` on -inf, the rows' running maxima mx[r] raised. */
+#define QR 6
 ATT_AVX2 static inline __attribute__((always_inline)) void flash_qk(const float *q, size_t D, const float *kb,
                                                                   const float *const *brow, size_t j0,
                                                                   size_t valid, float *S, __m256 *mx)
 {
-    __m256 acc[4][2];
-    _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++)
+    __m256 acc[QR][2];
+    _Pragma("GCC unroll 6") for (int r = 0; r < QR; r++)
         acc[r][0] = acc[r][1] = _mm256_setzero_ps();
     for (size_t d = 0; d < D; d++) {
         const __m256 k0 = _mm256_loadu_ps(kb + d * KB), k1 = _mm256_loadu_ps(kb + d * KB + 8);
-        _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) {
+        _Pragma("GCC unroll 6") for (int r = 0; r < QR; r++) {
             const __m256 qv = _mm256_broadcast_ss(q + (size_t)r * D + d);
             acc[r][0] = _mm256_fmadd_ps(qv, k0, acc[r][0]);
             acc[r][1] = _mm256_fmadd_ps(qv, k1, acc[r][1]);
@@ -103,7 +110,7 @@ ATT_AVX2 static inline __attribute__((always_inline)) void flash_qk(const float 
     const __m256 lane = _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7), vf = _mm256_set1_ps((float)(valid < KB ? valid : KB));
     const __m256 m0 = _mm256_cmp_ps(lane, vf, _CMP_LT_OQ),
                  m1 = _mm256_cmp_ps(_mm256_add_ps(lane, _mm256_set1_ps(8.0f)), vf, _CMP_LT_OQ);
-    _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) {
+    _Pragma("GCC unroll 6") for (int r = 0; r < QR; r++) {
         __m256 s0 = acc[r][0], s1 = acc[r][1];
         if (brow) {
             __m256 b0, b1;
@@ -128,44 +135,49 @@ ATT_AVX2 static inline __attribute__((always_inline)) void flash_qk(const float 
     }
 }
 
-/* o[r][0..8 NW) = o[r] * alpha[r] + sum_{j < n} P[r][j] v[j][..], 4 rows, NW = 1 or 2
- * (o row stride 64, P row stride FC, v row stride D). */
-ATT_AVX2 static inline __attribute__((always_inline)) void flash_pv(int NW, const float *P, const float *v,
+/* o[r][0..8 NW) = o[r] * alpha[r] + sum_{j < n} P[r][j] v[j][..], R rows (R NW <= 12
+ * accumulators; o row stride 64, P row stride FC, v row stride D). */
+ATT_AVX2 static inline __attribute__((always_inline)) void flash_pv(int R, int NW, const float *P, const float *v,
                                                                   size_t D, size_t n, const float *alpha,
                                                                   float *o)
 {
-    __m256 acc[4][2];
-    _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) {
+    __m256 acc[6][3];
+    _Pragma("GCC unroll 6") for (int r = 0; r < R; r++) {
         const __m256 a = _mm256_set1_ps(alpha[r]);
-        _Pragma("GCC unroll 2") for (int w = 0; w < NW; w++)
+        _Pragma("GCC unroll 3") for (int w = 0; w < NW; w++)
             acc[r][w] = _mm256_mul_ps(_mm256_loadu_ps(o + (size_t)r * 64 + 8 * w), a);
     }
     for (size_t j = 0; j < n; j++) {
-        __m256 vv[2];
-        _Pragma("GCC unroll 2") for (int w = 0; w < NW; w++)
+        __m256 vv[3];
+        _Pragma("GCC unroll 3") for (int w = 0; w < NW; w++)
             vv[w] = _mm256_loadu_ps(v + j * D + 8 * w);
-        _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) {
+        _Pragma("GCC unroll 6") for (int r = 0; r < R; r++) {
             const __m256 p = _mm256_broadcast_ss(P + (size_t)r * FC + j);
-            _Pragma("GCC unroll 2") for (int w = 0; w < NW; w++)
+            _Pragma("GCC unroll 3") for (int w = 0; w < NW; w++)
                 acc[r][w] = _mm256_fmadd_ps(p, vv[w], acc[r][w]);
         }
     }
-    _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++)
-        _Pragma("GCC unroll 2") for (int w = 0; w < NW; w++)
+    _Pragma("GCC unroll 6") for (int r = 0; r < R; r++)
+        _Pragma("GCC unroll 3") for (int w = 0; w < NW; w++)
             _mm256_storeu_ps(o + (size_t)r * 64 + 8 * w, acc[r][w]);
 }
 
-/* p . v of one chunk for the FQ rows: 4 rows x 16 columns a pass, then 8. */
+/* p . v of one chunk for the FQ rows: widths a multiple of 24 in passes of 4 rows x 24
+ * columns, others 6 rows x 16 columns, then 6 x 8. */
 ATT_AVX2 __attribute__((noinline)) static void flash_pv_rows(const float *P, const float *v, size_t D, size_t n,
                                                              const float *alpha, float *o)
 {
-    for (size_t r = 0; r < FQ; r += 4) {
-        size_t d = 0;
-        for (; d + 16 <= D; d += 16)
-            flash_pv(2, P + r * FC, v + d, D, n, alpha + r, o + r * 64 + d);
-        if (d < D)
-            flash_pv(1, P + r * FC, v + d, D, n, alpha + r, o + r * 64 + d);
-    }
+    size_t d = 0;
+    if (D % 24 == 0)
+        for (; d < D; d += 24)
+            for (size_t r = 0; r < FQ; r += 4)
+                flash_pv(4, 3, P + r * FC, v + d, D, n, alpha + r, o + r * 64 + d);
+    for (; d + 16 <= D; d += 16)
+        for (size_t r = 0; r < FQ; r += 6)
+            flash_pv(6, 2, P + r * FC, v + d, D, n, alpha + r, o + r * 64 + d);
+    if (d < D)
+        for (size_t r = 0; r < FQ; r += 6)
+            flash_pv(6, 1, P + r * FC, v + d, D, n, alpha + r, o + r * 64 + d);
 }
 
 /* One chunk of keys [c0, c0 + FC) for the FQ query rows q (scaled) from row i0 (nq < FQ: the
@@ -182,7 +194,7 @@ ATT_AVX2 static void flash_chunk(const sl_cpu_attn_pair *p, const float *q, cons
     for (int r = 0; r < FQ; r++)
         mx[r] = _mm256_set1_ps(-INFINITY);
     for (size_t j = 0; j < ncp; j += KB)
-        for (size_t r = 0; r < FQ; r += 4)
+        for (size_t r = 0; r < FQ; r += QR)
             flash_qk(q + r * D, D, kt + (c0 + j) * D, p->bias ? brow + r : NULL, c0 + j, nc - j, S + r * FC + j,
                      mx + r);
     float alpha[FQ];

@@ -4,8 +4,9 @@
  * (sl_cpu_attn_set_long(0): two GEMMs around the exact softmax; within 3e-6, each path about
  * 1e-6 from the exact result) and against softmax attention in
  * double from the definition: rotary positions, bias, gates (row_scale) and key lengths below
- * tk, lengths not a multiple of its chunk of 256 keys nor of its 8 query rows, head widths
- * 8 / 16 wide passes, whole chunks masked off by a -inf bias; the same bytes on 1 and 3
+ * tk, lengths not a multiple of its chunk of 128 keys nor of its 24 query rows (one block of
+ * fewer), head widths of 24-wide passes (24, 48), of 16- and 8-wide passes (8 .. 64), whole
+ * chunks masked off by a -inf bias; the same bytes on 1 and 3
  * threads; the pairs it leaves to the caller (widths 80 and 36, 64 keys, no AVX2 path, an
  * AVX-512 CPU). Random inputs, seed printed (SL_TEST_SEED replays). */
 #include <math.h>
@@ -115,7 +116,7 @@ static void test_long(sl_op_ctx *ctx, size_t batch, size_t tq, size_t tk, int H,
     free(out[0]), free(out[1]), free(out[2]);
 }
 
-/* The first `cut` of tk keys masked off by a -inf bias (whole chunks of 256 keys and part of
+/* The first `cut` of tk keys masked off by a -inf bias (whole chunks of 128 keys and part of
  * one): the same as attending to the other keys alone (within rounding; no NaN). */
 static void test_masked(sl_op_ctx *ctx, size_t tq, size_t tk, size_t cut, int D)
 {
@@ -171,8 +172,8 @@ int main(void)
     sl_op_ctx *ctx = NULL;
     CHECK(sl_op_ctx_open(&ctx, "cpu") == 0);
     test_takes();
-    /* HT-Demucs's 48-wide heads: 300 query rows (37 blocks of 8 and 4 rows), 260 keys (a chunk
-     * of 256 and 4: a partial block of 16) */
+    /* HT-Demucs's 48-wide heads: 300 query rows (12 blocks of 24 and 12 rows), 260 keys (two
+     * chunks of 128 and 4: a partial block of 16) */
     test_long(ctx, 1, 300, 260, 2, 48, 0, 0, NULL);
     test_long(ctx, 2, 301, 530, 3, 48, 0, 1, NULL);
     /* RoFormer's 64-wide heads with rope, gates and bias, k_len below tk (589 and 552 keys) */
@@ -184,11 +185,13 @@ int main(void)
     test_long(ctx, 1, 1100, 70, 1, 8, 0, 0, NULL);
     test_long(ctx, 1, 1030, 65, 2, 16, 1, 1, NULL);
     test_long(ctx, 1, 310, 300, 2, 32, 0, 1, NULL);
+    /* 56 wide (three 16-wide passes and an 8-wide one), 50 query rows (fewer than a block) */
+    test_long(ctx, 1, 50, 1400, 2, 56, 1, 1, NULL);
     /* widths the kernel leaves to the library path, through the op */
     test_long(ctx, 1, 300, 260, 2, 80, 1, 1, NULL);
     test_long(ctx, 1, 300, 260, 1, 36, 0, 1, NULL);
-    test_masked(ctx, 300, 600, 300, 48); /* the first chunk all -inf */
-    test_masked(ctx, 260, 900, 520, 64); /* two whole chunks and part of the third */
+    test_masked(ctx, 300, 600, 300, 48); /* the first two chunks all -inf */
+    test_masked(ctx, 260, 900, 520, 64); /* four whole chunks and part of the fifth */
     sl_op_ctx_close(ctx);
     return sl_test_finish("attn_long");
 }
