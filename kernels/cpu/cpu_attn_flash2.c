@@ -6,12 +6,12 @@
  * ([block][D][16], zero keys past k_len), v's rows side by side. Per block of FQ = 24 query
  * rows and chunk of FC = 128 keys: the scores (6 rows x 16 keys per pass: 12 accumulators,
  * each score a sum over d in order, keys past k_len -inf, the bias times log2(e) added by one
- * FMA) and their row maxima, the new maxima m, the probabilities 2^(s - m) in place and their
- * sums (8 float lanes per chunk, added in double), the rows' outputs so far rescaled by
- * 2^(m_old - m) and p . v of the chunk added (4 rows x 24 columns per pass for widths a
- * multiple of 24, else 6 rows x 16 and 6 x 8; the keys in order). The outputs are divided by
- * the sums (and times row_scale) at the end. Each pair is computed whole, whatever the
- * threads. */
+ * FMA) and their row maxima, the new maxima m (8 rows at a time), the probabilities 2^(s - m)
+ * in place and their sums (8 float lanes per chunk, added in double), the rows' outputs so far
+ * rescaled by 2^(m_old - m) and p . v of the chunk added (4 rows x 24 columns per pass for
+ * widths a multiple of 24, else 6 rows x 16 and 6 x 8; the keys in order). The outputs are
+ * divided by the sums (and times row_scale) at the end. Each pair is computed whole, whatever
+ * the threads. */
 #include <math.h>
 #include <string.h>
 
@@ -27,12 +27,8 @@ int sl_cpu_attn_set_long(int enable)
     return old;
 }
 
-#ifndef FQ
-#define FQ 24
-#endif
-#ifndef FC
+#define FQ 24 /* a multiple of 8 (flash_chunk), of 6 and 4 (the passes) */
 #define FC 128
-#endif
 #define KB 16
 
 /* The pairs this kernel takes: more than LONG_MIN keys, head widths a multiple of 8 up to 64. */
@@ -71,20 +67,27 @@ ATT_AVX2 static inline __m256 exp2_neg256(__m256 x)
     return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
 
-ATT_AVX2 static inline float hmax8(__m256 v)
+/* Lane i: the maximum (the sum) of v[i]'s 8 lanes, i < 8. */
+ATT_AVX2 static inline __m256 max8x8(const __m256 *v)
 {
-    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-    m = _mm_max_ss(m, _mm_movehdup_ps(m));
-    return _mm_cvtss_f32(m);
+    const __m256 t0 = _mm256_max_ps(_mm256_unpacklo_ps(v[0], v[1]), _mm256_unpackhi_ps(v[0], v[1])),
+                 t1 = _mm256_max_ps(_mm256_unpacklo_ps(v[2], v[3]), _mm256_unpackhi_ps(v[2], v[3])),
+                 t2 = _mm256_max_ps(_mm256_unpacklo_ps(v[4], v[5]), _mm256_unpackhi_ps(v[4], v[5])),
+                 t3 = _mm256_max_ps(_mm256_unpacklo_ps(v[6], v[7]), _mm256_unpackhi_ps(v[6], v[7]));
+    const __m256 u0 = _mm256_max_ps(_mm256_shuffle_ps(t0, t1, 0x44), _mm256_shuffle_ps(t0, t1, 0xee)),
+                 u1 = _mm256_max_ps(_mm256_shuffle_ps(t2, t3, 0x44), _mm256_shuffle_ps(t2, t3, 0xee));
+    return _mm256_max_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
 }
 
-ATT_AVX2 static inline float hsum8(__m256 v)
+ATT_AVX2 static inline __m256 sum8x8(const __m256 *v)
 {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
+    const __m256 t0 = _mm256_add_ps(_mm256_unpacklo_ps(v[0], v[1]), _mm256_unpackhi_ps(v[0], v[1])),
+                 t1 = _mm256_add_ps(_mm256_unpacklo_ps(v[2], v[3]), _mm256_unpackhi_ps(v[2], v[3])),
+                 t2 = _mm256_add_ps(_mm256_unpacklo_ps(v[4], v[5]), _mm256_unpackhi_ps(v[4], v[5])),
+                 t3 = _mm256_add_ps(_mm256_unpacklo_ps(v[6], v[7]), _mm256_unpackhi_ps(v[6], v[7]));
+    const __m256 u0 = _mm256_add_ps(_mm256_shuffle_ps(t0, t1, 0x44), _mm256_shuffle_ps(t0, t1, 0xee)),
+                 u1 = _mm256_add_ps(_mm256_shuffle_ps(t2, t3, 0x44), _mm256_shuffle_ps(t2, t3, 0xee));
+    return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
 }
 
 /* Scores of QR query rows q[QR][D] (scaled) against the 16 keys of block kb ([D][16]) into
@@ -197,22 +200,37 @@ ATT_AVX2 static void flash_chunk(const sl_cpu_attn_pair *p, const float *q, cons
         for (size_t r = 0; r < FQ; r += QR)
             flash_qk(q + r * D, D, kt + (c0 + j) * D, p->bias ? brow + r : NULL, c0 + j, nc - j, S + r * FC + j,
                      mx + r);
-    float alpha[FQ];
-    for (int r = 0; r < FQ; r++) {
-        const float mo = m[r], mn = fmaxf(mo, hmax8(mx[r]));
-        /* a row whose keys so far are all -inf keeps 0 probabilities (no inf - inf) */
-        const float sub = mn == -INFINITY ? 0.0f : mn;
-        alpha[r] = mo == -INFINITY ? 0.0f : _mm256_cvtss_f32(exp2_neg256(_mm256_set1_ps(mo - sub)));
-        m[r] = mn;
-        const __m256 mv = _mm256_set1_ps(sub);
-        __m256 sum = _mm256_setzero_ps();
-        float *s = S + (size_t)r * FC;
-        for (size_t j = 0; j < ncp; j += 8) {
-            const __m256 e = exp2_neg256(_mm256_sub_ps(_mm256_loadu_ps(s + j), mv));
-            _mm256_storeu_ps(s + j, e);
-            sum = _mm256_add_ps(sum, e);
+    /* 8 rows at a time (FQ a multiple of 8): the new maxima, the rescaling of the old outputs
+     * and sums, the probabilities; a row whose keys so far are all -inf keeps 0 probabilities
+     * (no inf - inf) */
+    float alpha[FQ], sub[FQ];
+    const __m256 ninf = _mm256_set1_ps(-INFINITY);
+    for (int r0 = 0; r0 < FQ; r0 += 8) {
+        const __m256 mo = _mm256_loadu_ps(m + r0), mn = _mm256_max_ps(mo, max8x8(mx + r0));
+        const __m256 sv = _mm256_blendv_ps(mn, _mm256_setzero_ps(), _mm256_cmp_ps(mn, ninf, _CMP_EQ_OQ));
+        const __m256 al = _mm256_andnot_ps(_mm256_cmp_ps(mo, ninf, _CMP_EQ_OQ), exp2_neg256(_mm256_sub_ps(mo, sv)));
+        _mm256_storeu_ps(m + r0, mn);
+        _mm256_storeu_ps(sub + r0, sv);
+        _mm256_storeu_ps(alpha + r0, al);
+        __m256 sums[8];
+        for (int i = 0; i < 8; i++) {
+            const __m256 mv = _mm256_set1_ps(sub[r0 + i]);
+            __m256 sum = _mm256_setzero_ps();
+            float *s = S + (size_t)(r0 + i) * FC;
+            for (size_t j = 0; j < ncp; j += 8) {
+                const __m256 e = exp2_neg256(_mm256_sub_ps(_mm256_loadu_ps(s + j), mv));
+                _mm256_storeu_ps(s + j, e);
+                sum = _mm256_add_ps(sum, e);
+            }
+            sums[i] = sum;
         }
-        l[r] = l[r] * alpha[r] + (double)hsum8(sum);
+        const __m256 sm = sum8x8(sums);
+        const __m256d lo = _mm256_fmadd_pd(_mm256_loadu_pd(l + r0), _mm256_cvtps_pd(_mm256_castps256_ps128(al)),
+                                           _mm256_cvtps_pd(_mm256_castps256_ps128(sm)));
+        const __m256d hi = _mm256_fmadd_pd(_mm256_loadu_pd(l + r0 + 4), _mm256_cvtps_pd(_mm256_extractf128_ps(al, 1)),
+                                           _mm256_cvtps_pd(_mm256_extractf128_ps(sm, 1)));
+        _mm256_storeu_pd(l + r0, lo);
+        _mm256_storeu_pd(l + r0 + 4, hi);
     }
     flash_pv_rows(S, vc + c0 * D, D, nc, alpha, o);
 }
