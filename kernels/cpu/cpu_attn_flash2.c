@@ -67,28 +67,20 @@ ATT_AVX2 static inline __m256 exp2_neg256(__m256 x)
     return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
 
-/* Lane i: the maximum (the sum) of v[i]'s 8 lanes, i < 8. */
-ATT_AVX2 static inline __m256 max8x8(const __m256 *v)
-{
-    const __m256 t0 = _mm256_max_ps(_mm256_unpacklo_ps(v[0], v[1]), _mm256_unpackhi_ps(v[0], v[1])),
-                 t1 = _mm256_max_ps(_mm256_unpacklo_ps(v[2], v[3]), _mm256_unpackhi_ps(v[2], v[3])),
-                 t2 = _mm256_max_ps(_mm256_unpacklo_ps(v[4], v[5]), _mm256_unpackhi_ps(v[4], v[5])),
-                 t3 = _mm256_max_ps(_mm256_unpacklo_ps(v[6], v[7]), _mm256_unpackhi_ps(v[6], v[7]));
-    const __m256 u0 = _mm256_max_ps(_mm256_shuffle_ps(t0, t1, 0x44), _mm256_shuffle_ps(t0, t1, 0xee)),
-                 u1 = _mm256_max_ps(_mm256_shuffle_ps(t2, t3, 0x44), _mm256_shuffle_ps(t2, t3, 0xee));
-    return _mm256_max_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
-}
-
-ATT_AVX2 static inline __m256 sum8x8(const __m256 *v)
-{
-    const __m256 t0 = _mm256_add_ps(_mm256_unpacklo_ps(v[0], v[1]), _mm256_unpackhi_ps(v[0], v[1])),
-                 t1 = _mm256_add_ps(_mm256_unpacklo_ps(v[2], v[3]), _mm256_unpackhi_ps(v[2], v[3])),
-                 t2 = _mm256_add_ps(_mm256_unpacklo_ps(v[4], v[5]), _mm256_unpackhi_ps(v[4], v[5])),
-                 t3 = _mm256_add_ps(_mm256_unpacklo_ps(v[6], v[7]), _mm256_unpackhi_ps(v[6], v[7]));
-    const __m256 u0 = _mm256_add_ps(_mm256_shuffle_ps(t0, t1, 0x44), _mm256_shuffle_ps(t0, t1, 0xee)),
-                 u1 = _mm256_add_ps(_mm256_shuffle_ps(t2, t3, 0x44), _mm256_shuffle_ps(t2, t3, 0xee));
-    return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
-}
+/* Lane i: the maximum (the sum) of v[i]'s 8 lanes, i < 8: OP over a transpose of the 8 vectors. */
+#define REDUCE_8X8(name, OP)                                                                              \
+    ATT_AVX2 static inline __m256 name(const __m256 *v)                                                  \
+    {                                                                                                     \
+        const __m256 t0 = OP(_mm256_unpacklo_ps(v[0], v[1]), _mm256_unpackhi_ps(v[0], v[1])),             \
+                     t1 = OP(_mm256_unpacklo_ps(v[2], v[3]), _mm256_unpackhi_ps(v[2], v[3])),             \
+                     t2 = OP(_mm256_unpacklo_ps(v[4], v[5]), _mm256_unpackhi_ps(v[4], v[5])),             \
+                     t3 = OP(_mm256_unpacklo_ps(v[6], v[7]), _mm256_unpackhi_ps(v[6], v[7]));             \
+        const __m256 u0 = OP(_mm256_shuffle_ps(t0, t1, 0x44), _mm256_shuffle_ps(t0, t1, 0xee)),           \
+                     u1 = OP(_mm256_shuffle_ps(t2, t3, 0x44), _mm256_shuffle_ps(t2, t3, 0xee));           \
+        return OP(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));            \
+    }
+REDUCE_8X8(max8x8, _mm256_max_ps)
+REDUCE_8X8(sum8x8, _mm256_add_ps)
 
 /* Scores of QR query rows q[QR][D] (scaled) against the 16 keys of block kb ([D][16]) into
  * S[r][0..16) (row stride FC): bias rows brow[r] (or NULL) times log2(e) added, keys from
