@@ -13,6 +13,7 @@
 #include "../../common/sl_error.h"
 #include "../../common/sl_pool.h"
 #include "cpu_ops.h"
+#include "cpu_simd.h"
 #include "../wiener_math.h"
 
 /* One window [t0, t1) of bins [f0, f1): phase 0 the initial estimates and the
@@ -28,10 +29,16 @@ typedef struct {
     int phase;
 } wiener_job;
 
-/* Compiled with -O3 (CMakeLists.txt) and cloned for AVX2 (chosen at load time): the compiler
- * vectorises the loops over bins; each lane does the scalar code's operations in its order (no
- * FMA: avx2 alone does not enable it; no reassociation), so every clone gives the same bits. */
-__attribute__((target_clones("avx2", "default"))) static void wiener_body(void *job, size_t part, int tid)
+/* Compiled with -O3 (CMakeLists.txt) and, on x86-64, cloned for AVX2 (chosen at load time, whatever
+ * STEMLINE_CPU_SIMD says: there is nothing to choose between): the compiler vectorises the loops
+ * over bins; each lane does the scalar code's operations in its order (no FMA: avx2 alone does not
+ * enable it; no reassociation), so every clone gives the same bits. */
+#ifdef SL_CPU_HAVE_AVX2_PATHS
+#define WIENER_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define WIENER_CLONES
+#endif
+WIENER_CLONES static void wiener_body(void *job, size_t part, int tid)
 {
     (void)tid;
     const wiener_job *W = job;
