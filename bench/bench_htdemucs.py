@@ -5,6 +5,16 @@
     $PY bench/bench_htdemucs.py --bin build/stemline [--seconds 30] [--threads 1,2] [--weights F.th]
     $PY bench/bench_htdemucs.py --bin build/stemline --model-only build/bench_umx [--repeat 2] [--threads 1,2]
     ... [--precision fp32|tf32|bf16|bf16x6]   # stemline's runtime.precision; torch stays float32
+    $PY bench/bench_htdemucs.py --flops [--gflops 90]   # the segment's arithmetic, no timing
+
+--flops: the floating-point operations of one segment through the model, by
+kind, counted by PyTorch (torch.utils.flop_counter, with the fused
+self-attention fast path off so that its projections and attention are
+counted too), and the time that arithmetic alone takes at --gflops GFLOP/s
+(what OpenBLAS's sgemm reaches on one core: bench_gemm --backends cpu
+--precisions fp32 --only htdemucs), with the 3x3 convolutions at the 16/36
+multiplications of stemline's Winograd F(2x2, 3x3): a floor for one thread,
+against which the 2x target (half of torch's time) can be read.
 
 --model-only: one segment of the model's length (7.8 s for htdemucs) through
 the model alone on both sides, best of --repeat after a warm-up: torch's
@@ -69,7 +79,7 @@ def read_wav_f32(path):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--bin", required=True, help="the stemline executable")
+    ap.add_argument("--bin", help="the stemline executable (required but with --flops)")
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--weights", help="a released HTDemucs checkpoint (.th); default: random weights")
@@ -80,7 +90,11 @@ def main():
     ap.add_argument("--repeat", type=int, default=2, help="timed runs after a warm-up (--model-only)")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16", "bf16x6"],
                     help="stemline's runtime.precision (torch stays float32); fp32 is the figure against torch")
+    ap.add_argument("--flops", action="store_true", help="count one segment's arithmetic by kind (no timing)")
+    ap.add_argument("--gflops", type=float, default=90.0, help="--flops: the GEMM rate the floor is read at")
     a = ap.parse_args()
+    if not a.flops and not a.bin:
+        ap.error("--bin is required (but with --flops)")
     from demucs.apply import apply_model
     from demucs.htdemucs import HTDemucs
 
@@ -120,6 +134,8 @@ def main():
                       0.3 * np.sin(2 * np.pi * 330 * t) + 0.1 * rng.standard_normal(n)]).astype(np.float32)
     os.makedirs(os.path.join(tmp, "in"))
     write_wav(os.path.join(tmp, "in", "track.wav"), track, sr)
+    if a.flops:
+        return flops(a, model, track[:, :int(model.segment * sr)])
     if a.model_only:
         if a.bag > 1:
             ap.error("--model-only times one model; a bag's model work is --bag times that")
@@ -199,6 +215,44 @@ def model_only(a, model, weights, seg, tmp):
               "%.2fx CPU; max rel diff %.2g, load after %s"
               % (th, a.precision, best, cbest, r["best_s"], r["cpu_best_s"], best / r["best_s"], cbest / r["cpu_best_s"], err,
                  " ".join(load)), flush=True)
+
+
+def flops(a, model, seg):
+    """Prints one segment's arithmetic by kind and the time it takes at a.gflops."""
+    import collections
+    import re
+    from torch.utils.flop_counter import FlopCounterMode
+    torch.backends.mha.set_fastpath_enabled(False)  # the fused path hides from the counter
+    fc = FlopCounterMode(display=False)
+    with torch.no_grad(), fc:
+        model(torch.from_numpy(seg)[None])
+    kinds, wino = collections.Counter(), 0
+    for name, ops in fc.get_flop_counts().items():
+        if name == "Global":
+            continue
+        n = sum(v for k, v in ops.items() if "convolution" in str(k))
+        m = re.search(r"\.(t?)(encoder|decoder)\.\d+\.(conv_tr|conv|rewrite|dconv\.layers\.\d+\.[03])$", name)
+        if m and n:
+            part = m.group(3)
+            if part.startswith("dconv"):
+                part = "dconv k3 (dilated)" if part.endswith("0") else "dconv 1x1"
+            kinds["conv: %s%s %s" % ("time " if m.group(1) else "freq ", m.group(2), part)] += n
+            mod = model.get_submodule(name[len("HTDemucs."):])
+            if isinstance(mod, torch.nn.Conv2d) and tuple(mod.kernel_size) == (3, 3) and mod.stride == (1, 1):
+                wino += n
+    glob = {str(k): v for k, v in fc.get_flop_counts()["Global"].items()}
+    kinds["linear layers (addmm, mm, bmm)"] = sum(v for k, v in glob.items() if re.search(r"addmm|\.mm|bmm", k))
+    kinds["attention (scaled dot product)"] = sum(v for k, v in glob.items() if "attention" in k)
+    total = fc.get_total_flops()
+    print("HT-Demucs, one %.2f s segment: %.1f GFLOP in all (PyTorch's count, self-attention fast path off)"
+          % (seg.shape[1] / model.samplerate, total / 1e9))
+    for k, v in sorted(kinds.items(), key=lambda kv: -kv[1]):
+        print("  %-40s %7.2f GFLOP" % (k, v / 1e9))
+    rest = total - sum(kinds.values())
+    print("  %-40s %7.2f GFLOP" % ("other", rest / 1e9))
+    ours = total - wino * (1 - 16 / 36)
+    print("with the 3x3 convolutions (%.1f GFLOP) at Winograd F(2x2,3x3)'s 16/36: %.1f GFLOP, %.2f s at %.0f GFLOP/s"
+          % (wino / 1e9, ours / 1e9, ours / 1e9 / a.gflops, a.gflops))
 
 
 if __name__ == "__main__":
