@@ -15,9 +15,9 @@
  * rule) each block's products go to the scratch and the block's GLU into y: no
  * buffer of the whole convolution. The bias starts the output (the library adds
  * the products with beta 1, skipping its zeroing pass), the activation goes
- * through the vectorised epilogue. Where AVX-512 runs, conv1d with groups 1,
- * k <= 16 and stride 1 on inner 1 or any stride on inner >= 16, and
- * conv_transpose1d on inner 1 or >= 16, go without im2col / col2im instead
+ * through the vectorised epilogue. Where AVX-512 or AVX2 + FMA runs, conv1d with
+ * groups 1, k <= 16 and any stride on inner 1 or >= 16, and conv_transpose1d
+ * on inner 1 or >= 16, go without im2col / col2im instead
  * (cpu_conv1d_direct.c). */
 #include <cblas.h>
 #include <stdlib.h>

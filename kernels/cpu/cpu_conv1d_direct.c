@@ -1,4 +1,4 @@
-/* AVX-512 conv1d and conv_transpose1d without im2col / col2im (groups 1, k <= DC_MAX_K),
+/* AVX-512 and AVX2 + FMA conv1d and conv_transpose1d without im2col / col2im (groups 1, k <= DC_MAX_K),
  * for the shapes where the column matrix and the library's packing cost more than the
  * product itself (HT-Demucs's DConv branches, its strided [K,1] encoders and their
  * transposed decoders over frequency):
@@ -43,7 +43,18 @@
  * group, t + crop = q * stride + rho for one q, which all read input rows q - m (inner
  * mode): each input row packed once per group instead of once per output row. Every element of y is the same sequence of operations whatever the tile, block,
  * pass or thread split, so every split gives the same bits; against the im2col + GEMM
- * paths of cpu_conv1d.c the result differs by fp32 rounding only. */
+ * paths of cpu_conv1d.c the result differs by fp32 rounding only.
+ * Where AVX-512 does not run but AVX2 + FMA does (sl_cpu_simd_fma()), the same driver (dc_run,
+ * cpu_conv1d_direct_run.h, built once per instruction set) runs the same tiles, blocks, passes
+ * and packed forms with AVX2 kernels: a tile swept as four parts of 6 output channels x 16
+ * columns in 12 ymm accumulators, each element the same sequence of fused multiply-adds, so
+ * the same bits as AVX-512 (unit.conv_ops checks both against that float sum); y's whole rows
+ * of a part are read and written with plain loads and stores (masked ones only at a row's end:
+ * they are slow on AMD's cores), the stride-4 phases split and woven by 8 positions. On an AMD
+ * EPYC (Zen 3) each mode measured faster than the im2col / col2im + OpenBLAS paths over
+ * HT-Demucs's shapes, much faster where those are small. sl_cpu_conv1d_direct_set(0) turns
+ * the direct kernels off (tests, benchmarks); STEMLINE_CPU_SIMD=0 does too (cpu_simd.h). */
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -93,6 +104,7 @@ typedef struct {
     int glu;                /* contiguous mode: y = GLU of the channel halves (O / 2 channels) */
     float *zb;              /* glu: [threads][zb_floats], each thread's block of the convolution, */
     size_t zb_floats;       /* [O][DC_BLOCK * DC_NR] */
+    int avx2;               /* the AVX2 + FMA kernels (no AVX-512) */
 } dc_job;
 
 /* Packed weights: conv1d [O / 12][C][k][12] (wp + (o / 12) * wo + (c * kw + u) * 12 + o % 12 = w(o, c, u),
@@ -343,7 +355,7 @@ DC512 static void dc_pack_x(const dc_job *J, size_t b, size_t c0, size_t c1, con
  * sets of rows read (tiles with the same rows share one packed copy: the phases of one position of
  * a transposed convolution), transposed over rows: the output rows of one phase group only (those
  * reading the same input rows). T[0 .. n) gets their taps, slot[i] the packed copy tile i reads. */
-DC512 static size_t dc_block(const dc_job *J, size_t ib, size_t i1, dc_taps *T, int *slot, int *first)
+static size_t dc_block(const dc_job *J, size_t ib, size_t i1, dc_taps *T, int *slot, int *first)
 {
     size_t ie = ib + J->block < i1 ? ib + J->block : i1;
     if (J->mode == DC_TRANSPOSED) { /* up to the first row of the next phase group */
@@ -373,55 +385,187 @@ DC512 static size_t dc_block(const dc_job *J, size_t ib, size_t i1, dc_taps *T, 
     return ie;
 }
 
-DC512 static void dc_run(const dc_job *J, size_t b, size_t i0, size_t i1, float *xp, float *zb)
+#define DC_RUN dc_run
+#define DC_RUN_TGT DC512
+#define DC_TILE dc_tile
+#define DC_TILE_ANY dc_tile_any
+#define DC_PACK_X dc_pack_x
+#include "cpu_conv1d_direct_run.h"
+#undef DC_RUN
+#undef DC_RUN_TGT
+#undef DC_TILE
+#undef DC_TILE_ANY
+#undef DC_PACK_X
+
+/* The AVX2 + FMA twins of dc_tile, dc_tile_any and dc_pack_x (where AVX-512 does not run): the
+ * same tiles of 12 output channels x 32 columns and the same packed forms, a tile swept as four
+ * parts of 6 channels x 16 columns (12 ymm accumulators), each element the same sequence of
+ * fused multiply-adds as there: the same bits. */
+#define DC256 __attribute__((target("avx2,fma")))
+
+/* Lanes 0 .. 7 of m (bit i: lane i) as a mask vector. */
+DC256 static inline __m256i dc2_mask(uint32_t m)
 {
-    const size_t O = J->O, per = J->cb * J->taps * DC_NR; /* packed floats per set of rows */
-    const size_t ldy = zb ? DC_BLOCK * DC_NR : J->cols;
-    dc_taps T[DC_BLOCK_MAX];
-    int slot[DC_BLOCK_MAX], first[DC_BLOCK_MAX], order[DC_BLOCK_MAX];
-    for (size_t ib = i0, ie; ib < i1; ib = ie) {
-        ie = dc_block(J, ib, i1, T, slot, first);
-        const size_t nt = ie - ib;
-        int nu = 0, no = 0; /* the tiles by packed copy, those sharing one together */
-        for (size_t i = 0; i < nt; i++)
-            nu = slot[i] >= nu ? slot[i] + 1 : nu;
-        for (int u = 0; u < nu; u++)
-            for (size_t i = (size_t)first[u]; i < nt; i++)
-                if (slot[i] == u)
-                    order[no++] = (int)i;
-        for (size_t c0 = 0; c0 < J->C; c0 += J->cb) {
-            const size_t c1 = c0 + J->cb < J->C ? c0 + J->cb : J->C;
-            if (xp)
-                dc_pack_x(J, b, c0, c1, T, first, (size_t)nu, per, xp);
-            for (size_t o0 = 0; o0 < O; o0 += DC_MR) {
-                const int R = O - o0 < DC_MR ? (int)(O - o0) : DC_MR;
-                for (size_t n = 0; n < nt; n++) {
-                    const size_t i = (size_t)order[n];
-                    float *y = zb ? zb + o0 * ldy + (T[i].off - T[0].off) : J->y + (b * O + o0) * J->cols + T[i].off;
-                    const float *xs = xp ? xp + (size_t)slot[i] * per : NULL;
-                    if (R == DC_MR)
-                        dc_tile(DC_MR, J, b, o0, c0, c1, &T[i], xs, y, ldy);
-                    else
-                        dc_tile_any(R, J, b, o0, c0, c1, &T[i], xs, y, ldy);
+    const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    return _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32((int)(m & 0xffu)), bit), bit);
+}
+
+/* Output channels o0 + r0 .. o0 + r0 + RR - 1 (RR <= 6) of a tile, its columns 16 h .. 16 h + 15:
+ * dc_tile's sums. */
+DC256 static inline __attribute__((always_inline)) void dc2_part(int RR, const dc_job *J, size_t b, size_t o0,
+                                                                 size_t r0, int h, size_t c0, size_t c1,
+                                                                 const dc_taps *T, const float *xp, float *y,
+                                                                 size_t ldy)
+{
+    const size_t kw = J->kw, hc = (size_t)h * 16;
+    const float *wp = J->wp + o0 / DC_MR * J->wo + r0;
+    const __m256i s0 = dc2_mask(T->ms >> hc), s1 = dc2_mask(T->ms >> (hc + 8));
+    y += r0 * ldy + hc;
+    const int full = (T->ms >> hc & 0xffffu) == 0xffffu; /* every lane: plain loads and stores of y (AMD's
+                                                          * masked stores are slow) */
+    __m256 acc[6][2];
+    _Pragma("GCC unroll 6") for (int r = 0; r < 6; r++)
+        if (r < RR) {
+            if (c0 && full) {
+                acc[r][0] = _mm256_loadu_ps(y + (size_t)r * ldy);
+                acc[r][1] = _mm256_loadu_ps(y + (size_t)r * ldy + 8);
+            } else if (c0) {
+                acc[r][0] = _mm256_maskload_ps(y + (size_t)r * ldy, s0);
+                acc[r][1] = _mm256_maskload_ps(y + (size_t)r * ldy + 8, s1);
+            } else {
+                acc[r][0] = acc[r][1] = J->bias ? _mm256_set1_ps(J->bias[o0 + r0 + (size_t)r]) : _mm256_setzero_ps();
+            }
+        }
+    const size_t ldc = J->len * J->inner; /* floats between channels of x */
+    const float *xb = J->x + b * J->C * ldc + hc;
+    if (xp)
+        xp += hc;
+    if (xp && (size_t)T->n == kw) { /* every tap: packed rows and weights both in order, one walk */
+        const float *wu = wp + (c0 * kw + (size_t)T->u[0]) * DC_MR, *const xe = xp + (c1 - c0) * kw * DC_NR;
+        for (; xp < xe; xp += DC_NR, wu += DC_MR) {
+            const __m256 v0 = _mm256_load_ps(xp), v1 = _mm256_load_ps(xp + 8);
+            _Pragma("GCC unroll 6") for (int r = 0; r < 6; r++)
+                if (r < RR) {
+                    const __m256 g = _mm256_broadcast_ss(wu + r);
+                    acc[r][0] = _mm256_fmadd_ps(g, v0, acc[r][0]);
+                    acc[r][1] = _mm256_fmadd_ps(g, v1, acc[r][1]);
+                }
+        }
+        c1 = c0; /* done */
+    }
+    __m256i mk[DC_MAX_K][2]; /* x unpacked: the lanes each tap reads */
+    if (!xp)
+        for (int j = 0; j < T->n; j++)
+            mk[j][0] = dc2_mask(T->mk[j] >> hc), mk[j][1] = dc2_mask(T->mk[j] >> (hc + 8));
+    for (size_t c = c0; c < c1; c++) {
+        const float *wc = wp + c * kw * DC_MR;
+        for (int j = 0; j < T->n; j++) {
+            __m256 v0, v1;
+            if (xp) { /* packed by dc2_pack_x */
+                v0 = _mm256_load_ps(xp), v1 = _mm256_load_ps(xp + 8);
+                xp += DC_NR;
+            } else {
+                const float *s = xb + c * ldc + T->src[j];
+                v0 = _mm256_maskload_ps(s, mk[j][0]);
+                v1 = _mm256_maskload_ps(s + 8, mk[j][1]);
+            }
+            const float *wu = wc + (size_t)T->u[j] * DC_MR;
+            _Pragma("GCC unroll 6") for (int r = 0; r < 6; r++)
+                if (r < RR) {
+                    const __m256 g = _mm256_broadcast_ss(wu + r);
+                    acc[r][0] = _mm256_fmadd_ps(g, v0, acc[r][0]);
+                    acc[r][1] = _mm256_fmadd_ps(g, v1, acc[r][1]);
+                }
+        }
+    }
+    if (full) {
+        _Pragma("GCC unroll 6") for (int r = 0; r < 6; r++)
+            if (r < RR) {
+                _mm256_storeu_ps(y + (size_t)r * ldy, acc[r][0]);
+                _mm256_storeu_ps(y + (size_t)r * ldy + 8, acc[r][1]);
+            }
+        return;
+    }
+    _Pragma("GCC unroll 6") for (int r = 0; r < 6; r++)
+        if (r < RR) {
+            _mm256_maskstore_ps(y + (size_t)r * ldy, s0, acc[r][0]);
+            _mm256_maskstore_ps(y + (size_t)r * ldy + 8, s1, acc[r][1]);
+        }
+}
+
+DC256 static void dc2_part_any(int RR, const dc_job *J, size_t b, size_t o0, size_t r0, int h, size_t c0, size_t c1,
+                               const dc_taps *T, const float *xp, float *y, size_t ldy)
+{
+    switch (RR) {
+    case 1: dc2_part(1, J, b, o0, r0, h, c0, c1, T, xp, y, ldy); break;
+    case 2: dc2_part(2, J, b, o0, r0, h, c0, c1, T, xp, y, ldy); break;
+    case 3: dc2_part(3, J, b, o0, r0, h, c0, c1, T, xp, y, ldy); break;
+    case 4: dc2_part(4, J, b, o0, r0, h, c0, c1, T, xp, y, ldy); break;
+    case 5: dc2_part(5, J, b, o0, r0, h, c0, c1, T, xp, y, ldy); break;
+    default: break;
+    }
+}
+
+/* dc_tile's work on R output channels: its columns in halves (the second only where written), each
+ * over channels 0 .. 5, then 6 .. R - 1. */
+DC256 static inline __attribute__((always_inline)) void dc2_tile(int R, const dc_job *J, size_t b, size_t o0,
+                                                                 size_t c0, size_t c1, const dc_taps *T,
+                                                                 const float *xp, float *y, size_t ldy)
+{
+    for (int h = 0; h < 2 && (T->ms >> (16 * h)); h++)
+        for (int r0 = 0; r0 < R; r0 += 6) {
+            if (R - r0 >= 6)
+                dc2_part(6, J, b, o0, (size_t)r0, h, c0, c1, T, xp, y, ldy);
+            else
+                dc2_part_any(R - r0, J, b, o0, (size_t)r0, h, c0, c1, T, xp, y, ldy);
+        }
+}
+
+DC256 static void dc2_tile_any(int R, const dc_job *J, size_t b, size_t o0, size_t c0, size_t c1, const dc_taps *T,
+                               const float *xp, float *y, size_t ldy)
+{
+    dc2_tile(R, J, b, o0, c0, c1, T, xp, y, ldy);
+}
+
+/* dc_pack_x's packed rows, by 8 lanes. */
+DC256 static void dc2_pack_x(const dc_job *J, size_t b, size_t c0, size_t c1, const dc_taps *T, const int *idx,
+                             size_t nt, size_t per, float *xp)
+{
+    const size_t ldc = J->len * J->inner; /* floats between channels of x */
+    const float *xb = J->x + b * J->C * ldc;
+    for (size_t c = c0; c < c1; c++)
+        for (size_t i = 0; i < nt; i++) {
+            const dc_taps *Ti = &T[idx[i]];
+            float *d = xp + i * per + (c - c0) * (size_t)Ti->n * DC_NR;
+            for (int j = 0; j < Ti->n; j++, d += DC_NR) {
+                const float *s = xb + c * ldc + Ti->src[j];
+                const uint32_t m = Ti->mk[j];
+                if (c + DC_PF < c1) {
+                    _mm_prefetch((const char *)(s + DC_PF * ldc), _MM_HINT_T0);
+                    _mm_prefetch((const char *)(s + DC_PF * ldc + 16), _MM_HINT_T0);
+                }
+                if (m == 0xffffffffu) {
+                    for (int q = 0; q < DC_NR; q += 8)
+                        _mm256_store_ps(d + q, _mm256_loadu_ps(s + q));
+                } else {
+                    for (int q = 0; q < DC_NR; q += 8)
+                        _mm256_store_ps(d + q, _mm256_maskload_ps(s + q, dc2_mask(m >> q)));
                 }
             }
         }
-        if (!zb && J->act == SL_ACT_NONE)
-            continue;
-        /* the block's tiles cover one contiguous run of each row of y, still in cache */
-        const size_t n = T[nt - 1].off - T[0].off + (size_t)__builtin_popcount(T[nt - 1].ms);
-        if (zb) { /* the GLU of the block's channel halves into y */
-            const size_t H = O / 2;
-            for (size_t o = 0; o < H; o++)
-                sl_cpu_glu_row(J->y + (b * H + o) * J->cols + T[0].off, zb + o * ldy, zb + (o + H) * ldy, n);
-            continue;
-        }
-        for (size_t o = 0; o < O; o++) {
-            float *y = J->y + (b * O + o) * J->cols + T[0].off;
-            sl_cpu_epilogue_row(J->act, n, y, NULL, NULL, NULL, y);
-        }
-    }
 }
+
+#define DC_RUN dc2_run
+#define DC_RUN_TGT DC256
+#define DC_TILE dc2_tile
+#define DC_TILE_ANY dc2_tile_any
+#define DC_PACK_X dc2_pack_x
+#include "cpu_conv1d_direct_run.h"
+#undef DC_RUN
+#undef DC_RUN_TGT
+#undef DC_TILE
+#undef DC_TILE_ANY
+#undef DC_PACK_X
 #endif
 
 static void dc_body(void *v, size_t part, int tid)
@@ -430,9 +574,14 @@ static void dc_body(void *v, size_t part, int tid)
     const size_t b = part / J->chunks, i0 = (part % J->chunks) * J->chunk;
     const size_t i1 = i0 + J->chunk < J->tiles ? i0 + J->chunk : J->tiles;
 #ifdef SL_CPU_HAVE_AVX2_PATHS
-    if (i0 < i1)
-        dc_run(J, b, i0, i1, J->O > DC_MR || J->mode == DC_PHASES ? J->xp + (size_t)tid * J->xp_floats : NULL,
-               J->glu ? J->zb + (size_t)tid * J->zb_floats : NULL);
+    if (i0 >= i1)
+        return;
+    float *xp = J->O > DC_MR || J->mode == DC_PHASES ? J->xp + (size_t)tid * J->xp_floats : NULL;
+    float *zb = J->glu ? J->zb + (size_t)tid * J->zb_floats : NULL;
+    if (J->avx2)
+        dc2_run(J, b, i0, i1, xp, zb);
+    else
+        dc_run(J, b, i0, i1, xp, zb);
 #else
     (void)b, (void)i1, (void)tid;
 #endif
@@ -467,6 +616,33 @@ DC512 static void dc_weave4(const float *ph, size_t Q, size_t crop, size_t L, fl
     for (size_t t = 4 * q - crop > ta ? 4 * q - crop : ta; t < L; t++)
         y[t] = ph[((t + crop) % 4) * Q + (t + crop) / 4];
 }
+
+/* dc_weave4 by 8 positions of the four phases (32 outputs): a 4 x 4 transpose within each
+ * 128-bit half after a permute. */
+DC256 static void dc2_weave4(const float *ph, size_t Q, size_t crop, size_t L, float *y)
+{
+    const __m256i ev = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+    const size_t qa = (crop + 3) / 4; /* first q with 4 q - crop >= 0 */
+    size_t q = qa;
+    for (; 4 * (q + 8) <= L + crop && q + 8 <= Q; q += 8) {
+        const __m256 a = _mm256_permutevar8x32_ps(_mm256_loadu_ps(ph + q), ev);
+        const __m256 b = _mm256_permutevar8x32_ps(_mm256_loadu_ps(ph + Q + q), ev);
+        const __m256 c = _mm256_permutevar8x32_ps(_mm256_loadu_ps(ph + 2 * Q + q), ev);
+        const __m256 d = _mm256_permutevar8x32_ps(_mm256_loadu_ps(ph + 3 * Q + q), ev);
+        const __m256 ab0 = _mm256_unpacklo_ps(a, b), ab1 = _mm256_unpackhi_ps(a, b);
+        const __m256 cd0 = _mm256_unpacklo_ps(c, d), cd1 = _mm256_unpackhi_ps(c, d);
+        float *o = y + 4 * q - crop;
+        _mm256_storeu_ps(o, _mm256_shuffle_ps(ab0, cd0, 0x44));
+        _mm256_storeu_ps(o + 8, _mm256_shuffle_ps(ab0, cd0, 0xee));
+        _mm256_storeu_ps(o + 16, _mm256_shuffle_ps(ab1, cd1, 0x44));
+        _mm256_storeu_ps(o + 24, _mm256_shuffle_ps(ab1, cd1, 0xee));
+    }
+    const size_t ta = 4 * qa - crop < L ? 4 * qa - crop : L; /* the ends */
+    for (size_t t = 0; t < ta; t++)
+        y[t] = ph[((t + crop) % 4) * Q + (t + crop) / 4];
+    for (size_t t = 4 * q - crop > ta ? 4 * q - crop : ta; t < L; t++)
+        y[t] = ph[((t + crop) % 4) * Q + (t + crop) / 4];
+}
 #endif
 
 /* Phases mode: rows [lo, hi) of the op's y (item * O + channel) from the phases,
@@ -489,7 +665,10 @@ static void dc_weave(void *v, size_t part, int tid)
         float *y = J->yout + r * L;
 #ifdef SL_CPU_HAVE_AVX2_PATHS
         if (S == 4) {
-            dc_weave4(ph, J->Q, (size_t)J->pad, L, y);
+            if (J->avx2)
+                dc2_weave4(ph, J->Q, (size_t)J->pad, L, y);
+            else
+                dc_weave4(ph, J->Q, (size_t)J->pad, L, y);
             if (J->act_out != SL_ACT_NONE)
                 sl_cpu_epilogue_row(J->act_out, L, y, NULL, NULL, NULL, y);
             continue;
@@ -531,6 +710,23 @@ DC512 static void dc_split4(const float *x, size_t n16, size_t n, float *ph)
         _mm512_storeu_ps(ph + 3 * n + 16 * i, _mm512_permutex2var_ps(a13, hi, b13));
     }
 }
+
+/* dc_split4 by 32 floats of x (8 positions of each phase): a 4 x 4 transpose within each 128-bit
+ * half, then a permute. */
+DC256 static void dc2_split4(const float *x, size_t n8, size_t n, float *ph)
+{
+    const __m256i il = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (size_t i = 0; i < n8; i++, x += 32) {
+        const __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8);
+        const __m256 v2 = _mm256_loadu_ps(x + 16), v3 = _mm256_loadu_ps(x + 24);
+        const __m256 t0 = _mm256_unpacklo_ps(v0, v1), t1 = _mm256_unpackhi_ps(v0, v1);
+        const __m256 t2 = _mm256_unpacklo_ps(v2, v3), t3 = _mm256_unpackhi_ps(v2, v3);
+        _mm256_storeu_ps(ph + 8 * i, _mm256_permutevar8x32_ps(_mm256_shuffle_ps(t0, t2, 0x44), il));
+        _mm256_storeu_ps(ph + n + 8 * i, _mm256_permutevar8x32_ps(_mm256_shuffle_ps(t0, t2, 0xee), il));
+        _mm256_storeu_ps(ph + 2 * n + 8 * i, _mm256_permutevar8x32_ps(_mm256_shuffle_ps(t1, t3, 0x44), il));
+        _mm256_storeu_ps(ph + 3 * n + 8 * i, _mm256_permutevar8x32_ps(_mm256_shuffle_ps(t1, t3, 0xee), il));
+    }
+}
 #endif
 
 static void dc_split(void *v, size_t part, int tid)
@@ -554,12 +750,16 @@ static void dc_split(void *v, size_t part, int tid)
                 j1 = j0;
         }
 #ifdef SL_CPU_HAVE_AVX2_PATHS
-        if (S == 4 && j1 - j0 >= 16) {
-            const size_t n16 = (j1 - j0) / 16;
-            dc_split4(x + 4 * j0 - pl, n16, n, ph + j0);
+        const size_t V = J->avx2 ? 8 : 16; /* positions of a phase per step */
+        if (S == 4 && j1 - j0 >= V) {
+            const size_t nv = (j1 - j0) / V;
+            if (J->avx2)
+                dc2_split4(x + 4 * j0 - pl, nv, n, ph + j0);
+            else
+                dc_split4(x + 4 * j0 - pl, nv, n, ph + j0);
             for (size_t rho = 0; rho < S; rho++) /* the ends one by one */
                 for (size_t e = 0; e < 2; e++)
-                    for (size_t j = e ? j0 + 16 * n16 : 0; j < (e ? n : j0); j++) {
+                    for (size_t j = e ? j0 + V * nv : 0; j < (e ? n : j0); j++) {
                         const long p = (long)(j * S + rho) - (long)pl;
                         ph[rho * n + j] = p >= 0 && (size_t)p < L ? x[p] : 0.0f;
                     }
@@ -651,9 +851,23 @@ static int dc_go(sl_op_ctx *ctx, dc_job *J, size_t batch, const float *w, size_t
     return 1;
 }
 
+static atomic_int dc_enabled = 1;
+
+int sl_cpu_conv1d_direct_set(int enable) { return atomic_exchange(&dc_enabled, enable ? 1 : 0); }
+
+/* Which kernels take the op: 0 none (the im2col / col2im paths), 1 AVX-512, 2 AVX2 + FMA. */
+static int dc_isa(void)
+{
+    if (!atomic_load_explicit(&dc_enabled, memory_order_relaxed))
+        return 0;
+    return sl_cpu_simd_avx512() ? 1 : sl_cpu_simd_fma() ? 2 : 0;
+}
+
+int sl_cpu_conv1d_direct_isa(void) { return dc_isa(); }
+
 int sl_cpu_conv1d_direct(sl_op_ctx *ctx, const sl_conv1d_args *a)
 {
-    if (!sl_cpu_simd_avx512() || a->groups != 1 || a->k > DC_MAX_K || a->batch == 0)
+    if (a->groups != 1 || a->k > DC_MAX_K || a->batch == 0)
         return 0;
     dc_job J = {.x = a->x, .bias = a->bias, .y = a->y, .C = (size_t)a->c_in, .O = (size_t)a->c_out,
                 .k = (size_t)a->k, .len = a->len, .inner = a->inner, .stride = a->stride, .dil = a->dilation,
@@ -668,16 +882,23 @@ int sl_cpu_conv1d_direct(sl_op_ctx *ctx, const sl_conv1d_args *a)
         J.mode = DC_INNER, J.per_t = (a->inner + DC_NR - 1) / DC_NR;
     else
         return 0;
+    const int isa = dc_isa();
+    if (!isa)
+        return 0;
+    J.avx2 = isa == 2;
     return dc_go(ctx, &J, a->batch, a->wt, (size_t)a->k);
 }
 
 int sl_cpu_convt1d_direct(sl_op_ctx *ctx, const sl_convt1d_args *a)
 {
-    if (!sl_cpu_simd_avx512() || (a->inner < 16 && a->inner != 1) || a->k > DC_MAX_K || a->batch == 0)
+    if ((a->inner < 16 && a->inner != 1) || a->k > DC_MAX_K || a->batch == 0)
+        return 0;
+    const int isa = dc_isa();
+    if (!isa)
         return 0;
     dc_job J = {.mode = a->inner == 1 ? DC_PHASES : DC_TRANSPOSED, .x = a->x, .bias = a->bias, .y = a->y, .C = (size_t)a->c_in,
                 .O = (size_t)a->c_out, .k = (size_t)a->k, .len = a->len, .inner = a->inner, .stride = a->stride,
                 .dil = 1, .pad = a->crop, .act = a->act, .len_out = a->len_out,
-                .per_t = (a->inner + DC_NR - 1) / DC_NR};
+                .per_t = (a->inner + DC_NR - 1) / DC_NR, .avx2 = isa == 2};
     return dc_go(ctx, &J, a->batch, a->wt, ((size_t)a->k + (size_t)a->stride - 1) / (size_t)a->stride);
 }

@@ -178,12 +178,19 @@ int sl_cpu_amx_gemm(int terms, size_t i0, size_t i1, size_t q0, size_t q1, size_
                     size_t ldx, const uint16_t *wp, const sl_cpu_amx_epi *e);
 int sl_cpu_conv2d(sl_op_ctx *ctx, const sl_conv2d_args *a);
 int sl_cpu_conv1d(sl_op_ctx *ctx, const sl_conv1d_args *a);
-/* conv1d without im2col where AVX-512 runs and the shape suits it (cpu_conv1d_direct.c):
- * 1 when it computed y, 0 when it did nothing (the caller takes the im2col path). */
+/* conv1d without im2col where AVX-512 or AVX2 + FMA runs and the shape suits it
+ * (cpu_conv1d_direct.c): 1 when it computed y, 0 when it did nothing (the caller takes the
+ * im2col path). */
 int sl_cpu_conv1d_direct(sl_op_ctx *ctx, const sl_conv1d_args *a);
-/* conv_transpose1d without col2im the same way where AVX-512 runs, k <= 16 and inner is 1 or
- * >= 16: 1 when it computed y, 0 when it did nothing (the col2im path). */
+/* conv_transpose1d without col2im the same way, k <= 16 and inner is 1 or >= 16: 1 when it
+ * computed y, 0 when it did nothing (the col2im path). */
 int sl_cpu_convt1d_direct(sl_op_ctx *ctx, const sl_convt1d_args *a);
+/* The kernels the two take now: 0 none (sl_cpu_conv1d_direct_set(0), or neither AVX-512 nor
+ * AVX2 + FMA: cpu_simd.h), 1 AVX-512, 2 AVX2 + FMA (the same bits). */
+int sl_cpu_conv1d_direct_isa(void);
+/* enable 0: the im2col / col2im paths only, 1 (the default): the direct kernels where they run.
+ * Process-wide, for tests and benchmarks; returns the previous setting. */
+int sl_cpu_conv1d_direct_set(int enable);
 int sl_cpu_conv_transpose1d(sl_op_ctx *ctx, const sl_convt1d_args *a);
 int sl_cpu_permute(sl_op_ctx *ctx, const sl_permute_args *a);
 int sl_cpu_avg_pool2d(sl_op_ctx *ctx, size_t planes, int h, int w, int kh, int kw, const float *in, float *out);

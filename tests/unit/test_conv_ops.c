@@ -13,7 +13,10 @@
  * the Winograd path (its GEMMs ours on both) and on the narrow one; transformed weights kept for a
  * buffer declared fixed (sl_op_mark_fixed) give the same bits as per call and
  * are dropped when the buffer is written. conv1d's and conv_transpose1d's direct
- * AVX-512 paths against references of their own (test_conv1d, test_convt1d).
+ * kernels (AVX-512, AVX2 + FMA) against references of their own (test_conv1d, test_convt1d):
+ * within 1e-5 of a double reference on every path, and byte for byte the float sum the direct
+ * kernels promise on each run that takes them (so AVX2 and AVX-512 give the same bits), at 1,
+ * 2 and 3 threads.
  * Random inputs, seed printed (SL_TEST_SEED replays). Backend parity of the
  * same ops is in test_parity.c. */
 #include <math.h>
@@ -28,6 +31,7 @@
 
 #include "common/sl_error.h"
 #include "common/sl_log.h"
+#include "kernels/cpu/cpu_ops.h"
 #include "kernels/cpu/cpu_simd.h"
 #include "kernels/ops.h"
 #include "sl_ref.h"
@@ -315,26 +319,37 @@ static void test_clip(sl_op_ctx *ctx, size_t planes, size_t T, size_t F)
     free(want);
 }
 
-/* Runs conv1d (c1) or conv_transpose1d (ct) at 1 and 3 threads, with the AVX-512 paths off
- * (the im2col / col2im paths) and on weights declared fixed (their packed form made, then
- * reused): within 1e-5 of want each time; the same bits at 1 and 3 threads on every path;
- * where the direct path runs (direct), also with fixed weights as per call. */
+/* Runs conv1d (c1) or conv_transpose1d (ct) on every path: the widest SIMD at 1, 2 and 3
+ * threads, without AVX-512 (the AVX2 + FMA direct kernels where the CPU has them) at 1 and 3,
+ * the im2col / col2im paths (direct kernels off), the portable paths (no SIMD), and weights
+ * declared fixed (their packed form made, then reused): within 1e-5 of want each time; the same
+ * bits at 1 and 3 threads on every path. Where the direct kernels run (exact: the shape suits
+ * them), each of those runs is byte for byte exact, the float sum that the direct kernels promise
+ * (from the bias, a fused multiply-add per input channel in order, then tap in order, then the
+ * activation or GLU), so AVX-512 and AVX2 give the same bits, whatever the threads. */
+#define C1_RUNS 9
 static void conv1d_runs(sl_op_ctx *ctx, const char *shape, sl_conv1d_args *c1, sl_convt1d_args *ct,
-                        const double *want, size_t ny, int direct)
+                        const double *want, size_t ny, const float *exact)
 {
-    static const char *how[] = {"1 thread", "3 threads", "no AVX-512", "fixed weights", "fixed, again"};
+    static const char *how[C1_RUNS] = {"1 thread", "2 threads", "3 threads", "no AVX-512", "no AVX-512, 3 threads",
+                                       "no direct", "portable", "fixed weights", "fixed, again"};
+    static const int threads[C1_RUNS] = {1, 2, 3, 1, 3, 1, 1, 1, 1};
     const float *wt = c1 ? c1->wt : ct->wt;
     const size_t nw = c1 ? (size_t)c1->c_out * (size_t)c1->c_in * (size_t)c1->k : (size_t)ct->c_out * (size_t)ct->c_in * (size_t)ct->k;
-    float *y[5], *dw = NULL;
+    float *y[C1_RUNS], *dw = NULL;
+    int isa[C1_RUNS];
     CHECK(sl_op_alloc(ctx, (void **)&dw, nw * sizeof(float)) == 0);
     CHECK(sl_op_upload(ctx, dw, wt, nw * sizeof(float)) == 0);
     CHECK(sl_op_mark_fixed(ctx, dw, nw * sizeof(float)) == 0);
-    const int old = sl_cpu_simd_avx512();
-    for (int v = 0; v < 5; v++) {
+    const int old = sl_cpu_simd_avx512(), simd = sl_cpu_simd_set(1), direct = sl_cpu_conv1d_direct_set(1);
+    sl_cpu_simd_set(simd), sl_cpu_conv1d_direct_set(direct); /* the process's settings, kept */
+    for (int v = 0; v < C1_RUNS; v++) {
         y[v] = nans(ny);
-        CHECK(sl_op_ctx_set_threads(ctx, v == 1 ? 3 : 1) == 0);
-        sl_cpu_simd_set_avx512(v == 2 ? 0 : old);
-        const float *w = v >= 3 ? dw : wt;
+        CHECK(sl_op_ctx_set_threads(ctx, threads[v]) == 0);
+        sl_cpu_simd_set_avx512(v == 3 || v == 4 ? 0 : old);
+        sl_cpu_conv1d_direct_set(v == 5 ? 0 : direct), sl_cpu_simd_set(v == 6 ? 0 : simd);
+        isa[v] = exact ? sl_cpu_conv1d_direct_isa() : 0;
+        const float *w = v >= 7 ? dw : wt;
         int rc;
         if (c1) {
             sl_conv1d_args a = *c1;
@@ -345,26 +360,37 @@ static void conv1d_runs(sl_op_ctx *ctx, const char *shape, sl_conv1d_args *c1, s
             a.wt = w, a.y = y[v];
             rc = sl_op_conv_transpose1d(ctx, &a);
         }
+        sl_cpu_simd_set(simd), sl_cpu_conv1d_direct_set(direct);
         CHECK(rc == 0);
         const double e = sl_ref_err(y[v], want, ny);
-        printf("  %s %s: rel err %.3g (tol 1e-5)\n", shape, how[v], e);
-        CHECK_MSG(e <= 1e-5, "%s error %g", shape, e);
+        static const char *kern[] = {"library", "direct AVX-512", "direct AVX2"};
+        printf("  %s %s (%s): rel err %.3g (tol 1e-5)%s\n", shape, how[v], kern[isa[v]], e,
+               isa[v] ? ", the exact float sum" : "");
+        CHECK_MSG(e <= 1e-5, "%s %s: error %g", shape, how[v], e);
+        if (isa[v])
+            CHECK_MSG(!memcmp(y[v], exact, ny * sizeof(float)), "%s %s: not the direct kernels' float sum", shape,
+                      how[v]);
     }
     sl_cpu_simd_set_avx512(old);
     CHECK(sl_op_ctx_set_threads(ctx, 1) == 0);
-    if (old && direct) /* the direct path: the same bits whatever the split, packed once or per call */
-        for (int v = 1; v < 5; v++)
-            if (v != 2)
-                CHECK_MSG(!memcmp(y[0], y[v], ny * sizeof(float)), "%s: %s differs from 1 thread", shape, how[v]);
     /* every path (the im2col / col2im ones too: library calls shaped by the op alone, the bias
-     * starting conv1d's rows): the same bits at 1 and 3 threads */
-    CHECK_MSG(!memcmp(y[0], y[1], ny * sizeof(float)), "%s: 3 threads differ from 1 thread", shape);
+     * starting conv1d's rows): the same bits at 1, 2 and 3 threads */
+    CHECK_MSG(!memcmp(y[0], y[1], ny * sizeof(float)), "%s: 2 threads differ from 1 thread", shape);
+    CHECK_MSG(!memcmp(y[0], y[2], ny * sizeof(float)), "%s: 3 threads differ from 1 thread", shape);
+    CHECK_MSG(!memcmp(y[3], y[4], ny * sizeof(float)), "%s: no AVX-512, 3 threads differ from 1 thread", shape);
     sl_op_free(ctx, dw);
-    for (int v = 0; v < 5; v++)
+    for (int v = 0; v < C1_RUNS; v++)
         free(y[v]);
 }
 
-/* conv1d's direct AVX-512 path (kernels/cpu/cpu_conv1d_direct.c: groups 1, k <= 16, inner 1 or
+/* The activation (sl_cpu_epilogue_row: the same bits on every SIMD level) over rows rows of n. */
+static void act_rows(sl_act act, size_t rows, size_t n, float *y)
+{
+    for (size_t r = 0; r < rows && act != SL_ACT_NONE; r++)
+        sl_cpu_epilogue_row(act, n, y + r * n, NULL, NULL, NULL, y + r * n);
+}
+
+/* conv1d's direct kernels (kernels/cpu/cpu_conv1d_direct.c: groups 1, k <= 16, inner 1 or
  * >= 16) against a double reference that scatters each
  * input sample into the outputs it reaches (conv1d_runs). */
 static void test_conv1d(sl_op_ctx *ctx, size_t batch, int ci, int co, size_t len, size_t inner, int k, int stride,
@@ -402,14 +428,39 @@ static void test_conv1d(sl_op_ctx *ctx, size_t batch, int ci, int co, size_t len
                 for (size_t j = 0; j < m; j++)
                     want[(i * half + o) * m + j] = want[(i * (size_t)co + o) * m + j] /
                                                    (1.0 + exp(-want[(i * (size_t)co + o + half) * m + j]));
+    /* the direct kernels' float sum: from the bias, each input channel's taps in order (those
+     * reading inside the signal), a fused multiply-add each, then the activation or the GLU */
+    const int direct = k <= 16 && (inner >= 16 || inner == 1) && (!glu || (inner == 1 && stride == 1));
+    float *exact = direct ? malloc(ny * sizeof(float)) : NULL;
+    for (size_t i = 0; i < batch && exact; i++)
+        for (size_t o = 0; o < (size_t)co; o++)
+            for (size_t t = 0; t < lo; t++)
+                for (size_t n = 0; n < inner; n++) {
+                    float acc = b[o];
+                    for (size_t c = 0; c < (size_t)ci; c++)
+                        for (int u = 0; u < k; u++) {
+                            const long p = (long)t * stride + (long)u * dil - pl;
+                            if (p >= 0 && (size_t)p < len)
+                                acc = fmaf(wt[(o * (size_t)ci + c) * (size_t)k + (size_t)u],
+                                           x[((i * (size_t)ci + c) * len + (size_t)p) * inner + n], acc);
+                        }
+                    exact[(i * (size_t)co + o) * m + t * inner + n] = acc;
+                }
+    if (exact && glu) /* in place into the first half of each item, as want */
+        for (size_t i = 0; i < batch; i++)
+            for (size_t o = 0; o < half; o++)
+                sl_cpu_glu_row(exact + (i * half + o) * m, exact + (i * (size_t)co + o) * m,
+                               exact + (i * (size_t)co + o + half) * m, m);
+    else if (exact)
+        act_rows(act, batch * (size_t)co, m, exact);
     char shape[160];
     snprintf(shape, sizeof shape, "conv1d b%zu %d->%d L%zu x%zu k%d s%d d%d p%d,%d%s", batch, ci, co, len, inner, k,
              stride, dil, pl, pr, glu ? " glu" : "");
-    conv1d_runs(ctx, shape, &a, NULL, want, glu ? batch * half * m : ny, k <= 16 && (inner >= 16 || inner == 1));
-    free(x), free(wt), free(b), free(want);
+    conv1d_runs(ctx, shape, &a, NULL, want, glu ? batch * half * m : ny, exact);
+    free(x), free(wt), free(b), free(want), free(exact);
 }
 
-/* conv_transpose1d's direct AVX-512 path (inner 1 by phases of the stride, or inner >= 16; k <=
+/* conv_transpose1d's direct kernels (inner 1 by phases of the stride, or inner >= 16; k <=
  * 16) and its col2im path, the same way (conv1d_runs): the reference scatters each input
  * row into the output rows it reaches. */
 static void test_convt1d(sl_op_ctx *ctx, size_t batch, int ci, int co, size_t len, size_t inner, int k, int stride,
@@ -440,11 +491,32 @@ static void test_convt1d(sl_op_ctx *ctx, size_t batch, int ci, int co, size_t le
                 yo[j] = sl_ref_act(act, yo[j]);
         }
     a.x = x, a.wt = wt, a.bias = b;
+    /* the direct kernels' float sum: from the bias, each input channel's taps in order (those
+     * reaching t from an input row), a fused multiply-add each, then the activation */
+    const size_t m = len_out * inner;
+    float *exact = (inner >= 16 || inner == 1) && k <= 16 ? malloc(ny * sizeof(float)) : NULL;
+    for (size_t i = 0; i < batch && exact; i++)
+        for (size_t o = 0; o < (size_t)co; o++)
+            for (size_t t = 0; t < len_out; t++)
+                for (size_t n = 0; n < inner; n++) {
+                    float acc = b[o];
+                    for (size_t c = 0; c < (size_t)ci; c++)
+                        for (int u = 0; u < k; u++) {
+                            const long q = (long)t + crop - u; /* = p stride */
+                            if (q < 0 || q % stride || (size_t)(q / stride) >= len)
+                                continue;
+                            acc = fmaf(wt[(c * (size_t)co + o) * (size_t)k + (size_t)u],
+                                       x[((i * (size_t)ci + c) * len + (size_t)(q / stride)) * inner + n], acc);
+                        }
+                    exact[(i * (size_t)co + o) * m + t * inner + n] = acc;
+                }
+    if (exact)
+        act_rows(act, batch * (size_t)co, m, exact);
     char shape[160];
     snprintf(shape, sizeof shape, "convt1d b%zu %d->%d L%zu x%zu k%d s%d crop%d out%zu", batch, ci, co, len, inner, k,
              stride, crop, len_out);
-    conv1d_runs(ctx, shape, NULL, &a, want, ny, (inner >= 16 || inner == 1) && k <= 16);
-    free(x), free(wt), free(b), free(want);
+    conv1d_runs(ctx, shape, NULL, &a, want, ny, exact);
+    free(x), free(wt), free(b), free(want), free(exact);
 }
 
 /* sl_op_permute against the definition: the complex-as-channels layouts of HT-Demucs's spectrogram
