@@ -62,7 +62,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "bench_cnn14_layers: out of memory\n");
             return 1;
         }
-        sl_conv2d_args a = {1, C, O, H, W, 3, x, w, b, SL_ACT_RELU, y};
+        sl_conv2d_args a = {1, C, O, H, W, 3, x, w, b, SL_ACT_RELU, y, 0};
         double best = 1e30;
         for (int r = 0; r <= repeat; r++) {
             const double t0 = bench_cpu_now();

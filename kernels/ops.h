@@ -409,6 +409,11 @@ typedef struct {
     const float *bias;
     sl_act act;
     float *y;
+    /* 1: a 3x3 convolution may take Winograd F(4x4, 3x3) on the CPU (fewer multiplications, a
+     * few times F(2x2)'s rounding error: ~1e-5 of the output range instead of ~1e-6); 0 (the
+     * default of an initializer that leaves it out): the paths of kernels/cpu/cpu_conv.c as
+     * before. Other backends ignore it. */
+    int wino4;
 } sl_conv2d_args;
 
 /* Convolution (sl_conv2d_args). SL_EINVAL on bad sizes, SL_ENOMEM. */

@@ -176,7 +176,7 @@ static int rewrite_glu(sl_op_ctx *ctx, const hd_state *st, const hd_layer *ly, c
         if ((rc = sl_op_conv1d(ctx, &a)) < 0 || !norm->g)
             return rc;
     } else {
-        sl_conv2d_args a = {1, c->c_in, c->c_out, (int)F, (int)T, c->k, x, c->w, c->b, SL_ACT_NONE, z};
+        sl_conv2d_args a = {1, c->c_in, c->c_out, (int)F, (int)T, c->k, x, c->w, c->b, SL_ACT_NONE, z, 1};
         TRY(sl_op_conv2d(ctx, &a));
     }
     TRY(gnorm(ctx, norm, 1, 2 * (size_t)c->c_in, (size_t)st->norm_groups, F * T, z));

@@ -9,7 +9,10 @@
  *    blocks 1-5): Winograd F(2x2, 3x3), 16 GEMMs on transformed tiles, 16/36
  *    of the multiplications of the direct form (OpenBLAS; with AVX-512, and with
  *    AVX2 + FMA below WG_AVX2_OC channel pairs, an 8 x 32 kernel of ours, wk_gemm,
- *    on weights transformed into its layout: the same bits on both);
+ *    on weights transformed into its layout: the same bits on both); on request
+ *    (sl_conv2d_args.wino4: HT-Demucs's decoder rewrites) F(4x4, 3x3) instead, 36
+ *    GEMMs, 36/144 of the multiplications, transforms in cpu_conv_wg4.c, its GEMMs
+ *    by wk_gemm wherever there is AVX2 + FMA;
  *  - 3x3 with one input channel (Cnn14's first layer): a direct sum per
  *    output row, written once;
  *  - anything else: im2col + one OpenBLAS GEMM per block of output rows.
@@ -205,7 +208,9 @@ static int conv_im2col(sl_op_ctx *ctx, const sl_conv2d_args *a)
 #define WG_CHUNK_PACKED ((size_t)1 << 19)
 
 /* wk_gemm with AVX2 + FMA for O x C below this (its U, 64 O C bytes, small enough to be read
- * again for each group of panels); above, OpenBLAS, faster there on an AMD Zen 3 (L2 512 KiB). */
+ * again for each group of panels); above, OpenBLAS, faster there on an AMD Zen 3 (L2 512 KiB).
+ * F(4x4)'s GEMMs (fewer tiles per position) by wk_gemm whatever O x C: 10-15 % faster than
+ * OpenBLAS's at HT-Demucs's 384 x 768 and 192 x 384 on the same CPU. */
 #define WG_AVX2_OC ((size_t)1 << 16)
 
 /* U[xi][o][c] = (G g G^T)[xi] of w[o][c][3][3] at U + xi * us (float: the halvings are exact),
@@ -366,6 +371,7 @@ typedef struct {
     int C, O, H, W, E1, tw, ti0, nrow;
     int simd;   /* 0 portable, 1 AVX2, 2 AVX-512 transforms */
     int packed; /* U in blocks of 8 rows and the GEMMs by wk_gemm (AVX-512, or AVX2 + FMA), else OpenBLAS */
+    int m, npos; /* tiles of m x m outputs (2, or 4: cpu_conv_wg4.c), npos = (m + 2)^2 transformed positions */
     size_t us, vs, ms, nt, vld, mld, tmp_stride, gparts;
     size_t pad_stride; /* floats of padded rows per thread: those of one chunk of one channel */
     size_t rows, chunks, ld, vm_stride; /* chunks per item of rows tile rows; per-thread V + M (wg_chunk_body) */
@@ -377,6 +383,10 @@ static void wg_weights_part(const void *v, int lo, int hi, int tid)
 {
     (void)tid;
     const wg_job *j = v;
+    if (j->m == 4) {
+        sl_wg4_weights(j->a->wt, (size_t)lo * j->C, (size_t)hi * j->C, (size_t)j->C, j->packed, j->us, j->U);
+        return;
+    }
     wg_weights(j->a->wt, (size_t)lo * j->C, (size_t)hi * j->C, (size_t)j->C, j->packed, j->us, j->U);
 }
 
@@ -399,10 +409,18 @@ static void wg_input_part(const void *v, int lo, int hi, int tid)
 {
     const wg_job *j = v;
     float *tmp = j->tmp + (size_t)tid * j->tmp_stride, *P = j->P + (size_t)tid * j->pad_stride;
-    const int ns = 2 * j->nrow + 2;
+    const int ns = j->m * j->nrow + 2;
     const size_t HW = (size_t)j->H * j->W;
     for (int c = lo; c < hi; c++) {
         float *Vc = j->V + (size_t)c * j->vld;
+        if (j->m == 4) {
+#if WG_HAVE_SIMD
+            if (j->simd && c + 1 < hi)
+                wg_prefetch_rows(j->x + (size_t)(c + 1) * HW, j->H, j->W, 4 * j->ti0, ns);
+#endif
+            sl_wg4_input(j->x + (size_t)c * HW, j->H, j->W, j->tw, j->ti0, j->nrow, j->vs, P, tmp, Vc);
+            continue;
+        }
 #if WG_HAVE_SIMD
         if (j->simd) {
             if (c + 1 < hi) /* the next channel's rows of the chunk, while this one is transformed */
@@ -420,7 +438,7 @@ static void wg_input_part(const void *v, int lo, int hi, int tid)
     /* wk_gemm reads whole panels of 32 columns: zeros past nt (never denormal garbage) */
     const size_t end = (j->nt + 31) & ~(size_t)31;
     if (j->packed && end > j->nt)
-        for (int xi = 0; xi < 16; xi++)
+        for (int xi = 0; xi < j->npos; xi++)
             for (int c = lo; c < hi; c++)
                 memset(j->V + (size_t)xi * j->vs + (size_t)c * j->vld + j->nt, 0, (end - j->nt) * sizeof(float));
 }
@@ -428,6 +446,11 @@ static void wg_input_part(const void *v, int lo, int hi, int tid)
 static void wg_output_part(const void *v, int lo, int hi, int tid)
 {
     const wg_job *j = v;
+    if (j->m == 4) {
+        sl_wg4_output(j->M, lo, hi, j->H, j->W, j->tw, j->ti0, j->nrow, j->ms, j->mld, j->a->bias, j->a->act,
+                      j->tmp + (size_t)tid * j->tmp_stride, j->y);
+        return;
+    }
 #if WG_HAVE_SIMD
     if (j->simd && (j->a->act == SL_ACT_NONE || j->a->act == SL_ACT_RELU)) {
         (j->simd == 2 ? wg_output_avx512 : wg_output_avx2)(j->M, lo, hi, j->H, j->W, j->tw, j->ti0, j->nrow, j->ms,
@@ -601,7 +624,7 @@ static void wg_chunk_body(void *v, size_t i, int tid)
     const wg_job *J = v;
     wg_job j = *J;
     const size_t b = i / J->chunks, HW = (size_t)J->H * J->W;
-    const int th = (J->H + 1) / 2;
+    const int th = (J->H + J->m - 1) / J->m;
     j.x = J->a->x + b * (size_t)J->C * HW;
     j.y = J->a->y + b * (size_t)J->O * HW;
     j.ti0 = (int)(i % J->chunks * J->rows);
@@ -609,23 +632,25 @@ static void wg_chunk_body(void *v, size_t i, int tid)
     j.nt = (size_t)j.nrow * J->tw;
     j.vld = j.mld = J->ld;
     j.V = J->V + (size_t)tid * J->vm_stride;
-    j.M = j.V + 16 * J->vs;
+    j.M = j.V + (size_t)J->npos * J->vs;
     wg_input_part(&j, 0, J->C, tid);
 #if WG_HAVE_SIMD
-    for (size_t xi = 0; xi < 16; xi++)
+    for (size_t xi = 0; xi < (size_t)J->npos; xi++)
         wk_gemm(&j, xi, 0, 1);
 #endif
     wg_output_part(&j, 0, J->O, tid);
 }
 
-static int conv_winograd(sl_op_ctx *ctx, const sl_conv2d_args *a)
+/* Tiles of m x m outputs: F(2x2, 3x3) (m = 2), or F(4x4, 3x3) (m = 4, cpu_conv_wg4.c, 36 positions),
+ * the same GEMMs on either. */
+static int conv_winograd(sl_op_ctx *ctx, const sl_conv2d_args *a, int m)
 {
-    const int C = a->c_in, O = a->c_out, H = a->h, W = a->w;
-    const int th = (H + 1) / 2, tw = (W + 1) / 2, E1 = tw + 1;
+    const int C = a->c_in, O = a->c_out, H = a->h, W = a->w, npos = (m + 2) * (m + 2);
+    const int th = (H + m - 1) / m, tw = (W + m - 1) / m, E1 = tw + 1;
     const size_t threads = (size_t)sl_pool_threads(ctx->pool);
     const int simd = sl_cpu_simd_avx512() ? 2 : sl_cpu_simd_avx2() ? 1 : 0, packed =
-        simd == 2 || (simd == 1 && sl_cpu_simd_fma() && (size_t)O * (size_t)C < WG_AVX2_OC);
-    size_t rows = (packed ? WG_CHUNK_PACKED : WG_CHUNK_FLOATS) / (16 * (size_t)(C + O) * (size_t)tw);
+        simd == 2 || (simd == 1 && sl_cpu_simd_fma() && (m == 4 || (size_t)O * (size_t)C < WG_AVX2_OC));
+    size_t rows = (packed ? WG_CHUNK_PACKED : WG_CHUNK_FLOATS) / ((size_t)npos * (size_t)(C + O) * (size_t)tw);
     if (packed) { /* U is read once per chunk: chunks of at least as many floats of V and M as U */
         const size_t least = ((size_t)O * C / (size_t)(C + O) + (size_t)tw - 1) / (size_t)tw;
         if (rows < least)
@@ -640,9 +665,10 @@ static int conv_winograd(sl_op_ctx *ctx, const sl_conv2d_args *a)
     const size_t O8 = packed ? ((size_t)O + 7) & ~(size_t)7 : (size_t)O;
     const size_t ld = packed ? ((rows * tw + 63) & ~(size_t)63) + 32 : rows * tw;
     const size_t us = wg_align(O8 * C), vs = wg_align((size_t)C * ld), ms = wg_align(O8 * ld);
-    const size_t nU = 16 * us, nV = 16 * vs, nM = 16 * ms;
-    const size_t tmp_stride = wg_align(8 * (size_t)E1); /* per thread: wg_input's 8 E1, wg_output's 4 tw */
-    const size_t pad_stride = wg_align((2 * rows + 2) * 2 * (size_t)E1); /* per thread: a chunk's padded rows */
+    const size_t nU = npos * us, nV = npos * vs, nM = npos * ms;
+    /* per thread: wg_input's 8 E1, wg_output's 4 tw (m = 4: 24 E1, 16 tw) */
+    const size_t tmp_stride = wg_align((m == 4 ? 24 : 8) * (size_t)E1);
+    const size_t pad_stride = wg_align((m * rows + 2) * m * (size_t)E1); /* per thread: a chunk's padded rows */
     /* at several threads and at least two chunks per thread (wk_gemm's path), each chunk whole on
      * one thread in that thread's V and M (wg_chunk_body); else each step of a chunk split over
      * the threads */
@@ -651,13 +677,15 @@ static int conv_winograd(sl_op_ctx *ctx, const sl_conv2d_args *a)
     const size_t nvm = by_chunk ? threads : 1;
     /* U: kept with fixed weights (sl_op_mark_fixed), formed once; else per call in the scratch */
     int fresh = 1;
-    float *Uk = sl_cpu_fixed_form(ctx, a->wt, WG_FORM_TAG(O, C) | ((uint64_t)packed << 39), nU, &fresh);
+    float *Uk = sl_cpu_fixed_form(ctx, a->wt, WG_FORM_TAG(O, C) | ((uint64_t)packed << 39) | ((uint64_t)(m == 4) << 38),
+                                  nU, &fresh);
     float *S = sl_cpu_scratch(ctx, (Uk ? 0 : nU) + nvm * (nV + nM) + threads * (tmp_stride + pad_stride));
     if (!S)
         return SL_ENOMEM;
     wg_job j = {.a = a, .C = C, .O = O, .H = H, .W = W, .E1 = E1, .tw = tw, .us = us, .vs = vs, .ms = ms,
                 .tmp_stride = tmp_stride, .pad_stride = pad_stride, .rows = rows, .chunks = chunks, .ld = ld,
-                .vm_stride = nV + nM, .U = Uk ? Uk : S, .V = Uk ? S : S + nU, .simd = simd, .packed = packed};
+                .vm_stride = nV + nM, .U = Uk ? Uk : S, .V = Uk ? S : S + nU, .simd = simd, .packed = packed,
+                .m = m, .npos = npos};
     j.M = j.V + nV;
     j.tmp = j.V + nvm * (nV + nM);
     j.P = j.tmp + threads * tmp_stride;
@@ -665,7 +693,7 @@ static int conv_winograd(sl_op_ctx *ctx, const sl_conv2d_args *a)
     if (fresh) {
         if (O8 > (size_t)O) /* the rows past O of the last block of 8 */
             memset(j.U, 0, nU * sizeof(float));
-        sl_cpu_chan_for(ctx, O, (size_t)O * C * 16, wg_weights_part, &j);
+        sl_cpu_chan_for(ctx, O, (size_t)O * C * npos, wg_weights_part, &j);
         if (Uk)
             sl_cpu_fixed_form_ready(ctx, Uk, 1);
     }
@@ -682,9 +710,9 @@ static int conv_winograd(sl_op_ctx *ctx, const sl_conv2d_args *a)
             j.nrow = th - ti0 < (int)rows ? th - ti0 : (int)rows;
             j.nt = (size_t)j.nrow * tw;
             j.vld = j.mld = packed ? ld : j.nt;
-            sl_cpu_chan_for(ctx, C, 16 * (size_t)C * j.nt, wg_input_part, &j);
-            sl_pool_for((size_t)O * C * j.nt >= CONV_PAR_MIN ? ctx->pool : NULL, 16 * j.gparts, wg_gemm_body, &j);
-            sl_cpu_chan_for(ctx, O, 16 * (size_t)O * j.nt, wg_output_part, &j);
+            sl_cpu_chan_for(ctx, C, (size_t)npos * C * j.nt, wg_input_part, &j);
+            sl_pool_for((size_t)O * C * j.nt >= CONV_PAR_MIN ? ctx->pool : NULL, npos * j.gparts, wg_gemm_body, &j);
+            sl_cpu_chan_for(ctx, O, (size_t)npos * O * j.nt, wg_output_part, &j);
         }
     }
     return 0;
@@ -773,8 +801,10 @@ int sl_cpu_conv2d(sl_op_ctx *ctx, const sl_conv2d_args *a)
 {
     if (sl_cpu_conv_narrow_ok(a))
         return sl_cpu_conv_narrow(ctx, a);
+    if (a->wino4 && a->k == 3 && a->c_in >= 16 && (size_t)((a->h + 3) / 4) * (size_t)((a->w + 3) / 4) >= 32)
+        return conv_winograd(ctx, a, 4);
     if (a->k == 3 && a->c_in >= 16 && (size_t)((a->h + 1) / 2) * (size_t)((a->w + 1) / 2) >= 32)
-        return conv_winograd(ctx, a);
+        return conv_winograd(ctx, a, 2);
     if (a->k == 3 && a->c_in == 1)
         return conv_direct(ctx, a);
     return conv_im2col(ctx, a);

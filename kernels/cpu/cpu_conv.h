@@ -1,5 +1,5 @@
 /* Private to the CPU convolutions and pooling (cpu_conv.c, cpu_conv_narrow.c,
- * cpu_pool.c): the activation of their epilogues, their split over channels and
+ * cpu_conv_wg4.c, cpu_pool.c): the activation of their epilogues, their split over channels and
  * the narrow-image path of conv2d. */
 #ifndef SL_CPU_CONV_H
 #define SL_CPU_CONV_H
@@ -27,5 +27,16 @@ void sl_cpu_chan_for(sl_op_ctx *ctx, int n, size_t floats, void (*fn)(const void
  * shape, and a CPU with AVX2 + FMA); the convolution by it: 0 or SL_ENOMEM (scratch). */
 int sl_cpu_conv_narrow_ok(const sl_conv2d_args *a);
 int sl_cpu_conv_narrow(sl_op_ctx *ctx, const sl_conv2d_args *a);
+
+/* cpu_conv_wg4.c: the transforms of Winograd F(4x4, 3x3) for conv_winograd (cpu_conv.c), 36
+ * positions xi = 6 a + b. Weights: U[xi][o][c] of the (o, c) pairs oc0 .. oc1 - 1 (packed: wk_gemm's
+ * blocks of 8 rows), matrices us apart. Input: channel xc's tiles of tile rows ti0 .. ti0 + nrow - 1
+ * into Vc[xi * vs + t] (P: (4 nrow + 2) * 4 (tw + 1) floats, tmp: 24 (tw + 1)). Output: output channels
+ * o0 .. o1 - 1 of those tiles from M[xi * ms + o * ld + t] into y with bias and act (rowbuf: 16 tw). */
+void sl_wg4_weights(const float *w, size_t oc0, size_t oc1, size_t C, int packed, size_t us, float *U);
+void sl_wg4_input(const float *xc, int H, int W, int tw, int ti0, int nrow, size_t vs, float *P, float *tmp,
+                  float *Vc);
+void sl_wg4_output(const float *M, int o0, int o1, int H, int W, int tw, int ti0, int nrow, size_t ms, size_t ld,
+                   const float *bias, sl_act act, float *rowbuf, float *y);
 
 #endif

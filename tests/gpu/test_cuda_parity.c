@@ -84,7 +84,7 @@ static void conv_impls(void)
                      nw = (size_t)cs[i].co * (size_t)cs[i].ci * 9, ny = cs[i].batch * (size_t)cs[i].co * hw;
         float *x = pr_rand(nx), *wt = pr_rand(nw), *bi = pr_rand((size_t)cs[i].co);
         sl_conv2d_args h = {cs[i].batch, cs[i].ci, cs[i].co, cs[i].h, cs[i].w, 3, x, wt, cs[i].bias ? bi : NULL,
-                            cs[i].act, NULL};
+                            cs[i].act, NULL, 0};
         int rc = 0;
         float *want = conv_on(ref, &h, nx, nw, ny, &rc), *got_d = conv_on(def, &h, nx, nw, ny, &rc),
               *got_k = conv_on(dir, &h, nx, nw, ny, &rc);
@@ -107,7 +107,7 @@ static void conv_impls(void)
     {
         const size_t nx = 2 * 64 * 1001 * 64, nw = 64 * 64 * 9;
         float *x = pr_rand(nx), *wt = pr_rand(nw), *bi = pr_rand(64);
-        sl_conv2d_args h = {2, 64, 64, 1001, 64, 3, x, wt, bi, SL_ACT_RELU, NULL};
+        sl_conv2d_args h = {2, 64, 64, 1001, 64, 3, x, wt, bi, SL_ACT_RELU, NULL, 0};
         int rc = 0;
         float *a = conv_on(def, &h, nx, nw, nx, &rc), *b = conv_on(def, &h, nx, nw, nx, &rc);
         CHECK_MSG(rc == 0, "conv2d: %s", sl_lasterr());

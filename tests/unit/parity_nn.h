@@ -312,7 +312,7 @@ static void case_conv2d(parity *P, size_t batch, int ci, int co, int h, int w, i
     for (int s = 0; s < 2; s++) {
         float *dx = pr_up(ctxs[s], x, nx), *dw = pr_up(ctxs[s], wt, nw), *db = pr_up(ctxs[s], bi, (size_t)co);
         float *dy = pr_up(ctxs[s], NULL, ny);
-        sl_conv2d_args a = {batch, ci, co, h, w, k, dx, dw, bias ? db : NULL, act, dy};
+        sl_conv2d_args a = {batch, ci, co, h, w, k, dx, dw, bias ? db : NULL, act, dy, 0};
         int r = sl_op_conv2d(ctxs[s], &a);
         if (r < 0 && !rc)
             rc = r;
@@ -397,7 +397,7 @@ static void case_conv2d_exact(parity *P, int ci, int co, int h, int w)
     for (int s = 0; s < 2; s++) {
         int rc = 0;
         float *dx = pr_up(ctxs[s], x, nx), *dw = pr_up(ctxs[s], wt, nw), *dy = pr_up(ctxs[s], NULL, ny);
-        sl_conv2d_args a = {1, ci, co, h, w, k, dx, dw, NULL, SL_ACT_NONE, dy};
+        sl_conv2d_args a = {1, ci, co, h, w, k, dx, dw, NULL, SL_ACT_NONE, dy, 0};
         if (dx && dw && dy)
             rc = sl_op_conv2d(ctxs[s], &a);
         else

@@ -12,7 +12,8 @@
  * AVX2, AVX-512: cpu_simd.h) give the same bits between AVX2 and AVX-512 on
  * the Winograd path (its GEMMs ours on both) and on the narrow one; transformed weights kept for a
  * buffer declared fixed (sl_op_mark_fixed) give the same bits as per call and
- * are dropped when the buffer is written. conv1d's and conv_transpose1d's direct
+ * are dropped when the buffer is written. Winograd F(4x4, 3x3), on request only, against the same
+ * reference with its own tolerance. conv1d's and conv_transpose1d's direct
  * kernels (AVX-512, AVX2 + FMA) against references of their own (test_conv1d, test_convt1d):
  * within 1e-5 of a double reference on every path, and byte for byte the float sum the direct
  * kernels promise on each run that takes them (so AVX2 and AVX-512 give the same bits), at 1,
@@ -51,7 +52,7 @@ static void test_conv(sl_op_ctx *ctx, size_t batch, int ci, int co, int h, int w
     float *x = sl_ref_rnd(batch * ci * HW, -1, 1), *wt = sl_ref_rnd((size_t)co * ci * k * k, -1, 1), *b = sl_ref_rnd((size_t)co, -1, 1);
     float *y = nans(ny);
     double *want = malloc(ny * sizeof(double));
-    sl_conv2d_args a = {batch, ci, co, h, w, k, x, wt, bias ? b : NULL, act, y};
+    sl_conv2d_args a = {batch, ci, co, h, w, k, x, wt, bias ? b : NULL, act, y, 0};
     CHECK_MSG(sl_op_conv2d(ctx, &a) == 0, "conv2d: %s", sl_lasterr());
     sl_ref_conv2d(x, wt, bias ? b : NULL, batch, ci, co, h, w, k, act, want);
     double e = sl_ref_err(y, want, ny);
@@ -75,7 +76,7 @@ static void test_conv_threads(sl_op_ctx *ctx, int ci, int co, int h, int w)
     const size_t ny = (size_t)co * h * w;
     float *x = sl_ref_rnd((size_t)ci * h * w, -1, 1), *wt = sl_ref_rnd((size_t)co * ci * 9, -1, 1), *b = sl_ref_rnd((size_t)co, -1, 1);
     float *y1 = nans(ny), *y3 = nans(ny);
-    sl_conv2d_args a = {1, ci, co, h, w, 3, x, wt, b, SL_ACT_RELU, y1};
+    sl_conv2d_args a = {1, ci, co, h, w, 3, x, wt, b, SL_ACT_RELU, y1, 0};
     CHECK(sl_op_ctx_set_threads(ctx, 1) == 0);
     CHECK_MSG(sl_op_conv2d(ctx, &a) == 0, "conv2d: %s", sl_lasterr());
     a.y = y3;
@@ -114,7 +115,7 @@ static void test_conv_simd(sl_op_ctx *ctx, size_t batch, int ci, int co, int h, 
           *b = sl_ref_rnd((size_t)co, -1, 1);
     double *want = malloc(ny * sizeof(double));
     sl_ref_conv2d(x, wt, b, batch, ci, co, h, w, 3, act, want);
-    const sl_conv2d_args a = {batch, ci, co, h, w, 3, x, wt, b, act, NULL};
+    const sl_conv2d_args a = {batch, ci, co, h, w, 3, x, wt, b, act, NULL, 0};
     float *y512 = conv_y(ctx, a, ny);
     const int old = sl_cpu_simd_set_avx512(0);
     float *y2 = conv_y(ctx, a, ny);
@@ -141,6 +142,42 @@ static void test_conv_simd(sl_op_ctx *ctx, size_t batch, int ci, int co, int h, 
     free(y0);
 }
 
+/* Winograd F(4x4, 3x3), taken on request (sl_conv2d_args.wino4, HT-Demucs's decoder rewrites): the
+ * AVX2 and portable transforms against the float64 definition (tol 5e-5 of the output range: a few
+ * times F(2x2)'s error, printed beside it), another output than F(2x2)'s (the path is taken), and
+ * the same bits with 1, 2 and 3 threads (with AVX2 + FMA: chunks of tile rows whole per thread). */
+static void test_conv_wino4(sl_op_ctx *ctx, size_t batch, int ci, int co, int h, int w, int bias, sl_act act)
+{
+    const size_t ny = batch * (size_t)co * h * w, bytes = ny * sizeof(float);
+    float *x = sl_ref_rnd(batch * ci * (size_t)h * w, -1, 1), *wt = sl_ref_rnd((size_t)co * ci * 9, -1, 1),
+          *b = sl_ref_rnd((size_t)co, -1, 1);
+    double *want = malloc(ny * sizeof(double));
+    sl_ref_conv2d(x, wt, bias ? b : NULL, batch, ci, co, h, w, 3, act, want);
+    sl_conv2d_args a = {batch, ci, co, h, w, 3, x, wt, bias ? b : NULL, act, NULL, 0};
+    CHECK(sl_op_ctx_set_threads(ctx, 1) == 0);
+    float *y2 = conv_y(ctx, a, ny), *y[3];
+    a.wino4 = 1;
+    for (int t = 0; t < 3; t++) {
+        CHECK(sl_op_ctx_set_threads(ctx, t + 1) == 0);
+        y[t] = conv_y(ctx, a, ny);
+    }
+    CHECK(sl_op_ctx_set_threads(ctx, 1) == 0);
+    const int old = sl_cpu_simd_set(0);
+    float *y0 = conv_y(ctx, a, ny);
+    sl_cpu_simd_set(old);
+    const double e2 = sl_ref_err(y2, want, ny), e4 = sl_ref_err(y[0], want, ny), e0 = sl_ref_err(y0, want, ny);
+    const int other = memcmp(y2, y[0], bytes) != 0, same = !memcmp(y[0], y[1], bytes) && !memcmp(y[0], y[2], bytes);
+    printf("  conv2d     b%zu c%d->%d %dx%d act%d F(4x4): err %.3g, portable %.3g (tol 5e-5; F(2x2) %.3g); 1 / 2 / 3 "
+           "threads: %s\n", batch, ci, co, h, w, (int)act, e4, e0, e2, same ? "same bits" : "DIFFERENT");
+    CHECK_MSG(e4 <= 5e-5 && e0 <= 5e-5, "conv2d F(4x4) c%d->%d %dx%d: error above 5e-5", ci, co, h, w);
+    CHECK_MSG(other, "conv2d c%d->%d %dx%d: wino4 gave the F(2x2) output (path not taken)", ci, co, h, w);
+    CHECK_MSG(same, "conv2d F(4x4) c%d->%d %dx%d: output depends on the threads", ci, co, h, w);
+    float *mine[] = {x, wt, b, y2, y[0], y[1], y[2], y0};
+    for (size_t i = 0; i < sizeof mine / sizeof mine[0]; i++)
+        free(mine[i]);
+    free(want);
+}
+
 /* Weights in backend memory declared fixed: the kept transform gives the bits of the per-call
  * one, and an upload or copy into the buffer is followed (the kept form is dropped). */
 static void test_conv_fixed(sl_op_ctx *ctx, int ci, int co, int h, int w)
@@ -151,7 +188,7 @@ static void test_conv_fixed(sl_op_ctx *ctx, int ci, int co, int h, int w)
     CHECK(sl_op_alloc(ctx, (void **)&dw, nw * sizeof(float)) == 0);
     CHECK(sl_op_alloc(ctx, (void **)&dw1, nw * sizeof(float)) == 0);
     CHECK(sl_op_upload(ctx, dw1, w1, nw * sizeof(float)) == 0);
-    sl_conv2d_args a = {1, ci, co, h, w, 3, x, w1, NULL, SL_ACT_RELU, NULL};
+    sl_conv2d_args a = {1, ci, co, h, w, 3, x, w1, NULL, SL_ACT_RELU, NULL, 0};
     float *ref1 = conv_y(ctx, a, ny);
     a.wt = w2;
     float *ref2 = conv_y(ctx, a, ny);
@@ -203,7 +240,7 @@ static void test_conv_shared_forms(int ci, int co, int h, int w)
     CHECK(sl_op_ctx_open(&c[0], "cpu") == 0 && sl_op_ctx_open(&c[1], "cpu") == 0);
     if (!c[0] || !c[1])
         return;
-    sl_conv2d_args a = {1, ci, co, h, w, 3, x, wt, NULL, SL_ACT_RELU, NULL};
+    sl_conv2d_args a = {1, ci, co, h, w, 3, x, wt, NULL, SL_ACT_RELU, NULL, 0};
     float *ref = conv_y(c[0], a, ny); /* per call: wt is not fixed yet */
     shared_run r[2];
     pthread_t th[2];
@@ -592,6 +629,14 @@ int main(void)
     test_conv_simd(ctx, 1, 64, 16, 200, 64, SL_ACT_RELU, 1, 0); /* Winograd: several chunks of tile rows */
     test_conv_simd(ctx, 1, 24, 20, 9, 74, SL_ACT_RELU, 1, 0);   /* Winograd: 37 tiles a row, the last vector overlapping */
     test_conv_simd(ctx, 2, 16, 9, 6, 50, SL_ACT_NONE, 1, 0);    /* Winograd: 25 tiles a row, an odd number of rows */
+    /* Winograd F(4x4, 3x3): HT-Demucs's decoder rewrite shapes (48 -> 96 at F 512, 384 -> 768 at F 8;
+     * reduced in F and T), partial tiles both ways, batch, the activations; the GEMMs ours with
+     * AVX2 + FMA, OpenBLAS's on the portable level */
+    test_conv_wino4(ctx, 1, 48, 96, 32, 336, 1, SL_ACT_NONE);
+    test_conv_wino4(ctx, 1, 384, 192, 8, 84, 1, SL_ACT_NONE);
+    test_conv_wino4(ctx, 2, 16, 24, 17, 43, 1, SL_ACT_TANH);
+    test_conv_wino4(ctx, 1, 24, 20, 30, 37, 0, SL_ACT_RELU);
+    test_conv_wino4(ctx, 1, 32, 9, 14, 70, 1, SL_ACT_NONE);
     test_conv_simd(ctx, 1, 40, 13, 31, 2, SL_ACT_RELU, 1, 0);  /* narrow: pairs of panels and row blocks */
     test_conv_simd(ctx, 2, 20, 12, 50, 1, SL_ACT_NONE, 1, 0);  /* narrow: 4 panels, one column */
     test_conv_simd(ctx, 2, 1, 10, 33, 64, SL_ACT_RELU, 1, 1);  /* one input channel: whole vectors */
@@ -668,7 +713,7 @@ int main(void)
 
     /* argument checks */
     float v[4] = {1, 2, 3, 4}, o[4];
-    sl_conv2d_args a = {1, 1, 1, 2, 2, 2, v, v, NULL, SL_ACT_NONE, o};
+    sl_conv2d_args a = {1, 1, 1, 2, 2, 2, v, v, NULL, SL_ACT_NONE, o, 0};
     CHECK(sl_op_conv2d(ctx, &a) == SL_EINVAL); /* even kernel */
     a.k = 9;
     CHECK(sl_op_conv2d(ctx, &a) == SL_EINVAL);
