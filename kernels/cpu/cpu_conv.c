@@ -666,8 +666,8 @@ static int conv_winograd(sl_op_ctx *ctx, const sl_conv2d_args *a, int m)
     const size_t ld = packed ? ((rows * tw + 63) & ~(size_t)63) + 32 : rows * tw;
     const size_t us = wg_align(O8 * C), vs = wg_align((size_t)C * ld), ms = wg_align(O8 * ld);
     const size_t nU = npos * us, nV = npos * vs, nM = npos * ms;
-    /* per thread: wg_input's 8 E1, wg_output's 4 tw (m = 4: 24 E1, 16 tw) */
-    const size_t tmp_stride = wg_align((m == 4 ? 24 : 8) * (size_t)E1);
+    /* per thread: wg_input's 8 E1, wg_output's 4 tw (m = 4: 24 E1, 40 tw) */
+    const size_t tmp_stride = wg_align((m == 4 ? 40 : 8) * (size_t)E1);
     const size_t pad_stride = wg_align((m * rows + 2) * m * (size_t)E1); /* per thread: a chunk's padded rows */
     /* at several threads and at least two chunks per thread (wk_gemm's path), each chunk whole on
      * one thread in that thread's V and M (wg_chunk_body); else each step of a chunk split over

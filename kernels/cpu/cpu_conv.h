@@ -32,11 +32,11 @@ int sl_cpu_conv_narrow(sl_op_ctx *ctx, const sl_conv2d_args *a);
  * positions xi = 6 a + b. Weights: U[xi][o][c] of the (o, c) pairs oc0 .. oc1 - 1 (packed: wk_gemm's
  * blocks of 8 rows), matrices us apart. Input: channel xc's tiles of tile rows ti0 .. ti0 + nrow - 1
  * into Vc[xi * vs + t] (P: (4 nrow + 2) * 4 (tw + 1) floats, tmp: 24 (tw + 1)). Output: output channels
- * o0 .. o1 - 1 of those tiles from M[xi * ms + o * ld + t] into y with bias and act (rowbuf: 16 tw). */
+ * o0 .. o1 - 1 of those tiles from M[xi * ms + o * ld + t] into y with bias and act (tmp: 40 tw). */
 void sl_wg4_weights(const float *w, size_t oc0, size_t oc1, size_t C, int packed, size_t us, float *U);
 void sl_wg4_input(const float *xc, int H, int W, int tw, int ti0, int nrow, size_t vs, float *P, float *tmp,
                   float *Vc);
 void sl_wg4_output(const float *M, int o0, int o1, int H, int W, int tw, int ti0, int nrow, size_t ms, size_t ld,
-                   const float *bias, sl_act act, float *rowbuf, float *y);
+                   const float *bias, sl_act act, float *tmp, float *y);
 
 #endif

@@ -142,60 +142,60 @@ WG4_ALWAYS void wg4_input(const float *P, int tw, int nrow, size_t vs, float *tm
         y3 = (b_ + (0.125f * (m3) - 8.0f * (m4))) + (m5);                                                        \
     } while (0)
 
-/* The 16 outputs of each tile tj < n of the 36 rows m[xi * ms + tj], plus bo, into d0 .. d3[4 tj + j]
- * (cols: the columns kept of each tile, 4 but in a last partial tile). */
-WG4_ALWAYS void wg4_at_tiles(const float *restrict m, size_t ms, int tj0, int n, int cols, float bo,
-                             float *restrict d0, float *restrict d1, float *restrict d2, float *restrict d3)
+/* A^T along the rows: t_i[tj] = (A^T m)[i] of the six rows m[a * ms6 + tj], tj < tw. */
+WG4_ALWAYS void wg4_at_rows(const float *restrict m, size_t ms6, int tw, float *restrict t0, float *restrict t1,
+                            float *restrict t2, float *restrict t3)
 {
-    for (int tj = tj0; tj < n; tj++) {
-        float t[4][6], y[4][4];
-        for (int b = 0; b < 6; b++) {
-            const float *mb = m + (size_t)b * ms + tj;
-            WG4_AT(mb[0], mb[6 * ms], mb[12 * ms], mb[18 * ms], mb[24 * ms], mb[30 * ms], t[0][b], t[1][b], t[2][b],
-                   t[3][b]);
-        }
-        for (int i = 0; i < 4; i++)
-            WG4_AT(t[i][0], t[i][1], t[i][2], t[i][3], t[i][4], t[i][5], y[i][0], y[i][1], y[i][2], y[i][3]);
-        if (cols == 4) {
-            for (int j = 0; j < 4; j++) {
-                d0[4 * tj + j] = y[0][j] + bo;
-                d1[4 * tj + j] = y[1][j] + bo;
-                d2[4 * tj + j] = y[2][j] + bo;
-                d3[4 * tj + j] = y[3][j] + bo;
-            }
-        } else {
-            for (int j = 0; j < cols; j++) {
-                d0[4 * tj + j] = y[0][j] + bo;
-                d1[4 * tj + j] = y[1][j] + bo;
-                d2[4 * tj + j] = y[2][j] + bo;
-                d3[4 * tj + j] = y[3][j] + bo;
-            }
-        }
+    for (int tj = 0; tj < tw; tj++)
+        WG4_AT(m[tj], m[ms6 + tj], m[2 * ms6 + tj], m[3 * ms6 + tj], m[4 * ms6 + tj], m[5 * ms6 + tj], t0[tj], t1[tj],
+               t2[tj], t3[tj]);
+}
+
+/* A^T along the columns: d[4 tj + j] = (A^T t)[j] + bo of the six rows t[b * tw + tj], for the
+ * whole tiles tj < n, then the first `cols` columns of tile n when cols > 0. */
+WG4_ALWAYS void wg4_at_cols(const float *restrict t, int tw, int n, int cols, float bo, float *restrict d)
+{
+    for (int tj = 0; tj < n; tj++) {
+        float y0, y1, y2, y3;
+        WG4_AT(t[tj], t[tw + tj], t[2 * tw + tj], t[3 * tw + tj], t[4 * tw + tj], t[5 * tw + tj], y0, y1, y2, y3);
+        d[4 * tj] = y0 + bo;
+        d[4 * tj + 1] = y1 + bo;
+        d[4 * tj + 2] = y2 + bo;
+        d[4 * tj + 3] = y3 + bo;
+    }
+    if (cols > 0) {
+        float y[4];
+        WG4_AT(t[n], t[tw + n], t[2 * tw + n], t[3 * tw + n], t[4 * tw + n], t[5 * tw + n], y[0], y[1], y[2], y[3]);
+        for (int j = 0; j < cols; j++)
+            d[4 * n + j] = y[j] + bo;
     }
 }
 
 /* y[o][4 ti + i][4 tj + j] = act(bias[o] + (A^T M A)[i][j]) for the tiles of the chunk (tile rows
- * ti0 .. ti0 + nrow - 1, M[xi][o][t] at M + xi ms + o ld + t), inside the image. rowbuf: 16 tw floats
- * (the rows below the image of a last partial tile row). */
+ * ti0 .. ti0 + nrow - 1, M[xi][o][t] at M + xi ms + o ld + t), inside the image. tmp: 24 tw floats
+ * (A^T M) then 16 tw (the rows below the image of a last partial tile row). */
 WG4_ALWAYS void wg4_output(const float *M, int o0, int o1, int H, int W, int tw, int ti0, int nrow, size_t ms,
-                           size_t ld, const float *bias, sl_act act, float *restrict rowbuf, float *y)
+                           size_t ld, const float *bias, sl_act act, float *tmp, float *y)
 {
     const int full = W / 4;
+    float *rowbuf = tmp + 24 * (size_t)tw;
     for (int o = o0; o < o1; o++) {
         const float bo = bias ? bias[o] : 0.0f;
         for (int r = 0; r < nrow; r++) {
             const float *m = M + (size_t)o * ld + (size_t)r * tw;
+            /* rows: (A^T M)[i][b] at tmp + (6 i + b) tw */
+            for (int b = 0; b < 6; b++)
+                wg4_at_rows(m + (size_t)b * ms, 6 * ms, tw, tmp + (size_t)b * tw, tmp + (size_t)(6 + b) * tw,
+                            tmp + (size_t)(12 + b) * tw, tmp + (size_t)(18 + b) * tw);
+            /* columns, row by row of the output */
             const int i0 = 4 * (ti0 + r);
-            float *d[4];
-            for (int i = 0; i < 4; i++)
-                d[i] = i0 + i < H ? y + ((size_t)o * H + (size_t)(i0 + i)) * W : rowbuf + (size_t)i * 4 * tw;
-            wg4_at_tiles(m, ms, 0, full, 4, bo, d[0], d[1], d[2], d[3]);
-            if (full < tw)
-                wg4_at_tiles(m, ms, full, tw, W - 4 * full, bo, d[0], d[1], d[2], d[3]);
-            if (act != SL_ACT_NONE)
-                for (int i = 0; i < 4 && i0 + i < H; i++)
+            for (int i = 0; i < 4; i++) {
+                float *d = i0 + i < H ? y + ((size_t)o * H + (size_t)(i0 + i)) * W : rowbuf + (size_t)i * 4 * tw;
+                wg4_at_cols(tmp + (size_t)(6 * i) * tw, tw, full, W - 4 * full, bo, d);
+                if (act != SL_ACT_NONE && i0 + i < H)
                     for (int j = 0; j < W; j++)
-                        d[i][j] = conv_act(act, d[i][j]);
+                        d[j] = conv_act(act, d[j]);
+            }
         }
     }
 }
@@ -209,10 +209,9 @@ WG4_ALWAYS void wg4_output(const float *M, int o0, int o1, int H, int W, int tw,
         wg4_input(P, tw, nrow, vs, tmp, Vc);                                                                     \
     }                                                                                                            \
     attr static void wg4_output_##sfx(const float *M, int o0, int o1, int H, int W, int tw, int ti0, int nrow,   \
-                                      size_t ms, size_t ld, const float *bias, sl_act act, float *rowbuf,        \
-                                      float *y)                                                                  \
+                                      size_t ms, size_t ld, const float *bias, sl_act act, float *tmp, float *y) \
     {                                                                                                            \
-        wg4_output(M, o0, o1, H, W, tw, ti0, nrow, ms, ld, bias, act, rowbuf, y);                                \
+        wg4_output(M, o0, o1, H, W, tw, ti0, nrow, ms, ld, bias, act, tmp, y);                                   \
     }
 
 WG4_DEFINE(c, )
@@ -236,13 +235,13 @@ void sl_wg4_input(const float *xc, int H, int W, int tw, int ti0, int nrow, size
 }
 
 void sl_wg4_output(const float *M, int o0, int o1, int H, int W, int tw, int ti0, int nrow, size_t ms, size_t ld,
-                   const float *bias, sl_act act, float *rowbuf, float *y)
+                   const float *bias, sl_act act, float *tmp, float *y)
 {
 #if WG4_HAVE_AVX2
     if (sl_cpu_simd_avx2()) {
-        wg4_output_avx2(M, o0, o1, H, W, tw, ti0, nrow, ms, ld, bias, act, rowbuf, y);
+        wg4_output_avx2(M, o0, o1, H, W, tw, ti0, nrow, ms, ld, bias, act, tmp, y);
         return;
     }
 #endif
-    wg4_output_c(M, o0, o1, H, W, tw, ti0, nrow, ms, ld, bias, act, rowbuf, y);
+    wg4_output_c(M, o0, o1, H, W, tw, ti0, nrow, ms, ld, bias, act, tmp, y);
 }
