@@ -1,14 +1,14 @@
 /* CPU 1-D convolutions along the len axis of [batch][channels][len][inner]
  * (inner independent columns): conv1d (stride, padding, dilation, groups) and
- * conv_transpose1d. Both are im2col / col2im around one OpenBLAS GEMM per block
+ * conv_transpose1d. Both are im2col / col2im around OpenBLAS GEMMs on blocks
  * of columns, the scratch bounded by COL_FLOATS per thread whatever the
  * signal (the context's scratch, kept between calls). conv1d splits over
  * (group, column block); the columns of all items in a row form one space, so
- * a block covers part of one item or several whole short items (then the GEMM
- * writes a per-thread buffer that is scattered to each item's rows). im2col
- * copies whole runs (memcpy for stride 1 or inner > 1) and zero-fills the
- * padding. A 1x1 conv1d with stride 1 and no padding reads x in place when a
- * block lies inside one item. conv_transpose1d splits over (item, block of
+ * a block covers part of one item or several whole short items, one GEMM per
+ * item's part or whole item (a call shaped by the item alone: an item has the
+ * same bits in any batch). im2col copies whole runs (memcpy for stride 1 or
+ * inner > 1) and zero-fills the padding. A 1x1 conv1d with stride 1 and no
+ * padding reads x in place. conv_transpose1d splits over (item, block of
  * output channels), each part accumulating every input block into its own
  * channels of y (the overlap-add of neighbouring input positions stays inside
  * one part). With a GLU over the channel halves (groups 1, sl_op_conv1d's
@@ -116,15 +116,9 @@ static void c1_body(void *v, size_t part, int tid)
         s0 = idx * J->block;
         nc = a->batch * NC - s0 < J->block ? a->batch * NC - s0 : J->block;
     }
-    const size_t b0 = s0 / NC, j0 = s0 % NC;
-    const int one_item = j0 + nc <= NC;
     float *ws = J->scratch + (size_t)tid * J->ws;
-    const float *col;
-    size_t ldcol;
-    if (J->direct && one_item) {
-        col = a->x + (b0 * (size_t)a->c_in + g * Cg) * len * inner + j0;
-        ldcol = len * inner;
-    } else {
+    const float *col = ws;
+    if (!J->direct) /* the block's columns, item by item: [K][nc] */
         for (size_t ch = 0; ch < Cg; ch++)
             for (size_t u = 0; u < k; u++) {
                 float *row = ws + (ch * k + u) * nc;
@@ -136,54 +130,36 @@ static void c1_body(void *v, size_t part, int tid)
                     s += run;
                 }
             }
-        col = ws;
-        ldcol = nc;
-    }
     const float *w = a->wt + g * Og * K;
     /* with a bias, the rows start as the bias and the library adds the products (beta 1): no
-     * zeroing pass of its own and no bias pass after; the library's sums in the order its call
-     * shape gives, which the shape alone decides */
+     * zeroing pass of its own and no bias pass after */
     const float *bias = a->bias ? a->bias + g * Og : NULL;
     const float beta = bias ? 1.0f : 0.0f;
-    if (J->glu) { /* the block's products into scratch, then the GLU of its halves into y */
-        float *p = ws + K * nc;
-        const size_t half = Og / 2;
-        for (size_t o = 0; o < Og && bias; o++)
-            fill_row(p + o * nc, nc, bias[o]);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Og, (int)nc, (int)K, 1.0f, w, (int)K, col,
-                    (int)ldcol, beta, p, (int)nc);
-        for (size_t s = s0; s < s0 + nc;) {
-            const size_t b = s / NC, j = s % NC, run = NC - j < s0 + nc - s ? NC - j : s0 + nc - s;
-            for (size_t o = 0; o < half; o++)
-                sl_cpu_glu_row(a->y + (b * half + o) * NC + j, p + o * nc + (s - s0), p + (half + o) * nc + (s - s0),
-                               run);
-            s += run;
-        }
-        return;
-    }
-    if (one_item) {
-        float *y = a->y + (b0 * (size_t)a->c_out + g * Og) * NC + j0;
-        for (size_t o = 0; o < Og && bias; o++)
-            fill_row(y + o * NC, nc, bias[o]);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Og, (int)nc, (int)K, 1.0f, w, (int)K, col,
-                    (int)ldcol, beta, y, (int)NC);
-        for (size_t o = 0; o < Og; o++)
-            bias_act_row(y + o * NC, nc, 0.0f, a->act);
-        return;
-    }
-    /* whole short items: products into scratch after the columns, then each item's rows */
-    float *p = ws + K * nc;
-    for (size_t o = 0; o < Og && bias; o++)
-        fill_row(p + o * nc, nc, bias[o]);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Og, (int)nc, (int)K, 1.0f, w, (int)K, col, (int)nc,
-                beta, p, (int)nc);
+    float *p = ws + (J->direct ? 0 : K * nc); /* the GLU's products of the block, [Og][nc] */
+    /* one library call per item's run of columns (a whole short item, or a block of one long
+     * item): its shape (Og x run x K) follows the item's shape alone, never the batch nor the
+     * thread count, and the library's sums follow its call shape, so an item gets the same bits
+     * in any batch (a model's batch of rows may follow the thread count: sl_cpu_sgemm_part says
+     * why the shape matters) */
     for (size_t s = s0; s < s0 + nc;) {
         const size_t b = s / NC, j = s % NC, run = NC - j < s0 + nc - s ? NC - j : s0 + nc - s;
-        for (size_t o = 0; o < Og; o++) {
-            float *y = a->y + (b * (size_t)a->c_out + g * Og + o) * NC + j;
-            memcpy(y, p + o * nc + (s - s0), run * sizeof(float));
-            bias_act_row(y, run, 0.0f, a->act);
-        }
+        const float *cb = col + (s - s0);
+        size_t ldcol = nc;
+        if (J->direct) /* 1x1, stride 1, no padding: the item's x is its column matrix */
+            cb = a->x + (b * (size_t)a->c_in + g * Cg) * len * inner + j, ldcol = len * inner;
+        float *y = J->glu ? p + (s - s0) : a->y + (b * (size_t)a->c_out + g * Og) * NC + j;
+        const size_t ldy = J->glu ? nc : NC;
+        for (size_t o = 0; o < Og && bias; o++)
+            fill_row(y + o * ldy, run, bias[o]);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Og, (int)run, (int)K, 1.0f, w, (int)K, cb,
+                    (int)ldcol, beta, y, (int)ldy);
+        if (J->glu) { /* the GLU of the run's halves into y */
+            const size_t half = Og / 2;
+            for (size_t o = 0; o < half; o++)
+                sl_cpu_glu_row(a->y + (b * half + o) * NC + j, y + o * nc, y + (half + o) * nc, run);
+        } else
+            for (size_t o = 0; o < Og; o++)
+                bias_act_row(y + o * NC, run, 0.0f, a->act);
         s += run;
     }
 }
@@ -202,17 +178,19 @@ int sl_cpu_conv1d(sl_op_ctx *ctx, const sl_conv1d_args *a)
         block = COL_MAX;
     if (block < 16)
         block = 16;
-    /* the blocks (one library call each) follow the shape, never the thread count, so that every
-     * runtime.threads gives the same bits (sl_cpu_sgemm_part says why): at least SL_CPU_SPLIT
-     * blocks where the work allows, for the threads to share */
+    /* the library calls (one per item's run of columns in a block) follow the item's shape, never
+     * the batch nor the thread count, so that every runtime.threads gives the same bits
+     * (sl_cpu_sgemm_part says why) and so does any batch of the same items: a long item in
+     * SL_CPU_SPLIT parts at least where the work allows, for the threads to share */
     const size_t S = SL_CPU_SPLIT;
     if (block < NC) { /* parts of one item each, about equal */
         J.per_item = (NC + block - 1) / block;
-        if (a->batch * J.per_item * (size_t)a->groups < S && NC >= 256 * S)
-            J.per_item = (S + a->batch - 1) / a->batch;
+        if (J.per_item * (size_t)a->groups < S && NC >= 256 * S)
+            J.per_item = S;
         J.block = (NC + J.per_item - 1) / J.per_item;
         J.n_blocks = a->batch * J.per_item;
-    } else { /* whole items, enough blocks for the threads */
+    } else { /* whole items (their columns gathered together, a library call each), enough blocks
+              * for the threads */
         size_t items = block / NC;
         if (items > a->batch)
             items = a->batch;

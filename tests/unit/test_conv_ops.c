@@ -17,7 +17,7 @@
  * kernels (AVX-512, AVX2 + FMA) against references of their own (test_conv1d, test_convt1d):
  * within 1e-5 of a double reference on every path, and byte for byte the float sum the direct
  * kernels promise on each run that takes them (so AVX2 and AVX-512 give the same bits), at 1,
- * 2 and 3 threads.
+ * 2 and 3 threads; an item's bits the same in any batch (test_conv1d_batch).
  * Random inputs, seed printed (SL_TEST_SEED replays). Backend parity of the
  * same ops is in test_parity.c. */
 #include <math.h>
@@ -497,6 +497,43 @@ static void test_conv1d(sl_op_ctx *ctx, size_t batch, int ci, int co, size_t len
     free(x), free(wt), free(b), free(want), free(exact);
 }
 
+/* An item's bits do not depend on the batch it comes in, on every path (the direct kernels, the
+ * im2col one, portable): a model may batch its rows by the thread count (HT-Demucs's DConv blocks
+ * of frequency rows, models/htdemucs.c dconv_rows: 2 rows a block at 1 thread, 16 at 2, on its
+ * second layer's 96 channels of 336 frames), so items grouped into one library call by the
+ * batch size would give other bits at other thread counts. Batches of 1, 2, 3 and 16 items,
+ * each item against the same item of the batch of 16. */
+static void test_conv1d_batch(sl_op_ctx *ctx, int ci, int co, size_t len, int k, int dil, int glu)
+{
+    enum { NB = 16 };
+    const int pad = dil * (k / 2);
+    sl_conv1d_args a = {NB, ci, co, 1, len, 1, k, 1, dil, pad, pad, NULL, NULL, NULL, SL_ACT_NONE, NULL, glu};
+    const size_t m = (size_t)(glu ? co / 2 : co) * sl_conv1d_len_out(&a);
+    float *x = sl_ref_rnd(NB * (size_t)ci * len, -1, 1), *wt = sl_ref_rnd((size_t)co * ci * k, -1, 1);
+    float *b = sl_ref_rnd((size_t)co, -1, 1), *y16 = nans(NB * m), *y = nans(NB * m);
+    const int simd = sl_cpu_simd_set(1), direct = sl_cpu_conv1d_direct_set(1);
+    sl_cpu_simd_set(simd), sl_cpu_conv1d_direct_set(direct);
+    static const char *how[] = {"widest SIMD", "no direct", "portable"};
+    a.x = x, a.wt = wt, a.bias = b;
+    for (int v = 0; v < 3; v++) {
+        sl_cpu_conv1d_direct_set(v == 1 ? 0 : direct), sl_cpu_simd_set(v == 2 ? 0 : simd);
+        a.batch = NB, a.y = y16;
+        CHECK(sl_op_conv1d(ctx, &a) == 0);
+        int same = 1;
+        for (size_t nb = 1; nb <= 3; nb++) {
+            a.batch = nb, a.y = y;
+            CHECK(sl_op_conv1d(ctx, &a) == 0);
+            same &= !memcmp(y, y16, nb * m * sizeof(float));
+        }
+        sl_cpu_simd_set(simd), sl_cpu_conv1d_direct_set(direct);
+        printf("  conv1d %d->%d L%zu k%d d%d%s, batches of 1, 2, 3 vs 16 (%s): %s\n", ci, co, len, k, dil,
+               glu ? " glu" : "", how[v], same ? "same bits" : "DIFFERENT");
+        CHECK_MSG(same, "conv1d %d->%d L%zu k%d d%d (%s): an item's bits depend on the batch", ci, co, len, k, dil,
+                  how[v]);
+    }
+    free(x), free(wt), free(b), free(y16), free(y);
+}
+
 /* conv_transpose1d's direct kernels (inner 1 by phases of the stride, or inner >= 16; k <=
  * 16) and its col2im path, the same way (conv1d_runs): the reference scatters each input
  * row into the output rows it reaches. */
@@ -666,6 +703,11 @@ int main(void)
     test_conv1d(ctx, 1, 30, 20, 300, 1, 8, 4, 2, 3, 0, SL_ACT_NONE, 0);   /* stride 4, dilation 2, two passes */
     test_conv1d(ctx, 1, 3, 5, 7, 1, 5, 3, 1, 0, 0, SL_ACT_TANH, 0);       /* stride 3, one output tile tail */
     test_conv1d(ctx, 1, 6, 10, 30, 4, 3, 2, 1, 1, 1, SL_ACT_RELU, 0);     /* inner 4: im2col */
+    test_conv1d_batch(ctx, 96, 12, 336, 3, 2, 0); /* HT-Demucs's second layer's DConv: 96 -> 12, k 3 */
+    test_conv1d_batch(ctx, 12, 192, 336, 1, 1, 0); /* and back: 1x1, 12 -> 192 */
+    test_conv1d_batch(ctx, 48, 6, 336, 3, 1, 0);   /* its first layer's */
+    test_conv1d_batch(ctx, 8, 20, 50, 3, 1, 1);    /* the GLU */
+    test_conv1d_batch(ctx, 200, 8, 2000, 3, 1, 0); /* K 600: a long item in parts */
     test_convt1d(ctx, 1, 6, 5, 13, 1, 8, 4, 2, 48, SL_ACT_GELU);       /* inner 1: by phases, woven back */
     test_convt1d(ctx, 2, 20, 30, 300, 1, 8, 4, 2, 1200, SL_ACT_GELU);  /* long: the vector weave, x packed */
     test_convt1d(ctx, 1, 100, 7, 50, 1, 8, 4, 0, 204, SL_ACT_NONE);    /* 200 channel-taps: two passes, full */
