@@ -34,8 +34,9 @@
  * peaks measured for the models at their default segments (configs/README.md). */
 #define SL_WORKER_WORK_MB 256.0
 /* Derived forms of the weights a backend keeps (the CPU's Winograd transforms
- * of fixed 3x3 conv weights, 16/9 their size) and the copies made at load,
- * as a share of the weights files. */
+ * of fixed 3x3 conv weights, 16/9 their size or 36/9 for F(4x4), and the direct
+ * 1-D convolutions' packed weights: 0.73 of HT-Demucs's file) and the copies
+ * made at load, as a share of the weights files. */
 #define SL_WORKER_WEIGHTS_X 2.0
 
 /* Bytes of a weights file, 0 when unset or unreadable (the open says why). */

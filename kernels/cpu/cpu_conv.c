@@ -17,8 +17,8 @@
  *    output row, written once;
  *  - anything else: im2col + one OpenBLAS GEMM per block of output rows.
  * All add the bias and apply the activation in their epilogue, and all
- * agree with the double-precision definition to ~1e-6 of the output's range
- * (tests/unit/test_conv_ops.c). Every path splits over the context's threads
+ * agree with the double-precision definition to ~1e-6 of the output's range,
+ * F(4x4) to a few 1e-6 (tests/unit/test_conv_ops.c). Every path splits over the context's threads
  * (common/sl_pool.h): the GEMMs by rows / columns or by Winograd position, the
  * transforms, im2col, epilogues and the direct path by channel (Winograd on
  * AVX-512 with two chunks of tile rows per thread or more: by whole chunks), the
