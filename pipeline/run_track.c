@@ -176,11 +176,13 @@ static void stem_body(void *v, size_t k, int tid)
 #define STEM_PART 32768
 
 /* Writes n samples of planes y[k] into each of t's n_stems encoders and, with
- * finish, closes each (commit_stems then puts them in place); the first stem
- * that failed fails the track, as when they were written one after the other
- * (the parts after a failed one are not written: the track is failed). An
+ * finish, closes each (commit_stems then puts them in place). Returns 0, or
+ * the code of the first stem in stem order that failed, with why (the caller
+ * fails the track with it, trk_output_error, as when the stems were written
+ * one after the other; the parts after a failed one are not written). An
  * encoder's bytes do not depend on how its samples are parted. */
-static void write_stems(runner *r, trk *t, int n_stems, float *const *const *y, size_t n, int finish)
+static int write_stems(runner *r, trk *t, int n_stems, float *const *const *y, size_t n, int finish, char *why,
+                       size_t why_size)
 {
     stems_job j = {.t = t, .y = y, .channels = r->sep->channels};
     const size_t part = stem_pool ? STEM_PART : (n ? n : 1);
@@ -195,11 +197,10 @@ static void write_stems(runner *r, trk *t, int n_stems, float *const *const *y, 
     } while (!failed && j.off < n);
     for (int k = 0; k < n_stems; k++)
         if (j.rc[k]) {
-            char w[600];
-            snprintf(w, sizeof w, "write: %s", j.msg[k]);
-            trk_output_error(r, t, j.rc[k], w);
-            break;
+            snprintf(why, why_size, "write: %s", j.msg[k]);
+            return j.rc[k];
         }
+    return 0;
 }
 
 /* One stem's commit (its file synced, renamed into place, its folder synced), on
@@ -259,8 +260,12 @@ static void commit_stems(runner *r, trk *t)
     }
 }
 
-/* Stitches one segment (in order) and writes its final samples. Caller holds t->mu. */
-static void stitch_write(runner *r, trk *t, slot *s)
+/* Stitches one segment (in order) and writes its final samples; 0, or a failed
+ * stem's code and why (write_stems). Called by the writer holding the track
+ * (t->writing), without t->mu: the stitcher, the encoders and the slot are
+ * that writer's alone, and the track's decoder and the workers, which take
+ * t->mu to queue its next segments, go on meanwhile. */
+static int stitch_write(runner *r, trk *t, slot *s, char *why, size_t why_size)
 {
     double t0 = now_s();
     float *const *y[SL_MAX_SOURCES];
@@ -270,13 +275,13 @@ static void stitch_write(runner *r, trk *t, slot *s)
     size_t emit = r->dmx     ? sl_dmx_joiner_push(&t->xj, (const float *const *const *)y, &s->xpos, y)
                   : r->demix ? sl_demix_joiner_push(&t->dj, y, &s->dpos)
                              : sl_stitcher_push(&t->st, y, s->len);
-    if (r->write_stems)
-        write_stems(r, t, r->sep->n_sources, y, emit, 0);
-    if (r->test_write_s > 0) /* test hook: a slow encoder (the track's lock held) */
+    int rc = r->write_stems ? write_stems(r, t, r->sep->n_sources, y, emit, 0, why, why_size) : 0;
+    if (r->test_write_s > 0) /* test hook: a slow encoder */
         nanosleep(&(struct timespec){.tv_sec = (time_t)r->test_write_s,
                                      .tv_nsec = (long)((r->test_write_s - (double)(time_t)r->test_write_s) * 1e9)},
                   NULL);
     t->t_write += now_s() - t0;
+    return rc;
 }
 
 /* A track that did not finish leaves nothing under a final name: the stems
@@ -336,8 +341,12 @@ void finalize(runner *r, trk *t)
             /* (the reference chunking emits everything with its last chunk) */
             size_t n = t->have_st && !r->demix && !r->dmx ? sl_stitcher_flush(&t->st, pp) : 0;
             trace_mark tm = trace_begin();
-            if (r->write_stems && !t->failed && !t->abandoned)
-                write_stems(r, t, r->sep->n_sources, pp, n, 1);
+            char why[600];
+            int rc = r->write_stems && !t->failed && !t->abandoned
+                         ? write_stems(r, t, r->sep->n_sources, pp, n, 1, why, sizeof why)
+                         : 0;
+            if (rc) /* (the track is finalize's alone now) */
+                trk_output_error(r, t, rc, why);
             trace_end(tm, "fin.stems", (long)t->index);
             free(buf);
         }
@@ -615,7 +624,15 @@ static void write_one(runner *r, slot *s)
         while (t->pending && t->pending->k == t->sep_next && !t->failed && !t->abandoned) {
             slot *p = t->pending;
             t->pending = p->next;
-            stitch_write(r, t, p);
+            /* encoded outside the track's lock: this writer holds the track
+             * (pop_write), so its pending list, stitcher and encoders are this
+             * thread's; its decoder queues its next segments meanwhile */
+            pthread_mutex_unlock(&t->mu);
+            char why[600];
+            int rc = stitch_write(r, t, p, why, sizeof why);
+            pthread_mutex_lock(&t->mu);
+            if (rc)
+                trk_output_error(r, t, rc, why);
             t->sep_next++;
             fin |= release_locked(r, t, p);
         }

@@ -192,8 +192,9 @@ free = [e for e in ev if e["what"] == "free_slots"]
 assert free and all(e["tokens"] >= 1 for e in free), ("slots freed outside the pipeline's tokens", free)
 EOF
 # two threads: FFmpeg's libraries load on a thread of their own while the models open;
-# each segment's write is made slow (test hook SL_TEST_SLOW_WRITE, the track's
-# lock held) so that a track's next slots reach the writers while one encodes
+# each segment's write is made slow (test hook SL_TEST_SLOW_WRITE, in the
+# writer holding the track) so that a track's next slots reach the writers while
+# one encodes
 SL_TEST_SLOW_WRITE=0.06 SL_TRACE="$PWD/trace-2.jsonl" run_sl run job.yaml --quiet --set output.dir=out-trace2 \
   --set runtime.threads=2
 expect_status 0 "traced run, threads 2"
@@ -236,6 +237,32 @@ ff = [e for e in ev if e["what"] == "ffmpeg_load"]
 pf = [e for e in ev if e["what"] == "prefault"]
 assert len(ff) == 1 and len(pf) == 1, (ff, pf)
 assert pf[0]["t1"] <= ff[0]["t1"] + 0.05, ("touched on after the load", pf, ff)
+EOF
+# a writer encodes a track's segments without the track's lock (it holds the
+# track, pop_write): meanwhile the track's decoder queues its next segments and
+# the workers compute them. The 60 s track in 10 s segments, each segment's
+# write made slow (0.3 s): a worker runs two or more of the track's model
+# sections, one after the other, inside one write of it (3 or 4 here; with
+# the lock held through the encoding a worker waited for the write's end after
+# at most one, started before it took the lock)
+SL_TEST_SLOW_WRITE=0.3 SL_TRACE="$PWD/trace-unlocked.jsonl" run_sl run job.yaml --quiet --set output.dir=out-unlocked \
+  --set "input.paths=[in-long]" --set runtime.threads=2 --set separation.segment_seconds=10 \
+  --set embedding.window_seconds=10
+expect_status 0 "traced run, threads 2, slow writes"
+py_check "trace at threads 2: the workers go on with a track while its segments are encoded" <<'EOF'
+import json
+ev = [json.loads(l) for l in open("trace-unlocked.jsonl")]
+writes = [e for e in ev if e["what"] == "write" and e["t1"] - e["t0"] > 0.25]
+models = [e for e in ev if e["what"] in ("model", "model_emb")]
+assert writes and models, (len(writes), len(models))
+most = 0
+for w in writes:
+    per = {}
+    for m in models:
+        if m["track"] == w["track"] and m["thread"] != w["thread"] and w["t0"] <= m["t0"] and m["t1"] <= w["t1"]:
+            per[m["thread"]] = per.get(m["thread"], 0) + 1
+    most = max([most] + list(per.values()))
+assert most >= 2, ("a worker waited for a write of the track to end", most)
 EOF
 # a 2 s track in segments of 120 s: only the first 2 s of each plane are touched
 # ahead (the length its size gives), not the rest of the buffers
