@@ -22,6 +22,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 enum { Q_S16, Q_S24, Q_F32, Q_FLTP };
 
@@ -231,41 +234,78 @@ static int write_packets(sl_encoder *e)
  * FFmpeg's decoders use on the way back, so a round trip is exact to within
  * half a step. NaN becomes 0. f32 keeps values beyond full scale (no clipping
  * needed) but not NaN/Inf. */
+/* One sample to 16 bits: clipped to [-1, 1] (NaN to 0), times 32768, rounded to
+ * the nearest integer, ties to even, at most 32767: lrintf's result in the
+ * default rounding mode without the library call. y + 1.5 * 2^23 lies where
+ * floats are the integers (|y| <= 2^15), so that sum is rounded as the
+ * integer would be (1.5 * 2^23 is even: ties go to the even y); taking it
+ * away again is exact. The same for 24 bits in double (1.5 * 2^52). */
+static inline int16_t q16(float x)
+{
+    x = x == x ? x : 0.0f;
+    x = x > 1.0f ? 1.0f : x < -1.0f ? -1.0f : x;
+    const int v = (int)((x * 32768.0f + 12582912.0f) - 12582912.0f);
+    return (int16_t)(v > 32767 ? 32767 : v);
+}
+
+static inline int32_t q24(float x)
+{
+    x = x == x ? x : 0.0f;
+    x = x > 1.0f ? 1.0f : x < -1.0f ? -1.0f : x;
+    const long v = (long)(((double)x * 8388608.0 + 6755399441055744.0) - 6755399441055744.0);
+    /* 24 significant bits, left-justified in 32 as both the pcm_s24le and
+     * the flac encoders expect */
+    return (int32_t)((uint32_t)(v > 8388607 ? 8388607 : v) << 8);
+}
+
+#ifdef __SSE2__
+/* q16 of 4 samples, as 32-bit integers (packing with saturation makes 32768 32767). */
+static inline __m128i q16x4(const float *src)
+{
+    __m128 x = _mm_loadu_ps(src);
+    x = _mm_and_ps(x, _mm_cmpord_ps(x, x)); /* NaN to 0 */
+    x = _mm_min_ps(_mm_max_ps(x, _mm_set1_ps(-1.0f)), _mm_set1_ps(1.0f));
+    const __m128 m = _mm_set1_ps(12582912.0f);
+    return _mm_cvttps_epi32(_mm_sub_ps(_mm_add_ps(_mm_mul_ps(x, _mm_set1_ps(32768.0f)), m), m));
+}
+#endif
+
+/* The FIFO's n planar float samples into the frame's interleaved s16, s24
+ * (in 32) or f32, or planar float (FLTP) samples. */
 static void quantise(const sl_encoder *e, int n, uint8_t **planes)
 {
-    int ch = e->ch;
-    uint8_t *dst = planes[0];
-    for (int c = 0; c < ch; c++) {
-        const float *src = e->scratch_planes[c];
-        if (e->q == Q_FLTP) {
-            float *o = (float *)planes[c];
+    const int ch = e->ch;
+    float *const *src = e->scratch_planes;
+    if (e->q == Q_FLTP || e->q == Q_F32) {
+        for (int c = 0; c < ch; c++) {
+            float *o = e->q == Q_FLTP ? (float *)planes[c] : (float *)planes[0] + c;
+            const size_t step = e->q == Q_FLTP ? 1 : (size_t)ch;
             for (int i = 0; i < n; i++)
-                o[i] = isfinite(src[i]) ? src[i] : 0.0f;
-        } else if (e->q == Q_F32) {
-            float *o = (float *)dst + c;
-            for (int i = 0; i < n; i++)
-                o[(size_t)i * ch] = isfinite(src[i]) ? src[i] : 0.0f;
-        } else if (e->q == Q_S16) {
-            int16_t *o = (int16_t *)dst + c;
-            for (int i = 0; i < n; i++) {
-                float x = src[i];
-                x = x > 1.0f ? 1.0f : x < -1.0f ? -1.0f : x == x ? x : 0.0f;
-                long v = lrintf(x * 32768.0f);
-                o[(size_t)i * ch] = (int16_t)(v > 32767 ? 32767 : v);
-            }
-        } else {
-            int32_t *o = (int32_t *)dst + c;
-            for (int i = 0; i < n; i++) {
-                float x = src[i];
-                x = x > 1.0f ? 1.0f : x < -1.0f ? -1.0f : x == x ? x : 0.0f;
-                long v = lrint((double)x * 8388608.0);
-                if (v > 8388607)
-                    v = 8388607;
-                /* 24 significant bits, left-justified in 32 as both the
-                 * pcm_s24le and the flac encoders expect. */
-                o[(size_t)i * ch] = (int32_t)((uint32_t)v << 8);
-            }
+                o[(size_t)i * step] = isfinite(src[c][i]) ? src[c][i] : 0.0f;
         }
+    } else if (e->q == Q_S16) {
+        int16_t *o = (int16_t *)planes[0];
+        int i = 0;
+#ifdef __SSE2__
+        if (ch == 2)
+            for (; i + 8 <= n; i += 8) {
+                const __m128i a = _mm_packs_epi32(q16x4(src[0] + i), q16x4(src[0] + i + 4));
+                const __m128i b = _mm_packs_epi32(q16x4(src[1] + i), q16x4(src[1] + i + 4));
+                _mm_storeu_si128((__m128i *)(o + (size_t)i * 2), _mm_unpacklo_epi16(a, b));
+                _mm_storeu_si128((__m128i *)(o + (size_t)i * 2 + 8), _mm_unpackhi_epi16(a, b));
+            }
+        else if (ch == 1)
+            for (; i + 8 <= n; i += 8)
+                _mm_storeu_si128((__m128i *)(o + i), _mm_packs_epi32(q16x4(src[0] + i), q16x4(src[0] + i + 4)));
+#endif
+        for (; i < n; i++)
+            for (int c = 0; c < ch; c++)
+                o[(size_t)i * ch + c] = q16(src[c][i]);
+    } else {
+        int32_t *o = (int32_t *)planes[0];
+        for (int i = 0; i < n; i++)
+            for (int c = 0; c < ch; c++)
+                o[(size_t)i * ch + c] = q24(src[c][i]);
     }
 }
 

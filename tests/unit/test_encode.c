@@ -124,6 +124,84 @@ static void test_round_trip(void)
     }
 }
 
+/* Every code is the one the definition gives: the sample clipped to [-1, 1]
+ * (NaN to 0), times 2^15 (2^23), rounded to the nearest integer with ties to
+ * even (lrintf / lrint, computed here), at most 2^15 - 1 (2^23 - 1): ties of
+ * both parities and signs, the ends of the range, infinities, NaN, -0, a
+ * subnormal and random samples, in mono, stereo and 4 channels (the encoder
+ * has a separate path for 1 and 2), through WAV (the codes themselves) and
+ * FLAC (lossless: the same codes back; 1 and 2 channels). */
+#define QN 437 /* not a multiple of any vector width */
+static void test_exact_codes(void)
+{
+    static float v[4][QN];
+    uint32_t st = 7;
+    for (int c = 0; c < 4; c++)
+        for (int i = 0; i < QN; i++) {
+            const int k = (i * 37 + c * 11) % 200 - 100; /* ties k + 1/2 of either parity and sign */
+            float x;
+            switch ((i + c) % 8) {
+            case 0: x = ((float)k + 0.5f) / 32768.0f; break;
+            case 1: x = ((float)k * 4096.0f + 0.5f) / 8388608.0f; break; /* ties at 24 bits, across the range */
+            case 2: x = ((float)k * 327.0f + 0.5f) / 32768.0f; break;    /* ties at 16 bits, across the range */
+            case 3: {
+                static const float ends[] = {1.0f, -1.0f, 32767.5f / 32768.0f, -32767.5f / 32768.0f, 1.0000001f,
+                                             -1.0000001f, 0.99999994f, -0.99999994f, 8388607.5f / 8388608.0f,
+                                             -8388607.5f / 8388608.0f, 0.0f, -0.0f, 1e-40f, -1e-40f,
+                                             0.5f / 32768.0f, -0.5f / 32768.0f};
+                x = ends[(i / 8 + c) % (int)(sizeof ends / sizeof *ends)];
+                break;
+            }
+            case 4: x = (i / 8) % 3 == 0 ? NAN : (i / 8) % 3 == 1 ? INFINITY : -INFINITY; break;
+            default:
+                st = st * 1664525u + 1013904223u;
+                x = ((float)(st >> 8) / 16777216.0f - 0.5f) * 2.4f; /* some beyond +-1 */
+            }
+            v[c][i] = x;
+        }
+    static const struct {
+        const char *fmt, *sf;
+        int bits;
+    } cases[] = {{"wav", "s16", 16}, {"wav", "s24", 24}, {"flac", "s16", 16}, {"flac", "s24", 24}};
+    for (size_t q = 0; q < sizeof cases / sizeof *cases; q++)
+        for (int ch = 1; ch <= 4; ch += ch == 2 ? 2 : 1) {
+            if (ch == 4 && !strcmp(cases[q].fmt, "flac"))
+                continue; /* (FLAC has no layout for FFmpeg's 4.0; the codes are WAV's) */
+            char path[1200];
+            snprintf(path, sizeof path, "%s/codes/%s-%d.%s", dir, cases[q].sf, ch, cases[q].fmt);
+            sl_encode_params p = {cases[q].fmt, cases[q].sf, RATE, RATE, ch, 0};
+            const float *pl[4] = {v[0], v[1], v[2], v[3]};
+            int r = sl_encode_file(path, &p, pl, QN);
+            CHECK_MSG(r == 0, "%s: %s", path, sl_lasterr());
+            float **back = NULL;
+            size_t n = 0;
+            sl_audio_info info;
+            if (r || (r = sl_decode_file(path, 0, 0, &back, &n, &info)) != 0) {
+                CHECK_MSG(r == 0, "decode %s: %s", path, sl_lasterr());
+                continue;
+            }
+            CHECK_MSG(n == QN && info.channels == ch, "%s: %zu frames of %d channels back", path, n, info.channels);
+            const double scale = cases[q].bits == 16 ? 32768.0 : 8388608.0;
+            int bad = 0;
+            for (int c = 0; c < ch && n == QN; c++)
+                for (int i = 0; i < QN; i++) {
+                    float x = v[c][i];
+                    x = x != x ? 0.0f : x > 1.0f ? 1.0f : x < -1.0f ? -1.0f : x;
+                    long want = cases[q].bits == 16 ? lrintf(x * 32768.0f) : lrint((double)x * 8388608.0);
+                    if (want > (long)scale - 1)
+                        want = (long)scale - 1;
+                    const double got = (double)back[c][i] * scale;
+                    if (got != (double)want && bad++ < 5)
+                        CHECK_MSG(0, "%s: channel %d sample %d (%.9g): code %.1f, want %ld", path, c, i,
+                                  (double)v[c][i], got, want);
+                }
+            CHECK_MSG(bad == 0, "%s: %d codes differ from the definition", path, bad);
+            for (int c = 0; c < info.channels; c++)
+                free(back[c]);
+            free(back);
+        }
+}
+
 /* Writing in many odd-sized pieces gives the same bytes as one write, and the
  * same samples give the same bytes twice (no version strings, no timestamps). */
 static void test_chunked_and_deterministic(void)
@@ -400,6 +478,7 @@ int main(void)
     dir = sl_test_tmpdir();
     make_signal();
     test_round_trip();
+    test_exact_codes();
     test_chunked_and_deterministic();
     test_resample();
     test_abort_and_tmp();
