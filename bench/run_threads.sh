@@ -24,11 +24,15 @@
 # within 1.2x. The cnn14 jobs and that model-only figure read the weights with
 # the batch norms folded (tools/convert_cnn14.py --fold-bn, as `stemline models
 # fetch cnn14` writes them), which the CPU maps at load without converting.
+# (4) "mp3": one 3-minute 192 kb/s stereo mp3 (MP3_SECONDS) through hpss+melstats
+# at each thread count, THREADS_ROUNDS rounds: x realtime end to end (decoding
+# included), target >= 150x at 2 threads. Not in the default PARTS.
 # Prints a markdown report (commit, load average before each figure) to stdout;
 # raw JSON lines and reports stay in $THREADS_WORK.
 #
 #   bench/run_threads.sh                  # THREADS_LIST="1 2", 8 tracks of 10 s, 1 round
 #   THREADS_PARTS="jobs fixed" THREADS_ROUNDS=2 bench/run_threads.sh
+#   THREADS_PARTS=mp3 THREADS_ROUNDS=3 bench/run_threads.sh
 #
 # Needs a build (BUILD, default build) and bench/.venv-torch (bench/torch_venv.sh
 # creates it: torch from PyPI, the reference model packages, librosa).
@@ -43,6 +47,7 @@ ROUNDS=${THREADS_ROUNDS:-1}
 JOBS=${THREADS_JOBS:-"hpss umx cnn14"}
 PARTS=${THREADS_PARTS:-"models jobs fixed"}
 FIXED_TRACKS=${FIXED_TRACKS:-10}
+MP3_SECONDS=${MP3_SECONDS:-180}
 UMX_SECONDS=${THREADS_UMX_SECONDS:-30}
 PY=$(bash bench/torch_venv.sh)
 mkdir -p "$W"
@@ -231,5 +236,53 @@ print()
 print(f"job / sum of model-only times: {wall / (n * m['best_s']):.2f}x wall, {cpu / (n * m['cpu_best_s']):.2f}x CPU "
       f"(target: within 1.2x)")
 EOF
+  echo
+fi
+
+if [[ " $PARTS " == *" mp3 "* ]]; then
+  echo "### One ${MP3_SECONDS} s 192 kb/s stereo mp3 through hpss+melstats, end to end, runtime.threads alternating"
+  echo
+  mp3="$W/in-mp3/track.mp3"
+  mkdir -p "$W/in-mp3"
+  if [ ! -s "$mp3" ]; then
+    e="0.3*sin(2*PI*220*t)+0.2*sin(2*PI*331*t)+0.3*(random(0)*2-1)*exp(-50*mod(t\,0.5))"
+    ffmpeg -nostdin -loglevel error -y -f lavfi -i "aevalsrc=exprs=$e|$e:s=44100:d=$MP3_SECONDS" -c:a libmp3lame \
+      -b:a 192k "$mp3"
+  fi
+  echo "| round | threads | load before | wall s | x realtime | CPU s (user+sys) | track ok |"
+  echo "|---|---|---|---|---|---|---|"
+  rm -f "$W/mp3.rows"
+  for ((round = 1; round <= ROUNDS; round++)); do
+    order=$LIST
+    ((round % 2 == 0)) && order=$(echo "$LIST" | tr ' ' '\n' | tac | tr '\n' ' ')
+    for t in $order; do
+      out="$W/out-mp3-$t-$round"
+      l=$(load)
+      run_job mp3 "$t" "$out" "$W/in-mp3" --set separation.model=hpss --set embedding.model=melstats
+      "$PY" - "$out" "$round" "$t" "$l" "$MP3_SECONDS" <<'EOF' | tee -a "$W/mp3.rows"
+import json, sys
+out, rnd, t, l, secs = sys.argv[1:]
+t0, t1, user, sys_, _faults = map(float, open(out + ".time").read().split())
+wall = t1 - t0
+try:
+    ok = len(json.load(open(out + "/report.json"))["ok"])  # the tracks done
+except Exception as e:  # a failed run is shown, not hidden
+    ok = f"no report ({e})"
+print(f"| {rnd} | {t} | {l} | {wall:.3f} | {float(secs) / wall:.1f} | {user + sys_:.2f} | {ok} |")
+EOF
+    done
+  done
+  echo
+  "$PY" - "$W/mp3.rows" <<'EOF'
+import sys
+best = {}
+for line in open(sys.argv[1]):
+    c = [x.strip() for x in line.split("|")[1:-1]]
+    if c[6] == "1":
+        best[c[1]] = max(float(c[4]), best.get(c[1], 0.0))
+print("Best x realtime: " + ", ".join(f"{t} thread(s) {x:.1f}x" for t, x in sorted(best.items()))
+      + " (target: >= 150x at 2 threads)")
+EOF
+  rm -f "$W/mp3.rows"
   echo
 fi
