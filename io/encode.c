@@ -229,11 +229,6 @@ static int write_packets(sl_encoder *e)
     }
 }
 
-/* Clips to [-1, 1] before integer conversion, explicitly: a stem that
- * overshoots must saturate, never wrap. Scale is 2^(bits-1), the convention
- * FFmpeg's decoders use on the way back, so a round trip is exact to within
- * half a step. NaN becomes 0. f32 keeps values beyond full scale (no clipping
- * needed) but not NaN/Inf. */
 /* One sample to 16 bits: clipped to [-1, 1] (NaN to 0), times 32768, rounded to
  * the nearest integer, ties to even, at most 32767: lrintf's result in the
  * default rounding mode without the library call. y + 1.5 * 2^23 lies where
@@ -271,7 +266,11 @@ static inline __m128i q16x4(const float *src)
 #endif
 
 /* The FIFO's n planar float samples into the frame's interleaved s16, s24
- * (in 32) or f32, or planar float (FLTP) samples. */
+ * (in 32) or f32, or planar float (FLTP) samples. Clips to [-1, 1] before
+ * integer conversion, explicitly: a stem that overshoots must saturate, never
+ * wrap. Scale is 2^(bits-1), the convention FFmpeg's decoders use on the way
+ * back, so a round trip is exact to within half a step. NaN becomes 0. f32
+ * keeps values beyond full scale (no clipping needed) but not NaN/Inf. */
 static void quantise(const sl_encoder *e, int n, uint8_t **planes)
 {
     const int ch = e->ch;
