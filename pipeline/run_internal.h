@@ -71,8 +71,7 @@ typedef struct slot {
     float *scores; /* clip scores (models with a classifier head) */
     float *mem;
     double model_s; /* model time spent on it, added to its track's t_sep / t_emb by the writer (which
-                       holds the track's lock anyway; a worker that took the lock here would wait,
-                       holding its CPU token, while the writer encodes the track's stems) */
+                       takes the track's lock anyway; a worker would take it once more per batch) */
 } slot;
 
 struct trk {
@@ -81,8 +80,9 @@ struct trk {
     pthread_mutex_t mu;
     int failed, abandoned, finalized, decode_done;
     int writing;           /* a writer holds one of its slots (under the runner's mu): pop_write gives
-                            * its other slots to no other writer meanwhile, so no writer waits for
-                            * its lock while another encodes its stems */
+                            * its other slots to no other writer meanwhile, so its pending list,
+                            * sep_next, stitcher and encoders are that writer's, which encodes
+                            * without mu (its decoder and the workers take mu meanwhile) */
     char err[900];
     int in_flight;         /* slots of this track not yet released */
     size_t sep_total;      /* segments decoded (final once decode_done) */
