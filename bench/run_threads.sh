@@ -27,12 +27,21 @@
 # (4) "mp3": one 3-minute 192 kb/s stereo mp3 (MP3_SECONDS) through hpss+melstats
 # at each thread count, THREADS_ROUNDS rounds: x realtime end to end (decoding
 # included), target >= 150x at 2 threads. Not in the default PARTS.
+# (5) "pair": what this machine gives two independent streams of work, the
+# ceiling of any 2-thread figure: per round, each job of JOBS at 1 thread
+# alone, two copies of it at 1 thread at once (two processes, separate
+# outputs), and the job at 2 threads alone (the order turning each round):
+# 2 x alone / pair is what two CPUs give with nothing shared (the cores' shared
+# cache, memory bandwidth and clock under load limit it), alone / 2-thread is
+# stemline's throughput ratio. Medians over THREADS_ROUNDS. Not in the default
+# PARTS; it reads the catalog the jobs part makes (in-jobs).
 # Prints a markdown report (commit, load average before each figure) to stdout;
 # raw JSON lines and reports stay in $THREADS_WORK.
 #
 #   bench/run_threads.sh                  # THREADS_LIST="1 2", 8 tracks of 10 s, 1 round
 #   THREADS_PARTS="jobs fixed" THREADS_ROUNDS=2 bench/run_threads.sh
 #   THREADS_PARTS=mp3 THREADS_ROUNDS=3 bench/run_threads.sh
+#   THREADS_PARTS="jobs pair" THREADS_JOBS=hpss THREADS_ROUNDS=12 bench/run_threads.sh
 #
 # Needs a build (BUILD, default build) and bench/.venv-torch (bench/torch_venv.sh
 # creates it: torch from PyPI, the reference model packages, librosa).
@@ -88,7 +97,7 @@ EOF
   echo
 fi
 
-if [[ " $PARTS " == *" jobs "* || " $PARTS " == *" fixed "* ]]; then
+if [[ " $PARTS " == *" jobs "* || " $PARTS " == *" fixed "* || " $PARTS " == *" pair "* ]]; then
   # catalog: TRACKS stereo tracks of SECS s (tones, noise bursts), weights for umx and cnn14 (random, full size)
   IN="$W/in-${SECS}s"
   mkdir -p "$IN"
@@ -284,5 +293,63 @@ print("Best x realtime: " + ", ".join(f"{t} thread(s) {x:.1f}x" for t, x in sort
       + " (target: >= 150x at 2 threads)")
 EOF
   rm -f "$W/mp3.rows"
+  echo
+fi
+
+if [[ " $PARTS " == *" pair "* ]]; then
+  echo "### Two independent 1-thread runs at once against one 2-thread run: $TRACKS tracks x $SECS s"
+  echo
+  echo "Per round: the job at runtime.threads 1 alone (T1), two copies of it at 1 thread at once in two"
+  echo "processes (Tpair, first start to last end), the job at runtime.threads 2 alone (T2); the order turns"
+  echo "each round. 2 x T1 / Tpair is what the two CPUs give two streams that share nothing in the process."
+  echo
+  echo "| job | rounds | load before | T1 s (median) | Tpair s (median) | T2 s (median) | two processes: 2 x T1 / Tpair (median) | one process, 2 threads: T1 / T2 (median) | T1 / T2 against 2 x T1 / Tpair |"
+  echo "|---|---|---|---|---|---|---|---|---|"
+  for job in $JOBS; do
+    case $job in
+      hpss) set_args=(--set separation.model=hpss --set embedding.model=melstats) ;;
+      umx) set_args=(--set separation.model=umx --set "separation.weights=$W/umx.safetensors" --set embedding.model=none) ;;
+      cnn14) set_args=(--set separation.model=none --set embedding.model=cnn14 --set "embedding.weights=$W/cnn14-folded.safetensors") ;;
+    esac
+    l=$(load)
+    rm -f "$W/pair.rows"
+    for ((round = 1; round <= ROUNDS; round++)); do
+      order="alone pair two"
+      ((round % 2 == 0)) && order="two pair alone"
+      for what in $order; do
+        out="$W/out-pair-$job-$what"
+        case $what in
+          alone) run_job "$job" 1 "$out" "$W/in-jobs" "${set_args[@]}" ;;
+          two) run_job "$job" 2 "$out" "$W/in-jobs" "${set_args[@]}" ;;
+          pair)
+            run_job "$job" 1 "$out-a" "$W/in-jobs" "${set_args[@]}" &
+            run_job "$job" 1 "$out-b" "$W/in-jobs" "${set_args[@]}" &
+            wait
+            ;;
+        esac
+      done
+      "$PY" - "$W/out-pair-$job" "$TRACKS" <<'EOF' >>"$W/pair.rows"
+import json, sys
+out, n = sys.argv[1], int(sys.argv[2])
+def span(*names):
+    tt = [list(map(float, open(f"{out}-{x}.time").read().split()))[:2] for x in names]
+    for x in names:  # a failed run is not a figure
+        ok = len(json.load(open(f"{out}-{x}/report.json"))["ok"])
+        assert ok == n, f"{out}-{x}: {ok} of {n} tracks done"
+    return max(t[1] for t in tt) - min(t[0] for t in tt)
+print(span("alone"), span("pair-a", "pair-b"), span("two"))
+EOF
+    done
+    "$PY" - "$W/pair.rows" "$job" "$l" <<'EOF'
+import statistics as st, sys
+rows = [list(map(float, x.split())) for x in open(sys.argv[1]) if x.strip()]
+a, p, t = ([r[i] for r in rows] for i in range(3))
+ceil = st.median([2 * x / y for x, y in zip(a, p)])
+ours = st.median([x / z for x, z in zip(a, t)])
+print(f"| {sys.argv[2]} | {len(rows)} | {sys.argv[3]} | {st.median(a):.3f} | {st.median(p):.3f} | {st.median(t):.3f} | "
+      f"{ceil:.2f}x | {ours:.2f}x | {ours / ceil:.0%} |")
+EOF
+  done
+  rm -f "$W/pair.rows"
   echo
 fi
