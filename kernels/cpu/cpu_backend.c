@@ -274,6 +274,8 @@ __attribute__((constructor)) static void blas_threads_stop(void)
         blas_thread_shutdown_();
 }
 
+static int huge_wanted; /* STEMLINE_CPU_HUGEPAGES=1 (hugepages, below) */
+
 /* Once per process. OpenBLAS already runs every call on the calling thread
  * (blas_threads_stop above set it to one thread before main); the ops split their
  * GEMMs over the context's pool instead (sl_cpu_gemm_rows), so the threads that
@@ -285,6 +287,8 @@ static void cpu_once(void)
     char *dash = strchr(fftw_ver + 5, '-');
     if (dash)
         *dash = 0;
+    const char *h = getenv("STEMLINE_CPU_HUGEPAGES");
+    huge_wanted = h && !strcmp(h, "1");
 }
 
 static void cpu_threads_changed(sl_op_ctx *ctx)
@@ -330,17 +334,21 @@ static int cpu_init(sl_op_ctx *ctx)
     return 0;
 }
 
-/* Buffers of at least HUGE_MIN bytes ask for transparent huge pages over their 2 MiB-aligned
- * interior (where the system grants them on request, /sys/kernel/mm/transparent_hugepage/enabled
- * "madvise"): the activations of the models' long sequences are read a row per 4 KiB page apart
- * (a RoFormer's time axis: rows 380 KB apart), each row a TLB miss on small pages. Advice only:
- * a refusal changes nothing. */
+/* Transparent huge pages for buffers of at least HUGE_MIN bytes, over their 2 MiB-aligned
+ * interior: only with STEMLINE_CPU_HUGEPAGES=1 in the environment (read once, cpu_once). Asking
+ * for them (madvise MADV_HUGEPAGE) makes the kernel zero, and where memory is fragmented first
+ * compact, 2 MiB at each first touch when /sys/kernel/mm/transparent_hugepage/defrag is
+ * "madvise" (the default): on a long-running 2-CPU server that cost a process 4-8 s of system
+ * time on its first segments (HT-Demucs, BS-RoFormer) and the 1-thread hpss job up to 0.6 s,
+ * for no steady-state gain there (bench/RESULTS.md, "huge pages"). Where compaction is cheap
+ * the RoFormers' time axis (rows 380 KB apart, a TLB miss each on 4 KiB pages) gained 2-8 %
+ * with them. Advice only: a refusal changes nothing. */
 #define HUGE_MIN ((size_t)8 << 20)
 #define HUGE_PAGE ((uintptr_t)2 << 20)
 static void hugepages(void *p, size_t bytes)
 {
 #ifdef MADV_HUGEPAGE
-    if (bytes < HUGE_MIN)
+    if (!huge_wanted || bytes < HUGE_MIN)
         return;
     const uintptr_t a = ((uintptr_t)p + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1), e = ((uintptr_t)p + bytes) & ~(HUGE_PAGE - 1);
     if (e > a)
