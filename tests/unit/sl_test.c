@@ -3,6 +3,7 @@
 #include "kernels/ops.h"
 
 #include <dirent.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -105,7 +106,8 @@ int sl_test_count_names(const char *dir, const char *needle)
     return n;
 }
 
-int sl_test_map_flag(const char *needle, const char *flag)
+/* The VmFlags token flag of the first mapping whose first line match() accepts (see sl_test_map_flag). */
+static int map_flag_of(int (*match)(const char *line, const void *arg), const void *arg, const char *flag)
 {
     if (!sl_test_exists("/sys/kernel/mm/transparent_hugepage/enabled"))
         return -1;
@@ -116,7 +118,7 @@ int sl_test_map_flag(const char *needle, const char *flag)
     int in = 0, found = -1;
     while (found < 0 && fgets(line, sizeof line, f)) {
         if (strchr(line, '-') && strchr(line, '-') < strchr(line, ' ') && line[0] != 'V') /* a mapping's first line */
-            in = strstr(line, needle) != NULL;
+            in = match(line, arg);
         else if (in && !strncmp(line, "VmFlags:", 8)) {
             found = 0;
             for (char *t = strtok(line + 8, " \n"); t; t = strtok(NULL, " \n"))
@@ -126,6 +128,18 @@ int sl_test_map_flag(const char *needle, const char *flag)
     fclose(f);
     return found;
 }
+
+static int line_names(const char *line, const void *needle) { return strstr(line, needle) != NULL; }
+
+static int line_holds(const char *line, const void *p)
+{
+    unsigned long long lo, hi;
+    return sscanf(line, "%llx-%llx", &lo, &hi) == 2 && (uintptr_t)p >= lo && (uintptr_t)p < hi;
+}
+
+int sl_test_map_flag(const char *needle, const char *flag) { return map_flag_of(line_names, needle, flag); }
+
+int sl_test_addr_flag(const void *p, const char *flag) { return map_flag_of(line_holds, p, flag); }
 
 float *sl_test_dev_buf(sl_op_ctx *ctx, const float *host, size_t n)
 {

@@ -56,6 +56,8 @@ int sl_test_count_names(const char *dir, const char *needle);
  * not, -1 when no such mapping is listed or this system cannot say (no smaps, or no
  * transparent huge pages, where the advice does not exist). */
 int sl_test_map_flag(const char *needle, const char *flag);
+/* The same for the mapping that holds address p. */
+int sl_test_addr_flag(const void *p, const char *flag);
 
 /* A backend buffer of n floats (at least one) holding a copy of host, or NaN
  * everywhere when host is NULL (an element an op leaves unwritten then shows);
