@@ -143,6 +143,15 @@ run_job() {
   echo "$t0 $t1 $(tail -n1 "$out.cpu")" >"$out.time"
 }
 
+# job_args JOB: the --set arguments of catalog job JOB (hpss, umx, cnn14), into the array set_args
+job_args() {
+  case $1 in
+    hpss) set_args=(--set separation.model=hpss --set embedding.model=melstats) ;;
+    umx) set_args=(--set separation.model=umx --set "separation.weights=$W/umx.safetensors" --set embedding.model=none) ;;
+    cnn14) set_args=(--set separation.model=none --set embedding.model=cnn14 --set "embedding.weights=$W/cnn14-folded.safetensors") ;;
+  esac
+}
+
 if [[ " $PARTS " == *" jobs "* ]]; then
   echo "### Catalog jobs: $TRACKS tracks x $SECS s through \`stemline run\` (backend cpu), runtime.threads alternating"
   echo
@@ -150,11 +159,7 @@ if [[ " $PARTS " == *" jobs "* ]]; then
   echo "| job | round | threads | load before | wall s | x realtime | CPU s (user+sys) | CPU / (wall x threads) | tokens idle | tokens held without computing s | page faults | workers x op threads (max) | peak compute threads | setup s | tail s | CPU outside tokens s | peak RSS MB | derived forms MB (forms, uses) |"
   echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
   for job in $JOBS; do
-    case $job in
-      hpss) set_args=(--set separation.model=hpss --set embedding.model=melstats) ;;
-      umx) set_args=(--set separation.model=umx --set "separation.weights=$W/umx.safetensors" --set embedding.model=none) ;;
-      cnn14) set_args=(--set separation.model=none --set embedding.model=cnn14 --set "embedding.weights=$W/cnn14-folded.safetensors") ;;
-    esac
+    job_args "$job"
     for ((round = 1; round <= ROUNDS; round++)); do
       order=$LIST
       ((round % 2 == 0)) && order=$(echo "$LIST" | tr ' ' '\n' | tac | tr '\n' ' ')
@@ -306,11 +311,7 @@ if [[ " $PARTS " == *" pair "* ]]; then
   echo "| job | rounds | load before | T1 s (median) | Tpair s (median) | T2 s (median) | two processes: 2 x T1 / Tpair (median) | one process, 2 threads: T1 / T2 (median) | T1 / T2 against 2 x T1 / Tpair |"
   echo "|---|---|---|---|---|---|---|---|---|"
   for job in $JOBS; do
-    case $job in
-      hpss) set_args=(--set separation.model=hpss --set embedding.model=melstats) ;;
-      umx) set_args=(--set separation.model=umx --set "separation.weights=$W/umx.safetensors" --set embedding.model=none) ;;
-      cnn14) set_args=(--set separation.model=none --set embedding.model=cnn14 --set "embedding.weights=$W/cnn14-folded.safetensors") ;;
-    esac
+    job_args "$job"
     l=$(load)
     rm -f "$W/pair.rows"
     for ((round = 1; round <= ROUNDS; round++)); do
