@@ -338,7 +338,7 @@ static int cpu_init(sl_op_ctx *ctx)
  * interior: only with STEMLINE_CPU_HUGEPAGES=1 in the environment (read once, cpu_once). Asking
  * for them (madvise MADV_HUGEPAGE) makes the kernel zero, and where memory is fragmented first
  * compact, 2 MiB at each first touch when /sys/kernel/mm/transparent_hugepage/defrag is
- * "madvise" (the default): on a long-running 2-CPU server that cost a process 4-8 s of system
+ * "madvise" (the default): on a long-running 2-CPU server that cost a process 4-12 s of system
  * time on its first segments (HT-Demucs, BS-RoFormer) and the 1-thread hpss job up to 0.6 s,
  * for no steady-state gain there (bench/RESULTS.md, "huge pages"). Where compaction is cheap
  * the RoFormers' time axis (rows 380 KB apart, a TLB miss each on 4 KiB pages) gained 2-8 %
