@@ -74,6 +74,19 @@ int sl_budget_waiting(sl_budget *b);
  * thread waits in sl_budget_acquire (it goes first). Returns how many (0 for
  * NULL b); give them back with sl_budget_release. */
 int sl_budget_try_acquire(sl_budget *b, int max);
+/* Ties each token to one CPU of the calling thread's affinity set when the
+ * budget has exactly as many tokens as that set has CPUs (2..64): a thread
+ * holding tokens then runs only on their CPUs (sched_setaffinity at
+ * sl_budget_acquire; the tokens of the CPU it is on are taken first), and on
+ * the whole set again once it holds none; tokens taken by
+ * sl_budget_try_acquire (a loop's helpers, which run where the kernel puts
+ * them) are kept from the others all the same. Call before any token is taken.
+ * Returns 1 when the tokens are tied to CPUs, 0 when not (NULL b, sizes differ). */
+int sl_budget_pin(sl_budget *b);
+/* The calling thread on the whole CPU set sl_budget_pin found, when it holds no
+ * tied token (a thread made by one that did inherits its affinity); nothing
+ * before any budget was pinned. */
+void sl_budget_unpin_thread(void);
 /* Token-seconds held so far (the integral over time of the tokens held): with
  * T tokens over a span of s seconds, T * s minus its growth is the time tokens
  * sat unused. 0 for NULL. */

@@ -184,6 +184,7 @@ struct runner {
     int op_threads;        /* threads inside each CPU worker's ops (its context's pool), its tokens */
     int op_threads_max;    /* its pool's threads: beyond op_threads, on tokens free at a loop's start */
     sl_budget *budget;     /* those tokens */
+    int cpu_pinned;        /* each token tied to one CPU (sl_budget_pin) */
     char workers_reason[320]; /* why n_workers (plan_threads), for the report */
     double worker_mb;      /* a CPU worker's memory, estimated (weights and work buffers) */
     double shared_mb;      /* weights all CPU workers read from one mapping (counted once) */

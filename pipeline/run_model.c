@@ -206,6 +206,10 @@ int plan_threads(runner *r, sl_op_ctx *ctx)
     r->op_threads = P;
     r->op_threads_max = Pmax;
     int rc = sl_budget_create(&r->budget, T);
+    /* with one token per CPU, each token is one CPU (sl_budget_pin says why;
+     * SL_CPU_PIN=0: off, for comparisons) */
+    const char *pin = getenv("SL_CPU_PIN");
+    r->cpu_pinned = !rc && !(pin && !strcmp(pin, "0")) && sl_budget_pin(r->budget);
     if (!rc)
         rc = cpu_worker_threads(r, ctx);
     return rc;
@@ -225,8 +229,9 @@ void threads_device(const runner *r, const sl_op_ctx *ctx, char *buf, size_t siz
     if (r->op_threads_max > r->op_threads)
         snprintf(more, sizeof more, " (ops on %d thread%s, up to %d with idle ones)", r->op_threads,
                  r->op_threads == 1 ? "" : "s", r->op_threads_max);
-    snprintf(buf, size, "%s x %d worker%s%s, %d compute thread%s", sl_op_ctx_device(ctx), r->n_workers,
-             r->n_workers == 1 ? "" : "s", more, r->threads, r->threads == 1 ? "" : "s");
+    snprintf(buf, size, "%s x %d worker%s%s, %d compute thread%s%s", sl_op_ctx_device(ctx), r->n_workers,
+             r->n_workers == 1 ? "" : "s", more, r->threads, r->threads == 1 ? "" : "s",
+             r->cpu_pinned ? ", one per CPU" : "");
 }
 
 void threads_json(const runner *r, char *buf, size_t size)
@@ -257,10 +262,11 @@ void threads_json(const runner *r, char *buf, size_t size)
              "\"peak_op_threads\": %d, \"op_threads_max\": %d, \"worker_batches\": [%s], \"worker_open_s\": [%s], "
              "\"workers_reason\": \"%s\", \"worker_memory_mb\": %.1f, \"shared_weights_mb\": %.1f, "
              "\"model_memory_mb\": %.1f, \"fixed_forms_mb\": %.1f, \"fixed_forms\": %zu, \"fixed_form_uses\": %zu, "
-             "\"stem_threads\": %d, \"stem_threads_peak\": %d, \"token_wakeups\": %lu, \"token_wakeups_futile\": %lu",
+             "\"stem_threads\": %d, \"stem_threads_peak\": %d, \"token_wakeups\": %lu, \"token_wakeups_futile\": %lu, "
+             "\"cpu_pinned\": %s",
              r->threads, r->n_workers, r->op_threads, sl_budget_peak(r->budget), peak_op, r->op_threads_max, batches,
              opened, r->workers_reason, r->worker_mb, r->shared_mb, r->model_memory_mb, forms_bytes / 1048576.0,
-             forms_n, forms_uses, r->stem_threads, r->stem_peak, woken, futile);
+             forms_n, forms_uses, r->stem_threads, r->stem_peak, woken, futile, r->cpu_pinned ? "true" : "false");
 }
 
 /* ---- model workers ---- */

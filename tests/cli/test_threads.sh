@@ -48,6 +48,11 @@ dev = r["device"]
 assert ("%d thread%s per context" % (Pmax, "" if Pmax == 1 else "s")) in dev, dev
 more = " (ops on %d thread%s, up to %d with idle ones)" % (P, "" if P == 1 else "s", Pmax) if Pmax > P else ""
 assert ("x %d worker%s%s, %d compute thread%s" % (W, "" if W == 1 else "s", more, T, "" if T == 1 else "s")) in dev, dev
+# one token per CPU of the affinity set: each token tied to a CPU (test_pool checks the threads' CPUs)
+import os
+pinned = T == len(os.sched_getaffinity(0)) and 2 <= T <= 64 and "${SL_CPU_PIN:-1}" != "0"
+assert p["cpu_pinned"] is pinned, (pinned, p["cpu_pinned"])
+assert (", one per CPU" in dev) == pinned, dev
 EOF
 }
 
@@ -63,6 +68,12 @@ EOF
 run_sl run job.yaml --quiet --set output.dir=out-2 --set runtime.threads=2
 expect_status 0 "threads 2 (workers auto)"
 check_split out-2 2 2
+
+# as many threads as CPUs, tokens not tied (SL_CPU_PIN=0)
+NCPU=$(nproc)
+SL_CPU_PIN=0 run_sl run job.yaml --quiet --set output.dir=out-nopin --set runtime.threads="$NCPU" --set runtime.model_workers="$NCPU"
+expect_status 0 "threads $NCPU, SL_CPU_PIN=0"
+SL_CPU_PIN=0 check_split out-nopin "$NCPU" "$NCPU"
 
 run_sl run job.yaml --quiet --set output.dir=out-2w1 --set runtime.threads=2 --set runtime.model_workers=1
 expect_status 0 "threads 2, one worker"

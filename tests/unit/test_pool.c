@@ -1,7 +1,9 @@
 /* The compute thread pool: every index runs exactly once, on the number of
  * threads asked for (counted in /proc/self/task and by the pool's own peak),
  * nested loops run serially, and loops of varying sizes back to back never let
- * a late helper run into the next loop. */
+ * a late helper run into the next loop. A budget with one token per CPU ties
+ * each token to a CPU (sl_budget_pin): holders of different tokens never share
+ * one, a thread without tokens and a pool helper made by a holder run anywhere. */
 #include <dirent.h>
 #include <pthread.h>
 #include <sched.h>
@@ -275,11 +277,125 @@ static void test_borrow(void)
     sl_budget_free(b);
 }
 
+/* ---- tokens tied to CPUs ---- */
+
+typedef struct {
+    sl_budget *b;
+    pthread_barrier_t *bar;
+    cpu_set_t held, after;
+} pin_arg;
+
+static void *pin_thread(void *v)
+{
+    pin_arg *a = v;
+    sl_budget_acquire(a->b, 1);
+    sched_getaffinity(0, sizeof a->held, &a->held);
+    pthread_barrier_wait(a->bar); /* every thread holds its token at once */
+    sl_budget_release(a->b, 1);
+    sched_getaffinity(0, sizeof a->after, &a->after);
+    return NULL;
+}
+
+typedef struct {
+    meet_arg m;
+    int cpus[2];
+} pin_loop_arg;
+
+static void pin_loop_body(void *v, size_t i, int tid)
+{
+    pin_loop_arg *a = v;
+    cpu_set_t s;
+    if (tid < 2 && sched_getaffinity(0, sizeof s, &s) == 0)
+        a->cpus[tid] = CPU_COUNT(&s);
+    meet_body(&a->m, i, tid);
+}
+
+static int affinity_is(const cpu_set_t *want)
+{
+    cpu_set_t s;
+    return sched_getaffinity(0, sizeof s, &s) == 0 && CPU_EQUAL(&s, want);
+}
+
+static void test_pin(void)
+{
+    cpu_set_t all;
+    CHECK(sched_getaffinity(0, sizeof all, &all) == 0);
+    const int n = CPU_COUNT(&all);
+    sl_budget *b = NULL;
+    CHECK(sl_budget_pin(NULL) == 0);
+    /* more tokens than CPUs: not tied, a holder runs anywhere */
+    CHECK(sl_budget_create(&b, n + 1) == 0);
+    CHECK(sl_budget_pin(b) == 0);
+    sl_budget_acquire(b, 1);
+    CHECK_MSG(affinity_is(&all), "a token of an untied budget changed the thread's CPUs");
+    sl_budget_release(b, 1);
+    sl_budget_free(b);
+    if (n < 2 || n > 64) {
+        printf("test_pool: %d CPUs: tokens tied to CPUs not tested (2..64 needed)\n", n);
+        return;
+    }
+    CHECK(sl_budget_create(&b, n) == 0);
+    CHECK(sl_budget_pin(b) == 1);
+    /* n threads holding one token each at once: one CPU each, all different */
+    pthread_barrier_t bar;
+    pthread_barrier_init(&bar, NULL, (unsigned)n);
+    pin_arg *a = calloc((size_t)n, sizeof *a);
+    pthread_t *th = calloc((size_t)n, sizeof *th);
+    for (int i = 0; i < n; i++) {
+        a[i].b = b;
+        a[i].bar = &bar;
+        CHECK(pthread_create(&th[i], NULL, pin_thread, &a[i]) == 0);
+    }
+    for (int i = 0; i < n; i++)
+        pthread_join(th[i], NULL);
+    cpu_set_t seen;
+    CPU_ZERO(&seen);
+    for (int i = 0; i < n; i++) {
+        CHECK_MSG(CPU_COUNT(&a[i].held) == 1, "holder %d on %d CPUs, expected 1", i, CPU_COUNT(&a[i].held));
+        cpu_set_t both;
+        CPU_AND(&both, &a[i].held, &seen);
+        CHECK_MSG(CPU_COUNT(&both) == 0, "holder %d on a CPU another holder had", i);
+        CPU_AND(&both, &a[i].held, &all);
+        CHECK(CPU_EQUAL(&both, &a[i].held));
+        CPU_OR(&seen, &seen, &a[i].held);
+        CHECK_MSG(CPU_EQUAL(&a[i].after, &all), "thread %d not on every CPU again after giving its token back", i);
+    }
+    CHECK(CPU_EQUAL(&seen, &all));
+    pthread_barrier_destroy(&bar);
+    free(a);
+    free(th);
+    /* two tokens: two CPUs; tokens borrowed for a loop's helpers leave the caller where it is */
+    sl_budget_acquire(b, 2);
+    cpu_set_t two;
+    CHECK(sched_getaffinity(0, sizeof two, &two) == 0 && CPU_COUNT(&two) == 2);
+    CHECK(sl_budget_try_acquire(b, n) == n - 2);
+    CHECK(affinity_is(&two));
+    sl_budget_release(b, n - 2);
+    CHECK(affinity_is(&two));
+    sl_budget_release(b, 1);
+    CHECK(sched_getaffinity(0, sizeof two, &two) == 0 && CPU_COUNT(&two) == 1);
+    sl_budget_release(b, 1);
+    CHECK(affinity_is(&all));
+    /* a pool made by a thread on one token: its helper runs on every CPU */
+    sl_budget_acquire(b, 1);
+    sl_pool *p = NULL;
+    CHECK(sl_pool_create(&p, 2) == 0);
+    pin_loop_arg la = {{0, 2}, {0, 0}};
+    sl_pool_for(p, 2, pin_loop_body, &la);
+    CHECK_MSG(la.cpus[0] == 1 && la.cpus[1] == n, "loop on a tied token: caller on %d CPUs, helper on %d (expected 1, %d)",
+              la.cpus[0], la.cpus[1], n);
+    sl_pool_destroy(p);
+    sl_budget_release(b, 1);
+    CHECK(affinity_is(&all));
+    sl_budget_free(b);
+}
+
 int main(void)
 {
     test_budget();
     test_budget_turns();
     test_borrow();
+    test_pin();
     /* ranges cover [0, n) without gaps or overlaps */
     for (size_t n = 0; n < 50; n++)
         for (size_t parts = 1; parts < 9; parts++) {
