@@ -1,9 +1,11 @@
-/* Long-sequence attention of one (sequence, head) pair with AVX2 / FMA, for CPUs without
+/* Attention of one (sequence, head) pair of any length with AVX2 / FMA, for CPUs without
  * AVX-512 (sl_cpu_attn_long): the online softmax of cpu_attn.c's attend_flash512 in 8-wide
  * vectors. q is rotated (rope) and scaled by scale * log2(e) as it is copied, so each
  * probability is one 2^x (the same degree-6 polynomial on [-1/2, 1/2] with FMA and a
  * power-of-two scaling as the AVX-512 kernel's); k is packed in blocks of 16 keys
- * ([block][D][16], zero keys past k_len), v's rows side by side. Per block of FQ = 24 query
+ * ([block][D][16], zero keys past k_len), read straight from its rows without rotation; v
+ * read in place up to one chunk of keys, longer sequences' v rows copied side by side (a
+ * short pair's copies cost as much as its arithmetic). Per block of FQ = 24 query
  * rows and chunk of FC = 128 keys: the scores (6 rows x 16 keys per pass: 12 accumulators,
  * each score a sum over d in order, keys past k_len -inf, the bias times log2(e) added by one
  * FMA) and their row maxima, the new maxima m (8 rows at a time), the probabilities 2^(s - m)
@@ -31,11 +33,10 @@ int sl_cpu_attn_set_long(int enable)
 #define FC 128
 #define KB 16
 
-/* The pairs this kernel takes: more than LONG_MIN keys, head widths a multiple of 8 up to 64. */
-#define LONG_MIN 64
+/* The pairs this kernel takes: head widths a multiple of 8 up to 64, any number of keys. */
 static int takes(size_t kl, size_t D)
 {
-    return kl > LONG_MIN && D % 8 == 0 && D >= 8 && D <= 64;
+    return kl > 0 && D % 8 == 0 && D >= 8 && D <= 64;
 }
 
 size_t sl_cpu_attn_long_ws(size_t tq, size_t tk, size_t D)
@@ -131,9 +132,9 @@ ATT_AVX2 static inline __attribute__((always_inline)) void flash_qk(const float 
 }
 
 /* o[r][0..8 NW) = o[r] * alpha[r] + sum_{j < n} P[r][j] v[j][..], R rows (R NW <= 12
- * accumulators; o row stride 64, P row stride FC, v row stride D). */
+ * accumulators; o row stride 64, P row stride FC, v row stride ldv). */
 ATT_AVX2 static inline __attribute__((always_inline)) void flash_pv(int R, int NW, const float *P, const float *v,
-                                                                  size_t D, size_t n, const float *alpha,
+                                                                  size_t ldv, size_t n, const float *alpha,
                                                                   float *o)
 {
     __m256 acc[6][3];
@@ -145,7 +146,7 @@ ATT_AVX2 static inline __attribute__((always_inline)) void flash_pv(int R, int N
     for (size_t j = 0; j < n; j++) {
         __m256 vv[3];
         _Pragma("GCC unroll 3") for (int w = 0; w < NW; w++)
-            vv[w] = _mm256_loadu_ps(v + j * D + 8 * w);
+            vv[w] = _mm256_loadu_ps(v + j * ldv + 8 * w);
         _Pragma("GCC unroll 6") for (int r = 0; r < R; r++) {
             const __m256 p = _mm256_broadcast_ss(P + (size_t)r * FC + j);
             _Pragma("GCC unroll 3") for (int w = 0; w < NW; w++)
@@ -159,27 +160,28 @@ ATT_AVX2 static inline __attribute__((always_inline)) void flash_pv(int R, int N
 
 /* p . v of one chunk for the FQ rows: widths a multiple of 24 in passes of 4 rows x 24
  * columns, others 6 rows x 16 columns, then 6 x 8. */
-ATT_AVX2 __attribute__((noinline)) static void flash_pv_rows(const float *P, const float *v, size_t D, size_t n,
-                                                             const float *alpha, float *o)
+ATT_AVX2 __attribute__((noinline)) static void flash_pv_rows(const float *P, const float *v, size_t ldv, size_t D,
+                                                             size_t n, const float *alpha, float *o)
 {
     size_t d = 0;
     if (D % 24 == 0)
         for (; d < D; d += 24)
             for (size_t r = 0; r < FQ; r += 4)
-                flash_pv(4, 3, P + r * FC, v + d, D, n, alpha + r, o + r * 64 + d);
+                flash_pv(4, 3, P + r * FC, v + d, ldv, n, alpha + r, o + r * 64 + d);
     for (; d + 16 <= D; d += 16)
         for (size_t r = 0; r < FQ; r += 6)
-            flash_pv(6, 2, P + r * FC, v + d, D, n, alpha + r, o + r * 64 + d);
+            flash_pv(6, 2, P + r * FC, v + d, ldv, n, alpha + r, o + r * 64 + d);
     if (d < D)
         for (size_t r = 0; r < FQ; r += 6)
-            flash_pv(6, 1, P + r * FC, v + d, D, n, alpha + r, o + r * 64 + d);
+            flash_pv(6, 1, P + r * FC, v + d, ldv, n, alpha + r, o + r * 64 + d);
 }
 
 /* One chunk of keys [c0, c0 + FC) for the FQ query rows q (scaled) from row i0 (nq < FQ: the
  * rest zero rows): their scores, maxima m[r] and sums l[r] updated, outputs o[r][..] rescaled
  * and p . v added. */
 ATT_AVX2 static void flash_chunk(const sl_cpu_attn_pair *p, const float *q, const float *kt, const float *vc,
-                                 size_t c0, size_t i0, size_t nq, float *S, float *m, double *l, float *o)
+                                 size_t ldv, size_t c0, size_t i0, size_t nq, float *S, float *m, double *l,
+                                 float *o)
 {
     const size_t kl = p->kl, D = p->D, nc = kl - c0 < FC ? kl - c0 : FC, ncp = (nc + KB - 1) / KB * KB;
     const float *brow[FQ];
@@ -224,7 +226,7 @@ ATT_AVX2 static void flash_chunk(const sl_cpu_attn_pair *p, const float *q, cons
         _mm256_storeu_pd(l + r0, lo);
         _mm256_storeu_pd(l + r0 + 4, hi);
     }
-    flash_pv_rows(S, vc + c0 * D, D, nc, alpha, o);
+    flash_pv_rows(S, vc + c0 * ldv, ldv, D, nc, alpha, o);
 }
 
 ATT_AVX2 static void attend_flash2(const sl_cpu_attn_pair *p, float *ws)
@@ -234,19 +236,33 @@ ATT_AVX2 static void attend_flash2(const sl_cpu_attn_pair *p, float *ws)
     const __m256 qs = _mm256_set1_ps(p->scale * 1.44269504088896341f);
     for (size_t t = 0; t < tq; t++) {
         float *d = qr + t * D;
-        sl_cpu_rotate_rows(p->q + t * p->ldq, p->ldq, 1, (int)D, p->rope ? p->rope + t * D : NULL, d);
+        const float *src = p->q + t * p->ldq;
+        if (p->rope) {
+            sl_cpu_rotate_rows(src, p->ldq, 1, (int)D, p->rope + t * D, d);
+            src = d;
+        }
         for (size_t c = 0; c < D; c += 8)
-            _mm256_storeu_ps(d + c, _mm256_mul_ps(_mm256_loadu_ps(d + c), qs));
+            _mm256_storeu_ps(d + c, _mm256_mul_ps(_mm256_loadu_ps(src + c), qs));
     }
     memset(qr + tq * D, 0, (tqp - tq) * D * sizeof(float));
     memset(kt + (kp - KB) * D, 0, KB * D * sizeof(float));
+    /* v read in place for up to one chunk of keys (its rows stay in cache); longer sequences
+     * copy v's rows side by side */
+    const int v_copy = kl > FC;
     for (size_t j = 0; j < kl; j++) {
-        sl_cpu_rotate_rows(p->k + j * p->ldk, p->ldk, 1, (int)D, p->rope ? p->rope + j * D : NULL, S);
+        const float *kr = p->k + j * p->ldk;
+        if (p->rope) {
+            sl_cpu_rotate_rows(kr, p->ldk, 1, (int)D, p->rope + j * D, S);
+            kr = S;
+        }
         float *blk = kt + (j / KB) * KB * D + j % KB;
         for (size_t d = 0; d < D; d++)
-            blk[d * KB] = S[d];
-        memcpy(vc + j * D, p->v + j * p->ldv, D * sizeof(float));
+            blk[d * KB] = kr[d];
+        if (v_copy)
+            memcpy(vc + j * D, p->v + j * p->ldv, D * sizeof(float));
     }
+    const float *vr = v_copy ? vc : p->v;
+    const size_t ldv = v_copy ? D : p->ldv;
     for (size_t i0 = 0; i0 < tq; i0 += FQ) {
         const size_t nq = tq - i0 < FQ ? tq - i0 : FQ;
         float m[FQ];
@@ -255,7 +271,7 @@ ATT_AVX2 static void attend_flash2(const sl_cpu_attn_pair *p, float *ws)
             m[r] = -INFINITY, l[r] = 0.0;
         memset(ob, 0, FQ * 64 * sizeof(float));
         for (size_t c0 = 0; c0 < kl; c0 += FC)
-            flash_chunk(p, qr + i0 * D, kt, vc, c0, i0, nq, S, m, l, ob);
+            flash_chunk(p, qr + i0 * D, kt, vr, ldv, c0, i0, nq, S, m, l, ob);
         for (size_t r = 0; r < nq; r++) {
             float sc = (float)(1.0 / l[r]);
             if (p->row_scale)

@@ -1,4 +1,4 @@
-/* AVX-512 linear layers y = act(x w^T + bias) [+ add] on weights declared fixed
+/* AVX-512 and AVX2 linear layers y = act(x w^T + bias) [+ add] on weights declared fixed
  * (sl_op_mark_fixed): w is packed once per context into panels of 32 of its rows
  * ([n / 32][k][32], zero rows past n; sl_cpu_fixed_form keeps the packed form), so a
  * call reads the packed panels in place where a library GEMM packs the weights on
@@ -13,7 +13,9 @@
  * less CPU time on CLAP's stage 3, 20 % on stage 4). Every element of y is one fixed
  * sequence of operations (fused multiply-adds over k in order, + bias, + add) wherever
  * it lies in a tile and however k is chunked, so every thread split of a product gives
- * the same bits. */
+ * the same bits. Where the CPU has AVX2 + FMA and no AVX-512, the same 12 x 32 blocks run as
+ * 6 x 16 tiles in 12 ymm accumulators (pk2_chunk): each element the same operations in the
+ * same order, so the same bits as the AVX-512 kernel. */
 #include <stdint.h>
 #include <string.h>
 
@@ -153,90 +155,169 @@ PK512 static void pk_chunk_any(int R, size_t kn, const float *x, size_t ldx, con
     }
 }
 
-/* Rows [i0, i1) x panels [p0, p1) of the product (see the file comment). */
-PK512 static void pk_run(const sl_gemm_args *a, const float *wp, size_t i0, size_t i1, size_t p0, size_t p1)
+#define PK_RUN pk_run
+#define PK_RUN_KC pk_run_kc
+#define PK_RUN_TGT PK512
+#define PK_CHUNK pk_chunk
+#define PK_CHUNK_ANY pk_chunk_any
+#include "cpu_gemmpk_run.h"
+#undef PK_RUN
+#undef PK_RUN_KC
+#undef PK_RUN_TGT
+#undef PK_CHUNK
+#undef PK_CHUNK_ANY
+
+#define PK256 __attribute__((target("avx2,fma")))
+
+/* Lanes q < 8 of a row's 8 columns from c0 that lie below cols: all of them (a plain load /
+ * store), none, or the first cols - c0 (vmaskmov, taken on a panel's tail only). */
+PK256 static inline __attribute__((always_inline)) __m256i pk2_mask(size_t cols, size_t c0)
 {
-    const size_t k = a->k, per = PK_GROUP_BYTES / (PK_NR * k * sizeof(float));
-    const size_t group = per ? per : 1;
-    for (size_t g0 = p0; g0 < p1; g0 += group) {
-        const size_t g1 = g0 + group < p1 ? g0 + group : p1;
-        const size_t j0 = g0 * PK_NR, j1 = g1 * PK_NR < a->n ? g1 * PK_NR : a->n;
-        for (size_t i = i0; i < i1; i += PK_MR) {
-            const int R = i1 - i < PK_MR ? (int)(i1 - i) : PK_MR;
-            const float *xi = a->x + i * a->ldx;
-            const float *addi = a->add ? a->add + i * a->ldadd : NULL;
-            float *yi = a->y + i * a->ldy;
-            for (size_t p = g0; p < g1; p++) {
-                const size_t j = p * PK_NR, cols = a->n - j < PK_NR ? a->n - j : PK_NR;
-                const float *bias = a->bias ? a->bias + j : NULL, *add = addi ? addi + j : NULL;
-                if (R == PK_MR)
-                    pk_chunk(PK_MR, k, xi, a->ldx, wp + p * PK_NR * k, NULL, 0, 1, bias, add, a->ldadd, yi + j, a->ldy,
-                             cols, NULL, 0);
-                else
-                    pk_chunk_any(R, k, xi, a->ldx, wp + p * PK_NR * k, NULL, 0, 1, bias, add, a->ldadd, yi + j, a->ldy,
-                                 cols);
-            }
-            if (a->act != SL_ACT_NONE)
-                for (int r = 0; r < R; r++)
-                    sl_cpu_epilogue_row(a->act, j1 - j0, yi + (size_t)r * a->ldy + j0, NULL, NULL, NULL,
-                                        yi + (size_t)r * a->ldy + j0);
+    const int n = cols > c0 ? (cols - c0 < 8 ? (int)(cols - c0) : 8) : 0;
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+PK256 static inline __attribute__((always_inline)) __m256 pk2_load(const float *p, size_t cols, size_t c0)
+{
+    return cols >= c0 + 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, pk2_mask(cols, c0));
+}
+
+PK256 static inline __attribute__((always_inline)) void pk2_store(float *p, __m256 v, size_t cols, size_t c0)
+{
+    if (cols >= c0 + 8)
+        _mm256_storeu_ps(p, v);
+    else if (cols > c0)
+        _mm256_maskstore_ps(p, pk2_mask(cols, c0), v);
+}
+
+/* One 6-row x 16-column tile of pk2_chunk: rows r < R (R <= 6) of x, columns 16 h .. 16 h + 15
+ * of the panel's chunk wc (12 ymm accumulators), the same steps as pk_chunk's for those
+ * elements: sums from part or 0, fused multiply-adds over the chunk's k in order, then to part,
+ * or + bias (+ add[r]) to y. pf / pf_q as in pk_chunk. */
+PK256 static inline __attribute__((always_inline)) void pk2_tile(int R, int h, size_t kn, const float *x, size_t ldx,
+                                                                const float *wc, float *part, int from_part, int fin,
+                                                                const float *bias, const float *add, size_t ldadd,
+                                                                float *y, size_t ldy, size_t cols, const char *pf,
+                                                                size_t pf_q)
+{
+    __m256 acc[6][2];
+    _Pragma("GCC unroll 6") for (int r = 0; r < 6; r++)
+        if (r < R) {
+            if (from_part) {
+                acc[r][0] = _mm256_load_ps(part + r * PK_NR + 16 * h);
+                acc[r][1] = _mm256_load_ps(part + r * PK_NR + 16 * h + 8);
+            } else
+                acc[r][0] = acc[r][1] = _mm256_setzero_ps();
         }
+    const float *w = wc + 16 * h;
+#define PK2_STEP(kk)                                                                                                   \
+    do {                                                                                                               \
+        const __m256 b0 = _mm256_load_ps(w + (kk) * PK_NR), b1 = _mm256_load_ps(w + (kk) * PK_NR + 8);                 \
+        _Pragma("GCC unroll 6") for (int r = 0; r < 6; r++) if (r < R)                                                 \
+        {                                                                                                              \
+            const __m256 av = _mm256_broadcast_ss(x + (size_t)r * ldx + (kk));                                         \
+            acc[r][0] = _mm256_fmadd_ps(av, b0, acc[r][0]);                                                            \
+            acc[r][1] = _mm256_fmadd_ps(av, b1, acc[r][1]);                                                            \
+        }                                                                                                              \
+    } while (0)
+    size_t k8 = 0;
+    for (; pf && k8 + 8 <= kn; k8 += 8) {
+        for (size_t u = 0; u < pf_q; u++) {
+            _mm_prefetch(pf, _MM_HINT_T1);
+            pf += 64;
+        }
+        _Pragma("GCC unroll 2") for (size_t kk = k8; kk < k8 + 8; kk++) PK2_STEP(kk);
+    }
+    _Pragma("GCC unroll 2") for (size_t kk = k8; kk < kn; kk++) PK2_STEP(kk);
+#undef PK2_STEP
+    if (!fin) {
+        _Pragma("GCC unroll 6") for (int r = 0; r < 6; r++)
+            if (r < R) {
+                _mm256_store_ps(part + r * PK_NR + 16 * h, acc[r][0]);
+                _mm256_store_ps(part + r * PK_NR + 16 * h + 8, acc[r][1]);
+            }
+        return;
+    }
+    const size_t c0 = 16 * (size_t)h, c1 = c0 + 8;
+    __m256 bv0 = _mm256_setzero_ps(), bv1 = _mm256_setzero_ps();
+    if (bias) {
+        bv0 = pk2_load(bias + c0, cols, c0);
+        bv1 = pk2_load(bias + c1, cols, c1);
+    }
+    _Pragma("GCC unroll 6") for (int r = 0; r < 6; r++)
+        if (r < R) {
+            __m256 v0 = acc[r][0], v1 = acc[r][1];
+            if (bias) {
+                v0 = _mm256_add_ps(v0, bv0);
+                v1 = _mm256_add_ps(v1, bv1);
+            }
+            if (add) {
+                v0 = _mm256_add_ps(v0, pk2_load(add + (size_t)r * ldadd + c0, cols, c0));
+                v1 = _mm256_add_ps(v1, pk2_load(add + (size_t)r * ldadd + c1, cols, c1));
+            }
+            pk2_store(y + (size_t)r * ldy + c0, v0, cols, c0);
+            pk2_store(y + (size_t)r * ldy + c1, v1, cols, c1);
+        }
+}
+
+/* pk_chunk on AVX2 + FMA: the 12 x 32 block as 6 x 16 tiles (both halves of the panel for rows
+ * 0-5, then for rows 6-11), each element the same operations as pk_chunk's, so the same bits. A
+ * panel's second half is skipped where its columns lie past n (zero weights, nothing stored).
+ * The prefetch of the next chunk rides on the first tile. */
+PK256 static inline __attribute__((always_inline)) void pk2_chunk(int R, size_t kn, const float *x, size_t ldx,
+                                                                 const float *wc, float *part, int from_part, int fin,
+                                                                 const float *bias, const float *add, size_t ldadd,
+                                                                 float *y, size_t ldy, size_t cols, const char *pf,
+                                                                 size_t pf_q)
+{
+    _Pragma("GCC unroll 2") for (int g = 0; g < PK_MR; g += 6)
+        if (g < R)
+            _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++)
+                if (h == 0 || cols > 16)
+                    pk2_tile(R - g < 6 ? R - g : 6, h, kn, x + (size_t)g * ldx, ldx, wc, part ? part + g * PK_NR : NULL,
+                             from_part, fin, bias, add ? add + (size_t)g * ldadd : NULL, ldadd, y + (size_t)g * ldy,
+                             ldy, cols, g == 0 && h == 0 ? pf : NULL, pf_q);
+}
+
+#define PK2C_CASE(R)                                                                                                   \
+    case R:                                                                                                            \
+        pk2_chunk(R, kn, x, ldx, wc, part, from_part, fin, bias, add, ldadd, y, ldy, cols, NULL, 0);                   \
+        break
+
+PK256 static void pk2_chunk_any(int R, size_t kn, const float *x, size_t ldx, const float *wc, float *part,
+                                int from_part, int fin, const float *bias, const float *add, size_t ldadd, float *y,
+                                size_t ldy, size_t cols)
+{
+    switch (R) {
+        PK2C_CASE(1);
+        PK2C_CASE(2);
+        PK2C_CASE(3);
+        PK2C_CASE(4);
+        PK2C_CASE(5);
+        PK2C_CASE(6);
+        PK2C_CASE(7);
+        PK2C_CASE(8);
+        PK2C_CASE(9);
+        PK2C_CASE(10);
+        PK2C_CASE(11);
+    default:
+        break;
     }
 }
-/* Rows [i0, i1) x panels [p0, p1), panel by panel for groups of up to PK_SB rows: each chunk of
- * PK_KC steps of a panel stays in L1 while the group's row blocks pass over it (x from L2), the
- * partial sums of the group's rows kept in part between chunks; the next chunk of the weights
- * comes in meanwhile, pf_q lines every 8 steps (weights read once per call arrive from memory). */
-PK512 static void pk_run_kc(const sl_gemm_args *a, const float *wp, size_t i0, size_t i1, size_t p0, size_t p1)
-{
-    float part[PK_SB * PK_NR] __attribute__((aligned(64)));
-    const size_t k = a->k, KC = PK_KC, rows = i1 - i0, xr = PK_XB / (k * sizeof(float));
-    const size_t sb = xr < PK_SB ? (xr > PK_MR ? xr : PK_MR) : PK_SB, groups = (rows + sb - 1) / sb;
-    const size_t gr = ((rows + groups - 1) / groups + PK_MR - 1) / PK_MR * PK_MR;
-    for (size_t s0 = i0; s0 < i1; s0 += gr) {
-        const size_t s1 = s0 + gr < i1 ? s0 + gr : i1, full = (s1 - s0) / PK_MR;
-        for (size_t p = p0; p < p1; p++) {
-            const size_t j = p * PK_NR, cols = a->n - j < PK_NR ? a->n - j : PK_NR;
-            const float *bias = a->bias ? a->bias + j : NULL;
-            for (size_t c0 = 0; c0 < k; c0 += KC) {
-                const size_t kn = k - c0 < KC ? k - c0 : KC;
-                const int fin = c0 + kn == k, from = c0 > 0;
-                const float *wc = wp + p * PK_NR * k + c0 * PK_NR;
-                /* the next chunk (of this panel or the next one): contiguous after this one */
-                const size_t next = fin ? (p + 1 < p1 ? (k < KC ? k : KC) : 0) : (k - c0 - kn < KC ? k - c0 - kn : KC);
-                const char *pf = next && full ? (const char *)(wc + kn * PK_NR) : NULL;
-                const char *pf_end = pf ? pf + next * PK_NR * sizeof(float) : NULL;
-                /* lines per row block, spread over its groups of 8 steps */
-                const size_t per = next * PK_NR * sizeof(float) / 64 / (full ? full : 1) + 1;
-                const size_t pf_q = kn >= 8 ? (per + kn / 8 - 1) / (kn / 8) : 0;
-                for (size_t i = s0; i < s1; i += PK_MR) {
-                    const int R = s1 - i < PK_MR ? (int)(s1 - i) : PK_MR;
-                    const float *xi = a->x + i * a->ldx + c0;
-                    const float *add = a->add ? a->add + i * a->ldadd + j : NULL;
-                    float *pi = part + (i - s0) * PK_NR, *yi = a->y + i * a->ldy + j;
-                    if (R == PK_MR && pf && pf < pf_end) {
-                        pk_chunk(PK_MR, kn, xi, a->ldx, wc, pi, from, fin, bias, add, a->ldadd, yi, a->ldy, cols, pf,
-                                 pf_q);
-                        pf += kn / 8 * pf_q * 64;
-                    } else if (R == PK_MR)
-                        pk_chunk(PK_MR, kn, xi, a->ldx, wc, pi, from, fin, bias, add, a->ldadd, yi, a->ldy, cols,
-                                 NULL, 0);
-                    else
-                        pk_chunk_any(R, kn, xi, a->ldx, wc, pi, from, fin, bias, add, a->ldadd, yi, a->ldy, cols);
-                }
-            }
-            if (a->act != SL_ACT_NONE)
-                sl_cpu_epilogue_rows(a->act, s1 - s0, cols, a->y + s0 * a->ldy + j, a->ldy, NULL, NULL, 0, NULL, 0,
-                                     a->y + s0 * a->ldy + j, a->ldy);
-        }
-    }
-}
+
+#define PK_RUN pk2_run
+#define PK_RUN_KC pk2_run_kc
+#define PK_RUN_TGT PK256
+#define PK_CHUNK pk2_chunk
+#define PK_CHUNK_ANY pk2_chunk_any
+#include "cpu_gemmpk_run.h"
 #endif
 
 typedef struct {
     const sl_gemm_args *a;
     const float *wp;
     size_t parts;
+    int avx512; /* the AVX-512 kernel, else the AVX2 one */
 } pk_job;
 
 static void pk_body(void *v, size_t part, int tid)
@@ -256,16 +337,17 @@ static void pk_body(void *v, size_t part, int tid)
         return;
 #ifdef SL_CPU_HAVE_AVX2_PATHS
     if (i1 - i0 <= PK_SB) /* few rows: panel by panel */
-        pk_run_kc(a, J->wp, i0, i1, p0, p1);
+        (J->avx512 ? pk_run_kc : pk2_run_kc)(a, J->wp, i0, i1, p0, p1);
     else
-        pk_run(a, J->wp, i0, i1, p0, p1);
+        (J->avx512 ? pk_run : pk2_run)(a, J->wp, i0, i1, p0, p1);
 #endif
 }
 
 int sl_cpu_gemm_packed(sl_op_ctx *ctx, const sl_gemm_args *a, size_t parts)
 {
 #ifdef SL_CPU_HAVE_AVX2_PATHS
-    if (!sl_cpu_simd_avx512() || a->batch != 1 || a->k == 0 || a->n == 0 || a->m == 0 || a->mul ||
+    const int avx512 = sl_cpu_simd_avx512();
+    if (!(avx512 || sl_cpu_simd_fma()) || a->batch != 1 || a->k == 0 || a->n == 0 || a->m == 0 || a->mul ||
         (a->add && a->act != SL_ACT_NONE) || (a->add && a->add != a->y && a->add < a->y + a->m * a->ldy &&
                                                a->y < a->add + a->m * a->ldadd))
         return 0;
@@ -277,7 +359,7 @@ int sl_cpu_gemm_packed(sl_op_ctx *ctx, const sl_gemm_args *a, size_t parts)
         pk_pack(a->w, a->ldw, a->n, a->k, wp);
         sl_cpu_fixed_form_ready(ctx, wp, 1);
     }
-    pk_job J = {a, wp, parts};
+    pk_job J = {a, wp, parts, avx512};
     sl_pool_for(ctx->pool, parts, pk_body, &J);
     return 1;
 #else

@@ -326,7 +326,7 @@ int sl_cpu_gemm(sl_op_ctx *ctx, const sl_gemm_args *a)
                         : ctx->precision == SL_PREC_TF32 ? 3 : ctx->precision == SL_PREC_BF16X6 ? 6 : 1;
     if (amx)
         return amx_run(ctx, a, amx);
-    /* weights declared fixed: packed once, the AVX-512 kernel of cpu_gemmpk.c */
+    /* weights declared fixed: packed once, the AVX-512 / AVX2 kernel of cpu_gemmpk.c */
     if (!amx && (a->m >= SL_CPU_PACKED_MIN_ROWS || !sl_cpu_gemm_dot_fits(a->m, a->n, a->k)) &&
         sl_cpu_gemm_packed(ctx, a, gemm_parts(ctx, a->m, a->n, a->k) > 1 ? (size_t)sl_pool_threads(ctx->pool) : 1))
         return 0;

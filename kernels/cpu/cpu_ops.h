@@ -96,9 +96,9 @@ size_t sl_cpu_attn_small_ws(size_t tq, size_t tk, size_t D);
 /* The pair by the AVX2 / FMA kernels of cpu_attn.c: 1 when done, 0 when this CPU
  * (or the AVX2 switch, sl_cpu_simd_set) leaves it to the caller. */
 int sl_cpu_attn_small(const sl_cpu_attn_pair *p, float *ws);
-/* The pair by the long-sequence kernel of cpu_attn_flash2.c (AVX2 / FMA, an online softmax over
- * chunks of keys) on CPUs with AVX2 / FMA and without AVX-512, for more than 64 keys and head
- * widths a multiple of 8 up to 64: 1 when done, 0 when it leaves the pair to the caller;
+/* The pair by the kernel of cpu_attn_flash2.c (AVX2 / FMA, an online softmax over chunks of
+ * keys) on CPUs with AVX2 / FMA and without AVX-512, for any number of keys and head widths a
+ * multiple of 8 up to 64: 1 when done, 0 when it leaves the pair to the caller;
  * sl_cpu_attn_long_ws floats of workspace for tq query rows and up to tk keys;
  * sl_cpu_attn_set_long(0) turns it off (tests; returns the previous setting). */
 int sl_cpu_attn_long(const sl_cpu_attn_pair *p, float *ws);
@@ -152,8 +152,9 @@ void sl_cpu_gemm_dot(size_t m, size_t n, size_t k, const float *a, size_t lda, c
  * below even where the dot kernel fits (from 24 rows it is faster: CLAP's stage 4, 64 rows). */
 #define SL_CPU_PACKED_MIN_ROWS 24
 /* The whole linear layer a (batch 1, no mul, a residual only without activation) on the
- * AVX-512 kernel of cpu_gemmpk.c over the packed form of a->w kept with the context, split
- * into `parts` parts on ctx's pool: 1 when done, 0 when left to the caller (no AVX-512, w
+ * AVX-512 or AVX2 + FMA kernel of cpu_gemmpk.c (the same bits) over the packed form of a->w
+ * kept with the context, split into `parts` parts on ctx's pool: 1 when done, 0 when left to
+ * the caller (neither AVX-512 nor AVX2 + FMA in effect, w
  * not declared fixed by sl_op_mark_fixed, out of memory, a shape it does not take). */
 int sl_cpu_gemm_packed(sl_op_ctx *ctx, const sl_gemm_args *a, size_t parts);
 /* Linear layers on the AMX tiles (cpu_amx.c) with terms bf16 products per product: 3

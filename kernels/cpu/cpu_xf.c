@@ -4,8 +4,9 @@
  * softmax per row (max subtracted, the sum in double), the output by a second
  * GEMM straight into its strided place, then the gate. Short sequences (up to
  * 256 x 256 scores) take the register-blocked kernels of cpu_attn.c instead, and
- * longer ones those of cpu_attn.c (AVX-512) or cpu_attn_flash2.c (AVX2 / FMA) where
- * their head widths fit. */
+ * longer ones those of cpu_attn.c (AVX-512) where their head widths fit; without
+ * AVX-512, sequences of any length take cpu_attn_flash2.c (AVX2 / FMA) where theirs
+ * fit (a multiple of 8 up to 64), cpu_attn.c's AVX2 kernel the other short ones. */
 #include <cblas.h>
 #include <math.h>
 #include <string.h>
@@ -389,9 +390,12 @@ static void attn_body(void *v, size_t t, int tid)
      * to LONG_KEYS keys (beyond, their scalar tail columns make the library path faster) */
     if (J->amx && sl_cpu_attn_amx(&P, qr))
         ;
-    /* without AVX-512, long sequences with head widths a multiple of 8 up to 64 take the AVX2
-     * kernel of an online softmax (cpu_attn_flash2.c) rather than the library path */
-    else if (tq * kl > SMALL_SCORES && !sl_cpu_attn_any_length() && sl_cpu_attn_long(&P, qr))
+    /* without AVX-512, sequences of any length with head widths a multiple of 8 up to 64 take
+     * the AVX2 kernel of an online softmax (cpu_attn_flash2.c): for long ones rather than the
+     * library path, for short ones (Swin's windows, per-band frames, text) rather than
+     * cpu_attn.c's AVX2 kernel (bench_attn at 1 thread on an AMD EPYC Zen 3: CLAP's windows
+     * 16.5 -> 37 GFLOP/s, 77 text tokens 20 -> 47, BS-RoFormer's 62 bands 18 -> 32) */
+    else if (!sl_cpu_attn_any_length() && sl_cpu_attn_long(&P, qr))
         ;
     else if ((tq * kl > SMALL_SCORES && (!sl_cpu_attn_any_length() || (kl > LONG_KEYS && D % 16))) ||
              !sl_cpu_attn_small(&P, qr))
@@ -415,7 +419,7 @@ int sl_cpu_attention(sl_op_ctx *ctx, const sl_attention_args *a)
     size_t stride = (tq + tk) * (size_t)D + (tq * tk < blk ? tq * tk : blk);
     const size_t small = sl_cpu_attn_small_ws(tq, tk, (size_t)D);
     stride = stride > small ? stride : small;
-    if (tq * tk > SMALL_SCORES && sl_cpu_attn_long_ws(tq, tk, (size_t)D) > stride)
+    if (sl_cpu_attn_long_ws(tq, tk, (size_t)D) > stride)
         stride = sl_cpu_attn_long_ws(tq, tk, (size_t)D);
     /* runtime.precision tf32 / bf16: long sequences' products on the AMX tiles */
     const sl_precision prec = sl_op_ctx_precision(ctx);

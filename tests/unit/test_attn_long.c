@@ -1,14 +1,17 @@
-/* The long-sequence attention kernel for CPUs with AVX2 / FMA and without AVX-512
- * (kernels/cpu/cpu_attn_flash2.c, sl_cpu_attn_long: more than 256 x 256 scores, more than 64
- * keys, head widths a multiple of 8 up to 64) against the library path it stands in for
- * (sl_cpu_attn_set_long(0): two GEMMs around the exact softmax; within 3e-6, each path about
- * 1e-6 from the exact result) and against softmax attention in
+/* The attention kernel for CPUs with AVX2 / FMA and without AVX-512
+ * (kernels/cpu/cpu_attn_flash2.c, sl_cpu_attn_long: any number of keys, head widths a multiple
+ * of 8 up to 64) against the paths it stands in for (sl_cpu_attn_set_long(0): for long
+ * sequences the library path, two GEMMs around the exact softmax; for short ones, up to 256 x
+ * 256 scores, cpu_attn.c's AVX2 kernel; within 3e-6, each path about 1e-6 from the exact
+ * result) and against softmax attention in
  * double from the definition: rotary positions, bias, gates (row_scale) and key lengths below
  * tk, lengths not a multiple of its chunk of 128 keys nor of its 24 query rows (one block of
  * fewer), head widths of 24-wide passes (24, 48), of 16- and 8-wide passes (8 .. 64), whole
- * chunks masked off by a -inf bias; the same bytes on 1 and 3
- * threads; the pairs it leaves to the caller (widths 80 and 36, 64 keys, no AVX2 path, an
- * AVX-512 CPU). Random inputs, seed printed (SL_TEST_SEED replays). */
+ * chunks masked off by a -inf bias; short sequences (Swin's 64-key windows with their bias, 77
+ * text tokens with key lengths, 62 bands with rope, a single key, 128 keys with v read in place
+ * and 129 with v copied); the same bytes on 1 and 3 threads; the pairs it leaves to the caller
+ * (widths 80, 36 and 4, no AVX2 path, an AVX-512 CPU). Random inputs, seed printed
+ * (SL_TEST_SEED replays). */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -106,11 +109,11 @@ static void test_long(sl_op_ctx *ctx, size_t batch, size_t tq, size_t tk, int H,
         lib[i] = out[2][i];
     }
     const double e = sl_ref_err(out[0], want, n), el = sl_ref_err(out[2], want, n), d = sl_ref_err(out[0], lib, n);
-    printf("  long attention b%zu tq%zu tk%zu h%d d%d%s%s%s: rel err %.3g (library path %.3g, tol 1e-5), %.3g to "
-           "the library path (tol 3e-6), %zu outputs differ on 3 threads\n",
+    printf("  long attention b%zu tq%zu tk%zu h%d d%d%s%s%s: rel err %.3g (the other path %.3g, tol 1e-5), %.3g to "
+           "the other path (tol 3e-6), %zu outputs differ on 3 threads\n",
            batch, tq, tk, H, D, rope ? " rope" : "", extras ? " bias gate" : "", klen ? " k_len" : "", e, el, d, diff);
     CHECK_MSG(e <= 1e-5, "long attention error %g", e);
-    CHECK_MSG(d <= 3e-6, "long attention differs from the library path by %g", d);
+    CHECK_MSG(d <= 3e-6, "long attention differs from the other path by %g", d);
     CHECK_MSG(diff == 0, "long attention: %zu outputs differ between 1 and 3 threads", diff);
     free(q), free(k), free(v), free(bias), free(gate), free(tab), free(want), free(lib);
     free(out[0]), free(out[1]), free(out[2]);
@@ -137,7 +140,8 @@ static void test_takes(void)
     float *ws = malloc(sl_cpu_attn_long_ws(tq, tk, 80) * sizeof(float));
     const int here = sl_cpu_simd_fma() && !sl_cpu_simd_avx512();
     static const struct { size_t kl, D; int takes; } cases[] = {
-        {300, 48, 1}, {65, 64, 1}, {300, 8, 1}, {300, 40, 1}, {64, 48, 0}, {300, 80, 0}, {300, 36, 0}, {300, 4, 0}};
+        {300, 48, 1}, {65, 64, 1}, {300, 8, 1}, {300, 40, 1}, {64, 48, 1}, {1, 32, 1}, {300, 80, 0}, {300, 36, 0},
+        {300, 4, 0}};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         const size_t D = cases[c].D;
         memset(out, 0, tq * 80 * sizeof(float));
@@ -160,7 +164,7 @@ static void test_takes(void)
     sl_cpu_simd_set(0);
     CHECK(sl_cpu_attn_long(&p, ws) == 0);
     sl_cpu_simd_set(1);
-    printf("  long attention kernel %s on this CPU; widths 80, 36, 4 and 64 keys left to the caller\n",
+    printf("  long attention kernel %s on this CPU; widths 80, 36 and 4 left to the caller\n",
            here ? "taken" : "not taken (no AVX2 / FMA, or AVX-512)");
     free(x), free(out), free(ws);
 }
@@ -190,6 +194,16 @@ int main(void)
     /* widths the kernel leaves to the library path, through the op */
     test_long(ctx, 1, 300, 260, 2, 80, 1, 1, NULL);
     test_long(ctx, 1, 300, 260, 1, 36, 0, 1, NULL);
+    /* short sequences: CLAP's windows (4 windows of 64 tokens, 32-wide heads, a bias per
+     * window), RoBERTa's 77 tokens with key lengths, BS-RoFormer's 62 bands with rope, one key
+     * and one query, 128 keys (v read in place) and 129 (v copied) */
+    const int32_t kl77[2] = {77, 12};
+    test_long(ctx, 4, 64, 64, 4, 32, 0, 1, NULL);
+    test_long(ctx, 2, 77, 77, 2, 64, 0, 1, kl77);
+    test_long(ctx, 3, 62, 62, 2, 64, 1, 0, NULL);
+    test_long(ctx, 1, 1, 1, 1, 16, 0, 1, NULL);
+    test_long(ctx, 1, 30, 128, 2, 24, 0, 1, NULL);
+    test_long(ctx, 1, 30, 129, 2, 24, 1, 1, NULL);
     test_masked(ctx, 300, 600, 300, 48); /* the first two chunks all -inf */
     test_masked(ctx, 260, 900, 520, 64); /* four whole chunks and part of the fifth */
     sl_op_ctx_close(ctx);

@@ -309,12 +309,13 @@ static void test_gemm_dot(sl_op_ctx *ctx)
     sl_cpu_simd_set_avx512(prev);
 }
 
-/* Linear layers on weights declared fixed (sl_op_mark_fixed: packed once for the AVX-512
- * kernel of cpu_gemmpk.c where the CPU has AVX-512, the library path elsewhere) against double
- * precision: rows not a multiple of the 12-row tile, columns of the 32-wide panel, every
+/* Linear layers on weights declared fixed (sl_op_mark_fixed: packed once for the AVX-512 or
+ * AVX2 kernel of cpu_gemmpk.c where the CPU has either, the library path elsewhere) against
+ * double precision: rows not a multiple of the 12-row tile, columns of the 32-wide panel, every
  * epilogue the kernel takes (bias, activation, a residual in place, a separate addend); the
- * same bits on 1 and 3 threads and on a second call (the packed form reused) where AVX-512
- * runs (the library path splits rows over threads with other bits). */
+ * same bits on 1 and 3 threads and on a second call (the packed form reused) where a packed
+ * kernel runs (the library path splits rows over threads with other bits); where AVX-512 runs,
+ * the AVX2 kernel (AVX-512 turned off) gives the same bits as the AVX-512 one. */
 static void test_gemm_packed(sl_op_ctx *ctx)
 {
     static const struct {
@@ -329,33 +330,44 @@ static void test_gemm_packed(sl_op_ctx *ctx)
                  over 1 MiB (row groups); a product of 50 rows (the packed kernel from 24 rows) */
               {290, 40, 600, SL_ACT_NONE, 1, 1}, {100, 36, 2600, SL_ACT_NONE, 1, 1}, {100, 20, 3000, SL_ACT_GELU, 1, 0},
               {50, 64, 1100, SL_ACT_NONE, 1, 2}};
-    printf("  gemm packed: AVX-512 %s\n", sl_cpu_simd_avx512() ? "on" : "off (library path)");
+    const int packed = sl_cpu_simd_avx512() || sl_cpu_simd_fma();
+    printf("  gemm packed: %s\n", sl_cpu_simd_avx512() ? "AVX-512" : packed ? "AVX2 + FMA" : "off (library path)");
     for (size_t c = 0; c < sizeof cs / sizeof *cs; c++) {
         const size_t m = cs[c].m, n = cs[c].n, k = cs[c].k, ldx = k + 1, ldy = n + 3;
         float *x = sl_ref_rnd(m * ldx, -1, 1), *hw = sl_ref_rnd(n * k, -1, 1), *b = sl_ref_rnd(n, -1, 1);
-        float *y0 = sl_ref_rnd(m * ldy, -2, 2), *add2 = sl_ref_rnd(m * ldy, -2, 2), *y[4], *w = NULL;
+        float *y0 = sl_ref_rnd(m * ldy, -2, 2), *add2 = sl_ref_rnd(m * ldy, -2, 2), *y[5], *w = NULL;
         CHECK(sl_op_alloc(ctx, (void **)&w, n * k * sizeof(float)) == 0);
         CHECK(sl_op_upload(ctx, w, hw, n * k * sizeof(float)) == 0);
-        for (int v = 0; v < 4; v++) { /* fixed 1 thread, fixed again, fixed 3 threads, not fixed */
+        for (int v = 0; v < 5; v++) { /* fixed 1 thread, fixed again, fixed 3 threads, not fixed; AVX2 */
             y[v] = malloc(m * ldy * sizeof(float));
             memcpy(y[v], y0, m * ldy * sizeof(float));
             if (v == 0)
                 CHECK(sl_op_mark_fixed(ctx, w, n * k * sizeof(float)) == 0);
             if (v == 3) /* a write into the range ends the promise */
                 CHECK(sl_op_upload(ctx, w, hw, n * k * sizeof(float)) == 0);
+            if (v == 4) { /* fixed again, AVX-512 off: the AVX2 kernel where the CPU has both */
+                if (!sl_cpu_simd_avx512()) {
+                    memcpy(y[v], y[0], m * ldy * sizeof(float));
+                    continue;
+                }
+                CHECK(sl_op_mark_fixed(ctx, w, n * k * sizeof(float)) == 0);
+            }
+            const int prev512 = v == 4 ? sl_cpu_simd_set_avx512(0) : -1;
             CHECK(sl_op_ctx_set_threads(ctx, v == 2 ? 3 : 1) == 0);
             sl_gemm_args a = {.batch = 1, .m = m, .n = n, .k = k, .x = x, .ldx = ldx, .w = w, .ldw = k,
                               .bias = cs[c].bias ? b : NULL, .act = cs[c].act, .y = y[v], .ldy = ldy,
                               .add = cs[c].add == 1 ? y[v] : cs[c].add == 2 ? add2 : NULL, .ldadd = ldy};
             CHECK_MSG(sl_op_gemm(ctx, &a) == 0, "gemm: %s", sl_lasterr());
-            if (v == 1) { /* the packed kernel takes this product where AVX-512 runs */
+            if (v == 1 || v == 4) { /* the packed kernel takes this product where AVX-512 or AVX2 runs */
                 float *t = malloc(m * ldy * sizeof(float));
                 sl_gemm_args at = a;
                 at.y = t;
                 at.add = cs[c].add == 2 ? add2 : NULL;
-                CHECK(sl_cpu_gemm_packed(ctx, &at, 1) == sl_cpu_simd_avx512());
+                CHECK(sl_cpu_gemm_packed(ctx, &at, 1) == packed);
                 free(t);
             }
+            if (prev512 >= 0)
+                sl_cpu_simd_set_avx512(prev512);
         }
         double *want = malloc(m * n * sizeof(double));
         float *got[2] = {malloc(m * n * sizeof(float)), malloc(m * n * sizeof(float))};
@@ -371,17 +383,19 @@ static void test_gemm_packed(sl_op_ctx *ctx)
                 got[0][i * n + j] = y[0][i * ldy + j];
                 got[1][i * n + j] = y[3][i * ldy + j];
                 same &= !memcmp(&y[0][i * ldy + j], &y[1][i * ldy + j], sizeof(float)) &&
-                        !memcmp(&y[0][i * ldy + j], &y[2][i * ldy + j], sizeof(float));
+                        !memcmp(&y[0][i * ldy + j], &y[2][i * ldy + j], sizeof(float)) &&
+                        !memcmp(&y[0][i * ldy + j], &y[4][i * ldy + j], sizeof(float));
             }
         for (size_t i = 0; i < m; i++) /* the padding columns of y untouched */
             for (size_t j = n; j < ldy; j++)
                 same &= !memcmp(&y[0][i * ldy + j], &y0[i * ldy + j], sizeof(float));
         const double e0 = sl_ref_err(got[0], want, m * n), e1 = sl_ref_err(got[1], want, m * n);
         printf("  gemm packed m%zu n%zu k%zu act %d bias %d add %d: rel err %.3g (fixed) %.3g (library), "
-               "3 threads / second call %s\n", m, n, k, (int)cs[c].act, cs[c].bias, cs[c].add, e0, e1,
+               "3 threads / second call / AVX2 %s\n", m, n, k, (int)cs[c].act, cs[c].bias, cs[c].add, e0, e1,
                same ? "bit-identical" : "different bits");
         CHECK_MSG(e0 <= 1e-5 && e1 <= 1e-5, "gemm packed error %g / %g", e0, e1);
-        CHECK_MSG(same || !sl_cpu_simd_avx512(), "gemm packed m%zu n%zu k%zu: threads or a second call changed the result", m, n, k);
+        CHECK_MSG(same || !packed, "gemm packed m%zu n%zu k%zu: threads, a second call or AVX2 changed the result", m,
+                  n, k);
         sl_op_free(ctx, w);
         free(x);
         free(hw);
@@ -391,7 +405,7 @@ static void test_gemm_packed(sl_op_ctx *ctx)
         free(want);
         free(got[0]);
         free(got[1]);
-        for (int v = 0; v < 4; v++)
+        for (int v = 0; v < 5; v++)
             free(y[v]);
     }
     CHECK(sl_op_ctx_set_threads(ctx, 1) == 0);
