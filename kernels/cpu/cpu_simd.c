@@ -164,10 +164,64 @@ __attribute__((target("avx2"))) static size_t erf_vec_avx2(float *out, const flo
         P##_storeu_ps(y + j, v);                                                                           \
     }
 
+/* GELU on 4 x 8 lanes: act_avx2's operations for each lane in the same order (no FMA), so the
+ * same bits, with both of erf's ranges computed on every lane (no branch on the vector's
+ * lanes) and the four vectors' steps interleaved: independent chains for the out-of-order
+ * core, where one vector's polynomials alone wait on latencies (the AVX-512 path's gelu4_512
+ * in 8-wide vectors). */
+#define GELU4_AVX2_EACH _Pragma("GCC unroll 4") for (int u = 0; u < 4; u++)
+__attribute__((target("avx2"))) static inline void gelu4_avx2(__m256 *v)
+{
+    const __m256 sign = _mm256_set1_ps(-0.0f), one = _mm256_set1_ps(1.0f);
+    __m256 x[4], a[4], z[4], pp[4], t[4], q[4];
+    GELU4_AVX2_EACH
+    {
+        x[u] = _mm256_mul_ps(v[u], _mm256_set1_ps((float)M_SQRT1_2));
+        a[u] = _mm256_andnot_ps(sign, x[u]);
+        z[u] = _mm256_mul_ps(a[u], a[u]);
+        pp[u] = _mm256_set1_ps(erf_p[7]);
+        t[u] = _mm256_sub_ps(a[u], _mm256_set1_ps(ERF_CENTRE));
+        q[u] = _mm256_set1_ps(erf_q[10]);
+    }
+    _Pragma("GCC unroll 7") for (int i = 6; i >= 0; i--) GELU4_AVX2_EACH pp[u] =
+        _mm256_add_ps(_mm256_mul_ps(pp[u], z[u]), _mm256_set1_ps(erf_p[i]));
+    _Pragma("GCC unroll 10") for (int i = 9; i >= 0; i--) GELU4_AVX2_EACH q[u] =
+        _mm256_add_ps(_mm256_mul_ps(q[u], t[u]), _mm256_set1_ps(erf_q[i]));
+    GELU4_AVX2_EACH
+    {
+        const __m256 ra = _mm256_add_ps(a[u], _mm256_mul_ps(a[u], pp[u]));
+        const __m256 small = _mm256_cmp_ps(a[u], _mm256_set1_ps(ERF_SPLIT), _CMP_LT_OQ);
+        __m256 r = _mm256_blendv_ps(_mm256_sub_ps(one, exp_avx2(q[u])), ra, small);
+        r = _mm256_blendv_ps(r, one, _mm256_cmp_ps(a[u], _mm256_set1_ps(ERF_ONE), _CMP_GE_OQ));
+        r = _mm256_blendv_ps(r, _mm256_xor_ps(r, sign), _mm256_cmp_ps(x[u], _mm256_setzero_ps(), _CMP_LT_OQ));
+        r = keep_nan(x[u], r);
+        v[u] = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), v[u]), _mm256_add_ps(one, r));
+    }
+}
+
 __attribute__((target("avx2"))) static size_t epilogue_avx2(sl_act act, size_t n, const float *p, const float *bias,
                                                             const float *mul, const float *add, float *y)
 {
     size_t j = 0;
+    if (act == SL_ACT_GELU)
+        for (; j + 32 <= n; j += 32) {
+            __m256 v[4];
+            GELU4_AVX2_EACH
+            {
+                v[u] = _mm256_loadu_ps(p + j + 8 * u);
+                if (bias)
+                    v[u] = _mm256_add_ps(v[u], _mm256_loadu_ps(bias + j + 8 * u));
+            }
+            gelu4_avx2(v);
+            GELU4_AVX2_EACH
+            {
+                if (mul)
+                    v[u] = _mm256_mul_ps(v[u], _mm256_loadu_ps(mul + j + 8 * u));
+                if (add)
+                    v[u] = _mm256_add_ps(v[u], _mm256_loadu_ps(add + j + 8 * u));
+                _mm256_storeu_ps(y + j + 8 * u, v[u]);
+            }
+        }
     SL_EPILOGUE_LOOP(__m256, _mm256, 8, act_avx2)
     return j;
 }
