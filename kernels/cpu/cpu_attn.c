@@ -6,7 +6,9 @@
  * 8 registers; the exact softmax (max subtracted, the sum in double) uses the
  * polynomial exp of cpu_simd.c (about 1 ulp); p . v accumulates 4 rows x 16
  * output columns per pass over the keys. Under AVX-512, long sequences (more than 64 keys) with
- * heads 16..64 wide take a kernel with an online softmax over chunks of keys (attend_flash512). */
+ * heads 16..64 wide take a kernel with an online softmax over chunks of keys (attend_flash512).
+ * Without AVX-512, pairs with heads a multiple of 8 up to 64 wide, short ones too, go to
+ * cpu_attn_flash2.c's kernel instead (cpu_xf.c decides); the AVX2 kernel here takes the rest. */
 #include <math.h>
 #include <string.h>
 
