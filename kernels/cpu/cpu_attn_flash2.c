@@ -3,9 +3,9 @@
  * vectors. q is rotated (rope) and scaled by scale * log2(e) as it is copied, so each
  * probability is one 2^x (the same degree-6 polynomial on [-1/2, 1/2] with FMA and a
  * power-of-two scaling as the AVX-512 kernel's); k is packed in blocks of 16 keys
- * ([block][D][16], zero keys past k_len), read straight from its rows without rotation; v
- * read in place up to one chunk of keys, longer sequences' v rows copied side by side (a
- * short pair's copies cost as much as its arithmetic). Per block of FQ = 24 query
+ * ([block][D][16], zero keys past k_len); up to one chunk of keys q and k are read straight
+ * from their rows where there is no rotation and v in place, longer sequences' v rows copied
+ * side by side (a short pair's copies cost as much as its arithmetic). Per block of FQ = 24 query
  * rows and chunk of FC = 128 keys: the scores (6 rows x 16 keys per pass: 12 accumulators,
  * each score a sum over d in order, keys past k_len -inf, the bias times log2(e) added by one
  * FMA) and their row maxima, the new maxima m (8 rows at a time), the probabilities 2^(s - m)
@@ -234,11 +234,15 @@ ATT_AVX2 static void attend_flash2(const sl_cpu_attn_pair *p, float *ws)
     const size_t tq = p->tq, kl = p->kl, D = p->D, kp = (kl + KB - 1) / KB * KB, tqp = (tq + FQ - 1) / FQ * FQ;
     float *qr = ws, *kt = qr + tqp * D, *vc = kt + kp * D, *S = vc + kl * D, *ob = S + FQ * FC;
     const __m256 qs = _mm256_set1_ps(p->scale * 1.44269504088896341f);
+    /* v read in place for up to one chunk of keys (its rows stay in cache), and q and k read
+     * from their rows without a copy first where there is no rotation; longer sequences copy v's
+     * rows side by side, and q and k go through a copy (the form measured fastest for them) */
+    const int v_copy = kl > FC, direct = !v_copy && !p->rope;
     for (size_t t = 0; t < tq; t++) {
         float *d = qr + t * D;
         const float *src = p->q + t * p->ldq;
-        if (p->rope) {
-            sl_cpu_rotate_rows(src, p->ldq, 1, (int)D, p->rope + t * D, d);
+        if (!direct) {
+            sl_cpu_rotate_rows(src, p->ldq, 1, (int)D, p->rope ? p->rope + t * D : NULL, d);
             src = d;
         }
         for (size_t c = 0; c < D; c += 8)
@@ -246,13 +250,10 @@ ATT_AVX2 static void attend_flash2(const sl_cpu_attn_pair *p, float *ws)
     }
     memset(qr + tq * D, 0, (tqp - tq) * D * sizeof(float));
     memset(kt + (kp - KB) * D, 0, KB * D * sizeof(float));
-    /* v read in place for up to one chunk of keys (its rows stay in cache); longer sequences
-     * copy v's rows side by side */
-    const int v_copy = kl > FC;
     for (size_t j = 0; j < kl; j++) {
         const float *kr = p->k + j * p->ldk;
-        if (p->rope) {
-            sl_cpu_rotate_rows(kr, p->ldk, 1, (int)D, p->rope + j * D, S);
+        if (!direct) {
+            sl_cpu_rotate_rows(kr, p->ldk, 1, (int)D, p->rope ? p->rope + j * D : NULL, S);
             kr = S;
         }
         float *blk = kt + (j / KB) * KB * D + j % KB;

@@ -55,6 +55,7 @@ static void pk_pack(const float *w, size_t ldw, size_t n, size_t k, float *wp)
 
 #define PK_KC 256  /* steps along k per chunk: 32 x 256 floats of a panel (32 KiB) stay in L1 */
 #define PK_SB 288  /* rows of x per row block group at most (their partial sums: 36 KiB) */
+_Static_assert(PK_SB == SL_CPU_PACKED_AVX2_MAX_ROWS, "the AVX2 products are those pk_run_kc takes whole");
 #define PK_XB (1u << 20) /* bytes of x per row block group at most (in L2 while the panels pass) */
 
 /* Rows r < R (R <= PK_MR) of one chunk of kn steps of a panel: the sums start from part (the
@@ -347,7 +348,11 @@ int sl_cpu_gemm_packed(sl_op_ctx *ctx, const sl_gemm_args *a, size_t parts)
 {
 #ifdef SL_CPU_HAVE_AVX2_PATHS
     const int avx512 = sl_cpu_simd_avx512();
-    if (!(avx512 || sl_cpu_simd_fma()) || a->batch != 1 || a->k == 0 || a->n == 0 || a->m == 0 || a->mul ||
+    /* AVX2: only products of at most SL_CPU_PACKED_AVX2_MAX_ROWS rows (= PK_SB: panel by
+     * panel, k in L1-sized chunks); with more rows OpenBLAS's Zen kernel, which blocks k for its
+     * packed panels, is as fast or faster (HT-Demucs's 1344 / 2688 tokens: 1-8 % slower end to
+     * end on the packed kernel) */
+    if (!(avx512 || (sl_cpu_simd_fma() && a->m <= SL_CPU_PACKED_AVX2_MAX_ROWS)) || a->batch != 1 || a->k == 0 || a->n == 0 || a->m == 0 || a->mul ||
         (a->add && a->act != SL_ACT_NONE) || (a->add && a->add != a->y && a->add < a->y + a->m * a->ldy &&
                                                a->y < a->add + a->m * a->ldadd))
         return 0;

@@ -151,10 +151,13 @@ void sl_cpu_gemm_dot(size_t m, size_t n, size_t k, const float *a, size_t lda, c
 /* Products of at least this many rows with weights declared fixed take the packed kernel
  * below even where the dot kernel fits (from 24 rows it is faster: CLAP's stage 4, 64 rows). */
 #define SL_CPU_PACKED_MIN_ROWS 24
+/* Without AVX-512, the packed kernel takes products of at most this many rows (more: OpenBLAS). */
+#define SL_CPU_PACKED_AVX2_MAX_ROWS 288
 /* The whole linear layer a (batch 1, no mul, a residual only without activation) on the
  * AVX-512 or AVX2 + FMA kernel of cpu_gemmpk.c (the same bits) over the packed form of a->w
  * kept with the context, split into `parts` parts on ctx's pool: 1 when done, 0 when left to
- * the caller (neither AVX-512 nor AVX2 + FMA in effect, w
+ * the caller (neither AVX-512 nor AVX2 + FMA in effect, more than SL_CPU_PACKED_AVX2_MAX_ROWS
+ * rows without AVX-512, w
  * not declared fixed by sl_op_mark_fixed, out of memory, a shape it does not take). */
 int sl_cpu_gemm_packed(sl_op_ctx *ctx, const sl_gemm_args *a, size_t parts);
 /* Linear layers on the AMX tiles (cpu_amx.c) with terms bf16 products per product: 3

@@ -165,10 +165,11 @@ __attribute__((target("avx2"))) static size_t erf_vec_avx2(float *out, const flo
     }
 
 /* GELU on 4 x 8 lanes: act_avx2's operations for each lane in the same order (no FMA), so the
- * same bits, with both of erf's ranges computed on every lane (no branch on the vector's
- * lanes) and the four vectors' steps interleaved: independent chains for the out-of-order
+ * same bits, the four vectors' steps interleaved: independent chains for the out-of-order
  * core, where one vector's polynomials alone wait on latencies (the AVX-512 path's gelu4_512
- * in 8-wide vectors). */
+ * in 8-wide vectors). erf's second range (its polynomial and exp) runs on every lane of the
+ * four when any lane lies there, and not at all when none does (as act_avx2 skips it for a
+ * vector: the activations of a trained-like model lie mostly in the first range). */
 #define GELU4_AVX2_EACH _Pragma("GCC unroll 4") for (int u = 0; u < 4; u++)
 __attribute__((target("avx2"))) static inline void gelu4_avx2(__m256 *v)
 {
@@ -185,14 +186,23 @@ __attribute__((target("avx2"))) static inline void gelu4_avx2(__m256 *v)
     }
     _Pragma("GCC unroll 7") for (int i = 6; i >= 0; i--) GELU4_AVX2_EACH pp[u] =
         _mm256_add_ps(_mm256_mul_ps(pp[u], z[u]), _mm256_set1_ps(erf_p[i]));
-    _Pragma("GCC unroll 10") for (int i = 9; i >= 0; i--) GELU4_AVX2_EACH q[u] =
-        _mm256_add_ps(_mm256_mul_ps(q[u], t[u]), _mm256_set1_ps(erf_q[i]));
+    __m256 small[4];
+    int all_small = 1;
     GELU4_AVX2_EACH
     {
-        const __m256 ra = _mm256_add_ps(a[u], _mm256_mul_ps(a[u], pp[u]));
-        const __m256 small = _mm256_cmp_ps(a[u], _mm256_set1_ps(ERF_SPLIT), _CMP_LT_OQ);
-        __m256 r = _mm256_blendv_ps(_mm256_sub_ps(one, exp_avx2(q[u])), ra, small);
-        r = _mm256_blendv_ps(r, one, _mm256_cmp_ps(a[u], _mm256_set1_ps(ERF_ONE), _CMP_GE_OQ));
+        small[u] = _mm256_cmp_ps(a[u], _mm256_set1_ps(ERF_SPLIT), _CMP_LT_OQ);
+        all_small &= _mm256_movemask_ps(small[u]) == 0xff;
+    }
+    if (!all_small)
+        _Pragma("GCC unroll 10") for (int i = 9; i >= 0; i--) GELU4_AVX2_EACH q[u] =
+            _mm256_add_ps(_mm256_mul_ps(q[u], t[u]), _mm256_set1_ps(erf_q[i]));
+    GELU4_AVX2_EACH
+    {
+        __m256 r = _mm256_add_ps(a[u], _mm256_mul_ps(a[u], pp[u]));
+        if (!all_small) {
+            r = _mm256_blendv_ps(_mm256_sub_ps(one, exp_avx2(q[u])), r, small[u]);
+            r = _mm256_blendv_ps(r, one, _mm256_cmp_ps(a[u], _mm256_set1_ps(ERF_ONE), _CMP_GE_OQ));
+        }
         r = _mm256_blendv_ps(r, _mm256_xor_ps(r, sign), _mm256_cmp_ps(x[u], _mm256_setzero_ps(), _CMP_LT_OQ));
         r = keep_nan(x[u], r);
         v[u] = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), v[u]), _mm256_add_ps(one, r));
