@@ -306,7 +306,7 @@ PK256 static void pk2_chunk_any(int R, size_t kn, const float *x, size_t ldx, co
     }
 }
 
-#define PK_RUN pk2_run
+/* AVX2 takes at most PK_SB rows (sl_cpu_gemm_packed), so every part is one for pk_run_kc */
 #define PK_RUN_KC pk2_run_kc
 #define PK_RUN_TGT PK256
 #define PK_CHUNK pk2_chunk
@@ -337,10 +337,12 @@ static void pk_body(void *v, size_t part, int tid)
     if (i0 >= i1 || p0 >= p1)
         return;
 #ifdef SL_CPU_HAVE_AVX2_PATHS
-    if (i1 - i0 <= PK_SB) /* few rows: panel by panel */
-        (J->avx512 ? pk_run_kc : pk2_run_kc)(a, J->wp, i0, i1, p0, p1);
+    if (!J->avx512) /* at most PK_SB rows: panel by panel */
+        pk2_run_kc(a, J->wp, i0, i1, p0, p1);
+    else if (i1 - i0 <= PK_SB) /* few rows: panel by panel */
+        pk_run_kc(a, J->wp, i0, i1, p0, p1);
     else
-        (J->avx512 ? pk_run : pk2_run)(a, J->wp, i0, i1, p0, p1);
+        pk_run(a, J->wp, i0, i1, p0, p1);
 #endif
 }
 

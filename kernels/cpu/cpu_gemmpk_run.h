@@ -1,9 +1,11 @@
 /* pk_run and pk_run_kc of cpu_gemmpk.c, included there once per instruction set with PK_RUN /
- * PK_RUN_KC (the functions' names), PK_RUN_TGT (their target attribute), PK_CHUNK (a chunk of
- * 12 rows, always inlined) and PK_CHUNK_ANY (fewer rows): the row blocks, panels and chunks of k
- * go in the same order for both, and a chunk's sums are the same operations, so every element
- * gets the same bits on either. Not a header of its own: no include guard, on purpose. */
+ * PK_RUN_KC (the functions' names; PK_RUN left undefined: no pk_run), PK_RUN_TGT (their target
+ * attribute), PK_CHUNK (a chunk of 12 rows, always inlined) and PK_CHUNK_ANY (fewer rows): the
+ * row blocks, panels and chunks of k go in the same order for both, and a chunk's sums are the
+ * same operations, so every element gets the same bits on either. Not a header of its own: no
+ * include guard, on purpose. */
 
+#ifdef PK_RUN
 /* Rows [i0, i1) x panels [p0, p1) of the product (see the file comment). */
 PK_RUN_TGT static void PK_RUN(const sl_gemm_args *a, const float *wp, size_t i0, size_t i1, size_t p0, size_t p1)
 {
@@ -34,6 +36,7 @@ PK_RUN_TGT static void PK_RUN(const sl_gemm_args *a, const float *wp, size_t i0,
         }
     }
 }
+#endif
 /* Rows [i0, i1) x panels [p0, p1), panel by panel for groups of up to PK_SB rows: each chunk of
  * PK_KC steps of a panel stays in L1 while the group's row blocks pass over it (x from L2), the
  * partial sums of the group's rows kept in part between chunks; the next chunk of the weights
