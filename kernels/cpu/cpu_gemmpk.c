@@ -130,27 +130,20 @@ PK512 static inline __attribute__((always_inline)) void pk_chunk(int R, size_t k
         }
 }
 
+/* The row counts below a whole tile, for the switches of pk_chunk_any and pk2_chunk_any. */
+#define PK_PART_ROWS(X) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
+
 #define PKC_CASE(R)                                                                                                    \
     case R:                                                                                                            \
         pk_chunk(R, kn, x, ldx, wc, part, from_part, fin, bias, add, ldadd, y, ldy, cols, NULL, 0);                    \
-        break
+        break;
 
 PK512 static void pk_chunk_any(int R, size_t kn, const float *x, size_t ldx, const float *wc, float *part,
                                int from_part, int fin, const float *bias, const float *add, size_t ldadd, float *y,
                                size_t ldy, size_t cols)
 {
     switch (R) {
-        PKC_CASE(1);
-        PKC_CASE(2);
-        PKC_CASE(3);
-        PKC_CASE(4);
-        PKC_CASE(5);
-        PKC_CASE(6);
-        PKC_CASE(7);
-        PKC_CASE(8);
-        PKC_CASE(9);
-        PKC_CASE(10);
-        PKC_CASE(11);
+        PK_PART_ROWS(PKC_CASE)
     default:
         break;
     }
@@ -283,24 +276,14 @@ PK256 static inline __attribute__((always_inline)) void pk2_chunk(int R, size_t 
 #define PK2C_CASE(R)                                                                                                   \
     case R:                                                                                                            \
         pk2_chunk(R, kn, x, ldx, wc, part, from_part, fin, bias, add, ldadd, y, ldy, cols, NULL, 0);                   \
-        break
+        break;
 
 PK256 static void pk2_chunk_any(int R, size_t kn, const float *x, size_t ldx, const float *wc, float *part,
                                 int from_part, int fin, const float *bias, const float *add, size_t ldadd, float *y,
                                 size_t ldy, size_t cols)
 {
     switch (R) {
-        PK2C_CASE(1);
-        PK2C_CASE(2);
-        PK2C_CASE(3);
-        PK2C_CASE(4);
-        PK2C_CASE(5);
-        PK2C_CASE(6);
-        PK2C_CASE(7);
-        PK2C_CASE(8);
-        PK2C_CASE(9);
-        PK2C_CASE(10);
-        PK2C_CASE(11);
+        PK_PART_ROWS(PK2C_CASE)
     default:
         break;
     }
