@@ -60,6 +60,29 @@ loaded ld-job.log > libs-job.txt
 expect_grep "libc.so" libs-job.txt "LD_DEBUG=files lists what the job loads"
 if grep -E "$cuda_re" libs-job.txt; then fail "a CPU job loads a CUDA library (above)"; else pass; fi
 
+# The loader never looks in the folder stemline starts from: beside files named
+# like every library the job loaded (junk), and like FFmpeg's, the same job
+# loads the same libraries from where they were and works (an empty entry in
+# the binary's run path would make it load these, or fail to start)
+libs_before=$(sed 's|.*/||' libs-job.txt | sort -u)
+mkdir cwdlibs
+for f in $libs_before libavformat.so.59 libavcodec.so.59 libavutil.so.57 libswresample.so.4; do
+  echo "not a library" > "cwdlibs/$f"
+done
+[ "$(ls cwdlibs | wc -l)" -ge 8 ] && pass || fail "too few library names to plant: $(ls cwdlibs | tr '\n' ' ')"
+(cd cwdlibs && LD_DEBUG=libs "$STEMLINE" run ../job.yaml --quiet --set output.dir=../out-cwd \
+  --set "input.paths=[../in]" >"$OUT" 2>../ld-cwd.log)
+STATUS=$?
+expect_status 0 "the job started from a folder of files named like its libraries"
+[ -s out-cwd/report.json ] && pass || fail "the job started from that folder wrote its report"
+# (LD_DEBUG=libs: each file the loader tried, in order)
+expect_grep "trying file=/" ld-cwd.log "LD_DEBUG=libs lists the files the loader tries"
+if grep 'trying file=[^/]' ld-cwd.log | head -3 | grep .; then
+  fail "the loader tried files relative to the current folder (above)"
+else
+  pass
+fi
+
 # FFmpeg: a shared one is loaded by what decodes; a static one (SL_FFMPEG_STATIC,
 # the GPU bundle) is part of the binary, and the checks of loading end here
 if ! grep -Eq '(^|/)libavformat[.]so' libs-job.txt; then
