@@ -9,10 +9,17 @@ typedef struct {
     int out; /* the decoder output this stream reads */
 } dec_arg;
 
+/* Frames one read takes at most: the decoder then holds about this much
+ * decoded audio (and a packet's) between reads, in cache, instead of growing
+ * its buffer to the whole rest of a segment (30 s and more: memory touched
+ * anew for every track, then copied once more) before the first sample is
+ * copied out. The cutters read until they have what they need. */
+#define DEC_READ_FRAMES 16384
+
 static long dec_read(void *arg, float *const *dst, long max)
 {
     dec_arg *a = arg;
-    return sl_decoder_read_output(a->d, a->out, dst, max);
+    return sl_decoder_read_output(a->d, a->out, dst, max < DEC_READ_FRAMES ? max : DEC_READ_FRAMES);
 }
 
 /* One kind of segments cut from a decoder output. */
