@@ -196,7 +196,8 @@ if [ "$MODELS" = 1 ]; then
   # pure Python, absent from the GPU machine's image (its python3 has torch, einops,
   # transformers, torchvision, h5py, tqdm); beartype, dora, omegaconf and librosa,
   # imported for things these models do not use, get stand-ins there.
-  sp=$("$py" -c 'import openunmix, os; print(os.path.dirname(os.path.dirname(openunmix.__file__)))')
+  # (found, not imported: openunmix imports torchaudio, which the bench's venv does not install)
+  sp=$("$py" -c 'import importlib.util as u, os; print(os.path.dirname(os.path.dirname(u.find_spec("openunmix").origin)))')
   mkdir -p "$B/py"
   for p in openunmix panns_inference torchlibrosa bs_roformer rotary_embedding_torch demucs julius; do
     cp -r "$sp/$p" "$B/py/"
