@@ -689,6 +689,31 @@ static void test_wiener(sl_op_ctx *ctx)
         CHECK_MSG(memcmp(one, out, n_out * 4) == 0, "wiener softmask %d: 3 threads differ from 1", soft);
     }
     free(one);
+    /* the AVX2 EM update (8 bins at a time, cpu_wiener.c em_bins_avx2) against the scalar loop
+     * (SIMD off): the same bits, with a tail of bins and mixture bins that are exactly 0 (wm_mix's
+     * 1 + 0i without softmask), scaled by max|x| / 10 > 1 */
+    {
+        const size_t F2 = 37, n2 = S * 2 * T * F2 * 2;
+        float *mix2 = sl_ref_rnd(2 * T * F2 * 2, -300, 300), *mag2 = sl_ref_rnd(J * 2 * T * F2, 0.1f, 2);
+        float *a = malloc(n2 * 4), *b = malloc(n2 * 4);
+        for (size_t i = 0; i < 2 * T * F2; i += 5)
+            mix2[2 * i] = mix2[2 * i + 1] = 0.0f;
+        for (int k = 0; k < 4; k++) {
+            sl_wiener_cfg c = {1 + k / 2, k % 2, k / 2, 7, 1e-10f};
+            CHECK(sl_op_wiener(ctx, &c, J, T, F2, mix2, mag2, a) == 0);
+            const int prev = sl_cpu_simd_set(0);
+            CHECK(sl_op_wiener(ctx, &c, J, T, F2, mix2, mag2, b) == 0);
+            sl_cpu_simd_set(prev);
+            const size_t n = (J + (c.residual ? 1 : 0)) * 2 * T * F2 * 2;
+            CHECK_MSG(memcmp(a, b, n * 4) == 0, "wiener niter %d softmask %d residual %d: SIMD and scalar differ",
+                      c.niter, c.softmask, c.residual);
+        }
+        printf("  wiener EM update: SIMD = scalar bits (%s)\n", sl_cpu_simd_avx2() ? "AVX2 present" : "no AVX2 here");
+        free(mix2);
+        free(mag2);
+        free(a);
+        free(b);
+    }
     sl_wiener_cfg bad = {1, 0, 0, 300, 1e-10f};
     CHECK(sl_op_wiener(ctx, &bad, 1, T, F, mix, mag, out) == SL_EINVAL); /* EM with one source */
     free(mix);
