@@ -26,6 +26,7 @@ typedef struct {
     const float *mix, *mag;
     float *out, *R, *part_max, max_abs;
     float *Rs; /* R[s][f][0..8) by component, Rs[(s * 8 + k) * F + f], for em_bins_avx2; NULL: scalar only */
+    int simd;  /* the AVX2 loops (sl_cpu_simd_avx2); 0: the scalar ones, with the same bits */
     double *acc;
     int phase;
 } wiener_job;
@@ -33,9 +34,10 @@ typedef struct {
 /* Compiled with -O3 (CMakeLists.txt) and, on x86-64, cloned for AVX2 (chosen at load time, whatever
  * STEMLINE_CPU_SIMD says: there is nothing to choose between): the compiler vectorises the simple
  * loops over bins; each lane does the scalar code's operations in its order (no FMA: avx2 alone does
- * not enable it; no reassociation), so every clone gives the same bits. The EM update, which it left
- * scalar (its per-bin 2x2 complex algebra was 13 % of an Open-Unmix forward), is em_bins_avx2: written
- * out, 8 bins a vector, the same operations per lane (unit.nn_ops compares it with the scalar loop). */
+ * not enable it; no reassociation), so every clone gives the same bits. The loops it left scalar
+ * (the initial estimates, max|x| and the EM update's per-bin 2x2 complex algebra: 13 % of an
+ * Open-Unmix forward) are written out below, 8 bins a vector, the same operations per lane
+ * (unit.nn_ops compares them with the scalar loops, STEMLINE_CPU_SIMD=0). */
 #ifdef SL_CPU_HAVE_AVX2_PATHS
 #define WIENER_CLONES __attribute__((target_clones("avx2", "default")))
 #else
@@ -150,6 +152,101 @@ __attribute__((target("avx2"))) static size_t em_bins_avx2(const wiener_job *W, 
     }
     return f;
 }
+
+/* Phase 0 for frame t and bins [f, f + 8k) of [f0, f1): wm_mix, wm_phase (or softmask's den),
+ * wm_init and the residual, lane by lane as the scalar loop. Returns the first bin not done. */
+__attribute__((target("avx2"))) static size_t init_bins_avx2(const wiener_job *W, size_t t, size_t f0, size_t f1)
+{
+    const sl_wiener_cfg *c = W->c;
+    const size_t F = W->F, J = W->J, plane = W->T * F;
+    const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f), eps = _mm256_set1_ps(c->eps);
+    const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    size_t f = f0;
+    for (; f + 8 <= f1; f += 8)
+        for (size_t ch = 0; ch < 2; ch++) {
+            const size_t at = ch * plane + t * F + f;
+            __m256 xr, xi, den = zero, ca = zero, sa = zero;
+            ld_c8(W->mix + 2 * at, &xr, &xi);
+            if (c->softmask) {
+                for (size_t j = 0; j < J; j++)
+                    den = V_ADD(den, _mm256_loadu_ps(W->mag + j * 2 * plane + at));
+                den = V_ADD(eps, den);
+            } else {
+                const __m256 z = _mm256_and_ps(_mm256_cmp_ps(xr, zero, _CMP_EQ_OQ), _mm256_cmp_ps(xi, zero, _CMP_EQ_OQ));
+                xr = _mm256_blendv_ps(xr, one, z);
+                const __m256 m = _mm256_max_ps(_mm256_and_ps(xr, absm), _mm256_and_ps(xi, absm));
+                const __m256 u = _mm256_div_ps(xr, m), v = _mm256_div_ps(xi, m);
+                const __m256 n = _mm256_sqrt_ps(V_ADD(V_MUL(u, u), V_MUL(v, v)));
+                ca = _mm256_div_ps(u, n);
+                sa = _mm256_div_ps(v, n);
+            }
+            __m256 ysr = zero, ysi = zero;
+            for (size_t j = 0; j < J; j++) {
+                const __m256 sj = _mm256_loadu_ps(W->mag + j * 2 * plane + at);
+                __m256 yr, yi;
+                if (c->softmask) {
+                    const __m256 ratio = _mm256_div_ps(sj, den);
+                    yr = V_MUL(xr, ratio);
+                    yi = V_MUL(xi, ratio);
+                } else {
+                    yr = V_MUL(sj, ca);
+                    yi = V_MUL(sj, sa);
+                }
+                st_c8(W->out + 2 * (j * 2 * plane + at), yr, yi);
+                ysr = V_ADD(ysr, yr);
+                ysi = V_ADD(ysi, yi);
+            }
+            if (c->residual)
+                st_c8(W->out + 2 * (J * 2 * plane + at), V_SUB(xr, ysr), V_SUB(xi, ysi));
+        }
+    return f;
+}
+
+/* This part's max |x| over frames [t0, t1) and bins [f0, f1) into *mx: 1, or 0 where some |x| is
+ * NaN (the scalar loop then decides which NaN, as before). The maximum of the other values does not
+ * depend on the order it is taken in. */
+__attribute__((target("avx2"))) static int maxabs_avx2(const wiener_job *W, size_t t0, size_t t1, size_t f0,
+                                                       size_t f1, float *mx)
+{
+    const size_t F = W->F, plane = W->T * F;
+    const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f);
+    __m256 vmx = zero, bad = zero;
+    float m = 0.0f;
+    for (size_t ch = 0; ch < 2; ch++)
+        for (size_t t = t0; t < t1; t++) {
+            size_t f = f0;
+            for (; f + 8 <= f1; f += 8) {
+                __m256 xr, xi;
+                ld_c8(W->mix + 2 * (ch * plane + t * F + f), &xr, &xi);
+                if (!W->c->softmask) {
+                    const __m256 z =
+                        _mm256_and_ps(_mm256_cmp_ps(xr, zero, _CMP_EQ_OQ), _mm256_cmp_ps(xi, zero, _CMP_EQ_OQ));
+                    xr = _mm256_blendv_ps(xr, one, z);
+                }
+                const __m256 a = _mm256_sqrt_ps(V_ADD(V_MUL(xr, xr), V_MUL(xi, xi)));
+                bad = _mm256_or_ps(bad, _mm256_cmp_ps(a, a, _CMP_UNORD_Q));
+                vmx = _mm256_max_ps(vmx, a);
+            }
+            for (; f < f1; f++) {
+                float xr, xi;
+                wm_mix(W->mix + 2 * (ch * plane + t * F + f), W->c->softmask, &xr, &xi);
+                const float a = sqrtf(xr * xr + xi * xi);
+                if (isnan(a))
+                    return 0;
+                if (a > m)
+                    m = a;
+            }
+        }
+    if (_mm256_movemask_ps(bad))
+        return 0;
+    float lanes[8];
+    _mm256_storeu_ps(lanes, vmx);
+    for (int i = 0; i < 8; i++)
+        if (lanes[i] > m)
+            m = lanes[i];
+    *mx = m;
+    return 1;
+}
 #undef V_CMUL
 #undef V_MUL
 #undef V_SUB
@@ -178,8 +275,13 @@ WIENER_CLONES static void wiener_body(void *job, size_t part, int tid)
 #define OUT(s, ch, t, f) (out + 2 * (((s) * 2 + (ch)) * plane + (t) * F + (f)))
     if (W->phase == 0) {
         /* initial estimates (and the residual) */
-        for (size_t t = t0; t < t1; t++)
-            for (size_t f = f0; f < f1; f++) {
+        for (size_t t = t0; t < t1; t++) {
+            size_t fv = f0;
+#ifdef SL_CPU_HAVE_AVX2_PATHS
+            if (W->simd)
+                fv = init_bins_avx2(W, t, f0, f1);
+#endif
+            for (size_t f = fv; f < f1; f++) {
                 for (int ch = 0; ch < 2; ch++) {
                     float xr, xi;
                     wm_mix(MIX(ch, t, f), c->softmask, &xr, &xi);
@@ -207,18 +309,25 @@ WIENER_CLONES static void wiener_body(void *job, size_t part, int tid)
                     }
                 }
             }
+        }
         if (c->niter > 0) {
             /* this part of max|x| (the scale is max(1, max|x| / 10)) */
             float mx = 0.0f;
-            for (int ch = 0; ch < 2; ch++)
-                for (size_t t = t0; t < t1; t++)
-                    for (size_t f = f0; f < f1; f++) {
-                        float xr, xi;
-                        wm_mix(MIX(ch, t, f), c->softmask, &xr, &xi);
-                        float a = sqrtf(xr * xr + xi * xi);
-                        if (a > mx || isnan(a))
-                            mx = a;
-                    }
+            int done = 0;
+#ifdef SL_CPU_HAVE_AVX2_PATHS
+            if (W->simd)
+                done = maxabs_avx2(W, t0, t1, f0, f1, &mx);
+#endif
+            if (!done)
+                for (int ch = 0; ch < 2; ch++)
+                    for (size_t t = t0; t < t1; t++)
+                        for (size_t f = f0; f < f1; f++) {
+                            float xr, xi;
+                            wm_mix(MIX(ch, t, f), c->softmask, &xr, &xi);
+                            float a = sqrtf(xr * xr + xi * xi);
+                            if (a > mx || isnan(a))
+                                mx = a;
+                        }
             W->part_max[part] = mx;
         }
         return;
@@ -323,7 +432,8 @@ int sl_cpu_wiener(sl_op_ctx *ctx, const sl_wiener_cfg *c, size_t J, size_t T, si
     double *acc = malloc(S * F * 9 * sizeof(double));
     /* R by component for the AVX2 EM update (sl_cpu_simd_avx2: STEMLINE_CPU_SIMD=0 keeps the scalar
      * loop, with the same bits) */
-    float *Rs = c->niter > 0 && S <= WM_MAX_SOURCES && sl_cpu_simd_avx2() ? malloc(S * 8 * F * sizeof(float)) : NULL;
+    const int simd = sl_cpu_simd_avx2();
+    float *Rs = simd && c->niter > 0 && S <= WM_MAX_SOURCES ? malloc(S * 8 * F * sizeof(float)) : NULL;
     if (!R || !acc) {
         free(R);
         free(acc);
@@ -331,7 +441,7 @@ int sl_cpu_wiener(sl_op_ctx *ctx, const sl_wiener_cfg *c, size_t J, size_t T, si
         return sl_seterr(SL_ENOMEM, "wiener: out of memory (%zu bins, %zu sources)", F, S);
     }
     wiener_job W = {.c = c, .J = J, .T = T, .F = F, .S = S, .parts = parts, .mix = mix, .mag = mag, .out = out,
-                    .R = R, .part_max = R + S * F * 9, .Rs = Rs, .acc = acc};
+                    .R = R, .part_max = R + S * F * 9, .Rs = Rs, .simd = simd, .acc = acc};
     for (size_t t0 = 0; t0 < T; t0 += win) {
         W.t0 = t0;
         W.t1 = t0 + win < T ? t0 + win : T;

@@ -689,8 +689,8 @@ static void test_wiener(sl_op_ctx *ctx)
         CHECK_MSG(memcmp(one, out, n_out * 4) == 0, "wiener softmask %d: 3 threads differ from 1", soft);
     }
     free(one);
-    /* the AVX2 EM update (8 bins at a time, cpu_wiener.c em_bins_avx2) against the scalar loop
-     * (SIMD off): the same bits, with a tail of bins and mixture bins that are exactly 0 (wm_mix's
+    /* the AVX2 loops (8 bins at a time, cpu_wiener.c: initial estimates, max|x|, EM update) against
+     * the scalar ones (SIMD off): the same bits, with a tail of bins and mixture bins that are exactly 0 (wm_mix's
      * 1 + 0i without softmask), scaled by max|x| / 10 > 1 */
     {
         const size_t F2 = 37, n2 = S * 2 * T * F2 * 2;
@@ -708,7 +708,7 @@ static void test_wiener(sl_op_ctx *ctx)
             CHECK_MSG(memcmp(a, b, n * 4) == 0, "wiener niter %d softmask %d residual %d: SIMD and scalar differ",
                       c.niter, c.softmask, c.residual);
         }
-        printf("  wiener EM update: SIMD = scalar bits (%s)\n", sl_cpu_simd_avx2() ? "AVX2 present" : "no AVX2 here");
+        printf("  wiener initial estimates, max|x|, EM update: SIMD = scalar bits (%s)\n", sl_cpu_simd_avx2() ? "AVX2 present" : "no AVX2 here");
         free(mix2);
         free(mag2);
         free(a);
