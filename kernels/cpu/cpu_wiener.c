@@ -62,6 +62,17 @@ __attribute__((target("avx2"))) static inline void st_c8(float *p, __m256 re, __
     _mm256_storeu_ps(p + 8, _mm256_unpackhi_ps(re, im));
 }
 
+/* wm_mix for 8 bins: the mixture's values, 0 + 0i made 1 + 0i without softmask */
+__attribute__((target("avx2"))) static inline void mix_c8(const float *p, int softmask, __m256 *re, __m256 *im)
+{
+    ld_c8(p, re, im);
+    if (!softmask) {
+        const __m256 zero = _mm256_setzero_ps();
+        const __m256 z = _mm256_and_ps(_mm256_cmp_ps(*re, zero, _CMP_EQ_OQ), _mm256_cmp_ps(*im, zero, _CMP_EQ_OQ));
+        *re = _mm256_blendv_ps(*re, _mm256_set1_ps(1.0f), z);
+    }
+}
+
 #define V_ADD _mm256_add_ps
 #define V_SUB _mm256_sub_ps
 #define V_MUL _mm256_mul_ps
@@ -82,7 +93,7 @@ __attribute__((target("avx2"))) static size_t em_bins_avx2(const wiener_job *W, 
     const size_t F = W->F, S = W->S, plane = W->T * F;
     const float *mix = W->mix;
     float *out = W->out;
-    const __m256 ma = _mm256_set1_ps(W->max_abs), zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f);
+    const __m256 ma = _mm256_set1_ps(W->max_abs), zero = _mm256_setzero_ps();
     const __m256 two = _mm256_set1_ps(2.0f), sign = _mm256_set1_ps(-0.0f), r0 = _mm256_set1_ps(sqrtf(c->eps));
     size_t f = f0;
     for (; f + 8 <= f1; f += 8) {
@@ -96,12 +107,7 @@ __attribute__((target("avx2"))) static size_t em_bins_avx2(const wiener_job *W, 
         }
         __m256 xr[2], xi[2], xs[4];
         for (int ch = 0; ch < 2; ch++) {
-            ld_c8(mix + 2 * (ch * plane + t * F + f), &xr[ch], &xi[ch]);
-            if (!c->softmask) {
-                const __m256 z = _mm256_and_ps(_mm256_cmp_ps(xr[ch], zero, _CMP_EQ_OQ),
-                                               _mm256_cmp_ps(xi[ch], zero, _CMP_EQ_OQ));
-                xr[ch] = _mm256_blendv_ps(xr[ch], one, z);
-            }
+            mix_c8(mix + 2 * (ch * plane + t * F + f), c->softmask, &xr[ch], &xi[ch]);
             xs[2 * ch] = _mm256_div_ps(xr[ch], ma);
             xs[2 * ch + 1] = _mm256_div_ps(xi[ch], ma);
         }
@@ -159,21 +165,19 @@ __attribute__((target("avx2"))) static size_t init_bins_avx2(const wiener_job *W
 {
     const sl_wiener_cfg *c = W->c;
     const size_t F = W->F, J = W->J, plane = W->T * F;
-    const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f), eps = _mm256_set1_ps(c->eps);
+    const __m256 zero = _mm256_setzero_ps(), eps = _mm256_set1_ps(c->eps);
     const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
     size_t f = f0;
     for (; f + 8 <= f1; f += 8)
         for (size_t ch = 0; ch < 2; ch++) {
             const size_t at = ch * plane + t * F + f;
             __m256 xr, xi, den = zero, ca = zero, sa = zero;
-            ld_c8(W->mix + 2 * at, &xr, &xi);
+            mix_c8(W->mix + 2 * at, c->softmask, &xr, &xi);
             if (c->softmask) {
                 for (size_t j = 0; j < J; j++)
                     den = V_ADD(den, _mm256_loadu_ps(W->mag + j * 2 * plane + at));
                 den = V_ADD(eps, den);
             } else {
-                const __m256 z = _mm256_and_ps(_mm256_cmp_ps(xr, zero, _CMP_EQ_OQ), _mm256_cmp_ps(xi, zero, _CMP_EQ_OQ));
-                xr = _mm256_blendv_ps(xr, one, z);
                 const __m256 m = _mm256_max_ps(_mm256_and_ps(xr, absm), _mm256_and_ps(xi, absm));
                 const __m256 u = _mm256_div_ps(xr, m), v = _mm256_div_ps(xi, m);
                 const __m256 n = _mm256_sqrt_ps(V_ADD(V_MUL(u, u), V_MUL(v, v)));
@@ -209,7 +213,7 @@ __attribute__((target("avx2"))) static int maxabs_avx2(const wiener_job *W, size
                                                        size_t f1, float *mx)
 {
     const size_t F = W->F, plane = W->T * F;
-    const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f);
+    const __m256 zero = _mm256_setzero_ps();
     __m256 vmx = zero, bad = zero;
     float m = 0.0f;
     for (size_t ch = 0; ch < 2; ch++)
@@ -217,12 +221,7 @@ __attribute__((target("avx2"))) static int maxabs_avx2(const wiener_job *W, size
             size_t f = f0;
             for (; f + 8 <= f1; f += 8) {
                 __m256 xr, xi;
-                ld_c8(W->mix + 2 * (ch * plane + t * F + f), &xr, &xi);
-                if (!W->c->softmask) {
-                    const __m256 z =
-                        _mm256_and_ps(_mm256_cmp_ps(xr, zero, _CMP_EQ_OQ), _mm256_cmp_ps(xi, zero, _CMP_EQ_OQ));
-                    xr = _mm256_blendv_ps(xr, one, z);
-                }
+                mix_c8(W->mix + 2 * (ch * plane + t * F + f), W->c->softmask, &xr, &xi);
                 const __m256 a = _mm256_sqrt_ps(V_ADD(V_MUL(xr, xr), V_MUL(xi, xi)));
                 bad = _mm256_or_ps(bad, _mm256_cmp_ps(a, a, _CMP_UNORD_Q));
                 vmx = _mm256_max_ps(vmx, a);
