@@ -160,7 +160,9 @@ __attribute__((target("avx2"))) static size_t em_bins_avx2(const wiener_job *W, 
 }
 
 /* Phase 0 for frame t and bins [f, f + 8k) of [f0, f1): wm_mix, wm_phase (or softmask's den),
- * wm_init and the residual, lane by lane as the scalar loop. Returns the first bin not done. */
+ * wm_init and the residual, lane by lane as the scalar loop. Returns the first bin not done. (A NaN
+ * in the mixture, which decoding never lets through, gives NaN here too, maybe another NaN's bits:
+ * max_ps is not fmaxf there.) */
 __attribute__((target("avx2"))) static size_t init_bins_avx2(const wiener_job *W, size_t t, size_t f0, size_t f1)
 {
     const sl_wiener_cfg *c = W->c;
