@@ -10,8 +10,7 @@
 # output: the table shows the tail (from the end of the last model batch to
 # the end of the run), the CPU that ran outside the tokens, the token-seconds
 # the sections held without computing (bench/trace_summary.py held_idle) and
-# the process's minor page faults (in brackets: those of the segment buffers
-# touched ahead during the setup while FFmpeg loads, trace section prefault).
+# the process's minor page faults.
 # The 8 x 10 s hpss+melstats job runs under a second: take THREADS_ROUNDS=5 or
 # more for it (the ratio is of the best round of each).
 # After the jobs, the throughput ratio of each thread count to the first (best
@@ -190,11 +189,10 @@ try:  # the stage timeline: the tail after the last model batch, CPU outside the
     ends = ("setup", "shards", "report", "close")
     outside = f"{sum(e['cpu'] for e in ev if e['tokens'] == 0 and '.' not in e['what'] and e['what'] not in ends + ('wait_token',)):.3f}"
     held = f"{sum(held_idle(ev).values()):.3f}"
-    ahead = sum(e["faults"] for e in ev if e["what"] == "prefault")  # buffers touched while FFmpeg loads
 except Exception:
-    tail, outside, held, ahead = "?", "?", "?", 0
+    tail, outside, held = "?", "?", "?"
 print(f"| {job} | {rnd} | {t} | {l} | {wall:.2f} | {int(n) * float(secs) / wall:.1f} | {cpu:.2f} | "
-      f"{cpu / (wall * int(t)):.0%} | {idle} | {held} | {faults:.0f}{f' ({ahead} ahead)' if ahead else ''} | {split} | {peak} | {setup} | {tail} | {outside} | {rss} | {forms} |")
+      f"{cpu / (wall * int(t)):.0%} | {idle} | {held} | {faults:.0f} | {split} | {peak} | {setup} | {tail} | {outside} | {rss} | {forms} |")
 EOF
       done
     done

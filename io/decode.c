@@ -9,8 +9,10 @@
 #include "common/sl_log.h"
 
 #include "io/ff_dl.h"
+#include "io/wav_read.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -18,6 +20,7 @@
 #include <string.h>
 #include <time.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* A run of this many undecodable packets means the rest of the file is junk. */
 #define SL_DEC_MAX_CONSECUTIVE_BAD 100
@@ -45,6 +48,11 @@ typedef struct {
 
 struct sl_decoder {
     char *path;
+    sl_wav_reader *wav;      /* a PCM WAV read without FFmpeg's demuxer (io/wav_read.h), or NULL */
+    AVChannelLayout wav_layout; /* its layout, as FFmpeg's demuxer states it */
+    int wav_fmt;             /* its sample format */
+    int src_rate;            /* the source's rate (what add_output's 0 keeps) */
+    const AVChannelLayout *src_layout; /* the source's channel layout */
     AVFormatContext *fmt;
     AVCodecContext *cc;
     AVStream *st;
@@ -452,15 +460,43 @@ static int stopped_error(sl_decoder *d)
                      d->path, d->timeout_s);
 }
 
+/* One packet of a PCM WAV (io/wav_read.h): what the demuxer and the PCM
+ * decoder would deliver, straight into the resamplers. */
+static int wav_step(sl_decoder *d)
+{
+    const uint8_t *data = NULL;
+    int frames = 0;
+    int r = sl_wav_next(d->wav, &data, &frames);
+    if (r < 0)
+        return sl_seterr(r, "%s: read error after %.3f s of audio: %s", d->path,
+                         d->in_rate > 0 ? (double)d->dec_frames / d->in_rate : 0.0, strerror(-r));
+    if (r == 0) {
+        d->state = ST_FLUSH;
+        return 0;
+    }
+    d->packets++;
+    r = configure_swr(d, &d->wav_layout, d->wav_fmt, d->src_rate);
+    if (r < 0)
+        return r;
+    d->dec_frames += frames;
+    d->consecutive_bad = 0;
+    return push_converted(d, &data, frames);
+}
+
+/* Test-only: a file that stops making progress (SL_FAULT_*_HANG), until
+ * interrupted or timed out. */
+static void stall(sl_decoder *d)
+{
+    while (!interrupt_cb(d)) {
+        struct timespec ts = {0, 10000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
 static int step(sl_decoder *d)
 {
-    if (d->fault_hang == 1) {
-        /* test-only: a decoder that stops making progress */
-        while (!interrupt_cb(d)) {
-            struct timespec ts = {0, 10000000L};
-            nanosleep(&ts, NULL);
-        }
-    }
+    if (d->fault_hang == 1)
+        stall(d); /* a decoder that stops making progress */
     if (d->interrupted || atomic_load(&io_stop))
         return stopped_error(d);
     if (d->timed_out)
@@ -469,6 +505,8 @@ static int step(sl_decoder *d)
         d->last_progress = mono_s();
     char eb[AV_ERROR_MAX_STRING_SIZE];
     int r;
+    if (d->wav && d->state == ST_DEMUX)
+        return wav_step(d);
     switch (d->state) {
     case ST_DEMUX:
         r = sl_ff.av_read_frame(d->fmt, d->pkt);
@@ -591,14 +629,13 @@ static int open_error(const char *path, int r)
  * negative error. */
 static int add_output(sl_decoder *d, int out_rate, int out_channels)
 {
-    const AVCodecParameters *par = d->st->codecpar;
     dec_out *o = &d->out[d->n_out];
-    o->rate = out_rate ? out_rate : par->sample_rate;
+    o->rate = out_rate ? out_rate : d->src_rate;
     o->ch = out_channels ? out_channels : d->info.channels;
     if (o->ch > 64)
         return sl_seterr(SL_EUNSUPPORTED, "%s: %d channels are more than stemline handles (64)", d->path, o->ch);
-    if (!out_channels && par->ch_layout.order == AV_CHANNEL_ORDER_NATIVE)
-        sl_ff.av_channel_layout_copy(&o->layout, &par->ch_layout);
+    if (!out_channels && d->src_layout->order == AV_CHANNEL_ORDER_NATIVE)
+        sl_ff.av_channel_layout_copy(&o->layout, d->src_layout);
     else
         sl_ff.av_channel_layout_default(&o->layout, o->ch);
     o->planes = calloc((size_t)o->ch, sizeof *o->planes);
@@ -606,6 +643,69 @@ static int add_output(sl_decoder *d, int out_rate, int out_channels)
     d->n_out++; /* counted now, so close frees what was allocated */
     if (!o->planes || !o->fifo)
         return sl_seterr(SL_ENOMEM, "%s: out of memory", d->path);
+    return 0;
+}
+
+/* The thread's timeout from now on, and the test hooks: SL_FAULT_DECODE_HANG
+ * (reading stalls: fault_hang 1), SL_FAULT_OPEN_HANG (opening stalls: 2). */
+static void arm_open(sl_decoder *d, const char *path)
+{
+    d->timeout_s = tl_timeout_s;
+    d->last_progress = mono_s();
+    const char *hang = getenv("SL_FAULT_DECODE_HANG");
+    d->fault_hang = hang && *hang && strstr(path, hang) != NULL;
+    hang = getenv("SL_FAULT_OPEN_HANG");
+    if (hang && *hang && strstr(path, hang) != NULL)
+        d->fault_hang = 2;
+}
+
+/* sl_decoder_open of a PCM WAV that io/wav_read.c reads (it owns fd from here):
+ * only libavutil and libswresample are needed. */
+static int open_wav(sl_decoder **out, const char *path, int fd, const sl_wav_fmt *w, int out_rate,
+                    int out_channels)
+{
+    int r = sl_ff_load_base(path);
+    sl_decoder *d = r ? NULL : calloc(1, sizeof *d);
+    if (!d) {
+        close(fd);
+        return r ? r : sl_seterr(SL_ENOMEM, "%s: out of memory", path);
+    }
+    d->path = strdup(path);
+    d->wav = sl_wav_reader_new(fd, w);
+    d->max_missing = -1;
+    d->in_fmt = -1;
+    if (!d->path || !d->wav)
+        return fail_open(d, sl_seterr(SL_ENOMEM, "%s: out of memory", path));
+    arm_open(d, path);
+    if (d->fault_hang == 2)
+        stall(d);
+    if (interrupt_cb(d) || d->interrupted || d->timed_out) /* as FFmpeg's open would, when the run is stopping */
+        return fail_open(d, stopped_error(d));
+    /* the layout FFmpeg's WAV demuxer states: the mask's for WAVE_FORMAT_EXTENSIBLE,
+     * otherwise only the count */
+    if (w->extensible)
+        sl_ff.av_channel_layout_default(&d->wav_layout, w->channels);
+    else
+        d->wav_layout = (AVChannelLayout){.order = AV_CHANNEL_ORDER_UNSPEC, .nb_channels = w->channels};
+    d->wav_fmt = w->av_fmt;
+    d->src_rate = w->rate;
+    d->src_layout = &d->wav_layout;
+    sl_audio_info *in = &d->info;
+    snprintf(in->container, sizeof in->container, "wav");
+    snprintf(in->codec, sizeof in->codec, "%s", w->codec);
+    in->sample_rate = w->rate;
+    in->channels = w->channels;
+    if (sl_ff.av_channel_layout_describe(&d->wav_layout, in->channel_layout, sizeof in->channel_layout) < 0)
+        snprintf(in->channel_layout, sizeof in->channel_layout, "%d channels", w->channels);
+    /* the demuxer's sample count: data bytes x 8 / (channels x bits) */
+    in->duration = (double)((w->data_size * 8) / ((int64_t)w->channels * w->bits)) / w->rate;
+    in->bit_rate = w->bit_rate;
+    in->stream_index = 0;
+    r = add_output(d, out_rate, out_channels);
+    if (r < 0)
+        return fail_open(d, r);
+    d->state = ST_DEMUX;
+    *out = d;
     return 0;
 }
 
@@ -643,6 +743,14 @@ int sl_decoder_open(sl_decoder **out, const char *path, int out_rate, int out_ch
                                                 : "not a file");
     if (S_ISREG(sb.st_mode) && sb.st_size == 0)
         return sl_seterr(SL_EEMPTY, "%s: zero-length audio (the file is empty, 0 bytes)", path);
+    if (sl_wav_native_enabled()) {
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        sl_wav_fmt w;
+        if (fd >= 0 && sl_wav_probe(fd, (int64_t)sb.st_size, &w) == 1)
+            return open_wav(out, path, fd, &w, out_rate, out_channels);
+        if (fd >= 0)
+            close(fd);
+    }
     int lrc = sl_ff_load(path);
     if (lrc)
         return lrc;
@@ -671,13 +779,7 @@ int sl_decoder_open(sl_decoder **out, const char *path, int out_rate, int out_ch
     snprintf(url, ulen, "file:%s", path);
     AVDictionary *opts = NULL;
     sl_ff.av_dict_set(&opts, "protocol_whitelist", "file", 0);
-    d->timeout_s = tl_timeout_s;
-    d->last_progress = mono_s();
-    const char *hang = getenv("SL_FAULT_DECODE_HANG");
-    d->fault_hang = hang && *hang && strstr(path, hang) != NULL;
-    hang = getenv("SL_FAULT_OPEN_HANG");
-    if (hang && *hang && strstr(path, hang) != NULL)
-        d->fault_hang = 2;
+    arm_open(d, path);
     d->fmt = sl_ff.avformat_alloc_context();
     if (!d->fmt) {
         sl_ff.av_dict_free(&opts);
@@ -690,10 +792,7 @@ int sl_decoder_open(sl_decoder **out, const char *path, int out_rate, int out_ch
     sl_ff.av_dict_free(&opts);
     free(url);
     if (r >= 0 && d->fault_hang == 2)
-        while (!interrupt_cb(d)) { /* test-only: a file that stalls while it is probed */
-            struct timespec ts = {0, 10000000L};
-            nanosleep(&ts, NULL);
-        }
+        stall(d);
     if (r < 0 || d->interrupted || d->timed_out) {
         set_log_file(NULL);
         return fail_open(d, d->interrupted || d->timed_out ? stopped_error(d) : open_error(path, r));
@@ -776,6 +875,8 @@ int sl_decoder_open(sl_decoder **out, const char *path, int out_rate, int out_ch
     in->duration_estimated = d->fmt->duration_estimation_method == AVFMT_DURATION_FROM_BITRATE;
     in->bit_rate = par->bit_rate > 0 ? par->bit_rate : (d->fmt->bit_rate > 0 ? d->fmt->bit_rate : 0);
     in->stream_index = si;
+    d->src_rate = par->sample_rate;
+    d->src_layout = &par->ch_layout;
 
     r = add_output(d, out_rate, out_channels);
     if (r < 0)
@@ -798,6 +899,7 @@ long sl_decoder_bad_packets(const sl_decoder *d) { return d->bad; }
 long sl_decoder_packets(const sl_decoder *d) { return d->packets; }
 int64_t sl_decoder_frames(const sl_decoder *d) { return d->out[0].frames_out; }
 int sl_decoder_out_rate(const sl_decoder *d) { return d->out[0].rate; }
+int sl_decoder_is_native(const sl_decoder *d) { return d && d->wav; }
 int sl_decoder_out_channels(const sl_decoder *d) { return d->out[0].ch; }
 
 int sl_decoder_add_output(sl_decoder *d, int out_rate, int out_channels)
@@ -876,8 +978,13 @@ void sl_decoder_close(sl_decoder *d)
                d->bad == 1 ? "" : "s", d->packets);
     if (tl_file == d->path)
         set_log_file(NULL);
-    sl_ff.avcodec_free_context(&d->cc);
-    sl_ff.avformat_close_input(&d->fmt);
+    /* a PCM WAV's decoder has no FFmpeg demuxer or codec (libavcodec may not be loaded) */
+    sl_wav_reader_free(d->wav);
+    sl_ff.av_channel_layout_uninit(&d->wav_layout);
+    if (d->cc)
+        sl_ff.avcodec_free_context(&d->cc);
+    if (d->fmt)
+        sl_ff.avformat_close_input(&d->fmt);
     for (int i = 0; i < d->n_out; i++) {
         dec_out *o = &d->out[i];
         sl_ff.swr_free(&o->swr);
@@ -887,74 +994,10 @@ void sl_decoder_close(sl_decoder *d)
         free(o->scratch);
         free(o->planes);
     }
-    sl_ff.av_packet_free(&d->pkt);
+    if (d->pkt)
+        sl_ff.av_packet_free(&d->pkt);
     sl_ff.av_frame_free(&d->frame);
     sl_ff.av_channel_layout_uninit(&d->in_key_layout);
     free(d->path);
     free(d);
-}
-
-int sl_decode_file(const char *path, int out_rate, int out_channels, float ***planes, size_t *n_frames,
-                   sl_audio_info *info)
-{
-    if (!planes || !n_frames)
-        return sl_seterr(SL_EINVAL, "sl_decode_file: no output");
-    *planes = NULL;
-    *n_frames = 0;
-    sl_decoder *d;
-    int r = sl_decoder_open(&d, path, out_rate, out_channels);
-    if (r < 0)
-        return r;
-    if (info)
-        *info = d->info;
-    int ch = d->out[0].ch;
-    size_t cap = 65536;
-    if (d->info.duration > 0)
-        cap = (size_t)(d->info.duration * d->out[0].rate) + 8192;
-    float **p = calloc((size_t)ch, sizeof *p);
-    float **dst = calloc((size_t)ch, sizeof *dst);
-    size_t n = 0;
-    r = p && dst ? 0 : SL_ENOMEM;
-    for (int c = 0; c < ch && r == 0; c++)
-        if (!(p[c] = malloc(cap * sizeof(float))))
-            r = SL_ENOMEM;
-    while (r == 0) {
-        if (cap - n < 4096) {
-            size_t ncap = cap * 2;
-            for (int c = 0; c < ch && r == 0; c++) {
-                float *q = realloc(p[c], ncap * sizeof(float));
-                if (!q)
-                    r = SL_ENOMEM;
-                else
-                    p[c] = q;
-            }
-            if (r)
-                break;
-            cap = ncap;
-        }
-        for (int c = 0; c < ch; c++)
-            dst[c] = p[c] + n;
-        size_t want = cap - n > (1u << 20) ? (1u << 20) : cap - n;
-        long got = sl_decoder_read(d, dst, (long)want);
-        if (got < 0) {
-            r = (int)got;
-            break;
-        }
-        if (got == 0)
-            break;
-        n += (size_t)got;
-    }
-    if (r == SL_ENOMEM)
-        sl_seterr(r, "%s: out of memory", path);
-    sl_decoder_close(d);
-    free(dst);
-    if (r < 0) {
-        for (int c = 0; p && c < ch; c++)
-            free(p[c]);
-        free(p);
-        return r;
-    }
-    *planes = p;
-    *n_frames = n;
-    return 0;
 }

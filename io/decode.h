@@ -1,6 +1,7 @@
-/* Streaming audio decoder (libavformat + libavcodec + libswresample):
- * any input FFmpeg reads, delivered in chunks as planar float32 at a requested
- * rate and channel count. Never holds the whole file. */
+/* Streaming audio decoder (libavformat + libavcodec + libswresample; plain
+ * PCM WAV files read directly, io/wav_read.h): any input FFmpeg reads,
+ * delivered in chunks as planar float32 at a requested rate and channel
+ * count. Never holds the whole file. */
 #ifndef SL_DECODE_H
 #define SL_DECODE_H
 
@@ -89,6 +90,10 @@ int64_t sl_decoder_frames(const sl_decoder *d);
 /* Output 0's rate and channel count actually used (after 0 = "keep source"). */
 int sl_decoder_out_rate(const sl_decoder *d);
 int sl_decoder_out_channels(const sl_decoder *d);
+
+/* 1 when the file is read by the PCM WAV reader (io/wav_read.h) rather than
+ * FFmpeg's demuxer and decoder: the samples are the same either way. */
+int sl_decoder_is_native(const sl_decoder *d);
 
 void sl_decoder_close(sl_decoder *d);
 

@@ -60,7 +60,8 @@ typedef struct {
     SL_FF_AVFORMAT(SL_FF_MEMBER)
 } sl_ff_api;
 
-/* Valid after sl_ff_load() returned 0 (in this thread or one it synchronised with). */
+/* Valid after sl_ff_load() returned 0 (in this thread or one it synchronised with);
+ * the libavutil and libswresample entries after sl_ff_load_base() did. */
 extern sl_ff_api sl_ff;
 
 /* Loads FFmpeg once per process (pthread_once; thread-safe) and routes its
@@ -70,6 +71,10 @@ extern sl_ff_api sl_ff;
  * on every later call. Test hook: SL_FAULT_FFMPEG_MISSING=SUBSTRING makes
  * opening the libraries whose soname contains it fail as if absent. */
 int sl_ff_load(const char *path);
+/* The same for libavutil and libswresample only (what converts and resamples
+ * samples: the PCM WAV reader's needs, io/wav_read.h): their entries of sl_ff
+ * are valid after it returned 0. sl_ff_load includes it. */
+int sl_ff_load_base(const char *path);
 
 /* io/decode.c: sets FFmpeg's log level and sends its messages to sl_log. */
 void sl_io_route_log(void);

@@ -141,8 +141,13 @@ static int dmx_stats(runner *r, trk *t)
     sl_decoder_close(d);
     free(buf);
     if (rc) {
+        sl_errmsg(rc, m, sizeof m);
+        (void)run_need_ffmpeg(r); /* an FFmpeg that did not load stops the run: the track is abandoned */
         pthread_mutex_lock(&t->mu);
-        trk_fail(t, "decode (statistics pass): %s", sl_errmsg(rc, m, sizeof m));
+        if (rc == SL_EINTERRUPTED || should_stop(r))
+            trk_abandon(t, stop_requests ? "interrupted" : "the run stopped");
+        else
+            trk_fail(t, "decode (statistics pass): %s", m);
         pthread_mutex_unlock(&t->mu);
         return rc;
     }
@@ -176,6 +181,7 @@ static int decode_streams(runner *r, trk *t, dstream *st, int n, const char *pat
     tokens_give(r, 1);
     if (rc) {
         sl_decoder_close(d);
+        (void)run_need_ffmpeg(r); /* an FFmpeg that did not load stops the run: the track is abandoned */
         pthread_mutex_lock(&t->mu);
         if (rc == SL_EINTERRUPTED || should_stop(r))
             trk_abandon(t, stop_requests ? "interrupted" : "the run stopped");

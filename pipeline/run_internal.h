@@ -225,6 +225,8 @@ struct runner {
     sl_report *report;
     sl_progress *progress;
     int fatal;             /* under mu while the pipeline threads run */
+    int fatal_permanent;   /* the fatal error is permanent (exit 2): FFmpeg could not be loaded */
+    int ff_async;          /* FFmpeg's codecs and containers load beside the pipeline's start (run_pipeline) */
     int batch_share;       /* pop_batch's fair share: 1 (default), 2 end of run only, 0 off (SL_BATCH_SHARE) */
     double test_fill_s;    /* test hook SL_TEST_FILL_BATCHES=SECONDS: a worker waits up to this long for a full batch */
     double test_write_s;   /* test hook SL_TEST_SLOW_WRITE=SECONDS: each separation segment's write takes this much longer */
@@ -245,6 +247,12 @@ void set_fatal(runner *r, const char *fmt, const char *detail);
 /* Gives back a place among the tracks in flight (a track freed, or a place
  * next_stem_track reserved for a track that was not started). */
 void live_track_release(runner *r);
+/* FFmpeg's codecs and containers (libavcodec, libavformat), for what needs
+ * them in the pipeline (decoding anything but a PCM WAV, encoding stems):
+ * waits while they load beside the pipeline's start (r->ff_async). 0 once
+ * loaded; otherwise the run stops with that permanent error (exit 2) and the
+ * caller abandons its track (should_stop holds). */
+int run_need_ffmpeg(runner *r);
 /* n CPU tokens of the run's budget for track's work (track < 0: none), the
  * wait traced (run_trace.h); tokens_give gives them back. */
 void tokens_take(runner *r, int n, long track);
@@ -258,11 +266,6 @@ void pool_release(runner *r, slot *s);
  * slots no one holds (on a CPU token), and pool_release frees the others as
  * they come back (CPU backend). */
 void pool_decoders_done(runner *r);
-/* While *stop is 0 (FFmpeg loading beside the setup, at 2 threads or more):
- * allocates the slots the decoders and workers take first (within the pool's
- * bound) and touches their pages, the start of every plane first. Needs
- * plan_memory and r->host_ctx. */
-void pool_prefault(runner *r, const atomic_int *stop);
 /* Frees the slots left in the pool (after the pipeline). */
 void pool_free_all(runner *r);
 void push_ready(runner *r, slot *s);

@@ -40,6 +40,25 @@ void live_track_release(runner *r)
     pthread_mutex_unlock(&r->mu);
 }
 
+int run_need_ffmpeg(runner *r)
+{
+    if (!r->ff_async)
+        return 0; /* loaded (and checked) before the pipeline */
+    int rc = sl_io_load(); /* waits for the loader: pthread_once */
+    if (rc) {
+        char m[1024];
+        sl_errmsg(rc, m, sizeof m);
+        pthread_mutex_lock(&r->mu);
+        if (!r->fatal) { /* as set_fatal, and permanent */
+            r->fatal = r->fatal_permanent = 1;
+            snprintf(r->fatal_msg, sizeof r->fatal_msg, "%s", m);
+        }
+        pthread_mutex_unlock(&r->mu);
+        atomic_store(&r->stop, 1);
+    }
+    return rc;
+}
+
 static __thread int held; /* tokens this thread took with tokens_take */
 
 void tokens_take(runner *r, int n, long track)
@@ -199,85 +218,6 @@ void pool_decoders_done(runner *r)
     tokens_take(r, 1, -1); /* unmapping computes: on a token, like the rest */
     slots_free(r, list);
     tokens_give(r, 1);
-}
-
-/* Slots pool_prefault allocates ahead: about what the decoders and the workers take first. */
-static size_t prefault_slots(const runner *r)
-{
-    size_t n = (size_t)(r->cfg->decode_threads > 0 ? r->cfg->decode_threads : 1) + (size_t)r->n_workers;
-    return n < r->n_slots_max ? n : r->n_slots_max;
-}
-
-/* The planes of a slot, as slot_layout lays out either kind: where each
- * starts (floats from s->mem) and how much of it the first tracks may fill,
- * from their sizes at CD audio's byte rate (the length of 16-bit stereo
- * 44.1 kHz WAV, less than that of compressed files: what is touched ahead is
- * used). Returns how many. */
-static size_t plane_extents(const runner *r, size_t n_tracks, size_t *at, size_t *len, size_t cap)
-{
-    double secs = 0;
-    for (size_t i = 0; i < r->cat.n && i < n_tracks; i++)
-        secs = fmax(secs, (double)r->cat.tracks[i].size / 176400.0);
-    size_t n = 0;
-    if (r->sep) {
-        const double f = ceil(secs * r->sep->sample_rate);
-        for (size_t p = 0; p < (size_t)r->sep->channels * (size_t)(1 + r->sep->n_sources) && n < cap; p++, n++) {
-            at[n] = p * r->sep_L;
-            len[n] = f < (double)r->sep_L ? (size_t)f : r->sep_L;
-        }
-    }
-    if (r->emb) {
-        const double f = ceil(secs * r->emb->sample_rate);
-        for (size_t c = 0; c < (size_t)r->emb->channels && n < cap; c++, n++) {
-            at[n] = c * r->emb_L;
-            len[n] = f < (double)r->emb_L ? (size_t)f : r->emb_L;
-        }
-    }
-    return n;
-}
-
-void pool_prefault(runner *r, const atomic_int *stop)
-{
-    /* (pinned CUDA host memory is resident from its allocation) */
-    const size_t want = strcmp(sl_op_ctx_backend(r->host_ctx), "cpu") ? 0 : prefault_slots(r);
-    slot *list[64];
-    size_t n = 0;
-    pthread_mutex_lock(&r->mu);
-    while (n < want && n < 64 && r->n_slots < r->n_slots_max) {
-        slot *s = calloc(1, sizeof *s);
-        void *mem = NULL;
-        if (!s || sl_op_host_alloc(r->host_ctx, &mem, r->slot_floats * sizeof(float))) {
-            free(s);
-            sl_clearerr(); /* the pipeline meets the same limit and says so */
-            break;
-        }
-        s->mem = mem;
-        r->n_slots++;
-        s->next = r->free_slots;
-        r->free_slots = s;
-        list[n++] = s;
-    }
-    pthread_mutex_unlock(&r->mu);
-    size_t at[SL_SEG_MAX_CH * (SL_MAX_SOURCES + 2)], len[sizeof at / sizeof *at];
-    const size_t planes = plane_extents(r, n, at, len, sizeof at / sizeof *at);
-    /* every plane's first pages first, a stripe at a time, until the load is
-     * over or the planes are touched as far as the first tracks reach */
-    const size_t stripe = 16384 / sizeof(float), page = 4096 / sizeof(float);
-    trace_mark tm = trace_begin();
-    for (size_t k = 0; !atomic_load(stop); k += stripe) {
-        size_t touched = 0;
-        for (size_t i = 0; i < n && !atomic_load(stop); i++)
-            for (size_t p = 0; p < planes; p++) {
-                volatile float *m = list[i]->mem;
-                const size_t end = at[p] + len[p] < r->slot_floats ? at[p] + len[p] : r->slot_floats;
-                for (size_t f = at[p] + k; f < at[p] + k + stripe && f < end; f += page, touched++)
-                    m[f] = 0.0f;
-            }
-        if (!touched)
-            break;
-    }
-    if (n)
-        trace_end(tm, "prefault", -1);
 }
 
 void pool_free_all(runner *r)

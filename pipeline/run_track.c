@@ -10,6 +10,10 @@ void trk_output_error(runner *r, trk *t, int rc, const char *msg)
     /* A full disk, a file system gone read-only or a permission lost is the
      * output's fault, not the track's: the track is abandoned (no ledger row,
      * so the next run redoes it) and the run stops. */
+    if (rc == SL_EINTERRUPTED) { /* the run is stopping (run_need_ffmpeg): not the track's fault */
+        trk_abandon(t, msg);
+        return;
+    }
     int e = rc == -ENOSPC || rc == -EDQUOT ? ENOSPC : rc == -EROFS ? EROFS : rc == -EACCES || rc == -EPERM ? EACCES : 0;
     if (!e) {
         trk_fail(t, "%s", msg);
@@ -187,6 +191,10 @@ static int write_stems(runner *r, trk *t, int n_stems, float *const *const *y, s
     stems_job j = {.t = t, .y = y, .channels = r->sep->channels};
     const size_t part = stem_pool ? STEM_PART : (n ? n : 1);
     int failed = 0;
+    if (run_need_ffmpeg(r)) { /* the encoders are FFmpeg's */
+        snprintf(why, why_size, "the run stopped");
+        return SL_EINTERRUPTED;
+    }
     do {
         j.n = n - j.off < part ? n - j.off : part;
         j.finish = finish && j.off + j.n == n;

@@ -447,6 +447,21 @@ static int plan_memory(runner *r)
     return 0;
 }
 
+/* FFmpeg's libraries loaded beside the pipeline's start (r->ff_async), on a
+ * CPU token of the run; what needs them asks sl_io_load (run_need_ffmpeg),
+ * which waits for this and gives its outcome. */
+static void *ffmpeg_preload(void *arg)
+{
+    runner *r = arg;
+    pthread_setname_np(pthread_self(), "sl-load");
+    tokens_take(r, 1, -1);
+    trace_mark tm = trace_begin();
+    (void)sl_io_load();
+    trace_end(tm, "ffmpeg_load", -1);
+    tokens_give(r, 1);
+    return NULL;
+}
+
 static int run_pipeline(runner *r)
 {
     const sl_config *cfg = r->cfg;
@@ -498,6 +513,11 @@ static int run_pipeline(runner *r)
         sl_log(SL_LOG_ERROR, NULL, NULL, "could not start the pipeline threads");
         set_fatal(r, "%s", "could not start the pipeline threads");
     }
+    /* FFmpeg loads once the pipeline's threads exist: the dynamic loader's
+     * lock, which dlopen holds throughout, would hold up their creation
+     * (without this thread, the first that needs FFmpeg loads it) */
+    pthread_t ff_thread;
+    const int ff_started = ok && r->ff_async && pthread_create(&ff_thread, NULL, ffmpeg_preload, r) == 0;
     for (int i = 0; i < started_d; i++)
         pthread_join(dth[i], NULL);
     for (int i = 0; i < r->n_workers; i++) {
@@ -512,6 +532,8 @@ static int run_pipeline(runner *r)
     }
     for (int i = 0; i < started_w; i++)
         pthread_join(wth[i], NULL);
+    if (ff_started)
+        pthread_join(ff_thread, NULL);
     free(dth);
     free(wth);
     r->pipeline_s = now_s() - t_pipe;
@@ -537,19 +559,6 @@ static const char *backend_for(const sl_config *cfg, char *buf, size_t size)
     return buf;
 }
 
-/* FFmpeg's libraries loaded beside the models (run_job); the main thread asks
- * sl_io_load again for the outcome (and its message) once this is joined. */
-static void *ffmpeg_preload(void *arg)
-{
-    atomic_int *done = arg;
-    pthread_setname_np(pthread_self(), "sl-load");
-    trace_mark tm = trace_begin();
-    (void)sl_io_load();
-    trace_end(tm, "ffmpeg_load", -1);
-    atomic_store(done, 1);
-    return NULL;
-}
-
 static int run_job(runner *r)
 {
     const sl_config *cfg = r->cfg;
@@ -558,9 +567,6 @@ static int run_job(runner *r)
     int status = SL_EXIT_OK, rc;
     char m[1024];
     sl_op_ctx *ctx = NULL;
-    pthread_t ff_thread;
-    int ff_loading = 0; /* ffmpeg_preload runs */
-    atomic_int ff_done = 0; /* ffmpeg_preload has loaded the libraries (or failed to) */
     trace_start();
     trace_mark t_setup = trace_begin(), t_end = t_setup;
     double t_start = now_s();
@@ -604,11 +610,11 @@ static int run_job(runner *r)
     if (!rc)
         rc = plan_threads(r, ctx);
     /* With a thread to spare, Debian's FFmpeg and its hundred-odd libraries
-     * (about 25 ms of loading, serial before the first decode) load while the
-     * models open; with one, after them (runtime.threads: 1 computes on one
-     * thread at a time). */
-    if (!rc && !opts->dry_run && r->threads > 1)
-        ff_loading = pthread_create(&ff_thread, NULL, ffmpeg_preload, &ff_done) == 0;
+     * (30-60 ms of loading) load beside the pipeline's start (run_pipeline):
+     * PCM WAV inputs are read without them (io/wav_read.h), and what needs
+     * them waits for them (run_need_ffmpeg). With one thread, they load before
+     * the pipeline (runtime.threads: 1 computes on one thread at a time). */
+    r->ff_async = !rc && !opts->dry_run && r->threads > 1;
     /* the other CPU workers' models load while the run's own do */
     if (!rc && !opts->dry_run)
         rc = preload_workers(r, ctx);
@@ -640,18 +646,10 @@ static int run_job(runner *r)
         goto out;
     }
 
-    /* every track is decoded: a job without FFmpeg stops here, naming the
-     * library and why it did not load, instead of failing track by track */
-    if (ff_loading) {
-        /* the first segment buffers touched while FFmpeg loads: their page
-         * faults come off the pipeline's start (the CPU this thread runs on
-         * would wait for the load otherwise) */
-        r->host_ctx = ctx;
-        pool_prefault(r, &ff_done);
-        pthread_join(ff_thread, NULL);
-        ff_loading = 0;
-    }
-    if ((rc = sl_io_load()) != 0) {
+    /* a job without FFmpeg stops here, naming the library and why it did not
+     * load, instead of failing track by track (loading beside the pipeline:
+     * at the first thing that needs it, run_need_ffmpeg) */
+    if (!r->ff_async && (rc = sl_io_load()) != 0) {
         sl_log(SL_LOG_ERROR, NULL, "io", "%s", sl_errmsg(rc, m, sizeof m));
         status = sl_exit_status_for(rc);
         goto out;
@@ -782,7 +780,7 @@ static int run_job(runner *r)
         sl_report_summary(r->report, opts->quiet ? NULL : stderr);
         if (r->fatal) {
             sl_log(SL_LOG_ERROR, NULL, NULL, "%s", r->fatal_msg);
-            status = SL_EXIT_FATAL;
+            status = r->fatal_permanent ? SL_EXIT_USAGE : SL_EXIT_FATAL;
         } else if (atomic_load(&stop_requests)) {
             status = SL_EXIT_INTERRUPTED;
         } else if (sl_report_failed_count(r->report) > 0) {
@@ -792,8 +790,6 @@ static int run_job(runner *r)
 
 out:
     t_end = trace_begin();
-    if (ff_loading)
-        pthread_join(ff_thread, NULL);
     close_workers(r);
     sl_budget_free(r->budget);
     sl_zeroshot_close(r->zs);

@@ -7,8 +7,8 @@
 # none of FFmpeg's (opened when something first decodes or encodes,
 # io/ff_dl.h), while a job and `inspect FILE` do and work; as the dynamic
 # loader's own account of the files it loads (LD_DEBUG=files) shows. An FFmpeg that cannot be opened
-# (SL_FAULT_FFMPEG_MISSING) stops a job at once with exit 2 and fails
-# `inspect FILE`, both naming the library and why.
+# (SL_FAULT_FFMPEG_MISSING) stops a job with exit 2 before a track is done and
+# fails `inspect FILE`, both naming the library and why.
 set -u
 source "$(dirname "$0")/lib.sh"
 in_tmp_dir
@@ -102,21 +102,62 @@ no_ffmpeg models models
 expect_status 0 "models"
 no_ffmpeg merge merge out
 expect_status 0 "merge OUT"
+# a PCM WAV is read without libavformat and libavcodec (io/wav_read.h): only
+# the resampler's libraries; a FLAC needs FFmpeg's demuxer and decoder
 LD_DEBUG=files "$STEMLINE" inspect in/a.wav >"$OUT" 2>ld-inspect.log
 STATUS=$?
 expect_status 0 "inspect in/a.wav"
 expect_grep "44100" "$OUT" "inspect in/a.wav shows its rate"
 loaded ld-inspect.log > libs-inspect.txt
-grep -Eq '(^|/)libavformat[.]so' libs-inspect.txt && pass || fail "inspect FILE did not load libavformat"
-
-# an FFmpeg that cannot be opened: named, with the reason; a job stops at once (exit 2)
-rm -rf out
-SL_FAULT_FFMPEG_MISSING=libavformat timeout 120 "$STEMLINE" run job.yaml --quiet >"$OUT" 2>"$ERR"
+grep -Eq '(^|/)libswresample[.]so' libs-inspect.txt && pass || fail "inspect a.wav did not load libswresample"
+if grep -Eq '(^|/)lib(avformat|avcodec)[.]so' libs-inspect.txt; then
+  fail "inspect of a PCM WAV loaded libavformat or libavcodec"
+else
+  pass
+fi
+gen_tone a.flac 1 44100 2 flac
+LD_DEBUG=files "$STEMLINE" inspect a.flac >"$OUT" 2>ld-inspect-flac.log
 STATUS=$?
-expect_status 2 "a job without libavformat"
+expect_status 0 "inspect a.flac"
+loaded ld-inspect-flac.log > libs-inspect-flac.txt
+grep -Eq '(^|/)libavformat[.]so' libs-inspect-flac.txt && pass || fail "inspect a.flac did not load libavformat"
+
+# with two threads FFmpeg's codecs load beside the pipeline: the WAV track is
+# read (without them) while they load (the stage timeline, SL_TRACE)
+rm -rf out-async
+SL_TRACE=trace-async.jsonl "$STEMLINE" run job.yaml --quiet --set runtime.threads=2 --set output.dir=out-async \
+  >"$OUT" 2>"$ERR"
+STATUS=$?
+expect_status 0 "the job at 2 threads"
+if python3 - trace-async.jsonl <<'PY'
+import json, sys
+ev = [json.loads(l) for l in open(sys.argv[1])]
+load = [e for e in ev if e["what"] == "ffmpeg_load"]
+dec = [e for e in ev if e["what"] == "decode"]
+assert len(load) == 1 and dec, (len(load), len(dec))
+assert min(e["t0"] for e in dec) < load[0]["t1"], (min(e["t0"] for e in dec), load[0])
+PY
+then pass; else fail "at 2 threads the WAV track's decoding did not start while FFmpeg loaded (above)"; fi
+
+# an FFmpeg that cannot be opened: named, with the reason; a job stops (exit
+# 2): at one thread before it starts; with two, where its stems need FFmpeg's
+# encoder (the WAV input is read without it), with the track abandoned, not
+# failed, and nothing done or written
+rm -rf out
+SL_FAULT_FFMPEG_MISSING=libavformat timeout 120 "$STEMLINE" run job.yaml --quiet --set runtime.threads=1 >"$OUT" 2>"$ERR"
+STATUS=$?
+expect_status 2 "a job without libavformat, 1 thread"
 expect_grep "libavformat.so." "$ERR" "the job's error names the library"
 expect_grep "No such file" "$ERR" "the job's error says why"
 [ ! -e out/ledger.sqlite ] && pass || fail "the job without FFmpeg started on its tracks"
+rm -rf out
+SL_FAULT_FFMPEG_MISSING=libavformat timeout 120 "$STEMLINE" run job.yaml --quiet --set runtime.threads=2 >"$OUT" 2>"$ERR"
+STATUS=$?
+expect_status 2 "a job without libavformat, 2 threads"
+expect_grep "libavformat.so." "$ERR" "the 2-thread job's error names the library"
+expect_grep '"abandoned": 1' out/report.json "its track is abandoned (redone by the next run)"
+expect_grep '"ok": 0, "failed": 0' out/report.json "no track done or failed"
+[ -z "$(find out -name '*.flac')" ] && pass || fail "the 2-thread job without FFmpeg wrote stems"
 SL_FAULT_FFMPEG_MISSING=libswresample timeout 120 "$STEMLINE" inspect in/a.wav >"$OUT" 2>"$ERR"
 STATUS=$?
 expect_status 3 "inspect without libswresample"

@@ -202,26 +202,25 @@ assert "prefault" not in seen, "buffers touched beside the setup at threads 1"
 free = [e for e in ev if e["what"] == "free_slots"]
 assert free and all(e["tokens"] >= 1 for e in free), ("slots freed outside the pipeline's tokens", free)
 EOF
-# two threads: FFmpeg's libraries load on a thread of their own while the models open;
-# each segment's write is made slow (test hook SL_TEST_SLOW_WRITE, in the
-# writer holding the track) so that a track's next slots reach the writers while
-# one encodes
+# two threads: FFmpeg's libraries load on a thread of their own, on a token,
+# once the setup is over and the pipeline's threads exist, while the WAV
+# tracks are read (without them); each segment's write is made slow (test hook
+# SL_TEST_SLOW_WRITE, in the writer holding the track) so that a track's next
+# slots reach the writers while one encodes
 SL_TEST_SLOW_WRITE=0.06 SL_TRACE="$PWD/trace-2.jsonl" run_sl run job.yaml --quiet --set output.dir=out-trace2 \
   --set runtime.threads=2
 expect_status 0 "traced run, threads 2"
-py_check "trace at threads 2: FFmpeg loaded during the setup, beside it" <<'EOF'
+py_check "trace at threads 2: FFmpeg loaded beside the pipeline's start, on a token" <<'EOF'
 import json
 ev = [json.loads(l) for l in open("trace-2.jsonl")]
 ff = [e for e in ev if e["what"] == "ffmpeg_load"]
 setup = [e for e in ev if e["what"] == "setup"]
 assert len(ff) == 1 and len(setup) == 1, (ff, setup)
 ff, setup = ff[0], setup[0]
-assert ff["thread"] != setup["thread"] and setup["t0"] <= ff["t0"] and ff["t1"] <= setup["t1"], (ff, setup)
-# meanwhile the setup's thread touches the first segment buffers (their page
-# faults off the pipeline), and stops when the load is over
-pf = [e for e in ev if e["what"] == "prefault"]
-assert len(pf) == 1 and pf[0]["thread"] == setup["thread"] and pf[0]["tokens"] == 0, pf
-assert setup["t0"] <= pf[0]["t0"] and pf[0]["t1"] <= setup["t1"], pf
+assert ff["thread"] != setup["thread"] and ff["t0"] >= setup["t1"] - 1e-6 and ff["tokens"] == 1, (ff, setup)
+dec = [e for e in ev if e["what"] == "decode"]
+assert dec and min(e["t0"] for e in dec) < ff["t1"], ("no WAV read while FFmpeg loaded", ff, min(e["t0"] for e in dec))
+assert not [e for e in ev if e["what"] == "prefault"], "segment buffers touched in the setup"
 # a track is written by one writer at a time (pop_write hands its slots to no
 # other writer meanwhile): no writer waits, holding its token, for the lock of
 # a track whose stems another one encodes (such a wait would overlap the slow
@@ -234,21 +233,8 @@ for i, a in enumerate(wr):
             break
         assert a["track"] != b["track"] or a["thread"] == b["thread"], ("two writers on one track at once", a, b)
 EOF
-# a 60 s track in segments of 120 s: its buffers take longer to touch than
-# FFmpeg takes to load; the touching stops when the load is over
 mkdir -p in-long
 gen_tone in-long/long.wav 60 44100 2 pcm_s16le
-SL_TRACE="$PWD/trace-2long.jsonl" run_sl run job.yaml --quiet --set output.dir=out-trace2long \
-  --set "input.paths=[in-long]" --set runtime.threads=2 --set separation.segment_seconds=120
-expect_status 0 "traced run, threads 2, 120 s segments"
-py_check "trace at threads 2: the buffers touched until FFmpeg is loaded, not after" <<'EOF'
-import json
-ev = [json.loads(l) for l in open("trace-2long.jsonl")]
-ff = [e for e in ev if e["what"] == "ffmpeg_load"]
-pf = [e for e in ev if e["what"] == "prefault"]
-assert len(ff) == 1 and len(pf) == 1, (ff, pf)
-assert pf[0]["t1"] <= ff[0]["t1"] + 0.05, ("touched on after the load", pf, ff)
-EOF
 # a writer encodes a track's segments without the track's lock (it holds the
 # track, pop_write): meanwhile the track's decoder queues its next segments and
 # the workers compute them. The 60 s track in 10 s segments, each segment's
@@ -274,21 +260,6 @@ for w in writes:
             per[m["thread"]] = per.get(m["thread"], 0) + 1
     most = max([most] + list(per.values()))
 assert most >= 2, ("a worker waited for a write of the track to end", most)
-EOF
-# a 2 s track in segments of 120 s: only the first 2 s of each plane are touched
-# ahead (the length its size gives), not the rest of the buffers
-mkdir -p in-short
-gen_tone in-short/short.wav 2 44100 2 pcm_s16le
-SL_TRACE="$PWD/trace-2short.jsonl" run_sl run job.yaml --quiet --set output.dir=out-trace2short \
-  --set "input.paths=[in-short]" --set runtime.threads=2 --set separation.segment_seconds=120
-expect_status 0 "traced run, threads 2, a 2 s track in 120 s segments"
-py_check "trace at threads 2: the buffers touched as far as the tracks reach" <<'EOF'
-import json
-ev = [json.loads(l) for l in open("trace-2short.jsonl")]
-pf = [e for e in ev if e["what"] == "prefault"]
-# 4 slots (2 decoders, 2 workers) x 9 planes (2 channels x (input + 3 stems), melstats' 1) x 2 s of floats
-pages = 4 * 9 * (2 * 44100 * 4 // 4096 + 5)
-assert len(pf) == 1 and pf[0]["faults"] <= pages, ("touched past the tracks' length", pf, pages)
 EOF
 "$SL_PYTHON" "$SL_SRC/bench/trace_summary.py" trace-1.jsonl >trace-1.txt 2>&1 && pass || fail "trace_summary.py"
 expect_grep "outside tokens during the pipeline" trace-1.txt "the summary reads the trace"
