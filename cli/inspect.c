@@ -19,7 +19,9 @@ static const char inspect_help[] =
     "\n"
     "Shows what stemline's decoder (libavformat/libavcodec) sees in each FILE:\n"
     "container, codec, sample rate, channels and channel layout, duration (from\n"
-    "the container; 'unknown' when it does not say) and bit rate.\n"
+    "the container; 'unknown' when it does not say), bit rate, and which reader\n"
+    "reads it: FFmpeg, or stemline's own for plain PCM WAV files (the same\n"
+    "samples; STEMLINE_NATIVE_WAV=0 sends every file to FFmpeg).\n"
     "\n"
     "Options:\n"
     "  --decode   also decode every file completely, at its own rate and channel\n"
@@ -88,7 +90,10 @@ static int decode_all(sl_decoder *d, decode_stats *ds)
     return r < 0 ? (int)r : 0;
 }
 
-static void print_text(const char *path, const sl_audio_info *in, const decode_stats *ds)
+/* The decoder's reader, as inspect names it. */
+static const char *reader_name(const sl_decoder *d) { return sl_decoder_is_native(d) ? "wav" : "ffmpeg"; }
+
+static void print_text(const char *path, const sl_audio_info *in, const char *reader, const decode_stats *ds)
 {
     printf("%s\n", path);
     printf("  container    %s\n", in->container);
@@ -105,6 +110,7 @@ static void print_text(const char *path, const sl_audio_info *in, const decode_s
         printf("  bit rate     %.1f kb/s\n", in->bit_rate / 1000.0);
     else
         printf("  bit rate     unknown\n");
+    printf("  reader       %s\n", !strcmp(reader, "wav") ? "stemline's PCM WAV reader (io/wav_read.h)" : "FFmpeg");
     if (ds->done) {
         printf("  decoded      %lld frames, %.3f s, %ld bad packet%s skipped (of %ld), %.3f s wall, ",
                (long long)ds->frames, ds->seconds, ds->bad, ds->bad == 1 ? "" : "s", ds->packets, ds->wall);
@@ -115,8 +121,8 @@ static void print_text(const char *path, const sl_audio_info *in, const decode_s
     }
 }
 
-static void print_json(int first, const char *path, const sl_audio_info *in, const decode_stats *ds, int err,
-                       const char *msg)
+static void print_json(int first, const char *path, const sl_audio_info *in, const char *reader,
+                       const decode_stats *ds, int err, const char *msg)
 {
     printf("%s\n  {\"path\": ", first ? "" : ",");
     sl_json_str(stdout, path);
@@ -133,7 +139,7 @@ static void print_json(int first, const char *path, const sl_audio_info *in, con
             json_num(in->duration);
         else
             fputs("null", stdout);
-        printf(", \"bit_rate\": %lld", (long long)in->bit_rate);
+        printf(", \"bit_rate\": %lld, \"reader\": \"%s\"", (long long)in->bit_rate, reader);
     }
     if (ds && ds->done) {
         printf(", \"decoded_frames\": %lld, \"decoded_seconds\": ", (long long)ds->frames);
@@ -208,10 +214,10 @@ int sl_cmd_inspect(int argc, char **argv)
         }
         const sl_audio_info *in = d ? sl_decoder_info(d) : NULL;
         if (json) {
-            print_json(k == i, path, in, &ds, err, err ? msg : "");
+            print_json(k == i, path, in, d ? reader_name(d) : "", &ds, err, err ? msg : "");
         } else {
             if (in)
-                print_text(path, in, &ds);
+                print_text(path, in, reader_name(d), &ds);
             if (err)
                 fprintf(stderr, "stemline inspect: %s\n", msg);
         }

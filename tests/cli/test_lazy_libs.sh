@@ -108,6 +108,7 @@ LD_DEBUG=files "$STEMLINE" inspect in/a.wav >"$OUT" 2>ld-inspect.log
 STATUS=$?
 expect_status 0 "inspect in/a.wav"
 expect_grep "44100" "$OUT" "inspect in/a.wav shows its rate"
+expect_grep "PCM WAV reader (io/wav_read.h)" "$OUT" "inspect names the WAV reader"
 loaded ld-inspect.log > libs-inspect.txt
 grep -Eq '(^|/)libswresample[.]so' libs-inspect.txt && pass || fail "inspect a.wav did not load libswresample"
 if grep -Eq '(^|/)lib(avformat|avcodec)[.]so' libs-inspect.txt; then
@@ -119,6 +120,7 @@ gen_tone a.flac 1 44100 2 flac
 LD_DEBUG=files "$STEMLINE" inspect a.flac >"$OUT" 2>ld-inspect-flac.log
 STATUS=$?
 expect_status 0 "inspect a.flac"
+expect_grep "reader       FFmpeg" "$OUT" "inspect names FFmpeg as a FLAC's reader"
 loaded ld-inspect-flac.log > libs-inspect-flac.txt
 grep -Eq '(^|/)libavformat[.]so' libs-inspect-flac.txt && pass || fail "inspect a.flac did not load libavformat"
 
