@@ -23,6 +23,8 @@ struct sl_pool {
     int n;            /* threads in all, caller included */
     struct sl_budget *budget; /* sl_pool_set_budget: helpers beyond base - 1 borrow its idle tokens */
     int base;
+    atomic_int spin_below; /* helpers with a tid below this spin before they sleep (the helpers read it,
+                            * sl_pool_set_budget may write it while they run): base, or all without a budget */
     pthread_t *th;    /* n - 1 helpers */
     pthread_mutex_t mu;
     pthread_cond_t cv_go, cv_done;
@@ -89,7 +91,7 @@ static void *helper_main(void *v)
         unsigned long g = atomic_load_explicit(&p->gen, memory_order_acquire);
         /* a helper beyond the tokens its owner holds ran on a borrowed token,
          * given back when the loop ended: it must not keep the CPU spinning */
-        const int spin = !p->budget || tid <= p->base - 1 ? SPIN_ROUNDS : 0;
+        const int spin = tid < atomic_load_explicit(&p->spin_below, memory_order_relaxed) ? SPIN_ROUNDS : 0;
         for (int s = 0; g == seen && s < spin; s++) {
             cpu_relax();
             g = atomic_load_explicit(&p->gen, memory_order_acquire);
@@ -127,6 +129,7 @@ int sl_pool_create(sl_pool **out, int threads)
     if (!p)
         return sl_seterr(SL_ENOMEM, "thread pool: out of memory");
     p->n = threads;
+    atomic_init(&p->spin_below, threads);
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv_go, NULL);
     pthread_cond_init(&p->cv_done, NULL);
@@ -246,6 +249,7 @@ void sl_pool_set_budget(sl_pool *p, sl_budget *b, int base)
         return;
     p->budget = b;
     p->base = base < 1 ? 1 : base > p->n ? p->n : base;
+    atomic_store_explicit(&p->spin_below, b ? p->base : p->n, memory_order_relaxed);
 }
 
 void sl_pool_pause(sl_pool *p)

@@ -616,15 +616,18 @@ int start_workers(runner *r, sl_op_ctx *ctx)
     }
     if (!cpu)
         r->n_workers = nd > 1 ? nd : 1;
-    if (!r->workers) /* else preload_workers made them (CPU) */
+    const int preloaded = r->workers != NULL; /* preload_workers made them (CPU) */
+    if (!preloaded)
         r->workers = calloc((size_t)r->n_workers, sizeof *r->workers);
     if (!r->workers)
         return SL_ENOMEM;
     for (int i = 0; i < r->n_workers; i++) {
         worker *w = &r->workers[i];
+        w->max_batch = (size_t)c->batch_size;
+        if (preloaded && i > 0)
+            continue; /* set by preload_workers, and read by its loader, which may still run */
         w->r = r;
         w->id = i;
-        w->max_batch = (size_t)c->batch_size;
         w->device = nd > 1 ? devs[i] : -1;
         w->own_cpu = cpu && i > 0;
         if (w->device < 0 && !w->own_cpu) {

@@ -246,8 +246,11 @@ static void commit_stems(runner *r, trk *t)
         if (!(c[k].enc = t->enc[k]))
             continue;
         t->enc[k] = NULL;
-        if (n++ > 0) /* else on this thread, below */
-            c[k].started = pthread_create(&c[k].th, NULL, stem_commit_main, &c[k]) == 0;
+        if (n++ > 0) { /* else on this thread, below (started is written before the thread reads it) */
+            c[k].started = 1;
+            if (pthread_create(&c[k].th, NULL, stem_commit_main, &c[k]) != 0)
+                c[k].started = 0;
+        }
     }
     for (int k = 0; k < r->sep->n_sources; k++)
         if (c[k].enc && !c[k].started)

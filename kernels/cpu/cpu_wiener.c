@@ -38,7 +38,17 @@ typedef struct {
  * (the initial estimates, max|x| and the EM update's per-bin 2x2 complex algebra: 13 % of an
  * Open-Unmix forward) are written out below, 8 bins a vector, the same operations per lane
  * (unit.nn_ops compares them with the scalar loops, STEMLINE_CPU_SIMD=0). */
-#ifdef SL_CPU_HAVE_AVX2_PATHS
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define SL_WIENER_TSAN 1
+#endif
+#endif
+#ifdef __SANITIZE_THREAD__
+#define SL_WIENER_TSAN 1
+#endif
+/* (not under ThreadSanitizer: the clones' resolver runs while the program is
+ * relocated, before TSan's runtime starts, and its instrumented entry crashes) */
+#if defined(SL_CPU_HAVE_AVX2_PATHS) && !defined(SL_WIENER_TSAN)
 #define WIENER_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define WIENER_CLONES
