@@ -697,8 +697,8 @@ static int open_wav(sl_decoder **out, const char *path, int fd, const sl_wav_fmt
     in->channels = w->channels;
     if (sl_ff.av_channel_layout_describe(&d->wav_layout, in->channel_layout, sizeof in->channel_layout) < 0)
         snprintf(in->channel_layout, sizeof in->channel_layout, "%d channels", w->channels);
-    /* the demuxer's sample count: data bytes x 8 / (channels x bits) */
-    in->duration = (double)((w->data_size * 8) / ((int64_t)w->channels * w->bits)) / w->rate;
+    /* the demuxer's sample count (data bytes x 8 / (channels x bits)) in its time base, 1 / rate */
+    in->duration = (double)((w->data_size * 8) / ((int64_t)w->channels * w->bits)) * (1.0 / w->rate);
     in->bit_rate = w->bit_rate;
     in->stream_index = 0;
     r = add_output(d, out_rate, out_channels);
