@@ -8,6 +8,7 @@
 #include "common/sl_error.h"
 #include "common/sl_log.h"
 
+#include "io/decode_log.h"
 #include "io/ff_dl.h"
 #include "io/wav_read.h"
 
@@ -29,8 +30,6 @@
 #define SL_DEC_MAX_FILL_SECONDS 10
 /* Audio missing at the end is a truncation only beyond this many seconds. */
 #define SL_DEC_MISSING_SLACK_S 0.5
-/* FFmpeg messages shown per file at warning level; the rest go to debug. */
-#define SL_DEC_FFMPEG_MSGS_PER_FILE 3
 
 enum { ST_DEMUX, ST_DRAIN, ST_FLUSH, ST_DONE };
 
@@ -89,53 +88,9 @@ struct sl_decoder {
 
 /* ---------------------------------------------------------------- logging */
 
-/* The file the current thread is working on, so FFmpeg's messages (which only
- * know a context pointer) can name it, and so one noisy file cannot flood the
- * log: the count lives in the decoder, so it survives between read calls. */
-static _Thread_local const char *tl_file;
-static _Thread_local int *tl_file_msgs;
-
-static void set_log_file(sl_decoder *d)
-{
-    tl_file = d ? d->path : NULL;
-    tl_file_msgs = d ? &d->ffmpeg_msgs : NULL;
-}
-
-static void av_log_to_sl(void *avcl, int level, const char *fmt, va_list vl)
-{
-    if (level > sl_ff.av_log_get_level())
-        return;
-    char msg[1024];
-    vsnprintf(msg, sizeof msg, fmt, vl);
-    size_t n = strlen(msg);
-    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r' || msg[n - 1] == ' '))
-        msg[--n] = 0;
-    if (!n)
-        return;
-    const char *who = "ffmpeg";
-    if (avcl) {
-        const AVClass *cls = *(const AVClass **)avcl;
-        if (cls && cls->item_name)
-            who = cls->item_name(avcl);
-    }
-    sl_log_level lvl = level <= AV_LOG_FATAL ? SL_LOG_ERROR : SL_LOG_WARN;
-    if (tl_file_msgs) {
-        int cnt = ++*tl_file_msgs;
-        if (cnt == SL_DEC_FFMPEG_MSGS_PER_FILE + 1 && lvl > SL_LOG_DEBUG)
-            sl_log(SL_LOG_WARN, tl_file, "ffmpeg",
-                   "further FFmpeg messages for this file are logged at debug level");
-        if (cnt > SL_DEC_FFMPEG_MSGS_PER_FILE)
-            lvl = SL_LOG_DEBUG;
-    }
-    sl_log(lvl, tl_file, "ffmpeg", "%s: %s", who, msg);
-}
-
-/* Called once by sl_ff_load, after FFmpeg is loaded and before it is used. */
-void sl_io_route_log(void)
-{
-    sl_ff.av_log_set_level(AV_LOG_WARNING);
-    sl_ff.av_log_set_callback(av_log_to_sl);
-}
+/* FFmpeg's messages name the file this thread decodes (io/decode_log.c); the
+ * count lives in the decoder, so it survives between read calls. */
+static void set_log_file(sl_decoder *d) { sl_dec_log_file(d ? d->path : NULL, d ? &d->ffmpeg_msgs : NULL); }
 
 int sl_io_load(void) { return sl_ff_load(NULL); }
 
@@ -976,8 +931,7 @@ void sl_decoder_close(sl_decoder *d)
     if (d->bad && !d->warned)
         sl_log(SL_LOG_WARN, d->path, "decode", "skipped %ld corrupt packet%s of %ld", d->bad,
                d->bad == 1 ? "" : "s", d->packets);
-    if (tl_file == d->path)
-        set_log_file(NULL);
+    sl_dec_log_forget(d->path);
     /* a PCM WAV's decoder has no FFmpeg demuxer or codec (libavcodec may not be loaded) */
     sl_wav_reader_free(d->wav);
     sl_ff.av_channel_layout_uninit(&d->wav_layout);
